@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package icos needs to build, test and run.
+# Idempotent: packages already present are skipped, so a second run is quick.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libabsl-dev            # Status/StatusOr, flat_hash_map, StrFormat (icos::core)
+  libgtest-dev libgmock-dev googletest
+  libbenchmark-dev
+  libcli11-dev           # argument parsing of the icos binary
+  nlohmann-json3-dev     # JSON at the edges (CLI output)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,37 @@
+// Queues: a tree of tenants with guaranteed shares, limits and weights.
+#ifndef ICOS_CORE_MODEL_QUEUE_H_
+#define ICOS_CORE_MODEL_QUEUE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace icos::core {
+
+// Amounts keyed by resource name. Names:
+//   "cpu"            millicores
+//   "memory"         MiB
+//   "devices"        milli-devices of any type (a whole device = 1000)
+//   "<vendor>"       milli-devices of that vendor, e.g. "ascend"
+//   "<vendor>/<model>" milli-devices of that type, e.g. "nvidia/A100-80G"
+// A key that is absent from a limit means "no limit on that resource".
+using ResourceAmounts = std::map<std::string, int64_t>;
+
+// One queue. Usage of a queue includes all its descendants. A queue may use
+// more than its guarantee ("borrow") while capacity is idle, never more than
+// its limit; borrowed capacity is what reclaim preempts first.
+struct Queue {
+  std::string name;
+  std::string parent;  // empty: child of the implicit root
+  double weight = 1.0;  // fair-share weight among siblings (DRF order)
+  ResourceAmounts guaranteed;
+  ResourceAmounts limit;
+  // false: idle guarantee of this queue is held back for it, not lent to others.
+  bool lend_idle = true;
+  // false: jobs of this queue never exceed its guarantee.
+  bool may_borrow = true;
+};
+
+}  // namespace icos::core
+
+#endif  // ICOS_CORE_MODEL_QUEUE_H_

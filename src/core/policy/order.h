@@ -1,0 +1,78 @@
+// Order policies: in which order a pass tries pending jobs.
+#ifndef ICOS_CORE_POLICY_ORDER_H_
+#define ICOS_CORE_POLICY_ORDER_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/model/snapshot.h"
+#include "core/resources/quota.h"
+
+namespace icos::core {
+
+// What an order policy may look at besides the snapshot.
+struct OrderInput {
+  const Snapshot* snapshot = nullptr;
+  const QuotaTracker* quota = nullptr;  // usage of running jobs already applied
+  std::vector<int64_t> capacity;        // QuotaTracker::Capacity of the cluster
+  std::vector<int32_t> queue_of;        // per pending job; -1 unknown queue
+  std::vector<QuotaDelta> demand;       // per pending job, device type left open
+};
+
+class OrderPolicy {
+ public:
+  virtual ~OrderPolicy() = default;
+  virtual std::string_view name() const = 0;
+  // Indices into snapshot->pending, most urgent first. Must be deterministic and
+  // contain every index exactly once.
+  virtual std::vector<int32_t> Order(const OrderInput& in) const = 0;
+};
+
+// "fifo", "priority", "drf", "las". An unknown name is an error listing the known ones.
+absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view name);
+
+// First come, first served: submit time, then job id.
+class FifoOrder final : public OrderPolicy {
+ public:
+  std::string_view name() const override { return "fifo"; }
+  std::vector<int32_t> Order(const OrderInput& in) const override;
+};
+
+// Higher priority first, FIFO among equals (Slurm's priority/basic, K8s PriorityClass).
+class PriorityOrder final : public OrderPolicy {
+ public:
+  std::string_view name() const override { return "priority"; }
+  std::vector<int32_t> Order(const OrderInput& in) const override;
+};
+
+// Hierarchical Dominant Resource Fairness across the queue tree (Ghodsi et al.,
+// NSDI'11; hierarchical form as in Mesos' DRF sorter and Volcano's drf plugin):
+// at every level the child with the smallest weighted dominant share goes next;
+// inside a queue, priority then FIFO. Shares are updated as if each job started.
+class DrfOrder final : public OrderPolicy {
+ public:
+  std::string_view name() const override { return "drf"; }
+  std::vector<int32_t> Order(const OrderInput& in) const override;
+};
+
+// Tiresias' discretized two-dimensional least-attained-service (Gu et al.,
+// NSDI'19): jobs fall into levels by attained device-seconds; lower levels
+// first, FIFO inside a level; explicit priority still dominates.
+class LasOrder final : public OrderPolicy {
+ public:
+  // Level boundaries in device-seconds, ascending.
+  explicit LasOrder(std::vector<double> thresholds = {3600.0, 36000.0}) : thresholds_(std::move(thresholds)) {}
+  std::string_view name() const override { return "las"; }
+  std::vector<int32_t> Order(const OrderInput& in) const override;
+  int Level(double attained_device_s) const;
+
+ private:
+  std::vector<double> thresholds_;
+};
+
+}  // namespace icos::core
+
+#endif  // ICOS_CORE_POLICY_ORDER_H_

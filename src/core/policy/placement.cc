@@ -1,0 +1,120 @@
+#include "core/policy/placement.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+
+namespace icos::core {
+namespace {
+
+// Whole free devices of type t left on n after taking `devices`, over all
+// devices of that type on n: 0 = the node is full of that type.
+double DeviceFreeFractionAfter(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                               const std::vector<int32_t>& devices) {
+  const auto& ns = cluster.node(n);
+  int32_t of_type = 0;
+  for (int32_t d = 0; d < ns.num_devices; ++d) of_type += cluster.device(n, d).type == t ? 1 : 0;
+  if (of_type == 0) return 0;
+  if (req.IsFractional()) {
+    // Prefer the device with least share left, then nodes with fewer untouched devices.
+    const auto& dev = cluster.device(n, devices[0]);
+    const double left = static_cast<double>(dev.free_percent - req.device_percent) / kWholeDevicePercent;
+    const int32_t untouched = cluster.FreeWhole(n, t) - (dev.WholeFree() ? 1 : 0);
+    return 0.5 * left + 0.5 * static_cast<double>(untouched) / of_type;
+  }
+  return static_cast<double>(cluster.FreeWhole(n, t) - static_cast<int32_t>(devices.size())) / of_type;
+}
+
+double CpuFreeFractionAfter(const ClusterState& cluster, int32_t n, const TaskRequest& req) {
+  const auto& ns = cluster.node(n);
+  if (ns.cpu_milli <= 0) return 0;
+  return static_cast<double>(ns.free_cpu_milli - req.cpu_milli) / static_cast<double>(ns.cpu_milli);
+}
+
+}  // namespace
+
+double BinpackScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                            const std::vector<int32_t>& devices) const {
+  const double dev = req.NeedsDevices() ? DeviceFreeFractionAfter(cluster, n, t, req, devices) : 0.0;
+  // Devices are the scarce resource; CPU only breaks ties between equal device fits.
+  return dev + 0.01 * CpuFreeFractionAfter(cluster, n, req);
+}
+
+double SpreadScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                           const std::vector<int32_t>& devices) const {
+  const double dev = req.NeedsDevices() ? DeviceFreeFractionAfter(cluster, n, t, req, devices) : 0.0;
+  return -(dev + 0.01 * CpuFreeFractionAfter(cluster, n, req));
+}
+
+double FgdScorer::Fragmentation(const ClusterState& cluster, int32_t n, const std::vector<int32_t>& free_percent) const {
+  const auto& ns = cluster.node(n);
+  double total_weight = 0;
+  for (const TaskShape& m : workload_) total_weight += m.weight;
+  if (total_weight <= 0) return 0;
+  int64_t all_free = 0;
+  for (int32_t r : free_percent) all_free += r;
+  double frag = 0;
+  for (const TaskShape& m : workload_) {
+    const bool needs_gpu = m.devices > 0 || m.device_percent > 0;
+    const int32_t k = m.devices > 0 ? m.devices : 1;
+    const int32_t d = m.devices > 0 ? kWholeDevicePercent : m.device_percent;
+    int64_t unusable = all_free;  // no GPU needed or no CPU: every free GPU share is stranded
+    if (needs_gpu && m.cpu_milli <= ns.free_cpu_milli) {
+      int32_t fitting = 0;
+      int64_t small = 0;
+      for (int32_t r : free_percent) {
+        if (r >= d) ++fitting; else small += r;
+      }
+      if (fitting >= k) unusable = small;
+    }
+    frag += m.weight / total_weight * static_cast<double>(unusable);
+  }
+  return frag * 10.0;  // per cent -> milli-devices
+}
+
+double FgdScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                        const std::vector<int32_t>& devices) const {
+  const auto& ns = cluster.node(n);
+  std::vector<int32_t> before, after;
+  for (int32_t i = 0; i < ns.num_devices; ++i) {
+    const auto& dev = cluster.device(n, i);
+    if (dev.type != t || !dev.usable) continue;
+    const int32_t free = dev.free_memory_mib > 0 ? dev.free_percent : 0;
+    before.push_back(free);
+    int32_t taken = 0;
+    if (std::find(devices.begin(), devices.end(), i) != devices.end()) {
+      taken = req.IsFractional() ? req.device_percent : free;
+    }
+    after.push_back(free - taken);
+  }
+  const double delta = Fragmentation(cluster, n, after) - Fragmentation(cluster, n, before);
+  // Equal gradients (common when nothing fragments) fall back to best fit.
+  BinpackScorer tie;
+  return delta + 0.001 * tie.Score(cluster, n, t, req, devices);
+}
+
+absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name) {
+  if (name == "binpack") return std::make_unique<BinpackScorer>();
+  if (name == "spread") return std::make_unique<SpreadScorer>();
+  if (name == "fgd") return std::make_unique<FgdScorer>(std::vector<TaskShape>{});
+  return absl::InvalidArgumentError(absl::StrCat("unknown placement '", std::string(name), "'; known: binpack, spread, fgd"));
+}
+
+void HeterogeneityRanker::Rank(std::vector<TypeOption>& options, const std::vector<double>& market) const {
+  double best = 0;
+  for (const auto& o : options) best = std::max(best, o.throughput);
+  if (best <= 0) return;
+  auto score = [&](const TypeOption& o) {
+    const double rel = o.throughput / best;
+    const double m = market[o.type] > 0 ? market[o.type] : 1.0;
+    return rel / m;
+  };
+  std::stable_sort(options.begin(), options.end(), [&](const TypeOption& a, const TypeOption& b) {
+    const double sa = score(a), sb = score(b);
+    if (sa != sb) return sa > sb;
+    return a.throughput > b.throughput;
+  });
+}
+
+}  // namespace icos::core

@@ -1,0 +1,119 @@
+// Placement policies: which node and which devices a replica gets.
+//
+// A placement policy has two small parts:
+//   - a NodeScorer ranks candidate nodes (and, for a share of a device, the
+//     device) for one replica: binpack, spread, or FGD's fragmentation gradient;
+//   - a TypeRanker orders the device types a job accepts: as listed, or by
+//     Gavel-style normalized throughput.
+// Topology (islands, NUMA, racks) is handled by the gang planner in
+// scheduler.cc for every scorer, when SchedulerOptions::topology_aware is set.
+#ifndef ICOS_CORE_POLICY_PLACEMENT_H_
+#define ICOS_CORE_POLICY_PLACEMENT_H_
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/model/job.h"
+#include "core/resources/cluster_state.h"
+
+namespace icos::core {
+
+// A kind of task the cluster typically runs, with its share of all tasks; FGD
+// measures fragmentation against this mix.
+struct TaskShape {
+  int32_t devices = 0;          // whole devices; 0 with percent > 0 means a share of one
+  int32_t device_percent = 0;   // share of one device, 1..99
+  int64_t cpu_milli = 0;
+  double weight = 1.0;
+};
+
+class NodeScorer {
+ public:
+  virtual ~NodeScorer() = default;
+  virtual std::string_view name() const = 0;
+  // Walk the free-device index fullest-first (spreading) rather than tightest-first.
+  virtual bool MostFreeFirst() const { return false; }
+  // Cost of putting one replica asking `req` on node n using `devices` of
+  // type t (already chosen). Lower is better. REQUIRES: it fits.
+  virtual double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                       const std::vector<int32_t>& devices) const = 0;
+};
+
+// Most-allocated first: fill nodes and devices that are already in use so
+// whole nodes stay free for large gangs (Slurm cons_tres best fit, K8s MostAllocated).
+class BinpackScorer final : public NodeScorer {
+ public:
+  std::string_view name() const override { return "binpack"; }
+  double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+               const std::vector<int32_t>& devices) const override;
+};
+
+// Least-allocated first: spread load for latency-sensitive services (K8s LeastAllocated).
+class SpreadScorer final : public NodeScorer {
+ public:
+  std::string_view name() const override { return "spread"; }
+  bool MostFreeFirst() const override { return true; }
+  double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+               const std::vector<int32_t>& devices) const override;
+};
+
+// Fragmentation Gradient Descent (Weng et al., "Beware of Fragmentation",
+// USENIX ATC'23): choose the node and device whose fragmentation, measured
+// against the typical task mix, grows least.
+class FgdScorer final : public NodeScorer {
+ public:
+  explicit FgdScorer(std::vector<TaskShape> workload) : workload_(std::move(workload)) {}
+  std::string_view name() const override { return "fgd"; }
+  double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+               const std::vector<int32_t>& devices) const override;
+  // Expected free milli-devices of node n that the task mix could not use.
+  double Fragmentation(const ClusterState& cluster, int32_t n, const std::vector<int32_t>& free_percent) const;
+  void set_workload(std::vector<TaskShape> workload) { workload_ = std::move(workload); }
+  const std::vector<TaskShape>& workload() const { return workload_; }
+
+ private:
+  std::vector<TaskShape> workload_;
+};
+
+// "binpack", "spread", "fgd" (workload may be empty: the scheduler fills it
+// from the pending jobs of each pass).
+absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name);
+
+// One device type a task group may use, with the job's throughput on it.
+struct TypeOption {
+  DeviceTypeId type = 0;
+  double throughput = 1.0;
+};
+
+class TypeRanker {
+ public:
+  virtual ~TypeRanker() = default;
+  virtual std::string_view name() const = 0;
+  // Reorders `options` (the job's acceptable types) best first. `market[t]` is
+  // the mean relative throughput that the pass's jobs get on type t (1 if no
+  // job says). Must be deterministic.
+  virtual void Rank(std::vector<TypeOption>& options, const std::vector<double>& market) const = 0;
+};
+
+// The order the job's selector lists them in.
+class ListedOrderRanker final : public TypeRanker {
+ public:
+  std::string_view name() const override { return "listed"; }
+  void Rank(std::vector<TypeOption>&, const std::vector<double>&) const override {}
+};
+
+// Heterogeneity-aware (Gavel, Narayanan et al., OSDI'20): a job goes first to
+// the type where its throughput, normalized to its own best and to what the
+// other jobs get there, is highest, so each type serves the jobs it speeds up
+// most (comparative advantage) instead of every job queueing for the fastest.
+class HeterogeneityRanker final : public TypeRanker {
+ public:
+  std::string_view name() const override { return "gavel"; }
+  void Rank(std::vector<TypeOption>& options, const std::vector<double>& market) const override;
+};
+
+}  // namespace icos::core
+
+#endif  // ICOS_CORE_POLICY_PLACEMENT_H_

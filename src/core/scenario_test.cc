@@ -1,0 +1,300 @@
+// Scenarios a cluster user would recognise, end to end through one pass.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/scheduler.h"
+#include "core/testing/builders.h"
+
+namespace icos::core {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::MakeJob;
+using testing::MakeNode;
+using testing::MakeRunning;
+using testing::MakeShareJob;
+
+constexpr int64_t kMinute = 60'000;
+constexpr int64_t kHour = 60 * kMinute;
+
+Decisions RunPass(const Snapshot& s, SchedulerOptions opt = {}) {
+  auto sched = Scheduler::Create(std::move(opt));
+  EXPECT_TRUE(sched.ok()) << sched.status();
+  auto d = sched->Schedule(s);
+  EXPECT_TRUE(d.ok()) << d.status();
+  return d.ok() ? *std::move(d) : Decisions{};
+}
+
+const BindDecision* FindBind(const Decisions& d, int64_t id) {
+  for (const auto& b : d.binds) {
+    if (b.job == JobId(id)) return &b;
+  }
+  return nullptr;
+}
+
+const WaitingJob* FindWait(const Decisions& d, int64_t id) {
+  for (const auto& w : d.waiting) {
+    if (w.job == JobId(id)) return &w;
+  }
+  return nullptr;
+}
+
+// node-0: one 1-GPU job ending in 1 h, 7 GPUs free. node-1: full until 2 h.
+// An 8-GPU gang arrives first; it cannot start, so EASY reserves node-0 at 1 h.
+// A 1-GPU job with a 30-minute estimate ends before that and backfills onto
+// node-0; a 1-GPU job with a 3-hour estimate would delay the gang and waits.
+TEST(ScenarioTest, EightGpuGangWaitsForWholeNodeWhileShortJobsBackfill) {
+  Snapshot s;
+  s.now_ms = 0;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8), MakeNode("node-1", "nvidia", "A100", 8)};
+  s.running.push_back(MakeRunning(MakeJob(100, 1), 0, {0}, 0, 1 * kHour));
+  s.running.push_back(MakeRunning(MakeJob(101, 8), 1, {0, 1, 2, 3, 4, 5, 6, 7}, 0, 2 * kHour));
+  Job gang = MakeJob(1, 8);
+  Job short_job = MakeJob(2, 1);
+  short_job.runtime_estimate_ms = 30 * kMinute;
+  Job long_job = MakeJob(3, 1);
+  long_job.runtime_estimate_ms = 3 * kHour;
+  s.pending = {gang, short_job, long_job};
+
+  Decisions d = RunPass(s, {.order = "fifo"});
+
+  ASSERT_EQ(d.reservations.size(), 1u);
+  EXPECT_EQ(d.reservations[0].job, JobId(1));
+  EXPECT_EQ(d.reservations[0].start_ms, 1 * kHour);
+  EXPECT_THAT(d.reservations[0].nodes, ElementsAre(0));
+  EXPECT_EQ(FindWait(d, 1)->kind, WaitKind::kResources);
+  ASSERT_NE(FindBind(d, 2), nullptr);
+  EXPECT_EQ(FindBind(d, 2)->tasks[0].node, 0);
+  ASSERT_NE(FindWait(d, 3), nullptr);
+  EXPECT_EQ(FindWait(d, 3)->kind, WaitKind::kReservation);
+  EXPECT_THAT(FindWait(d, 3)->reason, HasSubstr("would delay job 1"));
+}
+
+// Without backfill (strict order) nothing may overtake the blocked gang.
+TEST(ScenarioTest, StrictOrderKeepsSmallJobsBehindBlockedGang) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
+  s.running.push_back(MakeRunning(MakeJob(100, 1), 0, {0}, 0, kHour));
+  s.pending = {MakeJob(1, 8), MakeJob(2, 1)};
+  Decisions d = RunPass(s, {.order = "fifo", .backfill = BackfillMode::kStrict});
+  EXPECT_TRUE(d.binds.empty());
+  EXPECT_EQ(FindWait(d, 2)->kind, WaitKind::kOrder);
+}
+
+// A job that only runs on Ascend waits for Ascend even when NVIDIA is idle,
+// and lands on Ascend once it is free.
+TEST(ScenarioTest, AscendOnlyJobNeverLandsOnNvidia) {
+  Snapshot s;
+  s.nodes = {MakeNode("gpu-0", "nvidia", "A100", 8), MakeNode("npu-0", "ascend", "910B", 8)};
+  s.running.push_back(MakeRunning(MakeJob(100, 8, 1, "ascend"), 1, {0, 1, 2, 3, 4, 5, 6, 7}));
+  s.pending = {MakeJob(1, 4, 1, "ascend", "910B")};
+  Decisions busy = RunPass(s);
+  EXPECT_TRUE(busy.binds.empty());
+  EXPECT_THAT(FindWait(busy, 1)->reason, HasSubstr("ascend/910B"));
+
+  s.running.clear();
+  Decisions idle = RunPass(s);
+  ASSERT_EQ(idle.binds.size(), 1u);
+  EXPECT_EQ(idle.binds[0].device_type, "ascend/910B");
+  EXPECT_EQ(idle.binds[0].tasks[0].node, 1);
+}
+
+// Queues "research" and "prod" are each guaranteed 8 of the 16 GPUs. Research
+// borrowed all 16 while prod was idle. A 4-GPU prod job reclaims exactly 4
+// GPUs of research's borrowed share, youngest jobs first, and starts after them.
+TEST(ScenarioTest, BorrowedQuotaIsReclaimed) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8), MakeNode("node-1", "nvidia", "A100", 8)};
+  s.queues = {Queue{.name = "research", .guaranteed = {{"nvidia", 8'000}}},
+              Queue{.name = "prod", .guaranteed = {{"nvidia", 8'000}}}};
+  for (int i = 0; i < 16; ++i) {
+    Job j = MakeJob(100 + i, 1);
+    j.queue = "research";
+    j.priority = 10;  // higher than the reclaimer: reclaim ignores priority across queues
+    s.running.push_back(MakeRunning(j, i / 8, {i % 8}, /*start_ms=*/i));
+  }
+  Job prod = MakeJob(1, 4);
+  prod.queue = "prod";
+  s.pending = {prod};
+
+  Decisions d = RunPass(s);
+
+  ASSERT_EQ(d.binds.size(), 1u);
+  EXPECT_EQ(d.preemptions.size(), 4u);
+  for (const auto& p : d.preemptions) {
+    EXPECT_EQ(p.preemptor, JobId(1));
+    EXPECT_THAT(p.reason, HasSubstr("borrowed"));
+  }
+  EXPECT_EQ(d.binds[0].after_preemption.size(), 4u);
+  // All four GPUs on one node: the victims are the four youngest on node-1.
+  EXPECT_EQ(d.binds[0].tasks[0].node, 1);
+}
+
+// A queue at its guarantee is never a reclaim victim.
+TEST(ScenarioTest, GuaranteeIsNotReclaimed) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
+  s.queues = {Queue{.name = "a", .guaranteed = {{"nvidia", 4'000}}}, Queue{.name = "b", .guaranteed = {{"nvidia", 4'000}}}};
+  for (int i = 0; i < 8; ++i) {
+    Job j = MakeJob(100 + i, 1);
+    j.queue = i < 4 ? "a" : "b";
+    s.running.push_back(MakeRunning(j, 0, {i}));
+  }
+  Job more = MakeJob(1, 1);
+  more.queue = "a";
+  s.pending = {more};
+  Decisions d = RunPass(s);
+  EXPECT_TRUE(d.preemptions.empty());
+  EXPECT_TRUE(d.binds.empty());
+}
+
+// Two half-device shares fit on one device; a third does not.
+TEST(ScenarioTest, TwoHalfSharesShareOneDeviceAThirdDoesNot) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "T4", 1)};
+  s.pending = {MakeShareJob(1, 50), MakeShareJob(2, 50), MakeShareJob(3, 50)};
+  Decisions d = RunPass(s, {.order = "fifo"});
+  ASSERT_EQ(d.binds.size(), 2u);
+  for (const auto& b : d.binds) {
+    ASSERT_EQ(b.tasks[0].devices.size(), 1u);
+    EXPECT_EQ(b.tasks[0].devices[0].device, 0);
+    EXPECT_EQ(b.tasks[0].devices[0].percent, 50);
+  }
+  EXPECT_EQ(FindWait(d, 3)->kind, WaitKind::kResources);
+}
+
+// "Can never fit" is said at once, with the numbers.
+TEST(ScenarioTest, ImpossibleIslandRequestSaysWhy) {
+  Snapshot s;
+  s.nodes = {MakeNode("npu-0", "ascend", "910B", 16, /*islands=*/2)};
+  Job j = MakeJob(1, 16, 1, "ascend", "910B");
+  j.groups[0].affinity = Affinity::kSameIsland;
+  s.pending = {j};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.waiting.size(), 1u);
+  EXPECT_EQ(d.waiting[0].kind, WaitKind::kNeverFits);
+  EXPECT_EQ(d.waiting[0].reason, "needs 16 x ascend/910B on one interconnect island; the largest island has 8");
+}
+
+TEST(ScenarioTest, MoreDevicesThanTheClusterHasNeverFits) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8), MakeNode("node-1", "nvidia", "A100", 8)};
+  s.pending = {MakeJob(1, 8, 3)};
+  Decisions d = RunPass(s);
+  EXPECT_EQ(d.waiting[0].kind, WaitKind::kNeverFits);
+  EXPECT_THAT(d.waiting[0].reason, HasSubstr("needs 24 x nvidia/A100; the cluster has 16"));
+}
+
+// A high-priority job preempts the single low-priority job that frees enough
+// room rather than four small ones.
+TEST(ScenarioTest, PreemptionPicksFewestVictims) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
+  s.running.push_back(MakeRunning(MakeJob(100, 4), 0, {0, 1, 2, 3}, 0));
+  for (int i = 0; i < 4; ++i) s.running.push_back(MakeRunning(MakeJob(101 + i, 1), 0, {4 + i}, 10 + i));
+  Job urgent = MakeJob(1, 4);
+  urgent.priority = 5;
+  s.pending = {urgent};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.preemptions.size(), 1u);
+  EXPECT_EQ(d.preemptions[0].victim, JobId(100));
+  EXPECT_THAT(d.preemptions[0].reason, HasSubstr("higher priority"));
+  ASSERT_EQ(d.binds.size(), 1u);
+}
+
+// Preemption never happens when even preempting everything would not help.
+TEST(ScenarioTest, NoPreemptionForAJobThatStillWouldNotFit) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
+  s.running.push_back(MakeRunning(MakeJob(100, 4), 0, {0, 1, 2, 3}));
+  Job high = MakeJob(101, 4);
+  high.priority = 9;
+  s.running.push_back(MakeRunning(high, 0, {4, 5, 6, 7}));
+  Job urgent = MakeJob(1, 8);
+  urgent.priority = 5;  // may preempt job 100 but not job 101
+  s.pending = {urgent};
+  Decisions d = RunPass(s);
+  EXPECT_TRUE(d.preemptions.empty());
+  EXPECT_TRUE(d.binds.empty());
+}
+
+// A 2 x 4-GPU gang is packed onto one node, each task inside one island.
+TEST(ScenarioTest, TopologyAwareGangSharesNodeAndIslands) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8, 2), MakeNode("node-1", "nvidia", "A100", 8, 2)};
+  s.running.push_back(MakeRunning(MakeJob(100, 1), 0, {0}));
+  s.pending = {MakeJob(1, 4, 2)};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.binds.size(), 1u);
+  const auto& tasks = d.binds[0].tasks;
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0].node, 1);  // the only node with two whole islands free
+  EXPECT_EQ(tasks[1].node, 1);
+  EXPECT_THAT(tasks[0].numa_nodes, ElementsAre(0));
+  EXPECT_THAT(tasks[1].numa_nodes, ElementsAre(1));
+}
+
+// Same-rack wish: capacity exists but only split over racks, so the job waits
+// with a topology reason.
+TEST(ScenarioTest, SameRackGangWaitsWhenNoRackHasRoom) {
+  Snapshot s;
+  s.nodes = {MakeNode("a0", "nvidia", "A100", 8, 1, {"rack-a"}), MakeNode("b0", "nvidia", "A100", 8, 1, {"rack-b"})};
+  Job j = MakeJob(1, 8, 2);
+  j.groups[0].affinity = Affinity::kSameRack;
+  s.pending = {j};
+  Decisions d = RunPass(s);
+  EXPECT_TRUE(d.binds.empty());
+  EXPECT_EQ(FindWait(d, 1)->kind, WaitKind::kTopology);
+  EXPECT_THAT(FindWait(d, 1)->reason, HasSubstr("in one rack"));
+}
+
+// An elastic job starts with fewer replicas than it wants, never fewer than min_available.
+TEST(ScenarioTest, ElasticJobStartsWithAtLeastMinAvailable) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 3)};
+  Job j = MakeJob(1, 1, 4);
+  j.groups[0].min_available = 2;
+  s.pending = {j};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.binds.size(), 1u);
+  EXPECT_EQ(d.binds[0].tasks.size(), 3u);
+}
+
+// A queue limit holds even when the cluster has room.
+TEST(ScenarioTest, QueueLimitHolds) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
+  s.queues = {Queue{.name = "small", .limit = {{"nvidia/A100", 4'000}}}};
+  Job a = MakeJob(1, 4);
+  a.queue = "small";
+  Job b = MakeJob(2, 2);
+  b.queue = "small";
+  s.pending = {a, b};
+  Decisions d = RunPass(s, {.order = "fifo"});
+  ASSERT_EQ(d.binds.size(), 1u);
+  EXPECT_EQ(FindWait(d, 2)->kind, WaitKind::kQuota);
+  EXPECT_THAT(FindWait(d, 2)->reason, HasSubstr("queue 'small' would exceed its limit"));
+}
+
+// Heterogeneity-aware placement: two jobs, two types. Job 1 is 4x faster on
+// H100 than on T4, job 2 only 1.1x. Each gets the type it gains most on.
+TEST(ScenarioTest, HeterogeneityAwareGivesFastTypeToJobThatGainsMost) {
+  Snapshot s;
+  s.nodes = {MakeNode("h100", "nvidia", "H100", 1), MakeNode("t4", "nvidia", "T4", 1)};
+  Job big_gain = MakeJob(1, 1);
+  big_gain.groups[0].device_choices = {{"nvidia", "T4", 1.0}, {"nvidia", "H100", 4.0}};
+  Job small_gain = MakeJob(2, 1);
+  small_gain.groups[0].device_choices = {{"nvidia", "H100", 1.1}, {"nvidia", "T4", 1.0}};
+  // The small-gain job comes first: a greedy "fastest type" policy would give it the H100.
+  small_gain.submit_ms = 0;
+  big_gain.submit_ms = 1;
+  s.pending = {small_gain, big_gain};
+  Decisions d = RunPass(s, {.order = "fifo"});
+  ASSERT_EQ(d.binds.size(), 2u);
+  EXPECT_EQ(FindBind(d, 1)->device_type, "nvidia/H100");
+  EXPECT_EQ(FindBind(d, 2)->device_type, "nvidia/T4");
+}
+
+}  // namespace
+}  // namespace icos::core
