@@ -69,6 +69,8 @@ struct Running {
   int64_t end_ms = std::numeric_limits<int64_t>::max();  // unknown: never for backfill
   bool stopped = false;  // preempted in this pass
   bool bound_now = false;  // started by this pass: never its own victim
+  int64_t held_milli = 0;   // device share held, in milli-devices
+  std::vector<DeviceTypeId> types;  // device types held (usually one)
 };
 
 struct Candidate {
@@ -154,6 +156,7 @@ class Pass {
                                    const std::vector<char>& reclaim);
   void TryReserve(const Job& job, int32_t q, Decisions& out);
   void StopRunning(Running& r);
+  void NoteHoldings(Running& r) const;
   void RestartRunning(Running& r);
   void Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after, Decisions& out);
   bool Excluded(int32_t n, bool honour) const { return honour && excluded_[n] > 0; }
@@ -227,6 +230,7 @@ absl::Status Pass::AdoptRunning() {
       quota_.Apply(r.queue, d, +1);
       r.charged.push_back(d);
     }
+    NoteHoldings(r);
     running_.push_back(std::move(r));
   }
   return absl::OkStatus();
@@ -545,6 +549,8 @@ bool Pass::PlaceFractional(const TaskGroup& g, int32_t gi, DeviceTypeId t, int32
   const int32_t need = std::min(want, g.MinReplicas());
   const int32_t pct = r.device_percent > 0 ? r.device_percent : 1;
   std::vector<int32_t> used_nodes;
+  std::vector<int32_t> fits;
+  std::vector<double> scores;
   miss.type = t;
   for (int32_t replica = 0; replica < want; ++replica) {
     int32_t best_node = -1, best_dev = -1;
@@ -560,12 +566,18 @@ bool Pass::PlaceFractional(const TaskGroup& g, int32_t gi, DeviceTypeId t, int32
       const bool taken = std::find(used_nodes.begin(), used_nodes.end(), n) != used_nodes.end();
       if (g.affinity == Affinity::kSpread && taken) return true;
       if (g.affinity == Affinity::kSameNode && !used_nodes.empty() && !taken) return true;
+      fits.clear();
       for (int32_t d = 0; d < ns.num_devices; ++d) {
         const auto& dev = cluster_.device(n, d);
         if (dev.type != t || !dev.usable || !dev.shareable) continue;
         if (dev.free_percent < pct || dev.free_memory_mib < r.device_memory_mib) continue;
-        const double s = scorer.Score(cluster_, n, t, r, {d});
-        if (best_node < 0 || std::tie(s, n, d) < std::tie(best_score, best_node, best_dev)) best_node = n, best_dev = d, best_score = s;
+        fits.push_back(d);
+      }
+      scorer.ScoreShares(cluster_, n, t, r, fits, scores);
+      for (size_t i = 0; i < fits.size(); ++i) {
+        const double sc = scores[i];
+        const int32_t d = fits[i];
+        if (best_node < 0 || std::tie(sc, n, d) < std::tie(best_score, best_node, best_dev)) best_node = n, best_dev = d, best_score = sc;
       }
       return ++seen < opt_.fractional_candidates;
     };
@@ -611,8 +623,10 @@ std::string Pass::Describe(const Job& job, const TaskGroup& g, const Miss& m) co
     have = g.affinity == Affinity::kSameRack ? absl::StrCat("the best rack has room for ", m.best_rack_capacity)
                                              : absl::StrCat("free capacity is split over ", Plural(m.feasible_nodes, "node", "nodes"));
   } else if (r.devices > 0) {
-    have = absl::StrCat(cluster_.free_devices(m.type), " of ", cluster_.usable_devices(m.type), " are free; room for ",
-                        m.capacity, " of ", g.MinReplicas(), " tasks");
+    const int64_t free = cluster_.free_devices(m.type);
+    have = absl::StrCat(free, " of ", cluster_.usable_devices(m.type), " are free");
+    if (free >= r.devices) absl::StrAppend(&have, ", at most ", cluster_.MaxFreeOnOneNode(m.type), " on one node");
+    absl::StrAppend(&have, "; room for ", m.capacity, " of ", g.MinReplicas(), g.MinReplicas() == 1 ? " task" : " tasks");
   } else {
     have = absl::StrCat("room for ", m.capacity, " of ", g.MinReplicas(), " tasks");
   }
@@ -698,6 +712,16 @@ Attempt Pass::TryPlace(const Job& job, int32_t q, bool honour, bool keep) {
   return a;
 }
 
+void Pass::NoteHoldings(Running& r) const {
+  for (const TaskPlacement& t : r.tasks) {
+    for (const DeviceSlice& sl : t.devices) {
+      r.held_milli += sl.percent * 10;
+      const DeviceTypeId type = cluster_.device(t.node, sl.device).type;
+      if (std::find(r.types.begin(), r.types.end(), type) == r.types.end()) r.types.push_back(type);
+    }
+  }
+}
+
 void Pass::StopRunning(Running& r) {
   for (const TaskPlacement& t : r.tasks) cluster_.Release(t);
   for (const QuotaDelta& d : r.charged) quota_.Apply(r.queue, d, -1);
@@ -775,23 +799,27 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
     }
   }
   if (!any_devices) reclaiming = quota_.WithinGuarantee(q, host);
-  std::vector<int32_t> candidates;
+  struct Candidate {
+    int reclaim_rank;  // 0: reclaims borrowed quota, 1: lower priority
+    int32_t priority;
+    int64_t start_ms;
+    int64_t held;
+    JobId id;
+    int32_t index;
+  };
+  std::vector<Candidate> candidates;
   std::vector<char> reclaim(running_.size(), 0);
-  std::vector<int64_t> held(running_.size(), 0);  // milli-devices a candidate holds
+  std::vector<char> borrowing(quota_.num_queues(), 0);
+  for (int32_t qq = 0; qq < quota_.num_queues(); ++qq) borrowing[qq] = reclaiming && qq != q && quota_.IsBorrowing(qq);
   for (int32_t i = 0; i < static_cast<int32_t>(running_.size()); ++i) {
     const Running& r = running_[i];
     if (r.stopped || r.bound_now || !r.job->preemptible) continue;
     bool holds_useful = !any_devices;
-    for (const TaskPlacement& t : r.tasks) {
-      for (const DeviceSlice& sl : t.devices) {
-        holds_useful |= useful[cluster_.device(t.node, sl.device).type] != 0;
-        held[i] += sl.percent * 10;
-      }
-    }
+    for (DeviceTypeId t : r.types) holds_useful |= useful[t] != 0;
     if (!holds_useful) continue;
     const bool lower = r.queue == q && r.job->priority < job.priority;
-    reclaim[i] = reclaiming && r.queue != q && quota_.IsBorrowing(r.queue);
-    if (lower || reclaim[i]) candidates.push_back(i);
+    reclaim[i] = borrowing[r.queue];
+    if (lower || reclaim[i]) candidates.push_back({reclaim[i] ? 0 : 1, r.job->priority, r.start_ms, r.held_milli, r.job->id, i});
   }
   if (candidates.empty()) return false;
   ++preemption_attempts_;
@@ -799,16 +827,16 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   // Borrowed capacity first, then lowest priority; within that, two greedy
   // orders (youngest first: least work lost; largest first: fewest victims),
   // keeping whichever needs fewer victims.
-  auto key = [&](int32_t i) { return std::make_tuple(reclaim[i] ? 0 : 1, running_[i].job->priority); };
-  std::vector<int32_t> youngest = candidates, largest = candidates;
-  std::sort(youngest.begin(), youngest.end(), [&](int32_t a, int32_t b) {
-    return std::tuple_cat(key(a), std::make_tuple(-running_[a].start_ms, running_[a].job->id)) <
-           std::tuple_cat(key(b), std::make_tuple(-running_[b].start_ms, running_[b].job->id));
+  std::vector<int32_t> youngest, largest;
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.reclaim_rank, a.priority, b.start_ms, a.id) < std::tie(b.reclaim_rank, b.priority, a.start_ms, b.id);
   });
-  std::sort(largest.begin(), largest.end(), [&](int32_t a, int32_t b) {
-    return std::tuple_cat(key(a), std::make_tuple(-held[a], -running_[a].start_ms, running_[a].job->id)) <
-           std::tuple_cat(key(b), std::make_tuple(-held[b], -running_[b].start_ms, running_[b].job->id));
+  for (const Candidate& c : candidates) youngest.push_back(c.index);
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.reclaim_rank, a.priority, b.held, b.start_ms, a.id) <
+           std::tie(b.reclaim_rank, b.priority, a.held, a.start_ms, b.id);
   });
+  for (const Candidate& c : candidates) largest.push_back(c.index);
   std::vector<int32_t> chosen = FindVictims(job, q, youngest, reclaim);
   std::vector<int32_t> alt = FindVictims(job, q, largest, reclaim);
   if (chosen.empty() || (!alt.empty() && alt.size() < chosen.size())) chosen = std::move(alt);
@@ -893,6 +921,7 @@ void Pass::Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after
   r.tasks = a.tasks;
   r.charged = a.charged;
   r.bound_now = true;
+  NoteHoldings(r);
   running_.push_back(std::move(r));
   BindDecision b;
   b.job = job.id;

@@ -61,7 +61,7 @@ struct SchedulerOptions {
   int min_feasible_nodes = 16;
   int gang_feasible_nodes = 256;
   // Fractional requests: nodes scored per replica (FGD is O(devices x shapes) each).
-  int fractional_candidates = 512;
+  int fractional_candidates = 64;
   // Task mix for FGD; empty: taken from the pass's pending jobs.
   std::vector<TaskShape> workload;
 };

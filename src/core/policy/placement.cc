@@ -47,15 +47,31 @@ double SpreadScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId 
   return -(dev + 0.01 * CpuFreeFractionAfter(cluster, n, req));
 }
 
+void NodeScorer::ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                             const std::vector<int32_t>& devices, std::vector<double>& scores) const {
+  scores.clear();
+  std::vector<int32_t> one(1);
+  for (int32_t d : devices) {
+    one[0] = d;
+    scores.push_back(Score(cluster, n, t, req, one));
+  }
+}
+
+void FgdScorer::set_workload(std::vector<TaskShape> workload) {
+  workload_ = std::move(workload);
+  double total = 0;
+  for (const TaskShape& m : workload_) total += std::max(0.0, m.weight);
+  share_.clear();
+  for (const TaskShape& m : workload_) share_.push_back(total > 0 ? std::max(0.0, m.weight) / total : 0.0);
+}
+
 double FgdScorer::Fragmentation(const ClusterState& cluster, int32_t n, const std::vector<int32_t>& free_percent) const {
   const auto& ns = cluster.node(n);
-  double total_weight = 0;
-  for (const TaskShape& m : workload_) total_weight += m.weight;
-  if (total_weight <= 0) return 0;
   int64_t all_free = 0;
   for (int32_t r : free_percent) all_free += r;
   double frag = 0;
-  for (const TaskShape& m : workload_) {
+  for (size_t i = 0; i < workload_.size(); ++i) {
+    const TaskShape& m = workload_[i];
     const bool needs_gpu = m.devices > 0 || m.device_percent > 0;
     const int32_t k = m.devices > 0 ? m.devices : 1;
     const int32_t d = m.devices > 0 ? kWholeDevicePercent : m.device_percent;
@@ -68,30 +84,54 @@ double FgdScorer::Fragmentation(const ClusterState& cluster, int32_t n, const st
       }
       if (fitting >= k) unusable = small;
     }
-    frag += m.weight / total_weight * static_cast<double>(unusable);
+    frag += share_[i] * static_cast<double>(unusable);
   }
   return frag * 10.0;  // per cent -> milli-devices
 }
 
-double FgdScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
-                        const std::vector<int32_t>& devices) const {
+void FgdScorer::FreeShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, std::vector<int32_t>& free,
+                           std::vector<int32_t>& index) {
   const auto& ns = cluster.node(n);
-  std::vector<int32_t> before, after;
+  free.clear();
+  index.assign(ns.num_devices, -1);
   for (int32_t i = 0; i < ns.num_devices; ++i) {
     const auto& dev = cluster.device(n, i);
     if (dev.type != t || !dev.usable) continue;
-    const int32_t free = dev.free_memory_mib > 0 ? dev.free_percent : 0;
-    before.push_back(free);
-    int32_t taken = 0;
-    if (std::find(devices.begin(), devices.end(), i) != devices.end()) {
-      taken = req.IsFractional() ? req.device_percent : free;
-    }
-    after.push_back(free - taken);
+    index[i] = static_cast<int32_t>(free.size());
+    free.push_back(dev.free_memory_mib > 0 ? dev.free_percent : 0);
+  }
+}
+
+double FgdScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                        const std::vector<int32_t>& devices) const {
+  std::vector<int32_t> before, index;
+  FreeShares(cluster, n, t, before, index);
+  std::vector<int32_t> after = before;
+  for (int32_t d : devices) {
+    if (index[d] >= 0) after[index[d]] -= req.IsFractional() ? req.device_percent : after[index[d]];
   }
   const double delta = Fragmentation(cluster, n, after) - Fragmentation(cluster, n, before);
   // Equal gradients (common when nothing fragments) fall back to best fit.
   BinpackScorer tie;
   return delta + 0.001 * tie.Score(cluster, n, t, req, devices);
+}
+
+void FgdScorer::ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                            const std::vector<int32_t>& devices, std::vector<double>& scores) const {
+  std::vector<int32_t> free, index;
+  FreeShares(cluster, n, t, free, index);
+  const double before = Fragmentation(cluster, n, free);
+  BinpackScorer tie;
+  std::vector<int32_t> one(1);
+  scores.clear();
+  for (int32_t d : devices) {
+    const int32_t i = index[d];
+    const int32_t saved = free[i];
+    free[i] -= req.device_percent;
+    one[0] = d;
+    scores.push_back(Fragmentation(cluster, n, free) - before + 0.001 * tie.Score(cluster, n, t, req, one));
+    free[i] = saved;
+  }
 }
 
 absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name) {

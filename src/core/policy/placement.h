@@ -39,6 +39,11 @@ class NodeScorer {
   // type t (already chosen). Lower is better. REQUIRES: it fits.
   virtual double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
                        const std::vector<int32_t>& devices) const = 0;
+  // Scores a fractional `req` on each of `devices` of node n (one device each);
+  // scores[i] belongs to devices[i]. Scorers override it to share work
+  // between the candidates of one node.
+  virtual void ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                           const std::vector<int32_t>& devices, std::vector<double>& scores) const;
 };
 
 // Most-allocated first: fill nodes and devices that are already in use so
@@ -64,17 +69,23 @@ class SpreadScorer final : public NodeScorer {
 // against the typical task mix, grows least.
 class FgdScorer final : public NodeScorer {
  public:
-  explicit FgdScorer(std::vector<TaskShape> workload) : workload_(std::move(workload)) {}
+  explicit FgdScorer(std::vector<TaskShape> workload) { set_workload(std::move(workload)); }
   std::string_view name() const override { return "fgd"; }
   double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
                const std::vector<int32_t>& devices) const override;
+  void ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                   const std::vector<int32_t>& devices, std::vector<double>& scores) const override;
   // Expected free milli-devices of node n that the task mix could not use.
   double Fragmentation(const ClusterState& cluster, int32_t n, const std::vector<int32_t>& free_percent) const;
-  void set_workload(std::vector<TaskShape> workload) { workload_ = std::move(workload); }
+  void set_workload(std::vector<TaskShape> workload);
   const std::vector<TaskShape>& workload() const { return workload_; }
 
  private:
+  // Free share of each usable device of type t on node n, per cent.
+  static void FreeShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, std::vector<int32_t>& free,
+                         std::vector<int32_t>& index);
   std::vector<TaskShape> workload_;
+  std::vector<double> share_;  // weight of each shape over the total weight
 };
 
 // "binpack", "spread", "fgd" (workload may be empty: the scheduler fills it

@@ -141,6 +141,14 @@ int32_t ClusterState::FreeWhole(int32_t n, DeviceTypeId t) const {
   return s < 0 ? 0 : slots_[s].whole_free;
 }
 
+int32_t ClusterState::MaxFreeOnOneNode(DeviceTypeId t) const {
+  const auto& heads = bucket_head_[t];
+  for (int32_t f = static_cast<int32_t>(heads.size()) - 1; f > 0; --f) {
+    if (heads[f] >= 0) return f;
+  }
+  return 0;
+}
+
 int32_t ClusterState::FreeWholeInBestIsland(int32_t n, DeviceTypeId t) const {
   const NodeState& ns = nodes_[n];
   // Nodes hold a handful of devices; a quadratic count is cheaper than a map.

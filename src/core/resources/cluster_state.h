@@ -84,6 +84,8 @@ class ClusterState {
   int32_t num_racks() const { return num_racks_; }
   // Whole free devices of type t on node n.
   int32_t FreeWhole(int32_t n, DeviceTypeId t) const;
+  // Most whole free devices of type t on any one node (from the index, O(devices per node)).
+  int32_t MaxFreeOnOneNode(DeviceTypeId t) const;
   // Largest number of whole free devices of type t within one island of node n.
   int32_t FreeWholeInBestIsland(int32_t n, DeviceTypeId t) const;
 

@@ -1,0 +1,142 @@
+// Scheduler core benchmarks at data-centre scale.
+//
+// Cluster: N nodes x 8 devices (4 vendors, 2 models each, 2 islands per node),
+// 2N running jobs, N pending jobs of 1 to 64 devices (issue #2's setting at
+// N = 10,000). Figures:
+//   BM_FullPass        one full scheduling pass over all pending jobs (ms),
+//                      decisions/s, peak RSS
+//   BM_PlaceOneNewJob  latency to place one newly arrived job against an open
+//                      session (p50 / p99 in microseconds)
+// Run: build/release/bench/icos_scheduler_bench --benchmark_filter=FullPass
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/scheduler.h"
+#include "sim/synthetic.h"
+
+namespace {
+
+using icos::core::Decisions;
+using icos::core::Scheduler;
+using icos::core::SchedulingSession;
+using icos::core::Snapshot;
+
+// Peak resident set of this process in MiB (Linux VmHWM).
+double PeakRssMib() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmHWM:") {
+      double kib = 0;
+      status >> kib;
+      return kib / 1024.0;
+    }
+    status.ignore(4096, '\n');
+  }
+  return 0;
+}
+
+icos::sim::ClusterSpec Spec(int32_t nodes) {
+  icos::sim::ClusterSpec spec;
+  spec.nodes = nodes;
+  return spec;
+}
+
+// Snapshots are built once per size and shared by the benchmarks.
+const Snapshot& SnapshotFor(int32_t nodes) {
+  static std::map<int32_t, std::unique_ptr<Snapshot>> cache;
+  auto& slot = cache[nodes];
+  if (!slot) {
+    slot = std::make_unique<Snapshot>();
+    const auto spec = Spec(nodes);
+    slot->now_ms = 10'000'000;
+    slot->nodes = icos::sim::MakeCluster(spec);
+    slot->running = icos::sim::MakeRunning(spec, slot->nodes, 2 * nodes, /*seed=*/7, /*first_id=*/1'000'000, slot->now_ms);
+    icos::sim::WorkloadSpec w;
+    w.seed = 11;
+    w.jobs = nodes;
+    w.submit_ms = slot->now_ms - nodes;
+    w.fractional_share = 0.05;
+    slot->pending = icos::sim::MakeJobs(spec, w);
+  }
+  return *slot;
+}
+
+void BM_FullPass(benchmark::State& state) {
+  const Snapshot& snap = SnapshotFor(static_cast<int32_t>(state.range(0)));
+  auto sched = Scheduler::Create({});
+  if (!sched.ok()) {
+    state.SkipWithError(std::string(sched.status().message()).c_str());
+    return;
+  }
+  Decisions last;
+  for (auto _ : state) {
+    auto d = sched->Schedule(snap);
+    if (!d.ok()) {
+      state.SkipWithError(std::string(d.status().message()).c_str());
+      return;
+    }
+    last = *std::move(d);
+    benchmark::DoNotOptimize(last);
+  }
+  const double decided = static_cast<double>(last.binds.size() + last.waiting.size());
+  state.counters["pending"] = static_cast<double>(snap.pending.size());
+  state.counters["running"] = static_cast<double>(snap.running.size());
+  state.counters["binds"] = static_cast<double>(last.binds.size());
+  state.counters["preemptions"] = static_cast<double>(last.preemptions.size());
+  state.counters["reservations"] = static_cast<double>(last.reservations.size());
+  state.counters["decisions_per_s"] = benchmark::Counter(decided * static_cast<double>(state.iterations()),
+                                                         benchmark::Counter::kIsRate);
+  state.counters["peak_rss_mib"] = PeakRssMib();
+}
+BENCHMARK(BM_FullPass)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+// One job arrives while the cluster is busy: how long until the scheduler has
+// an answer (bind or a reason), with the indexed state kept between arrivals.
+void BM_PlaceOneNewJob(benchmark::State& state) {
+  const int32_t nodes = static_cast<int32_t>(state.range(0));
+  const Snapshot& snap = SnapshotFor(nodes);
+  auto sched = Scheduler::Create({});
+  icos::sim::WorkloadSpec w;
+  w.seed = 99;
+  w.jobs = 5'000;
+  w.first_id = 5'000'000;
+  w.submit_ms = snap.now_ms;
+  const auto arrivals = icos::sim::MakeJobs(Spec(nodes), w);
+  std::vector<double> micros;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto session = SchedulingSession::Begin(*sched, snap);
+    if (!session.ok()) {
+      state.SkipWithError(std::string(session.status().message()).c_str());
+      return;
+    }
+    state.ResumeTiming();
+    for (const auto& job : arrivals) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Decisions d = session->PlaceOne(job);
+      const auto t1 = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(d);
+      micros.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    }
+  }
+  std::sort(micros.begin(), micros.end());
+  auto pct = [&](double p) { return micros[static_cast<size_t>(p * static_cast<double>(micros.size() - 1))]; };
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+  state.counters["max_us"] = micros.back();
+  state.counters["arrivals"] = static_cast<double>(micros.size());
+  state.counters["peak_rss_mib"] = PeakRssMib();
+}
+BENCHMARK(BM_PlaceOneNewJob)->Arg(10'000)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+}  // namespace
+
+BENCHMARK_MAIN();
