@@ -1,1 +1,393 @@
+#include "core/policy/placement.h"
+
 #include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace icos::core {
+namespace {
+
+constexpr int64_t kDeviceMemory = 80'000;
+
+Node MakeNode(const std::string& name, int32_t devices, int64_t cpu_milli = 64'000) {
+  Node n;
+  n.name = name;
+  n.cpu_milli = cpu_milli;
+  n.memory_mib = 512'000;
+  for (int32_t i = 0; i < devices; ++i) {
+    Device d;
+    d.vendor = "nvidia";
+    d.model = "A100";
+    d.memory_mib = kDeviceMemory;
+    n.devices.push_back(d);
+  }
+  return n;
+}
+
+ClusterState MustBuild(const std::vector<Node>& nodes) {
+  absl::StatusOr<ClusterState> st = ClusterState::Build(nodes);
+  EXPECT_TRUE(st.ok()) << st.status();
+  return *std::move(st);
+}
+
+TaskPlacement Whole(int32_t node, std::vector<int32_t> devs, int64_t cpu_milli = 0) {
+  TaskPlacement p;
+  p.node = node;
+  p.cpu_milli = cpu_milli;
+  for (int32_t d : devs) p.devices.push_back({d, kWholeDevicePercent, kDeviceMemory});
+  return p;
+}
+
+TaskPlacement Share(int32_t node, int32_t device, int32_t percent, int64_t memory_mib) {
+  TaskPlacement p;
+  p.node = node;
+  p.devices.push_back({device, percent, memory_mib});
+  return p;
+}
+
+TaskRequest WholeRequest(int32_t devices, int64_t cpu_milli) {
+  TaskRequest r;
+  r.devices = devices;
+  r.cpu_milli = cpu_milli;
+  return r;
+}
+
+TaskRequest ShareRequest(int32_t percent, int64_t memory_mib) {
+  TaskRequest r;
+  r.device_percent = percent;
+  r.device_memory_mib = memory_mib;
+  return r;
+}
+
+TaskShape WholeShape(int32_t devices, double weight, int64_t cpu_milli = 0) {
+  TaskShape s;
+  s.devices = devices;
+  s.cpu_milli = cpu_milli;
+  s.weight = weight;
+  return s;
+}
+
+TaskShape ShareShape(int32_t percent, double weight, int64_t cpu_milli = 0) {
+  TaskShape s;
+  s.device_percent = percent;
+  s.cpu_milli = cpu_milli;
+  s.weight = weight;
+  return s;
+}
+
+// Two nodes of 8 A100s; node 0 already runs 6 of them, node 1 is empty.
+class ScorerTest : public ::testing::Test {
+ protected:
+  ScorerTest() : nodes_({MakeNode("busy", 8), MakeNode("idle", 8)}), st_(MustBuild(nodes_)) {
+    st_.Allocate(Whole(0, {0, 1, 2, 3, 4, 5}));
+  }
+  std::vector<Node> nodes_;
+  ClusterState st_;
+};
+
+// --- binpack / spread -------------------------------------------------------
+
+TEST_F(ScorerTest, BinpackPrefersTheFullerNode) {
+  BinpackScorer binpack;
+  const TaskRequest req = WholeRequest(1, 4'000);
+  // busy: (2 free - 1) / 8 = 0.125 devices left, CPU (64000-4000)/64000 = 0.9375
+  //       -> 0.125 + 0.01 * 0.9375 = 0.134375
+  // idle: (8 - 1) / 8 = 0.875 -> 0.875 + 0.009375 = 0.884375
+  const double busy = binpack.Score(st_, 0, 0, req, {6});
+  const double idle = binpack.Score(st_, 1, 0, req, {0});
+  EXPECT_NEAR(busy, 0.134375, 1e-12);
+  EXPECT_NEAR(idle, 0.884375, 1e-12);
+  EXPECT_LT(busy, idle);
+}
+
+TEST_F(ScorerTest, SpreadPrefersTheEmptierNode) {
+  SpreadScorer spread;
+  const TaskRequest req = WholeRequest(1, 4'000);
+  // The binpack numbers, negated.
+  const double busy = spread.Score(st_, 0, 0, req, {6});
+  const double idle = spread.Score(st_, 1, 0, req, {0});
+  EXPECT_NEAR(busy, -0.134375, 1e-12);
+  EXPECT_NEAR(idle, -0.884375, 1e-12);
+  EXPECT_LT(idle, busy);
+}
+
+TEST(BinpackScorerTest, FillsANodeExactly) {
+  std::vector<Node> nodes = {MakeNode("a", 4), MakeNode("b", 8)};
+  ClusterState st = MustBuild(nodes);
+  BinpackScorer binpack;
+  const TaskRequest req = WholeRequest(4, 0);
+  // a: (4-4)/4 = 0 devices left, CPU 1.0 -> 0.01; b: (8-4)/8 = 0.5 -> 0.51.
+  EXPECT_NEAR(binpack.Score(st, 0, 0, req, {0, 1, 2, 3}), 0.01, 1e-12);
+  EXPECT_NEAR(binpack.Score(st, 1, 0, req, {0, 1, 2, 3}), 0.51, 1e-12);
+}
+
+TEST(BinpackScorerTest, UsesCpuWhenNoDevicesAreAsked) {
+  std::vector<Node> nodes = {MakeNode("a", 2), MakeNode("b", 2)};
+  ClusterState st = MustBuild(nodes);
+  st.Allocate(Whole(0, {}, 32'000));
+  BinpackScorer binpack;
+  const TaskRequest req = WholeRequest(0, 8'000);
+  // a: (32000-8000)/64000 = 0.375 -> 0.00375; b: 56000/64000 = 0.875 -> 0.00875.
+  EXPECT_NEAR(binpack.Score(st, 0, 0, req, {}), 0.00375, 1e-12);
+  EXPECT_NEAR(binpack.Score(st, 1, 0, req, {}), 0.00875, 1e-12);
+}
+
+TEST(BinpackScorerTest, PrefersTheMostUsedSharedDevice) {
+  std::vector<Node> nodes = {MakeNode("a", 2)};
+  ClusterState st = MustBuild(nodes);
+  st.Allocate(Share(0, 0, 60, 10'000));
+  BinpackScorer binpack;
+  const TaskRequest req = ShareRequest(30, 1'000);
+  // device 0: share left (40-30)/100 = 0.1; untouched devices: 1 whole free,
+  //   device 0 is not one of them -> 1/2. 0.5*0.1 + 0.5*0.5 = 0.3, + 0.01 CPU = 0.31.
+  // device 1: share left 0.7; untouched 1 - 1 = 0 -> 0.35 + 0.01 = 0.36.
+  const double used = binpack.Score(st, 0, 0, req, {0});
+  const double fresh = binpack.Score(st, 0, 0, req, {1});
+  EXPECT_NEAR(used, 0.31, 1e-12);
+  EXPECT_NEAR(fresh, 0.36, 1e-12);
+  EXPECT_LT(used, fresh);
+}
+
+TEST(SpreadScorerTest, WalksTheIndexMostFreeFirst) {
+  EXPECT_TRUE(SpreadScorer().MostFreeFirst());
+  EXPECT_FALSE(BinpackScorer().MostFreeFirst());
+  EXPECT_FALSE(FgdScorer(std::vector<TaskShape>{}).MostFreeFirst());
+}
+
+// --- FGD -------------------------------------------------------------------
+
+TEST(FgdScorerTest, FragmentationMatchesHandComputedExample) {
+  // One node, 32 CPU free, 4 GPUs with free shares R = {100, 60, 30, 0} per cent.
+  std::vector<Node> nodes = {MakeNode("a", 4, 32'000)};
+  ClusterState st = MustBuild(nodes);
+  FgdScorer fgd({
+      WholeShape(1, 2.0, 4'000),   // m1: one whole GPU (d = 100)
+      ShareShape(50, 1.0, 2'000),  // m2: half a GPU (d = 50)
+      WholeShape(2, 1.0),          // m3: two whole GPUs
+      WholeShape(0, 0.5, 1'000),   // m4: CPU only
+      WholeShape(1, 0.5, 48'000),  // m5: one GPU but more CPU than the node has
+  });
+  // Per the FGD definition (data/README.md), fragmentation for task type m:
+  //   m1: 1 GPU has R >= 100 (>= k=1): only GPUs with R < 100 count: 60+30+0 = 90
+  //   m2: 2 GPUs have R >= 50: only R < 50 counts: 30+0 = 30
+  //   m3: 1 GPU has R >= 100 < k=2: all free capacity counts: 190
+  //   m4: needs no GPU: all 190
+  //   m5: node lacks the CPU: all 190
+  // Weighted average (total weight 5):
+  //   (2*90 + 1*30 + 1*190 + 0.5*190 + 0.5*190) / 5 = 590 / 5 = 118 per cent
+  //   = 1180 milli-GPU.
+  EXPECT_NEAR(fgd.Fragmentation(st, 0, {100, 60, 30, 0}), 1180.0, 1e-9);
+}
+
+TEST(FgdScorerTest, FragmentationIsZeroWhenEveryTaskFitsWholeDevices) {
+  std::vector<Node> nodes = {MakeNode("a", 4)};
+  ClusterState st = MustBuild(nodes);
+  FgdScorer fgd({WholeShape(1, 1.0), WholeShape(4, 1.0)});
+  // All R = 100 >= d: no GPU has R < d, and 4 GPUs fit both shapes.
+  EXPECT_EQ(fgd.Fragmentation(st, 0, {100, 100, 100, 100}), 0.0);
+}
+
+TEST(FgdScorerTest, FragmentationUsesNodeFreeCpu) {
+  std::vector<Node> nodes = {MakeNode("a", 2, 8'000)};
+  ClusterState st = MustBuild(nodes);
+  FgdScorer fgd({WholeShape(1, 1.0, 4'000)});
+  // With 8 CPU free the shape fits: 0 fragmented.
+  EXPECT_EQ(fgd.Fragmentation(st, 0, {100, 100}), 0.0);
+  // With 2 CPU free it cannot run: all 200 per cent = 2000 milli-GPU stranded.
+  st.Allocate(Whole(0, {}, 6'000));
+  EXPECT_NEAR(fgd.Fragmentation(st, 0, {100, 100}), 2000.0, 1e-9);
+}
+
+TEST(FgdScorerTest, FragmentationWithoutWorkloadIsZero) {
+  std::vector<Node> nodes = {MakeNode("a", 2)};
+  ClusterState st = MustBuild(nodes);
+  EXPECT_EQ(FgdScorer(std::vector<TaskShape>{}).Fragmentation(st, 0, {30, 100}), 0.0);
+  EXPECT_EQ(FgdScorer({WholeShape(1, 0.0)}).Fragmentation(st, 0, {30, 100}), 0.0);
+}
+
+TEST(FgdScorerTest, ScorePrefersTheDevicePlacementThatFragmentsLess) {
+  // Node with 2 GPUs: GPU 0 half used (R = 50), GPU 1 free (R = 100).
+  std::vector<Node> nodes = {MakeNode("a", 2)};
+  ClusterState st = MustBuild(nodes);
+  st.Allocate(Share(0, 0, 50, 40'000));
+  FgdScorer fgd({WholeShape(1, 1.0)});
+  const TaskRequest req = ShareRequest(50, 40'000);
+  // Before: R = {50, 100}; one GPU fits a whole-GPU task, GPU 0's 50 is stranded -> 500.
+  // On GPU 0: R = {0, 100} -> nothing stranded -> 0; gradient -500.
+  // On GPU 1: R = {50, 50} -> no GPU fits a whole task, all 100 stranded -> 1000; gradient +500.
+  // The best-fit tie-break adds 0.001 * (0.5*0 + 0.5*1/2 + 0.01) = 0.00026 on GPU 0
+  // and 0.001 * (0.5*0.5 + 0.5*0/2 + 0.01) = 0.00026 on GPU 1.
+  const double on_used = fgd.Score(st, 0, 0, req, {0});
+  const double on_fresh = fgd.Score(st, 0, 0, req, {1});
+  EXPECT_NEAR(on_used, -500.0 + 0.00026, 1e-9);
+  EXPECT_NEAR(on_fresh, 500.0 + 0.00026, 1e-9);
+  EXPECT_LT(on_used, on_fresh);
+}
+
+TEST(FgdScorerTest, ScorePrefersTheNodeThatFragmentsLess) {
+  // Workload: 2-GPU tasks only. Node a has 3 free GPUs, node b has 2.
+  std::vector<Node> nodes = {MakeNode("a", 3), MakeNode("b", 2)};
+  ClusterState st = MustBuild(nodes);
+  FgdScorer fgd({WholeShape(2, 1.0)});
+  const TaskRequest req = WholeRequest(1, 0);
+  // a: before R = {100,100,100}: 3 >= 2 fit, none < 100 -> 0. After taking one:
+  //    {0,100,100}: 2 fit, the 0 adds nothing -> 0. Gradient 0.
+  // b: before {100,100} -> 0. After {0,100}: 1 < 2 fit, all 100 stranded -> 1000.
+  //    Gradient +1000.
+  const double a = fgd.Score(st, 0, 0, req, {0});
+  const double b = fgd.Score(st, 1, 0, req, {0});
+  EXPECT_LT(a, 1.0);
+  EXPECT_GT(b, 999.0);
+}
+
+TEST(FgdScorerTest, EqualGradientsFallBackToBestFit) {
+  // No workload: every gradient is 0, so the 0.001 x binpack term decides.
+  std::vector<Node> nodes = {MakeNode("a", 2), MakeNode("b", 8)};
+  ClusterState st = MustBuild(nodes);
+  FgdScorer fgd(std::vector<TaskShape>{});
+  const TaskRequest req = WholeRequest(1, 0);
+  // a: 0.001 * ((2-1)/2 + 0.01) = 0.00051; b: 0.001 * ((8-1)/8 + 0.01) = 0.000885.
+  EXPECT_NEAR(fgd.Score(st, 0, 0, req, {0}), 0.00051, 1e-12);
+  EXPECT_NEAR(fgd.Score(st, 1, 0, req, {0}), 0.000885, 1e-12);
+}
+
+TEST(FgdScorerTest, ScoreIgnoresUnusableDevices) {
+  // A failed GPU is free on paper but no task can use it.
+  std::vector<Node> nodes = {MakeNode("a", 3)};
+  nodes[0].devices[2].healthy = false;
+  ClusterState st = MustBuild(nodes);
+  FgdScorer fgd({WholeShape(2, 1.0)});
+  // Usable R = {100, 100}: a 2-GPU task fits, nothing stranded -> 0. After
+  // taking GPU 0, R = {0, 100}: it no longer fits, all 100 stranded -> 1000.
+  // (Counting the failed GPU, {0, 100, 100} would still fit: gradient 0.)
+  // Best-fit term: 0.001 * ((2-1)/3 + 0.01) = 0.000343...
+  EXPECT_NEAR(fgd.Score(st, 0, 0, WholeRequest(1, 0), {0}), 1000.0 + 0.001 * (1.0 / 3 + 0.01), 1e-9);
+}
+
+TEST(FgdScorerTest, WorkloadCanBeReplaced) {
+  FgdScorer fgd({WholeShape(1, 1.0)});
+  fgd.set_workload({ShareShape(25, 1.0), ShareShape(50, 3.0)});
+  ASSERT_EQ(fgd.workload().size(), 2u);
+  EXPECT_EQ(fgd.workload()[1].device_percent, 50);
+}
+
+TEST(FgdScorerTest, ScoreSharesMatchesScorePerDevice) {
+  // Node with 3 GPUs at R = {70, 100, 40}.
+  std::vector<Node> nodes = {MakeNode("a", 3)};
+  ClusterState st = MustBuild(nodes);
+  st.Allocate(Share(0, 0, 30, 1'000));
+  st.Allocate(Share(0, 2, 60, 1'000));
+  FgdScorer fgd({WholeShape(1, 1.0), ShareShape(50, 2.0), ShareShape(25, 1.0)});
+  const TaskRequest req = ShareRequest(30, 1'000);
+  std::vector<double> scores;
+  fgd.ScoreShares(st, 0, 0, req, {0, 1, 2}, scores);
+  ASSERT_EQ(scores.size(), 3u);
+  for (int32_t d = 0; d < 3; ++d) EXPECT_NEAR(scores[d], fgd.Score(st, 0, 0, req, {d}), 1e-9) << "device " << d;
+}
+
+TEST(BinpackScorerTest, ScoreSharesMatchesScorePerDevice) {
+  std::vector<Node> nodes = {MakeNode("a", 2)};
+  ClusterState st = MustBuild(nodes);
+  st.Allocate(Share(0, 0, 60, 10'000));
+  BinpackScorer binpack;
+  const TaskRequest req = ShareRequest(30, 1'000);
+  std::vector<double> scores;
+  binpack.ScoreShares(st, 0, 0, req, {1, 0}, scores);
+  // In the order asked: device 1 (0.36), then device 0 (0.31); see PrefersTheMostUsedSharedDevice.
+  ASSERT_EQ(scores.size(), 2u);
+  EXPECT_NEAR(scores[0], 0.36, 1e-12);
+  EXPECT_NEAR(scores[1], 0.31, 1e-12);
+}
+
+// --- heterogeneity ranker -----------------------------------------------------
+
+TEST(HeterogeneityRankerTest, PrefersComparativeAdvantageOverRawSpeed) {
+  // Type 0 (V100): this job runs 2.0, type 1 (K80): 1.0. Relative to its best:
+  // V100 1.0, K80 0.5. The market: other jobs get 1.0 of their best on V100 but
+  // only 0.25 on K80. Scores: V100 1.0/1.0 = 1.0, K80 0.5/0.25 = 2.0, so this
+  // job, which suffers least on K80, goes there first.
+  HeterogeneityRanker gavel;
+  std::vector<TypeOption> options = {{0, 2.0}, {1, 1.0}};
+  gavel.Rank(options, {1.0, 0.25});
+  ASSERT_EQ(options.size(), 2u);
+  EXPECT_EQ(options[0].type, 1);
+  EXPECT_EQ(options[1].type, 0);
+}
+
+TEST(HeterogeneityRankerTest, EqualMarketPutsFastestFirst) {
+  HeterogeneityRanker gavel;
+  std::vector<TypeOption> options = {{1, 1.0}, {2, 3.0}, {0, 2.0}};
+  gavel.Rank(options, {1.0, 1.0, 1.0});
+  // Scores 1/3, 1, 2/3.
+  EXPECT_EQ(options[0].type, 2);
+  EXPECT_EQ(options[1].type, 0);
+  EXPECT_EQ(options[2].type, 1);
+}
+
+TEST(HeterogeneityRankerTest, EqualScoresGoToHigherThroughput) {
+  HeterogeneityRanker gavel;
+  std::vector<TypeOption> options = {{0, 2.0}, {1, 4.0}};
+  // Scores: type 0 (2/4)/0.5 = 1.0, type 1 (4/4)/1.0 = 1.0: tie, higher throughput first.
+  gavel.Rank(options, {0.5, 1.0});
+  EXPECT_EQ(options[0].type, 1);
+}
+
+TEST(HeterogeneityRankerTest, UnknownMarketCountsAsOne) {
+  HeterogeneityRanker gavel;
+  std::vector<TypeOption> options = {{0, 1.0}, {1, 1.0}};
+  // Market 0 for type 0 means "no job says": treated as 1 -> score 1, while
+  // type 1 scores 1/0.5 = 2. (Dividing by 0 would wrongly put type 0 first.)
+  gavel.Rank(options, {0.0, 0.5});
+  EXPECT_EQ(options[0].type, 1);
+}
+
+TEST(HeterogeneityRankerTest, UnknownThroughputsKeepListedOrder) {
+  HeterogeneityRanker gavel;
+  std::vector<TypeOption> options = {{2, 0.0}, {0, 0.0}, {1, 0.0}};
+  gavel.Rank(options, {0.1, 5.0, 1.0});
+  EXPECT_EQ(options[0].type, 2);
+  EXPECT_EQ(options[1].type, 0);
+  EXPECT_EQ(options[2].type, 1);
+}
+
+TEST(ListedOrderRankerTest, KeepsListedOrder) {
+  ListedOrderRanker listed;
+  std::vector<TypeOption> options = {{1, 1.0}, {0, 9.0}};
+  listed.Rank(options, {1.0, 1.0});
+  EXPECT_EQ(options[0].type, 1);
+  EXPECT_EQ(listed.name(), "listed");
+  EXPECT_EQ(HeterogeneityRanker().name(), "gavel");
+}
+
+// --- factory -------------------------------------------------------------------
+
+TEST(NodeScorerTest, MakeNodeScorerKnowsEveryName) {
+  for (const char* name : {"binpack", "spread", "fgd"}) {
+    auto scorer = MakeNodeScorer(name);
+    ASSERT_TRUE(scorer.ok()) << name << ": " << scorer.status();
+    EXPECT_EQ((*scorer)->name(), name);
+  }
+}
+
+TEST(NodeScorerTest, MakeNodeScorerFgdStartsWithEmptyWorkload) {
+  auto scorer = MakeNodeScorer("fgd");
+  ASSERT_TRUE(scorer.ok());
+  auto* fgd = dynamic_cast<FgdScorer*>(scorer->get());
+  ASSERT_NE(fgd, nullptr);
+  EXPECT_TRUE(fgd->workload().empty());
+}
+
+TEST(NodeScorerTest, MakeNodeScorerRejectsUnknownName) {
+  auto scorer = MakeNodeScorer("tetris");
+  ASSERT_FALSE(scorer.ok());
+  EXPECT_EQ(scorer.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string msg(scorer.status().message());
+  EXPECT_NE(msg.find("'tetris'"), std::string::npos) << msg;
+  for (const char* known : {"binpack", "spread", "fgd"}) {
+    EXPECT_NE(msg.find(known), std::string::npos) << msg << " lacks " << known;
+  }
+}
+
+}  // namespace
+}  // namespace icos::core

@@ -135,8 +135,9 @@ std::string QuotaTracker::CheckLimits(int32_t q, const QuotaDelta& d) const {
     });
   }
   if (why.empty() && !queues_[q].may_borrow) {
+    // Like IsBorrowing: only resources some queue guarantees can be borrowed.
     ForEachKey(d, [&](int k, int64_t v) {
-      if (!why.empty() || usage_[q][k] + v <= guaranteed_[q][k]) return;
+      if (!why.empty() || !managed_[k] || usage_[q][k] + v <= guaranteed_[q][k]) return;
       why = absl::StrCat("queue '", queues_[q].name, "' may not borrow beyond its guarantee of ",
                          Amount(key_names_[k], guaranteed_[q][k]));
     });
@@ -149,7 +150,9 @@ std::string QuotaTracker::CheckNeverFits(int32_t q, const QuotaDelta& d) const {
   for (int32_t a = q; a >= 0 && why.empty(); a = parent_[a]) {
     ForEachKey(d, [&](int k, int64_t v) {
       int64_t cap = limit_[a][k];
-      if (a == q && !queues_[q].may_borrow) cap = cap < 0 ? guaranteed_[q][k] : std::min(cap, guaranteed_[q][k]);
+      if (a == q && !queues_[q].may_borrow && managed_[k]) {
+        cap = cap < 0 ? guaranteed_[q][k] : std::min(cap, guaranteed_[q][k]);
+      }
       if (!why.empty() || cap < 0 || v <= cap) return;
       why = absl::StrCat("asks ", Amount(key_names_[k], v), " but queue '", queues_[a].name, "' is capped at ",
                          Amount(key_names_[k], cap));
@@ -160,18 +163,29 @@ std::string QuotaTracker::CheckNeverFits(int32_t q, const QuotaDelta& d) const {
 
 std::string QuotaTracker::CheckBorrowing(int32_t q, const QuotaDelta& d, const ClusterState& cluster) const {
   if (non_lending_.empty() || d.type < 0 || d.device_milli == 0) return "";
-  // Only device capacity is held back: it is what tenants fight over.
-  const int key = type_key_[d.type];
-  if (usage_[q][key] + d.device_milli <= guaranteed_[q][key]) return "";  // not borrowing
-  int64_t held = 0;
-  for (int32_t other : non_lending_) {
-    bool on_path = false;
-    for (int32_t a = q; a >= 0 && !on_path; a = parent_[a]) on_path = a == other;
-    if (!on_path) held += std::max<int64_t>(0, guaranteed_[other][key] - usage_[other][key]);
+  // Only device capacity is held back: it is what tenants fight over. A
+  // guarantee may name the type, the vendor or all devices; each is checked
+  // against the free devices it covers.
+  const std::string& vendor = cluster.type_vendor(d.type);
+  for (const int key : {type_key_[d.type], type_vendor_key_[d.type], kDevices}) {
+    if (usage_[q][key] + d.device_milli <= guaranteed_[q][key]) continue;  // not borrowing this key
+    int64_t held = 0;
+    for (int32_t other : non_lending_) {
+      bool on_path = false;
+      for (int32_t a = q; a >= 0 && !on_path; a = parent_[a]) on_path = a == other;
+      if (!on_path) held += std::max<int64_t>(0, guaranteed_[other][key] - usage_[other][key]);
+    }
+    if (held == 0) continue;
+    int64_t free_milli = 0;
+    for (DeviceTypeId t = 0; t < cluster.num_types(); ++t) {
+      const bool covered = key == kDevices || (key == type_key_[d.type] ? t == d.type : cluster.type_vendor(t) == vendor);
+      if (covered) free_milli += cluster.free_devices(t) * 1000;
+    }
+    if (free_milli - held < d.device_milli) {
+      return absl::StrCat("free ", key_names_[key], " devices are held back for queues that do not lend their guarantee");
+    }
   }
-  const int64_t free_milli = cluster.free_devices(d.type) * 1000;
-  if (free_milli - held >= d.device_milli) return "";
-  return absl::StrCat("free ", key_names_[key], " devices are held back for queues that do not lend their guarantee");
+  return "";
 }
 
 bool QuotaTracker::IsBorrowing(int32_t q) const {
