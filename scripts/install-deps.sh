@@ -9,7 +9,13 @@ packages=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   libcli11-dev           # argument parsing of the icos binary
-  nlohmann-json3-dev     # JSON at the edges (CLI output)
+  nlohmann-json3-dev     # JSON at the edges (API, CLI output)
+  libyaml-cpp-dev        # job specs
+  libsqlite3-dev         # embedded state store
+  libcpp-httplib-dev     # REST API server and client
+  libspdlog-dev libfmt-dev
+  python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
+  procps                 # pgrep/ps in e2e tests
 )
 
 missing=()

@@ -1,0 +1,122 @@
+// The job spec users submit (YAML or JSON), its validation, and its mapping to
+// the scheduler's core::Job. This is the one place that knows the spec format;
+// the CLI, the API server and the dashboard all go through it.
+//
+// Example (YAML):
+//   name: ddp-mnist
+//   queue: default            # optional; "default"
+//   priority: 0               # optional
+//   framework: pytorch        # none | pytorch | mpi | deepspeed | mindspore | paddle | tensorflow
+//   restart:                  # optional
+//     policy: OnFailure       # Never | OnFailure
+//     max_retries: 2
+//   time_limit: 2h            # optional; s, m, h, d suffixes or plain seconds
+//   runtime_estimate: 10m     # optional; helps backfill
+//   preemptible: true         # optional
+//   env: {LOG_LEVEL: info}    # optional; for every task
+//   tasks:
+//     - name: worker
+//       replicas: 2
+//       min_available: 2      # optional; elastic jobs start with fewer
+//       command: ["python3", "train.py", "--epochs", "3"]
+//       workdir: examples/pytorch-ddp   # optional; relative to where `icos submit` ran
+//       env: {FOO: bar}
+//       resources:
+//         cpu: 1              # cores; "500m" for millicores
+//         memory: 2Gi         # Ki, Mi, Gi, Ti (binary) or K, M, G, T (decimal) or bytes
+//         devices: 1          # whole devices per task
+//         device_share: 50%   # or a share of one device (with device_memory)
+//         device_memory: 4Gi
+//       devices:              # optional any-of list; empty: any device type
+//         - {vendor: nvidia, model: A100-80G, throughput: 1.0}
+//         - {vendor: ascend}
+//       affinity: same-node   # none | same-island | same-node | same-rack | spread
+//       node_selector: {zone: a}
+#ifndef ICOS_API_JOB_SPEC_H_
+#define ICOS_API_JOB_SPEC_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/model/job.h"
+
+namespace icos::api {
+
+enum class Framework { kNone, kPyTorch, kMpi, kDeepSpeed, kMindSpore, kPaddle, kTensorFlow };
+enum class RestartPolicy { kNever, kOnFailure };
+
+const char* FrameworkName(Framework f);  // "none", "pytorch", ...
+const char* RestartPolicyName(RestartPolicy p);  // "Never", "OnFailure"
+
+struct DeviceWish {
+  std::string vendor;
+  std::string model;
+  double throughput = 0.0;
+};
+
+struct TaskSpec {
+  std::string name;
+  int32_t replicas = 1;
+  int32_t min_available = 0;
+  std::vector<std::string> command;  // argv; command[0] is looked up in PATH
+  std::string workdir;
+  std::map<std::string, std::string> env;
+  int64_t cpu_milli = 1'000;
+  int64_t memory_mib = 1'024;
+  int32_t devices = 0;
+  int32_t device_percent = 0;
+  int64_t device_memory_mib = 0;
+  std::vector<DeviceWish> device_wishes;
+  core::Affinity affinity = core::Affinity::kNone;
+  std::map<std::string, std::string> node_selector;
+};
+
+struct JobSpec {
+  std::string name;
+  std::string queue = "default";
+  int32_t priority = 0;
+  Framework framework = Framework::kNone;
+  RestartPolicy restart = RestartPolicy::kNever;
+  int32_t max_retries = 0;
+  int64_t time_limit_s = 0;        // 0: none
+  int64_t runtime_estimate_s = 0;  // 0: unknown
+  bool preemptible = true;
+  std::map<std::string, std::string> env;
+  std::vector<TaskSpec> tasks;
+};
+
+// Limits on what a spec may ask for; anything above is refused as absurd.
+struct SpecLimits {
+  size_t max_bytes = 1 << 20;
+  int32_t max_tasks = 64;          // task groups
+  int32_t max_replicas = 100'000;  // per group
+  int64_t max_cpu_milli = 1'024'000;
+  int64_t max_memory_mib = 64LL * 1024 * 1024;
+  int32_t max_devices = 1'024;     // per task
+  int32_t max_priority = 1'000'000;
+};
+
+// Parses YAML (a superset of JSON, so JSON specs parse too). Unknown fields,
+// wrong types, negative or absurd quantities and unknown enum values are
+// InvalidArgument errors that name the field path and, for YAML, the line:
+//   "tasks[0].resources.memory (line 12): '2Gx' is not a quantity; use e.g. 512Mi or 2Gi"
+absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& limits = {});
+
+// Canonical JSON of a spec (what the store keeps and the API returns); parses
+// back with ParseJobSpec to an equal spec.
+std::string JobSpecToJson(const JobSpec& spec);
+
+// The scheduler's view of the spec.
+core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int64_t submit_ms);
+
+// Quantity parsers shared with other inputs (node inventories, queue specs).
+absl::StatusOr<int64_t> ParseCpuMilli(const std::string& text);     // "2", "0.5", "500m"
+absl::StatusOr<int64_t> ParseMemoryMib(const std::string& text);    // "512Mi", "2Gi", "1G", "1048576"
+absl::StatusOr<int64_t> ParseDurationS(const std::string& text);    // "90", "90s", "10m", "2h", "1d"
+
+}  // namespace icos::api
+
+#endif  // ICOS_API_JOB_SPEC_H_

@@ -1,0 +1,111 @@
+// What the control plane persists. Plain values; specs travel as JSON text so
+// the schema does not change each time a job spec gains a field.
+#ifndef ICOS_STORE_RECORDS_H_
+#define ICOS_STORE_RECORDS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace icos::store {
+
+enum class JobState { kPending, kRunning, kSucceeded, kFailed, kCancelled };
+enum class TaskState { kAssigned, kRunning, kSucceeded, kFailed, kKilled };
+
+const char* JobStateName(JobState s);    // "Pending", "Running", ...
+const char* TaskStateName(TaskState s);  // "Assigned", "Running", ...
+// Inverse of the above; nullopt for an unknown name.
+std::optional<JobState> ParseJobState(const std::string& name);
+std::optional<TaskState> ParseTaskState(const std::string& name);
+bool IsTerminal(JobState s);
+bool IsTerminal(TaskState s);
+
+struct JobRecord {
+  int64_t id = 0;  // assigned by the store, > 0
+  std::string name;
+  std::string user;
+  std::string queue;
+  int32_t priority = 0;
+  JobState state = JobState::kPending;
+  std::string spec_json;  // the accepted job spec, normalised
+  std::string reason;     // why it waits / how it ended
+  int64_t submit_ms = 0;
+  int64_t start_ms = 0;   // 0: not started
+  int64_t end_ms = 0;     // 0: not ended
+  int32_t attempt = 0;    // gang restarts so far
+};
+
+// One task (replica) of one attempt of a job. Key: (job_id, group, replica, attempt).
+struct TaskRecord {
+  int64_t job_id = 0;
+  int32_t group = 0;
+  int32_t replica = 0;
+  int32_t attempt = 0;
+  std::string node;
+  std::string placement_json;  // devices, CPU, memory, NUMA nodes, env the agent needs
+  TaskState state = TaskState::kAssigned;
+  int32_t exit_code = 0;
+  std::string reason;
+  int64_t start_ms = 0;
+  int64_t end_ms = 0;
+};
+
+struct NodeRecord {
+  std::string name;  // key
+  std::string spec_json;  // the node as the agent reported it (devices, topology)
+  std::string state;      // "Ready", "NotReady", "Drained"
+  std::string address;    // how tasks on other nodes reach it (for MASTER_ADDR)
+  int64_t registered_ms = 0;
+  int64_t heartbeat_ms = 0;
+};
+
+struct QueueRecord {
+  std::string name;  // key
+  std::string spec_json;
+};
+
+struct TokenRecord {
+  std::string token_hash;  // key: SHA-256 hex of the secret; the secret is never stored
+  std::string name;        // human label
+  std::string role;        // "admin", "user", "agent"
+  std::string user;        // the user a "user" token acts as
+  int64_t created_ms = 0;
+  bool revoked = false;
+};
+
+struct EventRecord {
+  int64_t id = 0;  // assigned by the store, increasing
+  int64_t job_id = 0;  // 0: a cluster event (node joined, ...)
+  std::string node;
+  int64_t time_ms = 0;
+  std::string kind;  // "Submitted", "Scheduled", "Preempted", "TaskFailed", ...
+  std::string message;
+};
+
+// Everything one controller step writes, applied in one transaction.
+struct WriteBatch {
+  std::vector<JobRecord> jobs;     // upsert by id (id must exist)
+  std::vector<TaskRecord> tasks;   // upsert by key
+  std::vector<NodeRecord> nodes;   // upsert by name
+  std::vector<QueueRecord> queues; // upsert by name
+  std::vector<std::string> deleted_queues;
+  std::vector<TokenRecord> tokens; // upsert by hash
+  std::vector<EventRecord> events; // appended; ids assigned
+  bool empty() const {
+    return jobs.empty() && tasks.empty() && nodes.empty() && queues.empty() && deleted_queues.empty() &&
+           tokens.empty() && events.empty();
+  }
+};
+
+struct JobQuery {
+  std::vector<JobState> states;  // empty: any
+  std::string user;              // empty: any
+  std::string queue;             // empty: any
+  int64_t after_id = 0;          // paging: ids greater than this
+  int32_t limit = 0;             // 0: no limit
+};
+
+}  // namespace icos::store
+
+#endif  // ICOS_STORE_RECORDS_H_

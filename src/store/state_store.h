@@ -1,0 +1,55 @@
+// StateStore: the control plane's durable state. One interface, an embedded
+// SQLite backend by default and a server backend (PostgreSQL) for high
+// availability; every backend passes the same conformance suite
+// (state_store_conformance.h).
+//
+// Thread-safety: every method may be called from any thread concurrently.
+// Durability: when a write method returns OK, the write survives a crash of
+// the process (and, for SQLite, of the machine).
+#ifndef ICOS_STORE_STATE_STORE_H_
+#define ICOS_STORE_STATE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "store/records.h"
+
+namespace icos::store {
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // Inserts a new job (and a "Submitted" event), assigning job->id. Durable on
+  // return. Concurrent calls are group-committed: many submits share one fsync.
+  virtual absl::Status InsertJob(JobRecord* job) = 0;
+  // Applies every write of `batch` atomically; event ids are assigned.
+  virtual absl::Status Apply(WriteBatch batch) = 0;
+
+  // NotFoundError when absent.
+  virtual absl::StatusOr<JobRecord> GetJob(int64_t id) = 0;
+  // Ascending id order.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(const JobQuery& query) = 0;
+  // Every attempt of the job's tasks, ordered by (attempt, group, replica).
+  virtual absl::StatusOr<std::vector<TaskRecord>> ListTasks(int64_t job_id) = 0;
+  // Tasks in state Assigned or Running, across jobs, ordered by key.
+  virtual absl::StatusOr<std::vector<TaskRecord>> ListActiveTasks() = 0;
+  virtual absl::StatusOr<std::vector<NodeRecord>> ListNodes() = 0;
+  virtual absl::StatusOr<std::vector<QueueRecord>> ListQueues() = 0;
+  // NotFoundError when absent.
+  virtual absl::StatusOr<TokenRecord> GetToken(const std::string& token_hash) = 0;
+  virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
+  // Events of one job (job_id > 0) or all events (job_id == 0) with id > after_id, ascending, at most limit (0: all).
+  virtual absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t job_id, int64_t after_id, int32_t limit) = 0;
+
+  // The schema version this store is at (migrations applied).
+  virtual int32_t SchemaVersion() = 0;
+};
+
+}  // namespace icos::store
+
+#endif  // ICOS_STORE_STATE_STORE_H_
