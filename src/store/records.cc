@@ -1,0 +1,47 @@
+#include "store/records.h"
+
+#include <array>
+#include <optional>
+#include <string>
+
+namespace icos::store {
+namespace {
+
+// Indexed by the enum value; the names are what the store writes to disk and
+// the API shows, so they never change once released.
+constexpr std::array<const char*, 5> kJobStateNames = {"Pending", "Running", "Succeeded", "Failed", "Cancelled"};
+constexpr std::array<const char*, 5> kTaskStateNames = {"Assigned", "Running", "Succeeded", "Failed", "Killed"};
+
+}  // namespace
+
+const char* JobStateName(JobState s) {
+  const auto i = static_cast<size_t>(s);
+  return i < kJobStateNames.size() ? kJobStateNames[i] : "Unknown";
+}
+
+const char* TaskStateName(TaskState s) {
+  const auto i = static_cast<size_t>(s);
+  return i < kTaskStateNames.size() ? kTaskStateNames[i] : "Unknown";
+}
+
+std::optional<JobState> ParseJobState(const std::string& name) {
+  for (size_t i = 0; i < kJobStateNames.size(); ++i) {
+    if (name == kJobStateNames[i]) return static_cast<JobState>(i);
+  }
+  return std::nullopt;
+}
+
+std::optional<TaskState> ParseTaskState(const std::string& name) {
+  for (size_t i = 0; i < kTaskStateNames.size(); ++i) {
+    if (name == kTaskStateNames[i]) return static_cast<TaskState>(i);
+  }
+  return std::nullopt;
+}
+
+bool IsTerminal(JobState s) { return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled; }
+
+bool IsTerminal(TaskState s) {
+  return s == TaskState::kSucceeded || s == TaskState::kFailed || s == TaskState::kKilled;
+}
+
+}  // namespace icos::store

@@ -1,0 +1,841 @@
+#include "store/sqlite_state_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace icos::store {
+namespace {
+
+// Migrations, in order: kMigrations[i] takes the schema from version i to i+1.
+// Released steps never change; a schema change is a new step at the end.
+//
+// STRICT tables make SQLite reject a value of the wrong type instead of
+// silently storing it, so what is read back is what was written.
+constexpr const char* kMigrations[] = {
+    // v1: the initial schema.
+    R"sql(
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused
+  name TEXT NOT NULL,
+  user TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  spec_json TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  submit_ms INTEGER NOT NULL,
+  start_ms INTEGER NOT NULL,
+  end_ms INTEGER NOT NULL,
+  attempt INTEGER NOT NULL
+) STRICT;
+CREATE INDEX jobs_by_state ON jobs(state);
+CREATE INDEX jobs_by_user ON jobs(user);
+CREATE INDEX jobs_by_queue ON jobs(queue);
+
+CREATE TABLE tasks (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  grp INTEGER NOT NULL,
+  replica INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  placement_json TEXT NOT NULL,
+  state TEXT NOT NULL,
+  exit_code INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  start_ms INTEGER NOT NULL,
+  end_ms INTEGER NOT NULL,
+  PRIMARY KEY (job_id, grp, replica, attempt)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX tasks_by_state ON tasks(state);
+
+CREATE TABLE nodes (
+  name TEXT PRIMARY KEY,
+  spec_json TEXT NOT NULL,
+  state TEXT NOT NULL,
+  address TEXT NOT NULL,
+  registered_ms INTEGER NOT NULL,
+  heartbeat_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE queues (
+  name TEXT PRIMARY KEY,
+  spec_json TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE tokens (
+  token_hash TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  user TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  revoked INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id INTEGER NOT NULL,  -- 0: a cluster event; no foreign key for that reason
+  node TEXT NOT NULL,
+  time_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL
+) STRICT;
+CREATE INDEX events_by_job ON events(job_id);
+)sql",
+};
+static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion,
+              "kSchemaVersion must equal the number of migrations");
+
+constexpr char kJobColumns[] =
+    "id, name, user, queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt";
+constexpr char kTaskColumns[] =
+    "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
+constexpr char kNodeColumns[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
+constexpr char kTokenColumns[] = "token_hash, name, role, user, created_ms, revoked";
+constexpr char kEventColumns[] = "id, job_id, node, time_ms, kind, message";
+
+absl::StatusCode CodeFor(int rc) {
+  switch (rc & 0xff) {  // the primary code of an extended one
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+      return absl::StatusCode::kUnavailable;
+    case SQLITE_NOTADB:
+    case SQLITE_CANTOPEN:
+    case SQLITE_CONSTRAINT:
+      return absl::StatusCode::kFailedPrecondition;
+    case SQLITE_CORRUPT:
+      return absl::StatusCode::kDataLoss;
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return absl::StatusCode::kResourceExhausted;
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_AUTH:
+      return absl::StatusCode::kPermissionDenied;
+    default:
+      return absl::StatusCode::kInternal;
+  }
+}
+
+// "<what>: <SQLite's message>", e.g. "insert job: database is locked".
+absl::Status SqliteError(int rc, sqlite3* db, absl::string_view what) {
+  const char* message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return absl::Status(CodeFor(rc), absl::StrCat(what, ": ", message));
+}
+
+}  // namespace
+
+namespace sqlite_internal {
+
+// A sqlite3 connection and the statements prepared on it. Not thread-safe:
+// one thread uses it at a time (the store's mutexes and reader pool see to it).
+class Connection {
+ public:
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path, int flags, int busy_timeout_ms) {
+    sqlite3* db = nullptr;
+    // NOMUTEX: the store serialises use of each connection itself.
+    const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      absl::Status status = SqliteError(rc, db, absl::StrCat("open ", path));
+      sqlite3_close_v2(db);  // a handle is returned even on failure
+      return status;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, busy_timeout_ms);
+    return std::unique_ptr<Connection>(new Connection(db));
+  }
+
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  ~Connection() {
+    for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+
+  sqlite3* db() const { return db_; }
+
+  // The statement for `sql`, prepared once per connection and reused; callers
+  // reset it after use (Stmt does).
+  absl::StatusOr<sqlite3_stmt*> Prepare(const std::string& sql, absl::string_view what) {
+    auto it = statements_.find(sql);
+    if (it != statements_.end()) return it->second;
+    sqlite3_stmt* stmt = nullptr;
+    const int rc =
+        sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(rc, db_, what);
+    statements_.emplace(sql, stmt);
+    return stmt;
+  }
+
+  // Runs one or more statements whose rows, if any, are not needed.
+  absl::Status Exec(const char* sql, absl::string_view what) {
+    const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(rc, db_, what);
+    return absl::OkStatus();
+  }
+
+ private:
+  explicit Connection(sqlite3* db) : db_(db) {}
+
+  sqlite3* const db_;
+  absl::flat_hash_map<std::string, sqlite3_stmt*> statements_;
+};
+
+}  // namespace sqlite_internal
+
+namespace {
+
+using sqlite_internal::Connection;
+
+// One use of a cached prepared statement: binds parameters in order, steps,
+// reads columns, and resets the statement when it goes out of scope. A
+// prepare or bind failure is kept and reported by the next Step.
+class Stmt {
+ public:
+  Stmt(Connection& conn, const std::string& sql, absl::string_view what) : db_(conn.db()), what_(what) {
+    absl::StatusOr<sqlite3_stmt*> stmt = conn.Prepare(sql, what);
+    if (stmt.ok()) {
+      stmt_ = *stmt;
+    } else {
+      status_ = stmt.status();
+    }
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  ~Stmt() {
+    // Reset also ends the statement's implicit read transaction; a statement
+    // left mid-rows would pin its WAL snapshot and stall checkpoints.
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+
+  Stmt& Int(int64_t value) {
+    if (stmt_ != nullptr) Check(sqlite3_bind_int64(stmt_, ++index_, value));
+    return *this;
+  }
+  Stmt& Text(absl::string_view value) {
+    // A default string_view has a null data(), which SQLite would bind as NULL.
+    const char* data = value.data() != nullptr ? value.data() : "";
+    if (stmt_ != nullptr) {
+      Check(sqlite3_bind_text64(stmt_, ++index_, data, value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+    }
+    return *this;
+  }
+
+  // True when a row is ready to read, false when the statement is done.
+  absl::StatusOr<bool> Step() {
+    if (!status_.ok()) return status_;
+    rc_ = sqlite3_step(stmt_);
+    if (rc_ == SQLITE_ROW) return true;
+    if (rc_ == SQLITE_DONE) return false;
+    return SqliteError(rc_, db_, what_);
+  }
+  // Steps once for a statement whose rows, if any, are not needed.
+  absl::Status Run() { return Step().status(); }
+  // The result code of the last Step (extended), to tell errors apart.
+  int rc() const { return rc_; }
+
+  int64_t ColumnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
+  int32_t ColumnInt32(int i) const { return static_cast<int32_t>(sqlite3_column_int64(stmt_, i)); }
+  std::string ColumnText(int i) const {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
+    // column_bytes after column_text: the length of the text just returned.
+    return text == nullptr ? std::string() : std::string(text, sqlite3_column_bytes(stmt_, i));
+  }
+
+ private:
+  void Check(int rc) {
+    if (rc != SQLITE_OK && status_.ok()) status_ = SqliteError(rc, db_, what_);
+  }
+
+  sqlite3* const db_;
+  const std::string what_;  // owned: callers may pass a temporary
+  sqlite3_stmt* stmt_ = nullptr;
+  absl::Status status_;
+  int index_ = 0;
+  int rc_ = SQLITE_OK;
+};
+
+// BEGIN IMMEDIATE .. COMMIT; rolls back unless committed. IMMEDIATE takes the
+// write lock up front, so a busy database fails at BEGIN (after busy_timeout)
+// rather than midway.
+class Transaction {
+ public:
+  Transaction(Connection& conn, absl::string_view what) : conn_(conn), what_(what) {
+    status_ = conn_.Exec("BEGIN IMMEDIATE", what_);
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction() {
+    // A failed statement may already have ended the transaction (autocommit).
+    if (!committed_ && sqlite3_get_autocommit(conn_.db()) == 0) {
+      sqlite3_exec(conn_.db(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  }
+  // The outcome of BEGIN.
+  const absl::Status& status() const { return status_; }
+  absl::Status Commit() {
+    absl::Status status = conn_.Exec("COMMIT", what_);
+    committed_ = status.ok();
+    return status;
+  }
+
+ private:
+  Connection& conn_;
+  const std::string what_;  // owned: callers may pass a temporary
+  absl::Status status_;
+  bool committed_ = false;
+};
+
+// The interface's limit (0: no limit) as SQLite's LIMIT (negative: no limit).
+absl::StatusOr<int64_t> SqlLimit(int32_t limit, absl::string_view what) {
+  if (limit < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": limit ", limit, " is negative"));
+  return limit == 0 ? -1 : limit;
+}
+
+absl::StatusOr<JobRecord> ReadJob(const Stmt& st, absl::string_view what) {
+  JobRecord job;
+  job.id = st.ColumnInt(0);
+  job.name = st.ColumnText(1);
+  job.user = st.ColumnText(2);
+  job.queue = st.ColumnText(3);
+  job.priority = st.ColumnInt32(4);
+  const std::string state = st.ColumnText(5);
+  std::optional<JobState> parsed = ParseJobState(state);
+  if (!parsed.has_value()) {
+    return absl::DataLossError(absl::StrCat(what, ": job ", job.id, " has unknown state '", state, "'"));
+  }
+  job.state = *parsed;
+  job.spec_json = st.ColumnText(6);
+  job.reason = st.ColumnText(7);
+  job.submit_ms = st.ColumnInt(8);
+  job.start_ms = st.ColumnInt(9);
+  job.end_ms = st.ColumnInt(10);
+  job.attempt = st.ColumnInt32(11);
+  return job;
+}
+
+absl::StatusOr<TaskRecord> ReadTask(const Stmt& st, absl::string_view what) {
+  TaskRecord task;
+  task.job_id = st.ColumnInt(0);
+  task.group = st.ColumnInt32(1);
+  task.replica = st.ColumnInt32(2);
+  task.attempt = st.ColumnInt32(3);
+  task.node = st.ColumnText(4);
+  task.placement_json = st.ColumnText(5);
+  const std::string state = st.ColumnText(6);
+  std::optional<TaskState> parsed = ParseTaskState(state);
+  if (!parsed.has_value()) {
+    return absl::DataLossError(absl::StrCat(what, ": task of job ", task.job_id, " has unknown state '", state, "'"));
+  }
+  task.state = *parsed;
+  task.exit_code = st.ColumnInt32(7);
+  task.reason = st.ColumnText(8);
+  task.start_ms = st.ColumnInt(9);
+  task.end_ms = st.ColumnInt(10);
+  return task;
+}
+
+NodeRecord ReadNode(const Stmt& st) {
+  NodeRecord node;
+  node.name = st.ColumnText(0);
+  node.spec_json = st.ColumnText(1);
+  node.state = st.ColumnText(2);
+  node.address = st.ColumnText(3);
+  node.registered_ms = st.ColumnInt(4);
+  node.heartbeat_ms = st.ColumnInt(5);
+  return node;
+}
+
+TokenRecord ReadToken(const Stmt& st) {
+  TokenRecord token;
+  token.token_hash = st.ColumnText(0);
+  token.name = st.ColumnText(1);
+  token.role = st.ColumnText(2);
+  token.user = st.ColumnText(3);
+  token.created_ms = st.ColumnInt(4);
+  token.revoked = st.ColumnInt(5) != 0;
+  return token;
+}
+
+EventRecord ReadEvent(const Stmt& st) {
+  EventRecord event;
+  event.id = st.ColumnInt(0);
+  event.job_id = st.ColumnInt(1);
+  event.node = st.ColumnText(2);
+  event.time_ms = st.ColumnInt(3);
+  event.kind = st.ColumnText(4);
+  event.message = st.ColumnText(5);
+  return event;
+}
+
+absl::StatusOr<int64_t> InsertEvent(Connection& conn, const EventRecord& event, absl::string_view what) {
+  static const std::string sql = "INSERT INTO events(job_id, node, time_ms, kind, message) VALUES(?, ?, ?, ?, ?)";
+  Stmt st(conn, sql, what);
+  st.Int(event.job_id).Text(event.node).Int(event.time_ms).Text(event.kind).Text(event.message);
+  if (absl::Status s = st.Run(); !s.ok()) return s;
+  return sqlite3_last_insert_rowid(conn.db());
+}
+
+// Collects every row of `st` into `out` with `read`, which returns a record or
+// StatusOr of one.
+template <typename T, typename ReadFn>
+absl::Status CollectRows(Stmt& st, std::vector<T>* out, ReadFn read) {
+  while (true) {
+    absl::StatusOr<bool> row = st.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::OkStatus();
+    if constexpr (std::is_same_v<decltype(read(st)), T>) {
+      out->push_back(read(st));
+    } else {
+      auto record = read(st);
+      if (!record.ok()) return record.status();
+      out->push_back(*std::move(record));
+    }
+  }
+}
+
+// Opens `path` and sets the connection up as the store's writer: WAL, fsync
+// on every commit, foreign keys enforced.
+absl::StatusOr<std::unique_ptr<Connection>> OpenWriter(const SqliteOptions& options, bool in_memory) {
+  const std::string what = absl::StrCat("open ", options.path);
+  absl::StatusOr<std::unique_ptr<Connection>> conn =
+      Connection::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.busy_timeout_ms);
+  if (!conn.ok()) return conn.status();
+
+  // The first statement to read the file: a non-database fails here.
+  const std::string journal_what = absl::StrCat(what, ": set WAL journal mode");
+  Stmt journal(**conn, "PRAGMA journal_mode=WAL", journal_what);
+  absl::StatusOr<bool> row = journal.Step();
+  if (!row.ok()) return row.status();
+  const std::string mode = *row ? journal.ColumnText(0) : "";
+  // An in-memory database reports "memory"; a file must really be in WAL, or
+  // readers would block the writer and commits would cost two fsyncs.
+  if (!in_memory && mode != "wal") {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": cannot use WAL journal mode (got '", mode, "'); put the database on a local filesystem"));
+  }
+  if (absl::Status s = (*conn)->Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", what); !s.ok()) return s;
+  return conn;
+}
+
+// Brings the schema to kSchemaVersion in one transaction; returns the version.
+absl::StatusOr<int32_t> Migrate(Connection& conn, const std::string& path) {
+  const std::string what = absl::StrCat("open ", path);
+  // IMMEDIATE: two processes opening an old database at once migrate it once.
+  Transaction txn(conn, absl::StrCat(what, ": begin migration"));
+  if (!txn.status().ok()) return txn.status();
+
+  Stmt version_st(conn, "PRAGMA user_version", what);
+  absl::StatusOr<bool> row = version_st.Step();
+  if (!row.ok()) return row.status();
+  const int64_t version = *row ? version_st.ColumnInt(0) : 0;
+  constexpr int32_t kLatest = SqliteStateStore::kSchemaVersion;
+  if (version > kLatest) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": database schema v", version, " is newer than this icos (v", kLatest, "); upgrade icos"));
+  }
+  if (version < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": database schema version ", version, " is invalid"));
+  }
+  if (version == kLatest) return kLatest;
+
+  for (int64_t v = version; v < kLatest; ++v) {
+    if (absl::Status s = conn.Exec(kMigrations[v], absl::StrCat(what, ": migrate to schema v", v + 1)); !s.ok()) {
+      return s;
+    }
+  }
+  // user_version lives in the file header and is part of the transaction, so
+  // a crash leaves either the old schema and version or the new ones.
+  const std::string set_version = absl::StrCat("PRAGMA user_version = ", kLatest);
+  if (absl::Status s = conn.Exec(set_version.c_str(), what); !s.ok()) return s;
+  if (absl::Status s = txn.Commit(); !s.ok()) return s;
+  return kLatest;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const SqliteOptions& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("open: SqliteOptions.path is empty; give a file path or \":memory:\"");
+  }
+  const bool in_memory = options.path == ":memory:";
+  absl::StatusOr<std::unique_ptr<Connection>> writer = OpenWriter(options, in_memory);
+  if (!writer.ok()) return writer.status();
+  absl::StatusOr<int32_t> version = Migrate(**writer, options.path);
+  if (!version.ok()) return version.status();
+  return std::unique_ptr<SqliteStateStore>(new SqliteStateStore(options, *std::move(writer), *version));
+}
+
+SqliteStateStore::SqliteStateStore(SqliteOptions options, std::unique_ptr<Connection> writer, int32_t schema_version)
+    : options_(std::move(options)),
+      in_memory_(options_.path == ":memory:"),
+      schema_version_(schema_version),
+      writer_(std::move(writer)) {}
+
+SqliteStateStore::~SqliteStateStore() {
+  {
+    absl::MutexLock lock(&readers_mu_);
+    idle_readers_.clear();
+  }
+  absl::MutexLock lock(&write_mu_);
+  // Refreshes the planner's statistics where they are stale; cheap when not.
+  writer_->Exec("PRAGMA optimize", "close").IgnoreError();
+  writer_.reset();
+}
+
+absl::Status SqliteStateStore::InsertJob(JobRecord* job) {
+  if (job == nullptr) return absl::InvalidArgumentError("insert job: job is null");
+  PendingInsert self{.job = job};
+  const size_t max_group = static_cast<size_t>(std::max(1, options_.max_group_commit));
+  queue_mu_.Lock();
+  queue_.push_back(&self);
+  while (true) {
+    // Either a leader commits us, or the commit in flight ends with us still
+    // queued and we lead the next one, taking everyone queued meanwhile (in
+    // arrival order; when more than max_group wait, we may lead more than once).
+    while (!self.done && leader_active_) queue_cv_.Wait(&queue_mu_);
+    if (self.done) break;
+    leader_active_ = true;
+    const size_t take = std::min(queue_.size(), max_group);
+    std::vector<PendingInsert*> group(queue_.begin(), queue_.begin() + take);
+    queue_.erase(queue_.begin(), queue_.begin() + take);
+    queue_mu_.Unlock();
+
+    const absl::Status status = CommitInserts(group);
+
+    queue_mu_.Lock();
+    for (PendingInsert* p : group) {
+      p->status = status;
+      p->done = true;
+    }
+    leader_active_ = false;
+    queue_cv_.SignalAll();
+  }
+  absl::Status status = self.status;
+  queue_mu_.Unlock();
+  return status;
+}
+
+absl::Status SqliteStateStore::CommitInserts(const std::vector<PendingInsert*>& group) {
+  static const std::string insert_job =
+      "INSERT INTO jobs(name, user, queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
+      "attempt) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+  constexpr absl::string_view kWhat = "insert job";
+
+  absl::MutexLock lock(&write_mu_);
+  Connection& conn = *writer_;
+  Transaction txn(conn, kWhat);
+  if (!txn.status().ok()) return txn.status();
+  std::vector<int64_t> ids;
+  ids.reserve(group.size());
+  for (const PendingInsert* p : group) {
+    const JobRecord& job = *p->job;
+    {
+      Stmt st(conn, insert_job, kWhat);
+      st.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
+      st.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
+      if (absl::Status s = st.Run(); !s.ok()) return s;
+    }
+    const int64_t id = sqlite3_last_insert_rowid(conn.db());
+    ids.push_back(id);
+    EventRecord submitted{.job_id = id,
+                          .time_ms = job.submit_ms,
+                          .kind = "Submitted",
+                          .message = absl::StrCat("submitted by ", job.user, " to queue ", job.queue)};
+    if (absl::StatusOr<int64_t> event = InsertEvent(conn, submitted, kWhat); !event.ok()) return event.status();
+  }
+  if (absl::Status s = txn.Commit(); !s.ok()) return s;
+  // Ids are handed out only once durable, so a failed group leaves them at 0.
+  for (size_t i = 0; i < group.size(); ++i) group[i]->job->id = ids[i];
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStateStore::Apply(WriteBatch batch) {
+  static const std::string update_job =
+      "UPDATE jobs SET name = ?, user = ?, queue = ?, priority = ?, state = ?, spec_json = ?, reason = ?, "
+      "submit_ms = ?, start_ms = ?, end_ms = ?, attempt = ? WHERE id = ?";
+  static const std::string upsert_task =
+      absl::StrCat("INSERT INTO tasks(", kTaskColumns,
+                   ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE SET "
+                   "node = excluded.node, placement_json = excluded.placement_json, state = excluded.state, "
+                   "exit_code = excluded.exit_code, reason = excluded.reason, start_ms = excluded.start_ms, "
+                   "end_ms = excluded.end_ms");
+  static const std::string upsert_node =
+      absl::StrCat("INSERT INTO nodes(", kNodeColumns,
+                   ") VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json, "
+                   "state = excluded.state, address = excluded.address, registered_ms = excluded.registered_ms, "
+                   "heartbeat_ms = excluded.heartbeat_ms");
+  static const std::string upsert_queue =
+      "INSERT INTO queues(name, spec_json) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET spec_json = "
+      "excluded.spec_json";
+  static const std::string delete_queue = "DELETE FROM queues WHERE name = ?";
+  static const std::string upsert_token = absl::StrCat(
+      "INSERT INTO tokens(", kTokenColumns,
+      ") VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(token_hash) DO UPDATE SET name = excluded.name, "
+      "role = excluded.role, user = excluded.user, created_ms = excluded.created_ms, revoked = excluded.revoked");
+  constexpr absl::string_view kWhat = "apply";
+
+  if (batch.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&write_mu_);
+  Connection& conn = *writer_;
+  Transaction txn(conn, kWhat);
+  if (!txn.status().ok()) return txn.status();
+
+  for (const JobRecord& job : batch.jobs) {
+    Stmt st(conn, update_job, kWhat);
+    st.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
+    st.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
+    st.Int(job.id);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+    if (sqlite3_changes(conn.db()) == 0) {
+      return absl::NotFoundError(absl::StrCat("apply: job ", job.id, " does not exist"));
+    }
+  }
+  for (const TaskRecord& task : batch.tasks) {
+    Stmt st(conn, upsert_task, kWhat);
+    st.Int(task.job_id).Int(task.group).Int(task.replica).Int(task.attempt).Text(task.node);
+    st.Text(task.placement_json).Text(TaskStateName(task.state)).Int(task.exit_code).Text(task.reason);
+    st.Int(task.start_ms).Int(task.end_ms);
+    if (absl::Status s = st.Run(); !s.ok()) {
+      if (st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        return absl::NotFoundError(absl::StrCat("apply: task (group ", task.group, ", replica ", task.replica,
+                                                ", attempt ", task.attempt, ") of job ", task.job_id,
+                                                ": job does not exist"));
+      }
+      return s;
+    }
+  }
+  for (const NodeRecord& node : batch.nodes) {
+    Stmt st(conn, upsert_node, kWhat);
+    st.Text(node.name).Text(node.spec_json).Text(node.state).Text(node.address).Int(node.registered_ms);
+    st.Int(node.heartbeat_ms);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
+  for (const QueueRecord& queue : batch.queues) {
+    Stmt st(conn, upsert_queue, kWhat);
+    st.Text(queue.name).Text(queue.spec_json);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
+  for (const std::string& name : batch.deleted_queues) {
+    Stmt st(conn, delete_queue, kWhat);
+    st.Text(name);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
+  for (const TokenRecord& token : batch.tokens) {
+    Stmt st(conn, upsert_token, kWhat);
+    st.Text(token.token_hash).Text(token.name).Text(token.role).Text(token.user).Int(token.created_ms);
+    st.Int(token.revoked ? 1 : 0);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
+  for (const EventRecord& event : batch.events) {
+    if (absl::StatusOr<int64_t> id = InsertEvent(conn, event, kWhat); !id.ok()) return id.status();
+  }
+  return txn.Commit();
+}
+
+absl::Status SqliteStateStore::WithReader(absl::FunctionRef<absl::Status(Connection&)> read) {
+  if (in_memory_) {
+    // An in-memory database exists only inside the writer's connection.
+    absl::MutexLock lock(&write_mu_);
+    return read(*writer_);
+  }
+  std::unique_ptr<Connection> conn;
+  {
+    absl::MutexLock lock(&readers_mu_);
+    if (!idle_readers_.empty()) {
+      conn = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+    }
+  }
+  if (conn == nullptr) {
+    absl::StatusOr<std::unique_ptr<Connection>> opened =
+        Connection::Open(options_.path, SQLITE_OPEN_READWRITE, options_.busy_timeout_ms);
+    if (!opened.ok()) return opened.status();
+    conn = *std::move(opened);
+    // Read-write so WAL's shared memory works without the files' write
+    // permission subtleties; query_only keeps a bug from writing through it.
+    if (absl::Status s = conn->Exec("PRAGMA query_only=1", absl::StrCat("open reader ", options_.path)); !s.ok()) {
+      return s;
+    }
+  }
+  absl::Status status = read(*conn);
+  {
+    absl::MutexLock lock(&readers_mu_);
+    if (idle_readers_.size() < static_cast<size_t>(std::max(0, options_.max_idle_readers))) {
+      idle_readers_.push_back(std::move(conn));
+    }
+  }
+  return status;  // `conn`, when not pooled, closes here, outside the lock
+}
+
+absl::StatusOr<JobRecord> SqliteStateStore::GetJob(int64_t id) {
+  static const std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?");
+  constexpr absl::string_view kWhat = "get job";
+  absl::StatusOr<JobRecord> job = absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  absl::Status status = WithReader([&](Connection& conn) -> absl::Status {
+    Stmt st(conn, sql, kWhat);
+    st.Int(id);
+    absl::StatusOr<bool> row = st.Step();
+    if (!row.ok()) return row.status();
+    if (*row) job = ReadJob(st, kWhat);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return job;
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery& query) {
+  constexpr absl::string_view kWhat = "list jobs";
+  absl::StatusOr<int64_t> limit = SqlLimit(query.limit, kWhat);
+  if (!limit.ok()) return limit.status();
+  // Distinct, sorted states: the same filter always yields the same SQL text,
+  // so the per-connection statement cache stays small (at most 2^5 variants).
+  std::vector<std::string> states;
+  for (JobState s : query.states) states.push_back(JobStateName(s));
+  std::sort(states.begin(), states.end());
+  states.erase(std::unique(states.begin(), states.end()), states.end());
+
+  std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id > ?");
+  if (!states.empty()) {
+    absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(std::vector<std::string>(states.size(), "?"), ", "), ")");
+  }
+  if (!query.user.empty()) absl::StrAppend(&sql, " AND user = ?");
+  if (!query.queue.empty()) absl::StrAppend(&sql, " AND queue = ?");
+  absl::StrAppend(&sql, " ORDER BY id LIMIT ?");
+
+  std::vector<JobRecord> jobs;
+  absl::Status status = WithReader([&](Connection& conn) {
+    jobs.clear();
+    Stmt st(conn, sql, kWhat);
+    st.Int(query.after_id);
+    for (const std::string& state : states) st.Text(state);
+    if (!query.user.empty()) st.Text(query.user);
+    if (!query.queue.empty()) st.Text(query.queue);
+    st.Int(*limit);
+    return CollectRows(st, &jobs, [&](const Stmt& row) { return ReadJob(row, kWhat); });
+  });
+  if (!status.ok()) return status;
+  return jobs;
+}
+
+absl::StatusOr<std::vector<TaskRecord>> SqliteStateStore::ListTasks(int64_t job_id) {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE job_id = ? ORDER BY attempt, grp, replica");
+  constexpr absl::string_view kWhat = "list tasks";
+  std::vector<TaskRecord> tasks;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, kWhat);
+    st.Int(job_id);
+    return CollectRows(st, &tasks, [&](const Stmt& row) { return ReadTask(row, kWhat); });
+  });
+  if (!status.ok()) return status;
+  return tasks;
+}
+
+absl::StatusOr<std::vector<TaskRecord>> SqliteStateStore::ListActiveTasks() {
+  static const std::string sql = absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE state IN (?, ?) ",
+                                              "ORDER BY job_id, grp, replica, attempt");
+  constexpr absl::string_view kWhat = "list active tasks";
+  std::vector<TaskRecord> tasks;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, kWhat);
+    st.Text(TaskStateName(TaskState::kAssigned)).Text(TaskStateName(TaskState::kRunning));
+    return CollectRows(st, &tasks, [&](const Stmt& row) { return ReadTask(row, kWhat); });
+  });
+  if (!status.ok()) return status;
+  return tasks;
+}
+
+absl::StatusOr<std::vector<NodeRecord>> SqliteStateStore::ListNodes() {
+  static const std::string sql = absl::StrCat("SELECT ", kNodeColumns, " FROM nodes ORDER BY name");
+  std::vector<NodeRecord> nodes;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, "list nodes");
+    return CollectRows(st, &nodes, ReadNode);
+  });
+  if (!status.ok()) return status;
+  return nodes;
+}
+
+absl::StatusOr<std::vector<QueueRecord>> SqliteStateStore::ListQueues() {
+  static const std::string sql = "SELECT name, spec_json FROM queues ORDER BY name";
+  std::vector<QueueRecord> queues;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, "list queues");
+    return CollectRows(st, &queues, [](const Stmt& row) {
+      return QueueRecord{.name = row.ColumnText(0), .spec_json = row.ColumnText(1)};
+    });
+  });
+  if (!status.ok()) return status;
+  return queues;
+}
+
+absl::StatusOr<TokenRecord> SqliteStateStore::GetToken(const std::string& token_hash) {
+  static const std::string sql = absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE token_hash = ?");
+  // The hash is a credential's fingerprint; it stays out of error messages.
+  absl::StatusOr<TokenRecord> token = absl::NotFoundError("token not found");
+  absl::Status status = WithReader([&](Connection& conn) -> absl::Status {
+    Stmt st(conn, sql, "get token");
+    st.Text(token_hash);
+    absl::StatusOr<bool> row = st.Step();
+    if (!row.ok()) return row.status();
+    if (*row) token = ReadToken(st);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return token;
+}
+
+absl::StatusOr<std::vector<TokenRecord>> SqliteStateStore::ListTokens() {
+  static const std::string sql = absl::StrCat("SELECT ", kTokenColumns, " FROM tokens ORDER BY token_hash");
+  std::vector<TokenRecord> tokens;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, "list tokens");
+    return CollectRows(st, &tokens, ReadToken);
+  });
+  if (!status.ok()) return status;
+  return tokens;
+}
+
+absl::StatusOr<std::vector<EventRecord>> SqliteStateStore::ListEvents(int64_t job_id, int64_t after_id, int32_t limit) {
+  static const std::string of_job =
+      absl::StrCat("SELECT ", kEventColumns, " FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?");
+  static const std::string of_all =
+      absl::StrCat("SELECT ", kEventColumns, " FROM events WHERE id > ? ORDER BY id LIMIT ?");
+  constexpr absl::string_view kWhat = "list events";
+  if (job_id < 0) return absl::InvalidArgumentError(absl::StrCat("list events: job id ", job_id, " is negative"));
+  absl::StatusOr<int64_t> sql_limit = SqlLimit(limit, kWhat);
+  if (!sql_limit.ok()) return sql_limit.status();
+  std::vector<EventRecord> events;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, job_id > 0 ? of_job : of_all, kWhat);
+    if (job_id > 0) st.Int(job_id);
+    st.Int(after_id).Int(*sql_limit);
+    return CollectRows(st, &events, ReadEvent);
+  });
+  if (!status.ok()) return status;
+  return events;
+}
+
+}  // namespace icos::store
