@@ -24,9 +24,9 @@
 //       resources:
 //         cpu: 1              # cores; "500m" for millicores
 //         memory: 2Gi         # Ki, Mi, Gi, Ti (binary) or K, M, G, T (decimal) or bytes
-//         devices: 1          # whole devices per task
-//         device_share: 50%   # or a share of one device (with device_memory)
-//         device_memory: 4Gi
+//         devices: 1          # whole devices per task, or instead a share of one:
+//         # device_share: 50% # percent of one device (not with devices)
+//         # device_memory: 4Gi
 //       devices:              # optional any-of list; empty: any device type
 //         - {vendor: nvidia, model: A100-80G, throughput: 1.0}
 //         - {vendor: ascend}
@@ -48,13 +48,15 @@ namespace icos::api {
 enum class Framework { kNone, kPyTorch, kMpi, kDeepSpeed, kMindSpore, kPaddle, kTensorFlow };
 enum class RestartPolicy { kNever, kOnFailure };
 
-const char* FrameworkName(Framework f);  // "none", "pytorch", ...
+const char* FrameworkName(Framework f);          // "none", "pytorch", ...
 const char* RestartPolicyName(RestartPolicy p);  // "Never", "OnFailure"
 
 struct DeviceWish {
   std::string vendor;
   std::string model;
   double throughput = 0.0;
+
+  bool operator==(const DeviceWish&) const = default;
 };
 
 struct TaskSpec {
@@ -72,6 +74,8 @@ struct TaskSpec {
   std::vector<DeviceWish> device_wishes;
   core::Affinity affinity = core::Affinity::kNone;
   std::map<std::string, std::string> node_selector;
+
+  bool operator==(const TaskSpec&) const = default;
 };
 
 struct JobSpec {
@@ -86,6 +90,8 @@ struct JobSpec {
   bool preemptible = true;
   std::map<std::string, std::string> env;
   std::vector<TaskSpec> tasks;
+
+  bool operator==(const JobSpec&) const = default;
 };
 
 // Limits on what a spec may ask for; anything above is refused as absurd.
@@ -95,7 +101,7 @@ struct SpecLimits {
   int32_t max_replicas = 100'000;  // per group
   int64_t max_cpu_milli = 1'024'000;
   int64_t max_memory_mib = 64LL * 1024 * 1024;
-  int32_t max_devices = 1'024;     // per task
+  int32_t max_devices = 1'024;  // per task
   int32_t max_priority = 1'000'000;
 };
 
@@ -103,19 +109,39 @@ struct SpecLimits {
 // wrong types, negative or absurd quantities and unknown enum values are
 // InvalidArgument errors that name the field path and, for YAML, the line:
 //   "tasks[0].resources.memory (line 12): '2Gx' is not a quantity; use e.g. 512Mi or 2Gi"
+// Rules beyond the example above:
+//   - only `tasks` and each task's `command` (a list, not a string) are
+//     required; a field set to null (`workdir:` or `~`) counts as not given;
+//   - names (job, task, queue) are DNS labels: [a-z0-9]([-a-z0-9]*[a-z0-9])?,
+//     at most 63 characters; the job name defaults to the first program's
+//     basename made into one ("/usr/bin/Train.py" gives "train-py"), a task's
+//     to "task<i>"; task names are unique;
+//   - memory and device_memory given as a bare number are bytes and must be at
+//     least 1Mi (a bare "512" is surely a slip); quantities round up;
+//   - devices and device_share/device_memory exclude each other; a devices
+//     list needs a device request; min_available is 0 (all) to replicas;
+//     max_retries needs policy OnFailure; runtime_estimate <= time_limit;
+//   - env values and command arguments are text: numbers and booleans keep
+//     the text as written ("1.50" stays "1.50");
+//   - input is one UTF-8 document of at most max_bytes, nested at most 64
+//     levels, whose aliases expand it at most 4 times.
 absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& limits = {});
 
 // Canonical JSON of a spec (what the store keeps and the API returns); parses
-// back with ParseJobSpec to an equal spec.
+// back with ParseJobSpec to an equal spec. Every field is written except
+// zero durations, shares and device memory and empty workdir/env/devices/
+// node_selector; quantities as text in their shortest exact form ("1500m",
+// "2Gi", "90s", "50%"). The JSON can be longer than the YAML it came from, so
+// re-parse it with limits.max_bytes of at least its size.
 std::string JobSpecToJson(const JobSpec& spec);
 
 // The scheduler's view of the spec.
 core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int64_t submit_ms);
 
 // Quantity parsers shared with other inputs (node inventories, queue specs).
-absl::StatusOr<int64_t> ParseCpuMilli(const std::string& text);     // "2", "0.5", "500m"
-absl::StatusOr<int64_t> ParseMemoryMib(const std::string& text);    // "512Mi", "2Gi", "1G", "1048576"
-absl::StatusOr<int64_t> ParseDurationS(const std::string& text);    // "90", "90s", "10m", "2h", "1d"
+absl::StatusOr<int64_t> ParseCpuMilli(const std::string& text);   // "2", "0.5", "500m"
+absl::StatusOr<int64_t> ParseMemoryMib(const std::string& text);  // "512Mi", "2Gi", "1G", "1048576"
+absl::StatusOr<int64_t> ParseDurationS(const std::string& text);  // "90", "90s", "10m", "2h", "1d"
 
 }  // namespace icos::api
 

@@ -1,0 +1,1260 @@
+#include "api/job_spec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/yaml.h"
+
+namespace icos::api {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// Real specs nest five levels deep (job > tasks > task > devices > wish);
+// anything far deeper is an attack on the recursive YAML parser.
+constexpr int kMaxNesting = 64;
+// Durations beyond ten years are typos, and keep `* 1000` far from overflow.
+constexpr int64_t kMaxDurationS = 3650LL * 86'400;
+constexpr int32_t kMaxRetries = 100;
+constexpr size_t kMaxNameLength = 63;
+constexpr size_t kMaxModelLength = 128;
+constexpr double kMaxThroughput = 1e12;
+// How much text aliases may expand the input to, as a multiple of max_bytes:
+// "&a [...]" reused through "*a" many times is the YAML billion-laughs attack.
+constexpr int64_t kExpansionFactor = 4;
+// Values quoted back in error messages are cut to this many bytes.
+constexpr size_t kMaxShown = 40;
+
+constexpr int64_t kMi = 1LL << 20;
+
+// ---------------------------------------------------------------------------
+// Quantities.
+
+using u128 = unsigned __int128;
+
+// A non-negative decimal number as written: "12", "0.5", ".5", "5.".
+struct Decimal {
+  absl::string_view whole;
+  absl::string_view frac;
+};
+
+bool AllDigits(absl::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); });
+}
+
+std::optional<Decimal> SplitDecimal(absl::string_view s) {
+  const size_t dot = s.find('.');
+  Decimal d{s.substr(0, dot), dot == absl::string_view::npos ? absl::string_view() : s.substr(dot + 1)};
+  if (d.whole.empty() && d.frac.empty()) return std::nullopt;
+  if (!AllDigits(d.whole) || !AllDigits(d.frac)) return std::nullopt;
+  return d;
+}
+
+enum class ScaleError { kNone, kTooLarge, kTooPrecise };
+
+// ceil(d * scale / divisor) in exact integer arithmetic.
+// REQUIRES: 1 <= scale < 2^63, 1 <= divisor <= 2^40.
+int64_t ScaleUp(const Decimal& d, uint64_t scale, uint64_t divisor, ScaleError* error) {
+  constexpr u128 kMax = std::numeric_limits<int64_t>::max();
+  *error = ScaleError::kNone;
+  u128 whole = 0;
+  for (char c : d.whole) {
+    whole = whole * 10 + static_cast<u128>(c - '0');
+    if (whole > kMax) {
+      *error = ScaleError::kTooLarge;
+      return 0;
+    }
+  }
+  absl::string_view frac = d.frac;
+  while (!frac.empty() && frac.back() == '0') frac.remove_suffix(1);
+  if (frac.size() > 18) {
+    *error = ScaleError::kTooPrecise;
+    return 0;
+  }
+  u128 frac_num = 0;
+  u128 pow10 = 1;
+  for (char c : frac) {
+    frac_num = frac_num * 10 + static_cast<u128>(c - '0');
+    pow10 *= 10;
+  }
+  // value = whole + frac_num / pow10; every product below stays under 2^127.
+  const u128 whole_scaled = whole * scale;
+  const u128 q = whole_scaled / divisor;
+  const u128 r = whole_scaled % divisor;
+  if (q > kMax) {
+    *error = ScaleError::kTooLarge;
+    return 0;
+  }
+  const u128 den = pow10 * divisor;
+  const u128 num = r * pow10 + frac_num * scale;
+  const u128 total = q + (num + den - 1) / den;
+  if (total > kMax) {
+    *error = ScaleError::kTooLarge;
+    return 0;
+  }
+  return static_cast<int64_t>(total);
+}
+
+// `text` cut to kMaxShown bytes (at a UTF-8 boundary) with control characters
+// escaped, for quoting user input back in messages.
+std::string Shown(absl::string_view text) {
+  bool cut = false;
+  if (text.size() > kMaxShown) {
+    size_t n = kMaxShown;
+    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+    text = text.substr(0, n);
+    cut = true;
+  }
+  std::string out;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7F) {
+      absl::StrAppend(&out, absl::StrFormat("\\x%02x", u));
+    } else {
+      out.push_back(c);
+    }
+  }
+  if (cut) out += "...";
+  return out;
+}
+
+absl::Status QuantityError(absl::string_view text, ScaleError error, absl::string_view usage) {
+  if (error == ScaleError::kTooLarge) {
+    return absl::InvalidArgumentError(absl::StrCat("'", Shown(text), "' is too large"));
+  }
+  if (error == ScaleError::kTooPrecise) {
+    return absl::InvalidArgumentError(absl::StrCat("'", Shown(text), "' has more than 18 decimal places"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("'", Shown(text), "' ", usage));
+}
+
+// "-2Gi" is a quantity, just a wrong one: say so rather than "not a quantity".
+// `parse` is the unsigned parser; it is applied to the text after the sign.
+template <typename Parse>
+std::optional<absl::Status> NegativeError(absl::string_view text, Parse parse) {
+  const absl::string_view s = absl::StripAsciiWhitespace(text);
+  if (s.empty() || s[0] != '-' || !parse(s.substr(1)).ok()) return std::nullopt;
+  return absl::InvalidArgumentError(absl::StrCat("'", Shown(text), "' is negative"));
+}
+
+constexpr absl::string_view kCpuUsage = "is not a CPU quantity; use e.g. 2, 0.5 or 500m";
+constexpr absl::string_view kMemoryUsage = "is not a quantity; use e.g. 512Mi or 2Gi";
+constexpr absl::string_view kDurationUsage = "is not a duration; use e.g. 90s, 10m, 2h or 1d";
+
+struct Suffix {
+  absl::string_view name;
+  uint64_t multiplier;
+};
+
+constexpr Suffix kMemorySuffixes[] = {
+    {"Ki", 1ULL << 10},
+    {"Mi", 1ULL << 20},
+    {"Gi", 1ULL << 30},
+    {"Ti", 1ULL << 40},
+    {"Pi", 1ULL << 50},
+    {"Ei", 1ULL << 60},
+    {"k", 1'000ULL},
+    {"K", 1'000ULL},
+    {"M", 1'000'000ULL},
+    {"G", 1'000'000'000ULL},
+    {"T", 1'000'000'000'000ULL},
+    {"P", 1'000'000'000'000'000ULL},
+    {"E", 1'000'000'000'000'000'000ULL},
+};
+
+constexpr Suffix kDurationSuffixes[] = {{"s", 1}, {"m", 60}, {"h", 3'600}, {"d", 86'400}};
+
+// Memory in MiB, rounded up. *under_one_mib is set when the text is a bare
+// number of bytes below 1 MiB, which the user surely meant in MiB or GiB.
+absl::StatusOr<int64_t> ParseUnsignedMemory(absl::string_view text, bool* under_one_mib) {
+  const absl::string_view s = absl::StripAsciiWhitespace(text);
+  uint64_t multiplier = 1;
+  absl::string_view number = s;
+  for (const Suffix& suffix : kMemorySuffixes) {
+    if (absl::EndsWith(s, suffix.name)) {
+      multiplier = suffix.multiplier;
+      number = s.substr(0, s.size() - suffix.name.size());
+      break;
+    }
+  }
+  const std::optional<Decimal> d = SplitDecimal(number);
+  if (!d) return QuantityError(text, ScaleError::kNone, kMemoryUsage);
+  ScaleError error;
+  const int64_t mib = ScaleUp(*d, multiplier, kMi, &error);
+  if (error != ScaleError::kNone) return QuantityError(text, error, kMemoryUsage);
+  if (multiplier == 1) *under_one_mib = ScaleUp(*d, 1, 1, &error) < kMi;
+  return mib;
+}
+
+absl::StatusOr<int64_t> ParseMemory(absl::string_view text, bool* under_one_mib) {
+  *under_one_mib = false;
+  bool ignored;
+  auto parse = [&ignored](absl::string_view s) { return ParseUnsignedMemory(s, &ignored); };
+  if (std::optional<absl::Status> negative = NegativeError(text, parse)) return *negative;
+  return ParseUnsignedMemory(text, under_one_mib);
+}
+
+absl::StatusOr<int64_t> ParseUnsignedCpu(absl::string_view text) {
+  const absl::string_view s = absl::StripAsciiWhitespace(text);
+  ScaleError error = ScaleError::kNone;
+  int64_t milli = 0;
+  if (absl::EndsWith(s, "m")) {
+    const absl::string_view number = s.substr(0, s.size() - 1);
+    if (number.empty() || !AllDigits(number)) return QuantityError(text, ScaleError::kNone, kCpuUsage);
+    milli = ScaleUp(Decimal{number, {}}, 1, 1, &error);
+  } else {
+    const std::optional<Decimal> d = SplitDecimal(s);
+    if (!d) return QuantityError(text, ScaleError::kNone, kCpuUsage);
+    milli = ScaleUp(*d, 1000, 1, &error);
+  }
+  if (error != ScaleError::kNone) return QuantityError(text, error, kCpuUsage);
+  return milli;
+}
+
+absl::StatusOr<int64_t> ParseUnsignedDuration(absl::string_view text) {
+  const absl::string_view s = absl::StripAsciiWhitespace(text);
+  uint64_t unit = 1;
+  absl::string_view number = s;
+  for (const Suffix& suffix : kDurationSuffixes) {
+    if (absl::EndsWith(s, suffix.name)) {
+      unit = suffix.multiplier;
+      number = s.substr(0, s.size() - suffix.name.size());
+      break;
+    }
+  }
+  const std::optional<Decimal> d = SplitDecimal(number);
+  if (!d) return QuantityError(text, ScaleError::kNone, kDurationUsage);
+  ScaleError error;
+  const int64_t seconds = ScaleUp(*d, unit, 1, &error);
+  if (error != ScaleError::kNone) return QuantityError(text, error, kDurationUsage);
+  return seconds;
+}
+
+// ---------------------------------------------------------------------------
+// Canonical text forms, each accepted by the parser above.
+
+std::string FormatCpu(int64_t milli) {
+  if (milli % 1000 == 0) return absl::StrCat(milli / 1000);
+  return absl::StrCat(milli, "m");
+}
+
+std::string FormatMemory(int64_t mib) {
+  constexpr int64_t kMibPerGib = 1LL << 10;
+  constexpr int64_t kMibPerTib = 1LL << 20;
+  if (mib != 0 && mib % kMibPerTib == 0) return absl::StrCat(mib / kMibPerTib, "Ti");
+  if (mib != 0 && mib % kMibPerGib == 0) return absl::StrCat(mib / kMibPerGib, "Gi");
+  return absl::StrCat(mib, "Mi");
+}
+
+std::string FormatDuration(int64_t s) {
+  for (int i = std::size(kDurationSuffixes) - 1; i > 0; --i) {
+    const auto unit = static_cast<int64_t>(kDurationSuffixes[i].multiplier);
+    if (s != 0 && s % unit == 0) return absl::StrCat(s / unit, kDurationSuffixes[i].name);
+  }
+  return absl::StrCat(s, "s");
+}
+
+// ---------------------------------------------------------------------------
+// Names of enum values.
+
+constexpr std::pair<Framework, absl::string_view> kFrameworks[] = {
+    {Framework::kNone, "none"},
+    {Framework::kPyTorch, "pytorch"},
+    {Framework::kMpi, "mpi"},
+    {Framework::kDeepSpeed, "deepspeed"},
+    {Framework::kMindSpore, "mindspore"},
+    {Framework::kPaddle, "paddle"},
+    {Framework::kTensorFlow, "tensorflow"},
+};
+
+constexpr std::pair<RestartPolicy, absl::string_view> kRestartPolicies[] = {
+    {RestartPolicy::kNever, "Never"},
+    {RestartPolicy::kOnFailure, "OnFailure"},
+};
+
+constexpr std::pair<core::Affinity, absl::string_view> kAffinities[] = {
+    {core::Affinity::kNone, "none"},          {core::Affinity::kSameIsland, "same-island"},
+    {core::Affinity::kSameNode, "same-node"}, {core::Affinity::kSameRack, "same-rack"},
+    {core::Affinity::kSpread, "spread"},
+};
+
+template <typename E, size_t N>
+absl::string_view NameOf(const std::pair<E, absl::string_view> (&table)[N], E value) {
+  for (const auto& [v, name] : table) {
+    if (v == value) return name;
+  }
+  return "unknown";
+}
+
+template <typename E, size_t N>
+std::string NamesOf(const std::pair<E, absl::string_view> (&table)[N]) {
+  std::vector<absl::string_view> names;
+  for (const auto& entry : table) names.push_back(entry.second);
+  return absl::StrJoin(names, ", ");
+}
+
+// ---------------------------------------------------------------------------
+// Checks on the raw text, before yaml-cpp sees it.
+
+// 1-based line of byte `pos`.
+int LineOf(absl::string_view text, size_t pos) {
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<ptrdiff_t>(pos), '\n'));
+}
+
+// Position of the first byte that is not part of valid UTF-8 (no overlongs, no
+// surrogates, nothing above U+10FFFF), or npos.
+size_t FirstInvalidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + len > s.size()) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return i;
+    }
+    i += len;
+  }
+  return absl::string_view::npos;
+}
+
+// A cheap upper-bound-ish estimate of how deeply collections nest: block
+// indentation levels (and "- " prefixes) plus open flow brackets, ignoring
+// quoted text and comments. Returns the line where `limit` is first exceeded,
+// or 0. It can over-count only for brackets inside plain scalars, which real
+// specs do not have; yaml-cpp's own depth guard backs it up.
+int LineExceedingNesting(absl::string_view text, int limit) {
+  std::vector<size_t> indents;
+  int flow = 0;
+  char quote = 0;
+  int line_no = 0;
+  size_t start = 0;
+  while (start <= text.size()) {
+    ++line_no;
+    size_t end = text.find('\n', start);
+    if (end == absl::string_view::npos) end = text.size();
+    const absl::string_view line = text.substr(start, end - start);
+    size_t p = 0;
+    if (quote == 0 && flow == 0) {
+      const size_t indent = line.find_first_not_of(' ');
+      if (indent != absl::string_view::npos && line[indent] != '#' && line[indent] != '\r') {
+        while (!indents.empty() && indents.back() >= indent) indents.pop_back();
+        indents.push_back(indent);
+        p = indent;
+        // "- - x": each dash opens one more sequence.
+        while (p < line.size() && line[p] == '-' && p + 1 < line.size() && line[p + 1] == ' ') {
+          const size_t next = line.find_first_not_of(' ', p + 1);
+          if (next == absl::string_view::npos) break;
+          indents.push_back(next);
+          p = next;
+        }
+        if (static_cast<int>(indents.size()) > limit) return line_no;
+      }
+    }
+    for (; p < line.size(); ++p) {
+      const char c = line[p];
+      if (quote != 0) {
+        if (quote == '"' && c == '\\') {
+          ++p;
+        } else if (c == quote) {
+          if (quote == '\'' && p + 1 < line.size() && line[p + 1] == '\'') {
+            ++p;
+          } else {
+            quote = 0;
+          }
+        }
+        continue;
+      }
+      const bool after_separator =
+          p == 0 || absl::string_view(" \t[{,:-?").find(line[p - 1]) != absl::string_view::npos;
+      if (c == '#' && (p == 0 || line[p - 1] == ' ' || line[p - 1] == '\t')) break;
+      if ((c == '"' || c == '\'') && after_separator) {
+        quote = c;
+      } else if (c == '[' || c == '{') {
+        ++flow;
+        if (static_cast<int>(indents.size()) + flow > limit) return line_no;
+      } else if ((c == ']' || c == '}') && flow > 0) {
+        --flow;
+      }
+    }
+    start = end + 1;
+  }
+  return 0;
+}
+
+// Notes whether a document holds anything but a null, and where it starts.
+class DocumentProbe : public YAML::EventHandler {
+ public:
+  bool has_content() const { return has_content_; }
+  const YAML::Mark& start() const { return start_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override { start_ = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { has_content_ = true; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {
+    has_content_ = true;
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    has_content_ = true;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    has_content_ = true;
+  }
+  void OnMapEnd() override {}
+
+ private:
+  bool has_content_ = false;
+  YAML::Mark start_ = YAML::Mark::null_mark();
+};
+
+// Accepts one document, optionally followed by one empty one (a trailing
+// "---"). Throws YAML::Exception on syntax errors.
+absl::Status CheckSingleDocument(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentProbe first;
+  if (!parser.HandleNextDocument(first)) return absl::OkStatus();
+  DocumentProbe second;
+  if (!parser.HandleNextDocument(second)) return absl::OkStatus();
+  DocumentProbe third;
+  if (!second.has_content() && !parser.HandleNextDocument(third)) return absl::OkStatus();
+  const YAML::Mark& at = second.start();
+  return absl::InvalidArgumentError(absl::StrCat("spec (line ", at.line + 1, ", column ", at.column + 1,
+                                                 "): unexpected text after the end of the spec (a second YAML "
+                                                 "document?); submit one job per spec"));
+}
+
+// ---------------------------------------------------------------------------
+// From YAML nodes to the spec.
+
+// A value in the document: where it is (for messages) and what it is.
+struct Field {
+  std::string path;  // "tasks[0].resources.memory"; empty for the root
+  YAML::Mark mark;
+  YAML::Node node;
+};
+
+struct Entry {
+  std::string key;
+  Field field;
+};
+
+std::string Where(const std::string& path, const YAML::Mark& mark) {
+  const std::string& shown = path.empty() ? std::string("spec") : path;
+  if (mark.is_null() || mark.line < 0) return shown;
+  return absl::StrCat(shown, " (line ", mark.line + 1, ")");
+}
+
+absl::Status Invalid(const std::string& path, const YAML::Mark& mark, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(Where(path, mark), ": ", message));
+}
+
+absl::Status Invalid(const Field& f, absl::string_view message) { return Invalid(f.path, f.mark, message); }
+
+std::string Child(const std::string& path, absl::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
+}
+
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return absl::StrCat("'", Shown(node.Scalar()), "'");
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "nothing";
+  }
+}
+
+// Kubernetes' DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
+bool IsDnsLabel(absl::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  for (char c : s) {
+    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) || absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return s.front() != '-' && s.back() != '-';
+}
+
+bool IsEnvName(absl::string_view s) {
+  if (s.empty() || absl::ascii_isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+bool IsLabelChar(char c, absl::string_view extra) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || extra.find(c) != absl::string_view::npos;
+}
+
+// Node label keys: "zone", "icos.io/pool"; alphanumeric at both ends.
+bool IsLabelKey(absl::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  if (!IsLabelChar(s.front(), "") || !IsLabelChar(s.back(), "")) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return IsLabelChar(c, "-_./"); });
+}
+
+// Node label values: empty, or up to 63 of [A-Za-z0-9-_.] alphanumeric at both ends.
+bool IsLabelValue(absl::string_view s) {
+  if (s.empty()) return true;
+  if (s.size() > kMaxNameLength) return false;
+  if (!IsLabelChar(s.front(), "") || !IsLabelChar(s.back(), "")) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return IsLabelChar(c, "-_."); });
+}
+
+bool IsVendorName(absl::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength || !absl::ascii_isalnum(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_islower(static_cast<unsigned char>(c)) || absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
+           c == '-' || c == '_';
+  });
+}
+
+constexpr absl::string_view kNameRule =
+    "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit";
+
+// A usable job name from a command: "/usr/bin/Train_GPT.py" gives "train-gpt-py".
+std::string NameFromCommand(const std::vector<std::string>& command) {
+  if (command.empty()) return "job";
+  absl::string_view base = command[0];
+  if (const size_t slash = base.rfind('/'); slash != absl::string_view::npos) base = base.substr(slash + 1);
+  std::string name;
+  for (char c : base) {
+    const auto u = static_cast<unsigned char>(c);
+    const char lower = absl::ascii_tolower(u);
+    const bool ok = absl::ascii_islower(static_cast<unsigned char>(lower)) || absl::ascii_isdigit(u);
+    if (ok) {
+      name.push_back(lower);
+    } else if (!name.empty() && name.back() != '-') {
+      name.push_back('-');
+    }
+    if (name.size() >= kMaxNameLength) break;
+  }
+  while (!name.empty() && name.back() == '-') name.pop_back();
+  return name.empty() ? "job" : name;
+}
+
+template <size_t N>
+bool IsOneOf(absl::string_view key, const absl::string_view (&known)[N]) {
+  return std::find(std::begin(known), std::end(known), key) != std::end(known);
+}
+
+template <size_t N>
+absl::Status UnknownField(const Entry& e, const absl::string_view (&known)[N]) {
+  std::string message = absl::StrCat("unknown field; known: ", absl::StrJoin(known, ", "));
+  if (e.key == "<<") absl::StrAppend(&message, " (YAML merge keys are not supported)");
+  return Invalid(e.field, message);
+}
+
+constexpr absl::string_view kJobFields[] = {"name",    "queue",      "priority",         "framework",
+                                            "restart", "time_limit", "runtime_estimate", "preemptible",
+                                            "env",     "tasks"};
+constexpr absl::string_view kRestartFields[] = {"policy", "max_retries"};
+constexpr absl::string_view kTaskFields[] = {"name", "replicas",  "min_available", "command",  "workdir",
+                                             "env",  "resources", "devices",       "affinity", "node_selector"};
+constexpr absl::string_view kResourceFields[] = {"cpu", "memory", "devices", "device_share", "device_memory"};
+constexpr absl::string_view kDeviceFields[] = {"vendor", "model", "throughput"};
+
+// Turns one YAML document into a JobSpec, checking everything on the way.
+// Not thread-safe; one Parser per document.
+class Parser {
+ public:
+  explicit Parser(const SpecLimits& limits)
+      : limits_(limits),
+        budget_(static_cast<int64_t>(std::min<size_t>(limits.max_bytes, size_t{1} << 40)) * kExpansionFactor + 4096) {}
+
+  absl::StatusOr<JobSpec> Job(const Field& root);
+
+ private:
+  absl::StatusOr<TaskSpec> Task(const Field& f, int index);
+  absl::Status Restart(const Field& f, JobSpec& spec);
+  absl::Status Resources(const Field& f, TaskSpec& task);
+  absl::StatusOr<std::vector<std::string>> Command(const Field& f);
+  absl::StatusOr<std::vector<DeviceWish>> DeviceWishes(const Field& f);
+  absl::StatusOr<std::map<std::string, std::string>> Env(const Field& f);
+  absl::StatusOr<std::map<std::string, std::string>> NodeSelector(const Field& f);
+
+  // The entries of a mapping, with scalar, unique keys.
+  absl::StatusOr<std::vector<Entry>> Entries(const Field& f, absl::string_view expected);
+  absl::StatusOr<std::string> Text(const Field& f);
+  absl::StatusOr<std::string> Name(const Field& f);
+  absl::StatusOr<int64_t> Integer(const Field& f, int64_t lo, int64_t hi);
+  absl::StatusOr<bool> Bool(const Field& f);
+  absl::StatusOr<int64_t> Duration(const Field& f);
+  absl::StatusOr<int64_t> Memory(const Field& f);
+  template <typename E, size_t N>
+  absl::StatusOr<E> Enum(const Field& f, const std::pair<E, absl::string_view> (&table)[N], absl::string_view what);
+
+  // Counts decoded text against the expansion budget.
+  absl::Status Charge(const Field& f, size_t bytes);
+
+  const SpecLimits& limits_;
+  int64_t budget_;
+};
+
+absl::Status Parser::Charge(const Field& f, size_t bytes) {
+  budget_ -= static_cast<int64_t>(bytes) + 1;
+  if (budget_ >= 0) return absl::OkStatus();
+  return Invalid(f, absl::StrCat("the spec expands to more than ", kExpansionFactor,
+                                 " times max_bytes through YAML aliases; write it out plainly"));
+}
+
+absl::StatusOr<std::vector<Entry>> Parser::Entries(const Field& f, absl::string_view expected) {
+  if (!f.node.IsMap()) return Invalid(f, absl::StrCat("expected ", expected, ", got ", Describe(f.node)));
+  std::vector<Entry> entries;
+  std::set<std::string, std::less<>> seen;
+  // Each entry is a value: yaml-cpp's `it->first` refers into a temporary.
+  for (const auto& entry : f.node) {
+    const YAML::Node& key = entry.first;
+    if (!key.IsScalar()) {
+      return Invalid(f.path, key.Mark(), absl::StrCat("field names must be plain text, got ", Describe(key)));
+    }
+    Field field{Child(f.path, key.Scalar()), key.Mark(), entry.second};
+    if (!seen.insert(key.Scalar()).second) return Invalid(field, "duplicate field");
+    if (absl::Status s = Charge(field, key.Scalar().size()); !s.ok()) return s;
+    entries.push_back({key.Scalar(), std::move(field)});
+  }
+  return entries;
+}
+
+absl::StatusOr<std::string> Parser::Text(const Field& f) {
+  if (!f.node.IsScalar()) return Invalid(f, absl::StrCat("expected text, got ", Describe(f.node)));
+  const std::string& s = f.node.Scalar();
+  if (s.find('\0') != std::string::npos) return Invalid(f, "text must not contain NUL characters");
+  if (FirstInvalidUtf8(s) != std::string::npos) return Invalid(f, "text is not valid UTF-8");
+  if (absl::Status st = Charge(f, s.size()); !st.ok()) return st;
+  return s;
+}
+
+absl::StatusOr<std::string> Parser::Name(const Field& f) {
+  absl::StatusOr<std::string> s = Text(f);
+  if (!s.ok()) return s.status();
+  if (!IsDnsLabel(*s)) return Invalid(f, absl::StrCat("'", Shown(*s), "' is not a valid name; ", kNameRule));
+  return s;
+}
+
+absl::StatusOr<int64_t> Parser::Integer(const Field& f, int64_t lo, int64_t hi) {
+  if (!f.node.IsScalar()) return Invalid(f, absl::StrCat("expected a whole number, got ", Describe(f.node)));
+  const std::string& s = f.node.Scalar();
+  const std::string range = absl::StrCat("use ", lo, " to ", hi);
+  int64_t v;
+  if (!absl::SimpleAtoi(s, &v)) {
+    absl::string_view digits = absl::StripAsciiWhitespace(s);
+    if (!digits.empty() && (digits[0] == '-' || digits[0] == '+')) digits.remove_prefix(1);
+    if (!digits.empty() && AllDigits(digits)) {
+      return Invalid(f, absl::StrCat("'", Shown(s), "' is out of range; ", range));
+    }
+    return Invalid(f, absl::StrCat("'", Shown(s), "' is not a whole number"));
+  }
+  if (v < lo || v > hi) return Invalid(f, absl::StrCat(v, " is out of range; ", range));
+  return v;
+}
+
+absl::StatusOr<bool> Parser::Bool(const Field& f) {
+  if (f.node.IsScalar()) {
+    const std::string lower = absl::AsciiStrToLower(f.node.Scalar());
+    if (lower == "true") return true;
+    if (lower == "false") return false;
+  }
+  return Invalid(f, absl::StrCat("expected true or false, got ", Describe(f.node)));
+}
+
+absl::StatusOr<int64_t> Parser::Duration(const Field& f) {
+  if (!f.node.IsScalar()) return Invalid(f, absl::StrCat("expected a duration, got ", Describe(f.node)));
+  absl::StatusOr<int64_t> s = ParseDurationS(f.node.Scalar());
+  if (!s.ok()) return Invalid(f, s.status().message());
+  if (*s > kMaxDurationS) {
+    return Invalid(
+        f, absl::StrCat("'", Shown(f.node.Scalar()), "' is above the limit of ", FormatDuration(kMaxDurationS)));
+  }
+  return s;
+}
+
+// Memory for a task or a device share: more than zero, at most the limit, and
+// not a bare small number (which would be bytes, and surely meant as MiB).
+absl::StatusOr<int64_t> Parser::Memory(const Field& f) {
+  if (!f.node.IsScalar()) return Invalid(f, absl::StrCat("expected a memory quantity, got ", Describe(f.node)));
+  const std::string& text = f.node.Scalar();
+  bool under_one_mib = false;
+  absl::StatusOr<int64_t> mib = ParseMemory(text, &under_one_mib);
+  if (!mib.ok()) return Invalid(f, mib.status().message());
+  if (*mib == 0) return Invalid(f, "must be more than zero; use e.g. 512Mi or 2Gi");
+  if (under_one_mib) {
+    const std::string shown = Shown(absl::StripAsciiWhitespace(text));
+    return Invalid(f,
+                   absl::StrCat("'", shown, "' bytes is less than 1Mi; did you mean ", shown, "Mi or ", shown, "Gi?"));
+  }
+  if (*mib > limits_.max_memory_mib) {
+    return Invalid(f, absl::StrCat("'", Shown(text), "' is above the limit of ", FormatMemory(limits_.max_memory_mib)));
+  }
+  return mib;
+}
+
+template <typename E, size_t N>
+absl::StatusOr<E> Parser::Enum(const Field& f, const std::pair<E, absl::string_view> (&table)[N],
+                               absl::string_view what) {
+  if (f.node.IsScalar()) {
+    for (const auto& [value, name] : table) {
+      if (f.node.Scalar() == name) return value;
+    }
+  }
+  return Invalid(f, absl::StrCat(Describe(f.node), " is not ", what, "; use one of ", NamesOf(table)));
+}
+
+absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
+  if (root.node.IsNull()) return Invalid(root, "the spec is empty; it needs at least `tasks`");
+  absl::StatusOr<std::vector<Entry>> entries = Entries(root, "a mapping of job fields (name, tasks, ...)");
+  if (!entries.ok()) return entries.status();
+  JobSpec spec;
+  bool has_name = false;
+  bool has_tasks = false;
+  std::optional<Field> time_limit_field;
+  std::vector<Field> task_fields;
+  for (const Entry& e : *entries) {
+    const Field& f = e.field;
+    if (!IsOneOf(e.key, kJobFields)) return UnknownField(e, kJobFields);
+    if (f.node.IsNull()) continue;  // null means "not given"
+    absl::Status status;
+    if (e.key == "name") {
+      absl::StatusOr<std::string> v = Name(f);
+      status = v.status();
+      if (v.ok()) {
+        spec.name = *v;
+        has_name = true;
+      }
+    } else if (e.key == "queue") {
+      absl::StatusOr<std::string> v = Name(f);
+      status = v.status();
+      if (v.ok()) spec.queue = *v;
+    } else if (e.key == "priority") {
+      absl::StatusOr<int64_t> v = Integer(f, -limits_.max_priority, limits_.max_priority);
+      status = v.status();
+      if (v.ok()) spec.priority = static_cast<int32_t>(*v);
+    } else if (e.key == "framework") {
+      absl::StatusOr<Framework> v = Enum(f, kFrameworks, "a framework");
+      status = v.status();
+      if (v.ok()) spec.framework = *v;
+    } else if (e.key == "restart") {
+      status = Restart(f, spec);
+    } else if (e.key == "time_limit") {
+      absl::StatusOr<int64_t> v = Duration(f);
+      status = v.status();
+      if (v.ok()) spec.time_limit_s = *v;
+      time_limit_field = f;
+    } else if (e.key == "runtime_estimate") {
+      absl::StatusOr<int64_t> v = Duration(f);
+      status = v.status();
+      if (v.ok()) spec.runtime_estimate_s = *v;
+    } else if (e.key == "preemptible") {
+      absl::StatusOr<bool> v = Bool(f);
+      status = v.status();
+      if (v.ok()) spec.preemptible = *v;
+    } else if (e.key == "env") {
+      absl::StatusOr<std::map<std::string, std::string>> v = Env(f);
+      status = v.status();
+      if (v.ok()) spec.env = *std::move(v);
+    } else if (e.key == "tasks") {
+      has_tasks = true;
+      if (!f.node.IsSequence()) {
+        return Invalid(f, absl::StrCat("expected a list of tasks, got ", Describe(f.node)));
+      }
+      if (f.node.size() == 0) return Invalid(f, "at least one task is required");
+      if (f.node.size() > static_cast<size_t>(limits_.max_tasks)) {
+        return Invalid(f, absl::StrCat(f.node.size(), " tasks is above the limit of ", limits_.max_tasks));
+      }
+      int i = 0;
+      for (const YAML::Node& item : f.node) {
+        task_fields.push_back({absl::StrCat(f.path, "[", i++, "]"), item.Mark(), item});
+      }
+    }
+    if (!status.ok()) return status;
+  }
+  if (!has_tasks) {
+    return Invalid("tasks", root.mark,
+                   "required: list at least one task, e.g. tasks: [{command: [\"python3\", \"train.py\"]}]");
+  }
+  std::vector<std::string> task_paths;
+  for (size_t i = 0; i < task_fields.size(); ++i) {
+    absl::StatusOr<TaskSpec> task = Task(task_fields[i], static_cast<int>(i));
+    if (!task.ok()) return task.status();
+    for (size_t j = 0; j < spec.tasks.size(); ++j) {
+      if (spec.tasks[j].name == task->name) {
+        return Invalid(Child(task_fields[i].path, "name"), task_fields[i].mark,
+                       absl::StrCat("'", task->name, "' is already the name of ", task_fields[j].path,
+                                    "; task names must be unique"));
+      }
+    }
+    spec.tasks.push_back(*std::move(task));
+  }
+  if (!has_name) spec.name = NameFromCommand(spec.tasks[0].command);
+  if (spec.time_limit_s > 0 && spec.runtime_estimate_s > spec.time_limit_s) {
+    return Invalid(*time_limit_field,
+                   absl::StrCat(FormatDuration(spec.time_limit_s), " is shorter than runtime_estimate (",
+                                FormatDuration(spec.runtime_estimate_s),
+                                "); the job would be stopped before it is expected to finish"));
+  }
+  return spec;
+}
+
+absl::Status Parser::Restart(const Field& f, JobSpec& spec) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {policy: OnFailure, max_retries: 2}");
+  if (!entries.ok()) return entries.status();
+  std::optional<Field> retries_field;
+  for (const Entry& e : *entries) {
+    if (!IsOneOf(e.key, kRestartFields)) return UnknownField(e, kRestartFields);
+    if (e.field.node.IsNull()) continue;
+    if (e.key == "policy") {
+      absl::StatusOr<RestartPolicy> v = Enum(e.field, kRestartPolicies, "a restart policy");
+      if (!v.ok()) return v.status();
+      spec.restart = *v;
+    } else {
+      absl::StatusOr<int64_t> v = Integer(e.field, 0, kMaxRetries);
+      if (!v.ok()) return v.status();
+      spec.max_retries = static_cast<int32_t>(*v);
+      retries_field = e.field;
+    }
+  }
+  if (spec.max_retries > 0 && spec.restart == RestartPolicy::kNever) {
+    return Invalid(*retries_field, "needs policy: OnFailure (with policy Never a failed task is not retried)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TaskSpec> Parser::Task(const Field& f, int index) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a task: a mapping with at least `command`");
+  if (!entries.ok()) return entries.status();
+  TaskSpec task;
+  bool has_command = false;
+  std::optional<Field> min_available_field;
+  std::optional<Field> wishes_field;
+  for (const Entry& e : *entries) {
+    const Field& v = e.field;
+    if (!IsOneOf(e.key, kTaskFields)) return UnknownField(e, kTaskFields);
+    if (v.node.IsNull()) continue;
+    absl::Status status;
+    if (e.key == "name") {
+      absl::StatusOr<std::string> s = Name(v);
+      status = s.status();
+      if (s.ok()) task.name = *s;
+    } else if (e.key == "replicas") {
+      absl::StatusOr<int64_t> n = Integer(v, 1, limits_.max_replicas);
+      status = n.status();
+      if (n.ok()) task.replicas = static_cast<int32_t>(*n);
+    } else if (e.key == "min_available") {
+      absl::StatusOr<int64_t> n = Integer(v, 0, limits_.max_replicas);
+      status = n.status();
+      if (n.ok()) task.min_available = static_cast<int32_t>(*n);
+      min_available_field = v;
+    } else if (e.key == "command") {
+      absl::StatusOr<std::vector<std::string>> c = Command(v);
+      status = c.status();
+      if (c.ok()) task.command = *std::move(c);
+      has_command = true;
+    } else if (e.key == "workdir") {
+      absl::StatusOr<std::string> s = Text(v);
+      status = s.status();
+      if (s.ok()) task.workdir = *s;
+    } else if (e.key == "env") {
+      absl::StatusOr<std::map<std::string, std::string>> m = Env(v);
+      status = m.status();
+      if (m.ok()) task.env = *std::move(m);
+    } else if (e.key == "resources") {
+      status = Resources(v, task);
+    } else if (e.key == "devices") {
+      absl::StatusOr<std::vector<DeviceWish>> w = DeviceWishes(v);
+      status = w.status();
+      if (w.ok()) task.device_wishes = *std::move(w);
+      wishes_field = v;
+    } else if (e.key == "affinity") {
+      absl::StatusOr<core::Affinity> a = Enum(v, kAffinities, "an affinity");
+      status = a.status();
+      if (a.ok()) task.affinity = *a;
+    } else if (e.key == "node_selector") {
+      absl::StatusOr<std::map<std::string, std::string>> m = NodeSelector(v);
+      status = m.status();
+      if (m.ok()) task.node_selector = *std::move(m);
+    }
+    if (!status.ok()) return status;
+  }
+  if (!has_command) {
+    return Invalid(Child(f.path, "command"), f.mark,
+                   "required: the program and its arguments as a list, e.g. [\"python3\", \"train.py\"]");
+  }
+  if (task.min_available > task.replicas) {
+    return Invalid(*min_available_field,
+                   absl::StrCat(task.min_available, " is more than replicas (", task.replicas, ")"));
+  }
+  const bool wants_devices = task.devices > 0 || task.device_percent > 0 || task.device_memory_mib > 0;
+  if (!task.device_wishes.empty() && !wants_devices) {
+    return Invalid(*wishes_field,
+                   "device types are listed but the task asks for no device; set resources.devices or "
+                   "resources.device_share");
+  }
+  if (task.name.empty()) task.name = absl::StrCat("task", index);
+  return task;
+}
+
+absl::StatusOr<std::vector<std::string>> Parser::Command(const Field& f) {
+  if (f.node.IsScalar()) {
+    std::vector<std::string> words = absl::StrSplit(f.node.Scalar(), absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    std::string hint = Json(words).dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (hint.size() > 2 * kMaxShown) hint = "[\"python3\", \"train.py\"]";
+    return Invalid(f, absl::StrCat("expected a list of arguments, got text; write it as a list: ", hint));
+  }
+  if (!f.node.IsSequence()) return Invalid(f, absl::StrCat("expected a list of arguments, got ", Describe(f.node)));
+  if (f.node.size() == 0) return Invalid(f, "must not be empty; give at least the program to run");
+  std::vector<std::string> argv;
+  int i = 0;
+  for (const YAML::Node& item : f.node) {
+    Field arg{absl::StrCat(f.path, "[", i++, "]"), item.Mark().is_null() ? f.mark : item.Mark(), item};
+    if (item.IsNull()) return Invalid(arg, "argument is empty; quote it (\"\") if an empty argument is meant");
+    absl::StatusOr<std::string> s = Text(arg);
+    if (!s.ok()) return s.status();
+    if (argv.empty() && s->empty()) return Invalid(arg, "the program name must not be empty");
+    argv.push_back(*std::move(s));
+  }
+  return argv;
+}
+
+absl::Status Parser::Resources(const Field& f, TaskSpec& task) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {cpu: 1, memory: 2Gi}");
+  if (!entries.ok()) return entries.status();
+  std::optional<Field> devices_field;
+  std::optional<Field> share_field;
+  for (const Entry& e : *entries) {
+    const Field& v = e.field;
+    if (!IsOneOf(e.key, kResourceFields)) return UnknownField(e, kResourceFields);
+    if (v.node.IsNull()) continue;
+    if (e.key == "cpu") {
+      if (!v.node.IsScalar()) return Invalid(v, absl::StrCat("expected a CPU quantity, got ", Describe(v.node)));
+      absl::StatusOr<int64_t> milli = ParseCpuMilli(v.node.Scalar());
+      if (!milli.ok()) return Invalid(v, milli.status().message());
+      if (*milli == 0) return Invalid(v, "must be more than zero; use e.g. 500m or 1");
+      if (*milli > limits_.max_cpu_milli) {
+        return Invalid(v, absl::StrCat("'", Shown(v.node.Scalar()), "' is above the limit of ",
+                                       FormatCpu(limits_.max_cpu_milli), " CPUs"));
+      }
+      task.cpu_milli = *milli;
+    } else if (e.key == "memory") {
+      absl::StatusOr<int64_t> mib = Memory(v);
+      if (!mib.ok()) return mib.status();
+      task.memory_mib = *mib;
+    } else if (e.key == "devices") {
+      absl::StatusOr<int64_t> n = Integer(v, 0, limits_.max_devices);
+      if (!n.ok()) return n.status();
+      task.devices = static_cast<int32_t>(*n);
+      devices_field = v;
+    } else if (e.key == "device_share") {
+      if (!v.node.IsScalar()) return Invalid(v, absl::StrCat("expected a percentage, got ", Describe(v.node)));
+      absl::string_view text = absl::StripAsciiWhitespace(v.node.Scalar());
+      if (absl::EndsWith(text, "%")) text.remove_suffix(1);
+      const absl::string_view digits = absl::StartsWith(text, "-") ? text.substr(1) : text;
+      if (digits.empty() || !AllDigits(digits)) {
+        return Invalid(v, absl::StrCat("'", Shown(v.node.Scalar()),
+                                       "' is not a share; use a whole percentage of one device, e.g. 50%"));
+      }
+      int64_t percent = 0;
+      if (!absl::SimpleAtoi(text, &percent)) percent = -1;  // too many digits: out of range below
+      if (percent < 1 || percent > 99) {
+        return Invalid(v, absl::StrCat("'", Shown(v.node.Scalar()),
+                                       "' is out of range; use 1% to 99% (whole devices: resources.devices)"));
+      }
+      task.device_percent = static_cast<int32_t>(percent);
+      share_field = v;
+    } else if (e.key == "device_memory") {
+      absl::StatusOr<int64_t> mib = Memory(v);
+      if (!mib.ok()) return mib.status();
+      task.device_memory_mib = *mib;
+      if (!share_field) share_field = v;
+    }
+  }
+  if (task.devices > 0 && share_field) {
+    return Invalid(*share_field,
+                   "cannot be combined with devices; ask for whole devices or a share of one device, not both");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<DeviceWish>> Parser::DeviceWishes(const Field& f) {
+  if (!f.node.IsSequence()) {
+    return Invalid(f, absl::StrCat("expected a list of device types like [{vendor: nvidia}], got ", Describe(f.node)));
+  }
+  std::vector<DeviceWish> wishes;
+  int i = 0;
+  for (const YAML::Node& item : f.node) {
+    const Field wish_field{absl::StrCat(f.path, "[", i++, "]"), item.Mark().is_null() ? f.mark : item.Mark(), item};
+    absl::StatusOr<std::vector<Entry>> entries = Entries(wish_field, "a device type like {vendor: nvidia}");
+    if (!entries.ok()) return entries.status();
+    DeviceWish wish;
+    bool has_vendor = false;
+    for (const Entry& e : *entries) {
+      const Field& v = e.field;
+      if (!IsOneOf(e.key, kDeviceFields)) return UnknownField(e, kDeviceFields);
+      if (v.node.IsNull()) continue;
+      if (e.key == "vendor") {
+        absl::StatusOr<std::string> s = Text(v);
+        if (!s.ok()) return s.status();
+        const std::string vendor = absl::AsciiStrToLower(*s);
+        if (!IsVendorName(vendor)) {
+          return Invalid(v, absl::StrCat("'", Shown(*s), "' is not a vendor name; use e.g. nvidia, ascend, cambricon"));
+        }
+        wish.vendor = vendor;
+        has_vendor = true;
+      } else if (e.key == "model") {
+        absl::StatusOr<std::string> s = Text(v);
+        if (!s.ok()) return s.status();
+        const bool printable = std::none_of(s->begin(), s->end(), [](char c) {
+          return static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) == 0x7F;
+        });
+        if (s->empty() || s->size() > kMaxModelLength || !printable) {
+          return Invalid(v, absl::StrCat("'", Shown(*s), "' is not a model name; use 1-", kMaxModelLength,
+                                         " printable characters, e.g. A100-80G"));
+        }
+        wish.model = *s;
+      } else {
+        double t = 0;
+        if (!v.node.IsScalar() || !absl::SimpleAtod(v.node.Scalar(), &t) || !std::isfinite(t) || t < 0 ||
+            t > kMaxThroughput) {
+          return Invalid(v, absl::StrCat(Describe(v.node),
+                                         " is not a throughput; use a number of 0 or more (0: unknown), e.g. 1.5"));
+        }
+        wish.throughput = t == 0 ? 0.0 : t;  // no -0
+      }
+    }
+    if (!has_vendor) {
+      const std::string message = wish.model.empty() ? "required in each device type, e.g. {vendor: nvidia}"
+                                                     : absl::StrCat("required: model '", Shown(wish.model),
+                                                                    "' needs its vendor, e.g. vendor: nvidia");
+      return Invalid(Child(wish_field.path, "vendor"), wish_field.mark, message);
+    }
+    wishes.push_back(std::move(wish));
+  }
+  return wishes;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> Parser::Env(const Field& f) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping of variable names to values");
+  if (!entries.ok()) return entries.status();
+  std::map<std::string, std::string> env;
+  for (const Entry& e : *entries) {
+    if (!IsEnvName(e.key)) {
+      return Invalid(e.field, absl::StrCat("'", Shown(e.key),
+                                           "' is not a valid variable name; use letters, digits and _, not starting "
+                                           "with a digit"));
+    }
+    if (e.field.node.IsNull()) {
+      return Invalid(e.field, absl::StrCat("has no value; write ", e.key, ": \"\" for an empty string"));
+    }
+    absl::StatusOr<std::string> value = Text(e.field);
+    if (!value.ok()) return value.status();
+    env.emplace(e.key, *std::move(value));
+  }
+  return env;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> Parser::NodeSelector(const Field& f) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping of node labels to values, e.g. {zone: a}");
+  if (!entries.ok()) return entries.status();
+  std::map<std::string, std::string> selector;
+  for (const Entry& e : *entries) {
+    if (!IsLabelKey(e.key)) {
+      return Invalid(e.field, absl::StrCat("'", Shown(e.key),
+                                           "' is not a valid label; use letters, digits, '-', '_', '.' and '/', "
+                                           "starting and ending with a letter or digit"));
+    }
+    if (e.field.node.IsNull()) {
+      return Invalid(e.field, absl::StrCat("has no value; write ", e.key, ": \"\" to match an empty label"));
+    }
+    absl::StatusOr<std::string> value = Text(e.field);
+    if (!value.ok()) return value.status();
+    if (!IsLabelValue(*value)) {
+      return Invalid(e.field, absl::StrCat("'", Shown(*value),
+                                           "' is not a valid label value; use up to 63 letters, digits, '-', '_' "
+                                           "and '.', starting and ending with a letter or digit"));
+    }
+    selector.emplace(e.key, *std::move(value));
+  }
+  return selector;
+}
+
+}  // namespace
+
+const char* FrameworkName(Framework f) { return NameOf(kFrameworks, f).data(); }
+
+const char* RestartPolicyName(RestartPolicy p) { return NameOf(kRestartPolicies, p).data(); }
+
+absl::StatusOr<int64_t> ParseCpuMilli(const std::string& text) {
+  if (std::optional<absl::Status> negative = NegativeError(text, ParseUnsignedCpu)) return *negative;
+  return ParseUnsignedCpu(text);
+}
+
+absl::StatusOr<int64_t> ParseMemoryMib(const std::string& text) {
+  bool under_one_mib;
+  return ParseMemory(text, &under_one_mib);
+}
+
+absl::StatusOr<int64_t> ParseDurationS(const std::string& text) {
+  if (std::optional<absl::Status> negative = NegativeError(text, ParseUnsignedDuration)) return *negative;
+  return ParseUnsignedDuration(text);
+}
+
+absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& limits) {
+  if (text.size() > limits.max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec: ", text.size(), " bytes is above the limit of ", limits.max_bytes, " bytes"));
+  }
+  if (const size_t bad = FirstInvalidUtf8(text); bad != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("spec (line ", LineOf(text, bad), "): the text is not valid UTF-8"));
+  }
+  if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("spec (line ", LineOf(text, nul), "): contains a NUL byte"));
+  }
+  if (const int line = LineExceedingNesting(text, kMaxNesting); line > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec (line ", line, "): nested more than ", kMaxNesting, " levels deep"));
+  }
+  YAML::Node root;
+  try {
+    // yaml-cpp 0.7's LoadAll never returns on a stray "," after a top-level
+    // flow collection ("{a: 1},"): it yields empty documents forever. So
+    // count documents ourselves, stopping at three, then load the first.
+    if (absl::Status s = CheckSingleDocument(text); !s.ok()) return s;
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    std::string where = "spec";
+    if (!e.mark.is_null()) where = absl::StrCat("spec (line ", e.mark.line + 1, ", column ", e.mark.column + 1, ")");
+    return absl::InvalidArgumentError(absl::StrCat(where, ": not valid YAML or JSON: ", e.msg));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("spec: not valid YAML or JSON: ", e.what()));
+  }
+  try {
+    Parser parser(limits);
+    return parser.Job(Field{"", root.Mark(), root});
+  } catch (const std::exception& e) {
+    // yaml-cpp throws only on misuse, which the parser avoids; still, never let it escape.
+    return absl::InvalidArgumentError(absl::StrCat("spec: could not read: ", e.what()));
+  }
+}
+
+std::string JobSpecToJson(const JobSpec& spec) {
+  Json job;
+  job["name"] = spec.name;
+  job["queue"] = spec.queue;
+  job["priority"] = spec.priority;
+  job["framework"] = FrameworkName(spec.framework);
+  job["restart"] = {{"policy", RestartPolicyName(spec.restart)}, {"max_retries", spec.max_retries}};
+  if (spec.time_limit_s != 0) job["time_limit"] = FormatDuration(spec.time_limit_s);
+  if (spec.runtime_estimate_s != 0) job["runtime_estimate"] = FormatDuration(spec.runtime_estimate_s);
+  job["preemptible"] = spec.preemptible;
+  if (!spec.env.empty()) job["env"] = spec.env;
+  Json tasks = Json::array();
+  for (const TaskSpec& t : spec.tasks) {
+    Json task;
+    task["name"] = t.name;
+    task["replicas"] = t.replicas;
+    task["min_available"] = t.min_available;
+    task["command"] = t.command;
+    if (!t.workdir.empty()) task["workdir"] = t.workdir;
+    if (!t.env.empty()) task["env"] = t.env;
+    Json resources;
+    resources["cpu"] = FormatCpu(t.cpu_milli);
+    resources["memory"] = FormatMemory(t.memory_mib);
+    resources["devices"] = t.devices;
+    if (t.device_percent != 0) resources["device_share"] = absl::StrCat(t.device_percent, "%");
+    if (t.device_memory_mib != 0) resources["device_memory"] = FormatMemory(t.device_memory_mib);
+    task["resources"] = std::move(resources);
+    if (!t.device_wishes.empty()) {
+      Json wishes = Json::array();
+      for (const DeviceWish& w : t.device_wishes) {
+        Json wish;
+        wish["vendor"] = w.vendor;
+        if (!w.model.empty()) wish["model"] = w.model;
+        if (w.throughput != 0) wish["throughput"] = w.throughput;
+        wishes.push_back(std::move(wish));
+      }
+      task["devices"] = std::move(wishes);
+    }
+    task["affinity"] = std::string(NameOf(kAffinities, t.affinity));
+    if (!t.node_selector.empty()) task["node_selector"] = t.node_selector;
+    tasks.push_back(std::move(task));
+  }
+  job["tasks"] = std::move(tasks);
+  return job.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int64_t submit_ms) {
+  core::Job job;
+  job.id = id;
+  job.user = user;
+  job.queue = spec.queue;
+  job.priority = spec.priority;
+  job.submit_ms = submit_ms;
+  job.runtime_estimate_ms = spec.runtime_estimate_s * 1000;
+  job.preemptible = spec.preemptible;
+  for (const TaskSpec& t : spec.tasks) {
+    core::TaskGroup g;
+    g.name = t.name;
+    g.replicas = t.replicas;
+    g.min_available = t.min_available;
+    g.request.cpu_milli = t.cpu_milli;
+    g.request.memory_mib = t.memory_mib;
+    g.request.devices = t.devices;
+    g.request.device_percent = t.device_percent;
+    g.request.device_memory_mib = t.device_memory_mib;
+    for (const DeviceWish& w : t.device_wishes) g.device_choices.push_back({w.vendor, w.model, w.throughput});
+    g.affinity = t.affinity;
+    g.node_selector = t.node_selector;
+    job.groups.push_back(std::move(g));
+  }
+  return job;
+}
+
+}  // namespace icos::api
