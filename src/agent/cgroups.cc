@@ -1,0 +1,502 @@
+#include "agent/cgroups.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "agent/sys_util.h"
+
+namespace icos::agent {
+namespace {
+
+// From linux/magic.h; spelled out so the build does not depend on kernel headers.
+constexpr int64_t kCgroup2SuperMagic = 0x63677270;
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string UnescapeMountField(absl::string_view field) {
+  std::string out;
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      absl::string_view oct = field.substr(i + 1, 3);
+      if (oct.size() == 3 && std::all_of(oct.begin(), oct.end(), [](char c) { return c >= '0' && c <= '7'; })) {
+        out.push_back(static_cast<char>((oct[0] - '0') * 64 + (oct[1] - '0') * 8 + (oct[2] - '0')));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(field[i]);
+  }
+  return out;
+}
+
+bool IsManagedController(absl::string_view name) {
+  return std::find(std::begin(kCgroupControllers), std::end(kCgroupControllers), name) != std::end(kCgroupControllers);
+}
+
+// The whitespace-separated words of a file such as cgroup.controllers; empty
+// when the file is missing (a fake tree, or a kernel without the file).
+std::set<std::string> ReadWords(const std::string& path) {
+  std::set<std::string> words;
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return words;
+  for (absl::string_view w : absl::StrSplit(*text, absl::ByAnyChar(" \t\n"), absl::SkipEmpty())) {
+    // A fake tree may hold what was written ("+cpu"); the kernel shows "cpu".
+    if (!w.empty() && (w[0] == '+' || w[0] == '-')) w.remove_prefix(1);
+    words.emplace(w);
+  }
+  return words;
+}
+
+std::string Trimmed(const absl::StatusOr<std::string>& text) {
+  return text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : std::string();
+}
+
+absl::Status ValidateTaskId(const std::string& task_id) {
+  if (task_id.empty() || task_id == "." || task_id == ".." || task_id.find('/') != std::string::npos ||
+      task_id.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("task id '", task_id, "' cannot name a cgroup: it must be one path component"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MakeDir(const std::string& path) {
+  if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError(errno, absl::StrCat("mkdir ", path));
+  return absl::OkStatus();
+}
+
+// Writes a limit; the kernel answers EINVAL/ERANGE for values it rejects,
+// which is the caller's mistake, so those become InvalidArgument.
+absl::Status WriteLimit(const std::string& path, absl::string_view value) {
+  absl::Status s = WriteExistingFile(path, value);
+  if (!s.ok() && (absl::IsOutOfRange(s) || absl::IsInvalidArgument(s))) {
+    return absl::InvalidArgumentError(absl::StrCat("the kernel rejected the limit: ", s.message()));
+  }
+  return s;
+}
+
+int64_t CpuQuotaUs(int64_t cpu_milli, int64_t period_us) {
+  // cpu_milli thousandths of a CPU for each period; the kernel's minimum
+  // quota is 1 ms, so tiny limits are rounded up to it.
+  return std::max<int64_t>(1000, cpu_milli * period_us / 1000);
+}
+
+std::string MissingControllerWarning(absl::string_view limit, absl::string_view controller, const CgroupLayout& layout,
+                                     absl::string_view why) {
+  return absl::StrCat(limit, " not applied: the ", controller, " controller is not available (", layout.Describe(),
+                      why.empty() ? "" : "; ", why, ")");
+}
+
+}  // namespace
+
+std::string CgroupLayout::Describe() const {
+  if (version == CgroupVersion::kV2) return absl::StrCat("cgroup v2 at ", v2_root);
+  std::vector<std::string> parts;
+  for (const auto& [controller, root] : v1_roots) parts.push_back(absl::StrCat(controller, "=", root));
+  return absl::StrCat("cgroup v1 with ", parts.empty() ? "no controllers" : absl::StrJoin(parts, " "));
+}
+
+std::string FormatCpuList(const std::vector<int32_t>& ids) { return absl::StrJoin(ids, ","); }
+
+absl::StatusOr<CgroupLayout> ParseMountInfo(absl::string_view mountinfo) {
+  CgroupLayout v1;
+  v1.version = CgroupVersion::kV1;
+  std::string v2_root;
+  for (absl::string_view line : absl::StrSplit(mountinfo, '\n', absl::SkipEmpty())) {
+    // "<id> <parent> <maj:min> <root> <mount point> <opts> [optional...] - <fstype> <source> <super opts>"
+    size_t dash = line.find(" - ");
+    if (dash == absl::string_view::npos) continue;
+    std::vector<absl::string_view> left = absl::StrSplit(line.substr(0, dash), ' ', absl::SkipEmpty());
+    std::vector<absl::string_view> right = absl::StrSplit(line.substr(dash + 3), ' ', absl::SkipEmpty());
+    if (left.size() < 5 || right.empty()) continue;
+    std::string mount_point = UnescapeMountField(left[4]);
+    if (right[0] == "cgroup2") {
+      if (v2_root.empty()) v2_root = mount_point;
+    } else if (right[0] == "cgroup" && right.size() >= 3) {
+      for (absl::string_view opt : absl::StrSplit(right[2], ',')) {
+        if (IsManagedController(opt)) v1.v1_roots.emplace(std::string(opt), mount_point);
+      }
+    }
+  }
+  if (!v1.v1_roots.empty()) return v1;
+  if (!v2_root.empty()) {
+    CgroupLayout v2;
+    v2.version = CgroupVersion::kV2;
+    v2.v2_root = v2_root;
+    return v2;
+  }
+  return absl::NotFoundError("no cgroup v1 or v2 hierarchy is mounted");
+}
+
+absl::StatusOr<CgroupLayout> ResolveCgroupLayout(const CgroupOptions& options) {
+  CgroupLayout layout;
+  switch (options.mode) {
+    case CgroupMode::kDisabled:
+      return absl::FailedPreconditionError("cgroups are disabled by configuration");
+    case CgroupMode::kV2:
+      if (!PathExists(absl::StrCat(options.v2_root, "/cgroup.procs"))) {
+        return absl::NotFoundError(absl::StrCat("no cgroup v2 hierarchy at ", options.v2_root));
+      }
+      layout.version = CgroupVersion::kV2;
+      layout.v2_root = options.v2_root;
+      return layout;
+    case CgroupMode::kV1:
+      layout.version = CgroupVersion::kV1;
+      for (absl::string_view controller : kCgroupControllers) {
+        std::string root = absl::StrCat(options.v1_root, "/", controller);
+        if (PathExists(absl::StrCat(root, "/cgroup.procs"))) layout.v1_roots.emplace(controller, root);
+      }
+      if (layout.v1_roots.empty()) {
+        return absl::NotFoundError(absl::StrCat("no cgroup v1 controller hierarchy under ", options.v1_root));
+      }
+      return layout;
+    case CgroupMode::kAuto:
+      break;
+  }
+  absl::StatusOr<std::string> mountinfo = ReadFile(options.mountinfo_path);
+  if (mountinfo.ok()) return ParseMountInfo(*mountinfo);
+  // No /proc (a minimal chroot): the filesystem type of the usual mount point
+  // tells v2 (cgroup2 itself) from v1 (a tmpfs holding one mount per controller).
+  struct statfs fs;
+  if (statfs(options.v2_root.c_str(), &fs) == 0 && static_cast<int64_t>(fs.f_type) == kCgroup2SuperMagic) {
+    layout.version = CgroupVersion::kV2;
+    layout.v2_root = options.v2_root;
+    return layout;
+  }
+  CgroupOptions v1 = options;
+  v1.mode = CgroupMode::kV1;
+  return ResolveCgroupLayout(v1);
+}
+
+absl::StatusOr<std::unique_ptr<CgroupManager>> CgroupManager::Create(const CgroupOptions& options) {
+  std::vector<std::string> parts = absl::StrSplit(options.parent, '/', absl::SkipEmpty());
+  if (parts.empty() || std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p == ".."; })) {
+    return absl::InvalidArgumentError(absl::StrCat("cgroup parent '", options.parent, "' must be a relative path"));
+  }
+  if (options.cpu_period_us < 1000 || options.cpu_period_us > 1'000'000) {
+    return absl::InvalidArgumentError("cpu_period_us must be within [1000, 1000000] (the kernel's bounds)");
+  }
+  absl::StatusOr<CgroupLayout> layout = ResolveCgroupLayout(options);
+  if (!layout.ok()) return layout.status();
+  auto manager = std::unique_ptr<CgroupManager>(new CgroupManager(options, *std::move(layout)));
+  manager->parent_parts_ = std::move(parts);
+  return manager;
+}
+
+CgroupManager::CgroupManager(CgroupOptions options, CgroupLayout layout)
+    : options_(std::move(options)), layout_(std::move(layout)) {}
+
+std::vector<std::string> CgroupManager::Roots() const {
+  if (layout_.version == CgroupVersion::kV2) return {layout_.v2_root};
+  // Co-mounted controllers ("cpu,cpuacct") share one root: list it once.
+  std::vector<std::string> roots;
+  for (const auto& [controller, root] : layout_.v1_roots) {
+    if (std::find(roots.begin(), roots.end(), root) == roots.end()) roots.push_back(root);
+  }
+  return roots;
+}
+
+std::string CgroupManager::ListingRoot() const {
+  if (layout_.version == CgroupVersion::kV2) return layout_.v2_root;
+  for (const char* controller : {"pids", "memory", "cpu", "cpuset"}) {
+    auto it = layout_.v1_roots.find(controller);
+    if (it != layout_.v1_roots.end()) return it->second;
+  }
+  return layout_.v1_roots.empty() ? std::string() : layout_.v1_roots.begin()->second;
+}
+
+std::string CgroupManager::MemoryRoot() const {
+  if (layout_.version == CgroupVersion::kV2) return layout_.v2_root;
+  auto it = layout_.v1_roots.find("memory");
+  return it == layout_.v1_roots.end() ? std::string() : it->second;
+}
+
+std::string CgroupManager::GroupDir(const std::string& task_id) const {
+  return absl::StrCat(ListingRoot(), "/", options_.parent, "/", task_id);
+}
+
+absl::StatusOr<std::vector<std::string>> CgroupManager::CreateGroup(const std::string& task_id,
+                                                                    const CgroupLimits& limits) {
+  if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;
+  return layout_.version == CgroupVersion::kV2 ? CreateGroupV2(task_id, limits) : CreateGroupV1(task_id, limits);
+}
+
+absl::StatusOr<std::vector<std::string>> CgroupManager::CreateGroupV2(const std::string& task_id,
+                                                                      const CgroupLimits& limits) {
+  // A controller reaches a group only if every ancestor lists it in
+  // cgroup.subtree_control, so enable them from the root down. Failures are
+  // remembered rather than returned: the task can still run without them.
+  std::map<std::string, std::string> enable_errors;
+  std::string dir = layout_.v2_root;
+  for (size_t level = 0; level <= parent_parts_.size(); ++level) {
+    if (level > 0) {
+      dir = absl::StrCat(dir, "/", parent_parts_[level - 1]);
+      if (absl::Status s = MakeDir(dir); !s.ok()) return s;
+    }
+    std::set<std::string> available = ReadWords(absl::StrCat(dir, "/cgroup.controllers"));
+    std::set<std::string> enabled = ReadWords(absl::StrCat(dir, "/cgroup.subtree_control"));
+    for (absl::string_view controller : kCgroupControllers) {
+      std::string name(controller);
+      if (!available.count(name) || enabled.count(name)) continue;
+      // One controller per write, so one refusal does not block the others.
+      absl::Status s = WriteExistingFile(absl::StrCat(dir, "/cgroup.subtree_control"), absl::StrCat("+", name));
+      if (!s.ok()) enable_errors.emplace(name, std::string(s.message()));
+    }
+  }
+  const std::string group = absl::StrCat(dir, "/", task_id);
+  if (absl::Status s = MakeDir(group); !s.ok()) return s;
+  const std::set<std::string> controllers = ReadWords(absl::StrCat(group, "/cgroup.controllers"));
+
+  std::vector<std::string> warnings;
+  auto missing = [&](absl::string_view limit, const std::string& controller) {
+    auto it = enable_errors.find(controller);
+    warnings.push_back(
+        MissingControllerWarning(limit, controller, layout_, it == enable_errors.end() ? "" : it->second));
+  };
+  if (limits.cpu_milli > 0) {
+    if (controllers.count("cpu")) {
+      std::string value =
+          absl::StrCat(CpuQuotaUs(limits.cpu_milli, options_.cpu_period_us), " ", options_.cpu_period_us);
+      if (absl::Status s = WriteLimit(absl::StrCat(group, "/cpu.max"), value); !s.ok()) return s;
+    } else {
+      missing(absl::StrCat("CPU limit of ", limits.cpu_milli, "m"), "cpu");
+    }
+  }
+  if (limits.memory_bytes > 0) {
+    if (controllers.count("memory")) {
+      if (absl::Status s = WriteLimit(absl::StrCat(group, "/memory.max"), absl::StrCat(limits.memory_bytes)); !s.ok()) {
+        return s;
+      }
+      // Without this the task would spill into swap instead of being OOM
+      // killed at its limit. The file only exists with swap accounting on.
+      std::string swap_max = absl::StrCat(group, "/memory.swap.max");
+      if (PathExists(swap_max)) {
+        if (absl::Status s = WriteExistingFile(swap_max, "0"); !s.ok()) {
+          warnings.push_back(absl::StrCat("swap not disabled for the task: ", s.message()));
+        }
+      }
+    } else {
+      missing(absl::StrCat("memory limit of ", limits.memory_bytes, " bytes"), "memory");
+    }
+  }
+  if (!limits.cpus.empty() || !limits.mems.empty()) {
+    if (controllers.count("cpuset")) {
+      // v2 cpusets start empty, meaning "inherit the parent's", so unlike v1
+      // nothing has to be copied before the group is usable.
+      if (!limits.cpus.empty()) {
+        absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.cpus"), FormatCpuList(limits.cpus));
+        if (!s.ok()) return s;
+      }
+      if (!limits.mems.empty()) {
+        absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.mems"), FormatCpuList(limits.mems));
+        if (!s.ok()) return s;
+      }
+    } else {
+      missing("cpuset binding", "cpuset");
+    }
+  }
+  return warnings;
+}
+
+absl::StatusOr<std::vector<std::string>> CgroupManager::CreateGroupV1(const std::string& task_id,
+                                                                      const CgroupLimits& limits) {
+  for (const std::string& root : Roots()) {
+    const bool is_cpuset = PathExists(absl::StrCat(root, "/cpuset.cpus"));
+    std::string dir = root;
+    std::vector<std::string> levels = parent_parts_;
+    levels.push_back(task_id);
+    for (const std::string& part : levels) {
+      std::string child = absl::StrCat(dir, "/", part);
+      if (absl::Status s = MakeDir(child); !s.ok()) return s;
+      if (is_cpuset) {
+        // A new v1 cpuset starts with no CPUs and no memory nodes, and the
+        // kernel refuses to add a task to it (ENOSPC) until both are set.
+        for (const char* file : {"/cpuset.cpus", "/cpuset.mems"}) {
+          if (!Trimmed(ReadFile(absl::StrCat(child, file))).empty()) continue;
+          std::string inherited = Trimmed(ReadFile(absl::StrCat(dir, file)));
+          if (absl::Status s = WriteExistingFile(absl::StrCat(child, file), inherited); !s.ok()) return s;
+        }
+      }
+      dir = std::move(child);
+    }
+  }
+
+  std::vector<std::string> warnings;
+  auto group_in = [&](const char* controller) -> std::string {
+    auto it = layout_.v1_roots.find(controller);
+    if (it == layout_.v1_roots.end()) return "";
+    return absl::StrCat(it->second, "/", options_.parent, "/", task_id);
+  };
+  if (limits.cpu_milli > 0) {
+    if (std::string group = group_in("cpu"); !group.empty()) {
+      absl::Status s = WriteLimit(absl::StrCat(group, "/cpu.cfs_period_us"), absl::StrCat(options_.cpu_period_us));
+      if (s.ok()) {
+        s = WriteLimit(absl::StrCat(group, "/cpu.cfs_quota_us"),
+                       absl::StrCat(CpuQuotaUs(limits.cpu_milli, options_.cpu_period_us)));
+      }
+      if (!s.ok()) return s;
+    } else {
+      warnings.push_back(MissingControllerWarning(absl::StrCat("CPU limit of ", limits.cpu_milli, "m"), "cpu", layout_,
+                                                  "not mounted"));
+    }
+  }
+  if (limits.memory_bytes > 0) {
+    if (std::string group = group_in("memory"); !group.empty()) {
+      std::string bytes = absl::StrCat(limits.memory_bytes);
+      if (absl::Status s = WriteLimit(absl::StrCat(group, "/memory.limit_in_bytes"), bytes); !s.ok()) return s;
+      // memory+swap gets the same limit so the task cannot escape into swap.
+      // It must not be below limit_in_bytes, hence the order.
+      std::string memsw = absl::StrCat(group, "/memory.memsw.limit_in_bytes");
+      if (PathExists(memsw)) {
+        if (absl::Status s = WriteExistingFile(memsw, bytes); !s.ok()) {
+          warnings.push_back(absl::StrCat("swap not limited for the task: ", s.message()));
+        }
+      }
+    } else {
+      warnings.push_back(MissingControllerWarning(absl::StrCat("memory limit of ", limits.memory_bytes, " bytes"),
+                                                  "memory", layout_, "not mounted"));
+    }
+  }
+  if (!limits.cpus.empty() || !limits.mems.empty()) {
+    if (std::string group = group_in("cpuset"); !group.empty()) {
+      if (!limits.cpus.empty()) {
+        absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.cpus"), FormatCpuList(limits.cpus));
+        if (!s.ok()) return s;
+      }
+      if (!limits.mems.empty()) {
+        absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.mems"), FormatCpuList(limits.mems));
+        if (!s.ok()) return s;
+      }
+    } else {
+      warnings.push_back(MissingControllerWarning("cpuset binding", "cpuset", layout_, "not mounted"));
+    }
+  }
+  return warnings;
+}
+
+std::vector<std::string> CgroupManager::ProcsFiles(const std::string& task_id) const {
+  std::vector<std::string> files;
+  if (!ValidateTaskId(task_id).ok()) return files;
+  for (const std::string& root : Roots()) {
+    std::string group = absl::StrCat(root, "/", options_.parent, "/", task_id);
+    if (IsDirectory(group)) files.push_back(absl::StrCat(group, "/cgroup.procs"));
+  }
+  return files;
+}
+
+absl::Status CgroupManager::AddPid(const std::string& task_id, pid_t pid) {
+  if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;
+  std::vector<std::string> files = ProcsFiles(task_id);
+  if (files.empty()) return absl::NotFoundError(absl::StrCat("no cgroup for task ", task_id));
+  for (const std::string& file : files) {
+    if (absl::Status s = WriteExistingFile(file, absl::StrCat(pid)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<pid_t>> CgroupManager::ListPids(const std::string& task_id) const {
+  if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;
+  absl::StatusOr<std::string> text = ReadFile(absl::StrCat(GroupDir(task_id), "/cgroup.procs"));
+  if (!text.ok()) return text.status();
+  std::vector<pid_t> pids;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    int64_t pid = 0;
+    if (absl::SimpleAtoi(line, &pid) && pid > 0) pids.push_back(static_cast<pid_t>(pid));
+  }
+  return pids;
+}
+
+absl::Status CgroupManager::KillAll(const std::string& task_id) {
+  if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;
+  if (!IsDirectory(GroupDir(task_id))) return absl::OkStatus();
+  if (layout_.version == CgroupVersion::kV2) {
+    std::string kill_file = absl::StrCat(GroupDir(task_id), "/cgroup.kill");
+    // The kernel kills the whole subtree atomically, forks in flight included.
+    if (PathExists(kill_file)) return WriteExistingFile(kill_file, "1");
+  }
+  // Without cgroup.kill a process may fork between our listing and our kill,
+  // so list again until a round finds nothing alive.
+  constexpr int kMaxRounds = 100;
+  size_t alive = 0;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    absl::StatusOr<std::vector<pid_t>> pids = ListPids(task_id);
+    if (!pids.ok()) return absl::IsNotFound(pids.status()) ? absl::OkStatus() : pids.status();
+    alive = 0;
+    for (pid_t pid : *pids) {
+      if (!ProcessAlive(pid, 0)) continue;
+      ++alive;
+      kill(pid, SIGKILL);
+    }
+    if (alive == 0) return absl::OkStatus();
+    // SIGKILL is delivered asynchronously; give the victims a moment to exit.
+    struct timespec pause = {0, 1'000'000};
+    nanosleep(&pause, nullptr);
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat(alive, " processes of ", GroupDir(task_id), " survived SIGKILL (uninterruptible sleep?)"));
+}
+
+absl::StatusOr<int64_t> CgroupManager::OomKillCount(const std::string& task_id) const {
+  if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;
+  std::string root = MemoryRoot();
+  if (root.empty()) return absl::UnavailableError(absl::StrCat("no memory controller (", layout_.Describe(), ")"));
+  std::string group = absl::StrCat(root, "/", options_.parent, "/", task_id);
+  auto find_counter = [](const std::string& text, absl::string_view key) -> std::optional<int64_t> {
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits(' ', 1));
+      int64_t value = 0;
+      if (kv.first == key && absl::SimpleAtoi(kv.second, &value)) return value;
+    }
+    return std::nullopt;
+  };
+  if (layout_.version == CgroupVersion::kV2) {
+    absl::StatusOr<std::string> events = ReadFile(absl::StrCat(group, "/memory.events"));
+    if (!events.ok()) {
+      if (absl::IsNotFound(events.status()) && IsDirectory(group)) {
+        return absl::UnavailableError(
+            absl::StrCat("the memory controller is not enabled for ", group, " (", layout_.Describe(), ")"));
+      }
+      return events.status();
+    }
+    return find_counter(*events, "oom_kill").value_or(0);
+  }
+  absl::StatusOr<std::string> oom_control = ReadFile(absl::StrCat(group, "/memory.oom_control"));
+  if (!oom_control.ok()) return oom_control.status();
+  if (std::optional<int64_t> kills = find_counter(*oom_control, "oom_kill")) return *kills;
+  // Kernels before 4.13 do not count OOM kills per group.
+  absl::StatusOr<std::string> failcnt = ReadFile(absl::StrCat(group, "/memory.failcnt"));
+  if (!failcnt.ok()) return failcnt.status();
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*failcnt), &value)) {
+    return absl::InternalError(absl::StrCat("unparsable ", group, "/memory.failcnt"));
+  }
+  return value;
+}
+
+absl::Status CgroupManager::RemoveGroup(const std::string& task_id) {
+  if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;
+  for (const std::string& root : Roots()) {
+    std::string group = absl::StrCat(root, "/", options_.parent, "/", task_id);
+    if (rmdir(group.c_str()) == 0 || errno == ENOENT) continue;
+    if (errno == EBUSY) {
+      return absl::FailedPreconditionError(absl::StrCat("cannot remove ", group, ": processes are still in it"));
+    }
+    return ErrnoError(errno, absl::StrCat("rmdir ", group));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace icos::agent

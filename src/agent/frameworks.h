@@ -1,0 +1,81 @@
+// What each distributed training framework expects to find when one of its
+// ranks starts: environment variables and generated files (hostfiles, rank
+// tables). Pure functions: no I/O; the launcher writes the files and merges
+// the environment.
+//
+// Thread-safety: all functions are pure and may be called from any thread.
+#ifndef ICOS_AGENT_FRAMEWORKS_H_
+#define ICOS_AGENT_FRAMEWORKS_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace icos::agent {
+
+// Everything about one rank of a job that a framework might need.
+struct RankInfo {
+  // "none", "pytorch", "mpi", "deepspeed", "mindspore", "paddle", "tensorflow".
+  std::string framework = "none";
+  std::string job_name;
+  int64_t job_id = 0;
+  int32_t rank = 0;        // global rank, 0..world_size-1
+  int32_t world_size = 1;  // ranks in the job
+  int32_t local_rank = 0;  // rank among those on this node
+  int32_t local_world_size = 1;
+  int32_t node_rank = 0;  // this node's index among the job's nodes
+  int32_t num_nodes = 1;
+  // Rendezvous endpoint (rank 0's host and a free port there).
+  std::string master_addr;
+  int32_t master_port = 0;
+  // Host (name or address) of each rank, indexed by rank. Required by mpi,
+  // deepspeed, mindspore, paddle and tensorflow.
+  std::vector<std::string> rank_hosts;
+  // A free port per rank on its host, for frameworks whose ranks each listen
+  // (paddle, tensorflow). Indexed by rank.
+  std::vector<int32_t> rank_ports;
+  // Physical device indices of each rank; empty when unknown.
+  std::vector<std::vector<int32_t>> rank_devices;
+  // Ascend only: the NPU NIC address of each rank's device (from hccn_tool or
+  // /etc/hccn.conf), written as device_ip in the HCCL rank table. Omitted when
+  // empty, which HCCL accepts only on a single server.
+  std::vector<std::string> rank_device_ips;
+  // Absolute directory the generated files will be written to; required by
+  // mpi, deepspeed and mindspore. Paths in FrameworkSetup::files live here.
+  std::string files_dir;
+};
+
+struct FrameworkSetup {
+  std::map<std::string, std::string> env;
+  std::map<std::string, std::string> files;  // absolute path -> content
+};
+
+// The frameworks SetupFramework knows, sorted.
+std::vector<std::string> KnownFrameworks();
+
+// What rank `info.rank` of the job needs. Every framework also gets
+// ICOS_RANK, ICOS_WORLD_SIZE, ICOS_JOB_ID and ICOS_JOB_NAME.
+// InvalidArgument for an unknown framework (the message lists the known ones)
+// or for inconsistent info (rank outside world_size, rank_hosts of the wrong
+// length, missing master_addr, ...).
+absl::StatusOr<FrameworkSetup> SetupFramework(const RankInfo& info);
+
+// The variable a vendor's runtime reads to restrict which devices a process
+// sees: nvidia CUDA_VISIBLE_DEVICES, amd/hygon HIP_VISIBLE_DEVICES, ascend
+// ASCEND_RT_VISIBLE_DEVICES, ... ; ICOS_VISIBLE_DEVICES for an unknown vendor.
+// `vendor` is matched case-insensitively.
+std::string VisibleDevicesVar(const std::string& vendor);
+
+// The environment that makes exactly `indices` (physical indices, comma
+// joined in the given order) visible to a process, plus the vendor-neutral
+// ICOS_VISIBLE_DEVICES. For amd the ROCm runtime filters twice: it gets
+// ROCR_VISIBLE_DEVICES with the physical indices and HIP_VISIBLE_DEVICES
+// with 0..n-1, because HIP indexes into what ROCR already filtered.
+std::map<std::string, std::string> VisibleDevicesEnv(const std::string& vendor, const std::vector<int32_t>& indices);
+
+}  // namespace icos::agent
+
+#endif  // ICOS_AGENT_FRAMEWORKS_H_

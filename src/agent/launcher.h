@@ -1,0 +1,206 @@
+// TaskLauncher: the node agent's task runtime. Starts task processes in their
+// own cgroup and process group, with logs in a file, watches them without
+// blocking, stops them with a grace period, and re-adopts them after the agent
+// restarts. No networking: the agent's loop calls it.
+//
+// Process tree of one task:
+//
+//   agent ──fork──▶ shim (setsid; stdout/stderr → <log_dir>/<task_id>.log)
+//                     └──fork──▶ task (own process group; joins the cgroup; execve(argv))
+//
+// The shim waits for the task and records its wait status in
+// <state_dir>/<task_id>.exit (written to a temporary file and renamed), then
+// exits. It is the only record keeper, so it is built to outlive everything
+// but SIGKILL: it ignores SIGTERM/SIGINT/SIGHUP and stays OUT of the task's
+// cgroup and process group, so neither Stop(), cgroup kills nor the OOM
+// killer take it down with the task. Because the shim survives the agent, an
+// agent that crashed and restarted finds its tasks again (Adopt()) from
+// <state_dir>/<task_id>.json, written before Start() returns.
+// Deployment note: the service manager must not kill the agent's whole cgroup
+// on stop (systemd: KillMode=process), or the shims die with the agent and
+// their tasks are later reported Lost.
+//
+// Only async-signal-safe calls run between fork and exec (the agent is
+// multi-threaded); everything the shim needs is prepared before fork.
+//
+// Thread-safety: not thread-safe. One agent loop thread owns a TaskLauncher
+// and makes every call. Two TaskLaunchers must not share a state_dir at once.
+#ifndef ICOS_AGENT_LAUNCHER_H_
+#define ICOS_AGENT_LAUNCHER_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "agent/cgroups.h"
+#include "common/clock.h"
+
+namespace icos::agent {
+
+struct TaskLauncherOptions {
+  // Where <task_id>.json (what was launched) and <task_id>.exit (how it ended)
+  // live. Must survive agent restarts (not a tmpfs cleared on restart if
+  // adoption matters). Created if missing. Required.
+  std::string state_dir;
+  // Where <task_id>.log (the task's stdout and stderr, appended) goes.
+  // Created if missing. Required.
+  std::string log_dir;
+  // Cgroup hierarchy to use; mode kDisabled runs tasks without cgroups.
+  // When no hierarchy can be used, tasks still run and Start() warns about
+  // each limit it could not apply (see require_limits).
+  CgroupOptions cgroups;
+  // Grace period between SIGTERM and SIGKILL when Stop() is given a negative one.
+  int64_t default_grace_ms = 10'000;
+  // When true, Start() fails with FailedPrecondition instead of warning if a
+  // requested limit (CPU, memory, cpuset) cannot be enforced.
+  bool require_limits = false;
+  // Time source for grace periods; only differences of NowMs() matter.
+  // nullptr: a monotonic clock owned by the launcher, so that a wall-clock
+  // step (NTP) neither shortens nor stretches a grace period. Not owned; must
+  // outlive the launcher.
+  const icos::Clock* clock = nullptr;
+};
+
+// What to run.
+struct TaskLaunch {
+  // Names the task's files and cgroup: letters, digits, '.', '_' and '-';
+  // at most 200 characters; unique among the tasks of one state_dir.
+  std::string task_id;
+  // argv[0] is looked up in PATH (from `env` if set there, else the agent's)
+  // unless it contains a '/'; a relative path is relative to `workdir`.
+  std::vector<std::string> argv;
+  // Working directory; empty: the agent's.
+  std::string workdir;
+  // Added to (and overriding) the agent's environment.
+  std::map<std::string, std::string> env;
+  // Limits; 0 = none. cpu_milli: thousandths of a CPU; memory_mib: MiB (2^20 bytes).
+  int64_t cpu_milli = 0;
+  int64_t memory_mib = 0;
+  // cpuset CPU ids and NUMA node ids; empty = no binding.
+  std::vector<int32_t> cpus;
+  std::vector<int32_t> mems;
+};
+
+struct LaunchedTask {
+  std::string task_id;
+  pid_t shim_pid = 0;
+  // 0 when the shim could not start the task (Poll() then reports LaunchFailed).
+  pid_t task_pid = 0;
+  int64_t start_unix_ms = 0;
+  std::string log_path;
+  // The task's cgroup directory; empty when it runs without one.
+  std::string cgroup_dir;
+  // Limits that were requested but not applied, and why. Empty when all were.
+  std::vector<std::string> warnings;
+};
+
+enum class TaskExitKind {
+  kExited,        // exited on its own; exit_code says how
+  kSignaled,      // killed by a signal nobody at icos sent
+  kOOMKilled,     // SIGKILLed by the kernel's OOM killer in its cgroup
+  kCancelled,     // ended after Stop()
+  kLaunchFailed,  // never ran: exec (or chdir, log file, cgroup join) failed
+  kLost,          // vanished without an exit record (shim killed, state lost)
+};
+
+// "Exited", "Signaled", "OOMKilled", "Cancelled", "LaunchFailed", "Lost".
+absl::string_view TaskExitKindName(TaskExitKind kind);
+
+struct TaskExit {
+  std::string task_id;
+  TaskExitKind kind = TaskExitKind::kLost;
+  // The exit status as a shell shows it: the code for a normal exit, 128 +
+  // signal for a signal death, 127 (not found) or 126 (other errors) for a
+  // failed launch, -1 when unknown (Lost).
+  int exit_code = -1;
+  int signal = 0;  // the signal that killed the task; 0 if none
+  // For people: "exited with code 3", "OOMKilled", "exec 'x' failed: ...".
+  std::string reason;
+  int64_t end_unix_ms = 0;  // wall clock; for Lost, when the loss was noticed
+};
+
+class TaskLauncher {
+ public:
+  // Creates state_dir and log_dir if needed and sets up cgroups (a cgroup
+  // failure is not an error; see cgroup_status()). InvalidArgument for
+  // missing directories in `options`.
+  static absl::StatusOr<std::unique_ptr<TaskLauncher>> Create(TaskLauncherOptions options);
+
+  // Leaves every task running: a new TaskLauncher on the same state_dir
+  // adopts them (Adopt()).
+  ~TaskLauncher();
+
+  TaskLauncher(const TaskLauncher&) = delete;
+  TaskLauncher& operator=(const TaskLauncher&) = delete;
+
+  // Starts the task. Reads the agent's environment (environ), so no thread may
+  // call setenv() meanwhile. Before forking it checks the task id, the workdir and
+  // that argv[0] resolves to an executable, so a typo comes back here as
+  // NotFound ("command 'pyhton3' not found in PATH"). Failures after the
+  // fork (exec, chdir) are reported by Poll() as LaunchFailed.
+  // AlreadyExists when the id is running or has unreported state.
+  absl::StatusOr<LaunchedTask> Start(const TaskLaunch& launch);
+
+  // Non-blocking. Returns the tasks that ended since the last call, each once,
+  // and enforces Stop() deadlines (SIGKILL once a grace period has passed by
+  // the clock). Reported tasks are forgotten: their .json and .exit files and
+  // their cgroup are removed; the log file stays.
+  std::vector<TaskExit> Poll();
+
+  // Sends SIGTERM to the task's process group now and SIGKILL to the group and
+  // every process in its cgroup once `grace_ms` (< 0: default_grace_ms) has
+  // passed, which a later Poll() does. grace_ms == 0 kills at once. The task is
+  // reported as Cancelled (or OOMKilled / LaunchFailed when that happened
+  // first). A second Stop() can only shorten the deadline. NotFound for an
+  // unknown task.
+  absl::Status Stop(const std::string& task_id, int64_t grace_ms);
+
+  // Call once at agent start. Loads every task in state_dir not known yet.
+  // Returns the ids of those still running (their shim or task process is
+  // alive with the recorded start time), which are then watched through their
+  // exit file and /proc since they are no longer our children. Tasks that
+  // ended while the agent was away (exit file present) and tasks that vanished
+  // without one (Lost) are reported by the next Poll().
+  std::vector<std::string> Adopt();
+
+  // Ids of the tasks started or adopted and not yet reported by Poll(), sorted.
+  std::vector<std::string> Running() const;
+
+  // Empty when tasks get cgroups; otherwise why not (disabled, not mounted, ...).
+  const std::string& cgroup_status() const { return cgroup_status_; }
+  // nullptr when tasks run without cgroups.
+  const CgroupManager* cgroups() const { return cgroups_.get(); }
+
+ private:
+  struct Task;
+
+  explicit TaskLauncher(TaskLauncherOptions options);
+
+  std::string StatePath(const std::string& task_id) const;
+  std::string ExitPath(const std::string& task_id) const;
+  std::string LogPath(const std::string& task_id) const;
+  absl::Status SaveState(const Task& task) const;
+  void KillNow(Task& task);
+  TaskExit Finish(Task& task, const int* shim_wait_status);
+  void ReleaseCgroup(const std::string& task_id);
+
+  TaskLauncherOptions options_;
+  std::unique_ptr<icos::Clock> owned_clock_;
+  const icos::Clock* clock_;
+  std::unique_ptr<CgroupManager> cgroups_;
+  std::string cgroup_status_;
+  std::map<std::string, std::unique_ptr<Task>> tasks_;
+  // Cgroups whose removal failed (processes still exiting); retried by Poll().
+  std::vector<std::string> cgroups_to_remove_;
+};
+
+}  // namespace icos::agent
+
+#endif  // ICOS_AGENT_LAUNCHER_H_

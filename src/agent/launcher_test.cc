@@ -1,0 +1,525 @@
+#include "agent/launcher.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "agent/sys_util.h"
+#include "agent/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace icos::agent {
+namespace {
+
+using ::icos::agent::testing::Slurp;
+using ::icos::agent::testing::Spit;
+using ::icos::agent::testing::TempDir;
+using ::icos::agent::testing::WaitUntil;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+pid_t ReadPidFile(const std::string& path) {
+  int64_t pid = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(Slurp(path)), &pid)) return 0;
+  return static_cast<pid_t>(pid);
+}
+
+class LauncherTestBase : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    // Never leave a task behind, whatever the test did.
+    if (launcher_ == nullptr) return;
+    for (const std::string& id : launcher_->Running()) launcher_->Stop(id, 0).IgnoreError();
+    WaitUntil([&] {
+      launcher_->Poll();
+      return launcher_->Running().empty();
+    });
+  }
+
+  virtual CgroupOptions Cgroups() { return {.mode = CgroupMode::kDisabled}; }
+
+  std::unique_ptr<TaskLauncher> NewLauncher() {
+    absl::StatusOr<std::unique_ptr<TaskLauncher>> launcher = TaskLauncher::Create(
+        {.state_dir = tmp_.Sub("state"), .log_dir = tmp_.Sub("logs"), .cgroups = Cgroups(), .clock = &clock_});
+    EXPECT_TRUE(launcher.ok()) << launcher.status();
+    return launcher.ok() ? *std::move(launcher) : nullptr;
+  }
+
+  static TaskLaunch Sh(const std::string& id, const std::string& script) {
+    return {.task_id = id, .argv = {"/bin/sh", "-c", script}};
+  }
+
+  // Starts `launch`; fails the test if Start does.
+  LaunchedTask MustStart(const TaskLaunch& launch) {
+    absl::StatusOr<LaunchedTask> started = launcher_->Start(launch);
+    EXPECT_TRUE(started.ok()) << started.status();
+    return started.ok() ? *started : LaunchedTask{};
+  }
+
+  // Polls (real time, short sleeps) until `id` is reported; nullopt after 10 s.
+  std::optional<TaskExit> WaitForExit(const std::string& id) {
+    std::optional<TaskExit> found;
+    WaitUntil([&] {
+      for (TaskExit& exit : launcher_->Poll()) {
+        if (exit.task_id == id) found = std::move(exit);
+      }
+      return found.has_value();
+    });
+    return found;
+  }
+
+  std::string Log(const std::string& id) { return Slurp(tmp_.Sub("logs/" + id + ".log")); }
+
+  // True once the task has printed `line` (a sign it is past its setup).
+  bool WaitForLog(const std::string& id, const std::string& text) {
+    return WaitUntil([&] { return absl::StrContains(Log(id), text); });
+  }
+
+  TempDir tmp_;
+  icos::FakeClock clock_;
+  std::unique_ptr<TaskLauncher> launcher_;
+};
+
+class LauncherTest : public LauncherTestBase {
+ protected:
+  void SetUp() override {
+    launcher_ = NewLauncher();
+    ASSERT_NE(launcher_, nullptr);
+  }
+};
+
+TEST_F(LauncherTest, ReportsExitCodeAndLogsOutput) {
+  MustStart(Sh("t1", "echo hi; exit 3"));
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kExited);
+  EXPECT_EQ(exit->exit_code, 3);
+  EXPECT_EQ(exit->signal, 0);
+  EXPECT_EQ(exit->reason, "exited with code 3");
+  EXPECT_EQ(Log("t1"), "hi\n");
+}
+
+TEST_F(LauncherTest, StderrGoesToTheSameLog) {
+  MustStart(Sh("t1", "echo out; echo err >&2"));
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+  EXPECT_EQ(Log("t1"), "out\nerr\n");
+}
+
+TEST_F(LauncherTest, LogIsAppendedNotReplaced) {
+  MustStart(Sh("t1", "echo first"));
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+  MustStart(Sh("t1", "echo second"));
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+  EXPECT_EQ(Log("t1"), "first\nsecond\n");
+}
+
+TEST_F(LauncherTest, EnvReachesTheTask) {
+  TaskLaunch launch = Sh("t1", "echo \"$ICOS_TEST_VAR\"");
+  launch.env["ICOS_TEST_VAR"] = "hello world";
+  MustStart(launch);
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+  EXPECT_EQ(Log("t1"), "hello world\n");
+}
+
+TEST_F(LauncherTest, TaskInheritsAndCanOverrideTheAgentsEnvironment) {
+  setenv("ICOS_TEST_INHERITED", "from-agent", 1);
+  setenv("ICOS_TEST_OVERRIDDEN", "from-agent", 1);
+  TaskLaunch launch = Sh("t1", "echo \"$ICOS_TEST_INHERITED $ICOS_TEST_OVERRIDDEN\"");
+  launch.env["ICOS_TEST_OVERRIDDEN"] = "from-launch";
+  MustStart(launch);
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+  unsetenv("ICOS_TEST_INHERITED");
+  unsetenv("ICOS_TEST_OVERRIDDEN");
+  EXPECT_EQ(Log("t1"), "from-agent from-launch\n");
+}
+
+TEST_F(LauncherTest, WorkdirIsTheTasksCurrentDirectory) {
+  std::filesystem::create_directories(tmp_.Sub("work"));
+  TaskLaunch launch = Sh("t1", "pwd");
+  launch.workdir = tmp_.Sub("work");
+  MustStart(launch);
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+  EXPECT_EQ(Log("t1"), std::filesystem::canonical(tmp_.Sub("work")).string() + "\n");
+}
+
+TEST_F(LauncherTest, RelativeCommandIsFoundInTheWorkdir) {
+  std::filesystem::create_directories(tmp_.Sub("work"));
+  Spit(tmp_.Sub("work/run.sh"), "#!/bin/sh\necho ran \"$1\"\n");
+  std::filesystem::permissions(tmp_.Sub("work/run.sh"), std::filesystem::perms::owner_all);
+  MustStart({.task_id = "t1", .argv = {"./run.sh", "arg"}, .workdir = tmp_.Sub("work")});
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+  EXPECT_EQ(Log("t1"), "ran arg\n");
+}
+
+TEST_F(LauncherTest, ScriptWithoutShebangRunsUnderSh) {
+  // execve() refuses it (ENOEXEC); like execvp, the task falls back to /bin/sh.
+  Spit(tmp_.Sub("plain.sh"), "echo plain \"$1\"\n");
+  std::filesystem::permissions(tmp_.Sub("plain.sh"), std::filesystem::perms::owner_all);
+  MustStart({.task_id = "t1", .argv = {tmp_.Sub("plain.sh"), "x"}});
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kExited);
+  EXPECT_EQ(Log("t1"), "plain x\n");
+}
+
+TEST_F(LauncherTest, MissingCommandFailsStartWithAClearError) {
+  absl::StatusOr<LaunchedTask> started = launcher_->Start({.task_id = "t1", .argv = {"pyhton3", "train.py"}});
+  ASSERT_EQ(started.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(started.status().message(), HasSubstr("command 'pyhton3' not found in PATH"));
+  EXPECT_THAT(launcher_->Running(), IsEmpty());
+}
+
+TEST_F(LauncherTest, MissingCommandPathFailsStart) {
+  absl::StatusOr<LaunchedTask> started = launcher_->Start({.task_id = "t1", .argv = {"./no-such-script.sh"}});
+  ASSERT_EQ(started.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(started.status().message(), HasSubstr("command './no-such-script.sh' not found"));
+}
+
+TEST_F(LauncherTest, MissingWorkdirFailsStart) {
+  TaskLaunch launch = Sh("t1", "true");
+  launch.workdir = tmp_.Sub("nope");
+  EXPECT_EQ(launcher_->Start(launch).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LauncherTest, ExecFailureAfterTheForkIsReportedAsLaunchFailed) {
+  // The script exists and is executable, so the pre-fork check passes, but
+  // its interpreter does not exist, so execve() itself fails with ENOENT.
+  const std::string script = tmp_.Sub("bad-interpreter.sh");
+  Spit(script, "#!/nonexistent/interpreter\necho never\n");
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  MustStart({.task_id = "t1", .argv = {script}});
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kLaunchFailed);
+  EXPECT_EQ(exit->exit_code, 127);
+  EXPECT_THAT(exit->reason, HasSubstr(absl::StrCat("command '", script, "' not found")));
+}
+
+TEST_F(LauncherTest, DuplicateTaskIdIsAlreadyExists) {
+  MustStart(Sh("t1", "sleep 1000"));
+  EXPECT_EQ(launcher_->Start(Sh("t1", "true")).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(LauncherTest, TaskIdThatIsNotAFileNameIsInvalidArgument) {
+  EXPECT_EQ(launcher_->Start(Sh("../t1", "true")).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LauncherTest, StateFileIsWrittenBeforeStartReturns) {
+  LaunchedTask task = MustStart(Sh("t1", "sleep 1000"));
+  std::string text = Slurp(tmp_.Sub("state/t1.json"));
+  ASSERT_FALSE(text.empty());
+  nlohmann::json state = nlohmann::json::parse(text);
+  EXPECT_EQ(state["task_id"], "t1");
+  EXPECT_EQ(state["shim_pid"], task.shim_pid);
+  EXPECT_EQ(state["task_pid"], task.task_pid);
+  EXPECT_EQ(state["start_unix_ms"], task.start_unix_ms);
+  // The recorded start time is /proc/<pid>/stat field 22 of the live task.
+  absl::StatusOr<ProcStat> stat = ReadProcStat(task.task_pid);
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(state["task_start_ticks"], stat->start_ticks);
+}
+
+TEST_F(LauncherTest, TaskRunsInItsOwnProcessGroupApartFromTheShim) {
+  LaunchedTask task = MustStart(Sh("t1", "sleep 1000"));
+  absl::StatusOr<ProcStat> task_stat = ReadProcStat(task.task_pid);
+  absl::StatusOr<ProcStat> shim_stat = ReadProcStat(task.shim_pid);
+  ASSERT_TRUE(task_stat.ok() && shim_stat.ok());
+  EXPECT_EQ(task_stat->pgid, task.task_pid);
+  EXPECT_EQ(shim_stat->pgid, task.shim_pid);
+}
+
+TEST_F(LauncherTest, SignaledTaskIsReportedWithItsSignal) {
+  MustStart(Sh("t1", "kill -USR1 $$"));
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kSignaled);
+  EXPECT_EQ(exit->signal, SIGUSR1);
+  EXPECT_EQ(exit->exit_code, 128 + SIGUSR1);
+  EXPECT_EQ(exit->reason, "killed by SIGUSR1");
+}
+
+TEST_F(LauncherTest, PollReportsEachExitOnceAndForgetsTheTask) {
+  MustStart(Sh("t1", "true"));
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+  EXPECT_THAT(launcher_->Poll(), IsEmpty());
+  EXPECT_THAT(launcher_->Running(), IsEmpty());
+  EXPECT_FALSE(PathExists(tmp_.Sub("state/t1.json")));
+  EXPECT_FALSE(PathExists(tmp_.Sub("state/t1.exit")));
+}
+
+TEST_F(LauncherTest, RunningListsStartedTasksSorted) {
+  MustStart(Sh("b", "sleep 1000"));
+  MustStart(Sh("a", "sleep 1000"));
+  EXPECT_THAT(launcher_->Running(), ElementsAre("a", "b"));
+}
+
+TEST_F(LauncherTest, StopSendsSigtermAndATaskThatExitsIsCancelled) {
+  MustStart(Sh("t1", "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.05; done"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  ASSERT_TRUE(launcher_->Stop("t1", 10'000).ok());
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kCancelled);
+  EXPECT_EQ(exit->exit_code, 0);
+  EXPECT_EQ(exit->signal, 0);
+  EXPECT_THAT(Log("t1"), HasSubstr("got TERM"));
+}
+
+TEST_F(LauncherTest, TaskIgnoringSigtermIsKilledOnlyOnceTheGraceHasPassed) {
+  MustStart(Sh("t1", "trap '' TERM; echo ready; while :; do sleep 0.05; done"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  ASSERT_TRUE(launcher_->Stop("t1", 5'000).ok());
+  // 4999 ms by the launcher's clock: still within the grace, so it lives on
+  // (checked over 200 ms of real time, in which it would have died otherwise).
+  clock_.Advance(4'999);
+  EXPECT_FALSE(WaitUntil([&] { return !launcher_->Poll().empty(); }, 200));
+  clock_.Advance(1);
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kCancelled);
+  EXPECT_EQ(exit->signal, SIGKILL);
+  EXPECT_THAT(exit->reason, HasSubstr("SIGKILL"));
+}
+
+TEST_F(LauncherTest, StopSignalsTheWholeProcessGroup) {
+  // The task's child inherits the ignored SIGTERM; only the group-wide
+  // SIGKILL can end it.
+  MustStart(Sh("t1", "trap '' TERM; sleep 1000 & echo $! > " + tmp_.Sub("child.pid") + "; echo ready; wait"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  pid_t child = ReadPidFile(tmp_.Sub("child.pid"));
+  ASSERT_GT(child, 0);
+  ASSERT_TRUE(ProcessAlive(child, 0));
+  ASSERT_TRUE(launcher_->Stop("t1", 1'000).ok());
+  clock_.Advance(1'000);
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kCancelled);
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(child, 0); }));
+}
+
+TEST_F(LauncherTest, StopWithZeroGraceKillsAtOnce) {
+  MustStart(Sh("t1", "trap '' TERM; echo ready; while :; do sleep 0.05; done"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  ASSERT_TRUE(launcher_->Stop("t1", 0).ok());
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kCancelled);
+  EXPECT_EQ(exit->signal, SIGKILL);
+}
+
+TEST_F(LauncherTest, StopUnknownTaskIsNotFound) {
+  EXPECT_EQ(launcher_->Stop("nope", 0).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(LauncherTest, LimitsWithoutCgroupsRunWithAWarning) {
+  TaskLaunch launch = Sh("t1", "true");
+  launch.memory_mib = 64;
+  LaunchedTask task = MustStart(launch);
+  EXPECT_THAT(task.warnings, ElementsAre(HasSubstr("running without limits")));
+  EXPECT_TRUE(task.cgroup_dir.empty());
+}
+
+TEST_F(LauncherTest, RequireLimitsRefusesToRunWithoutCgroups) {
+  absl::StatusOr<std::unique_ptr<TaskLauncher>> strict =
+      TaskLauncher::Create({.state_dir = tmp_.Sub("state"),
+                            .log_dir = tmp_.Sub("logs"),
+                            .cgroups = {.mode = CgroupMode::kDisabled},
+                            .require_limits = true,
+                            .clock = &clock_});
+  ASSERT_TRUE(strict.ok()) << strict.status();
+  TaskLaunch launch = Sh("t1", "true");
+  launch.memory_mib = 64;
+  EXPECT_EQ((*strict)->Start(launch).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// --- Adoption: a restarted agent finds its tasks again. ---
+
+TEST_F(LauncherTest, RestartedLauncherAdoptsARunningTaskAndReportsItsExitCode) {
+  const std::string gate = tmp_.Sub("go");
+  MustStart(Sh("t1", "while [ ! -e " + gate + " ]; do sleep 0.02; done; exit 7"));
+  launcher_.reset();  // the agent "crashes"; the task keeps running
+  launcher_ = NewLauncher();
+  ASSERT_NE(launcher_, nullptr);
+  EXPECT_THAT(launcher_->Adopt(), ElementsAre("t1"));
+  EXPECT_THAT(launcher_->Running(), ElementsAre("t1"));
+  EXPECT_THAT(launcher_->Poll(), IsEmpty());
+  Spit(gate, "");
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kExited);
+  EXPECT_EQ(exit->exit_code, 7);
+}
+
+TEST_F(LauncherTest, AdoptedTaskCanBeStopped) {
+  MustStart(Sh("t1", "echo ready; while :; do sleep 0.05; done"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  launcher_.reset();
+  launcher_ = NewLauncher();
+  ASSERT_THAT(launcher_->Adopt(), ElementsAre("t1"));
+  ASSERT_TRUE(launcher_->Stop("t1", 10'000).ok());
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kCancelled);
+  EXPECT_EQ(exit->signal, SIGTERM);
+}
+
+TEST_F(LauncherTest, TaskThatEndedWhileTheAgentWasDownIsReportedByTheNextPoll) {
+  MustStart(Sh("t1", "exit 5"));
+  launcher_.reset();
+  ASSERT_TRUE(WaitUntil([&] { return PathExists(tmp_.Sub("state/t1.exit")); }));
+  launcher_ = NewLauncher();
+  ASSERT_NE(launcher_, nullptr);
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());  // nothing left running
+  std::vector<TaskExit> exits = launcher_->Poll();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].task_id, "t1");
+  EXPECT_EQ(exits[0].kind, TaskExitKind::kExited);
+  EXPECT_EQ(exits[0].exit_code, 5);
+}
+
+TEST_F(LauncherTest, StateFileWithoutAnyProcessOrExitFileIsLost) {
+  // A shim pid that once existed and is gone: a reaped child of ours. The
+  // start time cannot match even if the pid was recycled meanwhile.
+  pid_t gone = fork();
+  if (gone == 0) _exit(0);
+  waitpid(gone, nullptr, 0);
+  nlohmann::json state = {{"task_id", "t9"},       {"shim_pid", gone},
+                          {"shim_start_ticks", 1}, {"task_pid", gone},
+                          {"task_start_ticks", 1}, {"argv", nlohmann::json::array({"sleep", "1000"})}};
+  Spit(tmp_.Sub("state/t9.json"), state.dump());
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());
+  std::vector<TaskExit> exits = launcher_->Poll();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].task_id, "t9");
+  EXPECT_EQ(exits[0].kind, TaskExitKind::kLost);
+  EXPECT_EQ(exits[0].exit_code, -1);
+  EXPECT_FALSE(PathExists(tmp_.Sub("state/t9.json")));
+}
+
+TEST_F(LauncherTest, UnreadableStateFileIsLost) {
+  Spit(tmp_.Sub("state/t9.json"), "{ not json");
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());
+  std::vector<TaskExit> exits = launcher_->Poll();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].kind, TaskExitKind::kLost);
+  EXPECT_THAT(exits[0].reason, HasSubstr("unreadable state file"));
+}
+
+TEST_F(LauncherTest, KindNamesAreStable) {
+  EXPECT_EQ(TaskExitKindName(TaskExitKind::kOOMKilled), "OOMKilled");
+  EXPECT_EQ(TaskExitKindName(TaskExitKind::kLaunchFailed), "LaunchFailed");
+}
+
+// ---------------------------------------------------------------------------
+// With the real cgroups of this machine (v1 here, v2 on most production
+// hosts). Need root; skipped, saying why, otherwise.
+// ---------------------------------------------------------------------------
+
+std::string CgroupTestParent() { return absl::StrCat("icos-test-", getpid(), "-launcher"); }
+
+class CgroupLauncherTest : public LauncherTestBase {
+ protected:
+  CgroupOptions Cgroups() override { return {.parent = CgroupTestParent()}; }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "cgroup launcher tests need root";
+    launcher_ = NewLauncher();
+    ASSERT_NE(launcher_, nullptr);
+    if (launcher_->cgroups() == nullptr) GTEST_SKIP() << "no usable cgroups: " << launcher_->cgroup_status();
+  }
+
+  void TearDown() override {
+    LauncherTestBase::TearDown();
+    if (launcher_ == nullptr || launcher_->cgroups() == nullptr) return;
+    const CgroupLayout& layout = launcher_->cgroups()->layout();
+    std::vector<std::string> roots;
+    for (const auto& [controller, root] : layout.v1_roots) roots.push_back(root);
+    if (!layout.v2_root.empty()) roots.push_back(layout.v2_root);
+    for (const std::string& root : roots) rmdir(absl::StrCat(root, "/", CgroupTestParent()).c_str());
+  }
+
+  // The memory group of a task, whichever the version.
+  std::string MemoryGroup(const std::string& id) {
+    const CgroupLayout& layout = launcher_->cgroups()->layout();
+    std::string root = layout.version == CgroupVersion::kV2 ? layout.v2_root : layout.v1_roots.at("memory");
+    return absl::StrCat(root, "/", CgroupTestParent(), "/", id);
+  }
+};
+
+TEST_F(CgroupLauncherTest, TaskRunsInsideItsOwnCgroup) {
+  LaunchedTask task = MustStart(Sh("c1", "cat /proc/self/cgroup"));
+  EXPECT_FALSE(task.cgroup_dir.empty());
+  ASSERT_TRUE(WaitForExit("c1").has_value());
+  EXPECT_THAT(Log("c1"), HasSubstr(absl::StrCat("/", CgroupTestParent(), "/c1\n")));
+}
+
+TEST_F(CgroupLauncherTest, MemoryLimitIsWrittenForTheTask) {
+  TaskLaunch launch = Sh("c1", "sleep 1000");
+  launch.memory_mib = 128;
+  LaunchedTask task = MustStart(launch);
+  if (!task.warnings.empty()) GTEST_SKIP() << "limit not applicable here: " << task.warnings[0];
+  const CgroupLayout& layout = launcher_->cgroups()->layout();
+  std::string file =
+      MemoryGroup("c1") + (layout.version == CgroupVersion::kV2 ? "/memory.max" : "/memory.limit_in_bytes");
+  EXPECT_EQ(absl::StripAsciiWhitespace(Slurp(file)), "134217728");  // 128 * 2^20
+}
+
+TEST_F(CgroupLauncherTest, TaskAllocatingPastItsMemoryLimitIsOOMKilled) {
+  // 300 MiB of touched memory against a 64 MiB limit with swap disabled.
+  TaskLaunch launch =
+      PathExists("/usr/bin/python3")
+          ? TaskLaunch{.task_id = "c1", .argv = {"/usr/bin/python3", "-c", "x = bytearray(300 * 1024 * 1024)"}}
+          : Sh("c1", "head -c 300M /dev/zero | tail");
+  launch.memory_mib = 64;
+  LaunchedTask task = MustStart(launch);
+  if (!task.warnings.empty()) GTEST_SKIP() << "memory limit not applicable here: " << task.warnings[0];
+  std::optional<TaskExit> exit = WaitForExit("c1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kOOMKilled) << exit->reason;
+  EXPECT_EQ(exit->reason, "OOMKilled");
+  EXPECT_EQ(exit->exit_code, 128 + SIGKILL);
+}
+
+TEST_F(CgroupLauncherTest, StopKillsProcessesThatLeftTheProcessGroup) {
+  // setsid moves the sleeper into a session (and group) of its own, out of
+  // reach of the group-wide SIGKILL; only the cgroup still holds it.
+  MustStart(Sh("c1", "setsid sleep 1000 & echo $! > " + tmp_.Sub("escaped.pid") + "; echo ready; wait"));
+  ASSERT_TRUE(WaitForLog("c1", "ready"));
+  pid_t escaped = ReadPidFile(tmp_.Sub("escaped.pid"));
+  ASSERT_GT(escaped, 0);
+  ASSERT_TRUE(WaitUntil([&] {
+    absl::StatusOr<ProcStat> stat = ReadProcStat(escaped);
+    return stat.ok() && stat->pgid == escaped;  // setsid has run
+  }));
+  ASSERT_TRUE(launcher_->Stop("c1", 0).ok());
+  ASSERT_TRUE(WaitForExit("c1").has_value());
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(escaped, 0); }));
+}
+
+TEST_F(CgroupLauncherTest, CgroupIsRemovedOnceTheTaskIsReported) {
+  LaunchedTask task = MustStart(Sh("c1", "true"));
+  ASSERT_FALSE(task.cgroup_dir.empty());
+  ASSERT_TRUE(WaitForExit("c1").has_value());
+  EXPECT_TRUE(WaitUntil([&] {
+    launcher_->Poll();  // retries removals the kernel refused while exiting
+    return !PathExists(task.cgroup_dir);
+  }));
+}
+
+}  // namespace
+}  // namespace icos::agent
