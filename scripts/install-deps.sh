@@ -15,7 +15,7 @@ packages=(
   libcpp-httplib-dev     # REST API server and client
   libspdlog-dev libfmt-dev
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
-  procps                 # pgrep/ps in e2e tests
+  procps curl            # e2e tests
 )
 
 missing=()

@@ -2,17 +2,48 @@
 // hand plain options structs to the libraries.
 #include <CLI/CLI.hpp>
 
-#include <chrono>
-#include <cstdio>
 #include <iostream>
 #include <string>
 
+#include "cli/client.h"
 #include "cli/demo.h"
+#include "cli/up.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"icos: one computer out of a cluster of mixed AI accelerators"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("icos 0.1.0"));
+
+  icos::cli::ServerFlags server;
+  icos::cli::AgentFlags agent;
+  auto server_flags = [&server](CLI::App* sub) {
+    sub->add_option("--data-dir", server.data_dir, "where the database and tokens live (default: $ICOS_HOME or ~/.icos)");
+    sub->add_option("--host", server.host, "address the API listens on");
+    sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
+    sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember({"fifo", "priority", "drf", "las"}));
+    sub->add_option("--placement", server.placement, "node scoring")->check(CLI::IsMember({"binpack", "spread", "fgd"}));
+  };
+  auto agent_flags = [&agent](CLI::App* sub) {
+    sub->add_option("--node-name", agent.node_name, "node name (default: hostname)");
+    sub->add_option("--address", agent.address, "address other nodes reach this one at");
+    sub->add_option("--devices", agent.devices, "simulated devices, e.g. nvidia/A100-80G:8,ascend/910B:8");
+    sub->add_option("--inventory", agent.inventory, "JSON file describing the whole node");
+    sub->add_option("--work-dir", agent.work_dir, "where task logs and state live");
+    sub->add_option("--cpus", agent.cpus, "CPUs to offer (default: all)");
+    sub->add_option("--memory-mib", agent.memory_mib, "memory to offer in MiB (default: all)");
+    sub->add_option("--labels", agent.labels, "node labels, e.g. zone=a,rack=r1");
+    sub->add_flag("--no-cgroups", agent.no_cgroups, "run tasks without cgroups");
+  };
+
+  CLI::App* up = app.add_subcommand("up", "Start a controller and a local agent (a one-machine cluster)");
+  server_flags(up);
+  agent_flags(up);
+  CLI::App* server_cmd = app.add_subcommand("server", "Start a controller only");
+  server_flags(server_cmd);
+  CLI::App* agent_cmd = app.add_subcommand("agent", "Join this machine to a cluster as a node");
+  agent_cmd->add_option("--server", agent.server, "controller API, e.g. http://10.0.0.1:7070")->required();
+  agent_cmd->add_option("--token", agent.token, "agent token (agent.token in the server's data directory)")->required();
+  agent_flags(agent_cmd);
 
   icos::cli::DemoOptions demo;
   CLI::App* demo_cmd = app.add_subcommand(
@@ -25,7 +56,13 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--placement", demo.placement, "node scoring")->check(CLI::IsMember({"binpack", "spread", "fgd"}));
   demo_cmd->add_option("-o,--output", demo.output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+  icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);
+
   CLI11_PARSE(app, argc, argv);
+  if (up->parsed()) return icos::cli::RunUp(server, agent, std::cout, std::cerr);
+  if (server_cmd->parsed()) return icos::cli::RunServer(server, std::cout, std::cerr);
+  if (agent_cmd->parsed()) return icos::cli::RunAgent(agent, std::cout, std::cerr);
   if (demo_cmd->parsed()) return icos::cli::RunDemo(demo, std::cout, std::cerr);
-  return 0;
+  const int rc = icos::cli::RunClientCommand(client, std::cout, std::cerr);
+  return rc < 0 ? 0 : rc;
 }

@@ -1,0 +1,326 @@
+#include "agent/node_agent.h"
+
+#include <httplib.h>
+#include <openssl/rand.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "controller/http_client.h"
+
+namespace icos::agent {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string RandomKey() {
+  unsigned char bytes[16];
+  RAND_bytes(bytes, sizeof(bytes));
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+// CPU ids of a NUMA node, from sysfs ("0-3,8-11"); empty when unknown.
+std::vector<int32_t> NumaCpus(int32_t numa) {
+  std::ifstream f(absl::StrCat("/sys/devices/system/node/node", numa, "/cpulist"));
+  std::string list;
+  std::vector<int32_t> out;
+  if (!(f >> list)) return out;
+  std::stringstream ss(list);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    int a = 0, b = 0;
+    const auto dash = part.find('-');
+    if (dash == std::string::npos) {
+      if (absl::SimpleAtoi(part, &a)) out.push_back(a);
+    } else if (absl::SimpleAtoi(part.substr(0, dash), &a) && absl::SimpleAtoi(part.substr(dash + 1), &b)) {
+      for (int c = a; c <= b; ++c) out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string StateOf(TaskExitKind kind, int exit_code) {
+  switch (kind) {
+    case TaskExitKind::kExited:
+      return exit_code == 0 ? "Succeeded" : "Failed";
+    case TaskExitKind::kCancelled:
+      return "Killed";
+    default:
+      return "Failed";
+  }
+}
+
+}  // namespace
+
+NodeAgent::NodeAgent(NodeAgentOptions options, icos::Clock* clock)
+    : options_(std::move(options)), clock_(clock), log_key_(RandomKey()) {}
+
+NodeAgent::~NodeAgent() { Stop(); }
+
+std::string NodeAgent::agent_url() const { return absl::StrCat("http://", options_.listen_host, ":", log_port_); }
+
+absl::Status NodeAgent::Start() {
+  TaskLauncherOptions lo;
+  lo.state_dir = options_.work_dir + "/state";
+  lo.log_dir = options_.work_dir + "/logs";
+  lo.cgroups = options_.cgroups;
+  auto launcher = TaskLauncher::Create(lo);
+  if (!launcher.ok()) return launcher.status();
+  launcher_ = *std::move(launcher);
+  // Tasks that outlived a previous agent keep running and are reported again.
+  for (const std::string& id : launcher_->Adopt()) {
+    Known k;
+    k.status.task_id = id;
+    k.status.state = "Running";
+    known_[id] = k;
+  }
+
+  logs_ = std::make_unique<httplib::Server>();
+  const std::string log_dir = lo.log_dir;
+  const std::string key = log_key_;
+  logs_->Get(R"(/v1/logs/([A-Za-z0-9._-]+))",
+             [this, log_dir, key](const httplib::Request& req, httplib::Response& res) {
+               if (req.get_header_value("Authorization") != absl::StrCat("Bearer ", key)) {
+                 res.status = 401;
+                 res.set_content("bad log key\n", "text/plain");
+                 return;
+               }
+               const std::string id = req.matches[1].str();
+               std::ifstream f(absl::StrCat(log_dir, "/", id, ".log"), std::ios::binary);
+               if (!f) {
+                 res.status = 404;
+                 return;
+               }
+               int64_t offset = 0;
+               if (req.has_param("offset")) (void)absl::SimpleAtoi(req.get_param_value("offset"), &offset);
+               f.seekg(0, std::ios::end);
+               const int64_t size = f.tellg();
+               offset = std::clamp<int64_t>(offset, 0, size);
+               const int64_t n = std::min<int64_t>(size - offset, 1 << 20);
+               std::string buf(static_cast<size_t>(n), '\0');
+               f.seekg(offset);
+               f.read(buf.data(), n);
+               bool running;
+               {
+                 std::lock_guard<std::mutex> lock(mu_);
+                 auto it = known_.find(id);
+                 running = it != known_.end() && it->second.status.state == "Running";
+               }
+               res.set_header("X-Icos-Eof", offset + n == size && !running ? "1" : "0");
+               res.set_content(buf, "text/plain");
+             });
+  log_port_ = options_.listen_port == 0
+                  ? logs_->bind_to_any_port(options_.listen_host)
+                  : (logs_->bind_to_port(options_.listen_host, options_.listen_port) ? options_.listen_port : -1);
+  if (log_port_ <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("agent cannot listen on ", options_.listen_host, ":", options_.listen_port));
+  }
+  serve_ = std::thread([this] { logs_->listen_after_bind(); });
+
+  // Register, retrying while the controller is not up yet.
+  absl::Status st = Register();
+  for (int i = 0; !st.ok() && st.code() == absl::StatusCode::kUnavailable && i < 100 && !stop_; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    st = Register();
+  }
+  if (!st.ok()) return st;
+  watch_ = std::thread([this] { WatchLoop(); });
+  beat_ = std::thread([this] { BeatLoop(); });
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::Register() {
+  ApiClient api(options_.server_url, options_.token, 10'000);
+  json body = {{"node", wire::NodeToJson(options_.node)},
+               {"address", options_.address},
+               {"agent_url", agent_url()},
+               {"log_key", log_key_}};
+  auto r = api.Json("POST", "/api/v1/nodes/register", body.dump());
+  return r.ok() ? absl::OkStatus() : r.status();
+}
+
+void NodeAgent::Stop() {
+  stop_ = true;
+  if (logs_) logs_->stop();
+  if (serve_.joinable()) serve_.join();
+  if (watch_.joinable()) watch_.join();
+  if (beat_.joinable()) beat_.join();
+}
+
+void NodeAgent::StopAllTasks(int64_t grace_ms) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!launcher_) return;
+    for (const std::string& id : launcher_->Running()) (void)launcher_->Stop(id, grace_ms);
+  }
+  const int64_t deadline = clock_->NowMs() + grace_ms + 2'000;
+  while (clock_->NowMs() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      (void)launcher_->Poll();
+      if (launcher_->Running().empty()) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void NodeAgent::WatchLoop() {
+  ApiClient api(options_.server_url, options_.token, options_.watch_ms + 10'000);
+  uint64_t version = 0;
+  while (!stop_) {
+    // A short wait first so Stop() is noticed quickly; then long polls.
+    auto r = api.Json("GET", absl::StrCat("/api/v1/nodes/", options_.node.name, "/assignments?since=", version,
+                                          "&wait_ms=", version == 0 ? 0 : std::min<int64_t>(options_.watch_ms, 2'000)));
+    if (!r.ok()) {
+      if (r.status().code() == absl::StatusCode::kNotFound) (void)Register();  // controller lost us: join again
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    std::vector<wire::Assignment> tasks;
+    for (const auto& t : (*r)["tasks"]) {
+      auto a = wire::AssignmentFromJson(t);
+      if (a.ok()) tasks.push_back(*std::move(a));
+    }
+    version = (*r)["version"].get<uint64_t>();
+    Reconcile(tasks);
+  }
+}
+
+void NodeAgent::Reconcile(const std::vector<wire::Assignment>& tasks) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<std::string> listed;
+  for (const auto& a : tasks) {
+    listed.insert(a.task_id);
+    auto it = known_.find(a.task_id);
+    if (a.run && it == known_.end()) {
+      Launch(a);
+    } else if (!a.run && it != known_.end() && it->second.status.state == "Running" && !it->second.stopping) {
+      it->second.stopping = true;
+      it->second.stop_reason = "stopped by the controller";
+      (void)launcher_->Stop(a.task_id, a.grace_ms);
+    }
+  }
+  // Finished tasks the controller no longer lists have been recorded there: forget them.
+  for (auto it = known_.begin(); it != known_.end();) {
+    if (it->second.status.state != "Running" && !listed.count(it->first)) {
+      it = known_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void NodeAgent::Launch(const wire::Assignment& a) {
+  const std::string task_dir = absl::StrCat(options_.work_dir, "/tasks/", a.task_id);
+  Known k;
+  k.status.task_id = a.task_id;
+  k.started_ms = clock_->NowMs();
+  k.time_limit_s = a.time_limit_s;
+  std::error_code ec;
+  fs::create_directories(task_dir, ec);
+  TaskLaunch launch;
+  launch.task_id = a.task_id;
+  launch.argv = a.argv;
+  launch.workdir = a.workdir.empty() ? task_dir : a.workdir;
+  for (const auto& [key, value] : a.env)
+    launch.env[key] = absl::StrReplaceAll(value, {{wire::kTaskDirPlaceholder, task_dir}});
+  launch.env["ICOS_TASK_DIR"] = task_dir;
+  launch.env["ICOS_TASK_ID"] = a.task_id;
+  launch.cpu_milli = a.cpu_milli;
+  launch.memory_mib = a.memory_mib;
+  for (int32_t numa : a.numa_nodes) {
+    for (int32_t cpu : NumaCpus(numa)) launch.cpus.push_back(cpu);
+  }
+  if (!launch.cpus.empty()) launch.mems = a.numa_nodes;
+  std::string error;
+  for (const auto& [path, content] : a.files) {
+    const std::string full = absl::StrReplaceAll(path, {{wire::kTaskDirPlaceholder, task_dir}});
+    const std::string target = full.empty() || full[0] != '/' ? absl::StrCat(task_dir, "/", full) : full;
+    std::ofstream f(target, std::ios::trunc);
+    f << content;
+    if (!f) error = absl::StrCat("cannot write ", target);
+  }
+  auto started = error.empty() ? launcher_->Start(launch) : absl::StatusOr<LaunchedTask>(absl::InternalError(error));
+  if (started.ok()) {
+    k.status.state = "Running";
+    k.status.start_ms = k.started_ms;
+    if (!started->warnings.empty()) k.status.reason = started->warnings.front();
+  } else {
+    // A typo in the command fails the task at once, with the reason.
+    k.status.state = "Failed";
+    k.status.exit_code = 127;
+    k.status.reason = std::string(started.status().message());
+    k.status.end_ms = clock_->NowMs();
+  }
+  known_[a.task_id] = k;
+  launched_ = true;
+}
+
+bool NodeAgent::CollectExits() {
+  bool changed = launched_;  // report "Running" promptly too
+  launched_ = false;
+  for (const TaskExit& e : launcher_->Poll()) {
+    changed = true;
+    Known& k = known_[e.task_id];
+    k.status.task_id = e.task_id;
+    k.status.state = StateOf(e.kind, e.exit_code);
+    k.status.exit_code = e.exit_code;
+    k.status.reason =
+        k.stopping && !k.stop_reason.empty() && e.kind == TaskExitKind::kCancelled ? k.stop_reason : e.reason;
+    if (e.kind == TaskExitKind::kOOMKilled) k.status.reason = "OOMKilled";
+    k.status.end_ms = e.end_unix_ms > 0 ? e.end_unix_ms : clock_->NowMs();
+  }
+  // Time limits: SIGTERM, then SIGKILL after the grace period.
+  const int64_t now = clock_->NowMs();
+  for (auto& [id, k] : known_) {
+    if (k.status.state != "Running" || k.stopping || k.time_limit_s <= 0 || k.started_ms == 0) continue;
+    if (now - k.started_ms >= k.time_limit_s * 1000) {
+      k.stopping = true;
+      k.stop_reason = absl::StrCat("TimeLimit: ran longer than ", k.time_limit_s, " s");
+      (void)launcher_->Stop(id, -1);
+    }
+  }
+  return changed;
+}
+
+void NodeAgent::BeatLoop() {
+  // Exits are looked for every few milliseconds and reported at once (a
+  // finished task frees its devices for the next job); otherwise a heartbeat
+  // goes out every heartbeat_ms.
+  ApiClient api(options_.server_url, options_.token, 10'000);
+  int64_t last_sent = 0;
+  while (!stop_) {
+    json tasks = json::array();
+    bool changed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      changed = CollectExits();
+      if (changed || clock_->NowMs() - last_sent >= options_.heartbeat_ms) {
+        for (const auto& [id, k] : known_) tasks.push_back(wire::TaskStatusToJson(k.status));
+      }
+    }
+    if (changed || clock_->NowMs() - last_sent >= options_.heartbeat_ms) {
+      auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"),
+                        json{{"tasks", tasks}}.dump());
+      if (!r.ok() && r.status().code() == absl::StatusCode::kNotFound) (void)Register();
+      last_sent = clock_->NowMs();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace icos::agent

@@ -1,0 +1,94 @@
+// NodeAgent: one per node. Registers the node with the controller, watches
+// its assignments (long poll), launches and stops tasks through TaskLauncher,
+// reports their state in heartbeats, enforces time limits, and serves task
+// logs to the controller. It speaks the same REST API users do.
+//
+// An agent restart does not kill running tasks: Start() re-adopts them from
+// the launcher's state directory and reports them as before.
+// Thread-safety: Start/Stop from one thread; internally three threads
+// (watch, heartbeat, log server) share the launcher under a mutex.
+#ifndef ICOS_AGENT_NODE_AGENT_H_
+#define ICOS_AGENT_NODE_AGENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "agent/launcher.h"
+#include "common/clock.h"
+#include "controller/wire.h"
+#include "core/model/cluster.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace icos::agent {
+
+struct NodeAgentOptions {
+  std::string server_url;                 // controller, e.g. http://127.0.0.1:7070
+  std::string token;                      // agent (or admin) token
+  core::Node node;                        // what this node offers
+  std::string address = "127.0.0.1";      // how tasks on other nodes reach this one
+  std::string listen_host = "127.0.0.1";  // log server
+  int listen_port = 0;                    // 0: any free port
+  std::string work_dir;                   // state/, logs/, tasks/ live here
+  CgroupOptions cgroups;
+  int64_t heartbeat_ms = 1'000;
+  int64_t watch_ms = 20'000;
+};
+
+class NodeAgent {
+ public:
+  explicit NodeAgent(NodeAgentOptions options, icos::Clock* clock = icos::RealClock::Default());
+  ~NodeAgent();
+
+  // Adopts surviving tasks, starts the log server, registers (retrying until
+  // the controller answers or Stop), then starts watching and heartbeating.
+  absl::Status Start();
+  // Stops the agent's threads. Running tasks keep running (a new agent adopts them).
+  void Stop();
+  // Stops every task (SIGTERM, grace, SIGKILL) and waits up to grace_ms; for `icos up` on exit.
+  void StopAllTasks(int64_t grace_ms);
+
+  std::string agent_url() const;
+
+ private:
+  struct Known {
+    wire::TaskStatus status;
+    int64_t started_ms = 0;
+    int64_t time_limit_s = 0;
+    bool stopping = false;
+    std::string stop_reason;
+  };
+
+  void WatchLoop();
+  void BeatLoop();
+  absl::Status Register();
+  void Reconcile(const std::vector<wire::Assignment>& tasks);
+  void Launch(const wire::Assignment& a);
+  // Records tasks that ended; true if any did (or a launch happened) since the last call.
+  bool CollectExits();
+
+  const NodeAgentOptions options_;
+  icos::Clock* const clock_;
+  std::string log_key_;
+  std::unique_ptr<TaskLauncher> launcher_;
+  std::unique_ptr<httplib::Server> logs_;
+  int log_port_ = 0;
+
+  std::mutex mu_;
+  std::map<std::string, Known> known_;  // task id -> what we know
+  std::atomic<bool> stop_{false};
+  bool launched_ = false;  // a launch since the last report (guarded by mu_)
+  std::thread watch_, beat_, serve_;
+};
+
+}  // namespace icos::agent
+
+#endif  // ICOS_AGENT_NODE_AGENT_H_

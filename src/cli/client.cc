@@ -1,0 +1,345 @@
+#include "cli/client.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "controller/http_client.h"
+
+namespace icos::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string Age(int64_t since_ms) {
+  if (since_ms <= 0) return "-";
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const int64_t s = std::max<int64_t>(0, (now - since_ms) / 1000);
+  if (s < 120) return absl::StrCat(s, "s");
+  if (s < 7200) return absl::StrCat(s / 60, "m");
+  if (s < 172800) return absl::StrCat(s / 3600, "h");
+  return absl::StrCat(s / 86400, "d");
+}
+
+std::string Clip(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
+
+}  // namespace
+
+std::string IcosHome() {
+  if (const char* h = std::getenv("ICOS_HOME"); h != nullptr && *h) return h;
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home != nullptr ? home : ".", "/.icos");
+}
+
+void SaveConnection(const std::string& home, const Connection& c) {
+  std::filesystem::create_directories(home);
+  const std::string path = home + "/config.json";
+  {
+    std::ofstream f(path, std::ios::trunc);
+    f << json{{"server", c.server}, {"token", c.token}}.dump(2) << "\n";
+  }
+  ::chmod(path.c_str(), 0600);
+}
+
+struct ClientCommands {
+  Connection conn;
+  std::string output = "table";
+  CLI::App* submit = nullptr;
+  CLI::App* jobs = nullptr;
+  CLI::App* job = nullptr;
+  CLI::App* logs = nullptr;
+  CLI::App* cancel = nullptr;
+  CLI::App* wait = nullptr;
+  CLI::App* nodes = nullptr;
+  CLI::App* queues = nullptr;
+  CLI::App* queue_put = nullptr;
+  CLI::App* token_create = nullptr;
+  std::string file;
+  int64_t job_id = 0;
+  int32_t task = 0;
+  bool follow = false;
+  std::string state;
+  int64_t timeout_s = 0;
+  std::string role = "user", user, name;
+};
+
+ClientCommands* AddClientCommands(CLI::App& app) {
+  auto* c = new ClientCommands();
+  auto common = [c](CLI::App* sub, bool json_output = true) {
+    sub->add_option("--server", c->conn.server, "API address (default: $ICOS_SERVER or ~/.icos/config.json)");
+    sub->add_option("--token", c->conn.token, "bearer token (default: $ICOS_TOKEN or ~/.icos/config.json)");
+    if (json_output) sub->add_option("-o,--output", c->output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  };
+  c->submit = app.add_subcommand("submit", "Submit a job spec (YAML or JSON)");
+  c->submit->add_option("file", c->file, "job spec file, or - for stdin")->required();
+  common(c->submit);
+  c->jobs = app.add_subcommand("jobs", "List jobs");
+  c->jobs->add_option("--state", c->state, "Pending, Running, Succeeded, Failed or Cancelled");
+  common(c->jobs);
+  c->job = app.add_subcommand("job", "Show one job: tasks, placement, events, waiting reason");
+  c->job->add_option("id", c->job_id, "job id")->required();
+  common(c->job);
+  c->logs = app.add_subcommand("logs", "Print a task's log");
+  c->logs->add_option("id", c->job_id, "job id")->required();
+  c->logs->add_option("--task", c->task, "task index as `icos job` lists it (default 0)");
+  c->logs->add_flag("-f,--follow", c->follow, "keep printing until the task ends");
+  common(c->logs, false);
+  c->cancel = app.add_subcommand("cancel", "Cancel a job (SIGTERM, grace period, SIGKILL)");
+  c->cancel->add_option("id", c->job_id, "job id")->required();
+  common(c->cancel);
+  c->wait = app.add_subcommand("wait", "Wait until a job ends; exit 0 only if it succeeded");
+  c->wait->add_option("id", c->job_id, "job id")->required();
+  c->wait->add_option("--timeout", c->timeout_s, "give up after this many seconds (0: never)");
+  common(c->wait, false);
+  c->nodes = app.add_subcommand("nodes", "List nodes and their devices");
+  common(c->nodes);
+  c->queues = app.add_subcommand("queues", "List queues");
+  common(c->queues);
+  c->queue_put = app.add_subcommand("queue", "Manage queues")->require_subcommand(1);
+  auto* put = c->queue_put->add_subcommand("put", "Create or replace a queue from a JSON file (admin)");
+  put->add_option("file", c->file, "queue JSON")->required();
+  common(put);
+  c->queue_put = put;
+  auto* token = app.add_subcommand("token", "Manage tokens")->require_subcommand(1);
+  c->token_create = token->add_subcommand("create", "Create a token (admin); prints the secret once");
+  c->token_create->add_option("--role", c->role, "admin, user or agent")->check(CLI::IsMember({"admin", "user", "agent"}));
+  c->token_create->add_option("--user", c->user, "user the token acts as (role user)");
+  c->token_create->add_option("--name", c->name, "a label for the token");
+  common(c->token_create);
+  return c;
+}
+
+namespace {
+
+absl::Status FillConnection(Connection& c) {
+  if (c.server.empty()) {
+    if (const char* s = std::getenv("ICOS_SERVER"); s != nullptr) c.server = s;
+  }
+  if (c.token.empty()) {
+    if (const char* t = std::getenv("ICOS_TOKEN"); t != nullptr) c.token = t;
+  }
+  if (c.server.empty() || c.token.empty()) {
+    std::ifstream f(IcosHome() + "/config.json");
+    json cfg = json::parse(f, nullptr, false);
+    if (cfg.is_object()) {
+      if (c.server.empty()) c.server = cfg.value("server", "");
+      if (c.token.empty()) c.token = cfg.value("token", "");
+    }
+  }
+  if (c.server.empty()) {
+    return absl::FailedPreconditionError("no server: start one with `icos up`, or pass --server / set ICOS_SERVER");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadInput(const std::string& file) {
+  std::stringstream buf;
+  if (file == "-") {
+    buf << std::cin.rdbuf();
+  } else {
+    std::ifstream f(file);
+    if (!f) return absl::NotFoundError(absl::StrCat("cannot read ", file));
+    buf << f.rdbuf();
+  }
+  return buf.str();
+}
+
+int Print(std::ostream& out, const json& j) {
+  out << j.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
+  std::unique_ptr<ClientCommands> owned(c);
+  auto parsed = [](CLI::App* a) { return a != nullptr && a->parsed(); };
+  if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(c->cancel) ||
+        parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create))) {
+    owned.release();
+    return -1;
+  }
+  auto fail = [&](const absl::Status& st) {
+    err << "icos: " << st.message() << "\n";
+    return st.code() == absl::StatusCode::kUnavailable ? 3 : 1;
+  };
+  if (absl::Status st = FillConnection(c->conn); !st.ok()) return fail(st);
+  ApiClient api(c->conn.server, c->conn.token);
+  const bool as_json = c->output == "json";
+
+  if (parsed(c->submit)) {
+    auto text = ReadInput(c->file);
+    if (!text.ok()) return fail(text.status());
+    // Relative working directories in the spec are relative to where the user is.
+    std::error_code ec;
+    const std::string cwd = std::filesystem::current_path(ec).string();
+    auto r = api.Json("POST", "/api/v1/jobs", *text, "application/yaml", {{"X-Icos-Workdir", cwd}});
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << "job " << (*r)["id"].get<int64_t>() << " submitted\n";
+    return 0;
+  }
+  if (parsed(c->jobs)) {
+    auto r = api.Json("GET", c->state.empty() ? "/api/v1/jobs" : absl::StrCat("/api/v1/jobs?state=", c->state));
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s\n", "ID", "NAME", "USER", "QUEUE", "STATE", "AGE", "REASON");
+    for (const auto& j : (*r)["jobs"]) {
+      out << absl::StrFormat("%-6d %-20s %-10s %-10s %-10s %-5s %s\n", j["id"].get<int64_t>(),
+                             Clip(j["name"].get<std::string>(), 20), j["user"].get<std::string>(),
+                             j["queue"].get<std::string>(), j["state"].get<std::string>(),
+                             Age(j["submit_ms"].get<int64_t>()), Clip(j["reason"].get<std::string>(), 90));
+    }
+    return 0;
+  }
+  if (parsed(c->job)) {
+    auto r = api.Json("GET", absl::StrCat("/api/v1/jobs/", c->job_id));
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    const json& j = *r;
+    out << absl::StrFormat("job %d  %s  user=%s queue=%s priority=%d attempt=%d\nstate: %s\n", j["id"].get<int64_t>(),
+                           j["name"].get<std::string>(), j["user"].get<std::string>(), j["queue"].get<std::string>(),
+                           j["priority"].get<int>(), j["attempt"].get<int>(), j["state"].get<std::string>());
+    if (!j["reason"].get<std::string>().empty()) out << "reason: " << j["reason"].get<std::string>() << "\n";
+    out << "\n" << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5s %s\n", "TASK", "ID", "NODE", "DEVICES", "STATE", "EXIT", "REASON");
+    int index = 0;
+    int latest = 0;
+    for (const auto& t : j["tasks"]) latest = std::max(latest, t["attempt"].get<int>());
+    for (const auto& t : j["tasks"]) {
+      std::vector<std::string> devs;
+      for (const auto& d : t["devices"]) {
+        const int pct = d.value("percent", 100);
+        devs.push_back(pct == 100 ? std::to_string(d.value("device", 0)) : absl::StrCat(d.value("device", 0), ":", pct, "%"));
+      }
+      const bool current = t["attempt"].get<int>() == latest;
+      out << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5d %s\n", current ? std::to_string(index++) : "-",
+                             t["task_id"].get<std::string>(), t["node"].get<std::string>(),
+                             devs.empty() ? "-" : absl::StrJoin(devs, ","), t["state"].get<std::string>(),
+                             t["exit_code"].get<int>(), t["reason"].get<std::string>());
+    }
+    out << "\nEVENTS\n";
+    for (const auto& e : j["events"]) {
+      out << absl::StrFormat("%-5s %-16s %s%s\n", Age(e["time_ms"].get<int64_t>()), e["kind"].get<std::string>(),
+                             e["node"].get<std::string>().empty() ? "" : absl::StrCat("[", e["node"].get<std::string>(), "] "),
+                             e["message"].get<std::string>());
+    }
+    return 0;
+  }
+  if (parsed(c->logs)) {
+    int64_t offset = 0;
+    while (true) {
+      auto r = api.Request("GET", absl::StrCat("/api/v1/jobs/", c->job_id, "/logs?task=", c->task, "&offset=", offset));
+      if (!r.ok()) return fail(r.status());
+      if (r->status != 200) {
+        json j = json::parse(r->body, nullptr, false);
+        // A job that has not started yet has no log: wait when following.
+        if (c->follow && r->status == 409) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+          continue;
+        }
+        return fail(StatusFromHttp(r->status, j.is_object() ? j.value("error", r->body) : r->body));
+      }
+      out << r->body << std::flush;
+      auto it = r->headers.find("X-Icos-Offset");
+      if (it != r->headers.end()) offset = std::stoll(it->second);
+      const bool finished = r->headers.count("X-Icos-Finished") && r->headers["X-Icos-Finished"] == "1";
+      if (!c->follow || (finished && r->body.empty())) return 0;
+      if (r->body.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  }
+  if (parsed(c->cancel)) {
+    auto r = api.Json("POST", absl::StrCat("/api/v1/jobs/", c->job_id, "/cancel"));
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << "job " << c->job_id << " cancelled\n";
+    return 0;
+  }
+  if (parsed(c->wait)) {
+    const auto start = std::chrono::steady_clock::now();
+    while (true) {
+      auto r = api.Json("GET", absl::StrCat("/api/v1/jobs/", c->job_id));
+      const bool timed_out = c->timeout_s > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(c->timeout_s);
+      if (!r.ok() && r.status().code() == absl::StatusCode::kUnavailable && !timed_out) {
+        // The server may be restarting; a wait outlives that.
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        continue;
+      }
+      if (!r.ok()) return fail(r.status());
+      const std::string state = (*r)["state"].get<std::string>();
+      if (state == "Succeeded") {
+        out << "job " << c->job_id << " succeeded\n";
+        return 0;
+      }
+      if (state == "Failed" || state == "Cancelled") {
+        out << "job " << c->job_id << " " << state << ": " << (*r)["reason"].get<std::string>() << "\n";
+        return 2;
+      }
+      if (c->timeout_s > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(c->timeout_s)) {
+        err << "icos: job " << c->job_id << " still " << state << " after " << c->timeout_s << " s: "
+            << (*r)["reason"].get<std::string>() << "\n";
+        return 4;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  if (parsed(c->nodes)) {
+    auto r = api.Json("GET", "/api/v1/nodes");
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << absl::StrFormat("%-16s %-9s %-6s %-9s %-40s %s\n", "NAME", "STATE", "CPUS", "MEMORY", "DEVICES", "TASKS");
+    for (const auto& n : (*r)["nodes"]) {
+      std::map<std::string, int> types;
+      for (const auto& d : n["node"]["devices"]) ++types[absl::StrCat(d["vendor"].get<std::string>(), "/", d["model"].get<std::string>())];
+      std::vector<std::string> devs;
+      for (const auto& [t, k] : types) devs.push_back(absl::StrCat(k, "x", t));
+      out << absl::StrFormat("%-16s %-9s %-6g %-9s %-40s %d\n", n["name"].get<std::string>(), n["state"].get<std::string>(),
+                             n["node"]["cpu_milli"].get<int64_t>() / 1000.0,
+                             absl::StrCat(n["node"]["memory_mib"].get<int64_t>() / 1024, "Gi"),
+                             devs.empty() ? "-" : absl::StrJoin(devs, ","), n["tasks"].get<int>());
+    }
+    return 0;
+  }
+  if (parsed(c->queues)) {
+    auto r = api.Json("GET", "/api/v1/queues");
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << absl::StrFormat("%-14s %-10s %-6s %-8s %-8s %-30s %s\n", "NAME", "PARENT", "WEIGHT", "PENDING", "RUNNING", "GUARANTEED", "LIMIT");
+    for (const auto& q : (*r)["queues"]) {
+      out << absl::StrFormat("%-14s %-10s %-6g %-8d %-8d %-30s %s\n", q["name"].get<std::string>(),
+                             q["parent"].get<std::string>(), q["weight"].get<double>(), q["pending"].get<int64_t>(),
+                             q["running"].get<int64_t>(), q["guaranteed"].dump(), q["limit"].dump());
+    }
+    return 0;
+  }
+  if (parsed(c->queue_put)) {
+    auto text = ReadInput(c->file);
+    if (!text.ok()) return fail(text.status());
+    auto r = api.Json("PUT", "/api/v1/queues", *text);
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << "queue " << (*r)["name"].get<std::string>() << " saved\n";
+    return 0;
+  }
+  if (parsed(c->token_create)) {
+    auto r = api.Json("POST", "/api/v1/tokens", json{{"role", c->role}, {"user", c->user}, {"name", c->name}}.dump());
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << (*r)["token"].get<std::string>() << "\n";
+    return 0;
+  }
+  return -1;
+}
+
+}  // namespace icos::cli

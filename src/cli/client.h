@@ -1,0 +1,38 @@
+// Client subcommands of `icos`: submit, jobs, job, logs, cancel, wait, nodes,
+// queues, queue put, token create. Each prints a table for people or JSON
+// (-o json) for scripts, and turns server errors into one clear line on stderr.
+#ifndef ICOS_CLI_CLIENT_H_
+#define ICOS_CLI_CLIENT_H_
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace icos::cli {
+
+// Where the server is and who we are. Filled from flags, then ICOS_SERVER /
+// ICOS_TOKEN, then $ICOS_HOME/config.json (written by `icos up`; ICOS_HOME
+// defaults to ~/.icos).
+struct Connection {
+  std::string server;
+  std::string token;
+};
+
+// Adds the client subcommands to `app`; returns a callback that runs whichever
+// was chosen after parsing (exit code), or -1 if none of them was.
+struct ClientCommands;
+ClientCommands* AddClientCommands(CLI::App& app);
+int RunClientCommand(ClientCommands* commands, std::ostream& out, std::ostream& err);
+
+// $ICOS_HOME or ~/.icos.
+std::string IcosHome();
+// Writes $ICOS_HOME/config.json so later commands find the server (mode 0600).
+void SaveConnection(const std::string& home, const Connection& c);
+
+}  // namespace icos::cli
+
+#endif  // ICOS_CLI_CLIENT_H_

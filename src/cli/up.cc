@@ -1,0 +1,237 @@
+#include "cli/up.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "agent/node_agent.h"
+#include "cli/client.h"
+#include "controller/controller.h"
+#include "controller/http_server.h"
+#include "store/sqlite_state_store.h"
+
+namespace icos::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+void WaitForSignal() {
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+
+void WriteSecret(const std::string& path, const std::string& secret) {
+  {
+    std::ofstream f(path, std::ios::trunc);
+    f << secret << "\n";
+  }
+  ::chmod(path.c_str(), 0600);
+}
+
+struct Plane {
+  std::unique_ptr<store::SqliteStateStore> store;
+  std::unique_ptr<controller::Controller> controller;
+  std::unique_ptr<controller::HttpServer> http;
+  std::string admin_token, agent_token, url;
+};
+
+// Opens the store, starts the controller and its API; creates the admin and
+// agent tokens on first start and keeps them in the data directory (0600).
+absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
+  Plane p;
+  const std::string dir = flags.data_dir.empty() ? IcosHome() : flags.data_dir;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create data directory ", dir, ": ", ec.message()));
+  store::SqliteOptions so;
+  so.path = dir + "/icos.db";
+  auto st = store::SqliteStateStore::Open(so);
+  if (!st.ok()) return st.status();
+  p.store = *std::move(st);
+  controller::ControllerOptions co;
+  co.scheduler.order = flags.order;
+  co.scheduler.placement = flags.placement;
+  auto c = controller::Controller::Create(co, p.store.get(), RealClock::Default());
+  if (!c.ok()) return c.status();
+  p.controller = *std::move(c);
+  auto admin = p.controller->BootstrapAdminToken();
+  if (!admin.ok()) return admin.status();
+  if (!admin->empty()) {
+    WriteSecret(dir + "/admin.token", *admin);
+    auto agent = p.controller->CreateToken({"bootstrap", controller::Role::kAdmin, "admin"}, controller::Role::kAgent,
+                                           "", "local-agents");
+    if (!agent.ok()) return agent.status();
+    WriteSecret(dir + "/agent.token", *agent);
+  }
+  p.admin_token = ReadFile(dir + "/admin.token");
+  p.agent_token = ReadFile(dir + "/agent.token");
+  if (p.admin_token.empty()) {
+    err << "icos: warning: " << dir << "/admin.token is missing; create a token with an existing admin token\n";
+  }
+  controller::HttpServerOptions ho;
+  ho.host = flags.host;
+  ho.port = flags.port;
+  p.http = std::make_unique<controller::HttpServer>(p.controller.get(), ho);
+  if (absl::Status s = p.http->Start(); !s.ok()) return s;
+  p.url = absl::StrCat("http://", flags.host == "0.0.0.0" ? "127.0.0.1" : flags.host, ":", p.http->port());
+  p.controller->Start();
+  SaveConnection(dir, {p.url, p.admin_token});
+  return p;
+}
+
+}  // namespace
+
+absl::StatusOr<core::Node> LocalNode(const AgentFlags& flags) {
+  core::Node n;
+  if (!flags.inventory.empty()) {
+    std::ifstream f(flags.inventory);
+    if (!f) return absl::NotFoundError(absl::StrCat("cannot read inventory ", flags.inventory));
+    json j = json::parse(f, nullptr, false);
+    if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(flags.inventory, " is not valid JSON"));
+    auto node = wire::NodeFromJson(j);
+    if (!node.ok()) return node.status();
+    n = *node;
+  }
+  if (!flags.node_name.empty()) n.name = flags.node_name;
+  if (n.name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    n.name = host[0] ? host : "local";
+  }
+  if (n.cpu_milli == 0) {
+    n.cpu_milli = flags.cpus > 0 ? static_cast<int64_t>(flags.cpus * 1000) : sysconf(_SC_NPROCESSORS_ONLN) * 1000;
+  }
+  if (n.memory_mib == 0) {
+    n.memory_mib = flags.memory_mib > 0 ? flags.memory_mib
+                                        : static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE) / (1 << 20);
+  }
+  for (const auto& kv : absl::StrSplit(flags.labels, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    n.labels[p.first] = p.second;
+  }
+  // --devices vendor/model:count[@memoryGi],...  (sim devices; real vendor plugins come later)
+  for (const auto& item : absl::StrSplit(flags.devices, ',', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(item, ':');
+    std::vector<std::string> vm = absl::StrSplit(parts[0], '/');
+    int count = 1;
+    if (vm.size() != 2 || vm[0].empty() || (parts.size() > 1 && !absl::SimpleAtoi(parts[1], &count)) || count < 1 ||
+        count > 64) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--devices item '", item, "' should look like nvidia/A100-80G:8 (1 to 64 devices)"));
+    }
+    for (int i = 0; i < count; ++i) {
+      core::Device d;
+      d.vendor = vm[0];
+      d.model = vm[1];
+      d.memory_mib = 64 * 1024;
+      d.island = i / 4;  // islands of four, like NVLink / HCCS boards
+      n.devices.push_back(d);
+    }
+  }
+  return n;
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& flags, const std::string& server,
+                                                             const std::string& token, const std::string& default_dir) {
+  auto node = LocalNode(flags);
+  if (!node.ok()) return node.status();
+  agent::NodeAgentOptions o;
+  o.server_url = server;
+  o.token = token;
+  o.node = *node;
+  o.address = flags.address;
+  o.work_dir = flags.work_dir.empty() ? absl::StrCat(default_dir, "/agent-", node->name) : flags.work_dir;
+  if (flags.no_cgroups) o.cgroups.mode = agent::CgroupMode::kDisabled;
+  auto a = std::make_unique<agent::NodeAgent>(o);
+  if (absl::Status st = a->Start(); !st.ok()) return st;
+  return a;
+}
+
+}  // namespace
+
+int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out, std::ostream& err) {
+  auto plane = StartPlane(server, err);
+  if (!plane.ok()) {
+    err << "icos up: " << plane.status().message() << "\n";
+    return 1;
+  }
+  const std::string dir = server.data_dir.empty() ? IcosHome() : server.data_dir;
+  auto a = StartAgent(agent, plane->url, plane->agent_token, dir);
+  if (!a.ok()) {
+    err << "icos up: local agent: " << a.status().message() << "\n";
+    return 1;
+  }
+  out << "icos is up\n"
+      << "  API:         " << plane->url << "\n"
+      << "  admin token: " << dir << "/admin.token (the CLI finds it in " << dir << "/config.json)\n"
+      << "  join a node: icos agent --server " << plane->url << " --token $(cat " << dir << "/agent.token)\n"
+      << "  data:        " << dir << "/icos.db\n"
+      << "Ctrl-C stops it.\n"
+      << std::flush;
+  WaitForSignal();
+  out << "icos: stopping tasks and shutting down\n" << std::flush;
+  (*a)->StopAllTasks(5'000);
+  (*a)->Stop();
+  plane->controller->Stop();
+  plane->http->Stop();
+  return 0;
+}
+
+int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
+  auto plane = StartPlane(server, err);
+  if (!plane.ok()) {
+    err << "icos server: " << plane.status().message() << "\n";
+    return 1;
+  }
+  const std::string dir = server.data_dir.empty() ? IcosHome() : server.data_dir;
+  out << "icos server listening on " << plane->url << " (data " << dir << "/icos.db)\n" << std::flush;
+  WaitForSignal();
+  plane->controller->Stop();
+  plane->http->Stop();
+  return 0;
+}
+
+int RunAgent(const AgentFlags& flags, std::ostream& out, std::ostream& err) {
+  if (flags.server.empty() || flags.token.empty()) {
+    err << "icos agent: --server and --token are required (the agent token is in the server's data directory)\n";
+    return 1;
+  }
+  auto a = StartAgent(flags, flags.server, flags.token, IcosHome());
+  if (!a.ok()) {
+    err << "icos agent: " << a.status().message() << "\n";
+    return 1;
+  }
+  out << "icos agent joined " << flags.server << " (logs served at " << (*a)->agent_url() << ")\n" << std::flush;
+  WaitForSignal();
+  // Tasks keep running: a restarted agent adopts them.
+  (*a)->Stop();
+  return 0;
+}
+
+}  // namespace icos::cli

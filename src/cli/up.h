@@ -1,0 +1,47 @@
+// `icos up` (controller + local agent in one process), `icos server`
+// (controller only) and `icos agent` (a node joins).
+#ifndef ICOS_CLI_UP_H_
+#define ICOS_CLI_UP_H_
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/model/cluster.h"
+
+namespace icos::cli {
+
+struct ServerFlags {
+  std::string data_dir;  // default $ICOS_HOME
+  std::string host = "127.0.0.1";
+  int port = 7070;
+  std::string order = "drf";
+  std::string placement = "binpack";
+};
+
+struct AgentFlags {
+  std::string server;  // for `icos agent`
+  std::string token;
+  std::string node_name;  // default: hostname
+  std::string address = "127.0.0.1";
+  std::string devices;    // "nvidia/A100-80G:8,ascend/910B:8" sim devices
+  std::string inventory;  // JSON file with a whole node description
+  std::string work_dir;   // default: <data_dir>/agent-<node>
+  double cpus = 0;        // 0: this machine's
+  int64_t memory_mib = 0; // 0: this machine's
+  std::string labels;     // "zone=a,rack=r1"
+  bool no_cgroups = false;
+};
+
+int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out, std::ostream& err);
+int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err);
+int RunAgent(const AgentFlags& agent, std::ostream& out, std::ostream& err);
+
+// The node this machine offers: its CPUs and memory (or the flags'), sim
+// devices from --devices, or a whole inventory file.
+absl::StatusOr<core::Node> LocalNode(const AgentFlags& flags);
+
+}  // namespace icos::cli
+
+#endif  // ICOS_CLI_UP_H_

@@ -1,0 +1,926 @@
+#include "controller/controller.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/frameworks.h"
+#include "core/resources/cluster_state.h"
+
+namespace icos::controller {
+namespace {
+
+using nlohmann::json;
+using store::JobState;
+using store::TaskState;
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> NewSecret() {
+  unsigned char bytes[24];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return absl::InternalError("no randomness for a token");
+  static const char* kHex = "0123456789abcdef";
+  std::string out = "icos_";
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+bool Active(TaskState s) { return s == TaskState::kAssigned || s == TaskState::kRunning; }
+
+std::optional<Role> ParseRole(const std::string& r) {
+  if (r == "admin") return Role::kAdmin;
+  if (r == "user") return Role::kUser;
+  if (r == "agent") return Role::kAgent;
+  return std::nullopt;
+}
+
+absl::Status Denied(const std::string& what) {
+  return absl::PermissionDeniedError(absl::StrCat("this token may not ", what));
+}
+
+}  // namespace
+
+const char* RoleName(Role r) {
+  switch (r) {
+    case Role::kAdmin: return "admin";
+    case Role::kUser: return "user";
+    case Role::kAgent: return "agent";
+  }
+  return "?";
+}
+
+Controller::Controller(ControllerOptions options, store::StateStore* store, Clock* clock)
+    : options_(std::move(options)),
+      store_(store),
+      clock_(clock),
+      scheduler_(*core::Scheduler::Create(options_.scheduler)) {}
+
+absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions options, store::StateStore* store,
+                                                               Clock* clock) {
+  if (auto s = core::Scheduler::Create(options.scheduler); !s.ok()) return s.status();
+  std::unique_ptr<Controller> c(new Controller(std::move(options), store, clock));
+  if (absl::Status st = c->Load(); !st.ok()) return st;
+  return c;
+}
+
+Controller::~Controller() { Stop(); }
+
+absl::Status Controller::Load() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto queues = store_->ListQueues();
+  if (!queues.ok()) return queues.status();
+  for (const auto& q : *queues) {
+    auto parsed = wire::QueueFromJson(json::parse(q.spec_json, nullptr, false));
+    if (!parsed.ok()) return absl::DataLossError(absl::StrCat("stored queue '", q.name, "': ", parsed.status().message()));
+    queues_[q.name] = *parsed;
+  }
+  auto tokens = store_->ListTokens();
+  if (!tokens.ok()) return tokens.status();
+  for (const auto& t : *tokens) tokens_[t.token_hash] = t;
+  auto nodes = store_->ListNodes();
+  if (!nodes.ok()) return nodes.status();
+  for (const auto& n : *nodes) {
+    json spec = json::parse(n.spec_json, nullptr, false);
+    auto node = wire::NodeFromJson(spec.is_object() ? spec.value("node", json::object()) : json::object());
+    if (!node.ok()) return absl::DataLossError(absl::StrCat("stored node '", n.name, "': ", node.status().message()));
+    NodeEntry e;
+    e.rec = n;
+    e.node = *node;
+    e.agent_url = spec.value("agent_url", "");
+    e.log_key = spec.value("log_key", "");
+    // Until its agent speaks again, a node is not ready but keeps its tasks:
+    // the agent re-adopts them and reports their state (no task runs twice).
+    e.rec.heartbeat_ms = clock_->NowMs();
+    nodes_[n.name] = std::move(e);
+  }
+  store::JobQuery open;
+  open.states = {JobState::kPending, JobState::kRunning};
+  auto jobs = store_->ListJobs(open);
+  if (!jobs.ok()) return jobs.status();
+  // Stored specs are canonical JSON, which can be larger than the YAML a user sent.
+  api::SpecLimits stored;
+  stored.max_bytes = 64 << 20;
+  for (const auto& r : *jobs) {
+    auto spec = api::ParseJobSpec(r.spec_json, stored);
+    if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", r.id, ": ", spec.status().message()));
+    JobEntry j;
+    j.rec = r;
+    j.spec = *spec;
+    j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
+    jobs_[r.id] = std::move(j);
+  }
+  // Tasks still active may belong to jobs that already ended (being stopped).
+  auto active = store_->ListActiveTasks();
+  if (!active.ok()) return active.status();
+  std::set<int64_t> with_tasks;
+  for (const auto& t : *active) with_tasks.insert(t.job_id);
+  for (int64_t id : with_tasks) {
+    if (!jobs_.count(id)) {
+      auto r = store_->GetJob(id);
+      if (!r.ok()) return r.status();
+      auto spec = api::ParseJobSpec(r->spec_json, stored);
+      if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", id, ": ", spec.status().message()));
+      JobEntry j;
+      j.rec = *r;
+      j.spec = *spec;
+      j.core = api::ToCoreJob(j.spec, JobId(id), r->user, r->submit_ms);
+      jobs_[id] = std::move(j);
+    }
+  }
+  for (auto& [id, j] : jobs_) {
+    auto tasks = store_->ListTasks(id);
+    if (!tasks.ok()) return tasks.status();
+    for (const auto& t : *tasks) {
+      TaskEntry e;
+      e.rec = t;
+      json p = json::parse(t.placement_json, nullptr, false);
+      if (p.is_object()) {
+        if (auto pl = wire::PlacementFromJson(p.value("placement", json::object())); pl.ok()) e.placement = *pl;
+        if (auto as = wire::AssignmentFromJson(p.value("assignment", json::object())); as.ok()) e.assignment = *as;
+        j.waits_for = p.value("waits_for", std::vector<int64_t>{});
+      }
+      j.tasks.push_back(std::move(e));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// --- auth ----------------------------------------------------------------------
+
+absl::StatusOr<Principal> Controller::Authenticate(const std::string& token) const {
+  if (token.empty()) {
+    return absl::UnauthenticatedError("no token: send 'Authorization: Bearer <token>' (see `icos token create`)");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tokens_.find(Sha256Hex(token));
+  if (it == tokens_.end() || it->second.revoked) {
+    return absl::UnauthenticatedError("unknown or revoked token: ask an admin for a new one (`icos token create`)");
+  }
+  auto role = ParseRole(it->second.role);
+  if (!role) return absl::UnauthenticatedError("token has an unknown role");
+  return Principal{it->second.name, *role, it->second.user};
+}
+
+absl::StatusOr<std::string> Controller::CreateToken(const Principal& caller, Role role, const std::string& user,
+                                                    const std::string& name) {
+  if (caller.role != Role::kAdmin) return Denied("create tokens (admin only)");
+  if (role == Role::kUser && user.empty()) return absl::InvalidArgumentError("a user token needs --user");
+  auto secret = NewSecret();
+  if (!secret.ok()) return secret.status();
+  store::TokenRecord t;
+  t.token_hash = Sha256Hex(*secret);
+  t.name = name.empty() ? absl::StrCat(RoleName(role), "-", user) : name;
+  t.role = RoleName(role);
+  t.user = role == Role::kAdmin && user.empty() ? "admin" : user;
+  t.created_ms = clock_->NowMs();
+  store::WriteBatch b;
+  b.tokens.push_back(t);
+  if (absl::Status st = store_->Apply(std::move(b)); !st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mu_);
+  tokens_[t.token_hash] = t;
+  return *secret;
+}
+
+absl::StatusOr<std::string> Controller::BootstrapAdminToken() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [h, t] : tokens_) {
+      if (t.role == "admin" && !t.revoked) return std::string();
+    }
+  }
+  return CreateToken(Principal{"bootstrap", Role::kAdmin, "admin"}, Role::kAdmin, "admin", "admin");
+}
+
+// --- helpers (mu_ held) -------------------------------------------------------------
+
+bool Controller::HasActiveTasks(const JobEntry& j, bool older_attempts_only) const {
+  for (const auto& t : j.tasks) {
+    if (Active(t.rec.state) && (!older_attempts_only || t.rec.attempt < j.rec.attempt)) return true;
+  }
+  return false;
+}
+
+int32_t Controller::Failures(const JobEntry& j) const {
+  std::set<int32_t> failed;
+  for (const auto& t : j.tasks) {
+    if (t.rec.state == TaskState::kFailed) failed.insert(t.rec.attempt);
+  }
+  return static_cast<int32_t>(failed.size());
+}
+
+bool Controller::ShouldRun(const JobEntry& j, const TaskEntry& t) const {
+  if (j.rec.state != JobState::kRunning || t.rec.attempt != j.rec.attempt) return false;
+  for (int64_t victim : j.waits_for) {
+    auto it = jobs_.find(victim);
+    if (it != jobs_.end() && HasActiveTasks(it->second, false)) return false;
+  }
+  return true;
+}
+
+void Controller::Touch(const std::string& node) {
+  auto it = nodes_.find(node);
+  if (it != nodes_.end()) ++it->second.version;
+  changed_.notify_all();
+}
+
+void Controller::TouchJob(const JobEntry& j) {
+  for (const auto& t : j.tasks) {
+    if (Active(t.rec.state)) Touch(t.rec.node);
+  }
+}
+
+void Controller::Event(store::WriteBatch& b, int64_t job, const std::string& node, const std::string& kind,
+                       std::string msg) {
+  store::EventRecord e;
+  e.job_id = job;
+  e.node = node;
+  e.time_ms = clock_->NowMs();
+  e.kind = kind;
+  e.message = std::move(msg);
+  b.events.push_back(std::move(e));
+}
+
+absl::Status Controller::Commit(store::WriteBatch batch) {
+  if (batch.empty()) return absl::OkStatus();
+  return store_->Apply(std::move(batch));
+}
+
+// Moves a job forward after its tasks changed: success, failure with or
+// without a gang restart, the end of a cancel or preemption. REQUIRES mu_.
+void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
+  const int64_t now = clock_->NowMs();
+  if (j.rec.state != JobState::kRunning) {
+    if (store::IsTerminal(j.rec.state) && !HasActiveTasks(j, false) && j.rec.end_ms == 0) {
+      j.rec.end_ms = now;
+      b.jobs.push_back(j.rec);
+    }
+    return;
+  }
+  int32_t total = 0, succeeded = 0;
+  const TaskEntry* failed = nullptr;
+  for (const auto& t : j.tasks) {
+    if (t.rec.attempt != j.rec.attempt) continue;
+    ++total;
+    if (t.rec.state == TaskState::kSucceeded) ++succeeded;
+    if ((t.rec.state == TaskState::kFailed || t.rec.state == TaskState::kKilled) && failed == nullptr) failed = &t;
+  }
+  if (total > 0 && succeeded == total) {
+    j.rec.state = JobState::kSucceeded;
+    j.rec.end_ms = now;
+    j.rec.reason = "all tasks succeeded";
+    b.jobs.push_back(j.rec);
+    Event(b, j.rec.id, "", "Succeeded", absl::StrCat(total, " tasks succeeded"));
+    return;
+  }
+  if (failed == nullptr) return;
+  const std::string why = absl::StrCat("task ", failed->rec.group, "/", failed->rec.replica, " ",
+                                       store::TaskStateName(failed->rec.state), ": ", failed->rec.reason);
+  if (j.spec.restart == api::RestartPolicy::kOnFailure && Failures(j) <= j.spec.max_retries) {
+    // A failed rank restarts the whole gang (torchrun's and Volcano's rule).
+    j.rec.state = JobState::kPending;
+    ++j.rec.attempt;
+    j.rec.reason = absl::StrCat("restarting (", Failures(j), " of ", j.spec.max_retries, " retries used) after ", why);
+    b.jobs.push_back(j.rec);
+    Event(b, j.rec.id, failed->rec.node, "Restarting", j.rec.reason);
+  } else {
+    j.rec.state = JobState::kFailed;
+    j.rec.reason = why;
+    if (!HasActiveTasks(j, false)) j.rec.end_ms = now;
+    b.jobs.push_back(j.rec);
+    Event(b, j.rec.id, failed->rec.node, "Failed", why);
+  }
+  TouchJob(j);
+}
+
+// --- jobs -----------------------------------------------------------------------
+
+absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
+                                           const std::string& base_dir) {
+  if (caller.role == Role::kAgent) return Denied("submit jobs (agent token)");
+  auto spec = api::ParseJobSpec(spec_text);
+  if (!spec.ok()) return spec.status();
+  if (!base_dir.empty() && base_dir[0] == '/') {
+    for (api::TaskSpec& t : spec->tasks) {
+      if (t.workdir.empty()) {
+        t.workdir = base_dir;
+      } else if (t.workdir[0] != '/') {
+        t.workdir = absl::StrCat(base_dir, "/", t.workdir);
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spec->queue != "default" && !queues_.count(spec->queue)) {
+      std::vector<std::string> names = {"default"};
+      for (const auto& [n, q] : queues_) names.push_back(n);
+      return absl::InvalidArgumentError(
+          absl::StrCat("queue '", spec->queue, "' does not exist; queues: ", absl::StrJoin(names, ", ")));
+    }
+    for (const auto& [n, q] : queues_) {
+      if (q.parent == spec->queue) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("queue '", spec->queue, "' has child queues; submit to one of them (jobs go to leaf queues)"));
+      }
+    }
+  }
+  store::JobRecord r;
+  r.name = spec->name;
+  r.user = caller.user;
+  r.queue = spec->queue;
+  r.priority = spec->priority;
+  r.state = JobState::kPending;
+  r.spec_json = api::JobSpecToJson(*spec);
+  r.reason = "waiting for the next scheduling pass";
+  r.submit_ms = clock_->NowMs();
+  if (absl::Status st = store_->InsertJob(&r); !st.ok()) return st;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    JobEntry j;
+    j.rec = r;
+    j.spec = *std::move(spec);
+    j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
+    jobs_[r.id] = std::move(j);
+  }
+  Wake();
+  return r.id;
+}
+
+absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) const {
+  auto job = store_->GetJob(id);
+  if (!job.ok()) {
+    return job.status().code() == absl::StatusCode::kNotFound ? absl::NotFoundError(absl::StrCat("no job ", id))
+                                                              : job.status();
+  }
+  if (caller.role == Role::kUser && job->user != caller.user) return absl::NotFoundError(absl::StrCat("no job ", id));
+  JobView v;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(id);
+    if (it != jobs_.end()) v.job = it->second.rec;  // memory has the freshest reason
+  }
+  if (v.job.id == 0) v.job = *job;
+  auto tasks = store_->ListTasks(id);
+  if (!tasks.ok()) return tasks.status();
+  v.tasks = *std::move(tasks);
+  auto events = store_->ListEvents(id, 0, 200);
+  if (!events.ok()) return events.status();
+  v.events = *std::move(events);
+  return v;
+}
+
+absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Principal& caller, store::JobQuery query) const {
+  if (caller.role == Role::kAgent) return Denied("list jobs (agent token)");
+  if (caller.role == Role::kUser) query.user = caller.user;
+  auto jobs = store_->ListJobs(query);
+  if (!jobs.ok()) return jobs;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& r : *jobs) {
+    auto it = jobs_.find(r.id);
+    if (it != jobs_.end()) r.reason = it->second.rec.reason;
+  }
+  return jobs;
+}
+
+absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
+  if (caller.role == Role::kAgent) return Denied("cancel jobs (agent token)");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || (caller.role == Role::kUser && it->second.rec.user != caller.user)) {
+      auto stored = store_->GetJob(id);
+      if (stored.ok() && (caller.role == Role::kAdmin || stored->user == caller.user)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("job ", id, " already ended (", store::JobStateName(stored->state), ")"));
+      }
+      return absl::NotFoundError(absl::StrCat("no job ", id));
+    }
+    JobEntry& j = it->second;
+    if (store::IsTerminal(j.rec.state)) {
+      return absl::FailedPreconditionError(absl::StrCat("job ", id, " already ended (", store::JobStateName(j.rec.state), ")"));
+    }
+    store::WriteBatch b;
+    JobEntry next = j;
+    next.rec.state = JobState::kCancelled;
+    next.rec.reason = absl::StrCat("cancelled by ", caller.name);
+    if (!HasActiveTasks(next, false)) next.rec.end_ms = clock_->NowMs();
+    b.jobs.push_back(next.rec);
+    Event(b, id, "", "Cancelled", next.rec.reason);
+    if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+    j = std::move(next);
+    TouchJob(j);
+    Prune();
+  }
+  Wake();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LogLocation> Controller::LocateLog(const Principal& caller, int64_t job_id, int32_t task_index) const {
+  auto view = GetJob(caller, job_id);
+  if (!view.ok()) return view.status();
+  if (view->tasks.empty()) return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has not started; no logs yet"));
+  // The latest attempt's tasks, in (group, replica) order.
+  int32_t attempt = 0;
+  for (const auto& t : view->tasks) attempt = std::max(attempt, t.attempt);
+  std::vector<const store::TaskRecord*> current;
+  for (const auto& t : view->tasks) {
+    if (t.attempt == attempt) current.push_back(&t);
+  }
+  if (task_index < 0 || task_index >= static_cast<int32_t>(current.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("job ", job_id, " has tasks 0..", current.size() - 1));
+  }
+  const store::TaskRecord& t = *current[task_index];
+  LogLocation loc;
+  loc.task_id = wire::TaskId(t.job_id, t.group, t.replica, t.attempt);
+  loc.finished = store::IsTerminal(t.state);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(t.node);
+  if (it == nodes_.end()) return absl::UnavailableError(absl::StrCat("node '", t.node, "' of the task is unknown"));
+  loc.agent_url = it->second.agent_url;
+  return loc;
+}
+
+// --- queues and nodes -------------------------------------------------------------
+
+absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& caller) const {
+  (void)caller;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, QueueView> out;
+  out["default"].queue.name = "default";
+  for (const auto& [n, q] : queues_) out[n].queue = q;
+  for (const auto& [id, j] : jobs_) {
+    auto it = out.find(j.rec.queue);
+    if (it == out.end()) continue;
+    if (j.rec.state == JobState::kPending) ++it->second.pending;
+    if (j.rec.state == JobState::kRunning) ++it->second.running;
+  }
+  std::vector<QueueView> v;
+  for (auto& [n, q] : out) v.push_back(std::move(q));
+  return v;
+}
+
+absl::Status Controller::PutQueue(const Principal& caller, const core::Queue& queue) {
+  if (caller.role != Role::kAdmin) return Denied("change queues (admin only)");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!queue.parent.empty() && queue.parent != "default" && !queues_.count(queue.parent)) {
+    return absl::InvalidArgumentError(absl::StrCat("parent queue '", queue.parent, "' does not exist"));
+  }
+  store::WriteBatch b;
+  b.queues.push_back({queue.name, wire::QueueToJson(queue).dump()});
+  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  queues_[queue.name] = queue;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& caller) const {
+  (void)caller;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<NodeView> out;
+  for (const auto& [name, n] : nodes_) {
+    NodeView v;
+    v.record = n.rec;
+    v.node = n.node;
+    v.agent_url = n.agent_url;
+    v.ready = n.rec.state == "Ready";
+    for (const auto& [id, j] : jobs_) {
+      for (const auto& t : j.tasks) v.tasks += Active(t.rec.state) && t.rec.node == name ? 1 : 0;
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+// --- agent protocol ------------------------------------------------------------------
+
+std::string Controller::AgentLogKey(const std::string& agent_url) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, n] : nodes_) {
+    if (n.agent_url == agent_url) return n.log_key;
+  }
+  return "";
+}
+
+absl::Status Controller::RegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
+                                      const std::string& agent_url, const std::string& log_key) {
+  absl::Status st = DoRegisterNode(caller, node, address, agent_url, log_key);
+  if (st.ok()) Wake();
+  return st;
+}
+
+absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
+                                        const std::string& agent_url, const std::string& log_key) {
+  if (caller.role == Role::kUser) return Denied("register nodes (needs an agent or admin token)");
+  if (node.name.empty()) return absl::InvalidArgumentError("node name is empty");
+  {
+    std::vector<core::Node> one = {node};
+    if (auto st = core::ClusterState::Build(one); !st.ok()) return st.status();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = clock_->NowMs();
+  NodeEntry& e = nodes_[node.name];
+  const bool fresh = e.rec.name.empty();
+  e.rec.name = node.name;
+  e.rec.spec_json = json{{"node", wire::NodeToJson(node)}, {"agent_url", agent_url}, {"log_key", log_key}}.dump();
+  e.rec.state = "Ready";
+  e.rec.address = address;
+  if (fresh) e.rec.registered_ms = now;
+  e.rec.heartbeat_ms = now;
+  store::WriteBatch b;
+  b.nodes.push_back(e.rec);
+  Event(b, 0, node.name, fresh ? "NodeJoined" : "NodeReregistered",
+        absl::StrCat(node.devices.size(), " devices, ", node.cpu_milli / 1000, " CPUs, agent ", agent_url));
+  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  e.node = node;
+  e.agent_url = agent_url;
+  e.log_key = log_key;
+  Touch(node.name);
+  return absl::OkStatus();
+}
+
+absl::Status Controller::Heartbeat(const Principal& caller, const std::string& node,
+                                   const std::vector<wire::TaskStatus>& statuses) {
+  if (caller.role == Role::kUser) return Denied("send heartbeats (needs an agent or admin token)");
+  bool changed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto nit = nodes_.find(node);
+    if (nit == nodes_.end()) return absl::NotFoundError(absl::StrCat("node '", node, "' is not registered; register first"));
+    const int64_t now = clock_->NowMs();
+    store::WriteBatch b;
+    NodeEntry& n = nit->second;
+    if (n.rec.state != "Ready") {
+      n.rec.state = "Ready";
+      b.nodes.push_back(n.rec);
+      Event(b, 0, node, "NodeReady", "agent is back");
+      changed = true;
+    }
+    n.rec.heartbeat_ms = now;  // kept in memory; persisting every beat would cost a write per node per beat
+    std::map<int64_t, JobEntry> touched;  // copies to commit
+    for (const wire::TaskStatus& s : statuses) {
+      int64_t job;
+      int32_t g, r, a;
+      if (!wire::ParseTaskId(s.task_id, &job, &g, &r, &a)) continue;
+      auto jit = jobs_.find(job);
+      if (jit == jobs_.end()) continue;  // an old job's task: nothing to track
+      auto jt = touched.find(job);
+      if (jt == touched.end()) jt = touched.emplace(job, jit->second).first;
+      JobEntry& j = jt->second;
+      for (auto& t : j.tasks) {
+        if (t.rec.group != g || t.rec.replica != r || t.rec.attempt != a || t.rec.node != node) continue;
+        auto state = store::ParseTaskState(s.state);
+        if (!state || *state == t.rec.state || store::IsTerminal(t.rec.state)) break;
+        t.rec.state = *state;
+        t.rec.exit_code = s.exit_code;
+        t.rec.reason = s.reason;
+        if (s.start_ms > 0) t.rec.start_ms = s.start_ms;
+        if (store::IsTerminal(*state)) t.rec.end_ms = s.end_ms > 0 ? s.end_ms : now;
+        b.tasks.push_back(t.rec);
+        Event(b, job, node, absl::StrCat("Task", s.state),
+              absl::StrCat(s.task_id, store::IsTerminal(*state) ? absl::StrCat(" exit ", s.exit_code) : "",
+                           s.reason.empty() ? "" : absl::StrCat(": ", s.reason)));
+        changed = true;
+        break;
+      }
+    }
+    for (auto& [id, j] : touched) EvaluateJob(j, b);
+    if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+    for (auto& [id, j] : touched) {
+      jobs_[id] = std::move(j);
+      TouchJob(jobs_[id]);
+    }
+    // Jobs waiting for preempted victims may run now.
+    for (auto& [id, j] : jobs_) {
+      if (!j.waits_for.empty()) TouchJob(j);
+    }
+    Prune();
+  }
+  if (changed) Wake();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Assignments> Controller::WatchAssignments(const Principal& caller, const std::string& node,
+                                                         uint64_t since, int64_t wait_ms) {
+  if (caller.role == Role::kUser) return Denied("watch assignments (needs an agent or admin token)");
+  std::unique_lock<std::mutex> lock(mu_);
+  auto version = [&]() -> uint64_t {
+    auto it = nodes_.find(node);
+    return it == nodes_.end() ? 0 : it->second.version;
+  };
+  if (version() == 0) return absl::NotFoundError(absl::StrCat("node '", node, "' is not registered; register first"));
+  changed_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(0, wait_ms)),
+                    [&] { return version() != since || stop_; });
+  Assignments out;
+  out.version = version();
+  for (const auto& [id, j] : jobs_) {
+    for (const auto& t : j.tasks) {
+      if (t.rec.node != node || !Active(t.rec.state)) continue;
+      const bool run = ShouldRun(j, t);
+      // A task still waiting for its victims is not sent at all.
+      if (!run && t.rec.state == TaskState::kAssigned && j.rec.state == JobState::kRunning &&
+          t.rec.attempt == j.rec.attempt) {
+        continue;
+      }
+      wire::Assignment a = t.assignment;
+      a.run = run;
+      out.tasks.push_back(std::move(a));
+    }
+  }
+  return out;
+}
+
+// --- scheduling ------------------------------------------------------------------------
+
+std::vector<Controller::TaskEntry> Controller::MakeTasks(const JobEntry& j, const core::BindDecision& bind,
+                                                         const std::vector<std::string>& node_names) const {
+  // Ranks in (group, replica) order; nodes numbered in order of first use.
+  std::vector<core::TaskPlacement> placed = bind.tasks;
+  std::sort(placed.begin(), placed.end(),
+            [](const auto& a, const auto& b) { return std::tie(a.group, a.replica) < std::tie(b.group, b.replica); });
+  std::vector<std::string> node_order;
+  std::map<std::string, int32_t> per_node;
+  agent::RankInfo info;
+  info.framework = api::FrameworkName(j.spec.framework);
+  info.job_name = j.spec.name;
+  info.job_id = j.rec.id;
+  info.world_size = static_cast<int32_t>(placed.size());
+  info.master_port = options_.port_base + static_cast<int32_t>(j.rec.id % 10'000);
+  for (const auto& p : placed) {
+    const std::string& name = node_names[p.node];
+    if (std::find(node_order.begin(), node_order.end(), name) == node_order.end()) node_order.push_back(name);
+    ++per_node[name];
+    auto nit = nodes_.find(name);
+    info.rank_hosts.push_back(nit != nodes_.end() && !nit->second.rec.address.empty() ? nit->second.rec.address : name);
+    info.rank_ports.push_back(info.master_port + 1 + static_cast<int32_t>(info.rank_ports.size()));
+    std::vector<int32_t> devs;
+    for (const auto& s : p.devices) devs.push_back(s.device);
+    info.rank_devices.push_back(devs);
+  }
+  info.num_nodes = static_cast<int32_t>(node_order.size());
+  info.master_addr = info.rank_hosts.empty() ? "127.0.0.1" : info.rank_hosts[0];
+  std::vector<TaskEntry> out;
+  std::map<std::string, int32_t> local_seen;
+  for (int32_t rank = 0; rank < static_cast<int32_t>(placed.size()); ++rank) {
+    const core::TaskPlacement& p = placed[rank];
+    const std::string& node = node_names[p.node];
+    const api::TaskSpec& ts = j.spec.tasks[p.group];
+    TaskEntry e;
+    e.placement = p;
+    e.rec.job_id = j.rec.id;
+    e.rec.group = p.group;
+    e.rec.replica = p.replica;
+    e.rec.attempt = j.rec.attempt;
+    e.rec.node = node;
+    e.rec.state = TaskState::kAssigned;
+    wire::Assignment& a = e.assignment;
+    a.task_id = wire::TaskId(j.rec.id, p.group, p.replica, j.rec.attempt);
+    a.job_id = j.rec.id;
+    a.group = p.group;
+    a.replica = p.replica;
+    a.attempt = j.rec.attempt;
+    a.argv = ts.command;
+    a.workdir = ts.workdir;
+    a.cpu_milli = p.cpu_milli;
+    a.memory_mib = p.memory_mib;
+    a.numa_nodes = p.numa_nodes;
+    a.time_limit_s = j.spec.time_limit_s;
+    a.grace_ms = options_.grace_ms;
+    for (const auto& [k, v] : j.spec.env) a.env[k] = v;
+    for (const auto& [k, v] : ts.env) a.env[k] = v;
+    agent::RankInfo ri = info;
+    ri.rank = rank;
+    ri.local_rank = local_seen[node]++;
+    ri.local_world_size = per_node[node];
+    ri.node_rank = static_cast<int32_t>(std::find(node_order.begin(), node_order.end(), node) - node_order.begin());
+    // The agent puts generated files in the task's own directory and
+    // substitutes this placeholder with its path.
+    ri.files_dir = wire::kTaskDirPlaceholder;
+    if (auto setup = agent::SetupFramework(ri); setup.ok()) {
+      for (const auto& [k, v] : setup->env) a.env[k] = v;
+      a.files = setup->files;
+    }
+    auto nit = nodes_.find(node);
+    for (const auto& s : p.devices) {
+      a.devices.push_back(s.device);
+      if (nit != nodes_.end() && s.device < static_cast<int32_t>(nit->second.node.devices.size())) {
+        a.vendor = nit->second.node.devices[s.device].vendor;
+      }
+    }
+    if (!a.devices.empty()) {
+      for (const auto& [k, v] : agent::VisibleDevicesEnv(a.vendor, a.devices)) a.env[k] = v;
+      if (p.devices[0].percent < core::kWholeDevicePercent) {
+        // Device sharing (HAMi-style): the task is told its slice.
+        a.env["ICOS_DEVICE_SHARE_PERCENT"] = absl::StrCat(p.devices[0].percent);
+        a.env["ICOS_DEVICE_MEMORY_MIB"] = absl::StrCat(p.devices[0].memory_mib);
+      }
+    }
+    e.rec.placement_json = json{{"placement", wire::PlacementToJson(p)},
+                                {"assignment", wire::AssignmentToJson(a)},
+                                {"waits_for", std::vector<int64_t>()}}
+                               .dump();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+absl::Status Controller::RunPass() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = clock_->NowMs();
+  core::Snapshot snap;
+  snap.now_ms = now;
+  std::vector<std::string> node_names;
+  std::map<std::string, int32_t> node_index;
+  for (const auto& [name, n] : nodes_) {
+    if (n.rec.state != "Ready") continue;
+    node_index[name] = static_cast<int32_t>(snap.nodes.size());
+    node_names.push_back(name);
+    snap.nodes.push_back(n.node);
+  }
+  for (const auto& [name, q] : queues_) snap.queues.push_back(q);
+  std::vector<int64_t> pending_ids;
+  for (const auto& [id, j] : jobs_) {
+    core::RunningJob rj;
+    rj.job = j.core;
+    rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
+    rj.start_ms = j.rec.start_ms;
+    for (const auto& t : j.tasks) {
+      if (!Active(t.rec.state)) continue;
+      auto ni = node_index.find(t.rec.node);
+      if (ni == node_index.end()) continue;  // node not ready: its tasks are being failed
+      core::TaskPlacement p = t.placement;
+      p.node = ni->second;
+      rj.tasks.push_back(p);
+    }
+    if (!rj.tasks.empty()) snap.running.push_back(std::move(rj));
+    // A job waits while tasks of an earlier attempt still run (never twice at once).
+    if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false)) {
+      snap.pending.push_back(j.core);
+      pending_ids.push_back(id);
+    }
+  }
+  if (snap.pending.empty()) return absl::OkStatus();
+  auto decisions = scheduler_.Schedule(snap);
+  if (!decisions.ok()) return decisions.status();
+
+  store::WriteBatch b;
+  std::map<int64_t, JobEntry> next;  // changed copies, committed after the store write
+  auto copy = [&](int64_t id) -> JobEntry& {
+    auto it = next.find(id);
+    return it != next.end() ? it->second : next.emplace(id, jobs_.at(id)).first->second;
+  };
+  for (const auto& p : decisions->preemptions) {
+    if (!jobs_.count(p.victim.value())) continue;
+    JobEntry& v = copy(p.victim.value());
+    v.rec.state = JobState::kPending;
+    ++v.rec.attempt;  // its current tasks are stopped; it is scheduled afresh later
+    v.rec.reason = absl::StrCat("preempted: ", p.reason);
+    b.jobs.push_back(v.rec);
+    Event(b, v.rec.id, "", "Preempted", p.reason);
+  }
+  for (const auto& bind : decisions->binds) {
+    JobEntry& j = copy(bind.job.value());
+    j.rec.state = JobState::kRunning;
+    if (j.rec.start_ms == 0) j.rec.start_ms = now;
+    j.rec.reason = bind.after_preemption.empty() ? "" : "waiting for preempted jobs to stop";
+    j.waits_for.clear();
+    for (JobId v : bind.after_preemption) j.waits_for.push_back(v.value());
+    std::vector<TaskEntry> tasks = MakeTasks(j, bind, node_names);
+    std::set<std::string> where;
+    for (auto& t : tasks) {
+      json p = json::parse(t.rec.placement_json);
+      p["waits_for"] = j.waits_for;
+      t.rec.placement_json = p.dump();
+      where.insert(t.rec.node);
+      b.tasks.push_back(t.rec);
+      j.tasks.push_back(std::move(t));
+    }
+    b.jobs.push_back(j.rec);
+    Event(b, j.rec.id, "", "Scheduled",
+          absl::StrCat(bind.tasks.size(), " tasks on ", absl::StrJoin(where, ", "),
+                       bind.device_type.empty() ? "" : absl::StrCat(" (", bind.device_type, ")")));
+  }
+  std::map<int64_t, std::string> reserved;
+  for (const auto& r : decisions->reservations) {
+    reserved[r.job.value()] = absl::StrCat("; reserved to start in about ", (r.start_ms - now + 59'999) / 60'000, " min");
+  }
+  for (const auto& w : decisions->waiting) {
+    auto it = jobs_.find(w.job.value());
+    if (it == jobs_.end()) continue;
+    std::string reason = absl::StrCat(core::WaitKindName(w.kind), ": ", w.reason, reserved[w.job.value()]);
+    if (it->second.rec.reason == reason) continue;
+    JobEntry& j = copy(w.job.value());
+    j.rec.reason = std::move(reason);
+    b.jobs.push_back(j.rec);
+  }
+  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  for (auto& [id, j] : next) {
+    jobs_[id] = std::move(j);
+    TouchJob(jobs_[id]);
+    for (const auto& t : jobs_[id].tasks) Touch(t.rec.node);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Controller::CheckNodes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = clock_->NowMs();
+  store::WriteBatch b;
+  std::map<int64_t, JobEntry> touched;
+  for (auto& [name, n] : nodes_) {
+    if (n.rec.state != "Ready" || now - n.rec.heartbeat_ms <= options_.node_timeout_ms) continue;
+    n.rec.state = "NotReady";
+    b.nodes.push_back(n.rec);
+    Event(b, 0, name, "NodeLost", absl::StrCat("no heartbeat for ", (now - n.rec.heartbeat_ms) / 1000, " s"));
+    for (auto& [id, j] : jobs_) {
+      for (size_t i = 0; i < j.tasks.size(); ++i) {
+        if (j.tasks[i].rec.node != name || !Active(j.tasks[i].rec.state)) continue;
+        auto it = touched.find(id);
+        if (it == touched.end()) it = touched.emplace(id, j).first;
+        TaskEntry& t = it->second.tasks[i];
+        t.rec.state = TaskState::kFailed;
+        t.rec.reason = absl::StrCat("node '", name, "' lost");
+        t.rec.end_ms = now;
+        b.tasks.push_back(t.rec);
+      }
+    }
+  }
+  for (auto& [id, j] : touched) EvaluateJob(j, b);
+  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  for (auto& [id, j] : touched) {
+    jobs_[id] = std::move(j);
+    TouchJob(jobs_[id]);
+  }
+  Prune();
+  return absl::OkStatus();
+}
+
+void Controller::Prune() {
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (store::IsTerminal(it->second.rec.state) && !HasActiveTasks(it->second, false)) {
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// --- loop ------------------------------------------------------------------------------
+
+void Controller::Wake() {
+  std::lock_guard<std::mutex> lock(loop_mu_);
+  wake_ = true;
+  loop_cv_.notify_all();
+}
+
+void Controller::Start() {
+  std::lock_guard<std::mutex> lock(loop_mu_);
+  if (loop_.joinable()) return;
+  stop_ = false;
+  loop_ = std::thread([this] { Loop(); });
+}
+
+void Controller::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(loop_mu_);
+    stop_ = true;
+    loop_cv_.notify_all();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    changed_.notify_all();
+  }
+  if (loop_.joinable()) loop_.join();
+}
+
+void Controller::Loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(loop_mu_);
+      loop_cv_.wait_for(lock, std::chrono::milliseconds(options_.pass_interval_ms), [&] { return wake_ || stop_; });
+      if (stop_) return;
+      wake_ = false;
+    }
+    // Errors are kept for the next pass; the store or a bad snapshot must not stop the loop.
+    (void)CheckNodes();
+    (void)RunPass();
+  }
+}
+
+}  // namespace icos::controller

@@ -1,0 +1,212 @@
+// The controller: the only writer of cluster state. It accepts jobs, keeps the
+// cluster's state in memory backed by a StateStore, runs the scheduling loop
+// (snapshot -> icos::core -> decisions -> store -> agents), and answers agents'
+// registrations, heartbeats and assignment watches.
+//
+// This class knows nothing about HTTP: http_server.h maps routes onto it, and
+// tests call it directly.
+//
+// Invariants:
+//   - a job is durable (in the store) before Submit returns;
+//   - every state change is written to the store before memory shows it;
+//   - a task attempt runs at most once: new attempts of a job are scheduled
+//     only after every task of earlier attempts has ended;
+//   - a task only runs while its job is Running at that attempt; anything else
+//     is sent to its agent as "stop".
+// Thread-safety: all public methods are thread-safe.
+#ifndef ICOS_CONTROLLER_CONTROLLER_H_
+#define ICOS_CONTROLLER_CONTROLLER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "api/job_spec.h"
+#include "common/clock.h"
+#include "controller/wire.h"
+#include "core/scheduler.h"
+#include "store/state_store.h"
+
+namespace icos::controller {
+
+enum class Role { kAdmin, kUser, kAgent };
+const char* RoleName(Role r);
+
+// Who is calling, from its bearer token.
+struct Principal {
+  std::string name;  // token label
+  Role role = Role::kUser;
+  std::string user;  // the user jobs are submitted as
+};
+
+struct ControllerOptions {
+  core::SchedulerOptions scheduler;
+  // A pass runs at once after a change (submit, task end, node join) and at
+  // least this often otherwise (to refresh waiting reasons and time).
+  int64_t pass_interval_ms = 2'000;
+  // A node whose agent is silent this long is NotReady; its tasks are lost.
+  int64_t node_timeout_ms = 30'000;
+  int64_t grace_ms = 10'000;  // SIGTERM -> SIGKILL for cancelled / preempted tasks
+  // Base of the per-job rendezvous port (MASTER_ADDR:MASTER_PORT).
+  int32_t port_base = 29'500;
+};
+
+// A job as the API shows it.
+struct JobView {
+  store::JobRecord job;
+  std::vector<store::TaskRecord> tasks;
+  std::vector<store::EventRecord> events;
+};
+
+struct NodeView {
+  store::NodeRecord record;
+  core::Node node;
+  std::string agent_url;
+  int32_t tasks = 0;
+  bool ready = false;
+};
+
+struct QueueView {
+  core::Queue queue;
+  int64_t pending = 0, running = 0;
+};
+
+// Where a task's log lives.
+struct LogLocation {
+  std::string agent_url;
+  std::string task_id;
+  bool finished = false;  // the task has ended: the log will not grow
+};
+
+struct Assignments {
+  uint64_t version = 0;
+  std::vector<wire::Assignment> tasks;
+};
+
+class Controller {
+ public:
+  // Loads the state from `store` (which must outlive the controller).
+  static absl::StatusOr<std::unique_ptr<Controller>> Create(ControllerOptions options, store::StateStore* store,
+                                                            Clock* clock);
+  ~Controller();
+
+  // Starts / stops the scheduling and node-monitor thread.
+  void Start();
+  void Stop();
+
+  // --- auth ------------------------------------------------------------------
+  // Unauthenticated for a missing / unknown / revoked token.
+  absl::StatusOr<Principal> Authenticate(const std::string& token) const;
+  // Creates a token and returns its secret (shown once; only a hash is kept).
+  // Admin only. role "user" needs `user`.
+  absl::StatusOr<std::string> CreateToken(const Principal& caller, Role role, const std::string& user,
+                                          const std::string& name);
+  // Creates the first admin token if the store has none; returns "" otherwise.
+  absl::StatusOr<std::string> BootstrapAdminToken();
+
+  // --- jobs -------------------------------------------------------------------
+  // Relative task working directories (and empty ones) are resolved against
+  // `base_dir`, the directory the user submitted from, when given.
+  absl::StatusOr<int64_t> Submit(const Principal& caller, const std::string& spec_text,
+                                 const std::string& base_dir = "");
+  absl::StatusOr<JobView> GetJob(const Principal& caller, int64_t id) const;
+  absl::StatusOr<std::vector<store::JobRecord>> ListJobs(const Principal& caller, store::JobQuery query) const;
+  absl::Status Cancel(const Principal& caller, int64_t id);
+  // task_index: position in the job's current attempt (0-based, as `icos job` lists them).
+  absl::StatusOr<LogLocation> LocateLog(const Principal& caller, int64_t job_id, int32_t task_index) const;
+
+  // --- queues and nodes ------------------------------------------------------
+  absl::StatusOr<std::vector<QueueView>> ListQueues(const Principal& caller) const;
+  // Admin only. Creates or replaces a queue.
+  absl::Status PutQueue(const Principal& caller, const core::Queue& queue);
+  absl::StatusOr<std::vector<NodeView>> ListNodes(const Principal& caller) const;
+
+  // --- agent protocol -------------------------------------------------------
+  // Agent or admin. Re-registering an existing node updates it.
+  // `log_key` is the secret the agent wants on log requests (the controller
+  // fetches logs from agents on users' behalf).
+  absl::Status RegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
+                            const std::string& agent_url, const std::string& log_key);
+  // The log key of the agent at `agent_url`; "" if unknown.
+  std::string AgentLogKey(const std::string& agent_url) const;
+  absl::Status Heartbeat(const Principal& caller, const std::string& node, const std::vector<wire::TaskStatus>& tasks);
+  // Blocks up to wait_ms until the node's assignments change past `since`.
+  absl::StatusOr<Assignments> WatchAssignments(const Principal& caller, const std::string& node, uint64_t since,
+                                               int64_t wait_ms);
+
+  // Runs one scheduling pass now (tests; the loop calls it too).
+  absl::Status RunPass();
+  // Marks silent nodes NotReady and fails their tasks (the loop calls it).
+  absl::Status CheckNodes();
+
+ private:
+  struct TaskEntry {
+    store::TaskRecord rec;
+    core::TaskPlacement placement;
+    wire::Assignment assignment;
+  };
+  struct JobEntry {
+    store::JobRecord rec;
+    api::JobSpec spec;
+    core::Job core;
+    std::vector<TaskEntry> tasks;   // every attempt's, ordered
+    std::vector<int64_t> waits_for;  // preempted jobs that must stop first
+  };
+  struct NodeEntry {
+    store::NodeRecord rec;
+    core::Node node;
+    std::string agent_url;
+    std::string log_key;
+    uint64_t version = 1;
+  };
+
+  Controller(ControllerOptions options, store::StateStore* store, Clock* clock);
+  absl::Status Load();
+  void Loop();
+  void Wake();
+
+  // All below REQUIRE mu_ held.
+  bool HasActiveTasks(const JobEntry& j, bool older_attempts_only) const;
+  int32_t Failures(const JobEntry& j) const;
+  bool ShouldRun(const JobEntry& j, const TaskEntry& t) const;
+  void Touch(const std::string& node);
+  void TouchJob(const JobEntry& j);
+  // Forgets jobs that ended and hold no tasks (the store keeps them).
+  void Prune();
+  absl::Status DoRegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
+                              const std::string& agent_url, const std::string& log_key);
+  void Event(store::WriteBatch& b, int64_t job, const std::string& node, const std::string& kind, std::string msg);
+  absl::Status Commit(store::WriteBatch batch);
+  void EvaluateJob(JobEntry& j, store::WriteBatch& b);
+  std::vector<TaskEntry> MakeTasks(const JobEntry& j, const core::BindDecision& bind,
+                                   const std::vector<std::string>& node_names) const;
+
+  const ControllerOptions options_;
+  store::StateStore* const store_;
+  Clock* const clock_;
+  core::Scheduler scheduler_;
+
+  mutable std::mutex mu_;
+  std::condition_variable changed_;  // node versions moved (assignment watchers)
+  std::map<int64_t, JobEntry> jobs_;  // non-terminal jobs, plus terminal ones with active tasks
+  std::map<std::string, NodeEntry> nodes_;
+  std::map<std::string, core::Queue> queues_;
+  std::map<std::string, store::TokenRecord> tokens_;  // by hash
+
+  std::mutex loop_mu_;
+  std::condition_variable loop_cv_;
+  bool wake_ = false;
+  std::atomic<bool> stop_{false};
+  std::thread loop_;
+};
+
+}  // namespace icos::controller
+
+#endif  // ICOS_CONTROLLER_CONTROLLER_H_

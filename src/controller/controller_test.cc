@@ -1,0 +1,273 @@
+// The controller without HTTP: submit, schedule, agents' view, task reports,
+// restarts, auth. A real SQLite store (in memory or a temp file) and a fake clock.
+#include "controller/controller.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "store/sqlite_state_store.h"
+
+namespace icos::controller {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kTwoWorkers[] = R"(
+name: ddp
+framework: pytorch
+tasks:
+  - name: worker
+    replicas: 2
+    command: ["python3", "train.py"]
+    resources: {cpu: 1, memory: 1Gi}
+)";
+
+core::Node Node(const std::string& name, int gpus = 0) {
+  core::Node n;
+  n.name = name;
+  n.cpu_milli = 8'000;
+  n.memory_mib = 16'384;
+  for (int i = 0; i < gpus; ++i) {
+    core::Device d;
+    d.vendor = "nvidia";
+    d.model = "A100";
+    d.memory_mib = 81'920;
+    n.devices.push_back(d);
+  }
+  return n;
+}
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (std::filesystem::temp_directory_path() /
+             ("icos-controller-test-" + std::to_string(::getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
+                .string();
+    std::filesystem::remove(path_);
+    Open();
+  }
+  void TearDown() override {
+    controller_.reset();
+    store_.reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + suffix);
+  }
+  // (Re)opens store and controller on the same database file: a controller restart.
+  void Open() {
+    controller_.reset();
+    store_.reset();
+    store::SqliteOptions o;
+    o.path = path_;
+    auto s = store::SqliteStateStore::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+    auto c = Controller::Create({}, store_.get(), &clock_);
+    ASSERT_TRUE(c.ok()) << c.status();
+    controller_ = *std::move(c);
+  }
+  std::vector<wire::Assignment> Watch(const std::string& node) {
+    auto a = controller_->WatchAssignments(admin_, node, 0, 0);
+    EXPECT_TRUE(a.ok()) << a.status();
+    return a.ok() ? a->tasks : std::vector<wire::Assignment>{};
+  }
+  void Report(const std::string& node, const std::string& task, const std::string& state, int exit_code = 0) {
+    wire::TaskStatus s;
+    s.task_id = task;
+    s.state = state;
+    s.exit_code = exit_code;
+    ASSERT_TRUE(controller_->Heartbeat(admin_, node, {s}).ok());
+  }
+  std::string State(int64_t id) {
+    auto j = controller_->GetJob(admin_, id);
+    EXPECT_TRUE(j.ok()) << j.status();
+    return j.ok() ? store::JobStateName(j->job.state) : "";
+  }
+
+  std::string path_;
+  FakeClock clock_;
+  std::unique_ptr<store::SqliteStateStore> store_;
+  std::unique_ptr<Controller> controller_;
+  Principal admin_{"test", Role::kAdmin, "admin"};
+  Principal alice_{"alice", Role::kUser, "alice"};
+  Principal bob_{"bob", Role::kUser, "bob"};
+};
+
+TEST_F(ControllerTest, SubmittedJobRunsOnRegisteredNodeWithPyTorchEnv) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers, "/home/alice/proj");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Running");
+  auto tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_TRUE(tasks[0].run);
+  EXPECT_EQ(tasks[0].workdir, "/home/alice/proj");
+  EXPECT_EQ(tasks[0].env.at("MASTER_ADDR"), "10.0.0.1");
+  EXPECT_EQ(tasks[0].env.at("WORLD_SIZE"), "2");
+  EXPECT_EQ(tasks[0].env.at("RANK"), "0");
+  EXPECT_EQ(tasks[1].env.at("RANK"), "1");
+  EXPECT_EQ(tasks[1].env.at("LOCAL_RANK"), "1");
+  Report("n1", tasks[0].task_id, "Succeeded");
+  EXPECT_EQ(State(*id), "Running");
+  Report("n1", tasks[1].task_id, "Succeeded");
+  EXPECT_EQ(State(*id), "Succeeded");
+}
+
+TEST_F(ControllerTest, JobIsDurableBeforeSubmitReturns) {
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(id.ok());
+  Open();  // "kill" the controller right after the submit returned
+  EXPECT_EQ(State(*id), "Pending");
+}
+
+TEST_F(ControllerTest, RestartKeepsRunningTasksAndDoesNotRunThemTwice) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto before = Watch("n1");
+  ASSERT_EQ(before.size(), 2u);
+  Report("n1", before[0].task_id, "Running");
+  Open();
+  // The agent re-registers and reports; the same two tasks, no new ones.
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto after = Watch("n1");
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[0].task_id, before[0].task_id);
+  EXPECT_EQ(after[1].task_id, before[1].task_id);
+  auto view = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->tasks.size(), 2u);
+  EXPECT_EQ(State(*id), "Running");
+}
+
+TEST_F(ControllerTest, FailedRankRestartsTheWholeGangOnce) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  std::string spec = std::string(kTwoWorkers) + "restart: {policy: OnFailure, max_retries: 1}\n";
+  auto id = controller_->Submit(alice_, spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto first = Watch("n1");
+  ASSERT_EQ(first.size(), 2u);
+  Report("n1", first[1].task_id, "Failed", 3);
+  // Rank 1 failed: rank 0 of that attempt must stop, nothing new runs yet.
+  EXPECT_EQ(State(*id), "Pending");
+  auto stopping = Watch("n1");
+  ASSERT_EQ(stopping.size(), 1u);
+  EXPECT_FALSE(stopping[0].run);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Pending");  // the old attempt still holds its task
+  Report("n1", first[0].task_id, "Killed");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto second = Watch("n1");
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_THAT(second[0].task_id, HasSubstr("-a1"));
+  Report("n1", second[0].task_id, "Failed", 1);
+  EXPECT_EQ(State(*id), "Failed");  // retries used up
+}
+
+TEST_F(ControllerTest, CancelStopsTasksAndEndsTheJob) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto tasks = Watch("n1");
+  ASSERT_TRUE(controller_->Cancel(alice_, *id).ok());
+  auto stop = Watch("n1");
+  ASSERT_EQ(stop.size(), 2u);
+  EXPECT_FALSE(stop[0].run);
+  EXPECT_FALSE(stop[1].run);
+  Report("n1", tasks[0].task_id, "Killed");
+  Report("n1", tasks[1].task_id, "Killed");
+  EXPECT_EQ(State(*id), "Cancelled");
+  EXPECT_TRUE(Watch("n1").empty());
+  EXPECT_EQ(controller_->Cancel(alice_, *id).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ControllerTest, UsersSeeAndCancelOnlyTheirOwnJobs) {
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(controller_->GetJob(bob_, *id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(controller_->Cancel(bob_, *id).code(), absl::StatusCode::kNotFound);
+  auto bobs = controller_->ListJobs(bob_, {});
+  ASSERT_TRUE(bobs.ok());
+  EXPECT_TRUE(bobs->empty());
+  EXPECT_TRUE(controller_->GetJob(admin_, *id).ok());
+}
+
+TEST_F(ControllerTest, TokensAuthenticateByRole) {
+  auto admin = controller_->BootstrapAdminToken();
+  ASSERT_TRUE(admin.ok());
+  ASSERT_FALSE(admin->empty());
+  EXPECT_EQ(controller_->BootstrapAdminToken().value(), "");  // only once
+  auto who = controller_->Authenticate(*admin);
+  ASSERT_TRUE(who.ok());
+  EXPECT_EQ(who->role, Role::kAdmin);
+  auto user = controller_->CreateToken(*who, Role::kUser, "carol", "");
+  ASSERT_TRUE(user.ok());
+  auto carol = controller_->Authenticate(*user);
+  ASSERT_TRUE(carol.ok());
+  EXPECT_EQ(carol->user, "carol");
+  EXPECT_EQ(controller_->CreateToken(*carol, Role::kAdmin, "", "").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(controller_->Authenticate("icos_nope").status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(controller_->Authenticate("").status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(controller_->RegisterNode(*carol, Node("x"), "", "", "").code(), absl::StatusCode::kPermissionDenied);
+  Open();  // tokens survive a restart
+  EXPECT_TRUE(controller_->Authenticate(*user).ok());
+}
+
+TEST_F(ControllerTest, BadSpecsAreRejectedWithTheReason) {
+  auto r = controller_->Submit(alice_, "tasks: []\n");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  r = controller_->Submit(alice_, std::string(kTwoWorkers) + "queue: nope\n");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("queue 'nope' does not exist"));
+}
+
+TEST_F(ControllerTest, JobThatCanNeverFitSaysSo) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1", 2), "127.0.0.1", "u", "k").ok());
+  auto id = controller_->Submit(alice_, R"(
+tasks:
+  - command: ["true"]
+    resources: {devices: 4}
+)");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto j = controller_->GetJob(alice_, *id);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(store::JobStateName(j->job.state), std::string("Pending"));
+  EXPECT_THAT(j->job.reason, HasSubstr("NeverFits"));
+  EXPECT_THAT(j->job.reason, HasSubstr("the largest node has 2"));
+}
+
+TEST_F(ControllerTest, SilentNodeIsLostAndItsTasksFail) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  clock_.Advance(60'000);
+  ASSERT_TRUE(controller_->CheckNodes().ok());
+  auto j = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(store::JobStateName(j->job.state), std::string("Failed"));
+  EXPECT_THAT(j->job.reason, HasSubstr("node 'n1' lost"));
+}
+
+TEST_F(ControllerTest, DevicesGetTheVendorsVisibleDevicesVariable) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 4), "127.0.0.1", "u", "k").ok());
+  auto id = controller_->Submit(alice_, R"(
+tasks:
+  - command: ["nvidia-smi"]
+    resources: {devices: 2}
+    devices: [{vendor: nvidia}]
+)");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto tasks = Watch("gpu");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].env.at("CUDA_VISIBLE_DEVICES"), "0,1");
+  EXPECT_EQ(tasks[0].devices.size(), 2u);
+}
+
+}  // namespace
+}  // namespace icos::controller

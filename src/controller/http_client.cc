@@ -1,0 +1,72 @@
+#include "controller/http_client.h"
+
+#include <httplib.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace icos {
+
+ApiClient::ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms)
+    : base_url_(base_url), token_(std::move(token)), client_(std::make_unique<httplib::Client>(base_url)) {
+  client_->set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(timeout_ms, 5'000)));
+  client_->set_read_timeout(std::chrono::milliseconds(timeout_ms));
+  client_->set_write_timeout(std::chrono::milliseconds(timeout_ms));
+  client_->set_keep_alive(true);
+}
+
+ApiClient::~ApiClient() = default;
+
+absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const std::string& path, const std::string& body,
+                                             const std::string& content_type,
+                                             const std::map<std::string, std::string>& extra) {
+  httplib::Headers headers(extra.begin(), extra.end());
+  if (!token_.empty()) headers.emplace("Authorization", absl::StrCat("Bearer ", token_));
+  auto send = [&]() -> httplib::Result {
+    if (method == "GET") return client_->Get(path.c_str(), headers);
+    if (method == "POST") return client_->Post(path.c_str(), headers, body, content_type.c_str());
+    if (method == "PUT") return client_->Put(path.c_str(), headers, body, content_type.c_str());
+    return client_->Delete(path.c_str(), headers);
+  };
+  if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE") {
+    return absl::InvalidArgumentError(absl::StrCat("unsupported method ", method));
+  }
+  httplib::Result r = send();
+  if (!r) {
+    return absl::UnavailableError(absl::StrCat("cannot reach ", base_url_, ": ", httplib::to_string(r.error()),
+                                               " (is the icos server running? `icos up` starts one)"));
+  }
+  HttpReply out;
+  out.status = r->status;
+  out.body = r->body;
+  for (const auto& [k, v] : r->headers) out.headers[k] = v;
+  return out;
+}
+
+absl::Status StatusFromHttp(int status, const std::string& message) {
+  switch (status) {
+    case 400: case 413: return absl::InvalidArgumentError(message);
+    case 401: return absl::UnauthenticatedError(message);
+    case 403: return absl::PermissionDeniedError(message);
+    case 404: return absl::NotFoundError(message);
+    case 409: return absl::FailedPreconditionError(message);
+    case 429: return absl::ResourceExhaustedError(message);
+    case 503: return absl::UnavailableError(message);
+    default: return absl::InternalError(message);
+  }
+}
+
+absl::StatusOr<nlohmann::json> ApiClient::Json(const std::string& method, const std::string& path,
+                                               const std::string& body, const std::string& content_type,
+                                               const std::map<std::string, std::string>& headers) {
+  auto r = Request(method, path, body, content_type, headers);
+  if (!r.ok()) return r.status();
+  nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
+  if (r->status >= 200 && r->status < 300) {
+    if (j.is_discarded()) return absl::InternalError(absl::StrCat("server sent non-JSON: ", r->body.substr(0, 200)));
+    return j;
+  }
+  std::string msg = j.is_object() ? j.value("error", r->body) : r->body;
+  return StatusFromHttp(r->status, msg);
+}
+
+}  // namespace icos

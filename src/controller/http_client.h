@@ -1,0 +1,57 @@
+// A small client for the icos REST API, used by the CLI and the agent. Keeps
+// the HTTP library out of their headers. Errors carry the server's message.
+//
+// Thread-safety: one ApiClient per thread (a connection is not shared).
+#ifndef ICOS_CONTROLLER_HTTP_CLIENT_H_
+#define ICOS_CONTROLLER_HTTP_CLIENT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+
+namespace httplib {
+class Client;
+}
+
+namespace icos {
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;
+};
+
+class ApiClient {
+ public:
+  // base_url: "http://127.0.0.1:7070". timeout_ms bounds connect and each read.
+  ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms = 30'000);
+  ~ApiClient();
+
+  // Transport errors are Unavailable ("cannot reach http://...: Connection").
+  absl::StatusOr<HttpReply> Request(const std::string& method, const std::string& path, const std::string& body = "",
+                                    const std::string& content_type = "application/json",
+                                    const std::map<std::string, std::string>& headers = {});
+  // 2xx: the parsed body; otherwise the server's {"error"} as a Status of the matching code.
+  absl::StatusOr<nlohmann::json> Json(const std::string& method, const std::string& path, const std::string& body = "",
+                                      const std::string& content_type = "application/json",
+                                      const std::map<std::string, std::string>& headers = {});
+
+  const std::string& base_url() const { return base_url_; }
+
+ private:
+  std::string base_url_;
+  std::string token_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+// absl::Status for an HTTP error reply (400 -> InvalidArgument, 401 -> Unauthenticated, ...).
+absl::Status StatusFromHttp(int status, const std::string& message);
+
+}  // namespace icos
+
+#endif  // ICOS_CONTROLLER_HTTP_CLIENT_H_

@@ -1,0 +1,304 @@
+#include "controller/http_server.h"
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace icos::controller {
+namespace {
+
+using nlohmann::json;
+
+const char* CodeName(absl::StatusCode c) {
+  switch (c) {
+    case absl::StatusCode::kInvalidArgument: return "InvalidArgument";
+    case absl::StatusCode::kUnauthenticated: return "Unauthenticated";
+    case absl::StatusCode::kPermissionDenied: return "PermissionDenied";
+    case absl::StatusCode::kNotFound: return "NotFound";
+    case absl::StatusCode::kFailedPrecondition: return "FailedPrecondition";
+    case absl::StatusCode::kResourceExhausted: return "ResourceExhausted";
+    case absl::StatusCode::kUnavailable: return "Unavailable";
+    default: return "Internal";
+  }
+}
+
+void Reply(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+void Fail(httplib::Response& res, const absl::Status& st) {
+  Reply(res, HttpStatusFor(st), {{"error", std::string(st.message())}, {"code", CodeName(st.code())}});
+}
+
+std::string Bearer(const httplib::Request& req) {
+  const std::string h = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  return h.rfind(prefix, 0) == 0 ? h.substr(prefix.size()) : "";
+}
+
+json JobJson(const store::JobRecord& j) {
+  return {{"id", j.id},          {"name", j.name},         {"user", j.user},     {"queue", j.queue},
+          {"priority", j.priority}, {"state", store::JobStateName(j.state)}, {"reason", j.reason},
+          {"submit_ms", j.submit_ms}, {"start_ms", j.start_ms}, {"end_ms", j.end_ms}, {"attempt", j.attempt}};
+}
+
+json TaskJson(const store::TaskRecord& t) {
+  json placement = json::parse(t.placement_json, nullptr, false);
+  json devices = json::array();
+  if (placement.is_object()) devices = placement.value("placement", json::object()).value("devices", json::array());
+  return {{"task_id", wire::TaskId(t.job_id, t.group, t.replica, t.attempt)},
+          {"group", t.group},
+          {"replica", t.replica},
+          {"attempt", t.attempt},
+          {"node", t.node},
+          {"devices", devices},
+          {"state", store::TaskStateName(t.state)},
+          {"exit_code", t.exit_code},
+          {"reason", t.reason},
+          {"start_ms", t.start_ms},
+          {"end_ms", t.end_ms}};
+}
+
+int64_t IntParam(const httplib::Request& req, const char* name, int64_t fallback) {
+  int64_t v = fallback;
+  if (req.has_param(name) && !absl::SimpleAtoi(req.get_param_value(name), &v)) return fallback;
+  return v;
+}
+
+}  // namespace
+
+int HttpStatusFor(const absl::Status& st) {
+  switch (st.code()) {
+    case absl::StatusCode::kOk: return 200;
+    case absl::StatusCode::kInvalidArgument: return 400;
+    case absl::StatusCode::kUnauthenticated: return 401;
+    case absl::StatusCode::kPermissionDenied: return 403;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists: return 409;
+    case absl::StatusCode::kResourceExhausted: return 429;
+    case absl::StatusCode::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+HttpServer::HttpServer(Controller* controller, HttpServerOptions options)
+    : controller_(controller), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+absl::Status HttpServer::Start() {
+  const int threads = options_.threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_read_timeout(30, 0);
+  server_->set_write_timeout(30, 0);
+  Routes();
+  if (options_.port == 0) {
+    port_ = server_->bind_to_any_port(options_.host);
+    if (port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host));
+  } else {
+    if (!server_->bind_to_port(options_.host, options_.port)) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":", options_.port,
+                                                 " (in use? pick another with --port)"));
+    }
+    port_ = options_.port;
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+void HttpServer::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void HttpServer::Routes() {
+  auto& s = *server_;
+  Controller* c = controller_;
+  const int64_t max_watch = options_.max_watch_ms;
+  // Every authenticated route goes through this: 401 before anything else.
+  auto authed = [c](auto handler) {
+    return [c, handler](const httplib::Request& req, httplib::Response& res) {
+      auto who = c->Authenticate(Bearer(req));
+      if (!who.ok()) return Fail(res, who.status());
+      try {
+        handler(*who, req, res);
+      } catch (const json::exception& e) {
+        Fail(res, absl::InvalidArgumentError(absl::StrCat("malformed JSON body: ", e.what())));
+      }
+    };
+  };
+  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 413) {
+      Reply(res, 413, {{"error", "request body too large"}, {"code", "ResourceExhausted"}});
+    } else if (res.status == 404) {
+      Reply(res, 404, {{"error", "no such route; see docs/api.md"}, {"code", "NotFound"}});
+    } else {
+      Reply(res, res.status, {{"error", absl::StrCat("HTTP ", res.status)}, {"code", "Internal"}});
+    }
+  });
+
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+
+  s.Post("/api/v1/jobs", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    auto id = c->Submit(who, req.body, req.get_header_value("X-Icos-Workdir"));
+    if (!id.ok()) return Fail(res, id.status());
+    Reply(res, 201, {{"id", *id}});
+  }));
+
+  s.Get("/api/v1/jobs", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    store::JobQuery q;
+    if (req.has_param("state")) {
+      auto st = store::ParseJobState(req.get_param_value("state"));
+      if (!st) return Fail(res, absl::InvalidArgumentError("state must be Pending, Running, Succeeded, Failed or Cancelled"));
+      q.states.push_back(*st);
+    }
+    q.user = req.get_param_value("user");
+    q.queue = req.get_param_value("queue");
+    q.after_id = IntParam(req, "after", 0);
+    q.limit = static_cast<int32_t>(std::clamp<int64_t>(IntParam(req, "limit", 500), 1, 10'000));
+    auto jobs = c->ListJobs(who, q);
+    if (!jobs.ok()) return Fail(res, jobs.status());
+    json out = json::array();
+    for (const auto& j : *jobs) out.push_back(JobJson(j));
+    Reply(res, 200, {{"jobs", out}});
+  }));
+
+  s.Get(R"(/api/v1/jobs/(\d+))", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
+    auto v = c->GetJob(who, id);
+    if (!v.ok()) return Fail(res, v.status());
+    json tasks = json::array(), events = json::array();
+    for (const auto& t : v->tasks) tasks.push_back(TaskJson(t));
+    for (const auto& e : v->events) {
+      events.push_back({{"time_ms", e.time_ms}, {"kind", e.kind}, {"node", e.node}, {"message", e.message}});
+    }
+    json j = JobJson(v->job);
+    j["spec"] = json::parse(v->job.spec_json, nullptr, false);
+    j["tasks"] = tasks;
+    j["events"] = events;
+    Reply(res, 200, j);
+  }));
+
+  s.Post(R"(/api/v1/jobs/(\d+)/cancel)", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
+    if (absl::Status st = c->Cancel(who, id); !st.ok()) return Fail(res, st);
+    Reply(res, 200, {{"id", id}, {"state", "Cancelled"}});
+  }));
+
+  // Logs live on the agents; the controller fetches the requested range.
+  s.Get(R"(/api/v1/jobs/(\d+)/logs)", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
+    auto loc = c->LocateLog(who, id, static_cast<int32_t>(IntParam(req, "task", 0)));
+    if (!loc.ok()) return Fail(res, loc.status());
+    const int64_t offset = std::max<int64_t>(0, IntParam(req, "offset", 0));
+    httplib::Client agent(loc->agent_url);
+    agent.set_connection_timeout(5, 0);
+    agent.set_read_timeout(10, 0);
+    auto r = agent.Get(absl::StrCat("/v1/logs/", loc->task_id, "?offset=", offset).c_str(),
+                       {{"Authorization", absl::StrCat("Bearer ", c->AgentLogKey(loc->agent_url))}});
+    if (!r) return Fail(res, absl::UnavailableError(absl::StrCat("agent at ", loc->agent_url, " did not answer")));
+    if (r->status == 404) {
+      res.set_header("X-Icos-Offset", std::to_string(offset));
+      res.set_header("X-Icos-Finished", loc->finished ? "1" : "0");
+      res.status = 200;
+      return;
+    }
+    if (r->status != 200) return Fail(res, absl::UnavailableError(absl::StrCat("agent answered HTTP ", r->status)));
+    res.set_header("X-Icos-Offset", std::to_string(offset + static_cast<int64_t>(r->body.size())));
+    res.set_header("X-Icos-Finished", loc->finished && r->get_header_value("X-Icos-Eof") == "1" ? "1" : "0");
+    res.set_content(r->body, "text/plain");
+  }));
+
+  s.Get("/api/v1/nodes", authed([c](const Principal& who, const httplib::Request&, httplib::Response& res) {
+    auto nodes = c->ListNodes(who);
+    if (!nodes.ok()) return Fail(res, nodes.status());
+    json out = json::array();
+    for (const auto& n : *nodes) {
+      out.push_back({{"name", n.record.name},
+                     {"state", n.record.state},
+                     {"address", n.record.address},
+                     {"heartbeat_ms", n.record.heartbeat_ms},
+                     {"tasks", n.tasks},
+                     {"node", wire::NodeToJson(n.node)}});
+    }
+    Reply(res, 200, {{"nodes", out}});
+  }));
+
+  s.Post("/api/v1/nodes/register", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    json body = json::parse(req.body);
+    auto node = wire::NodeFromJson(body.at("node"));
+    if (!node.ok()) return Fail(res, node.status());
+    if (absl::Status st = c->RegisterNode(who, *node, body.value("address", ""), body.value("agent_url", ""),
+                                          body.value("log_key", ""));
+        !st.ok()) {
+      return Fail(res, st);
+    }
+    Reply(res, 200, {{"name", node->name}});
+  }));
+
+  s.Post(R"(/api/v1/nodes/([^/]+)/heartbeat)", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    json body = json::parse(req.body);
+    std::vector<wire::TaskStatus> statuses;
+    for (const auto& t : body.value("tasks", json::array())) {
+      auto s = wire::TaskStatusFromJson(t);
+      if (!s.ok()) return Fail(res, s.status());
+      statuses.push_back(*s);
+    }
+    if (absl::Status st = c->Heartbeat(who, req.matches[1].str(), statuses); !st.ok()) return Fail(res, st);
+    Reply(res, 200, {{"ok", true}});
+  }));
+
+  s.Get(R"(/api/v1/nodes/([^/]+)/assignments)", authed([c, max_watch](const Principal& who, const httplib::Request& req,
+                                                                       httplib::Response& res) {
+    const int64_t wait = std::clamp<int64_t>(IntParam(req, "wait_ms", 0), 0, max_watch);
+    auto a = c->WatchAssignments(who, req.matches[1].str(), static_cast<uint64_t>(IntParam(req, "since", 0)), wait);
+    if (!a.ok()) return Fail(res, a.status());
+    json tasks = json::array();
+    for (const auto& t : a->tasks) tasks.push_back(wire::AssignmentToJson(t));
+    Reply(res, 200, {{"version", a->version}, {"tasks", tasks}});
+  }));
+
+  s.Get("/api/v1/queues", authed([c](const Principal& who, const httplib::Request&, httplib::Response& res) {
+    auto queues = c->ListQueues(who);
+    if (!queues.ok()) return Fail(res, queues.status());
+    json out = json::array();
+    for (const auto& q : *queues) {
+      json j = wire::QueueToJson(q.queue);
+      j["pending"] = q.pending;
+      j["running"] = q.running;
+      out.push_back(j);
+    }
+    Reply(res, 200, {{"queues", out}});
+  }));
+
+  s.Put("/api/v1/queues", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    auto q = wire::QueueFromJson(json::parse(req.body));
+    if (!q.ok()) return Fail(res, q.status());
+    if (absl::Status st = c->PutQueue(who, *q); !st.ok()) return Fail(res, st);
+    Reply(res, 200, wire::QueueToJson(*q));
+  }));
+
+  s.Post("/api/v1/tokens", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+    json body = json::parse(req.body);
+    const std::string role = body.value("role", "user");
+    Role r = role == "admin" ? Role::kAdmin : role == "agent" ? Role::kAgent : Role::kUser;
+    if (role != "admin" && role != "agent" && role != "user") {
+      return Fail(res, absl::InvalidArgumentError("role must be admin, user or agent"));
+    }
+    auto secret = c->CreateToken(who, r, body.value("user", ""), body.value("name", ""));
+    if (!secret.ok()) return Fail(res, secret.status());
+    Reply(res, 201, {{"token", *secret}, {"role", role}, {"user", body.value("user", "")}});
+  }));
+}
+
+}  // namespace icos::controller

@@ -1,0 +1,58 @@
+// The REST API v1 over HTTP/JSON (cpp-httplib), documented in docs/api.md.
+// One protocol for people, scripts, agents and the dashboard. Maps each route
+// onto a Controller call and each absl::Status onto an HTTP status with a JSON
+// body {"error": "...", "code": "InvalidArgument"}.
+//
+// Thread-safety: Start/Stop from one thread; requests are served on a pool.
+#ifndef ICOS_CONTROLLER_HTTP_SERVER_H_
+#define ICOS_CONTROLLER_HTTP_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "controller/controller.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace icos::controller {
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 7070;  // 0: pick a free port (see port())
+  size_t max_body_bytes = 1 << 20;
+  // Worker threads. Agents' assignment watches each hold one while they wait.
+  int threads = 64;
+  // Longest an assignment watch may wait before answering "no change".
+  int64_t max_watch_ms = 25'000;
+};
+
+class HttpServer {
+ public:
+  HttpServer(Controller* controller, HttpServerOptions options);
+  ~HttpServer();
+
+  // Binds and serves in a background thread. Fails if the address is taken.
+  absl::Status Start();
+  void Stop();
+  int port() const { return port_; }
+
+ private:
+  void Routes();
+
+  Controller* const controller_;
+  const HttpServerOptions options_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// HTTP status for an absl::Status code.
+int HttpStatusFor(const absl::Status& status);
+
+}  // namespace icos::controller
+
+#endif  // ICOS_CONTROLLER_HTTP_SERVER_H_

@@ -1,0 +1,214 @@
+#include "controller/wire.h"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace icos::wire {
+
+using nlohmann::json;
+
+std::string TaskId(int64_t job, int32_t group, int32_t replica, int32_t attempt) {
+  return absl::StrCat("j", job, "-g", group, "-r", replica, "-a", attempt);
+}
+
+bool ParseTaskId(const std::string& id, int64_t* job, int32_t* group, int32_t* replica, int32_t* attempt) {
+  long long j = 0;
+  int g = 0, r = 0, a = 0, consumed = 0;
+  if (std::sscanf(id.c_str(), "j%lld-g%d-r%d-a%d%n", &j, &g, &r, &a, &consumed) != 4) return false;
+  if (consumed != static_cast<int>(id.size()) || j <= 0 || g < 0 || r < 0 || a < 0) return false;
+  *job = j;
+  *group = g;
+  *replica = r;
+  *attempt = a;
+  return true;
+}
+
+namespace {
+
+// Runs `f` and turns a nlohmann exception into InvalidArgument naming `what`.
+template <typename F>
+auto Guard(const char* what, F&& f) -> absl::StatusOr<decltype(f())> {
+  try {
+    return f();
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("bad ", what, ": ", e.what()));
+  }
+}
+
+}  // namespace
+
+json NodeToJson(const core::Node& n) {
+  json devices = json::array();
+  for (const auto& d : n.devices) {
+    devices.push_back({{"vendor", d.vendor},          {"model", d.model},   {"memory_mib", d.memory_mib},
+                       {"compute_units", d.compute_units}, {"healthy", d.healthy}, {"drained", d.drained},
+                       {"island", d.island},          {"numa_node", d.numa_node}, {"pcie_switch", d.pcie_switch},
+                       {"shareable", d.shareable}});
+  }
+  json numa = json::array();
+  for (const auto& z : n.numa_nodes) numa.push_back({{"cpu_milli", z.cpu_milli}, {"memory_mib", z.memory_mib}});
+  return {{"name", n.name},           {"labels", n.labels}, {"cpu_milli", n.cpu_milli}, {"memory_mib", n.memory_mib},
+          {"devices", devices},       {"numa_nodes", numa}, {"network_path", n.network_path},
+          {"schedulable", n.schedulable}};
+}
+
+absl::StatusOr<core::Node> NodeFromJson(const json& j) {
+  return Guard("node", [&] {
+    core::Node n;
+    n.name = j.at("name").get<std::string>();
+    n.labels = j.value("labels", std::map<std::string, std::string>{});
+    n.cpu_milli = j.at("cpu_milli").get<int64_t>();
+    n.memory_mib = j.at("memory_mib").get<int64_t>();
+    for (const auto& d : j.value("devices", json::array())) {
+      core::Device dev;
+      dev.vendor = d.at("vendor").get<std::string>();
+      dev.model = d.value("model", "");
+      dev.memory_mib = d.value("memory_mib", int64_t{0});
+      dev.compute_units = d.value("compute_units", 0);
+      dev.healthy = d.value("healthy", true);
+      dev.drained = d.value("drained", false);
+      dev.island = d.value("island", -1);
+      dev.numa_node = d.value("numa_node", 0);
+      dev.pcie_switch = d.value("pcie_switch", -1);
+      dev.shareable = d.value("shareable", true);
+      n.devices.push_back(dev);
+    }
+    for (const auto& z : j.value("numa_nodes", json::array())) {
+      n.numa_nodes.push_back({z.value("cpu_milli", int64_t{0}), z.value("memory_mib", int64_t{0})});
+    }
+    n.network_path = j.value("network_path", std::vector<std::string>{});
+    n.schedulable = j.value("schedulable", true);
+    return n;
+  });
+}
+
+json PlacementToJson(const core::TaskPlacement& p) {
+  json devices = json::array();
+  for (const auto& s : p.devices) devices.push_back({{"device", s.device}, {"percent", s.percent}, {"memory_mib", s.memory_mib}});
+  return {{"group", p.group},           {"replica", p.replica},   {"node", p.node},        {"cpu_milli", p.cpu_milli},
+          {"memory_mib", p.memory_mib}, {"devices", devices},     {"numa_nodes", p.numa_nodes}};
+}
+
+absl::StatusOr<core::TaskPlacement> PlacementFromJson(const json& j) {
+  return Guard("placement", [&] {
+    core::TaskPlacement p;
+    p.group = j.at("group").get<int32_t>();
+    p.replica = j.at("replica").get<int32_t>();
+    p.node = j.value("node", 0);
+    p.cpu_milli = j.at("cpu_milli").get<int64_t>();
+    p.memory_mib = j.at("memory_mib").get<int64_t>();
+    for (const auto& d : j.value("devices", json::array())) {
+      p.devices.push_back({d.at("device").get<int32_t>(), d.at("percent").get<int32_t>(), d.at("memory_mib").get<int64_t>()});
+    }
+    p.numa_nodes = j.value("numa_nodes", std::vector<int32_t>{});
+    return p;
+  });
+}
+
+json AssignmentToJson(const Assignment& a) {
+  return {{"task_id", a.task_id}, {"job_id", a.job_id},   {"group", a.group},         {"replica", a.replica},
+          {"attempt", a.attempt}, {"run", a.run},         {"argv", a.argv},           {"workdir", a.workdir},
+          {"env", a.env},         {"files", a.files},     {"cpu_milli", a.cpu_milli}, {"memory_mib", a.memory_mib},
+          {"numa_nodes", a.numa_nodes}, {"devices", a.devices}, {"vendor", a.vendor}, {"time_limit_s", a.time_limit_s},
+          {"grace_ms", a.grace_ms}};
+}
+
+absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
+  return Guard("assignment", [&] {
+    Assignment a;
+    a.task_id = j.at("task_id").get<std::string>();
+    a.job_id = j.at("job_id").get<int64_t>();
+    a.group = j.value("group", 0);
+    a.replica = j.value("replica", 0);
+    a.attempt = j.value("attempt", 0);
+    a.run = j.value("run", true);
+    a.argv = j.value("argv", std::vector<std::string>{});
+    a.workdir = j.value("workdir", "");
+    a.env = j.value("env", std::map<std::string, std::string>{});
+    a.files = j.value("files", std::map<std::string, std::string>{});
+    a.cpu_milli = j.value("cpu_milli", int64_t{0});
+    a.memory_mib = j.value("memory_mib", int64_t{0});
+    a.numa_nodes = j.value("numa_nodes", std::vector<int32_t>{});
+    a.devices = j.value("devices", std::vector<int32_t>{});
+    a.vendor = j.value("vendor", "");
+    a.time_limit_s = j.value("time_limit_s", int64_t{0});
+    a.grace_ms = j.value("grace_ms", int64_t{10'000});
+    return a;
+  });
+}
+
+json TaskStatusToJson(const TaskStatus& s) {
+  return {{"task_id", s.task_id}, {"state", s.state},       {"exit_code", s.exit_code},
+          {"reason", s.reason},   {"start_ms", s.start_ms}, {"end_ms", s.end_ms}};
+}
+
+absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
+  return Guard("task status", [&] {
+    TaskStatus s;
+    s.task_id = j.at("task_id").get<std::string>();
+    s.state = j.at("state").get<std::string>();
+    s.exit_code = j.value("exit_code", 0);
+    s.reason = j.value("reason", "");
+    s.start_ms = j.value("start_ms", int64_t{0});
+    s.end_ms = j.value("end_ms", int64_t{0});
+    return s;
+  });
+}
+
+namespace {
+// Users speak whole devices and cores; the core counts milli-units, memory in MiB.
+int64_t ToMilli(const std::string& key, double v) {
+  return key == "memory" ? static_cast<int64_t>(v) : static_cast<int64_t>(v * 1000.0 + 0.5);
+}
+double FromMilli(const std::string& key, int64_t v) {
+  return key == "memory" ? static_cast<double>(v) : static_cast<double>(v) / 1000.0;
+}
+}  // namespace
+
+json QueueToJson(const core::Queue& q) {
+  json g = json::object(), l = json::object();
+  for (const auto& [k, v] : q.guaranteed) g[k] = FromMilli(k, v);
+  for (const auto& [k, v] : q.limit) l[k] = FromMilli(k, v);
+  return {{"name", q.name},      {"parent", q.parent},       {"weight", q.weight},        {"guaranteed", g},
+          {"limit", l},          {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}};
+}
+
+absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
+  static const char* kKnown[] = {"name", "parent", "weight", "guaranteed", "limit", "lend_idle", "may_borrow"};
+  if (!j.is_object()) return absl::InvalidArgumentError("a queue must be a JSON object");
+  for (const auto& [k, v] : j.items()) {
+    bool known = false;
+    for (const char* n : kKnown) known |= k == n;
+    if (!known) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "queue field '", k, "' is unknown; known: name, parent, weight, guaranteed, limit, lend_idle, may_borrow"));
+    }
+  }
+  auto parsed = Guard("queue", [&] {
+    core::Queue q;
+    q.name = j.at("name").get<std::string>();
+    q.parent = j.value("parent", "");
+    q.weight = j.value("weight", 1.0);
+    // Named copies: iterating items() of a temporary would dangle.
+    const json guaranteed = j.value("guaranteed", json::object());
+    const json limit = j.value("limit", json::object());
+    for (const auto& [k, v] : guaranteed.items()) q.guaranteed[k] = ToMilli(k, v.get<double>());
+    for (const auto& [k, v] : limit.items()) q.limit[k] = ToMilli(k, v.get<double>());
+    q.lend_idle = j.value("lend_idle", true);
+    q.may_borrow = j.value("may_borrow", true);
+    return q;
+  });
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->name.empty()) return absl::InvalidArgumentError("a queue needs a name");
+  if (!(parsed->weight > 0)) return absl::InvalidArgumentError("queue weight must be positive");
+  for (const auto* m : {&parsed->guaranteed, &parsed->limit}) {
+    for (const auto& [k, v] : *m) {
+      if (v < 0) return absl::InvalidArgumentError(absl::StrCat("queue amount of '", k, "' must not be negative"));
+    }
+  }
+  return parsed;
+}
+
+}  // namespace icos::wire

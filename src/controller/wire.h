@@ -1,0 +1,81 @@
+// JSON forms of what crosses the wire between controller, agents and clients:
+// node descriptions, task assignments and task status reports. One definition
+// used by both ends, so the two can never disagree on a field name.
+#ifndef ICOS_CONTROLLER_WIRE_H_
+#define ICOS_CONTROLLER_WIRE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "absl/status/statusor.h"
+#include "core/model/cluster.h"
+#include "core/model/job.h"
+#include "core/model/queue.h"
+
+namespace icos::wire {
+
+// Stands for the task's own directory on its node in assignment env values
+// and file paths; the agent substitutes the real path. Absolute so framework
+// adapters that need an absolute directory accept it.
+inline constexpr char kTaskDirPlaceholder[] = "/${ICOS_TASK_DIR}";
+
+// The stable name of one task attempt: "j<job>-g<group>-r<replica>-a<attempt>".
+std::string TaskId(int64_t job, int32_t group, int32_t replica, int32_t attempt);
+
+nlohmann::json NodeToJson(const core::Node& node);
+// InvalidArgument naming the bad field.
+absl::StatusOr<core::Node> NodeFromJson(const nlohmann::json& j);
+
+nlohmann::json PlacementToJson(const core::TaskPlacement& p);
+absl::StatusOr<core::TaskPlacement> PlacementFromJson(const nlohmann::json& j);
+
+// What an agent must run (or stop) on its node.
+struct Assignment {
+  std::string task_id;
+  int64_t job_id = 0;
+  int32_t group = 0, replica = 0, attempt = 0;
+  bool run = true;  // false: stop it if it runs
+  std::vector<std::string> argv;
+  std::string workdir;
+  std::map<std::string, std::string> env;    // framework, visible devices, user env
+  std::map<std::string, std::string> files;  // relative path in the task dir -> content (hostfile, rank table)
+  int64_t cpu_milli = 0, memory_mib = 0;
+  std::vector<int32_t> numa_nodes;
+  std::vector<int32_t> devices;  // device indices on the node
+  std::string vendor;            // of those devices
+  int64_t time_limit_s = 0;
+  int64_t grace_ms = 10'000;
+};
+
+nlohmann::json AssignmentToJson(const Assignment& a);
+absl::StatusOr<Assignment> AssignmentFromJson(const nlohmann::json& j);
+
+// An agent's report on one task it knows.
+struct TaskStatus {
+  std::string task_id;
+  std::string state;  // "Running", "Succeeded", "Failed", "Killed"
+  int32_t exit_code = 0;
+  std::string reason;
+  int64_t start_ms = 0, end_ms = 0;
+};
+
+nlohmann::json TaskStatusToJson(const TaskStatus& s);
+absl::StatusOr<TaskStatus> TaskStatusFromJson(const nlohmann::json& j);
+
+// Queues as users write them: devices and CPU in whole units (2.5 = 2,500
+// milli), memory in MiB: {"name": "team-a", "parent": "org", "weight": 2,
+// "guaranteed": {"nvidia": 8, "cpu": 64}, "limit": {"devices": 16},
+// "lend_idle": true, "may_borrow": true}.
+nlohmann::json QueueToJson(const core::Queue& q);
+absl::StatusOr<core::Queue> QueueFromJson(const nlohmann::json& j);
+
+// Parses "j<job>-g<group>-r<replica>-a<attempt>"; false if malformed.
+bool ParseTaskId(const std::string& id, int64_t* job, int32_t* group, int32_t* replica, int32_t* attempt);
+
+}  // namespace icos::wire
+
+#endif  // ICOS_CONTROLLER_WIRE_H_

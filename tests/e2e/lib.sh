@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Helpers for icos end-to-end tests: a private ICOS_HOME and port per test,
+# real `icos` processes, and cleanup of everything a test started.
+# Usage: source this file; ICOS_BIN must point at the built icos binary.
+set -euo pipefail
+
+: "${ICOS_BIN:?set ICOS_BIN to the icos binary}"
+E2E_DIR=$(mktemp -d /tmp/icos-e2e.XXXXXX)
+export ICOS_HOME="$E2E_DIR/home"
+mkdir -p "$ICOS_HOME"
+PIDS=()
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  # Tasks of killed agents keep running by design; end them with the test.
+  pkill -KILL -f "$E2E_DIR" 2>/dev/null || true
+  if [ $rc -ne 0 ]; then
+    echo "--- e2e failed (rc=$rc); logs in $E2E_DIR:" >&2
+    for f in "$E2E_DIR"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -20 "$f" >&2; }; done
+  else
+    rm -rf "$E2E_DIR"
+  fi
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# A free TCP port on loopback.
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+icos() { "$ICOS_BIN" "$@"; }
+export -f icos
+
+# wait_until SECONDS CMD...: retries CMD until it succeeds.
+wait_until() {
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
+
+# start_up [flags...]: controller + local agent in one process.
+start_up() {
+  PORT=$(free_port)
+  "$ICOS_BIN" up --port "$PORT" --data-dir "$ICOS_HOME" --work-dir "$E2E_DIR/agent-local" "$@" > "$E2E_DIR/up.log" 2>&1 &
+  PIDS+=($!)
+  UP_PID=$!
+  wait_until 20 grep -q "icos is up" "$E2E_DIR/up.log" || fail "icos up did not start: $(cat "$E2E_DIR/up.log")"
+  export ICOS_SERVER="http://127.0.0.1:$PORT"
+}
+
+# start_server: controller only (so agents can be separate processes). A
+# second call restarts it on the same port and data directory.
+SERVER_STARTS=0
+start_server() {
+  PORT=${PORT:-$(free_port)}
+  SERVER_STARTS=$((SERVER_STARTS + 1))
+  "$ICOS_BIN" server --port "$PORT" --data-dir "$ICOS_HOME" >> "$E2E_DIR/server.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=($SERVER_PID)
+  wait_until 20 bash -c "[ \$(grep -c listening '$E2E_DIR/server.log') -ge $SERVER_STARTS ]" || fail "icos server did not start"
+  export ICOS_SERVER="http://127.0.0.1:$PORT"
+}
+
+# start_agent NAME [flags...]
+start_agent() {
+  local name=$1; shift
+  "$ICOS_BIN" agent --server "$ICOS_SERVER" --token "$(cat "$ICOS_HOME/agent.token")" --node-name "$name" \
+    --work-dir "$E2E_DIR/agent-$name" "$@" >> "$E2E_DIR/agent-$name.log" 2>&1 &
+  PIDS+=($!)
+  LAST_AGENT_PID=$!
+  wait_until 20 grep -q "joined" "$E2E_DIR/agent-$name.log" || fail "agent $name did not join"
+}
+
+# job_field ID FIELD: a field of `icos job ID -o json`.
+job_field() {
+  icos job "$1" -o json | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
+}
+
+submit() { icos submit "$1" | awk '{print $2}'; }
