@@ -89,6 +89,7 @@ absl::Status NodeAgent::Start() {
   }
 
   logs_ = std::make_unique<httplib::Server>();
+  logs_->set_tcp_nodelay(true);
   const std::string log_dir = lo.log_dir;
   const std::string key = log_key_;
   logs_->Get(R"(/v1/logs/([A-Za-z0-9._-]+))",

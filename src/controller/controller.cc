@@ -551,6 +551,7 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
   e.node = node;
   e.agent_url = agent_url;
   e.log_key = log_key;
+  ++e.generation;
   Touch(node.name);
   return absl::OkStatus();
 }
@@ -648,8 +649,8 @@ absl::StatusOr<Assignments> Controller::WatchAssignments(const Principal& caller
 
 // --- scheduling ------------------------------------------------------------------------
 
-std::vector<Controller::TaskEntry> Controller::MakeTasks(const JobEntry& j, const core::BindDecision& bind,
-                                                         const std::vector<std::string>& node_names) const {
+absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
+    const JobEntry& j, const core::BindDecision& bind, const std::vector<std::string>& node_names) const {
   // Ranks in (group, replica) order; nodes numbered in order of first use.
   std::vector<core::TaskPlacement> placed = bind.tasks;
   std::sort(placed.begin(), placed.end(),
@@ -712,10 +713,10 @@ std::vector<Controller::TaskEntry> Controller::MakeTasks(const JobEntry& j, cons
     // The agent puts generated files in the task's own directory and
     // substitutes this placeholder with its path.
     ri.files_dir = wire::kTaskDirPlaceholder;
-    if (auto setup = agent::SetupFramework(ri); setup.ok()) {
-      for (const auto& [k, v] : setup->env) a.env[k] = v;
-      a.files = setup->files;
-    }
+    auto setup = agent::SetupFramework(ri);
+    if (!setup.ok()) return setup.status();
+    for (const auto& [k, v] : setup->env) a.env[k] = v;
+    a.files = setup->files;
     auto nit = nodes_.find(node);
     for (const auto& s : p.devices) {
       a.devices.push_back(s.device);
@@ -741,44 +742,66 @@ std::vector<Controller::TaskEntry> Controller::MakeTasks(const JobEntry& j, cons
 }
 
 absl::Status Controller::RunPass() {
-  std::lock_guard<std::mutex> lock(mu_);
+  // One pass at a time; the lock on the cluster state is held only to take
+  // the snapshot and to apply the decisions, never while icos::core thinks,
+  // so submits, heartbeats and watches are not blocked by a pass.
+  std::lock_guard<std::mutex> pass_lock(pass_mu_);
   const int64_t now = clock_->NowMs();
   core::Snapshot snap;
   snap.now_ms = now;
   std::vector<std::string> node_names;
-  std::map<std::string, int32_t> node_index;
-  for (const auto& [name, n] : nodes_) {
-    if (n.rec.state != "Ready") continue;
-    node_index[name] = static_cast<int32_t>(snap.nodes.size());
-    node_names.push_back(name);
-    snap.nodes.push_back(n.node);
-  }
-  for (const auto& [name, q] : queues_) snap.queues.push_back(q);
-  std::vector<int64_t> pending_ids;
-  for (const auto& [id, j] : jobs_) {
-    core::RunningJob rj;
-    rj.job = j.core;
-    rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
-    rj.start_ms = j.rec.start_ms;
-    for (const auto& t : j.tasks) {
-      if (!Active(t.rec.state)) continue;
-      auto ni = node_index.find(t.rec.node);
-      if (ni == node_index.end()) continue;  // node not ready: its tasks are being failed
-      core::TaskPlacement p = t.placement;
-      p.node = ni->second;
-      rj.tasks.push_back(p);
+  std::vector<uint64_t> node_generation;
+  std::map<int64_t, int32_t> pending_attempt;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, int32_t> node_index;
+    for (const auto& [name, n] : nodes_) {
+      if (n.rec.state != "Ready") continue;
+      node_index[name] = static_cast<int32_t>(snap.nodes.size());
+      node_names.push_back(name);
+      node_generation.push_back(n.generation);
+      snap.nodes.push_back(n.node);
     }
-    if (!rj.tasks.empty()) snap.running.push_back(std::move(rj));
-    // A job waits while tasks of an earlier attempt still run (never twice at once).
-    if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false)) {
-      snap.pending.push_back(j.core);
-      pending_ids.push_back(id);
+    for (const auto& [name, q] : queues_) snap.queues.push_back(q);
+    for (const auto& [id, j] : jobs_) {
+      core::RunningJob rj;
+      rj.job = j.core;
+      rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
+      rj.start_ms = j.rec.start_ms;
+      for (const auto& t : j.tasks) {
+        if (!Active(t.rec.state)) continue;
+        auto ni = node_index.find(t.rec.node);
+        if (ni == node_index.end()) continue;  // node not ready: its tasks are being failed
+        core::TaskPlacement p = t.placement;
+        p.node = ni->second;
+        rj.tasks.push_back(p);
+      }
+      if (!rj.tasks.empty()) snap.running.push_back(std::move(rj));
+      // A job waits while tasks of an earlier attempt still run (never twice at once).
+      if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false)) {
+        snap.pending.push_back(j.core);
+        pending_attempt[id] = j.rec.attempt;
+      }
     }
   }
   if (snap.pending.empty()) return absl::OkStatus();
   auto decisions = scheduler_.Schedule(snap);
   if (!decisions.ok()) return decisions.status();
 
+  std::lock_guard<std::mutex> lock(mu_);
+  // What changed while the core thought makes some decisions stale: a job
+  // cancelled or restarted, a node lost or re-registered. Those are dropped
+  // and the next pass decides again; capacity only grew otherwise.
+  auto still_pending = [&](int64_t id) {
+    auto it = jobs_.find(id);
+    return it != jobs_.end() && it->second.rec.state == JobState::kPending &&
+           it->second.rec.attempt == pending_attempt[id] && !HasActiveTasks(it->second, false);
+  };
+  auto node_unchanged = [&](int32_t index) {
+    auto it = nodes_.find(node_names[index]);
+    return it != nodes_.end() && it->second.rec.state == "Ready" && it->second.generation == node_generation[index];
+  };
+  bool stale = false;
   store::WriteBatch b;
   std::map<int64_t, JobEntry> next;  // changed copies, committed after the store write
   auto copy = [&](int64_t id) -> JobEntry& {
@@ -786,7 +809,11 @@ absl::Status Controller::RunPass() {
     return it != next.end() ? it->second : next.emplace(id, jobs_.at(id)).first->second;
   };
   for (const auto& p : decisions->preemptions) {
-    if (!jobs_.count(p.victim.value())) continue;
+    auto vit = jobs_.find(p.victim.value());
+    if (vit == jobs_.end() || vit->second.rec.state != JobState::kRunning || !still_pending(p.preemptor.value())) {
+      stale = true;
+      continue;
+    }
     JobEntry& v = copy(p.victim.value());
     v.rec.state = JobState::kPending;
     ++v.rec.attempt;  // its current tasks are stopped; it is scheduled afresh later
@@ -795,13 +822,29 @@ absl::Status Controller::RunPass() {
     Event(b, v.rec.id, "", "Preempted", p.reason);
   }
   for (const auto& bind : decisions->binds) {
+    bool valid = still_pending(bind.job.value());
+    for (const auto& t : bind.tasks) valid = valid && node_unchanged(t.node);
+    if (!valid) {
+      stale = true;
+      continue;
+    }
     JobEntry& j = copy(bind.job.value());
+    auto made = MakeTasks(j, bind, node_names);
+    if (!made.ok()) {
+      // The framework cannot be set up for this placement: a spec problem the user must fix.
+      j.rec.state = JobState::kFailed;
+      j.rec.end_ms = now;
+      j.rec.reason = absl::StrCat("cannot set up ", api::FrameworkName(j.spec.framework), ": ", made.status().message());
+      b.jobs.push_back(j.rec);
+      Event(b, j.rec.id, "", "Failed", j.rec.reason);
+      continue;
+    }
     j.rec.state = JobState::kRunning;
     if (j.rec.start_ms == 0) j.rec.start_ms = now;
     j.rec.reason = bind.after_preemption.empty() ? "" : "waiting for preempted jobs to stop";
     j.waits_for.clear();
     for (JobId v : bind.after_preemption) j.waits_for.push_back(v.value());
-    std::vector<TaskEntry> tasks = MakeTasks(j, bind, node_names);
+    std::vector<TaskEntry> tasks = *std::move(made);
     std::set<std::string> where;
     for (auto& t : tasks) {
       json p = json::parse(t.rec.placement_json);
@@ -820,21 +863,20 @@ absl::Status Controller::RunPass() {
   for (const auto& r : decisions->reservations) {
     reserved[r.job.value()] = absl::StrCat("; reserved to start in about ", (r.start_ms - now + 59'999) / 60'000, " min");
   }
+  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  // Waiting reasons are recomputed every pass: kept in memory (the API shows
+  // them), not written, so a thousand waiting jobs cost no writes per pass.
   for (const auto& w : decisions->waiting) {
     auto it = jobs_.find(w.job.value());
-    if (it == jobs_.end()) continue;
-    std::string reason = absl::StrCat(core::WaitKindName(w.kind), ": ", w.reason, reserved[w.job.value()]);
-    if (it->second.rec.reason == reason) continue;
-    JobEntry& j = copy(w.job.value());
-    j.rec.reason = std::move(reason);
-    b.jobs.push_back(j.rec);
+    if (it == jobs_.end() || it->second.rec.state != JobState::kPending) continue;
+    it->second.rec.reason = absl::StrCat(core::WaitKindName(w.kind), ": ", w.reason, reserved[w.job.value()]);
   }
-  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
   for (auto& [id, j] : next) {
     jobs_[id] = std::move(j);
     TouchJob(jobs_[id]);
-    for (const auto& t : jobs_[id].tasks) Touch(t.rec.node);
   }
+  Prune();
+  if (stale) Wake();
   return absl::OkStatus();
 }
 

@@ -164,7 +164,8 @@ class Controller {
     core::Node node;
     std::string agent_url;
     std::string log_key;
-    uint64_t version = 1;
+    uint64_t version = 1;      // assignments changed (watchers wake)
+    uint64_t generation = 0;   // registrations: a pass's view of the node is stale after one
   };
 
   Controller(ControllerOptions options, store::StateStore* store, Clock* clock);
@@ -185,14 +186,16 @@ class Controller {
   void Event(store::WriteBatch& b, int64_t job, const std::string& node, const std::string& kind, std::string msg);
   absl::Status Commit(store::WriteBatch batch);
   void EvaluateJob(JobEntry& j, store::WriteBatch& b);
-  std::vector<TaskEntry> MakeTasks(const JobEntry& j, const core::BindDecision& bind,
-                                   const std::vector<std::string>& node_names) const;
+  // The tasks of a bind, with each rank's framework env, files and devices.
+  absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const JobEntry& j, const core::BindDecision& bind,
+                                                   const std::vector<std::string>& node_names) const;
 
   const ControllerOptions options_;
   store::StateStore* const store_;
   Clock* const clock_;
   core::Scheduler scheduler_;
 
+  std::mutex pass_mu_;  // one scheduling pass at a time
   mutable std::mutex mu_;
   std::condition_variable changed_;  // node versions moved (assignment watchers)
   std::map<int64_t, JobEntry> jobs_;  // non-terminal jobs, plus terminal ones with active tasks

@@ -12,6 +12,7 @@ ApiClient::ApiClient(const std::string& base_url, std::string token, int64_t tim
   client_->set_read_timeout(std::chrono::milliseconds(timeout_ms));
   client_->set_write_timeout(std::chrono::milliseconds(timeout_ms));
   client_->set_keep_alive(true);
+  client_->set_tcp_nodelay(true);
 }
 
 ApiClient::~ApiClient() = default;

@@ -1,0 +1,137 @@
+// Load generator for the control-plane benchmarks (bench/*.sh). Talks to a
+// running icos server over its REST API, like any client.
+//
+//   icos_load submit  --server URL --token T --spec FILE --count N --threads K
+//       N durable submissions from K threads; prints "submissions=N seconds=S per_s=R"
+//   icos_load wait    --server URL --token T --count N [--timeout S]
+//       waits until N jobs have ended; prints "ended=N seconds=S" (since the call)
+//   icos_load latency --server URL --token T --spec FILE --count N
+//       submits N jobs one at a time on an idle cluster and prints p50/p99 of
+//       submit -> running (the task's start as its agent reported it)
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "controller/http_client.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+int64_t CountEnded(icos::ApiClient& api) {
+  int64_t ended = 0;
+  for (const char* state : {"Succeeded", "Failed", "Cancelled"}) {
+    auto r = api.Json("GET", std::string("/api/v1/jobs?limit=10000&state=") + state);
+    if (r.ok()) ended += static_cast<int64_t>((*r)["jobs"].size());
+  }
+  return ended;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"icos control-plane load generator"};
+  std::string server, token, spec_file;
+  int count = 100, threads = 4;
+  double timeout = 600;
+  app.add_option("--server", server)->required();
+  app.add_option("--token", token)->required();
+  app.add_option("--spec", spec_file);
+  app.add_option("--count", count);
+  app.add_option("--threads", threads);
+  app.add_option("--timeout", timeout);
+  std::string mode;
+  app.add_option("mode", mode)->required()->check(CLI::IsMember({"submit", "wait", "latency"}));
+  CLI11_PARSE(app, argc, argv);
+
+  std::string spec;
+  if (!spec_file.empty()) {
+    std::ifstream f(spec_file);
+    std::stringstream s;
+    s << f.rdbuf();
+    spec = s.str();
+  }
+
+  if (mode == "submit") {
+    std::atomic<int> next{0}, failed{0};
+    const auto start = Clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&] {
+        icos::ApiClient api(server, token);
+        while (next.fetch_add(1) < count) {
+          auto r = api.Json("POST", "/api/v1/jobs", spec, "application/yaml");
+          if (!r.ok()) {
+            if (failed++ == 0) std::cerr << "submit failed: " << r.status().message() << "\n";
+          }
+        }
+      });
+    }
+    for (auto& t : pool) t.join();
+    const double s = Seconds(start);
+    std::printf("submissions=%d failed=%d seconds=%.3f per_s=%.0f\n", count, failed.load(), s, count / s);
+    return failed == 0 ? 0 : 1;
+  }
+  if (mode == "wait") {
+    icos::ApiClient api(server, token);
+    const auto start = Clock::now();
+    int64_t ended = 0;
+    while ((ended = CountEnded(api)) < count) {
+      if (Seconds(start) > timeout) {
+        std::printf("ended=%lld of %d: timed out after %.0f s\n", static_cast<long long>(ended), count, timeout);
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::printf("ended=%lld seconds=%.3f\n", static_cast<long long>(ended), Seconds(start));
+    return 0;
+  }
+  // latency
+  icos::ApiClient api(server, token);
+  std::vector<double> ms;
+  for (int i = 0; i < count; ++i) {
+    auto r = api.Json("POST", "/api/v1/jobs", spec, "application/yaml");
+    if (!r.ok()) {
+      std::cerr << r.status().message() << "\n";
+      return 1;
+    }
+    const int64_t id = (*r)["id"].get<int64_t>();
+    const auto start = Clock::now();
+    while (true) {
+      auto j = api.Json("GET", "/api/v1/jobs/" + std::to_string(id));
+      if (!j.ok()) return 1;
+      const std::string state = (*j)["state"].get<std::string>();
+      const auto& tasks = (*j)["tasks"];
+      if (!tasks.empty() && tasks[0]["start_ms"].get<int64_t>() > 0 && (state == "Succeeded" || state == "Running")) {
+        ms.push_back(static_cast<double>(tasks[0]["start_ms"].get<int64_t>() - (*j)["submit_ms"].get<int64_t>()));
+        break;
+      }
+      if (state == "Failed" || state == "Cancelled" || Seconds(start) > 30) {
+        std::cerr << "job " << id << " " << state << "\n";
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    // Let it finish so the next one starts on an idle node.
+    while (true) {
+      auto j = api.Json("GET", "/api/v1/jobs/" + std::to_string(id));
+      if (!j.ok() || (*j)["state"].get<std::string>() != "Running") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) { return ms[static_cast<size_t>(p * static_cast<double>(ms.size() - 1))]; };
+  std::printf("latency_jobs=%zu p50_ms=%.1f p99_ms=%.1f max_ms=%.1f\n", ms.size(), pct(0.5), pct(0.99), ms.back());
+  return 0;
+}
