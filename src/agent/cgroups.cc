@@ -111,6 +111,19 @@ std::string CgroupLayout::Describe() const {
 
 std::string FormatCpuList(const std::vector<int32_t>& ids) { return absl::StrJoin(ids, ","); }
 
+// The cpuset files have the same names and format on v1 and v2.
+absl::Status WriteCpuset(const std::string& group, const CgroupLimits& limits) {
+  if (!limits.cpus.empty()) {
+    absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.cpus"), FormatCpuList(limits.cpus));
+    if (!s.ok()) return s;
+  }
+  if (!limits.mems.empty()) {
+    absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.mems"), FormatCpuList(limits.mems));
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CgroupLayout> ParseMountInfo(absl::string_view mountinfo) {
   CgroupLayout v1;
   v1.version = CgroupVersion::kV1;
@@ -296,14 +309,7 @@ absl::StatusOr<std::vector<std::string>> CgroupManager::CreateGroupV2(const std:
     if (controllers.count("cpuset")) {
       // v2 cpusets start empty, meaning "inherit the parent's", so unlike v1
       // nothing has to be copied before the group is usable.
-      if (!limits.cpus.empty()) {
-        absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.cpus"), FormatCpuList(limits.cpus));
-        if (!s.ok()) return s;
-      }
-      if (!limits.mems.empty()) {
-        absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.mems"), FormatCpuList(limits.mems));
-        if (!s.ok()) return s;
-      }
+      if (absl::Status s = WriteCpuset(group, limits); !s.ok()) return s;
     } else {
       missing("cpuset binding", "cpuset");
     }
@@ -372,14 +378,7 @@ absl::StatusOr<std::vector<std::string>> CgroupManager::CreateGroupV1(const std:
   }
   if (!limits.cpus.empty() || !limits.mems.empty()) {
     if (std::string group = group_in("cpuset"); !group.empty()) {
-      if (!limits.cpus.empty()) {
-        absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.cpus"), FormatCpuList(limits.cpus));
-        if (!s.ok()) return s;
-      }
-      if (!limits.mems.empty()) {
-        absl::Status s = WriteLimit(absl::StrCat(group, "/cpuset.mems"), FormatCpuList(limits.mems));
-        if (!s.ok()) return s;
-      }
+      if (absl::Status s = WriteCpuset(group, limits); !s.ok()) return s;
     } else {
       warnings.push_back(MissingControllerWarning("cpuset binding", "cpuset", layout_, "not mounted"));
     }

@@ -10,10 +10,10 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using testing::MakeJob;
-using testing::MakeNode;
-using testing::MakeRunning;
-using testing::MakeShareJob;
+using builders::MakeJob;
+using builders::MakeNode;
+using builders::MakeRunning;
+using builders::MakeShareJob;
 
 constexpr int64_t kMinute = 60'000;
 constexpr int64_t kHour = 60 * kMinute;

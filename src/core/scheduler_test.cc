@@ -10,9 +10,9 @@ namespace icos::core {
 namespace {
 
 using ::testing::HasSubstr;
-using testing::MakeJob;
-using testing::MakeNode;
-using testing::MakeRunning;
+using builders::MakeJob;
+using builders::MakeNode;
+using builders::MakeRunning;
 
 Scheduler Make(SchedulerOptions opt = {}) {
   auto s = Scheduler::Create(std::move(opt));

@@ -1,4 +1,5 @@
 #include "core/policy/order.h"
+#include "core/testing/builders.h"
 
 #include <gtest/gtest.h>
 
@@ -30,13 +31,7 @@ Job MakeJob(int64_t id, int64_t submit_ms, int32_t priority = 0, const std::stri
   return j;
 }
 
-Queue Q(const std::string& name, const std::string& parent = "", double weight = 1.0) {
-  Queue q;
-  q.name = name;
-  q.parent = parent;
-  q.weight = weight;
-  return q;
-}
+using builders::Q;
 
 // Order of a policy that only looks at the snapshot.
 std::vector<int32_t> OrderOf(const OrderPolicy& policy, const std::vector<Job>& jobs) {

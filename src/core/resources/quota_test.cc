@@ -1,4 +1,5 @@
 #include "core/resources/quota.h"
+#include "core/testing/builders.h"
 
 #include <gtest/gtest.h>
 
@@ -24,13 +25,7 @@ Node MakeNode(const std::string& name, const std::string& vendor, const std::str
   return n;
 }
 
-Queue Q(const std::string& name, const std::string& parent = "", double weight = 1.0) {
-  Queue q;
-  q.name = name;
-  q.parent = parent;
-  q.weight = weight;
-  return q;
-}
+using builders::Q;
 
 QuotaDelta Cpu(int64_t cpu_milli) {
   QuotaDelta d;

@@ -9,7 +9,7 @@
 
 #include "core/model/snapshot.h"
 
-namespace icos::core::testing {
+namespace icos::core::builders {
 
 // A node with `devices` devices of vendor/model, split evenly into `islands`
 // islands, 64 CPUs and 512 GiB unless told otherwise.
@@ -78,6 +78,15 @@ inline RunningJob MakeRunning(Job job, int node, const std::vector<int>& devices
   return r;
 }
 
-}  // namespace icos::core::testing
+// A queue with a name, optional parent and weight; nothing guaranteed or limited.
+inline Queue Q(const std::string& name, const std::string& parent = "", double weight = 1.0) {
+  Queue q;
+  q.name = name;
+  q.parent = parent;
+  q.weight = weight;
+  return q;
+}
+
+}  // namespace icos::core::builders
 
 #endif  // ICOS_CORE_TESTING_BUILDERS_H_
