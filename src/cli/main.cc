@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
     sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember({"fifo", "priority", "drf", "las"}));
     sub->add_option("--placement", server.placement, "node scoring")->check(CLI::IsMember({"binpack", "spread", "fgd"}));
+    sub->add_option("--rate-limit", server.rate_limit, "API requests per second per token (0: no limit)")
+        ->check(CLI::Range(0.0, 1e9));
   };
   auto agent_flags = [&agent](CLI::App* sub) {
     sub->add_option("--node-name", agent.node_name, "node name (default: hostname)");

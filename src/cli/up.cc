@@ -95,6 +95,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
   controller::HttpServerOptions ho;
   ho.host = flags.host;
   ho.port = flags.port;
+  ho.requests_per_s_per_token = flags.rate_limit;
   p.http = std::make_unique<controller::HttpServer>(p.controller.get(), ho);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
   p.url = absl::StrCat("http://", flags.host == "0.0.0.0" ? "127.0.0.1" : flags.host, ":", p.http->port());

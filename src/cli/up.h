@@ -18,6 +18,7 @@ struct ServerFlags {
   int port = 7070;
   std::string order = "drf";
   std::string placement = "binpack";
+  double rate_limit = 5'000;  // requests/s per token; 0: none
 };
 
 struct AgentFlags {

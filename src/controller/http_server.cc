@@ -86,8 +86,27 @@ int HttpStatusFor(const absl::Status& st) {
   }
 }
 
+RateLimiter::RateLimiter(double rate_per_s, double burst) : rate_(rate_per_s), burst_(burst) {}
+
+bool RateLimiter::Allow(const std::string& key) {
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  Bucket& b = buckets_[key];
+  if (b.last == 0) b.tokens = burst_;
+  b.tokens = std::min(burst_, b.tokens + (now - b.last) * rate_);
+  b.last = now;
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
 HttpServer::HttpServer(Controller* controller, HttpServerOptions options)
-    : controller_(controller), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {}
+    : controller_(controller), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+  if (options_.requests_per_s_per_token > 0) {
+    limiter_ = std::make_unique<RateLimiter>(options_.requests_per_s_per_token, 2.0 * options_.requests_per_s_per_token);
+  }
+}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -124,10 +143,16 @@ void HttpServer::Routes() {
   Controller* c = controller_;
   const int64_t max_watch = options_.max_watch_ms;
   // Every authenticated route goes through this: 401 before anything else.
-  auto authed = [c](auto handler) {
-    return [c, handler](const httplib::Request& req, httplib::Response& res) {
+  RateLimiter* limiter = limiter_.get();
+  auto authed = [c, limiter](auto handler) {
+    return [c, limiter, handler](const httplib::Request& req, httplib::Response& res) {
       auto who = c->Authenticate(Bearer(req));
       if (!who.ok()) return Fail(res, who.status());
+      if (limiter != nullptr && !limiter->Allow(who->name)) {
+        return Fail(res, absl::ResourceExhaustedError(absl::StrCat(
+                             "too many requests from token '", who->name, "': at most ", limiter->rate(),
+                             " per second; slow down and retry")));
+      }
       try {
         handler(*who, req, res);
       } catch (const json::exception& e) {

@@ -7,7 +7,9 @@
 #ifndef ICOS_CONTROLLER_HTTP_SERVER_H_
 #define ICOS_CONTROLLER_HTTP_SERVER_H_
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -28,6 +30,27 @@ struct HttpServerOptions {
   int threads = 64;
   // Longest an assignment watch may wait before answering "no change".
   int64_t max_watch_ms = 25'000;
+  // Requests per second each token may make (bursts up to twice that); more
+  // get 429. A flood from one client cannot starve the others. 0: no limit.
+  double requests_per_s_per_token = 5'000;
+};
+
+// Token buckets by key (one per API token). Thread-safe.
+class RateLimiter {
+ public:
+  RateLimiter(double rate_per_s, double burst);
+  // Takes one token from key's bucket; false when it is empty.
+  bool Allow(const std::string& key);
+  double rate() const { return rate_; }
+
+ private:
+  struct Bucket {
+    double tokens = 0;
+    double last = 0;  // seconds, steady clock
+  };
+  const double rate_, burst_;
+  std::mutex mu_;
+  std::map<std::string, Bucket> buckets_;
 };
 
 class HttpServer {
@@ -46,6 +69,7 @@ class HttpServer {
   Controller* const controller_;
   const HttpServerOptions options_;
   std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<RateLimiter> limiter_;
   std::thread thread_;
   int port_ = 0;
 };

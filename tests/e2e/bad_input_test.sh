@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bad input gets a clear 4xx and loses nothing; the controller stays up.
 source "$(dirname "$0")/lib.sh"
-start_up
+start_up --rate-limit 100
 printf 'tasks:\n  - command: ["sleep", "30"]\n    resources: {cpu: 0.1, memory: 16Mi}\n' > "$E2E_DIR/good.yaml"
 good=$(submit "$E2E_DIR/good.yaml")
 
@@ -45,6 +45,18 @@ job_field "$typo" reason | grep -q "not found in PATH" || fail "typo reason uncl
 seq 200 | xargs -P 50 -I{} curl -s -o /dev/null -w '%{http_code}\n' "$ICOS_SERVER/api/v1/jobs" \
   -H "Authorization: Bearer x" > "$E2E_DIR/flood.txt"
 [ "$(grep -c 401 "$E2E_DIR/flood.txt")" = 200 ] || fail "flood: $(sort "$E2E_DIR/flood.txt" | uniq -c)"
+
+# A flood from one valid token: beyond its rate it gets 429 with the reason,
+# and other clients are still served.
+seq 400 | xargs -P 50 -I{} curl -s -o /dev/null -w '%{http_code}\n' "$ICOS_SERVER/api/v1/jobs" \
+  -H "Authorization: Bearer $alice" > "$E2E_DIR/flood2.txt"
+grep -q 429 "$E2E_DIR/flood2.txt" || fail "no 429 under a flood: $(sort "$E2E_DIR/flood2.txt" | uniq -c)"
+grep -q 200 "$E2E_DIR/flood2.txt" || fail "flood: nothing served"
+curl -s "$ICOS_SERVER/api/v1/jobs" -H "Authorization: Bearer $alice" > /dev/null
+msg=$(seq 300 | xargs -P 50 -I{} curl -s "$ICOS_SERVER/api/v1/jobs" -H "Authorization: Bearer $alice" | grep -m1 -o 'too many requests[^"]*' || true)
+[ -n "$msg" ] || fail "429 without a reason"
+echo "$msg"
+icos jobs > /dev/null || fail "admin not served during alice's flood"
 
 curl -sf "$ICOS_SERVER/healthz" > /dev/null || fail "controller died"
 [ "$(job_field "$good" state)" = Running ] || fail "accepted job lost: $(job_field "$good" state)"
