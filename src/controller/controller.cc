@@ -601,6 +601,27 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
         break;
       }
     }
+    // A heartbeat lists every task the agent knows. A task it reported as
+    // running before and no longer lists was lost on its side (its state
+    // directory wiped, say): fail it rather than wait for it forever.
+    std::set<std::string> reported;
+    for (const wire::TaskStatus& s : statuses) reported.insert(s.task_id);
+    for (auto& [id, job] : jobs_) {
+      for (size_t i = 0; i < job.tasks.size(); ++i) {
+        const TaskEntry& t = job.tasks[i];
+        if (t.rec.node != node || t.rec.state != TaskState::kRunning || reported.count(t.assignment.task_id)) continue;
+        auto jt = touched.find(id);
+        if (jt == touched.end()) jt = touched.emplace(id, job).first;
+        TaskEntry& lost = jt->second.tasks[i];
+        lost.rec.state = TaskState::kFailed;
+        lost.rec.exit_code = -1;
+        lost.rec.reason = "lost: the agent no longer knows this task";
+        lost.rec.end_ms = now;
+        b.tasks.push_back(lost.rec);
+        Event(b, id, node, "TaskLost", absl::StrCat(lost.assignment.task_id, ": the agent no longer knows it"));
+        changed = true;
+      }
+    }
     for (auto& [id, j] : touched) EvaluateJob(j, b);
     if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
     for (auto& [id, j] : touched) {

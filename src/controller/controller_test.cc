@@ -253,6 +253,26 @@ TEST_F(ControllerTest, SilentNodeIsLostAndItsTasksFail) {
   EXPECT_THAT(j->job.reason, HasSubstr("node 'n1' lost"));
 }
 
+TEST_F(ControllerTest, RunningTaskTheAgentNoLongerReportsIsLost) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 2u);
+  Report("n1", tasks[0].task_id, "Running");
+  // An assigned task the agent has not picked up yet is not lost...
+  auto j = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(store::TaskStateName(j->tasks[1].state), std::string("Assigned"));
+  // ...but a running one missing from a heartbeat is.
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {}).ok());
+  j = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(store::TaskStateName(j->tasks[0].state), std::string("Failed"));
+  EXPECT_THAT(j->tasks[0].reason, HasSubstr("lost"));
+  EXPECT_EQ(State(*id), "Failed");
+}
+
 TEST_F(ControllerTest, DevicesGetTheVendorsVisibleDevicesVariable) {
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 4), "127.0.0.1", "u", "k").ok());
   auto id = controller_->Submit(alice_, R"(
