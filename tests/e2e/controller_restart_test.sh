@@ -14,8 +14,14 @@ YAML
 ids=()
 for i in $(seq 6); do ids+=("$(submit "$E2E_DIR/job.yaml")"); done
 wait_until 10 bash -c "ls $E2E_DIR/runs | grep -q ." || fail "nothing started"
+# Keep submitting while the controller dies: every submit that got an id
+# back must survive (a job is durable before its submit returns).
+( for i in $(seq 40); do submit "$E2E_DIR/job.yaml" >> "$E2E_DIR/acked.txt" 2>/dev/null || true; done ) &
+flood=$!
+sleep 0.3
 kill -KILL "$SERVER_PID"
-sleep 1
+wait "$flood" || true
+sleep 0.5
 start_server   # same port and data directory
 for id in "${ids[@]}"; do
   icos wait "$id" --timeout 60 || { icos job "$id"; fail "job $id did not succeed after the restart"; }
@@ -25,5 +31,10 @@ for id in "${ids[@]}"; do
   n=$(ls "$E2E_DIR/runs" | grep -c "^j$id-") || true
   [ "$n" = 1 ] || fail "job $id ran $n times: $(ls "$E2E_DIR/runs")"
 done
-[ "$(icos jobs -o json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')" = 6 ] || fail "jobs lost"
-echo "PASS controller_restart (6 jobs, each ran once)"
+acked=$(grep -c . "$E2E_DIR/acked.txt" || true)
+icos jobs -o json > "$E2E_DIR/jobs.json"
+for id in $(grep . "$E2E_DIR/acked.txt"); do
+  /usr/bin/python3 -c "import json,sys; ids={j['id'] for j in json.load(open('$E2E_DIR/jobs.json'))['jobs']}; sys.exit(0 if $id in ids else 1)" ||
+    fail "job $id was acknowledged before the kill and is gone"
+done
+echo "PASS controller_restart (6 jobs each ran once; $acked acknowledged submits during the kill all kept)"
