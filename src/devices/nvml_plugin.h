@@ -1,0 +1,70 @@
+// NVIDIA backend over NVML (libnvidia-ml.so.1), loaded with dlopen so that a
+// node without the driver runs the same binary and simply reports no NVIDIA
+// devices. Only the handful of NVML entry points used here are looked up, with
+// their C signatures declared locally: no NVIDIA headers are needed to build.
+#ifndef ICOS_DEVICES_NVML_PLUGIN_H_
+#define ICOS_DEVICES_NVML_PLUGIN_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "devices/device_plugin.h"
+
+namespace icos::devices {
+
+struct NvmlPluginOptions {
+  // dlopen name or path of NVML; tests point it at a fake library.
+  std::string library_path = "libnvidia-ml.so.1";
+  // Root of sysfs, read for each GPU's NUMA node and PCIe switch.
+  std::string sysfs_root = "/sys";
+};
+
+// Normalises a PCI bus id to the sysfs form: lower case, 4-digit domain
+// ("00000000:1A:00.0" -> "0000:1a:00.0"). NVML uses an 8-digit domain.
+std::string NormalizePciBusId(std::string_view bus_id);
+
+// Thread-safety: not thread-safe (see DevicePlugin). Holds the library open
+// and NVML initialised from a successful Init() until destruction.
+class NvmlPlugin : public DevicePlugin {
+ public:
+  explicit NvmlPlugin(NvmlPluginOptions options = {});
+  ~NvmlPlugin() override;
+  NvmlPlugin(const NvmlPlugin&) = delete;
+  NvmlPlugin& operator=(const NvmlPlugin&) = delete;
+
+  std::string_view name() const override { return "nvml"; }
+  std::string_view vendor() const override { return "nvidia"; }
+  absl::Status Init() override;
+  bool available() const override { return available_; }
+  std::string unavailable_reason() const override { return reason_; }
+  absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
+  absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
+  std::string VisibleDevicesVar() const override { return "CUDA_VISIBLE_DEVICES"; }
+  // /dev/nvidiactl, /dev/nvidia-uvm, /dev/nvidia-uvm-tools and /dev/nvidiaN per
+  // device, N being the device's minor number as NVML last reported it (the
+  // index when it could not be read). Empty for no indices.
+  std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;
+
+  struct Api;  // the resolved NVML entry points; defined in the .cc
+
+ private:
+  // Reads every device; `with_topology` adds the NVLink walk, NUMA and PCIe
+  // switch lookups that only Enumerate needs.
+  absl::StatusOr<std::vector<DeviceInfo>> ReadDevices(bool with_topology);
+  void MakeUnavailable(std::string reason);
+
+  NvmlPluginOptions options_;
+  bool initialized_ = false;
+  bool available_ = false;
+  std::string reason_;
+  void* library_ = nullptr;
+  std::unique_ptr<Api> api_;
+  std::map<int, unsigned> minor_by_index_;  // from the last ReadDevices
+};
+
+}  // namespace icos::devices
+
+#endif  // ICOS_DEVICES_NVML_PLUGIN_H_

@@ -1,0 +1,109 @@
+#include "devices/registry.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "devices/nvml_plugin.h"
+#include "devices/sim_plugin.h"
+
+namespace icos::devices {
+
+std::vector<std::unique_ptr<DevicePlugin>> DefaultPlugins(const PluginOptions& options) {
+  std::vector<std::unique_ptr<DevicePlugin>> plugins;
+  plugins.push_back(std::make_unique<NvmlPlugin>(
+      NvmlPluginOptions{.library_path = options.nvml_library, .sysfs_root = options.sysfs_root}));
+  if (!options.inventory_path.empty()) {
+    plugins.push_back(std::make_unique<SimPlugin>(SimPluginOptions{.inventory_path = options.inventory_path}));
+  }
+  return plugins;
+}
+
+absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
+                                   const std::vector<std::unique_ptr<DevicePlugin>>& plugins) {
+  Discovery out;
+  for (const auto& plugin : plugins) {
+    if (absl::Status s = plugin->Init(); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("device plugin ", std::string(plugin->name()), ": ", s.message()));
+    }
+  }
+  if (options.host_override.has_value()) {
+    out.host = *options.host_override;
+  } else {
+    // A sim inventory that declares a host stands in for the real one, so a
+    // demo node looks like the machine it pretends to be.
+    const SimPlugin* sim_host = nullptr;
+    for (const auto& plugin : plugins) {
+      const auto* sim = dynamic_cast<const SimPlugin*>(plugin.get());
+      if (sim != nullptr && sim->host().has_value()) sim_host = sim;
+    }
+    if (sim_host != nullptr) {
+      out.host = *sim_host->host();
+    } else {
+      absl::StatusOr<HostResources> host = ReadHost(options.host);
+      if (!host.ok()) return host.status();
+      out.host = *std::move(host);
+    }
+  }
+
+  core::Node& node = out.node;
+  node.name = options.node_name;
+  node.cpu_milli = int64_t{out.host.cpu_count} * 1000;
+  node.memory_mib = out.host.memory_mib;
+  std::map<int, int> numa_index;  // kernel node id -> index in node.numa_nodes
+  for (const HostNumaNode& n : out.host.numa_nodes) {
+    numa_index[n.id] = static_cast<int>(node.numa_nodes.size());
+    node.numa_nodes.push_back({.cpu_milli = static_cast<int64_t>(n.cpus.size()) * 1000, .memory_mib = n.memory_mib});
+  }
+
+  int island_base = 0;
+  int switch_base = 0;
+  for (const auto& plugin : plugins) {
+    PluginReport report{.name = std::string(plugin->name()),
+                        .vendor = std::string(plugin->vendor()),
+                        .available = plugin->available(),
+                        .reason = plugin->unavailable_reason(),
+                        .visible_devices_var = plugin->VisibleDevicesVar()};
+    if (plugin->available()) {
+      absl::StatusOr<std::vector<DeviceInfo>> devices = plugin->Enumerate();
+      if (!devices.ok()) {
+        return absl::Status(devices.status().code(), absl::StrCat("device plugin ", std::string(plugin->name()), ": ",
+                                                                  devices.status().message()));
+      }
+      report.devices = *std::move(devices);
+    }
+    const int plugin_index = static_cast<int>(out.plugins.size());
+    int max_island = -1;
+    int max_switch = -1;
+    for (size_t i = 0; i < report.devices.size(); ++i) {
+      const DeviceInfo& info = report.devices[i];
+      core::Device device = ToCoreDevice(info);
+      if (info.island >= 0) {
+        device.island = island_base + info.island;
+        max_island = std::max(max_island, info.island);
+      }
+      if (info.pcie_switch >= 0) {
+        device.pcie_switch = switch_base + info.pcie_switch;
+        max_switch = std::max(max_switch, info.pcie_switch);
+      }
+      auto it = numa_index.find(info.numa_node);
+      device.numa_node = it != numa_index.end() ? it->second : 0;
+      node.devices.push_back(std::move(device));
+      out.origin.emplace_back(plugin_index, static_cast<int>(i));
+    }
+    island_base += max_island + 1;
+    switch_base += max_switch + 1;
+    out.plugins.push_back(std::move(report));
+  }
+  return out;
+}
+
+absl::StatusOr<core::Node> DiscoverNode(const DiscoverOptions& options,
+                                        const std::vector<std::unique_ptr<DevicePlugin>>& plugins) {
+  absl::StatusOr<Discovery> discovery = Discover(options, plugins);
+  if (!discovery.ok()) return discovery.status();
+  return std::move(discovery->node);
+}
+
+}  // namespace icos::devices

@@ -1,0 +1,70 @@
+// Which plugins a node runs, and how their answers become the core::Node the
+// scheduler sees.
+#ifndef ICOS_DEVICES_REGISTRY_H_
+#define ICOS_DEVICES_REGISTRY_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/model/cluster.h"
+#include "devices/device_plugin.h"
+#include "devices/host.h"
+
+namespace icos::devices {
+
+struct PluginOptions {
+  std::string nvml_library = "libnvidia-ml.so.1";
+  std::string sysfs_root = "/sys";
+  // A sim inventory file; empty: no sim plugin.
+  std::string inventory_path;
+};
+
+// NVML always (it reports nothing where there is no driver), plus sim when an
+// inventory is given. Backends for other vendors join here as they are written.
+std::vector<std::unique_ptr<DevicePlugin>> DefaultPlugins(const PluginOptions& options);
+
+struct DiscoverOptions {
+  std::string node_name;
+  HostOptions host;
+  // Used instead of reading the host (tests; sim inventories that declare one).
+  std::optional<HostResources> host_override;
+};
+
+// What one plugin said, for reports and the probe.
+struct PluginReport {
+  std::string name;
+  std::string vendor;
+  bool available = false;
+  std::string reason;
+  std::string visible_devices_var;
+  std::vector<DeviceInfo> devices;
+};
+
+struct Discovery {
+  HostResources host;
+  std::vector<PluginReport> plugins;  // in plugin order
+  core::Node node;
+  // node.devices[i] is plugins[origin[i].first].devices[origin[i].second]:
+  // the launcher needs the vendor index back from a scheduled device.
+  std::vector<std::pair<int, int>> origin;
+};
+
+// Initialises every plugin (Init is idempotent), reads the host and every
+// available plugin's devices, and builds the node: devices grouped by plugin
+// in vendor index order; island and PCIe switch ids renumbered so they are
+// unique on the node (-1 stays -1); NUMA ids mapped to indices into node.numa_nodes (an unknown
+// or absent id becomes 0). An error from any plugin fails the discovery, since
+// a silently missing device is worse than a loud agent.
+absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
+                                   const std::vector<std::unique_ptr<DevicePlugin>>& plugins);
+
+// Discover(...).node.
+absl::StatusOr<core::Node> DiscoverNode(const DiscoverOptions& options,
+                                        const std::vector<std::unique_ptr<DevicePlugin>>& plugins);
+
+}  // namespace icos::devices
+
+#endif  // ICOS_DEVICES_REGISTRY_H_

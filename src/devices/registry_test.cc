@@ -1,0 +1,140 @@
+#include "devices/registry.h"
+
+#include <cstdlib>
+
+#include "devices/nvml_plugin.h"
+#include "devices/sim_plugin.h"
+#include "devices/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace icos::devices {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::ScratchDir;
+using testing::WriteFile;
+
+// Two NUMA nodes with ids 0 and 1, 4 CPUs and 8 GiB each.
+HostResources TwoSocketHost() {
+  return {.cpu_count = 8,
+          .memory_mib = 16384,
+          .numa_nodes = {{.id = 0, .cpus = {0, 1, 2, 3}, .memory_mib = 8192},
+                         {.id = 1, .cpus = {4, 5, 6, 7}, .memory_mib = 8192}}};
+}
+
+// Two NVIDIA GPUs linked to each other, from the fake NVML.
+void ScriptTwoLinkedGpus() {
+  auto path = ScratchDir("nvml") / "fake_nvml.json";
+  WriteFile(path, R"({"devices": [
+    {"name": "NVIDIA H100", "uuid": "GPU-0", "bus_id": "00000000:18:00.0", "nvlinks": ["00000000:19:00.0"]},
+    {"name": "NVIDIA H100", "uuid": "GPU-1", "bus_id": "00000000:19:00.0", "nvlinks": ["00000000:18:00.0"]}]})");
+  setenv("FAKE_NVML_CONFIG", path.c_str(), 1);
+}
+
+std::vector<std::unique_ptr<DevicePlugin>> NvmlAndSim(const std::string& library, const std::string& inventory) {
+  std::vector<std::unique_ptr<DevicePlugin>> plugins;
+  plugins.push_back(std::make_unique<NvmlPlugin>(NvmlPluginOptions{.library_path = library}));
+  plugins.push_back(std::make_unique<SimPlugin>(SimPluginOptions{.inventory_json = inventory}));
+  return plugins;
+}
+
+constexpr char kFourAscend[] = R"({"devices": [
+  {"vendor": "ascend", "model": "910B", "count": 4, "memory": "64Gi", "islands": 2,
+   "numa": [0, 0, 1, 1], "unhealthy": [2]}]})";
+
+TEST(ToCoreDeviceTest, CopiesSchedulerFields) {
+  DeviceInfo info{.vendor = "nvidia",
+                  .model = "H100",
+                  .memory_total_mib = 81559,
+                  .numa_node = -1,
+                  .island = 2,
+                  .pcie_switch = 1,
+                  .compute_units = 132,
+                  .healthy = false};
+  core::Device d = ToCoreDevice(info);
+  EXPECT_EQ(d.vendor, "nvidia");
+  EXPECT_EQ(d.model, "H100");
+  EXPECT_EQ(d.memory_mib, 81559);
+  EXPECT_EQ(d.compute_units, 132);
+  EXPECT_FALSE(d.healthy);
+  EXPECT_EQ(d.island, 2);
+  EXPECT_EQ(d.numa_node, 0);  // unknown becomes the first node
+  EXPECT_EQ(d.pcie_switch, 1);
+}
+
+TEST(DefaultPluginsTest, AddsSimOnlyWithAnInventory) {
+  EXPECT_EQ(DefaultPlugins({}).size(), 1u);
+  std::vector<std::unique_ptr<DevicePlugin>> plugins = DefaultPlugins({.inventory_path = "inv.json"});
+  ASSERT_EQ(plugins.size(), 2u);
+  EXPECT_EQ(plugins[0]->name(), "nvml");
+  EXPECT_EQ(plugins[1]->name(), "sim");
+}
+
+TEST(DiscoverTest, CombinesHostAndEveryPluginsDevices) {
+  ScriptTwoLinkedGpus();
+  auto plugins = NvmlAndSim(FAKE_NVML_LIB, kFourAscend);
+  absl::StatusOr<Discovery> got = Discover({.node_name = "n1", .host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  const core::Node& node = got->node;
+  EXPECT_EQ(node.name, "n1");
+  EXPECT_EQ(node.cpu_milli, 8000);
+  EXPECT_EQ(node.memory_mib, 16384);
+  ASSERT_EQ(node.numa_nodes.size(), 2u);
+  EXPECT_EQ(node.numa_nodes[1].cpu_milli, 4000);
+  ASSERT_EQ(node.devices.size(), 6u);
+  std::vector<std::string> vendors;
+  std::vector<int> islands, numa;
+  for (const core::Device& d : node.devices) {
+    vendors.push_back(d.vendor);
+    islands.push_back(d.island);
+    numa.push_back(d.numa_node);
+  }
+  EXPECT_THAT(vendors, ElementsAre("nvidia", "nvidia", "ascend", "ascend", "ascend", "ascend"));
+  // NVLink pair is island 0; the sim's islands 0 and 1 move up past it.
+  EXPECT_THAT(islands, ElementsAre(0, 0, 1, 1, 2, 2));
+  // NVIDIA NUMA unknown (no sysfs) -> 0; sim ids 0,0,1,1 map to indices 0,0,1,1.
+  EXPECT_THAT(numa, ElementsAre(0, 0, 0, 0, 1, 1));
+  EXPECT_FALSE(node.devices[4].healthy);  // ascend index 2
+  EXPECT_EQ(got->origin[4], std::make_pair(1, 2));
+}
+
+TEST(DiscoverTest, UnavailablePluginContributesNoDevices) {
+  auto plugins = NvmlAndSim("/nonexistent/libnvidia-ml.so.1", kFourAscend);
+  absl::StatusOr<Discovery> got = Discover({.host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->plugins.size(), 2u);
+  EXPECT_FALSE(got->plugins[0].available);
+  EXPECT_THAT(got->plugins[0].reason, HasSubstr("cannot load"));
+  EXPECT_EQ(got->node.devices.size(), 4u);
+}
+
+TEST(DiscoverTest, MalformedInventoryFailsDiscovery) {
+  auto plugins = NvmlAndSim("/nonexistent/libnvidia-ml.so.1", R"({"devices": [{"vendor": "x"}]})");
+  absl::StatusOr<core::Node> got = DiscoverNode({.host_override = TwoSocketHost()}, plugins);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(got.status().message(), HasSubstr("device plugin sim"));
+}
+
+TEST(DiscoverTest, SimHostStandsInForTheRealHost) {
+  auto plugins = NvmlAndSim("/nonexistent/libnvidia-ml.so.1",
+                            R"({"host": {"cpus": 96, "memory": "1Ti", "numa_nodes": 2}, "devices": []})");
+  absl::StatusOr<core::Node> got = DiscoverNode({}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->cpu_milli, 96000);
+  EXPECT_EQ(got->memory_mib, 1048576);
+  EXPECT_EQ(got->numa_nodes.size(), 2u);
+}
+
+TEST(DiscoverTest, NumaIdMissingFromHostMapsToFirstNode) {
+  auto plugins = NvmlAndSim("/nonexistent/libnvidia-ml.so.1", R"({"devices": [
+    {"vendor": "ascend", "model": "910B", "count": 1, "memory": "64Gi", "numa": 5}]})");
+  absl::StatusOr<core::Node> got = DiscoverNode({.host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->devices.size(), 1u);
+  EXPECT_EQ(got->devices[0].numa_node, 0);
+}
+
+}  // namespace
+}  // namespace icos::devices
