@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "agent/frameworks.h"
 #include "controller/http_client.h"
 
 namespace icos::agent {
@@ -240,6 +241,16 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   for (const auto& [key, value] : a.env)
     launch.env[key] = absl::StrReplaceAll(value, {{wire::kTaskDirPlaceholder, task_dir}});
   launch.env["ICOS_TASK_DIR"] = task_dir;
+  if (!a.devices.empty()) {
+    // The scheduler numbers a node's devices across vendors; each vendor's
+    // runtime numbers its own. The agent knows the mapping.
+    std::vector<int32_t> vendor_indices;
+    for (int32_t d : a.devices) {
+      const bool known = d >= 0 && d < static_cast<int32_t>(options_.vendor_index.size());
+      vendor_indices.push_back(known ? options_.vendor_index[d] : d);
+    }
+    for (const auto& [key, value] : VisibleDevicesEnv(a.vendor, vendor_indices)) launch.env[key] = value;
+  }
   launch.env["ICOS_TASK_ID"] = a.task_id;
   launch.cpu_milli = a.cpu_milli;
   launch.memory_mib = a.memory_mib;

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "agent/launcher.h"
@@ -34,6 +35,9 @@ struct NodeAgentOptions {
   std::string server_url;                 // controller, e.g. http://127.0.0.1:7070
   std::string token;                      // agent (or admin) token
   core::Node node;                        // what this node offers
+  // vendor_index[i]: the index node.devices[i] has for its vendor's runtime
+  // (CUDA_VISIBLE_DEVICES etc.); empty means the same as i.
+  std::vector<int32_t> vendor_index;
   std::string address = "127.0.0.1";      // how tasks on other nodes reach this one
   std::string listen_host = "127.0.0.1";  // log server
   int listen_port = 0;                    // 0: any free port

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
     sub->add_option("--node-name", agent.node_name, "node name (default: hostname)");
     sub->add_option("--address", agent.address, "address other nodes reach this one at");
     sub->add_option("--devices", agent.devices, "simulated devices, e.g. nvidia/A100-80G:8,ascend/910B:8");
-    sub->add_option("--inventory", agent.inventory, "JSON file describing the whole node");
+    sub->add_option("--inventory", agent.inventory, "sim device inventory JSON (see src/devices/testdata)");
+    sub->add_option("--nvml-lib", agent.nvml_library, "NVIDIA management library to load");
     sub->add_option("--work-dir", agent.work_dir, "where task logs and state live");
     sub->add_option("--cpus", agent.cpus, "CPUs to offer (default: all)");
     sub->add_option("--memory-mib", agent.memory_mib, "memory to offer in MiB (default: all)");

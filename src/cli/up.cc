@@ -18,6 +18,7 @@
 #include "cli/client.h"
 #include "controller/controller.h"
 #include "controller/http_server.h"
+#include "devices/registry.h"
 #include "store/sqlite_state_store.h"
 
 namespace icos::cli {
@@ -106,30 +107,28 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
 
 }  // namespace
 
-absl::StatusOr<core::Node> LocalNode(const AgentFlags& flags) {
-  core::Node n;
-  if (!flags.inventory.empty()) {
-    std::ifstream f(flags.inventory);
-    if (!f) return absl::NotFoundError(absl::StrCat("cannot read inventory ", flags.inventory));
-    json j = json::parse(f, nullptr, false);
-    if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(flags.inventory, " is not valid JSON"));
-    auto node = wire::NodeFromJson(j);
-    if (!node.ok()) return node.status();
-    n = *node;
-  }
-  if (!flags.node_name.empty()) n.name = flags.node_name;
-  if (n.name.empty()) {
+absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
+  devices::PluginOptions po;
+  po.nvml_library = flags.nvml_library;
+  po.inventory_path = flags.inventory;
+  auto plugins = devices::DefaultPlugins(po);
+  devices::DiscoverOptions dopt;
+  dopt.node_name = flags.node_name;
+  if (dopt.node_name.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
-    n.name = host[0] ? host : "local";
+    dopt.node_name = host[0] ? host : "local";
   }
-  if (n.cpu_milli == 0) {
-    n.cpu_milli = flags.cpus > 0 ? static_cast<int64_t>(flags.cpus * 1000) : sysconf(_SC_NPROCESSORS_ONLN) * 1000;
+  auto found = devices::Discover(dopt, plugins);
+  if (!found.ok()) return found.status();
+  LocalNodeInfo info;
+  core::Node& n = info.node;
+  n = found->node;
+  for (const auto& [plugin, index] : found->origin) {
+    info.vendor_index.push_back(static_cast<int32_t>(found->plugins[plugin].devices[index].index));
   }
-  if (n.memory_mib == 0) {
-    n.memory_mib = flags.memory_mib > 0 ? flags.memory_mib
-                                        : static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE) / (1 << 20);
-  }
+  if (flags.cpus > 0) n.cpu_milli = static_cast<int64_t>(flags.cpus * 1000);
+  if (flags.memory_mib > 0) n.memory_mib = flags.memory_mib;
   for (const auto& kv : absl::StrSplit(flags.labels, ',', absl::SkipEmpty())) {
     std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
     n.labels[p.first] = p.second;
@@ -144,30 +143,38 @@ absl::StatusOr<core::Node> LocalNode(const AgentFlags& flags) {
       return absl::InvalidArgumentError(
           absl::StrCat("--devices item '", item, "' should look like nvidia/A100-80G:8 (1 to 64 devices)"));
     }
+    int32_t vendor_next = 0;  // quick sim devices number after any of the same vendor
+    int32_t island_base = 0;
+    for (size_t i = 0; i < n.devices.size(); ++i) {
+      if (n.devices[i].vendor == vm[0]) vendor_next = std::max(vendor_next, info.vendor_index[i] + 1);
+      island_base = std::max(island_base, n.devices[i].island + 1);
+    }
     for (int i = 0; i < count; ++i) {
       core::Device d;
       d.vendor = vm[0];
       d.model = vm[1];
       d.memory_mib = 64 * 1024;
-      d.island = i / 4;  // islands of four, like NVLink / HCCS boards
+      d.island = island_base + i / 4;  // islands of four, like NVLink / HCCS boards
       n.devices.push_back(d);
+      info.vendor_index.push_back(vendor_next + i);
     }
   }
-  return n;
+  return info;
 }
 
 namespace {
 
 absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& flags, const std::string& server,
                                                              const std::string& token, const std::string& default_dir) {
-  auto node = LocalNode(flags);
-  if (!node.ok()) return node.status();
+  auto local = LocalNode(flags);
+  if (!local.ok()) return local.status();
   agent::NodeAgentOptions o;
   o.server_url = server;
   o.token = token;
-  o.node = *node;
+  o.node = local->node;
+  o.vendor_index = local->vendor_index;
   o.address = flags.address;
-  o.work_dir = flags.work_dir.empty() ? absl::StrCat(default_dir, "/agent-", node->name) : flags.work_dir;
+  o.work_dir = flags.work_dir.empty() ? absl::StrCat(default_dir, "/agent-", local->node.name) : flags.work_dir;
   if (flags.no_cgroups) o.cgroups.mode = agent::CgroupMode::kDisabled;
   auto a = std::make_unique<agent::NodeAgent>(o);
   if (absl::Status st = a->Start(); !st.ok()) return st;

@@ -27,7 +27,8 @@ struct AgentFlags {
   std::string node_name;  // default: hostname
   std::string address = "127.0.0.1";
   std::string devices;    // "nvidia/A100-80G:8,ascend/910B:8" sim devices
-  std::string inventory;  // JSON file with a whole node description
+  std::string inventory;  // sim inventory JSON (src/devices/sim_plugin.h)
+  std::string nvml_library = "libnvidia-ml.so.1";
   std::string work_dir;   // default: <data_dir>/agent-<node>
   double cpus = 0;        // 0: this machine's
   int64_t memory_mib = 0; // 0: this machine's
@@ -39,9 +40,16 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out,
 int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err);
 int RunAgent(const AgentFlags& agent, std::ostream& out, std::ostream& err);
 
-// The node this machine offers: its CPUs and memory (or the flags'), sim
-// devices from --devices, or a whole inventory file.
-absl::StatusOr<core::Node> LocalNode(const AgentFlags& flags);
+// The node this machine offers: its CPUs, memory and NUMA nodes, every
+// device the vendor plugins find (NVML, a sim inventory), plus quick sim
+// devices from --devices; flags override CPUs and memory.
+struct LocalNodeInfo {
+  core::Node node;
+  // For node.devices[i], the index its vendor's runtime uses (what goes into
+  // CUDA_VISIBLE_DEVICES and friends).
+  std::vector<int32_t> vendor_index;
+};
+absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags);
 
 }  // namespace icos::cli
 
