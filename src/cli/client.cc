@@ -66,6 +66,10 @@ struct ClientCommands {
   CLI::App* queues = nullptr;
   CLI::App* queue_put = nullptr;
   CLI::App* token_create = nullptr;
+  CLI::App* devices = nullptr;
+  CLI::App* node_drain = nullptr;
+  CLI::App* node_resume = nullptr;
+  std::string node_name;
   std::string file;
   int64_t job_id = 0;
   int32_t task = 0;
@@ -107,6 +111,16 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   common(c->nodes);
   c->queues = app.add_subcommand("queues", "List queues");
   common(c->queues);
+  c->devices = app.add_subcommand("devices", "List every device: vendor, model, memory, NUMA node, island, health");
+  c->devices->add_option("node", c->node_name, "only this node");
+  common(c->devices);
+  auto* node = app.add_subcommand("node", "Drain or resume a node (admin)")->require_subcommand(1);
+  c->node_drain = node->add_subcommand("drain", "Take a node out of scheduling; running tasks stay");
+  c->node_drain->add_option("name", c->node_name, "node")->required();
+  common(c->node_drain);
+  c->node_resume = node->add_subcommand("resume", "Put a drained node back into scheduling");
+  c->node_resume->add_option("name", c->node_name, "node")->required();
+  common(c->node_resume);
   c->queue_put = app.add_subcommand("queue", "Manage queues")->require_subcommand(1);
   auto* put = c->queue_put->add_subcommand("put", "Create or replace a queue from a JSON file (admin)");
   put->add_option("file", c->file, "queue JSON")->required();
@@ -167,7 +181,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   std::unique_ptr<ClientCommands> owned(c);
   auto parsed = [](CLI::App* a) { return a != nullptr && a->parsed(); };
   if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(c->cancel) ||
-        parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create))) {
+        parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create) ||
+        parsed(c->devices) || parsed(c->node_drain) || parsed(c->node_resume))) {
     owned.release();
     return -1;
   }
@@ -304,11 +319,50 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       for (const auto& d : n["node"]["devices"]) ++types[absl::StrCat(d["vendor"].get<std::string>(), "/", d["model"].get<std::string>())];
       std::vector<std::string> devs;
       for (const auto& [t, k] : types) devs.push_back(absl::StrCat(k, "x", t));
-      out << absl::StrFormat("%-16s %-9s %-6g %-9s %-40s %d\n", n["name"].get<std::string>(), n["state"].get<std::string>(),
+      const std::string state = n["state"].get<std::string>() + (n.value("drained", false) ? ",Drained" : "");
+      out << absl::StrFormat("%-16s %-9s %-6g %-9s %-40s %d\n", n["name"].get<std::string>(), state,
                              n["node"]["cpu_milli"].get<int64_t>() / 1000.0,
                              absl::StrCat(n["node"]["memory_mib"].get<int64_t>() / 1024, "Gi"),
                              devs.empty() ? "-" : absl::StrJoin(devs, ","), n["tasks"].get<int>());
     }
+    return 0;
+  }
+  if (parsed(c->devices)) {
+    auto r = api.Json("GET", "/api/v1/nodes");
+    if (!r.ok()) return fail(r.status());
+    json devices = json::array();
+    for (const auto& n : (*r)["nodes"]) {
+      if (!c->node_name.empty() && n["name"].get<std::string>() != c->node_name) continue;
+      int index = 0;
+      for (json d : n["node"]["devices"]) {
+        d["node"] = n["name"];
+        d["index"] = index++;
+        devices.push_back(d);
+      }
+    }
+    if (!c->node_name.empty() && devices.empty()) {
+      bool known = false;
+      for (const auto& n : (*r)["nodes"]) known |= n["name"].get<std::string>() == c->node_name;
+      if (!known) return fail(absl::NotFoundError(absl::StrCat("no node '", c->node_name, "'")));
+    }
+    if (as_json) return Print(out, json{{"devices", devices}});
+    out << absl::StrFormat("%-16s %-5s %-12s %-18s %-10s %-5s %-7s %s\n", "NODE", "INDEX", "VENDOR", "MODEL", "MEMORY",
+                           "NUMA", "ISLAND", "HEALTH");
+    for (const auto& d : devices) {
+      const std::string health = !d.value("healthy", true) ? "Unhealthy" : d.value("drained", false) ? "Drained" : "Healthy";
+      out << absl::StrFormat("%-16s %-5d %-12s %-18s %-10s %-5d %-7d %s\n", d["node"].get<std::string>(),
+                             d["index"].get<int>(), d["vendor"].get<std::string>(), d["model"].get<std::string>(),
+                             absl::StrCat(d.value("memory_mib", int64_t{0}) / 1024, "Gi"), d.value("numa_node", 0),
+                             d.value("island", -1), health);
+    }
+    return 0;
+  }
+  if (parsed(c->node_drain) || parsed(c->node_resume)) {
+    const bool drain = parsed(c->node_drain);
+    auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", c->node_name, drain ? "/drain" : "/resume"), "{}");
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << "node " << c->node_name << (drain ? " drained" : " resumed") << "\n";
     return 0;
   }
   if (parsed(c->queues)) {

@@ -107,6 +107,7 @@ absl::Status Controller::Load() {
     e.node = *node;
     e.agent_url = spec.value("agent_url", "");
     e.log_key = spec.value("log_key", "");
+    e.drained = spec.value("drained", false);
     // Until its agent speaks again, a node is not ready but keeps its tasks:
     // the agent re-adopts them and reports their state (no task runs twice).
     e.rec.heartbeat_ms = clock_->NowMs();
@@ -500,6 +501,7 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
     v.node = n.node;
     v.agent_url = n.agent_url;
     v.ready = n.rec.state == "Ready";
+    v.drained = n.drained;
     for (const auto& [id, j] : jobs_) {
       for (const auto& t : j.tasks) v.tasks += Active(t.rec.state) && t.rec.node == name ? 1 : 0;
     }
@@ -509,6 +511,33 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
 }
 
 // --- agent protocol ------------------------------------------------------------------
+
+std::string Controller::NodeSpecJson(const core::Node& node, const std::string& agent_url, const std::string& log_key,
+                                     bool drained) {
+  return json{{"node", wire::NodeToJson(node)}, {"agent_url", agent_url}, {"log_key", log_key}, {"drained", drained}}
+      .dump();
+}
+
+absl::Status Controller::DrainNode(const Principal& caller, const std::string& name, bool drain) {
+  if (caller.role != Role::kAdmin) return Denied(drain ? "drain nodes (admin only)" : "resume nodes (admin only)");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
+  NodeEntry& n = it->second;
+  if (n.drained == drain) return absl::OkStatus();
+  store::NodeRecord rec = n.rec;
+  rec.spec_json = NodeSpecJson(n.node, n.agent_url, n.log_key, drain);
+  store::WriteBatch b;
+  b.nodes.push_back(rec);
+  // Running tasks stay (as `scontrol update state=drain` in Slurm); nothing new lands.
+  Event(b, 0, name, drain ? "NodeDrained" : "NodeResumed",
+        absl::StrCat(drain ? "drained" : "resumed", " by ", caller.name));
+  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  n.rec = rec;
+  n.drained = drain;
+  ++n.generation;  // a pass in flight must not place onto it
+  return absl::OkStatus();
+}
 
 std::string Controller::AgentLogKey(const std::string& agent_url) const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -538,7 +567,7 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
   NodeEntry& e = nodes_[node.name];
   const bool fresh = e.rec.name.empty();
   e.rec.name = node.name;
-  e.rec.spec_json = json{{"node", wire::NodeToJson(node)}, {"agent_url", agent_url}, {"log_key", log_key}}.dump();
+  e.rec.spec_json = NodeSpecJson(node, agent_url, log_key, e.drained);
   e.rec.state = "Ready";
   e.rec.address = address;
   if (fresh) e.rec.registered_ms = now;
@@ -782,6 +811,7 @@ absl::Status Controller::RunPass() {
       node_names.push_back(name);
       node_generation.push_back(n.generation);
       snap.nodes.push_back(n.node);
+      if (n.drained) snap.nodes.back().schedulable = false;
     }
     for (const auto& [name, q] : queues_) snap.queues.push_back(q);
     for (const auto& [id, j] : jobs_) {

@@ -71,6 +71,7 @@ struct NodeView {
   std::string agent_url;
   int32_t tasks = 0;
   bool ready = false;
+  bool drained = false;
 };
 
 struct QueueView {
@@ -134,6 +135,9 @@ class Controller {
   // fetches logs from agents on users' behalf).
   absl::Status RegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
                             const std::string& agent_url, const std::string& log_key);
+  // Admin only. A drained node keeps its running tasks but gets no new ones;
+  // survives restarts of controller and agent.
+  absl::Status DrainNode(const Principal& caller, const std::string& name, bool drain);
   // The log key of the agent at `agent_url`; "" if unknown.
   std::string AgentLogKey(const std::string& agent_url) const;
   absl::Status Heartbeat(const Principal& caller, const std::string& node, const std::vector<wire::TaskStatus>& tasks);
@@ -166,6 +170,7 @@ class Controller {
     std::string log_key;
     uint64_t version = 1;      // assignments changed (watchers wake)
     uint64_t generation = 0;   // registrations: a pass's view of the node is stale after one
+    bool drained = false;      // an operator took it out of scheduling
   };
 
   Controller(ControllerOptions options, store::StateStore* store, Clock* clock);
@@ -179,6 +184,8 @@ class Controller {
   bool ShouldRun(const JobEntry& j, const TaskEntry& t) const;
   void Touch(const std::string& node);
   void TouchJob(const JobEntry& j);
+  static std::string NodeSpecJson(const core::Node& node, const std::string& agent_url, const std::string& log_key,
+                                  bool drained);
   // Forgets jobs that ended and hold no tasks (the store keeps them).
   void Prune();
   absl::Status DoRegisterNode(const Principal& caller, const core::Node& node, const std::string& address,

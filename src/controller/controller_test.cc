@@ -273,6 +273,23 @@ TEST_F(ControllerTest, RunningTaskTheAgentNoLongerReportsIsLost) {
   EXPECT_EQ(State(*id), "Failed");
 }
 
+TEST_F(ControllerTest, DrainedNodeGetsNoNewJobsUntilResumed) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  EXPECT_EQ(controller_->DrainNode(alice_, "n1", true).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(controller_->DrainNode(admin_, "nope", true).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(controller_->DrainNode(admin_, "n1", true).ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Pending");
+  Open();  // the drain survives a restart, and the agent re-registering
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Pending");
+  ASSERT_TRUE(controller_->DrainNode(admin_, "n1", false).ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Running");
+}
+
 TEST_F(ControllerTest, DevicesGetTheVendorsVisibleDevicesVariable) {
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 4), "127.0.0.1", "u", "k").ok());
   auto id = controller_->Submit(alice_, R"(

@@ -253,6 +253,7 @@ void HttpServer::Routes() {
     for (const auto& n : *nodes) {
       out.push_back({{"name", n.record.name},
                      {"state", n.record.state},
+                     {"drained", n.drained},
                      {"address", n.record.address},
                      {"heartbeat_ms", n.record.heartbeat_ms},
                      {"tasks", n.tasks},
@@ -271,6 +272,13 @@ void HttpServer::Routes() {
       return Fail(res, st);
     }
     Reply(res, 200, {{"name", node->name}});
+  }));
+
+  s.Post(R"(/api/v1/nodes/([^/]+)/(drain|resume))", authed([c](const Principal& who, const httplib::Request& req,
+                                                                 httplib::Response& res) {
+    const bool drain = req.matches[2].str() == "drain";
+    if (absl::Status st = c->DrainNode(who, req.matches[1].str(), drain); !st.ok()) return Fail(res, st);
+    Reply(res, 200, {{"name", req.matches[1].str()}, {"drained", drain}});
   }));
 
   s.Post(R"(/api/v1/nodes/([^/]+)/heartbeat)", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {

@@ -32,4 +32,17 @@ sed 's/devices: 4/devices: 8/' "$E2E_DIR/npu.yaml" > "$E2E_DIR/npu8.yaml"
 big=$(submit "$E2E_DIR/npu8.yaml")
 wait_until 10 bash -c "icos job $big -o json | grep -q NeverFits" || fail "impossible island request not explained"
 job_field "$big" reason
+# icos devices: every device with its topology and health.
+icos devices | tee "$E2E_DIR/devices.txt"
+[ "$(grep -c ascend "$E2E_DIR/devices.txt")" = 8 ] || fail "icos devices does not list 8 ascend devices"
+grep -E "ascend +910B +64Gi +[0-9]+ +0 +Unhealthy" "$E2E_DIR/devices.txt" | grep -q " 3 " || fail "unhealthy NPU 3 not shown"
+# Drain: nothing new lands until resume; the node says so.
+icos cancel "$big" > /dev/null
+icos node drain "$(hostname)" > /dev/null
+icos nodes | grep -q "Ready,Drained" || fail "drained node not shown as drained"
+again=$(submit "$E2E_DIR/gpu.yaml")
+sleep 1
+[ "$(job_field "$again" state)" = Pending ] || fail "job started on a drained node"
+icos node resume "$(hostname)" > /dev/null
+icos wait "$again" --timeout 30 || fail "job did not start after resume"
 echo "PASS mixed_devices"
