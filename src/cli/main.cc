@@ -7,6 +7,7 @@
 
 #include "cli/client.h"
 #include "cli/demo.h"
+#include "cli/sim_command.h"
 #include "cli/up.h"
 
 int main(int argc, char** argv) {
@@ -59,6 +60,25 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--placement", demo.placement, "node scoring")->check(CLI::IsMember({"binpack", "spread", "fgd"}));
   demo_cmd->add_option("-o,--output", demo.output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+  icos::cli::SimFlags sim;
+  CLI::App* sim_cmd = app.add_subcommand(
+      "sim", "Replay a trace on a simulated cluster through icos::core and compare policies");
+  sim_cmd->add_option("--trace", sim.trace, "philly[:CSV] | openb[:DIR] | gavel[:DIR] | synthetic[:RATE[:single]]");
+  sim_cmd->add_option("--cluster", sim.cluster,
+                      "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
+  sim_cmd->add_option("--policy", sim.policy, "comma-separated: default, fifo, sjf, las, gavel, fgd");
+  sim_cmd->add_option("--seed", sim.seed, "random seed (synthetic trace)");
+  sim_cmd->add_option("--jobs", sim.jobs, "use the first N jobs (synthetic: generate N; default 1000)")
+      ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));
+  sim_cmd->add_flag("--json", sim.json, "one JSON object per policy and line");
+  sim_cmd->add_option("--out", sim.out_dir, "directory for <policy>_utilisation.csv");
+  sim_cmd->add_option("--traces", sim.traces_dir, "trace directory (default: $ICOS_TRACES or ../shared/data/traces)");
+  sim_cmd->add_option("--estimator", sim.estimator, "runtime estimates for SJF and backfill")
+      ->check(CLI::IsMember({"oracle", "none"}));
+  sim_cmd->add_option("--restore-delay", sim.restore_delay_s, "seconds a preempted job pays to restore its checkpoint")
+      ->check(CLI::Range(0.0, 1e9));
+  sim_cmd->add_option("--window", sim.window, "FIRST:LAST: also report the mean JCT of jobs FIRST..LAST-1");
+
   icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
@@ -66,6 +86,7 @@ int main(int argc, char** argv) {
   if (server_cmd->parsed()) return icos::cli::RunServer(server, std::cout, std::cerr);
   if (agent_cmd->parsed()) return icos::cli::RunAgent(agent, std::cout, std::cerr);
   if (demo_cmd->parsed()) return icos::cli::RunDemo(demo, std::cout, std::cerr);
+  if (sim_cmd->parsed()) return icos::cli::RunSim(sim, std::cout, std::cerr);
   const int rc = icos::cli::RunClientCommand(client, std::cout, std::cerr);
   return rc < 0 ? 0 : rc;
 }

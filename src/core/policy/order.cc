@@ -1,6 +1,7 @@
 #include "core/policy/order.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 #include <tuple>
 
@@ -27,7 +28,9 @@ absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view na
   if (name == "priority") return std::make_unique<PriorityOrder>();
   if (name == "drf") return std::make_unique<DrfOrder>();
   if (name == "las" || name == "tiresias") return std::make_unique<LasOrder>();
-  return absl::InvalidArgumentError(absl::StrCat("unknown order policy '", std::string(name), "'; known: fifo, priority, drf, las"));
+  if (name == "sjf") return std::make_unique<SjfOrder>();
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown order policy '", std::string(name), "'; known: fifo, priority, drf, las, sjf"));
 }
 
 std::vector<int32_t> FifoOrder::Order(const OrderInput& in) const {
@@ -43,6 +46,20 @@ std::vector<int32_t> PriorityOrder::Order(const OrderInput& in) const {
   const auto& jobs = in.snapshot->pending;
   auto idx = Indices(in);
   std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) { return ByPriorityThenFifo(jobs[a], jobs[b]); });
+  return idx;
+}
+
+std::vector<int32_t> SjfOrder::Order(const OrderInput& in) const {
+  const auto& jobs = in.snapshot->pending;
+  auto idx = Indices(in);
+  // An unknown estimate (0 or less) sorts after every known one.
+  auto key = [](const Job& j) { return j.runtime_estimate_ms > 0 ? j.runtime_estimate_ms : INT64_MAX; };
+  std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) {
+    const Job& x = jobs[a];
+    const Job& y = jobs[b];
+    const int64_t kx = key(x), ky = key(y);
+    return std::tie(kx, x.submit_ms, x.id) < std::tie(ky, y.submit_ms, y.id);
+  });
   return idx;
 }
 

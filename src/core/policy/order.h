@@ -31,7 +31,7 @@ class OrderPolicy {
   virtual std::vector<int32_t> Order(const OrderInput& in) const = 0;
 };
 
-// "fifo", "priority", "drf", "las". An unknown name is an error listing the known ones.
+// "fifo", "priority", "drf", "las", "sjf". An unknown name is an error listing the known ones.
 absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view name);
 
 // First come, first served: submit time, then job id.
@@ -71,6 +71,16 @@ class LasOrder final : public OrderPolicy {
 
  private:
   std::vector<double> thresholds_;
+};
+
+// Shortest job first on the runtime estimate (the oracle baseline of the Alibaba
+// PAI study, Weng et al., NSDI'22; SJF as in Slurm's job-size-aware schedulers):
+// smallest runtime_estimate_ms first, jobs without an estimate (0) last, FIFO
+// among equals. Priority is not looked at.
+class SjfOrder final : public OrderPolicy {
+ public:
+  std::string_view name() const override { return "sjf"; }
+  std::vector<int32_t> Order(const OrderInput& in) const override;
 };
 
 }  // namespace icos::core

@@ -290,6 +290,48 @@ TEST_F(DrfOrderTest, DoesNotChangeTheQuotaTracker) {
   EXPECT_EQ(quota_->DominantShare(quota_->Find("a"), in_.capacity), 0.0);
 }
 
+// --- SJF -------------------------------------------------------------------------
+
+Job WithEstimate(Job j, int64_t estimate_ms) {
+  j.runtime_estimate_ms = estimate_ms;
+  return j;
+}
+
+TEST(SjfOrderTest, RunsShortestEstimateFirst) {
+  SjfOrder sjf;
+  // Estimates 300, 100, 200 ms: indices 1, 2, 0.
+  EXPECT_EQ(OrderOf(sjf, {WithEstimate(MakeJob(1, 10), 300), WithEstimate(MakeJob(2, 20), 100),
+                          WithEstimate(MakeJob(3, 30), 200)}),
+            (std::vector<int32_t>{1, 2, 0}));
+}
+
+TEST(SjfOrderTest, UnknownEstimatesGoLast) {
+  SjfOrder sjf;
+  // Index 0 has no estimate although it came first; index 1's long estimate still wins.
+  EXPECT_EQ(OrderOf(sjf, {WithEstimate(MakeJob(1, 10), 0), WithEstimate(MakeJob(2, 20), 1'000'000)}),
+            (std::vector<int32_t>{1, 0}));
+}
+
+TEST(SjfOrderTest, IsFifoAmongEqualEstimates) {
+  SjfOrder sjf;
+  // All 500 ms: submit 30, 10, 10 (ids 5 and 4): the t=10 tie goes to id 4.
+  EXPECT_EQ(OrderOf(sjf, {WithEstimate(MakeJob(1, 30), 500), WithEstimate(MakeJob(5, 10), 500),
+                          WithEstimate(MakeJob(4, 10), 500)}),
+            (std::vector<int32_t>{2, 1, 0}));
+}
+
+TEST(SjfOrderTest, UnknownEstimatesAreFifoAmongThemselves) {
+  SjfOrder sjf;
+  EXPECT_EQ(OrderOf(sjf, {WithEstimate(MakeJob(1, 20), 0), WithEstimate(MakeJob(2, 10), 0)}),
+            (std::vector<int32_t>{1, 0}));
+}
+
+TEST(SjfOrderTest, IgnoresPriority) {
+  SjfOrder sjf;
+  EXPECT_EQ(OrderOf(sjf, {WithEstimate(MakeJob(1, 10, 9), 200), WithEstimate(MakeJob(2, 20, 0), 100)}),
+            (std::vector<int32_t>{1, 0}));
+}
+
 // --- all policies -------------------------------------------------------------------
 
 TEST(OrderPolicyTest, EveryPolicyReturnsEachIndexExactlyOnce) {
@@ -320,7 +362,7 @@ TEST(OrderPolicyTest, EveryPolicyReturnsEachIndexExactlyOnce) {
   }
   std::vector<int32_t> all(snap.pending.size());
   std::iota(all.begin(), all.end(), 0);
-  for (const char* name : {"fifo", "priority", "drf", "las"}) {
+  for (const char* name : {"fifo", "priority", "drf", "las", "sjf"}) {
     auto policy = MakeOrderPolicy(name);
     ASSERT_TRUE(policy.ok()) << name;
     const std::vector<int32_t> order = (*policy)->Order(in);
@@ -333,7 +375,7 @@ TEST(OrderPolicyTest, EveryPolicyReturnsEachIndexExactlyOnce) {
 }
 
 TEST(OrderPolicyTest, MakeOrderPolicyKnowsEveryName) {
-  for (const char* name : {"fifo", "priority", "drf", "las"}) {
+  for (const char* name : {"fifo", "priority", "drf", "las", "sjf"}) {
     auto policy = MakeOrderPolicy(name);
     ASSERT_TRUE(policy.ok()) << name << ": " << policy.status();
     EXPECT_EQ((*policy)->name(), name);
@@ -352,7 +394,7 @@ TEST(OrderPolicyTest, MakeOrderPolicyRejectsUnknownName) {
   EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument);
   const std::string msg(policy.status().message());
   EXPECT_NE(msg.find("'lottery'"), std::string::npos) << msg;
-  for (const char* known : {"fifo", "priority", "drf", "las"}) {
+  for (const char* known : {"fifo", "priority", "drf", "las", "sjf"}) {
     EXPECT_NE(msg.find(known), std::string::npos) << msg << " lacks " << known;
   }
 }

@@ -13,9 +13,16 @@ absl::StatusOr<ClusterState> ClusterState::Build(const std::vector<Node>& nodes)
   ClusterState st;
   st.specs_ = &nodes;
   st.nodes_.reserve(nodes.size());
-  absl::flat_hash_set<std::string> names;
+  absl::flat_hash_set<std::string_view> names;
+  names.reserve(nodes.size());
   absl::flat_hash_map<std::string, int32_t> racks;
-  std::vector<std::vector<int32_t>> type_count_scratch;
+  size_t total_devices = 0;
+  for (const Node& node : nodes) total_devices += node.devices.size();
+  st.devices_.reserve(total_devices);
+  st.slots_.reserve(nodes.size());
+  // Per-node scratch, reused: (type, usable count) and ((type, island), usable count).
+  std::vector<std::pair<DeviceTypeId, int32_t>> per_type;
+  std::vector<std::pair<int64_t, int32_t>> per_island;
 
   for (size_t n = 0; n < nodes.size(); ++n) {
     const Node& node = nodes[n];
@@ -32,15 +39,19 @@ absl::StatusOr<ClusterState> ClusterState::Build(const std::vector<Node>& nodes)
     ns.schedulable = node.schedulable;
     ns.first_device = static_cast<int32_t>(st.devices_.size());
     ns.num_devices = static_cast<int32_t>(node.devices.size());
-    const std::string rack_key = absl::StrJoin(node.network_path, "/");
-    auto [it, inserted] = racks.try_emplace(rack_key, static_cast<int32_t>(racks.size()));
-    ns.rack = it->second;
+    // Neighbouring nodes usually share a rack: skip the join and hash then.
+    if (n > 0 && node.network_path == nodes[n - 1].network_path) {
+      ns.rack = st.nodes_.back().rack;
+    } else {
+      const std::string rack_key = absl::StrJoin(node.network_path, "/");
+      ns.rack = racks.try_emplace(rack_key, static_cast<int32_t>(racks.size())).first->second;
+    }
 
     // Islands: -1 means "own island"; renumber so every device has one.
     int32_t next_island = 0;
     for (const Device& d : node.devices) next_island = std::max(next_island, d.island + 1);
-    std::vector<std::pair<DeviceTypeId, int32_t>> per_type;  // type -> usable count
-    absl::flat_hash_map<int64_t, int32_t> per_island;        // (type, island) -> usable
+    per_type.clear();
+    per_island.clear();
     for (size_t i = 0; i < node.devices.size(); ++i) {
       const Device& d = node.devices[i];
       if (d.vendor.empty()) {
@@ -49,15 +60,24 @@ absl::StatusOr<ClusterState> ClusterState::Build(const std::vector<Node>& nodes)
       if (d.memory_mib < 0) {
         return absl::InvalidArgumentError(absl::StrCat("node '", node.name, "' device #", i, " has negative memory"));
       }
-      std::string type_name = absl::StrCat(d.vendor, "/", d.model);
-      auto [tit, new_type] = st.type_ids_.try_emplace(type_name, static_cast<DeviceTypeId>(st.type_names_.size()));
-      if (new_type) {
-        st.type_names_.push_back(type_name);
-        st.type_vendor_.push_back(d.vendor);
-        st.type_model_.push_back(d.model);
+      // Devices of a node are nearly always of one type: compare with the
+      // previous device before building and hashing a "vendor/model" key
+      // (the simulator builds this state once per event).
+      DeviceTypeId type;
+      if (i > 0 && d.vendor == node.devices[i - 1].vendor && d.model == node.devices[i - 1].model) {
+        type = st.devices_.back().type;
+      } else {
+        std::string type_name = absl::StrCat(d.vendor, "/", d.model);
+        auto [tit, new_type] = st.type_ids_.try_emplace(type_name, static_cast<DeviceTypeId>(st.type_names_.size()));
+        if (new_type) {
+          st.type_names_.push_back(type_name);
+          st.type_vendor_.push_back(d.vendor);
+          st.type_model_.push_back(d.model);
+        }
+        type = tit->second;
       }
       DeviceState ds;
-      ds.type = tit->second;
+      ds.type = type;
       ds.island = d.island >= 0 ? d.island : next_island++;
       const int32_t numa_count = std::max<int32_t>(1, static_cast<int32_t>(node.numa_nodes.size()));
       ds.numa = std::clamp(d.numa_node, 0, numa_count - 1);
@@ -72,7 +92,13 @@ absl::StatusOr<ClusterState> ClusterState::Build(const std::vector<Node>& nodes)
       }
       if (ds.usable) {
         ++pt->second;
-        ++per_island[(static_cast<int64_t>(ds.type) << 32) | static_cast<uint32_t>(ds.island)];
+        const int64_t key = (static_cast<int64_t>(ds.type) << 32) | static_cast<uint32_t>(ds.island);
+        auto pi = std::find_if(per_island.begin(), per_island.end(), [&](auto& e) { return e.first == key; });
+        if (pi == per_island.end()) {
+          per_island.emplace_back(key, 1);
+        } else {
+          ++pi->second;
+        }
       }
     }
     std::sort(per_type.begin(), per_type.end());

@@ -1,0 +1,36 @@
+// `icos sim`: replays a trace (Philly, Alibaba openb, Gavel, or Gavel's
+// synthetic workload) on a simulated cluster through icos::core, once per
+// policy, and reports JCT, queueing, makespan and utilisation side by side.
+#ifndef ICOS_CLI_SIM_COMMAND_H_
+#define ICOS_CLI_SIM_COMMAND_H_
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+namespace icos::cli {
+
+struct SimFlags {
+  // philly[:CSV] | openb[:DIR] | gavel[:DIR] | synthetic[:RATE[:single]] (RATE in jobs/hour).
+  std::string trace = "synthetic";
+  // Cluster spec ("36xV100,36xP100,36xK80", "250x8xV100") or "openb[:CSV]";
+  // empty: 250x8xV100 for philly, the openb GPU nodes for openb, Gavel's
+  // 36 V100 + 36 P100 + 36 K80 otherwise.
+  std::string cluster;
+  std::string policy = "default";  // comma-separated names
+  uint64_t seed = 1;
+  int64_t jobs = 0;                // first N jobs; 0: all (synthetic: 1000)
+  bool json = false;               // one JSON object per policy and line
+  std::string out_dir;             // CSV utilisation series per policy
+  std::string traces_dir;          // default: $ICOS_TRACES, else ../shared/data/traces
+  std::string estimator = "oracle";
+  double restore_delay_s = 30.0;
+  std::string window;              // "FIRST:LAST": also report mean JCT of jobs FIRST..LAST-1
+};
+
+// Returns the process exit code: 0 on success, 1 on bad input or a violated invariant.
+int RunSim(const SimFlags& flags, std::ostream& out, std::ostream& err);
+
+}  // namespace icos::cli
+
+#endif  // ICOS_CLI_SIM_COMMAND_H_

@@ -1,0 +1,55 @@
+// Metrics of one simulation: job completion times, queueing, makespan,
+// time-weighted device utilisation, and the invariants every run must keep.
+#ifndef ICOS_SIM_METRICS_H_
+#define ICOS_SIM_METRICS_H_
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "nlohmann/json.hpp"
+#include "sim/simulator.h"
+#include "sim/trace.h"
+
+namespace icos::sim {
+
+// Averages are over jobs that finished; times in seconds.
+struct Summary {
+  std::string policy;
+  int64_t jobs = 0;           // in the trace
+  int64_t finished = 0;
+  int64_t rejected = 0;       // could never fit the cluster
+  double avg_jct_s = 0;
+  double median_jct_s = 0;
+  double p99_jct_s = 0;
+  double avg_queue_s = 0;     // arrival to first start
+  double makespan_s = 0;      // first arrival to last finish
+  double avg_utilisation = 0; // time-weighted allocated share of all devices over the makespan
+  // Mean isolated duration of the finished jobs: no policy's average JCT can be lower.
+  double lower_bound_jct_s = 0;
+  int64_t preemptions = 0;
+  int64_t events = 0;
+  int64_t passes = 0;
+  double wall_s = 0;
+};
+
+Summary Summarize(const SimResult& result);
+
+// Checks what every run must keep: every job finished or was rejected as never
+// fitting; no job finished before arrival + isolated duration on its fastest
+// allowed type; utilisation never above 1. The error names the first offender.
+absl::Status CheckInvariants(const std::vector<SimJob>& jobs, const SimResult& result);
+
+nlohmann::ordered_json ToJson(const Summary& s);
+
+// `t_s,used_devices,utilisation` rows, one per change.
+void WriteUtilisationCsv(const SimResult& result, std::ostream& out);
+
+// Average JCT of the finished jobs with first <= id < last (e.g. Gavel's jobs 4000-5000).
+double AverageJct(const SimResult& result, int64_t first, int64_t last);
+
+}  // namespace icos::sim
+
+#endif  // ICOS_SIM_METRICS_H_

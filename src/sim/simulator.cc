@@ -1,0 +1,431 @@
+#include "sim/simulator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <queue>
+#include <set>
+#include <tuple>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace icos::sim {
+namespace {
+
+constexpr int32_t kDefaultPerNode = 4;
+
+int64_t ToMs(double s) { return static_cast<int64_t>(std::ceil(s * 1000.0 - 1e-6)); }
+
+core::Node MakeNode(int32_t index, int32_t devices, const std::string& model) {
+  core::Node n;
+  n.name = absl::StrCat("node-", index);
+  n.cpu_milli = 96'000;
+  n.memory_mib = 768 * 1'024;
+  for (int32_t d = 0; d < devices; ++d) {
+    core::Device dev;
+    dev.vendor = "nvidia";
+    dev.model = model;
+    dev.memory_mib = 32'768;
+    dev.island = 0;
+    n.devices.push_back(dev);
+  }
+  n.network_path = {absl::StrCat("rack-", index / 32)};
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec) {
+  std::vector<core::Node> nodes;
+  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, 'x');
+    int64_t node_count = 0, per_node = kDefaultPerNode, gpus = 0;
+    auto bad = [&] {
+      return absl::InvalidArgumentError(absl::StrCat("cluster spec item '", item,
+                                                     "': expected GPUSxMODEL (nodes of 4) or NODESxPER_NODExMODEL"));
+    };
+    if (parts.size() == 2) {
+      if (!absl::SimpleAtoi(parts[0], &gpus) || gpus < 1 || gpus > 10'000'000) return bad();
+      node_count = (gpus + per_node - 1) / per_node;
+    } else if (parts.size() == 3) {
+      if (!absl::SimpleAtoi(parts[0], &node_count) || !absl::SimpleAtoi(parts[1], &per_node) || node_count < 1 ||
+          per_node < 1 || per_node > 1024 || node_count > 1'000'000) {
+        return bad();
+      }
+      gpus = node_count * per_node;
+    } else {
+      return bad();
+    }
+    const std::string model(absl::StripAsciiWhitespace(parts.back()));
+    if (model.empty()) return bad();
+    for (int64_t i = 0; i < node_count; ++i) {
+      const int64_t left = gpus - i * per_node;
+      nodes.push_back(MakeNode(static_cast<int32_t>(nodes.size()), static_cast<int32_t>(std::min(left, per_node)), model));
+    }
+  }
+  if (nodes.empty()) return absl::InvalidArgumentError(absl::StrCat("cluster spec '", spec, "' names no devices"));
+  return nodes;
+}
+
+std::vector<std::string> PolicyNames() { return {"default", "fifo", "sjf", "las", "gavel", "fgd"}; }
+
+absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
+  core::SchedulerOptions o;  // the default set
+  if (name == "default") return o;
+  if (name == "fifo" || name == "sjf" || name == "las") {
+    o.order = std::string(name);
+    o.heterogeneity_aware = false;
+    o.preemption = false;
+    return o;
+  }
+  if (name == "gavel") {
+    o.order = "las";
+    o.heterogeneity_aware = true;
+    o.preemption = false;
+    return o;
+  }
+  if (name == "fgd") {
+    o.placement = "fgd";
+    return o;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown policy '", name, "'; known: ", absl::StrJoin(PolicyNames(), ", ")));
+}
+
+namespace {
+
+// The event loop and its state. One instance per Simulate() call.
+class Sim {
+ public:
+  Sim(const std::vector<core::Node>& nodes, const std::vector<SimJob>& jobs, const SimOptions& options,
+      const core::Scheduler& scheduler)
+      : jobs_(jobs), options_(options), scheduler_(scheduler) {
+    snap_.nodes = nodes;
+    for (const core::Node& n : nodes) {
+      max_per_node_ = std::max<int32_t>(max_per_node_, static_cast<int32_t>(n.devices.size()));
+      for (const core::Device& d : n.devices) {
+        if (std::find(models_.begin(), models_.end(), d.model) == models_.end()) models_.push_back(d.model);
+        result_.total_devices += 1;
+      }
+    }
+    if (options.queues.empty()) {
+      std::set<std::string> names;
+      for (const SimJob& j : jobs) {
+        if (!j.queue.empty()) names.insert(j.queue);
+      }
+      for (const std::string& q : names) snap_.queues.push_back(core::Queue{.name = q});
+    } else {
+      snap_.queues = options.queues;
+    }
+    state_.resize(jobs.size());
+    result_.jobs.resize(jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const SimJob& j = jobs[i];
+      JobOutcome& o = result_.jobs[i];
+      o.id = j.id;
+      o.arrival_s = j.arrival_s;
+      o.duration_s = j.duration_s;
+      o.gpus = j.gpus;
+      state_[i].remaining_s = j.duration_s;
+      for (const auto& [m, t] : j.throughput) state_[i].best_tput = std::max(state_[i].best_tput, t);
+    }
+    result_.policy = options.policy;
+  }
+
+  absl::StatusOr<SimResult> Run();
+
+ private:
+  enum class Where { kFuture, kPending, kRunning, kDone, kRejected };
+  struct JobState {
+    Where where = Where::kFuture;
+    int32_t pos = -1;             // index in snap_.pending or snap_.running
+    double remaining_s = 0;       // isolated work left, in seconds on the fastest type
+    double best_tput = 0;
+    double speed = 1;             // relative speed on the current type (<= 1)
+    bool restore = false;         // pays the checkpoint-restore delay at its next start
+    int64_t start_ms = 0;
+    int64_t work_from_ms = 0;     // start + restore delay
+    int32_t epoch = 0;            // completion events of older epochs are stale
+    double share = 0;             // devices held while running
+  };
+  struct Completion {
+    int64_t t_ms;
+    int32_t job;
+    int32_t epoch;
+    bool operator>(const Completion& o) const { return std::tie(t_ms, job) > std::tie(o.t_ms, o.job); }
+  };
+
+  core::Job ToCoreJob(const SimJob& s) const;
+  int64_t PendingEstimateMs(int32_t i) const;
+  void AddPending(int32_t i, core::Job job);
+  core::Job TakePending(int32_t i);
+  core::RunningJob TakeRunning(int32_t i);
+  void Stop(int32_t i, int64_t now_ms);   // preempted: back to pending
+  absl::Status Pass(int64_t now_ms);
+  void Sample(int64_t now_ms);
+
+  const std::vector<SimJob>& jobs_;
+  const SimOptions& options_;
+  const core::Scheduler& scheduler_;
+  core::Snapshot snap_;
+  std::vector<std::string> models_;  // cluster models in first-seen order
+  int32_t max_per_node_ = 1;
+  std::vector<JobState> state_;
+  std::priority_queue<Completion, std::vector<Completion>, std::greater<>> completions_;
+  SimResult result_;
+  double used_ = 0;
+  bool dirty_ = false;  // something arrived or capacity was freed since the last pass
+  std::vector<core::WaitingJob> last_waiting_;
+};
+
+core::Job Sim::ToCoreJob(const SimJob& s) const {
+  core::Job job;
+  job.id = JobId(s.id);
+  job.queue = s.queue;
+  job.submit_ms = ToMs(s.arrival_s);
+  core::TaskGroup g;
+  g.name = "worker";
+  int32_t replicas = 1;
+  if (s.gpus > 0 && s.gpu_milli < 1000) {
+    g.request.device_percent = std::clamp((s.gpu_milli + 9) / 10, 1, 99);
+  } else if (s.gpus > 0) {
+    // Whole devices: one task if a node holds them, else the fewest equal tasks
+    // that each fit a node (a 12-GPU job on 8-GPU nodes: 2 x 6).
+    int32_t per = std::min(s.gpus, max_per_node_);
+    while (s.gpus % per != 0) --per;
+    replicas = s.gpus / per;
+    g.request.devices = per;
+  }
+  g.replicas = replicas;
+  g.request.cpu_milli = (s.cpu_milli + replicas - 1) / replicas;
+  g.request.memory_mib = (s.memory_mib + replicas - 1) / replicas;
+  std::vector<std::string> allowed = s.models;
+  if (allowed.empty()) {
+    for (const auto& [m, t] : s.throughput) allowed.push_back(m);
+  }
+  if (!allowed.empty()) {
+    // Cluster order first (the order an agnostic policy tries), then models the
+    // cluster lacks (so the core can say the job never fits).
+    std::vector<std::string> ordered;
+    for (const std::string& m : models_) {
+      if (std::find(allowed.begin(), allowed.end(), m) != allowed.end()) ordered.push_back(m);
+    }
+    for (const std::string& m : allowed) {
+      if (std::find(ordered.begin(), ordered.end(), m) == ordered.end()) ordered.push_back(m);
+    }
+    for (const std::string& m : ordered) {
+      auto it = s.throughput.find(m);
+      g.device_choices.push_back({"nvidia", m, it == s.throughput.end() ? 0.0 : it->second});
+    }
+  }
+  job.groups.push_back(std::move(g));
+  return job;
+}
+
+int64_t Sim::PendingEstimateMs(int32_t i) const {
+  if (options_.estimator != "oracle") return 0;
+  const double s = state_[i].remaining_s + (state_[i].restore ? options_.restore_delay_s : 0.0);
+  return std::max<int64_t>(1, ToMs(s));
+}
+
+void Sim::AddPending(int32_t i, core::Job job) {
+  state_[i].where = Where::kPending;
+  state_[i].pos = static_cast<int32_t>(snap_.pending.size());
+  job.runtime_estimate_ms = PendingEstimateMs(i);
+  snap_.pending.push_back(std::move(job));
+  dirty_ = true;
+}
+
+core::Job Sim::TakePending(int32_t i) {
+  const int32_t pos = state_[i].pos;
+  core::Job job = std::move(snap_.pending[pos]);
+  if (pos + 1 != static_cast<int32_t>(snap_.pending.size())) {
+    snap_.pending[pos] = std::move(snap_.pending.back());
+    state_[snap_.pending[pos].id.value()].pos = pos;
+  }
+  snap_.pending.pop_back();
+  state_[i].pos = -1;
+  return job;
+}
+
+core::RunningJob Sim::TakeRunning(int32_t i) {
+  const int32_t pos = state_[i].pos;
+  core::RunningJob r = std::move(snap_.running[pos]);
+  if (pos + 1 != static_cast<int32_t>(snap_.running.size())) {
+    snap_.running[pos] = std::move(snap_.running.back());
+    state_[snap_.running[pos].job.id.value()].pos = pos;
+  }
+  snap_.running.pop_back();
+  state_[i].pos = -1;
+  used_ -= state_[i].share;
+  return r;
+}
+
+void Sim::Stop(int32_t i, int64_t now_ms) {
+  JobState& st = state_[i];
+  core::RunningJob r = TakeRunning(i);
+  const double worked_s = std::max<int64_t>(0, now_ms - st.work_from_ms) / 1000.0;
+  st.remaining_s = std::max(0.0, st.remaining_s - worked_s * st.speed);
+  st.restore = true;
+  ++st.epoch;
+  r.job.attained_device_s += st.share * (now_ms - st.start_ms) / 1000.0;
+  ++result_.jobs[i].preemptions;
+  ++result_.preemptions;
+  ++result_.events;
+  AddPending(i, std::move(r.job));
+}
+
+absl::Status Sim::Pass(int64_t now_ms) {
+  snap_.now_ms = now_ms;
+  ++result_.passes;
+  absl::StatusOr<core::Decisions> d = scheduler_.Schedule(snap_);
+  if (!d.ok()) return absl::InternalError(absl::StrCat("scheduling pass at t=", now_ms / 1000.0, " s: ", d.status().message()));
+  dirty_ = false;
+  for (const core::PreemptDecision& p : d->preemptions) {
+    const int64_t v = p.victim.value();
+    if (v < 0 || v >= static_cast<int64_t>(state_.size()) || state_[v].where != Where::kRunning) {
+      return absl::InternalError(absl::StrCat("preemption of job ", v, ", which is not running"));
+    }
+    Stop(static_cast<int32_t>(v), now_ms);
+  }
+  for (core::BindDecision& b : d->binds) {
+    const int64_t id = b.job.value();
+    if (id < 0 || id >= static_cast<int64_t>(state_.size()) || state_[id].where != Where::kPending) {
+      return absl::InternalError(absl::StrCat("bind of job ", id, ", which is not pending"));
+    }
+    for (JobId victim : b.after_preemption) {
+      if (state_[victim.value()].where == Where::kRunning) Stop(static_cast<int32_t>(victim.value()), now_ms);
+    }
+    const int32_t i = static_cast<int32_t>(id);
+    JobState& st = state_[i];
+    core::RunningJob r;
+    r.job = TakePending(i);
+    r.start_ms = now_ms;
+    r.tasks = std::move(b.tasks);
+    st.speed = 1.0;
+    if (st.best_tput > 0) {
+      const absl::string_view model = b.device_type.substr(b.device_type.find('/') + 1);
+      auto it = jobs_[i].throughput.find(std::string(model));
+      if (it == jobs_[i].throughput.end() || it->second <= 0) {
+        return absl::InternalError(absl::StrCat("job ", id, " bound to ", b.device_type, ", where it has no throughput"));
+      }
+      st.speed = it->second / st.best_tput;
+    }
+    st.share = 0;
+    for (const core::TaskPlacement& t : r.tasks) {
+      for (const core::DeviceSlice& s : t.devices) st.share += s.percent / 100.0;
+    }
+    st.start_ms = now_ms;
+    st.work_from_ms = now_ms + (st.restore ? ToMs(options_.restore_delay_s) : 0);
+    st.restore = false;
+    const int64_t finish_ms = st.work_from_ms + ToMs(st.remaining_s / st.speed);
+    r.job.runtime_estimate_ms = options_.estimator == "oracle" ? std::max<int64_t>(1, finish_ms - now_ms) : 0;
+    st.where = Where::kRunning;
+    st.pos = static_cast<int32_t>(snap_.running.size());
+    snap_.running.push_back(std::move(r));
+    used_ += st.share;
+    completions_.push({finish_ms, i, st.epoch});
+    JobOutcome& o = result_.jobs[i];
+    if (o.first_start_s < 0) o.first_start_s = now_ms / 1000.0;
+    ++result_.binds;
+  }
+  for (core::WaitingJob& w : d->waiting) {
+    if (w.kind == core::WaitKind::kInvalid) {
+      return absl::InternalError(absl::StrCat("job ", w.job.value(), " is invalid: ", w.reason));
+    }
+    if (w.kind == core::WaitKind::kNeverFits) {
+      const int32_t i = static_cast<int32_t>(w.job.value());
+      if (state_[i].where != Where::kPending) continue;
+      TakePending(i);
+      state_[i].where = Where::kRejected;
+      result_.jobs[i].rejected = true;
+      result_.jobs[i].reason = std::move(w.reason);
+    }
+  }
+  last_waiting_ = std::move(d->waiting);
+  return absl::OkStatus();
+}
+
+void Sim::Sample(int64_t now_ms) {
+  if (!options_.record_utilisation) return;
+  auto& u = result_.utilisation;
+  const double t = now_ms / 1000.0;
+  if (!u.empty() && u.back().t_s == t) {
+    u.back().used = used_;
+    if (u.size() >= 2 && u[u.size() - 2].used == used_) u.pop_back();
+    return;
+  }
+  if (!u.empty() && u.back().used == used_) return;
+  u.push_back({t, used_});
+}
+
+absl::StatusOr<SimResult> Sim::Run() {
+  const auto wall_start = std::chrono::steady_clock::now();
+  size_t next = 0;
+  const size_t n = jobs_.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (jobs_[i].id != static_cast<int64_t>(i)) {
+      return absl::InvalidArgumentError(absl::StrCat("job at position ", i, " has id ", jobs_[i].id, "; ids must be 0..n-1"));
+    }
+    if (i > 0 && jobs_[i].arrival_s < jobs_[i - 1].arrival_s) {
+      return absl::InvalidArgumentError(absl::StrCat("job ", i, " arrives before job ", i - 1, "; sort the trace"));
+    }
+  }
+  while (next < n || !completions_.empty()) {
+    int64_t now = INT64_MAX;
+    if (next < n) now = ToMs(jobs_[next].arrival_s);
+    if (!completions_.empty()) now = std::min(now, completions_.top().t_ms);
+    // Completions first (they free capacity), then arrivals, all of this instant.
+    while (!completions_.empty() && completions_.top().t_ms == now) {
+      const Completion c = completions_.top();
+      completions_.pop();
+      JobState& st = state_[c.job];
+      if (c.epoch != st.epoch || st.where != Where::kRunning) continue;
+      TakeRunning(c.job);
+      st.where = Where::kDone;
+      st.remaining_s = 0;
+      result_.jobs[c.job].finish_s = now / 1000.0;
+      result_.jobs[c.job].gpu_share = st.share;
+      ++result_.events;
+      dirty_ = true;
+    }
+    while (next < n && ToMs(jobs_[next].arrival_s) == now) {
+      const int32_t i = static_cast<int32_t>(next++);
+      AddPending(i, ToCoreJob(jobs_[i]));
+      ++result_.events;
+    }
+    for (int k = 0; dirty_ && !snap_.pending.empty() && k < options_.max_passes_per_instant; ++k) {
+      absl::Status s = Pass(now);
+      if (!s.ok()) return s;
+    }
+    Sample(now);
+  }
+  // Whatever is still pending can never start: nothing is left to free capacity.
+  for (const core::WaitingJob& w : last_waiting_) {
+    const int64_t i = w.job.value();
+    if (i >= 0 && i < static_cast<int64_t>(n) && state_[i].where == Where::kPending) result_.jobs[i].reason = w.reason;
+  }
+  result_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  return std::move(result_);
+}
+
+}  // namespace
+
+absl::StatusOr<SimResult> Simulate(const std::vector<core::Node>& nodes, const std::vector<SimJob>& jobs,
+                                   const SimOptions& options) {
+  absl::StatusOr<core::Scheduler> scheduler = core::Scheduler::Create(options.scheduler);
+  if (!scheduler.ok()) return scheduler.status();
+  if (options.estimator != "oracle" && options.estimator != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown estimator '", options.estimator, "'; known: oracle, none"));
+  }
+  if (options.restore_delay_s < 0) return absl::InvalidArgumentError("restore_delay_s must be >= 0");
+  Sim sim(nodes, jobs, options, *scheduler);
+  return sim.Run();
+}
+
+}  // namespace icos::sim

@@ -1,0 +1,301 @@
+#include "sim/simulator.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sim/metrics.h"
+#include "sim/trace.h"
+
+namespace icos::sim {
+namespace {
+
+using ::testing::HasSubstr;
+
+SimJob Job(double arrival_s, int32_t gpus, double duration_s) {
+  SimJob j;
+  j.arrival_s = arrival_s;
+  j.gpus = gpus;
+  j.duration_s = duration_s;
+  return j;
+}
+
+std::vector<SimJob> Finalized(std::vector<SimJob> jobs) {
+  FinalizeTrace(jobs, /*rebase=*/false);
+  return jobs;
+}
+
+SimOptions Policy(const std::string& name) {
+  SimOptions o;
+  o.policy = name;
+  o.scheduler = *PolicyOptions(name);
+  return o;
+}
+
+SimResult MustSimulate(const std::string& cluster, const std::vector<SimJob>& jobs, const SimOptions& options) {
+  auto nodes = ParseClusterSpec(cluster);
+  EXPECT_TRUE(nodes.ok()) << nodes.status();
+  auto r = Simulate(*nodes, jobs, options);
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return {};
+  absl::Status inv = CheckInvariants(jobs, *r);
+  EXPECT_TRUE(inv.ok()) << inv;
+  return *std::move(r);
+}
+
+double Jct(const SimResult& r, int64_t id) { return r.jobs[id].finish_s - r.jobs[id].arrival_s; }
+
+// --- cluster specs and policy table -------------------------------------------------------
+
+TEST(ClusterSpecTest, GpusInNodesOfFour) {
+  auto nodes = ParseClusterSpec("36xV100,6xK80");
+  ASSERT_TRUE(nodes.ok()) << nodes.status();
+  // 36 V100 = 9 nodes of 4; 6 K80 = a node of 4 and one of 2.
+  ASSERT_EQ(nodes->size(), 11u);
+  EXPECT_EQ((*nodes)[0].devices.size(), 4u);
+  EXPECT_EQ((*nodes)[0].devices[0].model, "V100");
+  EXPECT_EQ((*nodes)[10].devices.size(), 2u);
+  EXPECT_EQ((*nodes)[10].devices[0].model, "K80");
+}
+
+TEST(ClusterSpecTest, NodesTimesPerNode) {
+  auto nodes = ParseClusterSpec("250x8xV100");
+  ASSERT_TRUE(nodes.ok()) << nodes.status();
+  EXPECT_EQ(nodes->size(), 250u);
+  EXPECT_EQ(nodes->back().devices.size(), 8u);
+}
+
+TEST(ClusterSpecTest, RejectsGarbage) {
+  EXPECT_THAT(std::string(ParseClusterSpec("lots of GPUs").status().message()), HasSubstr("'lots of GPUs'"));
+  EXPECT_FALSE(ParseClusterSpec("0xV100").ok());
+  EXPECT_FALSE(ParseClusterSpec("").ok());
+}
+
+TEST(PolicyTableTest, KnowsEveryNameAndRejectsOthers) {
+  for (const std::string& name : PolicyNames()) {
+    auto o = PolicyOptions(name);
+    ASSERT_TRUE(o.ok()) << name;
+    EXPECT_TRUE(core::Scheduler::Create(*o).ok()) << name;
+  }
+  EXPECT_EQ(PolicyOptions("gavel")->order, "las");
+  EXPECT_TRUE(PolicyOptions("gavel")->heterogeneity_aware);
+  EXPECT_FALSE(PolicyOptions("las")->heterogeneity_aware);
+  EXPECT_EQ(PolicyOptions("sjf")->order, "sjf");
+  EXPECT_THAT(std::string(PolicyOptions("lottery").status().message()), HasSubstr("known: default, fifo"));
+}
+
+// --- golden runs ------------------------------------------------------------------------------
+
+// One node of 2 GPUs; FIFO order with EASY backfill (the fifo policy keeps it):
+//   job 0: t=0,  1 GPU, 100 s -> starts 0, ends 100                       JCT 100
+//   job 1: t=10, 2 GPUs, 50 s -> 1 GPU free: blocked, reserved for t=100;
+//                                starts 100 when job 0 ends, ends 150      JCT 140
+//   job 2: t=20, 1 GPU, 30 s  -> ends at 50 < 100, so it backfills at 20   JCT 30
+// Average (100 + 140 + 30) / 3 = 90; makespan 150. Devices in use: 1 on [0,20),
+// 2 on [20,50), 1 on [50,100), 2 on [100,150): (20 + 60 + 50 + 100) / (150 x 2) = 23/30.
+TEST(GoldenTest, FifoWithBackfillOnTwoGpus) {
+  const auto jobs = Finalized({Job(0, 1, 100), Job(10, 2, 50), Job(20, 1, 30)});
+  SimResult r = MustSimulate("1x2xV100", jobs, Policy("fifo"));
+  EXPECT_DOUBLE_EQ(Jct(r, 0), 100);
+  EXPECT_DOUBLE_EQ(Jct(r, 1), 140);
+  EXPECT_DOUBLE_EQ(Jct(r, 2), 30);
+  Summary s = Summarize(r);
+  EXPECT_DOUBLE_EQ(s.avg_jct_s, 90);
+  EXPECT_DOUBLE_EQ(s.median_jct_s, 100);
+  EXPECT_DOUBLE_EQ(s.makespan_s, 150);
+  EXPECT_NEAR(s.avg_utilisation, 23.0 / 30.0, 1e-9);
+  // Queueing: 0 + 90 + 0.
+  EXPECT_DOUBLE_EQ(s.avg_queue_s, 30);
+  EXPECT_DOUBLE_EQ(s.lower_bound_jct_s, 60);
+}
+
+// Strict FIFO: job 2 may not overtake job 1, so it starts when job 1 ends at 150
+// and finishes at 180: JCT 160; the others as above.
+TEST(GoldenTest, StrictFifoDoesNotBackfill) {
+  const auto jobs = Finalized({Job(0, 1, 100), Job(10, 2, 50), Job(20, 1, 30)});
+  SimOptions o = Policy("fifo");
+  o.scheduler.backfill = core::BackfillMode::kStrict;
+  SimResult r = MustSimulate("1x2xV100", jobs, o);
+  EXPECT_DOUBLE_EQ(Jct(r, 0), 100);
+  EXPECT_DOUBLE_EQ(Jct(r, 1), 140);
+  EXPECT_DOUBLE_EQ(Jct(r, 2), 160);
+}
+
+// SJF with oracle durations on one GPU: all arrive at 0 with 30, 10, 20 s.
+// Order 10, 20, 30: finishes at 10, 30, 60 -> JCTs 60, 10, 30 (by id), mean 100/3.
+// FIFO runs them by id: finishes 30, 40, 60 -> mean 130/3.
+TEST(GoldenTest, SjfRunsShortestFirst) {
+  const auto jobs = Finalized({Job(0, 1, 30), Job(0, 1, 10), Job(0, 1, 20)});
+  SimResult sjf = MustSimulate("1x1xV100", jobs, Policy("sjf"));
+  EXPECT_DOUBLE_EQ(Jct(sjf, 0), 60);
+  EXPECT_DOUBLE_EQ(Jct(sjf, 1), 10);
+  EXPECT_DOUBLE_EQ(Jct(sjf, 2), 30);
+  SimResult fifo = MustSimulate("1x1xV100", jobs, Policy("fifo"));
+  EXPECT_NEAR(Summarize(fifo).avg_jct_s, 130.0 / 3, 1e-9);
+}
+
+// Two jobs at t=0 on one V100 and one K80. Job 0 hardly cares (1.2 vs 1 steps/s),
+// job 1 runs 4x faster on V100. Durations are 100 s on each job's fastest type.
+// Agnostic (las): both try V100 first; job 0 gets it (100 s), job 1 runs on K80
+// at a quarter of the speed: 400 s. Mean 250.
+// Gavel: normalized throughput sends job 0 to K80 (100 x 1.2 = 120 s) and job 1
+// to V100 (100 s). Mean 110.
+TEST(GoldenTest, GavelPlacesByComparativeAdvantage) {
+  SimJob a = Job(0, 1, 100);
+  a.throughput = {{"V100", 1.2}, {"K80", 1.0}};
+  SimJob b = Job(0, 1, 100);
+  b.throughput = {{"V100", 4.0}, {"K80", 1.0}};
+  const auto jobs = Finalized({a, b});
+  SimResult las = MustSimulate("1x1xV100,1x1xK80", jobs, Policy("las"));
+  EXPECT_DOUBLE_EQ(Jct(las, 0), 100);
+  EXPECT_DOUBLE_EQ(Jct(las, 1), 400);
+  SimResult gavel = MustSimulate("1x1xV100,1x1xK80", jobs, Policy("gavel"));
+  EXPECT_DOUBLE_EQ(Jct(gavel, 0), 120);
+  EXPECT_DOUBLE_EQ(Jct(gavel, 1), 100);
+}
+
+// Reclaim with the default policy: queues a and b each guarantee 1 of 2 GPUs.
+//   job 0 (b): t=0, 2 GPUs, 100 s: borrows a's idle GPU.
+//   job 1 (a): t=10, 1 GPU, 10 s: a is within its guarantee and b borrows, so
+//              job 0 is preempted at 10 with 90 s of work left; job 1 runs 10-20.
+//   job 0 restarts at 20 when both GPUs are free, pays the 30 s restore and
+//              ends at 20 + 30 + 90 = 140: JCT 140.
+TEST(GoldenTest, PreemptedJobKeepsProgressAndPaysRestore) {
+  SimJob x = Job(0, 2, 100);
+  x.queue = "b";
+  SimJob y = Job(10, 1, 10);
+  y.queue = "a";
+  const auto jobs = Finalized({x, y});
+  SimOptions o = Policy("default");
+  o.queues = {core::Queue{.name = "a", .guaranteed = {{"devices", 1000}}},
+              core::Queue{.name = "b", .guaranteed = {{"devices", 1000}}}};
+  SimResult r = MustSimulate("1x2xV100", jobs, o);
+  EXPECT_EQ(r.jobs[0].preemptions, 1);
+  EXPECT_EQ(r.preemptions, 1);
+  EXPECT_DOUBLE_EQ(Jct(r, 1), 10);
+  EXPECT_DOUBLE_EQ(Jct(r, 0), 140);
+}
+
+TEST(GoldenTest, JobThatCanNeverFitIsRejected) {
+  const auto jobs = Finalized({Job(0, 1, 10), Job(0, 16, 10)});
+  SimResult r = MustSimulate("1x8xV100", jobs, Policy("default"));
+  EXPECT_FALSE(r.jobs[0].rejected);
+  EXPECT_TRUE(r.jobs[1].rejected);
+  EXPECT_FALSE(r.jobs[1].reason.empty());
+  EXPECT_EQ(Summarize(r).rejected, 1);
+}
+
+TEST(GoldenTest, FractionalJobsShareOneGpu) {
+  // Two 50% jobs at t=0 on one GPU run side by side: both end at 100.
+  SimJob a = Job(0, 1, 100);
+  a.gpu_milli = 500;
+  SimJob b = a;
+  const auto jobs = Finalized({a, b});
+  SimResult r = MustSimulate("1x1xT4", jobs, Policy("fgd"));
+  EXPECT_DOUBLE_EQ(Jct(r, 0), 100);
+  EXPECT_DOUBLE_EQ(Jct(r, 1), 100);
+  EXPECT_NEAR(Summarize(r).avg_utilisation, 1.0, 1e-9);
+}
+
+// --- invariants on random synthetic runs ------------------------------------------------------
+
+TEST(SimulatorPropertyTest, EveryPolicyKeepsInvariantsAndIsDeterministic) {
+  for (uint64_t seed = 1; seed <= 2; ++seed) {
+    // 150 jobs at 30 jobs/h on 24 GPUs: busy enough to queue.
+    const auto jobs = GenerateGavelSynthetic({.seed = seed, .jobs = 150, .jobs_per_hour = 30});
+    for (const std::string& name : PolicyNames()) {
+      SCOPED_TRACE(name + " seed " + std::to_string(seed));
+      SimResult a = MustSimulate("8xV100,8xP100,8xK80", jobs, Policy(name));
+      SimResult b = MustSimulate("8xV100,8xP100,8xK80", jobs, Policy(name));
+      ASSERT_EQ(a.jobs.size(), jobs.size());
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        ASSERT_EQ(a.jobs[i].finish_s, b.jobs[i].finish_s) << "job " << i;
+        ASSERT_FALSE(a.jobs[i].rejected);
+      }
+      EXPECT_GE(Summarize(a).avg_jct_s, Summarize(a).lower_bound_jct_s);
+      EXPECT_LE(Summarize(a).avg_utilisation, 1.0);
+    }
+  }
+}
+
+TEST(SimulatorTest, RejectsUnsortedTrace) {
+  std::vector<SimJob> jobs = {Job(10, 1, 1), Job(0, 1, 1)};
+  jobs[1].id = 1;
+  auto nodes = ParseClusterSpec("4xV100");
+  auto r = Simulate(*nodes, jobs, Policy("fifo"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("sort the trace"));
+}
+
+TEST(MetricsTest, UtilisationCsvHasOneRowPerChange) {
+  const auto jobs = Finalized({Job(0, 1, 100), Job(10, 2, 50), Job(20, 1, 30)});
+  SimResult r = MustSimulate("1x2xV100", jobs, Policy("fifo"));
+  std::ostringstream csv;
+  WriteUtilisationCsv(r, csv);
+  // Changes at 0 (1), 20 (2), 50 (1), 100 (2), 150 (0).
+  EXPECT_EQ(csv.str(), "t_s,used_devices,utilisation\n0,1,0.5\n20,2,1\n50,1,0.5\n100,2,1\n150,0,0\n");
+}
+
+TEST(MetricsTest, InvariantCatchesAJobFinishingTooEarly) {
+  const auto jobs = Finalized({Job(0, 1, 100)});
+  SimResult r = MustSimulate("1x1xV100", jobs, Policy("fifo"));
+  r.jobs[0].finish_s = 50;
+  EXPECT_THAT(std::string(CheckInvariants(jobs, r).message()), HasSubstr("job 0 finished at 50 s"));
+  r.jobs[0].finish_s = -1;
+  EXPECT_THAT(std::string(CheckInvariants(jobs, r).message()), HasSubstr("job 0 never finished"));
+}
+
+// --- real traces, when present ---------------------------------------------------------------
+
+std::string TracesDir() {
+  if (const char* env = std::getenv("ICOS_TRACES")) return env;
+  for (const char* p : {"../shared/data/traces", "../../shared/data/traces", "../../../shared/data/traces",
+                        "../../../../shared/data/traces", "/work/shared/data/traces"}) {
+    if (std::filesystem::exists(std::filesystem::path(p) / "philly")) return p;
+  }
+  return "";
+}
+
+TEST(RealTraceSimTest, PhillyFirst1000JobsOn2000Gpus) {
+  const std::string dir = TracesDir();
+  if (dir.empty()) GTEST_SKIP() << "no traces: set ICOS_TRACES or put them at ../shared/data/traces";
+  auto jobs = LoadPhilly(dir + "/philly/philly.csv");
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  jobs->resize(1'000);
+  SimResult r = MustSimulate("250x8xV100", *jobs, Policy("default"));
+  Summary s = Summarize(r);
+  EXPECT_EQ(s.finished, 1'000);
+  EXPECT_GE(s.avg_jct_s, s.lower_bound_jct_s);
+}
+
+TEST(RealTraceSimTest, GavelTraceOnTheGavelCluster) {
+  const std::string dir = TracesDir();
+  if (dir.empty()) GTEST_SKIP() << "no traces: set ICOS_TRACES or put them at ../shared/data/traces";
+  auto t = LoadGavelThroughputs(dir + "/gavel/simulation_throughputs.json");
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto jobs = LoadGavelTraceDir(dir + "/gavel/msr-seed0", *t);
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  jobs->resize(300);
+  SimResult r = MustSimulate("36xV100,36xP100,36xK80", *jobs, Policy("gavel"));
+  EXPECT_EQ(Summarize(r).finished, 300);
+}
+
+TEST(RealTraceSimTest, OpenbPodsOnOpenbNodes) {
+  const std::string dir = TracesDir();
+  if (dir.empty()) GTEST_SKIP() << "no traces: set ICOS_TRACES or put them at ../shared/data/traces";
+  auto nodes = LoadOpenbNodes(dir + "/alibaba-openb/openb_node_list_gpu_node.csv");
+  ASSERT_TRUE(nodes.ok()) << nodes.status();
+  auto jobs = LoadOpenbPods(dir + "/alibaba-openb/openb_pod_list_default.csv");
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  jobs->resize(500);
+  auto r = Simulate(*nodes, *jobs, Policy("fgd"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(CheckInvariants(*jobs, *r).ok()) << CheckInvariants(*jobs, *r);
+}
+
+}  // namespace
+}  // namespace icos::sim
