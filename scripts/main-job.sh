@@ -15,6 +15,10 @@ ICOS=$PWD/build/release/src/cli/icos
 
 export ICOS_HOME=${ICOS_HOME:-$PWD/.icos}
 port=${ICOS_PORT:-7070}
+# Another service on the port: take a free one instead of failing.
+if ! /usr/bin/python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $port))" 2>/dev/null; then
+  port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+fi
 log="$ICOS_HOME/up.log"
 mkdir -p "$ICOS_HOME"
 "$ICOS" up --port "$port" > "$log" 2>&1 &
