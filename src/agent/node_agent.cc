@@ -67,7 +67,7 @@ std::string StateOf(TaskExitKind kind, int exit_code) {
 }  // namespace
 
 NodeAgent::NodeAgent(NodeAgentOptions options, icos::Clock* clock)
-    : options_(std::move(options)), clock_(clock), log_key_(RandomKey()) {}
+    : options_(std::move(options)), clock_(clock), log_key_(RandomKey()), node_(options_.node) {}
 
 NodeAgent::~NodeAgent() { Stop(); }
 
@@ -147,7 +147,12 @@ absl::Status NodeAgent::Start() {
 
 absl::Status NodeAgent::Register() {
   ApiClient api(options_.server_url, options_.token, 10'000);
-  json body = {{"node", wire::NodeToJson(options_.node)},
+  core::Node node;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    node = node_;
+  }
+  json body = {{"node", wire::NodeToJson(node)},
                {"address", options_.address},
                {"agent_url", agent_url()},
                {"log_key", log_key_}};
@@ -214,6 +219,15 @@ void NodeAgent::Reconcile(const std::vector<wire::Assignment>& tasks) {
       it->second.stopping = true;
       it->second.stop_reason = "stopped by the controller";
       (void)launcher_->Stop(a.task_id, a.grace_ms);
+    }
+  }
+  // A running task the controller no longer lists has ended there (failed on
+  // a sick device, lost, its job gone): it must not keep running here.
+  for (auto& [id, k] : known_) {
+    if (k.status.state == "Running" && !k.stopping && !listed.count(id)) {
+      k.stopping = true;
+      k.stop_reason = "no longer assigned to this node";
+      (void)launcher_->Stop(id, -1);
     }
   }
   // Finished tasks the controller no longer lists have been recorded there: forget them.
@@ -309,6 +323,23 @@ bool NodeAgent::CollectExits() {
   return changed;
 }
 
+void NodeAgent::CheckHealth() {
+  if (!options_.check_health || clock_->NowMs() - last_health_ms_ < options_.health_ms) return;
+  last_health_ms_ = clock_->NowMs();
+  const std::vector<std::pair<bool, std::string>> health = options_.check_health();
+  bool changed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < health.size() && i < node_.devices.size(); ++i) {
+      if (node_.devices[i].healthy != health[i].first) {
+        node_.devices[i].healthy = health[i].first;
+        changed = true;
+      }
+    }
+  }
+  if (changed) (void)Register();
+}
+
 void NodeAgent::BeatLoop() {
   // Exits are looked for every few milliseconds and reported at once (a
   // finished task frees its devices for the next job); otherwise a heartbeat
@@ -331,6 +362,7 @@ void NodeAgent::BeatLoop() {
       if (!r.ok() && r.status().code() == absl::StatusCode::kNotFound) (void)Register();
       last_sent = clock_->NowMs();
     }
+    CheckHealth();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }

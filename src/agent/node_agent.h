@@ -11,6 +11,7 @@
 #define ICOS_AGENT_NODE_AGENT_H_
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -44,6 +45,10 @@ struct NodeAgentOptions {
   std::string work_dir;                   // state/, logs/, tasks/ live here
   CgroupOptions cgroups;
   int64_t heartbeat_ms = 1'000;
+  // Device health, one entry per node.devices[i] ({healthy, reason}); called
+  // every health_ms. Null: devices are never re-checked.
+  std::function<std::vector<std::pair<bool, std::string>>()> check_health;
+  int64_t health_ms = 5'000;
   int64_t watch_ms = 20'000;
 };
 
@@ -71,6 +76,9 @@ class NodeAgent {
     std::string stop_reason;
   };
 
+  // Re-checks device health; on a change re-registers the node so the
+  // controller stops scheduling on a sick device and moves its tasks.
+  void CheckHealth();
   void WatchLoop();
   void BeatLoop();
   absl::Status Register();
@@ -89,6 +97,8 @@ class NodeAgent {
   std::mutex mu_;
   std::map<std::string, Known> known_;  // task id -> what we know
   std::atomic<bool> stop_{false};
+  core::Node node_;  // options_.node with current device health (guarded by mu_)
+  int64_t last_health_ms_ = 0;
   bool launched_ = false;  // a launch since the last report (guarded by mu_)
   std::thread watch_, beat_, serve_;
 };

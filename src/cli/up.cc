@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -111,7 +113,7 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
   devices::PluginOptions po;
   po.nvml_library = flags.nvml_library;
   po.inventory_path = flags.inventory;
-  auto plugins = devices::DefaultPlugins(po);
+  auto plugins = std::make_shared<std::vector<std::unique_ptr<devices::DevicePlugin>>>(devices::DefaultPlugins(po));
   devices::DiscoverOptions dopt;
   dopt.node_name = flags.node_name;
   if (dopt.node_name.empty()) {
@@ -119,14 +121,33 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
     gethostname(host, sizeof(host) - 1);
     dopt.node_name = host[0] ? host : "local";
   }
-  auto found = devices::Discover(dopt, plugins);
+  auto found = devices::Discover(dopt, *plugins);
   if (!found.ok()) return found.status();
   LocalNodeInfo info;
   core::Node& n = info.node;
   n = found->node;
-  for (const auto& [plugin, index] : found->origin) {
-    info.vendor_index.push_back(static_cast<int32_t>(found->plugins[plugin].devices[index].index));
+  // (plugin, vendor index) -> node device index, for health reports.
+  std::map<std::pair<int, int32_t>, size_t> where;
+  for (size_t i = 0; i < found->origin.size(); ++i) {
+    const auto& [plugin, pos] = found->origin[i];
+    const int32_t vendor_index = static_cast<int32_t>(found->plugins[plugin].devices[pos].index);
+    info.vendor_index.push_back(vendor_index);
+    where[{plugin, vendor_index}] = i;
   }
+  const size_t discovered = n.devices.size();
+  info.check_health = [plugins, where, discovered]() {
+    std::vector<std::pair<bool, std::string>> health(discovered, {true, ""});
+    for (size_t p = 0; p < plugins->size(); ++p) {
+      if (!(*plugins)[p]->available()) continue;
+      auto reports = (*plugins)[p]->CheckHealth();
+      if (!reports.ok()) continue;
+      for (const auto& r : *reports) {
+        auto it = where.find({static_cast<int>(p), r.index});
+        if (it != where.end()) health[it->second] = {r.healthy, r.reason};
+      }
+    }
+    return health;
+  };
   if (flags.cpus > 0) n.cpu_milli = static_cast<int64_t>(flags.cpus * 1000);
   if (flags.memory_mib > 0) n.memory_mib = flags.memory_mib;
   for (const auto& kv : absl::StrSplit(flags.labels, ',', absl::SkipEmpty())) {
@@ -173,6 +194,7 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   o.token = token;
   o.node = local->node;
   o.vendor_index = local->vendor_index;
+  o.check_health = local->check_health;
   o.address = flags.address;
   o.work_dir = flags.work_dir.empty() ? absl::StrCat(default_dir, "/agent-", local->node.name) : flags.work_dir;
   if (flags.no_cgroups) o.cgroups.mode = agent::CgroupMode::kDisabled;

@@ -4,6 +4,7 @@
 #define ICOS_CLI_UP_H_
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 
@@ -48,6 +49,8 @@ struct LocalNodeInfo {
   // For node.devices[i], the index its vendor's runtime uses (what goes into
   // CUDA_VISIBLE_DEVICES and friends).
   std::vector<int32_t> vendor_index;
+  // Current health of node.devices (same order); from the vendor plugins.
+  std::function<std::vector<std::pair<bool, std::string>>()> check_health;
 };
 absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags);
 

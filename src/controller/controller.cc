@@ -576,7 +576,43 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
   b.nodes.push_back(e.rec);
   Event(b, 0, node.name, fresh ? "NodeJoined" : "NodeReregistered",
         absl::StrCat(node.devices.size(), " devices, ", node.cpu_milli / 1000, " CPUs, agent ", agent_url));
+  // Devices that turned unhealthy (or vanished) since the node last spoke:
+  // the tasks on them fail at once with the reason, and their restart policy
+  // moves them to healthy devices.
+  std::map<int32_t, std::string> sick;
+  for (size_t i = 0; i < e.node.devices.size(); ++i) {
+    const core::Device& was = e.node.devices[i];
+    if (i >= node.devices.size()) {
+      sick[static_cast<int32_t>(i)] = absl::StrCat("device ", i, " (", was.vendor, "/", was.model, ") vanished");
+    } else if (was.healthy && !node.devices[i].healthy) {
+      sick[static_cast<int32_t>(i)] = absl::StrCat("device ", i, " (", was.vendor, "/", was.model, ") became unhealthy");
+    }
+  }
+  for (const auto& [index, why] : sick) Event(b, 0, node.name, "DeviceUnhealthy", why);
+  std::map<int64_t, JobEntry> touched;
+  for (auto& [id, job] : jobs_) {
+    for (size_t t = 0; t < job.tasks.size() && !sick.empty(); ++t) {
+      const TaskEntry& task = job.tasks[t];
+      if (task.rec.node != node.name || !Active(task.rec.state)) continue;
+      std::string why;
+      for (const auto& slice : task.placement.devices) {
+        if (auto it = sick.find(slice.device); it != sick.end()) why = it->second;
+      }
+      if (why.empty()) continue;
+      auto jt = touched.find(id);
+      if (jt == touched.end()) jt = touched.emplace(id, job).first;
+      TaskEntry& failed = jt->second.tasks[t];
+      failed.rec.state = TaskState::kFailed;
+      failed.rec.exit_code = -1;
+      failed.rec.reason = why;
+      failed.rec.end_ms = now;
+      b.tasks.push_back(failed.rec);
+      Event(b, id, node.name, "TaskFailed", absl::StrCat(failed.assignment.task_id, ": ", why));
+    }
+  }
+  for (auto& [id, job] : touched) EvaluateJob(job, b);
   if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  for (auto& [id, job] : touched) jobs_[id] = std::move(job);
   e.node = node;
   e.agent_url = agent_url;
   e.log_key = log_key;

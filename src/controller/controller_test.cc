@@ -290,6 +290,36 @@ TEST_F(ControllerTest, DrainedNodeGetsNoNewJobsUntilResumed) {
   EXPECT_EQ(State(*id), "Running");
 }
 
+TEST_F(ControllerTest, TaskOnADeviceThatTurnsUnhealthyFailsAndRestartsElsewhere) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 2), "127.0.0.1", "u", "k").ok());
+  auto id = controller_->Submit(alice_, R"(
+restart: {policy: OnFailure, max_retries: 1}
+tasks:
+  - command: ["train"]
+    resources: {devices: 1}
+    devices: [{vendor: nvidia}]
+)");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto first = Watch("gpu");
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(first[0].devices, std::vector<int32_t>{0});
+  Report("gpu", first[0].task_id, "Running");
+  core::Node sick = Node("gpu", 2);
+  sick.devices[0].healthy = false;
+  ASSERT_TRUE(controller_->RegisterNode(admin_, sick, "127.0.0.1", "u", "k").ok());
+  auto j = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(j.ok());
+  EXPECT_THAT(j->tasks[0].reason, HasSubstr("device 0 (nvidia/A100) became unhealthy"));
+  EXPECT_EQ(State(*id), "Pending");  // restarting
+  Report("gpu", first[0].task_id, "Killed");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto second = Watch("gpu");
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].devices, std::vector<int32_t>{1});  // the healthy one
+  EXPECT_EQ(second[0].env.at("CUDA_VISIBLE_DEVICES"), "1");
+}
+
 TEST_F(ControllerTest, DevicesGetTheVendorsVisibleDevicesVariable) {
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 4), "127.0.0.1", "u", "k").ok());
   auto id = controller_->Submit(alice_, R"(
