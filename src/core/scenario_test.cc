@@ -219,6 +219,27 @@ TEST(ScenarioTest, NoPreemptionForAJobThatStillWouldNotFit) {
   EXPECT_TRUE(d.binds.empty());
 }
 
+// Tiresias (LAS order): a new job preempts a same-priority job that has
+// attained more service (level 2: >= 10 h of device time), not one on its own
+// level (0.5 h: level 0).
+TEST(ScenarioTest, LasPreemptsTheJobWithMostAttainedService) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 2)};
+  Job veteran = MakeJob(100, 1);
+  veteran.attained_device_s = 20 * 3600.0;
+  Job young = MakeJob(101, 1);
+  young.attained_device_s = 0.5 * 3600.0;
+  s.running.push_back(MakeRunning(veteran, 0, {0}));
+  s.running.push_back(MakeRunning(young, 0, {1}));
+  s.pending = {MakeJob(1, 1)};
+  Decisions d = RunPass(s, {.order = "las"});
+  ASSERT_EQ(d.preemptions.size(), 1u);
+  EXPECT_EQ(d.preemptions[0].victim, JobId(100));
+  EXPECT_THAT(d.preemptions[0].reason, HasSubstr("attained less service (LAS level 0 < 2)"));
+  // Under FIFO the same snapshot preempts nobody: equal priorities.
+  EXPECT_TRUE(RunPass(s, {.order = "fifo"}).preemptions.empty());
+}
+
 // A 2 x 4-GPU gang is packed onto one node, each task inside one island.
 TEST(ScenarioTest, TopologyAwareGangSharesNodeAndIslands) {
   Snapshot s;

@@ -799,9 +799,11 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
     }
   }
   if (!any_devices) reclaiming = quota_.WithinGuarantee(q, host);
+  const LasOrder* las = dynamic_cast<const LasOrder*>(sched_.order_.get());
   struct Candidate {
     int reclaim_rank;  // 0: reclaims borrowed quota, 1: lower priority
     int32_t priority;
+    int level;  // LAS level (higher: more attained service, preempted first)
     int64_t start_ms;
     int64_t held;
     JobId id;
@@ -817,9 +819,16 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
     bool holds_useful = !any_devices;
     for (DeviceTypeId t : r.types) holds_useful |= useful[t] != 0;
     if (!holds_useful) continue;
-    const bool lower = r.queue == q && r.job->priority < job.priority;
+    // Tiresias: under LAS order a job may also preempt same-priority jobs of
+    // its queue that have attained more service (a higher LAS level).
+    const bool las_lower = las != nullptr && r.queue == q && r.job->priority == job.priority &&
+                           las->Level(r.job->attained_device_s) > las->Level(job.attained_device_s);
+    const bool lower = (r.queue == q && r.job->priority < job.priority) || las_lower;
     reclaim[i] = borrowing[r.queue];
-    if (lower || reclaim[i]) candidates.push_back({reclaim[i] ? 0 : 1, r.job->priority, r.start_ms, r.held_milli, r.job->id, i});
+    if (lower || reclaim[i]) {
+      const int level = las != nullptr ? las->Level(r.job->attained_device_s) : 0;
+      candidates.push_back({reclaim[i] ? 0 : 1, r.job->priority, level, r.start_ms, r.held_milli, r.job->id, i});
+    }
   }
   if (candidates.empty()) return false;
   ++preemption_attempts_;
@@ -829,12 +838,13 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   // keeping whichever needs fewer victims.
   std::vector<int32_t> youngest, largest;
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.reclaim_rank, a.priority, b.start_ms, a.id) < std::tie(b.reclaim_rank, b.priority, a.start_ms, b.id);
+    return std::tie(a.reclaim_rank, a.priority, b.level, b.start_ms, a.id) <
+           std::tie(b.reclaim_rank, b.priority, a.level, a.start_ms, b.id);
   });
   for (const Candidate& c : candidates) youngest.push_back(c.index);
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.reclaim_rank, a.priority, b.held, b.start_ms, a.id) <
-           std::tie(b.reclaim_rank, b.priority, a.held, a.start_ms, b.id);
+    return std::tie(a.reclaim_rank, a.priority, b.level, b.held, b.start_ms, a.id) <
+           std::tie(b.reclaim_rank, b.priority, a.level, a.held, a.start_ms, b.id);
   });
   for (const Candidate& c : candidates) largest.push_back(c.index);
   std::vector<int32_t> chosen = FindVictims(job, q, youngest, reclaim);
@@ -860,8 +870,12 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
     out.preemptions.push_back({r.job->id, job.id,
                                reclaim[i] ? absl::StrCat("queue '", quota_.queue(r.queue).name, "' borrowed capacity that queue '",
                                                          quota_.queue(q).name, "' reclaims for job ", job.id.value())
-                                          : absl::StrCat("job ", job.id.value(), " has higher priority (", job.priority, " > ",
-                                                         r.job->priority, ")")});
+                               : r.job->priority < job.priority
+                                   ? absl::StrCat("job ", job.id.value(), " has higher priority (", job.priority, " > ",
+                                                  r.job->priority, ")")
+                                   : absl::StrCat("job ", job.id.value(), " has attained less service (LAS level ",
+                                                  las->Level(job.attained_device_s), " < ",
+                                                  las->Level(r.job->attained_device_s), ")")});
     after.push_back(r.job->id);
   }
   Bind(job, q, std::move(a), std::move(after), out);

@@ -80,13 +80,15 @@ absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
   if (name == "fifo" || name == "sjf" || name == "las") {
     o.order = std::string(name);
     o.heterogeneity_aware = false;
-    o.preemption = false;
+    // Tiresias' LAS preempts jobs that attained more service; FIFO and SJF
+    // run jobs to completion.
+    o.preemption = name == "las";
     return o;
   }
   if (name == "gavel") {
     o.order = "las";
     o.heterogeneity_aware = true;
-    o.preemption = false;
+    o.preemption = true;
     return o;
   }
   if (name == "fgd") {
@@ -152,6 +154,7 @@ class Sim {
     int64_t work_from_ms = 0;     // start + restore delay
     int32_t epoch = 0;            // completion events of older epochs are stale
     double share = 0;             // devices held while running
+    double attained_at_start = 0;  // device-seconds of service before this run
   };
   struct Completion {
     int64_t t_ms;
@@ -273,7 +276,7 @@ void Sim::Stop(int32_t i, int64_t now_ms) {
   st.remaining_s = std::max(0.0, st.remaining_s - worked_s * st.speed);
   st.restore = true;
   ++st.epoch;
-  r.job.attained_device_s += st.share * (now_ms - st.start_ms) / 1000.0;
+  r.job.attained_device_s = st.attained_at_start + st.share * (now_ms - st.start_ms) / 1000.0;
   ++result_.jobs[i].preemptions;
   ++result_.preemptions;
   ++result_.events;
@@ -282,6 +285,12 @@ void Sim::Stop(int32_t i, int64_t now_ms) {
 
 absl::Status Sim::Pass(int64_t now_ms) {
   snap_.now_ms = now_ms;
+  // Attained service grows while a job runs; LAS (Tiresias) orders and
+  // preempts by it.
+  for (core::RunningJob& r : snap_.running) {
+    const JobState& st = state_[r.job.id.value()];
+    r.job.attained_device_s = st.attained_at_start + st.share * (now_ms - st.start_ms) / 1000.0;
+  }
   ++result_.passes;
   absl::StatusOr<core::Decisions> d = scheduler_.Schedule(snap_);
   if (!d.ok()) return absl::InternalError(absl::StrCat("scheduling pass at t=", now_ms / 1000.0, " s: ", d.status().message()));
@@ -321,6 +330,7 @@ absl::Status Sim::Pass(int64_t now_ms) {
       for (const core::DeviceSlice& s : t.devices) st.share += s.percent / 100.0;
     }
     st.start_ms = now_ms;
+    st.attained_at_start = r.job.attained_device_s;
     st.work_from_ms = now_ms + (st.restore ? ToMs(options_.restore_delay_s) : 0);
     st.restore = false;
     const int64_t finish_ms = st.work_from_ms + ToMs(st.remaining_s / st.speed);
