@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--restore-delay", sim.restore_delay_s, "seconds a preempted job pays to restore its checkpoint")
       ->check(CLI::Range(0.0, 1e9));
   sim_cmd->add_option("--window", sim.window, "FIRST:LAST: also report the mean JCT of jobs FIRST..LAST-1");
+  sim_cmd->add_option("--inflation-seeds", sim.inflation_seeds,
+                      "run FGD's openb inflation experiment over N seeds (policies bestfit, fgd, spread)")
+      ->check(CLI::Range(0, 100));
 
   icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "sim/metrics.h"
+#include "sim/fgd_experiment.h"
 #include "sim/simulator.h"
 #include "sim/trace.h"
 
@@ -114,6 +115,34 @@ std::string Hours(double s) { return absl::StrFormat("%.2f h", s / 3600.0); }
 
 }  // namespace
 
+// FGD's methodology on openb (sim/fgd_experiment.h): mean over seeds of the
+// unallocated GPU share at 100% arrived, per policy.
+int RunInflationExperiment(const SimFlags& f, const Workload& w, const std::vector<core::Node>& nodes,
+                           const std::vector<std::string>& policies, std::ostream& out, std::ostream& err) {
+  out << absl::StrFormat("FGD inflation experiment: %d nodes, %d pods, %d seeds, 1.3x GPU requests\n", nodes.size(),
+                         w.jobs.size(), f.inflation_seeds);
+  out << absl::StrFormat("%-10s %-28s %s\n", "policy", "unallocated GPUs at 100%", "per seed");
+  for (const std::string& policy : policies) {
+    double sum = 0, wall = 0;
+    std::string per_seed;
+    for (int s = 1; s <= f.inflation_seeds; ++s) {
+      sim::InflationOptions o;
+      o.seed = f.seed + static_cast<uint64_t>(s) - 1;
+      auto r = sim::RunInflation(nodes, w.jobs, policy, o);
+      if (!r.ok()) {
+        err << "icos sim: " << r.status().message() << "\n";
+        return 1;
+      }
+      sum += r->unallocated_pct_at_100;
+      wall += r->wall_s;
+      absl::StrAppend(&per_seed, absl::StrFormat("%.2f ", r->unallocated_pct_at_100));
+    }
+    out << absl::StrFormat("%-10s %-28s %s (%.1f s)\n", policy, absl::StrFormat("%.2f%%", sum / f.inflation_seeds),
+                           per_seed, wall);
+  }
+  return 0;
+}
+
 int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
   auto w = LoadWorkload(f);
   if (!w.ok()) {
@@ -139,6 +168,7 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     err << "icos sim: --policy names no policy\n";
     return 1;
   }
+  if (f.inflation_seeds > 0) return RunInflationExperiment(f, *w, *nodes, policies, out, err);
   for (const std::string& name : policies) {
     if (auto o = sim::PolicyOptions(name); !o.ok()) {
       err << "icos sim: " << o.status().message() << "\n";

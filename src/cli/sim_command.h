@@ -26,6 +26,7 @@ struct SimFlags {
   std::string estimator = "oracle";
   double restore_delay_s = 30.0;
   std::string window;              // "FIRST:LAST": also report mean JCT of jobs FIRST..LAST-1
+  int inflation_seeds = 0;         // >0: FGD's inflation experiment (openb) over this many seeds
 };
 
 // Returns the process exit code: 0 on success, 1 on bad input or a violated invariant.
