@@ -146,8 +146,10 @@ class Pass {
   Attempt TryPlace(const Job& job, int32_t q, bool honour_reservations, bool keep);
   bool PlaceGroup(const Job& job, const TaskGroup& g, int32_t gi, DeviceTypeId t, int32_t want, bool honour,
                   std::vector<TaskPlacement>& out, Miss& miss);
-  bool PlaceFractional(const TaskGroup& g, int32_t gi, DeviceTypeId t, int32_t want, bool honour,
-                       std::vector<TaskPlacement>& out, Miss& miss);
+  // A share of one device per replica, on any of `types` (best score wins
+  // across all of them: FGD compares every node, whatever its model).
+  bool PlaceFractional(const TaskGroup& g, int32_t gi, const std::vector<DeviceTypeId>& types, int32_t want,
+                       bool honour, std::vector<TaskPlacement>& out, Miss& miss);
   std::vector<int32_t> ChooseDevices(int32_t n, DeviceTypeId t, int32_t k, bool same_island) const;
   TaskPlacement MakeTask(int32_t gi, int32_t replica, int32_t n, const TaskRequest& r, std::vector<int32_t> devices) const;
   std::string Describe(const Job& job, const TaskGroup& g, const Miss& m) const;
@@ -406,7 +408,7 @@ bool Pass::PlaceGroup(const Job& job, const TaskGroup& g, int32_t gi, DeviceType
   (void)job;
   const TaskRequest& r = g.request;
   const int32_t need = std::min(want, g.MinReplicas());
-  if (r.IsFractional()) return PlaceFractional(g, gi, t, want, honour, out, miss);
+  if (r.IsFractional()) return PlaceFractional(g, gi, {t}, want, honour, out, miss);
   const NodeScorer& scorer = *sched_.scorer_;
   const int32_t k = r.devices;
   const bool same_island = g.affinity == Affinity::kSameIsland;
@@ -542,8 +544,8 @@ bool Pass::PlaceGroup(const Job& job, const TaskGroup& g, int32_t gi, DeviceType
   return true;
 }
 
-bool Pass::PlaceFractional(const TaskGroup& g, int32_t gi, DeviceTypeId t, int32_t want, bool honour,
-                           std::vector<TaskPlacement>& out, Miss& miss) {
+bool Pass::PlaceFractional(const TaskGroup& g, int32_t gi, const std::vector<DeviceTypeId>& types, int32_t want,
+                           bool honour, std::vector<TaskPlacement>& out, Miss& miss) {
   const TaskRequest& r = g.request;
   const NodeScorer& scorer = fgd_ != nullptr && opt_.fgd_for_fractional ? *fgd_ : *sched_.scorer_;
   const int32_t need = std::min(want, g.MinReplicas());
@@ -551,11 +553,13 @@ bool Pass::PlaceFractional(const TaskGroup& g, int32_t gi, DeviceTypeId t, int32
   std::vector<int32_t> used_nodes;
   std::vector<int32_t> fits;
   std::vector<double> scores;
-  miss.type = t;
+  miss.type = types.front();
   for (int32_t replica = 0; replica < want; ++replica) {
-    int32_t best_node = -1, best_dev = -1;
+    int32_t best_node = -1, best_dev = -1, best_rank = 0;
     double best_score = 0;
     int32_t seen = 0;
+    DeviceTypeId t = types.front();
+    int32_t rank = 0;  // position of t in `types`: the tie-break after the score
     auto consider = [&](int32_t n) {
       ++stats_.nodes_scored;
       const auto& ns = cluster_.node(n);
@@ -577,12 +581,20 @@ bool Pass::PlaceFractional(const TaskGroup& g, int32_t gi, DeviceTypeId t, int32
       for (size_t i = 0; i < fits.size(); ++i) {
         const double sc = scores[i];
         const int32_t d = fits[i];
-        if (best_node < 0 || std::tie(sc, n, d) < std::tie(best_score, best_node, best_dev)) best_node = n, best_dev = d, best_score = sc;
+        if (best_node < 0 || std::tie(sc, rank, n, d) < std::tie(best_score, best_rank, best_node, best_dev)) {
+          best_node = n, best_dev = d, best_score = sc, best_rank = rank;
+        }
       }
       return ++seen < opt_.fractional_candidates;
     };
-    cluster_.ForEachNodeWithPartial(t, consider);
-    if (seen < opt_.fractional_candidates) cluster_.ForEachNodeWithFree(t, 1, scorer.MostFreeFirst(), [&](int32_t n, int32_t) { return consider(n); });
+    for (rank = 0; rank < static_cast<int32_t>(types.size()); ++rank) {
+      t = types[rank];
+      seen = 0;
+      cluster_.ForEachNodeWithPartial(t, consider);
+      if (seen < opt_.fractional_candidates) {
+        cluster_.ForEachNodeWithFree(t, 1, scorer.MostFreeFirst(), [&](int32_t n, int32_t) { return consider(n); });
+      }
+    }
     if (best_node < 0) {
       miss.capacity = replica;
       miss.feasible_nodes = static_cast<int32_t>(used_nodes.size());
@@ -661,6 +673,73 @@ Attempt Pass::TryPlace(const Job& job, int32_t q, bool honour, bool keep) {
     bool ok = false;
     Miss first_miss;
     bool have_miss = false;
+    // A share of one device with no speed preference between types: every
+    // acceptable type's devices compete in one placement (FGD and best fit
+    // then see the whole cluster, not the first type that has room).
+    bool same_speed = true;
+    for (const TypeOption& o : opts) same_speed &= o.throughput == opts.front().throughput;
+    if (g.request.IsFractional() && opts.size() > 1 && same_speed) {
+      std::vector<DeviceTypeId> allowed;
+      for (const TypeOption& o : opts) {
+        const QuotaDelta all = Times(TaskDelta(g.request, o.type), g.replicas);
+        std::string why = quota_.CheckLimits(q, all);
+        if (why.empty()) why = quota_.CheckBorrowing(q, all, cluster_);
+        if (why.empty()) {
+          allowed.push_back(o.type);
+        } else if (!have_miss) {
+          first_miss.type = o.type;
+          first_miss.kind = WaitKind::kQuota;
+          first_miss.quota = why;
+          have_miss = true;
+        }
+      }
+      if (!allowed.empty()) {
+        Miss miss;
+        const size_t gm = cluster_.Mark();
+        std::vector<TaskPlacement> tasks;
+        if (PlaceFractional(g, gi, allowed, g.replicas, honour, tasks, miss)) {
+          cluster_.Commit(gm);
+          for (TaskPlacement& t : tasks) {
+            const DeviceTypeId type = cluster_.device(t.node, t.devices.front().device).type;
+            const QuotaDelta d = TaskDelta(g.request, type);
+            quota_.Apply(q, d, +1);
+            applied.push_back(d);
+            a.charged.push_back(d);
+            if (a.type < 0) a.type = type;
+            a.tasks.push_back(std::move(t));
+          }
+          ok = true;
+        } else {
+          cluster_.Rollback(gm);
+          first_miss = miss;
+          have_miss = true;
+        }
+      }
+      opts.clear();  // decided here
+    } else if (g.request.devices > 0 && g.replicas == 1 && opts.size() > 1 && same_speed) {
+      // Whole devices for one task, no speed preference: try the type whose
+      // best node scores best first, so the scorer compares the whole
+      // cluster rather than the first type with room.
+      std::vector<std::pair<double, size_t>> ranked;
+      for (size_t i = 0; i < opts.size(); ++i) {
+        Miss probe;
+        std::vector<TaskPlacement> tasks;
+        const size_t gm = cluster_.Mark();
+        const bool fits = PlaceGroup(job, g, gi, opts[i].type, 1, honour, tasks, probe);
+        cluster_.Rollback(gm);
+        double score = std::numeric_limits<double>::infinity();
+        if (fits && !tasks.empty()) {
+          std::vector<int32_t> devs;
+          for (const DeviceSlice& sl : tasks[0].devices) devs.push_back(sl.device);
+          score = sched_.scorer_->Score(cluster_, tasks[0].node, opts[i].type, g.request, devs);
+        }
+        ranked.push_back({score, i});
+      }
+      std::stable_sort(ranked.begin(), ranked.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+      std::vector<TypeOption> reordered;
+      for (const auto& [score, i] : ranked) reordered.push_back(opts[i]);
+      opts = std::move(reordered);
+    }
     for (const TypeOption& o : opts) {
       Miss miss;
       miss.type = o.type;

@@ -66,7 +66,10 @@ void FgdScorer::set_workload(std::vector<TaskShape> workload) {
 }
 
 double FgdScorer::Fragmentation(const ClusterState& cluster, int32_t n, const std::vector<int32_t>& free_percent) const {
-  const auto& ns = cluster.node(n);
+  return Fragmentation(free_percent, cluster.node(n).free_cpu_milli);
+}
+
+double FgdScorer::Fragmentation(const std::vector<int32_t>& free_percent, int64_t free_cpu_milli) const {
   int64_t all_free = 0;
   for (int32_t r : free_percent) all_free += r;
   double frag = 0;
@@ -76,7 +79,7 @@ double FgdScorer::Fragmentation(const ClusterState& cluster, int32_t n, const st
     const int32_t k = m.devices > 0 ? m.devices : 1;
     const int32_t d = m.devices > 0 ? kWholeDevicePercent : m.device_percent;
     int64_t unusable = all_free;  // no GPU needed or no CPU: every free GPU share is stranded
-    if (needs_gpu && m.cpu_milli <= ns.free_cpu_milli) {
+    if (needs_gpu && m.cpu_milli <= free_cpu_milli) {
       int32_t fitting = 0;
       int64_t small = 0;
       for (int32_t r : free_percent) {
@@ -110,7 +113,9 @@ double FgdScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, 
   for (int32_t d : devices) {
     if (index[d] >= 0) after[index[d]] -= req.IsFractional() ? req.device_percent : after[index[d]];
   }
-  const double delta = Fragmentation(cluster, n, after) - Fragmentation(cluster, n, before);
+  // The placement takes CPU too: GPUs left without CPU for the typical task are stranded.
+  const int64_t cpu = cluster.node(n).free_cpu_milli;
+  const double delta = Fragmentation(after, cpu - req.cpu_milli) - Fragmentation(before, cpu);
   // Equal gradients (common when nothing fragments) fall back to best fit.
   BinpackScorer tie;
   return delta + 0.001 * tie.Score(cluster, n, t, req, devices);
@@ -120,7 +125,8 @@ void FgdScorer::ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId
                             const std::vector<int32_t>& devices, std::vector<double>& scores) const {
   std::vector<int32_t> free, index;
   FreeShares(cluster, n, t, free, index);
-  const double before = Fragmentation(cluster, n, free);
+  const int64_t cpu = cluster.node(n).free_cpu_milli;
+  const double before = Fragmentation(free, cpu);
   BinpackScorer tie;
   std::vector<int32_t> one(1);
   scores.clear();
@@ -129,7 +135,7 @@ void FgdScorer::ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId
     const int32_t saved = free[i];
     free[i] -= req.device_percent;
     one[0] = d;
-    scores.push_back(Fragmentation(cluster, n, free) - before + 0.001 * tie.Score(cluster, n, t, req, one));
+    scores.push_back(Fragmentation(free, cpu - req.cpu_milli) - before + 0.001 * tie.Score(cluster, n, t, req, one));
     free[i] = saved;
   }
 }

@@ -77,6 +77,8 @@ class FgdScorer final : public NodeScorer {
                    const std::vector<int32_t>& devices, std::vector<double>& scores) const override;
   // Expected free milli-devices of node n that the task mix could not use.
   double Fragmentation(const ClusterState& cluster, int32_t n, const std::vector<int32_t>& free_percent) const;
+  // The same with the node's free CPU given (after a placement takes some).
+  double Fragmentation(const std::vector<int32_t>& free_percent, int64_t free_cpu_milli) const;
   void set_workload(std::vector<TaskShape> workload);
   const std::vector<TaskShape>& workload() const { return workload_; }
 
