@@ -25,14 +25,8 @@ namespace fs = std::filesystem;
 // working directory and each of its parents (so it works from build dirs too).
 std::string TracesDir(const SimFlags& f) {
   if (!f.traces_dir.empty()) return f.traces_dir;
-  if (const char* env = std::getenv("ICOS_TRACES"); env != nullptr && *env != '\0') return env;
-  std::error_code ec;
-  for (fs::path p = fs::current_path(ec); !p.empty(); p = p.parent_path()) {
-    const fs::path candidate = p / ".." / "shared" / "data" / "traces";
-    if (fs::exists(candidate, ec)) return candidate.lexically_normal().string();
-    if (p == p.parent_path()) break;
-  }
-  return "../shared/data/traces";
+  const std::string found = sim::FindTracesDir();
+  return found.empty() ? "../shared/data/traces" : found;
 }
 
 struct Workload {

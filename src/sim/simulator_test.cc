@@ -251,14 +251,7 @@ TEST(MetricsTest, InvariantCatchesAJobFinishingTooEarly) {
 
 // --- real traces, when present ---------------------------------------------------------------
 
-std::string TracesDir() {
-  if (const char* env = std::getenv("ICOS_TRACES")) return env;
-  for (const char* p : {"../shared/data/traces", "../../shared/data/traces", "../../../shared/data/traces",
-                        "../../../../shared/data/traces", "/work/shared/data/traces"}) {
-    if (std::filesystem::exists(std::filesystem::path(p) / "philly")) return p;
-  }
-  return "";
-}
+std::string TracesDir() { return FindTracesDir(); }
 
 TEST(RealTraceSimTest, PhillyFirst1000JobsOn2000Gpus) {
   const std::string dir = TracesDir();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -416,6 +417,18 @@ std::vector<SimJob> GenerateGavelSynthetic(const SyntheticSpec& spec, const Gave
   }
   FinalizeTrace(jobs, /*rebase=*/false);
   return jobs;
+}
+
+std::string FindTracesDir() {
+  if (const char* env = std::getenv("ICOS_TRACES"); env != nullptr && *env != '\0') return env;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (fs::path p = fs::current_path(ec); !p.empty(); p = p.parent_path()) {
+    const fs::path candidate = p / ".." / "shared" / "data" / "traces";
+    if (fs::exists(candidate, ec)) return candidate.lexically_normal().string();
+    if (p == p.parent_path()) break;
+  }
+  return "";
 }
 
 }  // namespace icos::sim

@@ -44,6 +44,11 @@ struct SimJob {
   std::string queue;  // virtual cluster / tenant; empty: default
 };
 
+// Where the public traces are: $ICOS_TRACES if set, else the first
+// shared/data/traces found beside the current directory or one of its
+// parents (the layout of a checkout next to ../shared); "" when none is.
+std::string FindTracesDir();
+
 // --- Philly -----------------------------------------------------------------------
 // `timestamp,duration,num_gpus,gpu_time,cluster`; arrival = seconds since the
 // earliest timestamp. `source` names the input in errors.

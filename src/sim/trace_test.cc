@@ -262,14 +262,7 @@ TEST(SyntheticTest, DrawsJobTypesFromThroughputs) {
 
 // --- real traces, when present ---------------------------------------------------------------
 
-std::string TracesDir() {
-  if (const char* env = std::getenv("ICOS_TRACES")) return env;
-  for (const char* p : {"../shared/data/traces", "../../shared/data/traces", "../../../shared/data/traces",
-                        "../../../../shared/data/traces", "/work/shared/data/traces"}) {
-    if (std::filesystem::exists(std::filesystem::path(p) / "philly")) return p;
-  }
-  return "";
-}
+std::string TracesDir() { return FindTracesDir(); }
 
 TEST(RealTraceTest, PhillyHasThePublishedShape) {
   const std::string dir = TracesDir();
