@@ -31,9 +31,9 @@ struct JobRecord {
   std::string spec_json;  // the accepted job spec, normalised
   std::string reason;     // why it waits / how it ended
   int64_t submit_ms = 0;
-  int64_t start_ms = 0;   // 0: not started
-  int64_t end_ms = 0;     // 0: not ended
-  int32_t attempt = 0;    // gang restarts so far
+  int64_t start_ms = 0;  // 0: not started
+  int64_t end_ms = 0;    // 0: not ended
+  int32_t attempt = 0;   // gang restarts so far
 };
 
 // One task (replica) of one attempt of a job. Key: (job_id, group, replica, attempt).
@@ -52,7 +52,7 @@ struct TaskRecord {
 };
 
 struct NodeRecord {
-  std::string name;  // key
+  std::string name;       // key
   std::string spec_json;  // the node as the agent reported it (devices, topology)
   std::string state;      // "Ready", "NotReady", "Drained"
   std::string address;    // how tasks on other nodes reach it (for MASTER_ADDR)
@@ -75,7 +75,7 @@ struct TokenRecord {
 };
 
 struct EventRecord {
-  int64_t id = 0;  // assigned by the store, increasing
+  int64_t id = 0;      // assigned by the store, increasing
   int64_t job_id = 0;  // 0: a cluster event (node joined, ...)
   std::string node;
   int64_t time_ms = 0;
@@ -83,18 +83,59 @@ struct EventRecord {
   std::string message;
 };
 
+// How long one task attempt held its resources: the durable source of usage
+// accounting. Key: (job_id, group, replica, attempt), as TaskRecord's. Written
+// in the same batch as the task's state change, so accounting can never
+// disagree with the tasks table, and it survives controller restarts.
+struct UsageRecord {
+  int64_t job_id = 0;
+  int32_t group = 0;
+  int32_t replica = 0;
+  int32_t attempt = 0;
+  std::string user;
+  std::string queue;
+  std::string node;
+  int64_t start_ms = 0;  // when the task started running
+  int64_t end_ms = 0;    // 0: still running
+  int64_t cpu_milli = 0;
+  // [{"type": "nvidia/A100", "share": 0.5}, ...]: one entry per device slice
+  // held; share is the fraction of the device (1 for a whole one).
+  std::string devices_json;
+};
+
+// One utilisation sample of the cluster (the controller takes one every few
+// seconds). sample_json: {"by_type": {"nvidia/A100": {"allocated": 3.5,
+// "total": 8}}, "by_queue": {"default": 3.5}}.
+struct UtilisationSample {
+  int64_t time_s = 0;  // key: Unix seconds
+  std::string sample_json;
+};
+
+// Jobs of one (user, queue) submitted or ended in a time window.
+struct JobCounts {
+  std::string user;
+  std::string queue;
+  int64_t submitted = 0;  // submit time in the window
+  int64_t succeeded = 0;  // end time in the window, by final state
+  int64_t failed = 0;
+  int64_t cancelled = 0;
+};
+
 // Everything one controller step writes, applied in one transaction.
 struct WriteBatch {
-  std::vector<JobRecord> jobs;     // upsert by id (id must exist)
-  std::vector<TaskRecord> tasks;   // upsert by key
-  std::vector<NodeRecord> nodes;   // upsert by name
-  std::vector<QueueRecord> queues; // upsert by name
+  std::vector<JobRecord> jobs;      // upsert by id (id must exist)
+  std::vector<TaskRecord> tasks;    // upsert by key
+  std::vector<NodeRecord> nodes;    // upsert by name
+  std::vector<QueueRecord> queues;  // upsert by name
   std::vector<std::string> deleted_queues;
-  std::vector<TokenRecord> tokens; // upsert by hash
-  std::vector<EventRecord> events; // appended; ids assigned
+  std::vector<TokenRecord> tokens;         // upsert by hash
+  std::vector<EventRecord> events;         // appended; ids assigned
+  std::vector<UsageRecord> usage;          // upsert by task key
+  std::vector<UtilisationSample> samples;  // upsert by time_s
+  int64_t prune_samples_before_s = 0;      // > 0: delete samples older than this
   bool empty() const {
     return jobs.empty() && tasks.empty() && nodes.empty() && queues.empty() && deleted_queues.empty() &&
-           tokens.empty() && events.empty();
+           tokens.empty() && events.empty() && usage.empty() && samples.empty() && prune_samples_before_s <= 0;
   }
 };
 

@@ -98,6 +98,33 @@ CREATE TABLE events (
 ) STRICT;
 CREATE INDEX events_by_job ON events(job_id);
 )sql",
+    // v2: usage accounting and utilisation history (issue 6).
+    R"sql(
+CREATE TABLE usage (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  grp INTEGER NOT NULL,
+  replica INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  user TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  node TEXT NOT NULL,
+  start_ms INTEGER NOT NULL,
+  end_ms INTEGER NOT NULL,  -- 0: still running
+  cpu_milli INTEGER NOT NULL,
+  devices_json TEXT NOT NULL,
+  PRIMARY KEY (job_id, grp, replica, attempt)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_by_start ON usage(start_ms);
+
+CREATE TABLE utilisation (
+  time_s INTEGER PRIMARY KEY,
+  sample_json TEXT NOT NULL
+) STRICT;
+
+-- Job counts over a time window look jobs up by submit and end time.
+CREATE INDEX jobs_by_submit ON jobs(submit_ms);
+CREATE INDEX jobs_by_end ON jobs(end_ms);
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion,
               "kSchemaVersion must equal the number of migrations");
@@ -109,6 +136,8 @@ constexpr char kTaskColumns[] =
 constexpr char kNodeColumns[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
 constexpr char kTokenColumns[] = "token_hash, name, role, user, created_ms, revoked";
 constexpr char kEventColumns[] = "id, job_id, node, time_ms, kind, message";
+constexpr char kUsageColumns[] =
+    "job_id, grp, replica, attempt, user, queue, node, start_ms, end_ms, cpu_milli, devices_json";
 
 absl::StatusCode CodeFor(int rc) {
   switch (rc & 0xff) {  // the primary code of an extended one
@@ -389,6 +418,22 @@ EventRecord ReadEvent(const Stmt& st) {
   return event;
 }
 
+UsageRecord ReadUsage(const Stmt& st) {
+  UsageRecord u;
+  u.job_id = st.ColumnInt(0);
+  u.group = st.ColumnInt32(1);
+  u.replica = st.ColumnInt32(2);
+  u.attempt = st.ColumnInt32(3);
+  u.user = st.ColumnText(4);
+  u.queue = st.ColumnText(5);
+  u.node = st.ColumnText(6);
+  u.start_ms = st.ColumnInt(7);
+  u.end_ms = st.ColumnInt(8);
+  u.cpu_milli = st.ColumnInt(9);
+  u.devices_json = st.ColumnText(10);
+  return u;
+}
+
 absl::StatusOr<int64_t> InsertEvent(Connection& conn, const EventRecord& event, absl::string_view what) {
   static const std::string sql = "INSERT INTO events(job_id, node, time_ms, kind, message) VALUES(?, ?, ?, ?, ?)";
   Stmt st(conn, sql, what);
@@ -594,6 +639,15 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
       "INSERT INTO tokens(", kTokenColumns,
       ") VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(token_hash) DO UPDATE SET name = excluded.name, "
       "role = excluded.role, user = excluded.user, created_ms = excluded.created_ms, revoked = excluded.revoked");
+  static const std::string upsert_usage =
+      absl::StrCat("INSERT INTO usage(", kUsageColumns,
+                   ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE SET "
+                   "user = excluded.user, queue = excluded.queue, node = excluded.node, start_ms = excluded.start_ms, "
+                   "end_ms = excluded.end_ms, cpu_milli = excluded.cpu_milli, devices_json = excluded.devices_json");
+  static const std::string upsert_sample =
+      "INSERT INTO utilisation(time_s, sample_json) VALUES(?, ?) ON CONFLICT(time_s) DO UPDATE SET "
+      "sample_json = excluded.sample_json";
+  static const std::string prune_samples = "DELETE FROM utilisation WHERE time_s < ?";
   constexpr absl::string_view kWhat = "apply";
 
   if (batch.empty()) return absl::OkStatus();
@@ -650,6 +704,27 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   }
   for (const EventRecord& event : batch.events) {
     if (absl::StatusOr<int64_t> id = InsertEvent(conn, event, kWhat); !id.ok()) return id.status();
+  }
+  for (const UsageRecord& u : batch.usage) {
+    Stmt st(conn, upsert_usage, kWhat);
+    st.Int(u.job_id).Int(u.group).Int(u.replica).Int(u.attempt).Text(u.user).Text(u.queue).Text(u.node);
+    st.Int(u.start_ms).Int(u.end_ms).Int(u.cpu_milli).Text(u.devices_json);
+    if (absl::Status s = st.Run(); !s.ok()) {
+      if (st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        return absl::NotFoundError(absl::StrCat("apply: usage of job ", u.job_id, ": job does not exist"));
+      }
+      return s;
+    }
+  }
+  for (const UtilisationSample& sample : batch.samples) {
+    Stmt st(conn, upsert_sample, kWhat);
+    st.Int(sample.time_s).Text(sample.sample_json);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
+  if (batch.prune_samples_before_s > 0) {
+    Stmt st(conn, prune_samples, kWhat);
+    st.Int(batch.prune_samples_before_s);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
   }
   return txn.Commit();
 }
@@ -836,6 +911,78 @@ absl::StatusOr<std::vector<EventRecord>> SqliteStateStore::ListEvents(int64_t jo
   });
   if (!status.ok()) return status;
   return events;
+}
+
+absl::StatusOr<std::vector<UsageRecord>> SqliteStateStore::ListUsage(int64_t since_ms, int64_t until_ms) {
+  static const std::string sql = absl::StrCat(
+      "SELECT ", kUsageColumns,
+      " FROM usage WHERE start_ms < ? AND (end_ms = 0 OR end_ms > ?) ORDER BY job_id, grp, replica, attempt");
+  std::vector<UsageRecord> out;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, "list usage");
+    st.Int(until_ms).Int(since_ms);
+    return CollectRows(st, &out, ReadUsage);
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::vector<UtilisationSample>> SqliteStateStore::ListUtilisation(int64_t since_s, int64_t until_s) {
+  static const std::string sql =
+      "SELECT time_s, sample_json FROM utilisation WHERE time_s >= ? AND time_s < ? ORDER BY time_s";
+  std::vector<UtilisationSample> out;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, "list utilisation");
+    st.Int(since_s).Int(until_s);
+    return CollectRows(st, &out, [](const Stmt& row) {
+      return UtilisationSample{.time_s = row.ColumnInt(0), .sample_json = row.ColumnText(1)};
+    });
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::vector<JobCounts>> SqliteStateStore::CountJobs(int64_t since_ms, int64_t until_ms) {
+  // ?1 = since, ?2 = until. A job counts as ended only once end_ms is set
+  // (a failed job whose tasks still stop has end_ms 0).
+  static const std::string sql = absl::StrCat(
+      "SELECT user, queue, SUM(submit_ms >= ?1 AND submit_ms < ?2), ",
+      "SUM(state = 'Succeeded' AND end_ms >= ?1 AND end_ms < ?2 AND end_ms > 0), ",
+      "SUM(state = 'Failed' AND end_ms >= ?1 AND end_ms < ?2 AND end_ms > 0), ",
+      "SUM(state = 'Cancelled' AND end_ms >= ?1 AND end_ms < ?2 AND end_ms > 0) ",
+      "FROM jobs WHERE (submit_ms >= ?1 AND submit_ms < ?2) OR (end_ms >= ?1 AND end_ms < ?2 AND end_ms > 0) ",
+      "GROUP BY user, queue ORDER BY user, queue");
+  std::vector<JobCounts> out;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, "count jobs");
+    st.Int(since_ms).Int(until_ms);
+    return CollectRows(st, &out, [](const Stmt& row) {
+      return JobCounts{.user = row.ColumnText(0),
+                       .queue = row.ColumnText(1),
+                       .submitted = row.ColumnInt(2),
+                       .succeeded = row.ColumnInt(3),
+                       .failed = row.ColumnInt(4),
+                       .cancelled = row.ColumnInt(5)};
+    });
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> SqliteStateStore::CountJobsByState() {
+  static const std::string sql = "SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state";
+  std::vector<std::pair<JobState, int64_t>> out;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql, "count jobs by state");
+    return CollectRows(st, &out, [](const Stmt& row) -> absl::StatusOr<std::pair<JobState, int64_t>> {
+      const std::string name = row.ColumnText(0);
+      std::optional<JobState> state = ParseJobState(name);
+      if (!state) return absl::DataLossError(absl::StrCat("count jobs by state: unknown state '", name, "'"));
+      return std::make_pair(*state, row.ColumnInt(1));
+    });
+  });
+  if (!status.ok()) return status;
+  return out;
 }
 
 }  // namespace icos::store

@@ -51,7 +51,7 @@ struct SqliteOptions {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
-  static constexpr int32_t kSchemaVersion = 1;
+  static constexpr int32_t kSchemaVersion = 2;
 
   // Opens (creating if needed) and migrates the database at options.path.
   // Errors: InvalidArgument for an empty path; FailedPrecondition for a file
@@ -67,7 +67,7 @@ class SqliteStateStore : public StateStore {
   // fails every InsertJob in that group; none of them is stored.
   absl::Status InsertJob(JobRecord* job) override;
   // Writes in field order (jobs, tasks, nodes, queues, deleted_queues, tokens,
-  // events), so a queue both upserted and deleted in one batch ends up deleted.
+  // events, usage, samples, then the sample prune), so a queue both upserted and deleted in one batch ends up deleted.
   // NotFound, with nothing applied, when a job or a task's job does not exist.
   absl::Status Apply(WriteBatch batch) override;
 
@@ -81,6 +81,11 @@ class SqliteStateStore : public StateStore {
   absl::StatusOr<TokenRecord> GetToken(const std::string& token_hash) override;
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t job_id, int64_t after_id, int32_t limit) override;
+
+  absl::StatusOr<std::vector<UsageRecord>> ListUsage(int64_t since_ms, int64_t until_ms) override;
+  absl::StatusOr<std::vector<UtilisationSample>> ListUtilisation(int64_t since_s, int64_t until_s) override;
+  absl::StatusOr<std::vector<JobCounts>> CountJobs(int64_t since_ms, int64_t until_ms) override;
+  absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState() override;
 
   int32_t SchemaVersion() override { return schema_version_; }
 

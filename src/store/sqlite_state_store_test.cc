@@ -156,16 +156,53 @@ TEST(SqliteStateStoreTest, IdsKeepIncreasingAfterReopen) {
   EXPECT_GT(second.id, first.id);
 }
 
-TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToSchemaVersion1) {
+TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToSchemaVersion2) {
   const std::string path = NewDbPath();
   std::unique_ptr<StateStore> store = MakeStore(path);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 1);
+  EXPECT_EQ(store->SchemaVersion(), 2);
   RawDb raw(path);
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "2");
   EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
                           "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
-            "events,jobs,nodes,queues,tasks,tokens");
+            "events,jobs,nodes,queues,tasks,tokens,usage,utilisation");
+}
+
+// A database written by the first release (schema v1) keeps its jobs and
+// gains the accounting tables when a newer icos opens it.
+TEST(SqliteStateStoreTest, Version1DatabaseIsMigratedKeepingItsJobs) {
+  const std::string path = NewDbPath();
+  {
+    RawDb raw(path);
+    raw.Exec(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, user TEXT NOT NULL, queue TEXT "
+        "NOT NULL, priority INTEGER NOT NULL, state TEXT NOT NULL, spec_json TEXT NOT NULL, reason TEXT NOT NULL, "
+        "submit_ms INTEGER NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, attempt INTEGER NOT NULL) "
+        "STRICT; "
+        "CREATE TABLE tasks (job_id INTEGER NOT NULL REFERENCES jobs(id), grp INTEGER NOT NULL, replica INTEGER NOT "
+        "NULL, attempt INTEGER NOT NULL, node TEXT NOT NULL, placement_json TEXT NOT NULL, state TEXT NOT NULL, "
+        "exit_code INTEGER NOT NULL, reason TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, "
+        "PRIMARY KEY (job_id, grp, replica, attempt)) STRICT, WITHOUT ROWID; "
+        "CREATE TABLE nodes (name TEXT PRIMARY KEY, spec_json TEXT NOT NULL, state TEXT NOT NULL, address TEXT NOT "
+        "NULL, registered_ms INTEGER NOT NULL, heartbeat_ms INTEGER NOT NULL) STRICT, WITHOUT ROWID; "
+        "CREATE TABLE queues (name TEXT PRIMARY KEY, spec_json TEXT NOT NULL) STRICT, WITHOUT ROWID; "
+        "CREATE TABLE tokens (token_hash TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, user TEXT NOT "
+        "NULL, created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL) STRICT, WITHOUT ROWID; "
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, node TEXT NOT NULL, "
+        "time_ms INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL) STRICT; "
+        "INSERT INTO jobs VALUES(7, 'old', 'alice', 'default', 0, 'Succeeded', '{}', '', 1000, 2000, 3000, 0); "
+        "PRAGMA user_version = 1;");
+  }
+  absl::StatusOr<std::unique_ptr<SqliteStateStore>> store = SqliteStateStore::Open({.path = path});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->SchemaVersion(), 2);
+  absl::StatusOr<JobRecord> job = (*store)->GetJob(7);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->name, "old");
+  absl::StatusOr<std::vector<JobCounts>> counts = (*store)->CountJobs(0, 10'000);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].succeeded, 1);
 }
 
 TEST(SqliteStateStoreTest, ReopeningCurrentSchemaKeepsVersion) {
@@ -176,10 +213,10 @@ TEST(SqliteStateStoreTest, ReopeningCurrentSchemaKeepsVersion) {
   EXPECT_EQ(store->SchemaVersion(), SqliteStateStore::kSchemaVersion);
 }
 
-TEST(SqliteStateStoreTest, InMemoryDatabaseIsMigratedToSchemaVersion1) {
+TEST(SqliteStateStoreTest, InMemoryDatabaseIsMigratedToSchemaVersion2) {
   std::unique_ptr<StateStore> store = MakeStore(":memory:");
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 1);
+  EXPECT_EQ(store->SchemaVersion(), 2);
 }
 
 TEST(SqliteStateStoreTest, NewerSchemaIsRefusedWithClearMessage) {
@@ -187,7 +224,7 @@ TEST(SqliteStateStoreTest, NewerSchemaIsRefusedWithClearMessage) {
   RawDb(path).Exec("PRAGMA user_version = 3");
   absl::StatusOr<std::unique_ptr<SqliteStateStore>> store = SqliteStateStore::Open({.path = path});
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(store.status().message(), HasSubstr("database schema v3 is newer than this icos (v1); upgrade icos"));
+  EXPECT_THAT(store.status().message(), HasSubstr("database schema v3 is newer than this icos (v2); upgrade icos"));
 }
 
 TEST(SqliteStateStoreTest, NonDatabaseFileIsRefusedWithClearMessage) {

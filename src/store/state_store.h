@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -45,6 +46,17 @@ class StateStore {
   virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
   // Events of one job (job_id > 0) or all events (job_id == 0) with id > after_id, ascending, at most limit (0: all).
   virtual absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t job_id, int64_t after_id, int32_t limit) = 0;
+
+  // Usage intervals that overlap [since_ms, until_ms): start_ms < until_ms and
+  // (end_ms == 0 or end_ms > since_ms), ordered by key.
+  virtual absl::StatusOr<std::vector<UsageRecord>> ListUsage(int64_t since_ms, int64_t until_ms) = 0;
+  // Samples with since_s <= time_s < until_s, ascending.
+  virtual absl::StatusOr<std::vector<UtilisationSample>> ListUtilisation(int64_t since_s, int64_t until_s) = 0;
+  // Per (user, queue): jobs submitted in [since_ms, until_ms), and jobs that
+  // ended in it by final state. Ordered by (user, queue); pairs with all zeros are left out.
+  virtual absl::StatusOr<std::vector<JobCounts>> CountJobs(int64_t since_ms, int64_t until_ms) = 0;
+  // Number of jobs in each state (states with none are absent).
+  virtual absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState() = 0;
 
   // The schema version this store is at (migrations applied).
   virtual int32_t SchemaVersion() = 0;

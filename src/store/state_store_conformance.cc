@@ -56,6 +56,14 @@ auto Fields(const TokenRecord& t) {
   return std::make_tuple(t.token_hash, t.name, t.role, t.user, t.created_ms, t.revoked);
 }
 auto Fields(const EventRecord& e) { return std::make_tuple(e.id, e.job_id, e.node, e.time_ms, e.kind, e.message); }
+auto Fields(const UsageRecord& u) {
+  return std::make_tuple(u.job_id, u.group, u.replica, u.attempt, u.user, u.queue, u.node, u.start_ms, u.end_ms,
+                         u.cpu_milli, u.devices_json);
+}
+auto Fields(const UtilisationSample& s) { return std::make_tuple(s.time_s, s.sample_json); }
+auto Fields(const JobCounts& c) {
+  return std::make_tuple(c.user, c.queue, c.submitted, c.succeeded, c.failed, c.cancelled);
+}
 
 template <typename T>
 auto Fields(const std::vector<T>& records) {
@@ -535,6 +543,99 @@ TEST_P(StateStoreConformanceTest, ConcurrentInsertJobGivesEachCallerItsOwnId) {
   absl::StatusOr<std::vector<EventRecord>> events = store_->ListEvents(0, 0, 0);
   ASSERT_TRUE(events.ok()) << events.status();
   EXPECT_THAT(*events, SizeIs(kThreads * kPerThread));  // one Submitted each
+}
+
+// ---- Usage, utilisation history, job counts ----
+
+UsageRecord MakeUsage(int64_t job_id, int32_t replica, int64_t start_ms, int64_t end_ms) {
+  return UsageRecord{.job_id = job_id,
+                     .replica = replica,
+                     .user = "alice",
+                     .queue = "team-a",
+                     .node = "node-a",
+                     .start_ms = start_ms,
+                     .end_ms = end_ms,
+                     .cpu_milli = 2500,
+                     .devices_json = R"([{"type":"nvidia/A100","share":0.5}])"};
+}
+
+TEST_P(StateStoreConformanceTest, UsageRoundTripsEveryFieldAndUpsertsByKey) {
+  const int64_t job = Insert(*store_, MakeJob("a"));
+  UsageRecord open = MakeUsage(job, 0, 5000, 0);
+  ExpectApplied(*store_, {.usage = {open}});
+  UsageRecord closed = open;
+  closed.end_ms = 9000;
+  ExpectApplied(*store_, {.usage = {closed}});
+  absl::StatusOr<std::vector<UsageRecord>> usage = store_->ListUsage(0, 100'000);
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(Fields(*usage), Fields(std::vector<UsageRecord>{closed}));
+}
+
+TEST_P(StateStoreConformanceTest, ListUsageReturnsIntervalsOverlappingTheWindow) {
+  const int64_t job = Insert(*store_, MakeJob("a"));
+  // Window [10'000, 20'000): replica 0 ended before it, 1 ended at its start
+  // (half-open: out), 2 straddles the start, 3 is inside, 4 is still running,
+  // 5 starts at its end (out).
+  ExpectApplied(*store_, {.usage = {MakeUsage(job, 0, 1000, 5000), MakeUsage(job, 1, 1000, 10'000),
+                                    MakeUsage(job, 2, 1000, 15'000), MakeUsage(job, 3, 12'000, 13'000),
+                                    MakeUsage(job, 4, 3000, 0), MakeUsage(job, 5, 20'000, 0)}});
+  absl::StatusOr<std::vector<UsageRecord>> usage = store_->ListUsage(10'000, 20'000);
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  std::vector<int32_t> replicas;
+  for (const UsageRecord& u : *usage) replicas.push_back(u.replica);
+  EXPECT_THAT(replicas, ElementsAre(2, 3, 4));
+}
+
+TEST_P(StateStoreConformanceTest, UsageOfUnknownJobIsNotFound) {
+  absl::Status status = store_->Apply({.usage = {MakeUsage(999, 0, 1, 2)}});
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
+}
+
+TEST_P(StateStoreConformanceTest, UtilisationSamplesListByHalfOpenWindowAndPrune) {
+  ExpectApplied(*store_, {.samples = {{100, "a"}, {115, "b"}, {130, "c"}}});
+  ExpectApplied(*store_, {.samples = {{115, "b2"}}});  // upsert by time
+  absl::StatusOr<std::vector<UtilisationSample>> samples = store_->ListUtilisation(100, 130);
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  EXPECT_EQ(Fields(*samples), Fields(std::vector<UtilisationSample>{{100, "a"}, {115, "b2"}}));
+  ExpectApplied(*store_, {.prune_samples_before_s = 115});
+  samples = store_->ListUtilisation(0, 1000);
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  EXPECT_EQ(Fields(*samples), Fields(std::vector<UtilisationSample>{{115, "b2"}, {130, "c"}}));
+}
+
+TEST_P(StateStoreConformanceTest, CountJobsCountsSubmitsAndEndsInTheWindow) {
+  // Window [1000, 2000).
+  JobRecord a = MakeJob("a", "alice", "q1");  // submitted 1000, succeeded 1500: both count
+  JobRecord b = MakeJob("b", "alice", "q1");  // submitted before, failed inside: only the failure
+  b.submit_ms = 500;
+  JobRecord c = MakeJob("c", "bob", "q2");  // submitted inside, cancelled after: only the submit
+  JobRecord d = MakeJob("d", "bob", "q2");  // entirely before: absent
+  d.submit_ms = 100;
+  const int64_t ia = Insert(*store_, a), ib = Insert(*store_, b), ic = Insert(*store_, c), id = Insert(*store_, d);
+  a.id = ia, b.id = ib, c.id = ic, d.id = id;
+  a.state = JobState::kSucceeded, a.end_ms = 1500;
+  b.state = JobState::kFailed, b.end_ms = 1999;
+  c.state = JobState::kCancelled, c.end_ms = 2000;
+  d.state = JobState::kSucceeded, d.end_ms = 200;
+  ExpectApplied(*store_, {.jobs = {a, b, c, d}});
+  absl::StatusOr<std::vector<JobCounts>> counts = store_->CountJobs(1000, 2000);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(Fields(*counts), Fields(std::vector<JobCounts>{{"alice", "q1", 1, 1, 1, 0}, {"bob", "q2", 1, 0, 0, 0}}));
+}
+
+TEST_P(StateStoreConformanceTest, CountJobsByStateCountsEveryJob) {
+  JobRecord a = MakeJob("a");
+  const int64_t ia = Insert(*store_, a);
+  Insert(*store_, MakeJob("b"));
+  Insert(*store_, MakeJob("c"));
+  a.id = ia;
+  a.state = JobState::kRunning;
+  ExpectApplied(*store_, {.jobs = {a}});
+  absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> counts = store_->CountJobsByState();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  std::map<std::string, int64_t> by_name;
+  for (const auto& [state, n] : *counts) by_name[JobStateName(state)] = n;
+  EXPECT_EQ(by_name, (std::map<std::string, int64_t>{{"Pending", 2}, {"Running", 1}}));
 }
 
 TEST_P(StateStoreConformanceTest, SchemaVersionIsPositive) { EXPECT_GT(store_->SchemaVersion(), 0); }
