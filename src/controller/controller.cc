@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -262,6 +263,7 @@ void Controller::Event(store::WriteBatch& b, int64_t job, const std::string& nod
 
 absl::Status Controller::Commit(store::WriteBatch batch) {
   if (batch.empty()) return absl::OkStatus();
+  AddUsage(batch);
   return store_->Apply(std::move(batch));
 }
 
@@ -639,6 +641,7 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
       changed = true;
     }
     n.rec.heartbeat_ms = now;  // kept in memory; persisting every beat would cost a write per node per beat
+    counters_.heartbeats.Inc({node});
     std::map<int64_t, JobEntry> touched;  // copies to commit
     for (const wire::TaskStatus& s : statuses) {
       int64_t job;
@@ -657,6 +660,8 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
         t.rec.exit_code = s.exit_code;
         t.rec.reason = s.reason;
         if (s.start_ms > 0) t.rec.start_ms = s.start_ms;
+        // An agent that does not say when the task started: it started by now (accounting needs a start).
+        if (*state == TaskState::kRunning && t.rec.start_ms == 0) t.rec.start_ms = now;
         if (store::IsTerminal(*state)) t.rec.end_ms = s.end_ms > 0 ? s.end_ms : now;
         b.tasks.push_back(t.rec);
         Event(b, job, node, absl::StrCat("Task", s.state),
@@ -832,6 +837,8 @@ absl::Status Controller::RunPass() {
   // the snapshot and to apply the decisions, never while icos::core thinks,
   // so submits, heartbeats and watches are not blocked by a pass.
   std::lock_guard<std::mutex> pass_lock(pass_mu_);
+  // Real elapsed time for the latency histogram, whatever clock_ says (a FakeClock stands still).
+  const auto pass_start = std::chrono::steady_clock::now();
   const int64_t now = clock_->NowMs();
   core::Snapshot snap;
   snap.now_ms = now;
@@ -889,6 +896,7 @@ absl::Status Controller::RunPass() {
     return it != nodes_.end() && it->second.rec.state == "Ready" && it->second.generation == node_generation[index];
   };
   bool stale = false;
+  int64_t binds = 0, preemptions = 0;
   store::WriteBatch b;
   std::map<int64_t, JobEntry> next;  // changed copies, committed after the store write
   auto copy = [&](int64_t id) -> JobEntry& {
@@ -907,6 +915,7 @@ absl::Status Controller::RunPass() {
     v.rec.reason = absl::StrCat("preempted: ", p.reason);
     b.jobs.push_back(v.rec);
     Event(b, v.rec.id, "", "Preempted", p.reason);
+    ++preemptions;
   }
   for (const auto& bind : decisions->binds) {
     bool valid = still_pending(bind.job.value());
@@ -942,6 +951,7 @@ absl::Status Controller::RunPass() {
       j.tasks.push_back(std::move(t));
     }
     b.jobs.push_back(j.rec);
+    ++binds;
     Event(b, j.rec.id, "", "Scheduled",
           absl::StrCat(bind.tasks.size(), " tasks on ", absl::StrJoin(where, ", "),
                        bind.device_type.empty() ? "" : absl::StrCat(" (", bind.device_type, ")")));
@@ -951,6 +961,8 @@ absl::Status Controller::RunPass() {
     reserved[r.job.value()] = absl::StrCat("; reserved to start in about ", (r.start_ms - now + 59'999) / 60'000, " min");
   }
   if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  counters_.binds.Inc({}, static_cast<double>(binds));
+  counters_.preemptions.Inc({}, static_cast<double>(preemptions));
   // Waiting reasons are recomputed every pass: kept in memory (the API shows
   // them), not written, so a thousand waiting jobs cost no writes per pass.
   for (const auto& w : decisions->waiting) {
@@ -964,6 +976,8 @@ absl::Status Controller::RunPass() {
   }
   Prune();
   if (stale) Wake();
+  counters_.pass_duration.Observe({},
+                                  std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
   return absl::OkStatus();
 }
 
@@ -1049,6 +1063,7 @@ void Controller::Loop() {
     // Errors are kept for the next pass; the store or a bad snapshot must not stop the loop.
     (void)CheckNodes();
     (void)RunPass();
+    (void)SampleUtilisation();
   }
 }
 

@@ -30,6 +30,8 @@
 #include "absl/status/statusor.h"
 #include "api/job_spec.h"
 #include "common/clock.h"
+#include "controller/accounting.h"
+#include "controller/metrics.h"
 #include "controller/wire.h"
 #include "core/scheduler.h"
 #include "store/state_store.h"
@@ -56,6 +58,10 @@ struct ControllerOptions {
   int64_t grace_ms = 10'000;  // SIGTERM -> SIGKILL for cancelled / preempted tasks
   // Base of the per-job rendezvous port (MASTER_ADDR:MASTER_PORT).
   int32_t port_base = 29'500;
+  // Utilisation history: one sample per this many seconds (aligned to
+  // multiples of it), kept this long.
+  int64_t utilisation_step_s = 15;
+  int64_t utilisation_retention_s = 30 * 86'400;
 };
 
 // A job as the API shows it.
@@ -84,6 +90,63 @@ struct LogLocation {
   std::string agent_url;
   std::string task_id;
   bool finished = false;  // the task has ended: the log will not grow
+};
+
+// What /metrics shows about the cluster's state at one moment.
+struct DeviceMetric {
+  std::string node;
+  int32_t index = 0;
+  std::string vendor, model;
+  double allocated = 0;  // share of the device held by active tasks, 0..1
+  bool healthy = true;
+  bool drained = false;  // the device or its node is drained
+};
+struct QueueMetric {
+  core::Queue queue;
+  double devices = 0;    // devices held by active tasks (shares count their fraction)
+  double cpu_cores = 0;  // cores held by active tasks
+  int64_t pending = 0, running = 0;
+};
+struct NodeMetric {
+  std::string name;
+  std::string state;  // Ready, NotReady
+  bool drained = false;
+  double heartbeat_age_s = 0;
+};
+struct ClusterMetrics {
+  std::vector<DeviceMetric> devices;
+  std::vector<QueueMetric> queues;
+  std::vector<NodeMetric> nodes;
+  std::map<std::string, int64_t> jobs_by_state;  // every state, 0 when none
+};
+
+// Event counters the controller keeps for /metrics. Thread-safe.
+struct ControllerCounters {
+  metrics::HistogramFamily pass_duration{
+      "icos_scheduler_pass_duration_seconds",
+      "Wall time of scheduling passes that had pending jobs (snapshot, decide, commit).",
+      {},
+      metrics::HistogramFamily::LatencyBounds()};
+  metrics::CounterFamily binds{
+      "icos_scheduler_binds_total", "Jobs the scheduler placed (bind decisions committed).", {}};
+  metrics::CounterFamily preemptions{
+      "icos_scheduler_preemptions_total", "Running jobs preempted by the scheduler.", {}};
+  metrics::CounterFamily heartbeats{"icos_agent_heartbeats_total", "Heartbeats received from node agents.", {"node"}};
+};
+
+// Writes every controller metric family (docs/metrics.md) in base units.
+void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics::ExpositionWriter& w);
+
+// Utilisation history as the API returns it.
+struct UtilisationHistory {
+  int64_t step_s = 0;
+  std::vector<store::UtilisationSample> samples;  // sample_json as documented in store::UtilisationSample
+};
+
+struct UsageReport {
+  UsageBy by = UsageBy::kUser;
+  int64_t since_ms = 0, until_ms = 0;
+  std::vector<UsageRow> rows;
 };
 
 struct Assignments {
@@ -145,6 +208,22 @@ class Controller {
   absl::StatusOr<Assignments> WatchAssignments(const Principal& caller, const std::string& node, uint64_t since,
                                                int64_t wait_ms);
 
+  // --- observability (controller_observe.cc) -------------------------------
+  // The cluster's state for /metrics.
+  absl::StatusOr<ClusterMetrics> CollectMetrics() const;
+  const ControllerCounters& counters() const { return counters_; }
+  // The controller's clock (API defaults such as "until now").
+  int64_t NowMs() const { return clock_->NowMs(); }
+  // Takes a utilisation sample if the clock has entered a new step since the
+  // last one (the loop calls it; tests call it with a FakeClock). Returns
+  // whether it sampled. Samples older than the retention are pruned.
+  absl::StatusOr<bool> SampleUtilisation();
+  // Samples with since_s <= t < until_s (Unix seconds). Any role.
+  absl::StatusOr<UtilisationHistory> Utilisation(const Principal& caller, int64_t since_s, int64_t until_s) const;
+  // Usage over [since_ms, until_ms). A user sees only its own jobs' usage;
+  // agents may not ask.
+  absl::StatusOr<UsageReport> Usage(const Principal& caller, int64_t since_ms, int64_t until_ms, UsageBy by) const;
+
   // Runs one scheduling pass now (tests; the loop calls it too).
   absl::Status RunPass();
   // Marks silent nodes NotReady and fails their tasks (the loop calls it).
@@ -160,7 +239,7 @@ class Controller {
     store::JobRecord rec;
     api::JobSpec spec;
     core::Job core;
-    std::vector<TaskEntry> tasks;   // every attempt's, ordered
+    std::vector<TaskEntry> tasks;    // every attempt's, ordered
     std::vector<int64_t> waits_for;  // preempted jobs that must stop first
   };
   struct NodeEntry {
@@ -168,9 +247,9 @@ class Controller {
     core::Node node;
     std::string agent_url;
     std::string log_key;
-    uint64_t version = 1;      // assignments changed (watchers wake)
-    uint64_t generation = 0;   // registrations: a pass's view of the node is stale after one
-    bool drained = false;      // an operator took it out of scheduling
+    uint64_t version = 1;     // assignments changed (watchers wake)
+    uint64_t generation = 0;  // registrations: a pass's view of the node is stale after one
+    bool drained = false;     // an operator took it out of scheduling
   };
 
   Controller(ControllerOptions options, store::StateStore* store, Clock* clock);
@@ -192,6 +271,16 @@ class Controller {
                               const std::string& agent_url, const std::string& log_key);
   void Event(store::WriteBatch& b, int64_t job, const std::string& node, const std::string& kind, std::string msg);
   absl::Status Commit(store::WriteBatch batch);
+  // Adds a usage record for every task of `b` that has started running, so
+  // accounting changes in the same transaction as the task (controller_observe.cc).
+  void AddUsage(store::WriteBatch& b) const;
+  // Device share held per (node, device index), and devices / CPU per queue,
+  // by active tasks on Ready nodes (controller_observe.cc).
+  struct Allocation {
+    std::map<std::pair<std::string, int32_t>, double> device;
+    std::map<std::string, std::pair<double, double>> queue;  // devices, cpu cores
+  };
+  Allocation Allocated() const;
   void EvaluateJob(JobEntry& j, store::WriteBatch& b);
   // The tasks of a bind, with each rank's framework env, files and devices.
   absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const JobEntry& j, const core::BindDecision& bind,
@@ -204,11 +293,14 @@ class Controller {
 
   std::mutex pass_mu_;  // one scheduling pass at a time
   mutable std::mutex mu_;
-  std::condition_variable changed_;  // node versions moved (assignment watchers)
+  std::condition_variable changed_;   // node versions moved (assignment watchers)
   std::map<int64_t, JobEntry> jobs_;  // non-terminal jobs, plus terminal ones with active tasks
   std::map<std::string, NodeEntry> nodes_;
   std::map<std::string, core::Queue> queues_;
   std::map<std::string, store::TokenRecord> tokens_;  // by hash
+  ControllerCounters counters_;
+  std::mutex sample_mu_;
+  int64_t last_sample_slot_ = -1;  // guarded by sample_mu_
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;

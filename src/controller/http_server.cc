@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
@@ -63,13 +65,71 @@ json TaskJson(const store::TaskRecord& t) {
           {"end_ms", t.end_ms}};
 }
 
+// The route pattern and start time of the request this worker thread serves:
+// set before routing, read by the logger that httplib calls on the same
+// thread once the response is written.
+thread_local std::string t_route;
+thread_local std::chrono::steady_clock::time_point t_start;
+
+// An integer query parameter that must parse when present.
+absl::StatusOr<int64_t> StrictIntParam(const httplib::Request& req, const char* name, int64_t fallback) {
+  if (!req.has_param(name)) return fallback;
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(req.get_param_value(name), &v)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be an integer (Unix seconds), got '", req.get_param_value(name), "'"));
+  }
+  return v;
+}
+
+// Registers routes on a server like httplib::Server does, noting each route's
+// pattern for the request metrics (a request no route matched is counted as
+// "unmatched").
+class LabellingRouter {
+ public:
+  explicit LabellingRouter(httplib::Server& s) : s_(s) {}
+  void Get(const std::string& pattern, httplib::Server::Handler h) { s_.Get(pattern, Labelled(pattern, std::move(h))); }
+  void Post(const std::string& pattern, httplib::Server::Handler h) {
+    s_.Post(pattern, Labelled(pattern, std::move(h)));
+  }
+  void Put(const std::string& pattern, httplib::Server::Handler h) { s_.Put(pattern, Labelled(pattern, std::move(h))); }
+  void set_error_handler(httplib::Server::Handler h) { s_.set_error_handler(std::move(h)); }
+
+ private:
+  static httplib::Server::Handler Labelled(const std::string& pattern, httplib::Server::Handler h);
+  httplib::Server& s_;
+};
+
 int64_t IntParam(const httplib::Request& req, const char* name, int64_t fallback) {
   int64_t v = fallback;
   if (req.has_param(name) && !absl::SimpleAtoi(req.get_param_value(name), &v)) return fallback;
   return v;
 }
 
+httplib::Server::Handler LabellingRouter::Labelled(const std::string& pattern, httplib::Server::Handler h) {
+  return [label = RouteLabel(pattern), h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+    t_route = label;
+    h(req, res);
+  };
+}
+
 }  // namespace
+
+std::string RouteLabel(const std::string& pattern) {
+  std::string out;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '(') {
+      out += pattern[i];
+      continue;
+    }
+    const size_t close = pattern.find(')', i);
+    if (close == std::string::npos) return pattern;
+    const std::string group = pattern.substr(i + 1, close - i - 1);
+    out += group == "\\d+" ? ":id" : group == "[^/]+" ? ":name" : absl::StrCat(":", group);
+    i = close;
+  }
+  return out;
+}
 
 int HttpStatusFor(const absl::Status& st) {
   switch (st.code()) {
@@ -139,7 +199,23 @@ void HttpServer::Stop() {
 }
 
 void HttpServer::Routes() {
-  auto& s = *server_;
+  LabellingRouter s(*server_);
+  server_->set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    t_route = "unmatched";
+    t_start = std::chrono::steady_clock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  server_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    // A request that failed before routing (unparsable) has no start time of its own.
+    const bool timed = t_start != std::chrono::steady_clock::time_point{};
+    const std::string route = timed ? t_route : "unmatched";
+    requests_.Inc({req.method, route, std::to_string(res.status)});
+    if (timed) {
+      latency_.Observe({req.method, route},
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
+    }
+    t_start = {};
+  });
   Controller* c = controller_;
   const int64_t max_watch = options_.max_watch_ms;
   // Every authenticated route goes through this: 401 before anything else.
@@ -334,6 +410,76 @@ void HttpServer::Routes() {
     if (!secret.ok()) return Fail(res, secret.status());
     Reply(res, 201, {{"token", *secret}, {"role", role}, {"user", body.value("user", "")}});
   }));
+  // Prometheus scrape target (docs/metrics.md).
+  const bool metrics_auth = options_.metrics_require_auth;
+  s.Get("/metrics", [this, c, metrics_auth](const httplib::Request& req, httplib::Response& res) {
+    if (metrics_auth) {
+      if (auto who = c->Authenticate(Bearer(req)); !who.ok()) return Fail(res, who.status());
+    }
+    auto m = c->CollectMetrics();
+    if (!m.ok()) return Fail(res, m.status());
+    metrics::ExpositionWriter w;
+    RenderMetrics(*m, c->counters(), w);
+    requests_.Render(w);
+    latency_.Render(w);
+    res.set_content(w.text(), metrics::kContentType);
+  });
+
+  s.Get("/api/v1/utilisation", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+          const int64_t now_s = c->NowMs() / 1000;
+          auto until = StrictIntParam(req, "until", now_s + 1);
+          if (!until.ok()) return Fail(res, until.status());
+          auto since = StrictIntParam(req, "since", *until - 86'400);
+          if (!since.ok()) return Fail(res, since.status());
+          auto max_points = StrictIntParam(req, "max_points", 2'000);
+          if (!max_points.ok()) return Fail(res, max_points.status());
+          auto h = c->Utilisation(who, *since, *until);
+          if (!h.ok()) return Fail(res, h.status());
+          // Long windows are thinned to every k-th sample so a chart gets at most
+          // max_points; step_s says the spacing of what is returned.
+          const size_t n = h->samples.size();
+          const size_t cap = static_cast<size_t>(std::max<int64_t>(1, *max_points));
+          const size_t k = n > cap ? (n + cap - 1) / cap : 1;
+          json samples = json::array();
+          for (size_t i = 0; i < n; i += k) {
+            json sample = json::parse(h->samples[i].sample_json, nullptr, false);
+            if (!sample.is_object()) sample = json::object();
+            sample["t"] = h->samples[i].time_s;
+            samples.push_back(std::move(sample));
+          }
+          Reply(res, 200, {{"step_s", h->step_s * static_cast<int64_t>(k)}, {"samples", samples}});
+        }));
+
+  s.Get("/api/v1/usage", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+          const int64_t now_s = c->NowMs() / 1000;
+          auto until = StrictIntParam(req, "until", now_s + 1);
+          if (!until.ok()) return Fail(res, until.status());
+          auto since = StrictIntParam(req, "since", *until - 7 * 86'400);
+          if (!since.ok()) return Fail(res, since.status());
+          const std::string by_name = req.has_param("by") ? req.get_param_value("by") : "user";
+          auto by = ParseUsageBy(by_name);
+          if (!by)
+            return Fail(res, absl::InvalidArgumentError(absl::StrCat("by must be user or queue, got '", by_name, "'")));
+          constexpr int64_t kMaxSeconds = int64_t{1} << 40;  // keeps seconds -> milliseconds from overflowing
+          if (std::abs(*since) > kMaxSeconds || std::abs(*until) > kMaxSeconds) {
+            return Fail(res, absl::InvalidArgumentError("since and until must be Unix seconds"));
+          }
+          auto report = c->Usage(who, *since * 1000, *until * 1000, *by);
+          if (!report.ok()) return Fail(res, report.status());
+          json rows = json::array();
+          for (const auto& r : report->rows) {
+            rows.push_back({{"key", r.key},
+                            {"device_hours", r.device_hours},
+                            {"device_hours_total", r.device_hours_total},
+                            {"cpu_hours", r.cpu_hours},
+                            {"jobs",
+                             {{"submitted", r.submitted},
+                              {"succeeded", r.succeeded},
+                              {"failed", r.failed},
+                              {"cancelled", r.cancelled}}}});
+          }
+          Reply(res, 200, {{"by", UsageByName(*by)}, {"since", *since}, {"until", *until}, {"rows", rows}});
+        }));
 }
 
 }  // namespace icos::controller

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "controller/controller.h"
+#include "controller/metrics.h"
 
 namespace httplib {
 class Server;
@@ -33,6 +34,10 @@ struct HttpServerOptions {
   // Requests per second each token may make (bursts up to twice that); more
   // get 429. A flood from one client cannot starve the others. 0: no limit.
   double requests_per_s_per_token = 5'000;
+  // GET /metrics needs a bearer token (any role) when true. Off by default:
+  // Prometheus scrapes without credentials unless configured, and the
+  // metrics name nodes and queues but no users, jobs or secrets.
+  bool metrics_require_auth = false;
 };
 
 // Token buckets by key (one per API token). Thread-safe.
@@ -72,7 +77,20 @@ class HttpServer {
   std::unique_ptr<RateLimiter> limiter_;
   std::thread thread_;
   int port_ = 0;
+  // API requests by route pattern (not raw path: bounded label values).
+  metrics::CounterFamily requests_{"icos_http_requests_total",
+                                   "API requests by method, route pattern and HTTP status.",
+                                   {"method", "route", "code"}};
+  metrics::HistogramFamily latency_{
+      "icos_http_request_duration_seconds",
+      "API request latency by method and route pattern (assignment watches wait up to 25 s).",
+      {"method", "route"},
+      metrics::HistogramFamily::LatencyBounds()};
 };
+
+// The metrics label for a route pattern: regex groups become placeholders,
+// e.g. "/api/v1/jobs/(\d+)/logs" -> "/api/v1/jobs/:id/logs".
+std::string RouteLabel(const std::string& pattern);
 
 // HTTP status for an absl::Status code.
 int HttpStatusFor(const absl::Status& status);
