@@ -1,0 +1,261 @@
+// The controller's observability against a real SQLite file and a fake
+// clock: usage accounting that matches a hand-computed example and survives
+// restarts, the utilisation sampler, and the state /metrics reports.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "controller/controller.h"
+#include "store/sqlite_state_store.h"
+
+namespace icos::controller {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+constexpr int64_t kMinute = 60'000;
+
+// Two whole devices and two cores.
+constexpr char kJobA[] = R"(
+name: a
+tasks:
+  - command: ["sleep", "1"]
+    resources: {cpu: 2, memory: 1Gi, devices: 2}
+)";
+// Half of one device and one core.
+constexpr char kJobB[] = R"(
+name: b
+tasks:
+  - command: ["sleep", "1"]
+    resources: {cpu: 1, memory: 1Gi, device_share: 50%}
+)";
+
+core::Node FourGpuNode() {
+  core::Node n;
+  n.name = "n1";
+  n.cpu_milli = 8'000;
+  n.memory_mib = 16'384;
+  for (int i = 0; i < 4; ++i) {
+    core::Device d;
+    d.vendor = "nvidia";
+    d.model = "A100";
+    d.memory_mib = 81'920;
+    n.devices.push_back(d);
+  }
+  return n;
+}
+
+class ControllerObserveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (std::filesystem::temp_directory_path() /
+             ("icos-observe-test-" + std::to_string(::getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
+                .string();
+    std::filesystem::remove(path_);
+    options_.utilisation_step_s = 15;
+    Open();
+  }
+  void TearDown() override {
+    controller_.reset();
+    store_.reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + suffix);
+  }
+  // (Re)opens store and controller on the same file: a controller restart.
+  void Open() {
+    controller_.reset();
+    store_.reset();
+    auto s = store::SqliteStateStore::Open({.path = path_});
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+    auto c = Controller::Create(options_, store_.get(), &clock_);
+    ASSERT_TRUE(c.ok()) << c.status();
+    controller_ = *std::move(c);
+  }
+  // One heartbeat listing every task the agent knows (one left out counts as lost).
+  void Report(const std::vector<std::pair<std::string, std::string>>& tasks) {
+    std::vector<wire::TaskStatus> statuses;
+    for (const auto& [id, state] : tasks) {
+      wire::TaskStatus s;
+      s.task_id = id;
+      s.state = state;
+      statuses.push_back(s);
+    }
+    ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", statuses).ok());
+  }
+  // Starts job A (alice) and job B (bob) on n1; returns their task ids.
+  std::pair<std::string, std::string> StartBoth() {
+    EXPECT_TRUE(controller_->RegisterNode(admin_, FourGpuNode(), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+    auto a = controller_->Submit(alice_, kJobA);
+    auto b = controller_->Submit(bob_, kJobB);
+    EXPECT_TRUE(a.ok() && b.ok());
+    EXPECT_TRUE(controller_->RunPass().ok());
+    auto w = controller_->WatchAssignments(admin_, "n1", 0, 0);
+    EXPECT_TRUE(w.ok()) << w.status();
+    std::string ta, tb;
+    for (const auto& t : w->tasks) (t.job_id == *a ? ta : tb) = t.task_id;
+    EXPECT_FALSE(ta.empty());
+    EXPECT_FALSE(tb.empty());
+    Report({{ta, "Running"}, {tb, "Running"}});
+    return {ta, tb};
+  }
+  UsageReport Usage(const Principal& who, int64_t from, int64_t to, UsageBy by) {
+    auto r = controller_->Usage(who, from, to, by);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : UsageReport{};
+  }
+
+  std::string path_;
+  FakeClock clock_;
+  ControllerOptions options_;
+  std::unique_ptr<store::SqliteStateStore> store_;
+  std::unique_ptr<Controller> controller_;
+  Principal admin_{"test", Role::kAdmin, "admin"};
+  Principal alice_{"alice", Role::kUser, "alice"};
+  Principal bob_{"bob", Role::kUser, "bob"};
+};
+
+TEST_F(ControllerObserveTest, UsageMatchesHandComputedExampleAcrossRestarts) {
+  const int64_t t0 = clock_.NowMs();
+  auto [ta, tb] = StartBoth();  // both run from t0
+  clock_.Advance(30 * kMinute);
+  // [t0, t0+30m) while running: alice 2 devices x 0.5 h = 1.0; bob 0.5 x 0.5 h = 0.25.
+  UsageReport before = Usage(admin_, t0, t0 + 30 * kMinute, UsageBy::kUser);
+  ASSERT_EQ(before.rows.size(), 2u);
+  EXPECT_DOUBLE_EQ(before.rows[0].device_hours_total, 1.0);
+  EXPECT_DOUBLE_EQ(before.rows[1].device_hours_total, 0.25);
+  Open();  // the controller restarts while both run
+  UsageReport after = Usage(admin_, t0, t0 + 30 * kMinute, UsageBy::kUser);
+  ASSERT_EQ(after.rows.size(), 2u);
+  EXPECT_DOUBLE_EQ(after.rows[0].device_hours_total, 1.0);
+  EXPECT_DOUBLE_EQ(after.rows[1].device_hours_total, 0.25);
+  Report({{ta, "Running"}, {tb, "Running"}});  // the agent keeps reporting; nothing changes
+  clock_.Advance(30 * kMinute);
+  Report({{ta, "Running"}, {tb, "Succeeded"}});  // B ends at t0+60m
+  clock_.Advance(30 * kMinute);
+  Report({{ta, "Succeeded"}, {tb, "Succeeded"}});  // A ends at t0+90m
+  clock_.Advance(30 * kMinute);
+  Open();  // and restarts again after both ended
+
+  // Window [t0, t0+120m), by user:
+  //   alice: job A, 2 A100 x 1.5 h = 3.0 device-hours; 2 cores x 1.5 h = 3.0 CPU-hours.
+  //   bob:   job B, 0.5 A100 x 1.0 h = 0.5 device-hours; 1 core x 1.0 h = 1.0 CPU-hours.
+  //   each submitted 1 job and 1 succeeded.
+  UsageReport all = Usage(admin_, t0, t0 + 120 * kMinute, UsageBy::kUser);
+  ASSERT_EQ(all.rows.size(), 2u);
+  EXPECT_EQ(all.rows[0].key, "alice");
+  EXPECT_DOUBLE_EQ(all.rows[0].device_hours.at("nvidia/A100"), 3.0);
+  EXPECT_DOUBLE_EQ(all.rows[0].device_hours_total, 3.0);
+  EXPECT_DOUBLE_EQ(all.rows[0].cpu_hours, 3.0);
+  EXPECT_EQ(all.rows[0].submitted, 1);
+  EXPECT_EQ(all.rows[0].succeeded, 1);
+  EXPECT_EQ(all.rows[1].key, "bob");
+  EXPECT_DOUBLE_EQ(all.rows[1].device_hours.at("nvidia/A100"), 0.5);
+  EXPECT_DOUBLE_EQ(all.rows[1].cpu_hours, 1.0);
+  EXPECT_EQ(all.rows[1].succeeded, 1);
+
+  // Window [t0+45m, t0+75m) clips both intervals:
+  //   alice: A runs through it: 2 x 0.5 h = 1.0 device-hours, 2 x 0.5 h = 1.0 CPU-hours; no submit or end inside.
+  //   bob:   B runs 45m..60m: 0.5 x 0.25 h = 0.125 device-hours, 1 x 0.25 h = 0.25 CPU-hours; B ended inside.
+  UsageReport clipped = Usage(admin_, t0 + 45 * kMinute, t0 + 75 * kMinute, UsageBy::kUser);
+  ASSERT_EQ(clipped.rows.size(), 2u);
+  EXPECT_DOUBLE_EQ(clipped.rows[0].device_hours_total, 1.0);
+  EXPECT_DOUBLE_EQ(clipped.rows[0].cpu_hours, 1.0);
+  EXPECT_EQ(clipped.rows[0].submitted, 0);
+  EXPECT_EQ(clipped.rows[0].succeeded, 0);
+  EXPECT_DOUBLE_EQ(clipped.rows[1].device_hours_total, 0.125);
+  EXPECT_DOUBLE_EQ(clipped.rows[1].cpu_hours, 0.25);
+  EXPECT_EQ(clipped.rows[1].succeeded, 1);
+
+  // By queue: both ran in "default": 3.0 + 0.5 = 3.5 device-hours, 3.0 + 1.0 = 4.0 CPU-hours, 2 jobs.
+  UsageReport queues = Usage(admin_, t0, t0 + 120 * kMinute, UsageBy::kQueue);
+  ASSERT_EQ(queues.rows.size(), 1u);
+  EXPECT_EQ(queues.rows[0].key, "default");
+  EXPECT_DOUBLE_EQ(queues.rows[0].device_hours_total, 3.5);
+  EXPECT_DOUBLE_EQ(queues.rows[0].cpu_hours, 4.0);
+  EXPECT_EQ(queues.rows[0].submitted, 2);
+  EXPECT_EQ(queues.rows[0].succeeded, 2);
+}
+
+TEST_F(ControllerObserveTest, UserSeesOnlyOwnUsageAndAgentNone) {
+  const int64_t t0 = clock_.NowMs();
+  StartBoth();
+  clock_.Advance(60 * kMinute);
+  UsageReport mine = Usage(alice_, t0, t0 + 60 * kMinute, UsageBy::kUser);
+  ASSERT_EQ(mine.rows.size(), 1u);
+  EXPECT_EQ(mine.rows[0].key, "alice");
+  EXPECT_DOUBLE_EQ(mine.rows[0].device_hours_total, 2.0);  // still running: 2 devices x 1 h
+  UsageReport by_queue = Usage(bob_, t0, t0 + 60 * kMinute, UsageBy::kQueue);
+  ASSERT_EQ(by_queue.rows.size(), 1u);
+  EXPECT_DOUBLE_EQ(by_queue.rows[0].device_hours_total, 0.5);  // only bob's half device
+  Principal agent{"agent", Role::kAgent, ""};
+  EXPECT_EQ(controller_->Usage(agent, t0, t0 + 1, UsageBy::kUser).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(controller_->Usage(admin_, t0, t0, UsageBy::kUser).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ControllerObserveTest, SamplerRecordsAllocationOncePerStepAndSurvivesRestart) {
+  StartBoth();
+  // The fake clock starts at 1,700,000,000 s; the step-aligned slot is
+  // floor(1,700,000,000 / 15) * 15 = 1,699,999,995.
+  auto first = controller_->SampleUtilisation();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(*first);
+  EXPECT_FALSE(*controller_->SampleUtilisation());  // same step: nothing new
+  clock_.Advance(15'000);
+  EXPECT_TRUE(*controller_->SampleUtilisation());
+  Open();
+  auto h = controller_->Utilisation(admin_, 0, 2'000'000'000);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->step_s, 15);
+  ASSERT_EQ(h->samples.size(), 2u);
+  EXPECT_EQ(h->samples[0].time_s, 1'699'999'995);
+  EXPECT_EQ(h->samples[1].time_s, 1'700'000'010);
+  // A: 2 whole devices, B: half of one -> 2.5 of 4 A100 allocated, all in "default".
+  json s = json::parse(h->samples[1].sample_json);
+  EXPECT_DOUBLE_EQ(s["by_type"]["nvidia/A100"]["allocated"].get<double>(), 2.5);
+  EXPECT_EQ(s["by_type"]["nvidia/A100"]["total"].get<int64_t>(), 4);
+  EXPECT_DOUBLE_EQ(s["by_queue"]["default"].get<double>(), 2.5);
+}
+
+TEST_F(ControllerObserveTest, SamplerPrunesSamplesOlderThanRetention) {
+  options_.utilisation_retention_s = 60;
+  Open();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(controller_->SampleUtilisation().ok());
+    clock_.Advance(15'000);
+  }
+  // Samples at slots s0 .. s0+135 s; the last prune keeps those >= s0+135-60 = s0+75: 75, 90, ..., 135 -> 5.
+  auto h = controller_->Utilisation(admin_, 0, 2'000'000'000);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->samples.size(), 5u);
+}
+
+TEST_F(ControllerObserveTest, MetricsShowAllocationQueuesJobsAndCounters) {
+  StartBoth();
+  auto m = controller_->CollectMetrics();
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->devices.size(), 4u);
+  double allocated = 0;
+  for (const auto& d : m->devices) allocated += d.allocated;
+  EXPECT_DOUBLE_EQ(allocated, 2.5);
+  metrics::ExpositionWriter w;
+  RenderMetrics(*m, controller_->counters(), w);
+  const std::string& text = w.text();
+  EXPECT_THAT(text, HasSubstr("icos_queue_allocated_devices{queue=\"default\"} 2.5\n"));
+  EXPECT_THAT(text, HasSubstr("icos_queue_allocated_cpu_cores{queue=\"default\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("icos_queue_running_jobs{queue=\"default\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("icos_jobs{state=\"Running\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("icos_jobs{state=\"Failed\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("icos_nodes{state=\"Ready\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("icos_scheduler_binds_total 2\n"));
+  EXPECT_THAT(text, HasSubstr("icos_scheduler_pass_duration_seconds_count 1\n"));
+  EXPECT_THAT(text, HasSubstr("icos_agent_heartbeats_total{node=\"n1\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("icos_device_healthy{node=\"n1\",index=\"3\",vendor=\"nvidia\",model=\"A100\"} 1\n"));
+}
+
+}  // namespace
+}  // namespace icos::controller
