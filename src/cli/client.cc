@@ -11,9 +11,11 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "controller/http_client.h"
 
 namespace icos::cli {
@@ -43,6 +45,31 @@ std::string IcosHome() {
   return absl::StrCat(home != nullptr ? home : ".", "/.icos");
 }
 
+absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_s) {
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad time '", text,
+                     "': use a duration back from now (90s, 30m, 12h, 7d, 2w), a date "
+                     "(2026-11-01, UTC), RFC 3339 (2026-11-01T08:00:00Z) or Unix seconds"));
+  };
+  if (text.empty()) return bad();
+  int64_t n = 0;
+  if (absl::SimpleAtoi(text, &n)) return n;
+  const char unit = text.back();
+  static const std::map<char, int64_t> kUnits = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86'400}, {'w', 7 * 86'400}};
+  if (auto u = kUnits.find(unit); u != kUnits.end() && absl::SimpleAtoi(text.substr(0, text.size() - 1), &n)) {
+    if (n < 0 || n > (int64_t{1} << 40) / u->second) return bad();
+    return now_s - n * u->second;
+  }
+  absl::Time t;
+  std::string err;
+  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err) ||
+      absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &t, &err)) {
+    return absl::ToUnixSeconds(t);
+  }
+  return bad();
+}
+
 void SaveConnection(const std::string& home, const Connection& c) {
   std::filesystem::create_directories(home);
   const std::string path = home + "/config.json";
@@ -69,6 +96,8 @@ struct ClientCommands {
   CLI::App* devices = nullptr;
   CLI::App* node_drain = nullptr;
   CLI::App* node_resume = nullptr;
+  CLI::App* usage = nullptr;
+  std::string since = "7d", until, by = "user";
   std::string node_name;
   std::string file;
   int64_t job_id = 0;
@@ -132,6 +161,12 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->token_create->add_option("--user", c->user, "user the token acts as (role user)");
   c->token_create->add_option("--name", c->name, "a label for the token");
   common(c->token_create);
+  c->usage = app.add_subcommand("usage", "Device-hours, CPU-hours and job counts per user or queue over a time window");
+  c->usage->add_option("--since", c->since,
+                       "start: 7d (back from now), 2026-11-01 (UTC), RFC 3339 or Unix seconds (default 7d)");
+  c->usage->add_option("--until", c->until, "end, same forms (default: now)");
+  c->usage->add_option("--by", c->by, "user or queue")->check(CLI::IsMember({"user", "queue"}));
+  common(c->usage);
   return c;
 }
 
@@ -182,7 +217,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   auto parsed = [](CLI::App* a) { return a != nullptr && a->parsed(); };
   if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(c->cancel) ||
         parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create) ||
-        parsed(c->devices) || parsed(c->node_drain) || parsed(c->node_resume))) {
+        parsed(c->devices) || parsed(c->node_drain) || parsed(c->node_resume) || parsed(c->usage))) {
     owned.release();
     return -1;
   }
@@ -384,6 +419,34 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
     out << "queue " << (*r)["name"].get<std::string>() << " saved\n";
+    return 0;
+  }
+  if (parsed(c->usage)) {
+    const int64_t now_s = absl::ToUnixSeconds(absl::Now());
+    auto since = ParseTimeArg(c->since, now_s);
+    if (!since.ok()) return fail(since.status());
+    auto until = c->until.empty() ? absl::StatusOr<int64_t>(now_s + 1) : ParseTimeArg(c->until, now_s);
+    if (!until.ok()) return fail(until.status());
+    auto r = api.Json("GET", absl::StrCat("/api/v1/usage?since=", *since, "&until=", *until, "&by=", c->by));
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    auto when = [](int64_t s) {
+      return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(s), absl::UTCTimeZone());
+    };
+    out << "usage from " << when(*since) << " to " << when(*until) << "\n";
+    out << absl::StrFormat("%-16s %12s %10s %6s %6s %6s %6s  %s\n", c->by == "user" ? "USER" : "QUEUE", "DEVICE-HOURS",
+                           "CPU-HOURS", "SUBMIT", "OK", "FAILED", "CANCEL", "BY TYPE");
+    for (const auto& row : (*r)["rows"]) {
+      std::vector<std::string> types;
+      for (const auto& [type, h] : row["device_hours"].items())
+        types.push_back(absl::StrFormat("%s=%.2f", type, h.get<double>()));
+      const json& jobs = row["jobs"];
+      out << absl::StrFormat("%-16s %12.2f %10.2f %6d %6d %6d %6d  %s\n", Clip(row["key"].get<std::string>(), 16),
+                             row["device_hours_total"].get<double>(), row["cpu_hours"].get<double>(),
+                             jobs["submitted"].get<int64_t>(), jobs["succeeded"].get<int64_t>(),
+                             jobs["failed"].get<int64_t>(), jobs["cancelled"].get<int64_t>(),
+                             types.empty() ? "-" : absl::StrJoin(types, " "));
+    }
     return 0;
   }
   if (parsed(c->token_create)) {

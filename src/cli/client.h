@@ -8,6 +8,8 @@
 #include <ostream>
 #include <string>
 
+#include "absl/status/statusor.h"
+
 namespace CLI {
 class App;
 }
@@ -27,6 +29,12 @@ struct Connection {
 struct ClientCommands;
 ClientCommands* AddClientCommands(CLI::App& app);
 int RunClientCommand(ClientCommands* commands, std::ostream& out, std::ostream& err);
+
+// A time as `icos usage --since/--until` takes it, in Unix seconds: a
+// duration back from now_s ("90s", "30m", "12h", "7d", "2w"), a UTC date
+// ("2026-11-01"), RFC 3339 ("2026-11-01T08:00:00Z", "...+08:00") or Unix
+// seconds. InvalidArgument naming the accepted forms otherwise.
+absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_s);
 
 // $ICOS_HOME or ~/.icos.
 std::string IcosHome();

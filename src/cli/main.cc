@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
     sub->add_option("--placement", server.placement, "node scoring")->check(CLI::IsMember({"binpack", "spread", "fgd"}));
     sub->add_option("--rate-limit", server.rate_limit, "API requests per second per token (0: no limit)")
         ->check(CLI::Range(0.0, 1e9));
+    sub->add_flag("--metrics-auth", server.metrics_auth,
+                  "GET /metrics needs a bearer token (default: open, as Prometheus expects)");
+    sub->add_option("--utilisation-step", server.utilisation_step_s, "seconds between utilisation history samples")
+        ->check(CLI::Range(int64_t{1}, int64_t{86'400}));
   };
   auto agent_flags = [&agent](CLI::App* sub) {
     sub->add_option("--node-name", agent.node_name, "node name (default: hostname)");

@@ -78,6 +78,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
   controller::ControllerOptions co;
   co.scheduler.order = flags.order;
   co.scheduler.placement = flags.placement;
+  co.utilisation_step_s = flags.utilisation_step_s;
   auto c = controller::Controller::Create(co, p.store.get(), RealClock::Default());
   if (!c.ok()) return c.status();
   p.controller = *std::move(c);
@@ -99,6 +100,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
   ho.host = flags.host;
   ho.port = flags.port;
   ho.requests_per_s_per_token = flags.rate_limit;
+  ho.metrics_require_auth = flags.metrics_auth;
   p.http = std::make_unique<controller::HttpServer>(p.controller.get(), ho);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
   p.url = absl::StrCat("http://", flags.host == "0.0.0.0" ? "127.0.0.1" : flags.host, ":", p.http->port());

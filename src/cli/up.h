@@ -20,6 +20,8 @@ struct ServerFlags {
   std::string order = "drf";
   std::string placement = "binpack";
   double rate_limit = 5'000;  // requests/s per token; 0: none
+  bool metrics_auth = false;  // GET /metrics needs a token
+  int64_t utilisation_step_s = 15;  // utilisation history resolution
 };
 
 struct AgentFlags {
