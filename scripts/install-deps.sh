@@ -16,6 +16,7 @@ packages=(
   libspdlog-dev libfmt-dev
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
   procps curl            # e2e tests
+  prometheus             # the /metrics integration test scrapes icos with a real Prometheus; brings promtool
 )
 
 missing=()
@@ -33,4 +34,18 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian's prometheus package starts its service on install (port 9090). The
+# tests run their own server on a free port, so keep the service from
+# starting now: a policy-rc.d that denies starts, only while we install and
+# only when the machine has none of its own.
+policy=/usr/sbin/policy-rc.d
+added_policy=""
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  added_policy=1
+fi
+status=0
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+[ -z "$added_policy" ] || $SUDO rm -f "$policy"
+exit $status
