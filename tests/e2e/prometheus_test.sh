@@ -8,7 +8,7 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   echo "SKIP: prometheus/promtool not installed (scripts/install-deps.sh installs Debian's prometheus)"
   exit 77
 fi
-start_up --devices nvidia/A100:2 --cpus 2
+start_up --devices nvidia/A100:2 --cpus 2 --utilisation-step 1
 cat > "$E2E_DIR/job.yaml" <<YAML
 tasks:
   - command: ["sleep", "120"]
@@ -62,5 +62,22 @@ running=$(query 'icos_jobs{state="Running"}')
 [ "$running" = "1" ] || fail "prometheus has icos_jobs{state=Running}=$running, want 1"
 heartbeats=$(query 'sum(icos_agent_heartbeats_total)')
 /usr/bin/python3 -c "import sys; sys.exit(0 if float('$heartbeats') > 0 else 1)" || fail "no heartbeats in prometheus: $heartbeats"
+
+# The same allocation in the controller's own history and accounting.
+util_has_half() {
+  curl -sf -H "Authorization: Bearer $(cat "$ICOS_HOME/admin.token")" "$ICOS_SERVER/api/v1/utilisation" |
+    /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin)["samples"]; sys.exit(0 if s and s[-1]["by_queue"].get("default")==0.5 and s[-1]["by_type"]["nvidia/A100"]=={"allocated":0.5,"total":2} else 1)'
+}
+wait_until 10 util_has_half || fail "utilisation history lacks the half device"
+icos usage -o json > "$E2E_DIR/usage.json"
+/usr/bin/python3 - "$E2E_DIR/usage.json" <<'PY' || fail "icos usage: $(cat "$E2E_DIR/usage.json")"
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+assert len(rows) == 1 and rows[0]["key"] == "admin", rows
+assert rows[0]["jobs"]["submitted"] == 1, rows
+# Half an A100 for the seconds the job has run so far: more than 0, under 0.5 x 1 h.
+assert 0 < rows[0]["device_hours"]["nvidia/A100"] < 0.5, rows
+PY
+icos usage --since 1h --by queue | grep -q "^default " || fail "icos usage table has no default queue row"
 icos cancel "$id" >/dev/null
 echo "PASS prometheus (promtool clean; prometheus scraped icos_queue_allocated_devices=0.5, icos_jobs{Running}=1, heartbeats=$heartbeats)"
