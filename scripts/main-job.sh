@@ -9,6 +9,7 @@ keep=0
 [ "${1:-}" = "--keep" ] && keep=1
 
 ./scripts/install-deps.sh
+./scripts/build-web.sh  # the dashboard, embedded into icos at build time
 cmake --preset release >/dev/null
 cmake --build --preset release --target icos
 ICOS=$PWD/build/release/src/cli/icos
