@@ -518,7 +518,6 @@ absl::Status Controller::PutQueue(const Principal& caller, const core::Queue& qu
 }
 
 absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& caller) const {
-  (void)caller;
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<NodeView> out;
   std::map<std::string, size_t> index;
@@ -540,14 +539,17 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
       if (it == index.end()) continue;
       NodeView& v = out[it->second];
       ++v.tasks;
+      // Users see that a device is taken, but whose job it is only for their own.
+      const bool visible = caller.role == Role::kAdmin || (caller.role == Role::kUser && caller.user == j.rec.user);
       for (const auto& slice : t.placement.devices) {
-        v.allocations.push_back({.device = slice.device,
-                                 .job_id = j.rec.id,
-                                 .job_name = j.rec.name,
-                                 .user = j.rec.user,
-                                 .task_id = wire::TaskId(t.rec.job_id, t.rec.group, t.rec.replica, t.rec.attempt),
-                                 .percent = slice.percent,
-                                 .memory_mib = slice.memory_mib});
+        DeviceAllocation a{.device = slice.device, .percent = slice.percent, .memory_mib = slice.memory_mib};
+        if (visible) {
+          a.job_id = j.rec.id;
+          a.job_name = j.rec.name;
+          a.user = j.rec.user;
+          a.task_id = wire::TaskId(t.rec.job_id, t.rec.group, t.rec.replica, t.rec.attempt);
+        }
+        v.allocations.push_back(std::move(a));
       }
     }
   }

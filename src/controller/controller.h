@@ -68,7 +68,7 @@ struct JobView {
 // One task's hold on one device (the dashboard's cluster map shows it).
 struct DeviceAllocation {
   int32_t device = 0;  // index into core::Node::devices
-  int64_t job_id = 0;
+  int64_t job_id = 0;  // 0 (and the names empty): a job the caller may not see
   std::string job_name, user, task_id;
   int32_t percent = 100;  // of the device; < 100 for a shared slice
   int64_t memory_mib = 0;

@@ -194,6 +194,21 @@ tasks:
   EXPECT_EQ(by_job[*half].percent, 50);
   EXPECT_NE(by_job[*whole].device, by_job[*half].device);  // a whole device is not shared
 
+  // Another user sees both devices taken, but not whose jobs hold them.
+  Principal bob{"bob", Role::kUser, "bob"};
+  auto theirs = controller_->ListNodes(bob);
+  ASSERT_TRUE(theirs.ok());
+  ASSERT_EQ((*theirs)[0].allocations.size(), 2u);
+  for (const auto& a : (*theirs)[0].allocations) {
+    EXPECT_EQ(a.job_id, 0);
+    EXPECT_EQ(a.job_name, "");
+    EXPECT_EQ(a.user, "");
+    EXPECT_GT(a.percent, 0);
+  }
+  auto own = controller_->ListNodes(alice_);
+  ASSERT_TRUE(own.ok());
+  EXPECT_NE((*own)[0].allocations[0].job_id, 0);
+
   auto queues = controller_->ListQueues(admin_);
   ASSERT_TRUE(queues.ok());
   ASSERT_EQ(queues->size(), 1u);

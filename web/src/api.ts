@@ -65,7 +65,7 @@ export interface Device {
 
 export interface Allocation {
   device: number;
-  job_id: number;
+  job_id: number; // 0: another user's job (the API does not say whose)
   job_name: string;
   user: string;
   task_id: string;

@@ -180,6 +180,53 @@ try {
     await shot("usage");
   });
 
+  // The pages must draw the documented JSON whether or not this controller
+  // has the endpoints yet: answer them with the contract's shape here.
+  await step("utilisation charts and usage table draw the API contract's JSON (route-mocked)", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const samples = Array.from({ length: 40 }, (_, i) => ({
+      t: now - 3600 + i * 90,
+      by_type: {
+        "nvidia/A100": { allocated: 1 + (i % 4), total: 4 },
+        "ascend/910B": { allocated: i < 20 ? 4 : 7, total: 8 },
+        "cambricon/MLU370": { allocated: (i % 3) * 2, total: 8 },
+      },
+      by_queue: { default: 2 + (i % 5), research: i < 20 ? 4 : 7 },
+    }));
+    const usage = {
+      by: "user", since: now - 86400, until: now,
+      rows: [
+        { key: "alice", device_hours: { "nvidia/A100": 1.5, "ascend/910B": 6 }, device_hours_total: 7.5, cpu_hours: 3,
+          jobs: { submitted: 2, succeeded: 1, failed: 0, cancelled: 1 } },
+        { key: "bob", device_hours: { "cambricon/MLU370": 2.25 }, device_hours_total: 2.25, cpu_hours: 1,
+          jobs: { submitted: 1, succeeded: 1, failed: 0, cancelled: 0 } },
+      ],
+    };
+    const json = (body) => (route) => route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(body) });
+    await page.route("**/api/v1/utilisation?*", json({ step_s: 15, samples }));
+    await page.route("**/api/v1/usage?*", json(usage));
+    try {
+      await page.goto(`${url}/#/utilisation`);
+      await page.getByTestId("utilisation-charts").waitFor();
+      const charts = await page.locator(".uplot").count();
+      if (charts !== 3) throw new Error(`${charts} charts, want 3`);
+      const legend = await page.locator(".uplot").first().innerText();
+      for (const k of ["nvidia/A100", "ascend/910B", "cambricon/MLU370"]) {
+        if (!legend.includes(k)) throw new Error(`chart legend lacks ${k}: ${legend}`);
+      }
+      await shot("utilisation-contract");
+      await page.goto(`${url}/#/usage`);
+      const table = page.getByTestId("usage-table");
+      await table.waitFor();
+      const text = await table.innerText();
+      if (!/alice/.test(text) || !/7\.50/.test(text) || !/2\.25/.test(text)) throw new Error(`usage table: ${text}`);
+      await shot("usage-contract");
+    } finally {
+      await page.unroute("**/api/v1/utilisation?*");
+      await page.unroute("**/api/v1/usage?*");
+    }
+  });
+
   await step("cancel button cancels the job", async () => {
     await page.goto(`${url}/#/jobs/${jobId}`);
     await page.getByRole("button", { name: "Cancel job" }).click();
@@ -209,6 +256,11 @@ try {
     await page.getByRole("button", { name: "Cancel job" }).waitFor();
     await page.goto(`${url}/#/jobs/${jobId}`);
     await page.locator("p.error").waitFor(); // not his: the API says not found
+    // On the map the admin's jobs hold their devices, but bob is not told whose they are.
+    await page.goto(`${url}/#/map`);
+    await page.waitForFunction(() => document.querySelectorAll(".map .cell.allocated[data-vendor=ascend]").length === 4);
+    const title = await page.locator(".map .cell.allocated[data-vendor=ascend]").first().getAttribute("title");
+    if (!/another user's job/.test(title) || /npu-train/.test(title)) throw new Error(`bob's view of an NPU: ${title}`);
   });
 } catch {
   // step() reported it

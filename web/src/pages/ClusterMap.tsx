@@ -25,21 +25,24 @@ function DeviceCell({ node, index, d, allocs }: { node: NodeEntry; index: number
     `island ${d.island < 0 ? "none" : d.island}, NUMA ${d.numa_node}`,
     state === "unhealthy" ? "UNHEALTHY: not scheduled" : "",
     d.drained || node.drained ? "drained: gets no new work" : "",
-    ...allocs.map((a) => `job ${a.job_id} ${a.job_name} (${a.user}) task ${a.task_id}: ${a.percent}%`),
+    ...allocs.map((a) =>
+      a.job_id ? `job ${a.job_id} ${a.job_name} (${a.user}) task ${a.task_id}: ${a.percent}%` : `another user's job: ${a.percent}%`,
+    ),
     allocs.length === 0 && state !== "unhealthy" ? "free" : "",
   ]
     .filter(Boolean)
     .join("\n");
+  const mine = allocs.filter((a) => a.job_id);
   return (
     <a
       class={`cell ${state}`}
       style={style}
       title={title}
-      href={allocs.length ? `#/jobs/${allocs[0].job_id}` : undefined}
+      href={mine.length ? `#/jobs/${mine[0].job_id}` : undefined}
       data-vendor={d.vendor}
       data-model={d.model}
       data-state={state}
-      data-jobs={allocs.map((a) => a.job_id).join(",")}
+      data-jobs={mine.map((a) => a.job_id).join(",")}
     >
       <span class="idx">{index}</span>
       {held > 0 && held < 100 && <span class="pct">{held}%</span>}
