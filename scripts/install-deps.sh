@@ -17,12 +17,19 @@ packages=(
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
   procps curl            # e2e tests
   prometheus             # the /metrics integration test scrapes icos with a real Prometheus; brings promtool
+  chromium               # the dashboard's browser test (driven by playwright-core from npm)
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+
+# The dashboard (web/) builds with Node.js and npm. A newer Node from another
+# source (e.g. NodeSource, which bundles npm) is fine; Debian's only if none.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"

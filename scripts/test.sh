@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
+./scripts/build-web.sh  # the dashboard, embedded into icos at build time
 cmake --preset debug >/dev/null
 cmake --build --preset debug
 ctest --preset debug -j"$(nproc)"

@@ -128,23 +128,27 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
   LocalNodeInfo info;
   core::Node& n = info.node;
   n = found->node;
-  // (plugin, vendor index) -> node device index, for health reports.
-  std::map<std::pair<int, int32_t>, size_t> where;
+  // (plugin, device key) -> node device index, for health reports. The key is
+  // the UUID where there is one: one plugin (a mixed sim inventory) may hold
+  // several vendors whose indices repeat (nvidia 3 and ascend 3).
+  auto key = [](const std::string& uuid, int64_t index) { return uuid.empty() ? absl::StrCat("#", index) : uuid; };
+  std::map<std::pair<int, std::string>, size_t> where;
   for (size_t i = 0; i < found->origin.size(); ++i) {
     const auto& [plugin, pos] = found->origin[i];
-    const int32_t vendor_index = static_cast<int32_t>(found->plugins[plugin].devices[pos].index);
+    const auto& dev = found->plugins[plugin].devices[pos];
+    const int32_t vendor_index = static_cast<int32_t>(dev.index);
     info.vendor_index.push_back(vendor_index);
-    where[{plugin, vendor_index}] = i;
+    where[{plugin, key(dev.uuid, dev.index)}] = i;
   }
   const size_t discovered = n.devices.size();
-  info.check_health = [plugins, where, discovered]() {
+  info.check_health = [plugins, where, discovered, key]() {
     std::vector<std::pair<bool, std::string>> health(discovered, {true, ""});
     for (size_t p = 0; p < plugins->size(); ++p) {
       if (!(*plugins)[p]->available()) continue;
       auto reports = (*plugins)[p]->CheckHealth();
       if (!reports.ok()) continue;
       for (const auto& r : *reports) {
-        auto it = where.find({static_cast<int>(p), r.index});
+        auto it = where.find({static_cast<int>(p), key(r.uuid, r.index)});
         if (it != where.end()) health[it->second] = {r.healthy, r.reason};
       }
     }

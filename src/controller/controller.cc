@@ -475,6 +475,32 @@ absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& c
     if (j.rec.state == JobState::kPending) ++it->second.pending;
     if (j.rec.state == JobState::kRunning) ++it->second.running;
   }
+  // Usage counts toward the queue and every ancestor, as quotas do.
+  for (const auto& [id, j] : jobs_) {
+    for (const auto& t : j.tasks) {
+      if (!Active(t.rec.state)) continue;
+      core::ResourceAmounts take{{"cpu", t.placement.cpu_milli}, {"memory", t.placement.memory_mib}};
+      auto node = nodes_.find(t.rec.node);
+      for (const auto& slice : t.placement.devices) {
+        if (node == nodes_.end() || slice.device < 0 ||
+            slice.device >= static_cast<int32_t>(node->second.node.devices.size())) {
+          continue;
+        }
+        const core::Device& d = node->second.node.devices[slice.device];
+        const int64_t milli = int64_t{slice.percent} * 10;  // 100% is one device, 1000 milli
+        take["devices"] += milli;
+        take[d.vendor] += milli;
+        take[absl::StrCat(d.vendor, "/", d.model)] += milli;
+      }
+      std::string q = j.rec.queue.empty() ? "default" : j.rec.queue;
+      for (int depth = 0; depth < 64 && !q.empty(); ++depth) {  // depth: a bad tree cannot loop
+        auto it = out.find(q);
+        if (it == out.end()) break;
+        for (const auto& [k, v] : take) it->second.used[k] += v;
+        q = it->second.queue.parent;
+      }
+    }
+  }
   std::vector<QueueView> v;
   for (auto& [n, q] : out) v.push_back(std::move(q));
   return v;
@@ -494,9 +520,9 @@ absl::Status Controller::PutQueue(const Principal& caller, const core::Queue& qu
 }
 
 absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& caller) const {
-  (void)caller;
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<NodeView> out;
+  std::map<std::string, size_t> index;
   for (const auto& [name, n] : nodes_) {
     NodeView v;
     v.record = n.rec;
@@ -504,10 +530,30 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
     v.agent_url = n.agent_url;
     v.ready = n.rec.state == "Ready";
     v.drained = n.drained;
-    for (const auto& [id, j] : jobs_) {
-      for (const auto& t : j.tasks) v.tasks += Active(t.rec.state) && t.rec.node == name ? 1 : 0;
-    }
+    index[name] = out.size();
     out.push_back(std::move(v));
+  }
+  // One walk over the active tasks, not one per node.
+  for (const auto& [id, j] : jobs_) {
+    for (const auto& t : j.tasks) {
+      if (!Active(t.rec.state)) continue;
+      auto it = index.find(t.rec.node);
+      if (it == index.end()) continue;
+      NodeView& v = out[it->second];
+      ++v.tasks;
+      // Users see that a device is taken, but whose job it is only for their own.
+      const bool visible = caller.role == Role::kAdmin || (caller.role == Role::kUser && caller.user == j.rec.user);
+      for (const auto& slice : t.placement.devices) {
+        DeviceAllocation a{.device = slice.device, .percent = slice.percent, .memory_mib = slice.memory_mib};
+        if (visible) {
+          a.job_id = j.rec.id;
+          a.job_name = j.rec.name;
+          a.user = j.rec.user;
+          a.task_id = wire::TaskId(t.rec.job_id, t.rec.group, t.rec.replica, t.rec.attempt);
+        }
+        v.allocations.push_back(std::move(a));
+      }
+    }
   }
   return out;
 }

@@ -71,6 +71,15 @@ struct JobView {
   std::vector<store::EventRecord> events;
 };
 
+// One task's hold on one device (the dashboard's cluster map shows it).
+struct DeviceAllocation {
+  int32_t device = 0;  // index into core::Node::devices
+  int64_t job_id = 0;  // 0 (and the names empty): a job the caller may not see
+  std::string job_name, user, task_id;
+  int32_t percent = 100;  // of the device; < 100 for a shared slice
+  int64_t memory_mib = 0;
+};
+
 struct NodeView {
   store::NodeRecord record;
   core::Node node;
@@ -78,11 +87,15 @@ struct NodeView {
   int32_t tasks = 0;
   bool ready = false;
   bool drained = false;
+  std::vector<DeviceAllocation> allocations;  // of active tasks, by device index
 };
 
 struct QueueView {
   core::Queue queue;
   int64_t pending = 0, running = 0;
+  // What active tasks of the queue and its descendants hold now, in the keys
+  // and milli-units of core::ResourceAmounts.
+  core::ResourceAmounts used;
 };
 
 // Where a task's log lives.

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "controller/web_assets.h"
 
 namespace icos::controller {
 namespace {
@@ -99,6 +101,38 @@ class LabellingRouter {
   static httplib::Server::Handler Labelled(const std::string& pattern, httplib::Server::Handler h);
   httplib::Server& s_;
 };
+
+// The device vendors a job's spec asks for (any task, any wish), sorted; empty
+// when it names none. The dashboard filters the job list by it.
+json SpecVendors(const std::string& spec_json) {
+  std::set<std::string> vendors;
+  json spec = json::parse(spec_json, nullptr, false);
+  if (spec.is_object()) {
+    for (const auto& t : spec.value("tasks", json::array())) {
+      if (!t.is_object()) continue;
+      for (const auto& w : t.value("devices", json::array())) {
+        if (w.is_object() && w.contains("vendor") && w["vendor"].is_string()) {
+          vendors.insert(w["vendor"].get<std::string>());
+        }
+      }
+    }
+  }
+  return vendors;
+}
+
+json AllocationsJson(const std::vector<DeviceAllocation>& allocations) {
+  json out = json::array();
+  for (const auto& a : allocations) {
+    out.push_back({{"device", a.device},
+                   {"job_id", a.job_id},
+                   {"job_name", a.job_name},
+                   {"user", a.user},
+                   {"task_id", a.task_id},
+                   {"percent", a.percent},
+                   {"memory_mib", a.memory_mib}});
+  }
+  return out;
+}
 
 int64_t IntParam(const httplib::Request& req, const char* name, int64_t fallback) {
   int64_t v = fallback;
@@ -247,7 +281,15 @@ void HttpServer::Routes() {
     }
   });
 
+  // The dashboard (web/, embedded at build time) at / and /assets/.
+  RegisterWebAssets(*server_);  // static files: counted under route "unmatched" in the request metrics
+
   s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+
+  // Who the token is: the dashboard signs in with it and shows what the role allows.
+  s.Get("/api/v1/whoami", authed([](const Principal& who, const httplib::Request&, httplib::Response& res) {
+    Reply(res, 200, {{"user", who.user}, {"role", RoleName(who.role)}, {"name", who.name}});
+  }));
 
   s.Post("/api/v1/jobs", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
     auto id = c->Submit(who, req.body, req.get_header_value("X-Icos-Workdir"));
@@ -269,7 +311,11 @@ void HttpServer::Routes() {
     auto jobs = c->ListJobs(who, q);
     if (!jobs.ok()) return Fail(res, jobs.status());
     json out = json::array();
-    for (const auto& j : *jobs) out.push_back(JobJson(j));
+    for (const auto& j : *jobs) {
+      json row = JobJson(j);
+      row["vendors"] = SpecVendors(j.spec_json);
+      out.push_back(std::move(row));
+    }
     Reply(res, 200, {{"jobs", out}});
   }));
 
@@ -333,7 +379,8 @@ void HttpServer::Routes() {
                      {"address", n.record.address},
                      {"heartbeat_ms", n.record.heartbeat_ms},
                      {"tasks", n.tasks},
-                     {"node", wire::NodeToJson(n.node)}});
+                     {"node", wire::NodeToJson(n.node)},
+                     {"allocations", AllocationsJson(n.allocations)}});
     }
     Reply(res, 200, {{"nodes", out}});
   }));
@@ -387,6 +434,7 @@ void HttpServer::Routes() {
       json j = wire::QueueToJson(q.queue);
       j["pending"] = q.pending;
       j["running"] = q.running;
+      j["used"] = wire::AmountsToJson(q.used);
       out.push_back(j);
     }
     Reply(res, 200, {{"queues", out}});

@@ -167,10 +167,14 @@ double FromMilli(const std::string& key, int64_t v) {
 }
 }  // namespace
 
+json AmountsToJson(const core::ResourceAmounts& amounts) {
+  json out = json::object();
+  for (const auto& [k, v] : amounts) out[k] = FromMilli(k, v);
+  return out;
+}
+
 json QueueToJson(const core::Queue& q) {
-  json g = json::object(), l = json::object();
-  for (const auto& [k, v] : q.guaranteed) g[k] = FromMilli(k, v);
-  for (const auto& [k, v] : q.limit) l[k] = FromMilli(k, v);
+  const json g = AmountsToJson(q.guaranteed), l = AmountsToJson(q.limit);
   return {{"name", q.name},      {"parent", q.parent},       {"weight", q.weight},        {"guaranteed", g},
           {"limit", l},          {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}};
 }

@@ -71,6 +71,8 @@ absl::StatusOr<TaskStatus> TaskStatusFromJson(const nlohmann::json& j);
 // "guaranteed": {"nvidia": 8, "cpu": 64}, "limit": {"devices": 16},
 // "lend_idle": true, "may_borrow": true}.
 nlohmann::json QueueToJson(const core::Queue& q);
+// Amounts in the users' units (as QueueToJson writes guaranteed and limit).
+nlohmann::json AmountsToJson(const core::ResourceAmounts& amounts);
 absl::StatusOr<core::Queue> QueueFromJson(const nlohmann::json& j);
 
 // Parses "j<job>-g<group>-r<replica>-a<attempt>"; false if malformed.

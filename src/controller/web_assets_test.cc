@@ -1,0 +1,258 @@
+// The embedded dashboard and the API additions it relies on: static files with
+// their types and cache headers, /api/v1/whoami, per-device allocations in the
+// nodes view and per-queue usage.
+#include "controller/web_assets.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "controller/controller.h"
+#include "controller/http_server.h"
+#include "store/sqlite_state_store.h"
+
+namespace icos::controller {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+TEST(WebAssetsTest, RootServesIndexHtml) {
+  const WebAsset* root = FindWebAsset("/");
+  ASSERT_NE(root, nullptr);
+  EXPECT_EQ(root, FindWebAsset("/index.html"));
+  EXPECT_THAT(std::string(root->data), HasSubstr("<html"));
+  EXPECT_EQ(FindWebAsset("/no-such-file.js"), nullptr);
+  EXPECT_EQ(FindWebAsset("/../etc/passwd"), nullptr);
+}
+
+TEST(WebAssetsTest, EveryEmbeddedFileHasAKnownContentType) {
+  for (size_t i = 0; i < kNumWebAssets; ++i) {
+    EXPECT_NE(ContentTypeFor(kWebAssets[i].path), "application/octet-stream") << kWebAssets[i].path;
+  }
+}
+
+TEST(WebAssetsTest, ContentTypeByExtension) {
+  EXPECT_EQ(ContentTypeFor("/index.html"), "text/html; charset=utf-8");
+  EXPECT_EQ(ContentTypeFor("/assets/index-AbC123.js"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(ContentTypeFor("/assets/index-AbC123.css"), "text/css; charset=utf-8");
+  EXPECT_EQ(ContentTypeFor("/favicon.svg"), "image/svg+xml");
+  EXPECT_EQ(ContentTypeFor("/blob"), "application/octet-stream");
+}
+
+TEST(WebAssetsTest, HashedAssetsAreImmutableIndexIsRevalidated) {
+  EXPECT_THAT(std::string(CacheControlFor("/assets/index-AbC123.js")), HasSubstr("immutable"));
+  EXPECT_EQ(CacheControlFor("/index.html"), "no-cache");
+}
+
+core::Node GpuNode(const std::string& name, int gpus) {
+  core::Node n;
+  n.name = name;
+  n.cpu_milli = 8'000;
+  n.memory_mib = 16'384;
+  for (int i = 0; i < gpus; ++i) {
+    core::Device d;
+    d.vendor = "nvidia";
+    d.model = "A100";
+    d.memory_mib = 81'920;
+    n.devices.push_back(d);
+  }
+  return n;
+}
+
+class DashboardApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (std::filesystem::temp_directory_path() /
+             ("icos-web-test-" + std::to_string(::getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
+                .string();
+    std::filesystem::remove(path_);
+    store::SqliteOptions o;
+    o.path = path_;
+    auto s = store::SqliteStateStore::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+    auto c = Controller::Create({}, store_.get(), &clock_);
+    ASSERT_TRUE(c.ok()) << c.status();
+    controller_ = *std::move(c);
+  }
+  void TearDown() override {
+    if (server_) server_->Stop();
+    server_.reset();
+    controller_.reset();
+    store_.reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + suffix);
+  }
+  // Serves the API on a free port; returns a client for it.
+  std::unique_ptr<httplib::Client> Serve() {
+    HttpServerOptions o;
+    o.port = 0;
+    o.threads = 2;
+    server_ = std::make_unique<HttpServer>(controller_.get(), o);
+    EXPECT_TRUE(server_->Start().ok());
+    return std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  }
+
+  std::string path_;
+  FakeClock clock_;
+  std::unique_ptr<store::SqliteStateStore> store_;
+  std::unique_ptr<Controller> controller_;
+  std::unique_ptr<HttpServer> server_;
+  Principal admin_{"test", Role::kAdmin, "admin"};
+  Principal alice_{"alice", Role::kUser, "alice"};
+};
+
+TEST_F(DashboardApiTest, ServesDashboardAtRootWithoutToken) {
+  auto client = Serve();
+  auto r = client->Get("/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_EQ(r->get_header_value("Cache-Control"), "no-cache");
+  EXPECT_THAT(r->body, HasSubstr("<html"));
+  if (!kWebAssetsBuilt) GTEST_SKIP() << "web/dist was not built: only the how-to-build page is embedded";
+  int assets = 0;
+  for (size_t i = 0; i < kNumWebAssets; ++i) {
+    const std::string path(kWebAssets[i].path);
+    if (path.rfind("/assets/", 0) != 0) continue;
+    ++assets;
+    auto a = client->Get(path.c_str());
+    ASSERT_TRUE(a) << path;
+    EXPECT_EQ(a->status, 200) << path;
+    EXPECT_EQ(a->body.size(), kWebAssets[i].data.size()) << path;
+    EXPECT_EQ(a->get_header_value("Content-Type"), ContentTypeFor(path));
+    EXPECT_THAT(a->get_header_value("Cache-Control"), HasSubstr("immutable"));
+  }
+  EXPECT_GT(assets, 0) << "a built dashboard has its scripts under /assets/";
+  // Unknown files under /assets/ are the API's JSON 404, not index.html.
+  auto missing = client->Get("/assets/nope.js");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+}
+
+TEST_F(DashboardApiTest, WhoamiNamesUserAndRole) {
+  auto admin = controller_->BootstrapAdminToken();
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  auto alice = controller_->CreateToken(admin_, Role::kUser, "alice", "alice laptop");
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  auto client = Serve();
+  auto r = client->Get("/api/v1/whoami", {{"Authorization", "Bearer " + *alice}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = nlohmann::json::parse(r->body);
+  EXPECT_EQ(j["user"], "alice");
+  EXPECT_EQ(j["role"], "user");
+  EXPECT_EQ(j["name"], "alice laptop");
+
+  r = client->Get("/api/v1/whoami", {{"Authorization", "Bearer " + *admin}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["role"], "admin");
+
+  r = client->Get("/api/v1/whoami", {{"Authorization", "Bearer icos_wrong"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["code"], "Unauthenticated");
+}
+
+// One job holds a whole GPU, another half of one: the nodes view names both
+// on their devices, and the queue's usage is 1.5 GPUs (1000 + 500 milli).
+TEST_F(DashboardApiTest, NodesShowAllocationsAndQueuesShowUsage) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, GpuNode("n1", 2), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  auto whole = controller_->Submit(alice_, R"(
+name: whole
+tasks:
+  - command: ["sleep", "60"]
+    resources: {cpu: 1, memory: 1Gi, devices: 1}
+)");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  auto half = controller_->Submit(alice_, R"(
+name: half
+tasks:
+  - command: ["sleep", "60"]
+    resources: {cpu: 1, memory: 1Gi, device_share: 50%}
+)");
+  ASSERT_TRUE(half.ok()) << half.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+
+  auto nodes = controller_->ListNodes(admin_);
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  const NodeView& n = (*nodes)[0];
+  EXPECT_EQ(n.tasks, 2);
+  ASSERT_EQ(n.allocations.size(), 2u);
+  std::map<int64_t, DeviceAllocation> by_job;
+  for (const auto& a : n.allocations) by_job[a.job_id] = a;
+  EXPECT_EQ(by_job[*whole].job_name, "whole");
+  EXPECT_EQ(by_job[*whole].percent, 100);
+  EXPECT_EQ(by_job[*whole].user, "alice");
+  EXPECT_THAT(by_job[*whole].task_id, StartsWith("j" + std::to_string(*whole) + "-"));
+  EXPECT_EQ(by_job[*half].job_name, "half");
+  EXPECT_EQ(by_job[*half].percent, 50);
+  EXPECT_NE(by_job[*whole].device, by_job[*half].device);  // a whole device is not shared
+
+  // Another user sees both devices taken, but not whose jobs hold them.
+  Principal bob{"bob", Role::kUser, "bob"};
+  auto theirs = controller_->ListNodes(bob);
+  ASSERT_TRUE(theirs.ok());
+  ASSERT_EQ((*theirs)[0].allocations.size(), 2u);
+  for (const auto& a : (*theirs)[0].allocations) {
+    EXPECT_EQ(a.job_id, 0);
+    EXPECT_EQ(a.job_name, "");
+    EXPECT_EQ(a.user, "");
+    EXPECT_GT(a.percent, 0);
+  }
+  auto own = controller_->ListNodes(alice_);
+  ASSERT_TRUE(own.ok());
+  EXPECT_NE((*own)[0].allocations[0].job_id, 0);
+
+  auto queues = controller_->ListQueues(admin_);
+  ASSERT_TRUE(queues.ok());
+  ASSERT_EQ(queues->size(), 1u);
+  const auto& used = (*queues)[0].used;
+  EXPECT_EQ(used.at("devices"), 1'500);
+  EXPECT_EQ(used.at("nvidia"), 1'500);
+  EXPECT_EQ(used.at("nvidia/A100"), 1'500);
+  EXPECT_EQ(used.at("cpu"), 2'000);
+
+  // The API in users' units: 1.5 devices.
+  auto admin = controller_->BootstrapAdminToken();
+  ASSERT_TRUE(admin.ok());
+  auto client = Serve();
+  auto r = client->Get("/api/v1/queues", {{"Authorization", "Bearer " + *admin}});
+  ASSERT_TRUE(r);
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(r->body)["queues"][0]["used"]["nvidia/A100"].get<double>(), 1.5);
+  r = client->Get("/api/v1/nodes", {{"Authorization", "Bearer " + *admin}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["nodes"][0]["allocations"].size(), 2u);
+}
+
+// Usage of a child queue counts toward its parent too, as quotas do.
+TEST_F(DashboardApiTest, QueueUsageRollsUpToParent) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, GpuNode("n1", 2), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  core::Queue org{.name = "org"};
+  core::Queue team{.name = "team", .parent = "org"};
+  ASSERT_TRUE(controller_->PutQueue(admin_, org).ok());
+  ASSERT_TRUE(controller_->PutQueue(admin_, team).ok());
+  auto id = controller_->Submit(alice_, R"(
+queue: team
+tasks:
+  - command: ["sleep", "60"]
+    resources: {cpu: 1, memory: 1Gi, devices: 2}
+)");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto queues = controller_->ListQueues(admin_);
+  ASSERT_TRUE(queues.ok());
+  std::map<std::string, core::ResourceAmounts> used;
+  for (const auto& q : *queues) used[q.queue.name] = q.used;
+  EXPECT_EQ(used["team"]["devices"], 2'000);
+  EXPECT_EQ(used["org"]["devices"], 2'000);
+  EXPECT_EQ(used["default"].count("devices"), 0u);
+}
+
+}  // namespace
+}  // namespace icos::controller

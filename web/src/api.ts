@@ -1,0 +1,196 @@
+// The REST API v1 (docs/api.md) as the dashboard uses it. The token lives in
+// sessionStorage: it is gone when the tab closes and never sent anywhere but
+// this origin's /api.
+
+export interface Whoami {
+  user: string;
+  role: "admin" | "user" | "agent";
+  name: string;
+}
+
+export interface Job {
+  id: number;
+  name: string;
+  user: string;
+  queue: string;
+  priority: number;
+  state: "Pending" | "Running" | "Succeeded" | "Failed" | "Cancelled";
+  reason: string;
+  submit_ms: number;
+  start_ms: number;
+  end_ms: number;
+  attempt: number;
+  vendors?: string[];
+}
+
+export interface Task {
+  task_id: string;
+  group: number;
+  replica: number;
+  attempt: number;
+  node: string;
+  devices: { device: number; percent: number; memory_mib: number }[];
+  state: string;
+  exit_code: number;
+  reason: string;
+  start_ms: number;
+  end_ms: number;
+}
+
+export interface JobEvent {
+  time_ms: number;
+  kind: string;
+  node: string;
+  message: string;
+}
+
+export interface JobDetail extends Job {
+  spec: unknown;
+  tasks: Task[];
+  events: JobEvent[];
+}
+
+export interface Device {
+  vendor: string;
+  model: string;
+  memory_mib: number;
+  compute_units: number;
+  healthy: boolean;
+  drained: boolean;
+  island: number;
+  numa_node: number;
+  pcie_switch: number;
+  shareable: boolean;
+}
+
+export interface Allocation {
+  device: number;
+  job_id: number; // 0: another user's job (the API does not say whose)
+  job_name: string;
+  user: string;
+  task_id: string;
+  percent: number;
+  memory_mib: number;
+}
+
+export interface NodeEntry {
+  name: string;
+  state: string;
+  drained: boolean;
+  address: string;
+  heartbeat_ms: number;
+  tasks: number;
+  node: { name: string; cpu_milli: number; memory_mib: number; devices: Device[]; labels: Record<string, string> };
+  allocations?: Allocation[];
+}
+
+export type Amounts = Record<string, number>;
+
+export interface Queue {
+  name: string;
+  parent: string;
+  weight: number;
+  guaranteed: Amounts;
+  limit: Amounts;
+  used?: Amounts;
+  lend_idle: boolean;
+  may_borrow: boolean;
+  pending: number;
+  running: number;
+}
+
+export interface UtilisationSample {
+  t: number;
+  by_type: Record<string, { allocated: number; total: number }>;
+  by_queue: Record<string, number>;
+}
+
+export interface Utilisation {
+  step_s: number;
+  samples: UtilisationSample[];
+}
+
+export interface UsageRow {
+  key: string;
+  device_hours: Record<string, number>;
+  device_hours_total: number;
+  cpu_hours: number;
+  jobs: { submitted: number; succeeded: number; failed: number; cancelled: number };
+}
+
+export interface Usage {
+  by: string;
+  since: number;
+  until: number;
+  rows: UsageRow[];
+}
+
+const TOKEN_KEY = "icos.token";
+
+export function savedToken(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function saveToken(token: string | null): void {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// An answer other than 2xx: the API's {"error", "code"} with the HTTP status.
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function request(path: string, init: RequestInit = {}, token = savedToken()): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  let res: Response;
+  try {
+    res = await fetch(path, { ...init, headers });
+  } catch (e) {
+    throw new ApiError(0, "Unavailable", `cannot reach the controller: ${(e as Error).message}`);
+  }
+  if (!res.ok) {
+    let code = "Internal";
+    let message = `HTTP ${res.status}`;
+    try {
+      const body = await res.json();
+      code = body.code ?? code;
+      message = body.error ?? message;
+    } catch {
+      // Not the API's JSON (a proxy's page): keep the HTTP status.
+    }
+    throw new ApiError(res.status, code, message);
+  }
+  return res;
+}
+
+export async function getJson<T>(path: string, token?: string): Promise<T> {
+  const res = await request(path, {}, token ?? savedToken());
+  return (await res.json()) as T;
+}
+
+export async function postJson<T>(path: string, body: string, contentType = "application/json"): Promise<T> {
+  const res = await request(path, { method: "POST", body, headers: { "Content-Type": contentType } });
+  return (await res.json()) as T;
+}
+
+export interface LogChunk {
+  text: string;
+  offset: number;
+  finished: boolean;
+}
+
+// Bytes of a task's log from `offset`; the server says where to continue.
+export async function getLog(job: number, task: number, offset: number): Promise<LogChunk> {
+  const res = await request(`/api/v1/jobs/${job}/logs?task=${task}&offset=${offset}`);
+  const text = await res.text();
+  const next = Number(res.headers.get("X-Icos-Offset") ?? offset + text.length);
+  return { text, offset: next, finished: res.headers.get("X-Icos-Finished") === "1" };
+}

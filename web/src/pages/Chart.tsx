@@ -1,0 +1,37 @@
+import { useEffect, useRef } from "preact/hooks";
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+
+export interface Series {
+  label: string;
+  colour: string;
+  values: (number | null)[];
+}
+
+// A time-series line chart (uPlot draws it). `times` in Unix seconds.
+export function TimeChart({ title, times, series, unit }: { title: string; times: number[]; series: Series[]; unit: string }) {
+  const box = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const opts: uPlot.Options = {
+      title,
+      width: Math.max(320, el.clientWidth || 800),
+      height: 260,
+      scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      axes: [{}, { label: unit, size: 60 }],
+      series: [
+        {},
+        ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 2 })),
+      ],
+    };
+    const plot = new uPlot(opts, [times, ...series.map((s) => s.values)], el);
+    const resize = () => plot.setSize({ width: Math.max(320, el.clientWidth), height: 260 });
+    window.addEventListener("resize", resize);
+    return () => {
+      window.removeEventListener("resize", resize);
+      plot.destroy();
+    };
+  }, [title, times, series, unit]);
+  return <div class="chart" ref={box} />;
+}

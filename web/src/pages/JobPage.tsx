@@ -1,0 +1,224 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+import { ApiError, getJson, getLog, postJson, type JobDetail, type NodeEntry, type Whoami } from "../api";
+import { fmtDuration, fmtTime, runtimeMs } from "../format";
+import { usePoll } from "../hooks";
+import { ErrorBox } from "./ErrorBox";
+
+const LOG_KEEP = 256 * 1024; // characters of log the page keeps (the tail)
+
+// The live tail of one task's log: polls the logs endpoint from the last
+// offset (as `icos logs --follow` does) until the task has ended.
+function LogTail({ job, task, active }: { job: number; task: number; active: boolean }) {
+  const [text, setText] = useState("");
+  const [note, setNote] = useState<string>();
+  const [finished, setFinished] = useState(false);
+  const pre = useRef<HTMLPreElement>(null);
+  const activeRef = useRef(active);
+  activeRef.current = active;
+
+  useEffect(() => {
+    let alive = true;
+    let offset = 0;
+    let timer: number | undefined;
+    setText("");
+    setFinished(false);
+    setNote(undefined);
+    const poll = async () => {
+      try {
+        const chunk = await getLog(job, task, offset);
+        if (!alive) return;
+        offset = chunk.offset;
+        if (chunk.text) setText((t) => (t + chunk.text).slice(-LOG_KEEP));
+        setNote(undefined);
+        if (chunk.finished) {
+          setFinished(true);
+          return;
+        }
+      } catch (e) {
+        if (!alive) return;
+        // Not started yet (409) is normal for a pending job: keep waiting.
+        setNote((e as ApiError).message);
+        if (!activeRef.current && (e as ApiError).status !== 409) return;
+      }
+      timer = window.setTimeout(poll, 1000);
+    };
+    poll();
+    return () => {
+      alive = false;
+      if (timer !== undefined) window.clearTimeout(timer);
+    };
+  }, [job, task]);
+
+  // Follow the end unless the reader scrolled up.
+  useEffect(() => {
+    const el = pre.current;
+    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 80) el.scrollTop = el.scrollHeight;
+  }, [text]);
+
+  return (
+    <div>
+      <pre class="log" ref={pre} data-testid="log-tail">
+        {text}
+      </pre>
+      <p class="muted">
+        {finished ? "The task has ended; this is its whole log." : note ? note : "Following the log (every second)…"}
+      </p>
+    </div>
+  );
+}
+
+export function JobPage({ id, me }: { id: number; me: Whoami }) {
+  const { data: job, error, reload } = usePoll(() => getJson<JobDetail>(`/api/v1/jobs/${id}`), 2000, [id]);
+  const nodes = usePoll(() => getJson<{ nodes: NodeEntry[] }>("/api/v1/nodes"), 5000);
+  const [task, setTask] = useState(0);
+  const [cancelError, setCancelError] = useState<string>();
+  const [cancelling, setCancelling] = useState(false);
+
+  if (!job) {
+    return (
+      <div>
+        <h2>Job {id}</h2>
+        <ErrorBox error={error} what={`job ${id}`} />
+        {!error && <p class="muted">Loading…</p>}
+      </div>
+    );
+  }
+  const ended = ["Succeeded", "Failed", "Cancelled"].includes(job.state);
+  // The server decides; the button is shown only to those it would allow.
+  const mayCancel = !ended && (me.role === "admin" || (me.role === "user" && me.user === job.user));
+  const attempt = Math.max(0, ...job.tasks.map((t) => t.attempt));
+  const current = job.tasks.filter((t) => t.attempt === attempt);
+  const deviceName = (node: string, index: number) => {
+    const d = nodes.data?.nodes.find((n) => n.name === node)?.node.devices[index];
+    return d ? `${d.vendor}/${d.model}` : "";
+  };
+
+  const cancel = async () => {
+    if (!window.confirm(`Cancel job ${id} (${job.name})?`)) return;
+    setCancelling(true);
+    setCancelError(undefined);
+    try {
+      await postJson(`/api/v1/jobs/${id}/cancel`, "{}");
+      reload();
+    } catch (e) {
+      setCancelError((e as ApiError).message);
+    } finally {
+      setCancelling(false);
+    }
+  };
+
+  return (
+    <div class="jobpage">
+      <h2>
+        Job {job.id}: {job.name}{" "}
+        <span class={`state ${job.state}`} data-testid="job-state">
+          {job.state}
+        </span>
+      </h2>
+      <ErrorBox error={error} what={`job ${id}`} />
+      <dl class="facts">
+        <dt>user</dt>
+        <dd>{job.user}</dd>
+        <dt>queue</dt>
+        <dd>{job.queue}</dd>
+        <dt>priority</dt>
+        <dd>{job.priority}</dd>
+        <dt>attempt</dt>
+        <dd>{job.attempt}</dd>
+        <dt>submitted</dt>
+        <dd>{fmtTime(job.submit_ms)}</dd>
+        <dt>started</dt>
+        <dd>{fmtTime(job.start_ms)}</dd>
+        <dt>ended</dt>
+        <dd>{fmtTime(job.end_ms)}</dd>
+        <dt>runtime</dt>
+        <dd>{fmtDuration(runtimeMs(job))}</dd>
+        <dt>{job.state === "Pending" ? "waiting because" : "reason"}</dt>
+        <dd class="reason" data-testid="job-reason">
+          {job.reason || "–"}
+        </dd>
+      </dl>
+      {mayCancel && (
+        <button class="danger" onClick={cancel} disabled={cancelling} data-testid="cancel">
+          {cancelling ? "Cancelling…" : "Cancel job"}
+        </button>
+      )}
+      {cancelError && <p class="error">Cancel failed: {cancelError}</p>}
+
+      <h3>Tasks and placement</h3>
+      {job.tasks.length === 0 ? (
+        <p class="muted">Not placed yet.</p>
+      ) : (
+        <table class="grid">
+          <thead>
+            <tr>
+              <th>#</th>
+              <th>task</th>
+              <th>attempt</th>
+              <th>node</th>
+              <th>devices</th>
+              <th>state</th>
+              <th>exit</th>
+              <th>reason</th>
+              <th>runtime</th>
+            </tr>
+          </thead>
+          <tbody>
+            {job.tasks.map((t) => (
+              <tr class={t.attempt === attempt ? "" : "old"}>
+                <td>{t.attempt === attempt ? current.indexOf(t) : ""}</td>
+                <td>{t.task_id}</td>
+                <td>{t.attempt}</td>
+                <td>{t.node}</td>
+                <td>
+                  {t.devices.length === 0
+                    ? "–"
+                    : t.devices
+                        .map(
+                          (d) =>
+                            `#${d.device} ${deviceName(t.node, d.device)}${d.percent < 100 ? ` ${d.percent}%` : ""}`,
+                        )
+                        .join(", ")}
+                </td>
+                <td>
+                  <span class={`state ${t.state}`}>{t.state}</span>
+                </td>
+                <td>{t.state === "Succeeded" || t.state === "Failed" ? t.exit_code : ""}</td>
+                <td class="reason">{t.reason}</td>
+                <td>{fmtDuration(runtimeMs(t))}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+
+      <h3>
+        Log{" "}
+        {current.length > 1 && (
+          <select value={task} onChange={(e) => setTask(Number((e.target as HTMLSelectElement).value))}>
+            {current.map((t, i) => (
+              <option value={i}>
+                task {i} ({t.task_id})
+              </option>
+            ))}
+          </select>
+        )}
+      </h3>
+      <LogTail job={id} task={task} active={!ended} />
+
+      <h3>Events</h3>
+      <table class="grid events">
+        <tbody>
+          {job.events.map((e) => (
+            <tr>
+              <td>{fmtTime(e.time_ms)}</td>
+              <td>{e.kind}</td>
+              <td>{e.node}</td>
+              <td>{e.message}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
