@@ -7,10 +7,11 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -112,6 +113,9 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
 absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
   devices::PluginOptions po;
   po.nvml_library = flags.nvml_library;
+  po.dcmi_library = flags.dcmi_library;
+  po.cndev_library = flags.cndev_library;
+  po.rocm_smi_library = flags.rocm_smi_library;
   po.inventory_path = flags.inventory;
   auto plugins = std::make_shared<std::vector<std::unique_ptr<devices::DevicePlugin>>>(devices::DefaultPlugins(po));
   devices::DiscoverOptions dopt;
@@ -141,9 +145,17 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
       if (!(*plugins)[p]->available()) continue;
       auto reports = (*plugins)[p]->CheckHealth();
       if (!reports.ok()) continue;
+      std::set<int32_t> seen;
       for (const auto& r : *reports) {
+        seen.insert(r.index);
         auto it = where.find({static_cast<int>(p), r.index});
         if (it != where.end()) health[it->second] = {r.healthy, r.reason};
+      }
+      // A device the driver no longer lists is as good as broken.
+      for (const auto& [key, i] : where) {
+        if (key.first == static_cast<int>(p) && !seen.contains(key.second)) {
+          health[i] = {false, absl::StrCat("no longer reported by ", std::string((*plugins)[p]->name()))};
+        }
       }
     }
     return health;

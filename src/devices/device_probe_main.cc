@@ -62,7 +62,8 @@ json ToJson(const icos::core::Node& n) {
 
 int Usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--nvml-lib PATH] [--inventory FILE] [--sysfs-root DIR] "
+               "usage: %s [--nvml-lib PATH] [--dcmi-lib PATH] [--cndev-lib PATH] [--rocm-smi-lib PATH] [--inventory "
+               "FILE] [--sysfs-root DIR] "
                "[--proc-root DIR] [--node-name NAME]\n",
                argv0);
   return 2;
@@ -82,6 +83,12 @@ int main(int argc, char** argv) {
     std::string value = argv[++i];
     if (flag == "--nvml-lib") {
       plugin_options.nvml_library = value;
+    } else if (flag == "--dcmi-lib") {
+      plugin_options.dcmi_library = value;
+    } else if (flag == "--cndev-lib") {
+      plugin_options.cndev_library = value;
+    } else if (flag == "--rocm-smi-lib") {
+      plugin_options.rocm_smi_library = value;
     } else if (flag == "--inventory") {
       plugin_options.inventory_path = value;
     } else if (flag == "--sysfs-root") {

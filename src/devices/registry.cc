@@ -5,7 +5,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "devices/ascend_plugin.h"
+#include "devices/cambricon_plugin.h"
 #include "devices/nvml_plugin.h"
+#include "devices/rocm_plugin.h"
 #include "devices/sim_plugin.h"
 
 namespace icos::devices {
@@ -14,6 +17,9 @@ std::vector<std::unique_ptr<DevicePlugin>> DefaultPlugins(const PluginOptions& o
   std::vector<std::unique_ptr<DevicePlugin>> plugins;
   plugins.push_back(std::make_unique<NvmlPlugin>(
       NvmlPluginOptions{.library_path = options.nvml_library, .sysfs_root = options.sysfs_root}));
+  plugins.push_back(std::make_unique<AscendPlugin>(AscendPluginOptions{.library_path = options.dcmi_library}));
+  plugins.push_back(std::make_unique<CambriconPlugin>(CambriconPluginOptions{.library_path = options.cndev_library}));
+  plugins.push_back(std::make_unique<RocmPlugin>(RocmPluginOptions{.library_path = options.rocm_smi_library}));
   if (!options.inventory_path.empty()) {
     plugins.push_back(std::make_unique<SimPlugin>(SimPluginOptions{.inventory_path = options.inventory_path}));
   }

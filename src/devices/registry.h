@@ -16,14 +16,21 @@
 namespace icos::devices {
 
 struct PluginOptions {
+  // Vendor management libraries (dlopen names or paths).
   std::string nvml_library = "libnvidia-ml.so.1";
+  std::string dcmi_library = "libdcmi.so";
+  std::string cndev_library = "libcndev.so";
+  // AMD's build, or Hygon's (e.g. /opt/hyhal/lib/librocm_smi64.so).
+  std::string rocm_smi_library = "librocm_smi64.so";
   std::string sysfs_root = "/sys";
   // A sim inventory file; empty: no sim plugin.
   std::string inventory_path;
 };
 
-// NVML always (it reports nothing where there is no driver), plus sim when an
-// inventory is given. Backends for other vendors join here as they are written.
+// Every vendor backend always (each reports nothing where its driver is
+// absent): NVML, DCMI (Ascend), CNDev (Cambricon), ROCm SMI (AMD, Hygon);
+// plus sim when an inventory is given. Kunlunxin and the other vendors
+// without a public management API are reached through the sim inventory.
 std::vector<std::unique_ptr<DevicePlugin>> DefaultPlugins(const PluginOptions& options);
 
 struct DiscoverOptions {
