@@ -115,8 +115,11 @@ int main(int argc, char** argv) {
   for (const HostNumaNode& n : discovery->host.numa_nodes) {
     numa.push_back({{"id", n.id}, {"cpus", n.cpus.size()}, {"memory_mib", n.memory_mib}});
   }
-  out["host"] = {
-      {"cpu_count", discovery->host.cpu_count}, {"memory_mib", discovery->host.memory_mib}, {"numa_nodes", numa}};
+  out["host"] = {{"cpu_count", discovery->host.cpu_count},
+                 {"core_count", discovery->host.core_count},
+                 {"memory_mib", discovery->host.memory_mib},
+                 {"numa_nodes", numa},
+                 {"topology_source", discovery->topology_source}};
   out["plugins"] = json::array();
   for (size_t p = 0; p < discovery->plugins.size(); ++p) {
     const PluginReport& report = discovery->plugins[p];

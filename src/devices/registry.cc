@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -34,8 +35,22 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
       return absl::Status(s.code(), absl::StrCat("device plugin ", std::string(plugin->name()), ": ", s.message()));
     }
   }
+  // The topology read with hwloc (or nothing): host resources and, by PCI
+  // bus id, where each device sits.
+  std::optional<HostTopology> topology;
+  std::string hwloc_error;
+  const bool live_sysfs = options.host.sysfs_root == "/sys";
+  if (options.use_hwloc && (live_sysfs || !options.hwloc.xml_path.empty())) {
+    absl::StatusOr<HostTopology> loaded = LoadHwlocTopology(options.hwloc);
+    if (loaded.ok()) {
+      topology = *std::move(loaded);
+    } else {
+      hwloc_error = std::string(loaded.status().message());
+    }
+  }
   if (options.host_override.has_value()) {
     out.host = *options.host_override;
+    out.topology_source = "override";
   } else {
     // A sim inventory that declares a host stands in for the real one, so a
     // demo node looks like the machine it pretends to be.
@@ -46,12 +61,24 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
     }
     if (sim_host != nullptr) {
       out.host = *sim_host->host();
+      out.topology_source = "inventory";
+    } else if (topology.has_value()) {
+      out.host = topology->host;
+      out.topology_source = "hwloc";
     } else {
       absl::StatusOr<HostResources> host = ReadHost(options.host);
       if (!host.ok()) return host.status();
       out.host = *std::move(host);
+      out.topology_source = hwloc_error.empty() ? "sysfs" : absl::StrCat("sysfs (hwloc: ", hwloc_error, ")");
     }
   }
+  auto locate = [&](const std::string& bus_id) -> PciLocality {
+    if (topology.has_value()) {
+      auto it = topology->pci.find(bus_id);
+      return it != topology->pci.end() ? it->second : PciLocality{};
+    }
+    return SysfsPciLocality(options.host.sysfs_root, bus_id);
+  };
 
   core::Node& node = out.node;
   node.name = options.node_name;
@@ -78,6 +105,21 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
                                                                   devices.status().message()));
       }
       report.devices = *std::move(devices);
+    }
+    // Locality the vendor library did not give: from the host topology. A
+    // switch gets an id after the plugin's own, one per distinct upstream port.
+    int next_switch = 0;
+    for (const DeviceInfo& info : report.devices) next_switch = std::max(next_switch, info.pcie_switch + 1);
+    std::map<std::string, int> switch_ids;
+    for (DeviceInfo& info : report.devices) {
+      if (info.pci_bus_id.empty() || (info.numa_node >= 0 && info.pcie_switch >= 0)) continue;
+      const PciLocality loc = locate(info.pci_bus_id);
+      if (info.numa_node < 0) info.numa_node = loc.numa_node;
+      if (info.pcie_switch < 0 && !loc.switch_key.empty()) {
+        auto [it, inserted] = switch_ids.try_emplace(loc.switch_key, next_switch);
+        if (inserted) ++next_switch;
+        info.pcie_switch = it->second;
+      }
     }
     const int plugin_index = static_cast<int>(out.plugins.size());
     int max_island = -1;

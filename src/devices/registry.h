@@ -12,6 +12,7 @@
 #include "core/model/cluster.h"
 #include "devices/device_plugin.h"
 #include "devices/host.h"
+#include "devices/topology.h"
 
 namespace icos::devices {
 
@@ -36,6 +37,12 @@ std::vector<std::unique_ptr<DevicePlugin>> DefaultPlugins(const PluginOptions& o
 struct DiscoverOptions {
   std::string node_name;
   HostOptions host;
+  // Read the host and device locality with hwloc (hwloc.xml_path: from an
+  // XML export). Skipped when `host` points at another sysfs root, since the
+  // caller then wants that tree read. On any hwloc failure the sysfs reader
+  // is used instead.
+  bool use_hwloc = true;
+  HwlocOptions hwloc;
   // Used instead of reading the host (tests; sim inventories that declare one).
   std::optional<HostResources> host_override;
 };
@@ -52,6 +59,9 @@ struct PluginReport {
 
 struct Discovery {
   HostResources host;
+  // Where host and locality came from: "hwloc", "sysfs" (with hwloc's error
+  // when it was tried), "inventory" or "override".
+  std::string topology_source;
   std::vector<PluginReport> plugins;  // in plugin order
   core::Node node;
   // node.devices[i] is plugins[origin[i].first].devices[origin[i].second]:
@@ -60,7 +70,9 @@ struct Discovery {
 };
 
 // Initialises every plugin (Init is idempotent), reads the host and every
-// available plugin's devices, and builds the node: devices grouped by plugin
+// available plugin's devices, fills each device's NUMA node and PCIe switch
+// from the host topology (by PCI bus id) where its plugin left them unknown,
+// and builds the node: devices grouped by plugin
 // in vendor index order; island and PCIe switch ids renumbered so they are
 // unique on the node (-1 stays -1); NUMA ids mapped to indices into node.numa_nodes (an unknown
 // or absent id becomes 0). An error from any plugin fails the discovery, since
