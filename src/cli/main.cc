@@ -42,6 +42,13 @@ int main(int argc, char** argv) {
     sub->add_option("--memory-mib", agent.memory_mib, "memory to offer in MiB (default: all)");
     sub->add_option("--labels", agent.labels, "node labels, e.g. zone=a,rack=r1");
     sub->add_flag("--no-cgroups", agent.no_cgroups, "run tasks without cgroups");
+    sub->add_option("--health-check-program", agent.health_check_program,
+                    "run this periodically; a non-zero exit or timeout keeps the node out of scheduling, its first "
+                    "output line is the reason (like Slurm's HealthCheckProgram)")
+        ->check(CLI::ExistingFile);
+    sub->add_option("--health-check-interval", agent.health_check_interval_s,
+                    "seconds between health checks (default 60; also the check's timeout, at most 60 s)")
+        ->check(CLI::Range(0.1, 86400.0));
   };
 
   CLI::App* up = app.add_subcommand("up", "Start a controller and a local agent (a one-machine cluster)");

@@ -210,6 +210,10 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   o.address = flags.address;
   o.work_dir = flags.work_dir.empty() ? absl::StrCat(default_dir, "/agent-", local->node.name) : flags.work_dir;
   if (flags.no_cgroups) o.cgroups.mode = agent::CgroupMode::kDisabled;
+  o.health_check_program = flags.health_check_program;
+  o.health_check_interval_ms = static_cast<int64_t>(flags.health_check_interval_s * 1000);
+  // A check may run as long as the interval between checks, at most a minute.
+  o.health_check_timeout_ms = std::min<int64_t>(o.health_check_interval_ms, 60'000);
   auto a = std::make_unique<agent::NodeAgent>(o);
   if (absl::Status st = a->Start(); !st.ok()) return st;
   return a;

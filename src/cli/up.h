@@ -38,6 +38,8 @@ struct AgentFlags {
   int64_t memory_mib = 0;  // 0: this machine's
   std::string labels;      // "zone=a,rack=r1"
   bool no_cgroups = false;
+  std::string health_check_program;  // Slurm-style HealthCheckProgram; empty: none
+  double health_check_interval_s = 60;
 };
 
 int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out, std::ostream& err);
