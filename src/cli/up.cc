@@ -11,7 +11,6 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -130,35 +129,15 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
   LocalNodeInfo info;
   core::Node& n = info.node;
   n = found->node;
-  // (plugin, vendor index) -> node device index, for health reports.
-  std::map<std::pair<int, int32_t>, size_t> where;
   for (size_t i = 0; i < found->origin.size(); ++i) {
     const auto& [plugin, pos] = found->origin[i];
-    const int32_t vendor_index = static_cast<int32_t>(found->plugins[plugin].devices[pos].index);
-    info.vendor_index.push_back(vendor_index);
-    where[{plugin, vendor_index}] = i;
+    info.vendor_index.push_back(static_cast<int32_t>(found->plugins[plugin].devices[pos].index));
   }
-  const size_t discovered = n.devices.size();
-  info.check_health = [plugins, where, discovered]() {
-    std::vector<std::pair<bool, std::string>> health(discovered, {true, ""});
-    for (size_t p = 0; p < plugins->size(); ++p) {
-      if (!(*plugins)[p]->available()) continue;
-      auto reports = (*plugins)[p]->CheckHealth();
-      if (!reports.ok()) continue;
-      std::set<int32_t> seen;
-      for (const auto& r : *reports) {
-        seen.insert(r.index);
-        auto it = where.find({static_cast<int>(p), r.index});
-        if (it != where.end()) health[it->second] = {r.healthy, r.reason};
-      }
-      // A device the driver no longer lists is as good as broken.
-      for (const auto& [key, i] : where) {
-        if (key.first == static_cast<int>(p) && !seen.contains(key.second)) {
-          health[i] = {false, absl::StrCat("no longer reported by ", std::string((*plugins)[p]->name()))};
-        }
-      }
-    }
-    return health;
+  auto discovery = std::make_shared<devices::Discovery>(*std::move(found));
+  auto last = std::make_shared<std::vector<std::pair<bool, std::string>>>();
+  info.check_health = [plugins, discovery, last]() {
+    *last = devices::CheckNodeHealth(*discovery, *plugins, *last);
+    return *last;
   };
   if (flags.cpus > 0) n.cpu_milli = static_cast<int64_t>(flags.cpus * 1000);
   if (flags.memory_mib > 0) n.memory_mib = flags.memory_mib;

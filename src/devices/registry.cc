@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -145,6 +146,39 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
     out.plugins.push_back(std::move(report));
   }
   return out;
+}
+
+std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& discovery,
+                                                          const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
+                                                          const std::vector<std::pair<bool, std::string>>& last) {
+  // Until a plugin answers, a device is as it was last seen (at discovery first).
+  std::vector<std::pair<bool, std::string>> health;
+  // (plugin, vendor index) -> position in node.devices
+  std::map<std::pair<int, int32_t>, size_t> where;
+  for (size_t i = 0; i < discovery.origin.size(); ++i) {
+    const auto& [plugin, pos] = discovery.origin[i];
+    const DeviceInfo& info = discovery.plugins[plugin].devices[pos];
+    where[{plugin, info.index}] = i;
+    health.emplace_back(info.healthy, info.health_reason);
+  }
+  if (last.size() == health.size()) health = last;
+  for (size_t p = 0; p < plugins.size() && p < discovery.plugins.size(); ++p) {
+    if (!plugins[p]->available()) continue;
+    absl::StatusOr<std::vector<DeviceHealth>> reports = plugins[p]->CheckHealth();
+    if (!reports.ok()) continue;
+    std::set<int32_t> seen;
+    for (const DeviceHealth& r : *reports) {
+      seen.insert(r.index);
+      auto it = where.find({static_cast<int>(p), r.index});
+      if (it != where.end()) health[it->second] = {r.healthy, r.reason};
+    }
+    for (const auto& [key, i] : where) {
+      if (key.first == static_cast<int>(p) && !seen.contains(key.second)) {
+        health[i] = {false, absl::StrCat("no longer reported by ", std::string(plugins[p]->name()))};
+      }
+    }
+  }
+  return health;
 }
 
 absl::StatusOr<core::Node> DiscoverNode(const DiscoverOptions& options,

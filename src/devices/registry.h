@@ -80,6 +80,16 @@ struct Discovery {
 absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
                                    const std::vector<std::unique_ptr<DevicePlugin>>& plugins);
 
+// The current health of discovery.node.devices (same order), asking every
+// available plugin's CheckHealth: {healthy, reason}. A device its plugin no
+// longer lists is unhealthy ("no longer reported by nvml"). A plugin whose
+// health query fails keeps its devices' answers from `last` (the previous
+// call's result; empty: as discovered), since a transient error or an inventory
+// caught mid-edit must neither fail every task nor revive a sick device.
+std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& discovery,
+                                                          const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
+                                                          const std::vector<std::pair<bool, std::string>>& last = {});
+
 // Discover(...).node.
 absl::StatusOr<core::Node> DiscoverNode(const DiscoverOptions& options,
                                         const std::vector<std::unique_ptr<DevicePlugin>>& plugins);

@@ -180,3 +180,34 @@ TEST(DiscoverTest, EveryRealBackendJoinsOneNode) {
 
 }  // namespace
 }  // namespace icos::devices
+
+namespace icos::devices {
+namespace {
+
+TEST(CheckNodeHealthTest, ReportsSickAndVanishedDevicesInNodeOrder) {
+  auto path = ScratchDir("inv") / "inventory.json";
+  WriteFile(path, kFourAscend);  // 4 NPUs, NPU 2 unhealthy
+  std::vector<std::unique_ptr<DevicePlugin>> plugins;
+  plugins.push_back(std::make_unique<SimPlugin>(SimPluginOptions{.inventory_path = path.string()}));
+  absl::StatusOr<Discovery> got = Discover({.node_name = "n", .host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::vector<std::pair<bool, std::string>> health = CheckNodeHealth(*got, plugins);
+  ASSERT_EQ(health.size(), 4u);
+  EXPECT_TRUE(health[0].first);
+  EXPECT_FALSE(health[2].first);
+  // The inventory now lists three healthy NPUs: NPU 2 recovered, NPU 3 vanished.
+  WriteFile(path, R"({"devices": [{"vendor": "ascend", "model": "910B", "count": 3, "memory": "64Gi"}]})");
+  health = CheckNodeHealth(*got, plugins);
+  ASSERT_EQ(health.size(), 4u);
+  EXPECT_TRUE(health[2].first);
+  EXPECT_FALSE(health[3].first);
+  EXPECT_EQ(health[3].second, "no longer reported by sim");
+  // A health query that fails (an inventory caught mid-edit) keeps the last answers.
+  WriteFile(path, "{not json");
+  health = CheckNodeHealth(*got, plugins, health);
+  EXPECT_FALSE(health[3].first);
+  EXPECT_TRUE(health[2].first);
+}
+
+}  // namespace
+}  // namespace icos::devices
