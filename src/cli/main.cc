@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
                     "run this periodically; a non-zero exit or timeout keeps the node out of scheduling, its first "
                     "output line is the reason (like Slurm's HealthCheckProgram)")
         ->check(CLI::ExistingFile);
+    sub->add_option("--max-device-temperature", agent.max_device_temperature_c,
+                    "a device hotter than this (deg C) is unhealthy: no new work, its tasks fail over (0: no limit)")
+        ->check(CLI::Range(0, 200));
     sub->add_option("--health-check-interval", agent.health_check_interval_s,
                     "seconds between health checks (default 60; also the check's timeout, at most 60 s)")
         ->check(CLI::Range(0.1, 86400.0));

@@ -135,8 +135,9 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
   }
   auto discovery = std::make_shared<devices::Discovery>(*std::move(found));
   auto last = std::make_shared<std::vector<std::pair<bool, std::string>>>();
-  info.check_health = [plugins, discovery, last]() {
-    *last = devices::CheckNodeHealth(*discovery, *plugins, *last);
+  const int32_t max_temperature_c = flags.max_device_temperature_c;
+  info.check_health = [plugins, discovery, last, max_temperature_c]() {
+    *last = devices::CheckNodeHealth(*discovery, *plugins, *last, max_temperature_c);
     return *last;
   };
   if (flags.cpus > 0) n.cpu_milli = static_cast<int64_t>(flags.cpus * 1000);

@@ -40,6 +40,7 @@ struct AgentFlags {
   bool no_cgroups = false;
   std::string health_check_program;  // Slurm-style HealthCheckProgram; empty: none
   double health_check_interval_s = 60;
+  int32_t max_device_temperature_c = 0;  // a hotter device is unhealthy; 0: no limit
 };
 
 int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out, std::ostream& err);

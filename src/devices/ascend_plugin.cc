@@ -215,6 +215,9 @@ absl::StatusOr<std::vector<DeviceInfo>> AscendPlugin::ReadDevices(bool with_topo
       info.pci_bus_id =
           FormatPciBusId(static_cast<unsigned>(pcie.domain), pcie.bdf_busid, pcie.bdf_deviceid, pcie.bdf_funcid);
     }
+    // Read on the health path too: an overheating chip is taken out of service.
+    if (int t = 0; api.GetTemperature != nullptr && api.GetTemperature(card, dev, &t) == kDcmiOk)
+      info.temperature_c = t;
     if (with_topology) {
       unsigned util = 0;
       if (api.GetUtilizationRate != nullptr &&
@@ -222,7 +225,6 @@ absl::StatusOr<std::vector<DeviceInfo>> AscendPlugin::ReadDevices(bool with_topo
         info.utilization_pct = static_cast<int32_t>(util);
       }
       int value = 0;
-      if (api.GetTemperature != nullptr && api.GetTemperature(card, dev, &value) == kDcmiOk) info.temperature_c = value;
       if (api.GetPowerInfo != nullptr && api.GetPowerInfo(card, dev, &value) == kDcmiOk) info.power_w = value / 10.0;
     }
     out.push_back(std::move(info));
@@ -259,7 +261,11 @@ absl::StatusOr<std::vector<DeviceHealth>> AscendPlugin::CheckHealth() {
   if (!devices.ok()) return devices.status();
   std::vector<DeviceHealth> out;
   for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index, .uuid = d.uuid, .healthy = d.healthy, .reason = std::move(d.health_reason)});
+    out.push_back({.index = d.index,
+                   .uuid = d.uuid,
+                   .healthy = d.healthy,
+                   .reason = std::move(d.health_reason),
+                   .temperature_c = d.temperature_c});
   }
   return out;
 }

@@ -128,6 +128,7 @@ TEST(AscendPluginTest, MajorAlarmMakesChipUnhealthyMinorDoesNot) {
   ASSERT_TRUE(health.ok()) << health.status();
   ASSERT_EQ(health->size(), 8u);
   EXPECT_TRUE((*health)[0].healthy);
+  EXPECT_EQ((*health)[0].temperature_c, 40);  // the fake's default, read on the health path
   EXPECT_TRUE((*health)[1].healthy);
   EXPECT_FALSE((*health)[2].healthy);
   EXPECT_THAT((*health)[2].reason, HasSubstr("critical alarm"));

@@ -194,15 +194,16 @@ absl::StatusOr<std::vector<DeviceInfo>> CambriconPlugin::ReadDevices(bool with_t
       info.memory_total_mib = mem.value.physicalMemoryTotal;
       info.memory_used_mib = mem.value.physicalMemoryUsed;
     }
+    // Read on the health path too: an overheating card is taken out of service.
+    Padded<cndevTemperatureInfo_t> temp;
+    if (api.GetTemperatureInfo != nullptr && api.GetTemperatureInfo(&temp.value, handle) == CNDEV_SUCCESS) {
+      info.temperature_c = temp.value.board;
+    }
     if (with_topology) {
       Padded<cndevUtilizationInfo_t> util;
       if (api.GetDeviceUtilizationInfo != nullptr &&
           api.GetDeviceUtilizationInfo(&util.value, handle) == CNDEV_SUCCESS) {
         info.utilization_pct = util.value.averageCoreUtilization;
-      }
-      Padded<cndevTemperatureInfo_t> temp;
-      if (api.GetTemperatureInfo != nullptr && api.GetTemperatureInfo(&temp.value, handle) == CNDEV_SUCCESS) {
-        info.temperature_c = temp.value.board;
       }
       Padded<cndevPowerInfo_t> power;
       if (api.GetPowerInfo != nullptr && api.GetPowerInfo(&power.value, handle) == CNDEV_SUCCESS) {
@@ -221,7 +222,11 @@ absl::StatusOr<std::vector<DeviceHealth>> CambriconPlugin::CheckHealth() {
   if (!devices.ok()) return devices.status();
   std::vector<DeviceHealth> out;
   for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index, .uuid = d.uuid, .healthy = d.healthy, .reason = std::move(d.health_reason)});
+    out.push_back({.index = d.index,
+                   .uuid = d.uuid,
+                   .healthy = d.healthy,
+                   .reason = std::move(d.health_reason),
+                   .temperature_c = d.temperature_c});
   }
   return out;
 }

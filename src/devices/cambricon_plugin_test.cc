@@ -81,6 +81,7 @@ TEST(CambriconPluginTest, SickAndLostCardsAreUnhealthy) {
   ASSERT_TRUE(health.ok()) << health.status();
   ASSERT_EQ(health->size(), 3u);
   EXPECT_TRUE((*health)[0].healthy);
+  EXPECT_EQ((*health)[0].temperature_c, 35);  // the fake's default board temperature
   EXPECT_FALSE((*health)[1].healthy);
   EXPECT_THAT((*health)[1].reason, HasSubstr("sick"));
   EXPECT_FALSE((*health)[2].healthy);

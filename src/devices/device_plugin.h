@@ -48,7 +48,8 @@ struct DeviceHealth {
   int32_t index = 0;
   std::string uuid;
   bool healthy = true;
-  std::string reason;  // empty when healthy
+  std::string reason;          // empty when healthy
+  int32_t temperature_c = -1;  // -1 unknown; for the agent's temperature limit
 };
 
 // One vendor backend. A plugin whose vendor library is absent is not an

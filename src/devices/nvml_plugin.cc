@@ -259,6 +259,10 @@ absl::StatusOr<std::vector<DeviceInfo>> NvmlPlugin::ReadDevices(bool with_topolo
       }
     }
     unsigned value = 0;
+    // Read on the health path too: an overheating GPU is taken out of service.
+    if (api.GetTemperature != nullptr && api.GetTemperature(dev, NVML_TEMPERATURE_GPU, &value) == NVML_SUCCESS) {
+      info.temperature_c = static_cast<int32_t>(value);
+    }
     if (api.GetMinorNumber != nullptr && api.GetMinorNumber(dev, &value) == NVML_SUCCESS) {
       minor_by_index_[info.index] = value;
     }
@@ -266,9 +270,6 @@ absl::StatusOr<std::vector<DeviceInfo>> NvmlPlugin::ReadDevices(bool with_topolo
       nvmlUtilization_t util{};
       if (api.GetUtilizationRates != nullptr && api.GetUtilizationRates(dev, &util) == NVML_SUCCESS) {
         info.utilization_pct = static_cast<int32_t>(util.gpu);
-      }
-      if (api.GetTemperature != nullptr && api.GetTemperature(dev, NVML_TEMPERATURE_GPU, &value) == NVML_SUCCESS) {
-        info.temperature_c = static_cast<int32_t>(value);
       }
       if (api.GetPowerUsage != nullptr && api.GetPowerUsage(dev, &value) == NVML_SUCCESS) {
         info.power_w = value / 1000.0;
@@ -331,7 +332,11 @@ absl::StatusOr<std::vector<DeviceHealth>> NvmlPlugin::CheckHealth() {
   std::vector<DeviceHealth> out;
   out.reserve(devices->size());
   for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index, .uuid = d.uuid, .healthy = d.healthy, .reason = std::move(d.health_reason)});
+    out.push_back({.index = d.index,
+                   .uuid = d.uuid,
+                   .healthy = d.healthy,
+                   .reason = std::move(d.health_reason),
+                   .temperature_c = d.temperature_c});
   }
   return out;
 }

@@ -150,7 +150,8 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
 
 std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& discovery,
                                                           const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
-                                                          const std::vector<std::pair<bool, std::string>>& last) {
+                                                          const std::vector<std::pair<bool, std::string>>& last,
+                                                          int32_t max_temperature_c) {
   // Until a plugin answers, a device is as it was last seen (at discovery first).
   std::vector<std::pair<bool, std::string>> health;
   // (plugin, vendor index) -> position in node.devices
@@ -170,7 +171,12 @@ std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& disco
     for (const DeviceHealth& r : *reports) {
       seen.insert(r.index);
       auto it = where.find({static_cast<int>(p), r.index});
-      if (it != where.end()) health[it->second] = {r.healthy, r.reason};
+      if (it == where.end()) continue;
+      health[it->second] = {r.healthy, r.reason};
+      if (r.healthy && max_temperature_c > 0 && r.temperature_c > max_temperature_c) {
+        health[it->second] = {
+            false, absl::StrCat("temperature ", r.temperature_c, " C is above the limit of ", max_temperature_c, " C")};
+      }
     }
     for (const auto& [key, i] : where) {
       if (key.first == static_cast<int>(p) && !seen.contains(key.second)) {

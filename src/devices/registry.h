@@ -86,9 +86,11 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
 // health query fails keeps its devices' answers from `last` (the previous
 // call's result; empty: as discovered), since a transient error or an inventory
 // caught mid-edit must neither fail every task nor revive a sick device.
+// A device hotter than `max_temperature_c` (> 0) is unhealthy too.
 std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& discovery,
                                                           const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
-                                                          const std::vector<std::pair<bool, std::string>>& last = {});
+                                                          const std::vector<std::pair<bool, std::string>>& last = {},
+                                                          int32_t max_temperature_c = 0);
 
 // Discover(...).node.
 absl::StatusOr<core::Node> DiscoverNode(const DiscoverOptions& options,

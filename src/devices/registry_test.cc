@@ -211,3 +211,27 @@ TEST(CheckNodeHealthTest, ReportsSickAndVanishedDevicesInNodeOrder) {
 
 }  // namespace
 }  // namespace icos::devices
+
+namespace icos::devices {
+namespace {
+
+TEST(CheckNodeHealthTest, DeviceAboveTheTemperatureLimitIsUnhealthy) {
+  auto path = ScratchDir("nvml") / "fake_nvml.json";
+  WriteFile(path, R"({"devices": [{"name": "NVIDIA H100", "temperature": 70},
+                                  {"name": "NVIDIA H100", "temperature": 95}]})");
+  setenv("FAKE_NVML_CONFIG", path.c_str(), 1);
+  std::vector<std::unique_ptr<DevicePlugin>> plugins;
+  plugins.push_back(std::make_unique<NvmlPlugin>(NvmlPluginOptions{.library_path = FAKE_NVML_LIB}));
+  absl::StatusOr<Discovery> got = Discover({.node_name = "n", .host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  // No limit: both healthy. Limit 90 C: the 95 C GPU is not.
+  std::vector<std::pair<bool, std::string>> health = CheckNodeHealth(*got, plugins);
+  EXPECT_TRUE(health[1].first);
+  health = CheckNodeHealth(*got, plugins, {}, 90);
+  EXPECT_TRUE(health[0].first);
+  EXPECT_FALSE(health[1].first);
+  EXPECT_EQ(health[1].second, "temperature 95 C is above the limit of 90 C");
+}
+
+}  // namespace
+}  // namespace icos::devices

@@ -190,14 +190,15 @@ absl::StatusOr<std::vector<DeviceInfo>> RocmPlugin::ReadDevices(bool with_topolo
     if (api.RenderMinorGet != nullptr && api.RenderMinorGet(i, &small) == RSMI_STATUS_SUCCESS) {
       render_minor_by_index_[info.index] = small;
     }
+    // Read on the health path too: an overheating GPU is taken out of service.
+    int64_t milli_c = 0;
+    if (api.TempMetricGet != nullptr &&
+        api.TempMetricGet(i, RSMI_TEMP_TYPE_EDGE, RSMI_TEMP_CURRENT, &milli_c) == RSMI_STATUS_SUCCESS) {
+      info.temperature_c = static_cast<int32_t>(milli_c / 1000);
+    }
     if (with_topology) {
       if (api.BusyPercentGet != nullptr && api.BusyPercentGet(i, &small) == RSMI_STATUS_SUCCESS) {
         info.utilization_pct = static_cast<int32_t>(small);
-      }
-      int64_t milli_c = 0;
-      if (api.TempMetricGet != nullptr &&
-          api.TempMetricGet(i, RSMI_TEMP_TYPE_EDGE, RSMI_TEMP_CURRENT, &milli_c) == RSMI_STATUS_SUCCESS) {
-        info.temperature_c = static_cast<int32_t>(milli_c / 1000);
       }
       if (api.PowerAveGet != nullptr && api.PowerAveGet(i, 0, &value) == RSMI_STATUS_SUCCESS) {
         info.power_w = value / 1e6;
@@ -239,7 +240,11 @@ absl::StatusOr<std::vector<DeviceHealth>> RocmPlugin::CheckHealth() {
   if (!devices.ok()) return devices.status();
   std::vector<DeviceHealth> out;
   for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index, .uuid = d.uuid, .healthy = d.healthy, .reason = std::move(d.health_reason)});
+    out.push_back({.index = d.index,
+                   .uuid = d.uuid,
+                   .healthy = d.healthy,
+                   .reason = std::move(d.health_reason),
+                   .temperature_c = d.temperature_c});
   }
   return out;
 }

@@ -118,6 +118,7 @@ TEST(RocmPluginTest, EccErrorsAndLostGpusAreUnhealthy) {
   ASSERT_TRUE(health.ok()) << health.status();
   ASSERT_EQ(health->size(), 3u);
   EXPECT_TRUE((*health)[0].healthy);
+  EXPECT_EQ((*health)[0].temperature_c, 40);  // 40000 millidegrees, the fake's default
   EXPECT_FALSE((*health)[1].healthy);
   EXPECT_THAT((*health)[1].reason, HasSubstr("3 uncorrectable ECC"));
   EXPECT_FALSE((*health)[2].healthy);
