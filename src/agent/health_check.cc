@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -82,6 +84,11 @@ HealthCheckResult RunHealthCheckProgram(const std::string& program, int64_t time
       break;
     }
     if (eof && exited) break;
+    if (eof) {
+      // The program closed its output but runs on: just wait for it.
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(left, 20)));
+      continue;
+    }
     pollfd p{.fd = fds[0], .events = POLLIN, .revents = 0};
     const int ready = poll(&p, 1, exited ? 0 : static_cast<int>(std::min<int64_t>(left, 50)));
     if (ready > 0) {

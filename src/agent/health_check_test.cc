@@ -58,6 +58,12 @@ TEST(HealthCheckProgramTest, HangingProgramIsKilledAtTheTimeout) {
   EXPECT_THAT(r.reason, HasSubstr("checking GPUs"));
 }
 
+TEST(HealthCheckProgramTest, ProgramThatClosesItsOutputAndHangsStillTimesOut) {
+  HealthCheckResult r = RunHealthCheckProgram(Script("exec >&- 2>&-; sleep 60"), 300);
+  EXPECT_FALSE(r.healthy);
+  EXPECT_EQ(r.reason, "timed out after 0.3 s");
+}
+
 TEST(HealthCheckProgramTest, MissingProgramIsUnhealthyNamingIt) {
   HealthCheckResult r = RunHealthCheckProgram("/nonexistent/check.sh", 10'000);
   EXPECT_FALSE(r.healthy);
