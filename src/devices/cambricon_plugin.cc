@@ -73,17 +73,18 @@ struct CambriconPlugin::Api {
   // Required.
   cndevRet_t (*Init)(int) = nullptr;
   cndevRet_t (*GetDeviceCount)(cndevCardInfo_t*) = nullptr;
-  cndevRet_t (*GetCardHealthState)(void*, int) = nullptr;
-  // Optional.
+  cndevRet_t (*GetCardHealthState)(cndevCardHealthState_t*, int) = nullptr;
+  // Optional. The int argument is the device handle (cndevDevice_t, an int;
+  // older releases call it devId).
   cndevRet_t (*Release)() = nullptr;
   const char* (*GetErrorString)(cndevRet_t) = nullptr;
   cndevRet_t (*GetDeviceHandleByIndex)(int, int*) = nullptr;  // cndevDevice_t is an int handle
   const char* (*GetCardNameStringByDevId)(int) = nullptr;
-  cndevRet_t (*GetMemoryUsage)(void*, int) = nullptr;
-  cndevRet_t (*GetDeviceUtilizationInfo)(void*, int) = nullptr;
-  cndevRet_t (*GetTemperatureInfo)(void*, int) = nullptr;
-  cndevRet_t (*GetPowerInfo)(void*, int) = nullptr;
-  cndevRet_t (*GetPCIeInfo)(void*, int) = nullptr;
+  cndevRet_t (*GetMemoryUsage)(cndevMemoryInfo_t*, int) = nullptr;
+  cndevRet_t (*GetDeviceUtilizationInfo)(cndevUtilizationInfo_t*, int) = nullptr;
+  cndevRet_t (*GetTemperatureInfo)(cndevTemperatureInfo_t*, int) = nullptr;
+  cndevRet_t (*GetPowerInfo)(cndevPowerInfo_t*, int) = nullptr;
+  cndevRet_t (*GetPCIeInfo)(cndevPCIeInfo_t*, int) = nullptr;
 
   std::string Error(cndevRet_t rc) const {
     const char* text = GetErrorString != nullptr ? GetErrorString(rc) : nullptr;

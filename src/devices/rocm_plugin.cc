@@ -20,7 +20,9 @@ constexpr int RSMI_MEM_TYPE_VRAM = 0;
 constexpr uint32_t RSMI_TEMP_TYPE_EDGE = 0;  // sensor index
 constexpr int RSMI_TEMP_CURRENT = 0;         // rsmi_temperature_metric_t
 constexpr int RSMI_IOLINK_TYPE_XGMI = 2;     // RSMI_IO_LINK_TYPE
-constexpr int RSMI_GPU_BLOCK_UMC = 1;        // rsmi_gpu_block_t: the memory controller
+// rsmi_gpu_block_t: the memory controller. The enum holds 64-bit values
+// (RSMI_GPU_BLOCK_RESERVED = 1 << 63), so it is passed as a 64-bit integer.
+constexpr uint64_t RSMI_GPU_BLOCK_UMC = 1;
 constexpr uint16_t kHygonVendorId = 0x1d94;
 
 // rsmi_error_count_t begins with these two counters; newer releases append
@@ -54,7 +56,7 @@ struct RocmPlugin::Api {
   rsmi_status_t (*PciIdGet)(uint32_t, uint64_t*) = nullptr;
   rsmi_status_t (*NumaNodeGet)(uint32_t, uint32_t*) = nullptr;
   rsmi_status_t (*LinkTypeGet)(uint32_t, uint32_t, uint64_t*, int*) = nullptr;
-  rsmi_status_t (*EccCountGet)(uint32_t, int, rsmi_error_count_t*) = nullptr;
+  rsmi_status_t (*EccCountGet)(uint32_t, uint64_t, rsmi_error_count_t*) = nullptr;
   rsmi_status_t (*RenderMinorGet)(uint32_t, uint32_t*) = nullptr;
 
   std::string Error(rsmi_status_t rc) const {

@@ -213,7 +213,7 @@ int rsmi_topo_get_link_type(uint32_t a, uint32_t b, uint64_t* hops, int* type) {
 struct ErrorCount {
   uint64_t correctable_err, uncorrectable_err;
 };
-int rsmi_dev_ecc_count_get(uint32_t index, int block, ErrorCount* ec) {
+int rsmi_dev_ecc_count_get(uint32_t index, uint64_t block, ErrorCount* ec) {
   DEV_OR_FAIL(index, ec);
   ec->correctable_err = 0;
   ec->uncorrectable_err = block == 1 ? dev.ecc_uncorrectable : 0;
