@@ -13,6 +13,7 @@ packages=(
   libyaml-cpp-dev        # job specs
   libsqlite3-dev         # embedded state store
   libcpp-httplib-dev     # REST API server and client
+  libhwloc-dev           # host topology: NUMA nodes, cores, PCIe locality of devices (icos_devices)
   libspdlog-dev libfmt-dev
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
   procps curl            # e2e tests

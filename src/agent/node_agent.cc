@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "agent/frameworks.h"
+#include "agent/health_check.h"
 #include "controller/http_client.h"
 
 namespace icos::agent {
@@ -134,6 +135,7 @@ absl::Status NodeAgent::Start() {
   serve_ = std::thread([this] { logs_->listen_after_bind(); });
 
   // Register, retrying while the controller is not up yet.
+  if (!options_.health_check_program.empty()) RunHealthCheck(false);
   absl::Status st = Register();
   for (int i = 0; !st.ok() && st.code() == absl::StatusCode::kUnavailable && i < 100 && !stop_; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -142,20 +144,24 @@ absl::Status NodeAgent::Start() {
   if (!st.ok()) return st;
   watch_ = std::thread([this] { WatchLoop(); });
   beat_ = std::thread([this] { BeatLoop(); });
+  if (!options_.health_check_program.empty()) health_check_ = std::thread([this] { HealthCheckLoop(); });
   return absl::OkStatus();
 }
 
 absl::Status NodeAgent::Register() {
   ApiClient api(options_.server_url, options_.token, 10'000);
   core::Node node;
+  std::string unhealthy;
   {
     std::lock_guard<std::mutex> lock(mu_);
     node = node_;
+    unhealthy = unhealthy_reason_;
   }
   json body = {{"node", wire::NodeToJson(node)},
                {"address", options_.address},
                {"agent_url", agent_url()},
-               {"log_key", log_key_}};
+               {"log_key", log_key_},
+               {"unhealthy_reason", unhealthy}};
   auto r = api.Json("POST", "/api/v1/nodes/register", body.dump());
   return r.ok() ? absl::OkStatus() : r.status();
 }
@@ -166,6 +172,7 @@ void NodeAgent::Stop() {
   if (serve_.joinable()) serve_.join();
   if (watch_.joinable()) watch_.join();
   if (beat_.joinable()) beat_.join();
+  if (health_check_.joinable()) health_check_.join();
 }
 
 void NodeAgent::StopAllTasks(int64_t grace_ms) {
@@ -268,10 +275,14 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   launch.env["ICOS_TASK_ID"] = a.task_id;
   launch.cpu_milli = a.cpu_milli;
   launch.memory_mib = a.memory_mib;
+  // Bind only to NUMA nodes this host has: a sim inventory may declare more
+  // than the machine running it (cpuset.mems rejects a missing node).
   for (int32_t numa : a.numa_nodes) {
-    for (int32_t cpu : NumaCpus(numa)) launch.cpus.push_back(cpu);
+    const std::vector<int32_t> cpus = NumaCpus(numa);
+    if (cpus.empty()) continue;
+    launch.cpus.insert(launch.cpus.end(), cpus.begin(), cpus.end());
+    launch.mems.push_back(numa);
   }
-  if (!launch.cpus.empty()) launch.mems = a.numa_nodes;
   std::string error;
   for (const auto& [path, content] : a.files) {
     const std::string full = absl::StrReplaceAll(path, {{wire::kTaskDirPlaceholder, task_dir}});
@@ -338,6 +349,31 @@ void NodeAgent::CheckHealth() {
     }
   }
   if (changed) (void)Register();
+}
+
+void NodeAgent::RunHealthCheck(bool register_change) {
+  const HealthCheckResult result =
+      RunHealthCheckProgram(options_.health_check_program, options_.health_check_timeout_ms);
+  bool changed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    changed = unhealthy_reason_ != result.reason;
+    unhealthy_reason_ = result.reason;
+  }
+  if (changed && register_change) (void)Register();
+}
+
+void NodeAgent::HealthCheckLoop() {
+  // Its own thread: the program may take up to its timeout, and heartbeats
+  // and task exits must not wait for it.
+  int64_t last = clock_->NowMs();
+  while (!stop_) {
+    if (clock_->NowMs() - last >= options_.health_check_interval_ms) {
+      RunHealthCheck(true);
+      last = clock_->NowMs();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 void NodeAgent::BeatLoop() {

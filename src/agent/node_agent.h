@@ -49,6 +49,13 @@ struct NodeAgentOptions {
   // every health_ms. Null: devices are never re-checked.
   std::function<std::vector<std::pair<bool, std::string>>()> check_health;
   int64_t health_ms = 5'000;
+  // Slurm-style node health check (agent/health_check.h): run every
+  // health_check_interval_ms, killed after health_check_timeout_ms. Empty: none.
+  // While it fails the node registers as unhealthy with the program's reason
+  // and gets no new work; it is run once before the first registration.
+  std::string health_check_program;
+  int64_t health_check_interval_ms = 60'000;
+  int64_t health_check_timeout_ms = 60'000;
   int64_t watch_ms = 20'000;
 };
 
@@ -79,6 +86,10 @@ class NodeAgent {
   // Re-checks device health; on a change re-registers the node so the
   // controller stops scheduling on a sick device and moves its tasks.
   void CheckHealth();
+  // Runs the health-check program now; on a changed verdict re-registers
+  // (unless `register_change` is false: the first run, before registering).
+  void RunHealthCheck(bool register_change);
+  void HealthCheckLoop();
   void WatchLoop();
   void BeatLoop();
   absl::Status Register();
@@ -99,8 +110,9 @@ class NodeAgent {
   std::atomic<bool> stop_{false};
   core::Node node_;  // options_.node with current device health (guarded by mu_)
   int64_t last_health_ms_ = 0;
+  std::string unhealthy_reason_;  // the health-check program's verdict (guarded by mu_)
   bool launched_ = false;  // a launch since the last report (guarded by mu_)
-  std::thread watch_, beat_, serve_;
+  std::thread watch_, beat_, serve_, health_check_;
 };
 
 }  // namespace icos::agent

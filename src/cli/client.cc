@@ -99,6 +99,7 @@ struct ClientCommands {
   CLI::App* usage = nullptr;
   std::string since = "7d", until, by = "user";
   std::string node_name;
+  int32_t device = -1;  // node drain/resume --device; -1: the whole node
   std::string file;
   int64_t job_id = 0;
   int32_t task = 0;
@@ -143,12 +144,17 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->devices = app.add_subcommand("devices", "List every device: vendor, model, memory, NUMA node, island, health");
   c->devices->add_option("node", c->node_name, "only this node");
   common(c->devices);
-  auto* node = app.add_subcommand("node", "Drain or resume a node (admin)")->require_subcommand(1);
-  c->node_drain = node->add_subcommand("drain", "Take a node out of scheduling; running tasks stay");
+  auto* node =
+      app.add_subcommand("node", "Drain or resume a node or one of its devices (admin)")->require_subcommand(1);
+  c->node_drain = node->add_subcommand("drain", "Take a node (or one device) out of scheduling; running tasks stay");
   c->node_drain->add_option("name", c->node_name, "node")->required();
+  c->node_drain->add_option("--device", c->device, "only this device (its INDEX in `icos devices NODE`)")
+      ->check(CLI::Range(0, 1'000'000));
   common(c->node_drain);
-  c->node_resume = node->add_subcommand("resume", "Put a drained node back into scheduling");
+  c->node_resume = node->add_subcommand("resume", "Put a drained node (or device) back into scheduling");
   c->node_resume->add_option("name", c->node_name, "node")->required();
+  c->node_resume->add_option("--device", c->device, "only this device (its INDEX in `icos devices NODE`)")
+      ->check(CLI::Range(0, 1'000'000));
   common(c->node_resume);
   c->queue_put = app.add_subcommand("queue", "Manage queues")->require_subcommand(1);
   auto* put = c->queue_put->add_subcommand("put", "Create or replace a queue from a JSON file (admin)");
@@ -348,17 +354,21 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     auto r = api.Json("GET", "/api/v1/nodes");
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
-    out << absl::StrFormat("%-16s %-9s %-6s %-9s %-40s %s\n", "NAME", "STATE", "CPUS", "MEMORY", "DEVICES", "TASKS");
+    out << absl::StrFormat("%-16s %-9s %-6s %-9s %-40s %-5s %s\n", "NAME", "STATE", "CPUS", "MEMORY", "DEVICES",
+                           "TASKS", "REASON");
     for (const auto& n : (*r)["nodes"]) {
       std::map<std::string, int> types;
       for (const auto& d : n["node"]["devices"]) ++types[absl::StrCat(d["vendor"].get<std::string>(), "/", d["model"].get<std::string>())];
       std::vector<std::string> devs;
       for (const auto& [t, k] : types) devs.push_back(absl::StrCat(k, "x", t));
-      const std::string state = n["state"].get<std::string>() + (n.value("drained", false) ? ",Drained" : "");
-      out << absl::StrFormat("%-16s %-9s %-6g %-9s %-40s %d\n", n["name"].get<std::string>(), state,
+      const std::string reason = n.value("unhealthy_reason", "");
+      const std::string state = n["state"].get<std::string>() + (n.value("drained", false) ? ",Drained" : "") +
+                                (reason.empty() ? "" : ",Unhealthy");
+      out << absl::StrFormat("%-16s %-9s %-6g %-9s %-40s %-5d %s\n", n["name"].get<std::string>(), state,
                              n["node"]["cpu_milli"].get<int64_t>() / 1000.0,
                              absl::StrCat(n["node"]["memory_mib"].get<int64_t>() / 1024, "Gi"),
-                             devs.empty() ? "-" : absl::StrJoin(devs, ","), n["tasks"].get<int>());
+                             devs.empty() ? "-" : absl::StrJoin(devs, ","), n["tasks"].get<int>(),
+                             reason.empty() ? "-" : reason);
     }
     return 0;
   }
@@ -384,7 +394,10 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     out << absl::StrFormat("%-16s %-5s %-12s %-18s %-10s %-5s %-7s %s\n", "NODE", "INDEX", "VENDOR", "MODEL", "MEMORY",
                            "NUMA", "ISLAND", "HEALTH");
     for (const auto& d : devices) {
-      const std::string health = !d.value("healthy", true) ? "Unhealthy" : d.value("drained", false) ? "Drained" : "Healthy";
+      std::vector<std::string> flags;
+      if (!d.value("healthy", true)) flags.push_back("Unhealthy");
+      if (d.value("drained", false)) flags.push_back("Drained");
+      const std::string health = flags.empty() ? "Healthy" : absl::StrJoin(flags, ",");
       out << absl::StrFormat("%-16s %-5d %-12s %-18s %-10s %-5d %-7d %s\n", d["node"].get<std::string>(),
                              d["index"].get<int>(), d["vendor"].get<std::string>(), d["model"].get<std::string>(),
                              absl::StrCat(d.value("memory_mib", int64_t{0}) / 1024, "Gi"), d.value("numa_node", 0),
@@ -394,10 +407,13 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   }
   if (parsed(c->node_drain) || parsed(c->node_resume)) {
     const bool drain = parsed(c->node_drain);
-    auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", c->node_name, drain ? "/drain" : "/resume"), "{}");
+    const std::string target = c->device >= 0 ? absl::StrCat("/api/v1/nodes/", c->node_name, "/devices/", c->device)
+                                              : absl::StrCat("/api/v1/nodes/", c->node_name);
+    auto r = api.Json("POST", absl::StrCat(target, drain ? "/drain" : "/resume"), "{}");
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
-    out << "node " << c->node_name << (drain ? " drained" : " resumed") << "\n";
+    out << "node " << c->node_name << (c->device >= 0 ? absl::StrCat(" device ", c->device) : "")
+        << (drain ? " drained" : " resumed") << "\n";
     return 0;
   }
   if (parsed(c->queues)) {

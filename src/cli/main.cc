@@ -1,7 +1,6 @@
 // The single `icos` binary. Subcommands parse their flags here (CLI11) and
 // hand plain options structs to the libraries.
 #include <CLI/CLI.hpp>
-
 #include <iostream>
 #include <string>
 
@@ -18,11 +17,14 @@ int main(int argc, char** argv) {
   icos::cli::ServerFlags server;
   icos::cli::AgentFlags agent;
   auto server_flags = [&server](CLI::App* sub) {
-    sub->add_option("--data-dir", server.data_dir, "where the database and tokens live (default: $ICOS_HOME or ~/.icos)");
+    sub->add_option("--data-dir", server.data_dir,
+                    "where the database and tokens live (default: $ICOS_HOME or ~/.icos)");
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
-    sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember({"fifo", "priority", "drf", "las"}));
-    sub->add_option("--placement", server.placement, "node scoring")->check(CLI::IsMember({"binpack", "spread", "fgd"}));
+    sub->add_option("--order", server.order, "scheduling order")
+        ->check(CLI::IsMember({"fifo", "priority", "drf", "las"}));
+    sub->add_option("--placement", server.placement, "node scoring")
+        ->check(CLI::IsMember({"binpack", "spread", "fgd"}));
     sub->add_option("--rate-limit", server.rate_limit, "API requests per second per token (0: no limit)")
         ->check(CLI::Range(0.0, 1e9));
     sub->add_flag("--metrics-auth", server.metrics_auth,
@@ -36,11 +38,24 @@ int main(int argc, char** argv) {
     sub->add_option("--devices", agent.devices, "simulated devices, e.g. nvidia/A100-80G:8,ascend/910B:8");
     sub->add_option("--inventory", agent.inventory, "sim device inventory JSON (see src/devices/testdata)");
     sub->add_option("--nvml-lib", agent.nvml_library, "NVIDIA management library to load");
+    sub->add_option("--dcmi-lib", agent.dcmi_library, "Huawei Ascend DCMI library to load");
+    sub->add_option("--cndev-lib", agent.cndev_library, "Cambricon CNDev library to load");
+    sub->add_option("--rocm-smi-lib", agent.rocm_smi_library, "ROCm SMI library to load (AMD, or Hygon's build)");
     sub->add_option("--work-dir", agent.work_dir, "where task logs and state live");
     sub->add_option("--cpus", agent.cpus, "CPUs to offer (default: all)");
     sub->add_option("--memory-mib", agent.memory_mib, "memory to offer in MiB (default: all)");
     sub->add_option("--labels", agent.labels, "node labels, e.g. zone=a,rack=r1");
     sub->add_flag("--no-cgroups", agent.no_cgroups, "run tasks without cgroups");
+    sub->add_option("--health-check-program", agent.health_check_program,
+                    "run this periodically; a non-zero exit or timeout keeps the node out of scheduling, its first "
+                    "output line is the reason (like Slurm's HealthCheckProgram)")
+        ->check(CLI::ExistingFile);
+    sub->add_option("--max-device-temperature", agent.max_device_temperature_c,
+                    "a device hotter than this (deg C) is unhealthy: no new work, its tasks fail over (0: no limit)")
+        ->check(CLI::Range(0, 200));
+    sub->add_option("--health-check-interval", agent.health_check_interval_s,
+                    "seconds between health checks (default 60; also the check's timeout, at most 60 s)")
+        ->check(CLI::Range(0.1, 86400.0));
   };
 
   CLI::App* up = app.add_subcommand("up", "Start a controller and a local agent (a one-machine cluster)");
@@ -54,19 +69,20 @@ int main(int argc, char** argv) {
   agent_flags(agent_cmd);
 
   icos::cli::DemoOptions demo;
-  CLI::App* demo_cmd = app.add_subcommand(
-      "demo", "Schedule a generated mixed-vendor cluster with icos::core and print every decision");
+  CLI::App* demo_cmd =
+      app.add_subcommand("demo", "Schedule a generated mixed-vendor cluster with icos::core and print every decision");
   demo_cmd->add_option("--nodes", demo.nodes, "nodes in the generated cluster")->check(CLI::Range(1, 100'000));
   demo_cmd->add_option("--jobs", demo.jobs, "pending jobs to schedule")->check(CLI::Range(0, 1'000'000));
   demo_cmd->add_option("--running", demo.running, "jobs already running")->check(CLI::Range(0, 1'000'000));
   demo_cmd->add_option("--seed", demo.seed, "random seed of the workload");
   demo_cmd->add_option("--order", demo.order, "order policy")->check(CLI::IsMember({"fifo", "priority", "drf", "las"}));
-  demo_cmd->add_option("--placement", demo.placement, "node scoring")->check(CLI::IsMember({"binpack", "spread", "fgd"}));
+  demo_cmd->add_option("--placement", demo.placement, "node scoring")
+      ->check(CLI::IsMember({"binpack", "spread", "fgd"}));
   demo_cmd->add_option("-o,--output", demo.output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
   icos::cli::SimFlags sim;
-  CLI::App* sim_cmd = app.add_subcommand(
-      "sim", "Replay a trace on a simulated cluster through icos::core and compare policies");
+  CLI::App* sim_cmd =
+      app.add_subcommand("sim", "Replay a trace on a simulated cluster through icos::core and compare policies");
   sim_cmd->add_option("--trace", sim.trace, "philly[:CSV] | openb[:DIR] | gavel[:DIR] | synthetic[:RATE[:single]]");
   sim_cmd->add_option("--cluster", sim.cluster,
                       "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
@@ -82,8 +98,9 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--restore-delay", sim.restore_delay_s, "seconds a preempted job pays to restore its checkpoint")
       ->check(CLI::Range(0.0, 1e9));
   sim_cmd->add_option("--window", sim.window, "FIRST:LAST: also report the mean JCT of jobs FIRST..LAST-1");
-  sim_cmd->add_option("--inflation-seeds", sim.inflation_seeds,
-                      "run FGD's openb inflation experiment over N seeds (policies bestfit, fgd, spread)")
+  sim_cmd
+      ->add_option("--inflation-seeds", sim.inflation_seeds,
+                   "run FGD's openb inflation experiment over N seeds (policies bestfit, fgd, spread)")
       ->check(CLI::Range(0, 100));
 
   icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);

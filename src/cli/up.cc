@@ -7,9 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -114,6 +114,9 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
 absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
   devices::PluginOptions po;
   po.nvml_library = flags.nvml_library;
+  po.dcmi_library = flags.dcmi_library;
+  po.cndev_library = flags.cndev_library;
+  po.rocm_smi_library = flags.rocm_smi_library;
   po.inventory_path = flags.inventory;
   auto plugins = std::make_shared<std::vector<std::unique_ptr<devices::DevicePlugin>>>(devices::DefaultPlugins(po));
   devices::DiscoverOptions dopt;
@@ -128,31 +131,16 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
   LocalNodeInfo info;
   core::Node& n = info.node;
   n = found->node;
-  // (plugin, device key) -> node device index, for health reports. The key is
-  // the UUID where there is one: one plugin (a mixed sim inventory) may hold
-  // several vendors whose indices repeat (nvidia 3 and ascend 3).
-  auto key = [](const std::string& uuid, int64_t index) { return uuid.empty() ? absl::StrCat("#", index) : uuid; };
-  std::map<std::pair<int, std::string>, size_t> where;
   for (size_t i = 0; i < found->origin.size(); ++i) {
     const auto& [plugin, pos] = found->origin[i];
-    const auto& dev = found->plugins[plugin].devices[pos];
-    const int32_t vendor_index = static_cast<int32_t>(dev.index);
-    info.vendor_index.push_back(vendor_index);
-    where[{plugin, key(dev.uuid, dev.index)}] = i;
+    info.vendor_index.push_back(static_cast<int32_t>(found->plugins[plugin].devices[pos].index));
   }
-  const size_t discovered = n.devices.size();
-  info.check_health = [plugins, where, discovered, key]() {
-    std::vector<std::pair<bool, std::string>> health(discovered, {true, ""});
-    for (size_t p = 0; p < plugins->size(); ++p) {
-      if (!(*plugins)[p]->available()) continue;
-      auto reports = (*plugins)[p]->CheckHealth();
-      if (!reports.ok()) continue;
-      for (const auto& r : *reports) {
-        auto it = where.find({static_cast<int>(p), key(r.uuid, r.index)});
-        if (it != where.end()) health[it->second] = {r.healthy, r.reason};
-      }
-    }
-    return health;
+  auto discovery = std::make_shared<devices::Discovery>(*std::move(found));
+  auto last = std::make_shared<std::vector<std::pair<bool, std::string>>>();
+  const int32_t max_temperature_c = flags.max_device_temperature_c;
+  info.check_health = [plugins, discovery, last, max_temperature_c]() {
+    *last = devices::CheckNodeHealth(*discovery, *plugins, *last, max_temperature_c);
+    return *last;
   };
   if (flags.cpus > 0) n.cpu_milli = static_cast<int64_t>(flags.cpus * 1000);
   if (flags.memory_mib > 0) n.memory_mib = flags.memory_mib;
@@ -204,6 +192,10 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   o.address = flags.address;
   o.work_dir = flags.work_dir.empty() ? absl::StrCat(default_dir, "/agent-", local->node.name) : flags.work_dir;
   if (flags.no_cgroups) o.cgroups.mode = agent::CgroupMode::kDisabled;
+  o.health_check_program = flags.health_check_program;
+  o.health_check_interval_ms = static_cast<int64_t>(flags.health_check_interval_s * 1000);
+  // A check may run as long as the interval between checks, at most a minute.
+  o.health_check_timeout_ms = std::min<int64_t>(o.health_check_interval_ms, 60'000);
   auto a = std::make_unique<agent::NodeAgent>(o);
   if (absl::Status st = a->Start(); !st.ok()) return st;
   return a;

@@ -32,11 +32,17 @@ struct AgentFlags {
   std::string devices;    // "nvidia/A100-80G:8,ascend/910B:8" sim devices
   std::string inventory;  // sim inventory JSON (src/devices/sim_plugin.h)
   std::string nvml_library = "libnvidia-ml.so.1";
-  std::string work_dir;   // default: <data_dir>/agent-<node>
-  double cpus = 0;        // 0: this machine's
-  int64_t memory_mib = 0; // 0: this machine's
-  std::string labels;     // "zone=a,rack=r1"
+  std::string dcmi_library = "libdcmi.so";
+  std::string cndev_library = "libcndev.so";
+  std::string rocm_smi_library = "librocm_smi64.so";
+  std::string work_dir;    // default: <data_dir>/agent-<node>
+  double cpus = 0;         // 0: this machine's
+  int64_t memory_mib = 0;  // 0: this machine's
+  std::string labels;      // "zone=a,rack=r1"
   bool no_cgroups = false;
+  std::string health_check_program;  // Slurm-style HealthCheckProgram; empty: none
+  double health_check_interval_s = 60;
+  int32_t max_device_temperature_c = 0;  // a hotter device is unhealthy; 0: no limit
 };
 
 int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out, std::ostream& err);

@@ -109,6 +109,8 @@ absl::Status Controller::Load() {
     e.agent_url = spec.value("agent_url", "");
     e.log_key = spec.value("log_key", "");
     e.drained = spec.value("drained", false);
+    e.drained_devices = spec.value("drained_devices", std::set<int32_t>{});
+    e.unhealthy_reason = spec.value("unhealthy_reason", "");
     // Until its agent speaks again, a node is not ready but keeps its tasks:
     // the agent re-adopts them and reports their state (no task runs twice).
     e.rec.heartbeat_ms = clock_->NowMs();
@@ -531,6 +533,10 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
     v.ready = n.rec.state == "Ready";
     v.drained = n.drained;
     index[name] = out.size();
+    v.unhealthy_reason = n.unhealthy_reason;
+    for (int32_t d : n.drained_devices) {
+      if (d >= 0 && d < static_cast<int32_t>(v.node.devices.size())) v.node.devices[d].drained = true;
+    }
     out.push_back(std::move(v));
   }
   // One walk over the active tasks, not one per node.
@@ -560,9 +566,14 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
 
 // --- agent protocol ------------------------------------------------------------------
 
-std::string Controller::NodeSpecJson(const core::Node& node, const std::string& agent_url, const std::string& log_key,
-                                     bool drained) {
-  return json{{"node", wire::NodeToJson(node)}, {"agent_url", agent_url}, {"log_key", log_key}, {"drained", drained}}
+std::string Controller::NodeSpecJson(const NodeEntry& e, const core::Node& node, const std::string& agent_url,
+                                     const std::string& log_key) {
+  return json{{"node", wire::NodeToJson(node)},
+              {"agent_url", agent_url},
+              {"log_key", log_key},
+              {"drained", e.drained},
+              {"drained_devices", e.drained_devices},
+              {"unhealthy_reason", e.unhealthy_reason}}
       .dump();
 }
 
@@ -574,7 +585,9 @@ absl::Status Controller::DrainNode(const Principal& caller, const std::string& n
   NodeEntry& n = it->second;
   if (n.drained == drain) return absl::OkStatus();
   store::NodeRecord rec = n.rec;
-  rec.spec_json = NodeSpecJson(n.node, n.agent_url, n.log_key, drain);
+  NodeEntry next = n;
+  next.drained = drain;
+  rec.spec_json = NodeSpecJson(next, n.node, n.agent_url, n.log_key);
   store::WriteBatch b;
   b.nodes.push_back(rec);
   // Running tasks stay (as `scontrol update state=drain` in Slurm); nothing new lands.
@@ -583,6 +596,40 @@ absl::Status Controller::DrainNode(const Principal& caller, const std::string& n
   if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
   n.rec = rec;
   n.drained = drain;
+  ++n.generation;  // a pass in flight must not place onto it
+  return absl::OkStatus();
+}
+
+absl::Status Controller::DrainDevice(const Principal& caller, const std::string& name, int32_t device, bool drain) {
+  if (caller.role != Role::kAdmin) {
+    return Denied(drain ? "drain devices (admin only)" : "resume devices (admin only)");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
+  NodeEntry& n = it->second;
+  if (device < 0 || device >= static_cast<int32_t>(n.node.devices.size())) {
+    return absl::NotFoundError(
+        absl::StrCat("node '", name, "' has no device ", device, " (it has ", n.node.devices.size(), ")"));
+  }
+  if (n.drained_devices.contains(device) == drain) return absl::OkStatus();
+  NodeEntry next = n;
+  if (drain) {
+    next.drained_devices.insert(device);
+  } else {
+    next.drained_devices.erase(device);
+  }
+  store::NodeRecord rec = n.rec;
+  rec.spec_json = NodeSpecJson(next, n.node, n.agent_url, n.log_key);
+  store::WriteBatch b;
+  b.nodes.push_back(rec);
+  const core::Device& d = n.node.devices[device];
+  Event(b, 0, name, drain ? "DeviceDrained" : "DeviceResumed",
+        absl::StrCat("device ", device, " (", d.vendor, "/", d.model, ") ", drain ? "drained" : "resumed", " by ",
+                     caller.name));
+  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  n.rec = rec;
+  n.drained_devices = std::move(next.drained_devices);
   ++n.generation;  // a pass in flight must not place onto it
   return absl::OkStatus();
 }
@@ -596,14 +643,16 @@ std::string Controller::AgentLogKey(const std::string& agent_url) const {
 }
 
 absl::Status Controller::RegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
-                                      const std::string& agent_url, const std::string& log_key) {
-  absl::Status st = DoRegisterNode(caller, node, address, agent_url, log_key);
+                                      const std::string& agent_url, const std::string& log_key,
+                                      const std::string& unhealthy_reason) {
+  absl::Status st = DoRegisterNode(caller, node, address, agent_url, log_key, unhealthy_reason);
   if (st.ok()) Wake();
   return st;
 }
 
 absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
-                                        const std::string& agent_url, const std::string& log_key) {
+                                        const std::string& agent_url, const std::string& log_key,
+                                        const std::string& unhealthy_reason) {
   if (caller.role == Role::kUser) return Denied("register nodes (needs an agent or admin token)");
   if (node.name.empty()) return absl::InvalidArgumentError("node name is empty");
   {
@@ -615,7 +664,9 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
   NodeEntry& e = nodes_[node.name];
   const bool fresh = e.rec.name.empty();
   e.rec.name = node.name;
-  e.rec.spec_json = NodeSpecJson(node, agent_url, log_key, e.drained);
+  const std::string was_unhealthy = e.unhealthy_reason;
+  e.unhealthy_reason = unhealthy_reason;
+  e.rec.spec_json = NodeSpecJson(e, node, agent_url, log_key);
   e.rec.state = "Ready";
   e.rec.address = address;
   if (fresh) e.rec.registered_ms = now;
@@ -637,6 +688,12 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
     }
   }
   for (const auto& [index, why] : sick) Event(b, 0, node.name, "DeviceUnhealthy", why);
+  // The node's health-check program (Slurm's HealthCheckProgram): a failing
+  // node keeps its running tasks but gets no new ones until it passes again.
+  if (unhealthy_reason != was_unhealthy) {
+    Event(b, 0, node.name, unhealthy_reason.empty() ? "NodeHealthy" : "NodeUnhealthy",
+          unhealthy_reason.empty() ? "health check passed" : absl::StrCat("health check failed: ", unhealthy_reason));
+  }
   std::map<int64_t, JobEntry> touched;
   for (auto& [id, job] : jobs_) {
     for (size_t t = 0; t < job.tasks.size() && !sick.empty(); ++t) {
@@ -900,7 +957,12 @@ absl::Status Controller::RunPass() {
       node_names.push_back(name);
       node_generation.push_back(n.generation);
       snap.nodes.push_back(n.node);
-      if (n.drained) snap.nodes.back().schedulable = false;
+      if (n.drained || !n.unhealthy_reason.empty()) snap.nodes.back().schedulable = false;
+      for (int32_t d : n.drained_devices) {
+        if (d >= 0 && d < static_cast<int32_t>(snap.nodes.back().devices.size())) {
+          snap.nodes.back().devices[d].drained = true;
+        }
+      }
     }
     for (const auto& [name, q] : queues_) snap.queues.push_back(q);
     for (const auto& [id, j] : jobs_) {

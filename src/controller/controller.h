@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,6 +89,9 @@ struct NodeView {
   bool ready = false;
   bool drained = false;
   std::vector<DeviceAllocation> allocations;  // of active tasks, by device index
+  // Why the node's health-check program failed; empty while healthy. An
+  // unhealthy node gets no new work, like a drained one.
+  std::string unhealthy_reason;
 };
 
 struct QueueView {
@@ -209,11 +213,17 @@ class Controller {
   // Agent or admin. Re-registering an existing node updates it.
   // `log_key` is the secret the agent wants on log requests (the controller
   // fetches logs from agents on users' behalf).
+  // `unhealthy_reason`: the agent's health-check program failed with this
+  // reason (empty: healthy); the node then gets no new work until it passes.
   absl::Status RegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
-                            const std::string& agent_url, const std::string& log_key);
+                            const std::string& agent_url, const std::string& log_key,
+                            const std::string& unhealthy_reason = "");
   // Admin only. A drained node keeps its running tasks but gets no new ones;
   // survives restarts of controller and agent.
   absl::Status DrainNode(const Principal& caller, const std::string& name, bool drain);
+  // Admin only. The same for one device (its index in the node's device
+  // list, as `icos devices` shows it): tasks on it stay, nothing new lands.
+  absl::Status DrainDevice(const Principal& caller, const std::string& name, int32_t device, bool drain);
   // The log key of the agent at `agent_url`; "" if unknown.
   std::string AgentLogKey(const std::string& agent_url) const;
   absl::Status Heartbeat(const Principal& caller, const std::string& node, const std::vector<wire::TaskStatus>& tasks);
@@ -260,9 +270,11 @@ class Controller {
     core::Node node;
     std::string agent_url;
     std::string log_key;
-    uint64_t version = 1;     // assignments changed (watchers wake)
-    uint64_t generation = 0;  // registrations: a pass's view of the node is stale after one
-    bool drained = false;     // an operator took it out of scheduling
+    uint64_t version = 1;      // assignments changed (watchers wake)
+    uint64_t generation = 0;   // registrations: a pass's view of the node is stale after one
+    bool drained = false;      // an operator took it out of scheduling
+    std::set<int32_t> drained_devices;  // device indices an operator took out
+    std::string unhealthy_reason;       // the agent's health-check program failed
   };
 
   Controller(ControllerOptions options, store::StateStore* store, Clock* clock);
@@ -276,12 +288,15 @@ class Controller {
   bool ShouldRun(const JobEntry& j, const TaskEntry& t) const;
   void Touch(const std::string& node);
   void TouchJob(const JobEntry& j);
-  static std::string NodeSpecJson(const core::Node& node, const std::string& agent_url, const std::string& log_key,
-                                  bool drained);
+  // What the store keeps of a node: `e` with `node`, `agent_url` and
+  // `log_key` as given (a registration stores new ones before applying them).
+  static std::string NodeSpecJson(const NodeEntry& e, const core::Node& node, const std::string& agent_url,
+                                  const std::string& log_key);
   // Forgets jobs that ended and hold no tasks (the store keeps them).
   void Prune();
   absl::Status DoRegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
-                              const std::string& agent_url, const std::string& log_key);
+                              const std::string& agent_url, const std::string& log_key,
+                              const std::string& unhealthy_reason);
   void Event(store::WriteBatch& b, int64_t job, const std::string& node, const std::string& kind, std::string msg);
   absl::Status Commit(store::WriteBatch batch);
   // Adds a usage record for every task of `b` that has started running, so

@@ -336,5 +336,70 @@ tasks:
   EXPECT_EQ(tasks[0].devices.size(), 2u);
 }
 
+TEST_F(ControllerTest, DrainedDeviceGetsNoNewWorkUntilResumed) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 2), "127.0.0.1", "u", "k").ok());
+  EXPECT_EQ(controller_->DrainDevice(alice_, "gpu", 0, true).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(controller_->DrainDevice(admin_, "nope", 0, true).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(controller_->DrainDevice(admin_, "gpu", 2, true).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(controller_->DrainDevice(admin_, "gpu", 0, true).ok());
+  // Two devices wanted, one drained: the job waits.
+  auto both = controller_->Submit(alice_, R"(
+tasks:
+  - command: ["train"]
+    resources: {devices: 2}
+    devices: [{vendor: nvidia}]
+)");
+  ASSERT_TRUE(both.ok()) << both.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*both), "Pending");
+  // The drain is shown, and survives a controller restart and the agent re-registering.
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 2), "127.0.0.1", "u", "k").ok());
+  auto nodes = controller_->ListNodes(admin_);
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ((*nodes)[0].node.devices.size(), 2u);
+  EXPECT_TRUE((*nodes)[0].node.devices[0].drained);
+  EXPECT_FALSE((*nodes)[0].node.devices[1].drained);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*both), "Pending");
+  ASSERT_TRUE(controller_->DrainDevice(admin_, "gpu", 0, false).ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*both), "Running");
+}
+
+TEST_F(ControllerTest, OneDeviceJobAvoidsTheDrainedDevice) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 2), "127.0.0.1", "u", "k").ok());
+  ASSERT_TRUE(controller_->DrainDevice(admin_, "gpu", 0, true).ok());
+  auto id = controller_->Submit(alice_, R"(
+tasks:
+  - command: ["train"]
+    resources: {devices: 1}
+    devices: [{vendor: nvidia}]
+)");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto tasks = Watch("gpu");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].devices, std::vector<int32_t>{1});
+}
+
+TEST_F(ControllerTest, NodeFailingItsHealthCheckGetsNoNewWorkUntilItPasses) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k", "disk /scratch is full").ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Pending");
+  auto nodes = controller_->ListNodes(admin_);
+  ASSERT_TRUE(nodes.ok());
+  EXPECT_EQ((*nodes)[0].unhealthy_reason, "disk /scratch is full");
+  Open();  // the reason is kept until the agent says otherwise
+  nodes = controller_->ListNodes(admin_);
+  ASSERT_TRUE(nodes.ok());
+  EXPECT_EQ((*nodes)[0].unhealthy_reason, "disk /scratch is full");
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k", "").ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Running");
+}
+
 }  // namespace
 }  // namespace icos::controller

@@ -376,6 +376,7 @@ void HttpServer::Routes() {
       out.push_back({{"name", n.record.name},
                      {"state", n.record.state},
                      {"drained", n.drained},
+                     {"unhealthy_reason", n.unhealthy_reason},
                      {"address", n.record.address},
                      {"heartbeat_ms", n.record.heartbeat_ms},
                      {"tasks", n.tasks},
@@ -390,7 +391,7 @@ void HttpServer::Routes() {
     auto node = wire::NodeFromJson(body.at("node"));
     if (!node.ok()) return Fail(res, node.status());
     if (absl::Status st = c->RegisterNode(who, *node, body.value("address", ""), body.value("agent_url", ""),
-                                          body.value("log_key", ""));
+                                          body.value("log_key", ""), body.value("unhealthy_reason", ""));
         !st.ok()) {
       return Fail(res, st);
     }
@@ -403,6 +404,16 @@ void HttpServer::Routes() {
     if (absl::Status st = c->DrainNode(who, req.matches[1].str(), drain); !st.ok()) return Fail(res, st);
     Reply(res, 200, {{"name", req.matches[1].str()}, {"drained", drain}});
   }));
+
+  s.Post(R"(/api/v1/nodes/([^/]+)/devices/(\d{1,9})/(drain|resume))",
+         authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+           const bool drain = req.matches[3].str() == "drain";
+           const int32_t device = std::stoi(req.matches[2].str());  // \d{1,9}: always fits
+           if (absl::Status st = c->DrainDevice(who, req.matches[1].str(), device, drain); !st.ok()) {
+             return Fail(res, st);
+           }
+           Reply(res, 200, {{"name", req.matches[1].str()}, {"device", device}, {"drained", drain}});
+         }));
 
   s.Post(R"(/api/v1/nodes/([^/]+)/heartbeat)", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
     json body = json::parse(req.body);

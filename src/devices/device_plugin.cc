@@ -1,6 +1,9 @@
 #include "devices/device_plugin.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <map>
+#include <numeric>
 
 namespace icos::devices {
 
@@ -28,6 +31,32 @@ std::string VisibleDevicesVarFor(std::string_view vendor) {
   if (vendor == "moorethreads") return "MUSA_VISIBLE_DEVICES";
   if (vendor == "metax") return "MACA_VISIBLE_DEVICES";
   return "";
+}
+
+std::vector<int32_t> IslandsFromLinks(int count, const std::vector<std::pair<int, int>>& links) {
+  std::vector<int> parent(std::max(count, 0));
+  std::iota(parent.begin(), parent.end(), 0);
+  auto find = [&parent](int x) {
+    while (parent[x] != x) x = parent[x] = parent[parent[x]];
+    return x;
+  };
+  for (const auto& [a, b] : links) {
+    if (a < 0 || b < 0 || a >= count || b >= count) continue;
+    parent[find(a)] = find(b);
+  }
+  std::vector<int32_t> out(parent.size());
+  std::map<int, int32_t> id_of_root;
+  for (int i = 0; i < count; ++i) {
+    auto [it, inserted] = id_of_root.try_emplace(find(i), static_cast<int32_t>(id_of_root.size()));
+    out[i] = it->second;
+  }
+  return out;
+}
+
+std::string FormatPciBusId(unsigned domain, unsigned bus, unsigned device, unsigned function) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%04x:%02x:%02x.%x", domain & 0xffff, bus & 0xff, device & 0x1f, function & 0x7);
+  return buf;
 }
 
 }  // namespace icos::devices

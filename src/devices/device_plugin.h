@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -47,7 +48,8 @@ struct DeviceHealth {
   int32_t index = 0;
   std::string uuid;
   bool healthy = true;
-  std::string reason;  // empty when healthy
+  std::string reason;          // empty when healthy
+  int32_t temperature_c = -1;  // -1 unknown; for the agent's temperature limit
 };
 
 // One vendor backend. A plugin whose vendor library is absent is not an
@@ -99,6 +101,15 @@ core::Device ToCoreDevice(const DeviceInfo& info);
 // The visible-devices variable each vendor's runtime honours; empty for an
 // unknown vendor.
 std::string VisibleDevicesVarFor(std::string_view vendor);
+
+// Interconnect islands as connected components: `links` are pairs of device
+// positions (0..count-1) joined by a full-bandwidth link (HCCS, XGMI, ...).
+// Returns one island id per device, numbered 0, 1, ... in order of each
+// island's first device; a device without links is an island of its own.
+std::vector<int32_t> IslandsFromLinks(int count, const std::vector<std::pair<int, int>>& links);
+
+// "dddd:bb:dd.f" in lower case, the sysfs spelling of a PCI address.
+std::string FormatPciBusId(unsigned domain, unsigned bus, unsigned device, unsigned function);
 
 }  // namespace icos::devices
 

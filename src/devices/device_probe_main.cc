@@ -62,7 +62,8 @@ json ToJson(const icos::core::Node& n) {
 
 int Usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--nvml-lib PATH] [--inventory FILE] [--sysfs-root DIR] "
+               "usage: %s [--nvml-lib PATH] [--dcmi-lib PATH] [--cndev-lib PATH] [--rocm-smi-lib PATH] [--inventory "
+               "FILE] [--sysfs-root DIR] "
                "[--proc-root DIR] [--node-name NAME]\n",
                argv0);
   return 2;
@@ -82,6 +83,12 @@ int main(int argc, char** argv) {
     std::string value = argv[++i];
     if (flag == "--nvml-lib") {
       plugin_options.nvml_library = value;
+    } else if (flag == "--dcmi-lib") {
+      plugin_options.dcmi_library = value;
+    } else if (flag == "--cndev-lib") {
+      plugin_options.cndev_library = value;
+    } else if (flag == "--rocm-smi-lib") {
+      plugin_options.rocm_smi_library = value;
     } else if (flag == "--inventory") {
       plugin_options.inventory_path = value;
     } else if (flag == "--sysfs-root") {
@@ -108,8 +115,11 @@ int main(int argc, char** argv) {
   for (const HostNumaNode& n : discovery->host.numa_nodes) {
     numa.push_back({{"id", n.id}, {"cpus", n.cpus.size()}, {"memory_mib", n.memory_mib}});
   }
-  out["host"] = {
-      {"cpu_count", discovery->host.cpu_count}, {"memory_mib", discovery->host.memory_mib}, {"numa_nodes", numa}};
+  out["host"] = {{"cpu_count", discovery->host.cpu_count},
+                 {"core_count", discovery->host.core_count},
+                 {"memory_mib", discovery->host.memory_mib},
+                 {"numa_nodes", numa},
+                 {"topology_source", discovery->topology_source}};
   out["plugins"] = json::array();
   for (size_t p = 0; p < discovery->plugins.size(); ++p) {
     const PluginReport& report = discovery->plugins[p];

@@ -22,6 +22,7 @@ struct HostNumaNode {
 
 struct HostResources {
   int32_t cpu_count = 0;                 // online logical CPUs
+  int32_t core_count = 0;                // physical cores; 0 unknown (the sysfs reader leaves it)
   int64_t memory_mib = 0;                // MemTotal
   std::vector<HostNumaNode> numa_nodes;  // ascending id; empty when sysfs shows none
 };

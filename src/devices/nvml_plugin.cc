@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "devices/topology.h"
 
 namespace icos::devices {
 namespace {
@@ -114,33 +115,6 @@ std::string BusIdOf(const nvmlPciInfo_t& pci) {
   std::string_view id(pci.busId, strnlen(pci.busId, sizeof(pci.busId)));
   if (id.empty()) id = std::string_view(pci.busIdLegacy, strnlen(pci.busIdLegacy, sizeof(pci.busIdLegacy)));
   return NormalizePciBusId(id);
-}
-
-int ReadNumaNode(const std::string& sysfs_root, const std::string& bus_id) {
-  std::ifstream in(absl::StrCat(sysfs_root, "/bus/pci/devices/", bus_id, "/numa_node"));
-  std::string text;
-  int node = -1;
-  if (!(in >> text) || !absl::SimpleAtoi(text, &node)) return -1;
-  return node < 0 ? -1 : node;
-}
-
-// The PCIe switch above a device, as the sysfs path of the switch's upstream
-// port: .../pci0000:00/<root port>/<switch up>/<switch down>/<device>. A
-// device fewer than four hops below its root bus has no switch (empty).
-std::string SwitchKey(const std::string& sysfs_root, const std::string& bus_id) {
-  std::error_code ec;
-  std::filesystem::path real = std::filesystem::canonical(absl::StrCat(sysfs_root, "/bus/pci/devices/", bus_id), ec);
-  if (ec) return "";
-  std::vector<std::string> parts;
-  for (const auto& part : real) parts.push_back(part.string());
-  size_t root = parts.size();
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (absl::StartsWith(parts[i], "pci")) root = i;
-  }
-  if (root == parts.size() || parts.size() - root - 1 < 4) return "";
-  std::filesystem::path key;
-  for (size_t i = 0; i + 2 < parts.size(); ++i) key /= parts[i];
-  return key.string();
 }
 
 }  // namespace
@@ -285,6 +259,10 @@ absl::StatusOr<std::vector<DeviceInfo>> NvmlPlugin::ReadDevices(bool with_topolo
       }
     }
     unsigned value = 0;
+    // Read on the health path too: an overheating GPU is taken out of service.
+    if (api.GetTemperature != nullptr && api.GetTemperature(dev, NVML_TEMPERATURE_GPU, &value) == NVML_SUCCESS) {
+      info.temperature_c = static_cast<int32_t>(value);
+    }
     if (api.GetMinorNumber != nullptr && api.GetMinorNumber(dev, &value) == NVML_SUCCESS) {
       minor_by_index_[info.index] = value;
     }
@@ -293,16 +271,13 @@ absl::StatusOr<std::vector<DeviceInfo>> NvmlPlugin::ReadDevices(bool with_topolo
       if (api.GetUtilizationRates != nullptr && api.GetUtilizationRates(dev, &util) == NVML_SUCCESS) {
         info.utilization_pct = static_cast<int32_t>(util.gpu);
       }
-      if (api.GetTemperature != nullptr && api.GetTemperature(dev, NVML_TEMPERATURE_GPU, &value) == NVML_SUCCESS) {
-        info.temperature_c = static_cast<int32_t>(value);
-      }
       if (api.GetPowerUsage != nullptr && api.GetPowerUsage(dev, &value) == NVML_SUCCESS) {
         info.power_w = value / 1000.0;
       }
       if (api.GetNumGpuCores != nullptr && api.GetNumGpuCores(dev, &value) == NVML_SUCCESS) {
         info.compute_units = static_cast<int32_t>(value);
       }
-      if (!info.pci_bus_id.empty()) info.numa_node = ReadNumaNode(options_.sysfs_root, info.pci_bus_id);
+      if (!info.pci_bus_id.empty()) info.numa_node = SysfsPciLocality(options_.sysfs_root, info.pci_bus_id).numa_node;
     }
     out.push_back(std::move(info));
   }
@@ -312,7 +287,7 @@ absl::StatusOr<std::vector<DeviceInfo>> NvmlPlugin::ReadDevices(bool with_topolo
   std::map<std::string, int> switch_ids;
   for (DeviceInfo& info : out) {
     if (info.pci_bus_id.empty()) continue;
-    std::string key = SwitchKey(options_.sysfs_root, info.pci_bus_id);
+    std::string key = SysfsPciLocality(options_.sysfs_root, info.pci_bus_id).switch_key;
     if (key.empty()) continue;
     auto [it, inserted] = switch_ids.try_emplace(key, static_cast<int>(switch_ids.size()));
     info.pcie_switch = it->second;
@@ -357,7 +332,11 @@ absl::StatusOr<std::vector<DeviceHealth>> NvmlPlugin::CheckHealth() {
   std::vector<DeviceHealth> out;
   out.reserve(devices->size());
   for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index, .uuid = d.uuid, .healthy = d.healthy, .reason = std::move(d.health_reason)});
+    out.push_back({.index = d.index,
+                   .uuid = d.uuid,
+                   .healthy = d.healthy,
+                   .reason = std::move(d.health_reason),
+                   .temperature_c = d.temperature_c});
   }
   return out;
 }

@@ -2,10 +2,15 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "devices/ascend_plugin.h"
+#include "devices/cambricon_plugin.h"
 #include "devices/nvml_plugin.h"
+#include "devices/rocm_plugin.h"
 #include "devices/sim_plugin.h"
 
 namespace icos::devices {
@@ -14,6 +19,9 @@ std::vector<std::unique_ptr<DevicePlugin>> DefaultPlugins(const PluginOptions& o
   std::vector<std::unique_ptr<DevicePlugin>> plugins;
   plugins.push_back(std::make_unique<NvmlPlugin>(
       NvmlPluginOptions{.library_path = options.nvml_library, .sysfs_root = options.sysfs_root}));
+  plugins.push_back(std::make_unique<AscendPlugin>(AscendPluginOptions{.library_path = options.dcmi_library}));
+  plugins.push_back(std::make_unique<CambriconPlugin>(CambriconPluginOptions{.library_path = options.cndev_library}));
+  plugins.push_back(std::make_unique<RocmPlugin>(RocmPluginOptions{.library_path = options.rocm_smi_library}));
   if (!options.inventory_path.empty()) {
     plugins.push_back(std::make_unique<SimPlugin>(SimPluginOptions{.inventory_path = options.inventory_path}));
   }
@@ -28,8 +36,22 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
       return absl::Status(s.code(), absl::StrCat("device plugin ", std::string(plugin->name()), ": ", s.message()));
     }
   }
+  // The topology read with hwloc (or nothing): host resources and, by PCI
+  // bus id, where each device sits.
+  std::optional<HostTopology> topology;
+  std::string hwloc_error;
+  const bool live_sysfs = options.host.sysfs_root == "/sys";
+  if (options.use_hwloc && (live_sysfs || !options.hwloc.xml_path.empty())) {
+    absl::StatusOr<HostTopology> loaded = LoadHwlocTopology(options.hwloc);
+    if (loaded.ok()) {
+      topology = *std::move(loaded);
+    } else {
+      hwloc_error = std::string(loaded.status().message());
+    }
+  }
   if (options.host_override.has_value()) {
     out.host = *options.host_override;
+    out.topology_source = "override";
   } else {
     // A sim inventory that declares a host stands in for the real one, so a
     // demo node looks like the machine it pretends to be.
@@ -40,12 +62,24 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
     }
     if (sim_host != nullptr) {
       out.host = *sim_host->host();
+      out.topology_source = "inventory";
+    } else if (topology.has_value()) {
+      out.host = topology->host;
+      out.topology_source = "hwloc";
     } else {
       absl::StatusOr<HostResources> host = ReadHost(options.host);
       if (!host.ok()) return host.status();
       out.host = *std::move(host);
+      out.topology_source = hwloc_error.empty() ? "sysfs" : absl::StrCat("sysfs (hwloc: ", hwloc_error, ")");
     }
   }
+  auto locate = [&](const std::string& bus_id) -> PciLocality {
+    if (topology.has_value()) {
+      auto it = topology->pci.find(bus_id);
+      return it != topology->pci.end() ? it->second : PciLocality{};
+    }
+    return SysfsPciLocality(options.host.sysfs_root, bus_id);
+  };
 
   core::Node& node = out.node;
   node.name = options.node_name;
@@ -73,6 +107,21 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
       }
       report.devices = *std::move(devices);
     }
+    // Locality the vendor library did not give: from the host topology. A
+    // switch gets an id after the plugin's own, one per distinct upstream port.
+    int next_switch = 0;
+    for (const DeviceInfo& info : report.devices) next_switch = std::max(next_switch, info.pcie_switch + 1);
+    std::map<std::string, int> switch_ids;
+    for (DeviceInfo& info : report.devices) {
+      if (info.pci_bus_id.empty() || (info.numa_node >= 0 && info.pcie_switch >= 0)) continue;
+      const PciLocality loc = locate(info.pci_bus_id);
+      if (info.numa_node < 0) info.numa_node = loc.numa_node;
+      if (info.pcie_switch < 0 && !loc.switch_key.empty()) {
+        auto [it, inserted] = switch_ids.try_emplace(loc.switch_key, next_switch);
+        if (inserted) ++next_switch;
+        info.pcie_switch = it->second;
+      }
+    }
     const int plugin_index = static_cast<int>(out.plugins.size());
     int max_island = -1;
     int max_switch = -1;
@@ -97,6 +146,49 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
     out.plugins.push_back(std::move(report));
   }
   return out;
+}
+
+std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& discovery,
+                                                          const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
+                                                          const std::vector<std::pair<bool, std::string>>& last,
+                                                          int32_t max_temperature_c) {
+  // Until a plugin answers, a device is as it was last seen (at discovery first).
+  std::vector<std::pair<bool, std::string>> health;
+  // (plugin, device key) -> position in node.devices. The key is the UUID where
+  // there is one: one plugin (a mixed sim inventory) may hold several vendors
+  // whose indices repeat (nvidia 3 and ascend 3).
+  auto key = [](const std::string& uuid, int32_t index) { return uuid.empty() ? absl::StrCat("#", index) : uuid; };
+  std::map<std::pair<int, std::string>, size_t> where;
+  for (size_t i = 0; i < discovery.origin.size(); ++i) {
+    const auto& [plugin, pos] = discovery.origin[i];
+    const DeviceInfo& info = discovery.plugins[plugin].devices[pos];
+    where[{plugin, key(info.uuid, info.index)}] = i;
+    health.emplace_back(info.healthy, info.health_reason);
+  }
+  if (last.size() == health.size()) health = last;
+  for (size_t p = 0; p < plugins.size() && p < discovery.plugins.size(); ++p) {
+    if (!plugins[p]->available()) continue;
+    absl::StatusOr<std::vector<DeviceHealth>> reports = plugins[p]->CheckHealth();
+    if (!reports.ok()) continue;
+    std::set<std::string> seen;
+    for (const DeviceHealth& r : *reports) {
+      const std::string k = key(r.uuid, r.index);
+      seen.insert(k);
+      auto it = where.find({static_cast<int>(p), k});
+      if (it == where.end()) continue;
+      health[it->second] = {r.healthy, r.reason};
+      if (r.healthy && max_temperature_c > 0 && r.temperature_c > max_temperature_c) {
+        health[it->second] = {
+            false, absl::StrCat("temperature ", r.temperature_c, " C is above the limit of ", max_temperature_c, " C")};
+      }
+    }
+    for (const auto& [k, i] : where) {
+      if (k.first == static_cast<int>(p) && !seen.contains(k.second)) {
+        health[i] = {false, absl::StrCat("no longer reported by ", std::string(plugins[p]->name()))};
+      }
+    }
+  }
+  return health;
 }
 
 absl::StatusOr<core::Node> DiscoverNode(const DiscoverOptions& options,

@@ -64,12 +64,15 @@ TEST(ToCoreDeviceTest, CopiesSchedulerFields) {
   EXPECT_EQ(d.pcie_switch, 1);
 }
 
-TEST(DefaultPluginsTest, AddsSimOnlyWithAnInventory) {
-  EXPECT_EQ(DefaultPlugins({}).size(), 1u);
+TEST(DefaultPluginsTest, EveryVendorBackendAndSimOnlyWithAnInventory) {
+  EXPECT_EQ(DefaultPlugins({}).size(), 4u);
   std::vector<std::unique_ptr<DevicePlugin>> plugins = DefaultPlugins({.inventory_path = "inv.json"});
-  ASSERT_EQ(plugins.size(), 2u);
+  ASSERT_EQ(plugins.size(), 5u);
   EXPECT_EQ(plugins[0]->name(), "nvml");
-  EXPECT_EQ(plugins[1]->name(), "sim");
+  EXPECT_EQ(plugins[1]->name(), "dcmi");
+  EXPECT_EQ(plugins[2]->name(), "cndev");
+  EXPECT_EQ(plugins[3]->name(), "rocm_smi");
+  EXPECT_EQ(plugins[4]->name(), "sim");
 }
 
 TEST(DiscoverTest, CombinesHostAndEveryPluginsDevices) {
@@ -134,6 +137,100 @@ TEST(DiscoverTest, NumaIdMissingFromHostMapsToFirstNode) {
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(got->devices.size(), 1u);
   EXPECT_EQ(got->devices[0].numa_node, 0);
+}
+
+}  // namespace
+}  // namespace icos::devices
+
+namespace icos::devices {
+namespace {
+
+// All four real backends at once, each over its fake library: one node with
+// NVIDIA, Ascend, Cambricon and AMD devices, islands unique across vendors.
+TEST(DiscoverTest, EveryRealBackendJoinsOneNode) {
+  ScriptTwoLinkedGpus();
+  auto dir = ScratchDir("fakes");
+  WriteFile(dir / "dcmi.json", R"({"cards": [{"id": 0, "chips": [{"name": "910B3", "hccs": 0}]},
+                                             {"id": 1, "chips": [{"name": "910B3", "hccs": 0}]}]})");
+  WriteFile(dir / "cndev.json", R"({"cards": [{"name": "MLU370-X8"}]})");
+  WriteFile(dir / "rsmi.json", R"({"devices": [{"name": "AMD Instinct MI300X", "xgmi": 0},
+                                               {"name": "AMD Instinct MI300X", "xgmi": 0}]})");
+  setenv("FAKE_DCMI_CONFIG", (dir / "dcmi.json").c_str(), 1);
+  setenv("FAKE_CNDEV_CONFIG", (dir / "cndev.json").c_str(), 1);
+  setenv("FAKE_RSMI_CONFIG", (dir / "rsmi.json").c_str(), 1);
+  std::vector<std::unique_ptr<DevicePlugin>> plugins = DefaultPlugins({.nvml_library = FAKE_NVML_LIB,
+                                                                       .dcmi_library = FAKE_DCMI_LIB,
+                                                                       .cndev_library = FAKE_CNDEV_LIB,
+                                                                       .rocm_smi_library = FAKE_RSMI_LIB});
+  absl::StatusOr<Discovery> got = Discover({.node_name = "mixed", .host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::vector<std::string> vendors;
+  std::vector<int> islands;
+  for (const core::Device& d : got->node.devices) {
+    vendors.push_back(d.vendor);
+    islands.push_back(d.island);
+  }
+  EXPECT_THAT(vendors, ElementsAre("nvidia", "nvidia", "ascend", "ascend", "cambricon", "amd", "amd"));
+  // NVLink pair 0, HCCS pair 1, the MLU without link information -1, XGMI pair 2.
+  EXPECT_THAT(islands, ElementsAre(0, 0, 1, 1, -1, 2, 2));
+  ASSERT_EQ(got->plugins.size(), 4u);
+  for (const PluginReport& report : got->plugins) EXPECT_TRUE(report.available) << report.name << ": " << report.reason;
+  EXPECT_EQ(got->plugins[1].visible_devices_var, "ASCEND_RT_VISIBLE_DEVICES");
+}
+
+}  // namespace
+}  // namespace icos::devices
+
+namespace icos::devices {
+namespace {
+
+TEST(CheckNodeHealthTest, ReportsSickAndVanishedDevicesInNodeOrder) {
+  auto path = ScratchDir("inv") / "inventory.json";
+  WriteFile(path, kFourAscend);  // 4 NPUs, NPU 2 unhealthy
+  std::vector<std::unique_ptr<DevicePlugin>> plugins;
+  plugins.push_back(std::make_unique<SimPlugin>(SimPluginOptions{.inventory_path = path.string()}));
+  absl::StatusOr<Discovery> got = Discover({.node_name = "n", .host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::vector<std::pair<bool, std::string>> health = CheckNodeHealth(*got, plugins);
+  ASSERT_EQ(health.size(), 4u);
+  EXPECT_TRUE(health[0].first);
+  EXPECT_FALSE(health[2].first);
+  // The inventory now lists three healthy NPUs: NPU 2 recovered, NPU 3 vanished.
+  WriteFile(path, R"({"devices": [{"vendor": "ascend", "model": "910B", "count": 3, "memory": "64Gi"}]})");
+  health = CheckNodeHealth(*got, plugins);
+  ASSERT_EQ(health.size(), 4u);
+  EXPECT_TRUE(health[2].first);
+  EXPECT_FALSE(health[3].first);
+  EXPECT_EQ(health[3].second, "no longer reported by sim");
+  // A health query that fails (an inventory caught mid-edit) keeps the last answers.
+  WriteFile(path, "{not json");
+  health = CheckNodeHealth(*got, plugins, health);
+  EXPECT_FALSE(health[3].first);
+  EXPECT_TRUE(health[2].first);
+}
+
+}  // namespace
+}  // namespace icos::devices
+
+namespace icos::devices {
+namespace {
+
+TEST(CheckNodeHealthTest, DeviceAboveTheTemperatureLimitIsUnhealthy) {
+  auto path = ScratchDir("nvml") / "fake_nvml.json";
+  WriteFile(path, R"({"devices": [{"name": "NVIDIA H100", "temperature": 70},
+                                  {"name": "NVIDIA H100", "temperature": 95}]})");
+  setenv("FAKE_NVML_CONFIG", path.c_str(), 1);
+  std::vector<std::unique_ptr<DevicePlugin>> plugins;
+  plugins.push_back(std::make_unique<NvmlPlugin>(NvmlPluginOptions{.library_path = FAKE_NVML_LIB}));
+  absl::StatusOr<Discovery> got = Discover({.node_name = "n", .host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  // No limit: both healthy. Limit 90 C: the 95 C GPU is not.
+  std::vector<std::pair<bool, std::string>> health = CheckNodeHealth(*got, plugins);
+  EXPECT_TRUE(health[1].first);
+  health = CheckNodeHealth(*got, plugins, {}, 90);
+  EXPECT_TRUE(health[0].first);
+  EXPECT_FALSE(health[1].first);
+  EXPECT_EQ(health[1].second, "temperature 95 C is above the limit of 90 C");
 }
 
 }  // namespace

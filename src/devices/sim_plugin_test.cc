@@ -168,3 +168,25 @@ TEST(SimPluginTest, HostDeclarationSplitsCpusAcrossNumaNodes) {
 
 }  // namespace
 }  // namespace icos::devices
+
+namespace icos::devices {
+namespace {
+
+// Kunlunxin has no backend (no public XPUML reference); the sim inventory is
+// how its nodes are declared, and tasks get XPU_VISIBLE_DEVICES.
+TEST(SimPluginTest, KunlunxinInventoryUsesXpuVisibleDevices) {
+  SimPlugin plugin({.inventory_path = TESTDATA_DIR "/kunlunxin_p800_x8.json"});
+  ASSERT_TRUE(plugin.Init().ok());
+  absl::StatusOr<std::vector<DeviceInfo>> devices = plugin.Enumerate();
+  ASSERT_TRUE(devices.ok()) << devices.status();
+  ASSERT_EQ(devices->size(), 8u);
+  EXPECT_EQ((*devices)[7].vendor, "kunlunxin");
+  EXPECT_EQ((*devices)[7].model, "P800");
+  EXPECT_EQ((*devices)[7].memory_total_mib, 98304);  // 96 GiB
+  EXPECT_EQ((*devices)[7].numa_node, 1);
+  EXPECT_EQ(plugin.VisibleDevicesVar(), "XPU_VISIBLE_DEVICES");
+  EXPECT_EQ(VisibleDevicesVarFor("kunlunxin"), "XPU_VISIBLE_DEVICES");
+}
+
+}  // namespace
+}  // namespace icos::devices
