@@ -362,11 +362,15 @@ absl::StatusOr<std::vector<std::string>> CgroupManager::CreateGroupV1(const std:
   if (limits.memory_bytes > 0) {
     if (std::string group = group_in("memory"); !group.empty()) {
       std::string bytes = absl::StrCat(limits.memory_bytes);
-      if (absl::Status s = WriteLimit(absl::StrCat(group, "/memory.limit_in_bytes"), bytes); !s.ok()) return s;
       // memory+swap gets the same limit so the task cannot escape into swap.
-      // It must not be below limit_in_bytes, hence the order.
+      // The kernel keeps memsw >= limit_in_bytes at every step, so a group that
+      // already exists with a lower memsw (a task of an earlier cluster with
+      // the same name) first has memsw lifted, then both set in order.
       std::string memsw = absl::StrCat(group, "/memory.memsw.limit_in_bytes");
-      if (PathExists(memsw)) {
+      const bool has_memsw = PathExists(memsw);
+      if (has_memsw) (void)WriteExistingFile(memsw, "-1");
+      if (absl::Status s = WriteLimit(absl::StrCat(group, "/memory.limit_in_bytes"), bytes); !s.ok()) return s;
+      if (has_memsw) {
         if (absl::Status s = WriteExistingFile(memsw, bytes); !s.ok()) {
           warnings.push_back(absl::StrCat("swap not limited for the task: ", s.message()));
         }

@@ -479,6 +479,30 @@ TEST_F(CgroupLauncherTest, MemoryLimitIsWrittenForTheTask) {
   EXPECT_EQ(absl::StripAsciiWhitespace(Slurp(file)), "134217728");  // 128 * 2^20
 }
 
+// A task id can come back (job ids restart with a new cluster) while its old
+// group is still there with a lower limit; on v1 the kernel refuses a
+// memory limit above the old memory+swap limit unless that is lifted first.
+TEST_F(CgroupLauncherTest, ReusedGroupTakesAHigherMemoryLimit) {
+  const CgroupLayout& layout = launcher_->cgroups()->layout();
+  const bool v2 = layout.version == CgroupVersion::kV2;
+  // The leftover group of an earlier task c1, limited to 16 MiB.
+  const std::string group = MemoryGroup("c1");
+  std::error_code ec;
+  std::filesystem::create_directories(group, ec);
+  ASSERT_FALSE(ec) << group << ": " << ec.message();
+  const std::string small = "16777216";
+  std::ofstream(group + (v2 ? "/memory.max" : "/memory.limit_in_bytes")) << small;
+  if (!v2 && PathExists(group + "/memory.memsw.limit_in_bytes")) {
+    std::ofstream(group + "/memory.memsw.limit_in_bytes") << small;
+  }
+  TaskLaunch big = Sh("c1", "sleep 1000");
+  big.memory_mib = 256;
+  LaunchedTask task = MustStart(big);
+  if (!task.warnings.empty()) GTEST_SKIP() << "memory limit not applicable here: " << task.warnings[0];
+  EXPECT_EQ(absl::StripAsciiWhitespace(Slurp(group + (v2 ? "/memory.max" : "/memory.limit_in_bytes"))),
+            "268435456");  // 256 * 2^20
+}
+
 TEST_F(CgroupLauncherTest, TaskAllocatingPastItsMemoryLimitIsOOMKilled) {
   // 300 MiB of touched memory against a 64 MiB limit with swap disabled.
   TaskLaunch launch =
