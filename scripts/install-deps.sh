@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev     # JSON at the edges (API, CLI output)
   libyaml-cpp-dev        # job specs
   libsqlite3-dev         # embedded state store
+  libxgboost-dev         # learned runtime estimator (gradient-boosted trees)
   libcpp-httplib-dev     # REST API server and client
   libspdlog-dev libfmt-dev
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
