@@ -41,11 +41,24 @@ enum Feature : int {
   kWeekday,
   kQueueCode,
   // queue + gpus: count, mean, ewma, last
-  kQgCount, kQgMean, kQgEwma, kQgLast,
-  kQCount, kQMean, kQEwma,
-  kUgCount, kUgMean, kUgEwma, kUgLast,
-  kUCount, kUMean, kUEwma,
-  kNameCount, kNameMean, kNameEwma, kNameLast,
+  kQgCount,
+  kQgMean,
+  kQgEwma,
+  kQgLast,
+  kQCount,
+  kQMean,
+  kQEwma,
+  kUgCount,
+  kUgMean,
+  kUgEwma,
+  kUgLast,
+  kUCount,
+  kUMean,
+  kUEwma,
+  kNameCount,
+  kNameMean,
+  kNameEwma,
+  kNameLast,
   kGlobalEwma,
   kNumFeatures
 };
@@ -193,10 +206,14 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     }
     const std::string depth = absl::StrCat(options_.max_depth);
     const std::string eta = absl::StrCat(options_.learning_rate);
-    const std::pair<const char*, const char*> params[] = {
-        {"objective", "reg:squarederror"}, {"tree_method", "hist"}, {"max_depth", depth.c_str()},
-        {"eta", eta.c_str()},              {"nthread", "1"},         {"seed", "0"},
-        {"verbosity", "0"},                {"min_child_weight", "3"}};
+    const std::pair<const char*, const char*> params[] = {{"objective", "reg:squarederror"},
+                                                          {"tree_method", "hist"},
+                                                          {"max_depth", depth.c_str()},
+                                                          {"eta", eta.c_str()},
+                                                          {"nthread", "1"},
+                                                          {"seed", "0"},
+                                                          {"verbosity", "0"},
+                                                          {"min_child_weight", "3"}};
     for (const auto& [k, v] : params) {
       if (status.ok() && XGBoosterSetParam(b, k, v) != 0) status = absl::InternalError(XgbError("bad parameter"));
     }
@@ -247,8 +264,9 @@ std::string NameTemplate(const std::string& name) {
 absl::StatusOr<std::unique_ptr<RuntimeEstimator>> RuntimeEstimator::Create(const EstimatorOptions& options) {
   if (options.trees < 1 || options.max_depth < 1 || options.window < 1 || options.retrain_growth < 1 ||
       options.learning_rate <= 0) {
-    return absl::InvalidArgumentError("estimator options: trees, max_depth and window must be >= 1, "
-                                      "retrain_growth >= 1 and learning_rate > 0");
+    return absl::InvalidArgumentError(
+        "estimator options: trees, max_depth and window must be >= 1, "
+        "retrain_growth >= 1 and learning_rate > 0");
   }
   auto e = std::make_unique<XgbRuntimeEstimator>(options);
   e->Init();

@@ -32,22 +32,22 @@ namespace icos::learn {
 
 // What the cluster knows about a job when it is submitted.
 struct JobFacts {
-  std::string user;          // may be empty (Philly has none)
-  std::string queue;         // virtual cluster / tenant
-  std::string name;          // job name as submitted; may be empty
+  std::string user;   // may be empty (Philly has none)
+  std::string queue;  // virtual cluster / tenant
+  std::string name;   // job name as submitted; may be empty
   int32_t gpus = 0;
   double submit_unix_s = -1;  // wall-clock submission time (UTC); < 0 unknown
 };
 
 struct EstimatorOptions {
-  int32_t min_train = 200;         // finished jobs before the first model
-  double retrain_growth = 1.25;    // retrain when the finished count grew by this factor...
+  int32_t min_train = 200;          // finished jobs before the first model
+  double retrain_growth = 1.25;     // retrain when the finished count grew by this factor...
   int32_t max_retrain_gap = 4'000;  // ...or by this many jobs, whichever comes first
-  int32_t window = 40'000;         // the most recent finished jobs kept for training
+  int32_t window = 40'000;          // the most recent finished jobs kept for training
   int32_t trees = 60;
   int32_t max_depth = 6;
   double learning_rate = 0.15;
-  double prior_s = 3'600;          // estimate when nothing has finished yet
+  double prior_s = 3'600;  // estimate when nothing has finished yet
 };
 
 class RuntimeEstimator {

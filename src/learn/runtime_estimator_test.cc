@@ -59,8 +59,11 @@ TEST(RuntimeEstimator, LearnsRunTimesFromSimilarJobs) {
   for (int i = 0; i < 1500; ++i) {
     const int k = kind(rng);
     const int g = 1 << gpu_pow(rng);
-    JobFacts f{.user = "user" + std::to_string(i % 7), .queue = "vc" + std::to_string(i % 3),
-               .name = kinds[k] + "-run" + std::to_string(i), .gpus = g, .submit_unix_s = 1.5e9 + 600.0 * i};
+    JobFacts f{.user = "user" + std::to_string(i % 7),
+               .queue = "vc" + std::to_string(i % 3),
+               .name = kinds[k] + "-run" + std::to_string(i),
+               .gpus = g,
+               .submit_unix_s = 1.5e9 + 600.0 * i};
     const double truth = base[k] * (1 + 0.5 * gpu_pow(rng)) * noise(rng);
     const double est = (*e)->EstimateAtSubmit(i, f);
     EXPECT_GE(est, 1.0);
