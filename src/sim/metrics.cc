@@ -212,10 +212,16 @@ void WriteUtilisationBinnedCsv(const SimResult& r, std::ostream& out, int bins) 
   for (size_t i = 0; i < u.size(); ++i) {
     double from = std::max(u[i].t_s, first);
     const double to = std::min(i + 1 < u.size() ? u[i + 1].t_s : last, last);
-    while (from < to) {  // spread the sample over the bins it covers
-      const int b = std::min(bins - 1, static_cast<int>((from - first) / width));
-      const double bin_end = first + (b + 1) * width;
-      const double upto = b == bins - 1 ? to : std::min(to, bin_end);
+    // Spread the sample over the bins it covers. Bins advance by index, not
+    // by recomputing from the time, so rounding cannot stall the walk.
+    int b = std::clamp(static_cast<int>((from - first) / width), 0, bins - 1);
+    while (from < to) {
+      const double bin_end = b == bins - 1 ? INFINITY : first + (b + 1) * width;
+      if (bin_end <= from) {
+        ++b;
+        continue;
+      }
+      const double upto = std::min(to, bin_end);
       area[b] += u[i].used * (upto - from);
       from = upto;
     }

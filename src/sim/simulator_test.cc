@@ -375,3 +375,29 @@ TEST(LearnedEstimatorSimTest, UnknownEstimatorIsAnError) {
 
 }  // namespace
 }  // namespace icos::sim
+
+namespace icos::sim {
+namespace {
+
+// Sample times that fall on bin edges up to rounding must not stall the walk;
+// the binned series keeps the time-weighted mean.
+TEST(MetricsTest, BinnedUtilisationIsTheTimeWeightedMean) {
+  SimResult r;
+  r.total_devices = 10;
+  r.jobs.push_back(JobOutcome{.arrival_s = 0, .finish_s = 0.3});
+  r.utilisation = {{0, 10}, {0.1, 5}, {0.2, 0}};
+  std::ostringstream out;
+  WriteUtilisationBinnedCsv(r, out, 3);
+  std::istringstream in(out.str());
+  std::string header, row;
+  std::getline(in, header);
+  std::vector<double> util;
+  while (std::getline(in, row)) util.push_back(std::stod(row.substr(row.find(',') + 1)));
+  ASSERT_EQ(util.size(), 3u);
+  EXPECT_NEAR(util[0], 1.0, 1e-9);
+  EXPECT_NEAR(util[1], 0.5, 1e-9);
+  EXPECT_NEAR(util[2], 0.0, 1e-9);
+}
+
+}  // namespace
+}  // namespace icos::sim
