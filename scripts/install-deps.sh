@@ -13,6 +13,7 @@ packages=(
   libyaml-cpp-dev        # job specs
   libsqlite3-dev         # embedded state store
   libxgboost-dev         # learned runtime estimator (gradient-boosted trees)
+  gnuplot-nox            # icos sim --out draws its plots (SVG)
   libcpp-httplib-dev     # REST API server and client
   libspdlog-dev libfmt-dev
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
