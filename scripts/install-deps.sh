@@ -12,6 +12,8 @@ packages=(
   nlohmann-json3-dev     # JSON at the edges (API, CLI output)
   libyaml-cpp-dev        # job specs
   libsqlite3-dev         # embedded state store
+  libxgboost-dev         # learned runtime estimator (gradient-boosted trees)
+  gnuplot-nox            # icos sim --out draws its plots (SVG)
   libcpp-httplib-dev     # REST API server and client
   libhwloc-dev           # host topology: NUMA nodes, cores, PCIe locality of devices (icos_devices)
   libspdlog-dev libfmt-dev

@@ -86,15 +86,15 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--trace", sim.trace, "philly[:CSV] | openb[:DIR] | gavel[:DIR] | synthetic[:RATE[:single]]");
   sim_cmd->add_option("--cluster", sim.cluster,
                       "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
-  sim_cmd->add_option("--policy", sim.policy, "comma-separated: default, fifo, sjf, las, gavel, fgd");
+  sim_cmd->add_option("--policy", sim.policy, "comma-separated: default, fifo, sjf, las, gavel, fgd; NAME-learned uses the learned runtime estimator");
   sim_cmd->add_option("--seed", sim.seed, "random seed (synthetic trace)");
   sim_cmd->add_option("--jobs", sim.jobs, "use the first N jobs (synthetic: generate N; default 1000)")
       ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));
   sim_cmd->add_flag("--json", sim.json, "one JSON object per policy and line");
-  sim_cmd->add_option("--out", sim.out_dir, "directory for <policy>_utilisation.csv");
+  sim_cmd->add_option("--out", sim.out_dir, "directory for summary.json, <policy>_utilisation.csv, <policy>_jct_cdf.csv and SVG plots (gnuplot)");
   sim_cmd->add_option("--traces", sim.traces_dir, "trace directory (default: $ICOS_TRACES or ../shared/data/traces)");
   sim_cmd->add_option("--estimator", sim.estimator, "runtime estimates for SJF and backfill")
-      ->check(CLI::IsMember({"oracle", "none"}));
+      ->check(CLI::IsMember({"oracle", "learned", "none"}));
   sim_cmd->add_option("--restore-delay", sim.restore_delay_s, "seconds a preempted job pays to restore its checkpoint")
       ->check(CLI::Range(0.0, 1e9));
   sim_cmd->add_option("--window", sim.window, "FIRST:LAST: also report the mean JCT of jobs FIRST..LAST-1");
@@ -102,6 +102,8 @@ int main(int argc, char** argv) {
       ->add_option("--inflation-seeds", sim.inflation_seeds,
                    "run FGD's openb inflation experiment over N seeds (policies bestfit, fgd, spread)")
       ->check(CLI::Range(0, 100));
+  sim_cmd->add_flag("--gpu-pods-only", sim.gpu_pods_only,
+                    "inflation experiment without the trace's CPU-only pods (FGD's artifact includes them)");
 
   icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);
 

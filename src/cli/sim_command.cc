@@ -3,16 +3,20 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <thread>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "sim/metrics.h"
 #include "sim/fgd_experiment.h"
+#include "sim/metrics.h"
 #include "sim/simulator.h"
 #include "sim/trace.h"
 
@@ -70,21 +74,25 @@ absl::StatusOr<Workload> LoadWorkload(const SimFlags& f) {
     spec.jobs = f.jobs > 0 ? static_cast<int32_t>(std::min<int64_t>(f.jobs, 10'000'000)) : 1'000;
     std::vector<absl::string_view> opts = absl::StrSplit(arg, ':', absl::SkipEmpty());
     if (!opts.empty() && !absl::SimpleAtod(opts[0], &spec.jobs_per_hour)) {
-      return absl::InvalidArgumentError(absl::StrCat("--trace ", f.trace, ": rate '", opts[0], "' is not a number of jobs/hour"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--trace ", f.trace, ": rate '", opts[0], "' is not a number of jobs/hour"));
     }
     if (spec.jobs_per_hour < 0) return absl::InvalidArgumentError("--trace synthetic: the rate must be >= 0");
     if (opts.size() > 1) {
-      if (opts[1] != "single") return absl::InvalidArgumentError(absl::StrCat("--trace ", f.trace, ": unknown option '", opts[1], "' (known: single)"));
+      if (opts[1] != "single")
+        return absl::InvalidArgumentError(
+            absl::StrCat("--trace ", f.trace, ": unknown option '", opts[1], "' (known: single)"));
       spec.single_gpu = true;
     }
     // Gavel's job types and throughputs make the synthetic jobs heterogeneous when present.
     auto tputs = sim::LoadGavelThroughputs(dir + "/gavel/simulation_throughputs.json");
     w.jobs = sim::GenerateGavelSynthetic(spec, tputs.ok() ? &*tputs : nullptr);
-    w.what = absl::StrCat("synthetic (Gavel), ", spec.jobs_per_hour, " jobs/h, seed ", spec.seed,
-                          spec.single_gpu ? ", 1 GPU each" : "", tputs.ok() ? ", Gavel throughputs" : ", no throughputs");
+    w.what =
+        absl::StrCat("synthetic (Gavel), ", spec.jobs_per_hour, " jobs/h, seed ", spec.seed,
+                     spec.single_gpu ? ", 1 GPU each" : "", tputs.ok() ? ", Gavel throughputs" : ", no throughputs");
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--trace '", f.trace, "': expected philly[:CSV], openb[:DIR], gavel[:DIR] or synthetic[:RATE[:single]]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--trace '", f.trace, "': expected philly[:CSV], openb[:DIR], gavel[:DIR] or synthetic[:RATE[:single]]"));
   }
   if (f.jobs > 0 && static_cast<int64_t>(w.jobs.size()) > f.jobs) w.jobs.resize(f.jobs);
   return w;
@@ -107,33 +115,164 @@ absl::StatusOr<std::vector<core::Node>> LoadCluster(const SimFlags& f, Workload&
 
 std::string Hours(double s) { return absl::StrFormat("%.2f h", s / 3600.0); }
 
+absl::Status WriteFile(const fs::path& path, const std::function<void(std::ostream&)>& body) {
+  std::ofstream file(path);
+  if (file) body(file);
+  file.close();
+  if (!file) return absl::UnavailableError(absl::StrCat("cannot write ", path.string()));
+  return absl::OkStatus();
+}
+
+// gnuplot string literal: single quotes, with embedded ones doubled.
+std::string GpQuote(absl::string_view s) { return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "''"}}), "'"); }
+
+// Writes `dir/name.gp` and runs gnuplot on it in `dir` when gnuplot is
+// installed; plots are a convenience, so a missing gnuplot is reported, not fatal.
+void RunGnuplot(const std::string& dir, const std::string& name, const std::string& script, std::ostream& out) {
+  const fs::path gp = fs::path(dir) / (name + ".gp");
+  if (absl::Status s = WriteFile(gp, [&](std::ostream& o) { o << script; }); !s.ok()) {
+    out << "plots: " << s.message() << "\n";
+    return;
+  }
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    out << "plots: gnuplot is not installed; " << gp.string() << " draws " << name << ".svg\n";
+    return;
+  }
+  const std::string cmd = absl::StrCat("cd ", GpQuote(dir), " && gnuplot ", GpQuote(name + ".gp"), " 2>&1");
+  if (std::system(cmd.c_str()) != 0) {
+    out << "plots: gnuplot failed on " << gp.string() << "\n";
+    return;
+  }
+  out << "plot: " << (fs::path(dir) / (name + ".svg")).string() << "\n";
+}
+
+std::string GpHeader(const std::string& name, const std::string& title) {
+  return absl::StrCat("set terminal svg size 900,520 dynamic font 'sans,12' background '#ffffff'\n", "set output ",
+                      GpQuote(name + ".svg"), "\nset datafile separator ','\nset key outside right top\n",
+                      "set grid\nset title ", GpQuote(title), " noenhanced\n");
+}
+
+// JCT CDF and utilisation over time, one line per policy.
+void PlotSimRun(const std::string& dir, const std::string& what, const std::vector<std::string>& policies,
+                std::ostream& out) {
+  std::string cdf = GpHeader("jct_cdf", absl::StrCat("JCT distribution: ", what));
+  absl::StrAppend(&cdf, "set logscale x\nset xlabel 'job completion time (hours)'\nset ylabel 'share of jobs'\n",
+                  "set yrange [0:1]\nplot ");
+  std::string util = GpHeader("utilisation", absl::StrCat("Allocated devices: ", what));
+  absl::StrAppend(&util,
+                  "set xlabel 'time (days)'\nset ylabel 'allocated share of devices'\nset yrange [0:1.05]\nplot ");
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const std::string& p = policies[i];
+    const char* sep = i + 1 < policies.size() ? ", \\\n  " : "\n";
+    absl::StrAppend(&cdf, GpQuote(p + "_jct_cdf.csv"), " every ::1 using ($1/3600):2 with lines lw 2 title ",
+                    GpQuote(p), sep);
+    absl::StrAppend(&util, GpQuote(p + "_utilisation_binned.csv"),
+                    " every ::1 using ($1/86400):2 with lines lw 1.5 title ", GpQuote(p), sep);
+  }
+  RunGnuplot(dir, "jct_cdf", cdf, out);
+  RunGnuplot(dir, "utilisation", util, out);
+}
+
+// FGD's figures: unallocated GPU share and fragmentation rate against arrived
+// GPU demand, one line per policy.
+void PlotInflation(const std::string& dir, const std::vector<std::string>& policies, std::ostream& out) {
+  for (const auto& [name, column, label] :
+       {std::tuple<std::string, int, std::string>{"unallocated", 2, "unallocated GPUs (% of capacity)"},
+        {"frag_rate", 3, "fragmentation rate (% of free GPU)"}}) {
+    std::string gp = GpHeader(name, absl::StrCat("openb, FGD inflation: ", label));
+    absl::StrAppend(&gp, "set xlabel 'arrived GPU demand (% of capacity)'\nset ylabel ", GpQuote(label),
+                    "\nset xrange [0:130]\nplot ");
+    for (size_t i = 0; i < policies.size(); ++i) {
+      absl::StrAppend(&gp, GpQuote(policies[i] + "_inflation.csv"), " every ::1 using 1:", column,
+                      " with linespoints lw 2 title ", GpQuote(policies[i]),
+                      i + 1 < policies.size() ? ", \\\n  " : "\n");
+    }
+    RunGnuplot(dir, name, gp, out);
+  }
+}
+
 }  // namespace
 
 // FGD's methodology on openb (sim/fgd_experiment.h): mean over seeds of the
-// unallocated GPU share at 100% arrived, per policy.
+// unallocated GPU share at 100% arrived and of the fragmentation rate at 90%,
+// per policy; with --out, the mean curves as CSV and SVG.
 int RunInflationExperiment(const SimFlags& f, const Workload& w, const std::vector<core::Node>& nodes,
                            const std::vector<std::string>& policies, std::ostream& out, std::ostream& err) {
-  out << absl::StrFormat("FGD inflation experiment: %d nodes, %d pods, %d seeds, 1.3x GPU requests\n", nodes.size(),
-                         w.jobs.size(), f.inflation_seeds);
-  out << absl::StrFormat("%-10s %-28s %s\n", "policy", "unallocated GPUs at 100%", "per seed");
+  int64_t gpus = 0;
+  for (const core::Node& n : nodes) gpus += static_cast<int64_t>(n.devices.size());
+  if (!f.json) {
+    out << absl::StrFormat("FGD inflation experiment: %d nodes, %d GPUs, %d pods%s, %d seeds, 1.3x GPU requests\n",
+                           nodes.size(), gpus, w.jobs.size(), f.gpu_pods_only ? " (GPU pods only)" : "",
+                           f.inflation_seeds);
+    out << absl::StrFormat("%-10s %-26s %-22s %s\n", "policy", "unallocated GPUs at 100%", "frag rate at 90%",
+                           "unallocated per seed");
+  }
+  std::vector<nlohmann::ordered_json> summaries;
   for (const std::string& policy : policies) {
-    double sum = 0, wall = 0;
+    double sum = 0, frag = 0, wall = 0;
     std::string per_seed;
-    for (int s = 1; s <= f.inflation_seeds; ++s) {
-      sim::InflationOptions o;
-      o.seed = f.seed + static_cast<uint64_t>(s) - 1;
-      auto r = sim::RunInflation(nodes, w.jobs, policy, o);
+    nlohmann::ordered_json seeds = nlohmann::ordered_json::array();
+    std::vector<sim::InflationPoint> mean_curve;
+    // Seeds are independent runs on shared read-only inputs: one thread each,
+    // as many at a time as there are cores.
+    std::vector<absl::StatusOr<sim::InflationResult>> results(f.inflation_seeds, absl::UnknownError("not run"));
+    const int width = std::max(1u, std::thread::hardware_concurrency());
+    for (int first = 0; first < f.inflation_seeds; first += width) {
+      std::vector<std::thread> threads;
+      for (int s = first; s < std::min(f.inflation_seeds, first + width); ++s) {
+        threads.emplace_back([&, s] {
+          sim::InflationOptions o;
+          o.seed = f.seed + static_cast<uint64_t>(s);
+          o.cpu_pods = !f.gpu_pods_only;
+          results[s] = sim::RunInflation(nodes, w.jobs, policy, o);
+        });
+      }
+      for (std::thread& t : threads) t.join();
+    }
+    for (auto& r : results) {
       if (!r.ok()) {
         err << "icos sim: " << r.status().message() << "\n";
         return 1;
       }
       sum += r->unallocated_pct_at_100;
-      wall += r->wall_s;
+      frag += r->frag_rate_pct_at_90;
+      wall += r->wall_s;  // CPU-seconds in all; the threads overlap
       absl::StrAppend(&per_seed, absl::StrFormat("%.2f ", r->unallocated_pct_at_100));
+      seeds.push_back(r->unallocated_pct_at_100);
+      if (mean_curve.size() < r->curve.size()) mean_curve.resize(r->curve.size());
+      for (size_t i = 0; i < r->curve.size(); ++i) {
+        mean_curve[i].arrived_pct = r->curve[i].arrived_pct;
+        mean_curve[i].unallocated_pct += r->curve[i].unallocated_pct / f.inflation_seeds;
+        mean_curve[i].frag_rate_pct += r->curve[i].frag_rate_pct / f.inflation_seeds;
+      }
     }
-    out << absl::StrFormat("%-10s %-28s %s (%.1f s)\n", policy, absl::StrFormat("%.2f%%", sum / f.inflation_seeds),
-                           per_seed, wall);
+    const double n = f.inflation_seeds;
+    if (f.json) {
+      out << nlohmann::ordered_json{{"policy", policy},
+                                    {"seeds", f.inflation_seeds},
+                                    {"unallocated_pct_at_100", sum / n},
+                                    {"frag_rate_pct_at_90", frag / n},
+                                    {"unallocated_pct_at_100_per_seed", seeds},
+                                    {"wall_s", wall}}
+                 .dump()
+          << "\n";
+    } else {
+      out << absl::StrFormat("%-10s %-26s %-22s %s(%.1f s)\n", policy, absl::StrFormat("%.2f%%", sum / n),
+                             absl::StrFormat("%.1f%%", frag / n), per_seed, wall);
+    }
+    if (!f.out_dir.empty()) {
+      absl::Status st = WriteFile(fs::path(f.out_dir) / (policy + "_inflation.csv"), [&](std::ostream& o) {
+        o << "arrived_pct,unallocated_pct,frag_rate_pct\n";
+        for (const auto& p : mean_curve)
+          o << p.arrived_pct << ',' << p.unallocated_pct << ',' << p.frag_rate_pct << '\n';
+      });
+      if (!st.ok()) {
+        err << "icos sim: " << st.message() << "\n";
+        return 1;
+      }
+    }
   }
+  if (!f.out_dir.empty()) PlotInflation(f.out_dir, policies, out);
   return 0;
 }
 
@@ -162,6 +301,14 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     err << "icos sim: --policy names no policy\n";
     return 1;
   }
+  if (!f.out_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(f.out_dir, ec);
+    if (ec) {
+      err << "icos sim: --out " << f.out_dir << ": " << ec.message() << "\n";
+      return 1;
+    }
+  }
   if (f.inflation_seeds > 0) return RunInflationExperiment(f, *w, *nodes, policies, out, err);
   for (const std::string& name : policies) {
     if (auto o = sim::PolicyOptions(name); !o.ok()) {
@@ -177,14 +324,7 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     out << absl::StrFormat("%-8s %7s %5s %10s %10s %10s %10s %10s %6s %10s %8s\n", "policy", "done", "rej", "avg JCT",
                            "median", "p99", "avg queue", "makespan", "util", "lower bd", "wall s");
   }
-  if (!f.out_dir.empty()) {
-    std::error_code ec;
-    fs::create_directories(f.out_dir, ec);
-    if (ec) {
-      err << "icos sim: --out " << f.out_dir << ": " << ec.message() << "\n";
-      return 1;
-    }
-  }
+  std::vector<nlohmann::ordered_json> summaries;
   for (const std::string& name : policies) {
     auto options = sim::PolicyOptions(name);
     if (!options.ok()) {
@@ -194,7 +334,7 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     sim::SimOptions o;
     o.policy = name;
     o.scheduler = *options;
-    o.estimator = f.estimator;
+    o.estimator = sim::EstimatorFor(name, f.estimator);
     o.restore_delay_s = f.restore_delay_s;
     o.record_utilisation = true;
     auto r = sim::Simulate(*nodes, w->jobs, o);
@@ -217,23 +357,52 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       }
       out << j.dump() << "\n";
     } else {
-      out << absl::StrFormat("%-8s %7d %5d %10s %10s %10s %10s %10s %5.1f%% %10s %8.2f\n", name, s.finished,
-                             s.rejected, Hours(s.avg_jct_s), Hours(s.median_jct_s), Hours(s.p99_jct_s),
-                             Hours(s.avg_queue_s), Hours(s.makespan_s), 100.0 * s.avg_utilisation,
-                             Hours(s.lower_bound_jct_s), s.wall_s);
+      out << absl::StrFormat("%-8s %7d %5d %10s %10s %10s %10s %10s %5.1f%% %10s %8.2f\n", name, s.finished, s.rejected,
+                             Hours(s.avg_jct_s), Hours(s.median_jct_s), Hours(s.p99_jct_s), Hours(s.avg_queue_s),
+                             Hours(s.makespan_s), 100.0 * s.avg_utilisation, Hours(s.lower_bound_jct_s), s.wall_s);
       if (window_first >= 0) {
         out << absl::StrFormat("         jobs %d..%d: avg JCT %s\n", window_first, window_last - 1, Hours(window_jct));
       }
+      out << absl::StrFormat("         JCT / lower bound %.2f, finish-time fairness mean %.2f worst %.1f\n",
+                             s.lower_bound_jct_s > 0 ? s.avg_jct_s / s.lower_bound_jct_s : 0.0, s.ftf_mean,
+                             s.ftf_worst);
+      if (s.estimator == "learned") {
+        out << absl::StrFormat(
+            "         learned estimates: median abs error %s, %.1f%% within 2x, %d models (%.1f s training)\n",
+            Hours(s.est_median_abs_error_s), 100.0 * s.est_within_2x, s.models_trained, s.train_wall_s);
+      }
     }
     if (!f.out_dir.empty()) {
-      const std::string path = (fs::path(f.out_dir) / (name + "_utilisation.csv")).string();
-      std::ofstream csv(path);
-      sim::WriteUtilisationCsv(*r, csv);
-      if (!csv) {
-        err << "icos sim: cannot write " << path << "\n";
+      nlohmann::ordered_json j = sim::ToJson(s);
+      j["devices"] = devices;
+      if (window_first >= 0) j["window_avg_jct_s"] = window_jct;
+      summaries.push_back(std::move(j));
+    }
+    if (!f.out_dir.empty()) {
+      absl::Status w = WriteFile(fs::path(f.out_dir) / (name + "_utilisation.csv"),
+                                 [&](std::ostream& o) { sim::WriteUtilisationCsv(*r, o); });
+      if (w.ok()) {
+        w = WriteFile(fs::path(f.out_dir) / (name + "_jct_cdf.csv"),
+                      [&](std::ostream& o) { sim::WriteJctCdfCsv(*r, o); });
+      }
+      if (w.ok()) {
+        w = WriteFile(fs::path(f.out_dir) / (name + "_utilisation_binned.csv"),
+                      [&](std::ostream& o) { sim::WriteUtilisationBinnedCsv(*r, o); });
+      }
+      if (!w.ok()) {
+        err << "icos sim: " << w.message() << "\n";
         return 1;
       }
     }
+  }
+  if (!f.out_dir.empty()) {
+    absl::Status written = WriteFile(fs::path(f.out_dir) / "summary.json",
+                                     [&](std::ostream& o) { o << nlohmann::ordered_json(summaries).dump(2) << "\n"; });
+    if (!written.ok()) {
+      err << "icos sim: " << written.message() << "\n";
+      return 1;
+    }
+    PlotSimRun(f.out_dir, w->what, policies, out);
   }
   return 0;
 }

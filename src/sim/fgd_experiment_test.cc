@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace icos::sim {
 namespace {
 
@@ -50,6 +52,59 @@ TEST(FgdExperimentTest, UnusableRemaindersCountAsUnallocated) {
 
 TEST(FgdExperimentTest, UnknownPolicyIsAnError) {
   EXPECT_FALSE(RunInflation(TwoNodes(), {Pod(500)}, "random", {}).ok());
+}
+
+}  // namespace
+}  // namespace icos::sim
+
+namespace icos::sim {
+namespace {
+
+// 0.6-GPU pods strand 0.4 of every GPU they use; against a mix of 0.6 pods
+// only, every free share is fragmented: the rate is 100% once pods arrived.
+TEST(FgdExperimentTest, FragmentationRateCountsStrandedShares) {
+  auto r = RunInflation(TwoNodes(), {Pod(600)}, "bestfit", {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_FALSE(r->curve.empty());
+  EXPECT_NEAR(r->curve.back().frag_rate_pct, 100.0, 1e-9);
+  // At 15% arrived (one pod on one GPU): 0.4 of 3.4 free GPUs is stranded.
+  EXPECT_NEAR(r->curve[2].frag_rate_pct, 100.0 * 0.4 / 3.4, 1e-9);
+}
+
+// A CPU-only pod that would take all CPU of a node strands its GPUs; FGD puts
+// it on the node whose GPUs are already taken, best fit does not care.
+TEST(FgdExperimentTest, CpuPodsArriveAndFgdKeepsThemOffFreeGpus) {
+  SimJob whole = Pod(1000);
+  whole.gpus = 2;
+  SimJob cpu;
+  cpu.gpus = 0;
+  cpu.gpu_milli = 0;
+  cpu.cpu_milli = 63'000;
+  cpu.memory_mib = 1'024;
+  InflationOptions o;
+  auto with_cpu = RunInflation(TwoNodes(), {whole, cpu}, "fgd", o);
+  ASSERT_TRUE(with_cpu.ok()) << with_cpu.status();
+  EXPECT_GT(with_cpu->cpu_pods_arrived, 0);
+  o.cpu_pods = false;
+  auto gpu_only = RunInflation(TwoNodes(), {whole, cpu}, "fgd", o);
+  ASSERT_TRUE(gpu_only.ok());
+  EXPECT_EQ(gpu_only->cpu_pods_arrived, 0);
+}
+
+TEST(FgdExperimentTest, TypicalShapesKeepTheMostFrequentCoveringShare) {
+  std::vector<SimJob> pods(6, Pod(500));
+  pods.push_back(Pod(250));
+  SimJob two = Pod(1000);
+  two.gpus = 2;
+  pods.push_back(two);
+  SimJob cpu_only;
+  cpu_only.gpus = 0;
+  pods.push_back(cpu_only);
+  std::vector<core::TaskShape> all = TypicalShapes(pods, 1.0);
+  ASSERT_EQ(all.size(), 3u);  // the CPU-only pod ranks no placement: left out
+  EXPECT_EQ(all[0].device_percent, 50);
+  EXPECT_NEAR(all[0].weight, 6 * std::sqrt(0.5), 1e-9);
+  EXPECT_EQ(TypicalShapes(pods, 0.75).size(), 1u);  // 6 of 8 GPU pods
 }
 
 }  // namespace

@@ -15,6 +15,72 @@ double Percentile(const std::vector<double>& sorted, double q) {
   return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
 }
 
+// Finish-time fairness, see Summary::ftf_mean. The number of jobs in the
+// system is a step function of time; its running integral at every arrival
+// and finish gives each job's average contention by two binary searches.
+void Fairness(const SimResult& r, Summary& s) {
+  std::vector<std::pair<double, int>> steps;  // (time, +1 arrival / -1 finish)
+  for (const JobOutcome& o : r.jobs) {
+    if (o.finish_s < 0) continue;
+    steps.push_back({o.arrival_s, +1});
+    steps.push_back({o.finish_s, -1});
+  }
+  if (steps.empty() || r.total_devices <= 0) return;
+  std::sort(steps.begin(), steps.end());
+  std::vector<double> t, area;  // area[k] = integral of active jobs up to t[k]
+  t.reserve(steps.size());
+  area.reserve(steps.size());
+  int active = 0;
+  for (const auto& [time, delta] : steps) {
+    if (t.empty()) {
+      t.push_back(time);
+      area.push_back(0);
+    } else if (time > t.back()) {
+      area.push_back(area.back() + active * (time - t.back()));
+      t.push_back(time);
+    }
+    active += delta;
+  }
+  auto integral = [&](double x) {  // of active jobs from t[0] to x, x within [t.front(), t.back()]
+    const size_t k = static_cast<size_t>(std::upper_bound(t.begin(), t.end(), x) - t.begin()) - 1;
+    if (k + 1 >= t.size()) return area.back();
+    const double rate = (area[k + 1] - area[k]) / (t[k + 1] - t[k]);
+    return area[k] + rate * (x - t[k]);
+  };
+  double sum = 0;
+  int64_t n = 0;
+  for (const JobOutcome& o : r.jobs) {
+    if (o.finish_s < 0 || o.duration_s <= 0) continue;
+    const double life = o.finish_s - o.arrival_s;
+    const double contenders = life > 0 ? (integral(o.finish_s) - integral(o.arrival_s)) / life : 1.0;
+    const double stretch = std::max(1.0, std::max(o.gpu_share, 1e-9) * contenders / r.total_devices);
+    const double rho = life / (o.duration_s * stretch);
+    sum += rho;
+    s.ftf_worst = std::max(s.ftf_worst, rho);
+    ++n;
+  }
+  if (n > 0) s.ftf_mean = sum / static_cast<double>(n);
+}
+
+void EstimateErrors(const SimResult& r, Summary& s) {
+  s.estimator = r.estimator;
+  s.models_trained = r.models_trained;
+  s.train_wall_s = r.train_wall_s;
+  std::vector<double> err;
+  int64_t within = 0;
+  for (const JobOutcome& o : r.jobs) {
+    if (o.finish_s < 0 || o.estimate_s < 0) continue;
+    err.push_back(std::abs(o.estimate_s - o.duration_s));
+    const double lo = std::max(o.duration_s, 1.0) / 2, hi = std::max(o.duration_s, 1.0) * 2;
+    if (o.estimate_s >= lo && o.estimate_s <= hi) ++within;
+  }
+  s.estimated = static_cast<int64_t>(err.size());
+  if (err.empty()) return;
+  std::sort(err.begin(), err.end());
+  s.est_median_abs_error_s = Percentile(err, 0.5);
+  s.est_within_2x = static_cast<double>(within) / static_cast<double>(err.size());
+}
+
 }  // namespace
 
 Summary Summarize(const SimResult& r) {
@@ -57,6 +123,8 @@ Summary Summarize(const SimResult& r) {
     }
     s.avg_utilisation = area / (s.makespan_s * r.total_devices);
   }
+  Fairness(r, s);
+  EstimateErrors(r, s);
   s.preemptions = r.preemptions;
   s.events = r.events;
   s.passes = r.passes;
@@ -87,28 +155,39 @@ absl::Status CheckInvariants(const std::vector<SimJob>& jobs, const SimResult& r
   }
   for (const UtilSample& u : r.utilisation) {
     if (u.used > r.total_devices + 1e-6 || u.used < -1e-6) {
-      return absl::InternalError(absl::StrCat("utilisation ", u.used, " of ", r.total_devices, " devices at t=", u.t_s, " s"));
+      return absl::InternalError(
+          absl::StrCat("utilisation ", u.used, " of ", r.total_devices, " devices at t=", u.t_s, " s"));
     }
   }
   return absl::OkStatus();
 }
 
 nlohmann::ordered_json ToJson(const Summary& s) {
-  return nlohmann::ordered_json{{"policy", s.policy},
-                        {"jobs", s.jobs},
-                        {"finished", s.finished},
-                        {"rejected", s.rejected},
-                        {"avg_jct_s", s.avg_jct_s},
-                        {"median_jct_s", s.median_jct_s},
-                        {"p99_jct_s", s.p99_jct_s},
-                        {"avg_queue_s", s.avg_queue_s},
-                        {"makespan_s", s.makespan_s},
-                        {"avg_utilisation", s.avg_utilisation},
-                        {"lower_bound_jct_s", s.lower_bound_jct_s},
-                        {"preemptions", s.preemptions},
-                        {"events", s.events},
-                        {"passes", s.passes},
-                        {"wall_s", s.wall_s}};
+  return nlohmann::ordered_json{
+      {"policy", s.policy},
+      {"jobs", s.jobs},
+      {"finished", s.finished},
+      {"rejected", s.rejected},
+      {"avg_jct_s", s.avg_jct_s},
+      {"median_jct_s", s.median_jct_s},
+      {"p99_jct_s", s.p99_jct_s},
+      {"avg_queue_s", s.avg_queue_s},
+      {"makespan_s", s.makespan_s},
+      {"avg_utilisation", s.avg_utilisation},
+      {"lower_bound_jct_s", s.lower_bound_jct_s},
+      {"jct_over_lower_bound", s.lower_bound_jct_s > 0 ? s.avg_jct_s / s.lower_bound_jct_s : 0.0},
+      {"ftf_mean", s.ftf_mean},
+      {"ftf_worst", s.ftf_worst},
+      {"estimator", s.estimator},
+      {"estimated", s.estimated},
+      {"est_median_abs_error_s", s.est_median_abs_error_s},
+      {"est_within_2x", s.est_within_2x},
+      {"models_trained", s.models_trained},
+      {"train_wall_s", s.train_wall_s},
+      {"preemptions", s.preemptions},
+      {"events", s.events},
+      {"passes", s.passes},
+      {"wall_s", s.wall_s}};
 }
 
 void WriteUtilisationCsv(const SimResult& r, std::ostream& out) {
@@ -116,6 +195,53 @@ void WriteUtilisationCsv(const SimResult& r, std::ostream& out) {
   for (const UtilSample& u : r.utilisation) {
     out << u.t_s << ',' << u.used << ',' << (r.total_devices > 0 ? u.used / r.total_devices : 0.0) << '\n';
   }
+}
+
+void WriteUtilisationBinnedCsv(const SimResult& r, std::ostream& out, int bins) {
+  out << "t_s,utilisation\n";
+  const auto& u = r.utilisation;
+  if (u.empty() || r.total_devices <= 0 || bins < 1) return;
+  double first = INFINITY, last = 0;
+  for (const JobOutcome& o : r.jobs) {
+    first = std::min(first, o.arrival_s);
+    if (o.finish_s >= 0) last = std::max(last, o.finish_s);
+  }
+  if (!(last > first)) return;
+  const double width = (last - first) / bins;
+  std::vector<double> area(static_cast<size_t>(bins), 0.0);
+  for (size_t i = 0; i < u.size(); ++i) {
+    double from = std::max(u[i].t_s, first);
+    const double to = std::min(i + 1 < u.size() ? u[i + 1].t_s : last, last);
+    // Spread the sample over the bins it covers. Bins advance by index, not
+    // by recomputing from the time, so rounding cannot stall the walk.
+    int b = std::clamp(static_cast<int>((from - first) / width), 0, bins - 1);
+    while (from < to) {
+      const double bin_end = b == bins - 1 ? INFINITY : first + (b + 1) * width;
+      if (bin_end <= from) {
+        ++b;
+        continue;
+      }
+      const double upto = std::min(to, bin_end);
+      area[b] += u[i].used * (upto - from);
+      from = upto;
+    }
+  }
+  for (int b = 0; b < bins; ++b) {
+    out << first + (b + 0.5) * width << ',' << area[b] / (width * r.total_devices) << '\n';
+  }
+}
+
+void WriteJctCdfCsv(const SimResult& r, std::ostream& out, int points) {
+  std::vector<double> jct;
+  for (const JobOutcome& o : r.jobs) {
+    if (o.finish_s >= 0) jct.push_back(o.finish_s - o.arrival_s);
+  }
+  std::sort(jct.begin(), jct.end());
+  out << "jct_s,cdf\n";
+  const size_t n = jct.size();
+  const size_t stride = std::max<size_t>(1, n / static_cast<size_t>(std::max(1, points)));
+  for (size_t i = 0; i < n; i += stride) out << jct[i] << ',' << static_cast<double>(i + 1) / n << '\n';
+  if (n > 0 && (n - 1) % stride != 0) out << jct[n - 1] << ",1\n";
 }
 
 double AverageJct(const SimResult& r, int64_t first, int64_t last) {

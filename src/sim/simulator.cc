@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <queue>
 #include <set>
 #include <tuple>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -46,8 +48,8 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
     std::vector<absl::string_view> parts = absl::StrSplit(item, 'x');
     int64_t node_count = 0, per_node = kDefaultPerNode, gpus = 0;
     auto bad = [&] {
-      return absl::InvalidArgumentError(absl::StrCat("cluster spec item '", item,
-                                                     "': expected GPUSxMODEL (nodes of 4) or NODESxPER_NODExMODEL"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster spec item '", item, "': expected GPUSxMODEL (nodes of 4) or NODESxPER_NODExMODEL"));
     };
     if (parts.size() == 2) {
       if (!absl::SimpleAtoi(parts[0], &gpus) || gpus < 1 || gpus > 10'000'000) return bad();
@@ -65,7 +67,8 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
     if (model.empty()) return bad();
     for (int64_t i = 0; i < node_count; ++i) {
       const int64_t left = gpus - i * per_node;
-      nodes.push_back(MakeNode(static_cast<int32_t>(nodes.size()), static_cast<int32_t>(std::min(left, per_node)), model));
+      nodes.push_back(
+          MakeNode(static_cast<int32_t>(nodes.size()), static_cast<int32_t>(std::min(left, per_node)), model));
     }
   }
   if (nodes.empty()) return absl::InvalidArgumentError(absl::StrCat("cluster spec '", spec, "' names no devices"));
@@ -74,7 +77,16 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
 
 std::vector<std::string> PolicyNames() { return {"default", "fifo", "sjf", "las", "gavel", "fgd"}; }
 
+namespace {
+constexpr absl::string_view kLearnedSuffix = "-learned";
+}  // namespace
+
+std::string EstimatorFor(absl::string_view policy, const std::string& fallback) {
+  return absl::EndsWith(policy, kLearnedSuffix) ? "learned" : fallback;
+}
+
 absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
+  if (absl::EndsWith(name, kLearnedSuffix)) name.remove_suffix(kLearnedSuffix.size());
   core::SchedulerOptions o;  // the default set
   if (name == "default") return o;
   if (name == "fifo" || name == "sjf" || name == "las") {
@@ -95,8 +107,9 @@ absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
     o.placement = "fgd";
     return o;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown policy '", name, "'; known: ", absl::StrJoin(PolicyNames(), ", ")));
+  return absl::InvalidArgumentError(absl::StrCat("unknown policy '", name,
+                                                 "'; known: ", absl::StrJoin(PolicyNames(), ", "),
+                                                 ", each also as NAME-learned (learned runtime estimates)"));
 }
 
 namespace {
@@ -105,8 +118,8 @@ namespace {
 class Sim {
  public:
   Sim(const std::vector<core::Node>& nodes, const std::vector<SimJob>& jobs, const SimOptions& options,
-      const core::Scheduler& scheduler)
-      : jobs_(jobs), options_(options), scheduler_(scheduler) {
+      const core::Scheduler& scheduler, learn::RuntimeEstimator* estimator)
+      : jobs_(jobs), options_(options), scheduler_(scheduler), estimator_(estimator) {
     snap_.nodes = nodes;
     for (const core::Node& n : nodes) {
       max_per_node_ = std::max<int32_t>(max_per_node_, static_cast<int32_t>(n.devices.size()));
@@ -137,6 +150,7 @@ class Sim {
       for (const auto& [m, t] : j.throughput) state_[i].best_tput = std::max(state_[i].best_tput, t);
     }
     result_.policy = options.policy;
+    result_.estimator = options.estimator;
   }
 
   absl::StatusOr<SimResult> Run();
@@ -145,15 +159,15 @@ class Sim {
   enum class Where { kFuture, kPending, kRunning, kDone, kRejected };
   struct JobState {
     Where where = Where::kFuture;
-    int32_t pos = -1;             // index in snap_.pending or snap_.running
-    double remaining_s = 0;       // isolated work left, in seconds on the fastest type
+    int32_t pos = -1;        // index in snap_.pending or snap_.running
+    double remaining_s = 0;  // isolated work left, in seconds on the fastest type
     double best_tput = 0;
-    double speed = 1;             // relative speed on the current type (<= 1)
-    bool restore = false;         // pays the checkpoint-restore delay at its next start
+    double speed = 1;      // relative speed on the current type (<= 1)
+    bool restore = false;  // pays the checkpoint-restore delay at its next start
     int64_t start_ms = 0;
-    int64_t work_from_ms = 0;     // start + restore delay
-    int32_t epoch = 0;            // completion events of older epochs are stale
-    double share = 0;             // devices held while running
+    int64_t work_from_ms = 0;      // start + restore delay
+    int32_t epoch = 0;             // completion events of older epochs are stale
+    double share = 0;              // devices held while running
     double attained_at_start = 0;  // device-seconds of service before this run
   };
   struct Completion {
@@ -164,17 +178,21 @@ class Sim {
   };
 
   core::Job ToCoreJob(const SimJob& s) const;
+  // Estimated isolated work left for job i (reference-type seconds); 0 unknown.
+  double EstimatedRemainingS(int32_t i) const;
+  static learn::JobFacts Facts(const SimJob& s);
   int64_t PendingEstimateMs(int32_t i) const;
   void AddPending(int32_t i, core::Job job);
   core::Job TakePending(int32_t i);
   core::RunningJob TakeRunning(int32_t i);
-  void Stop(int32_t i, int64_t now_ms);   // preempted: back to pending
+  void Stop(int32_t i, int64_t now_ms);  // preempted: back to pending
   absl::Status Pass(int64_t now_ms);
   void Sample(int64_t now_ms);
 
   const std::vector<SimJob>& jobs_;
   const SimOptions& options_;
   const core::Scheduler& scheduler_;
+  learn::RuntimeEstimator* estimator_;  // null unless options_.estimator == "learned"
   core::Snapshot snap_;
   std::vector<std::string> models_;  // cluster models in first-seen order
   int32_t max_per_node_ = 1;
@@ -230,10 +248,25 @@ core::Job Sim::ToCoreJob(const SimJob& s) const {
   return job;
 }
 
+learn::JobFacts Sim::Facts(const SimJob& s) {
+  return learn::JobFacts{
+      .user = s.user, .queue = s.queue, .name = s.name, .gpus = s.gpus, .submit_unix_s = s.submit_unix_s};
+}
+
+double Sim::EstimatedRemainingS(int32_t i) const {
+  if (options_.estimator == "oracle") return state_[i].remaining_s;
+  const double estimate = result_.jobs[i].estimate_s;
+  if (estimate <= 0) return 0;
+  // A job that outlived its estimate is guessed to need a tenth of it again,
+  // rather than nothing (which would make it look shortest of all).
+  const double worked = jobs_[i].duration_s - state_[i].remaining_s;
+  return std::max(estimate - worked, 0.1 * estimate);
+}
+
 int64_t Sim::PendingEstimateMs(int32_t i) const {
-  if (options_.estimator != "oracle") return 0;
-  const double s = state_[i].remaining_s + (state_[i].restore ? options_.restore_delay_s : 0.0);
-  return std::max<int64_t>(1, ToMs(s));
+  const double rem = EstimatedRemainingS(i);
+  if (rem <= 0) return 0;
+  return std::max<int64_t>(1, ToMs(rem + (state_[i].restore ? options_.restore_delay_s : 0.0)));
 }
 
 void Sim::AddPending(int32_t i, core::Job job) {
@@ -293,7 +326,8 @@ absl::Status Sim::Pass(int64_t now_ms) {
   }
   ++result_.passes;
   absl::StatusOr<core::Decisions> d = scheduler_.Schedule(snap_);
-  if (!d.ok()) return absl::InternalError(absl::StrCat("scheduling pass at t=", now_ms / 1000.0, " s: ", d.status().message()));
+  if (!d.ok())
+    return absl::InternalError(absl::StrCat("scheduling pass at t=", now_ms / 1000.0, " s: ", d.status().message()));
   dirty_ = false;
   for (const core::PreemptDecision& p : d->preemptions) {
     const int64_t v = p.victim.value();
@@ -321,7 +355,8 @@ absl::Status Sim::Pass(int64_t now_ms) {
       const absl::string_view model = b.device_type.substr(b.device_type.find('/') + 1);
       auto it = jobs_[i].throughput.find(std::string(model));
       if (it == jobs_[i].throughput.end() || it->second <= 0) {
-        return absl::InternalError(absl::StrCat("job ", id, " bound to ", b.device_type, ", where it has no throughput"));
+        return absl::InternalError(
+            absl::StrCat("job ", id, " bound to ", b.device_type, ", where it has no throughput"));
       }
       st.speed = it->second / st.best_tput;
     }
@@ -334,7 +369,9 @@ absl::Status Sim::Pass(int64_t now_ms) {
     st.work_from_ms = now_ms + (st.restore ? ToMs(options_.restore_delay_s) : 0);
     st.restore = false;
     const int64_t finish_ms = st.work_from_ms + ToMs(st.remaining_s / st.speed);
-    r.job.runtime_estimate_ms = options_.estimator == "oracle" ? std::max<int64_t>(1, finish_ms - now_ms) : 0;
+    const double est_rem = EstimatedRemainingS(i);
+    r.job.runtime_estimate_ms =
+        est_rem > 0 ? std::max<int64_t>(1, st.work_from_ms - now_ms + ToMs(est_rem / st.speed)) : 0;
     st.where = Where::kRunning;
     st.pos = static_cast<int32_t>(snap_.running.size());
     snap_.running.push_back(std::move(r));
@@ -380,7 +417,8 @@ absl::StatusOr<SimResult> Sim::Run() {
   const size_t n = jobs_.size();
   for (size_t i = 0; i < n; ++i) {
     if (jobs_[i].id != static_cast<int64_t>(i)) {
-      return absl::InvalidArgumentError(absl::StrCat("job at position ", i, " has id ", jobs_[i].id, "; ids must be 0..n-1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("job at position ", i, " has id ", jobs_[i].id, "; ids must be 0..n-1"));
     }
     if (i > 0 && jobs_[i].arrival_s < jobs_[i - 1].arrival_s) {
       return absl::InvalidArgumentError(absl::StrCat("job ", i, " arrives before job ", i - 1, "; sort the trace"));
@@ -402,10 +440,19 @@ absl::StatusOr<SimResult> Sim::Run() {
       result_.jobs[c.job].finish_s = now / 1000.0;
       result_.jobs[c.job].gpu_share = st.share;
       ++result_.events;
+      if (estimator_ != nullptr) {
+        absl::Status s = estimator_->ObserveFinish(c.job, Facts(jobs_[c.job]), jobs_[c.job].duration_s);
+        if (!s.ok()) return absl::InternalError(absl::StrCat("runtime estimator: ", s.message()));
+      }
       dirty_ = true;
     }
     while (next < n && ToMs(jobs_[next].arrival_s) == now) {
       const int32_t i = static_cast<int32_t>(next++);
+      if (estimator_ != nullptr) {
+        result_.jobs[i].estimate_s = estimator_->EstimateAtSubmit(i, Facts(jobs_[i]));
+      } else if (options_.estimator == "oracle") {
+        result_.jobs[i].estimate_s = jobs_[i].duration_s;
+      }
       AddPending(i, ToCoreJob(jobs_[i]));
       ++result_.events;
     }
@@ -421,6 +468,10 @@ absl::StatusOr<SimResult> Sim::Run() {
     if (i >= 0 && i < static_cast<int64_t>(n) && state_[i].where == Where::kPending) result_.jobs[i].reason = w.reason;
   }
   result_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  if (estimator_ != nullptr) {
+    result_.models_trained = estimator_->models_trained();
+    result_.train_wall_s = estimator_->train_wall_s();
+  }
   return std::move(result_);
 }
 
@@ -430,11 +481,17 @@ absl::StatusOr<SimResult> Simulate(const std::vector<core::Node>& nodes, const s
                                    const SimOptions& options) {
   absl::StatusOr<core::Scheduler> scheduler = core::Scheduler::Create(options.scheduler);
   if (!scheduler.ok()) return scheduler.status();
-  if (options.estimator != "oracle" && options.estimator != "none") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown estimator '", options.estimator, "'; known: oracle, none"));
+  std::unique_ptr<learn::RuntimeEstimator> estimator;
+  if (options.estimator == "learned") {
+    auto e = learn::RuntimeEstimator::Create(options.learned);
+    if (!e.ok()) return e.status();
+    estimator = *std::move(e);
+  } else if (options.estimator != "oracle" && options.estimator != "none") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown estimator '", options.estimator, "'; known: oracle, learned, none"));
   }
   if (options.restore_delay_s < 0) return absl::InvalidArgumentError("restore_delay_s must be >= 0");
-  Sim sim(nodes, jobs, options, *scheduler);
+  Sim sim(nodes, jobs, options, *scheduler, estimator.get());
   return sim.Run();
 }
 

@@ -18,12 +18,13 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/model/cluster.h"
 #include "core/scheduler.h"
+#include "learn/runtime_estimator.h"
 #include "sim/trace.h"
 
 namespace icos::sim {
@@ -43,16 +44,23 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
 //   las      Tiresias' discretized LAS, agnostic
 //   gavel    LAS order + heterogeneity-aware type ranking (Gavel)
 //   fgd      FGD node scoring for every request (Weng et al., ATC'23)
-// All keep EASY backfill. An unknown name lists the known ones.
+// All keep EASY backfill. Any name may end in "-learned" ("sjf-learned"): the
+// same options, run with the learned runtime estimator (EstimatorFor). An
+// unknown name lists the known ones.
 absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name);
 std::vector<std::string> PolicyNames();
+// The estimator a policy name asks for: "learned" for a "-learned" name, else `fallback`.
+std::string EstimatorFor(absl::string_view policy, const std::string& fallback);
 
 struct SimOptions {
   std::string policy = "default";  // name from PolicyOptions, for reports
   core::SchedulerOptions scheduler;
   // "oracle": runtime estimates are the true remaining isolated run time;
   // "none": no estimates (backfill then never trusts a job to end in time).
+  // "learned": learn::RuntimeEstimator, estimating each job at its arrival
+  // from the jobs finished before it and retrained as jobs finish.
   std::string estimator = "oracle";
+  learn::EstimatorOptions learned;
   double restore_delay_s = 30.0;  // checkpoint-restore after a preemption
   // Queues of the snapshot; empty: one flat queue per distinct SimJob::queue.
   std::vector<core::Queue> queues;
@@ -65,32 +73,38 @@ struct SimOptions {
 struct JobOutcome {
   int64_t id = 0;
   double arrival_s = 0;
-  double duration_s = 0;     // isolated, on its fastest allowed type
+  double duration_s = 0;  // isolated, on its fastest allowed type
   int32_t gpus = 0;
-  double gpu_share = 0;      // devices held while running (0.46 for a 460-milli pod)
+  double gpu_share = 0;  // devices held while running (0.46 for a 460-milli pod)
   double first_start_s = -1;
-  double finish_s = -1;      // -1: did not finish
+  double finish_s = -1;  // -1: did not finish
   int32_t preemptions = 0;
-  bool rejected = false;     // the core said it can never fit this cluster
-  std::string reason;        // why it was rejected
+  // Run-time estimate made at arrival (isolated seconds); the duration itself
+  // for the oracle, -1 without estimates.
+  double estimate_s = -1;
+  bool rejected = false;  // the core said it can never fit this cluster
+  std::string reason;     // why it was rejected
 };
 
 // Allocated device share at a time (from `t_s` until the next sample).
 struct UtilSample {
   double t_s = 0;
-  double used = 0;   // devices, fractional shares counted as such
+  double used = 0;  // devices, fractional shares counted as such
 };
 
 struct SimResult {
   std::string policy;
+  std::string estimator;
   std::vector<JobOutcome> jobs;  // by SimJob id
   std::vector<UtilSample> utilisation;
   double total_devices = 0;
-  int64_t events = 0;     // arrivals + completions + re-queues applied
-  int64_t passes = 0;     // scheduling passes run
+  int64_t events = 0;  // arrivals + completions + re-queues applied
+  int64_t passes = 0;  // scheduling passes run
   int64_t binds = 0;
   int64_t preemptions = 0;
-  double wall_s = 0;      // real seconds the simulation took
+  double wall_s = 0;           // real seconds the simulation took
+  int32_t models_trained = 0;  // learned estimator: models fitted during the run
+  double train_wall_s = 0;     // ... and real seconds spent fitting them
 };
 
 // Runs `jobs` (sorted by arrival, ids 0..n-1 as the loaders give them) on

@@ -43,7 +43,7 @@ std::vector<core::Job> MakeJobs(const ClusterSpec& cluster, const WorkloadSpec& 
   std::mt19937_64 rng(spec.seed);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   // Device counts and their weights: mostly small jobs, a tail of large gangs.
-  const std::vector<std::pair<int32_t, double>> sizes = {{1, 0.40}, {2, 0.15}, {4, 0.15}, {8, 0.15},
+  const std::vector<std::pair<int32_t, double>> sizes = {{1, 0.40},  {2, 0.15},  {4, 0.15}, {8, 0.15},
                                                          {16, 0.08}, {32, 0.04}, {64, 0.03}};
   std::vector<core::Job> jobs;
   jobs.reserve(spec.jobs);
@@ -69,7 +69,10 @@ std::vector<core::Job> MakeJobs(const ClusterSpec& cluster, const WorkloadSpec& 
       int32_t devices = 1;
       for (const auto& [n, w] : sizes) {
         acc += w;
-        if (pick <= acc) { devices = n; break; }
+        if (pick <= acc) {
+          devices = n;
+          break;
+        }
       }
       devices = std::min(devices, spec.max_devices);
       const int32_t per_task = std::min(devices, cluster.devices_per_node);

@@ -24,8 +24,8 @@ struct ClusterSpec {
   int64_t memory_mib = 1'024 * 1'024;
   // Device types (vendor, model); node i holds only types[i % size].
   std::vector<std::pair<std::string, std::string>> types = {
-      {"nvidia", "A100-80G"}, {"nvidia", "H100"},   {"ascend", "910B"},    {"ascend", "910C"},
-      {"cambricon", "MLU370"}, {"cambricon", "MLU590"}, {"hygon", "K100"}, {"hygon", "Z100"}};
+      {"nvidia", "A100-80G"},  {"nvidia", "H100"},      {"ascend", "910B"}, {"ascend", "910C"},
+      {"cambricon", "MLU370"}, {"cambricon", "MLU590"}, {"hygon", "K100"},  {"hygon", "Z100"}};
   int64_t device_memory_mib = 65'536;
 };
 
@@ -35,12 +35,12 @@ struct WorkloadSpec {
   uint64_t seed = 1;
   int32_t jobs = 100;
   int64_t first_id = 1;
-  int64_t submit_ms = 0;            // all jobs submitted at or after this
-  int32_t max_devices = 64;         // largest job (whole devices); >8 spans nodes in tasks of 8
-  double fractional_share = 0.0;    // share of jobs asking for part of one device
-  double heterogeneous_share = 0.3; // share of jobs accepting two models with throughputs
+  int64_t submit_ms = 0;             // all jobs submitted at or after this
+  int32_t max_devices = 64;          // largest job (whole devices); >8 spans nodes in tasks of 8
+  double fractional_share = 0.0;     // share of jobs asking for part of one device
+  double heterogeneous_share = 0.3;  // share of jobs accepting two models with throughputs
   std::vector<std::string> queues = {"default"};
-  int32_t priorities = 3;           // priorities drawn from 0..priorities-1
+  int32_t priorities = 3;  // priorities drawn from 0..priorities-1
 };
 
 // Pending jobs whose selectors name the vendors of `cluster`.

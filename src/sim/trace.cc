@@ -88,7 +88,8 @@ absl::StatusOr<T> LoadFile(const std::string& path, P&& parse) {
 }  // namespace
 
 void FinalizeTrace(std::vector<SimJob>& jobs, bool rebase) {
-  std::stable_sort(jobs.begin(), jobs.end(), [](const SimJob& a, const SimJob& b) { return a.arrival_s < b.arrival_s; });
+  std::stable_sort(jobs.begin(), jobs.end(),
+                   [](const SimJob& a, const SimJob& b) { return a.arrival_s < b.arrival_s; });
   const double first = jobs.empty() ? 0.0 : jobs.front().arrival_s;
   for (size_t i = 0; i < jobs.size(); ++i) {
     jobs[i].id = static_cast<int64_t>(i);
@@ -122,6 +123,7 @@ absl::StatusOr<std::vector<SimJob>> ParsePhilly(std::istream& in, absl::string_v
     if (*gpus > 1'000'000) return LineError(source, n, absl::StrCat("num_gpus ", *gpus, " is implausible"));
     SimJob j;
     j.arrival_s = static_cast<double>(absl::ToUnixSeconds(t));
+    j.submit_unix_s = j.arrival_s;  // arrival_s is rebased below; this is not
     j.duration_s = *duration;
     j.gpus = static_cast<int32_t>(*gpus);
     j.queue = std::string((*f)[4]);
@@ -182,7 +184,8 @@ absl::StatusOr<std::vector<core::Node>> ParseOpenbNodes(std::istream& in, absl::
 }
 
 absl::StatusOr<std::vector<core::Node>> LoadOpenbNodes(const std::string& path) {
-  return LoadFile<std::vector<core::Node>>(path, [](std::istream& in, const std::string& p) { return ParseOpenbNodes(in, p); });
+  return LoadFile<std::vector<core::Node>>(
+      path, [](std::istream& in, const std::string& p) { return ParseOpenbNodes(in, p); });
 }
 
 absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::string_view source) {
@@ -210,7 +213,8 @@ absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::strin
     if (!milli.ok()) return LineError(source, n, milli.status().message());
     if (*milli > 1000) return LineError(source, n, absl::StrCat("gpu_milli ", *milli, " is more than one GPU (1000)"));
     if (*gpus > 1 && *milli != 1000) {
-      return LineError(source, n, absl::StrCat("num_gpu ", *gpus, " with gpu_milli ", *milli, ": only a single GPU may be shared"));
+      return LineError(
+          source, n, absl::StrCat("num_gpu ", *gpus, " with gpu_milli ", *milli, ": only a single GPU may be shared"));
     }
     if (*gpus > 0 && *milli == 0) return LineError(source, n, "num_gpu > 0 needs gpu_milli > 0");
     auto created = Integer(v[8], "creation_time", 0);
@@ -250,7 +254,8 @@ absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::strin
 }
 
 absl::StatusOr<std::vector<SimJob>> LoadOpenbPods(const std::string& path) {
-  return LoadFile<std::vector<SimJob>>(path, [](std::istream& in, const std::string& p) { return ParseOpenbPods(in, p); });
+  return LoadFile<std::vector<SimJob>>(path,
+                                       [](std::istream& in, const std::string& p) { return ParseOpenbPods(in, p); });
 }
 
 // --- Gavel ----------------------------------------------------------------------------

@@ -14,11 +14,11 @@
 #include <istream>
 #include <map>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/model/cluster.h"
 
 namespace icos::sim {
@@ -31,9 +31,9 @@ struct SimJob {
   // Isolated run time in seconds on the reference type: the fastest allowed type
   // when `throughput` is set, any type otherwise.
   double duration_s = 0.0;
-  int32_t gpus = 1;         // devices; 0: the job needs no accelerator
-  int32_t gpu_milli = 1000; // share of each device, 1000 = whole (openb: < 1000 with gpus == 1)
-  int64_t cpu_milli = 0;    // whole job (openb); 0: not constrained
+  int32_t gpus = 1;          // devices; 0: the job needs no accelerator
+  int32_t gpu_milli = 1000;  // share of each device, 1000 = whole (openb: < 1000 with gpus == 1)
+  int64_t cpu_milli = 0;     // whole job (openb); 0: not constrained
   int64_t memory_mib = 0;
   // Allowed device models (e.g. "V100M16"); empty: any.
   std::vector<std::string> models;
@@ -42,6 +42,10 @@ struct SimJob {
   // duration_s * max(throughput) / throughput[m].
   std::map<std::string, double> throughput;
   std::string queue;  // virtual cluster / tenant; empty: default
+  std::string user;   // empty where the trace has none
+  // Wall-clock submission time (Unix seconds, UTC) where the trace has one;
+  // the learned runtime estimator reads hour of day and day of week from it.
+  double submit_unix_s = -1;
 };
 
 // Where the public traces are: $ICOS_TRACES if set, else the first

@@ -90,7 +90,8 @@ TEST(OpenbTest, ParsesNodes) {
 
 TEST(OpenbTest, NodeWithGpusButNoModelNamesLine) {
   std::istringstream in("sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,2,\n");
-  EXPECT_THAT(ErrorOf(ParseOpenbNodes(in, "nodes.csv").status()), HasSubstr("nodes.csv:2: a node with GPUs needs a model"));
+  EXPECT_THAT(ErrorOf(ParseOpenbNodes(in, "nodes.csv").status()),
+              HasSubstr("nodes.csv:2: a node with GPUs needs a model"));
 }
 
 constexpr char kPodHeader[] =
@@ -120,7 +121,8 @@ TEST(OpenbTest, ParsesPodsWithSharesAndSpecs) {
 }
 
 TEST(OpenbTest, SharedMultiGpuPodNamesLine) {
-  std::istringstream in(std::string(kPodHeader) + "p0,1,1,1,1000,,LS,Running,0,10,0\np1,1,1,2,500,,LS,Running,0,10,0\n");
+  std::istringstream in(std::string(kPodHeader) +
+                        "p0,1,1,1,1000,,LS,Running,0,10,0\np1,1,1,2,500,,LS,Running,0,10,0\n");
   EXPECT_THAT(ErrorOf(ParseOpenbPods(in, "pods.csv").status()), HasSubstr("pods.csv:3: num_gpu 2 with gpu_milli 500"));
 }
 
@@ -200,7 +202,8 @@ TEST(GavelTest, UnknownJobTypeNamesLine) {
   ASSERT_TRUE(t.ok());
   std::istringstream in("A3C\tc\t-n\t0\t100\t0\t1\nBERT\tc\t-n\t0\t100\t0\t1\n");
   std::vector<SimJob> jobs;
-  EXPECT_THAT(ErrorOf(ParseGavelTrace(in, "vc.trace", "vc", *t, jobs)), HasSubstr("vc.trace:2: no throughput for ('BERT', 1)"));
+  EXPECT_THAT(ErrorOf(ParseGavelTrace(in, "vc.trace", "vc", *t, jobs)),
+              HasSubstr("vc.trace:2: no throughput for ('BERT', 1)"));
 }
 
 TEST(GavelTest, BadStepsNamesLine) {
@@ -208,7 +211,8 @@ TEST(GavelTest, BadStepsNamesLine) {
   ASSERT_TRUE(t.ok());
   std::istringstream in("A3C\tc\t-n\t0\tmany\t0\t1\n");
   std::vector<SimJob> jobs;
-  EXPECT_THAT(ErrorOf(ParseGavelTrace(in, "vc.trace", "vc", *t, jobs)), HasSubstr("vc.trace:1: bad total_steps 'many'"));
+  EXPECT_THAT(ErrorOf(ParseGavelTrace(in, "vc.trace", "vc", *t, jobs)),
+              HasSubstr("vc.trace:1: bad total_steps 'many'"));
 }
 
 // --- synthetic -----------------------------------------------------------------------------

@@ -65,7 +65,8 @@ void FgdScorer::set_workload(std::vector<TaskShape> workload) {
   for (const TaskShape& m : workload_) share_.push_back(total > 0 ? std::max(0.0, m.weight) / total : 0.0);
 }
 
-double FgdScorer::Fragmentation(const ClusterState& cluster, int32_t n, const std::vector<int32_t>& free_percent) const {
+double FgdScorer::Fragmentation(const ClusterState& cluster, int32_t n,
+                                const std::vector<int32_t>& free_percent) const {
   return Fragmentation(free_percent, cluster.node(n).free_cpu_milli);
 }
 
@@ -83,7 +84,10 @@ double FgdScorer::Fragmentation(const std::vector<int32_t>& free_percent, int64_
       int32_t fitting = 0;
       int64_t small = 0;
       for (int32_t r : free_percent) {
-        if (r >= d) ++fitting; else small += r;
+        if (r >= d)
+          ++fitting;
+        else
+          small += r;
       }
       if (fitting >= k) unusable = small;
     }
@@ -99,7 +103,7 @@ void FgdScorer::FreeShares(const ClusterState& cluster, int32_t n, DeviceTypeId 
   index.assign(ns.num_devices, -1);
   for (int32_t i = 0; i < ns.num_devices; ++i) {
     const auto& dev = cluster.device(n, i);
-    if (dev.type != t || !dev.usable) continue;
+    if ((t != kAnyType && dev.type != t) || !dev.usable) continue;
     index[i] = static_cast<int32_t>(free.size());
     free.push_back(dev.free_memory_mib > 0 ? dev.free_percent : 0);
   }
@@ -108,7 +112,10 @@ void FgdScorer::FreeShares(const ClusterState& cluster, int32_t n, DeviceTypeId 
 double FgdScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
                         const std::vector<int32_t>& devices) const {
   std::vector<int32_t> before, index;
-  FreeShares(cluster, n, t, before, index);
+  const bool cpu_only = !req.NeedsDevices();
+  // A task without devices strands the node's free devices of every type when
+  // it takes the CPU they need, so all of them count.
+  FreeShares(cluster, n, cpu_only ? kAnyType : t, before, index);
   std::vector<int32_t> after = before;
   for (int32_t d : devices) {
     if (index[d] >= 0) after[index[d]] -= req.IsFractional() ? req.device_percent : after[index[d]];
@@ -116,9 +123,13 @@ double FgdScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, 
   // The placement takes CPU too: GPUs left without CPU for the typical task are stranded.
   const int64_t cpu = cluster.node(n).free_cpu_milli;
   const double delta = Fragmentation(after, cpu - req.cpu_milli) - Fragmentation(before, cpu);
-  // Equal gradients (common when nothing fragments) fall back to best fit.
+  // Equal gradients (common when nothing fragments) fall back to best fit;
+  // a CPU-only task first prefers a node with no free devices, keeping the CPU
+  // of accelerator nodes for the tasks that need their accelerators.
   BinpackScorer tie;
-  return delta + 0.001 * tie.Score(cluster, n, t, req, devices);
+  double keep_for_devices = 0;
+  if (cpu_only && std::any_of(before.begin(), before.end(), [](int32_t r) { return r > 0; })) keep_for_devices = 0.01;
+  return delta + keep_for_devices + 0.001 * tie.Score(cluster, n, t, req, devices);
 }
 
 void FgdScorer::ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
@@ -144,7 +155,8 @@ absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name
   if (name == "binpack") return std::make_unique<BinpackScorer>();
   if (name == "spread") return std::make_unique<SpreadScorer>();
   if (name == "fgd") return std::make_unique<FgdScorer>(std::vector<TaskShape>{});
-  return absl::InvalidArgumentError(absl::StrCat("unknown placement '", std::string(name), "'; known: binpack, spread, fgd"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown placement '", std::string(name), "'; known: binpack, spread, fgd"));
 }
 
 void HeterogeneityRanker::Rank(std::vector<TypeOption>& options, const std::vector<double>& market) const {

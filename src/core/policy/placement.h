@@ -23,8 +23,8 @@ namespace icos::core {
 // A kind of task the cluster typically runs, with its share of all tasks; FGD
 // measures fragmentation against this mix.
 struct TaskShape {
-  int32_t devices = 0;          // whole devices; 0 with percent > 0 means a share of one
-  int32_t device_percent = 0;   // share of one device, 1..99
+  int32_t devices = 0;         // whole devices; 0 with percent > 0 means a share of one
+  int32_t device_percent = 0;  // share of one device, 1..99
   int64_t cpu_milli = 0;
   double weight = 1.0;
 };
@@ -83,7 +83,8 @@ class FgdScorer final : public NodeScorer {
   const std::vector<TaskShape>& workload() const { return workload_; }
 
  private:
-  // Free share of each usable device of type t on node n, per cent.
+  static constexpr DeviceTypeId kAnyType = -2;
+  // Free share of each usable device of type t (kAnyType: of every type) on node n, per cent.
   static void FreeShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, std::vector<int32_t>& free,
                          std::vector<int32_t>& index);
   std::vector<TaskShape> workload_;

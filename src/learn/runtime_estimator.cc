@@ -1,0 +1,276 @@
+#include "learn/runtime_estimator.h"
+
+#include <xgboost/c_api.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+
+namespace icos::learn {
+namespace {
+
+constexpr float kMissing = std::numeric_limits<float>::quiet_NaN();
+
+// Run-time history of one group of similar jobs, in log(1 + seconds).
+struct History {
+  int64_t count = 0;
+  double sum = 0;
+  double ewma = 0;
+  double last = 0;
+  void Add(double y) {
+    ewma = count == 0 ? y : 0.7 * ewma + 0.3 * y;  // recent jobs weigh more
+    ++count;
+    sum += y;
+    last = y;
+  }
+  double mean() const { return sum / static_cast<double>(count); }
+};
+
+// Feature layout; kNumFeatures columns per row.
+enum Feature : int {
+  kGpus,
+  kHour,
+  kWeekday,
+  kQueueCode,
+  // queue + gpus: count, mean, ewma, last
+  kQgCount,
+  kQgMean,
+  kQgEwma,
+  kQgLast,
+  kQCount,
+  kQMean,
+  kQEwma,
+  kUgCount,
+  kUgMean,
+  kUgEwma,
+  kUgLast,
+  kUCount,
+  kUMean,
+  kUEwma,
+  kNameCount,
+  kNameMean,
+  kNameEwma,
+  kNameLast,
+  kGlobalEwma,
+  kNumFeatures
+};
+using Row = std::array<float, kNumFeatures>;
+
+std::string XgbError(const char* what) { return absl::StrCat("xgboost ", what, ": ", XGBGetLastError()); }
+
+class XgbRuntimeEstimator final : public RuntimeEstimator {
+ public:
+  explicit XgbRuntimeEstimator(const EstimatorOptions& o) : options_(o) {}
+  ~XgbRuntimeEstimator() override {
+    if (booster_ != nullptr) XGBoosterFree(booster_);
+  }
+
+  double EstimateAtSubmit(int64_t key, const JobFacts& facts) override {
+    const Row x = Featurise(facts);
+    pending_[key] = x;
+    double y = -1;
+    if (booster_ != nullptr) y = Predict(x);
+    if (y < 0) y = FromHistory(x);
+    return std::max(1.0, std::expm1(y));
+  }
+
+  absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) override {
+    Row x;
+    if (auto it = pending_.find(key); it != pending_.end()) {
+      x = it->second;
+      pending_.erase(it);
+    } else {
+      x = Featurise(facts);
+    }
+    const double y = std::log1p(std::max(0.0, runtime_s));
+    examples_.push_back({x, static_cast<float>(y)});
+    if (static_cast<int32_t>(examples_.size()) > options_.window) examples_.pop_front();
+    ++finished_;
+    // History after featurising: a job's own run time must not leak into its features.
+    Group(absl::StrCat("qg|", facts.queue, "|", facts.gpus)).Add(y);
+    Group(absl::StrCat("q|", facts.queue)).Add(y);
+    if (!facts.user.empty()) {
+      Group(absl::StrCat("ug|", facts.user, "|", facts.gpus)).Add(y);
+      Group(absl::StrCat("u|", facts.user)).Add(y);
+    }
+    if (!facts.name.empty()) Group(absl::StrCat("n|", NameTemplate(facts.name))).Add(y);
+    global_.Add(y);
+    if (finished_ >= next_train_) {
+      next_train_ = std::max<int64_t>(
+          finished_ + 1, std::min<int64_t>(static_cast<int64_t>(std::ceil(finished_ * options_.retrain_growth)),
+                                           finished_ + options_.max_retrain_gap));
+      return Train();
+    }
+    return absl::OkStatus();
+  }
+
+  int32_t models_trained() const override { return models_trained_; }
+  double train_wall_s() const override { return train_wall_s_; }
+
+  void Init() { next_train_ = std::max(1, options_.min_train); }
+
+ private:
+  struct Example {
+    Row x;
+    float y;
+  };
+
+  History& Group(const std::string& k) { return groups_[k]; }
+  const History* Find(const std::string& k) const {
+    auto it = groups_.find(k);
+    return it == groups_.end() ? nullptr : &it->second;
+  }
+
+  Row Featurise(const JobFacts& f) {
+    Row x;
+    x.fill(kMissing);
+    x[kGpus] = static_cast<float>(f.gpus);
+    if (f.submit_unix_s >= 0) {
+      const int64_t t = static_cast<int64_t>(f.submit_unix_s);
+      x[kHour] = static_cast<float>((t / 3600) % 24);
+      x[kWeekday] = static_cast<float>((t / 86400 + 4) % 7);  // 1970-01-01 was a Thursday
+    }
+    auto [code, inserted] = queue_codes_.try_emplace(f.queue, static_cast<int32_t>(queue_codes_.size()));
+    x[kQueueCode] = static_cast<float>(code->second);
+    auto put = [&x](const History* h, int first, bool with_last) {
+      if (h == nullptr || h->count == 0) return;
+      x[first] = static_cast<float>(std::log1p(static_cast<double>(h->count)));
+      x[first + 1] = static_cast<float>(h->mean());
+      x[first + 2] = static_cast<float>(h->ewma);
+      if (with_last) x[first + 3] = static_cast<float>(h->last);
+    };
+    put(Find(absl::StrCat("qg|", f.queue, "|", f.gpus)), kQgCount, true);
+    put(Find(absl::StrCat("q|", f.queue)), kQCount, false);
+    if (!f.user.empty()) {
+      put(Find(absl::StrCat("ug|", f.user, "|", f.gpus)), kUgCount, true);
+      put(Find(absl::StrCat("u|", f.user)), kUCount, false);
+    }
+    if (!f.name.empty()) put(Find(absl::StrCat("n|", NameTemplate(f.name))), kNameCount, true);
+    if (global_.count > 0) x[kGlobalEwma] = static_cast<float>(global_.ewma);
+    return x;
+  }
+
+  // The closest group with a history; then all jobs; then the prior.
+  double FromHistory(const Row& x) const {
+    for (int f : {kNameEwma, kUgEwma, kQgEwma, kUEwma, kQEwma}) {
+      if (!std::isnan(x[f])) return x[f];
+    }
+    if (global_.count > 0) return global_.mean();
+    return std::log1p(options_.prior_s);
+  }
+
+  double Predict(const Row& x) {
+    // In-place prediction reads the row where it is (an array-interface
+    // description of it), with no DMatrix built per estimate.
+    const std::string array = absl::StrCat(R"({"data":[)", reinterpret_cast<uintptr_t>(x.data()),
+                                           R"(,true],"shape":[1,)", kNumFeatures, R"(],"typestr":"<f4","version":3})");
+    static constexpr char kConfig[] =
+        R"({"type":0,"training":false,"iteration_begin":0,"iteration_end":0,"strict_shape":false,"missing":NaN})";
+    const bst_ulong* shape = nullptr;
+    bst_ulong dim = 0;
+    const float* out = nullptr;
+    if (XGBoosterPredictFromDense(booster_, array.c_str(), kConfig, nullptr, &shape, &dim, &out) != 0 ||
+        out == nullptr) {
+      return -1;
+    }
+    return std::max(0.0f, out[0]);
+  }
+
+  absl::Status Train() {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<float> data;
+    std::vector<float> labels;
+    data.reserve(examples_.size() * kNumFeatures);
+    labels.reserve(examples_.size());
+    for (const Example& e : examples_) {
+      data.insert(data.end(), e.x.begin(), e.x.end());
+      labels.push_back(e.y);
+    }
+    DMatrixHandle train = nullptr;
+    if (XGDMatrixCreateFromMat(data.data(), labels.size(), kNumFeatures, kMissing, &train) != 0) {
+      return absl::InternalError(XgbError("cannot create the training matrix"));
+    }
+    absl::Status status = absl::OkStatus();
+    BoosterHandle b = nullptr;
+    if (XGDMatrixSetFloatInfo(train, "label", labels.data(), labels.size()) != 0 ||
+        XGBoosterCreate(&train, 1, &b) != 0) {
+      status = absl::InternalError(XgbError("cannot set up training"));
+    }
+    const std::string depth = absl::StrCat(options_.max_depth);
+    const std::string eta = absl::StrCat(options_.learning_rate);
+    const std::pair<const char*, const char*> params[] = {{"objective", "reg:squarederror"},
+                                                          {"tree_method", "hist"},
+                                                          {"max_depth", depth.c_str()},
+                                                          {"eta", eta.c_str()},
+                                                          {"nthread", "1"},
+                                                          {"seed", "0"},
+                                                          {"verbosity", "0"},
+                                                          {"min_child_weight", "3"}};
+    for (const auto& [k, v] : params) {
+      if (status.ok() && XGBoosterSetParam(b, k, v) != 0) status = absl::InternalError(XgbError("bad parameter"));
+    }
+    for (int i = 0; status.ok() && i < options_.trees; ++i) {
+      if (XGBoosterUpdateOneIter(b, i, train) != 0) status = absl::InternalError(XgbError("training failed"));
+    }
+    XGDMatrixFree(train);
+    if (!status.ok()) {
+      if (b != nullptr) XGBoosterFree(b);
+      return status;  // the previous model (or history) stays in use
+    }
+    if (booster_ != nullptr) XGBoosterFree(booster_);
+    booster_ = b;
+    ++models_trained_;
+    train_wall_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return absl::OkStatus();
+  }
+
+  EstimatorOptions options_;
+  absl::flat_hash_map<int64_t, Row> pending_;
+  absl::flat_hash_map<std::string, History> groups_;
+  absl::flat_hash_map<std::string, int32_t> queue_codes_;
+  History global_;
+  std::deque<Example> examples_;
+  int64_t finished_ = 0;
+  int64_t next_train_ = 0;
+  BoosterHandle booster_ = nullptr;
+  int32_t models_trained_ = 0;
+  double train_wall_s_ = 0;
+};
+
+}  // namespace
+
+std::string NameTemplate(const std::string& name) {
+  std::string out;
+  out.reserve(name.size());
+  for (char c : name) {
+    const bool digit = c >= '0' && c <= '9';
+    if (!digit) {
+      out.push_back(c);
+    } else if (out.empty() || out.back() != '#') {
+      out.push_back('#');
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<RuntimeEstimator>> RuntimeEstimator::Create(const EstimatorOptions& options) {
+  if (options.trees < 1 || options.max_depth < 1 || options.window < 1 || options.retrain_growth < 1 ||
+      options.learning_rate <= 0) {
+    return absl::InvalidArgumentError(
+        "estimator options: trees, max_depth and window must be >= 1, "
+        "retrain_growth >= 1 and learning_rate > 0");
+  }
+  auto e = std::make_unique<XgbRuntimeEstimator>(options);
+  e->Init();
+  return std::unique_ptr<RuntimeEstimator>(std::move(e));
+}
+
+}  // namespace icos::learn

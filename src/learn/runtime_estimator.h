@@ -1,0 +1,78 @@
+// A runtime estimator that learns from the jobs that finished: gradient-boosted
+// trees (XGBoost) on what a cluster knows when a job is submitted, retrained as
+// jobs finish. Its estimates drive shortest-job-first ordering and backfill
+// where users give no (or useless) time limits, as in Helios' QSSF (Hu et al.,
+// SC'21) and the Alibaba PAI study (Weng et al., NSDI'22).
+//
+// Features of a job, all known at submission: GPU count, hour of day and day of
+// week, the queue (virtual cluster), and the run-time history of similar jobs
+// that finished before it was submitted: same queue and GPU count, same queue,
+// same user (and GPU count), and same name template (the name with digits
+// masked, "bert-ft-lr3e-5-run2" -> "bert-ft-lr#e-#-run#"). History is kept as a
+// count, a mean, an exponentially weighted mean and the last value of log run
+// time; a missing history is a missing value, which the trees handle natively.
+// The target is log(1 + run time), so the model minimises relative error.
+//
+// Until the first model is trained, and whenever training fails, the estimate
+// comes from the history alone (the closest group that has any), then from the
+// mean of all finished jobs, then from `prior_s`.
+//
+// Thread-safety: not thread-safe; one owner (the simulator or the controller's
+// scheduling loop) calls it.
+#ifndef ICOS_LEARN_RUNTIME_ESTIMATOR_H_
+#define ICOS_LEARN_RUNTIME_ESTIMATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace icos::learn {
+
+// What the cluster knows about a job when it is submitted.
+struct JobFacts {
+  std::string user;   // may be empty (Philly has none)
+  std::string queue;  // virtual cluster / tenant
+  std::string name;   // job name as submitted; may be empty
+  int32_t gpus = 0;
+  double submit_unix_s = -1;  // wall-clock submission time (UTC); < 0 unknown
+};
+
+struct EstimatorOptions {
+  int32_t min_train = 200;          // finished jobs before the first model
+  double retrain_growth = 1.25;     // retrain when the finished count grew by this factor...
+  int32_t max_retrain_gap = 4'000;  // ...or by this many jobs, whichever comes first
+  int32_t window = 40'000;          // the most recent finished jobs kept for training
+  int32_t trees = 60;
+  int32_t max_depth = 6;
+  double learning_rate = 0.15;
+  double prior_s = 3'600;  // estimate when nothing has finished yet
+};
+
+class RuntimeEstimator {
+ public:
+  // Fails only on invalid options.
+  static absl::StatusOr<std::unique_ptr<RuntimeEstimator>> Create(const EstimatorOptions& options = {});
+  virtual ~RuntimeEstimator() = default;
+
+  // Estimated run time in seconds (>= 1) of a job submitted now. The features
+  // are remembered under `key` so that, when the job finishes, it trains the
+  // model with what was known at its submission (no look-ahead).
+  virtual double EstimateAtSubmit(int64_t key, const JobFacts& facts) = 0;
+  // Job `key` finished after `runtime_s` seconds of work. Adds it to the history
+  // and the training set and retrains when due. A key never estimated is
+  // featurised now. Errors only from XGBoost (the estimator keeps working on
+  // history alone).
+  virtual absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) = 0;
+
+  virtual int32_t models_trained() const = 0;
+  virtual double train_wall_s() const = 0;  // real seconds spent training, in all
+};
+
+// "bert-ft-lr3e-5-run2" -> "bert-ft-lr#e-#-run#": runs of digits become '#'.
+std::string NameTemplate(const std::string& name);
+
+}  // namespace icos::learn
+
+#endif  // ICOS_LEARN_RUNTIME_ESTIMATOR_H_
