@@ -22,7 +22,8 @@ ARTIFACTS=${ICOS_ARTIFACTS:-$REPO_ROOT/build/debug/test-artifacts/dashboard}
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS"/*.png
 
-start_up --node-name gpu-a --inventory "$REPO_ROOT/tests/e2e/testdata/mixed_cluster.json" --cpus 16 --memory-mib 32768
+start_up --node-name gpu-a --inventory "$REPO_ROOT/tests/e2e/testdata/mixed_cluster.json" --cpus 16 --memory-mib 32768 \
+  --utilisation-step 1
 # The binary must carry the built dashboard, not the "how to build it" page.
 curl -sf "$ICOS_SERVER/" | grep -q '/assets/' ||
   fail "icos was built without web/dist: run scripts/build-web.sh, then build icos again"

@@ -171,9 +171,10 @@ try {
     await shot("queues");
   });
 
-  await step("utilisation and usage pages load (charts or their empty state)", async () => {
+  await step("utilisation page charts the controller's own samples (one per second here)", async () => {
     await page.goto(`${url}/#/utilisation`);
-    await page.locator("[data-testid=utilisation-charts], [data-testid=utilisation-empty]").first().waitFor();
+    await page.locator("select").first().selectOption(String(15 * 60));
+    await page.getByTestId("utilisation-charts").waitFor();
     await shot("utilisation");
     await page.goto(`${url}/#/usage`);
     await page.locator("[data-testid=usage-table], p.empty").first().waitFor();

@@ -9,7 +9,24 @@ export interface Series {
 }
 
 // A time-series line chart (uPlot draws it). `times` in Unix seconds.
-export function TimeChart({ title, times, series, unit }: { title: string; times: number[]; series: Series[]; unit: string }) {
+// `xRange` pins the time axis to the chosen window (else uPlot fits the
+// samples, and a single sample would stretch the axis over years); `yMax`
+// fixes the top of the value axis (100 for per cent).
+export function TimeChart({
+  title,
+  times,
+  series,
+  unit,
+  xRange,
+  yMax,
+}: {
+  title: string;
+  times: number[];
+  series: Series[];
+  unit: string;
+  xRange?: [number, number];
+  yMax?: number;
+}) {
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const el = box.current;
@@ -18,7 +35,10 @@ export function TimeChart({ title, times, series, unit }: { title: string; times
       title,
       width: Math.max(320, el.clientWidth || 800),
       height: 260,
-      scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: {
+        x: xRange ? { time: true, range: () => xRange } : { time: true },
+        y: { range: (_u, _min, max) => [0, yMax ?? Math.max(1, max * 1.1)] },
+      },
       axes: [{}, { label: unit, size: 60 }],
       series: [
         {},
@@ -32,6 +52,6 @@ export function TimeChart({ title, times, series, unit }: { title: string; times
       window.removeEventListener("resize", resize);
       plot.destroy();
     };
-  }, [title, times, series, unit]);
+  }, [title, times, series, unit, xRange?.[0], xRange?.[1], yMax]);
   return <div class="chart" ref={box} />;
 }

@@ -46,6 +46,8 @@ export function UtilisationPage() {
   }, [data]);
 
   const missing = error?.status === 404;
+  const now = Math.floor(Date.now() / 1000);
+  const xRange: [number, number] = [now - windowS, now];
   return (
     <div>
       <h2>Utilisation</h2>
@@ -71,9 +73,9 @@ export function UtilisationPage() {
       )}
       {charts.times.length > 0 && (
         <div data-testid="utilisation-charts">
-          <TimeChart title="Allocated devices by vendor/model" unit="devices" times={charts.times} series={charts.byType} />
-          <TimeChart title="Allocated share by vendor/model" unit="%" times={charts.times} series={charts.share} />
-          <TimeChart title="Allocated devices by queue" unit="devices" times={charts.times} series={charts.byQueue} />
+          <TimeChart title="Allocated devices by vendor/model" unit="devices" times={charts.times} series={charts.byType} xRange={xRange} />
+          <TimeChart title="Allocated share by vendor/model" unit="%" times={charts.times} series={charts.share} xRange={xRange} yMax={100} />
+          <TimeChart title="Allocated devices by queue" unit="devices" times={charts.times} series={charts.byQueue} xRange={xRange} />
         </div>
       )}
     </div>
