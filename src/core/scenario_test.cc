@@ -8,12 +8,12 @@
 namespace icos::core {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using builders::MakeJob;
 using builders::MakeNode;
 using builders::MakeRunning;
 using builders::MakeShareJob;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 constexpr int64_t kMinute = 60'000;
 constexpr int64_t kHour = 60 * kMinute;
@@ -135,7 +135,8 @@ TEST(ScenarioTest, BorrowedQuotaIsReclaimed) {
 TEST(ScenarioTest, GuaranteeIsNotReclaimed) {
   Snapshot s;
   s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
-  s.queues = {Queue{.name = "a", .guaranteed = {{"nvidia", 4'000}}}, Queue{.name = "b", .guaranteed = {{"nvidia", 4'000}}}};
+  s.queues = {Queue{.name = "a", .guaranteed = {{"nvidia", 4'000}}},
+              Queue{.name = "b", .guaranteed = {{"nvidia", 4'000}}}};
   for (int i = 0; i < 8; ++i) {
     Job j = MakeJob(100 + i, 1);
     j.queue = i < 4 ? "a" : "b";
@@ -315,6 +316,47 @@ TEST(ScenarioTest, HeterogeneityAwareGivesFastTypeToJobThatGainsMost) {
   ASSERT_EQ(d.binds.size(), 2u);
   EXPECT_EQ(FindBind(d, 1)->device_type, "nvidia/H100");
   EXPECT_EQ(FindBind(d, 2)->device_type, "nvidia/T4");
+}
+
+// Earliest finish (wait_for_faster_type): the H100 frees in 100 s; a job 4x
+// faster there (1000 s on H100, 4000 s on the free T4) waits for it. A second
+// such job gets no promise of the same H100 and starts on the T4 at once.
+TEST(ScenarioTest, JobWaitsForAFasterTypeThatFreesSoon) {
+  Snapshot s;
+  s.now_ms = 1'000;
+  s.nodes = {MakeNode("h100", "nvidia", "H100", 1), MakeNode("t4", "nvidia", "T4", 1)};
+  Job busy = MakeJob(9, 1, 1, "nvidia", "H100");
+  s.running = {MakeRunning(busy, 0, {0}, /*start_ms=*/0, /*estimate_ms=*/1'100)};
+  auto job = [](int64_t id) {
+    Job j = MakeJob(id, 1);
+    j.groups[0].device_choices = {{"nvidia", "T4", 1.0}, {"nvidia", "H100", 4.0}};
+    j.runtime_estimate_ms = 1'000'000;  // on the H100
+    return j;
+  };
+  s.pending = {job(1), job(2)};
+  Decisions eager = RunPass(s, {.order = "fifo", .preemption = false});
+  EXPECT_EQ(eager.binds.size(), 2u - 1u);  // one T4: job 1 takes it at once
+  Decisions patient = RunPass(s, {.order = "fifo", .wait_for_faster_type = true, .preemption = false});
+  ASSERT_EQ(patient.binds.size(), 1u);
+  EXPECT_EQ(patient.binds[0].job, JobId(2));
+  EXPECT_EQ(patient.binds[0].device_type, "nvidia/T4");
+  ASSERT_NE(FindWait(patient, 1), nullptr);
+  EXPECT_THAT(FindWait(patient, 1)->reason, HasSubstr("waits for a nvidia/H100"));
+}
+
+// A gain below faster_type_min_gain is not worth the wait: 1.2x faster there.
+TEST(ScenarioTest, SmallGainDoesNotWaitForAFasterType) {
+  Snapshot s;
+  s.now_ms = 1'000;
+  s.nodes = {MakeNode("h100", "nvidia", "H100", 1), MakeNode("t4", "nvidia", "T4", 1)};
+  s.running = {MakeRunning(MakeJob(9, 1, 1, "nvidia", "H100"), 0, {0}, 0, 1'100)};
+  Job j = MakeJob(1, 1);
+  j.groups[0].device_choices = {{"nvidia", "T4", 1.0}, {"nvidia", "H100", 1.2}};
+  j.runtime_estimate_ms = 1'000'000;
+  s.pending = {j};
+  Decisions d = RunPass(s, {.order = "fifo", .wait_for_faster_type = true, .preemption = false});
+  ASSERT_EQ(d.binds.size(), 1u);
+  EXPECT_EQ(d.binds[0].device_type, "nvidia/T4");
 }
 
 }  // namespace

@@ -159,6 +159,11 @@ class Pass {
   void TryReserve(const Job& job, int32_t q, Decisions& out);
   void StopRunning(Running& r);
   void NoteHoldings(Running& r) const;
+  // With wait_for_faster_type: the faster type `job` should wait for instead of
+  // starting now on a slower free one, or -1. `promise` reserves the freeing
+  // device for it in this pass.
+  DeviceTypeId FasterTypeWorthWaitingFor(const Job& job, const TaskGroup& g, const std::vector<TypeOption>& opts,
+                                         bool promise);
   void RestartRunning(Running& r);
   void Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after, Decisions& out);
   bool Excluded(int32_t n, bool honour) const { return honour && excluded_[n] > 0; }
@@ -172,6 +177,7 @@ class Pass {
   std::unique_ptr<FgdScorer> fgd_;
   std::vector<double> market_;
   std::vector<Running> running_;
+  std::vector<bool> promised_;  // running_[i]'s devices promised to a job waiting for them
   std::deque<Job> adopted_;  // jobs handed to PlaceOne, kept alive for running_
   int64_t max_node_cpu_ = 0, max_node_memory_ = 0;
   std::vector<int64_t> max_device_memory_;  // per type
@@ -673,6 +679,15 @@ Attempt Pass::TryPlace(const Job& job, int32_t q, bool honour, bool keep) {
     bool ok = false;
     Miss first_miss;
     bool have_miss = false;
+    // Earliest finish: skip types slower than one where a device frees soon enough.
+    const DeviceTypeId faster_type = FasterTypeWorthWaitingFor(job, g, opts, keep);
+    if (faster_type >= 0) {
+      undo();
+      a.kind = WaitKind::kResources;
+      a.reason = absl::StrCat("waits for a ", cluster_.type_name(faster_type),
+                              " that frees soon: it finishes earlier there than on a slower free type");
+      return a;
+    }
     // A share of one device with no speed preference between types: every
     // acceptable type's devices compete in one placement (FGD and best fit
     // then see the whole cluster, not the first type that has room).
@@ -789,6 +804,45 @@ Attempt Pass::TryPlace(const Job& job, int32_t q, bool honour, bool keep) {
     undo();
   }
   return a;
+}
+
+DeviceTypeId Pass::FasterTypeWorthWaitingFor(const Job& job, const TaskGroup& g, const std::vector<TypeOption>& opts,
+                                             bool promise) {
+  if (!opt_.wait_for_faster_type || job.runtime_estimate_ms <= 0 || g.replicas != 1 || g.request.devices != 1 ||
+      opts.size() < 2) {
+    return -1;
+  }
+  double best = 0;
+  for (const TypeOption& o : opts) best = std::max(best, o.throughput);
+  if (best <= 0) return -1;
+  // Finish time at once on the fastest type that has a free device now.
+  double now_finish = std::numeric_limits<double>::infinity();
+  DeviceTypeId now_type = -1;
+  for (const TypeOption& o : opts) {
+    if (o.throughput <= 0 || cluster_.MaxFreeOnOneNode(o.type) < 1) continue;
+    const double f = job.runtime_estimate_ms * best / o.throughput;
+    if (f < now_finish) now_finish = f, now_type = o.type;
+  }
+  if (now_type < 0) return -1;  // nothing free: the usual waiting applies
+  // The soonest-freeing device of a faster type not yet promised to another job.
+  if (promised_.size() != running_.size()) promised_.resize(running_.size(), false);
+  int32_t pick = -1;
+  // Waiting must win by a margin: the estimate and the freeing time are guesses.
+  double pick_finish = now_finish * (1.0 - opt_.faster_type_min_gain);
+  DeviceTypeId pick_type = -1;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    const Running& r = running_[i];
+    if (promised_[i] || r.stopped || r.end_ms == std::numeric_limits<int64_t>::max() || r.types.size() != 1) continue;
+    for (const TypeOption& o : opts) {
+      if (o.type != r.types[0] || o.throughput <= 0 || o.type == now_type) continue;
+      const double wait = static_cast<double>(std::max<int64_t>(0, r.end_ms - snap_.now_ms));
+      const double f = wait + job.runtime_estimate_ms * best / o.throughput;
+      if (f < pick_finish) pick_finish = f, pick = static_cast<int32_t>(i), pick_type = o.type;
+    }
+  }
+  if (pick < 0) return -1;
+  if (promise) promised_[pick] = true;
+  return pick_type;
 }
 
 void Pass::NoteHoldings(Running& r) const {
@@ -1136,6 +1190,9 @@ absl::StatusOr<Scheduler> Scheduler::Create(SchedulerOptions options) {
   if (options.reservation_depth < 0 || options.max_preemption_attempts < 0 || options.max_victims < 1 ||
       options.min_feasible_nodes < 1 || options.gang_feasible_nodes < 1 || options.fractional_candidates < 1) {
     return absl::InvalidArgumentError("scheduler limits must be positive");
+  }
+  if (!(options.faster_type_min_gain >= 0 && options.faster_type_min_gain < 1)) {
+    return absl::InvalidArgumentError("faster_type_min_gain must be in [0, 1)");
   }
   Scheduler s(std::move(options));
   auto order = MakeOrderPolicy(s.options_.order);

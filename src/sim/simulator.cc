@@ -100,6 +100,7 @@ absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
   if (name == "gavel") {
     o.order = "las";
     o.heterogeneity_aware = true;
+    o.wait_for_faster_type = true;
     o.preemption = true;
     return o;
   }
