@@ -106,21 +106,14 @@ absl::Status AscendPlugin::Init() {
   if (!library_.Resolve("dcmi_get_card_list", api->GetCardList)) {
     library_.Resolve("dcmi_get_card_num_list", api->GetCardList);
   }
-  struct Required {
-    const char* symbol;
-    bool ok;
-  };
-  const Required required[] = {
-      {"dcmi_init", library_.Resolve("dcmi_init", api->Init)},
-      {"dcmi_get_card_list (or dcmi_get_card_num_list)", api->GetCardList != nullptr},
-      {"dcmi_get_device_num_in_card", library_.Resolve("dcmi_get_device_num_in_card", api->GetDeviceNumInCard)},
-      {"dcmi_get_device_health", library_.Resolve("dcmi_get_device_health", api->GetDeviceHealth)},
-  };
-  for (const Required& r : required) {
-    if (!r.ok) {
-      MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", r.symbol, " (driver too old?)"));
-      return absl::OkStatus();
-    }
+  if (const char* missing = DlLibrary::FirstMissing({
+          {"dcmi_init", library_.Resolve("dcmi_init", api->Init)},
+          {"dcmi_get_card_list (or dcmi_get_card_num_list)", api->GetCardList != nullptr},
+          {"dcmi_get_device_num_in_card", library_.Resolve("dcmi_get_device_num_in_card", api->GetDeviceNumInCard)},
+          {"dcmi_get_device_health", library_.Resolve("dcmi_get_device_health", api->GetDeviceHealth)},
+      })) {
+    MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", missing, " (driver too old?)"));
+    return absl::OkStatus();
   }
   library_.Resolve("dcmi_get_device_chip_info", api->GetChipInfo);
   library_.Resolve("dcmi_get_device_hbm_info", api->GetHbmInfo);
@@ -259,15 +252,7 @@ absl::StatusOr<std::vector<DeviceInfo>> AscendPlugin::Enumerate() { return ReadD
 absl::StatusOr<std::vector<DeviceHealth>> AscendPlugin::CheckHealth() {
   absl::StatusOr<std::vector<DeviceInfo>> devices = ReadDevices(false);
   if (!devices.ok()) return devices.status();
-  std::vector<DeviceHealth> out;
-  for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index,
-                   .uuid = d.uuid,
-                   .healthy = d.healthy,
-                   .reason = std::move(d.health_reason),
-                   .temperature_c = d.temperature_c});
-  }
-  return out;
+  return HealthOf(*std::move(devices));
 }
 
 std::vector<std::string> AscendPlugin::DeviceNodes(const std::vector<int>& indices) const {

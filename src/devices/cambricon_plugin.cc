@@ -114,20 +114,13 @@ absl::Status CambriconPlugin::Init() {
     return absl::OkStatus();
   }
   auto api = std::make_unique<Api>();
-  struct Required {
-    const char* symbol;
-    bool ok;
-  };
-  const Required required[] = {
-      {"cndevInit", library_.Resolve("cndevInit", api->Init)},
-      {"cndevGetDeviceCount", library_.Resolve("cndevGetDeviceCount", api->GetDeviceCount)},
-      {"cndevGetCardHealthState", library_.Resolve("cndevGetCardHealthState", api->GetCardHealthState)},
-  };
-  for (const Required& r : required) {
-    if (!r.ok) {
-      MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", r.symbol, " (driver too old?)"));
-      return absl::OkStatus();
-    }
+  if (const char* missing = DlLibrary::FirstMissing({
+          {"cndevInit", library_.Resolve("cndevInit", api->Init)},
+          {"cndevGetDeviceCount", library_.Resolve("cndevGetDeviceCount", api->GetDeviceCount)},
+          {"cndevGetCardHealthState", library_.Resolve("cndevGetCardHealthState", api->GetCardHealthState)},
+      })) {
+    MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", missing, " (driver too old?)"));
+    return absl::OkStatus();
   }
   library_.Resolve("cndevRelease", api->Release);
   library_.Resolve("cndevGetErrorString", api->GetErrorString);
@@ -221,15 +214,7 @@ absl::StatusOr<std::vector<DeviceInfo>> CambriconPlugin::Enumerate() { return Re
 absl::StatusOr<std::vector<DeviceHealth>> CambriconPlugin::CheckHealth() {
   absl::StatusOr<std::vector<DeviceInfo>> devices = ReadDevices(false);
   if (!devices.ok()) return devices.status();
-  std::vector<DeviceHealth> out;
-  for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index,
-                   .uuid = d.uuid,
-                   .healthy = d.healthy,
-                   .reason = std::move(d.health_reason),
-                   .temperature_c = d.temperature_c});
-  }
-  return out;
+  return HealthOf(*std::move(devices));
 }
 
 std::vector<std::string> CambriconPlugin::DeviceNodes(const std::vector<int>& indices) const {

@@ -59,4 +59,17 @@ std::string FormatPciBusId(unsigned domain, unsigned bus, unsigned device, unsig
   return buf;
 }
 
+std::vector<DeviceHealth> HealthOf(std::vector<DeviceInfo> devices) {
+  std::vector<DeviceHealth> out;
+  out.reserve(devices.size());
+  for (DeviceInfo& d : devices) {
+    out.push_back({.index = d.index,
+                   .uuid = std::move(d.uuid),
+                   .healthy = d.healthy,
+                   .reason = std::move(d.health_reason),
+                   .temperature_c = d.temperature_c});
+  }
+  return out;
+}
+
 }  // namespace icos::devices

@@ -98,6 +98,10 @@ class DevicePlugin {
 // valid indices into Node::numa_nodes. An unknown NUMA node (-1) becomes 0.
 core::Device ToCoreDevice(const DeviceInfo& info);
 
+// The health part of each device, for backends whose cheap health read is a
+// device read without the topology walk.
+std::vector<DeviceHealth> HealthOf(std::vector<DeviceInfo> devices);
+
 // The visible-devices variable each vendor's runtime honours; empty for an
 // unknown vendor.
 std::string VisibleDevicesVarFor(std::string_view vendor);

@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 
+#include <initializer_list>
 #include <string>
 #include <utility>
 
@@ -40,6 +41,19 @@ class DlLibrary {
   }
 
   bool is_open() const { return handle_ != nullptr; }
+
+  // A symbol a backend cannot work without, and whether it resolved.
+  struct Required {
+    const char* symbol;
+    bool resolved;
+  };
+  // The first required symbol that did not resolve, or nullptr when all did.
+  static const char* FirstMissing(std::initializer_list<Required> required) {
+    for (const Required& r : required) {
+      if (!r.resolved) return r.symbol;
+    }
+    return nullptr;
+  }
 
   // Looks `symbol` up and stores it in `fn` (nullptr when absent).
   template <typename Fn>

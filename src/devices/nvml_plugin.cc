@@ -1,7 +1,5 @@
 #include "devices/nvml_plugin.h"
 
-#include <dlfcn.h>
-
 #include <cctype>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "devices/dl_library.h"
 #include "devices/topology.h"
 
 namespace icos::devices {
@@ -85,12 +84,6 @@ struct NvmlPlugin::Api {
 
 namespace {
 
-template <typename Fn>
-bool Resolve(void* library, const char* symbol, Fn& fn) {
-  fn = reinterpret_cast<Fn>(dlsym(library, symbol));
-  return fn != nullptr;
-}
-
 // Disjoint sets over PCI bus ids: GPUs and the NVSwitches they link to. Two
 // GPUs behind the same switch end up in one set, as they should.
 class BusUnion {
@@ -131,62 +124,50 @@ NvmlPlugin::NvmlPlugin(NvmlPluginOptions options) : options_(std::move(options))
 
 NvmlPlugin::~NvmlPlugin() {
   if (available_ && api_ != nullptr) api_->Shutdown();
-  if (library_ != nullptr) dlclose(library_);
 }
 
 void NvmlPlugin::MakeUnavailable(std::string reason) {
   available_ = false;
   reason_ = std::move(reason);
   api_.reset();
-  if (library_ != nullptr) dlclose(library_);
-  library_ = nullptr;
+  library_.Close();
 }
 
 absl::Status NvmlPlugin::Init() {
   if (initialized_) return absl::OkStatus();
   initialized_ = true;
-  dlerror();
-  library_ = dlopen(options_.library_path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (library_ == nullptr) {
-    const char* err = dlerror();
-    MakeUnavailable(
-        absl::StrCat("cannot load ", options_.library_path, ": ", err != nullptr ? err : "unknown dlopen error"));
+  std::string error;
+  if (!library_.Open(options_.library_path, &error)) {
+    MakeUnavailable(std::move(error));
     return absl::OkStatus();
   }
   auto api = std::make_unique<Api>();
-  struct Required {
-    const char* symbol;
-    bool ok;
-  };
-  const Required required[] = {
-      {"nvmlInit_v2", Resolve(library_, "nvmlInit_v2", api->Init)},
-      {"nvmlShutdown", Resolve(library_, "nvmlShutdown", api->Shutdown)},
-      {"nvmlErrorString", Resolve(library_, "nvmlErrorString", api->ErrorString)},
-      {"nvmlDeviceGetCount_v2", Resolve(library_, "nvmlDeviceGetCount_v2", api->GetCount)},
-      {"nvmlDeviceGetHandleByIndex_v2", Resolve(library_, "nvmlDeviceGetHandleByIndex_v2", api->GetHandleByIndex)},
-      {"nvmlDeviceGetName", Resolve(library_, "nvmlDeviceGetName", api->GetName)},
-      {"nvmlDeviceGetUUID", Resolve(library_, "nvmlDeviceGetUUID", api->GetUUID)},
-      {"nvmlDeviceGetMemoryInfo", Resolve(library_, "nvmlDeviceGetMemoryInfo", api->GetMemoryInfo)},
-  };
-  for (const Required& r : required) {
-    if (!r.ok) {
-      MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", r.symbol, " (driver too old?)"));
-      return absl::OkStatus();
-    }
+  if (const char* missing = DlLibrary::FirstMissing({
+          {"nvmlInit_v2", library_.Resolve("nvmlInit_v2", api->Init)},
+          {"nvmlShutdown", library_.Resolve("nvmlShutdown", api->Shutdown)},
+          {"nvmlErrorString", library_.Resolve("nvmlErrorString", api->ErrorString)},
+          {"nvmlDeviceGetCount_v2", library_.Resolve("nvmlDeviceGetCount_v2", api->GetCount)},
+          {"nvmlDeviceGetHandleByIndex_v2", library_.Resolve("nvmlDeviceGetHandleByIndex_v2", api->GetHandleByIndex)},
+          {"nvmlDeviceGetName", library_.Resolve("nvmlDeviceGetName", api->GetName)},
+          {"nvmlDeviceGetUUID", library_.Resolve("nvmlDeviceGetUUID", api->GetUUID)},
+          {"nvmlDeviceGetMemoryInfo", library_.Resolve("nvmlDeviceGetMemoryInfo", api->GetMemoryInfo)},
+      })) {
+    MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", missing, " (driver too old?)"));
+    return absl::OkStatus();
   }
-  Resolve(library_, "nvmlDeviceGetPciInfo_v3", api->GetPciInfo);
-  Resolve(library_, "nvmlDeviceGetUtilizationRates", api->GetUtilizationRates);
-  Resolve(library_, "nvmlDeviceGetTemperature", api->GetTemperature);
-  Resolve(library_, "nvmlDeviceGetPowerUsage", api->GetPowerUsage);
-  Resolve(library_, "nvmlDeviceGetNumGpuCores", api->GetNumGpuCores);
-  Resolve(library_, "nvmlDeviceGetMinorNumber", api->GetMinorNumber);
+  library_.Resolve("nvmlDeviceGetPciInfo_v3", api->GetPciInfo);
+  library_.Resolve("nvmlDeviceGetUtilizationRates", api->GetUtilizationRates);
+  library_.Resolve("nvmlDeviceGetTemperature", api->GetTemperature);
+  library_.Resolve("nvmlDeviceGetPowerUsage", api->GetPowerUsage);
+  library_.Resolve("nvmlDeviceGetNumGpuCores", api->GetNumGpuCores);
+  library_.Resolve("nvmlDeviceGetMinorNumber", api->GetMinorNumber);
   // NVLink islands need both halves; one without the other is useless.
-  if (!Resolve(library_, "nvmlDeviceGetNvLinkState", api->GetNvLinkState) ||
-      !Resolve(library_, "nvmlDeviceGetNvLinkRemotePciInfo_v2", api->GetNvLinkRemotePciInfo)) {
+  if (!library_.Resolve("nvmlDeviceGetNvLinkState", api->GetNvLinkState) ||
+      !library_.Resolve("nvmlDeviceGetNvLinkRemotePciInfo_v2", api->GetNvLinkRemotePciInfo)) {
     api->GetNvLinkState = nullptr;
     api->GetNvLinkRemotePciInfo = nullptr;
   }
-  Resolve(library_, "nvmlDeviceGetTotalEccErrors", api->GetTotalEccErrors);
+  library_.Resolve("nvmlDeviceGetTotalEccErrors", api->GetTotalEccErrors);
 
   nvmlReturn_t rc = api->Init();
   if (rc != NVML_SUCCESS) {
@@ -329,16 +310,7 @@ absl::StatusOr<std::vector<DeviceInfo>> NvmlPlugin::Enumerate() { return ReadDev
 absl::StatusOr<std::vector<DeviceHealth>> NvmlPlugin::CheckHealth() {
   absl::StatusOr<std::vector<DeviceInfo>> devices = ReadDevices(false);
   if (!devices.ok()) return devices.status();
-  std::vector<DeviceHealth> out;
-  out.reserve(devices->size());
-  for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index,
-                   .uuid = d.uuid,
-                   .healthy = d.healthy,
-                   .reason = std::move(d.health_reason),
-                   .temperature_c = d.temperature_c});
-  }
-  return out;
+  return HealthOf(*std::move(devices));
 }
 
 std::vector<std::string> NvmlPlugin::DeviceNodes(const std::vector<int>& indices) const {

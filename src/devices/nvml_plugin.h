@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "devices/device_plugin.h"
+#include "devices/dl_library.h"
 
 namespace icos::devices {
 
@@ -60,7 +61,7 @@ class NvmlPlugin : public DevicePlugin {
   bool initialized_ = false;
   bool available_ = false;
   std::string reason_;
-  void* library_ = nullptr;
+  DlLibrary library_;
   std::unique_ptr<Api> api_;
   std::map<int, unsigned> minor_by_index_;  // from the last ReadDevices
 };

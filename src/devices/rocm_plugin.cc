@@ -90,20 +90,13 @@ absl::Status RocmPlugin::Init() {
     return absl::OkStatus();
   }
   auto api = std::make_unique<Api>();
-  struct Required {
-    const char* symbol;
-    bool ok;
-  };
-  const Required required[] = {
-      {"rsmi_init", library_.Resolve("rsmi_init", api->Init)},
-      {"rsmi_num_monitor_devices", library_.Resolve("rsmi_num_monitor_devices", api->NumMonitorDevices)},
-      {"rsmi_dev_memory_total_get", library_.Resolve("rsmi_dev_memory_total_get", api->MemoryTotalGet)},
-  };
-  for (const Required& r : required) {
-    if (!r.ok) {
-      MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", r.symbol, " (ROCm too old?)"));
-      return absl::OkStatus();
-    }
+  if (const char* missing = DlLibrary::FirstMissing({
+          {"rsmi_init", library_.Resolve("rsmi_init", api->Init)},
+          {"rsmi_num_monitor_devices", library_.Resolve("rsmi_num_monitor_devices", api->NumMonitorDevices)},
+          {"rsmi_dev_memory_total_get", library_.Resolve("rsmi_dev_memory_total_get", api->MemoryTotalGet)},
+      })) {
+    MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", missing, " (ROCm too old?)"));
+    return absl::OkStatus();
   }
   library_.Resolve("rsmi_shut_down", api->ShutDown);
   library_.Resolve("rsmi_status_string", api->StatusString);
@@ -240,15 +233,7 @@ absl::StatusOr<std::vector<DeviceInfo>> RocmPlugin::Enumerate() { return ReadDev
 absl::StatusOr<std::vector<DeviceHealth>> RocmPlugin::CheckHealth() {
   absl::StatusOr<std::vector<DeviceInfo>> devices = ReadDevices(false);
   if (!devices.ok()) return devices.status();
-  std::vector<DeviceHealth> out;
-  for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index,
-                   .uuid = d.uuid,
-                   .healthy = d.healthy,
-                   .reason = std::move(d.health_reason),
-                   .temperature_c = d.temperature_c});
-  }
-  return out;
+  return HealthOf(*std::move(devices));
 }
 
 std::vector<std::string> RocmPlugin::DeviceNodes(const std::vector<int>& indices) const {
