@@ -18,7 +18,15 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
-  # Tasks of killed agents keep running by design; end them with the test.
+  # Tasks of killed agents keep running by design; end them with the test:
+  # the whole process group of each (a task's shell and the children it
+  # started, whose command lines need not name $E2E_DIR), never our own group.
+  local own pgid
+  own=$(ps -o pgid= $$ | tr -d ' ')
+  for pid in $(pgrep -f "$E2E_DIR" 2>/dev/null); do
+    pgid=$(ps -o pgid= "$pid" 2>/dev/null | tr -d ' ')
+    [ -n "$pgid" ] && [ "$pgid" != "$own" ] && kill -KILL -- "-$pgid" 2>/dev/null
+  done
   pkill -KILL -f "$E2E_DIR" 2>/dev/null || true
   if [ $rc -ne 0 ]; then
     echo "--- e2e failed (rc=$rc); logs in $E2E_DIR:" >&2
