@@ -78,8 +78,7 @@ std::vector<core::TaskShape> TypicalShapes(const std::vector<SimJob>& pods, doub
   std::vector<std::pair<int64_t, core::TaskShape>> by_count;
   for (const auto& [shape, n] : count) {
     const auto& [devices, percent, cpu] = shape;
-    const double gpus = devices > 0 ? devices : percent / 100.0;
-    by_count.push_back({n, core::TaskShape{devices, percent, cpu, static_cast<double>(n) * std::sqrt(gpus)}});
+    by_count.push_back({n, core::TaskShape{devices, percent, cpu, static_cast<double>(n)}});
   }
   // Most frequent first (stable: ties keep shape order), the fewest covering `coverage`.
   std::stable_sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });

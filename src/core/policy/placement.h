@@ -66,7 +66,8 @@ class SpreadScorer final : public NodeScorer {
 
 // Fragmentation Gradient Descent (Weng et al., "Beware of Fragmentation",
 // USENIX ATC'23): choose the node and device whose fragmentation, measured
-// against the typical task mix, grows least.
+// against the typical task mix, grows least. Scored as FGD's kube-scheduler
+// plugin scores (whole points 0..100, a stable pseudo-random pick among ties).
 class FgdScorer final : public NodeScorer {
  public:
   explicit FgdScorer(std::vector<TaskShape> workload) { set_workload(std::move(workload)); }

@@ -216,12 +216,12 @@ TEST(FgdScorerTest, ScorePrefersTheDevicePlacementThatFragmentsLess) {
   // Before: R = {50, 100}; one GPU fits a whole-GPU task, GPU 0's 50 is stranded -> 500.
   // On GPU 0: R = {0, 100} -> nothing stranded -> 0; gradient -500.
   // On GPU 1: R = {50, 50} -> no GPU fits a whole task, all 100 stranded -> 1000; gradient +500.
-  // The best-fit tie-break adds 0.001 * (0.5*0 + 0.5*1/2 + 0.01) = 0.00026 on GPU 0
-  // and 0.001 * (0.5*0.5 + 0.5*0/2 + 0.01) = 0.00026 on GPU 1.
+  // FGD's points: floor(100 * sigmoid(0.5)) = 62 and floor(100 * sigmoid(-0.5)) = 37,
+  // negated (lower is better), plus a tie-break under 0.001.
   const double on_used = fgd.Score(st, 0, 0, req, {0});
   const double on_fresh = fgd.Score(st, 0, 0, req, {1});
-  EXPECT_NEAR(on_used, -500.0 + 0.00026, 1e-9);
-  EXPECT_NEAR(on_fresh, 500.0 + 0.00026, 1e-9);
+  EXPECT_NEAR(on_used, -62.0, 0.001);
+  EXPECT_NEAR(on_fresh, -37.0, 0.001);
   EXPECT_LT(on_used, on_fresh);
 }
 
@@ -235,21 +235,27 @@ TEST(FgdScorerTest, ScorePrefersTheNodeThatFragmentsLess) {
   //    {0,100,100}: 2 fit, the 0 adds nothing -> 0. Gradient 0.
   // b: before {100,100} -> 0. After {0,100}: 1 < 2 fit, all 100 stranded -> 1000.
   //    Gradient +1000.
+  //    Points: floor(100 * sigmoid(0)) = 50 and floor(100 * sigmoid(-1)) = 26.
   const double a = fgd.Score(st, 0, 0, req, {0});
   const double b = fgd.Score(st, 1, 0, req, {0});
-  EXPECT_LT(a, 1.0);
-  EXPECT_GT(b, 999.0);
+  EXPECT_NEAR(a, -50.0, 0.001);
+  EXPECT_NEAR(b, -26.0, 0.001);
 }
 
-TEST(FgdScorerTest, EqualGradientsFallBackToBestFit) {
-  // No workload: every gradient is 0, so the 0.001 x binpack term decides.
+TEST(FgdScorerTest, EqualPointsBreakTiesStablyButNotByNodeOrder) {
+  // No workload: every gradient is 0 (50 points), so the tie-break decides,
+  // as kube-scheduler's random pick among the best nodes would: differently
+  // for different nodes, the same for the same state.
   std::vector<Node> nodes = {MakeNode("a", 2), MakeNode("b", 8)};
   ClusterState st = MustBuild(nodes);
   FgdScorer fgd(std::vector<TaskShape>{});
   const TaskRequest req = WholeRequest(1, 0);
-  // a: 0.001 * ((2-1)/2 + 0.01) = 0.00051; b: 0.001 * ((8-1)/8 + 0.01) = 0.000885.
-  EXPECT_NEAR(fgd.Score(st, 0, 0, req, {0}), 0.00051, 1e-12);
-  EXPECT_NEAR(fgd.Score(st, 1, 0, req, {0}), 0.000885, 1e-12);
+  const double a = fgd.Score(st, 0, 0, req, {0});
+  const double b = fgd.Score(st, 1, 0, req, {0});
+  EXPECT_NEAR(a, -50.0, 0.001);
+  EXPECT_NEAR(b, -50.0, 0.001);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a, fgd.Score(st, 0, 0, req, {0}));
 }
 
 TEST(FgdScorerTest, ScoreIgnoresUnusableDevices) {
@@ -261,8 +267,8 @@ TEST(FgdScorerTest, ScoreIgnoresUnusableDevices) {
   // Usable R = {100, 100}: a 2-GPU task fits, nothing stranded -> 0. After
   // taking GPU 0, R = {0, 100}: it no longer fits, all 100 stranded -> 1000.
   // (Counting the failed GPU, {0, 100, 100} would still fit: gradient 0.)
-  // Best-fit term: 0.001 * ((2-1)/3 + 0.01) = 0.000343...
-  EXPECT_NEAR(fgd.Score(st, 0, 0, WholeRequest(1, 0), {0}), 1000.0 + 0.001 * (1.0 / 3 + 0.01), 1e-9);
+  // Gradient +1000: floor(100 * sigmoid(-1)) = 26 points (50 with the failed GPU counted).
+  EXPECT_NEAR(fgd.Score(st, 0, 0, WholeRequest(1, 0), {0}), -26.0, 0.001);
 }
 
 TEST(FgdScorerTest, WorkloadCanBeReplaced) {
@@ -283,7 +289,8 @@ TEST(FgdScorerTest, ScoreSharesMatchesScorePerDevice) {
   std::vector<double> scores;
   fgd.ScoreShares(st, 0, 0, req, {0, 1, 2}, scores);
   ASSERT_EQ(scores.size(), 3u);
-  for (int32_t d = 0; d < 3; ++d) EXPECT_NEAR(scores[d], fgd.Score(st, 0, 0, req, {d}), 1e-9) << "device " << d;
+  // Equal up to the index tie-break inside the node (FGD takes the first best GPU).
+  for (int32_t d = 0; d < 3; ++d) EXPECT_NEAR(scores[d], fgd.Score(st, 0, 0, req, {d}), 1e-4) << "device " << d;
 }
 
 TEST(BinpackScorerTest, ScoreSharesMatchesScorePerDevice) {
