@@ -9,6 +9,7 @@
 //   - the same input gives the same decisions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -32,7 +33,7 @@ struct Combo {
 
 std::vector<Combo> AllCombos() {
   std::vector<Combo> out;
-  for (const char* order : {"fifo", "priority", "drf", "las"}) {
+  for (const char* order : {"fifo", "priority", "drf", "las", "srtf"}) {
     for (const char* placement : {"binpack", "spread", "fgd"}) {
       for (bool topology : {false, true}) {
         for (BackfillMode bf : {BackfillMode::kNone, BackfillMode::kStrict, BackfillMode::kEasy}) {
@@ -99,6 +100,9 @@ Snapshot RandomSnapshot(uint64_t seed) {
       g.request.devices = 1;
     }
     g.device_choices.push_back({s.nodes[n].devices[d].vendor, "", 1.0});
+    // Some whole-device jobs run twice as fast on any other type: candidates
+    // for upgrade migration.
+    if (!share && i % 3 == 0) g.device_choices.push_back({"", "", 2.0});
     r.job.groups.push_back(g);
     TaskPlacement p;
     p.node = static_cast<int32_t>(n);
@@ -167,6 +171,12 @@ std::string Violation(const Snapshot& s, const Decisions& d) {
   // Capacity left after running jobs, minus victims, plus binds.
   std::set<int64_t> victims;
   for (const auto& p : d.preemptions) victims.insert(p.victim.value());
+  std::set<int64_t> moved;
+  for (const auto& m : d.migrations) {
+    if (victims.count(m.job.value()) || !moved.insert(m.job.value()).second) {
+      return absl::StrCat("job ", m.job.value(), " both preempted and moved, or moved twice");
+    }
+  }
   struct Free {
     int64_t cpu, mem;
     std::vector<int64_t> pct, dmem;
@@ -185,9 +195,21 @@ std::string Violation(const Snapshot& s, const Decisions& d) {
   std::set<int64_t> running_ids;
   for (const auto& r : s.running) {
     running_ids.insert(r.job.id.value());
-    if (!victims.count(r.job.id.value())) {
+    if (!victims.count(r.job.id.value()) && !moved.count(r.job.id.value())) {
       for (const auto& t : r.tasks) take(t);
     }
+  }
+  for (const auto& m : d.migrations) {
+    auto it = std::find_if(s.running.begin(), s.running.end(), [&](const RunningJob& r) { return r.job.id == m.job; });
+    if (it == s.running.end()) return absl::StrCat("moved job ", m.job.value(), " is not running");
+    if (m.tasks.size() != 1 || m.tasks[0].devices.size() != 1)
+      return absl::StrCat("job ", m.job.value(), " moved in a bad shape");
+    const Device& dev = s.nodes[m.tasks[0].node].devices[m.tasks[0].devices[0].device];
+    if (!dev.healthy || dev.drained || !s.nodes[m.tasks[0].node].schedulable) {
+      return absl::StrCat("job ", m.job.value(), " moved to a sick device or node");
+    }
+    if (m.device_type == m.from_type) return absl::StrCat("job ", m.job.value(), " moved to the type it had");
+    take(m.tasks[0]);
   }
   for (int64_t v : victims) {
     if (!running_ids.count(v)) return absl::StrCat("preempted job ", v, " is not running");
@@ -286,7 +308,7 @@ class PropertyTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(PropertyTest, InvariantsHoldForEveryPolicyCombination) {
   const auto combos = AllCombos();
-  int64_t binds = 0, preemptions = 0, reservations = 0, waits = 0;
+  int64_t binds = 0, preemptions = 0, migrations = 0, reservations = 0, waits = 0;
   for (uint64_t seed = 1; seed <= 12; ++seed) {
     const uint64_t mixed = seed * 1'000 + static_cast<uint64_t>(GetParam());
     const Snapshot s = RandomSnapshot(mixed);
@@ -297,6 +319,7 @@ TEST_P(PropertyTest, InvariantsHoldForEveryPolicyCombination) {
       auto sched = Scheduler::Create({.order = c.order,
                                       .placement = c.placement,
                                       .topology_aware = c.topology,
+                                      .migrate_to_faster_type = c.preemption,
                                       .backfill = c.backfill,
                                       .preemption = c.preemption});
       ASSERT_TRUE(sched.ok());
@@ -305,6 +328,7 @@ TEST_P(PropertyTest, InvariantsHoldForEveryPolicyCombination) {
       ASSERT_EQ(Violation(s, *d), "");
       binds += static_cast<int64_t>(d->binds.size());
       preemptions += static_cast<int64_t>(d->preemptions.size());
+      migrations += static_cast<int64_t>(d->migrations.size());
       reservations += static_cast<int64_t>(d->reservations.size());
       waits += static_cast<int64_t>(d->waiting.size());
       // Same input, same decisions.
@@ -324,10 +348,12 @@ TEST_P(PropertyTest, InvariantsHoldForEveryPolicyCombination) {
   }
   // The random inputs must exercise every path the invariants guard.
   EXPECT_GT(binds, 0);
+  EXPECT_GT(migrations, 0);
   EXPECT_GT(reservations, 0);
   EXPECT_GT(waits, 0);
-  std::printf("binds %lld preemptions %lld reservations %lld waits %lld\n", static_cast<long long>(binds),
-              static_cast<long long>(preemptions), static_cast<long long>(reservations), static_cast<long long>(waits));
+  std::printf("binds %lld preemptions %lld migrations %lld reservations %lld waits %lld\n",
+              static_cast<long long>(binds), static_cast<long long>(preemptions), static_cast<long long>(migrations),
+              static_cast<long long>(reservations), static_cast<long long>(waits));
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, PropertyTest, ::testing::Range(0, 4));

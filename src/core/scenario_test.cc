@@ -359,5 +359,97 @@ TEST(ScenarioTest, SmallGainDoesNotWaitForAFasterType) {
   EXPECT_EQ(d.binds[0].device_type, "nvidia/T4");
 }
 
+// Upgrade migration: a job running on a T4, 4x faster on the H100 that just
+// freed, moves there (nothing waits for it); with the option off it stays.
+Snapshot JobOnT4WithFreeH100(int64_t estimate_ms) {
+  Snapshot s;
+  s.now_ms = 1'000;
+  s.nodes = {MakeNode("h100", "nvidia", "H100", 1), MakeNode("t4", "nvidia", "T4", 1)};
+  Job j = MakeJob(7, 1);
+  j.groups[0].device_choices = {{"nvidia", "T4", 1.0}, {"nvidia", "H100", 4.0}};
+  s.running = {MakeRunning(j, 1, {0}, /*start_ms=*/0, estimate_ms)};
+  return s;
+}
+
+TEST(ScenarioTest, RunningJobMovesToAFasterFreeType) {
+  const Snapshot s = JobOnT4WithFreeH100(/*estimate_ms=*/3'600'000);
+  Decisions off = RunPass(s, {.order = "fifo", .preemption = false});
+  EXPECT_TRUE(off.migrations.empty());
+  Decisions on = RunPass(s, {.order = "fifo", .migrate_to_faster_type = true, .preemption = false});
+  ASSERT_EQ(on.migrations.size(), 1u);
+  const MigrateDecision& m = on.migrations[0];
+  EXPECT_EQ(m.job, JobId(7));
+  EXPECT_EQ(m.from_type, "nvidia/T4");
+  EXPECT_EQ(m.device_type, "nvidia/H100");
+  ASSERT_EQ(m.tasks.size(), 1u);
+  EXPECT_EQ(m.tasks[0].node, 0);
+  // 3,599 s left on the T4; ~900 s + 30 s restore on the H100: ~44 min sooner.
+  EXPECT_THAT(m.reason, HasSubstr("44 min sooner"));
+}
+
+// Not worth it: the job ends in 35 s, and moving costs 30 s of restore.
+TEST(ScenarioTest, JobAboutToEndDoesNotMove) {
+  const Snapshot s = JobOnT4WithFreeH100(/*estimate_ms=*/36'000);
+  Decisions d = RunPass(s, {.order = "fifo", .migrate_to_faster_type = true, .preemption = false});
+  EXPECT_TRUE(d.migrations.empty());
+}
+
+// A waiting job gets the free H100 first; migration takes only what is left.
+TEST(ScenarioTest, WaitingJobsComeBeforeMigration) {
+  Snapshot s = JobOnT4WithFreeH100(/*estimate_ms=*/3'600'000);
+  Job waiting = MakeJob(8, 1, 1, "nvidia", "H100");
+  s.pending = {waiting};
+  Decisions d = RunPass(s, {.order = "fifo", .migrate_to_faster_type = true, .preemption = false});
+  ASSERT_EQ(d.binds.size(), 1u);
+  EXPECT_EQ(d.binds[0].job, JobId(8));
+  EXPECT_TRUE(d.migrations.empty());
+}
+
+// Without an estimate icos cannot tell whether moving pays off.
+TEST(ScenarioTest, JobWithoutEstimateDoesNotMove) {
+  const Snapshot s = JobOnT4WithFreeH100(/*estimate_ms=*/0);
+  Decisions d = RunPass(s, {.order = "fifo", .migrate_to_faster_type = true, .preemption = false});
+  EXPECT_TRUE(d.migrations.empty());
+}
+
+// SRTF: a one-hour job preempts a job with ten hours left on the only GPU, but
+// not one with 1.5 hours left (under the 2x margin); plain SJF never preempts.
+Snapshot OneGpuBusyFor(int64_t left_ms) {
+  Snapshot s;
+  s.now_ms = 1'000;
+  s.nodes = {MakeNode("n0", "nvidia", "A100", 1)};
+  s.running = {MakeRunning(MakeJob(9, 1), 0, {0}, /*start_ms=*/0, /*estimate_ms=*/1'000 + left_ms)};
+  Job short_job = MakeJob(1, 1);
+  short_job.runtime_estimate_ms = 3'600'000;
+  s.pending = {short_job};
+  return s;
+}
+
+TEST(ScenarioTest, SrtfPreemptsAJobWithMuchLongerLeft) {
+  Decisions d = RunPass(OneGpuBusyFor(36'000'000), {.order = "srtf"});
+  ASSERT_EQ(d.preemptions.size(), 1u);
+  EXPECT_EQ(d.preemptions[0].victim, JobId(9));
+  EXPECT_THAT(d.preemptions[0].reason, HasSubstr("expected to end sooner (60 min against about 600 min left)"));
+  ASSERT_EQ(d.binds.size(), 1u);
+  EXPECT_EQ(d.binds[0].job, JobId(1));
+  EXPECT_TRUE(RunPass(OneGpuBusyFor(36'000'000), {.order = "sjf"}).preemptions.empty());
+}
+
+TEST(ScenarioTest, SrtfKeepsAJobWithSimilarTimeLeft) {
+  Decisions d = RunPass(OneGpuBusyFor(5'400'000), {.order = "srtf"});
+  EXPECT_TRUE(d.preemptions.empty());
+  EXPECT_TRUE(d.binds.empty());
+}
+
+// Past its estimate a job is expected to need as long again as it has run:
+// 3 hours run, estimate long gone, so about 180 min left.
+TEST(ScenarioTest, SrtfGuessesAnOverdueJobNeedsAsLongAgain) {
+  Snapshot s = OneGpuBusyFor(0);
+  s.now_ms = 3 * 3'600'000;
+  Decisions d = RunPass(s, {.order = "srtf"});
+  ASSERT_EQ(d.preemptions.size(), 1u);
+  EXPECT_THAT(d.preemptions[0].reason, HasSubstr("about 180 min left"));
+}
+
 }  // namespace
 }  // namespace icos::core

@@ -128,6 +128,28 @@ std::string Plural(int64_t n, const char* one, const char* many) { return absl::
 
 }  // namespace
 
+// SRTF preempts a running job only when it is expected to run this many times
+// longer than the waiting job.
+constexpr double kSrtfMargin = 2.0;
+
+// What a running job is expected to need still, in ms. Past its estimate it is
+// guessed to need as long again as it has run (long jobs tend to run longer);
+// without an estimate, longer than anything.
+double ExpectedLeftMs(const Running& r, int64_t now_ms) {
+  if (r.end_ms == std::numeric_limits<int64_t>::max()) return std::numeric_limits<double>::infinity();
+  if (r.end_ms > now_ms) return static_cast<double>(r.end_ms - now_ms);
+  const double devices = std::max<int64_t>(r.held_milli, 1'000) / 1000.0;
+  return std::max(static_cast<double>(now_ms - r.start_ms), r.job->attained_device_s * 1000.0 / devices);
+}
+
+std::string SrtfReason(const Job& job, double victim_left_ms) {
+  return absl::StrCat(
+      "job ", job.id.value(), " is expected to end sooner (", job.runtime_estimate_ms / 60'000, " min against ",
+      std::isinf(victim_left_ms) ? std::string("an unknown time")
+                                 : absl::StrCat("about ", static_cast<int64_t>(victim_left_ms / 60'000), " min"),
+      " left)");
+}
+
 // One scheduling pass; SchedulingSession's body.
 class Pass {
  public:
@@ -165,6 +187,8 @@ class Pass {
   DeviceTypeId FasterTypeWorthWaitingFor(const Job& job, const TaskGroup& g, const std::vector<TypeOption>& opts,
                                          bool promise);
   void RestartRunning(Running& r);
+  // With migrate_to_faster_type: moves running jobs onto faster free devices.
+  void MigrateToFasterTypes(Decisions& out);
   void Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after, Decisions& out);
   bool Excluded(int32_t n, bool honour) const { return honour && excluded_[n] > 0; }
   std::string ShapeKey(const Job& job) const;
@@ -845,6 +869,88 @@ DeviceTypeId Pass::FasterTypeWorthWaitingFor(const Job& job, const TaskGroup& g,
   return pick_type;
 }
 
+void Pass::MigrateToFasterTypes(Decisions& out) {
+  if (!opt_.migrate_to_faster_type) return;
+  if (promised_.size() != running_.size()) promised_.resize(running_.size(), false);
+  std::vector<char> stays(running_.size(), 0);  // a move was tried and failed
+  const bool honour = reservations_ > 0;
+  for (int moves = 0; moves < opt_.max_migrations_per_pass; ++moves) {
+    // The move that saves the most time, over every eligible job and faster type
+    // with a free device now.
+    int32_t pick = -1;
+    DeviceTypeId pick_type = -1;
+    double pick_gain = 0;
+    int64_t pick_left = 0;
+    for (int32_t i = 0; i < static_cast<int32_t>(running_.size()); ++i) {
+      const Running& r = running_[i];
+      if (r.stopped || r.bound_now || promised_[i] || stays[i] || !r.job->preemptible ||
+          r.end_ms == std::numeric_limits<int64_t>::max() || r.tasks.size() != 1 || r.types.size() != 1 ||
+          r.job->groups.size() != 1) {
+        continue;
+      }
+      const TaskGroup& g = r.job->groups[0];
+      if (g.request.devices != 1 || g.replicas != 1) continue;
+      const std::vector<TypeOption> opts = TypeOptions(g);
+      double current = 0;
+      for (const TypeOption& o : opts) {
+        if (o.type == r.types[0]) current = o.throughput;
+      }
+      if (current <= 0) continue;
+      const double left = static_cast<double>(r.end_ms - snap_.now_ms);
+      if (left <= 0) continue;  // due to end now; moving it gains nothing
+      for (const TypeOption& o : opts) {
+        if (o.throughput <= current || cluster_.MaxFreeOnOneNode(o.type) < 1) continue;
+        const double there = left * current / o.throughput + static_cast<double>(opt_.migration_cost_ms);
+        const double gain = left - there;
+        if (gain >= opt_.faster_type_min_gain * left && gain > pick_gain) {
+          pick = i, pick_type = o.type, pick_gain = gain, pick_left = static_cast<int64_t>(there);
+        }
+      }
+    }
+    if (pick < 0) return;
+    Running& from = running_[pick];
+    const Job& job = *from.job;
+    const TaskGroup& g = job.groups[0];
+    const size_t mark = cluster_.Mark();
+    StopRunning(from);
+    const QuotaDelta d = TaskDelta(g.request, pick_type);
+    std::vector<TaskPlacement> tasks;
+    Miss miss;
+    const bool placed = quota_.CheckLimits(from.queue, d).empty() &&
+                        quota_.CheckBorrowing(from.queue, d, cluster_).empty() &&
+                        PlaceGroup(job, g, 0, pick_type, 1, honour, tasks, miss) && tasks.size() == 1;
+    if (!placed) {  // the free device is reserved or over quota: leave the job where it is
+      cluster_.Rollback(mark);
+      for (const QuotaDelta& c : from.charged) quota_.Apply(from.queue, c, +1);
+      from.stopped = false;
+      stays[pick] = 1;
+      continue;
+    }
+    cluster_.Commit(mark);
+    quota_.Apply(from.queue, d, +1);
+    MigrateDecision m;
+    m.job = job.id;
+    m.from_type = cluster_.type_name(from.types[0]);
+    m.device_type = cluster_.type_name(pick_type);
+    m.tasks = tasks;
+    m.reason = absl::StrCat("moves from ", m.from_type, " to a free ", m.device_type, ", where it ends about ",
+                            static_cast<int64_t>(pick_gain / 60'000), " min sooner");
+    out.migrations.push_back(std::move(m));
+    Running moved;
+    moved.job = &job;
+    moved.queue = from.queue;
+    moved.start_ms = snap_.now_ms;
+    moved.end_ms = snap_.now_ms + pick_left;
+    moved.tasks = std::move(tasks);
+    moved.charged = {d};
+    moved.bound_now = true;
+    NoteHoldings(moved);
+    running_.push_back(std::move(moved));
+    promised_.push_back(false);
+    stays.push_back(0);
+  }
+}
+
 void Pass::NoteHoldings(Running& r) const {
   for (const TaskPlacement& t : r.tasks) {
     for (const DeviceSlice& sl : t.devices) {
@@ -933,6 +1039,8 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   }
   if (!any_devices) reclaiming = quota_.WithinGuarantee(q, host);
   const LasOrder* las = dynamic_cast<const LasOrder*>(sched_.order_.get());
+  const SjfOrder* srtf = dynamic_cast<const SjfOrder*>(sched_.order_.get());
+  if (srtf != nullptr && (!srtf->preemptive() || job.runtime_estimate_ms <= 0)) srtf = nullptr;
   struct Candidate {
     int reclaim_rank;  // 0: reclaims borrowed quota, 1: lower priority
     int32_t priority;
@@ -956,10 +1064,18 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
     // its queue that have attained more service (a higher LAS level).
     const bool las_lower = las != nullptr && r.queue == q && r.job->priority == job.priority &&
                            las->Level(r.job->attained_device_s) > las->Level(job.attained_device_s);
-    const bool lower = (r.queue == q && r.job->priority < job.priority) || las_lower;
+    // SRTF: ... or jobs expected to run much longer (the margin keeps two
+    // jobs of similar length from trading places on every pass).
+    const bool srtf_longer =
+        srtf != nullptr && r.queue == q && r.job->priority == job.priority &&
+        ExpectedLeftMs(r, snap_.now_ms) > kSrtfMargin * static_cast<double>(job.runtime_estimate_ms);
+    const bool lower = (r.queue == q && r.job->priority < job.priority) || las_lower || srtf_longer;
     reclaim[i] = borrowing[r.queue];
     if (lower || reclaim[i]) {
-      const int level = las != nullptr ? las->Level(r.job->attained_device_s) : 0;
+      // Higher level: preempted first (LAS: more service; SRTF: longer left, in minutes).
+      const int level = las != nullptr    ? las->Level(r.job->attained_device_s)
+                        : srtf != nullptr ? static_cast<int>(std::min(ExpectedLeftMs(r, snap_.now_ms) / 60'000.0, 1e9))
+                                          : 0;
       candidates.push_back({reclaim[i] ? 0 : 1, r.job->priority, level, r.start_ms, r.held_milli, r.job->id, i});
     }
   }
@@ -1000,15 +1116,16 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   std::vector<JobId> after;
   for (int32_t i : chosen) {
     const Running& r = running_[i];
-    out.preemptions.push_back({r.job->id, job.id,
-                               reclaim[i] ? absl::StrCat("queue '", quota_.queue(r.queue).name, "' borrowed capacity that queue '",
-                                                         quota_.queue(q).name, "' reclaims for job ", job.id.value())
-                               : r.job->priority < job.priority
-                                   ? absl::StrCat("job ", job.id.value(), " has higher priority (", job.priority, " > ",
-                                                  r.job->priority, ")")
-                                   : absl::StrCat("job ", job.id.value(), " has attained less service (LAS level ",
-                                                  las->Level(job.attained_device_s), " < ",
-                                                  las->Level(r.job->attained_device_s), ")")});
+    out.preemptions.push_back(
+        {r.job->id, job.id,
+         reclaim[i] ? absl::StrCat("queue '", quota_.queue(r.queue).name, "' borrowed capacity that queue '",
+                                   quota_.queue(q).name, "' reclaims for job ", job.id.value())
+         : r.job->priority < job.priority
+             ? absl::StrCat("job ", job.id.value(), " has higher priority (", job.priority, " > ", r.job->priority, ")")
+         : las != nullptr
+             ? absl::StrCat("job ", job.id.value(), " has attained less service (LAS level ",
+                            las->Level(job.attained_device_s), " < ", las->Level(r.job->attained_device_s), ")")
+             : SrtfReason(job, ExpectedLeftMs(r, snap_.now_ms))});
     after.push_back(r.job->id);
   }
   Bind(job, q, std::move(a), std::move(after), out);
@@ -1147,6 +1264,7 @@ Decisions Pass::Run() {
     if (!honour && a.kind != WaitKind::kQuota) failed_shapes_[key] = {a.kind, a.reason};
     wait(a.kind, a.reason);
   }
+  MigrateToFasterTypes(out);
   out.stats = stats_;
   return out;
 }
@@ -1195,7 +1313,10 @@ absl::StatusOr<Scheduler> Scheduler::Create(SchedulerOptions options) {
     return absl::InvalidArgumentError("faster_type_min_gain must be in [0, 1)");
   }
   Scheduler s(std::move(options));
-  auto order = MakeOrderPolicy(s.options_.order);
+  if (s.options_.migration_cost_ms < 0 || s.options_.max_migrations_per_pass < 0) {
+    return absl::InvalidArgumentError("migration cost and migrations per pass must not be negative");
+  }
+  auto order = MakeOrderPolicy(s.options_.order, s.options_.las_thresholds_s);
   if (!order.ok()) return order.status();
   auto scorer = MakeNodeScorer(s.options_.placement);
   if (!scorer.ok()) return scorer.status();

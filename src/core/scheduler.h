@@ -39,8 +39,11 @@ enum class BackfillMode {
 };
 
 struct SchedulerOptions {
-  // Order: "fifo", "priority", "drf" (hierarchical, default), "las".
+  // Order: "fifo", "priority", "drf" (hierarchical, default), "las", "sjf".
   std::string order = "drf";
+  // LAS level boundaries in device-seconds, ascending; empty: Tiresias' 1 h
+  // and 10 h. More levels come closer to continuous least-attained-service.
+  std::vector<double> las_thresholds_s;
   // Node scoring: "binpack" (default), "spread", "fgd".
   std::string placement = "binpack";
   // Fractional (shared-device) requests use FGD when true, whatever `placement` is.
@@ -57,6 +60,15 @@ struct SchedulerOptions {
   // ... and only when it finishes at least this share earlier there. 0.25 was
   // the best of 0.1, 0.25 and 0.5 on Gavel's synthetic trace (docs/results.md).
   double faster_type_min_gain = 0.25;
+  // Upgrade migration (Gavel re-places jobs across types every round): a
+  // running one-device job with an estimate moves to a free device of a faster
+  // type when, counting `migration_cost_ms` for checkpoint and restore, it
+  // would finish at least faster_type_min_gain sooner there. Jobs waiting in
+  // the queue are placed first; migration only takes what they left free.
+  // Off by default: it needs estimates and jobs that checkpoint.
+  bool migrate_to_faster_type = false;
+  int64_t migration_cost_ms = 30'000;
+  int max_migrations_per_pass = 16;
   BackfillMode backfill = BackfillMode::kEasy;
   // Blocked jobs that get a reservation per pass (Slurm bf_max_job_test-like).
   int reservation_depth = 1;

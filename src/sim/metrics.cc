@@ -126,6 +126,7 @@ Summary Summarize(const SimResult& r) {
   Fairness(r, s);
   EstimateErrors(r, s);
   s.preemptions = r.preemptions;
+  s.migrations = r.migrations;
   s.events = r.events;
   s.passes = r.passes;
   s.wall_s = r.wall_s;
@@ -185,6 +186,7 @@ nlohmann::ordered_json ToJson(const Summary& s) {
       {"models_trained", s.models_trained},
       {"train_wall_s", s.train_wall_s},
       {"preemptions", s.preemptions},
+      {"migrations", s.migrations},
       {"events", s.events},
       {"passes", s.passes},
       {"wall_s", s.wall_s}};

@@ -45,6 +45,7 @@ struct Summary {
   int32_t models_trained = 0;
   double train_wall_s = 0;
   int64_t preemptions = 0;
+  int64_t migrations = 0;
   int64_t events = 0;
   int64_t passes = 0;
   double wall_s = 0;

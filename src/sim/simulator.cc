@@ -75,7 +75,7 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
   return nodes;
 }
 
-std::vector<std::string> PolicyNames() { return {"default", "fifo", "sjf", "las", "gavel", "fgd"}; }
+std::vector<std::string> PolicyNames() { return {"default", "fifo", "sjf", "srtf", "las", "gavel", "fgd"}; }
 
 namespace {
 constexpr absl::string_view kLearnedSuffix = "-learned";
@@ -89,18 +89,26 @@ absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
   if (absl::EndsWith(name, kLearnedSuffix)) name.remove_suffix(kLearnedSuffix.size());
   core::SchedulerOptions o;  // the default set
   if (name == "default") return o;
-  if (name == "fifo" || name == "sjf" || name == "las") {
+  if (name == "fifo" || name == "sjf" || name == "srtf" || name == "las") {
     o.order = std::string(name);
     o.heterogeneity_aware = false;
-    // Tiresias' LAS preempts jobs that attained more service; FIFO and SJF
-    // run jobs to completion.
-    o.preemption = name == "las";
+    // Tiresias' LAS and SRTF preempt (jobs with more service, jobs with much
+    // longer left); FIFO and SJF run jobs to completion.
+    o.preemption = name == "las" || name == "srtf";
     return o;
   }
   if (name == "gavel") {
+    // Gavel's LAS (Narayanan et al., OSDI'20) re-plans every 6-minute round:
+    // least attained service first, each job on the type where it progresses
+    // most. icos gets there with events instead of rounds: LAS levels that
+    // double from 1 h up to 512 h (Tiresias has two), type ranking by
+    // comparative advantage, earliest-finish placement and moving running jobs
+    // to faster types as devices free.
     o.order = "las";
+    for (double t = 3'600; t <= 512 * 3'600; t *= 2) o.las_thresholds_s.push_back(t);
     o.heterogeneity_aware = true;
     o.wait_for_faster_type = true;
+    o.migrate_to_faster_type = true;
     o.preemption = true;
     return o;
   }
@@ -186,7 +194,10 @@ class Sim {
   void AddPending(int32_t i, core::Job job);
   core::Job TakePending(int32_t i);
   core::RunningJob TakeRunning(int32_t i);
-  void Stop(int32_t i, int64_t now_ms);  // preempted: back to pending
+  // Preempted (or moved): back to pending, to pay the restore delay at its next start.
+  void Stop(int32_t i, int64_t now_ms, bool migrating = false);
+  // Starts pending job i at `tasks` on `device_type` ("vendor/model").
+  absl::Status Start(int32_t i, const std::string& device_type, std::vector<core::TaskPlacement> tasks, int64_t now_ms);
   absl::Status Pass(int64_t now_ms);
   void Sample(int64_t now_ms);
 
@@ -258,10 +269,11 @@ double Sim::EstimatedRemainingS(int32_t i) const {
   if (options_.estimator == "oracle") return state_[i].remaining_s;
   const double estimate = result_.jobs[i].estimate_s;
   if (estimate <= 0) return 0;
-  // A job that outlived its estimate is guessed to need a tenth of it again,
-  // rather than nothing (which would make it look shortest of all).
+  // A job that outlived its estimate is guessed to need as long again as it
+  // has run (long jobs tend to run longer), as the core guesses for running
+  // jobs, rather than nothing (which would make it look shortest of all).
   const double worked = jobs_[i].duration_s - state_[i].remaining_s;
-  return std::max(estimate - worked, 0.1 * estimate);
+  return worked < estimate ? estimate - worked : std::max(worked, 1.0);
 }
 
 int64_t Sim::PendingEstimateMs(int32_t i) const {
@@ -303,7 +315,7 @@ core::RunningJob Sim::TakeRunning(int32_t i) {
   return r;
 }
 
-void Sim::Stop(int32_t i, int64_t now_ms) {
+void Sim::Stop(int32_t i, int64_t now_ms, bool migrating) {
   JobState& st = state_[i];
   core::RunningJob r = TakeRunning(i);
   const double worked_s = std::max<int64_t>(0, now_ms - st.work_from_ms) / 1000.0;
@@ -311,10 +323,53 @@ void Sim::Stop(int32_t i, int64_t now_ms) {
   st.restore = true;
   ++st.epoch;
   r.job.attained_device_s = st.attained_at_start + st.share * (now_ms - st.start_ms) / 1000.0;
-  ++result_.jobs[i].preemptions;
-  ++result_.preemptions;
+  if (migrating) {
+    ++result_.migrations;
+  } else {
+    ++result_.jobs[i].preemptions;
+    ++result_.preemptions;
+  }
   ++result_.events;
   AddPending(i, std::move(r.job));
+}
+
+absl::Status Sim::Start(int32_t i, const std::string& device_type, std::vector<core::TaskPlacement> tasks,
+                        int64_t now_ms) {
+  JobState& st = state_[i];
+  core::RunningJob r;
+  r.job = TakePending(i);
+  r.start_ms = now_ms;
+  r.tasks = std::move(tasks);
+  st.speed = 1.0;
+  if (st.best_tput > 0) {
+    const absl::string_view model = device_type.substr(device_type.find('/') + 1);
+    auto it = jobs_[i].throughput.find(std::string(model));
+    if (it == jobs_[i].throughput.end() || it->second <= 0) {
+      return absl::InternalError(absl::StrCat("job ", i, " bound to ", device_type, ", where it has no throughput"));
+    }
+    st.speed = it->second / st.best_tput;
+  }
+  st.share = 0;
+  for (const core::TaskPlacement& t : r.tasks) {
+    for (const core::DeviceSlice& s : t.devices) st.share += s.percent / 100.0;
+  }
+  st.start_ms = now_ms;
+  st.attained_at_start = r.job.attained_device_s;
+  st.work_from_ms = now_ms + (st.restore ? ToMs(options_.restore_delay_s) : 0);
+  st.restore = false;
+  const int64_t finish_ms = st.work_from_ms + ToMs(st.remaining_s / st.speed);
+  const double est_rem = EstimatedRemainingS(i);
+  r.job.runtime_estimate_ms =
+      est_rem > 0 ? std::max<int64_t>(1, st.work_from_ms - now_ms + ToMs(est_rem / st.speed)) : 0;
+  st.where = Where::kRunning;
+  st.pos = static_cast<int32_t>(snap_.running.size());
+  snap_.running.push_back(std::move(r));
+  used_ += st.share;
+  completions_.push({finish_ms, i, st.epoch});
+  JobOutcome& o = result_.jobs[i];
+  if (o.first_start_s < 0) o.first_start_s = now_ms / 1000.0;
+  ++result_.binds;
+  return absl::OkStatus();
 }
 
 absl::Status Sim::Pass(int64_t now_ms) {
@@ -337,6 +392,15 @@ absl::Status Sim::Pass(int64_t now_ms) {
     }
     Stop(static_cast<int32_t>(v), now_ms);
   }
+  for (core::MigrateDecision& m : d->migrations) {
+    const int64_t id = m.job.value();
+    if (id < 0 || id >= static_cast<int64_t>(state_.size()) || state_[id].where != Where::kRunning) {
+      return absl::InternalError(absl::StrCat("migration of job ", id, ", which is not running"));
+    }
+    Stop(static_cast<int32_t>(id), now_ms, /*migrating=*/true);
+    absl::Status st = Start(static_cast<int32_t>(id), m.device_type, std::move(m.tasks), now_ms);
+    if (!st.ok()) return st;
+  }
   for (core::BindDecision& b : d->binds) {
     const int64_t id = b.job.value();
     if (id < 0 || id >= static_cast<int64_t>(state_.size()) || state_[id].where != Where::kPending) {
@@ -345,42 +409,8 @@ absl::Status Sim::Pass(int64_t now_ms) {
     for (JobId victim : b.after_preemption) {
       if (state_[victim.value()].where == Where::kRunning) Stop(static_cast<int32_t>(victim.value()), now_ms);
     }
-    const int32_t i = static_cast<int32_t>(id);
-    JobState& st = state_[i];
-    core::RunningJob r;
-    r.job = TakePending(i);
-    r.start_ms = now_ms;
-    r.tasks = std::move(b.tasks);
-    st.speed = 1.0;
-    if (st.best_tput > 0) {
-      const absl::string_view model = b.device_type.substr(b.device_type.find('/') + 1);
-      auto it = jobs_[i].throughput.find(std::string(model));
-      if (it == jobs_[i].throughput.end() || it->second <= 0) {
-        return absl::InternalError(
-            absl::StrCat("job ", id, " bound to ", b.device_type, ", where it has no throughput"));
-      }
-      st.speed = it->second / st.best_tput;
-    }
-    st.share = 0;
-    for (const core::TaskPlacement& t : r.tasks) {
-      for (const core::DeviceSlice& s : t.devices) st.share += s.percent / 100.0;
-    }
-    st.start_ms = now_ms;
-    st.attained_at_start = r.job.attained_device_s;
-    st.work_from_ms = now_ms + (st.restore ? ToMs(options_.restore_delay_s) : 0);
-    st.restore = false;
-    const int64_t finish_ms = st.work_from_ms + ToMs(st.remaining_s / st.speed);
-    const double est_rem = EstimatedRemainingS(i);
-    r.job.runtime_estimate_ms =
-        est_rem > 0 ? std::max<int64_t>(1, st.work_from_ms - now_ms + ToMs(est_rem / st.speed)) : 0;
-    st.where = Where::kRunning;
-    st.pos = static_cast<int32_t>(snap_.running.size());
-    snap_.running.push_back(std::move(r));
-    used_ += st.share;
-    completions_.push({finish_ms, i, st.epoch});
-    JobOutcome& o = result_.jobs[i];
-    if (o.first_start_s < 0) o.first_start_s = now_ms / 1000.0;
-    ++result_.binds;
+    absl::Status st = Start(static_cast<int32_t>(id), b.device_type, std::move(b.tasks), now_ms);
+    if (!st.ok()) return st;
   }
   for (core::WaitingJob& w : d->waiting) {
     if (w.kind == core::WaitKind::kInvalid) {
@@ -457,7 +487,9 @@ absl::StatusOr<SimResult> Sim::Run() {
       AddPending(i, ToCoreJob(jobs_[i]));
       ++result_.events;
     }
-    for (int k = 0; dirty_ && !snap_.pending.empty() && k < options_.max_passes_per_instant; ++k) {
+    // With migration a pass is worth running on freed capacity even when no job waits.
+    const bool can_move = options_.scheduler.migrate_to_faster_type && !snap_.running.empty();
+    for (int k = 0; dirty_ && (!snap_.pending.empty() || can_move) && k < options_.max_passes_per_instant; ++k) {
       absl::Status s = Pass(now);
       if (!s.ok()) return s;
     }
@@ -480,7 +512,11 @@ absl::StatusOr<SimResult> Sim::Run() {
 
 absl::StatusOr<SimResult> Simulate(const std::vector<core::Node>& nodes, const std::vector<SimJob>& jobs,
                                    const SimOptions& options) {
-  absl::StatusOr<core::Scheduler> scheduler = core::Scheduler::Create(options.scheduler);
+  if (options.restore_delay_s < 0) return absl::InvalidArgumentError("restore_delay_s must be >= 0");
+  core::SchedulerOptions scheduler_options = options.scheduler;
+  // Moving a job costs what a preemption costs: a checkpoint restore.
+  scheduler_options.migration_cost_ms = ToMs(options.restore_delay_s);
+  absl::StatusOr<core::Scheduler> scheduler = core::Scheduler::Create(std::move(scheduler_options));
   if (!scheduler.ok()) return scheduler.status();
   std::unique_ptr<learn::RuntimeEstimator> estimator;
   if (options.estimator == "learned") {
@@ -491,7 +527,6 @@ absl::StatusOr<SimResult> Simulate(const std::vector<core::Node>& nodes, const s
     return absl::InvalidArgumentError(
         absl::StrCat("unknown estimator '", options.estimator, "'; known: oracle, learned, none"));
   }
-  if (options.restore_delay_s < 0) return absl::InvalidArgumentError("restore_delay_s must be >= 0");
   Sim sim(nodes, jobs, options, *scheduler, estimator.get());
   return sim.Run();
 }

@@ -160,6 +160,41 @@ TEST(GoldenTest, GavelPlacesByComparativeAdvantage) {
   EXPECT_DOUBLE_EQ(Jct(gavel, 1), 100);
 }
 
+// Upgrade migration. Job 0 holds the only V100 until t=20,100. Job 1 (10,000 s
+// on a V100, 4x slower on the K80) arrives at t=1: waiting for the V100 would
+// end at 30,100, later than 75% of the K80's 40,001, so it starts on the K80.
+// When the V100 frees, 4,975.25 V100-seconds are left: gavel moves it there,
+// paying the 30 s restore, and it ends at 20,100 + 30 + 4,975.25. Agnostic LAS
+// leaves it on the K80 until 40,001.
+TEST(GoldenTest, GavelMovesARunningJobToAFasterFreeType) {
+  SimJob a = Job(0, 1, 20'100);
+  a.throughput = {{"V100", 1.0}};
+  SimJob b = Job(1, 1, 10'000);
+  b.throughput = {{"V100", 4.0}, {"K80", 1.0}};
+  const auto jobs = Finalized({a, b});
+  SimResult gavel = MustSimulate("1x1xV100,1x1xK80", jobs, Policy("gavel"));
+  EXPECT_EQ(gavel.migrations, 1);
+  EXPECT_EQ(gavel.preemptions, 0);
+  EXPECT_NEAR(Jct(gavel, 1), 20'100 + 30 + 4'975.25 - 1, 1e-3);
+  SimResult las = MustSimulate("1x1xV100,1x1xK80", jobs, Policy("las"));
+  EXPECT_EQ(las.migrations, 0);
+  EXPECT_NEAR(Jct(las, 1), 40'000, 1e-3);
+}
+
+// SRTF with oracle estimates: a 100 s job arriving while a 10,000 s job runs
+// on the only GPU preempts it, and the long job resumes after a 30 s restore.
+// SJF lets the long job finish first.
+TEST(GoldenTest, SrtfPreemptsALongJobForAShortOne) {
+  const auto jobs = Finalized({Job(0, 1, 10'000), Job(10, 1, 100)});
+  SimResult srtf = MustSimulate("1x1xV100", jobs, Policy("srtf"));
+  EXPECT_EQ(srtf.preemptions, 1);
+  EXPECT_NEAR(Jct(srtf, 1), 100, 1e-3);
+  EXPECT_NEAR(Jct(srtf, 0), 10'000 + 100 + 30, 1e-3);
+  SimResult sjf = MustSimulate("1x1xV100", jobs, Policy("sjf"));
+  EXPECT_EQ(sjf.preemptions, 0);
+  EXPECT_NEAR(Jct(sjf, 1), 10'000 - 10 + 100, 1e-3);
+}
+
 // Reclaim with the default policy: queues a and b each guarantee 1 of 2 GPUs.
 //   job 0 (b): t=0, 2 GPUs, 100 s: borrows a's idle GPU.
 //   job 1 (a): t=10, 1 GPU, 10 s: a is within its guarantee and b borrows, so

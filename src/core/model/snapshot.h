@@ -39,6 +39,16 @@ struct PreemptDecision {
   std::string reason;
 };
 
+// Move running `job` to `tasks` on a faster device type: the caller stops it
+// (checkpoint) and starts it there, as after a preemption.
+struct MigrateDecision {
+  JobId job;
+  std::string from_type;
+  std::string device_type;
+  std::vector<TaskPlacement> tasks;
+  std::string reason;
+};
+
 // EASY-backfill reservation: `job` is expected to start at `start_ms` on
 // `nodes`; jobs that would delay it are not started ahead of it.
 struct ReserveDecision {
@@ -77,6 +87,7 @@ struct PassStats {
 struct Decisions {
   std::vector<BindDecision> binds;
   std::vector<PreemptDecision> preemptions;
+  std::vector<MigrateDecision> migrations;  // only with migrate_to_faster_type
   std::vector<ReserveDecision> reservations;
   std::vector<WaitingJob> waiting;
   PassStats stats;

@@ -23,14 +23,24 @@ bool ByPriorityThenFifo(const Job& a, const Job& b) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view name) {
+absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view name,
+                                                             std::vector<double> las_thresholds_s) {
   if (name == "fifo") return std::make_unique<FifoOrder>();
   if (name == "priority") return std::make_unique<PriorityOrder>();
   if (name == "drf") return std::make_unique<DrfOrder>();
-  if (name == "las" || name == "tiresias") return std::make_unique<LasOrder>();
+  if (name == "las" || name == "tiresias") {
+    if (las_thresholds_s.empty()) return std::make_unique<LasOrder>();
+    for (size_t i = 0; i < las_thresholds_s.size(); ++i) {
+      if (!(las_thresholds_s[i] > 0) || (i > 0 && las_thresholds_s[i] <= las_thresholds_s[i - 1])) {
+        return absl::InvalidArgumentError("LAS level boundaries must be positive and ascending");
+      }
+    }
+    return std::make_unique<LasOrder>(std::move(las_thresholds_s));
+  }
   if (name == "sjf") return std::make_unique<SjfOrder>();
+  if (name == "srtf") return std::make_unique<SjfOrder>(/*preemptive=*/true);
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown order policy '", std::string(name), "'; known: fifo, priority, drf, las, sjf"));
+      absl::StrCat("unknown order policy '", std::string(name), "'; known: fifo, priority, drf, las, sjf, srtf"));
 }
 
 std::vector<int32_t> FifoOrder::Order(const OrderInput& in) const {

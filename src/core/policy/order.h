@@ -32,7 +32,10 @@ class OrderPolicy {
 };
 
 // "fifo", "priority", "drf", "las", "sjf". An unknown name is an error listing the known ones.
-absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view name);
+// `las_thresholds_s`: LAS level boundaries in device-seconds (ascending);
+// empty keeps Tiresias' two (1 h, 10 h).
+absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view name,
+                                                             std::vector<double> las_thresholds_s = {});
 
 // First come, first served: submit time, then job id.
 class FifoOrder final : public OrderPolicy {
@@ -77,10 +80,18 @@ class LasOrder final : public OrderPolicy {
 // PAI study, Weng et al., NSDI'22; SJF as in Slurm's job-size-aware schedulers):
 // smallest runtime_estimate_ms first, jobs without an estimate (0) last, FIFO
 // among equals. Priority is not looked at.
+// With `preemptive` it is shortest-remaining-time-first (SRTF, the oracle
+// baseline of Tiresias, Gu et al., NSDI'19): the same order, and a waiting job
+// may also preempt jobs of its queue and priority expected to run much longer.
 class SjfOrder final : public OrderPolicy {
  public:
-  std::string_view name() const override { return "sjf"; }
+  explicit SjfOrder(bool preemptive = false) : preemptive_(preemptive) {}
+  std::string_view name() const override { return preemptive_ ? "srtf" : "sjf"; }
   std::vector<int32_t> Order(const OrderInput& in) const override;
+  bool preemptive() const { return preemptive_; }
+
+ private:
+  bool preemptive_;
 };
 
 }  // namespace icos::core

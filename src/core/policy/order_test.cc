@@ -375,7 +375,7 @@ TEST(OrderPolicyTest, EveryPolicyReturnsEachIndexExactlyOnce) {
 }
 
 TEST(OrderPolicyTest, MakeOrderPolicyKnowsEveryName) {
-  for (const char* name : {"fifo", "priority", "drf", "las", "sjf"}) {
+  for (const char* name : {"fifo", "priority", "drf", "las", "sjf", "srtf"}) {
     auto policy = MakeOrderPolicy(name);
     ASSERT_TRUE(policy.ok()) << name << ": " << policy.status();
     EXPECT_EQ((*policy)->name(), name);
@@ -388,13 +388,31 @@ TEST(OrderPolicyTest, TiresiasIsAnAliasForLas) {
   EXPECT_EQ((*policy)->name(), "las");
 }
 
+TEST(OrderPolicyTest, LasTakesCustomLevelBoundaries) {
+  auto policy = MakeOrderPolicy("las", {100.0, 200.0, 400.0});
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  const auto* las = dynamic_cast<const LasOrder*>(policy->get());
+  ASSERT_NE(las, nullptr);
+  EXPECT_EQ(las->Level(99), 0);
+  EXPECT_EQ(las->Level(250), 2);
+  EXPECT_EQ(las->Level(400), 3);
+}
+
+TEST(OrderPolicyTest, LasRejectsUnorderedOrNonPositiveBoundaries) {
+  for (const std::vector<double>& bad : {std::vector<double>{200.0, 100.0}, {0.0, 10.0}, {10.0, 10.0}}) {
+    auto policy = MakeOrderPolicy("las", bad);
+    ASSERT_FALSE(policy.ok());
+    EXPECT_NE(std::string(policy.status().message()).find("ascending"), std::string::npos);
+  }
+}
+
 TEST(OrderPolicyTest, MakeOrderPolicyRejectsUnknownName) {
   auto policy = MakeOrderPolicy("lottery");
   ASSERT_FALSE(policy.ok());
   EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument);
   const std::string msg(policy.status().message());
   EXPECT_NE(msg.find("'lottery'"), std::string::npos) << msg;
-  for (const char* known : {"fifo", "priority", "drf", "las", "sjf"}) {
+  for (const char* known : {"fifo", "priority", "drf", "las", "sjf", "srtf"}) {
     EXPECT_NE(msg.find(known), std::string::npos) << msg << " lacks " << known;
   }
 }
