@@ -8,6 +8,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,7 +60,19 @@ enum Feature : int {
   kNameMean,
   kNameEwma,
   kNameLast,
+  // name template + gpus: count, mean, ewma, last
+  kNgCount,
+  kNgMean,
+  kNgEwma,
+  kNgLast,
   kGlobalEwma,
+  // Submission bursts (sweeps are submitted together and tend to run alike):
+  // log seconds since the previous submission and submissions in the last
+  // hour, of the same queue + GPUs and of the same user + GPUs.
+  kQgSinceSubmit,
+  kQgSubmitsHour,
+  kUgSinceSubmit,
+  kUgSubmitsHour,
   kNumFeatures
 };
 using Row = std::array<float, kNumFeatures>;
@@ -74,12 +87,14 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   }
 
   double EstimateAtSubmit(int64_t key, const JobFacts& facts) override {
-    const Row x = Featurise(facts);
+    const Row x = Featurise(facts, /*submitting=*/true);
     pending_[key] = x;
-    double y = -1;
-    if (booster_ != nullptr) y = Predict(x);
-    if (y < 0) y = FromHistory(x);
-    return std::max(1.0, std::expm1(y));
+    // The trees learn a correction to the history estimate (residual boosting).
+    double y = FromHistory(x);
+    if (booster_ != nullptr) {
+      if (const std::optional<double> correction = Predict(x)) y += *correction;
+    }
+    return std::max(1.0, std::expm1(std::max(0.0, y)));
   }
 
   absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) override {
@@ -88,7 +103,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       x = it->second;
       pending_.erase(it);
     } else {
-      x = Featurise(facts);
+      x = Featurise(facts, /*submitting=*/false);  // never estimated: no burst to note
     }
     const double y = std::log1p(std::max(0.0, runtime_s));
     examples_.push_back({x, static_cast<float>(y)});
@@ -101,7 +116,10 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       Group(absl::StrCat("ug|", facts.user, "|", facts.gpus)).Add(y);
       Group(absl::StrCat("u|", facts.user)).Add(y);
     }
-    if (!facts.name.empty()) Group(absl::StrCat("n|", NameTemplate(facts.name))).Add(y);
+    if (!facts.name.empty()) {
+      Group(absl::StrCat("n|", NameTemplate(facts.name))).Add(y);
+      Group(absl::StrCat("ng|", NameTemplate(facts.name), "|", facts.gpus)).Add(y);
+    }
     global_.Add(y);
     if (finished_ >= next_train_) {
       next_train_ = std::max<int64_t>(
@@ -113,6 +131,8 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   }
 
   int32_t models_trained() const override { return models_trained_; }
+  int64_t failed_predictions() const override { return failed_predictions_; }
+  const std::string& last_prediction_error() const override { return last_prediction_error_; }
   double train_wall_s() const override { return train_wall_s_; }
 
   void Init() { next_train_ = std::max(1, options_.min_train); }
@@ -129,9 +149,24 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     return it == groups_.end() ? nullptr : &it->second;
   }
 
-  Row Featurise(const JobFacts& f) {
+  // Notes a submission of group `k` at `t` and writes the burst features.
+  void Burst(const std::string& k, double t, Row& x, int since, int in_hour) {
+    std::deque<double>& times = submits_[k];
+    if (!times.empty()) x[since] = static_cast<float>(std::log1p(std::max(0.0, t - times.back())));
+    while (!times.empty() && times.front() < t - 3600) times.pop_front();
+    x[in_hour] = static_cast<float>(std::log1p(static_cast<double>(times.size())));
+    times.push_back(t);
+  }
+
+  Row Featurise(const JobFacts& f, bool submitting) {
     Row x;
     x.fill(kMissing);
+    if (submitting && f.submit_unix_s >= 0) {
+      Burst(absl::StrCat("qg|", f.queue, "|", f.gpus), f.submit_unix_s, x, kQgSinceSubmit, kQgSubmitsHour);
+      if (!f.user.empty()) {
+        Burst(absl::StrCat("ug|", f.user, "|", f.gpus), f.submit_unix_s, x, kUgSinceSubmit, kUgSubmitsHour);
+      }
+    }
     x[kGpus] = static_cast<float>(f.gpus);
     if (f.submit_unix_s >= 0) {
       const int64_t t = static_cast<int64_t>(f.submit_unix_s);
@@ -153,35 +188,42 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       put(Find(absl::StrCat("ug|", f.user, "|", f.gpus)), kUgCount, true);
       put(Find(absl::StrCat("u|", f.user)), kUCount, false);
     }
-    if (!f.name.empty()) put(Find(absl::StrCat("n|", NameTemplate(f.name))), kNameCount, true);
+    if (!f.name.empty()) {
+      put(Find(absl::StrCat("n|", NameTemplate(f.name))), kNameCount, true);
+      put(Find(absl::StrCat("ng|", NameTemplate(f.name), "|", f.gpus)), kNgCount, true);
+    }
     if (global_.count > 0) x[kGlobalEwma] = static_cast<float>(global_.ewma);
     return x;
   }
 
   // The closest group with a history; then all jobs; then the prior.
   double FromHistory(const Row& x) const {
-    for (int f : {kNameEwma, kUgEwma, kQgEwma, kUEwma, kQEwma}) {
+    for (int f : {kNgEwma, kNameEwma, kUgEwma, kQgEwma, kUEwma, kQEwma}) {
       if (!std::isnan(x[f])) return x[f];
     }
     if (global_.count > 0) return global_.mean();
     return std::log1p(options_.prior_s);
   }
 
-  double Predict(const Row& x) {
+  std::optional<double> Predict(const Row& x) {
     // In-place prediction reads the row where it is (an array-interface
     // description of it), with no DMatrix built per estimate.
     const std::string array = absl::StrCat(R"({"data":[)", reinterpret_cast<uintptr_t>(x.data()),
                                            R"(,true],"shape":[1,)", kNumFeatures, R"(],"typestr":"<f4","version":3})");
+    // XGBoost 1.7 requires "cache_id" (0) here; without it every prediction
+    // fails and estimates silently came from history alone.
     static constexpr char kConfig[] =
-        R"({"type":0,"training":false,"iteration_begin":0,"iteration_end":0,"strict_shape":false,"missing":NaN})";
+        R"({"type":0,"training":false,"iteration_begin":0,"iteration_end":0,"strict_shape":false,"missing":NaN,"cache_id":0})";
     const bst_ulong* shape = nullptr;
     bst_ulong dim = 0;
     const float* out = nullptr;
     if (XGBoosterPredictFromDense(booster_, array.c_str(), kConfig, nullptr, &shape, &dim, &out) != 0 ||
         out == nullptr) {
-      return -1;
+      ++failed_predictions_;
+      last_prediction_error_ = XGBGetLastError();
+      return std::nullopt;
     }
-    return std::max(0.0f, out[0]);
+    return out[0];
   }
 
   absl::Status Train() {
@@ -192,7 +234,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     labels.reserve(examples_.size());
     for (const Example& e : examples_) {
       data.insert(data.end(), e.x.begin(), e.x.end());
-      labels.push_back(e.y);
+      labels.push_back(e.y - static_cast<float>(FromHistory(e.x)));
     }
     DMatrixHandle train = nullptr;
     if (XGDMatrixCreateFromMat(data.data(), labels.size(), kNumFeatures, kMissing, &train) != 0) {
@@ -213,6 +255,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
                                                           {"nthread", "1"},
                                                           {"seed", "0"},
                                                           {"verbosity", "0"},
+                                                          {"base_score", "0"},
                                                           {"min_child_weight", "3"}};
     for (const auto& [k, v] : params) {
       if (status.ok() && XGBoosterSetParam(b, k, v) != 0) status = absl::InternalError(XgbError("bad parameter"));
@@ -236,12 +279,15 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   absl::flat_hash_map<int64_t, Row> pending_;
   absl::flat_hash_map<std::string, History> groups_;
   absl::flat_hash_map<std::string, int32_t> queue_codes_;
+  absl::flat_hash_map<std::string, std::deque<double>> submits_;  // submit times in the last hour
   History global_;
   std::deque<Example> examples_;
   int64_t finished_ = 0;
   int64_t next_train_ = 0;
   BoosterHandle booster_ = nullptr;
   int32_t models_trained_ = 0;
+  int64_t failed_predictions_ = 0;
+  std::string last_prediction_error_;
   double train_wall_s_ = 0;
 };
 

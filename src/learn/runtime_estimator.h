@@ -5,17 +5,23 @@
 // SC'21) and the Alibaba PAI study (Weng et al., NSDI'22).
 //
 // Features of a job, all known at submission: GPU count, hour of day and day of
-// week, the queue (virtual cluster), and the run-time history of similar jobs
-// that finished before it was submitted: same queue and GPU count, same queue,
-// same user (and GPU count), and same name template (the name with digits
-// masked, "bert-ft-lr3e-5-run2" -> "bert-ft-lr#e-#-run#"). History is kept as a
-// count, a mean, an exponentially weighted mean and the last value of log run
-// time; a missing history is a missing value, which the trees handle natively.
-// The target is log(1 + run time), so the model minimises relative error.
+// week, the queue (virtual cluster), the run-time history of similar jobs that
+// finished before it was submitted (same queue and GPU count, same queue, same
+// user and GPU count, same user, same name template and GPU count, same name
+// template; the template masks digits, "bert-ft-lr3e-5-run2" ->
+// "bert-ft-lr#e-#-run#"), and submission bursts (seconds since the previous
+// submission and submissions in the last hour of the same queue and GPU count,
+// and of the same user and GPU count: sweeps are submitted together). History
+// is kept as a count, a mean, an exponentially weighted mean and the last value
+// of log run time; a missing history is a missing value, which the trees handle
+// natively.
 //
-// Until the first model is trained, and whenever training fails, the estimate
-// comes from the history alone (the closest group that has any), then from the
-// mean of all finished jobs, then from `prior_s`.
+// The estimate is the history's (the closest group that has any, then the mean
+// of all finished jobs, then `prior_s`), corrected by the trees: they are
+// trained on log(1 + run time) minus that history estimate (residual
+// boosting). On Philly, trees fitted to the run time itself estimated worse
+// than the history alone (docs/results.md); fitted to the residual they keep
+// the history's quick adaptation and learn its biases.
 //
 // Thread-safety: not thread-safe; one owner (the simulator or the controller's
 // scheduling loop) calls it.
@@ -68,6 +74,10 @@ class RuntimeEstimator {
 
   virtual int32_t models_trained() const = 0;
   virtual double train_wall_s() const = 0;  // real seconds spent training, in all
+  // Estimates the model could not make (answered from history instead), and
+  // XGBoost's message for the last one. Anything but 0 is a bug to report.
+  virtual int64_t failed_predictions() const = 0;
+  virtual const std::string& last_prediction_error() const = 0;
 };
 
 // "bert-ft-lr3e-5-run2" -> "bert-ft-lr#e-#-run#": runs of digits become '#'.

@@ -502,6 +502,12 @@ absl::StatusOr<SimResult> Sim::Run() {
   }
   result_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   if (estimator_ != nullptr) {
+    // A model that cannot predict would leave every estimate to history
+    // without a trace in the results: fail loudly instead.
+    if (estimator_->failed_predictions() > 0) {
+      return absl::InternalError(absl::StrCat("runtime estimator: ", estimator_->failed_predictions(),
+                                              " predictions failed; last: ", estimator_->last_prediction_error()));
+    }
     result_.models_trained = estimator_->models_trained();
     result_.train_wall_s = estimator_->train_wall_s();
   }
