@@ -1011,6 +1011,8 @@ absl::Status Controller::RunPass() {
     auto it = next.find(id);
     return it != next.end() ? it->second : next.emplace(id, jobs_.at(id)).first->second;
   };
+  // decisions->migrations stays empty: the controller does not turn on
+  // migrate_to_faster_type (it would need jobs that checkpoint on request).
   for (const auto& p : decisions->preemptions) {
     auto vit = jobs_.find(p.victim.value());
     if (vit == jobs_.end() || vit->second.rec.state != JobState::kRunning || !still_pending(p.preemptor.value())) {
