@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--trace", sim.trace, "philly[:CSV] | openb[:DIR] | gavel[:DIR] | synthetic[:RATE[:single]]");
   sim_cmd->add_option("--cluster", sim.cluster,
                       "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
-  sim_cmd->add_option("--policy", sim.policy, "comma-separated: default, fifo, sjf, las, gavel, fgd; NAME-learned uses the learned runtime estimator");
+  sim_cmd->add_option("--policy", sim.policy, "comma-separated: default, fifo, sjf, srtf, las, gavel, fgd (openb: fgd, bestfit, spread); NAME-learned uses the learned runtime estimator");
   sim_cmd->add_option("--seed", sim.seed, "random seed (synthetic trace)");
   sim_cmd->add_option("--jobs", sim.jobs, "use the first N jobs (synthetic: generate N; default 1000)")
       ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));
