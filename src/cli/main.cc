@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
     sub->add_option("--order", server.order, "scheduling order")
-        ->check(CLI::IsMember({"fifo", "priority", "drf", "las"}));
+        ->check(CLI::IsMember({"fifo", "priority", "drf", "las", "sjf", "srtf"}));
     sub->add_option("--placement", server.placement, "node scoring")
         ->check(CLI::IsMember({"binpack", "spread", "fgd"}));
     sub->add_option("--rate-limit", server.rate_limit, "API requests per second per token (0: no limit)")
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--jobs", demo.jobs, "pending jobs to schedule")->check(CLI::Range(0, 1'000'000));
   demo_cmd->add_option("--running", demo.running, "jobs already running")->check(CLI::Range(0, 1'000'000));
   demo_cmd->add_option("--seed", demo.seed, "random seed of the workload");
-  demo_cmd->add_option("--order", demo.order, "order policy")->check(CLI::IsMember({"fifo", "priority", "drf", "las"}));
+  demo_cmd->add_option("--order", demo.order, "order policy")->check(CLI::IsMember({"fifo", "priority", "drf", "las", "sjf", "srtf"}));
   demo_cmd->add_option("--placement", demo.placement, "node scoring")
       ->check(CLI::IsMember({"binpack", "spread", "fgd"}));
   demo_cmd->add_option("-o,--output", demo.output, "table or json")->check(CLI::IsMember({"table", "json"}));
