@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "store/sqlite_state_store.h"
 
 namespace icos::controller {
@@ -63,7 +65,7 @@ class ControllerTest : public ::testing::Test {
     auto s = store::SqliteStateStore::Open(o);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = *std::move(s);
-    auto c = Controller::Create({}, store_.get(), &clock_);
+    auto c = Controller::Create(options_, store_.get(), &clock_);
     ASSERT_TRUE(c.ok()) << c.status();
     controller_ = *std::move(c);
   }
@@ -86,6 +88,7 @@ class ControllerTest : public ::testing::Test {
   }
 
   std::string path_;
+  ControllerOptions options_;
   FakeClock clock_;
   std::unique_ptr<store::SqliteStateStore> store_;
   std::unique_ptr<Controller> controller_;
@@ -399,6 +402,50 @@ TEST_F(ControllerTest, NodeFailingItsHealthCheckGetsNoNewWorkUntilItPasses) {
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k", "").ok());
   ASSERT_TRUE(controller_->RunPass().ok());
   EXPECT_EQ(State(*id), "Running");
+}
+
+// Preemption end to end in the controller, under SRTF: a 10-minute job
+// preempts a 10-hour one on the only GPU. The long job's task is told to stop
+// and the job goes back to Pending with the reason; the short job's task is
+// not sent until the long task has ended; afterwards the long job waits for
+// the GPU again.
+TEST_F(ControllerTest, SrtfPreemptsALongJobForAShortOneAndStartsItAfterTheVictimStops) {
+  options_.scheduler.order = "srtf";
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 1), "127.0.0.1", "u", "k").ok());
+  auto job = [&](const std::string& estimate) {
+    return controller_->Submit(alice_, absl::StrCat("runtime_estimate: ", estimate, R"(
+tasks:
+  - command: ["train"]
+    resources: {devices: 1}
+)"));
+  };
+  auto long_job = job("10h");
+  ASSERT_TRUE(long_job.ok()) << long_job.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto first = Watch("gpu");
+  ASSERT_EQ(first.size(), 1u);
+  Report("gpu", first[0].task_id, "Running");
+  auto short_job = job("10m");
+  ASSERT_TRUE(short_job.ok()) << short_job.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*long_job), "Pending");
+  auto preempted = controller_->GetJob(admin_, *long_job);
+  ASSERT_TRUE(preempted.ok());
+  EXPECT_THAT(preempted->job.reason, HasSubstr("is expected to end sooner (10 min against about 600 min left)"));
+  EXPECT_EQ(State(*short_job), "Running");
+  // The victim is told to stop; the short job's task is not sent until it has.
+  auto stopping = Watch("gpu");
+  ASSERT_EQ(stopping.size(), 1u);
+  EXPECT_EQ(stopping[0].task_id, first[0].task_id);
+  EXPECT_FALSE(stopping[0].run);
+  Report("gpu", first[0].task_id, "Killed");
+  auto after = Watch("gpu");
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after[0].task_id, first[0].task_id);
+  EXPECT_TRUE(after[0].run);  // the short job starts now
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*long_job), "Pending");  // the GPU is busy until the short job ends
 }
 
 }  // namespace
