@@ -189,6 +189,9 @@ class Pass {
   void RestartRunning(Running& r);
   // With migrate_to_faster_type: moves running jobs onto faster free devices.
   void MigrateToFasterTypes(Decisions& out);
+  // Notes a job started (or moved) in this pass as running until `end_ms`.
+  void TrackStarted(const Job& job, int32_t q, std::vector<TaskPlacement> tasks, std::vector<QuotaDelta> charged,
+                    int64_t end_ms);
   void Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after, Decisions& out);
   bool Excluded(int32_t n, bool honour) const { return honour && excluded_[n] > 0; }
   std::string ShapeKey(const Job& job) const;
@@ -936,16 +939,7 @@ void Pass::MigrateToFasterTypes(Decisions& out) {
     m.reason = absl::StrCat("moves from ", m.from_type, " to a free ", m.device_type, ", where it ends about ",
                             static_cast<int64_t>(pick_gain / 60'000), " min sooner");
     out.migrations.push_back(std::move(m));
-    Running moved;
-    moved.job = &job;
-    moved.queue = from.queue;
-    moved.start_ms = snap_.now_ms;
-    moved.end_ms = snap_.now_ms + pick_left;
-    moved.tasks = std::move(tasks);
-    moved.charged = {d};
-    moved.bound_now = true;
-    NoteHoldings(moved);
-    running_.push_back(std::move(moved));
+    TrackStarted(job, from.queue, std::move(tasks), {d}, snap_.now_ms + pick_left);
     promised_.push_back(false);
     stays.push_back(0);
   }
@@ -1176,17 +1170,24 @@ void Pass::TryReserve(const Job& job, int32_t q, Decisions& out) {
   out.reservations.push_back(std::move(res));
 }
 
-void Pass::Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after, Decisions& out) {
+void Pass::TrackStarted(const Job& job, int32_t q, std::vector<TaskPlacement> tasks, std::vector<QuotaDelta> charged,
+                        int64_t end_ms) {
   Running r;
   r.job = &job;
   r.queue = q;
   r.start_ms = snap_.now_ms;
-  if (job.runtime_estimate_ms > 0) r.end_ms = snap_.now_ms + job.runtime_estimate_ms;
-  r.tasks = a.tasks;
-  r.charged = a.charged;
+  r.end_ms = end_ms;
+  r.tasks = std::move(tasks);
+  r.charged = std::move(charged);
   r.bound_now = true;
   NoteHoldings(r);
   running_.push_back(std::move(r));
+}
+
+void Pass::Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after, Decisions& out) {
+  TrackStarted(
+      job, q, a.tasks, a.charged,
+      job.runtime_estimate_ms > 0 ? snap_.now_ms + job.runtime_estimate_ms : std::numeric_limits<int64_t>::max());
   BindDecision b;
   b.job = job.id;
   b.device_type = a.type >= 0 ? cluster_.type_name(a.type) : "";
