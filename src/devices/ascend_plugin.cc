@@ -64,7 +64,7 @@ std::string CString(const unsigned char* text, size_t size) {
 
 }  // namespace
 
-struct AscendPlugin::Api {
+struct DcmiApi {
   // Required.
   int (*Init)() = nullptr;
   int (*GetCardList)(int*, int*, int) = nullptr;  // dcmi_get_card_list or the older dcmi_get_card_num_list
@@ -87,32 +87,20 @@ AscendPlugin::AscendPlugin(AscendPluginOptions options) : options_(std::move(opt
 
 AscendPlugin::~AscendPlugin() = default;  // DCMI has no shutdown call; dlclose is enough
 
-void AscendPlugin::MakeUnavailable(std::string reason) {
-  available_ = false;
-  reason_ = std::move(reason);
-  api_.reset();
-  library_.Close();
-}
-
 absl::Status AscendPlugin::Init() {
-  if (initialized_) return absl::OkStatus();
-  initialized_ = true;
-  std::string error;
-  if (!library_.Open(options_.library_path, &error)) {
-    MakeUnavailable(std::move(error));
-    return absl::OkStatus();
-  }
+  if (!OpenOnce(options_.library_path)) return absl::OkStatus();
   auto api = std::make_unique<Api>();
   if (!library_.Resolve("dcmi_get_card_list", api->GetCardList)) {
     library_.Resolve("dcmi_get_card_num_list", api->GetCardList);
   }
-  if (const char* missing = DlLibrary::FirstMissing({
-          {"dcmi_init", library_.Resolve("dcmi_init", api->Init)},
-          {"dcmi_get_card_list (or dcmi_get_card_num_list)", api->GetCardList != nullptr},
-          {"dcmi_get_device_num_in_card", library_.Resolve("dcmi_get_device_num_in_card", api->GetDeviceNumInCard)},
-          {"dcmi_get_device_health", library_.Resolve("dcmi_get_device_health", api->GetDeviceHealth)},
-      })) {
-    MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", missing, " (driver too old?)"));
+  if (LacksRequired(
+          {
+              {"dcmi_init", library_.Resolve("dcmi_init", api->Init)},
+              {"dcmi_get_card_list (or dcmi_get_card_num_list)", api->GetCardList != nullptr},
+              {"dcmi_get_device_num_in_card", library_.Resolve("dcmi_get_device_num_in_card", api->GetDeviceNumInCard)},
+              {"dcmi_get_device_health", library_.Resolve("dcmi_get_device_health", api->GetDeviceHealth)},
+          },
+          "driver too old?")) {
     return absl::OkStatus();
   }
   library_.Resolve("dcmi_get_device_chip_info", api->GetChipInfo);
@@ -130,15 +118,13 @@ absl::Status AscendPlugin::Init() {
     MakeUnavailable(absl::StrCat("dcmi_init failed: DCMI error ", rc));
     return absl::OkStatus();
   }
-  api_ = std::move(api);
-  available_ = true;
-  reason_.clear();
+  MakeAvailable(std::move(api));
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<DeviceInfo>> AscendPlugin::ReadDevices(bool with_topology) {
   std::vector<DeviceInfo> out;
-  if (!available_) return out;
+  if (!available()) return out;
   const Api& api = *api_;
   int card_count = 0;
   int cards[kMaxCards] = {};

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "devices/device_plugin.h"
-#include "devices/dl_library.h"
+#include "devices/dl_plugin.h"
 
 namespace icos::devices {
 
@@ -25,8 +25,10 @@ struct AscendPluginOptions {
   std::string library_path = "libdcmi.so";
 };
 
+struct DcmiApi;  // the resolved DCMI entry points; defined in the .cc
+
 // Thread-safety: not thread-safe (see DevicePlugin).
-class AscendPlugin : public DevicePlugin {
+class AscendPlugin : public DlPlugin<DcmiApi> {
  public:
   explicit AscendPlugin(AscendPluginOptions options = {});
   ~AscendPlugin() override;
@@ -36,8 +38,6 @@ class AscendPlugin : public DevicePlugin {
   std::string_view name() const override { return "dcmi"; }
   std::string_view vendor() const override { return "ascend"; }
   absl::Status Init() override;
-  bool available() const override { return available_; }
-  std::string unavailable_reason() const override { return reason_; }
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
   std::string VisibleDevicesVar() const override { return "ASCEND_RT_VISIBLE_DEVICES"; }
@@ -45,18 +45,12 @@ class AscendPlugin : public DevicePlugin {
   // chip, N its physical id as DCMI last reported it (the index otherwise).
   std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;
 
-  struct Api;  // the resolved DCMI entry points; defined in the .cc
+  using Api = DcmiApi;
 
  private:
   absl::StatusOr<std::vector<DeviceInfo>> ReadDevices(bool with_topology);
-  void MakeUnavailable(std::string reason);
 
   AscendPluginOptions options_;
-  bool initialized_ = false;
-  bool available_ = false;
-  std::string reason_;
-  DlLibrary library_;
-  std::unique_ptr<Api> api_;
   std::map<int, unsigned> phy_by_index_;  // from the last ReadDevices
 };
 

@@ -69,7 +69,7 @@ struct Padded {
 
 }  // namespace
 
-struct CambriconPlugin::Api {
+struct CndevApi {
   // Required.
   cndevRet_t (*Init)(int) = nullptr;
   cndevRet_t (*GetDeviceCount)(cndevCardInfo_t*) = nullptr;
@@ -95,31 +95,19 @@ struct CambriconPlugin::Api {
 CambriconPlugin::CambriconPlugin(CambriconPluginOptions options) : options_(std::move(options)) {}
 
 CambriconPlugin::~CambriconPlugin() {
-  if (available_ && api_ != nullptr && api_->Release != nullptr) api_->Release();
-}
-
-void CambriconPlugin::MakeUnavailable(std::string reason) {
-  available_ = false;
-  reason_ = std::move(reason);
-  api_.reset();
-  library_.Close();
+  if (available() && api_ != nullptr && api_->Release != nullptr) api_->Release();
 }
 
 absl::Status CambriconPlugin::Init() {
-  if (initialized_) return absl::OkStatus();
-  initialized_ = true;
-  std::string error;
-  if (!library_.Open(options_.library_path, &error)) {
-    MakeUnavailable(std::move(error));
-    return absl::OkStatus();
-  }
+  if (!OpenOnce(options_.library_path)) return absl::OkStatus();
   auto api = std::make_unique<Api>();
-  if (const char* missing = DlLibrary::FirstMissing({
-          {"cndevInit", library_.Resolve("cndevInit", api->Init)},
-          {"cndevGetDeviceCount", library_.Resolve("cndevGetDeviceCount", api->GetDeviceCount)},
-          {"cndevGetCardHealthState", library_.Resolve("cndevGetCardHealthState", api->GetCardHealthState)},
-      })) {
-    MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", missing, " (driver too old?)"));
+  if (LacksRequired(
+          {
+              {"cndevInit", library_.Resolve("cndevInit", api->Init)},
+              {"cndevGetDeviceCount", library_.Resolve("cndevGetDeviceCount", api->GetDeviceCount)},
+              {"cndevGetCardHealthState", library_.Resolve("cndevGetCardHealthState", api->GetCardHealthState)},
+          },
+          "driver too old?")) {
     return absl::OkStatus();
   }
   library_.Resolve("cndevRelease", api->Release);
@@ -138,15 +126,13 @@ absl::Status CambriconPlugin::Init() {
     MakeUnavailable(std::move(reason));
     return absl::OkStatus();
   }
-  api_ = std::move(api);
-  available_ = true;
-  reason_.clear();
+  MakeAvailable(std::move(api));
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<DeviceInfo>> CambriconPlugin::ReadDevices(bool with_topology) {
   std::vector<DeviceInfo> out;
-  if (!available_) return out;
+  if (!available()) return out;
   const Api& api = *api_;
   cndevCardInfo_t cards{};
   cards.version = CNDEV_VERSION_5;

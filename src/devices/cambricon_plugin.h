@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "devices/device_plugin.h"
-#include "devices/dl_library.h"
+#include "devices/dl_plugin.h"
 
 namespace icos::devices {
 
@@ -21,8 +21,10 @@ struct CambriconPluginOptions {
   std::string library_path = "libcndev.so";
 };
 
+struct CndevApi;  // the resolved CNDev entry points; defined in the .cc
+
 // Thread-safety: not thread-safe (see DevicePlugin).
-class CambriconPlugin : public DevicePlugin {
+class CambriconPlugin : public DlPlugin<CndevApi> {
  public:
   explicit CambriconPlugin(CambriconPluginOptions options = {});
   ~CambriconPlugin() override;
@@ -32,26 +34,18 @@ class CambriconPlugin : public DevicePlugin {
   std::string_view name() const override { return "cndev"; }
   std::string_view vendor() const override { return "cambricon"; }
   absl::Status Init() override;
-  bool available() const override { return available_; }
-  std::string unavailable_reason() const override { return reason_; }
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
   std::string VisibleDevicesVar() const override { return "MLU_VISIBLE_DEVICES"; }
   // /dev/cambricon_ctl and /dev/cambricon_devN per card.
   std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;
 
-  struct Api;  // the resolved CNDev entry points; defined in the .cc
+  using Api = CndevApi;
 
  private:
   absl::StatusOr<std::vector<DeviceInfo>> ReadDevices(bool with_topology);
-  void MakeUnavailable(std::string reason);
 
   CambriconPluginOptions options_;
-  bool initialized_ = false;
-  bool available_ = false;
-  std::string reason_;
-  DlLibrary library_;
-  std::unique_ptr<Api> api_;
 };
 
 }  // namespace icos::devices

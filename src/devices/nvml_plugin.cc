@@ -55,7 +55,7 @@ static_assert(sizeof(nvmlPciInfo_t) == 68, "nvmlPciInfo_t must match nvml.h");
 
 }  // namespace
 
-struct NvmlPlugin::Api {
+struct NvmlApi {
   // Required: without these the plugin cannot say what it holds.
   nvmlReturn_t (*Init)() = nullptr;
   nvmlReturn_t (*Shutdown)() = nullptr;
@@ -123,36 +123,25 @@ std::string NormalizePciBusId(std::string_view bus_id) {
 NvmlPlugin::NvmlPlugin(NvmlPluginOptions options) : options_(std::move(options)) {}
 
 NvmlPlugin::~NvmlPlugin() {
-  if (available_ && api_ != nullptr) api_->Shutdown();
-}
-
-void NvmlPlugin::MakeUnavailable(std::string reason) {
-  available_ = false;
-  reason_ = std::move(reason);
-  api_.reset();
-  library_.Close();
+  if (available() && api_ != nullptr) api_->Shutdown();
 }
 
 absl::Status NvmlPlugin::Init() {
-  if (initialized_) return absl::OkStatus();
-  initialized_ = true;
-  std::string error;
-  if (!library_.Open(options_.library_path, &error)) {
-    MakeUnavailable(std::move(error));
-    return absl::OkStatus();
-  }
+  if (!OpenOnce(options_.library_path)) return absl::OkStatus();
   auto api = std::make_unique<Api>();
-  if (const char* missing = DlLibrary::FirstMissing({
-          {"nvmlInit_v2", library_.Resolve("nvmlInit_v2", api->Init)},
-          {"nvmlShutdown", library_.Resolve("nvmlShutdown", api->Shutdown)},
-          {"nvmlErrorString", library_.Resolve("nvmlErrorString", api->ErrorString)},
-          {"nvmlDeviceGetCount_v2", library_.Resolve("nvmlDeviceGetCount_v2", api->GetCount)},
-          {"nvmlDeviceGetHandleByIndex_v2", library_.Resolve("nvmlDeviceGetHandleByIndex_v2", api->GetHandleByIndex)},
-          {"nvmlDeviceGetName", library_.Resolve("nvmlDeviceGetName", api->GetName)},
-          {"nvmlDeviceGetUUID", library_.Resolve("nvmlDeviceGetUUID", api->GetUUID)},
-          {"nvmlDeviceGetMemoryInfo", library_.Resolve("nvmlDeviceGetMemoryInfo", api->GetMemoryInfo)},
-      })) {
-    MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", missing, " (driver too old?)"));
+  if (LacksRequired(
+          {
+              {"nvmlInit_v2", library_.Resolve("nvmlInit_v2", api->Init)},
+              {"nvmlShutdown", library_.Resolve("nvmlShutdown", api->Shutdown)},
+              {"nvmlErrorString", library_.Resolve("nvmlErrorString", api->ErrorString)},
+              {"nvmlDeviceGetCount_v2", library_.Resolve("nvmlDeviceGetCount_v2", api->GetCount)},
+              {"nvmlDeviceGetHandleByIndex_v2",
+               library_.Resolve("nvmlDeviceGetHandleByIndex_v2", api->GetHandleByIndex)},
+              {"nvmlDeviceGetName", library_.Resolve("nvmlDeviceGetName", api->GetName)},
+              {"nvmlDeviceGetUUID", library_.Resolve("nvmlDeviceGetUUID", api->GetUUID)},
+              {"nvmlDeviceGetMemoryInfo", library_.Resolve("nvmlDeviceGetMemoryInfo", api->GetMemoryInfo)},
+          },
+          "driver too old?")) {
     return absl::OkStatus();
   }
   library_.Resolve("nvmlDeviceGetPciInfo_v3", api->GetPciInfo);
@@ -172,19 +161,16 @@ absl::Status NvmlPlugin::Init() {
   nvmlReturn_t rc = api->Init();
   if (rc != NVML_SUCCESS) {
     std::string reason = absl::StrCat("nvmlInit_v2 failed: ", api->Error(rc));
-    api_ = std::move(api);  // MakeUnavailable drops it after the message is built
     MakeUnavailable(std::move(reason));
     return absl::OkStatus();
   }
-  api_ = std::move(api);
-  available_ = true;
-  reason_.clear();
+  MakeAvailable(std::move(api));
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<DeviceInfo>> NvmlPlugin::ReadDevices(bool with_topology) {
   std::vector<DeviceInfo> out;
-  if (!available_) return out;
+  if (!available()) return out;
   const Api& api = *api_;
   unsigned count = 0;
   if (nvmlReturn_t rc = api.GetCount(&count); rc != NVML_SUCCESS) {

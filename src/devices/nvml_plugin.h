@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "devices/device_plugin.h"
-#include "devices/dl_library.h"
+#include "devices/dl_plugin.h"
 
 namespace icos::devices {
 
@@ -27,9 +27,11 @@ struct NvmlPluginOptions {
 // ("00000000:1A:00.0" -> "0000:1a:00.0"). NVML uses an 8-digit domain.
 std::string NormalizePciBusId(std::string_view bus_id);
 
+struct NvmlApi;  // the resolved NVML entry points; defined in the .cc
+
 // Thread-safety: not thread-safe (see DevicePlugin). Holds the library open
 // and NVML initialised from a successful Init() until destruction.
-class NvmlPlugin : public DevicePlugin {
+class NvmlPlugin : public DlPlugin<NvmlApi> {
  public:
   explicit NvmlPlugin(NvmlPluginOptions options = {});
   ~NvmlPlugin() override;
@@ -39,8 +41,6 @@ class NvmlPlugin : public DevicePlugin {
   std::string_view name() const override { return "nvml"; }
   std::string_view vendor() const override { return "nvidia"; }
   absl::Status Init() override;
-  bool available() const override { return available_; }
-  std::string unavailable_reason() const override { return reason_; }
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
   std::string VisibleDevicesVar() const override { return "CUDA_VISIBLE_DEVICES"; }
@@ -49,20 +49,14 @@ class NvmlPlugin : public DevicePlugin {
   // index when it could not be read). Empty for no indices.
   std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;
 
-  struct Api;  // the resolved NVML entry points; defined in the .cc
+  using Api = NvmlApi;
 
  private:
   // Reads every device; `with_topology` adds the NVLink walk, NUMA and PCIe
   // switch lookups that only Enumerate needs.
   absl::StatusOr<std::vector<DeviceInfo>> ReadDevices(bool with_topology);
-  void MakeUnavailable(std::string reason);
 
   NvmlPluginOptions options_;
-  bool initialized_ = false;
-  bool available_ = false;
-  std::string reason_;
-  DlLibrary library_;
-  std::unique_ptr<Api> api_;
   std::map<int, unsigned> minor_by_index_;  // from the last ReadDevices
 };
 

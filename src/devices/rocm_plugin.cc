@@ -38,7 +38,7 @@ struct PaddedErrorCount {
 
 }  // namespace
 
-struct RocmPlugin::Api {
+struct RocmSmiApi {
   // Required.
   rsmi_status_t (*Init)(uint64_t) = nullptr;
   rsmi_status_t (*NumMonitorDevices)(uint32_t*) = nullptr;
@@ -71,31 +71,19 @@ struct RocmPlugin::Api {
 RocmPlugin::RocmPlugin(RocmPluginOptions options) : options_(std::move(options)) {}
 
 RocmPlugin::~RocmPlugin() {
-  if (available_ && api_ != nullptr && api_->ShutDown != nullptr) api_->ShutDown();
-}
-
-void RocmPlugin::MakeUnavailable(std::string reason) {
-  available_ = false;
-  reason_ = std::move(reason);
-  api_.reset();
-  library_.Close();
+  if (available() && api_ != nullptr && api_->ShutDown != nullptr) api_->ShutDown();
 }
 
 absl::Status RocmPlugin::Init() {
-  if (initialized_) return absl::OkStatus();
-  initialized_ = true;
-  std::string error;
-  if (!library_.Open(options_.library_path, &error)) {
-    MakeUnavailable(std::move(error));
-    return absl::OkStatus();
-  }
+  if (!OpenOnce(options_.library_path)) return absl::OkStatus();
   auto api = std::make_unique<Api>();
-  if (const char* missing = DlLibrary::FirstMissing({
-          {"rsmi_init", library_.Resolve("rsmi_init", api->Init)},
-          {"rsmi_num_monitor_devices", library_.Resolve("rsmi_num_monitor_devices", api->NumMonitorDevices)},
-          {"rsmi_dev_memory_total_get", library_.Resolve("rsmi_dev_memory_total_get", api->MemoryTotalGet)},
-      })) {
-    MakeUnavailable(absl::StrCat(options_.library_path, " lacks required symbol ", missing, " (ROCm too old?)"));
+  if (LacksRequired(
+          {
+              {"rsmi_init", library_.Resolve("rsmi_init", api->Init)},
+              {"rsmi_num_monitor_devices", library_.Resolve("rsmi_num_monitor_devices", api->NumMonitorDevices)},
+              {"rsmi_dev_memory_total_get", library_.Resolve("rsmi_dev_memory_total_get", api->MemoryTotalGet)},
+          },
+          "ROCm too old?")) {
     return absl::OkStatus();
   }
   library_.Resolve("rsmi_shut_down", api->ShutDown);
@@ -115,19 +103,16 @@ absl::Status RocmPlugin::Init() {
 
   if (rsmi_status_t rc = api->Init(0); rc != RSMI_STATUS_SUCCESS) {
     std::string reason = absl::StrCat("rsmi_init failed: ", api->Error(rc));
-    api_ = std::move(api);
     MakeUnavailable(std::move(reason));
     return absl::OkStatus();
   }
-  api_ = std::move(api);
-  available_ = true;
-  reason_.clear();
+  MakeAvailable(std::move(api));
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<DeviceInfo>> RocmPlugin::ReadDevices(bool with_topology) {
   std::vector<DeviceInfo> out;
-  if (!available_) return out;
+  if (!available()) return out;
   const Api& api = *api_;
   uint32_t count = 0;
   if (rsmi_status_t rc = api.NumMonitorDevices(&count); rc != RSMI_STATUS_SUCCESS) {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "devices/device_plugin.h"
-#include "devices/dl_library.h"
+#include "devices/dl_plugin.h"
 
 namespace icos::devices {
 
@@ -24,8 +24,10 @@ struct RocmPluginOptions {
   std::string library_path = "librocm_smi64.so";
 };
 
+struct RocmSmiApi;  // the resolved ROCm SMI entry points; defined in the .cc
+
 // Thread-safety: not thread-safe (see DevicePlugin).
-class RocmPlugin : public DevicePlugin {
+class RocmPlugin : public DlPlugin<RocmSmiApi> {
  public:
   explicit RocmPlugin(RocmPluginOptions options = {});
   ~RocmPlugin() override;
@@ -36,8 +38,6 @@ class RocmPlugin : public DevicePlugin {
   // "amd" until devices were read; then "hygon" if the first device is a DCU.
   std::string_view vendor() const override { return vendor_; }
   absl::Status Init() override;
-  bool available() const override { return available_; }
-  std::string unavailable_reason() const override { return reason_; }
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
   std::string VisibleDevicesVar() const override { return "HIP_VISIBLE_DEVICES"; }
@@ -45,19 +45,13 @@ class RocmPlugin : public DevicePlugin {
   // reported it; 128 + index otherwise).
   std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;
 
-  struct Api;  // the resolved ROCm SMI entry points; defined in the .cc
+  using Api = RocmSmiApi;
 
  private:
   absl::StatusOr<std::vector<DeviceInfo>> ReadDevices(bool with_topology);
-  void MakeUnavailable(std::string reason);
 
   RocmPluginOptions options_;
-  bool initialized_ = false;
-  bool available_ = false;
-  std::string reason_;
   std::string vendor_ = "amd";
-  DlLibrary library_;
-  std::unique_ptr<Api> api_;
   std::map<int, unsigned> render_minor_by_index_;
 };
 
