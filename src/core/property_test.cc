@@ -33,7 +33,7 @@ struct Combo {
 
 std::vector<Combo> AllCombos() {
   std::vector<Combo> out;
-  for (const char* order : {"fifo", "priority", "drf", "las", "srtf"}) {
+  for (const char* order : {"fifo", "priority", "drf", "las", "srtf", "gittins"}) {
     for (const char* placement : {"binpack", "spread", "fgd"}) {
       for (bool topology : {false, true}) {
         for (BackfillMode bf : {BackfillMode::kNone, BackfillMode::kStrict, BackfillMode::kEasy}) {
@@ -126,6 +126,7 @@ Snapshot RandomSnapshot(uint64_t seed) {
     j.submit_ms = s.now_ms - static_cast<int64_t>(rng() % 50'000);
     j.attained_device_s = static_cast<double>(rng() % 40'000);
     if (rng() % 5 == 0) j.runtime_estimate_ms = 0;
+    if (rng() % 2 == 0) j.runtime_log_sd = 0.05 * static_cast<double>(rng() % 60);  // 0 (default) .. 2.95
     auto& g = j.groups[0];
     if (rng() % 4 == 0) g.min_available = 1 + static_cast<int32_t>(rng() % g.replicas);
     const int a = static_cast<int>(rng() % 8);

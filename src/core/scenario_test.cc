@@ -1,5 +1,8 @@
 // Scenarios a cluster user would recognise, end to end through one pass.
 #include <gmock/gmock.h>
+
+#include <cmath>
+#include <limits>
 #include <gtest/gtest.h>
 
 #include "core/scheduler.h"
@@ -449,6 +452,50 @@ TEST(ScenarioTest, SrtfGuessesAnOverdueJobNeedsAsLongAgain) {
   Decisions d = RunPass(s, {.order = "srtf"});
   ASSERT_EQ(d.preemptions.size(), 1u);
   EXPECT_THAT(d.preemptions[0].reason, HasSubstr("about 180 min left"));
+}
+
+// Gittins: a job far past its estimate (1 h, run 10 h) is unlikely to end
+// soon, so a fresh one-hour job preempts it; a fresh job with the same
+// estimate is kept (their ranks are alike).
+Snapshot OneGpuRunningWithEstimate(int64_t estimate_ms, int64_t run_ms) {
+  Snapshot s;
+  s.now_ms = run_ms;
+  s.nodes = {MakeNode("n0", "nvidia", "A100", 1)};
+  s.running = {MakeRunning(MakeJob(9, 1), 0, {0}, /*start_ms=*/0, estimate_ms)};
+  s.running[0].job.runtime_log_sd = 1.0;
+  s.running[0].job.attained_device_s = run_ms / 1000.0;
+  Job waiting = MakeJob(1, 1);
+  waiting.runtime_estimate_ms = 3'600'000;
+  waiting.runtime_log_sd = 1.0;
+  waiting.submit_ms = run_ms;
+  s.pending = {waiting};
+  return s;
+}
+
+TEST(ScenarioTest, GittinsPreemptsAJobFarPastItsEstimate) {
+  Decisions d = RunPass(OneGpuRunningWithEstimate(3'600'000, 36'000'000), {.order = "gittins"});
+  ASSERT_EQ(d.preemptions.size(), 1u);
+  EXPECT_EQ(d.preemptions[0].victim, JobId(9));
+  EXPECT_THAT(d.preemptions[0].reason, HasSubstr("is more likely to end soon (Gittins rank"));
+  ASSERT_EQ(d.binds.size(), 1u);
+  EXPECT_EQ(d.binds[0].job, JobId(1));
+}
+
+TEST(ScenarioTest, GittinsKeepsAJobWithASimilarRank) {
+  Decisions d = RunPass(OneGpuRunningWithEstimate(3'600'000, 60'000), {.order = "gittins"});
+  EXPECT_TRUE(d.preemptions.empty());
+  EXPECT_TRUE(d.binds.empty());
+}
+
+TEST(ScenarioTest, ANegativeOrNonFiniteEstimateSpreadIsInvalid) {
+  for (double bad : {-1.0, std::numeric_limits<double>::infinity(), std::nan("")}) {
+    Snapshot s = OneGpuRunningWithEstimate(3'600'000, 60'000);
+    s.pending[0].runtime_log_sd = bad;
+    Decisions d = RunPass(s, {.order = "gittins"});
+    ASSERT_EQ(d.waiting.size(), 1u);
+    EXPECT_EQ(d.waiting[0].kind, WaitKind::kInvalid);
+    EXPECT_THAT(d.waiting[0].reason, HasSubstr("runtime_log_sd"));
+  }
 }
 
 }  // namespace

@@ -33,6 +33,9 @@ const char* WaitKindName(WaitKind kind) {
 std::string ValidateJob(const Job& job) {
   if (job.groups.empty()) return "the job has no task groups; add at least one";
   if (job.runtime_estimate_ms < 0) return "runtime estimate must not be negative";
+  if (!(job.runtime_log_sd >= 0) || !std::isfinite(job.runtime_log_sd)) {
+    return "runtime estimate spread (runtime_log_sd) must be a finite number >= 0";
+  }
   for (size_t i = 0; i < job.groups.size(); ++i) {
     const TaskGroup& g = job.groups[i];
     const std::string where = absl::StrCat("task group '", g.name.empty() ? std::to_string(i) : g.name, "': ");
@@ -140,6 +143,19 @@ double ExpectedLeftMs(const Running& r, int64_t now_ms) {
   if (r.end_ms > now_ms) return static_cast<double>(r.end_ms - now_ms);
   const double devices = std::max<int64_t>(r.held_milli, 1'000) / 1000.0;
   return std::max(static_cast<double>(now_ms - r.start_ms), r.job->attained_device_s * 1000.0 / devices);
+}
+
+// The age of a running job in ms: its wall time under way, all runs together.
+double RunningAgeMs(const Running& r, int64_t now_ms) {
+  return std::max(static_cast<double>(now_ms - r.start_ms), RunSoFarMs(*r.job));
+}
+
+std::string GittinsReason(const Job& job, double job_rank_ms, double victim_rank_ms) {
+  auto minutes = [](double ms) {
+    return std::isinf(ms) ? std::string("unknown") : absl::StrCat(static_cast<int64_t>(ms / 60'000), " min");
+  };
+  return absl::StrCat("job ", job.id.value(), " is more likely to end soon (Gittins rank ", minutes(job_rank_ms),
+                      " against ", minutes(victim_rank_ms), ")");
 }
 
 std::string SrtfReason(const Job& job, double victim_left_ms) {
@@ -1035,6 +1051,10 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   const LasOrder* las = dynamic_cast<const LasOrder*>(sched_.order_.get());
   const SjfOrder* srtf = dynamic_cast<const SjfOrder*>(sched_.order_.get());
   if (srtf != nullptr && (!srtf->preemptive() || job.runtime_estimate_ms <= 0)) srtf = nullptr;
+  const GittinsOrder* gittins = dynamic_cast<const GittinsOrder*>(sched_.order_.get());
+  if (gittins != nullptr && job.runtime_estimate_ms <= 0) gittins = nullptr;
+  const double job_rank = gittins != nullptr ? gittins->RankMs(job, RunSoFarMs(job)) : 0;
+  std::vector<double> victim_rank(gittins != nullptr ? running_.size() : 0);
   struct Candidate {
     int reclaim_rank;  // 0: reclaims borrowed quota, 1: lower priority
     int32_t priority;
@@ -1063,13 +1083,22 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
     const bool srtf_longer =
         srtf != nullptr && r.queue == q && r.job->priority == job.priority &&
         ExpectedLeftMs(r, snap_.now_ms) > kSrtfMargin * static_cast<double>(job.runtime_estimate_ms);
-    const bool lower = (r.queue == q && r.job->priority < job.priority) || las_lower || srtf_longer;
+    // Gittins: ... or jobs whose rank is much worse (the same margin).
+    bool gittins_worse = false;
+    if (gittins != nullptr && r.queue == q && r.job->priority == job.priority) {
+      victim_rank[i] = gittins->RankMs(*r.job, RunningAgeMs(r, snap_.now_ms));
+      gittins_worse = victim_rank[i] > kSrtfMargin * job_rank;
+    }
+    const bool lower =
+        (r.queue == q && r.job->priority < job.priority) || las_lower || srtf_longer || gittins_worse;
     reclaim[i] = borrowing[r.queue];
     if (lower || reclaim[i]) {
-      // Higher level: preempted first (LAS: more service; SRTF: longer left, in minutes).
-      const int level = las != nullptr    ? las->Level(r.job->attained_device_s)
-                        : srtf != nullptr ? static_cast<int>(std::min(ExpectedLeftMs(r, snap_.now_ms) / 60'000.0, 1e9))
-                                          : 0;
+      // Higher level: preempted first (LAS: more service; SRTF: longer left;
+      // Gittins: worse rank; both in minutes).
+      const double minutes = srtf != nullptr      ? ExpectedLeftMs(r, snap_.now_ms) / 60'000.0
+                             : gittins != nullptr ? victim_rank[i] / 60'000.0
+                                                  : 0.0;
+      const int level = las != nullptr ? las->Level(r.job->attained_device_s) : static_cast<int>(std::min(minutes, 1e9));
       candidates.push_back({reclaim[i] ? 0 : 1, r.job->priority, level, r.start_ms, r.held_milli, r.job->id, i});
     }
   }
@@ -1119,7 +1148,8 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
          : las != nullptr
              ? absl::StrCat("job ", job.id.value(), " has attained less service (LAS level ",
                             las->Level(job.attained_device_s), " < ", las->Level(r.job->attained_device_s), ")")
-             : SrtfReason(job, ExpectedLeftMs(r, snap_.now_ms))});
+         : gittins != nullptr ? GittinsReason(job, job_rank, victim_rank[i])
+                              : SrtfReason(job, ExpectedLeftMs(r, snap_.now_ms))});
     after.push_back(r.job->id);
   }
   Bind(job, q, std::move(a), std::move(after), out);

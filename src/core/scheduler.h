@@ -39,7 +39,8 @@ enum class BackfillMode {
 };
 
 struct SchedulerOptions {
-  // Order: "fifo", "priority", "drf" (hierarchical, default), "las", "sjf".
+  // Order: "fifo", "priority", "drf" (hierarchical, default), "las", "sjf",
+  // "srtf", "gittins" (the last two preempt; see policy/order.h).
   std::string order = "drf";
   // LAS level boundaries in device-seconds, ascending; empty: Tiresias' 1 h
   // and 10 h. More levels come closer to continuous least-attained-service.

@@ -68,6 +68,9 @@ struct Job {
   int64_t submit_ms = 0;
   // Expected run time; 0 = unknown. Backfill only trusts jobs that have one.
   int64_t runtime_estimate_ms = 0;
+  // How far off that estimate may be: the standard deviation of log(actual /
+  // estimate). 0 = unknown (the gittins order assumes its default).
+  double runtime_log_sd = 0.0;
   bool preemptible = true;
   // Device-seconds of service received so far (Tiresias' attained service).
   double attained_device_s = 0.0;

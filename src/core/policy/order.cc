@@ -1,7 +1,9 @@
 #include "core/policy/order.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <tuple>
 
@@ -39,8 +41,9 @@ absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view na
   }
   if (name == "sjf") return std::make_unique<SjfOrder>();
   if (name == "srtf") return std::make_unique<SjfOrder>(/*preemptive=*/true);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown order policy '", std::string(name), "'; known: fifo, priority, drf, las, sjf, srtf"));
+  if (name == "gittins") return std::make_unique<GittinsOrder>();
+  return absl::InvalidArgumentError(absl::StrCat("unknown order policy '", std::string(name),
+                                                 "'; known: fifo, priority, drf, las, sjf, srtf, gittins"));
 }
 
 std::vector<int32_t> FifoOrder::Order(const OrderInput& in) const {
@@ -143,6 +146,95 @@ std::vector<int32_t> DrfOrder::Order(const OrderInput& in) const {
   }
   out.insert(out.end(), orphans.begin(), orphans.end());
   return out;
+}
+
+namespace {
+
+// The grid of GittinsOrder's tables: z = log(age / median) / log_sd.
+constexpr double kZMin = -6.0;
+constexpr double kZMax = 10.0;
+constexpr double kZStep = 1.0 / 32;
+constexpr int kZPoints = static_cast<int>((kZMax - kZMin) / kZStep) + 1;
+
+double UpperTail(double u) { return 0.5 * std::erfc(u / std::sqrt(2.0)); }  // P(N(0,1) > u)
+
+}  // namespace
+
+double GittinsOrder::NormalizedRank(double z, double log_sd) {
+  // Run time X is log-normal, median 1, spread s; age x = exp(s z). The
+  // service spent from x until X ends or reaches y is the integral of P(X > t)
+  // over [x, y] = y P(X>y) - x P(X>x) + E[X; x < X <= y], in closed form:
+  // E[X; x < X <= y] = exp(s^2/2) (Q(z_x - s) - Q(z_y - s)), Q the normal tail.
+  const double s = log_sd;
+  const double x = std::exp(s * z);
+  const double mean_factor = std::exp(s * s / 2);
+  const double survive_x = UpperTail(z);
+  if (survive_x <= 0) return std::numeric_limits<double>::infinity();
+  const double tail_x = UpperTail(z - s);
+  // Run to completion: the mean time left.
+  double best = (mean_factor * tail_x - x * survive_x) / survive_x;
+  // Or only up to y: the candidates y lie on a grid in z.
+  for (double zy = z + kZStep; zy <= std::max(z, 0.0) + 10.0; zy += kZStep) {
+    const double y = std::exp(s * zy);
+    const double survive_y = UpperTail(zy);
+    const double ends = survive_x - survive_y;
+    if (ends <= 0) continue;  // y still too early to end by
+    const double spent = y * survive_y - x * survive_x + mean_factor * (tail_x - UpperTail(zy - s));
+    best = std::min(best, spent / ends);
+  }
+  return std::max(best, 0.0);
+}
+
+GittinsOrder::~GittinsOrder() {
+  for (auto& t : tables_) delete t.load();
+}
+
+const std::vector<double>& GittinsOrder::TableFor(int slot) const {
+  if (const std::vector<double>* t = tables_[slot].load(std::memory_order_acquire)) return *t;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (const std::vector<double>* t = tables_[slot].load(std::memory_order_relaxed)) return *t;
+  auto* table = new std::vector<double>(kZPoints);
+  for (int i = 0; i < kZPoints; ++i) (*table)[i] = NormalizedRank(kZMin + i * kZStep, slot * 0.05);
+  tables_[slot].store(table, std::memory_order_release);
+  return *table;
+}
+
+double RunSoFarMs(const Job& job) {
+  double devices = 0;
+  for (const TaskGroup& g : job.groups) {
+    const double each = g.request.devices > 0 ? g.request.devices : g.request.device_percent / 100.0;
+    devices += each * g.MinReplicas();
+  }
+  return job.attained_device_s * 1000.0 / std::max(devices, 1.0);
+}
+
+double GittinsOrder::RankMs(const Job& job, double age_ms) const {
+  if (job.runtime_estimate_ms <= 0) return std::numeric_limits<double>::infinity();
+  const double sd = job.runtime_log_sd > 0 ? job.runtime_log_sd : default_log_sd_;
+  const int slot = std::clamp(static_cast<int>(std::lround(sd / 0.05)), 1, kSpreadSlots);
+  const double log_sd = slot * 0.05;
+  const double median = static_cast<double>(job.runtime_estimate_ms);
+  const double z = age_ms > 0 ? std::log(age_ms / median) / log_sd : kZMin;
+  const std::vector<double>& table = TableFor(slot);
+  // Far overdue, the rank grows about as the age does.
+  if (z > kZMax) return median * table.back() * std::exp(log_sd * (z - kZMax));
+  const double pos = (std::max(z, kZMin) - kZMin) / kZStep;
+  const int i = std::min(static_cast<int>(pos), kZPoints - 2);
+  const double f = pos - i;
+  return median * ((1 - f) * table[i] + f * table[i + 1]);
+}
+
+std::vector<int32_t> GittinsOrder::Order(const OrderInput& in) const {
+  const auto& jobs = in.snapshot->pending;
+  auto idx = Indices(in);
+  std::vector<double> rank(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) rank[i] = RankMs(jobs[i], RunSoFarMs(jobs[i]));
+  std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) {
+    const Job& x = jobs[a];
+    const Job& y = jobs[b];
+    return std::tie(y.priority, rank[a], x.submit_ms, x.id) < std::tie(x.priority, rank[b], y.submit_ms, y.id);
+  });
+  return idx;
 }
 
 }  // namespace icos::core

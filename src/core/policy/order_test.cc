@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -362,7 +363,7 @@ TEST(OrderPolicyTest, EveryPolicyReturnsEachIndexExactlyOnce) {
   }
   std::vector<int32_t> all(snap.pending.size());
   std::iota(all.begin(), all.end(), 0);
-  for (const char* name : {"fifo", "priority", "drf", "las", "sjf"}) {
+  for (const char* name : {"fifo", "priority", "drf", "las", "sjf", "gittins"}) {
     auto policy = MakeOrderPolicy(name);
     ASSERT_TRUE(policy.ok()) << name;
     const std::vector<int32_t> order = (*policy)->Order(in);
@@ -374,8 +375,80 @@ TEST(OrderPolicyTest, EveryPolicyReturnsEachIndexExactlyOnce) {
   }
 }
 
+// --- Gittins ---------------------------------------------------------------------
+
+// z of an age (as a share of the median) under spread s.
+double Z(double age, double s) { return std::log(age) / s; }
+
+TEST(GittinsOrderTest, APreciseEstimateRanksByTimeLeft) {
+  // Spread 0.05: the job ends within a few per cent of its estimate, so its
+  // rank is about the time left (SRTF).
+  EXPECT_NEAR(GittinsOrder::NormalizedRank(-100, 0.05), 1.0, 0.05);
+  EXPECT_NEAR(GittinsOrder::NormalizedRank(Z(0.5, 0.05), 0.05), 0.5, 0.05);
+  EXPECT_NEAR(GittinsOrder::NormalizedRank(Z(0.9, 0.05), 0.05), 0.1, 0.05);
+}
+
+TEST(GittinsOrderTest, AFreshJobRanksBelowItsMeanRunTime) {
+  // Log-normal, median 1, spread 1: mean exp(0.5). Running it for a while
+  // first (and stopping if it has not ended) is worth more per unit of time
+  // than running it to the end, so the rank is below the mean.
+  const double fresh = GittinsOrder::NormalizedRank(-100, 1.0);
+  EXPECT_GT(fresh, 0.1);
+  EXPECT_LT(fresh, std::exp(0.5));
+}
+
+TEST(GittinsOrderTest, AnOverdueJobLosesRank) {
+  // Past its median and then far past it, ever less likely to end soon.
+  const double fresh = GittinsOrder::NormalizedRank(-100, 1.0);
+  const double past = GittinsOrder::NormalizedRank(Z(3.0, 1.0), 1.0);
+  const double far_past = GittinsOrder::NormalizedRank(Z(20.0, 1.0), 1.0);
+  EXPECT_GT(past, fresh);
+  EXPECT_GT(far_past, past);
+  EXPECT_GT(far_past, 3.0);  // a job run 20x its median needs a long time more
+}
+
+Job WithSpread(Job j, int64_t estimate_ms, double log_sd) {
+  j.runtime_estimate_ms = estimate_ms;
+  j.runtime_log_sd = log_sd;
+  return j;
+}
+
+TEST(GittinsOrderTest, RanksFreshShortJobsFirstAndOverdueOnesAfter) {
+  GittinsOrder gittins;
+  const int64_t hour = 3'600'000;
+  // 0: fresh, estimate 2 h. 1: estimate 1 h, but it already ran 10 h
+  // (preempted) and is far past it. 2: fresh, estimate 1 h. 3: no estimate.
+  const std::vector<Job> jobs = {WithSpread(MakeJob(1, 10), 2 * hour, 1.0),
+                                 WithSpread(MakeJob(2, 20, 0, "", 36'000.0), hour, 1.0),
+                                 WithSpread(MakeJob(3, 30), hour, 1.0), MakeJob(4, 5)};
+  EXPECT_EQ(OrderOf(gittins, jobs), (std::vector<int32_t>{2, 0, 1, 3}));
+  EXPECT_TRUE(std::isinf(gittins.RankMs(jobs[3], 0)));
+}
+
+TEST(GittinsOrderTest, RunTimeSoFarIsPerDevice) {
+  // 4 devices, 8 device-hours: it has run 2 hours.
+  EXPECT_DOUBLE_EQ(RunSoFarMs(MakeJob(1, 0, 0, "", 8 * 3'600.0, 4)), 2 * 3'600'000.0);
+}
+
+TEST(GittinsOrderTest, AJobWithoutSpreadGetsTheDefault) {
+  GittinsOrder gittins(/*default_log_sd=*/1.0);
+  const Job unknown = WithSpread(MakeJob(1, 0), 3'600'000, 0.0);
+  const Job one = WithSpread(MakeJob(1, 0), 3'600'000, 1.0);
+  const Job tight = WithSpread(MakeJob(1, 0), 3'600'000, 0.1);
+  EXPECT_DOUBLE_EQ(gittins.RankMs(unknown, 1'000), gittins.RankMs(one, 1'000));
+  EXPECT_NE(gittins.RankMs(tight, 1'000), gittins.RankMs(one, 1'000));
+  // The table agrees with the direct computation.
+  EXPECT_NEAR(gittins.RankMs(one, 7'200'000) / 3'600'000, GittinsOrder::NormalizedRank(Z(2.0, 1.0), 1.0), 1e-3);
+}
+
+TEST(GittinsOrderTest, HigherPriorityFirst) {
+  GittinsOrder gittins;
+  const std::vector<Job> jobs = {WithEstimate(MakeJob(1, 10), 60'000), WithEstimate(MakeJob(2, 20, 5), 36'000'000)};
+  EXPECT_EQ(OrderOf(gittins, jobs), (std::vector<int32_t>{1, 0}));
+}
+
 TEST(OrderPolicyTest, MakeOrderPolicyKnowsEveryName) {
-  for (const char* name : {"fifo", "priority", "drf", "las", "sjf", "srtf"}) {
+  for (const char* name : {"fifo", "priority", "drf", "las", "sjf", "srtf", "gittins"}) {
     auto policy = MakeOrderPolicy(name);
     ASSERT_TRUE(policy.ok()) << name << ": " << policy.status();
     EXPECT_EQ((*policy)->name(), name);
@@ -412,7 +485,7 @@ TEST(OrderPolicyTest, MakeOrderPolicyRejectsUnknownName) {
   EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument);
   const std::string msg(policy.status().message());
   EXPECT_NE(msg.find("'lottery'"), std::string::npos) << msg;
-  for (const char* known : {"fifo", "priority", "drf", "las", "sjf", "srtf"}) {
+  for (const char* known : {"fifo", "priority", "drf", "las", "sjf", "srtf", "gittins"}) {
     EXPECT_NE(msg.find(known), std::string::npos) << msg << " lacks " << known;
   }
 }
