@@ -10,6 +10,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -94,8 +95,24 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     if (booster_ != nullptr) {
       if (const std::optional<double> correction = Predict(x)) y += *correction;
     }
-    return std::max(1.0, std::expm1(std::max(0.0, y)));
+    y = std::max(0.0, y);
+    bool from_burst = false;
+    if (SubmitBurst* b = JoinBurst(key, facts); b != nullptr && b->finished > 0) {
+      y = b->sum_log / b->finished;
+      from_burst = true;
+    }
+    estimated_[key] = {y, from_burst};
+    return std::max(1.0, std::expm1(y));
   }
+
+  double EstimateLogSd(int64_t key) const override {
+    auto it = estimated_.find(key);
+    const ErrorLog& log = it != estimated_.end() && it->second.from_burst ? burst_errors_ : model_errors_;
+    return log.Sd(options_.prior_log_sd);
+  }
+
+  std::vector<Revision> TakeRevisions() override { return std::exchange(revisions_, {}); }
+
 
   absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) override {
     Row x;
@@ -106,6 +123,12 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       x = Featurise(facts, /*submitting=*/false);  // never estimated: no burst to note
     }
     const double y = std::log1p(std::max(0.0, runtime_s));
+    if (auto it = estimated_.find(key); it != estimated_.end()) {
+      const double e = y - it->second.log_runtime;
+      (it->second.from_burst ? burst_errors_ : model_errors_).Add(e, options_.error_window);
+      estimated_.erase(it);
+    }
+    FinishInBurst(key, y);
     examples_.push_back({x, static_cast<float>(y)});
     if (static_cast<int32_t>(examples_.size()) > options_.window) examples_.pop_front();
     ++finished_;
@@ -142,6 +165,74 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     Row x;
     float y;
   };
+
+  // log1p(run time) errors of estimates, the most recent ones.
+  struct ErrorLog {
+    std::deque<double> errors;
+    double sq_sum = 0;
+    void Add(double e, int32_t window) {
+      errors.push_back(e);
+      sq_sum += e * e;
+      if (static_cast<int32_t>(errors.size()) > window) {
+        sq_sum -= errors.front() * errors.front();
+        errors.pop_front();
+      }
+    }
+    double Sd(double prior) const {
+      return errors.size() < 30 ? prior : std::sqrt(std::max(0.0, sq_sum) / static_cast<double>(errors.size()));
+    }
+  };
+  struct Given {
+    double log_runtime = 0;  // log1p of the estimate now held
+    bool from_burst = false;
+  };
+  struct SubmitBurst {
+    std::vector<int64_t> open;  // submitted, not finished
+    double sum_log = 0;         // over finished members, log1p(run time)
+    int32_t finished = 0;
+    bool current = true;  // its group's latest: later submissions may join
+  };
+  struct BurstCursor {
+    double last_submit_s = 0;
+    int64_t burst = -1;
+  };
+
+  // Puts the job submitted now into its group's current burst or a new one.
+  SubmitBurst* JoinBurst(int64_t key, const JobFacts& f) {
+    if (options_.burst_gap_s <= 0 || f.submit_unix_s < 0) return nullptr;
+    BurstCursor& c = burst_cursors_[absl::StrCat(f.queue, "|", f.user, "|", f.gpus)];
+    if (c.burst < 0 || f.submit_unix_s - c.last_submit_s > options_.burst_gap_s) {
+      if (auto old = bursts_.find(c.burst); old != bursts_.end()) {
+        old->second.current = false;
+        if (old->second.open.empty()) bursts_.erase(old);
+      }
+      c.burst = next_burst_++;
+    }
+    c.last_submit_s = f.submit_unix_s;
+    SubmitBurst& b = bursts_[c.burst];
+    b.open.push_back(key);
+    burst_of_[key] = c.burst;
+    return &b;
+  }
+
+  // Job `key` ran log1p(run time) `y`: its burst's open jobs are re-estimated.
+  void FinishInBurst(int64_t key, double y) {
+    auto of = burst_of_.find(key);
+    if (of == burst_of_.end()) return;
+    auto it = bursts_.find(of->second);
+    burst_of_.erase(of);
+    if (it == bursts_.end()) return;
+    SubmitBurst& b = it->second;
+    b.open.erase(std::remove(b.open.begin(), b.open.end(), key), b.open.end());
+    b.sum_log += y;
+    ++b.finished;
+    const double estimate = b.sum_log / b.finished;
+    for (int64_t other : b.open) {
+      estimated_[other] = {estimate, true};
+      revisions_.push_back({other, std::max(1.0, std::expm1(estimate))});
+    }
+    if (b.open.empty() && !b.current) bursts_.erase(it);
+  }
 
   History& Group(const std::string& k) { return groups_[k]; }
   const History* Find(const std::string& k) const {
@@ -277,6 +368,13 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
 
   EstimatorOptions options_;
   absl::flat_hash_map<int64_t, Row> pending_;
+  absl::flat_hash_map<int64_t, Given> estimated_;  // open jobs' current estimates
+  ErrorLog model_errors_, burst_errors_;
+  absl::flat_hash_map<std::string, BurstCursor> burst_cursors_;
+  absl::flat_hash_map<int64_t, SubmitBurst> bursts_;
+  absl::flat_hash_map<int64_t, int64_t> burst_of_;  // open job -> its burst
+  int64_t next_burst_ = 0;
+  std::vector<Revision> revisions_;
   absl::flat_hash_map<std::string, History> groups_;
   absl::flat_hash_map<std::string, int32_t> queue_codes_;
   absl::flat_hash_map<std::string, std::deque<double>> submits_;  // submit times in the last hour
@@ -309,10 +407,10 @@ std::string NameTemplate(const std::string& name) {
 
 absl::StatusOr<std::unique_ptr<RuntimeEstimator>> RuntimeEstimator::Create(const EstimatorOptions& options) {
   if (options.trees < 1 || options.max_depth < 1 || options.window < 1 || options.retrain_growth < 1 ||
-      options.learning_rate <= 0) {
+      options.learning_rate <= 0 || options.error_window < 1 || !(options.prior_log_sd > 0)) {
     return absl::InvalidArgumentError(
-        "estimator options: trees, max_depth and window must be >= 1, "
-        "retrain_growth >= 1 and learning_rate > 0");
+        "estimator options: trees, max_depth, window and error_window must be >= 1, "
+        "retrain_growth >= 1, learning_rate > 0 and prior_log_sd > 0");
   }
   auto e = std::make_unique<XgbRuntimeEstimator>(options);
   e->Init();

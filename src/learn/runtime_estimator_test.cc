@@ -25,6 +25,98 @@ TEST(RuntimeEstimator, RejectsNonsenseOptions) {
   EXPECT_FALSE(RuntimeEstimator::Create(o).ok());
 }
 
+TEST(RuntimeEstimator, RejectsNonsenseErrorOptions) {
+  EstimatorOptions o;
+  o.error_window = 0;
+  EXPECT_FALSE(RuntimeEstimator::Create(o).ok());
+  o = {};
+  o.prior_log_sd = 0;
+  EXPECT_FALSE(RuntimeEstimator::Create(o).ok());
+}
+
+// A sweep: five jobs of one user, queue and GPU count within seconds. When the
+// first ends after 30 s, the four still open are re-estimated at 30 s; a job
+// of the same group submitted later than the gap is another burst and keeps
+// its estimate.
+TEST(RuntimeEstimator, ABurstIsReestimatedWhenOneOfItEnds) {
+  EstimatorOptions o;
+  o.prior_s = 3'600;
+  o.min_train = 1'000;  // no model: the history and bursts only
+  auto e = RuntimeEstimator::Create(o);
+  ASSERT_TRUE(e.ok());
+  auto facts = [](double t) { return JobFacts{.user = "u", .queue = "vc", .gpus = 8, .submit_unix_s = t}; };
+  for (int k = 0; k < 5; ++k) EXPECT_NEAR((*e)->EstimateAtSubmit(k, facts(1'000 + 10 * k)), 3'600, 1);
+  EXPECT_TRUE((*e)->TakeRevisions().empty());
+  ASSERT_TRUE((*e)->ObserveFinish(0, facts(1'000), 30).ok());
+  std::vector<RuntimeEstimator::Revision> revised = (*e)->TakeRevisions();
+  ASSERT_EQ(revised.size(), 4u);
+  for (size_t k = 0; k < revised.size(); ++k) {
+    EXPECT_EQ(revised[k].key, static_cast<int64_t>(k + 1));
+    EXPECT_NEAR(revised[k].runtime_s, 30, 0.5);
+  }
+  EXPECT_TRUE((*e)->TakeRevisions().empty());  // handed over once
+  // The second ends after 120 s: the rest get the geometric mean, about 60 s.
+  ASSERT_TRUE((*e)->ObserveFinish(1, facts(1'010), 120).ok());
+  revised = (*e)->TakeRevisions();
+  ASSERT_EQ(revised.size(), 3u);
+  EXPECT_NEAR(revised[0].runtime_s, std::sqrt(31.0 * 121.0) - 1, 0.5);
+  // A job submitted into the burst now starts from it...
+  EXPECT_NEAR((*e)->EstimateAtSubmit(10, facts(1'040 + 30)), std::sqrt(31.0 * 121.0) - 1, 0.5);
+  // ... one submitted more than the gap after the last is another burst.
+  const double history = (*e)->EstimateAtSubmit(11, facts(1'070 + 61));
+  ASSERT_TRUE((*e)->ObserveFinish(2, facts(1'020), 60).ok());
+  revised = (*e)->TakeRevisions();
+  ASSERT_EQ(revised.size(), 3u);  // 3, 4 and 10
+  for (const RuntimeEstimator::Revision& r : revised) EXPECT_NE(r.key, 11);
+  EXPECT_GT(history, 0);
+}
+
+TEST(RuntimeEstimator, NoBurstsWhenTheGapIsZero) {
+  EstimatorOptions o;
+  o.min_train = 1'000;
+  o.burst_gap_s = 0;
+  auto e = RuntimeEstimator::Create(o);
+  ASSERT_TRUE(e.ok());
+  auto facts = [](double t) { return JobFacts{.user = "u", .queue = "vc", .gpus = 1, .submit_unix_s = t}; };
+  (*e)->EstimateAtSubmit(0, facts(0));
+  (*e)->EstimateAtSubmit(1, facts(1));
+  ASSERT_TRUE((*e)->ObserveFinish(0, facts(0), 30).ok());
+  EXPECT_TRUE((*e)->TakeRevisions().empty());
+}
+
+// The spread of an estimate is that of its kind: burst estimates that were
+// right have a small one, model (here history) estimates that were 10x off a
+// large one; the prior before 30 of a kind have finished.
+TEST(RuntimeEstimator, EachKindOfEstimateHasItsOwnSpread) {
+  EstimatorOptions o;
+  o.min_train = 100'000;
+  o.prior_log_sd = 1.5;
+  auto e = RuntimeEstimator::Create(o);
+  ASSERT_TRUE(e.ok());
+  (*e)->EstimateAtSubmit(0, JobFacts{.queue = "vc", .gpus = 1, .submit_unix_s = 0});
+  EXPECT_DOUBLE_EQ((*e)->EstimateLogSd(0), 1.5);
+  double t = 0;
+  for (int b = 0; b < 40; ++b) {
+    // Bursts of two, an hour apart; run times alternate 100 s and 10,000 s
+    // from burst to burst, so history is 10x off and the sibling is exact.
+    const double run = b % 2 == 0 ? 100 : 10'000;
+    t += 3'600;
+    const JobFacts f{.queue = "vc", .gpus = 1, .submit_unix_s = t};
+    const int64_t k = 1 + 2 * b;
+    (*e)->EstimateAtSubmit(k, f);
+    (*e)->EstimateAtSubmit(k + 1, f);
+    ASSERT_TRUE((*e)->ObserveFinish(k, f, run).ok());
+    (*e)->TakeRevisions();
+    ASSERT_TRUE((*e)->ObserveFinish(k + 1, f, run).ok());
+  }
+  const JobFacts f{.queue = "vc", .gpus = 1, .submit_unix_s = t + 3'600};
+  (*e)->EstimateAtSubmit(100, f);
+  (*e)->EstimateAtSubmit(101, f);
+  EXPECT_GT((*e)->EstimateLogSd(100), 2.0);  // history: log(100) off
+  ASSERT_TRUE((*e)->ObserveFinish(100, f, 50).ok());
+  EXPECT_LT((*e)->EstimateLogSd(101), 0.01);  // 101 now holds a burst estimate
+}
+
 TEST(RuntimeEstimator, PriorThenHistoryBeforeAnyModel) {
   EstimatorOptions o;
   o.prior_s = 600;
