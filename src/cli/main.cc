@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
     sub->add_option("--order", server.order, "scheduling order")
-        ->check(CLI::IsMember({"fifo", "priority", "drf", "las", "sjf", "srtf"}));
+        ->check(CLI::IsMember({"fifo", "priority", "drf", "las", "sjf", "srtf", "gittins"}));
     sub->add_option("--placement", server.placement, "node scoring")
         ->check(CLI::IsMember({"binpack", "spread", "fgd"}));
     sub->add_option("--rate-limit", server.rate_limit, "API requests per second per token (0: no limit)")
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--jobs", demo.jobs, "pending jobs to schedule")->check(CLI::Range(0, 1'000'000));
   demo_cmd->add_option("--running", demo.running, "jobs already running")->check(CLI::Range(0, 1'000'000));
   demo_cmd->add_option("--seed", demo.seed, "random seed of the workload");
-  demo_cmd->add_option("--order", demo.order, "order policy")->check(CLI::IsMember({"fifo", "priority", "drf", "las", "sjf", "srtf"}));
+  demo_cmd->add_option("--order", demo.order, "order policy")->check(CLI::IsMember({"fifo", "priority", "drf", "las", "sjf", "srtf", "gittins"}));
   demo_cmd->add_option("--placement", demo.placement, "node scoring")
       ->check(CLI::IsMember({"binpack", "spread", "fgd"}));
   demo_cmd->add_option("-o,--output", demo.output, "table or json")->check(CLI::IsMember({"table", "json"}));
@@ -86,12 +86,12 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--trace", sim.trace, "philly[:CSV] | openb[:DIR] | gavel[:DIR] | synthetic[:RATE[:single]]");
   sim_cmd->add_option("--cluster", sim.cluster,
                       "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
-  sim_cmd->add_option("--policy", sim.policy, "comma-separated: default, fifo, sjf, srtf, las, gavel, fgd (openb: fgd, bestfit, spread); NAME-learned uses the learned runtime estimator");
+  sim_cmd->add_option("--policy", sim.policy, "comma-separated: default, fifo, sjf, srtf, gittins, las, gavel, fgd (openb: fgd, bestfit, spread); NAME-learned uses the learned runtime estimator");
   sim_cmd->add_option("--seed", sim.seed, "random seed (synthetic trace)");
   sim_cmd->add_option("--jobs", sim.jobs, "use the first N jobs (synthetic: generate N; default 1000)")
       ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));
   sim_cmd->add_flag("--json", sim.json, "one JSON object per policy and line");
-  sim_cmd->add_option("--out", sim.out_dir, "directory for summary.json, <policy>_utilisation.csv, <policy>_jct_cdf.csv and SVG plots (gnuplot)");
+  sim_cmd->add_option("--out", sim.out_dir, "directory for summary.json, <policy>_utilisation.csv, <policy>_jct_cdf.csv, <policy>_jobs.csv and SVG plots (gnuplot)");
   sim_cmd->add_option("--traces", sim.traces_dir, "trace directory (default: $ICOS_TRACES or ../shared/data/traces)");
   sim_cmd->add_option("--estimator", sim.estimator, "runtime estimates for SJF and backfill")
       ->check(CLI::IsMember({"oracle", "learned", "none"}));

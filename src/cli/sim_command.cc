@@ -368,8 +368,10 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
                              s.ftf_worst);
       if (s.estimator == "learned") {
         out << absl::StrFormat(
-            "         learned estimates: median abs error %s, %.1f%% within 2x, %d models (%.1f s training)\n",
-            Hours(s.est_median_abs_error_s), 100.0 * s.est_within_2x, s.models_trained, s.train_wall_s);
+            "         learned estimates: median abs error %s, %.1f%% within 2x (%.1f%% after burst revisions), %d "
+            "models (%.1f s training)\n",
+            Hours(s.est_median_abs_error_s), 100.0 * s.est_within_2x, 100.0 * s.est_final_within_2x, s.models_trained,
+            s.train_wall_s);
       }
     }
     if (!f.out_dir.empty()) {
@@ -384,6 +386,9 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       if (w.ok()) {
         w = WriteFile(fs::path(f.out_dir) / (name + "_jct_cdf.csv"),
                       [&](std::ostream& o) { sim::WriteJctCdfCsv(*r, o); });
+      }
+      if (w.ok()) {
+        w = WriteFile(fs::path(f.out_dir) / (name + "_jobs.csv"), [&](std::ostream& o) { sim::WriteJobsCsv(*r, o); });
       }
       if (w.ok()) {
         w = WriteFile(fs::path(f.out_dir) / (name + "_utilisation_binned.csv"),

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace icos::sim {
 namespace {
@@ -67,18 +68,23 @@ void EstimateErrors(const SimResult& r, Summary& s) {
   s.models_trained = r.models_trained;
   s.train_wall_s = r.train_wall_s;
   std::vector<double> err;
-  int64_t within = 0;
+  int64_t within = 0, final_within = 0;
+  auto near = [](double estimate, double truth) {
+    const double lo = std::max(truth, 1.0) / 2, hi = std::max(truth, 1.0) * 2;
+    return estimate >= lo && estimate <= hi;
+  };
   for (const JobOutcome& o : r.jobs) {
     if (o.finish_s < 0 || o.estimate_s < 0) continue;
     err.push_back(std::abs(o.estimate_s - o.duration_s));
-    const double lo = std::max(o.duration_s, 1.0) / 2, hi = std::max(o.duration_s, 1.0) * 2;
-    if (o.estimate_s >= lo && o.estimate_s <= hi) ++within;
+    within += near(o.estimate_s, o.duration_s);
+    final_within += near(o.final_estimate_s, o.duration_s);
   }
   s.estimated = static_cast<int64_t>(err.size());
   if (err.empty()) return;
   std::sort(err.begin(), err.end());
   s.est_median_abs_error_s = Percentile(err, 0.5);
   s.est_within_2x = static_cast<double>(within) / static_cast<double>(err.size());
+  s.est_final_within_2x = static_cast<double>(final_within) / static_cast<double>(err.size());
 }
 
 }  // namespace
@@ -183,6 +189,7 @@ nlohmann::ordered_json ToJson(const Summary& s) {
       {"estimated", s.estimated},
       {"est_median_abs_error_s", s.est_median_abs_error_s},
       {"est_within_2x", s.est_within_2x},
+      {"est_final_within_2x", s.est_final_within_2x},
       {"models_trained", s.models_trained},
       {"train_wall_s", s.train_wall_s},
       {"preemptions", s.preemptions},
@@ -230,6 +237,15 @@ void WriteUtilisationBinnedCsv(const SimResult& r, std::ostream& out, int bins) 
   }
   for (int b = 0; b < bins; ++b) {
     out << first + (b + 0.5) * width << ',' << area[b] / (width * r.total_devices) << '\n';
+  }
+}
+
+void WriteJobsCsv(const SimResult& r, std::ostream& out) {
+  out << "id,arrival_s,gpus,duration_s,estimate_s,final_estimate_s,first_start_s,finish_s,jct_s,preemptions\n";
+  for (const JobOutcome& j : r.jobs) {
+    out << absl::StrFormat("%d,%.3f,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%d\n", j.id, j.arrival_s, j.gpus, j.duration_s,
+                           j.estimate_s, j.final_estimate_s, j.first_start_s, j.finish_s,
+                           j.finish_s >= 0 ? j.finish_s - j.arrival_s : -1.0, j.preemptions);
   }
 }
 

@@ -42,6 +42,7 @@ struct Summary {
   int64_t estimated = 0;
   double est_median_abs_error_s = 0;
   double est_within_2x = 0;
+  double est_final_within_2x = 0;  // the estimates last held (after burst revisions)
   int32_t models_trained = 0;
   double train_wall_s = 0;
   int64_t preemptions = 0;
@@ -68,6 +69,10 @@ void WriteUtilisationBinnedCsv(const SimResult& result, std::ostream& out, int b
 // `jct_s,cdf` rows: the empirical distribution of JCT over finished jobs,
 // thinned to at most `points` rows (the last always the maximum).
 void WriteJctCdfCsv(const SimResult& result, std::ostream& out, int points = 2'000);
+// One row per job (what sacct shows): `id,arrival_s,gpus,duration_s,estimate_s,
+// final_estimate_s,first_start_s,finish_s,jct_s,preemptions`; -1 where a job
+// never started or finished or had no estimate.
+void WriteJobsCsv(const SimResult& result, std::ostream& out);
 
 // Average JCT of the finished jobs with first <= id < last (e.g. Gavel's jobs 4000-5000).
 double AverageJct(const SimResult& result, int64_t first, int64_t last);

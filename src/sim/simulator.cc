@@ -75,7 +75,9 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
   return nodes;
 }
 
-std::vector<std::string> PolicyNames() { return {"default", "fifo", "sjf", "srtf", "las", "gavel", "fgd"}; }
+std::vector<std::string> PolicyNames() {
+  return {"default", "fifo", "sjf", "srtf", "gittins", "las", "gavel", "fgd"};
+}
 
 namespace {
 constexpr absl::string_view kLearnedSuffix = "-learned";
@@ -89,12 +91,13 @@ absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
   if (absl::EndsWith(name, kLearnedSuffix)) name.remove_suffix(kLearnedSuffix.size());
   core::SchedulerOptions o;  // the default set
   if (name == "default") return o;
-  if (name == "fifo" || name == "sjf" || name == "srtf" || name == "las") {
+  if (name == "fifo" || name == "sjf" || name == "srtf" || name == "gittins" || name == "las") {
     o.order = std::string(name);
     o.heterogeneity_aware = false;
-    // Tiresias' LAS and SRTF preempt (jobs with more service, jobs with much
-    // longer left); FIFO and SJF run jobs to completion.
-    o.preemption = name == "las" || name == "srtf";
+    // Tiresias' LAS, SRTF and Gittins preempt (jobs with more service, with
+    // much longer left, with a much worse rank); FIFO and SJF run jobs to
+    // completion.
+    o.preemption = name == "las" || name == "srtf" || name == "gittins";
     return o;
   }
   if (name == "gavel") {
@@ -122,6 +125,10 @@ absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
 }
 
 namespace {
+
+// Spread of an oracle estimate for the gittins order: the least it tells apart,
+// so that it ranks by time left as SRTF does.
+constexpr double kOracleLogSd = 0.05;
 
 // The event loop and its state. One instance per Simulate() call.
 class Sim {
@@ -178,6 +185,7 @@ class Sim {
     int32_t epoch = 0;             // completion events of older epochs are stale
     double share = 0;              // devices held while running
     double attained_at_start = 0;  // device-seconds of service before this run
+    double estimate_s = -1;        // run-time estimate now held (revised as bursts finish)
   };
   struct Completion {
     int64_t t_ms;
@@ -189,6 +197,10 @@ class Sim {
   core::Job ToCoreJob(const SimJob& s) const;
   // Estimated isolated work left for job i (reference-type seconds); 0 unknown.
   double EstimatedRemainingS(int32_t i) const;
+  // The core's runtime_estimate_ms for job i while running (from its start).
+  int64_t RunningEstimateMs(int32_t i) const;
+  // The estimator revised job i's estimate (a job of its burst finished).
+  void Revise(const learn::RuntimeEstimator::Revision& r);
   static learn::JobFacts Facts(const SimJob& s);
   int64_t PendingEstimateMs(int32_t i) const;
   void AddPending(int32_t i, core::Job job);
@@ -205,6 +217,9 @@ class Sim {
   const SimOptions& options_;
   const core::Scheduler& scheduler_;
   learn::RuntimeEstimator* estimator_;  // null unless options_.estimator == "learned"
+  // The gittins order ranks a job by its whole estimated run time and its age
+  // (attained service); the others want the estimated time left.
+  const bool total_estimates_ = options_.scheduler.order == "gittins";
   core::Snapshot snap_;
   std::vector<std::string> models_;  // cluster models in first-seen order
   int32_t max_per_node_ = 1;
@@ -267,7 +282,7 @@ learn::JobFacts Sim::Facts(const SimJob& s) {
 
 double Sim::EstimatedRemainingS(int32_t i) const {
   if (options_.estimator == "oracle") return state_[i].remaining_s;
-  const double estimate = result_.jobs[i].estimate_s;
+  const double estimate = state_[i].estimate_s;
   if (estimate <= 0) return 0;
   // A job that outlived its estimate is guessed to need as long again as it
   // has run (long jobs tend to run longer), as the core guesses for running
@@ -276,7 +291,29 @@ double Sim::EstimatedRemainingS(int32_t i) const {
   return worked < estimate ? estimate - worked : std::max(worked, 1.0);
 }
 
+int64_t Sim::RunningEstimateMs(int32_t i) const {
+  if (total_estimates_) return PendingEstimateMs(i);
+  const JobState& st = state_[i];
+  const double est_rem = EstimatedRemainingS(i);  // as of this start
+  return est_rem > 0 ? std::max<int64_t>(1, st.work_from_ms - st.start_ms + ToMs(est_rem / st.speed)) : 0;
+}
+
+void Sim::Revise(const learn::RuntimeEstimator::Revision& r) {
+  const int32_t i = static_cast<int32_t>(r.key);
+  JobState& st = state_[i];
+  st.estimate_s = r.runtime_s;
+  result_.jobs[i].final_estimate_s = r.runtime_s;
+  core::Job* job = st.where == Where::kPending   ? &snap_.pending[st.pos]
+                   : st.where == Where::kRunning ? &snap_.running[st.pos].job
+                                                 : nullptr;
+  if (job == nullptr) return;
+  job->runtime_estimate_ms = st.where == Where::kPending ? PendingEstimateMs(i) : RunningEstimateMs(i);
+  job->runtime_log_sd = estimator_->EstimateLogSd(i);
+  dirty_ = true;
+}
+
 int64_t Sim::PendingEstimateMs(int32_t i) const {
+  if (total_estimates_) return state_[i].estimate_s > 0 ? std::max<int64_t>(1, ToMs(state_[i].estimate_s)) : 0;
   const double rem = EstimatedRemainingS(i);
   if (rem <= 0) return 0;
   return std::max<int64_t>(1, ToMs(rem + (state_[i].restore ? options_.restore_delay_s : 0.0)));
@@ -358,9 +395,7 @@ absl::Status Sim::Start(int32_t i, const std::string& device_type, std::vector<c
   st.work_from_ms = now_ms + (st.restore ? ToMs(options_.restore_delay_s) : 0);
   st.restore = false;
   const int64_t finish_ms = st.work_from_ms + ToMs(st.remaining_s / st.speed);
-  const double est_rem = EstimatedRemainingS(i);
-  r.job.runtime_estimate_ms =
-      est_rem > 0 ? std::max<int64_t>(1, st.work_from_ms - now_ms + ToMs(est_rem / st.speed)) : 0;
+  r.job.runtime_estimate_ms = RunningEstimateMs(i);
   st.where = Where::kRunning;
   st.pos = static_cast<int32_t>(snap_.running.size());
   snap_.running.push_back(std::move(r));
@@ -474,6 +509,7 @@ absl::StatusOr<SimResult> Sim::Run() {
       if (estimator_ != nullptr) {
         absl::Status s = estimator_->ObserveFinish(c.job, Facts(jobs_[c.job]), jobs_[c.job].duration_s);
         if (!s.ok()) return absl::InternalError(absl::StrCat("runtime estimator: ", s.message()));
+        for (const learn::RuntimeEstimator::Revision& r : estimator_->TakeRevisions()) Revise(r);
       }
       dirty_ = true;
     }
@@ -481,10 +517,14 @@ absl::StatusOr<SimResult> Sim::Run() {
       const int32_t i = static_cast<int32_t>(next++);
       if (estimator_ != nullptr) {
         result_.jobs[i].estimate_s = estimator_->EstimateAtSubmit(i, Facts(jobs_[i]));
+        state_[i].estimate_s = result_.jobs[i].final_estimate_s = result_.jobs[i].estimate_s;
       } else if (options_.estimator == "oracle") {
-        result_.jobs[i].estimate_s = jobs_[i].duration_s;
+        result_.jobs[i].estimate_s = result_.jobs[i].final_estimate_s = jobs_[i].duration_s;
+        state_[i].estimate_s = jobs_[i].duration_s;
       }
-      AddPending(i, ToCoreJob(jobs_[i]));
+      core::Job job = ToCoreJob(jobs_[i]);
+      job.runtime_log_sd = estimator_ != nullptr ? estimator_->EstimateLogSd(i) : kOracleLogSd;
+      AddPending(i, std::move(job));
       ++result_.events;
     }
     // With migration a pass is worth running on freed capacity even when no job waits.

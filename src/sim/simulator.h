@@ -82,6 +82,7 @@ struct JobOutcome {
   // Run-time estimate made at arrival (isolated seconds); the duration itself
   // for the oracle, -1 without estimates.
   double estimate_s = -1;
+  double final_estimate_s = -1;  // the last one held: revised when a job of its burst finished
   bool rejected = false;  // the core said it can never fit this cluster
   std::string reason;     // why it was rejected
 };

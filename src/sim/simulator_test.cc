@@ -195,6 +195,55 @@ TEST(GoldenTest, SrtfPreemptsALongJobForAShortOne) {
   EXPECT_NEAR(Jct(sjf, 1), 10'000 - 10 + 100, 1e-3);
 }
 
+// Gittins with oracle estimates ranks by time left, as SRTF does.
+TEST(GoldenTest, GittinsWithOracleEstimatesPreemptsLikeSrtf) {
+  const auto jobs = Finalized({Job(0, 1, 10'000), Job(10, 1, 100)});
+  SimResult g = MustSimulate("1x1xV100", jobs, Policy("gittins"));
+  EXPECT_EQ(g.preemptions, 1);
+  EXPECT_NEAR(Jct(g, 1), 100, 1e-3);
+  EXPECT_NEAR(Jct(g, 0), 10'000 + 100 + 30, 1e-3);
+}
+
+// On one GPU: a sweep of four 30 s jobs of user u (t = 0, 1, 2, 3) and user
+// v's 2,000 s job at t = 0.5. Nothing has finished, so all are estimated at
+// the prior (1 h). When the first sweep job ends, its siblings are
+// re-estimated at 30 s and learned SJF runs them before v's job; without
+// burst estimates v's job, submitted earlier, goes first.
+TEST(LearnedEstimatorSimTest, ASweepIsReestimatedWhenItsFirstJobEnds) {
+  std::vector<SimJob> jobs;
+  for (double t : {0.0, 0.5, 1.0, 2.0, 3.0}) {
+    SimJob j = Job(t, 1, t == 0.5 ? 2'000 : 30);
+    j.user = t == 0.5 ? "v" : "u";
+    j.queue = "vc";
+    j.submit_unix_s = 1.7e9 + t;
+    jobs.push_back(j);
+  }
+  jobs = Finalized(jobs);
+  SimOptions learned = Policy("sjf-learned");
+  learned.estimator = "learned";
+  learned.learned.prior_s = 3'600;
+  SimResult r = MustSimulate("1x1xV100", jobs, learned);
+  EXPECT_NEAR(Jct(r, 2), 60 - 1, 1e-3);
+  EXPECT_NEAR(Jct(r, 4), 120 - 3, 1e-3);
+  EXPECT_NEAR(Jct(r, 1), 2'120 - 0.5, 1e-3);
+  Summary s = Summarize(r);
+  EXPECT_DOUBLE_EQ(s.est_within_2x, 1.0 / 5);        // only v's job (1 h against 2,000 s)
+  EXPECT_DOUBLE_EQ(s.est_final_within_2x, 4.0 / 5);  // and the three revised
+  learned.learned.burst_gap_s = 0;
+  SimResult plain = MustSimulate("1x1xV100", jobs, learned);
+  EXPECT_NEAR(Jct(plain, 1), 2'030 - 0.5, 1e-3);
+}
+
+TEST(MetricsTest, JobsCsvHasOneRowPerJob) {
+  SimResult r = MustSimulate("1x1xV100", Finalized({Job(0, 1, 100), Job(10, 1, 50)}), Policy("fifo"));
+  std::ostringstream out;
+  WriteJobsCsv(r, out);
+  EXPECT_EQ(out.str(),
+            "id,arrival_s,gpus,duration_s,estimate_s,final_estimate_s,first_start_s,finish_s,jct_s,preemptions\n"
+            "0,0.000,1,100.000,100.000,100.000,0.000,100.000,100.000,0\n"
+            "1,10.000,1,50.000,50.000,50.000,100.000,150.000,140.000,0\n");
+}
+
 // Reclaim with the default policy: queues a and b each guarantee 1 of 2 GPUs.
 //   job 0 (b): t=0, 2 GPUs, 100 s: borrows a's idle GPU.
 //   job 1 (a): t=10, 1 GPU, 10 s: a is within its guarantee and b borrows, so
