@@ -135,19 +135,20 @@ std::string Plural(int64_t n, const char* one, const char* many) { return absl::
 // longer than the waiting job.
 constexpr double kSrtfMargin = 2.0;
 
+// The age of a running job in ms: its wall time under way, all runs together
+// (attained device-seconds over the devices it holds).
+double RunningAgeMs(const Running& r, int64_t now_ms) {
+  const double devices = std::max<int64_t>(r.held_milli, 1'000) / 1000.0;
+  return std::max(static_cast<double>(now_ms - r.start_ms), r.job->attained_device_s * 1000.0 / devices);
+}
+
 // What a running job is expected to need still, in ms. Past its estimate it is
 // guessed to need as long again as it has run (long jobs tend to run longer);
 // without an estimate, longer than anything.
 double ExpectedLeftMs(const Running& r, int64_t now_ms) {
   if (r.end_ms == std::numeric_limits<int64_t>::max()) return std::numeric_limits<double>::infinity();
   if (r.end_ms > now_ms) return static_cast<double>(r.end_ms - now_ms);
-  const double devices = std::max<int64_t>(r.held_milli, 1'000) / 1000.0;
-  return std::max(static_cast<double>(now_ms - r.start_ms), r.job->attained_device_s * 1000.0 / devices);
-}
-
-// The age of a running job in ms: its wall time under way, all runs together.
-double RunningAgeMs(const Running& r, int64_t now_ms) {
-  return std::max(static_cast<double>(now_ms - r.start_ms), RunSoFarMs(*r.job));
+  return RunningAgeMs(r, now_ms);
 }
 
 std::string GittinsReason(const Job& job, double job_rank_ms, double victim_rank_ms) {

@@ -1,9 +1,11 @@
 #include "core/policy/order.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <tuple>
 
@@ -185,19 +187,24 @@ double GittinsOrder::NormalizedRank(double z, double log_sd) {
   return std::max(best, 0.0);
 }
 
-GittinsOrder::~GittinsOrder() {
-  for (auto& t : tables_) delete t.load();
+namespace {
+
+constexpr int kSpreadSlots = 80;  // spreads 0.05 .. 4.00, by 0.05
+
+// NormalizedRank over the grid of z for one spread slot. The tables depend on
+// nothing but the slot, so every GittinsOrder shares them; each is computed
+// once, on first use.
+const std::vector<double>& RankTable(int slot) {
+  static std::array<std::once_flag, kSpreadSlots + 1> once;
+  static std::array<std::vector<double>, kSpreadSlots + 1> tables;
+  std::call_once(once[slot], [slot] {
+    tables[slot].resize(kZPoints);
+    for (int i = 0; i < kZPoints; ++i) tables[slot][i] = GittinsOrder::NormalizedRank(kZMin + i * kZStep, slot * 0.05);
+  });
+  return tables[slot];
 }
 
-const std::vector<double>& GittinsOrder::TableFor(int slot) const {
-  if (const std::vector<double>* t = tables_[slot].load(std::memory_order_acquire)) return *t;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (const std::vector<double>* t = tables_[slot].load(std::memory_order_relaxed)) return *t;
-  auto* table = new std::vector<double>(kZPoints);
-  for (int i = 0; i < kZPoints; ++i) (*table)[i] = NormalizedRank(kZMin + i * kZStep, slot * 0.05);
-  tables_[slot].store(table, std::memory_order_release);
-  return *table;
-}
+}  // namespace
 
 double RunSoFarMs(const Job& job) {
   double devices = 0;
@@ -215,7 +222,7 @@ double GittinsOrder::RankMs(const Job& job, double age_ms) const {
   const double log_sd = slot * 0.05;
   const double median = static_cast<double>(job.runtime_estimate_ms);
   const double z = age_ms > 0 ? std::log(age_ms / median) / log_sd : kZMin;
-  const std::vector<double>& table = TableFor(slot);
+  const std::vector<double>& table = RankTable(slot);
   // Far overdue, the rank grows about as the age does.
   if (z > kZMax) return median * table.back() * std::exp(log_sd * (z - kZMax));
   const double pos = (std::max(z, kZMin) - kZMin) / kZStep;

@@ -2,10 +2,7 @@
 #ifndef ICOS_CORE_POLICY_ORDER_H_
 #define ICOS_CORE_POLICY_ORDER_H_
 
-#include <array>
-#include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,7 +32,7 @@ class OrderPolicy {
 };
 
 // Run time a job has had so far in ms, all runs together: its attained
-// device-seconds over the devices it holds.
+// device-seconds over the devices it asks for.
 double RunSoFarMs(const Job& job);
 
 // "fifo", "priority", "drf", "las", "sjf", "srtf", "gittins". An unknown name is an error listing the known ones.
@@ -115,7 +112,6 @@ class SjfOrder final : public OrderPolicy {
 class GittinsOrder final : public OrderPolicy {
  public:
   explicit GittinsOrder(double default_log_sd = 1.0) : default_log_sd_(default_log_sd) {}
-  ~GittinsOrder() override;
   std::string_view name() const override { return "gittins"; }
   std::vector<int32_t> Order(const OrderInput& in) const override;
   // The rank in ms of `job` after `age_ms` of running (wall time, all its
@@ -127,13 +123,7 @@ class GittinsOrder final : public OrderPolicy {
   static double NormalizedRank(double z, double log_sd);
 
  private:
-  static constexpr int kSpreadSlots = 80;  // spreads 0.05 .. 4.00, by 0.05
-  // NormalizedRank over a grid of z, computed once per spread slot on first use.
-  const std::vector<double>& TableFor(int slot) const;
-
   double default_log_sd_;
-  mutable std::mutex mu_;  // guards creating tables
-  mutable std::array<std::atomic<const std::vector<double>*>, kSpreadSlots + 1> tables_{};
 };
 
 }  // namespace icos::core
