@@ -95,14 +95,14 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     if (booster_ != nullptr) {
       if (const std::optional<double> correction = Predict(x)) y += *correction;
     }
-    y = std::max(0.0, y);
-    bool from_burst = false;
-    if (SubmitBurst* b = JoinBurst(key, facts); b != nullptr && b->finished > 0) {
-      y = b->sum_log / b->finished;
-      from_burst = true;
+    Given& given = estimated_[key];
+    given.log_runtime = std::max(0.0, y);
+    given.burst = JoinBurst(key, facts);
+    if (auto b = bursts_.find(given.burst); b != bursts_.end() && b->second.finished > 0) {
+      given.log_runtime = b->second.sum_log / b->second.finished;
+      given.from_burst = true;
     }
-    estimated_[key] = {y, from_burst};
-    return std::max(1.0, std::expm1(y));
+    return Seconds(given.log_runtime);
   }
 
   double EstimateLogSd(int64_t key) const override {
@@ -112,7 +112,6 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   }
 
   std::vector<Revision> TakeRevisions() override { return std::exchange(revisions_, {}); }
-
 
   absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) override {
     Row x;
@@ -124,11 +123,11 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     }
     const double y = std::log1p(std::max(0.0, runtime_s));
     if (auto it = estimated_.find(key); it != estimated_.end()) {
-      const double e = y - it->second.log_runtime;
-      (it->second.from_burst ? burst_errors_ : model_errors_).Add(e, options_.error_window);
+      const Given given = it->second;
       estimated_.erase(it);
+      (given.from_burst ? burst_errors_ : model_errors_).Add(y - given.log_runtime, options_.error_window);
+      FinishInBurst(key, given.burst, y);
     }
-    FinishInBurst(key, y);
     examples_.push_back({x, static_cast<float>(y)});
     if (static_cast<int32_t>(examples_.size()) > options_.window) examples_.pop_front();
     ++finished_;
@@ -182,9 +181,11 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       return errors.size() < 30 ? prior : std::sqrt(std::max(0.0, sq_sum) / static_cast<double>(errors.size()));
     }
   };
+  // What an open job was told.
   struct Given {
     double log_runtime = 0;  // log1p of the estimate now held
     bool from_burst = false;
+    int64_t burst = -1;  // its burst; -1: none
   };
   struct SubmitBurst {
     std::vector<int64_t> open;  // submitted, not finished
@@ -197,9 +198,12 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     int64_t burst = -1;
   };
 
-  // Puts the job submitted now into its group's current burst or a new one.
-  SubmitBurst* JoinBurst(int64_t key, const JobFacts& f) {
-    if (options_.burst_gap_s <= 0 || f.submit_unix_s < 0) return nullptr;
+  static double Seconds(double log_runtime) { return std::max(1.0, std::expm1(log_runtime)); }
+
+  // Puts the job submitted now into its group's current burst or a new one;
+  // returns the burst's id, -1 for none.
+  int64_t JoinBurst(int64_t key, const JobFacts& f) {
+    if (options_.burst_gap_s <= 0 || f.submit_unix_s < 0) return -1;
     BurstCursor& c = burst_cursors_[absl::StrCat(f.queue, "|", f.user, "|", f.gpus)];
     if (c.burst < 0 || f.submit_unix_s - c.last_submit_s > options_.burst_gap_s) {
       if (auto old = bursts_.find(c.burst); old != bursts_.end()) {
@@ -209,18 +213,14 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       c.burst = next_burst_++;
     }
     c.last_submit_s = f.submit_unix_s;
-    SubmitBurst& b = bursts_[c.burst];
-    b.open.push_back(key);
-    burst_of_[key] = c.burst;
-    return &b;
+    bursts_[c.burst].open.push_back(key);
+    return c.burst;
   }
 
-  // Job `key` ran log1p(run time) `y`: its burst's open jobs are re-estimated.
-  void FinishInBurst(int64_t key, double y) {
-    auto of = burst_of_.find(key);
-    if (of == burst_of_.end()) return;
-    auto it = bursts_.find(of->second);
-    burst_of_.erase(of);
+  // Job `key` of `burst` ran log1p(run time) `y`: the burst's open jobs are
+  // re-estimated.
+  void FinishInBurst(int64_t key, int64_t burst, double y) {
+    auto it = bursts_.find(burst);
     if (it == bursts_.end()) return;
     SubmitBurst& b = it->second;
     b.open.erase(std::remove(b.open.begin(), b.open.end(), key), b.open.end());
@@ -228,8 +228,10 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     ++b.finished;
     const double estimate = b.sum_log / b.finished;
     for (int64_t other : b.open) {
-      estimated_[other] = {estimate, true};
-      revisions_.push_back({other, std::max(1.0, std::expm1(estimate))});
+      Given& given = estimated_[other];
+      given.log_runtime = estimate;
+      given.from_burst = true;
+      revisions_.push_back({other, Seconds(estimate)});
     }
     if (b.open.empty() && !b.current) bursts_.erase(it);
   }
@@ -372,7 +374,6 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   ErrorLog model_errors_, burst_errors_;
   absl::flat_hash_map<std::string, BurstCursor> burst_cursors_;
   absl::flat_hash_map<int64_t, SubmitBurst> bursts_;
-  absl::flat_hash_map<int64_t, int64_t> burst_of_;  // open job -> its burst
   int64_t next_burst_ = 0;
   std::vector<Revision> revisions_;
   absl::flat_hash_map<std::string, History> groups_;

@@ -185,7 +185,6 @@ class Sim {
     int32_t epoch = 0;             // completion events of older epochs are stale
     double share = 0;              // devices held while running
     double attained_at_start = 0;  // device-seconds of service before this run
-    double estimate_s = -1;        // run-time estimate now held (revised as bursts finish)
   };
   struct Completion {
     int64_t t_ms;
@@ -282,7 +281,7 @@ learn::JobFacts Sim::Facts(const SimJob& s) {
 
 double Sim::EstimatedRemainingS(int32_t i) const {
   if (options_.estimator == "oracle") return state_[i].remaining_s;
-  const double estimate = state_[i].estimate_s;
+  const double estimate = result_.jobs[i].final_estimate_s;  // the one now held
   if (estimate <= 0) return 0;
   // A job that outlived its estimate is guessed to need as long again as it
   // has run (long jobs tend to run longer), as the core guesses for running
@@ -300,8 +299,7 @@ int64_t Sim::RunningEstimateMs(int32_t i) const {
 
 void Sim::Revise(const learn::RuntimeEstimator::Revision& r) {
   const int32_t i = static_cast<int32_t>(r.key);
-  JobState& st = state_[i];
-  st.estimate_s = r.runtime_s;
+  const JobState& st = state_[i];
   result_.jobs[i].final_estimate_s = r.runtime_s;
   core::Job* job = st.where == Where::kPending   ? &snap_.pending[st.pos]
                    : st.where == Where::kRunning ? &snap_.running[st.pos].job
@@ -313,7 +311,10 @@ void Sim::Revise(const learn::RuntimeEstimator::Revision& r) {
 }
 
 int64_t Sim::PendingEstimateMs(int32_t i) const {
-  if (total_estimates_) return state_[i].estimate_s > 0 ? std::max<int64_t>(1, ToMs(state_[i].estimate_s)) : 0;
+  if (total_estimates_) {
+    const double estimate = result_.jobs[i].final_estimate_s;
+    return estimate > 0 ? std::max<int64_t>(1, ToMs(estimate)) : 0;
+  }
   const double rem = EstimatedRemainingS(i);
   if (rem <= 0) return 0;
   return std::max<int64_t>(1, ToMs(rem + (state_[i].restore ? options_.restore_delay_s : 0.0)));
@@ -517,10 +518,9 @@ absl::StatusOr<SimResult> Sim::Run() {
       const int32_t i = static_cast<int32_t>(next++);
       if (estimator_ != nullptr) {
         result_.jobs[i].estimate_s = estimator_->EstimateAtSubmit(i, Facts(jobs_[i]));
-        state_[i].estimate_s = result_.jobs[i].final_estimate_s = result_.jobs[i].estimate_s;
+        result_.jobs[i].final_estimate_s = result_.jobs[i].estimate_s;
       } else if (options_.estimator == "oracle") {
         result_.jobs[i].estimate_s = result_.jobs[i].final_estimate_s = jobs_[i].duration_s;
-        state_[i].estimate_s = jobs_[i].duration_s;
       }
       core::Job job = ToCoreJob(jobs_[i]);
       job.runtime_log_sd = estimator_ != nullptr ? estimator_->EstimateLogSd(i) : kOracleLogSd;
