@@ -183,25 +183,20 @@ TEST(GoldenTest, GavelMovesARunningJobToAFasterFreeType) {
 
 // SRTF with oracle estimates: a 100 s job arriving while a 10,000 s job runs
 // on the only GPU preempts it, and the long job resumes after a 30 s restore.
-// SJF lets the long job finish first.
+// Gittins with oracle estimates ranks by time left and does the same. SJF lets
+// the long job finish first.
 TEST(GoldenTest, SrtfPreemptsALongJobForAShortOne) {
   const auto jobs = Finalized({Job(0, 1, 10'000), Job(10, 1, 100)});
-  SimResult srtf = MustSimulate("1x1xV100", jobs, Policy("srtf"));
-  EXPECT_EQ(srtf.preemptions, 1);
-  EXPECT_NEAR(Jct(srtf, 1), 100, 1e-3);
-  EXPECT_NEAR(Jct(srtf, 0), 10'000 + 100 + 30, 1e-3);
+  for (const char* policy : {"srtf", "gittins"}) {
+    SCOPED_TRACE(policy);
+    SimResult srtf = MustSimulate("1x1xV100", jobs, Policy(policy));
+    EXPECT_EQ(srtf.preemptions, 1);
+    EXPECT_NEAR(Jct(srtf, 1), 100, 1e-3);
+    EXPECT_NEAR(Jct(srtf, 0), 10'000 + 100 + 30, 1e-3);
+  }
   SimResult sjf = MustSimulate("1x1xV100", jobs, Policy("sjf"));
   EXPECT_EQ(sjf.preemptions, 0);
   EXPECT_NEAR(Jct(sjf, 1), 10'000 - 10 + 100, 1e-3);
-}
-
-// Gittins with oracle estimates ranks by time left, as SRTF does.
-TEST(GoldenTest, GittinsWithOracleEstimatesPreemptsLikeSrtf) {
-  const auto jobs = Finalized({Job(0, 1, 10'000), Job(10, 1, 100)});
-  SimResult g = MustSimulate("1x1xV100", jobs, Policy("gittins"));
-  EXPECT_EQ(g.preemptions, 1);
-  EXPECT_NEAR(Jct(g, 1), 100, 1e-3);
-  EXPECT_NEAR(Jct(g, 0), 10'000 + 100 + 30, 1e-3);
 }
 
 // On one GPU: a sweep of four 30 s jobs of user u (t = 0, 1, 2, 3) and user
