@@ -89,8 +89,10 @@ absl::StatusOr<std::vector<SimJob>> LoadGavelTraceDir(const std::string& dir, co
 // 60*10^U(1.5,3) s with probability 0.8, else 60*10^U(3,4) s; 1/2/4/8 GPUs at
 // 70/10/15/5 % (or all 1 GPU); Poisson arrivals at `jobs_per_hour`. With
 // throughputs, each job gets a job type drawn uniformly from those measured at
-// its scale, and duration is its run time on its fastest model (as Gavel sets
-// total steps from the V100 run time). Deterministic for a seed.
+// its scale. The drawn run time is on the V100, Gavel's reference type (its job
+// has run time x V100 throughput steps); `duration_s` is then the run time on
+// the job's fastest model, shorter where another model beats the V100.
+// Deterministic for a seed.
 struct SyntheticSpec {
   uint64_t seed = 0;
   int32_t jobs = 1000;

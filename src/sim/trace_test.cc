@@ -264,6 +264,19 @@ TEST(SyntheticTest, DrawsJobTypesFromThroughputs) {
   }
 }
 
+TEST(SyntheticTest, RunTimeIsDrawnOnTheV100) {
+  // Gavel states a job's run time on the V100. A type twice as fast on the P100
+  // takes half that there, its fastest model; one the V100 never measured keeps it.
+  auto faster_elsewhere = ParseGavelThroughputs(
+      R"json({"v100": {"('Rec', 1)": {"null": 2.0}}, "p100": {"('Rec', 1)": {"null": 4.0}}})json", "tput.json");
+  auto k80_only = ParseGavelThroughputs(R"json({"k80": {"('A3C', 1)": {"null": 3.0}}})json", "tput.json");
+  ASSERT_TRUE(faster_elsewhere.ok() && k80_only.ok());
+  const SyntheticSpec spec{.seed = 5, .jobs = 1, .single_gpu = true};
+  const double run_time_s = GenerateGavelSynthetic(spec)[0].duration_s;
+  EXPECT_DOUBLE_EQ(GenerateGavelSynthetic(spec, &*faster_elsewhere)[0].duration_s, run_time_s / 2);
+  EXPECT_DOUBLE_EQ(GenerateGavelSynthetic(spec, &*k80_only)[0].duration_s, run_time_s);
+}
+
 // --- real traces, when present ---------------------------------------------------------------
 
 std::string TracesDir() { return FindTracesDir(); }
