@@ -8,6 +8,8 @@
 #include "cli/demo.h"
 #include "cli/sim_command.h"
 #include "cli/up.h"
+#include "core/policy/order.h"
+#include "core/policy/placement.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"icos: one computer out of a cluster of mixed AI accelerators"};
@@ -21,10 +23,9 @@ int main(int argc, char** argv) {
                     "where the database and tokens live (default: $ICOS_HOME or ~/.icos)");
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
-    sub->add_option("--order", server.order, "scheduling order")
-        ->check(CLI::IsMember({"fifo", "priority", "drf", "las", "sjf", "srtf", "gittins"}));
+    sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember(icos::core::OrderPolicyNames()));
     sub->add_option("--placement", server.placement, "node scoring")
-        ->check(CLI::IsMember({"binpack", "spread", "fgd"}));
+        ->check(CLI::IsMember(icos::core::NodeScorerNames()));
     sub->add_option("--rate-limit", server.rate_limit, "API requests per second per token (0: no limit)")
         ->check(CLI::Range(0.0, 1e9));
     sub->add_flag("--metrics-auth", server.metrics_auth,
@@ -75,9 +76,9 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--jobs", demo.jobs, "pending jobs to schedule")->check(CLI::Range(0, 1'000'000));
   demo_cmd->add_option("--running", demo.running, "jobs already running")->check(CLI::Range(0, 1'000'000));
   demo_cmd->add_option("--seed", demo.seed, "random seed of the workload");
-  demo_cmd->add_option("--order", demo.order, "order policy")->check(CLI::IsMember({"fifo", "priority", "drf", "las", "sjf", "srtf", "gittins"}));
+  demo_cmd->add_option("--order", demo.order, "order policy")->check(CLI::IsMember(icos::core::OrderPolicyNames()));
   demo_cmd->add_option("--placement", demo.placement, "node scoring")
-      ->check(CLI::IsMember({"binpack", "spread", "fgd"}));
+      ->check(CLI::IsMember(icos::core::NodeScorerNames()));
   demo_cmd->add_option("-o,--output", demo.output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
   icos::cli::SimFlags sim;

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace icos::core {
 namespace {
@@ -26,6 +27,11 @@ bool ByPriorityThenFifo(const Job& a, const Job& b) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& OrderPolicyNames() {
+  static const std::vector<std::string> names = {"fifo", "priority", "drf", "las", "sjf", "srtf", "gittins"};
+  return names;
+}
 
 absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view name,
                                                              std::vector<double> las_thresholds_s) {
@@ -44,8 +50,8 @@ absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view na
   if (name == "sjf") return std::make_unique<SjfOrder>();
   if (name == "srtf") return std::make_unique<SjfOrder>(/*preemptive=*/true);
   if (name == "gittins") return std::make_unique<GittinsOrder>();
-  return absl::InvalidArgumentError(absl::StrCat("unknown order policy '", std::string(name),
-                                                 "'; known: fifo, priority, drf, las, sjf, srtf, gittins"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown order policy '", std::string(name), "'; known: ", absl::StrJoin(OrderPolicyNames(), ", ")));
 }
 
 std::vector<int32_t> FifoOrder::Order(const OrderInput& in) const {

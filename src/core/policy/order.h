@@ -35,7 +35,10 @@ class OrderPolicy {
 // device-seconds over the devices it asks for.
 double RunSoFarMs(const Job& job);
 
-// "fifo", "priority", "drf", "las", "sjf", "srtf", "gittins". An unknown name is an error listing the known ones.
+// The names MakeOrderPolicy knows ("tiresias" is also accepted, as "las").
+const std::vector<std::string>& OrderPolicyNames();
+
+// One of OrderPolicyNames(). An unknown name is an error listing the known ones.
 // `las_thresholds_s`: LAS level boundaries in device-seconds (ascending);
 // empty keeps Tiresias' two (1 h, 10 h).
 absl::StatusOr<std::unique_ptr<OrderPolicy>> MakeOrderPolicy(std::string_view name,

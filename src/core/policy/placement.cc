@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace icos::core {
 namespace {
@@ -173,7 +174,12 @@ absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name
   if (name == "spread") return std::make_unique<SpreadScorer>();
   if (name == "fgd") return std::make_unique<FgdScorer>(std::vector<TaskShape>{});
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown placement '", std::string(name), "'; known: binpack, spread, fgd"));
+      absl::StrCat("unknown placement '", std::string(name), "'; known: ", absl::StrJoin(NodeScorerNames(), ", ")));
+}
+
+const std::vector<std::string>& NodeScorerNames() {
+  static const std::vector<std::string> names = {"binpack", "spread", "fgd"};
+  return names;
 }
 
 void HeterogeneityRanker::Rank(std::vector<TypeOption>& options, const std::vector<double>& market) const {

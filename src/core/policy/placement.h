@@ -11,6 +11,7 @@
 #define ICOS_CORE_POLICY_PLACEMENT_H_
 
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -95,6 +96,8 @@ class FgdScorer final : public NodeScorer {
 // "binpack", "spread", "fgd" (workload may be empty: the scheduler fills it
 // from the pending jobs of each pass).
 absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name);
+// The names MakeNodeScorer knows.
+const std::vector<std::string>& NodeScorerNames();
 
 // One device type a task group may use, with the job's throughput on it.
 struct TypeOption {
