@@ -335,6 +335,13 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
   ~Connection() { PQfinish(conn_); }
 
+  // The server or network dropped the connection.
+  bool Broken() const { return PQstatus(conn_) == CONNECTION_BAD; }
+  // Statements that succeeded since the last reset: 0 after a failure means
+  // the server ran nothing of the caller's.
+  void ResetStatementCount() { statement_count_ = 0; }
+  int statement_count() const { return statement_count_; }
+
   // Connected and outside any transaction: fit to go back to the pool.
   bool Reusable() const { return PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) == PQTRANS_IDLE; }
 
@@ -366,7 +373,10 @@ class Connection {
   absl::StatusOr<Result> Check(PGresult* raw, absl::string_view what) {
     Result result(raw);
     const ExecStatusType status = raw != nullptr ? PQresultStatus(raw) : PGRES_FATAL_ERROR;
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      ++statement_count_;
+      return result;
+    }
     const char* sqlstate = raw != nullptr ? PQresultErrorField(raw, PG_DIAG_SQLSTATE) : nullptr;
     last_sqlstate_ = sqlstate != nullptr ? sqlstate : "";
     const char* message = raw != nullptr ? PQresultErrorMessage(raw) : "";
@@ -379,6 +389,7 @@ class Connection {
 
   PGconn* const conn_;
   std::string last_sqlstate_;
+  int statement_count_ = 0;
 };
 
 }  // namespace pg_internal
@@ -649,16 +660,32 @@ absl::Status PostgresStateStore::WithConnection(absl::FunctionRef<absl::Status(C
       idle_.pop_back();
     }
   }
-  if (conn == nullptr) {
+  const bool pooled = conn != nullptr;
+  if (!pooled) {
     absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(options_);
     if (!opened.ok()) return opened.status();
     conn = *std::move(opened);
   }
+  conn->ResetStatementCount();
   absl::Status status = use(*conn);
-  // A connection the server dropped (restart, network) is closed here rather
-  // than pooled, so the next call connects afresh. The call that found it
-  // broken fails with Unavailable: a write's outcome is then unknown, and
-  // retrying it is the caller's decision.
+  if (!status.ok() && pooled && conn->Broken() && conn->statement_count() == 0) {
+    // The server dropped an idle pooled connection (restart, failover) and the
+    // call's first statement found out: nothing ran, so the call is retried
+    // once on a new connection. The other idle ones are likely dead too.
+    std::vector<std::unique_ptr<Connection>> stale;
+    {
+      absl::MutexLock lock(&pool_mu_);
+      stale.swap(idle_);
+    }
+    stale.clear();  // closed outside the lock
+    absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(options_);
+    if (!opened.ok()) return opened.status();
+    conn = *std::move(opened);
+    status = use(*conn);
+  }
+  // A connection broken midway is closed here rather than pooled, so the next
+  // call connects afresh. The call that broke fails with Unavailable: a
+  // write's outcome is then unknown, and retrying it is the caller's decision.
   if (conn->Reusable()) {
     absl::MutexLock lock(&pool_mu_);
     if (idle_.size() < static_cast<size_t>(std::max(0, options_.max_idle_connections))) {

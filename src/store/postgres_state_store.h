@@ -109,7 +109,9 @@ class PostgresStateStore : public StateStore {
   PostgresStateStore(PostgresOptions options, std::unique_ptr<pg_internal::Connection> first, int32_t schema_version);
 
   // Runs `use` on a pooled connection (opening one when none is idle). The
-  // connection goes back to the pool only if it is still healthy and idle.
+  // connection goes back to the pool only if it is still healthy and idle. A
+  // pooled connection found dead before any statement ran is replaced and
+  // `use` retried once, so a server restart costs no failed call.
   absl::Status WithConnection(absl::FunctionRef<absl::Status(pg_internal::Connection&)> use);
 
   const PostgresOptions options_;

@@ -74,6 +74,14 @@ class PostgresServer : public ::testing::Environment {
     }
   }
 
+  // Stops and starts the server (as a failover would), dropping every client
+  // connection.
+  absl::Status Restart() const {
+    return Run(absl::StrCat(Bin("pg_ctl"), " -D ", (dir_ / "data").string(), " -l ", (dir_ / "server.log").string(),
+                            " -m fast -w -t 60 -o \"-c listen_addresses='' -k ", dir_.string(),
+                            "\" restart > /dev/null 2>&1"));
+  }
+
   // "" when the server is up; otherwise why it is not.
   const std::string& start_error() const { return start_error_; }
   const std::filesystem::path& dir() const { return dir_; }
@@ -308,6 +316,23 @@ TEST(PostgresStateStoreTest, ConcurrentInsertJobAssignsUniqueIdsAndAllAreReadabl
   ASSERT_TRUE(events.ok()) << events.status();
   ASSERT_THAT(*events, SizeIs(kThreads * kPerThread));
   for (size_t i = 0; i < events->size(); ++i) EXPECT_EQ((*events)[i].job_id, (*jobs)[i].id);
+}
+
+TEST(PostgresStateStoreTest, CallsAfterServerRestartReconnect) {
+  auto store = OpenStore(NewSchema());
+  ASSERT_TRUE(store.ok()) << store.status();
+  JobRecord job = MakeJob("before-restart");
+  ASSERT_TRUE((*store)->InsertJob(&job).ok());
+  ASSERT_TRUE(PostgresServer::Get().Restart().ok());
+  // The pooled connection is dead; the first statement finds out and the
+  // call is retried on a new connection, so neither call fails.
+  absl::StatusOr<JobRecord> got = (*store)->GetJob(job.id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->name, "before-restart");
+  JobRecord after = MakeJob("after-restart");
+  absl::Status s = (*store)->InsertJob(&after);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_GT(after.id, job.id);
 }
 
 TEST(PostgresStateStoreTest, TextWithNulByteIsInvalidArgument) {
