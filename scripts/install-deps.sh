@@ -12,6 +12,8 @@ packages=(
   nlohmann-json3-dev     # JSON at the edges (API, CLI output)
   libyaml-cpp-dev        # job specs
   libsqlite3-dev         # embedded state store
+  libpq-dev              # PostgreSQL state store (client library, pg_config)
+  postgresql             # server binaries (initdb, pg_ctl) the PostgreSQL store tests start privately
   libxgboost-dev         # learned runtime estimator (gradient-boosted trees)
   gnuplot-nox            # icos sim --out draws its plots (SVG)
   libcpp-httplib-dev     # REST API server and client
@@ -44,13 +46,15 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# Debian's prometheus package starts its service on install (port 9090). The
-# tests run their own server on a free port, so keep the service from
-# starting now: a policy-rc.d that denies starts, only while we install and
-# only when the machine has none of its own.
+# Debian's prometheus and postgresql packages start their services on install
+# (port 9090; a cluster on port 5432). The tests run their own servers (a free
+# port; a private unix socket), so keep the services from starting now: a
+# policy-rc.d that denies starts, only while we install and only when the
+# machine has none of its own. postgresql still creates its default cluster,
+# which is harmless.
 policy=/usr/sbin/policy-rc.d
 added_policy=""
-if [[ " ${missing[*]} " == *" prometheus "* ]] && [ ! -e "$policy" ]; then
+if [[ " ${missing[*]} " == *" prometheus "* || " ${missing[*]} " == *" postgresql "* ]] && [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
   $SUDO chmod 755 "$policy"
   added_policy=1

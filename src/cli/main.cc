@@ -21,6 +21,9 @@ int main(int argc, char** argv) {
   auto server_flags = [&server](CLI::App* sub) {
     sub->add_option("--data-dir", server.data_dir,
                     "where the database and tokens live (default: $ICOS_HOME or ~/.icos)");
+    sub->add_option("--store", server.store,
+                    "PostgreSQL URI for the controller's state, e.g. 'postgresql:///icos?host=/run/postgresql' "
+                    "(default: SQLite in the data directory)");
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
     sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember(icos::core::OrderPolicyNames()));

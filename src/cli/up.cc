@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -21,6 +22,7 @@
 #include "controller/controller.h"
 #include "controller/http_server.h"
 #include "devices/registry.h"
+#include "store/postgres_state_store.h"
 #include "store/sqlite_state_store.h"
 
 namespace icos::cli {
@@ -56,11 +58,31 @@ void WriteSecret(const std::string& path, const std::string& secret) {
 }
 
 struct Plane {
-  std::unique_ptr<store::SqliteStateStore> store;
+  std::unique_ptr<store::StateStore> store;
   std::unique_ptr<controller::Controller> controller;
   std::unique_ptr<controller::HttpServer> http;
   std::string admin_token, agent_token, url;
 };
+
+// The store --store names: PostgreSQL for a postgresql:// (or postgres://)
+// URI, else the embedded SQLite database in the data directory.
+absl::StatusOr<std::unique_ptr<store::StateStore>> OpenStore(const ServerFlags& flags, const std::string& dir) {
+  if (flags.store.empty()) {
+    store::SqliteOptions so;
+    so.path = dir + "/icos.db";
+    auto st = store::SqliteStateStore::Open(so);
+    if (!st.ok()) return st.status();
+    return std::unique_ptr<store::StateStore>(*std::move(st));
+  }
+  if (absl::StartsWith(flags.store, "postgresql://") || absl::StartsWith(flags.store, "postgres://")) {
+    auto st = store::PostgresStateStore::Open({.conninfo = flags.store});
+    if (!st.ok()) return st.status();
+    return std::unique_ptr<store::StateStore>(*std::move(st));
+  }
+  return absl::InvalidArgumentError(
+      "--store: expected a PostgreSQL URI such as postgresql:///icos?host=/run/postgresql (or leave it out for "
+      "the embedded SQLite database in the data directory)");
+}
 
 // Opens the store, starts the controller and its API; creates the admin and
 // agent tokens on first start and keeps them in the data directory (0600).
@@ -70,9 +92,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create data directory ", dir, ": ", ec.message()));
-  store::SqliteOptions so;
-  so.path = dir + "/icos.db";
-  auto st = store::SqliteStateStore::Open(so);
+  auto st = OpenStore(flags, dir);
   if (!st.ok()) return st.status();
   p.store = *std::move(st);
   controller::ControllerOptions co;

@@ -15,6 +15,9 @@ namespace icos::cli {
 
 struct ServerFlags {
   std::string data_dir;  // default $ICOS_HOME
+  // Where the controller keeps its state: empty for the embedded SQLite file
+  // in data_dir, or a PostgreSQL URI (postgresql://...). Tokens stay in data_dir.
+  std::string store;
   std::string host = "127.0.0.1";
   int port = 7070;
   std::string order = "drf";

@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 namespace icos::store {
 namespace {
 
@@ -42,6 +44,18 @@ bool IsTerminal(JobState s) { return s == JobState::kSucceeded || s == JobState:
 
 bool IsTerminal(TaskState s) {
   return s == TaskState::kSucceeded || s == TaskState::kFailed || s == TaskState::kKilled;
+}
+
+EventRecord SubmittedEvent(const JobRecord& job, int64_t job_id) {
+  return EventRecord{.job_id = job_id,
+                     .time_ms = job.submit_ms,
+                     .kind = "Submitted",
+                     .message = absl::StrCat("submitted by ", job.user, " to queue ", job.queue)};
+}
+
+absl::Status CheckLimit(int32_t limit, absl::string_view what) {
+  if (limit < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": limit ", limit, " is negative"));
+  return absl::OkStatus();
 }
 
 }  // namespace icos::store

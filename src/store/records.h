@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
 namespace icos::store {
 
 enum class JobState { kPending, kRunning, kSucceeded, kFailed, kCancelled };
@@ -146,6 +149,15 @@ struct JobQuery {
   int64_t after_id = 0;          // paging: ids greater than this
   int32_t limit = 0;             // 0: no limit
 };
+
+// ---- Shared by the StateStore backends, so they write the same things ----
+
+// The "Submitted" event InsertJob appends for a job just given id `job_id`.
+EventRecord SubmittedEvent(const JobRecord& job, int64_t job_id);
+
+// OK for a list limit of 0 (no limit) or more; InvalidArgument, prefixed with
+// `what`, for a negative one.
+absl::Status CheckLimit(int32_t limit, absl::string_view what);
 
 }  // namespace icos::store
 

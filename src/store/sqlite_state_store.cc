@@ -338,7 +338,7 @@ class Transaction {
 
 // The interface's limit (0: no limit) as SQLite's LIMIT (negative: no limit).
 absl::StatusOr<int64_t> SqlLimit(int32_t limit, absl::string_view what) {
-  if (limit < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": limit ", limit, " is negative"));
+  if (absl::Status s = CheckLimit(limit, what); !s.ok()) return s;
   return limit == 0 ? -1 : limit;
 }
 
@@ -604,11 +604,9 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<PendingInsert*>& 
     }
     const int64_t id = sqlite3_last_insert_rowid(conn.db());
     ids.push_back(id);
-    EventRecord submitted{.job_id = id,
-                          .time_ms = job.submit_ms,
-                          .kind = "Submitted",
-                          .message = absl::StrCat("submitted by ", job.user, " to queue ", job.queue)};
-    if (absl::StatusOr<int64_t> event = InsertEvent(conn, submitted, kWhat); !event.ok()) return event.status();
+    if (absl::StatusOr<int64_t> event = InsertEvent(conn, SubmittedEvent(job, id), kWhat); !event.ok()) {
+      return event.status();
+    }
   }
   if (absl::Status s = txn.Commit(); !s.ok()) return s;
   // Ids are handed out only once durable, so a failed group leaves them at 0.

@@ -26,7 +26,8 @@ class StateStore {
   virtual ~StateStore() = default;
 
   // Inserts a new job (and a "Submitted" event), assigning job->id. Durable on
-  // return. Concurrent calls are group-committed: many submits share one fsync.
+  // return. A backend may group-commit concurrent calls (SQLite does: many
+  // submits share one fsync); see each backend's header.
   virtual absl::Status InsertJob(JobRecord* job) = 0;
   // Applies every write of `batch` atomically; event ids are assigned.
   virtual absl::Status Apply(WriteBatch batch) = 0;

@@ -67,10 +67,11 @@ start_up() {
 # start_server: controller only (so agents can be separate processes). A
 # second call restarts it on the same port and data directory.
 SERVER_STARTS=0
+SERVER_FLAGS=()  # extra flags for every start_server, e.g. (--store postgresql://...)
 start_server() {
   PORT=${PORT:-$(free_port)}
   SERVER_STARTS=$((SERVER_STARTS + 1))
-  "$ICOS_BIN" server --port "$PORT" --data-dir "$ICOS_HOME" >> "$E2E_DIR/server.log" 2>&1 &
+  "$ICOS_BIN" server --port "$PORT" --data-dir "$ICOS_HOME" ${SERVER_FLAGS[@]+"${SERVER_FLAGS[@]}"} >> "$E2E_DIR/server.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=($SERVER_PID)
   wait_until 20 bash -c "[ \$(grep -c listening '$E2E_DIR/server.log') -ge $SERVER_STARTS ]" || fail "icos server did not start"

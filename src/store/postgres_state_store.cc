@@ -1,0 +1,1065 @@
+#include "store/postgres_state_store.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+
+namespace icos::store {
+namespace {
+
+// Migrations, in order: kMigrations[i] takes the schema from version i to i+1.
+// Released steps never change; a schema change is a new step at the end. The
+// steps mirror SqliteStateStore's, version for version. "user" is quoted: it
+// is a reserved word in PostgreSQL. Text keys and ordered text columns are
+// COLLATE "C" so ORDER BY is bytewise, as in SQLite, whatever the database's
+// locale.
+constexpr const char* kMigrations[] = {
+    // v1: the initial schema.
+    R"sql(
+CREATE TABLE jobs (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- a sequence: ids are never reused
+  name TEXT NOT NULL,
+  "user" TEXT COLLATE "C" NOT NULL,
+  queue TEXT COLLATE "C" NOT NULL,
+  priority INTEGER NOT NULL,
+  state TEXT COLLATE "C" NOT NULL,
+  spec_json TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  submit_ms BIGINT NOT NULL,
+  start_ms BIGINT NOT NULL,
+  end_ms BIGINT NOT NULL,
+  attempt INTEGER NOT NULL
+);
+CREATE INDEX jobs_by_state ON jobs(state);
+CREATE INDEX jobs_by_user ON jobs("user");
+CREATE INDEX jobs_by_queue ON jobs(queue);
+
+CREATE TABLE tasks (
+  job_id BIGINT NOT NULL REFERENCES jobs(id),
+  grp INTEGER NOT NULL,
+  replica INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  placement_json TEXT NOT NULL,
+  state TEXT COLLATE "C" NOT NULL,
+  exit_code INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  start_ms BIGINT NOT NULL,
+  end_ms BIGINT NOT NULL,
+  PRIMARY KEY (job_id, grp, replica, attempt)
+);
+CREATE INDEX tasks_by_state ON tasks(state);
+
+CREATE TABLE nodes (
+  name TEXT COLLATE "C" PRIMARY KEY,
+  spec_json TEXT NOT NULL,
+  state TEXT NOT NULL,
+  address TEXT NOT NULL,
+  registered_ms BIGINT NOT NULL,
+  heartbeat_ms BIGINT NOT NULL
+);
+
+CREATE TABLE queues (
+  name TEXT COLLATE "C" PRIMARY KEY,
+  spec_json TEXT NOT NULL
+);
+
+CREATE TABLE tokens (
+  token_hash TEXT COLLATE "C" PRIMARY KEY,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  "user" TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  revoked BOOLEAN NOT NULL
+);
+
+CREATE TABLE events (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  job_id BIGINT NOT NULL,  -- 0: a cluster event; no foreign key for that reason
+  node TEXT NOT NULL,
+  time_ms BIGINT NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX events_by_job ON events(job_id, id);
+)sql",
+    // v2: usage accounting and utilisation history (issue 6).
+    R"sql(
+CREATE TABLE usage (
+  job_id BIGINT NOT NULL REFERENCES jobs(id),
+  grp INTEGER NOT NULL,
+  replica INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  "user" TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  node TEXT NOT NULL,
+  start_ms BIGINT NOT NULL,
+  end_ms BIGINT NOT NULL,  -- 0: still running
+  cpu_milli BIGINT NOT NULL,
+  devices_json TEXT NOT NULL,
+  PRIMARY KEY (job_id, grp, replica, attempt)
+);
+CREATE INDEX usage_by_start ON usage(start_ms);
+
+CREATE TABLE utilisation (
+  time_s BIGINT PRIMARY KEY,
+  sample_json TEXT NOT NULL
+);
+
+-- Job counts over a time window look jobs up by submit and end time.
+CREATE INDEX jobs_by_submit ON jobs(submit_ms);
+CREATE INDEX jobs_by_end ON jobs(end_ms);
+)sql",
+};
+static_assert(std::size(kMigrations) == PostgresStateStore::kSchemaVersion,
+              "kSchemaVersion must equal the number of migrations");
+
+constexpr char kJobColumns[] =
+    "id, name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt";
+constexpr char kTaskColumns[] =
+    "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
+constexpr char kNodeColumns[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
+constexpr char kTokenColumns[] = "token_hash, name, role, \"user\", created_ms, revoked";
+constexpr char kEventColumns[] = "id, job_id, node, time_ms, kind, message";
+constexpr char kUsageColumns[] =
+    "job_id, grp, replica, attempt, \"user\", queue, node, start_ms, end_ms, cpu_milli, devices_json";
+
+// Advisory lock keys ("icos" and "icom"): one serialises migrations of any
+// schema in the database (CREATE SCHEMA IF NOT EXISTS races otherwise); the
+// other, paired with the schema's hash, serialises id-taking writes of one store.
+constexpr int32_t kWriteLockKey = 0x69636f73;
+constexpr int64_t kMigrationLockKey = 0x69636f6d;
+
+constexpr char kForeignKeyViolation[] = "23503";
+
+// The absl code for a PostgreSQL SQLSTATE (class = first two characters).
+absl::StatusCode CodeFor(absl::string_view sqlstate) {
+  const absl::string_view cls = sqlstate.substr(0, 2);
+  if (sqlstate.empty() || cls == "08" || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03") {
+    return absl::StatusCode::kUnavailable;  // no or lost connection, server shutting down or starting
+  }
+  if (cls == "28" || sqlstate == "42501") return absl::StatusCode::kPermissionDenied;
+  if (cls == "53") return absl::StatusCode::kResourceExhausted;
+  if (cls == "40") return absl::StatusCode::kAborted;  // serialization failure, deadlock
+  if (cls == "23" || cls == "25") return absl::StatusCode::kFailedPrecondition;
+  if (cls == "22") return absl::StatusCode::kInvalidArgument;
+  if (sqlstate == "XX001" || sqlstate == "XX002") return absl::StatusCode::kDataLoss;
+  if (sqlstate == "57014") return absl::StatusCode::kDeadlineExceeded;
+  return absl::StatusCode::kInternal;
+}
+
+// libpq's messages end in a newline and may span lines; one line reads better.
+std::string OneLine(absl::string_view message) {
+  std::string out(absl::StripTrailingAsciiWhitespace(message));
+  std::replace(out.begin(), out.end(), '\n', ' ');
+  std::replace(out.begin(), out.end(), '\t', ' ');
+  return out;
+}
+
+// Where `conninfo` points, for error messages: host, port, database and user,
+// with any password shown as "****". Empty when conninfo does not parse.
+std::string DescribeTarget(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  PQfreemem(error);
+  if (options == nullptr) return "";
+  std::vector<std::string> parts;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || o->val[0] == '\0') continue;
+    const absl::string_view key = o->keyword;
+    if (key == "password") {
+      parts.push_back("password=****");
+    } else if (key == "host" || key == "hostaddr" || key == "port" || key == "dbname" || key == "user") {
+      parts.push_back(absl::StrCat(key, "=", o->val));
+    }
+  }
+  PQconninfoFree(options);
+  return parts.empty() ? "the default server (no host, port or dbname given)" : absl::StrJoin(parts, " ");
+}
+
+// Statement parameters, all sent as text (PostgreSQL casts them to the column
+// types). A NUL byte cannot be sent as text nor stored in TEXT, so a value
+// holding one is refused rather than silently truncated.
+class Params {
+ public:
+  Params& Int(int64_t value) { return Add(absl::StrCat(value)); }
+  Params& Bool(bool value) { return Add(value ? "true" : "false"); }
+  Params& Text(absl::string_view value) {
+    if (value.find('\0') != absl::string_view::npos && status_.ok()) {
+      status_ = absl::InvalidArgumentError("a text value holds a NUL byte, which PostgreSQL TEXT cannot store");
+    }
+    return Add(std::string(value));
+  }
+  Params& Null() {
+    values_.emplace_back();
+    null_.push_back(true);
+    return *this;
+  }
+
+  const absl::Status& status() const { return status_; }
+  int size() const { return static_cast<int>(values_.size()); }
+  // Pointers into this object: valid while it lives and is not added to.
+  std::vector<const char*> Pointers() const {
+    std::vector<const char*> out;
+    for (size_t i = 0; i < values_.size(); ++i) out.push_back(null_[i] ? nullptr : values_[i].c_str());
+    return out;
+  }
+
+ private:
+  Params& Add(std::string value) {
+    values_.push_back(std::move(value));
+    null_.push_back(false);
+    return *this;
+  }
+
+  std::vector<std::string> values_;
+  std::vector<bool> null_;
+  absl::Status status_;
+};
+
+// An owned PGresult of a successful statement, read by row and column. Values
+// are text; a BIGINT or INTEGER column that does not parse (it cannot, short of
+// a broken server) marks the result malformed, which readers report as DataLoss.
+class Result {
+ public:
+  explicit Result(PGresult* result) : result_(result, &PQclear) {}
+
+  int rows() const { return PQntuples(result_.get()); }
+  std::string Text(int row, int col) const {
+    return std::string(PQgetvalue(result_.get(), row, col), PQgetlength(result_.get(), row, col));
+  }
+  int64_t Int(int row, int col) const {
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(PQgetvalue(result_.get(), row, col), &value)) malformed_ = true;
+    return value;
+  }
+  bool Bool(int row, int col) const { return PQgetvalue(result_.get(), row, col)[0] == 't'; }
+  // Rows an INSERT/UPDATE/DELETE touched.
+  int64_t Affected() const {
+    int64_t n = 0;
+    return absl::SimpleAtoi(PQcmdTuples(result_.get()), &n) ? n : 0;
+  }
+  std::string CommandStatus() const { return PQcmdStatus(result_.get()); }
+  bool malformed() const { return malformed_; }
+
+ private:
+  std::unique_ptr<PGresult, decltype(&PQclear)> result_;
+  mutable bool malformed_ = false;
+};
+
+// One row of a Result, so the record readers look like SqliteStateStore's.
+struct Row {
+  const Result& result;
+  int row;
+  std::string Text(int col) const { return result.Text(row, col); }
+  int64_t Int(int col) const { return result.Int(row, col); }
+  int32_t Int32(int col) const { return static_cast<int32_t>(result.Int(row, col)); }
+  bool Bool(int col) const { return result.Bool(row, col); }
+};
+
+}  // namespace
+
+namespace pg_internal {
+
+// A libpq connection set up for the store: UTF-8, synchronous commits, the
+// store's schema first on the search path, server notices dropped (CREATE ...
+// IF NOT EXISTS would print them to stderr). Not thread-safe: one thread uses
+// it at a time (the store's pool sees to it).
+class Connection {
+ public:
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const PostgresOptions& options) {
+    const std::string target = DescribeTarget(options.conninfo);
+    if (options.conninfo.empty()) {
+      return absl::InvalidArgumentError(
+          "open PostgreSQL store: PostgresOptions.conninfo is empty; give e.g. postgresql:///icos?host=/run/pg");
+    }
+    if (target.empty()) {
+      char* error = nullptr;
+      PQconninfoOption* parsed = PQconninfoParse(options.conninfo.c_str(), &error);
+      PQconninfoFree(parsed);
+      std::string message = error != nullptr ? OneLine(error) : "cannot parse it";
+      PQfreemem(error);
+      return absl::InvalidArgumentError(absl::StrCat("open PostgreSQL store: bad connection string: ", message));
+    }
+    // Later keywords override earlier ones and the expanded dbname sits in the
+    // middle: the user's string may change the timeout and application name,
+    // never the encoding the reader code relies on.
+    const std::string timeout = absl::StrCat(std::max(1, options.connect_timeout_s));
+    const char* keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding", nullptr};
+    const char* values[] = {timeout.c_str(), "icos", options.conninfo.c_str(), "UTF8", nullptr};
+    PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+    if (conn == nullptr) return absl::ResourceExhaustedError("open PostgreSQL store: libpq is out of memory");
+    auto owned = std::unique_ptr<Connection>(new Connection(conn));
+    if (PQstatus(conn) != CONNECTION_OK) {
+      const std::string message = OneLine(PQerrorMessage(conn));
+      const bool auth = PQconnectionNeedsPassword(conn) || absl::StrContains(message, "authentication failed") ||
+                        absl::StrContains(message, "no pg_hba.conf entry") ||
+                        absl::StrContains(message, "password authentication") ||
+                        (absl::StrContains(message, "role \"") && absl::StrContains(message, "does not exist"));
+      return absl::Status(auth ? absl::StatusCode::kPermissionDenied : absl::StatusCode::kUnavailable,
+                          absl::StrCat("cannot connect to PostgreSQL at ", target, ": ", message));
+    }
+    PQsetNoticeProcessor(
+        conn, [](void*, const char*) {}, nullptr);
+    // Durable on return whatever the server or role default: a commit waits
+    // for its WAL flush. Values go in as parameters, the schema name too.
+    Params params;
+    params.Text(options.schema);
+    absl::StatusOr<Result> set = owned->Exec(
+        "SELECT set_config('synchronous_commit', 'on', false), "
+        "CASE WHEN $1 = '' THEN NULL ELSE set_config('search_path', quote_ident($1), false) END",
+        params, absl::StrCat("set up connection to ", target));
+    if (!set.ok()) return set.status();
+    return owned;
+  }
+
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() { PQfinish(conn_); }
+
+  // The server or network dropped the connection.
+  bool Broken() const { return PQstatus(conn_) == CONNECTION_BAD; }
+  // Statements that succeeded since the last reset: 0 after a failure means
+  // the server ran nothing of the caller's.
+  void ResetStatementCount() { statement_count_ = 0; }
+  int statement_count() const { return statement_count_; }
+
+  // Connected and outside any transaction: fit to go back to the pool.
+  bool Reusable() const { return PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) == PQTRANS_IDLE; }
+
+  // Runs one parameterised statement. The SQLSTATE of a failure is kept in
+  // last_sqlstate() so callers can tell, e.g., a foreign key violation apart.
+  absl::StatusOr<Result> Exec(const char* sql, const Params& params, absl::string_view what) {
+    last_sqlstate_.clear();
+    if (!params.status().ok())
+      return absl::Status(params.status().code(), absl::StrCat(what, ": ", params.status().message()));
+    const std::vector<const char*> values = params.Pointers();
+    return Check(PQexecParams(conn_, sql, params.size(), nullptr, values.data(), nullptr, nullptr, /*resultFormat=*/0),
+                 what);
+  }
+  absl::StatusOr<Result> Exec(const std::string& sql, const Params& params, absl::string_view what) {
+    return Exec(sql.c_str(), params, what);
+  }
+  // Runs statements without parameters (may be several, separated by ';').
+  absl::Status ExecScript(const char* sql, absl::string_view what) {
+    last_sqlstate_.clear();
+    return Check(PQexec(conn_, sql), what).status();
+  }
+
+  const std::string& last_sqlstate() const { return last_sqlstate_; }
+  PGconn* get() const { return conn_; }
+
+ private:
+  explicit Connection(PGconn* conn) : conn_(conn) {}
+
+  absl::StatusOr<Result> Check(PGresult* raw, absl::string_view what) {
+    Result result(raw);
+    const ExecStatusType status = raw != nullptr ? PQresultStatus(raw) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      ++statement_count_;
+      return result;
+    }
+    const char* sqlstate = raw != nullptr ? PQresultErrorField(raw, PG_DIAG_SQLSTATE) : nullptr;
+    last_sqlstate_ = sqlstate != nullptr ? sqlstate : "";
+    const char* message = raw != nullptr ? PQresultErrorMessage(raw) : "";
+    if (message == nullptr || message[0] == '\0') message = PQerrorMessage(conn_);
+    // No SQLSTATE means libpq itself failed: the connection is gone.
+    absl::StatusCode code = CodeFor(last_sqlstate_);
+    if (PQstatus(conn_) == CONNECTION_BAD) code = absl::StatusCode::kUnavailable;
+    return absl::Status(code, absl::StrCat(what, ": ", OneLine(message)));
+  }
+
+  PGconn* const conn_;
+  std::string last_sqlstate_;
+  int statement_count_ = 0;
+};
+
+}  // namespace pg_internal
+
+namespace {
+
+using pg_internal::Connection;
+
+// BEGIN .. COMMIT; rolls back unless committed.
+class Transaction {
+ public:
+  Transaction(Connection& conn, absl::string_view what) : conn_(conn), what_(what) {
+    status_ = conn_.ExecScript("BEGIN", what_);
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction() {
+    if (!committed_ && PQtransactionStatus(conn_.get()) != PQTRANS_IDLE) {
+      conn_.ExecScript("ROLLBACK", what_).IgnoreError();
+    }
+  }
+  // The outcome of BEGIN.
+  const absl::Status& status() const { return status_; }
+  absl::Status Commit() {
+    absl::StatusOr<Result> result = conn_.Exec("COMMIT", Params(), what_);
+    if (!result.ok()) return result.status();
+    // COMMIT of a transaction that already failed answers ROLLBACK, not an error.
+    if (result->CommandStatus() != "COMMIT") {
+      return absl::AbortedError(absl::StrCat(what_, ": transaction was rolled back"));
+    }
+    committed_ = true;
+    return absl::OkStatus();
+  }
+
+ private:
+  Connection& conn_;
+  const std::string what_;  // owned: callers may pass a temporary
+  absl::Status status_;
+  bool committed_ = false;
+};
+
+// Serialises transactions that take job or event ids, until they commit or
+// roll back, so ids become visible in increasing order (see the header).
+absl::Status LockForIds(Connection& conn, absl::string_view what) {
+  Params params;
+  params.Int(kWriteLockKey);
+  return conn.Exec("SELECT pg_advisory_xact_lock($1::integer, hashtext(current_schema()))", params, what).status();
+}
+
+// The interface's limit (0: no limit) as a LIMIT parameter (NULL: no limit).
+absl::Status AddLimit(Params& params, int32_t limit, absl::string_view what) {
+  if (absl::Status s = CheckLimit(limit, what); !s.ok()) return s;
+  if (limit == 0) {
+    params.Null();
+  } else {
+    params.Int(limit);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobRecord> ReadJob(const Row& r, absl::string_view what) {
+  JobRecord job;
+  job.id = r.Int(0);
+  job.name = r.Text(1);
+  job.user = r.Text(2);
+  job.queue = r.Text(3);
+  job.priority = r.Int32(4);
+  const std::string state = r.Text(5);
+  std::optional<JobState> parsed = ParseJobState(state);
+  if (!parsed.has_value()) {
+    return absl::DataLossError(absl::StrCat(what, ": job ", job.id, " has unknown state '", state, "'"));
+  }
+  job.state = *parsed;
+  job.spec_json = r.Text(6);
+  job.reason = r.Text(7);
+  job.submit_ms = r.Int(8);
+  job.start_ms = r.Int(9);
+  job.end_ms = r.Int(10);
+  job.attempt = r.Int32(11);
+  return job;
+}
+
+absl::StatusOr<TaskRecord> ReadTask(const Row& r, absl::string_view what) {
+  TaskRecord task;
+  task.job_id = r.Int(0);
+  task.group = r.Int32(1);
+  task.replica = r.Int32(2);
+  task.attempt = r.Int32(3);
+  task.node = r.Text(4);
+  task.placement_json = r.Text(5);
+  const std::string state = r.Text(6);
+  std::optional<TaskState> parsed = ParseTaskState(state);
+  if (!parsed.has_value()) {
+    return absl::DataLossError(absl::StrCat(what, ": task of job ", task.job_id, " has unknown state '", state, "'"));
+  }
+  task.state = *parsed;
+  task.exit_code = r.Int32(7);
+  task.reason = r.Text(8);
+  task.start_ms = r.Int(9);
+  task.end_ms = r.Int(10);
+  return task;
+}
+
+NodeRecord ReadNode(const Row& r) {
+  return NodeRecord{.name = r.Text(0),
+                    .spec_json = r.Text(1),
+                    .state = r.Text(2),
+                    .address = r.Text(3),
+                    .registered_ms = r.Int(4),
+                    .heartbeat_ms = r.Int(5)};
+}
+
+TokenRecord ReadToken(const Row& r) {
+  return TokenRecord{.token_hash = r.Text(0),
+                     .name = r.Text(1),
+                     .role = r.Text(2),
+                     .user = r.Text(3),
+                     .created_ms = r.Int(4),
+                     .revoked = r.Bool(5)};
+}
+
+EventRecord ReadEvent(const Row& r) {
+  return EventRecord{.id = r.Int(0),
+                     .job_id = r.Int(1),
+                     .node = r.Text(2),
+                     .time_ms = r.Int(3),
+                     .kind = r.Text(4),
+                     .message = r.Text(5)};
+}
+
+UsageRecord ReadUsage(const Row& r) {
+  return UsageRecord{.job_id = r.Int(0),
+                     .group = r.Int32(1),
+                     .replica = r.Int32(2),
+                     .attempt = r.Int32(3),
+                     .user = r.Text(4),
+                     .queue = r.Text(5),
+                     .node = r.Text(6),
+                     .start_ms = r.Int(7),
+                     .end_ms = r.Int(8),
+                     .cpu_milli = r.Int(9),
+                     .devices_json = r.Text(10)};
+}
+
+// Appends every row of `result` to `out` with `read`, which returns a record
+// or StatusOr of one.
+template <typename T, typename ReadFn>
+absl::Status CollectRows(const Result& result, std::vector<T>* out, ReadFn read, absl::string_view what) {
+  for (int i = 0; i < result.rows(); ++i) {
+    const Row row{result, i};
+    if constexpr (std::is_same_v<decltype(read(row)), T>) {
+      out->push_back(read(row));
+    } else {
+      auto record = read(row);
+      if (!record.ok()) return record.status();
+      out->push_back(*std::move(record));
+    }
+  }
+  if (result.malformed()) return absl::DataLossError(absl::StrCat(what, ": the server returned a malformed number"));
+  return absl::OkStatus();
+}
+
+// Runs `sql` with `params` and collects its rows with `read`.
+template <typename T, typename ReadFn>
+absl::Status Query(Connection& conn, const std::string& sql, const Params& params, std::vector<T>* out, ReadFn read,
+                   absl::string_view what) {
+  absl::StatusOr<Result> result = conn.Exec(sql, params, what);
+  if (!result.ok()) return result.status();
+  return CollectRows(*result, out, read, what);
+}
+
+absl::StatusOr<int64_t> InsertEvent(Connection& conn, const EventRecord& event, absl::string_view what) {
+  static const std::string sql =
+      "INSERT INTO events(job_id, node, time_ms, kind, message) VALUES($1, $2, $3, $4, $5) RETURNING id";
+  Params params;
+  params.Int(event.job_id).Text(event.node).Int(event.time_ms).Text(event.kind).Text(event.message);
+  absl::StatusOr<Result> result = conn.Exec(sql, params, what);
+  if (!result.ok()) return result.status();
+  return result->Int(0, 0);
+}
+
+// Creates the schema if asked and brings it to kSchemaVersion in one
+// transaction; returns the version.
+absl::StatusOr<int32_t> Migrate(Connection& conn, const PostgresOptions& options) {
+  const std::string what = absl::StrCat("open PostgreSQL store",
+                                        options.schema.empty() ? "" : absl::StrCat(" (schema ", options.schema, ")"));
+  Transaction txn(conn, absl::StrCat(what, ": begin migration"));
+  if (!txn.status().ok()) return txn.status();
+  // Two controllers opening one old database at once migrate it once.
+  Params lock;
+  lock.Int(kMigrationLockKey);
+  if (auto s = conn.Exec("SELECT pg_advisory_xact_lock($1::bigint)", lock, what); !s.ok()) return s.status();
+  if (!options.schema.empty()) {
+    // DDL takes no parameters; the name is quoted by libpq's own escaping.
+    char* quoted = PQescapeIdentifier(conn.get(), options.schema.data(), options.schema.size());
+    if (quoted == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": bad schema name: ", OneLine(PQerrorMessage(conn.get()))));
+    }
+    const std::string create = absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", quoted);
+    PQfreemem(quoted);
+    if (absl::Status s = conn.ExecScript(create.c_str(), what); !s.ok()) return s;
+  }
+  if (absl::Status s =
+          conn.ExecScript("CREATE TABLE IF NOT EXISTS schema_version ("
+                          "  singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),"  // one row at most
+                          "  version INTEGER NOT NULL)",
+                          what);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<Result> row = conn.Exec("SELECT version FROM schema_version", Params(), what);
+  if (!row.ok()) return row.status();
+  const int64_t version = row->rows() > 0 ? row->Int(0, 0) : 0;
+  constexpr int32_t kLatest = PostgresStateStore::kSchemaVersion;
+  if (version > kLatest) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": database schema v", version, " is newer than this icos (v", kLatest, "); upgrade icos"));
+  }
+  if (version < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": database schema version ", version, " is invalid"));
+  }
+  if (version == kLatest) return kLatest;
+  for (int64_t v = version; v < kLatest; ++v) {
+    if (absl::Status s = conn.ExecScript(kMigrations[v], absl::StrCat(what, ": migrate to schema v", v + 1)); !s.ok()) {
+      return s;
+    }
+  }
+  Params set;
+  set.Int(kLatest);
+  if (auto s = conn.Exec("INSERT INTO schema_version(singleton, version) VALUES(TRUE, $1) "
+                         "ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+                         set, what);
+      !s.ok()) {
+    return s.status();
+  }
+  if (absl::Status s = txn.Commit(); !s.ok()) return s;
+  return kLatest;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PostgresStateStore>> PostgresStateStore::Open(const PostgresOptions& options) {
+  absl::StatusOr<std::unique_ptr<Connection>> conn = Connection::Open(options);
+  if (!conn.ok()) return conn.status();
+  absl::StatusOr<int32_t> version = Migrate(**conn, options);
+  if (!version.ok()) return version.status();
+  return std::unique_ptr<PostgresStateStore>(new PostgresStateStore(options, *std::move(conn), *version));
+}
+
+PostgresStateStore::PostgresStateStore(PostgresOptions options, std::unique_ptr<Connection> first,
+                                       int32_t schema_version)
+    : options_(std::move(options)), schema_version_(schema_version) {
+  absl::MutexLock lock(&pool_mu_);
+  idle_.push_back(std::move(first));
+}
+
+PostgresStateStore::~PostgresStateStore() {
+  absl::MutexLock lock(&pool_mu_);
+  idle_.clear();
+}
+
+absl::Status PostgresStateStore::WithConnection(absl::FunctionRef<absl::Status(Connection&)> use) {
+  std::unique_ptr<Connection> conn;
+  {
+    absl::MutexLock lock(&pool_mu_);
+    if (!idle_.empty()) {
+      conn = std::move(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  const bool pooled = conn != nullptr;
+  if (!pooled) {
+    absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(options_);
+    if (!opened.ok()) return opened.status();
+    conn = *std::move(opened);
+  }
+  conn->ResetStatementCount();
+  absl::Status status = use(*conn);
+  if (!status.ok() && pooled && conn->Broken() && conn->statement_count() == 0) {
+    // The server dropped an idle pooled connection (restart, failover) and the
+    // call's first statement found out: nothing ran, so the call is retried
+    // once on a new connection. The other idle ones are likely dead too.
+    std::vector<std::unique_ptr<Connection>> stale;
+    {
+      absl::MutexLock lock(&pool_mu_);
+      stale.swap(idle_);
+    }
+    stale.clear();  // closed outside the lock
+    absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(options_);
+    if (!opened.ok()) return opened.status();
+    conn = *std::move(opened);
+    status = use(*conn);
+  }
+  // A connection broken midway is closed here rather than pooled, so the next
+  // call connects afresh. The call that broke fails with Unavailable: a
+  // write's outcome is then unknown, and retrying it is the caller's decision.
+  if (conn->Reusable()) {
+    absl::MutexLock lock(&pool_mu_);
+    if (idle_.size() < static_cast<size_t>(std::max(0, options_.max_idle_connections))) {
+      idle_.push_back(std::move(conn));
+    }
+  }
+  return status;  // `conn`, when not pooled, closes here, outside the lock
+}
+
+absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
+  static const std::string insert_job =
+      "INSERT INTO jobs(name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
+      "attempt) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+  constexpr absl::string_view kWhat = "insert job";
+  if (job == nullptr) return absl::InvalidArgumentError("insert job: job is null");
+  int64_t id = 0;
+  absl::Status status = WithConnection([&](Connection& conn) -> absl::Status {
+    Transaction txn(conn, kWhat);
+    if (!txn.status().ok()) return txn.status();
+    if (absl::Status s = LockForIds(conn, kWhat); !s.ok()) return s;
+    Params params;
+    params.Text(job->name).Text(job->user).Text(job->queue).Int(job->priority).Text(JobStateName(job->state));
+    params.Text(job->spec_json).Text(job->reason).Int(job->submit_ms).Int(job->start_ms).Int(job->end_ms);
+    params.Int(job->attempt);
+    absl::StatusOr<Result> inserted = conn.Exec(insert_job, params, kWhat);
+    if (!inserted.ok()) return inserted.status();
+    id = inserted->Int(0, 0);
+    if (auto event = InsertEvent(conn, SubmittedEvent(*job, id), kWhat); !event.ok()) return event.status();
+    return txn.Commit();
+  });
+  if (!status.ok()) return status;
+  // The id is handed out only once durable, so a failed insert leaves it as is.
+  job->id = id;
+  return absl::OkStatus();
+}
+
+absl::Status PostgresStateStore::Apply(WriteBatch batch) {
+  static const std::string update_job =
+      "UPDATE jobs SET name = $1, \"user\" = $2, queue = $3, priority = $4, state = $5, spec_json = $6, reason = $7, "
+      "submit_ms = $8, start_ms = $9, end_ms = $10, attempt = $11 WHERE id = $12";
+  static const std::string upsert_task = absl::StrCat(
+      "INSERT INTO tasks(", kTaskColumns,
+      ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE "
+      "SET node = excluded.node, placement_json = excluded.placement_json, state = excluded.state, "
+      "exit_code = excluded.exit_code, reason = excluded.reason, start_ms = excluded.start_ms, "
+      "end_ms = excluded.end_ms");
+  static const std::string upsert_node =
+      absl::StrCat("INSERT INTO nodes(", kNodeColumns,
+                   ") VALUES($1, $2, $3, $4, $5, $6) ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json, "
+                   "state = excluded.state, address = excluded.address, registered_ms = excluded.registered_ms, "
+                   "heartbeat_ms = excluded.heartbeat_ms");
+  static const std::string upsert_queue =
+      "INSERT INTO queues(name, spec_json) VALUES($1, $2) ON CONFLICT(name) DO UPDATE SET spec_json = "
+      "excluded.spec_json";
+  static const std::string delete_queue = "DELETE FROM queues WHERE name = $1";
+  static const std::string upsert_token =
+      absl::StrCat("INSERT INTO tokens(", kTokenColumns,
+                   ") VALUES($1, $2, $3, $4, $5, $6) ON CONFLICT(token_hash) DO UPDATE SET name = excluded.name, "
+                   "role = excluded.role, \"user\" = excluded.\"user\", created_ms = excluded.created_ms, "
+                   "revoked = excluded.revoked");
+  static const std::string upsert_usage = absl::StrCat(
+      "INSERT INTO usage(", kUsageColumns,
+      ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE "
+      "SET \"user\" = excluded.\"user\", queue = excluded.queue, node = excluded.node, "
+      "start_ms = excluded.start_ms, end_ms = excluded.end_ms, cpu_milli = excluded.cpu_milli, "
+      "devices_json = excluded.devices_json");
+  static const std::string upsert_sample =
+      "INSERT INTO utilisation(time_s, sample_json) VALUES($1, $2) ON CONFLICT(time_s) DO UPDATE SET "
+      "sample_json = excluded.sample_json";
+  static const std::string prune_samples = "DELETE FROM utilisation WHERE time_s < $1";
+  constexpr absl::string_view kWhat = "apply";
+
+  if (batch.empty()) return absl::OkStatus();
+  return WithConnection([&](Connection& conn) -> absl::Status {
+    Transaction txn(conn, kWhat);
+    if (!txn.status().ok()) return txn.status();
+    if (!batch.events.empty()) {
+      if (absl::Status s = LockForIds(conn, kWhat); !s.ok()) return s;
+    }
+    for (const JobRecord& job : batch.jobs) {
+      Params p;
+      p.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
+      p.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
+      p.Int(job.id);
+      absl::StatusOr<Result> r = conn.Exec(update_job, p, kWhat);
+      if (!r.ok()) return r.status();
+      if (r->Affected() == 0) return absl::NotFoundError(absl::StrCat("apply: job ", job.id, " does not exist"));
+    }
+    for (const TaskRecord& task : batch.tasks) {
+      Params p;
+      p.Int(task.job_id).Int(task.group).Int(task.replica).Int(task.attempt).Text(task.node);
+      p.Text(task.placement_json).Text(TaskStateName(task.state)).Int(task.exit_code).Text(task.reason);
+      p.Int(task.start_ms).Int(task.end_ms);
+      if (auto r = conn.Exec(upsert_task, p, kWhat); !r.ok()) {
+        if (conn.last_sqlstate() == kForeignKeyViolation) {
+          return absl::NotFoundError(absl::StrCat("apply: task (group ", task.group, ", replica ", task.replica,
+                                                  ", attempt ", task.attempt, ") of job ", task.job_id,
+                                                  ": job does not exist"));
+        }
+        return r.status();
+      }
+    }
+    for (const NodeRecord& node : batch.nodes) {
+      Params p;
+      p.Text(node.name).Text(node.spec_json).Text(node.state).Text(node.address).Int(node.registered_ms);
+      p.Int(node.heartbeat_ms);
+      if (auto r = conn.Exec(upsert_node, p, kWhat); !r.ok()) return r.status();
+    }
+    for (const QueueRecord& queue : batch.queues) {
+      Params p;
+      p.Text(queue.name).Text(queue.spec_json);
+      if (auto r = conn.Exec(upsert_queue, p, kWhat); !r.ok()) return r.status();
+    }
+    for (const std::string& name : batch.deleted_queues) {
+      Params p;
+      p.Text(name);
+      if (auto r = conn.Exec(delete_queue, p, kWhat); !r.ok()) return r.status();
+    }
+    for (const TokenRecord& token : batch.tokens) {
+      Params p;
+      p.Text(token.token_hash).Text(token.name).Text(token.role).Text(token.user).Int(token.created_ms);
+      p.Bool(token.revoked);
+      if (auto r = conn.Exec(upsert_token, p, kWhat); !r.ok()) return r.status();
+    }
+    for (const EventRecord& event : batch.events) {
+      if (absl::StatusOr<int64_t> id = InsertEvent(conn, event, kWhat); !id.ok()) return id.status();
+    }
+    for (const UsageRecord& u : batch.usage) {
+      Params p;
+      p.Int(u.job_id).Int(u.group).Int(u.replica).Int(u.attempt).Text(u.user).Text(u.queue).Text(u.node);
+      p.Int(u.start_ms).Int(u.end_ms).Int(u.cpu_milli).Text(u.devices_json);
+      if (auto r = conn.Exec(upsert_usage, p, kWhat); !r.ok()) {
+        if (conn.last_sqlstate() == kForeignKeyViolation) {
+          return absl::NotFoundError(absl::StrCat("apply: usage of job ", u.job_id, ": job does not exist"));
+        }
+        return r.status();
+      }
+    }
+    for (const UtilisationSample& sample : batch.samples) {
+      Params p;
+      p.Int(sample.time_s).Text(sample.sample_json);
+      if (auto r = conn.Exec(upsert_sample, p, kWhat); !r.ok()) return r.status();
+    }
+    if (batch.prune_samples_before_s > 0) {
+      Params p;
+      p.Int(batch.prune_samples_before_s);
+      if (auto r = conn.Exec(prune_samples, p, kWhat); !r.ok()) return r.status();
+    }
+    return txn.Commit();
+  });
+}
+
+absl::StatusOr<JobRecord> PostgresStateStore::GetJob(int64_t id) {
+  static const std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = $1");
+  constexpr absl::string_view kWhat = "get job";
+  std::vector<JobRecord> jobs;
+  Params params;
+  params.Int(id);
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(
+        conn, sql, params, &jobs, [&](const Row& r) { return ReadJob(r, kWhat); }, kWhat);
+  });
+  if (!status.ok()) return status;
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  return std::move(jobs.front());
+}
+
+absl::StatusOr<std::vector<JobRecord>> PostgresStateStore::ListJobs(const JobQuery& query) {
+  constexpr absl::string_view kWhat = "list jobs";
+  // Distinct, sorted states: the same filter always yields the same SQL text.
+  std::vector<std::string> states;
+  for (JobState s : query.states) states.push_back(JobStateName(s));
+  std::sort(states.begin(), states.end());
+  states.erase(std::unique(states.begin(), states.end()), states.end());
+
+  Params params;
+  params.Int(query.after_id);
+  int next = 2;
+  std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id > $1");
+  if (!states.empty()) {
+    std::vector<std::string> placeholders;
+    for (const std::string& state : states) {
+      placeholders.push_back(absl::StrCat("$", next++));
+      params.Text(state);
+    }
+    absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(placeholders, ", "), ")");
+  }
+  if (!query.user.empty()) {
+    absl::StrAppend(&sql, " AND \"user\" = $", next++);
+    params.Text(query.user);
+  }
+  if (!query.queue.empty()) {
+    absl::StrAppend(&sql, " AND queue = $", next++);
+    params.Text(query.queue);
+  }
+  absl::StrAppend(&sql, " ORDER BY id LIMIT $", next++);
+  if (absl::Status s = AddLimit(params, query.limit, kWhat); !s.ok()) return s;
+
+  std::vector<JobRecord> jobs;
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(
+        conn, sql, params, &jobs, [&](const Row& r) { return ReadJob(r, kWhat); }, kWhat);
+  });
+  if (!status.ok()) return status;
+  return jobs;
+}
+
+absl::StatusOr<std::vector<TaskRecord>> PostgresStateStore::ListTasks(int64_t job_id) {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE job_id = $1 ORDER BY attempt, grp, replica");
+  constexpr absl::string_view kWhat = "list tasks";
+  std::vector<TaskRecord> tasks;
+  Params params;
+  params.Int(job_id);
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(
+        conn, sql, params, &tasks, [&](const Row& r) { return ReadTask(r, kWhat); }, kWhat);
+  });
+  if (!status.ok()) return status;
+  return tasks;
+}
+
+absl::StatusOr<std::vector<TaskRecord>> PostgresStateStore::ListActiveTasks() {
+  static const std::string sql = absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE state IN ($1, $2) ",
+                                              "ORDER BY job_id, grp, replica, attempt");
+  constexpr absl::string_view kWhat = "list active tasks";
+  std::vector<TaskRecord> tasks;
+  Params params;
+  params.Text(TaskStateName(TaskState::kAssigned)).Text(TaskStateName(TaskState::kRunning));
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(
+        conn, sql, params, &tasks, [&](const Row& r) { return ReadTask(r, kWhat); }, kWhat);
+  });
+  if (!status.ok()) return status;
+  return tasks;
+}
+
+absl::StatusOr<std::vector<NodeRecord>> PostgresStateStore::ListNodes() {
+  static const std::string sql = absl::StrCat("SELECT ", kNodeColumns, " FROM nodes ORDER BY name");
+  std::vector<NodeRecord> nodes;
+  absl::Status status =
+      WithConnection([&](Connection& conn) { return Query(conn, sql, Params(), &nodes, ReadNode, "list nodes"); });
+  if (!status.ok()) return status;
+  return nodes;
+}
+
+absl::StatusOr<std::vector<QueueRecord>> PostgresStateStore::ListQueues() {
+  static const std::string sql = "SELECT name, spec_json FROM queues ORDER BY name";
+  std::vector<QueueRecord> queues;
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(
+        conn, sql, Params(), &queues,
+        [](const Row& r) { return QueueRecord{.name = r.Text(0), .spec_json = r.Text(1)}; }, "list queues");
+  });
+  if (!status.ok()) return status;
+  return queues;
+}
+
+absl::StatusOr<TokenRecord> PostgresStateStore::GetToken(const std::string& token_hash) {
+  static const std::string sql = absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE token_hash = $1");
+  std::vector<TokenRecord> tokens;
+  Params params;
+  params.Text(token_hash);
+  absl::Status status =
+      WithConnection([&](Connection& conn) { return Query(conn, sql, params, &tokens, ReadToken, "get token"); });
+  if (!status.ok()) return status;
+  // The hash is a credential's fingerprint; it stays out of error messages.
+  if (tokens.empty()) return absl::NotFoundError("token not found");
+  return std::move(tokens.front());
+}
+
+absl::StatusOr<std::vector<TokenRecord>> PostgresStateStore::ListTokens() {
+  static const std::string sql = absl::StrCat("SELECT ", kTokenColumns, " FROM tokens ORDER BY token_hash");
+  std::vector<TokenRecord> tokens;
+  absl::Status status =
+      WithConnection([&](Connection& conn) { return Query(conn, sql, Params(), &tokens, ReadToken, "list tokens"); });
+  if (!status.ok()) return status;
+  return tokens;
+}
+
+absl::StatusOr<std::vector<EventRecord>> PostgresStateStore::ListEvents(int64_t job_id, int64_t after_id,
+                                                                        int32_t limit) {
+  static const std::string of_job =
+      absl::StrCat("SELECT ", kEventColumns, " FROM events WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+  static const std::string of_all =
+      absl::StrCat("SELECT ", kEventColumns, " FROM events WHERE id > $1 ORDER BY id LIMIT $2");
+  constexpr absl::string_view kWhat = "list events";
+  if (job_id < 0) return absl::InvalidArgumentError(absl::StrCat("list events: job id ", job_id, " is negative"));
+  Params params;
+  if (job_id > 0) params.Int(job_id);
+  params.Int(after_id);
+  if (absl::Status s = AddLimit(params, limit, kWhat); !s.ok()) return s;
+  std::vector<EventRecord> events;
+  absl::Status status = WithConnection(
+      [&](Connection& conn) { return Query(conn, job_id > 0 ? of_job : of_all, params, &events, ReadEvent, kWhat); });
+  if (!status.ok()) return status;
+  return events;
+}
+
+absl::StatusOr<std::vector<UsageRecord>> PostgresStateStore::ListUsage(int64_t since_ms, int64_t until_ms) {
+  static const std::string sql = absl::StrCat(
+      "SELECT ", kUsageColumns,
+      " FROM usage WHERE start_ms < $1 AND (end_ms = 0 OR end_ms > $2) ORDER BY job_id, grp, replica, attempt");
+  std::vector<UsageRecord> out;
+  Params params;
+  params.Int(until_ms).Int(since_ms);
+  absl::Status status =
+      WithConnection([&](Connection& conn) { return Query(conn, sql, params, &out, ReadUsage, "list usage"); });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::vector<UtilisationSample>> PostgresStateStore::ListUtilisation(int64_t since_s, int64_t until_s) {
+  static const std::string sql =
+      "SELECT time_s, sample_json FROM utilisation WHERE time_s >= $1 AND time_s < $2 ORDER BY time_s";
+  std::vector<UtilisationSample> out;
+  Params params;
+  params.Int(since_s).Int(until_s);
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(
+        conn, sql, params, &out,
+        [](const Row& r) { return UtilisationSample{.time_s = r.Int(0), .sample_json = r.Text(1)}; },
+        "list utilisation");
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::vector<JobCounts>> PostgresStateStore::CountJobs(int64_t since_ms, int64_t until_ms) {
+  // $1 = since, $2 = until. A job counts as ended only once end_ms is set
+  // (a failed job whose tasks still stop has end_ms 0).
+  static const std::string sql = absl::StrCat(
+      "SELECT \"user\", queue, COUNT(*) FILTER (WHERE submit_ms >= $1 AND submit_ms < $2), ",
+      "COUNT(*) FILTER (WHERE state = 'Succeeded' AND end_ms >= $1 AND end_ms < $2 AND end_ms > 0), ",
+      "COUNT(*) FILTER (WHERE state = 'Failed' AND end_ms >= $1 AND end_ms < $2 AND end_ms > 0), ",
+      "COUNT(*) FILTER (WHERE state = 'Cancelled' AND end_ms >= $1 AND end_ms < $2 AND end_ms > 0) ",
+      "FROM jobs WHERE (submit_ms >= $1 AND submit_ms < $2) OR (end_ms >= $1 AND end_ms < $2 AND end_ms > 0) ",
+      "GROUP BY \"user\", queue ORDER BY \"user\", queue");
+  std::vector<JobCounts> out;
+  Params params;
+  params.Int(since_ms).Int(until_ms);
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(
+        conn, sql, params, &out,
+        [](const Row& r) {
+          return JobCounts{.user = r.Text(0),
+                           .queue = r.Text(1),
+                           .submitted = r.Int(2),
+                           .succeeded = r.Int(3),
+                           .failed = r.Int(4),
+                           .cancelled = r.Int(5)};
+        },
+        "count jobs");
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> PostgresStateStore::CountJobsByState() {
+  static const std::string sql = "SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state";
+  std::vector<std::pair<JobState, int64_t>> out;
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(
+        conn, sql, Params(), &out,
+        [](const Row& r) -> absl::StatusOr<std::pair<JobState, int64_t>> {
+          const std::string name = r.Text(0);
+          std::optional<JobState> state = ParseJobState(name);
+          if (!state) return absl::DataLossError(absl::StrCat("count jobs by state: unknown state '", name, "'"));
+          return std::make_pair(*state, r.Int(1));
+        },
+        "count jobs by state");
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+}  // namespace icos::store
