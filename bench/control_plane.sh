@@ -5,6 +5,8 @@
 #   agent_idle_rss_mib / agent_idle_cpu_pct      the agent with no tasks (10 s)
 #   agent_50_tasks_rss_mib / agent_50_tasks_cpu_pct   the agent while 50 tasks run
 # Usage: bench/control_plane.sh   (needs a release build)
+#        ICOS_STORE='postgresql:///icos?host=/path' bench/control_plane.sh
+#        runs the controller on that PostgreSQL database instead of SQLite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/build/release}
@@ -15,7 +17,7 @@ export ICOS_HOME=$work/home
 pids=()
 trap 'for p in "${pids[@]}"; do kill -INT $p 2>/dev/null; done; sleep 1; pkill -KILL -f "$work" 2>/dev/null; rm -rf "$work"' EXIT
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$ICOS" server --port "$port" > "$work/server.log" 2>&1 &
+"$ICOS" server --port "$port" ${ICOS_STORE:+--store "$ICOS_STORE"} > "$work/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q listening "$work/server.log" && break; sleep 0.1; done
 server="http://127.0.0.1:$port"
