@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "store/record_columns.h"
 
 namespace icos::store {
 namespace {
@@ -131,16 +132,6 @@ CREATE INDEX jobs_by_end ON jobs(end_ms);
 };
 static_assert(std::size(kMigrations) == PostgresStateStore::kSchemaVersion,
               "kSchemaVersion must equal the number of migrations");
-
-constexpr char kJobColumns[] =
-    "id, name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt";
-constexpr char kTaskColumns[] =
-    "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
-constexpr char kNodeColumns[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
-constexpr char kTokenColumns[] = "token_hash, name, role, \"user\", created_ms, revoked";
-constexpr char kEventColumns[] = "id, job_id, node, time_ms, kind, message";
-constexpr char kUsageColumns[] =
-    "job_id, grp, replica, attempt, \"user\", queue, node, start_ms, end_ms, cpu_milli, devices_json";
 
 // Advisory lock keys ("icos" and "icom"): one serialises migrations of any
 // schema in the database (CREATE SCHEMA IF NOT EXISTS races otherwise); the
@@ -450,90 +441,6 @@ absl::Status AddLimit(Params& params, int32_t limit, absl::string_view what) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<JobRecord> ReadJob(const Row& r, absl::string_view what) {
-  JobRecord job;
-  job.id = r.Int(0);
-  job.name = r.Text(1);
-  job.user = r.Text(2);
-  job.queue = r.Text(3);
-  job.priority = r.Int32(4);
-  const std::string state = r.Text(5);
-  std::optional<JobState> parsed = ParseJobState(state);
-  if (!parsed.has_value()) {
-    return absl::DataLossError(absl::StrCat(what, ": job ", job.id, " has unknown state '", state, "'"));
-  }
-  job.state = *parsed;
-  job.spec_json = r.Text(6);
-  job.reason = r.Text(7);
-  job.submit_ms = r.Int(8);
-  job.start_ms = r.Int(9);
-  job.end_ms = r.Int(10);
-  job.attempt = r.Int32(11);
-  return job;
-}
-
-absl::StatusOr<TaskRecord> ReadTask(const Row& r, absl::string_view what) {
-  TaskRecord task;
-  task.job_id = r.Int(0);
-  task.group = r.Int32(1);
-  task.replica = r.Int32(2);
-  task.attempt = r.Int32(3);
-  task.node = r.Text(4);
-  task.placement_json = r.Text(5);
-  const std::string state = r.Text(6);
-  std::optional<TaskState> parsed = ParseTaskState(state);
-  if (!parsed.has_value()) {
-    return absl::DataLossError(absl::StrCat(what, ": task of job ", task.job_id, " has unknown state '", state, "'"));
-  }
-  task.state = *parsed;
-  task.exit_code = r.Int32(7);
-  task.reason = r.Text(8);
-  task.start_ms = r.Int(9);
-  task.end_ms = r.Int(10);
-  return task;
-}
-
-NodeRecord ReadNode(const Row& r) {
-  return NodeRecord{.name = r.Text(0),
-                    .spec_json = r.Text(1),
-                    .state = r.Text(2),
-                    .address = r.Text(3),
-                    .registered_ms = r.Int(4),
-                    .heartbeat_ms = r.Int(5)};
-}
-
-TokenRecord ReadToken(const Row& r) {
-  return TokenRecord{.token_hash = r.Text(0),
-                     .name = r.Text(1),
-                     .role = r.Text(2),
-                     .user = r.Text(3),
-                     .created_ms = r.Int(4),
-                     .revoked = r.Bool(5)};
-}
-
-EventRecord ReadEvent(const Row& r) {
-  return EventRecord{.id = r.Int(0),
-                     .job_id = r.Int(1),
-                     .node = r.Text(2),
-                     .time_ms = r.Int(3),
-                     .kind = r.Text(4),
-                     .message = r.Text(5)};
-}
-
-UsageRecord ReadUsage(const Row& r) {
-  return UsageRecord{.job_id = r.Int(0),
-                     .group = r.Int32(1),
-                     .replica = r.Int32(2),
-                     .attempt = r.Int32(3),
-                     .user = r.Text(4),
-                     .queue = r.Text(5),
-                     .node = r.Text(6),
-                     .start_ms = r.Int(7),
-                     .end_ms = r.Int(8),
-                     .cpu_milli = r.Int(9),
-                     .devices_json = r.Text(10)};
-}
-
 // Appends every row of `result` to `out` with `read`, which returns a record
 // or StatusOr of one.
 template <typename T, typename ReadFn>
@@ -707,9 +614,7 @@ absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
     if (!txn.status().ok()) return txn.status();
     if (absl::Status s = LockForIds(conn, kWhat); !s.ok()) return s;
     Params params;
-    params.Text(job->name).Text(job->user).Text(job->queue).Int(job->priority).Text(JobStateName(job->state));
-    params.Text(job->spec_json).Text(job->reason).Int(job->submit_ms).Int(job->start_ms).Int(job->end_ms);
-    params.Int(job->attempt);
+    columns::BindJobFields(params, *job);
     absl::StatusOr<Result> inserted = conn.Exec(insert_job, params, kWhat);
     if (!inserted.ok()) return inserted.status();
     id = inserted->Int(0, 0);
@@ -727,13 +632,13 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
       "UPDATE jobs SET name = $1, \"user\" = $2, queue = $3, priority = $4, state = $5, spec_json = $6, reason = $7, "
       "submit_ms = $8, start_ms = $9, end_ms = $10, attempt = $11 WHERE id = $12";
   static const std::string upsert_task = absl::StrCat(
-      "INSERT INTO tasks(", kTaskColumns,
+      "INSERT INTO tasks(", columns::kTask,
       ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE "
       "SET node = excluded.node, placement_json = excluded.placement_json, state = excluded.state, "
       "exit_code = excluded.exit_code, reason = excluded.reason, start_ms = excluded.start_ms, "
       "end_ms = excluded.end_ms");
   static const std::string upsert_node =
-      absl::StrCat("INSERT INTO nodes(", kNodeColumns,
+      absl::StrCat("INSERT INTO nodes(", columns::kNode,
                    ") VALUES($1, $2, $3, $4, $5, $6) ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json, "
                    "state = excluded.state, address = excluded.address, registered_ms = excluded.registered_ms, "
                    "heartbeat_ms = excluded.heartbeat_ms");
@@ -742,12 +647,12 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
       "excluded.spec_json";
   static const std::string delete_queue = "DELETE FROM queues WHERE name = $1";
   static const std::string upsert_token =
-      absl::StrCat("INSERT INTO tokens(", kTokenColumns,
+      absl::StrCat("INSERT INTO tokens(", columns::kToken,
                    ") VALUES($1, $2, $3, $4, $5, $6) ON CONFLICT(token_hash) DO UPDATE SET name = excluded.name, "
                    "role = excluded.role, \"user\" = excluded.\"user\", created_ms = excluded.created_ms, "
                    "revoked = excluded.revoked");
   static const std::string upsert_usage = absl::StrCat(
-      "INSERT INTO usage(", kUsageColumns,
+      "INSERT INTO usage(", columns::kUsage,
       ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE "
       "SET \"user\" = excluded.\"user\", queue = excluded.queue, node = excluded.node, "
       "start_ms = excluded.start_ms, end_ms = excluded.end_ms, cpu_milli = excluded.cpu_milli, "
@@ -767,18 +672,14 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
     }
     for (const JobRecord& job : batch.jobs) {
       Params p;
-      p.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
-      p.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
-      p.Int(job.id);
+      columns::BindJobFields(p, job).Int(job.id);
       absl::StatusOr<Result> r = conn.Exec(update_job, p, kWhat);
       if (!r.ok()) return r.status();
       if (r->Affected() == 0) return absl::NotFoundError(absl::StrCat("apply: job ", job.id, " does not exist"));
     }
     for (const TaskRecord& task : batch.tasks) {
       Params p;
-      p.Int(task.job_id).Int(task.group).Int(task.replica).Int(task.attempt).Text(task.node);
-      p.Text(task.placement_json).Text(TaskStateName(task.state)).Int(task.exit_code).Text(task.reason);
-      p.Int(task.start_ms).Int(task.end_ms);
+      columns::BindTask(p, task);
       if (auto r = conn.Exec(upsert_task, p, kWhat); !r.ok()) {
         if (conn.last_sqlstate() == kForeignKeyViolation) {
           return absl::NotFoundError(absl::StrCat("apply: task (group ", task.group, ", replica ", task.replica,
@@ -790,8 +691,7 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
     }
     for (const NodeRecord& node : batch.nodes) {
       Params p;
-      p.Text(node.name).Text(node.spec_json).Text(node.state).Text(node.address).Int(node.registered_ms);
-      p.Int(node.heartbeat_ms);
+      columns::BindNode(p, node);
       if (auto r = conn.Exec(upsert_node, p, kWhat); !r.ok()) return r.status();
     }
     for (const QueueRecord& queue : batch.queues) {
@@ -806,8 +706,7 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
     }
     for (const TokenRecord& token : batch.tokens) {
       Params p;
-      p.Text(token.token_hash).Text(token.name).Text(token.role).Text(token.user).Int(token.created_ms);
-      p.Bool(token.revoked);
+      columns::BindToken(p, token);
       if (auto r = conn.Exec(upsert_token, p, kWhat); !r.ok()) return r.status();
     }
     for (const EventRecord& event : batch.events) {
@@ -815,8 +714,7 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
     }
     for (const UsageRecord& u : batch.usage) {
       Params p;
-      p.Int(u.job_id).Int(u.group).Int(u.replica).Int(u.attempt).Text(u.user).Text(u.queue).Text(u.node);
-      p.Int(u.start_ms).Int(u.end_ms).Int(u.cpu_milli).Text(u.devices_json);
+      columns::BindUsage(p, u);
       if (auto r = conn.Exec(upsert_usage, p, kWhat); !r.ok()) {
         if (conn.last_sqlstate() == kForeignKeyViolation) {
           return absl::NotFoundError(absl::StrCat("apply: usage of job ", u.job_id, ": job does not exist"));
@@ -839,14 +737,14 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
 }
 
 absl::StatusOr<JobRecord> PostgresStateStore::GetJob(int64_t id) {
-  static const std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = $1");
+  static const std::string sql = absl::StrCat("SELECT ", columns::kJob, " FROM jobs WHERE id = $1");
   constexpr absl::string_view kWhat = "get job";
   std::vector<JobRecord> jobs;
   Params params;
   params.Int(id);
   absl::Status status = WithConnection([&](Connection& conn) {
     return Query(
-        conn, sql, params, &jobs, [&](const Row& r) { return ReadJob(r, kWhat); }, kWhat);
+        conn, sql, params, &jobs, [&](const Row& r) { return columns::DecodeJob(r, kWhat); }, kWhat);
   });
   if (!status.ok()) return status;
   if (jobs.empty()) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
@@ -864,7 +762,7 @@ absl::StatusOr<std::vector<JobRecord>> PostgresStateStore::ListJobs(const JobQue
   Params params;
   params.Int(query.after_id);
   int next = 2;
-  std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id > $1");
+  std::string sql = absl::StrCat("SELECT ", columns::kJob, " FROM jobs WHERE id > $1");
   if (!states.empty()) {
     std::vector<std::string> placeholders;
     for (const std::string& state : states) {
@@ -887,7 +785,7 @@ absl::StatusOr<std::vector<JobRecord>> PostgresStateStore::ListJobs(const JobQue
   std::vector<JobRecord> jobs;
   absl::Status status = WithConnection([&](Connection& conn) {
     return Query(
-        conn, sql, params, &jobs, [&](const Row& r) { return ReadJob(r, kWhat); }, kWhat);
+        conn, sql, params, &jobs, [&](const Row& r) { return columns::DecodeJob(r, kWhat); }, kWhat);
   });
   if (!status.ok()) return status;
   return jobs;
@@ -895,21 +793,21 @@ absl::StatusOr<std::vector<JobRecord>> PostgresStateStore::ListJobs(const JobQue
 
 absl::StatusOr<std::vector<TaskRecord>> PostgresStateStore::ListTasks(int64_t job_id) {
   static const std::string sql =
-      absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE job_id = $1 ORDER BY attempt, grp, replica");
+      absl::StrCat("SELECT ", columns::kTask, " FROM tasks WHERE job_id = $1 ORDER BY attempt, grp, replica");
   constexpr absl::string_view kWhat = "list tasks";
   std::vector<TaskRecord> tasks;
   Params params;
   params.Int(job_id);
   absl::Status status = WithConnection([&](Connection& conn) {
     return Query(
-        conn, sql, params, &tasks, [&](const Row& r) { return ReadTask(r, kWhat); }, kWhat);
+        conn, sql, params, &tasks, [&](const Row& r) { return columns::DecodeTask(r, kWhat); }, kWhat);
   });
   if (!status.ok()) return status;
   return tasks;
 }
 
 absl::StatusOr<std::vector<TaskRecord>> PostgresStateStore::ListActiveTasks() {
-  static const std::string sql = absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE state IN ($1, $2) ",
+  static const std::string sql = absl::StrCat("SELECT ", columns::kTask, " FROM tasks WHERE state IN ($1, $2) ",
                                               "ORDER BY job_id, grp, replica, attempt");
   constexpr absl::string_view kWhat = "list active tasks";
   std::vector<TaskRecord> tasks;
@@ -917,17 +815,17 @@ absl::StatusOr<std::vector<TaskRecord>> PostgresStateStore::ListActiveTasks() {
   params.Text(TaskStateName(TaskState::kAssigned)).Text(TaskStateName(TaskState::kRunning));
   absl::Status status = WithConnection([&](Connection& conn) {
     return Query(
-        conn, sql, params, &tasks, [&](const Row& r) { return ReadTask(r, kWhat); }, kWhat);
+        conn, sql, params, &tasks, [&](const Row& r) { return columns::DecodeTask(r, kWhat); }, kWhat);
   });
   if (!status.ok()) return status;
   return tasks;
 }
 
 absl::StatusOr<std::vector<NodeRecord>> PostgresStateStore::ListNodes() {
-  static const std::string sql = absl::StrCat("SELECT ", kNodeColumns, " FROM nodes ORDER BY name");
+  static const std::string sql = absl::StrCat("SELECT ", columns::kNode, " FROM nodes ORDER BY name");
   std::vector<NodeRecord> nodes;
-  absl::Status status =
-      WithConnection([&](Connection& conn) { return Query(conn, sql, Params(), &nodes, ReadNode, "list nodes"); });
+  absl::Status status = WithConnection(
+      [&](Connection& conn) { return Query(conn, sql, Params(), &nodes, columns::DecodeNode<Row>, "list nodes"); });
   if (!status.ok()) return status;
   return nodes;
 }
@@ -945,12 +843,12 @@ absl::StatusOr<std::vector<QueueRecord>> PostgresStateStore::ListQueues() {
 }
 
 absl::StatusOr<TokenRecord> PostgresStateStore::GetToken(const std::string& token_hash) {
-  static const std::string sql = absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE token_hash = $1");
+  static const std::string sql = absl::StrCat("SELECT ", columns::kToken, " FROM tokens WHERE token_hash = $1");
   std::vector<TokenRecord> tokens;
   Params params;
   params.Text(token_hash);
-  absl::Status status =
-      WithConnection([&](Connection& conn) { return Query(conn, sql, params, &tokens, ReadToken, "get token"); });
+  absl::Status status = WithConnection(
+      [&](Connection& conn) { return Query(conn, sql, params, &tokens, columns::DecodeToken<Row>, "get token"); });
   if (!status.ok()) return status;
   // The hash is a credential's fingerprint; it stays out of error messages.
   if (tokens.empty()) return absl::NotFoundError("token not found");
@@ -958,10 +856,10 @@ absl::StatusOr<TokenRecord> PostgresStateStore::GetToken(const std::string& toke
 }
 
 absl::StatusOr<std::vector<TokenRecord>> PostgresStateStore::ListTokens() {
-  static const std::string sql = absl::StrCat("SELECT ", kTokenColumns, " FROM tokens ORDER BY token_hash");
+  static const std::string sql = absl::StrCat("SELECT ", columns::kToken, " FROM tokens ORDER BY token_hash");
   std::vector<TokenRecord> tokens;
-  absl::Status status =
-      WithConnection([&](Connection& conn) { return Query(conn, sql, Params(), &tokens, ReadToken, "list tokens"); });
+  absl::Status status = WithConnection(
+      [&](Connection& conn) { return Query(conn, sql, Params(), &tokens, columns::DecodeToken<Row>, "list tokens"); });
   if (!status.ok()) return status;
   return tokens;
 }
@@ -969,9 +867,9 @@ absl::StatusOr<std::vector<TokenRecord>> PostgresStateStore::ListTokens() {
 absl::StatusOr<std::vector<EventRecord>> PostgresStateStore::ListEvents(int64_t job_id, int64_t after_id,
                                                                         int32_t limit) {
   static const std::string of_job =
-      absl::StrCat("SELECT ", kEventColumns, " FROM events WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+      absl::StrCat("SELECT ", columns::kEvent, " FROM events WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT $3");
   static const std::string of_all =
-      absl::StrCat("SELECT ", kEventColumns, " FROM events WHERE id > $1 ORDER BY id LIMIT $2");
+      absl::StrCat("SELECT ", columns::kEvent, " FROM events WHERE id > $1 ORDER BY id LIMIT $2");
   constexpr absl::string_view kWhat = "list events";
   if (job_id < 0) return absl::InvalidArgumentError(absl::StrCat("list events: job id ", job_id, " is negative"));
   Params params;
@@ -979,21 +877,22 @@ absl::StatusOr<std::vector<EventRecord>> PostgresStateStore::ListEvents(int64_t 
   params.Int(after_id);
   if (absl::Status s = AddLimit(params, limit, kWhat); !s.ok()) return s;
   std::vector<EventRecord> events;
-  absl::Status status = WithConnection(
-      [&](Connection& conn) { return Query(conn, job_id > 0 ? of_job : of_all, params, &events, ReadEvent, kWhat); });
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return Query(conn, job_id > 0 ? of_job : of_all, params, &events, columns::DecodeEvent<Row>, kWhat);
+  });
   if (!status.ok()) return status;
   return events;
 }
 
 absl::StatusOr<std::vector<UsageRecord>> PostgresStateStore::ListUsage(int64_t since_ms, int64_t until_ms) {
   static const std::string sql = absl::StrCat(
-      "SELECT ", kUsageColumns,
+      "SELECT ", columns::kUsage,
       " FROM usage WHERE start_ms < $1 AND (end_ms = 0 OR end_ms > $2) ORDER BY job_id, grp, replica, attempt");
   std::vector<UsageRecord> out;
   Params params;
   params.Int(until_ms).Int(since_ms);
-  absl::Status status =
-      WithConnection([&](Connection& conn) { return Query(conn, sql, params, &out, ReadUsage, "list usage"); });
+  absl::Status status = WithConnection(
+      [&](Connection& conn) { return Query(conn, sql, params, &out, columns::DecodeUsage<Row>, "list usage"); });
   if (!status.ok()) return status;
   return out;
 }

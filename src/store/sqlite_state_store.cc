@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "store/record_columns.h"
 
 namespace icos::store {
 namespace {
@@ -128,16 +129,6 @@ CREATE INDEX jobs_by_end ON jobs(end_ms);
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion,
               "kSchemaVersion must equal the number of migrations");
-
-constexpr char kJobColumns[] =
-    "id, name, user, queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt";
-constexpr char kTaskColumns[] =
-    "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
-constexpr char kNodeColumns[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
-constexpr char kTokenColumns[] = "token_hash, name, role, user, created_ms, revoked";
-constexpr char kEventColumns[] = "id, job_id, node, time_ms, kind, message";
-constexpr char kUsageColumns[] =
-    "job_id, grp, replica, attempt, user, queue, node, start_ms, end_ms, cpu_milli, devices_json";
 
 absl::StatusCode CodeFor(int rc) {
   switch (rc & 0xff) {  // the primary code of an extended one
@@ -262,6 +253,7 @@ class Stmt {
     if (stmt_ != nullptr) Check(sqlite3_bind_int64(stmt_, ++index_, value));
     return *this;
   }
+  Stmt& Bool(bool value) { return Int(value ? 1 : 0); }
   Stmt& Text(absl::string_view value) {
     // A default string_view has a null data(), which SQLite would bind as NULL.
     const char* data = value.data() != nullptr ? value.data() : "";
@@ -342,97 +334,14 @@ absl::StatusOr<int64_t> SqlLimit(int32_t limit, absl::string_view what) {
   return limit == 0 ? -1 : limit;
 }
 
-absl::StatusOr<JobRecord> ReadJob(const Stmt& st, absl::string_view what) {
-  JobRecord job;
-  job.id = st.ColumnInt(0);
-  job.name = st.ColumnText(1);
-  job.user = st.ColumnText(2);
-  job.queue = st.ColumnText(3);
-  job.priority = st.ColumnInt32(4);
-  const std::string state = st.ColumnText(5);
-  std::optional<JobState> parsed = ParseJobState(state);
-  if (!parsed.has_value()) {
-    return absl::DataLossError(absl::StrCat(what, ": job ", job.id, " has unknown state '", state, "'"));
-  }
-  job.state = *parsed;
-  job.spec_json = st.ColumnText(6);
-  job.reason = st.ColumnText(7);
-  job.submit_ms = st.ColumnInt(8);
-  job.start_ms = st.ColumnInt(9);
-  job.end_ms = st.ColumnInt(10);
-  job.attempt = st.ColumnInt32(11);
-  return job;
-}
-
-absl::StatusOr<TaskRecord> ReadTask(const Stmt& st, absl::string_view what) {
-  TaskRecord task;
-  task.job_id = st.ColumnInt(0);
-  task.group = st.ColumnInt32(1);
-  task.replica = st.ColumnInt32(2);
-  task.attempt = st.ColumnInt32(3);
-  task.node = st.ColumnText(4);
-  task.placement_json = st.ColumnText(5);
-  const std::string state = st.ColumnText(6);
-  std::optional<TaskState> parsed = ParseTaskState(state);
-  if (!parsed.has_value()) {
-    return absl::DataLossError(absl::StrCat(what, ": task of job ", task.job_id, " has unknown state '", state, "'"));
-  }
-  task.state = *parsed;
-  task.exit_code = st.ColumnInt32(7);
-  task.reason = st.ColumnText(8);
-  task.start_ms = st.ColumnInt(9);
-  task.end_ms = st.ColumnInt(10);
-  return task;
-}
-
-NodeRecord ReadNode(const Stmt& st) {
-  NodeRecord node;
-  node.name = st.ColumnText(0);
-  node.spec_json = st.ColumnText(1);
-  node.state = st.ColumnText(2);
-  node.address = st.ColumnText(3);
-  node.registered_ms = st.ColumnInt(4);
-  node.heartbeat_ms = st.ColumnInt(5);
-  return node;
-}
-
-TokenRecord ReadToken(const Stmt& st) {
-  TokenRecord token;
-  token.token_hash = st.ColumnText(0);
-  token.name = st.ColumnText(1);
-  token.role = st.ColumnText(2);
-  token.user = st.ColumnText(3);
-  token.created_ms = st.ColumnInt(4);
-  token.revoked = st.ColumnInt(5) != 0;
-  return token;
-}
-
-EventRecord ReadEvent(const Stmt& st) {
-  EventRecord event;
-  event.id = st.ColumnInt(0);
-  event.job_id = st.ColumnInt(1);
-  event.node = st.ColumnText(2);
-  event.time_ms = st.ColumnInt(3);
-  event.kind = st.ColumnText(4);
-  event.message = st.ColumnText(5);
-  return event;
-}
-
-UsageRecord ReadUsage(const Stmt& st) {
-  UsageRecord u;
-  u.job_id = st.ColumnInt(0);
-  u.group = st.ColumnInt32(1);
-  u.replica = st.ColumnInt32(2);
-  u.attempt = st.ColumnInt32(3);
-  u.user = st.ColumnText(4);
-  u.queue = st.ColumnText(5);
-  u.node = st.ColumnText(6);
-  u.start_ms = st.ColumnInt(7);
-  u.end_ms = st.ColumnInt(8);
-  u.cpu_milli = st.ColumnInt(9);
-  u.devices_json = st.ColumnText(10);
-  return u;
-}
+// The row a Stmt stands on, as record_columns.h's decoders read rows.
+struct StmtRow {
+  const Stmt& st;
+  int64_t Int(int i) const { return st.ColumnInt(i); }
+  int32_t Int32(int i) const { return st.ColumnInt32(i); }
+  std::string Text(int i) const { return st.ColumnText(i); }
+  bool Bool(int i) const { return st.ColumnInt(i) != 0; }
+};
 
 absl::StatusOr<int64_t> InsertEvent(Connection& conn, const EventRecord& event, absl::string_view what) {
   static const std::string sql = "INSERT INTO events(job_id, node, time_ms, kind, message) VALUES(?, ?, ?, ?, ?)";
@@ -598,8 +507,7 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<PendingInsert*>& 
     const JobRecord& job = *p->job;
     {
       Stmt st(conn, insert_job, kWhat);
-      st.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
-      st.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
+      columns::BindJobFields(st, job);
       if (absl::Status s = st.Run(); !s.ok()) return s;
     }
     const int64_t id = sqlite3_last_insert_rowid(conn.db());
@@ -619,13 +527,13 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
       "UPDATE jobs SET name = ?, user = ?, queue = ?, priority = ?, state = ?, spec_json = ?, reason = ?, "
       "submit_ms = ?, start_ms = ?, end_ms = ?, attempt = ? WHERE id = ?";
   static const std::string upsert_task =
-      absl::StrCat("INSERT INTO tasks(", kTaskColumns,
+      absl::StrCat("INSERT INTO tasks(", columns::kTask,
                    ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE SET "
                    "node = excluded.node, placement_json = excluded.placement_json, state = excluded.state, "
                    "exit_code = excluded.exit_code, reason = excluded.reason, start_ms = excluded.start_ms, "
                    "end_ms = excluded.end_ms");
   static const std::string upsert_node =
-      absl::StrCat("INSERT INTO nodes(", kNodeColumns,
+      absl::StrCat("INSERT INTO nodes(", columns::kNode,
                    ") VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json, "
                    "state = excluded.state, address = excluded.address, registered_ms = excluded.registered_ms, "
                    "heartbeat_ms = excluded.heartbeat_ms");
@@ -634,11 +542,11 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
       "excluded.spec_json";
   static const std::string delete_queue = "DELETE FROM queues WHERE name = ?";
   static const std::string upsert_token = absl::StrCat(
-      "INSERT INTO tokens(", kTokenColumns,
+      "INSERT INTO tokens(", columns::kToken,
       ") VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(token_hash) DO UPDATE SET name = excluded.name, "
       "role = excluded.role, user = excluded.user, created_ms = excluded.created_ms, revoked = excluded.revoked");
   static const std::string upsert_usage =
-      absl::StrCat("INSERT INTO usage(", kUsageColumns,
+      absl::StrCat("INSERT INTO usage(", columns::kUsage,
                    ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE SET "
                    "user = excluded.user, queue = excluded.queue, node = excluded.node, start_ms = excluded.start_ms, "
                    "end_ms = excluded.end_ms, cpu_milli = excluded.cpu_milli, devices_json = excluded.devices_json");
@@ -656,9 +564,7 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
 
   for (const JobRecord& job : batch.jobs) {
     Stmt st(conn, update_job, kWhat);
-    st.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
-    st.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
-    st.Int(job.id);
+    columns::BindJobFields(st, job).Int(job.id);
     if (absl::Status s = st.Run(); !s.ok()) return s;
     if (sqlite3_changes(conn.db()) == 0) {
       return absl::NotFoundError(absl::StrCat("apply: job ", job.id, " does not exist"));
@@ -666,9 +572,7 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   }
   for (const TaskRecord& task : batch.tasks) {
     Stmt st(conn, upsert_task, kWhat);
-    st.Int(task.job_id).Int(task.group).Int(task.replica).Int(task.attempt).Text(task.node);
-    st.Text(task.placement_json).Text(TaskStateName(task.state)).Int(task.exit_code).Text(task.reason);
-    st.Int(task.start_ms).Int(task.end_ms);
+    columns::BindTask(st, task);
     if (absl::Status s = st.Run(); !s.ok()) {
       if (st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
         return absl::NotFoundError(absl::StrCat("apply: task (group ", task.group, ", replica ", task.replica,
@@ -680,8 +584,7 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   }
   for (const NodeRecord& node : batch.nodes) {
     Stmt st(conn, upsert_node, kWhat);
-    st.Text(node.name).Text(node.spec_json).Text(node.state).Text(node.address).Int(node.registered_ms);
-    st.Int(node.heartbeat_ms);
+    columns::BindNode(st, node);
     if (absl::Status s = st.Run(); !s.ok()) return s;
   }
   for (const QueueRecord& queue : batch.queues) {
@@ -696,8 +599,7 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   }
   for (const TokenRecord& token : batch.tokens) {
     Stmt st(conn, upsert_token, kWhat);
-    st.Text(token.token_hash).Text(token.name).Text(token.role).Text(token.user).Int(token.created_ms);
-    st.Int(token.revoked ? 1 : 0);
+    columns::BindToken(st, token);
     if (absl::Status s = st.Run(); !s.ok()) return s;
   }
   for (const EventRecord& event : batch.events) {
@@ -705,8 +607,7 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   }
   for (const UsageRecord& u : batch.usage) {
     Stmt st(conn, upsert_usage, kWhat);
-    st.Int(u.job_id).Int(u.group).Int(u.replica).Int(u.attempt).Text(u.user).Text(u.queue).Text(u.node);
-    st.Int(u.start_ms).Int(u.end_ms).Int(u.cpu_milli).Text(u.devices_json);
+    columns::BindUsage(st, u);
     if (absl::Status s = st.Run(); !s.ok()) {
       if (st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
         return absl::NotFoundError(absl::StrCat("apply: usage of job ", u.job_id, ": job does not exist"));
@@ -763,7 +664,7 @@ absl::Status SqliteStateStore::WithReader(absl::FunctionRef<absl::Status(Connect
 }
 
 absl::StatusOr<JobRecord> SqliteStateStore::GetJob(int64_t id) {
-  static const std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?");
+  static const std::string sql = absl::StrCat("SELECT ", columns::kJob, " FROM jobs WHERE id = ?");
   constexpr absl::string_view kWhat = "get job";
   absl::StatusOr<JobRecord> job = absl::NotFoundError(absl::StrCat("job ", id, " not found"));
   absl::Status status = WithReader([&](Connection& conn) -> absl::Status {
@@ -771,7 +672,7 @@ absl::StatusOr<JobRecord> SqliteStateStore::GetJob(int64_t id) {
     st.Int(id);
     absl::StatusOr<bool> row = st.Step();
     if (!row.ok()) return row.status();
-    if (*row) job = ReadJob(st, kWhat);
+    if (*row) job = columns::DecodeJob(StmtRow{st}, kWhat);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -789,7 +690,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
   std::sort(states.begin(), states.end());
   states.erase(std::unique(states.begin(), states.end()), states.end());
 
-  std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id > ?");
+  std::string sql = absl::StrCat("SELECT ", columns::kJob, " FROM jobs WHERE id > ?");
   if (!states.empty()) {
     absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(std::vector<std::string>(states.size(), "?"), ", "), ")");
   }
@@ -806,7 +707,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
     if (!query.user.empty()) st.Text(query.user);
     if (!query.queue.empty()) st.Text(query.queue);
     st.Int(*limit);
-    return CollectRows(st, &jobs, [&](const Stmt& row) { return ReadJob(row, kWhat); });
+    return CollectRows(st, &jobs, [&](const Stmt& row) { return columns::DecodeJob(StmtRow{row}, kWhat); });
   });
   if (!status.ok()) return status;
   return jobs;
@@ -814,38 +715,38 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
 
 absl::StatusOr<std::vector<TaskRecord>> SqliteStateStore::ListTasks(int64_t job_id) {
   static const std::string sql =
-      absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE job_id = ? ORDER BY attempt, grp, replica");
+      absl::StrCat("SELECT ", columns::kTask, " FROM tasks WHERE job_id = ? ORDER BY attempt, grp, replica");
   constexpr absl::string_view kWhat = "list tasks";
   std::vector<TaskRecord> tasks;
   absl::Status status = WithReader([&](Connection& conn) {
     Stmt st(conn, sql, kWhat);
     st.Int(job_id);
-    return CollectRows(st, &tasks, [&](const Stmt& row) { return ReadTask(row, kWhat); });
+    return CollectRows(st, &tasks, [&](const Stmt& row) { return columns::DecodeTask(StmtRow{row}, kWhat); });
   });
   if (!status.ok()) return status;
   return tasks;
 }
 
 absl::StatusOr<std::vector<TaskRecord>> SqliteStateStore::ListActiveTasks() {
-  static const std::string sql = absl::StrCat("SELECT ", kTaskColumns, " FROM tasks WHERE state IN (?, ?) ",
+  static const std::string sql = absl::StrCat("SELECT ", columns::kTask, " FROM tasks WHERE state IN (?, ?) ",
                                               "ORDER BY job_id, grp, replica, attempt");
   constexpr absl::string_view kWhat = "list active tasks";
   std::vector<TaskRecord> tasks;
   absl::Status status = WithReader([&](Connection& conn) {
     Stmt st(conn, sql, kWhat);
     st.Text(TaskStateName(TaskState::kAssigned)).Text(TaskStateName(TaskState::kRunning));
-    return CollectRows(st, &tasks, [&](const Stmt& row) { return ReadTask(row, kWhat); });
+    return CollectRows(st, &tasks, [&](const Stmt& row) { return columns::DecodeTask(StmtRow{row}, kWhat); });
   });
   if (!status.ok()) return status;
   return tasks;
 }
 
 absl::StatusOr<std::vector<NodeRecord>> SqliteStateStore::ListNodes() {
-  static const std::string sql = absl::StrCat("SELECT ", kNodeColumns, " FROM nodes ORDER BY name");
+  static const std::string sql = absl::StrCat("SELECT ", columns::kNode, " FROM nodes ORDER BY name");
   std::vector<NodeRecord> nodes;
   absl::Status status = WithReader([&](Connection& conn) {
     Stmt st(conn, sql, "list nodes");
-    return CollectRows(st, &nodes, ReadNode);
+    return CollectRows(st, &nodes, [](const Stmt& row) { return columns::DecodeNode(StmtRow{row}); });
   });
   if (!status.ok()) return status;
   return nodes;
@@ -865,7 +766,7 @@ absl::StatusOr<std::vector<QueueRecord>> SqliteStateStore::ListQueues() {
 }
 
 absl::StatusOr<TokenRecord> SqliteStateStore::GetToken(const std::string& token_hash) {
-  static const std::string sql = absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE token_hash = ?");
+  static const std::string sql = absl::StrCat("SELECT ", columns::kToken, " FROM tokens WHERE token_hash = ?");
   // The hash is a credential's fingerprint; it stays out of error messages.
   absl::StatusOr<TokenRecord> token = absl::NotFoundError("token not found");
   absl::Status status = WithReader([&](Connection& conn) -> absl::Status {
@@ -873,7 +774,7 @@ absl::StatusOr<TokenRecord> SqliteStateStore::GetToken(const std::string& token_
     st.Text(token_hash);
     absl::StatusOr<bool> row = st.Step();
     if (!row.ok()) return row.status();
-    if (*row) token = ReadToken(st);
+    if (*row) token = columns::DecodeToken(StmtRow{st});
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -881,11 +782,11 @@ absl::StatusOr<TokenRecord> SqliteStateStore::GetToken(const std::string& token_
 }
 
 absl::StatusOr<std::vector<TokenRecord>> SqliteStateStore::ListTokens() {
-  static const std::string sql = absl::StrCat("SELECT ", kTokenColumns, " FROM tokens ORDER BY token_hash");
+  static const std::string sql = absl::StrCat("SELECT ", columns::kToken, " FROM tokens ORDER BY token_hash");
   std::vector<TokenRecord> tokens;
   absl::Status status = WithReader([&](Connection& conn) {
     Stmt st(conn, sql, "list tokens");
-    return CollectRows(st, &tokens, ReadToken);
+    return CollectRows(st, &tokens, [](const Stmt& row) { return columns::DecodeToken(StmtRow{row}); });
   });
   if (!status.ok()) return status;
   return tokens;
@@ -893,9 +794,9 @@ absl::StatusOr<std::vector<TokenRecord>> SqliteStateStore::ListTokens() {
 
 absl::StatusOr<std::vector<EventRecord>> SqliteStateStore::ListEvents(int64_t job_id, int64_t after_id, int32_t limit) {
   static const std::string of_job =
-      absl::StrCat("SELECT ", kEventColumns, " FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?");
+      absl::StrCat("SELECT ", columns::kEvent, " FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?");
   static const std::string of_all =
-      absl::StrCat("SELECT ", kEventColumns, " FROM events WHERE id > ? ORDER BY id LIMIT ?");
+      absl::StrCat("SELECT ", columns::kEvent, " FROM events WHERE id > ? ORDER BY id LIMIT ?");
   constexpr absl::string_view kWhat = "list events";
   if (job_id < 0) return absl::InvalidArgumentError(absl::StrCat("list events: job id ", job_id, " is negative"));
   absl::StatusOr<int64_t> sql_limit = SqlLimit(limit, kWhat);
@@ -905,7 +806,7 @@ absl::StatusOr<std::vector<EventRecord>> SqliteStateStore::ListEvents(int64_t jo
     Stmt st(conn, job_id > 0 ? of_job : of_all, kWhat);
     if (job_id > 0) st.Int(job_id);
     st.Int(after_id).Int(*sql_limit);
-    return CollectRows(st, &events, ReadEvent);
+    return CollectRows(st, &events, [](const Stmt& row) { return columns::DecodeEvent(StmtRow{row}); });
   });
   if (!status.ok()) return status;
   return events;
@@ -913,13 +814,13 @@ absl::StatusOr<std::vector<EventRecord>> SqliteStateStore::ListEvents(int64_t jo
 
 absl::StatusOr<std::vector<UsageRecord>> SqliteStateStore::ListUsage(int64_t since_ms, int64_t until_ms) {
   static const std::string sql = absl::StrCat(
-      "SELECT ", kUsageColumns,
+      "SELECT ", columns::kUsage,
       " FROM usage WHERE start_ms < ? AND (end_ms = 0 OR end_ms > ?) ORDER BY job_id, grp, replica, attempt");
   std::vector<UsageRecord> out;
   absl::Status status = WithReader([&](Connection& conn) {
     Stmt st(conn, sql, "list usage");
     st.Int(until_ms).Int(since_ms);
-    return CollectRows(st, &out, ReadUsage);
+    return CollectRows(st, &out, [](const Stmt& row) { return columns::DecodeUsage(StmtRow{row}); });
   });
   if (!status.ok()) return status;
   return out;
