@@ -20,10 +20,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -282,40 +280,6 @@ TEST(PostgresStateStoreTest, MalformedConnectionStringIsInvalidArgument) {
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument) << store.status();
   auto empty = PostgresStateStore::Open({});
   EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument) << empty.status();
-}
-
-TEST(PostgresStateStoreTest, ConcurrentInsertJobAssignsUniqueIdsAndAllAreReadable) {
-  auto store = OpenStore(NewSchema());
-  ASSERT_TRUE(store.ok()) << store.status();
-  // More threads than pooled connections, so the pool also opens extras.
-  constexpr int kThreads = 8;
-  constexpr int kPerThread = 20;
-  std::vector<std::vector<int64_t>> ids(kThreads);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) {
-        JobRecord job = MakeJob(absl::StrCat("t", t, "-", i));
-        absl::Status s = (*store)->InsertJob(&job);
-        EXPECT_TRUE(s.ok()) << s;
-        ids[t].push_back(job.id);
-      }
-    });
-  }
-  for (std::thread& th : threads) th.join();
-  std::set<int64_t> unique;
-  for (const auto& v : ids) unique.insert(v.begin(), v.end());
-  EXPECT_EQ(unique.size(), static_cast<size_t>(kThreads * kPerThread));
-  EXPECT_EQ(unique.count(0), 0u);
-  auto jobs = (*store)->ListJobs({});
-  ASSERT_TRUE(jobs.ok()) << jobs.status();
-  EXPECT_THAT(*jobs, SizeIs(kThreads * kPerThread));
-  // One Submitted event each, in the same order as the job ids (ids are taken
-  // under the write lock, so id order is commit order).
-  auto events = (*store)->ListEvents(0, 0, 0);
-  ASSERT_TRUE(events.ok()) << events.status();
-  ASSERT_THAT(*events, SizeIs(kThreads * kPerThread));
-  for (size_t i = 0; i < events->size(); ++i) EXPECT_EQ((*events)[i].job_id, (*jobs)[i].id);
 }
 
 TEST(PostgresStateStoreTest, CallsAfterServerRestartReconnect) {

@@ -542,7 +542,10 @@ TEST_P(StateStoreConformanceTest, ConcurrentInsertJobGivesEachCallerItsOwnId) {
   EXPECT_EQ(distinct.size(), static_cast<size_t>(kThreads * kPerThread));
   absl::StatusOr<std::vector<EventRecord>> events = store_->ListEvents(0, 0, 0);
   ASSERT_TRUE(events.ok()) << events.status();
-  EXPECT_THAT(*events, SizeIs(kThreads * kPerThread));  // one Submitted each
+  ASSERT_THAT(*events, SizeIs(kThreads * kPerThread));  // one Submitted each
+  // ... in the order of their jobs' ids: a reader paging events by id never
+  // skips one that commits later with a smaller id.
+  for (size_t i = 0; i < events->size(); ++i) EXPECT_EQ((*events)[i].job_id, (*jobs)[i].id) << "event " << i;
 }
 
 // ---- Usage, utilisation history, job counts ----
