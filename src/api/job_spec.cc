@@ -1237,7 +1237,10 @@ core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int6
   job.queue = spec.queue;
   job.priority = spec.priority;
   job.submit_ms = submit_ms;
-  job.runtime_estimate_ms = spec.runtime_estimate_s * 1000;
+  // Without an estimate the time limit bounds the run (the agent stops the
+  // job there), which is all backfill needs, as in Slurm. The controller may
+  // replace it with a learned estimate below the limit.
+  job.runtime_estimate_ms = (spec.runtime_estimate_s > 0 ? spec.runtime_estimate_s : spec.time_limit_s) * 1000;
   job.preemptible = spec.preemptible;
   for (const TaskSpec& t : spec.tasks) {
     core::TaskGroup g;

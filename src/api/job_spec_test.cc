@@ -701,6 +701,16 @@ TEST(ToCoreJobTest, MapsJobFields) {
   EXPECT_EQ(job.attained_device_s, 0.0);
 }
 
+// Backfill needs an end: the time limit stands in for a missing estimate, as
+// in Slurm; an estimate, when given, wins.
+TEST(ToCoreJobTest, TheTimeLimitBoundsAJobWithoutAnEstimate) {
+  EXPECT_EQ(ToCoreJob(MustParse(OneTask("", "time_limit: 2h\n")), JobId(1), "a", 0).runtime_estimate_ms, 7'200'000);
+  EXPECT_EQ(
+      ToCoreJob(MustParse(OneTask("", "time_limit: 2h\nruntime_estimate: 5m\n")), JobId(1), "a", 0).runtime_estimate_ms,
+      300'000);
+  EXPECT_EQ(ToCoreJob(MustParse(OneTask("", "")), JobId(1), "a", 0).runtime_estimate_ms, 0);
+}
+
 TEST(ToCoreJobTest, MapsGroupRequestAndPlacementWishes) {
   const core::Job job = ToCoreJob(MustParse(HeaderExample()), JobId(1), "bob", 0);
   ASSERT_EQ(job.groups.size(), 1u);

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -23,16 +24,20 @@ namespace {
 
 using nlohmann::json;
 
+// "45s", "12m", "5h", "3d": a duration to the unit that reads best.
+std::string Span(int64_t s) {
+  if (s < 120) return absl::StrCat(s, "s");
+  if (s < 7200) return absl::StrCat(s / 60, "m");
+  if (s < 172800) return absl::StrCat(s / 3600, "h");
+  return absl::StrCat(s / 86400, "d");
+}
+
 std::string Age(int64_t since_ms) {
   if (since_ms <= 0) return "-";
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
-  const int64_t s = std::max<int64_t>(0, (now - since_ms) / 1000);
-  if (s < 120) return absl::StrCat(s, "s");
-  if (s < 7200) return absl::StrCat(s / 60, "m");
-  if (s < 172800) return absl::StrCat(s / 3600, "h");
-  return absl::StrCat(s / 86400, "d");
+  return Span(std::max<int64_t>(0, (now - since_ms) / 1000));
 }
 
 std::string Clip(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
@@ -269,6 +274,14 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
                            j["name"].get<std::string>(), j["user"].get<std::string>(), j["queue"].get<std::string>(),
                            j["priority"].get<int>(), j["attempt"].get<int>(), j["state"].get<std::string>());
     if (!j["reason"].get<std::string>().empty()) out << "reason: " << j["reason"].get<std::string>() << "\n";
+    if (const json& e = j.value("runtime_estimate", json()); e.is_object()) {
+      const std::string source = e.value("source", "");
+      out << "runtime estimate: " << Span(std::llround(e.value("seconds", 0.0))) << " ("
+          << (source == "learned" ? "learned from similar finished jobs"
+              : source == "user"  ? "given"
+                                  : "time limit")
+          << ")\n";
+    }
     out << "\n" << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5s %s\n", "TASK", "ID", "NODE", "DEVICES", "STATE", "EXIT", "REASON");
     int index = 0;
     int latest = 0;

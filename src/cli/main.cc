@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
                   "GET /metrics needs a bearer token (default: open, as Prometheus expects)");
     sub->add_option("--utilisation-step", server.utilisation_step_s, "seconds between utilisation history samples")
         ->check(CLI::Range(int64_t{1}, int64_t{86'400}));
+    sub->add_flag("!--no-learned-estimates", server.learn_runtimes,
+                  "do not estimate run times from finished jobs (jobs without runtime_estimate then use their "
+                  "time_limit, or none)");
   };
   auto agent_flags = [&agent](CLI::App* sub) {
     sub->add_option("--node-name", agent.node_name, "node name (default: hostname)");

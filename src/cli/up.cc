@@ -99,6 +99,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
   co.scheduler.order = flags.order;
   co.scheduler.placement = flags.placement;
   co.utilisation_step_s = flags.utilisation_step_s;
+  co.learning.enabled = flags.learn_runtimes;
   auto c = controller::Controller::Create(co, p.store.get(), RealClock::Default());
   if (!c.ok()) return c.status();
   p.controller = *std::move(c);

@@ -25,6 +25,7 @@ struct ServerFlags {
   double rate_limit = 5'000;  // requests/s per token; 0: none
   bool metrics_auth = false;  // GET /metrics needs a token
   int64_t utilisation_step_s = 15;  // utilisation history resolution
+  bool learn_runtimes = true;       // learned run-time estimates for jobs that give none
 };
 
 struct AgentFlags {

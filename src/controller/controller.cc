@@ -60,6 +60,13 @@ absl::Status Denied(const std::string& what) {
 
 }  // namespace
 
+api::SpecLimits StoredSpecLimits() {
+  // Stored specs are canonical JSON, which can be larger than the YAML a user sent.
+  api::SpecLimits stored;
+  stored.max_bytes = 64 << 20;
+  return stored;
+}
+
 const char* RoleName(Role r) {
   switch (r) {
     case Role::kAdmin: return "admin";
@@ -79,7 +86,13 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions
                                                                Clock* clock) {
   if (auto s = core::Scheduler::Create(options.scheduler); !s.ok()) return s.status();
   std::unique_ptr<Controller> c(new Controller(std::move(options), store, clock));
+  if (c->options_.learning.enabled) {
+    auto learning = RuntimeLearning::Create(c->options_.learning);
+    if (!learning.ok()) return learning.status();
+    c->learning_ = *std::move(learning);
+  }
   if (absl::Status st = c->Load(); !st.ok()) return st;
+  if (absl::Status st = c->LoadRuntimeHistory(); !st.ok()) return st;
   return c;
 }
 
@@ -120,9 +133,7 @@ absl::Status Controller::Load() {
   open.states = {JobState::kPending, JobState::kRunning};
   auto jobs = store_->ListJobs(open);
   if (!jobs.ok()) return jobs.status();
-  // Stored specs are canonical JSON, which can be larger than the YAML a user sent.
-  api::SpecLimits stored;
-  stored.max_bytes = 64 << 20;
+  const api::SpecLimits stored = StoredSpecLimits();
   for (const auto& r : *jobs) {
     auto spec = api::ParseJobSpec(r.spec_json, stored);
     if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", r.id, ": ", spec.status().message()));
@@ -130,6 +141,7 @@ absl::Status Controller::Load() {
     j.rec = r;
     j.spec = *spec;
     j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
+    j.devices = DeviceCount(j.spec);
     jobs_[r.id] = std::move(j);
   }
   // Tasks still active may belong to jobs that already ended (being stopped).
@@ -147,6 +159,7 @@ absl::Status Controller::Load() {
       j.rec = *r;
       j.spec = *spec;
       j.core = api::ToCoreJob(j.spec, JobId(id), r->user, r->submit_ms);
+      j.devices = DeviceCount(j.spec);
       jobs_[id] = std::move(j);
     }
   }
@@ -363,6 +376,8 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     j.rec = r;
     j.spec = *std::move(spec);
     j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
+    j.devices = DeviceCount(j.spec);
+    if (learning_) learning_->Submitted(r.id, FactsOf(r, j.devices));
     jobs_[r.id] = std::move(j);
   }
   Wake();
@@ -383,6 +398,15 @@ absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) 
     if (it != jobs_.end()) v.job = it->second.rec;  // memory has the freshest reason
   }
   if (v.job.id == 0) v.job = *job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(id);
+    if (it != jobs_.end()) {
+      v.estimate = EffectiveEstimate(it->second.spec, it->second.learned_estimate_s);
+    } else if (auto spec = api::ParseJobSpec(v.job.spec_json, StoredSpecLimits()); spec.ok()) {
+      v.estimate = EffectiveEstimate(*spec, 0);
+    }
+  }
   auto tasks = store_->ListTasks(id);
   if (!tasks.ok()) return tasks.status();
   v.tasks = *std::move(tasks);
@@ -942,6 +966,7 @@ absl::Status Controller::RunPass() {
   std::lock_guard<std::mutex> pass_lock(pass_mu_);
   // Real elapsed time for the latency histogram, whatever clock_ says (a FakeClock stands still).
   const auto pass_start = std::chrono::steady_clock::now();
+  ApplyLearnedEstimates();
   const int64_t now = clock_->NowMs();
   core::Snapshot snap;
   snap.now_ms = now;
@@ -1127,6 +1152,17 @@ absl::Status Controller::CheckNodes() {
 void Controller::Prune() {
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (store::IsTerminal(it->second.rec.state) && !HasActiveTasks(it->second, false)) {
+      const JobEntry& j = it->second;
+      if (learning_) {
+        double run_s = -1;  // failed or cancelled: nothing to learn
+        if (j.rec.state == JobState::kSucceeded) {
+          std::vector<store::TaskRecord> tasks;
+          for (const TaskEntry& t : j.tasks) tasks.push_back(t.rec);
+          run_s = RunSeconds(j.rec, tasks);
+          if (j.learned_estimate_s > 0) counters_.estimate_ratio.Observe({}, run_s / j.learned_estimate_s);
+        }
+        learning_->Ended(j.rec.id, FactsOf(j.rec, j.devices), run_s);
+      }
       it = jobs_.erase(it);
     } else {
       ++it;

@@ -33,11 +33,16 @@
 #include "common/clock.h"
 #include "controller/accounting.h"
 #include "controller/metrics.h"
+#include "controller/runtime_learning.h"
 #include "controller/wire.h"
 #include "core/scheduler.h"
 #include "store/state_store.h"
 
 namespace icos::controller {
+
+// Limits for parsing the specs the store holds (canonical JSON, which can be
+// larger than the YAML a user sent).
+api::SpecLimits StoredSpecLimits();
 
 enum class Role { kAdmin, kUser, kAgent };
 const char* RoleName(Role r);
@@ -63,11 +68,23 @@ struct ControllerOptions {
   // multiples of it), kept this long.
   int64_t utilisation_step_s = 15;
   int64_t utilisation_retention_s = 30 * 86'400;
+  // Run-time estimates learned from finished jobs, for jobs submitted without
+  // one (runtime_learning.h).
+  RuntimeLearningOptions learning;
+};
+
+// The run time icos::core schedules a job with, and where it came from.
+struct RuntimeEstimateView {
+  double seconds = 0;  // 0: unknown (backfill does not trust the job to end in time)
+  // "user" (the spec's runtime_estimate), "learned" (from similar finished
+  // jobs, capped by the time limit), "time_limit", or "" when unknown.
+  std::string source;
 };
 
 // A job as the API shows it.
 struct JobView {
   store::JobRecord job;
+  RuntimeEstimateView estimate;  // as of now; for an ended job, as its spec gives it
   std::vector<store::TaskRecord> tasks;
   std::vector<store::EventRecord> events;
 };
@@ -131,6 +148,7 @@ struct NodeMetric {
   double heartbeat_age_s = 0;
 };
 struct ClusterMetrics {
+  RuntimeLearning::Stats learning;  // zeros when learning is off
   std::vector<DeviceMetric> devices;
   std::vector<QueueMetric> queues;
   std::vector<NodeMetric> nodes;
@@ -149,6 +167,11 @@ struct ControllerCounters {
   metrics::CounterFamily preemptions{
       "icos_scheduler_preemptions_total", "Running jobs preempted by the scheduler.", {}};
   metrics::CounterFamily heartbeats{"icos_agent_heartbeats_total", "Heartbeats received from node agents.", {"node"}};
+  metrics::HistogramFamily estimate_ratio{
+      "icos_runtime_estimate_ratio",
+      "Run time / learned estimate of jobs that succeeded with a learned estimate (1: exact).",
+      {},
+      {0.125, 0.25, 0.5, 1, 2, 4, 8}};
 };
 
 // Writes every controller metric family (docs/metrics.md) in base units.
@@ -264,6 +287,9 @@ class Controller {
     core::Job core;
     std::vector<TaskEntry> tasks;    // every attempt's, ordered
     std::vector<int64_t> waits_for;  // preempted jobs that must stop first
+    double learned_estimate_s = 0;   // 0: none (learning off, too little history, or not estimated yet)
+    double learned_log_sd = 0;
+    int32_t devices = 0;  // whole devices, plus one per fractional slice (what the estimator keys on)
   };
   struct NodeEntry {
     store::NodeRecord rec;
@@ -279,6 +305,15 @@ class Controller {
 
   Controller(ControllerOptions options, store::StateStore* store, Clock* clock);
   absl::Status Load();
+  // Feeds the run times of jobs that succeeded before this start to the
+  // estimator (the most recent estimator-window of them), then the open jobs.
+  absl::Status LoadRuntimeHistory();
+  // Hands the learned estimates made since the last call to their jobs. Runs
+  // outside mu_ (the estimator may retrain); takes it to apply them.
+  void ApplyLearnedEstimates();
+  // The estimate icos::core gets for `j` and its source (REQUIRES mu_ or a copy).
+  static RuntimeEstimateView EffectiveEstimate(const api::JobSpec& spec, double learned_s);
+  static int32_t DeviceCount(const api::JobSpec& spec);
   void Loop();
   void Wake();
 
@@ -318,6 +353,7 @@ class Controller {
   store::StateStore* const store_;
   Clock* const clock_;
   core::Scheduler scheduler_;
+  std::unique_ptr<RuntimeLearning> learning_;  // null when options_.learning.enabled is false
 
   std::mutex pass_mu_;  // one scheduling pass at a time
   mutable std::mutex mu_;

@@ -83,6 +83,7 @@ absl::StatusOr<ClusterMetrics> Controller::CollectMetrics() const {
   auto by_state = store_->CountJobsByState();
   if (!by_state.ok()) return by_state.status();
   ClusterMetrics m;
+  if (learning_) m.learning = learning_->GetStats();
   for (JobState s :
        {JobState::kPending, JobState::kRunning, JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
     m.jobs_by_state[store::JobStateName(s)] = 0;
@@ -252,7 +253,17 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
            "Seconds since the node's agent last spoke (since the controller started, for a silent node).");
   for (const auto& n : m.nodes) w.Sample("icos_node_heartbeat_age_seconds", {{"node", n.name}}, n.heartbeat_age_s);
 
+  w.Family("icos_runtime_estimator_jobs_learned", "gauge",
+           "Succeeded jobs the run-time estimator has learned from (stored history included).");
+  w.Sample("icos_runtime_estimator_jobs_learned", {}, static_cast<double>(m.learning.finished));
+  w.Family("icos_runtime_estimator_models_trained", "gauge", "Models the run-time estimator fitted since the start.");
+  w.Sample("icos_runtime_estimator_models_trained", {}, m.learning.models_trained);
+  w.Family("icos_runtime_estimator_failed_predictions", "gauge",
+           "Estimates the model could not make (answered from history instead); anything but 0 is a bug.");
+  w.Sample("icos_runtime_estimator_failed_predictions", {}, static_cast<double>(m.learning.failed_predictions));
+
   c.heartbeats.Render(w);
+  c.estimate_ratio.Render(w);
   c.pass_duration.Render(w);
   c.binds.Render(w);
   c.preemptions.Render(w);

@@ -448,5 +448,151 @@ tasks:
   EXPECT_EQ(State(*long_job), "Pending");  // the GPU is busy until the short job ends
 }
 
+// --- learned run-time estimates ----------------------------------------------------
+
+class LearnedEstimateTest : public ControllerTest {
+ protected:
+  void SetUp() override {
+    options_.learning.min_finished = 3;
+    ControllerTest::SetUp();
+    ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 2), "127.0.0.1", "u", "k").ok());
+  }
+  static std::string Spec(const std::string& name, int devices, const std::string& extra = "") {
+    return absl::StrCat("name: ", name, "\n", extra, R"(
+tasks:
+  - command: ["train"]
+    resources: {devices: )",
+                        devices, "}\n");
+  }
+  // Submits a one-GPU job and runs it to success in `seconds` on the fake clock.
+  void RunToSuccess(const std::string& name, int64_t seconds) {
+    auto id = controller_->Submit(alice_, Spec(name, 1));
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(controller_->RunPass().ok());
+    ASSERT_EQ(State(*id), "Running");
+    const std::string task = wire::TaskId(*id, 0, 0, 0);
+    Report("gpu", task, "Running");
+    clock_.Advance(seconds * 1000);
+    Report("gpu", task, "Succeeded");
+    ASSERT_EQ(State(*id), "Succeeded");
+  }
+  RuntimeEstimateView Estimate(int64_t id) {
+    auto j = controller_->GetJob(admin_, id);
+    EXPECT_TRUE(j.ok()) << j.status();
+    return j.ok() ? j->estimate : RuntimeEstimateView{};
+  }
+};
+
+// Three runs of a sweep took 10 minutes each: the next run of it is estimated
+// at 10 minutes. A job that gives its own estimate keeps it, and a time limit
+// caps a learned estimate (the agent stops the job there).
+TEST_F(LearnedEstimateTest, AJobIsEstimatedFromSimilarFinishedJobs) {
+  for (int k = 0; k < 3; ++k) RunToSuccess(absl::StrCat("sweep-lr", k), 600);
+  auto next = controller_->Submit(alice_, Spec("sweep-lr7", 1));
+  auto given = controller_->Submit(alice_, Spec("sweep-lr8", 1, "runtime_estimate: 5m\n"));
+  auto limited = controller_->Submit(alice_, Spec("sweep-lr9", 1, "time_limit: 2m\n"));
+  ASSERT_TRUE(next.ok() && given.ok() && limited.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  RuntimeEstimateView e = Estimate(*next);
+  EXPECT_EQ(e.source, "learned");
+  EXPECT_NEAR(e.seconds, 600, 1);
+  e = Estimate(*given);
+  EXPECT_EQ(e.source, "user");
+  EXPECT_EQ(e.seconds, 300);
+  e = Estimate(*limited);
+  EXPECT_EQ(e.source, "learned");
+  EXPECT_EQ(e.seconds, 120);
+  EXPECT_EQ(controller_->counters().estimate_ratio.Count({}), 0u);  // none of them has finished yet
+}
+
+// Until `min_finished` jobs have succeeded, a job without an estimate stays
+// unknown (or falls back to its time limit); failed and cancelled jobs do not
+// count and teach nothing.
+TEST_F(LearnedEstimateTest, TooLittleHistoryGivesNoEstimate) {
+  RunToSuccess("a-1", 600);
+  RunToSuccess("a-2", 600);
+  auto failed = controller_->Submit(alice_, Spec("a-3", 1));
+  ASSERT_TRUE(failed.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  Report("gpu", wire::TaskId(*failed, 0, 0, 0), "Failed", 1);
+  ASSERT_EQ(State(*failed), "Failed");
+  auto cancelled = controller_->Submit(alice_, Spec("a-4", 1));
+  ASSERT_TRUE(cancelled.ok());
+  ASSERT_TRUE(controller_->Cancel(alice_, *cancelled).ok());
+  auto open = controller_->Submit(alice_, Spec("a-5", 1));
+  auto limited = controller_->Submit(alice_, Spec("a-6", 1, "time_limit: 1h\n"));
+  ASSERT_TRUE(open.ok() && limited.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(Estimate(*open).source, "");
+  EXPECT_EQ(Estimate(*open).seconds, 0);
+  EXPECT_EQ(Estimate(*limited).source, "time_limit");
+  EXPECT_EQ(Estimate(*limited).seconds, 3600);
+}
+
+// The history survives a controller restart: the estimator is fed the stored
+// successes again, with the same run times.
+TEST_F(LearnedEstimateTest, HistoryIsReloadedAfterARestart) {
+  for (int k = 0; k < 3; ++k) RunToSuccess(absl::StrCat("nightly-", k), 1'800);
+  Open();
+  auto next = controller_->Submit(alice_, Spec("nightly-3", 1));
+  ASSERT_TRUE(next.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(Estimate(*next).source, "learned");
+  EXPECT_NEAR(Estimate(*next).seconds, 1'800, 1);
+  // It finishes in 900 s against 1,800 estimated: ratio 0.5 in the histogram.
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 2), "127.0.0.1", "u", "k").ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  ASSERT_EQ(State(*next), "Running");
+  Report("gpu", wire::TaskId(*next, 0, 0, 0), "Running");
+  clock_.Advance(900'000);
+  Report("gpu", wire::TaskId(*next, 0, 0, 0), "Succeeded");
+  EXPECT_EQ(controller_->counters().estimate_ratio.Count({}), 1u);
+}
+
+// What the estimates are for: backfill. A two-GPU gang waits for a job that
+// history says runs an hour; a one-GPU job that history says takes a minute
+// runs in the free GPU meanwhile (it ends long before the gang's reservation),
+// one that history says takes an hour does not (it would delay the gang),
+// though it was submitted first. Without estimates the holder's end is
+// unknown, no reservation can be made, and the first in line (the hour-long
+// one) would take the GPU.
+TEST_F(LearnedEstimateTest, LearnedEstimatesLetShortJobsBackfill) {
+  for (int k = 0; k < 3; ++k) RunToSuccess(absl::StrCat("eval-", k), 60);
+  for (int k = 0; k < 3; ++k) RunToSuccess(absl::StrCat("pretrain-", k), 3'600);
+  auto holder = controller_->Submit(alice_, Spec("pretrain-3", 1));
+  ASSERT_TRUE(holder.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  ASSERT_EQ(State(*holder), "Running");
+  Report("gpu", wire::TaskId(*holder, 0, 0, 0), "Running");
+  clock_.Advance(600'000);  // the holder is expected to end in 50 minutes
+  auto gang = controller_->Submit(alice_, Spec("gang", 2));
+  auto long_job = controller_->Submit(alice_, Spec("pretrain-4", 1));
+  auto short_job = controller_->Submit(alice_, Spec("eval-3", 1));
+  ASSERT_TRUE(gang.ok() && short_job.ok() && long_job.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*gang), "Pending");
+  EXPECT_EQ(State(*short_job), "Running");
+  EXPECT_EQ(State(*long_job), "Pending");
+  auto waiting = controller_->GetJob(admin_, *long_job);
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->estimate.source, "learned");
+  EXPECT_NEAR(waiting->estimate.seconds, 3'600, 1);
+}
+
+TEST_F(ControllerTest, WithoutLearningNoEstimateIsMade) {
+  options_.learning.enabled = false;
+  options_.learning.min_finished = 0;
+  Open();
+  auto id = controller_->Submit(alice_, R"(
+tasks:
+  - command: ["train"]
+)");
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto j = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->estimate.source, "");
+}
+
 }  // namespace
 }  // namespace icos::controller

@@ -331,6 +331,9 @@ void HttpServer::Routes() {
     }
     json j = JobJson(v->job);
     j["spec"] = json::parse(v->job.spec_json, nullptr, false);
+    // null when unknown; source: user, learned or time_limit (docs/api.md).
+    j["runtime_estimate"] =
+        v->estimate.seconds > 0 ? json{{"seconds", v->estimate.seconds}, {"source", v->estimate.source}} : json();
     j["tasks"] = tasks;
     j["events"] = events;
     Reply(res, 200, j);

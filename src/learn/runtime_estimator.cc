@@ -152,6 +152,19 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     return absl::OkStatus();
   }
 
+  void Forget(int64_t key) override {
+    pending_.erase(key);
+    auto it = estimated_.find(key);
+    if (it == estimated_.end()) return;
+    const int64_t burst = it->second.burst;
+    estimated_.erase(it);
+    if (auto b = bursts_.find(burst); b != bursts_.end()) {
+      std::vector<int64_t>& open = b->second.open;
+      open.erase(std::remove(open.begin(), open.end(), key), open.end());
+      if (open.empty() && !b->second.current) bursts_.erase(b);
+    }
+  }
+
   int32_t models_trained() const override { return models_trained_; }
   int64_t failed_predictions() const override { return failed_predictions_; }
   const std::string& last_prediction_error() const override { return last_prediction_error_; }

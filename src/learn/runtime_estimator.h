@@ -77,6 +77,12 @@ class RuntimeEstimator {
   // history alone).
   virtual absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) = 0;
 
+  // Job `key` ended without a run time worth learning from (cancelled,
+  // failed, or never estimated): its remembered features and estimate are
+  // dropped, and it leaves its burst. A long-running owner (the controller)
+  // calls this for every job that does not reach ObserveFinish.
+  virtual void Forget(int64_t key) = 0;
+
   // How far off the estimate now held for open job `key` may be: the root
   // mean square of log(actual / estimate) over the last `error_window`
   // finished jobs whose estimate was of the same kind (model, or burst where a

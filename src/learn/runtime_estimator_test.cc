@@ -68,6 +68,23 @@ TEST(RuntimeEstimator, ABurstIsReestimatedWhenOneOfItEnds) {
   EXPECT_GT(history, 0);
 }
 
+// A cancelled member leaves its burst: it is not revised when a sibling ends,
+// and a forgotten key that later "finishes" teaches as a job never estimated.
+TEST(RuntimeEstimator, AForgottenJobLeavesItsBurst) {
+  EstimatorOptions o;
+  o.min_train = 1'000;
+  auto e = RuntimeEstimator::Create(o);
+  ASSERT_TRUE(e.ok());
+  auto facts = [](double t) { return JobFacts{.user = "u", .queue = "vc", .gpus = 1, .submit_unix_s = t}; };
+  for (int k = 0; k < 3; ++k) (*e)->EstimateAtSubmit(k, facts(100 + k));
+  (*e)->Forget(1);
+  (*e)->Forget(42);  // unknown: nothing happens
+  ASSERT_TRUE((*e)->ObserveFinish(0, facts(100), 50).ok());
+  std::vector<RuntimeEstimator::Revision> revised = (*e)->TakeRevisions();
+  ASSERT_EQ(revised.size(), 1u);
+  EXPECT_EQ(revised[0].key, 2);
+}
+
 TEST(RuntimeEstimator, NoBurstsWhenTheGapIsZero) {
   EstimatorOptions o;
   o.min_train = 1'000;

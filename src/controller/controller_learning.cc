@@ -1,0 +1,95 @@
+// The controller's use of learned run-time estimates (runtime_learning.h):
+// history at start, estimates into the scheduling pass, what the API shows.
+#include <algorithm>
+#include <cmath>
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "controller/controller.h"
+
+namespace icos::controller {
+
+using store::JobState;
+
+int32_t Controller::DeviceCount(const api::JobSpec& spec) {
+  int32_t n = 0;
+  for (const api::TaskSpec& t : spec.tasks) {
+    const bool shares_one = t.devices == 0 && (t.device_percent > 0 || t.device_memory_mib > 0);
+    n += t.replicas * (shares_one ? 1 : t.devices);
+  }
+  return n;
+}
+
+RuntimeEstimateView Controller::EffectiveEstimate(const api::JobSpec& spec, double learned_s) {
+  if (spec.runtime_estimate_s > 0) return {static_cast<double>(spec.runtime_estimate_s), "user"};
+  if (learned_s > 0) {
+    // The time limit is a promise (the agent stops the job there): an
+    // estimate beyond it is wrong by construction.
+    const double s = spec.time_limit_s > 0 ? std::min(learned_s, static_cast<double>(spec.time_limit_s)) : learned_s;
+    return {s, "learned"};
+  }
+  if (spec.time_limit_s > 0) return {static_cast<double>(spec.time_limit_s), "time_limit"};
+  return {};
+}
+
+// Runs in Create, before the controller is shared with other threads.
+absl::Status Controller::LoadRuntimeHistory() {
+  if (!learning_) return absl::OkStatus();
+  // The most recent successes by id (submission order), as many as the
+  // estimator keeps for training; paged so a large store is never read whole.
+  const size_t keep = static_cast<size_t>(std::max(1, options_.learning.estimator.window));
+  std::deque<store::JobRecord> done;
+  store::JobQuery q;
+  q.states = {JobState::kSucceeded};
+  q.limit = 2'000;
+  while (true) {
+    auto page = store_->ListJobs(q);
+    if (!page.ok()) return page.status();
+    for (store::JobRecord& r : *page) {
+      if (jobs_.count(r.id)) continue;  // still in memory: reported when pruned
+      done.push_back(std::move(r));
+      if (done.size() > keep) done.pop_front();
+    }
+    if (page->size() < static_cast<size_t>(q.limit)) break;
+    q.after_id = page->back().id;
+  }
+  // History accrues in the order jobs ended.
+  std::stable_sort(done.begin(), done.end(),
+                   [](const store::JobRecord& a, const store::JobRecord& b) { return a.end_ms < b.end_ms; });
+  const api::SpecLimits limits = StoredSpecLimits();
+  for (const store::JobRecord& r : done) {
+    auto spec = api::ParseJobSpec(r.spec_json, limits);
+    if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", r.id, ": ", spec.status().message()));
+    std::vector<store::TaskRecord> tasks;
+    if (r.attempt > 0) {  // restarted: its run time is the sum of its attempts
+      auto t = store_->ListTasks(r.id);
+      if (!t.ok()) return t.status();
+      tasks = *std::move(t);
+    }
+    learning_->Ended(r.id, FactsOf(r, DeviceCount(*spec)), RunSeconds(r, tasks));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, j] : jobs_) {
+    if (!store::IsTerminal(j.rec.state)) learning_->Submitted(id, FactsOf(j.rec, j.devices));
+  }
+  return absl::OkStatus();
+}
+
+void Controller::ApplyLearnedEstimates() {
+  if (!learning_) return;
+  const std::vector<RuntimeLearning::Estimate> made = learning_->Apply();
+  if (made.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const RuntimeLearning::Estimate& e : made) {
+    auto it = jobs_.find(e.id);
+    if (it == jobs_.end() || store::IsTerminal(it->second.rec.state)) continue;
+    JobEntry& j = it->second;
+    j.learned_estimate_s = e.runtime_s;
+    j.learned_log_sd = e.log_sd;
+    const RuntimeEstimateView v = EffectiveEstimate(j.spec, e.runtime_s);
+    j.core.runtime_estimate_ms = std::llround(v.seconds * 1000);
+    if (v.source == "learned") j.core.runtime_log_sd = e.log_sd;
+  }
+}
+
+}  // namespace icos::controller

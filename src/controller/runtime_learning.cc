@@ -1,0 +1,97 @@
+#include "controller/runtime_learning.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+namespace icos::controller {
+
+learn::JobFacts FactsOf(const store::JobRecord& job, int32_t devices) {
+  return learn::JobFacts{.user = job.user,
+                         .queue = job.queue,
+                         .name = job.name,
+                         .gpus = devices,
+                         .submit_unix_s = static_cast<double>(job.submit_ms) / 1000.0};
+}
+
+double RunSeconds(const store::JobRecord& job, const std::vector<store::TaskRecord>& tasks) {
+  if (job.attempt == 0 || tasks.empty()) {
+    return job.start_ms > 0 && job.end_ms >= job.start_ms ? static_cast<double>(job.end_ms - job.start_ms) / 1000.0
+                                                          : 0.0;
+  }
+  std::map<int32_t, std::pair<int64_t, int64_t>> span;  // attempt -> first start, last end
+  for (const store::TaskRecord& t : tasks) {
+    if (t.start_ms <= 0 || t.end_ms < t.start_ms) continue;  // never ran
+    auto [it, fresh] = span.try_emplace(t.attempt, t.start_ms, t.end_ms);
+    if (!fresh) {
+      it->second.first = std::min(it->second.first, t.start_ms);
+      it->second.second = std::max(it->second.second, t.end_ms);
+    }
+  }
+  int64_t ms = 0;
+  for (const auto& [attempt, s] : span) ms += s.second - s.first;
+  return static_cast<double>(ms) / 1000.0;
+}
+
+absl::StatusOr<std::unique_ptr<RuntimeLearning>> RuntimeLearning::Create(const RuntimeLearningOptions& options) {
+  if (options.min_finished < 0) return absl::InvalidArgumentError("runtime learning: min_finished must be >= 0");
+  auto estimator = learn::RuntimeEstimator::Create(options.estimator);
+  if (!estimator.ok()) return estimator.status();
+  std::unique_ptr<RuntimeLearning> r(new RuntimeLearning(options));
+  r->estimator_ = *std::move(estimator);
+  return r;
+}
+
+void RuntimeLearning::Submitted(int64_t id, const learn::JobFacts& facts) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.push_back({.id = id, .facts = facts});
+}
+
+void RuntimeLearning::Ended(int64_t id, const learn::JobFacts& facts, double runtime_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.push_back({.id = id, .facts = facts, .ended = true, .runtime_s = runtime_s});
+}
+
+std::vector<RuntimeLearning::Estimate> RuntimeLearning::Apply() {
+  std::vector<Pending> events;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events.swap(queue_);
+  }
+  std::map<int64_t, double> made;  // by job id; a later revision replaces an estimate
+  std::string error;
+  for (const Pending& e : events) {
+    if (!e.ended) {
+      const double s = estimator_->EstimateAtSubmit(e.id, e.facts);
+      if (finished_ >= options_.min_finished) made[e.id] = s;
+      continue;
+    }
+    made.erase(e.id);
+    if (e.runtime_s < 0) {
+      estimator_->Forget(e.id);
+      continue;
+    }
+    if (absl::Status st = estimator_->ObserveFinish(e.id, e.facts, e.runtime_s); !st.ok())
+      error = std::string(st.message());
+    ++finished_;
+    for (const learn::RuntimeEstimator::Revision& r : estimator_->TakeRevisions()) made[r.key] = r.runtime_s;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.finished = finished_;
+    stats_.models_trained = estimator_->models_trained();
+    stats_.failed_predictions = estimator_->failed_predictions();
+    if (!error.empty()) stats_.last_error = error;
+  }
+  std::vector<Estimate> out;
+  out.reserve(made.size());
+  for (const auto& [id, s] : made) out.push_back({id, s, estimator_->EstimateLogSd(id)});
+  return out;
+}
+
+RuntimeLearning::Stats RuntimeLearning::GetStats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace icos::controller

@@ -1,0 +1,105 @@
+// Learned run-time estimates for the live cluster: the controller's side of
+// learn::RuntimeEstimator, the estimator the simulator measures on Philly
+// (docs/results.md). A job submitted without `runtime_estimate` gets one
+// learned from the jobs that succeeded before it (same name template, user,
+// queue, GPU count, submission burst); icos::core then orders (sjf, srtf,
+// gittins) and backfills with it as with a user's estimate.
+//
+// Why a queue in between: the controller reports submissions and ends under
+// its state lock, where nothing slow may run, while the estimator may retrain
+// its trees when a job ends (a fraction of a second on 40,000 jobs). So
+// Submitted / Ended only queue, in the order the controller saw them, and the
+// scheduling pass calls Apply outside the lock: the estimator is fed in that
+// order from one thread, as it requires.
+//
+// Thread-safety: Submitted, Ended and Stats are thread-safe; Apply is called
+// from one thread at a time (the scheduling pass).
+#ifndef ICOS_CONTROLLER_RUNTIME_LEARNING_H_
+#define ICOS_CONTROLLER_RUNTIME_LEARNING_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "learn/runtime_estimator.h"
+#include "store/records.h"
+
+namespace icos::controller {
+
+struct RuntimeLearningOptions {
+  bool enabled = true;
+  // Learned estimates are handed out once this many jobs have succeeded: with
+  // less history an estimate is mostly the prior, and a made-up run time would
+  // let backfill delay a reserved job. Burst revisions (a sibling of the same
+  // sweep finished) are handed out always: they rest on real run times.
+  int32_t min_finished = 20;
+  learn::EstimatorOptions estimator;
+};
+
+// What the estimator knows of a job at submission, from its record and the
+// device count of its spec: whole devices, plus one per fractional slice.
+learn::JobFacts FactsOf(const store::JobRecord& job, int32_t devices);
+
+// The seconds a job that ended ran: job start to end for a first attempt;
+// with restarts (preemption, gang restart) the sum of each attempt's span,
+// first task start to last task end, so time spent waiting between attempts
+// does not count.
+double RunSeconds(const store::JobRecord& job, const std::vector<store::TaskRecord>& tasks);
+
+class RuntimeLearning {
+ public:
+  static absl::StatusOr<std::unique_ptr<RuntimeLearning>> Create(const RuntimeLearningOptions& options);
+
+  // Job `id` was submitted (or is open at a controller start, in id order).
+  void Submitted(int64_t id, const learn::JobFacts& facts);
+  // Job `id` ended. `runtime_s` >= 0 for a success (it is learned from);
+  // anything else (failed, cancelled) is forgotten. Jobs that succeeded
+  // before this controller started are fed the same way, oldest end first.
+  void Ended(int64_t id, const learn::JobFacts& facts, double runtime_s);
+
+  struct Estimate {
+    int64_t id = 0;
+    double runtime_s = 0;
+    double log_sd = 0;  // how far off it may be (log scale), for gittins
+  };
+  // Feeds the queued events to the estimator and returns the estimates made
+  // or revised meanwhile, for jobs still open. An XGBoost error does not stop
+  // it (the estimator goes on with history alone); Stats keeps the last one.
+  std::vector<Estimate> Apply();
+
+  // For /metrics.
+  struct Stats {
+    int64_t finished = 0;  // successes learned from since this controller started, stored history included
+    int32_t models_trained = 0;
+    int64_t failed_predictions = 0;
+    std::string last_error;  // the estimator's last training error; empty: none
+  };
+  Stats GetStats() const;
+
+ private:
+  explicit RuntimeLearning(const RuntimeLearningOptions& options) : options_(options) {}
+
+  struct Pending {
+    int64_t id = 0;
+    learn::JobFacts facts;
+    bool ended = false;
+    double runtime_s = -1;
+  };
+
+  const RuntimeLearningOptions options_;
+  mutable std::mutex mu_;
+  std::vector<Pending> queue_;  // guarded by mu_
+  Stats stats_;                 // guarded by mu_
+
+  // Only the Apply thread touches these.
+  std::unique_ptr<learn::RuntimeEstimator> estimator_;
+  int64_t finished_ = 0;
+};
+
+}  // namespace icos::controller
+
+#endif  // ICOS_CONTROLLER_RUNTIME_LEARNING_H_
