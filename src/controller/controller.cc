@@ -141,7 +141,7 @@ absl::Status Controller::Load() {
     j.rec = r;
     j.spec = *spec;
     j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
-    j.devices = DeviceCount(j.spec);
+    j.devices = SpecDevices(j.spec);
     jobs_[r.id] = std::move(j);
   }
   // Tasks still active may belong to jobs that already ended (being stopped).
@@ -159,7 +159,7 @@ absl::Status Controller::Load() {
       j.rec = *r;
       j.spec = *spec;
       j.core = api::ToCoreJob(j.spec, JobId(id), r->user, r->submit_ms);
-      j.devices = DeviceCount(j.spec);
+      j.devices = SpecDevices(j.spec);
       jobs_[id] = std::move(j);
     }
   }
@@ -376,7 +376,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     j.rec = r;
     j.spec = *std::move(spec);
     j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
-    j.devices = DeviceCount(j.spec);
+    j.devices = SpecDevices(j.spec);
     if (learning_) learning_->Submitted(r.id, FactsOf(r, j.devices));
     jobs_[r.id] = std::move(j);
   }

@@ -313,7 +313,6 @@ class Controller {
   void ApplyLearnedEstimates();
   // The estimate icos::core gets for `j` and its source (REQUIRES mu_ or a copy).
   static RuntimeEstimateView EffectiveEstimate(const api::JobSpec& spec, double learned_s);
-  static int32_t DeviceCount(const api::JobSpec& spec);
   void Loop();
   void Wake();
 

@@ -11,15 +11,6 @@ namespace icos::controller {
 
 using store::JobState;
 
-int32_t Controller::DeviceCount(const api::JobSpec& spec) {
-  int32_t n = 0;
-  for (const api::TaskSpec& t : spec.tasks) {
-    const bool shares_one = t.devices == 0 && (t.device_percent > 0 || t.device_memory_mib > 0);
-    n += t.replicas * (shares_one ? 1 : t.devices);
-  }
-  return n;
-}
-
 RuntimeEstimateView Controller::EffectiveEstimate(const api::JobSpec& spec, double learned_s) {
   if (spec.runtime_estimate_s > 0) return {static_cast<double>(spec.runtime_estimate_s), "user"};
   if (learned_s > 0) {
@@ -56,17 +47,16 @@ absl::Status Controller::LoadRuntimeHistory() {
   // History accrues in the order jobs ended.
   std::stable_sort(done.begin(), done.end(),
                    [](const store::JobRecord& a, const store::JobRecord& b) { return a.end_ms < b.end_ms; });
-  const api::SpecLimits limits = StoredSpecLimits();
   for (const store::JobRecord& r : done) {
-    auto spec = api::ParseJobSpec(r.spec_json, limits);
-    if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", r.id, ": ", spec.status().message()));
+    auto devices = StoredSpecDevices(r.spec_json);
+    if (!devices.ok()) return absl::DataLossError(absl::StrCat("stored job ", r.id, ": ", devices.status().message()));
     std::vector<store::TaskRecord> tasks;
     if (r.attempt > 0) {  // restarted: its run time is the sum of its attempts
       auto t = store_->ListTasks(r.id);
       if (!t.ok()) return t.status();
       tasks = *std::move(t);
     }
-    learning_->Ended(r.id, FactsOf(r, DeviceCount(*spec)), RunSeconds(r, tasks));
+    learning_->FromHistory(r.id, FactsOf(r, *devices), RunSeconds(r, tasks));
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, j] : jobs_) {

@@ -2,9 +2,44 @@
 
 #include <algorithm>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace icos::controller {
+
+int32_t SpecDevices(const api::JobSpec& spec) {
+  int32_t n = 0;
+  for (const api::TaskSpec& t : spec.tasks) {
+    const bool shares_one = t.devices == 0 && (t.device_percent > 0 || t.device_memory_mib > 0);
+    n += t.replicas * (shares_one ? 1 : t.devices);
+  }
+  return n;
+}
+
+absl::StatusOr<int32_t> StoredSpecDevices(const std::string& spec_json) {
+  const nlohmann::json spec = nlohmann::json::parse(spec_json, nullptr, /*allow_exceptions=*/false);
+  const auto tasks = spec.is_object() ? spec.find("tasks") : spec.end();
+  if (!spec.is_object() || tasks == spec.end() || !tasks->is_array()) {
+    return absl::InvalidArgumentError("stored spec is not a JSON object with a tasks array");
+  }
+  int64_t n = 0;
+  try {
+    for (const nlohmann::json& t : *tasks) {
+      const nlohmann::json r = t.is_object() ? t.value("resources", nlohmann::json::object()) : nlohmann::json();
+      if (!r.is_object()) return absl::InvalidArgumentError("stored spec has a task without resources");
+      const int64_t replicas = t.value("replicas", int64_t{1});
+      const int64_t devices = r.value("devices", int64_t{0});
+      const bool shares_one = devices == 0 && (r.contains("device_share") || r.contains("device_memory"));
+      n += replicas * (shares_one ? 1 : devices);
+    }
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type
+    return absl::InvalidArgumentError(absl::StrCat("stored spec: ", e.what()));
+  }
+  if (n < 0 || n > 1'000'000) return absl::InvalidArgumentError(absl::StrCat("stored spec holds ", n, " devices"));
+  return static_cast<int32_t>(n);
+}
 
 learn::JobFacts FactsOf(const store::JobRecord& job, int32_t devices) {
   return learn::JobFacts{.user = job.user,
@@ -47,6 +82,11 @@ void RuntimeLearning::Submitted(int64_t id, const learn::JobFacts& facts) {
   queue_.push_back({.id = id, .facts = facts});
 }
 
+void RuntimeLearning::FromHistory(int64_t id, const learn::JobFacts& facts, double runtime_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.push_back({.id = id, .facts = facts, .ended = true, .history = true, .runtime_s = runtime_s});
+}
+
 void RuntimeLearning::Ended(int64_t id, const learn::JobFacts& facts, double runtime_s) {
   std::lock_guard<std::mutex> lock(mu_);
   queue_.push_back({.id = id, .facts = facts, .ended = true, .runtime_s = runtime_s});
@@ -60,7 +100,19 @@ std::vector<RuntimeLearning::Estimate> RuntimeLearning::Apply() {
   }
   std::map<int64_t, double> made;  // by job id; a later revision replaces an estimate
   std::string error;
+  bool paused = false;
+  auto resume = [&] {
+    if (!paused) return;
+    paused = false;
+    if (absl::Status st = estimator_->ResumeTraining(); !st.ok()) error = std::string(st.message());
+  };
   for (const Pending& e : events) {
+    if (e.history && !paused) {
+      estimator_->PauseTraining();
+      paused = true;
+    } else if (!e.history) {
+      resume();
+    }
     if (!e.ended) {
       const double s = estimator_->EstimateAtSubmit(e.id, e.facts);
       if (finished_ >= options_.min_finished) made[e.id] = s;
@@ -71,11 +123,13 @@ std::vector<RuntimeLearning::Estimate> RuntimeLearning::Apply() {
       estimator_->Forget(e.id);
       continue;
     }
-    if (absl::Status st = estimator_->ObserveFinish(e.id, e.facts, e.runtime_s); !st.ok())
+    if (absl::Status st = estimator_->ObserveFinish(e.id, e.facts, e.runtime_s); !st.ok()) {
       error = std::string(st.message());
+    }
     ++finished_;
     for (const learn::RuntimeEstimator::Revision& r : estimator_->TakeRevisions()) made[r.key] = r.runtime_s;
   }
+  resume();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.finished = finished_;

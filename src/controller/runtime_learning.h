@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "api/job_spec.h"
 #include "learn/runtime_estimator.h"
 #include "store/records.h"
 
@@ -40,8 +41,15 @@ struct RuntimeLearningOptions {
   learn::EstimatorOptions estimator;
 };
 
-// What the estimator knows of a job at submission, from its record and the
-// device count of its spec: whole devices, plus one per fractional slice.
+// The devices a job holds, as the estimator counts them: whole devices, plus
+// one per fractional slice.
+int32_t SpecDevices(const api::JobSpec& spec);
+// The same from a stored spec (the canonical JSON api::JobSpecToJson writes),
+// read without the full parser: a start reads tens of thousands of them, and
+// the YAML parser takes most of a second per ten thousand.
+absl::StatusOr<int32_t> StoredSpecDevices(const std::string& spec_json);
+
+// What the estimator knows of a job at submission.
 learn::JobFacts FactsOf(const store::JobRecord& job, int32_t devices);
 
 // The seconds a job that ended ran: job start to end for a first attempt;
@@ -57,9 +65,11 @@ class RuntimeLearning {
   // Job `id` was submitted (or is open at a controller start, in id order).
   void Submitted(int64_t id, const learn::JobFacts& facts);
   // Job `id` ended. `runtime_s` >= 0 for a success (it is learned from);
-  // anything else (failed, cancelled) is forgotten. Jobs that succeeded
-  // before this controller started are fed the same way, oldest end first.
+  // anything else (failed, cancelled) is forgotten.
   void Ended(int64_t id, const learn::JobFacts& facts, double runtime_s);
+  // Jobs that succeeded before this controller started, oldest end first:
+  // learned from as Ended, with one model fitted after the last of them.
+  void FromHistory(int64_t id, const learn::JobFacts& facts, double runtime_s);
 
   struct Estimate {
     int64_t id = 0;
@@ -87,6 +97,7 @@ class RuntimeLearning {
     int64_t id = 0;
     learn::JobFacts facts;
     bool ended = false;
+    bool history = false;  // FromHistory
     double runtime_s = -1;
   };
 

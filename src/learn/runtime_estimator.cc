@@ -143,6 +143,17 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       Group(absl::StrCat("ng|", NameTemplate(facts.name), "|", facts.gpus)).Add(y);
     }
     global_.Add(y);
+    return paused_ ? absl::OkStatus() : TrainIfDue();
+  }
+
+  void PauseTraining() override { paused_ = true; }
+  absl::Status ResumeTraining() override {
+    paused_ = false;
+    return TrainIfDue();
+  }
+
+ private:
+  absl::Status TrainIfDue() {
     if (finished_ >= next_train_) {
       next_train_ = std::max<int64_t>(
           finished_ + 1, std::min<int64_t>(static_cast<int64_t>(std::ceil(finished_ * options_.retrain_growth)),
@@ -152,6 +163,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     return absl::OkStatus();
   }
 
+ public:
   void Forget(int64_t key) override {
     pending_.erase(key);
     auto it = estimated_.find(key);
@@ -396,6 +408,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   std::deque<Example> examples_;
   int64_t finished_ = 0;
   int64_t next_train_ = 0;
+  bool paused_ = false;
   BoosterHandle booster_ = nullptr;
   int32_t models_trained_ = 0;
   int64_t failed_predictions_ = 0;

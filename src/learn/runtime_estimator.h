@@ -77,6 +77,13 @@ class RuntimeEstimator {
   // history alone).
   virtual absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) = 0;
 
+  // While paused, ObserveFinish only adds to the history and the training
+  // set; ResumeTraining then fits one model if one is due. For feeding a
+  // long stored history at once (a controller start): one fit at the end
+  // instead of one per growth step. Errors as ObserveFinish.
+  virtual void PauseTraining() = 0;
+  virtual absl::Status ResumeTraining() = 0;
+
   // Job `key` ended without a run time worth learning from (cancelled,
   // failed, or never estimated): its remembered features and estimate are
   // dropped, and it leaves its burst. A long-running owner (the controller)

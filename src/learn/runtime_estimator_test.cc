@@ -209,6 +209,38 @@ TEST(RuntimeEstimator, TheModelAnswersWhatHistoryCannot) {
   EXPECT_GE(within, scored * 9 / 10) << within << " of " << scored << " within 2x";
 }
 
+// A stored history fed with training paused fits one model, at the resume,
+// instead of one per growth step; the model then answers as before.
+TEST(RuntimeEstimator, PausedTrainingFitsOnceAtTheResume) {
+  EstimatorOptions o;
+  o.min_train = 100;
+  auto e = RuntimeEstimator::Create(o);
+  ASSERT_TRUE(e.ok());
+  (*e)->PauseTraining();
+  for (int i = 0; i < 600; ++i) {
+    JobFacts f{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * i + 60};
+    const int64_t hour = static_cast<int64_t>(f.submit_unix_s / 3'600) % 24;
+    ASSERT_TRUE((*e)->ObserveFinish(i, f, hour % 2 == 0 ? 100 : 10'000).ok());
+  }
+  EXPECT_EQ((*e)->models_trained(), 0);
+  ASSERT_TRUE((*e)->ResumeTraining().ok());
+  EXPECT_EQ((*e)->models_trained(), 1);
+  JobFacts even{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * 1'000 + 60};
+  JobFacts odd = even;
+  odd.submit_unix_s += 3'600;
+  // Run times alternate, which the trees can read from the hour or from the
+  // group's last run time: the even hour's job is short, and once it has
+  // run, the odd hour's is long.
+  const double e0 = (*e)->EstimateAtSubmit(1'000, even);
+  ASSERT_TRUE((*e)->ObserveFinish(1'000, even, 100).ok());
+  const double e1 = (*e)->EstimateAtSubmit(1'001, odd);
+  EXPECT_EQ((*e)->failed_predictions(), 0) << (*e)->last_prediction_error();
+  EXPECT_GT(std::max(e0, e1) / std::min(e0, e1), 20) << e0 << " " << e1;  // hour parity learned
+  EXPECT_LT(e0, 200);
+  ASSERT_TRUE((*e)->ResumeTraining().ok());
+  EXPECT_EQ((*e)->models_trained(), 1);  // nothing new: none due
+}
+
 TEST(RuntimeEstimator, SameHistorySameEstimates) {
   std::vector<double> runs[2];
   for (auto& out : runs) {
