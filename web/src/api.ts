@@ -44,8 +44,15 @@ export interface JobEvent {
   message: string;
 }
 
+// The run time the scheduler plans with (docs/api.md); null when unknown.
+export interface RuntimeEstimate {
+  seconds: number;
+  source: 'user'|'learned'|'time_limit';
+}
+
 export interface JobDetail extends Job {
   spec: unknown;
+  runtime_estimate: RuntimeEstimate|null;
   tasks: Task[];
   events: JobEvent[];
 }

@@ -111,6 +111,7 @@ try {
     await page.goto(`${url}/#/submit`);
     const spec = [
       "name: from-the-browser",
+      "time_limit: 2h",
       "tasks:",
       `  - command: ["sh", "-c", "echo ${marker}; sleep 60"]`,
       "    resources: {cpu: 1, memory: 64Mi, devices: 1}",
@@ -143,6 +144,8 @@ try {
     await page.getByTestId("log-tail").filter({ hasText: marker }).waitFor({ timeout: 30_000 });
     const tasks = await page.locator("table.grid").first().innerText();
     if (!/gpu-a/.test(tasks) || !/nvidia\/A100/.test(tasks)) throw new Error(`placement not shown: ${tasks}`);
+    const estimate = await page.getByTestId("job-estimate").innerText();
+    if (estimate !== "2h 0m (time limit)") throw new Error(`estimate shown as "${estimate}"`);
     await page.getByRole("button", { name: "Cancel job" }).waitFor();
     await shot("job-page");
   });

@@ -5,6 +5,7 @@ import { usePoll } from "../hooks";
 import { ErrorBox } from "./ErrorBox";
 
 const LOG_KEEP = 256 * 1024; // characters of log the page keeps (the tail)
+const ESTIMATE_SOURCES = { user: "given", learned: "learned from similar jobs", time_limit: "time limit" };
 
 // The live tail of one task's log: polls the logs endpoint from the last
 // offset (as `icos logs --follow` does) until the task has ended.
@@ -133,6 +134,12 @@ export function JobPage({ id, me }: { id: number; me: Whoami }) {
         <dd>{fmtTime(job.end_ms)}</dd>
         <dt>runtime</dt>
         <dd>{fmtDuration(runtimeMs(job))}</dd>
+        <dt>estimate</dt>
+        <dd data-testid="job-estimate" title="the run time the scheduler orders and backfills with">
+          {job.runtime_estimate
+            ? `${fmtDuration(job.runtime_estimate.seconds * 1000)} (${ESTIMATE_SOURCES[job.runtime_estimate.source]})`
+            : "unknown"}
+        </dd>
         <dt>{job.state === "Pending" ? "waiting because" : "reason"}</dt>
         <dd class="reason" data-testid="job-reason">
           {job.reason || "–"}
