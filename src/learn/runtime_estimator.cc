@@ -229,7 +229,9 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   // returns the burst's id, -1 for none.
   int64_t JoinBurst(int64_t key, const JobFacts& f) {
     if (options_.burst_gap_s <= 0 || f.submit_unix_s < 0) return -1;
-    BurstCursor& c = burst_cursors_[absl::StrCat(f.queue, "|", f.user, "|", f.gpus)];
+    // The name template too where jobs have names: a user's sweep and the
+    // evaluation job submitted beside it are different bursts.
+    BurstCursor& c = burst_cursors_[absl::StrCat(f.queue, "|", f.user, "|", f.gpus, "|", NameTemplate(f.name))];
     if (c.burst < 0 || f.submit_unix_s - c.last_submit_s > options_.burst_gap_s) {
       if (auto old = bursts_.find(c.burst); old != bursts_.end()) {
         old->second.current = false;

@@ -96,8 +96,8 @@ class RuntimeEstimator {
   // sibling had finished); `prior_log_sd` until 30 have.
   virtual double EstimateLogSd(int64_t key) const = 0;
 
-  // Jobs submitted in one burst (same queue, user and GPU count, each within
-  // `burst_gap_s` of the previous) mostly run alike: on Philly 85-89% of
+  // Jobs submitted in one burst (same queue, user, GPU count and name
+  // template, each within `burst_gap_s` of the previous) mostly run alike: on Philly 85-89% of
   // consecutive such jobs run within 2x of each other, against under half of
   // the model's estimates. So when a job finishes, the open jobs of its burst
   // are re-estimated at the geometric mean of the burst's finished run times

@@ -85,6 +85,26 @@ TEST(RuntimeEstimator, AForgottenJobLeavesItsBurst) {
   EXPECT_EQ(revised[0].key, 2);
 }
 
+// Submitted together but named differently (a sweep and an evaluation job):
+// two bursts, so the evaluation's quick end does not re-estimate the sweep.
+TEST(RuntimeEstimator, DifferentNameTemplatesAreDifferentBursts) {
+  EstimatorOptions o;
+  o.min_train = 1'000;
+  auto e = RuntimeEstimator::Create(o);
+  ASSERT_TRUE(e.ok());
+  auto facts = [](const std::string& name, double t) {
+    return JobFacts{.user = "u", .queue = "vc", .name = name, .gpus = 1, .submit_unix_s = t};
+  };
+  (*e)->EstimateAtSubmit(0, facts("eval-1", 100));
+  (*e)->EstimateAtSubmit(1, facts("sweep-lr1", 101));
+  (*e)->EstimateAtSubmit(2, facts("sweep-lr2", 102));
+  (*e)->EstimateAtSubmit(3, facts("eval-2", 103));
+  ASSERT_TRUE((*e)->ObserveFinish(0, facts("eval-1", 100), 5).ok());
+  std::vector<RuntimeEstimator::Revision> revised = (*e)->TakeRevisions();
+  ASSERT_EQ(revised.size(), 1u);
+  EXPECT_EQ(revised[0].key, 3);
+}
+
 TEST(RuntimeEstimator, NoBurstsWhenTheGapIsZero) {
   EstimatorOptions o;
   o.min_train = 1'000;
