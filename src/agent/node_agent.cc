@@ -337,13 +337,15 @@ bool NodeAgent::CollectExits() {
 void NodeAgent::CheckHealth() {
   if (!options_.check_health || clock_->NowMs() - last_health_ms_ < options_.health_ms) return;
   last_health_ms_ = clock_->NowMs();
-  const std::vector<std::pair<bool, std::string>> health = options_.check_health();
+  const std::vector<DeviceCheck> health = options_.check_health();
   bool changed = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    usage_.assign(node_.devices.size(), wire::DeviceUsage{});  // devices the check skipped: unknown
     for (size_t i = 0; i < health.size() && i < node_.devices.size(); ++i) {
-      if (node_.devices[i].healthy != health[i].first) {
-        node_.devices[i].healthy = health[i].first;
+      usage_[i] = health[i].usage;
+      if (node_.devices[i].healthy != health[i].healthy) {
+        node_.devices[i].healthy = health[i].healthy;
         changed = true;
       }
     }
@@ -383,18 +385,20 @@ void NodeAgent::BeatLoop() {
   ApiClient api(options_.server_url, options_.token, 10'000);
   int64_t last_sent = 0;
   while (!stop_) {
-    json tasks = json::array();
+    json tasks = json::array(), devices = json::array();
     bool changed;
     {
       std::lock_guard<std::mutex> lock(mu_);
       changed = CollectExits();
       if (changed || clock_->NowMs() - last_sent >= options_.heartbeat_ms) {
         for (const auto& [id, k] : known_) tasks.push_back(wire::TaskStatusToJson(k.status));
+        for (const wire::DeviceUsage& u : usage_) devices.push_back(wire::DeviceUsageToJson(u));
       }
     }
     if (changed || clock_->NowMs() - last_sent >= options_.heartbeat_ms) {
-      auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"),
-                        json{{"tasks", tasks}}.dump());
+      json body = {{"tasks", tasks}};
+      if (!devices.empty()) body["devices"] = devices;  // none until the first health check
+      auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"), body.dump());
       if (!r.ok() && r.status().code() == absl::StatusCode::kNotFound) (void)Register();
       last_sent = clock_->NowMs();
     }

@@ -32,6 +32,13 @@ class Server;
 
 namespace icos::agent {
 
+// One device's answer to a health check.
+struct DeviceCheck {
+  bool healthy = true;
+  std::string reason;  // why unhealthy
+  wire::DeviceUsage usage;
+};
+
 struct NodeAgentOptions {
   std::string server_url;                 // controller, e.g. http://127.0.0.1:7070
   std::string token;                      // agent (or admin) token
@@ -45,9 +52,9 @@ struct NodeAgentOptions {
   std::string work_dir;                   // state/, logs/, tasks/ live here
   CgroupOptions cgroups;
   int64_t heartbeat_ms = 1'000;
-  // Device health, one entry per node.devices[i] ({healthy, reason}); called
-  // every health_ms. Null: devices are never re-checked.
-  std::function<std::vector<std::pair<bool, std::string>>()> check_health;
+  // Device health and usage, one entry per node.devices[i]; called every
+  // health_ms. Null: devices are never re-checked.
+  std::function<std::vector<DeviceCheck>()> check_health;
   int64_t health_ms = 5'000;
   // Slurm-style node health check (agent/health_check.h): run every
   // health_check_interval_ms, killed after health_check_timeout_ms. Empty: none.
@@ -110,6 +117,7 @@ class NodeAgent {
   std::atomic<bool> stop_{false};
   core::Node node_;  // options_.node with current device health (guarded by mu_)
   int64_t last_health_ms_ = 0;
+  std::vector<wire::DeviceUsage> usage_;  // from the last health check (guarded by mu_)
   std::string unhealthy_reason_;  // the health-check program's verdict (guarded by mu_)
   bool launched_ = false;  // a launch since the last report (guarded by mu_)
   std::thread watch_, beat_, serve_, health_check_;

@@ -391,9 +391,14 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     json devices = json::array();
     for (const auto& n : (*r)["nodes"]) {
       if (!c->node_name.empty() && n["name"].get<std::string>() != c->node_name) continue;
+      const json usage = n.value("usage", json::array());
       int index = 0;
       for (json d : n["node"]["devices"]) {
         d["node"] = n["name"];
+        if (index < static_cast<int>(usage.size())) {
+          d["utilization_pct"] = usage[index].value("utilization_pct", -1);
+          d["memory_used_mib"] = usage[index].value("memory_used_mib", int64_t{-1});
+        }
         d["index"] = index++;
         devices.push_back(d);
       }
@@ -404,17 +409,18 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       if (!known) return fail(absl::NotFoundError(absl::StrCat("no node '", c->node_name, "'")));
     }
     if (as_json) return Print(out, json{{"devices", devices}});
-    out << absl::StrFormat("%-16s %-5s %-12s %-18s %-10s %-5s %-7s %s\n", "NODE", "INDEX", "VENDOR", "MODEL", "MEMORY",
-                           "NUMA", "ISLAND", "HEALTH");
+    out << absl::StrFormat("%-16s %-5s %-12s %-18s %-10s %-5s %-7s %-5s %s\n", "NODE", "INDEX", "VENDOR", "MODEL",
+                           "MEMORY", "NUMA", "ISLAND", "UTIL", "HEALTH");
     for (const auto& d : devices) {
       std::vector<std::string> flags;
       if (!d.value("healthy", true)) flags.push_back("Unhealthy");
       if (d.value("drained", false)) flags.push_back("Drained");
       const std::string health = flags.empty() ? "Healthy" : absl::StrJoin(flags, ",");
-      out << absl::StrFormat("%-16s %-5d %-12s %-18s %-10s %-5d %-7d %s\n", d["node"].get<std::string>(),
+      const int util = d.value("utilization_pct", -1);  // -1: the agent has not said
+      out << absl::StrFormat("%-16s %-5d %-12s %-18s %-10s %-5d %-7d %-5s %s\n", d["node"].get<std::string>(),
                              d["index"].get<int>(), d["vendor"].get<std::string>(), d["model"].get<std::string>(),
                              absl::StrCat(d.value("memory_mib", int64_t{0}) / 1024, "Gi"), d.value("numa_node", 0),
-                             d.value("island", -1), health);
+                             d.value("island", -1), util < 0 ? "-" : absl::StrCat(util, "%"), health);
     }
     return 0;
   }

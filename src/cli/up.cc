@@ -157,11 +157,18 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
     info.vendor_index.push_back(static_cast<int32_t>(found->plugins[plugin].devices[pos].index));
   }
   auto discovery = std::make_shared<devices::Discovery>(*std::move(found));
-  auto last = std::make_shared<std::vector<std::pair<bool, std::string>>>();
+  auto last = std::make_shared<std::vector<devices::DeviceState>>();
   const int32_t max_temperature_c = flags.max_device_temperature_c;
   info.check_health = [plugins, discovery, last, max_temperature_c]() {
     *last = devices::CheckNodeHealth(*discovery, *plugins, *last, max_temperature_c);
-    return *last;
+    std::vector<agent::DeviceCheck> out;
+    out.reserve(last->size());
+    for (const devices::DeviceState& d : *last) {
+      out.push_back({.healthy = d.healthy,
+                     .reason = d.reason,
+                     .usage = {.utilization_pct = d.utilization_pct, .memory_used_mib = d.memory_used_mib}});
+    }
+    return out;
   };
   if (flags.cpus > 0) n.cpu_milli = static_cast<int64_t>(flags.cpus * 1000);
   if (flags.memory_mib > 0) n.memory_mib = flags.memory_mib;

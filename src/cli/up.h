@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "agent/node_agent.h"
 #include "core/model/cluster.h"
 
 namespace icos::cli {
@@ -61,8 +62,8 @@ struct LocalNodeInfo {
   // For node.devices[i], the index its vendor's runtime uses (what goes into
   // CUDA_VISIBLE_DEVICES and friends).
   std::vector<int32_t> vendor_index;
-  // Current health of node.devices (same order); from the vendor plugins.
-  std::function<std::vector<std::pair<bool, std::string>>()> check_health;
+  // Current health and usage of node.devices (same order); from the vendor plugins.
+  std::function<std::vector<agent::DeviceCheck>()> check_health;
 };
 absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags);
 

@@ -558,6 +558,7 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
     v.drained = n.drained;
     index[name] = out.size();
     v.unhealthy_reason = n.unhealthy_reason;
+    if (v.ready) v.usage = n.usage;
     for (int32_t d : n.drained_devices) {
       if (d >= 0 && d < static_cast<int32_t>(v.node.devices.size())) v.node.devices[d].drained = true;
     }
@@ -751,7 +752,8 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
 }
 
 absl::Status Controller::Heartbeat(const Principal& caller, const std::string& node,
-                                   const std::vector<wire::TaskStatus>& statuses) {
+                                   const std::vector<wire::TaskStatus>& statuses,
+                                   const std::vector<wire::DeviceUsage>& devices) {
   if (caller.role == Role::kUser) return Denied("send heartbeats (needs an agent or admin token)");
   bool changed = false;
   {
@@ -761,6 +763,14 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
     const int64_t now = clock_->NowMs();
     store::WriteBatch b;
     NodeEntry& n = nit->second;
+    if (!devices.empty()) {
+      if (devices.size() != n.node.devices.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("heartbeat of node '", node, "' reports ", devices.size(),
+                                                       " devices; it registered ", n.node.devices.size(),
+                                                       " (re-register after a device change)"));
+      }
+      n.usage = devices;
+    }
     if (n.rec.state != "Ready") {
       n.rec.state = "Ready";
       b.nodes.push_back(n.rec);

@@ -106,6 +106,9 @@ struct NodeView {
   bool ready = false;
   bool drained = false;
   std::vector<DeviceAllocation> allocations;  // of active tasks, by device index
+  // What each device (node.devices order) is doing, from the agent's last
+  // heartbeat; empty until one has carried it (or when the node is not Ready).
+  std::vector<wire::DeviceUsage> usage;
   // Why the node's health-check program failed; empty while healthy. An
   // unhealthy node gets no new work, like a drained one.
   std::string unhealthy_reason;
@@ -132,6 +135,7 @@ struct DeviceMetric {
   int32_t index = 0;
   std::string vendor, model;
   double allocated = 0;  // share of the device held by active tasks, 0..1
+  wire::DeviceUsage usage;  // unknown (-1) until the agent reports it
   bool healthy = true;
   bool drained = false;  // the device or its node is drained
 };
@@ -249,7 +253,10 @@ class Controller {
   absl::Status DrainDevice(const Principal& caller, const std::string& name, int32_t device, bool drain);
   // The log key of the agent at `agent_url`; "" if unknown.
   std::string AgentLogKey(const std::string& agent_url) const;
-  absl::Status Heartbeat(const Principal& caller, const std::string& node, const std::vector<wire::TaskStatus>& tasks);
+  // `devices`: what each device is doing, in node.devices order (empty: the
+  // agent did not say; a list of another length is refused).
+  absl::Status Heartbeat(const Principal& caller, const std::string& node, const std::vector<wire::TaskStatus>& tasks,
+                         const std::vector<wire::DeviceUsage>& devices = {});
   // Blocks up to wait_ms until the node's assignments change past `since`.
   absl::StatusOr<Assignments> WatchAssignments(const Principal& caller, const std::string& node, uint64_t since,
                                                int64_t wait_ms);
@@ -301,6 +308,7 @@ class Controller {
     bool drained = false;      // an operator took it out of scheduling
     std::set<int32_t> drained_devices;  // device indices an operator took out
     std::string unhealthy_reason;       // the agent's health-check program failed
+    std::vector<wire::DeviceUsage> usage;  // from the last heartbeat that carried it; memory only
   };
 
   Controller(ControllerOptions options, store::StateStore* store, Clock* clock);

@@ -104,6 +104,7 @@ absl::StatusOr<ClusterMetrics> Controller::CollectMetrics() const {
       dm.model = d.model;
       auto it = alloc.device.find({name, dm.index});
       dm.allocated = it == alloc.device.end() ? 0 : std::min(1.0, it->second);
+      if (n.rec.state == "Ready" && i < n.usage.size()) dm.usage = n.usage[i];
       dm.healthy = d.healthy;
       dm.drained = d.drained || n.drained;
       m.devices.push_back(std::move(dm));
@@ -209,6 +210,22 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
   w.Family("icos_device_allocated_ratio", "gauge",
            "Share of the device held by active tasks (0..1; fractional requests hold a part).");
   for (const auto& d : m.devices) w.Sample("icos_device_allocated_ratio", device_labels(d), d.allocated);
+  // Absent while unknown (no report yet, a library that cannot tell, a lost
+  // node): a 0 would read as an idle device.
+  w.Family("icos_device_utilization_ratio", "gauge",
+           "Compute utilisation the vendor library reports (0..1), from the agent's last health check.");
+  for (const auto& d : m.devices) {
+    if (d.usage.utilization_pct >= 0) {
+      w.Sample("icos_device_utilization_ratio", device_labels(d), d.usage.utilization_pct / 100.0);
+    }
+  }
+  w.Family("icos_device_memory_used_bytes", "gauge", "Device memory in use, from the agent's last health check.");
+  for (const auto& d : m.devices) {
+    if (d.usage.memory_used_mib >= 0) {
+      w.Sample("icos_device_memory_used_bytes", device_labels(d),
+               static_cast<double>(d.usage.memory_used_mib) * 1048576.0);
+    }
+  }
   w.Family("icos_device_healthy", "gauge", "1 if the device's vendor plugin reports it healthy, else 0.");
   for (const auto& d : m.devices) w.Sample("icos_device_healthy", device_labels(d), d.healthy ? 1 : 0);
   w.Family("icos_device_drained", "gauge", "1 if the device or its node is drained (no new work), else 0.");

@@ -16,6 +16,7 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int64_t kMinute = 60'000;
 
@@ -255,6 +256,54 @@ TEST_F(ControllerObserveTest, MetricsShowAllocationQueuesJobsAndCounters) {
   EXPECT_THAT(text, HasSubstr("icos_scheduler_pass_duration_seconds_count 1\n"));
   EXPECT_THAT(text, HasSubstr("icos_agent_heartbeats_total{node=\"n1\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("icos_device_healthy{node=\"n1\",index=\"3\",vendor=\"nvidia\",model=\"A100\"} 1\n"));
+  // No agent has said what its devices do: no utilisation sample at all (a 0 would read as idle).
+  EXPECT_THAT(text, Not(HasSubstr("icos_device_utilization_ratio{")));
+}
+
+// The agent's heartbeat carries each device's utilisation and memory in use:
+// /metrics and the node view show them, a device the library cannot read
+// stays absent, a list that does not match the node is refused, and a lost
+// node's figures are no longer shown.
+TEST_F(ControllerObserveTest, HeartbeatsCarryDeviceUtilisation) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, FourGpuNode(), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  const std::vector<wire::DeviceUsage> usage = {{.utilization_pct = 97, .memory_used_mib = 40'960},
+                                                {.utilization_pct = 0, .memory_used_mib = 0},
+                                                {},
+                                                {.utilization_pct = 3, .memory_used_mib = -1}};
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {}, usage).ok());
+  auto m = controller_->CollectMetrics();
+  ASSERT_TRUE(m.ok()) << m.status();
+  metrics::ExpositionWriter w;
+  RenderMetrics(*m, controller_->counters(), w);
+  const std::string& text = w.text();
+  EXPECT_THAT(
+      text,
+      HasSubstr("icos_device_utilization_ratio{node=\"n1\",index=\"0\",vendor=\"nvidia\",model=\"A100\"} 0.97\n"));
+  EXPECT_THAT(text,
+              HasSubstr("icos_device_utilization_ratio{node=\"n1\",index=\"1\",vendor=\"nvidia\",model=\"A100\"} 0\n"));
+  EXPECT_THAT(text, Not(HasSubstr("icos_device_utilization_ratio{node=\"n1\",index=\"2\"")));
+  EXPECT_THAT(
+      text,
+      HasSubstr(
+          "icos_device_memory_used_bytes{node=\"n1\",index=\"0\",vendor=\"nvidia\",model=\"A100\"} 42949672960\n"));
+  EXPECT_THAT(text, Not(HasSubstr("icos_device_memory_used_bytes{node=\"n1\",index=\"3\"")));
+  auto nodes = controller_->ListNodes(admin_);
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ((*nodes)[0].usage.size(), 4u);
+  EXPECT_EQ((*nodes)[0].usage[0], usage[0]);
+  // A heartbeat without figures keeps the last ones; a wrong-sized list is refused.
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {}).ok());
+  EXPECT_EQ((*controller_->ListNodes(admin_))[0].usage[0], usage[0]);
+  absl::Status wrong = controller_->Heartbeat(admin_, "n1", {}, {usage[0]});
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(wrong.message()), HasSubstr("reports 1 devices; it registered 4"));
+  // The node goes silent: its figures are stale, and neither view shows them.
+  clock_.Advance(options_.node_timeout_ms + 1);
+  ASSERT_TRUE(controller_->CheckNodes().ok());
+  EXPECT_TRUE((*controller_->ListNodes(admin_))[0].usage.empty());
+  m = controller_->CollectMetrics();
+  ASSERT_TRUE(m.ok());
+  for (const DeviceMetric& d : m->devices) EXPECT_EQ(d.usage.utilization_pct, -1);
 }
 
 }  // namespace

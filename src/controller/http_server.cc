@@ -120,6 +120,14 @@ json SpecVendors(const std::string& spec_json) {
   return vendors;
 }
 
+// Per device, in node.devices order: {"utilization_pct", "memory_used_mib"},
+// -1 where unknown; [] until the agent has reported.
+json UsageJson(const std::vector<wire::DeviceUsage>& usage) {
+  json out = json::array();
+  for (const wire::DeviceUsage& u : usage) out.push_back(wire::DeviceUsageToJson(u));
+  return out;
+}
+
 json AllocationsJson(const std::vector<DeviceAllocation>& allocations) {
   json out = json::array();
   for (const auto& a : allocations) {
@@ -384,7 +392,8 @@ void HttpServer::Routes() {
                      {"heartbeat_ms", n.record.heartbeat_ms},
                      {"tasks", n.tasks},
                      {"node", wire::NodeToJson(n.node)},
-                     {"allocations", AllocationsJson(n.allocations)}});
+                     {"allocations", AllocationsJson(n.allocations)},
+                     {"usage", UsageJson(n.usage)}});
     }
     Reply(res, 200, {{"nodes", out}});
   }));
@@ -426,7 +435,13 @@ void HttpServer::Routes() {
       if (!s.ok()) return Fail(res, s.status());
       statuses.push_back(*s);
     }
-    if (absl::Status st = c->Heartbeat(who, req.matches[1].str(), statuses); !st.ok()) return Fail(res, st);
+    std::vector<wire::DeviceUsage> devices;  // older agents send none
+    for (const auto& d : body.value("devices", json::array())) {
+      auto u = wire::DeviceUsageFromJson(d);
+      if (!u.ok()) return Fail(res, u.status());
+      devices.push_back(*u);
+    }
+    if (absl::Status st = c->Heartbeat(who, req.matches[1].str(), statuses, devices); !st.ok()) return Fail(res, st);
     Reply(res, 200, {{"ok", true}});
   }));
 

@@ -157,6 +157,27 @@ absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
   });
 }
 
+json DeviceUsageToJson(const DeviceUsage& u) {
+  return {{"utilization_pct", u.utilization_pct}, {"memory_used_mib", u.memory_used_mib}};
+}
+
+absl::StatusOr<DeviceUsage> DeviceUsageFromJson(const json& j) {
+  auto u = Guard("device usage", [&] {
+    DeviceUsage d;
+    d.utilization_pct = j.value("utilization_pct", -1);
+    d.memory_used_mib = j.value("memory_used_mib", int64_t{-1});
+    return d;
+  });
+  if (!u.ok()) return u;
+  if (u->utilization_pct < -1 || u->utilization_pct > 100 || u->memory_used_mib < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device usage: utilization_pct must be 0..100 (-1: unknown) and "
+                     "memory_used_mib >= 0 (-1: unknown); got ",
+                     u->utilization_pct, " and ", u->memory_used_mib));
+  }
+  return u;
+}
+
 namespace {
 // Users speak whole devices and cores; the core counts milli-units, memory in MiB.
 int64_t ToMilli(const std::string& key, double v) {

@@ -66,6 +66,18 @@ struct TaskStatus {
 nlohmann::json TaskStatusToJson(const TaskStatus& s);
 absl::StatusOr<TaskStatus> TaskStatusFromJson(const nlohmann::json& j);
 
+// What one device of a node is doing, as the agent's last health check read
+// it from the vendor library; heartbeats carry one per node device, in order.
+struct DeviceUsage {
+  int32_t utilization_pct = -1;  // compute, 0..100; -1 unknown
+  int64_t memory_used_mib = -1;  // -1 unknown
+  bool operator==(const DeviceUsage&) const = default;
+};
+
+nlohmann::json DeviceUsageToJson(const DeviceUsage& u);
+// Out-of-range figures (utilisation above 100, negative memory) are errors.
+absl::StatusOr<DeviceUsage> DeviceUsageFromJson(const nlohmann::json& j);
+
 // Queues as users write them: devices and CPU in whole units (2.5 = 2,500
 // milli), memory in MiB: {"name": "team-a", "parent": "org", "weight": 2,
 // "guaranteed": {"nvidia": 8, "cpu": 64}, "limit": {"devices": 16},

@@ -67,7 +67,9 @@ std::vector<DeviceHealth> HealthOf(std::vector<DeviceInfo> devices) {
                    .uuid = std::move(d.uuid),
                    .healthy = d.healthy,
                    .reason = std::move(d.health_reason),
-                   .temperature_c = d.temperature_c});
+                   .temperature_c = d.temperature_c,
+                   .utilization_pct = d.utilization_pct,
+                   .memory_used_mib = d.memory_total_mib > 0 ? d.memory_used_mib : -1});
   }
   return out;
 }

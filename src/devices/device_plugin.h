@@ -50,6 +50,10 @@ struct DeviceHealth {
   bool healthy = true;
   std::string reason;          // empty when healthy
   int32_t temperature_c = -1;  // -1 unknown; for the agent's temperature limit
+  // How busy the device is, for the controller's metrics (an allocated device
+  // that idles is lost money): compute utilisation 0..100 and memory in use.
+  int32_t utilization_pct = -1;  // -1 unknown
+  int64_t memory_used_mib = -1;  // -1 unknown
 };
 
 // One vendor backend. A plugin whose vendor library is absent is not an

@@ -148,12 +148,11 @@ absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
   return out;
 }
 
-std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& discovery,
-                                                          const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
-                                                          const std::vector<std::pair<bool, std::string>>& last,
-                                                          int32_t max_temperature_c) {
+std::vector<DeviceState> CheckNodeHealth(const Discovery& discovery,
+                                         const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
+                                         const std::vector<DeviceState>& last, int32_t max_temperature_c) {
   // Until a plugin answers, a device is as it was last seen (at discovery first).
-  std::vector<std::pair<bool, std::string>> health;
+  std::vector<DeviceState> health;
   // (plugin, device key) -> position in node.devices. The key is the UUID where
   // there is one: one plugin (a mixed sim inventory) may hold several vendors
   // whose indices repeat (nvidia 3 and ascend 3).
@@ -163,9 +162,11 @@ std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& disco
     const auto& [plugin, pos] = discovery.origin[i];
     const DeviceInfo& info = discovery.plugins[plugin].devices[pos];
     where[{plugin, key(info.uuid, info.index)}] = i;
-    health.emplace_back(info.healthy, info.health_reason);
+    health.push_back({.healthy = info.healthy, .reason = info.health_reason});
   }
-  if (last.size() == health.size()) health = last;
+  if (last.size() == health.size()) {
+    for (size_t i = 0; i < health.size(); ++i) health[i] = {.healthy = last[i].healthy, .reason = last[i].reason};
+  }
   for (size_t p = 0; p < plugins.size() && p < discovery.plugins.size(); ++p) {
     if (!plugins[p]->available()) continue;
     absl::StatusOr<std::vector<DeviceHealth>> reports = plugins[p]->CheckHealth();
@@ -176,15 +177,20 @@ std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& disco
       seen.insert(k);
       auto it = where.find({static_cast<int>(p), k});
       if (it == where.end()) continue;
-      health[it->second] = {r.healthy, r.reason};
+      DeviceState& d = health[it->second];
+      d = {.healthy = r.healthy,
+           .reason = r.reason,
+           .utilization_pct = r.utilization_pct,
+           .memory_used_mib = r.memory_used_mib};
       if (r.healthy && max_temperature_c > 0 && r.temperature_c > max_temperature_c) {
-        health[it->second] = {
-            false, absl::StrCat("temperature ", r.temperature_c, " C is above the limit of ", max_temperature_c, " C")};
+        d.healthy = false;
+        d.reason = absl::StrCat("temperature ", r.temperature_c, " C is above the limit of ", max_temperature_c, " C");
       }
     }
     for (const auto& [k, i] : where) {
       if (k.first == static_cast<int>(p) && !seen.contains(k.second)) {
-        health[i] = {false, absl::StrCat("no longer reported by ", std::string(plugins[p]->name()))};
+        health[i] = {.healthy = false,
+                     .reason = absl::StrCat("no longer reported by ", std::string(plugins[p]->name()))};
       }
     }
   }

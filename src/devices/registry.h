@@ -80,17 +80,27 @@ struct Discovery {
 absl::StatusOr<Discovery> Discover(const DiscoverOptions& options,
                                    const std::vector<std::unique_ptr<DevicePlugin>>& plugins);
 
-// The current health of discovery.node.devices (same order), asking every
-// available plugin's CheckHealth: {healthy, reason}. A device its plugin no
+// What a health check found about one device of a node.
+struct DeviceState {
+  bool healthy = true;
+  std::string reason;            // why unhealthy; empty when healthy
+  int32_t utilization_pct = -1;  // -1 unknown (or the plugin did not answer this time)
+  int64_t memory_used_mib = -1;  // -1 unknown
+  bool operator==(const DeviceState&) const = default;
+};
+
+// The current state of discovery.node.devices (same order), asking every
+// available plugin's CheckHealth. A device its plugin no
 // longer lists is unhealthy ("no longer reported by nvml"). A plugin whose
 // health query fails keeps its devices' answers from `last` (the previous
 // call's result; empty: as discovered), since a transient error or an inventory
 // caught mid-edit must neither fail every task nor revive a sick device.
 // A device hotter than `max_temperature_c` (> 0) is unhealthy too.
-std::vector<std::pair<bool, std::string>> CheckNodeHealth(const Discovery& discovery,
-                                                          const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
-                                                          const std::vector<std::pair<bool, std::string>>& last = {},
-                                                          int32_t max_temperature_c = 0);
+// Usage figures are this call's only: a plugin that did not answer leaves
+// them unknown rather than repeating stale ones.
+std::vector<DeviceState> CheckNodeHealth(const Discovery& discovery,
+                                         const std::vector<std::unique_ptr<DevicePlugin>>& plugins,
+                                         const std::vector<DeviceState>& last = {}, int32_t max_temperature_c = 0);
 
 // Discover(...).node.
 absl::StatusOr<core::Node> DiscoverNode(const DiscoverOptions& options,

@@ -191,22 +191,22 @@ TEST(CheckNodeHealthTest, ReportsSickAndVanishedDevicesInNodeOrder) {
   plugins.push_back(std::make_unique<SimPlugin>(SimPluginOptions{.inventory_path = path.string()}));
   absl::StatusOr<Discovery> got = Discover({.node_name = "n", .host_override = TwoSocketHost()}, plugins);
   ASSERT_TRUE(got.ok()) << got.status();
-  std::vector<std::pair<bool, std::string>> health = CheckNodeHealth(*got, plugins);
+  std::vector<DeviceState> health = CheckNodeHealth(*got, plugins);
   ASSERT_EQ(health.size(), 4u);
-  EXPECT_TRUE(health[0].first);
-  EXPECT_FALSE(health[2].first);
+  EXPECT_TRUE(health[0].healthy);
+  EXPECT_FALSE(health[2].healthy);
   // The inventory now lists three healthy NPUs: NPU 2 recovered, NPU 3 vanished.
   WriteFile(path, R"({"devices": [{"vendor": "ascend", "model": "910B", "count": 3, "memory": "64Gi"}]})");
   health = CheckNodeHealth(*got, plugins);
   ASSERT_EQ(health.size(), 4u);
-  EXPECT_TRUE(health[2].first);
-  EXPECT_FALSE(health[3].first);
-  EXPECT_EQ(health[3].second, "no longer reported by sim");
+  EXPECT_TRUE(health[2].healthy);
+  EXPECT_FALSE(health[3].healthy);
+  EXPECT_EQ(health[3].reason, "no longer reported by sim");
   // A health query that fails (an inventory caught mid-edit) keeps the last answers.
   WriteFile(path, "{not json");
   health = CheckNodeHealth(*got, plugins, health);
-  EXPECT_FALSE(health[3].first);
-  EXPECT_TRUE(health[2].first);
+  EXPECT_FALSE(health[3].healthy);
+  EXPECT_TRUE(health[2].healthy);
 }
 
 }  // namespace
@@ -214,6 +214,34 @@ TEST(CheckNodeHealthTest, ReportsSickAndVanishedDevicesInNodeOrder) {
 
 namespace icos::devices {
 namespace {
+
+// Each check carries what the devices are doing now, as their plugin reads
+// it; a check whose plugin fails leaves the figures unknown, not stale.
+TEST(CheckNodeHealthTest, CarriesEachDevicesUtilisation) {
+  auto path = ScratchDir("usage") / "inventory.json";
+  WriteFile(path, R"({"devices": [{"vendor": "nvidia", "model": "A100", "count": 2, "memory": "80Gi",
+                                   "utilization": [90, 0]}]})");
+  std::vector<std::unique_ptr<DevicePlugin>> plugins;
+  plugins.push_back(std::make_unique<SimPlugin>(SimPluginOptions{.inventory_path = path.string()}));
+  absl::StatusOr<Discovery> got = Discover({.node_name = "n", .host_override = TwoSocketHost()}, plugins);
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::vector<DeviceState> health = CheckNodeHealth(*got, plugins);
+  ASSERT_EQ(health.size(), 2u);
+  EXPECT_EQ(health[0].utilization_pct, 90);
+  EXPECT_EQ(health[1].utilization_pct, 0);
+  EXPECT_EQ(health[0].memory_used_mib, 0);
+  WriteFile(path, R"({"devices": [{"vendor": "nvidia", "model": "A100", "count": 2, "memory": "80Gi",
+                                   "utilization": 40}]})");
+  health = CheckNodeHealth(*got, plugins, health);
+  EXPECT_EQ(health[1].utilization_pct, 40);
+  WriteFile(path, "{not json");
+  health = CheckNodeHealth(*got, plugins, health);
+  EXPECT_TRUE(health[1].healthy);
+  EXPECT_EQ(health[1].utilization_pct, -1);
+  WriteFile(path, R"({"devices": [{"vendor": "nvidia", "model": "A100", "count": 2, "memory": "80Gi",
+                                   "utilization": 101}]})");
+  EXPECT_FALSE(SimPlugin(SimPluginOptions{.inventory_path = path.string()}).Init().ok());
+}
 
 TEST(CheckNodeHealthTest, DeviceAboveTheTemperatureLimitIsUnhealthy) {
   auto path = ScratchDir("nvml") / "fake_nvml.json";
@@ -225,12 +253,12 @@ TEST(CheckNodeHealthTest, DeviceAboveTheTemperatureLimitIsUnhealthy) {
   absl::StatusOr<Discovery> got = Discover({.node_name = "n", .host_override = TwoSocketHost()}, plugins);
   ASSERT_TRUE(got.ok()) << got.status();
   // No limit: both healthy. Limit 90 C: the 95 C GPU is not.
-  std::vector<std::pair<bool, std::string>> health = CheckNodeHealth(*got, plugins);
-  EXPECT_TRUE(health[1].first);
+  std::vector<DeviceState> health = CheckNodeHealth(*got, plugins);
+  EXPECT_TRUE(health[1].healthy);
   health = CheckNodeHealth(*got, plugins, {}, 90);
-  EXPECT_TRUE(health[0].first);
-  EXPECT_FALSE(health[1].first);
-  EXPECT_EQ(health[1].second, "temperature 95 C is above the limit of 90 C");
+  EXPECT_TRUE(health[0].healthy);
+  EXPECT_FALSE(health[1].healthy);
+  EXPECT_EQ(health[1].reason, "temperature 95 C is above the limit of 90 C");
 }
 
 }  // namespace

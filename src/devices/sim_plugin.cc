@@ -181,6 +181,13 @@ absl::StatusOr<SimInventory> ParseSimInventory(std::string_view text, std::strin
     if (!numa.ok()) return numa.status();
     absl::StatusOr<std::vector<int>> pcie = PerDevice(ctx, entry, "pcie_switch", count, -1, path);
     if (!pcie.ok()) return pcie.status();
+    // What the devices are doing, as a vendor library would report it; the
+    // file is re-read on each health check, so a test can make them busy.
+    absl::StatusOr<std::vector<int>> utilization = PerDevice(ctx, entry, "utilization", count, -1, path);
+    if (!utilization.ok()) return utilization.status();
+    for (int u : *utilization) {
+      if (u < -1 || u > 100) return ctx.Error(path + ".utilization", "must be 0..100 (per cent)");
+    }
 
     std::vector<int> islands(count, -1);
     if (entry.contains("islands")) {
@@ -237,6 +244,7 @@ absl::StatusOr<SimInventory> ParseSimInventory(std::string_view text, std::strin
       d.island = islands[i];
       d.pcie_switch = (*pcie)[i];
       d.compute_units = compute_units;
+      d.utilization_pct = (*utilization)[i];
       if (auto it = unhealthy.find(i); it != unhealthy.end()) {
         d.healthy = false;
         d.health_reason = it->second;
@@ -284,11 +292,7 @@ absl::StatusOr<std::vector<DeviceInfo>> SimPlugin::Enumerate() {
 absl::StatusOr<std::vector<DeviceHealth>> SimPlugin::CheckHealth() {
   absl::StatusOr<std::vector<DeviceInfo>> devices = Enumerate();
   if (!devices.ok()) return devices.status();
-  std::vector<DeviceHealth> out;
-  for (DeviceInfo& d : *devices) {
-    out.push_back({.index = d.index, .uuid = d.uuid, .healthy = d.healthy, .reason = std::move(d.health_reason)});
-  }
-  return out;
+  return HealthOf(*std::move(devices));
 }
 
 std::string SimPlugin::VisibleDevicesVar() const { return VisibleDevicesVarFor(vendor_); }
