@@ -89,6 +89,9 @@ export interface NodeEntry {
   tasks: number;
   node: { name: string; cpu_milli: number; memory_mib: number; devices: Device[]; labels: Record<string, string> };
   allocations?: Allocation[];
+  // What each device is doing (node.devices order; -1 unknown), from the
+  // agent's last health check; [] before its first report.
+  usage?: {utilization_pct: number; memory_used_mib: number}[];
 }
 
 export type Amounts = Record<string, number>;

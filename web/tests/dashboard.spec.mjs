@@ -107,6 +107,16 @@ try {
     if (!/half-a100/.test(title) || !/50%/.test(title)) throw new Error(`shared cell title: ${title}`);
   });
 
+  await step("the map shows how busy each device is, and flags a held one that idles", async () => {
+    // The agent reports at its first health check (every 5 s); the inventory
+    // says the A100s run at 2% and the NPUs at 70%.
+    await page.waitForFunction(() => document.querySelectorAll(".map .cell[data-vendor=ascend][data-util='70']").length === 8, null, { timeout: 20_000 });
+    await page.waitForFunction(() => document.querySelectorAll(".map .cell.shared.idle[data-vendor=nvidia]").length === 1);
+    const title = await page.locator(".map .cell.shared.idle[data-vendor=nvidia]").getAttribute("title");
+    if (!/busy 2%/.test(title) || !/held but idle/.test(title)) throw new Error(`idle cell title: ${title}`);
+    if ((await page.locator(".map .cell.idle[data-vendor=ascend]").count()) !== 0) throw new Error("busy NPUs flagged idle");
+  });
+
   await step("submits a job through the form", async () => {
     await page.goto(`${url}/#/submit`);
     const spec = [
@@ -135,6 +145,9 @@ try {
         ),
       jobId,
     );
+    // It sleeps on a device the inventory says runs at 2%: held but idle.
+    const cls = await page.locator(`.map .cell[data-jobs="${jobId}"]`).first().getAttribute("class");
+    if (!/\bidle\b/.test(cls)) throw new Error(`the job's idle device is not flagged: class "${cls}"`);
     await page.locator(`.map .cell[data-jobs="${jobId}"]`).first().hover();
     await shot("cluster-map");
   });

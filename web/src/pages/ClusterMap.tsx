@@ -13,6 +13,8 @@ function cellState(d: Device, nodeDrained: boolean, held: number): CellState {
   return "free";
 }
 
+const IDLE_PCT = 5; // below this a held device counts as idle (docs/metrics.md uses the same)
+
 function DeviceCell({ node, index, d, allocs }: { node: NodeEntry; index: number; d: Device; allocs: Allocation[] }) {
   const held = Math.min(100, allocs.reduce((s, a) => s + a.percent, 0));
   const state = cellState(d, node.drained, held);
@@ -20,9 +22,15 @@ function DeviceCell({ node, index, d, allocs }: { node: NodeEntry; index: number
   const pale = typeColour(d.vendor, d.model, 0.18);
   // Allocated part of the cell filled from the bottom: a shared device shows its fraction.
   const style = { background: `linear-gradient(to top, ${solid} ${held}%, ${pale} ${held}%)`, borderColor: solid };
+  const usage = node.usage?.[index];
+  const util = usage && usage.utilization_pct >= 0 ? usage.utilization_pct : null;
+  // Held by a job yet nearly idle: the accelerator is paid for and unused.
+  const idle = held > 0 && util !== null && util < IDLE_PCT;
   const title = [
     `${node.name} #${index}: ${d.vendor}/${d.model || "?"}, ${fmtMib(d.memory_mib)}`,
     `island ${d.island < 0 ? "none" : d.island}, NUMA ${d.numa_node}`,
+    util === null ? "" : `busy ${util}%` + (usage && usage.memory_used_mib >= 0 ? `, ${fmtMib(usage.memory_used_mib)} in use` : ""),
+    idle ? "held but idle" : "",
     state === "unhealthy" ? "UNHEALTHY: not scheduled" : "",
     d.drained || node.drained ? "drained: gets no new work" : "",
     ...allocs.map((a) =>
@@ -35,13 +43,14 @@ function DeviceCell({ node, index, d, allocs }: { node: NodeEntry; index: number
   const mine = allocs.filter((a) => a.job_id);
   return (
     <a
-      class={`cell ${state}`}
+      class={`cell ${state}${idle ? " idle" : ""}`}
       style={style}
       title={title}
       href={mine.length ? `#/jobs/${mine[0].job_id}` : undefined}
       data-vendor={d.vendor}
       data-model={d.model}
       data-state={state}
+      data-util={util ?? undefined}
       data-jobs={mine.map((a) => a.job_id).join(",")}
     >
       <span class="idx">{index}</span>
@@ -127,7 +136,8 @@ export function ClusterMap() {
       <h2>Cluster map</h2>
       <p class="muted">
         Every accelerator of every node, grouped by interconnect island. Filled: allocated (a shared device fills by
-        its share); pale: free; hatched: drained; ✕: unhealthy. Hover a cell for its jobs; click to open the job.
+        its share); pale: free; hatched: drained; ✕: unhealthy; dashed orange: held by a job but under {IDLE_PCT}% busy.
+        Hover a cell for its jobs and how busy it is; click to open the job.
       </p>
       <ErrorBox error={error} what="nodes" />
       {data && nodes.length === 0 && <p class="muted">No node has joined yet (start one with icos agent).</p>}
