@@ -342,6 +342,7 @@ void NodeAgent::CheckHealth() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     usage_.assign(node_.devices.size(), wire::DeviceUsage{});  // devices the check skipped: unknown
+    usage_fresh_ = true;
     for (size_t i = 0; i < health.size() && i < node_.devices.size(); ++i) {
       usage_[i] = health[i].usage;
       if (node_.devices[i].healthy != health[i].healthy) {
@@ -392,12 +393,17 @@ void NodeAgent::BeatLoop() {
       changed = CollectExits();
       if (changed || clock_->NowMs() - last_sent >= options_.heartbeat_ms) {
         for (const auto& [id, k] : known_) tasks.push_back(wire::TaskStatusToJson(k.status));
-        for (const wire::DeviceUsage& u : usage_) devices.push_back(wire::DeviceUsageToJson(u));
+        // Each check's figures go out once: the controller keeps the last
+        // ones and samples jobs' usage per report, not per heartbeat.
+        if (usage_fresh_) {
+          for (const wire::DeviceUsage& u : usage_) devices.push_back(wire::DeviceUsageToJson(u));
+          usage_fresh_ = false;
+        }
       }
     }
     if (changed || clock_->NowMs() - last_sent >= options_.heartbeat_ms) {
       json body = {{"tasks", tasks}};
-      if (!devices.empty()) body["devices"] = devices;  // none until the first health check
+      if (!devices.empty()) body["devices"] = devices;  // only after a new health check
       auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"), body.dump());
       if (!r.ok() && r.status().code() == absl::StatusCode::kNotFound) (void)Register();
       last_sent = clock_->NowMs();

@@ -118,6 +118,7 @@ class NodeAgent {
   core::Node node_;  // options_.node with current device health (guarded by mu_)
   int64_t last_health_ms_ = 0;
   std::vector<wire::DeviceUsage> usage_;  // from the last health check (guarded by mu_)
+  bool usage_fresh_ = false;              // not yet sent (guarded by mu_)
   std::string unhealthy_reason_;  // the health-check program's verdict (guarded by mu_)
   bool launched_ = false;  // a launch since the last report (guarded by mu_)
   std::thread watch_, beat_, serve_, health_check_;

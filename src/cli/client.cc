@@ -282,6 +282,9 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
                                   : "time limit")
           << ")\n";
     }
+    if (const json& u = j.value("device_use", json()); u.is_object()) {
+      out << "device use: " << u.value("summary", "") << "\n";
+    }
     out << "\n" << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5s %s\n", "TASK", "ID", "NODE", "DEVICES", "STATE", "EXIT", "REASON");
     int index = 0;
     int latest = 0;

@@ -290,6 +290,7 @@ void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
     if (store::IsTerminal(j.rec.state) && !HasActiveTasks(j, false) && j.rec.end_ms == 0) {
       j.rec.end_ms = now;
       b.jobs.push_back(j.rec);
+      NoteDeviceUse(j, b);
     }
     return;
   }
@@ -307,6 +308,7 @@ void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
     j.rec.reason = "all tasks succeeded";
     b.jobs.push_back(j.rec);
     Event(b, j.rec.id, "", "Succeeded", absl::StrCat(total, " tasks succeeded"));
+    NoteDeviceUse(j, b);
     return;
   }
   if (failed == nullptr) return;
@@ -325,6 +327,7 @@ void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
     if (!HasActiveTasks(j, false)) j.rec.end_ms = now;
     b.jobs.push_back(j.rec);
     Event(b, j.rec.id, failed->rec.node, "Failed", why);
+    if (j.rec.end_ms != 0) NoteDeviceUse(j, b);  // else when its last task has stopped
   }
   TouchJob(j);
 }
@@ -402,6 +405,7 @@ absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) 
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);
     if (it != jobs_.end()) {
+      v.device_use = it->second.device_use;
       v.estimate = EffectiveEstimate(it->second.spec, it->second.learned_estimate_s);
     } else if (auto spec = api::ParseJobSpec(v.job.spec_json, StoredSpecLimits()); spec.ok()) {
       v.estimate = EffectiveEstimate(*spec, 0);
@@ -453,6 +457,7 @@ absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
     if (!HasActiveTasks(next, false)) next.rec.end_ms = clock_->NowMs();
     b.jobs.push_back(next.rec);
     Event(b, id, "", "Cancelled", next.rec.reason);
+    if (next.rec.end_ms != 0) NoteDeviceUse(next, b);  // else when its tasks have stopped
     if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
     j = std::move(next);
     TouchJob(j);
@@ -835,6 +840,7 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
       jobs_[id] = std::move(j);
       TouchJob(jobs_[id]);
     }
+    if (!devices.empty()) SampleDeviceUse(node, devices);
     // Jobs waiting for preempted victims may run now.
     for (auto& [id, j] : jobs_) {
       if (!j.waits_for.empty()) TouchJob(j);

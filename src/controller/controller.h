@@ -81,10 +81,25 @@ struct RuntimeEstimateView {
   std::string source;
 };
 
+// How busy the devices a job holds were, from its agents' health checks
+// (every 5 s): the basis for telling a user a job asks for more than it uses.
+struct DeviceUse {
+  double busy_pct_sum = 0;       // over samples: device compute utilisation, per cent
+  int64_t samples = 0;           // device x report pairs with a known utilisation
+  int64_t memory_peak_mib = -1;  // the most memory in use on any of its devices; -1 unknown
+  int64_t memory_total_mib = 0;  // of that device
+  bool shares = false;           // it holds a fractional slice (the figures include co-tenants)
+  double BusyPct() const { return samples > 0 ? busy_pct_sum / static_cast<double>(samples) : -1; }
+  // One line: the figures, and a right-sizing hint for whole devices left
+  // mostly idle ("" while nothing was sampled).
+  std::string Describe() const;
+};
+
 // A job as the API shows it.
 struct JobView {
   store::JobRecord job;
   RuntimeEstimateView estimate;  // as of now; for an ended job, as its spec gives it
+  DeviceUse device_use;          // while the job is open (an ended job has it as a "DeviceUse" event)
   std::vector<store::TaskRecord> tasks;
   std::vector<store::EventRecord> events;
 };
@@ -297,6 +312,7 @@ class Controller {
     double learned_estimate_s = 0;   // 0: none (learning off, too little history, or not estimated yet)
     double learned_log_sd = 0;
     int32_t devices = 0;  // whole devices, plus one per fractional slice (what the estimator keys on)
+    DeviceUse device_use;  // memory only: sampled since this controller started
   };
   struct NodeEntry {
     store::NodeRecord rec;
@@ -352,6 +368,10 @@ class Controller {
   };
   Allocation Allocated() const;
   void EvaluateJob(JobEntry& j, store::WriteBatch& b);
+  // Adds one report of `node`'s devices to the jobs running there.
+  void SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices);
+  // The "DeviceUse" event of a job that just ended, if anything was sampled.
+  void NoteDeviceUse(const JobEntry& j, store::WriteBatch& b);
   // The tasks of a bind, with each rank's framework env, files and devices.
   absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const JobEntry& j, const core::BindDecision& bind,
                                                    const std::vector<std::string>& node_names) const;

@@ -2,9 +2,12 @@
 // usage accounting. Kept apart from controller.cc, which only calls the hooks
 // (AddUsage in Commit, counters in RunPass and Heartbeat, SampleUtilisation in
 // the loop).
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "controller/controller.h"
 
 namespace icos::controller {
@@ -284,6 +287,60 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
   c.pass_duration.Render(w);
   c.binds.Render(w);
   c.preemptions.Render(w);
+}
+
+// --- device use of jobs -----------------------------------------------------------
+
+std::string DeviceUse::Describe() const {
+  if (samples == 0) return "";
+  std::string out = absl::StrFormat("devices %.0f%% busy on average over %d samples", BusyPct(), samples);
+  const bool memory_known = memory_peak_mib >= 0 && memory_total_mib > 0;
+  if (memory_known) {
+    out += absl::StrFormat("; at most %.1f of %.1f GiB device memory in use", memory_peak_mib / 1024.0,
+                           memory_total_mib / 1024.0);
+  }
+  if (shares) return out + " (shared devices: the figures include their other tenants)";
+  // A hint only on a minute or more of evidence, for whole devices mostly idle
+  // and half empty: a share with headroom over what was used.
+  const double memory_pct = memory_known ? 100.0 * static_cast<double>(memory_peak_mib) / memory_total_mib : 0;
+  if (samples >= 12 && BusyPct() < 30 && memory_pct < 50) {
+    const double need = std::max(BusyPct() * 1.5, memory_pct * 1.2);
+    const int share = std::clamp(static_cast<int>(std::ceil(need / 10.0)) * 10, 10, 90);
+    out +=
+        absl::StrFormat("; it asks for more than it uses: device_share: %d would leave the rest to other jobs", share);
+  }
+  return out;
+}
+
+void Controller::SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices) {
+  auto nit = nodes_.find(node);
+  if (nit == nodes_.end()) return;
+  const std::vector<core::Device>& node_devices = nit->second.node.devices;
+  for (auto& [id, j] : jobs_) {
+    if (j.rec.state != JobState::kRunning) continue;
+    for (const TaskEntry& t : j.tasks) {
+      if (t.rec.node != node || t.rec.state != TaskState::kRunning || t.rec.attempt != j.rec.attempt) continue;
+      for (const core::DeviceSlice& slice : t.placement.devices) {
+        if (slice.device < 0 || slice.device >= static_cast<int32_t>(devices.size())) continue;
+        const wire::DeviceUsage& u = devices[slice.device];
+        DeviceUse& use = j.device_use;
+        if (slice.percent < 100) use.shares = true;
+        if (u.utilization_pct >= 0) {
+          use.busy_pct_sum += u.utilization_pct;
+          ++use.samples;
+        }
+        if (u.memory_used_mib > use.memory_peak_mib) {
+          use.memory_peak_mib = u.memory_used_mib;
+          use.memory_total_mib = node_devices[slice.device].memory_mib;
+        }
+      }
+    }
+  }
+}
+
+void Controller::NoteDeviceUse(const JobEntry& j, store::WriteBatch& b) {
+  const std::string what = j.device_use.Describe();
+  if (!what.empty()) Event(b, j.rec.id, "", "DeviceUse", what);
 }
 
 }  // namespace icos::controller

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "controller/controller.h"
 #include "store/sqlite_state_store.h"
 
@@ -304,6 +305,66 @@ TEST_F(ControllerObserveTest, HeartbeatsCarryDeviceUtilisation) {
   m = controller_->CollectMetrics();
   ASSERT_TRUE(m.ok());
   for (const DeviceMetric& d : m->devices) EXPECT_EQ(d.usage.utilization_pct, -1);
+}
+
+}  // namespace
+}  // namespace icos::controller
+
+namespace icos::controller {
+namespace {
+
+// Right-sizing: job A holds two whole A100s that its agent reports 10% busy
+// with at most 8 GiB of 80 in use, for a minute of checks. Its view says so
+// and suggests a share; when it ends, the summary stays as an event. Job B's
+// half device is shared, so its figures include the co-tenant: no hint.
+TEST_F(ControllerObserveTest, JobsLearnHowBusyTheirDevicesWere) {
+  auto [ta, tb] = StartBoth();
+  auto view = [&](const std::string& task) {
+    int64_t job = 0;
+    int32_t g, r, a;
+    EXPECT_TRUE(wire::ParseTaskId(task, &job, &g, &r, &a));
+    auto v = controller_->GetJob(admin_, job);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return *v;
+  };
+  EXPECT_EQ(view(ta).device_use.samples, 0);
+  const std::vector<wire::TaskStatus> running = {{.task_id = ta, .state = "Running"},
+                                                 {.task_id = tb, .state = "Running"}};
+  for (int k = 0; k < 6; ++k) {
+    std::vector<wire::DeviceUsage> usage(4, wire::DeviceUsage{.utilization_pct = 10, .memory_used_mib = 4'096});
+    usage[k % 2].memory_used_mib = 8'192;
+    ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", running, usage).ok());
+  }
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", running).ok());  // no figures: nothing sampled
+  const DeviceUse a = view(ta).device_use;
+  EXPECT_EQ(a.samples, 12);  // 2 devices x 6 reports
+  EXPECT_DOUBLE_EQ(a.BusyPct(), 10);
+  EXPECT_EQ(a.memory_peak_mib, 8'192);
+  EXPECT_EQ(a.memory_total_mib, 81'920);
+  EXPECT_THAT(a.Describe(), HasSubstr("devices 10% busy on average over 12 samples; at most 8.0 of 80.0 GiB"));
+  EXPECT_THAT(a.Describe(), HasSubstr("device_share: 20 would leave the rest"));
+  const DeviceUse b = view(tb).device_use;
+  EXPECT_TRUE(b.shares);
+  EXPECT_THAT(b.Describe(), HasSubstr("include their other tenants"));
+  EXPECT_THAT(b.Describe(), Not(HasSubstr("device_share")));
+  // A ends: the summary is kept with the job.
+  Report({{ta, "Succeeded"}, {tb, "Running"}});
+  const JobView ended = view(ta);
+  ASSERT_EQ(store::JobStateName(ended.job.state), std::string("Succeeded"));
+  bool found = false;
+  for (const auto& e : ended.events) found |= e.kind == "DeviceUse" && absl::StrContains(e.message, "device_share: 20");
+  EXPECT_TRUE(found) << "no DeviceUse event";
+}
+
+// Busy devices, or too little evidence, get no hint.
+TEST(DeviceUseTest, HintsOnlyOnEvidenceOfIdleWholeDevices) {
+  DeviceUse busy{.busy_pct_sum = 85.0 * 20, .samples = 20, .memory_peak_mib = 60'000, .memory_total_mib = 81'920};
+  EXPECT_THAT(busy.Describe(), Not(HasSubstr("device_share")));
+  DeviceUse brief{.busy_pct_sum = 5.0 * 3, .samples = 3};
+  EXPECT_THAT(brief.Describe(), Not(HasSubstr("device_share")));
+  DeviceUse full_memory{.busy_pct_sum = 5.0 * 20, .samples = 20, .memory_peak_mib = 70'000, .memory_total_mib = 81'920};
+  EXPECT_THAT(full_memory.Describe(), Not(HasSubstr("device_share")));
+  EXPECT_EQ(DeviceUse{}.Describe(), "");
 }
 
 }  // namespace

@@ -342,6 +342,14 @@ void HttpServer::Routes() {
     // null when unknown; source: user, learned or time_limit (docs/api.md).
     j["runtime_estimate"] =
         v->estimate.seconds > 0 ? json{{"seconds", v->estimate.seconds}, {"source", v->estimate.source}} : json();
+    // While the job runs: how busy its devices were (an ended job has it as a DeviceUse event).
+    const DeviceUse& use = v->device_use;
+    j["device_use"] = use.samples > 0 ? json{{"busy_pct", use.BusyPct()},
+                                             {"samples", use.samples},
+                                             {"memory_peak_mib", use.memory_peak_mib},
+                                             {"memory_total_mib", use.memory_total_mib},
+                                             {"summary", use.Describe()}}
+                                      : json();
     j["tasks"] = tasks;
     j["events"] = events;
     Reply(res, 200, j);

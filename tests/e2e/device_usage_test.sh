@@ -2,7 +2,8 @@
 # What the devices are doing reaches the controller: the agent's health check
 # reads each device's utilisation from its plugin (here the sim inventory,
 # as a vendor library would report it) and heartbeats carry it to /metrics,
-# `icos devices` and the nodes API; a change shows up at the next check.
+# `icos devices` and the nodes API; a change shows up at the next check; a
+# job learns how busy its device was.
 source "$(dirname "$0")/lib.sh"
 inv="$E2E_DIR/inventory.json"
 cat > "$inv" <<JSON
@@ -26,4 +27,17 @@ icos nodes -o json | /usr/bin/python3 -c '
 import json, sys
 u = json.load(sys.stdin)["nodes"][0]["usage"]
 assert [d["utilization_pct"] for d in u] == [85, 60], u' || fail "nodes API usage: $(icos nodes -o json)"
+# A job on one of them learns how busy its device was; when it ends, the
+# summary stays with it as an event.
+cat > "$E2E_DIR/job.yaml" <<YAML
+tasks:
+  - command: ["sleep", "60"]
+    resources: {cpu: 0.1, memory: 16Mi, devices: 1}
+YAML
+id=$(submit "$E2E_DIR/job.yaml")
+sampled() { icos job "$id" | grep -Eq "^device use: devices (85|60)% busy on average"; }
+wait_until 30 sampled || fail "job $id shows no device use: $(icos job "$id")"
+icos cancel "$id" > /dev/null
+kept() { icos job "$id" | grep -q "DeviceUse"; }
+wait_until 30 kept || fail "no DeviceUse event after the job ended: $(icos job "$id")"
 echo "PASS device_usage"
