@@ -8,6 +8,11 @@
 //   icos_load latency --server URL --token T --spec FILE --count N
 //       submits N jobs one at a time on an idle cluster and prints p50/p99 of
 //       submit -> running (the task's start as its agent reported it)
+//   icos_load agents  --server URL --token T --agent-token A --count N --timeout S
+//       N fake agents (registered nodes with no devices, each watching its
+//       assignments and sending a heartbeat a second, as icos agent does)
+//       for S seconds, while one client times GET /api/v1/jobs?limit=1 every
+//       20 ms; prints the API's p50/p99/max latency and the watches answered
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -51,8 +56,10 @@ int main(int argc, char** argv) {
   app.add_option("--count", count);
   app.add_option("--threads", threads);
   app.add_option("--timeout", timeout);
+  std::string agent_token;
+  app.add_option("--agent-token", agent_token);
   std::string mode;
-  app.add_option("mode", mode)->required()->check(CLI::IsMember({"submit", "wait", "latency"}));
+  app.add_option("mode", mode)->required()->check(CLI::IsMember({"submit", "wait", "latency", "agents"}));
   CLI11_PARSE(app, argc, argv);
 
   std::string spec;
@@ -82,6 +89,67 @@ int main(int argc, char** argv) {
     const double s = Seconds(start);
     std::printf("submissions=%d failed=%d seconds=%.3f per_s=%.0f\n", count, failed.load(), s, count / s);
     return failed == 0 ? 0 : 1;
+  }
+  if (mode == "agents") {
+    std::atomic<bool> stop{false};
+    std::atomic<int64_t> watches{0}, errors{0};
+    std::vector<std::thread> agents;
+    for (int a = 0; a < count; ++a) {
+      agents.emplace_back([&, a] {
+        const std::string name = "load-agent-" + std::to_string(a);
+        // As icos agent does: no keep-alive (an idle connection holds a server thread).
+        icos::ApiClient api(server, agent_token, 30'000, /*keep_alive=*/false);
+        json node = {{"name", name}, {"cpu_milli", 1000}, {"memory_mib", 1024}, {"devices", json::array()}};
+        auto reg = api.Json(
+            "POST", "/api/v1/nodes/register",
+            json{{"node", node}, {"address", "127.0.0.1"}, {"agent_url", "http://127.0.0.1:9"}, {"log_key", "k"}}
+                .dump());
+        if (!reg.ok()) {
+          if (errors++ == 0) std::cerr << "registration failed: " << reg.status().message() << "\n";
+          return;
+        }
+        uint64_t version = 0;
+        auto last_beat = Clock::now();
+        while (!stop) {
+          auto r = api.Json("GET", "/api/v1/nodes/" + name + "/assignments?since=" + std::to_string(version) +
+                                       "&wait_ms=" + (version == 0 ? "0" : "2000"));
+          if (!r.ok()) {
+            if (errors++ == 0) std::cerr << "watch failed: " << r.status().message() << "\n";
+            std::this_thread::sleep_for(std::chrono::milliseconds(500));
+            continue;
+          }
+          ++watches;
+          version = (*r)["version"].get<uint64_t>();
+          // A busy server may ask agents to come back later instead of holding a thread.
+          if (const int64_t retry = r->value("retry_ms", int64_t{0}); retry > 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(retry));
+          }
+          if (Seconds(last_beat) >= 1.0) {
+            auto beat = api.Json("POST", "/api/v1/nodes/" + name + "/heartbeat", R"({"tasks": []})");
+            if (!beat.ok() && errors++ == 0) std::cerr << "heartbeat failed: " << beat.status().message() << "\n";
+            last_beat = Clock::now();
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // let them all register and settle
+    icos::ApiClient api(server, token, 60'000);
+    std::vector<double> ms;
+    const auto start = Clock::now();
+    while (Seconds(start) < timeout) {
+      const auto t = Clock::now();
+      if (!api.Json("GET", "/api/v1/jobs?limit=1").ok()) ++errors;
+      ms.push_back(Seconds(t) * 1000);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    stop = true;
+    for (auto& t : agents) t.join();
+    std::sort(ms.begin(), ms.end());
+    auto pct = [&](double p) { return ms[static_cast<size_t>(p * static_cast<double>(ms.size() - 1))]; };
+    std::printf("agents=%d api_requests=%zu api_p50_ms=%.1f api_p99_ms=%.1f api_max_ms=%.1f watches=%lld errors=%lld\n",
+                count, ms.size(), pct(0.5), pct(0.99), ms.back(), static_cast<long long>(watches.load()),
+                static_cast<long long>(errors.load()));
+    return errors == 0 ? 0 : 1;
   }
   if (mode == "wait") {
     icos::ApiClient api(server, token);

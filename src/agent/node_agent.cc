@@ -193,7 +193,8 @@ void NodeAgent::StopAllTasks(int64_t grace_ms) {
 }
 
 void NodeAgent::WatchLoop() {
-  ApiClient api(options_.server_url, options_.token, options_.watch_ms + 10'000);
+  // No keep-alive (http_client.h): between watches the connection would hold a server thread.
+  ApiClient api(options_.server_url, options_.token, options_.watch_ms + 10'000, /*keep_alive=*/false);
   uint64_t version = 0;
   while (!stop_) {
     // A short wait first so Stop() is noticed quickly; then long polls.
@@ -211,6 +212,12 @@ void NodeAgent::WatchLoop() {
     }
     version = (*r)["version"].get<uint64_t>();
     Reconcile(tasks);
+    // A busy controller answered without waiting: ask again after the time it said.
+    if (const int64_t retry = r->value("retry_ms", int64_t{0}); retry > 0) {
+      for (int64_t slept = 0; slept < std::min<int64_t>(retry, 10'000) && !stop_; slept += 50) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
   }
 }
 
@@ -383,7 +390,7 @@ void NodeAgent::BeatLoop() {
   // Exits are looked for every few milliseconds and reported at once (a
   // finished task frees its devices for the next job); otherwise a heartbeat
   // goes out every heartbeat_ms.
-  ApiClient api(options_.server_url, options_.token, 10'000);
+  ApiClient api(options_.server_url, options_.token, 10'000, /*keep_alive=*/false);
   int64_t last_sent = 0;
   while (!stop_) {
     json tasks = json::array(), devices = json::array();

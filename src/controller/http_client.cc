@@ -6,12 +6,12 @@
 
 namespace icos {
 
-ApiClient::ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms)
+ApiClient::ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms, bool keep_alive)
     : base_url_(base_url), token_(std::move(token)), client_(std::make_unique<httplib::Client>(base_url)) {
   client_->set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(timeout_ms, 5'000)));
   client_->set_read_timeout(std::chrono::milliseconds(timeout_ms));
   client_->set_write_timeout(std::chrono::milliseconds(timeout_ms));
-  client_->set_keep_alive(true);
+  client_->set_keep_alive(keep_alive);
   client_->set_tcp_nodelay(true);
 }
 

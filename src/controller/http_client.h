@@ -29,7 +29,11 @@ struct HttpReply {
 class ApiClient {
  public:
   // base_url: "http://127.0.0.1:7070". timeout_ms bounds connect and each read.
-  ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms = 30'000);
+  // keep_alive: reuse the connection between requests. The server gives each
+  // open connection a worker thread, so a client that calls on a timer (an
+  // agent: a heartbeat a second, from every node) should not: its idle
+  // connection would hold a thread between calls.
+  ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms = 30'000, bool keep_alive = true);
   ~ApiClient();
 
   // Transport errors are Unavailable ("cannot reach http://...: Connection").

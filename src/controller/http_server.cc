@@ -1,9 +1,12 @@
 #include "controller/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -220,6 +223,15 @@ absl::Status HttpServer::Start() {
   // A request must arrive whole within 5 s (a body without Content-Length is read until then).
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(30, 0);
+  // The library listens with a backlog of 5 connections: hundreds of agents
+  // (each heartbeat a fresh connection) overflow that in a burst and see
+  // "Read" errors. Keep the socket so the backlog can be raised once bound
+  // (listen() again on a listening socket only resizes its queue).
+  server_->set_socket_options([this](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_socket_ = sock;
+  });
   Routes();
   if (options_.port == 0) {
     port_ = server_->bind_to_any_port(options_.host);
@@ -230,6 +242,9 @@ absl::Status HttpServer::Start() {
                                                  " (in use? pick another with --port)"));
     }
     port_ = options_.port;
+  }
+  if (listen_socket_ >= 0 && ::listen(listen_socket_, options_.listen_backlog) != 0) {
+    return absl::InternalError(absl::StrCat("cannot set the listen backlog: ", std::strerror(errno)));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return absl::OkStatus();
@@ -453,15 +468,34 @@ void HttpServer::Routes() {
     Reply(res, 200, {{"ok", true}});
   }));
 
-  s.Get(R"(/api/v1/nodes/([^/]+)/assignments)", authed([c, max_watch](const Principal& who, const httplib::Request& req,
-                                                                       httplib::Response& res) {
-    const int64_t wait = std::clamp<int64_t>(IntParam(req, "wait_ms", 0), 0, max_watch);
-    auto a = c->WatchAssignments(who, req.matches[1].str(), static_cast<uint64_t>(IntParam(req, "since", 0)), wait);
-    if (!a.ok()) return Fail(res, a.status());
-    json tasks = json::array();
-    for (const auto& t : a->tasks) tasks.push_back(wire::AssignmentToJson(t));
-    Reply(res, 200, {{"version", a->version}, {"tasks", tasks}});
-  }));
+  // A waiting watch holds a worker thread. Past the limit a watch answers at
+  // once and tells the agent when to ask again, so a thousand agents cannot
+  // take every thread from users and heartbeats; those agents then hear of
+  // new work within retry_ms instead of at once.
+  const int max_waiting = std::max(1, options_.max_waiting_watches);
+  const int64_t retry_ms = options_.watch_retry_ms;
+  s.Get(R"(/api/v1/nodes/([^/]+)/assignments)",
+        authed([c, max_watch, max_waiting, retry_ms, waiting = &waiting_watches_](
+                   const Principal& who, const httplib::Request& req, httplib::Response& res) {
+          int64_t wait = std::clamp<int64_t>(IntParam(req, "wait_ms", 0), 0, max_watch);
+          bool waits = false;
+          if (wait > 0) {
+            waits = waiting->fetch_add(1) < max_waiting;
+            if (!waits) {
+              waiting->fetch_sub(1);
+              wait = 0;
+            }
+          }
+          auto a =
+              c->WatchAssignments(who, req.matches[1].str(), static_cast<uint64_t>(IntParam(req, "since", 0)), wait);
+          if (waits) waiting->fetch_sub(1);
+          if (!a.ok()) return Fail(res, a.status());
+          json tasks = json::array();
+          for (const auto& t : a->tasks) tasks.push_back(wire::AssignmentToJson(t));
+          json out = {{"version", a->version}, {"tasks", tasks}};
+          if (IntParam(req, "wait_ms", 0) > 0 && !waits) out["retry_ms"] = retry_ms;
+          Reply(res, 200, out);
+        }));
 
   s.Get("/api/v1/queues", authed([c](const Principal& who, const httplib::Request&, httplib::Response& res) {
     auto queues = c->ListQueues(who);

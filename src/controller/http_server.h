@@ -7,6 +7,7 @@
 #ifndef ICOS_CONTROLLER_HTTP_SERVER_H_
 #define ICOS_CONTROLLER_HTTP_SERVER_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +32,14 @@ struct HttpServerOptions {
   int threads = 64;
   // Longest an assignment watch may wait before answering "no change".
   int64_t max_watch_ms = 25'000;
+  // At most this many watches wait at once (half the threads); any more are
+  // answered at once with "retry_ms": watch_retry_ms, and the agent asks
+  // again after that long.
+  int max_waiting_watches = 32;
+  int64_t watch_retry_ms = 1'000;
+  // Connections the kernel queues before the server accepts them (the
+  // library's own 5 overflows when hundreds of agents connect at once).
+  int listen_backlog = 1'024;
   // Requests per second each token may make (bursts up to twice that); more
   // get 429. A flood from one client cannot starve the others. 0: no limit.
   double requests_per_s_per_token = 5'000;
@@ -75,6 +84,8 @@ class HttpServer {
   const HttpServerOptions options_;
   std::unique_ptr<httplib::Server> server_;
   std::unique_ptr<RateLimiter> limiter_;
+  std::atomic<int> waiting_watches_{0};  // assignment watches waiting now
+  int listen_socket_ = -1;               // set while binding
   std::thread thread_;
   int port_ = 0;
   // API requests by route pattern (not raw path: bounded label values).

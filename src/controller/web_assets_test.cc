@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "controller/controller.h"
 #include "controller/http_server.h"
@@ -88,10 +89,11 @@ class DashboardApiTest : public ::testing::Test {
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + suffix);
   }
   // Serves the API on a free port; returns a client for it.
-  std::unique_ptr<httplib::Client> Serve() {
+  std::unique_ptr<httplib::Client> Serve(int max_waiting_watches = 32) {
     HttpServerOptions o;
     o.port = 0;
     o.threads = 2;
+    o.max_waiting_watches = max_waiting_watches;
     server_ = std::make_unique<HttpServer>(controller_.get(), o);
     EXPECT_TRUE(server_->Start().ok());
     return std::make_unique<httplib::Client>("127.0.0.1", server_->port());
@@ -156,6 +158,39 @@ TEST_F(DashboardApiTest, WhoamiNamesUserAndRole) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
   EXPECT_EQ(nlohmann::json::parse(r->body)["code"], "Unauthenticated");
+}
+
+// Past max_waiting_watches, an assignment watch does not wait: it answers at
+// once with retry_ms, so agents cannot hold every worker thread. Here one
+// watch waits (on the only free thread but one) and a second is turned away;
+// the API still answers meanwhile.
+TEST_F(DashboardApiTest, WatchesBeyondTheLimitAnswerAtOnceWithRetry) {
+  auto admin = controller_->BootstrapAdminToken();
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, GpuNode("n1", 1), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  auto client = Serve(/*max_waiting_watches=*/1);
+  const httplib::Headers auth = {{"Authorization", "Bearer " + *admin}};
+  auto first = client->Get("/api/v1/nodes/n1/assignments?since=0", auth);
+  ASSERT_TRUE(first && first->status == 200);
+  const uint64_t version = nlohmann::json::parse(first->body)["version"].get<uint64_t>();
+  const std::string watch = "/api/v1/nodes/n1/assignments?since=" + std::to_string(version) + "&wait_ms=1500";
+  std::thread waiter([&] {
+    httplib::Client c("127.0.0.1", server_->port());
+    auto r = c.Get(watch, auth);
+    ASSERT_TRUE(r && r->status == 200);
+    EXPECT_FALSE(nlohmann::json::parse(r->body).contains("retry_ms"));  // it waited its turn
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the waiter holds the one waiting slot
+  const auto start = std::chrono::steady_clock::now();
+  httplib::Client second("127.0.0.1", server_->port());
+  auto r = second.Get(watch, auth);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(r && r->status == 200);
+  EXPECT_EQ(nlohmann::json::parse(r->body).value("retry_ms", 0), 1'000);
+  EXPECT_LT(waited, 1.0);  // turned away, not kept
+  auto who = second.Get("/api/v1/whoami", auth);
+  ASSERT_TRUE(who && who->status == 200);
+  waiter.join();
 }
 
 // One job holds a whole GPU, another half of one: the nodes view names both
