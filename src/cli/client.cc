@@ -377,9 +377,10 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       for (const auto& d : n["node"]["devices"]) ++types[absl::StrCat(d["vendor"].get<std::string>(), "/", d["model"].get<std::string>())];
       std::vector<std::string> devs;
       for (const auto& [t, k] : types) devs.push_back(absl::StrCat(k, "x", t));
-      const std::string reason = n.value("unhealthy_reason", "");
+      const std::string unhealthy = n.value("unhealthy_reason", ""), slow = n.value("slow_reason", "");
+      const std::string reason = unhealthy.empty() ? slow : unhealthy;
       const std::string state = n["state"].get<std::string>() + (n.value("drained", false) ? ",Drained" : "") +
-                                (reason.empty() ? "" : ",Unhealthy");
+                                (unhealthy.empty() ? "" : ",Unhealthy") + (slow.empty() ? "" : ",Slow");
       out << absl::StrFormat("%-16s %-9s %-6g %-9s %-40s %-5d %s\n", n["name"].get<std::string>(), state,
                              n["node"]["cpu_milli"].get<int64_t>() / 1000.0,
                              absl::StrCat(n["node"]["memory_mib"].get<int64_t>() / 1024, "Gi"),

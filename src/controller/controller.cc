@@ -564,6 +564,7 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
     index[name] = out.size();
     v.unhealthy_reason = n.unhealthy_reason;
     if (v.ready) v.usage = n.usage;
+    v.slow_reason = slow_nodes_.Judge(name).reason;
     for (int32_t d : n.drained_devices) {
       if (d >= 0 && d < static_cast<int32_t>(v.node.devices.size())) v.node.devices[d].drained = true;
     }
@@ -1169,16 +1170,24 @@ void Controller::Prune() {
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (store::IsTerminal(it->second.rec.state) && !HasActiveTasks(it->second, false)) {
       const JobEntry& j = it->second;
-      if (learning_) {
-        double run_s = -1;  // failed or cancelled: nothing to learn
-        if (j.rec.state == JobState::kSucceeded) {
-          std::vector<store::TaskRecord> tasks;
-          for (const TaskEntry& t : j.tasks) tasks.push_back(t.rec);
-          run_s = RunSeconds(j.rec, tasks);
-          if (j.learned_estimate_s > 0) counters_.estimate_ratio.Observe({}, run_s / j.learned_estimate_s);
+      double run_s = -1;  // failed or cancelled: nothing to learn
+      if (j.rec.state == JobState::kSucceeded) {
+        std::vector<store::TaskRecord> tasks;
+        std::set<std::string> nodes;  // of the attempt that succeeded
+        for (const TaskEntry& t : j.tasks) {
+          tasks.push_back(t.rec);
+          if (t.rec.attempt == j.rec.attempt) nodes.insert(t.rec.node);
         }
-        learning_->Ended(j.rec.id, FactsOf(j.rec, j.devices), run_s);
+        run_s = RunSeconds(j.rec, tasks);
+        if (j.learned_estimate_s > 0) counters_.estimate_ratio.Observe({}, run_s / j.learned_estimate_s);
+        // A job that ran on one node is evidence about that node (a gang's
+        // pace is its slowest member's, so it would blame all of them).
+        const RuntimeEstimateView est = EffectiveEstimate(j.spec, j.learned_estimate_s);
+        if (nodes.size() == 1 && (est.source == "user" || est.source == "learned")) {
+          slow_nodes_.Observe(*nodes.begin(), est.seconds, run_s);
+        }
       }
+      if (learning_) learning_->Ended(j.rec.id, FactsOf(j.rec, j.devices), run_s);
       it = jobs_.erase(it);
     } else {
       ++it;

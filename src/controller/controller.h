@@ -34,6 +34,7 @@
 #include "controller/accounting.h"
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
+#include "controller/slow_nodes.h"
 #include "controller/wire.h"
 #include "core/scheduler.h"
 #include "store/state_store.h"
@@ -127,6 +128,9 @@ struct NodeView {
   // Why the node's health-check program failed; empty while healthy. An
   // unhealthy node gets no new work, like a drained one.
   std::string unhealthy_reason;
+  // Set when the jobs that ran here alone lately took clearly longer against
+  // their run-time estimates than the cluster's (slow_nodes.h); empty otherwise.
+  std::string slow_reason;
 };
 
 struct QueueView {
@@ -165,6 +169,9 @@ struct NodeMetric {
   std::string state;  // Ready, NotReady
   bool drained = false;
   double heartbeat_age_s = 0;
+  // Median run time / estimate of its recent jobs over the cluster's; < 0
+  // while it has had too few jobs to say.
+  double runtime_ratio = -1;
 };
 struct ClusterMetrics {
   RuntimeLearning::Stats learning;  // zeros when learning is off
@@ -381,6 +388,7 @@ class Controller {
   Clock* const clock_;
   core::Scheduler scheduler_;
   std::unique_ptr<RuntimeLearning> learning_;  // null when options_.learning.enabled is false
+  SlowNodeDetector slow_nodes_;                // guarded by mu_
 
   std::mutex pass_mu_;  // one scheduling pass at a time
   mutable std::mutex mu_;

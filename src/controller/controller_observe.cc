@@ -97,7 +97,9 @@ absl::StatusOr<ClusterMetrics> Controller::CollectMetrics() const {
   const int64_t now = clock_->NowMs();
   const Allocation alloc = Allocated();
   for (const auto& [name, n] : nodes_) {
-    m.nodes.push_back({name, n.rec.state, n.drained, static_cast<double>(now - n.rec.heartbeat_ms) / 1000.0});
+    const SlowNodeDetector::Verdict pace = slow_nodes_.Judge(name);
+    m.nodes.push_back({name, n.rec.state, n.drained, static_cast<double>(now - n.rec.heartbeat_ms) / 1000.0,
+                       pace.judged ? pace.ratio : -1});
     for (size_t i = 0; i < n.node.devices.size(); ++i) {
       const core::Device& d = n.node.devices[i];
       DeviceMetric dm;
@@ -272,6 +274,12 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
   w.Family("icos_node_heartbeat_age_seconds", "gauge",
            "Seconds since the node's agent last spoke (since the controller started, for a silent node).");
   for (const auto& n : m.nodes) w.Sample("icos_node_heartbeat_age_seconds", {{"node", n.name}}, n.heartbeat_age_s);
+  w.Family("icos_node_runtime_ratio", "gauge",
+           "Median run time / estimate of the node's recent single-node jobs over the cluster's (1: as expected; "
+           "absent below 10 jobs).");
+  for (const auto& n : m.nodes) {
+    if (n.runtime_ratio >= 0) w.Sample("icos_node_runtime_ratio", {{"node", n.name}}, n.runtime_ratio);
+  }
 
   w.Family("icos_runtime_estimator_jobs_learned", "gauge",
            "Succeeded jobs the run-time estimator has learned from (stored history included).");

@@ -579,6 +579,49 @@ TEST_F(LearnedEstimateTest, LearnedEstimatesLetShortJobsBackfill) {
   EXPECT_NEAR(waiting->estimate.seconds, 3'600, 1);
 }
 
+// Jobs on node "b" keep taking 1.6x their estimates while the same jobs on
+// "a" take what they said: after ten, "b" is reported slow (and "a" is not).
+TEST_F(ControllerTest, ANodeWhereJobsRunLongerThanEstimatedIsReportedSlow) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("a", 1), "10.0.0.1", "u", "k").ok());
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("b", 1), "10.0.0.2", "u", "k").ok());
+  constexpr char kTenMinutes[] = R"(
+runtime_estimate: 10m
+tasks:
+  - command: ["train"]
+    resources: {devices: 1}
+)";
+  auto slow_reason = [&](const std::string& node) {
+    auto nodes = controller_->ListNodes(admin_);
+    EXPECT_TRUE(nodes.ok());
+    for (const NodeView& v : *nodes) {
+      if (v.record.name == node) return v.slow_reason;
+    }
+    return std::string("?");
+  };
+  for (int round = 0; round < 10; ++round) {
+    EXPECT_EQ(slow_reason("b"), "") << "round " << round;
+    ASSERT_TRUE(controller_->Submit(alice_, kTenMinutes).ok());
+    ASSERT_TRUE(controller_->Submit(alice_, kTenMinutes).ok());
+    ASSERT_TRUE(controller_->RunPass().ok());
+    auto on_a = Watch("a"), on_b = Watch("b");
+    ASSERT_EQ(on_a.size(), 1u);
+    ASSERT_EQ(on_b.size(), 1u);
+    Report("a", on_a[0].task_id, "Running");
+    Report("b", on_b[0].task_id, "Running");
+    clock_.Advance(600'000);
+    Report("a", on_a[0].task_id, "Succeeded");
+    clock_.Advance(360'000);
+    Report("b", on_b[0].task_id, "Succeeded");
+  }
+  EXPECT_EQ(slow_reason("a"), "");
+  EXPECT_THAT(slow_reason("b"), HasSubstr("Slow: its last 10 jobs ran a median 1.60x their estimates"));
+  auto m = controller_->CollectMetrics();
+  ASSERT_TRUE(m.ok());
+  metrics::ExpositionWriter w;
+  RenderMetrics(*m, controller_->counters(), w);
+  EXPECT_THAT(w.text(), HasSubstr("icos_node_runtime_ratio{node=\"b\"} 1.6"));  // against "a"'s 1.0
+}
+
 TEST_F(ControllerTest, WithoutLearningNoEstimateIsMade) {
   options_.learning.enabled = false;
   options_.learning.min_finished = 0;

@@ -411,6 +411,7 @@ void HttpServer::Routes() {
                      {"state", n.record.state},
                      {"drained", n.drained},
                      {"unhealthy_reason", n.unhealthy_reason},
+                     {"slow_reason", n.slow_reason},
                      {"address", n.record.address},
                      {"heartbeat_ms", n.record.heartbeat_ms},
                      {"tasks", n.tasks},

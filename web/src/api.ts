@@ -92,6 +92,8 @@ export interface NodeEntry {
   // What each device is doing (node.devices order; -1 unknown), from the
   // agent's last health check; [] before its first report.
   usage?: {utilization_pct: number; memory_used_mib: number}[];
+  // Set when jobs here run clearly longer against their estimates than elsewhere.
+  slow_reason?: string;
 }
 
 export type Amounts = Record<string, number>;

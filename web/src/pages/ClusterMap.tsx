@@ -79,6 +79,11 @@ function NodeCard({ n }: { n: NodeEntry }) {
         <strong>{n.name}</strong>
         <span class={`badge ${n.state === "Ready" ? "ok" : "bad"}`}>{n.state}</span>
         {n.drained && <span class="badge warn">Drained</span>}
+        {n.slow_reason && (
+          <span class="badge warn" title={n.slow_reason}>
+            Slow
+          </span>
+        )}
         <span class="muted">
           {n.node.cpu_milli / 1000} CPUs · {fmtMib(n.node.memory_mib)} · {n.tasks} tasks
         </span>
