@@ -398,16 +398,15 @@ absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) 
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);
-    if (it != jobs_.end()) v.job = it->second.rec;  // memory has the freshest reason
-  }
-  if (v.job.id == 0) v.job = *job;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(id);
     if (it != jobs_.end()) {
+      v.job = it->second.rec;  // memory has the freshest reason
       v.device_use = it->second.device_use;
       v.estimate = EffectiveEstimate(it->second.spec, it->second.learned_estimate_s);
-    } else if (auto spec = api::ParseJobSpec(v.job.spec_json, StoredSpecLimits()); spec.ok()) {
+    }
+  }
+  if (v.job.id == 0) {  // ended: the store has it, and its estimate is what its spec gives
+    v.job = *job;
+    if (auto spec = api::ParseJobSpec(v.job.spec_json, StoredSpecLimits()); spec.ok()) {
       v.estimate = EffectiveEstimate(*spec, 0);
     }
   }
@@ -1169,25 +1168,7 @@ absl::Status Controller::CheckNodes() {
 void Controller::Prune() {
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (store::IsTerminal(it->second.rec.state) && !HasActiveTasks(it->second, false)) {
-      const JobEntry& j = it->second;
-      double run_s = -1;  // failed or cancelled: nothing to learn
-      if (j.rec.state == JobState::kSucceeded) {
-        std::vector<store::TaskRecord> tasks;
-        std::set<std::string> nodes;  // of the attempt that succeeded
-        for (const TaskEntry& t : j.tasks) {
-          tasks.push_back(t.rec);
-          if (t.rec.attempt == j.rec.attempt) nodes.insert(t.rec.node);
-        }
-        run_s = RunSeconds(j.rec, tasks);
-        if (j.learned_estimate_s > 0) counters_.estimate_ratio.Observe({}, run_s / j.learned_estimate_s);
-        // A job that ran on one node is evidence about that node (a gang's
-        // pace is its slowest member's, so it would blame all of them).
-        const RuntimeEstimateView est = EffectiveEstimate(j.spec, j.learned_estimate_s);
-        if (nodes.size() == 1 && (est.source == "user" || est.source == "learned")) {
-          slow_nodes_.Observe(*nodes.begin(), est.seconds, run_s);
-        }
-      }
-      if (learning_) learning_->Ended(j.rec.id, FactsOf(j.rec, j.devices), run_s);
+      LearnFromEnd(it->second);
       it = jobs_.erase(it);
     } else {
       ++it;

@@ -359,6 +359,10 @@ class Controller {
                                   const std::string& log_key);
   // Forgets jobs that ended and hold no tasks (the store keeps them).
   void Prune();
+  // What a job that ended teaches: its run time to the estimator (a success)
+  // or that it is gone (otherwise), and its pace against its estimate to the
+  // slow-node detector (controller_learning.cc).
+  void LearnFromEnd(const JobEntry& j);
   absl::Status DoRegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
                               const std::string& agent_url, const std::string& log_key,
                               const std::string& unhealthy_reason);

@@ -1,8 +1,10 @@
-// The controller's use of learned run-time estimates (runtime_learning.h):
-// history at start, estimates into the scheduling pass, what the API shows.
+// What the controller learns from its own jobs: run-time estimates
+// (runtime_learning.h: history at start, estimates into the scheduling pass,
+// what the API shows) and slow nodes (slow_nodes.h).
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "controller/controller.h"
@@ -63,6 +65,28 @@ absl::Status Controller::LoadRuntimeHistory() {
     if (!store::IsTerminal(j.rec.state)) learning_->Submitted(id, FactsOf(j.rec, j.devices));
   }
   return absl::OkStatus();
+}
+
+void Controller::LearnFromEnd(const JobEntry& j) {
+  double run_s = -1;  // failed or cancelled: nothing to learn
+  if (j.rec.state == JobState::kSucceeded) {
+    std::vector<store::TaskRecord> tasks;
+    std::set<std::string> nodes;  // of the attempt that succeeded
+    for (const TaskEntry& t : j.tasks) {
+      tasks.push_back(t.rec);
+      if (t.rec.attempt == j.rec.attempt) nodes.insert(t.rec.node);
+    }
+    run_s = RunSeconds(j.rec, tasks);
+    const RuntimeEstimateView est = EffectiveEstimate(j.spec, j.learned_estimate_s);
+    if (est.source == "learned") counters_.estimate_ratio.Observe({}, run_s / est.seconds);
+    // A job that ran on one node is evidence about that node; a gang's pace
+    // is its slowest member's, so it would blame all of them. A time limit is
+    // a bound, not an estimate.
+    if (nodes.size() == 1 && (est.source == "user" || est.source == "learned")) {
+      slow_nodes_.Observe(*nodes.begin(), est.seconds, run_s);
+    }
+  }
+  if (learning_) learning_->Ended(j.rec.id, FactsOf(j.rec, j.devices), run_s);
 }
 
 void Controller::ApplyLearnedEstimates() {
