@@ -47,12 +47,20 @@ export interface JobEvent {
 // The run time the scheduler plans with (docs/api.md); null when unknown.
 export interface RuntimeEstimate {
   seconds: number;
-  source: 'user'|'learned'|'time_limit';
+  source: "user" | "learned" | "time_limit";
 }
 
 export interface JobDetail extends Job {
   spec: unknown;
-  runtime_estimate: RuntimeEstimate|null;
+  runtime_estimate: RuntimeEstimate | null;
+  // While it runs: how busy its devices have been (docs/api.md); null before the first report.
+  device_use: {
+    busy_pct: number;
+    samples: number;
+    memory_peak_mib: number;
+    memory_total_mib: number;
+    summary: string;
+  } | null;
   tasks: Task[];
   events: JobEvent[];
 }
@@ -91,7 +99,7 @@ export interface NodeEntry {
   allocations?: Allocation[];
   // What each device is doing (node.devices order; -1 unknown), from the
   // agent's last health check; [] before its first report.
-  usage?: {utilization_pct: number; memory_used_mib: number}[];
+  usage?: { utilization_pct: number; memory_used_mib: number }[];
   // Set when jobs here run clearly longer against their estimates than elsewhere.
   slow_reason?: string;
 }

@@ -159,6 +159,8 @@ try {
     if (!/gpu-a/.test(tasks) || !/nvidia\/A100/.test(tasks)) throw new Error(`placement not shown: ${tasks}`);
     const estimate = await page.getByTestId("job-estimate").innerText();
     if (estimate !== "2h 0m (time limit)") throw new Error(`estimate shown as "${estimate}"`);
+    // Its A100 idles at the inventory's 2%: the page says so once the agent has reported.
+    await page.getByTestId("job-device-use").filter({ hasText: "devices 2% busy on average" }).waitFor({ timeout: 20_000 });
     await page.getByRole("button", { name: "Cancel job" }).waitFor();
     await shot("job-page");
   });

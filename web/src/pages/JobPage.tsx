@@ -140,6 +140,12 @@ export function JobPage({ id, me }: { id: number; me: Whoami }) {
             ? `${fmtDuration(job.runtime_estimate.seconds * 1000)} (${ESTIMATE_SOURCES[job.runtime_estimate.source]})`
             : "unknown"}
         </dd>
+        {job.device_use && (
+          <>
+            <dt>device use</dt>
+            <dd data-testid="job-device-use">{job.device_use.summary}</dd>
+          </>
+        )}
         <dt>{job.state === "Pending" ? "waiting because" : "reason"}</dt>
         <dd class="reason" data-testid="job-reason">
           {job.reason || "–"}
