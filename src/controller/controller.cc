@@ -768,14 +768,10 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
     const int64_t now = clock_->NowMs();
     store::WriteBatch b;
     NodeEntry& n = nit->second;
-    if (!devices.empty()) {
-      if (devices.size() != n.node.devices.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("heartbeat of node '", node, "' reports ", devices.size(),
-                                                       " devices; it registered ", n.node.devices.size(),
-                                                       " (re-register after a device change)"));
-      }
-      n.usage = devices;
-    }
+    // Figures for another number of devices than the node registered (an
+    // agent mid-change) are dropped; the task states are what must not be.
+    const bool usage_fits = !devices.empty() && devices.size() == n.node.devices.size();
+    if (usage_fits) n.usage = devices;
     if (n.rec.state != "Ready") {
       n.rec.state = "Ready";
       b.nodes.push_back(n.rec);
@@ -840,7 +836,7 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
       jobs_[id] = std::move(j);
       TouchJob(jobs_[id]);
     }
-    if (!devices.empty()) SampleDeviceUse(node, devices);
+    if (usage_fits) SampleDeviceUse(node, devices);
     // Jobs waiting for preempted victims may run now.
     for (auto& [id, j] : jobs_) {
       if (!j.waits_for.empty()) TouchJob(j);

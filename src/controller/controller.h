@@ -276,7 +276,8 @@ class Controller {
   // The log key of the agent at `agent_url`; "" if unknown.
   std::string AgentLogKey(const std::string& agent_url) const;
   // `devices`: what each device is doing, in node.devices order (empty: the
-  // agent did not say; a list of another length is refused).
+  // agent did not say; a list of another length is ignored, the tasks' states
+  // are applied all the same).
   absl::Status Heartbeat(const Principal& caller, const std::string& node, const std::vector<wire::TaskStatus>& tasks,
                          const std::vector<wire::DeviceUsage>& devices = {});
   // Blocks up to wait_ms until the node's assignments change past `since`.

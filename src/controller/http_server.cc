@@ -459,10 +459,15 @@ void HttpServer::Routes() {
       if (!s.ok()) return Fail(res, s.status());
       statuses.push_back(*s);
     }
+    // Device figures are a side dish: a bad list is dropped, never the task
+    // states that came with it (the controller would otherwise lose them).
     std::vector<wire::DeviceUsage> devices;  // older agents send none
     for (const auto& d : body.value("devices", json::array())) {
       auto u = wire::DeviceUsageFromJson(d);
-      if (!u.ok()) return Fail(res, u.status());
+      if (!u.ok()) {
+        devices.clear();
+        break;
+      }
       devices.push_back(*u);
     }
     if (absl::Status st = c->Heartbeat(who, req.matches[1].str(), statuses, devices); !st.ok()) return Fail(res, st);

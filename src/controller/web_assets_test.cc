@@ -193,6 +193,32 @@ TEST_F(DashboardApiTest, WatchesBeyondTheLimitAnswerAtOnceWithRetry) {
   waiter.join();
 }
 
+// A heartbeat whose device figures are bad (a utilisation of 150%) is still
+// a heartbeat: the task states in it are applied and the figures dropped.
+TEST_F(DashboardApiTest, BadDeviceFiguresDoNotLoseTheTaskStatesBesideThem) {
+  auto admin = controller_->BootstrapAdminToken();
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, GpuNode("n1", 1), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  auto id = controller_->Submit(alice_, "tasks:\n  - command: [\"x\"]\n    resources: {devices: 1}\n");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto client = Serve();
+  const std::string task = wire::TaskId(*id, 0, 0, 0);
+  const nlohmann::json beat = {{"tasks", {{{"task_id", task}, {"state", "Running"}}}},
+                               {"devices", {{{"utilization_pct", 150}}}}};
+  auto r = client->Post("/api/v1/nodes/n1/heartbeat", {{"Authorization", "Bearer " + *admin}}, beat.dump(),
+                        "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  auto job = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(job.ok());
+  ASSERT_EQ(job->tasks.size(), 1u);
+  EXPECT_EQ(store::TaskStateName(job->tasks[0].state), std::string("Running"));
+  auto nodes = controller_->ListNodes(admin_);
+  ASSERT_TRUE(nodes.ok());
+  EXPECT_TRUE((*nodes)[0].usage.empty());
+}
+
 // One job holds a whole GPU, another half of one: the nodes view names both
 // on their devices, and the queue's usage is 1.5 GPUs (1000 + 500 milli).
 TEST_F(DashboardApiTest, NodesShowAllocationsAndQueuesShowUsage) {
