@@ -29,6 +29,7 @@ start_server() {
 }
 stop_server() { kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 now() { date +%s.%N; }
+since() { /usr/bin/python3 -c "import sys; print(format((float(sys.argv[1]) - float(sys.argv[2])) * float(sys.argv[3]), sys.argv[4]))" "$(now)" "$1" "$2" "$3"; }
 
 # One real submission gives the canonical stored spec the history copies.
 start_server
@@ -55,7 +56,7 @@ con.executemany("INSERT INTO jobs (name,user,queue,priority,state,spec_json,reas
 con.commit()
 PY
 echo "history_jobs $JOBS"
-t=$(now); start_server; echo "startup_s $(echo "$(now) - $t" | bc -l | xargs printf '%.2f')"
+t=$(now); start_server; echo "startup_s $(since "$t" 1 .2f)"
 token=$(cat "$ICOS_HOME/admin.token")
 until_learned() {  # until_learned ID: polls until the job has a learned estimate
   local deadline=$(( $(date +%s) + 120 ))
@@ -66,7 +67,7 @@ until_learned() {  # until_learned ID: polls until the job has a learned estimat
 }
 sed -i 's/name: seed/name: tmpl7-run99999/' "$work/job.yaml"
 t=$(now); id=$("$ICOS" submit "$work/job.yaml" | awk '{print $2}'); until_learned "$id"
-echo "first_estimate_s $(echo "$(now) - $t" | bc -l | xargs printf '%.2f')"
+echo "first_estimate_s $(since "$t" 1 .2f)"
 echo "models_trained $(curl -sf "$server/metrics" | awk '/^icos_runtime_estimator_models_trained /{print $2}')"
 t=$(now); id=$("$ICOS" submit "$work/job.yaml" | awk '{print $2}'); until_learned "$id"
-echo "next_estimate_ms $(echo "($(now) - $t) * 1000" | bc -l | xargs printf '%.0f')"
+echo "next_estimate_ms $(since "$t" 1000 .0f)"
