@@ -511,13 +511,7 @@ absl::StatusOr<int32_t> Migrate(Connection& conn, const PostgresOptions& options
   if (!row.ok()) return row.status();
   const int64_t version = row->rows() > 0 ? row->Int(0, 0) : 0;
   constexpr int32_t kLatest = PostgresStateStore::kSchemaVersion;
-  if (version > kLatest) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(what, ": database schema v", version, " is newer than this icos (v", kLatest, "); upgrade icos"));
-  }
-  if (version < 0) {
-    return absl::FailedPreconditionError(absl::StrCat(what, ": database schema version ", version, " is invalid"));
-  }
+  if (absl::Status s = CheckSchemaVersion(version, kLatest, what); !s.ok()) return s;
   if (version == kLatest) return kLatest;
   for (int64_t v = version; v < kLatest; ++v) {
     if (absl::Status s = conn.ExecScript(kMigrations[v], absl::StrCat(what, ": migrate to schema v", v + 1)); !s.ok()) {
@@ -753,11 +747,7 @@ absl::StatusOr<JobRecord> PostgresStateStore::GetJob(int64_t id) {
 
 absl::StatusOr<std::vector<JobRecord>> PostgresStateStore::ListJobs(const JobQuery& query) {
   constexpr absl::string_view kWhat = "list jobs";
-  // Distinct, sorted states: the same filter always yields the same SQL text.
-  std::vector<std::string> states;
-  for (JobState s : query.states) states.push_back(JobStateName(s));
-  std::sort(states.begin(), states.end());
-  states.erase(std::unique(states.begin(), states.end()), states.end());
+  const std::vector<std::string> states = StateFilter(query);  // at most 2^5 SQL variants
 
   Params params;
   params.Int(query.after_id);

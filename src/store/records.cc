@@ -1,5 +1,6 @@
 #include "store/records.h"
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>
@@ -55,6 +56,25 @@ EventRecord SubmittedEvent(const JobRecord& job, int64_t job_id) {
 
 absl::Status CheckLimit(int32_t limit, absl::string_view what) {
   if (limit < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": limit ", limit, " is negative"));
+  return absl::OkStatus();
+}
+
+std::vector<std::string> StateFilter(const JobQuery& query) {
+  std::vector<std::string> states;
+  for (JobState s : query.states) states.push_back(JobStateName(s));
+  std::sort(states.begin(), states.end());
+  states.erase(std::unique(states.begin(), states.end()), states.end());
+  return states;
+}
+
+absl::Status CheckSchemaVersion(int64_t version, int32_t latest, absl::string_view what) {
+  if (version > latest) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": database schema v", version, " is newer than this icos (v", latest, "); upgrade icos"));
+  }
+  if (version < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": database schema version ", version, " is invalid"));
+  }
   return absl::OkStatus();
 }
 

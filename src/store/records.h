@@ -159,6 +159,15 @@ EventRecord SubmittedEvent(const JobRecord& job, int64_t job_id);
 // `what`, for a negative one.
 absl::Status CheckLimit(int32_t limit, absl::string_view what);
 
+// The job states a query filters on, by name, distinct and sorted: the same
+// filter always yields the same SQL text (statement caches stay small).
+std::vector<std::string> StateFilter(const JobQuery& query);
+
+// OK when a database at schema `version` can be brought to `latest` by
+// migrating forward; FailedPrecondition, prefixed with `what`, for a newer
+// schema (an older icos must not touch it) or an invalid one.
+absl::Status CheckSchemaVersion(int64_t version, int32_t latest, absl::string_view what);
+
 }  // namespace icos::store
 
 #endif  // ICOS_STORE_RECORDS_H_

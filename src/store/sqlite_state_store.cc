@@ -405,13 +405,7 @@ absl::StatusOr<int32_t> Migrate(Connection& conn, const std::string& path) {
   if (!row.ok()) return row.status();
   const int64_t version = *row ? version_st.ColumnInt(0) : 0;
   constexpr int32_t kLatest = SqliteStateStore::kSchemaVersion;
-  if (version > kLatest) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(what, ": database schema v", version, " is newer than this icos (v", kLatest, "); upgrade icos"));
-  }
-  if (version < 0) {
-    return absl::FailedPreconditionError(absl::StrCat(what, ": database schema version ", version, " is invalid"));
-  }
+  if (absl::Status s = CheckSchemaVersion(version, kLatest, what); !s.ok()) return s;
   if (version == kLatest) return kLatest;
 
   for (int64_t v = version; v < kLatest; ++v) {
@@ -683,12 +677,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
   constexpr absl::string_view kWhat = "list jobs";
   absl::StatusOr<int64_t> limit = SqlLimit(query.limit, kWhat);
   if (!limit.ok()) return limit.status();
-  // Distinct, sorted states: the same filter always yields the same SQL text,
-  // so the per-connection statement cache stays small (at most 2^5 variants).
-  std::vector<std::string> states;
-  for (JobState s : query.states) states.push_back(JobStateName(s));
-  std::sort(states.begin(), states.end());
-  states.erase(std::unique(states.begin(), states.end()), states.end());
+  const std::vector<std::string> states = StateFilter(query);  // at most 2^5 SQL variants
 
   std::string sql = absl::StrCat("SELECT ", columns::kJob, " FROM jobs WHERE id > ?");
   if (!states.empty()) {
