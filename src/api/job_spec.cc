@@ -1230,6 +1230,17 @@ std::string JobSpecToJson(const JobSpec& spec) {
   return job.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+RuntimeEstimate EstimateOf(const JobSpec& spec, double learned_s) {
+  if (spec.runtime_estimate_s > 0) return {static_cast<double>(spec.runtime_estimate_s), "user"};
+  if (learned_s > 0) {
+    // The time limit is a promise: an estimate beyond it is wrong by construction.
+    const double s = spec.time_limit_s > 0 ? std::min(learned_s, static_cast<double>(spec.time_limit_s)) : learned_s;
+    return {s, "learned"};
+  }
+  if (spec.time_limit_s > 0) return {static_cast<double>(spec.time_limit_s), "time_limit"};
+  return {};
+}
+
 core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int64_t submit_ms) {
   core::Job job;
   job.id = id;
@@ -1237,10 +1248,8 @@ core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int6
   job.queue = spec.queue;
   job.priority = spec.priority;
   job.submit_ms = submit_ms;
-  // Without an estimate the time limit bounds the run (the agent stops the
-  // job there), which is all backfill needs, as in Slurm. The controller may
-  // replace it with a learned estimate below the limit.
-  job.runtime_estimate_ms = (spec.runtime_estimate_s > 0 ? spec.runtime_estimate_s : spec.time_limit_s) * 1000;
+  // The controller may replace it with a learned estimate below the limit.
+  job.runtime_estimate_ms = std::llround(EstimateOf(spec).seconds * 1000);
   job.preemptible = spec.preemptible;
   for (const TaskSpec& t : spec.tasks) {
     core::TaskGroup g;

@@ -135,7 +135,21 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& 
 // re-parse it with limits.max_bytes of at least its size.
 std::string JobSpecToJson(const JobSpec& spec);
 
-// The scheduler's view of the spec.
+// The run time icos::core schedules a job with, and where it came from.
+struct RuntimeEstimate {
+  double seconds = 0;  // 0: unknown (backfill does not trust the job to end in time)
+  // "user" (the spec's runtime_estimate), "learned" (from similar finished
+  // jobs, capped by the time limit), "time_limit", or "" when unknown.
+  std::string source;
+};
+
+// The first of: the spec's runtime_estimate; `learned_s` (> 0: an estimate
+// learned from similar jobs) capped by the time limit; the time limit (it
+// bounds the run, as the agent stops the job there, which is all backfill
+// needs: Slurm's rule); none.
+RuntimeEstimate EstimateOf(const JobSpec& spec, double learned_s = 0);
+
+// The scheduler's view of the spec (its estimate: EstimateOf(spec)).
 core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int64_t submit_ms);
 
 // Quantity parsers shared with other inputs (node inventories, queue specs).

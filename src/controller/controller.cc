@@ -401,13 +401,13 @@ absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) 
     if (it != jobs_.end()) {
       v.job = it->second.rec;  // memory has the freshest reason
       v.device_use = it->second.device_use;
-      v.estimate = EffectiveEstimate(it->second.spec, it->second.learned_estimate_s);
+      v.estimate = api::EstimateOf(it->second.spec, it->second.learned_estimate_s);
     }
   }
   if (v.job.id == 0) {  // ended: the store has it, and its estimate is what its spec gives
     v.job = *job;
     if (auto spec = api::ParseJobSpec(v.job.spec_json, StoredSpecLimits()); spec.ok()) {
-      v.estimate = EffectiveEstimate(*spec, 0);
+      v.estimate = api::EstimateOf(*spec);
     }
   }
   auto tasks = store_->ListTasks(id);

@@ -74,14 +74,6 @@ struct ControllerOptions {
   RuntimeLearningOptions learning;
 };
 
-// The run time icos::core schedules a job with, and where it came from.
-struct RuntimeEstimateView {
-  double seconds = 0;  // 0: unknown (backfill does not trust the job to end in time)
-  // "user" (the spec's runtime_estimate), "learned" (from similar finished
-  // jobs, capped by the time limit), "time_limit", or "" when unknown.
-  std::string source;
-};
-
 // How busy the devices a job holds were, from its agents' health checks
 // (every 5 s): the basis for telling a user a job asks for more than it uses.
 struct DeviceUse {
@@ -99,7 +91,7 @@ struct DeviceUse {
 // A job as the API shows it.
 struct JobView {
   store::JobRecord job;
-  RuntimeEstimateView estimate;  // as of now; for an ended job, as its spec gives it
+  api::RuntimeEstimate estimate;  // as of now; for an ended job, as its spec gives it
   DeviceUse device_use;          // while the job is open (an ended job has it as a "DeviceUse" event)
   std::vector<store::TaskRecord> tasks;
   std::vector<store::EventRecord> events;
@@ -343,8 +335,6 @@ class Controller {
   // Hands the learned estimates made since the last call to their jobs. Runs
   // outside mu_ (the estimator may retrain); takes it to apply them.
   void ApplyLearnedEstimates();
-  // The estimate icos::core gets for `j` and its source (REQUIRES mu_ or a copy).
-  static RuntimeEstimateView EffectiveEstimate(const api::JobSpec& spec, double learned_s);
   void Loop();
   void Wake();
 

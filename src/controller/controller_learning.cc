@@ -13,18 +13,6 @@ namespace icos::controller {
 
 using store::JobState;
 
-RuntimeEstimateView Controller::EffectiveEstimate(const api::JobSpec& spec, double learned_s) {
-  if (spec.runtime_estimate_s > 0) return {static_cast<double>(spec.runtime_estimate_s), "user"};
-  if (learned_s > 0) {
-    // The time limit is a promise (the agent stops the job there): an
-    // estimate beyond it is wrong by construction.
-    const double s = spec.time_limit_s > 0 ? std::min(learned_s, static_cast<double>(spec.time_limit_s)) : learned_s;
-    return {s, "learned"};
-  }
-  if (spec.time_limit_s > 0) return {static_cast<double>(spec.time_limit_s), "time_limit"};
-  return {};
-}
-
 // Runs in Create, before the controller is shared with other threads.
 absl::Status Controller::LoadRuntimeHistory() {
   if (!learning_) return absl::OkStatus();
@@ -77,7 +65,7 @@ void Controller::LearnFromEnd(const JobEntry& j) {
       if (t.rec.attempt == j.rec.attempt) nodes.insert(t.rec.node);
     }
     run_s = RunSeconds(j.rec, tasks);
-    const RuntimeEstimateView est = EffectiveEstimate(j.spec, j.learned_estimate_s);
+    const api::RuntimeEstimate est = api::EstimateOf(j.spec, j.learned_estimate_s);
     if (est.source == "learned") counters_.estimate_ratio.Observe({}, run_s / est.seconds);
     // A job that ran on one node is evidence about that node; a gang's pace
     // is its slowest member's, so it would blame all of them. A time limit is
@@ -100,7 +88,7 @@ void Controller::ApplyLearnedEstimates() {
     JobEntry& j = it->second;
     j.learned_estimate_s = e.runtime_s;
     j.learned_log_sd = e.log_sd;
-    const RuntimeEstimateView v = EffectiveEstimate(j.spec, e.runtime_s);
+    const api::RuntimeEstimate v = api::EstimateOf(j.spec, e.runtime_s);
     j.core.runtime_estimate_ms = std::llround(v.seconds * 1000);
     if (v.source == "learned") j.core.runtime_log_sd = e.log_sd;
   }

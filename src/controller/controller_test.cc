@@ -476,10 +476,10 @@ tasks:
     Report("gpu", task, "Succeeded");
     ASSERT_EQ(State(*id), "Succeeded");
   }
-  RuntimeEstimateView Estimate(int64_t id) {
+  api::RuntimeEstimate Estimate(int64_t id) {
     auto j = controller_->GetJob(admin_, id);
     EXPECT_TRUE(j.ok()) << j.status();
-    return j.ok() ? j->estimate : RuntimeEstimateView{};
+    return j.ok() ? j->estimate : api::RuntimeEstimate{};
   }
 };
 
@@ -493,7 +493,7 @@ TEST_F(LearnedEstimateTest, AJobIsEstimatedFromSimilarFinishedJobs) {
   auto limited = controller_->Submit(alice_, Spec("sweep-lr9", 1, "time_limit: 2m\n"));
   ASSERT_TRUE(next.ok() && given.ok() && limited.ok());
   ASSERT_TRUE(controller_->RunPass().ok());
-  RuntimeEstimateView e = Estimate(*next);
+  api::RuntimeEstimate e = Estimate(*next);
   EXPECT_EQ(e.source, "learned");
   EXPECT_NEAR(e.seconds, 600, 1);
   e = Estimate(*given);
