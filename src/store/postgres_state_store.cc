@@ -129,14 +129,27 @@ CREATE TABLE utilisation (
 CREATE INDEX jobs_by_submit ON jobs(submit_ms);
 CREATE INDEX jobs_by_end ON jobs(end_ms);
 )sql",
+    // v3: which controller leads the store (high availability; state_store.h).
+    R"sql(
+CREATE TABLE leader (
+  id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+  epoch BIGINT NOT NULL,
+  holder TEXT NOT NULL,
+  url TEXT NOT NULL,
+  since_ms BIGINT NOT NULL
+);
+INSERT INTO leader(id, epoch, holder, url, since_ms) VALUES (1, 0, '', '', 0);
+)sql",
 };
 static_assert(std::size(kMigrations) == PostgresStateStore::kSchemaVersion,
               "kSchemaVersion must equal the number of migrations");
 
-// Advisory lock keys ("icos" and "icom"): one serialises migrations of any
-// schema in the database (CREATE SCHEMA IF NOT EXISTS races otherwise); the
-// other, paired with the schema's hash, serialises id-taking writes of one store.
+// Advisory lock keys ("icos", "icol" and "icom"): one serialises migrations of
+// any schema in the database (CREATE SCHEMA IF NOT EXISTS races otherwise);
+// the others, paired with the schema's hash, serialise id-taking writes of one
+// store and, held for a session, mark the store's leader.
 constexpr int32_t kWriteLockKey = 0x69636f73;
+constexpr int32_t kLeaderLockKey = 0x69636f6c;
 constexpr int64_t kMigrationLockKey = 0x69636f6d;
 
 constexpr char kForeignKeyViolation[] = "23503";
@@ -276,7 +289,10 @@ namespace pg_internal {
 // it at a time (the store's pool sees to it).
 class Connection {
  public:
-  static absl::StatusOr<std::unique_ptr<Connection>> Open(const PostgresOptions& options) {
+  // fail_fast: the connection notices a vanished server (or is noticed
+  // gone by the server) within seconds, not the kernel's two hours: TCP
+  // keepalives and a user timeout on both ends. For the leadership session.
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const PostgresOptions& options, bool fail_fast = false) {
     const std::string target = DescribeTarget(options.conninfo);
     if (options.conninfo.empty()) {
       return absl::InvalidArgumentError(
@@ -294,9 +310,19 @@ class Connection {
     // middle: the user's string may change the timeout and application name,
     // never the encoding the reader code relies on.
     const std::string timeout = absl::StrCat(std::max(1, options.connect_timeout_s));
-    const char* keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding", nullptr};
-    const char* values[] = {timeout.c_str(), "icos", options.conninfo.c_str(), "UTF8", nullptr};
-    PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+    std::vector<const char*> keys = {"connect_timeout", "application_name", "dbname", "client_encoding"};
+    std::vector<const char*> values = {timeout.c_str(), "icos", options.conninfo.c_str(), "UTF8"};
+    if (fail_fast) {
+      for (const auto& [key, value] :
+           {std::pair{"keepalives", "1"}, std::pair{"keepalives_idle", "5"}, std::pair{"keepalives_interval", "2"},
+            std::pair{"keepalives_count", "3"}, std::pair{"tcp_user_timeout", "10000"}}) {
+        keys.push_back(key);
+        values.push_back(value);
+      }
+    }
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+    PGconn* conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
     if (conn == nullptr) return absl::ResourceExhaustedError("open PostgreSQL store: libpq is out of memory");
     auto owned = std::unique_ptr<Connection>(new Connection(conn));
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -319,6 +345,13 @@ class Connection {
         "CASE WHEN $1 = '' THEN NULL ELSE set_config('search_path', quote_ident($1), false) END",
         params, absl::StrCat("set up connection to ", target));
     if (!set.ok()) return set.status();
+    if (fail_fast) {
+      absl::StatusOr<Result> keepalive = owned->Exec(
+          "SELECT set_config('tcp_keepalives_idle', '5', false), set_config('tcp_keepalives_interval', '2', false), "
+          "set_config('tcp_keepalives_count', '3', false), set_config('tcp_user_timeout', '10000', false)",
+          Params(), absl::StrCat("set up connection to ", target));
+      if (!keepalive.ok()) return keepalive.status();
+    }
     return owned;
   }
 
@@ -468,6 +501,21 @@ absl::Status Query(Connection& conn, const std::string& sql, const Params& param
   return CollectRows(*result, out, read, what);
 }
 
+// The leader row; FOR SHARE inside a write transaction, so a takeover (which
+// updates the row) waits for the write to commit, and a write that starts
+// after the takeover sees the new epoch.
+absl::StatusOr<LeaderRecord> ReadLeader(Connection& conn, bool for_share, absl::string_view what) {
+  absl::StatusOr<Result> r =
+      conn.Exec(for_share ? "SELECT epoch, holder, url, since_ms FROM leader WHERE id = 1 FOR SHARE"
+                          : "SELECT epoch, holder, url, since_ms FROM leader WHERE id = 1",
+                Params(), what);
+  if (!r.ok()) return r.status();
+  if (r->rows() != 1) return absl::DataLossError(absl::StrCat(what, ": the leader row is missing"));
+  LeaderRecord out{.epoch = r->Int(0, 0), .holder = r->Text(0, 1), .url = r->Text(0, 2), .since_ms = r->Int(0, 3)};
+  if (r->malformed()) return absl::DataLossError(absl::StrCat(what, ": the server returned a malformed number"));
+  return out;
+}
+
 absl::StatusOr<int64_t> InsertEvent(Connection& conn, const EventRecord& event, absl::string_view what) {
   static const std::string sql =
       "INSERT INTO events(job_id, node, time_ms, kind, message) VALUES($1, $2, $3, $4, $5) RETURNING id";
@@ -548,8 +596,87 @@ PostgresStateStore::PostgresStateStore(PostgresOptions options, std::unique_ptr<
 }
 
 PostgresStateStore::~PostgresStateStore() {
-  absl::MutexLock lock(&pool_mu_);
-  idle_.clear();
+  {
+    absl::MutexLock lock(&pool_mu_);
+    idle_.clear();
+  }
+  absl::MutexLock lead(&lead_mu_);
+  lock_conn_.reset();  // ends the session, which releases the leadership lock
+}
+
+absl::Status PostgresStateStore::CheckFence(Connection& conn, absl::string_view what) {
+  const int64_t mine = fence_epoch_.load(std::memory_order_acquire);
+  if (mine == 0) return absl::OkStatus();
+  absl::StatusOr<LeaderRecord> current = ReadLeader(conn, /*for_share=*/true, what);
+  if (!current.ok()) return current.status();
+  if (current->epoch != mine) return FencedWriteError(mine, *current, what);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LeadResult> PostgresStateStore::TryLead(const LeaderRecord& me) {
+  constexpr absl::string_view kWhat = "take the store's leadership";
+  absl::MutexLock lead(&lead_mu_);
+  if (lock_conn_ != nullptr) {
+    absl::StatusOr<LeaderRecord> current = GetLeader();
+    if (!current.ok()) return current.status();
+    return LeadResult{.acquired = current->epoch == fence_epoch_.load(), .leader = *current};
+  }
+  // The claim is a session-level advisory lock on a connection of its own:
+  // the server drops it the moment that session ends, whether the controller
+  // exits, crashes or loses its machine (keepalives: within about 15 s).
+  absl::StatusOr<std::unique_ptr<Connection>> conn = Connection::Open(options_, /*fail_fast=*/true);
+  if (!conn.ok()) return conn.status();
+  Params lock;
+  lock.Int(kLeaderLockKey);
+  absl::StatusOr<Result> got =
+      (*conn)->Exec("SELECT pg_try_advisory_lock($1::integer, hashtext(current_schema()))", lock, kWhat);
+  if (!got.ok()) return got.status();
+  if (!got->Bool(0, 0)) {
+    absl::StatusOr<LeaderRecord> current = ReadLeader(**conn, /*for_share=*/false, kWhat);
+    if (!current.ok()) return current.status();
+    return LeadResult{.acquired = false, .leader = *current};
+  }
+  Params set;
+  set.Text(me.holder).Text(me.url).Int(me.since_ms);
+  absl::StatusOr<Result> taken = (*conn)->Exec(
+      "UPDATE leader SET epoch = epoch + 1, holder = $1, url = $2, since_ms = $3 WHERE id = 1 "
+      "RETURNING epoch, holder, url, since_ms",
+      set, kWhat);
+  if (!taken.ok()) return taken.status();
+  if (taken->rows() != 1) return absl::DataLossError(absl::StrCat(kWhat, ": the leader row is missing"));
+  LeaderRecord record{
+      .epoch = taken->Int(0, 0), .holder = taken->Text(0, 1), .url = taken->Text(0, 2), .since_ms = taken->Int(0, 3)};
+  lock_conn_ = *std::move(conn);
+  fence_epoch_.store(record.epoch, std::memory_order_release);
+  return LeadResult{.acquired = true, .leader = record};
+}
+
+absl::Status PostgresStateStore::CheckLeadership() {
+  constexpr absl::string_view kWhat = "check the store's leadership";
+  absl::MutexLock lead(&lead_mu_);
+  if (lock_conn_ == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(kWhat, ": this controller never took it"));
+  }
+  // The lock lives as long as its session: a round trip on that session
+  // shows the session, and so the lock, is still there.
+  absl::StatusOr<LeaderRecord> current = ReadLeader(*lock_conn_, /*for_share=*/false, kWhat);
+  if (!current.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("lost the session that holds the leadership lock (", current.status().message(), ")"));
+  }
+  const int64_t mine = fence_epoch_.load();
+  if (current->epoch != mine) return FencedWriteError(mine, *current, kWhat);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LeaderRecord> PostgresStateStore::GetLeader() {
+  absl::StatusOr<LeaderRecord> out;
+  absl::Status status = WithConnection([&](Connection& conn) {
+    out = ReadLeader(conn, /*for_share=*/false, "get leader");
+    return out.status();
+  });
+  if (!status.ok()) return status;
+  return out;
 }
 
 absl::Status PostgresStateStore::WithConnection(absl::FunctionRef<absl::Status(Connection&)> use) {
@@ -606,6 +733,7 @@ absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
   absl::Status status = WithConnection([&](Connection& conn) -> absl::Status {
     Transaction txn(conn, kWhat);
     if (!txn.status().ok()) return txn.status();
+    if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
     if (absl::Status s = LockForIds(conn, kWhat); !s.ok()) return s;
     Params params;
     columns::BindJobFields(params, *job);
@@ -661,6 +789,7 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
   return WithConnection([&](Connection& conn) -> absl::Status {
     Transaction txn(conn, kWhat);
     if (!txn.status().ok()) return txn.status();
+    if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
     if (!batch.events.empty()) {
       if (absl::Status s = LockForIds(conn, kWhat); !s.ok()) return s;
     }

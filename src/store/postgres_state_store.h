@@ -28,6 +28,7 @@
 #ifndef ICOS_STORE_POSTGRES_STATE_STORE_H_
 #define ICOS_STORE_POSTGRES_STATE_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -68,7 +69,7 @@ class PostgresStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
   // Versions match SqliteStateStore's: the same tables at the same version.
-  static constexpr int32_t kSchemaVersion = 2;
+  static constexpr int32_t kSchemaVersion = 3;
 
   // Connects, creates options.schema if needed and migrates it.
   // Errors: InvalidArgument for an empty or malformed conninfo; Unavailable
@@ -105,6 +106,14 @@ class PostgresStateStore : public StateStore {
 
   int32_t SchemaVersion() override { return schema_version_; }
 
+  // Leadership is a session-level advisory lock (keyed by the schema) held on
+  // a connection of its own, recorded with its epoch in the leader table.
+  // Writes read the leader row FOR SHARE in their transaction: a takeover's
+  // update waits for them, and any write after it sees the new epoch.
+  absl::StatusOr<LeadResult> TryLead(const LeaderRecord& me) override;
+  absl::Status CheckLeadership() override;
+  absl::StatusOr<LeaderRecord> GetLeader() override;
+
  private:
   PostgresStateStore(PostgresOptions options, std::unique_ptr<pg_internal::Connection> first, int32_t schema_version);
 
@@ -114,8 +123,18 @@ class PostgresStateStore : public StateStore {
   // `use` retried once, so a server restart costs no failed call.
   absl::Status WithConnection(absl::FunctionRef<absl::Status(pg_internal::Connection&)> use);
 
+  // OK unless this store led and another has taken over since (fencing);
+  // runs inside the write transaction.
+  absl::Status CheckFence(pg_internal::Connection& conn, absl::string_view what);
+
   const PostgresOptions options_;
   const int32_t schema_version_;
+
+  // Leadership: the session holding the lock (null: none) and the epoch
+  // taken (0: never led).
+  absl::Mutex lead_mu_;
+  std::unique_ptr<pg_internal::Connection> lock_conn_ ABSL_GUARDED_BY(lead_mu_);
+  std::atomic<int64_t> fence_epoch_{0};
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<pg_internal::Connection>> idle_ ABSL_GUARDED_BY(pool_mu_);

@@ -179,7 +179,20 @@ std::unique_ptr<StateStore> MakeStore() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Postgres, StateStoreConformanceTest,
-                         ::testing::Values(StoreBackend{"Server", [] { return MakeStore(); }}), StoreBackendName);
+                         ::testing::Values(StoreBackend{"Server", [] { return MakeStore(); },
+                                                        [] {
+                                                          const std::string schema = NewSchema();
+                                                          return StoreFactory(
+                                                              [schema]() -> std::unique_ptr<StateStore> {
+                                                                auto store = OpenStore(schema);
+                                                                if (!store.ok()) {
+                                                                  ADD_FAILURE() << store.status();
+                                                                  return nullptr;
+                                                                }
+                                                                return *std::move(store);
+                                                              });
+                                                        }}),
+                         StoreBackendName);
 
 // Runs one statement on the test database beside the store, as another
 // client (an operator, an older or newer icos) would.
@@ -240,7 +253,7 @@ TEST(PostgresStateStoreTest, NewerSchemaIsRefusedWithClearMessage) {
   auto store = OpenStore(schema);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
-  EXPECT_THAT(store.status().message(), HasSubstr("schema v99 is newer than this icos (v2)"));
+  EXPECT_THAT(store.status().message(), HasSubstr("schema v99 is newer than this icos (v3)"));
 }
 
 TEST(PostgresStateStoreTest, StoresInDifferentSchemasAreIsolated) {
@@ -306,6 +319,61 @@ TEST(PostgresStateStoreTest, TextWithNulByteIsInvalidArgument) {
   absl::Status s = (*store)->InsertJob(&job);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_EQ(job.id, 0);
+}
+
+// Ends every session holding a store's leadership lock, as a network
+// partition or an operator's pg_terminate_backend would; returns how many.
+int TerminateLeaderSessions() {
+  PGconn* conn = PQconnectdb(PostgresServer::Get().conninfo().c_str());
+  EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+  // Two-key advisory locks show key 1 as classid and objsubid 2; "icol".
+  PGresult* r = PQexec(conn,
+                       "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND "
+                       "objsubid = 2 AND classid = x'69636f6c'::bigint::oid");
+  EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+  const int n = PQresultStatus(r) == PGRES_TUPLES_OK ? std::atoi(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
+  PQfinish(conn);
+  return n;
+}
+
+TEST(PostgresStateStoreTest, OldLeaderIsFencedOnceItsSessionEndsAndAnotherTakesOver) {
+  const std::string schema = NewSchema();
+  absl::StatusOr<std::unique_ptr<PostgresStateStore>> a = OpenStore(schema);
+  absl::StatusOr<std::unique_ptr<PostgresStateStore>> b = OpenStore(schema);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE((*a)->TryLead({.holder = "a", .url = "http://a"}).value().acquired);
+  ASSERT_FALSE((*b)->TryLead({.holder = "b", .url = "http://b"}).value().acquired);
+  JobRecord job;
+  job.name = "by-a";
+  job.spec_json = "{}";
+  ASSERT_TRUE((*a)->InsertJob(&job).ok());
+
+  ASSERT_EQ(TerminateLeaderSessions(), 1);
+  absl::Status lost = (*a)->CheckLeadership();
+  EXPECT_EQ(lost.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(lost.message(), HasSubstr("lost the session that holds the leadership lock"));
+  absl::StatusOr<LeadResult> taken = (*b)->TryLead({.holder = "b", .url = "http://b"});
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  ASSERT_TRUE(taken->acquired);
+  EXPECT_EQ(taken->leader.epoch, 2);
+
+  // a's pooled connections still work, but its writes are refused.
+  JobRecord late;
+  late.name = "late";
+  late.spec_json = "{}";
+  absl::Status refused = (*a)->InsertJob(&late);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("no longer leads the store (it led at epoch 1; 'b' at http://b took over "
+                                           "at epoch 2)"));
+  job.state = JobState::kCancelled;
+  EXPECT_EQ((*a)->Apply({.jobs = {job}}).code(), absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<JobRecord> stored = (*b)->GetJob(job.id);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->state, JobState::kPending);
+  EXPECT_THAT((*b)->ListJobs({}).value(), SizeIs(1));
+  EXPECT_TRUE((*b)->Apply({.jobs = {job}}).ok());
 }
 
 }  // namespace

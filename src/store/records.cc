@@ -78,4 +78,12 @@ absl::Status CheckSchemaVersion(int64_t version, int32_t latest, absl::string_vi
   return absl::OkStatus();
 }
 
+absl::Status FencedWriteError(int64_t mine, const LeaderRecord& current, absl::string_view what) {
+  return absl::FailedPreconditionError(
+      absl::StrCat(what, ": refused, this controller no longer leads the store (it led at epoch ", mine, "; ",
+                   current.holder.empty() ? "another controller" : absl::StrCat("'", current.holder, "'"),
+                   current.url.empty() ? "" : absl::StrCat(" at ", current.url), " took over at epoch ", current.epoch,
+                   "); it must stop and let the leader serve"));
+}
+
 }  // namespace icos::store

@@ -142,6 +142,21 @@ struct WriteBatch {
   }
 };
 
+// Which controller leads a store shared by several (high availability). One
+// row per store; epoch 0 and an empty holder: no controller has led it yet.
+struct LeaderRecord {
+  int64_t epoch = 0;   // fencing token: grows by one at every takeover
+  std::string holder;  // e.g. "host-a:4123" (host name and process id)
+  std::string url;     // where the leader's API is reached
+  int64_t since_ms = 0;
+};
+
+// What StateStore::TryLead found.
+struct LeadResult {
+  bool acquired = false;  // true: this store leads now, as `leader` says
+  LeaderRecord leader;    // the new record when acquired, else the current one
+};
+
 struct JobQuery {
   std::vector<JobState> states;  // empty: any
   std::string user;              // empty: any
@@ -167,6 +182,10 @@ std::vector<std::string> StateFilter(const JobQuery& query);
 // migrating forward; FailedPrecondition, prefixed with `what`, for a newer
 // schema (an older icos must not touch it) or an invalid one.
 absl::Status CheckSchemaVersion(int64_t version, int32_t latest, absl::string_view what);
+
+// The error a fenced write gets once `current` has taken over from the
+// leadership this store held at `mine`.
+absl::Status FencedWriteError(int64_t mine, const LeaderRecord& current, absl::string_view what);
 
 }  // namespace icos::store
 

@@ -1,9 +1,15 @@
 #include "store/sqlite_state_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -125,6 +131,17 @@ CREATE TABLE utilisation (
 -- Job counts over a time window look jobs up by submit and end time.
 CREATE INDEX jobs_by_submit ON jobs(submit_ms);
 CREATE INDEX jobs_by_end ON jobs(end_ms);
+)sql",
+    // v3: which controller leads the store (high availability; state_store.h).
+    R"sql(
+CREATE TABLE leader (
+  id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+  epoch INTEGER NOT NULL,
+  holder TEXT NOT NULL,
+  url TEXT NOT NULL,
+  since_ms INTEGER NOT NULL
+) STRICT;
+INSERT INTO leader(id, epoch, holder, url, since_ms) VALUES (1, 0, '', '', 0);
 )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion,
@@ -421,6 +438,16 @@ absl::StatusOr<int32_t> Migrate(Connection& conn, const std::string& path) {
   return kLatest;
 }
 
+absl::StatusOr<LeaderRecord> ReadLeader(Connection& conn, absl::string_view what) {
+  static const std::string sql = "SELECT epoch, holder, url, since_ms FROM leader WHERE id = 1";
+  Stmt st(conn, sql, what);
+  absl::StatusOr<bool> row = st.Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::DataLossError(absl::StrCat(what, ": the leader row is missing"));
+  return LeaderRecord{
+      .epoch = st.ColumnInt(0), .holder = st.ColumnText(1), .url = st.ColumnText(2), .since_ms = st.ColumnInt(3)};
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const SqliteOptions& options) {
@@ -446,10 +473,107 @@ SqliteStateStore::~SqliteStateStore() {
     absl::MutexLock lock(&readers_mu_);
     idle_readers_.clear();
   }
+  {
+    absl::MutexLock lock(&write_mu_);
+    // Refreshes the planner's statistics where they are stale; cheap when not.
+    writer_->Exec("PRAGMA optimize", "close").IgnoreError();
+    writer_.reset();
+  }
+  absl::MutexLock lead(&lead_mu_);       // taken before write_mu_ elsewhere, never inside it
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the leadership
+}
+
+absl::Status SqliteStateStore::CheckFence(Connection& conn, absl::string_view what) {
+  const int64_t mine = fence_epoch_.load(std::memory_order_acquire);
+  if (mine == 0) return absl::OkStatus();
+  absl::StatusOr<LeaderRecord> current = ReadLeader(conn, what);
+  if (!current.ok()) return current.status();
+  if (current->epoch != mine) return FencedWriteError(mine, *current, what);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LeadResult> SqliteStateStore::TryLead(const LeaderRecord& me) {
+  constexpr absl::string_view kWhat = "take the store's leadership";
+  absl::MutexLock lead(&lead_mu_);
+  if (fence_epoch_.load() != 0) {
+    absl::StatusOr<LeaderRecord> current = GetLeader();
+    if (!current.ok()) return current.status();
+    return LeadResult{.acquired = current->epoch == fence_epoch_.load(), .leader = *current};
+  }
+  // A file database is claimed with an exclusive flock on a file beside it:
+  // the kernel drops the lock when the process dies, however it dies. (A
+  // ":memory:" database has one store object by nature.)
+  int fd = -1;
+  if (!in_memory_) {
+    const std::string lock_path = options_.path + ".leader";
+    fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return absl::UnavailableError(absl::StrCat(kWhat, ": cannot open ", lock_path, ": ", strerror(errno)));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      ::close(fd);
+      if (err != EWOULDBLOCK) {
+        return absl::UnavailableError(absl::StrCat(kWhat, ": cannot lock ", lock_path, ": ", strerror(err)));
+      }
+      absl::StatusOr<LeaderRecord> current = GetLeader();
+      if (!current.ok()) return current.status();
+      return LeadResult{.acquired = false, .leader = *current};
+    }
+  }
+  absl::StatusOr<LeaderRecord> taken = BumpLeaderEpoch(me, kWhat);
+  if (!taken.ok()) {
+    if (fd >= 0) ::close(fd);
+    return taken.status();
+  }
+  lock_fd_ = fd;
+  fence_epoch_.store(taken->epoch, std::memory_order_release);
+  return LeadResult{.acquired = true, .leader = *taken};
+}
+
+absl::StatusOr<LeaderRecord> SqliteStateStore::BumpLeaderEpoch(const LeaderRecord& me, absl::string_view what) {
   absl::MutexLock lock(&write_mu_);
-  // Refreshes the planner's statistics where they are stale; cheap when not.
-  writer_->Exec("PRAGMA optimize", "close").IgnoreError();
-  writer_.reset();
+  Connection& conn = *writer_;
+  Transaction txn(conn, what);
+  if (!txn.status().ok()) return txn.status();
+  Stmt st(conn, "UPDATE leader SET epoch = epoch + 1, holder = ?, url = ?, since_ms = ? WHERE id = 1", what);
+  st.Text(me.holder).Text(me.url).Int(me.since_ms);
+  if (absl::Status s = st.Run(); !s.ok()) return s;
+  absl::StatusOr<LeaderRecord> taken = ReadLeader(conn, what);
+  if (!taken.ok()) return taken.status();
+  if (absl::Status s = txn.Commit(); !s.ok()) return s;
+  return taken;
+}
+
+absl::Status SqliteStateStore::CheckLeadership() {
+  constexpr absl::string_view kWhat = "check the store's leadership";
+  absl::MutexLock lead(&lead_mu_);
+  const int64_t mine = fence_epoch_.load();
+  if (mine == 0) return absl::FailedPreconditionError(absl::StrCat(kWhat, ": this controller never took it"));
+  if (lock_fd_ >= 0) {
+    // Removing or replacing the lock file would let another process lock a
+    // new file of the same name: then this claim no longer excludes anyone.
+    const std::string lock_path = options_.path + ".leader";
+    struct stat held = {}, named = {};
+    if (::fstat(lock_fd_, &held) != 0 || ::stat(lock_path.c_str(), &named) != 0 || held.st_ino != named.st_ino ||
+        held.st_dev != named.st_dev) {
+      return absl::UnavailableError(absl::StrCat(kWhat, ": the lock file ", lock_path,
+                                                 " was removed or replaced, so it no longer excludes "
+                                                 "another controller"));
+    }
+  }
+  absl::StatusOr<LeaderRecord> current = GetLeader();
+  if (!current.ok()) return current.status();
+  if (current->epoch != mine) return FencedWriteError(mine, *current, kWhat);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LeaderRecord> SqliteStateStore::GetLeader() {
+  absl::StatusOr<LeaderRecord> out;
+  absl::Status status = WithReader([&](Connection& conn) {
+    out = ReadLeader(conn, "get leader");
+    return out.status();
+  });
+  if (!status.ok()) return status;
+  return out;
 }
 
 absl::Status SqliteStateStore::InsertJob(JobRecord* job) {
@@ -495,6 +619,7 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<PendingInsert*>& 
   Connection& conn = *writer_;
   Transaction txn(conn, kWhat);
   if (!txn.status().ok()) return txn.status();
+  if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
   std::vector<int64_t> ids;
   ids.reserve(group.size());
   for (const PendingInsert* p : group) {
@@ -555,6 +680,7 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   Connection& conn = *writer_;
   Transaction txn(conn, kWhat);
   if (!txn.status().ok()) return txn.status();
+  if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
 
   for (const JobRecord& job : batch.jobs) {
     Stmt st(conn, update_job, kWhat);

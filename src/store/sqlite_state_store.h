@@ -15,6 +15,7 @@
 #ifndef ICOS_STORE_SQLITE_STATE_STORE_H_
 #define ICOS_STORE_SQLITE_STATE_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -51,7 +52,7 @@ struct SqliteOptions {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
-  static constexpr int32_t kSchemaVersion = 2;
+  static constexpr int32_t kSchemaVersion = 3;
 
   // Opens (creating if needed) and migrates the database at options.path.
   // Errors: InvalidArgument for an empty path; FailedPrecondition for a file
@@ -89,6 +90,15 @@ class SqliteStateStore : public StateStore {
 
   int32_t SchemaVersion() override { return schema_version_; }
 
+  // Leadership of a file database is an exclusive flock(2) on "<path>.leader"
+  // (so a local filesystem: flock over NFS is not to be trusted), recorded
+  // with its epoch in the leader table. Writes check the epoch inside their
+  // BEGIN IMMEDIATE transaction, so no write of an old leader lands after a
+  // takeover.
+  absl::StatusOr<LeadResult> TryLead(const LeaderRecord& me) override;
+  absl::Status CheckLeadership() override;
+  absl::StatusOr<LeaderRecord> GetLeader() override;
+
  private:
   // One InsertJob waiting in the group-commit queue; lives on its caller's stack.
   struct PendingInsert {
@@ -101,6 +111,11 @@ class SqliteStateStore : public StateStore {
 
   // Inserts every job of `group` (and its Submitted event) in one transaction.
   absl::Status CommitInserts(const std::vector<PendingInsert*>& group);
+  // Records `me` as the leader with the next epoch; returns the new record.
+  absl::StatusOr<LeaderRecord> BumpLeaderEpoch(const LeaderRecord& me, absl::string_view what);
+  // OK unless this store led and another has taken over since (fencing);
+  // runs inside the write transaction.
+  absl::Status CheckFence(sqlite_internal::Connection& conn, absl::string_view what);
   // Runs `read` on a read connection: a pooled one for a file database, the
   // writer (under write_mu_) for an in-memory one.
   absl::Status WithReader(absl::FunctionRef<absl::Status(sqlite_internal::Connection&)> read);
@@ -118,6 +133,11 @@ class SqliteStateStore : public StateStore {
   absl::CondVar queue_cv_;
   std::vector<PendingInsert*> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool leader_active_ ABSL_GUARDED_BY(queue_mu_) = false;
+
+  // Leadership: the locked file (-1: none) and the epoch taken (0: never led).
+  absl::Mutex lead_mu_;
+  int lock_fd_ ABSL_GUARDED_BY(lead_mu_) = -1;
+  std::atomic<int64_t> fence_epoch_{0};
 
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<sqlite_internal::Connection>> idle_readers_ ABSL_GUARDED_BY(readers_mu_);

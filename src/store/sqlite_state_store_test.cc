@@ -74,7 +74,11 @@ std::unique_ptr<StateStore> MakeStore(const std::string& path) {
 
 INSTANTIATE_TEST_SUITE_P(Sqlite, StateStoreConformanceTest,
                          ::testing::Values(StoreBackend{"InMemory", [] { return MakeStore(":memory:"); }},
-                                           StoreBackend{"File", [] { return MakeStore(NewDbPath()); }}),
+                                           StoreBackend{"File", [] { return MakeStore(NewDbPath()); },
+                                                        [] {
+                                                          const std::string path = NewDbPath();
+                                                          return StoreFactory([path] { return MakeStore(path); });
+                                                        }}),
                          StoreBackendName);
 
 // A plain SQLite connection beside the store, to look at or tamper with the
@@ -156,20 +160,21 @@ TEST(SqliteStateStoreTest, IdsKeepIncreasingAfterReopen) {
   EXPECT_GT(second.id, first.id);
 }
 
-TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToSchemaVersion2) {
+TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToSchemaVersion3) {
   const std::string path = NewDbPath();
   std::unique_ptr<StateStore> store = MakeStore(path);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 2);
+  EXPECT_EQ(store->SchemaVersion(), 3);
   RawDb raw(path);
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
   EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
                           "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
-            "events,jobs,nodes,queues,tasks,tokens,usage,utilisation");
+            "events,jobs,leader,nodes,queues,tasks,tokens,usage,utilisation");
+  EXPECT_EQ(raw.QueryText("SELECT epoch FROM leader"), "0");
 }
 
 // A database written by the first release (schema v1) keeps its jobs and
-// gains the accounting tables when a newer icos opens it.
+// gains the accounting and leader tables when a newer icos opens it.
 TEST(SqliteStateStoreTest, Version1DatabaseIsMigratedKeepingItsJobs) {
   const std::string path = NewDbPath();
   {
@@ -195,7 +200,7 @@ TEST(SqliteStateStoreTest, Version1DatabaseIsMigratedKeepingItsJobs) {
   }
   absl::StatusOr<std::unique_ptr<SqliteStateStore>> store = SqliteStateStore::Open({.path = path});
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->SchemaVersion(), 2);
+  EXPECT_EQ((*store)->SchemaVersion(), 3);
   absl::StatusOr<JobRecord> job = (*store)->GetJob(7);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->name, "old");
@@ -213,18 +218,18 @@ TEST(SqliteStateStoreTest, ReopeningCurrentSchemaKeepsVersion) {
   EXPECT_EQ(store->SchemaVersion(), SqliteStateStore::kSchemaVersion);
 }
 
-TEST(SqliteStateStoreTest, InMemoryDatabaseIsMigratedToSchemaVersion2) {
+TEST(SqliteStateStoreTest, InMemoryDatabaseIsMigratedToSchemaVersion3) {
   std::unique_ptr<StateStore> store = MakeStore(":memory:");
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 2);
+  EXPECT_EQ(store->SchemaVersion(), 3);
 }
 
 TEST(SqliteStateStoreTest, NewerSchemaIsRefusedWithClearMessage) {
   const std::string path = NewDbPath();
-  RawDb(path).Exec("PRAGMA user_version = 3");
+  RawDb(path).Exec("PRAGMA user_version = 4");
   absl::StatusOr<std::unique_ptr<SqliteStateStore>> store = SqliteStateStore::Open({.path = path});
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(store.status().message(), HasSubstr("database schema v3 is newer than this icos (v2); upgrade icos"));
+  EXPECT_THAT(store.status().message(), HasSubstr("database schema v4 is newer than this icos (v3); upgrade icos"));
 }
 
 TEST(SqliteStateStoreTest, NonDatabaseFileIsRefusedWithClearMessage) {
@@ -354,6 +359,42 @@ TEST(SqliteStateStoreTest, GroupCommitCapStillCommitsEveryCaller) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_THAT(*(*store)->ListJobs({}), SizeIs(200));
+}
+
+// Removing the lock file lets a second controller lock a new one: the first
+// notices at its next check, and its writes are refused from the takeover on.
+TEST(SqliteStateStoreTest, OldLeaderIsFencedOnceAnotherTakesOver) {
+  const std::string path = NewDbPath();
+  std::unique_ptr<StateStore> a = MakeStore(path);
+  std::unique_ptr<StateStore> b = MakeStore(path);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(a->TryLead({.holder = "a", .url = "http://a"}).value().acquired);
+  JobRecord job;
+  job.name = "by-a";
+  job.spec_json = "{}";
+  ASSERT_TRUE(a->InsertJob(&job).ok());
+
+  ASSERT_EQ(::unlink((path + ".leader").c_str()), 0);
+  EXPECT_THAT(a->CheckLeadership().message(), HasSubstr("was removed or replaced"));
+  absl::StatusOr<LeadResult> taken = b->TryLead({.holder = "b", .url = "http://b"});
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  ASSERT_TRUE(taken->acquired);
+
+  JobRecord late;
+  late.name = "late";
+  late.spec_json = "{}";
+  absl::Status refused = a->InsertJob(&late);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("no longer leads the store (it led at epoch 1; 'b' at http://b took over "
+                                           "at epoch 2)"));
+  job.state = JobState::kCancelled;
+  EXPECT_EQ(a->Apply({.jobs = {job}}).code(), absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<JobRecord> stored = b->GetJob(job.id);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->state, JobState::kPending);  // a's late update did not land
+  EXPECT_THAT(b->ListJobs({}).value(), SizeIs(1));
+  EXPECT_TRUE(b->Apply({.jobs = {job}}).ok());
 }
 
 }  // namespace

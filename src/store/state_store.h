@@ -61,6 +61,25 @@ class StateStore {
 
   // The schema version this store is at (migrations applied).
   virtual int32_t SchemaVersion() = 0;
+
+  // ---- Leadership: several controllers may share one store (high
+  // availability); the one that leads schedules and serves, the others wait.
+  //
+  // TryLead claims the store for `me` (holder and url; epoch and since_ms are
+  // set here) when no other store object holds it, and never waits. When it
+  // succeeds the epoch grows by one, and from then on this object's writes are
+  // fenced: InsertJob and Apply fail with FailedPrecondition, writing nothing,
+  // once another object has taken over (its epoch is newer). The claim lasts
+  // until this object is destroyed or its process dies; a second TryLead by
+  // the holder just returns its record. Writes of an object that never led
+  // are not fenced (tools and tests).
+  virtual absl::StatusOr<LeadResult> TryLead(const LeaderRecord& me) = 0;
+  // OK while this object still holds the claim it took; an error saying why
+  // once it has lost it (its lock's connection or file is gone), or when it
+  // never led. The leader checks every few seconds and stops on an error.
+  virtual absl::Status CheckLeadership() = 0;
+  // The latest leader as recorded (epoch 0 when none has led yet).
+  virtual absl::StatusOr<LeaderRecord> GetLeader() = 0;
 };
 
 }  // namespace icos::store

@@ -643,5 +643,65 @@ TEST_P(StateStoreConformanceTest, CountJobsByStateCountsEveryJob) {
 
 TEST_P(StateStoreConformanceTest, SchemaVersionIsPositive) { EXPECT_GT(store_->SchemaVersion(), 0); }
 
+// ---- Leadership ----
+
+auto Fields(const LeaderRecord& l) { return std::make_tuple(l.epoch, l.holder, l.url, l.since_ms); }
+
+TEST_P(StateStoreConformanceTest, NoLeaderBeforeAnyoneLeads) {
+  absl::StatusOr<LeaderRecord> leader = store_->GetLeader();
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  EXPECT_EQ(Fields(*leader), Fields(LeaderRecord{}));
+  EXPECT_EQ(store_->CheckLeadership().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(StateStoreConformanceTest, TryLeadTakesAFreeStoreAndRecordsTheLeader) {
+  absl::StatusOr<LeadResult> lead = store_->TryLead({.holder = "host-a:1", .url = "http://a:7070", .since_ms = 5});
+  ASSERT_TRUE(lead.ok()) << lead.status();
+  EXPECT_TRUE(lead->acquired);
+  EXPECT_EQ(Fields(lead->leader), Fields(LeaderRecord{1, "host-a:1", "http://a:7070", 5}));
+  absl::StatusOr<LeaderRecord> leader = store_->GetLeader();
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  EXPECT_EQ(Fields(*leader), Fields(lead->leader));
+  EXPECT_TRUE(store_->CheckLeadership().ok()) << store_->CheckLeadership();
+  // Leading again is a no-op; the leader's own writes pass the fence.
+  absl::StatusOr<LeadResult> again = store_->TryLead({.holder = "host-a:1", .url = "http://a:7070", .since_ms = 9});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->acquired);
+  EXPECT_EQ(again->leader.epoch, 1);
+  JobRecord job = MakeJob("led");
+  job.id = Insert(*store_, job);
+  job.state = JobState::kRunning;
+  ExpectApplied(*store_, {.jobs = {job}});
+}
+
+TEST_P(StateStoreConformanceTest, SecondStoreLeadsOnlyOnceTheFirstIsGone) {
+  if (!GetParam().make_shared) GTEST_SKIP() << GetParam().name << " cannot open one database twice";
+  StoreFactory open = GetParam().make_shared();
+  std::unique_ptr<StateStore> a = open();
+  std::unique_ptr<StateStore> b = open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  absl::StatusOr<LeadResult> first = a->TryLead({.holder = "a", .url = "http://a", .since_ms = 1});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->acquired);
+  absl::StatusOr<LeadResult> refused = b->TryLead({.holder = "b", .url = "http://b", .since_ms = 2});
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_FALSE(refused->acquired);
+  EXPECT_EQ(Fields(refused->leader), Fields(first->leader));  // a standby learns who leads
+  EXPECT_EQ(b->CheckLeadership().code(), absl::StatusCode::kFailedPrecondition);
+
+  const int64_t id = Insert(*a, MakeJob("before"));
+  a.reset();  // the leader's process ends
+  absl::StatusOr<LeadResult> taken = b->TryLead({.holder = "b", .url = "http://b", .since_ms = 3});
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_TRUE(taken->acquired);
+  EXPECT_EQ(Fields(taken->leader), Fields(LeaderRecord{2, "b", "http://b", 3}));
+  EXPECT_TRUE(b->CheckLeadership().ok());
+  absl::StatusOr<JobRecord> kept = b->GetJob(id);  // the new leader sees all the old one wrote
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->name, "before");
+  EXPECT_GT(Insert(*b, MakeJob("after")), id);
+}
+
 }  // namespace
 }  // namespace icos::store

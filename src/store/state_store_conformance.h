@@ -28,9 +28,16 @@ namespace icos::store {
 // nullptr when the backend cannot be set up (the test then fails).
 using StoreFactory = std::function<std::unique_ptr<StateStore>()>;
 
+// Makes a fresh, empty database and returns a factory that opens store
+// objects on it, as several controller processes would (leadership tests).
+using SharedStoreFactory = std::function<StoreFactory()>;
+
 struct StoreBackend {
   std::string name;  // appended to test names: letters, digits and '_' only
   StoreFactory make;
+  // Null where one database cannot have two store objects (SQLite's
+  // ":memory:"); the tests that need two then skip, saying so.
+  SharedStoreFactory make_shared = nullptr;
 };
 
 // So gtest names parameters "Sqlite/StateStoreConformanceTest.X/InMemory".
