@@ -117,9 +117,12 @@ struct ClientCommands {
 ClientCommands* AddClientCommands(CLI::App& app) {
   auto* c = new ClientCommands();
   auto common = [c](CLI::App* sub, bool json_output = true) {
-    sub->add_option("--server", c->conn.server, "API address (default: $ICOS_SERVER or ~/.icos/config.json)");
+    sub->add_option("--server", c->conn.server,
+                    "API address; several (a leader and its standbys) comma-separated (default: $ICOS_SERVER or "
+                    "~/.icos/config.json)");
     sub->add_option("--token", c->conn.token, "bearer token (default: $ICOS_TOKEN or ~/.icos/config.json)");
-    if (json_output) sub->add_option("-o,--output", c->output, "table or json")->check(CLI::IsMember({"table", "json"}));
+    if (json_output)
+      sub->add_option("-o,--output", c->output, "table or json")->check(CLI::IsMember({"table", "json"}));
   };
   c->submit = app.add_subcommand("submit", "Submit a job spec (YAML or JSON)");
   c->submit->add_option("file", c->file, "job spec file, or - for stdin")->required();

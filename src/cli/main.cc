@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
                     "(default: SQLite in the data directory)");
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
+    sub->add_option("--advertise-url", server.advertise_url,
+                    "URL other machines reach this controller's API at, shown to standbys (default: "
+                    "http://HOST:PORT)");
     sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember(icos::core::OrderPolicyNames()));
     sub->add_option("--placement", server.placement, "node scoring")
         ->check(CLI::IsMember(icos::core::NodeScorerNames()));
@@ -71,7 +74,11 @@ int main(int argc, char** argv) {
   CLI::App* server_cmd = app.add_subcommand("server", "Start a controller only");
   server_flags(server_cmd);
   CLI::App* agent_cmd = app.add_subcommand("agent", "Join this machine to a cluster as a node");
-  agent_cmd->add_option("--server", agent.server, "controller API, e.g. http://10.0.0.1:7070")->required();
+  agent_cmd
+      ->add_option("--server", agent.server,
+                   "controller API, e.g. http://10.0.0.1:7070; with standby controllers, all of them, "
+                   "comma-separated (the agent follows whichever leads)")
+      ->required();
   agent_cmd->add_option("--token", agent.token, "agent token (agent.token in the server's data directory)")->required();
   agent_flags(agent_cmd);
 

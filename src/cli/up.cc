@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -34,12 +35,34 @@ namespace fs = std::filesystem;
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
-void WaitForSignal() {
+void CatchStopSignals() {
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+// Sleeps up to `ms`, returning early once a stop signal came; false then.
+bool SleepUnlessStopped(int64_t ms) {
+  for (int64_t slept = 0; slept < ms && !g_stop; slept += 100) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return !g_stop;
+}
+
+// How often a leader makes sure it still leads. A standby takes over within
+// about a second of the lock's release, so a leader that lost its lock
+// stops serving within this long of the takeover; its writes are refused
+// meanwhile (the store fences them).
+constexpr int64_t kLeadershipCheckMs = 1'000;
+
+// Waits for a stop signal while the store says this process still leads;
+// OK on a signal, the reason when leadership was lost.
+absl::Status ServeWhileLeading(store::StateStore& st) {
+  while (SleepUnlessStopped(kLeadershipCheckMs)) {
+    if (absl::Status s = st.CheckLeadership(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 std::string ReadFile(const std::string& path) {
@@ -84,9 +107,52 @@ absl::StatusOr<std::unique_ptr<store::StateStore>> OpenStore(const ServerFlags& 
       "the embedded SQLite database in the data directory)");
 }
 
-// Opens the store, starts the controller and its API; creates the admin and
-// agent tokens on first start and keeps them in the data directory (0600).
-absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
+// This process as the leader record names it: host:pid and the API's URL.
+store::LeaderRecord Identity(const ServerFlags& flags) {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  store::LeaderRecord me;
+  me.holder = absl::StrCat(host, ":", getpid());
+  me.url = flags.advertise_url;
+  if (me.url.empty() && flags.port != 0) {  // port 0 is picked at start: unknown here
+    me.url = absl::StrCat("http://", flags.host == "0.0.0.0" ? std::string(host) : flags.host, ":", flags.port);
+  }
+  me.since_ms = RealClock::Default()->NowMs();
+  return me;
+}
+
+std::string Describe(const store::LeaderRecord& leader) {
+  return absl::StrCat("'", leader.holder, "'", leader.url.empty() ? "" : absl::StrCat(" at ", leader.url), " (epoch ",
+                      leader.epoch, ")");
+}
+
+// Takes the store's leadership. With `standby`, waits while another
+// controller leads (and while the store cannot be reached), saying so once
+// per change; without, fails naming the leader. Cancelled on a stop signal.
+absl::Status Lead(store::StateStore& st, const ServerFlags& flags, bool standby, std::ostream& out) {
+  std::string said;
+  while (true) {
+    absl::StatusOr<store::LeadResult> r = st.TryLead(Identity(flags));
+    if (r.ok() && r->acquired) return absl::OkStatus();
+    if (!standby) {
+      if (!r.ok()) return r.status();
+      return absl::FailedPreconditionError(
+          absl::StrCat("another controller, ", Describe(r->leader),
+                       ", leads this store; stop it, or give this one another --data-dir or --store"));
+    }
+    const std::string now =
+        r.ok() ? absl::StrCat("standby: ", Describe(r->leader), " leads; taking over when it stops")
+               : absl::StrCat("standby: cannot reach the store (", r.status().message(), "); retrying");
+    if (now != said) out << "icos server: " << now << "\n" << std::flush;
+    said = now;
+    if (!SleepUnlessStopped(1'000)) return absl::CancelledError("stopped while standing by");
+  }
+}
+
+// Opens the store, takes its leadership (see Lead), starts the controller
+// and its API; creates the admin and agent tokens on first start and keeps
+// them in the data directory (0600).
+absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::ostream& out, std::ostream& err) {
   Plane p;
   const std::string dir = flags.data_dir.empty() ? IcosHome() : flags.data_dir;
   std::error_code ec;
@@ -95,6 +161,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, std::ostream& err) {
   auto st = OpenStore(flags, dir);
   if (!st.ok()) return st.status();
   p.store = *std::move(st);
+  if (absl::Status s = Lead(*p.store, flags, standby, out); !s.ok()) return s;
   controller::ControllerOptions co;
   co.scheduler.order = flags.order;
   co.scheduler.placement = flags.placement;
@@ -232,7 +299,8 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
 }  // namespace
 
 int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out, std::ostream& err) {
-  auto plane = StartPlane(server, err);
+  CatchStopSignals();
+  auto plane = StartPlane(server, /*standby=*/false, out, err);
   if (!plane.ok()) {
     err << "icos up: " << plane.status().message() << "\n";
     return 1;
@@ -250,26 +318,49 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out,
       << "  data:        " << dir << "/icos.db\n"
       << "Ctrl-C stops it.\n"
       << std::flush;
-  WaitForSignal();
+  const absl::Status lost = ServeWhileLeading(*plane->store);
+  if (!lost.ok()) err << "icos up: no longer leads the store: " << lost.message() << "\n";
   out << "icos: stopping tasks and shutting down\n" << std::flush;
   (*a)->StopAllTasks(5'000);
   (*a)->Stop();
   plane->controller->Stop();
   plane->http->Stop();
-  return 0;
+  return lost.ok() ? 0 : 1;
 }
 
+// A controller that leads serves; one that finds another leading the store
+// stands by and takes over when that one stops (high availability: run one
+// per machine on one PostgreSQL database). A leader that loses the store's
+// lock stops serving at once and stands by again.
 int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
-  auto plane = StartPlane(server, err);
-  if (!plane.ok()) {
-    err << "icos server: " << plane.status().message() << "\n";
-    return 1;
-  }
+  CatchStopSignals();
   const std::string dir = server.data_dir.empty() ? IcosHome() : server.data_dir;
-  out << "icos server listening on " << plane->url << " (data " << dir << "/icos.db)\n" << std::flush;
-  WaitForSignal();
-  plane->controller->Stop();
-  plane->http->Stop();
+  bool first = true;
+  while (!g_stop) {
+    auto plane = StartPlane(server, /*standby=*/true, out, err);
+    if (!plane.ok()) {
+      if (absl::IsCancelled(plane.status())) return 0;
+      // At start a bad store is a configuration error; after a lost lead the
+      // store is more likely down for a while: keep standing by.
+      if (first || !absl::IsUnavailable(plane.status())) {
+        err << "icos server: " << plane.status().message() << "\n";
+        return 1;
+      }
+      if (!SleepUnlessStopped(1'000)) return 0;
+      continue;
+    }
+    first = false;
+    absl::StatusOr<store::LeaderRecord> leader = plane->store->GetLeader();
+    out << "icos server listening on " << plane->url << " (data "
+        << (server.store.empty() ? dir + "/icos.db" : std::string("in PostgreSQL"))
+        << (leader.ok() ? absl::StrCat("; leading, epoch ", leader->epoch) : "") << ")\n"
+        << std::flush;
+    const absl::Status lost = ServeWhileLeading(*plane->store);
+    plane->controller->Stop();
+    plane->http->Stop();
+    if (lost.ok()) return 0;
+    err << "icos server: stopped serving: " << lost.message() << "; standing by\n" << std::flush;
+  }
   return 0;
 }
 
@@ -284,7 +375,9 @@ int RunAgent(const AgentFlags& flags, std::ostream& out, std::ostream& err) {
     return 1;
   }
   out << "icos agent joined " << flags.server << " (logs served at " << (*a)->agent_url() << ")\n" << std::flush;
-  WaitForSignal();
+  CatchStopSignals();
+  while (SleepUnlessStopped(1'000)) {
+  }
   // Tasks keep running: a restarted agent adopts them.
   (*a)->Stop();
   return 0;

@@ -21,6 +21,9 @@ struct ServerFlags {
   std::string store;
   std::string host = "127.0.0.1";
   int port = 7070;
+  // The URL other machines reach this controller's API at, recorded when it
+  // leads so that standbys can name the leader. Default http://host:port.
+  std::string advertise_url;
   std::string order = "drf";
   std::string placement = "binpack";
   double rate_limit = 5'000;  // requests/s per token; 0: none

@@ -2,20 +2,33 @@
 
 #include <httplib.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace icos {
 
 ApiClient::ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms, bool keep_alive)
-    : base_url_(base_url), token_(std::move(token)), client_(std::make_unique<httplib::Client>(base_url)) {
-  client_->set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(timeout_ms, 5'000)));
-  client_->set_read_timeout(std::chrono::milliseconds(timeout_ms));
-  client_->set_write_timeout(std::chrono::milliseconds(timeout_ms));
-  client_->set_keep_alive(keep_alive);
-  client_->set_tcp_nodelay(true);
+    : token_(std::move(token)), timeout_ms_(timeout_ms), keep_alive_(keep_alive) {
+  for (absl::string_view url : absl::StrSplit(base_url, ',', absl::SkipWhitespace())) {
+    urls_.emplace_back(absl::StripAsciiWhitespace(url));
+  }
+  if (urls_.empty()) urls_.push_back(base_url);  // httplib reports the bad URL at the first request
+  Connect(0);
 }
 
 ApiClient::~ApiClient() = default;
+
+void ApiClient::Connect(size_t index) {
+  current_ = index;
+  client_ = std::make_unique<httplib::Client>(urls_[index]);
+  client_->set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(timeout_ms_, 5'000)));
+  client_->set_read_timeout(std::chrono::milliseconds(timeout_ms_));
+  client_->set_write_timeout(std::chrono::milliseconds(timeout_ms_));
+  client_->set_keep_alive(keep_alive_);
+  client_->set_tcp_nodelay(true);
+}
 
 absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const std::string& path, const std::string& body,
                                              const std::string& content_type,
@@ -32,8 +45,17 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
     return absl::InvalidArgumentError(absl::StrCat("unsupported method ", method));
   }
   httplib::Result r = send();
+  std::vector<std::string> failures;
+  // Each other controller gets one try, in order, starting after this one.
+  for (size_t tried = 1; !r && tried < urls_.size(); ++tried) {
+    if (method != "GET" && r.error() != httplib::Error::Connection) break;
+    failures.push_back(absl::StrCat(urls_[current_], ": ", httplib::to_string(r.error())));
+    Connect((current_ + 1) % urls_.size());
+    r = send();
+  }
   if (!r) {
-    return absl::UnavailableError(absl::StrCat("cannot reach ", base_url_, ": ", httplib::to_string(r.error()),
+    failures.push_back(absl::StrCat(urls_[current_], ": ", httplib::to_string(r.error())));
+    return absl::UnavailableError(absl::StrCat("cannot reach ", absl::StrJoin(failures, "; "),
                                                " (is the icos server running? `icos up` starts one)"));
   }
   HttpReply out;

@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -28,7 +28,10 @@ struct HttpReply {
 
 class ApiClient {
  public:
-  // base_url: "http://127.0.0.1:7070". timeout_ms bounds connect and each read.
+  // base_url: "http://127.0.0.1:7070", or several controllers separated by
+  // commas (a leader and its standbys, which do not listen until they lead):
+  // a request that cannot connect tries the next one, and the client stays
+  // with the one that answered. timeout_ms bounds connect and each read.
   // keep_alive: reuse the connection between requests. The server gives each
   // open connection a worker thread, so a client that calls on a timer (an
   // agent: a heartbeat a second, from every node) should not: its idle
@@ -37,6 +40,8 @@ class ApiClient {
   ~ApiClient();
 
   // Transport errors are Unavailable ("cannot reach http://...: Connection").
+  // Only a GET, or a request that never connected, moves on to the next
+  // controller: a write that may have been received is not sent twice.
   absl::StatusOr<HttpReply> Request(const std::string& method, const std::string& path, const std::string& body = "",
                                     const std::string& content_type = "application/json",
                                     const std::map<std::string, std::string>& headers = {});
@@ -45,11 +50,17 @@ class ApiClient {
                                       const std::string& content_type = "application/json",
                                       const std::map<std::string, std::string>& headers = {});
 
-  const std::string& base_url() const { return base_url_; }
+  // The controller now in use.
+  const std::string& base_url() const { return urls_[current_]; }
 
  private:
-  std::string base_url_;
+  void Connect(size_t index);
+
+  std::vector<std::string> urls_;
+  size_t current_ = 0;
   std::string token_;
+  int64_t timeout_ms_;
+  bool keep_alive_;
   std::unique_ptr<httplib::Client> client_;
 };
 

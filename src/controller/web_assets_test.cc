@@ -6,12 +6,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "controller/controller.h"
+#include "controller/http_client.h"
 #include "controller/http_server.h"
 #include "store/sqlite_state_store.h"
 
@@ -158,6 +163,44 @@ TEST_F(DashboardApiTest, WhoamiNamesUserAndRole) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
   EXPECT_EQ(nlohmann::json::parse(r->body)["code"], "Unauthenticated");
+}
+
+// A port nothing listens on (bound, then closed): connecting is refused.
+int DeadPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// With standby controllers the CLI and agents are given every controller;
+// standbys do not listen, so a refused connection moves on to the next one.
+TEST_F(DashboardApiTest, ClientMovesOnToTheControllerThatListens) {
+  auto admin = controller_->BootstrapAdminToken();
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  Serve();
+  const std::string dead = absl::StrCat("http://127.0.0.1:", DeadPort());
+  const std::string live = absl::StrCat("http://127.0.0.1:", server_->port());
+  ApiClient client(absl::StrCat(dead, ", ", live), *admin, 2'000);
+  absl::StatusOr<nlohmann::json> me = client.Json("GET", "/api/v1/whoami");
+  ASSERT_TRUE(me.ok()) << me.status();
+  EXPECT_EQ((*me)["role"], "admin");
+  EXPECT_EQ(client.base_url(), live);
+  // A write that could not connect is sent on too (it never reached anyone).
+  ApiClient writer(absl::StrCat(dead, ",", live), *admin, 2'000);
+  absl::StatusOr<nlohmann::json> queue = writer.Json("PUT", "/api/v1/queues/ha", R"({"name": "ha", "quota": {}})");
+  EXPECT_NE(queue.status().code(), absl::StatusCode::kUnavailable) << queue.status();
+  EXPECT_EQ(writer.base_url(), live);
+
+  ApiClient nobody(absl::StrCat(dead, ",", dead), *admin, 2'000);
+  absl::StatusOr<nlohmann::json> none = nobody.Json("GET", "/api/v1/whoami");
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(none.status().message(), HasSubstr(absl::StrCat("cannot reach ", dead, ": Connection; ", dead)));
 }
 
 // Past max_waiting_watches, an assignment watch does not wait: it answers at

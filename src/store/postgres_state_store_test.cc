@@ -178,21 +178,20 @@ std::unique_ptr<StateStore> MakeStore() {
   return *std::move(store);
 }
 
-INSTANTIATE_TEST_SUITE_P(Postgres, StateStoreConformanceTest,
-                         ::testing::Values(StoreBackend{"Server", [] { return MakeStore(); },
-                                                        [] {
-                                                          const std::string schema = NewSchema();
-                                                          return StoreFactory(
-                                                              [schema]() -> std::unique_ptr<StateStore> {
-                                                                auto store = OpenStore(schema);
-                                                                if (!store.ok()) {
-                                                                  ADD_FAILURE() << store.status();
-                                                                  return nullptr;
-                                                                }
-                                                                return *std::move(store);
-                                                              });
-                                                        }}),
-                         StoreBackendName);
+const StoreBackend kServerBackend{"Server", [] { return MakeStore(); },
+                                  [] {
+                                    const std::string schema = NewSchema();
+                                    return StoreFactory([schema]() -> std::unique_ptr<StateStore> {
+                                      auto store = OpenStore(schema);
+                                      if (!store.ok()) {
+                                        ADD_FAILURE() << store.status();
+                                        return nullptr;
+                                      }
+                                      return *std::move(store);
+                                    });
+                                  }};
+INSTANTIATE_TEST_SUITE_P(Postgres, StateStoreConformanceTest, ::testing::Values(kServerBackend), StoreBackendName);
+INSTANTIATE_TEST_SUITE_P(Postgres, SharedStoreConformanceTest, ::testing::Values(kServerBackend), StoreBackendName);
 
 // Runs one statement on the test database beside the store, as another
 // client (an operator, an older or newer icos) would.

@@ -72,14 +72,16 @@ std::unique_ptr<StateStore> MakeStore(const std::string& path) {
   return *std::move(store);
 }
 
+const StoreBackend kFileBackend{"File", [] { return MakeStore(NewDbPath()); },
+                                [] {
+                                  const std::string path = NewDbPath();
+                                  return StoreFactory([path] { return MakeStore(path); });
+                                }};
 INSTANTIATE_TEST_SUITE_P(Sqlite, StateStoreConformanceTest,
                          ::testing::Values(StoreBackend{"InMemory", [] { return MakeStore(":memory:"); }},
-                                           StoreBackend{"File", [] { return MakeStore(NewDbPath()); },
-                                                        [] {
-                                                          const std::string path = NewDbPath();
-                                                          return StoreFactory([path] { return MakeStore(path); });
-                                                        }}),
+                                           kFileBackend),
                          StoreBackendName);
+INSTANTIATE_TEST_SUITE_P(Sqlite, SharedStoreConformanceTest, ::testing::Values(kFileBackend), StoreBackendName);
 
 // A plain SQLite connection beside the store, to look at or tamper with the
 // file the way another process would.

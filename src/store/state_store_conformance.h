@@ -35,8 +35,8 @@ using SharedStoreFactory = std::function<StoreFactory()>;
 struct StoreBackend {
   std::string name;  // appended to test names: letters, digits and '_' only
   StoreFactory make;
-  // Null where one database cannot have two store objects (SQLite's
-  // ":memory:"); the tests that need two then skip, saying so.
+  // Only for SharedStoreConformanceTest (a ":memory:" database cannot have
+  // two store objects, so that backend is not instantiated there).
   SharedStoreFactory make_shared = nullptr;
 };
 
@@ -51,6 +51,10 @@ class StateStoreConformanceTest : public ::testing::TestWithParam<StoreBackend> 
 
   std::unique_ptr<StateStore> store_;
 };
+
+// Tests of several store objects on one database (leadership between
+// controllers); instantiated with backends that set make_shared.
+class SharedStoreConformanceTest : public ::testing::TestWithParam<StoreBackend> {};
 
 }  // namespace icos::store
 

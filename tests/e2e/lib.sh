@@ -54,6 +54,29 @@ wait_until() {
   done
 }
 
+# start_postgres: a private PostgreSQL server on a unix socket in $E2E_DIR
+# with an empty database "icos"; sets PG_URI (for --store) and psql_icos SQL.
+# Skips the test (exit 77) where the server binaries are not installed.
+start_postgres() {
+  PG_BIN=${ICOS_PG_BINDIR:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
+  [ -x "$PG_BIN/initdb" ] || { echo "SKIP: no PostgreSQL server binaries in $PG_BIN (apt-get install postgresql)"; exit 77; }
+  PG_DIR="$E2E_DIR/pg"
+  mkdir -p "$PG_DIR"
+  # PostgreSQL refuses to run as root: then the server runs as the postgres user.
+  if [ "$(id -u)" -eq 0 ]; then chmod 711 "$E2E_DIR"; chown postgres "$PG_DIR"; fi
+  # Stop the server before cleanup removes its directory; keep the exit status for it.
+  trap 'rc=$?; pg_stop; (exit $rc); cleanup' EXIT
+  as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 --locale=C --no-sync > "$E2E_DIR/initdb.log" 2>&1 ||
+    fail "initdb failed: $(cat "$E2E_DIR/initdb.log")"
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -o "-c listen_addresses='' -k $PG_DIR" start >/dev/null ||
+    fail "PostgreSQL did not start: $(cat "$PG_DIR/postgres.log")"
+  as_pg "$PG_BIN/createdb" -h "$PG_DIR" -U postgres icos || fail "createdb failed"
+  PG_URI="postgresql:///icos?host=$PG_DIR&user=postgres"
+}
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_stop() { [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true; }
+psql_icos() { as_pg "$PG_BIN/psql" -h "$PG_DIR" -U postgres -d icos -tAc "$1"; }
+
 # start_up [flags...]: controller + local agent in one process.
 start_up() {
   PORT=$(free_port)

@@ -4,24 +4,9 @@
 # job lands in PostgreSQL rather than the data directory's SQLite file, and it
 # is still there after the controller restarts.
 source "$(dirname "$0")/lib.sh"
-PG_BIN=${ICOS_PG_BINDIR:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
-[ -x "$PG_BIN/initdb" ] || { echo "SKIP: no PostgreSQL server binaries in $PG_BIN (apt-get install postgresql)"; exit 77; }
-# PostgreSQL refuses to run as root: then the server runs as the postgres user.
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-PG_DIR="$E2E_DIR/pg"
-mkdir -p "$PG_DIR"
-if [ "$(id -u)" -eq 0 ]; then chmod 711 "$E2E_DIR"; chown postgres "$PG_DIR"; fi
-pg_stop() { [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true; }
-# Stop the server before lib.sh's cleanup removes its directory; keep the exit status for it.
-trap 'rc=$?; pg_stop; (exit $rc); cleanup' EXIT
-as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 --locale=C --no-sync > "$E2E_DIR/initdb.log" 2>&1 ||
-  fail "initdb failed: $(cat "$E2E_DIR/initdb.log")"
-as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -o "-c listen_addresses='' -k $PG_DIR" start >/dev/null ||
-  fail "PostgreSQL did not start: $(cat "$PG_DIR/postgres.log")"
-as_pg "$PG_BIN/createdb" -h "$PG_DIR" -U postgres icos || fail "createdb failed"
-psql_icos() { as_pg "$PG_BIN/psql" -h "$PG_DIR" -U postgres -d icos -tAc "$1"; }
+start_postgres
 
-SERVER_FLAGS=(--store "postgresql:///icos?host=$PG_DIR&user=postgres")
+SERVER_FLAGS=(--store "$PG_URI")
 start_server
 cat > "$E2E_DIR/job.yaml" <<YAML
 name: pg-kept
