@@ -590,7 +590,7 @@ absl::StatusOr<std::unique_ptr<PostgresStateStore>> PostgresStateStore::Open(con
 
 PostgresStateStore::PostgresStateStore(PostgresOptions options, std::unique_ptr<Connection> first,
                                        int32_t schema_version)
-    : options_(std::move(options)), schema_version_(schema_version) {
+    : options_(std::move(options)), schema_version_(schema_version), inserts_(options_.max_group_commit) {
   absl::MutexLock lock(&pool_mu_);
   idle_.push_back(std::move(first));
 }
@@ -724,28 +724,36 @@ absl::Status PostgresStateStore::WithConnection(absl::FunctionRef<absl::Status(C
 }
 
 absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
+  if (job == nullptr) return absl::InvalidArgumentError("insert job: job is null");
+  return inserts_.Insert(job, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
+}
+
+absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
       "attempt) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
   constexpr absl::string_view kWhat = "insert job";
-  if (job == nullptr) return absl::InvalidArgumentError("insert job: job is null");
-  int64_t id = 0;
+  std::vector<int64_t> ids;
   absl::Status status = WithConnection([&](Connection& conn) -> absl::Status {
+    ids.clear();  // WithConnection may run this twice (a dead pooled connection)
     Transaction txn(conn, kWhat);
     if (!txn.status().ok()) return txn.status();
     if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
     if (absl::Status s = LockForIds(conn, kWhat); !s.ok()) return s;
-    Params params;
-    columns::BindJobFields(params, *job);
-    absl::StatusOr<Result> inserted = conn.Exec(insert_job, params, kWhat);
-    if (!inserted.ok()) return inserted.status();
-    id = inserted->Int(0, 0);
-    if (auto event = InsertEvent(conn, SubmittedEvent(*job, id), kWhat); !event.ok()) return event.status();
+    for (const JobRecord* job : group) {
+      Params params;
+      columns::BindJobFields(params, *job);
+      absl::StatusOr<Result> inserted = conn.Exec(insert_job, params, kWhat);
+      if (!inserted.ok()) return inserted.status();
+      const int64_t id = inserted->Int(0, 0);
+      ids.push_back(id);
+      if (auto event = InsertEvent(conn, SubmittedEvent(*job, id), kWhat); !event.ok()) return event.status();
+    }
     return txn.Commit();
   });
   if (!status.ok()) return status;
-  // The id is handed out only once durable, so a failed insert leaves it as is.
-  job->id = id;
+  // Ids are handed out only once durable, so a failed group leaves them as they were.
+  for (size_t i = 0; i < group.size(); ++i) group[i]->id = ids[i];
   return absl::OkStatus();
 }
 

@@ -466,7 +466,8 @@ SqliteStateStore::SqliteStateStore(SqliteOptions options, std::unique_ptr<Connec
     : options_(std::move(options)),
       in_memory_(options_.path == ":memory:"),
       schema_version_(schema_version),
-      writer_(std::move(writer)) {}
+      writer_(std::move(writer)),
+      inserts_(options_.max_group_commit) {}
 
 SqliteStateStore::~SqliteStateStore() {
   {
@@ -578,38 +579,10 @@ absl::StatusOr<LeaderRecord> SqliteStateStore::GetLeader() {
 
 absl::Status SqliteStateStore::InsertJob(JobRecord* job) {
   if (job == nullptr) return absl::InvalidArgumentError("insert job: job is null");
-  PendingInsert self{.job = job};
-  const size_t max_group = static_cast<size_t>(std::max(1, options_.max_group_commit));
-  queue_mu_.Lock();
-  queue_.push_back(&self);
-  while (true) {
-    // Either a leader commits us, or the commit in flight ends with us still
-    // queued and we lead the next one, taking everyone queued meanwhile (in
-    // arrival order; when more than max_group wait, we may lead more than once).
-    while (!self.done && leader_active_) queue_cv_.Wait(&queue_mu_);
-    if (self.done) break;
-    leader_active_ = true;
-    const size_t take = std::min(queue_.size(), max_group);
-    std::vector<PendingInsert*> group(queue_.begin(), queue_.begin() + take);
-    queue_.erase(queue_.begin(), queue_.begin() + take);
-    queue_mu_.Unlock();
-
-    const absl::Status status = CommitInserts(group);
-
-    queue_mu_.Lock();
-    for (PendingInsert* p : group) {
-      p->status = status;
-      p->done = true;
-    }
-    leader_active_ = false;
-    queue_cv_.SignalAll();
-  }
-  absl::Status status = self.status;
-  queue_mu_.Unlock();
-  return status;
+  return inserts_.Insert(job, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
 }
 
-absl::Status SqliteStateStore::CommitInserts(const std::vector<PendingInsert*>& group) {
+absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, user, queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
       "attempt) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -622,8 +595,8 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<PendingInsert*>& 
   if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
   std::vector<int64_t> ids;
   ids.reserve(group.size());
-  for (const PendingInsert* p : group) {
-    const JobRecord& job = *p->job;
+  for (const JobRecord* p : group) {
+    const JobRecord& job = *p;
     {
       Stmt st(conn, insert_job, kWhat);
       columns::BindJobFields(st, job);
@@ -637,7 +610,7 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<PendingInsert*>& 
   }
   if (absl::Status s = txn.Commit(); !s.ok()) return s;
   // Ids are handed out only once durable, so a failed group leaves them at 0.
-  for (size_t i = 0; i < group.size(); ++i) group[i]->job->id = ids[i];
+  for (size_t i = 0; i < group.size(); ++i) group[i]->id = ids[i];
   return absl::OkStatus();
 }
 

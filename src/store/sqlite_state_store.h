@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "store/group_commit.h"
 #include "store/records.h"
 #include "store/state_store.h"
 
@@ -100,17 +101,10 @@ class SqliteStateStore : public StateStore {
   absl::StatusOr<LeaderRecord> GetLeader() override;
 
  private:
-  // One InsertJob waiting in the group-commit queue; lives on its caller's stack.
-  struct PendingInsert {
-    JobRecord* job = nullptr;
-    absl::Status status;
-    bool done = false;
-  };
-
   SqliteStateStore(SqliteOptions options, std::unique_ptr<sqlite_internal::Connection> writer, int32_t schema_version);
 
   // Inserts every job of `group` (and its Submitted event) in one transaction.
-  absl::Status CommitInserts(const std::vector<PendingInsert*>& group);
+  absl::Status CommitInserts(const std::vector<JobRecord*>& group);
   // Records `me` as the leader with the next epoch; returns the new record.
   absl::StatusOr<LeaderRecord> BumpLeaderEpoch(const LeaderRecord& me, absl::string_view what);
   // OK unless this store led and another has taken over since (fencing);
@@ -127,12 +121,8 @@ class SqliteStateStore : public StateStore {
   absl::Mutex write_mu_;
   std::unique_ptr<sqlite_internal::Connection> writer_ ABSL_GUARDED_BY(write_mu_);
 
-  // Group commit: InsertJob callers queue here; the one that finds no leader
-  // becomes leader, commits the whole queue and wakes the rest.
-  absl::Mutex queue_mu_;
-  absl::CondVar queue_cv_;
-  std::vector<PendingInsert*> queue_ ABSL_GUARDED_BY(queue_mu_);
-  bool leader_active_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // InsertJob callers queue here and commit in groups.
+  GroupCommitQueue inserts_;
 
   // Leadership: the locked file (-1: none) and the epoch taken (0: never led).
   absl::Mutex lead_mu_;
