@@ -171,6 +171,9 @@ struct ClusterMetrics {
   std::vector<QueueMetric> queues;
   std::vector<NodeMetric> nodes;
   std::map<std::string, int64_t> jobs_by_state;  // every state, 0 when none
+  // The store's leadership as recorded (the controller serving leads it).
+  int64_t leader_epoch = 0;
+  int64_t leader_since_ms = 0;
 };
 
 // Event counters the controller keeps for /metrics. Thread-safe.

@@ -92,6 +92,10 @@ absl::StatusOr<ClusterMetrics> Controller::CollectMetrics() const {
     m.jobs_by_state[store::JobStateName(s)] = 0;
   }
   for (const auto& [state, n] : *by_state) m.jobs_by_state[store::JobStateName(state)] = n;
+  auto leader = store_->GetLeader();
+  if (!leader.ok()) return leader.status();
+  m.leader_epoch = leader->epoch;
+  m.leader_since_ms = leader->since_ms;
 
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = clock_->NowMs();
@@ -261,6 +265,12 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
   for (const auto& q : m.queues)
     w.Sample("icos_queue_running_jobs", {{"queue", q.queue.name}}, static_cast<double>(q.running));
 
+  // Each takeover by a standby controller raises the epoch: changes() of it
+  // counts failovers.
+  w.Family("icos_leader_epoch", "gauge", "Leadership epoch of the store (grows by one at every controller takeover).");
+  w.Sample("icos_leader_epoch", {}, static_cast<double>(m.leader_epoch));
+  w.Family("icos_leader_since_seconds", "gauge", "Unix time the serving controller took the store's leadership.");
+  w.Sample("icos_leader_since_seconds", {}, static_cast<double>(m.leader_since_ms) / 1000.0);
   w.Family("icos_jobs", "gauge", "Jobs by state (every job the store holds).");
   for (const auto& [state, n] : m.jobs_by_state) w.Sample("icos_jobs", {{"state", state}}, static_cast<double>(n));
 

@@ -238,6 +238,7 @@ TEST_F(ControllerObserveTest, SamplerPrunesSamplesOlderThanRetention) {
 
 TEST_F(ControllerObserveTest, MetricsShowAllocationQueuesJobsAndCounters) {
   StartBoth();
+  ASSERT_TRUE(store_->TryLead({.holder = "ctl-a:1", .url = "http://ctl-a:7070", .since_ms = 1'700'000'000'500}).ok());
   auto m = controller_->CollectMetrics();
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_EQ(m->devices.size(), 4u);
@@ -252,6 +253,8 @@ TEST_F(ControllerObserveTest, MetricsShowAllocationQueuesJobsAndCounters) {
   EXPECT_THAT(text, HasSubstr("icos_queue_running_jobs{queue=\"default\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("icos_jobs{state=\"Running\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("icos_jobs{state=\"Failed\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("icos_leader_epoch 1\n"));
+  EXPECT_THAT(text, HasSubstr("icos_leader_since_seconds 1700000000.5\n"));
   EXPECT_THAT(text, HasSubstr("icos_nodes{state=\"Ready\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("icos_scheduler_binds_total 2\n"));
   EXPECT_THAT(text, HasSubstr("icos_scheduler_pass_duration_seconds_count 1\n"));
