@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # How many agents one controller holds: N fake agents (each long-polling its
-# assignments and sending a heartbeat a second, as `icos agent` does) against
+# assignments and heartbeating at the pace the controller asks, as `icos agent`
+# does: every second up to 1,000 nodes, slower past that) against
 # `icos server`, while a client times GET /api/v1/jobs?limit=1 every 20 ms.
 # One line per N: the API's p50/p99/max latency and how many watches were answered.
 # Usage: bench/agents.sh [N...]   (default 0 50 200 500; needs a release build)

@@ -214,7 +214,7 @@ void NodeAgent::WatchLoop() {
     Reconcile(tasks);
     // A busy controller answered without waiting: ask again after the time it said.
     if (const int64_t retry = r->value("retry_ms", int64_t{0}); retry > 0) {
-      for (int64_t slept = 0; slept < std::min<int64_t>(retry, 10'000) && !stop_; slept += 50) {
+      for (int64_t slept = 0; slept < std::min<int64_t>(retry, 60'000) && !stop_; slept += 50) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     }
@@ -392,13 +392,14 @@ void NodeAgent::BeatLoop() {
   // goes out every heartbeat_ms.
   ApiClient api(options_.server_url, options_.token, 10'000, /*keep_alive=*/false);
   int64_t last_sent = 0;
+  int64_t heartbeat_ms = options_.heartbeat_ms;  // the controller may slow it
   while (!stop_) {
     json tasks = json::array(), devices = json::array();
     bool changed;
     {
       std::lock_guard<std::mutex> lock(mu_);
       changed = CollectExits();
-      if (changed || clock_->NowMs() - last_sent >= options_.heartbeat_ms) {
+      if (changed || clock_->NowMs() - last_sent >= heartbeat_ms) {
         for (const auto& [id, k] : known_) tasks.push_back(wire::TaskStatusToJson(k.status));
         // Each check's figures go out once: the controller keeps the last
         // ones and samples jobs' usage per report, not per heartbeat.
@@ -408,11 +409,15 @@ void NodeAgent::BeatLoop() {
         }
       }
     }
-    if (changed || clock_->NowMs() - last_sent >= options_.heartbeat_ms) {
+    if (changed || clock_->NowMs() - last_sent >= heartbeat_ms) {
       json body = {{"tasks", tasks}};
       if (!devices.empty()) body["devices"] = devices;  // only after a new health check
       auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"), body.dump());
       if (!r.ok() && r.status().code() == absl::StatusCode::kNotFound) (void)Register();
+      // A large cluster asks its agents to call less often (ControllerOptions::max_agent_polls_per_s).
+      if (r.ok()) {
+        heartbeat_ms = std::max(options_.heartbeat_ms, std::min<int64_t>(r->value("heartbeat_ms", int64_t{0}), 60'000));
+      }
       last_sent = clock_->NowMs();
     }
     CheckHealth();

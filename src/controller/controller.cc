@@ -1128,13 +1128,25 @@ absl::Status Controller::RunPass() {
   return absl::OkStatus();
 }
 
+int64_t Controller::AgentPaceMs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AgentPaceLocked();
+}
+
+int64_t Controller::AgentPaceLocked() const {
+  const int64_t per_s = std::max<int64_t>(2, options_.max_agent_polls_per_s) / 2;
+  return std::max<int64_t>(1'000, static_cast<int64_t>(nodes_.size()) * 1'000 / per_s);
+}
+
 absl::Status Controller::CheckNodes() {
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = clock_->NowMs();
+  // A slower pace must not read as silence.
+  const int64_t timeout = std::max(options_.node_timeout_ms, 3 * AgentPaceLocked());
   store::WriteBatch b;
   std::map<int64_t, JobEntry> touched;
   for (auto& [name, n] : nodes_) {
-    if (n.rec.state != "Ready" || now - n.rec.heartbeat_ms <= options_.node_timeout_ms) continue;
+    if (n.rec.state != "Ready" || now - n.rec.heartbeat_ms <= timeout) continue;
     n.rec.state = "NotReady";
     b.nodes.push_back(n.rec);
     Event(b, 0, name, "NodeLost", absl::StrCat("no heartbeat for ", (now - n.rec.heartbeat_ms) / 1000, " s"));

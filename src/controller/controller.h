@@ -61,7 +61,14 @@ struct ControllerOptions {
   // least this often otherwise (to refresh waiting reasons and time).
   int64_t pass_interval_ms = 2'000;
   // A node whose agent is silent this long is NotReady; its tasks are lost.
+  // (At least three agent paces: see max_agent_polls_per_s.)
   int64_t node_timeout_ms = 30'000;
+  // How many routine agent calls per second the controller invites, across
+  // the cluster: heartbeats, and watches that could not wait (each half).
+  // Agents call every second while nodes <= half this; past that the pace
+  // slows in proportion (as Nomad scales its heartbeat TTL), so 10,000 nodes
+  // call every 10 s, not every second. Task exits are still reported at once.
+  int64_t max_agent_polls_per_s = 2'000;
   int64_t grace_ms = 10'000;  // SIGTERM -> SIGKILL for cancelled / preempted tasks
   // Base of the per-job rendezvous port (MASTER_ADDR:MASTER_PORT).
   int32_t port_base = 29'500;
@@ -275,6 +282,9 @@ class Controller {
   // are applied all the same).
   absl::Status Heartbeat(const Principal& caller, const std::string& node, const std::vector<wire::TaskStatus>& tasks,
                          const std::vector<wire::DeviceUsage>& devices = {});
+  // How often each agent should heartbeat, and ask again after a watch that
+  // could not wait: max(1 s, nodes / (max_agent_polls_per_s / 2)).
+  int64_t AgentPaceMs() const;
   // Blocks up to wait_ms until the node's assignments change past `since`.
   absl::StatusOr<Assignments> WatchAssignments(const Principal& caller, const std::string& node, uint64_t since,
                                                int64_t wait_ms);
@@ -332,6 +342,8 @@ class Controller {
 
   Controller(ControllerOptions options, store::StateStore* store, Clock* clock);
   absl::Status Load();
+  // AgentPaceMs with mu_ held.
+  int64_t AgentPaceLocked() const;
   // Feeds the run times of jobs that succeeded before this start to the
   // estimator (the most recent estimator-window of them), then the open jobs.
   absl::Status LoadRuntimeHistory();

@@ -256,6 +256,29 @@ TEST_F(ControllerTest, SilentNodeIsLostAndItsTasksFail) {
   EXPECT_THAT(j->job.reason, HasSubstr("node 'n1' lost"));
 }
 
+// Past half of max_agent_polls_per_s nodes, agents are asked to call less
+// often, and a node is lost only after three of the slower beats.
+TEST_F(ControllerTest, LargeClustersSlowTheAgentPaceAndWaitLongerForSilence) {
+  options_.max_agent_polls_per_s = 4;  // two heartbeats a second for the whole cluster
+  options_.node_timeout_ms = 5'000;
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  EXPECT_EQ(controller_->AgentPaceMs(), 1'000);  // never faster than a second
+  for (int i = 2; i <= 6; ++i) {
+    ASSERT_TRUE(controller_->RegisterNode(admin_, Node(absl::StrCat("n", i)), "127.0.0.1", "u", "k").ok());
+  }
+  EXPECT_EQ(controller_->AgentPaceMs(), 3'000);  // 6 nodes at 2 beats/s
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  clock_.Advance(8'000);  // past node_timeout_ms, within three beats (9 s)
+  ASSERT_TRUE(controller_->CheckNodes().ok());
+  EXPECT_EQ(State(*id), "Running");
+  clock_.Advance(1'001);
+  ASSERT_TRUE(controller_->CheckNodes().ok());
+  EXPECT_EQ(State(*id), "Failed");
+}
+
 TEST_F(ControllerTest, RunningTaskTheAgentNoLongerReportsIsLost) {
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
   auto id = controller_->Submit(alice_, kTwoWorkers);

@@ -10,8 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "controller/web_assets.h"
 
 namespace icos::controller {
@@ -197,6 +199,13 @@ bool RateLimiter::Allow(const std::string& key) {
   const double now =
       std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   std::lock_guard<std::mutex> lock(mu_);
+  if (buckets_.size() >= kMaxKeys) {
+    // A bucket that has refilled is the same as none: forget those, so keys
+    // that come and go (nodes) cannot grow the map without bound.
+    for (auto it = buckets_.begin(); it != buckets_.end();) {
+      it = (now - it->second.last) * rate_ + it->second.tokens >= burst_ ? buckets_.erase(it) : std::next(it);
+    }
+  }
   Bucket& b = buckets_[key];
   if (b.last == 0) b.tokens = burst_;
   b.tokens = std::min(burst_, b.tokens + (now - b.last) * rate_);
@@ -204,6 +213,23 @@ bool RateLimiter::Allow(const std::string& key) {
   if (b.tokens < 1) return false;
   b.tokens -= 1;
   return true;
+}
+
+size_t RateLimiter::keys() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return buckets_.size();
+}
+
+// What a request's rate is limited by: its token, and for an agent token
+// also the node the path names. Every node of a cluster may join with one
+// shared agent token; each node's calls are then limited on their own, so a
+// large cluster is not throttled as if it were one client.
+std::string RateKey(const Principal& who, const std::string& path) {
+  if (who.role != Role::kAgent) return who.name;
+  constexpr absl::string_view kNodes = "/api/v1/nodes/";
+  if (!absl::StartsWith(path, kNodes)) return who.name;
+  const absl::string_view rest = absl::string_view(path).substr(kNodes.size());
+  return absl::StrCat(who.name, "@", rest.substr(0, rest.find('/')));
 }
 
 HttpServer::HttpServer(Controller* controller, HttpServerOptions options)
@@ -281,10 +307,10 @@ void HttpServer::Routes() {
     return [c, limiter, handler](const httplib::Request& req, httplib::Response& res) {
       auto who = c->Authenticate(Bearer(req));
       if (!who.ok()) return Fail(res, who.status());
-      if (limiter != nullptr && !limiter->Allow(who->name)) {
-        return Fail(res, absl::ResourceExhaustedError(absl::StrCat(
-                             "too many requests from token '", who->name, "': at most ", limiter->rate(),
-                             " per second; slow down and retry")));
+      if (limiter != nullptr && !limiter->Allow(RateKey(*who, req.path))) {
+        return Fail(res, absl::ResourceExhaustedError(
+                             absl::StrCat("too many requests from token '", RateKey(*who, req.path), "': at most ",
+                                          limiter->rate(), " per second; slow down and retry")));
       }
       try {
         handler(*who, req, res);
@@ -471,13 +497,14 @@ void HttpServer::Routes() {
       devices.push_back(*u);
     }
     if (absl::Status st = c->Heartbeat(who, req.matches[1].str(), statuses, devices); !st.ok()) return Fail(res, st);
-    Reply(res, 200, {{"ok", true}});
+    Reply(res, 200, {{"ok", true}, {"heartbeat_ms", c->AgentPaceMs()}});
   }));
 
   // A waiting watch holds a worker thread. Past the limit a watch answers at
   // once and tells the agent when to ask again, so a thousand agents cannot
   // take every thread from users and heartbeats; those agents then hear of
-  // new work within retry_ms instead of at once.
+  // new work within retry_ms (the agent pace, at least watch_retry_ms)
+  // instead of at once.
   const int max_waiting = std::max(1, options_.max_waiting_watches);
   const int64_t retry_ms = options_.watch_retry_ms;
   s.Get(R"(/api/v1/nodes/([^/]+)/assignments)",
@@ -499,7 +526,7 @@ void HttpServer::Routes() {
           json tasks = json::array();
           for (const auto& t : a->tasks) tasks.push_back(wire::AssignmentToJson(t));
           json out = {{"version", a->version}, {"tasks", tasks}};
-          if (IntParam(req, "wait_ms", 0) > 0 && !waits) out["retry_ms"] = retry_ms;
+          if (IntParam(req, "wait_ms", 0) > 0 && !waits) out["retry_ms"] = std::max(retry_ms, c->AgentPaceMs());
           Reply(res, 200, out);
         }));
 

@@ -41,7 +41,9 @@ struct HttpServerOptions {
   // library's own 5 overflows when hundreds of agents connect at once).
   int listen_backlog = 1'024;
   // Requests per second each token may make (bursts up to twice that); more
-  // get 429. A flood from one client cannot starve the others. 0: no limit.
+  // get 429. A flood from one client cannot starve the others. An agent
+  // token is limited per node it speaks for (one token may serve them all).
+  // 0: no limit.
   double requests_per_s_per_token = 5'000;
   // GET /metrics needs a bearer token (any role) when true. Off by default:
   // Prometheus scrapes without credentials unless configured, and the
@@ -56,6 +58,10 @@ class RateLimiter {
   // Takes one token from key's bucket; false when it is empty.
   bool Allow(const std::string& key);
   double rate() const { return rate_; }
+  // Buckets held now (full ones are forgotten once there are kMaxKeys).
+  size_t keys();
+
+  static constexpr size_t kMaxKeys = 65'536;
 
  private:
   struct Bucket {
@@ -98,6 +104,10 @@ class HttpServer {
       {"method", "route"},
       metrics::HistogramFamily::LatencyBounds()};
 };
+
+// The rate limiter's key for a request by `who` to `path`: the token's name,
+// and for an agent token "name@node" on /api/v1/nodes/{node}/... paths.
+std::string RateKey(const Principal& who, const std::string& path);
 
 // The metrics label for a route pattern: regex groups become placeholders,
 // e.g. "/api/v1/jobs/(\d+)/logs" -> "/api/v1/jobs/:id/logs".

@@ -165,6 +165,30 @@ TEST_F(DashboardApiTest, WhoamiNamesUserAndRole) {
   EXPECT_EQ(nlohmann::json::parse(r->body)["code"], "Unauthenticated");
 }
 
+// One agent token may serve every node: its calls are limited per node, so
+// a large cluster is not throttled as one client; other tokens per token.
+TEST(RateKeyTest, AgentTokensAreLimitedPerNode) {
+  const Principal agent{"local-agents", Role::kAgent, ""};
+  EXPECT_EQ(RateKey(agent, "/api/v1/nodes/gpu-17/heartbeat"), "local-agents@gpu-17");
+  EXPECT_EQ(RateKey(agent, "/api/v1/nodes/gpu-18/assignments"), "local-agents@gpu-18");
+  EXPECT_EQ(RateKey(agent, "/api/v1/nodes"), "local-agents");  // registration
+  const Principal alice{"alice laptop", Role::kUser, "alice"};
+  EXPECT_EQ(RateKey(alice, "/api/v1/nodes/gpu-17"), "alice laptop");
+}
+
+TEST(RateLimiterTest, LimitsEachKeyAndForgetsRefilledOnesPastTheCap) {
+  RateLimiter limiter(/*rate_per_s=*/0.001, /*burst=*/2);
+  EXPECT_TRUE(limiter.Allow("a"));
+  EXPECT_TRUE(limiter.Allow("a"));
+  EXPECT_FALSE(limiter.Allow("a"));  // burst spent; refills at 0.001/s
+  EXPECT_TRUE(limiter.Allow("b"));   // another key has its own bucket
+  // Past the cap, buckets that have refilled (here at once) are dropped.
+  RateLimiter fast(/*rate_per_s=*/1e9, /*burst=*/2);
+  EXPECT_TRUE(fast.Allow("spent"));
+  for (size_t i = 0; i < RateLimiter::kMaxKeys + 10; ++i) fast.Allow(absl::StrCat("node-", i));
+  EXPECT_LT(fast.keys(), 100u);
+}
+
 // A port nothing listens on (bound, then closed): connecting is refused.
 int DeadPort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -253,6 +277,8 @@ TEST_F(DashboardApiTest, BadDeviceFiguresDoNotLoseTheTaskStatesBesideThem) {
                         "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
+  // The reply sets the agent's pace: a second in a cluster this small.
+  EXPECT_EQ(nlohmann::json::parse(r->body).value("heartbeat_ms", 0), 1'000);
   auto job = controller_->GetJob(admin_, *id);
   ASSERT_TRUE(job.ok());
   ASSERT_EQ(job->tasks.size(), 1u);
