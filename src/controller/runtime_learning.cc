@@ -143,6 +143,13 @@ std::vector<RuntimeLearning::Estimate> RuntimeLearning::Apply() {
   return out;
 }
 
+void RuntimeLearning::AwaitTraining() {
+  const absl::Status st = estimator_->AwaitTraining();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.models_trained = estimator_->models_trained();
+  if (!st.ok()) stats_.last_error = std::string(st.message());
+}
+
 RuntimeLearning::Stats RuntimeLearning::GetStats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;

@@ -38,7 +38,9 @@ struct RuntimeLearningOptions {
   // let backfill delay a reserved job. Burst revisions (a sibling of the same
   // sweep finished) are handed out always: they rest on real run times.
   int32_t min_finished = 20;
-  learn::EstimatorOptions estimator;
+  // background_training on: a fit (half a second at 40,000 jobs) must not
+  // hold up the scheduling pass; the new model is used once it is ready.
+  learn::EstimatorOptions estimator = {.background_training = true};
 };
 
 // The devices a job holds, as the estimator counts them: whole devices, plus
@@ -80,6 +82,10 @@ class RuntimeLearning {
   // or revised meanwhile, for jobs still open. An XGBoost error does not stop
   // it (the estimator goes on with history alone); Stats keeps the last one.
   std::vector<Estimate> Apply();
+
+  // Waits for a model fit in flight and puts it to use (tests; a fit
+  // otherwise lands at the first Apply after it ends). Call from Apply's thread.
+  void AwaitTraining();
 
   // For /metrics.
   struct Stats {

@@ -100,6 +100,7 @@ TEST(RuntimeLearningTest, AStoredHistoryFitsOneModel) {
   for (int i = 0; i < 500; ++i) (*l)->FromHistory(i, Facts("eval-" + std::to_string(i), 60.0 * i), 30 + i % 7);
   (*l)->Submitted(1'000, Facts("eval-1000", 60'000));
   std::vector<RuntimeLearning::Estimate> made = (*l)->Apply();
+  (*l)->AwaitTraining();  // the fit runs beside the scheduling loop
   EXPECT_EQ((*l)->GetStats().models_trained, 1);
   EXPECT_EQ((*l)->GetStats().finished, 500);
   ASSERT_EQ(made.size(), 1u);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <future>
 #include <limits>
 #include <optional>
 #include <string>
@@ -84,10 +85,12 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
  public:
   explicit XgbRuntimeEstimator(const EstimatorOptions& o) : options_(o) {}
   ~XgbRuntimeEstimator() override {
+    (void)AwaitTraining();  // the fit's thread must not outlive us
     if (booster_ != nullptr) XGBoosterFree(booster_);
   }
 
   double EstimateAtSubmit(int64_t key, const JobFacts& facts) override {
+    (void)AdoptFinishedFit(/*wait=*/false);  // a fit's error surfaces at ObserveFinish or AwaitTraining
     const Row x = Featurise(facts, /*submitting=*/true);
     pending_[key] = x;
     // The trees learn a correction to the history estimate (residual boosting).
@@ -114,6 +117,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   std::vector<Revision> TakeRevisions() override { return std::exchange(revisions_, {}); }
 
   absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) override {
+    absl::Status fitted = AdoptFinishedFit(/*wait=*/false);
     Row x;
     if (auto it = pending_.find(key); it != pending_.end()) {
       x = it->second;
@@ -143,7 +147,8 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       Group(absl::StrCat("ng|", NameTemplate(facts.name), "|", facts.gpus)).Add(y);
     }
     global_.Add(y);
-    return paused_ ? absl::OkStatus() : TrainIfDue();
+    absl::Status trained = paused_ ? absl::OkStatus() : TrainIfDue();
+    return fitted.ok() ? trained : fitted;
   }
 
   void PauseTraining() override { paused_ = true; }
@@ -151,6 +156,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     paused_ = false;
     return TrainIfDue();
   }
+  absl::Status AwaitTraining() override { return AdoptFinishedFit(/*wait=*/true); }
 
  private:
   absl::Status TrainIfDue() {
@@ -346,8 +352,19 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     return out[0];
   }
 
+  // A fitted model (or why the fit failed) and the real seconds it took.
+  struct Fit {
+    BoosterHandle booster = nullptr;
+    absl::Status status;
+    double wall_s = 0;
+  };
+
+  // The training set (labels: residuals over the history estimate as it is
+  // now), then the fit: here, or on its own thread with background_training.
   absl::Status Train() {
-    const auto start = std::chrono::steady_clock::now();
+    // One fit at a time: a fit due while one is in flight is skipped (the
+    // next is due after the next growth step, as scheduled).
+    if (fit_.valid()) return absl::OkStatus();
     std::vector<float> data;
     std::vector<float> labels;
     data.reserve(examples_.size() * kNumFeatures);
@@ -356,15 +373,43 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
       data.insert(data.end(), e.x.begin(), e.x.end());
       labels.push_back(e.y - static_cast<float>(FromHistory(e.x)));
     }
+    if (options_.background_training) {
+      fit_ = std::async(std::launch::async,
+                        [this, data = std::move(data), labels = std::move(labels)] { return FitModel(data, labels); });
+      return absl::OkStatus();
+    }
+    return UseFit(FitModel(data, labels));
+  }
+
+  // Takes a finished background fit into use; with `wait`, waits for one in flight.
+  absl::Status AdoptFinishedFit(bool wait) {
+    if (!fit_.valid()) return absl::OkStatus();
+    if (!wait && fit_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return absl::OkStatus();
+    return UseFit(fit_.get());
+  }
+
+  absl::Status UseFit(Fit fit) {
+    if (!fit.status.ok()) return fit.status;  // the previous model (or history) stays in use
+    if (booster_ != nullptr) XGBoosterFree(booster_);
+    booster_ = fit.booster;
+    ++models_trained_;
+    train_wall_s_ += fit.wall_s;
+    return absl::OkStatus();
+  }
+
+  // Touches nothing of the estimator but its options: safe on another thread.
+  Fit FitModel(const std::vector<float>& data, const std::vector<float>& labels) const {
+    const auto start = std::chrono::steady_clock::now();
+    Fit fit;
     DMatrixHandle train = nullptr;
     if (XGDMatrixCreateFromMat(data.data(), labels.size(), kNumFeatures, kMissing, &train) != 0) {
-      return absl::InternalError(XgbError("cannot create the training matrix"));
+      fit.status = absl::InternalError(XgbError("cannot create the training matrix"));
+      return fit;
     }
-    absl::Status status = absl::OkStatus();
     BoosterHandle b = nullptr;
     if (XGDMatrixSetFloatInfo(train, "label", labels.data(), labels.size()) != 0 ||
         XGBoosterCreate(&train, 1, &b) != 0) {
-      status = absl::InternalError(XgbError("cannot set up training"));
+      fit.status = absl::InternalError(XgbError("cannot set up training"));
     }
     const std::string depth = absl::StrCat(options_.max_depth);
     const std::string eta = absl::StrCat(options_.learning_rate);
@@ -378,21 +423,21 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
                                                           {"base_score", "0"},
                                                           {"min_child_weight", "3"}};
     for (const auto& [k, v] : params) {
-      if (status.ok() && XGBoosterSetParam(b, k, v) != 0) status = absl::InternalError(XgbError("bad parameter"));
+      if (fit.status.ok() && XGBoosterSetParam(b, k, v) != 0) {
+        fit.status = absl::InternalError(XgbError("bad parameter"));
+      }
     }
-    for (int i = 0; status.ok() && i < options_.trees; ++i) {
-      if (XGBoosterUpdateOneIter(b, i, train) != 0) status = absl::InternalError(XgbError("training failed"));
+    for (int i = 0; fit.status.ok() && i < options_.trees; ++i) {
+      if (XGBoosterUpdateOneIter(b, i, train) != 0) fit.status = absl::InternalError(XgbError("training failed"));
     }
     XGDMatrixFree(train);
-    if (!status.ok()) {
+    if (!fit.status.ok()) {
       if (b != nullptr) XGBoosterFree(b);
-      return status;  // the previous model (or history) stays in use
+      return fit;
     }
-    if (booster_ != nullptr) XGBoosterFree(booster_);
-    booster_ = b;
-    ++models_trained_;
-    train_wall_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return absl::OkStatus();
+    fit.booster = b;
+    fit.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return fit;
   }
 
   EstimatorOptions options_;
@@ -412,6 +457,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   int64_t next_train_ = 0;
   bool paused_ = false;
   BoosterHandle booster_ = nullptr;
+  std::future<Fit> fit_;  // a background fit in flight (background_training)
   int32_t models_trained_ = 0;
   int64_t failed_predictions_ = 0;
   std::string last_prediction_error_;

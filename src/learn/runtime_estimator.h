@@ -24,7 +24,8 @@
 // the history's quick adaptation and learn its biases.
 //
 // Thread-safety: not thread-safe; one owner (the simulator or the controller's
-// scheduling loop) calls it.
+// scheduling loop) calls it. With background_training, fits run on a thread
+// the estimator owns and joins; the owner still calls from one thread.
 #ifndef ICOS_LEARN_RUNTIME_ESTIMATOR_H_
 #define ICOS_LEARN_RUNTIME_ESTIMATOR_H_
 
@@ -58,6 +59,12 @@ struct EstimatorOptions {
   int32_t error_window = 2'000;
   double burst_gap_s = 60;  // 0: no burst estimates
   double prior_log_sd = 1.5;
+  // Fit models on a thread of their own: the owner prepares the training set
+  // (cheap) and goes on estimating with the model it has, and the new model
+  // replaces it at the first call after the fit ends. For the controller,
+  // whose scheduling loop must not stop for a fit (half a second at 40,000
+  // jobs). Off for the simulator, whose results must not depend on timing.
+  bool background_training = false;
 };
 
 class RuntimeEstimator {
@@ -83,6 +90,9 @@ class RuntimeEstimator {
   // instead of one per growth step. Errors as ObserveFinish.
   virtual void PauseTraining() = 0;
   virtual absl::Status ResumeTraining() = 0;
+  // With background_training: waits for a fit in flight and puts its model
+  // to use (its error, if it failed). Otherwise OK at once.
+  virtual absl::Status AwaitTraining() = 0;
 
   // Job `key` ended without a run time worth learning from (cancelled,
   // failed, or never estimated): its remembered features and estimate are

@@ -261,6 +261,36 @@ TEST(RuntimeEstimator, PausedTrainingFitsOnceAtTheResume) {
   EXPECT_EQ((*e)->models_trained(), 1);  // nothing new: none due
 }
 
+// With background_training the resume only starts the fit: the estimator
+// answers from history meanwhile, and the model, once taken into use,
+// answers what history cannot (as in the test above).
+TEST(RuntimeEstimator, BackgroundTrainingKeepsAnsweringAndThenUsesTheModel) {
+  EstimatorOptions o;
+  o.min_train = 100;
+  o.background_training = true;
+  auto e = RuntimeEstimator::Create(o);
+  ASSERT_TRUE(e.ok());
+  (*e)->PauseTraining();
+  for (int i = 0; i < 600; ++i) {
+    JobFacts f{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * i + 60};
+    const int64_t hour = static_cast<int64_t>(f.submit_unix_s / 3'600) % 24;
+    ASSERT_TRUE((*e)->ObserveFinish(i, f, hour % 2 == 0 ? 100 : 10'000).ok());
+  }
+  ASSERT_TRUE((*e)->ResumeTraining().ok());  // returns before the fit is done
+  JobFacts even{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * 1'000 + 60};
+  EXPECT_GT((*e)->EstimateAtSubmit(999, even), 0);  // history (or the model, if already done)
+  ASSERT_TRUE((*e)->AwaitTraining().ok());
+  EXPECT_EQ((*e)->models_trained(), 1);
+  JobFacts odd = even;
+  odd.submit_unix_s += 3'600;
+  const double e0 = (*e)->EstimateAtSubmit(1'000, even);
+  ASSERT_TRUE((*e)->ObserveFinish(1'000, even, 100).ok());
+  const double e1 = (*e)->EstimateAtSubmit(1'001, odd);
+  EXPECT_EQ((*e)->failed_predictions(), 0) << (*e)->last_prediction_error();
+  EXPECT_GT(std::max(e0, e1) / std::min(e0, e1), 20) << e0 << " " << e1;
+  EXPECT_GT((*e)->train_wall_s(), 0);
+}
+
 TEST(RuntimeEstimator, SameHistorySameEstimates) {
   std::vector<double> runs[2];
   for (auto& out : runs) {
