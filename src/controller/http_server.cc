@@ -229,7 +229,9 @@ std::string RateKey(const Principal& who, const std::string& path) {
   constexpr absl::string_view kNodes = "/api/v1/nodes/";
   if (!absl::StartsWith(path, kNodes)) return who.name;
   const absl::string_view rest = absl::string_view(path).substr(kNodes.size());
-  return absl::StrCat(who.name, "@", rest.substr(0, rest.find('/')));
+  const size_t slash = rest.find('/');
+  if (slash == absl::string_view::npos) return who.name;  // e.g. /api/v1/nodes/register
+  return absl::StrCat(who.name, "@", rest.substr(0, slash));
 }
 
 HttpServer::HttpServer(Controller* controller, HttpServerOptions options)

@@ -106,7 +106,8 @@ class HttpServer {
 };
 
 // The rate limiter's key for a request by `who` to `path`: the token's name,
-// and for an agent token "name@node" on /api/v1/nodes/{node}/... paths.
+// and for an agent token "name@node" on /api/v1/nodes/{node}/... paths
+// (heartbeats, watches).
 std::string RateKey(const Principal& who, const std::string& path);
 
 // The metrics label for a route pattern: regex groups become placeholders,

@@ -171,7 +171,7 @@ TEST(RateKeyTest, AgentTokensAreLimitedPerNode) {
   const Principal agent{"local-agents", Role::kAgent, ""};
   EXPECT_EQ(RateKey(agent, "/api/v1/nodes/gpu-17/heartbeat"), "local-agents@gpu-17");
   EXPECT_EQ(RateKey(agent, "/api/v1/nodes/gpu-18/assignments"), "local-agents@gpu-18");
-  EXPECT_EQ(RateKey(agent, "/api/v1/nodes"), "local-agents");  // registration
+  EXPECT_EQ(RateKey(agent, "/api/v1/nodes/register"), "local-agents");  // joining: no node yet
   const Principal alice{"alice laptop", Role::kUser, "alice"};
   EXPECT_EQ(RateKey(alice, "/api/v1/nodes/gpu-17"), "alice laptop");
 }
