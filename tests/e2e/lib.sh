@@ -11,8 +11,9 @@ mkdir -p "$ICOS_HOME"
 PIDS=()
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
+# cleanup [RC]: RC is the test's exit status (default: the last command's).
 cleanup() {
-  local rc=$?
+  local rc=${1:-$?}
   for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -64,8 +65,10 @@ start_postgres() {
   mkdir -p "$PG_DIR"
   # PostgreSQL refuses to run as root: then the server runs as the postgres user.
   if [ "$(id -u)" -eq 0 ]; then chmod 711 "$E2E_DIR"; chown postgres "$PG_DIR"; fi
-  # Stop the server before cleanup removes its directory; keep the exit status for it.
-  trap 'rc=$?; pg_stop; (exit $rc); cleanup' EXIT
+  # Stop the server before cleanup removes its directory; hand it the test's
+  # exit status (a failing "(exit $rc)" here would end the trap under set -e
+  # before cleanup ran, leaving the test's processes behind).
+  trap 'rc=$?; pg_stop; cleanup $rc' EXIT
   as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 --locale=C --no-sync > "$E2E_DIR/initdb.log" 2>&1 ||
     fail "initdb failed: $(cat "$E2E_DIR/initdb.log")"
   as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -o "-c listen_addresses='' -k $PG_DIR" start >/dev/null ||
