@@ -85,12 +85,12 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
  public:
   explicit XgbRuntimeEstimator(const EstimatorOptions& o) : options_(o) {}
   ~XgbRuntimeEstimator() override {
-    (void)AwaitTraining();  // the fit's thread must not outlive us
+    AdoptFinishedFit(/*wait=*/true);  // the fit's thread must not outlive us
     if (booster_ != nullptr) XGBoosterFree(booster_);
   }
 
   double EstimateAtSubmit(int64_t key, const JobFacts& facts) override {
-    (void)AdoptFinishedFit(/*wait=*/false);  // a fit's error surfaces at ObserveFinish or AwaitTraining
+    AdoptFinishedFit(/*wait=*/false);  // a failed fit is reported by ObserveFinish or AwaitTraining
     const Row x = Featurise(facts, /*submitting=*/true);
     pending_[key] = x;
     // The trees learn a correction to the history estimate (residual boosting).
@@ -117,7 +117,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   std::vector<Revision> TakeRevisions() override { return std::exchange(revisions_, {}); }
 
   absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) override {
-    absl::Status fitted = AdoptFinishedFit(/*wait=*/false);
+    AdoptFinishedFit(/*wait=*/false);
     Row x;
     if (auto it = pending_.find(key); it != pending_.end()) {
       x = it->second;
@@ -148,6 +148,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     }
     global_.Add(y);
     absl::Status trained = paused_ ? absl::OkStatus() : TrainIfDue();
+    absl::Status fitted = std::exchange(fit_error_, absl::OkStatus());
     return fitted.ok() ? trained : fitted;
   }
 
@@ -156,7 +157,10 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     paused_ = false;
     return TrainIfDue();
   }
-  absl::Status AwaitTraining() override { return AdoptFinishedFit(/*wait=*/true); }
+  absl::Status AwaitTraining() override {
+    AdoptFinishedFit(/*wait=*/true);
+    return std::exchange(fit_error_, absl::OkStatus());
+  }
 
  private:
   absl::Status TrainIfDue() {
@@ -381,11 +385,12 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     return UseFit(FitModel(data, labels));
   }
 
-  // Takes a finished background fit into use; with `wait`, waits for one in flight.
-  absl::Status AdoptFinishedFit(bool wait) {
-    if (!fit_.valid()) return absl::OkStatus();
-    if (!wait && fit_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return absl::OkStatus();
-    return UseFit(fit_.get());
+  // Takes a finished background fit into use (with `wait`, waits for one in
+  // flight); a failed one is kept in fit_error_ until reported.
+  void AdoptFinishedFit(bool wait) {
+    if (!fit_.valid()) return;
+    if (!wait && fit_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+    if (absl::Status s = UseFit(fit_.get()); !s.ok()) fit_error_ = s;
   }
 
   absl::Status UseFit(Fit fit) {
@@ -457,7 +462,8 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
   int64_t next_train_ = 0;
   bool paused_ = false;
   BoosterHandle booster_ = nullptr;
-  std::future<Fit> fit_;  // a background fit in flight (background_training)
+  std::future<Fit> fit_;    // a background fit in flight (background_training)
+  absl::Status fit_error_;  // a background fit that failed, until reported
   int32_t models_trained_ = 0;
   int64_t failed_predictions_ = 0;
   std::string last_prediction_error_;
