@@ -227,6 +227,9 @@ try {
     try {
       await page.goto(`${url}/#/utilisation`);
       await page.getByTestId("utilisation-charts").waitFor();
+      // The container is drawn before the (mocked) samples arrive: wait for
+      // the charts themselves, then check there are exactly three.
+      await page.locator(".uplot").nth(2).waitFor({ timeout: 10_000 }).catch(() => {});
       const charts = await page.locator(".uplot").count();
       if (charts !== 3) throw new Error(`${charts} charts, want 3`);
       const legend = await page.locator(".uplot").first().innerText();
