@@ -607,10 +607,7 @@ PostgresStateStore::~PostgresStateStore() {
 absl::Status PostgresStateStore::CheckFence(Connection& conn, absl::string_view what) {
   const int64_t mine = fence_epoch_.load(std::memory_order_acquire);
   if (mine == 0) return absl::OkStatus();
-  absl::StatusOr<LeaderRecord> current = ReadLeader(conn, /*for_share=*/true, what);
-  if (!current.ok()) return current.status();
-  if (current->epoch != mine) return FencedWriteError(mine, *current, what);
-  return absl::OkStatus();
+  return CheckEpoch(mine, ReadLeader(conn, /*for_share=*/true, what), what);
 }
 
 absl::StatusOr<LeadResult> PostgresStateStore::TryLead(const LeaderRecord& me) {
@@ -664,9 +661,7 @@ absl::Status PostgresStateStore::CheckLeadership() {
     return absl::UnavailableError(
         absl::StrCat("lost the session that holds the leadership lock (", current.status().message(), ")"));
   }
-  const int64_t mine = fence_epoch_.load();
-  if (current->epoch != mine) return FencedWriteError(mine, *current, kWhat);
-  return absl::OkStatus();
+  return CheckEpoch(fence_epoch_.load(), current, kWhat);
 }
 
 absl::StatusOr<LeaderRecord> PostgresStateStore::GetLeader() {

@@ -78,7 +78,10 @@ absl::Status CheckSchemaVersion(int64_t version, int32_t latest, absl::string_vi
   return absl::OkStatus();
 }
 
-absl::Status FencedWriteError(int64_t mine, const LeaderRecord& current, absl::string_view what) {
+absl::Status CheckEpoch(int64_t mine, const absl::StatusOr<LeaderRecord>& leader, absl::string_view what) {
+  if (!leader.ok()) return leader.status();
+  const LeaderRecord& current = *leader;
+  if (current.epoch == mine) return absl::OkStatus();
   return absl::FailedPreconditionError(
       absl::StrCat(what, ": refused, this controller no longer leads the store (it led at epoch ", mine, "; ",
                    current.holder.empty() ? "another controller" : absl::StrCat("'", current.holder, "'"),

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace icos::store {
@@ -183,9 +184,10 @@ std::vector<std::string> StateFilter(const JobQuery& query);
 // schema (an older icos must not touch it) or an invalid one.
 absl::Status CheckSchemaVersion(int64_t version, int32_t latest, absl::string_view what);
 
-// The error a fenced write gets once `current` has taken over from the
-// leadership this store held at `mine`.
-absl::Status FencedWriteError(int64_t mine, const LeaderRecord& current, absl::string_view what);
+// Fencing: OK while the leader record `current` is still at epoch `mine`
+// (the leadership this store took); `current`'s own error if it could not be
+// read; FailedPrecondition naming the new leader once another has taken over.
+absl::Status CheckEpoch(int64_t mine, const absl::StatusOr<LeaderRecord>& current, absl::string_view what);
 
 }  // namespace icos::store
 

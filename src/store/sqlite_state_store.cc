@@ -487,10 +487,7 @@ SqliteStateStore::~SqliteStateStore() {
 absl::Status SqliteStateStore::CheckFence(Connection& conn, absl::string_view what) {
   const int64_t mine = fence_epoch_.load(std::memory_order_acquire);
   if (mine == 0) return absl::OkStatus();
-  absl::StatusOr<LeaderRecord> current = ReadLeader(conn, what);
-  if (!current.ok()) return current.status();
-  if (current->epoch != mine) return FencedWriteError(mine, *current, what);
-  return absl::OkStatus();
+  return CheckEpoch(mine, ReadLeader(conn, what), what);
 }
 
 absl::StatusOr<LeadResult> SqliteStateStore::TryLead(const LeaderRecord& me) {
@@ -561,10 +558,7 @@ absl::Status SqliteStateStore::CheckLeadership() {
                                                  "another controller"));
     }
   }
-  absl::StatusOr<LeaderRecord> current = GetLeader();
-  if (!current.ok()) return current.status();
-  if (current->epoch != mine) return FencedWriteError(mine, *current, kWhat);
-  return absl::OkStatus();
+  return CheckEpoch(mine, GetLeader(), kWhat);
 }
 
 absl::StatusOr<LeaderRecord> SqliteStateStore::GetLeader() {
