@@ -229,6 +229,32 @@ TEST(RuntimeEstimator, TheModelAnswersWhatHistoryCannot) {
   EXPECT_GE(within, scored * 9 / 10) << within << " of " << scored << " within 2x";
 }
 
+// 600 finished jobs, one an hour, whose run time is set by the hour's parity
+// (even 100 s, odd 10,000 s), fed with training paused as a stored history is.
+void FeedHourParityHistory(RuntimeEstimator& e) {
+  e.PauseTraining();
+  for (int i = 0; i < 600; ++i) {
+    JobFacts f{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * i + 60};
+    const int64_t hour = static_cast<int64_t>(f.submit_unix_s / 3'600) % 24;
+    ASSERT_TRUE(e.ObserveFinish(i, f, hour % 2 == 0 ? 100 : 10'000).ok());
+  }
+}
+
+// The fitted model tells the parity apart: run times alternate, which the
+// trees can read from the hour or from the group's last run time, so the
+// even hour's job is short and, once it has run, the odd hour's is long.
+void ExpectHourParityLearned(RuntimeEstimator& e) {
+  JobFacts even{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * 1'000 + 60};
+  JobFacts odd = even;
+  odd.submit_unix_s += 3'600;
+  const double e0 = e.EstimateAtSubmit(1'000, even);
+  ASSERT_TRUE(e.ObserveFinish(1'000, even, 100).ok());
+  const double e1 = e.EstimateAtSubmit(1'001, odd);
+  EXPECT_EQ(e.failed_predictions(), 0) << e.last_prediction_error();
+  EXPECT_GT(std::max(e0, e1) / std::min(e0, e1), 20) << e0 << " " << e1;  // hour parity learned
+  EXPECT_LT(e0, 200);
+}
+
 // A stored history fed with training paused fits one model, at the resume,
 // instead of one per growth step; the model then answers as before.
 TEST(RuntimeEstimator, PausedTrainingFitsOnceAtTheResume) {
@@ -236,58 +262,31 @@ TEST(RuntimeEstimator, PausedTrainingFitsOnceAtTheResume) {
   o.min_train = 100;
   auto e = RuntimeEstimator::Create(o);
   ASSERT_TRUE(e.ok());
-  (*e)->PauseTraining();
-  for (int i = 0; i < 600; ++i) {
-    JobFacts f{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * i + 60};
-    const int64_t hour = static_cast<int64_t>(f.submit_unix_s / 3'600) % 24;
-    ASSERT_TRUE((*e)->ObserveFinish(i, f, hour % 2 == 0 ? 100 : 10'000).ok());
-  }
+  FeedHourParityHistory(**e);
   EXPECT_EQ((*e)->models_trained(), 0);
   ASSERT_TRUE((*e)->ResumeTraining().ok());
   EXPECT_EQ((*e)->models_trained(), 1);
-  JobFacts even{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * 1'000 + 60};
-  JobFacts odd = even;
-  odd.submit_unix_s += 3'600;
-  // Run times alternate, which the trees can read from the hour or from the
-  // group's last run time: the even hour's job is short, and once it has
-  // run, the odd hour's is long.
-  const double e0 = (*e)->EstimateAtSubmit(1'000, even);
-  ASSERT_TRUE((*e)->ObserveFinish(1'000, even, 100).ok());
-  const double e1 = (*e)->EstimateAtSubmit(1'001, odd);
-  EXPECT_EQ((*e)->failed_predictions(), 0) << (*e)->last_prediction_error();
-  EXPECT_GT(std::max(e0, e1) / std::min(e0, e1), 20) << e0 << " " << e1;  // hour parity learned
-  EXPECT_LT(e0, 200);
+  ExpectHourParityLearned(**e);
   ASSERT_TRUE((*e)->ResumeTraining().ok());
   EXPECT_EQ((*e)->models_trained(), 1);  // nothing new: none due
 }
 
 // With background_training the resume only starts the fit: the estimator
 // answers from history meanwhile, and the model, once taken into use,
-// answers what history cannot (as in the test above).
+// answers what history cannot.
 TEST(RuntimeEstimator, BackgroundTrainingKeepsAnsweringAndThenUsesTheModel) {
   EstimatorOptions o;
   o.min_train = 100;
   o.background_training = true;
   auto e = RuntimeEstimator::Create(o);
   ASSERT_TRUE(e.ok());
-  (*e)->PauseTraining();
-  for (int i = 0; i < 600; ++i) {
-    JobFacts f{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * i + 60};
-    const int64_t hour = static_cast<int64_t>(f.submit_unix_s / 3'600) % 24;
-    ASSERT_TRUE((*e)->ObserveFinish(i, f, hour % 2 == 0 ? 100 : 10'000).ok());
-  }
+  FeedHourParityHistory(**e);
   ASSERT_TRUE((*e)->ResumeTraining().ok());  // returns before the fit is done
-  JobFacts even{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * 1'000 + 60};
-  EXPECT_GT((*e)->EstimateAtSubmit(999, even), 0);  // history (or the model, if already done)
+  JobFacts meanwhile{.queue = "vc", .gpus = 1, .submit_unix_s = 1.5e9 + 3'600.0 * 999 + 60};
+  EXPECT_GT((*e)->EstimateAtSubmit(999, meanwhile), 0);  // history (or the model, if already done)
   ASSERT_TRUE((*e)->AwaitTraining().ok());
   EXPECT_EQ((*e)->models_trained(), 1);
-  JobFacts odd = even;
-  odd.submit_unix_s += 3'600;
-  const double e0 = (*e)->EstimateAtSubmit(1'000, even);
-  ASSERT_TRUE((*e)->ObserveFinish(1'000, even, 100).ok());
-  const double e1 = (*e)->EstimateAtSubmit(1'001, odd);
-  EXPECT_EQ((*e)->failed_predictions(), 0) << (*e)->last_prediction_error();
-  EXPECT_GT(std::max(e0, e1) / std::min(e0, e1), 20) << e0 << " " << e1;
+  ExpectHourParityLearned(**e);
   EXPECT_GT((*e)->train_wall_s(), 0);
 }
 
