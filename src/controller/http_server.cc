@@ -199,9 +199,12 @@ bool RateLimiter::Allow(const std::string& key) {
   const double now =
       std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   std::lock_guard<std::mutex> lock(mu_);
-  if (buckets_.size() >= kMaxKeys) {
+  if (buckets_.size() >= kMaxKeys && now >= next_sweep_) {
     // A bucket that has refilled is the same as none: forget those, so keys
-    // that come and go (nodes) cannot grow the map without bound.
+    // that come and go (nodes) cannot grow the map without bound. At most
+    // once a second: with that many live keys a sweep per call would make
+    // every request walk the whole map.
+    next_sweep_ = now + 1.0;
     for (auto it = buckets_.begin(); it != buckets_.end();) {
       it = (now - it->second.last) * rate_ + it->second.tokens >= burst_ ? buckets_.erase(it) : std::next(it);
     }

@@ -58,7 +58,8 @@ class RateLimiter {
   // Takes one token from key's bucket; false when it is empty.
   bool Allow(const std::string& key);
   double rate() const { return rate_; }
-  // Buckets held now (full ones are forgotten once there are kMaxKeys).
+  // Buckets held now (full ones are forgotten once there are kMaxKeys, in a
+  // sweep at most once a second).
   size_t keys();
 
   static constexpr size_t kMaxKeys = 65'536;
@@ -71,6 +72,7 @@ class RateLimiter {
   const double rate_, burst_;
   std::mutex mu_;
   std::map<std::string, Bucket> buckets_;
+  double next_sweep_ = 0;  // steady-clock seconds; when buckets_ may be swept again
 };
 
 class HttpServer {
