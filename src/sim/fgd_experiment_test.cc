@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+
 namespace icos::sim {
 namespace {
 
@@ -11,7 +13,7 @@ std::vector<core::Node> TwoNodes() {
   std::vector<core::Node> nodes;
   for (int i = 0; i < 2; ++i) {
     core::Node n;
-    n.name = "n" + std::to_string(i);
+    n.name = absl::StrCat("n", i);  // not "n" + std::to_string(i): GCC 12 -O2 -Werror=restrict false positive
     n.cpu_milli = 64'000;
     n.memory_mib = 65'536;
     for (int d = 0; d < 2; ++d) n.devices.push_back({"nvidia", "V100", 16'384});
