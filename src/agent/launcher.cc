@@ -3,10 +3,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/shim.h"
 #include "agent/sys_util.h"
 #include "nlohmann/json.hpp"
 
@@ -45,268 +45,6 @@ class MonotonicClock final : public icos::Clock {
         .count();
   }
 };
-
-// Where a launch failed after the fork; recorded in the exit file.
-enum LaunchStage : int32_t {
-  kStageNone = 0,
-  kStageLog = 1,
-  kStageChdir = 2,
-  kStageFork = 3,
-  kStageCgroup = 4,
-  kStageExec = 5,
-};
-
-// ---------------------------------------------------------------------------
-// Between fork and exec: async-signal-safe code only. No allocation, no
-// locks, no stdio, no errno-to-string; just syscalls on data prepared before
-// the fork (ShimPlan).
-// ---------------------------------------------------------------------------
-
-struct ShimPlan {
-  const char* log_path = nullptr;
-  const char* workdir = nullptr;  // nullptr: keep the agent's
-  const char* exit_path = nullptr;
-  const char* exit_tmp_path = nullptr;
-  const char* exec_path = nullptr;
-  char* const* argv = nullptr;
-  char* const* sh_argv = nullptr;  // "/bin/sh <exec_path> <args>": execvp's answer to ENOEXEC
-  char* const* envp = nullptr;
-  const char* const* procs_files = nullptr;
-  size_t num_procs_files = 0;
-  int report_fd = -1;  // shim -> agent: the task pid (int32), or -1
-  int max_fd = 1024;   // close() fallback bound when close_range is missing
-};
-
-size_t FormatInt(int64_t value, char* buf) {  // buf: >= 21 bytes
-  char tmp[21];
-  size_t n = 0;
-  uint64_t v = value < 0 ? static_cast<uint64_t>(-(value + 1)) + 1 : static_cast<uint64_t>(value);
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  size_t len = 0;
-  if (value < 0) buf[len++] = '-';
-  while (n > 0) buf[len++] = tmp[--n];
-  return len;
-}
-
-bool WriteAll(int fd, const void* data, size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-// Reads up to `size` bytes; fewer only at EOF. Returns the count, -1 on error.
-ssize_t ReadFull(int fd, void* data, size_t size) {
-  char* p = static_cast<char*>(data);
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = read(fd, p + done, size - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return static_cast<ssize_t>(done);
-}
-
-void CloseRange(int first, int last_or_max, int max_fd) {
-  if (first > last_or_max) return;
-#ifdef SYS_close_range
-  if (syscall(SYS_close_range, static_cast<unsigned>(first), static_cast<unsigned>(last_or_max), 0u) == 0) return;
-#endif
-  for (int fd = first; fd <= last_or_max && fd < max_fd; ++fd) close(fd);
-}
-
-// Keeps 0, 1, 2 and `keep`: the agent's sockets and files must not leak into
-// tasks (an open listening socket would keep the agent's port busy).
-void CloseFdsExcept(int keep, int max_fd) {
-  CloseRange(3, keep - 1, max_fd);
-  CloseRange(keep + 1, INT32_MAX, max_fd);
-}
-
-[[noreturn]] void FailTask(int err_fd, int32_t stage, int err) {
-  int32_t msg[2] = {stage, err};
-  WriteAll(err_fd, msg, sizeof(msg));
-  _exit(err == ENOENT ? 127 : 126);
-}
-
-// The grandchild: becomes the task.
-[[noreturn]] void RunTask(const ShimPlan& plan, int err_fd) {
-  // Its own process group, so Stop() can signal the task and everything it
-  // forks without touching the shim.
-  setpgid(0, 0);
-  // exec keeps ignored signals and the signal mask; the task must start with
-  // the defaults whatever the agent (or the shim) did to them.
-  struct sigaction dfl;
-  std::memset(&dfl, 0, sizeof(dfl));
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
-  }
-  sigset_t empty;
-  sigemptyset(&empty);
-  sigprocmask(SIG_SETMASK, &empty, nullptr);
-
-  char pid_text[24];
-  size_t pid_len = FormatInt(getpid(), pid_text);
-  for (size_t i = 0; i < plan.num_procs_files; ++i) {
-    int fd = open(plan.procs_files[i], O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (fd < 0) FailTask(err_fd, kStageCgroup, errno);
-    if (write(fd, pid_text, pid_len) != static_cast<ssize_t>(pid_len)) FailTask(err_fd, kStageCgroup, errno);
-    close(fd);
-  }
-  execve(plan.exec_path, plan.argv, plan.envp);
-  if (errno == ENOEXEC) execve(plan.sh_argv[0], plan.sh_argv, plan.envp);
-  FailTask(err_fd, kStageExec, errno);
-}
-
-// fork() runs pthread_atfork handlers, which may take locks another thread of
-// the agent held at the first fork; _Fork() (glibc >= 2.34) skips them and is
-// async-signal-safe.
-pid_t ShimFork() {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  return _Fork();
-#else
-  return fork();
-#endif
-}
-
-void AppendKeyValue(char* buf, size_t* len, const char* key, int64_t value) {
-  size_t key_len = std::strlen(key);
-  std::memcpy(buf + *len, key, key_len);
-  *len += key_len;
-  buf[(*len)++] = ' ';
-  *len += FormatInt(value, buf + *len);
-  buf[(*len)++] = '\n';
-}
-
-// The child of the agent: sets the stage, runs the task, records how it ended.
-[[noreturn]] void RunShim(const ShimPlan& plan) {
-  // Signals aimed at the agent's terminal or session, or at the task, must
-  // not end the record keeper. SIGCHLD must be default for waitpid to work.
-  struct sigaction act;
-  std::memset(&act, 0, sizeof(act));
-  sigemptyset(&act.sa_mask);
-  act.sa_handler = SIG_IGN;
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE}) sigaction(sig, &act, nullptr);
-  act.sa_handler = SIG_DFL;
-  sigaction(SIGCHLD, &act, nullptr);
-  sigset_t empty;
-  sigemptyset(&empty);
-  sigprocmask(SIG_SETMASK, &empty, nullptr);
-  // A session of its own: detached from the agent's terminal and process
-  // group, so a Ctrl-C or a group kill aimed at the agent misses it.
-  setsid();
-  // Orphans of the task come to the shim instead of PID 1, which in some
-  // containers never reaps them.
-  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-
-  int32_t stage = kStageNone;
-  int err = 0;
-  int null_fd = open("/dev/null", O_RDONLY);
-  if (null_fd >= 0 && null_fd != 0) {
-    dup2(null_fd, 0);
-    close(null_fd);
-  }
-  int log_fd = open(plan.log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (log_fd < 0) {
-    stage = kStageLog;
-    err = errno;
-  } else {
-    dup2(log_fd, 1);
-    dup2(log_fd, 2);
-    if (log_fd > 2) close(log_fd);
-  }
-  CloseFdsExcept(plan.report_fd, plan.max_fd);
-  if (stage == kStageNone && plan.workdir != nullptr && chdir(plan.workdir) != 0) {
-    stage = kStageChdir;
-    err = errno;
-  }
-
-  int wait_status = 0;
-  bool reported = false;
-  if (stage == kStageNone) {
-    // The task reports a failed exec through this pipe; a successful exec
-    // closes it (O_CLOEXEC), so EOF means "running".
-    int err_pipe[2];
-    pid_t task = -1;
-    if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-      stage = kStageFork;
-      err = errno;
-    } else if ((task = ShimFork()) == 0) {
-      close(err_pipe[0]);
-      close(plan.report_fd);
-      RunTask(plan, err_pipe[1]);
-    } else if (task < 0) {
-      stage = kStageFork;
-      err = errno;
-      close(err_pipe[0]);
-      close(err_pipe[1]);
-    } else {
-      // Set here as well as in the task so the group exists before the agent
-      // learns the pid and may signal it.
-      setpgid(task, task);
-      close(err_pipe[1]);
-      int32_t pid32 = task;
-      WriteAll(plan.report_fd, &pid32, sizeof(pid32));
-      close(plan.report_fd);
-      reported = true;
-      int32_t failure[2];
-      if (ReadFull(err_pipe[0], failure, sizeof(failure)) == static_cast<ssize_t>(sizeof(failure))) {
-        stage = failure[0];
-        err = failure[1];
-      }
-      close(err_pipe[0]);
-      // As a subreaper (below) the shim also inherits the task's orphaned
-      // descendants; reap them as they die until the task itself ends.
-      while (true) {
-        int status = 0;
-        pid_t reaped = waitpid(-1, &status, 0);
-        if (reaped == task) {
-          wait_status = status;
-          break;
-        }
-        if (reaped < 0 && errno != EINTR) break;
-      }
-    }
-  }
-  if (!reported) {
-    int32_t none = -1;
-    WriteAll(plan.report_fd, &none, sizeof(none));
-    close(plan.report_fd);
-  }
-
-  char record[256];
-  size_t len = 0;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  AppendKeyValue(record, &len, "wait_status", wait_status);
-  AppendKeyValue(record, &len, "stage", stage);
-  AppendKeyValue(record, &len, "errno", err);
-  AppendKeyValue(record, &len, "end_unix_ms", static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000);
-  int fd = open(plan.exit_tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd >= 0) {
-    bool ok = WriteAll(fd, record, len);
-    fsync(fd);
-    close(fd);
-    // rename() makes the record appear whole or not at all.
-    if (ok) rename(plan.exit_tmp_path, plan.exit_path);
-  }
-  _exit(0);
-}
 
 // ---------------------------------------------------------------------------
 // Agent side.
@@ -385,9 +123,10 @@ absl::StatusOr<std::string> ResolveCommand(const std::string& command, const std
 // Parsed <task_id>.exit.
 struct ExitRecord {
   int wait_status = 0;
-  int32_t stage = kStageNone;
+  int32_t stage = shim::kStageNone;
   int err = 0;
   int64_t end_unix_ms = 0;
+  bool lease_stop = false;
 };
 
 absl::StatusOr<ExitRecord> ReadExitRecord(const std::string& path) {
@@ -408,6 +147,8 @@ absl::StatusOr<ExitRecord> ReadExitRecord(const std::string& path) {
       record.err = static_cast<int>(value);
     } else if (kv.first == "end_unix_ms") {
       record.end_unix_ms = value;
+    } else if (kv.first == "lease_stop") {
+      record.lease_stop = value != 0;
     }
   }
   if (found == 0) return absl::DataLossError(absl::StrCat(path, " has no wait_status"));
@@ -417,6 +158,67 @@ absl::StatusOr<ExitRecord> ReadExitRecord(const std::string& path) {
 std::string SignalName(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev != nullptr ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", sig);
+}
+
+// This boot of the machine: a journal written under another one says nothing
+// about which processes still run.
+std::string BootId() {
+  absl::StatusOr<std::string> id = ReadFile("/proc/sys/kernel/random/boot_id");
+  return id.ok() ? std::string(absl::StripAsciiWhitespace(*id)) : std::string();
+}
+
+// Whether some process holds the flock on `path`: true when a shim is alive.
+// false when nobody does (or the file is gone); an error for anything else.
+absl::StatusOr<bool> LockHeld(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return false;
+    return ErrnoError(errno, absl::StrCat("open ", path));
+  }
+  const int r = flock(fd, LOCK_EX | LOCK_NB);
+  const int err = errno;
+  close(fd);  // releases the lock if we took it
+  if (r == 0) return false;
+  if (err == EWOULDBLOCK) return true;
+  return ErrnoError(err, absl::StrCat("flock ", path));
+}
+
+enum class Phase { kStarting, kRunning, kEnded };
+
+const char* PhaseName(Phase p) {
+  switch (p) {
+    case Phase::kStarting:
+      return "starting";
+    case Phase::kRunning:
+      return "running";
+    case Phase::kEnded:
+      return "ended";
+  }
+  return "?";
+}
+
+nlohmann::json ExitToJson(const TaskExit& e) {
+  return {{"kind", std::string(TaskExitKindName(e.kind))},
+          {"exit_code", e.exit_code},
+          {"signal", e.signal},
+          {"reason", e.reason},
+          {"end_unix_ms", e.end_unix_ms}};
+}
+
+TaskExit ExitFromJson(const std::string& id, const nlohmann::json& j) {
+  TaskExit e;
+  e.task_id = id;
+  const std::string kind = j.value("kind", "Lost");
+  for (TaskExitKind k :
+       {TaskExitKind::kExited, TaskExitKind::kSignaled, TaskExitKind::kOOMKilled, TaskExitKind::kCancelled,
+        TaskExitKind::kLaunchFailed, TaskExitKind::kLost, TaskExitKind::kLeaseExpired}) {
+    if (TaskExitKindName(k) == kind) e.kind = k;
+  }
+  e.exit_code = j.value("exit_code", -1);
+  e.signal = j.value("signal", 0);
+  e.reason = j.value("reason", "");
+  e.end_unix_ms = j.value("end_unix_ms", int64_t{0});
+  return e;
 }
 
 }  // namespace
@@ -435,32 +237,42 @@ absl::string_view TaskExitKindName(TaskExitKind kind) {
       return "LaunchFailed";
     case TaskExitKind::kLost:
       return "Lost";
+    case TaskExitKind::kLeaseExpired:
+      return "LeaseExpired";
   }
   return "Unknown";
 }
 
 struct TaskLauncher::Task {
   std::string task_id;
+  Phase phase = Phase::kStarting;
   std::vector<std::string> argv;
   std::string workdir;
   std::string log_path;
+  std::string boot_id;
   pid_t shim_pid = 0;
   int64_t shim_start_ticks = 0;
   pid_t task_pid = 0;
   int64_t task_start_ticks = 0;
   int64_t start_unix_ms = 0;
+  int64_t max_disconnect_ms = 0;
   bool has_cgroup = false;
   // True while the shim is our child and waitpid() tells us when it ends;
-  // adopted tasks are watched through their exit file and /proc instead.
+  // adopted tasks are watched through their lock and exit file instead.
   bool owned = false;
+  // Journals from before the lock existed: liveness by pid and start time.
+  bool legacy = false;
   bool stop_requested = false;
   int64_t stop_deadline_unix_ms = 0;  // persisted, so a restarted agent keeps the deadline
   int64_t kill_at_ms = 0;             // clock_ time of the SIGKILL
   bool kill_sent = false;
-  std::string load_error;  // why Adopt() could not read the state file
+  std::string load_error;  // why Adopt() could not read the journal
+  // Set once ended (phase kEnded); `reported` once Poll() returned it.
+  TaskExit exit;
+  bool reported = false;
 };
 
-TaskLauncher::TaskLauncher(TaskLauncherOptions options) : options_(std::move(options)) {
+TaskLauncher::TaskLauncher(TaskLauncherOptions options) : options_(std::move(options)), boot_id_(BootId()) {
   if (options_.clock == nullptr) owned_clock_ = std::make_unique<MonotonicClock>();
   clock_ = options_.clock != nullptr ? options_.clock : owned_clock_.get();
 }
@@ -470,8 +282,9 @@ TaskLauncher::~TaskLauncher() = default;
 absl::StatusOr<std::unique_ptr<TaskLauncher>> TaskLauncher::Create(TaskLauncherOptions options) {
   if (options.state_dir.empty()) return absl::InvalidArgumentError("TaskLauncherOptions.state_dir is required");
   if (options.log_dir.empty()) return absl::InvalidArgumentError("TaskLauncherOptions.log_dir is required");
-  if (absl::Status s = MakeDirs(options.state_dir); !s.ok()) return s;
-  if (absl::Status s = MakeDirs(options.log_dir); !s.ok()) return s;
+  // Journals name commands and logs hold output: the agent's alone.
+  if (absl::Status s = MakeDirs(options.state_dir, 0700); !s.ok()) return s;
+  if (absl::Status s = MakeDirs(options.log_dir, 0700); !s.ok()) return s;
   auto launcher = std::unique_ptr<TaskLauncher>(new TaskLauncher(std::move(options)));
   absl::StatusOr<std::unique_ptr<CgroupManager>> cgroups = CgroupManager::Create(launcher->options_.cgroups);
   if (cgroups.ok()) {
@@ -482,20 +295,23 @@ absl::StatusOr<std::unique_ptr<TaskLauncher>> TaskLauncher::Create(TaskLauncherO
   return launcher;
 }
 
-std::string TaskLauncher::StatePath(const std::string& task_id) const {
-  return absl::StrCat(options_.state_dir, "/", task_id, ".json");
-}
-std::string TaskLauncher::ExitPath(const std::string& task_id) const {
-  return absl::StrCat(options_.state_dir, "/", task_id, ".exit");
+std::string TaskLauncher::StateFile(const std::string& task_id, absl::string_view suffix) const {
+  return absl::StrCat(options_.state_dir, "/", task_id, suffix);
 }
 std::string TaskLauncher::LogPath(const std::string& task_id) const {
   return absl::StrCat(options_.log_dir, "/", task_id, ".log");
 }
 
-absl::Status TaskLauncher::SaveState(const Task& task) const {
+void TaskLauncher::Failpoint(absl::string_view point) const {
+  if (options_.failpoint) options_.failpoint(point);
+}
+
+absl::Status TaskLauncher::SaveState(const Task& task, bool durable) const {
   nlohmann::json j = {
-      {"version", 1},
+      {"version", 2},
       {"task_id", task.task_id},
+      {"phase", PhaseName(task.phase)},
+      {"boot_id", task.boot_id},
       {"argv", task.argv},
       {"workdir", task.workdir},
       {"log_path", task.log_path},
@@ -504,11 +320,21 @@ absl::Status TaskLauncher::SaveState(const Task& task) const {
       {"task_pid", task.task_pid},
       {"task_start_ticks", task.task_start_ticks},
       {"start_unix_ms", task.start_unix_ms},
+      {"max_disconnect_ms", task.max_disconnect_ms},
       {"cgroup", task.has_cgroup},
       {"stop_requested", task.stop_requested},
       {"stop_deadline_unix_ms", task.stop_deadline_unix_ms},
   };
-  return WriteFileAtomically(StatePath(task.task_id), j.dump(2) + "\n");
+  if (task.phase == Phase::kEnded) j["exit"] = ExitToJson(task.exit);
+  return WriteFileAtomically(StateFile(task.task_id, ".json"), j.dump(2) + "\n", durable);
+}
+
+void TaskLauncher::RemoveStateFiles(const std::string& task_id) const {
+  // The journal goes last: a crash half-way leaves a journal that still
+  // says how the task ended (or, before "ended", an exit record to read).
+  for (absl::string_view suffix : {".exit", ".exit.tmp", ".pid", ".pid.tmp", ".spawn", ".lock", ".json.tmp", ".json"}) {
+    unlink(StateFile(task_id, suffix).c_str());
+  }
 }
 
 absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
@@ -516,8 +342,12 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
   if (launch.argv.empty()) return absl::InvalidArgumentError("argv is empty");
   if (launch.cpu_milli < 0 || launch.memory_mib < 0) return absl::InvalidArgumentError("negative limit");
   const std::string& id = launch.task_id;
-  if (tasks_.count(id) > 0 || PathExists(StatePath(id))) {
-    return absl::AlreadyExistsError(absl::StrCat("task ", id, " is already running or not yet reported"));
+  if (tasks_.count(id) > 0 || PathExists(StateFile(id, ".json"))) {
+    return absl::AlreadyExistsError(absl::StrCat("task ", id, " was already started here (its journal exists)"));
+  }
+  if (launch.user.has_value() && geteuid() != 0 && launch.user->uid != geteuid()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot run task ", id, " as uid ", launch.user->uid, ": the agent is not root"));
   }
   if (!launch.workdir.empty() && !IsDirectory(launch.workdir)) {
     return absl::InvalidArgumentError(absl::StrCat("workdir '", launch.workdir, "' is not an existing directory"));
@@ -530,13 +360,15 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
     workdir = absl::StrCat(cwd, "/", workdir);
   }
 
-  // The task's environment: the agent's, overridden by launch.env.
+  // The task's environment: launch.env, over the agent's unless clean_env.
   std::vector<std::string> env_strings;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    absl::string_view entry(*e);
-    size_t eq = entry.find('=');
-    if (eq != absl::string_view::npos && launch.env.count(std::string(entry.substr(0, eq))) > 0) continue;
-    env_strings.emplace_back(entry);
+  if (!launch.clean_env) {
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+      absl::string_view entry(*e);
+      size_t eq = entry.find('=');
+      if (eq != absl::string_view::npos && launch.env.count(std::string(entry.substr(0, eq))) > 0) continue;
+      env_strings.emplace_back(entry);
+    }
   }
   for (const auto& [key, value] : launch.env) {
     if (key.empty() || key.find('=') != std::string::npos) {
@@ -547,14 +379,16 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
   std::string path_var = kDefaultPath;
   if (auto it = launch.env.find("PATH"); it != launch.env.end()) {
     path_var = it->second;
-  } else if (const char* agent_path = getenv("PATH"); agent_path != nullptr) {
+  } else if (const char* agent_path = getenv("PATH"); agent_path != nullptr && !launch.clean_env) {
     path_var = agent_path;
   }
+  if (launch.clean_env && launch.env.count("PATH") == 0) env_strings.push_back(absl::StrCat("PATH=", path_var));
   absl::StatusOr<std::string> exec_path = ResolveCommand(launch.argv[0], path_var, workdir);
   if (!exec_path.ok()) return exec_path.status();
 
-  // A leftover record of an earlier task with this id would be taken for ours.
-  unlink(ExitPath(id).c_str());
+  // Leftovers of an earlier task with this id (forgotten half-way) would be
+  // taken for ours.
+  RemoveStateFiles(id);
 
   LaunchedTask result;
   result.task_id = id;
@@ -589,6 +423,30 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
         absl::StrCat("cannot enforce the task's limits: ", absl::StrJoin(result.warnings, "; ")));
   }
 
+  auto task = std::make_unique<Task>();
+  task->task_id = id;
+  task->phase = Phase::kStarting;
+  task->boot_id = boot_id_;
+  task->argv = launch.argv;
+  task->workdir = workdir;
+  task->log_path = result.log_path;
+  task->has_cgroup = has_cgroup;
+  task->max_disconnect_ms = options_.lease_path.empty() ? 0 : launch.max_disconnect_ms;
+  task->start_unix_ms = UnixMillis();
+  // The journal before the fork: from here on a restarted agent knows this
+  // id may have started and never starts it again (see the header).
+  if (absl::Status s = SaveState(*task, /*durable=*/true); !s.ok()) {
+    if (has_cgroup) cgroups_->RemoveGroup(id).IgnoreError();
+    unlink(StateFile(id, ".json").c_str());
+    return absl::Status(s.code(), absl::StrCat("cannot journal task ", id, ": ", s.message()));
+  }
+  Failpoint("journaled");
+  auto abandon = [&](absl::Status why) {
+    RemoveStateFiles(id);
+    if (has_cgroup) cgroups_->RemoveGroup(id).IgnoreError();
+    return why;
+  };
+
   // Everything the shim and the task touch, laid out before the fork.
   std::vector<char*> argv_ptrs;
   for (const std::string& a : launch.argv) argv_ptrs.push_back(const_cast<char*>(a.c_str()));
@@ -601,101 +459,142 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
   for (std::string& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
   std::vector<std::string> procs_files;
-  if (has_cgroup) procs_files = cgroups_->ProcsFiles(id);
-  std::vector<const char*> procs_ptrs;
-  for (const std::string& f : procs_files) procs_ptrs.push_back(f.c_str());
-  const std::string exit_path = ExitPath(id);
-  const std::string exit_tmp_path = exit_path + ".tmp";
-
-  int report[2];
-  if (pipe2(report, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe");
-  // Keep the pipe off 0-2 in case the agent runs with those closed: the shim
-  // is about to replace them.
-  for (int& fd : report) {
-    if (fd < 3) {
-      int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-      close(fd);
-      fd = moved;
+  std::string cgroup_kill_file;
+  if (has_cgroup) {
+    procs_files = cgroups_->ProcsFiles(id);
+    if (cgroups_->version() == CgroupVersion::kV2) {
+      const std::string kill_file = cgroups_->GroupDir(id) + "/cgroup.kill";
+      if (PathExists(kill_file)) cgroup_kill_file = kill_file;
     }
   }
-  if (report[0] < 0 || report[1] < 0) return ErrnoError(errno, "fcntl(F_DUPFD_CLOEXEC)");
+  std::vector<const char*> procs_ptrs;
+  for (const std::string& f : procs_files) procs_ptrs.push_back(f.c_str());
+  const std::string exit_path = StateFile(id, ".exit"), exit_tmp_path = StateFile(id, ".exit.tmp");
+  const std::string pid_path = StateFile(id, ".pid"), pid_tmp_path = StateFile(id, ".pid.tmp");
+  const std::string spawn_path = StateFile(id, ".spawn");
+  const std::string lock_path = StateFile(id, ".lock");
 
-  ShimPlan plan;
+  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return abandon(ErrnoError(errno, absl::StrCat("create ", lock_path)));
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    close(lock_fd);
+    return abandon(ErrnoError(err, absl::StrCat("flock ", lock_path)));
+  }
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    const int err = errno;
+    close(lock_fd);
+    return abandon(ErrnoError(err, "pipe"));
+  }
+  // Keep the pipe and the lock off 0-2 in case the agent runs with those
+  // closed: the shim is about to replace them.
+  for (int* fd : {&report[0], &report[1], &lock_fd}) {
+    if (*fd >= 0 && *fd < 3) {
+      int moved = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+      close(*fd);
+      *fd = moved;
+    }
+  }
+  if (report[0] < 0 || report[1] < 0 || lock_fd < 0) return abandon(ErrnoError(errno, "fcntl(F_DUPFD_CLOEXEC)"));
+
+  std::vector<gid_t> groups;
+  shim::ShimPlan plan;
+  if (launch.user.has_value()) {
+    groups = launch.user->groups;
+    plan.identity.uid = launch.user->uid;
+    plan.identity.gid = launch.user->gid;
+    plan.identity.groups = groups.data();
+    plan.identity.num_groups = groups.size();
+  }
   plan.log_path = result.log_path.c_str();
   plan.workdir = workdir.empty() ? nullptr : workdir.c_str();
   plan.exit_path = exit_path.c_str();
   plan.exit_tmp_path = exit_tmp_path.c_str();
+  plan.pid_path = pid_path.c_str();
+  plan.pid_tmp_path = pid_tmp_path.c_str();
+  plan.spawn_path = spawn_path.c_str();
   plan.exec_path = exec_path->c_str();
   plan.argv = argv_ptrs.data();
   plan.sh_argv = sh_argv_ptrs.data();
   plan.envp = envp.data();
   plan.procs_files = procs_ptrs.data();
   plan.num_procs_files = procs_ptrs.size();
+  plan.cgroup_kill_file = cgroup_kill_file.empty() ? nullptr : cgroup_kill_file.c_str();
   plan.report_fd = report[1];
+  plan.lock_fd = lock_fd;
+  if (task->max_disconnect_ms > 0) {
+    plan.lease_path = options_.lease_path.c_str();
+    plan.max_disconnect_ms = task->max_disconnect_ms;
+    plan.grace_ms = launch.lease_grace_ms;
+  }
   struct rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
     plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 1 << 20));
   }
 
-  const int64_t start_unix_ms = UnixMillis();
-  pid_t shim = fork();
-  if (shim == 0) {
+  pid_t shim_pid = fork();
+  if (shim_pid == 0) {
     close(report[0]);
-    RunShim(plan);
+    shim::RunShim(plan);
   }
-  int fork_errno = errno;
+  const int fork_errno = errno;
   close(report[1]);
-  if (shim < 0) {
+  close(lock_fd);  // the shim holds the lock now; only it may
+  if (shim_pid < 0) {
     close(report[0]);
-    if (has_cgroup) cgroups_->RemoveGroup(id).IgnoreError();
-    return ErrnoError(fork_errno, "fork");
+    return abandon(ErrnoError(fork_errno, "fork"));
   }
+  Failpoint("forked");
   int32_t task_pid = -1;
-  ssize_t got = ReadFull(report[0], &task_pid, sizeof(task_pid));
+  ssize_t got = 0;
+  while ((got = read(report[0], &task_pid, sizeof(task_pid))) < 0 && errno == EINTR) {
+  }
   close(report[0]);
   if (got != static_cast<ssize_t>(sizeof(task_pid))) {
-    // The shim died before it could say anything (killed from outside).
+    // The shim died before it could say anything (killed from outside), so
+    // before forking the task: nothing ran.
     int status = 0;
-    waitpid(shim, &status, 0);
-    unlink(exit_path.c_str());
-    if (has_cgroup) cgroups_->RemoveGroup(id).IgnoreError();
-    return absl::InternalError(absl::StrCat("the shim of task ", id, " died before starting it"));
+    waitpid(shim_pid, &status, 0);
+    return abandon(absl::InternalError(absl::StrCat("the shim of task ", id, " died before starting it")));
   }
 
-  auto task = std::make_unique<Task>();
-  task->task_id = id;
-  task->argv = launch.argv;
-  task->workdir = workdir;
-  task->log_path = result.log_path;
-  task->shim_pid = shim;
+  task->shim_pid = shim_pid;
   // The shim is our child, so its /proc entry lasts until we reap it; the
   // task may already be gone, in which case its start time stays unknown (0).
-  if (absl::StatusOr<ProcStat> st = ReadProcStat(shim); st.ok()) task->shim_start_ticks = st->start_ticks;
+  if (absl::StatusOr<ProcStat> st = ReadProcStat(shim_pid); st.ok()) task->shim_start_ticks = st->start_ticks;
   if (task_pid > 0) {
     task->task_pid = task_pid;
     if (absl::StatusOr<ProcStat> st = ReadProcStat(task_pid); st.ok()) task->task_start_ticks = st->start_ticks;
   }
-  task->start_unix_ms = start_unix_ms;
-  task->has_cgroup = has_cgroup;
+  task->phase = Phase::kRunning;
   task->owned = true;
-  if (absl::Status s = SaveState(*task); !s.ok()) {
-    // Without the state file a restarted agent could never find this task
-    // again; better to not run it at all.
-    KillNow(*task);
-    int status = 0;
-    waitpid(shim, &status, 0);
-    unlink(exit_path.c_str());
-    ReleaseCgroup(id);
-    return absl::Status(s.code(), absl::StrCat("cannot record task ", id, ": ", s.message()));
-  }
-  result.shim_pid = shim;
+  // The pids help a restarted agent signal the task; losing them loses
+  // nothing the lock and the shim's pid file do not also say.
+  SaveState(*task, /*durable=*/false).IgnoreError();
+  Failpoint("recorded");
+  result.shim_pid = shim_pid;
   result.task_pid = task->task_pid;
-  result.start_unix_ms = start_unix_ms;
+  result.start_unix_ms = task->start_unix_ms;
   tasks_.emplace(id, std::move(task));
   return result;
 }
 
+void TaskLauncher::LoadPids(Task& task) const {
+  if (task.task_pid != 0 || task.legacy) return;
+  // The agent crashed before journaling the pids; the shim wrote them (or is
+  // about to: then the next call finds them).
+  absl::StatusOr<std::string> pids = ReadFile(StateFile(task.task_id, ".pid"));
+  std::vector<std::string> parts;
+  if (pids.ok()) parts = absl::StrSplit(absl::StripAsciiWhitespace(*pids), ' ');
+  if (parts.size() == 2) {
+    (void)absl::SimpleAtoi(parts[0], &task.task_pid);
+    (void)absl::SimpleAtoi(parts[1], &task.shim_pid);
+  }
+}
+
 void TaskLauncher::KillNow(Task& task) {
+  LoadPids(task);
   // The process group catches the task's children; the cgroup also catches
   // those that left the group (setsid, daemons).
   if (task.task_pid > 0) kill(-task.task_pid, SIGKILL);
@@ -707,6 +606,8 @@ absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms) {
   auto it = tasks_.find(task_id);
   if (it == tasks_.end()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
   Task& task = *it->second;
+  if (task.phase == Phase::kEnded) return absl::OkStatus();
+  LoadPids(task);
   if (grace_ms < 0) grace_ms = options_.default_grace_ms;
   const int64_t kill_at = clock_->NowMs() + grace_ms;
   if (task.stop_requested) {
@@ -717,7 +618,7 @@ absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms) {
     task.stop_deadline_unix_ms = UnixMillis() + grace_ms;
     // Best effort: losing it only means a restarted agent reports the task
     // as ended on its own rather than Cancelled.
-    SaveState(task).IgnoreError();
+    SaveState(task, /*durable=*/false).IgnoreError();
     if (task.task_pid > 0 && grace_ms > 0) kill(-task.task_pid, SIGTERM);
   }
   if (grace_ms == 0 && !task.kill_sent) KillNow(task);
@@ -734,7 +635,7 @@ void TaskLauncher::ReleaseCgroup(const std::string& task_id) {
 TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
   TaskExit exit;
   exit.task_id = task.task_id;
-  absl::StatusOr<ExitRecord> record = ReadExitRecord(ExitPath(task.task_id));
+  absl::StatusOr<ExitRecord> record = ReadExitRecord(StateFile(task.task_id, ".exit"));
   if (!task.owned && task.shim_pid > 0) {
     // An adopted shim may still be our child (a new TaskLauncher in the same
     // process); reap it so it does not linger as a zombie.
@@ -745,11 +646,15 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
     }
   }
   if (!record.ok()) {
+    // No record: the shim was killed, or the journal was unreadable. The
+    // task may still run in its cgroup or process group; it must not
+    // outlive the report that it was lost.
+    KillNow(task);
     exit.kind = TaskExitKind::kLost;
     exit.end_unix_ms = UnixMillis();
     exit.reason = task.load_error.empty()
                       ? absl::StrCat("the task's shim (pid ", task.shim_pid, ") ended without recording an exit status")
-                      : absl::StrCat("unreadable state file: ", task.load_error);
+                      : absl::StrCat("unreadable journal: ", task.load_error);
     if (shim_wait_status != nullptr && WIFSIGNALED(*shim_wait_status)) {
       absl::StrAppend(&exit.reason, " (shim killed by ", SignalName(WTERMSIG(*shim_wait_status)), ")");
     } else if (!absl::IsNotFound(record.status())) {
@@ -769,26 +674,32 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
     }
     const std::string command = task.argv.empty() ? std::string() : task.argv[0];
     const std::string error = std::strerror(record->err);
-    if (record->stage != kStageNone) {
+    if (record->stage != shim::kStageNone) {
       exit.kind = TaskExitKind::kLaunchFailed;
       exit.signal = 0;
       exit.exit_code = record->err == ENOENT ? 127 : 126;
       switch (record->stage) {
-        case kStageLog:
+        case shim::kStageLog:
           exit.reason = absl::StrCat("cannot open log file ", task.log_path, ": ", error);
           break;
-        case kStageChdir:
+        case shim::kStageChdir:
           exit.reason = absl::StrCat("cannot change to workdir '", task.workdir, "': ", error);
           break;
-        case kStageFork:
+        case shim::kStageFork:
           exit.reason = absl::StrCat("the shim could not fork the task: ", error);
           break;
-        case kStageCgroup:
+        case shim::kStageCgroup:
           exit.reason = absl::StrCat("the task could not join its cgroup: ", error);
           break;
-        case kStageExec:
+        case shim::kStageExec:
           exit.reason = record->err == ENOENT ? absl::StrCat("command '", command, "' not found (exec: ", error, ")")
                                               : absl::StrCat("exec '", command, "' failed: ", error);
+          break;
+        case shim::kStageJournal:
+          exit.reason = absl::StrCat("the shim could not record the start (", error, "); the task was not started");
+          break;
+        case shim::kStageIdentity:
+          exit.reason = absl::StrCat("cannot become the task's user: ", error);
           break;
         default:
           exit.reason = absl::StrCat("launch failed at stage ", record->stage, ": ", error);
@@ -798,6 +709,10 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
       // SIGKILL, hence the exit code check too.
       exit.kind = TaskExitKind::kOOMKilled;
       exit.reason = "OOMKilled";
+    } else if (record->lease_stop) {
+      exit.kind = TaskExitKind::kLeaseExpired;
+      exit.reason = absl::StrCat("stopped: the node lost contact with the controller for ",
+                                 task.max_disconnect_ms / 1000, " s (its lease ended)");
     } else if (task.stop_requested) {
       exit.kind = TaskExitKind::kCancelled;
       exit.reason =
@@ -812,16 +727,27 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
     }
   }
   if (task.has_cgroup) ReleaseCgroup(task.task_id);
-  unlink(ExitPath(task.task_id).c_str());
-  unlink(StatePath(task.task_id).c_str());
+  task.phase = Phase::kEnded;
+  task.exit = exit;
+  // Durable: once journaled, this exit is what every later report says.
+  // Should the write fail, the exit record is still there to read again.
+  SaveState(task, /*durable=*/true).IgnoreError();
+  Failpoint("ended");
   return exit;
 }
 
 std::vector<TaskExit> TaskLauncher::Poll() {
   std::vector<TaskExit> exits;
   const int64_t now = clock_->NowMs();
-  for (auto it = tasks_.begin(); it != tasks_.end();) {
-    Task& task = *it->second;
+  for (auto& [id, owned_task] : tasks_) {
+    Task& task = *owned_task;
+    if (task.phase == Phase::kEnded) {
+      if (!task.reported) {  // ended before this launcher adopted it
+        task.reported = true;
+        exits.push_back(task.exit);
+      }
+      continue;
+    }
     bool ended = false;
     int shim_status = 0;
     bool have_shim_status = false;
@@ -835,22 +761,24 @@ std::vector<TaskExit> TaskLauncher::Poll() {
       }
     }
     if (!task.owned) {
-      if (PathExists(ExitPath(task.task_id))) {
+      if (PathExists(StateFile(id, ".exit"))) {
         ended = true;
-      } else if (!ProcessAlive(task.shim_pid, task.shim_start_ticks) &&
-                 !ProcessAlive(task.task_pid, task.task_start_ticks)) {
-        // Either gone without a record (Lost), or the shim wrote its record
-        // between the two checks above; Finish reads the file again.
-        ended = true;
+      } else if (task.legacy) {
+        ended =
+            !ProcessAlive(task.shim_pid, task.shim_start_ticks) && !ProcessAlive(task.task_pid, task.task_start_ticks);
+      } else {
+        // Free lock: the shim is gone, with its record written (read below)
+        // or without one (Lost).
+        absl::StatusOr<bool> held = LockHeld(StateFile(id, ".lock"));
+        ended = held.ok() && !*held;
       }
     }
     if (!ended) {
       if (task.stop_requested && !task.kill_sent && now >= task.kill_at_ms) KillNow(task);
-      ++it;
       continue;
     }
+    task.reported = true;
     exits.push_back(Finish(task, have_shim_status ? &shim_status : nullptr));
-    it = tasks_.erase(it);
   }
   for (auto it = cgroups_to_remove_.begin(); it != cgroups_to_remove_.end();) {
     if (cgroups_ != nullptr && !cgroups_->RemoveGroup(*it).ok()) {
@@ -861,6 +789,92 @@ std::vector<TaskExit> TaskLauncher::Poll() {
     }
   }
   return exits;
+}
+
+absl::Status TaskLauncher::Forget(const std::string& task_id) {
+  auto it = tasks_.find(task_id);
+  if (it == tasks_.end()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
+  if (it->second->phase != Phase::kEnded) {
+    return absl::FailedPreconditionError(absl::StrCat("task ", task_id, " has not ended"));
+  }
+  Failpoint("forgetting");
+  RemoveStateFiles(task_id);
+  tasks_.erase(it);
+  return absl::OkStatus();
+}
+
+std::unique_ptr<TaskLauncher::Task> TaskLauncher::LoadJournal(const std::string& id) {
+  auto task = std::make_unique<Task>();
+  task->task_id = id;
+  absl::StatusOr<std::string> text = ReadFile(StateFile(id, ".json"));
+  nlohmann::json j;
+  if (text.ok()) j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!text.ok() || !j.is_object()) {
+    // Unreadable: nothing to watch. Keep it as a task whose processes are
+    // unknown so the next Poll() reports it (Lost, unless an exit file says more).
+    task->load_error = text.ok() ? absl::StrCat(StateFile(id, ".json"), " is not a JSON object")
+                                 : std::string(text.status().message());
+    task->legacy = true;
+    return task;
+  }
+  std::string phase;
+  try {
+    phase = j.value("phase", "");
+    task->boot_id = j.value("boot_id", "");
+    task->argv = j.value("argv", std::vector<std::string>{});
+    task->workdir = j.value("workdir", std::string());
+    task->log_path = j.value("log_path", LogPath(id));
+    task->shim_pid = j.value("shim_pid", 0);
+    task->shim_start_ticks = j.value("shim_start_ticks", int64_t{0});
+    task->task_pid = j.value("task_pid", 0);
+    task->task_start_ticks = j.value("task_start_ticks", int64_t{0});
+    task->start_unix_ms = j.value("start_unix_ms", int64_t{0});
+    task->max_disconnect_ms = j.value("max_disconnect_ms", int64_t{0});
+    task->has_cgroup = j.value("cgroup", false) && cgroups_ != nullptr;
+    task->stop_requested = j.value("stop_requested", false);
+    task->stop_deadline_unix_ms = j.value("stop_deadline_unix_ms", int64_t{0});
+    if (phase == "ended") {
+      task->phase = Phase::kEnded;
+      task->exit = ExitFromJson(id, j.value("exit", nlohmann::json::object()));
+      return task;
+    }
+  } catch (const nlohmann::json::exception&) {
+    // A field of the wrong type: treat like an unreadable file.
+    task = std::make_unique<Task>();
+    task->task_id = id;
+    task->legacy = true;
+    task->load_error = absl::StrCat(StateFile(id, ".json"), " has a field of the wrong type");
+    return task;
+  }
+  task->legacy = phase.empty();  // written before journals had phases and locks
+  task->phase = phase == "starting" ? Phase::kStarting : Phase::kRunning;
+  if (task->legacy) return task;
+  if (!task->boot_id.empty() && !boot_id_.empty() && task->boot_id != boot_id_) {
+    // Every process of that boot is gone; what they did before is unknown.
+    task->phase = Phase::kEnded;
+    task->exit = {.task_id = id,
+                  .kind = TaskExitKind::kLost,
+                  .reason = "the node rebooted while the task ran",
+                  .end_unix_ms = UnixMillis()};
+    SaveState(*task, /*durable=*/true).IgnoreError();
+    return task;
+  }
+  // The order matters: a shim alive now may write its marker and record
+  // after any check, but never after releasing its lock. So: the lock
+  // first; once it is free, the markers it left are final.
+  absl::StatusOr<bool> held = LockHeld(StateFile(id, ".lock"));
+  if (held.ok() && *held) {
+    LoadPids(*task);
+    return task;
+  }
+  if (!PathExists(StateFile(id, ".spawn")) && !PathExists(StateFile(id, ".exit"))) {
+    // Journaled, but the shim died (or was never forked) before marking the
+    // spawn: the task never ran and no process of it can appear any more.
+    if (task->has_cgroup) cgroups_->RemoveGroup(id).IgnoreError();
+    RemoveStateFiles(id);
+    return nullptr;
+  }
+  return task;  // ended: Poll() reads the exit record, or reports it Lost
 }
 
 std::vector<std::string> TaskLauncher::Adopt() {
@@ -878,42 +892,24 @@ std::vector<std::string> TaskLauncher::Adopt() {
   const int64_t now_unix_ms = UnixMillis();
   for (const std::string& id : ids) {
     if (tasks_.count(id) > 0) continue;
-    auto task = std::make_unique<Task>();
-    task->task_id = id;
-    absl::StatusOr<std::string> text = ReadFile(StatePath(id));
-    nlohmann::json j;
-    if (text.ok()) j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    if (!text.ok() || !j.is_object()) {
-      // Unreadable: nothing to watch. Keep it as a task whose processes are
-      // unknown so the next Poll() reports it (Lost, unless an exit file says more).
-      task->load_error =
-          text.ok() ? absl::StrCat(StatePath(id), " is not a JSON object") : std::string(text.status().message());
-      tasks_.emplace(id, std::move(task));
+    std::unique_ptr<Task> task = LoadJournal(id);
+    if (task == nullptr) {
+      never_started_.push_back(id);
       continue;
-    }
-    try {
-      task->argv = j.value("argv", std::vector<std::string>{});
-      task->workdir = j.value("workdir", std::string());
-      task->log_path = j.value("log_path", LogPath(id));
-      task->shim_pid = j.value("shim_pid", 0);
-      task->shim_start_ticks = j.value("shim_start_ticks", int64_t{0});
-      task->task_pid = j.value("task_pid", 0);
-      task->task_start_ticks = j.value("task_start_ticks", int64_t{0});
-      task->start_unix_ms = j.value("start_unix_ms", int64_t{0});
-      task->has_cgroup = j.value("cgroup", false) && cgroups_ != nullptr;
-      task->stop_requested = j.value("stop_requested", false);
-      task->stop_deadline_unix_ms = j.value("stop_deadline_unix_ms", int64_t{0});
-    } catch (const nlohmann::json::exception&) {
-      // A field of the wrong type: treat like an unreadable file.
-      task = std::make_unique<Task>();
-      task->task_id = id;
-      task->load_error = absl::StrCat(StatePath(id), " has a field of the wrong type");
     }
     if (task->stop_requested) {
       task->kill_at_ms = now_ms + std::max<int64_t>(0, task->stop_deadline_unix_ms - now_unix_ms);
     }
-    const bool alive = !PathExists(ExitPath(id)) && (ProcessAlive(task->shim_pid, task->shim_start_ticks) ||
-                                                     ProcessAlive(task->task_pid, task->task_start_ticks));
+    bool alive = false;
+    if (task->phase != Phase::kEnded && !PathExists(StateFile(id, ".exit"))) {
+      if (task->legacy) {
+        alive = ProcessAlive(task->shim_pid, task->shim_start_ticks) ||
+                ProcessAlive(task->task_pid, task->task_start_ticks);
+      } else {
+        absl::StatusOr<bool> held = LockHeld(StateFile(id, ".lock"));
+        alive = held.ok() && *held;
+      }
+    }
     if (alive) adopted.push_back(id);
     tasks_.emplace(id, std::move(task));
   }
@@ -922,7 +918,9 @@ std::vector<std::string> TaskLauncher::Adopt() {
 
 std::vector<std::string> TaskLauncher::Running() const {
   std::vector<std::string> ids;
-  for (const auto& [id, task] : tasks_) ids.push_back(id);
+  for (const auto& [id, task] : tasks_) {
+    if (task->phase != Phase::kEnded) ids.push_back(id);
+  }
   return ids;  // std::map keeps them sorted
 }
 

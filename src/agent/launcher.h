@@ -1,24 +1,42 @@
 // TaskLauncher: the node agent's task runtime. Starts task processes in their
-// own cgroup and process group, with logs in a file, watches them without
-// blocking, stops them with a grace period, and re-adopts them after the agent
-// restarts. No networking: the agent's loop calls it.
+// own cgroup and process group, as their owner, with logs in a file, watches
+// them without blocking, stops them with a grace period, and re-adopts them
+// after the agent restarts. No networking: the agent's loop calls it.
 //
 // Process tree of one task:
 //
 //   agent ──fork──▶ shim (setsid; stdout/stderr → <log_dir>/<task_id>.log)
-//                     └──fork──▶ task (own process group; joins the cgroup; execve(argv))
+//                     └──fork──▶ task (own process group; joins the cgroup;
+//                                      becomes its owner; execve(argv))
 //
-// The shim waits for the task and records its wait status in
-// <state_dir>/<task_id>.exit (written to a temporary file and renamed), then
-// exits. It is the only record keeper, so it is built to outlive everything
-// but SIGKILL: it ignores SIGTERM/SIGINT/SIGHUP and stays OUT of the task's
-// cgroup and process group, so neither Stop(), cgroup kills nor the OOM
-// killer take it down with the task. Because the shim survives the agent, an
-// agent that crashed and restarted finds its tasks again (Adopt()) from
-// <state_dir>/<task_id>.json, written before Start() returns.
-// Deployment note: the service manager must not kill the agent's whole cgroup
-// on stop (systemd: KillMode=process), or the shims die with the agent and
-// their tasks are later reported Lost.
+// Exactly once (docs/reliability.md). A task's life is journaled in
+// <state_dir>/<task_id>.json, and the journal answers, after any crash of the
+// agent, whether the task may have started:
+//   1. Start() writes the journal (phase "starting", fsynced) BEFORE it forks,
+//      and takes an flock on <task_id>.lock that the shim inherits and holds
+//      until it exits. A restarted agent never starts an id it has a journal
+//      for (AlreadyExists).
+//   2. The shim creates <task_id>.spawn before it forks the task. So after a
+//      crash: lock held = a shim is alive (adopt it); lock free and no
+//      .spawn = the task was never forked and never will be (the journal is
+//      dropped: the task may be started afresh); lock free with .spawn and no
+//      exit record = the shim was killed (the task's cgroup is killed and it
+//      is reported Lost).
+//   3. The shim records the exit (<task_id>.exit, renamed into place whole);
+//      Poll() turns it into a TaskExit, journals it (phase "ended") and
+//      reports it. Nothing is deleted until Forget(), which the agent calls
+//      once the controller has acknowledged the exit: a crash in between
+//      reports the same exit again, never a second run.
+//   4. A journal from an earlier boot of the machine (its boot id differs)
+//      proves nothing about what ran: such tasks are reported Lost.
+// The shim also enforces the node's lease (shim.h): a node cut off from the
+// controller stops its tasks before the controller may start them elsewhere.
+//
+// The shim ignores SIGTERM/SIGINT/SIGHUP and stays OUT of the task's cgroup
+// and process group, so neither Stop(), cgroup kills nor the OOM killer take
+// it down with the task. Deployment note: the service manager must not kill
+// the agent's whole cgroup on stop (systemd: KillMode=process), or the shims
+// die with the agent and their tasks are later reported Lost.
 //
 // Only async-signal-safe calls run between fork and exec (the agent is
 // multi-threaded); everything the shim needs is prepared before fork.
@@ -31,8 +49,10 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,6 +86,20 @@ struct TaskLauncherOptions {
   // step (NTP) neither shortens nor stretches a grace period. Not owned; must
   // outlive the launcher.
   const icos::Clock* clock = nullptr;
+  // The node's lease file (shim.h): the agent writes the CLOCK_BOOTTIME
+  // millisecond of its last contact with the controller there. Empty: tasks
+  // run without a lease whatever their max_disconnect_ms.
+  std::string lease_path;
+  // Tests only: called at named points of a launch ("journaled", "forked",
+  // "recorded", "ended", "forgetting") so a test can crash the agent there.
+  std::function<void(absl::string_view point)> failpoint;
+};
+
+// The Unix identity a task runs as (only an agent running as root can switch).
+struct TaskUser {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups
 };
 
 // What to run.
@@ -86,6 +120,16 @@ struct TaskLaunch {
   // cpuset CPU ids and NUMA node ids; empty = no binding.
   std::vector<int32_t> cpus;
   std::vector<int32_t> mems;
+  // Who the task runs as; unset: the agent's own user.
+  std::optional<TaskUser> user;
+  // The environment is exactly `env` (plus PATH's default when `env` has
+  // none) instead of the agent's environment overridden by `env`.
+  bool clean_env = false;
+  // How long the task may run while its node cannot reach the controller
+  // (the lease); 0: no limit. The shim stops it (SIGTERM, then SIGKILL
+  // lease_grace_ms later) kLeaseMarginMs before this much silence.
+  int64_t max_disconnect_ms = 0;
+  int64_t lease_grace_ms = 10'000;
 };
 
 struct LaunchedTask {
@@ -108,9 +152,10 @@ enum class TaskExitKind {
   kCancelled,     // ended after Stop()
   kLaunchFailed,  // never ran: exec (or chdir, log file, cgroup join) failed
   kLost,          // vanished without an exit record (shim killed, state lost)
+  kLeaseExpired,  // stopped by its shim: the node lost contact with the controller too long
 };
 
-// "Exited", "Signaled", "OOMKilled", "Cancelled", "LaunchFailed", "Lost".
+// "Exited", "Signaled", "OOMKilled", "Cancelled", "LaunchFailed", "Lost", "LeaseExpired".
 absl::string_view TaskExitKindName(TaskExitKind kind);
 
 struct TaskExit {
@@ -143,35 +188,45 @@ class TaskLauncher {
   // Starts the task. Reads the agent's environment (environ), so no thread may
   // call setenv() meanwhile. Before forking it checks the task id, the workdir and
   // that argv[0] resolves to an executable, so a typo comes back here as
-  // NotFound ("command 'pyhton3' not found in PATH"). Failures after the
-  // fork (exec, chdir) are reported by Poll() as LaunchFailed.
-  // AlreadyExists when the id is running or has unreported state.
+  // NotFound ("command 'pyhton3' not found in PATH"); such a task never ran
+  // and leaves no journal. Failures after the fork (exec, chdir, identity)
+  // are reported by Poll() as LaunchFailed.
+  // AlreadyExists when the id has a journal (running, or ended and not yet
+  // forgotten): a task id is started at most once.
   absl::StatusOr<LaunchedTask> Start(const TaskLaunch& launch);
 
-  // Non-blocking. Returns the tasks that ended since the last call, each once,
-  // and enforces Stop() deadlines (SIGKILL once a grace period has passed by
-  // the clock). Reported tasks are forgotten: their .json and .exit files and
-  // their cgroup are removed; the log file stays.
+  // Non-blocking. Returns the tasks that ended since the last call, each once
+  // per TaskLauncher, and enforces Stop() deadlines (SIGKILL once a grace
+  // period has passed by the clock). An ended task's cgroup is removed; its
+  // journal stays (a new TaskLauncher reports it again) until Forget().
   std::vector<TaskExit> Poll();
+
+  // Drops what is kept of an ended task (journal, exit record; the log
+  // stays), once the controller has recorded its exit. NotFound for an
+  // unknown id, FailedPrecondition while the task has not ended.
+  absl::Status Forget(const std::string& task_id);
 
   // Sends SIGTERM to the task's process group now and SIGKILL to the group and
   // every process in its cgroup once `grace_ms` (< 0: default_grace_ms) has
   // passed, which a later Poll() does. grace_ms == 0 kills at once. The task is
   // reported as Cancelled (or OOMKilled / LaunchFailed when that happened
   // first). A second Stop() can only shorten the deadline. NotFound for an
-  // unknown task.
+  // unknown task; OK (nothing to do) for one that has ended.
   absl::Status Stop(const std::string& task_id, int64_t grace_ms);
 
-  // Call once at agent start. Loads every task in state_dir not known yet.
-  // Returns the ids of those still running (their shim or task process is
-  // alive with the recorded start time), which are then watched through their
-  // exit file and /proc since they are no longer our children. Tasks that
-  // ended while the agent was away (exit file present) and tasks that vanished
-  // without one (Lost) are reported by the next Poll().
+  // Call once at agent start. Loads every journal in state_dir not known
+  // yet (see the header comment for what a journal proves). Returns the ids
+  // of the tasks still running, which are then watched through their lock
+  // and exit file since they are no longer our children. Tasks that ended
+  // while the agent was away, ended ones not yet forgotten, and tasks that
+  // vanished without a record (Lost) are reported by the next Poll(). Tasks
+  // that certainly never started are dropped (their ids in never_started()).
   std::vector<std::string> Adopt();
 
-  // Ids of the tasks started or adopted and not yet reported by Poll(), sorted.
+  // Ids of the tasks started or adopted that have not ended, sorted.
   std::vector<std::string> Running() const;
+  // Ids Adopt() found were journaled but certainly never forked.
+  const std::vector<std::string>& never_started() const { return never_started_; }
 
   // Empty when tasks get cgroups; otherwise why not (disabled, not mounted, ...).
   const std::string& cgroup_status() const { return cgroup_status_; }
@@ -183,13 +238,23 @@ class TaskLauncher {
 
   explicit TaskLauncher(TaskLauncherOptions options);
 
-  std::string StatePath(const std::string& task_id) const;
-  std::string ExitPath(const std::string& task_id) const;
+  // <state_dir>/<task_id><suffix>: ".json" (journal), ".exit", ".lock",
+  // ".spawn", ".pid" (shim.h).
+  std::string StateFile(const std::string& task_id, absl::string_view suffix) const;
   std::string LogPath(const std::string& task_id) const;
-  absl::Status SaveState(const Task& task) const;
+  // Writes the journal; `durable` fsyncs it (the "starting" and "ended"
+  // entries must survive power loss; the pids need not).
+  absl::Status SaveState(const Task& task, bool durable) const;
+  void RemoveStateFiles(const std::string& task_id) const;
   void KillNow(Task& task);
+  // Fills in the task's pids from the shim's pid file when the journal lacks them.
+  void LoadPids(Task& task) const;
+  // Reads the exit record, journals the exit and releases the cgroup.
   TaskExit Finish(Task& task, const int* shim_wait_status);
   void ReleaseCgroup(const std::string& task_id);
+  // Loads one journal for Adopt(); nullptr when the task never started.
+  std::unique_ptr<Task> LoadJournal(const std::string& id);
+  void Failpoint(absl::string_view point) const;
 
   TaskLauncherOptions options_;
   std::unique_ptr<icos::Clock> owned_clock_;
@@ -199,6 +264,8 @@ class TaskLauncher {
   std::map<std::string, std::unique_ptr<Task>> tasks_;
   // Cgroups whose removal failed (processes still exiting); retried by Poll().
   std::vector<std::string> cgroups_to_remove_;
+  std::vector<std::string> never_started_;
+  std::string boot_id_;  // this boot of the machine (/proc/sys/kernel/random/boot_id)
 };
 
 }  // namespace icos::agent

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "agent/shim.h"
 #include "agent/sys_util.h"
 #include "agent/test_util.h"
 #include "gmock/gmock.h"
@@ -123,6 +125,7 @@ TEST_F(LauncherTest, StderrGoesToTheSameLog) {
 TEST_F(LauncherTest, LogIsAppendedNotReplaced) {
   MustStart(Sh("t1", "echo first"));
   ASSERT_TRUE(WaitForExit("t1").has_value());
+  ASSERT_TRUE(launcher_->Forget("t1").ok());
   MustStart(Sh("t1", "echo second"));
   ASSERT_TRUE(WaitForExit("t1").has_value());
   EXPECT_EQ(Log("t1"), "first\nsecond\n");
@@ -253,13 +256,23 @@ TEST_F(LauncherTest, SignaledTaskIsReportedWithItsSignal) {
   EXPECT_EQ(exit->reason, "killed by SIGUSR1");
 }
 
-TEST_F(LauncherTest, PollReportsEachExitOnceAndForgetsTheTask) {
+TEST_F(LauncherTest, PollReportsEachExitOnceAndKeepsTheJournalUntilForget) {
   MustStart(Sh("t1", "true"));
   ASSERT_TRUE(WaitForExit("t1").has_value());
   EXPECT_THAT(launcher_->Poll(), IsEmpty());
   EXPECT_THAT(launcher_->Running(), IsEmpty());
+  // Until the controller has the exit, the id may not run again.
+  EXPECT_TRUE(PathExists(tmp_.Sub("state/t1.json")));
+  EXPECT_TRUE(absl::IsAlreadyExists(launcher_->Start(Sh("t1", "true")).status()));
+  ASSERT_TRUE(launcher_->Forget("t1").ok());
   EXPECT_FALSE(PathExists(tmp_.Sub("state/t1.json")));
   EXPECT_FALSE(PathExists(tmp_.Sub("state/t1.exit")));
+  EXPECT_TRUE(absl::IsNotFound(launcher_->Forget("t1")));
+}
+
+TEST_F(LauncherTest, ARunningTaskCannotBeForgotten) {
+  MustStart(Sh("t1", "sleep 1000"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(launcher_->Forget("t1")));
 }
 
 TEST_F(LauncherTest, RunningListsStartedTasksSorted) {
@@ -408,7 +421,7 @@ TEST_F(LauncherTest, StateFileWithoutAnyProcessOrExitFileIsLost) {
   EXPECT_EQ(exits[0].task_id, "t9");
   EXPECT_EQ(exits[0].kind, TaskExitKind::kLost);
   EXPECT_EQ(exits[0].exit_code, -1);
-  EXPECT_FALSE(PathExists(tmp_.Sub("state/t9.json")));
+  EXPECT_TRUE(PathExists(tmp_.Sub("state/t9.json")));  // until Forget
 }
 
 TEST_F(LauncherTest, UnreadableStateFileIsLost) {
@@ -417,12 +430,220 @@ TEST_F(LauncherTest, UnreadableStateFileIsLost) {
   std::vector<TaskExit> exits = launcher_->Poll();
   ASSERT_EQ(exits.size(), 1u);
   EXPECT_EQ(exits[0].kind, TaskExitKind::kLost);
-  EXPECT_THAT(exits[0].reason, HasSubstr("unreadable state file"));
+  EXPECT_THAT(exits[0].reason, HasSubstr("unreadable journal"));
 }
 
 TEST_F(LauncherTest, KindNamesAreStable) {
   EXPECT_EQ(TaskExitKindName(TaskExitKind::kOOMKilled), "OOMKilled");
   EXPECT_EQ(TaskExitKindName(TaskExitKind::kLaunchFailed), "LaunchFailed");
+}
+
+// --- Exactly once: the agent crashes at every step of a launch. ---
+//
+// A child process plays the agent: it starts `launch` with a launcher whose
+// failpoint `_exit`s at `point`, as a kill -9 would end it there (the shim,
+// setsid and out of its way, lives on). The test then restarts the "agent"
+// on the same state directory.
+class LauncherCrashTest : public LauncherTestBase {
+ protected:
+  void SetUp() override {
+    launcher_ = nullptr;
+    marker_ = tmp_.Sub("runs");
+  }
+
+  // A task that records each run, waits for the gate file, then exits 0.
+  TaskLaunch Counting(const std::string& id) {
+    return Sh(id,
+              "echo run >> " + marker_ + "; while [ ! -e " + tmp_.Sub("gate") + " ]; do sleep 0.02; done; echo done");
+  }
+  void OpenGate() { Spit(tmp_.Sub("gate"), ""); }
+  int Runs() {
+    std::string runs = Slurp(marker_);
+    return static_cast<int>(std::count(runs.begin(), runs.end(), '\n'));
+  }
+
+  // Runs the crashing agent; returns once it has died at `point`.
+  void CrashAt(const std::string& point, const TaskLaunch& launch) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      TaskLauncherOptions o{.state_dir = tmp_.Sub("state"), .log_dir = tmp_.Sub("logs"), .cgroups = Cgroups()};
+      o.failpoint = [point](absl::string_view at) {
+        if (at == point) _exit(0);
+      };
+      auto l = TaskLauncher::Create(o);
+      if (!l.ok() || !(*l)->Start(launch).ok()) _exit(2);
+      for (int i = 0; i < 1000; ++i) {  // for points after the start: until the task ends
+        for (const TaskExit& e : (*l)->Poll()) (void)(*l)->Forget(e.task_id);
+        usleep(10'000);
+      }
+      _exit(3);  // the failpoint never fired
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the agent did not stop at " << point;
+  }
+
+  std::string marker_;
+};
+
+TEST_F(LauncherCrashTest, CrashAfterTheJournalBeforeTheForkLeavesATaskThatNeverStarted) {
+  CrashAt("journaled", Counting("t1"));
+  launcher_ = NewLauncher();
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());
+  EXPECT_THAT(launcher_->never_started(), ElementsAre("t1"));
+  EXPECT_THAT(launcher_->Poll(), IsEmpty());
+  EXPECT_EQ(Runs(), 0);
+  // Nothing ran, so the controller's assignment may start it now: once.
+  MustStart(Counting("t1"));
+  OpenGate();
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kExited);
+  EXPECT_EQ(Runs(), 1);
+}
+
+TEST_F(LauncherCrashTest, CrashAfterTheForkAdoptsTheTaskAndNeverStartsItAgain) {
+  CrashAt("forked", Counting("t1"));
+  launcher_ = NewLauncher();
+  EXPECT_THAT(launcher_->Adopt(), ElementsAre("t1"));
+  EXPECT_TRUE(absl::IsAlreadyExists(launcher_->Start(Counting("t1")).status()));
+  ASSERT_TRUE(WaitUntil([&] { return Runs() == 1; }));
+  OpenGate();
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kExited) << exit->reason;
+  EXPECT_EQ(exit->exit_code, 0);
+  EXPECT_EQ(Runs(), 1);
+}
+
+TEST_F(LauncherCrashTest, AdoptedTaskCanBeStoppedWhenTheCrashCameBeforeItsPidsWereJournaled) {
+  CrashAt("forked", Counting("t1"));
+  launcher_ = NewLauncher();
+  ASSERT_THAT(launcher_->Adopt(), ElementsAre("t1"));
+  ASSERT_TRUE(WaitUntil([&] { return Runs() == 1; }));
+  ASSERT_TRUE(launcher_->Stop("t1", 0).ok());
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kCancelled) << exit->reason;
+}
+
+TEST_F(LauncherCrashTest, CrashAfterTheExitWasCollectedReportsTheSameExitAgain) {
+  OpenGate();
+  CrashAt("ended", Counting("t1"));
+  launcher_ = NewLauncher();
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());
+  std::vector<TaskExit> exits = launcher_->Poll();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].kind, TaskExitKind::kExited) << exits[0].reason;
+  EXPECT_EQ(exits[0].exit_code, 0);
+  EXPECT_TRUE(absl::IsAlreadyExists(launcher_->Start(Counting("t1")).status()));
+  EXPECT_EQ(Runs(), 1);
+}
+
+TEST_F(LauncherCrashTest, CrashWhileForgettingReportsTheExitAgainNotALoss) {
+  OpenGate();
+  CrashAt("forgetting", Counting("t1"));
+  launcher_ = NewLauncher();
+  launcher_->Adopt();
+  std::vector<TaskExit> exits = launcher_->Poll();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].kind, TaskExitKind::kExited) << exits[0].reason;
+  // And half-way through the removal: the journal, kept last, still says it.
+  ASSERT_TRUE(launcher_->Forget("t1").ok());
+  MustStart(Sh("t2", "exit 4"));
+  ASSERT_TRUE(WaitForExit("t2").has_value());
+  launcher_.reset();
+  unlink(tmp_.Sub("state/t2.exit").c_str());
+  launcher_ = NewLauncher();
+  launcher_->Adopt();
+  exits = launcher_->Poll();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].exit_code, 4) << exits[0].reason;
+}
+
+TEST_F(LauncherCrashTest, KilledShimIsLostAndItsTaskDoesNotOutliveTheReport) {
+  launcher_ = NewLauncher();
+  LaunchedTask task = MustStart(Counting("t1"));
+  ASSERT_TRUE(WaitUntil([&] { return Runs() == 1; }));
+  launcher_.reset();  // the agent is gone; then someone SIGKILLs the shim
+  ASSERT_EQ(kill(task.shim_pid, SIGKILL), 0);
+  waitpid(task.shim_pid, nullptr, 0);
+  launcher_ = NewLauncher();
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());
+  std::vector<TaskExit> exits = launcher_->Poll();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].kind, TaskExitKind::kLost);
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(task.task_pid, 0); }));
+}
+
+TEST_F(LauncherCrashTest, JournalOfAnEarlierBootIsLost) {
+  launcher_ = NewLauncher();
+  nlohmann::json journal = {{"version", 2},      {"task_id", "t9"},     {"phase", "running"},
+                            {"boot_id", "gone"}, {"task_pid", 999'999}, {"argv", {"sleep", "1"}}};
+  Spit(tmp_.Sub("state/t9.json"), journal.dump());
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());
+  std::vector<TaskExit> exits = launcher_->Poll();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].kind, TaskExitKind::kLost);
+  EXPECT_THAT(exits[0].reason, HasSubstr("rebooted"));
+}
+
+// --- The lease: a node cut off from the controller stops its tasks. ---
+
+class LauncherLeaseTest : public LauncherTestBase {
+ protected:
+  void SetUp() override {
+    lease_ = tmp_.Sub("lease");
+    Renew();
+    auto launcher = TaskLauncher::Create({.state_dir = tmp_.Sub("state"),
+                                          .log_dir = tmp_.Sub("logs"),
+                                          .cgroups = Cgroups(),
+                                          .clock = &clock_,
+                                          .lease_path = lease_});
+    ASSERT_TRUE(launcher.ok()) << launcher.status();
+    launcher_ = *std::move(launcher);
+  }
+  void Renew() { Spit(lease_, absl::StrCat(shim::BootTimeMs(), "\n")); }
+
+  std::string lease_;
+};
+
+TEST_F(LauncherLeaseTest, TaskIsStoppedOnceTheLeaseRunsOut) {
+  // 3 s of silence allowed: SIGTERM at 0.5 s, SIGKILL at 1 s (3 s less the
+  // 2 s margin, and half of that as grace).
+  TaskLaunch launch = Sh("t1", "trap '' TERM; echo ready; while :; do sleep 0.05; done");
+  launch.max_disconnect_ms = 3'000;
+  MustStart(launch);
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  const auto start = std::chrono::steady_clock::now();
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kLeaseExpired) << exit->reason;
+  EXPECT_EQ(exit->signal, SIGKILL);
+  // Dead before the controller's deadline (3 s after the last contact).
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(3'000));
+}
+
+TEST_F(LauncherLeaseTest, RenewedLeaseKeepsTheTaskRunning) {
+  TaskLaunch launch = Sh("t1", "echo ready; sleep 1000");
+  launch.max_disconnect_ms = 3'000;
+  MustStart(launch);
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  for (int i = 0; i < 30; ++i) {  // 3 s, renewed every 0.1 s
+    Renew();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_THAT(launcher_->Poll(), IsEmpty());
+  }
+  EXPECT_THAT(launcher_->Running(), ElementsAre("t1"));
+}
+
+TEST_F(LauncherLeaseTest, TaskWithoutALeaseLimitIgnoresAnOldLease) {
+  Spit(lease_, "1\n");  // contact at boot: long ago
+  MustStart(Sh("t1", "sleep 0.5; exit 0"));
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kExited);
 }
 
 // ---------------------------------------------------------------------------

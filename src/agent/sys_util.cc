@@ -58,7 +58,7 @@ absl::Status WriteExistingFile(const std::string& path, absl::string_view conten
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view content) {
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view content, bool durable) {
   std::string tmp = absl::StrCat(path, ".tmp");
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError(errno, absl::StrCat("create ", tmp));
@@ -74,7 +74,7 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     }
     done += static_cast<size_t>(n);
   }
-  if (fsync(fd) != 0) {
+  if (durable && fsync(fd) != 0) {
     int err = errno;
     close(fd);
     unlink(tmp.c_str());
@@ -85,6 +85,17 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     int err = errno;
     unlink(tmp.c_str());
     return ErrnoError(err, absl::StrCat("rename ", tmp, " to ", path));
+  }
+  if (durable) {
+    // The rename is a change to the directory: it is durable once the directory is.
+    const size_t slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return ErrnoError(errno, absl::StrCat("open ", dir));
+    const int r = fsync(dir_fd);
+    const int err = errno;
+    close(dir_fd);
+    if (r != 0) return ErrnoError(err, absl::StrCat("fsync ", dir));
   }
   return absl::OkStatus();
 }

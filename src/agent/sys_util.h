@@ -29,9 +29,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // controller, and creating it (possible on a fake tree) would hide that.
 absl::Status WriteExistingFile(const std::string& path, absl::string_view content);
 
-// Replaces `path` with `content` atomically: writes "<path>.tmp", fsyncs it and
-// renames it over `path`, so a reader sees the old or the new file, never half.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view content);
+// Replaces `path` with `content` atomically: writes "<path>.tmp" and renames
+// it over `path`, so a reader sees the old or the new file, never half. With
+// `durable` the file and then its directory are fsynced, so the new content
+// also survives a power loss; without, it survives a crash of the process.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view content, bool durable = true);
 
 // mkdir -p with `mode` for the directories it creates.
 absl::Status MakeDirs(const std::string& path, mode_t mode = 0755);
