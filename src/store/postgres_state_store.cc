@@ -140,6 +140,18 @@ CREATE TABLE leader (
 );
 INSERT INTO leader(id, epoch, holder, url, since_ms) VALUES (1, 0, '', '', 0);
 )sql",
+    // v4: idempotency keys of submissions (issue 16): a retried submit finds its job.
+    R"sql(
+CREATE TABLE idempotency_keys (
+  "user" TEXT COLLATE "C" NOT NULL,
+  key TEXT COLLATE "C" NOT NULL,
+  job_id BIGINT NOT NULL REFERENCES jobs(id),
+  request_digest TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  PRIMARY KEY ("user", key)
+);
+CREATE INDEX idempotency_keys_by_created ON idempotency_keys(created_ms);
+)sql",
 };
 static_assert(std::size(kMigrations) == PostgresStateStore::kSchemaVersion,
               "kSchemaVersion must equal the number of migrations");
@@ -720,35 +732,69 @@ absl::Status PostgresStateStore::WithConnection(absl::FunctionRef<absl::Status(C
 
 absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
   if (job == nullptr) return absl::InvalidArgumentError("insert job: job is null");
-  return inserts_.Insert(job, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
+  absl::Status st = inserts_.Insert(job, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
+  return st.ok() ? InsertOutcome(*job) : st;
 }
 
 absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
       "attempt) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+  static const std::string find_key =
+      "SELECT job_id, request_digest FROM idempotency_keys WHERE \"user\" = $1 AND key = $2 AND created_ms >= $3";
+  static const std::string put_key =
+      "INSERT INTO idempotency_keys(\"user\", key, job_id, request_digest, created_ms) VALUES($1, $2, $3, $4, $5) "
+      "ON CONFLICT(\"user\", key) DO UPDATE SET job_id = excluded.job_id, request_digest = excluded.request_digest, "
+      "created_ms = excluded.created_ms";
+  static const std::string prune_keys = "DELETE FROM idempotency_keys WHERE created_ms < $1";
   constexpr absl::string_view kWhat = "insert job";
-  std::vector<int64_t> ids;
+  // The group commit queue runs one CommitInserts at a time, so
+  // last_key_prune_ms_ needs no lock of its own.
+  const int64_t newest = group.empty() ? 0 : group.back()->submit_ms;
+  const bool prune = newest - last_key_prune_ms_ >= 60'000;
+  std::vector<IdempotentOutcome> outcomes;
   absl::Status status = WithConnection([&](Connection& conn) -> absl::Status {
-    ids.clear();  // WithConnection may run this twice (a dead pooled connection)
+    outcomes.assign(group.size(), {});  // WithConnection may run this twice (a dead pooled connection)
     Transaction txn(conn, kWhat);
     if (!txn.status().ok()) return txn.status();
     if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
     if (absl::Status s = LockForIds(conn, kWhat); !s.ok()) return s;
-    for (const JobRecord* job : group) {
+    for (size_t i = 0; i < group.size(); ++i) {
+      const JobRecord& job = *group[i];
+      if (!job.idempotency_key.empty()) {
+        Params params;
+        params.Text(job.user).Text(job.idempotency_key).Int(job.submit_ms - kIdempotencyWindowMs);
+        absl::StatusOr<Result> found = conn.Exec(find_key, params, kWhat);
+        if (!found.ok()) return found.status();
+        if (found->rows() > 0) {  // this key's job exists (maybe from earlier in this very group)
+          outcomes[i] = {found->Int(0, 0), true, found->Text(0, 1) != job.request_digest};
+          continue;
+        }
+      }
       Params params;
-      columns::BindJobFields(params, *job);
+      columns::BindJobFields(params, job);
       absl::StatusOr<Result> inserted = conn.Exec(insert_job, params, kWhat);
       if (!inserted.ok()) return inserted.status();
       const int64_t id = inserted->Int(0, 0);
-      ids.push_back(id);
-      if (auto event = InsertEvent(conn, SubmittedEvent(*job, id), kWhat); !event.ok()) return event.status();
+      outcomes[i].id = id;
+      if (auto event = InsertEvent(conn, SubmittedEvent(job, id), kWhat); !event.ok()) return event.status();
+      if (!job.idempotency_key.empty()) {
+        Params key;
+        key.Text(job.user).Text(job.idempotency_key).Int(id).Text(job.request_digest).Int(job.submit_ms);
+        if (auto put = conn.Exec(put_key, key, kWhat); !put.ok()) return put.status();
+      }
+    }
+    if (prune) {
+      Params params;
+      params.Int(newest - kIdempotencyWindowMs);
+      if (auto pruned = conn.Exec(prune_keys, params, kWhat); !pruned.ok()) return pruned.status();
     }
     return txn.Commit();
   });
   if (!status.ok()) return status;
+  if (prune) last_key_prune_ms_ = newest;
   // Ids are handed out only once durable, so a failed group leaves them as they were.
-  for (size_t i = 0; i < group.size(); ++i) group[i]->id = ids[i];
+  ApplyOutcomes(group, outcomes);
   return absl::OkStatus();
 }
 

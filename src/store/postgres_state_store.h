@@ -70,7 +70,7 @@ class PostgresStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
   // Versions match SqliteStateStore's: the same tables at the same version.
-  static constexpr int32_t kSchemaVersion = 3;
+  static constexpr int32_t kSchemaVersion = 4;
 
   // Connects, creates options.schema if needed and migrates it.
   // Errors: InvalidArgument for an empty or malformed conninfo; Unavailable
@@ -142,6 +142,8 @@ class PostgresStateStore : public StateStore {
 
   // InsertJob callers queue here and commit in groups.
   GroupCommitQueue inserts_;
+  // When expired idempotency keys were last deleted (submit_ms clock).
+  int64_t last_key_prune_ms_ = 0;
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<pg_internal::Connection>> idle_ ABSL_GUARDED_BY(pool_mu_);

@@ -89,4 +89,19 @@ absl::Status CheckEpoch(int64_t mine, const absl::StatusOr<LeaderRecord>& leader
                    "); it must stop and let the leader serve"));
 }
 
+void ApplyOutcomes(const std::vector<JobRecord*>& group, const std::vector<IdempotentOutcome>& outcomes) {
+  for (size_t i = 0; i < group.size() && i < outcomes.size(); ++i) {
+    group[i]->id = outcomes[i].id;
+    group[i]->replayed = outcomes[i].existing && !outcomes[i].conflict;
+    group[i]->key_conflict = outcomes[i].conflict;
+  }
+}
+
+absl::Status InsertOutcome(const JobRecord& job) {
+  if (!job.key_conflict) return absl::OkStatus();
+  return absl::AlreadyExistsError(absl::StrCat("Idempotency-Key '", job.idempotency_key,
+                                               "' was used for another request (job ", job.id,
+                                               "); send a new key for a new job"));
+}
+
 }  // namespace icos::store

@@ -38,7 +38,21 @@ struct JobRecord {
   int64_t start_ms = 0;  // 0: not started
   int64_t end_ms = 0;    // 0: not ended
   int32_t attempt = 0;   // gang restarts so far
+
+  // InsertJob only (not columns of the job). A client's key for retrying a
+  // submission safely (the Idempotency-Key header) and a digest of what it
+  // submitted. When the same user inserted a job under the same key within
+  // kIdempotencyWindowMs before submit_ms, InsertJob inserts nothing and sets
+  // `id` to that job: `replayed` when the digests match, else
+  // `key_conflict` (the key was used for another request).
+  std::string idempotency_key;
+  std::string request_digest;
+  bool replayed = false;
+  bool key_conflict = false;
 };
+
+// How long an idempotency key keeps standing for its job (docs/api.md).
+inline constexpr int64_t kIdempotencyWindowMs = 24LL * 3600 * 1000;
 
 // One task (replica) of one attempt of a job. Key: (job_id, group, replica, attempt).
 struct TaskRecord {
@@ -167,6 +181,20 @@ struct JobQuery {
 };
 
 // ---- Shared by the StateStore backends, so they write the same things ----
+
+// What InsertJob did with one job of a group: inserted it as `id`, or found
+// the job its idempotency key already stands for (`existing`), with a
+// different request digest (`conflict`).
+struct IdempotentOutcome {
+  int64_t id = 0;
+  bool existing = false;
+  bool conflict = false;
+};
+// Hands a committed group's outcomes to its jobs (id, replayed, key_conflict).
+void ApplyOutcomes(const std::vector<JobRecord*>& group, const std::vector<IdempotentOutcome>& outcomes);
+// InsertJob's status for one job once its group committed: AlreadyExists
+// when its key stands for another request.
+absl::Status InsertOutcome(const JobRecord& job);
 
 // The "Submitted" event InsertJob appends for a job just given id `job_id`.
 EventRecord SubmittedEvent(const JobRecord& job, int64_t job_id);

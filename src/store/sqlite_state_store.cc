@@ -143,6 +143,18 @@ CREATE TABLE leader (
 ) STRICT;
 INSERT INTO leader(id, epoch, holder, url, since_ms) VALUES (1, 0, '', '', 0);
 )sql",
+    // v4: idempotency keys of submissions (issue 16): a retried submit finds its job.
+    R"sql(
+CREATE TABLE idempotency_keys (
+  user TEXT NOT NULL,
+  key TEXT NOT NULL,
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  request_digest TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  PRIMARY KEY (user, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX idempotency_keys_by_created ON idempotency_keys(created_ms);
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion,
               "kSchemaVersion must equal the number of migrations");
@@ -573,13 +585,21 @@ absl::StatusOr<LeaderRecord> SqliteStateStore::GetLeader() {
 
 absl::Status SqliteStateStore::InsertJob(JobRecord* job) {
   if (job == nullptr) return absl::InvalidArgumentError("insert job: job is null");
-  return inserts_.Insert(job, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
+  absl::Status st = inserts_.Insert(job, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
+  return st.ok() ? InsertOutcome(*job) : st;
 }
 
 absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, user, queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
       "attempt) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+  static const std::string find_key =
+      "SELECT job_id, request_digest FROM idempotency_keys WHERE user = ? AND key = ? AND created_ms >= ?";
+  static const std::string put_key =
+      "INSERT INTO idempotency_keys(user, key, job_id, request_digest, created_ms) VALUES(?, ?, ?, ?, ?) "
+      "ON CONFLICT(user, key) DO UPDATE SET job_id = excluded.job_id, request_digest = excluded.request_digest, "
+      "created_ms = excluded.created_ms";
+  static const std::string prune_keys = "DELETE FROM idempotency_keys WHERE created_ms < ?";
   constexpr absl::string_view kWhat = "insert job";
 
   absl::MutexLock lock(&write_mu_);
@@ -587,24 +607,46 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& grou
   Transaction txn(conn, kWhat);
   if (!txn.status().ok()) return txn.status();
   if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
-  std::vector<int64_t> ids;
-  ids.reserve(group.size());
-  for (const JobRecord* p : group) {
-    const JobRecord& job = *p;
+  std::vector<IdempotentOutcome> outcomes(group.size());
+  for (size_t i = 0; i < group.size(); ++i) {
+    const JobRecord& job = *group[i];
+    if (!job.idempotency_key.empty()) {
+      Stmt st(conn, find_key, kWhat);
+      st.Text(job.user).Text(job.idempotency_key).Int(job.submit_ms - kIdempotencyWindowMs);
+      absl::StatusOr<bool> row = st.Step();
+      if (!row.ok()) return row.status();
+      if (*row) {  // this key's job exists (maybe from earlier in this very group)
+        outcomes[i] = {st.ColumnInt(0), true, st.ColumnText(1) != job.request_digest};
+        continue;
+      }
+    }
     {
       Stmt st(conn, insert_job, kWhat);
       columns::BindJobFields(st, job);
       if (absl::Status s = st.Run(); !s.ok()) return s;
     }
     const int64_t id = sqlite3_last_insert_rowid(conn.db());
-    ids.push_back(id);
+    outcomes[i].id = id;
     if (absl::StatusOr<int64_t> event = InsertEvent(conn, SubmittedEvent(job, id), kWhat); !event.ok()) {
       return event.status();
     }
+    if (!job.idempotency_key.empty()) {
+      Stmt st(conn, put_key, kWhat);
+      st.Text(job.user).Text(job.idempotency_key).Int(id).Text(job.request_digest).Int(job.submit_ms);
+      if (absl::Status s = st.Run(); !s.ok()) return s;
+    }
+  }
+  // Keys past their window go at most once a minute, in the same commit.
+  const int64_t newest = group.empty() ? 0 : group.back()->submit_ms;
+  if (newest - last_key_prune_ms_ >= 60'000) {
+    Stmt st(conn, prune_keys, kWhat);
+    st.Int(newest - kIdempotencyWindowMs);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
   }
   if (absl::Status s = txn.Commit(); !s.ok()) return s;
+  if (newest - last_key_prune_ms_ >= 60'000) last_key_prune_ms_ = newest;
   // Ids are handed out only once durable, so a failed group leaves them at 0.
-  for (size_t i = 0; i < group.size(); ++i) group[i]->id = ids[i];
+  ApplyOutcomes(group, outcomes);
   return absl::OkStatus();
 }
 

@@ -53,7 +53,7 @@ struct SqliteOptions {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
-  static constexpr int32_t kSchemaVersion = 3;
+  static constexpr int32_t kSchemaVersion = 4;
 
   // Opens (creating if needed) and migrates the database at options.path.
   // Errors: InvalidArgument for an empty path; FailedPrecondition for a file
@@ -123,6 +123,8 @@ class SqliteStateStore : public StateStore {
 
   // InsertJob callers queue here and commit in groups.
   GroupCommitQueue inserts_;
+  // When expired idempotency keys were last deleted (submit_ms clock).
+  int64_t last_key_prune_ms_ = 0;
 
   // Leadership: the locked file (-1: none) and the epoch taken (0: never led).
   absl::Mutex lead_mu_;

@@ -162,16 +162,16 @@ TEST(SqliteStateStoreTest, IdsKeepIncreasingAfterReopen) {
   EXPECT_GT(second.id, first.id);
 }
 
-TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToSchemaVersion3) {
+TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToSchemaVersion4) {
   const std::string path = NewDbPath();
   std::unique_ptr<StateStore> store = MakeStore(path);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 3);
+  EXPECT_EQ(store->SchemaVersion(), 4);
   RawDb raw(path);
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "4");
   EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
                           "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
-            "events,jobs,leader,nodes,queues,tasks,tokens,usage,utilisation");
+            "events,idempotency_keys,jobs,leader,nodes,queues,tasks,tokens,usage,utilisation");
   EXPECT_EQ(raw.QueryText("SELECT epoch FROM leader"), "0");
 }
 
@@ -202,7 +202,7 @@ TEST(SqliteStateStoreTest, Version1DatabaseIsMigratedKeepingItsJobs) {
   }
   absl::StatusOr<std::unique_ptr<SqliteStateStore>> store = SqliteStateStore::Open({.path = path});
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->SchemaVersion(), 3);
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
   absl::StatusOr<JobRecord> job = (*store)->GetJob(7);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->name, "old");
@@ -220,18 +220,21 @@ TEST(SqliteStateStoreTest, ReopeningCurrentSchemaKeepsVersion) {
   EXPECT_EQ(store->SchemaVersion(), SqliteStateStore::kSchemaVersion);
 }
 
-TEST(SqliteStateStoreTest, InMemoryDatabaseIsMigratedToSchemaVersion3) {
+TEST(SqliteStateStoreTest, InMemoryDatabaseIsMigratedToSchemaVersion4) {
   std::unique_ptr<StateStore> store = MakeStore(":memory:");
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 3);
+  EXPECT_EQ(store->SchemaVersion(), 4);
 }
 
 TEST(SqliteStateStoreTest, NewerSchemaIsRefusedWithClearMessage) {
   const std::string path = NewDbPath();
-  RawDb(path).Exec("PRAGMA user_version = 4");
+  constexpr int32_t kNewer = SqliteStateStore::kSchemaVersion + 1;
+  RawDb(path).Exec(absl::StrCat("PRAGMA user_version = ", kNewer));
   absl::StatusOr<std::unique_ptr<SqliteStateStore>> store = SqliteStateStore::Open({.path = path});
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(store.status().message(), HasSubstr("database schema v4 is newer than this icos (v3); upgrade icos"));
+  EXPECT_THAT(store.status().message(),
+              HasSubstr(absl::StrCat("database schema v", kNewer, " is newer than this icos (v",
+                                     SqliteStateStore::kSchemaVersion, "); upgrade icos")));
 }
 
 TEST(SqliteStateStoreTest, NonDatabaseFileIsRefusedWithClearMessage) {

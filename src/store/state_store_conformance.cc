@@ -36,6 +36,7 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SharedStoreConformanceTest);
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
@@ -143,6 +144,82 @@ TEST_P(StateStoreConformanceTest, InsertJobAppendsSubmittedEvent) {
   EXPECT_EQ((*events)[0].job_id, id);
   EXPECT_EQ((*events)[0].kind, "Submitted");
   EXPECT_GT((*events)[0].id, 0);
+}
+
+// ---- Idempotency keys: a retried submit finds the job it made ----
+
+JobRecord Keyed(const std::string& name, const std::string& key, const std::string& digest, int64_t submit_ms = 1000,
+                const std::string& user = "alice") {
+  JobRecord job = MakeJob(name, user);
+  job.idempotency_key = key;
+  job.request_digest = digest;
+  job.submit_ms = submit_ms;
+  return job;
+}
+
+TEST_P(StateStoreConformanceTest, SameKeyAndRequestReturnsTheFirstJobAndInsertsNothing) {
+  JobRecord first = Keyed("a", "k1", "d1");
+  ASSERT_TRUE(store_->InsertJob(&first).ok());
+  EXPECT_FALSE(first.replayed);
+  JobRecord retry = Keyed("a", "k1", "d1", 2000);
+  ASSERT_TRUE(store_->InsertJob(&retry).ok());
+  EXPECT_TRUE(retry.replayed);
+  EXPECT_EQ(retry.id, first.id);
+  absl::StatusOr<std::vector<JobRecord>> jobs = store_->ListJobs({});
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_THAT(Ids(*jobs), ElementsAre(first.id));
+}
+
+TEST_P(StateStoreConformanceTest, SameKeyForAnotherRequestIsAConflict) {
+  JobRecord first = Keyed("a", "k1", "d1");
+  ASSERT_TRUE(store_->InsertJob(&first).ok());
+  JobRecord other = Keyed("b", "k1", "d2");
+  absl::Status status = store_->InsertJob(&other);
+  EXPECT_TRUE(absl::IsAlreadyExists(status)) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("k1"));
+  EXPECT_EQ(other.id, first.id);
+}
+
+TEST_P(StateStoreConformanceTest, KeysAreNamespacedByUser) {
+  JobRecord alice = Keyed("a", "k1", "d1", 1000, "alice");
+  JobRecord bob = Keyed("a", "k1", "d1", 1000, "bob");
+  ASSERT_TRUE(store_->InsertJob(&alice).ok());
+  ASSERT_TRUE(store_->InsertJob(&bob).ok());
+  EXPECT_FALSE(bob.replayed);
+  EXPECT_NE(alice.id, bob.id);
+}
+
+TEST_P(StateStoreConformanceTest, KeyOlderThanTheWindowMakesANewJob) {
+  JobRecord first = Keyed("a", "k1", "d1", 1000);
+  ASSERT_TRUE(store_->InsertJob(&first).ok());
+  JobRecord later = Keyed("a", "k1", "d1", 1000 + kIdempotencyWindowMs + 1);
+  ASSERT_TRUE(store_->InsertJob(&later).ok());
+  EXPECT_FALSE(later.replayed);
+  EXPECT_GT(later.id, first.id);
+  // The key now stands for the new job.
+  JobRecord again = Keyed("a", "k1", "d1", 2000 + kIdempotencyWindowMs);
+  ASSERT_TRUE(store_->InsertJob(&again).ok());
+  EXPECT_EQ(again.id, later.id);
+}
+
+// Concurrent retries with one key (a client that timed out and retried
+// while the first request still waited for its commit) get one job.
+TEST_P(StateStoreConformanceTest, ConcurrentRetriesWithOneKeyMakeOneJob) {
+  constexpr int kThreads = 8;
+  std::vector<int64_t> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      JobRecord job = Keyed("a", "same", "d1");
+      EXPECT_TRUE(store_->InsertJob(&job).ok());
+      ids[t] = job.id;
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 1; t < kThreads; ++t) EXPECT_EQ(ids[t], ids[0]);
+  absl::StatusOr<std::vector<JobRecord>> jobs = store_->ListJobs({});
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_THAT(*jobs, SizeIs(1));
 }
 
 TEST_P(StateStoreConformanceTest, GetJobReturnsEveryFieldAsInserted) {
