@@ -24,6 +24,10 @@ namespace {
 
 using nlohmann::json;
 
+// How long `icos submit` keeps retrying a submission it could not confirm
+// (a controller restart or a failover takes seconds).
+constexpr int64_t kSubmitRetryMs = 30'000;
+
 // "45s", "12m", "5h", "3d": a duration to the unit that reads best.
 std::string Span(int64_t s) {
   if (s < 120) return absl::StrCat(s, "s");
@@ -34,9 +38,9 @@ std::string Span(int64_t s) {
 
 std::string Age(int64_t since_ms) {
   if (since_ms <= 0) return "-";
-  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   return Span(std::max<int64_t>(0, (now - since_ms) / 1000));
 }
 
@@ -171,7 +175,8 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->queue_put = put;
   auto* token = app.add_subcommand("token", "Manage tokens")->require_subcommand(1);
   c->token_create = token->add_subcommand("create", "Create a token (admin); prints the secret once");
-  c->token_create->add_option("--role", c->role, "admin, user or agent")->check(CLI::IsMember({"admin", "user", "agent"}));
+  c->token_create->add_option("--role", c->role, "admin, user or agent")
+      ->check(CLI::IsMember({"admin", "user", "agent"}));
   c->token_create->add_option("--user", c->user, "user the token acts as (role user)");
   c->token_create->add_option("--name", c->name, "a label for the token");
   common(c->token_create);
@@ -249,7 +254,16 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     // Relative working directories in the spec are relative to where the user is.
     std::error_code ec;
     const std::string cwd = std::filesystem::current_path(ec).string();
-    auto r = api.Json("POST", "/api/v1/jobs", *text, "application/yaml", {{"X-Icos-Workdir", cwd}});
+    // A key of its own makes the submission safe to retry: a controller that
+    // committed the job but whose answer was lost (a restart, a failover, a
+    // reset connection) answers the retry with the same job, not a second.
+    bool said = false;
+    api.set_retry(kSubmitRetryMs, [&](const absl::Status& why) {
+      if (!said) err << "icos: " << why.message() << "; retrying for up to " << kSubmitRetryMs / 1000 << " s\n";
+      said = true;
+    });
+    auto r = api.Json("POST", "/api/v1/jobs", *text, "application/yaml",
+                      {{"X-Icos-Workdir", cwd}, {"Idempotency-Key", NewIdempotencyKey()}});
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
     out << "job " << (*r)["id"].get<int64_t>() << " submitted\n";
@@ -259,7 +273,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     auto r = api.Json("GET", c->state.empty() ? "/api/v1/jobs" : absl::StrCat("/api/v1/jobs?state=", c->state));
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
-    out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s\n", "ID", "NAME", "USER", "QUEUE", "STATE", "AGE", "REASON");
+    out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s\n", "ID", "NAME", "USER", "QUEUE", "STATE", "AGE",
+                           "REASON");
     for (const auto& j : (*r)["jobs"]) {
       out << absl::StrFormat("%-6d %-20s %-10s %-10s %-10s %-5s %s\n", j["id"].get<int64_t>(),
                              Clip(j["name"].get<std::string>(), 20), j["user"].get<std::string>(),
@@ -288,7 +303,9 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     if (const json& u = j.value("device_use", json()); u.is_object()) {
       out << "device use: " << u.value("summary", "") << "\n";
     }
-    out << "\n" << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5s %s\n", "TASK", "ID", "NODE", "DEVICES", "STATE", "EXIT", "REASON");
+    out << "\n"
+        << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5s %s\n", "TASK", "ID", "NODE", "DEVICES", "STATE", "EXIT",
+                           "REASON");
     int index = 0;
     int latest = 0;
     for (const auto& t : j["tasks"]) latest = std::max(latest, t["attempt"].get<int>());
@@ -296,7 +313,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       std::vector<std::string> devs;
       for (const auto& d : t["devices"]) {
         const int pct = d.value("percent", 100);
-        devs.push_back(pct == 100 ? std::to_string(d.value("device", 0)) : absl::StrCat(d.value("device", 0), ":", pct, "%"));
+        devs.push_back(pct == 100 ? std::to_string(d.value("device", 0))
+                                  : absl::StrCat(d.value("device", 0), ":", pct, "%"));
       }
       const bool current = t["attempt"].get<int>() == latest;
       out << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5d %s\n", current ? std::to_string(index++) : "-",
@@ -306,9 +324,10 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     }
     out << "\nEVENTS\n";
     for (const auto& e : j["events"]) {
-      out << absl::StrFormat("%-5s %-16s %s%s\n", Age(e["time_ms"].get<int64_t>()), e["kind"].get<std::string>(),
-                             e["node"].get<std::string>().empty() ? "" : absl::StrCat("[", e["node"].get<std::string>(), "] "),
-                             e["message"].get<std::string>());
+      out << absl::StrFormat(
+          "%-5s %-16s %s%s\n", Age(e["time_ms"].get<int64_t>()), e["kind"].get<std::string>(),
+          e["node"].get<std::string>().empty() ? "" : absl::StrCat("[", e["node"].get<std::string>(), "] "),
+          e["message"].get<std::string>());
     }
     return 0;
   }
@@ -345,7 +364,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     const auto start = std::chrono::steady_clock::now();
     while (true) {
       auto r = api.Json("GET", absl::StrCat("/api/v1/jobs/", c->job_id));
-      const bool timed_out = c->timeout_s > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(c->timeout_s);
+      const bool timed_out =
+          c->timeout_s > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(c->timeout_s);
       if (!r.ok() && r.status().code() == absl::StatusCode::kUnavailable && !timed_out) {
         // The server may be restarting; a wait outlives that.
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -362,8 +382,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
         return 2;
       }
       if (c->timeout_s > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(c->timeout_s)) {
-        err << "icos: job " << c->job_id << " still " << state << " after " << c->timeout_s << " s: "
-            << (*r)["reason"].get<std::string>() << "\n";
+        err << "icos: job " << c->job_id << " still " << state << " after " << c->timeout_s
+            << " s: " << (*r)["reason"].get<std::string>() << "\n";
         return 4;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -377,7 +397,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
                            "TASKS", "REASON");
     for (const auto& n : (*r)["nodes"]) {
       std::map<std::string, int> types;
-      for (const auto& d : n["node"]["devices"]) ++types[absl::StrCat(d["vendor"].get<std::string>(), "/", d["model"].get<std::string>())];
+      for (const auto& d : n["node"]["devices"])
+        ++types[absl::StrCat(d["vendor"].get<std::string>(), "/", d["model"].get<std::string>())];
       std::vector<std::string> devs;
       for (const auto& [t, k] : types) devs.push_back(absl::StrCat(k, "x", t));
       const std::string unhealthy = n.value("unhealthy_reason", ""), slow = n.value("slow_reason", "");
@@ -446,7 +467,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     auto r = api.Json("GET", "/api/v1/queues");
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
-    out << absl::StrFormat("%-14s %-10s %-6s %-8s %-8s %-30s %s\n", "NAME", "PARENT", "WEIGHT", "PENDING", "RUNNING", "GUARANTEED", "LIMIT");
+    out << absl::StrFormat("%-14s %-10s %-6s %-8s %-8s %-30s %s\n", "NAME", "PARENT", "WEIGHT", "PENDING", "RUNNING",
+                           "GUARANTEED", "LIMIT");
     for (const auto& q : (*r)["queues"]) {
       out << absl::StrFormat("%-14s %-10s %-6g %-8d %-8d %-30s %s\n", q["name"].get<std::string>(),
                              q["parent"].get<std::string>(), q["weight"].get<double>(), q["pending"].get<int64_t>(),

@@ -6,6 +6,7 @@
 #define ICOS_CONTROLLER_HTTP_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -40,8 +41,12 @@ class ApiClient {
   ~ApiClient();
 
   // Transport errors are Unavailable ("cannot reach http://...: Connection").
-  // Only a GET, or a request that never connected, moves on to the next
-  // controller: a write that may have been received is not sent twice.
+  // A repeatable request (a GET, or one carrying an Idempotency-Key header)
+  // may be sent again: it moves on to the next controller after any
+  // transport error, and with set_retry() it is retried on transport errors
+  // and 503s until the retry time is spent. Any other request moves on only
+  // when it never connected: a write that may have been received is not
+  // sent twice.
   absl::StatusOr<HttpReply> Request(const std::string& method, const std::string& path, const std::string& body = "",
                                     const std::string& content_type = "application/json",
                                     const std::map<std::string, std::string>& headers = {});
@@ -53,6 +58,14 @@ class ApiClient {
   // The controller now in use.
   const std::string& base_url() const { return urls_[current_]; }
 
+  // Repeatable requests keep trying for up to `total_ms` (back-off from
+  // 100 ms doubling to 2 s), through controller restarts and failovers;
+  // `on_retry` (optional) hears each failure first. 0: no retries (default).
+  void set_retry(int64_t total_ms, std::function<void(const absl::Status&)> on_retry = nullptr) {
+    retry_ms_ = total_ms;
+    on_retry_ = std::move(on_retry);
+  }
+
  private:
   void Connect(size_t index);
 
@@ -61,8 +74,13 @@ class ApiClient {
   std::string token_;
   int64_t timeout_ms_;
   bool keep_alive_;
+  int64_t retry_ms_ = 0;
+  std::function<void(const absl::Status&)> on_retry_;
   std::unique_ptr<httplib::Client> client_;
 };
+
+// A fresh random key for the Idempotency-Key header (32 hex digits).
+std::string NewIdempotencyKey();
 
 // absl::Status for an HTTP error reply (400 -> InvalidArgument, 401 -> Unauthenticated, ...).
 absl::Status StatusFromHttp(int status, const std::string& message);
