@@ -14,6 +14,8 @@
 #include "absl/strings/str_replace.h"
 #include "agent/frameworks.h"
 #include "agent/health_check.h"
+#include "agent/shim.h"
+#include "agent/sys_util.h"
 #include "controller/http_client.h"
 
 namespace icos::agent {
@@ -54,6 +56,8 @@ std::vector<int32_t> NumaCpus(int32_t numa) {
   return out;
 }
 
+std::string LeasePath(const std::string& work_dir) { return work_dir + "/lease"; }
+
 std::string StateOf(TaskExitKind kind, int exit_code) {
   switch (kind) {
     case TaskExitKind::kExited:
@@ -79,6 +83,7 @@ absl::Status NodeAgent::Start() {
   lo.state_dir = options_.work_dir + "/state";
   lo.log_dir = options_.work_dir + "/logs";
   lo.cgroups = options_.cgroups;
+  lo.lease_path = LeasePath(options_.work_dir);
   auto launcher = TaskLauncher::Create(lo);
   if (!launcher.ok()) return launcher.status();
   launcher_ = *std::move(launcher);
@@ -136,12 +141,15 @@ absl::Status NodeAgent::Start() {
 
   // Register, retrying while the controller is not up yet.
   if (!options_.health_check_program.empty()) RunHealthCheck(false);
+  int64_t contact = shim::BootTimeMs();
   absl::Status st = Register();
   for (int i = 0; !st.ok() && st.code() == absl::StatusCode::kUnavailable && i < 100 && !stop_; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    contact = shim::BootTimeMs();
     st = Register();
   }
   if (!st.ok()) return st;
+  RenewLease(contact);
   watch_ = std::thread([this] { WatchLoop(); });
   beat_ = std::thread([this] { BeatLoop(); });
   if (!options_.health_check_program.empty()) health_check_ = std::thread([this] { HealthCheckLoop(); });
@@ -211,7 +219,7 @@ void NodeAgent::WatchLoop() {
       if (a.ok()) tasks.push_back(*std::move(a));
     }
     version = (*r)["version"].get<uint64_t>();
-    Reconcile(tasks);
+    Reconcile(version, tasks);
     // A busy controller answered without waiting: ask again after the time it said.
     if (const int64_t retry = r->value("retry_ms", int64_t{0}); retry > 0) {
       for (int64_t slept = 0; slept < std::min<int64_t>(retry, 60'000) && !stop_; slept += 50) {
@@ -221,14 +229,26 @@ void NodeAgent::WatchLoop() {
   }
 }
 
-void NodeAgent::Reconcile(const std::vector<wire::Assignment>& tasks) {
+void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>& tasks) {
   std::lock_guard<std::mutex> lock(mu_);
+  // A lower version is another controller (a restart or failover): it
+  // loaded every end from the store, so nothing it lists has ended.
+  if (version < last_version_) forgotten_.clear();
+  last_version_ = version;
+  // Answers from this version on no longer list what was forgotten before it.
+  for (auto it = forgotten_.begin(); it != forgotten_.end();) {
+    it = version >= it->second ? forgotten_.erase(it) : std::next(it);
+  }
   std::set<std::string> listed;
   for (const auto& a : tasks) {
+    if (forgotten_.count(a.task_id) > 0) continue;  // a stale answer: this task has ended
     listed.insert(a.task_id);
     auto it = known_.find(a.task_id);
     if (a.run && it == known_.end()) {
-      Launch(a);
+      // Seen running by the controller but unknown here: our journal of it
+      // is gone, so it may have run; starting it again could run it twice.
+      // Not reporting it tells the controller it is lost.
+      if (!a.started) Launch(a);
     } else if (!a.run && it != known_.end() && it->second.status.state == "Running" && !it->second.stopping) {
       it->second.stopping = true;
       it->second.stop_reason = "stopped by the controller";
@@ -244,14 +264,23 @@ void NodeAgent::Reconcile(const std::vector<wire::Assignment>& tasks) {
       (void)launcher_->Stop(id, -1);
     }
   }
-  // Finished tasks the controller no longer lists have been recorded there: forget them.
-  for (auto it = known_.begin(); it != known_.end();) {
-    if (it->second.status.state != "Running" && !listed.count(it->first)) {
-      it = known_.erase(it);
-    } else {
-      ++it;
-    }
+  // Ended tasks stay (and are reported) until a heartbeat acknowledges them.
+}
+
+void NodeAgent::ForgetAcknowledged(const wire::HeartbeatReply& reply) {
+  for (const std::string& id : reply.acked) {
+    auto it = known_.find(id);
+    if (it == known_.end() || it->second.status.state == "Running") continue;
+    // A launch that failed before the fork left no journal: NotFound is fine.
+    if (absl::Status st = launcher_->Forget(id); !st.ok() && !absl::IsNotFound(st)) continue;
+    known_.erase(it);
+    forgotten_[id] = reply.version;
   }
+}
+
+void NodeAgent::RenewLease(int64_t boot_ms) {
+  // Not durable: after a reboot the tasks are gone and the lease is moot.
+  (void)WriteFileAtomically(LeasePath(options_.work_dir), absl::StrCat(boot_ms, "\n"), /*durable=*/false);
 }
 
 void NodeAgent::Launch(const wire::Assignment& a) {
@@ -282,6 +311,8 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   launch.env["ICOS_TASK_ID"] = a.task_id;
   launch.cpu_milli = a.cpu_milli;
   launch.memory_mib = a.memory_mib;
+  launch.max_disconnect_ms = a.max_disconnect_ms;
+  launch.lease_grace_ms = a.grace_ms;
   // Bind only to NUMA nodes this host has: a sim inventory may declare more
   // than the machine running it (cpuset.mems rejects a missing node).
   for (int32_t numa : a.numa_nodes) {
@@ -299,6 +330,7 @@ void NodeAgent::Launch(const wire::Assignment& a) {
     if (!f) error = absl::StrCat("cannot write ", target);
   }
   auto started = error.empty() ? launcher_->Start(launch) : absl::StatusOr<LaunchedTask>(absl::InternalError(error));
+  if (absl::IsAlreadyExists(started.status())) return;  // journaled already: reported from the journal
   if (started.ok()) {
     k.status.state = "Running";
     k.status.start_ms = k.started_ms;
@@ -412,11 +444,20 @@ void NodeAgent::BeatLoop() {
     if (changed || clock_->NowMs() - last_sent >= heartbeat_ms) {
       json body = {{"tasks", tasks}};
       if (!devices.empty()) body["devices"] = devices;  // only after a new health check
+      // The lease counts from before the request left: the controller's
+      // view of this beat is never earlier than ours.
+      const int64_t contact = shim::BootTimeMs();
       auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"), body.dump());
       if (!r.ok() && r.status().code() == absl::StatusCode::kNotFound) (void)Register();
-      // A large cluster asks its agents to call less often (ControllerOptions::max_agent_polls_per_s).
       if (r.ok()) {
-        heartbeat_ms = std::max(options_.heartbeat_ms, std::min<int64_t>(r->value("heartbeat_ms", int64_t{0}), 60'000));
+        auto reply = wire::HeartbeatReplyFromJson(*r);
+        if (reply.ok()) {
+          RenewLease(contact);
+          std::lock_guard<std::mutex> lock(mu_);
+          ForgetAcknowledged(*reply);
+          // A large cluster asks its agents to call less often (ControllerOptions::max_agent_polls_per_s).
+          if (reply->heartbeat_ms > 0) heartbeat_ms = std::min<int64_t>(reply->heartbeat_ms, 60'000);
+        }
       }
       last_sent = clock_->NowMs();
     }

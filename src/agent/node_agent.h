@@ -5,14 +5,21 @@
 //
 // An agent restart does not kill running tasks: Start() re-adopts them from
 // the launcher's state directory and reports them as before.
+//
+// Exactly once (docs/reliability.md): the agent starts a task only when the
+// controller assigns it, has never seen it run, and the launcher has no
+// journal for it; it reports each end in every heartbeat until the
+// controller acknowledges it, then forgets it (the launcher's journal too).
+// Each successful heartbeat renews the node's lease file; should the node
+// lose the controller, the shims stop its tasks before the lease runs out.
 // Thread-safety: Start/Stop from one thread; internally three threads
 // (watch, heartbeat, log server) share the launcher under a mutex.
 #ifndef ICOS_AGENT_NODE_AGENT_H_
 #define ICOS_AGENT_NODE_AGENT_H_
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,9 +47,9 @@ struct DeviceCheck {
 };
 
 struct NodeAgentOptions {
-  std::string server_url;                 // controller, e.g. http://127.0.0.1:7070
-  std::string token;                      // agent (or admin) token
-  core::Node node;                        // what this node offers
+  std::string server_url;  // controller, e.g. http://127.0.0.1:7070
+  std::string token;       // agent (or admin) token
+  core::Node node;         // what this node offers
   // vendor_index[i]: the index node.devices[i] has for its vendor's runtime
   // (CUDA_VISIBLE_DEVICES etc.); empty means the same as i.
   std::vector<int32_t> vendor_index;
@@ -100,7 +107,12 @@ class NodeAgent {
   void WatchLoop();
   void BeatLoop();
   absl::Status Register();
-  void Reconcile(const std::vector<wire::Assignment>& tasks);
+  void Reconcile(uint64_t version, const std::vector<wire::Assignment>& tasks);
+  // Forgets the acknowledged ends (REQUIRES mu_).
+  void ForgetAcknowledged(const wire::HeartbeatReply& reply);
+  // Records a contact with the controller that began at `boot_ms`
+  // (shim::BootTimeMs) in the lease file the shims read.
+  void RenewLease(int64_t boot_ms);
   void Launch(const wire::Assignment& a);
   // Records tasks that ended; true if any did (or a launch happened) since the last call.
   bool CollectExits();
@@ -114,13 +126,18 @@ class NodeAgent {
 
   std::mutex mu_;
   std::map<std::string, Known> known_;  // task id -> what we know
+  // Acknowledged and forgotten task ids -> the assignment version from
+  // which watch answers no longer list them. An older answer (in flight
+  // while the end was acknowledged) must not start such a task again.
+  std::map<std::string, uint64_t> forgotten_;
+  uint64_t last_version_ = 0;  // of the last watch answer
   std::atomic<bool> stop_{false};
   core::Node node_;  // options_.node with current device health (guarded by mu_)
   int64_t last_health_ms_ = 0;
   std::vector<wire::DeviceUsage> usage_;  // from the last health check (guarded by mu_)
   bool usage_fresh_ = false;              // not yet sent (guarded by mu_)
-  std::string unhealthy_reason_;  // the health-check program's verdict (guarded by mu_)
-  bool launched_ = false;  // a launch since the last report (guarded by mu_)
+  std::string unhealthy_reason_;          // the health-check program's verdict (guarded by mu_)
+  bool launched_ = false;                 // a launch since the last report (guarded by mu_)
   std::thread watch_, beat_, serve_, health_check_;
 };
 

@@ -596,7 +596,7 @@ absl::Status UnknownField(const Entry& e, const absl::string_view (&known)[N]) {
 
 constexpr absl::string_view kJobFields[] = {"name",    "queue",      "priority",         "framework",
                                             "restart", "time_limit", "runtime_estimate", "preemptible",
-                                            "env",     "tasks"};
+                                            "env",     "tasks",      "max_disconnect"};
 constexpr absl::string_view kRestartFields[] = {"policy", "max_retries"};
 constexpr absl::string_view kTaskFields[] = {"name", "replicas",  "min_available", "command",  "workdir",
                                              "env",  "resources", "devices",       "affinity", "node_selector"};
@@ -793,6 +793,16 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
       absl::StatusOr<int64_t> v = Duration(f);
       status = v.status();
       if (v.ok()) spec.runtime_estimate_s = *v;
+    } else if (e.key == "max_disconnect") {
+      absl::StatusOr<int64_t> v = Duration(f);
+      status = v.status();
+      // Below a few heartbeats a healthy node would lose its tasks to a
+      // single slow beat.
+      if (v.ok() && *v < kMinMaxDisconnectS) {
+        status = Invalid(f, absl::StrCat("must be at least ", FormatDuration(kMinMaxDisconnectS),
+                                         " (or left out for the cluster's node lease)"));
+      }
+      if (status.ok()) spec.max_disconnect_s = *v;
     } else if (e.key == "preemptible") {
       absl::StatusOr<bool> v = Bool(f);
       status = v.status();
@@ -1193,6 +1203,7 @@ std::string JobSpecToJson(const JobSpec& spec) {
   job["restart"] = {{"policy", RestartPolicyName(spec.restart)}, {"max_retries", spec.max_retries}};
   if (spec.time_limit_s != 0) job["time_limit"] = FormatDuration(spec.time_limit_s);
   if (spec.runtime_estimate_s != 0) job["runtime_estimate"] = FormatDuration(spec.runtime_estimate_s);
+  if (spec.max_disconnect_s != 0) job["max_disconnect"] = FormatDuration(spec.max_disconnect_s);
   job["preemptible"] = spec.preemptible;
   if (!spec.env.empty()) job["env"] = spec.env;
   Json tasks = Json::array();

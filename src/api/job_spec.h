@@ -13,6 +13,9 @@
 //   time_limit: 2h            # optional; s, m, h, d suffixes or plain seconds
 //   runtime_estimate: 10m     # optional; helps backfill
 //   preemptible: true         # optional
+//   max_disconnect: 10m       # optional; how long tasks keep running on a node
+//                             # the controller cannot reach (default: the
+//                             # cluster's node lease; docs/reliability.md)
 //   env: {LOG_LEVEL: info}    # optional; for every task
 //   tasks:
 //     - name: worker
@@ -88,11 +91,18 @@ struct JobSpec {
   int64_t time_limit_s = 0;        // 0: none
   int64_t runtime_estimate_s = 0;  // 0: unknown
   bool preemptible = true;
+  // How long tasks may run on a node cut off from the controller before its
+  // agent stops them; the controller starts the job elsewhere only after
+  // that. 0: the cluster's node lease.
+  int64_t max_disconnect_s = 0;
   std::map<std::string, std::string> env;
   std::vector<TaskSpec> tasks;
 
   bool operator==(const JobSpec&) const = default;
 };
+
+// The shortest max_disconnect a spec may ask for.
+inline constexpr int64_t kMinMaxDisconnectS = 10;
 
 // Limits on what a spec may ask for; anything above is refused as absurd.
 struct SpecLimits {

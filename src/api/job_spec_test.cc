@@ -74,6 +74,7 @@ TEST(ParseJobSpecTest, HeaderExampleParsesToExpectedSpec) {
   want.time_limit_s = 2 * 3600;
   want.runtime_estimate_s = 10 * 60;
   want.preemptible = true;
+  want.max_disconnect_s = 10 * 60;
   want.env = {{"LOG_LEVEL", "info"}};
   TaskSpec t;
   t.name = "worker";
@@ -95,13 +96,18 @@ TEST(ParseJobSpecTest, HeaderExampleParsesToExpectedSpec) {
 TEST(ParseJobSpecTest, JsonFormParsesLikeYaml) {
   const std::string json = R"({"name": "ddp-mnist", "framework": "pytorch",
     "restart": {"policy": "OnFailure", "max_retries": 2}, "time_limit": "2h", "runtime_estimate": "10m",
-    "preemptible": true, "env": {"LOG_LEVEL": "info"},
+    "preemptible": true, "max_disconnect": "10m", "env": {"LOG_LEVEL": "info"},
     "tasks": [{"name": "worker", "replicas": 2, "min_available": 2,
                "command": ["python3", "train.py", "--epochs", "3"], "workdir": "examples/pytorch-ddp",
                "env": {"FOO": "bar"}, "resources": {"cpu": 1, "memory": "2Gi", "devices": 1},
                "devices": [{"vendor": "nvidia", "model": "A100-80G", "throughput": 1.0}, {"vendor": "ascend"}],
                "affinity": "same-node", "node_selector": {"zone": "a"}}]})";
   EXPECT_EQ(MustParse(json), MustParse(HeaderExample()));
+}
+
+TEST(ParseJobSpecTest, MaxDisconnectIsAtLeastTenSeconds) {
+  EXPECT_EQ(MustParse(OneTask("", "max_disconnect: 90s\n")).max_disconnect_s, 90);
+  EXPECT_THAT(ErrorOf(OneTask("", "max_disconnect: 5s\n")), HasSubstr("must be at least 10s"));
 }
 
 TEST(ParseJobSpecTest, MinimalSpecTakesDefaults) {

@@ -69,9 +69,12 @@ api::SpecLimits StoredSpecLimits() {
 
 const char* RoleName(Role r) {
   switch (r) {
-    case Role::kAdmin: return "admin";
-    case Role::kUser: return "user";
-    case Role::kAgent: return "agent";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kUser:
+      return "user";
+    case Role::kAgent:
+      return "agent";
   }
   return "?";
 }
@@ -104,7 +107,8 @@ absl::Status Controller::Load() {
   if (!queues.ok()) return queues.status();
   for (const auto& q : *queues) {
     auto parsed = wire::QueueFromJson(json::parse(q.spec_json, nullptr, false));
-    if (!parsed.ok()) return absl::DataLossError(absl::StrCat("stored queue '", q.name, "': ", parsed.status().message()));
+    if (!parsed.ok())
+      return absl::DataLossError(absl::StrCat("stored queue '", q.name, "': ", parsed.status().message()));
     queues_[q.name] = *parsed;
   }
   auto tokens = store_->ListTokens();
@@ -335,8 +339,14 @@ void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
 // --- jobs -----------------------------------------------------------------------
 
 absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
-                                           const std::string& base_dir) {
+                                           const std::string& base_dir, const std::string& idempotency_key,
+                                           bool* replayed) {
   if (caller.role == Role::kAgent) return Denied("submit jobs (agent token)");
+  if (replayed != nullptr) *replayed = false;
+  if (idempotency_key.size() > 255 ||
+      !std::all_of(idempotency_key.begin(), idempotency_key.end(), [](char ch) { return ch > 0x20 && ch < 0x7f; })) {
+    return absl::InvalidArgumentError("Idempotency-Key must be 1-255 printable ASCII characters without spaces");
+  }
   auto spec = api::ParseJobSpec(spec_text);
   if (!spec.ok()) return spec.status();
   if (!base_dir.empty() && base_dir[0] == '/') {
@@ -372,7 +382,13 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   r.spec_json = api::JobSpecToJson(*spec);
   r.reason = "waiting for the next scheduling pass";
   r.submit_ms = clock_->NowMs();
+  r.idempotency_key = idempotency_key;
+  if (!idempotency_key.empty()) r.request_digest = Sha256Hex(r.spec_json);
   if (absl::Status st = store_->InsertJob(&r); !st.ok()) return st;
+  if (r.replayed) {  // a retry: the first submission made the job
+    if (replayed != nullptr) *replayed = true;
+    return r.id;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     JobEntry j;
@@ -419,7 +435,8 @@ absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) 
   return v;
 }
 
-absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Principal& caller, store::JobQuery query) const {
+absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Principal& caller,
+                                                                   store::JobQuery query) const {
   if (caller.role == Role::kAgent) return Denied("list jobs (agent token)");
   if (caller.role == Role::kUser) query.user = caller.user;
   auto jobs = store_->ListJobs(query);
@@ -447,7 +464,8 @@ absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
     }
     JobEntry& j = it->second;
     if (store::IsTerminal(j.rec.state)) {
-      return absl::FailedPreconditionError(absl::StrCat("job ", id, " already ended (", store::JobStateName(j.rec.state), ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", id, " already ended (", store::JobStateName(j.rec.state), ")"));
     }
     store::WriteBatch b;
     JobEntry next = j;
@@ -469,7 +487,8 @@ absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
 absl::StatusOr<LogLocation> Controller::LocateLog(const Principal& caller, int64_t job_id, int32_t task_index) const {
   auto view = GetJob(caller, job_id);
   if (!view.ok()) return view.status();
-  if (view->tasks.empty()) return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has not started; no logs yet"));
+  if (view->tasks.empty())
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has not started; no logs yet"));
   // The latest attempt's tasks, in (group, replica) order.
   int32_t attempt = 0;
   for (const auto& t : view->tasks) attempt = std::max(attempt, t.attempt);
@@ -714,7 +733,8 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
     if (i >= node.devices.size()) {
       sick[static_cast<int32_t>(i)] = absl::StrCat("device ", i, " (", was.vendor, "/", was.model, ") vanished");
     } else if (was.healthy && !node.devices[i].healthy) {
-      sick[static_cast<int32_t>(i)] = absl::StrCat("device ", i, " (", was.vendor, "/", was.model, ") became unhealthy");
+      sick[static_cast<int32_t>(i)] =
+          absl::StrCat("device ", i, " (", was.vendor, "/", was.model, ") became unhealthy");
     }
   }
   for (const auto& [index, why] : sick) Event(b, 0, node.name, "DeviceUnhealthy", why);
@@ -756,15 +776,17 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
   return absl::OkStatus();
 }
 
-absl::Status Controller::Heartbeat(const Principal& caller, const std::string& node,
-                                   const std::vector<wire::TaskStatus>& statuses,
-                                   const std::vector<wire::DeviceUsage>& devices) {
+absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& caller, const std::string& node,
+                                                           const std::vector<wire::TaskStatus>& statuses,
+                                                           const std::vector<wire::DeviceUsage>& devices) {
   if (caller.role == Role::kUser) return Denied("send heartbeats (needs an agent or admin token)");
   bool changed = false;
+  wire::HeartbeatReply reply;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto nit = nodes_.find(node);
-    if (nit == nodes_.end()) return absl::NotFoundError(absl::StrCat("node '", node, "' is not registered; register first"));
+    if (nit == nodes_.end())
+      return absl::NotFoundError(absl::StrCat("node '", node, "' is not registered; register first"));
     const int64_t now = clock_->NowMs();
     store::WriteBatch b;
     NodeEntry& n = nit->second;
@@ -793,6 +815,8 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
       for (auto& t : j.tasks) {
         if (t.rec.group != g || t.rec.replica != r || t.rec.attempt != a || t.rec.node != node) continue;
         auto state = store::ParseTaskState(s.state);
+        // A task's end is final: a stale report (an attempt already ended,
+        // say by a lost lease) changes nothing.
         if (!state || *state == t.rec.state || store::IsTerminal(t.rec.state)) break;
         t.rec.state = *state;
         t.rec.exit_code = s.exit_code;
@@ -809,9 +833,10 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
         break;
       }
     }
-    // A heartbeat lists every task the agent knows. A task it reported as
-    // running before and no longer lists was lost on its side (its state
-    // directory wiped, say): fail it rather than wait for it forever.
+    // A heartbeat lists every task the agent has a journal for, and the
+    // agent keeps a journal until the task's end is acknowledged here. A
+    // task running here that it no longer lists was lost on its side (its
+    // state directory wiped, say): fail it rather than wait for it forever.
     std::set<std::string> reported;
     for (const wire::TaskStatus& s : statuses) reported.insert(s.task_id);
     for (auto& [id, job] : jobs_) {
@@ -836,15 +861,39 @@ absl::Status Controller::Heartbeat(const Principal& caller, const std::string& n
       jobs_[id] = std::move(j);
       TouchJob(jobs_[id]);
     }
+    // A watch answer computed before this commit may still list the tasks
+    // that just ended; one computed after has a newer version.
+    if (changed) Touch(node);
     if (usage_fits) SampleDeviceUse(node, devices);
     // Jobs waiting for preempted victims may run now.
     for (auto& [id, j] : jobs_) {
       if (!j.waits_for.empty()) TouchJob(j);
     }
     Prune();
+    // Every reported end is durable now (or was before): acknowledge it.
+    for (const wire::TaskStatus& s : statuses) {
+      auto state = store::ParseTaskState(s.state);
+      if (!state || !store::IsTerminal(*state)) continue;
+      int64_t job;
+      int32_t g, r, a;
+      bool tracked_open = false;
+      if (wire::ParseTaskId(s.task_id, &job, &g, &r, &a)) {
+        if (auto jit = jobs_.find(job); jit != jobs_.end()) {
+          for (const auto& t : jit->second.tasks) {
+            if (t.rec.group == g && t.rec.replica == r && t.rec.attempt == a && t.rec.node == node) {
+              tracked_open = !store::IsTerminal(t.rec.state);
+            }
+          }
+        }
+      }
+      if (!tracked_open) reply.acked.push_back(s.task_id);
+    }
+    reply.version = n.version;
+    reply.heartbeat_ms = AgentPaceLocked();
+    reply.lease_ms = options_.node_lease_ms;
   }
   if (changed) Wake();
-  return absl::OkStatus();
+  return reply;
 }
 
 absl::StatusOr<Assignments> Controller::WatchAssignments(const Principal& caller, const std::string& node,
@@ -871,6 +920,7 @@ absl::StatusOr<Assignments> Controller::WatchAssignments(const Principal& caller
       }
       wire::Assignment a = t.assignment;
       a.run = run;
+      a.started = t.rec.state == TaskState::kRunning;
       out.tasks.push_back(std::move(a));
     }
   }
@@ -933,6 +983,7 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
     a.numa_nodes = p.numa_nodes;
     a.time_limit_s = j.spec.time_limit_s;
     a.grace_ms = options_.grace_ms;
+    a.max_disconnect_ms = j.spec.max_disconnect_s > 0 ? j.spec.max_disconnect_s * 1000 : options_.node_lease_ms;
     for (const auto& [k, v] : j.spec.env) a.env[k] = v;
     for (const auto& [k, v] : ts.env) a.env[k] = v;
     agent::RankInfo ri = info;
@@ -1077,7 +1128,8 @@ absl::Status Controller::RunPass() {
       // The framework cannot be set up for this placement: a spec problem the user must fix.
       j.rec.state = JobState::kFailed;
       j.rec.end_ms = now;
-      j.rec.reason = absl::StrCat("cannot set up ", api::FrameworkName(j.spec.framework), ": ", made.status().message());
+      j.rec.reason =
+          absl::StrCat("cannot set up ", api::FrameworkName(j.spec.framework), ": ", made.status().message());
       b.jobs.push_back(j.rec);
       Event(b, j.rec.id, "", "Failed", j.rec.reason);
       continue;
@@ -1105,7 +1157,8 @@ absl::Status Controller::RunPass() {
   }
   std::map<int64_t, std::string> reserved;
   for (const auto& r : decisions->reservations) {
-    reserved[r.job.value()] = absl::StrCat("; reserved to start in about ", (r.start_ms - now + 59'999) / 60'000, " min");
+    reserved[r.job.value()] =
+        absl::StrCat("; reserved to start in about ", (r.start_ms - now + 59'999) / 60'000, " min");
   }
   if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
   counters_.binds.Inc({}, static_cast<double>(binds));
@@ -1135,29 +1188,45 @@ int64_t Controller::AgentPaceMs() const {
 
 int64_t Controller::AgentPaceLocked() const {
   const int64_t per_s = std::max<int64_t>(2, options_.max_agent_polls_per_s) / 2;
-  return std::max<int64_t>(1'000, static_cast<int64_t>(nodes_.size()) * 1'000 / per_s);
+  const int64_t pace = std::max<int64_t>(1'000, static_cast<int64_t>(nodes_.size()) * 1'000 / per_s);
+  // Several beats per lease, so one slow beat never costs a node its lease.
+  return std::max<int64_t>(250, std::min(pace, options_.node_lease_ms / 4));
 }
 
 absl::Status Controller::CheckNodes() {
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = clock_->NowMs();
-  // A slower pace must not read as silence.
-  const int64_t timeout = std::max(options_.node_timeout_ms, 3 * AgentPaceLocked());
   store::WriteBatch b;
   std::map<int64_t, JobEntry> touched;
+  std::map<std::string, int64_t> silent;  // nodes past a lease or a task's max_disconnect, by silence
   for (auto& [name, n] : nodes_) {
-    if (n.rec.state != "Ready" || now - n.rec.heartbeat_ms <= timeout) continue;
+    const int64_t quiet = now - n.rec.heartbeat_ms;
+    if (quiet < api::kMinMaxDisconnectS * 1000) continue;
+    silent[name] = quiet;
+    if (n.rec.state != "Ready" || quiet <= options_.node_lease_ms) continue;
     n.rec.state = "NotReady";
     b.nodes.push_back(n.rec);
-    Event(b, 0, name, "NodeLost", absl::StrCat("no heartbeat for ", (now - n.rec.heartbeat_ms) / 1000, " s"));
+    Event(b, 0, name, "NodeLost",
+          absl::StrCat("no heartbeat for ", quiet / 1000, " s; its tasks stop there once their max_disconnect passes"));
+  }
+  // A task is failed here only once its shim has certainly stopped it: its
+  // max_disconnect after the last heartbeat (the shim kills it a margin
+  // before that, counting from before the heartbeat was sent).
+  if (!silent.empty()) {
     for (auto& [id, j] : jobs_) {
       for (size_t i = 0; i < j.tasks.size(); ++i) {
-        if (j.tasks[i].rec.node != name || !Active(j.tasks[i].rec.state)) continue;
+        const TaskEntry& task = j.tasks[i];
+        auto quiet = silent.find(task.rec.node);
+        if (quiet == silent.end() || !Active(task.rec.state)) continue;
+        const int64_t limit =
+            task.assignment.max_disconnect_ms > 0 ? task.assignment.max_disconnect_ms : options_.node_lease_ms;
+        if (quiet->second <= limit) continue;
         auto it = touched.find(id);
         if (it == touched.end()) it = touched.emplace(id, j).first;
         TaskEntry& t = it->second.tasks[i];
         t.rec.state = TaskState::kFailed;
-        t.rec.reason = absl::StrCat("node '", name, "' lost");
+        t.rec.reason = absl::StrCat("node '", task.rec.node, "' lost: no contact for ", quiet->second / 1000,
+                                    " s, so its agent stopped the task (max_disconnect ", limit / 1000, " s)");
         t.rec.end_ms = now;
         b.tasks.push_back(t.rec);
       }

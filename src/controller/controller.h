@@ -60,9 +60,16 @@ struct ControllerOptions {
   // A pass runs at once after a change (submit, task end, node join) and at
   // least this often otherwise (to refresh waiting reasons and time).
   int64_t pass_interval_ms = 2'000;
-  // A node whose agent is silent this long is NotReady; its tasks are lost.
-  // (At least three agent paces: see max_agent_polls_per_s.)
-  int64_t node_timeout_ms = 30'000;
+  // The node lease (docs/reliability.md): a node whose agent has not
+  // heartbeated for this long is NotReady and gets no new work. Its tasks
+  // run on until their job's max_disconnect (this lease by default) has
+  // passed since the last heartbeat: the agent's shims stop them before
+  // that, and only then are they failed here and retried elsewhere, so a
+  // task never runs twice at once. 60 s rides out what real networks do
+  // (switch failovers and routing reconvergence take tens of seconds, a
+  // controller restart or HA failover a few) while a lost node idles a
+  // gang for at most a minute. The agent pace is kept at a quarter of it.
+  int64_t node_lease_ms = 60'000;
   // How many routine agent calls per second the controller invites, across
   // the cluster: heartbeats, and watches that could not wait (each half).
   // Agents call every second while nodes <= half this; past that the pace
@@ -99,7 +106,7 @@ struct DeviceUse {
 struct JobView {
   store::JobRecord job;
   api::RuntimeEstimate estimate;  // as of now; for an ended job, as its spec gives it
-  DeviceUse device_use;          // while the job is open (an ended job has it as a "DeviceUse" event)
+  DeviceUse device_use;           // while the job is open (an ended job has it as a "DeviceUse" event)
   std::vector<store::TaskRecord> tasks;
   std::vector<store::EventRecord> events;
 };
@@ -152,7 +159,7 @@ struct DeviceMetric {
   std::string node;
   int32_t index = 0;
   std::string vendor, model;
-  double allocated = 0;  // share of the device held by active tasks, 0..1
+  double allocated = 0;     // share of the device held by active tasks, 0..1
   wire::DeviceUsage usage;  // unknown (-1) until the agent reports it
   bool healthy = true;
   bool drained = false;  // the device or its node is drained
@@ -246,8 +253,14 @@ class Controller {
   // --- jobs -------------------------------------------------------------------
   // Relative task working directories (and empty ones) are resolved against
   // `base_dir`, the directory the user submitted from, when given.
+  // `idempotency_key` (optional; 1-255 printable ASCII characters): a retry
+  // of a submission with the same key and spec within
+  // store::kIdempotencyWindowMs returns the job the first one made (and sets
+  // *replayed) instead of making a second; the same key with another spec is
+  // AlreadyExists.
   absl::StatusOr<int64_t> Submit(const Principal& caller, const std::string& spec_text,
-                                 const std::string& base_dir = "");
+                                 const std::string& base_dir = "", const std::string& idempotency_key = "",
+                                 bool* replayed = nullptr);
   absl::StatusOr<JobView> GetJob(const Principal& caller, int64_t id) const;
   absl::StatusOr<std::vector<store::JobRecord>> ListJobs(const Principal& caller, store::JobQuery query) const;
   absl::Status Cancel(const Principal& caller, int64_t id);
@@ -280,10 +293,14 @@ class Controller {
   // `devices`: what each device is doing, in node.devices order (empty: the
   // agent did not say; a list of another length is ignored, the tasks' states
   // are applied all the same).
-  absl::Status Heartbeat(const Principal& caller, const std::string& node, const std::vector<wire::TaskStatus>& tasks,
-                         const std::vector<wire::DeviceUsage>& devices = {});
+  // The reply acknowledges the reported task ends that are now durable, so
+  // the agent may forget them (it reports them until then).
+  absl::StatusOr<wire::HeartbeatReply> Heartbeat(const Principal& caller, const std::string& node,
+                                                 const std::vector<wire::TaskStatus>& tasks,
+                                                 const std::vector<wire::DeviceUsage>& devices = {});
   // How often each agent should heartbeat, and ask again after a watch that
-  // could not wait: max(1 s, nodes / (max_agent_polls_per_s / 2)).
+  // could not wait: max(1 s, nodes / (max_agent_polls_per_s / 2)), at most
+  // a quarter of the node lease.
   int64_t AgentPaceMs() const;
   // Blocks up to wait_ms until the node's assignments change past `since`.
   absl::StatusOr<Assignments> WatchAssignments(const Principal& caller, const std::string& node, uint64_t since,
@@ -307,7 +324,8 @@ class Controller {
 
   // Runs one scheduling pass now (tests; the loop calls it too).
   absl::Status RunPass();
-  // Marks silent nodes NotReady and fails their tasks (the loop calls it).
+  // Marks nodes silent for a lease NotReady, and fails the tasks of silent
+  // nodes once their max_disconnect has passed (the loop calls it).
   absl::Status CheckNodes();
 
  private:
@@ -324,7 +342,7 @@ class Controller {
     std::vector<int64_t> waits_for;  // preempted jobs that must stop first
     double learned_estimate_s = 0;   // 0: none (learning off, too little history, or not estimated yet)
     double learned_log_sd = 0;
-    int32_t devices = 0;  // whole devices, plus one per fractional slice (what the estimator keys on)
+    int32_t devices = 0;   // whole devices, plus one per fractional slice (what the estimator keys on)
     DeviceUse device_use;  // memory only: sampled since this controller started
   };
   struct NodeEntry {
@@ -332,11 +350,11 @@ class Controller {
     core::Node node;
     std::string agent_url;
     std::string log_key;
-    uint64_t version = 1;      // assignments changed (watchers wake)
-    uint64_t generation = 0;   // registrations: a pass's view of the node is stale after one
-    bool drained = false;      // an operator took it out of scheduling
-    std::set<int32_t> drained_devices;  // device indices an operator took out
-    std::string unhealthy_reason;       // the agent's health-check program failed
+    uint64_t version = 1;                  // assignments changed (watchers wake)
+    uint64_t generation = 0;               // registrations: a pass's view of the node is stale after one
+    bool drained = false;                  // an operator took it out of scheduling
+    std::set<int32_t> drained_devices;     // device indices an operator took out
+    std::string unhealthy_reason;          // the agent's health-check program failed
     std::vector<wire::DeviceUsage> usage;  // from the last heartbeat that carried it; memory only
   };
 

@@ -303,7 +303,7 @@ TEST_F(ControllerObserveTest, HeartbeatsCarryDeviceUtilisation) {
   EXPECT_EQ((*controller_->ListNodes(admin_))[0].usage[0], usage[0]);
   EXPECT_EQ(controller_->counters().heartbeats.Value({"n1"}), 3);
   // The node goes silent: its figures are stale, and neither view shows them.
-  clock_.Advance(options_.node_timeout_ms + 1);
+  clock_.Advance(options_.node_lease_ms + 1);
   ASSERT_TRUE(controller_->CheckNodes().ok());
   EXPECT_TRUE((*controller_->ListNodes(admin_))[0].usage.empty());
   m = controller_->CollectMetrics();

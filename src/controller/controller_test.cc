@@ -14,7 +14,9 @@
 namespace icos::controller {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 constexpr char kTwoWorkers[] = R"(
 name: ddp
@@ -212,7 +214,8 @@ TEST_F(ControllerTest, TokensAuthenticateByRole) {
   auto carol = controller_->Authenticate(*user);
   ASSERT_TRUE(carol.ok());
   EXPECT_EQ(carol->user, "carol");
-  EXPECT_EQ(controller_->CreateToken(*carol, Role::kAdmin, "", "").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(controller_->CreateToken(*carol, Role::kAdmin, "", "").status().code(),
+            absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(controller_->Authenticate("icos_nope").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(controller_->Authenticate("").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(controller_->RegisterNode(*carol, Node("x"), "", "", "").code(), absl::StatusCode::kPermissionDenied);
@@ -248,7 +251,7 @@ TEST_F(ControllerTest, SilentNodeIsLostAndItsTasksFail) {
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
   auto id = controller_->Submit(alice_, kTwoWorkers);
   ASSERT_TRUE(controller_->RunPass().ok());
-  clock_.Advance(60'000);
+  clock_.Advance(60'001);  // past the default max_disconnect (the 60 s lease)
   ASSERT_TRUE(controller_->CheckNodes().ok());
   auto j = controller_->GetJob(admin_, *id);
   ASSERT_TRUE(j.ok());
@@ -257,26 +260,109 @@ TEST_F(ControllerTest, SilentNodeIsLostAndItsTasksFail) {
 }
 
 // Past half of max_agent_polls_per_s nodes, agents are asked to call less
-// often, and a node is lost only after three of the slower beats.
-TEST_F(ControllerTest, LargeClustersSlowTheAgentPaceAndWaitLongerForSilence) {
+// often, but always several times per node lease.
+TEST_F(ControllerTest, LargeClustersSlowTheAgentPaceToAQuarterOfTheLeaseAtMost) {
   options_.max_agent_polls_per_s = 4;  // two heartbeats a second for the whole cluster
-  options_.node_timeout_ms = 5'000;
+  options_.node_lease_ms = 10'000;
   Open();
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
   EXPECT_EQ(controller_->AgentPaceMs(), 1'000);  // never faster than a second
-  for (int i = 2; i <= 6; ++i) {
+  for (int i = 2; i <= 4; ++i) {
     ASSERT_TRUE(controller_->RegisterNode(admin_, Node(absl::StrCat("n", i)), "127.0.0.1", "u", "k").ok());
   }
-  EXPECT_EQ(controller_->AgentPaceMs(), 3'000);  // 6 nodes at 2 beats/s
-  auto id = controller_->Submit(alice_, kTwoWorkers);
-  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(controller_->AgentPaceMs(), 2'000);  // 4 nodes at 2 beats/s
+  for (int i = 5; i <= 12; ++i) {
+    ASSERT_TRUE(controller_->RegisterNode(admin_, Node(absl::StrCat("n", i)), "127.0.0.1", "u", "k").ok());
+  }
+  EXPECT_EQ(controller_->AgentPaceMs(), 2'500);  // 6 s for 12 nodes, but a quarter of the lease at most
+}
+
+// A silent node's tasks are failed (and may run elsewhere) only once their
+// max_disconnect has passed: by then the node's agent has stopped them.
+TEST_F(ControllerTest, TasksOfASilentNodeFailOnlyAfterTheirMaxDisconnect) {
+  options_.node_lease_ms = 20'000;
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  auto patient = controller_->Submit(alice_, "max_disconnect: 1m\ntasks: [{command: [sleep, '1000']}]\n");
+  ASSERT_TRUE(patient.ok()) << patient.status();
+  auto quick = controller_->Submit(alice_, "tasks: [{command: [sleep, '1000']}]\n");
+  ASSERT_TRUE(quick.ok()) << quick.status();
   ASSERT_TRUE(controller_->RunPass().ok());
-  clock_.Advance(8'000);  // past node_timeout_ms, within three beats (9 s)
+  auto tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 2u);
+  std::vector<wire::TaskStatus> running;
+  for (const auto& t : tasks) {
+    EXPECT_EQ(t.max_disconnect_ms, t.job_id == *patient ? 60'000 : 20'000);
+    running.push_back({.task_id = t.task_id, .state = "Running"});
+  }
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", running).ok());
+  clock_.Advance(20'000);  // exactly the lease: not yet past it
   ASSERT_TRUE(controller_->CheckNodes().ok());
+  EXPECT_EQ(State(*quick), "Running");
+  clock_.Advance(1);
+  ASSERT_TRUE(controller_->CheckNodes().ok());
+  EXPECT_EQ(State(*quick), "Failed");
+  EXPECT_EQ(State(*patient), "Running")
+      << controller_->GetJob(admin_, *patient)->job.reason;  // still within its own minute
+  auto nodes = controller_->ListNodes(admin_);
+  ASSERT_TRUE(nodes.ok());
+  EXPECT_FALSE((*nodes)[0].ready);  // no new work meanwhile
+  clock_.Advance(40'000);
+  ASSERT_TRUE(controller_->CheckNodes().ok());
+  EXPECT_EQ(State(*patient), "Failed");
+}
+
+// The agent keeps reporting an ended task until its end is acknowledged;
+// the acknowledgement comes only once the end is in the store.
+TEST_F(ControllerTest, HeartbeatAcknowledgesEndsOnceTheyAreDurable) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "u", "k").ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_FALSE(tasks[0].started);
+  wire::TaskStatus running{.task_id = tasks[0].task_id, .state = "Running"};
+  auto reply = controller_->Heartbeat(admin_, "n1", {running});
+  ASSERT_TRUE(reply.ok());
+  EXPECT_THAT(reply->acked, IsEmpty());
+  EXPECT_TRUE(Watch("n1")[0].started);  // an agent without its journal must not start it again
+  wire::TaskStatus done{.task_id = tasks[0].task_id, .state = "Succeeded"};
+  const uint64_t before = controller_->WatchAssignments(admin_, "n1", 0, 0)->version;
+  reply = controller_->Heartbeat(admin_, "n1", {done});
+  ASSERT_TRUE(reply.ok());
+  EXPECT_THAT(reply->acked, ElementsAre(tasks[0].task_id));
+  EXPECT_GT(reply->version, before);  // older watch answers may still list it
+  // Reported again (the reply was lost): acknowledged again, changes nothing.
+  reply = controller_->Heartbeat(admin_, "n1", {done});
+  ASSERT_TRUE(reply.ok());
+  EXPECT_THAT(reply->acked, ElementsAre(tasks[0].task_id));
+  // An end of a task the controller does not know (an old job) is acknowledged too.
+  wire::TaskStatus stranger{.task_id = "j999-g0-r0-a0", .state = "Failed"};
+  reply = controller_->Heartbeat(admin_, "n1", {stranger});
+  ASSERT_TRUE(reply.ok());
+  EXPECT_THAT(reply->acked, ElementsAre("j999-g0-r0-a0"));
   EXPECT_EQ(State(*id), "Running");
-  clock_.Advance(1'001);
-  ASSERT_TRUE(controller_->CheckNodes().ok());
-  EXPECT_EQ(State(*id), "Failed");
+}
+
+// A client that lost the answer to its submission retries it with the same
+// Idempotency-Key and gets the job it made, not a second one.
+TEST_F(ControllerTest, RetriedSubmissionWithItsKeyReturnsTheSameJob) {
+  bool replayed = true;
+  auto first = controller_->Submit(alice_, kTwoWorkers, "/home/alice", "key-1", &replayed);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(replayed);
+  auto retry = controller_->Submit(alice_, kTwoWorkers, "/home/alice", "key-1", &replayed);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(replayed);
+  EXPECT_EQ(*retry, *first);
+  auto jobs = controller_->ListJobs(alice_, {});
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->size(), 1u);
+  // The same key for another spec is refused, naming the key.
+  auto other = controller_->Submit(alice_, "tasks: [{command: [true]}]\n", "/home/alice", "key-1", &replayed);
+  EXPECT_TRUE(absl::IsAlreadyExists(other.status())) << other.status();
+  // A key with a space or control character is refused.
+  EXPECT_TRUE(absl::IsInvalidArgument(controller_->Submit(alice_, kTwoWorkers, "", "a b").status()));
 }
 
 TEST_F(ControllerTest, RunningTaskTheAgentNoLongerReportsIsLost) {

@@ -346,9 +346,13 @@ void HttpServer::Routes() {
   }));
 
   s.Post("/api/v1/jobs", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    auto id = c->Submit(who, req.body, req.get_header_value("X-Icos-Workdir"));
+    bool replayed = false;
+    auto id = c->Submit(who, req.body, req.get_header_value("X-Icos-Workdir"), req.get_header_value("Idempotency-Key"),
+                        &replayed);
     if (!id.ok()) return Fail(res, id.status());
-    Reply(res, 201, {{"id", *id}});
+    // A retry with the key of a submission that was made: its job, once.
+    if (replayed) res.set_header("Idempotent-Replayed", "true");
+    Reply(res, replayed ? 200 : 201, {{"id", *id}, {"replayed", replayed}});
   }));
 
   s.Get("/api/v1/jobs", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
@@ -501,8 +505,9 @@ void HttpServer::Routes() {
       }
       devices.push_back(*u);
     }
-    if (absl::Status st = c->Heartbeat(who, req.matches[1].str(), statuses, devices); !st.ok()) return Fail(res, st);
-    Reply(res, 200, {{"ok", true}, {"heartbeat_ms", c->AgentPaceMs()}});
+    auto reply = c->Heartbeat(who, req.matches[1].str(), statuses, devices);
+    if (!reply.ok()) return Fail(res, reply.status());
+    Reply(res, 200, wire::HeartbeatReplyToJson(*reply));
   }));
 
   // A waiting watch holds a worker thread. Past the limit a watch answers at

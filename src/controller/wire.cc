@@ -42,16 +42,21 @@ auto Guard(const char* what, F&& f) -> absl::StatusOr<decltype(f())> {
 json NodeToJson(const core::Node& n) {
   json devices = json::array();
   for (const auto& d : n.devices) {
-    devices.push_back({{"vendor", d.vendor},          {"model", d.model},   {"memory_mib", d.memory_mib},
-                       {"compute_units", d.compute_units}, {"healthy", d.healthy}, {"drained", d.drained},
-                       {"island", d.island},          {"numa_node", d.numa_node}, {"pcie_switch", d.pcie_switch},
+    devices.push_back({{"vendor", d.vendor},
+                       {"model", d.model},
+                       {"memory_mib", d.memory_mib},
+                       {"compute_units", d.compute_units},
+                       {"healthy", d.healthy},
+                       {"drained", d.drained},
+                       {"island", d.island},
+                       {"numa_node", d.numa_node},
+                       {"pcie_switch", d.pcie_switch},
                        {"shareable", d.shareable}});
   }
   json numa = json::array();
   for (const auto& z : n.numa_nodes) numa.push_back({{"cpu_milli", z.cpu_milli}, {"memory_mib", z.memory_mib}});
-  return {{"name", n.name},           {"labels", n.labels}, {"cpu_milli", n.cpu_milli}, {"memory_mib", n.memory_mib},
-          {"devices", devices},       {"numa_nodes", numa}, {"network_path", n.network_path},
-          {"schedulable", n.schedulable}};
+  return {{"name", n.name},     {"labels", n.labels}, {"cpu_milli", n.cpu_milli},       {"memory_mib", n.memory_mib},
+          {"devices", devices}, {"numa_nodes", numa}, {"network_path", n.network_path}, {"schedulable", n.schedulable}};
 }
 
 absl::StatusOr<core::Node> NodeFromJson(const json& j) {
@@ -86,9 +91,11 @@ absl::StatusOr<core::Node> NodeFromJson(const json& j) {
 
 json PlacementToJson(const core::TaskPlacement& p) {
   json devices = json::array();
-  for (const auto& s : p.devices) devices.push_back({{"device", s.device}, {"percent", s.percent}, {"memory_mib", s.memory_mib}});
-  return {{"group", p.group},           {"replica", p.replica},   {"node", p.node},        {"cpu_milli", p.cpu_milli},
-          {"memory_mib", p.memory_mib}, {"devices", devices},     {"numa_nodes", p.numa_nodes}};
+  for (const auto& s : p.devices)
+    devices.push_back({{"device", s.device}, {"percent", s.percent}, {"memory_mib", s.memory_mib}});
+  return {{"group", p.group},          {"replica", p.replica},       {"node", p.node},
+          {"cpu_milli", p.cpu_milli},  {"memory_mib", p.memory_mib}, {"devices", devices},
+          {"numa_nodes", p.numa_nodes}};
 }
 
 absl::StatusOr<core::TaskPlacement> PlacementFromJson(const json& j) {
@@ -100,7 +107,8 @@ absl::StatusOr<core::TaskPlacement> PlacementFromJson(const json& j) {
     p.cpu_milli = j.at("cpu_milli").get<int64_t>();
     p.memory_mib = j.at("memory_mib").get<int64_t>();
     for (const auto& d : j.value("devices", json::array())) {
-      p.devices.push_back({d.at("device").get<int32_t>(), d.at("percent").get<int32_t>(), d.at("memory_mib").get<int64_t>()});
+      p.devices.push_back(
+          {d.at("device").get<int32_t>(), d.at("percent").get<int32_t>(), d.at("memory_mib").get<int64_t>()});
     }
     p.numa_nodes = j.value("numa_nodes", std::vector<int32_t>{});
     return p;
@@ -108,11 +116,25 @@ absl::StatusOr<core::TaskPlacement> PlacementFromJson(const json& j) {
 }
 
 json AssignmentToJson(const Assignment& a) {
-  return {{"task_id", a.task_id}, {"job_id", a.job_id},   {"group", a.group},         {"replica", a.replica},
-          {"attempt", a.attempt}, {"run", a.run},         {"argv", a.argv},           {"workdir", a.workdir},
-          {"env", a.env},         {"files", a.files},     {"cpu_milli", a.cpu_milli}, {"memory_mib", a.memory_mib},
-          {"numa_nodes", a.numa_nodes}, {"devices", a.devices}, {"vendor", a.vendor}, {"time_limit_s", a.time_limit_s},
-          {"grace_ms", a.grace_ms}};
+  return {{"task_id", a.task_id},
+          {"job_id", a.job_id},
+          {"group", a.group},
+          {"replica", a.replica},
+          {"attempt", a.attempt},
+          {"run", a.run},
+          {"argv", a.argv},
+          {"workdir", a.workdir},
+          {"env", a.env},
+          {"files", a.files},
+          {"cpu_milli", a.cpu_milli},
+          {"memory_mib", a.memory_mib},
+          {"numa_nodes", a.numa_nodes},
+          {"devices", a.devices},
+          {"vendor", a.vendor},
+          {"time_limit_s", a.time_limit_s},
+          {"grace_ms", a.grace_ms},
+          {"max_disconnect_ms", a.max_disconnect_ms},
+          {"started", a.started}};
 }
 
 absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
@@ -135,6 +157,8 @@ absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
     a.vendor = j.value("vendor", "");
     a.time_limit_s = j.value("time_limit_s", int64_t{0});
     a.grace_ms = j.value("grace_ms", int64_t{10'000});
+    a.max_disconnect_ms = j.value("max_disconnect_ms", int64_t{0});
+    a.started = j.value("started", false);
     return a;
   });
 }
@@ -142,6 +166,25 @@ absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
 json TaskStatusToJson(const TaskStatus& s) {
   return {{"task_id", s.task_id}, {"state", s.state},       {"exit_code", s.exit_code},
           {"reason", s.reason},   {"start_ms", s.start_ms}, {"end_ms", s.end_ms}};
+}
+
+json HeartbeatReplyToJson(const HeartbeatReply& r) {
+  return {{"ok", true},
+          {"acked", r.acked},
+          {"version", r.version},
+          {"heartbeat_ms", r.heartbeat_ms},
+          {"lease_ms", r.lease_ms}};
+}
+
+absl::StatusOr<HeartbeatReply> HeartbeatReplyFromJson(const json& j) {
+  return Guard("heartbeat reply", [&] {
+    HeartbeatReply r;
+    r.acked = j.value("acked", std::vector<std::string>{});
+    r.version = j.value("version", uint64_t{0});
+    r.heartbeat_ms = j.value("heartbeat_ms", int64_t{0});
+    r.lease_ms = j.value("lease_ms", int64_t{0});
+    return r;
+  });
 }
 
 absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
@@ -196,8 +239,8 @@ json AmountsToJson(const core::ResourceAmounts& amounts) {
 
 json QueueToJson(const core::Queue& q) {
   const json g = AmountsToJson(q.guaranteed), l = AmountsToJson(q.limit);
-  return {{"name", q.name},      {"parent", q.parent},       {"weight", q.weight},        {"guaranteed", g},
-          {"limit", l},          {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}};
+  return {{"name", q.name}, {"parent", q.parent},       {"weight", q.weight},        {"guaranteed", g},
+          {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}};
 }
 
 absl::StatusOr<core::Queue> QueueFromJson(const json& j) {

@@ -6,10 +6,9 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/statusor.h"
 #include "core/model/cluster.h"
@@ -49,6 +48,14 @@ struct Assignment {
   std::string vendor;            // of those devices
   int64_t time_limit_s = 0;
   int64_t grace_ms = 10'000;
+  // How long the task may run while its node cannot reach the controller:
+  // the agent's shim stops it before that much silence, and only then may
+  // the controller run it elsewhere (docs/reliability.md). 0: no limit.
+  int64_t max_disconnect_ms = 0;
+  // Set by the controller when it sends the assignment: it has seen the
+  // task run. An agent with no journal for such a task must not start it
+  // (its journal was lost; the task is lost, not new).
+  bool started = false;
 };
 
 nlohmann::json AssignmentToJson(const Assignment& a);
@@ -64,6 +71,21 @@ struct TaskStatus {
 };
 
 nlohmann::json TaskStatusToJson(const TaskStatus& s);
+
+// The controller's answer to a heartbeat.
+struct HeartbeatReply {
+  // Reported task ids whose end the controller has recorded durably (or
+  // that it no longer tracks): the agent may forget them.
+  std::vector<std::string> acked;
+  // The node's assignment version once those ends were recorded: a watch
+  // answer older than this may still list them.
+  uint64_t version = 0;
+  int64_t heartbeat_ms = 0;  // the pace the controller asks for
+  int64_t lease_ms = 0;      // the node's lease (docs/reliability.md)
+};
+
+nlohmann::json HeartbeatReplyToJson(const HeartbeatReply& r);
+absl::StatusOr<HeartbeatReply> HeartbeatReplyFromJson(const nlohmann::json& j);
 absl::StatusOr<TaskStatus> TaskStatusFromJson(const nlohmann::json& j);
 
 // What one device of a node is doing, as the agent's last health check read

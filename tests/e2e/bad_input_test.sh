@@ -61,6 +61,6 @@ echo "$msg"
 icos jobs > /dev/null || fail "admin not served during alice's flood"
 
 curl -sf "$ICOS_SERVER/healthz" > /dev/null || fail "controller died"
-[ "$(job_field "$good" state)" = Running ] || fail "accepted job lost: $(job_field "$good" state)"
+[ "$(job_field "$good" state)" = Running ] || { icos job "$good"; fail "accepted job lost: $(job_field "$good" state)"; }
 icos cancel "$good" > /dev/null
 echo "PASS bad_input"
