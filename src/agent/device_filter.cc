@@ -215,7 +215,14 @@ absl::Status AttachDeviceFilter(const std::string& group_dir, const std::vector<
   // DevicePolicy for the agent's unit) keep running too, and all must allow.
   attr.attach_flags = BPF_F_ALLOW_MULTI;
   if (Bpf(BPF_PROG_ATTACH, &attr) != 0) {
-    return BpfError(errno, absl::StrCat("attaching the device filter to ", group_dir));
+    const int err = errno;
+    if (err == EPERM) {
+      // Also what an ancestor's program attached without ALLOW_MULTI answers.
+      return absl::UnavailableError(absl::StrCat("attaching the device filter to ", group_dir,
+                                                 ": not permitted (no CAP_BPF/CAP_NET_ADMIN, or an ancestor "
+                                                 "group's device program does not allow others)"));
+    }
+    return BpfError(err, absl::StrCat("attaching the device filter to ", group_dir));
   }
   // The new program is in force; now drop the ones it replaces. The attachment
   // holds a reference to the program, so closing `prog` does not detach it.
