@@ -189,7 +189,11 @@ absl::StatusOr<std::vector<DeviceNodeSpec>> DeviceNodeSpecsFromPaths(const std::
         absl::EndsWith(path, "/..")) {
       return absl::InvalidArgumentError(absl::StrCat("device node '", path, "' is not under /dev"));
     }
-    out.push_back({.path = path.substr(5)});
+    const std::string relative = path.substr(5);
+    const bool optional = relative == "nvidia-uvm-tools" || relative == "nvidia-modeset" ||
+                          relative == "cambricon_ctl" || relative == "mkfd" ||
+                          absl::StartsWith(relative, "cambricon_ipcm");
+    out.push_back({.path = relative, .optional = optional});
   }
   return out;
 }

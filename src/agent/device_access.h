@@ -132,8 +132,11 @@ absl::StatusOr<std::vector<DeviceNodeSpec>> VendorDeviceNodes(absl::string_view 
                                                               const std::vector<int32_t>& numbers);
 
 // Specs for absolute /dev paths as DevicePlugin::DeviceNodes() returns them
-// ("/dev/nvidia3" -> "nvidia3"), all required. InvalidArgument for a path
-// outside /dev or with "..".
+// ("/dev/nvidia3" -> "nvidia3"), for callers that take the plugin's mapping
+// from vendor index to node number. A shared node the table above marks
+// optional (nvidia-uvm-tools, nvidia-modeset, cambricon_ctl,
+// cambricon_ipcm<N>, mkfd) stays optional; the rest are required.
+// InvalidArgument for a path outside /dev or with "..".
 absl::StatusOr<std::vector<DeviceNodeSpec>> DeviceNodeSpecsFromPaths(const std::vector<std::string>& paths);
 
 struct ResolvedDeviceNodes {

@@ -139,9 +139,10 @@ TEST(DeviceNodeTableTest, UnknownVendorAndNegativeNumbersAreInvalid) {
 }
 
 TEST(DeviceNodeTableTest, SpecsFromPluginPaths) {
-  absl::StatusOr<std::vector<DeviceNodeSpec>> specs = DeviceNodeSpecsFromPaths({"/dev/nvidia3", "/dev/dri/renderD136"});
+  absl::StatusOr<std::vector<DeviceNodeSpec>> specs =
+      DeviceNodeSpecsFromPaths({"/dev/nvidiactl", "/dev/nvidia-uvm-tools", "/dev/nvidia3", "/dev/dri/renderD136"});
   ASSERT_TRUE(specs.ok()) << specs.status();
-  EXPECT_THAT(Paths(*specs), ElementsAre("nvidia3", "dri/renderD136"));
+  EXPECT_THAT(Paths(*specs), ElementsAre("nvidiactl", "nvidia-uvm-tools?", "nvidia3", "dri/renderD136"));
   EXPECT_FALSE(DeviceNodeSpecsFromPaths({"/etc/passwd"}).ok());
   EXPECT_FALSE(DeviceNodeSpecsFromPaths({"/dev/../etc/shadow"}).ok());
 }
