@@ -1,22 +1,40 @@
 // Per-task control groups on cgroup v2 (unified) and cgroup v1 (one hierarchy
 // per controller), behind one interface.
 //
-// Each task gets the group "<parent>/<task_id>" (parent default "icos") under
-// each hierarchy root: on v2 one directory, on v1 one directory in each of the
-// cpu, cpuset, memory and pids hierarchies that is mounted. Limits map to the
-// kernel files as follows (see Documentation/admin-guide/cgroup-v2.rst and
-// Documentation/admin-guide/cgroup-v1/*.rst):
+// Each task gets the group "<parent>/<cluster_id>/<task_id>" (parent default
+// "icos") under each hierarchy root: on v2 one directory, on v1 one directory
+// in each of the cpu, cpuset, memory, pids, devices and freezer hierarchies
+// that is mounted. The cluster id keeps the agents of two clusters on one host
+// apart: task ids ("j1-g0-r0-a0") restart in every cluster, and a shared
+// "icos/<task id>" let one cluster's job join, and be killed with, another's.
+// Limits map to the kernel files as follows (see
+// Documentation/admin-guide/cgroup-v2.rst and Documentation/admin-guide/cgroup-v1/*.rst):
 //
 //   limit        v2                                   v1
 //   cpu          cpu.max "<quota> <period>"           cpu.cfs_period_us, cpu.cfs_quota_us
 //   memory       memory.max (+ memory.swap.max = 0)   memory.limit_in_bytes (+ memory.memsw.limit_in_bytes)
 //   cpuset       cpuset.cpus, cpuset.mems             cpuset.cpus, cpuset.mems (copied from the parent first)
-//   kill all     cgroup.kill, else SIGKILL each pid   SIGKILL each pid in cgroup.procs
+//   devices      eBPF BPF_CGROUP_DEVICE program       devices.deny "a", then devices.allow per rule
+//                (device_filter.h)
+//   kill all     cgroup.kill, else cgroup.freeze 1,   freezer.state FROZEN, SIGKILL each pid,
+//                SIGKILL each pid, cgroup.freeze 0    THAWED (no freezer: SIGKILL each pid)
 //   OOM kills    memory.events "oom_kill N"           memory.oom_control "oom_kill N", else memory.failcnt
 //
 // A controller that is not available (not mounted on v1, not offered by the
-// parent on v2) never fails a call: the limit is skipped and CreateGroup says
-// so in a warning, so the caller can run the task without it and report that.
+// parent on v2, no BPF for devices) never fails a call: the limit is skipped
+// and CreateGroup says so in a warning, so the caller can run the task without
+// it and report that, or refuse to.
+//
+// Containment. Tasks run as unprivileged users (the launcher's setuid) and
+// must not be able to leave their group: moving a process needs write access
+// to the destination's cgroup.procs (v1 and v2) and, on v2, to that of the
+// common ancestor. So every directory this class creates or walks through
+// below the hierarchy root, and every interface file in it, is made to belong
+// to the agent's effective uid and to be writable by it alone (mode 0755 for
+// directories, no group/other write bit on files), repairing groups left
+// delegated by someone else. Where the v2 mount has `nsdelegate`
+// (CgroupLayout::v2_nsdelegate) a task put in its own cgroup namespace cannot
+// move out of it even with write access; the launcher may add that.
 //
 // The hierarchy roots are injectable (CgroupOptions) so tests can point the
 // code at a temporary directory laid out like cgroupfs; the code therefore
@@ -34,12 +52,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "agent/device_access.h"
 
 namespace icos::agent {
 
@@ -63,10 +83,18 @@ struct CgroupOptions {
   // kV1: directory holding one hierarchy per controller, as <v1_root>/memory.
   std::string v1_root = "/sys/fs/cgroup";
   // The group, relative to each hierarchy root, that holds one child group per
-  // task. May be nested ("icos/tasks"). Must not be empty.
+  // cluster. May be nested ("icos/tasks"). Must not be empty.
   std::string parent = "icos";
+  // The cluster this agent serves: each task group lives at
+  // <parent>/<cluster_id>/<task_id>, so agents of different clusters on one
+  // host never touch each other's groups. Required; letters, digits, '-' and
+  // '_' only (it is a path component), at most 64 characters.
+  std::string cluster_id;
   // CFS period for CPU limits, microseconds. 100 ms is the kernel's default.
   int64_t cpu_period_us = 100'000;
+  // v2: KillAll writes cgroup.kill where the kernel has it (>= 5.14). false
+  // takes the freezer path that older kernels use (tests of that path).
+  bool use_cgroup_kill = true;
 };
 
 // Where the hierarchies are: the result of detection or configuration.
@@ -74,17 +102,24 @@ struct CgroupLayout {
   CgroupVersion version = CgroupVersion::kV2;
   std::string v2_root;                          // kV2 only
   std::map<std::string, std::string> v1_roots;  // kV1 only: controller -> mount point
+  // kV2: the mount has the nsdelegate option (cgroup namespaces are
+  // delegation boundaries). From mountinfo; false when unknown.
+  bool v2_nsdelegate = false;
   // One line for logs and warnings, e.g. "cgroup v2 at /sys/fs/cgroup".
   std::string Describe() const;
 };
 
-// The controllers icos manages. Others (io, hugetlb, ...) are left alone.
+// The resource controllers icos manages. Others (io, hugetlb, ...) are left alone.
 inline constexpr absl::string_view kCgroupControllers[] = {"cpu", "cpuset", "memory", "pids"};
+// v1-only hierarchies icos also uses, for containment: v2 has the freezer in
+// its core (cgroup.freeze) and filters devices with eBPF instead.
+inline constexpr absl::string_view kCgroupV1ContainmentControllers[] = {"devices", "freezer"};
 
 // Pure: finds the hierarchies in the text of /proc/self/mountinfo. When v1
-// hierarchies of any managed controller are mounted they are used (hybrid
-// hosts keep their controllers on v1 and leave the v2 tree without them);
-// otherwise the cgroup2 mount is used. NotFound when neither is mounted.
+// hierarchies of any resource controller are mounted they are used, together
+// with the v1 devices and freezer hierarchies (hybrid hosts keep their
+// controllers on v1 and leave the v2 tree without them); otherwise the
+// cgroup2 mount is used. NotFound when neither is mounted.
 absl::StatusOr<CgroupLayout> ParseMountInfo(absl::string_view mountinfo);
 
 // Applies `options.mode`: detection for kAuto, checks that the configured
@@ -97,6 +132,11 @@ struct CgroupLimits {
   int64_t memory_bytes = 0;   // hard limit; swap is disabled alongside when the kernel allows
   std::vector<int32_t> cpus;  // cpuset CPU ids
   std::vector<int32_t> mems;  // cpuset NUMA node ids
+  // The complete device allow-list (TaskDeviceAllowList in device_access.h:
+  // the defaults plus the task's own nodes); every other device is denied.
+  // Unset: the group's device access is left as it is (a new group allows
+  // every device), which tasks should never get.
+  std::optional<std::vector<DeviceRule>> devices;
 };
 
 class CgroupManager {
@@ -109,13 +149,18 @@ class CgroupManager {
   CgroupVersion version() const { return layout_.version; }
   const CgroupOptions& options() const { return options_; }
 
-  // Creates "<parent>/<task_id>" in every hierarchy (reusing one that is
-  // already there), enabling the managed controllers on the way down on v2,
-  // and applies `limits`. Returns one warning per requested limit that could
-  // not be applied because its controller is unavailable.
-  // Errors: InvalidArgument for a task id that is not one path component or a
-  // limit the kernel rejects (e.g. a CPU that does not exist); the errno's
-  // status (PermissionDenied, ...) when a directory cannot be made.
+  // Creates "<parent>/<cluster_id>/<task_id>" in every hierarchy (reusing one
+  // that is already there, thawed if a crash left it frozen), enabling the
+  // managed controllers on the way down on v2, makes every level belong to
+  // the agent and writable by it alone (see the file comment), and applies
+  // `limits`. Returns one warning per requested limit that could not be
+  // applied because its controller is unavailable (devices: no devices
+  // hierarchy on v1; no BPF, or not cgroupfs, on v2).
+  // Errors: InvalidArgument for a task id that is not one path component, an
+  // invalid device rule, or a limit the kernel rejects (e.g. a CPU that does
+  // not exist); the errno's status (PermissionDenied, ...) when a directory
+  // cannot be made or its ownership/mode cannot be repaired; Internal when
+  // the kernel rejects the generated device program.
   absl::StatusOr<std::vector<std::string>> CreateGroup(const std::string& task_id, const CgroupLimits& limits);
 
   // The cgroup.procs files of the task's group, one per hierarchy where the
@@ -130,11 +175,16 @@ class CgroupManager {
   // be included on some kernels; KillAll ignores them).
   absl::StatusOr<std::vector<pid_t>> ListPids(const std::string& task_id) const;
 
-  // Kills every process in the group: one write to cgroup.kill where the
-  // kernel has it (v2, Linux >= 5.14), else SIGKILL to each listed pid,
-  // re-listing until no live process is left (bounded to ~100 ms; processes
-  // forked meanwhile are caught by the next round). OK when the group is
-  // empty or gone. DeadlineExceeded if processes survive (uninterruptible I/O).
+  // Kills every process in the group, including ones that left the task's
+  // process group or session (setsid daemons) and ones forking as fast as
+  // they can: one write to cgroup.kill where the kernel has it (v2, Linux >=
+  // 5.14); else the group is frozen (v2 cgroup.freeze, v1 freezer
+  // hierarchy), every listed pid gets SIGKILL, and the group is thawed, so
+  // no process can fork between the listing and the kill. Without either,
+  // SIGKILL to each listed pid, re-listing until no live process is left.
+  // The re-listing also follows the freezer path (bounded to ~100 ms). OK
+  // when the group is empty or gone. DeadlineExceeded if processes survive
+  // (uninterruptible I/O).
   absl::Status KillAll(const std::string& task_id);
 
   // How many processes of the group the kernel OOM killer has killed. On v1
@@ -143,16 +193,26 @@ class CgroupManager {
   // Unavailable when the group has no memory controller.
   absl::StatusOr<int64_t> OomKillCount(const std::string& task_id) const;
 
-  // Removes the task's group from every hierarchy. OK when already gone;
+  // Removes the task's group from every hierarchy, detaching its v2 device
+  // program first once no process is left in it. OK when already gone;
   // FailedPrecondition while processes remain (the kernel refuses with EBUSY).
   absl::Status RemoveGroup(const std::string& task_id);
 
   // The task's group directory: on v1, the one in the hierarchy used to list
-  // processes (pids, else memory, cpu, cpuset).
+  // processes (pids, else memory, cpu, cpuset, devices, freezer).
   std::string GroupDir(const std::string& task_id) const;
 
  private:
   CgroupManager(CgroupOptions options, CgroupLayout layout);
+
+  // "<root>/<parent>/<cluster_id>/<task_id>".
+  std::string GroupPath(const std::string& root, const std::string& task_id) const;
+  // The task's group in one v1 hierarchy; empty when it is not mounted.
+  std::string V1Group(const char* controller, const std::string& task_id) const;
+  // SIGKILL to every live listed process until none is left.
+  absl::Status SignalUntilEmpty(const std::string& task_id);
+  // Freeze, SIGKILL every pid listed in `group`, thaw, then SignalUntilEmpty.
+  absl::Status KillFrozen(const std::string& task_id, const std::string& group, bool v2);
 
   // Every hierarchy root the task group lives under (v2: one).
   std::vector<std::string> Roots() const;
@@ -164,7 +224,8 @@ class CgroupManager {
 
   CgroupOptions options_;
   CgroupLayout layout_;
-  std::vector<std::string> parent_parts_;  // options_.parent split at '/'
+  std::vector<std::string> parent_parts_;  // options_.parent split at '/', then cluster_id
+  std::string prefix_;                     // parent_parts_ joined: "icos/<cluster_id>"
 };
 
 // "0,2,3" for {0, 2, 3}: the list format cpuset.cpus/cpuset.mems accept.

@@ -159,7 +159,9 @@ TEST(ResolveCgroupLayoutTest, DisabledIsFailedPrecondition) {
 }
 
 TEST(ResolveCgroupLayoutTest, MissingV2RootIsNotFound) {
-  EXPECT_EQ(CgroupManager::Create({.mode = CgroupMode::kV2, .v2_root = "/nonexistent/cgroup"}).status().code(),
+  EXPECT_EQ(CgroupManager::Create({.mode = CgroupMode::kV2, .v2_root = "/nonexistent/cgroup", .cluster_id = "c1"})
+                .status()
+                .code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -173,13 +175,14 @@ class CgroupV2FakeTest : public ::testing::Test {
     root_ = tmp_.Sub("cgroup");
     MakeFakeV2Group(root_, {"cpuset", "cpu", "io", "memory", "pids"}, /*is_root=*/true);
     MakeFakeV2Group(root_ + "/icos", {"cpuset", "cpu", "memory", "pids"});
+    MakeFakeV2Group(root_ + "/icos/c1", {"cpuset", "cpu", "memory", "pids"});
     MakeFakeV2Group(group(), {"cpuset", "cpu", "memory", "pids"});
     absl::StatusOr<std::unique_ptr<CgroupManager>> manager =
-        CgroupManager::Create({.mode = CgroupMode::kV2, .v2_root = root_});
+        CgroupManager::Create({.mode = CgroupMode::kV2, .v2_root = root_, .cluster_id = "c1"});
     ASSERT_TRUE(manager.ok()) << manager.status();
     manager_ = *std::move(manager);
   }
-  std::string group() const { return root_ + "/icos/t1"; }
+  std::string group() const { return root_ + "/icos/c1/t1"; }
 
   TempDir tmp_;
   std::string root_;
@@ -216,16 +219,17 @@ TEST_F(CgroupV2FakeTest, EnablesControllersInTheParentsSubtreeControl) {
   // One "+name" write per controller; the fake keeps the last one written.
   EXPECT_THAT(Slurp(root_ + "/cgroup.subtree_control"), ::testing::StartsWith("+"));
   EXPECT_THAT(Slurp(root_ + "/icos/cgroup.subtree_control"), ::testing::StartsWith("+"));
+  EXPECT_THAT(Slurp(root_ + "/icos/c1/cgroup.subtree_control"), ::testing::StartsWith("+"));
 }
 
 TEST_F(CgroupV2FakeTest, MissingMemoryControllerIsAWarningNotAnError) {
-  MakeFakeV2Group(root_ + "/icos/t2", {"cpu"});
+  MakeFakeV2Group(root_ + "/icos/c1/t2", {"cpu"});
   absl::StatusOr<std::vector<std::string>> warnings =
       manager_->CreateGroup("t2", {.cpu_milli = 1000, .memory_bytes = 64 * kMiB});
   ASSERT_TRUE(warnings.ok()) << warnings.status();
   EXPECT_THAT(*warnings, ElementsAre(HasSubstr("memory controller is not available")));
-  EXPECT_EQ(Slurp(root_ + "/icos/t2/cpu.max"), "100000 100000");
-  EXPECT_FALSE(PathExists(root_ + "/icos/t2/memory.max"));  // never created
+  EXPECT_EQ(Slurp(root_ + "/icos/c1/t2/cpu.max"), "100000 100000");
+  EXPECT_FALSE(PathExists(root_ + "/icos/c1/t2/memory.max"));  // never created
 }
 
 TEST_F(CgroupV2FakeTest, AddPidWritesCgroupProcs) {
@@ -267,7 +271,7 @@ TEST_F(CgroupV2FakeTest, ReadsOomKillsFromMemoryEvents) {
 }
 
 TEST_F(CgroupV2FakeTest, OomKillCountWithoutMemoryControllerIsUnavailable) {
-  MakeFakeV2Group(root_ + "/icos/t2", {"cpu"});
+  MakeFakeV2Group(root_ + "/icos/c1/t2", {"cpu"});
   EXPECT_EQ(manager_->OomKillCount("t2").status().code(), absl::StatusCode::kUnavailable);
 }
 
@@ -293,7 +297,8 @@ class CgroupV1FakeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     root_ = tmp_.Sub("cgroup");
-    for (const std::string& dir : {std::string(""), std::string("/icos"), std::string("/icos/t1")}) {
+    for (const std::string& dir :
+         {std::string(""), std::string("/icos"), std::string("/icos/c1"), std::string("/icos/c1/t1")}) {
       const bool top = dir.empty();
       std::string cpu = root_ + "/cpu" + dir, memory = root_ + "/memory" + dir, cpuset = root_ + "/cpuset" + dir;
       for (const std::string& d : {cpu, memory, cpuset}) {
@@ -312,7 +317,7 @@ class CgroupV1FakeTest : public ::testing::Test {
       Spit(cpuset + "/cpuset.mems", top ? "0\n" : "\n");
     }
     absl::StatusOr<std::unique_ptr<CgroupManager>> manager =
-        CgroupManager::Create({.mode = CgroupMode::kV1, .v1_root = root_});
+        CgroupManager::Create({.mode = CgroupMode::kV1, .v1_root = root_, .cluster_id = "c1"});
     ASSERT_TRUE(manager.ok()) << manager.status();
     manager_ = *std::move(manager);
   }
@@ -329,41 +334,41 @@ TEST_F(CgroupV1FakeTest, FindsMountedControllers) {
 
 TEST_F(CgroupV1FakeTest, CopiesTheParentsCpusetIntoNewGroups) {
   ASSERT_TRUE(manager_->CreateGroup("t1", {}).ok());
-  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/cpuset.cpus"), "0-3");
-  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/cpuset.mems"), "0");
-  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/t1/cpuset.cpus"), "0-3");
-  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/t1/cpuset.mems"), "0");
+  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/c1/cpuset.cpus"), "0-3");
+  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/c1/cpuset.mems"), "0");
+  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/c1/t1/cpuset.cpus"), "0-3");
+  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/c1/t1/cpuset.mems"), "0");
 }
 
 TEST_F(CgroupV1FakeTest, RequestedCpusetReplacesTheCopiedOne) {
   ASSERT_TRUE(manager_->CreateGroup("t1", {.cpus = {1, 2}}).ok());
-  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/t1/cpuset.cpus"), "1,2");
-  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/t1/cpuset.mems"), "0");
+  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/c1/t1/cpuset.cpus"), "1,2");
+  EXPECT_EQ(Slurp(root_ + "/cpuset/icos/c1/t1/cpuset.mems"), "0");
 }
 
 TEST_F(CgroupV1FakeTest, WritesCfsQuotaAndPeriod) {
   // 250 millicores = a quarter of each 100000 us period.
   ASSERT_TRUE(manager_->CreateGroup("t1", {.cpu_milli = 250}).ok());
-  EXPECT_EQ(Slurp(root_ + "/cpu/icos/t1/cpu.cfs_period_us"), "100000");
-  EXPECT_EQ(Slurp(root_ + "/cpu/icos/t1/cpu.cfs_quota_us"), "25000");
+  EXPECT_EQ(Slurp(root_ + "/cpu/icos/c1/t1/cpu.cfs_period_us"), "100000");
+  EXPECT_EQ(Slurp(root_ + "/cpu/icos/c1/t1/cpu.cfs_quota_us"), "25000");
 }
 
 TEST_F(CgroupV1FakeTest, WritesMemoryAndMemswLimits) {
   ASSERT_TRUE(manager_->CreateGroup("t1", {.memory_bytes = 64 * kMiB}).ok());
-  EXPECT_EQ(Slurp(root_ + "/memory/icos/t1/memory.limit_in_bytes"), "67108864");
-  EXPECT_EQ(Slurp(root_ + "/memory/icos/t1/memory.memsw.limit_in_bytes"), "67108864");
+  EXPECT_EQ(Slurp(root_ + "/memory/icos/c1/t1/memory.limit_in_bytes"), "67108864");
+  EXPECT_EQ(Slurp(root_ + "/memory/icos/c1/t1/memory.memsw.limit_in_bytes"), "67108864");
 }
 
 TEST_F(CgroupV1FakeTest, AddPidJoinsEveryHierarchy) {
   ASSERT_TRUE(manager_->CreateGroup("t1", {}).ok());
   ASSERT_TRUE(manager_->AddPid("t1", 777).ok());
   for (const char* controller : {"cpu", "cpuset", "memory"}) {
-    EXPECT_EQ(Slurp(absl::StrCat(root_, "/", controller, "/icos/t1/cgroup.procs")), "777") << controller;
+    EXPECT_EQ(Slurp(absl::StrCat(root_, "/", controller, "/icos/c1/t1/cgroup.procs")), "777") << controller;
   }
 }
 
 TEST_F(CgroupV1FakeTest, ReadsOomKillFromOomControl) {
-  Spit(root_ + "/memory/icos/t1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
+  Spit(root_ + "/memory/icos/c1/t1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
   absl::StatusOr<int64_t> kills = manager_->OomKillCount("t1");
   ASSERT_TRUE(kills.ok()) << kills.status();
   EXPECT_EQ(*kills, 1);
@@ -371,8 +376,8 @@ TEST_F(CgroupV1FakeTest, ReadsOomKillFromOomControl) {
 
 TEST_F(CgroupV1FakeTest, FallsBackToFailcntOnOldKernels) {
   // Before Linux 4.13 memory.oom_control has no oom_kill line.
-  Spit(root_ + "/memory/icos/t1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
-  Spit(root_ + "/memory/icos/t1/memory.failcnt", "3\n");
+  Spit(root_ + "/memory/icos/c1/t1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
+  Spit(root_ + "/memory/icos/c1/t1/memory.failcnt", "3\n");
   absl::StatusOr<int64_t> kills = manager_->OomKillCount("t1");
   ASSERT_TRUE(kills.ok()) << kills.status();
   EXPECT_EQ(*kills, 3);
@@ -404,6 +409,9 @@ std::string RealCgroup2Mount() {
 }
 
 std::string UniqueParent() { return absl::StrCat("icos-test-", getpid()); }
+constexpr char kTestCluster[] = "c-test";
+// Where the task groups are, relative to each hierarchy root.
+std::string Prefix() { return absl::StrCat(UniqueParent(), "/", kTestCluster); }
 
 class RealCgroupTest : public ::testing::Test {
  protected:
@@ -414,6 +422,7 @@ class RealCgroupTest : public ::testing::Test {
       return;
     }
     options.parent = UniqueParent();
+    options.cluster_id = kTestCluster;
     absl::StatusOr<std::unique_ptr<CgroupManager>> manager = CgroupManager::Create(options);
     if (!manager.ok()) {
       *skip = absl::StrCat("no usable cgroup hierarchy: ", manager.status().message());
@@ -435,7 +444,10 @@ class RealCgroupTest : public ::testing::Test {
     if (manager_ == nullptr) return;
     manager_->KillAll("t1").IgnoreError();
     manager_->RemoveGroup("t1").IgnoreError();
-    for (const std::string& root : roots_) rmdir(absl::StrCat(root, "/", UniqueParent()).c_str());
+    for (const std::string& root : roots_) {
+      rmdir(absl::StrCat(root, "/", Prefix()).c_str());
+      rmdir(absl::StrCat(root, "/", UniqueParent()).c_str());
+    }
   }
 
   pid_t Spawn() {
@@ -469,15 +481,14 @@ TEST_F(RealCgroupV1Test, CreatesGroupWithLimitsTheKernelAccepts) {
   ASSERT_TRUE(warnings.ok()) << warnings.status();
   const CgroupLayout& layout = manager_->layout();
   if (layout.v1_roots.count("memory")) {
-    EXPECT_EQ(Trim(Slurp(absl::StrCat(layout.v1_roots.at("memory"), "/", UniqueParent(), "/t1/memory.limit_in_bytes"))),
+    EXPECT_EQ(Trim(Slurp(absl::StrCat(layout.v1_roots.at("memory"), "/", Prefix(), "/t1/memory.limit_in_bytes"))),
               "67108864");
   }
   if (layout.v1_roots.count("cpu")) {
-    EXPECT_EQ(Trim(Slurp(absl::StrCat(layout.v1_roots.at("cpu"), "/", UniqueParent(), "/t1/cpu.cfs_quota_us"))),
-              "50000");
+    EXPECT_EQ(Trim(Slurp(absl::StrCat(layout.v1_roots.at("cpu"), "/", Prefix(), "/t1/cpu.cfs_quota_us"))), "50000");
   }
   if (layout.v1_roots.count("cpuset")) {
-    EXPECT_EQ(Trim(Slurp(absl::StrCat(layout.v1_roots.at("cpuset"), "/", UniqueParent(), "/t1/cpuset.cpus"))), "0");
+    EXPECT_EQ(Trim(Slurp(absl::StrCat(layout.v1_roots.at("cpuset"), "/", Prefix(), "/t1/cpuset.cpus"))), "0");
   }
 }
 
