@@ -655,7 +655,7 @@ std::string CgroupTestParent() { return absl::StrCat("icos-test-", getpid(), "-l
 
 class CgroupLauncherTest : public LauncherTestBase {
  protected:
-  CgroupOptions Cgroups() override { return {.parent = CgroupTestParent()}; }
+  CgroupOptions Cgroups() override { return {.parent = CgroupTestParent(), .cluster_id = "c-test"}; }
 
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "cgroup launcher tests need root";
@@ -671,14 +671,17 @@ class CgroupLauncherTest : public LauncherTestBase {
     std::vector<std::string> roots;
     for (const auto& [controller, root] : layout.v1_roots) roots.push_back(root);
     if (!layout.v2_root.empty()) roots.push_back(layout.v2_root);
-    for (const std::string& root : roots) rmdir(absl::StrCat(root, "/", CgroupTestParent()).c_str());
+    for (const std::string& root : roots) {
+      rmdir(absl::StrCat(root, "/", CgroupTestParent(), "/c-test").c_str());
+      rmdir(absl::StrCat(root, "/", CgroupTestParent()).c_str());
+    }
   }
 
   // The memory group of a task, whichever the version.
   std::string MemoryGroup(const std::string& id) {
     const CgroupLayout& layout = launcher_->cgroups()->layout();
     std::string root = layout.version == CgroupVersion::kV2 ? layout.v2_root : layout.v1_roots.at("memory");
-    return absl::StrCat(root, "/", CgroupTestParent(), "/", id);
+    return absl::StrCat(root, "/", CgroupTestParent(), "/c-test/", id);
   }
 };
 
@@ -686,7 +689,7 @@ TEST_F(CgroupLauncherTest, TaskRunsInsideItsOwnCgroup) {
   LaunchedTask task = MustStart(Sh("c1", "cat /proc/self/cgroup"));
   EXPECT_FALSE(task.cgroup_dir.empty());
   ASSERT_TRUE(WaitForExit("c1").has_value());
-  EXPECT_THAT(Log("c1"), HasSubstr(absl::StrCat("/", CgroupTestParent(), "/c1\n")));
+  EXPECT_THAT(Log("c1"), HasSubstr(absl::StrCat("/", CgroupTestParent(), "/c-test/c1\n")));
 }
 
 TEST_F(CgroupLauncherTest, MemoryLimitIsWrittenForTheTask) {

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "agent/frameworks.h"
 #include "agent/health_check.h"
 #include "agent/shim.h"
@@ -79,25 +80,10 @@ NodeAgent::~NodeAgent() { Stop(); }
 std::string NodeAgent::agent_url() const { return absl::StrCat("http://", options_.listen_host, ":", log_port_); }
 
 absl::Status NodeAgent::Start() {
-  TaskLauncherOptions lo;
-  lo.state_dir = options_.work_dir + "/state";
-  lo.log_dir = options_.work_dir + "/logs";
-  lo.cgroups = options_.cgroups;
-  lo.lease_path = LeasePath(options_.work_dir);
-  auto launcher = TaskLauncher::Create(lo);
-  if (!launcher.ok()) return launcher.status();
-  launcher_ = *std::move(launcher);
-  // Tasks that outlived a previous agent keep running and are reported again.
-  for (const std::string& id : launcher_->Adopt()) {
-    Known k;
-    k.status.task_id = id;
-    k.status.state = "Running";
-    known_[id] = k;
-  }
-
+  if (absl::Status st = MakeDirs(options_.work_dir, 0700); !st.ok()) return st;
   logs_ = std::make_unique<httplib::Server>();
   logs_->set_tcp_nodelay(true);
-  const std::string log_dir = lo.log_dir;
+  const std::string log_dir = options_.work_dir + "/logs";
   const std::string key = log_key_;
   logs_->Get(R"(/v1/logs/([A-Za-z0-9._-]+))",
              [this, log_dir, key](const httplib::Request& req, httplib::Response& res) {
@@ -150,6 +136,28 @@ absl::Status NodeAgent::Start() {
   }
   if (!st.ok()) return st;
   RenewLease(contact);
+
+  // The launcher comes after registration: its cgroups are scoped by the
+  // cluster's id, which the controller gave.
+  TaskLauncherOptions lo;
+  lo.state_dir = options_.work_dir + "/state";
+  lo.log_dir = options_.work_dir + "/logs";
+  lo.cgroups = options_.cgroups;
+  lo.cgroups.cluster_id = cluster_id_;
+  lo.lease_path = LeasePath(options_.work_dir);
+  auto launcher = TaskLauncher::Create(lo);
+  if (!launcher.ok()) return launcher.status();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    launcher_ = *std::move(launcher);
+    // Tasks that outlived a previous agent keep running and are reported again.
+    for (const std::string& id : launcher_->Adopt()) {
+      Known k;
+      k.status.task_id = id;
+      k.status.state = "Running";
+      known_[id] = k;
+    }
+  }
   watch_ = std::thread([this] { WatchLoop(); });
   beat_ = std::thread([this] { BeatLoop(); });
   if (!options_.health_check_program.empty()) health_check_ = std::thread([this] { HealthCheckLoop(); });
@@ -171,7 +179,33 @@ absl::Status NodeAgent::Register() {
                {"log_key", log_key_},
                {"unhealthy_reason", unhealthy}};
   auto r = api.Json("POST", "/api/v1/nodes/register", body.dump());
-  return r.ok() ? absl::OkStatus() : r.status();
+  if (!r.ok()) return r.status();
+  return AdoptClusterId(r->value("cluster_id", ""));
+}
+
+absl::Status NodeAgent::AdoptClusterId(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (id.empty()) return absl::FailedPreconditionError("the controller did not say its cluster id (an older icos?)");
+  if (!cluster_id_.empty()) {
+    if (id == cluster_id_) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat("the controller now belongs to cluster ", id,
+                                                      ", not this agent's ", cluster_id_,
+                                                      "; restart the agent with another --work-dir to join it"));
+  }
+  // A work directory serves one cluster: its journals and cgroups are that
+  // cluster's, and tasks of another must never be mistaken for them.
+  const std::string path = options_.work_dir + "/cluster_id";
+  absl::StatusOr<std::string> kept = ReadFile(path);
+  if (kept.ok() && absl::StripAsciiWhitespace(*kept) != id) {
+    return absl::FailedPreconditionError(absl::StrCat("work directory ", options_.work_dir, " belongs to cluster ",
+                                                      absl::StripAsciiWhitespace(*kept), ", but the controller is ",
+                                                      "cluster ", id, "; give this agent another --work-dir"));
+  }
+  if (!kept.ok()) {
+    if (absl::Status st = WriteFileAtomically(path, id + "\n"); !st.ok()) return st;
+  }
+  cluster_id_ = id;
+  return absl::OkStatus();
 }
 
 void NodeAgent::Stop() {

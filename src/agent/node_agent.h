@@ -107,6 +107,9 @@ class NodeAgent {
   void WatchLoop();
   void BeatLoop();
   absl::Status Register();
+  // Takes the cluster id the controller answered a registration with: the
+  // first one (checked against the work directory's), later ones must match.
+  absl::Status AdoptClusterId(const std::string& id);
   void Reconcile(uint64_t version, const std::vector<wire::Assignment>& tasks);
   // Forgets the acknowledged ends (REQUIRES mu_).
   void ForgetAcknowledged(const wire::HeartbeatReply& reply);
@@ -120,6 +123,7 @@ class NodeAgent {
   const NodeAgentOptions options_;
   icos::Clock* const clock_;
   std::string log_key_;
+  std::string cluster_id_;  // from the first registration (guarded by mu_)
   std::unique_ptr<TaskLauncher> launcher_;
   std::unique_ptr<httplib::Server> logs_;
   int log_port_ = 0;

@@ -94,6 +94,9 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions
     if (!learning.ok()) return learning.status();
     c->learning_ = *std::move(learning);
   }
+  auto cluster_id = store->ClusterId(store::NewClusterId());
+  if (!cluster_id.ok()) return cluster_id.status();
+  c->cluster_id_ = *cluster_id;
   if (absl::Status st = c->Load(); !st.ok()) return st;
   if (absl::Status st = c->LoadRuntimeHistory(); !st.ok()) return st;
   return c;

@@ -312,6 +312,9 @@ class Controller {
   const ControllerCounters& counters() const { return counters_; }
   // The controller's clock (API defaults such as "until now").
   int64_t NowMs() const { return clock_->NowMs(); }
+  // The cluster's id (StateStore::ClusterId): agents scope what they make on
+  // a host (cgroups) by it. Fixed after Create().
+  const std::string& cluster_id() const { return cluster_id_; }
   // Takes a utilisation sample if the clock has entered a new step since the
   // last one (the loop calls it; tests call it with a FakeClock). Returns
   // whether it sampled. Samples older than the retention are pruned.
@@ -413,6 +416,7 @@ class Controller {
 
   const ControllerOptions options_;
   store::StateStore* const store_;
+  std::string cluster_id_;
   Clock* const clock_;
   core::Scheduler scheduler_;
   std::unique_ptr<RuntimeLearning> learning_;  // null when options_.learning.enabled is false

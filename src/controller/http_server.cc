@@ -466,7 +466,7 @@ void HttpServer::Routes() {
         !st.ok()) {
       return Fail(res, st);
     }
-    Reply(res, 200, {{"name", node->name}});
+    Reply(res, 200, {{"name", node->name}, {"cluster_id", c->cluster_id()}});
   }));
 
   s.Post(R"(/api/v1/nodes/([^/]+)/(drain|resume))", authed([c](const Principal& who, const httplib::Request& req,

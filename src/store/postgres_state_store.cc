@@ -21,6 +21,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "store/record_columns.h"
 
 namespace icos::store {
@@ -151,6 +153,13 @@ CREATE TABLE idempotency_keys (
   PRIMARY KEY ("user", key)
 );
 CREATE INDEX idempotency_keys_by_created ON idempotency_keys(created_ms);
+
+-- The cluster's own id (StateStore::ClusterId), made by the first controller.
+CREATE TABLE cluster (
+  id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+  cluster_id TEXT NOT NULL,
+  created_ms BIGINT NOT NULL
+);
 )sql",
 };
 static_assert(std::size(kMigrations) == PostgresStateStore::kSchemaVersion,
@@ -681,6 +690,26 @@ absl::StatusOr<LeaderRecord> PostgresStateStore::GetLeader() {
   absl::Status status = WithConnection([&](Connection& conn) {
     out = ReadLeader(conn, /*for_share=*/false, "get leader");
     return out.status();
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::string> PostgresStateStore::ClusterId(const std::string& candidate) {
+  static const std::string insert =
+      "INSERT INTO cluster(id, cluster_id, created_ms) VALUES(1, $1, $2) ON CONFLICT(id) DO NOTHING";
+  static const std::string select = "SELECT cluster_id FROM cluster WHERE id = 1";
+  constexpr absl::string_view kWhat = "cluster id";
+  std::string out;
+  absl::Status status = WithConnection([&](Connection& conn) -> absl::Status {
+    Params params;
+    params.Text(candidate).Int(absl::ToUnixMillis(absl::Now()));
+    if (auto inserted = conn.Exec(insert, params, kWhat); !inserted.ok()) return inserted.status();
+    absl::StatusOr<Result> row = conn.Exec(select, Params(), kWhat);
+    if (!row.ok()) return row.status();
+    if (row->rows() != 1) return absl::InternalError("cluster id: no row after inserting one");
+    out = row->Text(0, 0);
+    return absl::OkStatus();
   });
   if (!status.ok()) return status;
   return out;

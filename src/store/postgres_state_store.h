@@ -115,6 +115,7 @@ class PostgresStateStore : public StateStore {
   absl::StatusOr<LeadResult> TryLead(const LeaderRecord& me) override;
   absl::Status CheckLeadership() override;
   absl::StatusOr<LeaderRecord> GetLeader() override;
+  absl::StatusOr<std::string> ClusterId(const std::string& candidate) override;
 
  private:
   PostgresStateStore(PostgresOptions options, std::unique_ptr<pg_internal::Connection> first, int32_t schema_version);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <optional>
+#include <random>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,17 @@ absl::Status CheckEpoch(int64_t mine, const absl::StatusOr<LeaderRecord>& leader
                    current.holder.empty() ? "another controller" : absl::StrCat("'", current.holder, "'"),
                    current.url.empty() ? "" : absl::StrCat(" at ", current.url), " took over at epoch ", current.epoch,
                    "); it must stop and let the leader serve"));
+}
+
+std::string NewClusterId() {
+  std::random_device entropy;  // the kernel's random source
+  static const char* kHex = "0123456789abcdef";
+  std::string out = "c";
+  for (int i = 0; i < 2; ++i) {
+    uint32_t word = entropy();
+    for (int b = 0; b < 8; ++b, word >>= 4) out.push_back(kHex[word & 15]);
+  }
+  return out;
 }
 
 void ApplyOutcomes(const std::vector<JobRecord*>& group, const std::vector<IdempotentOutcome>& outcomes) {

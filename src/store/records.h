@@ -196,6 +196,9 @@ void ApplyOutcomes(const std::vector<JobRecord*>& group, const std::vector<Idemp
 // when its key stands for another request.
 absl::Status InsertOutcome(const JobRecord& job);
 
+// A fresh cluster id: "c" and 16 random hex digits.
+std::string NewClusterId();
+
 // The "Submitted" event InsertJob appends for a job just given id `job_id`.
 EventRecord SubmittedEvent(const JobRecord& job, int64_t job_id);
 

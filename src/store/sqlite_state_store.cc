@@ -25,6 +25,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "store/record_columns.h"
 
 namespace icos::store {
@@ -154,6 +156,13 @@ CREATE TABLE idempotency_keys (
   PRIMARY KEY (user, key)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX idempotency_keys_by_created ON idempotency_keys(created_ms);
+
+-- The cluster's own id (StateStore::ClusterId), made by the first controller.
+CREATE TABLE cluster (
+  id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+  cluster_id TEXT NOT NULL,
+  created_ms INTEGER NOT NULL
+) STRICT;
 )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion,
@@ -581,6 +590,25 @@ absl::StatusOr<LeaderRecord> SqliteStateStore::GetLeader() {
   });
   if (!status.ok()) return status;
   return out;
+}
+
+absl::StatusOr<std::string> SqliteStateStore::ClusterId(const std::string& candidate) {
+  static const std::string insert =
+      "INSERT INTO cluster(id, cluster_id, created_ms) VALUES(1, ?, ?) ON CONFLICT(id) DO NOTHING";
+  static const std::string select = "SELECT cluster_id FROM cluster WHERE id = 1";
+  constexpr absl::string_view kWhat = "cluster id";
+  absl::MutexLock lock(&write_mu_);
+  Connection& conn = *writer_;
+  {
+    Stmt st(conn, insert, kWhat);
+    st.Text(candidate).Int(absl::ToUnixMillis(absl::Now()));
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
+  Stmt st(conn, select, kWhat);
+  absl::StatusOr<bool> row = st.Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::InternalError("cluster id: no row after inserting one");
+  return st.ColumnText(0);
 }
 
 absl::Status SqliteStateStore::InsertJob(JobRecord* job) {

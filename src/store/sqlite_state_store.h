@@ -99,6 +99,7 @@ class SqliteStateStore : public StateStore {
   absl::StatusOr<LeadResult> TryLead(const LeaderRecord& me) override;
   absl::Status CheckLeadership() override;
   absl::StatusOr<LeaderRecord> GetLeader() override;
+  absl::StatusOr<std::string> ClusterId(const std::string& candidate) override;
 
  private:
   SqliteStateStore(SqliteOptions options, std::unique_ptr<sqlite_internal::Connection> writer, int32_t schema_version);

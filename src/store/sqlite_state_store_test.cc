@@ -171,7 +171,7 @@ TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToSchemaVersion4) {
   EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "4");
   EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
                           "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
-            "events,idempotency_keys,jobs,leader,nodes,queues,tasks,tokens,usage,utilisation");
+            "cluster,events,idempotency_keys,jobs,leader,nodes,queues,tasks,tokens,usage,utilisation");
   EXPECT_EQ(raw.QueryText("SELECT epoch FROM leader"), "0");
 }
 

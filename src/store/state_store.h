@@ -80,6 +80,12 @@ class StateStore {
   virtual absl::Status CheckLeadership() = 0;
   // The latest leader as recorded (epoch 0 when none has led yet).
   virtual absl::StatusOr<LeaderRecord> GetLeader() = 0;
+
+  // The cluster's id: made once, the first time any controller asks
+  // (`candidate`, e.g. NewClusterId()), and the same for every controller
+  // of this store from then on. Names what the cluster owns on shared hosts
+  // (its agents' cgroups), so two clusters on one machine never meet.
+  virtual absl::StatusOr<std::string> ClusterId(const std::string& candidate) = 0;
 };
 
 }  // namespace icos::store

@@ -146,6 +146,24 @@ TEST_P(StateStoreConformanceTest, InsertJobAppendsSubmittedEvent) {
   EXPECT_GT((*events)[0].id, 0);
 }
 
+// ---- The cluster's id ----
+
+TEST_P(StateStoreConformanceTest, ClusterIdIsMadeOnceAndKept) {
+  absl::StatusOr<std::string> first = store_->ClusterId("c-first");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, "c-first");
+  absl::StatusOr<std::string> again = store_->ClusterId("c-second");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, "c-first");
+}
+
+TEST(NewClusterIdTest, IsFreshAndSafeAsAPathComponent) {
+  const std::string a = NewClusterId(), b = NewClusterId();
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.size(), 17u);
+  EXPECT_EQ(a.find_first_not_of("c0123456789abcdef"), std::string::npos) << a;
+}
+
 // ---- Idempotency keys: a retried submit finds the job it made ----
 
 JobRecord Keyed(const std::string& name, const std::string& key, const std::string& digest, int64_t submit_ms = 1000,

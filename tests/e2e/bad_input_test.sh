@@ -4,7 +4,7 @@ source "$(dirname "$0")/lib.sh"
 # A low rate, so that the floods below exceed it even when a loaded machine
 # serves them slowly.
 start_up --rate-limit 20
-printf 'tasks:\n  - command: ["sleep", "30"]\n    resources: {cpu: 0.1, memory: 16Mi}\n' > "$E2E_DIR/good.yaml"
+printf 'tasks:\n  - command: ["sleep", "600"]\n    resources: {cpu: 0.1, memory: 16Mi}\n' > "$E2E_DIR/good.yaml"
 good=$(submit "$E2E_DIR/good.yaml")
 
 expect_error() {  # expect_error PATTERN CMD...
