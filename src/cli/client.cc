@@ -110,6 +110,7 @@ struct ClientCommands {
   std::string node_name;
   int32_t device = -1;  // node drain/resume --device; -1: the whole node
   std::string file;
+  std::string idempotency_key;
   int64_t job_id = 0;
   int32_t task = 0;
   bool follow = false;
@@ -130,6 +131,9 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   };
   c->submit = app.add_subcommand("submit", "Submit a job spec (YAML or JSON)");
   c->submit->add_option("file", c->file, "job spec file, or - for stdin")->required();
+  c->submit->add_option("--idempotency-key", c->idempotency_key,
+                        "a key of yours for this submission: submitting again with it within 24 h returns the same "
+                        "job (default: a fresh one each time)");
   common(c->submit);
   c->jobs = app.add_subcommand("jobs", "List jobs");
   c->jobs->add_option("--state", c->state, "Pending, Running, Succeeded, Failed or Cancelled");
@@ -263,7 +267,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       said = true;
     });
     auto r = api.Json("POST", "/api/v1/jobs", *text, "application/yaml",
-                      {{"X-Icos-Workdir", cwd}, {"Idempotency-Key", NewIdempotencyKey()}});
+                      {{"X-Icos-Workdir", cwd},
+                       {"Idempotency-Key", c->idempotency_key.empty() ? NewIdempotencyKey() : c->idempotency_key}});
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
     out << "job " << (*r)["id"].get<int64_t>() << " submitted\n";

@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
                   "GET /metrics needs a bearer token (default: open, as Prometheus expects)");
     sub->add_option("--utilisation-step", server.utilisation_step_s, "seconds between utilisation history samples")
         ->check(CLI::Range(int64_t{1}, int64_t{86'400}));
+    sub->add_option("--node-lease", server.node_lease_s,
+                    "seconds a node may be silent before it gets no new work; its tasks stop there and may run "
+                    "elsewhere after their job's max_disconnect, this by default (docs/reliability.md)")
+        ->check(CLI::Range(int64_t{10}, int64_t{86'400}));
     sub->add_flag("!--no-learned-estimates", server.learn_runtimes,
                   "do not estimate run times from finished jobs (jobs without runtime_estimate then use their "
                   "time_limit, or none)");

@@ -167,6 +167,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   co.scheduler.placement = flags.placement;
   co.utilisation_step_s = flags.utilisation_step_s;
   co.learning.enabled = flags.learn_runtimes;
+  co.node_lease_ms = flags.node_lease_s * 1000;
   auto c = controller::Controller::Create(co, p.store.get(), RealClock::Default());
   if (!c.ok()) return c.status();
   p.controller = *std::move(c);

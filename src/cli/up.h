@@ -30,6 +30,7 @@ struct ServerFlags {
   bool metrics_auth = false;  // GET /metrics needs a token
   int64_t utilisation_step_s = 15;  // utilisation history resolution
   bool learn_runtimes = true;       // learned run-time estimates for jobs that give none
+  int64_t node_lease_s = 60;        // ControllerOptions::node_lease_ms
 };
 
 struct AgentFlags {
