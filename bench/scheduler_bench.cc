@@ -58,7 +58,8 @@ const Snapshot& SnapshotFor(int32_t nodes) {
     const auto spec = Spec(nodes);
     slot->now_ms = 10'000'000;
     slot->nodes = icos::sim::MakeCluster(spec);
-    slot->running = icos::sim::MakeRunning(spec, slot->nodes, 2 * nodes, /*seed=*/7, /*first_id=*/1'000'000, slot->now_ms);
+    slot->running =
+        icos::sim::MakeRunning(spec, slot->nodes, 2 * nodes, /*seed=*/7, /*first_id=*/1'000'000, slot->now_ms);
     icos::sim::WorkloadSpec w;
     w.seed = 11;
     w.jobs = nodes;
@@ -92,8 +93,8 @@ void BM_FullPass(benchmark::State& state) {
   state.counters["binds"] = static_cast<double>(last.binds.size());
   state.counters["preemptions"] = static_cast<double>(last.preemptions.size());
   state.counters["reservations"] = static_cast<double>(last.reservations.size());
-  state.counters["decisions_per_s"] = benchmark::Counter(decided * static_cast<double>(state.iterations()),
-                                                         benchmark::Counter::kIsRate);
+  state.counters["decisions_per_s"] =
+      benchmark::Counter(decided * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["peak_rss_mib"] = PeakRssMib();
 }
 BENCHMARK(BM_FullPass)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond)->MinTime(2.0);
@@ -136,6 +137,43 @@ void BM_PlaceOneNewJob(benchmark::State& state) {
   state.counters["peak_rss_mib"] = PeakRssMib();
 }
 BENCHMARK(BM_PlaceOneNewJob)->Arg(10'000)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// One gang of `tasks` replicas (1 device, 1 CPU each) arrives at an idle
+// cluster of 10,000 nodes x 8 devices: what one scheduling pass costs for a
+// job of that size (the API bounds tasks per job by this; docs/api.md).
+void BM_LargeGang(benchmark::State& state) {
+  const auto spec = Spec(10'000);
+  Snapshot snap;
+  snap.now_ms = 10'000'000;
+  snap.nodes = icos::sim::MakeCluster(spec);
+  icos::core::Job gang;
+  gang.id = icos::JobId(1);
+  gang.user = "alice";
+  gang.queue = "default";
+  gang.submit_ms = snap.now_ms;
+  icos::core::TaskGroup g;
+  g.name = "worker";
+  g.replicas = static_cast<int32_t>(state.range(0));
+  g.request.cpu_milli = 1'000;
+  g.request.memory_mib = 1'024;
+  g.request.devices = 1;
+  gang.groups.push_back(g);
+  snap.pending.push_back(gang);
+  auto sched = Scheduler::Create({});
+  size_t placed = 0;
+  for (auto _ : state) {
+    auto d = sched->Schedule(snap);
+    if (!d.ok()) {
+      state.SkipWithError(std::string(d.status().message()).c_str());
+      return;
+    }
+    placed = d->binds.empty() ? 0 : d->binds[0].tasks.size();
+    benchmark::DoNotOptimize(d);
+  }
+  state.counters["placed"] = static_cast<double>(placed);
+  state.counters["peak_rss_mib"] = PeakRssMib();
+}
+BENCHMARK(BM_LargeGang)->Arg(1'000)->Arg(10'000)->Arg(50'000)->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
 }  // namespace
 

@@ -1156,6 +1156,57 @@ absl::StatusOr<int64_t> ParseDurationS(const std::string& text) {
   return ParseUnsignedDuration(text);
 }
 
+int64_t AssignmentBytes(const JobSpec& spec) {
+  int64_t tasks = 0, job_env = 0;
+  for (const TaskSpec& t : spec.tasks) tasks += t.replicas;
+  for (const auto& [k, v] : spec.env) job_env += static_cast<int64_t>(k.size() + v.size() + 2);
+  // Framework variables, devices, limits and the JSON around them.
+  constexpr int64_t kPerTask = 1'024;
+  // One entry of a rank list: a hostfile line, an endpoint, a TF_CONFIG
+  // worker (about 32 bytes); a MindSpore rank-table device (about 96).
+  const int64_t per_rank_entry = spec.framework == Framework::kMindSpore ? 96 : 32;
+  const bool lists_ranks = spec.framework == Framework::kMpi || spec.framework == Framework::kDeepSpeed ||
+                           spec.framework == Framework::kMindSpore || spec.framework == Framework::kPaddle ||
+                           spec.framework == Framework::kTensorFlow;
+  int64_t bytes = 0;
+  for (const TaskSpec& t : spec.tasks) {
+    int64_t one = kPerTask + job_env + static_cast<int64_t>(t.workdir.size());
+    for (const std::string& a : t.command) one += static_cast<int64_t>(a.size() + 1);
+    for (const auto& [k, v] : t.env) one += static_cast<int64_t>(k.size() + v.size() + 2);
+    if (lists_ranks) one += tasks * per_rank_entry;
+    bytes += one * t.replicas;
+  }
+  return bytes;
+}
+
+namespace {
+
+// What one job may cost the controller (SpecLimits::max_job_tasks and
+// max_assignment_bytes).
+absl::Status CheckCost(const JobSpec& spec, const SpecLimits& limits) {
+  int64_t tasks = 0;
+  for (const TaskSpec& t : spec.tasks) tasks += t.replicas;
+  if (tasks > limits.max_job_tasks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tasks: ", tasks, " tasks (replicas across all task groups) is above this cluster's limit of ",
+                     limits.max_job_tasks,
+                     " per job; split the work (an array of jobs) or ask an admin to raise it "
+                     "(icos server --max-job-tasks)"));
+  }
+  const int64_t bytes = AssignmentBytes(spec);
+  if (bytes > limits.max_assignment_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("this job's ", tasks, " tasks would carry about ", (bytes + (1 << 20) - 1) >> 20,
+                     " MiB of commands, environment", tasks > 1 ? " and rank lists" : "",
+                     " in all, above this cluster's limit of ", limits.max_assignment_bytes >> 20,
+                     " MiB per job; pass large data as files, not environment variables, or "
+                     "ask an admin to raise it (icos server --max-job-mib)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& limits) {
   if (text.size() > limits.max_bytes) {
     return absl::InvalidArgumentError(
@@ -1187,7 +1238,10 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& 
   }
   try {
     Parser parser(limits);
-    return parser.Job(Field{"", root.Mark(), root});
+    absl::StatusOr<JobSpec> spec = parser.Job(Field{"", root.Mark(), root});
+    if (!spec.ok()) return spec;
+    if (absl::Status s = CheckCost(*spec, limits); !s.ok()) return s;
+    return spec;
   } catch (const std::exception& e) {
     // yaml-cpp throws only on misuse, which the parser avoids; still, never let it escape.
     return absl::InvalidArgumentError(absl::StrCat("spec: could not read: ", e.what()));

@@ -109,6 +109,13 @@ struct SpecLimits {
   size_t max_bytes = 1 << 20;
   int32_t max_tasks = 64;          // task groups
   int32_t max_replicas = 100'000;  // per group
+  // Bounds on what one accepted job costs the controller (docs/api.md,
+  // "Limits"): its tasks across groups, and AssignmentBytes() of it. Binding
+  // a 4,096-task gang holds the controller's state for well under 100 ms
+  // (bench/large_job_bench); 48 MiB keeps one job's assignments inside the
+  // ~50 MB a single request may cost. Admins raise both per cluster.
+  int32_t max_job_tasks = 4'096;
+  int64_t max_assignment_bytes = 48LL << 20;
   int64_t max_cpu_milli = 1'024'000;
   int64_t max_memory_mib = 64LL * 1024 * 1024;
   int32_t max_devices = 1'024;  // per task
@@ -136,6 +143,13 @@ struct SpecLimits {
 //   - input is one UTF-8 document of at most max_bytes, nested at most 64
 //     levels, whose aliases expand it at most 4 times.
 absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& limits = {});
+
+// About how many bytes the assignments of all of a job's tasks carry: each
+// task's command and environment (job and task level) plus, for frameworks
+// whose every rank gets the list of all ranks (mpi, deepspeed, mindspore,
+// paddle, tensorflow), that list. What the controller keeps and sends per
+// task grows with it.
+int64_t AssignmentBytes(const JobSpec& spec);
 
 // Canonical JSON of a spec (what the store keeps and the API returns); parses
 // back with ParseJobSpec to an equal spec. Every field is written except

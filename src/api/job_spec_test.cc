@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -108,6 +109,28 @@ TEST(ParseJobSpecTest, JsonFormParsesLikeYaml) {
 TEST(ParseJobSpecTest, MaxDisconnectIsAtLeastTenSeconds) {
   EXPECT_EQ(MustParse(OneTask("", "max_disconnect: 90s\n")).max_disconnect_s, 90);
   EXPECT_THAT(ErrorOf(OneTask("", "max_disconnect: 5s\n")), HasSubstr("must be at least 10s"));
+}
+
+// What one job may cost is bounded: its tasks, and the bytes its tasks'
+// assignments carry (a 0.9 MB environment on 100 replicas cost 210 MB).
+TEST(ParseJobSpecTest, OneJobsCostIsBounded) {
+  EXPECT_EQ(ErrorOf("tasks: [{command: [x], replicas: 3000}, {command: [y], replicas: 2000}]"),
+            "tasks: 5000 tasks (replicas across all task groups) is above this cluster's limit of 4096 per job; "
+            "split the work (an array of jobs) or ask an admin to raise it (icos server --max-job-tasks)");
+  SpecLimits raised;
+  raised.max_job_tasks = 20'000;
+  EXPECT_EQ(ErrorOf("tasks: [{command: [x], replicas: 6000}, {command: [y], replicas: 5000}]", raised), "<parsed OK>");
+  // 100 replicas with 0.6 MiB of environment each: ~60 MiB.
+  std::string env = "env: {BIG: " + std::string(600 * 1024, 'x') + "}\n";
+  EXPECT_THAT(ErrorOf(env + "tasks: [{command: [x], replicas: 100}]"),
+              HasSubstr("would carry about 59 MiB of commands, environment and rank lists in all, above this "
+                        "cluster's limit of 48 MiB per job"));
+  EXPECT_EQ(ErrorOf(env + "tasks: [{command: [x], replicas: 10}]"), "<parsed OK>");
+  // Every MPI rank carries the list of all ranks: 1,200 fit, 1,300 do not.
+  EXPECT_EQ(ErrorOf("framework: mpi\ntasks: [{command: [x], replicas: 1200}]"), "<parsed OK>");
+  EXPECT_THAT(ErrorOf("framework: mpi\ntasks: [{command: [x], replicas: 1300}]"), HasSubstr("limit of 48 MiB"));
+  // PyTorch ranks need only the rendezvous address: as many as the task limit allows.
+  EXPECT_EQ(ErrorOf("framework: pytorch\ntasks: [{command: [x], replicas: 10000}]", raised), "<parsed OK>");
 }
 
 TEST(ParseJobSpecTest, MinimalSpecTakesDefaults) {
@@ -627,7 +650,11 @@ TEST(ParseDurationSTest, RejectsOverflow) {
 
 void ExpectRoundTrip(const JobSpec& spec) {
   const std::string json = JobSpecToJson(spec);
-  absl::StatusOr<JobSpec> again = ParseJobSpec(json);
+  // Limits on a job's cost are the cluster's to set; the format has none.
+  SpecLimits any_cost;
+  any_cost.max_job_tasks = std::numeric_limits<int32_t>::max();
+  any_cost.max_assignment_bytes = std::numeric_limits<int64_t>::max();
+  absl::StatusOr<JobSpec> again = ParseJobSpec(json, any_cost);
   ASSERT_TRUE(again.ok()) << again.status() << "\n" << json;
   EXPECT_EQ(*again, spec) << json;
   EXPECT_EQ(JobSpecToJson(*again), json);

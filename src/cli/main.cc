@@ -42,6 +42,12 @@ int main(int argc, char** argv) {
                     "seconds a node may be silent before it gets no new work; its tasks stop there and may run "
                     "elsewhere after their job's max_disconnect, this by default (docs/reliability.md)")
         ->check(CLI::Range(int64_t{10}, int64_t{86'400}));
+    sub->add_option("--max-job-tasks", server.max_job_tasks,
+                    "most tasks (replicas across task groups) one job may have (docs/api.md, Limits)")
+        ->check(CLI::Range(1, 1'000'000));
+    sub->add_option("--max-job-mib", server.max_job_mib,
+                    "most MiB of commands, environment and rank lists one job's tasks may carry in all")
+        ->check(CLI::Range(int64_t{1}, int64_t{65'536}));
     sub->add_flag("!--no-learned-estimates", server.learn_runtimes,
                   "do not estimate run times from finished jobs (jobs without runtime_estimate then use their "
                   "time_limit, or none)");

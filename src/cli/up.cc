@@ -168,6 +168,8 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   co.utilisation_step_s = flags.utilisation_step_s;
   co.learning.enabled = flags.learn_runtimes;
   co.node_lease_ms = flags.node_lease_s * 1000;
+  co.spec_limits.max_job_tasks = flags.max_job_tasks;
+  co.spec_limits.max_assignment_bytes = flags.max_job_mib << 20;
   auto c = controller::Controller::Create(co, p.store.get(), RealClock::Default());
   if (!c.ok()) return c.status();
   p.controller = *std::move(c);

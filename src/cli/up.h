@@ -31,6 +31,8 @@ struct ServerFlags {
   int64_t utilisation_step_s = 15;  // utilisation history resolution
   bool learn_runtimes = true;       // learned run-time estimates for jobs that give none
   int64_t node_lease_s = 60;        // ControllerOptions::node_lease_ms
+  int32_t max_job_tasks = 4'096;    // api::SpecLimits::max_job_tasks
+  int64_t max_job_mib = 48;         // api::SpecLimits::max_assignment_bytes, in MiB
 };
 
 struct AgentFlags {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -64,6 +65,9 @@ api::SpecLimits StoredSpecLimits() {
   // Stored specs are canonical JSON, which can be larger than the YAML a user sent.
   api::SpecLimits stored;
   stored.max_bytes = 64 << 20;
+  // A job accepted under higher limits than today's must still load.
+  stored.max_job_tasks = std::numeric_limits<int32_t>::max();
+  stored.max_assignment_bytes = std::numeric_limits<int64_t>::max();
   return stored;
 }
 
@@ -350,7 +354,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
       !std::all_of(idempotency_key.begin(), idempotency_key.end(), [](char ch) { return ch > 0x20 && ch < 0x7f; })) {
     return absl::InvalidArgumentError("Idempotency-Key must be 1-255 printable ASCII characters without spaces");
   }
-  auto spec = api::ParseJobSpec(spec_text);
+  auto spec = api::ParseJobSpec(spec_text, options_.spec_limits);
   if (!spec.ok()) return spec.status();
   if (!base_dir.empty() && base_dir[0] == '/') {
     for (api::TaskSpec& t : spec->tasks) {
@@ -932,80 +936,85 @@ absl::StatusOr<Assignments> Controller::WatchAssignments(const Principal& caller
 
 // --- scheduling ------------------------------------------------------------------------
 
-absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
-    const JobEntry& j, const core::BindDecision& bind, const std::vector<std::string>& node_names) const {
+absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(const api::JobSpec& spec, int64_t job_id,
+                                                                         int32_t attempt,
+                                                                         const core::BindDecision& bind,
+                                                                         const PassNodes& nodes,
+                                                                         const std::vector<int64_t>& waits_for) const {
+  const std::vector<std::string>& node_names = nodes.names;
   // Ranks in (group, replica) order; nodes numbered in order of first use.
+  // Linear in the job's tasks (a 10,000-task gang binds in one pass): one
+  // RankInfo is filled once and only its per-rank fields change per task.
   std::vector<core::TaskPlacement> placed = bind.tasks;
   std::sort(placed.begin(), placed.end(),
             [](const auto& a, const auto& b) { return std::tie(a.group, a.replica) < std::tie(b.group, b.replica); });
-  std::vector<std::string> node_order;
+  std::map<std::string, int32_t> node_rank;  // node -> its index among the job's nodes
   std::map<std::string, int32_t> per_node;
   agent::RankInfo info;
-  info.framework = api::FrameworkName(j.spec.framework);
-  info.job_name = j.spec.name;
-  info.job_id = j.rec.id;
+  info.framework = api::FrameworkName(spec.framework);
+  info.job_name = spec.name;
+  info.job_id = job_id;
   info.world_size = static_cast<int32_t>(placed.size());
-  info.master_port = options_.port_base + static_cast<int32_t>(j.rec.id % 10'000);
+  info.master_port = options_.port_base + static_cast<int32_t>(job_id % 10'000);
   for (const auto& p : placed) {
     const std::string& name = node_names[p.node];
-    if (std::find(node_order.begin(), node_order.end(), name) == node_order.end()) node_order.push_back(name);
+    node_rank.emplace(name, static_cast<int32_t>(node_rank.size()));
     ++per_node[name];
-    auto nit = nodes_.find(name);
-    info.rank_hosts.push_back(nit != nodes_.end() && !nit->second.rec.address.empty() ? nit->second.rec.address : name);
+    info.rank_hosts.push_back(nodes.addresses[p.node]);
     info.rank_ports.push_back(info.master_port + 1 + static_cast<int32_t>(info.rank_ports.size()));
     std::vector<int32_t> devs;
     for (const auto& s : p.devices) devs.push_back(s.device);
     info.rank_devices.push_back(devs);
   }
-  info.num_nodes = static_cast<int32_t>(node_order.size());
+  info.num_nodes = static_cast<int32_t>(node_rank.size());
   info.master_addr = info.rank_hosts.empty() ? "127.0.0.1" : info.rank_hosts[0];
+  // The agent puts generated files in the task's own directory and
+  // substitutes this placeholder with its path.
+  info.files_dir = wire::kTaskDirPlaceholder;
   std::vector<TaskEntry> out;
+  out.reserve(placed.size());
   std::map<std::string, int32_t> local_seen;
   for (int32_t rank = 0; rank < static_cast<int32_t>(placed.size()); ++rank) {
     const core::TaskPlacement& p = placed[rank];
     const std::string& node = node_names[p.node];
-    const api::TaskSpec& ts = j.spec.tasks[p.group];
+    const api::TaskSpec& ts = spec.tasks[p.group];
     TaskEntry e;
     e.placement = p;
-    e.rec.job_id = j.rec.id;
+    e.rec.job_id = job_id;
     e.rec.group = p.group;
     e.rec.replica = p.replica;
-    e.rec.attempt = j.rec.attempt;
+    e.rec.attempt = attempt;
     e.rec.node = node;
     e.rec.state = TaskState::kAssigned;
     wire::Assignment& a = e.assignment;
-    a.task_id = wire::TaskId(j.rec.id, p.group, p.replica, j.rec.attempt);
-    a.job_id = j.rec.id;
+    a.task_id = wire::TaskId(job_id, p.group, p.replica, attempt);
+    a.job_id = job_id;
     a.group = p.group;
     a.replica = p.replica;
-    a.attempt = j.rec.attempt;
+    a.attempt = attempt;
     a.argv = ts.command;
     a.workdir = ts.workdir;
     a.cpu_milli = p.cpu_milli;
     a.memory_mib = p.memory_mib;
     a.numa_nodes = p.numa_nodes;
-    a.time_limit_s = j.spec.time_limit_s;
+    a.time_limit_s = spec.time_limit_s;
     a.grace_ms = options_.grace_ms;
-    a.max_disconnect_ms = j.spec.max_disconnect_s > 0 ? j.spec.max_disconnect_s * 1000 : options_.node_lease_ms;
-    for (const auto& [k, v] : j.spec.env) a.env[k] = v;
+    a.max_disconnect_ms = spec.max_disconnect_s > 0 ? spec.max_disconnect_s * 1000 : options_.node_lease_ms;
+    for (const auto& [k, v] : spec.env) a.env[k] = v;
     for (const auto& [k, v] : ts.env) a.env[k] = v;
-    agent::RankInfo ri = info;
-    ri.rank = rank;
-    ri.local_rank = local_seen[node]++;
-    ri.local_world_size = per_node[node];
-    ri.node_rank = static_cast<int32_t>(std::find(node_order.begin(), node_order.end(), node) - node_order.begin());
-    // The agent puts generated files in the task's own directory and
-    // substitutes this placeholder with its path.
-    ri.files_dir = wire::kTaskDirPlaceholder;
-    auto setup = agent::SetupFramework(ri);
+    info.rank = rank;
+    info.local_rank = local_seen[node]++;
+    info.local_world_size = per_node[node];
+    info.node_rank = node_rank[node];
+    auto setup = agent::SetupFramework(info);
     if (!setup.ok()) return setup.status();
-    for (const auto& [k, v] : setup->env) a.env[k] = v;
-    a.files = setup->files;
-    auto nit = nodes_.find(node);
+    for (auto& [k, v] : setup->env) a.env[k] = std::move(v);
+    a.files = std::move(setup->files);
+    const core::Node& where = (*nodes.nodes)[p.node];
     for (const auto& s : p.devices) {
       a.devices.push_back(s.device);
-      if (nit != nodes_.end() && s.device < static_cast<int32_t>(nit->second.node.devices.size())) {
-        a.vendor = nit->second.node.devices[s.device].vendor;
+      if (s.device >= 0 && s.device < static_cast<int32_t>(where.devices.size())) {
+        a.vendor = where.devices[s.device].vendor;
       }
     }
     if (!a.devices.empty()) {
@@ -1016,10 +1025,11 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
         a.env["ICOS_DEVICE_MEMORY_MIB"] = absl::StrCat(p.devices[0].memory_mib);
       }
     }
-    e.rec.placement_json = json{{"placement", wire::PlacementToJson(p)},
-                                {"assignment", wire::AssignmentToJson(a)},
-                                {"waits_for", std::vector<int64_t>()}}
-                               .dump();
+    e.rec.placement_json = json{
+        {"placement", wire::PlacementToJson(p)},
+        {"assignment", wire::AssignmentToJson(a)},
+        {"waits_for",
+         waits_for}}.dump();
     out.push_back(std::move(e));
   }
   return out;
@@ -1036,7 +1046,9 @@ absl::Status Controller::RunPass() {
   const int64_t now = clock_->NowMs();
   core::Snapshot snap;
   snap.now_ms = now;
-  std::vector<std::string> node_names;
+  PassNodes pass_nodes;
+  pass_nodes.nodes = &snap.nodes;
+  std::vector<std::string>& node_names = pass_nodes.names;
   std::vector<uint64_t> node_generation;
   std::map<int64_t, int32_t> pending_attempt;
   {
@@ -1046,6 +1058,7 @@ absl::Status Controller::RunPass() {
       if (n.rec.state != "Ready") continue;
       node_index[name] = static_cast<int32_t>(snap.nodes.size());
       node_names.push_back(name);
+      pass_nodes.addresses.push_back(n.rec.address.empty() ? name : n.rec.address);
       node_generation.push_back(n.generation);
       snap.nodes.push_back(n.node);
       if (n.drained || !n.unhealthy_reason.empty()) snap.nodes.back().schedulable = false;
@@ -1080,6 +1093,30 @@ absl::Status Controller::RunPass() {
   if (snap.pending.empty()) return absl::OkStatus();
   auto decisions = scheduler_.Schedule(snap);
   if (!decisions.ok()) return decisions.status();
+
+  // Each rank's framework setup is computed outside the lock too: for a
+  // large gang it is the costliest part of a bind. Specs never change after
+  // submission, so a copy taken now is the one the decision was made for;
+  // whether the job is still pending at that attempt is checked below.
+  std::map<int64_t, absl::StatusOr<std::vector<TaskEntry>>> made;
+  {
+    std::map<int64_t, api::JobSpec> bound;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& bind : decisions->binds) {
+        auto it = jobs_.find(bind.job.value());
+        if (it != jobs_.end()) bound.emplace(it->first, it->second.spec);
+      }
+    }
+    for (const auto& bind : decisions->binds) {
+      auto it = bound.find(bind.job.value());
+      if (it == bound.end()) continue;
+      std::vector<int64_t> waits_for;
+      for (JobId v : bind.after_preemption) waits_for.push_back(v.value());
+      made.emplace(it->first,
+                   MakeTasks(it->second, it->first, pending_attempt[it->first], bind, pass_nodes, waits_for));
+    }
+  }
 
   std::lock_guard<std::mutex> lock(mu_);
   // What changed while the core thought makes some decisions stale: a job
@@ -1125,14 +1162,21 @@ absl::Status Controller::RunPass() {
       stale = true;
       continue;
     }
+    auto made_it = made.find(bind.job.value());
+    if (made_it == made.end()) {
+      stale = true;
+      continue;
+    }
     JobEntry& j = copy(bind.job.value());
-    auto made = MakeTasks(j, bind, node_names);
-    if (!made.ok()) {
+    std::vector<int64_t> waits_for;
+    for (JobId v : bind.after_preemption) waits_for.push_back(v.value());
+    absl::StatusOr<std::vector<TaskEntry>>& tasks_made = made_it->second;
+    if (!tasks_made.ok()) {
       // The framework cannot be set up for this placement: a spec problem the user must fix.
       j.rec.state = JobState::kFailed;
       j.rec.end_ms = now;
       j.rec.reason =
-          absl::StrCat("cannot set up ", api::FrameworkName(j.spec.framework), ": ", made.status().message());
+          absl::StrCat("cannot set up ", api::FrameworkName(j.spec.framework), ": ", tasks_made.status().message());
       b.jobs.push_back(j.rec);
       Event(b, j.rec.id, "", "Failed", j.rec.reason);
       continue;
@@ -1140,14 +1184,10 @@ absl::Status Controller::RunPass() {
     j.rec.state = JobState::kRunning;
     if (j.rec.start_ms == 0) j.rec.start_ms = now;
     j.rec.reason = bind.after_preemption.empty() ? "" : "waiting for preempted jobs to stop";
-    j.waits_for.clear();
-    for (JobId v : bind.after_preemption) j.waits_for.push_back(v.value());
-    std::vector<TaskEntry> tasks = *std::move(made);
+    j.waits_for = std::move(waits_for);
+    std::vector<TaskEntry> tasks = *std::move(tasks_made);
     std::set<std::string> where;
     for (auto& t : tasks) {
-      json p = json::parse(t.rec.placement_json);
-      p["waits_for"] = j.waits_for;
-      t.rec.placement_json = p.dump();
       where.insert(t.rec.node);
       b.tasks.push_back(t.rec);
       j.tasks.push_back(std::move(t));

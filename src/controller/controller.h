@@ -57,6 +57,9 @@ struct Principal {
 
 struct ControllerOptions {
   core::SchedulerOptions scheduler;
+  // What a submitted spec may ask for, and what one job may cost
+  // (api::SpecLimits; docs/api.md "Limits").
+  api::SpecLimits spec_limits;
   // A pass runs at once after a change (submit, task end, node join) and at
   // least this often otherwise (to refresh waiting reasons and time).
   int64_t pass_interval_ms = 2'000;
@@ -410,9 +413,18 @@ class Controller {
   void SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices);
   // The "DeviceUse" event of a job that just ended, if anything was sampled.
   void NoteDeviceUse(const JobEntry& j, store::WriteBatch& b);
+  // The nodes of one scheduling pass, indexed as its snapshot's.
+  struct PassNodes {
+    std::vector<std::string> names;
+    std::vector<std::string> addresses;  // what other nodes reach each at
+    const std::vector<core::Node>* nodes = nullptr;
+  };
   // The tasks of a bind, with each rank's framework env, files and devices.
-  absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const JobEntry& j, const core::BindDecision& bind,
-                                                   const std::vector<std::string>& node_names) const;
+  // `waits_for`: preempted jobs that must stop before these tasks run. Pure
+  // (reads only its arguments and options_), so it runs without mu_.
+  absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const api::JobSpec& spec, int64_t job_id, int32_t attempt,
+                                                   const core::BindDecision& bind, const PassNodes& nodes,
+                                                   const std::vector<int64_t>& waits_for) const;
 
   const ControllerOptions options_;
   store::StateStore* const store_;
