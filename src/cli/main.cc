@@ -27,8 +27,9 @@ int main(int argc, char** argv) {
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
     sub->add_option("--advertise-url", server.advertise_url,
-                    "URL other machines reach this controller's API at, shown to standbys (default: "
-                    "http://HOST:PORT)");
+                    "URL other machines reach this controller's API at, shown to standbys and in the join "
+                    "hint (default: http://HOST:PORT; for --host 0.0.0.0 the address of this machine's "
+                    "default route)");
     sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember(icos::core::OrderPolicyNames()));
     sub->add_option("--placement", server.placement, "node scoring")
         ->check(CLI::IsMember(icos::core::NodeScorerNames()));
@@ -44,7 +45,12 @@ int main(int argc, char** argv) {
   };
   auto agent_flags = [&agent](CLI::App* sub) {
     sub->add_option("--node-name", agent.node_name, "node name (default: hostname)");
-    sub->add_option("--address", agent.address, "address other nodes reach this one at");
+    sub->add_option("--address", agent.address,
+                    "address the controller and other nodes reach this node at (default: the one this machine's "
+                    "traffic to the controller leaves from)");
+    sub->add_option("--listen", agent.listen,
+                    "HOST[:PORT] the agent's log server listens on (default: the --address, any free port; "
+                    "0.0.0.0 for every address)");
     sub->add_option("--devices", agent.devices, "simulated devices, e.g. nvidia/A100-80G:8,ascend/910B:8");
     sub->add_option("--inventory", agent.inventory, "sim device inventory JSON (see src/devices/testdata)");
     sub->add_option("--nvml-lib", agent.nvml_library, "NVIDIA management library to load");

@@ -943,10 +943,6 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
     // The agent puts generated files in the task's own directory and
     // substitutes this placeholder with its path.
     ri.files_dir = wire::kTaskDirPlaceholder;
-    auto setup = agent::SetupFramework(ri);
-    if (!setup.ok()) return setup.status();
-    for (const auto& [k, v] : setup->env) a.env[k] = v;
-    a.files = setup->files;
     auto nit = nodes_.find(node);
     for (const auto& s : p.devices) {
       a.devices.push_back(s.device);
@@ -954,6 +950,12 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
         a.vendor = nit->second.node.devices[s.device].vendor;
       }
     }
+    ri.vendor = a.vendor;
+    auto setup = agent::SetupFramework(ri);
+    if (!setup.ok()) return setup.status();
+    for (const auto& [k, v] : setup->env) a.env[k] = v;
+    for (const auto& [k, v] : setup->default_env) a.env.emplace(k, v);  // the job's own choice wins
+    a.files = setup->files;
     if (!a.devices.empty()) {
       for (const auto& [k, v] : agent::VisibleDevicesEnv(a.vendor, a.devices)) a.env[k] = v;
       if (p.devices[0].percent < core::kWholeDevicePercent) {
