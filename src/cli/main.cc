@@ -85,7 +85,14 @@ int main(int argc, char** argv) {
                    "controller API, e.g. http://10.0.0.1:7070; with standby controllers, all of them, "
                    "comma-separated (the agent follows whichever leads)")
       ->required();
-  agent_cmd->add_option("--token", agent.token, "agent token (agent.token in the server's data directory)")->required();
+  CLI::Option* token_opt =
+      agent_cmd->add_option("--token", agent.token, "agent token (agent.token in the server's data directory)");
+  agent_cmd
+      ->add_option("--token-file", agent.token_file,
+                   "file whose first line is the agent token (keeps it out of `ps`; the systemd unit uses "
+                   "/etc/icos/agent.token)")
+      ->check(CLI::ExistingFile)
+      ->excludes(token_opt);
   agent_flags(agent_cmd);
 
   icos::cli::DemoOptions demo;

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -411,11 +412,20 @@ int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
 }
 
 int RunAgent(const AgentFlags& flags, std::ostream& out, std::ostream& err) {
-  if (flags.server.empty() || flags.token.empty()) {
-    err << "icos agent: --server and --token are required (the agent token is in the server's data directory)\n";
+  std::string token = flags.token;
+  if (!flags.token_file.empty()) {
+    token = std::string(absl::StripAsciiWhitespace(ReadFile(flags.token_file)));
+    if (token.empty()) {
+      err << "icos agent: " << flags.token_file << " holds no token (its first line should be the agent token)\n";
+      return 1;
+    }
+  }
+  if (flags.server.empty() || token.empty()) {
+    err << "icos agent: --server and --token (or --token-file) are required (the agent token is agent.token in the "
+           "server's data directory)\n";
     return 1;
   }
-  auto a = StartAgent(flags, flags.server, flags.token, IcosHome(), flags.server);
+  auto a = StartAgent(flags, flags.server, token, IcosHome(), flags.server);
   if (!a.ok()) {
     err << "icos agent: " << a.status().message() << "\n";
     return 1;

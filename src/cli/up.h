@@ -35,7 +35,8 @@ struct ServerFlags {
 struct AgentFlags {
   std::string server;  // for `icos agent`
   std::string token;
-  std::string node_name;  // default: hostname
+  std::string token_file;  // the token's file, instead of `token`
+  std::string node_name;   // default: hostname
   // The address other machines reach this node at (rendezvous, logs).
   // Empty: the one its traffic to the (first) controller leaves from.
   std::string address;

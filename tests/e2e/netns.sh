@@ -93,6 +93,8 @@ netns_exit() {
   set +e
   [ -z "${PG_DIR:-}" ] || pg_stop
   cleanup "$([ "$rc" -eq 77 ] && echo 0 || echo "$rc")"
+  # A test's own teardown, once its processes are gone (e.g. removing a package).
+  if declare -F netns_before_cleanup >/dev/null; then netns_before_cleanup; fi
   netns_cleanup
   exit "$rc"
 }
