@@ -129,6 +129,21 @@ std::string HostOfUrl(absl::string_view url) {
   return std::string(url.substr(0, url.find(':')));
 }
 
+absl::Status CheckRegisteredReachable(const std::string& node, const std::string& address,
+                                      const std::string& agent_url, const std::string& peer) {
+  if (peer.empty() || IsLoopbackHost(peer)) return absl::OkStatus();
+  const std::string log_host = HostOfUrl(agent_url);
+  const bool bad_address = IsLoopbackHost(address);
+  const bool bad_logs = !log_host.empty() && IsLoopbackHost(log_host);
+  if (!bad_address && !bad_logs) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "node '", node, "' connects from ", peer, " but registers ",
+      bad_address ? absl::StrCat("address ", address) : absl::StrCat("its log server at ", agent_url),
+      ", which only its own machine reaches: start its agent with --address set to an address other machines reach "
+      "(or without --address, to use the one it connects from)",
+      bad_address ? "" : " and --listen on it"));
+}
+
 std::vector<InterfaceAddress> LocalInterfaceAddresses() {
   std::vector<InterfaceAddress> out;
   ifaddrs* list = nullptr;

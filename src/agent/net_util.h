@@ -38,6 +38,15 @@ std::string UrlHost(absl::string_view host);
 // Of a comma-separated list, the first.
 std::string HostOfUrl(absl::string_view url);
 
+// A node's registration as a controller sees it: `address` (where tasks on
+// other nodes reach it) and the host of `agent_url` (where the controller
+// fetches its logs) must be reachable from other machines when the agent
+// itself connected from another machine (`peer`, the connection's remote
+// address). InvalidArgument, saying which flag to fix, for a loopback
+// address or URL registered from a non-loopback peer; OK otherwise.
+absl::Status CheckRegisteredReachable(const std::string& node, const std::string& address,
+                                      const std::string& agent_url, const std::string& peer);
+
 // One address of one local network interface.
 struct InterfaceAddress {
   std::string name;  // "eth0"

@@ -61,6 +61,23 @@ TEST(HostTest, WildcardLoopbackAndUrlForms) {
   EXPECT_EQ(HostOfUrl("http://ctl"), "ctl");
 }
 
+TEST(CheckRegisteredReachableTest, RefusesLoopbackFromAnotherMachine) {
+  // All on one machine: loopback is fine.
+  EXPECT_TRUE(CheckRegisteredReachable("n1", "127.0.0.1", "http://127.0.0.1:9", "127.0.0.1").ok());
+  EXPECT_TRUE(CheckRegisteredReachable("n1", "127.0.0.1", "http://127.0.0.1:9", "::1").ok());
+  // From another machine, reachable addresses are fine.
+  EXPECT_TRUE(CheckRegisteredReachable("n1", "10.0.0.5", "http://10.0.0.5:9", "10.0.0.5").ok());
+  // ... loopback is not: other machines would reach themselves.
+  absl::Status address = CheckRegisteredReachable("n1", "127.0.0.1", "http://10.0.0.5:9", "10.0.0.5");
+  EXPECT_EQ(address.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(address.message(), HasSubstr("node 'n1' connects from 10.0.0.5 but registers address 127.0.0.1"));
+  EXPECT_THAT(address.message(), HasSubstr("--address"));
+  absl::Status logs = CheckRegisteredReachable("n1", "10.0.0.5", "http://127.0.0.1:9", "10.0.0.5");
+  EXPECT_EQ(logs.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(logs.message(), HasSubstr("log server at http://127.0.0.1:9"));
+  EXPECT_THAT(logs.message(), HasSubstr("--listen"));
+}
+
 TEST(InterfaceHoldingTest, FindsTheInterfaceOfAnAddressInAnyForm) {
   const std::vector<InterfaceAddress> local = {
       {"lo", "127.0.0.1"}, {"eth0", "10.0.0.5"}, {"ib0", "192.168.7.5"}, {"eth0", "fd00::5"}};

@@ -8,7 +8,8 @@
 #     not reach it and `icos logs` failed with "agent at ... did not answer".
 #   node-2 is started with neither: it advertises the address its route to
 #     the controller leaves from (its eth0), not 127.0.0.1, and listens there.
-# The log servers still refuse a request without their key.
+# The log servers still refuse a request without their key, and a node that
+# registers a loopback address from another machine is refused.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/netns.sh"
 netns_init
@@ -69,4 +70,10 @@ code=$(netns_curl -s -o /dev/null -w '%{http_code}' "$log_url/v1/logs/$task")
 [ "$code" = 401 ] || fail "the log server answered $code to a request without its key"
 code=$(netns_curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$ICOS_HOME/admin.token")" "$log_url/v1/logs/$task")
 [ "$code" = 401 ] || fail "the log server answered $code to a user's token"
+# A node that would register loopback from another machine is refused, told why.
+netns_add n3
+out=$(netns_run n3 timeout 20 "$ICOS_BIN" agent --server "$ICOS_SERVER" --token "$(cat "$ICOS_HOME/agent.token")" \
+  --node-name node-3 --work-dir "$E2E_DIR/agent-node-3" --address 127.0.0.1 2>&1) && fail "node-3 joined with address 127.0.0.1: $out"
+grep -q "node 'node-3' connects from $(netns_ip n3) but registers address 127.0.0.1" <<< "$out" ||
+  fail "node-3 was not told why it cannot join: $out"
 echo "PASS netns_logs (live and finished logs of tasks on two remote hosts; node-2 found its own address)"
