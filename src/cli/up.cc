@@ -309,12 +309,14 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   if (!local.ok()) return local.status();
   std::string address = flags.address;
   if (address.empty()) {
-    const std::string controller_host = agent::HostOfUrl(route_to);
-    absl::StatusOr<std::string> source = agent::SourceAddressFor(controller_host);
+    // An advertised URL may name a host this machine cannot resolve (icos up
+    // on a machine without DNS for itself): then the URL the agent uses.
+    absl::StatusOr<std::string> source = agent::SourceAddressFor(agent::HostOfUrl(route_to));
+    if (!source.ok() && route_to != server) source = agent::SourceAddressFor(agent::HostOfUrl(server));
     if (!source.ok()) {
       return absl::FailedPreconditionError(absl::StrCat("cannot tell which address of this machine the controller (",
-                                                        controller_host, ") reaches: ", source.status().message(),
-                                                        "; give --address"));
+                                                        agent::HostOfUrl(server), ") reaches: ",
+                                                        source.status().message(), "; give --address"));
     }
     address = *source;
   }
