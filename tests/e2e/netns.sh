@@ -29,6 +29,7 @@ NETNS_STATE_DIR=/run/icos-e2e-netns
 declare -gA NETNS_NS=() NETNS_IP=() NETNS_VETH=() NETNS_DELAYER=()
 NETNS_HOSTS=()
 NETNS_ID=""
+NETNS_BR=""
 
 netns_skip() { echo "SKIP: $*"; exit 77; }
 
@@ -82,7 +83,7 @@ netns_init() {
 netns_cleanup() {
   local name
   for name in "${NETNS_HOSTS[@]}"; do netns_delete "${NETNS_NS[$name]}"; done
-  [ -z "$NETNS_ID" ] || ip link del "$NETNS_BR" 2>/dev/null || true
+  [ -z "$NETNS_BR" ] || ip link del "$NETNS_BR" 2>/dev/null || true
   [ -z "$NETNS_ID" ] || rm -f "$NETNS_STATE_DIR/$NETNS_ID"
 }
 
