@@ -26,7 +26,7 @@ had_group=$(getent group icos >/dev/null && echo 1 || true)
 had_state=$([ -e /var/lib/icos ] && echo 1 || true)
 had_etc=$([ -e /etc/icos ] && echo 1 || true)
 INSTALLED=""
-netns_before_cleanup() {
+netns_after_cleanup() {
   if [ -n "$INSTALLED" ]; then
     apt-get purge -y -q -o DPkg::Lock::Timeout=120 icos > "$E2E_DIR/purge.log" 2>&1 || dpkg --purge icos >/dev/null 2>&1 || true
   fi
@@ -74,7 +74,9 @@ fi
 grep -qx 'KillMode=process' /usr/lib/systemd/system/icos-agent.service || fail "the agent unit would kill its tasks"
 
 # unit_start HOST UNIT: what systemd would run for UNIT (ExecStart, User,
-# Environment, EnvironmentFile), on host HOST, in the background.
+# Environment, EnvironmentFile), on host HOST, in the background. setpriv
+# execs (no process in between, unlike runuser), so signals reach the
+# service's main process as systemd's would.
 unit_start() {
   local host=$1 unit=/usr/lib/systemd/system/$2.service
   local cmd user envfile envs
@@ -82,7 +84,8 @@ unit_start() {
   user=$(sed -n 's/^User=//p' "$unit")
   envfile=$(sed -n 's/^EnvironmentFile=-\{0,1\}//p' "$unit")
   envs=$(sed -n 's/^Environment=//p' "$unit")
-  netns_start "$host" "$E2E_DIR/$2.log" runuser -u "${user:-root}" -- /usr/bin/env $envs /bin/bash -c \
+  netns_start "$host" "$E2E_DIR/$2.log" setpriv --reuid="${user:-root}" --regid="${user:-root}" --init-groups -- \
+    /usr/bin/env $envs /bin/bash -c \
     "set -a; [ ! -f '$envfile' ] || . '$envfile'; set +a; exec $cmd"
 }
 

@@ -104,9 +104,10 @@ netns_exit() {
   set +e
   [ -z "${PG_DIR:-}" ] || pg_stop
   cleanup "$([ "$rc" -eq 77 ] && echo 0 || echo "$rc")"
-  # A test's own teardown, once its processes are gone (e.g. removing a package).
-  if declare -F netns_before_cleanup >/dev/null; then netns_before_cleanup; fi
   netns_cleanup
+  # A test's own teardown, once every process on its hosts is gone (e.g.
+  # removing a package whose user ran one).
+  if declare -F netns_after_cleanup >/dev/null; then netns_after_cleanup; fi
   exit "$rc"
 }
 
