@@ -21,6 +21,8 @@ packages=(
   libspdlog-dev libfmt-dev
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
   procps curl            # e2e tests
+  iproute2 iptables      # e2e.netns_*: hosts in network namespaces; NFQUEUE latency where the kernel lacks netem
+  dpkg-dev file          # cpack's Debian package: dpkg-shlibdeps finds its library dependencies
   prometheus             # the /metrics integration test scrapes icos with a real Prometheus; brings promtool
   chromium               # the dashboard's browser test (driven by playwright-core from npm)
 )

@@ -174,6 +174,8 @@ absl::StatusOr<FrameworkSetup> SetupFramework(const RankInfo& info) {
   env["ICOS_JOB_ID"] = absl::StrCat(info.job_id);
   env["ICOS_JOB_NAME"] = info.job_name;
 
+  if (fw != "none") setup.default_env = CollectiveInterfaceEnv(info.vendor);
+
   if (fw == "pytorch") {
     // What torch.distributed's env:// init reads, plus what torchrun itself
     // would read (PET_*) should the task be a torchrun launcher.
@@ -230,6 +232,29 @@ absl::StatusOr<FrameworkSetup> SetupFramework(const RankInfo& info) {
     env["TF_CONFIG"] = tf_config.dump();
   }
   return setup;
+}
+
+std::map<std::string, std::string> CollectiveInterfaceEnv(const std::string& vendor) {
+  const std::string nic = kNodeInterfacePlaceholder;
+  // "=NAME" is an exact match for NCCL and HCCL; a bare name is a prefix
+  // (eth1 would also pick eth10). The others take a bare name.
+  std::map<std::string, std::string> env = {{"GLOO_SOCKET_IFNAME", nic}, {"TP_SOCKET_IFNAME", nic}};
+  const std::string v = absl::AsciiStrToLower(vendor);
+  if (v == "nvidia" || v == "iluvatar" || v == "amd" || v == "hygon") {
+    env["NCCL_SOCKET_IFNAME"] = "=" + nic;
+  } else if (v == "ascend") {
+    env["HCCL_SOCKET_IFNAME"] = "=" + nic;
+    env["HCCL_IF_IP"] = kNodeIpPlaceholder;  // takes precedence over HCCL_SOCKET_IFNAME
+  } else if (v == "cambricon") {
+    env["CNCL_SOCKET_IFNAME"] = nic;
+  } else if (v == "kunlunxin") {
+    env["BKCL_SOCKET_IFNAME"] = nic;
+  } else if (v == "moorethreads" || v == "metax") {
+    env["MCCL_SOCKET_IFNAME"] = nic;
+  } else if (v == "enflame") {
+    env["ECCL_SOCKET_IFNAME"] = nic;
+  }
+  return env;
 }
 
 std::string VisibleDevicesVar(const std::string& vendor) {

@@ -2,6 +2,8 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -234,6 +236,59 @@ TEST(VisibleDevicesTest, AmdFiltersInRocrAndRenumbersForHip) {
 
 TEST(VisibleDevicesTest, UnknownVendorGetsOnlyNeutralVariable) {
   EXPECT_THAT(VisibleDevicesEnv("quantum-abacus", {0}), ElementsAre(Pair("ICOS_VISIBLE_DEVICES", "0")));
+}
+
+TEST(CollectiveInterfaceTest, NoneSetsNoInterfaceVariables) {
+  absl::StatusOr<FrameworkSetup> setup = SetupFramework(TwoByTwo("none", 0));
+  ASSERT_TRUE(setup.ok()) << setup.status();
+  EXPECT_THAT(setup->default_env, IsEmpty());
+}
+
+TEST(CollectiveInterfaceTest, CpuRanksPinGlooAndTensorPipeToTheNodesInterface) {
+  // A rank without devices (vendor "") only talks gloo/TensorPipe; the
+  // agent substitutes the placeholder with its own NIC's name.
+  for (const char* fw : {"pytorch", "deepspeed", "mpi", "mindspore", "paddle", "tensorflow"}) {
+    absl::StatusOr<FrameworkSetup> setup = SetupFramework(TwoByTwo(fw, 2));
+    ASSERT_TRUE(setup.ok()) << fw << ": " << setup.status();
+    EXPECT_THAT(setup->default_env, UnorderedElementsAre(Pair("GLOO_SOCKET_IFNAME", "${ICOS_NODE_INTERFACE}"),
+                                                         Pair("TP_SOCKET_IFNAME", "${ICOS_NODE_INTERFACE}")))
+        << fw;
+  }
+}
+
+TEST(CollectiveInterfaceTest, EachVendorsLibraryIsPinned) {
+  // NCCL and HCCL take "=NAME" as an exact match; HCCL_IF_IP, which HCCL
+  // prefers, is the node's own IP.
+  const std::vector<std::pair<std::string, std::map<std::string, std::string>>> expected = {
+      {"nvidia", {{"NCCL_SOCKET_IFNAME", "=${ICOS_NODE_INTERFACE}"}}},
+      {"iluvatar", {{"NCCL_SOCKET_IFNAME", "=${ICOS_NODE_INTERFACE}"}}},
+      {"amd", {{"NCCL_SOCKET_IFNAME", "=${ICOS_NODE_INTERFACE}"}}},
+      {"hygon", {{"NCCL_SOCKET_IFNAME", "=${ICOS_NODE_INTERFACE}"}}},
+      {"ascend", {{"HCCL_SOCKET_IFNAME", "=${ICOS_NODE_INTERFACE}"}, {"HCCL_IF_IP", "${ICOS_NODE_IP}"}}},
+      {"cambricon", {{"CNCL_SOCKET_IFNAME", "${ICOS_NODE_INTERFACE}"}}},
+      {"kunlunxin", {{"BKCL_SOCKET_IFNAME", "${ICOS_NODE_INTERFACE}"}}},
+      {"moorethreads", {{"MCCL_SOCKET_IFNAME", "${ICOS_NODE_INTERFACE}"}}},
+      {"metax", {{"MCCL_SOCKET_IFNAME", "${ICOS_NODE_INTERFACE}"}}},
+      {"enflame", {{"ECCL_SOCKET_IFNAME", "${ICOS_NODE_INTERFACE}"}}},
+      {"quantum-abacus", {}},
+  };
+  for (const auto& [vendor, vars] : expected) {
+    std::map<std::string, std::string> want = vars;
+    want["GLOO_SOCKET_IFNAME"] = "${ICOS_NODE_INTERFACE}";
+    want["TP_SOCKET_IFNAME"] = "${ICOS_NODE_INTERFACE}";
+    EXPECT_EQ(CollectiveInterfaceEnv(vendor), want) << vendor;
+    RankInfo info = TwoByTwo("pytorch", 1);
+    info.vendor = vendor;
+    absl::StatusOr<FrameworkSetup> setup = SetupFramework(info);
+    ASSERT_TRUE(setup.ok()) << setup.status();
+    EXPECT_EQ(setup->default_env, want) << vendor;
+  }
+  EXPECT_EQ(CollectiveInterfaceEnv("NVIDIA").count("NCCL_SOCKET_IFNAME"), 1u);
+}
+
+TEST(CollectiveInterfaceTest, PlaceholdersAreTheOnesTheAgentSubstitutes) {
+  EXPECT_STREQ(kNodeInterfacePlaceholder, "${ICOS_NODE_INTERFACE}");
+  EXPECT_STREQ(kNodeIpPlaceholder, "${ICOS_NODE_IP}");
 }
 
 }  // namespace

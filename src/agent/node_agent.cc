@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "agent/frameworks.h"
 #include "agent/health_check.h"
+#include "agent/net_util.h"
 #include "agent/shim.h"
 #include "agent/sys_util.h"
 #include "controller/http_client.h"
@@ -77,7 +78,10 @@ NodeAgent::NodeAgent(NodeAgentOptions options, icos::Clock* clock)
 
 NodeAgent::~NodeAgent() { Stop(); }
 
-std::string NodeAgent::agent_url() const { return absl::StrCat("http://", options_.listen_host, ":", log_port_); }
+std::string NodeAgent::agent_url() const {
+  const std::string& host = IsWildcardHost(options_.listen_host) ? options_.address : options_.listen_host;
+  return absl::StrCat("http://", UrlHost(host), ":", log_port_);
+}
 
 absl::Status NodeAgent::Start() {
   if (absl::Status st = MakeDirs(options_.work_dir, 0700); !st.ok()) return st;
@@ -116,12 +120,13 @@ absl::Status NodeAgent::Start() {
                res.set_header("X-Icos-Eof", offset + n == size && !running ? "1" : "0");
                res.set_content(buf, "text/plain");
              });
+  const std::string& listen = options_.listen_host.empty() ? options_.address : options_.listen_host;
   log_port_ = options_.listen_port == 0
-                  ? logs_->bind_to_any_port(options_.listen_host)
-                  : (logs_->bind_to_port(options_.listen_host, options_.listen_port) ? options_.listen_port : -1);
+                  ? logs_->bind_to_any_port(listen)
+                  : (logs_->bind_to_port(listen, options_.listen_port) ? options_.listen_port : -1);
   if (log_port_ <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("agent cannot listen on ", options_.listen_host, ":", options_.listen_port));
+    return absl::UnavailableError(absl::StrCat("agent cannot listen on ", UrlHost(listen), ":",
+                                               options_.listen_port, " (--listen; by default the --address)"));
   }
   serve_ = std::thread([this] { logs_->listen_after_bind(); });
 
@@ -329,8 +334,11 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   launch.task_id = a.task_id;
   launch.argv = a.argv;
   launch.workdir = a.workdir.empty() ? task_dir : a.workdir;
-  for (const auto& [key, value] : a.env)
-    launch.env[key] = absl::StrReplaceAll(value, {{wire::kTaskDirPlaceholder, task_dir}});
+  // The task's directory and this node's own network interface (frameworks.h).
+  const absl::StatusOr<InterfaceAddress> nic = InterfaceHolding(options_.address, LocalInterfaceAddresses());
+  launch.env = ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
+                                          {kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
+                                          {kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}});
   launch.env["ICOS_TASK_DIR"] = task_dir;
   if (!a.devices.empty()) {
     // The scheduler numbers a node's devices across vendors; each vendor's

@@ -53,9 +53,15 @@ struct NodeAgentOptions {
   // vendor_index[i]: the index node.devices[i] has for its vendor's runtime
   // (CUDA_VISIBLE_DEVICES etc.); empty means the same as i.
   std::vector<int32_t> vendor_index;
-  std::string address = "127.0.0.1";      // how tasks on other nodes reach this one
-  std::string listen_host = "127.0.0.1";  // log server
-  int listen_port = 0;                    // 0: any free port
+  // How the controller and tasks on other nodes reach this node: rank
+  // rendezvous addresses, and the log server's URL unless listen_host names
+  // another address. Its interface is the one tasks' collective libraries use.
+  std::string address = "127.0.0.1";
+  // Where the log server listens: empty for `address` (a node listens where
+  // it advertises); a wildcard (0.0.0.0, ::) for every address, advertised
+  // as `address`.
+  std::string listen_host;
+  int listen_port = 0;  // 0: any free port
   std::string work_dir;                   // state/, logs/, tasks/ live here
   CgroupOptions cgroups;
   int64_t heartbeat_ms = 1'000;
@@ -86,7 +92,10 @@ class NodeAgent {
   // Stops every task (SIGTERM, grace, SIGKILL) and waits up to grace_ms; for `icos up` on exit.
   void StopAllTasks(int64_t grace_ms);
 
+  // Where the controller fetches logs: http://ADDRESS:PORT, or the listen host when it names one.
   std::string agent_url() const;
+  // The address this node advertises (NodeAgentOptions::address).
+  const std::string& address() const { return options_.address; }
 
  private:
   struct Known {

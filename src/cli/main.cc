@@ -27,8 +27,9 @@ int main(int argc, char** argv) {
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
     sub->add_option("--advertise-url", server.advertise_url,
-                    "URL other machines reach this controller's API at, shown to standbys (default: "
-                    "http://HOST:PORT)");
+                    "URL other machines reach this controller's API at, shown to standbys and in the join "
+                    "hint (default: http://HOST:PORT; for --host 0.0.0.0 the address of this machine's "
+                    "default route)");
     sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember(icos::core::OrderPolicyNames()));
     sub->add_option("--placement", server.placement, "node scoring")
         ->check(CLI::IsMember(icos::core::NodeScorerNames()));
@@ -54,7 +55,12 @@ int main(int argc, char** argv) {
   };
   auto agent_flags = [&agent](CLI::App* sub) {
     sub->add_option("--node-name", agent.node_name, "node name (default: hostname)");
-    sub->add_option("--address", agent.address, "address other nodes reach this one at");
+    sub->add_option("--address", agent.address,
+                    "address the controller and other nodes reach this node at (default: the one this machine's "
+                    "traffic to the controller leaves from)");
+    sub->add_option("--listen", agent.listen,
+                    "HOST[:PORT] the agent's log server listens on (default: the --address, any free port; "
+                    "0.0.0.0 for every address)");
     sub->add_option("--devices", agent.devices, "simulated devices, e.g. nvidia/A100-80G:8,ascend/910B:8");
     sub->add_option("--inventory", agent.inventory, "sim device inventory JSON (see src/devices/testdata)");
     sub->add_option("--nvml-lib", agent.nvml_library, "NVIDIA management library to load");
@@ -89,7 +95,14 @@ int main(int argc, char** argv) {
                    "controller API, e.g. http://10.0.0.1:7070; with standby controllers, all of them, "
                    "comma-separated (the agent follows whichever leads)")
       ->required();
-  agent_cmd->add_option("--token", agent.token, "agent token (agent.token in the server's data directory)")->required();
+  CLI::Option* token_opt =
+      agent_cmd->add_option("--token", agent.token, "agent token (agent.token in the server's data directory)");
+  agent_cmd
+      ->add_option("--token-file", agent.token_file,
+                   "file whose first line is the agent token (keeps it out of `ps`; the systemd unit uses "
+                   "/etc/icos/agent.token)")
+      ->check(CLI::ExistingFile)
+      ->excludes(token_opt);
   agent_flags(agent_cmd);
 
   icos::cli::DemoOptions demo;

@@ -14,10 +14,12 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "agent/net_util.h"
 #include "agent/node_agent.h"
 #include "cli/client.h"
 #include "controller/controller.h"
@@ -84,8 +86,29 @@ struct Plane {
   std::unique_ptr<store::StateStore> store;
   std::unique_ptr<controller::Controller> controller;
   std::unique_ptr<controller::HttpServer> http;
-  std::string admin_token, agent_token, url;
+  std::string admin_token, agent_token;
+  std::string url;         // how this machine reaches the API (loopback for a wildcard host)
+  std::string advertised;  // how other machines reach it (AdvertisedUrl)
 };
+
+// This machine's own address toward the rest of the network: where its
+// default route leaves from (no packet is sent); its host name without one.
+std::string PrimaryAddress() {
+  for (const char* probe : {"192.0.2.1", "2001:db8::1"}) {  // documentation prefixes: never answered
+    if (absl::StatusOr<std::string> a = agent::SourceAddressFor(probe); a.ok()) return *a;
+  }
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+// The URL other machines reach this controller's API at: --advertise-url,
+// else http://HOST:PORT, a wildcard HOST standing for PrimaryAddress().
+std::string AdvertisedUrl(const ServerFlags& flags, int port) {
+  if (!flags.advertise_url.empty()) return flags.advertise_url;
+  const std::string host = agent::IsWildcardHost(flags.host) ? PrimaryAddress() : flags.host;
+  return absl::StrCat("http://", agent::UrlHost(host), ":", port);
+}
 
 // The store --store names: PostgreSQL for a postgresql:// (or postgres://)
 // URI, else the embedded SQLite database in the data directory.
@@ -113,10 +136,8 @@ store::LeaderRecord Identity(const ServerFlags& flags) {
   gethostname(host, sizeof(host) - 1);
   store::LeaderRecord me;
   me.holder = absl::StrCat(host, ":", getpid());
-  me.url = flags.advertise_url;
-  if (me.url.empty() && flags.port != 0) {  // port 0 is picked at start: unknown here
-    me.url = absl::StrCat("http://", flags.host == "0.0.0.0" ? std::string(host) : flags.host, ":", flags.port);
-  }
+  // Port 0 is picked at start: unknown here.
+  me.url = flags.advertise_url.empty() && flags.port == 0 ? "" : AdvertisedUrl(flags, flags.port);
   me.since_ms = RealClock::Default()->NowMs();
   return me;
 }
@@ -194,7 +215,10 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   ho.metrics_require_auth = flags.metrics_auth;
   p.http = std::make_unique<controller::HttpServer>(p.controller.get(), ho);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
-  p.url = absl::StrCat("http://", flags.host == "0.0.0.0" ? "127.0.0.1" : flags.host, ":", p.http->port());
+  p.url = agent::IsWildcardHost(flags.host)
+              ? absl::StrCat("http://", flags.host == "::" ? "[::1]" : "127.0.0.1", ":", p.http->port())
+              : absl::StrCat("http://", agent::UrlHost(flags.host), ":", p.http->port());
+  p.advertised = AdvertisedUrl(flags, p.http->port());
   p.controller->Start();
   SaveConnection(dir, {p.url, p.admin_token});
   return p;
@@ -277,17 +301,41 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
 
 namespace {
 
+// Starts the node's agent against `server`. Without --address the node
+// advertises the address its traffic to `route_to` (a URL other machines
+// reach the controller at) leaves from: an address that controller reaches
+// it at, and loopback when all of it runs on one machine.
 absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& flags, const std::string& server,
-                                                             const std::string& token, const std::string& default_dir) {
+                                                             const std::string& token, const std::string& default_dir,
+                                                             const std::string& route_to) {
   auto local = LocalNode(flags);
   if (!local.ok()) return local.status();
+  std::string address = flags.address;
+  if (address.empty()) {
+    // An advertised URL may name a host this machine cannot resolve (icos up
+    // on a machine without DNS for itself): then the URL the agent uses.
+    absl::StatusOr<std::string> source = agent::SourceAddressFor(agent::HostOfUrl(route_to));
+    if (!source.ok() && route_to != server) source = agent::SourceAddressFor(agent::HostOfUrl(server));
+    if (!source.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("cannot tell which address of this machine the controller (",
+                                                        agent::HostOfUrl(server), ") reaches: ",
+                                                        source.status().message(), "; give --address"));
+    }
+    address = *source;
+  }
   agent::NodeAgentOptions o;
   o.server_url = server;
   o.token = token;
   o.node = local->node;
   o.vendor_index = local->vendor_index;
   o.check_health = local->check_health;
-  o.address = flags.address;
+  o.address = address;
+  if (!flags.listen.empty()) {
+    absl::StatusOr<agent::HostPort> listen = agent::ParseHostPort(flags.listen);
+    if (!listen.ok()) return absl::InvalidArgumentError(absl::StrCat("--listen ", listen.status().message()));
+    o.listen_host = listen->host;  // empty: the address
+    o.listen_port = listen->port;
+  }
   o.work_dir = flags.work_dir.empty() ? absl::StrCat(default_dir, "/agent-", local->node.name) : flags.work_dir;
   if (flags.no_cgroups) o.cgroups.mode = agent::CgroupMode::kDisabled;
   o.health_check_program = flags.health_check_program;
@@ -309,7 +357,7 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out,
     return 1;
   }
   const std::string dir = server.data_dir.empty() ? IcosHome() : server.data_dir;
-  auto a = StartAgent(agent, plane->url, plane->agent_token, dir);
+  auto a = StartAgent(agent, plane->url, plane->agent_token, dir, plane->advertised);
   if (!a.ok()) {
     err << "icos up: local agent: " << a.status().message() << "\n";
     return 1;
@@ -317,7 +365,7 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out,
   out << "icos is up\n"
       << "  API:         " << plane->url << "\n"
       << "  admin token: " << dir << "/admin.token (the CLI finds it in " << dir << "/config.json)\n"
-      << "  join a node: icos agent --server " << plane->url << " --token $(cat " << dir << "/agent.token)\n"
+      << "  join a node: icos agent --server " << plane->advertised << " --token $(cat " << dir << "/agent.token)\n"
       << "  data:        " << dir << "/icos.db\n"
       << "Ctrl-C stops it.\n"
       << std::flush;
@@ -354,7 +402,8 @@ int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
     }
     first = false;
     absl::StatusOr<store::LeaderRecord> leader = plane->store->GetLeader();
-    out << "icos server listening on " << plane->url << " (data "
+    out << "icos server listening on " << plane->url
+        << (plane->advertised != plane->url ? absl::StrCat(", advertised as ", plane->advertised) : "") << " (data "
         << (server.store.empty() ? dir + "/icos.db" : std::string("in PostgreSQL"))
         << (leader.ok() ? absl::StrCat("; leading, epoch ", leader->epoch) : "") << ")\n"
         << std::flush;
@@ -368,16 +417,27 @@ int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
 }
 
 int RunAgent(const AgentFlags& flags, std::ostream& out, std::ostream& err) {
-  if (flags.server.empty() || flags.token.empty()) {
-    err << "icos agent: --server and --token are required (the agent token is in the server's data directory)\n";
+  std::string token = flags.token;
+  if (!flags.token_file.empty()) {
+    token = std::string(absl::StripAsciiWhitespace(ReadFile(flags.token_file)));
+    if (token.empty()) {
+      err << "icos agent: " << flags.token_file << " holds no token (its first line should be the agent token)\n";
+      return 1;
+    }
+  }
+  if (flags.server.empty() || token.empty()) {
+    err << "icos agent: --server and --token (or --token-file) are required (the agent token is agent.token in the "
+           "server's data directory)\n";
     return 1;
   }
-  auto a = StartAgent(flags, flags.server, flags.token, IcosHome());
+  auto a = StartAgent(flags, flags.server, token, IcosHome(), flags.server);
   if (!a.ok()) {
     err << "icos agent: " << a.status().message() << "\n";
     return 1;
   }
-  out << "icos agent joined " << flags.server << " (logs served at " << (*a)->agent_url() << ")\n" << std::flush;
+  out << "icos agent joined " << flags.server << " as " << (*a)->address() << " (logs served at " << (*a)->agent_url()
+      << ")\n"
+      << std::flush;
   CatchStopSignals();
   while (SleepUnlessStopped(1'000)) {
   }

@@ -38,8 +38,14 @@ struct ServerFlags {
 struct AgentFlags {
   std::string server;  // for `icos agent`
   std::string token;
-  std::string node_name;  // default: hostname
-  std::string address = "127.0.0.1";
+  std::string token_file;  // the token's file, instead of `token`
+  std::string node_name;   // default: hostname
+  // The address other machines reach this node at (rendezvous, logs).
+  // Empty: the one its traffic to the (first) controller leaves from.
+  std::string address;
+  // Where the log server listens, HOST[:PORT]: empty for the address (any
+  // free port); 0.0.0.0 for every address.
+  std::string listen;
   std::string devices;    // "nvidia/A100-80G:8,ascend/910B:8" sim devices
   std::string inventory;  // sim inventory JSON (src/devices/sim_plugin.h)
   std::string nvml_library = "libnvidia-ml.so.1";

@@ -1006,10 +1006,6 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(const a
     info.local_rank = local_seen[node]++;
     info.local_world_size = per_node[node];
     info.node_rank = node_rank[node];
-    auto setup = agent::SetupFramework(info);
-    if (!setup.ok()) return setup.status();
-    for (auto& [k, v] : setup->env) a.env[k] = std::move(v);
-    a.files = std::move(setup->files);
     const core::Node& where = (*nodes.nodes)[p.node];
     for (const auto& s : p.devices) {
       a.devices.push_back(s.device);
@@ -1017,6 +1013,12 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(const a
         a.vendor = where.devices[s.device].vendor;
       }
     }
+    info.vendor = a.vendor;
+    auto setup = agent::SetupFramework(info);
+    if (!setup.ok()) return setup.status();
+    for (auto& [k, v] : setup->env) a.env[k] = std::move(v);
+    for (auto& [k, v] : setup->default_env) a.env.emplace(k, std::move(v));  // the job's own choice wins
+    a.files = std::move(setup->files);
     if (!a.devices.empty()) {
       for (const auto& [k, v] : agent::VisibleDevicesEnv(a.vendor, a.devices)) a.env[k] = v;
       if (p.devices[0].percent < core::kWholeDevicePercent) {

@@ -120,6 +120,34 @@ TEST_F(ControllerTest, SubmittedJobRunsOnRegisteredNodeWithPyTorchEnv) {
   EXPECT_EQ(State(*id), "Succeeded");
 }
 
+TEST_F(ControllerTest, RanksOnTwoNodesMeetAtRankZerosAddressOverTheirOwnInterface) {
+  // One GPU per node, one rank per GPU: rank 0 on n1, rank 1 on n2. Both
+  // rendezvous at n1's registered address (not its name); each pins NCCL and
+  // gloo to its own interface, a placeholder its agent substitutes. A job
+  // that names its interface keeps it.
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1", 1), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n2", 1), "10.0.0.2", "http://10.0.0.2:9", "k").ok());
+  auto id = controller_->Submit(alice_, R"(
+name: ddp
+framework: pytorch
+env: {GLOO_SOCKET_IFNAME: ib0}
+tasks:
+  - replicas: 2
+    command: ["python3", "train.py"]
+    resources: {cpu: 1, memory: 1Gi, devices: 1}
+)");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  for (const char* node : {"n1", "n2"}) {
+    auto tasks = Watch(node);
+    ASSERT_EQ(tasks.size(), 1u) << node;
+    EXPECT_EQ(tasks[0].env.at("MASTER_ADDR"), "10.0.0.1") << node;
+    EXPECT_EQ(tasks[0].env.at("NCCL_SOCKET_IFNAME"), "=${ICOS_NODE_INTERFACE}") << node;
+    EXPECT_EQ(tasks[0].env.at("TP_SOCKET_IFNAME"), "${ICOS_NODE_INTERFACE}") << node;
+    EXPECT_EQ(tasks[0].env.at("GLOO_SOCKET_IFNAME"), "ib0") << node;
+  }
+}
+
 TEST_F(ControllerTest, JobIsDurableBeforeSubmitReturns) {
   auto id = controller_->Submit(alice_, kTwoWorkers);
   ASSERT_TRUE(id.ok());

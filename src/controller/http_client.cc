@@ -55,7 +55,11 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
     httplib::Result r = send();
     std::vector<std::string> failures;
     for (size_t tried = 1; !r && tried < urls_.size(); ++tried) {
-      if (!repeatable && r.error() != httplib::Error::Connection) break;
+      // A connect that timed out never connected either: on a real network a
+      // controller whose machine is gone does not refuse, it never answers.
+      const bool never_connected =
+          r.error() == httplib::Error::Connection || r.error() == httplib::Error::ConnectionTimeout;
+      if (!repeatable && !never_connected) break;
       failures.push_back(absl::StrCat(urls_[current_], ": ", httplib::to_string(r.error())));
       Connect((current_ + 1) % urls_.size());
       r = send();

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "agent/net_util.h"
 #include "controller/web_assets.h"
 
 namespace icos::controller {
@@ -461,6 +462,12 @@ void HttpServer::Routes() {
     json body = json::parse(req.body);
     auto node = wire::NodeFromJson(body.at("node"));
     if (!node.ok()) return Fail(res, node.status());
+    // A node on another machine that advertises loopback is unreachable there.
+    if (absl::Status st = agent::CheckRegisteredReachable(node->name, body.value("address", ""),
+                                                          body.value("agent_url", ""), req.remote_addr);
+        !st.ok()) {
+      return Fail(res, st);
+    }
     if (absl::Status st = c->RegisterNode(who, *node, body.value("address", ""), body.value("agent_url", ""),
                                           body.value("log_key", ""), body.value("unhealthy_reason", ""));
         !st.ok()) {

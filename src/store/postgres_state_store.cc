@@ -311,9 +311,12 @@ namespace pg_internal {
 class Connection {
  public:
   // fail_fast: the connection notices a vanished server (or is noticed
-  // gone by the server) within seconds, not the kernel's two hours: TCP
-  // keepalives and a user timeout on both ends. For the leadership session.
-  static absl::StatusOr<std::unique_ptr<Connection>> Open(const PostgresOptions& options, bool fail_fast = false) {
+  // gone by the server) within seconds, not the kernel's two hours idle or
+  // fifteen minutes of retransmissions: TCP keepalives and a user timeout on
+  // both ends. For every connection: the leadership session, whose end
+  // hands the lead on, and the pool's, where a write stuck on a dead network
+  // would keep a cut-off leader from standing down (e2e.netns_ha).
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const PostgresOptions& options, bool fail_fast = true) {
     const std::string target = DescribeTarget(options.conninfo);
     if (options.conninfo.empty()) {
       return absl::InvalidArgumentError(
