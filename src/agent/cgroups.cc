@@ -412,6 +412,20 @@ std::string CgroupManager::V1Group(const char* controller, const std::string& ta
 
 std::string CgroupManager::GroupDir(const std::string& task_id) const { return GroupPath(ListingRoot(), task_id); }
 
+std::vector<std::string> CgroupManager::ListGroups() const {
+  std::vector<std::string> ids;
+  const std::string dir = absl::StrCat(ListingRoot(), "/", prefix_);
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return ids;
+  while (struct dirent* entry = readdir(d)) {
+    const std::string name = entry->d_name;
+    if (entry->d_type == DT_DIR && ValidateTaskId(name).ok()) ids.push_back(name);
+  }
+  closedir(d);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
 absl::StatusOr<std::vector<std::string>> CgroupManager::CreateGroup(const std::string& task_id,
                                                                     const CgroupLimits& limits) {
   if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;

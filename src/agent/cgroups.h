@@ -198,6 +198,10 @@ class CgroupManager {
   // FailedPrecondition while processes remain (the kernel refuses with EBUSY).
   absl::Status RemoveGroup(const std::string& task_id);
 
+  // The task ids that have a group under this cluster's parent (in the
+  // hierarchy used to list processes), sorted; empty when there is none.
+  std::vector<std::string> ListGroups() const;
+
   // The task's group directory: on v1, the one in the hierarchy used to list
   // processes (pids, else memory, cpu, cpuset, devices, freezer).
   std::string GroupDir(const std::string& task_id) const;

@@ -913,7 +913,22 @@ std::vector<std::string> TaskLauncher::Adopt() {
     if (alive) adopted.push_back(id);
     tasks_.emplace(id, std::move(task));
   }
+  ReapOrphanGroups();
   return adopted;
+}
+
+void TaskLauncher::ReapOrphanGroups() {
+  if (cgroups_ == nullptr) return;
+  // A group with no journal holds processes nobody will report or stop (the
+  // state directory was lost, or a crash came between making the group and
+  // journaling): the controller will count them lost and may run their
+  // tasks elsewhere, so they must not run on here.
+  for (const std::string& id : cgroups_->ListGroups()) {
+    if (tasks_.count(id) > 0 || PathExists(StateFile(id, ".json"))) continue;
+    cgroups_->KillAll(id).IgnoreError();
+    if (!cgroups_->RemoveGroup(id).ok()) cgroups_to_remove_.push_back(id);
+    orphans_reaped_.push_back(id);
+  }
 }
 
 std::vector<std::string> TaskLauncher::Running() const {

@@ -227,6 +227,9 @@ class TaskLauncher {
   std::vector<std::string> Running() const;
   // Ids Adopt() found were journaled but certainly never forked.
   const std::vector<std::string>& never_started() const { return never_started_; }
+  // Ids of the cgroups Adopt() found without a journal, whose processes it
+  // killed (they would run unreported, and maybe twice).
+  const std::vector<std::string>& orphans_reaped() const { return orphans_reaped_; }
 
   // Empty when tasks get cgroups; otherwise why not (disabled, not mounted, ...).
   const std::string& cgroup_status() const { return cgroup_status_; }
@@ -255,6 +258,7 @@ class TaskLauncher {
   // Loads one journal for Adopt(); nullptr when the task never started.
   std::unique_ptr<Task> LoadJournal(const std::string& id);
   void Failpoint(absl::string_view point) const;
+  void ReapOrphanGroups();
 
   TaskLauncherOptions options_;
   std::unique_ptr<icos::Clock> owned_clock_;
@@ -265,6 +269,7 @@ class TaskLauncher {
   // Cgroups whose removal failed (processes still exiting); retried by Poll().
   std::vector<std::string> cgroups_to_remove_;
   std::vector<std::string> never_started_;
+  std::vector<std::string> orphans_reaped_;
   std::string boot_id_;  // this boot of the machine (/proc/sys/kernel/random/boot_id)
 };
 

@@ -759,6 +759,21 @@ TEST_F(CgroupLauncherTest, StopKillsProcessesThatLeftTheProcessGroup) {
   EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(escaped, 0); }));
 }
 
+// The state directory is lost while a task runs (a wiped disk, a new work
+// directory): the restarted agent knows nothing of it, the controller will
+// call it lost and may run it elsewhere, so it must not run on here.
+TEST_F(CgroupLauncherTest, TaskWhoseJournalIsGoneIsKilledAtAdoption) {
+  LaunchedTask task = MustStart(Sh("c1", "echo ready; sleep 1000"));
+  ASSERT_TRUE(WaitForLog("c1", "ready"));
+  launcher_.reset();
+  std::filesystem::remove_all(tmp_.Sub("state"));
+  launcher_ = NewLauncher();
+  ASSERT_NE(launcher_, nullptr);
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());
+  EXPECT_THAT(launcher_->orphans_reaped(), ElementsAre("c1"));
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(task.task_pid, 0); }));
+}
+
 TEST_F(CgroupLauncherTest, CgroupIsRemovedOnceTheTaskIsReported) {
   LaunchedTask task = MustStart(Sh("c1", "true"));
   ASSERT_FALSE(task.cgroup_dir.empty());
