@@ -72,7 +72,7 @@ restart_agent() {
   wait "$agent_pid" 2>/dev/null || true
   sleep "0.$((RANDOM % 10))"
   # Joined again in the background: it waits for a controller that is down.
-  "$ICOS_BIN" agent --server "$ICOS_SERVER" --token "$(cat "$ICOS_HOME/agent.token")" --node-name node-a \
+  "$ICOS_BIN" agent --server "$ICOS_SERVER" --allow-root-tasks --token "$(cat "$ICOS_HOME/agent.token")" --node-name node-a \
     --work-dir "$E2E_DIR/agent-node-a" "${agent_flags[@]}" >> "$E2E_DIR/agent-node-a.log" 2>&1 &
   agent_pid=$!
   PIDS+=("$agent_pid")

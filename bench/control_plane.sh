@@ -33,7 +33,7 @@ curl -s -H "Authorization: Bearer $token" "$server/api/v1/jobs?state=Pending&lim
   /usr/bin/python3 -c 'import json,sys; [print(j["id"]) for j in json.load(sys.stdin)["jobs"]]' |
   xargs -P 8 -I{} curl -s -o /dev/null -d "" -H "Authorization: Bearer $token" "$server/api/v1/jobs/{}/cancel"
 
-"$ICOS" agent --server "$server" --token "$(cat "$ICOS_HOME/agent.token")" --node-name bench --work-dir "$work/agent" > "$work/agent.log" 2>&1 &
+"$ICOS" agent --server "$server" --allow-root-tasks --token "$(cat "$ICOS_HOME/agent.token")" --node-name bench --work-dir "$work/agent" > "$work/agent.log" 2>&1 &
 agent=$!
 pids+=($agent)
 for _ in $(seq 100); do grep -q joined "$work/agent.log" && break; sleep 0.1; done

@@ -396,9 +396,10 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
   CgroupLimits limits{.cpu_milli = launch.cpu_milli,
                       .memory_bytes = launch.memory_mib * 1024 * 1024,
                       .cpus = launch.cpus,
-                      .mems = launch.mems};
-  const bool wants_limits =
-      limits.cpu_milli > 0 || limits.memory_bytes > 0 || !limits.cpus.empty() || !limits.mems.empty();
+                      .mems = launch.mems,
+                      .devices = launch.device_rules};
+  const bool wants_limits = limits.cpu_milli > 0 || limits.memory_bytes > 0 || !limits.cpus.empty() ||
+                            !limits.mems.empty() || limits.devices.has_value();
   bool has_cgroup = false;
   if (cgroups_ != nullptr) {
     absl::StatusOr<std::vector<std::string>> warnings = cgroups_->CreateGroup(id, limits);
@@ -929,6 +930,10 @@ void TaskLauncher::ReapOrphanGroups() {
     if (!cgroups_->RemoveGroup(id).ok()) cgroups_to_remove_.push_back(id);
     orphans_reaped_.push_back(id);
   }
+}
+
+bool TaskLauncher::Knows(const std::string& task_id) const {
+  return tasks_.count(task_id) > 0 || PathExists(StateFile(task_id, ".json"));
 }
 
 std::vector<std::string> TaskLauncher::Running() const {

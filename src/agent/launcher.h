@@ -60,6 +60,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "agent/cgroups.h"
+#include "agent/device_access.h"
 #include "common/clock.h"
 
 namespace icos::agent {
@@ -122,6 +123,9 @@ struct TaskLaunch {
   std::vector<int32_t> mems;
   // Who the task runs as; unset: the agent's own user.
   std::optional<TaskUser> user;
+  // The device files it may open (device_access.h), enforced by its cgroup's
+  // device controller; unset: device access is left as it is.
+  std::optional<std::vector<DeviceRule>> device_rules;
   // The environment is exactly `env` (plus PATH's default when `env` has
   // none) instead of the agent's environment overridden by `env`.
   bool clean_env = false;
@@ -225,6 +229,9 @@ class TaskLauncher {
 
   // Ids of the tasks started or adopted that have not ended, sorted.
   std::vector<std::string> Running() const;
+  // Whether the id has a journal here (started, maybe ended, not forgotten):
+  // then Start() refuses it.
+  bool Knows(const std::string& task_id) const;
   // Ids Adopt() found were journaled but certainly never forked.
   const std::vector<std::string>& never_started() const { return never_started_; }
   // Ids of the cgroups Adopt() found without a journal, whose processes it

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <openssl/rand.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,8 +10,10 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "agent/frameworks.h"
@@ -18,6 +21,7 @@
 #include "agent/net_util.h"
 #include "agent/shim.h"
 #include "agent/sys_util.h"
+#include "agent/task_identity.h"
 #include "controller/http_client.h"
 
 namespace icos::agent {
@@ -84,7 +88,9 @@ std::string NodeAgent::agent_url() const {
 }
 
 absl::Status NodeAgent::Start() {
+  // Journals, logs, the lease and the node's credential: the agent's alone.
   if (absl::Status st = MakeDirs(options_.work_dir, 0700); !st.ok()) return st;
+  if (chmod(options_.work_dir.c_str(), 0700) != 0) return ErrnoError(errno, absl::StrCat("chmod ", options_.work_dir));
   logs_ = std::make_unique<httplib::Server>();
   logs_->set_tcp_nodelay(true);
   const std::string log_dir = options_.work_dir + "/logs";
@@ -125,8 +131,8 @@ absl::Status NodeAgent::Start() {
                   ? logs_->bind_to_any_port(listen)
                   : (logs_->bind_to_port(listen, options_.listen_port) ? options_.listen_port : -1);
   if (log_port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("agent cannot listen on ", UrlHost(listen), ":",
-                                               options_.listen_port, " (--listen; by default the --address)"));
+    return absl::UnavailableError(absl::StrCat("agent cannot listen on ", UrlHost(listen), ":", options_.listen_port,
+                                               " (--listen; by default the --address)"));
   }
   serve_ = std::thread([this] { logs_->listen_after_bind(); });
 
@@ -314,7 +320,35 @@ void NodeAgent::ForgetAcknowledged(const wire::HeartbeatReply& reply) {
     if (absl::Status st = launcher_->Forget(id); !st.ok() && !absl::IsNotFound(st)) continue;
     known_.erase(it);
     forgotten_[id] = reply.version;
+    // The task's directory is scratch, like a pod's emptyDir: its processes
+    // are gone (their cgroup was killed), and remove_all follows no links.
+    std::error_code ec;
+    fs::remove_all(absl::StrCat(JobsDir(), "/", id), ec);
   }
+}
+
+std::string NodeAgent::JobsDir() const {
+  return options_.jobs_dir.empty() ? absl::StrCat("/var/tmp/icos-", cluster_id_) : options_.jobs_dir;
+}
+
+absl::StatusOr<std::vector<DeviceRule>> NodeAgent::DeviceRulesFor(const wire::Assignment& a) const {
+  std::vector<std::string> paths;
+  for (int32_t d : a.devices) {
+    if (d < 0 || d >= static_cast<int32_t>(options_.device_nodes.size())) continue;
+    for (const std::string& p : options_.device_nodes[d]) {
+      if (std::find(paths.begin(), paths.end(), p) == paths.end()) paths.push_back(p);
+    }
+  }
+  std::vector<DeviceRule> rules = DefaultDeviceRules();
+  if (paths.empty()) return rules;
+  absl::StatusOr<std::vector<DeviceNodeSpec>> specs = DeviceNodeSpecsFromPaths(paths);
+  if (!specs.ok()) return specs.status();
+  absl::StatusOr<ResolvedDeviceNodes> nodes = ResolveDeviceNodes(*specs);
+  if (!nodes.ok()) return nodes.status();
+  for (const DeviceRule& r : nodes->rules) {
+    if (std::find(rules.begin(), rules.end(), r) == rules.end()) rules.push_back(r);
+  }
+  return rules;
 }
 
 void NodeAgent::RenewLease(int64_t boot_ms) {
@@ -323,22 +357,47 @@ void NodeAgent::RenewLease(int64_t boot_ms) {
 }
 
 void NodeAgent::Launch(const wire::Assignment& a) {
-  const std::string task_dir = absl::StrCat(options_.work_dir, "/tasks/", a.task_id);
+  // Journaled already (a crash came before the controller heard of it): it
+  // is reported from the journal, never started again.
+  if (launcher_->Knows(a.task_id)) return;
   Known k;
   k.status.task_id = a.task_id;
   k.started_ms = clock_->NowMs();
   k.time_limit_s = a.time_limit_s;
-  std::error_code ec;
-  fs::create_directories(task_dir, ec);
+  auto fail = [&](int exit_code, absl::string_view why) {
+    k.status.state = "Failed";
+    k.status.exit_code = exit_code;
+    k.status.reason = std::string(why);
+    k.status.end_ms = clock_->NowMs();
+    known_[a.task_id] = k;
+    launched_ = true;
+  };
+  // Whose task it is, and so what it may reach (task_identity.h).
+  absl::StatusOr<TaskIdentity> who = ResolveTaskIdentity(a.user, a.uid, a.gid, options_.identity, geteuid());
+  if (!who.ok()) return fail(126, who.status().message());
+  // A directory left by a launch that crashed before its journal: that
+  // attempt never ran (the launcher has no journal of it), so start afresh.
+  std::error_code gone;
+  fs::remove_all(absl::StrCat(JobsDir(), "/", a.task_id), gone);
+  absl::StatusOr<std::string> dir = MakeTaskDirectory(JobsDir(), a.task_id, *who);
+  if (!dir.ok()) return fail(126, absl::StrCat("cannot make the task's directory: ", dir.status().message()));
+  const std::string& task_dir = *dir;
   TaskLaunch launch;
   launch.task_id = a.task_id;
   launch.argv = a.argv;
   launch.workdir = a.workdir.empty() ? task_dir : a.workdir;
+  if (who->switch_user) launch.user = TaskUser{.uid = who->uid, .gid = who->gid, .groups = who->groups};
+  // A clean environment: the basics of its user, then the job's and the
+  // framework's variables; nothing of the agent's own.
+  launch.clean_env = true;
+  launch.env = TaskBaseEnvironment(*who);
   // The task's directory and this node's own network interface (frameworks.h).
   const absl::StatusOr<InterfaceAddress> nic = InterfaceHolding(options_.address, LocalInterfaceAddresses());
-  launch.env = ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
-                                          {kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
-                                          {kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}});
+  for (auto& [key, value] : ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
+                                                       {kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
+                                                       {kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}})) {
+    launch.env[key] = std::move(value);
+  }
   launch.env["ICOS_TASK_DIR"] = task_dir;
   if (!a.devices.empty()) {
     // The scheduler numbers a node's devices across vendors; each vendor's
@@ -355,6 +414,9 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   launch.memory_mib = a.memory_mib;
   launch.max_disconnect_ms = a.max_disconnect_ms;
   launch.lease_grace_ms = a.grace_ms;
+  absl::StatusOr<std::vector<DeviceRule>> rules = DeviceRulesFor(a);
+  if (!rules.ok()) return fail(126, rules.status().message());
+  launch.device_rules = *std::move(rules);
   // Bind only to NUMA nodes this host has: a sim inventory may declare more
   // than the machine running it (cpuset.mems rejects a missing node).
   for (int32_t numa : a.numa_nodes) {
@@ -363,27 +425,29 @@ void NodeAgent::Launch(const wire::Assignment& a) {
     launch.cpus.insert(launch.cpus.end(), cpus.begin(), cpus.end());
     launch.mems.push_back(numa);
   }
-  std::string error;
+  // Generated files (hostfiles, rank tables) go into the task's directory
+  // only, and belong to the task's user.
   for (const auto& [path, content] : a.files) {
-    const std::string full = absl::StrReplaceAll(path, {{wire::kTaskDirPlaceholder, task_dir}});
-    const std::string target = full.empty() || full[0] != '/' ? absl::StrCat(task_dir, "/", full) : full;
-    std::ofstream f(target, std::ios::trunc);
-    f << content;
-    if (!f) error = absl::StrCat("cannot write ", target);
+    std::string target = absl::StrReplaceAll(path, {{wire::kTaskDirPlaceholder, task_dir}});
+    if (target.empty() || target[0] != '/') target = absl::StrCat(task_dir, "/", target);
+    if (!absl::StartsWith(target, task_dir + "/") || absl::StrContains(target, "/../")) {
+      return fail(126, absl::StrCat("refusing to write ", target, " outside the task's directory"));
+    }
+    if (absl::Status st = WriteFileAtomically(target, content, /*durable=*/false); !st.ok()) {
+      return fail(126, absl::StrCat("cannot write ", target, ": ", st.message()));
+    }
+    if (geteuid() == 0 && chown(target.c_str(), who->uid, who->gid) != 0) {
+      return fail(126, absl::StrCat("cannot give ", target, " to the task's user"));
+    }
   }
-  auto started = error.empty() ? launcher_->Start(launch) : absl::StatusOr<LaunchedTask>(absl::InternalError(error));
-  if (absl::IsAlreadyExists(started.status())) return;  // journaled already: reported from the journal
-  if (started.ok()) {
-    k.status.state = "Running";
-    k.status.start_ms = k.started_ms;
-    if (!started->warnings.empty()) k.status.reason = started->warnings.front();
-  } else {
-    // A typo in the command fails the task at once, with the reason.
-    k.status.state = "Failed";
-    k.status.exit_code = 127;
-    k.status.reason = std::string(started.status().message());
-    k.status.end_ms = clock_->NowMs();
-  }
+  auto started = launcher_->Start(launch);
+  if (absl::IsAlreadyExists(started.status())) return;              // journaled already: reported from the journal
+  if (!started.ok()) return fail(127, started.status().message());  // a typo in the command: at once, with the reason
+  k.status.state = "Running";
+  k.status.start_ms = k.started_ms;
+  std::vector<std::string> notes = started->warnings;
+  if (!who->note.empty()) notes.insert(notes.begin(), who->note);
+  if (!notes.empty()) k.status.reason = absl::StrJoin(notes, "; ");
   known_[a.task_id] = k;
   launched_ = true;
 }

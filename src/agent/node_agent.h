@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "agent/launcher.h"
+#include "agent/task_identity.h"
 #include "common/clock.h"
 #include "controller/wire.h"
 #include "core/model/cluster.h"
@@ -53,6 +54,16 @@ struct NodeAgentOptions {
   // vendor_index[i]: the index node.devices[i] has for its vendor's runtime
   // (CUDA_VISIBLE_DEVICES etc.); empty means the same as i.
   std::vector<int32_t> vendor_index;
+  // device_nodes[i]: the /dev files a task given node.devices[i] may open
+  // (its node and its vendor's control nodes); empty: none (simulated). A
+  // task may open only its devices' files and the harmless defaults
+  // (device_access.h), whatever it sets *_VISIBLE_DEVICES to.
+  std::vector<std::vector<std::string>> device_nodes;
+  // Whose identity tasks take (task_identity.h).
+  IdentityPolicy identity;
+  // Where each task's private directory is made (owned by the task's user,
+  // 0700; removed once its end is recorded). Empty: /var/tmp/icos-<cluster id>.
+  std::string jobs_dir;
   // How the controller and tasks on other nodes reach this node: rank
   // rendezvous addresses, and the log server's URL unless listen_host names
   // another address. Its interface is the one tasks' collective libraries use.
@@ -61,8 +72,8 @@ struct NodeAgentOptions {
   // it advertises); a wildcard (0.0.0.0, ::) for every address, advertised
   // as `address`.
   std::string listen_host;
-  int listen_port = 0;  // 0: any free port
-  std::string work_dir;                   // state/, logs/, tasks/ live here
+  int listen_port = 0;   // 0: any free port
+  std::string work_dir;  // state/, logs/, tasks/ live here
   CgroupOptions cgroups;
   int64_t heartbeat_ms = 1'000;
   // Device health and usage, one entry per node.devices[i]; called every
@@ -126,6 +137,10 @@ class NodeAgent {
   // (shim::BootTimeMs) in the lease file the shims read.
   void RenewLease(int64_t boot_ms);
   void Launch(const wire::Assignment& a);
+  // Where tasks' directories go (options_.jobs_dir or its default).
+  std::string JobsDir() const;
+  // The device files the task may open: the defaults and its devices' nodes.
+  absl::StatusOr<std::vector<DeviceRule>> DeviceRulesFor(const wire::Assignment& a) const;
   // Records tasks that ended; true if any did (or a launch happened) since the last call.
   bool CollectExits();
 

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -223,6 +224,9 @@ bool SwitchIdentity(const ShimIdentity& id) {
     close(fd);
   }
   if (!SwitchIdentity(plan.identity)) FailTask(err_fd, kStageIdentity, errno);
+  // The agent keeps its own files private (umask 077); a task's files get
+  // the usual defaults.
+  umask(022);
   // chdir as the owner: a directory the user may not enter is their error,
   // not something root's rights should paper over.
   if (plan.workdir != nullptr && chdir(plan.workdir) != 0) FailTask(err_fd, kStageChdir, errno);

@@ -1,6 +1,9 @@
 // The single `icos` binary. Subcommands parse their flags here (CLI11) and
 // hand plain options structs to the libraries.
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
+#include <cstring>
 #include <iostream>
 #include <string>
 
@@ -11,7 +14,32 @@
 #include "core/policy/order.h"
 #include "core/policy/placement.h"
 
+namespace {
+
+// /proc/<pid>/cmdline is readable by every local user, and the shims the
+// agent forks carry its command line: overwrite the value of --token in
+// place once it is parsed, so no secret stays there.
+void HideSecretsFromCommandLine(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* arg = argv[i];
+    char* value = nullptr;
+    if (std::strcmp(arg, "--token") == 0 && i + 1 < argc) {
+      value = argv[++i];
+    } else if (std::strncmp(arg, "--token=", 8) == 0) {
+      value = arg + 8;
+    }
+    if (value != nullptr && *value != '\0') {
+      std::memset(value, 'x', std::strlen(value));
+    }
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // What icos writes (its store, tokens, journals, logs) is its own; tasks
+  // get the usual 022 back (agent/shim.cc).
+  umask(077);
   CLI::App app{"icos: one computer out of a cluster of mixed AI accelerators"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("icos 0.1.0"));
@@ -72,6 +100,13 @@ int main(int argc, char** argv) {
     sub->add_option("--memory-mib", agent.memory_mib, "memory to offer in MiB (default: all)");
     sub->add_option("--labels", agent.labels, "node labels, e.g. zone=a,rack=r1");
     sub->add_flag("--no-cgroups", agent.no_cgroups, "run tasks without cgroups");
+    sub->add_flag("--allow-root-tasks", agent.allow_root_tasks,
+                  "run tasks whose owner is root (icos up run by root allows it for its own agent)");
+    sub->add_option("--foreign-tasks", agent.foreign_tasks,
+                    "an agent that is not root: run other users' tasks as itself, saying so, or refuse them")
+        ->check(CLI::IsMember({"run-as-agent", "refuse"}));
+    sub->add_option("--jobs-dir", agent.jobs_dir,
+                    "where each task gets its private directory (default /var/tmp/icos-<cluster id>)");
     sub->add_option("--health-check-program", agent.health_check_program,
                     "run this periodically; a non-zero exit or timeout keeps the node out of scheduling, its first "
                     "output line is the reason (like Slurm's HealthCheckProgram)")
@@ -123,12 +158,16 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--trace", sim.trace, "philly[:CSV] | openb[:DIR] | gavel[:DIR] | synthetic[:RATE[:single]]");
   sim_cmd->add_option("--cluster", sim.cluster,
                       "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
-  sim_cmd->add_option("--policy", sim.policy, "comma-separated: default, fifo, sjf, srtf, gittins, las, gavel, fgd (openb: fgd, bestfit, spread); NAME-learned uses the learned runtime estimator");
+  sim_cmd->add_option("--policy", sim.policy,
+                      "comma-separated: default, fifo, sjf, srtf, gittins, las, gavel, fgd (openb: fgd, bestfit, "
+                      "spread); NAME-learned uses the learned runtime estimator");
   sim_cmd->add_option("--seed", sim.seed, "random seed (synthetic trace)");
   sim_cmd->add_option("--jobs", sim.jobs, "use the first N jobs (synthetic: generate N; default 1000)")
       ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));
   sim_cmd->add_flag("--json", sim.json, "one JSON object per policy and line");
-  sim_cmd->add_option("--out", sim.out_dir, "directory for summary.json, <policy>_utilisation.csv, <policy>_jct_cdf.csv, <policy>_jobs.csv and SVG plots (gnuplot)");
+  sim_cmd->add_option("--out", sim.out_dir,
+                      "directory for summary.json, <policy>_utilisation.csv, <policy>_jct_cdf.csv, <policy>_jobs.csv "
+                      "and SVG plots (gnuplot)");
   sim_cmd->add_option("--traces", sim.traces_dir, "trace directory (default: $ICOS_TRACES or ../shared/data/traces)");
   sim_cmd->add_option("--estimator", sim.estimator, "runtime estimates for SJF and backfill")
       ->check(CLI::IsMember({"oracle", "learned", "none"}));
@@ -145,6 +184,7 @@ int main(int argc, char** argv) {
   icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
+  HideSecretsFromCommandLine(argc, argv);
   if (up->parsed()) return icos::cli::RunUp(server, agent, std::cout, std::cerr);
   if (server_cmd->parsed()) return icos::cli::RunServer(server, std::cout, std::cerr);
   if (agent_cmd->parsed()) return icos::cli::RunAgent(agent, std::cout, std::cerr);

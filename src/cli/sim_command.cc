@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <tuple>
 
 #include "absl/status/statusor.h"

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -65,6 +67,21 @@ absl::Status ServeWhileLeading(store::StateStore& st) {
     if (absl::Status s = st.CheckLeadership(); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+// The Unix identity the first admin token's jobs run as: the person who
+// started the controller (root, or a login account, uid >= 1000). A service
+// account like the package's `icos` owns the store, which tasks must not:
+// then none, and the admin's jobs run as an account named "admin" (if one
+// is made; the operator gives people user tokens instead).
+controller::TokenOptions BootstrapAdminIdentity() {
+  controller::TokenOptions run_as;
+  const uid_t uid = geteuid();
+  if (uid == 0 || uid >= 1000) {
+    run_as.uid = uid;
+    run_as.gid = getegid();
+  }
+  return run_as;
 }
 
 std::string ReadFile(const std::string& path) {
@@ -179,6 +196,12 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create data directory ", dir, ": ", ec.message()));
+  // Tokens and the store live here: nobody else may even list it (an older
+  // icos made it 0755).
+  if (::chmod(dir.c_str(), 0700) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot make data directory ", dir, " private: ", strerror(errno)));
+  }
   auto st = OpenStore(flags, dir);
   if (!st.ok()) return st.status();
   p.store = *std::move(st);
@@ -194,7 +217,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   auto c = controller::Controller::Create(co, p.store.get(), RealClock::Default());
   if (!c.ok()) return c.status();
   p.controller = *std::move(c);
-  auto admin = p.controller->BootstrapAdminToken();
+  auto admin = p.controller->BootstrapAdminToken(BootstrapAdminIdentity());
   if (!admin.ok()) return admin.status();
   if (!admin->empty()) {
     WriteSecret(dir + "/admin.token", *admin);
@@ -248,7 +271,9 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
   n = found->node;
   for (size_t i = 0; i < found->origin.size(); ++i) {
     const auto& [plugin, pos] = found->origin[i];
-    info.vendor_index.push_back(static_cast<int32_t>(found->plugins[plugin].devices[pos].index));
+    const int index = static_cast<int>(found->plugins[plugin].devices[pos].index);
+    info.vendor_index.push_back(index);
+    info.device_nodes.push_back((*plugins)[plugin]->DeviceNodes({index}));
   }
   auto discovery = std::make_shared<devices::Discovery>(*std::move(found));
   auto last = std::make_shared<std::vector<devices::DeviceState>>();
@@ -294,6 +319,7 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
       d.island = island_base + i / 4;  // islands of four, like NVLink / HCCS boards
       n.devices.push_back(d);
       info.vendor_index.push_back(vendor_next + i);
+      info.device_nodes.emplace_back();  // simulated: no device files
     }
   }
   return info;
@@ -318,8 +344,8 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
     if (!source.ok() && route_to != server) source = agent::SourceAddressFor(agent::HostOfUrl(server));
     if (!source.ok()) {
       return absl::FailedPreconditionError(absl::StrCat("cannot tell which address of this machine the controller (",
-                                                        agent::HostOfUrl(server), ") reaches: ",
-                                                        source.status().message(), "; give --address"));
+                                                        agent::HostOfUrl(server),
+                                                        ") reaches: ", source.status().message(), "; give --address"));
     }
     address = *source;
   }
@@ -338,6 +364,17 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   }
   o.work_dir = flags.work_dir.empty() ? absl::StrCat(default_dir, "/agent-", local->node.name) : flags.work_dir;
   if (flags.no_cgroups) o.cgroups.mode = agent::CgroupMode::kDisabled;
+  o.device_nodes = local->device_nodes;
+  o.identity.allow_root_tasks = flags.allow_root_tasks;
+  o.identity.foreign_tasks =
+      flags.foreign_tasks == "refuse" ? agent::ForeignTasks::kRefuse : agent::ForeignTasks::kRunAsAgent;
+  o.jobs_dir = flags.jobs_dir;
+  if (geteuid() != 0) {
+    std::cerr << "icos agent: not running as root, so every task runs as this agent's own user"
+              << (o.identity.foreign_tasks == agent::ForeignTasks::kRefuse ? " (other users' tasks are refused)"
+                                                                           : " whoever owns it")
+              << " (docs/security.md)\n";
+  }
   o.health_check_program = flags.health_check_program;
   o.health_check_interval_ms = static_cast<int64_t>(flags.health_check_interval_s * 1000);
   // A check may run as long as the interval between checks, at most a minute.
@@ -349,8 +386,12 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
 
 }  // namespace
 
-int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out, std::ostream& err) {
+int RunUp(const ServerFlags& server, const AgentFlags& agent_flags, std::ostream& out, std::ostream& err) {
   CatchStopSignals();
+  // A one-machine cluster is its starter's: started by root, the admin's
+  // jobs (which run as root) may run on its own agent.
+  AgentFlags agent = agent_flags;
+  if (geteuid() == 0) agent.allow_root_tasks = true;
   auto plane = StartPlane(server, /*standby=*/false, out, err);
   if (!plane.ok()) {
     err << "icos up: " << plane.status().message() << "\n";

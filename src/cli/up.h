@@ -26,8 +26,8 @@ struct ServerFlags {
   std::string advertise_url;
   std::string order = "drf";
   std::string placement = "binpack";
-  double rate_limit = 5'000;  // requests/s per token; 0: none
-  bool metrics_auth = false;  // GET /metrics needs a token
+  double rate_limit = 5'000;        // requests/s per token; 0: none
+  bool metrics_auth = false;        // GET /metrics needs a token
   int64_t utilisation_step_s = 15;  // utilisation history resolution
   bool learn_runtimes = true;       // learned run-time estimates for jobs that give none
   int64_t node_lease_s = 60;        // ControllerOptions::node_lease_ms
@@ -57,7 +57,12 @@ struct AgentFlags {
   int64_t memory_mib = 0;  // 0: this machine's
   std::string labels;      // "zone=a,rack=r1"
   bool no_cgroups = false;
-  std::string health_check_program;  // Slurm-style HealthCheckProgram; empty: none
+  // Tasks whose owner is root may run (a root agent); `icos up` allows it
+  // when started by root, `icos agent` only with --allow-root-tasks.
+  bool allow_root_tasks = false;
+  std::string foreign_tasks = "run-as-agent";  // a non-root agent: run-as-agent | refuse
+  std::string jobs_dir;                        // tasks' private directories; default /var/tmp/icos-<cluster>
+  std::string health_check_program;            // Slurm-style HealthCheckProgram; empty: none
   double health_check_interval_s = 60;
   int32_t max_device_temperature_c = 0;  // a hotter device is unhealthy; 0: no limit
 };
@@ -74,6 +79,10 @@ struct LocalNodeInfo {
   // For node.devices[i], the index its vendor's runtime uses (what goes into
   // CUDA_VISIBLE_DEVICES and friends).
   std::vector<int32_t> vendor_index;
+  // For node.devices[i], the /dev files a task given it must be allowed to
+  // open (its own node and its vendor's shared control nodes); empty for a
+  // simulated device.
+  std::vector<std::vector<std::string>> device_nodes;
   // Current health and usage of node.devices (same order); from the vendor plugins.
   std::function<std::vector<agent::DeviceCheck>()> check_health;
 };

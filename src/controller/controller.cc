@@ -205,13 +205,18 @@ absl::StatusOr<Principal> Controller::Authenticate(const std::string& token) con
   }
   auto role = ParseRole(it->second.role);
   if (!role) return absl::UnauthenticatedError("token has an unknown role");
-  return Principal{it->second.name, *role, it->second.user};
+  if (it->second.expires_ms > 0 && clock_->NowMs() >= it->second.expires_ms) {
+    return absl::UnauthenticatedError("token expired: ask an admin for a new one (`icos token create --ttl`)");
+  }
+  return Principal{it->second.name, *role, it->second.user, it->second.uid, it->second.gid};
 }
 
 absl::StatusOr<std::string> Controller::CreateToken(const Principal& caller, Role role, const std::string& user,
-                                                    const std::string& name) {
+                                                    const std::string& name, const TokenOptions& options) {
   if (caller.role != Role::kAdmin) return Denied("create tokens (admin only)");
   if (role == Role::kUser && user.empty()) return absl::InvalidArgumentError("a user token needs --user");
+  if (options.gid >= 0 && options.uid < 0) return absl::InvalidArgumentError("--gid needs --uid");
+  if (options.ttl_ms < 0) return absl::InvalidArgumentError("--ttl must not be negative");
   auto secret = NewSecret();
   if (!secret.ok()) return secret.status();
   store::TokenRecord t;
@@ -220,6 +225,9 @@ absl::StatusOr<std::string> Controller::CreateToken(const Principal& caller, Rol
   t.role = RoleName(role);
   t.user = role == Role::kAdmin && user.empty() ? "admin" : user;
   t.created_ms = clock_->NowMs();
+  t.uid = options.uid;
+  t.gid = options.uid >= 0 && options.gid < 0 ? options.uid : options.gid;
+  t.expires_ms = options.ttl_ms > 0 ? t.created_ms + options.ttl_ms : 0;
   store::WriteBatch b;
   b.tokens.push_back(t);
   if (absl::Status st = store_->Apply(std::move(b)); !st.ok()) return st;
@@ -228,14 +236,14 @@ absl::StatusOr<std::string> Controller::CreateToken(const Principal& caller, Rol
   return *secret;
 }
 
-absl::StatusOr<std::string> Controller::BootstrapAdminToken() {
+absl::StatusOr<std::string> Controller::BootstrapAdminToken(const TokenOptions& run_as) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [h, t] : tokens_) {
       if (t.role == "admin" && !t.revoked) return std::string();
     }
   }
-  return CreateToken(Principal{"bootstrap", Role::kAdmin, "admin"}, Role::kAdmin, "admin", "admin");
+  return CreateToken(Principal{"bootstrap", Role::kAdmin, "admin"}, Role::kAdmin, "admin", "admin", run_as);
 }
 
 // --- helpers (mu_ held) -------------------------------------------------------------
@@ -379,10 +387,21 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
             absl::StrCat("queue '", spec->queue, "' has child queues; submit to one of them (jobs go to leaf queues)"));
       }
     }
+    // Priority decides who preempts whom in a queue: a user may ask only as
+    // high as the queue allows (admins set that, and may ask for any).
+    auto qit = queues_.find(spec->queue);
+    const int32_t max_priority = qit != queues_.end() ? qit->second.max_priority : core::Queue().max_priority;
+    if (caller.role != Role::kAdmin && spec->priority > max_priority) {
+      return absl::PermissionDeniedError(absl::StrCat("priority ", spec->priority, " is above queue '", spec->queue,
+                                                      "''s limit of ", max_priority,
+                                                      " for users; ask an admin to raise the queue's max_priority"));
+    }
   }
   store::JobRecord r;
   r.name = spec->name;
   r.user = caller.user;
+  r.run_uid = caller.uid;
+  r.run_gid = caller.gid;
   r.queue = spec->queue;
   r.priority = spec->priority;
   r.state = JobState::kPending;
@@ -936,11 +955,9 @@ absl::StatusOr<Assignments> Controller::WatchAssignments(const Principal& caller
 
 // --- scheduling ------------------------------------------------------------------------
 
-absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(const api::JobSpec& spec, int64_t job_id,
-                                                                         int32_t attempt,
-                                                                         const core::BindDecision& bind,
-                                                                         const PassNodes& nodes,
-                                                                         const std::vector<int64_t>& waits_for) const {
+absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
+    const api::JobSpec& spec, const TaskOwner& owner, int64_t job_id, int32_t attempt, const core::BindDecision& bind,
+    const PassNodes& nodes, const std::vector<int64_t>& waits_for) const {
   const std::vector<std::string>& node_names = nodes.names;
   // Ranks in (group, replica) order; nodes numbered in order of first use.
   // Linear in the job's tasks (a 10,000-task gang binds in one pass): one
@@ -998,6 +1015,9 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(const a
     a.memory_mib = p.memory_mib;
     a.numa_nodes = p.numa_nodes;
     a.time_limit_s = spec.time_limit_s;
+    a.user = owner.user;
+    a.uid = owner.uid;
+    a.gid = owner.gid;
     a.grace_ms = options_.grace_ms;
     a.max_disconnect_ms = spec.max_disconnect_s > 0 ? spec.max_disconnect_s * 1000 : options_.node_lease_ms;
     for (const auto& [k, v] : spec.env) a.env[k] = v;
@@ -1102,12 +1122,14 @@ absl::Status Controller::RunPass() {
   // whether the job is still pending at that attempt is checked below.
   std::map<int64_t, absl::StatusOr<std::vector<TaskEntry>>> made;
   {
-    std::map<int64_t, api::JobSpec> bound;
+    std::map<int64_t, std::pair<api::JobSpec, TaskOwner>> bound;
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& bind : decisions->binds) {
         auto it = jobs_.find(bind.job.value());
-        if (it != jobs_.end()) bound.emplace(it->first, it->second.spec);
+        if (it == jobs_.end()) continue;
+        const store::JobRecord& r = it->second.rec;
+        bound.emplace(it->first, std::make_pair(it->second.spec, TaskOwner{r.user, r.run_uid, r.run_gid}));
       }
     }
     for (const auto& bind : decisions->binds) {
@@ -1115,8 +1137,8 @@ absl::Status Controller::RunPass() {
       if (it == bound.end()) continue;
       std::vector<int64_t> waits_for;
       for (JobId v : bind.after_preemption) waits_for.push_back(v.value());
-      made.emplace(it->first,
-                   MakeTasks(it->second, it->first, pending_attempt[it->first], bind, pass_nodes, waits_for));
+      made.emplace(it->first, MakeTasks(it->second.first, it->second.second, it->first, pending_attempt[it->first],
+                                        bind, pass_nodes, waits_for));
     }
   }
 

@@ -52,7 +52,9 @@ const char* RoleName(Role r);
 struct Principal {
   std::string name;  // token label
   Role role = Role::kUser;
-  std::string user;  // the user jobs are submitted as
+  std::string user;  // the user jobs are submitted as (and run as: the Unix account of that name)
+  // A Unix identity the token pins for the user's jobs instead; -1: none.
+  int64_t uid = -1, gid = -1;
 };
 
 struct ControllerOptions {
@@ -227,6 +229,14 @@ struct UsageReport {
   std::vector<UsageRow> rows;
 };
 
+// Options of a new token (Controller::CreateToken).
+struct TokenOptions {
+  // A Unix identity its jobs run as instead of the account named `user`
+  // (gid defaults to uid); -1: none.
+  int64_t uid = -1, gid = -1;
+  int64_t ttl_ms = 0;  // expires this long after creation; 0: never
+};
+
 struct Assignments {
   uint64_t version = 0;
   std::vector<wire::Assignment> tasks;
@@ -249,9 +259,11 @@ class Controller {
   // Creates a token and returns its secret (shown once; only a hash is kept).
   // Admin only. role "user" needs `user`.
   absl::StatusOr<std::string> CreateToken(const Principal& caller, Role role, const std::string& user,
-                                          const std::string& name);
+                                          const std::string& name, const TokenOptions& options = {});
   // Creates the first admin token if the store has none; returns "" otherwise.
-  absl::StatusOr<std::string> BootstrapAdminToken();
+  // The token is the user "admin"; `run_as` (uid, gid; -1: none) is the
+  // Unix identity its jobs run as (the one who started the controller).
+  absl::StatusOr<std::string> BootstrapAdminToken(const TokenOptions& run_as = {});
 
   // --- jobs -------------------------------------------------------------------
   // Relative task working directories (and empty ones) are resolved against
@@ -422,9 +434,14 @@ class Controller {
   // The tasks of a bind, with each rank's framework env, files and devices.
   // `waits_for`: preempted jobs that must stop before these tasks run. Pure
   // (reads only its arguments and options_), so it runs without mu_.
-  absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const api::JobSpec& spec, int64_t job_id, int32_t attempt,
-                                                   const core::BindDecision& bind, const PassNodes& nodes,
-                                                   const std::vector<int64_t>& waits_for) const;
+  // Whose tasks they are (store::JobRecord's user, run_uid, run_gid).
+  struct TaskOwner {
+    std::string user;
+    int64_t uid = -1, gid = -1;
+  };
+  absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const api::JobSpec& spec, const TaskOwner& owner, int64_t job_id,
+                                                   int32_t attempt, const core::BindDecision& bind,
+                                                   const PassNodes& nodes, const std::vector<int64_t>& waits_for) const;
 
   const ControllerOptions options_;
   store::StateStore* const store_;

@@ -134,7 +134,10 @@ json AssignmentToJson(const Assignment& a) {
           {"time_limit_s", a.time_limit_s},
           {"grace_ms", a.grace_ms},
           {"max_disconnect_ms", a.max_disconnect_ms},
-          {"started", a.started}};
+          {"started", a.started},
+          {"user", a.user},
+          {"uid", a.uid},
+          {"gid", a.gid}};
 }
 
 absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
@@ -159,6 +162,9 @@ absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
     a.grace_ms = j.value("grace_ms", int64_t{10'000});
     a.max_disconnect_ms = j.value("max_disconnect_ms", int64_t{0});
     a.started = j.value("started", false);
+    a.user = j.value("user", "");
+    a.uid = j.value("uid", int64_t{-1});
+    a.gid = j.value("gid", int64_t{-1});
     return a;
   });
 }
@@ -239,19 +245,21 @@ json AmountsToJson(const core::ResourceAmounts& amounts) {
 
 json QueueToJson(const core::Queue& q) {
   const json g = AmountsToJson(q.guaranteed), l = AmountsToJson(q.limit);
-  return {{"name", q.name}, {"parent", q.parent},       {"weight", q.weight},        {"guaranteed", g},
-          {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}};
+  return {{"name", q.name}, {"parent", q.parent},       {"weight", q.weight},         {"guaranteed", g},
+          {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}, {"max_priority", q.max_priority}};
 }
 
 absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
-  static const char* kKnown[] = {"name", "parent", "weight", "guaranteed", "limit", "lend_idle", "may_borrow"};
+  static const char* kKnown[] = {"name",  "parent",    "weight",     "guaranteed",
+                                 "limit", "lend_idle", "may_borrow", "max_priority"};
   if (!j.is_object()) return absl::InvalidArgumentError("a queue must be a JSON object");
   for (const auto& [k, v] : j.items()) {
     bool known = false;
     for (const char* n : kKnown) known |= k == n;
     if (!known) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "queue field '", k, "' is unknown; known: name, parent, weight, guaranteed, limit, lend_idle, may_borrow"));
+          "queue field '", k,
+          "' is unknown; known: name, parent, weight, guaranteed, limit, lend_idle, may_borrow, max_priority"));
     }
   }
   auto parsed = Guard("queue", [&] {
@@ -266,6 +274,7 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
     for (const auto& [k, v] : limit.items()) q.limit[k] = ToMilli(k, v.get<double>());
     q.lend_idle = j.value("lend_idle", true);
     q.may_borrow = j.value("may_borrow", true);
+    q.max_priority = j.value("max_priority", 0);
     return q;
   });
   if (!parsed.ok()) return parsed.status();

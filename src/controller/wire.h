@@ -48,6 +48,10 @@ struct Assignment {
   std::string vendor;            // of those devices
   int64_t time_limit_s = 0;
   int64_t grace_ms = 10'000;
+  // Whose task it is: the job's user, the Unix account it runs as on the
+  // node; uid/gid >= 0 when the submitting token pinned an identity instead.
+  std::string user;
+  int64_t uid = -1, gid = -1;
   // How long the task may run while its node cannot reach the controller:
   // the agent's shim stops it before that much silence, and only then may
   // the controller run it elsewhere (docs/reliability.md). 0: no limit.

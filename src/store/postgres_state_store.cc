@@ -154,6 +154,16 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_keys_by_created ON idempotency_keys(created_ms);
 
+-- Unix identities pinned by tokens, for their jobs (issue 17); token expiry,
+-- use and the node a node credential is bound to.
+ALTER TABLE jobs ADD COLUMN run_uid BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE jobs ADD COLUMN run_gid BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE tokens ADD COLUMN uid BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE tokens ADD COLUMN gid BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE tokens ADD COLUMN expires_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN last_used_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN node TEXT COLLATE "C" NOT NULL DEFAULT '';
+
 -- The cluster's own id (StateStore::ClusterId), made by the first controller.
 CREATE TABLE cluster (
   id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
@@ -771,7 +781,7 @@ absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
 absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
-      "attempt) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+      "attempt, run_uid, run_gid) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
   static const std::string find_key =
       "SELECT job_id, request_digest FROM idempotency_keys WHERE \"user\" = $1 AND key = $2 AND created_ms >= $3";
   static const std::string put_key =
@@ -833,7 +843,7 @@ absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& gr
 absl::Status PostgresStateStore::Apply(WriteBatch batch) {
   static const std::string update_job =
       "UPDATE jobs SET name = $1, \"user\" = $2, queue = $3, priority = $4, state = $5, spec_json = $6, reason = $7, "
-      "submit_ms = $8, start_ms = $9, end_ms = $10, attempt = $11 WHERE id = $12";
+      "submit_ms = $8, start_ms = $9, end_ms = $10, attempt = $11, run_uid = $12, run_gid = $13 WHERE id = $14";
   static const std::string upsert_task = absl::StrCat(
       "INSERT INTO tasks(", columns::kTask,
       ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE "
@@ -851,9 +861,11 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
   static const std::string delete_queue = "DELETE FROM queues WHERE name = $1";
   static const std::string upsert_token =
       absl::StrCat("INSERT INTO tokens(", columns::kToken,
-                   ") VALUES($1, $2, $3, $4, $5, $6) ON CONFLICT(token_hash) DO UPDATE SET name = excluded.name, "
-                   "role = excluded.role, \"user\" = excluded.\"user\", created_ms = excluded.created_ms, "
-                   "revoked = excluded.revoked");
+                   ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(token_hash) DO UPDATE SET "
+                   "name = excluded.name, role = excluded.role, \"user\" = excluded.\"user\", "
+                   "created_ms = excluded.created_ms, revoked = excluded.revoked, uid = excluded.uid, "
+                   "gid = excluded.gid, expires_ms = excluded.expires_ms, last_used_ms = excluded.last_used_ms, "
+                   "node = excluded.node");
   static const std::string upsert_usage = absl::StrCat(
       "INSERT INTO usage(", columns::kUsage,
       ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE "

@@ -23,11 +23,13 @@ namespace icos::store::columns {
 
 // "user" is quoted: a reserved word in PostgreSQL, a plain identifier in SQLite.
 inline constexpr char kJob[] =
-    "id, name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt";
+    "id, name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt, run_uid, "
+    "run_gid";
 inline constexpr char kTask[] =
     "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
 inline constexpr char kNode[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
-inline constexpr char kToken[] = "token_hash, name, role, \"user\", created_ms, revoked";
+inline constexpr char kToken[] =
+    "token_hash, name, role, \"user\", created_ms, revoked, uid, gid, expires_ms, last_used_ms, node";
 inline constexpr char kEvent[] = "id, job_id, node, time_ms, kind, message";
 inline constexpr char kUsage[] =
     "job_id, grp, replica, attempt, \"user\", queue, node, start_ms, end_ms, cpu_milli, devices_json";
@@ -54,6 +56,8 @@ absl::StatusOr<JobRecord> DecodeJob(const Row& r, absl::string_view what) {
   job.start_ms = r.Int(9);
   job.end_ms = r.Int(10);
   job.attempt = r.Int32(11);
+  job.run_uid = r.Int(12);
+  job.run_gid = r.Int(13);
   return job;
 }
 
@@ -96,7 +100,12 @@ TokenRecord DecodeToken(const Row& r) {
                      .role = r.Text(2),
                      .user = r.Text(3),
                      .created_ms = r.Int(4),
-                     .revoked = r.Bool(5)};
+                     .revoked = r.Bool(5),
+                     .uid = r.Int(6),
+                     .gid = r.Int(7),
+                     .expires_ms = r.Int(8),
+                     .last_used_ms = r.Int(9),
+                     .node = r.Text(10)};
 }
 
 template <typename Row>
@@ -130,7 +139,8 @@ UsageRecord DecodeUsage(const Row& r) {
 template <typename Binder>
 Binder& BindJobFields(Binder& b, const JobRecord& job) {
   b.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
-  return b.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
+  b.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
+  return b.Int(job.run_uid).Int(job.run_gid);
 }
 
 template <typename Binder>
@@ -149,7 +159,8 @@ Binder& BindNode(Binder& b, const NodeRecord& node) {
 template <typename Binder>
 Binder& BindToken(Binder& b, const TokenRecord& token) {
   b.Text(token.token_hash).Text(token.name).Text(token.role).Text(token.user).Int(token.created_ms);
-  return b.Bool(token.revoked);
+  b.Bool(token.revoked).Int(token.uid).Int(token.gid).Int(token.expires_ms).Int(token.last_used_ms);
+  return b.Text(token.node);
 }
 
 template <typename Binder>

@@ -38,6 +38,10 @@ struct JobRecord {
   int64_t start_ms = 0;  // 0: not started
   int64_t end_ms = 0;    // 0: not ended
   int32_t attempt = 0;   // gang restarts so far
+  // The Unix identity its tasks run as when the submitting token pinned one
+  // (icos token create --uid/--gid); -1: the account named `user` on each node.
+  int64_t run_uid = -1;
+  int64_t run_gid = -1;
 
   // InsertJob only (not columns of the job). A client's key for retrying a
   // submission safely (the Idempotency-Key header) and a digest of what it
@@ -86,10 +90,17 @@ struct QueueRecord {
 struct TokenRecord {
   std::string token_hash;  // key: SHA-256 hex of the secret; the secret is never stored
   std::string name;        // human label
-  std::string role;        // "admin", "user", "agent"
-  std::string user;        // the user a "user" token acts as
+  std::string role;        // "admin", "user", "agent" (a join token), "node" (one node's credential)
+  std::string user;        // the user a "user" token acts as (also the Unix account its jobs run as)
   int64_t created_ms = 0;
   bool revoked = false;
+  // A Unix identity pinned for the user's jobs instead of the account named
+  // `user`; -1: none.
+  int64_t uid = -1;
+  int64_t gid = -1;
+  int64_t expires_ms = 0;    // 0: never
+  int64_t last_used_ms = 0;  // 0: never used (kept to the minute)
+  std::string node;          // role "node": the only node it may speak for
 };
 
 struct EventRecord {

@@ -157,6 +157,16 @@ CREATE TABLE idempotency_keys (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX idempotency_keys_by_created ON idempotency_keys(created_ms);
 
+-- Unix identities pinned by tokens, for their jobs (issue 17); token expiry,
+-- use and the node a node credential is bound to.
+ALTER TABLE jobs ADD COLUMN run_uid INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE jobs ADD COLUMN run_gid INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE tokens ADD COLUMN uid INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE tokens ADD COLUMN gid INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE tokens ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN last_used_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN node TEXT NOT NULL DEFAULT '';
+
 -- The cluster's own id (StateStore::ClusterId), made by the first controller.
 CREATE TABLE cluster (
   id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
@@ -620,7 +630,7 @@ absl::Status SqliteStateStore::InsertJob(JobRecord* job) {
 absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, user, queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
-      "attempt) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+      "attempt, run_uid, run_gid) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
   static const std::string find_key =
       "SELECT job_id, request_digest FROM idempotency_keys WHERE user = ? AND key = ? AND created_ms >= ?";
   static const std::string put_key =
@@ -681,7 +691,7 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& grou
 absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   static const std::string update_job =
       "UPDATE jobs SET name = ?, user = ?, queue = ?, priority = ?, state = ?, spec_json = ?, reason = ?, "
-      "submit_ms = ?, start_ms = ?, end_ms = ?, attempt = ? WHERE id = ?";
+      "submit_ms = ?, start_ms = ?, end_ms = ?, attempt = ?, run_uid = ?, run_gid = ? WHERE id = ?";
   static const std::string upsert_task =
       absl::StrCat("INSERT INTO tasks(", columns::kTask,
                    ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE SET "
@@ -699,8 +709,10 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   static const std::string delete_queue = "DELETE FROM queues WHERE name = ?";
   static const std::string upsert_token = absl::StrCat(
       "INSERT INTO tokens(", columns::kToken,
-      ") VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(token_hash) DO UPDATE SET name = excluded.name, "
-      "role = excluded.role, user = excluded.user, created_ms = excluded.created_ms, revoked = excluded.revoked");
+      ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(token_hash) DO UPDATE SET name = excluded.name, "
+      "role = excluded.role, user = excluded.user, created_ms = excluded.created_ms, revoked = excluded.revoked, "
+      "uid = excluded.uid, gid = excluded.gid, expires_ms = excluded.expires_ms, "
+      "last_used_ms = excluded.last_used_ms, node = excluded.node");
   static const std::string upsert_usage =
       absl::StrCat("INSERT INTO usage(", columns::kUsage,
                    ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE SET "

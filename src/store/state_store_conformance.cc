@@ -44,7 +44,7 @@ using ::testing::SizeIs;
 // whole records; the records themselves define no operator==.
 auto Fields(const JobRecord& j) {
   return std::make_tuple(j.id, j.name, j.user, j.queue, j.priority, JobStateName(j.state), j.spec_json, j.reason,
-                         j.submit_ms, j.start_ms, j.end_ms, j.attempt);
+                         j.submit_ms, j.start_ms, j.end_ms, j.attempt, j.run_uid, j.run_gid);
 }
 auto Fields(const TaskRecord& t) {
   return std::make_tuple(t.job_id, t.group, t.replica, t.attempt, t.node, t.placement_json, TaskStateName(t.state),
@@ -55,7 +55,8 @@ auto Fields(const NodeRecord& n) {
 }
 auto Fields(const QueueRecord& q) { return std::make_tuple(q.name, q.spec_json); }
 auto Fields(const TokenRecord& t) {
-  return std::make_tuple(t.token_hash, t.name, t.role, t.user, t.created_ms, t.revoked);
+  return std::make_tuple(t.token_hash, t.name, t.role, t.user, t.created_ms, t.revoked, t.uid, t.gid, t.expires_ms,
+                         t.last_used_ms, t.node);
 }
 auto Fields(const EventRecord& e) { return std::make_tuple(e.id, e.job_id, e.node, e.time_ms, e.kind, e.message); }
 auto Fields(const UsageRecord& u) {
@@ -253,7 +254,9 @@ TEST_P(StateStoreConformanceTest, GetJobReturnsEveryFieldAsInserted) {
                 .submit_ms = std::numeric_limits<int64_t>::max(),
                 .start_ms = -1,
                 .end_ms = 1'700'000'000'123,
-                .attempt = std::numeric_limits<int32_t>::max()};
+                .attempt = std::numeric_limits<int32_t>::max(),
+                .run_uid = 4'294'967'294,
+                .run_gid = 0};
   ASSERT_TRUE(store_->InsertJob(&job).ok());
   absl::StatusOr<JobRecord> got = store_->GetJob(job.id);
   ASSERT_TRUE(got.ok()) << got.status();
@@ -510,6 +513,11 @@ TEST_P(StateStoreConformanceTest, ApplyUpsertsTokenByHash) {
   TokenRecord token{.token_hash = "9f86d081884c7d65", .name = "ci", .role = "user", .user = "alice", .created_ms = 123};
   ExpectApplied(*store_, {.tokens = {token}});
   token.revoked = true;
+  token.uid = 1'001;
+  token.gid = 1'002;
+  token.expires_ms = 1'800'000'000'000;
+  token.last_used_ms = 1'700'000'000'000;
+  token.node = "gpu-7";
   ExpectApplied(*store_, {.tokens = {token}});
   absl::StatusOr<TokenRecord> got = store_->GetToken(token.token_hash);
   ASSERT_TRUE(got.ok()) << got.status();

@@ -26,7 +26,12 @@ had_group=$(getent group icos >/dev/null && echo 1 || true)
 had_state=$([ -e /var/lib/icos ] && echo 1 || true)
 had_etc=$([ -e /etc/icos ] && echo 1 || true)
 INSTALLED=""
+# The person who submits: an account on the node, mapped to by a user token
+# (the package's server runs as `icos`; its admin token's jobs would run as
+# the account "admin", which does not exist).
+JOB_USER="icosdeb$$"
 netns_after_cleanup() {
+  ! getent passwd "$JOB_USER" >/dev/null || userdel -r "$JOB_USER" >/dev/null 2>&1 || true
   if [ -n "$INSTALLED" ]; then
     apt-get purge -y -q -o DPkg::Lock::Timeout=120 icos > "$E2E_DIR/purge.log" 2>&1 || dpkg --purge icos >/dev/null 2>&1 || true
   fi
@@ -107,8 +112,10 @@ if ps -o args= -p "$AGENT" | grep -q "$(cat /etc/icos/agent.token)"; then fail "
 
 ICOS_BIN=/usr/bin/icos
 export ICOS_SERVER="http://$(netns_ip ctl):7070" ICOS_TOKEN
+useradd -m "$JOB_USER"
 ICOS_TOKEN=$(cat /var/lib/icos/admin.token)
 netns_cli user
+ICOS_TOKEN=$(icos token create --role user --user "$JOB_USER")
 cat > "$E2E_DIR/hello.yaml" <<YAML
 name: hello-from-the-package
 tasks:

@@ -29,7 +29,7 @@ wait_until 20 grep -q "standby: '.*' at $URL_A (epoch 1) leads" "$E2E_DIR/server
 # Tokens live in the shared store; the token files in a's data directory.
 export ICOS_HOME="$E2E_DIR/a"
 export ICOS_SERVER="$URL_A,$URL_B"
-"$ICOS_BIN" agent --server "$ICOS_SERVER" --token "$(cat "$E2E_DIR/a/agent.token")" --node-name n1 \
+"$ICOS_BIN" agent --server "$ICOS_SERVER" --allow-root-tasks --token "$(cat "$E2E_DIR/a/agent.token")" --node-name n1 \
   --work-dir "$E2E_DIR/agent-n1" --devices nvidia/A100-80G:2 >> "$E2E_DIR/agent-n1.log" 2>&1 &
 PIDS+=($!)
 wait_until 20 grep -q "joined" "$E2E_DIR/agent-n1.log" || fail "agent did not join"

@@ -107,7 +107,7 @@ start_server() {
 # start_agent NAME [flags...]
 start_agent() {
   local name=$1; shift
-  "$ICOS_BIN" agent --server "$ICOS_SERVER" --token "$(cat "$ICOS_HOME/agent.token")" --node-name "$name" \
+  "$ICOS_BIN" agent --server "$ICOS_SERVER" --allow-root-tasks --token "$(cat "$ICOS_HOME/agent.token")" --node-name "$name" \
     --work-dir "$E2E_DIR/agent-$name" "$@" >> "$E2E_DIR/agent-$name.log" 2>&1 &
   PIDS+=($!)
   LAST_AGENT_PID=$!

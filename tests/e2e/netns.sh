@@ -175,7 +175,7 @@ netns_start_server() {
 # joined to $ICOS_SERVER, with no --address: it finds its own.
 netns_start_agent() {
   local host=$1 node=$2; shift 2
-  netns_start "$host" "$E2E_DIR/agent-$node.log" "$ICOS_BIN" agent --server "$ICOS_SERVER" \
+  netns_start "$host" "$E2E_DIR/agent-$node.log" "$ICOS_BIN" agent --server "$ICOS_SERVER" --allow-root-tasks \
     --token "$(cat "$ICOS_HOME/agent.token")" --node-name "$node" --work-dir "$E2E_DIR/agent-$node" "$@"
   wait_until 20 grep -q "joined" "$E2E_DIR/agent-$node.log" || fail "agent $node on $host did not join: $(cat "$E2E_DIR/agent-$node.log")"
 }

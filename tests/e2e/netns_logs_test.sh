@@ -72,7 +72,7 @@ code=$(netns_curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(
 [ "$code" = 401 ] || fail "the log server answered $code to a user's token"
 # A node that would register loopback from another machine is refused, told why.
 netns_add n3
-out=$(netns_run n3 timeout 20 "$ICOS_BIN" agent --server "$ICOS_SERVER" --token "$(cat "$ICOS_HOME/agent.token")" \
+out=$(netns_run n3 timeout 20 "$ICOS_BIN" agent --server "$ICOS_SERVER" --allow-root-tasks --token "$(cat "$ICOS_HOME/agent.token")" \
   --node-name node-3 --work-dir "$E2E_DIR/agent-node-3" --address 127.0.0.1 2>&1) && fail "node-3 joined with address 127.0.0.1: $out"
 grep -q "node 'node-3' connects from $(netns_ip n3) but registers address 127.0.0.1" <<< "$out" ||
   fail "node-3 was not told why it cannot join: $out"

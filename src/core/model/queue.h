@@ -22,7 +22,7 @@ using ResourceAmounts = std::map<std::string, int64_t>;
 // its limit; borrowed capacity is what reclaim preempts first.
 struct Queue {
   std::string name;
-  std::string parent;  // empty: child of the implicit root
+  std::string parent;   // empty: child of the implicit root
   double weight = 1.0;  // fair-share weight among siblings (DRF order)
   ResourceAmounts guaranteed;
   ResourceAmounts limit;
@@ -30,6 +30,11 @@ struct Queue {
   bool lend_idle = true;
   // false: jobs of this queue never exceed its guarantee.
   bool may_borrow = true;
+  // The highest job priority its users may ask for (admins may ask for any).
+  // Priority decides who preempts whom within a queue, so this bounds what
+  // one user can do to another's running jobs. The scheduler does not read
+  // it; the controller refuses jobs above it.
+  int32_t max_priority = 0;
 };
 
 }  // namespace icos::core
