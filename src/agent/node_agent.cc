@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -136,6 +137,11 @@ absl::Status NodeAgent::Start() {
   }
   serve_ = std::thread([this] { logs_->listen_after_bind(); });
 
+  // A node that joined before speaks with its own credential.
+  if (absl::StatusOr<std::string> kept = ReadFile(CredentialPath()); kept.ok()) {
+    std::lock_guard<std::mutex> lock(token_mu_);
+    credential_ = std::string(absl::StripAsciiWhitespace(*kept));
+  }
   // Register, retrying while the controller is not up yet.
   if (!options_.health_check_program.empty()) RunHealthCheck(false);
   int64_t contact = shim::BootTimeMs();
@@ -175,8 +181,31 @@ absl::Status NodeAgent::Start() {
   return absl::OkStatus();
 }
 
+std::string NodeAgent::Token() const {
+  std::lock_guard<std::mutex> lock(token_mu_);
+  return credential_.empty() ? options_.token : credential_;
+}
+
+std::string NodeAgent::CredentialPath() const { return options_.work_dir + "/node.credential"; }
+
 absl::Status NodeAgent::Register() {
-  ApiClient api(options_.server_url, options_.token, 10'000);
+  absl::Status st = RegisterWith(Token());
+  if (!absl::IsUnauthenticated(st)) return st;
+  // The node's credential was revoked (or the store that knew it is gone):
+  // join afresh with the join token, if this agent was given one.
+  std::string revoked;
+  {
+    std::lock_guard<std::mutex> lock(token_mu_);
+    if (credential_.empty() || options_.token.empty() || credential_ == options_.token) return st;
+    revoked.swap(credential_);
+  }
+  unlink(CredentialPath().c_str());
+  std::cerr << "icos agent: the node's credential was refused (" << st.message() << "); joining again\n";
+  return RegisterWith(options_.token);
+}
+
+absl::Status NodeAgent::RegisterWith(const std::string& token) {
+  ApiClient api(options_.server_url, token, 10'000);
   core::Node node;
   std::string unhealthy;
   {
@@ -191,7 +220,17 @@ absl::Status NodeAgent::Register() {
                {"unhealthy_reason", unhealthy}};
   auto r = api.Json("POST", "/api/v1/nodes/register", body.dump());
   if (!r.ok()) return r.status();
-  return AdoptClusterId(r->value("cluster_id", ""));
+  if (absl::Status st = AdoptClusterId(r->value("cluster_id", "")); !st.ok()) return st;
+  // Joined with a join token: from now on this node speaks with a credential
+  // of its own, kept where only the agent can read it.
+  if (const std::string credential = r->value("credential", ""); !credential.empty()) {
+    if (absl::Status st = WriteFileAtomically(CredentialPath(), credential + "\n"); !st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("cannot keep the node's credential: ", st.message()));
+    }
+    std::lock_guard<std::mutex> lock(token_mu_);
+    credential_ = credential;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status NodeAgent::AdoptClusterId(const std::string& id) {
@@ -247,14 +286,20 @@ void NodeAgent::StopAllTasks(int64_t grace_ms) {
 
 void NodeAgent::WatchLoop() {
   // No keep-alive (http_client.h): between watches the connection would hold a server thread.
-  ApiClient api(options_.server_url, options_.token, options_.watch_ms + 10'000, /*keep_alive=*/false);
+  std::string token = Token();
+  auto api = std::make_unique<ApiClient>(options_.server_url, token, options_.watch_ms + 10'000, /*keep_alive=*/false);
   uint64_t version = 0;
   while (!stop_) {
+    if (Token() != token) {  // re-joined with a new credential
+      token = Token();
+      api = std::make_unique<ApiClient>(options_.server_url, token, options_.watch_ms + 10'000, false);
+    }
     // A short wait first so Stop() is noticed quickly; then long polls.
-    auto r = api.Json("GET", absl::StrCat("/api/v1/nodes/", options_.node.name, "/assignments?since=", version,
+    auto r = api->Json("GET", absl::StrCat("/api/v1/nodes/", options_.node.name, "/assignments?since=", version,
                                           "&wait_ms=", version == 0 ? 0 : std::min<int64_t>(options_.watch_ms, 2'000)));
     if (!r.ok()) {
-      if (r.status().code() == absl::StatusCode::kNotFound) (void)Register();  // controller lost us: join again
+      // The controller lost us, or our credential: join again.
+      if (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status())) (void)Register();
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
       continue;
     }
@@ -528,7 +573,8 @@ void NodeAgent::BeatLoop() {
   // Exits are looked for every few milliseconds and reported at once (a
   // finished task frees its devices for the next job); otherwise a heartbeat
   // goes out every heartbeat_ms.
-  ApiClient api(options_.server_url, options_.token, 10'000, /*keep_alive=*/false);
+  std::string token = Token();
+  auto api = std::make_unique<ApiClient>(options_.server_url, token, 10'000, /*keep_alive=*/false);
   int64_t last_sent = 0;
   int64_t heartbeat_ms = options_.heartbeat_ms;  // the controller may slow it
   while (!stop_) {
@@ -553,8 +599,12 @@ void NodeAgent::BeatLoop() {
       // The lease counts from before the request left: the controller's
       // view of this beat is never earlier than ours.
       const int64_t contact = shim::BootTimeMs();
-      auto r = api.Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"), body.dump());
-      if (!r.ok() && r.status().code() == absl::StatusCode::kNotFound) (void)Register();
+      if (Token() != token) {  // re-joined with a new credential
+        token = Token();
+        api = std::make_unique<ApiClient>(options_.server_url, token, 10'000, /*keep_alive=*/false);
+      }
+      auto r = api->Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"), body.dump());
+      if (!r.ok() && (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status()))) (void)Register();
       if (r.ok()) {
         auto reply = wire::HeartbeatReplyFromJson(*r);
         if (reply.ok()) {

@@ -126,7 +126,13 @@ class NodeAgent {
   void HealthCheckLoop();
   void WatchLoop();
   void BeatLoop();
+  // Registers with the node's credential, or the join token when it has
+  // none (or the credential was revoked), keeping a credential it is given.
   absl::Status Register();
+  absl::Status RegisterWith(const std::string& token);
+  // What the agent speaks with: the node's credential, else the join token.
+  std::string Token() const;
+  std::string CredentialPath() const;
   // Takes the cluster id the controller answered a registration with: the
   // first one (checked against the work directory's), later ones must match.
   absl::Status AdoptClusterId(const std::string& id);
@@ -148,6 +154,8 @@ class NodeAgent {
   icos::Clock* const clock_;
   std::string log_key_;
   std::string cluster_id_;  // from the first registration (guarded by mu_)
+  mutable std::mutex token_mu_;
+  std::string credential_;  // the node's own credential; "" until it has one (guarded by token_mu_)
   std::unique_ptr<TaskLauncher> launcher_;
   std::unique_ptr<httplib::Server> logs_;
   int log_port_ = 0;

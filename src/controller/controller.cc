@@ -52,11 +52,8 @@ std::optional<Role> ParseRole(const std::string& r) {
   if (r == "admin") return Role::kAdmin;
   if (r == "user") return Role::kUser;
   if (r == "agent") return Role::kAgent;
+  if (r == "node") return Role::kNode;
   return std::nullopt;
-}
-
-absl::Status Denied(const std::string& what) {
-  return absl::PermissionDeniedError(absl::StrCat("this token may not ", what));
 }
 
 }  // namespace
@@ -71,17 +68,6 @@ api::SpecLimits StoredSpecLimits() {
   return stored;
 }
 
-const char* RoleName(Role r) {
-  switch (r) {
-    case Role::kAdmin:
-      return "admin";
-    case Role::kUser:
-      return "user";
-    case Role::kAgent:
-      return "agent";
-  }
-  return "?";
-}
 
 Controller::Controller(ControllerOptions options, store::StateStore* store, Clock* clock)
     : options_(std::move(options)),
@@ -194,7 +180,7 @@ absl::Status Controller::Load() {
 
 // --- auth ----------------------------------------------------------------------
 
-absl::StatusOr<Principal> Controller::Authenticate(const std::string& token) const {
+absl::StatusOr<Principal> Controller::Authenticate(const std::string& token) {
   if (token.empty()) {
     return absl::UnauthenticatedError("no token: send 'Authorization: Bearer <token>' (see `icos token create`)");
   }
@@ -203,17 +189,24 @@ absl::StatusOr<Principal> Controller::Authenticate(const std::string& token) con
   if (it == tokens_.end() || it->second.revoked) {
     return absl::UnauthenticatedError("unknown or revoked token: ask an admin for a new one (`icos token create`)");
   }
-  auto role = ParseRole(it->second.role);
+  store::TokenRecord& t = it->second;
+  auto role = ParseRole(t.role);
   if (!role) return absl::UnauthenticatedError("token has an unknown role");
-  if (it->second.expires_ms > 0 && clock_->NowMs() >= it->second.expires_ms) {
+  const int64_t now = clock_->NowMs();
+  if (t.expires_ms > 0 && now >= t.expires_ms) {
     return absl::UnauthenticatedError("token expired: ask an admin for a new one (`icos token create --ttl`)");
   }
-  return Principal{it->second.name, *role, it->second.user, it->second.uid, it->second.gid};
+  // Kept to the minute: a write per request would cost more than it tells.
+  if (now - t.last_used_ms >= 60'000) {
+    t.last_used_ms = now;
+    token_use_dirty_.insert(t.token_hash);
+  }
+  return Principal{t.name, *role, t.user, t.uid, t.gid, t.node};
 }
 
-absl::StatusOr<std::string> Controller::CreateToken(const Principal& caller, Role role, const std::string& user,
-                                                    const std::string& name, const TokenOptions& options) {
-  if (caller.role != Role::kAdmin) return Denied("create tokens (admin only)");
+absl::StatusOr<std::pair<store::TokenRecord, std::string>> Controller::NewToken(Role role, const std::string& user,
+                                                                                const std::string& name,
+                                                                                const TokenOptions& options) const {
   if (role == Role::kUser && user.empty()) return absl::InvalidArgumentError("a user token needs --user");
   if (options.gid >= 0 && options.uid < 0) return absl::InvalidArgumentError("--gid needs --uid");
   if (options.ttl_ms < 0) return absl::InvalidArgumentError("--ttl must not be negative");
@@ -228,12 +221,71 @@ absl::StatusOr<std::string> Controller::CreateToken(const Principal& caller, Rol
   t.uid = options.uid;
   t.gid = options.uid >= 0 && options.gid < 0 ? options.uid : options.gid;
   t.expires_ms = options.ttl_ms > 0 ? t.created_ms + options.ttl_ms : 0;
+  return std::make_pair(t, *secret);
+}
+
+absl::StatusOr<std::string> Controller::CreateToken(const Principal& caller, Role role, const std::string& user,
+                                                    const std::string& name, const TokenOptions& options) {
+  if (absl::Status st = Authorize(caller, Action::kManageTokens); !st.ok()) return st;
+  if (role == Role::kNode) {
+    return absl::InvalidArgumentError("node credentials are made when a node joins with a join token (role agent)");
+  }
+  auto made = NewToken(role, user, name, options);
+  if (!made.ok()) return made.status();
   store::WriteBatch b;
-  b.tokens.push_back(t);
+  b.tokens.push_back(made->first);
   if (absl::Status st = store_->Apply(std::move(b)); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
-  tokens_[t.token_hash] = t;
-  return *secret;
+  tokens_[made->first.token_hash] = made->first;
+  return made->second;
+}
+
+absl::StatusOr<std::vector<store::TokenRecord>> Controller::ListTokens(const Principal& caller) const {
+  if (absl::Status st = Authorize(caller, Action::kManageTokens); !st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<store::TokenRecord> out;
+  for (const auto& [hash, t] : tokens_) out.push_back(t);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(b.created_ms, b.token_hash) < std::tie(a.created_ms, a.token_hash);
+  });
+  return out;
+}
+
+absl::StatusOr<store::TokenRecord> Controller::RevokeToken(const Principal& caller, const std::string& which) {
+  if (absl::Status st = Authorize(caller, Action::kManageTokens); !st.ok()) return st;
+  if (which.empty()) return absl::InvalidArgumentError("name the token to revoke (its id or name; icos token list)");
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<store::TokenRecord*> found;
+  for (auto& [hash, t] : tokens_) {
+    if (t.revoked) continue;
+    if ((which.size() >= 8 && hash.rfind(which, 0) == 0) || t.name == which) found.push_back(&t);
+  }
+  if (found.empty()) return absl::NotFoundError(absl::StrCat("no active token '", which, "' (icos token list)"));
+  if (found.size() > 1) {
+    std::vector<std::string> ids;
+    for (const auto* t : found) ids.push_back(t->token_hash.substr(0, 12));
+    return absl::FailedPreconditionError(
+        absl::StrCat("'", which, "' names ", found.size(), " tokens; revoke one by its id: ", absl::StrJoin(ids, ", ")));
+  }
+  store::TokenRecord revoked = *found[0];
+  revoked.revoked = true;
+  store::WriteBatch b;
+  b.tokens.push_back(revoked);
+  if (absl::Status st = store_->Apply(std::move(b)); !st.ok()) return st;
+  *found[0] = revoked;
+  return revoked;
+}
+
+absl::Status Controller::FlushTokenUse() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (token_use_dirty_.empty()) return absl::OkStatus();
+  store::WriteBatch b;
+  for (const std::string& hash : token_use_dirty_) {
+    if (auto it = tokens_.find(hash); it != tokens_.end()) b.tokens.push_back(it->second);
+  }
+  if (absl::Status st = store_->Apply(std::move(b)); !st.ok()) return st;
+  token_use_dirty_.clear();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Controller::BootstrapAdminToken(const TokenOptions& run_as) {
@@ -356,7 +408,7 @@ void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
 absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
                                            const std::string& base_dir, const std::string& idempotency_key,
                                            bool* replayed) {
-  if (caller.role == Role::kAgent) return Denied("submit jobs (agent token)");
+  if (absl::Status st = Authorize(caller, Action::kSubmitJob); !st.ok()) return st;
   if (replayed != nullptr) *replayed = false;
   if (idempotency_key.size() > 255 ||
       !std::all_of(idempotency_key.begin(), idempotency_key.end(), [](char ch) { return ch > 0x20 && ch < 0x7f; })) {
@@ -430,12 +482,13 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
 }
 
 absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) const {
+  if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
   auto job = store_->GetJob(id);
   if (!job.ok()) {
     return job.status().code() == absl::StatusCode::kNotFound ? absl::NotFoundError(absl::StrCat("no job ", id))
                                                               : job.status();
   }
-  if (caller.role == Role::kUser && job->user != caller.user) return absl::NotFoundError(absl::StrCat("no job ", id));
+  if (!MaySeeJobsOf(caller, job->user)) return absl::NotFoundError(absl::StrCat("no job ", id));
   JobView v;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -463,8 +516,8 @@ absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) 
 
 absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Principal& caller,
                                                                    store::JobQuery query) const {
-  if (caller.role == Role::kAgent) return Denied("list jobs (agent token)");
-  if (caller.role == Role::kUser) query.user = caller.user;
+  if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
+  if (caller.role != Role::kAdmin) query.user = caller.user;
   auto jobs = store_->ListJobs(query);
   if (!jobs.ok()) return jobs;
   std::lock_guard<std::mutex> lock(mu_);
@@ -476,13 +529,13 @@ absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Princip
 }
 
 absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
-  if (caller.role == Role::kAgent) return Denied("cancel jobs (agent token)");
+  if (absl::Status st = Authorize(caller, Action::kCancelJob); !st.ok()) return st;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);
-    if (it == jobs_.end() || (caller.role == Role::kUser && it->second.rec.user != caller.user)) {
+    if (it == jobs_.end() || !MaySeeJobsOf(caller, it->second.rec.user)) {
       auto stored = store_->GetJob(id);
-      if (stored.ok() && (caller.role == Role::kAdmin || stored->user == caller.user)) {
+      if (stored.ok() && MaySeeJobsOf(caller, stored->user)) {
         return absl::FailedPreconditionError(
             absl::StrCat("job ", id, " already ended (", store::JobStateName(stored->state), ")"));
       }
@@ -539,7 +592,7 @@ absl::StatusOr<LogLocation> Controller::LocateLog(const Principal& caller, int64
 // --- queues and nodes -------------------------------------------------------------
 
 absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& caller) const {
-  (void)caller;
+  if (absl::Status st = Authorize(caller, Action::kReadQueues); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
   std::map<std::string, QueueView> out;
   out["default"].queue.name = "default";
@@ -582,7 +635,7 @@ absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& c
 }
 
 absl::Status Controller::PutQueue(const Principal& caller, const core::Queue& queue) {
-  if (caller.role != Role::kAdmin) return Denied("change queues (admin only)");
+  if (absl::Status st = Authorize(caller, Action::kChangeQueues); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
   if (!queue.parent.empty() && queue.parent != "default" && !queues_.count(queue.parent)) {
     return absl::InvalidArgumentError(absl::StrCat("parent queue '", queue.parent, "' does not exist"));
@@ -595,6 +648,7 @@ absl::Status Controller::PutQueue(const Principal& caller, const core::Queue& qu
 }
 
 absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& caller) const {
+  if (absl::Status st = Authorize(caller, Action::kReadNodes); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<NodeView> out;
   std::map<std::string, size_t> index;
@@ -623,7 +677,7 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
       NodeView& v = out[it->second];
       ++v.tasks;
       // Users see that a device is taken, but whose job it is only for their own.
-      const bool visible = caller.role == Role::kAdmin || (caller.role == Role::kUser && caller.user == j.rec.user);
+      const bool visible = MaySeeJobsOf(caller, j.rec.user);
       for (const auto& slice : t.placement.devices) {
         DeviceAllocation a{.device = slice.device, .percent = slice.percent, .memory_mib = slice.memory_mib};
         if (visible) {
@@ -653,7 +707,7 @@ std::string Controller::NodeSpecJson(const NodeEntry& e, const core::Node& node,
 }
 
 absl::Status Controller::DrainNode(const Principal& caller, const std::string& name, bool drain) {
-  if (caller.role != Role::kAdmin) return Denied(drain ? "drain nodes (admin only)" : "resume nodes (admin only)");
+  if (absl::Status st = Authorize(caller, Action::kChangeNodes); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
@@ -676,9 +730,7 @@ absl::Status Controller::DrainNode(const Principal& caller, const std::string& n
 }
 
 absl::Status Controller::DrainDevice(const Principal& caller, const std::string& name, int32_t device, bool drain) {
-  if (caller.role != Role::kAdmin) {
-    return Denied(drain ? "drain devices (admin only)" : "resume devices (admin only)");
-  }
+  if (absl::Status st = Authorize(caller, Action::kChangeNodes); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
@@ -717,24 +769,49 @@ std::string Controller::AgentLogKey(const std::string& agent_url) const {
   return "";
 }
 
-absl::Status Controller::RegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
-                                      const std::string& agent_url, const std::string& log_key,
-                                      const std::string& unhealthy_reason) {
-  absl::Status st = DoRegisterNode(caller, node, address, agent_url, log_key, unhealthy_reason);
-  if (st.ok()) Wake();
-  return st;
+absl::StatusOr<std::string> Controller::RegisterNode(const Principal& caller, const core::Node& node,
+                                                     const std::string& address, const std::string& agent_url,
+                                                     const std::string& log_key, const std::string& unhealthy_reason) {
+  auto credential = DoRegisterNode(caller, node, address, agent_url, log_key, unhealthy_reason);
+  if (credential.ok()) Wake();
+  return credential;
 }
 
-absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
-                                        const std::string& agent_url, const std::string& log_key,
-                                        const std::string& unhealthy_reason) {
-  if (caller.role == Role::kUser) return Denied("register nodes (needs an agent or admin token)");
+absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, const core::Node& node,
+                                                       const std::string& address, const std::string& agent_url,
+                                                       const std::string& log_key,
+                                                       const std::string& unhealthy_reason) {
+  // A join token joins new nodes; a node's credential re-registers only its own.
+  if (absl::Status st = Authorize(caller, caller.role == Role::kAgent ? Action::kJoinNode : Action::kSpeakForNode,
+                                  node.name);
+      !st.ok()) {
+    return st;
+  }
   if (node.name.empty()) return absl::InvalidArgumentError("node name is empty");
   {
     std::vector<core::Node> one = {node};
     if (auto st = core::ClusterState::Build(one); !st.ok()) return st.status();
   }
+  // A node that joins with a join token gets a credential of its own, bound
+  // to its name; a name that has one is not anyone else's to take.
+  std::optional<std::pair<store::TokenRecord, std::string>> credential;
+  if (caller.role == Role::kAgent) {
+    auto made = NewToken(Role::kNode, "", absl::StrCat("node-", node.name), {});
+    if (!made.ok()) return made.status();
+    made->first.node = node.name;
+    credential = *std::move(made);
+  }
   std::lock_guard<std::mutex> lock(mu_);
+  if (credential.has_value()) {
+    for (const auto& [hash, t] : tokens_) {
+      if (t.role == "node" && t.node == node.name && !t.revoked) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "node '", node.name, "' has joined already and holds its own credential; a join token cannot take its ",
+            "name (a restarted agent uses the credential in its work directory; to replace the node, revoke it: ",
+            "icos token revoke ", hash.substr(0, 12), ")"));
+      }
+    }
+  }
   const int64_t now = clock_->NowMs();
   NodeEntry& e = nodes_[node.name];
   const bool fresh = e.rec.name.empty();
@@ -748,6 +825,7 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
   e.rec.heartbeat_ms = now;
   store::WriteBatch b;
   b.nodes.push_back(e.rec);
+  if (credential.has_value()) b.tokens.push_back(credential->first);
   Event(b, 0, node.name, fresh ? "NodeJoined" : "NodeReregistered",
         absl::StrCat(node.devices.size(), " devices, ", node.cpu_milli / 1000, " CPUs, agent ", agent_url));
   // Devices that turned unhealthy (or vanished) since the node last spoke:
@@ -793,19 +871,20 @@ absl::Status Controller::DoRegisterNode(const Principal& caller, const core::Nod
   }
   for (auto& [id, job] : touched) EvaluateJob(job, b);
   if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  if (credential.has_value()) tokens_[credential->first.token_hash] = credential->first;
   for (auto& [id, job] : touched) jobs_[id] = std::move(job);
   e.node = node;
   e.agent_url = agent_url;
   e.log_key = log_key;
   ++e.generation;
   Touch(node.name);
-  return absl::OkStatus();
+  return credential.has_value() ? credential->second : std::string();
 }
 
 absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& caller, const std::string& node,
                                                            const std::vector<wire::TaskStatus>& statuses,
                                                            const std::vector<wire::DeviceUsage>& devices) {
-  if (caller.role == Role::kUser) return Denied("send heartbeats (needs an agent or admin token)");
+  if (absl::Status st = Authorize(caller, Action::kSpeakForNode, node); !st.ok()) return st;
   bool changed = false;
   wire::HeartbeatReply reply;
   {
@@ -924,7 +1003,7 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
 
 absl::StatusOr<Assignments> Controller::WatchAssignments(const Principal& caller, const std::string& node,
                                                          uint64_t since, int64_t wait_ms) {
-  if (caller.role == Role::kUser) return Denied("watch assignments (needs an agent or admin token)");
+  if (absl::Status st = Authorize(caller, Action::kSpeakForNode, node); !st.ok()) return st;
   std::unique_lock<std::mutex> lock(mu_);
   auto version = [&]() -> uint64_t {
     auto it = nodes_.find(node);
@@ -1360,6 +1439,7 @@ void Controller::Loop() {
     (void)CheckNodes();
     (void)RunPass();
     (void)SampleUtilisation();
+    (void)FlushTokenUse();
   }
 }
 

@@ -32,6 +32,7 @@
 #include "api/job_spec.h"
 #include "common/clock.h"
 #include "controller/accounting.h"
+#include "controller/authz.h"
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
 #include "controller/slow_nodes.h"
@@ -44,18 +45,6 @@ namespace icos::controller {
 // Limits for parsing the specs the store holds (canonical JSON, which can be
 // larger than the YAML a user sent).
 api::SpecLimits StoredSpecLimits();
-
-enum class Role { kAdmin, kUser, kAgent };
-const char* RoleName(Role r);
-
-// Who is calling, from its bearer token.
-struct Principal {
-  std::string name;  // token label
-  Role role = Role::kUser;
-  std::string user;  // the user jobs are submitted as (and run as: the Unix account of that name)
-  // A Unix identity the token pins for the user's jobs instead; -1: none.
-  int64_t uid = -1, gid = -1;
-};
 
 struct ControllerOptions {
   core::SchedulerOptions scheduler;
@@ -254,12 +243,21 @@ class Controller {
   void Stop();
 
   // --- auth ------------------------------------------------------------------
-  // Unauthenticated for a missing / unknown / revoked token.
-  absl::StatusOr<Principal> Authenticate(const std::string& token) const;
+  // Unauthenticated for a missing / unknown / revoked / expired token. Notes
+  // the token's use (stored at most once a minute per token, by the loop).
+  absl::StatusOr<Principal> Authenticate(const std::string& token);
   // Creates a token and returns its secret (shown once; only a hash is kept).
   // Admin only. role "user" needs `user`.
   absl::StatusOr<std::string> CreateToken(const Principal& caller, Role role, const std::string& user,
                                           const std::string& name, const TokenOptions& options = {});
+  // Every token, newest first, without secrets (admin only).
+  absl::StatusOr<std::vector<store::TokenRecord>> ListTokens(const Principal& caller) const;
+  // Revokes the token whose id (the first 12 hex digits of its hash, as
+  // ListTokens shows) or name is `which`; an ambiguous name is an error
+  // listing the ids. Admin only. Its next request is refused (401).
+  absl::StatusOr<store::TokenRecord> RevokeToken(const Principal& caller, const std::string& which);
+  // Writes the last-used times noted since the last call (the loop calls it).
+  absl::Status FlushTokenUse();
   // Creates the first admin token if the store has none; returns "" otherwise.
   // The token is the user "admin"; `run_as` (uid, gid; -1: none) is the
   // Unix identity its jobs run as (the one who started the controller).
@@ -294,9 +292,14 @@ class Controller {
   // fetches logs from agents on users' behalf).
   // `unhealthy_reason`: the agent's health-check program failed with this
   // reason (empty: healthy); the node then gets no new work until it passes.
-  absl::Status RegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
-                            const std::string& agent_url, const std::string& log_key,
-                            const std::string& unhealthy_reason = "");
+  // A join token (role agent) may register a node that has no credential
+  // yet; the answer is then that node's new credential (a token of role
+  // node, good for that node only), which the agent uses from then on. A
+  // node's credential re-registers its own node; the answer is "". A name
+  // that already has a credential is refused to a join token.
+  absl::StatusOr<std::string> RegisterNode(const Principal& caller, const core::Node& node,
+                                           const std::string& address, const std::string& agent_url,
+                                           const std::string& log_key, const std::string& unhealthy_reason = "");
   // Admin only. A drained node keeps its running tasks but gets no new ones;
   // survives restarts of controller and agent.
   absl::Status DrainNode(const Principal& caller, const std::string& name, bool drain);
@@ -405,9 +408,13 @@ class Controller {
   // or that it is gone (otherwise), and its pace against its estimate to the
   // slow-node detector (controller_learning.cc).
   void LearnFromEnd(const JobEntry& j);
-  absl::Status DoRegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
-                              const std::string& agent_url, const std::string& log_key,
-                              const std::string& unhealthy_reason);
+  absl::StatusOr<std::string> DoRegisterNode(const Principal& caller, const core::Node& node,
+                                             const std::string& address, const std::string& agent_url,
+                                             const std::string& log_key, const std::string& unhealthy_reason);
+  // A new token record and its secret (not yet stored).
+  absl::StatusOr<std::pair<store::TokenRecord, std::string>> NewToken(Role role, const std::string& user,
+                                                                      const std::string& name,
+                                                                      const TokenOptions& options) const;
   void Event(store::WriteBatch& b, int64_t job, const std::string& node, const std::string& kind, std::string msg);
   absl::Status Commit(store::WriteBatch batch);
   // Adds a usage record for every task of `b` that has started running, so
@@ -458,6 +465,7 @@ class Controller {
   std::map<std::string, NodeEntry> nodes_;
   std::map<std::string, core::Queue> queues_;
   std::map<std::string, store::TokenRecord> tokens_;  // by hash
+  std::set<std::string> token_use_dirty_;              // hashes whose last_used_ms is not stored yet
   ControllerCounters counters_;
   std::mutex sample_mu_;
   int64_t last_sample_slot_ = -1;  // guarded by sample_mu_

@@ -171,7 +171,7 @@ absl::StatusOr<bool> Controller::SampleUtilisation() {
 
 absl::StatusOr<UtilisationHistory> Controller::Utilisation(const Principal& caller, int64_t since_s,
                                                            int64_t until_s) const {
-  (void)caller;  // every role may see cluster-wide utilisation
+  if (absl::Status st = Authorize(caller, Action::kReadUtilisation); !st.ok()) return st;
   if (since_s >= until_s) {
     return absl::InvalidArgumentError(absl::StrCat("since (", since_s, ") must be before until (", until_s, ")"));
   }
@@ -182,7 +182,7 @@ absl::StatusOr<UtilisationHistory> Controller::Utilisation(const Principal& call
 
 absl::StatusOr<UsageReport> Controller::Usage(const Principal& caller, int64_t since_ms, int64_t until_ms,
                                               UsageBy by) const {
-  if (caller.role == Role::kAgent) return absl::PermissionDeniedError("this token may not read usage (agent token)");
+  if (absl::Status st = Authorize(caller, Action::kReadUsage); !st.ok()) return st;
   if (since_ms >= until_ms) {
     return absl::InvalidArgumentError(
         absl::StrCat("since (", since_ms / 1000, ") must be before until (", until_ms / 1000, ")"));
@@ -191,7 +191,7 @@ absl::StatusOr<UsageReport> Controller::Usage(const Principal& caller, int64_t s
   if (!intervals.ok()) return intervals.status();
   auto counts = store_->CountJobs(since_ms, until_ms);
   if (!counts.ok()) return counts.status();
-  if (caller.role == Role::kUser) {
+  if (caller.role != Role::kAdmin) {
     // A user sees its own usage only, whichever way it is grouped.
     std::erase_if(*intervals, [&](const store::UsageRecord& u) { return u.user != caller.user; });
     std::erase_if(*counts, [&](const store::JobCounts& c) { return c.user != caller.user; });

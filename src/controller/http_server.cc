@@ -468,12 +468,13 @@ void HttpServer::Routes() {
         !st.ok()) {
       return Fail(res, st);
     }
-    if (absl::Status st = c->RegisterNode(who, *node, body.value("address", ""), body.value("agent_url", ""),
-                                          body.value("log_key", ""), body.value("unhealthy_reason", ""));
-        !st.ok()) {
-      return Fail(res, st);
-    }
-    Reply(res, 200, {{"name", node->name}, {"cluster_id", c->cluster_id()}});
+    auto credential = c->RegisterNode(who, *node, body.value("address", ""), body.value("agent_url", ""),
+                                      body.value("log_key", ""), body.value("unhealthy_reason", ""));
+    if (!credential.ok()) return Fail(res, credential.status());
+    json out = {{"name", node->name}, {"cluster_id", c->cluster_id()}};
+    // Only when a join token registered the node: its own credential, once.
+    if (!credential->empty()) out["credential"] = *credential;
+    Reply(res, 200, out);
   }));
 
   s.Post(R"(/api/v1/nodes/([^/]+)/(drain|resume))", authed([c](const Principal& who, const httplib::Request& req,

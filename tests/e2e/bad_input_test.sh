@@ -34,7 +34,7 @@ expect_error "no token" env ICOS_TOKEN= ICOS_HOME=/nonexistent "$ICOS_BIN" jobs 
 alice=$(icos token create --role user --user alice)
 expect_error "no job $good" icos job "$good" --token "$alice"
 expect_error "may not submit" icos submit "$E2E_DIR/good.yaml" --token "$(cat "$ICOS_HOME/agent.token")"
-expect_error "admin only" icos token create --role admin --token "$alice"
+expect_error "needs an admin token" icos token create --role admin --token "$alice"
 
 # A command that does not exist fails the job with the reason, not the server.
 printf 'tasks:\n  - command: ["pyhton3", "x.py"]\n' > "$E2E_DIR/typo.yaml"

@@ -1,0 +1,64 @@
+// Who may do what: the controller's authorisation policy, in one place
+// (docs/security.md has the same table for people).
+//
+//   role    token                             may
+//   admin   icos token create --role admin    everything
+//   user    icos token create --role user     submit; see, cancel and read the logs of its own
+//                                             jobs; see queues, nodes (not whose work is where)
+//                                             and its own usage; the utilisation history
+//   agent   a join token                      register a node once (and so receive that
+//                                             node's credential); nothing else
+//   node    a node's credential               heartbeat, watch and re-register for that one
+//                                             node; nothing else (no jobs, logs or other nodes)
+//
+// Thread-safety: pure functions.
+#ifndef ICOS_CONTROLLER_AUTHZ_H_
+#define ICOS_CONTROLLER_AUTHZ_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace icos::controller {
+
+enum class Role { kAdmin, kUser, kAgent, kNode };
+// "admin", "user", "agent", "node".
+const char* RoleName(Role r);
+
+// Who is calling, from its bearer token.
+struct Principal {
+  std::string name;  // token label
+  Role role = Role::kUser;
+  std::string user;  // the user jobs are submitted as (and run as: the Unix account of that name)
+  // A Unix identity the token pins for the user's jobs instead; -1: none.
+  int64_t uid = -1, gid = -1;
+  std::string node;  // role kNode: the one node it speaks for
+};
+
+enum class Action {
+  kSubmitJob,
+  kReadJobs,  // list and see jobs (and their logs); users only their own (MaySeeJobsOf)
+  kCancelJob,
+  kReadQueues,
+  kChangeQueues,
+  kReadNodes,
+  kChangeNodes,  // drain and resume nodes and devices
+  kManageTokens,
+  kReadUsage,  // users only their own
+  kReadUtilisation,
+  kJoinNode,      // register a node that has no credential yet
+  kSpeakForNode,  // heartbeat, watch, re-register: `node` names which
+};
+
+// OK when `who` may do `action` (for the node actions, on `node`); else
+// PermissionDenied saying what the token may not do and which one may.
+absl::Status Authorize(const Principal& who, Action action, absl::string_view node = "");
+
+// Whether `who` may see (and so act on) the jobs of `owner`: admins all,
+// users their own, nodes and join tokens none.
+bool MaySeeJobsOf(const Principal& who, absl::string_view owner);
+
+}  // namespace icos::controller
+
+#endif  // ICOS_CONTROLLER_AUTHZ_H_
