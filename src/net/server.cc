@@ -670,6 +670,10 @@ void Server::Stop() {
 
 int Server::port() const { return impl_->port; }
 
+void Server::Run(int channel, std::function<void()> task) {
+  impl_->pools.at(static_cast<size_t>(channel))->Submit(std::move(task));
+}
+
 ServerStats Server::Stats() const {
   const Impl& s = *impl_;
   ServerStats out;

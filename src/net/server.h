@@ -120,6 +120,10 @@ class Server {
   void Stop();
   int port() const;
   ServerStats Stats() const;
+  // Runs `task` on a channel's pool, queue bound or not (work owed to a
+  // waiting client, such as answering deferred responses). Dropped once the
+  // server stops. REQUIRES: started; channel indexes ServerOptions::channels.
+  void Run(int channel, std::function<void()> task);
 
   struct Impl;
 
