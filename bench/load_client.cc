@@ -8,11 +8,13 @@
 //   icos_load latency --server URL --token T --spec FILE --count N
 //       submits N jobs one at a time on an idle cluster and prints p50/p99 of
 //       submit -> running (the task's start as its agent reported it)
-//   icos_load agents  --server URL --token T --agent-token A --count N --timeout S
+//   icos_load agents  --server URL --token T --agent-token A --count N --timeout S [--spec FILE]
 //       N fake agents (registered nodes with no devices, each watching its
 //       assignments and heartbeating at the pace the controller asks, as icos agent does)
 //       for S seconds, while one client times GET /api/v1/jobs?limit=1 every
-//       20 ms; prints the API's p50/p99/max latency and the watches answered
+//       20 ms (with --spec, every other call submits that job instead);
+//       prints the API's p50/p99/max latency, the watches answered, and the
+//       failed calls of the agents (errors) and of the timed client (api_errors)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -92,7 +94,7 @@ int main(int argc, char** argv) {
   }
   if (mode == "agents") {
     std::atomic<bool> stop{false};
-    std::atomic<int64_t> watches{0}, errors{0}, registered{0};
+    std::atomic<int64_t> watches{0}, errors{0}, registered{0}, api_errors{0};
     const auto launched = Clock::now();
     std::vector<std::thread> agents;
     for (int a = 0; a < count; ++a) {
@@ -148,7 +150,12 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     while (Seconds(start) < timeout) {
       const auto t = Clock::now();
-      if (!api.Json("GET", "/api/v1/jobs?limit=1").ok()) ++errors;
+      const bool submit = !spec.empty() && ms.size() % 2 == 1;
+      auto r = submit ? api.Json("POST", "/api/v1/jobs", spec, "application/yaml") : api.Json("GET", "/api/v1/jobs?limit=1");
+      if (!r.ok()) {
+        if (api_errors++ == 0) std::cerr << "API call failed: " << r.status().message() << "\n";
+        ++errors;
+      }
       ms.push_back(Seconds(t) * 1000);
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -158,9 +165,9 @@ int main(int argc, char** argv) {
     auto pct = [&](double p) { return ms[static_cast<size_t>(p * static_cast<double>(ms.size() - 1))]; };
     std::printf(
         "agents=%d all_joined_s=%.2f api_requests=%zu api_p50_ms=%.1f api_p99_ms=%.1f api_max_ms=%.1f watches=%lld "
-        "errors=%lld\n",
+        "errors=%lld api_errors=%lld\n",
         count, register_s, ms.size(), pct(0.5), pct(0.99), ms.back(), static_cast<long long>(watches.load()),
-        static_cast<long long>(errors.load()));
+        static_cast<long long>(errors.load()), static_cast<long long>(api_errors.load()));
     return errors == 0 ? 0 : 1;
   }
   if (mode == "wait") {
