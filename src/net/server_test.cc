@@ -281,7 +281,7 @@ TEST_F(ServerTest, FullQueueAnswers503AndOtherChannelsServe) {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   std::atomic<int> started{0};
-  router_.Get("/block", [&](const Request&, Response& res) {
+  router_.Get("/block", [&started, released](const Request&, Response& res) {
     ++started;
     released.wait();
     res.Set("unblocked", "text/plain");
@@ -474,16 +474,18 @@ TEST_F(ServerTest, HandlerExceptionsAre500) {
 TEST_F(ServerTest, InlineRoutesAnswerEvenWhenPoolsAreFull) {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
-  router_.Get("/block", [&](const Request&, Response&) { released.wait(); });
+  router_.Get("/block", [released](const Request&, Response&) { released.wait(); });
   router_.Get("/healthz", [](const Request&, Response& res) { res.Set("ok\n", "text/plain"); }, {.on_io_thread = true});
   ServerOptions o = Fast();
   o.limits.header_timeout_ms = 10'000;
   o.channels = {{"user", 1, 0}};
   Serve(o);
-  ASSERT_TRUE(SendAll(Open(), Get("/block")));
+  const int blocked = Open();
+  ASSERT_TRUE(SendAll(blocked, Get("/block")));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(BodyOf(Ask(Get("/healthz"))), "ok\n");
   release.set_value();
+  EXPECT_EQ(StatusOf(ReadResponse(blocked, 2'000)), 200);
 }
 
 // Stop with connections idle, slow and waiting on deferred responses
