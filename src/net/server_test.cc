@@ -478,7 +478,7 @@ TEST_F(ServerTest, InlineRoutesAnswerEvenWhenPoolsAreFull) {
   router_.Get("/healthz", [](const Request&, Response& res) { res.Set("ok\n", "text/plain"); }, {.on_io_thread = true});
   ServerOptions o = Fast();
   o.limits.header_timeout_ms = 10'000;
-  o.channels = {{"user", 1, 0}};
+  o.channels = {{"user", 1, 1}};
   Serve(o);
   const int blocked = Open();
   ASSERT_TRUE(SendAll(blocked, Get("/block")));

@@ -11,10 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 SERVER_FLAGS=(--max-connections-per-address 256 --header-timeout 3)
 start_server
-# No cgroups: this test is about the API, and task cgroups are named by task
-# id under one parent, so e2e tests run side by side on one machine could
-# end each other's j1-g0-r0-a0.
-start_agent node-a --no-cgroups
+start_agent node-a
 wait_until 10 bash -c "icos nodes | grep -q Ready" || fail "node not ready"
 
 /usr/bin/python3 "$REPO_ROOT/tests/e2e/slow_clients.py" --port "$PORT" --idle 150 --slow 150 --interval 1 \
