@@ -19,7 +19,6 @@
 //       and the longest any agent went without a heartbeat taken (silent_nodes:
 //       agents that went 30 s, after which the controller declares a node lost)
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -170,9 +169,10 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     while (Seconds(start) < timeout) {
       const auto t = Clock::now();
-      const bool submit = !spec.empty() && calls++ % 2 == 1;
-      auto r = submit ? api.Json("POST", "/api/v1/jobs", spec, "application/yaml")
-                      : api.Json("GET", "/api/v1/jobs?limit=1");
+      const bool submit = !spec.empty() && calls % 2 == 1;
+      ++calls;
+      auto r =
+          submit ? api.Json("POST", "/api/v1/jobs", spec, "application/yaml") : api.Json("GET", "/api/v1/jobs?limit=1");
       if (!r.ok()) {
         if (api_errors++ == 0) std::cerr << "API call failed: " << r.status().message() << "\n";
         ++errors;

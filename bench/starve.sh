@@ -121,5 +121,6 @@ echo "starve idle=$idle slow=$slow agents=$agents api_p50_ms=$(field api_p50_ms)
   "api_max_ms=$(field api_max_ms) api_calls=$(field api_requests) api_errors=${api_errors:-?}" \
   "agent_errors=$agent_errors nodes_lost=$lost"
 [ -n "$out" ] || { echo "icos_load printed nothing:"; tail -5 "$work/load.err"; }
+[ -s "$work/load.err" ] && echo "  first failures: $(head -3 "$work/load.err" | tr '\n' ';')"
 echo "  joined=$joined max_beat_gap_s=$(field max_beat_gap_s) node_polls=$polls unanswered=$poll_failed; $(cat "$work/attack.log")"
 echo "  server: $(echo "$metrics" | grep -E '^icos_http_(connections|connections_evicted_total|connections_refused_total|connection_timeouts_total\{phase="header"\}|requests_rejected_total)' | tr '\n' ' ')"

@@ -1,6 +1,7 @@
 #include "net/server.h"
 
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <future>
@@ -415,10 +417,14 @@ class Session : public std::enable_shared_from_this<Session<kTls>> {
     watching_ = true;
     Lowest().socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this()](beast::error_code ec) {
       if (!self->watching_ || ec) return;
+      // The reactor is edge-triggered: a wakeup may be stale (the request's
+      // own bytes, already read). Only a peek that sees the end of the
+      // stream means the client left.
+      char byte;
+      const ssize_t n = ::recv(self->Lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return self->WatchForClose();
       self->watching_ = false;
-      beast::error_code err;
-      const size_t available = self->Lowest().socket().available(err);
-      if (err || available == 0) self->Close();  // end of stream: the client left
+      if (n <= 0) self->Close();  // end of stream or an error: the client left
       // Otherwise pipelined bytes: they wait in the socket for after the response.
     });
   }
