@@ -8,19 +8,24 @@
 //   icos_load latency --server URL --token T --spec FILE --count N
 //       submits N jobs one at a time on an idle cluster and prints p50/p99 of
 //       submit -> running (the task's start as its agent reported it)
-//   icos_load agents  --server URL --token T --agent-token A --count N --timeout S
+//   icos_load agents  --server URL --token T --agent-token A --count N --timeout S [--spec FILE]
 //       N fake agents (registered nodes with no devices, each watching its
 //       assignments and heartbeating at the pace the controller asks, as icos agent does)
 //       for S seconds, while one client times GET /api/v1/jobs?limit=1 every
-//       20 ms; prints the API's p50/p99/max latency and the watches answered
+//       20 ms (with --spec, every other call submits that job instead);
+//       prints the API's p50/p99/max latency (corrected for coordinated
+//       omission), the watches answered, and the failed calls of the agents
+//       and the timed client together (errors) and of the latter (api_errors),
+//       and the longest any agent went without a heartbeat taken (silent_nodes:
+//       agents that went 30 s, after which the controller declares a node lost)
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -92,7 +97,10 @@ int main(int argc, char** argv) {
   }
   if (mode == "agents") {
     std::atomic<bool> stop{false};
-    std::atomic<int64_t> watches{0}, errors{0}, registered{0};
+    std::atomic<int64_t> watches{0}, errors{0}, registered{0}, api_errors{0};
+    std::mutex gap_mu;
+    double max_beat_gap_s = 0;  // the longest any agent went without a heartbeat taken
+    int64_t silent_nodes = 0;   // agents that went 30 s or more (lost, to the controller)
     const auto launched = Clock::now();
     std::vector<std::thread> agents;
     for (int a = 0; a < count; ++a) {
@@ -112,6 +120,8 @@ int main(int argc, char** argv) {
         ++registered;
         uint64_t version = 0;
         auto last_beat = Clock::now();
+        auto last_ok = Clock::now();  // the last heartbeat the controller took
+        double max_gap = 0;
         int64_t beat_ms = 1'000;  // the controller slows it in a large cluster
         while (!stop) {
           auto r = api.Json("GET", "/api/v1/nodes/" + name + "/assignments?since=" + std::to_string(version) +
@@ -119,21 +129,31 @@ int main(int argc, char** argv) {
           if (!r.ok()) {
             if (errors++ == 0) std::cerr << "watch failed: " << r.status().message() << "\n";
             std::this_thread::sleep_for(std::chrono::milliseconds(500));
-            continue;
+          } else {
+            ++watches;
+            version = (*r)["version"].get<uint64_t>();
+            // A busy server may ask agents to come back later instead of holding a thread.
+            if (const int64_t retry = r->value("retry_ms", int64_t{0}); retry > 0) {
+              std::this_thread::sleep_for(std::chrono::milliseconds(retry));
+            }
           }
-          ++watches;
-          version = (*r)["version"].get<uint64_t>();
-          // A busy server may ask agents to come back later instead of holding a thread.
-          if (const int64_t retry = r->value("retry_ms", int64_t{0}); retry > 0) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(retry));
-          }
+          // Heartbeats go on whatever the watch does (icos agent beats on a thread of its own).
           if (Seconds(last_beat) * 1000 >= beat_ms) {
             auto beat = api.Json("POST", "/api/v1/nodes/" + name + "/heartbeat", R"({"tasks": []})");
             if (!beat.ok() && errors++ == 0) std::cerr << "heartbeat failed: " << beat.status().message() << "\n";
-            if (beat.ok()) beat_ms = std::max<int64_t>(1'000, beat->value("heartbeat_ms", int64_t{1'000}));
+            if (beat.ok()) {
+              beat_ms = std::max<int64_t>(1'000, beat->value("heartbeat_ms", int64_t{1'000}));
+              max_gap = std::max(max_gap, Seconds(last_ok));
+              last_ok = Clock::now();
+            }
             last_beat = Clock::now();
           }
         }
+        max_gap = std::max(max_gap, Seconds(last_ok));
+        std::lock_guard<std::mutex> lock(gap_mu);
+        max_beat_gap_s = std::max(max_beat_gap_s, max_gap);
+        // The controller declares a node lost after 30 s without a heartbeat.
+        if (max_gap >= 30) ++silent_nodes;
       });
     }
     // Measure the steady state: once every agent has joined (all at once, as
@@ -145,11 +165,25 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(2));
     icos::ApiClient api(server, token, 60'000);
     std::vector<double> ms;
+    size_t calls = 0;
     const auto start = Clock::now();
     while (Seconds(start) < timeout) {
       const auto t = Clock::now();
-      if (!api.Json("GET", "/api/v1/jobs?limit=1").ok()) ++errors;
-      ms.push_back(Seconds(t) * 1000);
+      const bool submit = !spec.empty() && calls % 2 == 1;
+      ++calls;
+      auto r =
+          submit ? api.Json("POST", "/api/v1/jobs", spec, "application/yaml") : api.Json("GET", "/api/v1/jobs?limit=1");
+      if (!r.ok()) {
+        if (api_errors++ == 0) std::cerr << "API call failed: " << r.status().message() << "\n";
+        ++errors;
+      }
+      // Corrected for coordinated omission (as wrk2 and HdrHistogram do): a
+      // call that took T ms stands also for the calls a client on this 20 ms
+      // schedule would have made meanwhile, which would have waited T-20,
+      // T-40, ... ms. Otherwise a server that stalls for 40 s shows one slow
+      // call among fast ones and a fine p99.
+      const double took = Seconds(t) * 1000;
+      for (double m = took; m > 0; m -= 20) ms.push_back(m);
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     stop = true;
@@ -158,9 +192,10 @@ int main(int argc, char** argv) {
     auto pct = [&](double p) { return ms[static_cast<size_t>(p * static_cast<double>(ms.size() - 1))]; };
     std::printf(
         "agents=%d all_joined_s=%.2f api_requests=%zu api_p50_ms=%.1f api_p99_ms=%.1f api_max_ms=%.1f watches=%lld "
-        "errors=%lld\n",
-        count, register_s, ms.size(), pct(0.5), pct(0.99), ms.back(), static_cast<long long>(watches.load()),
-        static_cast<long long>(errors.load()));
+        "errors=%lld api_errors=%lld max_beat_gap_s=%.1f silent_nodes=%lld\n",
+        count, register_s, calls, pct(0.5), pct(0.99), ms.back(), static_cast<long long>(watches.load()),
+        static_cast<long long>(errors.load()), static_cast<long long>(api_errors.load()), max_beat_gap_s,
+        static_cast<long long>(silent_nodes));
     return errors == 0 ? 0 : 1;
   }
   if (mode == "wait") {

@@ -16,7 +16,9 @@ packages=(
   postgresql             # server binaries (initdb, pg_ctl) the PostgreSQL store tests start privately
   libxgboost-dev         # learned runtime estimator (gradient-boosted trees)
   gnuplot-nox            # icos sim --out draws its plots (SVG)
-  libcpp-httplib-dev     # REST API server and client
+  libcpp-httplib-dev     # REST API client (CLI, agents) and the agents' log server
+  libboost1.81-dev       # Beast/Asio (header-only): the controller's asynchronous API server (src/net)
+  libssl-dev             # TLS for the API server and clients
   libhwloc-dev           # host topology: NUMA nodes, cores, PCIe locality of devices (icos_devices)
   libspdlog-dev libfmt-dev
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3

@@ -80,6 +80,23 @@ int main(int argc, char** argv) {
     sub->add_flag("!--no-learned-estimates", server.learn_runtimes,
                   "do not estimate run times from finished jobs (jobs without runtime_estimate then use their "
                   "time_limit, or none)");
+    // Overload protection (docs/api.md "Limits"): connection caps, the
+    // header deadline and the worker pools.
+    sub->add_option("--max-connections", server.max_connections,
+                    "open API connections in all; past it idle or slow ones are evicted (also kept below the "
+                    "open-file limit)")
+        ->check(CLI::Range(int64_t{16}, int64_t{10'000'000}));
+    sub->add_option("--max-connections-per-address", server.max_connections_per_address,
+                    "open API connections per client address (raise it where many agents share one, e.g. NAT)")
+        ->check(CLI::Range(int64_t{4}, int64_t{10'000'000}));
+    sub->add_option("--header-timeout", server.header_timeout_s,
+                    "seconds a client has to send a request's whole header section")
+        ->check(CLI::Range(0.1, 3'600.0));
+    sub->add_option("--api-threads", server.api_threads, "worker threads for users' API calls")
+        ->check(CLI::Range(1, 1'024));
+    sub->add_option("--agent-threads", server.agent_threads,
+                    "worker threads reserved for node agents (register, heartbeat, watch)")
+        ->check(CLI::Range(1, 1'024));
   };
   auto agent_flags = [&agent](CLI::App* sub) {
     sub->add_option("--node-name", agent.node_name, "node name (default: hostname)");

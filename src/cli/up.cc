@@ -236,6 +236,11 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   ho.port = flags.port;
   ho.requests_per_s_per_token = flags.rate_limit;
   ho.metrics_require_auth = flags.metrics_auth;
+  ho.limits.max_connections = static_cast<size_t>(flags.max_connections);
+  ho.limits.max_connections_per_address = static_cast<size_t>(flags.max_connections_per_address);
+  ho.limits.header_timeout_ms = static_cast<int64_t>(flags.header_timeout_s * 1000);
+  ho.threads = flags.api_threads;
+  ho.agent_threads = flags.agent_threads;
   p.http = std::make_unique<controller::HttpServer>(p.controller.get(), ho);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
   p.url = agent::IsWildcardHost(flags.host)

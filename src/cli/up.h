@@ -33,6 +33,12 @@ struct ServerFlags {
   int64_t node_lease_s = 60;        // ControllerOptions::node_lease_ms
   int32_t max_job_tasks = 4'096;    // api::SpecLimits::max_job_tasks
   int64_t max_job_mib = 48;         // api::SpecLimits::max_assignment_bytes, in MiB
+  // Overload protection (controller::HttpServerOptions, net::Limits).
+  int64_t max_connections = 20'000;
+  int64_t max_connections_per_address = 512;
+  double header_timeout_s = 10;
+  int api_threads = 32;
+  int agent_threads = 16;
 };
 
 struct AgentFlags {

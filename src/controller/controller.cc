@@ -326,8 +326,16 @@ bool Controller::ShouldRun(const JobEntry& j, const TaskEntry& t) const {
 
 void Controller::Touch(const std::string& node) {
   auto it = nodes_.find(node);
-  if (it != nodes_.end()) ++it->second.version;
+  if (it != nodes_.end()) {
+    ++it->second.version;
+    if (assignment_listener_) assignment_listener_(node);
+  }
   changed_.notify_all();
+}
+
+void Controller::SetAssignmentListener(std::function<void(const std::string& node)> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  assignment_listener_ = std::move(listener);
 }
 
 void Controller::TouchJob(const JobEntry& j) {

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -323,6 +324,12 @@ class Controller {
   // Blocks up to wait_ms until the node's assignments change past `since`.
   absl::StatusOr<Assignments> WatchAssignments(const Principal& caller, const std::string& node, uint64_t since,
                                                int64_t wait_ms);
+  // Calls `listener(node)` whenever a node's assignment version moves (what
+  // WatchAssignments waits for), so a server can answer watches without a
+  // thread blocked in WatchAssignments each. It runs with the controller's
+  // lock held: it must be quick and must not call back into the Controller.
+  // One listener; a later call replaces it, nullptr removes it.
+  void SetAssignmentListener(std::function<void(const std::string& node)> listener);
 
   // --- observability (controller_observe.cc) -------------------------------
   // The cluster's state for /metrics.
@@ -461,6 +468,7 @@ class Controller {
   std::mutex pass_mu_;  // one scheduling pass at a time
   mutable std::mutex mu_;
   std::condition_variable changed_;   // node versions moved (assignment watchers)
+  std::function<void(const std::string& node)> assignment_listener_;  // told the same; guarded by mu_
   std::map<int64_t, JobEntry> jobs_;  // non-terminal jobs, plus terminal ones with active tasks
   std::map<std::string, NodeEntry> nodes_;
   std::map<std::string, core::Queue> queues_;

@@ -1,21 +1,21 @@
 #include "controller/http_server.h"
 
-#include <httplib.h>
-#include <sys/socket.h>
+#include <httplib.h>  // the client that fetches logs from agents
 
-#include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "agent/net_util.h"
+#include "controller/assignment_watches.h"
 #include "controller/web_assets.h"
+#include "net/router.h"
 
 namespace icos::controller {
 namespace {
@@ -24,36 +24,45 @@ using nlohmann::json;
 
 const char* CodeName(absl::StatusCode c) {
   switch (c) {
-    case absl::StatusCode::kInvalidArgument: return "InvalidArgument";
-    case absl::StatusCode::kUnauthenticated: return "Unauthenticated";
-    case absl::StatusCode::kPermissionDenied: return "PermissionDenied";
-    case absl::StatusCode::kNotFound: return "NotFound";
-    case absl::StatusCode::kFailedPrecondition: return "FailedPrecondition";
-    case absl::StatusCode::kResourceExhausted: return "ResourceExhausted";
-    case absl::StatusCode::kUnavailable: return "Unavailable";
-    default: return "Internal";
+    case absl::StatusCode::kInvalidArgument:
+      return "InvalidArgument";
+    case absl::StatusCode::kUnauthenticated:
+      return "Unauthenticated";
+    case absl::StatusCode::kPermissionDenied:
+      return "PermissionDenied";
+    case absl::StatusCode::kNotFound:
+      return "NotFound";
+    case absl::StatusCode::kFailedPrecondition:
+      return "FailedPrecondition";
+    case absl::StatusCode::kResourceExhausted:
+      return "ResourceExhausted";
+    case absl::StatusCode::kUnavailable:
+      return "Unavailable";
+    default:
+      return "Internal";
   }
 }
 
-void Reply(httplib::Response& res, int status, const json& body) {
+void Reply(net::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.Set(body.dump(), "application/json");
 }
 
-void Fail(httplib::Response& res, const absl::Status& st) {
+void Fail(net::Response& res, const absl::Status& st) {
   Reply(res, HttpStatusFor(st), {{"error", std::string(st.message())}, {"code", CodeName(st.code())}});
 }
 
-std::string Bearer(const httplib::Request& req) {
-  const std::string h = req.get_header_value("Authorization");
+std::string Bearer(const net::Request& req) {
+  const std::string h = req.header("Authorization");
   const std::string prefix = "Bearer ";
   return h.rfind(prefix, 0) == 0 ? h.substr(prefix.size()) : "";
 }
 
 json JobJson(const store::JobRecord& j) {
-  return {{"id", j.id},          {"name", j.name},         {"user", j.user},     {"queue", j.queue},
-          {"priority", j.priority}, {"state", store::JobStateName(j.state)}, {"reason", j.reason},
-          {"submit_ms", j.submit_ms}, {"start_ms", j.start_ms}, {"end_ms", j.end_ms}, {"attempt", j.attempt}};
+  return {{"id", j.id},         {"name", j.name},           {"user", j.user},
+          {"queue", j.queue},   {"priority", j.priority},   {"state", store::JobStateName(j.state)},
+          {"reason", j.reason}, {"submit_ms", j.submit_ms}, {"start_ms", j.start_ms},
+          {"end_ms", j.end_ms}, {"attempt", j.attempt}};
 }
 
 json TaskJson(const store::TaskRecord& t) {
@@ -73,40 +82,16 @@ json TaskJson(const store::TaskRecord& t) {
           {"end_ms", t.end_ms}};
 }
 
-// The route pattern and start time of the request this worker thread serves:
-// set before routing, read by the logger that httplib calls on the same
-// thread once the response is written.
-thread_local std::string t_route;
-thread_local std::chrono::steady_clock::time_point t_start;
-
 // An integer query parameter that must parse when present.
-absl::StatusOr<int64_t> StrictIntParam(const httplib::Request& req, const char* name, int64_t fallback) {
+absl::StatusOr<int64_t> StrictIntParam(const net::Request& req, const char* name, int64_t fallback) {
   if (!req.has_param(name)) return fallback;
   int64_t v = 0;
-  if (!absl::SimpleAtoi(req.get_param_value(name), &v)) {
+  if (!absl::SimpleAtoi(req.param(name), &v)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be an integer (Unix seconds), got '", req.get_param_value(name), "'"));
+        absl::StrCat(name, " must be an integer (Unix seconds), got '", req.param(name), "'"));
   }
   return v;
 }
-
-// Registers routes on a server like httplib::Server does, noting each route's
-// pattern for the request metrics (a request no route matched is counted as
-// "unmatched").
-class LabellingRouter {
- public:
-  explicit LabellingRouter(httplib::Server& s) : s_(s) {}
-  void Get(const std::string& pattern, httplib::Server::Handler h) { s_.Get(pattern, Labelled(pattern, std::move(h))); }
-  void Post(const std::string& pattern, httplib::Server::Handler h) {
-    s_.Post(pattern, Labelled(pattern, std::move(h)));
-  }
-  void Put(const std::string& pattern, httplib::Server::Handler h) { s_.Put(pattern, Labelled(pattern, std::move(h))); }
-  void set_error_handler(httplib::Server::Handler h) { s_.set_error_handler(std::move(h)); }
-
- private:
-  static httplib::Server::Handler Labelled(const std::string& pattern, httplib::Server::Handler h);
-  httplib::Server& s_;
-};
 
 // The device vendors a job's spec asks for (any task, any wish), sorted; empty
 // when it names none. The dashboard filters the job list by it.
@@ -148,57 +133,62 @@ json AllocationsJson(const std::vector<DeviceAllocation>& allocations) {
   return out;
 }
 
-int64_t IntParam(const httplib::Request& req, const char* name, int64_t fallback) {
-  int64_t v = fallback;
-  if (req.has_param(name) && !absl::SimpleAtoi(req.get_param_value(name), &v)) return fallback;
-  return v;
+json AssignmentsJson(const Assignments& a) {
+  json tasks = json::array();
+  for (const auto& t : a.tasks) tasks.push_back(wire::AssignmentToJson(t));
+  return {{"version", a.version}, {"tasks", tasks}};
 }
 
-httplib::Server::Handler LabellingRouter::Labelled(const std::string& pattern, httplib::Server::Handler h) {
-  return [label = RouteLabel(pattern), h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
-    t_route = label;
-    h(req, res);
-  };
+// A waiting watch's answer (only authenticated callers wait).
+net::Response WatchReply(const absl::StatusOr<Assignments>& a) {
+  net::Response res;
+  res.authenticated = true;
+  if (!a.ok()) {
+    Fail(res, a.status());
+  } else {
+    Reply(res, 200, AssignmentsJson(*a));
+  }
+  return res;
+}
+
+int64_t IntParam(const net::Request& req, const char* name, int64_t fallback) {
+  int64_t v = fallback;
+  if (req.has_param(name) && !absl::SimpleAtoi(req.param(name), &v)) return fallback;
+  return v;
 }
 
 }  // namespace
 
-std::string RouteLabel(const std::string& pattern) {
-  std::string out;
-  for (size_t i = 0; i < pattern.size(); ++i) {
-    if (pattern[i] != '(') {
-      out += pattern[i];
-      continue;
-    }
-    const size_t close = pattern.find(')', i);
-    if (close == std::string::npos) return pattern;
-    const std::string group = pattern.substr(i + 1, close - i - 1);
-    out += group == "\\d+" ? ":id" : group == "[^/]+" ? ":name" : absl::StrCat(":", group);
-    i = close;
-  }
-  return out;
-}
+std::string RouteLabel(const std::string& pattern) { return net::RouteLabel(pattern); }
 
 int HttpStatusFor(const absl::Status& st) {
   switch (st.code()) {
-    case absl::StatusCode::kOk: return 200;
-    case absl::StatusCode::kInvalidArgument: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
     case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kAlreadyExists: return 409;
-    case absl::StatusCode::kResourceExhausted: return 429;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 500;
+    case absl::StatusCode::kAlreadyExists:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 
 RateLimiter::RateLimiter(double rate_per_s, double burst) : rate_(rate_per_s), burst_(burst) {}
 
 bool RateLimiter::Allow(const std::string& key) {
-  const double now =
-      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   std::lock_guard<std::mutex> lock(mu_);
   if (buckets_.size() >= kMaxKeys && now >= next_sweep_) {
     // A bucket that has refilled is the same as none: forget those, so keys
@@ -239,80 +229,109 @@ std::string RateKey(const Principal& who, const std::string& path) {
 }
 
 HttpServer::HttpServer(Controller* controller, HttpServerOptions options)
-    : controller_(controller), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+    : controller_(controller), options_(std::move(options)) {
   if (options_.requests_per_s_per_token > 0) {
-    limiter_ = std::make_unique<RateLimiter>(options_.requests_per_s_per_token, 2.0 * options_.requests_per_s_per_token);
+    limiter_ =
+        std::make_unique<RateLimiter>(options_.requests_per_s_per_token, 2.0 * options_.requests_per_s_per_token);
   }
+  watches_ =
+      std::make_unique<AssignmentWatches>(controller_, static_cast<size_t>(std::max(1, options_.max_waiting_watches)),
+                                          WatchReply, [this](std::function<void()> task) {
+                                            if (server_) server_->Run(kAgent, std::move(task));
+                                          });
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
 absl::Status HttpServer::Start() {
-  const int threads = options_.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_payload_max_length(options_.max_body_bytes);
-  server_->set_tcp_nodelay(true);  // small JSON replies must not wait for delayed ACKs (40 ms)
-  // A request must arrive whole within 5 s (a body without Content-Length is read until then).
-  server_->set_read_timeout(5, 0);
-  server_->set_write_timeout(30, 0);
-  // The library listens with a backlog of 5 connections: hundreds of agents
-  // (each heartbeat a fresh connection) overflow that in a burst and see
-  // "Read" errors. Keep the socket so the backlog can be raised once bound
-  // (listen() again on a listening socket only resizes its queue).
-  server_->set_socket_options([this](int sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    listen_socket_ = sock;
-  });
-  Routes();
-  if (options_.port == 0) {
-    port_ = server_->bind_to_any_port(options_.host);
-    if (port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host));
-  } else {
-    if (!server_->bind_to_port(options_.host, options_.port)) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":", options_.port,
-                                                 " (in use? pick another with --port)"));
-    }
-    port_ = options_.port;
+  if (server_) return absl::FailedPreconditionError("HTTP server already started");
+  net::ServerOptions o;
+  o.host = options_.host;
+  o.port = options_.port;
+  o.listen_backlog = options_.listen_backlog;
+  o.io_threads = options_.io_threads;
+  o.limits = options_.limits;
+  o.tls_cert_file = options_.tls_cert_file;
+  o.tls_key_file = options_.tls_key_file;
+  o.channels = {{"user", options_.threads, options_.queue},
+                {"agent", options_.agent_threads, options_.agent_queue},
+                {"anonymous", options_.anonymous_threads, options_.anonymous_queue}};
+  o.choose_channel = [this](const net::Request& req, const net::Route& route) {
+    const std::string token = Bearer(req);
+    if (token.empty()) return static_cast<int>(kAnonymous);
+    std::lock_guard<std::mutex> lock(seen_mu_);
+    return seen_tokens_.count(absl::Hash<std::string>{}(token)) > 0 ? route.options.channel
+                                                                    : static_cast<int>(kAnonymous);
+  };
+  o.on_request = [this](const net::RequestRecord& r) {
+    const std::string method(r.method), route(r.route);
+    requests_.Inc({method, route, std::to_string(r.status)});
+    latency_.Observe({method, route}, r.seconds);
+  };
+  server_ = std::make_unique<net::Server>(Routes(), std::move(o));
+  if (absl::Status st = server_->Start(); !st.ok()) {
+    server_.reset();
+    return st;
   }
-  if (listen_socket_ >= 0 && ::listen(listen_socket_, options_.listen_backlog) != 0) {
-    return absl::InternalError(absl::StrCat("cannot set the listen backlog: ", std::strerror(errno)));
-  }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  watches_->Start();
   return absl::OkStatus();
 }
 
 void HttpServer::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (watches_) watches_->Stop();  // before the server: no more checks are queued
+  if (server_) server_->Stop();
 }
 
-void HttpServer::Routes() {
-  LabellingRouter s(*server_);
-  server_->set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-    t_route = "unmatched";
-    t_start = std::chrono::steady_clock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  server_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    // A request that failed before routing (unparsable) has no start time of its own.
-    const bool timed = t_start != std::chrono::steady_clock::time_point{};
-    const std::string route = timed ? t_route : "unmatched";
-    requests_.Inc({req.method, route, std::to_string(res.status)});
-    if (timed) {
-      latency_.Observe({req.method, route},
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
-    }
-    t_start = {};
-  });
+int HttpServer::port() const { return server_ ? server_->port() : 0; }
+
+void HttpServer::RenderServerMetrics(metrics::ExpositionWriter& w) const {
+  if (!server_) return;
+  const net::ServerStats s = server_->Stats();
+  w.Family("icos_http_connections", "gauge", "Client connections open now.");
+  w.Sample("icos_http_connections", {}, static_cast<double>(s.open));
+  w.Family("icos_http_connections_accepted_total", "counter", "Client connections accepted.");
+  w.Sample("icos_http_connections_accepted_total", {}, static_cast<double>(s.accepted));
+  w.Family("icos_http_connections_evicted_total", "counter",
+           "Idle or slow connections closed to make room under the per-address or total connection cap.");
+  w.Sample("icos_http_connections_evicted_total", {}, static_cast<double>(s.evicted));
+  w.Family("icos_http_connections_refused_total", "counter",
+           "Connections closed at once: over a cap with every connection busy.");
+  w.Sample("icos_http_connections_refused_total", {}, static_cast<double>(s.refused));
+  w.Family("icos_http_connection_timeouts_total", "counter", "Connections closed because a deadline passed, by phase.");
+  w.Sample("icos_http_connection_timeouts_total", {{"phase", "header"}}, static_cast<double>(s.header_timeouts));
+  w.Sample("icos_http_connection_timeouts_total", {{"phase", "body"}}, static_cast<double>(s.body_timeouts));
+  w.Sample("icos_http_connection_timeouts_total", {{"phase", "idle"}}, static_cast<double>(s.idle_timeouts));
+  w.Sample("icos_http_connection_timeouts_total", {{"phase", "write"}}, static_cast<double>(s.write_timeouts));
+  w.Family("icos_http_requests_rejected_total", "counter",
+           "Requests answered 503 because their channel's queue was full.");
+  for (const auto& c : s.channels) {
+    w.Sample("icos_http_requests_rejected_total", {{"channel", c.name}}, static_cast<double>(c.rejected));
+  }
+  w.Family("icos_http_queued_requests", "gauge", "Requests waiting for a worker thread, by channel.");
+  for (const auto& c : s.channels) {
+    w.Sample("icos_http_queued_requests", {{"channel", c.name}}, static_cast<double>(c.queued));
+  }
+  w.Family("icos_http_waiting_watches", "gauge", "Assignment watches waiting for a change (no thread each).");
+  w.Sample("icos_http_waiting_watches", {}, static_cast<double>(watches_ ? watches_->waiting() : 0));
+}
+
+net::Router HttpServer::Routes() {
+  net::Router s;
   Controller* c = controller_;
   const int64_t max_watch = options_.max_watch_ms;
   // Every authenticated route goes through this: 401 before anything else.
   RateLimiter* limiter = limiter_.get();
-  auto authed = [c, limiter](auto handler) {
-    return [c, limiter, handler](const httplib::Request& req, httplib::Response& res) {
-      auto who = c->Authenticate(Bearer(req));
+  auto authed = [this, c, limiter](auto handler) {
+    return [this, c, limiter, handler](const net::Request& req, net::Response& res) {
+      const std::string token = Bearer(req);
+      auto who = c->Authenticate(token);
       if (!who.ok()) return Fail(res, who.status());
+      res.authenticated = true;  // this connection is kept over unauthenticated ones under the caps
+      {
+        std::lock_guard<std::mutex> lock(seen_mu_);
+        if (seen_tokens_.size() >= 65'536) seen_tokens_.clear();  // bounded; refilled by the next requests
+        seen_tokens_.insert(absl::Hash<std::string>{}(token));
+      }
       if (limiter != nullptr && !limiter->Allow(RateKey(*who, req.path))) {
         return Fail(res, absl::ResourceExhaustedError(
                              absl::StrCat("too many requests from token '", RateKey(*who, req.path), "': at most ",
@@ -321,270 +340,263 @@ void HttpServer::Routes() {
       try {
         handler(*who, req, res);
       } catch (const json::exception& e) {
+        const bool authenticated = res.authenticated;
+        res = net::Response();
+        res.authenticated = authenticated;
         Fail(res, absl::InvalidArgumentError(absl::StrCat("malformed JSON body: ", e.what())));
       }
     };
   };
-  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 413) {
-      Reply(res, 413, {{"error", "request body too large"}, {"code", "ResourceExhausted"}});
-    } else if (res.status == 404) {
-      Reply(res, 404, {{"error", "no such route; see docs/api.md"}, {"code", "NotFound"}});
-    } else {
-      Reply(res, res.status, {{"error", absl::StrCat("HTTP ", res.status)}, {"code", "Internal"}});
-    }
-  });
+  const net::RouteOptions agent{.channel = kAgent};
+  const net::RouteOptions inline_route{.on_io_thread = true};
 
-  // The dashboard (web/, embedded at build time) at / and /assets/.
-  RegisterWebAssets(*server_);  // static files: counted under route "unmatched" in the request metrics
+  // The dashboard (web/, embedded at build time) at / and /assets/; route "static" in the metrics.
+  RegisterWebAssets(s);
 
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  s.Get(
+      "/healthz", [](const net::Request&, net::Response& res) { res.Set("ok\n", "text/plain"); }, inline_route);
 
   // Who the token is: the dashboard signs in with it and shows what the role allows.
-  s.Get("/api/v1/whoami", authed([](const Principal& who, const httplib::Request&, httplib::Response& res) {
-    Reply(res, 200, {{"user", who.user}, {"role", RoleName(who.role)}, {"name", who.name}});
-  }));
-
-  s.Post("/api/v1/jobs", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    bool replayed = false;
-    auto id = c->Submit(who, req.body, req.get_header_value("X-Icos-Workdir"), req.get_header_value("Idempotency-Key"),
-                        &replayed);
-    if (!id.ok()) return Fail(res, id.status());
-    // A retry with the key of a submission that was made: its job, once.
-    if (replayed) res.set_header("Idempotent-Replayed", "true");
-    Reply(res, replayed ? 200 : 201, {{"id", *id}, {"replayed", replayed}});
-  }));
-
-  s.Get("/api/v1/jobs", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    store::JobQuery q;
-    if (req.has_param("state")) {
-      auto st = store::ParseJobState(req.get_param_value("state"));
-      if (!st) return Fail(res, absl::InvalidArgumentError("state must be Pending, Running, Succeeded, Failed or Cancelled"));
-      q.states.push_back(*st);
-    }
-    q.user = req.get_param_value("user");
-    q.queue = req.get_param_value("queue");
-    q.after_id = IntParam(req, "after", 0);
-    q.limit = static_cast<int32_t>(std::clamp<int64_t>(IntParam(req, "limit", 500), 1, 10'000));
-    auto jobs = c->ListJobs(who, q);
-    if (!jobs.ok()) return Fail(res, jobs.status());
-    json out = json::array();
-    for (const auto& j : *jobs) {
-      json row = JobJson(j);
-      row["vendors"] = SpecVendors(j.spec_json);
-      out.push_back(std::move(row));
-    }
-    Reply(res, 200, {{"jobs", out}});
-  }));
-
-  s.Get(R"(/api/v1/jobs/(\d+))", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
-    auto v = c->GetJob(who, id);
-    if (!v.ok()) return Fail(res, v.status());
-    json tasks = json::array(), events = json::array();
-    for (const auto& t : v->tasks) tasks.push_back(TaskJson(t));
-    for (const auto& e : v->events) {
-      events.push_back({{"time_ms", e.time_ms}, {"kind", e.kind}, {"node", e.node}, {"message", e.message}});
-    }
-    json j = JobJson(v->job);
-    j["spec"] = json::parse(v->job.spec_json, nullptr, false);
-    // null when unknown; source: user, learned or time_limit (docs/api.md).
-    j["runtime_estimate"] =
-        v->estimate.seconds > 0 ? json{{"seconds", v->estimate.seconds}, {"source", v->estimate.source}} : json();
-    // While the job runs: how busy its devices were (an ended job has it as a DeviceUse event).
-    const DeviceUse& use = v->device_use;
-    j["device_use"] = use.samples > 0 ? json{{"busy_pct", use.BusyPct()},
-                                             {"samples", use.samples},
-                                             {"memory_peak_mib", use.memory_peak_mib},
-                                             {"memory_total_mib", use.memory_total_mib},
-                                             {"summary", use.Describe()}}
-                                      : json();
-    j["tasks"] = tasks;
-    j["events"] = events;
-    Reply(res, 200, j);
-  }));
-
-  s.Post(R"(/api/v1/jobs/(\d+)/cancel)", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
-    if (absl::Status st = c->Cancel(who, id); !st.ok()) return Fail(res, st);
-    Reply(res, 200, {{"id", id}, {"state", "Cancelled"}});
-  }));
-
-  // Logs live on the agents; the controller fetches the requested range.
-  s.Get(R"(/api/v1/jobs/(\d+)/logs)", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
-    auto loc = c->LocateLog(who, id, static_cast<int32_t>(IntParam(req, "task", 0)));
-    if (!loc.ok()) return Fail(res, loc.status());
-    const int64_t offset = std::max<int64_t>(0, IntParam(req, "offset", 0));
-    httplib::Client agent(loc->agent_url);
-    agent.set_connection_timeout(5, 0);
-    agent.set_read_timeout(10, 0);
-    auto r = agent.Get(absl::StrCat("/v1/logs/", loc->task_id, "?offset=", offset).c_str(),
-                       {{"Authorization", absl::StrCat("Bearer ", c->AgentLogKey(loc->agent_url))}});
-    if (!r) return Fail(res, absl::UnavailableError(absl::StrCat("agent at ", loc->agent_url, " did not answer")));
-    if (r->status == 404) {
-      res.set_header("X-Icos-Offset", std::to_string(offset));
-      res.set_header("X-Icos-Finished", loc->finished ? "1" : "0");
-      res.status = 200;
-      return;
-    }
-    if (r->status != 200) return Fail(res, absl::UnavailableError(absl::StrCat("agent answered HTTP ", r->status)));
-    res.set_header("X-Icos-Offset", std::to_string(offset + static_cast<int64_t>(r->body.size())));
-    res.set_header("X-Icos-Finished", loc->finished && r->get_header_value("X-Icos-Eof") == "1" ? "1" : "0");
-    res.set_content(r->body, "text/plain");
-  }));
-
-  s.Get("/api/v1/nodes", authed([c](const Principal& who, const httplib::Request&, httplib::Response& res) {
-    auto nodes = c->ListNodes(who);
-    if (!nodes.ok()) return Fail(res, nodes.status());
-    json out = json::array();
-    for (const auto& n : *nodes) {
-      out.push_back({{"name", n.record.name},
-                     {"state", n.record.state},
-                     {"drained", n.drained},
-                     {"unhealthy_reason", n.unhealthy_reason},
-                     {"slow_reason", n.slow_reason},
-                     {"address", n.record.address},
-                     {"heartbeat_ms", n.record.heartbeat_ms},
-                     {"tasks", n.tasks},
-                     {"node", wire::NodeToJson(n.node)},
-                     {"allocations", AllocationsJson(n.allocations)},
-                     {"usage", UsageJson(n.usage)}});
-    }
-    Reply(res, 200, {{"nodes", out}});
-  }));
-
-  s.Post("/api/v1/nodes/register", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    json body = json::parse(req.body);
-    auto node = wire::NodeFromJson(body.at("node"));
-    if (!node.ok()) return Fail(res, node.status());
-    // A node on another machine that advertises loopback is unreachable there.
-    if (absl::Status st = agent::CheckRegisteredReachable(node->name, body.value("address", ""),
-                                                          body.value("agent_url", ""), req.remote_addr);
-        !st.ok()) {
-      return Fail(res, st);
-    }
-    auto credential = c->RegisterNode(who, *node, body.value("address", ""), body.value("agent_url", ""),
-                                      body.value("log_key", ""), body.value("unhealthy_reason", ""));
-    if (!credential.ok()) return Fail(res, credential.status());
-    json out = {{"name", node->name}, {"cluster_id", c->cluster_id()}};
-    // Only when a join token registered the node: its own credential, once.
-    if (!credential->empty()) out["credential"] = *credential;
-    Reply(res, 200, out);
-  }));
-
-  s.Post(R"(/api/v1/nodes/([^/]+)/(drain|resume))", authed([c](const Principal& who, const httplib::Request& req,
-                                                                 httplib::Response& res) {
-    const bool drain = req.matches[2].str() == "drain";
-    if (absl::Status st = c->DrainNode(who, req.matches[1].str(), drain); !st.ok()) return Fail(res, st);
-    Reply(res, 200, {{"name", req.matches[1].str()}, {"drained", drain}});
-  }));
-
-  s.Post(R"(/api/v1/nodes/([^/]+)/devices/(\d{1,9})/(drain|resume))",
-         authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-           const bool drain = req.matches[3].str() == "drain";
-           const int32_t device = std::stoi(req.matches[2].str());  // \d{1,9}: always fits
-           if (absl::Status st = c->DrainDevice(who, req.matches[1].str(), device, drain); !st.ok()) {
-             return Fail(res, st);
-           }
-           Reply(res, 200, {{"name", req.matches[1].str()}, {"device", device}, {"drained", drain}});
-         }));
-
-  s.Post(R"(/api/v1/nodes/([^/]+)/heartbeat)", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    json body = json::parse(req.body);
-    std::vector<wire::TaskStatus> statuses;
-    for (const auto& t : body.value("tasks", json::array())) {
-      auto s = wire::TaskStatusFromJson(t);
-      if (!s.ok()) return Fail(res, s.status());
-      statuses.push_back(*s);
-    }
-    // Device figures are a side dish: a bad list is dropped, never the task
-    // states that came with it (the controller would otherwise lose them).
-    std::vector<wire::DeviceUsage> devices;  // older agents send none
-    for (const auto& d : body.value("devices", json::array())) {
-      auto u = wire::DeviceUsageFromJson(d);
-      if (!u.ok()) {
-        devices.clear();
-        break;
-      }
-      devices.push_back(*u);
-    }
-    auto reply = c->Heartbeat(who, req.matches[1].str(), statuses, devices);
-    if (!reply.ok()) return Fail(res, reply.status());
-    Reply(res, 200, wire::HeartbeatReplyToJson(*reply));
-  }));
-
-  // A waiting watch holds a worker thread. Past the limit a watch answers at
-  // once and tells the agent when to ask again, so a thousand agents cannot
-  // take every thread from users and heartbeats; those agents then hear of
-  // new work within retry_ms (the agent pace, at least watch_retry_ms)
-  // instead of at once.
-  const int max_waiting = std::max(1, options_.max_waiting_watches);
-  const int64_t retry_ms = options_.watch_retry_ms;
-  s.Get(R"(/api/v1/nodes/([^/]+)/assignments)",
-        authed([c, max_watch, max_waiting, retry_ms, waiting = &waiting_watches_](
-                   const Principal& who, const httplib::Request& req, httplib::Response& res) {
-          int64_t wait = std::clamp<int64_t>(IntParam(req, "wait_ms", 0), 0, max_watch);
-          bool waits = false;
-          if (wait > 0) {
-            waits = waiting->fetch_add(1) < max_waiting;
-            if (!waits) {
-              waiting->fetch_sub(1);
-              wait = 0;
-            }
-          }
-          auto a =
-              c->WatchAssignments(who, req.matches[1].str(), static_cast<uint64_t>(IntParam(req, "since", 0)), wait);
-          if (waits) waiting->fetch_sub(1);
-          if (!a.ok()) return Fail(res, a.status());
-          json tasks = json::array();
-          for (const auto& t : a->tasks) tasks.push_back(wire::AssignmentToJson(t));
-          json out = {{"version", a->version}, {"tasks", tasks}};
-          if (IntParam(req, "wait_ms", 0) > 0 && !waits) out["retry_ms"] = std::max(retry_ms, c->AgentPaceMs());
-          Reply(res, 200, out);
+  s.Get("/api/v1/whoami", authed([](const Principal& who, const net::Request&, net::Response& res) {
+          Reply(res, 200, {{"user", who.user}, {"role", RoleName(who.role)}, {"name", who.name}});
         }));
 
-  s.Get("/api/v1/queues", authed([c](const Principal& who, const httplib::Request&, httplib::Response& res) {
-    auto queues = c->ListQueues(who);
-    if (!queues.ok()) return Fail(res, queues.status());
-    json out = json::array();
-    for (const auto& q : *queues) {
-      json j = wire::QueueToJson(q.queue);
-      j["pending"] = q.pending;
-      j["running"] = q.running;
-      j["used"] = wire::AmountsToJson(q.used);
-      out.push_back(j);
-    }
-    Reply(res, 200, {{"queues", out}});
-  }));
+  s.Post("/api/v1/jobs", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           bool replayed = false;
+           auto id = c->Submit(who, req.body, req.header("X-Icos-Workdir"), req.header("Idempotency-Key"), &replayed);
+           if (!id.ok()) return Fail(res, id.status());
+           // A retry with the key of a submission that was made: its job, once.
+           if (replayed) res.SetHeader("Idempotent-Replayed", "true");
+           Reply(res, replayed ? 200 : 201, {{"id", *id}, {"replayed", replayed}});
+         }));
 
-  s.Put("/api/v1/queues", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    auto q = wire::QueueFromJson(json::parse(req.body));
-    if (!q.ok()) return Fail(res, q.status());
-    if (absl::Status st = c->PutQueue(who, *q); !st.ok()) return Fail(res, st);
-    Reply(res, 200, wire::QueueToJson(*q));
-  }));
+  s.Get("/api/v1/jobs", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          store::JobQuery q;
+          if (req.has_param("state")) {
+            auto st = store::ParseJobState(req.param("state"));
+            if (!st)
+              return Fail(res,
+                          absl::InvalidArgumentError("state must be Pending, Running, Succeeded, Failed or Cancelled"));
+            q.states.push_back(*st);
+          }
+          q.user = req.param("user");
+          q.queue = req.param("queue");
+          q.after_id = IntParam(req, "after", 0);
+          q.limit = static_cast<int32_t>(std::clamp<int64_t>(IntParam(req, "limit", 500), 1, 10'000));
+          auto jobs = c->ListJobs(who, q);
+          if (!jobs.ok()) return Fail(res, jobs.status());
+          json out = json::array();
+          for (const auto& j : *jobs) {
+            json row = JobJson(j);
+            row["vendors"] = SpecVendors(j.spec_json);
+            out.push_back(std::move(row));
+          }
+          Reply(res, 200, {{"jobs", out}});
+        }));
 
-  s.Post("/api/v1/tokens", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
-    json body = json::parse(req.body);
-    const std::string role = body.value("role", "user");
-    Role r = role == "admin" ? Role::kAdmin : role == "agent" ? Role::kAgent : Role::kUser;
-    if (role != "admin" && role != "agent" && role != "user") {
-      return Fail(res, absl::InvalidArgumentError("role must be admin, user or agent"));
-    }
-    auto secret = c->CreateToken(who, r, body.value("user", ""), body.value("name", ""));
-    if (!secret.ok()) return Fail(res, secret.status());
-    Reply(res, 201, {{"token", *secret}, {"role", role}, {"user", body.value("user", "")}});
-  }));
+  s.Get(R"(/api/v1/jobs/(\d+))", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          int64_t id = 0;
+          if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
+          auto v = c->GetJob(who, id);
+          if (!v.ok()) return Fail(res, v.status());
+          json tasks = json::array(), events = json::array();
+          for (const auto& t : v->tasks) tasks.push_back(TaskJson(t));
+          for (const auto& e : v->events) {
+            events.push_back({{"time_ms", e.time_ms}, {"kind", e.kind}, {"node", e.node}, {"message", e.message}});
+          }
+          json j = JobJson(v->job);
+          j["spec"] = json::parse(v->job.spec_json, nullptr, false);
+          // null when unknown; source: user, learned or time_limit (docs/api.md).
+          j["runtime_estimate"] =
+              v->estimate.seconds > 0 ? json{{"seconds", v->estimate.seconds}, {"source", v->estimate.source}} : json();
+          // While the job runs: how busy its devices were (an ended job has it as a DeviceUse event).
+          const DeviceUse& use = v->device_use;
+          j["device_use"] = use.samples > 0 ? json{{"busy_pct", use.BusyPct()},
+                                                   {"samples", use.samples},
+                                                   {"memory_peak_mib", use.memory_peak_mib},
+                                                   {"memory_total_mib", use.memory_total_mib},
+                                                   {"summary", use.Describe()}}
+                                            : json();
+          j["tasks"] = tasks;
+          j["events"] = events;
+          Reply(res, 200, j);
+        }));
+
+  s.Post(R"(/api/v1/jobs/(\d+)/cancel)", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           int64_t id = 0;
+           if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
+           if (absl::Status st = c->Cancel(who, id); !st.ok()) return Fail(res, st);
+           Reply(res, 200, {{"id", id}, {"state", "Cancelled"}});
+         }));
+
+  // Logs live on the agents; the controller fetches the requested range.
+  s.Get(R"(/api/v1/jobs/(\d+)/logs)", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          int64_t id = 0;
+          if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
+          auto loc = c->LocateLog(who, id, static_cast<int32_t>(IntParam(req, "task", 0)));
+          if (!loc.ok()) return Fail(res, loc.status());
+          const int64_t offset = std::max<int64_t>(0, IntParam(req, "offset", 0));
+          httplib::Client agent(loc->agent_url);
+          agent.set_connection_timeout(5, 0);
+          agent.set_read_timeout(10, 0);
+          auto r = agent.Get(absl::StrCat("/v1/logs/", loc->task_id, "?offset=", offset).c_str(),
+                             {{"Authorization", absl::StrCat("Bearer ", c->AgentLogKey(loc->agent_url))}});
+          if (!r)
+            return Fail(res, absl::UnavailableError(absl::StrCat("agent at ", loc->agent_url, " did not answer")));
+          if (r->status == 404) {
+            res.SetHeader("X-Icos-Offset", std::to_string(offset));
+            res.SetHeader("X-Icos-Finished", loc->finished ? "1" : "0");
+            res.status = 200;
+            return;
+          }
+          if (r->status != 200)
+            return Fail(res, absl::UnavailableError(absl::StrCat("agent answered HTTP ", r->status)));
+          res.SetHeader("X-Icos-Offset", std::to_string(offset + static_cast<int64_t>(r->body.size())));
+          res.SetHeader("X-Icos-Finished", loc->finished && r->get_header_value("X-Icos-Eof") == "1" ? "1" : "0");
+          res.Set(r->body, "text/plain");
+        }));
+
+  s.Get("/api/v1/nodes", authed([c](const Principal& who, const net::Request&, net::Response& res) {
+          auto nodes = c->ListNodes(who);
+          if (!nodes.ok()) return Fail(res, nodes.status());
+          json out = json::array();
+          for (const auto& n : *nodes) {
+            out.push_back({{"name", n.record.name},
+                           {"state", n.record.state},
+                           {"drained", n.drained},
+                           {"unhealthy_reason", n.unhealthy_reason},
+                           {"slow_reason", n.slow_reason},
+                           {"address", n.record.address},
+                           {"heartbeat_ms", n.record.heartbeat_ms},
+                           {"tasks", n.tasks},
+                           {"node", wire::NodeToJson(n.node)},
+                           {"allocations", AllocationsJson(n.allocations)},
+                           {"usage", UsageJson(n.usage)}});
+          }
+          Reply(res, 200, {{"nodes", out}});
+        }));
+
+  s.Post("/api/v1/nodes/register", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           json body = json::parse(req.body);
+           auto node = wire::NodeFromJson(body.at("node"));
+           if (!node.ok()) return Fail(res, node.status());
+           // A node on another machine that advertises loopback is unreachable there.
+           if (absl::Status st = agent::CheckRegisteredReachable(node->name, body.value("address", ""),
+                                                                 body.value("agent_url", ""), req.peer);
+               !st.ok()) {
+             return Fail(res, st);
+           }
+           auto credential = c->RegisterNode(who, *node, body.value("address", ""), body.value("agent_url", ""),
+                                             body.value("log_key", ""), body.value("unhealthy_reason", ""));
+           if (!credential.ok()) return Fail(res, credential.status());
+           json out = {{"name", node->name}, {"cluster_id", c->cluster_id()}};
+           // Only when a join token registered the node: its own credential, once.
+           if (!credential->empty()) out["credential"] = *credential;
+           Reply(res, 200, out);
+         }),
+         agent);
+
+  s.Post(R"(/api/v1/nodes/([^/]+)/(drain|resume))",
+         authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           const bool drain = req.matches[2] == "drain";
+           if (absl::Status st = c->DrainNode(who, req.matches[1], drain); !st.ok()) return Fail(res, st);
+           Reply(res, 200, {{"name", req.matches[1]}, {"drained", drain}});
+         }));
+
+  s.Post(R"(/api/v1/nodes/([^/]+)/devices/(\d{1,9})/(drain|resume))",
+         authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           const bool drain = req.matches[3] == "drain";
+           const int32_t device = std::stoi(req.matches[2]);  // \d{1,9}: always fits
+           if (absl::Status st = c->DrainDevice(who, req.matches[1], device, drain); !st.ok()) {
+             return Fail(res, st);
+           }
+           Reply(res, 200, {{"name", req.matches[1]}, {"device", device}, {"drained", drain}});
+         }));
+
+  s.Post(R"(/api/v1/nodes/([^/]+)/heartbeat)",
+         authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           json body = json::parse(req.body);
+           std::vector<wire::TaskStatus> statuses;
+           for (const auto& t : body.value("tasks", json::array())) {
+             auto s = wire::TaskStatusFromJson(t);
+             if (!s.ok()) return Fail(res, s.status());
+             statuses.push_back(*s);
+           }
+           // Device figures are a side dish: a bad list is dropped, never the task
+           // states that came with it (the controller would otherwise lose them).
+           std::vector<wire::DeviceUsage> devices;  // older agents send none
+           for (const auto& d : body.value("devices", json::array())) {
+             auto u = wire::DeviceUsageFromJson(d);
+             if (!u.ok()) {
+               devices.clear();
+               break;
+             }
+             devices.push_back(*u);
+           }
+           auto reply = c->Heartbeat(who, req.matches[1], statuses, devices);
+           if (!reply.ok()) return Fail(res, reply.status());
+           Reply(res, 200, wire::HeartbeatReplyToJson(*reply));
+         }),
+         agent);
+
+  // A waiting watch is a deferred response (assignment_watches.h): it holds
+  // a connection but no thread, so every agent of a large cluster can keep
+  // one open. Past max_waiting_watches a watch answers at once and tells the
+  // agent when to ask again (retry_ms: the agent pace, at least
+  // watch_retry_ms); that agent then hears of new work within that time.
+  const int64_t retry_ms = options_.watch_retry_ms;
+  AssignmentWatches* watches = watches_.get();
+  s.Get(R"(/api/v1/nodes/([^/]+)/assignments)",
+        authed([c, watches, max_watch, retry_ms](const Principal& who, const net::Request& req, net::Response& res) {
+          const int64_t wait = std::clamp<int64_t>(IntParam(req, "wait_ms", 0), 0, max_watch);
+          const uint64_t since = static_cast<uint64_t>(IntParam(req, "since", 0));
+          if (wait > 0 && watches->Watch(who, req.matches[1], since, std::chrono::milliseconds(wait), res)) return;
+          auto a = c->WatchAssignments(who, req.matches[1], since, 0);
+          if (!a.ok()) return Fail(res, a.status());
+          json out = AssignmentsJson(*a);
+          if (wait > 0) out["retry_ms"] = std::max(retry_ms, c->AgentPaceMs());  // no room to wait
+          Reply(res, 200, out);
+        }),
+        agent);
+
+  s.Get("/api/v1/queues", authed([c](const Principal& who, const net::Request&, net::Response& res) {
+          auto queues = c->ListQueues(who);
+          if (!queues.ok()) return Fail(res, queues.status());
+          json out = json::array();
+          for (const auto& q : *queues) {
+            json j = wire::QueueToJson(q.queue);
+            j["pending"] = q.pending;
+            j["running"] = q.running;
+            j["used"] = wire::AmountsToJson(q.used);
+            out.push_back(j);
+          }
+          Reply(res, 200, {{"queues", out}});
+        }));
+
+  s.Put("/api/v1/queues", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          auto q = wire::QueueFromJson(json::parse(req.body));
+          if (!q.ok()) return Fail(res, q.status());
+          if (absl::Status st = c->PutQueue(who, *q); !st.ok()) return Fail(res, st);
+          Reply(res, 200, wire::QueueToJson(*q));
+        }));
+
+  s.Post("/api/v1/tokens", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           json body = json::parse(req.body);
+           const std::string role = body.value("role", "user");
+           Role r = role == "admin" ? Role::kAdmin : role == "agent" ? Role::kAgent : Role::kUser;
+           if (role != "admin" && role != "agent" && role != "user") {
+             return Fail(res, absl::InvalidArgumentError("role must be admin, user or agent"));
+           }
+           auto secret = c->CreateToken(who, r, body.value("user", ""), body.value("name", ""));
+           if (!secret.ok()) return Fail(res, secret.status());
+           Reply(res, 201, {{"token", *secret}, {"role", role}, {"user", body.value("user", "")}});
+         }));
   // Prometheus scrape target (docs/metrics.md).
   const bool metrics_auth = options_.metrics_require_auth;
-  s.Get("/metrics", [this, c, metrics_auth](const httplib::Request& req, httplib::Response& res) {
+  s.Get("/metrics", [this, c, metrics_auth](const net::Request& req, net::Response& res) {
     if (metrics_auth) {
       if (auto who = c->Authenticate(Bearer(req)); !who.ok()) return Fail(res, who.status());
+      res.authenticated = true;
     }
     auto m = c->CollectMetrics();
     if (!m.ok()) return Fail(res, m.status());
@@ -592,10 +604,11 @@ void HttpServer::Routes() {
     RenderMetrics(*m, c->counters(), w);
     requests_.Render(w);
     latency_.Render(w);
-    res.set_content(w.text(), metrics::kContentType);
+    RenderServerMetrics(w);
+    res.Set(w.text(), metrics::kContentType);
   });
 
-  s.Get("/api/v1/utilisation", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+  s.Get("/api/v1/utilisation", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
           const int64_t now_s = c->NowMs() / 1000;
           auto until = StrictIntParam(req, "until", now_s + 1);
           if (!until.ok()) return Fail(res, until.status());
@@ -620,13 +633,13 @@ void HttpServer::Routes() {
           Reply(res, 200, {{"step_s", h->step_s * static_cast<int64_t>(k)}, {"samples", samples}});
         }));
 
-  s.Get("/api/v1/usage", authed([c](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+  s.Get("/api/v1/usage", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
           const int64_t now_s = c->NowMs() / 1000;
           auto until = StrictIntParam(req, "until", now_s + 1);
           if (!until.ok()) return Fail(res, until.status());
           auto since = StrictIntParam(req, "since", *until - 7 * 86'400);
           if (!since.ok()) return Fail(res, since.status());
-          const std::string by_name = req.has_param("by") ? req.get_param_value("by") : "user";
+          const std::string by_name = req.has_param("by") ? req.param("by") : "user";
           auto by = ParseUsageBy(by_name);
           if (!by)
             return Fail(res, absl::InvalidArgumentError(absl::StrCat("by must be user or queue, got '", by_name, "'")));
@@ -650,6 +663,7 @@ void HttpServer::Routes() {
           }
           Reply(res, 200, {{"by", UsageByName(*by)}, {"since", *since}, {"until", *until}, {"rows", rows}});
         }));
+  return s;
 }
 
 }  // namespace icos::controller

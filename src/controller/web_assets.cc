@@ -1,8 +1,8 @@
 #include "controller/web_assets.h"
 
-#include <httplib.h>
-
 #include <string>
+
+#include "net/router.h"
 
 namespace icos::controller {
 
@@ -41,32 +41,19 @@ std::string_view CacheControlFor(std::string_view path) {
   return path.starts_with("/assets/") ? "public, max-age=31536000, immutable" : "no-cache";
 }
 
-namespace {
-
-// cpp-httplib routes by std::regex; a file name must match only itself.
-std::string RegexEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (std::string_view(R"(\^$.|?*+()[]{})").find(c) != std::string_view::npos) out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-}  // namespace
-
-void RegisterWebAssets(httplib::Server& server) {
+void RegisterWebAssets(net::Router& router) {
   auto serve = [](const WebAsset* a) {
-    return [a](const httplib::Request&, httplib::Response& res) {
-      res.set_header("Cache-Control", std::string(CacheControlFor(a->path)));
-      res.set_header("X-Content-Type-Options", "nosniff");
-      res.set_content(a->data.data(), a->data.size(), std::string(ContentTypeFor(a->path)));
+    return [a](const net::Request&, net::Response& res) {
+      res.SetHeader("Cache-Control", std::string(CacheControlFor(a->path)));
+      res.SetHeader("X-Content-Type-Options", "nosniff");
+      res.Set(std::string(a->data), std::string(ContentTypeFor(a->path)));
     };
   };
-  if (const WebAsset* index = FindWebAsset("/")) server.Get("/", serve(index));
+  const net::RouteOptions options{.on_io_thread = true, .label = "static"};
+  if (const WebAsset* index = FindWebAsset("/")) router.Exact("GET", "/", serve(index), options);
   for (size_t i = 0; i < kNumWebAssets; ++i) {
     // Exact paths only: nothing outside the embedded set can be asked for.
-    server.Get(RegexEscape(kWebAssets[i].path), serve(&kWebAssets[i]));
+    router.Exact("GET", std::string(kWebAssets[i].path), serve(&kWebAssets[i]), options);
   }
 }
 
