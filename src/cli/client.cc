@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "controller/http_client.h"
 
@@ -102,6 +103,8 @@ struct ClientCommands {
   CLI::App* queues = nullptr;
   CLI::App* queue_put = nullptr;
   CLI::App* token_create = nullptr;
+  CLI::App* token_list = nullptr;
+  CLI::App* token_revoke = nullptr;
   CLI::App* devices = nullptr;
   CLI::App* node_drain = nullptr;
   CLI::App* node_resume = nullptr;
@@ -117,6 +120,9 @@ struct ClientCommands {
   std::string state;
   int64_t timeout_s = 0;
   std::string role = "user", user, name;
+  int64_t uid = -1, gid = -1;
+  std::string ttl;
+  std::string which;  // token revoke: an id or a name
 };
 
 ClientCommands* AddClientCommands(CLI::App& app) {
@@ -183,7 +189,16 @@ ClientCommands* AddClientCommands(CLI::App& app) {
       ->check(CLI::IsMember({"admin", "user", "agent"}));
   c->token_create->add_option("--user", c->user, "user the token acts as (role user)");
   c->token_create->add_option("--name", c->name, "a label for the token");
+  c->token_create->add_option("--uid", c->uid,
+                              "run the user's jobs as this Unix uid instead of the account named --user");
+  c->token_create->add_option("--gid", c->gid, "with --uid: the group (default: the uid)");
+  c->token_create->add_option("--ttl", c->ttl, "lifetime: 90d, 12h, 30m or seconds (default: no expiry)");
   common(c->token_create);
+  c->token_list = token->add_subcommand("list", "List tokens without their secrets (admin)");
+  common(c->token_list);
+  c->token_revoke = token->add_subcommand("revoke", "Revoke a token by its id or name (admin); it is refused at once");
+  c->token_revoke->add_option("token", c->which, "the id (icos token list) or the name")->required();
+  common(c->token_revoke);
   c->usage = app.add_subcommand("usage", "Device-hours, CPU-hours and job counts per user or queue over a time window");
   c->usage->add_option("--since", c->since,
                        "start: 7d (back from now), 2026-11-01 (UTC), RFC 3339 or Unix seconds (default 7d)");
@@ -240,7 +255,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   auto parsed = [](CLI::App* a) { return a != nullptr && a->parsed(); };
   if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(c->cancel) ||
         parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create) ||
-        parsed(c->devices) || parsed(c->node_drain) || parsed(c->node_resume) || parsed(c->usage))) {
+        parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) || parsed(c->node_drain) || parsed(c->node_resume) || parsed(c->usage))) {
     owned.release();
     return -1;
   }
@@ -519,10 +534,42 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     return 0;
   }
   if (parsed(c->token_create)) {
-    auto r = api.Json("POST", "/api/v1/tokens", json{{"role", c->role}, {"user", c->user}, {"name", c->name}}.dump());
+    json body = {{"role", c->role}, {"user", c->user}, {"name", c->name}};
+    if (c->uid >= 0) body["uid"] = c->uid;
+    if (c->gid >= 0) body["gid"] = c->gid;
+    if (!c->ttl.empty()) body["ttl"] = c->ttl;
+    auto r = api.Json("POST", "/api/v1/tokens", body.dump());
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
     out << (*r)["token"].get<std::string>() << "\n";
+    return 0;
+  }
+  if (parsed(c->token_list)) {
+    auto r = api.Json("GET", "/api/v1/tokens");
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << absl::StrFormat("%-12s %-24s %-6s %-12s %-11s %-8s %-8s %s\n", "ID", "NAME", "ROLE", "USER", "UID:GID",
+                           "AGE", "USED", "STATE");
+    const int64_t now = absl::ToUnixMillis(absl::Now());
+    for (const auto& t : (*r)["tokens"]) {
+      const int64_t expires = t.value("expires_ms", int64_t{0});
+      std::string state = t.value("revoked", false) ? "revoked"
+                          : expires > 0 && expires <= now ? "expired"
+                          : expires > 0 ? absl::StrCat("expires in ", Span((expires - now) / 1000))
+                                        : "active";
+      std::string ids = t.contains("uid") ? absl::StrCat(t["uid"].get<int64_t>(), ":", t.value("gid", int64_t{-1})) : "-";
+      std::string user = t.value("node", "").empty() ? t.value("user", "") : absl::StrCat("node ", t["node"].get<std::string>());
+      out << absl::StrFormat("%-12s %-24s %-6s %-12s %-11s %-8s %-8s %s\n", t.value("id", ""),
+                             Clip(t.value("name", ""), 24), t.value("role", ""), Clip(user, 12), ids,
+                             Age(t.value("created_ms", int64_t{0})), Age(t.value("last_used_ms", int64_t{0})), state);
+    }
+    return 0;
+  }
+  if (parsed(c->token_revoke)) {
+    auto r = api.Json("POST", "/api/v1/tokens/revoke", json{{"token", c->which}}.dump());
+    if (!r.ok()) return fail(r.status());
+    if (as_json) return Print(out, *r);
+    out << "revoked " << (*r)["id"].get<std::string>() << " (" << (*r)["name"].get<std::string>() << ")\n";
     return 0;
   }
   return -1;

@@ -47,6 +47,13 @@ const char* RoleName(Role r) {
   return "?";
 }
 
+std::optional<Role> ParseRole(absl::string_view name) {
+  for (Role r : {Role::kAdmin, Role::kUser, Role::kAgent, Role::kNode}) {
+    if (name == RoleName(r)) return r;
+  }
+  return std::nullopt;
+}
+
 absl::Status Authorize(const Principal& who, Action action, absl::string_view node) {
   bool allowed = false;
   switch (who.role) {

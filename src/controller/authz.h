@@ -15,6 +15,7 @@
 #ifndef ICOS_CONTROLLER_AUTHZ_H_
 #define ICOS_CONTROLLER_AUTHZ_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -25,6 +26,8 @@ namespace icos::controller {
 enum class Role { kAdmin, kUser, kAgent, kNode };
 // "admin", "user", "agent", "node".
 const char* RoleName(Role r);
+// The inverse of RoleName; nullopt for anything else.
+std::optional<Role> ParseRole(absl::string_view name);
 
 // Who is calling, from its bearer token.
 struct Principal {

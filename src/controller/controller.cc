@@ -48,14 +48,6 @@ absl::StatusOr<std::string> NewSecret() {
 
 bool Active(TaskState s) { return s == TaskState::kAssigned || s == TaskState::kRunning; }
 
-std::optional<Role> ParseRole(const std::string& r) {
-  if (r == "admin") return Role::kAdmin;
-  if (r == "user") return Role::kUser;
-  if (r == "agent") return Role::kAgent;
-  if (r == "node") return Role::kNode;
-  return std::nullopt;
-}
-
 }  // namespace
 
 api::SpecLimits StoredSpecLimits() {

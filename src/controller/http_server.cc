@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "agent/net_util.h"
+#include "api/job_spec.h"
 #include "controller/assignment_watches.h"
 #include "controller/web_assets.h"
 #include "net/router.h"
@@ -155,6 +156,33 @@ int64_t IntParam(const net::Request& req, const char* name, int64_t fallback) {
   int64_t v = fallback;
   if (req.has_param(name) && !absl::SimpleAtoi(req.param(name), &v)) return fallback;
   return v;
+}
+
+// A token as the API shows it: never the secret, nor the whole hash (its
+// first 12 hex digits name it).
+json TokenToJson(const store::TokenRecord& t) {
+  json j = {{"id", t.token_hash.substr(0, 12)},
+            {"name", t.name},
+            {"role", t.role},
+            {"user", t.user},
+            {"created_ms", t.created_ms},
+            {"expires_ms", t.expires_ms},
+            {"last_used_ms", t.last_used_ms},
+            {"revoked", t.revoked}};
+  if (t.uid >= 0) j["uid"] = t.uid;
+  if (t.gid >= 0) j["gid"] = t.gid;
+  if (!t.node.empty()) j["node"] = t.node;
+  return j;
+}
+
+// A token's lifetime from the API: "30d", "12h", "90" (seconds) or a number
+// of seconds; positive.
+absl::StatusOr<int64_t> TtlSeconds(const json& ttl) {
+  absl::StatusOr<int64_t> s = absl::InvalidArgumentError("ttl: a duration such as \"30d\" or a number of seconds");
+  if (ttl.is_string()) s = api::ParseDurationS(ttl.get<std::string>());
+  if (ttl.is_number_integer()) s = ttl.get<int64_t>();
+  if (s.ok() && *s <= 0) return absl::InvalidArgumentError("ttl must be positive");
+  return s;
 }
 
 }  // namespace
@@ -580,16 +608,39 @@ net::Router HttpServer::Routes() {
           Reply(res, 200, wire::QueueToJson(*q));
         }));
 
+  // Tokens (admin): create with an optional pinned Unix identity and
+  // lifetime, list without secrets, revoke by id or name (docs/security.md).
   s.Post("/api/v1/tokens", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
            json body = json::parse(req.body);
            const std::string role = body.value("role", "user");
-           Role r = role == "admin" ? Role::kAdmin : role == "agent" ? Role::kAgent : Role::kUser;
-           if (role != "admin" && role != "agent" && role != "user") {
+           auto r = ParseRole(role);
+           if (!r || *r == Role::kNode) {
              return Fail(res, absl::InvalidArgumentError("role must be admin, user or agent"));
            }
-           auto secret = c->CreateToken(who, r, body.value("user", ""), body.value("name", ""));
+           TokenOptions options;
+           options.uid = body.value("uid", int64_t{-1});
+           options.gid = body.value("gid", int64_t{-1});
+           if (body.contains("ttl")) {  // "90d", "12h", or seconds
+             auto ttl_s = TtlSeconds(body["ttl"]);
+             if (!ttl_s.ok()) return Fail(res, ttl_s.status());
+             options.ttl_ms = *ttl_s * 1000;
+           }
+           auto secret = c->CreateToken(who, *r, body.value("user", ""), body.value("name", ""), options);
            if (!secret.ok()) return Fail(res, secret.status());
            Reply(res, 201, {{"token", *secret}, {"role", role}, {"user", body.value("user", "")}});
+         }));
+  s.Get("/api/v1/tokens", authed([c](const Principal& who, const net::Request&, net::Response& res) {
+          auto tokens = c->ListTokens(who);
+          if (!tokens.ok()) return Fail(res, tokens.status());
+          json out = json::array();
+          for (const auto& t : *tokens) out.push_back(TokenToJson(t));
+          Reply(res, 200, {{"tokens", out}});
+        }));
+  s.Post("/api/v1/tokens/revoke", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           json body = json::parse(req.body);
+           auto revoked = c->RevokeToken(who, body.value("token", ""));
+           if (!revoked.ok()) return Fail(res, revoked.status());
+           Reply(res, 200, TokenToJson(*revoked));
          }));
   // Prometheus scrape target (docs/metrics.md).
   const bool metrics_auth = options_.metrics_require_auth;

@@ -260,7 +260,8 @@ try {
   await step("a user sees only its own jobs and no cancel button on others'", async () => {
     const { token } = await api("/api/v1/tokens", adminToken, {
       method: "POST",
-      body: JSON.stringify({ role: "user", user: "bob", name: "bob browser" }),
+      // bob has no account on the test host: his jobs run as nobody (65534).
+      body: JSON.stringify({ role: "user", user: "bob", name: "bob browser", uid: 65534 }),
     });
     const bobJob = await api("/api/v1/jobs", token, {
       method: "POST",
