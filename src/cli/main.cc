@@ -11,7 +11,10 @@
 #include "cli/demo.h"
 #include "cli/sim_command.h"
 #include "cli/up.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/policy/order.h"
+#include "core/policy_presets.h"
 #include "core/policy/placement.h"
 
 namespace {
@@ -58,8 +61,17 @@ int main(int argc, char** argv) {
                     "URL other machines reach this controller's API at, shown to standbys and in the join "
                     "hint (default: http://HOST:PORT; for --host 0.0.0.0 the address of this machine's "
                     "default route)");
-    sub->add_option("--order", server.order, "scheduling order")->check(CLI::IsMember(icos::core::OrderPolicyNames()));
-    sub->add_option("--placement", server.placement, "node scoring")
+    sub->add_option("--policy", server.policy,
+                    absl::StrCat("scheduling policy, as `icos sim --policy` means it: ",
+                                 absl::StrJoin(icos::core::PolicyPresetNames(), ", "),
+                                 "; NAME-learned with learned runtime estimates (default: default)"))
+        ->check([](const std::string& name) {
+          auto preset = icos::core::PolicyPreset(name);
+          return preset.ok() ? std::string() : std::string(preset.status().message());
+        });
+    sub->add_option("--order", server.order, "scheduling order, overriding the policy's")
+        ->check(CLI::IsMember(icos::core::OrderPolicyNames()));
+    sub->add_option("--placement", server.placement, "node scoring, overriding the policy's")
         ->check(CLI::IsMember(icos::core::NodeScorerNames()));
     sub->add_option("--rate-limit", server.rate_limit, "API requests per second per token (0: no limit)")
         ->check(CLI::Range(0.0, 1e9));
@@ -176,8 +188,8 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--cluster", sim.cluster,
                       "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
   sim_cmd->add_option("--policy", sim.policy,
-                      "comma-separated: default, fifo, sjf, srtf, gittins, las, gavel, fgd (openb: fgd, bestfit, "
-                      "spread); NAME-learned uses the learned runtime estimator");
+                      absl::StrCat("comma-separated: ", absl::StrJoin(icos::core::PolicyPresetNames(), ", "),
+                                   " (openb: fgd, bestfit, spread); NAME-learned uses the learned runtime estimator"));
   sim_cmd->add_option("--seed", sim.seed, "random seed (synthetic trace)");
   sim_cmd->add_option("--jobs", sim.jobs, "use the first N jobs (synthetic: generate N; default 1000)")
       ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));

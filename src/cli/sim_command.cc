@@ -311,7 +311,7 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
   }
   if (f.inflation_seeds > 0) return RunInflationExperiment(f, *w, *nodes, policies, out, err);
   for (const std::string& name : policies) {
-    if (auto o = sim::PolicyOptions(name); !o.ok()) {
+    if (auto o = core::PolicyPreset(name); !o.ok()) {
       err << "icos sim: " << o.status().message() << "\n";
       return 1;
     }
@@ -326,7 +326,7 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
   }
   std::vector<nlohmann::ordered_json> summaries;
   for (const std::string& name : policies) {
-    auto options = sim::PolicyOptions(name);
+    auto options = core::PolicyPreset(name);
     if (!options.ok()) {
       err << "icos sim: " << options.status().message() << "\n";
       return 1;

@@ -26,6 +26,7 @@
 #include "cli/client.h"
 #include "controller/controller.h"
 #include "controller/http_server.h"
+#include "core/policy_presets.h"
 #include "devices/registry.h"
 #include "store/postgres_state_store.h"
 #include "store/sqlite_state_store.h"
@@ -207,10 +208,17 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   p.store = *std::move(st);
   if (absl::Status s = Lead(*p.store, flags, standby, out); !s.ok()) return s;
   controller::ControllerOptions co;
-  co.scheduler.order = flags.order;
-  co.scheduler.placement = flags.placement;
+  auto preset = core::PolicyPreset(flags.policy);
+  if (!preset.ok()) return preset.status();
+  co.scheduler = *preset;
+  if (!flags.order.empty()) co.scheduler.order = flags.order;
+  if (!flags.placement.empty()) co.scheduler.placement = flags.placement;
   co.utilisation_step_s = flags.utilisation_step_s;
   co.learning.enabled = flags.learn_runtimes;
+  if (core::PolicyWantsLearnedEstimates(flags.policy) && !flags.learn_runtimes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--policy ", flags.policy, " runs on learned estimates; --no-learned-estimates turns them off"));
+  }
   co.node_lease_ms = flags.node_lease_s * 1000;
   co.spec_limits.max_job_tasks = flags.max_job_tasks;
   co.spec_limits.max_assignment_bytes = flags.max_job_mib << 20;
@@ -451,7 +459,8 @@ int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
     out << "icos server listening on " << plane->url
         << (plane->advertised != plane->url ? absl::StrCat(", advertised as ", plane->advertised) : "") << " (data "
         << (server.store.empty() ? dir + "/icos.db" : std::string("in PostgreSQL"))
-        << (leader.ok() ? absl::StrCat("; leading, epoch ", leader->epoch) : "") << ")\n"
+        << (leader.ok() ? absl::StrCat("; leading, epoch ", leader->epoch) : "") << "; policy " << server.policy
+        << ")\n"
         << std::flush;
     const absl::Status lost = ServeWhileLeading(*plane->store);
     plane->controller->Stop();

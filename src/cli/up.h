@@ -24,8 +24,9 @@ struct ServerFlags {
   // The URL other machines reach this controller's API at, recorded when it
   // leads so that standbys can name the leader. Default http://host:port.
   std::string advertise_url;
-  std::string order = "drf";
-  std::string placement = "binpack";
+  // A policy of core/policy_presets.h; `order`/`placement`, when set, override its.
+  std::string policy = "default";
+  std::string order, placement;
   double rate_limit = 5'000;        // requests/s per token; 0: none
   bool metrics_auth = false;        // GET /metrics needs a token
   int64_t utilisation_step_s = 15;  // utilisation history resolution

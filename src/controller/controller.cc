@@ -1174,24 +1174,45 @@ absl::Status Controller::RunPass() {
       core::RunningJob rj;
       rj.job = j.core;
       rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
-      rj.start_ms = j.rec.start_ms;
+      // What the order policies read, from the tasks' own start and end times
+      // (kept in the store, so a restarted controller sees the same): the
+      // device-seconds the job has had over every attempt (Tiresias' attained
+      // service, by which LAS orders and preempts), and when the current run
+      // began (a restarted or preempted job's end estimate counts from there,
+      // not from its first start).
+      int64_t run_start = 0;
       for (const auto& t : j.tasks) {
-        if (!Active(t.rec.state)) continue;
+        const bool active = Active(t.rec.state);
+        if (t.rec.start_ms > 0) {
+          const int64_t end = t.rec.end_ms > 0 ? t.rec.end_ms : active ? now : t.rec.start_ms;
+          double share = 0;
+          for (const core::DeviceSlice& d : t.placement.devices) share += d.percent / 100.0;
+          rj.job.attained_device_s += share * static_cast<double>(std::max<int64_t>(0, end - t.rec.start_ms)) / 1000.0;
+          if (active && t.rec.attempt == j.rec.attempt) {
+            run_start = run_start == 0 ? t.rec.start_ms : std::min(run_start, t.rec.start_ms);
+          }
+        }
+        if (!active) continue;
         auto ni = node_index.find(t.rec.node);
         if (ni == node_index.end()) continue;  // node not ready: its tasks are being failed
         core::TaskPlacement p = t.placement;
         p.node = ni->second;
         rj.tasks.push_back(p);
       }
+      rj.start_ms = run_start > 0 ? run_start : j.rec.start_ms;
+      const double attained = rj.job.attained_device_s;  // rj may be moved below
       if (!rj.tasks.empty()) snap.running.push_back(std::move(rj));
       // A job waits while tasks of an earlier attempt still run (never twice at once).
       if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false)) {
         snap.pending.push_back(j.core);
+        snap.pending.back().attained_device_s = attained;
         pending_attempt[id] = j.rec.attempt;
       }
     }
   }
-  if (snap.pending.empty()) return absl::OkStatus();
+  // Nothing waits: nothing to decide, unless running jobs may move to a
+  // faster type that has freed.
+  if (snap.pending.empty() && !options_.scheduler.migrate_to_faster_type) return absl::OkStatus();
   auto decisions = scheduler_.Schedule(snap);
   if (!decisions.ok()) return decisions.status();
 
@@ -1242,8 +1263,25 @@ absl::Status Controller::RunPass() {
     auto it = next.find(id);
     return it != next.end() ? it->second : next.emplace(id, jobs_.at(id)).first->second;
   };
-  // decisions->migrations stays empty: the controller does not turn on
-  // migrate_to_faster_type (it would need jobs that checkpoint on request).
+  // A move to a faster device type (the gavel policy's
+  // migrate_to_faster_type) runs as the simulator models it, stop then
+  // restart: the job's tasks are stopped like a preemption's (a job that
+  // checkpoints resumes as after any preemption), and once they have, the
+  // next pass places it, on the faster type that was free.
+  for (const auto& m : decisions->migrations) {
+    auto it = jobs_.find(m.job.value());
+    if (it == jobs_.end() || it->second.rec.state != JobState::kRunning) {
+      stale = true;
+      continue;
+    }
+    JobEntry& j = copy(m.job.value());
+    j.rec.state = JobState::kPending;
+    ++j.rec.attempt;
+    j.rec.reason = absl::StrCat("moving from ", m.from_type, " to ", m.device_type, ": ", m.reason);
+    b.jobs.push_back(j.rec);
+    Event(b, j.rec.id, "", "Migrating", j.rec.reason);
+    ++preemptions;
+  }
   for (const auto& p : decisions->preemptions) {
     auto vit = jobs_.find(p.victim.value());
     if (vit == jobs_.end() || vit->second.rec.state != JobState::kRunning || !still_pending(p.preemptor.value())) {

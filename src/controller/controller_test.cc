@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "controller/controller_test_util.h"
+#include "core/policy_presets.h"
 #include "store/sqlite_state_store.h"
 
 namespace icos::controller {
@@ -513,6 +514,104 @@ tasks:
   EXPECT_TRUE(after[0].run);  // the short job starts now
   ASSERT_TRUE(controller_->RunPass().ok());
   EXPECT_EQ(State(*long_job), "Pending");  // the GPU is busy until the short job ends
+}
+
+// LAS (Tiresias) runs live: the controller gives the core each job's
+// attained device-seconds, so a job that has had its GPU for two hours (past
+// the first level, 1 h) yields to a newcomer of the same queue and priority.
+TEST_F(ControllerTest, LasPreemptsAJobThatHasHadMoreServiceAndCountsItAcrossAttempts) {
+  options_.scheduler.order = "las";
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 1), "127.0.0.1", "u", "k").ok());
+  const std::string spec = "tasks:\n  - command: [\"train\"]\n    resources: {devices: 1}\n";
+  auto veteran = controller_->Submit(alice_, spec);
+  ASSERT_TRUE(veteran.ok()) << veteran.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto first = Watch("gpu");
+  ASSERT_EQ(first.size(), 1u);
+  Report("gpu", first[0].task_id, "Running");
+  clock_.Advance(30 * 60'000);  // half an hour: still level 0, like a newcomer
+  auto young = controller_->Submit(bob_, spec);
+  ASSERT_TRUE(young.ok()) << young.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*veteran), "Running");
+  EXPECT_EQ(State(*young), "Pending");
+  clock_.Advance(90 * 60'000);  // two hours in all: level 1
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*veteran), "Pending");
+  auto preempted = controller_->GetJob(admin_, *veteran);
+  ASSERT_TRUE(preempted.ok());
+  EXPECT_THAT(preempted->job.reason, HasSubstr("has attained less service (LAS level 0 < 1)"));
+  EXPECT_EQ(State(*young), "Running");
+  Report("gpu", first[0].task_id, "Killed");
+  auto after = Watch("gpu");
+  ASSERT_EQ(after.size(), 1u);
+  Report("gpu", after[0].task_id, "Running");
+  // The veteran's two hours are remembered (also across a restart): while the
+  // newcomer is below an hour, the veteran does not take the GPU back.
+  Open();
+  clock_.Advance(50 * 60'000);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*young), "Running");
+  EXPECT_EQ(State(*veteran), "Pending");
+}
+
+// The gavel policy's move to a faster type runs live as stop-then-restart: a
+// job on a T4, 4x faster on the H100 that frees, is stopped and placed on
+// the H100 once its T4 task has stopped.
+TEST_F(ControllerTest, GavelMovesARunningJobToAFasterTypeOnceItsTasksStop) {
+  auto preset = core::PolicyPreset("gavel");
+  ASSERT_TRUE(preset.ok());
+  options_.scheduler = *preset;
+  Open();
+  core::Node h100 = Node("h100", 1), t4 = Node("t4", 1);
+  h100.devices[0].model = "H100";
+  t4.devices[0].model = "T4";
+  ASSERT_TRUE(controller_->RegisterNode(admin_, h100, "127.0.0.1", "u", "k").ok());
+  ASSERT_TRUE(controller_->RegisterNode(admin_, t4, "127.0.0.2", "u", "k").ok());
+  auto holder = controller_->Submit(bob_, R"(
+runtime_estimate: 48h
+tasks:
+  - command: ["train"]
+    resources: {devices: 1}
+    devices: [{vendor: nvidia, model: H100}]
+)");
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto on_h100 = Watch("h100");
+  ASSERT_EQ(on_h100.size(), 1u);
+  Report("h100", on_h100[0].task_id, "Running");
+  auto mover = controller_->Submit(alice_, R"(
+runtime_estimate: 10h
+tasks:
+  - command: ["train"]
+    resources: {devices: 1}
+    devices: [{vendor: nvidia, model: T4, throughput: 1}, {vendor: nvidia, model: H100, throughput: 4}]
+)");
+  ASSERT_TRUE(mover.ok()) << mover.status();
+  clock_.Advance(1'000);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto on_t4 = Watch("t4");
+  ASSERT_EQ(on_t4.size(), 1u) << controller_->GetJob(admin_, *mover)->job.reason;
+  Report("t4", on_t4[0].task_id, "Running");
+  clock_.Advance(60'000);
+  Report("h100", on_h100[0].task_id, "Succeeded");  // the H100 frees, long before its estimate
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto moving = controller_->GetJob(admin_, *mover);
+  ASSERT_TRUE(moving.ok());
+  EXPECT_EQ(store::JobStateName(moving->job.state), std::string("Pending"));
+  EXPECT_THAT(moving->job.reason, HasSubstr("moving from nvidia/T4 to nvidia/H100"));
+  auto stopping = Watch("t4");
+  ASSERT_EQ(stopping.size(), 1u);
+  EXPECT_FALSE(stopping[0].run);
+  EXPECT_TRUE(Watch("h100").empty() || !Watch("h100")[0].run);  // not before the T4 task stopped
+  Report("t4", on_t4[0].task_id, "Killed");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*mover), "Running");
+  auto moved = Watch("h100");
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_TRUE(moved[0].run);
+  EXPECT_NE(moved[0].task_id, on_t4[0].task_id);
 }
 
 // --- learned run-time estimates ----------------------------------------------------

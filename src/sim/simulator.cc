@@ -75,53 +75,8 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
   return nodes;
 }
 
-std::vector<std::string> PolicyNames() {
-  return {"default", "fifo", "sjf", "srtf", "gittins", "las", "gavel", "fgd"};
-}
-
-namespace {
-constexpr absl::string_view kLearnedSuffix = "-learned";
-}  // namespace
-
 std::string EstimatorFor(absl::string_view policy, const std::string& fallback) {
-  return absl::EndsWith(policy, kLearnedSuffix) ? "learned" : fallback;
-}
-
-absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name) {
-  if (absl::EndsWith(name, kLearnedSuffix)) name.remove_suffix(kLearnedSuffix.size());
-  core::SchedulerOptions o;  // the default set
-  if (name == "default") return o;
-  if (name == "fifo" || name == "sjf" || name == "srtf" || name == "gittins" || name == "las") {
-    o.order = std::string(name);
-    o.heterogeneity_aware = false;
-    // Tiresias' LAS, SRTF and Gittins preempt (jobs with more service, with
-    // much longer left, with a much worse rank); FIFO and SJF run jobs to
-    // completion.
-    o.preemption = name == "las" || name == "srtf" || name == "gittins";
-    return o;
-  }
-  if (name == "gavel") {
-    // Gavel's LAS (Narayanan et al., OSDI'20) re-plans every 6-minute round:
-    // least attained service first, each job on the type where it progresses
-    // most. icos gets there with events instead of rounds: LAS levels that
-    // double from 1 h up to 512 h (Tiresias has two), type ranking by
-    // comparative advantage, earliest-finish placement and moving running jobs
-    // to faster types as devices free.
-    o.order = "las";
-    for (double t = 3'600; t <= 512 * 3'600; t *= 2) o.las_thresholds_s.push_back(t);
-    o.heterogeneity_aware = true;
-    o.wait_for_faster_type = true;
-    o.migrate_to_faster_type = true;
-    o.preemption = true;
-    return o;
-  }
-  if (name == "fgd") {
-    o.placement = "fgd";
-    return o;
-  }
-  return absl::InvalidArgumentError(absl::StrCat("unknown policy '", name,
-                                                 "'; known: ", absl::StrJoin(PolicyNames(), ", "),
-                                                 ", each also as NAME-learned (learned runtime estimates)"));
+  return core::PolicyWantsLearnedEstimates(policy) ? "learned" : fallback;
 }
 
 namespace {

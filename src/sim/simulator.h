@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/model/cluster.h"
+#include "core/policy_presets.h"
 #include "core/scheduler.h"
 #include "learn/runtime_estimator.h"
 #include "sim/trace.h"
@@ -36,24 +37,13 @@ namespace icos::sim {
 // (it is the selector order a heterogeneity-agnostic policy tries).
 absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec);
 
-// The scheduler options a policy name stands for; the one table every caller uses:
-//   default  docs/scheduling.md's default set (drf, binpack, FGD for shares,
-//            topology- and heterogeneity-aware, EASY backfill, preemption)
-//   fifo     FIFO order, heterogeneity-agnostic, no preemption
-//   sjf      shortest runtime estimate first (oracle durations), agnostic
-//   las      Tiresias' discretized LAS, agnostic
-//   gavel    LAS order + heterogeneity-aware type ranking (Gavel)
-//   fgd      FGD node scoring for every request (Weng et al., ATC'23)
-// All keep EASY backfill. Any name may end in "-learned" ("sjf-learned"): the
-// same options, run with the learned runtime estimator (EstimatorFor). An
-// unknown name lists the known ones.
-absl::StatusOr<core::SchedulerOptions> PolicyOptions(absl::string_view name);
-std::vector<std::string> PolicyNames();
+// Policy names are core::PolicyPreset's (core/policy_presets.h), the same
+// table `icos server --policy` reads.
 // The estimator a policy name asks for: "learned" for a "-learned" name, else `fallback`.
 std::string EstimatorFor(absl::string_view policy, const std::string& fallback);
 
 struct SimOptions {
-  std::string policy = "default";  // name from PolicyOptions, for reports
+  std::string policy = "default";  // name from core::PolicyPreset, for reports
   core::SchedulerOptions scheduler;
   // "oracle": runtime estimates are the true remaining isolated run time;
   // "none": no estimates (backfill then never trusts a job to end in time).

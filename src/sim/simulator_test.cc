@@ -34,7 +34,7 @@ std::vector<SimJob> Finalized(std::vector<SimJob> jobs) {
 SimOptions Policy(const std::string& name) {
   SimOptions o;
   o.policy = name;
-  o.scheduler = *PolicyOptions(name);
+  o.scheduler = *core::PolicyPreset(name);
   return o;
 }
 
@@ -78,16 +78,16 @@ TEST(ClusterSpecTest, RejectsGarbage) {
 }
 
 TEST(PolicyTableTest, KnowsEveryNameAndRejectsOthers) {
-  for (const std::string& name : PolicyNames()) {
-    auto o = PolicyOptions(name);
+  for (const std::string& name : core::PolicyPresetNames()) {
+    auto o = core::PolicyPreset(name);
     ASSERT_TRUE(o.ok()) << name;
     EXPECT_TRUE(core::Scheduler::Create(*o).ok()) << name;
   }
-  EXPECT_EQ(PolicyOptions("gavel")->order, "las");
-  EXPECT_TRUE(PolicyOptions("gavel")->heterogeneity_aware);
-  EXPECT_FALSE(PolicyOptions("las")->heterogeneity_aware);
-  EXPECT_EQ(PolicyOptions("sjf")->order, "sjf");
-  EXPECT_THAT(std::string(PolicyOptions("lottery").status().message()), HasSubstr("known: default, fifo"));
+  EXPECT_EQ(core::PolicyPreset("gavel")->order, "las");
+  EXPECT_TRUE(core::PolicyPreset("gavel")->heterogeneity_aware);
+  EXPECT_FALSE(core::PolicyPreset("las")->heterogeneity_aware);
+  EXPECT_EQ(core::PolicyPreset("sjf")->order, "sjf");
+  EXPECT_THAT(std::string(core::PolicyPreset("lottery").status().message()), HasSubstr("known: default, fifo"));
 }
 
 // --- golden runs ------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ TEST(SimulatorPropertyTest, EveryPolicyKeepsInvariantsAndIsDeterministic) {
   for (uint64_t seed = 1; seed <= 2; ++seed) {
     // 150 jobs at 30 jobs/h on 24 GPUs: busy enough to queue.
     const auto jobs = GenerateGavelSynthetic({.seed = seed, .jobs = 150, .jobs_per_hour = 30});
-    for (const std::string& name : PolicyNames()) {
+    for (const std::string& name : core::PolicyPresetNames()) {
       SCOPED_TRACE(name + " seed " + std::to_string(seed));
       SimResult a = MustSimulate("8xV100,8xP100,8xK80", jobs, Policy(name));
       SimResult b = MustSimulate("8xV100,8xP100,8xK80", jobs, Policy(name));
@@ -410,7 +410,7 @@ TEST(MetricsTest, JctCdfEndsAtOne) {
 TEST(PolicyTableTest, LearnedSuffixSelectsTheLearnedEstimator) {
   EXPECT_EQ(EstimatorFor("sjf-learned", "oracle"), "learned");
   EXPECT_EQ(EstimatorFor("sjf", "oracle"), "oracle");
-  auto o = PolicyOptions("sjf-learned");
+  auto o = core::PolicyPreset("sjf-learned");
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->order, "sjf");
 }

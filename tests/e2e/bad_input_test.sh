@@ -63,4 +63,7 @@ icos jobs > /dev/null || fail "admin not served during alice's flood"
 curl -sf "$ICOS_SERVER/healthz" > /dev/null || fail "controller died"
 [ "$(job_field "$good" state)" = Running ] || { icos job "$good"; fail "accepted job lost: $(job_field "$good" state)"; }
 icos cancel "$good" > /dev/null
+# A policy name the simulator does not know either: refused, listing the known ones.
+out=$(icos server --policy nope --port 0 --data-dir "$E2E_DIR/other" 2>&1) && fail "icos server took --policy nope"
+grep -q "known: default, fifo" <<< "$out" || fail "a bad --policy does not list the known ones: $out"
 echo "PASS bad_input"
