@@ -58,6 +58,11 @@ enum class Action {
 // PermissionDenied saying what the token may not do and which one may.
 absl::Status Authorize(const Principal& who, Action action, absl::string_view node = "");
 
+// Lowercase hex SHA-256 of `data`: how tokens are stored and named (a token's
+// id is its first 12 digits), and how submissions are compared under an
+// idempotency key. Defined in controller_auth.cc.
+std::string Sha256Hex(const std::string& data);
+
 // Whether `who` may see (and so act on) the jobs of `owner`: admins all,
 // users their own, nodes and join tokens none.
 bool MaySeeJobsOf(const Principal& who, absl::string_view owner);

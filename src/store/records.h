@@ -24,6 +24,8 @@ std::optional<JobState> ParseJobState(const std::string& name);
 std::optional<TaskState> ParseTaskState(const std::string& name);
 bool IsTerminal(JobState s);
 bool IsTerminal(TaskState s);
+// Assigned or Running: the task holds its resources.
+inline bool IsActive(TaskState s) { return s == TaskState::kAssigned || s == TaskState::kRunning; }
 
 struct JobRecord {
   int64_t id = 0;  // assigned by the store, > 0
