@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <httplib.h>  // query-parameter encoding
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -123,6 +125,8 @@ struct ClientCommands {
   int64_t uid = -1, gid = -1;
   std::string ttl;
   std::string which;  // token revoke: an id or a name
+  std::string queue;  // jobs --queue
+  int64_t limit = 100, before = 0;  // jobs -n, --before
 };
 
 ClientCommands* AddClientCommands(CLI::App& app) {
@@ -143,6 +147,11 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   common(c->submit);
   c->jobs = app.add_subcommand("jobs", "List jobs");
   c->jobs->add_option("--state", c->state, "Pending, Running, Succeeded, Failed or Cancelled");
+  c->jobs->add_option("--user", c->user, "only this user's jobs (admins; a user sees only their own)");
+  c->jobs->add_option("--queue", c->queue, "only this queue's jobs");
+  c->jobs->add_option("-n,--limit", c->limit, "at most this many, newest first (default 100)")
+      ->check(CLI::Range(1, 10'000));
+  c->jobs->add_option("--before", c->before, "only jobs older than this id (the next page)");
   common(c->jobs);
   c->job = app.add_subcommand("job", "Show one job: tasks, placement, events, waiting reason");
   c->job->add_option("id", c->job_id, "job id")->required();
@@ -290,7 +299,12 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     return 0;
   }
   if (parsed(c->jobs)) {
-    auto r = api.Json("GET", c->state.empty() ? "/api/v1/jobs" : absl::StrCat("/api/v1/jobs?state=", c->state));
+    std::string path = absl::StrCat("/api/v1/jobs?limit=", c->limit);
+    if (c->before > 0) absl::StrAppend(&path, "&before=", c->before);
+    for (const auto& [key, value] : {std::pair{"state", c->state}, {"user", c->user}, {"queue", c->queue}}) {
+      if (!value.empty()) absl::StrAppend(&path, "&", key, "=", httplib::detail::encode_query_param(value));
+    }
+    auto r = api.Json("GET", path);
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
     out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s\n", "ID", "NAME", "USER", "QUEUE", "STATE", "AGE",
@@ -300,6 +314,10 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
                              Clip(j["name"].get<std::string>(), 20), j["user"].get<std::string>(),
                              j["queue"].get<std::string>(), j["state"].get<std::string>(),
                              Age(j["submit_ms"].get<int64_t>()), Clip(j["reason"].get<std::string>(), 90));
+    }
+    if (r->contains("next_before")) {
+      out << "(newest " << (*r)["jobs"].size() << " shown; older ones: icos jobs --before "
+          << (*r)["next_before"].get<int64_t>() << ")\n";
     }
     return 0;
   }

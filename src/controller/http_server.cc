@@ -409,7 +409,12 @@ net::Router HttpServer::Routes() {
           }
           q.user = req.param("user");
           q.queue = req.param("queue");
+          // Newest first (what was just submitted is always on the first
+          // page), paged backwards with `before`; `after` pages forwards in
+          // ascending order instead (a client catching up on new jobs).
           q.after_id = IntParam(req, "after", 0);
+          q.before_id = IntParam(req, "before", 0);
+          q.newest_first = !req.has_param("after");
           q.limit = static_cast<int32_t>(std::clamp<int64_t>(IntParam(req, "limit", 500), 1, 10'000));
           auto jobs = c->ListJobs(who, q);
           if (!jobs.ok()) return Fail(res, jobs.status());
@@ -419,7 +424,12 @@ net::Router HttpServer::Routes() {
             row["vendors"] = SpecVendors(j.spec_json);
             out.push_back(std::move(row));
           }
-          Reply(res, 200, {{"jobs", out}});
+          json reply = {{"jobs", out}};
+          // A full page: the cursor of the next one.
+          if (!jobs->empty() && static_cast<int64_t>(jobs->size()) == q.limit) {
+            reply[q.newest_first ? "next_before" : "next_after"] = jobs->back().id;
+          }
+          Reply(res, 200, reply);
         }));
 
   s.Get(R"(/api/v1/jobs/(\d+))", authed([c](const Principal& who, const net::Request& req, net::Response& res) {

@@ -991,7 +991,11 @@ absl::StatusOr<std::vector<JobRecord>> PostgresStateStore::ListJobs(const JobQue
     absl::StrAppend(&sql, " AND queue = $", next++);
     params.Text(query.queue);
   }
-  absl::StrAppend(&sql, " ORDER BY id LIMIT $", next++);
+  if (query.before_id > 0) {
+    absl::StrAppend(&sql, " AND id < $", next++);
+    params.Int(query.before_id);
+  }
+  absl::StrAppend(&sql, query.newest_first ? " ORDER BY id DESC LIMIT $" : " ORDER BY id LIMIT $", next++);
   if (absl::Status s = AddLimit(params, query.limit, kWhat); !s.ok()) return s;
 
   std::vector<JobRecord> jobs;

@@ -190,6 +190,8 @@ struct JobQuery {
   std::string user;              // empty: any
   std::string queue;             // empty: any
   int64_t after_id = 0;          // paging: ids greater than this
+  int64_t before_id = 0;         // paging: ids less than this; 0: no bound
+  bool newest_first = false;     // descending ids (what was just submitted first)
   int32_t limit = 0;             // 0: no limit
 };
 

@@ -860,7 +860,8 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
   }
   if (!query.user.empty()) absl::StrAppend(&sql, " AND user = ?");
   if (!query.queue.empty()) absl::StrAppend(&sql, " AND queue = ?");
-  absl::StrAppend(&sql, " ORDER BY id LIMIT ?");
+  if (query.before_id > 0) absl::StrAppend(&sql, " AND id < ?");
+  absl::StrAppend(&sql, query.newest_first ? " ORDER BY id DESC LIMIT ?" : " ORDER BY id LIMIT ?");
 
   std::vector<JobRecord> jobs;
   absl::Status status = WithReader([&](Connection& conn) {
@@ -870,6 +871,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
     for (const std::string& state : states) st.Text(state);
     if (!query.user.empty()) st.Text(query.user);
     if (!query.queue.empty()) st.Text(query.queue);
+    if (query.before_id > 0) st.Int(query.before_id);
     st.Int(*limit);
     return CollectRows(st, &jobs, [&](const Stmt& row) { return columns::DecodeJob(StmtRow{row}, kWhat); });
   });

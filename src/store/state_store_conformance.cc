@@ -342,6 +342,26 @@ TEST_P(StateStoreConformanceTest, ListJobsPagesWithAfterIdAndLimit) {
   EXPECT_THAT(Ids(*page), ElementsAre(ids[3], ids[4]));
 }
 
+// Newest first, paged with a cursor: what was just submitted is on the first
+// page however many jobs the store holds (`icos jobs`, the dashboard).
+TEST_P(StateStoreConformanceTest, ListJobsNewestFirstPagesBackwardsWithACursor) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(Insert(*store_, MakeJob(absl::StrCat("j", i))));
+  absl::StatusOr<std::vector<JobRecord>> page = store_->ListJobs({.newest_first = true, .limit = 2});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(*page), ElementsAre(ids[4], ids[3]));
+  page = store_->ListJobs({.before_id = ids[3], .newest_first = true, .limit = 2});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(*page), ElementsAre(ids[2], ids[1]));
+  page = store_->ListJobs({.before_id = ids[1], .newest_first = true, .limit = 2});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(*page), ElementsAre(ids[0]));
+  // Both bounds: a window.
+  page = store_->ListJobs({.after_id = ids[0], .before_id = ids[4]});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(*page), ElementsAre(ids[1], ids[2], ids[3]));
+}
+
 // ---- Apply: jobs and atomicity ----
 
 TEST_P(StateStoreConformanceTest, ApplyUpdatesEveryJobField) {

@@ -63,7 +63,7 @@ node "$WEB/tests/dashboard.spec.mjs" || fail "browser test failed (screenshots i
 # The browser's cancel reached the controller.
 ui_job=$(icos jobs -o json | /usr/bin/python3 -c "
 import json,sys
-print([j['id'] for j in json.load(sys.stdin)['jobs'] if j['name'] == 'from-the-browser'][-1])")
+print(max(j['id'] for j in json.load(sys.stdin)['jobs'] if j['name'] == 'from-the-browser'))")
 [ "$(job_field "$ui_job" state)" = Cancelled ] || fail "job $ui_job submitted in the browser is not Cancelled"
 echo "screenshots: $ARTIFACTS"
 ls "$ARTIFACTS"
