@@ -102,6 +102,17 @@ TEST_F(ApiClientTlsTest, CertificateForAnotherNameIsRefused) {
   named->Stop();
 }
 
+TEST_F(ApiClientTlsTest, ExpiredCertificateSaysRenew) {
+  // Valid until a day ago (and from an hour ago: OpenSSL reports the expiry).
+  ASSERT_TRUE(InitTlsFiles({.dir = Path("expired"), .hosts = {"127.0.0.1"}, .server_days = -1}).ok());
+  auto expired = Serve(Path("expired/server.crt"), Path("expired/server.key"));
+  absl::StatusOr<nlohmann::json> r = Ping(Https(*expired), Path("expired/ca.crt"));
+  ASSERT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("is not valid now: certificate has expired"));
+  EXPECT_THAT(r.status().message(), HasSubstr("renew it on the server"));
+  expired->Stop();
+}
+
 TEST_F(ApiClientTlsTest, PlainHttpToTheTlsPortIsToldToUseHttps) {
   absl::StatusOr<nlohmann::json> r = Ping(absl::StrCat("http://127.0.0.1:", tls_->port()), "");
   ASSERT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();

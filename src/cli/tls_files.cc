@@ -403,9 +403,16 @@ absl::StatusOr<TlsFilePaths> InitTlsFiles(const TlsInitOptions& o) {
                      " does not: a CA needs both; restore the missing one, or use another --dir"));
   }
   // The certificates are public (the service serving them may run as
-  // another user); the keys protect themselves (0600).
-  fs::create_directories(o.dir, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", o.dir, ": ", ec.message()));
+  // another user, e.g. /etc/icos/tls for the icos-server unit); the keys
+  // protect themselves (0600). A directory made here is 0755 whatever the
+  // umask (icos runs with 077); an existing one keeps its mode.
+  if (!fs::exists(o.dir, ec)) {
+    fs::create_directories(o.dir, ec);
+    if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", o.dir, ": ", ec.message()));
+    if (chmod(o.dir.c_str(), 0755) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot chmod ", o.dir, ": ", strerror(errno)));
+    }
+  }
   paths.made_ca = !have_cert;
   if (paths.made_ca) {
     if (absl::Status st = MakeCa(o, paths); !st.ok()) return st;

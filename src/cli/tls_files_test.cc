@@ -164,6 +164,7 @@ TEST_F(TlsFilesTest, ConstraintsValidityAndModes) {
   EXPECT_EQ(Mode(made->server_key), 0600);
   EXPECT_EQ(Mode(made->ca_cert), 0644);
   EXPECT_EQ(Mode(made->server_cert), 0644);
+  EXPECT_EQ(Mode(dir_ + "/tls"), 0755);  // made here: a service user must reach the certificate
   // Random serials: two CAs never share one.
   TlsInitOptions other = Options();
   other.dir = dir_ + "/other";
