@@ -197,7 +197,8 @@ absl::Status ApiClient::Explain(int error_code, bool* tls_config_error) {
   }
   // The handshake broke off. The usual reason is a server that speaks plain
   // HTTP: ask it (no token in this request), so the message can say so.
-  httplib::Client plain(absl::StrCat("http://", url.substr(url.find("://") + 3)));
+  const size_t scheme_end = url.find("://");
+  httplib::Client plain(absl::StrCat("http://", scheme_end == std::string::npos ? url : url.substr(scheme_end + 3)));
   plain.set_connection_timeout(std::chrono::seconds(2));
   plain.set_read_timeout(std::chrono::seconds(2));
   if (httplib::Result probe = plain.Get("/"); probe) {
