@@ -1,5 +1,6 @@
 // Load generator for the control-plane benchmarks (bench/*.sh). Talks to a
-// running icos server over its REST API, like any client.
+// running icos server over its REST API, like any client. Every mode takes
+// --ca-cert FILE for an https:// server (as icos does).
 //
 //   icos_load submit  --server URL --token T --spec FILE --count N --threads K
 //       N durable submissions from K threads; prints "submissions=N seconds=S per_s=R"
@@ -56,6 +57,8 @@ int main(int argc, char** argv) {
   int count = 100, threads = 4;
   double timeout = 600;
   app.add_option("--server", server)->required();
+  std::string ca_cert;
+  app.add_option("--ca-cert", ca_cert, "CA of an https:// server (as icos --ca-cert)");
   app.add_option("--token", token)->required();
   app.add_option("--spec", spec_file);
   app.add_option("--count", count);
@@ -81,7 +84,7 @@ int main(int argc, char** argv) {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&] {
-        icos::ApiClient api(server, token);
+        icos::ApiClient api(server, token, icos::ApiClientOptions{.ca_cert_file = ca_cert});
         while (next.fetch_add(1) < count) {
           auto r = api.Json("POST", "/api/v1/jobs", spec, "application/yaml");
           if (!r.ok()) {
@@ -107,7 +110,8 @@ int main(int argc, char** argv) {
       agents.emplace_back([&, a] {
         const std::string name = "load-agent-" + std::to_string(a);
         // As icos agent does: no keep-alive (an idle connection holds a server thread).
-        icos::ApiClient api(server, agent_token, 30'000, /*keep_alive=*/false);
+        icos::ApiClient api(server, agent_token,
+                            icos::ApiClientOptions{.timeout_ms = 30'000, .keep_alive = false, .ca_cert_file = ca_cert});
         json node = {{"name", name}, {"cpu_milli", 1000}, {"memory_mib", 1024}, {"devices", json::array()}};
         auto reg = api.Json(
             "POST", "/api/v1/nodes/register",
@@ -163,7 +167,7 @@ int main(int argc, char** argv) {
     }
     const double register_s = Seconds(launched);
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    icos::ApiClient api(server, token, 60'000);
+    icos::ApiClient api(server, token, icos::ApiClientOptions{.timeout_ms = 60'000, .ca_cert_file = ca_cert});
     std::vector<double> ms;
     size_t calls = 0;
     const auto start = Clock::now();
@@ -199,7 +203,7 @@ int main(int argc, char** argv) {
     return errors == 0 ? 0 : 1;
   }
   if (mode == "wait") {
-    icos::ApiClient api(server, token);
+    icos::ApiClient api(server, token, icos::ApiClientOptions{.ca_cert_file = ca_cert});
     const auto start = Clock::now();
     int64_t ended = 0;
     while ((ended = CountEnded(api)) < count) {
@@ -213,7 +217,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   // latency
-  icos::ApiClient api(server, token);
+  icos::ApiClient api(server, token, icos::ApiClientOptions{.ca_cert_file = ca_cert});
   std::vector<double> ms;
   for (int i = 0; i < count; ++i) {
     auto r = api.Json("POST", "/api/v1/jobs", spec, "application/yaml");

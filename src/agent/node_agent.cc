@@ -65,6 +65,12 @@ std::vector<int32_t> NumaCpus(int32_t numa) {
 
 std::string LeasePath(const std::string& work_dir) { return work_dir + "/lease"; }
 
+// The agent's calls to the controller. No keep-alive by default
+// (http_client.h): between calls the connection would hold a server thread.
+ApiClientOptions ClientOptions(const NodeAgentOptions& o, int64_t timeout_ms, bool keep_alive = false) {
+  return {.timeout_ms = timeout_ms, .keep_alive = keep_alive, .ca_cert_file = o.ca_cert_file};
+}
+
 std::string StateOf(TaskExitKind kind, int exit_code) {
   switch (kind) {
     case TaskExitKind::kExited:
@@ -205,7 +211,7 @@ absl::Status NodeAgent::Register() {
 }
 
 absl::Status NodeAgent::RegisterWith(const std::string& token) {
-  ApiClient api(options_.server_url, token, 10'000);
+  ApiClient api(options_.server_url, token, ClientOptions(options_, 10'000, /*keep_alive=*/true));
   core::Node node;
   std::string unhealthy;
   {
@@ -287,12 +293,14 @@ void NodeAgent::StopAllTasks(int64_t grace_ms) {
 void NodeAgent::WatchLoop() {
   // No keep-alive (http_client.h): between watches the connection would hold a server thread.
   std::string token = Token();
-  auto api = std::make_unique<ApiClient>(options_.server_url, token, options_.watch_ms + 10'000, /*keep_alive=*/false);
+  auto api =
+      std::make_unique<ApiClient>(options_.server_url, token, ClientOptions(options_, options_.watch_ms + 10'000));
   uint64_t version = 0;
   while (!stop_) {
     if (Token() != token) {  // re-joined with a new credential
       token = Token();
-      api = std::make_unique<ApiClient>(options_.server_url, token, options_.watch_ms + 10'000, false);
+      api =
+          std::make_unique<ApiClient>(options_.server_url, token, ClientOptions(options_, options_.watch_ms + 10'000));
     }
     // A short wait first so Stop() is noticed quickly; then long polls.
     auto r = api->Json("GET", absl::StrCat("/api/v1/nodes/", options_.node.name, "/assignments?since=", version,
@@ -574,9 +582,10 @@ void NodeAgent::BeatLoop() {
   // finished task frees its devices for the next job); otherwise a heartbeat
   // goes out every heartbeat_ms.
   std::string token = Token();
-  auto api = std::make_unique<ApiClient>(options_.server_url, token, 10'000, /*keep_alive=*/false);
+  auto api = std::make_unique<ApiClient>(options_.server_url, token, ClientOptions(options_, 10'000));
   int64_t last_sent = 0;
   int64_t heartbeat_ms = options_.heartbeat_ms;  // the controller may slow it
+  std::string last_problem;                      // said once (below)
   while (!stop_) {
     json tasks = json::array(), devices = json::array();
     bool changed;
@@ -601,10 +610,17 @@ void NodeAgent::BeatLoop() {
       const int64_t contact = shim::BootTimeMs();
       if (Token() != token) {  // re-joined with a new credential
         token = Token();
-        api = std::make_unique<ApiClient>(options_.server_url, token, 10'000, /*keep_alive=*/false);
+        api = std::make_unique<ApiClient>(options_.server_url, token, ClientOptions(options_, 10'000));
       }
       auto r = api->Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"), body.dump());
       if (!r.ok() && (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status()))) (void)Register();
+      // A controller whose certificate this agent no longer trusts (renewed
+      // by another CA, expired) will not be reached again by retrying: say
+      // why, once per new reason, or the node just goes silent.
+      const std::string problem =
+          !r.ok() && absl::IsFailedPrecondition(r.status()) ? std::string(r.status().message()) : "";
+      if (problem != last_problem && !problem.empty()) std::cerr << "icos agent: heartbeat: " << problem << "\n";
+      last_problem = problem;
       if (r.ok()) {
         auto reply = wire::HeartbeatReplyFromJson(*r);
         if (reply.ok()) {

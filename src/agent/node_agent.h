@@ -48,8 +48,11 @@ struct DeviceCheck {
 };
 
 struct NodeAgentOptions {
-  std::string server_url;  // controller, e.g. http://127.0.0.1:7070
+  std::string server_url;  // controller, e.g. http://127.0.0.1:7070 or https://...
   std::string token;       // agent (or admin) token
+  // CA (PEM) an https:// controller's certificate must chain to; empty: the
+  // system's CAs (ApiClientOptions::ca_cert_file).
+  std::string ca_cert_file;
   core::Node node;         // what this node offers
   // vendor_index[i]: the index node.devices[i] has for its vendor's runtime
   // (CUDA_VISIBLE_DEVICES etc.); empty means the same as i.

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -87,7 +89,9 @@ void SaveConnection(const std::string& home, const Connection& c) {
   const std::string path = home + "/config.json";
   {
     std::ofstream f(path, std::ios::trunc);
-    f << json{{"server", c.server}, {"token", c.token}}.dump(2) << "\n";
+    json cfg = {{"server", c.server}, {"token", c.token}};
+    if (!c.ca_cert.empty()) cfg["ca_cert"] = c.ca_cert;
+    f << cfg.dump(2) << "\n";
   }
   ::chmod(path.c_str(), 0600);
 }
@@ -136,6 +140,10 @@ ClientCommands* AddClientCommands(CLI::App& app) {
                     "API address; several (a leader and its standbys) comma-separated (default: $ICOS_SERVER or "
                     "~/.icos/config.json)");
     sub->add_option("--token", c->conn.token, "bearer token (default: $ICOS_TOKEN or ~/.icos/config.json)");
+    sub->add_option("--ca-cert", c->conn.ca_cert,
+                    "CA certificate (PEM) an https:// server's certificate must chain to, e.g. the ca.crt of "
+                    "`icos tls init` (default: $ICOS_CA_CERT, ~/.icos/config.json's ca_cert for its server, else "
+                    "the system's CAs)");
     if (json_output)
       sub->add_option("-o,--output", c->output, "table or json")->check(CLI::IsMember({"table", "json"}));
   };
@@ -217,8 +225,6 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   return c;
 }
 
-namespace {
-
 absl::Status FillConnection(Connection& c) {
   if (c.server.empty()) {
     if (const char* s = std::getenv("ICOS_SERVER"); s != nullptr) c.server = s;
@@ -226,19 +232,35 @@ absl::Status FillConnection(Connection& c) {
   if (c.token.empty()) {
     if (const char* t = std::getenv("ICOS_TOKEN"); t != nullptr) c.token = t;
   }
-  if (c.server.empty() || c.token.empty()) {
+  if (c.ca_cert.empty()) {
+    if (const char* a = std::getenv("ICOS_CA_CERT"); a != nullptr) c.ca_cert = a;
+  }
+  if (c.server.empty() || c.token.empty() || c.ca_cert.empty()) {
     std::ifstream f(IcosHome() + "/config.json");
     json cfg = json::parse(f, nullptr, false);
     if (cfg.is_object()) {
-      if (c.server.empty()) c.server = cfg.value("server", "");
+      const std::string server = cfg.value("server", "");
+      if (c.server.empty()) c.server = server;
       if (c.token.empty()) c.token = cfg.value("token", "");
+      // The CA `icos up --tls` made vouches for that cluster only: another
+      // server named by --server or ICOS_SERVER is checked against the
+      // system's CAs unless a CA is given for it.
+      if (c.ca_cert.empty() && c.server == server) c.ca_cert = cfg.value("ca_cert", "");
     }
   }
   if (c.server.empty()) {
     return absl::FailedPreconditionError("no server: start one with `icos up`, or pass --server / set ICOS_SERVER");
   }
+  if (!c.ca_cert.empty() && !absl::StrContains(absl::AsciiStrToLower(c.server), "https://")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a CA certificate (", c.ca_cert, ") is given but the server ", c.server,
+                     " is plain http://: use its https:// URL (a server started with --tls-cert/--tls-key or "
+                     "`icos up --tls`)"));
+  }
   return absl::OkStatus();
 }
+
+namespace {
 
 absl::StatusOr<std::string> ReadInput(const std::string& file) {
   std::stringstream buf;
@@ -273,7 +295,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     return st.code() == absl::StatusCode::kUnavailable ? 3 : 1;
   };
   if (absl::Status st = FillConnection(c->conn); !st.ok()) return fail(st);
-  ApiClient api(c->conn.server, c->conn.token);
+  ApiClient api(c->conn.server, c->conn.token, ApiClientOptions{.ca_cert_file = c->conn.ca_cert});
   const bool as_json = c->output == "json";
 
   if (parsed(c->submit)) {

@@ -17,12 +17,21 @@ class App;
 namespace icos::cli {
 
 // Where the server is and who we are. Filled from flags, then ICOS_SERVER /
-// ICOS_TOKEN, then $ICOS_HOME/config.json (written by `icos up`; ICOS_HOME
-// defaults to ~/.icos).
+// ICOS_TOKEN / ICOS_CA_CERT, then $ICOS_HOME/config.json (written by `icos
+// up`; ICOS_HOME defaults to ~/.icos).
 struct Connection {
   std::string server;
   std::string token;
+  // The CA an https:// server's certificate must chain to; empty: the
+  // system's CAs. config.json's ca_cert applies only to config.json's server.
+  std::string ca_cert;
 };
+
+// Completes `c` from the environment and $ICOS_HOME/config.json (see
+// Connection). FailedPrecondition when no server is known, or when a CA is
+// given for a plain http:// server (the user meant TLS; tokens would cross
+// the network in clear text).
+absl::Status FillConnection(Connection& c);
 
 // Adds the client subcommands to `app`; returns a callback that runs whichever
 // was chosen after parsing (exit code), or -1 if none of them was.

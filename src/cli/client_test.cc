@@ -1,8 +1,13 @@
-// `icos usage --since/--until` time arguments.
+// `icos usage --since/--until` time arguments; where the CLI finds its
+// server, token and CA.
 #include "cli/client.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 namespace icos::cli {
 namespace {
@@ -34,6 +39,67 @@ TEST(ParseTimeArgTest, GarbageIsAClearError) {
     EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(std::string(t.status().message()), ::testing::HasSubstr("RFC 3339")) << bad;
   }
+}
+
+// FillConnection reads the environment and $ICOS_HOME/config.json: each
+// test sets both and restores them.
+class FillConnectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    home_ = std::filesystem::temp_directory_path() / ("icos-conn-" + std::to_string(getpid()));
+    std::filesystem::create_directories(home_);
+    for (const char* name : {"ICOS_HOME", "ICOS_SERVER", "ICOS_TOKEN", "ICOS_CA_CERT"}) {
+      if (const char* v = getenv(name)) saved_.emplace_back(name, v);
+      unsetenv(name);
+    }
+    setenv("ICOS_HOME", home_.c_str(), 1);
+    SaveConnection(home_.string(), {"https://127.0.0.1:7070", "tok", "/up/tls/ca.crt"});
+  }
+  void TearDown() override {
+    for (const char* name : {"ICOS_HOME", "ICOS_SERVER", "ICOS_TOKEN", "ICOS_CA_CERT"}) unsetenv(name);
+    for (const auto& [name, value] : saved_) setenv(name.c_str(), value.c_str(), 1);
+    std::filesystem::remove_all(home_);
+  }
+  std::filesystem::path home_;
+  std::vector<std::pair<std::string, std::string>> saved_;
+};
+
+TEST_F(FillConnectionTest, ConfigJsonGivesServerTokenAndCa) {
+  Connection c;
+  ASSERT_TRUE(FillConnection(c).ok());
+  EXPECT_EQ(c.server, "https://127.0.0.1:7070");
+  EXPECT_EQ(c.token, "tok");
+  EXPECT_EQ(c.ca_cert, "/up/tls/ca.crt");
+}
+
+TEST_F(FillConnectionTest, FlagsThenEnvironmentComeFirst) {
+  setenv("ICOS_CA_CERT", "/env/ca.crt", 1);
+  Connection c;
+  ASSERT_TRUE(FillConnection(c).ok());
+  EXPECT_EQ(c.ca_cert, "/env/ca.crt");
+  Connection flagged{.ca_cert = "/flag/ca.crt"};
+  ASSERT_TRUE(FillConnection(flagged).ok());
+  EXPECT_EQ(flagged.ca_cert, "/flag/ca.crt");
+}
+
+// config.json's CA vouches for config.json's server, not for another one.
+TEST_F(FillConnectionTest, ConfigCaIsOnlyForConfigServer) {
+  setenv("ICOS_SERVER", "https://ctl.example.com:7070", 1);
+  Connection c;
+  ASSERT_TRUE(FillConnection(c).ok());
+  EXPECT_EQ(c.server, "https://ctl.example.com:7070");
+  EXPECT_EQ(c.ca_cert, "");  // the system's CAs
+  setenv("ICOS_SERVER", "https://127.0.0.1:7070", 1);
+  Connection same;
+  ASSERT_TRUE(FillConnection(same).ok());
+  EXPECT_EQ(same.ca_cert, "/up/tls/ca.crt");
+}
+
+TEST_F(FillConnectionTest, ACaForAPlainHttpServerIsRefused) {
+  Connection c{.server = "http://127.0.0.1:7070", .ca_cert = "/some/ca.crt"};
+  absl::Status st = FillConnection(c);
+  ASSERT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  EXPECT_THAT(st.message(), ::testing::HasSubstr("is plain http://: use its https:// URL"));
 }
 
 }  // namespace

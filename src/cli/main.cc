@@ -10,6 +10,7 @@
 #include "cli/client.h"
 #include "cli/demo.h"
 #include "cli/sim_command.h"
+#include "cli/tls_files.h"
 #include "cli/up.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -59,8 +60,16 @@ int main(int argc, char** argv) {
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
     sub->add_option("--advertise-url", server.advertise_url,
                     "URL other machines reach this controller's API at, shown to standbys and in the join "
-                    "hint (default: http://HOST:PORT; for --host 0.0.0.0 the address of this machine's "
-                    "default route)");
+                    "hint (default: http://HOST:PORT, https:// with TLS; for --host 0.0.0.0 the address of this "
+                    "machine's default route)");
+    // Both or neither: up.cc's CheckTlsFlags says so in words.
+    sub->add_option("--tls-cert", server.tls_cert_file,
+                    "serve the API over HTTPS with this PEM certificate (chain); with --tls-key (`icos tls init` "
+                    "makes both; docs/deploy.md)");
+    sub->add_option("--tls-key", server.tls_key_file, "the PEM private key of --tls-cert");
+    sub->add_option("--ca-cert", server.ca_cert,
+                    "the CA that signed --tls-cert: written to the data directory's config.json for the CLI"
+                    " (and, for icos up, trusted by the local agent)");
     sub->add_option("--policy", server.policy,
                     absl::StrCat("scheduling policy, as `icos sim --policy` means it: ",
                                  absl::StrJoin(icos::core::PolicyPresetNames(), ", "),
@@ -151,6 +160,9 @@ int main(int argc, char** argv) {
   CLI::App* up = app.add_subcommand("up", "Start a controller and a local agent (a one-machine cluster)");
   server_flags(up);
   agent_flags(up);
+  up->add_flag("--tls", server.tls,
+               "serve HTTPS with a CA and server certificate made in <data dir>/tls on first start (kept after); "
+               "the CLI's config.json and the join command name the CA");
   CLI::App* server_cmd = app.add_subcommand("server", "Start a controller only");
   server_flags(server_cmd);
   CLI::App* agent_cmd = app.add_subcommand("agent", "Join this machine to a cluster as a node");
@@ -159,6 +171,9 @@ int main(int argc, char** argv) {
                    "controller API, e.g. http://10.0.0.1:7070; with standby controllers, all of them, "
                    "comma-separated (the agent follows whichever leads)")
       ->required();
+  agent_cmd->add_option("--ca-cert", agent.ca_cert,
+                        "CA certificate (PEM) the controller's https:// certificate must chain to: the ca.crt of "
+                        "`icos tls init` or <data dir>/tls/ca.crt of `icos up --tls` (default: the system's CAs)");
   CLI::Option* token_opt =
       agent_cmd->add_option("--token", agent.token, "agent token (agent.token in the server's data directory)");
   agent_cmd
@@ -210,6 +225,22 @@ int main(int argc, char** argv) {
   sim_cmd->add_flag("--gpu-pods-only", sim.gpu_pods_only,
                     "inflation experiment without the trace's CPU-only pods (FGD's artifact includes them)");
 
+  icos::cli::TlsInitOptions tls;
+  std::string tls_hosts;
+  CLI::App* tls_cmd = app.add_subcommand("tls", "Certificates for serving the API over HTTPS")->require_subcommand(1);
+  CLI::App* tls_init = tls_cmd->add_subcommand(
+      "init",
+      "Make a CA (ca.crt, ca.key) and a server certificate it signs (server.crt, server.key) in --dir; with a CA "
+      "already there, only a new server certificate (renewal). Never overwrites a file");
+  tls_init->add_option("--dir", tls.dir, "directory for the four files (created if missing)")->required();
+  tls_init
+      ->add_option("--host", tls_hosts,
+                   "every name and address clients reach the API by, comma-separated, e.g. "
+                   "ctl.example.com,10.0.0.10 (IP addresses become IP entries)")
+      ->required();
+  tls_init->add_option("--days", tls.server_days, "days the server certificate is valid (the CA: 10 years)")
+      ->check(CLI::Range(int64_t{1}, int64_t{3'650}));
+
   icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
@@ -219,6 +250,7 @@ int main(int argc, char** argv) {
   if (agent_cmd->parsed()) return icos::cli::RunAgent(agent, std::cout, std::cerr);
   if (demo_cmd->parsed()) return icos::cli::RunDemo(demo, std::cout, std::cerr);
   if (sim_cmd->parsed()) return icos::cli::RunSim(sim, std::cout, std::cerr);
+  if (tls_init->parsed()) return icos::cli::RunTlsInit(tls, tls_hosts, std::cout, std::cerr);
   const int rc = icos::cli::RunClientCommand(client, std::cout, std::cerr);
   return rc < 0 ? 0 : rc;
 }

@@ -1,9 +1,11 @@
 #include "cli/up.h"
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -14,16 +16,19 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/net_util.h"
 #include "agent/node_agent.h"
 #include "cli/client.h"
+#include "cli/tls_files.h"
 #include "controller/controller.h"
 #include "controller/http_server.h"
 #include "core/policy_presets.h"
@@ -107,7 +112,65 @@ struct Plane {
   std::string admin_token, agent_token;
   std::string url;         // how this machine reaches the API (loopback for a wildcard host)
   std::string advertised;  // how other machines reach it (AdvertisedUrl)
+  std::string ca_cert;     // the CA local clients trust the API by (ServerFlags::ca_cert); empty: none given
 };
+
+bool ServesTls(const ServerFlags& flags) { return flags.tls || !flags.tls_cert_file.empty(); }
+std::string Scheme(const ServerFlags& flags) { return ServesTls(flags) ? "https" : "http"; }
+
+// Whether only this machine can reach `host` (a plain-HTTP API there
+// sends no token over a network).
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  unsigned char ip[16];
+  if (inet_pton(AF_INET, host.c_str(), ip) == 1) return ip[0] == 127;
+  return host == "::1" || host == "[::1]";
+}
+
+// The TLS flags together: both files or neither, --tls instead of them,
+// a CA only for HTTPS, an advertised URL of the scheme served.
+absl::Status CheckTlsFlags(const ServerFlags& flags) {
+  if (flags.tls_cert_file.empty() != flags.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flags.tls_cert_file.empty() ? "--tls-key" : "--tls-cert",
+                     " needs its other half: give both --tls-cert FILE and --tls-key FILE (`icos tls init` makes "
+                     "a pair), or neither for plain HTTP"));
+  }
+  if (flags.tls && !flags.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls makes its own certificate in the data directory: leave out --tls-cert/--tls-key, or leave out "
+        "--tls to serve yours");
+  }
+  if (flags.tls && !flags.ca_cert.empty()) {
+    return absl::InvalidArgumentError("--tls makes its own CA (<data dir>/tls/ca.crt): leave out --ca-cert");
+  }
+  if (!ServesTls(flags) && !flags.ca_cert.empty()) {
+    return absl::InvalidArgumentError(
+        "--ca-cert names the CA of the API's certificate: it needs --tls-cert and "
+        "--tls-key (or, for icos up, --tls)");
+  }
+  if (ServesTls(flags) && !flags.advertise_url.empty()) {
+    for (absl::string_view url : absl::StrSplit(flags.advertise_url, ',', absl::SkipWhitespace())) {
+      if (!absl::StartsWithIgnoreCase(absl::StripAsciiWhitespace(url), "https://")) {
+        return absl::InvalidArgumentError(absl::StrCat("--advertise-url ", flags.advertise_url,
+                                                       ": the API serves HTTPS, so other machines must use an "
+                                                       "https:// URL"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A plain-HTTP API another machine can reach carries every token in clear
+// text: say so once at start-up, with the way out.
+void WarnIfClearText(const ServerFlags& flags, absl::string_view who, bool up, std::ostream& err) {
+  if (ServesTls(flags) || IsLoopbackHost(flags.host)) return;
+  err << who << ": warning: the API listens on " << flags.host
+      << " without TLS, so tokens cross the network in clear text; serve HTTPS with --tls-cert and --tls-key "
+         "(`icos tls init` makes them"
+      << (up ? "; or `icos up --tls`" : "") << "; docs/deploy.md, \"TLS\")\n"
+      << std::flush;
+}
 
 // This machine's own address toward the rest of the network: where its
 // default route leaves from (no packet is sent); its host name without one.
@@ -121,11 +184,72 @@ std::string PrimaryAddress() {
 }
 
 // The URL other machines reach this controller's API at: --advertise-url,
-// else http://HOST:PORT, a wildcard HOST standing for PrimaryAddress().
+// else http(s)://HOST:PORT, a wildcard HOST standing for PrimaryAddress().
 std::string AdvertisedUrl(const ServerFlags& flags, int port) {
   if (!flags.advertise_url.empty()) return flags.advertise_url;
   const std::string host = agent::IsWildcardHost(flags.host) ? PrimaryAddress() : flags.host;
-  return absl::StrCat("http://", agent::UrlHost(host), ":", port);
+  return absl::StrCat(Scheme(flags), "://", agent::UrlHost(host), ":", port);
+}
+
+// The names `icos up --tls` certifies: this machine by loopback, by --host,
+// by its host name, and as advertised to others.
+std::vector<std::string> UpCertificateHosts(const ServerFlags& flags) {
+  std::vector<std::string> hosts = {"localhost", "127.0.0.1", "::1"};
+  auto add = [&hosts](std::string host) {
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.empty() || agent::IsWildcardHost(host) || !IsCertificateHost(host)) return;
+    if (std::find(hosts.begin(), hosts.end(), host) == hosts.end()) hosts.push_back(host);
+  };
+  add(flags.host);
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  add(name);
+  if (agent::IsWildcardHost(flags.host)) add(PrimaryAddress());
+  for (absl::string_view url : absl::StrSplit(flags.advertise_url, ',', absl::SkipWhitespace())) {
+    add(agent::HostOfUrl(absl::StripAsciiWhitespace(url)));
+  }
+  return hosts;
+}
+
+// `icos up --tls`: the CA and server certificate in <dir>/tls, made on the
+// first start and kept (clients keep trusting the same ca.crt).
+absl::StatusOr<TlsFilePaths> UpCertificates(const ServerFlags& flags, const std::string& dir, std::ostream& out) {
+  const TlsFilePaths paths = TlsPathsIn(dir + "/tls");
+  std::error_code ec;
+  if (fs::exists(paths.server_cert, ec) && fs::exists(paths.server_key, ec) && fs::exists(paths.ca_cert, ec)) {
+    return paths;
+  }
+  TlsInitOptions o;
+  o.dir = dir + "/tls";
+  o.hosts = UpCertificateHosts(flags);
+  absl::StatusOr<TlsFilePaths> made = InitTlsFiles(o);
+  if (!made.ok()) return absl::Status(made.status().code(), absl::StrCat("--tls: ", made.status().message()));
+  out << "icos up: made " << (made->made_ca ? "a CA and " : "") << "a server certificate for "
+      << absl::StrJoin(o.hosts, ", ") << " in " << o.dir << "\n";
+  return made;
+}
+
+// Loads the API's certificate and key before serving, so a bad pair is
+// reported as such; warns about what clients will refuse.
+absl::Status CheckApiCertificate(const ServerFlags& flags, const std::string& cert, const std::string& key, int port,
+                                 std::ostream& err) {
+  absl::StatusOr<ServerCertificateInfo> info = CheckServerCertificate(cert, key);
+  if (!info.ok()) return info.status();
+  if (info->not_after_s <= RealClock::Default()->NowMs() / 1000) {
+    err << "icos: warning: " << cert << " has expired: every client will refuse the API; renew it (docs/deploy.md, "
+        << "\"TLS\")\n";
+  }
+  const std::string url = AdvertisedUrl(flags, port);
+  const std::string advertised = agent::HostOfUrl(url);
+  if (!CertificateCovers(info->names, advertised)) {
+    err << "icos: warning: " << cert << " names " << absl::StrJoin(info->names, ", ") << ", not " << advertised
+        << " of the URL other machines are given (" << url
+        << "; --advertise-url sets it): agents and users reaching the API by that name will refuse it; "
+        << (flags.tls ? absl::StrCat("move ", cert, " and its key away to make a new one on the next start")
+                      : std::string("make a certificate that names it (icos tls init --host ...)"))
+        << "\n";
+  }
+  return absl::OkStatus();
 }
 
 // The store --store names: PostgreSQL for a postgresql:// (or postgres://)
@@ -239,8 +363,22 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   if (p.admin_token.empty()) {
     err << "icos: warning: " << dir << "/admin.token is missing; create a token with an existing admin token\n";
   }
+  std::string cert = flags.tls_cert_file, key = flags.tls_key_file;
+  p.ca_cert = flags.ca_cert;
+  if (flags.tls) {
+    absl::StatusOr<TlsFilePaths> files = UpCertificates(flags, dir, out);
+    if (!files.ok()) return files.status();
+    cert = files->server_cert;
+    key = files->server_key;
+    p.ca_cert = files->ca_cert;
+  }
+  if (!cert.empty()) {
+    if (absl::Status s = CheckApiCertificate(flags, cert, key, flags.port, err); !s.ok()) return s;
+  }
   controller::HttpServerOptions ho;
   ho.host = flags.host;
+  ho.tls_cert_file = cert;
+  ho.tls_key_file = key;
   ho.port = flags.port;
   ho.requests_per_s_per_token = flags.rate_limit;
   ho.metrics_require_auth = flags.metrics_auth;
@@ -252,11 +390,11 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   p.http = std::make_unique<controller::HttpServer>(p.controller.get(), ho);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
   p.url = agent::IsWildcardHost(flags.host)
-              ? absl::StrCat("http://", flags.host == "::" ? "[::1]" : "127.0.0.1", ":", p.http->port())
-              : absl::StrCat("http://", agent::UrlHost(flags.host), ":", p.http->port());
+              ? absl::StrCat(Scheme(flags), "://", flags.host == "::" ? "[::1]" : "127.0.0.1", ":", p.http->port())
+              : absl::StrCat(Scheme(flags), "://", agent::UrlHost(flags.host), ":", p.http->port());
   p.advertised = AdvertisedUrl(flags, p.http->port());
   p.controller->Start();
-  SaveConnection(dir, {p.url, p.admin_token});
+  SaveConnection(dir, {p.url, p.admin_token, p.ca_cert});
   return p;
 }
 
@@ -364,6 +502,7 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   }
   agent::NodeAgentOptions o;
   o.server_url = server;
+  o.ca_cert_file = flags.ca_cert;
   o.token = token;
   o.node = local->node;
   o.vendor_index = local->vendor_index;
@@ -405,21 +544,32 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent_flags, std::ostream
   // jobs (which run as root) may run on its own agent.
   AgentFlags agent = agent_flags;
   if (geteuid() == 0) agent.allow_root_tasks = true;
+  if (absl::Status s = CheckTlsFlags(server); !s.ok()) {
+    err << "icos up: " << s.message() << "\n";
+    return 2;
+  }
+  WarnIfClearText(server, "icos up", /*up=*/true, err);
   auto plane = StartPlane(server, /*standby=*/false, out, err);
   if (!plane.ok()) {
     err << "icos up: " << plane.status().message() << "\n";
     return 1;
   }
   const std::string dir = server.data_dir.empty() ? IcosHome() : server.data_dir;
+  agent.ca_cert = plane->ca_cert;
   auto a = StartAgent(agent, plane->url, plane->agent_token, dir, plane->advertised);
   if (!a.ok()) {
     err << "icos up: local agent: " << a.status().message() << "\n";
     return 1;
   }
+  const std::string ca = plane->ca_cert.empty() ? "" : absl::StrCat(" --ca-cert ", plane->ca_cert);
   out << "icos is up\n"
       << "  API:         " << plane->url << "\n"
       << "  admin token: " << dir << "/admin.token (the CLI finds it in " << dir << "/config.json)\n"
-      << "  join a node: icos agent --server " << plane->advertised << " --token $(cat " << dir << "/agent.token)\n"
+      << (plane->ca_cert.empty()
+              ? ""
+              : absl::StrCat("  CA:          ", plane->ca_cert, " (copy it to the machines of agents and users)\n"))
+      << "  join a node: icos agent --server " << plane->advertised << ca << " --token $(cat " << dir
+      << "/agent.token)\n"
       << "  data:        " << dir << "/icos.db\n"
       << "Ctrl-C stops it.\n"
       << std::flush;
@@ -439,6 +589,11 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent_flags, std::ostream
 // lock stops serving at once and stands by again.
 int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
   CatchStopSignals();
+  if (absl::Status s = CheckTlsFlags(server); !s.ok()) {
+    err << "icos server: " << s.message() << "\n";
+    return 2;
+  }
+  WarnIfClearText(server, "icos server", /*up=*/false, err);
   const std::string dir = server.data_dir.empty() ? IcosHome() : server.data_dir;
   bool first = true;
   while (!g_stop) {
@@ -484,6 +639,11 @@ int RunAgent(const AgentFlags& flags, std::ostream& out, std::ostream& err) {
     err << "icos agent: --server and --token (or --token-file) are required (the agent token is agent.token in the "
            "server's data directory)\n";
     return 1;
+  }
+  if (!flags.ca_cert.empty() && !absl::StrContains(absl::AsciiStrToLower(flags.server), "https://")) {
+    err << "icos agent: --ca-cert is given but --server " << flags.server
+        << " is plain http://: use the controller's https:// URL\n";
+    return 2;
   }
   auto a = StartAgent(flags, flags.server, token, IcosHome(), flags.server);
   if (!a.ok()) {

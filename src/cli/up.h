@@ -22,8 +22,18 @@ struct ServerFlags {
   std::string host = "127.0.0.1";
   int port = 7070;
   // The URL other machines reach this controller's API at, recorded when it
-  // leads so that standbys can name the leader. Default http://host:port.
+  // leads so that standbys can name the leader. Default http(s)://host:port.
   std::string advertise_url;
+  // HTTPS: the certificate (chain) and private key the API serves, PEM;
+  // both or neither. Without them the API is plain HTTP.
+  std::string tls_cert_file, tls_key_file;
+  // `icos up --tls`: make a CA and a server certificate in <data dir>/tls on
+  // first start (cli/tls_files.h) and serve with them. Excludes the files above.
+  bool tls = false;
+  // The CA clients on this machine trust the API's certificate by: written
+  // to config.json as ca_cert, and (icos up) given to the local agent. With
+  // `tls`, <data dir>/tls/ca.crt.
+  std::string ca_cert;
   // A policy of core/policy_presets.h; `order`/`placement`, when set, override its.
   std::string policy = "default";
   std::string order, placement;
@@ -44,6 +54,7 @@ struct ServerFlags {
 
 struct AgentFlags {
   std::string server;  // for `icos agent`
+  std::string ca_cert;  // CA of an https:// server (NodeAgentOptions::ca_cert_file)
   std::string token;
   std::string token_file;  // the token's file, instead of `token`
   std::string node_name;   // default: hostname

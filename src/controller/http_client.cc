@@ -1,24 +1,138 @@
 #include "controller/http_client.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <chrono>
+#include <filesystem>
 #include <random>
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace icos {
 
-ApiClient::ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms, bool keep_alive)
-    : token_(std::move(token)), timeout_ms_(timeout_ms), keep_alive_(keep_alive) {
+// What the server showed in the last TLS handshake, recorded by the verify
+// callback below: httplib says only that verification failed, and a useful
+// message names the certificate and what is wrong with it.
+struct TlsPeerInfo {
+  bool seen = false;
+  std::string subject, issuer;     // of the server's own certificate (RFC 2253)
+  std::vector<std::string> names;  // its subjectAltName entries: DNS:..., IP:...
+};
+
+namespace {
+
+std::string NameText(const X509_NAME* name) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(n));
+  BIO_free(bio);
+  return out;
+}
+
+std::vector<std::string> AltNames(X509* cert) {
+  std::vector<std::string> out;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (names == nullptr) return out;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* gen = sk_GENERAL_NAME_value(names, i);
+    if (gen->type == GEN_DNS) {
+      const ASN1_STRING* s = gen->d.dNSName;
+      out.push_back(absl::StrCat(
+          "DNS:", std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), ASN1_STRING_length(s))));
+    } else if (gen->type == GEN_IPADD) {
+      const int len = ASN1_STRING_length(gen->d.iPAddress);
+      char text[INET6_ADDRSTRLEN] = {};
+      if (len == 4 || len == 16) {
+        inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(gen->d.iPAddress), text, sizeof(text));
+      }
+      out.push_back(absl::StrCat("IP:", text));
+    }
+  }
+  GENERAL_NAMES_free(names);
+  return out;
+}
+
+// The SSL_CTX slot that points at the ApiClient's PeerCertificate.
+int PeerIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// OpenSSL's verify callback: records the server's certificate and leaves
+// the verdict (`ok`) alone; httplib checks the result after the handshake.
+int RecordPeer(int ok, X509_STORE_CTX* store) {
+  auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  if (ssl == nullptr) return ok;
+  auto* peer = static_cast<TlsPeerInfo*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), PeerIndex()));
+  X509* leaf = X509_STORE_CTX_get0_cert(store);
+  if (peer != nullptr && leaf != nullptr) {
+    peer->seen = true;
+    peer->subject = NameText(X509_get_subject_name(leaf));
+    peer->issuer = NameText(X509_get_issuer_name(leaf));
+    peer->names = AltNames(leaf);
+  }
+  return ok;
+}
+
+// "host" of "https://host:port/...", brackets of an IPv6 literal removed.
+std::string HostOf(const std::string& url) {
+  std::string rest = url;
+  if (size_t scheme = rest.find("://"); scheme != std::string::npos) rest = rest.substr(scheme + 3);
+  rest = rest.substr(0, rest.find('/'));
+  if (!rest.empty() && rest.front() == '[') return rest.substr(1, rest.find(']') - 1);
+  return rest.substr(0, rest.find(':'));
+}
+
+// Checks a CA file before the first request, so a bad one is reported as
+// such rather than as an untrusted server.
+absl::Status CheckCaFile(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat("CA certificate file ", path,
+                                                      " does not exist (--ca-cert, ICOS_CA_CERT or config.json's "
+                                                      "ca_cert: the ca.crt of `icos tls init` or of `icos up --tls`)"));
+  }
+  X509_STORE* store = X509_STORE_new();
+  const int loaded = X509_STORE_load_file(store, path.c_str());
+  X509_STORE_free(store);
+  if (loaded != 1) {
+    const unsigned long code = ERR_get_error();
+    ERR_clear_error();
+    char why[256] = "no certificate in it";
+    if (code != 0) ERR_error_string_n(code, why, sizeof(why));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot use CA certificate file ", path, ": ", why,
+                     " (it should hold PEM certificates: -----BEGIN CERTIFICATE-----)"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsTlsError(httplib::Error e) {
+  return e == httplib::Error::SSLConnection || e == httplib::Error::SSLLoadingCerts ||
+         e == httplib::Error::SSLServerVerification;
+}
+
+}  // namespace
+
+ApiClient::ApiClient(const std::string& base_url, std::string token, ApiClientOptions options)
+    : token_(std::move(token)), options_(std::move(options)), peer_(std::make_unique<TlsPeerInfo>()) {
   for (absl::string_view url : absl::StrSplit(base_url, ',', absl::SkipWhitespace())) {
     urls_.emplace_back(absl::StripAsciiWhitespace(url));
   }
   if (urls_.empty()) urls_.push_back(base_url);  // httplib reports the bad URL at the first request
+  if (!options_.ca_cert_file.empty()) ca_error_ = CheckCaFile(options_.ca_cert_file);
   Connect(0);
 }
 
@@ -27,16 +141,80 @@ ApiClient::~ApiClient() = default;
 void ApiClient::Connect(size_t index) {
   current_ = index;
   client_ = std::make_unique<httplib::Client>(urls_[index]);
-  client_->set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(timeout_ms_, 5'000)));
-  client_->set_read_timeout(std::chrono::milliseconds(timeout_ms_));
-  client_->set_write_timeout(std::chrono::milliseconds(timeout_ms_));
-  client_->set_keep_alive(keep_alive_);
+  client_->set_connection_timeout(std::chrono::milliseconds(std::min<int64_t>(options_.timeout_ms, 5'000)));
+  client_->set_read_timeout(std::chrono::milliseconds(options_.timeout_ms));
+  client_->set_write_timeout(std::chrono::milliseconds(options_.timeout_ms));
+  client_->set_keep_alive(options_.keep_alive);
   client_->set_tcp_nodelay(true);
+  if (SSL_CTX* ctx = client_->ssl_context(); ctx != nullptr) {
+    // Always verified: a token sent to a server nobody vouched for is a token given away.
+    client_->enable_server_certificate_verification(true);
+    if (!options_.ca_cert_file.empty()) client_->set_ca_cert_path(options_.ca_cert_file);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    *peer_ = TlsPeerInfo();
+    SSL_CTX_set_ex_data(ctx, PeerIndex(), peer_.get());
+    // VERIFY_NONE as httplib sets it: it reads the verdict after the handshake.
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, RecordPeer);
+  }
+}
+
+absl::Status ApiClient::Explain(int error_code, bool* tls_config_error) {
+  const auto error = static_cast<httplib::Error>(error_code);
+  const std::string& url = urls_[current_];
+  *tls_config_error = false;
+  if (!IsTlsError(error)) return absl::UnavailableError(absl::StrCat(url, ": ", httplib::to_string(error)));
+  const std::string trusted = options_.ca_cert_file.empty()
+                                  ? std::string("the system's CA certificates (no --ca-cert given)")
+                                  : absl::StrCat("only the CA in ", options_.ca_cert_file);
+  if (error == httplib::Error::SSLLoadingCerts) {
+    *tls_config_error = true;
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot load the CA certificates to check ", url, " with: ", trusted));
+  }
+  if (error == httplib::Error::SSLServerVerification) {
+    *tls_config_error = true;
+    const long result = client_->get_openssl_verify_result();
+    const std::string what =
+        peer_->seen ? absl::StrCat("the certificate of ", url, " (", peer_->subject, ", issued by ", peer_->issuer, ")")
+                    : absl::StrCat("the certificate of ", url);
+    if (result == X509_V_ERR_CERT_HAS_EXPIRED || result == X509_V_ERR_CERT_NOT_YET_VALID) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, " is not valid now: ", X509_verify_cert_error_string(result),
+                       "; renew it on the server (docs/deploy.md, \"TLS\"), or check this machine's clock"));
+    }
+    if (result != X509_V_OK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, " is not trusted: ", X509_verify_cert_error_string(result), ". This client trusts ", trusted,
+          "; give it the CA that signed the server's certificate with --ca-cert FILE or ICOS_CA_CERT (an icos "
+          "cluster's own CA is the ca.crt that `icos tls init` made, or <data dir>/tls/ca.crt of `icos up --tls`)"));
+    }
+    // A trusted chain but not for this name: httplib's host check failed.
+    const std::string host = HostOf(url);
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, " is for ", peer_->names.empty() ? std::string("no names at all") : absl::StrJoin(peer_->names, ", "),
+        ", not for '", host, "': reach the server by one of those names, or give it a certificate that names ", host,
+        " (icos tls init --host ", host, ",...)"));
+  }
+  // The handshake broke off. The usual reason is a server that speaks plain
+  // HTTP: ask it (no token in this request), so the message can say so.
+  const size_t scheme_end = url.find("://");
+  httplib::Client plain(absl::StrCat("http://", scheme_end == std::string::npos ? url : url.substr(scheme_end + 3)));
+  plain.set_connection_timeout(std::chrono::seconds(2));
+  plain.set_read_timeout(std::chrono::seconds(2));
+  if (httplib::Result probe = plain.Get("/"); probe) {
+    *tls_config_error = true;
+    return absl::FailedPreconditionError(
+        absl::StrCat(url,
+                     " does not speak TLS: the server there answers plain HTTP. Start it with --tls-cert and --tls-key "
+                     "(docs/deploy.md, \"TLS\"), or use http:// (then tokens cross the network in clear text)"));
+  }
+  return absl::UnavailableError(absl::StrCat(url, ": the TLS handshake failed (", httplib::to_string(error), ")"));
 }
 
 absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const std::string& path,
                                              const std::string& body, const std::string& content_type,
                                              const std::map<std::string, std::string>& extra) {
+  if (!ca_error_.ok()) return ca_error_;
   if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE") {
     return absl::InvalidArgumentError(absl::StrCat("unsupported method ", method));
   }
@@ -54,18 +232,24 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
   auto attempt = [&]() -> absl::StatusOr<HttpReply> {
     httplib::Result r = send();
     std::vector<std::string> failures;
-    for (size_t tried = 1; !r && tried < urls_.size(); ++tried) {
+    for (size_t tried = 1;; ++tried) {
+      if (r) break;
+      bool tls_config_error = false;
+      absl::Status why = Explain(static_cast<int>(r.error()), &tls_config_error);
+      // Another controller (or try) would show the same certificate.
+      if (tls_config_error) return why;
+      failures.emplace_back(why.message());
       // A connect that timed out never connected either: on a real network a
       // controller whose machine is gone does not refuse, it never answers.
-      const bool never_connected =
-          r.error() == httplib::Error::Connection || r.error() == httplib::Error::ConnectionTimeout;
-      if (!repeatable && !never_connected) break;
-      failures.push_back(absl::StrCat(urls_[current_], ": ", httplib::to_string(r.error())));
+      // A failed TLS handshake comes before the request is sent.
+      const bool never_sent = r.error() == httplib::Error::Connection ||
+                              r.error() == httplib::Error::ConnectionTimeout ||
+                              r.error() == httplib::Error::SSLConnection;
+      if (tried >= urls_.size() || (!repeatable && !never_sent)) break;
       Connect((current_ + 1) % urls_.size());
       r = send();
     }
     if (!r) {
-      failures.push_back(absl::StrCat(urls_[current_], ": ", httplib::to_string(r.error())));
       return absl::UnavailableError(absl::StrCat("cannot reach ", absl::StrJoin(failures, "; "),
                                                  " (is the icos server running? `icos up` starts one)"));
     }
@@ -79,7 +263,7 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
   int64_t backoff_ms = 100;
   while (true) {
     absl::StatusOr<HttpReply> reply = attempt();
-    const bool transient = !reply.ok() || reply->status == 503;
+    const bool transient = reply.ok() ? reply->status == 503 : absl::IsUnavailable(reply.status());
     if (!transient || !repeatable || retry_ms_ <= 0 ||
         std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms) > deadline) {
       return reply;

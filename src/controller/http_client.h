@@ -1,6 +1,12 @@
 // A small client for the icos REST API, used by the CLI and the agent. Keeps
 // the HTTP library out of their headers. Errors carry the server's message.
 //
+// HTTPS: an https:// URL is always verified (the certificate chain against
+// ApiClientOptions::ca_cert_file, or the system's CAs without one, and the
+// URL's host against its names); there is no way to turn that off. A
+// failed check is FailedPrecondition naming what the certificate says and
+// the fix; it is not retried (another try gets the same certificate).
+//
 // Thread-safety: one ApiClient per thread (a connection is not shared).
 #ifndef ICOS_CONTROLLER_HTTP_CLIENT_H_
 #define ICOS_CONTROLLER_HTTP_CLIENT_H_
@@ -27,20 +33,36 @@ struct HttpReply {
   std::map<std::string, std::string> headers;
 };
 
-class ApiClient {
- public:
-  // base_url: "http://127.0.0.1:7070", or several controllers separated by
-  // commas (a leader and its standbys, which do not listen until they lead):
-  // a request that cannot connect tries the next one, and the client stays
-  // with the one that answered. timeout_ms bounds connect and each read.
-  // keep_alive: reuse the connection between requests. The server gives each
-  // open connection a worker thread, so a client that calls on a timer (an
+struct TlsPeerInfo;  // what a TLS handshake was shown (http_client.cc)
+
+struct ApiClientOptions {
+  // Bounds connect and each read.
+  int64_t timeout_ms = 30'000;
+  // Reuse the connection between requests. The server gives each open
+  // connection a worker thread, so a client that calls on a timer (an
   // agent: a heartbeat a second, from every node) should not: its idle
   // connection would hold a thread between calls.
-  ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms = 30'000, bool keep_alive = true);
+  bool keep_alive = true;
+  // PEM file of the CA(s) an https:// server's certificate must chain to
+  // (`icos tls init`'s ca.crt); only these are trusted then. Empty: the
+  // system's CA certificates. Unused for http:// URLs.
+  std::string ca_cert_file;
+};
+
+class ApiClient {
+ public:
+  // base_url: "http://127.0.0.1:7070" (or https://), or several controllers
+  // separated by commas (a leader and its standbys, which do not listen
+  // until they lead): a request that cannot connect tries the next one, and
+  // the client stays with the one that answered.
+  ApiClient(const std::string& base_url, std::string token, ApiClientOptions options);
+  ApiClient(const std::string& base_url, std::string token, int64_t timeout_ms = 30'000, bool keep_alive = true)
+      : ApiClient(base_url, std::move(token), ApiClientOptions{.timeout_ms = timeout_ms, .keep_alive = keep_alive}) {}
   ~ApiClient();
 
-  // Transport errors are Unavailable ("cannot reach http://...: Connection").
+  // Transport errors are Unavailable ("cannot reach http://...: Connection");
+  // TLS errors FailedPrecondition (http_client.h's header comment), except a
+  // handshake that broke off, which is Unavailable too.
   // A repeatable request (a GET, or one carrying an Idempotency-Key header)
   // may be sent again: it moves on to the next controller after any
   // transport error, and with set_retry() it is retried on transport errors
@@ -68,14 +90,18 @@ class ApiClient {
 
  private:
   void Connect(size_t index);
+  // The error for a failed request to the current controller: a TLS
+  // problem explained, else the transport error's name.
+  absl::Status Explain(int error, bool* tls_config_error);
 
   std::vector<std::string> urls_;
   size_t current_ = 0;
   std::string token_;
-  int64_t timeout_ms_;
-  bool keep_alive_;
+  ApiClientOptions options_;
+  absl::Status ca_error_;  // the CA file could not be loaded: every request fails with this
   int64_t retry_ms_ = 0;
   std::function<void(const absl::Status&)> on_retry_;
+  std::unique_ptr<TlsPeerInfo> peer_;  // outlives client_, whose TLS context points at it
   std::unique_ptr<httplib::Client> client_;
 };
 

@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cerrno>
@@ -189,9 +190,20 @@ class Session : public std::enable_shared_from_this<Session<kTls>> {
     id_ = id;
     Lowest().expires_after(Ms(limits().header_timeout_ms));
     if constexpr (kTls) {
-      stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+      // Look at the first bytes before the handshake: a client speaking
+      // plain HTTP here (an http:// URL) is told so, not just hung up on.
+      beast::async_detect_ssl(Lowest(), buffer_, [self = this->shared_from_this()](beast::error_code ec, bool tls) {
         if (ec) return self->OnReadError(ec, Phase::kHeader);
-        self->ReadRequest(/*first=*/true);
+        if (!tls) return self->RefusePlainText();
+        // The default argument works around Boost 1.74's ssl_stream, whose
+        // buffered async_handshake checks the handler against the
+        // unbuffered signature; it is called with both arguments.
+        self->stream_.async_handshake(ssl::stream_base::server, self->buffer_.data(),
+                                      [self](beast::error_code ec, size_t used = 0) {
+                                        if (ec) return self->OnReadError(ec, Phase::kHeader);
+                                        self->buffer_.consume(used);
+                                        self->ReadRequest(/*first=*/true);
+                                      });
       });
     } else {
       ReadRequest(/*first=*/true);
@@ -485,6 +497,42 @@ class Session : public std::enable_shared_from_this<Session<kTls>> {
       Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
       Drain();
     }
+  }
+
+  // A TLS listener got something else, most likely a plain HTTP request:
+  // answer 400 in plain HTTP (all that client can read) naming the fix,
+  // then close. Whatever the request carried has already crossed the
+  // network in clear text; the client has to be told to stop doing that.
+  void RefusePlainText() {
+    static const std::string kRefusal = [] {
+      const std::string body =
+          "{\"error\":\"this icos API speaks HTTPS only, and this request came as plain HTTP: use an https:// "
+          "URL (--server, ICOS_SERVER) and the cluster's CA (--ca-cert, ICOS_CA_CERT)\"}\n";
+      return absl::StrCat("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
+                          "\r\nConnection: close\r\n\r\n", body);
+    }();
+    server_->table.Busy(id_);
+    Lowest().expires_after(Ms(limits().write_timeout_ms));
+    asio::async_write(Lowest(), asio::buffer(kRefusal),
+                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->Close();
+                        beast::error_code ignored;
+                        self->Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+                        self->drain_ = 1 << 20;  // the rest of the request, so the client reads the answer, not a reset
+                        self->DrainPlainText();
+                      });
+  }
+
+  void DrainPlainText() {
+    if (closed_) return;
+    if (drain_ == 0) return Close();
+    Lowest().expires_after(Ms(limits().body_timeout_ms));
+    buffer_.consume(buffer_.size());
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(drain_, 64 * 1024));
+    Lowest().async_read_some(buffer_.prepare(take), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+      self->drain_ = ec ? 0 : self->drain_ - std::min<uint64_t>(n, self->drain_);
+      self->DrainPlainText();
+    });
   }
 
   void Drain() {

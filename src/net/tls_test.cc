@@ -145,11 +145,16 @@ TEST_F(TlsTest, ClientWithTheWrongCaRefusesTheServer) {
   ASSERT_TRUE(good.Get("/hello"));
 }
 
-// Plain HTTP to the TLS port gets nothing served, and a client that never
-// finishes its handshake is cut off at the header deadline.
+// Plain HTTP to the TLS port gets nothing served, only a plain-text 400
+// saying to use https://, and a client that never finishes its handshake
+// is cut off at the header deadline.
 TEST_F(TlsTest, PlainTextAndStalledHandshakesAreClosed) {
   const int plain = Connect(server_->port());
   ASSERT_TRUE(SendAll(plain, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string refusal = ReadResponse(plain, 2'000);
+  EXPECT_EQ(StatusOf(refusal), 400) << refusal;
+  EXPECT_NE(BodyOf(refusal).find("speaks HTTPS only"), std::string::npos) << refusal;
+  EXPECT_EQ(refusal.find("hello"), std::string::npos);
   EXPECT_TRUE(ClosedWithin(plain, 2'000));
   ::close(plain);
   const int stalled = Connect(server_->port());
@@ -161,6 +166,16 @@ TEST_F(TlsTest, PlainTextAndStalledHandshakesAreClosed) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // counted just after the close
   }
   EXPECT_EQ(server_->Stats().header_timeouts, 1u);
+}
+
+// A plain HTTP client gets the refusal as an ordinary response, body and
+// all, even when it sends a body the server never reads.
+TEST_F(TlsTest, PlainHttpClientIsToldToUseHttps) {
+  httplib::Client client("127.0.0.1", server_->port());
+  auto r = client.Post("/hello", std::string(100'000, 'x'), "text/plain");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("use an https:// URL"), std::string::npos) << r->body;
 }
 
 }  // namespace

@@ -80,6 +80,14 @@ as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; 
 pg_stop() { [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true; }
 psql_icos() { as_pg "$PG_BIN/psql" -h "$PG_DIR" -U postgres -d icos -tAc "$1"; }
 
+# api_scheme [flags...]: the scheme an API started with these flags speaks
+# (https with --tls or --tls-cert).
+api_scheme() {
+  local f
+  for f in "$@"; do case $f in --tls | --tls-cert | --tls-cert=*) echo https; return ;; esac; done
+  echo http
+}
+
 # start_up [flags...]: controller + local agent in one process.
 start_up() {
   PORT=$(free_port)
@@ -87,7 +95,7 @@ start_up() {
   PIDS+=($!)
   UP_PID=$!
   wait_until 20 grep -q "icos is up" "$E2E_DIR/up.log" || fail "icos up did not start: $(cat "$E2E_DIR/up.log")"
-  export ICOS_SERVER="http://127.0.0.1:$PORT"
+  export ICOS_SERVER="$(api_scheme "$@")://127.0.0.1:$PORT"
 }
 
 # start_server: controller only (so agents can be separate processes). A
@@ -101,10 +109,10 @@ start_server() {
   SERVER_PID=$!
   PIDS+=($SERVER_PID)
   wait_until 20 bash -c "[ \$(grep -c listening '$E2E_DIR/server.log') -ge $SERVER_STARTS ]" || fail "icos server did not start"
-  export ICOS_SERVER="http://127.0.0.1:$PORT"
+  export ICOS_SERVER="$(api_scheme ${SERVER_FLAGS[@]+"${SERVER_FLAGS[@]}"})://127.0.0.1:$PORT"
 }
 
-# start_agent NAME [flags...]
+# start_agent NAME [flags...]  (an https:// ICOS_SERVER needs --ca-cert FILE among the flags)
 start_agent() {
   local name=$1; shift
   "$ICOS_BIN" agent --server "$ICOS_SERVER" --allow-root-tasks --token "$(cat "$ICOS_HOME/agent.token")" --node-name "$name" \
