@@ -27,10 +27,12 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "controller/http_client.h"
 
 namespace {
@@ -100,7 +102,7 @@ int main(int argc, char** argv) {
   }
   if (mode == "agents") {
     std::atomic<bool> stop{false};
-    std::atomic<int64_t> watches{0}, errors{0}, registered{0}, api_errors{0};
+    std::atomic<int64_t> watches{0}, errors{0}, registered{0}, api_errors{0}, join_retries{0};
     std::mutex gap_mu;
     double max_beat_gap_s = 0;  // the longest any agent went without a heartbeat taken
     int64_t silent_nodes = 0;   // agents that went 30 s or more (lost, to the controller)
@@ -110,18 +112,29 @@ int main(int argc, char** argv) {
       agents.emplace_back([&, a] {
         const std::string name = "load-agent-" + std::to_string(a);
         // As icos agent does: no keep-alive (an idle connection holds a server thread).
-        icos::ApiClient api(server, agent_token,
-                            icos::ApiClientOptions{.timeout_ms = 30'000, .keep_alive = false, .ca_cert_file = ca_cert});
+        const icos::ApiClientOptions agent_options{.timeout_ms = 30'000, .keep_alive = false, .ca_cert_file = ca_cert};
+        icos::ApiClient join(server, agent_token, agent_options);
         json node = {{"name", name}, {"cpu_milli", 1000}, {"memory_mib", 1024}, {"devices", json::array()}};
-        auto reg = api.Json(
-            "POST", "/api/v1/nodes/register",
+        const std::string body =
             json{{"node", node}, {"address", "127.0.0.1"}, {"agent_url", "http://127.0.0.1:9"}, {"log_key", "k"}}
-                .dump());
+                .dump();
+        auto reg = join.Json("POST", "/api/v1/nodes/register", body);
+        // A server that sheds a burst of joins (503, "retry after 1 s") is
+        // asked again, spread over a second, as icos agent does.
+        std::mt19937 jitter(static_cast<uint32_t>(a));
+        while (!reg.ok() && absl::IsUnavailable(reg.status()) && !stop) {
+          ++join_retries;
+          std::this_thread::sleep_for(std::chrono::milliseconds(500 + jitter() % 1000));
+          reg = join.Json("POST", "/api/v1/nodes/register", body);
+        }
         if (!reg.ok()) {
           if (errors++ == 0) std::cerr << "registration failed: " << reg.status().message() << "\n";
           return;
         }
         ++registered;
+        // Every later call with the node's own credential, as icos agent does
+        // (the join token may only register).
+        icos::ApiClient api(server, reg->value("credential", agent_token), agent_options);
         uint64_t version = 0;
         auto last_beat = Clock::now();
         auto last_ok = Clock::now();  // the last heartbeat the controller took
@@ -195,11 +208,11 @@ int main(int argc, char** argv) {
     std::sort(ms.begin(), ms.end());
     auto pct = [&](double p) { return ms[static_cast<size_t>(p * static_cast<double>(ms.size() - 1))]; };
     std::printf(
-        "agents=%d all_joined_s=%.2f api_requests=%zu api_p50_ms=%.1f api_p99_ms=%.1f api_max_ms=%.1f watches=%lld "
-        "errors=%lld api_errors=%lld max_beat_gap_s=%.1f silent_nodes=%lld\n",
-        count, register_s, calls, pct(0.5), pct(0.99), ms.back(), static_cast<long long>(watches.load()),
-        static_cast<long long>(errors.load()), static_cast<long long>(api_errors.load()), max_beat_gap_s,
-        static_cast<long long>(silent_nodes));
+        "agents=%d all_joined_s=%.2f join_retries=%lld api_requests=%zu api_p50_ms=%.1f api_p99_ms=%.1f "
+        "api_max_ms=%.1f watches=%lld errors=%lld api_errors=%lld max_beat_gap_s=%.1f silent_nodes=%lld\n",
+        count, register_s, static_cast<long long>(join_retries.load()), calls, pct(0.5), pct(0.99), ms.back(),
+        static_cast<long long>(watches.load()), static_cast<long long>(errors.load()),
+        static_cast<long long>(api_errors.load()), max_beat_gap_s, static_cast<long long>(silent_nodes));
     return errors == 0 ? 0 : 1;
   }
   if (mode == "wait") {

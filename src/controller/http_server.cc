@@ -514,7 +514,7 @@ net::Router HttpServer::Routes() {
           Reply(res, 200, {{"nodes", out}});
         }));
 
-  s.Post("/api/v1/nodes/register", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+  s.Post("/api/v1/nodes/register", authed([this, c](const Principal& who, const net::Request& req, net::Response& res) {
            json body = json::parse(req.body);
            auto node = wire::NodeFromJson(body.at("node"));
            if (!node.ok()) return Fail(res, node.status());
@@ -529,7 +529,14 @@ net::Router HttpServer::Routes() {
            if (!credential.ok()) return Fail(res, credential.status());
            json out = {{"name", node->name}, {"cluster_id", c->cluster_id()}};
            // Only when a join token registered the node: its own credential, once.
-           if (!credential->empty()) out["credential"] = *credential;
+           if (!credential->empty()) {
+             out["credential"] = *credential;
+             // Valid by construction: its first calls go to the agents' pool,
+             // not the small one for tokens not yet seen (10,000 nodes joining
+             // at once would otherwise fill that).
+             std::lock_guard<std::mutex> lock(seen_mu_);
+             seen_tokens_.insert(absl::Hash<std::string>{}(*credential));
+           }
            Reply(res, 200, out);
          }),
          agent);
