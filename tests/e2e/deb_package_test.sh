@@ -116,6 +116,7 @@ useradd -m "$JOB_USER"
 ICOS_TOKEN=$(cat /var/lib/icos/admin.token)
 netns_cli user
 ICOS_TOKEN=$(icos token create --role user --user "$JOB_USER")
+share_with_test_users  # the job runs where it was submitted from
 cat > "$E2E_DIR/hello.yaml" <<YAML
 name: hello-from-the-package
 tasks:

@@ -40,6 +40,20 @@ trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# share_with_test_users: for tests whose agents or tasks run as users they
+# make. The checkout may sit below a directory only root may enter (mktemp -d
+# is 0700: ../shared/tools/fresh-ci.sh clones there), and a job without a
+# workdir runs where it was submitted from (as with Slurm), the build tree
+# under ctest. So: the binary is copied where anyone may run it, and the test
+# submits from a directory anyone may enter.
+share_with_test_users() {
+  chmod 0755 "$E2E_DIR"
+  install -d -m 0755 "$E2E_DIR/public"
+  install -m 0755 "$ICOS_BIN" "$E2E_DIR/public/icos"
+  export ICOS_BIN="$E2E_DIR/public/icos"
+  cd "$E2E_DIR/public"
+}
+
 # A free TCP port on loopback.
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -10,6 +10,7 @@ useradd -m "$C"; useradd -m "$A"
 # a user with processes; under set -e that failure would be the test's status).
 trap 'rc=$?; set +e; cleanup $rc; pkill -KILL -u "$C"; pkill -KILL -u "$A"; sleep 0.2
       userdel -r "$C" 2>/dev/null; userdel -r "$A" 2>/dev/null; exit $rc' EXIT
+share_with_test_users
 start_server
 alice=$(icos token create --role user --user "$A")
 carol=$(icos token create --role user --user "$C")

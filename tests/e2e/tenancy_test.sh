@@ -14,6 +14,7 @@ useradd -m "$A"; useradd -m "$B"
 # a user with processes; under set -e that failure would be the test's status).
 trap 'rc=$?; set +e; cleanup $rc; pkill -KILL -u "$A"; pkill -KILL -u "$B"; sleep 0.2
       userdel -r "$A" 2>/dev/null; userdel -r "$B" 2>/dev/null; exit $rc' EXIT
+share_with_test_users
 start_server
 ICOS_AGENT_SECRET=agent-env-secret-$$ start_agent node-a --cpus 4
 agent_pid=$LAST_AGENT_PID
