@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "controller/controller.h"
+#include "controller/controller_test_util.h"
 #include "store/sqlite_state_store.h"
 
 namespace icos::controller {
@@ -36,47 +37,13 @@ tasks:
     resources: {cpu: 1, memory: 1Gi, device_share: 50%}
 )";
 
-core::Node FourGpuNode() {
-  core::Node n;
-  n.name = "n1";
-  n.cpu_milli = 8'000;
-  n.memory_mib = 16'384;
-  for (int i = 0; i < 4; ++i) {
-    core::Device d;
-    d.vendor = "nvidia";
-    d.model = "A100";
-    d.memory_mib = 81'920;
-    n.devices.push_back(d);
-  }
-  return n;
-}
-
-class ControllerObserveTest : public ::testing::Test {
+// The shared controller fixture (controller_test_util.h) with utilisation
+// sampled every 15 s.
+class ControllerObserveTest : public ControllerTest {
  protected:
   void SetUp() override {
-    path_ = (std::filesystem::temp_directory_path() /
-             ("icos-observe-test-" + std::to_string(::getpid()) + "-" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
-                .string();
-    std::filesystem::remove(path_);
     options_.utilisation_step_s = 15;
-    Open();
-  }
-  void TearDown() override {
-    controller_.reset();
-    store_.reset();
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + suffix);
-  }
-  // (Re)opens store and controller on the same file: a controller restart.
-  void Open() {
-    controller_.reset();
-    store_.reset();
-    auto s = store::SqliteStateStore::Open({.path = path_});
-    ASSERT_TRUE(s.ok()) << s.status();
-    store_ = *std::move(s);
-    auto c = Controller::Create(options_, store_.get(), &clock_);
-    ASSERT_TRUE(c.ok()) << c.status();
-    controller_ = *std::move(c);
+    ControllerTest::SetUp();
   }
   // One heartbeat listing every task the agent knows (one left out counts as lost).
   void Report(const std::vector<std::pair<std::string, std::string>>& tasks) {
@@ -91,7 +58,7 @@ class ControllerObserveTest : public ::testing::Test {
   }
   // Starts job A (alice) and job B (bob) on n1; returns their task ids.
   std::pair<std::string, std::string> StartBoth() {
-    EXPECT_TRUE(controller_->RegisterNode(admin_, FourGpuNode(), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+    EXPECT_TRUE(controller_->RegisterNode(admin_, Node("n1", 4), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
     auto a = controller_->Submit(alice_, kJobA);
     auto b = controller_->Submit(bob_, kJobB);
     EXPECT_TRUE(a.ok() && b.ok());
@@ -110,15 +77,6 @@ class ControllerObserveTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : UsageReport{};
   }
-
-  std::string path_;
-  FakeClock clock_;
-  ControllerOptions options_;
-  std::unique_ptr<store::SqliteStateStore> store_;
-  std::unique_ptr<Controller> controller_;
-  Principal admin_{"test", Role::kAdmin, "admin"};
-  Principal alice_{"alice", Role::kUser, "alice"};
-  Principal bob_{"bob", Role::kUser, "bob"};
 };
 
 TEST_F(ControllerObserveTest, UsageMatchesHandComputedExampleAcrossRestarts) {
@@ -269,7 +227,7 @@ TEST_F(ControllerObserveTest, MetricsShowAllocationQueuesJobsAndCounters) {
 // stays absent, a list that does not match the node is ignored, and a lost
 // node's figures are no longer shown.
 TEST_F(ControllerObserveTest, HeartbeatsCarryDeviceUtilisation) {
-  ASSERT_TRUE(controller_->RegisterNode(admin_, FourGpuNode(), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1", 4), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
   const std::vector<wire::DeviceUsage> usage = {{.utilization_pct = 97, .memory_used_mib = 40'960},
                                                 {.utilization_pct = 0, .memory_used_mib = 0},
                                                 {},
