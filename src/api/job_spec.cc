@@ -25,17 +25,30 @@
 #include "nlohmann/json.hpp"
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
+#include "api/quantity.h"
+#include "api/spec_text.h"
 
 namespace icos::api {
 namespace {
 
 using Json = nlohmann::ordered_json;
+using detail::AllDigits;
+using detail::CheckSingleDocument;
+using detail::FirstInvalidUtf8;
+using detail::FormatCpu;
+using detail::FormatDuration;
+using detail::FormatMemory;
+using detail::kMaxDurationS;
+using detail::kMaxShown;
+using detail::kMi;
+using detail::LineExceedingNesting;
+using detail::LineOf;
+using detail::ParseMemory;
+using detail::Shown;
 
 // Real specs nest five levels deep (job > tasks > task > devices > wish);
 // anything far deeper is an attack on the recursive YAML parser.
 constexpr int kMaxNesting = 64;
-// Durations beyond ten years are typos, and keep `* 1000` far from overflow.
-constexpr int64_t kMaxDurationS = 3650LL * 86'400;
 constexpr int32_t kMaxRetries = 100;
 constexpr size_t kMaxNameLength = 63;
 constexpr size_t kMaxModelLength = 128;
@@ -43,237 +56,6 @@ constexpr double kMaxThroughput = 1e12;
 // How much text aliases may expand the input to, as a multiple of max_bytes:
 // "&a [...]" reused through "*a" many times is the YAML billion-laughs attack.
 constexpr int64_t kExpansionFactor = 4;
-// Values quoted back in error messages are cut to this many bytes.
-constexpr size_t kMaxShown = 40;
-
-constexpr int64_t kMi = 1LL << 20;
-
-// ---------------------------------------------------------------------------
-// Quantities.
-
-using u128 = unsigned __int128;
-
-// A non-negative decimal number as written: "12", "0.5", ".5", "5.".
-struct Decimal {
-  absl::string_view whole;
-  absl::string_view frac;
-};
-
-bool AllDigits(absl::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); });
-}
-
-std::optional<Decimal> SplitDecimal(absl::string_view s) {
-  const size_t dot = s.find('.');
-  Decimal d{s.substr(0, dot), dot == absl::string_view::npos ? absl::string_view() : s.substr(dot + 1)};
-  if (d.whole.empty() && d.frac.empty()) return std::nullopt;
-  if (!AllDigits(d.whole) || !AllDigits(d.frac)) return std::nullopt;
-  return d;
-}
-
-enum class ScaleError { kNone, kTooLarge, kTooPrecise };
-
-// ceil(d * scale / divisor) in exact integer arithmetic.
-// REQUIRES: 1 <= scale < 2^63, 1 <= divisor <= 2^40.
-int64_t ScaleUp(const Decimal& d, uint64_t scale, uint64_t divisor, ScaleError* error) {
-  constexpr u128 kMax = std::numeric_limits<int64_t>::max();
-  *error = ScaleError::kNone;
-  u128 whole = 0;
-  for (char c : d.whole) {
-    whole = whole * 10 + static_cast<u128>(c - '0');
-    if (whole > kMax) {
-      *error = ScaleError::kTooLarge;
-      return 0;
-    }
-  }
-  absl::string_view frac = d.frac;
-  while (!frac.empty() && frac.back() == '0') frac.remove_suffix(1);
-  if (frac.size() > 18) {
-    *error = ScaleError::kTooPrecise;
-    return 0;
-  }
-  u128 frac_num = 0;
-  u128 pow10 = 1;
-  for (char c : frac) {
-    frac_num = frac_num * 10 + static_cast<u128>(c - '0');
-    pow10 *= 10;
-  }
-  // value = whole + frac_num / pow10; every product below stays under 2^127.
-  const u128 whole_scaled = whole * scale;
-  const u128 q = whole_scaled / divisor;
-  const u128 r = whole_scaled % divisor;
-  if (q > kMax) {
-    *error = ScaleError::kTooLarge;
-    return 0;
-  }
-  const u128 den = pow10 * divisor;
-  const u128 num = r * pow10 + frac_num * scale;
-  const u128 total = q + (num + den - 1) / den;
-  if (total > kMax) {
-    *error = ScaleError::kTooLarge;
-    return 0;
-  }
-  return static_cast<int64_t>(total);
-}
-
-// `text` cut to kMaxShown bytes (at a UTF-8 boundary) with control characters
-// escaped, for quoting user input back in messages.
-std::string Shown(absl::string_view text) {
-  bool cut = false;
-  if (text.size() > kMaxShown) {
-    size_t n = kMaxShown;
-    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
-    text = text.substr(0, n);
-    cut = true;
-  }
-  std::string out;
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) {
-      absl::StrAppend(&out, absl::StrFormat("\\x%02x", u));
-    } else {
-      out.push_back(c);
-    }
-  }
-  if (cut) out += "...";
-  return out;
-}
-
-absl::Status QuantityError(absl::string_view text, ScaleError error, absl::string_view usage) {
-  if (error == ScaleError::kTooLarge) {
-    return absl::InvalidArgumentError(absl::StrCat("'", Shown(text), "' is too large"));
-  }
-  if (error == ScaleError::kTooPrecise) {
-    return absl::InvalidArgumentError(absl::StrCat("'", Shown(text), "' has more than 18 decimal places"));
-  }
-  return absl::InvalidArgumentError(absl::StrCat("'", Shown(text), "' ", usage));
-}
-
-// "-2Gi" is a quantity, just a wrong one: say so rather than "not a quantity".
-// `parse` is the unsigned parser; it is applied to the text after the sign.
-template <typename Parse>
-std::optional<absl::Status> NegativeError(absl::string_view text, Parse parse) {
-  const absl::string_view s = absl::StripAsciiWhitespace(text);
-  if (s.empty() || s[0] != '-' || !parse(s.substr(1)).ok()) return std::nullopt;
-  return absl::InvalidArgumentError(absl::StrCat("'", Shown(text), "' is negative"));
-}
-
-constexpr absl::string_view kCpuUsage = "is not a CPU quantity; use e.g. 2, 0.5 or 500m";
-constexpr absl::string_view kMemoryUsage = "is not a quantity; use e.g. 512Mi or 2Gi";
-constexpr absl::string_view kDurationUsage = "is not a duration; use e.g. 90s, 10m, 2h or 1d";
-
-struct Suffix {
-  absl::string_view name;
-  uint64_t multiplier;
-};
-
-constexpr Suffix kMemorySuffixes[] = {
-    {"Ki", 1ULL << 10},
-    {"Mi", 1ULL << 20},
-    {"Gi", 1ULL << 30},
-    {"Ti", 1ULL << 40},
-    {"Pi", 1ULL << 50},
-    {"Ei", 1ULL << 60},
-    {"k", 1'000ULL},
-    {"K", 1'000ULL},
-    {"M", 1'000'000ULL},
-    {"G", 1'000'000'000ULL},
-    {"T", 1'000'000'000'000ULL},
-    {"P", 1'000'000'000'000'000ULL},
-    {"E", 1'000'000'000'000'000'000ULL},
-};
-
-constexpr Suffix kDurationSuffixes[] = {{"s", 1}, {"m", 60}, {"h", 3'600}, {"d", 86'400}};
-
-// Memory in MiB, rounded up. *under_one_mib is set when the text is a bare
-// number of bytes below 1 MiB, which the user surely meant in MiB or GiB.
-absl::StatusOr<int64_t> ParseUnsignedMemory(absl::string_view text, bool* under_one_mib) {
-  const absl::string_view s = absl::StripAsciiWhitespace(text);
-  uint64_t multiplier = 1;
-  absl::string_view number = s;
-  for (const Suffix& suffix : kMemorySuffixes) {
-    if (absl::EndsWith(s, suffix.name)) {
-      multiplier = suffix.multiplier;
-      number = s.substr(0, s.size() - suffix.name.size());
-      break;
-    }
-  }
-  const std::optional<Decimal> d = SplitDecimal(number);
-  if (!d) return QuantityError(text, ScaleError::kNone, kMemoryUsage);
-  ScaleError error;
-  const int64_t mib = ScaleUp(*d, multiplier, kMi, &error);
-  if (error != ScaleError::kNone) return QuantityError(text, error, kMemoryUsage);
-  if (multiplier == 1) *under_one_mib = ScaleUp(*d, 1, 1, &error) < kMi;
-  return mib;
-}
-
-absl::StatusOr<int64_t> ParseMemory(absl::string_view text, bool* under_one_mib) {
-  *under_one_mib = false;
-  bool ignored;
-  auto parse = [&ignored](absl::string_view s) { return ParseUnsignedMemory(s, &ignored); };
-  if (std::optional<absl::Status> negative = NegativeError(text, parse)) return *negative;
-  return ParseUnsignedMemory(text, under_one_mib);
-}
-
-absl::StatusOr<int64_t> ParseUnsignedCpu(absl::string_view text) {
-  const absl::string_view s = absl::StripAsciiWhitespace(text);
-  ScaleError error = ScaleError::kNone;
-  int64_t milli = 0;
-  if (absl::EndsWith(s, "m")) {
-    const absl::string_view number = s.substr(0, s.size() - 1);
-    if (number.empty() || !AllDigits(number)) return QuantityError(text, ScaleError::kNone, kCpuUsage);
-    milli = ScaleUp(Decimal{number, {}}, 1, 1, &error);
-  } else {
-    const std::optional<Decimal> d = SplitDecimal(s);
-    if (!d) return QuantityError(text, ScaleError::kNone, kCpuUsage);
-    milli = ScaleUp(*d, 1000, 1, &error);
-  }
-  if (error != ScaleError::kNone) return QuantityError(text, error, kCpuUsage);
-  return milli;
-}
-
-absl::StatusOr<int64_t> ParseUnsignedDuration(absl::string_view text) {
-  const absl::string_view s = absl::StripAsciiWhitespace(text);
-  uint64_t unit = 1;
-  absl::string_view number = s;
-  for (const Suffix& suffix : kDurationSuffixes) {
-    if (absl::EndsWith(s, suffix.name)) {
-      unit = suffix.multiplier;
-      number = s.substr(0, s.size() - suffix.name.size());
-      break;
-    }
-  }
-  const std::optional<Decimal> d = SplitDecimal(number);
-  if (!d) return QuantityError(text, ScaleError::kNone, kDurationUsage);
-  ScaleError error;
-  const int64_t seconds = ScaleUp(*d, unit, 1, &error);
-  if (error != ScaleError::kNone) return QuantityError(text, error, kDurationUsage);
-  return seconds;
-}
-
-// ---------------------------------------------------------------------------
-// Canonical text forms, each accepted by the parser above.
-
-std::string FormatCpu(int64_t milli) {
-  if (milli % 1000 == 0) return absl::StrCat(milli / 1000);
-  return absl::StrCat(milli, "m");
-}
-
-std::string FormatMemory(int64_t mib) {
-  constexpr int64_t kMibPerGib = 1LL << 10;
-  constexpr int64_t kMibPerTib = 1LL << 20;
-  if (mib != 0 && mib % kMibPerTib == 0) return absl::StrCat(mib / kMibPerTib, "Ti");
-  if (mib != 0 && mib % kMibPerGib == 0) return absl::StrCat(mib / kMibPerGib, "Gi");
-  return absl::StrCat(mib, "Mi");
-}
-
-std::string FormatDuration(int64_t s) {
-  for (int i = std::size(kDurationSuffixes) - 1; i > 0; --i) {
-    const auto unit = static_cast<int64_t>(kDurationSuffixes[i].multiplier);
-    if (s != 0 && s % unit == 0) return absl::StrCat(s / unit, kDurationSuffixes[i].name);
-  }
-  return absl::StrCat(s, "s");
-}
 
 // ---------------------------------------------------------------------------
 // Names of enum values.
@@ -312,161 +94,6 @@ std::string NamesOf(const std::pair<E, absl::string_view> (&table)[N]) {
   std::vector<absl::string_view> names;
   for (const auto& entry : table) names.push_back(entry.second);
   return absl::StrJoin(names, ", ");
-}
-
-// ---------------------------------------------------------------------------
-// Checks on the raw text, before yaml-cpp sees it.
-
-// 1-based line of byte `pos`.
-int LineOf(absl::string_view text, size_t pos) {
-  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<ptrdiff_t>(pos), '\n'));
-}
-
-// Position of the first byte that is not part of valid UTF-8 (no overlongs, no
-// surrogates, nothing above U+10FFFF), or npos.
-size_t FirstInvalidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + len > s.size()) return i;
-    for (size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-      return i;
-    }
-    i += len;
-  }
-  return absl::string_view::npos;
-}
-
-// A cheap upper-bound-ish estimate of how deeply collections nest: block
-// indentation levels (and "- " prefixes) plus open flow brackets, ignoring
-// quoted text and comments. Returns the line where `limit` is first exceeded,
-// or 0. It can over-count only for brackets inside plain scalars, which real
-// specs do not have; yaml-cpp's own depth guard backs it up.
-int LineExceedingNesting(absl::string_view text, int limit) {
-  std::vector<size_t> indents;
-  int flow = 0;
-  char quote = 0;
-  int line_no = 0;
-  size_t start = 0;
-  while (start <= text.size()) {
-    ++line_no;
-    size_t end = text.find('\n', start);
-    if (end == absl::string_view::npos) end = text.size();
-    const absl::string_view line = text.substr(start, end - start);
-    size_t p = 0;
-    if (quote == 0 && flow == 0) {
-      const size_t indent = line.find_first_not_of(' ');
-      if (indent != absl::string_view::npos && line[indent] != '#' && line[indent] != '\r') {
-        while (!indents.empty() && indents.back() >= indent) indents.pop_back();
-        indents.push_back(indent);
-        p = indent;
-        // "- - x": each dash opens one more sequence.
-        while (p < line.size() && line[p] == '-' && p + 1 < line.size() && line[p + 1] == ' ') {
-          const size_t next = line.find_first_not_of(' ', p + 1);
-          if (next == absl::string_view::npos) break;
-          indents.push_back(next);
-          p = next;
-        }
-        if (static_cast<int>(indents.size()) > limit) return line_no;
-      }
-    }
-    for (; p < line.size(); ++p) {
-      const char c = line[p];
-      if (quote != 0) {
-        if (quote == '"' && c == '\\') {
-          ++p;
-        } else if (c == quote) {
-          if (quote == '\'' && p + 1 < line.size() && line[p + 1] == '\'') {
-            ++p;
-          } else {
-            quote = 0;
-          }
-        }
-        continue;
-      }
-      const bool after_separator =
-          p == 0 || absl::string_view(" \t[{,:-?").find(line[p - 1]) != absl::string_view::npos;
-      if (c == '#' && (p == 0 || line[p - 1] == ' ' || line[p - 1] == '\t')) break;
-      if ((c == '"' || c == '\'') && after_separator) {
-        quote = c;
-      } else if (c == '[' || c == '{') {
-        ++flow;
-        if (static_cast<int>(indents.size()) + flow > limit) return line_no;
-      } else if ((c == ']' || c == '}') && flow > 0) {
-        --flow;
-      }
-    }
-    start = end + 1;
-  }
-  return 0;
-}
-
-// Notes whether a document holds anything but a null, and where it starts.
-class DocumentProbe : public YAML::EventHandler {
- public:
-  bool has_content() const { return has_content_; }
-  const YAML::Mark& start() const { return start_; }
-
-  void OnDocumentStart(const YAML::Mark& mark) override { start_ = mark; }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { has_content_ = true; }
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {
-    has_content_ = true;
-  }
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
-    has_content_ = true;
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
-    has_content_ = true;
-  }
-  void OnMapEnd() override {}
-
- private:
-  bool has_content_ = false;
-  YAML::Mark start_ = YAML::Mark::null_mark();
-};
-
-// Accepts one document, optionally followed by one empty one (a trailing
-// "---"). Throws YAML::Exception on syntax errors.
-absl::Status CheckSingleDocument(const std::string& text) {
-  std::istringstream in(text);
-  YAML::Parser parser(in);
-  DocumentProbe first;
-  if (!parser.HandleNextDocument(first)) return absl::OkStatus();
-  DocumentProbe second;
-  if (!parser.HandleNextDocument(second)) return absl::OkStatus();
-  DocumentProbe third;
-  if (!second.has_content() && !parser.HandleNextDocument(third)) return absl::OkStatus();
-  const YAML::Mark& at = second.start();
-  return absl::InvalidArgumentError(absl::StrCat("spec (line ", at.line + 1, ", column ", at.column + 1,
-                                                 "): unexpected text after the end of the spec (a second YAML "
-                                                 "document?); submit one job per spec"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1140,21 +767,6 @@ absl::StatusOr<std::map<std::string, std::string>> Parser::NodeSelector(const Fi
 const char* FrameworkName(Framework f) { return NameOf(kFrameworks, f).data(); }
 
 const char* RestartPolicyName(RestartPolicy p) { return NameOf(kRestartPolicies, p).data(); }
-
-absl::StatusOr<int64_t> ParseCpuMilli(const std::string& text) {
-  if (std::optional<absl::Status> negative = NegativeError(text, ParseUnsignedCpu)) return *negative;
-  return ParseUnsignedCpu(text);
-}
-
-absl::StatusOr<int64_t> ParseMemoryMib(const std::string& text) {
-  bool under_one_mib;
-  return ParseMemory(text, &under_one_mib);
-}
-
-absl::StatusOr<int64_t> ParseDurationS(const std::string& text) {
-  if (std::optional<absl::Status> negative = NegativeError(text, ParseUnsignedDuration)) return *negative;
-  return ParseUnsignedDuration(text);
-}
 
 int64_t AssignmentBytes(const JobSpec& spec) {
   int64_t tasks = 0, job_env = 0;
