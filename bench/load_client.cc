@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "controller/http_client.h"
+#include "protocol/http_client.h"
 
 namespace {
 

@@ -92,8 +92,8 @@ struct DeviceNodeSpec {
   friend bool operator==(const DeviceNodeSpec&, const DeviceNodeSpec&) = default;
 };
 
-// The vendor names of the project (DeviceInfo::vendor; VisibleDevicesEnv in
-// frameworks.cc): "nvidia", "ascend", "cambricon", "amd", "hygon",
+// The vendor names of the project (DeviceInfo::vendor; frameworks::VisibleDevicesEnv in
+// frameworks/frameworks.cc): "nvidia", "ascend", "cambricon", "amd", "hygon",
 // "kunlunxin", "moorethreads". Matched case-insensitively.
 //
 // `numbers` are the N in the per-device node names, which are not always the

@@ -17,13 +17,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
-#include "agent/frameworks.h"
+#include "devices/vendors.h"
+#include "frameworks/frameworks.h"
 #include "agent/health_check.h"
-#include "agent/net_util.h"
+#include "net/net_util.h"
 #include "agent/shim.h"
 #include "agent/sys_util.h"
 #include "agent/task_identity.h"
-#include "controller/http_client.h"
+#include "protocol/http_client.h"
 
 namespace icos::agent {
 namespace {
@@ -90,8 +91,8 @@ NodeAgent::NodeAgent(NodeAgentOptions options, icos::Clock* clock)
 NodeAgent::~NodeAgent() { Stop(); }
 
 std::string NodeAgent::agent_url() const {
-  const std::string& host = IsWildcardHost(options_.listen_host) ? options_.address : options_.listen_host;
-  return absl::StrCat("http://", UrlHost(host), ":", log_port_);
+  const std::string& host = net::IsWildcardHost(options_.listen_host) ? options_.address : options_.listen_host;
+  return absl::StrCat("http://", net::UrlHost(host), ":", log_port_);
 }
 
 absl::Status NodeAgent::Start() {
@@ -138,7 +139,7 @@ absl::Status NodeAgent::Start() {
                   ? logs_->bind_to_any_port(listen)
                   : (logs_->bind_to_port(listen, options_.listen_port) ? options_.listen_port : -1);
   if (log_port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("agent cannot listen on ", UrlHost(listen), ":", options_.listen_port,
+    return absl::UnavailableError(absl::StrCat("agent cannot listen on ", net::UrlHost(listen), ":", options_.listen_port,
                                                " (--listen; by default the --address)"));
   }
   serve_ = std::thread([this] { logs_->listen_after_bind(); });
@@ -445,10 +446,10 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   launch.clean_env = true;
   launch.env = TaskBaseEnvironment(*who);
   // The task's directory and this node's own network interface (frameworks.h).
-  const absl::StatusOr<InterfaceAddress> nic = InterfaceHolding(options_.address, LocalInterfaceAddresses());
-  for (auto& [key, value] : ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
-                                                       {kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
-                                                       {kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}})) {
+  const absl::StatusOr<net::InterfaceAddress> nic = net::InterfaceHolding(options_.address, net::LocalInterfaceAddresses());
+  for (auto& [key, value] : net::ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
+                                                       {frameworks::kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
+                                                       {frameworks::kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}})) {
     launch.env[key] = std::move(value);
   }
   launch.env["ICOS_TASK_DIR"] = task_dir;
@@ -460,7 +461,7 @@ void NodeAgent::Launch(const wire::Assignment& a) {
       const bool known = d >= 0 && d < static_cast<int32_t>(options_.vendor_index.size());
       vendor_indices.push_back(known ? options_.vendor_index[d] : d);
     }
-    for (const auto& [key, value] : VisibleDevicesEnv(a.vendor, vendor_indices)) launch.env[key] = value;
+    for (const auto& [key, value] : devices::VisibleDevicesEnv(a.vendor, vendor_indices)) launch.env[key] = value;
   }
   launch.env["ICOS_TASK_ID"] = a.task_id;
   launch.cpu_milli = a.cpu_milli;

@@ -31,7 +31,7 @@
 #include "agent/launcher.h"
 #include "agent/task_identity.h"
 #include "common/clock.h"
-#include "controller/wire.h"
+#include "protocol/wire.h"
 #include "core/model/cluster.h"
 
 namespace httplib {

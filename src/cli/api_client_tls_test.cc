@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/tls_files.h"
-#include "controller/http_client.h"
+#include "protocol/http_client.h"
 #include "net/server.h"
 
 namespace icos::cli {

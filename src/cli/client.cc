@@ -22,7 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "controller/http_client.h"
+#include "protocol/http_client.h"
 
 namespace icos::cli {
 namespace {

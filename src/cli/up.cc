@@ -25,7 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "agent/net_util.h"
+#include "net/net_util.h"
 #include "agent/node_agent.h"
 #include "cli/client.h"
 #include "cli/tls_files.h"
@@ -176,7 +176,7 @@ void WarnIfClearText(const ServerFlags& flags, absl::string_view who, bool up, s
 // default route leaves from (no packet is sent); its host name without one.
 std::string PrimaryAddress() {
   for (const char* probe : {"192.0.2.1", "2001:db8::1"}) {  // documentation prefixes: never answered
-    if (absl::StatusOr<std::string> a = agent::SourceAddressFor(probe); a.ok()) return *a;
+    if (absl::StatusOr<std::string> a = net::SourceAddressFor(probe); a.ok()) return *a;
   }
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
@@ -187,8 +187,8 @@ std::string PrimaryAddress() {
 // else http(s)://HOST:PORT, a wildcard HOST standing for PrimaryAddress().
 std::string AdvertisedUrl(const ServerFlags& flags, int port) {
   if (!flags.advertise_url.empty()) return flags.advertise_url;
-  const std::string host = agent::IsWildcardHost(flags.host) ? PrimaryAddress() : flags.host;
-  return absl::StrCat(Scheme(flags), "://", agent::UrlHost(host), ":", port);
+  const std::string host = net::IsWildcardHost(flags.host) ? PrimaryAddress() : flags.host;
+  return absl::StrCat(Scheme(flags), "://", net::UrlHost(host), ":", port);
 }
 
 // The names `icos up --tls` certifies: this machine by loopback, by --host,
@@ -197,16 +197,16 @@ std::vector<std::string> UpCertificateHosts(const ServerFlags& flags) {
   std::vector<std::string> hosts = {"localhost", "127.0.0.1", "::1"};
   auto add = [&hosts](std::string host) {
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    if (host.empty() || agent::IsWildcardHost(host) || !IsCertificateHost(host)) return;
+    if (host.empty() || net::IsWildcardHost(host) || !IsCertificateHost(host)) return;
     if (std::find(hosts.begin(), hosts.end(), host) == hosts.end()) hosts.push_back(host);
   };
   add(flags.host);
   char name[256] = {};
   gethostname(name, sizeof(name) - 1);
   add(name);
-  if (agent::IsWildcardHost(flags.host)) add(PrimaryAddress());
+  if (net::IsWildcardHost(flags.host)) add(PrimaryAddress());
   for (absl::string_view url : absl::StrSplit(flags.advertise_url, ',', absl::SkipWhitespace())) {
-    add(agent::HostOfUrl(absl::StripAsciiWhitespace(url)));
+    add(net::HostOfUrl(absl::StripAsciiWhitespace(url)));
   }
   return hosts;
 }
@@ -240,7 +240,7 @@ absl::Status CheckApiCertificate(const ServerFlags& flags, const std::string& ce
         << "\"TLS\")\n";
   }
   const std::string url = AdvertisedUrl(flags, port);
-  const std::string advertised = agent::HostOfUrl(url);
+  const std::string advertised = net::HostOfUrl(url);
   if (!CertificateCovers(info->names, advertised)) {
     err << "icos: warning: " << cert << " names " << absl::StrJoin(info->names, ", ") << ", not " << advertised
         << " of the URL other machines are given (" << url
@@ -389,9 +389,9 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   ho.agent_threads = flags.agent_threads;
   p.http = std::make_unique<controller::HttpServer>(p.controller.get(), ho);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
-  p.url = agent::IsWildcardHost(flags.host)
+  p.url = net::IsWildcardHost(flags.host)
               ? absl::StrCat(Scheme(flags), "://", flags.host == "::" ? "[::1]" : "127.0.0.1", ":", p.http->port())
-              : absl::StrCat(Scheme(flags), "://", agent::UrlHost(flags.host), ":", p.http->port());
+              : absl::StrCat(Scheme(flags), "://", net::UrlHost(flags.host), ":", p.http->port());
   p.advertised = AdvertisedUrl(flags, p.http->port());
   p.controller->Start();
   SaveConnection(dir, {p.url, p.admin_token, p.ca_cert});
@@ -491,11 +491,11 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   if (address.empty()) {
     // An advertised URL may name a host this machine cannot resolve (icos up
     // on a machine without DNS for itself): then the URL the agent uses.
-    absl::StatusOr<std::string> source = agent::SourceAddressFor(agent::HostOfUrl(route_to));
-    if (!source.ok() && route_to != server) source = agent::SourceAddressFor(agent::HostOfUrl(server));
+    absl::StatusOr<std::string> source = net::SourceAddressFor(net::HostOfUrl(route_to));
+    if (!source.ok() && route_to != server) source = net::SourceAddressFor(net::HostOfUrl(server));
     if (!source.ok()) {
       return absl::FailedPreconditionError(absl::StrCat("cannot tell which address of this machine the controller (",
-                                                        agent::HostOfUrl(server),
+                                                        net::HostOfUrl(server),
                                                         ") reaches: ", source.status().message(), "; give --address"));
     }
     address = *source;
@@ -509,7 +509,7 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   o.check_health = local->check_health;
   o.address = address;
   if (!flags.listen.empty()) {
-    absl::StatusOr<agent::HostPort> listen = agent::ParseHostPort(flags.listen);
+    absl::StatusOr<net::HostPort> listen = net::ParseHostPort(flags.listen);
     if (!listen.ok()) return absl::InvalidArgumentError(absl::StrCat("--listen ", listen.status().message()));
     o.listen_host = listen->host;  // empty: the address
     o.listen_port = listen->port;

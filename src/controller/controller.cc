@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "agent/frameworks.h"
+#include "frameworks/frameworks.h"
 #include "core/resources/cluster_state.h"
 
 namespace icos::controller {

@@ -37,7 +37,7 @@
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
 #include "controller/slow_nodes.h"
-#include "controller/wire.h"
+#include "protocol/wire.h"
 #include "core/scheduler.h"
 #include "store/state_store.h"
 

@@ -8,7 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "agent/frameworks.h"
+#include "devices/vendors.h"
+#include "frameworks/frameworks.h"
 #include "controller/controller.h"
 #include "core/resources/cluster_state.h"
 
@@ -32,7 +33,7 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
             [](const auto& a, const auto& b) { return std::tie(a.group, a.replica) < std::tie(b.group, b.replica); });
   std::map<std::string, int32_t> node_rank;  // node -> its index among the job's nodes
   std::map<std::string, int32_t> per_node;
-  agent::RankInfo info;
+  frameworks::RankInfo info;
   info.framework = api::FrameworkName(spec.framework);
   info.job_name = spec.name;
   info.job_id = job_id;
@@ -99,13 +100,13 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
       }
     }
     info.vendor = a.vendor;
-    auto setup = agent::SetupFramework(info);
+    auto setup = frameworks::SetupFramework(info);
     if (!setup.ok()) return setup.status();
     for (auto& [k, v] : setup->env) a.env[k] = std::move(v);
     for (auto& [k, v] : setup->default_env) a.env.emplace(k, std::move(v));  // the job's own choice wins
     a.files = std::move(setup->files);
     if (!a.devices.empty()) {
-      for (const auto& [k, v] : agent::VisibleDevicesEnv(a.vendor, a.devices)) a.env[k] = v;
+      for (const auto& [k, v] : devices::VisibleDevicesEnv(a.vendor, a.devices)) a.env[k] = v;
       if (p.devices[0].percent < core::kWholeDevicePercent) {
         // Device sharing (HAMi-style): the task is told its slice.
         a.env["ICOS_DEVICE_SHARE_PERCENT"] = absl::StrCat(p.devices[0].percent);

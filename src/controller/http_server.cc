@@ -12,7 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "agent/net_util.h"
+#include "net/net_util.h"
 #include "api/job_spec.h"
 #include "controller/assignment_watches.h"
 #include "controller/web_assets.h"
@@ -519,7 +519,7 @@ net::Router HttpServer::Routes() {
            auto node = wire::NodeFromJson(body.at("node"));
            if (!node.ok()) return Fail(res, node.status());
            // A node on another machine that advertises loopback is unreachable there.
-           if (absl::Status st = agent::CheckRegisteredReachable(node->name, body.value("address", ""),
+           if (absl::Status st = net::CheckRegisteredReachable(node->name, body.value("address", ""),
                                                                  body.value("agent_url", ""), req.peer);
                !st.ok()) {
              return Fail(res, st);

@@ -16,7 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "controller/controller.h"
-#include "controller/http_client.h"
+#include "protocol/http_client.h"
 #include "controller/http_server.h"
 #include "store/sqlite_state_store.h"
 

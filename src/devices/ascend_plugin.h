@@ -40,7 +40,6 @@ class AscendPlugin : public DlPlugin<DcmiApi> {
   absl::Status Init() override;
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
-  std::string VisibleDevicesVar() const override { return "ASCEND_RT_VISIBLE_DEVICES"; }
   // /dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc and /dev/davinciN per
   // chip, N its physical id as DCMI last reported it (the index otherwise).
   std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;

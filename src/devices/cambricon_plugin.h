@@ -36,7 +36,6 @@ class CambriconPlugin : public DlPlugin<CndevApi> {
   absl::Status Init() override;
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
-  std::string VisibleDevicesVar() const override { return "MLU_VISIBLE_DEVICES"; }
   // /dev/cambricon_ctl and /dev/cambricon_devN per card.
   std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;
 

@@ -20,19 +20,6 @@ core::Device ToCoreDevice(const DeviceInfo& info) {
   return d;
 }
 
-std::string VisibleDevicesVarFor(std::string_view vendor) {
-  // Each runtime reads its own variable; these are the ones the vendors'
-  // container toolkits set.
-  if (vendor == "nvidia" || vendor == "iluvatar") return "CUDA_VISIBLE_DEVICES";
-  if (vendor == "ascend") return "ASCEND_RT_VISIBLE_DEVICES";
-  if (vendor == "cambricon") return "MLU_VISIBLE_DEVICES";
-  if (vendor == "hygon" || vendor == "amd") return "HIP_VISIBLE_DEVICES";
-  if (vendor == "kunlunxin") return "XPU_VISIBLE_DEVICES";
-  if (vendor == "moorethreads") return "MUSA_VISIBLE_DEVICES";
-  if (vendor == "metax") return "MACA_VISIBLE_DEVICES";
-  return "";
-}
-
 std::vector<int32_t> IslandsFromLinks(int count, const std::vector<std::pair<int, int>>& links) {
   std::vector<int> parent(std::max(count, 0));
   std::iota(parent.begin(), parent.end(), 0);

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/model/cluster.h"
+#include "devices/vendors.h"
 
 namespace icos::devices {
 
@@ -90,7 +91,8 @@ class DevicePlugin {
 
   // The environment variable that restricts a task to some devices, e.g.
   // "CUDA_VISIBLE_DEVICES"; its value is a comma-separated list of indices.
-  virtual std::string VisibleDevicesVar() const = 0;
+  // The vendor table's (devices/vendors.h) for vendor().
+  std::string VisibleDevicesVar() const { return devices::VisibleDevicesVar(absl::string_view(vendor().data(), vendor().size())); }
   // The /dev files a task using these device indices must be allowed to open
   // (per-device nodes plus the vendor's shared control nodes). Empty for
   // backends without device files (sim).
@@ -105,10 +107,6 @@ core::Device ToCoreDevice(const DeviceInfo& info);
 // The health part of each device, for backends whose cheap health read is a
 // device read without the topology walk.
 std::vector<DeviceHealth> HealthOf(std::vector<DeviceInfo> devices);
-
-// The visible-devices variable each vendor's runtime honours; empty for an
-// unknown vendor.
-std::string VisibleDevicesVarFor(std::string_view vendor);
 
 // Interconnect islands as connected components: `links` are pairs of device
 // positions (0..count-1) joined by a full-bandwidth link (HCCS, XGMI, ...).

@@ -43,7 +43,6 @@ class NvmlPlugin : public DlPlugin<NvmlApi> {
   absl::Status Init() override;
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
-  std::string VisibleDevicesVar() const override { return "CUDA_VISIBLE_DEVICES"; }
   // /dev/nvidiactl, /dev/nvidia-uvm, /dev/nvidia-uvm-tools and /dev/nvidiaN per
   // device, N being the device's minor number as NVML last reported it (the
   // index when it could not be read). Empty for no indices.

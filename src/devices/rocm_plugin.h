@@ -40,7 +40,6 @@ class RocmPlugin : public DlPlugin<RocmSmiApi> {
   absl::Status Init() override;
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
-  std::string VisibleDevicesVar() const override { return "HIP_VISIBLE_DEVICES"; }
   // /dev/kfd and /dev/dri/renderD<minor> per device (minor as ROCm SMI last
   // reported it; 128 + index otherwise).
   std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;

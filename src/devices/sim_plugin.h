@@ -67,7 +67,6 @@ class SimPlugin : public DevicePlugin {
   absl::StatusOr<std::vector<DeviceInfo>> Enumerate() override;
   absl::StatusOr<std::vector<DeviceHealth>> CheckHealth() override;
   // The variable of the inventory's one vendor; empty for a mixed inventory.
-  std::string VisibleDevicesVar() const override;
   // Simulated devices have no device files.
   std::vector<std::string> DeviceNodes(const std::vector<int>& indices) const override;
 

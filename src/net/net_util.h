@@ -6,8 +6,8 @@
 // task's environment for what only the node knows.
 //
 // Thread-safety: every function may be called from any thread.
-#ifndef ICOS_AGENT_NET_UTIL_H_
-#define ICOS_AGENT_NET_UTIL_H_
+#ifndef ICOS_NET_NET_UTIL_H_
+#define ICOS_NET_NET_UTIL_H_
 
 #include <map>
 #include <string>
@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace icos::agent {
+namespace icos::net {
 
 struct HostPort {
   std::string host;  // empty when the text gave only a port
@@ -75,6 +75,6 @@ absl::StatusOr<std::string> SourceAddressFor(const std::string& host);
 std::map<std::string, std::string> ExpandPlaceholders(const std::map<std::string, std::string>& env,
                                                       const std::map<std::string, std::string>& values);
 
-}  // namespace icos::agent
+}  // namespace icos::net
 
-#endif  // ICOS_AGENT_NET_UTIL_H_
+#endif  // ICOS_NET_NET_UTIL_H_

@@ -1,4 +1,4 @@
-#include "agent/net_util.h"
+#include "net/net_util.h"
 
 #include <map>
 #include <string>
@@ -6,7 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace icos::agent {
+namespace icos::net {
 namespace {
 
 using ::testing::HasSubstr;
@@ -118,4 +118,4 @@ TEST(ExpandPlaceholdersTest, SubstitutesKnownValuesAndDropsVariablesOfUnknownOne
 }
 
 }  // namespace
-}  // namespace icos::agent
+}  // namespace icos::net

@@ -1,4 +1,4 @@
-#include "controller/http_client.h"
+#include "protocol/http_client.h"
 
 #include <arpa/inet.h>
 #include <httplib.h>

@@ -1,4 +1,4 @@
-#include "agent/frameworks.h"
+#include "frameworks/frameworks.h"
 
 #include <map>
 #include <string>
@@ -9,7 +9,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
-namespace icos::agent {
+namespace icos::frameworks {
 namespace {
 
 using ::testing::AllOf;
@@ -208,36 +208,6 @@ TEST(FrameworksTest, RejectsRelativeFilesDir) {
   EXPECT_EQ(SetupFramework(info).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(VisibleDevicesTest, NamesEachVendorsVariable) {
-  const std::map<std::string, std::string> expected = {
-      {"nvidia", "CUDA_VISIBLE_DEVICES"},       {"amd", "HIP_VISIBLE_DEVICES"},
-      {"hygon", "HIP_VISIBLE_DEVICES"},         {"ascend", "ASCEND_RT_VISIBLE_DEVICES"},
-      {"cambricon", "MLU_VISIBLE_DEVICES"},     {"kunlunxin", "XPU_VISIBLE_DEVICES"},
-      {"moorethreads", "MUSA_VISIBLE_DEVICES"}, {"enflame", "TOPS_VISIBLE_DEVICES"},
-      {"iluvatar", "CUDA_VISIBLE_DEVICES"},     {"metax", "MACA_VISIBLE_DEVICES"},
-      {"biren", "BR_VISIBLE_DEVICES"},          {"quantum-abacus", "ICOS_VISIBLE_DEVICES"},
-  };
-  for (const auto& [vendor, var] : expected) EXPECT_EQ(VisibleDevicesVar(vendor), var) << vendor;
-}
-
-TEST(VisibleDevicesTest, VendorIsCaseInsensitive) { EXPECT_EQ(VisibleDevicesVar("NVIDIA"), "CUDA_VISIBLE_DEVICES"); }
-
-TEST(VisibleDevicesTest, EnvJoinsIndicesAndSetsNeutralVariable) {
-  EXPECT_THAT(VisibleDevicesEnv("ascend", {2, 3}),
-              UnorderedElementsAre(Pair("ASCEND_RT_VISIBLE_DEVICES", "2,3"), Pair("ICOS_VISIBLE_DEVICES", "2,3")));
-}
-
-TEST(VisibleDevicesTest, AmdFiltersInRocrAndRenumbersForHip) {
-  // ROCR keeps physical GPUs 2 and 5, which HIP then sees as 0 and 1.
-  EXPECT_THAT(VisibleDevicesEnv("amd", {2, 5}),
-              UnorderedElementsAre(Pair("ROCR_VISIBLE_DEVICES", "2,5"), Pair("HIP_VISIBLE_DEVICES", "0,1"),
-                                   Pair("ICOS_VISIBLE_DEVICES", "2,5")));
-}
-
-TEST(VisibleDevicesTest, UnknownVendorGetsOnlyNeutralVariable) {
-  EXPECT_THAT(VisibleDevicesEnv("quantum-abacus", {0}), ElementsAre(Pair("ICOS_VISIBLE_DEVICES", "0")));
-}
-
 TEST(CollectiveInterfaceTest, NoneSetsNoInterfaceVariables) {
   absl::StatusOr<FrameworkSetup> setup = SetupFramework(TwoByTwo("none", 0));
   ASSERT_TRUE(setup.ok()) << setup.status();
@@ -292,4 +262,4 @@ TEST(CollectiveInterfaceTest, PlaceholdersAreTheOnesTheAgentSubstitutes) {
 }
 
 }  // namespace
-}  // namespace icos::agent
+}  // namespace icos::frameworks

@@ -8,8 +8,8 @@
 // the fix; it is not retried (another try gets the same certificate).
 //
 // Thread-safety: one ApiClient per thread (a connection is not shared).
-#ifndef ICOS_CONTROLLER_HTTP_CLIENT_H_
-#define ICOS_CONTROLLER_HTTP_CLIENT_H_
+#ifndef ICOS_PROTOCOL_HTTP_CLIENT_H_
+#define ICOS_PROTOCOL_HTTP_CLIENT_H_
 
 #include <cstdint>
 #include <functional>
@@ -113,4 +113,4 @@ absl::Status StatusFromHttp(int status, const std::string& message);
 
 }  // namespace icos
 
-#endif  // ICOS_CONTROLLER_HTTP_CLIENT_H_
+#endif  // ICOS_PROTOCOL_HTTP_CLIENT_H_

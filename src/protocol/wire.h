@@ -1,8 +1,8 @@
 // JSON forms of what crosses the wire between controller, agents and clients:
 // node descriptions, task assignments and task status reports. One definition
 // used by both ends, so the two can never disagree on a field name.
-#ifndef ICOS_CONTROLLER_WIRE_H_
-#define ICOS_CONTROLLER_WIRE_H_
+#ifndef ICOS_PROTOCOL_WIRE_H_
+#define ICOS_PROTOCOL_WIRE_H_
 
 #include <cstdint>
 #include <map>
@@ -118,4 +118,4 @@ bool ParseTaskId(const std::string& id, int64_t* job, int32_t* group, int32_t* r
 
 }  // namespace icos::wire
 
-#endif  // ICOS_CONTROLLER_WIRE_H_
+#endif  // ICOS_PROTOCOL_WIRE_H_

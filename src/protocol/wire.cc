@@ -1,4 +1,4 @@
-#include "controller/wire.h"
+#include "protocol/wire.h"
 
 #include <cstdio>
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-#include "agent/frameworks.h"
+#include "frameworks/frameworks.h"
 
 #include <algorithm>
 #include <utility>
@@ -9,7 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 
-namespace icos::agent {
+namespace icos::frameworks {
 namespace {
 
 using Env = std::map<std::string, std::string>;
@@ -257,39 +257,4 @@ std::map<std::string, std::string> CollectiveInterfaceEnv(const std::string& ven
   return env;
 }
 
-std::string VisibleDevicesVar(const std::string& vendor) {
-  static const std::map<std::string, std::string>* const kVars = new std::map<std::string, std::string>{
-      {"nvidia", "CUDA_VISIBLE_DEVICES"},
-      {"amd", "HIP_VISIBLE_DEVICES"},
-      {"hygon", "HIP_VISIBLE_DEVICES"},
-      {"ascend", "ASCEND_RT_VISIBLE_DEVICES"},
-      {"cambricon", "MLU_VISIBLE_DEVICES"},
-      {"kunlunxin", "XPU_VISIBLE_DEVICES"},
-      {"moorethreads", "MUSA_VISIBLE_DEVICES"},
-      {"enflame", "TOPS_VISIBLE_DEVICES"},
-      {"iluvatar", "CUDA_VISIBLE_DEVICES"},
-      // MetaX's MACA runtime reads MACA_VISIBLE_DEVICES; it ignores
-      // CUDA_VISIBLE_DEVICES even though its PyTorch is CUDA-API-compatible.
-      {"metax", "MACA_VISIBLE_DEVICES"},
-      {"biren", "BR_VISIBLE_DEVICES"},
-  };
-  auto it = kVars->find(absl::AsciiStrToLower(vendor));
-  return it == kVars->end() ? "ICOS_VISIBLE_DEVICES" : it->second;
-}
-
-std::map<std::string, std::string> VisibleDevicesEnv(const std::string& vendor, const std::vector<int32_t>& indices) {
-  std::map<std::string, std::string> env;
-  const std::string list = absl::StrJoin(indices, ",");
-  env["ICOS_VISIBLE_DEVICES"] = list;
-  if (absl::AsciiStrToLower(vendor) == "amd") {
-    std::vector<int32_t> renumbered;
-    for (size_t i = 0; i < indices.size(); ++i) renumbered.push_back(static_cast<int32_t>(i));
-    env["ROCR_VISIBLE_DEVICES"] = list;
-    env["HIP_VISIBLE_DEVICES"] = absl::StrJoin(renumbered, ",");
-  } else {
-    env[VisibleDevicesVar(vendor)] = list;
-  }
-  return env;
-}
-
-}  // namespace icos::agent
+}  // namespace icos::frameworks

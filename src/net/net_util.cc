@@ -1,4 +1,4 @@
-#include "agent/net_util.h"
+#include "net/net_util.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
-namespace icos::agent {
+namespace icos::net {
 namespace {
 
 absl::Status BadHostPort(absl::string_view text, absl::string_view why) {
@@ -214,4 +214,4 @@ std::map<std::string, std::string> ExpandPlaceholders(const std::map<std::string
   return out;
 }
 
-}  // namespace icos::agent
+}  // namespace icos::net

@@ -4,8 +4,8 @@
 // the environment.
 //
 // Thread-safety: all functions are pure and may be called from any thread.
-#ifndef ICOS_AGENT_FRAMEWORKS_H_
-#define ICOS_AGENT_FRAMEWORKS_H_
+#ifndef ICOS_FRAMEWORKS_FRAMEWORKS_H_
+#define ICOS_FRAMEWORKS_FRAMEWORKS_H_
 
 #include <cstdint>
 #include <map>
@@ -14,11 +14,11 @@
 
 #include "absl/status/statusor.h"
 
-namespace icos::agent {
+namespace icos::frameworks {
 
 // Stand for what only the rank's node knows, in the environment the
 // controller computes for a task; the node's agent substitutes them at
-// launch (agent/net_util.h ExpandPlaceholders), as it does the task
+// launch (net/net_util.h ExpandPlaceholders), as it does the task
 // directory. The interface is the one holding the address the node's agent
 // advertises (its --address), the IP that address. A job's own env may use
 // them too. Where the agent cannot tell, the variable is left out.
@@ -94,19 +94,6 @@ absl::StatusOr<FrameworkSetup> SetupFramework(const RankInfo& info);
 // the one the other ranks reach.
 std::map<std::string, std::string> CollectiveInterfaceEnv(const std::string& vendor);
 
-// The variable a vendor's runtime reads to restrict which devices a process
-// sees: nvidia CUDA_VISIBLE_DEVICES, amd/hygon HIP_VISIBLE_DEVICES, ascend
-// ASCEND_RT_VISIBLE_DEVICES, ... ; ICOS_VISIBLE_DEVICES for an unknown vendor.
-// `vendor` is matched case-insensitively.
-std::string VisibleDevicesVar(const std::string& vendor);
+}  // namespace icos::frameworks
 
-// The environment that makes exactly `indices` (physical indices, comma
-// joined in the given order) visible to a process, plus the vendor-neutral
-// ICOS_VISIBLE_DEVICES. For amd the ROCm runtime filters twice: it gets
-// ROCR_VISIBLE_DEVICES with the physical indices and HIP_VISIBLE_DEVICES
-// with 0..n-1, because HIP indexes into what ROCR already filtered.
-std::map<std::string, std::string> VisibleDevicesEnv(const std::string& vendor, const std::vector<int32_t>& indices);
-
-}  // namespace icos::agent
-
-#endif  // ICOS_AGENT_FRAMEWORKS_H_
+#endif  // ICOS_FRAMEWORKS_FRAMEWORKS_H_
