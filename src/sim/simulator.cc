@@ -75,6 +75,63 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
   return nodes;
 }
 
+std::string DescribePlacement(const std::vector<core::Node>& nodes, const std::vector<core::TaskPlacement>& tasks) {
+  std::vector<std::string> parts;
+  parts.reserve(tasks.size());
+  for (const core::TaskPlacement& t : tasks) {
+    std::vector<int32_t> devices;
+    for (const core::DeviceSlice& s : t.devices) devices.push_back(s.device);
+    const bool known = t.node >= 0 && t.node < static_cast<int32_t>(nodes.size());
+    parts.push_back(absl::StrCat(known ? nodes[t.node].name : absl::StrCat("#", t.node), ":", absl::StrJoin(devices, ",")));
+  }
+  std::sort(parts.begin(), parts.end());
+  return absl::StrJoin(parts, ";");
+}
+
+core::Job ToCoreJob(const SimJob& s, const std::vector<std::string>& cluster_models, int32_t max_per_node) {
+  core::Job job;
+  job.id = JobId(s.id);
+  job.queue = s.queue;
+  job.submit_ms = ToMs(s.arrival_s);
+  core::TaskGroup g;
+  g.name = "worker";
+  int32_t replicas = 1;
+  if (s.gpus > 0 && s.gpu_milli < 1000) {
+    g.request.device_percent = std::clamp((s.gpu_milli + 9) / 10, 1, 99);
+  } else if (s.gpus > 0) {
+    // Whole devices: one task if a node holds them, else the fewest equal tasks
+    // that each fit a node (a 12-GPU job on 8-GPU nodes: 2 x 6).
+    int32_t per = std::min(s.gpus, max_per_node);
+    while (s.gpus % per != 0) --per;
+    replicas = s.gpus / per;
+    g.request.devices = per;
+  }
+  g.replicas = replicas;
+  g.request.cpu_milli = (s.cpu_milli + replicas - 1) / replicas;
+  g.request.memory_mib = (s.memory_mib + replicas - 1) / replicas;
+  std::vector<std::string> allowed = s.models;
+  if (allowed.empty()) {
+    for (const auto& [m, t] : s.throughput) allowed.push_back(m);
+  }
+  if (!allowed.empty()) {
+    // Cluster order first (the order an agnostic policy tries), then models the
+    // cluster lacks (so the core can say the job never fits).
+    std::vector<std::string> ordered;
+    for (const std::string& m : cluster_models) {
+      if (std::find(allowed.begin(), allowed.end(), m) != allowed.end()) ordered.push_back(m);
+    }
+    for (const std::string& m : allowed) {
+      if (std::find(ordered.begin(), ordered.end(), m) == ordered.end()) ordered.push_back(m);
+    }
+    for (const std::string& m : ordered) {
+      auto it = s.throughput.find(m);
+      g.device_choices.push_back({"nvidia", m, it == s.throughput.end() ? 0.0 : it->second});
+    }
+  }
+  job.groups.push_back(std::move(g));
+  return job;
+}
+
 std::string EstimatorFor(absl::string_view policy, const std::string& fallback) {
   return core::PolicyWantsLearnedEstimates(policy) ? "learned" : fallback;
 }
@@ -148,7 +205,6 @@ class Sim {
     bool operator>(const Completion& o) const { return std::tie(t_ms, job) > std::tie(o.t_ms, o.job); }
   };
 
-  core::Job ToCoreJob(const SimJob& s) const;
   // Estimated isolated work left for job i (reference-type seconds); 0 unknown.
   double EstimatedRemainingS(int32_t i) const;
   // The core's runtime_estimate_ms for job i while running (from its start).
@@ -184,50 +240,6 @@ class Sim {
   bool dirty_ = false;  // something arrived or capacity was freed since the last pass
   std::vector<core::WaitingJob> last_waiting_;
 };
-
-core::Job Sim::ToCoreJob(const SimJob& s) const {
-  core::Job job;
-  job.id = JobId(s.id);
-  job.queue = s.queue;
-  job.submit_ms = ToMs(s.arrival_s);
-  core::TaskGroup g;
-  g.name = "worker";
-  int32_t replicas = 1;
-  if (s.gpus > 0 && s.gpu_milli < 1000) {
-    g.request.device_percent = std::clamp((s.gpu_milli + 9) / 10, 1, 99);
-  } else if (s.gpus > 0) {
-    // Whole devices: one task if a node holds them, else the fewest equal tasks
-    // that each fit a node (a 12-GPU job on 8-GPU nodes: 2 x 6).
-    int32_t per = std::min(s.gpus, max_per_node_);
-    while (s.gpus % per != 0) --per;
-    replicas = s.gpus / per;
-    g.request.devices = per;
-  }
-  g.replicas = replicas;
-  g.request.cpu_milli = (s.cpu_milli + replicas - 1) / replicas;
-  g.request.memory_mib = (s.memory_mib + replicas - 1) / replicas;
-  std::vector<std::string> allowed = s.models;
-  if (allowed.empty()) {
-    for (const auto& [m, t] : s.throughput) allowed.push_back(m);
-  }
-  if (!allowed.empty()) {
-    // Cluster order first (the order an agnostic policy tries), then models the
-    // cluster lacks (so the core can say the job never fits).
-    std::vector<std::string> ordered;
-    for (const std::string& m : models_) {
-      if (std::find(allowed.begin(), allowed.end(), m) != allowed.end()) ordered.push_back(m);
-    }
-    for (const std::string& m : allowed) {
-      if (std::find(ordered.begin(), ordered.end(), m) == ordered.end()) ordered.push_back(m);
-    }
-    for (const std::string& m : ordered) {
-      auto it = s.throughput.find(m);
-      g.device_choices.push_back({"nvidia", m, it == s.throughput.end() ? 0.0 : it->second});
-    }
-  }
-  job.groups.push_back(std::move(g));
-  return job;
-}
 
 learn::JobFacts Sim::Facts(const SimJob& s) {
   return learn::JobFacts{
@@ -358,7 +370,10 @@ absl::Status Sim::Start(int32_t i, const std::string& device_type, std::vector<c
   used_ += st.share;
   completions_.push({finish_ms, i, st.epoch});
   JobOutcome& o = result_.jobs[i];
-  if (o.first_start_s < 0) o.first_start_s = now_ms / 1000.0;
+  if (o.first_start_s < 0) {
+    o.first_start_s = now_ms / 1000.0;
+    o.first_placement = DescribePlacement(snap_.nodes, snap_.running.back().tasks);
+  }
   ++result_.binds;
   return absl::OkStatus();
 }
@@ -477,7 +492,7 @@ absl::StatusOr<SimResult> Sim::Run() {
       } else if (options_.estimator == "oracle") {
         result_.jobs[i].estimate_s = result_.jobs[i].final_estimate_s = jobs_[i].duration_s;
       }
-      core::Job job = ToCoreJob(jobs_[i]);
+      core::Job job = ToCoreJob(jobs_[i], models_, max_per_node_);
       job.runtime_log_sd = estimator_ != nullptr ? estimator_->EstimateLogSd(i) : kOracleLogSd;
       AddPending(i, std::move(job));
       ++result_.events;

@@ -73,6 +73,8 @@ struct JobOutcome {
   // for the oracle, -1 without estimates.
   double estimate_s = -1;
   double final_estimate_s = -1;  // the last one held: revised when a job of its burst finished
+  // Where it first started: DescribePlacement of its tasks then.
+  std::string first_placement;
   bool rejected = false;  // the core said it can never fit this cluster
   std::string reason;     // why it was rejected
 };
@@ -98,6 +100,20 @@ struct SimResult {
   int32_t models_trained = 0;  // learned estimator: models fitted during the run
   double train_wall_s = 0;     // ... and real seconds spent fitting them
 };
+
+// The core's view of a trace job, as the simulator schedules it: one task
+// group; whole devices in one task if a node holds them, else the fewest equal
+// tasks that each fit a node of `max_per_node` devices; a share of one device
+// for gpu_milli < 1000; device choices in `cluster_models` order (the order an
+// agnostic policy tries), then models the cluster lacks, with the trace's
+// throughputs. No estimate (the caller sets runtime_estimate_ms).
+core::Job ToCoreJob(const SimJob& job, const std::vector<std::string>& cluster_models, int32_t max_per_node);
+
+// Where tasks run, in a form two runs of one trace can compare: each task's
+// "node:device,device" (node names, device indices on the node), sorted and
+// joined with ";". Whatever placed them (the simulator, the live cluster), the
+// same placement reads the same.
+std::string DescribePlacement(const std::vector<core::Node>& nodes, const std::vector<core::TaskPlacement>& tasks);
 
 // Runs `jobs` (sorted by arrival, ids 0..n-1 as the loaders give them) on
 // `nodes`. Fails on a broken snapshot or an invalid job (a converter bug), never
