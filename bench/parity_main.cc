@@ -2,6 +2,7 @@
 // live controller on a fake clock (parity/live_replay.h), per policy:
 //   parity jobs=N policy=P identical=K/N max_jct_diff_s=D ...
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   if (argc < 5) {
     std::cerr << "usage: icos_parity_bench TRACE CLUSTER JOBS POLICY[,POLICY...]\n"
                  "  TRACE: philly:PATH | synthetic:GAVEL_THROUGHPUTS_JSON (Gavel-style, 5.6 jobs/h)\n"
+                 "         | mixed | mixed-heterogeneous (the CI test's traces, parity/live_replay.h)\n"
                  "  CLUSTER: as icos sim --cluster, e.g. 64x8xV100\n";
     return 2;
   }
@@ -44,6 +46,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     jobs = sim::GenerateGavelSynthetic({.seed = 1, .jobs = n, .jobs_per_hour = 5.6}, &*tputs);
+  } else if (trace.rfind("mixed", 0) == 0) {
+    jobs = parity::MixedTrace(n, 7, trace == "mixed-heterogeneous");
   } else {
     std::cerr << "unknown trace '" << trace << "'\n";
     return 2;
@@ -54,6 +58,7 @@ int main(int argc, char** argv) {
     std::cerr << nodes.status() << "\n";
     return 2;
   }
+  const bool verbose = std::getenv("PARITY_VERBOSE") != nullptr;
   int failures = 0;
   for (const std::string& policy : std::vector<std::string>(absl::StrSplit(argv[4], ','))) {
     auto preset = core::PolicyPreset(policy);
@@ -84,6 +89,16 @@ int main(int argc, char** argv) {
                 static_cast<long long>(r.jobs), r.max_jct_diff_s, r.max_start_diff_s,
                 static_cast<long long>(r.placement_diffs), simulated->wall_s);
     if (r.first_diff_job >= 0) std::printf("  first difference: %s\n", r.first_diff.c_str());
+    if (verbose) {
+      for (size_t i = 0; i < simulated->jobs.size(); ++i) {
+        const sim::JobOutcome& a = simulated->jobs[i];
+        const sim::JobOutcome& b = live->jobs[i];
+        std::printf("  job %zu arrive %.0f dur %.0f gpus %d | sim start %.0f end %.0f pre %d %s | live start %.0f end %.0f pre %d %s%s\n",
+                    i, a.arrival_s, a.duration_s, a.gpus, a.first_start_s, a.finish_s, a.preemptions,
+                    a.first_placement.c_str(), b.first_start_s, b.finish_s, b.preemptions, b.first_placement.c_str(),
+                    b.reason.empty() ? "" : (" | " + b.reason).c_str());
+      }
+    }
     std::fflush(stdout);
     if (r.identical != r.jobs) ++failures;
   }

@@ -159,9 +159,14 @@ int32_t Controller::Failures(const JobEntry& j) const {
 
 bool Controller::ShouldRun(const JobEntry& j, const TaskEntry& t) const {
   if (j.rec.state != JobState::kRunning || t.rec.attempt != j.rec.attempt) return false;
+  // Waiting for preempted victims holds back a task's start only: once it
+  // runs, nothing a victim does later (placed again, preempted again) stops it.
+  if (t.rec.state != TaskState::kAssigned) return true;
+  // A victim's tasks of the attempt it was preempted in (older than its
+  // current one) hold the devices until they stop; its new tasks run elsewhere.
   for (int64_t victim : j.waits_for) {
     auto it = jobs_.find(victim);
-    if (it != jobs_.end() && HasActiveTasks(it->second, false)) return false;
+    if (it != jobs_.end() && HasActiveTasks(it->second, /*older_attempts_only=*/true)) return false;
   }
   return true;
 }

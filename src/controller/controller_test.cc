@@ -516,6 +516,56 @@ tasks:
   EXPECT_EQ(State(*long_job), "Pending");  // the GPU is busy until the short job ends
 }
 
+// Found by the parity check (src/parity): once a preemptor's task has
+// started, the victim's later life must not stop it. Here the victim, its
+// old task stopped, is placed again on a second node; the preemptor's task
+// was told to stop then (its job failed, "Killed"), because "waits for the
+// victim" looked at the victim's new tasks too.
+TEST_F(ControllerTest, APreemptorKeepsRunningWhenItsVictimIsPlacedAgain) {
+  options_.scheduler.order = "srtf";
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 1), "127.0.0.1", "u", "k").ok());
+  auto job = [&](const std::string& estimate) {
+    return controller_->Submit(alice_, absl::StrCat("runtime_estimate: ", estimate, R"(
+tasks:
+  - command: ["train"]
+    resources: {devices: 1}
+)"));
+  };
+  auto long_job = job("10h");
+  ASSERT_TRUE(long_job.ok()) << long_job.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto first = Watch("gpu");
+  ASSERT_EQ(first.size(), 1u);
+  Report("gpu", first[0].task_id, "Running");
+  auto short_job = job("10m");
+  ASSERT_TRUE(short_job.ok()) << short_job.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  ASSERT_EQ(State(*long_job), "Pending");
+  Report("gpu", first[0].task_id, "Killed");
+  auto started = Watch("gpu");
+  ASSERT_EQ(started.size(), 1u);
+  ASSERT_TRUE(started[0].run);
+  Report("gpu", started[0].task_id, "Running");
+  // A second GPU node joins; the victim is placed there and starts.
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu2", 1), "127.0.0.2", "u", "k").ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*long_job), "Running");
+  // Before the victim's new task has even started, and after.
+  for (const char* victim_state : {"", "Running"}) {
+    if (*victim_state) {
+      auto elsewhere = Watch("gpu2");
+      ASSERT_EQ(elsewhere.size(), 1u);
+      Report("gpu2", elsewhere[0].task_id, victim_state);
+    }
+    auto still = Watch("gpu");
+    ASSERT_EQ(still.size(), 1u) << victim_state;
+    EXPECT_EQ(still[0].task_id, started[0].task_id);
+    EXPECT_TRUE(still[0].run) << "the preemptor's running task was told to stop (victim " << victim_state << ")";
+    EXPECT_EQ(State(*short_job), "Running");
+  }
+}
+
 // LAS (Tiresias) runs live: the controller gives the core each job's
 // attained device-seconds, so a job that has had its GPU for two hours (past
 // the first level, 1 h) yields to a newcomer of the same queue and priority.

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <queue>
+#include <random>
 #include <set>
 #include <tuple>
 
@@ -349,6 +350,28 @@ absl::StatusOr<sim::SimResult> Replay::Run() {
 }
 
 }  // namespace
+
+std::vector<sim::SimJob> MixedTrace(int n, uint64_t seed, bool heterogeneous) {
+  std::mt19937_64 rng(seed);
+  std::vector<sim::SimJob> jobs;
+  double t = 0;
+  const int32_t sizes[] = {1, 1, 1, 2, 4, 8};
+  for (int i = 0; i < n; ++i) {
+    sim::SimJob j;
+    j.id = i;
+    t += static_cast<double>(rng() % 600);
+    j.arrival_s = t;
+    j.duration_s = static_cast<double>(60 + rng() % 7200);
+    j.gpus = sizes[rng() % std::size(sizes)];
+    j.queue = "default";
+    if (heterogeneous) {
+      // Gavel-style: every job runs on every type, each at its own speed.
+      j.throughput = {{"V100", 1.0 + (rng() % 100) / 50.0}, {"P100", 1.0}, {"K80", 0.2 + (rng() % 60) / 100.0}};
+    }
+    jobs.push_back(j);
+  }
+  return jobs;
+}
 
 void PrepareForLive(std::vector<sim::SimJob>& jobs) {
   for (sim::SimJob& j : jobs) {

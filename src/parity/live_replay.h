@@ -55,6 +55,12 @@ std::string SpecFor(const core::Job& job, int64_t estimate_s);
 // Run both sides on the prepared trace.
 void PrepareForLive(std::vector<sim::SimJob>& jobs);
 
+// A small trace that exercises a policy: n jobs of 1-8 devices, 1 min to 2 h
+// long, arriving faster than they finish (so jobs queue, backfill and, for
+// the preempting policies, preempt), from seed. Heterogeneous: Gavel-style
+// throughputs on V100, P100 and K80, every job on every type at its own speed.
+std::vector<sim::SimJob> MixedTrace(int n, uint64_t seed, bool heterogeneous);
+
 // How two runs of one trace compare.
 struct ParityReport {
   int64_t jobs = 0;

@@ -1,7 +1,5 @@
 // The simulator and the live controller on the same small traces: they must
 // agree on when and where every job starts, and when it ends.
-#include <random>
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "parity/live_replay.h"
@@ -10,30 +8,6 @@
 
 namespace icos::parity {
 namespace {
-
-// Single- and multi-GPU jobs arriving faster than they finish, so that jobs
-// queue, backfill and (for the preempting policies) preempt.
-std::vector<sim::SimJob> Trace(int n, uint64_t seed, bool heterogeneous) {
-  std::mt19937_64 rng(seed);
-  std::vector<sim::SimJob> jobs;
-  double t = 0;
-  const int32_t sizes[] = {1, 1, 1, 2, 4, 8};
-  for (int i = 0; i < n; ++i) {
-    sim::SimJob j;
-    j.id = i;
-    t += static_cast<double>(rng() % 600);
-    j.arrival_s = t;
-    j.duration_s = static_cast<double>(60 + rng() % 7200);
-    j.gpus = sizes[rng() % std::size(sizes)];
-    j.queue = "default";
-    if (heterogeneous) {
-      // Gavel-style: every job runs on every type, each at its own speed.
-      j.throughput = {{"V100", 1.0 + (rng() % 100) / 50.0}, {"P100", 1.0}, {"K80", 0.2 + (rng() % 60) / 100.0}};
-    }
-    jobs.push_back(j);
-  }
-  return jobs;
-}
 
 struct Case {
   std::string policy;
@@ -46,7 +20,7 @@ TEST_P(ParityTest, LiveClusterDoesWhatTheSimulatorDoes) {
   const Case& c = GetParam();
   auto nodes = sim::ParseClusterSpec(c.heterogeneous ? "4x4xV100,4x4xP100,4x4xK80" : "6x8xV100");
   ASSERT_TRUE(nodes.ok()) << nodes.status();
-  std::vector<sim::SimJob> jobs = Trace(150, 7, c.heterogeneous);
+  std::vector<sim::SimJob> jobs = MixedTrace(150, 7, c.heterogeneous);
   PrepareForLive(jobs);
   auto preset = core::PolicyPreset(c.policy);
   ASSERT_TRUE(preset.ok());

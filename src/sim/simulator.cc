@@ -72,6 +72,14 @@ absl::StatusOr<std::vector<core::Node>> ParseClusterSpec(absl::string_view spec)
     }
   }
   if (nodes.empty()) return absl::InvalidArgumentError(absl::StrCat("cluster spec '", spec, "' names no devices"));
+  // Names of one width ("node-007"), so that name order is index order: the
+  // controller keeps nodes by name, and a live run of the same cluster must
+  // see them in the simulator's order (placement ties go to the first).
+  const size_t width = std::to_string(nodes.size() - 1).size();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const std::string digits = std::to_string(i);
+    nodes[i].name = absl::StrCat("node-", std::string(width - digits.size(), '0'), digits);
+  }
   return nodes;
 }
 
