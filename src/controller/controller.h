@@ -439,6 +439,20 @@ class Controller {
   void SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices);
   // The "DeviceUse" event of a job that just ended, if anything was sampled.
   void NoteDeviceUse(const JobEntry& j, store::WriteBatch& b);
+  // What a job's tasks say about its runs so far, as the scheduler reads it:
+  // its attained device-seconds over every attempt (Tiresias' attained
+  // service, by which LAS orders and preempts), when its current run began (a
+  // restarted or preempted job's end counts from there), and its
+  // runtime_estimate_ms by the one estimate rule (core/estimates.h), pending
+  // or running. REQUIRES mu_ held.
+  struct JobRuns {
+    double attained_device_s = 0;
+    bool running = false;  // its current attempt has tasks (started or about to)
+    int64_t run_start_ms = 0;
+    int64_t running_estimate_ms = 0;
+    int64_t pending_estimate_ms = 0;
+  };
+  JobRuns RunsOf(const JobEntry& j, int64_t now) const;
   // The nodes of one scheduling pass, indexed as its snapshot's.
   struct PassNodes {
     std::vector<std::string> names;
@@ -462,6 +476,8 @@ class Controller {
   std::string cluster_id_;
   Clock* const clock_;
   core::Scheduler scheduler_;
+  // Its order wants whole-run estimates, not the time left (core/estimates.h).
+  const bool total_estimates_ = scheduler_.order().ranks_by_total_estimate();
   std::unique_ptr<RuntimeLearning> learning_;  // null when options_.learning.enabled is false
   SlowNodeDetector slow_nodes_;                // guarded by mu_
 

@@ -11,6 +11,7 @@
 #include "devices/vendors.h"
 #include "frameworks/frameworks.h"
 #include "controller/controller.h"
+#include "core/estimates.h"
 #include "core/resources/cluster_state.h"
 
 namespace icos::controller {
@@ -123,6 +124,73 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
   return out;
 }
 
+Controller::JobRuns Controller::RunsOf(const JobEntry& j, int64_t now) const {
+  // From the tasks' own start and end times (kept in the store, so a
+  // restarted controller sees the same).
+  struct Run {
+    int64_t start_ms = 0, end_ms = 0;
+    std::string model;  // of its devices
+  };
+  std::map<int32_t, Run> runs;  // by attempt, those that started (or are about to: the current one)
+  JobRuns out;
+  for (const auto& t : j.tasks) {
+    const bool active = store::IsActive(t.rec.state);
+    const bool current = active && t.rec.attempt == j.rec.attempt && j.rec.state == JobState::kRunning;
+    if (t.rec.start_ms <= 0 && !current) continue;
+    // A task assigned but not yet started starts about now.
+    const int64_t start = t.rec.start_ms > 0 ? t.rec.start_ms : now;
+    const int64_t end = t.rec.end_ms > 0 ? t.rec.end_ms : active ? now : start;
+    double share = 0;
+    for (const core::DeviceSlice& d : t.placement.devices) share += d.percent / 100.0;
+    out.attained_device_s += share * static_cast<double>(std::max<int64_t>(0, end - start)) / 1000.0;
+    Run& r = runs[t.rec.attempt];
+    r.start_ms = r.start_ms == 0 ? start : std::min(r.start_ms, start);
+    r.end_ms = std::max(r.end_ms, end);
+    if (r.model.empty() && !t.placement.devices.empty()) {
+      auto n = nodes_.find(t.rec.node);
+      const int32_t d = t.placement.devices[0].device;
+      if (n != nodes_.end() && d >= 0 && d < static_cast<int32_t>(n->second.node.devices.size())) {
+        r.model = n->second.node.devices[d].model;
+      }
+    }
+  }
+  // The speed of a device model relative to the job's fastest choice (its
+  // throughputs; 1 where it gives none), as the simulator runs it.
+  double best = 0;
+  std::map<std::string, double> throughput;
+  for (const core::TaskGroup& g : j.core.groups) {
+    for (const core::DeviceChoice& c : g.device_choices) {
+      best = std::max(best, c.throughput);
+      if (c.throughput > 0) throughput.emplace(c.model, c.throughput);
+    }
+  }
+  auto speed_on = [&](const std::string& model) {
+    auto it = throughput.find(model);
+    return best > 0 && it != throughput.end() ? it->second / best : 1.0;
+  };
+  const int64_t restore_ms = options_.scheduler.restore_cost_ms;
+  core::RunHistory h;
+  h.estimate_s = static_cast<double>(j.core.runtime_estimate_ms) / 1000.0;
+  int32_t index = 0;
+  for (const auto& [attempt, r] : runs) {
+    const bool restored = index++ > 0;
+    if (attempt == j.rec.attempt && j.rec.state == JobState::kRunning) {
+      out.running = true;
+      out.run_start_ms = r.start_ms;
+      h.restore = restored;
+      out.running_estimate_ms = core::RunningEstimateMs(h, total_estimates_, restore_ms, speed_on(r.model));
+      break;  // later attempts cannot have run
+    }
+    const int64_t work_from = r.start_ms + (restored ? restore_ms : 0);
+    h.worked_s += static_cast<double>(std::max<int64_t>(0, r.end_ms - work_from)) / 1000.0 * speed_on(r.model);
+  }
+  if (!out.running) {
+    h.restore = !runs.empty();
+    out.pending_estimate_ms = core::PendingEstimateMs(h, total_estimates_, restore_ms);
+  }
+  return out;
+}
+
 absl::Status Controller::RunPass() {
   // One pass at a time; the lock on the cluster state is held only to take
   // the snapshot and to apply the decisions, never while icos::core thinks,
@@ -139,6 +207,7 @@ absl::Status Controller::RunPass() {
   std::vector<std::string>& node_names = pass_nodes.names;
   std::vector<uint64_t> node_generation;
   std::map<int64_t, int32_t> pending_attempt;
+  std::map<int64_t, int32_t> running_attempt;  // jobs whose current attempt runs
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::map<std::string, int32_t> node_index;
@@ -161,38 +230,25 @@ absl::Status Controller::RunPass() {
       core::RunningJob rj;
       rj.job = j.core;
       rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
-      // What the order policies read, from the tasks' own start and end times
-      // (kept in the store, so a restarted controller sees the same): the
-      // device-seconds the job has had over every attempt (Tiresias' attained
-      // service, by which LAS orders and preempts), and when the current run
-      // began (a restarted or preempted job's end estimate counts from there,
-      // not from its first start).
-      int64_t run_start = 0;
+      const JobRuns runs = RunsOf(j, now);
+      rj.job.attained_device_s = runs.attained_device_s;
+      if (runs.running) rj.job.runtime_estimate_ms = runs.running_estimate_ms;
       for (const auto& t : j.tasks) {
-        const bool active = store::IsActive(t.rec.state);
-        if (t.rec.start_ms > 0) {
-          const int64_t end = t.rec.end_ms > 0 ? t.rec.end_ms : active ? now : t.rec.start_ms;
-          double share = 0;
-          for (const core::DeviceSlice& d : t.placement.devices) share += d.percent / 100.0;
-          rj.job.attained_device_s += share * static_cast<double>(std::max<int64_t>(0, end - t.rec.start_ms)) / 1000.0;
-          if (active && t.rec.attempt == j.rec.attempt) {
-            run_start = run_start == 0 ? t.rec.start_ms : std::min(run_start, t.rec.start_ms);
-          }
-        }
-        if (!active) continue;
+        if (!store::IsActive(t.rec.state)) continue;
         auto ni = node_index.find(t.rec.node);
         if (ni == node_index.end()) continue;  // node not ready: its tasks are being failed
         core::TaskPlacement p = t.placement;
         p.node = ni->second;
         rj.tasks.push_back(p);
       }
-      rj.start_ms = run_start > 0 ? run_start : j.rec.start_ms;
-      const double attained = rj.job.attained_device_s;  // rj may be moved below
+      rj.start_ms = runs.running ? runs.run_start_ms : j.rec.start_ms;
+      if (runs.running) running_attempt[id] = j.rec.attempt;
       if (!rj.tasks.empty()) snap.running.push_back(std::move(rj));
       // A job waits while tasks of an earlier attempt still run (never twice at once).
       if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false)) {
         snap.pending.push_back(j.core);
-        snap.pending.back().attained_device_s = attained;
+        snap.pending.back().attained_device_s = runs.attained_device_s;
+        snap.pending.back().runtime_estimate_ms = runs.pending_estimate_ms;
         pending_attempt[id] = j.rec.attempt;
       }
     }
@@ -207,25 +263,41 @@ absl::Status Controller::RunPass() {
   // large gang it is the costliest part of a bind. Specs never change after
   // submission, so a copy taken now is the one the decision was made for;
   // whether the job is still pending at that attempt is checked below.
+  // A move to a faster device type (the gavel policy's
+  // migrate_to_faster_type) is a bind of the job's next attempt to the new
+  // place, waiting for its own current tasks to stop (as a preemptor waits
+  // for its victims): the simulator's stop-and-restart, placed where the
+  // core chose, in one pass. A job that checkpoints resumes as after any
+  // preemption.
+  std::vector<core::BindDecision> moves;
+  for (const auto& m : decisions->migrations) {
+    moves.push_back({.job = m.job, .device_type = m.device_type, .tasks = m.tasks, .after_preemption = {m.job}});
+  }
   std::map<int64_t, absl::StatusOr<std::vector<TaskEntry>>> made;
   {
     std::map<int64_t, std::pair<api::JobSpec, TaskOwner>> bound;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& bind : decisions->binds) {
-        auto it = jobs_.find(bind.job.value());
-        if (it == jobs_.end()) continue;
-        const store::JobRecord& r = it->second.rec;
-        bound.emplace(it->first, std::make_pair(it->second.spec, TaskOwner{r.user, r.run_uid, r.run_gid}));
+      for (const auto* list : {&decisions->binds, &moves}) {
+        for (const auto& bind : *list) {
+          auto it = jobs_.find(bind.job.value());
+          if (it == jobs_.end()) continue;
+          const store::JobRecord& r = it->second.rec;
+          bound.emplace(it->first, std::make_pair(it->second.spec, TaskOwner{r.user, r.run_uid, r.run_gid}));
+        }
       }
     }
-    for (const auto& bind : decisions->binds) {
-      auto it = bound.find(bind.job.value());
-      if (it == bound.end()) continue;
-      std::vector<int64_t> waits_for;
-      for (JobId v : bind.after_preemption) waits_for.push_back(v.value());
-      made.emplace(it->first, MakeTasks(it->second.first, it->second.second, it->first, pending_attempt[it->first],
-                                        bind, pass_nodes, waits_for));
+    for (const auto* list : {&decisions->binds, &moves}) {
+      const bool moving = list == &moves;
+      for (const auto& bind : *list) {
+        auto it = bound.find(bind.job.value());
+        if (it == bound.end()) continue;
+        std::vector<int64_t> waits_for;
+        for (JobId v : bind.after_preemption) waits_for.push_back(v.value());
+        const int32_t attempt = moving ? running_attempt[it->first] + 1 : pending_attempt[it->first];
+        made.emplace(it->first, MakeTasks(it->second.first, it->second.second, it->first, attempt, bind, pass_nodes,
+                                          waits_for));
+      }
     }
   }
 
@@ -250,23 +322,31 @@ absl::Status Controller::RunPass() {
     auto it = next.find(id);
     return it != next.end() ? it->second : next.emplace(id, jobs_.at(id)).first->second;
   };
-  // A move to a faster device type (the gavel policy's
-  // migrate_to_faster_type) runs as the simulator models it, stop then
-  // restart: the job's tasks are stopped like a preemption's (a job that
-  // checkpoints resumes as after any preemption), and once they have, the
-  // next pass places it, on the faster type that was free.
-  for (const auto& m : decisions->migrations) {
-    auto it = jobs_.find(m.job.value());
-    if (it == jobs_.end() || it->second.rec.state != JobState::kRunning) {
+  for (size_t k = 0; k < moves.size(); ++k) {
+    const core::MigrateDecision& m = decisions->migrations[k];
+    const int64_t id = m.job.value();
+    auto it = jobs_.find(id);
+    bool valid = it != jobs_.end() && it->second.rec.state == JobState::kRunning && running_attempt.count(id) &&
+                 it->second.rec.attempt == running_attempt[id];
+    for (const auto& t : m.tasks) valid = valid && node_unchanged(t.node);
+    auto made_it = made.find(id);
+    if (!valid || made_it == made.end() || !made_it->second.ok()) {
       stale = true;
       continue;
     }
-    JobEntry& j = copy(m.job.value());
-    j.rec.state = JobState::kPending;
+    JobEntry& j = copy(id);
     ++j.rec.attempt;
     j.rec.reason = absl::StrCat("moving from ", m.from_type, " to ", m.device_type, ": ", m.reason);
+    j.waits_for = {id};  // its own tasks of the attempt before
+    std::set<std::string> where;
+    for (auto& t : *made_it->second) {
+      where.insert(t.rec.node);
+      b.tasks.push_back(t.rec);
+      j.tasks.push_back(std::move(t));
+    }
     b.jobs.push_back(j.rec);
-    Event(b, j.rec.id, "", "Migrating", j.rec.reason);
+    Event(b, j.rec.id, "", "Migrating", absl::StrCat(j.rec.reason, "; ", m.tasks.size(), " tasks on ",
+                                                     absl::StrJoin(where, ", ")));
     ++preemptions;
   }
   for (const auto& p : decisions->preemptions) {

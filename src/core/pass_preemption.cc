@@ -84,7 +84,7 @@ void Pass::MigrateToFasterTypes(Decisions& out) {
       if (left <= 0) continue;  // due to end now; moving it gains nothing
       for (const TypeOption& o : opts) {
         if (o.throughput <= current || cluster_.MaxFreeOnOneNode(o.type) < 1) continue;
-        const double there = left * current / o.throughput + static_cast<double>(opt_.migration_cost_ms);
+        const double there = left * current / o.throughput + static_cast<double>(opt_.restore_cost_ms);
         const double gain = left - there;
         if (gain >= opt_.faster_type_min_gain * left && gain > pick_gain) {
           pick = i, pick_type = o.type, pick_gain = gain, pick_left = static_cast<int64_t>(there);

@@ -294,7 +294,7 @@ absl::StatusOr<Scheduler> Scheduler::Create(SchedulerOptions options) {
     return absl::InvalidArgumentError("faster_type_min_gain must be in [0, 1)");
   }
   Scheduler s(std::move(options));
-  if (s.options_.migration_cost_ms < 0 || s.options_.max_migrations_per_pass < 0) {
+  if (s.options_.restore_cost_ms < 0 || s.options_.max_migrations_per_pass < 0) {
     return absl::InvalidArgumentError("migration cost and migrations per pass must not be negative");
   }
   auto order = MakeOrderPolicy(s.options_.order, s.options_.las_thresholds_s);

@@ -63,12 +63,15 @@ struct SchedulerOptions {
   double faster_type_min_gain = 0.25;
   // Upgrade migration (Gavel re-places jobs across types every round): a
   // running one-device job with an estimate moves to a free device of a faster
-  // type when, counting `migration_cost_ms` for checkpoint and restore, it
+  // type when, counting `restore_cost_ms` for checkpoint and restore, it
   // would finish at least faster_type_min_gain sooner there. Jobs waiting in
   // the queue are placed first; migration only takes what they left free.
   // Off by default: it needs estimates and jobs that checkpoint.
   bool migrate_to_faster_type = false;
-  int64_t migration_cost_ms = 30'000;
+  // What restarting a stopped job costs before it works again (restoring its
+  // checkpoint): a move pays it, and so does every run after a preemption,
+  // which the estimates the scheduler is given count (core/estimates.h).
+  int64_t restore_cost_ms = 30'000;
   int max_migrations_per_pass = 16;
   BackfillMode backfill = BackfillMode::kEasy;
   // Blocked jobs that get a reservation per pass (Slurm bf_max_job_test-like).
@@ -103,6 +106,8 @@ class Scheduler {
   absl::StatusOr<Decisions> Schedule(const Snapshot& snapshot) const;
 
   const SchedulerOptions& options() const { return options_; }
+  // The order policy the options name (its estimate semantics: core/estimates.h).
+  const OrderPolicy& order() const { return *order_; }
 
  private:
   friend class Pass;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "controller/controller.h"
+#include "core/estimates.h"
 #include "core/policy_presets.h"
 #include "nlohmann/json.hpp"
 #include "store/sqlite_state_store.h"
@@ -23,7 +24,7 @@ using nlohmann::json;
 
 constexpr int64_t kEpochMs = 1'700'000'000'000;  // where the trace's t=0 lies on the fake clock
 
-int64_t ToMs(double s) { return static_cast<int64_t>(std::ceil(s * 1000.0 - 1e-6)); }
+int64_t ToMs(double s) { return core::SecondsToMs(s); }
 
 // The simulated agents and the job-runtime model around one Controller.
 class Replay {
@@ -119,7 +120,7 @@ absl::Status Replay::Setup() {
   if (!preset.ok()) return preset.status();
   co.scheduler = *std::move(preset);
   // Moving a job costs what a preemption costs, as in the simulator.
-  co.scheduler.migration_cost_ms = ToMs(options_.restore_delay_s);
+  co.scheduler.restore_cost_ms = ToMs(options_.restore_delay_s);
   co.learning.enabled = core::PolicyWantsLearnedEstimates(options_.policy);
   auto c = controller::Controller::Create(co, store_.get(), &clock_);
   if (!c.ok()) return c.status();
@@ -193,7 +194,7 @@ void Replay::EndTasks(int32_t i, const char* state, int64_t now_ms) {
       wire::TaskStatus s = it->second;
       s.state = state;
       s.exit_code = std::string(state) == "Succeeded" ? 0 : 137;
-      s.end_ms = now_ms;
+      s.end_ms = kEpochMs + now_ms;
       agent.ended.push_back(s);
       agent.running.erase(it);
       std::lock_guard<std::mutex> lock(dirty_mu_);

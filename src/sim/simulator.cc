@@ -15,13 +15,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/estimates.h"
 
 namespace icos::sim {
 namespace {
 
 constexpr int32_t kDefaultPerNode = 4;
 
-int64_t ToMs(double s) { return static_cast<int64_t>(std::ceil(s * 1000.0 - 1e-6)); }
+int64_t ToMs(double s) { return core::SecondsToMs(s); }
 
 core::Node MakeNode(int32_t index, int32_t devices, const std::string& model) {
   core::Node n;
@@ -213,8 +214,9 @@ class Sim {
     bool operator>(const Completion& o) const { return std::tie(t_ms, job) > std::tie(o.t_ms, o.job); }
   };
 
-  // Estimated isolated work left for job i (reference-type seconds); 0 unknown.
-  double EstimatedRemainingS(int32_t i) const;
+  // What is known of job i's runs, for the shared estimate rule; `running`:
+  // of the run under way (its restore is behind it in work_from_ms).
+  core::RunHistory History(int32_t i, bool running) const;
   // The core's runtime_estimate_ms for job i while running (from its start).
   int64_t RunningEstimateMs(int32_t i) const;
   // The estimator revised job i's estimate (a job of its burst finished).
@@ -237,7 +239,7 @@ class Sim {
   learn::RuntimeEstimator* estimator_;  // null unless options_.estimator == "learned"
   // The gittins order ranks a job by its whole estimated run time and its age
   // (attained service); the others want the estimated time left.
-  const bool total_estimates_ = options_.scheduler.order == "gittins";
+  const bool total_estimates_ = scheduler_.order().ranks_by_total_estimate();
   core::Snapshot snap_;
   std::vector<std::string> models_;  // cluster models in first-seen order
   int32_t max_per_node_ = 1;
@@ -254,22 +256,18 @@ learn::JobFacts Sim::Facts(const SimJob& s) {
       .user = s.user, .queue = s.queue, .name = s.name, .gpus = s.gpus, .submit_unix_s = s.submit_unix_s};
 }
 
-double Sim::EstimatedRemainingS(int32_t i) const {
-  if (options_.estimator == "oracle") return state_[i].remaining_s;
-  const double estimate = result_.jobs[i].final_estimate_s;  // the one now held
-  if (estimate <= 0) return 0;
-  // A job that outlived its estimate is guessed to need as long again as it
-  // has run (long jobs tend to run longer), as the core guesses for running
-  // jobs, rather than nothing (which would make it look shortest of all).
-  const double worked = jobs_[i].duration_s - state_[i].remaining_s;
-  return worked < estimate ? estimate - worked : std::max(worked, 1.0);
+core::RunHistory Sim::History(int32_t i, bool running) const {
+  core::RunHistory h;
+  // The estimate now held: the oracle's is the true run time, so that the
+  // work left reads as the true remaining work.
+  h.estimate_s = options_.estimator == "oracle" ? jobs_[i].duration_s : result_.jobs[i].final_estimate_s;
+  h.worked_s = jobs_[i].duration_s - state_[i].remaining_s;  // as of the last stop
+  h.restore = running ? state_[i].work_from_ms > state_[i].start_ms : state_[i].restore;
+  return h;
 }
 
 int64_t Sim::RunningEstimateMs(int32_t i) const {
-  if (total_estimates_) return PendingEstimateMs(i);
-  const JobState& st = state_[i];
-  const double est_rem = EstimatedRemainingS(i);  // as of this start
-  return est_rem > 0 ? std::max<int64_t>(1, st.work_from_ms - st.start_ms + ToMs(est_rem / st.speed)) : 0;
+  return core::RunningEstimateMs(History(i, true), total_estimates_, ToMs(options_.restore_delay_s), state_[i].speed);
 }
 
 void Sim::Revise(const learn::RuntimeEstimator::Revision& r) {
@@ -286,13 +284,7 @@ void Sim::Revise(const learn::RuntimeEstimator::Revision& r) {
 }
 
 int64_t Sim::PendingEstimateMs(int32_t i) const {
-  if (total_estimates_) {
-    const double estimate = result_.jobs[i].final_estimate_s;
-    return estimate > 0 ? std::max<int64_t>(1, ToMs(estimate)) : 0;
-  }
-  const double rem = EstimatedRemainingS(i);
-  if (rem <= 0) return 0;
-  return std::max<int64_t>(1, ToMs(rem + (state_[i].restore ? options_.restore_delay_s : 0.0)));
+  return core::PendingEstimateMs(History(i, false), total_estimates_, ToMs(options_.restore_delay_s));
 }
 
 void Sim::AddPending(int32_t i, core::Job job) {
@@ -539,7 +531,7 @@ absl::StatusOr<SimResult> Simulate(const std::vector<core::Node>& nodes, const s
   if (options.restore_delay_s < 0) return absl::InvalidArgumentError("restore_delay_s must be >= 0");
   core::SchedulerOptions scheduler_options = options.scheduler;
   // Moving a job costs what a preemption costs: a checkpoint restore.
-  scheduler_options.migration_cost_ms = ToMs(options.restore_delay_s);
+  scheduler_options.restore_cost_ms = ToMs(options.restore_delay_s);
   absl::StatusOr<core::Scheduler> scheduler = core::Scheduler::Create(std::move(scheduler_options));
   if (!scheduler.ok()) return scheduler.status();
   std::unique_ptr<learn::RuntimeEstimator> estimator;

@@ -29,6 +29,9 @@ class OrderPolicy {
   // Indices into snapshot->pending, most urgent first. Must be deterministic and
   // contain every index exactly once.
   virtual std::vector<int32_t> Order(const OrderInput& in) const = 0;
+  // Whether it wants each job's whole estimated run time (and reads its age
+  // from attained service) rather than the time left (core/estimates.h).
+  virtual bool ranks_by_total_estimate() const { return false; }
 };
 
 // Run time a job has had so far in ms, all runs together: its attained
@@ -116,6 +119,7 @@ class GittinsOrder final : public OrderPolicy {
  public:
   explicit GittinsOrder(double default_log_sd = 1.0) : default_log_sd_(default_log_sd) {}
   std::string_view name() const override { return "gittins"; }
+  bool ranks_by_total_estimate() const override { return true; }
   std::vector<int32_t> Order(const OrderInput& in) const override;
   // The rank in ms of `job` after `age_ms` of running (wall time, all its
   // devices at once); +infinity without an estimate.
