@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "common/log.h"
 #include "devices/vendors.h"
 #include "frameworks/frameworks.h"
 #include "agent/health_check.h"
@@ -117,7 +118,11 @@ absl::Status NodeAgent::Start() {
                  return;
                }
                int64_t offset = 0;
-               if (req.has_param("offset")) (void)absl::SimpleAtoi(req.get_param_value("offset"), &offset);
+               if (req.has_param("offset") && !absl::SimpleAtoi(req.get_param_value("offset"), &offset)) {
+                 res.status = 400;
+                 res.set_content("offset must be a whole number of bytes\n", "text/plain");
+                 return;
+               }
                f.seekg(0, std::ios::end);
                const int64_t size = f.tellg();
                offset = std::clamp<int64_t>(offset, 0, size);
@@ -207,7 +212,8 @@ absl::Status NodeAgent::Register() {
     revoked.swap(credential_);
   }
   unlink(CredentialPath().c_str());
-  std::cerr << "icos agent: the node's credential was refused (" << st.message() << "); joining again\n";
+  spdlog::warn("msg={} error={}", log::Field("the node's credential was refused; joining again"),
+               log::Field(st.message()));
   return RegisterWith(options_.token);
 }
 
@@ -278,13 +284,15 @@ void NodeAgent::StopAllTasks(int64_t grace_ms) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!launcher_) return;
-    for (const std::string& id : launcher_->Running()) (void)launcher_->Stop(id, grace_ms);
+    for (const std::string& id : launcher_->Running()) {
+      log::Failure("stop task", launcher_->Stop(id, grace_ms), absl::StrCat("task=", log::Field(id)));
+    }
   }
   const int64_t deadline = clock_->NowMs() + grace_ms + 2'000;
   while (clock_->NowMs() < deadline) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      (void)launcher_->Poll();
+      launcher_->Poll();  // shutting down: the exits are not reported any more
       if (launcher_->Running().empty()) return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -308,7 +316,7 @@ void NodeAgent::WatchLoop() {
                                           "&wait_ms=", version == 0 ? 0 : std::min<int64_t>(options_.watch_ms, 2'000)));
     if (!r.ok()) {
       // The controller lost us, or our credential: join again.
-      if (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status())) (void)Register();
+      if (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status())) log::Failure("register", Register());
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
       continue;
     }
@@ -351,7 +359,7 @@ void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>&
     } else if (!a.run && it != known_.end() && it->second.status.state == "Running" && !it->second.stopping) {
       it->second.stopping = true;
       it->second.stop_reason = "stopped by the controller";
-      (void)launcher_->Stop(a.task_id, a.grace_ms);
+      log::Failure("stop task", launcher_->Stop(a.task_id, a.grace_ms), absl::StrCat("task=", log::Field(a.task_id)));
     }
   }
   // A running task the controller no longer lists has ended there (failed on
@@ -360,7 +368,7 @@ void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>&
     if (k.status.state == "Running" && !k.stopping && !listed.count(id)) {
       k.stopping = true;
       k.stop_reason = "no longer assigned to this node";
-      (void)launcher_->Stop(id, -1);
+      log::Failure("stop task", launcher_->Stop(id, -1), absl::StrCat("task=", log::Field(id)));
     }
   }
   // Ended tasks stay (and are reported) until a heartbeat acknowledges them.
@@ -407,7 +415,11 @@ absl::StatusOr<std::vector<DeviceRule>> NodeAgent::DeviceRulesFor(const wire::As
 
 void NodeAgent::RenewLease(int64_t boot_ms) {
   // Not durable: after a reboot the tasks are gone and the lease is moot.
-  (void)WriteFileAtomically(LeasePath(options_.work_dir), absl::StrCat(boot_ms, "\n"), /*durable=*/false);
+  // A lease that cannot be renewed runs out: the shims then stop the tasks,
+  // which is safe, but the operator must learn why.
+  log::Failure("renew the node lease",
+               WriteFileAtomically(LeasePath(options_.work_dir), absl::StrCat(boot_ms, "\n"), /*durable=*/false),
+               absl::StrCat("path=", log::Field(LeasePath(options_.work_dir))));
 }
 
 void NodeAgent::Launch(const wire::Assignment& a) {
@@ -527,7 +539,7 @@ bool NodeAgent::CollectExits() {
     if (now - k.started_ms >= k.time_limit_s * 1000) {
       k.stopping = true;
       k.stop_reason = absl::StrCat("TimeLimit: ran longer than ", k.time_limit_s, " s");
-      (void)launcher_->Stop(id, -1);
+      log::Failure("stop task", launcher_->Stop(id, -1), absl::StrCat("task=", log::Field(id)));
     }
   }
   return changed;
@@ -550,7 +562,7 @@ void NodeAgent::CheckHealth() {
       }
     }
   }
-  if (changed) (void)Register();
+  if (changed) log::Failure("register", Register());
 }
 
 void NodeAgent::RunHealthCheck(bool register_change) {
@@ -562,7 +574,7 @@ void NodeAgent::RunHealthCheck(bool register_change) {
     changed = unhealthy_reason_ != result.reason;
     unhealthy_reason_ = result.reason;
   }
-  if (changed && register_change) (void)Register();
+  if (changed && register_change) log::Failure("register", Register());
 }
 
 void NodeAgent::HealthCheckLoop() {
@@ -614,13 +626,15 @@ void NodeAgent::BeatLoop() {
         api = std::make_unique<ApiClient>(options_.server_url, token, ClientOptions(options_, 10'000));
       }
       auto r = api->Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/heartbeat"), body.dump());
-      if (!r.ok() && (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status()))) (void)Register();
+      if (!r.ok() && (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status()))) {
+        log::Failure("register", Register());
+      }
       // A controller whose certificate this agent no longer trusts (renewed
       // by another CA, expired) will not be reached again by retrying: say
       // why, once per new reason, or the node just goes silent.
       const std::string problem =
           !r.ok() && absl::IsFailedPrecondition(r.status()) ? std::string(r.status().message()) : "";
-      if (problem != last_problem && !problem.empty()) std::cerr << "icos agent: heartbeat: " << problem << "\n";
+      if (problem != last_problem && !problem.empty()) log::Failure("heartbeat", r.status());
       last_problem = problem;
       if (r.ok()) {
         auto reply = wire::HeartbeatReplyFromJson(*r);

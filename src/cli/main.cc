@@ -14,6 +14,7 @@
 #include "cli/up.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/log.h"
 #include "core/policy/order.h"
 #include "core/policy_presets.h"
 #include "core/policy/placement.h"
@@ -245,9 +246,18 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   HideSecretsFromCommandLine(argc, argv);
-  if (up->parsed()) return icos::cli::RunUp(server, agent, std::cout, std::cerr);
-  if (server_cmd->parsed()) return icos::cli::RunServer(server, std::cout, std::cerr);
-  if (agent_cmd->parsed()) return icos::cli::RunAgent(agent, std::cout, std::cerr);
+  if (up->parsed()) {
+    icos::log::Init("up");
+    return icos::cli::RunUp(server, agent, std::cout, std::cerr);
+  }
+  if (server_cmd->parsed()) {
+    icos::log::Init("controller");
+    return icos::cli::RunServer(server, std::cout, std::cerr);
+  }
+  if (agent_cmd->parsed()) {
+    icos::log::Init("agent");
+    return icos::cli::RunAgent(agent, std::cout, std::cerr);
+  }
   if (demo_cmd->parsed()) return icos::cli::RunDemo(demo, std::cout, std::cerr);
   if (sim_cmd->parsed()) return icos::cli::RunSim(sim, std::cout, std::cerr);
   if (tls_init->parsed()) return icos::cli::RunTlsInit(tls, tls_hosts, std::cout, std::cerr);

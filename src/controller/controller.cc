@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "frameworks/frameworks.h"
+#include "common/log.h"
 #include "core/resources/cluster_state.h"
 
 namespace icos::controller {
@@ -923,11 +923,17 @@ void Controller::Loop() {
       if (stop_) return;
       wake_ = false;
     }
-    // Errors are kept for the next pass; the store or a bad snapshot must not stop the loop.
-    (void)CheckNodes();
-    (void)RunPass();
-    (void)SampleUtilisation();
-    (void)FlushTokenUse();
+    // A failed step (the store away, a broken snapshot) is logged and
+    // counted, and tried again next time: it must not stop the loop.
+    auto step = [&](const char* name, const absl::Status& st) {
+      if (st.ok()) return;
+      counters_.loop_errors.Inc({name});
+      log::Failure("controller loop step", st, absl::StrCat("step=", name));
+    };
+    step("check_nodes", CheckNodes());
+    step("pass", RunPass());
+    step("sample_utilisation", SampleUtilisation().status());
+    step("flush_token_use", FlushTokenUse());
   }
 }
 

@@ -197,6 +197,11 @@ struct ControllerCounters {
   metrics::CounterFamily preemptions{
       "icos_scheduler_preemptions_total", "Running jobs preempted by the scheduler.", {}};
   metrics::CounterFamily heartbeats{"icos_agent_heartbeats_total", "Heartbeats received from node agents.", {"node"}};
+  metrics::CounterFamily loop_errors{
+      "icos_controller_loop_errors_total",
+      "Failed steps of the controller's loop (each also logged), by step: check_nodes, pass, "
+      "sample_utilisation, flush_token_use.",
+      {"step"}};
   metrics::HistogramFamily estimate_ratio{
       "icos_runtime_estimate_ratio",
       "Run time / learned estimate of jobs that succeeded with a learned estimate (1: exact).",

@@ -305,6 +305,7 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
   c.pass_duration.Render(w);
   c.binds.Render(w);
   c.preemptions.Render(w);
+  c.loop_errors.Render(w);
 }
 
 // --- device use of jobs -----------------------------------------------------------

@@ -1,5 +1,8 @@
 // The simulator and the live controller on the same small traces: they must
-// agree on when and where every job starts, and when it ends.
+// agree on when and where every job starts, and when it ends. Not yet here:
+// gittins (the live cluster cannot be told an estimate is exact, as the
+// simulator's oracle is) and the -learned policies (the live estimator
+// learns from observed run times, the simulator's from true durations).
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "parity/live_replay.h"
@@ -40,8 +43,9 @@ TEST_P(ParityTest, LiveClusterDoesWhatTheSimulatorDoes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, ParityTest,
-                         ::testing::Values(Case{"default", false}, Case{"fifo", false}, Case{"las", false},
-                                           Case{"srtf", false}, Case{"gavel", true}, Case{"fgd", false}),
+                         ::testing::Values(Case{"default", false}, Case{"fifo", false}, Case{"sjf", false},
+                                           Case{"las", false}, Case{"srtf", false}, Case{"fgd", false},
+                                           Case{"gavel", true}, Case{"default", true}),
                          [](const auto& info) {
                            return info.param.policy + (info.param.heterogeneous ? "_heterogeneous" : "");
                          });
