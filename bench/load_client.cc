@@ -115,9 +115,11 @@ int main(int argc, char** argv) {
         const icos::ApiClientOptions agent_options{.timeout_ms = 30'000, .keep_alive = false, .ca_cert_file = ca_cert};
         icos::ApiClient join(server, agent_token, agent_options);
         json node = {{"name", name}, {"cpu_milli", 1000}, {"memory_mib", 1024}, {"devices", json::array()}};
-        const std::string body =
-            json{{"node", node}, {"address", "127.0.0.1"}, {"agent_url", "http://127.0.0.1:9"}, {"log_key", "k"}}
-                .dump();
+        const std::string body = json{
+            {"node", node},
+            {"address", "127.0.0.1"},
+            {"agent_url", "http://127.0.0.1:9"},
+            {"log_key", "k"}}.dump();
         auto reg = join.Json("POST", "/api/v1/nodes/register", body);
         // A server that sheds a burst of joins (503, "retry after 1 s") is
         // asked again, spread over a second, as icos agent does.

@@ -83,20 +83,23 @@ int main(int argc, char** argv) {
       return 1;
     }
     const parity::ParityReport r = parity::Compare(*simulated, *live, 1.0);
-    std::printf("parity jobs=%lld policy=%s identical=%lld/%lld max_jct_diff_s=%.1f max_start_diff_s=%.1f "
-                "placement_diffs=%lld sim_wall_s=%.2f\n",
-                static_cast<long long>(r.jobs), policy.c_str(), static_cast<long long>(r.identical),
-                static_cast<long long>(r.jobs), r.max_jct_diff_s, r.max_start_diff_s,
-                static_cast<long long>(r.placement_diffs), simulated->wall_s);
+    std::printf(
+        "parity jobs=%lld policy=%s identical=%lld/%lld max_jct_diff_s=%.1f max_start_diff_s=%.1f "
+        "placement_diffs=%lld sim_wall_s=%.2f\n",
+        static_cast<long long>(r.jobs), policy.c_str(), static_cast<long long>(r.identical),
+        static_cast<long long>(r.jobs), r.max_jct_diff_s, r.max_start_diff_s, static_cast<long long>(r.placement_diffs),
+        simulated->wall_s);
     if (r.first_diff_job >= 0) std::printf("  first difference: %s\n", r.first_diff.c_str());
     if (verbose) {
       for (size_t i = 0; i < simulated->jobs.size(); ++i) {
         const sim::JobOutcome& a = simulated->jobs[i];
         const sim::JobOutcome& b = live->jobs[i];
-        std::printf("  job %zu arrive %.0f dur %.0f gpus %d | sim start %.0f end %.0f pre %d %s | live start %.0f end %.0f pre %d %s%s\n",
-                    i, a.arrival_s, a.duration_s, a.gpus, a.first_start_s, a.finish_s, a.preemptions,
-                    a.first_placement.c_str(), b.first_start_s, b.finish_s, b.preemptions, b.first_placement.c_str(),
-                    b.reason.empty() ? "" : (" | " + b.reason).c_str());
+        std::printf(
+            "  job %zu arrive %.0f dur %.0f gpus %d | sim start %.0f end %.0f pre %d %s | live start %.0f end %.0f pre "
+            "%d %s%s\n",
+            i, a.arrival_s, a.duration_s, a.gpus, a.first_start_s, a.finish_s, a.preemptions, a.first_placement.c_str(),
+            b.first_start_s, b.finish_s, b.preemptions, b.first_placement.c_str(),
+            b.reason.empty() ? "" : (" | " + b.reason).c_str());
       }
     }
     std::fflush(stdout);

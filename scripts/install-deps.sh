@@ -20,7 +20,8 @@ packages=(
   libboost1.81-dev       # Beast/Asio (header-only): the controller's asynchronous API server (src/net)
   libssl-dev             # TLS for the API server and clients
   libhwloc-dev           # host topology: NUMA nodes, cores, PCIe locality of devices (icos_devices)
-  libspdlog-dev libfmt-dev
+  libspdlog-dev libfmt-dev # process logging (controller, agent)
+  clang-format           # scripts/check-format.sh (CI)
   python3-torch          # real PyTorch DDP jobs (examples, e2e tests), for /usr/bin/python3
   procps curl            # e2e tests
   iproute2 iptables      # e2e.netns_*: hosts in network namespaces; NFQUEUE latency where the kernel lacks netem

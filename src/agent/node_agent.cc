@@ -17,14 +17,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
-#include "common/log.h"
-#include "devices/vendors.h"
-#include "frameworks/frameworks.h"
 #include "agent/health_check.h"
-#include "net/net_util.h"
 #include "agent/shim.h"
 #include "agent/sys_util.h"
 #include "agent/task_identity.h"
+#include "common/log.h"
+#include "devices/vendors.h"
+#include "frameworks/frameworks.h"
+#include "net/net_util.h"
 #include "protocol/http_client.h"
 
 namespace icos::agent {
@@ -144,8 +144,8 @@ absl::Status NodeAgent::Start() {
                   ? logs_->bind_to_any_port(listen)
                   : (logs_->bind_to_port(listen, options_.listen_port) ? options_.listen_port : -1);
   if (log_port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("agent cannot listen on ", net::UrlHost(listen), ":", options_.listen_port,
-                                               " (--listen; by default the --address)"));
+    return absl::UnavailableError(absl::StrCat("agent cannot listen on ", net::UrlHost(listen), ":",
+                                               options_.listen_port, " (--listen; by default the --address)"));
   }
   serve_ = std::thread([this] { logs_->listen_after_bind(); });
 
@@ -312,8 +312,9 @@ void NodeAgent::WatchLoop() {
           std::make_unique<ApiClient>(options_.server_url, token, ClientOptions(options_, options_.watch_ms + 10'000));
     }
     // A short wait first so Stop() is noticed quickly; then long polls.
-    auto r = api->Json("GET", absl::StrCat("/api/v1/nodes/", options_.node.name, "/assignments?since=", version,
-                                          "&wait_ms=", version == 0 ? 0 : std::min<int64_t>(options_.watch_ms, 2'000)));
+    auto r =
+        api->Json("GET", absl::StrCat("/api/v1/nodes/", options_.node.name, "/assignments?since=", version,
+                                      "&wait_ms=", version == 0 ? 0 : std::min<int64_t>(options_.watch_ms, 2'000)));
     if (!r.ok()) {
       // The controller lost us, or our credential: join again.
       if (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status())) log::Failure("register", Register());
@@ -458,10 +459,12 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   launch.clean_env = true;
   launch.env = TaskBaseEnvironment(*who);
   // The task's directory and this node's own network interface (frameworks.h).
-  const absl::StatusOr<net::InterfaceAddress> nic = net::InterfaceHolding(options_.address, net::LocalInterfaceAddresses());
-  for (auto& [key, value] : net::ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
-                                                       {frameworks::kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
-                                                       {frameworks::kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}})) {
+  const absl::StatusOr<net::InterfaceAddress> nic =
+      net::InterfaceHolding(options_.address, net::LocalInterfaceAddresses());
+  for (auto& [key, value] :
+       net::ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
+                                       {frameworks::kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
+                                       {frameworks::kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}})) {
     launch.env[key] = std::move(value);
   }
   launch.env["ICOS_TASK_DIR"] = task_dir;

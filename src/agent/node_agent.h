@@ -31,8 +31,8 @@
 #include "agent/launcher.h"
 #include "agent/task_identity.h"
 #include "common/clock.h"
-#include "protocol/wire.h"
 #include "core/model/cluster.h"
+#include "protocol/wire.h"
 
 namespace httplib {
 class Server;
@@ -53,7 +53,7 @@ struct NodeAgentOptions {
   // CA (PEM) an https:// controller's certificate must chain to; empty: the
   // system's CAs (ApiClientOptions::ca_cert_file).
   std::string ca_cert_file;
-  core::Node node;         // what this node offers
+  core::Node node;  // what this node offers
   // vendor_index[i]: the index node.devices[i] has for its vendor's runtime
   // (CUDA_VISIBLE_DEVICES etc.); empty means the same as i.
   std::vector<int32_t> vendor_index;

@@ -22,11 +22,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "api/quantity.h"
+#include "api/spec_text.h"
 #include "nlohmann/json.hpp"
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
-#include "api/quantity.h"
-#include "api/spec_text.h"
 
 namespace icos::api {
 namespace {

@@ -14,8 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/tls_files.h"
-#include "protocol/http_client.h"
 #include "net/server.h"
+#include "protocol/http_client.h"
 
 namespace icos::cli {
 namespace {

@@ -1,9 +1,8 @@
 #include "cli/client.h"
 
+#include <httplib.h>  // query-parameter encoding
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <httplib.h>  // query-parameter encoding
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -128,8 +127,8 @@ struct ClientCommands {
   std::string role = "user", user, name;
   int64_t uid = -1, gid = -1;
   std::string ttl;
-  std::string which;  // token revoke: an id or a name
-  std::string queue;  // jobs --queue
+  std::string which;                // token revoke: an id or a name
+  std::string queue;                // jobs --queue
   int64_t limit = 100, before = 0;  // jobs -n, --before
 };
 
@@ -286,7 +285,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   auto parsed = [](CLI::App* a) { return a != nullptr && a->parsed(); };
   if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(c->cancel) ||
         parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create) ||
-        parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) || parsed(c->node_drain) || parsed(c->node_resume) || parsed(c->usage))) {
+        parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) || parsed(c->node_drain) ||
+        parsed(c->node_resume) || parsed(c->usage))) {
     owned.release();
     return -1;
   }
@@ -593,12 +593,14 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     const int64_t now = absl::ToUnixMillis(absl::Now());
     for (const auto& t : (*r)["tokens"]) {
       const int64_t expires = t.value("expires_ms", int64_t{0});
-      std::string state = t.value("revoked", false) ? "revoked"
+      std::string state = t.value("revoked", false)       ? "revoked"
                           : expires > 0 && expires <= now ? "expired"
-                          : expires > 0 ? absl::StrCat("expires in ", Span((expires - now) / 1000))
-                                        : "active";
-      std::string ids = t.contains("uid") ? absl::StrCat(t["uid"].get<int64_t>(), ":", t.value("gid", int64_t{-1})) : "-";
-      std::string user = t.value("node", "").empty() ? t.value("user", "") : absl::StrCat("node ", t["node"].get<std::string>());
+                          : expires > 0                   ? absl::StrCat("expires in ", Span((expires - now) / 1000))
+                                                          : "active";
+      std::string ids =
+          t.contains("uid") ? absl::StrCat(t["uid"].get<int64_t>(), ":", t.value("gid", int64_t{-1})) : "-";
+      std::string user =
+          t.value("node", "").empty() ? t.value("user", "") : absl::StrCat("node ", t["node"].get<std::string>());
       out << absl::StrFormat("%-12s %-24s %-6s %-12s %-11s %-8s %-8s %s\n", t.value("id", ""),
                              Clip(t.value("name", ""), 24), t.value("role", ""), Clip(user, 12), ids,
                              Age(t.value("created_ms", int64_t{0})), Age(t.value("last_used_ms", int64_t{0})), state);

@@ -7,17 +7,17 @@
 #include <iostream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "cli/client.h"
 #include "cli/demo.h"
 #include "cli/sim_command.h"
 #include "cli/tls_files.h"
 #include "cli/up.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "core/policy/order.h"
-#include "core/policy_presets.h"
 #include "core/policy/placement.h"
+#include "core/policy_presets.h"
 
 namespace {
 

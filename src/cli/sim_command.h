@@ -19,15 +19,15 @@ struct SimFlags {
   std::string cluster;
   std::string policy = "default";  // comma-separated names
   uint64_t seed = 1;
-  int64_t jobs = 0;                // first N jobs; 0: all (synthetic: 1000)
-  bool json = false;               // one JSON object per policy and line
-  std::string out_dir;             // summary.json, CSV series per policy, SVG plots
-  std::string traces_dir;          // default: $ICOS_TRACES, else ../shared/data/traces
+  int64_t jobs = 0;                  // first N jobs; 0: all (synthetic: 1000)
+  bool json = false;                 // one JSON object per policy and line
+  std::string out_dir;               // summary.json, CSV series per policy, SVG plots
+  std::string traces_dir;            // default: $ICOS_TRACES, else ../shared/data/traces
   std::string estimator = "oracle";  // for policies not named NAME-learned
   double restore_delay_s = 30.0;
-  std::string window;              // "FIRST:LAST": also report mean JCT of jobs FIRST..LAST-1
-  int inflation_seeds = 0;         // >0: FGD's inflation experiment (openb) over this many seeds
-  bool gpu_pods_only = false;      // inflation: leave out the CPU-only pods (FGD's artifact has them)
+  std::string window;          // "FIRST:LAST": also report mean JCT of jobs FIRST..LAST-1
+  int inflation_seeds = 0;     // >0: FGD's inflation experiment (openb) over this many seeds
+  bool gpu_pods_only = false;  // inflation: leave out the CPU-only pods (FGD's artifact has them)
 };
 
 // Returns the process exit code: 0 on success, 1 on bad input or a violated invariant.

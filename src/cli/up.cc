@@ -25,7 +25,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "net/net_util.h"
 #include "agent/node_agent.h"
 #include "cli/client.h"
 #include "cli/tls_files.h"
@@ -33,6 +32,7 @@
 #include "controller/http_server.h"
 #include "core/policy_presets.h"
 #include "devices/registry.h"
+#include "net/net_util.h"
 #include "store/postgres_state_store.h"
 #include "store/sqlite_state_store.h"
 

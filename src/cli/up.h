@@ -53,7 +53,7 @@ struct ServerFlags {
 };
 
 struct AgentFlags {
-  std::string server;  // for `icos agent`
+  std::string server;   // for `icos agent`
   std::string ca_cert;  // CA of an https:// server (NodeAgentOptions::ca_cert_file)
   std::string token;
   std::string token_file;  // the token's file, instead of `token`

@@ -8,9 +8,9 @@
 #define ICOS_COMMON_LOG_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
 
 namespace icos::log {

@@ -12,11 +12,11 @@
 
 // Returns the Status of `expr` (an absl::Status) from the enclosing function
 // unless it is OK.
-#define ICOS_RETURN_IF_ERROR(expr)                                   \
-  do {                                                               \
-    if (::absl::Status icos_status_ = (expr); !icos_status_.ok()) {  \
-      return icos_status_;                                           \
-    }                                                                \
+#define ICOS_RETURN_IF_ERROR(expr)                                  \
+  do {                                                              \
+    if (::absl::Status icos_status_ = (expr); !icos_status_.ok()) { \
+      return icos_status_;                                          \
+    }                                                               \
   } while (false)
 
 // Evaluates `expr` (an absl::StatusOr<T>); returns its Status unless OK,

@@ -7,18 +7,30 @@ namespace {
 
 const char* ActionText(Action a) {
   switch (a) {
-    case Action::kSubmitJob: return "submit jobs";
-    case Action::kReadJobs: return "read jobs";
-    case Action::kCancelJob: return "cancel jobs";
-    case Action::kReadQueues: return "read queues";
-    case Action::kChangeQueues: return "change queues";
-    case Action::kReadNodes: return "read nodes";
-    case Action::kChangeNodes: return "drain or resume nodes";
-    case Action::kManageTokens: return "manage tokens";
-    case Action::kReadUsage: return "read usage";
-    case Action::kReadUtilisation: return "read the utilisation history";
-    case Action::kJoinNode: return "register nodes";
-    case Action::kSpeakForNode: return "speak for a node";
+    case Action::kSubmitJob:
+      return "submit jobs";
+    case Action::kReadJobs:
+      return "read jobs";
+    case Action::kCancelJob:
+      return "cancel jobs";
+    case Action::kReadQueues:
+      return "read queues";
+    case Action::kChangeQueues:
+      return "change queues";
+    case Action::kReadNodes:
+      return "read nodes";
+    case Action::kChangeNodes:
+      return "drain or resume nodes";
+    case Action::kManageTokens:
+      return "manage tokens";
+    case Action::kReadUsage:
+      return "read usage";
+    case Action::kReadUtilisation:
+      return "read the utilisation history";
+    case Action::kJoinNode:
+      return "register nodes";
+    case Action::kSpeakForNode:
+      return "speak for a node";
   }
   return "do this";
 }
@@ -28,10 +40,14 @@ const char* Needed(Action a) {
   switch (a) {
     case Action::kChangeQueues:
     case Action::kChangeNodes:
-    case Action::kManageTokens: return "an admin token";
-    case Action::kJoinNode: return "a join token (icos token create --role agent)";
-    case Action::kSpeakForNode: return "that node's own credential";
-    default: return "a user or admin token";
+    case Action::kManageTokens:
+      return "an admin token";
+    case Action::kJoinNode:
+      return "a join token (icos token create --role agent)";
+    case Action::kSpeakForNode:
+      return "that node's own credential";
+    default:
+      return "a user or admin token";
   }
 }
 
@@ -39,10 +55,14 @@ const char* Needed(Action a) {
 
 const char* RoleName(Role r) {
   switch (r) {
-    case Role::kAdmin: return "admin";
-    case Role::kUser: return "user";
-    case Role::kAgent: return "agent";
-    case Role::kNode: return "node";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kUser:
+      return "user";
+    case Role::kAgent:
+      return "agent";
+    case Role::kNode:
+      return "node";
   }
   return "?";
 }

@@ -30,7 +30,6 @@ api::SpecLimits StoredSpecLimits() {
   return stored;
 }
 
-
 Controller::Controller(ControllerOptions options, store::StateStore* store, Clock* clock)
     : options_(std::move(options)),
       store_(store),
@@ -637,8 +636,8 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
                                                        const std::string& log_key,
                                                        const std::string& unhealthy_reason) {
   // A join token joins new nodes; a node's credential re-registers only its own.
-  if (absl::Status st = Authorize(caller, caller.role == Role::kAgent ? Action::kJoinNode : Action::kSpeakForNode,
-                                  node.name);
+  if (absl::Status st =
+          Authorize(caller, caller.role == Role::kAgent ? Action::kJoinNode : Action::kSpeakForNode, node.name);
       !st.ok()) {
     return st;
   }

@@ -37,8 +37,8 @@
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
 #include "controller/slow_nodes.h"
-#include "protocol/wire.h"
 #include "core/scheduler.h"
+#include "protocol/wire.h"
 #include "store/state_store.h"
 
 namespace icos::controller {
@@ -303,9 +303,9 @@ class Controller {
   // node, good for that node only), which the agent uses from then on. A
   // node's credential re-registers its own node; the answer is "". A name
   // that already has a credential is refused to a join token.
-  absl::StatusOr<std::string> RegisterNode(const Principal& caller, const core::Node& node,
-                                           const std::string& address, const std::string& agent_url,
-                                           const std::string& log_key, const std::string& unhealthy_reason = "");
+  absl::StatusOr<std::string> RegisterNode(const Principal& caller, const core::Node& node, const std::string& address,
+                                           const std::string& agent_url, const std::string& log_key,
+                                           const std::string& unhealthy_reason = "");
   // Admin only. A drained node keeps its running tasks but gets no new ones;
   // survives restarts of controller and agent.
   absl::Status DrainNode(const Principal& caller, const std::string& name, bool drain);
@@ -488,13 +488,13 @@ class Controller {
 
   std::mutex pass_mu_;  // one scheduling pass at a time
   mutable std::mutex mu_;
-  std::condition_variable changed_;   // node versions moved (assignment watchers)
+  std::condition_variable changed_;                                   // node versions moved (assignment watchers)
   std::function<void(const std::string& node)> assignment_listener_;  // told the same; guarded by mu_
   std::map<int64_t, JobEntry> jobs_;  // non-terminal jobs, plus terminal ones with active tasks
   std::map<std::string, NodeEntry> nodes_;
   std::map<std::string, core::Queue> queues_;
   std::map<std::string, store::TokenRecord> tokens_;  // by hash
-  std::set<std::string> token_use_dirty_;              // hashes whose last_used_ms is not stored yet
+  std::set<std::string> token_use_dirty_;             // hashes whose last_used_ms is not stored yet
   ControllerCounters counters_;
   std::mutex sample_mu_;
   int64_t last_sample_slot_ = -1;  // guarded by sample_mu_

@@ -125,8 +125,8 @@ absl::StatusOr<store::TokenRecord> Controller::RevokeToken(const Principal& call
   if (found.size() > 1) {
     std::vector<std::string> ids;
     for (const auto* t : found) ids.push_back(t->token_hash.substr(0, 12));
-    return absl::FailedPreconditionError(
-        absl::StrCat("'", which, "' names ", found.size(), " tokens; revoke one by its id: ", absl::StrJoin(ids, ", ")));
+    return absl::FailedPreconditionError(absl::StrCat("'", which, "' names ", found.size(),
+                                                      " tokens; revoke one by its id: ", absl::StrJoin(ids, ", ")));
   }
   store::TokenRecord revoked = *found[0];
   revoked.revoked = true;

@@ -96,8 +96,7 @@ TEST_F(ControllerAuthTest, AJoinTokenRegistersANodeOnceAndItsCredentialSpeaksOnl
   EXPECT_THAT(std::string(taken.status().message()), HasSubstr("icos token revoke"));
   EXPECT_TRUE(controller_->Authenticate(*cred1).ok());
   // Admins cannot mint node credentials directly.
-  EXPECT_EQ(controller_->CreateToken(admin_, Role::kNode, "", "").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(controller_->CreateToken(admin_, Role::kNode, "", "").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ControllerAuthTest, RevokingANodesCredentialFreesItsNameForTheJoinToken) {

@@ -8,11 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "devices/vendors.h"
-#include "frameworks/frameworks.h"
 #include "controller/controller.h"
 #include "core/estimates.h"
 #include "core/resources/cluster_state.h"
+#include "devices/vendors.h"
+#include "frameworks/frameworks.h"
 
 namespace icos::controller {
 
@@ -295,8 +295,8 @@ absl::Status Controller::RunPass() {
         std::vector<int64_t> waits_for;
         for (JobId v : bind.after_preemption) waits_for.push_back(v.value());
         const int32_t attempt = moving ? running_attempt[it->first] + 1 : pending_attempt[it->first];
-        made.emplace(it->first, MakeTasks(it->second.first, it->second.second, it->first, attempt, bind, pass_nodes,
-                                          waits_for));
+        made.emplace(it->first,
+                     MakeTasks(it->second.first, it->second.second, it->first, attempt, bind, pass_nodes, waits_for));
       }
     }
   }
@@ -345,8 +345,8 @@ absl::Status Controller::RunPass() {
       j.tasks.push_back(std::move(t));
     }
     b.jobs.push_back(j.rec);
-    Event(b, j.rec.id, "", "Migrating", absl::StrCat(j.rec.reason, "; ", m.tasks.size(), " tasks on ",
-                                                     absl::StrJoin(where, ", ")));
+    Event(b, j.rec.id, "", "Migrating",
+          absl::StrCat(j.rec.reason, "; ", m.tasks.size(), " tasks on ", absl::StrJoin(where, ", ")));
     ++preemptions;
   }
   for (const auto& p : decisions->preemptions) {

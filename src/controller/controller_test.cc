@@ -177,7 +177,8 @@ TEST_F(ControllerTest, TokensAuthenticateByRole) {
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(controller_->Authenticate("icos_nope").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(controller_->Authenticate("").status().code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(controller_->RegisterNode(*carol, Node("x"), "", "", "").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(controller_->RegisterNode(*carol, Node("x"), "", "", "").status().code(),
+            absl::StatusCode::kPermissionDenied);
   Open();  // tokens survive a restart
   EXPECT_TRUE(controller_->Authenticate(*user).ok());
 }

@@ -12,10 +12,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "net/net_util.h"
 #include "api/job_spec.h"
 #include "controller/assignment_watches.h"
 #include "controller/web_assets.h"
+#include "net/net_util.h"
 #include "net/router.h"
 
 namespace icos::controller {
@@ -520,7 +520,7 @@ net::Router HttpServer::Routes() {
            if (!node.ok()) return Fail(res, node.status());
            // A node on another machine that advertises loopback is unreachable there.
            if (absl::Status st = net::CheckRegisteredReachable(node->name, body.value("address", ""),
-                                                                 body.value("agent_url", ""), req.peer);
+                                                               body.value("agent_url", ""), req.peer);
                !st.ok()) {
              return Fail(res, st);
            }

@@ -16,8 +16,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "controller/controller.h"
-#include "protocol/http_client.h"
 #include "controller/http_server.h"
+#include "protocol/http_client.h"
 #include "store/sqlite_state_store.h"
 
 namespace icos::controller {

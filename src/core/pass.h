@@ -24,7 +24,6 @@
 
 namespace icos::core {
 
-
 // A running job as the pass tracks it (from the snapshot or bound in this pass).
 struct Running {
   const Job* job = nullptr;
@@ -33,10 +32,10 @@ struct Running {
   std::vector<QuotaDelta> charged;  // one per task, as applied to the quota tree
   int64_t start_ms = 0;
   int64_t end_ms = std::numeric_limits<int64_t>::max();  // unknown: never for backfill
-  bool stopped = false;  // preempted in this pass
-  bool bound_now = false;  // started by this pass: never its own victim
-  int64_t held_milli = 0;   // device share held, in milli-devices
-  std::vector<DeviceTypeId> types;  // device types held (usually one)
+  bool stopped = false;                                  // preempted in this pass
+  bool bound_now = false;                                // started by this pass: never its own victim
+  int64_t held_milli = 0;                                // device share held, in milli-devices
+  std::vector<DeviceTypeId> types;                       // device types held (usually one)
 };
 
 struct Candidate {
@@ -71,7 +70,8 @@ inline QuotaDelta TaskDelta(const TaskRequest& r, DeviceTypeId t) {
   d.cpu_milli = r.cpu_milli;
   d.memory_mib = r.memory_mib;
   d.type = t;
-  d.device_milli = r.devices > 0 ? int64_t{r.devices} * 1000 : (r.IsFractional() ? std::max(1, r.device_percent) * 10 : 0);
+  d.device_milli =
+      r.devices > 0 ? int64_t{r.devices} * 1000 : (r.IsFractional() ? std::max(1, r.device_percent) * 10 : 0);
   return d;
 }
 
@@ -90,9 +90,9 @@ inline bool LabelsMatch(const Node& node, const std::map<std::string, std::strin
   return true;
 }
 
-inline std::string Plural(int64_t n, const char* one, const char* many) { return absl::StrCat(n, " ", n == 1 ? one : many); }
-
-
+inline std::string Plural(int64_t n, const char* one, const char* many) {
+  return absl::StrCat(n, " ", n == 1 ? one : many);
+}
 
 // SRTF preempts a running job only when it is expected to run this many times
 // longer than the waiting job.
@@ -153,7 +153,8 @@ class Pass {
   bool PlaceFractional(const TaskGroup& g, int32_t gi, const std::vector<DeviceTypeId>& types, int32_t want,
                        bool honour, std::vector<TaskPlacement>& out, Miss& miss);
   std::vector<int32_t> ChooseDevices(int32_t n, DeviceTypeId t, int32_t k, bool same_island) const;
-  TaskPlacement MakeTask(int32_t gi, int32_t replica, int32_t n, const TaskRequest& r, std::vector<int32_t> devices) const;
+  TaskPlacement MakeTask(int32_t gi, int32_t replica, int32_t n, const TaskRequest& r,
+                         std::vector<int32_t> devices) const;
   std::string Describe(const Job& job, const TaskGroup& g, const Miss& m) const;
   bool TryPreempt(const Job& job, int32_t q, Decisions& out);
   std::vector<int32_t> FindVictims(const Job& job, int32_t q, const std::vector<int32_t>& candidates,
@@ -185,10 +186,10 @@ class Pass {
   std::vector<double> market_;
   std::vector<Running> running_;
   std::vector<bool> promised_;  // running_[i]'s devices promised to a job waiting for them
-  std::deque<Job> adopted_;  // jobs handed to PlaceOne, kept alive for running_
+  std::deque<Job> adopted_;     // jobs handed to PlaceOne, kept alive for running_
   int64_t max_node_cpu_ = 0, max_node_memory_ = 0;
   std::vector<int64_t> max_device_memory_;  // per type
-  std::vector<uint16_t> excluded_;  // per node: reservations that hold it
+  std::vector<uint16_t> excluded_;          // per node: reservations that hold it
   int64_t shadow_ms_ = std::numeric_limits<int64_t>::max();
   JobId shadow_job_;
   int reservations_ = 0;

@@ -42,13 +42,15 @@ std::string Pass::NeverFits(const Job& job, int32_t q) const {
       return absl::StrCat(who, "needs ", r.cpu_milli, "m CPU per task; the largest node has ", max_node_cpu_, "m");
     }
     if (r.memory_mib > max_node_memory_) {
-      return absl::StrCat(who, "needs ", r.memory_mib, " MiB per task; the largest node has ", max_node_memory_, " MiB");
+      return absl::StrCat(who, "needs ", r.memory_mib, " MiB per task; the largest node has ", max_node_memory_,
+                          " MiB");
     }
     if (!r.NeedsDevices()) continue;
     std::vector<TypeOption> opts = TypeOptions(g);
     if (opts.empty()) {
       std::vector<std::string> wanted;
-      for (const auto& c : g.device_choices) wanted.push_back(c.model.empty() ? c.vendor : absl::StrCat(c.vendor, "/", c.model));
+      for (const auto& c : g.device_choices)
+        wanted.push_back(c.model.empty() ? c.vendor : absl::StrCat(c.vendor, "/", c.model));
       return absl::StrCat(who, "accepts only ", absl::StrJoin(wanted, " or "), " devices and the cluster has none");
     }
     std::string why;
@@ -61,16 +63,19 @@ std::string Pass::NeverFits(const Job& job, int32_t q) const {
         why = absl::StrCat(who, "needs ", k, " x ", name, " on one interconnect island; the largest island has ",
                            cluster_.max_per_island(o.type));
       } else if (k > cluster_.max_per_node(o.type)) {
-        why = absl::StrCat(who, "needs ", k, " x ", name, " on one node; the largest node has ", cluster_.max_per_node(o.type));
+        why = absl::StrCat(who, "needs ", k, " x ", name, " on one node; the largest node has ",
+                           cluster_.max_per_node(o.type));
       } else if (g.affinity == Affinity::kSameNode && int64_t{k} * n > cluster_.max_per_node(o.type)) {
         why = absl::StrCat(who, "needs ", int64_t{k} * n, " x ", name, " on one node; the largest node has ",
                            cluster_.max_per_node(o.type));
       } else if (r.devices > 0 && int64_t{k} * n > cluster_.usable_devices(o.type)) {
-        why = absl::StrCat(who, "needs ", int64_t{k} * n, " x ", name, "; the cluster has ", cluster_.usable_devices(o.type));
+        why = absl::StrCat(who, "needs ", int64_t{k} * n, " x ", name, "; the cluster has ",
+                           cluster_.usable_devices(o.type));
       } else if (r.IsFractional() && r.device_memory_mib > 0) {
         const int64_t biggest = max_device_memory_[o.type];
         if (r.device_memory_mib > biggest) {
-          why = absl::StrCat(who, "needs ", r.device_memory_mib, " MiB of one ", name, "; the largest has ", biggest, " MiB");
+          why = absl::StrCat(who, "needs ", r.device_memory_mib, " MiB of one ", name, "; the largest has ", biggest,
+                             " MiB");
         } else {
           return "";
         }
@@ -119,7 +124,8 @@ std::vector<int32_t> Pass::ChooseDevices(int32_t n, DeviceTypeId t, int32_t k, b
   return out;
 }
 
-TaskPlacement Pass::MakeTask(int32_t gi, int32_t replica, int32_t n, const TaskRequest& r, std::vector<int32_t> devices) const {
+TaskPlacement Pass::MakeTask(int32_t gi, int32_t replica, int32_t n, const TaskRequest& r,
+                             std::vector<int32_t> devices) const {
   TaskPlacement p;
   p.group = gi;
   p.replica = replica;
@@ -138,7 +144,8 @@ TaskPlacement Pass::MakeTask(int32_t gi, int32_t replica, int32_t n, const TaskR
       s.memory_mib = dev.memory_mib;
     }
     p.devices.push_back(s);
-    if (std::find(p.numa_nodes.begin(), p.numa_nodes.end(), dev.numa) == p.numa_nodes.end()) p.numa_nodes.push_back(dev.numa);
+    if (std::find(p.numa_nodes.begin(), p.numa_nodes.end(), dev.numa) == p.numa_nodes.end())
+      p.numa_nodes.push_back(dev.numa);
   }
   std::sort(p.numa_nodes.begin(), p.numa_nodes.end());
   return p;
@@ -164,16 +171,31 @@ bool Pass::PlaceGroup(const Job& job, const TaskGroup& g, int32_t gi, DeviceType
   auto consider = [&](int32_t n, int32_t free) {
     ++stats_.nodes_scored;
     const auto& ns = cluster_.node(n);
-    if (Excluded(n, honour)) { ++miss.reserved; return true; }
+    if (Excluded(n, honour)) {
+      ++miss.reserved;
+      return true;
+    }
     if (!ns.schedulable) return true;
-    if (!g.node_selector.empty() && !LabelsMatch(cluster_.spec(n), g.node_selector)) { ++miss.label_mismatch; return true; }
+    if (!g.node_selector.empty() && !LabelsMatch(cluster_.spec(n), g.node_selector)) {
+      ++miss.label_mismatch;
+      return true;
+    }
     int64_t cap = want;
     if (k > 0) cap = std::min<int64_t>(cap, same_island ? cluster_.FreeWholeInBestIsland(n, t) / k : free / k);
-    if (k > 0 && cap == 0) { ++miss.island_short; return true; }
+    if (k > 0 && cap == 0) {
+      ++miss.island_short;
+      return true;
+    }
     if (r.cpu_milli > 0) cap = std::min(cap, ns.free_cpu_milli / r.cpu_milli);
-    if (cap == 0) { ++miss.cpu_short; return true; }
+    if (cap == 0) {
+      ++miss.cpu_short;
+      return true;
+    }
     if (r.memory_mib > 0) cap = std::min(cap, ns.free_memory_mib / r.memory_mib);
-    if (cap == 0) { ++miss.memory_short; return true; }
+    if (cap == 0) {
+      ++miss.memory_short;
+      return true;
+    }
     if (g.affinity == Affinity::kSpread) cap = 1;
     Candidate c{n, static_cast<int32_t>(cap), ns.rack, 0.0};
     std::vector<int32_t> devs = k > 0 ? ChooseDevices(n, t, k, same_island) : std::vector<int32_t>{};
@@ -185,9 +207,14 @@ bool Pass::PlaceGroup(const Job& job, const TaskGroup& g, int32_t gi, DeviceType
     const int32_t feasible = static_cast<int32_t>(cands.size());
     bool enough;
     switch (g.affinity) {
-      case Affinity::kSameNode: enough = best_cap >= want; break;
-      case Affinity::kSameRack: enough = best_rack_cap >= want; break;
-      default: enough = total_cap >= want;
+      case Affinity::kSameNode:
+        enough = best_cap >= want;
+        break;
+      case Affinity::kSameRack:
+        enough = best_rack_cap >= want;
+        break;
+      default:
+        enough = total_cap >= want;
     }
     return !(enough && feasible >= limit);
   };
@@ -205,7 +232,9 @@ bool Pass::PlaceGroup(const Job& job, const TaskGroup& g, int32_t gi, DeviceType
 
   // Decide how many replicas go to which node.
   std::vector<std::pair<int32_t, int32_t>> plan;  // node, replicas
-  auto by_score = [](const Candidate& a, const Candidate& b) { return std::tie(a.score, a.node) < std::tie(b.score, b.node); };
+  auto by_score = [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.score, a.node) < std::tie(b.score, b.node);
+  };
   auto fill = [&](std::vector<Candidate>& list, int32_t goal) {
     int32_t placed = 0;
     for (const Candidate& c : list) {
@@ -304,10 +333,22 @@ bool Pass::PlaceFractional(const TaskGroup& g, int32_t gi, const std::vector<Dev
     auto consider = [&](int32_t n) {
       ++stats_.nodes_scored;
       const auto& ns = cluster_.node(n);
-      if (Excluded(n, honour)) { ++miss.reserved; return true; }
-      if (!g.node_selector.empty() && !LabelsMatch(cluster_.spec(n), g.node_selector)) { ++miss.label_mismatch; return true; }
-      if (ns.free_cpu_milli < r.cpu_milli) { ++miss.cpu_short; return true; }
-      if (ns.free_memory_mib < r.memory_mib) { ++miss.memory_short; return true; }
+      if (Excluded(n, honour)) {
+        ++miss.reserved;
+        return true;
+      }
+      if (!g.node_selector.empty() && !LabelsMatch(cluster_.spec(n), g.node_selector)) {
+        ++miss.label_mismatch;
+        return true;
+      }
+      if (ns.free_cpu_milli < r.cpu_milli) {
+        ++miss.cpu_short;
+        return true;
+      }
+      if (ns.free_memory_mib < r.memory_mib) {
+        ++miss.memory_short;
+        return true;
+      }
       const bool taken = std::find(used_nodes.begin(), used_nodes.end(), n) != used_nodes.end();
       if (g.affinity == Affinity::kSpread && taken) return true;
       if (g.affinity == Affinity::kSameNode && !used_nodes.empty() && !taken) return true;
@@ -357,38 +398,55 @@ std::string Pass::Describe(const Job& job, const TaskGroup& g, const Miss& m) co
   const std::string type = m.type >= 0 ? cluster_.type_name(m.type) : "";
   std::string ask;
   if (r.devices > 0) {
-    ask = g.replicas > 1 ? absl::StrCat(g.replicas, " tasks x ", r.devices, " ", type) : absl::StrCat(r.devices, " x ", type);
+    ask = g.replicas > 1 ? absl::StrCat(g.replicas, " tasks x ", r.devices, " ", type)
+                         : absl::StrCat(r.devices, " x ", type);
   } else if (r.IsFractional()) {
-    ask = absl::StrCat(g.replicas > 1 ? absl::StrCat(g.replicas, " tasks x ") : "", r.device_percent, "% of one ", type);
+    ask =
+        absl::StrCat(g.replicas > 1 ? absl::StrCat(g.replicas, " tasks x ") : "", r.device_percent, "% of one ", type);
   } else {
     ask = absl::StrCat(g.replicas, " tasks x ", r.cpu_milli, "m CPU");
   }
   std::string where;
   switch (g.affinity) {
-    case Affinity::kSameIsland: where = " with each task on one interconnect island"; break;
-    case Affinity::kSameNode: where = " on one node"; break;
-    case Affinity::kSameRack: where = " in one rack"; break;
-    case Affinity::kSpread: where = " on distinct nodes"; break;
-    case Affinity::kNone: break;
+    case Affinity::kSameIsland:
+      where = " with each task on one interconnect island";
+      break;
+    case Affinity::kSameNode:
+      where = " on one node";
+      break;
+    case Affinity::kSameRack:
+      where = " in one rack";
+      break;
+    case Affinity::kSpread:
+      where = " on distinct nodes";
+      break;
+    case Affinity::kNone:
+      break;
   }
   std::string have;
   if (m.kind == WaitKind::kTopology) {
-    have = g.affinity == Affinity::kSameRack ? absl::StrCat("the best rack has room for ", m.best_rack_capacity)
-                                             : absl::StrCat("free capacity is split over ", Plural(m.feasible_nodes, "node", "nodes"));
+    have = g.affinity == Affinity::kSameRack
+               ? absl::StrCat("the best rack has room for ", m.best_rack_capacity)
+               : absl::StrCat("free capacity is split over ", Plural(m.feasible_nodes, "node", "nodes"));
   } else if (r.devices > 0) {
     const int64_t free = cluster_.free_devices(m.type);
     have = absl::StrCat(free, " of ", cluster_.usable_devices(m.type), " are free");
     if (free >= r.devices) absl::StrAppend(&have, ", at most ", cluster_.MaxFreeOnOneNode(m.type), " on one node");
-    absl::StrAppend(&have, "; room for ", m.capacity, " of ", g.MinReplicas(), g.MinReplicas() == 1 ? " task" : " tasks");
+    absl::StrAppend(&have, "; room for ", m.capacity, " of ", g.MinReplicas(),
+                    g.MinReplicas() == 1 ? " task" : " tasks");
   } else {
     have = absl::StrCat("room for ", m.capacity, " of ", g.MinReplicas(), " tasks");
   }
   std::vector<std::string> extra;
   if (m.cpu_short > 0) extra.push_back(absl::StrCat(Plural(m.cpu_short, "node lacks", "nodes lack"), " CPU"));
   if (m.memory_short > 0) extra.push_back(absl::StrCat(Plural(m.memory_short, "node lacks", "nodes lack"), " memory"));
-  if (m.label_mismatch > 0) extra.push_back(absl::StrCat(Plural(m.label_mismatch, "node does", "nodes do"), " not match the node selector"));
-  if (m.island_short > 0 && g.affinity == Affinity::kSameIsland) extra.push_back(absl::StrCat(Plural(m.island_short, "node has", "nodes have"), " no island with enough free devices"));
-  if (m.reserved > 0) extra.push_back(absl::StrCat(Plural(m.reserved, "node is", "nodes are"), " reserved for a larger job"));
+  if (m.label_mismatch > 0)
+    extra.push_back(absl::StrCat(Plural(m.label_mismatch, "node does", "nodes do"), " not match the node selector"));
+  if (m.island_short > 0 && g.affinity == Affinity::kSameIsland)
+    extra.push_back(
+        absl::StrCat(Plural(m.island_short, "node has", "nodes have"), " no island with enough free devices"));
+  if (m.reserved > 0)
+    extra.push_back(absl::StrCat(Plural(m.reserved, "node is", "nodes are"), " reserved for a larger job"));
   std::string tail = extra.empty() ? "" : absl::StrCat(" (", absl::StrJoin(extra, "; "), ")");
   return absl::StrCat("needs ", ask, where, "; ", have, tail);
 }
@@ -523,7 +581,8 @@ Attempt Pass::TryPlace(const Job& job, int32_t q, bool honour, bool keep) {
         cluster_.Rollback(gm);
       }
       // Report the most telling miss: a shape problem over a plain lack of room, quota last.
-      if (!have_miss || (first_miss.kind == WaitKind::kQuota && miss.kind != WaitKind::kQuota)) first_miss = miss, have_miss = true;
+      if (!have_miss || (first_miss.kind == WaitKind::kQuota && miss.kind != WaitKind::kQuota))
+        first_miss = miss, have_miss = true;
     }
     if (!ok) {
       undo();

@@ -254,8 +254,7 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
       victim_rank[i] = gittins->RankMs(*r.job, RunningAgeMs(r, snap_.now_ms));
       gittins_worse = victim_rank[i] > kSrtfMargin * job_rank;
     }
-    const bool lower =
-        (r.queue == q && r.job->priority < job.priority) || las_lower || srtf_longer || gittins_worse;
+    const bool lower = (r.queue == q && r.job->priority < job.priority) || las_lower || srtf_longer || gittins_worse;
     reclaim[i] = borrowing[r.queue];
     if (lower || reclaim[i]) {
       // Higher level: preempted first (LAS: more service; SRTF: longer left;
@@ -263,7 +262,8 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
       const double minutes = srtf != nullptr      ? ExpectedLeftMs(r, snap_.now_ms) / 60'000.0
                              : gittins != nullptr ? victim_rank[i] / 60'000.0
                                                   : 0.0;
-      const int level = las != nullptr ? las->Level(r.job->attained_device_s) : static_cast<int>(std::min(minutes, 1e9));
+      const int level =
+          las != nullptr ? las->Level(r.job->attained_device_s) : static_cast<int>(std::min(minutes, 1e9));
       candidates.push_back({reclaim[i] ? 0 : 1, r.job->priority, level, r.start_ms, r.held_milli, r.job->id, i});
     }
   }

@@ -65,11 +65,14 @@ Snapshot RandomSnapshot(uint64_t seed) {
     n.schedulable = rng() % 15 != 0;
     if (rng() % 3 == 0) n.labels["zone"] = "b";
   }
-  s.queues = {Queue{.name = "default"},
-              Queue{.name = "org"},
-              Queue{.name = "team-a", .parent = "org", .guaranteed = {{"nvidia", 4'000}}, .limit = {{"devices", 12'000}}},
-              Queue{.name = "team-b", .parent = "org", .weight = 2, .guaranteed = {{"ascend", 2'000}},
-                    .lend_idle = rng() % 2 == 0}};
+  s.queues = {
+      Queue{.name = "default"}, Queue{.name = "org"},
+      Queue{.name = "team-a", .parent = "org", .guaranteed = {{"nvidia", 4'000}}, .limit = {{"devices", 12'000}}},
+      Queue{.name = "team-b",
+            .parent = "org",
+            .weight = 2,
+            .guaranteed = {{"ascend", 2'000}},
+            .lend_idle = rng() % 2 == 0}};
   if (rng() % 2 == 0) s.queues[1].limit = {{"cpu", 40'000}};
   // Running: fill some devices directly (valid by construction), skipping sick ones.
   std::vector<std::vector<int>> free_share(s.nodes.size());
@@ -191,7 +194,8 @@ std::string Violation(const Snapshot& s, const Decisions& d) {
   auto take = [&](const TaskPlacement& t) {
     free[t.node].cpu -= t.cpu_milli;
     free[t.node].mem -= t.memory_mib;
-    for (const auto& sl : t.devices) free[t.node].pct[sl.device] -= sl.percent, free[t.node].dmem[sl.device] -= sl.memory_mib;
+    for (const auto& sl : t.devices)
+      free[t.node].pct[sl.device] -= sl.percent, free[t.node].dmem[sl.device] -= sl.memory_mib;
   };
   std::set<int64_t> running_ids;
   for (const auto& r : s.running) {
@@ -229,11 +233,13 @@ std::string Violation(const Snapshot& s, const Decisions& d) {
       const Node& node = s.nodes[t.node];
       for (const auto& [k, v] : g.node_selector) {
         auto it = node.labels.find(k);
-        if (it == node.labels.end() || it->second != v) return absl::StrCat("job ", b.job.value(), " on a node failing its selector");
+        if (it == node.labels.end() || it->second != v)
+          return absl::StrCat("job ", b.job.value(), " on a node failing its selector");
       }
       if (!node.schedulable) return absl::StrCat("job ", b.job.value(), " on an unschedulable node");
       const int want = g.request.devices > 0 ? g.request.devices : (g.request.IsFractional() ? 1 : 0);
-      if (static_cast<int>(t.devices.size()) != want) return absl::StrCat("job ", b.job.value(), " got the wrong device count");
+      if (static_cast<int>(t.devices.size()) != want)
+        return absl::StrCat("job ", b.job.value(), " got the wrong device count");
       for (const auto& sl : t.devices) {
         const Device& dev = node.devices[sl.device];
         if (!dev.healthy || dev.drained) return absl::StrCat("job ", b.job.value(), " on a sick device");
@@ -315,8 +321,8 @@ TEST_P(PropertyTest, InvariantsHoldForEveryPolicyCombination) {
     const Snapshot s = RandomSnapshot(mixed);
     const auto before = VendorUsage(s, nullptr);
     for (const Combo& c : combos) {
-      SCOPED_TRACE(absl::StrCat("seed ", mixed, " order ", c.order, " placement ", c.placement, " topology ", c.topology,
-                                " backfill ", static_cast<int>(c.backfill), " preemption ", c.preemption));
+      SCOPED_TRACE(absl::StrCat("seed ", mixed, " order ", c.order, " placement ", c.placement, " topology ",
+                                c.topology, " backfill ", static_cast<int>(c.backfill), " preemption ", c.preemption));
       auto sched = Scheduler::Create({.order = c.order,
                                       .placement = c.placement,
                                       .topology_aware = c.topology,

@@ -1,9 +1,9 @@
 // Scenarios a cluster user would recognise, end to end through one pass.
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
-#include <gtest/gtest.h>
 
 #include "core/scheduler.h"
 #include "core/testing/builders.h"

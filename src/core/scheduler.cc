@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
-#include <map>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <tuple>
 #include <utility>
@@ -12,21 +12,28 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/pass.h"
 #include "core/resources/cluster_state.h"
 #include "core/resources/quota.h"
-#include "core/pass.h"
 
 namespace icos::core {
 
 const char* WaitKindName(WaitKind kind) {
   switch (kind) {
-    case WaitKind::kResources: return "Resources";
-    case WaitKind::kTopology: return "Topology";
-    case WaitKind::kQuota: return "Quota";
-    case WaitKind::kReservation: return "Reservation";
-    case WaitKind::kOrder: return "Order";
-    case WaitKind::kNeverFits: return "NeverFits";
-    case WaitKind::kInvalid: return "Invalid";
+    case WaitKind::kResources:
+      return "Resources";
+    case WaitKind::kTopology:
+      return "Topology";
+    case WaitKind::kQuota:
+      return "Quota";
+    case WaitKind::kReservation:
+      return "Reservation";
+    case WaitKind::kOrder:
+      return "Order";
+    case WaitKind::kNeverFits:
+      return "NeverFits";
+    case WaitKind::kInvalid:
+      return "Invalid";
   }
   return "Unknown";
 }
@@ -42,7 +49,8 @@ std::string ValidateJob(const Job& job) {
     const std::string where = absl::StrCat("task group '", g.name.empty() ? std::to_string(i) : g.name, "': ");
     const TaskRequest& r = g.request;
     if (g.replicas < 1) return where + "replicas must be at least 1";
-    if (g.min_available < 0 || g.min_available > g.replicas) return where + "min_available must be between 0 and replicas";
+    if (g.min_available < 0 || g.min_available > g.replicas)
+      return where + "min_available must be between 0 and replicas";
     if (r.cpu_milli < 0 || r.memory_mib < 0) return where + "CPU and memory must not be negative";
     if (r.devices < 0) return where + "device count must not be negative";
     if (r.device_percent < 0 || r.device_percent >= kWholeDevicePercent) {
@@ -52,9 +60,11 @@ std::string ValidateJob(const Job& job) {
     if (r.devices > 0 && (r.device_percent > 0 || r.device_memory_mib > 0)) {
       return where + "ask for whole devices or a share of one device, not both";
     }
-    if (!r.NeedsDevices() && r.cpu_milli == 0 && r.memory_mib == 0) return where + "asks for nothing; set CPU, memory or devices";
+    if (!r.NeedsDevices() && r.cpu_milli == 0 && r.memory_mib == 0)
+      return where + "asks for nothing; set CPU, memory or devices";
     for (const DeviceChoice& c : g.device_choices) {
-      if (c.throughput < 0 || !std::isfinite(c.throughput)) return where + "device throughput must be a non-negative number";
+      if (c.throughput < 0 || !std::isfinite(c.throughput))
+        return where + "device throughput must be a non-negative number";
       if (c.vendor.empty() && !c.model.empty()) return where + "a device model needs its vendor";
     }
   }
@@ -95,10 +105,12 @@ absl::Status Pass::AdoptRunning() {
     r.tasks = rj.tasks;
     for (const TaskPlacement& t : rj.tasks) {
       if (absl::Status st = cluster_.CheckFits(t); !st.ok()) {
-        return absl::FailedPreconditionError(absl::StrCat("running job ", rj.job.id.value(), " does not fit the cluster: ", st.message()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("running job ", rj.job.id.value(), " does not fit the cluster: ", st.message()));
       }
       if (t.group < 0 || t.group >= static_cast<int32_t>(rj.job.groups.size())) {
-        return absl::InvalidArgumentError(absl::StrCat("running job ", rj.job.id.value(), " names task group ", t.group));
+        return absl::InvalidArgumentError(
+            absl::StrCat("running job ", rj.job.id.value(), " names task group ", t.group));
       }
       cluster_.Allocate(t);
       TaskRequest used = rj.job.groups[t.group].request;
@@ -182,7 +194,8 @@ std::string Pass::ShapeKey(const Job& job) const {
     const TaskRequest& r = g.request;
     absl::StrAppend(&key, g.replicas, ",", g.min_available, ",", r.cpu_milli, ",", r.memory_mib, ",", r.devices, ",",
                     r.device_percent, ",", r.device_memory_mib, ",", static_cast<int>(g.affinity), ",");
-    for (const DeviceChoice& c : g.device_choices) absl::StrAppend(&key, c.vendor, "/", c.model, "@", c.throughput, ";");
+    for (const DeviceChoice& c : g.device_choices)
+      absl::StrAppend(&key, c.vendor, "/", c.model, "@", c.throughput, ";");
     for (const auto& [k, v] : g.node_selector) absl::StrAppend(&key, k, "=", v, ";");
     key += "|";
   }
@@ -213,14 +226,26 @@ Decisions Pass::Run() {
     const Job& job = pending[i];
     ++stats_.jobs_considered;
     auto wait = [&](WaitKind kind, std::string reason) { out.waiting.push_back({job.id, kind, std::move(reason)}); };
-    if (!invalid[i].empty()) { wait(WaitKind::kInvalid, invalid[i]); continue; }
+    if (!invalid[i].empty()) {
+      wait(WaitKind::kInvalid, invalid[i]);
+      continue;
+    }
     const int32_t q = in.queue_of[i];
-    if (q < 0) { wait(WaitKind::kInvalid, absl::StrCat("queue '", job.queue, "' does not exist; submit to an existing queue")); continue; }
-    if (std::string never = NeverFits(job, q); !never.empty()) { wait(WaitKind::kNeverFits, never); continue; }
-    if (blocked) { wait(WaitKind::kOrder, "waits for earlier jobs (strict ordering)"); continue; }
+    if (q < 0) {
+      wait(WaitKind::kInvalid, absl::StrCat("queue '", job.queue, "' does not exist; submit to an existing queue"));
+      continue;
+    }
+    if (std::string never = NeverFits(job, q); !never.empty()) {
+      wait(WaitKind::kNeverFits, never);
+      continue;
+    }
+    if (blocked) {
+      wait(WaitKind::kOrder, "waits for earlier jobs (strict ordering)");
+      continue;
+    }
     // Jobs that end before the earliest reservation cannot delay it.
-    const bool honour = reservations_ > 0 &&
-                        !(job.runtime_estimate_ms > 0 && snap_.now_ms + job.runtime_estimate_ms <= shadow_ms_);
+    const bool honour =
+        reservations_ > 0 && !(job.runtime_estimate_ms > 0 && snap_.now_ms + job.runtime_estimate_ms <= shadow_ms_);
     const std::string key = honour ? "" : ShapeKey(job);
     if (!honour) {
       if (auto it = failed_shapes_.find(key); it != failed_shapes_.end()) {
@@ -230,12 +255,16 @@ Decisions Pass::Run() {
       }
     }
     Attempt a = TryPlace(job, q, honour, true);
-    if (a.ok) { Bind(job, q, std::move(a), {}, out); continue; }
+    if (a.ok) {
+      Bind(job, q, std::move(a), {}, out);
+      continue;
+    }
     if (a.kind != WaitKind::kQuota && TryPreempt(job, q, out)) continue;
     if (honour && a.kind != WaitKind::kQuota && TryPlace(job, q, false, false).ok) {
-      wait(WaitKind::kReservation, absl::StrCat("would delay job ", shadow_job_.value(), ", which holds a reservation; ",
-                                                job.runtime_estimate_ms > 0 ? "its runtime estimate ends too late"
-                                                                            : "give it a runtime estimate to let it backfill"));
+      wait(WaitKind::kReservation,
+           absl::StrCat("would delay job ", shadow_job_.value(), ", which holds a reservation; ",
+                        job.runtime_estimate_ms > 0 ? "its runtime estimate ends too late"
+                                                    : "give it a runtime estimate to let it backfill"));
       continue;
     }
     if (opt_.backfill == BackfillMode::kStrict) blocked = true;
@@ -266,8 +295,8 @@ Decisions Pass::PlaceOne(const Job& submitted) {
     out.waiting.push_back({job.id, WaitKind::kNeverFits, never});
     return out;
   }
-  const bool honour = reservations_ > 0 &&
-                      !(job.runtime_estimate_ms > 0 && snap_.now_ms + job.runtime_estimate_ms <= shadow_ms_);
+  const bool honour =
+      reservations_ > 0 && !(job.runtime_estimate_ms > 0 && snap_.now_ms + job.runtime_estimate_ms <= shadow_ms_);
   Attempt a = TryPlace(job, q, honour, true);
   if (a.ok) {
     Bind(job, q, std::move(a), {}, out);

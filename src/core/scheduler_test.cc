@@ -9,10 +9,10 @@
 namespace icos::core {
 namespace {
 
-using ::testing::HasSubstr;
 using builders::MakeJob;
 using builders::MakeNode;
 using builders::MakeRunning;
+using ::testing::HasSubstr;
 
 Scheduler Make(SchedulerOptions opt = {}) {
   auto s = Scheduler::Create(std::move(opt));

@@ -92,7 +92,9 @@ class DevicePlugin {
   // The environment variable that restricts a task to some devices, e.g.
   // "CUDA_VISIBLE_DEVICES"; its value is a comma-separated list of indices.
   // The vendor table's (devices/vendors.h) for vendor().
-  std::string VisibleDevicesVar() const { return devices::VisibleDevicesVar(absl::string_view(vendor().data(), vendor().size())); }
+  std::string VisibleDevicesVar() const {
+    return devices::VisibleDevicesVar(absl::string_view(vendor().data(), vendor().size()));
+  }
   // The /dev files a task using these device indices must be allowed to open
   // (per-device nodes plus the vendor's shared control nodes). Empty for
   // backends without device files (sim).

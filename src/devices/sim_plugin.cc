@@ -295,7 +295,6 @@ absl::StatusOr<std::vector<DeviceHealth>> SimPlugin::CheckHealth() {
   return HealthOf(*std::move(devices));
 }
 
-
 std::vector<std::string> SimPlugin::DeviceNodes(const std::vector<int>&) const { return {}; }
 
 }  // namespace icos::devices

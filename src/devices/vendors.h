@@ -12,9 +12,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/string_view.h"
-#include <vector>
 
 namespace icos::devices {
 

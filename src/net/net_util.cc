@@ -20,8 +20,8 @@ namespace icos::net {
 namespace {
 
 absl::Status BadHostPort(absl::string_view text, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("'", text, "': ", why,
-                                                 "; expected HOST, HOST:PORT, :PORT, [IPV6] or [IPV6]:PORT"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", text, "': ", why, "; expected HOST, HOST:PORT, :PORT, [IPV6] or [IPV6]:PORT"));
 }
 
 absl::StatusOr<int> ParsePort(absl::string_view text, absl::string_view port) {
@@ -129,8 +129,8 @@ std::string HostOfUrl(absl::string_view url) {
   return std::string(url.substr(0, url.find(':')));
 }
 
-absl::Status CheckRegisteredReachable(const std::string& node, const std::string& address,
-                                      const std::string& agent_url, const std::string& peer) {
+absl::Status CheckRegisteredReachable(const std::string& node, const std::string& address, const std::string& agent_url,
+                                      const std::string& peer) {
   if (peer.empty() || IsLoopbackHost(peer)) return absl::OkStatus();
   const std::string log_host = HostOfUrl(agent_url);
   const bool bad_address = IsLoopbackHost(address);

@@ -44,8 +44,8 @@ std::string HostOfUrl(absl::string_view url);
 // itself connected from another machine (`peer`, the connection's remote
 // address). InvalidArgument, saying which flag to fix, for a loopback
 // address or URL registered from a non-loopback peer; OK otherwise.
-absl::Status CheckRegisteredReachable(const std::string& node, const std::string& address,
-                                      const std::string& agent_url, const std::string& peer);
+absl::Status CheckRegisteredReachable(const std::string& node, const std::string& address, const std::string& agent_url,
+                                      const std::string& peer);
 
 // One address of one local network interface.
 struct InterfaceAddress {

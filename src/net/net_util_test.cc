@@ -105,10 +105,8 @@ TEST(SourceAddressForTest, LoopbackTrafficLeavesFromLoopback) {
 }
 
 TEST(ExpandPlaceholdersTest, SubstitutesKnownValuesAndDropsVariablesOfUnknownOnes) {
-  const std::map<std::string, std::string> env = {{"NCCL_SOCKET_IFNAME", "=${IF}"},
-                                                  {"HCCL_IF_IP", "${IP}"},
-                                                  {"CKPT", "/${DIR}/ckpt:/${DIR}/old"},
-                                                  {"PLAIN", "x"}};
+  const std::map<std::string, std::string> env = {
+      {"NCCL_SOCKET_IFNAME", "=${IF}"}, {"HCCL_IF_IP", "${IP}"}, {"CKPT", "/${DIR}/ckpt:/${DIR}/old"}, {"PLAIN", "x"}};
   EXPECT_THAT(ExpandPlaceholders(env, {{"${IF}", "eth0"}, {"${IP}", "10.0.0.5"}, {"/${DIR}", "/t"}}),
               UnorderedElementsAre(Pair("NCCL_SOCKET_IFNAME", "=eth0"), Pair("HCCL_IF_IP", "10.0.0.5"),
                                    Pair("CKPT", "/t/ckpt:/t/old"), Pair("PLAIN", "x")));

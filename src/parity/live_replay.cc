@@ -60,7 +60,7 @@ class Replay {
     int64_t start_ms = 0;
     int32_t epoch = 0;
     std::set<std::string> tasks;  // task ids of the running attempt
-    int32_t first_attempt = -1;                    // the attempt that ran first
+    int32_t first_attempt = -1;   // the attempt that ran first
     std::set<std::string> first_task_ids;
     std::vector<core::TaskPlacement> first_tasks;  // where that attempt's tasks were
   };
@@ -163,7 +163,8 @@ void Replay::Start(int32_t i, const wire::Assignment& a, const std::string& node
     const std::string& model = where.devices[a.devices[0]].model;
     auto it = jobs_[i].throughput.find(model);
     if (it == jobs_[i].throughput.end() || it->second <= 0) {
-      if (error_.ok()) error_ = absl::InternalError(absl::StrCat("job ", i, " bound to ", model, ", where it has no throughput"));
+      if (error_.ok())
+        error_ = absl::InternalError(absl::StrCat("job ", i, " bound to ", model, ", where it has no throughput"));
       return;
     }
     st.speed = it->second / st.best_tput;
@@ -441,11 +442,10 @@ ParityReport Compare(const sim::SimResult& simulated, const sim::SimResult& live
       ++r.identical;
     } else if (r.first_diff_job < 0) {
       r.first_diff_job = i;
-      r.first_diff = absl::StrCat("job ", i, ": start ", s.first_start_s, " vs ", l.first_start_s, ", finish ",
-                                  s.finish_s, " vs ", l.finish_s, ", placement '", s.first_placement, "' vs '",
-                                  l.first_placement, "', preemptions ", s.preemptions, " vs ", l.preemptions,
-                                  s.rejected != l.rejected ? absl::StrCat(", rejected ", s.rejected, " vs ", l.rejected)
-                                                           : "");
+      r.first_diff = absl::StrCat(
+          "job ", i, ": start ", s.first_start_s, " vs ", l.first_start_s, ", finish ", s.finish_s, " vs ", l.finish_s,
+          ", placement '", s.first_placement, "' vs '", l.first_placement, "', preemptions ", s.preemptions, " vs ",
+          l.preemptions, s.rejected != l.rejected ? absl::StrCat(", rejected ", s.rejected, " vs ", l.rejected) : "");
     }
   }
   return r;

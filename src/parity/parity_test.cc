@@ -3,10 +3,10 @@
 // gittins (the live cluster cannot be told an estimate is exact, as the
 // simulator's oracle is) and the -learned policies (the live estimator
 // learns from observed run times, the simulator's from true durations).
+#include "core/policy_presets.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "parity/live_replay.h"
-#include "core/policy_presets.h"
 #include "sim/simulator.h"
 
 namespace icos::parity {

@@ -105,7 +105,7 @@ TEST(FgdExperimentTest, TypicalShapesKeepTheMostFrequentCoveringShare) {
   std::vector<core::TaskShape> all = TypicalShapes(pods, 1.0);
   ASSERT_EQ(all.size(), 3u);  // the CPU-only pod ranks no placement: left out
   EXPECT_EQ(all[0].device_percent, 50);
-  EXPECT_DOUBLE_EQ(all[0].weight, 6);  // by count, as FGD weighs its typical pods
+  EXPECT_DOUBLE_EQ(all[0].weight, 6);               // by count, as FGD weighs its typical pods
   EXPECT_EQ(TypicalShapes(pods, 0.75).size(), 1u);  // 6 of 8 GPU pods
 }
 

@@ -91,7 +91,8 @@ std::string DescribePlacement(const std::vector<core::Node>& nodes, const std::v
     std::vector<int32_t> devices;
     for (const core::DeviceSlice& s : t.devices) devices.push_back(s.device);
     const bool known = t.node >= 0 && t.node < static_cast<int32_t>(nodes.size());
-    parts.push_back(absl::StrCat(known ? nodes[t.node].name : absl::StrCat("#", t.node), ":", absl::StrJoin(devices, ",")));
+    parts.push_back(
+        absl::StrCat(known ? nodes[t.node].name : absl::StrCat("#", t.node), ":", absl::StrJoin(devices, ",")));
   }
   std::sort(parts.begin(), parts.end());
   return absl::StrJoin(parts, ";");
@@ -347,8 +348,8 @@ absl::Status Sim::Start(int32_t i, const std::string& device_type, std::vector<c
   r.tasks = std::move(tasks);
   st.speed = 1.0;
   if (st.best_tput > 0) {
-    const absl::string_view model = device_type.substr(device_type.find('/') + 1);
-    auto it = jobs_[i].throughput.find(std::string(model));
+    const std::string model = device_type.substr(device_type.find('/') + 1);
+    auto it = jobs_[i].throughput.find(model);
     if (it == jobs_[i].throughput.end() || it->second <= 0) {
       return absl::InternalError(absl::StrCat("job ", i, " bound to ", device_type, ", where it has no throughput"));
     }

@@ -95,7 +95,7 @@ struct SimResult {
   int64_t passes = 0;  // scheduling passes run
   int64_t binds = 0;
   int64_t preemptions = 0;
-  int64_t migrations = 0;  // running jobs moved to a faster type
+  int64_t migrations = 0;      // running jobs moved to a faster type
   double wall_s = 0;           // real seconds the simulation took
   int32_t models_trained = 0;  // learned estimator: models fitted during the run
   double train_wall_s = 0;     // ... and real seconds spent fitting them

@@ -153,7 +153,6 @@ struct Row {
   bool Bool(int col) const { return result.Bool(row, col); }
 };
 
-
 // A libpq connection set up for the store: UTF-8, synchronous commits, the
 // store's schema first on the search path, server notices dropped (CREATE ...
 // IF NOT EXISTS would print them to stderr). Not thread-safe: one thread uses
@@ -289,7 +288,6 @@ class Connection {
   std::string last_sqlstate_;
   int statement_count_ = 0;
 };
-
 
 // BEGIN .. COMMIT; rolls back unless committed.
 class Transaction {

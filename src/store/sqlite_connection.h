@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -63,7 +65,6 @@ inline absl::Status SqliteError(int rc, sqlite3* db, absl::string_view what) {
   const char* message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   return absl::Status(CodeFor(rc), absl::StrCat(what, ": ", message));
 }
-
 
 // A sqlite3 connection and the statements prepared on it. Not thread-safe:
 // one thread uses it at a time (the store's mutexes and reader pool see to it).
@@ -119,7 +120,6 @@ class Connection {
   sqlite3* const db_;
   absl::flat_hash_map<std::string, sqlite3_stmt*> statements_;
 };
-
 
 // One use of a cached prepared statement: binds parameters in order, steps,
 // reads columns, and resets the statement when it goes out of scope. A

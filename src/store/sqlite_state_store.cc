@@ -184,7 +184,6 @@ using sqlite_internal::SqliteError;
 using sqlite_internal::Stmt;
 using sqlite_internal::Transaction;
 
-
 // The interface's limit (0: no limit) as SQLite's LIMIT (negative: no limit).
 absl::StatusOr<int64_t> SqlLimit(int32_t limit, absl::string_view what) {
   if (absl::Status s = CheckLimit(limit, what); !s.ok()) return s;

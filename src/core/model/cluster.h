@@ -30,7 +30,7 @@ struct Device {
   // with the same island id talk at full bandwidth. -1: no island information,
   // each device is then treated as its own island.
   int32_t island = -1;
-  int32_t numa_node = 0;    // index into Node::numa_nodes; host memory closest to the device
+  int32_t numa_node = 0;     // index into Node::numa_nodes; host memory closest to the device
   int32_t pcie_switch = -1;  // devices under the same switch share PCIe bandwidth; -1 unknown
   // Whether fractional (shared) requests may use this device at all.
   bool shareable = true;

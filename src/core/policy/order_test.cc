@@ -1,5 +1,4 @@
 #include "core/policy/order.h"
-#include "core/testing/builders.h"
 
 #include <gtest/gtest.h>
 
@@ -11,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/testing/builders.h"
 #include "sim/synthetic.h"
 
 namespace icos::core {

@@ -196,8 +196,14 @@ void ClusterState::Unlink(int32_t s) {
   Slot& slot = slots_[s];
   auto& head = bucket_head_[slot.type][slot.whole_free];
   auto& tail = bucket_tail_[slot.type][slot.whole_free];
-  if (slot.prev >= 0) slots_[slot.prev].next = slot.next; else head = slot.next;
-  if (slot.next >= 0) slots_[slot.next].prev = slot.prev; else tail = slot.prev;
+  if (slot.prev >= 0)
+    slots_[slot.prev].next = slot.next;
+  else
+    head = slot.next;
+  if (slot.next >= 0)
+    slots_[slot.next].prev = slot.prev;
+  else
+    tail = slot.prev;
   slot.prev = slot.next = -1;
 }
 
@@ -207,7 +213,10 @@ void ClusterState::Link(int32_t s) {
   auto& tail = bucket_tail_[slot.type][slot.whole_free];
   slot.prev = tail;
   slot.next = -1;
-  if (tail >= 0) slots_[tail].next = s; else head = s;
+  if (tail >= 0)
+    slots_[tail].next = s;
+  else
+    head = s;
   tail = s;
 }
 
@@ -227,7 +236,10 @@ void ClusterState::UpdatePartial(int32_t s) {
     if (head >= 0) slots_[head].partial_prev = s;
     head = s;
   } else {
-    if (slot.partial_prev >= 0) slots_[slot.partial_prev].partial_next = slot.partial_next; else head = slot.partial_next;
+    if (slot.partial_prev >= 0)
+      slots_[slot.partial_prev].partial_next = slot.partial_next;
+    else
+      head = slot.partial_next;
     if (slot.partial_next >= 0) slots_[slot.partial_next].partial_prev = slot.partial_prev;
     slot.partial_prev = slot.partial_next = -1;
   }
@@ -252,15 +264,18 @@ void ClusterState::Refresh(int32_t n, DeviceTypeId t) {
 }
 
 absl::Status ClusterState::CheckFits(const TaskPlacement& p) const {
-  if (p.node < 0 || p.node >= num_nodes()) return absl::InvalidArgumentError(absl::StrCat("node index ", p.node, " out of range"));
+  if (p.node < 0 || p.node >= num_nodes())
+    return absl::InvalidArgumentError(absl::StrCat("node index ", p.node, " out of range"));
   const NodeState& ns = nodes_[p.node];
   const std::string& name = spec(p.node).name;
   if (p.cpu_milli < 0 || p.memory_mib < 0) return absl::InvalidArgumentError("negative CPU or memory in a placement");
   if (p.cpu_milli > ns.free_cpu_milli) {
-    return absl::FailedPreconditionError(absl::StrCat("node '", name, "': ", p.cpu_milli, "m CPU asked, ", ns.free_cpu_milli, "m free"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("node '", name, "': ", p.cpu_milli, "m CPU asked, ", ns.free_cpu_milli, "m free"));
   }
   if (p.memory_mib > ns.free_memory_mib) {
-    return absl::FailedPreconditionError(absl::StrCat("node '", name, "': ", p.memory_mib, " MiB asked, ", ns.free_memory_mib, " MiB free"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("node '", name, "': ", p.memory_mib, " MiB asked, ", ns.free_memory_mib, " MiB free"));
   }
   for (size_t i = 0; i < p.devices.size(); ++i) {
     const DeviceSlice& slice = p.devices[i];
@@ -272,12 +287,13 @@ absl::Status ClusterState::CheckFits(const TaskPlacement& p) const {
     }
     const DeviceState& d = devices_[ns.first_device + slice.device];
     if (slice.percent <= 0 || slice.percent > kWholeDevicePercent || slice.memory_mib < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("device slice of ", slice.percent, "% / ", slice.memory_mib, " MiB is not valid"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("device slice of ", slice.percent, "% / ", slice.memory_mib, " MiB is not valid"));
     }
     if (slice.percent > d.free_percent || slice.memory_mib > d.free_memory_mib) {
-      return absl::FailedPreconditionError(absl::StrCat("node '", name, "' device #", slice.device, ": ", slice.percent, "% / ",
-                                                        slice.memory_mib, " MiB asked, ", d.free_percent, "% / ",
-                                                        d.free_memory_mib, " MiB free"));
+      return absl::FailedPreconditionError(absl::StrCat("node '", name, "' device #", slice.device, ": ", slice.percent,
+                                                        "% / ", slice.memory_mib, " MiB asked, ", d.free_percent,
+                                                        "% / ", d.free_memory_mib, " MiB free"));
     }
   }
   return absl::OkStatus();
@@ -319,7 +335,10 @@ void ClusterState::Rollback(size_t mark) {
   while (journal_.size() > mark) {
     JournalEntry e = std::move(journal_.back());
     journal_.pop_back();
-    if (e.allocated) Release(e.placement); else Allocate(e.placement);
+    if (e.allocated)
+      Release(e.placement);
+    else
+      Allocate(e.placement);
   }
   open_marks_ = saved - 1;
 }

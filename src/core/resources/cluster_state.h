@@ -143,7 +143,7 @@ class ClusterState {
   std::vector<std::string> type_names_, type_vendor_, type_model_;
   absl::flat_hash_map<std::string, DeviceTypeId> type_ids_;
   std::vector<std::vector<int32_t>> bucket_head_, bucket_tail_;  // [type][free]
-  std::vector<int32_t> partial_head_;                           // [type]
+  std::vector<int32_t> partial_head_;                            // [type]
   std::vector<int64_t> usable_total_, free_total_;
   std::vector<int32_t> max_per_node_, max_per_island_;
   int32_t num_racks_ = 0;
@@ -152,8 +152,7 @@ class ClusterState {
 };
 
 template <typename Visit>
-void ClusterState::ForEachNodeWithFree(DeviceTypeId t, int32_t min_free, bool most_free_first,
-                                       Visit&& visit) const {
+void ClusterState::ForEachNodeWithFree(DeviceTypeId t, int32_t min_free, bool most_free_first, Visit&& visit) const {
   const auto& heads = bucket_head_[t];
   const int32_t top = static_cast<int32_t>(heads.size()) - 1;
   if (min_free < 1) min_free = 1;

@@ -56,7 +56,8 @@ absl::StatusOr<QuotaTracker> QuotaTracker::Build(const std::vector<Queue>& queue
     }
     for (const auto* m : {&q.guaranteed, &q.limit}) {
       for (const auto& [k, v] : *m) {
-        if (v < 0) return absl::InvalidArgumentError(absl::StrCat("queue '", q.name, "': ", k, " must not be negative"));
+        if (v < 0)
+          return absl::InvalidArgumentError(absl::StrCat("queue '", q.name, "': ", k, " must not be negative"));
         key(k);
       }
     }
@@ -72,7 +73,8 @@ absl::StatusOr<QuotaTracker> QuotaTracker::Build(const std::vector<Queue>& queue
     }
     auto it = qt.by_name_.find(p);
     if (it == qt.by_name_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("queue '", qt.queues_[i].name, "' names unknown parent '", p, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("queue '", qt.queues_[i].name, "' names unknown parent '", p, "'"));
     }
     qt.parent_[i] = it->second;
     qt.children_[it->second].push_back(i);
@@ -80,7 +82,8 @@ absl::StatusOr<QuotaTracker> QuotaTracker::Build(const std::vector<Queue>& queue
   for (int32_t i = 0; i < n; ++i) {  // a walk longer than n steps means a cycle
     int32_t steps = 0;
     for (int32_t a = i; a >= 0; a = qt.parent_[a]) {
-      if (++steps > n) return absl::InvalidArgumentError(absl::StrCat("queue '", qt.queues_[i].name, "' is in a parent cycle"));
+      if (++steps > n)
+        return absl::InvalidArgumentError(absl::StrCat("queue '", qt.queues_[i].name, "' is in a parent cycle"));
     }
   }
   const size_t keys = qt.key_names_.size();
@@ -130,8 +133,9 @@ std::string QuotaTracker::CheckLimits(int32_t q, const QuotaDelta& d) const {
   for (int32_t a = q; a >= 0 && why.empty(); a = parent_[a]) {
     ForEachKey(d, [&](int k, int64_t v) {
       if (!why.empty() || limit_[a][k] < 0 || usage_[a][k] + v <= limit_[a][k]) return;
-      why = absl::StrCat("queue '", queues_[a].name, "' would exceed its limit of ", Amount(key_names_[k], limit_[a][k]),
-                         " (uses ", Amount(key_names_[k], usage_[a][k]), ", job asks ", Amount(key_names_[k], v), ")");
+      why =
+          absl::StrCat("queue '", queues_[a].name, "' would exceed its limit of ", Amount(key_names_[k], limit_[a][k]),
+                       " (uses ", Amount(key_names_[k], usage_[a][k]), ", job asks ", Amount(key_names_[k], v), ")");
     });
   }
   if (why.empty() && !queues_[q].may_borrow) {
@@ -178,11 +182,13 @@ std::string QuotaTracker::CheckBorrowing(int32_t q, const QuotaDelta& d, const C
     if (held == 0) continue;
     int64_t free_milli = 0;
     for (DeviceTypeId t = 0; t < cluster.num_types(); ++t) {
-      const bool covered = key == kDevices || (key == type_key_[d.type] ? t == d.type : cluster.type_vendor(t) == vendor);
+      const bool covered =
+          key == kDevices || (key == type_key_[d.type] ? t == d.type : cluster.type_vendor(t) == vendor);
       if (covered) free_milli += cluster.free_devices(t) * 1000;
     }
     if (free_milli - held < d.device_milli) {
-      return absl::StrCat("free ", key_names_[key], " devices are held back for queues that do not lend their guarantee");
+      return absl::StrCat("free ", key_names_[key],
+                          " devices are held back for queues that do not lend their guarantee");
     }
   }
   return "";

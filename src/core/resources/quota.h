@@ -86,7 +86,7 @@ class QuotaTracker {
   absl::flat_hash_map<std::string, int32_t> by_name_;
   absl::flat_hash_map<std::string, int32_t> key_ids_;
   std::vector<std::string> key_names_;
-  std::vector<int32_t> type_vendor_key_, type_key_;  // [DeviceTypeId]
+  std::vector<int32_t> type_vendor_key_, type_key_;               // [DeviceTypeId]
   std::vector<std::vector<int64_t>> usage_, guaranteed_, limit_;  // [queue][key]; limit -1 = none
   std::vector<int32_t> non_lending_;
   // Keys some queue guarantees: only these count for borrowing and reclaim.

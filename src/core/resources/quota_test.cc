@@ -1,11 +1,12 @@
 #include "core/resources/quota.h"
-#include "core/testing/builders.h"
 
 #include <gtest/gtest.h>
 
 #include <limits>
 #include <string>
 #include <vector>
+
+#include "core/testing/builders.h"
 
 namespace icos::core {
 namespace {
