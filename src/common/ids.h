@@ -41,9 +41,7 @@ using JobId = StrongInt<JobIdTag>;
 
 template <typename Tag>
 struct std::hash<icos::StrongInt<Tag>> {
-  size_t operator()(icos::StrongInt<Tag> id) const noexcept {
-    return std::hash<int64_t>()(id.value());
-  }
+  size_t operator()(icos::StrongInt<Tag> id) const noexcept { return std::hash<int64_t>()(id.value()); }
 };
 
 #endif  // ICOS_COMMON_IDS_H_
