@@ -297,12 +297,15 @@ absl::StatusOr<sim::SimResult> Replay::Run() {
   }
   size_t next = 0;
   const size_t n = jobs_.size();
+  // Something changed since the last pass. Kept from one instant to the
+  // next, as the simulator keeps it: when an instant's passes stop at the
+  // cap with a stopped job re-queued, the next event's instant looks again.
+  bool dirty = false;
   while (next < n || !completions_.empty()) {
     int64_t now = INT64_MAX;
     if (next < n) now = ToMs(jobs_[next].arrival_s);
     if (!completions_.empty()) now = std::min(now, completions_.top().t_ms);
     clock_.Set(kEpochMs + now);
-    bool dirty = false;
     while (!completions_.empty() && completions_.top().t_ms == now) {
       const Completion c = completions_.top();
       completions_.pop();
@@ -377,6 +380,9 @@ std::vector<sim::SimJob> MixedTrace(int n, uint64_t seed, bool heterogeneous) {
 
 void PrepareForLive(std::vector<sim::SimJob>& jobs) {
   for (sim::SimJob& j : jobs) {
+    // A spec's runtime_estimate is whole seconds: so are the run times the
+    // oracle estimates are made of.
+    j.duration_s = std::ceil(j.duration_s);
     if (j.queue.empty()) j.queue = "default";
     const int64_t units = std::max<int32_t>(1, j.gpus);
     if (j.cpu_milli <= 0) j.cpu_milli = 1000 * units;

@@ -52,6 +52,7 @@ std::string SpecFor(const core::Job& job, int64_t estimate_s);
 // Makes `jobs` submittable: a live job says which queue it is in and asks for
 // CPU and memory, which traces often leave out. Jobs without them get the
 // queue "default" and a core and 1 GiB per device (per job without devices).
+// Run times are rounded up to whole seconds, as a spec's runtime_estimate is.
 // Run both sides on the prepared trace.
 void PrepareForLive(std::vector<sim::SimJob>& jobs);
 
