@@ -33,7 +33,9 @@ cleanup() {
     echo "--- e2e failed (rc=$rc); logs in $E2E_DIR:" >&2
     for f in "$E2E_DIR"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -20 "$f" >&2; }; done
   else
-    rm -rf "$E2E_DIR"
+    # A process killed a moment ago may still be closing a file there; a
+    # passed test must not fail on its scratch directory.
+    rm -rf "$E2E_DIR" 2>/dev/null || { sleep 1; rm -rf "$E2E_DIR" || true; }
   fi
 }
 trap cleanup EXIT
