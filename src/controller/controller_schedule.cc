@@ -125,11 +125,27 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
 }
 
 Controller::JobRuns Controller::RunsOf(const JobEntry& j, int64_t now) const {
+  // The speed of a device model relative to the job's fastest choice (its
+  // throughputs; 1 where it gives none), as the simulator runs it. Most jobs
+  // give none: then no run's device model is looked up.
+  double best = 0;
+  for (const core::TaskGroup& g : j.core.groups) {
+    for (const core::DeviceChoice& c : g.device_choices) best = std::max(best, c.throughput);
+  }
+  auto speed_on = [&](const std::string* model) {
+    if (best <= 0 || model == nullptr) return 1.0;
+    for (const core::TaskGroup& g : j.core.groups) {
+      for (const core::DeviceChoice& c : g.device_choices) {
+        if (c.model == *model && c.throughput > 0) return c.throughput / best;
+      }
+    }
+    return 1.0;
+  };
   // From the tasks' own start and end times (kept in the store, so a
   // restarted controller sees the same).
   struct Run {
     int64_t start_ms = 0, end_ms = 0;
-    std::string model;  // of its devices
+    const std::string* model = nullptr;  // of its devices, where speeds matter
   };
   std::map<int32_t, Run> runs;  // by attempt, those that started (or are about to: the current one)
   JobRuns out;
@@ -146,28 +162,14 @@ Controller::JobRuns Controller::RunsOf(const JobEntry& j, int64_t now) const {
     Run& r = runs[t.rec.attempt];
     r.start_ms = r.start_ms == 0 ? start : std::min(r.start_ms, start);
     r.end_ms = std::max(r.end_ms, end);
-    if (r.model.empty() && !t.placement.devices.empty()) {
+    if (best > 0 && r.model == nullptr && !t.placement.devices.empty()) {
       auto n = nodes_.find(t.rec.node);
       const int32_t d = t.placement.devices[0].device;
       if (n != nodes_.end() && d >= 0 && d < static_cast<int32_t>(n->second.node.devices.size())) {
-        r.model = n->second.node.devices[d].model;
+        r.model = &n->second.node.devices[d].model;
       }
     }
   }
-  // The speed of a device model relative to the job's fastest choice (its
-  // throughputs; 1 where it gives none), as the simulator runs it.
-  double best = 0;
-  std::map<std::string, double> throughput;
-  for (const core::TaskGroup& g : j.core.groups) {
-    for (const core::DeviceChoice& c : g.device_choices) {
-      best = std::max(best, c.throughput);
-      if (c.throughput > 0) throughput.emplace(c.model, c.throughput);
-    }
-  }
-  auto speed_on = [&](const std::string& model) {
-    auto it = throughput.find(model);
-    return best > 0 && it != throughput.end() ? it->second / best : 1.0;
-  };
   const int64_t restore_ms = options_.scheduler.restore_cost_ms;
   core::RunHistory h;
   h.estimate_s = static_cast<double>(j.core.runtime_estimate_ms) / 1000.0;

@@ -473,48 +473,65 @@ TEST_F(ControllerTest, NodeFailingItsHealthCheckGetsNoNewWorkUntilItPasses) {
   EXPECT_EQ(State(*id), "Running");
 }
 
-// Preemption end to end in the controller, under SRTF: a 10-minute job
-// preempts a 10-hour one on the only GPU. The long job's task is told to stop
-// and the job goes back to Pending with the reason; the short job's task is
-// not sent until the long task has ended; afterwards the long job waits for
-// the GPU again.
-TEST_F(ControllerTest, SrtfPreemptsALongJobForAShortOneAndStartsItAfterTheVictimStops) {
-  options_.scheduler.order = "srtf";
-  Open();
-  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 1), "127.0.0.1", "u", "k").ok());
-  auto job = [&](const std::string& estimate) {
+// Under SRTF on one GPU: a 10-hour job runs, then a 10-minute one arrives
+// and a pass preempts the long one for it.
+class SrtfPreemptionTest : public ControllerTest {
+ protected:
+  void SetUp() override {
+    options_.scheduler.order = "srtf";
+    ControllerTest::SetUp();
+    ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 1), "127.0.0.1", "u", "k").ok());
+  }
+  absl::StatusOr<int64_t> SubmitOneGpuJob(const std::string& estimate) {
     return controller_->Submit(alice_, absl::StrCat("runtime_estimate: ", estimate, R"(
 tasks:
   - command: ["train"]
     resources: {devices: 1}
 )"));
-  };
-  auto long_job = job("10h");
-  ASSERT_TRUE(long_job.ok()) << long_job.status();
-  ASSERT_TRUE(controller_->RunPass().ok());
-  auto first = Watch("gpu");
-  ASSERT_EQ(first.size(), 1u);
-  Report("gpu", first[0].task_id, "Running");
-  auto short_job = job("10m");
-  ASSERT_TRUE(short_job.ok()) << short_job.status();
-  ASSERT_TRUE(controller_->RunPass().ok());
-  EXPECT_EQ(State(*long_job), "Pending");
-  auto preempted = controller_->GetJob(admin_, *long_job);
+  }
+  // Runs the long job, submits the short one and runs the pass that preempts.
+  void LongJobPreemptedForAShortOne() {
+    auto long_job = SubmitOneGpuJob("10h");
+    ASSERT_TRUE(long_job.ok()) << long_job.status();
+    long_job_ = *long_job;
+    ASSERT_TRUE(controller_->RunPass().ok());
+    auto first = Watch("gpu");
+    ASSERT_EQ(first.size(), 1u);
+    long_task_ = first[0].task_id;
+    Report("gpu", long_task_, "Running");
+    auto short_job = SubmitOneGpuJob("10m");
+    ASSERT_TRUE(short_job.ok()) << short_job.status();
+    short_job_ = *short_job;
+    ASSERT_TRUE(controller_->RunPass().ok());
+  }
+  int64_t long_job_ = 0, short_job_ = 0;
+  std::string long_task_;  // its task of the attempt that was preempted
+};
+
+// Preemption end to end in the controller, under SRTF: a 10-minute job
+// preempts a 10-hour one on the only GPU. The long job's task is told to stop
+// and the job goes back to Pending with the reason; the short job's task is
+// not sent until the long task has ended; afterwards the long job waits for
+// the GPU again.
+TEST_F(SrtfPreemptionTest, PreemptsALongJobForAShortOneAndStartsItAfterTheVictimStops) {
+  ASSERT_NO_FATAL_FAILURE(LongJobPreemptedForAShortOne());
+  EXPECT_EQ(State(long_job_), "Pending");
+  auto preempted = controller_->GetJob(admin_, long_job_);
   ASSERT_TRUE(preempted.ok());
   EXPECT_THAT(preempted->job.reason, HasSubstr("is expected to end sooner (10 min against about 600 min left)"));
-  EXPECT_EQ(State(*short_job), "Running");
+  EXPECT_EQ(State(short_job_), "Running");
   // The victim is told to stop; the short job's task is not sent until it has.
   auto stopping = Watch("gpu");
   ASSERT_EQ(stopping.size(), 1u);
-  EXPECT_EQ(stopping[0].task_id, first[0].task_id);
+  EXPECT_EQ(stopping[0].task_id, long_task_);
   EXPECT_FALSE(stopping[0].run);
-  Report("gpu", first[0].task_id, "Killed");
+  Report("gpu", long_task_, "Killed");
   auto after = Watch("gpu");
   ASSERT_EQ(after.size(), 1u);
-  EXPECT_NE(after[0].task_id, first[0].task_id);
+  EXPECT_NE(after[0].task_id, long_task_);
   EXPECT_TRUE(after[0].run);  // the short job starts now
   ASSERT_TRUE(controller_->RunPass().ok());
-  EXPECT_EQ(State(*long_job), "Pending");  // the GPU is busy until the short job ends
+  EXPECT_EQ(State(long_job_), "Pending");  // the GPU is busy until the short job ends
 }
 
 // Found by the parity check (src/parity): once a preemptor's task has
@@ -522,28 +539,10 @@ tasks:
 // old task stopped, is placed again on a second node; the preemptor's task
 // was told to stop then (its job failed, "Killed"), because "waits for the
 // victim" looked at the victim's new tasks too.
-TEST_F(ControllerTest, APreemptorKeepsRunningWhenItsVictimIsPlacedAgain) {
-  options_.scheduler.order = "srtf";
-  Open();
-  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 1), "127.0.0.1", "u", "k").ok());
-  auto job = [&](const std::string& estimate) {
-    return controller_->Submit(alice_, absl::StrCat("runtime_estimate: ", estimate, R"(
-tasks:
-  - command: ["train"]
-    resources: {devices: 1}
-)"));
-  };
-  auto long_job = job("10h");
-  ASSERT_TRUE(long_job.ok()) << long_job.status();
-  ASSERT_TRUE(controller_->RunPass().ok());
-  auto first = Watch("gpu");
-  ASSERT_EQ(first.size(), 1u);
-  Report("gpu", first[0].task_id, "Running");
-  auto short_job = job("10m");
-  ASSERT_TRUE(short_job.ok()) << short_job.status();
-  ASSERT_TRUE(controller_->RunPass().ok());
-  ASSERT_EQ(State(*long_job), "Pending");
-  Report("gpu", first[0].task_id, "Killed");
+TEST_F(SrtfPreemptionTest, APreemptorKeepsRunningWhenItsVictimIsPlacedAgain) {
+  ASSERT_NO_FATAL_FAILURE(LongJobPreemptedForAShortOne());
+  ASSERT_EQ(State(long_job_), "Pending");
+  Report("gpu", long_task_, "Killed");
   auto started = Watch("gpu");
   ASSERT_EQ(started.size(), 1u);
   ASSERT_TRUE(started[0].run);
@@ -551,7 +550,7 @@ tasks:
   // A second GPU node joins; the victim is placed there and starts.
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu2", 1), "127.0.0.2", "u", "k").ok());
   ASSERT_TRUE(controller_->RunPass().ok());
-  EXPECT_EQ(State(*long_job), "Running");
+  EXPECT_EQ(State(long_job_), "Running");
   // Before the victim's new task has even started, and after.
   for (const char* victim_state : {"", "Running"}) {
     if (*victim_state) {
@@ -563,7 +562,7 @@ tasks:
     ASSERT_EQ(still.size(), 1u) << victim_state;
     EXPECT_EQ(still[0].task_id, started[0].task_id);
     EXPECT_TRUE(still[0].run) << "the preemptor's running task was told to stop (victim " << victim_state << ")";
-    EXPECT_EQ(State(*short_job), "Running");
+    EXPECT_EQ(State(short_job_), "Running");
   }
 }
 

@@ -10,17 +10,15 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "api/job_spec.h"
 #include "common/clock.h"
 #include "controller/controller.h"
 #include "core/estimates.h"
 #include "core/policy_presets.h"
-#include "nlohmann/json.hpp"
 #include "store/sqlite_state_store.h"
 
 namespace icos::parity {
 namespace {
-
-using nlohmann::json;
 
 constexpr int64_t kEpochMs = 1'700'000'000'000;  // where the trace's t=0 lies on the fake clock
 
@@ -74,7 +72,6 @@ class Replay {
   struct Agent {
     std::map<std::string, wire::TaskStatus> running;
     std::vector<wire::TaskStatus> ended;
-    std::set<std::string> assigned;  // the task ids of the last watch answer
   };
 
   absl::Status Setup();
@@ -273,7 +270,6 @@ absl::Status Replay::SyncAgents(int64_t now_ms, bool* stopped) {
           *stopped = true;
         }
       }
-      agent.assigned = std::move(now_assigned);
       if (reported || !agent.ended.empty()) {
         if (absl::Status st = Heartbeat(node); !st.ok()) return st;
       }
@@ -391,35 +387,23 @@ void PrepareForLive(std::vector<sim::SimJob>& jobs) {
 }
 
 std::string SpecFor(const core::Job& job, int64_t estimate_s) {
-  json spec;
-  spec["name"] = absl::StrCat("trace-", job.id.value());
-  spec["queue"] = job.queue.empty() ? "default" : job.queue;
-  if (estimate_s > 0) spec["runtime_estimate"] = absl::StrCat(estimate_s, "s");
-  json tasks = json::array();
+  api::JobSpec spec;
+  spec.name = absl::StrCat("trace-", job.id.value());
+  spec.queue = job.queue.empty() ? "default" : job.queue;
+  spec.runtime_estimate_s = std::max<int64_t>(0, estimate_s);
   for (const core::TaskGroup& g : job.groups) {
-    json t;
-    t["name"] = g.name;
-    t["replicas"] = g.replicas;
-    t["command"] = json::array({"true"});
-    json r;
-    r["cpu"] = absl::StrCat(g.request.cpu_milli, "m");
-    r["memory"] = absl::StrCat(g.request.memory_mib, "Mi");
-    if (g.request.devices > 0) r["devices"] = g.request.devices;
-    if (g.request.device_percent > 0) r["device_share"] = absl::StrCat(g.request.device_percent, "%");
-    t["resources"] = r;
-    if (!g.device_choices.empty()) {
-      json wishes = json::array();
-      for (const core::DeviceChoice& c : g.device_choices) {
-        json w = {{"vendor", c.vendor}, {"model", c.model}};
-        if (c.throughput > 0) w["throughput"] = c.throughput;
-        wishes.push_back(w);
-      }
-      t["devices"] = wishes;
-    }
-    tasks.push_back(t);
+    api::TaskSpec t;
+    t.name = g.name;
+    t.replicas = g.replicas;
+    t.command = {"true"};
+    t.cpu_milli = g.request.cpu_milli;
+    t.memory_mib = g.request.memory_mib;
+    t.devices = g.request.devices;
+    t.device_percent = g.request.device_percent;
+    for (const core::DeviceChoice& c : g.device_choices) t.device_wishes.push_back({c.vendor, c.model, c.throughput});
+    spec.tasks.push_back(std::move(t));
   }
-  spec["tasks"] = tasks;
-  return spec.dump();
+  return api::JobSpecToJson(spec);
 }
 
 absl::StatusOr<sim::SimResult> ReplayLive(const std::vector<core::Node>& nodes, const std::vector<sim::SimJob>& jobs,
