@@ -216,6 +216,31 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   const LasOrder* las = dynamic_cast<const LasOrder*>(sched_.order_.get());
   const SjfOrder* srtf = dynamic_cast<const SjfOrder*>(sched_.order_.get());
   if (srtf != nullptr && (!srtf->preemptive() || job.runtime_estimate_ms <= 0)) srtf = nullptr;
+  // SRTF compares wall times on the victim's devices: the job's estimate is
+  // for its fastest type, and a victim on a slow type looks long only because
+  // it is slow there, as the job would be. Comparing unlike times made two
+  // jobs take a slow device from each other on every pass.
+  std::vector<double> speed_on;  // by device type: the job's pace there against its fastest; 0: not usable
+  if (srtf != nullptr) {
+    speed_on.assign(cluster_.num_types(), 1.0);
+    for (const TaskGroup& g : job.groups) {
+      if (!g.request.NeedsDevices()) continue;
+      const std::vector<TypeOption> opts = TypeOptions(g);
+      double best = 0;
+      for (const TypeOption& o : opts) best = std::max(best, o.throughput);
+      std::vector<double> group(cluster_.num_types(), 0.0);
+      for (const TypeOption& o : opts) group[o.type] = best > 0 ? o.throughput / best : 1.0;
+      for (DeviceTypeId t = 0; t < cluster_.num_types(); ++t) speed_on[t] = std::min(speed_on[t], group[t]);
+    }
+  }
+  // The job's expected wall time on the devices `r` holds: at its slowest pace there.
+  auto srtf_job_ms_on = [&](const Running& r) {
+    double pace = 1.0;
+    for (DeviceTypeId t : r.types) {
+      if (speed_on[t] > 0) pace = std::min(pace, speed_on[t]);
+    }
+    return static_cast<double>(job.runtime_estimate_ms) / pace;
+  };
   const GittinsOrder* gittins = dynamic_cast<const GittinsOrder*>(sched_.order_.get());
   if (gittins != nullptr && job.runtime_estimate_ms <= 0) gittins = nullptr;
   const double job_rank = gittins != nullptr ? gittins->RankMs(job, RunSoFarMs(job)) : 0;
@@ -245,9 +270,8 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
                            las->Level(r.job->attained_device_s) > las->Level(job.attained_device_s);
     // SRTF: ... or jobs expected to run much longer (the margin keeps two
     // jobs of similar length from trading places on every pass).
-    const bool srtf_longer =
-        srtf != nullptr && r.queue == q && r.job->priority == job.priority &&
-        ExpectedLeftMs(r, snap_.now_ms) > kSrtfMargin * static_cast<double>(job.runtime_estimate_ms);
+    const bool srtf_longer = srtf != nullptr && r.queue == q && r.job->priority == job.priority &&
+                             ExpectedLeftMs(r, snap_.now_ms) > kSrtfMargin * srtf_job_ms_on(r);
     // Gittins: ... or jobs whose rank is much worse (the same margin).
     bool gittins_worse = false;
     if (gittins != nullptr && r.queue == q && r.job->priority == job.priority) {

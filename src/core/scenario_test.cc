@@ -444,6 +444,29 @@ TEST(ScenarioTest, SrtfKeepsAJobWithSimilarTimeLeft) {
   EXPECT_TRUE(d.binds.empty());
 }
 
+// On a slow device type both jobs are slow: a victim with 10 h left on a
+// T4 (a quarter of the H100's pace for either job) is not "much longer" than a
+// job that needs 3 h on an H100, i.e. 12 h on that T4. Comparing the victim's
+// T4 hours with the job's H100 hours made the two swap the T4 on every pass.
+TEST(ScenarioTest, SrtfComparesBothJobsOnTheVictimsDeviceType) {
+  auto busy_t4 = [](int64_t job_ms) {
+    Snapshot s = OneGpuBusyFor(36'000'000);
+    s.nodes = {MakeNode("n0", "nvidia", "T4", 1), MakeNode("n1", "nvidia", "H100", 1)};
+    s.running[0].job.groups[0].device_choices = {{"nvidia", "T4", 1.0}, {"nvidia", "H100", 4.0}};
+    Job on_h100 = MakeJob(8, 1);  // the H100 is taken by a job that may not be preempted
+    on_h100.preemptible = false;
+    s.running.push_back(MakeRunning(on_h100, 1, {0}, /*start_ms=*/0, /*estimate_ms=*/36'000'000));
+    s.pending[0].runtime_estimate_ms = job_ms;
+    s.pending[0].groups[0].device_choices = {{"nvidia", "T4", 1.0}, {"nvidia", "H100", 4.0}};
+    return s;
+  };
+  EXPECT_TRUE(RunPass(busy_t4(3 * 3'600'000), {.order = "srtf"}).preemptions.empty());
+  // Much shorter even at the T4's pace (4 h there): preempted.
+  Decisions d = RunPass(busy_t4(3'600'000), {.order = "srtf"});
+  ASSERT_EQ(d.preemptions.size(), 1u);
+  EXPECT_EQ(d.preemptions[0].victim, JobId(9));
+}
+
 // Past its estimate a job is expected to need as long again as it has run:
 // 3 hours run, estimate long gone, so about 180 min left.
 TEST(ScenarioTest, SrtfGuessesAnOverdueJobNeedsAsLongAgain) {
