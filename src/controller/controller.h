@@ -456,6 +456,9 @@ class Controller {
     int64_t run_start_ms = 0;
     int64_t running_estimate_ms = 0;
     int64_t pending_estimate_ms = 0;
+    // Work done in its ended runs (fastest-type seconds, restores excluded):
+    // for an ended job, all it did.
+    double worked_s = 0;
   };
   JobRuns RunsOf(const JobEntry& j, int64_t now) const;
   // The nodes of one scheduling pass, indexed as its snapshot's.

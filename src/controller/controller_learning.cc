@@ -46,7 +46,9 @@ absl::Status Controller::LoadRuntimeHistory() {
       if (!t.ok()) return t.status();
       tasks = *std::move(t);
     }
-    learning_->FromHistory(r.id, FactsOf(r, *devices), RunSeconds(r, tasks));
+    // The work it did (its device speeds are not looked up here: a stored
+    // history is learned from at the reference speed).
+    learning_->FromHistory(r.id, FactsOf(r, *devices), RunSeconds(r, tasks, options_.scheduler.restore_cost_ms));
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, j] : jobs_) {
@@ -56,17 +58,21 @@ absl::Status Controller::LoadRuntimeHistory() {
 }
 
 void Controller::LearnFromEnd(const JobEntry& j) {
-  double run_s = -1;  // failed or cancelled: nothing to learn
+  double work_s = -1;  // failed or cancelled: nothing to learn
   if (j.rec.state == JobState::kSucceeded) {
+    // What the estimator learns is the job's work (its runs less their
+    // restores, at the speed of each run's devices), as the estimates it makes
+    // are read (core/estimates.h) and as the simulator learns it.
+    work_s = RunsOf(j, clock_->NowMs()).worked_s;
     std::vector<store::TaskRecord> tasks;
     std::set<std::string> nodes;  // of the attempt that succeeded
     for (const TaskEntry& t : j.tasks) {
       tasks.push_back(t.rec);
       if (t.rec.attempt == j.rec.attempt) nodes.insert(t.rec.node);
     }
-    run_s = RunSeconds(j.rec, tasks);
+    const double run_s = RunSeconds(j.rec, tasks);  // wall time: a slow node shows here
     const api::RuntimeEstimate est = api::EstimateOf(j.spec, j.learned_estimate_s);
-    if (est.source == "learned") counters_.estimate_ratio.Observe({}, run_s / est.seconds);
+    if (est.source == "learned") counters_.estimate_ratio.Observe({}, work_s / est.seconds);
     // A job that ran on one node is evidence about that node; a gang's pace
     // is its slowest member's, so it would blame all of them. A time limit is
     // a bound, not an estimate.
@@ -74,7 +80,7 @@ void Controller::LearnFromEnd(const JobEntry& j) {
       slow_nodes_.Observe(*nodes.begin(), est.seconds, run_s);
     }
   }
-  if (learning_) learning_->Ended(j.rec.id, FactsOf(j.rec, j.devices), run_s);
+  if (learning_) learning_->Ended(j.rec.id, FactsOf(j.rec, j.devices), work_s, j.rec.end_ms);
 }
 
 void Controller::ApplyLearnedEstimates() {

@@ -186,6 +186,7 @@ Controller::JobRuns Controller::RunsOf(const JobEntry& j, int64_t now) const {
     const int64_t work_from = r.start_ms + (restored ? restore_ms : 0);
     h.worked_s += static_cast<double>(std::max<int64_t>(0, r.end_ms - work_from)) / 1000.0 * speed_on(r.model);
   }
+  out.worked_s = h.worked_s;
   if (!out.running) {
     h.restore = !runs.empty();
     out.pending_estimate_ms = core::PendingEstimateMs(h, total_estimates_, restore_ms);

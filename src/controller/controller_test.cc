@@ -681,7 +681,7 @@ tasks:
 class LearnedEstimateTest : public ControllerTest {
  protected:
   void SetUp() override {
-    options_.learning.min_finished = 3;
+    options_.learning.estimator.min_finished_to_estimate = 3;
     ControllerTest::SetUp();
     ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 2), "127.0.0.1", "u", "k").ok());
   }
@@ -733,7 +733,7 @@ TEST_F(LearnedEstimateTest, AJobIsEstimatedFromSimilarFinishedJobs) {
   EXPECT_EQ(controller_->counters().estimate_ratio.Count({}), 0u);  // none of them has finished yet
 }
 
-// Until `min_finished` jobs have succeeded, a job without an estimate stays
+// Until `min_finished_to_estimate` jobs have succeeded, a job without an estimate stays
 // unknown (or falls back to its time limit); failed and cancelled jobs do not
 // count and teach nothing.
 TEST_F(LearnedEstimateTest, TooLittleHistoryGivesNoEstimate) {
@@ -852,7 +852,7 @@ tasks:
 
 TEST_F(ControllerTest, WithoutLearningNoEstimateIsMade) {
   options_.learning.enabled = false;
-  options_.learning.min_finished = 0;
+  options_.learning.estimator.min_finished_to_estimate = 0;
   Open();
   auto id = controller_->Submit(alice_, R"(
 tasks:

@@ -49,7 +49,7 @@ learn::JobFacts FactsOf(const store::JobRecord& job, int32_t devices) {
                          .submit_unix_s = static_cast<double>(job.submit_ms) / 1000.0};
 }
 
-double RunSeconds(const store::JobRecord& job, const std::vector<store::TaskRecord>& tasks) {
+double RunSeconds(const store::JobRecord& job, const std::vector<store::TaskRecord>& tasks, int64_t restore_cost_ms) {
   if (job.attempt == 0 || tasks.empty()) {
     return job.start_ms > 0 && job.end_ms >= job.start_ms ? static_cast<double>(job.end_ms - job.start_ms) / 1000.0
                                                           : 0.0;
@@ -64,12 +64,15 @@ double RunSeconds(const store::JobRecord& job, const std::vector<store::TaskReco
     }
   }
   int64_t ms = 0;
-  for (const auto& [attempt, s] : span) ms += s.second - s.first;
+  bool first = true;
+  for (const auto& [attempt, s] : span) {
+    ms += std::max<int64_t>(0, s.second - s.first - (first ? 0 : restore_cost_ms));
+    first = false;
+  }
   return static_cast<double>(ms) / 1000.0;
 }
 
 absl::StatusOr<std::unique_ptr<RuntimeLearning>> RuntimeLearning::Create(const RuntimeLearningOptions& options) {
-  if (options.min_finished < 0) return absl::InvalidArgumentError("runtime learning: min_finished must be >= 0");
   auto estimator = learn::RuntimeEstimator::Create(options.estimator);
   if (!estimator.ok()) return estimator.status();
   std::unique_ptr<RuntimeLearning> r(new RuntimeLearning(options));
@@ -87,9 +90,9 @@ void RuntimeLearning::FromHistory(int64_t id, const learn::JobFacts& facts, doub
   queue_.push_back({.id = id, .facts = facts, .ended = true, .history = true, .runtime_s = runtime_s});
 }
 
-void RuntimeLearning::Ended(int64_t id, const learn::JobFacts& facts, double runtime_s) {
+void RuntimeLearning::Ended(int64_t id, const learn::JobFacts& facts, double runtime_s, int64_t end_ms) {
   std::lock_guard<std::mutex> lock(mu_);
-  queue_.push_back({.id = id, .facts = facts, .ended = true, .runtime_s = runtime_s});
+  queue_.push_back({.id = id, .facts = facts, .ended = true, .runtime_s = runtime_s, .end_ms = end_ms});
 }
 
 std::vector<RuntimeLearning::Estimate> RuntimeLearning::Apply() {
@@ -97,6 +100,18 @@ std::vector<RuntimeLearning::Estimate> RuntimeLearning::Apply() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     events.swap(queue_);
+  }
+  // Ends of one moment in id order: the order nodes reported them in is
+  // chance, and the estimator's bursts and training window depend on order.
+  for (size_t i = 0; i < events.size();) {
+    size_t j = i;
+    auto same_moment = [&](const Pending& e) { return e.ended && !e.history && e.end_ms == events[i].end_ms; };
+    while (j < events.size() && same_moment(events[j])) ++j;
+    if (j - i > 1) {
+      std::sort(events.begin() + static_cast<std::ptrdiff_t>(i), events.begin() + static_cast<std::ptrdiff_t>(j),
+                [](const Pending& a, const Pending& b) { return a.id < b.id; });
+    }
+    i = std::max(j, i + 1);
   }
   std::map<int64_t, double> made;  // by job id; a later revision replaces an estimate
   std::string error;
@@ -115,7 +130,7 @@ std::vector<RuntimeLearning::Estimate> RuntimeLearning::Apply() {
     }
     if (!e.ended) {
       const double s = estimator_->EstimateAtSubmit(e.id, e.facts);
-      if (finished_ >= options_.min_finished) made[e.id] = s;
+      if (estimator_->HandsOutEstimates()) made[e.id] = s;
       continue;
     }
     made.erase(e.id);

@@ -33,11 +33,8 @@ namespace icos::controller {
 
 struct RuntimeLearningOptions {
   bool enabled = true;
-  // Learned estimates are handed out once this many jobs have succeeded: with
-  // less history an estimate is mostly the prior, and a made-up run time would
-  // let backfill delay a reserved job. Burst revisions (a sibling of the same
-  // sweep finished) are handed out always: they rest on real run times.
-  int32_t min_finished = 20;
+  // estimator.min_finished_to_estimate: learned estimates are handed out once
+  // that many jobs have succeeded (stored history included).
   // background_training on: a fit (half a second at 40,000 jobs) must not
   // hold up the scheduling pass; the new model is used once it is ready.
   learn::EstimatorOptions estimator = {.background_training = true};
@@ -57,8 +54,11 @@ learn::JobFacts FactsOf(const store::JobRecord& job, int32_t devices);
 // The seconds a job that ended ran: job start to end for a first attempt;
 // with restarts (preemption, gang restart) the sum of each attempt's span,
 // first task start to last task end, so time spent waiting between attempts
-// does not count.
-double RunSeconds(const store::JobRecord& job, const std::vector<store::TaskRecord>& tasks);
+// does not count. With `restore_cost_ms`, each attempt after the first counts
+// less the restore it began with: the job's work, as the scheduler's
+// estimates count it (core/estimates.h), at the reference speed.
+double RunSeconds(const store::JobRecord& job, const std::vector<store::TaskRecord>& tasks,
+                  int64_t restore_cost_ms = 0);
 
 class RuntimeLearning {
  public:
@@ -66,9 +66,11 @@ class RuntimeLearning {
 
   // Job `id` was submitted (or is open at a controller start, in id order).
   void Submitted(int64_t id, const learn::JobFacts& facts);
-  // Job `id` ended. `runtime_s` >= 0 for a success (it is learned from);
-  // anything else (failed, cancelled) is forgotten.
-  void Ended(int64_t id, const learn::JobFacts& facts, double runtime_s);
+  // Job `id` ended at `end_ms`. `runtime_s` >= 0 for a success (it is
+  // learned from); anything else (failed, cancelled) is forgotten. Jobs that
+  // ended at the same moment are learned from in id order, whatever order
+  // their nodes reported them in (as the simulator does).
+  void Ended(int64_t id, const learn::JobFacts& facts, double runtime_s, int64_t end_ms);
   // Jobs that succeeded before this controller started, oldest end first:
   // learned from as Ended, with one model fitted after the last of them.
   void FromHistory(int64_t id, const learn::JobFacts& facts, double runtime_s);
@@ -105,6 +107,7 @@ class RuntimeLearning {
     bool ended = false;
     bool history = false;  // FromHistory
     double runtime_s = -1;
+    int64_t end_ms = 0;
   };
 
   const RuntimeLearningOptions options_;
@@ -114,7 +117,7 @@ class RuntimeLearning {
 
   // Only the Apply thread touches these.
   std::unique_ptr<learn::RuntimeEstimator> estimator_;
-  int64_t finished_ = 0;
+  int64_t finished_ = 0;  // for Stats
 };
 
 }  // namespace icos::controller

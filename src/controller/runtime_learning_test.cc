@@ -69,21 +69,21 @@ learn::JobFacts Facts(const std::string& name, double t) {
   return learn::JobFacts{.user = "u", .queue = "q", .name = name, .gpus = 1, .submit_unix_s = t};
 }
 
-// Estimates are handed out once min_finished jobs have succeeded; a failed
+// Estimates are handed out once min_finished_to_estimate jobs have succeeded; a failed
 // one teaches nothing; a stored history fits one model at its end.
 TEST(RuntimeLearningTest, HandsOutEstimatesOnceEnoughJobsSucceeded) {
   RuntimeLearningOptions o;
-  o.min_finished = 2;
+  o.estimator.min_finished_to_estimate = 2;
   o.estimator.burst_gap_s = 0;  // one job at a time here
   auto l = RuntimeLearning::Create(o);
   ASSERT_TRUE(l.ok()) << l.status();
   (*l)->Submitted(1, Facts("train-1", 1'000));
-  (*l)->Ended(1, Facts("train-1", 1'000), 600);
+  (*l)->Ended(1, Facts("train-1", 1'000), 600, 1'600'000);
   (*l)->Submitted(2, Facts("train-2", 2'000));
-  (*l)->Ended(2, Facts("train-2", 2'000), -1);  // failed: not learned from
+  (*l)->Ended(2, Facts("train-2", 2'000), -1, 2'100'000);  // failed: not learned from
   (*l)->Submitted(3, Facts("train-3", 3'000));
   EXPECT_TRUE((*l)->Apply().empty());  // one success so far
-  (*l)->Ended(3, Facts("train-3", 3'000), 600);
+  (*l)->Ended(3, Facts("train-3", 3'000), 600, 3'600'000);
   (*l)->Submitted(4, Facts("train-4", 4'000));
   std::vector<RuntimeLearning::Estimate> made = (*l)->Apply();
   ASSERT_EQ(made.size(), 1u);

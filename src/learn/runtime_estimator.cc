@@ -125,7 +125,10 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     } else {
       x = Featurise(facts, /*submitting=*/false);  // never estimated: no burst to note
     }
-    const double y = std::log1p(std::max(0.0, runtime_s));
+    // Whole seconds: a run time measured from a cluster's clocks (the live
+    // cluster sums its runs' spans) then teaches what the same run time given
+    // exactly (the simulator's) does, and no estimate turns on a millisecond.
+    const double y = std::log1p(std::max(0.0, std::round(runtime_s)));
     if (auto it = estimated_.find(key); it != estimated_.end()) {
       const Given given = it->second;
       estimated_.erase(it);
@@ -187,6 +190,7 @@ class XgbRuntimeEstimator final : public RuntimeEstimator {
     }
   }
 
+  bool HandsOutEstimates() const override { return finished_ >= options_.min_finished_to_estimate; }
   int32_t models_trained() const override { return models_trained_; }
   int64_t failed_predictions() const override { return failed_predictions_; }
   const std::string& last_prediction_error() const override { return last_prediction_error_; }
@@ -488,10 +492,11 @@ std::string NameTemplate(const std::string& name) {
 
 absl::StatusOr<std::unique_ptr<RuntimeEstimator>> RuntimeEstimator::Create(const EstimatorOptions& options) {
   if (options.trees < 1 || options.max_depth < 1 || options.window < 1 || options.retrain_growth < 1 ||
-      options.learning_rate <= 0 || options.error_window < 1 || !(options.prior_log_sd > 0)) {
+      options.learning_rate <= 0 || options.error_window < 1 || !(options.prior_log_sd > 0) ||
+      options.min_finished_to_estimate < 0) {
     return absl::InvalidArgumentError(
         "estimator options: trees, max_depth, window and error_window must be >= 1, "
-        "retrain_growth >= 1, learning_rate > 0 and prior_log_sd > 0");
+        "retrain_growth >= 1, learning_rate > 0, prior_log_sd > 0 and min_finished_to_estimate >= 0");
   }
   auto e = std::make_unique<XgbRuntimeEstimator>(options);
   e->Init();

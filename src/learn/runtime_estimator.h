@@ -59,6 +59,13 @@ struct EstimatorOptions {
   int32_t error_window = 2'000;
   double burst_gap_s = 60;  // 0: no burst estimates
   double prior_log_sd = 1.5;
+  // Estimates are handed out once this many jobs have finished
+  // (HandsOutEstimates): with less history an estimate is mostly the prior,
+  // and a made-up run time would let backfill delay a reserved job. Burst
+  // revisions are handed out always: they rest on real run times. The
+  // simulator and the controller both obey it, so that a -learned policy
+  // measured in `icos sim` sees in production the estimates it saw there.
+  int32_t min_finished_to_estimate = 20;
   // Fit models on a thread of their own: the owner prepares the training set
   // (cheap) and goes on estimating with the model it has, and the new model
   // replaces it at the first call after the fit ends. For the controller,
@@ -78,9 +85,9 @@ class RuntimeEstimator {
   // are remembered under `key` so that, when the job finishes, it trains the
   // model with what was known at its submission (no look-ahead).
   virtual double EstimateAtSubmit(int64_t key, const JobFacts& facts) = 0;
-  // Job `key` finished after `runtime_s` seconds of work. Adds it to the history
-  // and the training set and retrains when due. A key never estimated is
-  // featurised now. Errors only from XGBoost (the estimator keeps working on
+  // Job `key` finished after `runtime_s` seconds of work (counted in whole
+  // seconds). Adds it to the history and the training set and retrains when
+  // due. A key never estimated is featurised now. Errors only from XGBoost (the estimator keeps working on
   // history alone).
   virtual absl::Status ObserveFinish(int64_t key, const JobFacts& facts, double runtime_s) = 0;
 
@@ -119,6 +126,10 @@ class RuntimeEstimator {
     double runtime_s = 0;
   };
   virtual std::vector<Revision> TakeRevisions() = 0;
+
+  // Whether an estimate made now is worth handing out to the scheduler:
+  // at least `min_finished_to_estimate` jobs have finished.
+  virtual bool HandsOutEstimates() const = 0;
 
   virtual int32_t models_trained() const = 0;
   virtual double train_wall_s() const = 0;  // real seconds spent training, in all

@@ -9,6 +9,7 @@
 #include <set>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "api/job_spec.h"
 #include "common/clock.h"
@@ -93,6 +94,7 @@ class Replay {
   std::unique_ptr<store::SqliteStateStore> store_;
   std::unique_ptr<controller::Controller> controller_;
   const controller::Principal admin_{"parity", controller::Role::kAdmin, "admin"};
+  bool learned_ = false;  // the policy wants learned estimates (no user estimate in the specs)
   std::vector<std::string> models_;
   std::map<std::string, int32_t> node_index_;
   int32_t max_per_node_ = 1;
@@ -118,7 +120,12 @@ absl::Status Replay::Setup() {
   co.scheduler = *std::move(preset);
   // Moving a job costs what a preemption costs, as in the simulator.
   co.scheduler.restore_cost_ms = ToMs(options_.restore_delay_s);
-  co.learning.enabled = core::PolicyWantsLearnedEstimates(options_.policy);
+  learned_ = core::PolicyWantsLearnedEstimates(options_.policy);
+  co.learning.enabled = learned_;
+  // The simulator's estimator options. Its fits run in line: in the live
+  // cluster a fit lands at the first pass after it ends in real time, which
+  // a fake clock cannot reproduce (only when a new model is used differs).
+  co.learning.estimator = learn::EstimatorOptions{};
   auto c = controller::Controller::Create(co, store_.get(), &clock_);
   if (!c.ok()) return c.status();
   controller_ = *std::move(c);
@@ -318,8 +325,13 @@ absl::StatusOr<sim::SimResult> Replay::Run() {
     while (next < n && ToMs(jobs_[next].arrival_s) == now) {
       const int32_t i = static_cast<int32_t>(next++);
       const core::Job job = sim::ToCoreJob(jobs_[i], models_, max_per_node_);
-      const std::string spec = SpecFor(job, static_cast<int64_t>(std::ceil(jobs_[i].duration_s)));
-      auto id = controller_->Submit(admin_, spec);
+      // The simulator's oracle knows each run time: the user's estimate. A
+      // -learned policy is given none and learns them, as the simulator's
+      // learned estimator does.
+      const int64_t estimate_s = learned_ ? 0 : static_cast<int64_t>(std::ceil(jobs_[i].duration_s));
+      const std::string spec = SpecFor(job, jobs_[i].name, estimate_s);
+      const controller::Principal submitter{"parity", controller::Role::kAdmin, jobs_[i].user};
+      auto id = controller_->Submit(submitter, spec);
       if (!id.ok()) return absl::InternalError(absl::StrCat("job ", i, ": ", id.status().message(), "\n", spec));
       state_[i].live_id = *id;
       by_live_id_[*id] = i;
@@ -374,21 +386,48 @@ std::vector<sim::SimJob> MixedTrace(int n, uint64_t seed, bool heterogeneous) {
   return jobs;
 }
 
+namespace {
+
+// A trace's job name as a spec accepts it (1-63 lowercase letters, digits and
+// '-', starting and ending with a letter or digit): "Recommendation (batch
+// size 2048)" -> "recommendation-batch-size-2048"; "trace-N" where none is left.
+std::string SpecName(const std::string& name, int64_t index) {
+  std::string out;
+  for (char c : name) {
+    const char l = absl::ascii_tolower(static_cast<unsigned char>(c));
+    if (absl::ascii_isalnum(static_cast<unsigned char>(l))) {
+      out.push_back(l);
+    } else if (!out.empty() && out.back() != '-') {
+      out.push_back('-');
+    }
+  }
+  if (out.size() > 63) out.resize(63);
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? absl::StrCat("trace-", index) : out;
+}
+
+}  // namespace
+
 void PrepareForLive(std::vector<sim::SimJob>& jobs) {
   for (sim::SimJob& j : jobs) {
     // A spec's runtime_estimate is whole seconds: so are the run times the
     // oracle estimates are made of.
     j.duration_s = std::ceil(j.duration_s);
     if (j.queue.empty()) j.queue = "default";
+    // What the run-time estimator learns from (-learned policies): the live
+    // job's name, its user, and its submission time on the fake clock.
+    if (j.user.empty()) j.user = "parity";
+    j.name = SpecName(j.name, &j - jobs.data());
+    j.submit_unix_s = static_cast<double>(kEpochMs) / 1000.0 + j.arrival_s;
     const int64_t units = std::max<int32_t>(1, j.gpus);
     if (j.cpu_milli <= 0) j.cpu_milli = 1000 * units;
     if (j.memory_mib <= 0) j.memory_mib = 1024 * units;
   }
 }
 
-std::string SpecFor(const core::Job& job, int64_t estimate_s) {
+std::string SpecFor(const core::Job& job, const std::string& name, int64_t estimate_s) {
   api::JobSpec spec;
-  spec.name = absl::StrCat("trace-", job.id.value());
+  spec.name = name;
   spec.queue = job.queue.empty() ? "default" : job.queue;
   spec.runtime_estimate_s = std::max<int64_t>(0, estimate_s);
   for (const core::TaskGroup& g : job.groups) {

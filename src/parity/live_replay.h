@@ -46,13 +46,15 @@ absl::StatusOr<sim::SimResult> ReplayLive(const std::vector<core::Node>& nodes, 
 
 // The spec (JSON) the live run submits for `job`, the simulator's view of a
 // trace job (sim::ToCoreJob): the same groups, requests and device choices,
-// and `estimate_s` (> 0) as its runtime_estimate.
-std::string SpecFor(const core::Job& job, int64_t estimate_s);
+// named `name`, with `estimate_s` as its runtime_estimate (0: none).
+std::string SpecFor(const core::Job& job, const std::string& name, int64_t estimate_s);
 
 // Makes `jobs` submittable: a live job says which queue it is in and asks for
 // CPU and memory, which traces often leave out. Jobs without them get the
 // queue "default" and a core and 1 GiB per device (per job without devices).
 // Run times are rounded up to whole seconds, as a spec's runtime_estimate is.
+// Jobs get a user and a name where they have none, and their submission time
+// is the fake clock's (what a run-time estimator learns from).
 // Run both sides on the prepared trace.
 void PrepareForLive(std::vector<sim::SimJob>& jobs);
 

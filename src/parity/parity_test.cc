@@ -1,8 +1,9 @@
 // The simulator and the live controller on the same small traces: they must
 // agree on when and where every job starts, and when it ends. Not yet here:
 // gittins (the live cluster cannot be told an estimate is exact, as the
-// simulator's oracle is) and the -learned policies (the live estimator
-// learns from observed run times, the simulator's from true durations).
+// simulator's oracle is).
+#include <algorithm>
+
 #include "core/policy_presets.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -30,6 +31,7 @@ TEST_P(ParityTest, LiveClusterDoesWhatTheSimulatorDoes) {
   sim::SimOptions so;
   so.policy = c.policy;
   so.scheduler = *preset;
+  so.estimator = sim::EstimatorFor(c.policy, "oracle");
   auto simulated = sim::Simulate(*nodes, jobs, so);
   ASSERT_TRUE(simulated.ok()) << simulated.status();
   ReplayOptions ro;
@@ -45,9 +47,12 @@ TEST_P(ParityTest, LiveClusterDoesWhatTheSimulatorDoes) {
 INSTANTIATE_TEST_SUITE_P(Policies, ParityTest,
                          ::testing::Values(Case{"default", false}, Case{"fifo", false}, Case{"sjf", false},
                                            Case{"las", false}, Case{"srtf", false}, Case{"fgd", false},
-                                           Case{"gavel", true}, Case{"default", true}),
+                                           Case{"srtf-learned", false}, Case{"sjf-learned", false}, Case{"gavel", true},
+                                           Case{"default", true}, Case{"srtf", true}, Case{"srtf-learned", true}),
                          [](const auto& info) {
-                           return info.param.policy + (info.param.heterogeneous ? "_heterogeneous" : "");
+                           std::string name = info.param.policy + (info.param.heterogeneous ? "_heterogeneous" : "");
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
                          });
 
 }  // namespace

@@ -488,8 +488,9 @@ absl::StatusOr<SimResult> Sim::Run() {
     while (next < n && ToMs(jobs_[next].arrival_s) == now) {
       const int32_t i = static_cast<int32_t>(next++);
       if (estimator_ != nullptr) {
-        result_.jobs[i].estimate_s = estimator_->EstimateAtSubmit(i, Facts(jobs_[i]));
-        result_.jobs[i].final_estimate_s = result_.jobs[i].estimate_s;
+        const double estimate = estimator_->EstimateAtSubmit(i, Facts(jobs_[i]));
+        // Too little history: unknown, as the live cluster hands it out.
+        if (estimator_->HandsOutEstimates()) result_.jobs[i].estimate_s = result_.jobs[i].final_estimate_s = estimate;
       } else if (options_.estimator == "oracle") {
         result_.jobs[i].estimate_s = result_.jobs[i].final_estimate_s = jobs_[i].duration_s;
       }

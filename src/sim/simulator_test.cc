@@ -217,6 +217,7 @@ TEST(LearnedEstimatorSimTest, ASweepIsReestimatedWhenItsFirstJobEnds) {
   SimOptions learned = Policy("sjf-learned");
   learned.estimator = "learned";
   learned.learned.prior_s = 3'600;
+  learned.learned.min_finished_to_estimate = 0;  // the prior is handed out here
   SimResult r = MustSimulate("1x1xV100", jobs, learned);
   EXPECT_NEAR(Jct(r, 2), 60 - 1, 1e-3);
   EXPECT_NEAR(Jct(r, 4), 120 - 3, 1e-3);
@@ -227,6 +228,28 @@ TEST(LearnedEstimatorSimTest, ASweepIsReestimatedWhenItsFirstJobEnds) {
   learned.learned.burst_gap_s = 0;
   SimResult plain = MustSimulate("1x1xV100", jobs, learned);
   EXPECT_NEAR(Jct(plain, 1), 2'030 - 0.5, 1e-3);
+}
+
+// As in the live cluster, no estimate is handed out before
+// `min_finished_to_estimate` jobs have finished: the sweep's first job is
+// unknown (not counted by the accuracy figures) though the estimator made one.
+TEST(LearnedEstimatorSimTest, NoEstimateIsHandedOutBeforeEnoughJobsFinished) {
+  std::vector<SimJob> jobs;
+  for (double t : {0.0, 100.0, 200.0}) {
+    SimJob j = Job(t, 1, 30);
+    j.user = "u";
+    j.queue = "vc";
+    j.submit_unix_s = 1.7e9 + t;
+    jobs.push_back(j);
+  }
+  jobs = Finalized(jobs);
+  SimOptions learned = Policy("sjf-learned");
+  learned.estimator = "learned";
+  learned.learned.min_finished_to_estimate = 2;
+  SimResult r = MustSimulate("1x1xV100", jobs, learned);
+  EXPECT_LT(r.jobs[0].estimate_s, 0);
+  EXPECT_LT(r.jobs[1].estimate_s, 0);  // one job had finished at its arrival
+  EXPECT_GT(r.jobs[2].estimate_s, 0);  // two had
 }
 
 TEST(MetricsTest, JobsCsvHasOneRowPerJob) {
