@@ -105,4 +105,15 @@ bool MaySeeJobsOf(const Principal& who, absl::string_view owner) {
   return who.role == Role::kAdmin || (who.role == Role::kUser && who.user == owner);
 }
 
+std::optional<std::string> VisibleOwner(const Principal& who) {
+  if (who.role == Role::kAdmin) return std::nullopt;
+  return who.user;
+}
+
+bool MayExceedQueuePriority(const Principal& who) { return who.role == Role::kAdmin; }
+
+Action RegistrationAction(const Principal& who) {
+  return who.role == Role::kAgent ? Action::kJoinNode : Action::kSpeakForNode;
+}
+
 }  // namespace icos::controller

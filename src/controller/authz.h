@@ -67,6 +67,19 @@ std::string Sha256Hex(const std::string& data);
 // users their own, nodes and join tokens none.
 bool MaySeeJobsOf(const Principal& who, absl::string_view owner);
 
+// The one owner whose jobs and usage `who` is shown in listings; nullopt:
+// everyone's (admins). Callers still Authorize the listing itself.
+std::optional<std::string> VisibleOwner(const Principal& who);
+
+// Whether `who` may ask for a job priority above its queue's max_priority
+// (priority decides who preempts whom in a queue): admins only.
+bool MayExceedQueuePriority(const Principal& who);
+
+// What registering a node is for `who`: a join token joins a new node (and
+// the node is given a credential of its own); a node's credential
+// re-registers its own node. Authorize the result with the node's name.
+Action RegistrationAction(const Principal& who);
+
 }  // namespace icos::controller
 
 #endif  // ICOS_CONTROLLER_AUTHZ_H_

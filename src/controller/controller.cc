@@ -297,7 +297,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     // high as the queue allows (admins set that, and may ask for any).
     auto qit = queues_.find(spec->queue);
     const int32_t max_priority = qit != queues_.end() ? qit->second.max_priority : core::Queue().max_priority;
-    if (caller.role != Role::kAdmin && spec->priority > max_priority) {
+    if (!MayExceedQueuePriority(caller) && spec->priority > max_priority) {
       return absl::PermissionDeniedError(absl::StrCat("priority ", spec->priority, " is above queue '", spec->queue,
                                                       "''s limit of ", max_priority,
                                                       " for users; ask an admin to raise the queue's max_priority"));
@@ -371,7 +371,7 @@ absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) 
 absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Principal& caller,
                                                                    store::JobQuery query) const {
   if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
-  if (caller.role != Role::kAdmin) query.user = caller.user;
+  if (std::optional<std::string> owner = VisibleOwner(caller)) query.user = *std::move(owner);
   auto jobs = store_->ListJobs(query);
   if (!jobs.ok()) return jobs;
   std::lock_guard<std::mutex> lock(mu_);
@@ -636,11 +636,8 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
                                                        const std::string& log_key,
                                                        const std::string& unhealthy_reason) {
   // A join token joins new nodes; a node's credential re-registers only its own.
-  if (absl::Status st =
-          Authorize(caller, caller.role == Role::kAgent ? Action::kJoinNode : Action::kSpeakForNode, node.name);
-      !st.ok()) {
-    return st;
-  }
+  const Action action = RegistrationAction(caller);
+  if (absl::Status st = Authorize(caller, action, node.name); !st.ok()) return st;
   if (node.name.empty()) return absl::InvalidArgumentError("node name is empty");
   {
     std::vector<core::Node> one = {node};
@@ -649,7 +646,7 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
   // A node that joins with a join token gets a credential of its own, bound
   // to its name; a name that has one is not anyone else's to take.
   std::optional<std::pair<store::TokenRecord, std::string>> credential;
-  if (caller.role == Role::kAgent) {
+  if (action == Action::kJoinNode) {
     auto made = NewToken(Role::kNode, "", absl::StrCat("node-", node.name), {});
     if (!made.ok()) return made.status();
     made->first.node = node.name;

@@ -43,6 +43,15 @@ TEST(AuthorizeTest, EachRoleMayDoOnlyWhatItsRowSays) {
   EXPECT_FALSE(MaySeeJobsOf(user, "bob"));
   EXPECT_FALSE(MaySeeJobsOf(node, "alice"));
   EXPECT_FALSE(MaySeeJobsOf(join, "alice"));
+  // Listings and usage: an admin sees everyone's, anyone else only its own
+  // user's (a node or join token has none: "").
+  EXPECT_EQ(VisibleOwner(admin), std::nullopt);
+  EXPECT_EQ(VisibleOwner(user), "alice");
+  EXPECT_EQ(VisibleOwner(node), "");
+  EXPECT_TRUE(MayExceedQueuePriority(admin));
+  for (const Principal& p : {user, join, node}) EXPECT_FALSE(MayExceedQueuePriority(p));
+  EXPECT_EQ(RegistrationAction(join), Action::kJoinNode);
+  for (const Principal& p : {admin, user, node}) EXPECT_EQ(RegistrationAction(p), Action::kSpeakForNode);
   for (Role r : {Role::kAdmin, Role::kUser, Role::kAgent, Role::kNode}) EXPECT_EQ(ParseRole(RoleName(r)), r);
   EXPECT_FALSE(ParseRole("root").has_value());
 }

@@ -191,10 +191,10 @@ absl::StatusOr<UsageReport> Controller::Usage(const Principal& caller, int64_t s
   if (!intervals.ok()) return intervals.status();
   auto counts = store_->CountJobs(since_ms, until_ms);
   if (!counts.ok()) return counts.status();
-  if (caller.role != Role::kAdmin) {
+  if (const std::optional<std::string> owner = VisibleOwner(caller)) {
     // A user sees its own usage only, whichever way it is grouped.
-    std::erase_if(*intervals, [&](const store::UsageRecord& u) { return u.user != caller.user; });
-    std::erase_if(*counts, [&](const store::JobCounts& c) { return c.user != caller.user; });
+    std::erase_if(*intervals, [&](const store::UsageRecord& u) { return u.user != *owner; });
+    std::erase_if(*counts, [&](const store::JobCounts& c) { return c.user != *owner; });
   }
   auto rows = ComputeUsage(*intervals, *counts, by, since_ms, until_ms, clock_->NowMs());
   if (!rows.ok()) return rows.status();
