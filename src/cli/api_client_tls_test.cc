@@ -21,7 +21,9 @@ namespace icos::cli {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::unique_ptr<net::Server> Serve(const std::string& cert, const std::string& key) {
   net::Router router;
@@ -34,6 +36,36 @@ std::unique_ptr<net::Server> Serve(const std::string& cert, const std::string& k
   auto server = std::make_unique<net::Server>(std::move(router), o);
   EXPECT_TRUE(server->Start().ok());
   return server;
+}
+
+// Not TLS, but the same client against the same server: what a user who
+// mistypes --server sees.
+TEST(ApiClientTest, ATrailingSlashNamesTheSameServerAndAForeignPageIsNamedNotDumped) {
+  net::Router router;
+  router.Get("/api/v1/ping", [](const net::Request&, net::Response& res) { res.Set("{}", "application/json"); });
+  router.Get("/api/v1/denied", [](const net::Request&, net::Response& res) {
+    res.status = 403;
+    res.Set(R"({"error":"a user token may not do that"})", "application/json");
+  });
+  router.Get("/api/v1/html", [](const net::Request&, net::Response& res) {
+    res.status = 404;
+    res.Set("<!DOCTYPE HTML>\n<html><body>Error response</body></html>\n", "text/html");
+  });
+  net::Server server(std::move(router), net::ServerOptions{});
+  ASSERT_TRUE(server.Start().ok());
+  const std::string url = absl::StrCat("http://127.0.0.1:", server.port());
+  ApiClient slash(url + "//", "t", ApiClientOptions{.timeout_ms = 5'000});
+  EXPECT_EQ(slash.base_url(), url);
+  EXPECT_TRUE(slash.Json("GET", "/api/v1/ping").ok());
+  absl::StatusOr<nlohmann::json> denied = slash.Json("GET", "/api/v1/denied");
+  EXPECT_EQ(denied.status(), absl::PermissionDeniedError("a user token may not do that"));
+  absl::StatusOr<nlohmann::json> html = slash.Json("GET", "/api/v1/html");
+  EXPECT_EQ(html.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(html.status().message()),
+              AllOf(HasSubstr(url + " answered HTTP 404 with a reply that is not the icos API's (text/html"),
+                    HasSubstr("\"<!DOCTYPE HTML>\""), HasSubstr("is this the icos server's URL?"),
+                    Not(HasSubstr("<body>"))));
+  server.Stop();
 }
 
 class ApiClientTlsTest : public ::testing::Test {

@@ -397,13 +397,12 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       auto r = api.Request("GET", absl::StrCat("/api/v1/jobs/", c->job_id, "/logs?task=", c->task, "&offset=", offset));
       if (!r.ok()) return fail(r.status());
       if (r->status != 200) {
-        json j = json::parse(r->body, nullptr, false);
         // A job that has not started yet has no log: wait when following.
         if (c->follow && r->status == 409) {
           std::this_thread::sleep_for(std::chrono::milliseconds(500));
           continue;
         }
-        return fail(StatusFromHttp(r->status, j.is_object() ? j.value("error", r->body) : r->body));
+        return fail(StatusFromReply(*r, api.base_url()));
       }
       out << r->body << std::flush;
       auto it = r->headers.find("X-Icos-Offset");

@@ -129,7 +129,10 @@ bool IsTlsError(httplib::Error e) {
 ApiClient::ApiClient(const std::string& base_url, std::string token, ApiClientOptions options)
     : token_(std::move(token)), options_(std::move(options)), peer_(std::make_unique<TlsPeerInfo>()) {
   for (absl::string_view url : absl::StrSplit(base_url, ',', absl::SkipWhitespace())) {
-    urls_.emplace_back(absl::StripAsciiWhitespace(url));
+    url = absl::StripAsciiWhitespace(url);
+    // "http://host:7070/" names the same server; the API's paths begin with '/'.
+    while (absl::EndsWith(url, "/") && !absl::EndsWith(url, "://")) url.remove_suffix(1);
+    urls_.emplace_back(url);
   }
   if (urls_.empty()) urls_.push_back(base_url);  // httplib reports the bad URL at the first request
   if (!options_.ca_cert_file.empty()) ca_error_ = CheckCaFile(options_.ca_cert_file);
@@ -309,18 +312,33 @@ absl::Status StatusFromHttp(int status, const std::string& message) {
   }
 }
 
+absl::Status StatusFromReply(const HttpReply& reply, const std::string& url) {
+  const nlohmann::json j = nlohmann::json::parse(reply.body, nullptr, false);
+  if (j.is_object() && j.contains("error") && j["error"].is_string()) {
+    return StatusFromHttp(reply.status, j["error"].get<std::string>());
+  }
+  std::string type = "no content type";
+  for (const auto& [k, v] : reply.headers) {
+    if (absl::EqualsIgnoreCase(k, "Content-Type")) type = v;
+  }
+  absl::string_view first = absl::StripAsciiWhitespace(reply.body);
+  first = first.substr(0, std::min(first.find('\n'), size_t{80}));
+  return StatusFromHttp(
+      reply.status,
+      absl::StrCat(url, " answered HTTP ", reply.status, " with a reply that is not the icos API's (", type,
+                   first.empty() ? "" : absl::StrCat(": \"", absl::StripAsciiWhitespace(first), "\""),
+                   "): is this the icos server's URL?"));
+}
+
 absl::StatusOr<nlohmann::json> ApiClient::Json(const std::string& method, const std::string& path,
                                                const std::string& body, const std::string& content_type,
                                                const std::map<std::string, std::string>& headers) {
   auto r = Request(method, path, body, content_type, headers);
   if (!r.ok()) return r.status();
+  if (r->status < 200 || r->status >= 300) return StatusFromReply(*r, base_url());
   nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
-  if (r->status >= 200 && r->status < 300) {
-    if (j.is_discarded()) return absl::InternalError(absl::StrCat("server sent non-JSON: ", r->body.substr(0, 200)));
-    return j;
-  }
-  std::string msg = j.is_object() ? j.value("error", r->body) : r->body;
-  return StatusFromHttp(r->status, msg);
+  if (j.is_discarded()) return StatusFromReply(*r, base_url());
+  return j;
 }
 
 }  // namespace icos

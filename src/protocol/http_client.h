@@ -51,7 +51,8 @@ struct ApiClientOptions {
 
 class ApiClient {
  public:
-  // base_url: "http://127.0.0.1:7070" (or https://), or several controllers
+  // base_url: "http://127.0.0.1:7070" (or https://; a trailing '/' is
+  // dropped), or several controllers
   // separated by commas (a leader and its standbys, which do not listen
   // until they lead): a request that cannot connect tries the next one, and
   // the client stays with the one that answered.
@@ -110,6 +111,12 @@ std::string NewIdempotencyKey();
 
 // absl::Status for an HTTP error reply (400 -> InvalidArgument, 401 -> Unauthenticated, ...).
 absl::Status StatusFromHttp(int status, const std::string& message);
+
+// The Status for a non-2xx reply from `url`: the icos API's own {"error"}
+// message; a reply that is not the icos API's (another web server's HTML
+// page, a proxy's error) is named as such, with its status and first line,
+// instead of being dumped.
+absl::Status StatusFromReply(const HttpReply& reply, const std::string& url);
 
 }  // namespace icos
 
