@@ -61,10 +61,10 @@ TEST(ApiClientTest, ATrailingSlashNamesTheSameServerAndAForeignPageIsNamedNotDum
   EXPECT_EQ(denied.status(), absl::PermissionDeniedError("a user token may not do that"));
   absl::StatusOr<nlohmann::json> html = slash.Json("GET", "/api/v1/html");
   EXPECT_EQ(html.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(html.status().message()),
-              AllOf(HasSubstr(url + " answered HTTP 404 with a reply that is not the icos API's (text/html"),
-                    HasSubstr("\"<!DOCTYPE HTML>\""), HasSubstr("is this the icos server's URL?"),
-                    Not(HasSubstr("<body>"))));
+  EXPECT_THAT(
+      std::string(html.status().message()),
+      AllOf(HasSubstr(url + " answered HTTP 404 with a reply that is not the icos API's (text/html"),
+            HasSubstr("\"<!DOCTYPE HTML>\""), HasSubstr("is this the icos server's URL?"), Not(HasSubstr("<body>"))));
   server.Stop();
 }
 
