@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/log_tail.h"
 #include "agent/shim.h"
 #include "agent/sys_util.h"
 #include "nlohmann/json.hpp"
@@ -725,6 +726,11 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
     } else {
       exit.kind = TaskExitKind::kExited;
       exit.reason = absl::StrCat("exited with code ", exit.exit_code);
+    }
+    // Why it failed is usually in its last words.
+    if (exit.kind == TaskExitKind::kSignaled || (exit.kind == TaskExitKind::kExited && exit.exit_code != 0)) {
+      if (std::string tail = LogTail(task.log_path); !tail.empty())
+        absl::StrAppend(&exit.reason, "; last output: ", tail);
     }
   }
   if (task.has_cgroup) ReleaseCgroup(task.task_id);

@@ -112,7 +112,7 @@ TEST_F(LauncherTest, ReportsExitCodeAndLogsOutput) {
   EXPECT_EQ(exit->kind, TaskExitKind::kExited);
   EXPECT_EQ(exit->exit_code, 3);
   EXPECT_EQ(exit->signal, 0);
-  EXPECT_EQ(exit->reason, "exited with code 3");
+  EXPECT_EQ(exit->reason, "exited with code 3; last output: hi");  // why it failed is in its last words
   EXPECT_EQ(Log("t1"), "hi\n");
 }
 

@@ -22,7 +22,7 @@
 //       replicas: 2
 //       min_available: 2      # optional; elastic jobs start with fewer
 //       command: ["python3", "train.py", "--epochs", "3"]
-//       workdir: examples/pytorch-ddp   # optional; relative to where `icos submit` ran
+//       workdir: examples/pytorch-ddp   # optional; relative to the spec file's directory (icos submit -D DIR: DIR)
 //       env: {FOO: bar}
 //       resources:
 //         cpu: 1              # cores; "500m" for millicores

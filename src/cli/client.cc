@@ -119,6 +119,7 @@ struct ClientCommands {
   int32_t device = -1;  // node drain/resume --device; -1: the whole node
   std::string file;
   std::string idempotency_key;
+  std::string chdir;
   int64_t job_id = 0;
   int32_t task = 0;
   bool follow = false;
@@ -148,6 +149,9 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   };
   c->submit = app.add_subcommand("submit", "Submit a job spec (YAML or JSON)");
   c->submit->add_option("file", c->file, "job spec file, or - for stdin")->required();
+  c->submit->add_option("-D,--chdir", c->chdir,
+                        "the directory the tasks run in and relative paths are resolved against (default: the spec "
+                        "file's directory; the current one for stdin)");
   c->submit->add_option("--idempotency-key", c->idempotency_key,
                         "a key of yours for this submission: submitting again with it within 24 h returns the same "
                         "job (default: a fresh one each time)");
@@ -222,6 +226,26 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->usage->add_option("--by", c->by, "user or queue")->check(CLI::IsMember({"user", "queue"}));
   common(c->usage);
   return c;
+}
+
+absl::StatusOr<std::string> SubmitBaseDir(const std::string& file, const std::string& chdir) {
+  namespace fs = std::filesystem;
+  auto normal = [](const fs::path& p) {
+    std::string out = p.lexically_normal().string();
+    if (out.size() > 1 && out.back() == '/') out.pop_back();  // "/a/b/." -> "/a/b"
+    return out;
+  };
+  std::error_code ec;
+  if (!chdir.empty()) {
+    const fs::path dir = fs::absolute(chdir, ec);
+    if (ec || !fs::is_directory(dir, ec)) {
+      return absl::InvalidArgumentError(absl::StrCat("--chdir ", chdir, " is not a directory"));
+    }
+    return normal(dir);
+  }
+  const fs::path base = file == "-" ? fs::current_path(ec) : fs::absolute(file, ec).parent_path();
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("cannot tell the directory of ", file, ": ", ec.message()));
+  return normal(base);
 }
 
 absl::Status FillConnection(Connection& c) {
@@ -301,9 +325,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   if (parsed(c->submit)) {
     auto text = ReadInput(c->file);
     if (!text.ok()) return fail(text.status());
-    // Relative working directories in the spec are relative to where the user is.
-    std::error_code ec;
-    const std::string cwd = std::filesystem::current_path(ec).string();
+    auto base_dir = SubmitBaseDir(c->file, c->chdir);
+    if (!base_dir.ok()) return fail(base_dir.status());
     // A key of its own makes the submission safe to retry: a controller that
     // committed the job but whose answer was lost (a restart, a failover, a
     // reset connection) answers the retry with the same job, not a second.
@@ -313,7 +336,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       said = true;
     });
     auto r = api.Json("POST", "/api/v1/jobs", *text, "application/yaml",
-                      {{"X-Icos-Workdir", cwd},
+                      {{"X-Icos-Workdir", *base_dir},
                        {"Idempotency-Key", c->idempotency_key.empty() ? NewIdempotencyKey() : c->idempotency_key}});
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);

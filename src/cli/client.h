@@ -45,6 +45,15 @@ int RunClientCommand(ClientCommands* commands, std::ostream& out, std::ostream& 
 // seconds. InvalidArgument naming the accepted forms otherwise.
 absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_s);
 
+// The directory a submitted spec's relative paths (each task's workdir, and
+// so a relative command such as `train.py`) are resolved against, and every
+// task's workdir where the spec names none: `chdir` when given (made
+// absolute against the current directory), else the spec file's own
+// directory, so `icos submit examples/pytorch-ddp/job.yaml` works from
+// anywhere; for a spec read from stdin ("-"), the current directory.
+// InvalidArgument when `chdir` is not a directory.
+absl::StatusOr<std::string> SubmitBaseDir(const std::string& file, const std::string& chdir);
+
 // $ICOS_HOME or ~/.icos.
 std::string IcosHome();
 // Writes $ICOS_HOME/config.json so later commands find the server (mode 0600).

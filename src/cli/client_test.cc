@@ -102,5 +102,19 @@ TEST_F(FillConnectionTest, ACaForAPlainHttpServerIsRefused) {
   EXPECT_THAT(st.message(), ::testing::HasSubstr("is plain http://: use its https:// URL"));
 }
 
+// `icos submit examples/pytorch-ddp/job.yaml` from the repo root runs
+// examples/pytorch-ddp/train.py: relative paths belong to the spec file.
+TEST(SubmitBaseDirTest, TheSpecFilesDirectoryUnlessChdirOrStdin) {
+  namespace fs = std::filesystem;
+  const std::string cwd = fs::current_path().string();
+  EXPECT_EQ(SubmitBaseDir("examples/pytorch-ddp/job.yaml", "").value(), cwd + "/examples/pytorch-ddp");
+  EXPECT_EQ(SubmitBaseDir("job.yaml", "").value(), cwd);
+  EXPECT_EQ(SubmitBaseDir("/srv/jobs/../specs/job.yaml", "").value(), "/srv/specs");
+  EXPECT_EQ(SubmitBaseDir("-", "").value(), cwd);
+  EXPECT_EQ(SubmitBaseDir("examples/job.yaml", "/tmp").value(), "/tmp");
+  EXPECT_EQ(SubmitBaseDir("-", ".").value(), cwd);
+  EXPECT_EQ(SubmitBaseDir("x.yaml", "/no/such/dir").status().message(), "--chdir /no/such/dir is not a directory");
+}
+
 }  // namespace
 }  // namespace icos::cli

@@ -45,9 +45,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # share_with_test_users: for tests whose agents or tasks run as users they
 # make. The checkout may sit below a directory only root may enter (mktemp -d
 # is 0700: ../shared/tools/fresh-ci.sh clones there), and a job without a
-# workdir runs where it was submitted from (as with Slurm), the build tree
-# under ctest. So: the binary is copied where anyone may run it, and the test
-# submits from a directory anyone may enter.
+# workdir runs in its spec file's directory (or where it was submitted from,
+# for a spec on stdin). So: the binary is copied where anyone may run it, and
+# the test's directory and the one it submits from are open to enter.
 share_with_test_users() {
   chmod 0755 "$E2E_DIR"
   install -d -m 0755 "$E2E_DIR/public"
