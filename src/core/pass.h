@@ -145,6 +145,10 @@ class Pass {
   void PrepareMarket();
   std::vector<TypeOption> TypeOptions(const TaskGroup& g) const;
   std::string NeverFits(const Job& job, int32_t q) const;
+  // Why group `g` can use none of the device types it accepts, or "".
+  std::string NoTypeFits(const TaskGroup& g, const std::string& who, const QuotaDelta& host, int32_t q) const;
+  // How many nodes carry every label of `selector` (all nodes when empty).
+  int32_t NodesMatching(const std::map<std::string, std::string>& selector) const;
   Attempt TryPlace(const Job& job, int32_t q, bool honour_reservations, bool keep);
   bool PlaceGroup(const Job& job, const TaskGroup& g, int32_t gi, DeviceTypeId t, int32_t want, bool honour,
                   std::vector<TaskPlacement>& out, Miss& miss);
@@ -195,6 +199,7 @@ class Pass {
   int reservations_ = 0;
   int preemption_attempts_ = 0;
   absl::flat_hash_map<std::string, std::pair<WaitKind, std::string>> failed_shapes_;
+  mutable absl::flat_hash_map<std::string, int32_t> selector_nodes_;  // NodesMatching, by selector
   PassStats stats_;
 };
 

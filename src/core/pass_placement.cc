@@ -31,12 +31,23 @@ std::vector<TypeOption> Pass::TypeOptions(const TaskGroup& g) const {
   return out;
 }
 
+int32_t Pass::NodesMatching(const std::map<std::string, std::string>& selector) const {
+  if (selector.empty()) return cluster_.num_nodes();
+  std::string key;
+  for (const auto& [k, v] : selector) absl::StrAppend(&key, k, "=", v, "\n");
+  auto [it, fresh] = selector_nodes_.try_emplace(key, 0);
+  if (fresh) {
+    for (int32_t n = 0; n < cluster_.num_nodes(); ++n) it->second += LabelsMatch(cluster_.spec(n), selector) ? 1 : 0;
+  }
+  return it->second;
+}
+
 std::string Pass::NeverFits(const Job& job, int32_t q) const {
   QuotaDelta total;
+  for (const TaskGroup& g : job.groups) total += Times(TaskDelta(g.request, -1), g.MinReplicas());
   for (const TaskGroup& g : job.groups) {
     const TaskRequest& r = g.request;
     const int32_t n = g.MinReplicas();
-    total += Times(TaskDelta(r, -1), n);
     const std::string who = job.groups.size() < 2 ? "" : absl::StrCat("task group '", g.name, "' ");
     if (r.cpu_milli > max_node_cpu_) {
       return absl::StrCat(who, "needs ", r.cpu_milli, "m CPU per task; the largest node has ", max_node_cpu_, "m");
@@ -45,48 +56,77 @@ std::string Pass::NeverFits(const Job& job, int32_t q) const {
       return absl::StrCat(who, "needs ", r.memory_mib, " MiB per task; the largest node has ", max_node_memory_,
                           " MiB");
     }
+    const int32_t matching = NodesMatching(g.node_selector);
+    if (matching == 0) {
+      std::vector<std::string> labels;
+      for (const auto& [k, v] : g.node_selector) labels.push_back(absl::StrCat(k, "=", v));
+      return absl::StrCat(who, "asks for nodes labelled ", absl::StrJoin(labels, ", "), " and no node has ",
+                          labels.size() > 1 ? "all of those labels" : "that label");
+    }
+    if (g.affinity == Affinity::kSpread && n > matching) {
+      return absl::StrCat(who, "spreads ", n, " tasks one per node; the cluster has ", matching, " node",
+                          matching == 1 ? "" : "s", g.node_selector.empty() ? "" : " with its labels");
+    }
     if (!r.NeedsDevices()) continue;
-    std::vector<TypeOption> opts = TypeOptions(g);
-    if (opts.empty()) {
-      std::vector<std::string> wanted;
-      for (const auto& c : g.device_choices)
-        wanted.push_back(c.model.empty() ? c.vendor : absl::StrCat(c.vendor, "/", c.model));
-      return absl::StrCat(who, "accepts only ", absl::StrJoin(wanted, " or "), " devices and the cluster has none");
-    }
-    std::string why;
-    for (const TypeOption& o : opts) {
-      const std::string& name = cluster_.type_name(o.type);
-      const int32_t k = r.devices > 0 ? r.devices : 1;
-      if (cluster_.usable_devices(o.type) == 0) {
-        why = absl::StrCat(who, "needs ", name, " and every such device is unhealthy or drained");
-      } else if (g.affinity == Affinity::kSameIsland && k > cluster_.max_per_island(o.type)) {
-        why = absl::StrCat(who, "needs ", k, " x ", name, " on one interconnect island; the largest island has ",
-                           cluster_.max_per_island(o.type));
-      } else if (k > cluster_.max_per_node(o.type)) {
-        why = absl::StrCat(who, "needs ", k, " x ", name, " on one node; the largest node has ",
-                           cluster_.max_per_node(o.type));
-      } else if (g.affinity == Affinity::kSameNode && int64_t{k} * n > cluster_.max_per_node(o.type)) {
-        why = absl::StrCat(who, "needs ", int64_t{k} * n, " x ", name, " on one node; the largest node has ",
-                           cluster_.max_per_node(o.type));
-      } else if (r.devices > 0 && int64_t{k} * n > cluster_.usable_devices(o.type)) {
-        why = absl::StrCat(who, "needs ", int64_t{k} * n, " x ", name, "; the cluster has ",
-                           cluster_.usable_devices(o.type));
-      } else if (r.IsFractional() && r.device_memory_mib > 0) {
-        const int64_t biggest = max_device_memory_[o.type];
-        if (r.device_memory_mib > biggest) {
-          why = absl::StrCat(who, "needs ", r.device_memory_mib, " MiB of one ", name, "; the largest has ", biggest,
-                             " MiB");
-        } else {
-          return "";
-        }
-      } else {
-        return "";  // this type can hold the group; other groups may still fail below
-      }
-    }
-    if (!why.empty()) return why;
+    QuotaDelta host = total;
+    host.device_milli = 0;
+    if (std::string why = NoTypeFits(g, who, host, q); !why.empty()) return why;
   }
   if (q >= 0) return quota_.CheckNeverFits(q, total);
   return "";
+}
+
+std::string Pass::NoTypeFits(const TaskGroup& g, const std::string& who, const QuotaDelta& host, int32_t q) const {
+  const TaskRequest& r = g.request;
+  const int32_t n = g.MinReplicas();
+  std::vector<TypeOption> opts = TypeOptions(g);
+  if (opts.empty()) {
+    std::vector<std::string> wanted, have;
+    for (const auto& c : g.device_choices) {
+      wanted.push_back(c.model.empty() ? c.vendor : absl::StrCat(c.vendor, "/", c.model));
+    }
+    for (DeviceTypeId t = 0; t < cluster_.num_types(); ++t) have.push_back(cluster_.type_name(t));
+    return absl::StrCat(who, "accepts only ", absl::StrJoin(wanted, " or "), " devices and the cluster has none",
+                        have.empty() ? "" : absl::StrCat(" (it has ", absl::StrJoin(have, ", "), ")"));
+  }
+  std::vector<std::string> whys;  // one per type: why it cannot hold the group
+  for (const TypeOption& o : opts) {
+    const std::string& name = cluster_.type_name(o.type);
+    const int32_t k = r.devices > 0 ? r.devices : 1;
+    std::string why;
+    if (cluster_.usable_devices(o.type) == 0) {
+      why = absl::StrCat("needs ", name, " and every such device is unhealthy or drained");
+    } else if (g.affinity == Affinity::kSameIsland && k > cluster_.max_per_island(o.type)) {
+      why = absl::StrCat("needs ", k, " x ", name, " on one interconnect island; the largest island has ",
+                         cluster_.max_per_island(o.type));
+    } else if (k > cluster_.max_per_node(o.type)) {
+      why =
+          absl::StrCat("needs ", k, " x ", name, " on one node; the largest node has ", cluster_.max_per_node(o.type));
+    } else if (g.affinity == Affinity::kSameNode && int64_t{k} * n > cluster_.max_per_node(o.type)) {
+      why = absl::StrCat("needs ", int64_t{k} * n, " x ", name, " on one node; the largest node has ",
+                         cluster_.max_per_node(o.type));
+    } else if (r.devices > 0 && int64_t{k} * n > cluster_.usable_devices(o.type)) {
+      why = absl::StrCat("needs ", int64_t{k} * n, " x ", name, "; the cluster has ", cluster_.usable_devices(o.type));
+    } else if (r.IsFractional() && r.device_memory_mib > 0 && r.device_memory_mib > max_device_memory_[o.type]) {
+      why = absl::StrCat("needs ", r.device_memory_mib, " MiB of one ", name, "; the largest has ",
+                         max_device_memory_[o.type], " MiB");
+    } else if (q >= 0) {
+      // A queue may cap a vendor or a model: then this type is out of reach
+      // for the job whatever frees up.
+      QuotaDelta d = host;  // the job's CPU and memory, and this group's devices
+      d.type = o.type;
+      d.device_milli = Times(TaskDelta(r, o.type), n).device_milli;
+      why = quota_.CheckNeverFits(q, d);
+    }
+    if (why.empty()) return "";  // this type can hold the group
+    whys.push_back(std::move(why));
+  }
+  // A group that named no model can use any: say so, and why each fails,
+  // rather than name one model the user never asked for.
+  if (g.device_choices.empty() && whys.size() > 1) {
+    return absl::StrCat(who, "can use any device model and none can hold it: ", absl::StrJoin(whys, "; "));
+  }
+  return absl::StrCat(who, whys.back());
 }
 
 std::vector<int32_t> Pass::ChooseDevices(int32_t n, DeviceTypeId t, int32_t k, bool same_island) const {

@@ -15,6 +15,7 @@ using builders::MakeJob;
 using builders::MakeNode;
 using builders::MakeRunning;
 using builders::MakeShareJob;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -188,6 +189,71 @@ TEST(ScenarioTest, MoreDevicesThanTheClusterHasNeverFits) {
   Decisions d = RunPass(s);
   EXPECT_EQ(d.waiting[0].kind, WaitKind::kNeverFits);
   EXPECT_THAT(d.waiting[0].reason, HasSubstr("needs 24 x nvidia/A100; the cluster has 16"));
+}
+
+// Jobs that can never run are said to be so at once, with the reason, not
+// left waiting for "resources" that no amount of waiting frees.
+TEST(ScenarioTest, ASelectorNoNodeMatchesNeverFits) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
+  s.nodes[0].labels = {{"zone", "a"}};
+  Job j = MakeJob(1, 1);
+  j.groups[0].node_selector = {{"zone", "b"}};
+  s.pending = {j};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.waiting.size(), 1u);
+  EXPECT_EQ(d.waiting[0].kind, WaitKind::kNeverFits);
+  EXPECT_EQ(d.waiting[0].reason, "asks for nodes labelled zone=b and no node has that label");
+}
+
+TEST(ScenarioTest, SpreadOverMoreNodesThanExistNeverFits) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8), MakeNode("node-1", "nvidia", "A100", 8)};
+  Job j = MakeJob(1, 1, 3);
+  j.groups[0].affinity = Affinity::kSpread;
+  s.pending = {j};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.waiting.size(), 1u);
+  EXPECT_EQ(d.waiting[0].kind, WaitKind::kNeverFits);
+  EXPECT_EQ(d.waiting[0].reason, "spreads 3 tasks one per node; the cluster has 2 nodes");
+}
+
+// A queue capped at 4 A100s: an 8-A100 job can never run there, though the
+// cluster has the devices (it is not "waiting for quota").
+TEST(ScenarioTest, ARequestAboveTheQueuesModelLimitNeverFits) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
+  s.queues = {Queue{.name = "default", .limit = {{"nvidia/A100", 4'000}}}};
+  s.pending = {MakeJob(1, 8, 1, "nvidia", "A100")};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.waiting.size(), 1u);
+  EXPECT_EQ(d.waiting[0].kind, WaitKind::kNeverFits);
+  EXPECT_THAT(d.waiting[0].reason, HasSubstr("queue 'default' is capped at"));
+}
+
+// Nine devices with no model named: no model's nodes hold nine; the reason
+// names every model, not one the user never asked for.
+TEST(ScenarioTest, AnyModelRequestNamesEveryModelWhenNoneFits) {
+  Snapshot s;
+  s.nodes = {MakeNode("gpu-0", "nvidia", "A100", 8), MakeNode("npu-0", "ascend", "910B", 8)};
+  s.pending = {MakeJob(1, 9, 1, /*vendor=*/"")};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.waiting.size(), 1u);
+  EXPECT_EQ(d.waiting[0].kind, WaitKind::kNeverFits);
+  EXPECT_THAT(d.waiting[0].reason,
+              AllOf(HasSubstr("can use any device model and none can hold it"),
+                    HasSubstr("9 x nvidia/A100 on one node"), HasSubstr("9 x ascend/910B on one node")));
+}
+
+TEST(ScenarioTest, AnUnknownModelListsTheModelsThere) {
+  Snapshot s;
+  s.nodes = {MakeNode("gpu-0", "nvidia", "A100", 8), MakeNode("npu-0", "ascend", "910B", 8)};
+  s.pending = {MakeJob(1, 1, 1, "nvidia", "A100-80G")};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.waiting.size(), 1u);
+  EXPECT_EQ(d.waiting[0].kind, WaitKind::kNeverFits);
+  EXPECT_THAT(d.waiting[0].reason, HasSubstr("accepts only nvidia/A100-80G devices and the cluster has none (it has "));
+  EXPECT_THAT(d.waiting[0].reason, AllOf(HasSubstr("nvidia/A100"), HasSubstr("ascend/910B")));
 }
 
 // A high-priority job preempts the single low-priority job that frees enough

@@ -126,7 +126,9 @@ TEST(SchedulerTest, NodeSelectorRestrictsNodesAndIsExplained) {
   ASSERT_TRUE(d.ok());
   ASSERT_EQ(d->binds.size(), 1u);
   EXPECT_EQ(d->binds[0].tasks[0].node, 1);
-  EXPECT_THAT(d->waiting[0].reason, HasSubstr("2 nodes do not match the node selector"));
+  // No node has zone=c: it can never run, and says so.
+  EXPECT_EQ(d->waiting[0].kind, WaitKind::kNeverFits);
+  EXPECT_EQ(d->waiting[0].reason, "asks for nodes labelled zone=c and no node has that label");
 }
 
 TEST(SchedulerTest, CpuShortageIsExplained) {
