@@ -17,7 +17,7 @@ BIN=${BIN:-$PWD/build/release}
 PARITY=$BIN/bench/icos_parity_bench
 TRACES=${ICOS_TRACES:-$PWD/../shared/data/traces}
 JOBS=${JOBS:-2000}
-POLICIES=${POLICIES:-default,las,srtf,fgd}
+POLICIES=${POLICIES:-default,las,srtf,srtf-learned,fgd}
 [ -x "$PARITY" ] || { echo "no $PARITY: cmake --build --preset release --target icos_parity_bench" >&2; exit 1; }
 [ -f "$TRACES/philly/philly.csv" ] || { echo "no Philly trace under $TRACES (set ICOS_TRACES)" >&2; exit 1; }
 status=0
