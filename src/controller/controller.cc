@@ -39,6 +39,10 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
 absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions options, store::StateStore* store,
                                                                Clock* clock) {
   if (auto s = core::Scheduler::Create(options.scheduler); !s.ok()) return s.status();
+  if (options.port_base < 1 || options.port_span < 1 || options.port_base + int64_t{options.port_span} > 65'536) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("task ports ", options.port_base, " + ", options.port_span, " do not fit in 1-65535"));
+  }
   std::unique_ptr<Controller> c(new Controller(std::move(options), store, clock));
   if (c->options_.learning.enabled) {
     auto learning = RuntimeLearning::Create(c->options_.learning);

@@ -35,6 +35,7 @@
 #include "controller/accounting.h"
 #include "controller/authz.h"
 #include "controller/metrics.h"
+#include "controller/port_book.h"
 #include "controller/runtime_learning.h"
 #include "controller/slow_nodes.h"
 #include "core/scheduler.h"
@@ -72,8 +73,11 @@ struct ControllerOptions {
   // call every 10 s, not every second. Task exits are still reported at once.
   int64_t max_agent_polls_per_s = 2'000;
   int64_t grace_ms = 10'000;  // SIGTERM -> SIGKILL for cancelled / preempted tasks
-  // Base of the per-job rendezvous port (MASTER_ADDR:MASTER_PORT).
+  // Tasks' ports (each rank's, and the rendezvous port MASTER_ADDR:MASTER_PORT)
+  // are booked per node from [port_base, port_base + port_span): the lowest
+  // that no active task on the node holds (controller/port_book.h).
   int32_t port_base = 29'500;
+  int32_t port_span = 10'000;
   // Utilisation history: one sample per this many seconds (aligned to
   // multiples of it), kept this long.
   int64_t utilisation_step_s = 15;
@@ -475,9 +479,11 @@ class Controller {
     std::string user;
     int64_t uid = -1, gid = -1;
   };
+  // Books the tasks' ports in `ports`.
   absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const api::JobSpec& spec, const TaskOwner& owner, int64_t job_id,
                                                    int32_t attempt, const core::BindDecision& bind,
-                                                   const PassNodes& nodes, const std::vector<int64_t>& waits_for) const;
+                                                   const PassNodes& nodes, const std::vector<int64_t>& waits_for,
+                                                   PortBook& ports) const;
 
   const ControllerOptions options_;
   store::StateStore* const store_;

@@ -24,7 +24,7 @@ using store::TaskState;
 
 absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
     const api::JobSpec& spec, const TaskOwner& owner, int64_t job_id, int32_t attempt, const core::BindDecision& bind,
-    const PassNodes& nodes, const std::vector<int64_t>& waits_for) const {
+    const PassNodes& nodes, const std::vector<int64_t>& waits_for, PortBook& ports) const {
   const std::vector<std::string>& node_names = nodes.names;
   // Ranks in (group, replica) order; nodes numbered in order of first use.
   // Linear in the job's tasks (a 10,000-task gang binds in one pass): one
@@ -39,13 +39,21 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
   info.job_name = spec.name;
   info.job_id = job_id;
   info.world_size = static_cast<int32_t>(placed.size());
-  info.master_port = options_.port_base + static_cast<int32_t>(job_id % 10'000);
+  // The rendezvous port lives on the first rank's node; every rank has one of
+  // its own on its node. Booked, so no two tasks on a node share one.
+  if (!placed.empty()) {
+    auto master = ports.Take(node_names[placed[0].node]);
+    if (!master.ok()) return master.status();
+    info.master_port = *master;
+  }
   for (const auto& p : placed) {
     const std::string& name = node_names[p.node];
     node_rank.emplace(name, static_cast<int32_t>(node_rank.size()));
     ++per_node[name];
     info.rank_hosts.push_back(nodes.addresses[p.node]);
-    info.rank_ports.push_back(info.master_port + 1 + static_cast<int32_t>(info.rank_ports.size()));
+    auto port = ports.Take(name);
+    if (!port.ok()) return port.status();
+    info.rank_ports.push_back(*port);
     std::vector<int32_t> devs;
     for (const auto& s : p.devices) devs.push_back(s.device);
     info.rank_devices.push_back(devs);
@@ -82,6 +90,8 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
     a.memory_mib = p.memory_mib;
     a.numa_nodes = p.numa_nodes;
     a.time_limit_s = spec.time_limit_s;
+    if (rank == 0) a.ports.push_back(info.master_port);
+    a.ports.push_back(info.rank_ports[rank]);
     a.user = owner.user;
     a.uid = owner.uid;
     a.gid = owner.gid;
@@ -279,8 +289,19 @@ absl::Status Controller::RunPass() {
   std::map<int64_t, absl::StatusOr<std::vector<TaskEntry>>> made;
   {
     std::map<int64_t, std::pair<api::JobSpec, TaskOwner>> bound;
+    // The ports active tasks hold; binds happen only in passes, one at a
+    // time, so none is booked behind this pass's back.
+    PortBook ports(options_.port_base, options_.port_span);
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (!decisions->binds.empty() || !moves.empty()) {
+        for (const auto& [id, j] : jobs_) {
+          for (const TaskEntry& t : j.tasks) {
+            if (!store::IsActive(t.rec.state)) continue;
+            for (int32_t p : t.assignment.ports) ports.Hold(t.rec.node, p);
+          }
+        }
+      }
       for (const auto* list : {&decisions->binds, &moves}) {
         for (const auto& bind : *list) {
           auto it = jobs_.find(bind.job.value());
@@ -298,8 +319,8 @@ absl::Status Controller::RunPass() {
         std::vector<int64_t> waits_for;
         for (JobId v : bind.after_preemption) waits_for.push_back(v.value());
         const int32_t attempt = moving ? running_attempt[it->first] + 1 : pending_attempt[it->first];
-        made.emplace(it->first,
-                     MakeTasks(it->second.first, it->second.second, it->first, attempt, bind, pass_nodes, waits_for));
+        made.emplace(it->first, MakeTasks(it->second.first, it->second.second, it->first, attempt, bind, pass_nodes,
+                                          waits_for, ports));
       }
     }
   }
@@ -378,10 +399,12 @@ absl::Status Controller::RunPass() {
       stale = true;
       continue;
     }
+    absl::StatusOr<std::vector<TaskEntry>>& tasks_made = made_it->second;
+    // Every task port of a node is held: the job waits, as for any resource.
+    if (tasks_made.status().code() == absl::StatusCode::kResourceExhausted) continue;
     JobEntry& j = copy(bind.job.value());
     std::vector<int64_t> waits_for;
     for (JobId v : bind.after_preemption) waits_for.push_back(v.value());
-    absl::StatusOr<std::vector<TaskEntry>>& tasks_made = made_it->second;
     if (!tasks_made.ok()) {
       // The framework cannot be set up for this placement: a spec problem the user must fix.
       j.rec.state = JobState::kFailed;

@@ -5,10 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "controller/controller_test_util.h"
 #include "core/policy_presets.h"
 #include "store/sqlite_state_store.h"
@@ -49,6 +52,47 @@ TEST_F(ControllerTest, SubmittedJobRunsOnRegisteredNodeWithPyTorchEnv) {
   EXPECT_EQ(State(*id), "Running");
   Report("n1", tasks[1].task_id, "Succeeded");
   EXPECT_EQ(State(*id), "Succeeded");
+}
+
+// Ports were job id + 29500 with the ranks above it: job N's ranks took job
+// N+1's rendezvous port. Now no two active tasks on a node share a port, a
+// port is free again once its task ends, and a restarted controller knows
+// which are held.
+TEST_F(ControllerTest, NoTwoTasksOnANodeShareAPort) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1", 8), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  auto first = controller_->Submit(alice_, kTwoWorkers);
+  auto second = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto ports_of = [](const std::vector<wire::Assignment>& tasks) {
+    std::vector<int32_t> all;
+    for (const wire::Assignment& a : tasks) all.insert(all.end(), a.ports.begin(), a.ports.end());
+    return all;
+  };
+  std::vector<wire::Assignment> tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 4u);
+  std::vector<int32_t> held = ports_of(tasks);
+  EXPECT_EQ(held.size(), 6u);  // a rank port each, and two rendezvous ports
+  EXPECT_EQ(std::set<int32_t>(held.begin(), held.end()).size(), held.size()) << absl::StrJoin(held, ",");
+  for (const wire::Assignment& a : tasks) {
+    if (a.env.at("RANK") == "0") {
+      EXPECT_EQ(a.env.at("MASTER_PORT"), absl::StrCat(a.ports[0]));
+    }
+  }
+  // The first job ends: a third job may take its ports, and only those.
+  for (const wire::Assignment& a : tasks) {
+    if (a.job_id == *first) Report("n1", a.task_id, "Succeeded");
+  }
+  ASSERT_EQ(State(*first), "Succeeded");
+  Open();  // a controller restart: the second job's ports are still held
+  auto third = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(third.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  tasks = Watch("n1");
+  held = ports_of(tasks);
+  EXPECT_EQ(held.size(), 6u);
+  EXPECT_EQ(std::set<int32_t>(held.begin(), held.end()).size(), held.size()) << absl::StrJoin(held, ",");
+  EXPECT_EQ(*std::max_element(held.begin(), held.end()), options_.port_base + 5);  // the lowest free ones
 }
 
 TEST_F(ControllerTest, RanksOnTwoNodesMeetAtRankZerosAddressOverTheirOwnInterface) {
