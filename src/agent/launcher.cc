@@ -212,7 +212,7 @@ TaskExit ExitFromJson(const std::string& id, const nlohmann::json& j) {
   const std::string kind = j.value("kind", "Lost");
   for (TaskExitKind k :
        {TaskExitKind::kExited, TaskExitKind::kSignaled, TaskExitKind::kOOMKilled, TaskExitKind::kCancelled,
-        TaskExitKind::kLaunchFailed, TaskExitKind::kLost, TaskExitKind::kLeaseExpired}) {
+        TaskExitKind::kLaunchFailed, TaskExitKind::kLost, TaskExitKind::kLeaseExpired, TaskExitKind::kNodeShutdown}) {
     if (TaskExitKindName(k) == kind) e.kind = k;
   }
   e.exit_code = j.value("exit_code", -1);
@@ -238,6 +238,8 @@ absl::string_view TaskExitKindName(TaskExitKind kind) {
       return "LaunchFailed";
     case TaskExitKind::kLost:
       return "Lost";
+    case TaskExitKind::kNodeShutdown:
+      return "NodeShutdown";
     case TaskExitKind::kLeaseExpired:
       return "LeaseExpired";
   }
@@ -264,6 +266,7 @@ struct TaskLauncher::Task {
   // Journals from before the lock existed: liveness by pid and start time.
   bool legacy = false;
   bool stop_requested = false;
+  bool node_shutdown = false;         // the stop is the node's shutdown, not the job's
   int64_t stop_deadline_unix_ms = 0;  // persisted, so a restarted agent keeps the deadline
   int64_t kill_at_ms = 0;             // clock_ time of the SIGKILL
   bool kill_sent = false;
@@ -324,6 +327,7 @@ absl::Status TaskLauncher::SaveState(const Task& task, bool durable) const {
       {"max_disconnect_ms", task.max_disconnect_ms},
       {"cgroup", task.has_cgroup},
       {"stop_requested", task.stop_requested},
+      {"node_shutdown", task.node_shutdown},
       {"stop_deadline_unix_ms", task.stop_deadline_unix_ms},
   };
   if (task.phase == Phase::kEnded) j["exit"] = ExitToJson(task.exit);
@@ -604,7 +608,7 @@ void TaskLauncher::KillNow(Task& task) {
   task.kill_sent = true;
 }
 
-absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms) {
+absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms, bool node_shutdown) {
   auto it = tasks_.find(task_id);
   if (it == tasks_.end()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
   Task& task = *it->second;
@@ -612,6 +616,7 @@ absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms) {
   LoadPids(task);
   if (grace_ms < 0) grace_ms = options_.default_grace_ms;
   const int64_t kill_at = clock_->NowMs() + grace_ms;
+  task.node_shutdown |= node_shutdown;
   if (task.stop_requested) {
     task.kill_at_ms = std::min(task.kill_at_ms, kill_at);
   } else {
@@ -715,6 +720,9 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
       exit.kind = TaskExitKind::kLeaseExpired;
       exit.reason = absl::StrCat("stopped: the node lost contact with the controller for ",
                                  task.max_disconnect_ms / 1000, " s (its lease ended)");
+    } else if (task.stop_requested && task.node_shutdown) {
+      exit.kind = TaskExitKind::kNodeShutdown;
+      exit.reason = "stopped: its node shut down (the node's icos agent stopped)";
     } else if (task.stop_requested) {
       exit.kind = TaskExitKind::kCancelled;
       exit.reason =
@@ -839,6 +847,7 @@ std::unique_ptr<TaskLauncher::Task> TaskLauncher::LoadJournal(const std::string&
     task->max_disconnect_ms = j.value("max_disconnect_ms", int64_t{0});
     task->has_cgroup = j.value("cgroup", false) && cgroups_ != nullptr;
     task->stop_requested = j.value("stop_requested", false);
+    task->node_shutdown = j.value("node_shutdown", false);
     task->stop_deadline_unix_ms = j.value("stop_deadline_unix_ms", int64_t{0});
     if (phase == "ended") {
       task->phase = Phase::kEnded;

@@ -157,9 +157,10 @@ enum class TaskExitKind {
   kLaunchFailed,  // never ran: exec (or chdir, log file, cgroup join) failed
   kLost,          // vanished without an exit record (shim killed, state lost)
   kLeaseExpired,  // stopped by its shim: the node lost contact with the controller too long
+  kNodeShutdown,  // stopped because its node shut down (`icos up` stopping): not the job's doing
 };
 
-// "Exited", "Signaled", "OOMKilled", "Cancelled", "LaunchFailed", "Lost", "LeaseExpired".
+// "Exited", "Signaled", "OOMKilled", "Cancelled", "LaunchFailed", "Lost", "LeaseExpired", "NodeShutdown".
 absl::string_view TaskExitKindName(TaskExitKind kind);
 
 struct TaskExit {
@@ -216,7 +217,9 @@ class TaskLauncher {
   // reported as Cancelled (or OOMKilled / LaunchFailed when that happened
   // first). A second Stop() can only shorten the deadline. NotFound for an
   // unknown task; OK (nothing to do) for one that has ended.
-  absl::Status Stop(const std::string& task_id, int64_t grace_ms);
+  // `node_shutdown`: the node is going down, not the job (its exit is
+  // kNodeShutdown, and the controller requeues the job).
+  absl::Status Stop(const std::string& task_id, int64_t grace_ms, bool node_shutdown = false);
 
   // Call once at agent start. Loads every journal in state_dir not known
   // yet (see the header comment for what a journal proves). Returns the ids

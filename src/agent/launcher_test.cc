@@ -335,6 +335,24 @@ TEST_F(LauncherTest, StopWithZeroGraceKillsAtOnce) {
   EXPECT_EQ(exit->signal, SIGKILL);
 }
 
+// `icos up` stopping stops its tasks: their end is the node's doing, and so
+// it stays after the agent restarts (the exit is reported then).
+TEST_F(LauncherTest, AStopForTheNodesShutdownSaysSoAcrossARestart) {
+  MustStart(Sh("t1", "echo ready; while :; do sleep 0.05; done"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  ASSERT_TRUE(launcher_->Stop("t1", 10'000, /*node_shutdown=*/true).ok());
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kNodeShutdown);
+  EXPECT_THAT(exit->reason, HasSubstr("its node shut down"));
+  launcher_.reset();
+  launcher_ = NewLauncher();
+  EXPECT_THAT(launcher_->Adopt(), IsEmpty());
+  std::vector<TaskExit> again = launcher_->Poll();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].kind, TaskExitKind::kNodeShutdown);
+}
+
 TEST_F(LauncherTest, StopUnknownTaskIsNotFound) {
   EXPECT_EQ(launcher_->Stop("nope", 0).code(), absl::StatusCode::kNotFound);
 }

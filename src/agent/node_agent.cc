@@ -78,6 +78,7 @@ std::string StateOf(TaskExitKind kind, int exit_code) {
     case TaskExitKind::kExited:
       return exit_code == 0 ? "Succeeded" : "Failed";
     case TaskExitKind::kCancelled:
+    case TaskExitKind::kNodeShutdown:
       return "Killed";
     default:
       return "Failed";
@@ -285,7 +286,8 @@ void NodeAgent::StopAllTasks(int64_t grace_ms) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!launcher_) return;
     for (const std::string& id : launcher_->Running()) {
-      log::Failure("stop task", launcher_->Stop(id, grace_ms), absl::StrCat("task=", log::Field(id)));
+      log::Failure("stop task", launcher_->Stop(id, grace_ms, /*node_shutdown=*/true),
+                   absl::StrCat("task=", log::Field(id)));
     }
   }
   const int64_t deadline = clock_->NowMs() + grace_ms + 2'000;
@@ -533,6 +535,7 @@ bool NodeAgent::CollectExits() {
     k.status.reason =
         k.stopping && !k.stop_reason.empty() && e.kind == TaskExitKind::kCancelled ? k.stop_reason : e.reason;
     if (e.kind == TaskExitKind::kOOMKilled) k.status.reason = "OOMKilled";
+    k.status.requeue = e.kind == TaskExitKind::kNodeShutdown;
     k.status.end_ms = e.end_unix_ms > 0 ? e.end_unix_ms : clock_->NowMs();
   }
   // Time limits: SIGTERM, then SIGKILL after the grace period.

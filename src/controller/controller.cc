@@ -211,6 +211,17 @@ absl::Status Controller::Commit(store::WriteBatch batch) {
   return store_->Apply(std::move(batch));
 }
 
+void Controller::Requeue(JobEntry& j, const std::string& node, store::WriteBatch& b) {
+  if (j.rec.state != JobState::kRunning) return;
+  // As a gang restart, but no retry is spent: the job did nothing wrong (Slurm
+  // requeues a batch job whose node fails). Its other tasks are told to stop.
+  j.rec.state = JobState::kPending;
+  ++j.rec.attempt;
+  j.rec.reason = absl::StrCat("requeued: node '", node, "' shut down under it");
+  b.jobs.push_back(j.rec);
+  Event(b, j.rec.id, node, "Requeued", j.rec.reason);
+}
+
 // Moves a job forward after its tasks changed: success, failure with or
 // without a gang restart, the end of a cancel or preemption. REQUIRES mu_.
 void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
@@ -763,6 +774,7 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
     n.rec.heartbeat_ms = now;  // kept in memory; persisting every beat would cost a write per node per beat
     counters_.heartbeats.Inc({node});
     std::map<int64_t, JobEntry> touched;  // copies to commit
+    std::set<int64_t> requeue;            // jobs whose current attempt's task the node's shutdown ended
     for (const wire::TaskStatus& s : statuses) {
       int64_t job;
       int32_t g, r, a;
@@ -785,6 +797,7 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
         // An agent that does not say when the task started: it started by now (accounting needs a start).
         if (*state == TaskState::kRunning && t.rec.start_ms == 0) t.rec.start_ms = now;
         if (store::IsTerminal(*state)) t.rec.end_ms = s.end_ms > 0 ? s.end_ms : now;
+        if (s.requeue && store::IsTerminal(*state) && t.rec.attempt == j.rec.attempt) requeue.insert(job);
         b.tasks.push_back(t.rec);
         Event(b, job, node, absl::StrCat("Task", s.state),
               absl::StrCat(s.task_id, store::IsTerminal(*state) ? absl::StrCat(" exit ", s.exit_code) : "",
@@ -815,6 +828,7 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
         changed = true;
       }
     }
+    for (int64_t id : requeue) Requeue(touched.at(id), node, b);
     for (auto& [id, j] : touched) EvaluateJob(j, b);
     if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
     for (auto& [id, j] : touched) {

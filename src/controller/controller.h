@@ -444,6 +444,10 @@ class Controller {
   };
   Allocation Allocated() const;
   void EvaluateJob(JobEntry& j, store::WriteBatch& b);
+  // A running job whose task ended because its node shut down (not the
+  // job's doing) goes back to pending, its next attempt, no retry spent.
+  // REQUIRES mu_ held.
+  void Requeue(JobEntry& j, const std::string& node, store::WriteBatch& b);
   // Adds one report of `node`'s devices to the jobs running there.
   void SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices);
   // The "DeviceUse" event of a job that just ended, if anything was sampled.

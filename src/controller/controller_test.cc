@@ -95,6 +95,43 @@ TEST_F(ControllerTest, NoTwoTasksOnANodeShareAPort) {
   EXPECT_EQ(*std::max_element(held.begin(), held.end()), options_.port_base + 5);  // the lowest free ones
 }
 
+// Ctrl-C on `icos up` stops the node's tasks: the job did nothing wrong, so
+// it goes back to pending (no retry spent, restart: Never notwithstanding)
+// and runs again when a node is back; its other rank is told to stop.
+TEST_F(ControllerTest, AJobWhoseNodeShutDownUnderItIsRequeued) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1", 8), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  auto id = controller_->Submit(alice_, kTwoWorkers);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  std::vector<wire::Assignment> tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 2u);
+  wire::TaskStatus running;  // each heartbeat lists every task the node holds
+  running.task_id = tasks[1].task_id;
+  running.state = "Running";
+  wire::TaskStatus stopped;
+  stopped.task_id = tasks[0].task_id;
+  stopped.state = "Killed";
+  stopped.exit_code = 143;
+  stopped.reason = "stopped: its node shut down (the node's icos agent stopped)";
+  stopped.requeue = true;
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {running, stopped}).ok());
+  auto job = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(State(*id), "Pending");
+  EXPECT_EQ(job->job.attempt, 1);
+  EXPECT_EQ(job->job.reason, "requeued: node 'n1' shut down under it");
+  tasks = Watch("n1");
+  for (const wire::Assignment& a : tasks) {
+    if (a.task_id == wire::TaskId(*id, 0, 1, 0)) {
+      EXPECT_FALSE(a.run);  // the other rank stops
+    }
+  }
+  Report("n1", wire::TaskId(*id, 0, 1, 0), "Killed", 143);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Running");  // attempt 1 placed again
+  EXPECT_EQ(controller_->GetJob(admin_, *id)->job.attempt, 1);
+}
+
 TEST_F(ControllerTest, RanksOnTwoNodesMeetAtRankZerosAddressOverTheirOwnInterface) {
   // One GPU per node, one rank per GPU: rank 0 on n1, rank 1 on n2. Both
   // rendezvous at n1's registered address (not its name); each pins NCCL and

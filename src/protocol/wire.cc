@@ -172,8 +172,10 @@ absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
 }
 
 json TaskStatusToJson(const TaskStatus& s) {
-  return {{"task_id", s.task_id}, {"state", s.state},       {"exit_code", s.exit_code},
-          {"reason", s.reason},   {"start_ms", s.start_ms}, {"end_ms", s.end_ms}};
+  json j = {{"task_id", s.task_id}, {"state", s.state},       {"exit_code", s.exit_code},
+            {"reason", s.reason},   {"start_ms", s.start_ms}, {"end_ms", s.end_ms}};
+  if (s.requeue) j["requeue"] = true;
+  return j;
 }
 
 json HeartbeatReplyToJson(const HeartbeatReply& r) {
@@ -204,6 +206,7 @@ absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
     s.reason = j.value("reason", "");
     s.start_ms = j.value("start_ms", int64_t{0});
     s.end_ms = j.value("end_ms", int64_t{0});
+    s.requeue = j.value("requeue", false);
     return s;
   });
 }

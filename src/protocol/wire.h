@@ -75,6 +75,9 @@ struct TaskStatus {
   int32_t exit_code = 0;
   std::string reason;
   int64_t start_ms = 0, end_ms = 0;
+  // The task ended because its node shut down, not by anything the job did:
+  // the controller requeues the job instead of counting a failure.
+  bool requeue = false;
 };
 
 nlohmann::json TaskStatusToJson(const TaskStatus& s);
