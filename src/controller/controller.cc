@@ -152,6 +152,22 @@ bool Controller::HasActiveTasks(const JobEntry& j, bool older_attempts_only) con
   return false;
 }
 
+int64_t Controller::RestartBackoffMs(int32_t failures) const {
+  if (failures <= 0 || options_.restart_backoff_ms <= 0) return 0;
+  int64_t ms = options_.restart_backoff_ms;
+  for (int32_t k = 1; k < failures && ms < options_.restart_backoff_max_ms; ++k) ms *= 2;
+  return std::min(ms, std::max(options_.restart_backoff_max_ms, options_.restart_backoff_ms));
+}
+
+int64_t Controller::RetryAtMs(const JobEntry& j) const {
+  int64_t last_failure_ms = 0;
+  for (const auto& t : j.tasks) {
+    if (t.rec.state == TaskState::kFailed) last_failure_ms = std::max(last_failure_ms, t.rec.end_ms);
+  }
+  if (last_failure_ms == 0) return 0;
+  return last_failure_ms + RestartBackoffMs(Failures(j));
+}
+
 int32_t Controller::Failures(const JobEntry& j) const {
   std::set<int32_t> failed;
   for (const auto& t : j.tasks) {
@@ -258,7 +274,9 @@ void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
     // A failed rank restarts the whole gang (torchrun's and Volcano's rule).
     j.rec.state = JobState::kPending;
     ++j.rec.attempt;
-    j.rec.reason = absl::StrCat("restarting (", Failures(j), " of ", j.spec.max_retries, " retries used) after ", why);
+    const int64_t backoff_ms = RestartBackoffMs(Failures(j));
+    j.rec.reason = absl::StrCat("restarting", backoff_ms > 0 ? absl::StrCat(" in ", backoff_ms / 1000, " s") : "", " (",
+                                Failures(j), " of ", j.spec.max_retries, " retries used) after ", why);
     b.jobs.push_back(j.rec);
     Event(b, j.rec.id, failed->rec.node, "Restarting", j.rec.reason);
   } else {

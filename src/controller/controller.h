@@ -56,6 +56,12 @@ struct ControllerOptions {
   // A pass runs at once after a change (submit, task end, node join) and at
   // least this often otherwise (to refresh waiting reasons and time).
   int64_t pass_interval_ms = 2'000;
+  // A job restarted after a failure (restart: OnFailure) waits this long
+  // after its failed attempt ended, doubling with each failure up to the
+  // cap (Kubernetes' CrashLoopBackOff: 10 s to 5 min), so a job that fails at
+  // once does not spin through its retries in seconds. 0: no back-off.
+  int64_t restart_backoff_ms = 10'000;
+  int64_t restart_backoff_max_ms = 300'000;
   // The node lease (docs/reliability.md): a node whose agent has not
   // heartbeated for this long is NotReady and gets no new work. Its tasks
   // run on until their job's max_disconnect (this lease by default) has
@@ -346,6 +352,9 @@ class Controller {
   const ControllerCounters& counters() const { return counters_; }
   // The controller's clock (API defaults such as "until now").
   int64_t NowMs() const { return clock_->NowMs(); }
+  // How long a job restarted after `failures` failures waits
+  // (ControllerOptions::restart_backoff_ms, doubling, capped).
+  int64_t RestartBackoffMs(int32_t failures) const;
   // The cluster's id (StateStore::ClusterId): agents scope what they make on
   // a host (cgroups) by it. Fixed after Create().
   const std::string& cluster_id() const { return cluster_id_; }
@@ -444,6 +453,9 @@ class Controller {
   };
   Allocation Allocated() const;
   void EvaluateJob(JobEntry& j, store::WriteBatch& b);
+  // When a restarted job may start again: its last failed task's end plus
+  // RestartBackoffMs (0: at once). REQUIRES mu_ held.
+  int64_t RetryAtMs(const JobEntry& j) const;
   // A running job whose task ended because its node shut down (not the
   // job's doing) goes back to pending, its next attempt, no retry spent.
   // REQUIRES mu_ held.

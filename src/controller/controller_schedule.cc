@@ -257,8 +257,10 @@ absl::Status Controller::RunPass() {
       rj.start_ms = runs.running ? runs.run_start_ms : j.rec.start_ms;
       if (runs.running) running_attempt[id] = j.rec.attempt;
       if (!rj.tasks.empty()) snap.running.push_back(std::move(rj));
-      // A job waits while tasks of an earlier attempt still run (never twice at once).
-      if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false)) {
+      // A job waits while tasks of an earlier attempt still run (never twice
+      // at once), and a restarted one for its back-off.
+      if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false) &&
+          (j.rec.attempt == 0 || now >= RetryAtMs(j))) {
         snap.pending.push_back(j.core);
         snap.pending.back().attained_device_s = runs.attained_device_s;
         snap.pending.back().runtime_estimate_ms = runs.pending_estimate_ms;

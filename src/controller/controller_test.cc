@@ -205,12 +205,27 @@ TEST_F(ControllerTest, FailedRankRestartsTheWholeGangOnce) {
   ASSERT_TRUE(controller_->RunPass().ok());
   EXPECT_EQ(State(*id), "Pending");  // the old attempt still holds its task
   Report("n1", first[0].task_id, "Killed");
+  // The restart waits for its back-off (10 s after the failure), then runs.
+  EXPECT_THAT(controller_->GetJob(admin_, *id)->job.reason, HasSubstr("restarting in 10 s (1 of 1 retries used)"));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*id), "Pending");
+  clock_.Advance(10'000);
   ASSERT_TRUE(controller_->RunPass().ok());
   auto second = Watch("n1");
   ASSERT_EQ(second.size(), 2u);
   EXPECT_THAT(second[0].task_id, HasSubstr("-a1"));
   Report("n1", second[0].task_id, "Failed", 1);
   EXPECT_EQ(State(*id), "Failed");  // retries used up
+}
+
+// Each failure doubles the wait before the next try, up to the cap.
+TEST_F(ControllerTest, RestartBackOffDoublesUpToItsCap) {
+  EXPECT_EQ(controller_->RestartBackoffMs(0), 0);
+  EXPECT_EQ(controller_->RestartBackoffMs(1), 10'000);
+  EXPECT_EQ(controller_->RestartBackoffMs(2), 20'000);
+  EXPECT_EQ(controller_->RestartBackoffMs(5), 160'000);
+  EXPECT_EQ(controller_->RestartBackoffMs(6), 300'000);
+  EXPECT_EQ(controller_->RestartBackoffMs(100), 300'000);
 }
 
 TEST_F(ControllerTest, CancelStopsTasksAndEndsTheJob) {
@@ -466,6 +481,7 @@ tasks:
   EXPECT_THAT(j->tasks[0].reason, HasSubstr("device 0 (nvidia/A100) became unhealthy"));
   EXPECT_EQ(State(*id), "Pending");  // restarting
   Report("gpu", first[0].task_id, "Killed");
+  clock_.Advance(options_.restart_backoff_ms);
   ASSERT_TRUE(controller_->RunPass().ok());
   auto second = Watch("gpu");
   ASSERT_EQ(second.size(), 1u);
