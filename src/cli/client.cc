@@ -121,6 +121,8 @@ struct ClientCommands {
   std::string idempotency_key;
   std::string chdir;
   int64_t job_id = 0;
+  std::vector<int64_t> job_ids;  // cancel
+  bool all_states = false;       // jobs --all
   int32_t task = 0;
   bool follow = false;
   std::string state;
@@ -157,7 +159,10 @@ ClientCommands* AddClientCommands(CLI::App& app) {
                         "job (default: a fresh one each time)");
   common(c->submit);
   c->jobs = app.add_subcommand("jobs", "List jobs");
-  c->jobs->add_option("--state", c->state, "Pending, Running, Succeeded, Failed or Cancelled");
+  c->jobs->add_option("--state", c->state,
+                      "only jobs in these states, comma-separated: Pending, Running, Succeeded, Failed, Cancelled "
+                      "(default: Pending,Running, as squeue)");
+  c->jobs->add_flag("-a,--all", c->all_states, "jobs in every state, ended ones too (as sacct)");
   c->jobs->add_option("--user", c->user, "only this user's jobs (admins; a user sees only their own)");
   c->jobs->add_option("--queue", c->queue, "only this queue's jobs");
   c->jobs->add_option("-n,--limit", c->limit, "at most this many, newest first (default 100)")
@@ -172,8 +177,8 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->logs->add_option("--task", c->task, "task index as `icos job` lists it (default 0)");
   c->logs->add_flag("-f,--follow", c->follow, "keep printing until the task ends");
   common(c->logs, false);
-  c->cancel = app.add_subcommand("cancel", "Cancel a job (SIGTERM, grace period, SIGKILL)");
-  c->cancel->add_option("id", c->job_id, "job id")->required();
+  c->cancel = app.add_subcommand("cancel", "Cancel jobs (SIGTERM, grace period, SIGKILL)");
+  c->cancel->add_option("ids", c->job_ids, "job ids")->required();
   common(c->cancel);
   c->wait = app.add_subcommand("wait", "Wait until a job ends; exit 0 only if it succeeded");
   c->wait->add_option("id", c->job_id, "job id")->required();
@@ -346,6 +351,9 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   if (parsed(c->jobs)) {
     std::string path = absl::StrCat("/api/v1/jobs?limit=", c->limit);
     if (c->before > 0) absl::StrAppend(&path, "&before=", c->before);
+    if (c->state.empty() && !c->all_states) c->state = "Pending,Running";  // what is in the queue, as squeue
+    if (!c->state.empty() && c->all_states)
+      return fail(absl::InvalidArgumentError("--state and --all exclude each other"));
     for (const auto& [key, value] : {std::pair{"state", c->state}, {"user", c->user}, {"queue", c->queue}}) {
       if (!value.empty()) absl::StrAppend(&path, "&", key, "=", httplib::detail::encode_query_param(value));
     }
@@ -436,11 +444,22 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     }
   }
   if (parsed(c->cancel)) {
-    auto r = api.Json("POST", absl::StrCat("/api/v1/jobs/", c->job_id, "/cancel"));
-    if (!r.ok()) return fail(r.status());
-    if (as_json) return Print(out, *r);
-    out << "job " << c->job_id << " cancelled\n";
-    return 0;
+    // Each id on its own, as scancel: one that cannot be cancelled (ended,
+    // not yours) is said and the rest still are; the exit code says if any failed.
+    int rc = 0;
+    json replies = json::array();
+    for (int64_t id : c->job_ids) {
+      auto r = api.Json("POST", absl::StrCat("/api/v1/jobs/", id, "/cancel"));
+      if (!r.ok()) {
+        err << "icos: job " << id << ": " << r.status().message() << "\n";
+        rc = r.status().code() == absl::StatusCode::kUnavailable ? 3 : std::max(rc, 1);
+        continue;
+      }
+      replies.push_back(*r);
+      if (!as_json) out << "job " << id << " cancelled\n";
+    }
+    if (as_json) Print(out, replies);
+    return rc;
   }
   if (parsed(c->wait)) {
     const auto start = std::chrono::steady_clock::now();

@@ -8,9 +8,11 @@
 #include <set>
 
 #include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "api/job_spec.h"
 #include "controller/assignment_watches.h"
@@ -400,12 +402,17 @@ net::Router HttpServer::Routes() {
 
   s.Get("/api/v1/jobs", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
           store::JobQuery q;
-          if (req.has_param("state")) {
-            auto st = store::ParseJobState(req.param("state"));
-            if (!st)
-              return Fail(res,
-                          absl::InvalidArgumentError("state must be Pending, Running, Succeeded, Failed or Cancelled"));
-            q.states.push_back(*st);
+          if (req.has_param("state")) {  // one state or several, comma-separated
+            for (absl::string_view name : absl::StrSplit(req.param("state"), ',', absl::SkipWhitespace())) {
+              auto st = store::ParseJobState(std::string(absl::StripAsciiWhitespace(name)));
+              if (!st) {
+                return Fail(res,
+                            absl::InvalidArgumentError(absl::StrCat(
+                                "state '", name,
+                                "' is not one of Pending, Running, Succeeded, Failed, Cancelled (comma-separated)")));
+              }
+              if (std::find(q.states.begin(), q.states.end(), *st) == q.states.end()) q.states.push_back(*st);
+            }
           }
           q.user = req.param("user");
           q.queue = req.param("queue");

@@ -224,5 +224,38 @@ TEST_F(HttpServerTest, MetricsStayBoundedAndShowTheServer) {
   }
 }
 
+// `icos jobs` lists what is in the queue by default (Pending,Running, as
+// squeue): the API takes several states, comma-separated, and names a bad one.
+TEST_F(HttpServerTest, JobsFilterByStatesCommaSeparated) {
+  Serve();
+  auto running = controller_->Submit(alice_, "tasks:\n  - command: [sleep, '100']\n");
+  auto cancelled = controller_->Submit(alice_, "tasks:\n  - command: [sleep, '100']\n");
+  ASSERT_TRUE(running.ok() && cancelled.ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  ASSERT_TRUE(controller_->Cancel(alice_, *cancelled).ok());
+  auto pending = controller_->Submit(alice_, "tasks:\n  - command: [sleep, '100']\n");
+  ASSERT_TRUE(pending.ok());
+  httplib::Client client("127.0.0.1", server_->port());
+  httplib::Headers auth = {{"Authorization", "Bearer " + admin_token_}};
+  auto ids = [&](const std::string& query) {
+    auto r = client.Get("/api/v1/jobs" + query, auth);
+    std::vector<int64_t> out;
+    if (!r || r->status != 200) {
+      ADD_FAILURE() << query << ": " << (r ? r->body : "no reply");
+      return out;
+    }
+    const nlohmann::json body = nlohmann::json::parse(r->body);  // kept: a temporary's ["jobs"] would dangle
+    for (const auto& j : body["jobs"]) out.push_back(j["id"].get<int64_t>());
+    return out;
+  };
+  EXPECT_EQ(ids("?state=Pending,Running"), (std::vector<int64_t>{*pending, *running}));
+  EXPECT_EQ(ids("?state=Running"), (std::vector<int64_t>{*running}));
+  EXPECT_EQ(ids(""), (std::vector<int64_t>{*pending, *cancelled, *running}));
+  auto bad = client.Get("/api/v1/jobs?state=Pending,Done", auth);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_THAT(bad->body, HasSubstr("state 'Done' is not one of"));
+}
+
 }  // namespace
 }  // namespace icos::controller

@@ -35,7 +35,7 @@ for id in "${ids[@]}"; do
 done
 acked=$(grep -c . "$E2E_DIR/acked.txt" || true)
 [ "$acked" = 40 ] || fail "only $acked of 40 submits were confirmed: $(cat "$E2E_DIR/submit-errors.log")"
-icos jobs -o json > "$E2E_DIR/jobs.json"
+icos jobs --all -o json > "$E2E_DIR/jobs.json"
 total=$(/usr/bin/python3 -c "import json; print(len(json.load(open('$E2E_DIR/jobs.json'))['jobs']))")
 [ "$total" = 46 ] || fail "$total jobs for 46 submits: a retried submit made a second job"
 [ "$(sort "$E2E_DIR/acked.txt" | uniq -d)" = "" ] || fail "two submits were given the same job"

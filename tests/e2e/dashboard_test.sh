@@ -61,7 +61,7 @@ export ICOS_URL="$ICOS_SERVER" ICOS_TOKEN="$(cat "$ICOS_HOME/admin.token")" ICOS
 node "$WEB/tests/dashboard.spec.mjs" || fail "browser test failed (screenshots in $ARTIFACTS)"
 
 # The browser's cancel reached the controller.
-ui_job=$(icos jobs -o json | /usr/bin/python3 -c "
+ui_job=$(icos jobs --all -o json | /usr/bin/python3 -c "
 import json,sys
 print(max(j['id'] for j in json.load(sys.stdin)['jobs'] if j['name'] == 'from-the-browser'))")
 [ "$(job_field "$ui_job" state)" = Cancelled ] || fail "job $ui_job submitted in the browser is not Cancelled"
