@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -123,6 +125,7 @@ struct ClientCommands {
   int64_t job_id = 0;
   std::vector<int64_t> job_ids;  // cancel
   bool all_states = false;       // jobs --all
+  int64_t tail_lines = -1;       // logs --tail; -1: the whole log
   int32_t task = 0;
   bool follow = false;
   std::string state;
@@ -176,6 +179,7 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->logs->add_option("id", c->job_id, "job id")->required();
   c->logs->add_option("--task", c->task, "task index as `icos job` lists it (default 0)");
   c->logs->add_flag("-f,--follow", c->follow, "keep printing until the task ends");
+  c->logs->add_option("-n,--tail", c->tail_lines, "start with the last N lines only")->check(CLI::Range(0, 1'000'000));
   common(c->logs, false);
   c->cancel = app.add_subcommand("cancel", "Cancel jobs (SIGTERM, grace period, SIGKILL)");
   c->cancel->add_option("ids", c->job_ids, "job ids")->required();
@@ -231,6 +235,18 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->usage->add_option("--by", c->by, "user or queue")->check(CLI::IsMember({"user", "queue"}));
   common(c->usage);
   return c;
+}
+
+std::string LastLines(const std::string& text, int64_t n) {
+  if (n <= 0) return "";
+  // A final newline ends the last line; it does not start another.
+  size_t end = text.size();
+  if (end > 0 && text[end - 1] == '\n') --end;
+  size_t from = end;
+  for (int64_t seen = 0; from > 0; --from) {
+    if (text[from - 1] == '\n' && ++seen == n) break;
+  }
+  return text.substr(from);
 }
 
 absl::StatusOr<std::string> SubmitBaseDir(const std::string& file, const std::string& chdir) {
@@ -423,24 +439,69 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     return 0;
   }
   if (parsed(c->logs)) {
+    // One read from `offset` (the server sends at most 1 MiB); nullopt: the
+    // task has no log yet and we follow; `next` is where the read ended.
+    struct Chunk {
+      std::string body;
+      int64_t next = 0;
+      bool finished = false;
+    };
+    auto read = [&](int64_t from) -> absl::StatusOr<std::optional<Chunk>> {
+      auto r = api.Request("GET", absl::StrCat("/api/v1/jobs/", c->job_id, "/logs?task=", c->task, "&offset=", from));
+      if (!r.ok()) return r.status();
+      if (r->status == 409 && c->follow) return std::nullopt;  // not started yet
+      if (r->status != 200) return StatusFromReply(*r, api.base_url());
+      Chunk k{.body = std::move(r->body), .next = from};
+      if (auto it = r->headers.find("X-Icos-Offset"); it != r->headers.end()) absl::SimpleAtoi(it->second, &k.next);
+      k.finished = r->headers.count("X-Icos-Finished") && r->headers["X-Icos-Finished"] == "1";
+      return k;
+    };
     int64_t offset = 0;
-    while (true) {
-      auto r = api.Request("GET", absl::StrCat("/api/v1/jobs/", c->job_id, "/logs?task=", c->task, "&offset=", offset));
-      if (!r.ok()) return fail(r.status());
-      if (r->status != 200) {
-        // A job that has not started yet has no log: wait when following.
-        if (c->follow && r->status == 409) {
+    if (c->tail_lines >= 0) {
+      // The log's size (an offset past the end reads nothing and says where
+      // it ends), then windows back from the end until they hold N lines.
+      int64_t size = -1;
+      while (size < 0) {
+        auto probe = read(int64_t{1} << 62);
+        if (!probe.ok()) return fail(probe.status());
+        if (probe->has_value()) {
+          size = (*probe)->next;
+        } else {
           std::this_thread::sleep_for(std::chrono::milliseconds(500));
-          continue;
         }
-        return fail(StatusFromReply(*r, api.base_url()));
       }
-      out << r->body << std::flush;
-      auto it = r->headers.find("X-Icos-Offset");
-      if (it != r->headers.end()) offset = std::stoll(it->second);
-      const bool finished = r->headers.count("X-Icos-Finished") && r->headers["X-Icos-Finished"] == "1";
-      if (!c->follow || (finished && r->body.empty())) return 0;
-      if (r->body.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      std::string text;
+      for (int64_t window = 64 * 1024;; window *= 4) {
+        const int64_t from = std::max<int64_t>(0, size - window);
+        text.clear();
+        for (int64_t at = from; at < size;) {
+          auto k = read(at);
+          if (!k.ok()) return fail(k.status());
+          if (!k->has_value() || (*k)->next <= at) break;
+          text += (*k)->body;
+          at = (*k)->next;
+        }
+        if (from == 0 || std::count(text.begin(), text.end(), '\n') > c->tail_lines) break;
+      }
+      out << LastLines(text, c->tail_lines) << std::flush;
+      if (!c->follow) return 0;
+      offset = size;
+    }
+    while (true) {
+      auto k = read(offset);
+      if (!k.ok()) return fail(k.status());
+      if (!k->has_value()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        continue;
+      }
+      const Chunk& chunk = **k;
+      out << chunk.body << std::flush;
+      const bool moved = chunk.next > offset;
+      offset = chunk.next;
+      // Without --follow: to the end of what is there (in 1 MiB reads).
+      if (!c->follow && (!moved || chunk.body.empty())) return 0;
+      if (c->follow && chunk.finished && chunk.body.empty()) return 0;
+      if (chunk.body.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
     }
   }
   if (parsed(c->cancel)) {

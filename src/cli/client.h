@@ -54,6 +54,10 @@ absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_s);
 // InvalidArgument when `chdir` is not a directory.
 absl::StatusOr<std::string> SubmitBaseDir(const std::string& file, const std::string& chdir);
 
+// The last `n` lines of `text` (all of it when it has fewer), with their
+// newlines: what `icos logs --tail N` prints first.
+std::string LastLines(const std::string& text, int64_t n);
+
 // $ICOS_HOME or ~/.icos.
 std::string IcosHome();
 // Writes $ICOS_HOME/config.json so later commands find the server (mode 0600).

@@ -116,5 +116,14 @@ TEST(SubmitBaseDirTest, TheSpecFilesDirectoryUnlessChdirOrStdin) {
   EXPECT_EQ(SubmitBaseDir("x.yaml", "/no/such/dir").status().message(), "--chdir /no/such/dir is not a directory");
 }
 
+TEST(LastLinesTest, KeepsTheLastNLinesWithTheirNewlines) {
+  EXPECT_EQ(LastLines("a\nb\nc\n", 2), "b\nc\n");
+  EXPECT_EQ(LastLines("a\nb\nc", 2), "b\nc");  // a last line without its newline yet
+  EXPECT_EQ(LastLines("a\nb\n", 5), "a\nb\n");
+  EXPECT_EQ(LastLines("a\nb\n", 0), "");
+  EXPECT_EQ(LastLines("", 3), "");
+  EXPECT_EQ(LastLines("\n\n", 1), "\n");
+}
+
 }  // namespace
 }  // namespace icos::cli
