@@ -583,8 +583,18 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       if (!c->node_name.empty() && n["name"].get<std::string>() != c->node_name) continue;
       const json usage = n.value("usage", json::array());
       int index = 0;
+      // What the node's state does to its devices: a NotReady node's, a
+      // drained node's, and those of a node whose health check failed get no
+      // new work, whatever each device says of itself.
+      std::vector<std::string> node_flags;
+      if (n.value("state", "Ready") != "Ready") node_flags.push_back(absl::StrCat("Node", n.value("state", "")));
+      if (n.value("drained", false)) node_flags.push_back("NodeDrained");
+      if (const std::string why = n.value("unhealthy_reason", ""); !why.empty()) {
+        node_flags.push_back(absl::StrCat("NodeUnhealthy (", why, ")"));
+      }
       for (json d : n["node"]["devices"]) {
         d["node"] = n["name"];
+        d["node_flags"] = node_flags;
         if (index < static_cast<int>(usage.size())) {
           d["utilization_pct"] = usage[index].value("utilization_pct", -1);
           d["memory_used_mib"] = usage[index].value("memory_used_mib", int64_t{-1});
@@ -605,6 +615,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       std::vector<std::string> flags;
       if (!d.value("healthy", true)) flags.push_back("Unhealthy");
       if (d.value("drained", false)) flags.push_back("Drained");
+      for (const auto& f : d["node_flags"]) flags.push_back(f.get<std::string>());
       const std::string health = flags.empty() ? "Healthy" : absl::StrJoin(flags, ",");
       const int util = d.value("utilization_pct", -1);  // -1: the agent has not said
       out << absl::StrFormat("%-16s %-5d %-12s %-18s %-10s %-5d %-7d %-5s %s\n", d["node"].get<std::string>(),

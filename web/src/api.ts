@@ -102,6 +102,8 @@ export interface NodeEntry {
   usage?: { utilization_pct: number; memory_used_mib: number }[];
   // Set when jobs here run clearly longer against their estimates than elsewhere.
   slow_reason?: string;
+  // Why the node's health-check program failed; empty while healthy.
+  unhealthy_reason?: string;
 }
 
 export type Amounts = Record<string, number>;

@@ -3,13 +3,17 @@ import { fmtMib, typeColour } from "../format";
 import { usePoll } from "../hooks";
 import { ErrorBox } from "./ErrorBox";
 
-type CellState = "free" | "allocated" | "shared" | "unhealthy" | "drained";
+type CellState = "free" | "allocated" | "shared" | "unhealthy" | "drained" | "offline";
 
-function cellState(d: Device, nodeDrained: boolean, held: number): CellState {
-  if (!d.healthy) return "unhealthy";
+// What a device can do for new work. A device of a node that is not Ready
+// (its agent silent) or whose health check failed is not free, whatever it
+// held last: the scheduler gives it nothing.
+function cellState(d: Device, node: NodeEntry, held: number): CellState {
+  if (!d.healthy || node.unhealthy_reason) return "unhealthy";
+  if (node.state !== "Ready") return "offline";
   if (held >= 100) return "allocated";
   if (held > 0) return "shared";
-  if (d.drained || nodeDrained) return "drained";
+  if (d.drained || node.drained) return "drained";
   return "free";
 }
 
@@ -17,7 +21,7 @@ const IDLE_PCT = 5; // below this a held device counts as idle (docs/metrics.md 
 
 function DeviceCell({ node, index, d, allocs }: { node: NodeEntry; index: number; d: Device; allocs: Allocation[] }) {
   const held = Math.min(100, allocs.reduce((s, a) => s + a.percent, 0));
-  const state = cellState(d, node.drained, held);
+  const state = cellState(d, node, held);
   const solid = typeColour(d.vendor, d.model);
   const pale = typeColour(d.vendor, d.model, 0.18);
   // Allocated part of the cell filled from the bottom: a shared device shows its fraction.
@@ -31,12 +35,15 @@ function DeviceCell({ node, index, d, allocs }: { node: NodeEntry; index: number
     `island ${d.island < 0 ? "none" : d.island}, NUMA ${d.numa_node}`,
     util === null ? "" : `busy ${util}%` + (usage && usage.memory_used_mib >= 0 ? `, ${fmtMib(usage.memory_used_mib)} in use` : ""),
     idle ? "held but idle" : "",
-    state === "unhealthy" ? "UNHEALTHY: not scheduled" : "",
+    state === "unhealthy"
+      ? `UNHEALTHY: not scheduled${node.unhealthy_reason ? ` (node health check: ${node.unhealthy_reason})` : ""}`
+      : "",
+    state === "offline" ? `node ${node.state}: not scheduled until its agent is back` : "",
     d.drained || node.drained ? "drained: gets no new work" : "",
     ...allocs.map((a) =>
       a.job_id ? `job ${a.job_id} ${a.job_name} (${a.user}) task ${a.task_id}: ${a.percent}%` : `another user's job: ${a.percent}%`,
     ),
-    allocs.length === 0 && state !== "unhealthy" ? "free" : "",
+    allocs.length === 0 && state === "free" ? "free" : "",
   ]
     .filter(Boolean)
     .join("\n");
@@ -108,11 +115,11 @@ function NodeCard({ n }: { n: NodeEntry }) {
 function Legend({ nodes }: { nodes: NodeEntry[] }) {
   const types = new Map<string, Device>();
   for (const n of nodes) for (const d of n.node.devices) types.set(`${d.vendor}/${d.model}`, d);
-  const counts = { free: 0, allocated: 0, shared: 0, unhealthy: 0, drained: 0 };
+  const counts = { free: 0, allocated: 0, shared: 0, unhealthy: 0, drained: 0, offline: 0 };
   for (const n of nodes) {
     n.node.devices.forEach((d, i) => {
       const held = (n.allocations ?? []).filter((a) => a.device === i).reduce((s, a) => s + a.percent, 0);
-      counts[cellState(d, n.drained, held)]++;
+      counts[cellState(d, n, held)]++;
     });
   }
   return (
@@ -141,7 +148,7 @@ export function ClusterMap() {
       <h2>Cluster map</h2>
       <p class="muted">
         Every accelerator of every node, grouped by interconnect island. Filled: allocated (a shared device fills by
-        its share); pale: free; hatched: drained; ✕: unhealthy; dashed orange: held by a job but under {IDLE_PCT}% busy.
+        its share); pale: free; hatched: drained; ✕: unhealthy; grey dashed: offline (node not Ready); dashed orange: held by a job but under {IDLE_PCT}% busy.
         Hover a cell for its jobs and how busy it is; click to open the job.
       </p>
       <ErrorBox error={error} what="nodes" />
