@@ -138,6 +138,9 @@ absl::Status NodeAgent::Start() {
                  running = it != known_.end() && it->second.status.state == "Running";
                }
                res.set_header("X-Icos-Eof", offset + n == size && !running ? "1" : "0");
+               // Where the read ended: an offset past the end is clamped to it,
+               // so a reader learns the log's size (to start at its tail).
+               res.set_header("X-Icos-Offset", std::to_string(offset + n));
                res.set_content(buf, "text/plain");
              });
   const std::string& listen = options_.listen_host.empty() ? options_.address : options_.listen_host;

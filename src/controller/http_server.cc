@@ -496,7 +496,11 @@ net::Router HttpServer::Routes() {
           }
           if (r->status != 200)
             return Fail(res, absl::UnavailableError(absl::StrCat("agent answered HTTP ", r->status)));
-          res.SetHeader("X-Icos-Offset", std::to_string(offset + static_cast<int64_t>(r->body.size())));
+          // The agent says where its read ended (an offset past the end is
+          // clamped to it); an agent from before it did: offset + what came.
+          int64_t next = offset + static_cast<int64_t>(r->body.size());
+          if (r->has_header("X-Icos-Offset")) absl::SimpleAtoi(r->get_header_value("X-Icos-Offset"), &next);
+          res.SetHeader("X-Icos-Offset", std::to_string(next));
           res.SetHeader("X-Icos-Finished", loc->finished && r->get_header_value("X-Icos-Eof") == "1" ? "1" : "0");
           res.Set(r->body, "text/plain");
         }));

@@ -162,6 +162,9 @@ try {
     // Its A100 idles at the inventory's 2%: the page says so once the agent has reported.
     await page.getByTestId("job-device-use").filter({ hasText: "devices 2% busy on average" }).waitFor({ timeout: 20_000 });
     await page.getByRole("button", { name: "Cancel job" }).waitFor();
+    // What the job runs is on its page, not only in the API.
+    const spec = await page.getByTestId("job-spec").locator("summary").innerText();
+    if (!/sleep/.test(spec)) throw new Error(`the job's command is not shown: "${spec}"`);
     await shot("job-page");
   });
 

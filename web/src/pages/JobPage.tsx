@@ -5,6 +5,14 @@ import { usePoll } from "../hooks";
 import { ErrorBox } from "./ErrorBox";
 
 const LOG_KEEP = 256 * 1024; // characters of log the page keeps (the tail)
+
+// "worker x2: python3 train.py --epochs 5" for each task group of a stored spec.
+function commandsOf(spec: unknown): string {
+  const tasks = (spec as { tasks?: { name?: string; replicas?: number; command?: string[] }[] })?.tasks ?? [];
+  return tasks
+    .map((t) => `${t.name ?? "task"}${(t.replicas ?? 1) > 1 ? ` x${t.replicas}` : ""}: ${(t.command ?? []).join(" ")}`)
+    .join("; ");
+}
 const ESTIMATE_SOURCES = { user: "given", learned: "learned from similar jobs", time_limit: "time limit" };
 
 // The live tail of one task's log: polls the logs endpoint from the last
@@ -19,13 +27,21 @@ function LogTail({ job, task, active }: { job: number; task: number; active: boo
 
   useEffect(() => {
     let alive = true;
-    let offset = 0;
+    let offset = -1; // unknown: the first read learns the log's size
     let timer: number | undefined;
     setText("");
     setFinished(false);
     setNote(undefined);
     const poll = async () => {
       try {
+        if (offset < 0) {
+          // Open at the tail, as a terminal would: an offset past the end
+          // reads nothing and says where the log ends; start LOG_KEEP before it.
+          const end = (await getLog(job, task, Number.MAX_SAFE_INTEGER)).offset;
+          if (!alive) return;
+          offset = Math.max(0, end - LOG_KEEP);
+          if (offset > 0) setText(`[${offset} earlier bytes not shown: icos logs ${job} --task ${task}]\n`);
+        }
         const chunk = await getLog(job, task, offset);
         if (!alive) return;
         offset = chunk.offset;
@@ -72,6 +88,8 @@ export function JobPage({ id, me }: { id: number; me: Whoami }) {
   const { data: job, error, reload } = usePoll(() => getJson<JobDetail>(`/api/v1/jobs/${id}`), 2000, [id]);
   const nodes = usePoll(() => getJson<{ nodes: NodeEntry[] }>("/api/v1/nodes"), 5000);
   const [task, setTask] = useState(0);
+  // Another job's page starts at its first task (this component is reused).
+  useEffect(() => setTask(0), [id]);
   const [cancelError, setCancelError] = useState<string>();
   const [cancelling, setCancelling] = useState(false);
 
@@ -157,6 +175,11 @@ export function JobPage({ id, me }: { id: number; me: Whoami }) {
         </button>
       )}
       {cancelError && <p class="error">Cancel failed: {cancelError}</p>}
+
+      <details class="spec" data-testid="job-spec">
+        <summary>Spec: {commandsOf(job.spec)}</summary>
+        <pre>{JSON.stringify(job.spec, null, 2)}</pre>
+      </details>
 
       <h3>Tasks and placement</h3>
       {job.tasks.length === 0 ? (
