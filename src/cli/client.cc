@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -416,12 +417,30 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     int index = 0;
     int latest = 0;
     for (const auto& t : j["tasks"]) latest = std::max(latest, t["attempt"].get<int>());
+    // Where a device's runtime numbers it otherwise than its node (a node
+    // with several vendors), the number the task sees too: "6(ascend 2)".
+    std::map<std::pair<std::string, int>, std::string> runtime_name;
+    if (auto nodes = api.Json("GET", "/api/v1/nodes"); nodes.ok()) {
+      for (const auto& n : (*nodes)["nodes"]) {
+        int i = 0;
+        for (const auto& d : n["node"]["devices"]) {
+          const int runtime = d.value("runtime_index", -1);
+          if (runtime >= 0 && runtime != i) {
+            runtime_name[{n["name"].get<std::string>(), i}] =
+                absl::StrCat("(", d.value("vendor", ""), " ", runtime, ")");
+          }
+          ++i;
+        }
+      }
+    }
     for (const auto& t : j["tasks"]) {
       std::vector<std::string> devs;
       for (const auto& d : t["devices"]) {
         const int pct = d.value("percent", 100);
-        devs.push_back(pct == 100 ? std::to_string(d.value("device", 0))
-                                  : absl::StrCat(d.value("device", 0), ":", pct, "%"));
+        const int device = d.value("device", 0);
+        auto seen = runtime_name.find({t["node"].get<std::string>(), device});
+        devs.push_back(absl::StrCat(device, seen == runtime_name.end() ? "" : seen->second,
+                                    pct == 100 ? "" : absl::StrCat(":", pct, "%")));
       }
       const bool current = t["attempt"].get<int>() == latest;
       out << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5d %s\n", current ? std::to_string(index++) : "-",
@@ -609,8 +628,10 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       if (!known) return fail(absl::NotFoundError(absl::StrCat("no node '", c->node_name, "'")));
     }
     if (as_json) return Print(out, json{{"devices", devices}});
-    out << absl::StrFormat("%-16s %-5s %-12s %-18s %-10s %-5s %-7s %-5s %s\n", "NODE", "INDEX", "VENDOR", "MODEL",
-                           "MEMORY", "NUMA", "ISLAND", "UTIL", "HEALTH");
+    // INDEX: the node's numbering (icos job, the map); RUNTIME: the vendor's
+    // runtime's (what CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES name).
+    out << absl::StrFormat("%-16s %-5s %-7s %-12s %-18s %-10s %-5s %-7s %-5s %s\n", "NODE", "INDEX", "RUNTIME",
+                           "VENDOR", "MODEL", "MEMORY", "NUMA", "ISLAND", "UTIL", "HEALTH");
     for (const auto& d : devices) {
       std::vector<std::string> flags;
       if (!d.value("healthy", true)) flags.push_back("Unhealthy");
@@ -618,8 +639,10 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       for (const auto& f : d["node_flags"]) flags.push_back(f.get<std::string>());
       const std::string health = flags.empty() ? "Healthy" : absl::StrJoin(flags, ",");
       const int util = d.value("utilization_pct", -1);  // -1: the agent has not said
-      out << absl::StrFormat("%-16s %-5d %-12s %-18s %-10s %-5d %-7d %-5s %s\n", d["node"].get<std::string>(),
-                             d["index"].get<int>(), d["vendor"].get<std::string>(), d["model"].get<std::string>(),
+      const int runtime = d.value("runtime_index", -1);
+      out << absl::StrFormat("%-16s %-5d %-7s %-12s %-18s %-10s %-5d %-7d %-5s %s\n", d["node"].get<std::string>(),
+                             d["index"].get<int>(), runtime < 0 ? "-" : absl::StrCat(runtime),
+                             d["vendor"].get<std::string>(), d["model"].get<std::string>(),
                              absl::StrCat(d.value("memory_mib", int64_t{0}) / 1024, "Gi"), d.value("numa_node", 0),
                              d.value("island", -1), util < 0 ? "-" : absl::StrCat(util, "%"), health);
     }

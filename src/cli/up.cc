@@ -424,6 +424,7 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
     const auto& [plugin, pos] = found->origin[i];
     const int index = static_cast<int>(found->plugins[plugin].devices[pos].index);
     info.vendor_index.push_back(index);
+    n.devices[i].runtime_index = index;  // shown beside the node's numbering
     info.device_nodes.push_back((*plugins)[plugin]->DeviceNodes({index}));
   }
   auto discovery = std::make_shared<devices::Discovery>(*std::move(found));
@@ -468,6 +469,7 @@ absl::StatusOr<LocalNodeInfo> LocalNode(const AgentFlags& flags) {
       d.model = vm[1];
       d.memory_mib = 64 * 1024;
       d.island = island_base + i / 4;  // islands of four, like NVLink / HCCS boards
+      d.runtime_index = vendor_next + i;
       n.devices.push_back(d);
       info.vendor_index.push_back(vendor_next + i);
       info.device_nodes.emplace_back();  // simulated: no device files

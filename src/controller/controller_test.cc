@@ -132,6 +132,25 @@ TEST_F(ControllerTest, AJobWhoseNodeShutDownUnderItIsRequeued) {
   EXPECT_EQ(controller_->GetJob(admin_, *id)->job.attempt, 1);
 }
 
+// A node with several vendors numbers devices across them; each vendor's
+// runtime numbers its own. The agent says both; they are kept (a restart too)
+// and listed, so icos job and the map can show the number the task sees.
+TEST_F(ControllerTest, ADevicesRuntimeNumberIsKeptAndListed) {
+  core::Node n = Node("mixed", 2);
+  n.devices[1].vendor = "ascend";
+  n.devices[1].model = "910B";
+  n.devices[0].runtime_index = 0;
+  n.devices[1].runtime_index = 0;  // the first Ascend device
+  ASSERT_TRUE(controller_->RegisterNode(admin_, n, "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  Open();
+  auto nodes = controller_->ListNodes(admin_);
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  ASSERT_EQ((*nodes)[0].node.devices.size(), 2u);
+  EXPECT_EQ((*nodes)[0].node.devices[1].runtime_index, 0);
+  EXPECT_EQ((*nodes)[0].node.devices[1].vendor, "ascend");
+}
+
 TEST_F(ControllerTest, RanksOnTwoNodesMeetAtRankZerosAddressOverTheirOwnInterface) {
   // One GPU per node, one rank per GPU: rank 0 on n1, rank 1 on n2. Both
   // rendezvous at n1's registered address (not its name); each pins NCCL and

@@ -51,7 +51,8 @@ json NodeToJson(const core::Node& n) {
                        {"island", d.island},
                        {"numa_node", d.numa_node},
                        {"pcie_switch", d.pcie_switch},
-                       {"shareable", d.shareable}});
+                       {"shareable", d.shareable},
+                       {"runtime_index", d.runtime_index}});
   }
   json numa = json::array();
   for (const auto& z : n.numa_nodes) numa.push_back({{"cpu_milli", z.cpu_milli}, {"memory_mib", z.memory_mib}});
@@ -78,6 +79,7 @@ absl::StatusOr<core::Node> NodeFromJson(const json& j) {
       dev.numa_node = d.value("numa_node", 0);
       dev.pcie_switch = d.value("pcie_switch", -1);
       dev.shareable = d.value("shareable", true);
+      dev.runtime_index = d.value("runtime_index", -1);
       n.devices.push_back(dev);
     }
     for (const auto& z : j.value("numa_nodes", json::array())) {

@@ -76,6 +76,8 @@ export interface Device {
   numa_node: number;
   pcie_switch: number;
   shareable: boolean;
+  // The index its vendor's runtime gives it (CUDA_VISIBLE_DEVICES ...); -1 unknown.
+  runtime_index?: number;
 }
 
 export interface Allocation {

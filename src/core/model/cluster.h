@@ -34,6 +34,10 @@ struct Device {
   int32_t pcie_switch = -1;  // devices under the same switch share PCIe bandwidth; -1 unknown
   // Whether fractional (shared) requests may use this device at all.
   bool shareable = true;
+  // The index its vendor's runtime gives it (what CUDA_VISIBLE_DEVICES or
+  // ASCEND_RT_VISIBLE_DEVICES name): on a node with several vendors it
+  // differs from its index on the node. -1: unknown. Shown, never scheduled on.
+  int32_t runtime_index = -1;
 };
 
 // A NUMA node of a host: its CPU capacity. Device locality refers to it by index.

@@ -31,7 +31,10 @@ function DeviceCell({ node, index, d, allocs }: { node: NodeEntry; index: number
   // Held by a job yet nearly idle: the accelerator is paid for and unused.
   const idle = held > 0 && util !== null && util < IDLE_PCT;
   const title = [
-    `${node.name} #${index}: ${d.vendor}/${d.model || "?"}, ${fmtMib(d.memory_mib)}`,
+    `${node.name} #${index}: ${d.vendor}/${d.model || "?"}, ${fmtMib(d.memory_mib)}` +
+      (d.runtime_index !== undefined && d.runtime_index >= 0 && d.runtime_index !== index
+        ? ` (${d.vendor}'s runtime numbers it ${d.runtime_index})`
+        : ""),
     `island ${d.island < 0 ? "none" : d.island}, NUMA ${d.numa_node}`,
     util === null ? "" : `busy ${util}%` + (usage && usage.memory_used_mib >= 0 ? `, ${fmtMib(usage.memory_used_mib)} in use` : ""),
     idle ? "held but idle" : "",

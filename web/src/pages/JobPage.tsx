@@ -107,9 +107,13 @@ export function JobPage({ id, me }: { id: number; me: Whoami }) {
   const mayCancel = !ended && (me.role === "admin" || (me.role === "user" && me.user === job.user));
   const attempt = Math.max(0, ...job.tasks.map((t) => t.attempt));
   const current = job.tasks.filter((t) => t.attempt === attempt);
+  // "nvidia/A100" and, where its runtime numbers it otherwise (a node with
+  // several vendors), the number the task sees: "ascend/910B, ASCEND 2".
   const deviceName = (node: string, index: number) => {
     const d = nodes.data?.nodes.find((n) => n.name === node)?.node.devices[index];
-    return d ? `${d.vendor}/${d.model}` : "";
+    if (!d) return "";
+    const seen = d.runtime_index !== undefined && d.runtime_index >= 0 && d.runtime_index !== index;
+    return `${d.vendor}/${d.model}${seen ? ` (the task's ${d.vendor} ${d.runtime_index})` : ""}`;
   };
 
   const cancel = async () => {
