@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cli/run_command.h"
 #include "protocol/http_client.h"
 
 namespace icos::cli {
@@ -117,6 +118,8 @@ struct ClientCommands {
   CLI::App* node_drain = nullptr;
   CLI::App* node_resume = nullptr;
   CLI::App* usage = nullptr;
+  CLI::App* run = nullptr;
+  RunFlags run_flags;
   std::string since = "7d", until, by = "user";
   std::string node_name;
   int32_t device = -1;  // node drain/resume --device; -1: the whole node
@@ -162,6 +165,27 @@ ClientCommands* AddClientCommands(CLI::App& app) {
                         "a key of yours for this submission: submitting again with it within 24 h returns the same "
                         "job (default: a fresh one each time)");
   common(c->submit);
+  c->run = app.add_subcommand("run",
+                              "Run a command as a job and stay attached (srun): its output here, Ctrl-C "
+                              "cancels, its exit code is this command's");
+  {
+    RunFlags& f = c->run_flags;
+    c->run->add_option("command", f.command, "the command and its arguments, after --")->required();
+    c->run->add_option("--name", f.name, "job name (default: the command's name)");
+    c->run->add_option("-q,--queue", f.queue, "queue (default: default)");
+    c->run->add_option("-c,--cpus", f.cpus, "CPUs per task: 2, 500m (default 1)");
+    c->run->add_option("--mem", f.memory, "memory per task: 4Gi (default 1Gi)");
+    c->run->add_option("-G,--devices", f.devices, "devices per task: N, vendor:N, vendor/model:N");
+    c->run->add_option("--share", f.share, "a share of one device instead: 30%");
+    // One value per -e: a vector option would otherwise swallow what follows.
+    c->run->add_option("-e,--env", f.env, "NAME=VALUE for the task (repeatable)")->allow_extra_args(false);
+    c->run->add_option("-t,--time", f.time_limit, "time limit: 30m, 2h");
+    c->run->add_option("-n,--replicas", f.replicas, "tasks (default 1; the first one's output is shown)")
+        ->check(CLI::Range(1, 4096));
+    c->run->add_option("--framework", f.framework, "none, pytorch, mpi, deepspeed, mindspore, paddle, tensorflow");
+    c->run->add_option("-D,--chdir", c->chdir, "where the task runs (default: here)");
+    common(c->run, false);
+  }
   c->jobs = app.add_subcommand("jobs", "List jobs");
   c->jobs->add_option("--state", c->state,
                       "only jobs in these states, comma-separated: Pending, Running, Succeeded, Failed, Cancelled "
@@ -332,7 +356,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(c->cancel) ||
         parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create) ||
         parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) || parsed(c->node_drain) ||
-        parsed(c->node_resume) || parsed(c->usage))) {
+        parsed(c->node_resume) || parsed(c->usage) || parsed(c->run))) {
     owned.release();
     return -1;
   }
@@ -344,6 +368,13 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   ApiClient api(c->conn.server, c->conn.token, ApiClientOptions{.ca_cert_file = c->conn.ca_cert});
   const bool as_json = c->output == "json";
 
+  if (parsed(c->run)) {
+    // Where the task runs: --chdir, else here (as srun).
+    auto dir = SubmitBaseDir("-", c->chdir);
+    if (!dir.ok()) return fail(dir.status());
+    c->run_flags.workdir = *dir;
+    return RunAttached(api, c->run_flags, out, err);
+  }
   if (parsed(c->submit)) {
     auto text = ReadInput(c->file);
     if (!text.ok()) return fail(text.status());
@@ -560,6 +591,13 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       }
       if (state == "Failed" || state == "Cancelled") {
         out << "job " << c->job_id << " " << state << ": " << (*r)["reason"].get<std::string>() << "\n";
+        return 2;
+      }
+      // Waiting would be forever on this cluster as it is: say so (it stays
+      // queued, and runs should a node that fits it join).
+      if (const std::string reason = (*r)["reason"].get<std::string>();
+          state == "Pending" && absl::StartsWith(reason, "NeverFits")) {
+        err << "icos: job " << c->job_id << " can never run on this cluster as it is: " << reason << "\n";
         return 2;
       }
       if (c->timeout_s > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(c->timeout_s)) {
