@@ -42,7 +42,9 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
   // The rendezvous port lives on the first rank's node; every rank has one of
   // its own on its node. Booked, so no two tasks on a node share one.
   if (!placed.empty()) {
-    auto master = ports.Take(node_names[placed[0].node]);
+    // From where the job id points: consecutive jobs do not reuse the port
+    // one just released (PortBook).
+    auto master = ports.Take(node_names[placed[0].node], job_id);
     if (!master.ok()) return master.status();
     info.master_port = *master;
   }
@@ -51,7 +53,7 @@ absl::StatusOr<std::vector<Controller::TaskEntry>> Controller::MakeTasks(
     node_rank.emplace(name, static_cast<int32_t>(node_rank.size()));
     ++per_node[name];
     info.rank_hosts.push_back(nodes.addresses[p.node]);
-    auto port = ports.Take(name);
+    auto port = ports.Take(name, job_id);
     if (!port.ok()) return port.status();
     info.rank_ports.push_back(*port);
     std::vector<int32_t> devs;

@@ -2,9 +2,12 @@
 // first rank's node the job's rendezvous port (MASTER_PORT, PADDLE_MASTER,
 // MS_SCHED_PORT ...). Ports were once derived from the job id (29500 + id,
 // ranks above it), so job N's ranks took job N+1's rendezvous port and two
-// jobs on one node collided. Now a scheduling pass books, per node, the
-// lowest ports no active task there holds; they are kept in each task's
-// assignment (and so in the store), which is what the book is filled from.
+// jobs on one node collided. Now a scheduling pass books, per node, ports no
+// active task there holds, searching from where the job id points (so the
+// port a job just released is not handed straight to the next one, whose
+// listener could meet the old connections' TIME_WAIT); they are kept in each
+// task's assignment (and so in the store), which is what the book is filled
+// from.
 //
 // Thread-safety: none; one pass uses one book.
 #ifndef ICOS_CONTROLLER_PORT_BOOK_H_
@@ -26,9 +29,9 @@ class PortBook {
 
   // `port` is held on `node` (by an active task).
   void Hold(const std::string& node, int32_t port) { used_[node].insert(port); }
-  // Books the lowest free port on `node`; ResourceExhausted when every port
-  // of the range is held there.
-  absl::StatusOr<int32_t> Take(const std::string& node);
+  // Books the first free port on `node` at or after base + hint (mod span),
+  // wrapping; ResourceExhausted when every port of the range is held there.
+  absl::StatusOr<int32_t> Take(const std::string& node, int64_t hint = 0);
 
  private:
   int32_t base_, span_;

@@ -17,5 +17,17 @@ TEST(PortBookTest, TakesTheLowestFreePortPerNode) {
   EXPECT_EQ(book.Take("b").value(), 29'501);
 }
 
+// A hint spreads jobs over the range (a port just released is not the next
+// one handed out); the search wraps past the end.
+TEST(PortBookTest, SearchesFromTheHintAndWraps) {
+  PortBook book(29'500, 4);
+  EXPECT_EQ(book.Take("a", 2).value(), 29'502);
+  EXPECT_EQ(book.Take("a", 2).value(), 29'503);
+  EXPECT_EQ(book.Take("a", 2).value(), 29'500);  // wrapped
+  EXPECT_EQ(book.Take("a", 6).value(), 29'501);  // 6 mod 4 = 2, taken on to 29'501
+  EXPECT_FALSE(book.Take("a", 1).ok());
+  EXPECT_EQ(book.Take("b", -1).value(), 29'503);  // a negative hint wraps too
+}
+
 }  // namespace
 }  // namespace icos::controller
