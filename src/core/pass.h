@@ -144,9 +144,13 @@ class Pass {
   absl::Status AdoptRunning();
   void PrepareMarket();
   std::vector<TypeOption> TypeOptions(const TaskGroup& g) const;
-  std::string NeverFits(const Job& job, int32_t q) const;
+  // Why `job` cannot be placed whatever running jobs do, or "". `kind`:
+  // kNeverFits, or kResources where devices it could use are only out of
+  // service (unhealthy, drained, an unschedulable node): those may return.
+  std::string NeverFits(const Job& job, int32_t q, WaitKind* kind) const;
   // Why group `g` can use none of the device types it accepts, or "".
-  std::string NoTypeFits(const TaskGroup& g, const std::string& who, const QuotaDelta& host, int32_t q) const;
+  std::string NoTypeFits(const TaskGroup& g, const std::string& who, const QuotaDelta& host, int32_t q,
+                         WaitKind* kind) const;
   // How many nodes carry every label of `selector` (all nodes when empty).
   int32_t NodesMatching(const std::map<std::string, std::string>& selector) const;
   Attempt TryPlace(const Job& job, int32_t q, bool honour_reservations, bool keep);
@@ -200,6 +204,15 @@ class Pass {
   int preemption_attempts_ = 0;
   absl::flat_hash_map<std::string, std::pair<WaitKind, std::string>> failed_shapes_;
   mutable absl::flat_hash_map<std::string, int32_t> selector_nodes_;  // NodesMatching, by selector
+  // Per device type, counting devices out of service too (unhealthy,
+  // drained, unschedulable nodes): what the cluster holds once they return.
+  // Filled on first need (a job that does not fit).
+  struct AllDevices {
+    int32_t per_node = 0, per_island = 0;
+    int64_t total = 0;
+  };
+  const AllDevices& AllDevicesOf(DeviceTypeId t) const;
+  mutable std::vector<AllDevices> all_devices_;
   PassStats stats_;
 };
 

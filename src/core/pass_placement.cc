@@ -42,7 +42,29 @@ int32_t Pass::NodesMatching(const std::map<std::string, std::string>& selector) 
   return it->second;
 }
 
-std::string Pass::NeverFits(const Job& job, int32_t q) const {
+const Pass::AllDevices& Pass::AllDevicesOf(DeviceTypeId t) const {
+  if (all_devices_.empty()) {
+    all_devices_.assign(cluster_.num_types(), {});
+    std::vector<int32_t> on_node(cluster_.num_types());
+    std::map<std::pair<DeviceTypeId, int32_t>, int32_t> on_island;
+    for (int32_t n = 0; n < cluster_.num_nodes(); ++n) {
+      std::fill(on_node.begin(), on_node.end(), 0);
+      on_island.clear();
+      for (int32_t d = 0; d < cluster_.node(n).num_devices; ++d) {
+        const auto& dev = cluster_.device(n, d);
+        if (dev.type < 0) continue;
+        AllDevices& a = all_devices_[dev.type];
+        ++a.total;
+        a.per_node = std::max(a.per_node, ++on_node[dev.type]);
+        a.per_island = std::max(a.per_island, ++on_island[{dev.type, dev.island}]);
+      }
+    }
+  }
+  return all_devices_[t];
+}
+
+std::string Pass::NeverFits(const Job& job, int32_t q, WaitKind* kind) const {
+  *kind = WaitKind::kNeverFits;
   QuotaDelta total;
   for (const TaskGroup& g : job.groups) total += Times(TaskDelta(g.request, -1), g.MinReplicas());
   for (const TaskGroup& g : job.groups) {
@@ -70,13 +92,14 @@ std::string Pass::NeverFits(const Job& job, int32_t q) const {
     if (!r.NeedsDevices()) continue;
     QuotaDelta host = total;
     host.device_milli = 0;
-    if (std::string why = NoTypeFits(g, who, host, q); !why.empty()) return why;
+    if (std::string why = NoTypeFits(g, who, host, q, kind); !why.empty()) return why;
   }
   if (q >= 0) return quota_.CheckNeverFits(q, total);
   return "";
 }
 
-std::string Pass::NoTypeFits(const TaskGroup& g, const std::string& who, const QuotaDelta& host, int32_t q) const {
+std::string Pass::NoTypeFits(const TaskGroup& g, const std::string& who, const QuotaDelta& host, int32_t q,
+                             WaitKind* kind) const {
   const TaskRequest& r = g.request;
   const int32_t n = g.MinReplicas();
   std::vector<TypeOption> opts = TypeOptions(g);
@@ -90,12 +113,16 @@ std::string Pass::NoTypeFits(const TaskGroup& g, const std::string& who, const Q
                         have.empty() ? "" : absl::StrCat(" (it has ", absl::StrJoin(have, ", "), ")"));
   }
   std::vector<std::string> whys;  // one per type: why it cannot hold the group
+  bool out_of_service = false;    // some type failed only for want of devices in service
   for (const TypeOption& o : opts) {
     const std::string& name = cluster_.type_name(o.type);
     const int32_t k = r.devices > 0 ? r.devices : 1;
     std::string why;
+    bool by_quota = false;   // a queue's cap: no device coming back changes it
+    bool by_memory = false;  // a device's size: the same
     if (cluster_.usable_devices(o.type) == 0) {
       why = absl::StrCat("needs ", name, " and every such device is unhealthy or drained");
+      out_of_service = true;  // an operator or a health check may bring one back
     } else if (g.affinity == Affinity::kSameIsland && k > cluster_.max_per_island(o.type)) {
       why = absl::StrCat("needs ", k, " x ", name, " on one interconnect island; the largest island has ",
                          cluster_.max_per_island(o.type));
@@ -110,6 +137,7 @@ std::string Pass::NoTypeFits(const TaskGroup& g, const std::string& who, const Q
     } else if (r.IsFractional() && r.device_memory_mib > 0 && r.device_memory_mib > max_device_memory_[o.type]) {
       why = absl::StrCat("needs ", r.device_memory_mib, " MiB of one ", name, "; the largest has ",
                          max_device_memory_[o.type], " MiB");
+      by_memory = true;
     } else if (q >= 0) {
       // A queue may cap a vendor or a model: then this type is out of reach
       // for the job whatever frees up.
@@ -117,10 +145,22 @@ std::string Pass::NoTypeFits(const TaskGroup& g, const std::string& who, const Q
       d.type = o.type;
       d.device_milli = Times(TaskDelta(r, o.type), n).device_milli;
       why = quota_.CheckNeverFits(q, d);
+      by_quota = true;
     }
     if (why.empty()) return "";  // this type can hold the group
+    // With devices of this type out of service, the group may fit once they
+    // return (a drain ends, a health check passes): it waits, not NeverFits.
+    if (!by_quota && !by_memory) {
+      const AllDevices& all = AllDevicesOf(o.type);
+      const int64_t need = int64_t{k} * n;
+      out_of_service |= all.total > cluster_.usable_devices(o.type) && k <= all.per_node &&
+                        (g.affinity != Affinity::kSameIsland || k <= all.per_island) &&
+                        (g.affinity != Affinity::kSameNode || need <= all.per_node) &&
+                        (r.devices <= 0 || need <= all.total);
+    }
     whys.push_back(std::move(why));
   }
+  *kind = out_of_service ? WaitKind::kResources : WaitKind::kNeverFits;
   // A group that named no model can use any: say so, and why each fails,
   // rather than name one model the user never asked for.
   if (g.device_choices.empty() && whys.size() > 1) {

@@ -182,6 +182,22 @@ TEST(ScenarioTest, ImpossibleIslandRequestSaysWhy) {
   EXPECT_EQ(d.waiting[0].reason, "needs 16 x ascend/910B on one interconnect island; the largest island has 8");
 }
 
+// Short only because devices are drained or unhealthy: they may come back,
+// so the job waits (Resources), and icos wait / icos run do not give up.
+TEST(ScenarioTest, ShortOnlyForDevicesOutOfServiceWaits) {
+  Snapshot s;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8)};
+  s.nodes[0].devices[0].drained = true;
+  s.pending = {MakeJob(1, 8)};
+  Decisions d = RunPass(s);
+  ASSERT_EQ(d.waiting.size(), 1u);
+  EXPECT_EQ(d.waiting[0].kind, WaitKind::kResources);
+  EXPECT_THAT(d.waiting[0].reason, HasSubstr("the largest node has 7"));
+  s.nodes[0].devices[0].drained = false;
+  s.pending = {MakeJob(1, 9)};  // more than the node has even with every device back
+  EXPECT_EQ(RunPass(s).waiting[0].kind, WaitKind::kNeverFits);
+}
+
 TEST(ScenarioTest, MoreDevicesThanTheClusterHasNeverFits) {
   Snapshot s;
   s.nodes = {MakeNode("node-0", "nvidia", "A100", 8), MakeNode("node-1", "nvidia", "A100", 8)};

@@ -235,8 +235,9 @@ Decisions Pass::Run() {
       wait(WaitKind::kInvalid, absl::StrCat("queue '", job.queue, "' does not exist; submit to an existing queue"));
       continue;
     }
-    if (std::string never = NeverFits(job, q); !never.empty()) {
-      wait(WaitKind::kNeverFits, never);
+    WaitKind kind = WaitKind::kNeverFits;
+    if (std::string never = NeverFits(job, q, &kind); !never.empty()) {
+      wait(kind, never);
       continue;
     }
     if (blocked) {
@@ -291,8 +292,9 @@ Decisions Pass::PlaceOne(const Job& submitted) {
     out.waiting.push_back({job.id, WaitKind::kInvalid, absl::StrCat("queue '", job.queue, "' does not exist")});
     return out;
   }
-  if (std::string never = NeverFits(job, q); !never.empty()) {
-    out.waiting.push_back({job.id, WaitKind::kNeverFits, never});
+  WaitKind kind = WaitKind::kNeverFits;
+  if (std::string never = NeverFits(job, q, &kind); !never.empty()) {
+    out.waiting.push_back({job.id, kind, never});
     return out;
   }
   const bool honour =

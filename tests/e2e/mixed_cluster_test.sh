@@ -16,9 +16,9 @@ for v in nvidia ascend cambricon; do
   [ "$(grep -c " $v " "$E2E_DIR/devices.txt")" = 8 ] || fail "icos devices does not list 8 $v devices"
 done
 # Topology: A100 pairs (islands 0-3), NUMA 1 for the upper half; MLU islands of four.
-grep -E "^nv +7 +nvidia +A100-PCIE-80GB +80Gi +1 +3 +[^ ]+ +Healthy" "$E2E_DIR/devices.txt" > /dev/null || fail "A100 7 topology"
-grep -E "^mlu +4 +cambricon +MLU370-X8 +48Gi +1 +1 +[^ ]+ +Healthy" "$E2E_DIR/devices.txt" > /dev/null || fail "MLU 4 topology"
-grep -E "^npu +3 +ascend +910B +64Gi +0 +0 +[^ ]+ +Unhealthy" "$E2E_DIR/devices.txt" > /dev/null || fail "sick NPU 3 not shown"
+grep -E "^nv +7 +7 +nvidia +A100-PCIE-80GB +80Gi +1 +3 +[^ ]+ +Healthy" "$E2E_DIR/devices.txt" > /dev/null || fail "A100 7 topology"
+grep -E "^mlu +4 +4 +cambricon +MLU370-X8 +48Gi +1 +1 +[^ ]+ +Healthy" "$E2E_DIR/devices.txt" > /dev/null || fail "MLU 4 topology"
+grep -E "^npu +3 +3 +ascend +910B +64Gi +0 +0 +[^ ]+ +Unhealthy" "$E2E_DIR/devices.txt" > /dev/null || fail "sick NPU 3 not shown"
 icos devices mlu | grep -c cambricon | grep -qx 8 || fail "icos devices NODE does not filter"
 # Drain one A100: an 8-GPU job cannot start until it is resumed.
 icos node drain nv --device 0 | grep -q "node nv device 0 drained" || fail "device drain not acknowledged"

@@ -185,5 +185,5 @@ env -u ICOS_SERVER -u ICOS_TOKEN -u ICOS_CA_CERT "$ICOS_BIN" nodes > "$E2E_DIR/u
 grep -q Ready "$E2E_DIR/up-nodes.txt" || fail "up's own agent did not join over https: $(cat "$E2E_DIR/up-nodes.txt")"
 id=$(env -u ICOS_SERVER -u ICOS_TOKEN "$ICOS_BIN" submit "$E2E_DIR/job.yaml" | awk '{print $2}')
 env -u ICOS_SERVER -u ICOS_TOKEN "$ICOS_BIN" wait "$id" --timeout 60 || fail "job $id under icos up --tls did not succeed"
-env -u ICOS_SERVER -u ICOS_TOKEN "$ICOS_BIN" jobs | grep -q "over-tls.*Succeeded" || fail "icos jobs does not list job $id"
+env -u ICOS_SERVER -u ICOS_TOKEN "$ICOS_BIN" jobs --all | grep -q "over-tls.*Succeeded" || fail "icos jobs does not list job $id"
 echo "PASS"
