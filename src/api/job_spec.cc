@@ -141,6 +141,25 @@ std::string Describe(const YAML::Node& node) {
 }
 
 // Kubernetes' DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
+}  // namespace
+
+std::string ToJobName(absl::string_view text) {
+  std::string out;
+  for (char c : text) {
+    const char l = absl::ascii_tolower(static_cast<unsigned char>(c));
+    if (absl::ascii_isalnum(static_cast<unsigned char>(l))) {
+      out.push_back(l);
+    } else if (!out.empty() && out.back() != '-') {
+      out.push_back('-');
+    }
+  }
+  if (out.size() > kMaxNameLength) out.resize(kMaxNameLength);
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
+
+namespace {
+
 bool IsDnsLabel(absl::string_view s) {
   if (s.empty() || s.size() > kMaxNameLength) return false;
   for (char c : s) {

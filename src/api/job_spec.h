@@ -151,6 +151,12 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& 
 // task grows with it.
 int64_t AssignmentBytes(const JobSpec& spec);
 
+// `text` (a trace's job name, a command's file name) as a job name accepts
+// it: lowercase letters and digits, each other run of characters one '-', at
+// most 63, no '-' at either end ("Recommendation (batch size 2048)" ->
+// "recommendation-batch-size-2048"). Empty when nothing usable is left.
+std::string ToJobName(absl::string_view text);
+
 // Canonical JSON of a spec (what the store keeps and the API returns); parses
 // back with ParseJobSpec to an equal spec. Every field is written except
 // zero durations, shares and device memory and empty workdir/env/devices/

@@ -827,5 +827,17 @@ TEST(ParseJobSpecFuzzTest, MutatedSpecsNeverCrash) {
   EXPECT_GT(parsed, 20);
 }
 
+TEST(ToJobNameTest, MakesAnAcceptedNameOrNothing) {
+  EXPECT_EQ(ToJobName("Recommendation (batch size 2048)"), "recommendation-batch-size-2048");
+  EXPECT_EQ(ToJobName("python3.11"), "python3-11");
+  EXPECT_EQ(ToJobName("--x--y--"), "x-y");
+  EXPECT_EQ(ToJobName("..."), "");
+  const std::string long_name = ToJobName(std::string(100, 'a') + "-b");
+  EXPECT_EQ(long_name, std::string(63, 'a'));
+  for (const char* text : {"Recommendation (batch size 2048)", "python3.11", "--x--y--"}) {
+    EXPECT_TRUE(ParseJobSpec(absl::StrCat("name: ", ToJobName(text), "\ntasks:\n  - command: [x]\n")).ok()) << text;
+  }
+}
+
 }  // namespace
 }  // namespace icos::api

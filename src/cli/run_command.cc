@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "api/job_spec.h"
 
 namespace icos::cli {
 namespace {
@@ -110,13 +111,7 @@ absl::StatusOr<std::string> RunSpec(const RunFlags& f) {
   std::string name = f.name;
   if (name.empty()) {
     // The command's base name, as a job name accepts it ("python3.11" -> "python3-11").
-    for (char ch : std::filesystem::path(f.command[0]).filename().string()) {
-      const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      name.push_back(std::isalnum(static_cast<unsigned char>(l)) ? l : '-');
-    }
-    while (!name.empty() && name.back() == '-') name.pop_back();
-    while (!name.empty() && name.front() == '-') name.erase(name.begin());
-    if (name.size() > 63) name.resize(63);
+    name = api::ToJobName(std::filesystem::path(f.command[0]).filename().string());
     if (name.empty()) name = "run";
   }
   json spec = {{"name", name}, {"tasks", json::array({task})}};

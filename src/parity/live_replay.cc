@@ -9,7 +9,6 @@
 #include <set>
 #include <tuple>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "api/job_spec.h"
 #include "common/clock.h"
@@ -386,28 +385,6 @@ std::vector<sim::SimJob> MixedTrace(int n, uint64_t seed, bool heterogeneous) {
   return jobs;
 }
 
-namespace {
-
-// A trace's job name as a spec accepts it (1-63 lowercase letters, digits and
-// '-', starting and ending with a letter or digit): "Recommendation (batch
-// size 2048)" -> "recommendation-batch-size-2048"; "trace-N" where none is left.
-std::string SpecName(const std::string& name, int64_t index) {
-  std::string out;
-  for (char c : name) {
-    const char l = absl::ascii_tolower(static_cast<unsigned char>(c));
-    if (absl::ascii_isalnum(static_cast<unsigned char>(l))) {
-      out.push_back(l);
-    } else if (!out.empty() && out.back() != '-') {
-      out.push_back('-');
-    }
-  }
-  if (out.size() > 63) out.resize(63);
-  while (!out.empty() && out.back() == '-') out.pop_back();
-  return out.empty() ? absl::StrCat("trace-", index) : out;
-}
-
-}  // namespace
-
 void PrepareForLive(std::vector<sim::SimJob>& jobs) {
   for (sim::SimJob& j : jobs) {
     // A spec's runtime_estimate is whole seconds: so are the run times the
@@ -417,7 +394,8 @@ void PrepareForLive(std::vector<sim::SimJob>& jobs) {
     // What the run-time estimator learns from (-learned policies): the live
     // job's name, its user, and its submission time on the fake clock.
     if (j.user.empty()) j.user = "parity";
-    j.name = SpecName(j.name, &j - jobs.data());
+    j.name = api::ToJobName(j.name);  // a spec accepts trace names such as "Recommendation (batch size 2048)"
+    if (j.name.empty()) j.name = absl::StrCat("trace-", &j - jobs.data());
     j.submit_unix_s = static_cast<double>(kEpochMs) / 1000.0 + j.arrival_s;
     const int64_t units = std::max<int32_t>(1, j.gpus);
     if (j.cpu_milli <= 0) j.cpu_milli = 1000 * units;
