@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -489,23 +488,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     return 0;
   }
   if (parsed(c->logs)) {
-    // One read from `offset` (the server sends at most 1 MiB); nullopt: the
-    // task has no log yet and we follow; `next` is where the read ended.
-    struct Chunk {
-      std::string body;
-      int64_t next = 0;
-      bool finished = false;
-    };
-    auto read = [&](int64_t from) -> absl::StatusOr<std::optional<Chunk>> {
-      auto r = api.Request("GET", absl::StrCat("/api/v1/jobs/", c->job_id, "/logs?task=", c->task, "&offset=", from));
-      if (!r.ok()) return r.status();
-      if (r->status == 409 && c->follow) return std::nullopt;  // not started yet
-      if (r->status != 200) return StatusFromReply(*r, api.base_url());
-      Chunk k{.body = std::move(r->body), .next = from};
-      if (auto it = r->headers.find("X-Icos-Offset"); it != r->headers.end()) absl::SimpleAtoi(it->second, &k.next);
-      k.finished = r->headers.count("X-Icos-Finished") && r->headers["X-Icos-Finished"] == "1";
-      return k;
-    };
+    // Following, a task that has not started yet is waited for.
+    auto read = [&](int64_t from) { return ReadTaskLog(api, c->job_id, c->task, from, /*wait_for_start=*/c->follow); };
     int64_t offset = 0;
     if (c->tail_lines >= 0) {
       // The log's size (an offset past the end reads nothing and says where
@@ -514,8 +498,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       while (size < 0) {
         auto probe = read(int64_t{1} << 62);
         if (!probe.ok()) return fail(probe.status());
-        if (probe->has_value()) {
-          size = (*probe)->next;
+        if (!probe->not_started) {
+          size = probe->next;
         } else {
           std::this_thread::sleep_for(std::chrono::milliseconds(500));
         }
@@ -527,9 +511,9 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
         for (int64_t at = from; at < size;) {
           auto k = read(at);
           if (!k.ok()) return fail(k.status());
-          if (!k->has_value() || (*k)->next <= at) break;
-          text += (*k)->body;
-          at = (*k)->next;
+          if (k->not_started || k->next <= at) break;
+          text += k->text;
+          at = k->next;
         }
         if (from == 0 || std::count(text.begin(), text.end(), '\n') > c->tail_lines) break;
       }
@@ -540,18 +524,17 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     while (true) {
       auto k = read(offset);
       if (!k.ok()) return fail(k.status());
-      if (!k->has_value()) {
+      if (k->not_started) {
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
         continue;
       }
-      const Chunk& chunk = **k;
-      out << chunk.body << std::flush;
-      const bool moved = chunk.next > offset;
-      offset = chunk.next;
+      out << k->text << std::flush;
+      const bool moved = k->next > offset;
+      offset = k->next;
       // Without --follow: to the end of what is there (in 1 MiB reads).
-      if (!c->follow && (!moved || chunk.body.empty())) return 0;
-      if (c->follow && chunk.finished && chunk.body.empty()) return 0;
-      if (chunk.body.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      if (!c->follow && (!moved || k->text.empty())) return 0;
+      if (c->follow && k->finished && k->text.empty()) return 0;
+      if (k->text.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
     }
   }
   if (parsed(c->cancel)) {

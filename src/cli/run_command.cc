@@ -48,30 +48,6 @@ absl::Status AddDevices(const std::string& text, json& resources, json& task) {
   return absl::OkStatus();
 }
 
-// Where a task's log ends and what it says; for streaming.
-struct LogRead {
-  std::string text;
-  int64_t next = 0;
-  bool finished = false;
-  bool not_started = false;  // 409: nothing to read yet
-};
-
-absl::StatusOr<LogRead> ReadLog(ApiClient& api, int64_t job, int64_t offset) {
-  auto r = api.Request("GET", absl::StrCat("/api/v1/jobs/", job, "/logs?task=0&offset=", offset));
-  if (!r.ok()) return r.status();
-  LogRead out{.next = offset};
-  if (r->status == 409) {
-    out.not_started = true;
-    return out;
-  }
-  if (r->status != 200) return StatusFromReply(*r, api.base_url());
-  out.text = std::move(r->body);
-  if (auto it = r->headers.find("X-Icos-Offset"); it != r->headers.end()) absl::SimpleAtoi(it->second, &out.next);
-  auto fin = r->headers.find("X-Icos-Finished");
-  out.finished = fin != r->headers.end() && fin->second == "1";
-  return out;
-}
-
 // The exit code of the job's first task of its last attempt (its signal as
 // 128 + N, as a shell reports it).
 int TaskExitCode(const json& job) {
@@ -86,6 +62,23 @@ int TaskExitCode(const json& job) {
 }
 
 }  // namespace
+
+absl::StatusOr<TaskLogChunk> ReadTaskLog(ApiClient& api, int64_t job, int32_t task, int64_t offset,
+                                         bool wait_for_start) {
+  auto r = api.Request("GET", absl::StrCat("/api/v1/jobs/", job, "/logs?task=", task, "&offset=", offset));
+  if (!r.ok()) return r.status();
+  TaskLogChunk out{.next = offset};
+  if (r->status == 409 && wait_for_start) {
+    out.not_started = true;
+    return out;
+  }
+  if (r->status != 200) return StatusFromReply(*r, api.base_url());
+  out.text = std::move(r->body);
+  if (auto it = r->headers.find("X-Icos-Offset"); it != r->headers.end()) absl::SimpleAtoi(it->second, &out.next);
+  auto fin = r->headers.find("X-Icos-Finished");
+  out.finished = fin != r->headers.end() && fin->second == "1";
+  return out;
+}
 
 absl::StatusOr<std::string> RunSpec(const RunFlags& f) {
   if (f.command.empty()) return absl::InvalidArgumentError("icos run needs a command after --");
@@ -190,7 +183,7 @@ int RunAttached(ApiClient& api, const RunFlags& flags, std::ostream& out, std::o
     }
     // Stream what the first task has written since the last look.
     if (!log_done && state != "Pending") {
-      auto read = ReadLog(api, id, offset);
+      auto read = ReadTaskLog(api, id, /*task=*/0, offset, /*wait_for_start=*/true);
       if (read.ok() && !read->not_started) {
         out << read->text << std::flush;
         offset = read->next;

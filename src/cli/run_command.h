@@ -31,6 +31,20 @@ struct RunFlags {
   std::string workdir;  // where the tasks run: absolute (the CLI resolves --chdir)
 };
 
+// One read of task `task`'s log (as `icos job` numbers the current attempt's
+// tasks) from byte `offset`; the server sends at most 1 MiB. `next` is where
+// the read ended (an offset past the end reads nothing and gives the log's
+// size). A task not started yet (409) is `not_started` when `wait_for_start`,
+// else its error. For icos logs and icos run.
+struct TaskLogChunk {
+  std::string text;
+  int64_t next = 0;
+  bool finished = false;  // the task has ended and this read reached the end
+  bool not_started = false;
+};
+absl::StatusOr<TaskLogChunk> ReadTaskLog(ApiClient& api, int64_t job, int32_t task, int64_t offset,
+                                         bool wait_for_start);
+
 // The job spec (JSON, which the API takes as YAML) `icos run` submits.
 // InvalidArgument, naming the flag, for a malformed --devices or --env.
 absl::StatusOr<std::string> RunSpec(const RunFlags& flags);
