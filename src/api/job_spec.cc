@@ -242,7 +242,8 @@ absl::Status UnknownField(const Entry& e, const absl::string_view (&known)[N]) {
 
 constexpr absl::string_view kJobFields[] = {"name",    "queue",      "priority",         "framework",
                                             "restart", "time_limit", "runtime_estimate", "preemptible",
-                                            "env",     "tasks",      "max_disconnect"};
+                                            "env",     "tasks",      "max_disconnect",   "dependencies"};
+constexpr absl::string_view kDependencyFields[] = {"after_ok", "after_any", "after_not_ok", "if_unmet"};
 constexpr absl::string_view kRestartFields[] = {"policy", "max_retries"};
 constexpr absl::string_view kTaskFields[] = {"name", "replicas",  "min_available", "command",  "workdir",
                                              "env",  "resources", "devices",       "affinity", "node_selector"};
@@ -262,6 +263,7 @@ class Parser {
  private:
   absl::StatusOr<TaskSpec> Task(const Field& f, int index);
   absl::Status Restart(const Field& f, JobSpec& spec);
+  absl::Status Dependencies(const Field& f, JobSpec& spec);
   absl::Status Resources(const Field& f, TaskSpec& task);
   absl::StatusOr<std::vector<std::string>> Command(const Field& f);
   absl::StatusOr<std::vector<DeviceWish>> DeviceWishes(const Field& f);
@@ -430,6 +432,8 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
       if (v.ok()) spec.framework = *v;
     } else if (e.key == "restart") {
       status = Restart(f, spec);
+    } else if (e.key == "dependencies") {
+      status = Dependencies(f, spec);
     } else if (e.key == "time_limit") {
       absl::StatusOr<int64_t> v = Duration(f);
       status = v.status();
@@ -520,6 +524,46 @@ absl::Status Parser::Restart(const Field& f, JobSpec& spec) {
   }
   if (spec.max_retries > 0 && spec.restart == RestartPolicy::kNever) {
     return Invalid(*retries_field, "needs policy: OnFailure (with policy Never a failed task is not retried)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Dependencies(const Field& f, JobSpec& spec) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {after_ok: [12, 13]}");
+  if (!entries.ok()) return entries.status();
+  api::Dependencies& d = spec.dependencies;
+  size_t count = 0;
+  for (const Entry& e : *entries) {
+    if (!IsOneOf(e.key, kDependencyFields)) return UnknownField(e, kDependencyFields);
+    if (e.field.node.IsNull()) continue;
+    if (e.key == "if_unmet") {
+      absl::StatusOr<std::string> v = Text(e.field);
+      if (!v.ok()) return v.status();
+      if (*v != "cancel" && *v != "wait") {
+        return Invalid(e.field, absl::StrCat("'", Shown(*v), "' is not cancel or wait"));
+      }
+      d.cancel_if_unmet = *v == "cancel";
+      continue;
+    }
+    std::vector<int64_t>& ids = e.key == "after_ok" ? d.after_ok : e.key == "after_any" ? d.after_any : d.after_not_ok;
+    // One id or a list of them.
+    std::vector<Field> items;
+    if (e.field.node.IsSequence()) {
+      int i = 0;
+      for (const YAML::Node& item : e.field.node) {
+        items.push_back({absl::StrCat(e.field.path, "[", i++, "]"), item.Mark(), item});
+      }
+    } else {
+      items.push_back(e.field);
+    }
+    for (const Field& item : items) {
+      if (++count > kMaxDependencies) {
+        return Invalid(item, absl::StrCat("more than ", kMaxDependencies, " dependencies"));
+      }
+      absl::StatusOr<int64_t> id = Integer(item, 1, std::numeric_limits<int64_t>::max());
+      if (!id.ok()) return id.status();
+      if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+    }
   }
   return absl::OkStatus();
 }
@@ -891,6 +935,14 @@ std::string JobSpecToJson(const JobSpec& spec) {
   if (spec.max_disconnect_s != 0) job["max_disconnect"] = FormatDuration(spec.max_disconnect_s);
   job["preemptible"] = spec.preemptible;
   if (!spec.env.empty()) job["env"] = spec.env;
+  if (const api::Dependencies& d = spec.dependencies; !d.empty()) {
+    Json deps;
+    if (!d.after_ok.empty()) deps["after_ok"] = d.after_ok;
+    if (!d.after_any.empty()) deps["after_any"] = d.after_any;
+    if (!d.after_not_ok.empty()) deps["after_not_ok"] = d.after_not_ok;
+    deps["if_unmet"] = d.cancel_if_unmet ? "cancel" : "wait";
+    job["dependencies"] = std::move(deps);
+  }
   Json tasks = Json::array();
   for (const TaskSpec& t : spec.tasks) {
     Json task;
@@ -924,45 +976,6 @@ std::string JobSpecToJson(const JobSpec& spec) {
   }
   job["tasks"] = std::move(tasks);
   return job.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-RuntimeEstimate EstimateOf(const JobSpec& spec, double learned_s) {
-  if (spec.runtime_estimate_s > 0) return {static_cast<double>(spec.runtime_estimate_s), "user"};
-  if (learned_s > 0) {
-    // The time limit is a promise: an estimate beyond it is wrong by construction.
-    const double s = spec.time_limit_s > 0 ? std::min(learned_s, static_cast<double>(spec.time_limit_s)) : learned_s;
-    return {s, "learned"};
-  }
-  if (spec.time_limit_s > 0) return {static_cast<double>(spec.time_limit_s), "time_limit"};
-  return {};
-}
-
-core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int64_t submit_ms) {
-  core::Job job;
-  job.id = id;
-  job.user = user;
-  job.queue = spec.queue;
-  job.priority = spec.priority;
-  job.submit_ms = submit_ms;
-  // The controller may replace it with a learned estimate below the limit.
-  job.runtime_estimate_ms = std::llround(EstimateOf(spec).seconds * 1000);
-  job.preemptible = spec.preemptible;
-  for (const TaskSpec& t : spec.tasks) {
-    core::TaskGroup g;
-    g.name = t.name;
-    g.replicas = t.replicas;
-    g.min_available = t.min_available;
-    g.request.cpu_milli = t.cpu_milli;
-    g.request.memory_mib = t.memory_mib;
-    g.request.devices = t.devices;
-    g.request.device_percent = t.device_percent;
-    g.request.device_memory_mib = t.device_memory_mib;
-    for (const DeviceWish& w : t.device_wishes) g.device_choices.push_back({w.vendor, w.model, w.throughput});
-    g.affinity = t.affinity;
-    g.node_selector = t.node_selector;
-    job.groups.push_back(std::move(g));
-  }
-  return job;
 }
 
 }  // namespace icos::api

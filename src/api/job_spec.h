@@ -17,6 +17,12 @@
 //                             # the controller cannot reach (default: the
 //                             # cluster's node lease; docs/reliability.md)
 //   env: {LOG_LEVEL: info}    # optional; for every task
+//   dependencies:             # optional; start only once other jobs ended so
+//     after_ok: [12, 13]      #   these succeeded
+//     after_any: [14]         #   these ended, however
+//     after_not_ok: [15]      #   these failed or were cancelled
+//     if_unmet: cancel        #   cancel (default) | wait: a dependency that can
+//                             #   no longer be met (after_ok on a failed job)
 //   tasks:
 //     - name: worker
 //       replicas: 2
@@ -62,6 +68,24 @@ struct DeviceWish {
   bool operator==(const DeviceWish&) const = default;
 };
 
+// When a job may start, by how earlier jobs ended (Slurm's --dependency).
+// Every id names a job submitted before this one, so no chain is a cycle.
+struct Dependencies {
+  std::vector<int64_t> after_ok;      // each succeeded
+  std::vector<int64_t> after_any;     // each ended, whatever its end
+  std::vector<int64_t> after_not_ok;  // each failed or was cancelled
+  // One that can no longer be met (after_ok on a job that failed) cancels
+  // the job, saying why (Slurm's kill_invalid_depend); false: the job stays
+  // pending as DependencyNeverSatisfied until someone cancels it.
+  bool cancel_if_unmet = true;
+
+  bool empty() const { return after_ok.empty() && after_any.empty() && after_not_ok.empty(); }
+  bool operator==(const Dependencies&) const = default;
+};
+
+// At most this many dependency ids per job.
+inline constexpr size_t kMaxDependencies = 1'000;
+
 struct TaskSpec {
   std::string name;
   int32_t replicas = 1;
@@ -96,6 +120,7 @@ struct JobSpec {
   // that. 0: the cluster's node lease.
   int64_t max_disconnect_s = 0;
   std::map<std::string, std::string> env;
+  Dependencies dependencies;
   std::vector<TaskSpec> tasks;
 
   bool operator==(const JobSpec&) const = default;

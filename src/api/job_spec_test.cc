@@ -77,6 +77,9 @@ TEST(ParseJobSpecTest, HeaderExampleParsesToExpectedSpec) {
   want.preemptible = true;
   want.max_disconnect_s = 10 * 60;
   want.env = {{"LOG_LEVEL", "info"}};
+  want.dependencies.after_ok = {12, 13};
+  want.dependencies.after_any = {14};
+  want.dependencies.after_not_ok = {15};
   TaskSpec t;
   t.name = "worker";
   t.replicas = 2;
@@ -98,6 +101,7 @@ TEST(ParseJobSpecTest, JsonFormParsesLikeYaml) {
   const std::string json = R"({"name": "ddp-mnist", "framework": "pytorch",
     "restart": {"policy": "OnFailure", "max_retries": 2}, "time_limit": "2h", "runtime_estimate": "10m",
     "preemptible": true, "max_disconnect": "10m", "env": {"LOG_LEVEL": "info"},
+    "dependencies": {"after_ok": [12, 13], "after_any": [14], "after_not_ok": [15], "if_unmet": "cancel"},
     "tasks": [{"name": "worker", "replicas": 2, "min_available": 2,
                "command": ["python3", "train.py", "--epochs", "3"], "workdir": "examples/pytorch-ddp",
                "env": {"FOO": "bar"}, "resources": {"cpu": 1, "memory": "2Gi", "devices": 1},
@@ -710,6 +714,31 @@ TEST(RoundTripTest, ExtremeValues) {
   spec.tasks[0].device_percent = 99;
   spec.tasks[0].device_wishes = {{"a", "", 1e12}, {"b", "m", 5e-324}};
   ExpectRoundTrip(spec);
+}
+
+TEST(DependenciesTest, ParseListsAndSingleIdsAndRoundTrip) {
+  JobSpec spec = MustParse(OneTask(
+      "", "dependencies: {after_ok: [12, 13, 12], after_any: 14, after_not_ok: [15], if_unmet: wait}\n"));
+  EXPECT_EQ(spec.dependencies.after_ok, (std::vector<int64_t>{12, 13}));  // a repeat counts once
+  EXPECT_EQ(spec.dependencies.after_any, (std::vector<int64_t>{14}));
+  EXPECT_EQ(spec.dependencies.after_not_ok, (std::vector<int64_t>{15}));
+  EXPECT_FALSE(spec.dependencies.cancel_if_unmet);
+  ExpectRoundTrip(spec);
+  EXPECT_TRUE(MustParse(OneTask("", "dependencies: {after_ok: [1]}\n")).dependencies.cancel_if_unmet);
+  EXPECT_TRUE(MustParse(OneTask("")).dependencies.empty());
+}
+
+TEST(DependenciesTest, BadIdsAndFieldsAreNamed) {
+  EXPECT_THAT(ErrorOf(OneTask("", "dependencies: {after_ok: [0]}\n")),
+              HasSubstr("dependencies.after_ok[0] (line 2): 0 is out of range"));
+  EXPECT_THAT(ErrorOf(OneTask("", "dependencies: {after_ok: [job-3]}\n")), HasSubstr("is not a whole number"));
+  EXPECT_THAT(ErrorOf(OneTask("", "dependencies: {afterok: [3]}\n")),
+              HasSubstr("unknown field; known: after_ok, after_any, after_not_ok, if_unmet"));
+  EXPECT_THAT(ErrorOf(OneTask("", "dependencies: {after_ok: [3], if_unmet: hold}\n")),
+              HasSubstr("'hold' is not cancel or wait"));
+  std::string many = "dependencies: {after_any: [";
+  for (int i = 1; i <= 1'001; ++i) absl::StrAppend(&many, i == 1 ? "" : ",", i);
+  EXPECT_THAT(ErrorOf(OneTask("", many + "]}\n")), HasSubstr("more than 1000 dependencies"));
 }
 
 TEST(JobSpecToJsonTest, UsesCanonicalQuantities) {

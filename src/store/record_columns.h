@@ -24,7 +24,7 @@ namespace icos::store::columns {
 // "user" is quoted: a reserved word in PostgreSQL, a plain identifier in SQLite.
 inline constexpr char kJob[] =
     "id, name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt, run_uid, "
-    "run_gid";
+    "run_gid, hold";
 inline constexpr char kTask[] =
     "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
 inline constexpr char kNode[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
@@ -58,6 +58,7 @@ absl::StatusOr<JobRecord> DecodeJob(const Row& r, absl::string_view what) {
   job.attempt = r.Int32(11);
   job.run_uid = r.Int(12);
   job.run_gid = r.Int(13);
+  job.hold = r.Text(14);
   return job;
 }
 
@@ -140,7 +141,7 @@ template <typename Binder>
 Binder& BindJobFields(Binder& b, const JobRecord& job) {
   b.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
   b.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
-  return b.Int(job.run_uid).Int(job.run_gid);
+  return b.Int(job.run_uid).Int(job.run_gid).Text(job.hold);
 }
 
 template <typename Binder>

@@ -44,6 +44,9 @@ struct JobRecord {
   // (icos token create --uid/--gid); -1: the account named `user` on each node.
   int64_t run_uid = -1;
   int64_t run_gid = -1;
+  // Who holds the job back from scheduling (icos hold): "" none, "user" (its
+  // owner may release it) or "admin" (only an admin may).
+  std::string hold;
 
   // InsertJob only (not columns of the job). A client's key for retrying a
   // submission safely (the Idempotency-Key header) and a digest of what it
@@ -189,6 +192,7 @@ struct JobQuery {
   std::vector<JobState> states;  // empty: any
   std::string user;              // empty: any
   std::string queue;             // empty: any
+  std::string name;              // empty: any
   int64_t after_id = 0;          // paging: ids greater than this
   int64_t before_id = 0;         // paging: ids less than this; 0: no bound
   bool newest_first = false;     // descending ids (what was just submitted first)

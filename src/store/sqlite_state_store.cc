@@ -175,6 +175,10 @@ CREATE TABLE cluster (
   created_ms INTEGER NOT NULL
 ) STRICT;
 )sql",
+    // v5: jobs held back from scheduling (icos hold), and by whom.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN hold TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion,
               "kSchemaVersion must equal the number of migrations");
@@ -438,7 +442,7 @@ absl::Status SqliteStateStore::InsertJob(JobRecord* job) {
 absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, user, queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
-      "attempt, run_uid, run_gid) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+      "attempt, run_uid, run_gid, hold) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
   static const std::string find_key =
       "SELECT job_id, request_digest FROM idempotency_keys WHERE user = ? AND key = ? AND created_ms >= ?";
   static const std::string put_key =
@@ -499,7 +503,7 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& grou
 absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   static const std::string update_job =
       "UPDATE jobs SET name = ?, user = ?, queue = ?, priority = ?, state = ?, spec_json = ?, reason = ?, "
-      "submit_ms = ?, start_ms = ?, end_ms = ?, attempt = ?, run_uid = ?, run_gid = ? WHERE id = ?";
+      "submit_ms = ?, start_ms = ?, end_ms = ?, attempt = ?, run_uid = ?, run_gid = ?, hold = ? WHERE id = ?";
   static const std::string upsert_task =
       absl::StrCat("INSERT INTO tasks(", columns::kTask,
                    ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE SET "
@@ -668,6 +672,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
   }
   if (!query.user.empty()) absl::StrAppend(&sql, " AND user = ?");
   if (!query.queue.empty()) absl::StrAppend(&sql, " AND queue = ?");
+  if (!query.name.empty()) absl::StrAppend(&sql, " AND name = ?");
   if (query.before_id > 0) absl::StrAppend(&sql, " AND id < ?");
   absl::StrAppend(&sql, query.newest_first ? " ORDER BY id DESC LIMIT ?" : " ORDER BY id LIMIT ?");
 
@@ -679,6 +684,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
     for (const std::string& state : states) st.Text(state);
     if (!query.user.empty()) st.Text(query.user);
     if (!query.queue.empty()) st.Text(query.queue);
+    if (!query.name.empty()) st.Text(query.name);
     if (query.before_id > 0) st.Int(query.before_id);
     st.Int(*limit);
     return CollectRows(st, &jobs, [&](const Stmt& row) { return columns::DecodeJob(StmtRow{row}, kWhat); });

@@ -44,7 +44,7 @@ using ::testing::SizeIs;
 // whole records; the records themselves define no operator==.
 auto Fields(const JobRecord& j) {
   return std::make_tuple(j.id, j.name, j.user, j.queue, j.priority, JobStateName(j.state), j.spec_json, j.reason,
-                         j.submit_ms, j.start_ms, j.end_ms, j.attempt, j.run_uid, j.run_gid);
+                         j.submit_ms, j.start_ms, j.end_ms, j.attempt, j.run_uid, j.run_gid, j.hold);
 }
 auto Fields(const TaskRecord& t) {
   return std::make_tuple(t.job_id, t.group, t.replica, t.attempt, t.node, t.placement_json, TaskStateName(t.state),
@@ -256,7 +256,8 @@ TEST_P(StateStoreConformanceTest, GetJobReturnsEveryFieldAsInserted) {
                 .end_ms = 1'700'000'000'123,
                 .attempt = std::numeric_limits<int32_t>::max(),
                 .run_uid = 4'294'967'294,
-                .run_gid = 0};
+                .run_gid = 0,
+                .hold = "admin"};
   ASSERT_TRUE(store_->InsertJob(&job).ok());
   absl::StatusOr<JobRecord> got = store_->GetJob(job.id);
   ASSERT_TRUE(got.ok()) << got.status();
@@ -307,6 +308,15 @@ TEST_P(StateStoreConformanceTest, ListJobsFiltersByQueue) {
   absl::StatusOr<std::vector<JobRecord>> jobs = store_->ListJobs({.queue = "research"});
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   EXPECT_THAT(Ids(*jobs), ElementsAre(research));
+}
+
+TEST_P(StateStoreConformanceTest, ListJobsFiltersByName) {
+  Insert(*store_, MakeJob("train"));
+  const int64_t eval = Insert(*store_, MakeJob("eval"));
+  Insert(*store_, MakeJob("eval-2"));  // exact names, not prefixes
+  absl::StatusOr<std::vector<JobRecord>> jobs = store_->ListJobs({.name = "eval"});
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_THAT(Ids(*jobs), ElementsAre(eval));
 }
 
 TEST_P(StateStoreConformanceTest, ListJobsCombinesFiltersWithAnd) {
@@ -378,6 +388,7 @@ TEST_P(StateStoreConformanceTest, ApplyUpdatesEveryJobField) {
   job.start_ms = 2000;
   job.end_ms = 3000;
   job.attempt = 2;
+  job.hold = "user";
   ExpectApplied(*store_, {.jobs = {job}});
   absl::StatusOr<JobRecord> got = store_->GetJob(job.id);
   ASSERT_TRUE(got.ok()) << got.status();
