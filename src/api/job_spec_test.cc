@@ -717,8 +717,8 @@ TEST(RoundTripTest, ExtremeValues) {
 }
 
 TEST(DependenciesTest, ParseListsAndSingleIdsAndRoundTrip) {
-  JobSpec spec = MustParse(OneTask(
-      "", "dependencies: {after_ok: [12, 13, 12], after_any: 14, after_not_ok: [15], if_unmet: wait}\n"));
+  JobSpec spec = MustParse(
+      OneTask("", "dependencies: {after_ok: [12, 13, 12], after_any: 14, after_not_ok: [15], if_unmet: wait}\n"));
   EXPECT_EQ(spec.dependencies.after_ok, (std::vector<int64_t>{12, 13}));  // a repeat counts once
   EXPECT_EQ(spec.dependencies.after_any, (std::vector<int64_t>{14}));
   EXPECT_EQ(spec.dependencies.after_not_ok, (std::vector<int64_t>{15}));

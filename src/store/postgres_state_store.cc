@@ -489,7 +489,8 @@ absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
 absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
-      "attempt, run_uid, run_gid, hold) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id";
+      "attempt, run_uid, run_gid, hold) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING "
+      "id";
   static const std::string find_key =
       "SELECT job_id, request_digest FROM idempotency_keys WHERE \"user\" = $1 AND key = $2 AND created_ms >= $3";
   static const std::string put_key =
@@ -551,7 +552,8 @@ absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& gr
 absl::Status PostgresStateStore::Apply(WriteBatch batch) {
   static const std::string update_job =
       "UPDATE jobs SET name = $1, \"user\" = $2, queue = $3, priority = $4, state = $5, spec_json = $6, reason = $7, "
-      "submit_ms = $8, start_ms = $9, end_ms = $10, attempt = $11, run_uid = $12, run_gid = $13, hold = $14 WHERE id = $15";
+      "submit_ms = $8, start_ms = $9, end_ms = $10, attempt = $11, run_uid = $12, run_gid = $13, hold = $14 WHERE id = "
+      "$15";
   static const std::string upsert_task = absl::StrCat(
       "INSERT INTO tasks(", columns::kTask,
       ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE "
