@@ -38,7 +38,6 @@ using detail::FirstInvalidUtf8;
 using detail::FormatCpu;
 using detail::FormatDuration;
 using detail::FormatMemory;
-using detail::kMaxDurationS;
 using detail::kMaxShown;
 using detail::kMi;
 using detail::LineExceedingNesting;

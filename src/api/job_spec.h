@@ -126,6 +126,10 @@ struct JobSpec {
   bool operator==(const JobSpec&) const = default;
 };
 
+// The longest duration a spec may give: beyond ten years is a typo, and
+// `* 1000` stays far from overflow.
+inline constexpr int64_t kMaxDurationS = 3650LL * 86'400;
+
 // The shortest max_disconnect a spec may ask for.
 inline constexpr int64_t kMinMaxDisconnectS = 10;
 
@@ -189,6 +193,14 @@ std::string ToJobName(absl::string_view text);
 // "2Gi", "90s", "50%"). The JSON can be longer than the YAML it came from, so
 // re-parse it with limits.max_bytes of at least its size.
 std::string JobSpecToJson(const JobSpec& spec);
+
+// Slurm's --dependency text as Dependencies: "afterok:12:13,afterany:14,
+// afternotok:15" (after_ok and the like spelled as in the spec also do; ids
+// separated by ':'). InvalidArgument naming the part it cannot read.
+absl::StatusOr<Dependencies> ParseDependencyList(absl::string_view text);
+
+// Adds `more`'s ids to `into` (each once).
+void MergeDependencies(const Dependencies& more, Dependencies& into);
 
 // The run time icos::core schedules a job with, and where it came from.
 struct RuntimeEstimate {

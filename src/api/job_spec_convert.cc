@@ -1,11 +1,52 @@
 // The job spec's meaning for the scheduler: its run-time estimate and its
 // core::Job (job_spec.h). Apart from the parser so that each stays readable.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "api/job_spec.h"
 
 namespace icos::api {
+
+absl::StatusOr<Dependencies> ParseDependencyList(absl::string_view text) {
+  Dependencies d;
+  size_t count = 0;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::vector<absl::string_view> fields = absl::StrSplit(part, ':');
+    std::vector<int64_t>* ids = nullptr;
+    if (fields[0] == "afterok" || fields[0] == "after_ok") ids = &d.after_ok;
+    if (fields[0] == "afterany" || fields[0] == "after_any") ids = &d.after_any;
+    if (fields[0] == "afternotok" || fields[0] == "after_not_ok") ids = &d.after_not_ok;
+    if (ids == nullptr || fields.size() < 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dependency '", part, "': use afterok:ID[:ID...], afterany:ID... or afternotok:ID..., comma-separated"));
+    }
+    for (size_t i = 1; i < fields.size(); ++i) {
+      int64_t id = 0;
+      if (!absl::SimpleAtoi(fields[i], &id) || id <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat("dependency '", part, "': '", fields[i], "' is not a job id"));
+      }
+      if (++count > kMaxDependencies) {
+        return absl::InvalidArgumentError(absl::StrCat("more than ", kMaxDependencies, " dependencies"));
+      }
+      if (std::find(ids->begin(), ids->end(), id) == ids->end()) ids->push_back(id);
+    }
+  }
+  return d;
+}
+
+void MergeDependencies(const Dependencies& more, Dependencies& into) {
+  for (auto [from, to] : {std::pair{&more.after_ok, &into.after_ok},
+                          {&more.after_any, &into.after_any},
+                          {&more.after_not_ok, &into.after_not_ok}}) {
+    for (int64_t id : *from) {
+      if (std::find(to->begin(), to->end(), id) == to->end()) to->push_back(id);
+    }
+  }
+}
 
 RuntimeEstimate EstimateOf(const JobSpec& spec, double learned_s) {
   if (spec.runtime_estimate_s > 0) return {static_cast<double>(spec.runtime_estimate_s), "user"};

@@ -741,6 +741,21 @@ TEST(DependenciesTest, BadIdsAndFieldsAreNamed) {
   EXPECT_THAT(ErrorOf(OneTask("", many + "]}\n")), HasSubstr("more than 1000 dependencies"));
 }
 
+TEST(DependenciesTest, SlurmsFlagParsesAndMerges) {
+  auto d = ParseDependencyList("afterok:3:4,afterany:5, after_not_ok:6,afterok:3");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->after_ok, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(d->after_any, (std::vector<int64_t>{5}));
+  EXPECT_EQ(d->after_not_ok, (std::vector<int64_t>{6}));
+  EXPECT_THAT(std::string(ParseDependencyList("after:3").status().message()), HasSubstr("use afterok:ID"));
+  EXPECT_THAT(std::string(ParseDependencyList("afterok").status().message()), HasSubstr("use afterok:ID"));
+  EXPECT_THAT(std::string(ParseDependencyList("afterok:x").status().message()), HasSubstr("'x' is not a job id"));
+  Dependencies into{.after_ok = {4, 9}};
+  MergeDependencies(*d, into);
+  EXPECT_EQ(into.after_ok, (std::vector<int64_t>{4, 9, 3}));
+  EXPECT_EQ(into.after_not_ok, (std::vector<int64_t>{6}));
+}
+
 TEST(JobSpecToJsonTest, UsesCanonicalQuantities) {
   const std::string json = JobSpecToJson(MustParse(OneTask(
       "    resources: {cpu: 1.5, memory: 2048Mi, device_share: 50}\n", "time_limit: 7200\nruntime_estimate: 120\n")));

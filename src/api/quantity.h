@@ -14,8 +14,6 @@
 
 namespace icos::api::detail {
 
-// Durations beyond ten years are typos, and keep `* 1000` far from overflow.
-constexpr int64_t kMaxDurationS = 3650LL * 86'400;
 // Values quoted back in error messages are cut to this many bytes.
 constexpr size_t kMaxShown = 40;
 constexpr int64_t kMi = 1LL << 20;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cli/job_control.h"
 #include "cli/run_command.h"
 #include "protocol/http_client.h"
 
@@ -105,7 +106,7 @@ struct ClientCommands {
   CLI::App* jobs = nullptr;
   CLI::App* job = nullptr;
   CLI::App* logs = nullptr;
-  CLI::App* cancel = nullptr;
+  JobControlCommands control;  // cancel, hold, release, requeue, update
   CLI::App* wait = nullptr;
   CLI::App* nodes = nullptr;
   CLI::App* queues = nullptr;
@@ -125,10 +126,11 @@ struct ClientCommands {
   std::string file;
   std::string idempotency_key;
   std::string chdir;
+  bool hold = false;       // submit --hold
+  std::string dependency;  // submit --dependency
   int64_t job_id = 0;
-  std::vector<int64_t> job_ids;  // cancel
-  bool all_states = false;       // jobs --all
-  int64_t tail_lines = -1;       // logs --tail; -1: the whole log
+  bool all_states = false;  // jobs --all
+  int64_t tail_lines = -1;  // logs --tail; -1: the whole log
   int32_t task = 0;
   bool follow = false;
   std::string state;
@@ -138,6 +140,7 @@ struct ClientCommands {
   std::string ttl;
   std::string which;                // token revoke: an id or a name
   std::string queue;                // jobs --queue
+  std::string job_name;             // jobs --name
   int64_t limit = 100, before = 0;  // jobs -n, --before
 };
 
@@ -163,6 +166,10 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->submit->add_option("--idempotency-key", c->idempotency_key,
                         "a key of yours for this submission: submitting again with it within 24 h returns the same "
                         "job (default: a fresh one each time)");
+  c->submit->add_flag("-H,--hold", c->hold, "hold it at once: it waits until `icos release ID`");
+  c->submit->add_option("-d,--dependency", c->dependency,
+                        "start only after other jobs ended (Slurm's form): afterok:ID[:ID...], afterany:ID..., "
+                        "afternotok:ID..., comma-separated; added to the spec's own dependencies");
   common(c->submit);
   c->run = app.add_subcommand("run",
                               "Run a command as a job and stay attached (srun): its output here, Ctrl-C "
@@ -192,6 +199,7 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->jobs->add_flag("-a,--all", c->all_states, "jobs in every state, ended ones too (as sacct)");
   c->jobs->add_option("--user", c->user, "only this user's jobs (admins; a user sees only their own)");
   c->jobs->add_option("--queue", c->queue, "only this queue's jobs");
+  c->jobs->add_option("--name", c->job_name, "only jobs of this name");
   c->jobs->add_option("-n,--limit", c->limit, "at most this many, newest first (default 100)")
       ->check(CLI::Range(1, 10'000));
   c->jobs->add_option("--before", c->before, "only jobs older than this id (the next page)");
@@ -205,9 +213,7 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->logs->add_flag("-f,--follow", c->follow, "keep printing until the task ends");
   c->logs->add_option("-n,--tail", c->tail_lines, "start with the last N lines only")->check(CLI::Range(0, 1'000'000));
   common(c->logs, false);
-  c->cancel = app.add_subcommand("cancel", "Cancel jobs (SIGTERM, grace period, SIGKILL)");
-  c->cancel->add_option("ids", c->job_ids, "job ids")->required();
-  common(c->cancel);
+  AddJobControlCommands(app, c->control, common);
   c->wait = app.add_subcommand("wait", "Wait until a job ends; exit 0 only if it succeeded");
   c->wait->add_option("id", c->job_id, "job id")->required();
   c->wait->add_option("--timeout", c->timeout_s, "give up after this many seconds (0: never)");
@@ -352,7 +358,9 @@ int Print(std::ostream& out, const json& j) {
 int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   std::unique_ptr<ClientCommands> owned(c);
   auto parsed = [](CLI::App* a) { return a != nullptr && a->parsed(); };
-  if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(c->cancel) ||
+  const JobControlCommands& control = c->control;
+  if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(control.cancel) ||
+        parsed(control.hold) || parsed(control.release) || parsed(control.requeue) || parsed(control.update) ||
         parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create) ||
         parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) || parsed(c->node_drain) ||
         parsed(c->node_resume) || parsed(c->usage) || parsed(c->run))) {
@@ -387,7 +395,16 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       if (!said) err << "icos: " << why.message() << "; retrying for up to " << kSubmitRetryMs / 1000 << " s\n";
       said = true;
     });
-    auto r = api.Json("POST", "/api/v1/jobs", *text, "application/yaml",
+    std::string path = "/api/v1/jobs";
+    std::string sep = "?";
+    if (c->hold) {
+      path += "?hold=true";
+      sep = "&";
+    }
+    if (!c->dependency.empty()) {
+      absl::StrAppend(&path, sep, "dependency=", httplib::detail::encode_query_param(c->dependency));
+    }
+    auto r = api.Json("POST", path, *text, "application/yaml",
                       {{"X-Icos-Workdir", *base_dir},
                        {"Idempotency-Key", c->idempotency_key.empty() ? NewIdempotencyKey() : c->idempotency_key}});
     if (!r.ok()) return fail(r.status());
@@ -401,7 +418,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     if (c->state.empty() && !c->all_states) c->state = "Pending,Running";  // what is in the queue, as squeue
     if (!c->state.empty() && c->all_states)
       return fail(absl::InvalidArgumentError("--state and --all exclude each other"));
-    for (const auto& [key, value] : {std::pair{"state", c->state}, {"user", c->user}, {"queue", c->queue}}) {
+    for (const auto& [key, value] :
+         {std::pair{"state", c->state}, {"user", c->user}, {"queue", c->queue}, {"name", c->job_name}}) {
       if (!value.empty()) absl::StrAppend(&path, "&", key, "=", httplib::detail::encode_query_param(value));
     }
     auto r = api.Json("GET", path);
@@ -537,24 +555,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       if (k->text.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
     }
   }
-  if (parsed(c->cancel)) {
-    // Each id on its own, as scancel: one that cannot be cancelled (ended,
-    // not yours) is said and the rest still are; the exit code says if any failed.
-    int rc = 0;
-    json replies = json::array();
-    for (int64_t id : c->job_ids) {
-      auto r = api.Json("POST", absl::StrCat("/api/v1/jobs/", id, "/cancel"));
-      if (!r.ok()) {
-        err << "icos: job " << id << ": " << r.status().message() << "\n";
-        rc = r.status().code() == absl::StatusCode::kUnavailable ? 3 : std::max(rc, 1);
-        continue;
-      }
-      replies.push_back(*r);
-      if (!as_json) out << "job " << id << " cancelled\n";
-    }
-    if (as_json) Print(out, replies);
-    return rc;
-  }
+  if (int rc = RunJobControlCommand(control, api, as_json, out, err); rc >= 0) return rc;
   if (parsed(c->wait)) {
     const auto start = std::chrono::steady_clock::now();
     while (true) {
@@ -581,6 +582,9 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       if (const std::string reason = (*r)["reason"].get<std::string>();
           state == "Pending" && absl::StartsWith(reason, "NeverFits")) {
         err << "icos: job " << c->job_id << " can never run on this cluster as it is: " << reason << "\n";
+        return 2;
+      } else if (state == "Pending" && absl::StartsWith(reason, "DependencyNeverSatisfied")) {
+        err << "icos: job " << c->job_id << " can never start: " << reason << "\n";
         return 2;
       }
       if (c->timeout_s > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(c->timeout_s)) {

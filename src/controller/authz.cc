@@ -11,8 +11,8 @@ const char* ActionText(Action a) {
       return "submit jobs";
     case Action::kReadJobs:
       return "read jobs";
-    case Action::kCancelJob:
-      return "cancel jobs";
+    case Action::kControlJob:
+      return "cancel, hold, release, requeue or update jobs";
     case Action::kReadQueues:
       return "read queues";
     case Action::kChangeQueues:
@@ -81,7 +81,7 @@ absl::Status Authorize(const Principal& who, Action action, absl::string_view no
       allowed = true;
       break;
     case Role::kUser:
-      allowed = action == Action::kSubmitJob || action == Action::kReadJobs || action == Action::kCancelJob ||
+      allowed = action == Action::kSubmitJob || action == Action::kReadJobs || action == Action::kControlJob ||
                 action == Action::kReadQueues || action == Action::kReadNodes || action == Action::kReadUsage ||
                 action == Action::kReadUtilisation;
       break;
@@ -111,6 +111,10 @@ std::optional<std::string> VisibleOwner(const Principal& who) {
 }
 
 bool MayExceedQueuePriority(const Principal& who) { return who.role == Role::kAdmin; }
+
+const char* HoldKindOf(const Principal& who) { return who.role == Role::kAdmin ? "admin" : "user"; }
+
+bool MayRelease(const Principal& who, absl::string_view hold) { return hold != "admin" || who.role == Role::kAdmin; }
 
 Action RegistrationAction(const Principal& who) {
   return who.role == Role::kAgent ? Action::kJoinNode : Action::kSpeakForNode;

@@ -3,8 +3,9 @@
 //
 //   role    token                             may
 //   admin   icos token create --role admin    everything
-//   user    icos token create --role user     submit; see, cancel and read the logs of its own
-//                                             jobs; see queues, nodes (not whose work is where)
+//   user    icos token create --role user     submit; see, cancel, hold, release, requeue,
+//                                             update and read the logs of its own jobs (not
+//                                             an admin's hold); see queues, nodes (not whose work is where)
 //                                             and its own usage; the utilisation history
 //   agent   a join token                      register a node once (and so receive that
 //                                             node's credential); nothing else
@@ -41,8 +42,8 @@ struct Principal {
 
 enum class Action {
   kSubmitJob,
-  kReadJobs,  // list and see jobs (and their logs); users only their own (MaySeeJobsOf)
-  kCancelJob,
+  kReadJobs,    // list and see jobs (and their logs); users only their own (MaySeeJobsOf)
+  kControlJob,  // cancel, hold, release, requeue, update; users their own (MaySeeJobsOf)
   kReadQueues,
   kChangeQueues,
   kReadNodes,
@@ -74,6 +75,12 @@ std::optional<std::string> VisibleOwner(const Principal& who);
 // Whether `who` may ask for a job priority above its queue's max_priority
 // (priority decides who preempts whom in a queue): admins only.
 bool MayExceedQueuePriority(const Principal& who);
+
+// The hold `who` puts on a job (store::JobRecord::hold): "admin" for admins,
+// "user" otherwise. Only an admin may release an admin's hold (Slurm's rule:
+// an operator holding a job back is not undone by its owner).
+const char* HoldKindOf(const Principal& who);
+bool MayRelease(const Principal& who, absl::string_view hold);
 
 // What registering a node is for `who`: a join token joins a new node (and
 // the node is given a credential of its own); a node's credential

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
+#include "controller/dependencies.h"
 #include "core/resources/cluster_state.h"
 
 namespace icos::controller {
@@ -125,6 +126,8 @@ absl::Status Controller::Load() {
       jobs_[id] = std::move(j);
     }
   }
+  for (const auto& [id, j] : jobs_) NoteDependencies(j, +1);
+  if (absl::Status st = LoadEndedDependencies(); !st.ok()) return st;
   for (auto& [id, j] : jobs_) {
     auto tasks = store_->ListTasks(id);
     if (!tasks.ok()) return tasks.status();
@@ -295,7 +298,14 @@ void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
 absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
                                            const std::string& base_dir, const std::string& idempotency_key,
                                            bool* replayed) {
+  return Submit(caller, spec_text, SubmitOptions{.base_dir = base_dir, .idempotency_key = idempotency_key}, replayed);
+}
+
+absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
+                                           const SubmitOptions& options, bool* replayed) {
   if (absl::Status st = Authorize(caller, Action::kSubmitJob); !st.ok()) return st;
+  const std::string& base_dir = options.base_dir;
+  const std::string& idempotency_key = options.idempotency_key;
   if (replayed != nullptr) *replayed = false;
   if (idempotency_key.size() > 255 ||
       !std::all_of(idempotency_key.begin(), idempotency_key.end(), [](char ch) { return ch > 0x20 && ch < 0x7f; })) {
@@ -303,6 +313,11 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   }
   auto spec = api::ParseJobSpec(spec_text, options_.spec_limits);
   if (!spec.ok()) return spec.status();
+  api::MergeDependencies(options.dependencies, spec->dependencies);
+  if (const api::Dependencies& d = spec->dependencies;
+      d.after_ok.size() + d.after_any.size() + d.after_not_ok.size() > api::kMaxDependencies) {
+    return absl::InvalidArgumentError(absl::StrCat("more than ", api::kMaxDependencies, " dependencies"));
+  }
   if (!base_dir.empty() && base_dir[0] == '/') {
     for (api::TaskSpec& t : spec->tasks) {
       if (t.workdir.empty()) {
@@ -336,6 +351,27 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
                                                       " for users; ask an admin to raise the queue's max_priority"));
     }
   }
+  // The jobs it depends on, as the store has them (only jobs the caller may
+  // see; one that ended the wrong way can never let it start).
+  std::map<int64_t, store::JobState> stored_deps;
+  for (const auto* ids :
+       {&spec->dependencies.after_ok, &spec->dependencies.after_any, &spec->dependencies.after_not_ok}) {
+    for (int64_t id : *ids) {
+      auto dep = store_->GetJob(id);
+      if (!dep.ok() && dep.status().code() != absl::StatusCode::kNotFound) return dep.status();
+      if (!dep.ok() || !MaySeeJobsOf(caller, dep->user)) {
+        return absl::InvalidArgumentError(absl::StrCat("dependencies: no job ", id));
+      }
+      stored_deps[id] = dep->state;
+    }
+  }
+  if (!stored_deps.empty()) {
+    const DependencyCheck check = CheckDependencies(
+        spec->dependencies, [&](int64_t id) -> std::optional<JobState> { return stored_deps.at(id); });
+    if (check.kind == DependencyCheck::Kind::kNeverMet) {
+      return absl::FailedPreconditionError(absl::StrCat("dependencies: ", check.reason));
+    }
+  }
   store::JobRecord r;
   r.name = spec->name;
   r.user = caller.user;
@@ -346,19 +382,43 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   r.state = JobState::kPending;
   r.spec_json = api::JobSpecToJson(*spec);
   r.reason = "waiting for the next scheduling pass";
+  if (options.hold) r.hold = HoldKindOf(caller);
   r.submit_ms = clock_->NowMs();
   r.idempotency_key = idempotency_key;
   if (!idempotency_key.empty()) r.request_digest = Sha256Hex(r.spec_json);
-  if (absl::Status st = store_->InsertJob(&r); !st.ok()) return st;
+  // Counted as depended on before the insert: a dependency that ends
+  // meanwhile leaves memory with its end state kept.
+  JobEntry j;
+  j.spec = *std::move(spec);
+  if (!stored_deps.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    NoteDependencies(j, +1);
+    for (const auto& [id, state] : stored_deps) {
+      if (jobs_.count(id)) continue;
+      if (store::IsTerminal(state)) {
+        ended_deps_[id] = state;
+        continue;
+      }
+      // Open when read but gone from memory now: it ended since (rare; read
+      // again while nothing can leave memory unnoticed).
+      if (auto again = store_->GetJob(id); again.ok() && store::IsTerminal(again->state)) {
+        ended_deps_[id] = again->state;
+      }
+    }
+  }
+  absl::Status inserted = store_->InsertJob(&r);
+  if (!inserted.ok() || r.replayed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    NoteDependencies(j, -1);
+  }
+  if (!inserted.ok()) return inserted;
   if (r.replayed) {  // a retry: the first submission made the job
     if (replayed != nullptr) *replayed = true;
     return r.id;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    JobEntry j;
     j.rec = r;
-    j.spec = *std::move(spec);
     j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
     j.devices = SpecDevices(j.spec);
     if (learning_) learning_->Submitted(r.id, FactsOf(r, j.devices));
@@ -416,23 +476,12 @@ absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Princip
 }
 
 absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
-  if (absl::Status st = Authorize(caller, Action::kCancelJob); !st.ok()) return st;
+  if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(id);
-    if (it == jobs_.end() || !MaySeeJobsOf(caller, it->second.rec.user)) {
-      auto stored = store_->GetJob(id);
-      if (stored.ok() && MaySeeJobsOf(caller, stored->user)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("job ", id, " already ended (", store::JobStateName(stored->state), ")"));
-      }
-      return absl::NotFoundError(absl::StrCat("no job ", id));
-    }
-    JobEntry& j = it->second;
-    if (store::IsTerminal(j.rec.state)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", id, " already ended (", store::JobStateName(j.rec.state), ")"));
-    }
+    absl::StatusOr<JobEntry*> open = OpenJobFor(caller, id);
+    if (!open.ok()) return open.status();
+    JobEntry& j = **open;
     store::WriteBatch b;
     JobEntry next = j;
     next.rec.state = JobState::kCancelled;

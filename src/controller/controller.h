@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -242,6 +243,28 @@ struct TokenOptions {
   int64_t ttl_ms = 0;  // expires this long after creation; 0: never
 };
 
+// How a job is submitted besides its spec (Controller::Submit).
+struct SubmitOptions {
+  // Relative task working directories (and empty ones) are resolved against
+  // this, the directory the user submitted from, when given.
+  std::string base_dir;
+  // Optional; 1-255 printable ASCII characters: a retry of a submission
+  // with the same key and spec within store::kIdempotencyWindowMs returns
+  // the job the first one made instead of making a second; the same key
+  // with another spec is AlreadyExists.
+  std::string idempotency_key;
+  bool hold = false;  // held from the start (icos submit --hold)
+  // Added to the spec's own (icos submit --dependency afterok:12).
+  api::Dependencies dependencies;
+};
+
+// What `icos update` changes in a job; unset fields stay.
+struct JobUpdate {
+  std::optional<int32_t> priority;            // pending or running; within the queue's limit for users
+  std::optional<int64_t> time_limit_s;        // pending only; 0: none
+  std::optional<int64_t> runtime_estimate_s;  // pending only; 0: none
+};
+
 struct Assignments {
   uint64_t version = 0;
   std::vector<wire::Assignment> tasks;
@@ -290,9 +313,29 @@ class Controller {
   absl::StatusOr<int64_t> Submit(const Principal& caller, const std::string& spec_text,
                                  const std::string& base_dir = "", const std::string& idempotency_key = "",
                                  bool* replayed = nullptr);
+  // The same, with every option (SubmitOptions). A spec's dependencies must
+  // name jobs the caller may see, and ones that have already ended the other
+  // way (after_ok on a failed job) are refused.
+  absl::StatusOr<int64_t> Submit(const Principal& caller, const std::string& spec_text, const SubmitOptions& options,
+                                 bool* replayed = nullptr);
   absl::StatusOr<JobView> GetJob(const Principal& caller, int64_t id) const;
   absl::StatusOr<std::vector<store::JobRecord>> ListJobs(const Principal& caller, store::JobQuery query) const;
   absl::Status Cancel(const Principal& caller, int64_t id);
+  // --- control of queued work (controller_queued.cc) -----------------------
+  // Holds a pending job back from scheduling, or releases it (Slurm's
+  // scontrol hold / release). A user's hold is released by the user or an
+  // admin, an admin's by an admin only. Holding a held job, or releasing one
+  // that is not, is FailedPrecondition.
+  absl::Status Hold(const Principal& caller, int64_t id, bool hold);
+  // Stops a running job's tasks (SIGTERM, grace, SIGKILL) and puts it back
+  // in its queue as a new attempt, no retry spent (scontrol requeue);
+  // `hold`: held there until released (requeuehold).
+  absl::Status RequeueJob(const Principal& caller, int64_t id, bool hold);
+  // Changes a job's priority, time limit or run-time estimate (scontrol
+  // update), with the spec's own rules (estimate <= time limit, priority
+  // within the queue's limit for users).
+  absl::Status Update(const Principal& caller, int64_t id, const JobUpdate& update);
+
   // task_index: position in the job's current attempt (0-based, as `icos job` lists them).
   absl::StatusOr<LogLocation> LocateLog(const Principal& caller, int64_t job_id, int32_t task_index) const;
 
@@ -388,7 +431,10 @@ class Controller {
     std::vector<int64_t> waits_for;  // preempted jobs that must stop first
     double learned_estimate_s = 0;   // 0: none (learning off, too little history, or not estimated yet)
     double learned_log_sd = 0;
-    int32_t devices = 0;   // whole devices, plus one per fractional slice (what the estimator keys on)
+    int32_t devices = 0;  // whole devices, plus one per fractional slice (what the estimator keys on)
+    // Moves on every change a pass must not miss between its snapshot and
+    // its binds (a hold, an update): such a bind is stale.
+    int64_t revision = 0;
     DeviceUse device_use;  // memory only: sampled since this controller started
   };
   struct NodeEntry {
@@ -427,8 +473,28 @@ class Controller {
   // `log_key` as given (a registration stores new ones before applying them).
   static std::string NodeSpecJson(const NodeEntry& e, const core::Node& node, const std::string& agent_url,
                                   const std::string& log_key);
-  // Forgets jobs that ended and hold no tasks (the store keeps them).
+  // Forgets jobs that ended and hold no tasks (the store keeps them),
+  // keeping the end state of those a remembered job depends on.
   void Prune();
+  // The open job `id` as `caller` may act on it; NotFound for one it may not
+  // see, FailedPrecondition naming the state of one that ended.
+  absl::StatusOr<JobEntry*> OpenJobFor(const Principal& caller, int64_t id);
+  // --- dependencies (controller_queued.cc) ---
+  // Counts (delta +1 / -1) the jobs `j` depends on as remembered: their end
+  // states are kept in ended_deps_ while some open job names them.
+  void NoteDependencies(const JobEntry& j, int delta);
+  // How job `id` stands, as a dependency: open, ended and remembered, or
+  // unknown (nullopt).
+  std::optional<store::JobState> DependencyState(int64_t id) const;
+  // The end states of the jobs that open jobs depend on but memory no longer
+  // holds (a controller start).
+  absl::Status LoadEndedDependencies();
+  // Why a pending job may not be scheduled yet though it would fit: held, or
+  // waiting for a dependency ("" when it may). Sets *unmet (the reason) when
+  // a dependency can never be met and the spec says to cancel it.
+  std::string HeldBackReason(const JobEntry& j, std::string* unmet) const;
+  // Cancels the pending jobs whose dependencies can never be met, saying why.
+  absl::Status CancelUnmet(const std::vector<std::pair<int64_t, std::string>>& unmet);
   // What a job that ended teaches: its run time to the estimator (a success)
   // or that it is gone (otherwise), and its pace against its estimate to the
   // slow-node detector (controller_learning.cc).
@@ -518,6 +584,8 @@ class Controller {
   std::map<int64_t, JobEntry> jobs_;  // non-terminal jobs, plus terminal ones with active tasks
   std::map<std::string, NodeEntry> nodes_;
   std::map<std::string, core::Queue> queues_;
+  std::map<int64_t, int32_t> depended_on_;            // job id -> open jobs naming it as a dependency
+  std::map<int64_t, store::JobState> ended_deps_;     // end states of those that left jobs_
   std::map<std::string, store::TokenRecord> tokens_;  // by hash
   std::set<std::string> token_use_dirty_;             // hashes whose last_used_ms is not stored yet
   ControllerCounters counters_;

@@ -25,12 +25,12 @@ TEST(AuthorizeTest, EachRoleMayDoOnlyWhatItsRowSays) {
   const Principal user{"u", Role::kUser, "alice"};
   const Principal join{"j", Role::kAgent, ""};
   const Principal node{"n", Role::kNode, "", -1, -1, "n1"};
-  for (Action a : {Action::kSubmitJob, Action::kReadJobs, Action::kCancelJob, Action::kReadQueues,
+  for (Action a : {Action::kSubmitJob, Action::kReadJobs, Action::kControlJob, Action::kReadQueues,
                    Action::kChangeQueues, Action::kReadNodes, Action::kChangeNodes, Action::kManageTokens,
                    Action::kReadUsage, Action::kReadUtilisation, Action::kJoinNode, Action::kSpeakForNode}) {
     SCOPED_TRACE(static_cast<int>(a));
     EXPECT_TRUE(Authorize(admin, a, "n1").ok());
-    const bool user_may = a == Action::kSubmitJob || a == Action::kReadJobs || a == Action::kCancelJob ||
+    const bool user_may = a == Action::kSubmitJob || a == Action::kReadJobs || a == Action::kControlJob ||
                           a == Action::kReadQueues || a == Action::kReadNodes || a == Action::kReadUsage ||
                           a == Action::kReadUtilisation;
     EXPECT_EQ(Authorize(user, a, "n1").ok(), user_may);
@@ -50,6 +50,11 @@ TEST(AuthorizeTest, EachRoleMayDoOnlyWhatItsRowSays) {
   EXPECT_EQ(VisibleOwner(node), "");
   EXPECT_TRUE(MayExceedQueuePriority(admin));
   for (const Principal& p : {user, join, node}) EXPECT_FALSE(MayExceedQueuePriority(p));
+  EXPECT_STREQ(HoldKindOf(admin), "admin");
+  EXPECT_STREQ(HoldKindOf(user), "user");
+  EXPECT_TRUE(MayRelease(user, "user"));
+  EXPECT_FALSE(MayRelease(user, "admin"));
+  EXPECT_TRUE(MayRelease(admin, "admin"));
   EXPECT_EQ(RegistrationAction(join), Action::kJoinNode);
   for (const Principal& p : {admin, user, node}) EXPECT_EQ(RegistrationAction(p), Action::kSpeakForNode);
   for (Role r : {Role::kAdmin, Role::kUser, Role::kAgent, Role::kNode}) EXPECT_EQ(ParseRole(RoleName(r)), r);

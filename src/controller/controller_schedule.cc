@@ -222,7 +222,9 @@ absl::Status Controller::RunPass() {
   std::vector<std::string>& node_names = pass_nodes.names;
   std::vector<uint64_t> node_generation;
   std::map<int64_t, int32_t> pending_attempt;
-  std::map<int64_t, int32_t> running_attempt;  // jobs whose current attempt runs
+  std::map<int64_t, int64_t> pending_revision;
+  std::map<int64_t, int32_t> running_attempt;          // jobs whose current attempt runs
+  std::vector<std::pair<int64_t, std::string>> unmet;  // dependencies never met: cancel
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::map<std::string, int32_t> node_index;
@@ -241,7 +243,7 @@ absl::Status Controller::RunPass() {
       }
     }
     for (const auto& [name, q] : queues_) snap.queues.push_back(q);
-    for (const auto& [id, j] : jobs_) {
+    for (auto& [id, j] : jobs_) {
       core::RunningJob rj;
       rj.job = j.core;
       rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
@@ -263,12 +265,24 @@ absl::Status Controller::RunPass() {
       // at once), and a restarted one for its back-off.
       if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false) &&
           (j.rec.attempt == 0 || now >= RetryAtMs(j))) {
+        // Held, or waiting for its dependencies: not the scheduler's to place.
+        std::string never;
+        if (std::string why = HeldBackReason(j, &never); !why.empty()) {
+          if (!never.empty()) unmet.emplace_back(id, std::move(never));
+          j.rec.reason = std::move(why);
+          continue;
+        }
+        pending_revision[id] = j.revision;
         snap.pending.push_back(j.core);
         snap.pending.back().attained_device_s = runs.attained_device_s;
         snap.pending.back().runtime_estimate_ms = runs.pending_estimate_ms;
         pending_attempt[id] = j.rec.attempt;
       }
     }
+  }
+  if (!unmet.empty()) {
+    if (absl::Status st = CancelUnmet(unmet); !st.ok()) return st;
+    Wake();  // their own dependents learn at once
   }
   // Nothing waits: nothing to decide, unless running jobs may move to a
   // faster type that has freed.
@@ -336,7 +350,8 @@ absl::Status Controller::RunPass() {
   auto still_pending = [&](int64_t id) {
     auto it = jobs_.find(id);
     return it != jobs_.end() && it->second.rec.state == JobState::kPending &&
-           it->second.rec.attempt == pending_attempt[id] && !HasActiveTasks(it->second, false);
+           it->second.rec.attempt == pending_attempt[id] && it->second.revision == pending_revision[id] &&
+           !HasActiveTasks(it->second, false);
   };
   auto node_unchanged = [&](int32_t index) {
     auto it = nodes_.find(node_names[index]);
@@ -527,6 +542,9 @@ void Controller::Prune() {
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (store::IsTerminal(it->second.rec.state) && !HasActiveTasks(it->second, false)) {
       LearnFromEnd(it->second);
+      // Jobs that wait on it learn how it ended after it leaves memory.
+      if (depended_on_.count(it->first)) ended_deps_[it->first] = it->second.rec.state;
+      NoteDependencies(it->second, -1);
       it = jobs_.erase(it);
     } else {
       ++it;

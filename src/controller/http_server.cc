@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "absl/hash/hash.h"
@@ -65,7 +67,30 @@ json JobJson(const store::JobRecord& j) {
   return {{"id", j.id},         {"name", j.name},           {"user", j.user},
           {"queue", j.queue},   {"priority", j.priority},   {"state", store::JobStateName(j.state)},
           {"reason", j.reason}, {"submit_ms", j.submit_ms}, {"start_ms", j.start_ms},
-          {"end_ms", j.end_ms}, {"attempt", j.attempt}};
+          {"end_ms", j.end_ms}, {"attempt", j.attempt},     {"hold", j.hold}};
+}
+
+// A flag parameter: "true"/"1" set, absent or "false"/"0" not; anything else
+// is an error naming it.
+absl::StatusOr<bool> FlagParam(const net::Request& req, const char* name) {
+  if (!req.has_param(name)) return false;
+  const std::string v = req.param(name);
+  if (v == "true" || v == "1" || v.empty()) return true;
+  if (v == "false" || v == "0") return false;
+  return absl::InvalidArgumentError(absl::StrCat("parameter ", name, " must be true or false, not '", v, "'"));
+}
+
+// One duration of an update body: "2h", "90m", or seconds as a number.
+absl::StatusOr<std::optional<int64_t>> DurationField(const json& body, const char* name) {
+  if (!body.contains(name)) return std::optional<int64_t>();
+  const json& v = body[name];
+  if (v.is_number_integer()) return std::optional<int64_t>(v.get<int64_t>());
+  if (v.is_string()) {
+    auto s = api::ParseDurationS(v.get<std::string>());
+    if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.status().message()));
+    return std::optional<int64_t>(*s);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(name, " must be a duration such as \"2h\" or a number of seconds"));
 }
 
 json TaskJson(const store::TaskRecord& t) {
@@ -393,7 +418,17 @@ net::Router HttpServer::Routes() {
 
   s.Post("/api/v1/jobs", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
            bool replayed = false;
-           auto id = c->Submit(who, req.body, req.header("X-Icos-Workdir"), req.header("Idempotency-Key"), &replayed);
+           auto hold = FlagParam(req, "hold");
+           if (!hold.ok()) return Fail(res, hold.status());
+           // Slurm's --dependency text, added to the spec's own.
+           auto deps = api::ParseDependencyList(req.param("dependency"));
+           if (!deps.ok()) return Fail(res, deps.status());
+           auto id = c->Submit(who, req.body,
+                               SubmitOptions{.base_dir = req.header("X-Icos-Workdir"),
+                                             .idempotency_key = req.header("Idempotency-Key"),
+                                             .hold = *hold,
+                                             .dependencies = *deps},
+                               &replayed);
            if (!id.ok()) return Fail(res, id.status());
            // A retry with the key of a submission that was made: its job, once.
            if (replayed) res.SetHeader("Idempotent-Replayed", "true");
@@ -416,6 +451,7 @@ net::Router HttpServer::Routes() {
           }
           q.user = req.param("user");
           q.queue = req.param("queue");
+          q.name = req.param("name");
           // Newest first (what was just submitted is always on the first
           // page), paged backwards with `before`; `after` pages forwards in
           // ascending order instead (a client catching up on new jobs).
@@ -473,6 +509,63 @@ net::Router HttpServer::Routes() {
            if (absl::Status st = c->Cancel(who, id); !st.ok()) return Fail(res, st);
            Reply(res, 200, {{"id", id}, {"state", "Cancelled"}});
          }));
+
+  // Control of queued work: hold / release a pending job, requeue a running
+  // one (?hold=true: and hold it), update priority, time limit, estimate.
+  for (const char* verb : {"hold", "release", "requeue"}) {
+    const std::string what = verb;
+    s.Post(absl::StrCat(R"(/api/v1/jobs/(\d+)/)", verb),
+           authed([c, what](const Principal& who, const net::Request& req, net::Response& res) {
+             int64_t id = 0;
+             if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
+             absl::Status st;
+             if (what == "requeue") {
+               auto hold = FlagParam(req, "hold");
+               st = hold.ok() ? c->RequeueJob(who, id, *hold) : hold.status();
+             } else {
+               st = c->Hold(who, id, what == "hold");
+             }
+             if (!st.ok()) return Fail(res, st);
+             Reply(res, 200, {{"id", id}, {"done", what}});
+           }));
+  }
+  s.Add("PATCH", R"(/api/v1/jobs/(\d+))",
+        authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          int64_t id = 0;
+          if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
+          json body = json::parse(req.body, nullptr, false);
+          if (!body.is_object()) {
+            return Fail(res, absl::InvalidArgumentError(
+                                 "expected a JSON object such as {\"priority\": 5, \"time_limit\": \"2h\"}"));
+          }
+          for (const auto& [key, value] : body.items()) {
+            if (key != "priority" && key != "time_limit" && key != "runtime_estimate") {
+              return Fail(res, absl::InvalidArgumentError(absl::StrCat(
+                                   "unknown field '", key, "'; known: priority, time_limit, runtime_estimate")));
+            }
+          }
+          JobUpdate update;
+          if (body.contains("priority")) {
+            if (!body["priority"].is_number_integer()) {
+              return Fail(res, absl::InvalidArgumentError("priority must be a whole number"));
+            }
+            const int64_t p = body["priority"].get<int64_t>();
+            if (p < std::numeric_limits<int32_t>::min() || p > std::numeric_limits<int32_t>::max()) {
+              return Fail(res, absl::InvalidArgumentError("priority is out of range"));
+            }
+            update.priority = static_cast<int32_t>(p);
+          }
+          auto limit = DurationField(body, "time_limit");
+          if (!limit.ok()) return Fail(res, limit.status());
+          auto estimate = DurationField(body, "runtime_estimate");
+          if (!estimate.ok()) return Fail(res, estimate.status());
+          update.time_limit_s = *limit;
+          update.runtime_estimate_s = *estimate;
+          if (absl::Status st = c->Update(who, id, update); !st.ok()) return Fail(res, st);
+          auto v = c->GetJob(who, id);
+          if (!v.ok()) return Fail(res, v.status());
+          Reply(res, 200, JobJson(v->job));
+        }));
 
   // Logs live on the agents; the controller fetches the requested range.
   s.Get(R"(/api/v1/jobs/(\d+)/logs)", authed([c](const Principal& who, const net::Request& req, net::Response& res) {

@@ -218,7 +218,7 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
                                              const std::string& body, const std::string& content_type,
                                              const std::map<std::string, std::string>& extra) {
   if (!ca_error_.ok()) return ca_error_;
-  if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE") {
+  if (method != "GET" && method != "POST" && method != "PUT" && method != "PATCH" && method != "DELETE") {
     return absl::InvalidArgumentError(absl::StrCat("unsupported method ", method));
   }
   httplib::Headers headers(extra.begin(), extra.end());
@@ -229,6 +229,7 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
     if (method == "GET") return client_->Get(path.c_str(), headers);
     if (method == "POST") return client_->Post(path.c_str(), headers, body, content_type.c_str());
     if (method == "PUT") return client_->Put(path.c_str(), headers, body, content_type.c_str());
+    if (method == "PATCH") return client_->Patch(path.c_str(), headers, body, content_type.c_str());
     return client_->Delete(path.c_str(), headers);
   };
   // One pass over the controllers, starting at the one in use.

@@ -1,0 +1,212 @@
+// Control of queued work and dependencies, through the controller: hold and
+// release, requeue, update, after_ok / after_any / after_not_ok chains, and
+// what a restart keeps of them.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "controller/controller.h"
+#include "controller/controller_test_util.h"
+#include "controller/dependencies.h"
+
+namespace icos::controller {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// A one-task job named `name`, with extra top-level spec lines.
+std::string Job(const std::string& name, const std::string& extra = "") {
+  return absl::StrCat("name: ", name, "\n", extra,
+                      "tasks: [{command: [\"true\"], resources: {cpu: 1, memory: 1Gi}}]\n");
+}
+
+class ControllerQueuedTest : public ControllerTest {
+ protected:
+  void SetUp() override {
+    ControllerTest::SetUp();
+    ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  }
+  int64_t Submit(const std::string& spec, const Principal* who = nullptr, bool hold = false) {
+    auto id = controller_->Submit(who ? *who : alice_, spec, SubmitOptions{.hold = hold});
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.ok() ? *id : 0;
+  }
+  std::string Reason(int64_t id) {
+    auto j = controller_->GetJob(admin_, id);
+    return j.ok() ? j->job.reason : std::string(j.status().message());
+  }
+  // Runs a pass, then ends the first attempt-`attempt` task of job `id` as `state`.
+  void Finish(int64_t id, const std::string& state, int32_t attempt = 0) {
+    Report("n1", wire::TaskId(id, 0, 0, attempt), state, state == "Succeeded" ? 0 : 1);
+  }
+};
+
+TEST(CheckDependenciesTest, EachRuleAndItsReasons) {
+  using store::JobState;
+  std::map<int64_t, JobState> states = {
+      {1, JobState::kSucceeded}, {2, JobState::kFailed}, {3, JobState::kRunning}, {4, JobState::kCancelled}};
+  auto of = [&](int64_t id) -> std::optional<JobState> {
+    auto it = states.find(id);
+    return it == states.end() ? std::nullopt : std::optional<JobState>(it->second);
+  };
+  auto check = [&](api::Dependencies d) { return CheckDependencies(d, of); };
+  EXPECT_EQ(check({.after_ok = {1}}).kind, DependencyCheck::Kind::kMet);
+  EXPECT_EQ(check({.after_any = {1, 2, 4}}).kind, DependencyCheck::Kind::kMet);
+  EXPECT_EQ(check({.after_not_ok = {2, 4}}).kind, DependencyCheck::Kind::kMet);
+  DependencyCheck never = check({.after_ok = {3, 2}});
+  EXPECT_EQ(never.kind, DependencyCheck::Kind::kNeverMet);  // wins over one still waiting
+  EXPECT_EQ(never.reason, "job 2 Failed, so after_ok cannot be met");
+  EXPECT_EQ(check({.after_not_ok = {1}}).kind, DependencyCheck::Kind::kNeverMet);
+  DependencyCheck waiting = check({.after_ok = {3}, .after_any = {9}});
+  EXPECT_EQ(waiting.kind, DependencyCheck::Kind::kWaiting);
+  EXPECT_EQ(waiting.reason, "job 3 (Running) to succeed, and 1 more");
+}
+
+TEST_F(ControllerQueuedTest, AChainRunsInOrder) {
+  const int64_t a = Submit(Job("a"));
+  const int64_t b = Submit(Job("b", absl::StrCat("dependencies: {after_ok: [", a, "]}\n")));
+  const int64_t c = Submit(Job("c", absl::StrCat("dependencies: {after_any: [", b, "]}\n")));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(a), "Running");
+  ASSERT_TRUE(controller_->RunPass().ok());  // reasons are as of a pass's start
+  EXPECT_EQ(State(b), "Pending");
+  EXPECT_EQ(Reason(b), absl::StrCat("Dependency: waiting for job ", a, " (Running) to succeed"));
+  EXPECT_EQ(Reason(c), absl::StrCat("Dependency: waiting for job ", b, " (Pending) to end"));
+  Finish(a, "Succeeded");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(b), "Running");  // `a` left memory as it ended; its end was kept
+  EXPECT_EQ(State(c), "Pending");
+  Finish(b, "Failed");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(c), "Running");  // after_any: however it ended
+}
+
+// after_ok on a job that failed can never be met: the dependent is
+// cancelled, saying why, and so is what depends on it in turn.
+TEST_F(ControllerQueuedTest, AFailureCancelsTheChainBehindIt) {
+  const int64_t a = Submit(Job("a"));
+  const int64_t b = Submit(Job("b", absl::StrCat("dependencies: {after_ok: [", a, "]}\n")));
+  const int64_t c = Submit(Job("c", absl::StrCat("dependencies: {after_ok: [", b, "]}\n")));
+  const int64_t waits = Submit(Job("w", absl::StrCat("dependencies: {after_ok: [", a, "], if_unmet: wait}\n")));
+  const int64_t rescue = Submit(Job("r", absl::StrCat("dependencies: {after_not_ok: [", a, "]}\n")));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  Finish(a, "Failed");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(b), "Cancelled");
+  EXPECT_EQ(Reason(b), absl::StrCat("dependency never satisfied: job ", a, " Failed, so after_ok cannot be met"));
+  EXPECT_EQ(State(rescue), "Running");
+  EXPECT_EQ(State(waits), "Pending");
+  EXPECT_THAT(Reason(waits), StartsWith(absl::StrCat("DependencyNeverSatisfied: job ", a, " Failed")));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(c), "Cancelled");
+  EXPECT_THAT(Reason(c), HasSubstr(absl::StrCat("job ", b, " Cancelled")));
+}
+
+TEST_F(ControllerQueuedTest, SubmitRefusesDependenciesItCannotHave) {
+  const int64_t bobs = Submit(Job("b"), &bob_);
+  auto unknown = controller_->Submit(alice_, Job("x", "dependencies: {after_ok: [999]}\n"));
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(unknown.status().message(), "dependencies: no job 999");
+  // Another user's job is as unknown as one that does not exist.
+  auto other = controller_->Submit(alice_, Job("x", absl::StrCat("dependencies: {after_ok: [", bobs, "]}\n")));
+  EXPECT_EQ(other.status().message(), absl::StrCat("dependencies: no job ", bobs));
+  const int64_t a = Submit(Job("a"));
+  ASSERT_TRUE(controller_->Cancel(alice_, a).ok());
+  auto late = controller_->Submit(alice_, Job("x", absl::StrCat("dependencies: {after_ok: [", a, "]}\n")));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(late.status().message(), absl::StrCat("dependencies: job ", a, " Cancelled, so after_ok cannot be met"));
+  EXPECT_TRUE(controller_->Submit(alice_, Job("x", absl::StrCat("dependencies: {after_any: [", a, "]}\n"))).ok());
+}
+
+// A restarted controller finds how the jobs ended that its open jobs depend on.
+TEST_F(ControllerQueuedTest, DependenciesSurviveARestart) {
+  const int64_t a = Submit(Job("a"));
+  const int64_t fails = Submit(Job("f"));
+  const int64_t b = Submit(Job("b", absl::StrCat("dependencies: {after_ok: [", a, "]}\n")), nullptr, /*hold=*/true);
+  const int64_t c = Submit(Job("c", absl::StrCat("dependencies: {after_ok: [", fails, "]}\n")), nullptr, true);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  Finish(a, "Succeeded");
+  Finish(fails, "Failed");
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  ASSERT_TRUE(controller_->Hold(alice_, b, false).ok());
+  ASSERT_TRUE(controller_->Hold(alice_, c, false).ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(b), "Running");
+  EXPECT_EQ(State(c), "Cancelled");
+}
+
+TEST_F(ControllerQueuedTest, AHeldJobWaitsUntilReleasedAndAnAdminsHoldIsTheAdmins) {
+  const int64_t id = Submit(Job("a"), nullptr, /*hold=*/true);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(id), "Pending");
+  EXPECT_EQ(Reason(id), absl::StrCat("Held: by its owner (icos release ", id, ")"));
+  EXPECT_EQ(controller_->Hold(alice_, id, true).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(controller_->Hold(bob_, id, false).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(controller_->Hold(alice_, id, false).ok());
+  ASSERT_TRUE(controller_->Hold(admin_, id, true).ok());
+  EXPECT_EQ(controller_->Hold(alice_, id, false).code(), absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(Reason(id), absl::StrCat("Held: by an admin (icos release ", id, ")"));
+  Open();  // the hold is durable
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(id), "Pending");
+  ASSERT_TRUE(controller_->Hold(admin_, id, false).ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(id), "Running");
+  EXPECT_EQ(controller_->Hold(alice_, id, true).code(), absl::StatusCode::kFailedPrecondition);  // running
+}
+
+// A requeued job stops, and runs again as its next attempt once its tasks
+// have stopped (never twice at once), with no retry spent.
+TEST_F(ControllerQueuedTest, RequeueStopsAndRunsAgain) {
+  const int64_t id = Submit(Job("a"));
+  EXPECT_EQ(controller_->RequeueJob(alice_, id, false).code(), absl::StatusCode::kFailedPrecondition);  // pending
+  ASSERT_TRUE(controller_->RunPass().ok());
+  ASSERT_TRUE(controller_->RequeueJob(alice_, id, false).ok());
+  EXPECT_EQ(State(id), "Pending");
+  std::vector<wire::Assignment> tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_FALSE(tasks[0].run);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(id), "Pending");  // its first attempt still runs
+  Finish(id, "Killed");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(id), "Running");
+  EXPECT_EQ(controller_->GetJob(admin_, id)->job.attempt, 1);
+  ASSERT_TRUE(controller_->RequeueJob(alice_, id, /*hold=*/true).ok());
+  Finish(id, "Killed", 1);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(id), "Pending");
+  EXPECT_THAT(Reason(id), StartsWith("Held:"));
+}
+
+TEST_F(ControllerQueuedTest, UpdateKeepsTheSpecsRules) {
+  const int64_t id = Submit(Job("a", "time_limit: 2h\n"), nullptr, /*hold=*/true);
+  EXPECT_EQ(controller_->Update(alice_, id, {}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(controller_->Update(alice_, id, {.priority = 5}).code(), absl::StatusCode::kPermissionDenied);
+  auto too_long = controller_->Update(alice_, id, {.runtime_estimate_s = 3 * 3600});
+  EXPECT_THAT(too_long.message(), HasSubstr("is above the time limit"));
+  ASSERT_TRUE(controller_->Update(alice_, id, {.priority = -3, .time_limit_s = 600, .runtime_estimate_s = 300}).ok());
+  Open();  // durable, in the spec the job keeps
+  auto v = controller_->GetJob(admin_, id);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->job.priority, -3);
+  EXPECT_THAT(v->job.spec_json, HasSubstr(R"("time_limit":"10m","runtime_estimate":"5m")"));
+  EXPECT_EQ(v->estimate.seconds, 300);
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  ASSERT_TRUE(controller_->Hold(alice_, id, false).ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  std::vector<wire::Assignment> tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].time_limit_s, 600);  // the agent enforces the new limit
+  EXPECT_EQ(controller_->Update(alice_, id, {.time_limit_s = 60}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(controller_->Update(alice_, id, {.priority = -5}).ok());  // a running job's priority may change
+}
+
+}  // namespace
+}  // namespace icos::controller
