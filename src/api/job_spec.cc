@@ -239,9 +239,9 @@ absl::Status UnknownField(const Entry& e, const absl::string_view (&known)[N]) {
   return Invalid(e.field, message);
 }
 
-constexpr absl::string_view kJobFields[] = {"name",    "queue",      "priority",         "framework",
-                                            "restart", "time_limit", "runtime_estimate", "preemptible",
-                                            "env",     "tasks",      "max_disconnect",   "dependencies"};
+constexpr absl::string_view kJobFields[] = {
+    "name",        "queue", "priority", "framework",      "restart",      "time_limit", "runtime_estimate",
+    "preemptible", "env",   "tasks",    "max_disconnect", "dependencies", "array"};
 constexpr absl::string_view kDependencyFields[] = {"after_ok", "after_any", "after_not_ok", "if_unmet"};
 constexpr absl::string_view kRestartFields[] = {"policy", "max_retries"};
 constexpr absl::string_view kTaskFields[] = {"name", "replicas",  "min_available", "command",  "workdir",
@@ -433,6 +433,17 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
       status = Restart(f, spec);
     } else if (e.key == "dependencies") {
       status = Dependencies(f, spec);
+    } else if (e.key == "array") {
+      absl::StatusOr<std::string> v = Text(f);
+      status = v.status();
+      if (v.ok()) {
+        absl::StatusOr<ArrayIndices> a = ParseArrayIndices(*v, limits_.max_array_size);
+        status = a.ok() ? absl::OkStatus() : Invalid(f, a.status().message());
+        if (a.ok()) {
+          spec.array_indices = std::move(a->indices);
+          spec.array_throttle = a->throttle;
+        }
+      }
     } else if (e.key == "time_limit") {
       absl::StatusOr<int64_t> v = Duration(f);
       status = v.status();
@@ -934,6 +945,7 @@ std::string JobSpecToJson(const JobSpec& spec) {
   if (spec.max_disconnect_s != 0) job["max_disconnect"] = FormatDuration(spec.max_disconnect_s);
   job["preemptible"] = spec.preemptible;
   if (!spec.env.empty()) job["env"] = spec.env;
+  if (!spec.array_indices.empty()) job["array"] = FormatArrayIndices(spec.array_indices, spec.array_throttle);
   if (const api::Dependencies& d = spec.dependencies; !d.empty()) {
     Json deps;
     if (!d.after_ok.empty()) deps["after_ok"] = d.after_ok;

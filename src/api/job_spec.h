@@ -17,6 +17,8 @@
 //                             # the controller cannot reach (default: the
 //                             # cluster's node lease; docs/reliability.md)
 //   env: {LOG_LEVEL: info}    # optional; for every task
+//   array: 0-9%4              # optional; a job array: one job per index (also
+//                             # "1,3,5-9", "0-98:2"), at most 4 running at once
 //   dependencies:             # optional; start only once other jobs ended so
 //     after_ok: [12, 13]      #   these succeeded
 //     after_any: [14]         #   these ended, however
@@ -121,6 +123,10 @@ struct JobSpec {
   int64_t max_disconnect_s = 0;
   std::map<std::string, std::string> env;
   Dependencies dependencies;
+  // A job array (Slurm's --array): one job per index, each told its index
+  // (ICOS_ARRAY_INDEX). Empty: a single job.
+  std::vector<int32_t> array_indices;  // ascending, distinct
+  int32_t array_throttle = 0;          // at most this many elements run at once; 0: no limit
   std::vector<TaskSpec> tasks;
 
   bool operator==(const JobSpec&) const = default;
@@ -149,7 +155,23 @@ struct SpecLimits {
   int64_t max_memory_mib = 64LL * 1024 * 1024;
   int32_t max_devices = 1'024;  // per task
   int32_t max_priority = 1'000'000;
+  int32_t max_array_size = 100'000;  // elements of one job array
 };
+
+// The highest index a job array may have.
+inline constexpr int32_t kMaxArrayIndex = 10'000'000;
+
+// A job array's indices as Slurm writes them: "0-999", "1,3,5-9", "0-98:2"
+// (a step), optionally ending "%N" (at most N running at once). Sorted and
+// each index once; InvalidArgument quoting the part it cannot read, or when
+// there are more than `max_size`.
+struct ArrayIndices {
+  std::vector<int32_t> indices;
+  int32_t throttle = 0;
+};
+absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t max_size);
+// The shortest text of `indices` in that form ("0-3,7%2").
+std::string FormatArrayIndices(const std::vector<int32_t>& indices, int32_t throttle);
 
 // Parses YAML (a superset of JSON, so JSON specs parse too). Unknown fields,
 // wrong types, negative or absurd quantities and unknown enum values are

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -15,6 +16,7 @@ absl::StatusOr<Dependencies> ParseDependencyList(absl::string_view text) {
   Dependencies d;
   size_t count = 0;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    part = absl::StripAsciiWhitespace(part);
     std::vector<absl::string_view> fields = absl::StrSplit(part, ':');
     std::vector<int64_t>* ids = nullptr;
     if (fields[0] == "afterok" || fields[0] == "after_ok") ids = &d.after_ok;
@@ -36,6 +38,69 @@ absl::StatusOr<Dependencies> ParseDependencyList(absl::string_view text) {
     }
   }
   return d;
+}
+
+absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t max_size) {
+  ArrayIndices out;
+  auto bad = [&](absl::string_view part, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("'", part.empty() ? text : part, "' ", why,
+                                                   "; use e.g. 0-99, 1,3,5-9 or 0-98:2, optionally ending %N"));
+  };
+  absl::string_view list = text;
+  if (const size_t pct = list.find('%'); pct != absl::string_view::npos) {
+    if (!absl::SimpleAtoi(list.substr(pct + 1), &out.throttle) || out.throttle < 1) {
+      return bad(list.substr(pct), "is not a limit of 1 or more running at once");
+    }
+    list = list.substr(0, pct);
+  }
+  std::vector<int64_t> all;
+  for (absl::string_view part : absl::StrSplit(list, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    int64_t first = 0, last = 0, step = 1;
+    absl::string_view range = part;
+    if (const size_t colon = part.find(':'); colon != absl::string_view::npos) {
+      if (!absl::SimpleAtoi(part.substr(colon + 1), &step) || step < 1) return bad(part, "has a bad step");
+      range = part.substr(0, colon);
+    }
+    if (const size_t dash = range.find('-'); dash != absl::string_view::npos && dash > 0) {
+      if (!absl::SimpleAtoi(range.substr(0, dash), &first) || !absl::SimpleAtoi(range.substr(dash + 1), &last)) {
+        return bad(part, "is not a range of indices");
+      }
+    } else if (!absl::SimpleAtoi(range, &first)) {
+      return bad(part, "is not an index");
+    } else {
+      last = first;
+    }
+    if (first < 0 || last > kMaxArrayIndex || first > last) {
+      return bad(part, absl::StrCat("is out of order or outside 0-", kMaxArrayIndex));
+    }
+    for (int64_t i = first; i <= last; i += step) {
+      all.push_back(i);
+      if (all.size() > static_cast<size_t>(max_size) * 2 + 1) break;  // counted properly below
+    }
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  if (all.empty()) return bad("", "has no indices");
+  if (all.size() > static_cast<size_t>(max_size)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "' has more than this cluster's limit of ", max_size,
+                                                   " elements; split it or ask an admin to raise it"));
+  }
+  out.indices.assign(all.begin(), all.end());
+  return out;
+}
+
+std::string FormatArrayIndices(const std::vector<int32_t>& indices, int32_t throttle) {
+  std::string out;
+  for (size_t i = 0; i < indices.size();) {
+    size_t j = i;
+    while (j + 1 < indices.size() && indices[j + 1] == indices[j] + 1) ++j;
+    absl::StrAppend(&out, out.empty() ? "" : ",", indices[i]);
+    if (j > i) absl::StrAppend(&out, "-", indices[j]);
+    i = j + 1;
+  }
+  if (throttle > 0) absl::StrAppend(&out, "%", throttle);
+  return out;
 }
 
 void MergeDependencies(const Dependencies& more, Dependencies& into) {

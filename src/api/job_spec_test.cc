@@ -80,6 +80,8 @@ TEST(ParseJobSpecTest, HeaderExampleParsesToExpectedSpec) {
   want.dependencies.after_ok = {12, 13};
   want.dependencies.after_any = {14};
   want.dependencies.after_not_ok = {15};
+  want.array_indices = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  want.array_throttle = 4;
   TaskSpec t;
   t.name = "worker";
   t.replicas = 2;
@@ -101,6 +103,7 @@ TEST(ParseJobSpecTest, JsonFormParsesLikeYaml) {
   const std::string json = R"({"name": "ddp-mnist", "framework": "pytorch",
     "restart": {"policy": "OnFailure", "max_retries": 2}, "time_limit": "2h", "runtime_estimate": "10m",
     "preemptible": true, "max_disconnect": "10m", "env": {"LOG_LEVEL": "info"},
+    "array": "0-9%4",
     "dependencies": {"after_ok": [12, 13], "after_any": [14], "after_not_ok": [15], "if_unmet": "cancel"},
     "tasks": [{"name": "worker", "replicas": 2, "min_available": 2,
                "command": ["python3", "train.py", "--epochs", "3"], "workdir": "examples/pytorch-ddp",
@@ -754,6 +757,26 @@ TEST(DependenciesTest, SlurmsFlagParsesAndMerges) {
   MergeDependencies(*d, into);
   EXPECT_EQ(into.after_ok, (std::vector<int64_t>{4, 9, 3}));
   EXPECT_EQ(into.after_not_ok, (std::vector<int64_t>{6}));
+}
+
+TEST(ArrayTest, SlurmsFormsParseAndPrintBack) {
+  auto a = ParseArrayIndices("0-3,7,9-13:2%4", 100);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->indices, (std::vector<int32_t>{0, 1, 2, 3, 7, 9, 11, 13}));
+  EXPECT_EQ(a->throttle, 4);
+  EXPECT_EQ(FormatArrayIndices(a->indices, a->throttle), "0-3,7,9,11,13%4");
+  EXPECT_EQ(ParseArrayIndices("5,1,5,2", 100)->indices, (std::vector<int32_t>{1, 2, 5}));
+  EXPECT_THAT(std::string(ParseArrayIndices("5-2", 100).status().message()), HasSubstr("'5-2' is out of order"));
+  EXPECT_THAT(std::string(ParseArrayIndices("0-9%0", 100).status().message()), HasSubstr("'%0' is not a limit"));
+  EXPECT_THAT(std::string(ParseArrayIndices("a-b", 100).status().message()), HasSubstr("'a-b' is not a range"));
+  EXPECT_THAT(std::string(ParseArrayIndices("0-100", 100).status().message()),
+              HasSubstr("more than this cluster's limit of 100"));
+  EXPECT_THAT(std::string(ParseArrayIndices("0-2000000000", 100).status().message()), HasSubstr("outside 0-10000000"));
+  JobSpec spec = MustParse(OneTask("", "array: 0-99%8\n"));
+  EXPECT_EQ(spec.array_indices.size(), 100u);
+  EXPECT_EQ(spec.array_throttle, 8);
+  ExpectRoundTrip(spec);
+  EXPECT_THAT(ErrorOf(OneTask("", "array: 3-1\n")), HasSubstr("array (line 2): '3-1' is out of order"));
 }
 
 TEST(JobSpecToJsonTest, UsesCanonicalQuantities) {

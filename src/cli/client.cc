@@ -126,11 +126,14 @@ struct ClientCommands {
   std::string file;
   std::string idempotency_key;
   std::string chdir;
-  bool hold = false;       // submit --hold
-  std::string dependency;  // submit --dependency
-  int64_t job_id = 0;
-  bool all_states = false;  // jobs --all
-  int64_t tail_lines = -1;  // logs --tail; -1: the whole log
+  bool hold = false;           // submit --hold
+  std::string dependency;      // submit --dependency
+  std::string job_ref;         // job, logs, wait: "123" or an array element "123_4"
+  int64_t job_id = 0;          // job_ref resolved
+  bool all_states = false;     // jobs --all
+  bool expand_arrays = false;  // jobs -r
+  std::string array;           // submit --array
+  int64_t tail_lines = -1;     // logs --tail; -1: the whole log
   int32_t task = 0;
   bool follow = false;
   std::string state;
@@ -167,6 +170,9 @@ ClientCommands* AddClientCommands(CLI::App& app) {
                         "a key of yours for this submission: submitting again with it within 24 h returns the same "
                         "job (default: a fresh one each time)");
   c->submit->add_flag("-H,--hold", c->hold, "hold it at once: it waits until `icos release ID`");
+  c->submit->add_option("-a,--array", c->array,
+                        "submit a job array instead: one job per index, 0-99, 1,3,5-9 or 0-98:2, %N at most N "
+                        "running at once (each task gets ICOS_ARRAY_INDEX); in place of the spec's own array");
   c->submit->add_option("-d,--dependency", c->dependency,
                         "start only after other jobs ended (Slurm's form): afterok:ID[:ID...], afterany:ID..., "
                         "afternotok:ID..., comma-separated; added to the spec's own dependencies");
@@ -200,22 +206,24 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->jobs->add_option("--user", c->user, "only this user's jobs (admins; a user sees only their own)");
   c->jobs->add_option("--queue", c->queue, "only this queue's jobs");
   c->jobs->add_option("--name", c->job_name, "only jobs of this name");
+  c->jobs->add_flag("-r,--array-elements", c->expand_arrays,
+                    "a row per array element (default: an array's elements alike fold into one row)");
   c->jobs->add_option("-n,--limit", c->limit, "at most this many, newest first (default 100)")
       ->check(CLI::Range(1, 10'000));
   c->jobs->add_option("--before", c->before, "only jobs older than this id (the next page)");
   common(c->jobs);
   c->job = app.add_subcommand("job", "Show one job: tasks, placement, events, waiting reason");
-  c->job->add_option("id", c->job_id, "job id")->required();
+  c->job->add_option("id", c->job_ref, "job id, or ARRAY_INDEX for an array's element")->required();
   common(c->job);
   c->logs = app.add_subcommand("logs", "Print a task's log");
-  c->logs->add_option("id", c->job_id, "job id")->required();
+  c->logs->add_option("id", c->job_ref, "job id, or ARRAY_INDEX for an array's element")->required();
   c->logs->add_option("--task", c->task, "task index as `icos job` lists it (default 0)");
   c->logs->add_flag("-f,--follow", c->follow, "keep printing until the task ends");
   c->logs->add_option("-n,--tail", c->tail_lines, "start with the last N lines only")->check(CLI::Range(0, 1'000'000));
   common(c->logs, false);
   AddJobControlCommands(app, c->control, common);
   c->wait = app.add_subcommand("wait", "Wait until a job ends; exit 0 only if it succeeded");
-  c->wait->add_option("id", c->job_id, "job id")->required();
+  c->wait->add_option("id", c->job_ref, "job id, or ARRAY_INDEX for an array's element")->required();
   c->wait->add_option("--timeout", c->timeout_s, "give up after this many seconds (0: never)");
   common(c->wait, false);
   c->nodes = app.add_subcommand("nodes", "List nodes and their devices");
@@ -375,6 +383,11 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   ApiClient api(c->conn.server, c->conn.token, ApiClientOptions{.ca_cert_file = c->conn.ca_cert});
   const bool as_json = c->output == "json";
 
+  if (parsed(c->job) || parsed(c->logs) || parsed(c->wait)) {
+    auto id = ResolveJobId(api, c->job_ref);
+    if (!id.ok()) return fail(id.status());
+    c->job_id = *id;
+  }
   if (parsed(c->run)) {
     // Where the task runs: --chdir, else here (as srun).
     auto dir = SubmitBaseDir("-", c->chdir);
@@ -403,12 +416,20 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     }
     if (!c->dependency.empty()) {
       absl::StrAppend(&path, sep, "dependency=", httplib::detail::encode_query_param(c->dependency));
+      sep = "&";
     }
+    if (!c->array.empty()) absl::StrAppend(&path, sep, "array=", httplib::detail::encode_query_param(c->array));
     auto r = api.Json("POST", path, *text, "application/yaml",
                       {{"X-Icos-Workdir", *base_dir},
                        {"Idempotency-Key", c->idempotency_key.empty() ? NewIdempotencyKey() : c->idempotency_key}});
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
+    if (r->contains("array_id")) {
+      const int64_t array = (*r)["array_id"].get<int64_t>();
+      out << "array " << array << " submitted: " << (*r)["array"].get<std::string>() << " (one element: icos job "
+          << array << "_INDEX; all of them: icos cancel " << array << ")\n";
+      return 0;
+    }
     out << "job " << (*r)["id"].get<int64_t>() << " submitted\n";
     return 0;
   }
@@ -427,11 +448,9 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     if (as_json) return Print(out, *r);
     out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s\n", "ID", "NAME", "USER", "QUEUE", "STATE", "AGE",
                            "REASON");
-    for (const auto& j : (*r)["jobs"]) {
-      out << absl::StrFormat("%-6d %-20s %-10s %-10s %-10s %-5s %s\n", j["id"].get<int64_t>(),
-                             Clip(j["name"].get<std::string>(), 20), j["user"].get<std::string>(),
-                             j["queue"].get<std::string>(), j["state"].get<std::string>(),
-                             Age(j["submit_ms"].get<int64_t>()), Clip(j["reason"].get<std::string>(), 90));
+    for (const JobRow& j : JobRows((*r)["jobs"], c->expand_arrays)) {
+      out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s\n", j.id, Clip(j.name, 20), j.user, j.queue, j.state,
+                             Age(j.submit_ms), Clip(j.reason, 90));
     }
     if (r->contains("next_before")) {
       out << "(newest " << (*r)["jobs"].size() << " shown; older ones: icos jobs --before "

@@ -8,25 +8,17 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "api/job_spec.h"
 
 namespace icos::cli {
 
 using nlohmann::json;
 
-absl::StatusOr<std::vector<int64_t>> SelectJobs(ApiClient& api, const JobSelection& selection) {
-  if (!selection.ids.empty() && selection.HasFilter()) {
-    return absl::InvalidArgumentError("give job ids or filters (--user, --queue, --state, --name), not both");
-  }
-  if (!selection.ids.empty()) return selection.ids;
-  if (!selection.HasFilter()) {
-    return absl::InvalidArgumentError("which jobs? give job ids, or filters: --user, --queue, --state, --name");
-  }
-  std::string query = absl::StrCat(
-      "&state=", httplib::detail::encode_query_param(selection.state.empty() ? "Pending,Running" : selection.state));
-  for (const auto& [key, value] :
-       {std::pair{"user", selection.user}, {"queue", selection.queue}, {"name", selection.name}}) {
-    if (!value.empty()) absl::StrAppend(&query, "&", key, "=", httplib::detail::encode_query_param(value));
-  }
+namespace {
+
+// Every job the listing `query` (URL parameters after limit) gives, newest
+// first, paged through.
+absl::StatusOr<std::vector<int64_t>> ListedIds(ApiClient& api, const std::string& query) {
   std::vector<int64_t> ids;
   int64_t before = 0;
   while (true) {
@@ -40,11 +32,105 @@ absl::StatusOr<std::vector<int64_t>> SelectJobs(ApiClient& api, const JobSelecti
   return ids;
 }
 
+constexpr char kAllStates[] = "&state=Pending,Running,Succeeded,Failed,Cancelled";
+
+}  // namespace
+
+absl::StatusOr<int64_t> ResolveJobId(ApiClient& api, const std::string& text) {
+  int64_t id = 0;
+  if (absl::SimpleAtoi(text, &id) && id > 0) return id;
+  const size_t sep = text.find('_');
+  int64_t array = 0, index = 0;
+  if (sep == std::string::npos || !absl::SimpleAtoi(text.substr(0, sep), &array) ||
+      !absl::SimpleAtoi(text.substr(sep + 1), &index) || array <= 0 || index < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a job id (123) or an array's element (123_4: index 4 of array 123)"));
+  }
+  auto ids = ListedIds(api, absl::StrCat(kAllStates, "&array=", array, "&index=", index));
+  if (!ids.ok()) return ids.status();
+  if (ids->empty()) return absl::NotFoundError(absl::StrCat("array ", array, " has no element ", index));
+  return ids->front();
+}
+
+absl::StatusOr<std::vector<int64_t>> SelectJobs(ApiClient& api, const JobSelection& selection) {
+  if (!selection.ids.empty() && selection.HasFilter()) {
+    return absl::InvalidArgumentError("give job ids or filters (--user, --queue, --state, --name), not both");
+  }
+  if (!selection.ids.empty()) {
+    std::vector<int64_t> ids;
+    for (const std::string& text : selection.ids) {
+      auto id = ResolveJobId(api, text);
+      if (!id.ok()) return id.status();
+      // An array's own id: every element not yet ended.
+      auto job = text.find('_') == std::string::npos ? api.Json("GET", absl::StrCat("/api/v1/jobs/", *id))
+                                                     : absl::StatusOr<json>(json());
+      if (job.ok() && job->is_object() && job->value("array_id", int64_t{0}) == *id) {
+        auto elements = ListedIds(api, absl::StrCat("&state=Pending,Running&array=", *id));
+        if (!elements.ok()) return elements.status();
+        ids.insert(ids.end(), elements->rbegin(), elements->rend());
+        continue;
+      }
+      ids.push_back(*id);
+    }
+    return ids;
+  }
+  if (!selection.HasFilter()) {
+    return absl::InvalidArgumentError("which jobs? give job ids, or filters: --user, --queue, --state, --name");
+  }
+  std::string query = absl::StrCat(
+      "&state=", httplib::detail::encode_query_param(selection.state.empty() ? "Pending,Running" : selection.state));
+  for (const auto& [key, value] :
+       {std::pair{"user", selection.user}, {"queue", selection.queue}, {"name", selection.name}}) {
+    if (!value.empty()) absl::StrAppend(&query, "&", key, "=", httplib::detail::encode_query_param(value));
+  }
+  return ListedIds(api, query);
+}
+
+std::vector<JobRow> JobRows(const json& jobs, bool expand_arrays) {
+  auto kind = [](const std::string& reason) { return reason.substr(0, reason.find(':')); };
+  std::vector<JobRow> rows;
+  std::vector<int32_t> folded;  // indices of the last row, when it is an array's
+  int64_t last_array = 0;
+  auto close = [&] {
+    if (last_array != 0 && folded.size() > 1) {
+      std::sort(folded.begin(), folded.end());
+      rows.back().id = absl::StrCat(last_array, "_[", api::FormatArrayIndices(folded, 0), "]");
+    }
+    folded.clear();
+    last_array = 0;
+  };
+  for (const json& j : jobs) {
+    const int64_t array = j.value("array_id", int64_t{0});
+    const int32_t index = j.value("array_index", -1);
+    const std::string state = j.value("state", ""), reason = j.value("reason", "");
+    if (!expand_arrays && array != 0 && array == last_array && rows.back().state == state &&
+        kind(rows.back().reason) == kind(reason)) {
+      folded.push_back(index);
+      continue;
+    }
+    close();
+    JobRow row{.id = array != 0 ? absl::StrCat(array, "_", index) : absl::StrCat(j.value("id", int64_t{0})),
+               .name = j.value("name", ""),
+               .user = j.value("user", ""),
+               .queue = j.value("queue", ""),
+               .state = state,
+               .reason = reason,
+               .submit_ms = j.value("submit_ms", int64_t{0})};
+    rows.push_back(std::move(row));
+    if (array != 0) {
+      last_array = array;
+      folded.push_back(index);
+    }
+  }
+  close();
+  return rows;
+}
+
 void AddJobControlCommands(CLI::App& app, JobControlCommands& c,
                            const std::function<void(CLI::App*, bool json_output)>& common) {
   JobSelection& s = c.selection;
   auto ids_and_filters = [&](CLI::App* sub) {
-    sub->add_option("ids", s.ids, "job ids");
+    sub->add_option("ids", s.ids, "job ids; an array's id is all its elements, ARRAY_INDEX one of them");
     sub->add_option("--user", s.user, "every job of this user (admins; a user acts on their own)");
     sub->add_option("--queue", s.queue, "every job in this queue");
     sub->add_option("--name", s.name, "every job of this name");
@@ -61,11 +147,11 @@ void AddJobControlCommands(CLI::App& app, JobControlCommands& c,
   ids_and_filters(c.release);
   c.requeue = app.add_subcommand(
       "requeue", "Stop running jobs and put them back in their queue, no retry spent (scontrol requeue)");
-  c.requeue->add_option("ids", s.ids, "job ids")->required();
+  c.requeue->add_option("ids", s.ids, "job ids (ARRAY_INDEX: one element)")->required();
   c.requeue->add_flag("--hold", c.requeue_hold, "and hold them there (scontrol requeuehold)");
   common(c.requeue, true);
   c.update = app.add_subcommand("update", "Change a job's priority, time limit or run-time estimate (scontrol update)");
-  c.update->add_option("ids", s.ids, "job ids")->required();
+  c.update->add_option("ids", s.ids, "job ids (an array's id: all its elements)")->required();
   c.update->add_option("--priority", c.priority, "priority within the queue (users: up to its max_priority)");
   c.update->add_option("-t,--time", c.time_limit, "time limit of a pending job: 30m, 2h; 0: none");
   c.update->add_option("--estimate", c.estimate, "run-time estimate of a pending job: 30m, 2h; 0: none");

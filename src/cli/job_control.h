@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 #include "protocol/http_client.h"
 
 namespace CLI {
@@ -21,19 +22,36 @@ class App;
 
 namespace icos::cli {
 
+// A job named on the command line: its id, or "ARRAY_INDEX" (123_4: the
+// element of index 4 of array 123). NotFound when no such element exists.
+absl::StatusOr<int64_t> ResolveJobId(ApiClient& api, const std::string& text);
+
 // Which jobs a command acts on: `ids`, or every job the filters match (all
 // of them given must match; the caller's own only, unless an admin).
 struct JobSelection {
-  std::vector<int64_t> ids;
+  // As ResolveJobId reads them, except that an array's id stands for all of
+  // its elements that have not ended (as scancel reads it).
+  std::vector<std::string> ids;
   std::string user, queue, name;
   std::string state;  // comma-separated; default for filters: Pending,Running
   bool HasFilter() const { return !user.empty() || !queue.empty() || !name.empty() || !state.empty(); }
 };
 
-// The ids `selection` names: its ids as given, or the matching jobs' ids,
-// newest first, paged through the whole listing. InvalidArgument for both
-// or neither.
+// The ids `selection` names: its ids (arrays expanded), or the matching
+// jobs' ids, newest first, paged through the whole listing. InvalidArgument
+// for both or neither.
 absl::StatusOr<std::vector<int64_t>> SelectJobs(ApiClient& api, const JobSelection& selection);
+
+// One row of `icos jobs`.
+struct JobRow {
+  std::string id;  // "123"; an array's element "123_4"; elements folded "123_[0-3,7]"
+  std::string name, user, queue, state, reason;
+  int64_t submit_ms = 0;
+};
+// The rows of a listing (the API's "jobs"): elements of one array next to
+// each other with the same state and waiting kind (the reason's first word)
+// fold into one row, as squeue shows arrays, unless `expand_arrays`.
+std::vector<JobRow> JobRows(const nlohmann::json& jobs, bool expand_arrays);
 
 struct JobControlCommands {
   CLI::App* cancel = nullptr;

@@ -314,6 +314,12 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   auto spec = api::ParseJobSpec(spec_text, options_.spec_limits);
   if (!spec.ok()) return spec.status();
   api::MergeDependencies(options.dependencies, spec->dependencies);
+  if (!options.array.empty()) {
+    auto array = api::ParseArrayIndices(options.array, options_.spec_limits.max_array_size);
+    if (!array.ok()) return absl::InvalidArgumentError(absl::StrCat("array: ", array.status().message()));
+    spec->array_indices = std::move(array->indices);
+    spec->array_throttle = array->throttle;
+  }
   if (const api::Dependencies& d = spec->dependencies;
       d.after_ok.size() + d.after_any.size() + d.after_not_ok.size() > api::kMaxDependencies) {
     return absl::InvalidArgumentError(absl::StrCat("more than ", api::kMaxDependencies, " dependencies"));
@@ -386,13 +392,33 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   r.submit_ms = clock_->NowMs();
   r.idempotency_key = idempotency_key;
   if (!idempotency_key.empty()) r.request_digest = Sha256Hex(r.spec_json);
+  // One record, or one per element of an array, inserted as one (the key
+  // stands for the whole array; its first element's id is the array's).
+  std::vector<store::JobRecord> recs;
+  if (spec->array_indices.empty()) {
+    recs.push_back(std::move(r));
+  } else {
+    recs.reserve(spec->array_indices.size());
+    for (size_t i = 0; i < spec->array_indices.size(); ++i) {
+      store::JobRecord e = r;
+      if (i > 0) {  // the key's fields stand for the array, on its first element
+        e.idempotency_key.clear();
+        e.request_digest.clear();
+      }
+      e.array_index = spec->array_indices[i];
+      e.starts_array = i == 0;
+      e.array_id = i == 0 ? 0 : store::kNewArray;
+      recs.push_back(std::move(e));
+    }
+  }
+  const int count = static_cast<int>(recs.size());
   // Counted as depended on before the insert: a dependency that ends
   // meanwhile leaves memory with its end state kept.
   JobEntry j;
   j.spec = *std::move(spec);
   if (!stored_deps.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
-    NoteDependencies(j, +1);
+    NoteDependencies(j, +count);
     for (const auto& [id, state] : stored_deps) {
       if (jobs_.count(id)) continue;
       if (store::IsTerminal(state)) {
@@ -406,26 +432,31 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
       }
     }
   }
-  absl::Status inserted = store_->InsertJob(&r);
-  if (!inserted.ok() || r.replayed) {
+  absl::Status inserted = count == 1 ? store_->InsertJob(&recs.front()) : store_->InsertJobs(&recs);
+  const store::JobRecord& first = recs.front();
+  if (!inserted.ok() || first.replayed) {
     std::lock_guard<std::mutex> lock(mu_);
-    NoteDependencies(j, -1);
+    NoteDependencies(j, -count);
   }
   if (!inserted.ok()) return inserted;
-  if (r.replayed) {  // a retry: the first submission made the job
+  if (first.replayed) {  // a retry: the first submission made the job
     if (replayed != nullptr) *replayed = true;
-    return r.id;
+    return first.id;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    j.rec = r;
-    j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
     j.devices = SpecDevices(j.spec);
-    if (learning_) learning_->Submitted(r.id, FactsOf(r, j.devices));
-    jobs_[r.id] = std::move(j);
+    for (store::JobRecord& rec : recs) {
+      JobEntry& e = jobs_[rec.id];
+      e.spec = j.spec;
+      e.devices = j.devices;
+      e.core = api::ToCoreJob(e.spec, JobId(rec.id), rec.user, rec.submit_ms);
+      e.rec = std::move(rec);
+      if (learning_) learning_->Submitted(e.rec.id, FactsOf(e.rec, e.devices));
+    }
   }
   Wake();
-  return r.id;
+  return first.id;
 }
 
 absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) const {

@@ -256,6 +256,9 @@ struct SubmitOptions {
   bool hold = false;  // held from the start (icos submit --hold)
   // Added to the spec's own (icos submit --dependency afterok:12).
   api::Dependencies dependencies;
+  // A job array's indices in place of the spec's own (icos submit --array
+  // 0-99%8; api::ParseArrayIndices); empty: the spec's.
+  std::string array;
 };
 
 // What `icos update` changes in a job; unset fields stay.

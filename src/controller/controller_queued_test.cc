@@ -208,5 +208,45 @@ TEST_F(ControllerQueuedTest, UpdateKeepsTheSpecsRules) {
   EXPECT_TRUE(controller_->Update(alice_, id, {.priority = -5}).ok());  // a running job's priority may change
 }
 
+// An array is one job per index, inserted as one; at most its %N run at
+// once, each told its index; a retry with its key makes no second array.
+TEST_F(ControllerQueuedTest, AnArrayRunsItsThrottleAtOnceEachToldItsIndex) {
+  bool replayed = false;
+  auto first =
+      controller_->Submit(alice_, Job("arr", "array: 0-4%2\n"), SubmitOptions{.idempotency_key = "k"}, &replayed);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto again =
+      controller_->Submit(alice_, Job("arr", "array: 0-4%2\n"), SubmitOptions{.idempotency_key = "k"}, &replayed);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(replayed);
+  EXPECT_EQ(*again, *first);
+  auto listed = controller_->ListJobs(alice_, {.array_id = *first});
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ((*listed)[i].array_id, *first);
+    EXPECT_EQ((*listed)[i].array_index, i);
+  }
+  ASSERT_TRUE(controller_->RunPass().ok());
+  std::vector<wire::Assignment> tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 2u);  // the node has room for all five; the array allows two
+  EXPECT_EQ(tasks[0].env.at("ICOS_ARRAY_INDEX"), "0");
+  EXPECT_EQ(tasks[1].env.at("ICOS_ARRAY_INDEX"), "1");
+  EXPECT_EQ(tasks[0].env.at("ICOS_ARRAY_JOB_ID"), absl::StrCat(*first));
+  EXPECT_EQ(tasks[0].env.at("ICOS_ARRAY_COUNT"), "5");
+  EXPECT_EQ(Reason(*first + 2), absl::StrCat("ArrayThrottle: 2 of array ", *first, " run at once (its %2)"));
+  Finish(*first, "Succeeded");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*first + 2), "Running");
+  EXPECT_EQ(State(*first + 3), "Pending");
+  // --array in place of the spec's own.
+  auto flagged = controller_->Submit(alice_, Job("flag"), SubmitOptions{.array = "7,9"});
+  ASSERT_TRUE(flagged.ok()) << flagged.status();
+  EXPECT_EQ(controller_->ListJobs(alice_, {.array_id = *flagged})->size(), 2u);
+  EXPECT_EQ(controller_->Submit(alice_, Job("bad"), SubmitOptions{.array = "9-7"}).status().message(),
+            "array: '9-7' is out of order or outside 0-10000000; use e.g. 0-99, 1,3,5-9 or 0-98:2, optionally "
+            "ending %N");
+}
+
 }  // namespace
 }  // namespace icos::controller

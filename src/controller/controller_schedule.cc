@@ -243,6 +243,15 @@ absl::Status Controller::RunPass() {
       }
     }
     for (const auto& [name, q] : queues_) snap.queues.push_back(q);
+    // Throttled arrays (array: ...%N): their elements running, or offered
+    // to this pass, so that at most N run at once.
+    std::map<int64_t, int32_t> array_active;
+    for (const auto& [id, j] : jobs_) {
+      if (j.rec.array_id != 0 && j.spec.array_throttle > 0 &&
+          (j.rec.state == JobState::kRunning || HasActiveTasks(j, false))) {
+        ++array_active[j.rec.array_id];
+      }
+    }
     for (auto& [id, j] : jobs_) {
       core::RunningJob rj;
       rj.job = j.core;
@@ -270,6 +279,12 @@ absl::Status Controller::RunPass() {
         if (std::string why = HeldBackReason(j, &never); !why.empty()) {
           if (!never.empty()) unmet.emplace_back(id, std::move(never));
           j.rec.reason = std::move(why);
+          continue;
+        }
+        if (j.rec.array_id != 0 && j.spec.array_throttle > 0 &&
+            array_active[j.rec.array_id]++ >= j.spec.array_throttle) {
+          j.rec.reason = absl::StrCat("ArrayThrottle: ", j.spec.array_throttle, " of array ", j.rec.array_id,
+                                      " run at once (its %", j.spec.array_throttle, ")");
           continue;
         }
         pending_revision[id] = j.revision;
@@ -325,7 +340,14 @@ absl::Status Controller::RunPass() {
           auto it = jobs_.find(bind.job.value());
           if (it == jobs_.end()) continue;
           const store::JobRecord& r = it->second.rec;
-          bound.emplace(it->first, std::make_pair(it->second.spec, TaskOwner{r.user, r.run_uid, r.run_gid}));
+          auto& [spec, owner] =
+              bound.emplace(it->first, std::make_pair(it->second.spec, TaskOwner{r.user, r.run_uid, r.run_gid}))
+                  .first->second;
+          if (r.array_id != 0) {  // each element is told which it is (Slurm's SLURM_ARRAY_*)
+            spec.env["ICOS_ARRAY_JOB_ID"] = absl::StrCat(r.array_id);
+            spec.env["ICOS_ARRAY_INDEX"] = absl::StrCat(r.array_index);
+            spec.env["ICOS_ARRAY_COUNT"] = absl::StrCat(spec.array_indices.size());
+          }
         }
       }
     }

@@ -64,10 +64,20 @@ std::string Bearer(const net::Request& req) {
 }
 
 json JobJson(const store::JobRecord& j) {
-  return {{"id", j.id},         {"name", j.name},           {"user", j.user},
-          {"queue", j.queue},   {"priority", j.priority},   {"state", store::JobStateName(j.state)},
-          {"reason", j.reason}, {"submit_ms", j.submit_ms}, {"start_ms", j.start_ms},
-          {"end_ms", j.end_ms}, {"attempt", j.attempt},     {"hold", j.hold}};
+  return {{"id", j.id},
+          {"name", j.name},
+          {"user", j.user},
+          {"queue", j.queue},
+          {"priority", j.priority},
+          {"state", store::JobStateName(j.state)},
+          {"reason", j.reason},
+          {"submit_ms", j.submit_ms},
+          {"start_ms", j.start_ms},
+          {"end_ms", j.end_ms},
+          {"attempt", j.attempt},
+          {"hold", j.hold},
+          {"array_id", j.array_id},
+          {"array_index", j.array_index}};
 }
 
 // A flag parameter: "true"/"1" set, absent or "false"/"0" not; anything else
@@ -427,12 +437,19 @@ net::Router HttpServer::Routes() {
                                SubmitOptions{.base_dir = req.header("X-Icos-Workdir"),
                                              .idempotency_key = req.header("Idempotency-Key"),
                                              .hold = *hold,
-                                             .dependencies = *deps},
+                                             .dependencies = *deps,
+                                             .array = req.param("array")},
                                &replayed);
            if (!id.ok()) return Fail(res, id.status());
            // A retry with the key of a submission that was made: its job, once.
            if (replayed) res.SetHeader("Idempotent-Replayed", "true");
-           Reply(res, replayed ? 200 : 201, {{"id", *id}, {"replayed", replayed}});
+           json reply = {{"id", *id}, {"replayed", replayed}};
+           // An array: its id (its first element's) and its indices, as the spec has them.
+           if (auto job = c->GetJob(who, *id); job.ok() && job->job.array_id != 0) {
+             reply["array_id"] = job->job.array_id;
+             reply["array"] = json::parse(job->job.spec_json, nullptr, false).value("array", "");
+           }
+           Reply(res, replayed ? 200 : 201, reply);
          }));
 
   s.Get("/api/v1/jobs", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
@@ -452,6 +469,8 @@ net::Router HttpServer::Routes() {
           q.user = req.param("user");
           q.queue = req.param("queue");
           q.name = req.param("name");
+          q.array_id = IntParam(req, "array", 0);
+          q.array_index = static_cast<int32_t>(std::clamp<int64_t>(IntParam(req, "index", -1), -1, 1LL << 30));
           // Newest first (what was just submitted is always on the first
           // page), paged backwards with `before`; `after` pages forwards in
           // ascending order instead (a client catching up on new jobs).

@@ -4,8 +4,10 @@
 
 namespace icos::store {
 
-absl::Status GroupCommitQueue::Insert(JobRecord* job, CommitFn commit) {
-  Pending self{.job = job};
+absl::Status GroupCommitQueue::Insert(JobRecord* job, CommitFn commit) { return InsertAll({job}, commit); }
+
+absl::Status GroupCommitQueue::InsertAll(std::vector<JobRecord*> jobs, CommitFn commit) {
+  Pending self{.jobs = std::move(jobs)};
   mu_.Lock();
   queue_.push_back(&self);
   while (true) {
@@ -15,15 +17,20 @@ absl::Status GroupCommitQueue::Insert(JobRecord* job, CommitFn commit) {
     while (!self.done && committing_) cv_.Wait(&mu_);
     if (self.done) break;
     committing_ = true;
-    const size_t take = std::min(queue_.size(), max_group_);
+    // Callers in arrival order up to max_group_ jobs (at least one caller,
+    // however many jobs it brings).
+    size_t take = 0, jobs_taken = 0;
+    while (take < queue_.size() && (take == 0 || jobs_taken + queue_[take]->jobs.size() <= max_group_)) {
+      jobs_taken += queue_[take++]->jobs.size();
+    }
     std::vector<Pending*> group(queue_.begin(), queue_.begin() + take);
     queue_.erase(queue_.begin(), queue_.begin() + take);
     mu_.Unlock();
 
-    std::vector<JobRecord*> jobs;
-    jobs.reserve(group.size());
-    for (const Pending* p : group) jobs.push_back(p->job);
-    const absl::Status status = commit(jobs);
+    std::vector<JobRecord*> all;
+    all.reserve(jobs_taken);
+    for (const Pending* p : group) all.insert(all.end(), p->jobs.begin(), p->jobs.end());
+    const absl::Status status = commit(all);
 
     mu_.Lock();
     for (Pending* p : group) {

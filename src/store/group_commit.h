@@ -30,11 +30,14 @@ class GroupCommitQueue {
 
   // Returns once `job` is committed (OK) or its group failed (that status).
   absl::Status Insert(JobRecord* job, CommitFn commit);
+  // The same for several jobs that must commit together (a job array): they
+  // are never split across groups, and stay together in order.
+  absl::Status InsertAll(std::vector<JobRecord*> jobs, CommitFn commit);
 
  private:
   // One caller waiting here; lives on its stack.
   struct Pending {
-    JobRecord* job = nullptr;
+    std::vector<JobRecord*> jobs;
     absl::Status status;
     bool done = false;
   };

@@ -172,9 +172,12 @@ CREATE TABLE cluster (
   created_ms BIGINT NOT NULL
 );
 )sql",
-    // v5: jobs held back from scheduling (icos hold), and by whom.
+    // v5: jobs held back from scheduling (icos hold), and by whom; job arrays.
     R"sql(
 ALTER TABLE jobs ADD COLUMN hold TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN array_id BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN array_index INTEGER NOT NULL DEFAULT -1;
+CREATE INDEX jobs_by_array ON jobs(array_id) WHERE array_id != 0;
 )sql",
 };
 static_assert(std::size(kMigrations) == PostgresStateStore::kSchemaVersion,
@@ -486,11 +489,22 @@ absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
   return st.ok() ? InsertOutcome(*job) : st;
 }
 
+absl::Status PostgresStateStore::InsertJobs(std::vector<JobRecord>* jobs) {
+  if (jobs == nullptr || jobs->empty()) return absl::InvalidArgumentError("insert jobs: no jobs");
+  std::vector<JobRecord*> all;
+  for (JobRecord& j : *jobs) all.push_back(&j);
+  absl::Status st =
+      inserts_.InsertAll(all, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
+  return st.ok() ? InsertOutcome(jobs->front()) : st;
+}
+
 absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
-      "attempt, run_uid, run_gid, hold) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING "
-      "id";
+      "attempt, run_uid, run_gid, hold, array_id, array_index) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+      "$12, "
+      "$13, $14, $15, $16) RETURNING id";
+  static const std::string set_own_array = "UPDATE jobs SET array_id = id WHERE id = $1";
   static const std::string find_key =
       "SELECT job_id, request_digest FROM idempotency_keys WHERE \"user\" = $1 AND key = $2 AND created_ms >= $3";
   static const std::string put_key =
@@ -506,28 +520,40 @@ absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& gr
   std::vector<IdempotentOutcome> outcomes;
   absl::Status status = WithConnection([&](Connection& conn) -> absl::Status {
     outcomes.assign(group.size(), {});  // WithConnection may run this twice (a dead pooled connection)
+    ArrayInsertWalk arrays;
     Transaction txn(conn, kWhat);
     if (!txn.status().ok()) return txn.status();
     if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
     if (absl::Status s = LockForIds(conn, kWhat); !s.ok()) return s;
     for (size_t i = 0; i < group.size(); ++i) {
       const JobRecord& job = *group[i];
+      if (!arrays.ShouldInsert(job)) continue;
       if (!job.idempotency_key.empty()) {
         Params params;
         params.Text(job.user).Text(job.idempotency_key).Int(job.submit_ms - kIdempotencyWindowMs);
         absl::StatusOr<Result> found = conn.Exec(find_key, params, kWhat);
         if (!found.ok()) return found.status();
         if (found->rows() > 0) {  // this key's job exists (maybe from earlier in this very group)
-          outcomes[i] = {found->Int(0, 0), true, found->Text(0, 1) != job.request_digest};
+          outcomes[i] = {.id = found->Int(0, 0), .existing = true, .conflict = found->Text(0, 1) != job.request_digest};
+          outcomes[i].array_id = job.starts_array ? outcomes[i].id : 0;
+          arrays.Inserted(job, outcomes[i].id, /*replayed=*/true);
           continue;
         }
       }
+      const JobRecord row = arrays.Row(job);
       Params params;
-      columns::BindJobFields(params, job);
+      columns::BindJobFields(params, row);
       absl::StatusOr<Result> inserted = conn.Exec(insert_job, params, kWhat);
       if (!inserted.ok()) return inserted.status();
       const int64_t id = inserted->Int(0, 0);
       outcomes[i].id = id;
+      outcomes[i].array_id = job.starts_array ? id : row.array_id;
+      arrays.Inserted(job, id, /*replayed=*/false);
+      if (job.starts_array) {
+        Params own;
+        own.Int(id);
+        if (auto set = conn.Exec(set_own_array, own, kWhat); !set.ok()) return set.status();
+      }
       if (auto event = InsertEvent(conn, SubmittedEvent(job, id), kWhat); !event.ok()) return event.status();
       if (!job.idempotency_key.empty()) {
         Params key;
@@ -552,8 +578,8 @@ absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& gr
 absl::Status PostgresStateStore::Apply(WriteBatch batch) {
   static const std::string update_job =
       "UPDATE jobs SET name = $1, \"user\" = $2, queue = $3, priority = $4, state = $5, spec_json = $6, reason = $7, "
-      "submit_ms = $8, start_ms = $9, end_ms = $10, attempt = $11, run_uid = $12, run_gid = $13, hold = $14 WHERE id = "
-      "$15";
+      "submit_ms = $8, start_ms = $9, end_ms = $10, attempt = $11, run_uid = $12, run_gid = $13, hold = $14, "
+      "array_id = $15, array_index = $16 WHERE id = $17";
   static const std::string upsert_task = absl::StrCat(
       "INSERT INTO tasks(", columns::kTask,
       ") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE "
@@ -704,6 +730,14 @@ absl::StatusOr<std::vector<JobRecord>> PostgresStateStore::ListJobs(const JobQue
   if (!query.name.empty()) {
     absl::StrAppend(&sql, " AND name = $", next++);
     params.Text(query.name);
+  }
+  if (query.array_id != 0) {
+    absl::StrAppend(&sql, " AND array_id = $", next++);
+    params.Int(query.array_id);
+    if (query.array_index >= 0) {
+      absl::StrAppend(&sql, " AND array_index = $", next++);
+      params.Int(query.array_index);
+    }
   }
   if (query.before_id > 0) {
     absl::StrAppend(&sql, " AND id < $", next++);

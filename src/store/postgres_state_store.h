@@ -86,6 +86,7 @@ class PostgresStateStore : public StateStore {
   // job->id is ignored on input and assigned on success (left as is on
   // failure). A failed group commit fails every InsertJob in that group.
   absl::Status InsertJob(JobRecord* job) override;
+  absl::Status InsertJobs(std::vector<JobRecord>* jobs) override;
   // Writes in the same field order as SqliteStateStore::Apply. NotFound, with
   // nothing applied, when a job or a task's or usage record's job does not exist.
   absl::Status Apply(WriteBatch batch) override;

@@ -24,7 +24,7 @@ namespace icos::store::columns {
 // "user" is quoted: a reserved word in PostgreSQL, a plain identifier in SQLite.
 inline constexpr char kJob[] =
     "id, name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt, run_uid, "
-    "run_gid, hold";
+    "run_gid, hold, array_id, array_index";
 inline constexpr char kTask[] =
     "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
 inline constexpr char kNode[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
@@ -59,6 +59,8 @@ absl::StatusOr<JobRecord> DecodeJob(const Row& r, absl::string_view what) {
   job.run_uid = r.Int(12);
   job.run_gid = r.Int(13);
   job.hold = r.Text(14);
+  job.array_id = r.Int(15);
+  job.array_index = r.Int32(16);
   return job;
 }
 
@@ -141,7 +143,7 @@ template <typename Binder>
 Binder& BindJobFields(Binder& b, const JobRecord& job) {
   b.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
   b.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
-  return b.Int(job.run_uid).Int(job.run_gid).Text(job.hold);
+  return b.Int(job.run_uid).Int(job.run_gid).Text(job.hold).Int(job.array_id).Int(job.array_index);
 }
 
 template <typename Binder>

@@ -104,9 +104,26 @@ std::string NewClusterId() {
 void ApplyOutcomes(const std::vector<JobRecord*>& group, const std::vector<IdempotentOutcome>& outcomes) {
   for (size_t i = 0; i < group.size() && i < outcomes.size(); ++i) {
     group[i]->id = outcomes[i].id;
+    if (group[i]->array_id != 0 || group[i]->starts_array) group[i]->array_id = outcomes[i].array_id;
     group[i]->replayed = outcomes[i].existing && !outcomes[i].conflict;
     group[i]->key_conflict = outcomes[i].conflict;
   }
+}
+
+JobRecord ArrayInsertWalk::Row(const JobRecord& job) const {
+  JobRecord row = job;
+  if (job.starts_array) {
+    row.array_id = 0;
+  } else if (job.array_id == kNewArray) {
+    row.array_id = current_;
+  }
+  return row;
+}
+
+void ArrayInsertWalk::Inserted(const JobRecord& job, int64_t id, bool replayed) {
+  if (!job.starts_array) return;
+  current_ = id;
+  skipping_ = replayed;
 }
 
 absl::Status InsertOutcome(const JobRecord& job) {

@@ -47,6 +47,13 @@ struct JobRecord {
   // Who holds the job back from scheduling (icos hold): "" none, "user" (its
   // owner may release it) or "admin" (only an admin may).
   std::string hold;
+  // Job arrays (a spec's `array:`): every element is a job of its own.
+  int64_t array_id = 0;      // the array's id (its first element's job id); 0: not in an array
+  int32_t array_index = -1;  // the element's index (ICOS_ARRAY_INDEX); -1: not in an array
+
+  // InsertJobs only: the first element of a new array; the elements after
+  // it in the same call carry array_id kNewArray and join its array.
+  bool starts_array = false;
 
   // InsertJob only (not columns of the job). A client's key for retrying a
   // submission safely (the Idempotency-Key header) and a digest of what it
@@ -59,6 +66,9 @@ struct JobRecord {
   bool replayed = false;
   bool key_conflict = false;
 };
+
+// InsertJobs: "the array the last starts_array job began".
+inline constexpr int64_t kNewArray = -1;
 
 // How long an idempotency key keeps standing for its job (docs/api.md).
 inline constexpr int64_t kIdempotencyWindowMs = 24LL * 3600 * 1000;
@@ -193,6 +203,8 @@ struct JobQuery {
   std::string user;              // empty: any
   std::string queue;             // empty: any
   std::string name;              // empty: any
+  int64_t array_id = 0;          // 0: any; else only that array's elements
+  int32_t array_index = -1;      // with array_id: only the element of this index; -1: any
   int64_t after_id = 0;          // paging: ids greater than this
   int64_t before_id = 0;         // paging: ids less than this; 0: no bound
   bool newest_first = false;     // descending ids (what was just submitted first)
@@ -206,9 +218,28 @@ struct JobQuery {
 // different request digest (`conflict`).
 struct IdempotentOutcome {
   int64_t id = 0;
+  int64_t array_id = 0;  // as stored
   bool existing = false;
   bool conflict = false;
 };
+// Which array each job of an insert group joins (StateStore::InsertJobs),
+// walked in order by both backends' inserts.
+class ArrayInsertWalk {
+ public:
+  // Whether to insert `job` (not when its array's first was a replay).
+  bool ShouldInsert(const JobRecord& job) const { return !(skipping_ && job.array_id == kNewArray); }
+  // `job` with the array id to store: an element's array's; the first's is
+  // set by SetArrayIdOf once its own id is known (0 until then).
+  JobRecord Row(const JobRecord& job) const;
+  // After `job` was inserted as `id` (or found as a replay): the array it
+  // starts is `id`, or is skipped.
+  void Inserted(const JobRecord& job, int64_t id, bool replayed);
+
+ private:
+  int64_t current_ = 0;
+  bool skipping_ = false;
+};
+
 // Hands a committed group's outcomes to its jobs (id, replayed, key_conflict).
 void ApplyOutcomes(const std::vector<JobRecord*>& group, const std::vector<IdempotentOutcome>& outcomes);
 // InsertJob's status for one job once its group committed: AlreadyExists

@@ -175,9 +175,12 @@ CREATE TABLE cluster (
   created_ms INTEGER NOT NULL
 ) STRICT;
 )sql",
-    // v5: jobs held back from scheduling (icos hold), and by whom.
+    // v5: jobs held back from scheduling (icos hold), and by whom; job arrays.
     R"sql(
 ALTER TABLE jobs ADD COLUMN hold TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN array_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN array_index INTEGER NOT NULL DEFAULT -1;
+CREATE INDEX jobs_by_array ON jobs(array_id) WHERE array_id != 0;
 )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion,
@@ -439,10 +442,20 @@ absl::Status SqliteStateStore::InsertJob(JobRecord* job) {
   return st.ok() ? InsertOutcome(*job) : st;
 }
 
+absl::Status SqliteStateStore::InsertJobs(std::vector<JobRecord>* jobs) {
+  if (jobs == nullptr || jobs->empty()) return absl::InvalidArgumentError("insert jobs: no jobs");
+  std::vector<JobRecord*> all;
+  for (JobRecord& j : *jobs) all.push_back(&j);
+  absl::Status st =
+      inserts_.InsertAll(all, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
+  return st.ok() ? InsertOutcome(jobs->front()) : st;
+}
+
 absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   static const std::string insert_job =
       "INSERT INTO jobs(name, user, queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, "
-      "attempt, run_uid, run_gid, hold) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+      "attempt, run_uid, run_gid, hold, array_id, array_index) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+  static const std::string set_own_array = "UPDATE jobs SET array_id = id WHERE id = ?";
   static const std::string find_key =
       "SELECT job_id, request_digest FROM idempotency_keys WHERE user = ? AND key = ? AND created_ms >= ?";
   static const std::string put_key =
@@ -458,25 +471,37 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& grou
   if (!txn.status().ok()) return txn.status();
   if (absl::Status s = CheckFence(conn, kWhat); !s.ok()) return s;
   std::vector<IdempotentOutcome> outcomes(group.size());
+  ArrayInsertWalk arrays;
   for (size_t i = 0; i < group.size(); ++i) {
     const JobRecord& job = *group[i];
+    if (!arrays.ShouldInsert(job)) continue;
     if (!job.idempotency_key.empty()) {
       Stmt st(conn, find_key, kWhat);
       st.Text(job.user).Text(job.idempotency_key).Int(job.submit_ms - kIdempotencyWindowMs);
       absl::StatusOr<bool> row = st.Step();
       if (!row.ok()) return row.status();
       if (*row) {  // this key's job exists (maybe from earlier in this very group)
-        outcomes[i] = {st.ColumnInt(0), true, st.ColumnText(1) != job.request_digest};
+        outcomes[i] = {.id = st.ColumnInt(0), .existing = true, .conflict = st.ColumnText(1) != job.request_digest};
+        outcomes[i].array_id = job.starts_array ? outcomes[i].id : 0;
+        arrays.Inserted(job, outcomes[i].id, /*replayed=*/true);
         continue;
       }
     }
+    const JobRecord row = arrays.Row(job);
     {
       Stmt st(conn, insert_job, kWhat);
-      columns::BindJobFields(st, job);
+      columns::BindJobFields(st, row);
       if (absl::Status s = st.Run(); !s.ok()) return s;
     }
     const int64_t id = sqlite3_last_insert_rowid(conn.db());
     outcomes[i].id = id;
+    outcomes[i].array_id = job.starts_array ? id : row.array_id;
+    arrays.Inserted(job, id, /*replayed=*/false);
+    if (job.starts_array) {
+      Stmt st(conn, set_own_array, kWhat);
+      st.Int(id);
+      if (absl::Status s = st.Run(); !s.ok()) return s;
+    }
     if (absl::StatusOr<int64_t> event = InsertEvent(conn, SubmittedEvent(job, id), kWhat); !event.ok()) {
       return event.status();
     }
@@ -503,7 +528,8 @@ absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& grou
 absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   static const std::string update_job =
       "UPDATE jobs SET name = ?, user = ?, queue = ?, priority = ?, state = ?, spec_json = ?, reason = ?, "
-      "submit_ms = ?, start_ms = ?, end_ms = ?, attempt = ?, run_uid = ?, run_gid = ?, hold = ? WHERE id = ?";
+      "submit_ms = ?, start_ms = ?, end_ms = ?, attempt = ?, run_uid = ?, run_gid = ?, hold = ?, array_id = ?, "
+      "array_index = ? WHERE id = ?";
   static const std::string upsert_task =
       absl::StrCat("INSERT INTO tasks(", columns::kTask,
                    ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, grp, replica, attempt) DO UPDATE SET "
@@ -673,6 +699,8 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
   if (!query.user.empty()) absl::StrAppend(&sql, " AND user = ?");
   if (!query.queue.empty()) absl::StrAppend(&sql, " AND queue = ?");
   if (!query.name.empty()) absl::StrAppend(&sql, " AND name = ?");
+  if (query.array_id != 0) absl::StrAppend(&sql, " AND array_id = ?");
+  if (query.array_id != 0 && query.array_index >= 0) absl::StrAppend(&sql, " AND array_index = ?");
   if (query.before_id > 0) absl::StrAppend(&sql, " AND id < ?");
   absl::StrAppend(&sql, query.newest_first ? " ORDER BY id DESC LIMIT ?" : " ORDER BY id LIMIT ?");
 
@@ -685,6 +713,8 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStateStore::ListJobs(const JobQuery
     if (!query.user.empty()) st.Text(query.user);
     if (!query.queue.empty()) st.Text(query.queue);
     if (!query.name.empty()) st.Text(query.name);
+    if (query.array_id != 0) st.Int(query.array_id);
+    if (query.array_id != 0 && query.array_index >= 0) st.Int(query.array_index);
     if (query.before_id > 0) st.Int(query.before_id);
     st.Int(*limit);
     return CollectRows(st, &jobs, [&](const Stmt& row) { return columns::DecodeJob(StmtRow{row}, kWhat); });

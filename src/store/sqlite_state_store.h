@@ -68,6 +68,7 @@ class SqliteStateStore : public StateStore {
   // job->id is ignored on input and assigned on success. A failed group commit
   // fails every InsertJob in that group; none of them is stored.
   absl::Status InsertJob(JobRecord* job) override;
+  absl::Status InsertJobs(std::vector<JobRecord>* jobs) override;
   // Writes in field order (jobs, tasks, nodes, queues, deleted_queues, tokens,
   // events, usage, samples, then the sample prune), so a queue both upserted and deleted in one batch ends up deleted.
   // NotFound, with nothing applied, when a job or a task's job does not exist.

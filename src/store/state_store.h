@@ -29,6 +29,12 @@ class StateStore {
   // return. A backend may group-commit concurrent calls (SQLite does: many
   // submits share one fsync); see each backend's header.
   virtual absl::Status InsertJob(JobRecord* job) = 0;
+  // Inserts `jobs` as one (all or none), in order: a job array. The first
+  // must have starts_array set; the rest array_id kNewArray. Each gets its
+  // id, and every one's array_id is the first's id. The idempotency key (of
+  // the first) stands for the whole array: a replay inserts none of them and
+  // sets the first's id and `replayed`.
+  virtual absl::Status InsertJobs(std::vector<JobRecord>* jobs) = 0;
   // Applies every write of `batch` atomically; event ids are assigned.
   virtual absl::Status Apply(WriteBatch batch) = 0;
 

@@ -44,7 +44,8 @@ using ::testing::SizeIs;
 // whole records; the records themselves define no operator==.
 auto Fields(const JobRecord& j) {
   return std::make_tuple(j.id, j.name, j.user, j.queue, j.priority, JobStateName(j.state), j.spec_json, j.reason,
-                         j.submit_ms, j.start_ms, j.end_ms, j.attempt, j.run_uid, j.run_gid, j.hold);
+                         j.submit_ms, j.start_ms, j.end_ms, j.attempt, j.run_uid, j.run_gid, j.hold, j.array_id,
+                         j.array_index);
 }
 auto Fields(const TaskRecord& t) {
   return std::make_tuple(t.job_id, t.group, t.replica, t.attempt, t.node, t.placement_json, TaskStateName(t.state),
@@ -319,6 +320,51 @@ TEST_P(StateStoreConformanceTest, ListJobsFiltersByName) {
   EXPECT_THAT(Ids(*jobs), ElementsAre(eval));
 }
 
+// An array goes in as one: ids in order, every element's array id the
+// first's, listed by it; its key stands for the whole array.
+TEST_P(StateStoreConformanceTest, InsertJobsInsertsAnArrayAsOne) {
+  const int64_t before = Insert(*store_, MakeJob("single"));
+  auto array = [] {
+    std::vector<JobRecord> jobs;
+    for (int i = 0; i < 3; ++i) {
+      JobRecord j = MakeJob("arr");
+      j.array_index = 10 + i;
+      j.array_id = i == 0 ? 0 : kNewArray;
+      j.starts_array = i == 0;
+      j.idempotency_key = i == 0 ? "k1" : "";
+      j.request_digest = "d";
+      jobs.push_back(j);
+    }
+    return jobs;
+  };
+  std::vector<JobRecord> jobs = array();
+  ASSERT_TRUE(store_->InsertJobs(&jobs).ok());
+  EXPECT_GT(jobs[0].id, before);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(jobs[i].array_id, jobs[0].id);
+    if (i > 0) {
+      EXPECT_GT(jobs[i].id, jobs[i - 1].id);
+    }
+    absl::StatusOr<JobRecord> got = store_->GetJob(jobs[i].id);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->array_id, jobs[0].id);
+    EXPECT_EQ(got->array_index, 10 + i);
+  }
+  absl::StatusOr<std::vector<JobRecord>> listed = store_->ListJobs({.array_id = jobs[0].id});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(Ids(*listed), ElementsAre(jobs[0].id, jobs[1].id, jobs[2].id));
+  absl::StatusOr<std::vector<JobRecord>> one = store_->ListJobs({.array_id = jobs[0].id, .array_index = 11});
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_THAT(Ids(*one), ElementsAre(jobs[1].id));
+  std::vector<JobRecord> again = array();  // a retry: nothing new
+  ASSERT_TRUE(store_->InsertJobs(&again).ok());
+  EXPECT_TRUE(again[0].replayed);
+  EXPECT_EQ(again[0].id, jobs[0].id);
+  absl::StatusOr<std::vector<JobRecord>> all = store_->ListJobs({});
+  ASSERT_TRUE(all.ok());
+  EXPECT_THAT(*all, SizeIs(4));
+}
+
 TEST_P(StateStoreConformanceTest, ListJobsCombinesFiltersWithAnd) {
   JobRecord match = MakeJob("match", "bob", "prod");
   match.state = JobState::kRunning;
@@ -389,6 +435,8 @@ TEST_P(StateStoreConformanceTest, ApplyUpdatesEveryJobField) {
   job.end_ms = 3000;
   job.attempt = 2;
   job.hold = "user";
+  job.array_id = 77;
+  job.array_index = 3;
   ExpectApplied(*store_, {.jobs = {job}});
   absl::StatusOr<JobRecord> got = store_->GetJob(job.id);
   ASSERT_TRUE(got.ok()) << got.status();
