@@ -54,6 +54,19 @@ std::string Age(int64_t since_ms) {
 
 std::string Clip(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
 
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// When a forecast quantile (Unix ms or null) lies from now: "in 12m", "now",
+// "later" (beyond the forecast's horizon).
+std::string Until(const json& at_ms) {
+  if (!at_ms.is_number()) return "later";
+  const int64_t s = (at_ms.get<int64_t>() - NowMs()) / 1000;
+  return s <= 0 ? "now" : absl::StrCat("in ", Span(s));
+}
+
 }  // namespace
 
 std::string IcosHome() {
@@ -132,6 +145,7 @@ struct ClientCommands {
   int64_t job_id = 0;          // job_ref resolved
   bool all_states = false;     // jobs --all
   bool expand_arrays = false;  // jobs -r
+  bool show_start = false;     // jobs --start
   std::string array;           // submit --array
   int64_t tail_lines = -1;     // logs --tail; -1: the whole log
   int32_t task = 0;
@@ -206,6 +220,8 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->jobs->add_option("--user", c->user, "only this user's jobs (admins; a user sees only their own)");
   c->jobs->add_option("--queue", c->queue, "only this queue's jobs");
   c->jobs->add_option("--name", c->job_name, "only jobs of this name");
+  c->jobs->add_flag("--start", c->show_start,
+                    "pending jobs' expected start (the P50 of a forecast made by running the scheduler forward)");
   c->jobs->add_flag("-r,--array-elements", c->expand_arrays,
                     "a row per array element (default: an array's elements alike fold into one row)");
   c->jobs->add_option("-n,--limit", c->limit, "at most this many, newest first (default 100)")
@@ -446,11 +462,16 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     auto r = api.Json("GET", path);
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
-    out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s\n", "ID", "NAME", "USER", "QUEUE", "STATE", "AGE",
-                           "REASON");
+    out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s%s\n", "ID", "NAME", "USER", "QUEUE", "STATE", "AGE",
+                           c->show_start ? "START      " : "", "REASON");
     for (const JobRow& j : JobRows((*r)["jobs"], c->expand_arrays)) {
-      out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s\n", j.id, Clip(j.name, 20), j.user, j.queue, j.state,
-                             Age(j.submit_ms), Clip(j.reason, 90));
+      std::string start;
+      if (c->show_start) {
+        start = absl::StrFormat("%-10s ",
+                                j.start_forecast.is_object() ? Until(j.start_forecast["p50_ms"]) : std::string("-"));
+      }
+      out << absl::StrFormat("%-6s %-20s %-10s %-10s %-10s %-5s %s%s\n", j.id, Clip(j.name, 20), j.user, j.queue,
+                             j.state, Age(j.submit_ms), start, Clip(j.reason, 90));
     }
     if (r->contains("next_before")) {
       out << "(newest " << (*r)["jobs"].size() << " shown; older ones: icos jobs --before "
@@ -467,6 +488,18 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
                            j["name"].get<std::string>(), j["user"].get<std::string>(), j["queue"].get<std::string>(),
                            j["priority"].get<int>(), j["attempt"].get<int>(), j["state"].get<std::string>());
     if (!j["reason"].get<std::string>().empty()) out << "reason: " << j["reason"].get<std::string>() << "\n";
+    if (const json& f = j.value("start_forecast", json()); f.is_object()) {
+      out << "expected start: " << Until(f["p50_ms"]) << " (8 in 10 between " << Until(f["p10_ms"]) << " and "
+          << Until(f["p90_ms"]) << "; forecast " << Age(f.value("made_ms", int64_t{0})) << " ago)\n";
+    }
+    const int64_t submit = j.value("submit_ms", int64_t{0}), start = j.value("start_ms", int64_t{0}),
+                  end = j.value("end_ms", int64_t{0});
+    out << "submitted " << Age(submit) << " ago";
+    if (start > 0)
+      out << ", waited " << Span((start - submit) / 1000) << ", ran "
+          << Span(((end > 0 ? end : NowMs()) - start) / 1000);
+    if (end > 0) out << ", ended " << Age(end) << " ago";
+    out << "\n";
     if (const json& e = j.value("runtime_estimate", json()); e.is_object()) {
       const std::string source = e.value("source", "");
       out << "runtime estimate: " << Span(std::llround(e.value("seconds", 0.0))) << " ("

@@ -115,7 +115,8 @@ std::vector<JobRow> JobRows(const json& jobs, bool expand_arrays) {
                .queue = j.value("queue", ""),
                .state = state,
                .reason = reason,
-               .submit_ms = j.value("submit_ms", int64_t{0})};
+               .submit_ms = j.value("submit_ms", int64_t{0}),
+               .start_forecast = j.value("start_forecast", json())};
     rows.push_back(std::move(row));
     if (array != 0) {
       last_array = array;

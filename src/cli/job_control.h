@@ -47,6 +47,7 @@ struct JobRow {
   std::string id;  // "123"; an array's element "123_4"; elements folded "123_[0-3,7]"
   std::string name, user, queue, state, reason;
   int64_t submit_ms = 0;
+  nlohmann::json start_forecast;  // the API's, when pending and forecast (a folded row: its first's)
 };
 // The rows of a listing (the API's "jobs"): elements of one array next to
 // each other with the same state and waiting kind (the reason's first word)

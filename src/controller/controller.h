@@ -39,6 +39,7 @@
 #include "controller/port_book.h"
 #include "controller/runtime_learning.h"
 #include "controller/slow_nodes.h"
+#include "core/forecast.h"
 #include "core/scheduler.h"
 #include "protocol/wire.h"
 #include "store/state_store.h"
@@ -92,6 +93,12 @@ struct ControllerOptions {
   // Run-time estimates learned from finished jobs, for jobs submitted without
   // one (runtime_learning.h).
   RuntimeLearningOptions learning;
+  // Start-time forecasts of pending jobs (core/forecast.h): refreshed from a
+  // scheduling pass's snapshot this often (within 2 s when a job waits that
+  // has none yet), on a thread of their own so that passes never wait for
+  // them. 0: none.
+  int64_t forecast_interval_ms = 30'000;
+  core::ForecastOptions forecast;
 };
 
 // How busy the devices a job holds were, from its agents' health checks
@@ -416,6 +423,16 @@ class Controller {
 
   // Runs one scheduling pass now (tests; the loop calls it too).
   absl::Status RunPass();
+
+  // --- start-time forecasts (controller_forecast.cc) ------------------------
+  // When each of `ids` should start, as last forecast (a job without one:
+  // absent; held jobs and those waiting for dependencies get none).
+  std::map<int64_t, core::StartForecast> Forecasts(const std::vector<int64_t>& ids) const;
+  // When the forecasts in use were made (controller clock, ms); 0: never.
+  int64_t ForecastsMadeMs() const;
+  // Forecasts from the snapshot the last due pass kept, now, on this thread
+  // (tests; the forecast thread does the same). False when none was kept.
+  absl::StatusOr<bool> RefreshForecasts();
   // Marks nodes silent for a lease NotReady, and fails the tasks of silent
   // nodes once their max_disconnect has passed (the loop calls it).
   absl::Status CheckNodes();
@@ -594,6 +611,19 @@ class Controller {
   ControllerCounters counters_;
   std::mutex sample_mu_;
   int64_t last_sample_slot_ = -1;  // guarded by sample_mu_
+
+  // Start-time forecasts: a due pass leaves its snapshot in forecast_input_
+  // for the forecast thread.
+  void ForecastLoop();
+  // Called by RunPass with its snapshot: kept when a refresh is due.
+  void OfferForecastInput(const core::Snapshot& snap);
+  mutable std::mutex forecast_mu_;
+  std::condition_variable forecast_cv_;
+  std::shared_ptr<const core::Snapshot> forecast_input_;  // guarded by forecast_mu_
+  int64_t forecast_input_ms_ = -1;                        // when the last input was kept; guarded by forecast_mu_
+  std::map<int64_t, core::StartForecast> forecasts_;      // guarded by forecast_mu_
+  int64_t forecasts_made_ms_ = 0;                         // guarded by forecast_mu_
+  std::thread forecast_thread_;
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;

@@ -248,5 +248,32 @@ TEST_F(ControllerQueuedTest, AnArrayRunsItsThrottleAtOnceEachToldItsIndex) {
             "ending %N");
 }
 
+// Forecasts come from a pass's own snapshot: a job waiting behind a 10-minute
+// one is forecast to start when that one ends; a held job gets none.
+TEST_F(ControllerTest, PendingJobsGetAStartForecastFromThePassesSnapshot) {
+  options_.forecast.exact_estimates = true;
+  options_.forecast.samples = 1;
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("g1", 1), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  const std::string gpu =
+      "tasks: [{command: [\"true\"], resources: {cpu: 1, memory: 1Gi, devices: 1}}]\nruntime_estimate: 10m\n";
+  auto first = controller_->Submit(alice_, gpu);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  ASSERT_EQ(State(*first), "Running");
+  const int64_t t0 = clock_.NowMs();
+  Report("g1", wire::TaskId(*first, 0, 0, 0), "Running");  // it started at t0
+  auto second = controller_->Submit(alice_, gpu);
+  auto held = controller_->Submit(alice_, gpu, SubmitOptions{.hold = true});
+  clock_.Advance(60'000);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(controller_->RefreshForecasts().value(), true);
+  EXPECT_EQ(controller_->RefreshForecasts().value(), false);  // nothing new offered
+  auto f = controller_->Forecasts({*second, *held});
+  ASSERT_EQ(f.count(*second), 1u);
+  EXPECT_EQ(f.at(*second).p50_ms, t0 + 600'000);
+  EXPECT_EQ(f.count(*held), 0u);
+  EXPECT_EQ(controller_->ForecastsMadeMs(), t0 + 60'000);
+}
+
 }  // namespace
 }  // namespace icos::controller

@@ -302,6 +302,7 @@ absl::Status Controller::RunPass() {
   // Nothing waits: nothing to decide, unless running jobs may move to a
   // faster type that has freed.
   if (snap.pending.empty() && !options_.scheduler.migrate_to_faster_type) return absl::OkStatus();
+  OfferForecastInput(snap);
   auto decisions = scheduler_.Schedule(snap);
   if (!decisions.ok()) return decisions.status();
 

@@ -80,6 +80,17 @@ json JobJson(const store::JobRecord& j) {
           {"array_index", j.array_index}};
 }
 
+// A start-time forecast as the API shows it (docs/api.md): Unix ms; a
+// quantile the forecast could not place within its horizon is null.
+json ForecastJson(const core::StartForecast& f, int64_t made_ms) {
+  auto at = [](int64_t ms) { return ms >= 0 ? json(ms) : json(); };
+  return {{"p10_ms", at(f.p10_ms)},
+          {"p50_ms", at(f.p50_ms)},
+          {"p90_ms", at(f.p90_ms)},
+          {"samples", f.samples},
+          {"made_ms", made_ms}};
+}
+
 // A flag parameter: "true"/"1" set, absent or "false"/"0" not; anything else
 // is an error naming it.
 absl::StatusOr<bool> FlagParam(const net::Request& req, const char* name) {
@@ -486,6 +497,19 @@ net::Router HttpServer::Routes() {
             row["vendors"] = SpecVendors(j.spec_json);
             out.push_back(std::move(row));
           }
+          // Pending jobs: when each should start (icos jobs --start).
+          std::vector<int64_t> pending;
+          for (const auto& j : *jobs) {
+            if (j.state == store::JobState::kPending) pending.push_back(j.id);
+          }
+          if (!pending.empty()) {
+            const auto forecasts = c->Forecasts(pending);
+            const int64_t made = c->ForecastsMadeMs();
+            for (json& row : out) {
+              auto f = forecasts.find(row["id"].get<int64_t>());
+              if (f != forecasts.end()) row["start_forecast"] = ForecastJson(f->second, made);
+            }
+          }
           json reply = {{"jobs", out}};
           // A full page: the cursor of the next one.
           if (!jobs->empty() && static_cast<int64_t>(jobs->size()) == q.limit) {
@@ -517,6 +541,10 @@ net::Router HttpServer::Routes() {
                                                    {"memory_total_mib", use.memory_total_mib},
                                                    {"summary", use.Describe()}}
                                             : json();
+          if (v->job.state == store::JobState::kPending) {
+            auto f = c->Forecasts({id});
+            if (!f.empty()) j["start_forecast"] = ForecastJson(f.begin()->second, c->ForecastsMadeMs());
+          }
           j["tasks"] = tasks;
           j["events"] = events;
           Reply(res, 200, j);

@@ -485,8 +485,10 @@ absl::StatusOr<SimResult> Sim::Run() {
       }
       dirty_ = true;
     }
+    std::vector<JobId> arrived;
     while (next < n && ToMs(jobs_[next].arrival_s) == now) {
       const int32_t i = static_cast<int32_t>(next++);
+      if (options_.on_arrivals) arrived.push_back(JobId(i));
       if (estimator_ != nullptr) {
         const double estimate = estimator_->EstimateAtSubmit(i, Facts(jobs_[i]));
         // Too little history: unknown, as the live cluster hands it out.
@@ -498,6 +500,10 @@ absl::StatusOr<SimResult> Sim::Run() {
       job.runtime_log_sd = estimator_ != nullptr ? estimator_->EstimateLogSd(i) : kOracleLogSd;
       AddPending(i, std::move(job));
       ++result_.events;
+    }
+    if (!arrived.empty()) {
+      snap_.now_ms = now;
+      options_.on_arrivals(snap_, arrived);
     }
     // With migration a pass is worth running on freed capacity even when no job waits.
     const bool can_move = options_.scheduler.migrate_to_faster_type && !snap_.running.empty();

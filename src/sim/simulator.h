@@ -17,6 +17,7 @@
 #define ICOS_SIM_SIMULATOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,11 @@ struct SimOptions {
   // Passes at one timestamp (re-queued victims trigger another); bounds livelock.
   int max_passes_per_instant = 8;
   bool record_utilisation = true;
+  // Called at each instant at which jobs arrived, before that instant's
+  // pass, with the snapshot the pass is about to see (the arrivals pending in
+  // it) and the arrivals' ids: what a forecast made at submission sees
+  // (bench/forecast.sh). It must not keep references past the call.
+  std::function<void(const core::Snapshot&, const std::vector<JobId>&)> on_arrivals;
 };
 
 // What happened to one job.

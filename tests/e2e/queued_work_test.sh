@@ -43,6 +43,20 @@ icos job "$h" -o json | grep -q '"time_limit": "10m"' || fail "the update did no
 icos release "$h" >/dev/null || fail "release failed"
 timeout 60 "$ICOS_BIN" wait "$h" >/dev/null || fail "the released job did not run: $(job_field "$h" reason)"
 
+# A job waiting behind another gets a start forecast: about when the first
+# ends by its estimate (icos job, icos jobs --start).
+cores=$(nproc)
+printf 'name: blocker\nruntime_estimate: 2m\ntasks:\n  - command: ["sleep", "300"]\n    resources: {cpu: %s, memory: 64Mi}\n' "$cores" >"$E2E_DIR/blocker.yaml"
+printf 'name: behind\nruntime_estimate: 1m\ntasks:\n  - command: ["true"]\n    resources: {cpu: %s, memory: 64Mi}\n' "$cores" >"$E2E_DIR/behind.yaml"
+blocker=$(submit "$E2E_DIR/blocker.yaml")
+wait_until 30 sh -c "\"$ICOS_BIN\" job $blocker -o json | grep -q '\"state\": \"Running\"'" || fail "blocker did not start"
+behind=$(submit "$E2E_DIR/behind.yaml")
+wait_until 20 sh -c "\"$ICOS_BIN\" job $behind | grep -q '^expected start: in'" ||
+  fail "no start forecast for a waiting job: $(icos job "$behind" | head -5)"
+icos job "$behind" | grep -q '^expected start: in \(1m\|2m\|[0-9]*s\) ' || fail "forecast is not about 2 min: $(icos job "$behind" | grep expected)"
+icos jobs --start | grep "^$behind " | grep -q " in " || fail "icos jobs --start shows no start: $(icos jobs --start)"
+icos cancel "$blocker" "$behind" >/dev/null
+
 # Requeue a running job: it stops and runs again as its next attempt.
 job long 'echo started; exec sleep 300'
 l=$(submit "$E2E_DIR/long.yaml")

@@ -1,0 +1,280 @@
+// Controller: the jobs API (submit, including arrays and dependencies; get,
+// list, cancel, where a task's log lives).
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "controller/controller.h"
+#include "controller/dependencies.h"
+
+namespace icos::controller {
+
+using nlohmann::json;
+using store::JobState;
+using store::TaskState;
+
+// --- jobs -----------------------------------------------------------------------
+
+absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
+                                           const std::string& base_dir, const std::string& idempotency_key,
+                                           bool* replayed) {
+  return Submit(caller, spec_text, SubmitOptions{.base_dir = base_dir, .idempotency_key = idempotency_key}, replayed);
+}
+
+absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
+                                           const SubmitOptions& options, bool* replayed) {
+  if (absl::Status st = Authorize(caller, Action::kSubmitJob); !st.ok()) return st;
+  const std::string& base_dir = options.base_dir;
+  const std::string& idempotency_key = options.idempotency_key;
+  if (replayed != nullptr) *replayed = false;
+  if (idempotency_key.size() > 255 ||
+      !std::all_of(idempotency_key.begin(), idempotency_key.end(), [](char ch) { return ch > 0x20 && ch < 0x7f; })) {
+    return absl::InvalidArgumentError("Idempotency-Key must be 1-255 printable ASCII characters without spaces");
+  }
+  auto spec = api::ParseJobSpec(spec_text, options_.spec_limits);
+  if (!spec.ok()) return spec.status();
+  api::MergeDependencies(options.dependencies, spec->dependencies);
+  if (!options.array.empty()) {
+    auto array = api::ParseArrayIndices(options.array, options_.spec_limits.max_array_size);
+    if (!array.ok()) return absl::InvalidArgumentError(absl::StrCat("array: ", array.status().message()));
+    spec->array_indices = std::move(array->indices);
+    spec->array_throttle = array->throttle;
+  }
+  if (const api::Dependencies& d = spec->dependencies;
+      d.after_ok.size() + d.after_any.size() + d.after_not_ok.size() > api::kMaxDependencies) {
+    return absl::InvalidArgumentError(absl::StrCat("more than ", api::kMaxDependencies, " dependencies"));
+  }
+  if (!base_dir.empty() && base_dir[0] == '/') {
+    for (api::TaskSpec& t : spec->tasks) {
+      if (t.workdir.empty()) {
+        t.workdir = base_dir;
+      } else if (t.workdir[0] != '/') {
+        t.workdir = absl::StrCat(base_dir, "/", t.workdir);
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spec->queue != "default" && !queues_.count(spec->queue)) {
+      std::vector<std::string> names = {"default"};
+      for (const auto& [n, q] : queues_) names.push_back(n);
+      return absl::InvalidArgumentError(
+          absl::StrCat("queue '", spec->queue, "' does not exist; queues: ", absl::StrJoin(names, ", ")));
+    }
+    for (const auto& [n, q] : queues_) {
+      if (q.parent == spec->queue) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("queue '", spec->queue, "' has child queues; submit to one of them (jobs go to leaf queues)"));
+      }
+    }
+    // Priority decides who preempts whom in a queue: a user may ask only as
+    // high as the queue allows (admins set that, and may ask for any).
+    auto qit = queues_.find(spec->queue);
+    const int32_t max_priority = qit != queues_.end() ? qit->second.max_priority : core::Queue().max_priority;
+    if (!MayExceedQueuePriority(caller) && spec->priority > max_priority) {
+      return absl::PermissionDeniedError(absl::StrCat("priority ", spec->priority, " is above queue '", spec->queue,
+                                                      "''s limit of ", max_priority,
+                                                      " for users; ask an admin to raise the queue's max_priority"));
+    }
+  }
+  // The jobs it depends on, as the store has them (only jobs the caller may
+  // see; one that ended the wrong way can never let it start).
+  std::map<int64_t, store::JobState> stored_deps;
+  for (const auto* ids :
+       {&spec->dependencies.after_ok, &spec->dependencies.after_any, &spec->dependencies.after_not_ok}) {
+    for (int64_t id : *ids) {
+      auto dep = store_->GetJob(id);
+      if (!dep.ok() && dep.status().code() != absl::StatusCode::kNotFound) return dep.status();
+      if (!dep.ok() || !MaySeeJobsOf(caller, dep->user)) {
+        return absl::InvalidArgumentError(absl::StrCat("dependencies: no job ", id));
+      }
+      stored_deps[id] = dep->state;
+    }
+  }
+  if (!stored_deps.empty()) {
+    const DependencyCheck check = CheckDependencies(
+        spec->dependencies, [&](int64_t id) -> std::optional<JobState> { return stored_deps.at(id); });
+    if (check.kind == DependencyCheck::Kind::kNeverMet) {
+      return absl::FailedPreconditionError(absl::StrCat("dependencies: ", check.reason));
+    }
+  }
+  store::JobRecord r;
+  r.name = spec->name;
+  r.user = caller.user;
+  r.run_uid = caller.uid;
+  r.run_gid = caller.gid;
+  r.queue = spec->queue;
+  r.priority = spec->priority;
+  r.state = JobState::kPending;
+  r.spec_json = api::JobSpecToJson(*spec);
+  r.reason = "waiting for the next scheduling pass";
+  if (options.hold) r.hold = HoldKindOf(caller);
+  r.submit_ms = clock_->NowMs();
+  r.idempotency_key = idempotency_key;
+  if (!idempotency_key.empty()) r.request_digest = Sha256Hex(r.spec_json);
+  // One record, or one per element of an array, inserted as one (the key
+  // stands for the whole array; its first element's id is the array's).
+  std::vector<store::JobRecord> recs;
+  if (spec->array_indices.empty()) {
+    recs.push_back(std::move(r));
+  } else {
+    recs.reserve(spec->array_indices.size());
+    for (size_t i = 0; i < spec->array_indices.size(); ++i) {
+      store::JobRecord e = r;
+      if (i > 0) {  // the key's fields stand for the array, on its first element
+        e.idempotency_key.clear();
+        e.request_digest.clear();
+      }
+      e.array_index = spec->array_indices[i];
+      e.starts_array = i == 0;
+      e.array_id = i == 0 ? 0 : store::kNewArray;
+      recs.push_back(std::move(e));
+    }
+  }
+  const int count = static_cast<int>(recs.size());
+  // Counted as depended on before the insert: a dependency that ends
+  // meanwhile leaves memory with its end state kept.
+  JobEntry j;
+  j.spec = *std::move(spec);
+  if (!stored_deps.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    NoteDependencies(j, +count);
+    for (const auto& [id, state] : stored_deps) {
+      if (jobs_.count(id)) continue;
+      if (store::IsTerminal(state)) {
+        ended_deps_[id] = state;
+        continue;
+      }
+      // Open when read but gone from memory now: it ended since (rare; read
+      // again while nothing can leave memory unnoticed).
+      if (auto again = store_->GetJob(id); again.ok() && store::IsTerminal(again->state)) {
+        ended_deps_[id] = again->state;
+      }
+    }
+  }
+  absl::Status inserted = count == 1 ? store_->InsertJob(&recs.front()) : store_->InsertJobs(&recs);
+  const store::JobRecord& first = recs.front();
+  if (!inserted.ok() || first.replayed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    NoteDependencies(j, -count);
+  }
+  if (!inserted.ok()) return inserted;
+  if (first.replayed) {  // a retry: the first submission made the job
+    if (replayed != nullptr) *replayed = true;
+    return first.id;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    j.devices = SpecDevices(j.spec);
+    for (store::JobRecord& rec : recs) {
+      JobEntry& e = jobs_[rec.id];
+      e.spec = j.spec;
+      e.devices = j.devices;
+      e.core = api::ToCoreJob(e.spec, JobId(rec.id), rec.user, rec.submit_ms);
+      e.rec = std::move(rec);
+      if (learning_) learning_->Submitted(e.rec.id, FactsOf(e.rec, e.devices));
+    }
+  }
+  Wake();
+  return first.id;
+}
+
+absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) const {
+  if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
+  auto job = store_->GetJob(id);
+  if (!job.ok()) {
+    return job.status().code() == absl::StatusCode::kNotFound ? absl::NotFoundError(absl::StrCat("no job ", id))
+                                                              : job.status();
+  }
+  if (!MaySeeJobsOf(caller, job->user)) return absl::NotFoundError(absl::StrCat("no job ", id));
+  JobView v;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(id);
+    if (it != jobs_.end()) {
+      v.job = it->second.rec;  // memory has the freshest reason
+      v.device_use = it->second.device_use;
+      v.estimate = api::EstimateOf(it->second.spec, it->second.learned_estimate_s);
+    }
+  }
+  if (v.job.id == 0) {  // ended: the store has it, and its estimate is what its spec gives
+    v.job = *job;
+    if (auto spec = api::ParseJobSpec(v.job.spec_json, StoredSpecLimits()); spec.ok()) {
+      v.estimate = api::EstimateOf(*spec);
+    }
+  }
+  auto tasks = store_->ListTasks(id);
+  if (!tasks.ok()) return tasks.status();
+  v.tasks = *std::move(tasks);
+  auto events = store_->ListEvents(id, 0, 200);
+  if (!events.ok()) return events.status();
+  v.events = *std::move(events);
+  return v;
+}
+
+absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Principal& caller,
+                                                                   store::JobQuery query) const {
+  if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
+  if (std::optional<std::string> owner = VisibleOwner(caller)) query.user = *std::move(owner);
+  auto jobs = store_->ListJobs(query);
+  if (!jobs.ok()) return jobs;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& r : *jobs) {
+    auto it = jobs_.find(r.id);
+    if (it != jobs_.end()) r.reason = it->second.rec.reason;
+  }
+  return jobs;
+}
+
+absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
+  if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::StatusOr<JobEntry*> open = OpenJobFor(caller, id);
+    if (!open.ok()) return open.status();
+    JobEntry& j = **open;
+    store::WriteBatch b;
+    JobEntry next = j;
+    next.rec.state = JobState::kCancelled;
+    next.rec.reason = absl::StrCat("cancelled by ", caller.name);
+    if (!HasActiveTasks(next, false)) next.rec.end_ms = clock_->NowMs();
+    b.jobs.push_back(next.rec);
+    Event(b, id, "", "Cancelled", next.rec.reason);
+    if (next.rec.end_ms != 0) NoteDeviceUse(next, b);  // else when its tasks have stopped
+    if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+    j = std::move(next);
+    TouchJob(j);
+    Prune();
+  }
+  Wake();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LogLocation> Controller::LocateLog(const Principal& caller, int64_t job_id, int32_t task_index) const {
+  auto view = GetJob(caller, job_id);
+  if (!view.ok()) return view.status();
+  if (view->tasks.empty())
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has not started; no logs yet"));
+  // The latest attempt's tasks, in (group, replica) order.
+  int32_t attempt = 0;
+  for (const auto& t : view->tasks) attempt = std::max(attempt, t.attempt);
+  std::vector<const store::TaskRecord*> current;
+  for (const auto& t : view->tasks) {
+    if (t.attempt == attempt) current.push_back(&t);
+  }
+  if (task_index < 0 || task_index >= static_cast<int32_t>(current.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("job ", job_id, " has tasks 0..", current.size() - 1));
+  }
+  const store::TaskRecord& t = *current[task_index];
+  LogLocation loc;
+  loc.task_id = wire::TaskId(t.job_id, t.group, t.replica, t.attempt);
+  loc.finished = store::IsTerminal(t.state);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(t.node);
+  if (it == nodes_.end()) return absl::UnavailableError(absl::StrCat("node '", t.node, "' of the task is unknown"));
+  loc.agent_url = it->second.agent_url;
+  return loc;
+}
+
+}  // namespace icos::controller
