@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "cli/job_control.h"
 #include "cli/run_command.h"
+#include "cli/summary.h"
 #include "protocol/http_client.h"
 
 namespace icos::cli {
@@ -123,6 +124,7 @@ struct ClientCommands {
   CLI::App* wait = nullptr;
   CLI::App* nodes = nullptr;
   CLI::App* queues = nullptr;
+  CLI::App* summary = nullptr;
   CLI::App* queue_put = nullptr;
   CLI::App* token_create = nullptr;
   CLI::App* token_list = nullptr;
@@ -246,6 +248,9 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   common(c->nodes);
   c->queues = app.add_subcommand("queues", "List queues");
   common(c->queues);
+  c->summary = app.add_subcommand(
+      "summary", "Devices by vendor/model (total, in use, free, out of service), nodes and queues at a glance (sinfo)");
+  common(c->summary, false);
   c->devices = app.add_subcommand("devices", "List every device: vendor, model, memory, NUMA node, island, health");
   c->devices->add_option("node", c->node_name, "only this node");
   common(c->devices);
@@ -385,9 +390,9 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   const JobControlCommands& control = c->control;
   if (!(parsed(c->submit) || parsed(c->jobs) || parsed(c->job) || parsed(c->logs) || parsed(control.cancel) ||
         parsed(control.hold) || parsed(control.release) || parsed(control.requeue) || parsed(control.update) ||
-        parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->queue_put) || parsed(c->token_create) ||
-        parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) || parsed(c->node_drain) ||
-        parsed(c->node_resume) || parsed(c->usage) || parsed(c->run))) {
+        parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->summary) || parsed(c->queue_put) ||
+        parsed(c->token_create) || parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) ||
+        parsed(c->node_drain) || parsed(c->node_resume) || parsed(c->usage) || parsed(c->run))) {
     owned.release();
     return -1;
   }
@@ -734,6 +739,14 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     if (as_json) return Print(out, *r);
     out << "node " << c->node_name << (c->device >= 0 ? absl::StrCat(" device ", c->device) : "")
         << (drain ? " drained" : " resumed") << "\n";
+    return 0;
+  }
+  if (parsed(c->summary)) {
+    auto nodes = api.Json("GET", "/api/v1/nodes");
+    if (!nodes.ok()) return fail(nodes.status());
+    auto queues = api.Json("GET", "/api/v1/queues");
+    if (!queues.ok()) return fail(queues.status());
+    out << ClusterSummary(*nodes, *queues);
     return 0;
   }
   if (parsed(c->queues)) {

@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "cli/summary.h"
+
 namespace icos::cli {
 namespace {
 
@@ -34,6 +36,33 @@ TEST(JobRowsTest, ElementsAlikeFoldAndOthersStayApart) {
   EXPECT_EQ(JobRows(jobs, false)[1].reason, "ArrayThrottle: 2 of array 10");
   EXPECT_THAT(Ids(JobRows(jobs, true)),
               ::testing::ElementsAre("20", "10_9", "10_8", "10_6", "10_5", "10_1", "10_0", "9"));
+}
+
+// sinfo's view: a shared device's unheld share is free; a drained node's
+// devices and an unhealthy device are out of service.
+TEST(ClusterSummaryTest, CountsByTypeAndState) {
+  auto dev = [](const std::string& model, bool healthy = true) {
+    return nlohmann::json{{"vendor", "nvidia"}, {"model", model}, {"healthy", healthy}, {"drained", false}};
+  };
+  nlohmann::json nodes = {{"nodes",
+                           {{{"name", "a"},
+                             {"state", "Ready"},
+                             {"drained", false},
+                             {"unhealthy_reason", ""},
+                             {"node", {{"devices", {dev("A100"), dev("A100"), dev("A100", false)}}}},
+                             {"allocations", {{{"device", 0}, {"percent", 100}}, {{"device", 1}, {"percent", 30}}}}},
+                            {{"name", "b"},
+                             {"state", "Ready"},
+                             {"drained", true},
+                             {"unhealthy_reason", ""},
+                             {"node", {{"devices", {dev("H100")}}}},
+                             {"allocations", nlohmann::json::array()}}}}};
+  nlohmann::json queues = {{"queues", {{{"name", "default"}, {"pending", 3}, {"running", 2}, {"used", {{"cpu", 4}}}}}}};
+  const std::string s = ClusterSummary(nodes, queues);
+  EXPECT_THAT(s, ::testing::HasSubstr("nvidia/A100                   3    1.30    0.70    1\n"));
+  EXPECT_THAT(s, ::testing::HasSubstr("nvidia/H100                   1    0.00    0.00    1\n"));
+  EXPECT_THAT(s, ::testing::HasSubstr("nodes: 2 ready, 0 not ready, 1 drained, 0 unhealthy"));
+  EXPECT_THAT(s, ::testing::HasSubstr("default                 3        2  cpu=4"));
 }
 
 }  // namespace

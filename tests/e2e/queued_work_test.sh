@@ -55,6 +55,10 @@ wait_until 20 sh -c "\"$ICOS_BIN\" job $behind | grep -q '^expected start: in'" 
   fail "no start forecast for a waiting job: $(icos job "$behind" | head -5)"
 icos job "$behind" | grep -q '^expected start: in \(1m\|2m\|[0-9]*s\) ' || fail "forecast is not about 2 min: $(icos job "$behind" | grep expected)"
 icos jobs --start | grep "^$behind " | grep -q " in " || fail "icos jobs --start shows no start: $(icos jobs --start)"
+# sinfo's view while the blocker holds every core.
+summary=$(icos summary 2>&1) || fail "icos summary failed: $summary"
+echo "$summary" | grep -q "^nodes: 1 ready, 0 not ready" || fail "icos summary: $summary"
+echo "$summary" | grep -q "^default .* 1 .* 1  cpu=" || fail "icos summary's queue row: $summary"
 icos cancel "$blocker" "$behind" >/dev/null
 
 # Requeue a running job: it stops and runs again as its next attempt.
