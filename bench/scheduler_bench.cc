@@ -7,6 +7,9 @@
 //                      decisions/s, peak RSS
 //   BM_PlaceOneNewJob  latency to place one newly arrived job against an open
 //                      session (p50 / p99 in microseconds)
+//   BM_Forecast        one start-time forecast refresh (core/forecast.h) for
+//                      1,000 pending jobs on N nodes: ms, forward passes run
+//                      within the controller's default budget, jobs given a P50
 // Run: build/release/bench/icos_scheduler_bench --benchmark_filter=FullPass
 #include <benchmark/benchmark.h>
 
@@ -18,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "core/forecast.h"
 #include "core/scheduler.h"
 #include "sim/synthetic.h"
 
@@ -98,6 +102,37 @@ void BM_FullPass(benchmark::State& state) {
   state.counters["peak_rss_mib"] = PeakRssMib();
 }
 BENCHMARK(BM_FullPass)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+// A refresh as the controller makes one: 1,000 pending jobs, 8 samples, the
+// forward passes cut to what 2 s buys at this size's pass time (measured
+// here first, as the controller measures its last pass).
+void BM_Forecast(benchmark::State& state) {
+  Snapshot snap = SnapshotFor(static_cast<int32_t>(state.range(0)));
+  snap.pending.resize(std::min<size_t>(snap.pending.size(), 1'000));
+  auto sched = Scheduler::Create({});
+  if (!sched.ok()) {
+    state.SkipWithError(std::string(sched.status().message()).c_str());
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!sched->Schedule(snap).ok()) return;
+  const double pass_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  icos::core::ForecastOptions o;
+  o.max_passes = static_cast<int32_t>(std::clamp(2'000.0 / std::max(0.05, pass_ms) / o.samples, 1.0, 5'000.0));
+  size_t placed = 0;
+  for (auto _ : state) {
+    auto f = icos::core::ForecastStarts(*sched, snap, {}, o);
+    if (!f.ok()) {
+      state.SkipWithError(std::string(f.status().message()).c_str());
+      return;
+    }
+    placed = static_cast<size_t>(std::count_if(f->begin(), f->end(), [](const auto& x) { return x.p50_ms >= 0; }));
+  }
+  state.counters["pass_ms"] = pass_ms;
+  state.counters["max_passes"] = o.max_passes;
+  state.counters["with_p50"] = static_cast<double>(placed);
+}
+BENCHMARK(BM_Forecast)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 // One job arrives while the cluster is busy: how long until the scheduler has
 // an answer (bind or a reason), with the indexed state kept between arrivals.

@@ -99,6 +99,11 @@ struct ControllerOptions {
   // them. 0: none.
   int64_t forecast_interval_ms = 30'000;
   core::ForecastOptions forecast;
+  // What one refresh may cost, in passes the size of the last one: its
+  // forecast.max_passes is cut so that samples x passes x (the last pass's
+  // decide time) stays within this, and jobs further back than that reach
+  // are forecast "later". 2 s every 30 s: at most ~7% of one core.
+  int64_t forecast_budget_ms = 2'000;
 };
 
 // How busy the devices a job holds were, from its agents' health checks
@@ -624,6 +629,7 @@ class Controller {
   std::map<int64_t, core::StartForecast> forecasts_;      // guarded by forecast_mu_
   int64_t forecasts_made_ms_ = 0;                         // guarded by forecast_mu_
   std::thread forecast_thread_;
+  std::atomic<double> last_decide_s_{0};  // the last pass's scheduler time (forecast budget)
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;

@@ -38,8 +38,14 @@ absl::StatusOr<bool> Controller::RefreshForecasts() {
     input = std::move(forecast_input_);
   }
   if (input == nullptr) return false;
+  // Within the budget, in passes the size of the last one (a forward pass
+  // sees no more jobs than it did).
+  core::ForecastOptions o = options_.forecast;
+  const double pass_ms = std::max(0.05, last_decide_s_.load() * 1000);
+  const double affordable = static_cast<double>(options_.forecast_budget_ms) / pass_ms / std::max(1, o.samples);
+  o.max_passes = static_cast<int32_t>(std::clamp(affordable, 1.0, static_cast<double>(o.max_passes)));
   // The scheduling pass is pure and const: it may run beside the loop's.
-  auto made = core::ForecastStarts(scheduler_, *input, {}, options_.forecast);
+  auto made = core::ForecastStarts(scheduler_, *input, {}, o);
   if (!made.ok()) return made.status();
   std::map<int64_t, core::StartForecast> by_job;
   for (const core::StartForecast& f : *made) by_job[f.job.value()] = f;

@@ -303,7 +303,9 @@ absl::Status Controller::RunPass() {
   // faster type that has freed.
   if (snap.pending.empty() && !options_.scheduler.migrate_to_faster_type) return absl::OkStatus();
   OfferForecastInput(snap);
+  const auto decide_start = std::chrono::steady_clock::now();
   auto decisions = scheduler_.Schedule(snap);
+  last_decide_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - decide_start).count();
   if (!decisions.ok()) return decisions.status();
 
   // Each rank's framework setup is computed outside the lock too: for a
