@@ -6,6 +6,14 @@ namespace icos::store {
 
 absl::Status GroupCommitQueue::Insert(JobRecord* job, CommitFn commit) { return InsertAll({job}, commit); }
 
+absl::Status GroupCommitQueue::InsertArray(std::vector<JobRecord>* jobs, CommitFn commit) {
+  if (jobs == nullptr || jobs->empty()) return absl::InvalidArgumentError("insert jobs: no jobs");
+  std::vector<JobRecord*> all;
+  for (JobRecord& j : *jobs) all.push_back(&j);
+  absl::Status st = InsertAll(std::move(all), commit);
+  return st.ok() ? InsertOutcome(jobs->front()) : st;
+}
+
 absl::Status GroupCommitQueue::InsertAll(std::vector<JobRecord*> jobs, CommitFn commit) {
   Pending self{.jobs = std::move(jobs)};
   mu_.Lock();

@@ -33,6 +33,9 @@ class GroupCommitQueue {
   // The same for several jobs that must commit together (a job array): they
   // are never split across groups, and stay together in order.
   absl::Status InsertAll(std::vector<JobRecord*> jobs, CommitFn commit);
+  // StateStore::InsertJobs on top of InsertAll: the status of the whole
+  // (InsertOutcome of its first job once committed).
+  absl::Status InsertArray(std::vector<JobRecord>* jobs, CommitFn commit);
 
  private:
   // One caller waiting here; lives on its stack.

@@ -490,12 +490,7 @@ absl::Status PostgresStateStore::InsertJob(JobRecord* job) {
 }
 
 absl::Status PostgresStateStore::InsertJobs(std::vector<JobRecord>* jobs) {
-  if (jobs == nullptr || jobs->empty()) return absl::InvalidArgumentError("insert jobs: no jobs");
-  std::vector<JobRecord*> all;
-  for (JobRecord& j : *jobs) all.push_back(&j);
-  absl::Status st =
-      inserts_.InsertAll(all, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
-  return st.ok() ? InsertOutcome(jobs->front()) : st;
+  return inserts_.InsertArray(jobs, [this](const std::vector<JobRecord*>& group) { return CommitInserts(group); });
 }
 
 absl::Status PostgresStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
