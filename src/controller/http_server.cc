@@ -455,8 +455,12 @@ net::Router HttpServer::Routes() {
            // A retry with the key of a submission that was made: its job, once.
            if (replayed) res.SetHeader("Idempotent-Replayed", "true");
            json reply = {{"id", *id}, {"replayed", replayed}};
-           // An array: its id (its first element's) and its indices, as the spec has them.
-           if (auto job = c->GetJob(who, *id); job.ok() && job->job.array_id != 0) {
+           // An array: its id (its first element's) and its indices, as the spec
+           // has them. Looked up only when the request may have made one, so
+           // a plain submission costs no extra reads.
+           const bool may_be_array = !req.param("array").empty() || req.body.find("array") != std::string::npos;
+           if (auto job = may_be_array ? c->GetJob(who, *id) : absl::StatusOr<JobView>(absl::NotFoundError(""));
+               job.ok() && job->job.array_id != 0) {
              reply["array_id"] = job->job.array_id;
              reply["array"] = json::parse(job->job.spec_json, nullptr, false).value("array", "");
            }

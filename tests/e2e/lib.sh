@@ -26,7 +26,9 @@ cleanup() {
   own=$(ps -o pgid= $$ | tr -d ' ')
   for pid in $(pgrep -f "$E2E_DIR" 2>/dev/null); do
     pgid=$(ps -o pgid= "$pid" 2>/dev/null | tr -d ' ')
-    [ -n "$pgid" ] && [ "$pgid" != "$own" ] && kill -KILL -- "-$pgid" 2>/dev/null
+    # One may have exited since pgrep saw it: a failed kill must not fail a
+    # passed test (errexit applies to the last command of an && list).
+    [ -n "$pgid" ] && [ "$pgid" != "$own" ] && kill -KILL -- "-$pgid" 2>/dev/null || true
   done
   pkill -KILL -f "$E2E_DIR" 2>/dev/null || true
   if [ $rc -ne 0 ]; then
