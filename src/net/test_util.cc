@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 
 namespace icos::net::testing {
 namespace {
@@ -49,15 +51,28 @@ bool SendAll(int fd, const std::string& data) {
 }
 
 std::string ReadResponse(int fd, int timeout_ms, bool head) {
+  // Bytes read past one response (pipelined answers arriving in one recv)
+  // belong to the next read on the same descriptor.
+  static std::mutex mu;
+  static std::map<int, std::string> leftover;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   std::string got;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    got = std::move(leftover[fd]);
+    leftover.erase(fd);
+  }
   while (true) {
     const size_t head_end = got.find("\r\n\r\n");
     if (head_end != std::string::npos) {
       size_t length = 0;
       const size_t cl = got.find("Content-Length: ");
       if (!head && cl != std::string::npos && cl < head_end) length = std::strtoul(got.c_str() + cl + 16, nullptr, 10);
-      if (got.size() >= head_end + 4 + length) return got.substr(0, head_end + 4 + length);
+      if (got.size() >= head_end + 4 + length) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (got.size() > head_end + 4 + length) leftover[fd] = got.substr(head_end + 4 + length);
+        return got.substr(0, head_end + 4 + length);
+      }
     }
     pollfd p = {fd, POLLIN, 0};
     if (::poll(&p, 1, RemainingMs(deadline)) <= 0) return got;

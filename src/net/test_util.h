@@ -13,6 +13,8 @@ int Connect(int port);
 bool SendAll(int fd, const std::string& data);
 // Reads one HTTP response (head and a Content-Length body; no body for a
 // HEAD request's) within timeout_ms; what arrived, "" when nothing did.
+// Bytes that came past the response are kept for the next call on `fd`
+// (pipelined answers), so close a descriptor only after reading all it got.
 std::string ReadResponse(int fd, int timeout_ms, bool head = false);
 // Whether the server closes the connection within timeout_ms (reads and
 // drops anything sent before the close).
