@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "core/forecast.h"
 #include "core/policy_presets.h"
+#include "learn/seeded_noise.h"
 #include "sim/simulator.h"
 #include "sim/trace.h"
 
@@ -87,13 +88,12 @@ int main(int argc, char** argv) {
     for (JobId id : arrived) {
       if (id.value() % every != 0 || !failed.ok()) continue;
       const auto start = std::chrono::steady_clock::now();
+      learn::SeededNoise noise(static_cast<uint64_t>(id.value()));
       auto ours = core::ForecastStarts(
-          *scheduler, snap, {id},
-          core::ForecastOptions{
-              .samples = samples, .seed = static_cast<uint64_t>(id.value()), .arrival_window_ms = window_ms});
+          *scheduler, snap, {id}, core::ForecastOptions{.samples = samples, .arrival_window_ms = window_ms}, noise);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      auto point =
-          core::ForecastStarts(*scheduler, snap, {id}, core::ForecastOptions{.samples = 1, .exact_estimates = true});
+      auto point = core::ForecastStarts(*scheduler, snap, {id},
+                                        core::ForecastOptions{.samples = 1, .exact_estimates = true}, noise);
       if (!ours.ok() || !point.ok()) {
         failed = ours.ok() ? point.status() : ours.status();
         continue;

@@ -23,6 +23,7 @@
 
 #include "core/forecast.h"
 #include "core/scheduler.h"
+#include "learn/seeded_noise.h"
 #include "sim/synthetic.h"
 
 namespace {
@@ -121,7 +122,8 @@ void BM_Forecast(benchmark::State& state) {
   o.max_passes = static_cast<int32_t>(std::clamp(2'000.0 / std::max(0.05, pass_ms) / o.samples, 1.0, 5'000.0));
   size_t placed = 0;
   for (auto _ : state) {
-    auto f = icos::core::ForecastStarts(*sched, snap, {}, o);
+    icos::learn::SeededNoise noise;
+    auto f = icos::core::ForecastStarts(*sched, snap, {}, o, noise);
     if (!f.ok()) {
       state.SkipWithError(std::string(f.status().message()).c_str());
       return;

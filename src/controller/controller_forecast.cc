@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "controller/controller.h"
+#include "learn/seeded_noise.h"
 
 namespace icos::controller {
 
@@ -45,7 +46,8 @@ absl::StatusOr<bool> Controller::RefreshForecasts() {
   const double affordable = static_cast<double>(options_.forecast_budget_ms) / pass_ms / std::max(1, o.samples);
   o.max_passes = static_cast<int32_t>(std::clamp(affordable, 1.0, static_cast<double>(o.max_passes)));
   // The scheduling pass is pure and const: it may run beside the loop's.
-  auto made = core::ForecastStarts(scheduler_, *input, {}, o);
+  learn::SeededNoise noise;  // one seed: the same snapshot, the same forecast
+  auto made = core::ForecastStarts(scheduler_, *input, {}, o, noise);
   if (!made.ok()) return made.status();
   std::map<int64_t, core::StartForecast> by_job;
   for (const core::StartForecast& f : *made) by_job[f.job.value()] = f;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <random>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -26,19 +25,17 @@ double DevicesHeld(const RunningJob& r) {
 // One sample: the start time of each target (kNever: not within the horizon).
 absl::StatusOr<std::vector<int64_t>> OneSample(const Scheduler& scheduler, Snapshot snap,
                                                const absl::flat_hash_map<int64_t, size_t>& target_index,
-                                               const ForecastOptions& o, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal(0.0, 1.0);
+                                               const ForecastOptions& o, Noise& noise) {
   // A run time drawn around an estimate (ms).
   auto draw = [&](const Job& j) -> int64_t {
     const int64_t est = j.runtime_estimate_ms > 0 ? j.runtime_estimate_ms : o.unknown_runtime_ms;
     if (o.exact_estimates) return std::max<int64_t>(1, est);
     const double sd = j.runtime_log_sd > 0 ? j.runtime_log_sd : o.default_log_sd;
-    return std::max<int64_t>(1'000, std::llround(static_cast<double>(est) * std::exp(sd * normal(rng))));
+    return std::max<int64_t>(1'000, std::llround(static_cast<double>(est) * std::exp(sd * noise.Normal())));
   };
   const int64_t now = snap.now_ms;
   absl::flat_hash_map<int64_t, int64_t> end_ms;   // running jobs' ends in this sample
   absl::flat_hash_map<int64_t, int64_t> left_ms;  // work left of preempted jobs
-  std::exponential_distribution<double> exponential(1.0);
   for (const RunningJob& r : snap.running) {
     // The core's convention: a running job's estimate is counted from its start.
     const int64_t elapsed = std::max<int64_t>(0, now - r.start_ms);
@@ -56,11 +53,11 @@ absl::StatusOr<std::vector<int64_t>> OneSample(const Scheduler& scheduler, Snaps
       double z = 0;
       if (z_min < 1.5) {
         int tries = 0;
-        do z = normal(rng);
+        do z = noise.Normal();
         while (z <= z_min && ++tries < 64);
         z = std::max(z, z_min);
       } else {
-        z = z_min + exponential(rng) / z_min;  // the normal's tail beyond z_min, nearly exponential
+        z = z_min + noise.Exponential() / z_min;  // the normal's tail beyond z_min, nearly exponential
       }
       total = std::llround(est * std::exp(sd * z));
     }
@@ -174,7 +171,8 @@ absl::StatusOr<std::vector<int64_t>> OneSample(const Scheduler& scheduler, Snaps
 }  // namespace
 
 absl::StatusOr<std::vector<StartForecast>> ForecastStarts(const Scheduler& scheduler, const Snapshot& snapshot,
-                                                          std::vector<JobId> targets, const ForecastOptions& options) {
+                                                          std::vector<JobId> targets, const ForecastOptions& options,
+                                                          Noise& noise) {
   if (targets.empty()) {
     for (const Job& j : snapshot.pending) targets.push_back(j.id);
   }
@@ -182,9 +180,8 @@ absl::StatusOr<std::vector<StartForecast>> ForecastStarts(const Scheduler& sched
   for (size_t i = 0; i < targets.size(); ++i) index.emplace(targets[i].value(), i);
   const int32_t samples = std::max(1, options.samples);
   std::vector<std::vector<int64_t>> starts(targets.size());
-  std::mt19937_64 rng(options.seed);
   for (int32_t s = 0; s < samples; ++s) {
-    absl::StatusOr<std::vector<int64_t>> one = OneSample(scheduler, snapshot, index, options, rng);
+    absl::StatusOr<std::vector<int64_t>> one = OneSample(scheduler, snapshot, index, options, noise);
     if (!one.ok()) return one.status();
     for (size_t i = 0; i < targets.size(); ++i) starts[i].push_back((*one)[i]);
   }

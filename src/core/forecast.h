@@ -9,7 +9,9 @@
 // (ForecastOptions::arrival_window_ms), or none at all (as Slurm's squeue
 // --start assumes, whose single point uses every running job's time limit).
 //
-// Pure and deterministic for a seed; thread-safe (reads its arguments only).
+// Pure: the randomness comes from the caller (Noise; learn/seeded_noise.h
+// is a seeded one), so a forecast is deterministic for its draws.
+// Thread-safe as far as the Noise given is.
 #ifndef ICOS_CORE_FORECAST_H_
 #define ICOS_CORE_FORECAST_H_
 
@@ -36,13 +38,20 @@ struct ForecastOptions {
   // not started by then has no start in that sample.
   int64_t horizon_ms = 14LL * 86'400'000;
   int32_t max_passes = 5'000;
-  uint64_t seed = 1;
   // Work still to come: each job of the snapshot (pending or running) that
   // was submitted within this window before it is taken to come again one
   // window later, and every window after, as a new job (the recent past
   // repeats). Under a fair-share or shortest-first order later work can go
   // first; without it forecasts are early. 0: nothing more arrives.
   int64_t arrival_window_ms = 0;
+};
+
+// Where a forecast's draws come from: the core owns no randomness.
+class Noise {
+ public:
+  virtual ~Noise() = default;
+  virtual double Normal() = 0;       // standard normal
+  virtual double Exponential() = 0;  // mean 1
 };
 
 struct StartForecast {
@@ -55,10 +64,11 @@ struct StartForecast {
 };
 
 // Forecasts for `targets` (pending jobs of `snapshot`; all of them when
-// empty), in that order. Fails only when the scheduler fails on a snapshot.
+// empty), in that order, drawing from `noise` (unused with
+// exact_estimates). Fails only when the scheduler fails on a snapshot.
 absl::StatusOr<std::vector<StartForecast>> ForecastStarts(const Scheduler& scheduler, const Snapshot& snapshot,
-                                                          std::vector<JobId> targets,
-                                                          const ForecastOptions& options = {});
+                                                          std::vector<JobId> targets, const ForecastOptions& options,
+                                                          Noise& noise);
 
 }  // namespace icos::core
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "core/testing/builders.h"
+#include "learn/seeded_noise.h"
 
 namespace icos::core {
 namespace {
@@ -13,6 +14,13 @@ using builders::MakeNode;
 using builders::MakeRunning;
 
 constexpr int64_t kMin = 60'000;
+
+// A forecast with draws from seed 1, as the controller makes one.
+absl::StatusOr<std::vector<StartForecast>> Forecast(const Scheduler& s, const Snapshot& snap,
+                                                    std::vector<JobId> targets, const ForecastOptions& o) {
+  learn::SeededNoise noise;
+  return ForecastStarts(s, snap, std::move(targets), o, noise);
+}
 
 Scheduler Default() { return *Scheduler::Create(SchedulerOptions{.order = "priority"}); }
 
@@ -31,7 +39,7 @@ Snapshot Queue() {
 }
 
 TEST(ForecastTest, ExactEstimatesGiveThePlannersPointForecast) {
-  auto f = ForecastStarts(Default(), Queue(), {}, ForecastOptions{.samples = 1, .exact_estimates = true});
+  auto f = Forecast(Default(), Queue(), {}, ForecastOptions{.samples = 1, .exact_estimates = true});
   ASSERT_TRUE(f.ok()) << f.status();
   ASSERT_EQ(f->size(), 2u);
   EXPECT_EQ((*f)[0].job, JobId(2));
@@ -44,7 +52,7 @@ TEST(ForecastTest, ExactEstimatesGiveThePlannersPointForecast) {
 // Drawn run times spread the starts around the point forecast, and the later
 // job's spread is the wider (two uncertain run times before it).
 TEST(ForecastTest, SamplesSpreadAroundTheEstimates) {
-  auto f = ForecastStarts(Default(), Queue(), {}, ForecastOptions{.samples = 200, .default_log_sd = 0.5});
+  auto f = Forecast(Default(), Queue(), {}, ForecastOptions{.samples = 200, .default_log_sd = 0.5});
   ASSERT_TRUE(f.ok()) << f.status();
   const StartForecast& a = (*f)[0];
   const StartForecast& b = (*f)[1];
@@ -57,7 +65,7 @@ TEST(ForecastTest, SamplesSpreadAroundTheEstimates) {
   EXPECT_GT(b.p90_ms - b.p10_ms, a.p90_ms - a.p10_ms);
   EXPECT_GT(b.p50_ms, a.p50_ms);
   // Deterministic for a seed.
-  auto again = ForecastStarts(Default(), Queue(), {}, ForecastOptions{.samples = 200, .default_log_sd = 0.5});
+  auto again = Forecast(Default(), Queue(), {}, ForecastOptions{.samples = 200, .default_log_sd = 0.5});
   EXPECT_EQ((*again)[1].p50_ms, b.p50_ms);
 }
 
@@ -66,12 +74,12 @@ TEST(ForecastTest, SamplesSpreadAroundTheEstimates) {
 TEST(ForecastTest, TheSchedulersOwnDecisionsPreemptionIncluded) {
   Snapshot s = Queue();
   s.pending[1].priority = 10;
-  auto f = ForecastStarts(Default(), s, {JobId(2), JobId(3)}, ForecastOptions{.samples = 1, .exact_estimates = true});
+  auto f = Forecast(Default(), s, {JobId(2), JobId(3)}, ForecastOptions{.samples = 1, .exact_estimates = true});
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ((*f)[1].p50_ms, 100 * kMin);
   EXPECT_EQ((*f)[0].p50_ms, 115 * kMin);
   s.running[0].job.preemptible = false;  // now it waits for job 1 to end
-  f = ForecastStarts(Default(), s, {JobId(3)}, ForecastOptions{.samples = 1, .exact_estimates = true});
+  f = Forecast(Default(), s, {JobId(3)}, ForecastOptions{.samples = 1, .exact_estimates = true});
   EXPECT_EQ((*f)[0].p50_ms, 110 * kMin);
 }
 
@@ -83,9 +91,9 @@ TEST(ForecastTest, RecentArrivalsComeAgainWhenAsked) {
   s.running[0].job.submit_ms = 90 * kMin;  // within the window: it comes again at +20 min, before A's turn ends
   s.running[0].job.priority = 10;
   ForecastOptions exact{.samples = 1, .exact_estimates = true};
-  auto without = ForecastStarts(Default(), s, {JobId(3)}, exact);
+  auto without = Forecast(Default(), s, {JobId(3)}, exact);
   exact.arrival_window_ms = 30 * kMin;
-  auto with = ForecastStarts(Default(), s, {JobId(3)}, exact);
+  auto with = Forecast(Default(), s, {JobId(3)}, exact);
   ASSERT_TRUE(without.ok() && with.ok());
   EXPECT_EQ((*without)[0].p50_ms, 130 * kMin);  // after job 1 (110) and A (20 min)
   // Job 1 comes again at 120 min; when A ends at 130 it goes first (priority
@@ -96,7 +104,7 @@ TEST(ForecastTest, RecentArrivalsComeAgainWhenAsked) {
 TEST(ForecastTest, AJobThatNeverFitsHasNoStart) {
   Snapshot s = Queue();
   s.pending.push_back(MakeJob(4, 2));  // two devices on a one-device cluster
-  auto f = ForecastStarts(Default(), s, {JobId(4)}, ForecastOptions{.samples = 4});
+  auto f = Forecast(Default(), s, {JobId(4)}, ForecastOptions{.samples = 4});
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ((*f)[0].started, 0);
   EXPECT_EQ((*f)[0].p10_ms, -1);
