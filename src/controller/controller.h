@@ -501,6 +501,9 @@ class Controller {
   // Forgets jobs that ended and hold no tasks (the store keeps them),
   // keeping the end state of those a remembered job depends on.
   void Prune();
+  // PermissionDenied when `caller` may not ask for `priority` in `queue`
+  // (above its max_priority, for users): Submit's and Update's one rule.
+  absl::Status CheckQueuePriority(const Principal& caller, const std::string& queue, int32_t priority) const;
   // The open job `id` as `caller` may act on it; NotFound for one it may not
   // see, FailedPrecondition naming the state of one that ended.
   absl::StatusOr<JobEntry*> OpenJobFor(const Principal& caller, int64_t id);

@@ -68,15 +68,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
             absl::StrCat("queue '", spec->queue, "' has child queues; submit to one of them (jobs go to leaf queues)"));
       }
     }
-    // Priority decides who preempts whom in a queue: a user may ask only as
-    // high as the queue allows (admins set that, and may ask for any).
-    auto qit = queues_.find(spec->queue);
-    const int32_t max_priority = qit != queues_.end() ? qit->second.max_priority : core::Queue().max_priority;
-    if (!MayExceedQueuePriority(caller) && spec->priority > max_priority) {
-      return absl::PermissionDeniedError(absl::StrCat("priority ", spec->priority, " is above queue '", spec->queue,
-                                                      "''s limit of ", max_priority,
-                                                      " for users; ask an admin to raise the queue's max_priority"));
-    }
+    if (absl::Status st = CheckQueuePriority(caller, spec->queue, spec->priority); !st.ok()) return st;
   }
   // The jobs it depends on, as the store has them (only jobs the caller may
   // see; one that ended the wrong way can never let it start).
@@ -178,6 +170,17 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   }
   Wake();
   return first.id;
+}
+
+absl::Status Controller::CheckQueuePriority(const Principal& caller, const std::string& queue, int32_t priority) const {
+  // Priority decides who preempts whom in a queue: a user may ask only as
+  // high as the queue allows (admins set that, and may ask for any).
+  auto q = queues_.find(queue);
+  const int32_t max_priority = q != queues_.end() ? q->second.max_priority : core::Queue().max_priority;
+  if (MayExceedQueuePriority(caller) || priority <= max_priority) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("priority ", priority, " is above queue '", queue, "''s limit of ",
+                                                  max_priority,
+                                                  " for users; ask an admin to raise the queue's max_priority"));
 }
 
 absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) const {

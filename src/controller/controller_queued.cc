@@ -113,16 +113,11 @@ absl::Status Controller::Update(const Principal& caller, int64_t id, const JobUp
     }
     if (update.priority) {
       const api::SpecLimits& limits = options_.spec_limits;
-      auto q = queues_.find(spec.queue);
-      const int32_t max_priority = q != queues_.end() ? q->second.max_priority : core::Queue().max_priority;
       if (*update.priority < -limits.max_priority || *update.priority > limits.max_priority) {
         return absl::InvalidArgumentError(absl::StrCat("priority ", *update.priority, " is out of range; use ",
                                                        -limits.max_priority, " to ", limits.max_priority));
       }
-      if (!MayExceedQueuePriority(caller) && *update.priority > max_priority) {
-        return absl::PermissionDeniedError(absl::StrCat("priority ", *update.priority, " is above queue '", spec.queue,
-                                                        "''s limit of ", max_priority, " for users"));
-      }
+      if (absl::Status st = CheckQueuePriority(caller, spec.queue, *update.priority); !st.ok()) return st;
       spec.priority = *update.priority;
     }
     for (const auto& [value, field] : {std::pair{update.time_limit_s, &spec.time_limit_s},
