@@ -34,7 +34,16 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
     : options_(std::move(options)),
       store_(store),
       clock_(clock),
-      scheduler_(*core::Scheduler::Create(options_.scheduler)) {}
+      scheduler_(*core::Scheduler::Create(options_.scheduler)),
+      engine_(engine::EngineOptions{.restart_backoff_ms = options_.restart_backoff_ms,
+                                    .restart_backoff_max_ms = options_.restart_backoff_max_ms,
+                                    .node_lease_ms = options_.node_lease_ms,
+                                    .grace_ms = options_.grace_ms,
+                                    .port_base = options_.port_base,
+                                    .port_span = options_.port_span,
+                                    .restore_cost_ms = options_.scheduler.restore_cost_ms,
+                                    // Its order wants whole-run estimates, not the time left (core/estimates.h).
+                                    .total_estimates = scheduler_.order().ranks_by_total_estimate()}) {}
 
 absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions options, store::StateStore* store,
                                                                Clock* clock) {
@@ -67,7 +76,7 @@ absl::Status Controller::Load() {
     auto parsed = wire::QueueFromJson(json::parse(q.spec_json, nullptr, false));
     if (!parsed.ok())
       return absl::DataLossError(absl::StrCat("stored queue '", q.name, "': ", parsed.status().message()));
-    queues_[q.name] = *parsed;
+    engine_.queues()[q.name] = *parsed;
   }
   auto tokens = store_->ListTokens();
   if (!tokens.ok()) return tokens.status();
@@ -89,45 +98,32 @@ absl::Status Controller::Load() {
     // Until its agent speaks again, a node is not ready but keeps its tasks:
     // the agent re-adopts them and reports their state (no task runs twice).
     e.rec.heartbeat_ms = clock_->NowMs();
-    nodes_[n.name] = std::move(e);
+    engine_.nodes()[n.name] = std::move(e);
   }
   store::JobQuery open;
   open.states = {JobState::kPending, JobState::kRunning};
   auto jobs = store_->ListJobs(open);
   if (!jobs.ok()) return jobs.status();
   const api::SpecLimits stored = StoredSpecLimits();
-  for (const auto& r : *jobs) {
-    auto spec = api::ParseJobSpec(r.spec_json, stored);
-    if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", r.id, ": ", spec.status().message()));
-    JobEntry j;
-    j.rec = r;
-    j.spec = *spec;
-    j.core = api::ToCoreJob(j.spec, JobId(r.id), r.user, r.submit_ms);
-    j.devices = SpecDevices(j.spec);
-    jobs_[r.id] = std::move(j);
-  }
-  // Tasks still active may belong to jobs that already ended (being stopped).
+  // Open jobs, and ended ones whose tasks are still active (being stopped).
+  std::map<int64_t, store::JobRecord> records;
+  for (auto& r : *jobs) records.emplace(r.id, std::move(r));
   auto active = store_->ListActiveTasks();
   if (!active.ok()) return active.status();
-  std::set<int64_t> with_tasks;
-  for (const auto& t : *active) with_tasks.insert(t.job_id);
-  for (int64_t id : with_tasks) {
-    if (!jobs_.count(id)) {
-      auto r = store_->GetJob(id);
-      if (!r.ok()) return r.status();
-      auto spec = api::ParseJobSpec(r->spec_json, stored);
-      if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", id, ": ", spec.status().message()));
-      JobEntry j;
-      j.rec = *r;
-      j.spec = *spec;
-      j.core = api::ToCoreJob(j.spec, JobId(id), r->user, r->submit_ms);
-      j.devices = SpecDevices(j.spec);
-      jobs_[id] = std::move(j);
-    }
+  for (const auto& t : *active) {
+    if (records.count(t.job_id)) continue;
+    auto r = store_->GetJob(t.job_id);
+    if (!r.ok()) return r.status();
+    records.emplace(t.job_id, *std::move(r));
   }
-  for (const auto& [id, j] : jobs_) NoteDependencies(j, +1);
-  if (absl::Status st = LoadEndedDependencies(); !st.ok()) return st;
-  for (auto& [id, j] : jobs_) {
+  for (auto& [id, r] : records) {
+    auto spec = api::ParseJobSpec(r.spec_json, stored);
+    if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", id, ": ", spec.status().message()));
+    JobEntry j;
+    j.spec = *spec;
+    j.core = api::ToCoreJob(j.spec, JobId(id), r.user, r.submit_ms);
+    j.devices = SpecDevices(j.spec);
+    j.rec = std::move(r);
     auto tasks = store_->ListTasks(id);
     if (!tasks.ok()) return tasks.status();
     for (const auto& t : *tasks) {
@@ -141,60 +137,19 @@ absl::Status Controller::Load() {
       }
       j.tasks.push_back(std::move(e));
     }
+    engine_.NoteDependencies(j, +1);
+    engine_.AddJob(std::move(j));
   }
-  return absl::OkStatus();
+  return LoadEndedDependencies();
 }
 
 // --- helpers (mu_ held) -------------------------------------------------------------
 
-bool Controller::HasActiveTasks(const JobEntry& j, bool older_attempts_only) const {
-  for (const auto& t : j.tasks) {
-    if (store::IsActive(t.rec.state) && (!older_attempts_only || t.rec.attempt < j.rec.attempt)) return true;
-  }
-  return false;
-}
-
-int64_t Controller::RestartBackoffMs(int32_t failures) const {
-  if (failures <= 0 || options_.restart_backoff_ms <= 0) return 0;
-  int64_t ms = options_.restart_backoff_ms;
-  for (int32_t k = 1; k < failures && ms < options_.restart_backoff_max_ms; ++k) ms *= 2;
-  return std::min(ms, std::max(options_.restart_backoff_max_ms, options_.restart_backoff_ms));
-}
-
-int64_t Controller::RetryAtMs(const JobEntry& j) const {
-  int64_t last_failure_ms = 0;
-  for (const auto& t : j.tasks) {
-    if (t.rec.state == TaskState::kFailed) last_failure_ms = std::max(last_failure_ms, t.rec.end_ms);
-  }
-  if (last_failure_ms == 0) return 0;
-  return last_failure_ms + RestartBackoffMs(Failures(j));
-}
-
-int32_t Controller::Failures(const JobEntry& j) const {
-  std::set<int32_t> failed;
-  for (const auto& t : j.tasks) {
-    if (t.rec.state == TaskState::kFailed) failed.insert(t.rec.attempt);
-  }
-  return static_cast<int32_t>(failed.size());
-}
-
-bool Controller::ShouldRun(const JobEntry& j, const TaskEntry& t) const {
-  if (j.rec.state != JobState::kRunning || t.rec.attempt != j.rec.attempt) return false;
-  // Waiting for preempted victims holds back a task's start only: once it
-  // runs, nothing a victim does later (placed again, preempted again) stops it.
-  if (t.rec.state != TaskState::kAssigned) return true;
-  // A victim's tasks of the attempt it was preempted in (older than its
-  // current one) hold the devices until they stop; its new tasks run elsewhere.
-  for (int64_t victim : j.waits_for) {
-    auto it = jobs_.find(victim);
-    if (it != jobs_.end() && HasActiveTasks(it->second, /*older_attempts_only=*/true)) return false;
-  }
-  return true;
-}
+int64_t Controller::RestartBackoffMs(int32_t failures) const { return engine_.RestartBackoffMs(failures); }
 
 void Controller::Touch(const std::string& node) {
-  auto it = nodes_.find(node);
-  if (it != nodes_.end()) {
+  auto it = engine_.nodes().find(node);
+  if (it != engine_.nodes().end()) {
     ++it->second.version;
     if (assignment_listener_) assignment_listener_(node);
   }
@@ -206,90 +161,24 @@ void Controller::SetAssignmentListener(std::function<void(const std::string& nod
   assignment_listener_ = std::move(listener);
 }
 
-void Controller::TouchJob(const JobEntry& j) {
-  for (const auto& t : j.tasks) {
-    if (store::IsActive(t.rec.state)) Touch(t.rec.node);
+absl::Status Controller::Commit(engine::Change change) {
+  const bool tasks_ended = std::any_of(change.batch.tasks.begin(), change.batch.tasks.end(),
+                                       [](const store::TaskRecord& t) { return store::IsTerminal(t.state); });
+  if (!change.batch.empty()) {
+    AddUsage(change.batch);
+    ICOS_RETURN_IF_ERROR(store_->Apply(std::move(change.batch)));
   }
-}
-
-void Controller::Event(store::WriteBatch& b, int64_t job, const std::string& node, const std::string& kind,
-                       std::string msg) {
-  store::EventRecord e;
-  e.job_id = job;
-  e.node = node;
-  e.time_ms = clock_->NowMs();
-  e.kind = kind;
-  e.message = std::move(msg);
-  b.events.push_back(std::move(e));
-}
-
-absl::Status Controller::Commit(store::WriteBatch batch) {
-  if (batch.empty()) return absl::OkStatus();
-  AddUsage(batch);
-  return store_->Apply(std::move(batch));
-}
-
-void Controller::Requeue(JobEntry& j, const std::string& node, store::WriteBatch& b) {
-  if (j.rec.state != JobState::kRunning) return;
-  // As a gang restart, but no retry is spent: the job did nothing wrong (Slurm
-  // requeues a batch job whose node fails). Its other tasks are told to stop.
-  j.rec.state = JobState::kPending;
-  ++j.rec.attempt;
-  j.rec.reason = absl::StrCat("requeued: node '", node, "' shut down under it");
-  b.jobs.push_back(j.rec);
-  Event(b, j.rec.id, node, "Requeued", j.rec.reason);
-}
-
-// Moves a job forward after its tasks changed: success, failure with or
-// without a gang restart, the end of a cancel or preemption. REQUIRES mu_.
-void Controller::EvaluateJob(JobEntry& j, store::WriteBatch& b) {
-  const int64_t now = clock_->NowMs();
-  if (j.rec.state != JobState::kRunning) {
-    if (store::IsTerminal(j.rec.state) && !HasActiveTasks(j, false) && j.rec.end_ms == 0) {
-      j.rec.end_ms = now;
-      b.jobs.push_back(j.rec);
-      NoteDeviceUse(j, b);
+  for (const std::string& node : engine_.Adopt(std::move(change))) Touch(node);
+  // Jobs waiting for preempted victims may run now that a task stopped.
+  if (tasks_ended) {
+    for (const auto& [id, j] : engine_.jobs()) {
+      if (j.waits_for.empty()) continue;
+      for (const auto& t : j.tasks) {
+        if (store::IsActive(t.rec.state)) Touch(t.rec.node);
+      }
     }
-    return;
   }
-  int32_t total = 0, succeeded = 0;
-  const TaskEntry* failed = nullptr;
-  for (const auto& t : j.tasks) {
-    if (t.rec.attempt != j.rec.attempt) continue;
-    ++total;
-    if (t.rec.state == TaskState::kSucceeded) ++succeeded;
-    if ((t.rec.state == TaskState::kFailed || t.rec.state == TaskState::kKilled) && failed == nullptr) failed = &t;
-  }
-  if (total > 0 && succeeded == total) {
-    j.rec.state = JobState::kSucceeded;
-    j.rec.end_ms = now;
-    j.rec.reason = "all tasks succeeded";
-    b.jobs.push_back(j.rec);
-    Event(b, j.rec.id, "", "Succeeded", absl::StrCat(total, " tasks succeeded"));
-    NoteDeviceUse(j, b);
-    return;
-  }
-  if (failed == nullptr) return;
-  const std::string why = absl::StrCat("task ", failed->rec.group, "/", failed->rec.replica, " ",
-                                       store::TaskStateName(failed->rec.state), ": ", failed->rec.reason);
-  if (j.spec.restart == api::RestartPolicy::kOnFailure && Failures(j) <= j.spec.max_retries) {
-    // A failed rank restarts the whole gang (torchrun's and Volcano's rule).
-    j.rec.state = JobState::kPending;
-    ++j.rec.attempt;
-    const int64_t backoff_ms = RestartBackoffMs(Failures(j));
-    j.rec.reason = absl::StrCat("restarting", backoff_ms > 0 ? absl::StrCat(" in ", backoff_ms / 1000, " s") : "", " (",
-                                Failures(j), " of ", j.spec.max_retries, " retries used) after ", why);
-    b.jobs.push_back(j.rec);
-    Event(b, j.rec.id, failed->rec.node, "Restarting", j.rec.reason);
-  } else {
-    j.rec.state = JobState::kFailed;
-    j.rec.reason = why;
-    if (!HasActiveTasks(j, false)) j.rec.end_ms = now;
-    b.jobs.push_back(j.rec);
-    Event(b, j.rec.id, failed->rec.node, "Failed", why);
-    if (j.rec.end_ms != 0) NoteDeviceUse(j, b);  // else when its last task has stopped
-  }
-  TouchJob(j);
+  return absl::OkStatus();
 }
 
 // --- queues and nodes -------------------------------------------------------------
@@ -299,21 +188,21 @@ absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& c
   std::lock_guard<std::mutex> lock(mu_);
   std::map<std::string, QueueView> out;
   out["default"].queue.name = "default";
-  for (const auto& [n, q] : queues_) out[n].queue = q;
-  for (const auto& [id, j] : jobs_) {
+  for (const auto& [n, q] : engine_.queues()) out[n].queue = q;
+  for (const auto& [id, j] : engine_.jobs()) {
     auto it = out.find(j.rec.queue);
     if (it == out.end()) continue;
     if (j.rec.state == JobState::kPending) ++it->second.pending;
     if (j.rec.state == JobState::kRunning) ++it->second.running;
   }
   // Usage counts toward the queue and every ancestor, as quotas do.
-  for (const auto& [id, j] : jobs_) {
+  for (const auto& [id, j] : engine_.jobs()) {
     for (const auto& t : j.tasks) {
       if (!store::IsActive(t.rec.state)) continue;
       core::ResourceAmounts take{{"cpu", t.placement.cpu_milli}, {"memory", t.placement.memory_mib}};
-      auto node = nodes_.find(t.rec.node);
+      auto node = engine_.nodes().find(t.rec.node);
       for (const auto& slice : t.placement.devices) {
-        if (node == nodes_.end() || slice.device < 0 ||
+        if (node == engine_.nodes().end() || slice.device < 0 ||
             slice.device >= static_cast<int32_t>(node->second.node.devices.size())) {
           continue;
         }
@@ -340,13 +229,13 @@ absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& c
 absl::Status Controller::PutQueue(const Principal& caller, const core::Queue& queue) {
   if (absl::Status st = Authorize(caller, Action::kChangeQueues); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
-  if (!queue.parent.empty() && queue.parent != "default" && !queues_.count(queue.parent)) {
+  if (!queue.parent.empty() && queue.parent != "default" && !engine_.queues().count(queue.parent)) {
     return absl::InvalidArgumentError(absl::StrCat("parent queue '", queue.parent, "' does not exist"));
   }
-  store::WriteBatch b;
-  b.queues.push_back({queue.name, wire::QueueToJson(queue).dump()});
-  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
-  queues_[queue.name] = queue;
+  engine::Change c(clock_->NowMs());
+  c.batch.queues.push_back({queue.name, wire::QueueToJson(queue).dump()});
+  if (absl::Status st = Commit(std::move(c)); !st.ok()) return st;
+  engine_.queues()[queue.name] = queue;
   return absl::OkStatus();
 }
 
@@ -355,7 +244,7 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<NodeView> out;
   std::map<std::string, size_t> index;
-  for (const auto& [name, n] : nodes_) {
+  for (const auto& [name, n] : engine_.nodes()) {
     NodeView v;
     v.record = n.rec;
     v.node = n.node;
@@ -372,7 +261,7 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
     out.push_back(std::move(v));
   }
   // One walk over the active tasks, not one per node.
-  for (const auto& [id, j] : jobs_) {
+  for (const auto& [id, j] : engine_.jobs()) {
     for (const auto& t : j.tasks) {
       if (!store::IsActive(t.rec.state)) continue;
       auto it = index.find(t.rec.node);
@@ -412,20 +301,20 @@ std::string Controller::NodeSpecJson(const NodeEntry& e, const core::Node& node,
 absl::Status Controller::DrainNode(const Principal& caller, const std::string& name, bool drain) {
   if (absl::Status st = Authorize(caller, Action::kChangeNodes); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = nodes_.find(name);
-  if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
+  auto it = engine_.nodes().find(name);
+  if (it == engine_.nodes().end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
   NodeEntry& n = it->second;
   if (n.drained == drain) return absl::OkStatus();
   store::NodeRecord rec = n.rec;
   NodeEntry next = n;
   next.drained = drain;
   rec.spec_json = NodeSpecJson(next, n.node, n.agent_url, n.log_key);
-  store::WriteBatch b;
-  b.nodes.push_back(rec);
+  engine::Change c(clock_->NowMs());
+  c.batch.nodes.push_back(rec);
   // Running tasks stay (as `scontrol update state=drain` in Slurm); nothing new lands.
-  Event(b, 0, name, drain ? "NodeDrained" : "NodeResumed",
-        absl::StrCat(drain ? "drained" : "resumed", " by ", caller.name));
-  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  c.Event(0, name, drain ? "NodeDrained" : "NodeResumed",
+          absl::StrCat(drain ? "drained" : "resumed", " by ", caller.name));
+  if (absl::Status st = Commit(std::move(c)); !st.ok()) return st;
   n.rec = rec;
   n.drained = drain;
   ++n.generation;  // a pass in flight must not place onto it
@@ -435,8 +324,8 @@ absl::Status Controller::DrainNode(const Principal& caller, const std::string& n
 absl::Status Controller::DrainDevice(const Principal& caller, const std::string& name, int32_t device, bool drain) {
   if (absl::Status st = Authorize(caller, Action::kChangeNodes); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = nodes_.find(name);
-  if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
+  auto it = engine_.nodes().find(name);
+  if (it == engine_.nodes().end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
   NodeEntry& n = it->second;
   if (device < 0 || device >= static_cast<int32_t>(n.node.devices.size())) {
     return absl::NotFoundError(
@@ -451,13 +340,13 @@ absl::Status Controller::DrainDevice(const Principal& caller, const std::string&
   }
   store::NodeRecord rec = n.rec;
   rec.spec_json = NodeSpecJson(next, n.node, n.agent_url, n.log_key);
-  store::WriteBatch b;
-  b.nodes.push_back(rec);
+  engine::Change c(clock_->NowMs());
+  c.batch.nodes.push_back(rec);
   const core::Device& d = n.node.devices[device];
-  Event(b, 0, name, drain ? "DeviceDrained" : "DeviceResumed",
-        absl::StrCat("device ", device, " (", d.vendor, "/", d.model, ") ", drain ? "drained" : "resumed", " by ",
-                     caller.name));
-  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  c.Event(0, name, drain ? "DeviceDrained" : "DeviceResumed",
+          absl::StrCat("device ", device, " (", d.vendor, "/", d.model, ") ", drain ? "drained" : "resumed", " by ",
+                       caller.name));
+  if (absl::Status st = Commit(std::move(c)); !st.ok()) return st;
   n.rec = rec;
   n.drained_devices = std::move(next.drained_devices);
   ++n.generation;  // a pass in flight must not place onto it
@@ -466,7 +355,7 @@ absl::Status Controller::DrainDevice(const Principal& caller, const std::string&
 
 std::string Controller::AgentLogKey(const std::string& agent_url) const {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [name, n] : nodes_) {
+  for (const auto& [name, n] : engine_.nodes()) {
     if (n.agent_url == agent_url) return n.log_key;
   }
   return "";
@@ -513,7 +402,7 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
     }
   }
   const int64_t now = clock_->NowMs();
-  NodeEntry& e = nodes_[node.name];
+  NodeEntry& e = engine_.nodes()[node.name];
   const bool fresh = e.rec.name.empty();
   e.rec.name = node.name;
   const std::string was_unhealthy = e.unhealthy_reason;
@@ -523,11 +412,11 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
   e.rec.address = address;
   if (fresh) e.rec.registered_ms = now;
   e.rec.heartbeat_ms = now;
-  store::WriteBatch b;
-  b.nodes.push_back(e.rec);
-  if (credential.has_value()) b.tokens.push_back(credential->first);
-  Event(b, 0, node.name, fresh ? "NodeJoined" : "NodeReregistered",
-        absl::StrCat(node.devices.size(), " devices, ", node.cpu_milli / 1000, " CPUs, agent ", agent_url));
+  engine::Change c(clock_->NowMs());
+  c.batch.nodes.push_back(e.rec);
+  if (credential.has_value()) c.batch.tokens.push_back(credential->first);
+  c.Event(0, node.name, fresh ? "NodeJoined" : "NodeReregistered",
+          absl::StrCat(node.devices.size(), " devices, ", node.cpu_milli / 1000, " CPUs, agent ", agent_url));
   // Devices that turned unhealthy (or vanished) since the node last spoke:
   // the tasks on them fail at once with the reason, and their restart policy
   // moves them to healthy devices.
@@ -541,38 +430,16 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
           absl::StrCat("device ", i, " (", was.vendor, "/", was.model, ") became unhealthy");
     }
   }
-  for (const auto& [index, why] : sick) Event(b, 0, node.name, "DeviceUnhealthy", why);
+  for (const auto& [index, why] : sick) c.Event(0, node.name, "DeviceUnhealthy", why);
   // The node's health-check program (Slurm's HealthCheckProgram): a failing
   // node keeps its running tasks but gets no new ones until it passes again.
   if (unhealthy_reason != was_unhealthy) {
-    Event(b, 0, node.name, unhealthy_reason.empty() ? "NodeHealthy" : "NodeUnhealthy",
-          unhealthy_reason.empty() ? "health check passed" : absl::StrCat("health check failed: ", unhealthy_reason));
+    c.Event(0, node.name, unhealthy_reason.empty() ? "NodeHealthy" : "NodeUnhealthy",
+            unhealthy_reason.empty() ? "health check passed" : absl::StrCat("health check failed: ", unhealthy_reason));
   }
-  std::map<int64_t, JobEntry> touched;
-  for (auto& [id, job] : jobs_) {
-    for (size_t t = 0; t < job.tasks.size() && !sick.empty(); ++t) {
-      const TaskEntry& task = job.tasks[t];
-      if (task.rec.node != node.name || !store::IsActive(task.rec.state)) continue;
-      std::string why;
-      for (const auto& slice : task.placement.devices) {
-        if (auto it = sick.find(slice.device); it != sick.end()) why = it->second;
-      }
-      if (why.empty()) continue;
-      auto jt = touched.find(id);
-      if (jt == touched.end()) jt = touched.emplace(id, job).first;
-      TaskEntry& failed = jt->second.tasks[t];
-      failed.rec.state = TaskState::kFailed;
-      failed.rec.exit_code = -1;
-      failed.rec.reason = why;
-      failed.rec.end_ms = now;
-      b.tasks.push_back(failed.rec);
-      Event(b, id, node.name, "TaskFailed", absl::StrCat(failed.assignment.task_id, ": ", why));
-    }
-  }
-  for (auto& [id, job] : touched) EvaluateJob(job, b);
-  if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
+  engine_.FailTasksOnDevices(node.name, sick, c);
+  ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
   if (credential.has_value()) tokens_[credential->first.token_hash] = credential->first;
-  for (auto& [id, job] : touched) jobs_[id] = std::move(job);
   e.node = node;
   e.agent_url = agent_url;
   e.log_key = log_key;
@@ -589,11 +456,11 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
   wire::HeartbeatReply reply;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto nit = nodes_.find(node);
-    if (nit == nodes_.end())
+    auto nit = engine_.nodes().find(node);
+    if (nit == engine_.nodes().end())
       return absl::NotFoundError(absl::StrCat("node '", node, "' is not registered; register first"));
     const int64_t now = clock_->NowMs();
-    store::WriteBatch b;
+    engine::Change c(now);
     NodeEntry& n = nit->second;
     // Figures for another number of devices than the node registered (an
     // agent mid-change) are dropped; the task states are what must not be.
@@ -601,101 +468,21 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
     if (usage_fits) n.usage = devices;
     if (n.rec.state != "Ready") {
       n.rec.state = "Ready";
-      b.nodes.push_back(n.rec);
-      Event(b, 0, node, "NodeReady", "agent is back");
+      c.batch.nodes.push_back(n.rec);
+      c.Event(0, node, "NodeReady", "agent is back");
       changed = true;
     }
     n.rec.heartbeat_ms = now;  // kept in memory; persisting every beat would cost a write per node per beat
     counters_.heartbeats.Inc({node});
-    std::map<int64_t, JobEntry> touched;  // copies to commit
-    std::set<int64_t> requeue;            // jobs whose current attempt's task the node's shutdown ended
-    for (const wire::TaskStatus& s : statuses) {
-      int64_t job;
-      int32_t g, r, a;
-      if (!wire::ParseTaskId(s.task_id, &job, &g, &r, &a)) continue;
-      auto jit = jobs_.find(job);
-      if (jit == jobs_.end()) continue;  // an old job's task: nothing to track
-      auto jt = touched.find(job);
-      if (jt == touched.end()) jt = touched.emplace(job, jit->second).first;
-      JobEntry& j = jt->second;
-      for (auto& t : j.tasks) {
-        if (t.rec.group != g || t.rec.replica != r || t.rec.attempt != a || t.rec.node != node) continue;
-        auto state = store::ParseTaskState(s.state);
-        // A task's end is final: a stale report (an attempt already ended,
-        // say by a lost lease) changes nothing.
-        if (!state || *state == t.rec.state || store::IsTerminal(t.rec.state)) break;
-        t.rec.state = *state;
-        t.rec.exit_code = s.exit_code;
-        t.rec.reason = s.reason;
-        if (s.start_ms > 0) t.rec.start_ms = s.start_ms;
-        // An agent that does not say when the task started: it started by now (accounting needs a start).
-        if (*state == TaskState::kRunning && t.rec.start_ms == 0) t.rec.start_ms = now;
-        if (store::IsTerminal(*state)) t.rec.end_ms = s.end_ms > 0 ? s.end_ms : now;
-        if (s.requeue && store::IsTerminal(*state) && t.rec.attempt == j.rec.attempt) requeue.insert(job);
-        b.tasks.push_back(t.rec);
-        Event(b, job, node, absl::StrCat("Task", s.state),
-              absl::StrCat(s.task_id, store::IsTerminal(*state) ? absl::StrCat(" exit ", s.exit_code) : "",
-                           s.reason.empty() ? "" : absl::StrCat(": ", s.reason)));
-        changed = true;
-        break;
-      }
-    }
-    // A heartbeat lists every task the agent has a journal for, and the
-    // agent keeps a journal until the task's end is acknowledged here. A
-    // task running here that it no longer lists was lost on its side (its
-    // state directory wiped, say): fail it rather than wait for it forever.
-    std::set<std::string> reported;
-    for (const wire::TaskStatus& s : statuses) reported.insert(s.task_id);
-    for (auto& [id, job] : jobs_) {
-      for (size_t i = 0; i < job.tasks.size(); ++i) {
-        const TaskEntry& t = job.tasks[i];
-        if (t.rec.node != node || t.rec.state != TaskState::kRunning || reported.count(t.assignment.task_id)) continue;
-        auto jt = touched.find(id);
-        if (jt == touched.end()) jt = touched.emplace(id, job).first;
-        TaskEntry& lost = jt->second.tasks[i];
-        lost.rec.state = TaskState::kFailed;
-        lost.rec.exit_code = -1;
-        lost.rec.reason = "lost: the agent no longer knows this task";
-        lost.rec.end_ms = now;
-        b.tasks.push_back(lost.rec);
-        Event(b, id, node, "TaskLost", absl::StrCat(lost.assignment.task_id, ": the agent no longer knows it"));
-        changed = true;
-      }
-    }
-    for (int64_t id : requeue) Requeue(touched.at(id), node, b);
-    for (auto& [id, j] : touched) EvaluateJob(j, b);
-    if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
-    for (auto& [id, j] : touched) {
-      jobs_[id] = std::move(j);
-      TouchJob(jobs_[id]);
-    }
+    changed = engine_.ApplyTaskReports(node, statuses, c) || changed;
+    ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
     // A watch answer computed before this commit may still list the tasks
     // that just ended; one computed after has a newer version.
     if (changed) Touch(node);
-    if (usage_fits) SampleDeviceUse(node, devices);
-    // Jobs waiting for preempted victims may run now.
-    for (auto& [id, j] : jobs_) {
-      if (!j.waits_for.empty()) TouchJob(j);
-    }
+    if (usage_fits) engine_.SampleDeviceUse(node, devices);
     Prune();
     // Every reported end is durable now (or was before): acknowledge it.
-    for (const wire::TaskStatus& s : statuses) {
-      auto state = store::ParseTaskState(s.state);
-      if (!state || !store::IsTerminal(*state)) continue;
-      int64_t job;
-      int32_t g, r, a;
-      bool tracked_open = false;
-      if (wire::ParseTaskId(s.task_id, &job, &g, &r, &a)) {
-        if (auto jit = jobs_.find(job); jit != jobs_.end()) {
-          for (const auto& t : jit->second.tasks) {
-            if (t.rec.group == g && t.rec.replica == r && t.rec.attempt == a && t.rec.node == node) {
-              tracked_open = !store::IsTerminal(t.rec.state);
-            }
-          }
-        }
-      }
-      if (!tracked_open) reply.acked.push_back(s.task_id);
-    }
+    reply.acked = engine_.RecordedEnds(node, statuses);
     reply.version = n.version;
     reply.heartbeat_ms = AgentPaceLocked();
     reply.lease_ms = options_.node_lease_ms;
@@ -709,29 +496,15 @@ absl::StatusOr<Assignments> Controller::WatchAssignments(const Principal& caller
   if (absl::Status st = Authorize(caller, Action::kSpeakForNode, node); !st.ok()) return st;
   std::unique_lock<std::mutex> lock(mu_);
   auto version = [&]() -> uint64_t {
-    auto it = nodes_.find(node);
-    return it == nodes_.end() ? 0 : it->second.version;
+    auto it = engine_.nodes().find(node);
+    return it == engine_.nodes().end() ? 0 : it->second.version;
   };
   if (version() == 0) return absl::NotFoundError(absl::StrCat("node '", node, "' is not registered; register first"));
   changed_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(0, wait_ms)),
                     [&] { return version() != since || stop_; });
   Assignments out;
   out.version = version();
-  for (const auto& [id, j] : jobs_) {
-    for (const auto& t : j.tasks) {
-      if (t.rec.node != node || !store::IsActive(t.rec.state)) continue;
-      const bool run = ShouldRun(j, t);
-      // A task still waiting for its victims is not sent at all.
-      if (!run && t.rec.state == TaskState::kAssigned && j.rec.state == JobState::kRunning &&
-          t.rec.attempt == j.rec.attempt) {
-        continue;
-      }
-      wire::Assignment a = t.assignment;
-      a.run = run;
-      a.started = t.rec.state == TaskState::kRunning;
-      out.tasks.push_back(std::move(a));
-    }
-  }
+  out.tasks = engine_.AssignmentsOf(node);
   return out;
 }
 

@@ -33,14 +33,15 @@
 #include "absl/status/statusor.h"
 #include "api/job_spec.h"
 #include "common/clock.h"
+#include "common/status_macros.h"
 #include "controller/accounting.h"
 #include "controller/authz.h"
 #include "controller/metrics.h"
-#include "controller/port_book.h"
 #include "controller/runtime_learning.h"
 #include "controller/slow_nodes.h"
 #include "core/forecast.h"
 #include "core/scheduler.h"
+#include "engine/engine.h"
 #include "protocol/wire.h"
 #include "store/state_store.h"
 
@@ -83,7 +84,7 @@ struct ControllerOptions {
   int64_t grace_ms = 10'000;  // SIGTERM -> SIGKILL for cancelled / preempted tasks
   // Tasks' ports (each rank's, and the rendezvous port MASTER_ADDR:MASTER_PORT)
   // are booked per node from [port_base, port_base + port_span): the lowest
-  // that no active task on the node holds (controller/port_book.h).
+  // that no active task on the node holds (engine/port_book.h).
   int32_t port_base = 29'500;
   int32_t port_span = 10'000;
   // Utilisation history: one sample per this many seconds (aligned to
@@ -106,19 +107,7 @@ struct ControllerOptions {
   int64_t forecast_budget_ms = 2'000;
 };
 
-// How busy the devices a job holds were, from its agents' health checks
-// (every 5 s): the basis for telling a user a job asks for more than it uses.
-struct DeviceUse {
-  double busy_pct_sum = 0;       // over samples: device compute utilisation, per cent
-  int64_t samples = 0;           // device x report pairs with a known utilisation
-  int64_t memory_peak_mib = -1;  // the most memory in use on any of its devices; -1 unknown
-  int64_t memory_total_mib = 0;  // of that device
-  bool shares = false;           // it holds a fractional slice (the figures include co-tenants)
-  double BusyPct() const { return samples > 0 ? busy_pct_sum / static_cast<double>(samples) : -1; }
-  // One line: the figures, and a right-sizing hint for whole devices left
-  // mostly idle ("" while nothing was sampled).
-  std::string Describe() const;
-};
+using engine::DeviceUse;
 
 // A job as the API shows it.
 struct JobView {
@@ -443,37 +432,9 @@ class Controller {
   absl::Status CheckNodes();
 
  private:
-  struct TaskEntry {
-    store::TaskRecord rec;
-    core::TaskPlacement placement;
-    wire::Assignment assignment;
-  };
-  struct JobEntry {
-    store::JobRecord rec;
-    api::JobSpec spec;
-    core::Job core;
-    std::vector<TaskEntry> tasks;    // every attempt's, ordered
-    std::vector<int64_t> waits_for;  // preempted jobs that must stop first
-    double learned_estimate_s = 0;   // 0: none (learning off, too little history, or not estimated yet)
-    double learned_log_sd = 0;
-    int32_t devices = 0;  // whole devices, plus one per fractional slice (what the estimator keys on)
-    // Moves on every change a pass must not miss between its snapshot and
-    // its binds (a hold, an update): such a bind is stale.
-    int64_t revision = 0;
-    DeviceUse device_use;  // memory only: sampled since this controller started
-  };
-  struct NodeEntry {
-    store::NodeRecord rec;
-    core::Node node;
-    std::string agent_url;
-    std::string log_key;
-    uint64_t version = 1;                  // assignments changed (watchers wake)
-    uint64_t generation = 0;               // registrations: a pass's view of the node is stale after one
-    bool drained = false;                  // an operator took it out of scheduling
-    std::set<int32_t> drained_devices;     // device indices an operator took out
-    std::string unhealthy_reason;          // the agent's health-check program failed
-    std::vector<wire::DeviceUsage> usage;  // from the last heartbeat that carried it; memory only
-  };
+  using TaskEntry = engine::TaskEntry;
+  using JobEntry = engine::JobEntry;
+  using NodeEntry = engine::NodeEntry;
 
   Controller(ControllerOptions options, store::StateStore* store, Clock* clock);
   absl::Status Load();
@@ -489,40 +450,28 @@ class Controller {
   void Wake();
 
   // All below REQUIRE mu_ held.
-  bool HasActiveTasks(const JobEntry& j, bool older_attempts_only) const;
-  int32_t Failures(const JobEntry& j) const;
-  bool ShouldRun(const JobEntry& j, const TaskEntry& t) const;
+  // Moves the node's assignment version (watchers and the listener wake).
   void Touch(const std::string& node);
-  void TouchJob(const JobEntry& j);
   // What the store keeps of a node: `e` with `node`, `agent_url` and
   // `log_key` as given (a registration stores new ones before applying them).
   static std::string NodeSpecJson(const NodeEntry& e, const core::Node& node, const std::string& agent_url,
                                   const std::string& log_key);
-  // Forgets jobs that ended and hold no tasks (the store keeps them),
-  // keeping the end state of those a remembered job depends on.
+  // Writes a change (with its usage records) and, once it is durable, hands
+  // it to the engine and wakes the nodes whose assignments it moved. A failed
+  // write leaves memory as it was.
+  absl::Status Commit(engine::Change change);
+  // Forgets jobs that ended and hold no tasks (the store keeps them), and
+  // learns from them.
   void Prune();
   // PermissionDenied when `caller` may not ask for `priority` in `queue`
   // (above its max_priority, for users): Submit's and Update's one rule.
   absl::Status CheckQueuePriority(const Principal& caller, const std::string& queue, int32_t priority) const;
   // The open job `id` as `caller` may act on it; NotFound for one it may not
   // see, FailedPrecondition naming the state of one that ended.
-  absl::StatusOr<JobEntry*> OpenJobFor(const Principal& caller, int64_t id);
-  // --- dependencies (controller_queued.cc) ---
-  // Counts (delta +1 / -1) the jobs `j` depends on as remembered: their end
-  // states are kept in ended_deps_ while some open job names them.
-  void NoteDependencies(const JobEntry& j, int delta);
-  // How job `id` stands, as a dependency: open, ended and remembered, or
-  // unknown (nullopt).
-  std::optional<store::JobState> DependencyState(int64_t id) const;
+  absl::StatusOr<const JobEntry*> OpenJobFor(const Principal& caller, int64_t id);
   // The end states of the jobs that open jobs depend on but memory no longer
   // holds (a controller start).
   absl::Status LoadEndedDependencies();
-  // Why a pending job may not be scheduled yet though it would fit: held, or
-  // waiting for a dependency ("" when it may). Sets *unmet (the reason) when
-  // a dependency can never be met and the spec says to cancel it.
-  std::string HeldBackReason(const JobEntry& j, std::string* unmet) const;
-  // Cancels the pending jobs whose dependencies can never be met, saying why.
-  absl::Status CancelUnmet(const std::vector<std::pair<int64_t, std::string>>& unmet);
   // What a job that ended teaches: its run time to the estimator (a success)
   // or that it is gone (otherwise), and its pace against its estimate to the
   // slow-node detector (controller_learning.cc).
@@ -534,8 +483,6 @@ class Controller {
   absl::StatusOr<std::pair<store::TokenRecord, std::string>> NewToken(Role role, const std::string& user,
                                                                       const std::string& name,
                                                                       const TokenOptions& options) const;
-  void Event(store::WriteBatch& b, int64_t job, const std::string& node, const std::string& kind, std::string msg);
-  absl::Status Commit(store::WriteBatch batch);
   // Adds a usage record for every task of `b` that has started running, so
   // accounting changes in the same transaction as the task (controller_observe.cc).
   void AddUsage(store::WriteBatch& b) const;
@@ -546,62 +493,12 @@ class Controller {
     std::map<std::string, std::pair<double, double>> queue;  // devices, cpu cores
   };
   Allocation Allocated() const;
-  void EvaluateJob(JobEntry& j, store::WriteBatch& b);
-  // When a restarted job may start again: its last failed task's end plus
-  // RestartBackoffMs (0: at once). REQUIRES mu_ held.
-  int64_t RetryAtMs(const JobEntry& j) const;
-  // A running job whose task ended because its node shut down (not the
-  // job's doing) goes back to pending, its next attempt, no retry spent.
-  // REQUIRES mu_ held.
-  void Requeue(JobEntry& j, const std::string& node, store::WriteBatch& b);
-  // Adds one report of `node`'s devices to the jobs running there.
-  void SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices);
-  // The "DeviceUse" event of a job that just ended, if anything was sampled.
-  void NoteDeviceUse(const JobEntry& j, store::WriteBatch& b);
-  // What a job's tasks say about its runs so far, as the scheduler reads it:
-  // its attained device-seconds over every attempt (Tiresias' attained
-  // service, by which LAS orders and preempts), when its current run began (a
-  // restarted or preempted job's end counts from there), and its
-  // runtime_estimate_ms by the one estimate rule (core/estimates.h), pending
-  // or running. REQUIRES mu_ held.
-  struct JobRuns {
-    double attained_device_s = 0;
-    bool running = false;  // its current attempt has tasks (started or about to)
-    int64_t run_start_ms = 0;
-    int64_t running_estimate_ms = 0;
-    int64_t pending_estimate_ms = 0;
-    // Work done in its ended runs (fastest-type seconds, restores excluded):
-    // for an ended job, all it did.
-    double worked_s = 0;
-  };
-  JobRuns RunsOf(const JobEntry& j, int64_t now) const;
-  // The nodes of one scheduling pass, indexed as its snapshot's.
-  struct PassNodes {
-    std::vector<std::string> names;
-    std::vector<std::string> addresses;  // what other nodes reach each at
-    const std::vector<core::Node>* nodes = nullptr;
-  };
-  // The tasks of a bind, with each rank's framework env, files and devices.
-  // `waits_for`: preempted jobs that must stop before these tasks run. Pure
-  // (reads only its arguments and options_), so it runs without mu_.
-  // Whose tasks they are (store::JobRecord's user, run_uid, run_gid).
-  struct TaskOwner {
-    std::string user;
-    int64_t uid = -1, gid = -1;
-  };
-  // Books the tasks' ports in `ports`.
-  absl::StatusOr<std::vector<TaskEntry>> MakeTasks(const api::JobSpec& spec, const TaskOwner& owner, int64_t job_id,
-                                                   int32_t attempt, const core::BindDecision& bind,
-                                                   const PassNodes& nodes, const std::vector<int64_t>& waits_for,
-                                                   PortBook& ports) const;
 
   const ControllerOptions options_;
   store::StateStore* const store_;
   std::string cluster_id_;
   Clock* const clock_;
   core::Scheduler scheduler_;
-  // Its order wants whole-run estimates, not the time left (core/estimates.h).
-  const bool total_estimates_ = scheduler_.order().ranks_by_total_estimate();
   std::unique_ptr<RuntimeLearning> learning_;  // null when options_.learning.enabled is false
   SlowNodeDetector slow_nodes_;                // guarded by mu_
 
@@ -609,11 +506,8 @@ class Controller {
   mutable std::mutex mu_;
   std::condition_variable changed_;                                   // node versions moved (assignment watchers)
   std::function<void(const std::string& node)> assignment_listener_;  // told the same; guarded by mu_
-  std::map<int64_t, JobEntry> jobs_;  // non-terminal jobs, plus terminal ones with active tasks
-  std::map<std::string, NodeEntry> nodes_;
-  std::map<std::string, core::Queue> queues_;
-  std::map<int64_t, int32_t> depended_on_;            // job id -> open jobs naming it as a dependency
-  std::map<int64_t, store::JobState> ended_deps_;     // end states of those that left jobs_
+  // The job lifecycle: jobs, tasks, nodes, queues and their rules.
+  engine::Engine engine_;                             // guarded by mu_
   std::map<std::string, store::TokenRecord> tokens_;  // by hash
   std::set<std::string> token_use_dirty_;             // hashes whose last_used_ms is not stored yet
   ControllerCounters counters_;

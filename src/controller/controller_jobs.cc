@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "controller/controller.h"
-#include "controller/dependencies.h"
+#include "engine/dependencies.h"
 
 namespace icos::controller {
 
@@ -56,13 +56,13 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (spec->queue != "default" && !queues_.count(spec->queue)) {
+    if (spec->queue != "default" && !engine_.queues().count(spec->queue)) {
       std::vector<std::string> names = {"default"};
-      for (const auto& [n, q] : queues_) names.push_back(n);
+      for (const auto& [n, q] : engine_.queues()) names.push_back(n);
       return absl::InvalidArgumentError(
           absl::StrCat("queue '", spec->queue, "' does not exist; queues: ", absl::StrJoin(names, ", ")));
     }
-    for (const auto& [n, q] : queues_) {
+    for (const auto& [n, q] : engine_.queues()) {
       if (q.parent == spec->queue) {
         return absl::InvalidArgumentError(
             absl::StrCat("queue '", spec->queue, "' has child queues; submit to one of them (jobs go to leaf queues)"));
@@ -85,9 +85,9 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     }
   }
   if (!stored_deps.empty()) {
-    const DependencyCheck check = CheckDependencies(
+    const engine::DependencyCheck check = engine::CheckDependencies(
         spec->dependencies, [&](int64_t id) -> std::optional<JobState> { return stored_deps.at(id); });
-    if (check.kind == DependencyCheck::Kind::kNeverMet) {
+    if (check.kind == engine::DependencyCheck::Kind::kNeverMet) {
       return absl::FailedPreconditionError(absl::StrCat("dependencies: ", check.reason));
     }
   }
@@ -131,17 +131,17 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   j.spec = *std::move(spec);
   if (!stored_deps.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
-    NoteDependencies(j, +count);
+    engine_.NoteDependencies(j, +count);
     for (const auto& [id, state] : stored_deps) {
-      if (jobs_.count(id)) continue;
+      if (engine_.jobs().count(id)) continue;
       if (store::IsTerminal(state)) {
-        ended_deps_[id] = state;
+        engine_.NoteEnded(id, state);
         continue;
       }
       // Open when read but gone from memory now: it ended since (rare; read
       // again while nothing can leave memory unnoticed).
       if (auto again = store_->GetJob(id); again.ok() && store::IsTerminal(again->state)) {
-        ended_deps_[id] = again->state;
+        engine_.NoteEnded(id, again->state);
       }
     }
   }
@@ -149,7 +149,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   const store::JobRecord& first = recs.front();
   if (!inserted.ok() || first.replayed) {
     std::lock_guard<std::mutex> lock(mu_);
-    NoteDependencies(j, -count);
+    engine_.NoteDependencies(j, -count);
   }
   if (!inserted.ok()) return inserted;
   if (first.replayed) {  // a retry: the first submission made the job
@@ -160,12 +160,13 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     std::lock_guard<std::mutex> lock(mu_);
     j.devices = SpecDevices(j.spec);
     for (store::JobRecord& rec : recs) {
-      JobEntry& e = jobs_[rec.id];
+      JobEntry e;
       e.spec = j.spec;
       e.devices = j.devices;
       e.core = api::ToCoreJob(e.spec, JobId(rec.id), rec.user, rec.submit_ms);
       e.rec = std::move(rec);
       if (learning_) learning_->Submitted(e.rec.id, FactsOf(e.rec, e.devices));
+      engine_.AddJob(std::move(e));
     }
   }
   Wake();
@@ -175,8 +176,8 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
 absl::Status Controller::CheckQueuePriority(const Principal& caller, const std::string& queue, int32_t priority) const {
   // Priority decides who preempts whom in a queue: a user may ask only as
   // high as the queue allows (admins set that, and may ask for any).
-  auto q = queues_.find(queue);
-  const int32_t max_priority = q != queues_.end() ? q->second.max_priority : core::Queue().max_priority;
+  auto q = engine_.queues().find(queue);
+  const int32_t max_priority = q != engine_.queues().end() ? q->second.max_priority : core::Queue().max_priority;
   if (MayExceedQueuePriority(caller) || priority <= max_priority) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat("priority ", priority, " is above queue '", queue, "''s limit of ",
                                                   max_priority,
@@ -194,8 +195,8 @@ absl::StatusOr<JobView> Controller::GetJob(const Principal& caller, int64_t id) 
   JobView v;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(id);
-    if (it != jobs_.end()) {
+    auto it = engine_.jobs().find(id);
+    if (it != engine_.jobs().end()) {
       v.job = it->second.rec;  // memory has the freshest reason
       v.device_use = it->second.device_use;
       v.estimate = api::EstimateOf(it->second.spec, it->second.learned_estimate_s);
@@ -224,8 +225,8 @@ absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Princip
   if (!jobs.ok()) return jobs;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& r : *jobs) {
-    auto it = jobs_.find(r.id);
-    if (it != jobs_.end()) r.reason = it->second.rec.reason;
+    auto it = engine_.jobs().find(r.id);
+    if (it != engine_.jobs().end()) r.reason = it->second.rec.reason;
   }
   return jobs;
 }
@@ -234,20 +235,16 @@ absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
   if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    absl::StatusOr<JobEntry*> open = OpenJobFor(caller, id);
-    if (!open.ok()) return open.status();
-    JobEntry& j = **open;
-    store::WriteBatch b;
-    JobEntry next = j;
+    if (absl::StatusOr<const JobEntry*> open = OpenJobFor(caller, id); !open.ok()) return open.status();
+    engine::Change c(clock_->NowMs());
+    JobEntry& next = engine_.Stage(c, id);
     next.rec.state = JobState::kCancelled;
     next.rec.reason = absl::StrCat("cancelled by ", caller.name);
-    if (!HasActiveTasks(next, false)) next.rec.end_ms = clock_->NowMs();
-    b.jobs.push_back(next.rec);
-    Event(b, id, "", "Cancelled", next.rec.reason);
-    if (next.rec.end_ms != 0) NoteDeviceUse(next, b);  // else when its tasks have stopped
-    if (absl::Status st = Commit(std::move(b)); !st.ok()) return st;
-    j = std::move(next);
-    TouchJob(j);
+    if (!engine::Engine::HasActiveTasks(next, false)) next.rec.end_ms = c.now_ms;
+    c.batch.jobs.push_back(next.rec);
+    c.Event(id, "", "Cancelled", next.rec.reason);
+    if (next.rec.end_ms != 0) engine::Engine::NoteDeviceUse(next, c);  // else when its tasks have stopped
+    ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
     Prune();
   }
   Wake();
@@ -274,8 +271,9 @@ absl::StatusOr<LogLocation> Controller::LocateLog(const Principal& caller, int64
   loc.task_id = wire::TaskId(t.job_id, t.group, t.replica, t.attempt);
   loc.finished = store::IsTerminal(t.state);
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = nodes_.find(t.node);
-  if (it == nodes_.end()) return absl::UnavailableError(absl::StrCat("node '", t.node, "' of the task is unknown"));
+  auto it = engine_.nodes().find(t.node);
+  if (it == engine_.nodes().end())
+    return absl::UnavailableError(absl::StrCat("node '", t.node, "' of the task is unknown"));
   loc.agent_url = it->second.agent_url;
   return loc;
 }

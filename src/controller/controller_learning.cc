@@ -27,7 +27,7 @@ absl::Status Controller::LoadRuntimeHistory() {
     auto page = store_->ListJobs(q);
     if (!page.ok()) return page.status();
     for (store::JobRecord& r : *page) {
-      if (jobs_.count(r.id)) continue;  // still in memory: reported when pruned
+      if (engine_.jobs().count(r.id)) continue;  // still in memory: reported when pruned
       done.push_back(std::move(r));
       if (done.size() > keep) done.pop_front();
     }
@@ -51,7 +51,7 @@ absl::Status Controller::LoadRuntimeHistory() {
     learning_->FromHistory(r.id, FactsOf(r, *devices), RunSeconds(r, tasks, options_.scheduler.restore_cost_ms));
   }
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [id, j] : jobs_) {
+  for (const auto& [id, j] : engine_.jobs()) {
     if (!store::IsTerminal(j.rec.state)) learning_->Submitted(id, FactsOf(j.rec, j.devices));
   }
   return absl::OkStatus();
@@ -63,7 +63,7 @@ void Controller::LearnFromEnd(const JobEntry& j) {
     // What the estimator learns is the job's work (its runs less their
     // restores, at the speed of each run's devices), as the estimates it makes
     // are read (core/estimates.h) and as the simulator learns it.
-    work_s = RunsOf(j, clock_->NowMs()).worked_s;
+    work_s = engine_.RunsOf(j, clock_->NowMs()).worked_s;
     std::vector<store::TaskRecord> tasks;
     std::set<std::string> nodes;  // of the attempt that succeeded
     for (const TaskEntry& t : j.tasks) {
@@ -89,9 +89,9 @@ void Controller::ApplyLearnedEstimates() {
   if (made.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
   for (const RuntimeLearning::Estimate& e : made) {
-    auto it = jobs_.find(e.id);
-    if (it == jobs_.end() || store::IsTerminal(it->second.rec.state)) continue;
-    JobEntry& j = it->second;
+    JobEntry* found = engine_.MutableJob(e.id);
+    if (found == nullptr || store::IsTerminal(found->rec.state)) continue;
+    JobEntry& j = *found;
     j.learned_estimate_s = e.runtime_s;
     j.learned_log_sd = e.log_sd;
     const api::RuntimeEstimate v = api::EstimateOf(j.spec, e.runtime_s);

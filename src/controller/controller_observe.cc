@@ -29,8 +29,8 @@ void Controller::AddUsage(store::WriteBatch& b) const {
     // A task that never ran held nothing worth accounting (it may have waited
     // for preempted victims, which were still being charged).
     if (t.start_ms <= 0) continue;
-    auto jit = jobs_.find(t.job_id);
-    if (jit == jobs_.end()) continue;
+    auto jit = engine_.jobs().find(t.job_id);
+    if (jit == engine_.jobs().end()) continue;
     const JobEntry& j = jit->second;
     const TaskEntry* entry = nullptr;
     for (const auto& e : j.tasks) {
@@ -49,10 +49,11 @@ void Controller::AddUsage(store::WriteBatch& b) const {
     u.end_ms = store::IsTerminal(t.state) ? std::max(t.end_ms, t.start_ms) : 0;
     u.cpu_milli = entry->placement.cpu_milli;
     std::vector<std::pair<std::string, double>> slices;
-    auto nit = nodes_.find(t.node);
+    auto nit = engine_.nodes().find(t.node);
     for (const auto& s : entry->placement.devices) {
       std::string type = "unknown/unknown";
-      if (nit != nodes_.end() && s.device >= 0 && s.device < static_cast<int32_t>(nit->second.node.devices.size())) {
+      if (nit != engine_.nodes().end() && s.device >= 0 &&
+          s.device < static_cast<int32_t>(nit->second.node.devices.size())) {
         type = TypeOf(nit->second.node.devices[s.device]);
       }
       slices.emplace_back(type, static_cast<double>(s.percent) / core::kWholeDevicePercent);
@@ -64,11 +65,11 @@ void Controller::AddUsage(store::WriteBatch& b) const {
 
 Controller::Allocation Controller::Allocated() const {
   Allocation a;
-  for (const auto& [id, j] : jobs_) {
+  for (const auto& [id, j] : engine_.jobs()) {
     for (const auto& t : j.tasks) {
       if (!ActiveTask(t.rec.state)) continue;
-      auto nit = nodes_.find(t.rec.node);
-      if (nit == nodes_.end() || nit->second.rec.state != "Ready") continue;
+      auto nit = engine_.nodes().find(t.rec.node);
+      if (nit == engine_.nodes().end() || nit->second.rec.state != "Ready") continue;
       auto& [devices, cpu] = a.queue[j.rec.queue];
       cpu += static_cast<double>(t.placement.cpu_milli) / 1000.0;
       for (const auto& s : t.placement.devices) {
@@ -100,7 +101,7 @@ absl::StatusOr<ClusterMetrics> Controller::CollectMetrics() const {
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = clock_->NowMs();
   const Allocation alloc = Allocated();
-  for (const auto& [name, n] : nodes_) {
+  for (const auto& [name, n] : engine_.nodes()) {
     const SlowNodeDetector::Verdict pace = slow_nodes_.Judge(name);
     m.nodes.push_back({name, n.rec.state, n.drained, static_cast<double>(now - n.rec.heartbeat_ms) / 1000.0,
                        pace.judged ? pace.ratio : -1});
@@ -121,8 +122,8 @@ absl::StatusOr<ClusterMetrics> Controller::CollectMetrics() const {
   }
   std::map<std::string, QueueMetric> queues;
   queues["default"].queue.name = "default";
-  for (const auto& [name, q] : queues_) queues[name].queue = q;
-  for (const auto& [id, j] : jobs_) {
+  for (const auto& [name, q] : engine_.queues()) queues[name].queue = q;
+  for (const auto& [id, j] : engine_.jobs()) {
     auto it = queues.find(j.rec.queue);
     if (it == queues.end()) continue;
     if (j.rec.state == JobState::kPending) ++it->second.pending;
@@ -149,7 +150,7 @@ absl::StatusOr<bool> Controller::SampleUtilisation() {
     std::lock_guard<std::mutex> lock(mu_);
     const Allocation alloc = Allocated();
     std::map<std::string, std::pair<double, int64_t>> types;  // allocated, total
-    for (const auto& [name, n] : nodes_) {
+    for (const auto& [name, n] : engine_.nodes()) {
       if (n.rec.state != "Ready") continue;
       for (size_t i = 0; i < n.node.devices.size(); ++i) {
         auto& [allocated, total] = types[TypeOf(n.node.devices[i])];
@@ -309,57 +310,5 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
 }
 
 // --- device use of jobs -----------------------------------------------------------
-
-std::string DeviceUse::Describe() const {
-  if (samples == 0) return "";
-  std::string out = absl::StrFormat("devices %.0f%% busy on average over %d samples", BusyPct(), samples);
-  const bool memory_known = memory_peak_mib >= 0 && memory_total_mib > 0;
-  if (memory_known) {
-    out += absl::StrFormat("; at most %.1f of %.1f GiB device memory in use", memory_peak_mib / 1024.0,
-                           memory_total_mib / 1024.0);
-  }
-  if (shares) return out + " (shared devices: the figures include their other tenants)";
-  // A hint only on a minute or more of evidence, for whole devices mostly idle
-  // and half empty: a share with headroom over what was used.
-  const double memory_pct = memory_known ? 100.0 * static_cast<double>(memory_peak_mib) / memory_total_mib : 0;
-  if (samples >= 12 && BusyPct() < 30 && memory_pct < 50) {
-    const double need = std::max(BusyPct() * 1.5, memory_pct * 1.2);
-    const int share = std::clamp(static_cast<int>(std::ceil(need / 10.0)) * 10, 10, 90);
-    out +=
-        absl::StrFormat("; it asks for more than it uses: device_share: %d would leave the rest to other jobs", share);
-  }
-  return out;
-}
-
-void Controller::SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices) {
-  auto nit = nodes_.find(node);
-  if (nit == nodes_.end()) return;
-  const std::vector<core::Device>& node_devices = nit->second.node.devices;
-  for (auto& [id, j] : jobs_) {
-    if (j.rec.state != JobState::kRunning) continue;
-    for (const TaskEntry& t : j.tasks) {
-      if (t.rec.node != node || t.rec.state != TaskState::kRunning || t.rec.attempt != j.rec.attempt) continue;
-      for (const core::DeviceSlice& slice : t.placement.devices) {
-        if (slice.device < 0 || slice.device >= static_cast<int32_t>(devices.size())) continue;
-        const wire::DeviceUsage& u = devices[slice.device];
-        DeviceUse& use = j.device_use;
-        if (slice.percent < 100) use.shares = true;
-        if (u.utilization_pct >= 0) {
-          use.busy_pct_sum += u.utilization_pct;
-          ++use.samples;
-        }
-        if (u.memory_used_mib > use.memory_peak_mib) {
-          use.memory_peak_mib = u.memory_used_mib;
-          use.memory_total_mib = node_devices[slice.device].memory_mib;
-        }
-      }
-    }
-  }
-}
-
-void Controller::NoteDeviceUse(const JobEntry& j, store::WriteBatch& b) {
-  const std::string what = j.device_use.Describe();
-  if (!what.empty()) Event(b, j.rec.id, "", "DeviceUse", what);
-}
 
 }  // namespace icos::controller

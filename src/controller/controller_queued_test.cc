@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "controller/controller.h"
 #include "controller/controller_test_util.h"
-#include "controller/dependencies.h"
 
 namespace icos::controller {
 namespace {
@@ -43,27 +42,6 @@ class ControllerQueuedTest : public ControllerTest {
     Report("n1", wire::TaskId(id, 0, 0, attempt), state, state == "Succeeded" ? 0 : 1);
   }
 };
-
-TEST(CheckDependenciesTest, EachRuleAndItsReasons) {
-  using store::JobState;
-  std::map<int64_t, JobState> states = {
-      {1, JobState::kSucceeded}, {2, JobState::kFailed}, {3, JobState::kRunning}, {4, JobState::kCancelled}};
-  auto of = [&](int64_t id) -> std::optional<JobState> {
-    auto it = states.find(id);
-    return it == states.end() ? std::nullopt : std::optional<JobState>(it->second);
-  };
-  auto check = [&](api::Dependencies d) { return CheckDependencies(d, of); };
-  EXPECT_EQ(check({.after_ok = {1}}).kind, DependencyCheck::Kind::kMet);
-  EXPECT_EQ(check({.after_any = {1, 2, 4}}).kind, DependencyCheck::Kind::kMet);
-  EXPECT_EQ(check({.after_not_ok = {2, 4}}).kind, DependencyCheck::Kind::kMet);
-  DependencyCheck never = check({.after_ok = {3, 2}});
-  EXPECT_EQ(never.kind, DependencyCheck::Kind::kNeverMet);  // wins over one still waiting
-  EXPECT_EQ(never.reason, "job 2 Failed, so after_ok cannot be met");
-  EXPECT_EQ(check({.after_not_ok = {1}}).kind, DependencyCheck::Kind::kNeverMet);
-  DependencyCheck waiting = check({.after_ok = {3}, .after_any = {9}});
-  EXPECT_EQ(waiting.kind, DependencyCheck::Kind::kWaiting);
-  EXPECT_EQ(waiting.reason, "job 3 (Running) to succeed, and 1 more");
-}
 
 TEST_F(ControllerQueuedTest, AChainRunsInOrder) {
   const int64_t a = Submit(Job("a"));

@@ -1,10 +1,10 @@
-#include "controller/dependencies.h"
+#include "engine/dependencies.h"
 
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 
-namespace icos::controller {
+namespace icos::engine {
 
 DependencyCheck CheckDependencies(const api::Dependencies& deps,
                                   const std::function<std::optional<store::JobState>(int64_t)>& state_of) {
@@ -42,4 +42,4 @@ DependencyCheck CheckDependencies(const api::Dependencies& deps,
   return {DependencyCheck::Kind::kWaiting, std::move(first_waiting)};
 }
 
-}  // namespace icos::controller
+}  // namespace icos::engine

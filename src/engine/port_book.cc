@@ -1,8 +1,8 @@
-#include "controller/port_book.h"
+#include "engine/port_book.h"
 
 #include "absl/strings/str_cat.h"
 
-namespace icos::controller {
+namespace icos::engine {
 
 absl::StatusOr<int32_t> PortBook::Take(const std::string& node, int64_t hint) {
   std::set<int32_t>& used = used_[node];
@@ -20,4 +20,4 @@ absl::StatusOr<int32_t> PortBook::Take(const std::string& node, int64_t hint) {
                                                    base_ + span_ - 1, " held by running tasks"));
 }
 
-}  // namespace icos::controller
+}  // namespace icos::engine

@@ -10,8 +10,8 @@
 // from.
 //
 // Thread-safety: none; one pass uses one book.
-#ifndef ICOS_CONTROLLER_PORT_BOOK_H_
-#define ICOS_CONTROLLER_PORT_BOOK_H_
+#ifndef ICOS_ENGINE_PORT_BOOK_H_
+#define ICOS_ENGINE_PORT_BOOK_H_
 
 #include <cstdint>
 #include <map>
@@ -20,7 +20,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace icos::controller {
+namespace icos::engine {
 
 class PortBook {
  public:
@@ -38,6 +38,6 @@ class PortBook {
   std::map<std::string, std::set<int32_t>> used_;
 };
 
-}  // namespace icos::controller
+}  // namespace icos::engine
 
-#endif  // ICOS_CONTROLLER_PORT_BOOK_H_
+#endif  // ICOS_ENGINE_PORT_BOOK_H_

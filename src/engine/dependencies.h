@@ -1,7 +1,7 @@
 // Whether a job's dependencies (api::Dependencies: after_ok, after_any,
 // after_not_ok) let it start, from how each job it names stands now. Pure.
-#ifndef ICOS_CONTROLLER_DEPENDENCIES_H_
-#define ICOS_CONTROLLER_DEPENDENCIES_H_
+#ifndef ICOS_ENGINE_DEPENDENCIES_H_
+#define ICOS_ENGINE_DEPENDENCIES_H_
 
 #include <cstdint>
 #include <functional>
@@ -11,7 +11,7 @@
 #include "api/job_spec.h"
 #include "store/records.h"
 
-namespace icos::controller {
+namespace icos::engine {
 
 struct DependencyCheck {
   enum class Kind {
@@ -32,6 +32,6 @@ struct DependencyCheck {
 DependencyCheck CheckDependencies(const api::Dependencies& deps,
                                   const std::function<std::optional<store::JobState>(int64_t)>& state_of);
 
-}  // namespace icos::controller
+}  // namespace icos::engine
 
-#endif  // ICOS_CONTROLLER_DEPENDENCIES_H_
+#endif  // ICOS_ENGINE_DEPENDENCIES_H_

@@ -1,8 +1,8 @@
-#include "controller/port_book.h"
+#include "engine/port_book.h"
 
 #include <gtest/gtest.h>
 
-namespace icos::controller {
+namespace icos::engine {
 namespace {
 
 TEST(PortBookTest, TakesTheLowestFreePortPerNode) {
@@ -30,4 +30,4 @@ TEST(PortBookTest, SearchesFromTheHintAndWraps) {
 }
 
 }  // namespace
-}  // namespace icos::controller
+}  // namespace icos::engine

@@ -1,0 +1,499 @@
+// The cluster engine: state, lifecycle rules and the commands that move jobs
+// after task reports, node checks and device failures. The scheduling pass
+// is engine_pass.cc's.
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "api/job_spec.h"
+#include "engine/dependencies.h"
+
+namespace icos::engine {
+
+using store::JobState;
+using store::TaskState;
+
+void Change::Event(int64_t job, const std::string& node, const std::string& kind, std::string message) {
+  store::EventRecord e;
+  e.job_id = job;
+  e.node = node;
+  e.time_ms = now_ms;
+  e.kind = kind;
+  e.message = std::move(message);
+  batch.events.push_back(std::move(e));
+}
+
+std::string DeviceUse::Describe() const {
+  if (samples == 0) return "";
+  std::string out = absl::StrFormat("devices %.0f%% busy on average over %d samples", BusyPct(), samples);
+  const bool memory_known = memory_peak_mib >= 0 && memory_total_mib > 0;
+  if (memory_known) {
+    out += absl::StrFormat("; at most %.1f of %.1f GiB device memory in use", memory_peak_mib / 1024.0,
+                           memory_total_mib / 1024.0);
+  }
+  if (shares) return out + " (shared devices: the figures include their other tenants)";
+  // A hint only on a minute or more of evidence, for whole devices mostly idle
+  // and half empty: a share with headroom over what was used.
+  const double memory_pct = memory_known ? 100.0 * static_cast<double>(memory_peak_mib) / memory_total_mib : 0;
+  if (samples >= 12 && BusyPct() < 30 && memory_pct < 50) {
+    const double need = std::max(BusyPct() * 1.5, memory_pct * 1.2);
+    const int share = std::clamp(static_cast<int>(std::ceil(need / 10.0)) * 10, 10, 90);
+    out +=
+        absl::StrFormat("; it asks for more than it uses: device_share: %d would leave the rest to other jobs", share);
+  }
+  return out;
+}
+
+// --- state ---------------------------------------------------------------------
+
+const JobEntry* Engine::FindJob(int64_t id) const {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+JobEntry* Engine::MutableJob(int64_t id) {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+std::vector<int64_t> Engine::JobsOnNode(const std::string& node) const {
+  auto it = active_on_node_.find(node);
+  if (it == active_on_node_.end()) return {};
+  return {it->second.begin(), it->second.end()};
+}
+
+void Engine::Index(const JobEntry& j) {
+  for (const TaskEntry& t : j.tasks) {
+    if (store::IsActive(t.rec.state)) active_on_node_[t.rec.node].insert(j.rec.id);
+  }
+}
+
+void Engine::Unindex(const JobEntry& j) {
+  for (const TaskEntry& t : j.tasks) {
+    auto it = active_on_node_.find(t.rec.node);
+    if (it == active_on_node_.end()) continue;
+    it->second.erase(j.rec.id);
+    if (it->second.empty()) active_on_node_.erase(it);
+  }
+}
+
+void Engine::AddJob(JobEntry job) {
+  const int64_t id = job.rec.id;
+  if (auto old = jobs_.find(id); old != jobs_.end()) Unindex(old->second);
+  Index(job);
+  jobs_[id] = std::move(job);
+}
+
+void Engine::NoteDependencies(const JobEntry& j, int delta) {
+  const api::Dependencies& d = j.spec.dependencies;
+  for (const auto* ids : {&d.after_ok, &d.after_any, &d.after_not_ok}) {
+    for (int64_t id : *ids) {
+      int32_t& n = depended_on_[id];
+      n += delta;
+      if (n <= 0) {
+        depended_on_.erase(id);
+        ended_deps_.erase(id);
+      }
+    }
+  }
+}
+
+std::vector<int64_t> Engine::UnknownDependencies() const {
+  std::vector<int64_t> out;
+  for (const auto& [id, count] : depended_on_) {
+    if (!jobs_.count(id) && !ended_deps_.count(id)) out.push_back(id);
+  }
+  return out;
+}
+
+JobEntry& Engine::Stage(Change& c, int64_t id) const {
+  auto it = c.jobs.find(id);
+  return it != c.jobs.end() ? it->second : c.jobs.emplace(id, jobs_.at(id)).first->second;
+}
+
+std::set<std::string> Engine::Adopt(Change&& c) {
+  std::set<std::string> touched;
+  for (auto& [id, j] : c.jobs) {
+    for (const TaskEntry& t : j.tasks) {
+      if (store::IsActive(t.rec.state)) touched.insert(t.rec.node);
+    }
+    AddJob(std::move(j));
+  }
+  c.jobs.clear();
+  return touched;
+}
+
+std::vector<JobEntry> Engine::Prune() {
+  std::vector<JobEntry> gone;
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (store::IsTerminal(it->second.rec.state) && !HasActiveTasks(it->second, false)) {
+      // Jobs that wait on it learn how it ended after it leaves memory.
+      if (depended_on_.count(it->first)) ended_deps_[it->first] = it->second.rec.state;
+      NoteDependencies(it->second, -1);
+      Unindex(it->second);
+      gone.push_back(std::move(it->second));
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return gone;
+}
+
+// --- rules -----------------------------------------------------------------------
+
+bool Engine::HasActiveTasks(const JobEntry& j, bool older_attempts_only) {
+  for (const auto& t : j.tasks) {
+    if (store::IsActive(t.rec.state) && (!older_attempts_only || t.rec.attempt < j.rec.attempt)) return true;
+  }
+  return false;
+}
+
+int32_t Engine::Failures(const JobEntry& j) {
+  std::set<int32_t> failed;
+  for (const auto& t : j.tasks) {
+    if (t.rec.state == TaskState::kFailed) failed.insert(t.rec.attempt);
+  }
+  return static_cast<int32_t>(failed.size());
+}
+
+int64_t Engine::RestartBackoffMs(int32_t failures) const {
+  if (failures <= 0 || options_.restart_backoff_ms <= 0) return 0;
+  int64_t ms = options_.restart_backoff_ms;
+  for (int32_t k = 1; k < failures && ms < options_.restart_backoff_max_ms; ++k) ms *= 2;
+  return std::min(ms, std::max(options_.restart_backoff_max_ms, options_.restart_backoff_ms));
+}
+
+int64_t Engine::RetryAtMs(const JobEntry& j) const {
+  int64_t last_failure_ms = 0;
+  for (const auto& t : j.tasks) {
+    if (t.rec.state == TaskState::kFailed) last_failure_ms = std::max(last_failure_ms, t.rec.end_ms);
+  }
+  if (last_failure_ms == 0) return 0;
+  return last_failure_ms + RestartBackoffMs(Failures(j));
+}
+
+bool Engine::ShouldRun(const JobEntry& j, const TaskEntry& t) const {
+  if (j.rec.state != JobState::kRunning || t.rec.attempt != j.rec.attempt) return false;
+  // Waiting for preempted victims holds back a task's start only: once it
+  // runs, nothing a victim does later (placed again, preempted again) stops it.
+  if (t.rec.state != TaskState::kAssigned) return true;
+  // A victim's tasks of the attempt it was preempted in (older than its
+  // current one) hold the devices until they stop; its new tasks run elsewhere.
+  for (int64_t victim : j.waits_for) {
+    auto it = jobs_.find(victim);
+    if (it != jobs_.end() && HasActiveTasks(it->second, /*older_attempts_only=*/true)) return false;
+  }
+  return true;
+}
+
+std::optional<JobState> Engine::DependencyState(int64_t id) const {
+  if (auto it = jobs_.find(id); it != jobs_.end()) return it->second.rec.state;
+  if (auto it = ended_deps_.find(id); it != ended_deps_.end()) return it->second;
+  return std::nullopt;
+}
+
+std::string Engine::HeldBackReason(const JobEntry& j, std::string* unmet) const {
+  if (!j.rec.hold.empty()) {
+    return absl::StrCat("Held: ", j.rec.hold == "admin" ? "by an admin" : "by its owner", " (icos release ", j.rec.id,
+                        ")");
+  }
+  if (j.spec.dependencies.empty()) return "";
+  const DependencyCheck check =
+      CheckDependencies(j.spec.dependencies, [this](int64_t id) { return DependencyState(id); });
+  switch (check.kind) {
+    case DependencyCheck::Kind::kMet:
+      return "";
+    case DependencyCheck::Kind::kWaiting:
+      return absl::StrCat("Dependency: waiting for ", check.reason);
+    case DependencyCheck::Kind::kNeverMet:
+      if (j.spec.dependencies.cancel_if_unmet) *unmet = check.reason;
+      return absl::StrCat("DependencyNeverSatisfied: ", check.reason, "; cancel it (icos cancel ", j.rec.id, ")");
+  }
+  return "";
+}
+
+std::vector<wire::Assignment> Engine::AssignmentsOf(const std::string& node) const {
+  std::vector<wire::Assignment> out;
+  for (int64_t id : JobsOnNode(node)) {
+    const JobEntry& j = jobs_.at(id);
+    for (const auto& t : j.tasks) {
+      if (t.rec.node != node || !store::IsActive(t.rec.state)) continue;
+      const bool run = ShouldRun(j, t);
+      // A task still waiting for its victims is not sent at all.
+      if (!run && t.rec.state == TaskState::kAssigned && j.rec.state == JobState::kRunning &&
+          t.rec.attempt == j.rec.attempt) {
+        continue;
+      }
+      wire::Assignment a = t.assignment;
+      a.run = run;
+      a.started = t.rec.state == TaskState::kRunning;
+      out.push_back(std::move(a));
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> Engine::RecordedEnds(const std::string& node,
+                                              const std::vector<wire::TaskStatus>& statuses) const {
+  std::vector<std::string> out;
+  for (const wire::TaskStatus& s : statuses) {
+    auto state = store::ParseTaskState(s.state);
+    if (!state || !store::IsTerminal(*state)) continue;
+    int64_t job;
+    int32_t g, r, a;
+    bool tracked_open = false;
+    if (wire::ParseTaskId(s.task_id, &job, &g, &r, &a)) {
+      if (const JobEntry* j = FindJob(job)) {
+        for (const auto& t : j->tasks) {
+          if (t.rec.group == g && t.rec.replica == r && t.rec.attempt == a && t.rec.node == node) {
+            tracked_open = !store::IsTerminal(t.rec.state);
+          }
+        }
+      }
+    }
+    if (!tracked_open) out.push_back(s.task_id);
+  }
+  return out;
+}
+
+// --- commands ----------------------------------------------------------------------
+
+void Engine::NoteDeviceUse(const JobEntry& j, Change& c) {
+  const std::string what = j.device_use.Describe();
+  if (!what.empty()) c.Event(j.rec.id, "", "DeviceUse", what);
+}
+
+void Engine::Requeue(JobEntry& j, const std::string& node, Change& c) const {
+  if (j.rec.state != JobState::kRunning) return;
+  // As a gang restart, but no retry is spent: the job did nothing wrong (Slurm
+  // requeues a batch job whose node fails). Its other tasks are told to stop.
+  j.rec.state = JobState::kPending;
+  ++j.rec.attempt;
+  j.rec.reason = absl::StrCat("requeued: node '", node, "' shut down under it");
+  c.batch.jobs.push_back(j.rec);
+  c.Event(j.rec.id, node, "Requeued", j.rec.reason);
+}
+
+void Engine::EvaluateJob(JobEntry& j, Change& c) const {
+  const int64_t now = c.now_ms;
+  if (j.rec.state != JobState::kRunning) {
+    if (store::IsTerminal(j.rec.state) && !HasActiveTasks(j, false) && j.rec.end_ms == 0) {
+      j.rec.end_ms = now;
+      c.batch.jobs.push_back(j.rec);
+      NoteDeviceUse(j, c);
+    }
+    return;
+  }
+  int32_t total = 0, succeeded = 0;
+  const TaskEntry* failed = nullptr;
+  for (const auto& t : j.tasks) {
+    if (t.rec.attempt != j.rec.attempt) continue;
+    ++total;
+    if (t.rec.state == TaskState::kSucceeded) ++succeeded;
+    if ((t.rec.state == TaskState::kFailed || t.rec.state == TaskState::kKilled) && failed == nullptr) failed = &t;
+  }
+  if (total > 0 && succeeded == total) {
+    j.rec.state = JobState::kSucceeded;
+    j.rec.end_ms = now;
+    j.rec.reason = "all tasks succeeded";
+    c.batch.jobs.push_back(j.rec);
+    c.Event(j.rec.id, "", "Succeeded", absl::StrCat(total, " tasks succeeded"));
+    NoteDeviceUse(j, c);
+    return;
+  }
+  if (failed == nullptr) return;
+  const std::string why = absl::StrCat("task ", failed->rec.group, "/", failed->rec.replica, " ",
+                                       store::TaskStateName(failed->rec.state), ": ", failed->rec.reason);
+  if (j.spec.restart == api::RestartPolicy::kOnFailure && Failures(j) <= j.spec.max_retries) {
+    // A failed rank restarts the whole gang (torchrun's and Volcano's rule).
+    j.rec.state = JobState::kPending;
+    ++j.rec.attempt;
+    const int64_t backoff_ms = RestartBackoffMs(Failures(j));
+    j.rec.reason = absl::StrCat("restarting", backoff_ms > 0 ? absl::StrCat(" in ", backoff_ms / 1000, " s") : "", " (",
+                                Failures(j), " of ", j.spec.max_retries, " retries used) after ", why);
+    c.batch.jobs.push_back(j.rec);
+    c.Event(j.rec.id, failed->rec.node, "Restarting", j.rec.reason);
+  } else {
+    j.rec.state = JobState::kFailed;
+    j.rec.reason = why;
+    if (!HasActiveTasks(j, false)) j.rec.end_ms = now;
+    c.batch.jobs.push_back(j.rec);
+    c.Event(j.rec.id, failed->rec.node, "Failed", why);
+    if (j.rec.end_ms != 0) NoteDeviceUse(j, c);  // else when its last task has stopped
+  }
+}
+
+bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::TaskStatus>& statuses, Change& c) const {
+  const int64_t now = c.now_ms;
+  bool changed = false;
+  std::set<int64_t> touched;  // jobs staged
+  std::set<int64_t> requeue;  // jobs whose current attempt's task the node's shutdown ended
+  for (const wire::TaskStatus& s : statuses) {
+    int64_t job;
+    int32_t g, r, a;
+    if (!wire::ParseTaskId(s.task_id, &job, &g, &r, &a)) continue;
+    if (!jobs_.count(job)) continue;  // an old job's task: nothing to track
+    JobEntry& j = Stage(c, job);
+    touched.insert(job);
+    for (auto& t : j.tasks) {
+      if (t.rec.group != g || t.rec.replica != r || t.rec.attempt != a || t.rec.node != node) continue;
+      auto state = store::ParseTaskState(s.state);
+      // A task's end is final: a stale report (an attempt already ended,
+      // say by a lost lease) changes nothing.
+      if (!state || *state == t.rec.state || store::IsTerminal(t.rec.state)) break;
+      t.rec.state = *state;
+      t.rec.exit_code = s.exit_code;
+      t.rec.reason = s.reason;
+      if (s.start_ms > 0) t.rec.start_ms = s.start_ms;
+      // An agent that does not say when the task started: it started by now (accounting needs a start).
+      if (*state == TaskState::kRunning && t.rec.start_ms == 0) t.rec.start_ms = now;
+      if (store::IsTerminal(*state)) t.rec.end_ms = s.end_ms > 0 ? s.end_ms : now;
+      if (s.requeue && store::IsTerminal(*state) && t.rec.attempt == j.rec.attempt) requeue.insert(job);
+      c.batch.tasks.push_back(t.rec);
+      c.Event(job, node, absl::StrCat("Task", s.state),
+              absl::StrCat(s.task_id, store::IsTerminal(*state) ? absl::StrCat(" exit ", s.exit_code) : "",
+                           s.reason.empty() ? "" : absl::StrCat(": ", s.reason)));
+      changed = true;
+      break;
+    }
+  }
+  // A heartbeat lists every task the agent has a journal for, and the
+  // agent keeps a journal until the task's end is acknowledged here. A
+  // task running here that it no longer lists was lost on its side (its
+  // state directory wiped, say): fail it rather than wait for it forever.
+  std::set<std::string> reported;
+  for (const wire::TaskStatus& s : statuses) reported.insert(s.task_id);
+  for (int64_t id : JobsOnNode(node)) {
+    const JobEntry& current = jobs_.at(id);
+    for (size_t i = 0; i < current.tasks.size(); ++i) {
+      const TaskEntry& t = current.tasks[i];
+      if (t.rec.node != node || t.rec.state != TaskState::kRunning || reported.count(t.assignment.task_id)) continue;
+      // Staged copies have the same tasks in the same order.
+      TaskEntry& lost = Stage(c, id).tasks[i];
+      touched.insert(id);
+      if (lost.rec.state != TaskState::kRunning) continue;
+      lost.rec.state = TaskState::kFailed;
+      lost.rec.exit_code = -1;
+      lost.rec.reason = "lost: the agent no longer knows this task";
+      lost.rec.end_ms = now;
+      c.batch.tasks.push_back(lost.rec);
+      c.Event(id, node, "TaskLost", absl::StrCat(lost.assignment.task_id, ": the agent no longer knows it"));
+      changed = true;
+    }
+  }
+  for (int64_t id : requeue) Requeue(c.jobs.at(id), node, c);
+  for (int64_t id : touched) EvaluateJob(c.jobs.at(id), c);
+  return changed;
+}
+
+void Engine::FailTasksOnDevices(const std::string& node, const std::map<int32_t, std::string>& sick, Change& c) const {
+  if (sick.empty()) return;
+  std::set<int64_t> touched;
+  for (int64_t id : JobsOnNode(node)) {
+    const JobEntry& job = jobs_.at(id);
+    for (size_t t = 0; t < job.tasks.size(); ++t) {
+      const TaskEntry& task = job.tasks[t];
+      if (task.rec.node != node || !store::IsActive(task.rec.state)) continue;
+      std::string why;
+      for (const auto& slice : task.placement.devices) {
+        if (auto it = sick.find(slice.device); it != sick.end()) why = it->second;
+      }
+      if (why.empty()) continue;
+      TaskEntry& failed = Stage(c, id).tasks[t];
+      touched.insert(id);
+      failed.rec.state = TaskState::kFailed;
+      failed.rec.exit_code = -1;
+      failed.rec.reason = why;
+      failed.rec.end_ms = c.now_ms;
+      c.batch.tasks.push_back(failed.rec);
+      c.Event(id, node, "TaskFailed", absl::StrCat(failed.assignment.task_id, ": ", why));
+    }
+  }
+  for (int64_t id : touched) EvaluateJob(c.jobs.at(id), c);
+}
+
+void Engine::CheckNodes(Change& c) {
+  const int64_t now = c.now_ms;
+  std::map<std::string, int64_t> silent;  // nodes past a lease or a task's max_disconnect, by silence
+  for (auto& [name, n] : nodes_) {
+    const int64_t quiet = now - n.rec.heartbeat_ms;
+    if (quiet < api::kMinMaxDisconnectS * 1000) continue;
+    silent[name] = quiet;
+    if (n.rec.state != "Ready" || quiet <= options_.node_lease_ms) continue;
+    n.rec.state = "NotReady";
+    c.batch.nodes.push_back(n.rec);
+    c.Event(
+        0, name, "NodeLost",
+        absl::StrCat("no heartbeat for ", quiet / 1000, " s; its tasks stop there once their max_disconnect passes"));
+  }
+  // A task is failed here only once its shim has certainly stopped it: its
+  // max_disconnect after the last heartbeat (the shim kills it a margin
+  // before that, counting from before the heartbeat was sent).
+  std::set<int64_t> touched;
+  for (const auto& [name, quiet] : silent) {
+    for (int64_t id : JobsOnNode(name)) {
+      const JobEntry& j = jobs_.at(id);
+      for (size_t i = 0; i < j.tasks.size(); ++i) {
+        const TaskEntry& task = j.tasks[i];
+        if (task.rec.node != name || !store::IsActive(task.rec.state)) continue;
+        const int64_t limit =
+            task.assignment.max_disconnect_ms > 0 ? task.assignment.max_disconnect_ms : options_.node_lease_ms;
+        if (quiet <= limit) continue;
+        TaskEntry& t = Stage(c, id).tasks[i];
+        touched.insert(id);
+        t.rec.state = TaskState::kFailed;
+        t.rec.reason = absl::StrCat("node '", name, "' lost: no contact for ", quiet / 1000,
+                                    " s, so its agent stopped the task (max_disconnect ", limit / 1000, " s)");
+        t.rec.end_ms = now;
+        c.batch.tasks.push_back(t.rec);
+      }
+    }
+  }
+  for (int64_t id : touched) EvaluateJob(c.jobs.at(id), c);
+}
+
+void Engine::CancelUnmet(const std::vector<std::pair<int64_t, std::string>>& unmet, Change& c) const {
+  for (const auto& [id, why] : unmet) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || it->second.rec.state != JobState::kPending || HasActiveTasks(it->second, false)) continue;
+    JobEntry& j = Stage(c, id);
+    j.rec.state = JobState::kCancelled;
+    j.rec.end_ms = c.now_ms;
+    j.rec.reason = absl::StrCat("dependency never satisfied: ", why);
+    c.batch.jobs.push_back(j.rec);
+    c.Event(id, "", "Cancelled", j.rec.reason);
+  }
+}
+
+void Engine::SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices) {
+  auto nit = nodes_.find(node);
+  if (nit == nodes_.end()) return;
+  const std::vector<core::Device>& node_devices = nit->second.node.devices;
+  for (int64_t id : JobsOnNode(node)) {
+    JobEntry& j = jobs_.at(id);
+    if (j.rec.state != JobState::kRunning) continue;
+    for (const TaskEntry& t : j.tasks) {
+      if (t.rec.node != node || t.rec.state != TaskState::kRunning || t.rec.attempt != j.rec.attempt) continue;
+      for (const core::DeviceSlice& slice : t.placement.devices) {
+        if (slice.device < 0 || slice.device >= static_cast<int32_t>(devices.size())) continue;
+        const wire::DeviceUsage& u = devices[slice.device];
+        DeviceUse& use = j.device_use;
+        if (slice.percent < 100) use.shares = true;
+        if (u.utilization_pct >= 0) {
+          use.busy_pct_sum += u.utilization_pct;
+          ++use.samples;
+        }
+        if (u.memory_used_mib > use.memory_peak_mib) {
+          use.memory_peak_mib = u.memory_used_mib;
+          use.memory_total_mib = node_devices[slice.device].memory_mib;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace icos::engine

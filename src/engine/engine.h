@@ -1,0 +1,236 @@
+// The cluster engine: the job lifecycle, written once. It owns the open jobs
+// with their attempts and tasks, the nodes with their drains and health, the
+// queues, and the rules that move them: what a task report, a lost node or
+// an unhealthy device does to a job (restart policy with back-off, requeue,
+// success, failure), what the scheduler is told about each job (attained
+// service, the start of its current run, its estimate), which tasks an agent
+// should run, and how a pass's decisions are applied with their stale checks.
+//
+// It is synchronous and I/O-free: no store, no clock, no threads, no locks.
+// Commands take the time and return a Change (the records to write and the
+// new versions of the jobs they touched); the caller makes the records
+// durable and then hands the change back to Adopt. A change that is never
+// adopted (its commit failed) leaves the engine as it was.
+//
+// Thread-safety: none; the controller holds it under its lock. MakeTasks
+// alone reads nothing but its arguments and the options, so a pass calls it
+// without the lock.
+#ifndef ICOS_ENGINE_ENGINE_H_
+#define ICOS_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/model/queue.h"
+#include "core/model/snapshot.h"
+#include "engine/port_book.h"
+#include "engine/state.h"
+
+namespace icos::engine {
+
+struct EngineOptions {
+  // A job restarted after a failure waits restart_backoff_ms, doubling with
+  // each failure up to restart_backoff_max_ms (0: at once).
+  int64_t restart_backoff_ms = 10'000;
+  int64_t restart_backoff_max_ms = 300'000;
+  // A node silent this long is NotReady; a task there fails once its own
+  // max_disconnect (this, unless the spec says) has passed.
+  int64_t node_lease_ms = 60'000;
+  int64_t grace_ms = 10'000;  // SIGTERM -> SIGKILL, told to each task
+  // Task ports are booked per node from [port_base, port_base + port_span).
+  int32_t port_base = 29'500;
+  int32_t port_span = 10'000;
+  // core::SchedulerOptions::restore_cost_ms, and whether the order wants
+  // whole-run estimates (core/estimates.h): what RunsOf tells the scheduler.
+  int64_t restore_cost_ms = 0;
+  bool total_estimates = false;
+};
+
+// What one command changes: the records to write (events included) and the
+// new versions of the jobs it touched, by id.
+struct Change {
+  explicit Change(int64_t now) : now_ms(now) {}
+  int64_t now_ms;
+  store::WriteBatch batch;
+  std::map<int64_t, JobEntry> jobs;
+  // An event at now_ms (job 0: a node's; node "": a job's).
+  void Event(int64_t job, const std::string& node, const std::string& kind, std::string message);
+};
+
+// The nodes of one scheduling pass, indexed as its snapshot's, and what its
+// decisions are checked against when they are applied.
+struct PassInput {
+  core::Snapshot snap;
+  std::vector<std::string> node_names;
+  std::vector<std::string> node_addresses;  // what other nodes reach each at
+  std::vector<uint64_t> node_generation;
+  std::map<int64_t, int32_t> pending_attempt;
+  std::map<int64_t, int64_t> pending_revision;
+  std::map<int64_t, int32_t> running_attempt;  // jobs whose current attempt runs
+  // Pending jobs whose dependencies can never be met and whose spec says to
+  // cancel them, with the reason: CancelUnmet.
+  std::vector<std::pair<int64_t, std::string>> unmet;
+};
+
+// A pass's binds and moves, each with the tasks it makes (MakeTasks).
+struct BindWork {
+  struct Item {
+    core::BindDecision bind;
+    bool move = false;  // a running job's move to a faster type (its next attempt)
+    int32_t attempt = 0;
+    api::JobSpec spec;  // as submitted, with the array element's env
+    std::string user;
+    int64_t uid = -1, gid = -1;
+    absl::StatusOr<std::vector<TaskEntry>> tasks = std::vector<TaskEntry>{};
+  };
+  std::vector<Item> items;  // moves first, then binds, each in decision order
+  PortBook ports{1, 1};     // the ports active tasks hold when the pass began
+};
+
+struct PassOutcome {
+  explicit PassOutcome(int64_t now) : change(now) {}
+  Change change;
+  int64_t binds = 0;
+  int64_t preemptions = 0;  // migrations included
+  bool stale = false;       // some decision was dropped: pass again soon
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineOptions options) : options_(options) {}
+
+  const EngineOptions& options() const { return options_; }
+
+  // --- state -------------------------------------------------------------------
+  // Open jobs, plus ended ones whose tasks are still stopping.
+  const std::map<int64_t, JobEntry>& jobs() const { return jobs_; }
+  const JobEntry* FindJob(int64_t id) const;
+  // For what memory alone keeps (learned estimates): its tasks, state and
+  // record change only through a Change. nullptr when not open.
+  JobEntry* MutableJob(int64_t id);
+  // Registration, drains and heartbeats edit node entries in place: a node
+  // carries no lifecycle of its own beyond what CheckNodes does.
+  std::map<std::string, NodeEntry>& nodes() { return nodes_; }
+  const std::map<std::string, NodeEntry>& nodes() const { return nodes_; }
+  std::map<std::string, core::Queue>& queues() { return queues_; }
+  const std::map<std::string, core::Queue>& queues() const { return queues_; }
+  // The ids of open jobs with active tasks on `node` (an index: no scan of
+  // every job per heartbeat or watch).
+  std::vector<int64_t> JobsOnNode(const std::string& node) const;
+
+  // A job just submitted or loaded (its dependencies are counted by
+  // NoteDependencies, separately: a submission counts them before it is stored).
+  void AddJob(JobEntry job);
+  // Counts (delta +1 / -1) the jobs `j` depends on as remembered: their end
+  // states are kept while some open job names them.
+  void NoteDependencies(const JobEntry& j, int delta);
+  // The jobs that open jobs depend on but memory does not hold (after a
+  // load: their end states are the store's, given back by NoteEnded).
+  std::vector<int64_t> UnknownDependencies() const;
+  void NoteEnded(int64_t id, store::JobState state) { ended_deps_[id] = state; }
+
+  // `c`'s version of job `id`, copied from the current one on first use.
+  // REQUIRES: the job is open (jobs() has it).
+  JobEntry& Stage(Change& c, int64_t id) const;
+  // Installs a committed change's jobs; returns the nodes whose assignments
+  // may have moved (where the changed jobs have active tasks).
+  std::set<std::string> Adopt(Change&& c);
+  // Forgets jobs that ended and hold no tasks (the store keeps them) and
+  // returns them, keeping the end state of those a remembered job depends on.
+  std::vector<JobEntry> Prune();
+
+  // --- rules ---------------------------------------------------------------------
+  static bool HasActiveTasks(const JobEntry& j, bool older_attempts_only);
+  // Attempts that failed.
+  static int32_t Failures(const JobEntry& j);
+  // How long a job restarted after `failures` failures waits.
+  int64_t RestartBackoffMs(int32_t failures) const;
+  // When a restarted job may start again: its last failed task's end plus
+  // RestartBackoffMs (0: at once).
+  int64_t RetryAtMs(const JobEntry& j) const;
+  // Whether an agent should run task `t` of `j` now (false: stop it, or for
+  // an assigned task still waiting for preempted victims, do not send it).
+  bool ShouldRun(const JobEntry& j, const TaskEntry& t) const;
+  JobRuns RunsOf(const JobEntry& j, int64_t now) const;
+  // How job `id` stands, as a dependency: open, ended and remembered, or
+  // unknown (nullopt).
+  std::optional<store::JobState> DependencyState(int64_t id) const;
+  // Why a pending job may not be scheduled yet though it would fit: held, or
+  // waiting for a dependency ("" when it may). Sets *unmet (the reason) when
+  // a dependency can never be met and the spec says to cancel it.
+  std::string HeldBackReason(const JobEntry& j, std::string* unmet) const;
+  // What node `node`'s agent should hold: every active task there, each
+  // with run set by ShouldRun; tasks still waiting for victims are left out.
+  std::vector<wire::Assignment> AssignmentsOf(const std::string& node) const;
+  // Of reported task ends, those the engine has recorded (or no longer
+  // tracks): the agent may forget them.
+  std::vector<std::string> RecordedEnds(const std::string& node, const std::vector<wire::TaskStatus>& statuses) const;
+
+  // --- commands ----------------------------------------------------------------
+  // Moves a job forward after its tasks changed: success, failure with or
+  // without a gang restart, the end of a cancel or preemption.
+  void EvaluateJob(JobEntry& j, Change& c) const;
+  // A running job whose task ended because its node shut down (not the
+  // job's doing) goes back to pending, its next attempt, no retry spent.
+  void Requeue(JobEntry& j, const std::string& node, Change& c) const;
+  // Applies an agent's task reports, fails running tasks it no longer lists,
+  // and moves their jobs on. Returns whether any task changed.
+  bool ApplyTaskReports(const std::string& node, const std::vector<wire::TaskStatus>& statuses, Change& c) const;
+  // Fails the active tasks on `node` that use one of `sick` (device index ->
+  // why), and moves their jobs on (their restart policy takes them elsewhere).
+  void FailTasksOnDevices(const std::string& node, const std::map<int32_t, std::string>& sick, Change& c) const;
+  // Marks nodes silent past the lease NotReady (in place, with their record
+  // in c.batch) and fails the tasks of nodes silent past the tasks'
+  // max_disconnect.
+  void CheckNodes(Change& c);
+  // Cancels the pending jobs whose dependencies can never be met, saying why.
+  void CancelUnmet(const std::vector<std::pair<int64_t, std::string>>& unmet, Change& c) const;
+  // Adds one report of `node`'s devices to the jobs running there.
+  void SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices);
+  // The "DeviceUse" event of a job that just ended, if anything was sampled.
+  static void NoteDeviceUse(const JobEntry& j, Change& c);
+
+  // --- a scheduling pass (engine_pass.cc) ----------------------------------------
+  // The snapshot the scheduler decides on: ready nodes (drains and health
+  // applied), queues, running jobs with their runs, and the pending jobs
+  // that may start (not held, not waiting for dependencies, back-off or
+  // their old tasks, within their array's throttle). Sets the waiting
+  // reason of those held back.
+  PassInput BeginPass(int64_t now);
+  // Copies what each bind and move needs (spec, owner, the ports in use),
+  // so that MakeTasks can run without the lock.
+  BindWork PrepareBinds(const PassInput& in, const core::Decisions& decisions) const;
+  // Each item's tasks: ranks, framework env and files, devices, ports.
+  void MakeTasks(const PassInput& in, BindWork& work) const;
+  // Applies the decisions whose jobs and nodes are as the pass saw them:
+  // moves, preemptions, binds. The others are dropped (outcome.stale).
+  PassOutcome ApplyPass(const PassInput& in, const core::Decisions& decisions, BindWork&& work, int64_t now) const;
+  // Waiting reasons, memory only (the API shows them): a thousand waiting
+  // jobs cost no writes per pass.
+  void SetWaitingReasons(const core::Decisions& decisions, int64_t now);
+
+ private:
+  // One bind's tasks (MakeTasks' body); books their ports in `ports`.
+  absl::StatusOr<std::vector<TaskEntry>> TasksOf(const PassInput& in, const BindWork::Item& item,
+                                                 PortBook& ports) const;
+  void Index(const JobEntry& j);
+  void Unindex(const JobEntry& j);
+
+  const EngineOptions options_;
+  std::map<int64_t, JobEntry> jobs_;
+  std::map<std::string, NodeEntry> nodes_;
+  std::map<std::string, core::Queue> queues_;
+  std::map<std::string, std::set<int64_t>> active_on_node_;  // node -> jobs with active tasks there
+  std::map<int64_t, int32_t> depended_on_;                   // job id -> open jobs naming it as a dependency
+  std::map<int64_t, store::JobState> ended_deps_;            // end states of those that left jobs_
+};
+
+}  // namespace icos::engine
+
+#endif  // ICOS_ENGINE_ENGINE_H_

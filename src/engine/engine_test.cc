@@ -1,0 +1,260 @@
+// The cluster engine on its own: no store, no clock, no threads. Each test
+// drives it as the controller does (commands, then Adopt of what would have
+// been committed) and checks the lifecycle rules it owns.
+#include "engine/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/scheduler.h"
+#include "engine/dependencies.h"
+
+namespace icos::engine {
+namespace {
+
+using store::JobState;
+using store::TaskState;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+NodeEntry Node(const std::string& name, int gpus) {
+  NodeEntry n;
+  n.rec.name = name;
+  n.rec.state = "Ready";
+  n.node.name = name;
+  n.node.cpu_milli = 8'000;
+  n.node.memory_mib = 16'384;
+  for (int i = 0; i < gpus; ++i) {
+    core::Device d;
+    d.vendor = "nvidia";
+    d.model = "A100";
+    d.memory_mib = 81'920;
+    n.node.devices.push_back(d);
+  }
+  return n;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineTest() : engine_(EngineOptions{.restart_backoff_ms = 10'000, .node_lease_ms = 60'000}) {
+    engine_.nodes()["n1"] = Node("n1", 2);
+  }
+
+  // A job of `replicas` one-GPU tasks, as a submission adds it.
+  int64_t Add(const std::string& extra = "", int replicas = 1) {
+    const int64_t id = next_id_++;
+    auto spec = api::ParseJobSpec(absl::StrCat("name: j", id, "\n", extra, "tasks: [{replicas: ", replicas,
+                                               ", command: [\"true\"], resources: {cpu: 1, memory: 1Gi, "
+                                               "devices: 1}}]\n"));
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    JobEntry j;
+    j.spec = *spec;
+    j.rec.id = id;
+    j.rec.user = "alice";
+    j.rec.state = JobState::kPending;
+    j.core = api::ToCoreJob(j.spec, JobId(id), "alice", 0);
+    engine_.NoteDependencies(j, +1);
+    engine_.AddJob(std::move(j));
+    return id;
+  }
+
+  // One pass at `now`, its change adopted (as if committed).
+  PassOutcome Pass(int64_t now) {
+    PassInput in = engine_.BeginPass(now);
+    auto decisions = scheduler_.Schedule(in.snap);
+    EXPECT_TRUE(decisions.ok()) << decisions.status();
+    BindWork work = engine_.PrepareBinds(in, *decisions);
+    engine_.MakeTasks(in, work);
+    PassOutcome out = engine_.ApplyPass(in, *decisions, std::move(work), now);
+    PassOutcome copy = out;
+    engine_.Adopt(std::move(out.change));
+    engine_.SetWaitingReasons(*decisions, now);
+    return copy;
+  }
+
+  // An agent's report of task `replica` of job `id` (attempt `attempt`) on n1.
+  bool Report(int64_t id, int32_t replica, const std::string& state, int64_t now, int32_t attempt = 0) {
+    wire::TaskStatus s;
+    s.task_id = wire::TaskId(id, 0, replica, attempt);
+    s.state = state;
+    s.exit_code = state == "Succeeded" ? 0 : 1;
+    s.end_ms = store::IsTerminal(*store::ParseTaskState(state)) ? now : 0;
+    // The agent lists every task it holds: the others of n1 are running.
+    std::vector<wire::TaskStatus> all = {s};
+    for (int64_t other : engine_.JobsOnNode("n1")) {
+      for (const TaskEntry& t : engine_.FindJob(other)->tasks) {
+        if (t.rec.state == TaskState::kRunning && t.assignment.task_id != s.task_id) {
+          all.push_back({.task_id = t.assignment.task_id, .state = "Running"});
+        }
+      }
+    }
+    Change c(now);
+    const bool changed = engine_.ApplyTaskReports("n1", all, c);
+    engine_.Adopt(std::move(c));
+    return changed;
+  }
+
+  JobState State(int64_t id) { return engine_.FindJob(id)->rec.state; }
+
+  Engine engine_;
+  core::Scheduler scheduler_ = *core::Scheduler::Create({});
+  int64_t next_id_ = 1;
+};
+
+TEST_F(EngineTest, AGangRunsAndSucceedsAndLeavesTheIndex) {
+  const int64_t id = Add("", 2);
+  EXPECT_EQ(Pass(1'000).binds, 1);
+  EXPECT_EQ(State(id), JobState::kRunning);
+  EXPECT_THAT(engine_.JobsOnNode("n1"), ElementsAre(id));
+  // Both ranks are sent to run, each told its rank's environment.
+  std::vector<wire::Assignment> sent = engine_.AssignmentsOf("n1");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_TRUE(sent[0].run && sent[1].run);
+  EXPECT_EQ(sent[1].env.at("ICOS_RANK"), "1");
+  EXPECT_NE(sent[0].ports, sent[1].ports);  // booked, never shared on a node
+  EXPECT_TRUE(Report(id, 0, "Running", 2'000));
+  EXPECT_TRUE(Report(id, 1, "Running", 2'000));
+  EXPECT_TRUE(Report(id, 0, "Succeeded", 5'000));
+  EXPECT_EQ(State(id), JobState::kRunning);  // one of two
+  EXPECT_TRUE(Report(id, 1, "Succeeded", 6'000));
+  EXPECT_EQ(State(id), JobState::kSucceeded);
+  EXPECT_EQ(engine_.FindJob(id)->rec.end_ms, 6'000);
+  EXPECT_THAT(engine_.JobsOnNode("n1"), IsEmpty());
+  ASSERT_EQ(engine_.Prune().size(), 1u);
+  EXPECT_EQ(engine_.FindJob(id), nullptr);
+}
+
+TEST_F(EngineTest, AFailedTaskRestartsTheGangAfterItsBackOff) {
+  const int64_t id = Add("restart: {policy: OnFailure, max_retries: 2}\n");
+  Pass(0);
+  Report(id, 0, "Running", 1'000);
+  Report(id, 0, "Failed", 3'000);
+  const JobEntry& j = *engine_.FindJob(id);
+  EXPECT_EQ(j.rec.state, JobState::kPending);
+  EXPECT_EQ(j.rec.attempt, 1);
+  EXPECT_THAT(j.rec.reason, HasSubstr("restarting in 10 s (1 of 2 retries used)"));
+  EXPECT_EQ(engine_.RetryAtMs(j), 13'000);
+  EXPECT_EQ(Pass(12'999).binds, 0);  // its back-off is not over
+  EXPECT_EQ(Pass(13'000).binds, 1);
+  EXPECT_EQ(State(id), JobState::kRunning);
+  EXPECT_EQ(engine_.AssignmentsOf("n1").at(0).attempt, 1);
+}
+
+TEST_F(EngineTest, TheSchedulerIsToldAttainedServiceAndTheCurrentRunsStart) {
+  const int64_t id = Add("runtime_estimate: 100s\nrestart: {policy: OnFailure, max_retries: 1}\n");
+  Pass(0);
+  Report(id, 0, "Running", 1'000);
+  Report(id, 0, "Failed", 41'000);  // 40 device-seconds attained
+  Pass(60'000);                     // back-off over: second attempt
+  Report(id, 0, "Running", 60'000, 1);
+  const JobRuns runs = engine_.RunsOf(*engine_.FindJob(id), 70'000);
+  EXPECT_TRUE(runs.running);
+  EXPECT_DOUBLE_EQ(runs.attained_device_s, 50.0);
+  EXPECT_EQ(runs.run_start_ms, 60'000);         // not the first run's start
+  EXPECT_EQ(runs.running_estimate_ms, 60'000);  // 100 s less the 40 s done
+}
+
+TEST_F(EngineTest, ADecisionOnAJobThatChangedSinceTheSnapshotIsDropped) {
+  const int64_t id = Add();
+  PassInput in = engine_.BeginPass(0);
+  auto decisions = scheduler_.Schedule(in.snap);
+  ASSERT_TRUE(decisions.ok());
+  ASSERT_EQ(decisions->binds.size(), 1u);
+  // Held while the core thought: the hold moves its revision.
+  Change hold(1);
+  JobEntry& j = engine_.Stage(hold, id);
+  j.rec.hold = "user";
+  ++j.revision;
+  engine_.Adopt(std::move(hold));
+  BindWork work = engine_.PrepareBinds(in, *decisions);
+  engine_.MakeTasks(in, work);
+  PassOutcome out = engine_.ApplyPass(in, *decisions, std::move(work), 2);
+  EXPECT_TRUE(out.stale);
+  EXPECT_EQ(out.binds, 0);
+  EXPECT_TRUE(out.change.batch.jobs.empty());
+  EXPECT_EQ(Pass(3).binds, 0);
+  EXPECT_THAT(engine_.FindJob(id)->rec.reason, HasSubstr("Held: by its owner"));
+}
+
+TEST_F(EngineTest, AChangeNeverAdoptedLeavesTheEngineAsItWas) {
+  const int64_t id = Add();
+  Pass(0);
+  Change lost(10);  // a commit that failed: never adopted
+  EXPECT_TRUE(engine_.ApplyTaskReports("n1", {{.task_id = wire::TaskId(id, 0, 0, 0), .state = "Failed"}}, lost));
+  EXPECT_EQ(lost.jobs.at(id).rec.state, JobState::kFailed);
+  EXPECT_EQ(State(id), JobState::kRunning);
+  EXPECT_EQ(engine_.FindJob(id)->tasks.at(0).rec.state, TaskState::kAssigned);
+}
+
+TEST_F(EngineTest, ASilentNodeIsLostAndItsTasksFailOnlyAfterTheirMaxDisconnect) {
+  const int64_t id = Add("max_disconnect: 300s\n");
+  engine_.nodes()["n1"].rec.heartbeat_ms = 0;
+  Pass(0);
+  Report(id, 0, "Running", 0);
+  Change at_lease(61'000);
+  engine_.CheckNodes(at_lease);
+  EXPECT_EQ(engine_.nodes().at("n1").rec.state, "NotReady");
+  EXPECT_TRUE(at_lease.jobs.empty() || at_lease.jobs.at(id).rec.state == JobState::kRunning);
+  engine_.Adopt(std::move(at_lease));
+  EXPECT_EQ(State(id), JobState::kRunning);
+  Change later(301'000);
+  engine_.CheckNodes(later);
+  engine_.Adopt(std::move(later));
+  EXPECT_EQ(State(id), JobState::kFailed);
+  EXPECT_THAT(engine_.FindJob(id)->rec.reason, HasSubstr("node 'n1' lost"));
+}
+
+TEST_F(EngineTest, APreemptorsTasksWaitUnsentUntilItsVictimStops) {
+  const int64_t low = Add("priority: 0\npreemptible: true\n", 2);
+  Pass(0);
+  Report(low, 0, "Running", 0);
+  Report(low, 1, "Running", 0);
+  const int64_t high = Add("priority: 100\n", 2);
+  const PassOutcome out = Pass(1'000);
+  EXPECT_EQ(out.preemptions, 1);
+  EXPECT_EQ(State(low), JobState::kPending);
+  EXPECT_EQ(State(high), JobState::kRunning);
+  // The victim's tasks are told to stop; the preemptor's are not sent yet.
+  std::vector<wire::Assignment> sent = engine_.AssignmentsOf("n1");
+  ASSERT_EQ(sent.size(), 2u);
+  for (const auto& a : sent) {
+    EXPECT_EQ(a.job_id, low);
+    EXPECT_FALSE(a.run);
+  }
+  Report(low, 0, "Killed", 2'000);
+  Report(low, 1, "Killed", 2'000);
+  sent = engine_.AssignmentsOf("n1");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].job_id, high);
+  EXPECT_TRUE(sent[0].run);
+}
+
+TEST(CheckDependenciesTest, EachRuleAndItsReasons) {
+  using store::JobState;
+  std::map<int64_t, JobState> states = {
+      {1, JobState::kSucceeded}, {2, JobState::kFailed}, {3, JobState::kRunning}, {4, JobState::kCancelled}};
+  auto of = [&](int64_t id) -> std::optional<JobState> {
+    auto it = states.find(id);
+    return it == states.end() ? std::nullopt : std::optional<JobState>(it->second);
+  };
+  auto check = [&](api::Dependencies d) { return CheckDependencies(d, of); };
+  EXPECT_EQ(check({.after_ok = {1}}).kind, DependencyCheck::Kind::kMet);
+  EXPECT_EQ(check({.after_any = {1, 2, 4}}).kind, DependencyCheck::Kind::kMet);
+  EXPECT_EQ(check({.after_not_ok = {2, 4}}).kind, DependencyCheck::Kind::kMet);
+  DependencyCheck never = check({.after_ok = {3, 2}});
+  EXPECT_EQ(never.kind, DependencyCheck::Kind::kNeverMet);  // wins over one still waiting
+  EXPECT_EQ(never.reason, "job 2 Failed, so after_ok cannot be met");
+  EXPECT_EQ(check({.after_not_ok = {1}}).kind, DependencyCheck::Kind::kNeverMet);
+  DependencyCheck waiting = check({.after_ok = {3}, .after_any = {9}});
+  EXPECT_EQ(waiting.kind, DependencyCheck::Kind::kWaiting);
+  EXPECT_EQ(waiting.reason, "job 3 (Running) to succeed, and 1 more");
+}
+
+}  // namespace
+}  // namespace icos::engine
