@@ -222,14 +222,16 @@ Query& Query::Limit(int32_t limit) {
 
 std::string Migration(Dialect d, int32_t v) {
   const bool lite = d == Dialect::kSqlite;
-  return absl::StrReplaceAll(kMigrations[v - 1], {{"{id}", lite ? "INTEGER PRIMARY KEY AUTOINCREMENT"
-                                                                : "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
-                                                  {"{int64}", lite ? "INTEGER" : "BIGINT"},
-                                                  {"{bool}", lite ? "INTEGER" : "BOOLEAN"},
-                                                  {"{bytewise_text}", lite ? "TEXT" : "TEXT COLLATE \"C\""},
-                                                  {"{strict}", lite ? " STRICT" : ""},
-                                                  {"{strict_without_rowid}", lite ? " STRICT, WITHOUT ROWID" : ""},
-                                                  {"{events_by_job}", lite ? "job_id" : "job_id, id"}});
+  const std::vector<std::pair<absl::string_view, absl::string_view>> words = {
+      {"{id}", lite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+      {"{int64}", lite ? "INTEGER" : "BIGINT"},
+      {"{bool}", lite ? "INTEGER" : "BOOLEAN"},
+      {"{bytewise_text}", lite ? "TEXT" : "TEXT COLLATE \"C\""},
+      {"{strict}", lite ? " STRICT" : ""},
+      {"{strict_without_rowid}", lite ? " STRICT, WITHOUT ROWID" : ""},
+      {"{events_by_job}", lite ? "job_id" : "job_id, id"},
+  };
+  return absl::StrReplaceAll(kMigrations[v - 1], words);
 }
 
 // ---- Reads ----
