@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "store/postgres_state_store.h"
+#include "store/sql_queries.h"
 
 namespace icos::store::pg_internal {
 
@@ -254,6 +255,12 @@ class Connection {
   }
   absl::StatusOr<Result> Exec(const std::string& sql, const Params& params, absl::string_view what) {
     return Exec(sql.c_str(), params, what);
+  }
+  // Runs a shared query (sql_queries.h) with its parameters.
+  absl::StatusOr<Result> Exec(const sql::Query& query, absl::string_view what) {
+    Params params;
+    query.BindTo(params);
+    return Exec(query.sql(), params, what);
   }
   // Runs statements without parameters (may be several, separated by ';').
   absl::Status ExecScript(const char* sql, absl::string_view what) {

@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -25,6 +26,11 @@ namespace icos::store::columns {
 inline constexpr char kJob[] =
     "id, name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt, run_uid, "
     "run_gid, hold, array_id, array_index";
+// kJob but id, which the database assigns: what an INSERT or UPDATE writes.
+inline constexpr char kJobFields[] =
+    "name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt, run_uid, "
+    "run_gid, hold, array_id, array_index";
+static_assert(std::string_view(kJob).substr(4) == kJobFields && std::string_view(kJob).substr(0, 4) == "id, ");
 inline constexpr char kTask[] =
     "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
 inline constexpr char kNode[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
@@ -33,6 +39,8 @@ inline constexpr char kToken[] =
 inline constexpr char kEvent[] = "id, job_id, node, time_ms, kind, message";
 inline constexpr char kUsage[] =
     "job_id, grp, replica, attempt, \"user\", queue, node, start_ms, end_ms, cpu_milli, devices_json";
+// A table's key columns come first in its list: an upsert updates the rest
+// (sql_queries.cc).
 
 // ---- Rows (in the order of the lists above) to records ----
 
@@ -119,6 +127,12 @@ EventRecord DecodeEvent(const Row& r) {
                      .time_ms = r.Int(3),
                      .kind = r.Text(4),
                      .message = r.Text(5)};
+}
+
+// epoch, holder, url, since_ms (sql::ReadLeader, sql::TakeLeader).
+template <typename Row>
+LeaderRecord DecodeLeader(const Row& r) {
+  return LeaderRecord{.epoch = r.Int(0), .holder = r.Text(1), .url = r.Text(2), .since_ms = r.Int(3)};
 }
 
 template <typename Row>

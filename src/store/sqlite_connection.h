@@ -32,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "store/sql_queries.h"
 #include "store/sqlite_state_store.h"
 
 namespace icos::store::sqlite_internal {
@@ -134,6 +135,10 @@ class Stmt {
       status_ = stmt.status();
     }
   }
+  // A shared query (sql_queries.h), prepared and its parameters bound.
+  Stmt(Connection& conn, const sql::Query& query, absl::string_view what) : Stmt(conn, query.sql(), what) {
+    query.BindTo(*this);
+  }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
   ~Stmt() {
@@ -150,6 +155,10 @@ class Stmt {
     return *this;
   }
   Stmt& Bool(bool value) { return Int(value ? 1 : 0); }
+  Stmt& Null() {
+    if (stmt_ != nullptr) Check(sqlite3_bind_null(stmt_, ++index_));
+    return *this;
+  }
   Stmt& Text(absl::string_view value) {
     // A default string_view has a null data(), which SQLite would bind as NULL.
     const char* data = value.data() != nullptr ? value.data() : "";
