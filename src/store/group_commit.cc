@@ -16,13 +16,13 @@ absl::Status GroupCommitQueue::InsertArray(std::vector<JobRecord>* jobs, CommitF
 
 absl::Status GroupCommitQueue::InsertAll(std::vector<JobRecord*> jobs, CommitFn commit) {
   Pending self{.jobs = std::move(jobs)};
-  mu_.Lock();
+  std::unique_lock<std::mutex> lock(mu_);
   queue_.push_back(&self);
   while (true) {
     // Either a leader commits us, or the commit in flight ends with us still
     // queued and we lead the next one, taking everyone queued meanwhile (when
     // more than max_group_ wait, we may lead more than once).
-    while (!self.done && committing_) cv_.Wait(&mu_);
+    cv_.wait(lock, [&] { return self.done || !committing_; });
     if (self.done) break;
     committing_ = true;
     // Callers in arrival order up to max_group_ jobs (at least one caller,
@@ -33,24 +33,22 @@ absl::Status GroupCommitQueue::InsertAll(std::vector<JobRecord*> jobs, CommitFn 
     }
     std::vector<Pending*> group(queue_.begin(), queue_.begin() + take);
     queue_.erase(queue_.begin(), queue_.begin() + take);
-    mu_.Unlock();
+    lock.unlock();
 
     std::vector<JobRecord*> all;
     all.reserve(jobs_taken);
     for (const Pending* p : group) all.insert(all.end(), p->jobs.begin(), p->jobs.end());
     const absl::Status status = commit(all);
 
-    mu_.Lock();
+    lock.lock();
     for (Pending* p : group) {
       p->status = status;
       p->done = true;
     }
     committing_ = false;
-    cv_.SignalAll();
+    cv_.notify_all();
   }
-  absl::Status status = self.status;
-  mu_.Unlock();
-  return status;
+  return self.status;
 }
 
 }  // namespace icos::store

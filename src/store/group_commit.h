@@ -9,13 +9,14 @@
 #ifndef ICOS_STORE_GROUP_COMMIT_H_
 #define ICOS_STORE_GROUP_COMMIT_H_
 
+#include <condition_variable>
 #include <cstddef>
+#include <mutex>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "store/records.h"
 
 namespace icos::store {
@@ -46,8 +47,8 @@ class GroupCommitQueue {
   };
 
   const size_t max_group_;
-  absl::Mutex mu_;
-  absl::CondVar cv_;
+  std::mutex mu_;
+  std::condition_variable cv_;
   std::vector<Pending*> queue_ ABSL_GUARDED_BY(mu_);
   bool committing_ ABSL_GUARDED_BY(mu_) = false;
 };

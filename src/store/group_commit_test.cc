@@ -1,12 +1,12 @@
 #include "store/group_commit.h"
 
 #include <atomic>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
 namespace icos::store {
@@ -16,12 +16,12 @@ namespace {
 // during a commit share the next one, and every caller gets its own id.
 TEST(GroupCommitQueueTest, ConcurrentCallersShareCommitsAndEachGetsItsId) {
   GroupCommitQueue queue(1024);
-  absl::Mutex mu;
+  std::mutex mu;
   int64_t next_id = 1;
   int commits = 0;
   auto commit = [&](const std::vector<JobRecord*>& group) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));  // a durable commit's fsync
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     ++commits;
     for (JobRecord* job : group) job->id = next_id++;
     return absl::OkStatus();

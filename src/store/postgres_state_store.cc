@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -18,7 +19,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "store/postgres_connection.h"
@@ -170,16 +170,16 @@ absl::StatusOr<std::unique_ptr<PostgresStateStore>> PostgresStateStore::Open(con
 PostgresStateStore::PostgresStateStore(PostgresOptions options, std::unique_ptr<Connection> first,
                                        int32_t schema_version)
     : options_(std::move(options)), schema_version_(schema_version), inserts_(options_.max_group_commit) {
-  absl::MutexLock lock(&pool_mu_);
+  std::lock_guard<std::mutex> lock(pool_mu_);
   idle_.push_back(std::move(first));
 }
 
 PostgresStateStore::~PostgresStateStore() {
   {
-    absl::MutexLock lock(&pool_mu_);
+    std::lock_guard<std::mutex> lock(pool_mu_);
     idle_.clear();
   }
-  absl::MutexLock lead(&lead_mu_);
+  std::lock_guard<std::mutex> lead(lead_mu_);
   lock_conn_.reset();  // ends the session, which releases the leadership lock
 }
 
@@ -191,7 +191,7 @@ absl::Status PostgresStateStore::CheckFence(Connection& conn, absl::string_view 
 
 absl::StatusOr<LeadResult> PostgresStateStore::TryLead(const LeaderRecord& me) {
   constexpr absl::string_view kWhat = "take the store's leadership";
-  absl::MutexLock lead(&lead_mu_);
+  std::lock_guard<std::mutex> lead(lead_mu_);
   if (lock_conn_ != nullptr) {
     absl::StatusOr<LeaderRecord> current = GetLeader();
     if (!current.ok()) return current.status();
@@ -223,7 +223,7 @@ absl::StatusOr<LeadResult> PostgresStateStore::TryLead(const LeaderRecord& me) {
 
 absl::Status PostgresStateStore::CheckLeadership() {
   constexpr absl::string_view kWhat = "check the store's leadership";
-  absl::MutexLock lead(&lead_mu_);
+  std::lock_guard<std::mutex> lead(lead_mu_);
   if (lock_conn_ == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(kWhat, ": this controller never took it"));
   }
@@ -266,7 +266,7 @@ absl::StatusOr<std::string> PostgresStateStore::ClusterId(const std::string& can
 absl::Status PostgresStateStore::WithConnection(absl::FunctionRef<absl::Status(Connection&)> use) {
   std::unique_ptr<Connection> conn;
   {
-    absl::MutexLock lock(&pool_mu_);
+    std::lock_guard<std::mutex> lock(pool_mu_);
     if (!idle_.empty()) {
       conn = std::move(idle_.back());
       idle_.pop_back();
@@ -286,7 +286,7 @@ absl::Status PostgresStateStore::WithConnection(absl::FunctionRef<absl::Status(C
     // once on a new connection. The other idle ones are likely dead too.
     std::vector<std::unique_ptr<Connection>> stale;
     {
-      absl::MutexLock lock(&pool_mu_);
+      std::lock_guard<std::mutex> lock(pool_mu_);
       stale.swap(idle_);
     }
     stale.clear();  // closed outside the lock
@@ -299,7 +299,7 @@ absl::Status PostgresStateStore::WithConnection(absl::FunctionRef<absl::Status(C
   // call connects afresh. The call that broke fails with Unavailable: a
   // write's outcome is then unknown, and retrying it is the caller's decision.
   if (conn->Reusable()) {
-    absl::MutexLock lock(&pool_mu_);
+    std::lock_guard<std::mutex> lock(pool_mu_);
     if (idle_.size() < static_cast<size_t>(std::max(0, options_.max_idle_connections))) {
       idle_.push_back(std::move(conn));
     }

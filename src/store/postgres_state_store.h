@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,7 +38,6 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "store/group_commit.h"
 #include "store/records.h"
 #include "store/state_store.h"
@@ -138,7 +138,7 @@ class PostgresStateStore : public StateStore {
 
   // Leadership: the session holding the lock (null: none) and the epoch
   // taken (0: never led).
-  absl::Mutex lead_mu_;
+  std::mutex lead_mu_;
   std::unique_ptr<pg_internal::Connection> lock_conn_ ABSL_GUARDED_BY(lead_mu_);
   std::atomic<int64_t> fence_epoch_{0};
 
@@ -147,7 +147,7 @@ class PostgresStateStore : public StateStore {
   // When expired idempotency keys were last deleted (submit_ms clock).
   int64_t last_key_prune_ms_ = 0;
 
-  absl::Mutex pool_mu_;
+  std::mutex pool_mu_;
   std::vector<std::unique_ptr<pg_internal::Connection>> idle_ ABSL_GUARDED_BY(pool_mu_);
 };
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -22,7 +23,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "store/record_columns.h"
@@ -169,17 +169,17 @@ SqliteStateStore::SqliteStateStore(SqliteOptions options, std::unique_ptr<Connec
 
 SqliteStateStore::~SqliteStateStore() {
   {
-    absl::MutexLock lock(&readers_mu_);
+    std::lock_guard<std::mutex> lock(readers_mu_);
     idle_readers_.clear();
   }
   {
-    absl::MutexLock lock(&write_mu_);
+    std::lock_guard<std::mutex> lock(write_mu_);
     // Refreshes the planner's statistics where they are stale; cheap when not.
     writer_->Exec("PRAGMA optimize", "close").IgnoreError();
     writer_.reset();
   }
-  absl::MutexLock lead(&lead_mu_);       // taken before write_mu_ elsewhere, never inside it
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the leadership
+  std::lock_guard<std::mutex> lead(lead_mu_);  // taken before write_mu_ elsewhere, never inside it
+  if (lock_fd_ >= 0) ::close(lock_fd_);        // releases the leadership
 }
 
 absl::Status SqliteStateStore::CheckFence(Connection& conn, absl::string_view what) {
@@ -190,7 +190,7 @@ absl::Status SqliteStateStore::CheckFence(Connection& conn, absl::string_view wh
 
 absl::StatusOr<LeadResult> SqliteStateStore::TryLead(const LeaderRecord& me) {
   constexpr absl::string_view kWhat = "take the store's leadership";
-  absl::MutexLock lead(&lead_mu_);
+  std::lock_guard<std::mutex> lead(lead_mu_);
   if (fence_epoch_.load() != 0) {
     absl::StatusOr<LeaderRecord> current = GetLeader();
     if (!current.ok()) return current.status();
@@ -226,7 +226,7 @@ absl::StatusOr<LeadResult> SqliteStateStore::TryLead(const LeaderRecord& me) {
 }
 
 absl::StatusOr<LeaderRecord> SqliteStateStore::BumpLeaderEpoch(const LeaderRecord& me, absl::string_view what) {
-  absl::MutexLock lock(&write_mu_);
+  std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
   Transaction txn(conn, what);
   if (!txn.status().ok()) return txn.status();
@@ -245,7 +245,7 @@ absl::StatusOr<LeaderRecord> SqliteStateStore::BumpLeaderEpoch(const LeaderRecor
 
 absl::Status SqliteStateStore::CheckLeadership() {
   constexpr absl::string_view kWhat = "check the store's leadership";
-  absl::MutexLock lead(&lead_mu_);
+  std::lock_guard<std::mutex> lead(lead_mu_);
   const int64_t mine = fence_epoch_.load();
   if (mine == 0) return absl::FailedPreconditionError(absl::StrCat(kWhat, ": this controller never took it"));
   if (lock_fd_ >= 0) {
@@ -275,7 +275,7 @@ absl::StatusOr<LeaderRecord> SqliteStateStore::GetLeader() {
 
 absl::StatusOr<std::string> SqliteStateStore::ClusterId(const std::string& candidate) {
   constexpr absl::string_view kWhat = "cluster id";
-  absl::MutexLock lock(&write_mu_);
+  std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
   {
     Stmt st(conn, sql::InsertClusterId(kDialect, candidate, absl::ToUnixMillis(absl::Now())), kWhat);
@@ -301,7 +301,7 @@ absl::Status SqliteStateStore::InsertJobs(std::vector<JobRecord>* jobs) {
 absl::Status SqliteStateStore::CommitInserts(const std::vector<JobRecord*>& group) {
   constexpr absl::string_view kWhat = "insert job";
 
-  absl::MutexLock lock(&write_mu_);
+  std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
   Transaction txn(conn, kWhat);
   if (!txn.status().ok()) return txn.status();
@@ -362,7 +362,7 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
   constexpr absl::string_view kWhat = "apply";
 
   if (batch.empty()) return absl::OkStatus();
-  absl::MutexLock lock(&write_mu_);
+  std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
   Transaction txn(conn, kWhat);
   if (!txn.status().ok()) return txn.status();
@@ -428,12 +428,12 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
 absl::Status SqliteStateStore::WithReader(absl::FunctionRef<absl::Status(Connection&)> read) {
   if (in_memory_) {
     // An in-memory database exists only inside the writer's connection.
-    absl::MutexLock lock(&write_mu_);
+    std::lock_guard<std::mutex> lock(write_mu_);
     return read(*writer_);
   }
   std::unique_ptr<Connection> conn;
   {
-    absl::MutexLock lock(&readers_mu_);
+    std::lock_guard<std::mutex> lock(readers_mu_);
     if (!idle_readers_.empty()) {
       conn = std::move(idle_readers_.back());
       idle_readers_.pop_back();
@@ -452,7 +452,7 @@ absl::Status SqliteStateStore::WithReader(absl::FunctionRef<absl::Status(Connect
   }
   absl::Status status = read(*conn);
   {
-    absl::MutexLock lock(&readers_mu_);
+    std::lock_guard<std::mutex> lock(readers_mu_);
     if (idle_readers_.size() < static_cast<size_t>(std::max(0, options_.max_idle_readers))) {
       idle_readers_.push_back(std::move(conn));
     }

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,6 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "store/group_commit.h"
 #include "store/records.h"
 #include "store/state_store.h"
@@ -120,7 +120,7 @@ class SqliteStateStore : public StateStore {
   const bool in_memory_;
   const int32_t schema_version_;
 
-  absl::Mutex write_mu_;
+  std::mutex write_mu_;
   std::unique_ptr<sqlite_internal::Connection> writer_ ABSL_GUARDED_BY(write_mu_);
 
   // InsertJob callers queue here and commit in groups.
@@ -129,11 +129,11 @@ class SqliteStateStore : public StateStore {
   int64_t last_key_prune_ms_ = 0;
 
   // Leadership: the locked file (-1: none) and the epoch taken (0: never led).
-  absl::Mutex lead_mu_;
+  std::mutex lead_mu_;
   int lock_fd_ ABSL_GUARDED_BY(lead_mu_) = -1;
   std::atomic<int64_t> fence_epoch_{0};
 
-  absl::Mutex readers_mu_;
+  std::mutex readers_mu_;
   std::vector<std::unique_ptr<sqlite_internal::Connection>> idle_readers_ ABSL_GUARDED_BY(readers_mu_);
 };
 
