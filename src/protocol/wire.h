@@ -47,7 +47,7 @@ struct Assignment {
   std::vector<int32_t> devices;  // device indices on the node
   std::string vendor;            // of those devices
   // TCP ports the task holds on its node: its rank's port, and for the first
-  // rank also the job's rendezvous port (controller/port_book.h).
+  // rank also the job's rendezvous port (engine/port_book.h).
   std::vector<int32_t> ports;
   int64_t time_limit_s = 0;
   int64_t grace_ms = 10'000;
