@@ -162,22 +162,11 @@ void Controller::SetAssignmentListener(std::function<void(const std::string& nod
 }
 
 absl::Status Controller::Commit(engine::Change change) {
-  const bool tasks_ended = std::any_of(change.batch.tasks.begin(), change.batch.tasks.end(),
-                                       [](const store::TaskRecord& t) { return store::IsTerminal(t.state); });
   if (!change.batch.empty()) {
     AddUsage(change.batch);
     ICOS_RETURN_IF_ERROR(store_->Apply(std::move(change.batch)));
   }
   for (const std::string& node : engine_.Adopt(std::move(change))) Touch(node);
-  // Jobs waiting for preempted victims may run now that a task stopped.
-  if (tasks_ended) {
-    for (const auto& [id, j] : engine_.jobs()) {
-      if (j.waits_for.empty()) continue;
-      for (const auto& t : j.tasks) {
-        if (store::IsActive(t.rec.state)) Touch(t.rec.node);
-      }
-    }
-  }
   return absl::OkStatus();
 }
 

@@ -116,13 +116,29 @@ JobEntry& Engine::Stage(Change& c, int64_t id) const {
 
 std::set<std::string> Engine::Adopt(Change&& c) {
   std::set<std::string> touched;
+  bool task_ended = false;  // some task of the change went from active to ended
   for (auto& [id, j] : c.jobs) {
+    if (const JobEntry* was = FindJob(id)) {
+      // A change appends tasks, never reorders them.
+      for (size_t i = 0; i < was->tasks.size() && i < j.tasks.size(); ++i) {
+        task_ended |= store::IsActive(was->tasks[i].rec.state) && !store::IsActive(j.tasks[i].rec.state);
+      }
+    }
     for (const TaskEntry& t : j.tasks) {
       if (store::IsActive(t.rec.state)) touched.insert(t.rec.node);
     }
     AddJob(std::move(j));
   }
   c.jobs.clear();
+  // Preemptors waiting for their victims may run now that a task stopped.
+  if (task_ended) {
+    for (const auto& [id, j] : jobs_) {
+      if (j.waits_for.empty()) continue;
+      for (const TaskEntry& t : j.tasks) {
+        if (store::IsActive(t.rec.state)) touched.insert(t.rec.node);
+      }
+    }
+  }
   return touched;
 }
 

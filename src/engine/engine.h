@@ -139,7 +139,8 @@ class Engine {
   // REQUIRES: the job is open (jobs() has it).
   JobEntry& Stage(Change& c, int64_t id) const;
   // Installs a committed change's jobs; returns the nodes whose assignments
-  // may have moved (where the changed jobs have active tasks).
+  // may have moved: where the changed jobs have active tasks, and, when one
+  // of their tasks ended, where jobs waiting for preempted victims do.
   std::set<std::string> Adopt(Change&& c);
   // Forgets jobs that ended and hold no tasks (the store keeps them) and
   // returns them, keeping the end state of those a remembered job depends on.

@@ -186,9 +186,10 @@ BindWork Engine::PrepareBinds(const PassInput& in, const core::Decisions& decisi
     item.bind = bind;
     item.move = move;
     const int64_t id = j->rec.id;
-    auto attempt = move ? in.running_attempt.find(id) : in.pending_attempt.find(id);
-    const auto& attempts = move ? in.running_attempt : in.pending_attempt;
-    item.attempt = attempt == attempts.end() ? 0 : attempt->second + (move ? 1 : 0);
+    // A move binds the running job's next attempt; a bind, the pending one's.
+    const std::map<int64_t, int32_t>& attempts = move ? in.running_attempt : in.pending_attempt;
+    auto seen = attempts.find(id);
+    item.attempt = seen == attempts.end() ? 0 : seen->second + (move ? 1 : 0);
     item.spec = j->spec;
     item.user = j->rec.user;
     item.uid = j->rec.run_uid;

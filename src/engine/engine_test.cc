@@ -8,6 +8,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -96,13 +97,14 @@ class EngineTest : public ::testing::Test {
     }
     Change c(now);
     const bool changed = engine_.ApplyTaskReports("n1", all, c);
-    engine_.Adopt(std::move(c));
+    last_touched_ = engine_.Adopt(std::move(c));
     return changed;
   }
 
   JobState State(int64_t id) { return engine_.FindJob(id)->rec.state; }
 
   Engine engine_;
+  std::set<std::string> last_touched_;  // what the last Report's Adopt said moved
   core::Scheduler scheduler_ = *core::Scheduler::Create({});
   int64_t next_id_ = 1;
 };
@@ -229,6 +231,8 @@ TEST_F(EngineTest, APreemptorsTasksWaitUnsentUntilItsVictimStops) {
   }
   Report(low, 0, "Killed", 2'000);
   Report(low, 1, "Killed", 2'000);
+  // The victim holds no active task now: n1's watchers wake for the preemptor.
+  EXPECT_THAT(last_touched_, ElementsAre("n1"));
   sent = engine_.AssignmentsOf("n1");
   ASSERT_EQ(sent.size(), 2u);
   EXPECT_EQ(sent[0].job_id, high);
