@@ -168,6 +168,12 @@ class Pass {
   std::vector<int32_t> FindVictims(const Job& job, int32_t q, const std::vector<int32_t>& candidates,
                                    const std::vector<char>& reclaim);
   void TryReserve(const Job& job, int32_t q, Decisions& out);
+  // Not to be stopped now: its queue's min_run_ms has not passed, or it was
+  // interrupted max_interruptions_per_hour times in the last hour.
+  bool Exempt(const Running& r) const;
+  // Device-seconds stopping `r` now loses: since its last checkpoint (or its
+  // run's start, if later) plus the restore it pays.
+  double LostDeviceS(const Running& r) const;
   void StopRunning(Running& r);
   void NoteHoldings(Running& r) const;
   // With wait_for_faster_type: the faster type `job` should wait for instead of

@@ -67,7 +67,7 @@ void Pass::MigrateToFasterTypes(Decisions& out) {
     int64_t pick_left = 0;
     for (int32_t i = 0; i < static_cast<int32_t>(running_.size()); ++i) {
       const Running& r = running_[i];
-      if (r.stopped || r.bound_now || promised_[i] || stays[i] || !r.job->preemptible ||
+      if (r.stopped || r.bound_now || promised_[i] || stays[i] || !r.job->preemptible || Exempt(r) ||
           r.end_ms == std::numeric_limits<int64_t>::max() || r.tasks.size() != 1 || r.types.size() != 1 ||
           r.job->groups.size() != 1) {
         continue;
@@ -146,6 +146,21 @@ void Pass::RestartRunning(Running& r) {
   for (const TaskPlacement& t : r.tasks) cluster_.Allocate(t);
   for (const QuotaDelta& d : r.charged) quota_.Apply(r.queue, d, +1);
   r.stopped = false;
+}
+
+bool Pass::Exempt(const Running& r) const {
+  if (opt_.max_interruptions_per_hour > 0 && r.job->recent_interruptions >= opt_.max_interruptions_per_hour) {
+    return true;
+  }
+  const int64_t min_run = quota_.queue(r.queue).min_run_ms;
+  return min_run > 0 && snap_.now_ms - r.start_ms < min_run;
+}
+
+double Pass::LostDeviceS(const Running& r) const {
+  const int64_t since = std::max(r.start_ms, r.job->checkpoint_ms);
+  const double devices = static_cast<double>(r.held_milli) / 1000.0;
+  const int64_t lost_ms = std::max<int64_t>(0, snap_.now_ms - since) + opt_.restore_cost_ms;
+  return devices * static_cast<double>(lost_ms) / 1000.0;
 }
 
 std::vector<int32_t> Pass::FindVictims(const Job& job, int32_t q, const std::vector<int32_t>& candidates,
@@ -248,7 +263,8 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   struct Candidate {
     int reclaim_rank;  // 0: reclaims borrowed quota, 1: lower priority
     int32_t priority;
-    int level;  // LAS level (higher: more attained service, preempted first)
+    int level;             // LAS level (higher: more attained service, preempted first)
+    double lost_device_s;  // what stopping it throws away: work since its last checkpoint, and the restore
     int64_t start_ms;
     int64_t held;
     JobId id;
@@ -260,7 +276,7 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   for (int32_t qq = 0; qq < quota_.num_queues(); ++qq) borrowing[qq] = reclaiming && qq != q && quota_.IsBorrowing(qq);
   for (int32_t i = 0; i < static_cast<int32_t>(running_.size()); ++i) {
     const Running& r = running_[i];
-    if (r.stopped || r.bound_now || !r.job->preemptible) continue;
+    if (r.stopped || r.bound_now || !r.job->preemptible || Exempt(r)) continue;
     bool holds_useful = !any_devices;
     for (DeviceTypeId t : r.types) holds_useful |= useful[t] != 0;
     if (!holds_useful) continue;
@@ -288,27 +304,29 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
                                                   : 0.0;
       const int level =
           las != nullptr ? las->Level(r.job->attained_device_s) : static_cast<int>(std::min(minutes, 1e9));
-      candidates.push_back({reclaim[i] ? 0 : 1, r.job->priority, level, r.start_ms, r.held_milli, r.job->id, i});
+      candidates.push_back(
+          {reclaim[i] ? 0 : 1, r.job->priority, level, LostDeviceS(r), r.start_ms, r.held_milli, r.job->id, i});
     }
   }
   if (candidates.empty()) return false;
   ++preemption_attempts_;
   ++stats_.preemption_attempts;
   // Borrowed capacity first, then lowest priority; within that, two greedy
-  // orders (youngest first: least work lost; largest first: fewest victims),
-  // keeping whichever needs fewer victims.
-  std::vector<int32_t> youngest, largest;
+  // orders (least work lost first: the device-seconds since each victim's
+  // last checkpoint or run start, plus its restore; largest first: fewest
+  // victims), keeping whichever needs fewer victims.
+  std::vector<int32_t> least_lost, largest;
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.reclaim_rank, a.priority, b.level, b.start_ms, a.id) <
-           std::tie(b.reclaim_rank, b.priority, a.level, a.start_ms, b.id);
+    return std::tie(a.reclaim_rank, a.priority, b.level, a.lost_device_s, b.start_ms, a.id) <
+           std::tie(b.reclaim_rank, b.priority, a.level, b.lost_device_s, a.start_ms, b.id);
   });
-  for (const Candidate& c : candidates) youngest.push_back(c.index);
+  for (const Candidate& c : candidates) least_lost.push_back(c.index);
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
     return std::tie(a.reclaim_rank, a.priority, b.level, b.held, b.start_ms, a.id) <
            std::tie(b.reclaim_rank, b.priority, a.level, a.held, a.start_ms, b.id);
   });
   for (const Candidate& c : candidates) largest.push_back(c.index);
-  std::vector<int32_t> chosen = FindVictims(job, q, youngest, reclaim);
+  std::vector<int32_t> chosen = FindVictims(job, q, least_lost, reclaim);
   std::vector<int32_t> alt = FindVictims(job, q, largest, reclaim);
   if (chosen.empty() || (!alt.empty() && alt.size() < chosen.size())) chosen = std::move(alt);
   if (chosen.empty()) return false;  // never preempt for a job that would still not fit
@@ -328,17 +346,19 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
   std::vector<JobId> after;
   for (int32_t i : chosen) {
     const Running& r = running_[i];
-    out.preemptions.push_back(
-        {r.job->id, job.id,
-         reclaim[i] ? absl::StrCat("queue '", quota_.queue(r.queue).name, "' borrowed capacity that queue '",
-                                   quota_.queue(q).name, "' reclaims for job ", job.id.value())
-         : r.job->priority < job.priority
-             ? absl::StrCat("job ", job.id.value(), " has higher priority (", job.priority, " > ", r.job->priority, ")")
-         : las != nullptr
-             ? absl::StrCat("job ", job.id.value(), " has attained less service (LAS level ",
-                            las->Level(job.attained_device_s), " < ", las->Level(r.job->attained_device_s), ")")
-         : gittins != nullptr ? GittinsReason(job, job_rank, victim_rank[i])
-                              : SrtfReason(job, ExpectedLeftMs(r, snap_.now_ms))});
+    std::string why =
+        reclaim[i] ? absl::StrCat("queue '", quota_.queue(r.queue).name, "' borrowed capacity that queue '",
+                                  quota_.queue(q).name, "' reclaims for job ", job.id.value())
+        : r.job->priority < job.priority
+            ? absl::StrCat("job ", job.id.value(), " has higher priority (", job.priority, " > ", r.job->priority, ")")
+        : las != nullptr
+            ? absl::StrCat("job ", job.id.value(), " has attained less service (LAS level ",
+                           las->Level(job.attained_device_s), " < ", las->Level(r.job->attained_device_s), ")")
+        : gittins != nullptr ? GittinsReason(job, job_rank, victim_rank[i])
+                             : SrtfReason(job, ExpectedLeftMs(r, snap_.now_ms));
+    absl::StrAppend(&why, "; it loses about ", static_cast<int64_t>(LostDeviceS(r) / 60.0), " device-min of work",
+                    r.job->checkpoint_ms > r.start_ms ? " since its last checkpoint" : "");
+    out.preemptions.push_back({r.job->id, job.id, std::move(why)});
     after.push_back(r.job->id);
   }
   Bind(job, q, std::move(a), std::move(after), out);

@@ -80,6 +80,9 @@ struct SchedulerOptions {
   // Preemption searches per pass; each may scan the running jobs.
   int max_preemption_attempts = 16;
   int max_victims = 64;
+  // A job interrupted this often in the last hour (Job::recent_interruptions)
+  // is not preempted again; 0: no cap.
+  int32_t max_interruptions_per_hour = 0;
   // A single replica is placed after this many feasible nodes were scored
   // (K8s percentageOfNodesToScore); gangs look further to find a compact set.
   int min_feasible_nodes = 16;

@@ -74,6 +74,13 @@ struct Job {
   bool preemptible = true;
   // Device-seconds of service received so far (Tiresias' attained service).
   double attained_device_s = 0.0;
+  // When the job last reported a finished checkpoint, on the caller's clock
+  // (0: never). Preempting it loses the work since then, or since its run
+  // started if that is later: what the victim choice weighs.
+  int64_t checkpoint_ms = 0;
+  // How often it was interrupted (preempted, moved, restarted) in the last
+  // hour: SchedulerOptions::max_interruptions_per_hour caps it.
+  int32_t recent_interruptions = 0;
   std::vector<TaskGroup> groups;
 };
 

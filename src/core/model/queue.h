@@ -35,6 +35,9 @@ struct Queue {
   // one user can do to another's running jobs. The scheduler does not read
   // it; the controller refuses jobs above it.
   int32_t max_priority = 0;
+  // A running job of this queue is not preempted (nor moved) before its run
+  // is this old: Slurm's PreemptExemptTime. 0: at any time.
+  int64_t min_run_ms = 0;
 };
 
 }  // namespace icos::core
