@@ -269,6 +269,8 @@ struct TaskLauncher::Task {
   bool node_shutdown = false;         // the stop is the node's shutdown, not the job's
   int64_t stop_deadline_unix_ms = 0;  // persisted, so a restarted agent keeps the deadline
   int64_t kill_at_ms = 0;             // clock_ time of the SIGKILL
+  int64_t term_at_ms = 0;             // clock_ time of the SIGTERM (later than the stop: a checkpoint window)
+  bool term_sent = false;
   bool kill_sent = false;
   std::string load_error;  // why Adopt() could not read the journal
   // Set once ended (phase kEnded); `reported` once Poll() returned it.
@@ -608,28 +610,43 @@ void TaskLauncher::KillNow(Task& task) {
   task.kill_sent = true;
 }
 
-absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms, bool node_shutdown) {
+absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms, bool node_shutdown,
+                                CheckpointFirst checkpoint) {
   auto it = tasks_.find(task_id);
   if (it == tasks_.end()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
   Task& task = *it->second;
   if (task.phase == Phase::kEnded) return absl::OkStatus();
   LoadPids(task);
   if (grace_ms < 0) grace_ms = options_.default_grace_ms;
-  const int64_t kill_at = clock_->NowMs() + grace_ms;
+  const int64_t now = clock_->NowMs();
+  // A checkpoint window only before a graceful stop: killing at once means at once.
+  const int64_t window = checkpoint.signal > 0 && grace_ms > 0 ? std::max<int64_t>(0, checkpoint.window_ms) : 0;
   task.node_shutdown |= node_shutdown;
   if (task.stop_requested) {
-    task.kill_at_ms = std::min(task.kill_at_ms, kill_at);
+    task.kill_at_ms = std::min(task.kill_at_ms, now + window + grace_ms);
+    task.term_at_ms = std::min(task.term_at_ms, now + window);
   } else {
     task.stop_requested = true;
-    task.kill_at_ms = kill_at;
-    task.stop_deadline_unix_ms = UnixMillis() + grace_ms;
+    task.term_at_ms = now + window;
+    task.kill_at_ms = now + window + grace_ms;
+    task.stop_deadline_unix_ms = UnixMillis() + window + grace_ms;
     // Best effort: losing it only means a restarted agent reports the task
     // as ended on its own rather than Cancelled.
     SaveState(task, /*durable=*/false).IgnoreError();
-    if (task.task_pid > 0 && grace_ms > 0) kill(-task.task_pid, SIGTERM);
+    // To the main process only: its children (data loaders, say) may not
+    // expect the signal, and its default action ends a process.
+    if (task.task_pid > 0 && window > 0) kill(task.task_pid, checkpoint.signal);
   }
   if (grace_ms == 0 && !task.kill_sent) KillNow(task);
+  SendTermIfDue(task, now);
   return absl::OkStatus();
+}
+
+void TaskLauncher::SendTermIfDue(Task& task, int64_t now) {
+  if (!task.stop_requested || task.term_sent || task.kill_sent || now < task.term_at_ms) return;
+  LoadPids(task);
+  if (task.task_pid > 0) kill(-task.task_pid, SIGTERM);
+  task.term_sent = true;
 }
 
 void TaskLauncher::ReleaseCgroup(const std::string& task_id) {
@@ -789,6 +806,7 @@ std::vector<TaskExit> TaskLauncher::Poll() {
       }
     }
     if (!ended) {
+      SendTermIfDue(task, now);
       if (task.stop_requested && !task.kill_sent && now >= task.kill_at_ms) KillNow(task);
       continue;
     }
@@ -914,6 +932,8 @@ std::vector<std::string> TaskLauncher::Adopt() {
       continue;
     }
     if (task->stop_requested) {
+      // Whether SIGTERM went out is not journaled: send it (again) now.
+      task->term_at_ms = now_ms;
       task->kill_at_ms = now_ms + std::max<int64_t>(0, task->stop_deadline_unix_ms - now_unix_ms);
     }
     bool alive = false;

@@ -176,6 +176,12 @@ struct TaskExit {
   int64_t end_unix_ms = 0;  // wall clock; for Lost, when the loss was noticed
 };
 
+// A planned stop of a job that checkpoints (TaskLauncher::Stop).
+struct CheckpointFirst {
+  int32_t signal = 0;  // 0: none, SIGTERM at once
+  int64_t window_ms = 0;
+};
+
 class TaskLauncher {
  public:
   // Creates state_dir and log_dir if needed and sets up cgroups (a cgroup
@@ -219,7 +225,11 @@ class TaskLauncher {
   // unknown task; OK (nothing to do) for one that has ended.
   // `node_shutdown`: the node is going down, not the job (its exit is
   // kNodeShutdown, and the controller requeues the job).
-  absl::Status Stop(const std::string& task_id, int64_t grace_ms, bool node_shutdown = false);
+  // `checkpoint` (the job's checkpoint contract, a planned stop): send
+  // checkpoint.signal now, SIGTERM only window_ms later (or when a later
+  // Stop() without one asks), and SIGKILL grace_ms after that.
+  absl::Status Stop(const std::string& task_id, int64_t grace_ms, bool node_shutdown = false,
+                    CheckpointFirst checkpoint = {});
 
   // Call once at agent start. Loads every journal in state_dir not known
   // yet (see the header comment for what a journal proves). Returns the ids
@@ -260,6 +270,8 @@ class TaskLauncher {
   absl::Status SaveState(const Task& task, bool durable) const;
   void RemoveStateFiles(const std::string& task_id) const;
   void KillNow(Task& task);
+  // SIGTERM once a stop's checkpoint window (if any) has passed.
+  void SendTermIfDue(Task& task, int64_t now);
   // Fills in the task's pids from the shim's pid file when the journal lacks them.
   void LoadPids(Task& task) const;
   // Reads the exit record, journals the exit and releases the cgroup.

@@ -33,6 +33,7 @@ using ::icos::agent::testing::TempDir;
 using ::icos::agent::testing::WaitUntil;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::IsEmpty;
 
 pid_t ReadPidFile(const std::string& path) {
@@ -307,6 +308,40 @@ TEST_F(LauncherTest, TaskIgnoringSigtermIsKilledOnlyOnceTheGraceHasPassed) {
   EXPECT_EQ(exit->kind, TaskExitKind::kCancelled);
   EXPECT_EQ(exit->signal, SIGKILL);
   EXPECT_THAT(exit->reason, HasSubstr("SIGKILL"));
+}
+
+// The checkpoint contract: a planned stop sends the job's checkpoint signal
+// first and SIGTERM only once the checkpoint window has passed.
+TEST_F(LauncherTest, ACheckpointingStopSignalsFirstAndTerminatesAfterTheWindow) {
+  MustStart(Sh("t1",
+               "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
+               "while :; do sleep 0.05; done"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  ASSERT_TRUE(launcher_->Stop("t1", 10'000, false, {.signal = SIGUSR1, .window_ms = 5'000}).ok());
+  ASSERT_TRUE(WaitForLog("t1", "got USR1"));
+  clock_.Advance(4'999);  // within the window: no SIGTERM yet
+  EXPECT_FALSE(WaitUntil([&] { return !launcher_->Poll().empty(); }, 300));
+  EXPECT_THAT(Log("t1"), Not(HasSubstr("got TERM")));
+  clock_.Advance(1);
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kCancelled);
+  EXPECT_EQ(exit->exit_code, 0);
+  const std::string log = Log("t1");
+  ASSERT_THAT(log, HasSubstr("got TERM"));
+  EXPECT_LT(log.find("got USR1"), log.find("got TERM"));
+}
+
+TEST_F(LauncherTest, ACancelDuringTheCheckpointWindowTerminatesAtOnce) {
+  MustStart(Sh("t1", "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
+                     "while :; do sleep 0.05; done"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  ASSERT_TRUE(launcher_->Stop("t1", 10'000, false, {.signal = SIGUSR1, .window_ms = 60'000}).ok());
+  ASSERT_TRUE(WaitForLog("t1", "got USR1"));
+  ASSERT_TRUE(launcher_->Stop("t1", 10'000).ok());
+  std::optional<TaskExit> exit = WaitForExit("t1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_THAT(Log("t1"), HasSubstr("got TERM"));
 }
 
 TEST_F(LauncherTest, StopSignalsTheWholeProcessGroup) {

@@ -4,6 +4,8 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
+#include <cstring>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -17,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "agent/checkpoint_dir.h"
 #include "agent/health_check.h"
 #include "agent/shim.h"
 #include "agent/sys_util.h"
@@ -365,7 +368,13 @@ void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>&
     } else if (!a.run && it != known_.end() && it->second.status.state == "Running" && !it->second.stopping) {
       it->second.stopping = true;
       it->second.stop_reason = "stopped by the controller";
-      log::Failure("stop task", launcher_->Stop(a.task_id, a.grace_ms), absl::StrCat("task=", log::Field(a.task_id)));
+      // A planned stop of a job that checkpoints: its signal first (a preemption, a move).
+      const CheckpointFirst checkpoint =
+          a.checkpoint_first ? CheckpointFirst{a.checkpoint_signal, a.checkpoint_grace_ms}
+                             : CheckpointFirst{};
+      if (a.checkpoint_first) it->second.stop_reason = "stopped by the controller after a checkpoint signal";
+      log::Failure("stop task", launcher_->Stop(a.task_id, a.grace_ms, false, checkpoint),
+                   absl::StrCat("task=", log::Field(a.task_id)));
     }
   }
   // A running task the controller no longer lists has ended there (failed on
@@ -436,6 +445,7 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   k.status.task_id = a.task_id;
   k.started_ms = clock_->NowMs();
   k.time_limit_s = a.time_limit_s;
+  k.checkpoint = {.signal = a.checkpoint_signal, .window_ms = a.checkpoint_grace_ms};
   auto fail = [&](int exit_code, absl::string_view why) {
     k.status.state = "Failed";
     k.status.exit_code = exit_code;
@@ -473,6 +483,17 @@ void NodeAgent::Launch(const wire::Assignment& a) {
     launch.env[key] = std::move(value);
   }
   launch.env["ICOS_TASK_DIR"] = task_dir;
+  // The job's checkpoints outlive this attempt (checkpoint_dir.h).
+  const std::string checkpoint_root =
+      options_.checkpoint_dir.empty() ? absl::StrCat(JobsDir(), "-checkpoints") : options_.checkpoint_dir;
+  absl::StatusOr<std::string> checkpoints = MakeCheckpointDirectory(checkpoint_root, a.job_id, *who);
+  if (!checkpoints.ok()) {
+    return fail(126, absl::StrCat("cannot make the job's checkpoint directory: ", checkpoints.status().message()));
+  }
+  launch.env["ICOS_CHECKPOINT_DIR"] = *checkpoints;
+  if (const char* name = a.checkpoint_signal > 0 ? sigabbrev_np(a.checkpoint_signal) : nullptr; name != nullptr) {
+    launch.env["ICOS_CHECKPOINT_SIGNAL"] = absl::StrCat("SIG", name);  // as a trap or Python's signal module names it
+  }
   if (!a.devices.empty()) {
     // The scheduler numbers a node's devices across vendors; each vendor's
     // runtime numbers its own. The agent knows the mapping.
@@ -541,14 +562,25 @@ bool NodeAgent::CollectExits() {
     k.status.requeue = e.kind == TaskExitKind::kNodeShutdown;
     k.status.end_ms = e.end_unix_ms > 0 ? e.end_unix_ms : clock_->NowMs();
   }
-  // Time limits: SIGTERM, then SIGKILL after the grace period.
+  // Time limits: SIGTERM, then SIGKILL after the grace period. A job that
+  // checkpoints gets its signal its checkpoint window before the limit
+  // (Slurm's --signal=USR1@WINDOW), so SIGTERM still comes at the limit.
   const int64_t now = clock_->NowMs();
   for (auto& [id, k] : known_) {
-    if (k.status.state != "Running" || k.stopping || k.time_limit_s <= 0 || k.started_ms == 0) continue;
-    if (now - k.started_ms >= k.time_limit_s * 1000) {
+    if (k.status.state != "Running") continue;
+    // A finished checkpoint the task reported (checkpoint_dir.h).
+    if (const int64_t at = LastCheckpointMs(absl::StrCat(JobsDir(), "/", id)); at > k.status.checkpoint_ms) {
+      k.status.checkpoint_ms = at;
+      changed = true;
+    }
+    if (k.stopping || k.time_limit_s <= 0 || k.started_ms == 0) continue;
+    const int64_t window = k.checkpoint.signal > 0 ? std::min(k.checkpoint.window_ms, k.time_limit_s * 1000) : 0;
+    if (now - k.started_ms >= k.time_limit_s * 1000 - window) {
       k.stopping = true;
       k.stop_reason = absl::StrCat("TimeLimit: ran longer than ", k.time_limit_s, " s");
-      log::Failure("stop task", launcher_->Stop(id, -1), absl::StrCat("task=", log::Field(id)));
+      CheckpointFirst checkpoint = k.checkpoint;
+      checkpoint.window_ms = window;
+      log::Failure("stop task", launcher_->Stop(id, -1, false, checkpoint), absl::StrCat("task=", log::Field(id)));
     }
   }
   return changed;

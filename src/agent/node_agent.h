@@ -67,6 +67,10 @@ struct NodeAgentOptions {
   // Where each task's private directory is made (owned by the task's user,
   // 0700; removed once its end is recorded). Empty: /var/tmp/icos-<cluster id>.
   std::string jobs_dir;
+  // Where each job's checkpoint directory (ICOS_CHECKPOINT_DIR) is made,
+  // <dir>/<user>/job-<id>, kept across the job's attempts; a shared
+  // filesystem lets a job resume on another node. Empty: <jobs_dir>-checkpoints.
+  std::string checkpoint_dir;
   // How the controller and tasks on other nodes reach this node: rank
   // rendezvous addresses, and the log server's URL unless listen_host names
   // another address. Its interface is the one tasks' collective libraries use.
@@ -116,6 +120,9 @@ class NodeAgent {
     wire::TaskStatus status;
     int64_t started_ms = 0;
     int64_t time_limit_s = 0;
+    // The job's checkpoint contract (wire::Assignment), for the stops the
+    // agent itself decides: the time limit.
+    CheckpointFirst checkpoint;
     bool stopping = false;
     std::string stop_reason;
   };

@@ -148,11 +148,7 @@ std::map<std::string, std::string> TaskBaseEnvironment(const TaskIdentity& id) {
   return env;
 }
 
-absl::StatusOr<std::string> MakeTaskDirectory(const std::string& root, const std::string& name,
-                                              const TaskIdentity& id) {
-  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
-    return absl::InvalidArgumentError(absl::StrCat("task directory name '", name, "' is not one path component"));
-  }
+absl::Status MakeAgentDirectory(const std::string& root, absl::string_view what) {
   const uid_t me = geteuid();
   if (mkdir(root.c_str(), 0711) != 0 && errno != EEXIST) {
     if (errno == ENOENT) {
@@ -165,14 +161,22 @@ absl::StatusOr<std::string> MakeTaskDirectory(const std::string& root, const std
   if (lstat(root.c_str(), &st) != 0) return ErrnoError(errno, absl::StrCat("stat ", root));
   // Someone else's directory (or a link to one) could hold planted files.
   if (!S_ISDIR(st.st_mode) || st.st_uid != me || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(root,
-                     " (the tasks' directories) is not a directory of the agent's own that only it may write; "
-                     "remove it or choose another --jobs-dir"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        root, " (", what, ") is not a directory of the agent's own that only it may write; remove it or choose another"));
   }
   if ((st.st_mode & 07777) != 0711 && chmod(root.c_str(), 0711) != 0) {
     return ErrnoError(errno, absl::StrCat("chmod ", root));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> MakeTaskDirectory(const std::string& root, const std::string& name,
+                                              const TaskIdentity& id) {
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+    return absl::InvalidArgumentError(absl::StrCat("task directory name '", name, "' is not one path component"));
+  }
+  if (absl::Status s = MakeAgentDirectory(root, "the tasks' directories: --jobs-dir"); !s.ok()) return s;
+  const uid_t me = geteuid();
   const std::string dir = absl::StrCat(root, "/", name);
   if (mkdir(dir.c_str(), 0700) != 0) return ErrnoError(errno, absl::StrCat("mkdir ", dir));
   if (me == 0 && chown(dir.c_str(), id.uid, id.gid) != 0) {

@@ -25,7 +25,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace icos::agent {
 
@@ -72,7 +74,10 @@ std::map<std::string, std::string> TaskBaseEnvironment(const TaskIdentity& id);
 // Makes `root` (mode 0711: others may pass through, not list) owned by the
 // agent, refusing one that exists with another owner, as a symlink, or
 // writable by others, so no other local user can plant files or links in
-// it. Then makes `root`/`name` (which must not exist) mode 0700, owned by
+// it. `what` names it in the error (and the flag that sets it).
+absl::Status MakeAgentDirectory(const std::string& root, absl::string_view what);
+
+// MakeAgentDirectory(root); then makes `root`/`name` (which must not exist) mode 0700, owned by
 // the task's identity, and returns its path.
 absl::StatusOr<std::string> MakeTaskDirectory(const std::string& root, const std::string& name, const TaskIdentity& id);
 

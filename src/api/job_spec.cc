@@ -1,6 +1,7 @@
 #include "api/job_spec.h"
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <cstdint>
 #include <exception>
@@ -241,7 +242,13 @@ absl::Status UnknownField(const Entry& e, const absl::string_view (&known)[N]) {
 
 constexpr absl::string_view kJobFields[] = {
     "name",        "queue", "priority", "framework",      "restart",      "time_limit", "runtime_estimate",
-    "preemptible", "env",   "tasks",    "max_disconnect", "dependencies", "array"};
+    "preemptible", "env",   "tasks",    "max_disconnect", "dependencies", "array",      "checkpoint"};
+constexpr absl::string_view kCheckpointFields[] = {"signal", "grace", "interval"};
+constexpr std::pair<int32_t, absl::string_view> kCheckpointSignals[] = {
+    {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"}, {SIGINT, "SIGINT"}, {SIGHUP, "SIGHUP"}, {SIGTERM, "SIGTERM"}};
+// A checkpoint gets at least this long and at most this long before SIGTERM.
+constexpr int64_t kMinCheckpointGraceS = 1;
+constexpr int64_t kMaxCheckpointGraceS = 3600;
 constexpr absl::string_view kDependencyFields[] = {"after_ok", "after_any", "after_not_ok", "if_unmet"};
 constexpr absl::string_view kRestartFields[] = {"policy", "max_retries"};
 constexpr absl::string_view kTaskFields[] = {"name", "replicas",  "min_available", "command",  "workdir",
@@ -263,6 +270,7 @@ class Parser {
   absl::StatusOr<TaskSpec> Task(const Field& f, int index);
   absl::Status Restart(const Field& f, JobSpec& spec);
   absl::Status Dependencies(const Field& f, JobSpec& spec);
+  absl::Status Checkpoint(const Field& f, JobSpec& spec);
   absl::Status Resources(const Field& f, TaskSpec& task);
   absl::StatusOr<std::vector<std::string>> Command(const Field& f);
   absl::StatusOr<std::vector<DeviceWish>> DeviceWishes(const Field& f);
@@ -433,6 +441,8 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
       status = Restart(f, spec);
     } else if (e.key == "dependencies") {
       status = Dependencies(f, spec);
+    } else if (e.key == "checkpoint") {
+      status = Checkpoint(f, spec);
     } else if (e.key == "array") {
       absl::StatusOr<std::string> v = Text(f);
       status = v.status();
@@ -534,6 +544,34 @@ absl::Status Parser::Restart(const Field& f, JobSpec& spec) {
   }
   if (spec.max_retries > 0 && spec.restart == RestartPolicy::kNever) {
     return Invalid(*retries_field, "needs policy: OnFailure (with policy Never a failed task is not retried)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Checkpoint(const Field& f, JobSpec& spec) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {signal: SIGUSR1, grace: 2m} (or {})");
+  if (!entries.ok()) return entries.status();
+  CheckpointSpec& c = spec.checkpoint;
+  c.enabled = true;
+  for (const Entry& e : *entries) {
+    if (!IsOneOf(e.key, kCheckpointFields)) return UnknownField(e, kCheckpointFields);
+    if (e.field.node.IsNull()) continue;
+    if (e.key == "signal") {
+      absl::StatusOr<int32_t> v = Enum(e.field, kCheckpointSignals, "a checkpoint signal");
+      if (!v.ok()) return v.status();
+      c.signal = *v;
+      continue;
+    }
+    absl::StatusOr<int64_t> v = Duration(e.field);
+    if (!v.ok()) return v.status();
+    if (e.key == "interval") {
+      c.interval_s = *v;
+    } else if (*v < kMinCheckpointGraceS || *v > kMaxCheckpointGraceS) {
+      return Invalid(e.field, absl::StrCat("must be between ", FormatDuration(kMinCheckpointGraceS), " and ",
+                                           FormatDuration(kMaxCheckpointGraceS)));
+    } else {
+      c.grace_s = *v;
+    }
   }
   return absl::OkStatus();
 }
@@ -841,6 +879,17 @@ const char* FrameworkName(Framework f) { return NameOf(kFrameworks, f).data(); }
 
 const char* RestartPolicyName(RestartPolicy p) { return NameOf(kRestartPolicies, p).data(); }
 
+const char* AffinityName(core::Affinity a) { return NameOf(kAffinities, a).data(); }
+
+static_assert(CheckpointSpec{}.signal == SIGUSR1, "the default checkpoint signal is SIGUSR1");
+
+const char* CheckpointSignalName(int32_t signal) {
+  for (const auto& [v, name] : kCheckpointSignals) {
+    if (v == signal) return name.data();
+  }
+  return nullptr;
+}
+
 int64_t AssignmentBytes(const JobSpec& spec) {
   int64_t tasks = 0, job_env = 0;
   for (const TaskSpec& t : spec.tasks) tasks += t.replicas;
@@ -931,62 +980,6 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& 
     // yaml-cpp throws only on misuse, which the parser avoids; still, never let it escape.
     return absl::InvalidArgumentError(absl::StrCat("spec: could not read: ", e.what()));
   }
-}
-
-std::string JobSpecToJson(const JobSpec& spec) {
-  Json job;
-  job["name"] = spec.name;
-  job["queue"] = spec.queue;
-  job["priority"] = spec.priority;
-  job["framework"] = FrameworkName(spec.framework);
-  job["restart"] = {{"policy", RestartPolicyName(spec.restart)}, {"max_retries", spec.max_retries}};
-  if (spec.time_limit_s != 0) job["time_limit"] = FormatDuration(spec.time_limit_s);
-  if (spec.runtime_estimate_s != 0) job["runtime_estimate"] = FormatDuration(spec.runtime_estimate_s);
-  if (spec.max_disconnect_s != 0) job["max_disconnect"] = FormatDuration(spec.max_disconnect_s);
-  job["preemptible"] = spec.preemptible;
-  if (!spec.env.empty()) job["env"] = spec.env;
-  if (!spec.array_indices.empty()) job["array"] = FormatArrayIndices(spec.array_indices, spec.array_throttle);
-  if (const api::Dependencies& d = spec.dependencies; !d.empty()) {
-    Json deps;
-    if (!d.after_ok.empty()) deps["after_ok"] = d.after_ok;
-    if (!d.after_any.empty()) deps["after_any"] = d.after_any;
-    if (!d.after_not_ok.empty()) deps["after_not_ok"] = d.after_not_ok;
-    deps["if_unmet"] = d.cancel_if_unmet ? "cancel" : "wait";
-    job["dependencies"] = std::move(deps);
-  }
-  Json tasks = Json::array();
-  for (const TaskSpec& t : spec.tasks) {
-    Json task;
-    task["name"] = t.name;
-    task["replicas"] = t.replicas;
-    task["min_available"] = t.min_available;
-    task["command"] = t.command;
-    if (!t.workdir.empty()) task["workdir"] = t.workdir;
-    if (!t.env.empty()) task["env"] = t.env;
-    Json resources;
-    resources["cpu"] = FormatCpu(t.cpu_milli);
-    resources["memory"] = FormatMemory(t.memory_mib);
-    resources["devices"] = t.devices;
-    if (t.device_percent != 0) resources["device_share"] = absl::StrCat(t.device_percent, "%");
-    if (t.device_memory_mib != 0) resources["device_memory"] = FormatMemory(t.device_memory_mib);
-    task["resources"] = std::move(resources);
-    if (!t.device_wishes.empty()) {
-      Json wishes = Json::array();
-      for (const DeviceWish& w : t.device_wishes) {
-        Json wish;
-        wish["vendor"] = w.vendor;
-        if (!w.model.empty()) wish["model"] = w.model;
-        if (w.throughput != 0) wish["throughput"] = w.throughput;
-        wishes.push_back(std::move(wish));
-      }
-      task["devices"] = std::move(wishes);
-    }
-    task["affinity"] = std::string(NameOf(kAffinities, t.affinity));
-    if (!t.node_selector.empty()) task["node_selector"] = t.node_selector;
-    tasks.push_back(std::move(task));
-  }
-  job["tasks"] = std::move(tasks);
-  return job.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace icos::api

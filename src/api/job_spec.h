@@ -61,6 +61,7 @@ enum class RestartPolicy { kNever, kOnFailure };
 
 const char* FrameworkName(Framework f);          // "none", "pytorch", ...
 const char* RestartPolicyName(RestartPolicy p);  // "Never", "OnFailure"
+const char* AffinityName(core::Affinity a);      // "none", "same-node", ...
 
 struct DeviceWish {
   std::string vendor;
@@ -84,6 +85,26 @@ struct Dependencies {
   bool empty() const { return after_ok.empty() && after_any.empty() && after_not_ok.empty(); }
   bool operator==(const Dependencies&) const = default;
 };
+
+// The checkpoint contract (docs/frameworks.md, "Checkpoints"). Every job gets
+// ICOS_CHECKPOINT_DIR, which outlives its attempts; a job that declares
+// `checkpoint:` is also told before a planned stop (preemption, a move, a
+// drain, its time limit, its node shutting down) by `signal`, and has
+// `grace_s` to finish a checkpoint before SIGTERM. It reports each finished
+// checkpoint with `icos checkpoint-done`, so the scheduler knows what a
+// stop would lose.
+struct CheckpointSpec {
+  bool enabled = false;
+  int32_t signal = 10;  // SIGUSR1 (checked against <csignal> in job_spec.cc)
+  int64_t grace_s = 60;
+  // How often it checkpoints, as the user expects: a hint (0: unknown).
+  int64_t interval_s = 0;
+
+  bool operator==(const CheckpointSpec&) const = default;
+};
+
+// The signals a checkpoint may ask for, by name; nullptr for another.
+const char* CheckpointSignalName(int32_t signal);
 
 // At most this many dependency ids per job.
 inline constexpr size_t kMaxDependencies = 1'000;
@@ -123,6 +144,7 @@ struct JobSpec {
   int64_t max_disconnect_s = 0;
   std::map<std::string, std::string> env;
   Dependencies dependencies;
+  CheckpointSpec checkpoint;
   // A job array (Slurm's --array): one job per index, each told its index
   // (ICOS_ARRAY_INDEX). Empty: a single job.
   std::vector<int32_t> array_indices;  // ascending, distinct

@@ -246,6 +246,8 @@ std::vector<wire::Assignment> Engine::AssignmentsOf(const std::string& node) con
       }
       wire::Assignment a = t.assignment;
       a.run = run;
+      // A planned stop of a job that will run again: let it checkpoint first.
+      a.checkpoint_first = !run && a.checkpoint_signal > 0 && !store::IsTerminal(j.rec.state);
       a.started = t.rec.state == TaskState::kRunning;
       out.push_back(std::move(a));
     }
@@ -292,6 +294,27 @@ void Engine::Requeue(JobEntry& j, const std::string& node, Change& c) const {
   j.rec.reason = absl::StrCat("requeued: node '", node, "' shut down under it");
   c.batch.jobs.push_back(j.rec);
   c.Event(j.rec.id, node, "Requeued", j.rec.reason);
+}
+
+void Engine::NoteLostWork(JobEntry& j, const TaskEntry& t, Change& c) {
+  // A user's cancel, or a success, throws nothing away.
+  if (t.rec.state == TaskState::kSucceeded || j.rec.state == JobState::kCancelled || t.rec.start_ms <= 0) return;
+  const int64_t since = std::max(t.rec.start_ms, j.rec.checkpoint_ms);
+  if (t.rec.end_ms <= since) return;
+  int64_t percent = 0;
+  for (const core::DeviceSlice& d : t.placement.devices) percent += d.percent;
+  if (percent == 0) return;
+  j.rec.lost_device_ms += percent * (t.rec.end_ms - since) / 100;
+  c.batch.jobs.push_back(j.rec);
+}
+
+void Engine::NoteCheckpoint(JobEntry& j, int64_t checkpoint_ms, const std::string& node, Change& c) {
+  // The agent's clock: a time ahead of ours is now, not the future.
+  const int64_t at = std::min(checkpoint_ms, c.now_ms);
+  if (at <= j.rec.checkpoint_ms) return;
+  j.rec.checkpoint_ms = at;
+  c.batch.jobs.push_back(j.rec);
+  c.Event(j.rec.id, node, "Checkpoint", absl::StrCat("checkpoint finished ", (c.now_ms - at) / 1000, " s ago"));
 }
 
 void Engine::EvaluateJob(JobEntry& j, Change& c) const {
@@ -360,6 +383,7 @@ bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::T
       auto state = store::ParseTaskState(s.state);
       // A task's end is final: a stale report (an attempt already ended,
       // say by a lost lease) changes nothing.
+      if (s.checkpoint_ms > 0) NoteCheckpoint(j, s.checkpoint_ms, node, c);
       if (!state || *state == t.rec.state || store::IsTerminal(t.rec.state)) break;
       t.rec.state = *state;
       t.rec.exit_code = s.exit_code;
@@ -367,7 +391,10 @@ bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::T
       if (s.start_ms > 0) t.rec.start_ms = s.start_ms;
       // An agent that does not say when the task started: it started by now (accounting needs a start).
       if (*state == TaskState::kRunning && t.rec.start_ms == 0) t.rec.start_ms = now;
-      if (store::IsTerminal(*state)) t.rec.end_ms = s.end_ms > 0 ? s.end_ms : now;
+      if (store::IsTerminal(*state)) {
+        t.rec.end_ms = s.end_ms > 0 ? s.end_ms : now;
+        NoteLostWork(j, t, c);
+      }
       if (s.requeue && store::IsTerminal(*state) && t.rec.attempt == j.rec.attempt) requeue.insert(job);
       c.batch.tasks.push_back(t.rec);
       c.Event(job, node, absl::StrCat("Task", s.state),
@@ -396,6 +423,7 @@ bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::T
       lost.rec.exit_code = -1;
       lost.rec.reason = "lost: the agent no longer knows this task";
       lost.rec.end_ms = now;
+      NoteLostWork(c.jobs.at(id), lost, c);
       c.batch.tasks.push_back(lost.rec);
       c.Event(id, node, "TaskLost", absl::StrCat(lost.assignment.task_id, ": the agent no longer knows it"));
       changed = true;
@@ -425,6 +453,7 @@ void Engine::FailTasksOnDevices(const std::string& node, const std::map<int32_t,
       failed.rec.exit_code = -1;
       failed.rec.reason = why;
       failed.rec.end_ms = c.now_ms;
+      NoteLostWork(c.jobs.at(id), failed, c);
       c.batch.tasks.push_back(failed.rec);
       c.Event(id, node, "TaskFailed", absl::StrCat(failed.assignment.task_id, ": ", why));
     }
@@ -465,6 +494,7 @@ void Engine::CheckNodes(Change& c) {
         t.rec.reason = absl::StrCat("node '", name, "' lost: no contact for ", quiet / 1000,
                                     " s, so its agent stopped the task (max_disconnect ", limit / 1000, " s)");
         t.rec.end_ms = now;
+        NoteLostWork(c.jobs.at(id), t, c);
         c.batch.tasks.push_back(t.rec);
       }
     }

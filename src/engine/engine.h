@@ -192,6 +192,12 @@ class Engine {
   void CheckNodes(Change& c);
   // Cancels the pending jobs whose dependencies can never be met, saying why.
   void CancelUnmet(const std::vector<std::pair<int64_t, std::string>>& unmet, Change& c) const;
+  // The checkpoint contract. A task of `j` that ended early threw away its
+  // devices' work since the job's last checkpoint (or its start): counted in
+  // j.rec.lost_device_ms. A reported checkpoint (the agent's time, never
+  // ahead of now) moves j.rec.checkpoint_ms forward.
+  static void NoteLostWork(JobEntry& j, const TaskEntry& t, Change& c);
+  static void NoteCheckpoint(JobEntry& j, int64_t checkpoint_ms, const std::string& node, Change& c);
   // Adds one report of `node`'s devices to the jobs running there.
   void SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices);
   // The "DeviceUse" event of a job that just ended, if anything was sampled.

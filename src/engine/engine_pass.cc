@@ -18,6 +18,8 @@ using nlohmann::json;
 using store::JobState;
 using store::TaskState;
 
+constexpr int64_t kHourMs = 3'600'000;
+
 JobRuns Engine::RunsOf(const JobEntry& j, int64_t now) const {
   // The speed of a device model relative to the job's fastest choice (its
   // throughputs; 1 where it gives none), as the simulator runs it. Most jobs
@@ -67,6 +69,9 @@ JobRuns Engine::RunsOf(const JobEntry& j, int64_t now) const {
   const int64_t restore_ms = options_.restore_cost_ms;
   core::RunHistory h;
   h.estimate_s = static_cast<double>(j.core.runtime_estimate_ms) / 1000.0;
+  for (const auto& [attempt, r] : runs) {
+    if (attempt < j.rec.attempt && r.end_ms > now - kHourMs) ++out.interruptions_last_hour;
+  }
   int32_t index = 0;
   for (const auto& [attempt, r] : runs) {
     const bool restored = index++ > 0;
@@ -123,6 +128,8 @@ PassInput Engine::BeginPass(int64_t now) {
     rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
     const JobRuns runs = RunsOf(j, now);
     rj.job.attained_device_s = runs.attained_device_s;
+    rj.job.checkpoint_ms = j.rec.checkpoint_ms;
+    rj.job.recent_interruptions = runs.interruptions_last_hour;
     if (runs.running) rj.job.runtime_estimate_ms = runs.running_estimate_ms;
     for (const auto& t : j.tasks) {
       if (!store::IsActive(t.rec.state)) continue;
@@ -290,6 +297,10 @@ absl::StatusOr<std::vector<TaskEntry>> Engine::TasksOf(const PassInput& in, cons
     a.uid = item.uid;
     a.gid = item.gid;
     a.grace_ms = options_.grace_ms;
+    if (spec.checkpoint.enabled) {
+      a.checkpoint_signal = spec.checkpoint.signal;
+      a.checkpoint_grace_ms = spec.checkpoint.grace_s * 1000;
+    }
     a.max_disconnect_ms = spec.max_disconnect_s > 0 ? spec.max_disconnect_s * 1000 : options_.node_lease_ms;
     for (const auto& [k, v] : spec.env) a.env[k] = v;
     for (const auto& [k, v] : ts.env) a.env[k] = v;

@@ -81,6 +81,9 @@ struct JobRuns {
   // Work done in its ended runs (fastest-type seconds, restores excluded):
   // for an ended job, all it did.
   double worked_s = 0;
+  // Earlier runs that ended in the last hour (preempted, moved, failed,
+  // requeued): SchedulerOptions::max_interruptions_per_hour caps them.
+  int32_t interruptions_last_hour = 0;
 };
 
 }  // namespace icos::engine

@@ -140,7 +140,10 @@ json AssignmentToJson(const Assignment& a) {
           {"started", a.started},
           {"user", a.user},
           {"uid", a.uid},
-          {"gid", a.gid}};
+          {"gid", a.gid},
+          {"checkpoint_signal", a.checkpoint_signal},
+          {"checkpoint_grace_ms", a.checkpoint_grace_ms},
+          {"checkpoint_first", a.checkpoint_first}};
 }
 
 absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
@@ -169,6 +172,9 @@ absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
     a.user = j.value("user", "");
     a.uid = j.value("uid", int64_t{-1});
     a.gid = j.value("gid", int64_t{-1});
+    a.checkpoint_signal = j.value("checkpoint_signal", 0);
+    a.checkpoint_grace_ms = j.value("checkpoint_grace_ms", int64_t{0});
+    a.checkpoint_first = j.value("checkpoint_first", false);
     return a;
   });
 }
@@ -177,6 +183,7 @@ json TaskStatusToJson(const TaskStatus& s) {
   json j = {{"task_id", s.task_id}, {"state", s.state},       {"exit_code", s.exit_code},
             {"reason", s.reason},   {"start_ms", s.start_ms}, {"end_ms", s.end_ms}};
   if (s.requeue) j["requeue"] = true;
+  if (s.checkpoint_ms > 0) j["checkpoint_ms"] = s.checkpoint_ms;
   return j;
 }
 
@@ -209,6 +216,7 @@ absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
     s.start_ms = j.value("start_ms", int64_t{0});
     s.end_ms = j.value("end_ms", int64_t{0});
     s.requeue = j.value("requeue", false);
+    s.checkpoint_ms = j.value("checkpoint_ms", int64_t{0});
     return s;
   });
 }

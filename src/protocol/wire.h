@@ -63,6 +63,13 @@ struct Assignment {
   // task run. An agent with no journal for such a task must not start it
   // (its journal was lost; the task is lost, not new).
   bool started = false;
+  // The checkpoint contract (api::CheckpointSpec): a planned stop (a run=false
+  // with checkpoint_first, the time limit, the node shutting down) first
+  // sends checkpoint_signal and waits checkpoint_grace_ms for the task to
+  // end before SIGTERM. 0: the job does not checkpoint.
+  int32_t checkpoint_signal = 0;
+  int64_t checkpoint_grace_ms = 0;
+  bool checkpoint_first = false;  // set with run=false when the job will run again
 };
 
 nlohmann::json AssignmentToJson(const Assignment& a);
@@ -78,6 +85,9 @@ struct TaskStatus {
   // The task ended because its node shut down, not by anything the job did:
   // the controller requeues the job instead of counting a failure.
   bool requeue = false;
+  // When the task last reported a finished checkpoint (icos checkpoint-done),
+  // Unix ms by the agent's clock; 0: never.
+  int64_t checkpoint_ms = 0;
 };
 
 nlohmann::json TaskStatusToJson(const TaskStatus& s);

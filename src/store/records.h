@@ -50,6 +50,11 @@ struct JobRecord {
   // Job arrays (a spec's `array:`): every element is a job of its own.
   int64_t array_id = 0;      // the array's id (its first element's job id); 0: not in an array
   int32_t array_index = -1;  // the element's index (ICOS_ARRAY_INDEX); -1: not in an array
+  // The checkpoint contract: when the job last reported a finished
+  // checkpoint (0: never), and the device-milliseconds of work its
+  // interruptions (preemptions, moves, lost nodes, failures) threw away.
+  int64_t checkpoint_ms = 0;
+  int64_t lost_device_ms = 0;
 
   // InsertJobs only: the first element of a new array; the elements after
   // it in the same call carry array_id kNewArray and join its array.

@@ -186,6 +186,12 @@ ALTER TABLE jobs ADD COLUMN array_id {int64} NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN array_index INTEGER NOT NULL DEFAULT -1;
 CREATE INDEX jobs_by_array ON jobs(array_id) WHERE array_id != 0;
 )sql",
+    // v6: the checkpoint contract (issue #20): each job's last finished
+    // checkpoint and the device-time its interruptions threw away.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN checkpoint_ms {int64} NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN lost_device_ms {int64} NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(std::size(kMigrations) == kMigrationCount, "kMigrationCount must equal the number of migrations");
 

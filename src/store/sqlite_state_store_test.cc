@@ -166,9 +166,9 @@ TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToLatestSchema) {
   const std::string path = NewDbPath();
   std::unique_ptr<StateStore> store = MakeStore(path);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 5);
+  EXPECT_EQ(store->SchemaVersion(), 6);
   RawDb raw(path);
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "5");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "6");
   EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
                           "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
             "cluster,events,idempotency_keys,jobs,leader,nodes,queues,tasks,tokens,usage,utilisation");
@@ -202,11 +202,13 @@ TEST(SqliteStateStoreTest, Version1DatabaseIsMigratedKeepingItsJobs) {
   }
   absl::StatusOr<std::unique_ptr<SqliteStateStore>> store = SqliteStateStore::Open({.path = path});
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->SchemaVersion(), 5);
+  EXPECT_EQ((*store)->SchemaVersion(), 6);
   absl::StatusOr<JobRecord> job = (*store)->GetJob(7);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->name, "old");
   EXPECT_EQ(job->hold, "");  // columns added later take their defaults
+  EXPECT_EQ(job->checkpoint_ms, 0);
+  EXPECT_EQ(job->lost_device_ms, 0);
   absl::StatusOr<std::vector<JobCounts>> counts = (*store)->CountJobs(0, 10'000);
   ASSERT_TRUE(counts.ok()) << counts.status();
   ASSERT_EQ(counts->size(), 1u);
@@ -224,7 +226,7 @@ TEST(SqliteStateStoreTest, ReopeningCurrentSchemaKeepsVersion) {
 TEST(SqliteStateStoreTest, InMemoryDatabaseIsMigratedToLatestSchema) {
   std::unique_ptr<StateStore> store = MakeStore(":memory:");
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 5);
+  EXPECT_EQ(store->SchemaVersion(), 6);
 }
 
 TEST(SqliteStateStoreTest, NewerSchemaIsRefusedWithClearMessage) {

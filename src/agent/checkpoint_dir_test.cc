@@ -1,0 +1,94 @@
+#include "agent/checkpoint_dir.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "agent/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace icos::agent {
+namespace {
+
+using ::icos::agent::testing::TempDir;
+using ::testing::HasSubstr;
+
+TaskIdentity Nobody() {
+  TaskIdentity id;
+  const passwd* pw = getpwnam("nobody");
+  id.uid = pw != nullptr ? pw->pw_uid : 65534;
+  id.gid = pw != nullptr ? pw->pw_gid : 65534;
+  id.name = "nobody";
+  return id;
+}
+
+TEST(CheckpointDirTest, OneDirectoryPerJobOwnedByItsUserAndKeptAcrossAttempts) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give the directory away";
+  TempDir tmp;
+  const std::string root = tmp.path() + "/ckpt";
+  absl::StatusOr<std::string> first = MakeCheckpointDirectory(root, 42, Nobody());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, root + "/nobody/job-42");
+  struct stat st;
+  ASSERT_EQ(stat(first->c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, Nobody().uid);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  // The user's level is the agent's: nobody cannot plant a link beside it.
+  ASSERT_EQ(stat((root + "/nobody").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0711u);
+  // What the first attempt saved is there for the next.
+  const int fd = open((*first + "/step-100.pt").c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  absl::StatusOr<std::string> again = MakeCheckpointDirectory(root, 42, Nobody());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *first);
+  EXPECT_EQ(access((*again + "/step-100.pt").c_str(), F_OK), 0);
+}
+
+TEST(CheckpointDirTest, ALinkWhereTheJobDirectoryGoesIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  TempDir tmp;
+  const std::string root = tmp.path() + "/ckpt";
+  ASSERT_TRUE(MakeCheckpointDirectory(root, 1, Nobody()).ok());
+  ASSERT_EQ(symlink("/etc", (root + "/nobody/job-7").c_str()), 0);
+  absl::StatusOr<std::string> dir = MakeCheckpointDirectory(root, 7, Nobody());
+  ASSERT_FALSE(dir.ok());
+  EXPECT_THAT(dir.status().message(), HasSubstr("refusing"));
+  struct stat st;
+  ASSERT_EQ(stat("/etc", &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);  // never chowned through the link
+}
+
+TEST(CheckpointDirTest, AnotherUsersDirectoryIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  TempDir tmp;
+  const std::string root = tmp.path() + "/ckpt";
+  ASSERT_TRUE(MakeCheckpointDirectory(root, 1, Nobody()).ok());
+  ASSERT_EQ(mkdir((root + "/nobody/job-8").c_str(), 0700), 0);  // root's, not nobody's
+  EXPECT_FALSE(MakeCheckpointDirectory(root, 8, Nobody()).ok());
+}
+
+TEST(CheckpointDirTest, TheMarkersTimeIsReadAndOnlyFromARegularFile) {
+  TempDir tmp;
+  EXPECT_EQ(LastCheckpointMs(tmp.path()), 0);
+  const std::string marker = absl::StrCat(tmp.path(), "/", kCheckpointDoneFile);
+  ASSERT_EQ(mkfifo(marker.c_str(), 0600), 0);
+  EXPECT_EQ(LastCheckpointMs(tmp.path()), 0);  // a FIFO is never opened (it would block)
+  ASSERT_EQ(unlink(marker.c_str()), 0);
+  const int fd = open(marker.c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  const timespec times[2] = {{1'700'000'000, 250'000'000}, {1'700'000'000, 250'000'000}};
+  ASSERT_EQ(futimens(fd, times), 0);
+  close(fd);
+  EXPECT_EQ(LastCheckpointMs(tmp.path()), 1'700'000'000'250);
+}
+
+}  // namespace
+}  // namespace icos::agent

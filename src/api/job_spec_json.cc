@@ -1,0 +1,80 @@
+// A JobSpec as canonical JSON: what the store keeps and the API shows.
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "api/job_spec.h"
+#include "api/quantity.h"
+#include "nlohmann/json.hpp"
+
+namespace icos::api {
+
+using Json = nlohmann::ordered_json;
+using detail::FormatCpu;
+using detail::FormatDuration;
+using detail::FormatMemory;
+
+std::string JobSpecToJson(const JobSpec& spec) {
+  Json job;
+  job["name"] = spec.name;
+  job["queue"] = spec.queue;
+  job["priority"] = spec.priority;
+  job["framework"] = FrameworkName(spec.framework);
+  job["restart"] = {{"policy", RestartPolicyName(spec.restart)}, {"max_retries", spec.max_retries}};
+  if (spec.time_limit_s != 0) job["time_limit"] = FormatDuration(spec.time_limit_s);
+  if (spec.runtime_estimate_s != 0) job["runtime_estimate"] = FormatDuration(spec.runtime_estimate_s);
+  if (spec.max_disconnect_s != 0) job["max_disconnect"] = FormatDuration(spec.max_disconnect_s);
+  job["preemptible"] = spec.preemptible;
+  if (!spec.env.empty()) job["env"] = spec.env;
+  if (!spec.array_indices.empty()) job["array"] = FormatArrayIndices(spec.array_indices, spec.array_throttle);
+  if (const api::Dependencies& d = spec.dependencies; !d.empty()) {
+    Json deps;
+    if (!d.after_ok.empty()) deps["after_ok"] = d.after_ok;
+    if (!d.after_any.empty()) deps["after_any"] = d.after_any;
+    if (!d.after_not_ok.empty()) deps["after_not_ok"] = d.after_not_ok;
+    deps["if_unmet"] = d.cancel_if_unmet ? "cancel" : "wait";
+    job["dependencies"] = std::move(deps);
+  }
+  if (const CheckpointSpec& c = spec.checkpoint; c.enabled) {
+    Json ckpt;
+    ckpt["signal"] = CheckpointSignalName(c.signal) != nullptr ? CheckpointSignalName(c.signal) : "SIGUSR1";
+    ckpt["grace"] = FormatDuration(c.grace_s);
+    if (c.interval_s > 0) ckpt["interval"] = FormatDuration(c.interval_s);
+    job["checkpoint"] = std::move(ckpt);
+  }
+  Json tasks = Json::array();
+  for (const TaskSpec& t : spec.tasks) {
+    Json task;
+    task["name"] = t.name;
+    task["replicas"] = t.replicas;
+    task["min_available"] = t.min_available;
+    task["command"] = t.command;
+    if (!t.workdir.empty()) task["workdir"] = t.workdir;
+    if (!t.env.empty()) task["env"] = t.env;
+    Json resources;
+    resources["cpu"] = FormatCpu(t.cpu_milli);
+    resources["memory"] = FormatMemory(t.memory_mib);
+    resources["devices"] = t.devices;
+    if (t.device_percent != 0) resources["device_share"] = absl::StrCat(t.device_percent, "%");
+    if (t.device_memory_mib != 0) resources["device_memory"] = FormatMemory(t.device_memory_mib);
+    task["resources"] = std::move(resources);
+    if (!t.device_wishes.empty()) {
+      Json wishes = Json::array();
+      for (const DeviceWish& w : t.device_wishes) {
+        Json wish;
+        wish["vendor"] = w.vendor;
+        if (!w.model.empty()) wish["model"] = w.model;
+        if (w.throughput != 0) wish["throughput"] = w.throughput;
+        wishes.push_back(std::move(wish));
+      }
+      task["devices"] = std::move(wishes);
+    }
+    task["affinity"] = AffinityName(t.affinity);
+    if (!t.node_selector.empty()) task["node_selector"] = t.node_selector;
+    tasks.push_back(std::move(task));
+  }
+  job["tasks"] = std::move(tasks);
+  return job.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace icos::api
