@@ -10,6 +10,11 @@ python3-torch does; on GPU nodes it would use NCCL and the device icos assigned.
 Each rank prints its loss per epoch; rank 0 also prints a final summary line
 that the end-to-end test and the README's main job read:
     RESULT rank=0 world=2 first_loss=... final_loss=... steps=...
+
+With --checkpoint-every N it meets icos' checkpoint contract
+(icos_checkpoint.py): it saves every N steps and when icos signals a planned
+stop, and a later attempt resumes at the step saved, so a preempted run ends
+with the same loss as an undisturbed one.
 """
 import argparse
 import os
@@ -17,6 +22,7 @@ import time
 
 import torch
 import torch.distributed as dist
+from icos_checkpoint import Checkpointer
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
@@ -36,6 +42,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (0: none)")
+    parser.add_argument("--step-seconds", type=float, default=0.0, help="sleep per step (tests: a longer run)")
     args = parser.parse_args()
 
     rank = int(os.environ["RANK"])
@@ -56,10 +64,23 @@ def main():
     first_loss = None
     steps = 0
     start = time.time()
-    for epoch in range(args.epochs):
+    ckpt = Checkpointer(args.checkpoint_every)
+    resume = ckpt.load()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["opt"])
+        steps, first_loss = resume["steps"], resume["first_loss"]
+    print(f"rank {rank} starts at step {steps}", flush=True)
+    per_epoch = len(loader)
+    for epoch in range(steps // per_epoch, args.epochs):
         sampler.set_epoch(epoch)
-        total, batches = 0.0, 0
-        for x, y in loader:
+        # Resuming mid-epoch: the batches before the checkpoint are done.
+        batches = steps % per_epoch if resume is not None else 0
+        total = resume["total"] if batches > 0 else 0.0
+        resume = None
+        for i, (x, y) in enumerate(loader):
+            if i < batches:
+                continue  # done before the checkpoint this attempt resumed from
             opt.zero_grad()
             loss = loss_fn(model(x), y)
             loss.backward()  # DDP all-reduces gradients across ranks here
@@ -67,6 +88,15 @@ def main():
             total += loss.item()
             batches += 1
             steps += 1
+            if args.step_seconds > 0:
+                time.sleep(args.step_seconds)
+            if args.checkpoint_every > 0 and ckpt.should_save(steps):
+                ckpt.save({"model": model.state_dict(), "opt": opt.state_dict(), "steps": steps,
+                           "first_loss": first_loss, "total": total, "batches": batches})
+                if ckpt.stop_requested():
+                    print(f"rank {rank} checkpointed at step {steps} for a planned stop", flush=True)
+                    dist.destroy_process_group()
+                    return
         # The mean loss over all ranks, so every rank reports the same number.
         t = torch.tensor([total / batches])
         dist.all_reduce(t)

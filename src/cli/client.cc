@@ -516,6 +516,13 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     if (const json& u = j.value("device_use", json()); u.is_object()) {
       out << "device use: " << u.value("summary", "") << "\n";
     }
+    // The checkpoint contract (docs/frameworks.md): what interruptions cost it.
+    if (const int64_t ckpt = j.value("checkpoint_ms", int64_t{0}); ckpt > 0) {
+      out << "last checkpoint: " << Age(ckpt) << " ago\n";
+    }
+    if (const double lost = j.value("lost_device_s", 0.0); lost > 0) {
+      out << absl::StrFormat("work lost to interruptions: %.2f device-hours\n", lost / 3600.0);
+    }
     out << "\n"
         << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5s %s\n", "TASK", "ID", "NODE", "DEVICES", "STATE", "EXIT",
                            "REASON");

@@ -1,14 +1,19 @@
 // The single `icos` binary. Subcommands parse their flags here (CLI11) and
 // hand plain options structs to the libraries.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/checkpoint_dir.h"
 #include "cli/client.h"
 #include "cli/demo.h"
 #include "cli/sim_command.h"
@@ -40,6 +45,27 @@ void HideSecretsFromCommandLine(int argc, char** argv) {
 }
 
 }  // namespace
+
+// `icos checkpoint-done`: touches the marker the node agent watches in the
+// task's own directory (agent/checkpoint_dir.h). Local, so a task needs no
+// credential and no route to the controller to report a checkpoint.
+int CheckpointDone(std::ostream& err) {
+  const char* dir = std::getenv("ICOS_TASK_DIR");
+  if (dir == nullptr || *dir == '\0') {
+    err << "icos checkpoint-done: ICOS_TASK_DIR is not set; run it from inside an icos task\n";
+    return 2;
+  }
+  const std::string marker = absl::StrCat(dir, "/", icos::agent::kCheckpointDoneFile);
+  // Never through a link, never blocking on a FIFO left in its place.
+  const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+  if (fd < 0 || ::futimens(fd, nullptr) != 0) {
+    err << "icos checkpoint-done: cannot touch " << marker << ": " << std::strerror(errno) << "\n";
+    if (fd >= 0) ::close(fd);
+    return 1;
+  }
+  ::close(fd);
+  return 0;
+}
 
 int main(int argc, char** argv) {
   // What icos writes (its store, tokens, journals, logs) is its own; tasks
@@ -99,6 +125,10 @@ int main(int argc, char** argv) {
     sub->add_option("--max-job-mib", server.max_job_mib,
                     "most MiB of commands, environment and rank lists one job's tasks may carry in all")
         ->check(CLI::Range(int64_t{1}, int64_t{65'536}));
+    sub->add_option("--max-interruptions-per-hour", server.max_interruptions_per_hour,
+                    "a job preempted (or moved, restarted) this often in the last hour is not preempted again "
+                    "(0: no cap); queues set a minimum run time before preemption with min_run_s")
+        ->check(CLI::Range(0, 1'000));
     sub->add_flag("!--no-learned-estimates", server.learn_runtimes,
                   "do not estimate run times from finished jobs (jobs without runtime_estimate then use their "
                   "time_limit, or none)");
@@ -146,6 +176,10 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"run-as-agent", "refuse"}));
     sub->add_option("--jobs-dir", agent.jobs_dir,
                     "where each task gets its private directory (default /var/tmp/icos-<cluster id>)");
+    sub->add_option("--checkpoint-dir", agent.checkpoint_dir,
+                    "where each job's checkpoint directory (ICOS_CHECKPOINT_DIR, kept across its attempts) is made, "
+                    "as <dir>/<user>/job-<id>: a shared filesystem lets jobs resume on another node; one per "
+                    "cluster (default <jobs-dir>-checkpoints)");
     sub->add_option("--health-check-program", agent.health_check_program,
                     "run this periodically; a non-zero exit or timeout keeps the node out of scheduling, its first "
                     "output line is the reason (like Slurm's HealthCheckProgram)")
@@ -242,6 +276,11 @@ int main(int argc, char** argv) {
   tls_init->add_option("--days", tls.server_days, "days the server certificate is valid (the CA: 10 years)")
       ->check(CLI::Range(int64_t{1}, int64_t{3'650}));
 
+  CLI::App* checkpoint_done = app.add_subcommand(
+      "checkpoint-done",
+      "From inside a task: say that the job has just finished a checkpoint (in $ICOS_CHECKPOINT_DIR), so that "
+      "icos knows what a preemption would lose (docs/frameworks.md, \"Checkpoints\")");
+
   icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
@@ -261,6 +300,7 @@ int main(int argc, char** argv) {
   if (demo_cmd->parsed()) return icos::cli::RunDemo(demo, std::cout, std::cerr);
   if (sim_cmd->parsed()) return icos::cli::RunSim(sim, std::cout, std::cerr);
   if (tls_init->parsed()) return icos::cli::RunTlsInit(tls, tls_hosts, std::cout, std::cerr);
+  if (checkpoint_done->parsed()) return CheckpointDone(std::cerr);
   const int rc = icos::cli::RunClientCommand(client, std::cout, std::cerr);
   return rc < 0 ? 0 : rc;
 }

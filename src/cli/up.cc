@@ -337,6 +337,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   co.scheduler = *preset;
   if (!flags.order.empty()) co.scheduler.order = flags.order;
   if (!flags.placement.empty()) co.scheduler.placement = flags.placement;
+  co.scheduler.max_interruptions_per_hour = flags.max_interruptions_per_hour;
   co.utilisation_step_s = flags.utilisation_step_s;
   co.learning.enabled = flags.learn_runtimes;
   if (core::PolicyWantsLearnedEstimates(flags.policy) && !flags.learn_runtimes) {
@@ -523,6 +524,7 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
   o.identity.foreign_tasks =
       flags.foreign_tasks == "refuse" ? agent::ForeignTasks::kRefuse : agent::ForeignTasks::kRunAsAgent;
   o.jobs_dir = flags.jobs_dir;
+  o.checkpoint_dir = flags.checkpoint_dir;
   if (geteuid() != 0) {
     std::cerr << "icos agent: not running as root, so every task runs as this agent's own user"
               << (o.identity.foreign_tasks == agent::ForeignTasks::kRefuse ? " (other users' tasks are refused)"

@@ -37,6 +37,8 @@ struct ServerFlags {
   // A policy of core/policy_presets.h; `order`/`placement`, when set, override its.
   std::string policy = "default";
   std::string order, placement;
+  // A job stopped this often in the last hour is not preempted again (0: no cap).
+  int32_t max_interruptions_per_hour = 0;
   double rate_limit = 5'000;        // requests/s per token; 0: none
   bool metrics_auth = false;        // GET /metrics needs a token
   int64_t utilisation_step_s = 15;  // utilisation history resolution
@@ -80,6 +82,7 @@ struct AgentFlags {
   bool allow_root_tasks = false;
   std::string foreign_tasks = "run-as-agent";  // a non-root agent: run-as-agent | refuse
   std::string jobs_dir;                        // tasks' private directories; default /var/tmp/icos-<cluster>
+  std::string checkpoint_dir;                  // jobs' checkpoint directories; default <jobs_dir>-checkpoints
   std::string health_check_program;            // Slurm-style HealthCheckProgram; empty: none
   double health_check_interval_s = 60;
   int32_t max_device_temperature_c = 0;  // a hotter device is unhealthy; 0: no limit

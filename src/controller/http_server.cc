@@ -77,7 +77,9 @@ json JobJson(const store::JobRecord& j) {
           {"attempt", j.attempt},
           {"hold", j.hold},
           {"array_id", j.array_id},
-          {"array_index", j.array_index}};
+          {"array_index", j.array_index},
+          {"checkpoint_ms", j.checkpoint_ms},
+          {"lost_device_s", static_cast<double>(j.lost_device_ms) / 1000.0}};
 }
 
 // A start-time forecast as the API shows it (docs/api.md): Unix ms; a

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <map>
 #include <optional>
 #include <set>
@@ -237,6 +238,68 @@ TEST_F(EngineTest, APreemptorsTasksWaitUnsentUntilItsVictimStops) {
   ASSERT_EQ(sent.size(), 2u);
   EXPECT_EQ(sent[0].job_id, high);
   EXPECT_TRUE(sent[0].run);
+}
+
+// The checkpoint contract: a reported checkpoint moves the job's
+// checkpoint time (never past now); a preempted victim that checkpoints is
+// told to checkpoint first; what its tasks ran since the checkpoint is lost.
+TEST_F(EngineTest, APreemptedJobIsToldToCheckpointAndLosesOnlyTheWorkSinceItsLast) {
+  const int64_t low = Add("checkpoint: {signal: SIGUSR2, grace: 30s}\n", 2);
+  Pass(0);
+  Report(low, 0, "Running", 1'000);
+  Report(low, 1, "Running", 1'000);
+  auto checkpoint = [&](int64_t at, int64_t now) {
+    std::vector<wire::TaskStatus> all;
+    for (int32_t r : {0, 1}) all.push_back({.task_id = wire::TaskId(low, 0, r, 0), .state = "Running"});
+    all[0].checkpoint_ms = at;
+    Change c(now);
+    engine_.ApplyTaskReports("n1", all, c);
+    engine_.Adopt(std::move(c));
+  };
+  checkpoint(50'000, 51'000);
+  EXPECT_EQ(engine_.FindJob(low)->rec.checkpoint_ms, 50'000);
+  checkpoint(40'000, 52'000);  // an older one changes nothing
+  EXPECT_EQ(engine_.FindJob(low)->rec.checkpoint_ms, 50'000);
+  checkpoint(99'000, 55'000);  // the agent's clock ahead of ours: now
+  EXPECT_EQ(engine_.FindJob(low)->rec.checkpoint_ms, 55'000);
+  EXPECT_EQ(engine_.BeginPass(56'000).snap.running.at(0).job.checkpoint_ms, 55'000);
+
+  const int64_t high = Add("priority: 100\n", 2);
+  ASSERT_EQ(Pass(60'000).preemptions, 1);
+  std::vector<wire::Assignment> sent = engine_.AssignmentsOf("n1");
+  ASSERT_EQ(sent.size(), 2u);
+  for (const auto& a : sent) {
+    EXPECT_EQ(a.job_id, low);
+    EXPECT_FALSE(a.run);
+    EXPECT_TRUE(a.checkpoint_first);
+    EXPECT_EQ(a.checkpoint_signal, SIGUSR2);
+    EXPECT_EQ(a.checkpoint_grace_ms, 30'000);
+  }
+  Report(low, 0, "Killed", 62'000);
+  Report(low, 1, "Killed", 65'000);
+  // Two devices: 7 s and 10 s since the checkpoint at 55 s.
+  EXPECT_EQ(engine_.FindJob(low)->rec.lost_device_ms, 17'000);
+  EXPECT_EQ(State(high), JobState::kRunning);
+  // Its next run is an interruption in the last hour, for the scheduler's cap.
+  EXPECT_EQ(engine_.RunsOf(*engine_.FindJob(low), 70'000).interruptions_last_hour, 1);
+  EXPECT_EQ(engine_.RunsOf(*engine_.FindJob(low), 70'000 + 3'600'000).interruptions_last_hour, 0);
+}
+
+TEST_F(EngineTest, ACancelledJobIsStoppedWithoutACheckpointAndLosesNothing) {
+  const int64_t id = Add("checkpoint: {}\n");
+  Pass(0);
+  Report(id, 0, "Running", 1'000);
+  Change c(10'000);
+  JobEntry& j = engine_.Stage(c, id);
+  j.rec.state = JobState::kCancelled;  // as the controller's cancel does
+  c.batch.jobs.push_back(j.rec);
+  engine_.Adopt(std::move(c));
+  std::vector<wire::Assignment> sent = engine_.AssignmentsOf("n1");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_FALSE(sent[0].run);
+  EXPECT_FALSE(sent[0].checkpoint_first);
+  Report(id, 0, "Killed", 12'000);
+  EXPECT_EQ(engine_.FindJob(id)->rec.lost_device_ms, 0);
 }
 
 TEST(CheckDependenciesTest, EachRuleAndItsReasons) {

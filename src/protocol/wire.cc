@@ -260,13 +260,15 @@ json AmountsToJson(const core::ResourceAmounts& amounts) {
 
 json QueueToJson(const core::Queue& q) {
   const json g = AmountsToJson(q.guaranteed), l = AmountsToJson(q.limit);
-  return {{"name", q.name}, {"parent", q.parent},       {"weight", q.weight},         {"guaranteed", g},
-          {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}, {"max_priority", q.max_priority}};
+  json out = {{"name", q.name}, {"parent", q.parent},       {"weight", q.weight},         {"guaranteed", g},
+              {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}, {"max_priority", q.max_priority}};
+  if (q.min_run_ms > 0) out["min_run_s"] = static_cast<double>(q.min_run_ms) / 1000.0;
+  return out;
 }
 
 absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
-  static const char* kKnown[] = {"name",  "parent",    "weight",     "guaranteed",
-                                 "limit", "lend_idle", "may_borrow", "max_priority"};
+  static const char* kKnown[] = {"name",      "parent",     "weight",       "guaranteed", "limit",
+                                 "lend_idle", "may_borrow", "max_priority", "min_run_s"};
   if (!j.is_object()) return absl::InvalidArgumentError("a queue must be a JSON object");
   for (const auto& [k, v] : j.items()) {
     bool known = false;
@@ -274,7 +276,8 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
     if (!known) {
       return absl::InvalidArgumentError(absl::StrCat(
           "queue field '", k,
-          "' is unknown; known: name, parent, weight, guaranteed, limit, lend_idle, may_borrow, max_priority"));
+          "' is unknown; known: name, parent, weight, guaranteed, limit, lend_idle, may_borrow, max_priority, "
+          "min_run_s"));
     }
   }
   auto parsed = Guard("queue", [&] {
@@ -290,11 +293,17 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
     q.lend_idle = j.value("lend_idle", true);
     q.may_borrow = j.value("may_borrow", true);
     q.max_priority = j.value("max_priority", 0);
+    const double min_run_s = j.value("min_run_s", 0.0);
+    q.min_run_ms = min_run_s > 0 && min_run_s < 1e9 ? static_cast<int64_t>(min_run_s * 1000) : 0;
     return q;
   });
   if (!parsed.ok()) return parsed.status();
   if (parsed->name.empty()) return absl::InvalidArgumentError("a queue needs a name");
   if (!(parsed->weight > 0)) return absl::InvalidArgumentError("queue weight must be positive");
+  if (j.contains("min_run_s") && !(j["min_run_s"].is_number() && j["min_run_s"].get<double>() >= 0 &&
+                                   j["min_run_s"].get<double>() < 1e9)) {
+    return absl::InvalidArgumentError("queue min_run_s must be a number of seconds, 0 or more");
+  }
   for (const auto* m : {&parsed->guaranteed, &parsed->limit}) {
     for (const auto& [k, v] : *m) {
       if (v < 0) return absl::InvalidArgumentError(absl::StrCat("queue amount of '", k, "' must not be negative"));

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The checkpoint contract (issue #20, docs/frameworks.md "Checkpoints"), end
+# to end on one simulated GPU: a low-priority job that checkpoints counts
+# steps, saving every 10 in $ICOS_CHECKPOINT_DIR and saying so with
+# `icos checkpoint-done`. A high-priority job preempts it: the low job gets
+# its checkpoint signal first (SIGUSR1), saves, and exits; SIGTERM never
+# comes. It then resumes from the step it saved, in its next attempt, and
+# the work lost to the preemption is about nothing.
+source "$(dirname "$0")/lib.sh"
+start_up --devices nvidia/A100-80G:1
+script='
+step_file=$ICOS_CHECKPOINT_DIR/step
+n=$(cat "$step_file" 2>/dev/null || echo 0)
+echo "start at step $n (signal $ICOS_CHECKPOINT_SIGNAL)"
+save() { echo "$n" > "$step_file.tmp" && mv "$step_file.tmp" "$step_file" && "$ICOS" checkpoint-done; }
+trap '"'"'save; echo "checkpointed at step $n on the signal"; exit 0'"'"' USR1
+trap '"'"'echo "got SIGTERM"; exit 1'"'"' TERM
+while [ "$n" -lt 60 ]; do
+  sleep 0.2 & wait $!
+  n=$((n + 1))
+  if [ $((n % 10)) -eq 0 ]; then save; echo "checkpoint at step $n"; fi
+done
+echo "done at step $n"'
+quoted=$(/usr/bin/python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$script")
+cat > "$E2E_DIR/low.yaml" <<YAML
+name: low
+priority: 0
+checkpoint: {signal: SIGUSR1, grace: 20s}
+env: {ICOS: "$ICOS_BIN"}
+tasks:
+  - command: ["bash", "-c", $quoted]
+    resources: {cpu: 0.1, memory: 32Mi, devices: 1}
+YAML
+cat > "$E2E_DIR/high.yaml" <<YAML
+name: high
+priority: 10
+tasks:
+  - command: ["sleep", "2"]
+    resources: {cpu: 0.1, memory: 32Mi, devices: 1}
+YAML
+low=$(submit "$E2E_DIR/low.yaml")
+wait_until 30 bash -c "icos logs $low 2>/dev/null | grep -q 'checkpoint at step 10'" || fail "no periodic checkpoint: $(icos logs "$low" 2>&1)"
+wait_until 10 bash -c "icos job $low | grep -q 'last checkpoint:'" || fail "icos job shows no checkpoint: $(icos job "$low")"
+[ "$(job_field "$low" checkpoint_ms)" -gt 0 ] || fail "checkpoint_ms not set"
+
+high=$(submit "$E2E_DIR/high.yaml")
+icos wait "$high" --timeout 60 || fail "the high-priority job did not run: $(icos job "$high")"
+icos wait "$low" --timeout 90 || fail "the preempted job did not finish: $(icos job "$low")"
+
+first=$E2E_DIR/agent-local/logs/j$low-g0-r0-a0.log
+[ -f "$first" ] || first=$(ls "$E2E_DIR"/agent-local/logs/*j$low-*a0* 2>/dev/null | head -1)
+[ -f "$first" ] || fail "no log of the first attempt under $E2E_DIR/agent-local/logs: $(ls "$E2E_DIR/agent-local/logs")"
+grep -q "start at step 0 (signal SIGUSR1)" "$first" || fail "first attempt: $(cat "$first")"
+saved=$(sed -n 's/^checkpointed at step \([0-9]*\) on the signal$/\1/p' "$first")
+[ -n "$saved" ] || fail "the first attempt did not checkpoint on the signal: $(cat "$first")"
+grep -q "got SIGTERM" "$first" && fail "SIGTERM came before the checkpoint window ended: $(cat "$first")"
+icos logs "$low" | grep -q "start at step $saved " || fail "the next attempt did not resume at step $saved: $(icos logs "$low")"
+icos logs "$low" | grep -q "done at step 60" || fail "did not finish: $(icos logs "$low")"
+[ "$(job_field "$low" attempt)" -ge 1 ] || fail "the low job was not preempted"
+lost=$(job_field "$low" lost_device_s)
+/usr/bin/python3 -c "import sys; sys.exit(0 if float('$lost') < 3 else 1)" ||
+  fail "lost $lost device-seconds although it checkpointed on the signal"
+icos job "$low" | grep -q "work lost to interruptions" || true
+echo "PASS checkpoint (preempted at step $saved, resumed there, lost $lost device-s)"
