@@ -166,6 +166,11 @@ absl::Status Controller::Commit(engine::Change change) {
     AddUsage(change.batch);
     ICOS_RETURN_IF_ERROR(store_->Apply(std::move(change.batch)));
   }
+  for (const auto& [id, j] : change.jobs) {
+    const engine::JobEntry* before = engine_.FindJob(id);
+    const int64_t lost_ms = j.rec.lost_device_ms - (before != nullptr ? before->rec.lost_device_ms : 0);
+    if (lost_ms > 0) counters_.lost_device_seconds.Inc({j.rec.queue}, static_cast<double>(lost_ms) / 1000.0);
+  }
   for (const std::string& node : engine_.Adopt(std::move(change))) Touch(node);
   return absl::OkStatus();
 }

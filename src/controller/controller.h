@@ -209,6 +209,11 @@ struct ControllerCounters {
   metrics::CounterFamily preemptions{
       "icos_scheduler_preemptions_total", "Running jobs preempted by the scheduler.", {}};
   metrics::CounterFamily heartbeats{"icos_agent_heartbeats_total", "Heartbeats received from node agents.", {"node"}};
+  metrics::CounterFamily lost_device_seconds{
+      "icos_work_lost_device_seconds_total",
+      "Device-seconds of work thrown away by tasks that ended early (preemption, moves, lost nodes, sick "
+      "devices, failures): their devices times the time since their job's last checkpoint, by queue.",
+      {"queue"}};
   metrics::CounterFamily loop_errors{
       "icos_controller_loop_errors_total",
       "Failed steps of the controller's loop (each also logged), by step: check_nodes, pass, "

@@ -176,6 +176,16 @@ int32_t Engine::Failures(const JobEntry& j) {
   return static_cast<int32_t>(failed.size());
 }
 
+int32_t Engine::RetriesUsed(const JobEntry& j) {
+  std::set<int32_t> failed;
+  for (const auto& t : j.tasks) {
+    if (t.rec.state == TaskState::kFailed && t.rec.exit_code != kInfrastructureExit) failed.insert(t.rec.attempt);
+  }
+  return static_cast<int32_t>(failed.size());
+}
+
+int32_t Engine::InfrastructureFailures(const JobEntry& j) { return Failures(j) - RetriesUsed(j); }
+
 int64_t Engine::RestartBackoffMs(int32_t failures) const {
   if (failures <= 0 || options_.restart_backoff_ms <= 0) return 0;
   int64_t ms = options_.restart_backoff_ms;
@@ -347,13 +357,24 @@ void Engine::EvaluateJob(JobEntry& j, Change& c) const {
   if (failed == nullptr) return;
   const std::string why = absl::StrCat("task ", failed->rec.group, "/", failed->rec.replica, " ",
                                        store::TaskStateName(failed->rec.state), ": ", failed->rec.reason);
-  if (j.spec.restart == api::RestartPolicy::kOnFailure && Failures(j) <= j.spec.max_retries) {
+  // The infrastructure's failure (a lost node, a sick device) spends no retry
+  // of a job that restarts on failure or checkpoints: it resumes elsewhere.
+  const bool restarts = j.spec.restart == api::RestartPolicy::kOnFailure || j.spec.checkpoint.enabled;
+  const bool infrastructure = failed->rec.exit_code == kInfrastructureExit && restarts &&
+                              InfrastructureFailures(j) <= kMaxInfrastructureRestarts;
+  if (infrastructure ||
+      (j.spec.restart == api::RestartPolicy::kOnFailure && RetriesUsed(j) <= j.spec.max_retries &&
+       failed->rec.exit_code != kInfrastructureExit)) {
     // A failed rank restarts the whole gang (torchrun's and Volcano's rule).
     j.rec.state = JobState::kPending;
     ++j.rec.attempt;
     const int64_t backoff_ms = RestartBackoffMs(Failures(j));
-    j.rec.reason = absl::StrCat("restarting", backoff_ms > 0 ? absl::StrCat(" in ", backoff_ms / 1000, " s") : "", " (",
-                                Failures(j), " of ", j.spec.max_retries, " retries used) after ", why);
+    const std::string used =
+        infrastructure ? absl::StrCat(InfrastructureFailures(j), " infrastructure failures, no retry spent")
+                       : absl::StrCat(RetriesUsed(j), " of ", j.spec.max_retries, " retries used");
+    j.rec.reason = absl::StrCat("restarting", backoff_ms > 0 ? absl::StrCat(" in ", backoff_ms / 1000, " s") : "",
+                                j.rec.checkpoint_ms > 0 ? " from its last checkpoint" : "", " (", used, ") after ",
+                                why);
     c.batch.jobs.push_back(j.rec);
     c.Event(j.rec.id, failed->rec.node, "Restarting", j.rec.reason);
   } else {
@@ -420,7 +441,7 @@ bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::T
       touched.insert(id);
       if (lost.rec.state != TaskState::kRunning) continue;
       lost.rec.state = TaskState::kFailed;
-      lost.rec.exit_code = -1;
+      lost.rec.exit_code = kInfrastructureExit;
       lost.rec.reason = "lost: the agent no longer knows this task";
       lost.rec.end_ms = now;
       NoteLostWork(c.jobs.at(id), lost, c);
@@ -450,7 +471,7 @@ void Engine::FailTasksOnDevices(const std::string& node, const std::map<int32_t,
       TaskEntry& failed = Stage(c, id).tasks[t];
       touched.insert(id);
       failed.rec.state = TaskState::kFailed;
-      failed.rec.exit_code = -1;
+      failed.rec.exit_code = kInfrastructureExit;
       failed.rec.reason = why;
       failed.rec.end_ms = c.now_ms;
       NoteLostWork(c.jobs.at(id), failed, c);
@@ -491,6 +512,7 @@ void Engine::CheckNodes(Change& c) {
         TaskEntry& t = Stage(c, id).tasks[i];
         touched.insert(id);
         t.rec.state = TaskState::kFailed;
+        t.rec.exit_code = kInfrastructureExit;
         t.rec.reason = absl::StrCat("node '", name, "' lost: no contact for ", quiet / 1000,
                                     " s, so its agent stopped the task (max_disconnect ", limit / 1000, " s)");
         t.rec.end_ms = now;

@@ -34,6 +34,15 @@
 
 namespace icos::engine {
 
+// The exit code of a task the infrastructure ended, not the task itself: its
+// node was lost, a device it used turned unhealthy, its agent lost it.
+inline constexpr int32_t kInfrastructureExit = -1;
+
+// A job that checkpoints, or restarts on failure, is started again after
+// this many infrastructure failures at most (then it fails): a job that
+// brings its nodes down must not go round the cluster forever.
+inline constexpr int32_t kMaxInfrastructureRestarts = 20;
+
 struct EngineOptions {
   // A job restarted after a failure waits restart_backoff_ms, doubling with
   // each failure up to restart_backoff_max_ms (0: at once).
@@ -148,8 +157,13 @@ class Engine {
 
   // --- rules ---------------------------------------------------------------------
   static bool HasActiveTasks(const JobEntry& j, bool older_attempts_only);
-  // Attempts that failed.
+  // Attempts that failed (the back-off counts them all).
   static int32_t Failures(const JobEntry& j);
+  // ... of which the job's own doing: a task that exited or crashed, not one
+  // the infrastructure ended (kInfrastructureExit). Retries count these.
+  static int32_t RetriesUsed(const JobEntry& j);
+  // Attempts the infrastructure ended (a lost node, a sick device).
+  static int32_t InfrastructureFailures(const JobEntry& j);
   // How long a job restarted after `failures` failures waits.
   int64_t RestartBackoffMs(int32_t failures) const;
   // When a restarted job may start again: its last failed task's end plus

@@ -302,6 +302,63 @@ TEST_F(EngineTest, ACancelledJobIsStoppedWithoutACheckpointAndLosesNothing) {
   EXPECT_EQ(engine_.FindJob(id)->rec.lost_device_ms, 0);
 }
 
+// Resume after faults: a job that checkpoints (or restarts on failure) whose
+// node is lost or whose device turns sick starts again, from its last
+// checkpoint, after the back-off, spending no retry of its own.
+TEST_F(EngineTest, AJobThatCheckpointsResumesAfterItsNodeIsLostWithoutSpendingARetry) {
+  const int64_t id = Add("checkpoint: {}\n");
+  engine_.nodes()["n1"].rec.heartbeat_ms = 0;
+  Pass(0);
+  Report(id, 0, "Running", 1'000);
+  Change c(200'000);
+  JobEntry& j = engine_.Stage(c, id);
+  j.rec.checkpoint_ms = 150'000;
+  c.batch.jobs.push_back(j.rec);
+  engine_.Adopt(std::move(c));
+  Change lost(301'000);
+  engine_.CheckNodes(lost);
+  engine_.Adopt(std::move(lost));
+  const JobEntry& after = *engine_.FindJob(id);
+  EXPECT_EQ(after.rec.state, JobState::kPending);
+  EXPECT_EQ(after.rec.attempt, 1);
+  EXPECT_THAT(after.rec.reason, HasSubstr("from its last checkpoint (1 infrastructure failures, no retry spent)"));
+  EXPECT_EQ(Engine::RetriesUsed(after), 0);
+  EXPECT_EQ(engine_.RetryAtMs(after), 301'000 + 10'000);  // the back-off still applies
+  // The work since the checkpoint (151 s on one device) is what it lost.
+  EXPECT_EQ(after.rec.lost_device_ms, 151'000);
+}
+
+TEST_F(EngineTest, AJobThatNeitherCheckpointsNorRestartsFailsWhenItsDeviceTurnsSick) {
+  const int64_t id = Add("");
+  Pass(0);
+  Report(id, 0, "Running", 1'000);
+  Change c(5'000);
+  engine_.FailTasksOnDevices("n1", {{0, "XID 79"}, {1, "XID 79"}}, c);
+  engine_.Adopt(std::move(c));
+  EXPECT_EQ(State(id), JobState::kFailed);
+}
+
+TEST_F(EngineTest, ARetryIsSpentOnlyByTheJobsOwnFailure) {
+  const int64_t id = Add("restart: {policy: OnFailure, max_retries: 1}\n");
+  Pass(0);
+  Report(id, 0, "Running", 1'000);
+  Change sick(5'000);
+  engine_.FailTasksOnDevices("n1", {{0, "XID 79"}, {1, "XID 79"}}, sick);
+  engine_.Adopt(std::move(sick));
+  EXPECT_EQ(State(id), JobState::kPending);
+  EXPECT_EQ(Engine::RetriesUsed(*engine_.FindJob(id)), 0);
+  engine_.nodes()["n1"].unhealthy_reason.clear();
+  Pass(100'000);
+  Report(id, 0, "Running", 101'000, 1);
+  Report(id, 0, "Failed", 102'000, 1);  // its own: the one retry
+  EXPECT_EQ(State(id), JobState::kPending);
+  EXPECT_THAT(engine_.FindJob(id)->rec.reason, HasSubstr("1 of 1 retries used"));
+  Pass(500'000);
+  Report(id, 0, "Running", 501'000, 2);
+  Report(id, 0, "Failed", 502'000, 2);
+  EXPECT_EQ(State(id), JobState::kFailed);
+}
+
 TEST(CheckDependenciesTest, EachRuleAndItsReasons) {
   using store::JobState;
   std::map<int64_t, JobState> states = {
