@@ -14,9 +14,8 @@ absl::StatusOr<std::string> MakeCheckpointDirectory(const std::string& root, int
   if (absl::Status s = MakeAgentDirectory(root, "the jobs' checkpoint directories: --checkpoint-dir"); !s.ok()) {
     return s;
   }
-  const std::string owner_dir =
-      absl::StrCat(root, "/", id.name.empty() || id.name.find('/') != std::string::npos ? absl::StrCat("uid-", id.uid)
-                                                                                         : id.name);
+  const std::string owner_dir = absl::StrCat(
+      root, "/", id.name.empty() || id.name.find('/') != std::string::npos ? absl::StrCat("uid-", id.uid) : id.name);
   if (absl::Status s = MakeAgentDirectory(owner_dir, "a user's checkpoint directories"); !s.ok()) return s;
   const std::string dir = absl::StrCat(owner_dir, "/job-", job_id);
   const uid_t me = geteuid();

@@ -33,8 +33,8 @@ using ::icos::agent::testing::TempDir;
 using ::icos::agent::testing::WaitUntil;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::Not;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 pid_t ReadPidFile(const std::string& path) {
   int64_t pid = 0;
@@ -333,8 +333,9 @@ TEST_F(LauncherTest, ACheckpointingStopSignalsFirstAndTerminatesAfterTheWindow) 
 }
 
 TEST_F(LauncherTest, ACancelDuringTheCheckpointWindowTerminatesAtOnce) {
-  MustStart(Sh("t1", "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
-                     "while :; do sleep 0.05; done"));
+  MustStart(Sh("t1",
+               "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
+               "while :; do sleep 0.05; done"));
   ASSERT_TRUE(WaitForLog("t1", "ready"));
   ASSERT_TRUE(launcher_->Stop("t1", 10'000, false, {.signal = SIGUSR1, .window_ms = 60'000}).ok());
   ASSERT_TRUE(WaitForLog("t1", "got USR1"));

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 
 #include <cstring>
-
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -370,8 +369,7 @@ void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>&
       it->second.stop_reason = "stopped by the controller";
       // A planned stop of a job that checkpoints: its signal first (a preemption, a move).
       const CheckpointFirst checkpoint =
-          a.checkpoint_first ? CheckpointFirst{a.checkpoint_signal, a.checkpoint_grace_ms}
-                             : CheckpointFirst{};
+          a.checkpoint_first ? CheckpointFirst{a.checkpoint_signal, a.checkpoint_grace_ms} : CheckpointFirst{};
       if (a.checkpoint_first) it->second.stop_reason = "stopped by the controller after a checkpoint signal";
       log::Failure("stop task", launcher_->Stop(a.task_id, a.grace_ms, false, checkpoint),
                    absl::StrCat("task=", log::Field(a.task_id)));

@@ -161,8 +161,9 @@ absl::Status MakeAgentDirectory(const std::string& root, absl::string_view what)
   if (lstat(root.c_str(), &st) != 0) return ErrnoError(errno, absl::StrCat("stat ", root));
   // Someone else's directory (or a link to one) could hold planted files.
   if (!S_ISDIR(st.st_mode) || st.st_uid != me || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        root, " (", what, ") is not a directory of the agent's own that only it may write; remove it or choose another"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(root, " (", what,
+                     ") is not a directory of the agent's own that only it may write; remove it or choose another"));
   }
   if ((st.st_mode & 07777) != 0711 && chmod(root.c_str(), 0711) != 0) {
     return ErrnoError(errno, absl::StrCat("chmod ", root));

@@ -43,8 +43,7 @@ TEST(CheckpointSpecTest, EveryFieldIsReadAndSurvivesTheStore) {
 }
 
 TEST(CheckpointSpecTest, MistakesAreNamed) {
-  EXPECT_THAT(Parse("{signal: SIGKILL}").status().message(),
-              HasSubstr("SIGUSR1, SIGUSR2, SIGINT, SIGHUP, SIGTERM"));
+  EXPECT_THAT(Parse("{signal: SIGKILL}").status().message(), HasSubstr("SIGUSR1, SIGUSR2, SIGINT, SIGHUP, SIGTERM"));
   EXPECT_THAT(Parse("{grace: 0s}").status().message(), HasSubstr("checkpoint.grace"));
   EXPECT_THAT(Parse("{grace: 2h}").status().message(), HasSubstr("between 1s and 1h"));
   EXPECT_THAT(Parse("{every: 5m}").status().message(), HasSubstr("known: signal, grace, interval"));

@@ -1,8 +1,8 @@
 #include "api/job_spec.h"
 
 #include <algorithm>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <exception>
 #include <limits>

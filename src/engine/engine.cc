@@ -362,19 +362,18 @@ void Engine::EvaluateJob(JobEntry& j, Change& c) const {
   const bool restarts = j.spec.restart == api::RestartPolicy::kOnFailure || j.spec.checkpoint.enabled;
   const bool infrastructure = failed->rec.exit_code == kInfrastructureExit && restarts &&
                               InfrastructureFailures(j) <= kMaxInfrastructureRestarts;
-  if (infrastructure ||
-      (j.spec.restart == api::RestartPolicy::kOnFailure && RetriesUsed(j) <= j.spec.max_retries &&
-       failed->rec.exit_code != kInfrastructureExit)) {
+  if (infrastructure || (j.spec.restart == api::RestartPolicy::kOnFailure && RetriesUsed(j) <= j.spec.max_retries &&
+                         failed->rec.exit_code != kInfrastructureExit)) {
     // A failed rank restarts the whole gang (torchrun's and Volcano's rule).
     j.rec.state = JobState::kPending;
     ++j.rec.attempt;
     const int64_t backoff_ms = RestartBackoffMs(Failures(j));
-    const std::string used =
-        infrastructure ? absl::StrCat(InfrastructureFailures(j), " infrastructure failures, no retry spent")
-                       : absl::StrCat(RetriesUsed(j), " of ", j.spec.max_retries, " retries used");
-    j.rec.reason = absl::StrCat("restarting", backoff_ms > 0 ? absl::StrCat(" in ", backoff_ms / 1000, " s") : "",
-                                j.rec.checkpoint_ms > 0 ? " from its last checkpoint" : "", " (", used, ") after ",
-                                why);
+    const std::string used = infrastructure
+                                 ? absl::StrCat(InfrastructureFailures(j), " infrastructure failures, no retry spent")
+                                 : absl::StrCat(RetriesUsed(j), " of ", j.spec.max_retries, " retries used");
+    j.rec.reason =
+        absl::StrCat("restarting", backoff_ms > 0 ? absl::StrCat(" in ", backoff_ms / 1000, " s") : "",
+                     j.rec.checkpoint_ms > 0 ? " from its last checkpoint" : "", " (", used, ") after ", why);
     c.batch.jobs.push_back(j.rec);
     c.Event(j.rec.id, failed->rec.node, "Restarting", j.rec.reason);
   } else {

@@ -260,8 +260,9 @@ json AmountsToJson(const core::ResourceAmounts& amounts) {
 
 json QueueToJson(const core::Queue& q) {
   const json g = AmountsToJson(q.guaranteed), l = AmountsToJson(q.limit);
-  json out = {{"name", q.name}, {"parent", q.parent},       {"weight", q.weight},         {"guaranteed", g},
-              {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}, {"max_priority", q.max_priority}};
+  json out = {
+      {"name", q.name}, {"parent", q.parent},       {"weight", q.weight},         {"guaranteed", g},
+      {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}, {"max_priority", q.max_priority}};
   if (q.min_run_ms > 0) out["min_run_s"] = static_cast<double>(q.min_run_ms) / 1000.0;
   return out;
 }
@@ -300,8 +301,8 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
   if (!parsed.ok()) return parsed.status();
   if (parsed->name.empty()) return absl::InvalidArgumentError("a queue needs a name");
   if (!(parsed->weight > 0)) return absl::InvalidArgumentError("queue weight must be positive");
-  if (j.contains("min_run_s") && !(j["min_run_s"].is_number() && j["min_run_s"].get<double>() >= 0 &&
-                                   j["min_run_s"].get<double>() < 1e9)) {
+  if (j.contains("min_run_s") &&
+      !(j["min_run_s"].is_number() && j["min_run_s"].get<double>() >= 0 && j["min_run_s"].get<double>() < 1e9)) {
     return absl::InvalidArgumentError("queue min_run_s must be a number of seconds, 0 or more");
   }
   for (const auto* m : {&parsed->guaranteed, &parsed->limit}) {

@@ -163,12 +163,10 @@ uint64_t Fnv1a(absl::string_view text) {
 TEST(SqlMigrationTest, ReleasedStepsAreUnchanged) {
   // Each checked when made: a database migrated by these steps has the very
   // schema the backends' own step lists of before made (sqlite pragmas; pg_dump).
-  const uint64_t kSqlite[] = {354150322833427114ull, 12044986664920626526ull, 17692518529023507480ull,
-                              4139882382026549384ull, 17175332878619929075ull,
-                              18268264042859753162ull};
+  const uint64_t kSqlite[] = {354150322833427114ull,  12044986664920626526ull, 17692518529023507480ull,
+                              4139882382026549384ull, 17175332878619929075ull, 18268264042859753162ull};
   const uint64_t kPostgres[] = {11498582747828697503ull, 13995059998948425238ull, 17601391859167872497ull,
-                                18049152106441887377ull, 2945888898490035121ull,
-                                11039737630622240784ull};
+                                18049152106441887377ull, 2945888898490035121ull,  11039737630622240784ull};
   for (int32_t v = 1; v <= kMigrationCount; ++v) {
     EXPECT_EQ(Fnv1a(Migration(Dialect::kSqlite, v)), kSqlite[v - 1]) << "SQLite v" << v;
     EXPECT_EQ(Fnv1a(Migration(Dialect::kPostgres, v)), kPostgres[v - 1]) << "PostgreSQL v" << v;
