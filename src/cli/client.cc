@@ -791,15 +791,16 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(s), absl::UTCTimeZone());
     };
     out << "usage from " << when(*since) << " to " << when(*until) << "\n";
-    out << absl::StrFormat("%-16s %12s %10s %6s %6s %6s %6s  %s\n", c->by == "user" ? "USER" : "QUEUE", "DEVICE-HOURS",
-                           "CPU-HOURS", "SUBMIT", "OK", "FAILED", "CANCEL", "BY TYPE");
+    out << absl::StrFormat("%-16s %12s %10s %10s %6s %6s %6s %6s  %s\n", c->by == "user" ? "USER" : "QUEUE",
+                           "DEVICE-HOURS", "LOST-HOURS", "CPU-HOURS", "SUBMIT", "OK", "FAILED", "CANCEL", "BY TYPE");
     for (const auto& row : (*r)["rows"]) {
       std::vector<std::string> types;
       for (const auto& [type, h] : row["device_hours"].items())
         types.push_back(absl::StrFormat("%s=%.2f", type, h.get<double>()));
       const json& jobs = row["jobs"];
-      out << absl::StrFormat("%-16s %12.2f %10.2f %6d %6d %6d %6d  %s\n", Clip(row["key"].get<std::string>(), 16),
-                             row["device_hours_total"].get<double>(), row["cpu_hours"].get<double>(),
+      out << absl::StrFormat("%-16s %12.2f %10.2f %10.2f %6d %6d %6d %6d  %s\n", Clip(row["key"].get<std::string>(), 16),
+                             row["device_hours_total"].get<double>(), row.value("device_hours_lost", 0.0),
+                             row["cpu_hours"].get<double>(),
                              jobs["submitted"].get<int64_t>(), jobs["succeeded"].get<int64_t>(),
                              jobs["failed"].get<int64_t>(), jobs["cancelled"].get<int64_t>(),
                              types.empty() ? "-" : absl::StrJoin(types, " "));

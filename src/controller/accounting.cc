@@ -61,6 +61,7 @@ absl::StatusOr<std::vector<UsageRow>> ComputeUsage(const std::vector<store::Usag
     r.succeeded += c.succeeded;
     r.failed += c.failed;
     r.cancelled += c.cancelled;
+    r.device_hours_lost += static_cast<double>(c.lost_device_ms) / kMsPerHour;
   }
   std::vector<UsageRow> out;
   for (auto& [key, r] : rows) out.push_back(std::move(r));

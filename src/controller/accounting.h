@@ -27,6 +27,9 @@ struct UsageRow {
   double device_hours_total = 0;
   double cpu_hours = 0;  // cores x hours
   int64_t submitted = 0, succeeded = 0, failed = 0, cancelled = 0;
+  // Work lost to interruptions by its jobs that ended in the window
+  // (docs/frameworks.md "Checkpoints").
+  double device_hours_lost = 0;
 };
 
 // One row per key, in key order. Each interval is clipped to

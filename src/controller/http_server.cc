@@ -879,6 +879,7 @@ net::Router HttpServer::Routes() {
             rows.push_back({{"key", r.key},
                             {"device_hours", r.device_hours},
                             {"device_hours_total", r.device_hours_total},
+                            {"device_hours_lost", r.device_hours_lost},
                             {"cpu_hours", r.cpu_hours},
                             {"jobs",
                              {{"submitted", r.submitted},

@@ -568,7 +568,8 @@ absl::StatusOr<std::vector<JobCounts>> PostgresStateStore::CountJobs(int64_t sin
                            .submitted = r.Int(2),
                            .succeeded = r.Int(3),
                            .failed = r.Int(4),
-                           .cancelled = r.Int(5)};
+                           .cancelled = r.Int(5),
+                           .lost_device_ms = r.Int(6)};
         },
         "count jobs");
   });

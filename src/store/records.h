@@ -168,6 +168,9 @@ struct JobCounts {
   int64_t succeeded = 0;  // end time in the window, by final state
   int64_t failed = 0;
   int64_t cancelled = 0;
+  // Device-ms of work lost to interruptions by the jobs that ended in the
+  // window (JobRecord::lost_device_ms).
+  int64_t lost_device_ms = 0;
 };
 
 // Everything one controller step writes, applied in one transaction.

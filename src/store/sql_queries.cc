@@ -345,7 +345,8 @@ Query CountJobs(Dialect d, int64_t since_ms, int64_t until_ms) {
   q.Sql("SELECT \"user\", queue, COUNT(*) FILTER (WHERE ", submitted, "), ");
   q.Sql("COUNT(*) FILTER (WHERE state = 'Succeeded' AND ", ended, "), ");
   q.Sql("COUNT(*) FILTER (WHERE state = 'Failed' AND ", ended, "), ");
-  q.Sql("COUNT(*) FILTER (WHERE state = 'Cancelled' AND ", ended, ") ");
+  q.Sql("COUNT(*) FILTER (WHERE state = 'Cancelled' AND ", ended, "), ");
+  q.Sql("COALESCE(SUM(lost_device_ms) FILTER (WHERE ", ended, "), 0) ");
   q.Sql("FROM jobs WHERE (", submitted, ") OR (", ended, ") GROUP BY \"user\", queue ORDER BY \"user\", queue");
   return q;
 }

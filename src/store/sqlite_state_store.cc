@@ -599,7 +599,8 @@ absl::StatusOr<std::vector<JobCounts>> SqliteStateStore::CountJobs(int64_t since
                        .submitted = row.ColumnInt(2),
                        .succeeded = row.ColumnInt(3),
                        .failed = row.ColumnInt(4),
-                       .cancelled = row.ColumnInt(5)};
+                       .cancelled = row.ColumnInt(5),
+                       .lost_device_ms = row.ColumnInt(6)};
     });
   });
   if (!status.ok()) return status;

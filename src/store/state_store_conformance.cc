@@ -66,7 +66,7 @@ auto Fields(const UsageRecord& u) {
 }
 auto Fields(const UtilisationSample& s) { return std::make_tuple(s.time_s, s.sample_json); }
 auto Fields(const JobCounts& c) {
-  return std::make_tuple(c.user, c.queue, c.submitted, c.succeeded, c.failed, c.cancelled);
+  return std::make_tuple(c.user, c.queue, c.submitted, c.succeeded, c.failed, c.cancelled, c.lost_device_ms);
 }
 
 template <typename T>
@@ -803,12 +803,14 @@ TEST_P(StateStoreConformanceTest, CountJobsCountsSubmitsAndEndsInTheWindow) {
   a.id = ia, b.id = ib, c.id = ic, d.id = id;
   a.state = JobState::kSucceeded, a.end_ms = 1500;
   b.state = JobState::kFailed, b.end_ms = 1999;
+  a.lost_device_ms = 7, b.lost_device_ms = 30;  // both ended in the window
   c.state = JobState::kCancelled, c.end_ms = 2000;
+  c.lost_device_ms = 1'000;  // ended after it
   d.state = JobState::kSucceeded, d.end_ms = 200;
   ExpectApplied(*store_, {.jobs = {a, b, c, d}});
   absl::StatusOr<std::vector<JobCounts>> counts = store_->CountJobs(1000, 2000);
   ASSERT_TRUE(counts.ok()) << counts.status();
-  EXPECT_EQ(Fields(*counts), Fields(std::vector<JobCounts>{{"alice", "q1", 1, 1, 1, 0}, {"bob", "q2", 1, 0, 0, 0}}));
+  EXPECT_EQ(Fields(*counts), Fields(std::vector<JobCounts>{{"alice", "q1", 1, 1, 1, 0, 37}, {"bob", "q2", 1, 0, 0, 0, 0}}));
 }
 
 TEST_P(StateStoreConformanceTest, CountJobsByStateCountsEveryJob) {

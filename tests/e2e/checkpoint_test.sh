@@ -63,5 +63,10 @@ lost=$(job_field "$low" lost_device_s)
 if [ "$lost" != "0" ] && [ "$lost" != "0.0" ]; then
   curl -sf "$ICOS_SERVER/metrics" | grep -q "^icos_work_lost_device_seconds_total{queue=\"default\"} $lost\$" ||
     fail "/metrics does not say $lost s lost: $(curl -sf "$ICOS_SERVER/metrics" | grep lost)"
+  icos usage -o json | /usr/bin/python3 -c "
+import json, sys
+rows = json.load(sys.stdin)['rows']
+got = sum(r['device_hours_lost'] for r in rows)
+assert abs(got * 3600 - $lost) < 0.01, (got * 3600, $lost)" || fail "accounting does not show the lost work: $(icos usage)"
 fi
 echo "PASS checkpoint (preempted at step $saved, resumed there, lost $lost device-s)"
