@@ -798,12 +798,11 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       for (const auto& [type, h] : row["device_hours"].items())
         types.push_back(absl::StrFormat("%s=%.2f", type, h.get<double>()));
       const json& jobs = row["jobs"];
-      out << absl::StrFormat("%-16s %12.2f %10.2f %10.2f %6d %6d %6d %6d  %s\n", Clip(row["key"].get<std::string>(), 16),
-                             row["device_hours_total"].get<double>(), row.value("device_hours_lost", 0.0),
-                             row["cpu_hours"].get<double>(),
-                             jobs["submitted"].get<int64_t>(), jobs["succeeded"].get<int64_t>(),
-                             jobs["failed"].get<int64_t>(), jobs["cancelled"].get<int64_t>(),
-                             types.empty() ? "-" : absl::StrJoin(types, " "));
+      out << absl::StrFormat(
+          "%-16s %12.2f %10.2f %10.2f %6d %6d %6d %6d  %s\n", Clip(row["key"].get<std::string>(), 16),
+          row["device_hours_total"].get<double>(), row.value("device_hours_lost", 0.0), row["cpu_hours"].get<double>(),
+          jobs["submitted"].get<int64_t>(), jobs["succeeded"].get<int64_t>(), jobs["failed"].get<int64_t>(),
+          jobs["cancelled"].get<int64_t>(), types.empty() ? "-" : absl::StrJoin(types, " "));
     }
     return 0;
   }

@@ -810,7 +810,8 @@ TEST_P(StateStoreConformanceTest, CountJobsCountsSubmitsAndEndsInTheWindow) {
   ExpectApplied(*store_, {.jobs = {a, b, c, d}});
   absl::StatusOr<std::vector<JobCounts>> counts = store_->CountJobs(1000, 2000);
   ASSERT_TRUE(counts.ok()) << counts.status();
-  EXPECT_EQ(Fields(*counts), Fields(std::vector<JobCounts>{{"alice", "q1", 1, 1, 1, 0, 37}, {"bob", "q2", 1, 0, 0, 0, 0}}));
+  EXPECT_EQ(Fields(*counts),
+            Fields(std::vector<JobCounts>{{"alice", "q1", 1, 1, 1, 0, 37}, {"bob", "q2", 1, 0, 0, 0, 0}}));
 }
 
 TEST_P(StateStoreConformanceTest, CountJobsByStateCountsEveryJob) {
