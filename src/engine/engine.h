@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "core/model/queue.h"
 #include "core/model/snapshot.h"
+#include "core/resources/usage_history.h"
 #include "engine/port_book.h"
 #include "engine/state.h"
 
@@ -250,6 +251,9 @@ class Engine {
   std::map<std::string, std::set<int64_t>> active_on_node_;  // node -> jobs with active tasks there
   std::map<int64_t, int32_t> depended_on_;                   // job id -> open jobs naming it as a dependency
   std::map<int64_t, store::JobState> ended_deps_;            // end states of those that left jobs_
+  // Each queue's decayed past usage (memory only: a restarted controller
+  // starts it afresh).
+  core::UsageHistory usage_history_;
 };
 
 }  // namespace icos::engine

@@ -164,6 +164,10 @@ PassInput Engine::BeginPass(int64_t now) {
       in.pending_attempt[id] = j.rec.attempt;
     }
   }
+  // Fair share over time: what each queue held since the last pass joins
+  // its decayed history, which the drf order adds to what it holds now.
+  usage_history_.Advance(now, snap.queues, core::UsageHistory::Held(snap));
+  snap.past_usage = usage_history_.Equivalent();
   return in;
 }
 

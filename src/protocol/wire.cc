@@ -264,12 +264,13 @@ json QueueToJson(const core::Queue& q) {
       {"name", q.name}, {"parent", q.parent},       {"weight", q.weight},         {"guaranteed", g},
       {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}, {"max_priority", q.max_priority}};
   if (q.min_run_ms > 0) out["min_run_s"] = static_cast<double>(q.min_run_ms) / 1000.0;
+  if (q.usage_half_life_s > 0) out["usage_half_life_s"] = q.usage_half_life_s;
   return out;
 }
 
 absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
   static const char* kKnown[] = {"name",      "parent",     "weight",       "guaranteed", "limit",
-                                 "lend_idle", "may_borrow", "max_priority", "min_run_s"};
+                                 "lend_idle", "may_borrow", "max_priority", "min_run_s",  "usage_half_life_s"};
   if (!j.is_object()) return absl::InvalidArgumentError("a queue must be a JSON object");
   for (const auto& [k, v] : j.items()) {
     bool known = false;
@@ -278,8 +279,12 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
       return absl::InvalidArgumentError(absl::StrCat(
           "queue field '", k,
           "' is unknown; known: name, parent, weight, guaranteed, limit, lend_idle, may_borrow, max_priority, "
-          "min_run_s"));
+          "min_run_s, usage_half_life_s"));
     }
+  }
+  if (j.contains("min_run_s") &&
+      !(j["min_run_s"].is_number() && j["min_run_s"].get<double>() >= 0 && j["min_run_s"].get<double>() < 1e9)) {
+    return absl::InvalidArgumentError("queue min_run_s must be a number of seconds, 0 or more");
   }
   auto parsed = Guard("queue", [&] {
     core::Queue q;
@@ -296,14 +301,14 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
     q.max_priority = j.value("max_priority", 0);
     const double min_run_s = j.value("min_run_s", 0.0);
     q.min_run_ms = min_run_s > 0 && min_run_s < 1e9 ? static_cast<int64_t>(min_run_s * 1000) : 0;
+    q.usage_half_life_s = j.value("usage_half_life_s", int64_t{0});
     return q;
   });
   if (!parsed.ok()) return parsed.status();
   if (parsed->name.empty()) return absl::InvalidArgumentError("a queue needs a name");
   if (!(parsed->weight > 0)) return absl::InvalidArgumentError("queue weight must be positive");
-  if (j.contains("min_run_s") &&
-      !(j["min_run_s"].is_number() && j["min_run_s"].get<double>() >= 0 && j["min_run_s"].get<double>() < 1e9)) {
-    return absl::InvalidArgumentError("queue min_run_s must be a number of seconds, 0 or more");
+  if (parsed->usage_half_life_s < 0 || parsed->usage_half_life_s > 365LL * 86'400) {
+    return absl::InvalidArgumentError("queue usage_half_life_s must be 0 (off) to a year of seconds");
   }
   for (const auto* m : {&parsed->guaranteed, &parsed->limit}) {
     for (const auto& [k, v] : *m) {

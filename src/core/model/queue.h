@@ -38,6 +38,11 @@ struct Queue {
   // A running job of this queue is not preempted (nor moved) before its run
   // is this old: Slurm's PreemptExemptTime. 0: at any time.
   int64_t min_run_ms = 0;
+  // Fair share over time (Slurm's PriorityDecayHalfLife, KAI's time-aware
+  // fairness): what the queue used in the past counts in its DRF share,
+  // halving every this many seconds (core/resources/usage_history.h). 0: only
+  // what it holds now counts.
+  int64_t usage_half_life_s = 0;
 };
 
 }  // namespace icos::core

@@ -3,6 +3,7 @@
 #define ICOS_CORE_MODEL_SNAPSHOT_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ struct Snapshot {
   std::vector<Queue> queues;  // jobs name a queue; "default" is implied if absent
   std::vector<RunningJob> running;
   std::vector<Job> pending;
+  // Fair share over time: per queue, its past usage as the steady amount that
+  // would have given it (UsageHistory::Equivalent), added to what it holds now
+  // when the drf order compares queues. Quotas and limits never see it.
+  std::map<std::string, ResourceAmounts> past_usage;
 };
 
 // Start `job` now with these placements. `after_preemption` lists the jobs that

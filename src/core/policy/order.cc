@@ -122,6 +122,10 @@ std::vector<int32_t> DrfOrder::Order(const OrderInput& in) const {
     for (int32_t a = q; a >= 0; a = tree.parent(a)) left[a] += static_cast<int64_t>(own[q].size());
   }
   QuotaTracker shares = tree;  // tentative usage as jobs are handed out
+  // Fair share over time: past usage weighs as if still held.
+  for (const auto& [name, amounts] : in.snapshot->past_usage) {
+    if (const int32_t q = shares.Find(name); q >= 0) shares.AddAmounts(q, amounts);
+  }
   std::vector<int32_t> out;
   out.reserve(jobs.size());
   // Picks among `candidates` (queues) the lowest weighted dominant share;

@@ -128,6 +128,14 @@ void QuotaTracker::Apply(int32_t q, const QuotaDelta& d, int sign) {
   }
 }
 
+void QuotaTracker::AddAmounts(int32_t q, const ResourceAmounts& amounts) {
+  for (const auto& [name, v] : amounts) {
+    auto k = key_ids_.find(name);
+    if (k == key_ids_.end()) continue;
+    for (int32_t a = q; a >= 0; a = parent_[a]) usage_[a][k->second] += v;
+  }
+}
+
 std::string QuotaTracker::CheckLimits(int32_t q, const QuotaDelta& d) const {
   std::string why;
   for (int32_t a = q; a >= 0 && why.empty(); a = parent_[a]) {

@@ -49,6 +49,10 @@ class QuotaTracker {
 
   // Adds (sign +1) or removes (-1) usage on q and every ancestor.
   void Apply(int32_t q, const QuotaDelta& d, int sign);
+  // Adds named amounts (Queue's resource names; names no queue and no device
+  // type of the cluster uses are ignored) to q and every ancestor: past usage
+  // for the drf order.
+  void AddAmounts(int32_t q, const ResourceAmounts& amounts);
 
   // Empty when q may take d now; otherwise why not, naming the queue and the
   // resource at its limit.

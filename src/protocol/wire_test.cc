@@ -1,0 +1,70 @@
+// The wire formats' newer fields survive a round trip, and bad values are
+// refused with the field named.
+#include "protocol/wire.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <nlohmann/json.hpp>
+
+namespace icos::wire {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+TEST(WireQueueTest, PreemptionAndFairShareSettingsRoundTrip) {
+  core::Queue q;
+  q.name = "team-a";
+  q.min_run_ms = 1'800'000;
+  q.usage_half_life_s = 86'400;
+  const json j = QueueToJson(q);
+  EXPECT_EQ(j.at("min_run_s"), 1800.0);
+  EXPECT_EQ(j.at("usage_half_life_s"), 86'400);
+  absl::StatusOr<core::Queue> back = QueueFromJson(j);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->min_run_ms, 1'800'000);
+  EXPECT_EQ(back->usage_half_life_s, 86'400);
+  // Unset, they are left out.
+  EXPECT_FALSE(QueueToJson(core::Queue{.name = "b"}).contains("min_run_s"));
+}
+
+TEST(WireQueueTest, BadSettingsAreRefused) {
+  EXPECT_THAT(QueueFromJson({{"name", "a"}, {"min_run_s", -1}}).status().message(), HasSubstr("min_run_s"));
+  EXPECT_THAT(QueueFromJson({{"name", "a"}, {"min_run_s", "1h"}}).status().message(), HasSubstr("min_run_s"));
+  EXPECT_THAT(QueueFromJson({{"name", "a"}, {"usage_half_life_s", -5}}).status().message(),
+              HasSubstr("usage_half_life_s"));
+  EXPECT_FALSE(QueueFromJson({{"name", "a"}, {"usage_half_life_s", "a day"}}).ok());
+  EXPECT_THAT(QueueFromJson({{"name", "a"}, {"half_life", 5}}).status().message(), HasSubstr("usage_half_life_s"));
+}
+
+TEST(WireAssignmentTest, TheCheckpointContractRoundTrips) {
+  Assignment a;
+  a.task_id = "j1-g0-r0-a0";
+  a.job_id = 1;
+  a.run = false;
+  a.checkpoint_signal = SIGUSR1;
+  a.checkpoint_grace_ms = 30'000;
+  a.checkpoint_first = true;
+  absl::StatusOr<Assignment> back = AssignmentFromJson(AssignmentToJson(a));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->checkpoint_signal, SIGUSR1);
+  EXPECT_EQ(back->checkpoint_grace_ms, 30'000);
+  EXPECT_TRUE(back->checkpoint_first);
+  // An older controller's assignment has none.
+  json old = AssignmentToJson(Assignment{.task_id = "t", .job_id = 2});
+  old.erase("checkpoint_signal");
+  old.erase("checkpoint_first");
+  EXPECT_EQ(AssignmentFromJson(old)->checkpoint_signal, 0);
+}
+
+TEST(WireTaskStatusTest, ACheckpointTimeRoundTrips) {
+  TaskStatus s{.task_id = "t", .state = "Running", .checkpoint_ms = 1'700'000'000'123};
+  absl::StatusOr<TaskStatus> back = TaskStatusFromJson(TaskStatusToJson(s));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->checkpoint_ms, 1'700'000'000'123);
+}
+
+}  // namespace
+}  // namespace icos::wire
