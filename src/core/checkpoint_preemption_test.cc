@@ -6,6 +6,7 @@
 
 #include "core/scheduler.h"
 #include "core/testing/builders.h"
+#include "core/testing/run_pass.h"
 
 namespace icos::core {
 namespace {
@@ -19,13 +20,7 @@ using ::testing::Not;
 constexpr int64_t kMinute = 60'000;
 constexpr int64_t kHour = 60 * kMinute;
 
-Decisions RunPass(const Snapshot& s, SchedulerOptions opt = {}) {
-  auto sched = Scheduler::Create(std::move(opt));
-  EXPECT_TRUE(sched.ok()) << sched.status();
-  auto d = sched->Schedule(s);
-  EXPECT_TRUE(d.ok()) << d.status();
-  return d.ok() ? *std::move(d) : Decisions{};
-}
+using testing::RunPass;
 
 // One 2-GPU node full of two low-priority 1-GPU jobs; a high-priority 1-GPU
 // job arrives at 10 h.

@@ -7,6 +7,7 @@
 
 #include "core/scheduler.h"
 #include "core/testing/builders.h"
+#include "core/testing/run_pass.h"
 
 namespace icos::core {
 namespace {
@@ -22,13 +23,7 @@ using ::testing::HasSubstr;
 constexpr int64_t kMinute = 60'000;
 constexpr int64_t kHour = 60 * kMinute;
 
-Decisions RunPass(const Snapshot& s, SchedulerOptions opt = {}) {
-  auto sched = Scheduler::Create(std::move(opt));
-  EXPECT_TRUE(sched.ok()) << sched.status();
-  auto d = sched->Schedule(s);
-  EXPECT_TRUE(d.ok()) << d.status();
-  return d.ok() ? *std::move(d) : Decisions{};
-}
+using testing::RunPass;
 
 const BindDecision* FindBind(const Decisions& d, int64_t id) {
   for (const auto& b : d.binds) {
