@@ -32,7 +32,7 @@ TEST(UsageHistoryTest, PastUsageHalvesEveryHalfLife) {
   h.Advance(kHour, queues, busy);  // a held 8 devices for one half-life
   EXPECT_EQ(h.Equivalent().at("a").at("devices"), 4'000);
   EXPECT_FALSE(h.Equivalent().count("b"));  // no half-life: no history
-  h.Advance(2 * kHour, queues, {});  // then nothing for another
+  h.Advance(2 * kHour, queues, {});         // then nothing for another
   EXPECT_EQ(h.Equivalent().at("a").at("devices"), 2'000);
   for (int i = 3; i < 100; ++i) h.Advance(i * kHour, queues, busy);
   EXPECT_NEAR(h.Equivalent().at("a").at("devices"), 8'000, 1);  // held for ever: what it holds

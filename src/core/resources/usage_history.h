@@ -29,8 +29,7 @@ class UsageHistory {
   // Takes the interval since the last call as spent holding `held` (queue
   // name -> amounts, the Queue resource names); queues with no half-life
   // keep none. The first call only starts the clock.
-  void Advance(int64_t now_ms, const std::vector<Queue>& queues,
-               const std::map<std::string, ResourceAmounts>& held);
+  void Advance(int64_t now_ms, const std::vector<Queue>& queues, const std::map<std::string, ResourceAmounts>& held);
   // What Snapshot::past_usage wants: per queue with a history, its amounts
   // (rounded; those below one milli-unit left out).
   std::map<std::string, ResourceAmounts> Equivalent() const;
