@@ -151,6 +151,7 @@ struct ClientCommands {
   std::string array;           // submit --array
   int64_t tail_lines = -1;     // logs --tail; -1: the whole log
   int32_t task = 0;
+  int32_t attempt = -1;  // icos logs --attempt; -1: the latest
   bool follow = false;
   std::string state;
   int64_t timeout_s = 0;
@@ -236,6 +237,8 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->logs = app.add_subcommand("logs", "Print a task's log");
   c->logs->add_option("id", c->job_ref, "job id, or ARRAY_INDEX for an array's element")->required();
   c->logs->add_option("--task", c->task, "task index as `icos job` lists it (default 0)");
+  c->logs->add_option("--attempt", c->attempt, "an earlier attempt's log (0: the first run; default: the latest)")
+      ->check(CLI::NonNegativeNumber);
   c->logs->add_flag("-f,--follow", c->follow, "keep printing until the task ends");
   c->logs->add_option("-n,--tail", c->tail_lines, "start with the last N lines only")->check(CLI::Range(0, 1'000'000));
   common(c->logs, false);
@@ -571,7 +574,9 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
   }
   if (parsed(c->logs)) {
     // Following, a task that has not started yet is waited for.
-    auto read = [&](int64_t from) { return ReadTaskLog(api, c->job_id, c->task, from, /*wait_for_start=*/c->follow); };
+    auto read = [&](int64_t from) {
+      return ReadTaskLog(api, c->job_id, c->task, from, /*wait_for_start=*/c->follow, c->attempt);
+    };
     int64_t offset = 0;
     if (c->tail_lines >= 0) {
       // The log's size (an offset past the end reads nothing and says where

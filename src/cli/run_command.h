@@ -42,8 +42,9 @@ struct TaskLogChunk {
   bool finished = false;  // the task has ended and this read reached the end
   bool not_started = false;
 };
+// `attempt` < 0: the latest.
 absl::StatusOr<TaskLogChunk> ReadTaskLog(ApiClient& api, int64_t job, int32_t task, int64_t offset,
-                                         bool wait_for_start);
+                                         bool wait_for_start, int32_t attempt = -1);
 
 // The job spec (JSON, which the API takes as YAML) `icos run` submits.
 // InvalidArgument, naming the flag, for a malformed --devices or --env.

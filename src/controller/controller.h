@@ -346,7 +346,9 @@ class Controller {
   absl::Status Update(const Principal& caller, int64_t id, const JobUpdate& update);
 
   // task_index: position in the job's current attempt (0-based, as `icos job` lists them).
-  absl::StatusOr<LogLocation> LocateLog(const Principal& caller, int64_t job_id, int32_t task_index) const;
+  // `attempt` < 0: the latest attempt's task.
+  absl::StatusOr<LogLocation> LocateLog(const Principal& caller, int64_t job_id, int32_t task_index,
+                                        int32_t attempt = -1) const;
 
   // --- queues and nodes ------------------------------------------------------
   absl::StatusOr<std::vector<QueueView>> ListQueues(const Principal& caller) const;

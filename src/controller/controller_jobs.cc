@@ -251,17 +251,26 @@ absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<LogLocation> Controller::LocateLog(const Principal& caller, int64_t job_id, int32_t task_index) const {
+absl::StatusOr<LogLocation> Controller::LocateLog(const Principal& caller, int64_t job_id, int32_t task_index,
+                                                  int32_t attempt_wanted) const {
   auto view = GetJob(caller, job_id);
   if (!view.ok()) return view.status();
   if (view->tasks.empty())
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has not started; no logs yet"));
-  // The latest attempt's tasks, in (group, replica) order.
+  // The latest (or the asked) attempt's tasks, in (group, replica) order.
   int32_t attempt = 0;
   for (const auto& t : view->tasks) attempt = std::max(attempt, t.attempt);
+  if (attempt_wanted > attempt) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job ", job_id, " has run attempts 0..", attempt, "; no attempt ", attempt_wanted));
+  }
+  if (attempt_wanted >= 0) attempt = attempt_wanted;
   std::vector<const store::TaskRecord*> current;
   for (const auto& t : view->tasks) {
     if (t.attempt == attempt) current.push_back(&t);
+  }
+  if (current.empty()) {
+    return absl::NotFoundError(absl::StrCat("attempt ", attempt, " of job ", job_id, " never ran a task"));
   }
   if (task_index < 0 || task_index >= static_cast<int32_t>(current.size())) {
     return absl::InvalidArgumentError(absl::StrCat("job ", job_id, " has tasks 0..", current.size() - 1));

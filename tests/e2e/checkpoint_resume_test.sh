@@ -46,7 +46,7 @@ grep -q "no retry spent" "$E2E_DIR/reason" || echo "(reason now: $(cat "$E2E_DIR
 icos wait "$id" --timeout 120 || fail "the job did not finish after the fault: $(icos job "$id")"
 resumed=$(icos logs "$id" | sed -n 's/^start at step \([0-9]*\) on .*/\1/p' | head -1)
 [ -n "$resumed" ] && [ "$resumed" -ge 10 ] || fail "the next attempt did not resume from a checkpoint: $(icos logs "$id" | head -3)"
-icos logs "$id" | grep -q "done at step 150" || fail "did not finish its steps: $(icos logs "$id" | tail -3)"
+grep -q "done at step 150" <<< "$(icos logs "$id")" || fail "did not finish its steps: $(icos logs "$id" | tail -3)"
 lost=$(job_field "$id" lost_device_s)
 /usr/bin/python3 -c "import sys; sys.exit(0 if 0 < float('$lost') < 60 else 1)" ||
   fail "lost $lost device-s: expected the time since its last checkpoint until the node was declared lost"

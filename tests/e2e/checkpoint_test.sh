@@ -47,22 +47,23 @@ high=$(submit "$E2E_DIR/high.yaml")
 icos wait "$high" --timeout 60 || fail "the high-priority job did not run: $(icos job "$high")"
 icos wait "$low" --timeout 90 || fail "the preempted job did not finish: $(icos job "$low")"
 
-first=$E2E_DIR/agent-local/logs/j$low-g0-r0-a0.log
-[ -f "$first" ] || first=$(ls "$E2E_DIR"/agent-local/logs/*j$low-*a0* 2>/dev/null | head -1)
-[ -f "$first" ] || fail "no log of the first attempt under $E2E_DIR/agent-local/logs: $(ls "$E2E_DIR/agent-local/logs")"
+first=$E2E_DIR/first-attempt.log
+icos logs "$low" --attempt 0 > "$first" || fail "no log of the first attempt"
 grep -q "start at step 0 (signal SIGUSR1)" "$first" || fail "first attempt: $(cat "$first")"
 saved=$(sed -n 's/^checkpointed at step \([0-9]*\) on the signal$/\1/p' "$first")
 [ -n "$saved" ] || fail "the first attempt did not checkpoint on the signal: $(cat "$first")"
 grep -q "got SIGTERM" "$first" && fail "SIGTERM came before the checkpoint window ended: $(cat "$first")"
-icos logs "$low" | grep -q "start at step $saved " || fail "the next attempt did not resume at step $saved: $(icos logs "$low")"
-icos logs "$low" | grep -q "done at step 60" || fail "did not finish: $(icos logs "$low")"
+grep -q "start at step $saved " <<< "$(icos logs "$low")" || fail "the next attempt did not resume at step $saved: $(icos logs "$low")"
+grep -q "done at step 60" <<< "$(icos logs "$low")" || fail "did not finish: $(icos logs "$low")"
 [ "$(job_field "$low" attempt)" -ge 1 ] || fail "the low job was not preempted"
 lost=$(job_field "$low" lost_device_s)
 /usr/bin/python3 -c "import sys; sys.exit(0 if float('$lost') < 3 else 1)" ||
   fail "lost $lost device-seconds although it checkpointed on the signal"
 if [ "$lost" != "0" ] && [ "$lost" != "0.0" ]; then
-  curl -sf "$ICOS_SERVER/metrics" | grep -q "^icos_work_lost_device_seconds_total{queue=\"default\"} $lost\$" ||
-    fail "/metrics does not say $lost s lost: $(curl -sf "$ICOS_SERVER/metrics" | grep lost)"
+  # Read whole first: grep -q leaving early would fail curl's write (pipefail).
+  metrics=$(curl -sf "$ICOS_SERVER/metrics")
+  grep -q "^icos_work_lost_device_seconds_total{queue=\"default\"} $lost\$" <<< "$metrics" ||
+    fail "/metrics does not say $lost s lost: $(grep lost <<< "$metrics")"
   icos usage -o json | /usr/bin/python3 -c "
 import json, sys
 rows = json.load(sys.stdin)['rows']

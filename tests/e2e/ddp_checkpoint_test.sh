@@ -44,10 +44,11 @@ high=$(submit "$E2E_DIR/high.yaml")
 icos wait "$high" --timeout 90 || fail "high did not run: $(icos job "$high")"
 icos wait "$low" --timeout 150 || fail "the preempted run did not finish: $(icos job "$low")"
 [ "$(job_field "$low" attempt)" -ge 1 ] || fail "low was not preempted: $(icos job "$low")"
-first="$E2E_DIR/agent-local/logs/j$low-g0-r0-a0.log"
+first=$E2E_DIR/first-attempt.log
+icos logs "$low" --task 0 --attempt 0 > "$first" || fail "no log of the first attempt"
 saved=$(sed -n 's/^rank 0 checkpointed at step \([0-9]*\) for a planned stop$/\1/p' "$first")
 [ -n "$saved" ] || fail "rank 0 did not checkpoint on the signal: $(tail -5 "$first")"
-icos logs "$low" --task 0 | grep -q "rank 0 starts at step $saved\$" || fail "did not resume at $saved: $(icos logs "$low" --task 0 | head)"
+grep -q "rank 0 starts at step $saved\$" <<< "$(icos logs "$low" --task 0)" || fail "did not resume at $saved: $(icos logs "$low" --task 0 | head)"
 got=$(result "$low")
 [ "$got" = "$want" ] || fail "final loss $got after the preemption, $want undisturbed"
 lost=$(job_field "$low" lost_device_s)
