@@ -63,8 +63,8 @@ int TaskExitCode(const json& job) {
 
 }  // namespace
 
-absl::StatusOr<TaskLogChunk> ReadTaskLog(ApiClient& api, int64_t job, int32_t task, int64_t offset,
-                                         bool wait_for_start, int32_t attempt) {
+absl::StatusOr<TaskLogChunk> ReadTaskLog(ApiClient& api, int64_t job, int32_t task, int64_t offset, bool wait_for_start,
+                                         int32_t attempt) {
   auto r = api.Request("GET", absl::StrCat("/api/v1/jobs/", job, "/logs?task=", task, "&offset=", offset,
                                            attempt >= 0 ? absl::StrCat("&attempt=", attempt) : ""));
   if (!r.ok()) return r.status();

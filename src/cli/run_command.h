@@ -43,8 +43,8 @@ struct TaskLogChunk {
   bool not_started = false;
 };
 // `attempt` < 0: the latest.
-absl::StatusOr<TaskLogChunk> ReadTaskLog(ApiClient& api, int64_t job, int32_t task, int64_t offset,
-                                         bool wait_for_start, int32_t attempt = -1);
+absl::StatusOr<TaskLogChunk> ReadTaskLog(ApiClient& api, int64_t job, int32_t task, int64_t offset, bool wait_for_start,
+                                         int32_t attempt = -1);
 
 // The job spec (JSON, which the API takes as YAML) `icos run` submits.
 // InvalidArgument, naming the flag, for a malformed --devices or --env.

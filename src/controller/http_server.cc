@@ -624,8 +624,9 @@ net::Router HttpServer::Routes() {
   s.Get(R"(/api/v1/jobs/(\d+)/logs)", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
           int64_t id = 0;
           if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad job id"));
-          auto loc = c->LocateLog(who, id, static_cast<int32_t>(IntParam(req, "task", 0)),
-                                  static_cast<int32_t>(std::clamp<int64_t>(IntParam(req, "attempt", -1), -1, 1'000'000)));
+          auto loc =
+              c->LocateLog(who, id, static_cast<int32_t>(IntParam(req, "task", 0)),
+                           static_cast<int32_t>(std::clamp<int64_t>(IntParam(req, "attempt", -1), -1, 1'000'000)));
           if (!loc.ok()) return Fail(res, loc.status());
           const int64_t offset = std::max<int64_t>(0, IntParam(req, "offset", 0));
           httplib::Client agent(loc->agent_url);
