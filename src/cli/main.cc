@@ -252,6 +252,17 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"oracle", "learned", "none"}));
   sim_cmd->add_option("--restore-delay", sim.restore_delay_s, "seconds a preempted job pays to restore its checkpoint")
       ->check(CLI::Range(0.0, 1e9));
+  sim_cmd
+      ->add_option("--checkpoint-interval", sim.checkpoint_interval_s,
+                   "seconds of work between a job's checkpoints; a stop loses the work since the last (default 0: "
+                   "a perfect checkpoint at every stop)")
+      ->check(CLI::Range(0.0, 1e9));
+  sim_cmd->add_option("--min-run", sim.min_run_s, "seconds a run is safe from preemption and moves (every queue)")
+      ->check(CLI::Range(0.0, 1e9));
+  sim_cmd
+      ->add_option("--max-interruptions-per-hour", sim.max_interruptions_per_hour,
+                   "a job stopped this often in the last hour is not preempted again (default 0: no cap)")
+      ->check(CLI::Range(0, 1'000'000));
   sim_cmd->add_option("--window", sim.window, "FIRST:LAST: also report the mean JCT of jobs FIRST..LAST-1");
   sim_cmd
       ->add_option("--inflation-seeds", sim.inflation_seeds,

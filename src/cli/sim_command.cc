@@ -336,6 +336,9 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     o.scheduler = *options;
     o.estimator = sim::EstimatorFor(name, f.estimator);
     o.restore_delay_s = f.restore_delay_s;
+    o.checkpoint_interval_s = f.checkpoint_interval_s;
+    o.min_run_s = f.min_run_s;
+    o.max_interruptions_per_hour = f.max_interruptions_per_hour;
     o.record_utilisation = true;
     auto r = sim::Simulate(*nodes, w->jobs, o);
     if (!r.ok()) {
@@ -351,6 +354,10 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     if (f.json) {
       nlohmann::ordered_json j = sim::ToJson(s);
       j["devices"] = devices;
+      j["restore_delay_s"] = f.restore_delay_s;
+      j["checkpoint_interval_s"] = f.checkpoint_interval_s;
+      j["min_run_s"] = f.min_run_s;
+      j["max_interruptions_per_hour"] = f.max_interruptions_per_hour;
       if (window_first >= 0) {
         j["window"] = {window_first, window_last};
         j["window_avg_jct_s"] = window_jct;
@@ -366,6 +373,9 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       out << absl::StrFormat("         JCT / lower bound %.2f, finish-time fairness mean %.2f worst %.1f\n",
                              s.lower_bound_jct_s > 0 ? s.avg_jct_s / s.lower_bound_jct_s : 0.0, s.ftf_mean,
                              s.ftf_worst);
+      out << absl::StrFormat("         %d preemptions, %d moves; GPU-hours lost %.1f of %.1f used (%.2f%%)\n",
+                             s.preemptions, s.migrations, s.gpu_hours_lost, s.gpu_hours_used,
+                             s.gpu_hours_used > 0 ? 100.0 * s.gpu_hours_lost / s.gpu_hours_used : 0.0);
       if (s.estimator == "learned") {
         out << absl::StrFormat(
             "         learned estimates: median abs error %s, %.1f%% within 2x (%.1f%% after burst revisions), %d "

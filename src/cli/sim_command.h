@@ -25,9 +25,12 @@ struct SimFlags {
   std::string traces_dir;            // default: $ICOS_TRACES, else ../shared/data/traces
   std::string estimator = "oracle";  // for policies not named NAME-learned
   double restore_delay_s = 30.0;
-  std::string window;          // "FIRST:LAST": also report mean JCT of jobs FIRST..LAST-1
-  int inflation_seeds = 0;     // >0: FGD's inflation experiment (openb) over this many seeds
-  bool gpu_pods_only = false;  // inflation: leave out the CPU-only pods (FGD's artifact has them)
+  double checkpoint_interval_s = 0;        // 0: perfect checkpoints (nothing lost at a stop)
+  double min_run_s = 0;                    // every queue's minimum run time before a preemption
+  int32_t max_interruptions_per_hour = 0;  // 0: no cap
+  std::string window;                      // "FIRST:LAST": also report mean JCT of jobs FIRST..LAST-1
+  int inflation_seeds = 0;                 // >0: FGD's inflation experiment (openb) over this many seeds
+  bool gpu_pods_only = false;              // inflation: leave out the CPU-only pods (FGD's artifact has them)
 };
 
 // Returns the process exit code: 0 on success, 1 on bad input or a violated invariant.

@@ -133,6 +133,8 @@ Summary Summarize(const SimResult& r) {
   EstimateErrors(r, s);
   s.preemptions = r.preemptions;
   s.migrations = r.migrations;
+  s.gpu_hours_used = r.gpu_hours_used;
+  s.gpu_hours_lost = r.gpu_hours_lost;
   s.events = r.events;
   s.passes = r.passes;
   s.wall_s = r.wall_s;
@@ -194,6 +196,9 @@ nlohmann::ordered_json ToJson(const Summary& s) {
       {"train_wall_s", s.train_wall_s},
       {"preemptions", s.preemptions},
       {"migrations", s.migrations},
+      {"gpu_hours_used", s.gpu_hours_used},
+      {"gpu_hours_lost", s.gpu_hours_lost},
+      {"gpu_hours_lost_share", s.gpu_hours_used > 0 ? s.gpu_hours_lost / s.gpu_hours_used : 0.0},
       {"events", s.events},
       {"passes", s.passes},
       {"wall_s", s.wall_s}};

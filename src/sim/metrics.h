@@ -47,6 +47,10 @@ struct Summary {
   double train_wall_s = 0;
   int64_t preemptions = 0;
   int64_t migrations = 0;
+  // Allocated device-hours, and those of them that stops threw away (work
+  // since the last checkpoint, restores): SimResult's.
+  double gpu_hours_used = 0;
+  double gpu_hours_lost = 0;
   int64_t events = 0;
   int64_t passes = 0;
   double wall_s = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <memory>
 #include <queue>
 #include <set>
@@ -16,11 +17,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/estimates.h"
+#include "core/resources/quota.h"
 
 namespace icos::sim {
 namespace {
 
 constexpr int32_t kDefaultPerNode = 4;
+constexpr int64_t kHourMs = 3'600'000;
 
 int64_t ToMs(double s) { return core::SecondsToMs(s); }
 
@@ -175,6 +178,14 @@ class Sim {
     } else {
       snap_.queues = options.queues;
     }
+    if (options.min_run_s > 0) {
+      // Every queue, the implicit default one (jobs without a queue) included.
+      const auto is_default = [](const core::Queue& q) { return q.name == core::QuotaTracker::kDefaultQueue; };
+      if (std::none_of(snap_.queues.begin(), snap_.queues.end(), is_default)) {
+        snap_.queues.push_back(core::Queue{.name = core::QuotaTracker::kDefaultQueue});
+      }
+      for (core::Queue& q : snap_.queues) q.min_run_ms = ToMs(options.min_run_s);
+    }
     state_.resize(jobs.size());
     result_.jobs.resize(jobs.size());
     for (size_t i = 0; i < jobs.size(); ++i) {
@@ -207,6 +218,7 @@ class Sim {
     int32_t epoch = 0;             // completion events of older epochs are stale
     double share = 0;              // devices held while running
     double attained_at_start = 0;  // device-seconds of service before this run
+    int32_t recent_stops = 0;      // stops in the last hour (Job::recent_interruptions)
   };
   struct Completion {
     int64_t t_ms;
@@ -227,8 +239,17 @@ class Sim {
   void AddPending(int32_t i, core::Job job);
   core::Job TakePending(int32_t i);
   core::RunningJob TakeRunning(int32_t i);
-  // Preempted (or moved): back to pending, to pay the restore delay at its next start.
+  // Preempted (or moved): back to pending, to pay the restore delay at its next
+  // start, keeping the work up to its last checkpoint.
   void Stop(int32_t i, int64_t now_ms, bool migrating = false);
+  // The end of job i's run at `now_ms` (a stop or its completion): counts the
+  // devices it held and the restore it paid.
+  void EndRun(int32_t i, int64_t now_ms);
+  // When running job i finished its last checkpoint of this run (0: none yet).
+  int64_t LastCheckpointMs(int32_t i, int64_t now_ms) const;
+  // Stops older than an hour no longer count as recent interruptions.
+  void ExpireStops(int64_t now_ms);
+  core::Job* SnapshotJob(int32_t i);
   // Starts pending job i at `tasks` on `device_type` ("vendor/model").
   absl::Status Start(int32_t i, const std::string& device_type, std::vector<core::TaskPlacement> tasks, int64_t now_ms);
   absl::Status Pass(int64_t now_ms);
@@ -246,9 +267,19 @@ class Sim {
   int32_t max_per_node_ = 1;
   std::vector<JobState> state_;
   std::priority_queue<Completion, std::vector<Completion>, std::greater<>> completions_;
+  // When a run's min_run_s is over (the job may be preempted from then on):
+  // the same records as completions, for a pass at that time.
+  std::priority_queue<Completion, std::vector<Completion>, std::greater<>> exempt_ends_;
+  const int64_t min_run_ms_ = ToMs(options_.min_run_s);
+  const bool capped_ = options_.scheduler.max_interruptions_per_hour > 0 || options_.max_interruptions_per_hour > 0;
   SimResult result_;
   double used_ = 0;
   bool dirty_ = false;  // something arrived or capacity was freed since the last pass
+  const int64_t checkpoint_ms_ = ToMs(options_.checkpoint_interval_s);  // 0: perfect checkpoints
+  // (stop time, job) of every stop in the last hour, oldest first. With a cap
+  // on interruptions, a stop leaving the hour is an event (the job may be
+  // preempted again).
+  std::deque<std::pair<int64_t, int32_t>> stops_;
   std::vector<core::WaitingJob> last_waiting_;
 };
 
@@ -275,9 +306,7 @@ void Sim::Revise(const learn::RuntimeEstimator::Revision& r) {
   const int32_t i = static_cast<int32_t>(r.key);
   const JobState& st = state_[i];
   result_.jobs[i].final_estimate_s = r.runtime_s;
-  core::Job* job = st.where == Where::kPending   ? &snap_.pending[st.pos]
-                   : st.where == Where::kRunning ? &snap_.running[st.pos].job
-                                                 : nullptr;
+  core::Job* job = SnapshotJob(i);
   if (job == nullptr) return;
   job->runtime_estimate_ms = st.where == Where::kPending ? PendingEstimateMs(i) : RunningEstimateMs(i);
   job->runtime_log_sd = estimator_->EstimateLogSd(i);
@@ -321,12 +350,50 @@ core::RunningJob Sim::TakeRunning(int32_t i) {
   return r;
 }
 
+core::Job* Sim::SnapshotJob(int32_t i) {
+  const JobState& st = state_[i];
+  return st.where == Where::kPending   ? &snap_.pending[st.pos]
+         : st.where == Where::kRunning ? &snap_.running[st.pos].job
+                                       : nullptr;
+}
+
+int64_t Sim::LastCheckpointMs(int32_t i, int64_t now_ms) const {
+  const JobState& st = state_[i];
+  if (checkpoint_ms_ <= 0 || now_ms < st.work_from_ms + checkpoint_ms_) return 0;
+  return st.work_from_ms + (now_ms - st.work_from_ms) / checkpoint_ms_ * checkpoint_ms_;
+}
+
+void Sim::ExpireStops(int64_t now_ms) {
+  while (!stops_.empty() && stops_.front().first + kHourMs <= now_ms) {
+    const int32_t i = stops_.front().second;
+    stops_.pop_front();
+    --state_[i].recent_stops;
+    if (core::Job* job = SnapshotJob(i)) job->recent_interruptions = state_[i].recent_stops;
+    // A capped job that runs may be a victim again.
+    if (capped_ && state_[i].where == Where::kRunning) dirty_ = true;
+  }
+}
+
+void Sim::EndRun(int32_t i, int64_t now_ms) {
+  const JobState& st = state_[i];
+  const double restore_s = std::max<int64_t>(0, std::min(now_ms, st.work_from_ms) - st.start_ms) / 1000.0;
+  result_.jobs[i].lost_gpu_s += st.share * restore_s;
+  result_.gpu_hours_used += st.share * (now_ms - st.start_ms) / 3.6e6;
+}
+
 void Sim::Stop(int32_t i, int64_t now_ms, bool migrating) {
   JobState& st = state_[i];
+  EndRun(i, now_ms);
   core::RunningJob r = TakeRunning(i);
-  const double worked_s = std::max<int64_t>(0, now_ms - st.work_from_ms) / 1000.0;
-  st.remaining_s = std::max(0.0, st.remaining_s - worked_s * st.speed);
+  const int64_t worked_ms = std::max<int64_t>(0, now_ms - st.work_from_ms);
+  // With checkpoints, only the work up to the last one of this run is kept.
+  const int64_t kept_ms = checkpoint_ms_ > 0 ? worked_ms / checkpoint_ms_ * checkpoint_ms_ : worked_ms;
+  result_.jobs[i].lost_gpu_s += st.share * (worked_ms - kept_ms) / 1000.0;
+  st.remaining_s = std::max(0.0, st.remaining_s - kept_ms / 1000.0 * st.speed);
   st.restore = true;
+  r.job.checkpoint_ms = 0;
+  r.job.recent_interruptions = ++st.recent_stops;
+  stops_.emplace_back(now_ms, i);
   ++st.epoch;
   r.job.attained_device_s = st.attained_at_start + st.share * (now_ms - st.start_ms) / 1000.0;
   if (migrating) {
@@ -370,6 +437,7 @@ absl::Status Sim::Start(int32_t i, const std::string& device_type, std::vector<c
   snap_.running.push_back(std::move(r));
   used_ += st.share;
   completions_.push({finish_ms, i, st.epoch});
+  if (min_run_ms_ > 0 && now_ms + min_run_ms_ < finish_ms) exempt_ends_.push({now_ms + min_run_ms_, i, st.epoch});
   JobOutcome& o = result_.jobs[i];
   if (o.first_start_s < 0) {
     o.first_start_s = now_ms / 1000.0;
@@ -382,10 +450,12 @@ absl::Status Sim::Start(int32_t i, const std::string& device_type, std::vector<c
 absl::Status Sim::Pass(int64_t now_ms) {
   snap_.now_ms = now_ms;
   // Attained service grows while a job runs; LAS (Tiresias) orders and
-  // preempts by it.
+  // preempts by it. Checkpoints are finished as it works.
   for (core::RunningJob& r : snap_.running) {
-    const JobState& st = state_[r.job.id.value()];
+    const int32_t i = static_cast<int32_t>(r.job.id.value());
+    const JobState& st = state_[i];
     r.job.attained_device_s = st.attained_at_start + st.share * (now_ms - st.start_ms) / 1000.0;
+    r.job.checkpoint_ms = LastCheckpointMs(i, now_ms);
   }
   ++result_.passes;
   absl::StatusOr<core::Decisions> d = scheduler_.Schedule(snap_);
@@ -466,12 +536,23 @@ absl::StatusOr<SimResult> Sim::Run() {
     int64_t now = INT64_MAX;
     if (next < n) now = ToMs(jobs_[next].arrival_s);
     if (!completions_.empty()) now = std::min(now, completions_.top().t_ms);
+    // Runs leaving their min_run_s, and (capped) stops leaving the hour, may
+    // be preempted now: worth a pass.
+    if (!exempt_ends_.empty()) now = std::min(now, exempt_ends_.top().t_ms);
+    if (capped_ && !stops_.empty()) now = std::min(now, stops_.front().first + kHourMs);
+    while (!exempt_ends_.empty() && exempt_ends_.top().t_ms == now) {
+      const Completion e = exempt_ends_.top();
+      exempt_ends_.pop();
+      if (e.epoch == state_[e.job].epoch && state_[e.job].where == Where::kRunning) dirty_ = true;
+    }
+    ExpireStops(now);
     // Completions first (they free capacity), then arrivals, all of this instant.
     while (!completions_.empty() && completions_.top().t_ms == now) {
       const Completion c = completions_.top();
       completions_.pop();
       JobState& st = state_[c.job];
       if (c.epoch != st.epoch || st.where != Where::kRunning) continue;
+      EndRun(c.job, now);
       TakeRunning(c.job);
       st.where = Where::kDone;
       st.remaining_s = 0;
@@ -518,6 +599,7 @@ absl::StatusOr<SimResult> Sim::Run() {
     const int64_t i = w.job.value();
     if (i >= 0 && i < static_cast<int64_t>(n) && state_[i].where == Where::kPending) result_.jobs[i].reason = w.reason;
   }
+  for (const JobOutcome& o : result_.jobs) result_.gpu_hours_lost += o.lost_gpu_s / 3600.0;
   result_.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   if (estimator_ != nullptr) {
     // A model that cannot predict would leave every estimate to history
@@ -537,7 +619,15 @@ absl::StatusOr<SimResult> Sim::Run() {
 absl::StatusOr<SimResult> Simulate(const std::vector<core::Node>& nodes, const std::vector<SimJob>& jobs,
                                    const SimOptions& options) {
   if (options.restore_delay_s < 0) return absl::InvalidArgumentError("restore_delay_s must be >= 0");
+  if (options.checkpoint_interval_s < 0) return absl::InvalidArgumentError("checkpoint_interval_s must be >= 0");
+  if (options.min_run_s < 0) return absl::InvalidArgumentError("min_run_s must be >= 0");
+  if (options.max_interruptions_per_hour < 0) {
+    return absl::InvalidArgumentError("max_interruptions_per_hour must be >= 0");
+  }
   core::SchedulerOptions scheduler_options = options.scheduler;
+  if (options.max_interruptions_per_hour > 0) {
+    scheduler_options.max_interruptions_per_hour = options.max_interruptions_per_hour;
+  }
   // Moving a job costs what a preemption costs: a checkpoint restore.
   scheduler_options.restore_cost_ms = ToMs(options.restore_delay_s);
   absl::StatusOr<core::Scheduler> scheduler = core::Scheduler::Create(std::move(scheduler_options));

@@ -8,9 +8,11 @@
 // incrementally (nodes and queues are built once; running and pending jobs are
 // moved in and out as they change). Binds start jobs at once; a job's run time
 // on a device model is its remaining work divided by its relative speed there
-// (from the trace's throughputs; 1 everywhere without them). A preempted job
-// keeps its progress, goes back to the queue and pays `restore_delay_s` when it
-// starts again.
+// (from the trace's throughputs; 1 everywhere without them). A preempted (or
+// moved) job goes back to the queue and pays `restore_delay_s` when it starts
+// again. By default it keeps all its progress (a perfect checkpoint); with
+// `checkpoint_interval_s` it keeps only the work up to its run's last
+// checkpoint, and the rest is reported as lost device time.
 //
 // Thread-safety: Simulate() is a pure function of its arguments.
 #ifndef ICOS_SIM_SIMULATOR_H_
@@ -53,6 +55,19 @@ struct SimOptions {
   std::string estimator = "oracle";
   learn::EstimatorOptions learned;
   double restore_delay_s = 30.0;  // checkpoint-restore after a preemption
+  // A running job finishes a checkpoint every this many seconds of work (from
+  // its run's start after the restore); a stop loses the work since the
+  // run's last one. The core sees it as Job::checkpoint_ms. 0: a perfect
+  // checkpoint at every stop (nothing lost but the restore).
+  double checkpoint_interval_s = 0;
+  // Queue::min_run_ms of every queue of the snapshot (given in `queues` or
+  // made per SimJob::queue, and the default queue): a run this young is not
+  // preempted or moved. 0: no minimum.
+  double min_run_s = 0;
+  // core::SchedulerOptions::max_interruptions_per_hour, overriding the one in
+  // `scheduler`; the simulator counts each job's stops (Job::recent_interruptions).
+  // 0: no cap (or whatever `scheduler` says).
+  int32_t max_interruptions_per_hour = 0;
   // Queues of the snapshot; empty: one flat queue per distinct SimJob::queue.
   std::vector<core::Queue> queues;
   // Passes at one timestamp (re-queued victims trigger another); bounds livelock.
@@ -75,6 +90,9 @@ struct JobOutcome {
   double first_start_s = -1;
   double finish_s = -1;  // -1: did not finish
   int32_t preemptions = 0;
+  // Device-seconds its stops threw away: device share x (work since the last
+  // checkpoint at each stop + restore delays paid).
+  double lost_gpu_s = 0;
   // Run-time estimate made at arrival (isolated seconds); the duration itself
   // for the oracle, -1 without estimates.
   double estimate_s = -1;
@@ -102,6 +120,8 @@ struct SimResult {
   int64_t binds = 0;
   int64_t preemptions = 0;
   int64_t migrations = 0;      // running jobs moved to a faster type
+  double gpu_hours_used = 0;   // allocated device-hours, all runs
+  double gpu_hours_lost = 0;   // of those, thrown away by stops (JobOutcome::lost_gpu_s)
   double wall_s = 0;           // real seconds the simulation took
   int32_t models_trained = 0;  // learned estimator: models fitted during the run
   double train_wall_s = 0;     // ... and real seconds spent fitting them

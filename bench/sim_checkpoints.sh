@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Checkpoint-aware preemption in the simulator (issue #20) on the full
+# Microsoft Philly trace, nodes of 8 V100s, learned SRTF beside the default
+# policy, for each cluster size and setting:
+#   perfect   a preempted job keeps all its work (the simulator's old model;
+#             30 s restore)
+#   ckpt      a checkpoint every 1,800 s of work, 60 s restore: a stop loses
+#             the work since the last checkpoint
+#   ckpt+...  the same with a minimum run time before preemption (--min-run)
+#             and/or a cap on preemptions per job and hour
+# One row per (GPUs, setting, policy): mean JCT, preemptions, GPU-hours lost
+# and their share of GPU-hours used.
+# Usage: bench/sim_checkpoints.sh [GPUS...]   (default 480 560 672; needs a
+# release build; BIN=build dir, ICOS_TRACES=trace dir, POLICIES=list)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-$PWD/build/release}
+ICOS=$BIN/src/cli/icos
+TRACE=${ICOS_TRACES:-$PWD/../shared/data/traces}/philly/philly.csv
+POLICIES=${POLICIES:-srtf-learned,default}
+[ -f "$TRACE" ] || { echo "no Philly trace at $TRACE (set ICOS_TRACES)" >&2; exit 1; }
+[ -x "$ICOS" ] || { echo "no icos at $ICOS (cmake --preset release && cmake --build --preset release --target icos)" >&2; exit 1; }
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(480 560 672)
+SETTINGS=(
+  "perfect|"
+  "ckpt|--checkpoint-interval 1800 --restore-delay 60"
+  "ckpt+min-run 1800|--checkpoint-interval 1800 --restore-delay 60 --min-run 1800"
+  "ckpt+min-run 3600|--checkpoint-interval 1800 --restore-delay 60 --min-run 3600"
+  "ckpt+cap 1/h|--checkpoint-interval 1800 --restore-delay 60 --max-interruptions-per-hour 1"
+  "ckpt+min-run 1800+cap 1/h|--checkpoint-interval 1800 --restore-delay 60 --min-run 1800 --max-interruptions-per-hour 1"
+)
+echo "| GPUs | setting | policy | mean JCT | preemptions | GPU-h lost | GPU-h used | lost share |"
+echo "|---|---|---|---|---|---|---|---|"
+for gpus in "${SIZES[@]}"; do
+  for s in "${SETTINGS[@]}"; do
+    name=${s%%|*}
+    flags=${s#*|}
+    # shellcheck disable=SC2086  # flags are words
+    "$ICOS" sim --trace "philly:$TRACE" --cluster "$((gpus / 8))x8xV100" --policy "$POLICIES" $flags --json |
+      python3 -c '
+import json, sys
+gpus, name = sys.argv[1], sys.argv[2]
+for line in sys.stdin:
+    r = json.loads(line)
+    used, lost = r["gpu_hours_used"], r["gpu_hours_lost"]
+    jct_h = r["avg_jct_s"] / 3600
+    share = 100 * lost / used if used else 0
+    policy, preemptions = r["policy"], r["preemptions"]
+    print(f"| {gpus} | {name} | {policy} | {jct_h:.2f} h | {preemptions} | {lost:.0f} | {used:.0f} | {share:.2f}% |")
+' "$gpus" "$name"
+  done
+done
