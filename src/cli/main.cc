@@ -263,6 +263,11 @@ int main(int argc, char** argv) {
       ->add_option("--max-interruptions-per-hour", sim.max_interruptions_per_hour,
                    "a job stopped this often in the last hour is not preempted again (default 0: no cap)")
       ->check(CLI::Range(0, 1'000'000));
+  sim_cmd
+      ->add_option("--usage-half-life", sim.usage_half_life_s,
+                   "fair share over time: every queue's past usage counts in the drf order, halving every this "
+                   "many seconds (default 0: off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{365} * 86'400));
   sim_cmd->add_option("--window", sim.window, "FIRST:LAST: also report the mean JCT of jobs FIRST..LAST-1");
   sim_cmd
       ->add_option("--inflation-seeds", sim.inflation_seeds,

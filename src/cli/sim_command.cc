@@ -339,6 +339,7 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     o.checkpoint_interval_s = f.checkpoint_interval_s;
     o.min_run_s = f.min_run_s;
     o.max_interruptions_per_hour = f.max_interruptions_per_hour;
+    o.usage_half_life_s = f.usage_half_life_s;
     o.record_utilisation = true;
     auto r = sim::Simulate(*nodes, w->jobs, o);
     if (!r.ok()) {
@@ -358,6 +359,7 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       j["checkpoint_interval_s"] = f.checkpoint_interval_s;
       j["min_run_s"] = f.min_run_s;
       j["max_interruptions_per_hour"] = f.max_interruptions_per_hour;
+      j["usage_half_life_s"] = f.usage_half_life_s;
       if (window_first >= 0) {
         j["window"] = {window_first, window_last};
         j["window_avg_jct_s"] = window_jct;

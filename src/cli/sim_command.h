@@ -28,6 +28,7 @@ struct SimFlags {
   double checkpoint_interval_s = 0;        // 0: perfect checkpoints (nothing lost at a stop)
   double min_run_s = 0;                    // every queue's minimum run time before a preemption
   int32_t max_interruptions_per_hour = 0;  // 0: no cap
+  int64_t usage_half_life_s = 0;           // every queue's fair share over time; 0: off
   std::string window;                      // "FIRST:LAST": also report mean JCT of jobs FIRST..LAST-1
   int inflation_seeds = 0;                 // >0: FGD's inflation experiment (openb) over this many seeds
   bool gpu_pods_only = false;              // inflation: leave out the CPU-only pods (FGD's artifact has them)

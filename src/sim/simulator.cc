@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "core/estimates.h"
 #include "core/resources/quota.h"
+#include "core/resources/usage_history.h"
 
 namespace icos::sim {
 namespace {
@@ -178,14 +179,18 @@ class Sim {
     } else {
       snap_.queues = options.queues;
     }
-    if (options.min_run_s > 0) {
+    if (options.min_run_s > 0 || options.usage_half_life_s > 0) {
       // Every queue, the implicit default one (jobs without a queue) included.
       const auto is_default = [](const core::Queue& q) { return q.name == core::QuotaTracker::kDefaultQueue; };
       if (std::none_of(snap_.queues.begin(), snap_.queues.end(), is_default)) {
         snap_.queues.push_back(core::Queue{.name = core::QuotaTracker::kDefaultQueue});
       }
-      for (core::Queue& q : snap_.queues) q.min_run_ms = ToMs(options.min_run_s);
+      for (core::Queue& q : snap_.queues) {
+        if (options.min_run_s > 0) q.min_run_ms = ToMs(options.min_run_s);
+        if (options.usage_half_life_s > 0) q.usage_half_life_s = options.usage_half_life_s;
+      }
     }
+    for (const core::Queue& q : snap_.queues) fair_share_over_time_ |= q.usage_half_life_s > 0;
     state_.resize(jobs.size());
     result_.jobs.resize(jobs.size());
     for (size_t i = 0; i < jobs.size(); ++i) {
@@ -281,6 +286,9 @@ class Sim {
   // preempted again).
   std::deque<std::pair<int64_t, int32_t>> stops_;
   std::vector<core::WaitingJob> last_waiting_;
+  // Fair share over time, as the live engine keeps it (engine_pass.cc).
+  bool fair_share_over_time_ = false;
+  core::UsageHistory usage_history_;
 };
 
 learn::JobFacts Sim::Facts(const SimJob& s) {
@@ -456,6 +464,10 @@ absl::Status Sim::Pass(int64_t now_ms) {
     const JobState& st = state_[i];
     r.job.attained_device_s = st.attained_at_start + st.share * (now_ms - st.start_ms) / 1000.0;
     r.job.checkpoint_ms = LastCheckpointMs(i, now_ms);
+  }
+  if (fair_share_over_time_) {
+    usage_history_.Advance(now_ms, snap_.queues, core::UsageHistory::Held(snap_));
+    snap_.past_usage = usage_history_.Equivalent();
   }
   ++result_.passes;
   absl::StatusOr<core::Decisions> d = scheduler_.Schedule(snap_);

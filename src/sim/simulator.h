@@ -68,6 +68,10 @@ struct SimOptions {
   // `scheduler`; the simulator counts each job's stops (Job::recent_interruptions).
   // 0: no cap (or whatever `scheduler` says).
   int32_t max_interruptions_per_hour = 0;
+  // Queue::usage_half_life_s of every queue (as min_run_s): fair share over
+  // time, the same core::UsageHistory the live engine keeps. 0: off (unless
+  // `queues` set it).
+  int64_t usage_half_life_s = 0;
   // Queues of the snapshot; empty: one flat queue per distinct SimJob::queue.
   std::vector<core::Queue> queues;
   // Passes at one timestamp (re-queued victims trigger another); bounds livelock.

@@ -640,5 +640,37 @@ TEST(CheckpointSimTest, LostGpuHoursAddUp) {
   }
 }
 
+// Fair share over time in the simulator, as in the live engine: queue a kept
+// all 4 GPUs busy for 10 hours; when a and b each wait with 4 one-hour jobs,
+// plain DRF splits the GPUs 2/2, while with a one-hour half-life b, which
+// used nothing, gets all four first.
+TEST(FairShareOverTimeSimTest, AQueueThatUsedMuchYieldsToOneThatUsedNone) {
+  std::vector<SimJob> jobs;
+  for (int i = 0; i < 4; ++i) {
+    jobs.push_back(Job(0, 1, 36'000));
+    jobs.back().queue = "a";
+  }
+  for (int i = 0; i < 4; ++i) {
+    jobs.push_back(Job(35'999, 1, 3'600));
+    jobs.back().queue = "b";
+    jobs.push_back(Job(36'000, 1, 3'600));
+    jobs.back().queue = "a";
+  }
+  jobs = Finalized(jobs);
+  auto started_at_10h = [&](const SimResult& r, const std::string& queue) {
+    int n = 0;
+    for (size_t i = 4; i < jobs.size(); ++i) n += jobs[i].queue == queue && r.jobs[i].first_start_s == 36'000;
+    return n;
+  };
+  SimOptions o = Policy("default");
+  SimResult plain = MustSimulate("1x4xV100", jobs, o);
+  EXPECT_EQ(started_at_10h(plain, "a"), 2);
+  EXPECT_EQ(started_at_10h(plain, "b"), 2);
+  o.usage_half_life_s = 3'600;
+  SimResult over_time = MustSimulate("1x4xV100", jobs, o);
+  EXPECT_EQ(started_at_10h(over_time, "a"), 0);
+  EXPECT_EQ(started_at_10h(over_time, "b"), 4);
+}
+
 }  // namespace
 }  // namespace icos::sim
