@@ -11,7 +11,8 @@
 # One row per (GPUs, setting, policy): mean JCT, preemptions, GPU-hours lost
 # and their share of GPU-hours used.
 # Usage: bench/sim_checkpoints.sh [GPUS...]   (default 480 560 672; needs a
-# release build; BIN=build dir, ICOS_TRACES=trace dir, POLICIES=list)
+# release build; BIN=build dir, ICOS_TRACES=trace dir, POLICIES=list,
+# JOBS=N for the first N jobs only: JOBS=10000 bench/sim_checkpoints.sh 672)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/build/release}
@@ -25,10 +26,10 @@ SIZES=("$@")
 SETTINGS=(
   "perfect|"
   "ckpt|--checkpoint-interval 1800 --restore-delay 60"
-  "ckpt+min-run 1800|--checkpoint-interval 1800 --restore-delay 60 --min-run 1800"
+  "ckpt+min-run 1860|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860"
   "ckpt+min-run 3600|--checkpoint-interval 1800 --restore-delay 60 --min-run 3600"
   "ckpt+cap 1/h|--checkpoint-interval 1800 --restore-delay 60 --max-interruptions-per-hour 1"
-  "ckpt+min-run 1800+cap 1/h|--checkpoint-interval 1800 --restore-delay 60 --min-run 1800 --max-interruptions-per-hour 1"
+  "ckpt+min-run 1860+cap 1/h|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860 --max-interruptions-per-hour 1"
 )
 echo "| GPUs | setting | policy | mean JCT | preemptions | GPU-h lost | GPU-h used | lost share |"
 echo "|---|---|---|---|---|---|---|---|"
@@ -37,7 +38,7 @@ for gpus in "${SIZES[@]}"; do
     name=${s%%|*}
     flags=${s#*|}
     # shellcheck disable=SC2086  # flags are words
-    "$ICOS" sim --trace "philly:$TRACE" --cluster "$((gpus / 8))x8xV100" --policy "$POLICIES" $flags --json |
+    "$ICOS" sim --trace "philly:$TRACE" --cluster "$((gpus / 8))x8xV100" --policy "$POLICIES" ${JOBS:+--jobs "$JOBS"} $flags --json |
       python3 -c '
 import json, sys
 gpus, name = sys.argv[1], sys.argv[2]

@@ -94,5 +94,35 @@ TEST(CheckpointPreemptionTest, AJobInterruptedTooOftenThisHourIsLeftAlone) {
   EXPECT_EQ(uncapped.preemptions[0].victim, JobId(101));
 }
 
+// SRTF: a job that checkpoints is preempted only when the preemption saves
+// more time than it throws away. A 5-minute job waits for a 10-hour one
+// (left 9 h 20 min) that checkpointed 40 minutes ago, but not for one that
+// checkpointed a minute ago; a job that does not declare checkpoints is
+// preempted as before.
+TEST(CheckpointPreemptionTest, SrtfPreemptsOnlyWhenItSavesMoreThanItLoses) {
+  Snapshot s;
+  s.now_ms = 10 * kHour;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 1)};
+  Job victim = MakeJob(100, 1);
+  victim.checkpoints = true;
+  victim.checkpoint_ms = s.now_ms - 40 * kMinute;
+  s.running = {MakeRunning(victim, 0, {0}, s.now_ms - kHour, /*estimate_ms=*/10 * kHour)};
+  Job quick = MakeJob(1, 1);
+  quick.runtime_estimate_ms = 5 * kMinute;
+  s.pending = {quick};
+  const SchedulerOptions srtf{.order = "srtf"};
+  // 9 h left > 2 x 5 min + 40 min lost + 30 s restore: worth it.
+  EXPECT_EQ(RunPass(s, srtf).preemptions.size(), 1u);
+
+  // Left 20 min: 2 x 5 min + 40 min lost is more than the preemption saves.
+  s.running[0].job.runtime_estimate_ms = kHour + 20 * kMinute;
+  EXPECT_TRUE(RunPass(s, srtf).preemptions.empty());
+  s.running[0].job.checkpoint_ms = s.now_ms - kMinute;  // 1 min lost: worth it again
+  EXPECT_EQ(RunPass(s, srtf).preemptions.size(), 1u);
+  s.running[0].job.checkpoints = false;  // no contract: SRTF's old rule
+  s.running[0].job.checkpoint_ms = s.now_ms - 40 * kMinute;
+  EXPECT_EQ(RunPass(s, srtf).preemptions.size(), 1u);
+}
+
 }  // namespace
 }  // namespace icos::core

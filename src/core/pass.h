@@ -174,6 +174,9 @@ class Pass {
   // Device-seconds stopping `r` now loses: since its last checkpoint (or its
   // run's start, if later) plus the restore it pays.
   double LostDeviceS(const Running& r) const;
+  // The wall time a stop of `r` throws away, if it declares checkpoints
+  // (Job::checkpoints): since its last checkpoint, plus the restore; else 0.
+  double LostMs(const Running& r) const;
   void StopRunning(Running& r);
   void NoteHoldings(Running& r) const;
   // With wait_for_faster_type: the faster type `job` should wait for instead of

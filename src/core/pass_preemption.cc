@@ -156,6 +156,12 @@ bool Pass::Exempt(const Running& r) const {
   return min_run > 0 && snap_.now_ms - r.start_ms < min_run;
 }
 
+double Pass::LostMs(const Running& r) const {
+  if (!r.job->checkpoints) return 0;
+  const int64_t since = std::max(r.start_ms, r.job->checkpoint_ms);
+  return static_cast<double>(std::max<int64_t>(0, snap_.now_ms - since) + opt_.restore_cost_ms);
+}
+
 double Pass::LostDeviceS(const Running& r) const {
   const int64_t since = std::max(r.start_ms, r.job->checkpoint_ms);
   const double devices = static_cast<double>(r.held_milli) / 1000.0;
@@ -285,14 +291,17 @@ bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
     const bool las_lower = las != nullptr && r.queue == q && r.job->priority == job.priority &&
                            las->Level(r.job->attained_device_s) > las->Level(job.attained_device_s);
     // SRTF: ... or jobs expected to run much longer (the margin keeps two
-    // jobs of similar length from trading places on every pass).
+    // jobs of similar length from trading places on every pass). A job that
+    // checkpoints must also be longer by the time the stop throws away: a
+    // preemption must save more than it loses (else long jobs that are
+    // stopped before their first checkpoint never progress).
     const bool srtf_longer = srtf != nullptr && r.queue == q && r.job->priority == job.priority &&
-                             ExpectedLeftMs(r, snap_.now_ms) > kSrtfMargin * srtf_job_ms_on(r);
+                             ExpectedLeftMs(r, snap_.now_ms) > kSrtfMargin * srtf_job_ms_on(r) + LostMs(r);
     // Gittins: ... or jobs whose rank is much worse (the same margin).
     bool gittins_worse = false;
     if (gittins != nullptr && r.queue == q && r.job->priority == job.priority) {
       victim_rank[i] = gittins->RankMs(*r.job, RunningAgeMs(r, snap_.now_ms));
-      gittins_worse = victim_rank[i] > kSrtfMargin * job_rank;
+      gittins_worse = victim_rank[i] > kSrtfMargin * job_rank + LostMs(r);
     }
     const bool lower = (r.queue == q && r.job->priority < job.priority) || las_lower || srtf_longer || gittins_worse;
     reclaim[i] = borrowing[r.queue];

@@ -129,6 +129,7 @@ PassInput Engine::BeginPass(int64_t now) {
     const JobRuns runs = RunsOf(j, now);
     rj.job.attained_device_s = runs.attained_device_s;
     rj.job.checkpoint_ms = j.rec.checkpoint_ms;
+    rj.job.checkpoints = j.spec.checkpoint.enabled;
     rj.job.recent_interruptions = runs.interruptions_last_hour;
     if (runs.running) rj.job.runtime_estimate_ms = runs.running_estimate_ms;
     for (const auto& t : j.tasks) {

@@ -464,6 +464,7 @@ absl::Status Sim::Pass(int64_t now_ms) {
     const JobState& st = state_[i];
     r.job.attained_device_s = st.attained_at_start + st.share * (now_ms - st.start_ms) / 1000.0;
     r.job.checkpoint_ms = LastCheckpointMs(i, now_ms);
+    r.job.checkpoints = checkpoint_ms_ > 0;
   }
   if (fair_share_over_time_) {
     usage_history_.Advance(now_ms, snap_.queues, core::UsageHistory::Held(snap_));

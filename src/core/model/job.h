@@ -78,6 +78,10 @@ struct Job {
   // (0: never). Preempting it loses the work since then, or since its run
   // started if that is later: what the victim choice weighs.
   int64_t checkpoint_ms = 0;
+  // It meets the checkpoint contract (its spec's `checkpoint:`; the
+  // simulator's --checkpoint-interval): what a stop loses is known, and a
+  // time-based preemption (srtf, gittins) must save more than that.
+  bool checkpoints = false;
   // How often it was interrupted (preempted, moved, restarted) in the last
   // hour: SchedulerOptions::max_interruptions_per_hour caps it.
   int32_t recent_interruptions = 0;
