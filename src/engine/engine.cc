@@ -306,6 +306,20 @@ void Engine::Requeue(JobEntry& j, const std::string& node, Change& c) const {
   c.Event(j.rec.id, node, "Requeued", j.rec.reason);
 }
 
+namespace {
+
+// Writes j's record with the change; a gang's tasks ending together update
+// the one entry instead of writing the row once per task.
+void StageRecord(const JobEntry& j, Change& c) {
+  if (!c.batch.jobs.empty() && c.batch.jobs.back().id == j.rec.id) {
+    c.batch.jobs.back() = j.rec;
+  } else {
+    c.batch.jobs.push_back(j.rec);
+  }
+}
+
+}  // namespace
+
 void Engine::NoteLostWork(JobEntry& j, const TaskEntry& t, Change& c) {
   // A user's cancel, or a success, throws nothing away.
   if (t.rec.state == TaskState::kSucceeded || j.rec.state == JobState::kCancelled || t.rec.start_ms <= 0) return;
@@ -315,7 +329,7 @@ void Engine::NoteLostWork(JobEntry& j, const TaskEntry& t, Change& c) {
   for (const core::DeviceSlice& d : t.placement.devices) percent += d.percent;
   if (percent == 0) return;
   j.rec.lost_device_ms += percent * (t.rec.end_ms - since) / 100;
-  c.batch.jobs.push_back(j.rec);
+  StageRecord(j, c);
 }
 
 void Engine::NoteCheckpoint(JobEntry& j, int64_t checkpoint_ms, const std::string& node, Change& c) {
@@ -323,7 +337,7 @@ void Engine::NoteCheckpoint(JobEntry& j, int64_t checkpoint_ms, const std::strin
   const int64_t at = std::min(checkpoint_ms, c.now_ms);
   if (at <= j.rec.checkpoint_ms) return;
   j.rec.checkpoint_ms = at;
-  c.batch.jobs.push_back(j.rec);
+  StageRecord(j, c);
   c.Event(j.rec.id, node, "Checkpoint", absl::StrCat("checkpoint finished ", (c.now_ms - at) / 1000, " s ago"));
 }
 
