@@ -167,12 +167,7 @@ PassInput Engine::BeginPass(int64_t now) {
   }
   // Fair share over time: what each queue held since the last pass joins
   // its decayed history, which the drf order adds to what it holds now.
-  bool over_time = false;
-  for (const core::Queue& q : snap.queues) over_time |= q.usage_half_life_s > 0;
-  if (over_time) {
-    usage_history_.Advance(now, snap.queues, core::UsageHistory::Held(snap));
-    snap.past_usage = usage_history_.Equivalent();
-  }
+  usage_history_.Update(snap);
   return in;
 }
 

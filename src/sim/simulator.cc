@@ -190,7 +190,6 @@ class Sim {
         if (options.usage_half_life_s > 0) q.usage_half_life_s = options.usage_half_life_s;
       }
     }
-    for (const core::Queue& q : snap_.queues) fair_share_over_time_ |= q.usage_half_life_s > 0;
     state_.resize(jobs.size());
     result_.jobs.resize(jobs.size());
     for (size_t i = 0; i < jobs.size(); ++i) {
@@ -287,7 +286,6 @@ class Sim {
   std::deque<std::pair<int64_t, int32_t>> stops_;
   std::vector<core::WaitingJob> last_waiting_;
   // Fair share over time, as the live engine keeps it (engine_pass.cc).
-  bool fair_share_over_time_ = false;
   core::UsageHistory usage_history_;
 };
 
@@ -466,10 +464,7 @@ absl::Status Sim::Pass(int64_t now_ms) {
     r.job.checkpoint_ms = LastCheckpointMs(i, now_ms);
     r.job.checkpoints = checkpoint_ms_ > 0;
   }
-  if (fair_share_over_time_) {
-    usage_history_.Advance(now_ms, snap_.queues, core::UsageHistory::Held(snap_));
-    snap_.past_usage = usage_history_.Equivalent();
-  }
+  usage_history_.Update(snap_);
   ++result_.passes;
   absl::StatusOr<core::Decisions> d = scheduler_.Schedule(snap_);
   if (!d.ok())

@@ -25,6 +25,14 @@ void UsageHistory::Advance(int64_t now_ms, const std::vector<Queue>& queues,
   }
 }
 
+void UsageHistory::Update(Snapshot& snap) {
+  bool wanted = false;
+  for (const Queue& q : snap.queues) wanted |= q.usage_half_life_s > 0;
+  if (!wanted) return;
+  Advance(snap.now_ms, snap.queues, Held(snap));
+  snap.past_usage = Equivalent();
+}
+
 std::map<std::string, ResourceAmounts> UsageHistory::Equivalent() const {
   std::map<std::string, ResourceAmounts> out;
   for (const auto& [queue, avg] : average_) {

@@ -33,6 +33,10 @@ class UsageHistory {
   // What Snapshot::past_usage wants: per queue with a history, its amounts
   // (rounded; those below one milli-unit left out).
   std::map<std::string, ResourceAmounts> Equivalent() const;
+  // A pass's step, as the engine and the simulator take it: when some queue
+  // of `snap` has a half-life, advances to snap.now_ms with what its running
+  // jobs hold and sets snap.past_usage; else leaves both alone (no cost).
+  void Update(Snapshot& snap);
 
   // What running jobs hold, per queue: whole and shared devices (milli) under
   // "devices", "<vendor>" and "<vendor>/<model>", and CPU and memory.
