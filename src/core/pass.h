@@ -171,8 +171,10 @@ class Pass {
   // Not to be stopped now: its queue's min_run_ms has not passed, or it was
   // interrupted max_interruptions_per_hour times in the last hour.
   bool Exempt(const Running& r) const;
-  // Device-seconds stopping `r` now loses: since its last checkpoint (or its
-  // run's start, if later) plus the restore it pays.
+  // The wall time stopping `r` now throws away: since its last checkpoint
+  // (or its run's start, if later) plus the restore it pays.
+  int64_t StopCostMs(const Running& r) const;
+  // ... times the devices it holds.
   double LostDeviceS(const Running& r) const;
   // The wall time a stop of `r` throws away, if it declares checkpoints
   // (Job::checkpoints): since its last checkpoint, plus the restore; else 0.

@@ -156,17 +156,15 @@ bool Pass::Exempt(const Running& r) const {
   return min_run > 0 && snap_.now_ms - r.start_ms < min_run;
 }
 
-double Pass::LostMs(const Running& r) const {
-  if (!r.job->checkpoints) return 0;
+int64_t Pass::StopCostMs(const Running& r) const {
   const int64_t since = std::max(r.start_ms, r.job->checkpoint_ms);
-  return static_cast<double>(std::max<int64_t>(0, snap_.now_ms - since) + opt_.restore_cost_ms);
+  return std::max<int64_t>(0, snap_.now_ms - since) + opt_.restore_cost_ms;
 }
 
+double Pass::LostMs(const Running& r) const { return r.job->checkpoints ? static_cast<double>(StopCostMs(r)) : 0.0; }
+
 double Pass::LostDeviceS(const Running& r) const {
-  const int64_t since = std::max(r.start_ms, r.job->checkpoint_ms);
-  const double devices = static_cast<double>(r.held_milli) / 1000.0;
-  const int64_t lost_ms = std::max<int64_t>(0, snap_.now_ms - since) + opt_.restore_cost_ms;
-  return devices * static_cast<double>(lost_ms) / 1000.0;
+  return static_cast<double>(r.held_milli) / 1000.0 * static_cast<double>(StopCostMs(r)) / 1000.0;
 }
 
 std::vector<int32_t> Pass::FindVictims(const Job& job, int32_t q, const std::vector<int32_t>& candidates,

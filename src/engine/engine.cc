@@ -373,11 +373,12 @@ void Engine::EvaluateJob(JobEntry& j, Change& c) const {
                                        store::TaskStateName(failed->rec.state), ": ", failed->rec.reason);
   // The infrastructure's failure (a lost node, a sick device) spends no retry
   // of a job that restarts on failure or checkpoints: it resumes elsewhere.
-  const bool restarts = j.spec.restart == api::RestartPolicy::kOnFailure || j.spec.checkpoint.enabled;
-  const bool infrastructure = failed->rec.exit_code == kInfrastructureExit && restarts &&
-                              InfrastructureFailures(j) <= kMaxInfrastructureRestarts;
-  if (infrastructure || (j.spec.restart == api::RestartPolicy::kOnFailure && RetriesUsed(j) <= j.spec.max_retries &&
-                         failed->rec.exit_code != kInfrastructureExit)) {
+  const bool on_failure = j.spec.restart == api::RestartPolicy::kOnFailure;
+  const bool infrastructure = failed->rec.exit_code == kInfrastructureExit;
+  const bool restart = infrastructure ? (on_failure || j.spec.checkpoint.enabled) &&
+                                            InfrastructureFailures(j) <= kMaxInfrastructureRestarts
+                                      : on_failure && RetriesUsed(j) <= j.spec.max_retries;
+  if (restart) {
     // A failed rank restarts the whole gang (torchrun's and Volcano's rule).
     j.rec.state = JobState::kPending;
     ++j.rec.attempt;
