@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "agent/sys_util.h"
 
 namespace icos::agent {
 
@@ -24,14 +24,14 @@ absl::StatusOr<std::string> MakeCheckpointDirectory(const std::string& root, int
     if (me == 0 && chown(dir.c_str(), id.uid, id.gid) != 0) {
       const int err = errno;
       rmdir(dir.c_str());
-      return absl::InternalError(absl::StrCat("chown ", dir, ": ", std::strerror(err)));
+      return ErrnoError(err, absl::StrCat("chown ", dir));
     }
     return dir;
   }
-  if (errno != EEXIST) return absl::InternalError(absl::StrCat("mkdir ", dir, ": ", std::strerror(errno)));
+  if (errno != EEXIST) return ErrnoError(errno, absl::StrCat("mkdir ", dir));
   // An earlier attempt's: reused only as what this agent made it.
   struct stat st;
-  if (lstat(dir.c_str(), &st) != 0) return absl::InternalError(absl::StrCat("stat ", dir, ": ", std::strerror(errno)));
+  if (lstat(dir.c_str(), &st) != 0) return ErrnoError(errno, absl::StrCat("stat ", dir));
   if (!S_ISDIR(st.st_mode) || st.st_uid != owner) {
     return absl::FailedPreconditionError(
         absl::StrCat(dir, " exists but is not a directory of the job's owner; refusing to use it"));

@@ -566,11 +566,6 @@ bool NodeAgent::CollectExits() {
   const int64_t now = clock_->NowMs();
   for (auto& [id, k] : known_) {
     if (k.status.state != "Running") continue;
-    // A finished checkpoint the task reported (checkpoint_dir.h).
-    if (const int64_t at = LastCheckpointMs(absl::StrCat(JobsDir(), "/", id)); at > k.status.checkpoint_ms) {
-      k.status.checkpoint_ms = at;
-      changed = true;
-    }
     if (k.stopping || k.time_limit_s <= 0 || k.started_ms == 0) continue;
     const int64_t window = k.checkpoint.signal > 0 ? std::min(k.checkpoint.window_ms, k.time_limit_s * 1000) : 0;
     if (now - k.started_ms >= k.time_limit_s * 1000 - window) {
@@ -645,7 +640,14 @@ void NodeAgent::BeatLoop() {
       std::lock_guard<std::mutex> lock(mu_);
       changed = CollectExits();
       if (changed || clock_->NowMs() - last_sent >= heartbeat_ms) {
-        for (const auto& [id, k] : known_) tasks.push_back(wire::TaskStatusToJson(k.status));
+        for (auto& [id, k] : known_) {
+          // A finished checkpoint the task reported (checkpoint_dir.h): read
+          // per report, not per loop; an ended task's directory stays until
+          // its end is acknowledged, so a checkpoint made just before it
+          // exited still goes out.
+          k.status.checkpoint_ms = std::max(k.status.checkpoint_ms, LastCheckpointMs(absl::StrCat(JobsDir(), "/", id)));
+          tasks.push_back(wire::TaskStatusToJson(k.status));
+        }
         // Each check's figures go out once: the controller keeps the last
         // ones and samples jobs' usage per report, not per heartbeat.
         if (usage_fresh_) {
