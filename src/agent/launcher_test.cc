@@ -445,6 +445,25 @@ TEST_F(LauncherTest, AdoptedTaskCanBeStopped) {
   EXPECT_EQ(exit->signal, SIGTERM);
 }
 
+// An agent that dies (or restarts) inside a checkpoint window: whether
+// SIGTERM went out is not journaled, so the next agent sends it at once
+// rather than leave the task to the SIGKILL deadline, which it keeps.
+TEST_F(LauncherTest, AnAgentRestartInsideACheckpointWindowStillEndsTheTask) {
+  MustStart(Sh("t1", "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
+                     "while :; do sleep 0.05; done"));
+  ASSERT_TRUE(WaitForLog("t1", "ready"));
+  ASSERT_TRUE(launcher_->Stop("t1", 10'000, false, {.signal = SIGUSR1, .window_ms = 60'000}).ok());
+  ASSERT_TRUE(WaitForLog("t1", "got USR1"));
+  launcher_.reset();
+  launcher_ = NewLauncher();
+  ASSERT_THAT(launcher_->Adopt(), ElementsAre("t1"));
+  std::optional<TaskExit> exit = WaitForExit("t1");  // no clock advance: SIGTERM, not the deadline's SIGKILL
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->kind, TaskExitKind::kCancelled);
+  EXPECT_EQ(exit->signal, 0);
+  EXPECT_THAT(Log("t1"), HasSubstr("got TERM"));
+}
+
 TEST_F(LauncherTest, TaskThatEndedWhileTheAgentWasDownIsReportedByTheNextPoll) {
   MustStart(Sh("t1", "exit 5"));
   launcher_.reset();

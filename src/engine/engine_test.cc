@@ -279,6 +279,10 @@ TEST_F(EngineTest, APreemptedJobIsToldToCheckpointAndLosesOnlyTheWorkSinceItsLas
   Report(low, 1, "Killed", 65'000);
   // Two devices: 7 s and 10 s since the checkpoint at 55 s.
   EXPECT_EQ(engine_.FindJob(low)->rec.lost_device_ms, 17'000);
+  // The agent reports an end again until it is acknowledged (say the
+  // controller was killed before answering): it is counted once.
+  Report(low, 1, "Killed", 65'000);
+  EXPECT_EQ(engine_.FindJob(low)->rec.lost_device_ms, 17'000);
   EXPECT_EQ(State(high), JobState::kRunning);
   // Its next run is an interruption in the last hour, for the scheduler's cap.
   EXPECT_EQ(engine_.RunsOf(*engine_.FindJob(low), 70'000).interruptions_last_hour, 1);
