@@ -449,8 +449,9 @@ TEST_F(LauncherTest, AdoptedTaskCanBeStopped) {
 // SIGTERM went out is not journaled, so the next agent sends it at once
 // rather than leave the task to the SIGKILL deadline, which it keeps.
 TEST_F(LauncherTest, AnAgentRestartInsideACheckpointWindowStillEndsTheTask) {
-  MustStart(Sh("t1", "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
-                     "while :; do sleep 0.05; done"));
+  MustStart(Sh("t1",
+               "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
+               "while :; do sleep 0.05; done"));
   ASSERT_TRUE(WaitForLog("t1", "ready"));
   ASSERT_TRUE(launcher_->Stop("t1", 10'000, false, {.signal = SIGUSR1, .window_ms = 60'000}).ok());
   ASSERT_TRUE(WaitForLog("t1", "got USR1"));
