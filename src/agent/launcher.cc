@@ -128,6 +128,7 @@ struct ExitRecord {
   int err = 0;
   int64_t end_unix_ms = 0;
   bool lease_stop = false;
+  int64_t max_rss_kib = 0;
 };
 
 absl::StatusOr<ExitRecord> ReadExitRecord(const std::string& path) {
@@ -150,6 +151,8 @@ absl::StatusOr<ExitRecord> ReadExitRecord(const std::string& path) {
       record.end_unix_ms = value;
     } else if (kv.first == "lease_stop") {
       record.lease_stop = value != 0;
+    } else if (kv.first == "max_rss_kib") {
+      record.max_rss_kib = value;
     }
   }
   if (found == 0) return absl::DataLossError(absl::StrCat(path, " has no wait_status"));
@@ -203,7 +206,8 @@ nlohmann::json ExitToJson(const TaskExit& e) {
           {"exit_code", e.exit_code},
           {"signal", e.signal},
           {"reason", e.reason},
-          {"end_unix_ms", e.end_unix_ms}};
+          {"end_unix_ms", e.end_unix_ms},
+          {"max_rss_kib", e.max_rss_kib}};
 }
 
 TaskExit ExitFromJson(const std::string& id, const nlohmann::json& j) {
@@ -219,6 +223,7 @@ TaskExit ExitFromJson(const std::string& id, const nlohmann::json& j) {
   e.signal = j.value("signal", 0);
   e.reason = j.value("reason", "");
   e.end_unix_ms = j.value("end_unix_ms", int64_t{0});
+  e.max_rss_kib = j.value("max_rss_kib", int64_t{0});
   return e;
 }
 
@@ -686,6 +691,7 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
     }
   } else {
     exit.end_unix_ms = record->end_unix_ms > 0 ? record->end_unix_ms : UnixMillis();
+    exit.max_rss_kib = record->max_rss_kib;
     const int status = record->wait_status;
     if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) {

@@ -174,6 +174,7 @@ struct TaskExit {
   // For people: "exited with code 3", "OOMKilled", "exec 'x' failed: ...".
   std::string reason;
   int64_t end_unix_ms = 0;  // wall clock; for Lost, when the loss was noticed
+  int64_t max_rss_kib = 0;  // the largest process's peak RSS (the shim's getrusage); 0: unknown
 };
 
 // A planned stop of a job that checkpoints (TaskLauncher::Stop).

@@ -117,6 +117,20 @@ TEST_F(LauncherTest, ReportsExitCodeAndLogsOutput) {
   EXPECT_EQ(Log("t1"), "hi\n");
 }
 
+// sacct's MaxRSS: the peak memory of the task's largest process, here a
+// child its shell waited for.
+TEST_F(LauncherTest, ReportsThePeakMemoryOfTheTasksLargestProcess) {
+  MustStart(Sh("big", "/usr/bin/python3 -c \"b = b'x' * (96 << 20)\"; exit 0"));
+  std::optional<TaskExit> big = WaitForExit("big");
+  MustStart(Sh("small", "exit 0"));
+  std::optional<TaskExit> small = WaitForExit("small");
+  ASSERT_TRUE(big.has_value() && small.has_value());
+  EXPECT_EQ(big->exit_code, 0) << big->reason;
+  EXPECT_GE(big->max_rss_kib, 96 * 1024);
+  EXPECT_GT(small->max_rss_kib, 0);
+  EXPECT_LT(small->max_rss_kib, 32 * 1024);
+}
+
 TEST_F(LauncherTest, StderrGoesToTheSameLog) {
   MustStart(Sh("t1", "echo out; echo err >&2"));
   ASSERT_TRUE(WaitForExit("t1").has_value());

@@ -559,6 +559,7 @@ bool NodeAgent::CollectExits() {
     if (e.kind == TaskExitKind::kOOMKilled) k.status.reason = "OOMKilled";
     k.status.requeue = e.kind == TaskExitKind::kNodeShutdown;
     k.status.end_ms = e.end_unix_ms > 0 ? e.end_unix_ms : clock_->NowMs();
+    k.status.max_rss_kib = e.max_rss_kib;
   }
   // Time limits: SIGTERM, then SIGKILL after the grace period. A job that
   // checkpoints gets its signal its checkpoint window before the limit

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -405,6 +406,10 @@ void RunShim(const ShimPlan& plan) {
   AppendKeyValue(record, &len, "errno", err);
   AppendKeyValue(record, &len, "end_unix_ms", static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000);
   AppendKeyValue(record, &len, "lease_stop", lease.term_sent || lease.kill_sent ? 1 : 0);
+  // The largest peak RSS of all the shim reaped: the task, and (a subreaper)
+  // its orphans; each includes the children it waited for itself.
+  struct rusage usage;
+  if (getrusage(RUSAGE_CHILDREN, &usage) == 0) AppendKeyValue(record, &len, "max_rss_kib", usage.ru_maxrss);
   WriteFileWhole(plan.exit_path, plan.exit_tmp_path, record, len, /*durable=*/true);
   _exit(0);
 }

@@ -242,13 +242,17 @@ absl::Status UnknownField(const Entry& e, const absl::string_view (&known)[N]) {
 
 constexpr absl::string_view kJobFields[] = {
     "name",        "queue", "priority", "framework",      "restart",      "time_limit", "runtime_estimate",
-    "preemptible", "env",   "tasks",    "max_disconnect", "dependencies", "array",      "checkpoint"};
+    "preemptible", "env",   "tasks",    "max_disconnect", "dependencies", "array",      "checkpoint",
+    "notify"};
 constexpr absl::string_view kCheckpointFields[] = {"signal", "grace", "interval"};
 constexpr std::pair<int32_t, absl::string_view> kCheckpointSignals[] = {
     {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"}, {SIGINT, "SIGINT"}, {SIGHUP, "SIGHUP"}, {SIGTERM, "SIGTERM"}};
 // A checkpoint gets at least this long and at most this long before SIGTERM.
 constexpr int64_t kMinCheckpointGraceS = 1;
 constexpr int64_t kMaxCheckpointGraceS = 3600;
+constexpr absl::string_view kNotifyFields[] = {"url", "on"};
+constexpr std::pair<uint32_t, absl::string_view> kNotifyEvents[] = {
+    {kNotifyStart, "start"}, {kNotifyEnd, "end"}, {kNotifyFail, "fail"}, {kNotifyPreempt, "preempt"}};
 constexpr absl::string_view kDependencyFields[] = {"after_ok", "after_any", "after_not_ok", "if_unmet"};
 constexpr absl::string_view kRestartFields[] = {"policy", "max_retries"};
 constexpr absl::string_view kTaskFields[] = {"name", "replicas",  "min_available", "command",  "workdir",
@@ -271,6 +275,7 @@ class Parser {
   absl::Status Restart(const Field& f, JobSpec& spec);
   absl::Status Dependencies(const Field& f, JobSpec& spec);
   absl::Status Checkpoint(const Field& f, JobSpec& spec);
+  absl::Status Notify(const Field& f, JobSpec& spec);
   absl::Status Resources(const Field& f, TaskSpec& task);
   absl::StatusOr<std::vector<std::string>> Command(const Field& f);
   absl::StatusOr<std::vector<DeviceWish>> DeviceWishes(const Field& f);
@@ -443,6 +448,8 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
       status = Dependencies(f, spec);
     } else if (e.key == "checkpoint") {
       status = Checkpoint(f, spec);
+    } else if (e.key == "notify") {
+      status = Notify(f, spec);
     } else if (e.key == "array") {
       absl::StatusOr<std::string> v = Text(f);
       status = v.status();
@@ -576,6 +583,43 @@ absl::Status Parser::Checkpoint(const Field& f, JobSpec& spec) {
   return absl::OkStatus();
 }
 
+absl::Status Parser::Notify(const Field& f, JobSpec& spec) {
+  NotifySpec& n = spec.notify;
+  auto url = [&](const Field& field) -> absl::Status {
+    absl::StatusOr<std::string> text = Text(field);
+    if (!text.ok()) return text.status();
+    if (absl::StatusOr<WebhookUrl> parsed = ParseWebhookUrl(*text); !parsed.ok()) {
+      return Invalid(field, parsed.status().message());
+    }
+    n.url = *std::move(text);
+    return absl::OkStatus();
+  };
+  if (f.node.IsScalar()) return url(f);
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a URL, or a mapping like {url: URL, on: [end, fail]}");
+  if (!entries.ok()) return entries.status();
+  for (const Entry& e : *entries) {
+    if (!IsOneOf(e.key, kNotifyFields)) return UnknownField(e, kNotifyFields);
+    if (e.field.node.IsNull()) continue;
+    if (e.key == "url") {
+      if (absl::Status s = url(e.field); !s.ok()) return s;
+      continue;
+    }
+    if (!e.field.node.IsSequence() || e.field.node.size() == 0) {
+      return Invalid(e.field, "expected a list of events: start, end, fail, preempt");
+    }
+    n.on = 0;
+    int i = 0;
+    for (const YAML::Node& item : e.field.node) {
+      Field event{absl::StrCat(e.field.path, "[", i++, "]"), item.Mark().is_null() ? e.field.mark : item.Mark(), item};
+      absl::StatusOr<uint32_t> v = Enum(event, kNotifyEvents, "an event");
+      if (!v.ok()) return v.status();
+      n.on |= *v;
+    }
+  }
+  if (n.url.empty()) return Invalid(f, "needs a url");
+  return absl::OkStatus();
+}
+
 absl::Status Parser::Dependencies(const Field& f, JobSpec& spec) {
   absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {after_ok: [12, 13]}");
   if (!entries.ok()) return entries.status();
@@ -605,8 +649,8 @@ absl::Status Parser::Dependencies(const Field& f, JobSpec& spec) {
       items.push_back(e.field);
     }
     for (const Field& item : items) {
-      if (++count > kMaxDependencies) {
-        return Invalid(item, absl::StrCat("more than ", kMaxDependencies, " dependencies"));
+      if (++count > limits_.max_dependencies) {
+        return Invalid(item, absl::StrCat("more than ", limits_.max_dependencies, " dependencies"));
       }
       absl::StatusOr<int64_t> id = Integer(item, 1, std::numeric_limits<int64_t>::max());
       if (!id.ok()) return id.status();
@@ -883,63 +927,19 @@ const char* AffinityName(core::Affinity a) { return NameOf(kAffinities, a).data(
 
 static_assert(CheckpointSpec{}.signal == SIGUSR1, "the default checkpoint signal is SIGUSR1");
 
+const char* NotifyEventName(uint32_t event) {
+  for (const auto& [v, name] : kNotifyEvents) {
+    if (v == event) return name.data();
+  }
+  return nullptr;
+}
+
 const char* CheckpointSignalName(int32_t signal) {
   for (const auto& [v, name] : kCheckpointSignals) {
     if (v == signal) return name.data();
   }
   return nullptr;
 }
-
-int64_t AssignmentBytes(const JobSpec& spec) {
-  int64_t tasks = 0, job_env = 0;
-  for (const TaskSpec& t : spec.tasks) tasks += t.replicas;
-  for (const auto& [k, v] : spec.env) job_env += static_cast<int64_t>(k.size() + v.size() + 2);
-  // Framework variables, devices, limits and the JSON around them.
-  constexpr int64_t kPerTask = 1'024;
-  // One entry of a rank list: a hostfile line, an endpoint, a TF_CONFIG
-  // worker (about 32 bytes); a MindSpore rank-table device (about 96).
-  const int64_t per_rank_entry = spec.framework == Framework::kMindSpore ? 96 : 32;
-  const bool lists_ranks = spec.framework == Framework::kMpi || spec.framework == Framework::kDeepSpeed ||
-                           spec.framework == Framework::kMindSpore || spec.framework == Framework::kPaddle ||
-                           spec.framework == Framework::kTensorFlow;
-  int64_t bytes = 0;
-  for (const TaskSpec& t : spec.tasks) {
-    int64_t one = kPerTask + job_env + static_cast<int64_t>(t.workdir.size());
-    for (const std::string& a : t.command) one += static_cast<int64_t>(a.size() + 1);
-    for (const auto& [k, v] : t.env) one += static_cast<int64_t>(k.size() + v.size() + 2);
-    if (lists_ranks) one += tasks * per_rank_entry;
-    bytes += one * t.replicas;
-  }
-  return bytes;
-}
-
-namespace {
-
-// What one job may cost the controller (SpecLimits::max_job_tasks and
-// max_assignment_bytes).
-absl::Status CheckCost(const JobSpec& spec, const SpecLimits& limits) {
-  int64_t tasks = 0;
-  for (const TaskSpec& t : spec.tasks) tasks += t.replicas;
-  if (tasks > limits.max_job_tasks) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tasks: ", tasks, " tasks (replicas across all task groups) is above this cluster's limit of ",
-                     limits.max_job_tasks,
-                     " per job; split the work (an array of jobs) or ask an admin to raise it "
-                     "(icos server --max-job-tasks)"));
-  }
-  const int64_t bytes = AssignmentBytes(spec);
-  if (bytes > limits.max_assignment_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("this job's ", tasks, " tasks would carry about ", (bytes + (1 << 20) - 1) >> 20,
-                     " MiB of commands, environment", tasks > 1 ? " and rank lists" : "",
-                     " in all, above this cluster's limit of ", limits.max_assignment_bytes >> 20,
-                     " MiB per job; pass large data as files, not environment variables, or "
-                     "ask an admin to raise it (icos server --max-job-mib)"));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& limits) {
   if (text.size() > limits.max_bytes) {
@@ -974,7 +974,7 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& 
     Parser parser(limits);
     absl::StatusOr<JobSpec> spec = parser.Job(Field{"", root.Mark(), root});
     if (!spec.ok()) return spec;
-    if (absl::Status s = CheckCost(*spec, limits); !s.ok()) return s;
+    if (absl::Status s = CheckJobCost(*spec, limits); !s.ok()) return s;
     return spec;
   } catch (const std::exception& e) {
     // yaml-cpp throws only on misuse, which the parser avoids; still, never let it escape.

@@ -25,6 +25,9 @@
 //     after_not_ok: [15]      #   these failed or were cancelled
 //     if_unmet: cancel        #   cancel (default) | wait: a dependency that can
 //                             #   no longer be met (after_ok on a failed job)
+//   notify:                   # optional; a webhook (docs/api.md, "Webhooks"),
+//     url: http://hooks.example:8080/icos   # or just `notify: URL`
+//     on: [start, end, fail, preempt]     # optional; default all
 //   tasks:
 //     - name: worker
 //       replicas: 2
@@ -106,6 +109,43 @@ struct CheckpointSpec {
 // The signals a checkpoint may ask for, by name; nullptr for another.
 const char* CheckpointSignalName(int32_t signal);
 
+// Webhooks: the changes of a job the controller POSTs to `url` (a job's
+// `notify:`, or its queue's). Bits of NotifySpec::on.
+enum NotifyEvent : uint32_t {
+  kNotifyStart = 1,    // the job started (or started again)
+  kNotifyEnd = 2,      // it ended: succeeded, failed or cancelled
+  kNotifyFail = 4,     // it failed
+  kNotifyPreempt = 8,  // it stopped to run again later: preempted, moved, requeued, restarting
+};
+inline constexpr uint32_t kNotifyAll = kNotifyStart | kNotifyEnd | kNotifyFail | kNotifyPreempt;
+// "start", "end", "fail", "preempt"; nullptr for anything else.
+const char* NotifyEventName(uint32_t event);
+
+struct NotifySpec {
+  std::string url;  // http(s)://host[:port]/path (ParseWebhookUrl); empty: none
+  uint32_t on = kNotifyAll;
+
+  bool operator==(const NotifySpec&) const = default;
+};
+
+// A webhook URL taken apart: what the controller connects to, and asks for.
+struct WebhookUrl {
+  std::string scheme;          // "http" or "https"
+  std::string host;            // lowercase; an IPv6 address keeps its brackets
+  int32_t port = 0;            // as given, or the scheme's
+  std::string target;          // path and query, starting with '/'
+  std::string Origin() const;  // "https://host:port"
+};
+// InvalidArgument saying what is wrong: only http and https, no user or
+// password (the URL is shown with the job), no spaces, commas or control
+// characters, at most 2,048 characters.
+absl::StatusOr<WebhookUrl> ParseWebhookUrl(absl::string_view url);
+// Whether the cluster lets users send webhooks to `url` (`icos server
+// --notify-allow`): each entry a host ("hooks.corp"), a host and port
+// ("10.0.0.5:8080"), a domain's hosts ("*.corp.example") or "*" (anywhere).
+// Hosts compare without case.
+bool WebhookAllowed(const WebhookUrl& url, const std::vector<std::string>& allow);
+
 // At most this many dependency ids per job.
 inline constexpr size_t kMaxDependencies = 1'000;
 
@@ -145,6 +185,7 @@ struct JobSpec {
   std::map<std::string, std::string> env;
   Dependencies dependencies;
   CheckpointSpec checkpoint;
+  NotifySpec notify;
   // A job array (Slurm's --array): one job per index, each told its index
   // (ICOS_ARRAY_INDEX). Empty: a single job.
   std::vector<int32_t> array_indices;  // ascending, distinct
@@ -178,6 +219,9 @@ struct SpecLimits {
   int32_t max_devices = 1'024;  // per task
   int32_t max_priority = 1'000'000;
   int32_t max_array_size = 100'000;  // elements of one job array
+  // Ids a spec's dependencies may name (a stored spec may hold more: a
+  // dependency on an array is on each of its elements).
+  size_t max_dependencies = kMaxDependencies;
 };
 
 // The highest index a job array may have.
@@ -223,6 +267,10 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& text, const SpecLimits& 
 // paddle, tensorflow), that list. What the controller keeps and sends per
 // task grows with it.
 int64_t AssignmentBytes(const JobSpec& spec);
+
+// What one job may cost the controller (SpecLimits::max_job_tasks and
+// max_assignment_bytes): InvalidArgument saying what to do when above.
+absl::Status CheckJobCost(const JobSpec& spec, const SpecLimits& limits);
 
 // `text` (a trace's job name, a command's file name) as a job name accepts
 // it: lowercase letters and digits, each other run of characters one '-', at

@@ -42,6 +42,13 @@ std::string JobSpecToJson(const JobSpec& spec) {
     if (c.interval_s > 0) ckpt["interval"] = FormatDuration(c.interval_s);
     job["checkpoint"] = std::move(ckpt);
   }
+  if (const NotifySpec& n = spec.notify; !n.url.empty()) {
+    Json events = Json::array();
+    for (uint32_t bit = 1; bit <= kNotifyAll; bit <<= 1) {
+      if ((n.on & bit) != 0) events.push_back(NotifyEventName(bit));
+    }
+    job["notify"] = {{"url", n.url}, {"on", std::move(events)}};
+  }
   Json tasks = Json::array();
   for (const TaskSpec& t : spec.tasks) {
     Json task;

@@ -82,6 +82,7 @@ TEST(ParseJobSpecTest, HeaderExampleParsesToExpectedSpec) {
   want.dependencies.after_not_ok = {15};
   want.array_indices = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   want.array_throttle = 4;
+  want.notify = {"http://hooks.example:8080/icos", kNotifyAll};
   TaskSpec t;
   t.name = "worker";
   t.replicas = 2;
@@ -105,6 +106,7 @@ TEST(ParseJobSpecTest, JsonFormParsesLikeYaml) {
     "preemptible": true, "max_disconnect": "10m", "env": {"LOG_LEVEL": "info"},
     "array": "0-9%4",
     "dependencies": {"after_ok": [12, 13], "after_any": [14], "after_not_ok": [15], "if_unmet": "cancel"},
+    "notify": {"url": "http://hooks.example:8080/icos", "on": ["start", "end", "fail", "preempt"]},
     "tasks": [{"name": "worker", "replicas": 2, "min_available": 2,
                "command": ["python3", "train.py", "--epochs", "3"], "workdir": "examples/pytorch-ddp",
                "env": {"FOO": "bar"}, "resources": {"cpu": 1, "memory": "2Gi", "devices": 1},

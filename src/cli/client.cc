@@ -53,6 +53,15 @@ std::string Age(int64_t since_ms) {
   return Span(std::max<int64_t>(0, (now - since_ms) / 1000));
 }
 
+// KiB as sacct shows MaxRSS: "812K", "1.5G"; "-" when unknown.
+std::string Kib(int64_t kib) {
+  if (kib <= 0) return "-";
+  if (kib < 1024) return absl::StrCat(kib, "K");
+  const double mib = static_cast<double>(kib) / 1024;
+  if (mib < 1024) return absl::StrFormat(mib < 10 ? "%.1fM" : "%.0fM", mib);
+  return absl::StrFormat("%.1fG", mib / 1024);
+}
+
 std::string Clip(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
 
 int64_t NowMs() {
@@ -527,8 +536,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
       out << absl::StrFormat("work lost to interruptions: %.2f device-hours\n", lost / 3600.0);
     }
     out << "\n"
-        << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5s %s\n", "TASK", "ID", "NODE", "DEVICES", "STATE", "EXIT",
-                           "REASON");
+        << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5s %-7s %s\n", "TASK", "ID", "NODE", "DEVICES", "STATE",
+                           "EXIT", "MAXRSS", "REASON");
     int index = 0;
     int latest = 0;
     for (const auto& t : j["tasks"]) latest = std::max(latest, t["attempt"].get<int>());
@@ -558,10 +567,11 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
                                     pct == 100 ? "" : absl::StrCat(":", pct, "%")));
       }
       const bool current = t["attempt"].get<int>() == latest;
-      out << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5d %s\n", current ? std::to_string(index++) : "-",
+      out << absl::StrFormat("%-5s %-18s %-14s %-12s %-10s %-5d %-7s %s\n", current ? std::to_string(index++) : "-",
                              t["task_id"].get<std::string>(), t["node"].get<std::string>(),
                              devs.empty() ? "-" : absl::StrJoin(devs, ","), t["state"].get<std::string>(),
-                             t["exit_code"].get<int>(), t["reason"].get<std::string>());
+                             t["exit_code"].get<int>(), Kib(t.value("max_rss_kib", int64_t{0})),
+                             t["reason"].get<std::string>());
     }
     out << "\nEVENTS\n";
     for (const auto& e : j["events"]) {

@@ -129,6 +129,13 @@ int main(int argc, char** argv) {
                     "a job preempted (or moved, restarted) this often in the last hour is not preempted again "
                     "(0: no cap); queues set a minimum run time before preemption with min_run_s")
         ->check(CLI::Range(0, 1'000));
+    sub->add_option("--notify-allow", server.notify_allow,
+                    "hosts jobs may send webhooks to (notify:): HOST, HOST:PORT, *.DOMAIN or * (repeat or "
+                    "comma-separate; default none: job webhooks are refused; queue webhooks are admins' own)")
+        ->delimiter(',');
+    sub->add_option("--notify-secret-file", server.notify_secret_file,
+                    "sign webhook messages with the key in this file (header Icos-Signature: sha256=HMAC of the "
+                    "body)");
     sub->add_flag("!--no-learned-estimates", server.learn_runtimes,
                   "do not estimate run times from finished jobs (jobs without runtime_estimate then use their "
                   "time_limit, or none)");

@@ -347,6 +347,16 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   co.node_lease_ms = flags.node_lease_s * 1000;
   co.spec_limits.max_job_tasks = flags.max_job_tasks;
   co.spec_limits.max_assignment_bytes = flags.max_job_mib << 20;
+  co.webhooks.allow = flags.notify_allow;
+  co.webhooks.ca_cert_file = flags.ca_cert;
+  if (!flags.notify_secret_file.empty()) {
+    std::string secret(absl::StripTrailingAsciiWhitespace(ReadFile(flags.notify_secret_file)));
+    if (secret.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--notify-secret-file ", flags.notify_secret_file, " is missing, unreadable or empty"));
+    }
+    co.webhooks.secret = std::move(secret);
+  }
   auto c = controller::Controller::Create(co, p.store.get(), RealClock::Default());
   if (!c.ok()) return c.status();
   p.controller = *std::move(c);

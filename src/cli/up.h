@@ -39,6 +39,10 @@ struct ServerFlags {
   std::string order, placement;
   // A job stopped this often in the last hour is not preempted again (0: no cap).
   int32_t max_interruptions_per_hour = 0;
+  // Webhooks: hosts users' jobs may notify (controller::WebhookOptions::allow),
+  // and a file holding the key their messages are signed with.
+  std::vector<std::string> notify_allow;
+  std::string notify_secret_file;
   double rate_limit = 5'000;        // requests/s per token; 0: none
   bool metrics_auth = false;        // GET /metrics needs a token
   int64_t utilisation_step_s = 15;  // utilisation history resolution

@@ -110,6 +110,8 @@ std::optional<std::string> VisibleOwner(const Principal& who) {
   return who.user;
 }
 
+bool MaySeeQueueWebhook(const Principal& who) { return who.role == Role::kAdmin; }
+
 bool MayExceedQueuePriority(const Principal& who) { return who.role == Role::kAdmin; }
 
 const char* HoldKindOf(const Principal& who) { return who.role == Role::kAdmin ? "admin" : "user"; }

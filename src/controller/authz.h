@@ -72,6 +72,10 @@ bool MaySeeJobsOf(const Principal& who, absl::string_view owner);
 // everyone's (admins). Callers still Authorize the listing itself.
 std::optional<std::string> VisibleOwner(const Principal& who);
 
+// Whether `who` is shown a queue's webhook URL, which may carry a secret
+// (as Slack's do): admins only.
+bool MaySeeQueueWebhook(const Principal& who);
+
 // Whether `who` may ask for a job priority above its queue's max_priority
 // (priority decides who preempts whom in a queue): admins only.
 bool MayExceedQueuePriority(const Principal& who);

@@ -27,6 +27,7 @@ api::SpecLimits StoredSpecLimits() {
   // A job accepted under higher limits than today's must still load.
   stored.max_job_tasks = std::numeric_limits<int32_t>::max();
   stored.max_assignment_bytes = std::numeric_limits<int64_t>::max();
+  stored.max_dependencies = std::numeric_limits<size_t>::max();
   return stored;
 }
 
@@ -43,7 +44,8 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
                                     .port_span = options_.port_span,
                                     .restore_cost_ms = options_.scheduler.restore_cost_ms,
                                     // Its order wants whole-run estimates, not the time left (core/estimates.h).
-                                    .total_estimates = scheduler_.order().ranks_by_total_estimate()}) {}
+                                    .total_estimates = scheduler_.order().ranks_by_total_estimate()}),
+      webhooks_(std::make_unique<WebhookSender>(store_, clock_, options_.webhooks, &counters_.webhook_deliveries)) {}
 
 absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions options, store::StateStore* store,
                                                                Clock* clock) {
@@ -162,10 +164,13 @@ void Controller::SetAssignmentListener(std::function<void(const std::string& nod
 }
 
 absl::Status Controller::Commit(engine::Change change) {
+  AddNotifications(change);
+  const bool notify = !change.batch.notifications.empty();
   if (!change.batch.empty()) {
     AddUsage(change.batch);
     ICOS_RETURN_IF_ERROR(store_->Apply(std::move(change.batch)));
   }
+  if (notify) webhooks_->Kick();
   for (const auto& [id, j] : change.jobs) {
     const engine::JobEntry* before = engine_.FindJob(id);
     const int64_t lost_ms = j.rec.lost_device_ms - (before != nullptr ? before->rec.lost_device_ms : 0);
@@ -173,6 +178,22 @@ absl::Status Controller::Commit(engine::Change change) {
   }
   for (const std::string& node : engine_.Adopt(std::move(change))) Touch(node);
   return absl::OkStatus();
+}
+
+void Controller::AddNotifications(engine::Change& c) const {
+  for (const auto& [id, j] : c.jobs) {
+    std::vector<api::NotifySpec> targets;
+    if (!j.spec.notify.url.empty()) targets.push_back(j.spec.notify);
+    if (auto q = engine_.queues().find(j.rec.queue); q != engine_.queues().end() && !q->second.notify_url.empty()) {
+      targets.push_back({q->second.notify_url, q->second.notify_on});
+    }
+    if (targets.empty()) continue;
+    const engine::JobEntry* before = engine_.FindJob(id);
+    for (store::NotificationRecord& n :
+         WebhookMessages(before != nullptr ? &before->rec : nullptr, j.rec, targets, c.batch.events, c.now_ms)) {
+      c.batch.notifications.push_back(std::move(n));
+    }
+  }
 }
 
 // --- queues and nodes -------------------------------------------------------------
@@ -216,7 +237,10 @@ absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& c
     }
   }
   std::vector<QueueView> v;
-  for (auto& [n, q] : out) v.push_back(std::move(q));
+  for (auto& [n, q] : out) {
+    if (!MaySeeQueueWebhook(caller) && !q.queue.notify_url.empty()) q.queue.notify_url = "(hidden)";
+    v.push_back(std::move(q));
+  }
   return v;
 }
 
@@ -225,6 +249,11 @@ absl::Status Controller::PutQueue(const Principal& caller, const core::Queue& qu
   std::lock_guard<std::mutex> lock(mu_);
   if (!queue.parent.empty() && queue.parent != "default" && !engine_.queues().count(queue.parent)) {
     return absl::InvalidArgumentError(absl::StrCat("parent queue '", queue.parent, "' does not exist"));
+  }
+  if (!queue.notify_url.empty()) {
+    if (auto url = api::ParseWebhookUrl(queue.notify_url); !url.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("queue notify: ", url.status().message()));
+    }
   }
   engine::Change c(clock_->NowMs());
   c.batch.queues.push_back({queue.name, wire::QueueToJson(queue).dump()});
@@ -516,6 +545,7 @@ void Controller::Start() {
   stop_ = false;
   loop_ = std::thread([this] { Loop(); });
   if (options_.forecast_interval_ms > 0) forecast_thread_ = std::thread([this] { ForecastLoop(); });
+  webhooks_->Start();
 }
 
 void Controller::Stop() {
@@ -534,6 +564,7 @@ void Controller::Stop() {
   }
   if (loop_.joinable()) loop_.join();
   if (forecast_thread_.joinable()) forecast_thread_.join();
+  webhooks_->Stop();
 }
 
 void Controller::Loop() {

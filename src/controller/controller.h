@@ -39,6 +39,7 @@
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
 #include "controller/slow_nodes.h"
+#include "controller/webhooks.h"
 #include "core/forecast.h"
 #include "core/scheduler.h"
 #include "engine/engine.h"
@@ -105,6 +106,8 @@ struct ControllerOptions {
   // decide time) stays within this, and jobs further back than that reach
   // are forecast "later". 2 s every 30 s: at most ~7% of one core.
   int64_t forecast_budget_ms = 2'000;
+  // Webhooks (controller/webhooks.h): who users may notify, and how.
+  WebhookOptions webhooks;
 };
 
 using engine::DeviceUse;
@@ -219,6 +222,11 @@ struct ControllerCounters {
       "Failed steps of the controller's loop (each also logged), by step: check_nodes, pass, "
       "sample_utilisation, flush_token_use.",
       {"step"}};
+  metrics::CounterFamily webhook_deliveries{
+      "icos_webhook_deliveries_total",
+      "Tries of webhook messages (notify:), by outcome: delivered, retried (the try failed; another follows), "
+      "given_up (the last try failed: a NotifyFailed event on the job).",
+      {"outcome"}};
   metrics::HistogramFamily estimate_ratio{
       "icos_runtime_estimate_ratio",
       "Run time / learned estimate of jobs that succeeded with a learned estimate (1: exact).",
@@ -493,6 +501,9 @@ class Controller {
   // Adds a usage record for every task of `b` that has started running, so
   // accounting changes in the same transaction as the task (controller_observe.cc).
   void AddUsage(store::WriteBatch& b) const;
+  // Adds the webhook messages `c`'s jobs owe (their `notify:` and their
+  // queue's) to its batch: the outbox commits with the change.
+  void AddNotifications(engine::Change& c) const;
   // Device share held per (node, device index), and devices / CPU per queue,
   // by active tasks on Ready nodes (controller_observe.cc).
   struct Allocation {
@@ -518,6 +529,8 @@ class Controller {
   std::map<std::string, store::TokenRecord> tokens_;  // by hash
   std::set<std::string> token_use_dirty_;             // hashes whose last_used_ms is not stored yet
   ControllerCounters counters_;
+  // Delivers the webhook outbox; started and stopped with the loop.
+  std::unique_ptr<WebhookSender> webhooks_;
   std::mutex sample_mu_;
   int64_t last_sample_slot_ = -1;  // guarded by sample_mu_
 

@@ -41,6 +41,19 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     spec->array_indices = std::move(array->indices);
     spec->array_throttle = array->throttle;
   }
+  if (!spec->notify.url.empty()) {
+    // A job may make the controller call only hosts an admin allowed: else
+    // any user could reach the controller's own network (SSRF).
+    absl::StatusOr<api::WebhookUrl> url = api::ParseWebhookUrl(spec->notify.url);
+    if (!url.ok()) return url.status();
+    if (!api::WebhookAllowed(*url, options_.webhooks.allow)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "notify: this cluster does not send webhooks to ", url->host, ":", url->port,
+          options_.webhooks.allow.empty() ? "; it sends none for jobs until an admin allows hosts"
+                                          : absl::StrCat("; allowed: ", absl::StrJoin(options_.webhooks.allow, ", ")),
+          " (icos server --notify-allow HOST[:PORT])"));
+    }
+  }
   if (const api::Dependencies& d = spec->dependencies;
       d.after_ok.size() + d.after_any.size() + d.after_not_ok.size() > api::kMaxDependencies) {
     return absl::InvalidArgumentError(absl::StrCat("more than ", api::kMaxDependencies, " dependencies"));
@@ -72,9 +85,13 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   }
   // The jobs it depends on, as the store has them (only jobs the caller may
   // see; one that ended the wrong way can never let it start).
+  // A dependency on an array's id is on every element, as Slurm's is: the
+  // elements' own ids are added (the spec keeps them, so a restart needs
+  // nothing more).
   std::map<int64_t, store::JobState> stored_deps;
-  for (const auto* ids :
-       {&spec->dependencies.after_ok, &spec->dependencies.after_any, &spec->dependencies.after_not_ok}) {
+  size_t elements_added = 0;
+  for (auto* ids : {&spec->dependencies.after_ok, &spec->dependencies.after_any, &spec->dependencies.after_not_ok}) {
+    std::vector<int64_t> elements;
     for (int64_t id : *ids) {
       auto dep = store_->GetJob(id);
       if (!dep.ok() && dep.status().code() != absl::StatusCode::kNotFound) return dep.status();
@@ -82,7 +99,20 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
         return absl::InvalidArgumentError(absl::StrCat("dependencies: no job ", id));
       }
       stored_deps[id] = dep->state;
+      if (dep->array_id != id) continue;
+      auto all = store_->ListJobs(store::JobQuery{.array_id = id});
+      if (!all.ok()) return all.status();
+      for (const store::JobRecord& e : *all) {
+        if (e.id == id || !stored_deps.emplace(e.id, e.state).second) continue;
+        elements.push_back(e.id);
+      }
     }
+    elements_added += elements.size();
+    if (elements_added > static_cast<size_t>(options_.spec_limits.max_array_size)) {
+      return absl::InvalidArgumentError(absl::StrCat("dependencies: the arrays named have more than ",
+                                                     options_.spec_limits.max_array_size, " elements in all"));
+    }
+    ids->insert(ids->end(), elements.begin(), elements.end());
   }
   if (!stored_deps.empty()) {
     const engine::DependencyCheck check = engine::CheckDependencies(

@@ -303,6 +303,7 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
 
   c.heartbeats.Render(w);
   c.lost_device_seconds.Render(w);
+  c.webhook_deliveries.Render(w);
   c.estimate_ratio.Render(w);
   c.pass_duration.Render(w);
   c.binds.Render(w);

@@ -226,6 +226,38 @@ TEST_F(ControllerQueuedTest, AnArrayRunsItsThrottleAtOnceEachToldItsIndex) {
             "ending %N");
 }
 
+// A dependency on an array's id is on every element (Slurm's afterok on an
+// array job): the dependent starts once the last one succeeded, and one
+// failed element is enough to cancel an after_ok dependent.
+TEST_F(ControllerQueuedTest, ADependencyOnAnArrayWaitsForEveryElement) {
+  const int64_t arr = Submit(Job("arr", "array: 0-2\n"));
+  const int64_t after = Submit(Job("after", absl::StrCat("dependencies: {after_ok: [", arr, "]}\n")));
+  const int64_t any = Submit(Job("any", absl::StrCat("dependencies: {after_any: [", arr, "]}\n")));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  Finish(arr, "Succeeded");
+  Finish(arr + 1, "Succeeded");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(after), "Pending");  // the element with index 2 still runs
+  EXPECT_EQ(Reason(after), absl::StrCat("Dependency: waiting for job ", arr + 2, " (Running) to succeed"));
+  Finish(arr + 2, "Succeeded");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(after), "Running");
+  EXPECT_EQ(State(any), "Running");
+
+  const int64_t arr2 = Submit(Job("arr2", "array: 0-1\n"));
+  const int64_t ok2 = Submit(Job("ok2", absl::StrCat("dependencies: {after_ok: [", arr2, "]}\n")));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  Finish(arr2 + 1, "Failed");
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(ok2), "Cancelled");
+  EXPECT_THAT(Reason(ok2), HasSubstr(absl::StrCat("job ", arr2 + 1, " Failed")));
+  // An element's own id still names that element alone.
+  const int64_t one = Submit(Job("one", absl::StrCat("dependencies: {after_ok: [", arr + 1, "]}\n")));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(one), "Running");
+}
+
 // Forecasts come from a pass's own snapshot: a job waiting behind a 10-minute
 // one is forecast to start when that one ends; a held job gets none.
 TEST_F(ControllerTest, PendingJobsGetAStartForecastFromThePassesSnapshot) {

@@ -130,7 +130,8 @@ json TaskJson(const store::TaskRecord& t) {
           {"exit_code", t.exit_code},
           {"reason", t.reason},
           {"start_ms", t.start_ms},
-          {"end_ms", t.end_ms}};
+          {"end_ms", t.end_ms},
+          {"max_rss_kib", t.max_rss_kib}};
 }
 
 // An integer query parameter that must parse when present.

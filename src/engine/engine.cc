@@ -428,6 +428,7 @@ bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::T
       if (*state == TaskState::kRunning && t.rec.start_ms == 0) t.rec.start_ms = now;
       if (store::IsTerminal(*state)) {
         t.rec.end_ms = s.end_ms > 0 ? s.end_ms : now;
+        t.rec.max_rss_kib = std::max<int64_t>(0, s.max_rss_kib);
         NoteLostWork(j, t, c);
       }
       if (s.requeue && store::IsTerminal(*state) && t.rec.attempt == j.rec.attempt) requeue.insert(job);

@@ -133,6 +133,19 @@ TEST_F(EngineTest, AGangRunsAndSucceedsAndLeavesTheIndex) {
   EXPECT_EQ(engine_.FindJob(id), nullptr);
 }
 
+TEST_F(EngineTest, AnEndedTasksPeakMemoryIsRecorded) {
+  const int64_t id = Add("", 1);
+  ASSERT_EQ(Pass(1'000).binds, 1);
+  ASSERT_TRUE(Report(id, 0, "Running", 2'000));
+  Change c(3'000);
+  ASSERT_TRUE(engine_.ApplyTaskReports(
+      "n1", {{.task_id = wire::TaskId(id, 0, 0, 0), .state = "Succeeded", .end_ms = 3'000, .max_rss_kib = 4'096}}, c));
+  ASSERT_EQ(c.batch.tasks.size(), 1u);
+  EXPECT_EQ(c.batch.tasks[0].max_rss_kib, 4'096);  // written with the task's end
+  engine_.Adopt(std::move(c));
+  EXPECT_EQ(engine_.FindJob(id)->tasks[0].rec.max_rss_kib, 4'096);
+}
+
 TEST_F(EngineTest, AFailedTaskRestartsTheGangAfterItsBackOff) {
   const int64_t id = Add("restart: {policy: OnFailure, max_retries: 2}\n");
   Pass(0);

@@ -254,8 +254,8 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
       r = send();
     }
     if (!r) {
-      return absl::UnavailableError(absl::StrCat("cannot reach ", absl::StrJoin(failures, "; "),
-                                                 " (is the icos server running? `icos up` starts one)"));
+      return absl::UnavailableError(
+          absl::StrCat("cannot reach ", absl::StrJoin(failures, "; "), options_.unreachable_hint));
     }
     HttpReply out;
     out.status = r->status;

@@ -47,6 +47,9 @@ struct ApiClientOptions {
   // (`icos tls init`'s ca.crt); only these are trusted then. Empty: the
   // system's CA certificates. Unused for http:// URLs.
   std::string ca_cert_file;
+  // Appended to "cannot reach URL: why" (a client of something else than
+  // the icos API says so).
+  std::string unreachable_hint = " (is the icos server running? `icos up` starts one)";
 };
 
 class ApiClient {

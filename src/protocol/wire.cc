@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "api/job_spec.h"
 
 namespace icos::wire {
 
@@ -184,6 +185,7 @@ json TaskStatusToJson(const TaskStatus& s) {
             {"reason", s.reason},   {"start_ms", s.start_ms}, {"end_ms", s.end_ms}};
   if (s.requeue) j["requeue"] = true;
   if (s.checkpoint_ms > 0) j["checkpoint_ms"] = s.checkpoint_ms;
+  if (s.max_rss_kib > 0) j["max_rss_kib"] = s.max_rss_kib;
   return j;
 }
 
@@ -217,6 +219,7 @@ absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
     s.end_ms = j.value("end_ms", int64_t{0});
     s.requeue = j.value("requeue", false);
     s.checkpoint_ms = j.value("checkpoint_ms", int64_t{0});
+    s.max_rss_kib = j.value("max_rss_kib", int64_t{0});
     return s;
   });
 }
@@ -265,12 +268,53 @@ json QueueToJson(const core::Queue& q) {
       {"limit", l},     {"lend_idle", q.lend_idle}, {"may_borrow", q.may_borrow}, {"max_priority", q.max_priority}};
   if (q.min_run_ms > 0) out["min_run_s"] = static_cast<double>(q.min_run_ms) / 1000.0;
   if (q.usage_half_life_s > 0) out["usage_half_life_s"] = q.usage_half_life_s;
+  if (!q.notify_url.empty()) {
+    json on = json::array();
+    for (uint32_t bit = 1; bit <= api::kNotifyAll; bit <<= 1) {
+      if ((q.notify_on & bit) != 0) on.push_back(api::NotifyEventName(bit));
+    }
+    out["notify"] = {{"url", q.notify_url}, {"on", std::move(on)}};
+  }
   return out;
 }
 
+namespace {
+
+// A queue's "notify": a URL, or {"url": URL, "on": [events]} (job_spec.h's
+// `notify:`); sets q.notify_url and q.notify_on.
+absl::Status QueueNotifyFromJson(const json& j, core::Queue& q) {
+  const json url = j.is_object() ? j.value("url", json()) : j;
+  if (!url.is_string())
+    return absl::InvalidArgumentError("queue notify: expected a URL or {\"url\": URL, \"on\": [...]}");
+  if (auto parsed = api::ParseWebhookUrl(url.get<std::string>()); !parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("queue notify: ", parsed.status().message()));
+  }
+  q.notify_url = url.get<std::string>();
+  q.notify_on = api::kNotifyAll;
+  if (!j.is_object() || !j.contains("on")) return absl::OkStatus();
+  const json& on = j["on"];
+  if (!on.is_array() || on.empty())
+    return absl::InvalidArgumentError("queue notify.on: a list of start, end, fail, preempt");
+  q.notify_on = 0;
+  for (const json& name : on) {
+    uint32_t bit = 1;
+    while (bit <= api::kNotifyAll && !(name.is_string() && name.get<std::string>() == api::NotifyEventName(bit))) {
+      bit <<= 1;
+    }
+    if (bit > api::kNotifyAll) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("queue notify.on: ", name.dump(), " is not an event; use start, end, fail or preempt"));
+    }
+    q.notify_on |= bit;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
-  static const char* kKnown[] = {"name",      "parent",     "weight",       "guaranteed", "limit",
-                                 "lend_idle", "may_borrow", "max_priority", "min_run_s",  "usage_half_life_s"};
+  static const char* kKnown[] = {"name",       "parent",       "weight",    "guaranteed",        "limit", "lend_idle",
+                                 "may_borrow", "max_priority", "min_run_s", "usage_half_life_s", "notify"};
   if (!j.is_object()) return absl::InvalidArgumentError("a queue must be a JSON object");
   for (const auto& [k, v] : j.items()) {
     bool known = false;
@@ -279,7 +323,7 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
       return absl::InvalidArgumentError(absl::StrCat(
           "queue field '", k,
           "' is unknown; known: name, parent, weight, guaranteed, limit, lend_idle, may_borrow, max_priority, "
-          "min_run_s, usage_half_life_s"));
+          "min_run_s, usage_half_life_s, notify"));
     }
   }
   if (j.contains("min_run_s") &&
@@ -314,6 +358,9 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
     for (const auto& [k, v] : *m) {
       if (v < 0) return absl::InvalidArgumentError(absl::StrCat("queue amount of '", k, "' must not be negative"));
     }
+  }
+  if (j.contains("notify") && !j["notify"].is_null()) {
+    if (absl::Status s = QueueNotifyFromJson(j["notify"], *parsed); !s.ok()) return s;
   }
   return parsed;
 }

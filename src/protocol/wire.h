@@ -88,6 +88,8 @@ struct TaskStatus {
   // When the task last reported a finished checkpoint (icos checkpoint-done),
   // Unix ms by the agent's clock; 0: never.
   int64_t checkpoint_ms = 0;
+  // An ended task's peak memory (store::TaskRecord::max_rss_kib); 0: unknown.
+  int64_t max_rss_kib = 0;
 };
 
 nlohmann::json TaskStatusToJson(const TaskStatus& s);

@@ -66,5 +66,14 @@ TEST(WireTaskStatusTest, ACheckpointTimeRoundTrips) {
   EXPECT_EQ(back->checkpoint_ms, 1'700'000'000'123);
 }
 
+TEST(WireTaskStatusTest, AnEndedTasksPeakMemoryRoundTrips) {
+  TaskStatus s{.task_id = "t", .state = "Succeeded", .max_rss_kib = 812'345};
+  absl::StatusOr<TaskStatus> back = TaskStatusFromJson(TaskStatusToJson(s));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->max_rss_kib, 812'345);
+  // An older agent's report has none: unknown.
+  EXPECT_EQ(TaskStatusFromJson(TaskStatusToJson(TaskStatus{.task_id = "t", .state = "Failed"}))->max_rss_kib, 0);
+}
+
 }  // namespace
 }  // namespace icos::wire

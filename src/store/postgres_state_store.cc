@@ -432,6 +432,13 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
       const sql::Query prune = sql::PruneSamples(kDialect, batch.prune_samples_before_s);
       if (auto r = conn.Exec(prune, kWhat); !r.ok()) return r.status();
     }
+    for (const NotificationRecord& n : batch.notifications) {
+      const sql::Query q = n.id == 0 ? sql::InsertNotification(kDialect, n) : sql::UpdateNotification(kDialect, n);
+      if (auto r = conn.Exec(q, kWhat); !r.ok()) return r.status();
+    }
+    for (int64_t id : batch.done_notifications) {
+      if (auto r = conn.Exec(sql::DeleteNotification(kDialect, id), kWhat); !r.ok()) return r.status();
+    }
     return txn.Commit();
   });
 }
@@ -534,6 +541,18 @@ absl::StatusOr<std::vector<EventRecord>> PostgresStateStore::ListEvents(int64_t 
       [&](Connection& conn) { return QueryRows(conn, *q, &events, columns::DecodeEvent<Row>, "list events"); });
   if (!status.ok()) return status;
   return events;
+}
+
+absl::StatusOr<std::vector<NotificationRecord>> PostgresStateStore::ListDueNotifications(int64_t now_ms,
+                                                                                         int32_t limit) {
+  absl::StatusOr<sql::Query> q = sql::ListDueNotifications(kDialect, now_ms, limit);
+  if (!q.ok()) return q.status();
+  std::vector<NotificationRecord> out;
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return QueryRows(conn, *q, &out, columns::DecodeNotification<Row>, "list notifications");
+  });
+  if (!status.ok()) return status;
+  return out;
 }
 
 absl::StatusOr<std::vector<UsageRecord>> PostgresStateStore::ListUsage(int64_t since_ms, int64_t until_ms) {

@@ -70,7 +70,7 @@ class PostgresStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
   // Versions match SqliteStateStore's: the same tables at the same version.
-  static constexpr int32_t kSchemaVersion = 6;
+  static constexpr int32_t kSchemaVersion = 7;
 
   // Connects, creates options.schema if needed and migrates it.
   // Errors: InvalidArgument for an empty or malformed conninfo; Unavailable
@@ -103,6 +103,7 @@ class PostgresStateStore : public StateStore {
   absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t job_id, int64_t after_id, int32_t limit) override;
 
   absl::StatusOr<std::vector<UsageRecord>> ListUsage(int64_t since_ms, int64_t until_ms) override;
+  absl::StatusOr<std::vector<NotificationRecord>> ListDueNotifications(int64_t now_ms, int32_t limit) override;
   absl::StatusOr<std::vector<UtilisationSample>> ListUtilisation(int64_t since_s, int64_t until_s) override;
   absl::StatusOr<std::vector<JobCounts>> CountJobs(int64_t since_ms, int64_t until_ms) override;
   absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState() override;

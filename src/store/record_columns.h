@@ -32,11 +32,12 @@ inline constexpr char kJobFields[] =
     "run_gid, hold, array_id, array_index, checkpoint_ms, lost_device_ms";
 static_assert(std::string_view(kJob).substr(4) == kJobFields && std::string_view(kJob).substr(0, 4) == "id, ");
 inline constexpr char kTask[] =
-    "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms";
+    "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms, max_rss_kib";
 inline constexpr char kNode[] = "name, spec_json, state, address, registered_ms, heartbeat_ms";
 inline constexpr char kToken[] =
     "token_hash, name, role, \"user\", created_ms, revoked, uid, gid, expires_ms, last_used_ms, node";
 inline constexpr char kEvent[] = "id, job_id, node, time_ms, kind, message";
+inline constexpr char kNotification[] = "id, job_id, url, body, attempts, next_ms, last_error";
 inline constexpr char kUsage[] =
     "job_id, grp, replica, attempt, \"user\", queue, node, start_ms, end_ms, cpu_milli, devices_json";
 // A table's key columns come first in its list: an upsert updates the rest
@@ -93,6 +94,7 @@ absl::StatusOr<TaskRecord> DecodeTask(const Row& r, absl::string_view what) {
   task.reason = r.Text(8);
   task.start_ms = r.Int(9);
   task.end_ms = r.Int(10);
+  task.max_rss_kib = r.Int(11);
   return task;
 }
 
@@ -131,6 +133,17 @@ EventRecord DecodeEvent(const Row& r) {
                      .message = r.Text(5)};
 }
 
+template <typename Row>
+NotificationRecord DecodeNotification(const Row& r) {
+  return NotificationRecord{.id = r.Int(0),
+                            .job_id = r.Int(1),
+                            .url = r.Text(2),
+                            .body = r.Text(3),
+                            .attempts = static_cast<int32_t>(r.Int(4)),
+                            .next_ms = r.Int(5),
+                            .last_error = r.Text(6)};
+}
+
 // epoch, holder, url, since_ms (sql::ReadLeader, sql::TakeLeader).
 template <typename Row>
 LeaderRecord DecodeLeader(const Row& r) {
@@ -167,7 +180,7 @@ template <typename Binder>
 Binder& BindTask(Binder& b, const TaskRecord& task) {
   b.Int(task.job_id).Int(task.group).Int(task.replica).Int(task.attempt).Text(task.node);
   b.Text(task.placement_json).Text(TaskStateName(task.state)).Int(task.exit_code).Text(task.reason);
-  return b.Int(task.start_ms).Int(task.end_ms);
+  return b.Int(task.start_ms).Int(task.end_ms).Int(task.max_rss_kib);
 }
 
 template <typename Binder>

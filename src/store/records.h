@@ -91,6 +91,10 @@ struct TaskRecord {
   std::string reason;
   int64_t start_ms = 0;
   int64_t end_ms = 0;
+  // The peak resident memory of the task's largest process, KiB (getrusage's
+  // ru_maxrss of everything the task's shim reaped; sacct's MaxRSS per task);
+  // 0: not known (still running, or lost).
+  int64_t max_rss_kib = 0;
 };
 
 struct NodeRecord {
@@ -173,6 +177,20 @@ struct JobCounts {
   int64_t lost_device_ms = 0;
 };
 
+// A webhook message waiting to be delivered (a job's or its queue's
+// `notify:`; docs/api.md, "Webhooks"): the outbox. Written in the same batch
+// as the change it reports, so a crash neither loses it nor sends one for a
+// change that never committed; deleted once delivered or given up on.
+struct NotificationRecord {
+  int64_t id = 0;  // assigned by the store; in a WriteBatch, 0: a new one
+  int64_t job_id = 0;
+  std::string url;
+  std::string body;      // the JSON message
+  int32_t attempts = 0;  // deliveries tried so far
+  int64_t next_ms = 0;   // when the next try is due
+  std::string last_error;
+};
+
 // Everything one controller step writes, applied in one transaction.
 struct WriteBatch {
   std::vector<JobRecord> jobs;      // upsert by id (id must exist)
@@ -185,9 +203,14 @@ struct WriteBatch {
   std::vector<UsageRecord> usage;          // upsert by task key
   std::vector<UtilisationSample> samples;  // upsert by time_s
   int64_t prune_samples_before_s = 0;      // > 0: delete samples older than this
+  // Id 0: inserted (ids assigned); else that row's attempts, next_ms and
+  // last_error are updated (none changes when it is gone).
+  std::vector<NotificationRecord> notifications;
+  std::vector<int64_t> done_notifications;  // deleted by id
   bool empty() const {
     return jobs.empty() && tasks.empty() && nodes.empty() && queues.empty() && deleted_queues.empty() &&
-           tokens.empty() && events.empty() && usage.empty() && samples.empty() && prune_samples_before_s <= 0;
+           tokens.empty() && events.empty() && usage.empty() && samples.empty() && prune_samples_before_s <= 0 &&
+           notifications.empty() && done_notifications.empty();
   }
 };
 

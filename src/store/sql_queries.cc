@@ -192,6 +192,21 @@ CREATE INDEX jobs_by_array ON jobs(array_id) WHERE array_id != 0;
 ALTER TABLE jobs ADD COLUMN checkpoint_ms {int64} NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN lost_device_ms {int64} NOT NULL DEFAULT 0;
 )sql",
+    // v7 (issue #19): the outbox of webhook messages still to deliver; each
+    // task's peak memory.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN max_rss_kib {int64} NOT NULL DEFAULT 0;
+CREATE TABLE notifications (
+  id {id},
+  job_id {int64} NOT NULL,
+  url TEXT NOT NULL,
+  body TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_ms {int64} NOT NULL,
+  last_error TEXT NOT NULL
+){strict};
+CREATE INDEX notifications_by_due ON notifications(next_ms);
+)sql",
 };
 static_assert(std::size(kMigrations) == kMigrationCount, "kMigrationCount must equal the number of migrations");
 
@@ -317,6 +332,14 @@ absl::StatusOr<Query> ListEvents(Dialect d, int64_t job_id, int64_t after_id, in
   q.Sql("SELECT ", columns::kEvent, " FROM events WHERE ");
   if (job_id > 0) q.Sql("job_id = ").Int(job_id).Sql(" AND ");
   q.Sql("id > ").Int(after_id).Sql(" ORDER BY id LIMIT ").Limit(limit);
+  return q;
+}
+
+absl::StatusOr<Query> ListDueNotifications(Dialect d, int64_t now_ms, int32_t limit) {
+  if (absl::Status s = CheckLimit(limit, "list notifications"); !s.ok()) return s;
+  Query q(d);
+  q.Sql("SELECT ", columns::kNotification, " FROM notifications WHERE next_ms <= ").Int(now_ms);
+  q.Sql(" ORDER BY next_ms, id LIMIT ").Limit(limit);
   return q;
 }
 
@@ -506,6 +529,28 @@ Query UpsertSample(Dialect d, const UtilisationSample& sample) {
 Query PruneSamples(Dialect d, int64_t before_s) {
   Query q(d);
   q.Sql("DELETE FROM utilisation WHERE time_s < ").Int(before_s);
+  return q;
+}
+
+Query InsertNotification(Dialect d, const NotificationRecord& n) {
+  Query q(d);
+  q.Sql("INSERT INTO notifications(job_id, url, body, attempts, next_ms, last_error) VALUES").Values([&](auto& list) {
+    list.Int(n.job_id).Text(n.url).Text(n.body).Int(n.attempts).Int(n.next_ms).Text(n.last_error);
+  });
+  q.Sql(" RETURNING id");
+  return q;
+}
+
+Query UpdateNotification(Dialect d, const NotificationRecord& n) {
+  Query q(d);
+  q.Sql("UPDATE notifications SET attempts = ").Int(n.attempts).Sql(", next_ms = ").Int(n.next_ms);
+  q.Sql(", last_error = ").Text(n.last_error).Sql(" WHERE id = ").Int(n.id);
+  return q;
+}
+
+Query DeleteNotification(Dialect d, int64_t id) {
+  Query q(d);
+  q.Sql("DELETE FROM notifications WHERE id = ").Int(id);
   return q;
 }
 

@@ -140,7 +140,7 @@ class Query {
 // ---- Schema ----
 
 // The number of migrations: Migration(d, v) for v in 1..kMigrationCount.
-inline constexpr int32_t kMigrationCount = 6;
+inline constexpr int32_t kMigrationCount = 7;
 // The step from schema version v - 1 to v, in `d`'s DDL (one or more
 // statements, no parameters).
 std::string Migration(Dialect d, int32_t v);
@@ -159,6 +159,8 @@ Query ListTokens(Dialect d);
 // InvalidArgument (prefixed "list events") for a negative job id or a bad limit.
 absl::StatusOr<Query> ListEvents(Dialect d, int64_t job_id, int64_t after_id, int32_t limit);
 Query ListUsage(Dialect d, int64_t since_ms, int64_t until_ms);
+// InvalidArgument (prefixed "list notifications") for a bad limit.
+absl::StatusOr<Query> ListDueNotifications(Dialect d, int64_t now_ms, int32_t limit);
 Query ListUtilisation(Dialect d, int64_t since_s, int64_t until_s);  // time_s, sample_json
 // user, queue, submitted, succeeded, failed, cancelled.
 Query CountJobs(Dialect d, int64_t since_ms, int64_t until_ms);
@@ -198,6 +200,11 @@ Query UpsertToken(Dialect d, const TokenRecord& token);
 Query UpsertUsage(Dialect d, const UsageRecord& usage);
 Query UpsertSample(Dialect d, const UtilisationSample& sample);
 Query PruneSamples(Dialect d, int64_t before_s);
+// A NotificationRecord of a WriteBatch: inserted (id 0; returns the id) or
+// its attempts, next_ms and last_error updated.
+Query InsertNotification(Dialect d, const NotificationRecord& n);
+Query UpdateNotification(Dialect d, const NotificationRecord& n);
+Query DeleteNotification(Dialect d, int64_t id);
 
 }  // namespace icos::store::sql
 

@@ -103,10 +103,11 @@ TEST(SqlQueriesTest, ListJobsAndEventsRefuseBadArguments) {
 
 TEST(SqlQueriesTest, UpsertsUpdateEveryColumnButTheKey) {
   const std::string sql = UpsertTask(Dialect::kSqlite, TaskRecord{}).sql();
-  EXPECT_THAT(sql, HasSubstr("VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(job_id, grp, replica, "
-                             "attempt) DO UPDATE SET node = excluded.node, placement_json = excluded.placement_json, "
-                             "state = excluded.state, exit_code = excluded.exit_code, reason = excluded.reason, "
-                             "start_ms = excluded.start_ms, end_ms = excluded.end_ms"));
+  EXPECT_THAT(sql,
+              HasSubstr("VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(job_id, grp, replica, "
+                        "attempt) DO UPDATE SET node = excluded.node, placement_json = excluded.placement_json, "
+                        "state = excluded.state, exit_code = excluded.exit_code, reason = excluded.reason, "
+                        "start_ms = excluded.start_ms, end_ms = excluded.end_ms, max_rss_kib = excluded.max_rss_kib"));
   EXPECT_THAT(UpsertToken(Dialect::kSqlite, TokenRecord{}).sql(),
               HasSubstr("DO UPDATE SET name = excluded.name, role = excluded.role, \"user\" = excluded.\"user\""));
   EXPECT_THAT(UpsertToken(Dialect::kSqlite, TokenRecord{}).sql(), Not(HasSubstr("token_hash = excluded")));
@@ -164,9 +165,11 @@ TEST(SqlMigrationTest, ReleasedStepsAreUnchanged) {
   // Each checked when made: a database migrated by these steps has the very
   // schema the backends' own step lists of before made (sqlite pragmas; pg_dump).
   const uint64_t kSqlite[] = {354150322833427114ull,  12044986664920626526ull, 17692518529023507480ull,
-                              4139882382026549384ull, 17175332878619929075ull, 18268264042859753162ull};
+                              4139882382026549384ull, 17175332878619929075ull, 18268264042859753162ull,
+                              4044973717571337649ull};
   const uint64_t kPostgres[] = {11498582747828697503ull, 13995059998948425238ull, 17601391859167872497ull,
-                                18049152106441887377ull, 2945888898490035121ull,  11039737630622240784ull};
+                                18049152106441887377ull, 2945888898490035121ull,  11039737630622240784ull,
+                                3814000657907859786ull};
   for (int32_t v = 1; v <= kMigrationCount; ++v) {
     EXPECT_EQ(Fnv1a(Migration(Dialect::kSqlite, v)), kSqlite[v - 1]) << "SQLite v" << v;
     EXPECT_EQ(Fnv1a(Migration(Dialect::kPostgres, v)), kPostgres[v - 1]) << "PostgreSQL v" << v;

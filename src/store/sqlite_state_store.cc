@@ -422,6 +422,20 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
     Stmt st(conn, sql::PruneSamples(kDialect, batch.prune_samples_before_s), kWhat);
     if (absl::Status s = st.Run(); !s.ok()) return s;
   }
+  for (const NotificationRecord& n : batch.notifications) {
+    if (n.id == 0) {
+      if (absl::StatusOr<int64_t> id = InsertReturningId(conn, sql::InsertNotification(kDialect, n), kWhat); !id.ok()) {
+        return id.status();
+      }
+      continue;
+    }
+    Stmt st(conn, sql::UpdateNotification(kDialect, n), kWhat);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
+  for (int64_t id : batch.done_notifications) {
+    Stmt st(conn, sql::DeleteNotification(kDialect, id), kWhat);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
   return txn.Commit();
 }
 
@@ -565,6 +579,18 @@ absl::StatusOr<std::vector<EventRecord>> SqliteStateStore::ListEvents(int64_t jo
   });
   if (!status.ok()) return status;
   return events;
+}
+
+absl::StatusOr<std::vector<NotificationRecord>> SqliteStateStore::ListDueNotifications(int64_t now_ms, int32_t limit) {
+  absl::StatusOr<sql::Query> q = sql::ListDueNotifications(kDialect, now_ms, limit);
+  if (!q.ok()) return q.status();
+  std::vector<NotificationRecord> out;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, *q, "list notifications");
+    return CollectRows(st, &out, [](const Stmt& row) { return columns::DecodeNotification(StmtRow{row}); });
+  });
+  if (!status.ok()) return status;
+  return out;
 }
 
 absl::StatusOr<std::vector<UsageRecord>> SqliteStateStore::ListUsage(int64_t since_ms, int64_t until_ms) {

@@ -53,7 +53,7 @@ struct SqliteOptions {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
-  static constexpr int32_t kSchemaVersion = 6;
+  static constexpr int32_t kSchemaVersion = 7;
 
   // Opens (creating if needed) and migrates the database at options.path.
   // Errors: InvalidArgument for an empty path; FailedPrecondition for a file
@@ -86,6 +86,7 @@ class SqliteStateStore : public StateStore {
   absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t job_id, int64_t after_id, int32_t limit) override;
 
   absl::StatusOr<std::vector<UsageRecord>> ListUsage(int64_t since_ms, int64_t until_ms) override;
+  absl::StatusOr<std::vector<NotificationRecord>> ListDueNotifications(int64_t now_ms, int32_t limit) override;
   absl::StatusOr<std::vector<UtilisationSample>> ListUtilisation(int64_t since_s, int64_t until_s) override;
   absl::StatusOr<std::vector<JobCounts>> CountJobs(int64_t since_ms, int64_t until_ms) override;
   absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState() override;

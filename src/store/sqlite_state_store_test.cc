@@ -166,12 +166,12 @@ TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToLatestSchema) {
   const std::string path = NewDbPath();
   std::unique_ptr<StateStore> store = MakeStore(path);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 6);
+  EXPECT_EQ(store->SchemaVersion(), SqliteStateStore::kSchemaVersion);
   RawDb raw(path);
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "6");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "7");
   EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
                           "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
-            "cluster,events,idempotency_keys,jobs,leader,nodes,queues,tasks,tokens,usage,utilisation");
+            "cluster,events,idempotency_keys,jobs,leader,nodes,notifications,queues,tasks,tokens,usage,utilisation");
   EXPECT_EQ(raw.QueryText("SELECT epoch FROM leader"), "0");
 }
 
@@ -202,7 +202,7 @@ TEST(SqliteStateStoreTest, Version1DatabaseIsMigratedKeepingItsJobs) {
   }
   absl::StatusOr<std::unique_ptr<SqliteStateStore>> store = SqliteStateStore::Open({.path = path});
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->SchemaVersion(), 6);
+  EXPECT_EQ((*store)->SchemaVersion(), SqliteStateStore::kSchemaVersion);
   absl::StatusOr<JobRecord> job = (*store)->GetJob(7);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->name, "old");
@@ -226,7 +226,7 @@ TEST(SqliteStateStoreTest, ReopeningCurrentSchemaKeepsVersion) {
 TEST(SqliteStateStoreTest, InMemoryDatabaseIsMigratedToLatestSchema) {
   std::unique_ptr<StateStore> store = MakeStore(":memory:");
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 6);
+  EXPECT_EQ(store->SchemaVersion(), SqliteStateStore::kSchemaVersion);
 }
 
 TEST(SqliteStateStoreTest, NewerSchemaIsRefusedWithClearMessage) {

@@ -62,6 +62,9 @@ class StateStore {
   // Per (user, queue): jobs submitted in [since_ms, until_ms), and jobs that
   // ended in it by final state. Ordered by (user, queue); pairs with all zeros are left out.
   virtual absl::StatusOr<std::vector<JobCounts>> CountJobs(int64_t since_ms, int64_t until_ms) = 0;
+  // Webhook messages due by now_ms (next_ms <= now_ms), soonest first, at
+  // most limit (0: all).
+  virtual absl::StatusOr<std::vector<NotificationRecord>> ListDueNotifications(int64_t now_ms, int32_t limit) = 0;
   // Number of jobs in each state (states with none are absent).
   virtual absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState() = 0;
 

@@ -49,7 +49,7 @@ auto Fields(const JobRecord& j) {
 }
 auto Fields(const TaskRecord& t) {
   return std::make_tuple(t.job_id, t.group, t.replica, t.attempt, t.node, t.placement_json, TaskStateName(t.state),
-                         t.exit_code, t.reason, t.start_ms, t.end_ms);
+                         t.exit_code, t.reason, t.start_ms, t.end_ms, t.max_rss_kib);
 }
 auto Fields(const NodeRecord& n) {
   return std::make_tuple(n.name, n.spec_json, n.state, n.address, n.registered_ms, n.heartbeat_ms);
@@ -461,8 +461,10 @@ TEST_P(StateStoreConformanceTest, ApplyWithUnknownJobIsNotFoundAndAppliesNothing
                    .nodes = {NodeRecord{.name = "node-a", .state = "Ready"}},
                    .queues = {QueueRecord{.name = "q", .spec_json = "{}"}},
                    .tokens = {TokenRecord{.token_hash = "h", .role = "admin"}},
-                   .events = {EventRecord{.job_id = known.id, .kind = "Scheduled"}}};
+                   .events = {EventRecord{.job_id = known.id, .kind = "Scheduled"}},
+                   .notifications = {NotificationRecord{.job_id = known.id, .url = "http://h/", .body = "{}"}}};
   EXPECT_EQ(store_->Apply(batch).code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(*store_->ListDueNotifications(std::numeric_limits<int64_t>::max(), 0), IsEmpty());
 
   absl::StatusOr<JobRecord> got = store_->GetJob(known.id);
   ASSERT_TRUE(got.ok()) << got.status();
@@ -490,7 +492,8 @@ TEST_P(StateStoreConformanceTest, TaskRoundTripsEveryField) {
                   .exit_code = -9,
                   .reason = "OOM killed: \"rank 7\"",
                   .start_ms = 1'700'000'000'000,
-                  .end_ms = std::numeric_limits<int64_t>::max()};
+                  .end_ms = std::numeric_limits<int64_t>::max(),
+                  .max_rss_kib = 3'145'728};
   ExpectApplied(*store_, {.tasks = {task}});
   absl::StatusOr<std::vector<TaskRecord>> tasks = store_->ListTasks(job);
   ASSERT_TRUE(tasks.ok()) << tasks.status();
@@ -789,6 +792,40 @@ TEST_P(StateStoreConformanceTest, UtilisationSamplesListByHalfOpenWindowAndPrune
   samples = store_->ListUtilisation(0, 1000);
   ASSERT_TRUE(samples.ok()) << samples.status();
   EXPECT_EQ(Fields(*samples), Fields(std::vector<UtilisationSample>{{115, "b2"}, {130, "c"}}));
+}
+
+TEST_P(StateStoreConformanceTest, NotificationsAreListedWhenDueAndUpdatedAndDeletedById) {
+  ExpectApplied(*store_, {.notifications = {{.job_id = 7, .url = "http://a/x", .body = "{\"n\":1}", .next_ms = 300},
+                                            {.job_id = 8, .url = "http://b/y", .body = "{}", .next_ms = 100},
+                                            {.job_id = 9, .url = "http://c/z", .body = "{}", .next_ms = 900}}});
+  absl::StatusOr<std::vector<NotificationRecord>> due = store_->ListDueNotifications(300, 0);
+  ASSERT_TRUE(due.ok()) << due.status();
+  ASSERT_EQ(due->size(), 2u);  // soonest first; the one due at 900 is not yet
+  EXPECT_EQ((*due)[0].job_id, 8);
+  NotificationRecord first = (*due)[1];
+  EXPECT_EQ(first.job_id, 7);
+  EXPECT_EQ(first.url, "http://a/x");
+  EXPECT_EQ(first.body, "{\"n\":1}");
+  EXPECT_GT(first.id, 0);
+
+  // A failed try: counted and put off; the one delivered goes.
+  first.attempts = 1;
+  first.next_ms = 5'000;
+  first.last_error = "HTTP 503";
+  ExpectApplied(*store_, {.notifications = {first}, .done_notifications = {(*due)[0].id}});
+  due = store_->ListDueNotifications(1'000, 10);
+  ASSERT_TRUE(due.ok()) << due.status();
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].job_id, 9);
+  due = store_->ListDueNotifications(5'000, 1);
+  ASSERT_TRUE(due.ok()) << due.status();
+  ASSERT_EQ(due->size(), 1u);  // the limit
+  EXPECT_EQ((*due)[0].job_id, 9);
+  due = store_->ListDueNotifications(5'000, 0);
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[1].attempts, 1);
+  EXPECT_EQ((*due)[1].last_error, "HTTP 503");
+  EXPECT_EQ(store_->ListDueNotifications(0, -1).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_P(StateStoreConformanceTest, CountJobsCountsSubmitsAndEndsInTheWindow) {

@@ -35,6 +35,7 @@ export interface Task {
   reason: string;
   start_ms: number;
   end_ms: number;
+  max_rss_kib: number; // once ended: the largest process's peak memory; 0: unknown
 }
 
 export interface JobEvent {

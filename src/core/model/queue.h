@@ -43,6 +43,11 @@ struct Queue {
   // halving every this many seconds (core/resources/usage_history.h). 0: only
   // what it holds now counts.
   int64_t usage_half_life_s = 0;
+  // A webhook for every job of the queue (api::NotifySpec: the URL and the
+  // bits of the events it asks for). The scheduler does not read them; the
+  // controller delivers them (controller/webhooks.h).
+  std::string notify_url;
+  uint32_t notify_on = 15;
 };
 
 }  // namespace icos::core

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, getJson, getLog, postJson, type JobDetail, type NodeEntry, type Whoami } from "../api";
-import { fmtDuration, fmtTime, runtimeMs } from "../format";
+import { fmtDuration, fmtMib, fmtTime, runtimeMs } from "../format";
 import { usePoll } from "../hooks";
 import { ErrorBox } from "./ErrorBox";
 
@@ -199,6 +199,7 @@ export function JobPage({ id, me }: { id: number; me: Whoami }) {
               <th>devices</th>
               <th>state</th>
               <th>exit</th>
+              <th title="peak memory of the task's largest process">max RSS</th>
               <th>reason</th>
               <th>runtime</th>
             </tr>
@@ -224,6 +225,7 @@ export function JobPage({ id, me }: { id: number; me: Whoami }) {
                   <span class={`state ${t.state}`}>{t.state}</span>
                 </td>
                 <td>{t.state === "Succeeded" || t.state === "Failed" ? t.exit_code : ""}</td>
+                <td>{t.max_rss_kib > 0 ? fmtMib(Math.ceil(t.max_rss_kib / 1024)) : ""}</td>
                 <td class="reason">{t.reason}</td>
                 <td>{fmtDuration(runtimeMs(t))}</td>
               </tr>

@@ -1,0 +1,211 @@
+#include "controller/webhooks.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "protocol/http_client.h"
+
+namespace icos::controller {
+namespace {
+
+using store::JobState;
+
+// What happened to the job, as the message's "event" says it, and which
+// NotifySpec::on bits ask for it ("" and 0: nothing to tell).
+std::pair<std::string, uint32_t> Transition(const store::JobRecord* before, const store::JobRecord& after,
+                                            const std::vector<store::EventRecord>& events) {
+  const JobState was = before != nullptr ? before->state : JobState::kPending;
+  if (store::IsTerminal(was)) return {"", 0};
+  switch (after.state) {
+    case JobState::kSucceeded:
+      return {"succeeded", api::kNotifyEnd};
+    case JobState::kFailed:
+      return {"failed", api::kNotifyEnd | api::kNotifyFail};
+    case JobState::kCancelled:
+      return {"cancelled", api::kNotifyEnd};
+    default:
+      break;
+  }
+  const bool attempt_ended = before != nullptr && after.attempt > before->attempt;
+  auto has_event = [&](const char* kind) {
+    return std::any_of(events.begin(), events.end(),
+                       [&](const store::EventRecord& e) { return e.job_id == after.id && e.kind == kind; });
+  };
+  if (was == JobState::kPending && after.state == JobState::kRunning) return {"started", api::kNotifyStart};
+  if (was == JobState::kRunning && after.state == JobState::kRunning && attempt_ended) {
+    return {"moved", api::kNotifyPreempt};
+  }
+  if (was == JobState::kRunning && after.state == JobState::kPending) {
+    return {has_event("Preempted") ? "preempted" : "requeued", api::kNotifyPreempt};
+  }
+  return {"", 0};
+}
+
+std::string HmacSha256Hex(const std::string& key, const std::string& data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), digest, &len);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<store::NotificationRecord> WebhookMessages(const store::JobRecord* before, const store::JobRecord& after,
+                                                       const std::vector<api::NotifySpec>& targets,
+                                                       const std::vector<store::EventRecord>& events, int64_t now_ms) {
+  std::vector<store::NotificationRecord> out;
+  if (targets.empty()) return out;
+  const auto [event, bits] = Transition(before, after, events);
+  if (bits == 0) return out;
+  const nlohmann::json job = {{"id", after.id},
+                              {"name", after.name},
+                              {"user", after.user},
+                              {"queue", after.queue.empty() ? "default" : after.queue},
+                              {"state", store::JobStateName(after.state)},
+                              {"reason", after.reason},
+                              {"attempt", after.attempt},
+                              {"array_id", after.array_id},
+                              {"array_index", after.array_index},
+                              {"submit_ms", after.submit_ms},
+                              {"start_ms", after.start_ms},
+                              {"end_ms", after.end_ms}};
+  const std::string body =
+      nlohmann::json{{"event", event}, {"time_ms", now_ms}, {"job", job}}.dump(
+          -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  for (const api::NotifySpec& t : targets) {
+    if (t.url.empty() || (t.on & bits) == 0) continue;
+    // Two targets with one URL (a job's and its queue's) get one message.
+    if (std::any_of(out.begin(), out.end(), [&](const store::NotificationRecord& n) { return n.url == t.url; })) {
+      continue;
+    }
+    out.push_back({.job_id = after.id, .url = t.url, .body = body, .next_ms = now_ms});
+  }
+  return out;
+}
+
+WebhookSender::WebhookSender(store::StateStore* store, const Clock* clock, WebhookOptions options,
+                             metrics::CounterFamily* deliveries)
+    : store_(store), clock_(clock), options_(std::move(options)), deliveries_(deliveries) {}
+
+WebhookSender::~WebhookSender() { Stop(); }
+
+void WebhookSender::Start() {
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void WebhookSender::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void WebhookSender::Kick() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    kicked_ = true;
+  }
+  cv_.notify_all();
+}
+
+void WebhookSender::Loop() {
+  while (!stop_) {
+    DeliverDue();
+    std::unique_lock<std::mutex> lock(mu_);
+    // Retries fall due with time, not with a kick: look once a second.
+    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || kicked_; });
+    kicked_ = false;
+  }
+}
+
+absl::Status WebhookSender::Post(const store::NotificationRecord& n) const {
+  absl::StatusOr<api::WebhookUrl> url = api::ParseWebhookUrl(n.url);
+  if (!url.ok()) return url.status();
+  // No keep-alive: endpoints are many and calls rare. The client follows
+  // no redirects, so an allowed host cannot bounce the call elsewhere.
+  ApiClient client(url->Origin(), "",
+                   ApiClientOptions{.timeout_ms = options_.timeout_ms, .keep_alive = false,
+                                    .ca_cert_file = url->scheme == "https" ? options_.ca_cert_file : "",
+                                    .unreachable_hint = ""});
+  std::map<std::string, std::string> headers = {{"Icos-Delivery", absl::StrCat(n.id)},
+                                                {"User-Agent", "icos-webhook"}};
+  if (!options_.secret.empty()) headers["Icos-Signature"] = "sha256=" + HmacSha256Hex(options_.secret, n.body);
+  absl::StatusOr<HttpReply> reply = client.Request("POST", url->target, n.body, "application/json", headers);
+  if (!reply.ok()) return reply.status();
+  if (reply->status < 200 || reply->status > 299) {
+    return absl::UnavailableError(absl::StrCat("HTTP ", reply->status));
+  }
+  return absl::OkStatus();
+}
+
+int WebhookSender::DeliverDue() {
+  const int64_t now = clock_->NowMs();
+  absl::StatusOr<std::vector<store::NotificationRecord>> due =
+      store_->ListDueNotifications(now, std::max(1, options_.parallel) * 8);
+  if (!due.ok()) {
+    log::Failure("list due webhooks", due.status());
+    return 0;
+  }
+  int delivered = 0;
+  const size_t width = static_cast<size_t>(std::max(1, options_.parallel));
+  for (size_t from = 0; from < due->size() && !stop_; from += width) {
+    const size_t to = std::min(due->size(), from + width);
+    std::vector<std::future<absl::Status>> tries;
+    for (size_t i = from; i < to; ++i) {
+      tries.push_back(std::async(std::launch::async, [this, &n = (*due)[i]] { return Post(n); }));
+    }
+    store::WriteBatch batch;
+    for (size_t i = from; i < to; ++i) {
+      store::NotificationRecord n = (*due)[i];
+      const absl::Status sent = tries[i - from].get();
+      if (sent.ok()) {
+        batch.done_notifications.push_back(n.id);
+        deliveries_->Inc({"delivered"});
+        ++delivered;
+        continue;
+      }
+      ++n.attempts;
+      n.last_error = std::string(sent.message());
+      const std::string fields =
+          absl::StrCat("job=", n.job_id, " delivery=", n.id, " attempt=", n.attempts, " url=", log::Field(n.url));
+      log::Failure("webhook delivery", sent, fields);
+      if (n.attempts >= options_.max_attempts) {
+        batch.done_notifications.push_back(n.id);
+        batch.events.push_back({.job_id = n.job_id,
+                                .time_ms = now,
+                                .kind = "NotifyFailed",
+                                .message = absl::StrCat("webhook ", n.url, " gave up after ", n.attempts,
+                                                        " tries: ", n.last_error)});
+        deliveries_->Inc({"given_up"});
+        continue;
+      }
+      const int shift = std::min(n.attempts - 1, 30);
+      n.next_ms = now + std::min(options_.max_retry_ms, options_.first_retry_ms << shift);
+      batch.notifications.push_back(std::move(n));
+      deliveries_->Inc({"retried"});
+    }
+    if (absl::Status st = store_->Apply(std::move(batch)); !st.ok()) log::Failure("record webhook deliveries", st);
+  }
+  return delivered;
+}
+
+}  // namespace icos::controller
