@@ -28,8 +28,8 @@ int Fail(const std::string& what) {
 
 int main(int argc, char** argv) {
   int64_t jobs = 0, active = 0;
-  if (argc != 4 || !absl::SimpleAtoi(argv[2], &jobs) || !absl::SimpleAtoi(argv[3], &active) || jobs < 1 ||
-      active < 0 || active > jobs) {
+  if (argc != 4 || !absl::SimpleAtoi(argv[2], &jobs) || !absl::SimpleAtoi(argv[3], &active) || jobs < 1 || active < 0 ||
+      active > jobs) {
     return Fail("usage: icos_job_store DB JOBS ACTIVE");
   }
   auto store = icos::store::SqliteStateStore::Open({.path = argv[1]});

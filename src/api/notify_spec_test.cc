@@ -32,8 +32,7 @@ TEST(NotifySpecTest, ChosenEventsSurviveTheStore) {
 
 TEST(NotifySpecTest, MistakesAreNamed) {
   EXPECT_THAT(Parse("{on: [end]}").status().message(), HasSubstr("needs a url"));
-  EXPECT_THAT(Parse("{url: 'http://h/', on: [finish]}").status().message(),
-              HasSubstr("notify.on[0]"));
+  EXPECT_THAT(Parse("{url: 'http://h/', on: [finish]}").status().message(), HasSubstr("notify.on[0]"));
   EXPECT_THAT(Parse("{url: 'http://h/', on: []}").status().message(), HasSubstr("start, end, fail, preempt"));
   EXPECT_THAT(Parse("{url: 'http://h/', every: 1}").status().message(), HasSubstr("known: url, on"));
   EXPECT_THAT(Parse("file:///etc/passwd").status().message(), HasSubstr("only http:// and https://"));

@@ -40,9 +40,10 @@ absl::StatusOr<WebhookUrl> ParseWebhookUrl(absl::string_view url) {
   absl::string_view rest = url.substr(colon + 3);
   const size_t slash = rest.find_first_of("/?#");
   absl::string_view authority = rest.substr(0, slash);
-  out.target = slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
-  if (absl::StrContains(out.target, '#')) out.target.erase(out.target.find('#'));
-  if (out.target.empty() || out.target[0] != '/') out.target.insert(0, "/");
+  // Path and query, without a fragment (never sent), always from '/'.
+  absl::string_view target = slash == absl::string_view::npos ? "" : rest.substr(slash);
+  target = target.substr(0, target.find('#'));
+  out.target = absl::StartsWith(target, "/") ? std::string(target) : absl::StrCat("/", target);
   if (absl::StrContains(authority, '@')) return Bad("a user or password in the URL would be shown with the job");
   absl::string_view host = authority, port;
   if (absl::StartsWith(authority, "[")) {

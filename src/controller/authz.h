@@ -63,6 +63,8 @@ absl::Status Authorize(const Principal& who, Action action, absl::string_view no
 // id is its first 12 digits), and how submissions are compared under an
 // idempotency key. Defined in controller_auth.cc.
 std::string Sha256Hex(const std::string& data);
+// Lowercase hex HMAC-SHA256 of `data` under `key` (webhook signatures).
+std::string HmacSha256Hex(const std::string& key, const std::string& data);
 
 // Whether `who` may see (and so act on) the jobs of `owner`: admins all,
 // users their own, nodes and join tokens none.

@@ -1,8 +1,5 @@
 #include "controller/webhooks.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
 #include <future>
 #include <map>
@@ -11,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "controller/authz.h"
 #include "protocol/http_client.h"
 
 namespace icos::controller {
@@ -49,20 +47,6 @@ std::pair<std::string, uint32_t> Transition(const store::JobRecord* before, cons
   return {"", 0};
 }
 
-std::string HmacSha256Hex(const std::string& key, const std::string& data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), digest, &len);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 15]);
-  }
-  return out;
-}
-
 }  // namespace
 
 std::vector<store::NotificationRecord> WebhookMessages(const store::JobRecord* before, const store::JobRecord& after,
@@ -84,9 +68,8 @@ std::vector<store::NotificationRecord> WebhookMessages(const store::JobRecord* b
                               {"submit_ms", after.submit_ms},
                               {"start_ms", after.start_ms},
                               {"end_ms", after.end_ms}};
-  const std::string body =
-      nlohmann::json{{"event", event}, {"time_ms", now_ms}, {"job", job}}.dump(
-          -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string body = nlohmann::json{{"event", event}, {"time_ms", now_ms}, {"job", job}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
   for (const api::NotifySpec& t : targets) {
     if (t.url.empty() || (t.on & bits) == 0) continue;
     // Two targets with one URL (a job's and its queue's) get one message.
@@ -143,11 +126,11 @@ absl::Status WebhookSender::Post(const store::NotificationRecord& n) const {
   // No keep-alive: endpoints are many and calls rare. The client follows
   // no redirects, so an allowed host cannot bounce the call elsewhere.
   ApiClient client(url->Origin(), "",
-                   ApiClientOptions{.timeout_ms = options_.timeout_ms, .keep_alive = false,
+                   ApiClientOptions{.timeout_ms = options_.timeout_ms,
+                                    .keep_alive = false,
                                     .ca_cert_file = url->scheme == "https" ? options_.ca_cert_file : "",
                                     .unreachable_hint = ""});
-  std::map<std::string, std::string> headers = {{"Icos-Delivery", absl::StrCat(n.id)},
-                                                {"User-Agent", "icos-webhook"}};
+  std::map<std::string, std::string> headers = {{"Icos-Delivery", absl::StrCat(n.id)}, {"User-Agent", "icos-webhook"}};
   if (!options_.secret.empty()) headers["Icos-Signature"] = "sha256=" + HmacSha256Hex(options_.secret, n.body);
   absl::StatusOr<HttpReply> reply = client.Request("POST", url->target, n.body, "application/json", headers);
   if (!reply.ok()) return reply.status();
@@ -190,11 +173,11 @@ int WebhookSender::DeliverDue() {
       log::Failure("webhook delivery", sent, fields);
       if (n.attempts >= options_.max_attempts) {
         batch.done_notifications.push_back(n.id);
-        batch.events.push_back({.job_id = n.job_id,
-                                .time_ms = now,
-                                .kind = "NotifyFailed",
-                                .message = absl::StrCat("webhook ", n.url, " gave up after ", n.attempts,
-                                                        " tries: ", n.last_error)});
+        batch.events.push_back(
+            {.job_id = n.job_id,
+             .time_ms = now,
+             .kind = "NotifyFailed",
+             .message = absl::StrCat("webhook ", n.url, " gave up after ", n.attempts, " tries: ", n.last_error)});
         deliveries_->Inc({"given_up"});
         continue;
       }

@@ -43,8 +43,8 @@ struct WebhookOptions {
   // Hosts users' jobs may send webhooks to (api::WebhookAllowed; `icos
   // server --notify-allow`). Empty: job webhooks are refused at submit.
   std::vector<std::string> allow;
-  std::string secret;  // HMAC key of Icos-Signature; empty: unsigned
-  std::string ca_cert_file;  // CAs for https:// endpoints; empty: the system's
+  std::string secret;          // HMAC key of Icos-Signature; empty: unsigned
+  std::string ca_cert_file;    // CAs for https:// endpoints; empty: the system's
   int64_t timeout_ms = 5'000;  // connect and each read
   // Tries before giving up; the wait after the n-th failure is
   // first_retry_ms * 2^(n-1), at most max_retry_ms (10 tries: ~50 minutes).

@@ -23,10 +23,10 @@
 namespace icos::controller {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
 using store::JobRecord;
 using store::JobState;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 JobRecord Rec(JobState state, int32_t attempt = 0) {
   JobRecord r;
@@ -60,8 +60,7 @@ TEST(WebhookMessagesTest, EachTransitionIsNamedAndFilteredByOn) {
   EXPECT_EQ(one(&done, done), "0 messages");  // an ended job's tasks finishing stopping
 
   // `on` picks: a failure is an end too; a start is not asked for here.
-  const std::vector<api::NotifySpec> ends = {{"http://h/ends", api::kNotifyEnd},
-                                             {"http://h/fails", api::kNotifyFail}};
+  const std::vector<api::NotifySpec> ends = {{"http://h/ends", api::kNotifyEnd}, {"http://h/fails", api::kNotifyFail}};
   EXPECT_EQ(WebhookMessages(&running, Rec(JobState::kFailed), ends, {}, 0).size(), 2u);
   EXPECT_EQ(WebhookMessages(&running, Rec(JobState::kSucceeded), ends, {}, 0).size(), 1u);
   EXPECT_THAT(WebhookMessages(&pending, running, ends, {}, 0), IsEmpty());
@@ -135,9 +134,11 @@ class WebhookDeliveryTest : public ControllerTest {
 };
 
 TEST_F(WebhookDeliveryTest, ADeliveredMessageIsSignedAndLeavesTheOutbox) {
-  ASSERT_TRUE(store_->Apply({.notifications = {{.job_id = 7, .url = receiver_.Url(), .body = "{\"event\":\"x\"}",
-                                                .next_ms = clock_.NowMs()}}})
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->Apply({.notifications =
+                       {{.job_id = 7, .url = receiver_.Url(), .body = "{\"event\":\"x\"}", .next_ms = clock_.NowMs()}}})
+          .ok());
   const int64_t id = Outbox().at(0).id;
   WebhookSender sender(store_.get(), &clock_, WebhookOptions{.secret = "s3cret"}, &deliveries_);
   EXPECT_EQ(sender.DeliverDue(), 1);
@@ -153,9 +154,9 @@ TEST_F(WebhookDeliveryTest, ADeliveredMessageIsSignedAndLeavesTheOutbox) {
 
 TEST_F(WebhookDeliveryTest, AFailingEndpointIsRetriedWithBackOffThenGivenUpOnWithAnEvent) {
   receiver_.Answer(503);
-  ASSERT_TRUE(store_->Apply({.notifications = {{.job_id = 7, .url = receiver_.Url(), .body = "{}",
-                                                .next_ms = clock_.NowMs()}}})
-                  .ok());
+  ASSERT_TRUE(
+      store_->Apply({.notifications = {{.job_id = 7, .url = receiver_.Url(), .body = "{}", .next_ms = clock_.NowMs()}}})
+          .ok());
   WebhookSender sender(store_.get(), &clock_,
                        WebhookOptions{.max_attempts = 3, .first_retry_ms = 1'000, .max_retry_ms = 60'000},
                        &deliveries_);
@@ -186,11 +187,12 @@ TEST_F(WebhookDeliveryTest, AFailingEndpointIsRetriedWithBackOffThenGivenUpOnWit
 
 TEST_F(WebhookDeliveryTest, AnUnreachableEndpointDoesNotHoldUpTheOthers) {
   // A port nothing listens on: refused at once; the good one is still sent.
-  ASSERT_TRUE(store_->Apply({.notifications = {{.job_id = 1, .url = "http://127.0.0.1:1/hook", .body = "{}",
-                                                .next_ms = clock_.NowMs()},
-                                               {.job_id = 2, .url = receiver_.Url(), .body = "{}",
-                                                .next_ms = clock_.NowMs()}}})
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->Apply({.notifications =
+                       {{.job_id = 1, .url = "http://127.0.0.1:1/hook", .body = "{}", .next_ms = clock_.NowMs()},
+                        {.job_id = 2, .url = receiver_.Url(), .body = "{}", .next_ms = clock_.NowMs()}}})
+          .ok());
   WebhookSender sender(store_.get(), &clock_, WebhookOptions{.timeout_ms = 2'000}, &deliveries_);
   EXPECT_EQ(sender.DeliverDue(), 1);
   ASSERT_EQ(Outbox().size(), 1u);
@@ -221,7 +223,8 @@ class ControllerWebhookTest : public ControllerTest {
 TEST_F(ControllerWebhookTest, OnlyAllowedHostsMayBeNotified) {
   const std::string tasks = "tasks: [{command: [\"true\"]}]\n";
   EXPECT_TRUE(controller_->Submit(alice_, "notify: http://ci.corp.example/x\n" + tasks, SubmitOptions{}).ok());
-  absl::StatusOr<int64_t> refused = controller_->Submit(alice_, "notify: http://169.254.169.254/latest\n" + tasks, SubmitOptions{});
+  absl::StatusOr<int64_t> refused =
+      controller_->Submit(alice_, "notify: http://169.254.169.254/latest\n" + tasks, SubmitOptions{});
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(refused.status().message(), HasSubstr("does not send webhooks to 169.254.169.254:80"));
   EXPECT_THAT(refused.status().message(), HasSubstr("--notify-allow"));
