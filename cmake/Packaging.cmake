@@ -4,7 +4,7 @@
 #   cmake --preset release && cmake --build --preset release --target icos
 #   cpack --config build/release/CPackConfig.cmake -B build/release/package   # icos_<version>_amd64.deb
 # A cluster then installs with `apt install ./icos_*.deb` (docs/deploy.md).
-install(TARGETS icos RUNTIME DESTINATION bin COMPONENT icos)
+install(TARGETS icos icos-shim RUNTIME DESTINATION bin COMPONENT icos)
 install(FILES packaging/systemd/icos-server.service packaging/systemd/icos-agent.service
         DESTINATION lib/systemd/system COMPONENT icos)
 install(FILES packaging/default/icos-server packaging/default/icos-agent

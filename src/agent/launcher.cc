@@ -25,6 +25,7 @@
 #include "absl/strings/strip.h"
 #include "agent/log_tail.h"
 #include "agent/shim.h"
+#include "agent/shim_spawn.h"
 #include "agent/sys_util.h"
 #include "nlohmann/json.hpp"
 
@@ -297,6 +298,10 @@ absl::StatusOr<std::unique_ptr<TaskLauncher>> TaskLauncher::Create(TaskLauncherO
   if (absl::Status s = MakeDirs(options.state_dir, 0700); !s.ok()) return s;
   if (absl::Status s = MakeDirs(options.log_dir, 0700); !s.ok()) return s;
   auto launcher = std::unique_ptr<TaskLauncher>(new TaskLauncher(std::move(options)));
+  launcher->shim_path_ = launcher->options_.shim_path.empty() ? shim::ShimBesideSelf() : launcher->options_.shim_path;
+  if (!launcher->shim_path_.empty() && access(launcher->shim_path_.c_str(), X_OK) != 0) {
+    return ErrnoError(errno, absl::StrCat("shim program ", launcher->shim_path_));
+  }
   absl::StatusOr<std::unique_ptr<CgroupManager>> cgroups = CgroupManager::Create(launcher->options_.cgroups);
   if (cgroups.ok()) {
     launcher->cgroups_ = *std::move(cgroups);
@@ -546,17 +551,23 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
     plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 1 << 20));
   }
 
-  pid_t shim_pid = fork();
-  if (shim_pid == 0) {
+  pid_t shim_pid = -1;
+  absl::Status spawned;
+  if (!shim_path_.empty()) {
+    absl::StatusOr<pid_t> pid = shim::SpawnShim(shim_path_, plan);
+    spawned = pid.status();
+    if (pid.ok()) shim_pid = *pid;
+  } else if ((shim_pid = fork()) == 0) {
     close(report[0]);
     shim::RunShim(plan);
+  } else if (shim_pid < 0) {
+    spawned = ErrnoError(errno, "fork");
   }
-  const int fork_errno = errno;
   close(report[1]);
   close(lock_fd);  // the shim holds the lock now; only it may
   if (shim_pid < 0) {
     close(report[0]);
-    return abandon(ErrnoError(fork_errno, "fork"));
+    return abandon(spawned);
   }
   Failpoint("forked");
   int32_t task_pid = -1;

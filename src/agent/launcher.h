@@ -91,6 +91,10 @@ struct TaskLauncherOptions {
   // millisecond of its last contact with the controller there. Empty: tasks
   // run without a lease whatever their max_disconnect_ms.
   std::string lease_path;
+  // The icos-shim program each task's shim runs as (shim_spawn.h). Empty:
+  // the one beside the running program, if any; else the shim is a fork of
+  // the agent (slower where the agent's memory is large).
+  std::string shim_path;
   // Tests only: called at named points of a launch ("journaled", "forked",
   // "recorded", "ended", "forgetting") so a test can crash the agent there.
   std::function<void(absl::string_view point)> failpoint;
@@ -284,6 +288,7 @@ class TaskLauncher {
   void ReapOrphanGroups();
 
   TaskLauncherOptions options_;
+  std::string shim_path_;  // the icos-shim program; empty: fork the shim
   std::unique_ptr<icos::Clock> owned_clock_;
   const icos::Clock* clock_;
   std::unique_ptr<CgroupManager> cgroups_;

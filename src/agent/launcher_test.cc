@@ -131,6 +131,17 @@ TEST_F(LauncherTest, ReportsThePeakMemoryOfTheTasksLargestProcess) {
   EXPECT_LT(small->max_rss_kib, 32 * 1024);
 }
 
+// The shim is icos-shim (beside the test, as beside icos), not a fork of
+// the agent: starting one copies none of the agent's memory.
+TEST_F(LauncherTest, TheShimIsAProgramOfItsOwn) {
+  LaunchedTask t = MustStart(Sh("t1", "sleep 5"));
+  std::error_code ec;
+  const std::string exe = std::filesystem::read_symlink(absl::StrCat("/proc/", t.shim_pid, "/exe"), ec).string();
+  EXPECT_TRUE(absl::EndsWith(exe, "/icos-shim")) << exe;
+  ASSERT_TRUE(launcher_->Stop("t1", 0).ok());
+  ASSERT_TRUE(WaitForExit("t1").has_value());
+}
+
 TEST_F(LauncherTest, StderrGoesToTheSameLog) {
   MustStart(Sh("t1", "echo out; echo err >&2"));
   ASSERT_TRUE(WaitForExit("t1").has_value());

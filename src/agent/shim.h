@@ -74,6 +74,12 @@ struct ShimPlan {
   int64_t grace_ms = 10'000;
 };
 
+// The fds a spawned icos-shim (shim_spawn.h) finds its plan, report pipe and
+// lock on.
+inline constexpr int kPlanFd = 3;
+inline constexpr int kReportFd = 4;
+inline constexpr int kLockFd = 5;
+
 // How long before its lease ends a task must be dead: covers the shim's
 // polling period, the kill's delivery and clock-rate differences.
 inline constexpr int64_t kLeaseMarginMs = 2'000;

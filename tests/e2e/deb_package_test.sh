@@ -49,7 +49,7 @@ version=$(grep -o 'CPACK_PACKAGE_VERSION "[^"]*"' "$BUILD_DIR/CPackConfig.cmake"
 deb="$E2E_DIR/pkg/icos_${version}_amd64.deb"
 [ -f "$deb" ] || fail "no $deb: $(ls "$E2E_DIR/pkg")"
 contents=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's,^\.,,' | grep -v '/$')
-for f in /usr/bin/icos /usr/lib/systemd/system/icos-server.service /usr/lib/systemd/system/icos-agent.service \
+for f in /usr/bin/icos /usr/bin/icos-shim /usr/lib/systemd/system/icos-server.service /usr/lib/systemd/system/icos-agent.service \
          /etc/default/icos-server /etc/default/icos-agent /usr/share/doc/icos/deploy.md; do
   grep -qx "$f" <<< "$contents" || fail "the package lacks $f: $contents"
 done

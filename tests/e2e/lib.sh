@@ -54,6 +54,8 @@ share_with_test_users() {
   chmod 0755 "$E2E_DIR"
   install -d -m 0755 "$E2E_DIR/public"
   install -m 0755 "$ICOS_BIN" "$E2E_DIR/public/icos"
+  # The agent runs task shims as the icos-shim beside it.
+  [ ! -x "$(dirname "$ICOS_BIN")/icos-shim" ] || install -m 0755 "$(dirname "$ICOS_BIN")/icos-shim" "$E2E_DIR/public/icos-shim"
   export ICOS_BIN="$E2E_DIR/public/icos"
   cd "$E2E_DIR/public"
 }
