@@ -20,6 +20,8 @@ export interface Job {
   start_ms: number;
   end_ms: number;
   attempt: number;
+  array_id: number; // 0 outside arrays
+  array_index: number; // -1 outside arrays
   vendors?: string[];
 }
 

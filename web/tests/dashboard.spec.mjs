@@ -182,6 +182,34 @@ try {
     await shot("jobs");
   });
 
+  await step("jobs page pages back through history and names array elements as Slurm does (route-mocked)", async () => {
+    const asked = [];
+    const job = (id, extra) => ({
+      id, name: `j${id}`, user: "admin", queue: "default", priority: 0, state: "Succeeded", reason: "",
+      submit_ms: 1, start_ms: 1, end_ms: 2, attempt: 0, array_id: 0, array_index: -1, vendors: [], ...extra,
+    });
+    await page.route(/\/api\/v1\/jobs\?/, (route) => {
+      const q = new URL(route.request().url()).searchParams;
+      asked.push(q.toString());
+      const body = q.get("before") === "41"
+        ? { jobs: [job(7)] }
+        : { jobs: [job(42), job(41, { array_id: 40, array_index: 1 })], next_before: 41 };
+      route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(body) });
+    });
+    await page.goto(`${url}/#/jobs`);
+    await page.locator('tr[data-job="41"]').waitFor();
+    const label = await page.locator('tr[data-job="41"] td:first-child').innerText();
+    if (label !== "40_1") throw new Error(`array element shown as "${label}"`);
+    if (!asked.some((q) => q.includes("limit=500"))) throw new Error(`asked ${asked}`);
+    await page.getByTestId("older").click();
+    await page.locator('tr[data-job="7"]').waitFor();
+    if (!asked.some((q) => q.includes("before=41"))) throw new Error(`the older page was not asked for: ${asked}`);
+    if (await page.getByTestId("older").count() !== 0) throw new Error("an older link on the last page");
+    await page.getByTestId("newest").click();
+    await page.locator('tr[data-job="42"]').waitFor();
+    await page.unroute(/\/api\/v1\/jobs\?/);
+  });
+
   await step("queues show usage against guarantee and limit", async () => {
     await page.goto(`${url}/#/queues`);
     const row = page.locator('section.queue[data-queue=research] tr[data-resource="ascend"]');

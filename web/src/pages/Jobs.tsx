@@ -5,6 +5,12 @@ import { usePoll } from "../hooks";
 import { ErrorBox } from "./ErrorBox";
 
 const STATES = ["Pending", "Running", "Succeeded", "Failed", "Cancelled"];
+const PAGE = 500;
+
+// How Slurm users name an array's element: 123_4 (the array's id, the index).
+export function jobLabel(j: Job): string {
+  return j.array_id > 0 ? `${j.array_id}_${j.array_index}` : String(j.id);
+}
 
 type SortKey = "id" | "name" | "user" | "queue" | "state" | "priority" | "submit_ms" | "runtime";
 
@@ -22,13 +28,19 @@ export function Jobs({ params }: { params: URLSearchParams }) {
   const queue = params.get("queue") ?? "";
   const state = params.get("state") ?? "";
   const vendor = params.get("vendor") ?? "";
+  // Paging: newest first, PAGE at a time; `before` is the cursor the API gave.
+  const before = params.get("before") ?? "";
   const [sort, setSort] = useState<{ key: SortKey; desc: boolean }>({ key: "id", desc: true });
 
-  const query = new URLSearchParams({ limit: "2000" });
+  const query = new URLSearchParams({ limit: String(PAGE) });
+  if (before) query.set("before", before);
   if (user) query.set("user", user);
   if (queue) query.set("queue", queue);
   if (state) query.set("state", state);
-  const jobs = usePoll(() => getJson<{ jobs: Job[] }>(`/api/v1/jobs?${query}`), 3000, [query.toString()]);
+  const jobs = usePoll(() => getJson<{ jobs: Job[]; next_before?: number }>(`/api/v1/jobs?${query}`), 3000, [
+    query.toString(),
+  ]);
+  const older = jobs.data?.next_before;
   const queues = usePoll(() => getJson<{ queues: Queue[] }>("/api/v1/queues"), 0);
   const nodes = usePoll(() => getJson<{ nodes: NodeEntry[] }>("/api/v1/nodes"), 3000);
 
@@ -111,7 +123,9 @@ export function Jobs({ params }: { params: URLSearchParams }) {
             ))}
           </select>
         </label>
-        <span class="muted">{rows.length} jobs</span>
+        <span class="muted">
+          {rows.length} jobs{before ? ` older than ${before}` : ""}
+        </span>
       </div>
       <ErrorBox error={jobs.error} what="jobs" />
       <table class="grid" data-testid="jobs-table">
@@ -133,7 +147,9 @@ export function Jobs({ params }: { params: URLSearchParams }) {
           {rows.map((j) => (
             <tr data-job={j.id}>
               <td>
-                <a href={`#/jobs/${j.id}`}>{j.id}</a>
+                <a href={`#/jobs/${j.id}`} title={`job ${j.id}`}>
+                  {jobLabel(j)}
+                </a>
               </td>
               <td>
                 <a href={`#/jobs/${j.id}`}>{j.name}</a>
@@ -153,6 +169,22 @@ export function Jobs({ params }: { params: URLSearchParams }) {
         </tbody>
       </table>
       {jobs.data && rows.length === 0 && <p class="muted">No jobs match.</p>}
+      <p class="pager">
+        {before && (
+          <a href="#" data-testid="newest" onClick={(e) => (e.preventDefault(), setParam("before", "", params))}>
+            ← newest
+          </a>
+        )}{" "}
+        {older !== undefined && (
+          <a
+            href="#"
+            data-testid="older"
+            onClick={(e) => (e.preventDefault(), setParam("before", String(older), params))}
+          >
+            older jobs →
+          </a>
+        )}
+      </p>
     </div>
   );
 }
