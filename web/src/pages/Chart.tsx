@@ -8,6 +8,8 @@ export interface Series {
   values: (number | null)[];
 }
 
+const steps = uPlot.paths.stepped!({ align: 1 });
+
 // A time-series line chart (uPlot draws it). `times` in Unix seconds.
 // `xRange` pins the time axis to the chosen window (else uPlot fits the
 // samples, and a single sample would stretch the axis over years); `yMax`
@@ -42,7 +44,8 @@ export function TimeChart({
       axes: [{}, { label: unit, size: 60 }],
       series: [
         {},
-        ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 2 })),
+        // Allocations hold until the next sample: steps, not slopes between samples.
+        ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 2, paths: steps })),
       ],
     };
     const plot = new uPlot(opts, [times, ...series.map((s) => s.values)], el);

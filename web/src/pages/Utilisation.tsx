@@ -47,7 +47,10 @@ export function UtilisationPage() {
 
   const missing = error?.status === 404;
   const now = Math.floor(Date.now() / 1000);
-  const xRange: [number, number] = [now - windowS, now];
+  // The axis starts at the first sample when history is shorter than the
+  // window: a controller started 5 minutes ago is not drawn as an hour of nothing.
+  const first = charts.times.length > 0 ? charts.times[0] - (data?.step_s ?? 0) : now - windowS;
+  const xRange: [number, number] = [Math.max(now - windowS, first), now];
   return (
     <div>
       <h2>Utilisation</h2>
