@@ -172,22 +172,6 @@ std::string BootId() {
   return id.ok() ? std::string(absl::StripAsciiWhitespace(*id)) : std::string();
 }
 
-// Whether some process holds the flock on `path`: true when a shim is alive.
-// false when nobody does (or the file is gone); an error for anything else.
-absl::StatusOr<bool> LockHeld(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return false;
-    return ErrnoError(errno, absl::StrCat("open ", path));
-  }
-  const int r = flock(fd, LOCK_EX | LOCK_NB);
-  const int err = errno;
-  close(fd);  // releases the lock if we took it
-  if (r == 0) return false;
-  if (err == EWOULDBLOCK) return true;
-  return ErrnoError(err, absl::StrCat("flock ", path));
-}
-
 enum class Phase { kStarting, kRunning, kEnded };
 
 const char* PhaseName(Phase p) {
@@ -580,7 +564,9 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
     // before forking the task: nothing ran.
     int status = 0;
     waitpid(shim_pid, &status, 0);
-    return abandon(absl::InternalError(absl::StrCat("the shim of task ", id, " died before starting it")));
+    return abandon(absl::InternalError(
+        absl::StrCat("the shim of task ", id, " died before starting it",
+                     shim_path_.empty() ? "" : absl::StrCat(" (is ", shim_path_, " of this icos version?)"))));
   }
 
   task->shim_pid = shim_pid;

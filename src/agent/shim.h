@@ -79,6 +79,10 @@ struct ShimPlan {
 inline constexpr int kPlanFd = 3;
 inline constexpr int kReportFd = 4;
 inline constexpr int kLockFd = 5;
+// The plan format's version, its first number: an agent still running an
+// older binary after an upgrade must not hand a newer icos-shim a plan it
+// reads otherwise (that shim exits at once and the launch fails, saying so).
+inline constexpr int64_t kPlanVersion = 1;
 
 // How long before its lease ends a task must be dead: covers the shim's
 // polling period, the kill's delivery and clock-rate differences.

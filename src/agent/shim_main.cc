@@ -75,8 +75,8 @@ int main() {
   Reader r(blob);
   std::string paths[10];
   std::vector<std::string> argv, sh_argv, envp, procs;
-  int64_t uid = -1, gid = -1, num_groups = 0;
-  bool ok = true;
+  int64_t uid = -1, gid = -1, num_groups = 0, version = 0;
+  bool ok = r.Number(&version) && version == icos::agent::shim::kPlanVersion;
   for (std::string& p : paths) ok = ok && r.String(&p);
   ok = ok && r.List(&argv) && r.List(&sh_argv) && r.List(&envp) && r.List(&procs);
   ok = ok && r.Number(&uid) && r.Number(&gid) && r.Number(&num_groups) && num_groups >= 0 && num_groups <= 65536;

@@ -40,6 +40,7 @@ absl::Status Errno(int err, absl::string_view what) {
 
 std::string EncodePlan(const ShimPlan& plan) {
   std::string out;
+  PutNumber(out, kPlanVersion);
   for (const char* s : {plan.log_path, plan.workdir, plan.exit_path, plan.exit_tmp_path, plan.pid_path,
                         plan.pid_tmp_path, plan.spawn_path, plan.exec_path, plan.cgroup_kill_file, plan.lease_path}) {
     PutString(out, s);

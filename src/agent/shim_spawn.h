@@ -10,7 +10,7 @@
 //
 // Format: each string is its length (8 bytes, host order) and its bytes;
 // each list is its count (8 bytes) and its items; each number 8 bytes. In
-// order: log_path, workdir, exit_path, exit_tmp_path, pid_path, pid_tmp_path,
+// order: kPlanVersion, log_path, workdir, exit_path, exit_tmp_path, pid_path, pid_tmp_path,
 // spawn_path, exec_path, cgroup_kill_file, lease_path (strings; "" for none),
 // argv, sh_argv, envp, procs_files (lists of strings), uid, gid, groups (a
 // list of numbers), max_fd, max_disconnect_ms, grace_ms.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -165,6 +166,20 @@ int64_t UnixMillis() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+absl::StatusOr<bool> LockHeld(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return false;
+    return ErrnoError(errno, absl::StrCat("open ", path));
+  }
+  const int r = flock(fd, LOCK_EX | LOCK_NB);
+  const int err = errno;
+  close(fd);  // releases the lock if we took it
+  if (r == 0) return false;
+  if (err == EWOULDBLOCK) return true;
+  return ErrnoError(err, absl::StrCat("flock ", path));
 }
 
 }  // namespace icos::agent

@@ -60,6 +60,11 @@ bool ProcessAlive(pid_t pid, int64_t start_ticks);
 // Wall-clock milliseconds since the Unix epoch (CLOCK_REALTIME).
 int64_t UnixMillis();
 
+// Whether some process holds the flock on `path` (for the launcher: a task's
+// shim is alive). false when nobody does (or the file is gone); an error for
+// anything else.
+absl::StatusOr<bool> LockHeld(const std::string& path);
+
 }  // namespace icos::agent
 
 #endif  // ICOS_AGENT_SYS_UTIL_H_
