@@ -1,12 +1,15 @@
 #include "agent/launcher.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -18,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "agent/shim.h"
+#include "agent/shim_spawn.h"
 #include "agent/sys_util.h"
 #include "agent/test_util.h"
 #include "gmock/gmock.h"
@@ -140,6 +144,73 @@ TEST_F(LauncherTest, TheShimIsAProgramOfItsOwn) {
   EXPECT_TRUE(absl::EndsWith(exe, "/icos-shim")) << exe;
   ASSERT_TRUE(launcher_->Stop("t1", 0).ok());
   ASSERT_TRUE(WaitForExit("t1").has_value());
+}
+
+// After an upgrade an agent still running the old binary finds the new
+// icos-shim beside it: a plan of another format version runs nothing, where
+// the same plan of this version runs its task and records its exit.
+TEST(ShimSpawnTest, AShimGivenAPlanOfAnotherVersionRunsNothing) {
+  const std::string shim_path = shim::ShimBesideSelf();
+  ASSERT_FALSE(shim_path.empty());
+  TempDir tmp;
+  const std::string log = tmp.Sub("t.log"), exit = tmp.Sub("t.exit"), exit_tmp = tmp.Sub("t.exit.tmp");
+  const std::string pid = tmp.Sub("t.pid"), pid_tmp = tmp.Sub("t.pid.tmp"), spawn = tmp.Sub("t.spawn");
+  std::string prog = "/bin/true", sh = "/bin/sh";
+  char* argv[] = {prog.data(), nullptr};
+  char* sh_argv[] = {sh.data(), prog.data(), nullptr};
+  char* envp[] = {nullptr};
+  shim::ShimPlan plan;
+  plan.log_path = log.c_str();
+  plan.exit_path = exit.c_str();
+  plan.exit_tmp_path = exit_tmp.c_str();
+  plan.pid_path = pid.c_str();
+  plan.pid_tmp_path = pid_tmp.c_str();
+  plan.spawn_path = spawn.c_str();
+  plan.exec_path = prog.c_str();
+  plan.argv = argv;
+  plan.sh_argv = sh_argv;
+  plan.envp = envp;
+  const std::string encoded = shim::EncodePlan(plan);
+  int64_t version = 0;
+  std::memcpy(&version, encoded.data(), sizeof(version));
+  ASSERT_EQ(version, shim::kPlanVersion);  // the version leads the plan
+
+  // Runs icos-shim with `blob` on its plan fd; returns its exit status.
+  auto run = [&](const std::string& blob) {
+    int sv[2], report[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    EXPECT_EQ(pipe2(report, O_CLOEXEC), 0);
+    const pid_t child = fork();
+    if (child == 0) {
+      dup2(sv[1], shim::kPlanFd);
+      dup2(report[1], shim::kReportFd);
+      dup2(report[1], shim::kLockFd);  // any open fd will do here
+      execl(shim_path.c_str(), "icos-shim", static_cast<char*>(nullptr));
+      _exit(126);
+    }
+    close(sv[1]);
+    close(report[1]);
+    EXPECT_EQ(write(sv[0], blob.data(), blob.size()), static_cast<ssize_t>(blob.size()));
+    close(sv[0]);
+    int status = 0;
+    EXPECT_EQ(waitpid(child, &status, 0), child);
+    close(report[0]);
+    return status;
+  };
+  std::string other = encoded;
+  const int64_t next = shim::kPlanVersion + 1;
+  std::memcpy(other.data(), &next, sizeof(next));
+  const int refused = run(other);
+  ASSERT_TRUE(WIFEXITED(refused));
+  EXPECT_EQ(WEXITSTATUS(refused), 127);
+  EXPECT_FALSE(PathExists(spawn));  // nothing was started
+  EXPECT_FALSE(PathExists(exit));
+
+  const int ran = run(encoded);
+  ASSERT_TRUE(WIFEXITED(ran));
+  EXPECT_EQ(WEXITSTATUS(ran), 0);
+  EXPECT_TRUE(PathExists(spawn));
+  EXPECT_THAT(Slurp(exit), HasSubstr("wait_status 0"));
 }
 
 TEST_F(LauncherTest, StderrGoesToTheSameLog) {
