@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/backoff.h"
 #include "common/log.h"
 #include "controller/authz.h"
 #include "protocol/http_client.h"
@@ -181,8 +182,7 @@ int WebhookSender::DeliverDue() {
         deliveries_->Inc({"given_up"});
         continue;
       }
-      const int shift = std::min(n.attempts - 1, 30);
-      n.next_ms = now + std::min(options_.max_retry_ms, options_.first_retry_ms << shift);
+      n.next_ms = now + DoublingBackoffMs(options_.first_retry_ms, options_.max_retry_ms, n.attempts);
       batch.notifications.push_back(std::move(n));
       deliveries_->Inc({"retried"});
     }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "api/job_spec.h"
+#include "common/backoff.h"
 #include "engine/dependencies.h"
 
 namespace icos::engine {
@@ -187,10 +188,7 @@ int32_t Engine::RetriesUsed(const JobEntry& j) {
 int32_t Engine::InfrastructureFailures(const JobEntry& j) { return Failures(j) - RetriesUsed(j); }
 
 int64_t Engine::RestartBackoffMs(int32_t failures) const {
-  if (failures <= 0 || options_.restart_backoff_ms <= 0) return 0;
-  int64_t ms = options_.restart_backoff_ms;
-  for (int32_t k = 1; k < failures && ms < options_.restart_backoff_max_ms; ++k) ms *= 2;
-  return std::min(ms, std::max(options_.restart_backoff_max_ms, options_.restart_backoff_ms));
+  return DoublingBackoffMs(options_.restart_backoff_ms, options_.restart_backoff_max_ms, failures);
 }
 
 int64_t Engine::RetryAtMs(const JobEntry& j) const {
