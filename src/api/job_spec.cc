@@ -927,11 +927,19 @@ const char* AffinityName(core::Affinity a) { return NameOf(kAffinities, a).data(
 
 static_assert(CheckpointSpec{}.signal == SIGUSR1, "the default checkpoint signal is SIGUSR1");
 
-const char* NotifyEventName(uint32_t event) {
+std::vector<std::string> NotifyEventNames(uint32_t on) {
+  std::vector<std::string> out;
   for (const auto& [v, name] : kNotifyEvents) {
-    if (v == event) return name.data();
+    if ((on & v) != 0) out.emplace_back(name);
   }
-  return nullptr;
+  return out;
+}
+
+uint32_t NotifyEventByName(absl::string_view name) {
+  for (const auto& [v, n] : kNotifyEvents) {
+    if (n == name) return v;
+  }
+  return 0;
 }
 
 const char* CheckpointSignalName(int32_t signal) {

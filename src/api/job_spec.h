@@ -118,8 +118,11 @@ enum NotifyEvent : uint32_t {
   kNotifyPreempt = 8,  // it stopped to run again later: preempted, moved, requeued, restarting
 };
 inline constexpr uint32_t kNotifyAll = kNotifyStart | kNotifyEnd | kNotifyFail | kNotifyPreempt;
-// "start", "end", "fail", "preempt"; nullptr for anything else.
-const char* NotifyEventName(uint32_t event);
+// The names of the events in `on` ("start", "end", "fail", "preempt", in
+// that order): how specs and queues write them.
+std::vector<std::string> NotifyEventNames(uint32_t on);
+// The event named `name`; 0 for none.
+uint32_t NotifyEventByName(absl::string_view name);
 
 struct NotifySpec {
   std::string url;  // http(s)://host[:port]/path (ParseWebhookUrl); empty: none

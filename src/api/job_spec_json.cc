@@ -43,11 +43,7 @@ std::string JobSpecToJson(const JobSpec& spec) {
     job["checkpoint"] = std::move(ckpt);
   }
   if (const NotifySpec& n = spec.notify; !n.url.empty()) {
-    Json events = Json::array();
-    for (uint32_t bit = 1; bit <= kNotifyAll; bit <<= 1) {
-      if ((n.on & bit) != 0) events.push_back(NotifyEventName(bit));
-    }
-    job["notify"] = {{"url", n.url}, {"on", std::move(events)}};
+    job["notify"] = {{"url", n.url}, {"on", NotifyEventNames(n.on)}};
   }
   Json tasks = Json::array();
   for (const TaskSpec& t : spec.tasks) {

@@ -231,6 +231,14 @@ TEST_F(ControllerWebhookTest, OnlyAllowedHostsMayBeNotified) {
 }
 
 TEST_F(ControllerWebhookTest, AStartAndAnEndCommitTheirMessagesForTheJobAndItsQueue) {
+  core::Queue bad{.name = "team"};
+  bad.notify_url = "ftp://hooks.corp.example/team";
+  EXPECT_THAT(controller_->PutQueue(admin_, bad).message(), HasSubstr("queue notify: webhook URL: only http"));
+  EXPECT_THAT(
+      wire::QueueFromJson(nlohmann::json::parse(R"({"name": "team", "notify": {"url": "http://h/", "on": ["x"]}})"))
+          .status()
+          .message(),
+      HasSubstr("\"x\" is not an event"));
   core::Queue q{.name = "team"};
   q.notify_url = "http://hooks.corp.example/team";
   q.notify_on = api::kNotifyFail;
