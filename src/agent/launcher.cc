@@ -282,10 +282,10 @@ absl::StatusOr<std::unique_ptr<TaskLauncher>> TaskLauncher::Create(TaskLauncherO
   if (absl::Status s = MakeDirs(options.state_dir, 0700); !s.ok()) return s;
   if (absl::Status s = MakeDirs(options.log_dir, 0700); !s.ok()) return s;
   auto launcher = std::unique_ptr<TaskLauncher>(new TaskLauncher(std::move(options)));
-  launcher->shim_path_ = launcher->options_.shim_path.empty() ? shim::ShimBesideSelf() : launcher->options_.shim_path;
-  if (!launcher->shim_path_.empty() && access(launcher->shim_path_.c_str(), X_OK) != 0) {
-    return ErrnoError(errno, absl::StrCat("shim program ", launcher->shim_path_));
-  }
+  // One named must be there; the one beside the program is used only if it is.
+  const std::string& named = launcher->options_.shim_path;
+  if (!named.empty() && access(named.c_str(), X_OK) != 0) return ErrnoError(errno, "shim program " + named);
+  launcher->shim_path_ = named.empty() ? shim::ShimBesideSelf() : named;
   absl::StatusOr<std::unique_ptr<CgroupManager>> cgroups = CgroupManager::Create(launcher->options_.cgroups);
   if (cgroups.ok()) {
     launcher->cgroups_ = *std::move(cgroups);

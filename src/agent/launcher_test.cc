@@ -67,6 +67,11 @@ class LauncherTestBase : public ::testing::Test {
     return launcher.ok() ? *std::move(launcher) : nullptr;
   }
 
+  // A task that logs "ready", then each of SIGUSR1 and SIGTERM as it gets
+  // them (SIGTERM ends it).
+  static constexpr char kSaysWhichSignal[] =
+      "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.05; done";
+
   static TaskLaunch Sh(const std::string& id, const std::string& script) {
     return {.task_id = id, .argv = {"/bin/sh", "-c", script}};
   }
@@ -409,9 +414,7 @@ TEST_F(LauncherTest, TaskIgnoringSigtermIsKilledOnlyOnceTheGraceHasPassed) {
 // The checkpoint contract: a planned stop sends the job's checkpoint signal
 // first and SIGTERM only once the checkpoint window has passed.
 TEST_F(LauncherTest, ACheckpointingStopSignalsFirstAndTerminatesAfterTheWindow) {
-  MustStart(Sh("t1",
-               "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
-               "while :; do sleep 0.05; done"));
+  MustStart(Sh("t1", kSaysWhichSignal));
   ASSERT_TRUE(WaitForLog("t1", "ready"));
   ASSERT_TRUE(launcher_->Stop("t1", 10'000, false, {.signal = SIGUSR1, .window_ms = 5'000}).ok());
   ASSERT_TRUE(WaitForLog("t1", "got USR1"));
@@ -429,9 +432,7 @@ TEST_F(LauncherTest, ACheckpointingStopSignalsFirstAndTerminatesAfterTheWindow) 
 }
 
 TEST_F(LauncherTest, ACancelDuringTheCheckpointWindowTerminatesAtOnce) {
-  MustStart(Sh("t1",
-               "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
-               "while :; do sleep 0.05; done"));
+  MustStart(Sh("t1", kSaysWhichSignal));
   ASSERT_TRUE(WaitForLog("t1", "ready"));
   ASSERT_TRUE(launcher_->Stop("t1", 10'000, false, {.signal = SIGUSR1, .window_ms = 60'000}).ok());
   ASSERT_TRUE(WaitForLog("t1", "got USR1"));
@@ -545,9 +546,7 @@ TEST_F(LauncherTest, AdoptedTaskCanBeStopped) {
 // SIGTERM went out is not journaled, so the next agent sends it at once
 // rather than leave the task to the SIGKILL deadline, which it keeps.
 TEST_F(LauncherTest, AnAgentRestartInsideACheckpointWindowStillEndsTheTask) {
-  MustStart(Sh("t1",
-               "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; "
-               "while :; do sleep 0.05; done"));
+  MustStart(Sh("t1", kSaysWhichSignal));
   ASSERT_TRUE(WaitForLog("t1", "ready"));
   ASSERT_TRUE(launcher_->Stop("t1", 10'000, false, {.signal = SIGUSR1, .window_ms = 60'000}).ok());
   ASSERT_TRUE(WaitForLog("t1", "got USR1"));
