@@ -52,6 +52,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -226,10 +227,20 @@ class CgroupManager {
   absl::StatusOr<std::vector<std::string>> CreateGroupV2(const std::string& task_id, const CgroupLimits& limits);
   absl::StatusOr<std::vector<std::string>> CreateGroupV1(const std::string& task_id, const CgroupLimits& limits);
 
+  // MakeDir, then SecureGroupDir of a parent level ("icos", "icos/<cluster>")
+  // the first time this manager passes it, or when it is another directory
+  // (inode) than the one secured, or no longer the agent's alone.
+  // Only root or the agent's uid can change a directory the agent owns, so
+  // once secured it stays so; securing it at every launch listed (and
+  // stat'ed) every task group under it: 15 ms a launch with 150 groups.
+  absl::Status MakeSecureParent(const std::string& dir);
+
   CgroupOptions options_;
   CgroupLayout layout_;
-  std::vector<std::string> parent_parts_;  // options_.parent split at '/', then cluster_id
-  std::string prefix_;                     // parent_parts_ joined: "icos/<cluster_id>"
+  std::mutex secured_mu_;
+  std::map<std::string, ino_t> secured_parents_;  // path -> inode secured; guarded by secured_mu_
+  std::vector<std::string> parent_parts_;         // options_.parent split at '/', then cluster_id
+  std::string prefix_;                            // parent_parts_ joined: "icos/<cluster_id>"
 };
 
 // "0,2,3" for {0, 2, 3}: the list format cpuset.cpus/cpuset.mems accept.

@@ -226,6 +226,28 @@ TEST_F(CgroupV1FakeContainmentTest, RepairsDelegatedModes) {
   EXPECT_EQ(ModeOf(root_ + "/memory/icos/c1"), 0755u);
 }
 
+// The parent levels are secured once per manager, not at every launch (each
+// time listed every task's group), unless they are another directory now.
+TEST_F(CgroupV1FakeContainmentTest, AParentMadeAgainIsSecuredAgain) {
+  Make({"memory"});
+  const std::string parent = root_ + "/memory/icos/c1";
+  ASSERT_TRUE(manager_->CreateGroup("t1", {}).ok());
+  EXPECT_EQ(ModeOf(parent), 0755u);
+  // Emptied and made again by someone else, with a permissive mode.
+  std::filesystem::remove_all(parent);
+  std::filesystem::create_directories(parent);
+  Spit(parent + "/cgroup.procs", "");
+  ASSERT_EQ(chmod(parent.c_str(), 0777), 0);
+  ASSERT_EQ(chmod((parent + "/cgroup.procs").c_str(), 0666), 0);
+  ASSERT_TRUE(manager_->CreateGroup("t2", {}).ok());
+  EXPECT_EQ(ModeOf(parent), 0755u);
+  EXPECT_EQ(ModeOf(parent + "/cgroup.procs"), 0644u);
+  // The task groups themselves are secured at each creation.
+  ASSERT_EQ(chmod((parent + "/t2").c_str(), 0777), 0);
+  ASSERT_TRUE(manager_->CreateGroup("t2", {}).ok());
+  EXPECT_EQ(ModeOf(parent + "/t2"), 0755u);
+}
+
 TEST(CgroupV2FakeContainmentTest, FreezerPathWithoutCgroupKill) {
   TempDir tmp;
   const std::string group = tmp.Sub("icos/c1/t1");
