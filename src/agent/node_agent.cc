@@ -451,6 +451,7 @@ void NodeAgent::Launch(const wire::Assignment& a) {
     k.status.end_ms = clock_->NowMs();
     known_[a.task_id] = k;
     launched_ = true;
+    exits_.Wake();  // report it now
   };
   // Whose task it is, and so what it may reach (task_identity.h).
   absl::StatusOr<TaskIdentity> who = ResolveTaskIdentity(a.user, a.uid, a.gid, options_.identity, geteuid());
@@ -543,6 +544,7 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   if (!notes.empty()) k.status.reason = absl::StrJoin(notes, "; ");
   known_[a.task_id] = k;
   launched_ = true;
+  exits_.Watch(started->shim_pid);  // its exit wakes the report loop
 }
 
 bool NodeAgent::CollectExits() {
@@ -626,9 +628,10 @@ void NodeAgent::HealthCheckLoop() {
 }
 
 void NodeAgent::BeatLoop() {
-  // Exits are looked for every few milliseconds and reported at once (a
-  // finished task frees its devices for the next job); otherwise a heartbeat
-  // goes out every heartbeat_ms.
+  // Exits are reported at once (a finished task frees its devices for the
+  // next job): a shim's exit or a launch wakes the loop (exit_waiter.h), and
+  // it looks every 10 ms anyway (adopted tasks, time limits, stop
+  // deadlines); otherwise a heartbeat goes out every heartbeat_ms.
   std::string token = Token();
   auto api = std::make_unique<ApiClient>(options_.server_url, token, ClientOptions(options_, 10'000));
   int64_t last_sent = 0;
@@ -691,7 +694,7 @@ void NodeAgent::BeatLoop() {
       last_sent = clock_->NowMs();
     }
     CheckHealth();
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    exits_.Wait(10);
   }
 }
 

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "agent/exit_waiter.h"
 #include "agent/launcher.h"
 #include "agent/task_identity.h"
 #include "common/clock.h"
@@ -184,6 +185,7 @@ class NodeAgent {
   bool usage_fresh_ = false;              // not yet sent (guarded by mu_)
   std::string unhealthy_reason_;          // the health-check program's verdict (guarded by mu_)
   bool launched_ = false;                 // a launch since the last report (guarded by mu_)
+  ExitWaiter exits_;                      // wakes BeatLoop at a launch or a shim's exit
   std::thread watch_, beat_, serve_, health_check_;
 };
 
