@@ -45,7 +45,17 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
                                     .restore_cost_ms = options_.scheduler.restore_cost_ms,
                                     // Its order wants whole-run estimates, not the time left (core/estimates.h).
                                     .total_estimates = scheduler_.order().ranks_by_total_estimate()}),
-      webhooks_(std::make_unique<WebhookSender>(store_, clock_, options_.webhooks, &counters_.webhook_deliveries)) {}
+      webhooks_(std::make_unique<WebhookSender>(store_, clock_, options_.webhooks, &counters_.webhook_deliveries,
+                                                // A queue's webhook is an admin's: not on the allow list.
+                                                [this](const std::string& url) { return IsQueueWebhook(url); })) {}
+
+bool Controller::IsQueueWebhook(const std::string& url) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, q] : engine_.queues()) {
+    if (q.notify_url == url) return true;
+  }
+  return false;
+}
 
 absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions options, store::StateStore* store,
                                                                Clock* clock) {

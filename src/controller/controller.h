@@ -504,6 +504,9 @@ class Controller {
   // Adds the webhook messages `c`'s jobs owe (their `notify:` and their
   // queue's) to its batch: the outbox commits with the change.
   void AddNotifications(engine::Change& c) const;
+  // Whether `url` is some queue's webhook (set by an admin, so not held to
+  // the allow list when delivered). Takes mu_.
+  bool IsQueueWebhook(const std::string& url) const;
   // Device share held per (node, device index), and devices / CPU per queue,
   // by active tasks on Ready nodes (controller_observe.cc).
   struct Allocation {

@@ -83,8 +83,13 @@ std::vector<store::NotificationRecord> WebhookMessages(const store::JobRecord* b
 }
 
 WebhookSender::WebhookSender(store::StateStore* store, const Clock* clock, WebhookOptions options,
-                             metrics::CounterFamily* deliveries)
-    : store_(store), clock_(clock), options_(std::move(options)), deliveries_(deliveries) {}
+                             metrics::CounterFamily* deliveries,
+                             std::function<bool(const std::string& url)> set_by_admin)
+    : store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      deliveries_(deliveries),
+      set_by_admin_(std::move(set_by_admin)) {}
 
 WebhookSender::~WebhookSender() { Stop(); }
 
@@ -141,6 +146,14 @@ absl::Status WebhookSender::Post(const store::NotificationRecord& n) const {
   return absl::OkStatus();
 }
 
+std::string WebhookSender::Refusal(const std::string& url) const {
+  absl::StatusOr<api::WebhookUrl> parsed = api::ParseWebhookUrl(url);
+  if (!parsed.ok()) return std::string(parsed.status().message());
+  if (api::WebhookAllowed(*parsed, options_.allow) || (set_by_admin_ && set_by_admin_(url))) return "";
+  return absl::StrCat(parsed->host, ":", parsed->port,
+                      " is no longer allowed (icos server --notify-allow) nor any queue's webhook; not sent");
+}
+
 int WebhookSender::DeliverDue() {
   const int64_t now = clock_->NowMs();
   absl::StatusOr<std::vector<store::NotificationRecord>> due =
@@ -153,13 +166,27 @@ int WebhookSender::DeliverDue() {
   const size_t width = static_cast<size_t>(std::max(1, options_.parallel));
   for (size_t from = 0; from < due->size() && !stop_; from += width) {
     const size_t to = std::min(due->size(), from + width);
-    std::vector<std::future<absl::Status>> tries;
+    // Checked at each delivery, not only at submit: an admin who narrows
+    // the allow list stops what accepted jobs still owe.
+    std::vector<std::string> refused(to - from);
+    std::vector<std::future<absl::Status>> tries(to - from);
     for (size_t i = from; i < to; ++i) {
-      tries.push_back(std::async(std::launch::async, [this, &n = (*due)[i]] { return Post(n); }));
+      refused[i - from] = Refusal((*due)[i].url);
+      if (!refused[i - from].empty()) continue;
+      tries[i - from] = std::async(std::launch::async, [this, &n = (*due)[i]] { return Post(n); });
     }
     store::WriteBatch batch;
     for (size_t i = from; i < to; ++i) {
       store::NotificationRecord n = (*due)[i];
+      if (const std::string& why = refused[i - from]; !why.empty()) {
+        batch.done_notifications.push_back(n.id);
+        batch.events.push_back({.job_id = n.job_id,
+                                .time_ms = now,
+                                .kind = "NotifyFailed",
+                                .message = absl::StrCat("webhook ", n.url, ": ", why)});
+        deliveries_->Inc({"refused"});
+        continue;
+      }
       const absl::Status sent = tries[i - from].get();
       if (sent.ok()) {
         batch.done_notifications.push_back(n.id);

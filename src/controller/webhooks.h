@@ -15,9 +15,11 @@
 // HMAC-SHA256 of the body under it (as GitHub signs its webhooks).
 //
 // Who can reach what: a user's job may only name hosts an admin allowed
-// (ControllerOptions::webhooks.allow, checked at submit), so a job cannot
-// make the controller call its metadata service or admin ports; redirects
-// are not followed. Queue webhooks are set by admins.
+// (ControllerOptions::webhooks.allow), so a job cannot make the controller
+// call its metadata service or admin ports; redirects are not followed.
+// Queue webhooks are set by admins. The list is checked at submit and again
+// at each delivery: after an admin narrows it, messages owed to a host no
+// longer on it (or on no queue) are dropped with a "NotifyFailed" event.
 //
 // Thread-safety: WebhookSender's methods may be called from any thread.
 #ifndef ICOS_CONTROLLER_WEBHOOKS_H_
@@ -26,6 +28,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -65,9 +68,11 @@ std::vector<store::NotificationRecord> WebhookMessages(const store::JobRecord* b
 
 class WebhookSender {
  public:
-  // `deliveries` counts outcomes by label: delivered, retried, given_up.
+  // `deliveries` counts outcomes by label: delivered, retried, given_up,
+  // refused. `set_by_admin` tells whether a URL is an admin's own (a queue's
+  // webhook), which the allow list does not restrict; nullptr: none is.
   WebhookSender(store::StateStore* store, const Clock* clock, WebhookOptions options,
-                metrics::CounterFamily* deliveries);
+                metrics::CounterFamily* deliveries, std::function<bool(const std::string& url)> set_by_admin = nullptr);
   ~WebhookSender();
 
   void Start();
@@ -81,12 +86,15 @@ class WebhookSender {
  private:
   // One POST; OK on a 2xx.
   absl::Status Post(const store::NotificationRecord& n) const;
+  // Why `url` may not be called now ("" when it may).
+  std::string Refusal(const std::string& url) const;
   void Loop();
 
   store::StateStore* const store_;
   const Clock* const clock_;
   const WebhookOptions options_;
   metrics::CounterFamily* const deliveries_;
+  const std::function<bool(const std::string&)> set_by_admin_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool kicked_ = false;  // guarded by mu_

@@ -92,7 +92,7 @@ std::string Hmac(const std::string& key, const std::string& data) {
 class Receiver {
  public:
   Receiver() {
-    server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+    server_.Post("/hook(/queue)?", [this](const httplib::Request& req, httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu_);
       got_.push_back(req);
       res.status = status_;
@@ -140,7 +140,7 @@ TEST_F(WebhookDeliveryTest, ADeliveredMessageIsSignedAndLeavesTheOutbox) {
                        {{.job_id = 7, .url = receiver_.Url(), .body = "{\"event\":\"x\"}", .next_ms = clock_.NowMs()}}})
           .ok());
   const int64_t id = Outbox().at(0).id;
-  WebhookSender sender(store_.get(), &clock_, WebhookOptions{.secret = "s3cret"}, &deliveries_);
+  WebhookSender sender(store_.get(), &clock_, WebhookOptions{.allow = {"127.0.0.1"}, .secret = "s3cret"}, &deliveries_);
   EXPECT_EQ(sender.DeliverDue(), 1);
   ASSERT_EQ(receiver_.Got().size(), 1u);
   const httplib::Request got = receiver_.Got()[0];
@@ -157,9 +157,10 @@ TEST_F(WebhookDeliveryTest, AFailingEndpointIsRetriedWithBackOffThenGivenUpOnWit
   ASSERT_TRUE(
       store_->Apply({.notifications = {{.job_id = 7, .url = receiver_.Url(), .body = "{}", .next_ms = clock_.NowMs()}}})
           .ok());
-  WebhookSender sender(store_.get(), &clock_,
-                       WebhookOptions{.max_attempts = 3, .first_retry_ms = 1'000, .max_retry_ms = 60'000},
-                       &deliveries_);
+  WebhookSender sender(
+      store_.get(), &clock_,
+      WebhookOptions{.allow = {"127.0.0.1"}, .max_attempts = 3, .first_retry_ms = 1'000, .max_retry_ms = 60'000},
+      &deliveries_);
   EXPECT_EQ(sender.DeliverDue(), 0);
   ASSERT_EQ(Outbox().size(), 1u);
   EXPECT_EQ(Outbox()[0].attempts, 1);
@@ -193,11 +194,37 @@ TEST_F(WebhookDeliveryTest, AnUnreachableEndpointDoesNotHoldUpTheOthers) {
                        {{.job_id = 1, .url = "http://127.0.0.1:1/hook", .body = "{}", .next_ms = clock_.NowMs()},
                         {.job_id = 2, .url = receiver_.Url(), .body = "{}", .next_ms = clock_.NowMs()}}})
           .ok());
-  WebhookSender sender(store_.get(), &clock_, WebhookOptions{.timeout_ms = 2'000}, &deliveries_);
+  WebhookSender sender(store_.get(), &clock_, WebhookOptions{.allow = {"127.0.0.1"}, .timeout_ms = 2'000},
+                       &deliveries_);
   EXPECT_EQ(sender.DeliverDue(), 1);
   ASSERT_EQ(Outbox().size(), 1u);
   EXPECT_EQ(Outbox()[0].job_id, 1);
   EXPECT_THAT(Outbox()[0].last_error, HasSubstr("cannot reach"));
+}
+
+// An admin narrowed the allow list (a restart with another --notify-allow):
+// what accepted jobs still owe to a host no longer on it is not sent, and
+// says so on the job; a queue's webhook (an admin's own) still goes.
+TEST_F(WebhookDeliveryTest, AHostNoLongerAllowedIsNotCalledUnlessItIsAQueuesWebhook) {
+  const std::string queue_url = receiver_.Url() + "/queue";
+  ASSERT_TRUE(
+      store_
+          ->Apply({.notifications = {{.job_id = 3, .url = receiver_.Url(), .body = "{}", .next_ms = clock_.NowMs()},
+                                     {.job_id = 4, .url = queue_url, .body = "{}", .next_ms = clock_.NowMs()}}})
+          .ok());
+  WebhookSender sender(store_.get(), &clock_, WebhookOptions{.allow = {"hooks.corp.example"}}, &deliveries_,
+                       [&](const std::string& url) { return url == queue_url; });
+  EXPECT_EQ(sender.DeliverDue(), 1);
+  ASSERT_EQ(receiver_.Got().size(), 1u);
+  EXPECT_EQ(receiver_.Got()[0].path, "/hook/queue");
+  EXPECT_THAT(Outbox(), IsEmpty());
+  auto events = store_->ListEvents(3, 0, 0);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].kind, "NotifyFailed");
+  EXPECT_THAT((*events)[0].message, HasSubstr("no longer allowed"));
+  EXPECT_EQ(deliveries_.Value({"refused"}), 1);
+  EXPECT_EQ(deliveries_.Value({"delivered"}), 1);
 }
 
 // Through the controller: a job's notify is checked against the allow list
