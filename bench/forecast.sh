@@ -7,10 +7,13 @@
 # point forecast of a Slurm-style planner (every job ends at its estimate).
 # One line per cluster:
 #   forecast cluster=C policy=P jobs=N forecasts=F waited_10min=W samples=S
-#     coverage=X% p50_error=Y% slurm_style_error=Z% slurm_style_coverage=V%
+#     coverage=X% p50_error=Y% calibrated_coverage=X% calibrated_p50_error=Y%
+#     slurm_style_error=Z% slurm_style_coverage=V%
 #     forecast_ms_p50=... forecast_ms_max=...
 # coverage: share of forecast jobs whose start lies in [P10, P90] (goal >= 80%);
 # p50_error: median |P50 - start| / wait of jobs that waited > 10 min (goal <= 30%).
+# calibrated_*: the same for the forecasts as the controller shows them, each
+# calibrated by the earlier ones whose jobs had started (core/forecast_calibration.h).
 # FORECAST_WINDOW_S=3600 takes the last hour's work to come again (ForecastOptions::arrival_window_ms).
 # Usage: bench/forecast.sh   (needs a release build; BIN=build dir, ICOS_TRACES=trace dir,
 #        JOBS=first N jobs (default 10000), EVERY=100, SAMPLES=8, CLUSTERS="88x8xV100 60x8xV100")

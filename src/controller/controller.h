@@ -41,6 +41,7 @@
 #include "controller/slow_nodes.h"
 #include "controller/webhooks.h"
 #include "core/forecast.h"
+#include "core/forecast_calibration.h"
 #include "core/scheduler.h"
 #include "engine/engine.h"
 #include "protocol/wire.h"
@@ -101,6 +102,9 @@ struct ControllerOptions {
   // them. 0: none.
   int64_t forecast_interval_ms = 30'000;
   core::ForecastOptions forecast;
+  // Forecasts are calibrated by what became of earlier ones
+  // (core/forecast_calibration.h); min_observations larger than window: never.
+  core::CalibrationOptions forecast_calibration;
   // What one refresh may cost, in passes the size of the last one: its
   // forecast.max_passes is cut so that samples x passes x (the last pass's
   // decide time) stays within this, and jobs further back than that reach
@@ -540,15 +544,24 @@ class Controller {
   // Start-time forecasts: a due pass leaves its snapshot in forecast_input_
   // for the forecast thread.
   void ForecastLoop();
+  // Feeds calibrator_ with the first forecasts of jobs `input` shows started,
+  // and calibrates `made` (the raw forecasts from `input`).
+  void Calibrate(const core::Snapshot& input, std::vector<core::StartForecast>& made);
   // Called by RunPass with its snapshot: kept when a refresh is due.
   void OfferForecastInput(const core::Snapshot& snap);
   mutable std::mutex forecast_mu_;
   std::condition_variable forecast_cv_;
   std::shared_ptr<const core::Snapshot> forecast_input_;  // guarded by forecast_mu_
   int64_t forecast_input_ms_ = -1;                        // when the last input was kept; guarded by forecast_mu_
-  std::map<int64_t, core::StartForecast> forecasts_;      // guarded by forecast_mu_
+  std::map<int64_t, core::StartForecast> forecasts_;      // guarded by forecast_mu_ (calibrated)
   int64_t forecasts_made_ms_ = 0;                         // guarded by forecast_mu_
   std::thread forecast_thread_;
+  // Each pending job's first raw forecast (when made, what), and what those
+  // of the started ones taught. Guarded by calibration_mu_ (RefreshForecasts
+  // runs on the forecast thread, or a test's).
+  std::mutex calibration_mu_;
+  std::map<int64_t, std::pair<int64_t, core::StartForecast>> first_forecasts_;
+  core::ForecastCalibrator calibrator_{options_.forecast_calibration};
   std::atomic<double> last_decide_s_{0};  // the last pass's scheduler time (forecast budget)
 
   std::mutex loop_mu_;

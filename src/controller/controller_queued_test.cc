@@ -285,5 +285,44 @@ TEST_F(ControllerTest, PendingJobsGetAStartForecastFromThePassesSnapshot) {
   EXPECT_EQ(controller_->ForecastsMadeMs(), t0 + 60'000);
 }
 
+// Every job runs three times its 10-minute estimate: each forecast of "the
+// job ahead ends at its estimate" is early by the same factor. Once three
+// started jobs have shown it, forecasts are moved to when jobs really start.
+TEST_F(ControllerTest, ForecastsLearnFromWhatBecameOfEarlierOnes) {
+  options_.forecast.exact_estimates = true;
+  options_.forecast.samples = 1;
+  options_.forecast_calibration.min_observations = 3;
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("g1", 1), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  const std::string gpu =
+      "tasks: [{command: [\"true\"], resources: {cpu: 1, memory: 1Gi, devices: 1}}]\nruntime_estimate: 10m\n";
+  constexpr int64_t kRunMs = 30 * 60'000;
+  auto running = controller_->Submit(alice_, gpu);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  Report("g1", wire::TaskId(*running, 0, 0, 0), "Running");
+  std::vector<int64_t> waits;  // forecast P50 - now, for each next job when submitted
+  for (int k = 0; k < 5; ++k) {
+    auto next = controller_->Submit(alice_, gpu);
+    clock_.Advance(30'000);                    // a refresh is due
+    ASSERT_TRUE(controller_->RunPass().ok());  // offers its snapshot: the next job waits
+    ASSERT_EQ(controller_->RefreshForecasts().value(), true);
+    auto f = controller_->Forecasts({*next});
+    ASSERT_EQ(f.count(*next), 1u);
+    waits.push_back(f.at(*next).p50_ms - clock_.NowMs());
+    clock_.Advance(kRunMs - 30'000);
+    Report("g1", wire::TaskId(*running, 0, 0, 0), "Succeeded");
+    ASSERT_TRUE(controller_->RunPass().ok());
+    ASSERT_EQ(State(*next), "Running");
+    Report("g1", wire::TaskId(*next, 0, 0, 0), "Running");
+    running = next;
+  }
+  // Uncalibrated: the job ahead started 30 s ago with an estimate of 10 minutes.
+  EXPECT_EQ(waits[0], 10 * 60'000 - 30'000);
+  EXPECT_EQ(waits[1], 10 * 60'000 - 30'000);
+  // Each refresh sees that the job before started 30 minutes after it
+  // arrived, not 10: from the fourth on, three such starts calibrate.
+  EXPECT_NEAR(static_cast<double>(waits[4]), static_cast<double>(kRunMs - 30'000), 1'000.0);
+}
+
 }  // namespace
 }  // namespace icos::controller
