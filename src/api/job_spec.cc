@@ -39,6 +39,11 @@ using detail::FirstInvalidUtf8;
 using detail::FormatCpu;
 using detail::FormatDuration;
 using detail::FormatMemory;
+using detail::IsDnsLabel;
+using detail::IsEnvName;
+using detail::IsLabelKey;
+using detail::IsLabelValue;
+using detail::IsVendorName;
 using detail::kMaxShown;
 using detail::kMi;
 using detail::LineExceedingNesting;
@@ -50,7 +55,7 @@ using detail::Shown;
 // anything far deeper is an attack on the recursive YAML parser.
 constexpr int kMaxNesting = 64;
 constexpr int32_t kMaxRetries = 100;
-constexpr size_t kMaxNameLength = 63;
+using detail::kMaxNameLength;
 constexpr size_t kMaxModelLength = 128;
 constexpr double kMaxThroughput = 1e12;
 // How much text aliases may expand the input to, as a multiple of max_bytes:
@@ -159,50 +164,6 @@ std::string ToJobName(absl::string_view text) {
 }
 
 namespace {
-
-bool IsDnsLabel(absl::string_view s) {
-  if (s.empty() || s.size() > kMaxNameLength) return false;
-  for (char c : s) {
-    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) || absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
-          c == '-')) {
-      return false;
-    }
-  }
-  return s.front() != '-' && s.back() != '-';
-}
-
-bool IsEnvName(absl::string_view s) {
-  if (s.empty() || absl::ascii_isdigit(static_cast<unsigned char>(s[0]))) return false;
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_'; });
-}
-
-bool IsLabelChar(char c, absl::string_view extra) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || extra.find(c) != absl::string_view::npos;
-}
-
-// Node label keys: "zone", "icos.io/pool"; alphanumeric at both ends.
-bool IsLabelKey(absl::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  if (!IsLabelChar(s.front(), "") || !IsLabelChar(s.back(), "")) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return IsLabelChar(c, "-_./"); });
-}
-
-// Node label values: empty, or up to 63 of [A-Za-z0-9-_.] alphanumeric at both ends.
-bool IsLabelValue(absl::string_view s) {
-  if (s.empty()) return true;
-  if (s.size() > kMaxNameLength) return false;
-  if (!IsLabelChar(s.front(), "") || !IsLabelChar(s.back(), "")) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return IsLabelChar(c, "-_."); });
-}
-
-bool IsVendorName(absl::string_view s) {
-  if (s.empty() || s.size() > kMaxNameLength || !absl::ascii_isalnum(static_cast<unsigned char>(s[0]))) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return absl::ascii_islower(static_cast<unsigned char>(c)) || absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
-           c == '-' || c == '_';
-  });
-}
 
 constexpr absl::string_view kNameRule =
     "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit";

@@ -182,4 +182,52 @@ absl::Status CheckSingleDocument(const std::string& text) {
                                                  "document?); submit one job per spec"));
 }
 
+// --- names ---------------------------------------------------------------------
+
+bool IsDnsLabel(absl::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  for (char c : s) {
+    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) || absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return s.front() != '-' && s.back() != '-';
+}
+
+bool IsEnvName(absl::string_view s) {
+  if (s.empty() || absl::ascii_isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+namespace {
+
+bool IsLabelChar(char c, absl::string_view extra) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || extra.find(c) != absl::string_view::npos;
+}
+
+}  // namespace
+
+bool IsLabelKey(absl::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  if (!IsLabelChar(s.front(), "") || !IsLabelChar(s.back(), "")) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return IsLabelChar(c, "-_./"); });
+}
+
+bool IsLabelValue(absl::string_view s) {
+  if (s.empty()) return true;
+  if (s.size() > kMaxNameLength) return false;
+  if (!IsLabelChar(s.front(), "") || !IsLabelChar(s.back(), "")) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return IsLabelChar(c, "-_."); });
+}
+
+bool IsVendorName(absl::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength || !absl::ascii_isalnum(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_islower(static_cast<unsigned char>(c)) || absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
+           c == '-' || c == '_';
+  });
+}
+
 }  // namespace icos::api::detail

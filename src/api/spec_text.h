@@ -1,5 +1,6 @@
-// Checks on a spec's raw text before yaml-cpp parses it: valid UTF-8, bounded
-// nesting (yaml-cpp recurses), a single document. Internal to icos_api.
+// Checks on a spec's raw text before yaml-cpp parses it (valid UTF-8, bounded
+// nesting: yaml-cpp recurses; a single document), and on the names in it.
+// Internal to icos_api.
 #ifndef ICOS_API_SPEC_TEXT_H_
 #define ICOS_API_SPEC_TEXT_H_
 
@@ -22,6 +23,18 @@ int LineExceedingNesting(absl::string_view text, int limit);
 // Accepts one document, optionally followed by one empty one (a trailing
 // "---"). Throws YAML::Exception on syntax errors.
 absl::Status CheckSingleDocument(const std::string& text);
+
+// Job and group names: DNS labels (1-63 of [a-z0-9-], no '-' at either end).
+inline constexpr size_t kMaxNameLength = 63;
+bool IsDnsLabel(absl::string_view s);
+// Environment variable names: [A-Za-z_][A-Za-z0-9_]*.
+bool IsEnvName(absl::string_view s);
+// Node label keys: "zone", "icos.io/pool"; alphanumeric at both ends.
+bool IsLabelKey(absl::string_view s);
+// Node label values: empty, or up to 63 of [A-Za-z0-9-_.] alphanumeric at both ends.
+bool IsLabelValue(absl::string_view s);
+// Vendor names: "nvidia", "huawei-ascend": lowercase, digits, '-', '_'.
+bool IsVendorName(absl::string_view s);
 
 }  // namespace icos::api::detail
 
