@@ -211,7 +211,7 @@ constexpr std::pair<int32_t, absl::string_view> kCheckpointSignals[] = {
 // A checkpoint gets at least this long and at most this long before SIGTERM.
 constexpr int64_t kMinCheckpointGraceS = 1;
 constexpr int64_t kMaxCheckpointGraceS = 3600;
-constexpr absl::string_view kNotifyFields[] = {"url", "on"};
+constexpr absl::string_view kNotifyFields[] = {"url", "on", "array_tasks"};
 constexpr std::pair<uint32_t, absl::string_view> kNotifyEvents[] = {
     {kNotifyStart, "start"}, {kNotifyEnd, "end"}, {kNotifyFail, "fail"}, {kNotifyPreempt, "preempt"}};
 constexpr absl::string_view kDependencyFields[] = {"after_ok", "after_any", "after_not_ok", "if_unmet"};
@@ -563,6 +563,12 @@ absl::Status Parser::Notify(const Field& f, JobSpec& spec) {
     if (e.field.node.IsNull()) continue;
     if (e.key == "url") {
       if (absl::Status s = url(e.field); !s.ok()) return s;
+      continue;
+    }
+    if (e.key == "array_tasks") {
+      absl::StatusOr<bool> v = Bool(e.field);
+      if (!v.ok()) return v.status();
+      n.array_tasks = *v;
       continue;
     }
     if (!e.field.node.IsSequence() || e.field.node.size() == 0) {

@@ -28,6 +28,7 @@
 //   notify:                   # optional; a webhook (docs/api.md, "Webhooks"),
 //     url: http://hooks.example:8080/icos   # or just `notify: URL`
 //     on: [start, end, fail, preempt]     # optional; default all
+//     array_tasks: false      # optional; true: each array element's own messages
 //   tasks:
 //     - name: worker
 //       replicas: 2
@@ -127,6 +128,10 @@ uint32_t NotifyEventByName(absl::string_view name);
 struct NotifySpec {
   std::string url;  // http(s)://host[:port]/path (ParseWebhookUrl); empty: none
   uint32_t on = kNotifyAll;
+  // An array's elements: false (Slurm's default) tells of the array as a
+  // whole: "started" when its first element starts, one end message when
+  // its last ends; true (Slurm's --mail-type=ARRAY_TASKS) of each element.
+  bool array_tasks = false;
 
   bool operator==(const NotifySpec&) const = default;
 };

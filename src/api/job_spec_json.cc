@@ -44,6 +44,7 @@ std::string JobSpecToJson(const JobSpec& spec) {
   }
   if (const NotifySpec& n = spec.notify; !n.url.empty()) {
     job["notify"] = {{"url", n.url}, {"on", NotifyEventNames(n.on)}};
+    if (n.array_tasks) job["notify"]["array_tasks"] = true;  // absent when false: older specs keep their JSON
   }
   Json tasks = Json::array();
   for (const TaskSpec& t : spec.tasks) {

@@ -30,11 +30,21 @@ TEST(NotifySpecTest, ChosenEventsSurviveTheStore) {
   EXPECT_EQ(again->notify, spec->notify);
 }
 
+TEST(NotifySpecTest, ArrayTasksIsOffUnlessAskedAndSurvivesTheStore) {
+  EXPECT_FALSE(Parse("http://h/x")->notify.array_tasks);
+  EXPECT_EQ(JobSpecToJson(*Parse("http://h/x")).find("array_tasks"), std::string::npos);  // older specs' JSON unchanged
+  absl::StatusOr<JobSpec> spec = Parse("{url: 'http://h/x', array_tasks: true}");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->notify.array_tasks);
+  EXPECT_TRUE(ParseJobSpec(JobSpecToJson(*spec))->notify.array_tasks);
+  EXPECT_THAT(Parse("{url: 'http://h/x', array_tasks: sometimes}").status().message(), HasSubstr("notify.array_tasks"));
+}
+
 TEST(NotifySpecTest, MistakesAreNamed) {
   EXPECT_THAT(Parse("{on: [end]}").status().message(), HasSubstr("needs a url"));
   EXPECT_THAT(Parse("{url: 'http://h/', on: [finish]}").status().message(), HasSubstr("notify.on[0]"));
   EXPECT_THAT(Parse("{url: 'http://h/', on: []}").status().message(), HasSubstr("start, end, fail, preempt"));
-  EXPECT_THAT(Parse("{url: 'http://h/', every: 1}").status().message(), HasSubstr("known: url, on"));
+  EXPECT_THAT(Parse("{url: 'http://h/', every: 1}").status().message(), HasSubstr("known: url, on, array_tasks"));
   EXPECT_THAT(Parse("file:///etc/passwd").status().message(), HasSubstr("only http:// and https://"));
 }
 

@@ -174,11 +174,19 @@ void Controller::SetAssignmentListener(std::function<void(const std::string& nod
 }
 
 absl::Status Controller::Commit(engine::Change change) {
-  AddNotifications(change);
+  const std::set<int64_t> arrays = AddNotifications(change);
   const bool notify = !change.batch.notifications.empty();
   if (!change.batch.empty()) {
     AddUsage(change.batch);
-    ICOS_RETURN_IF_ERROR(store_->Apply(std::move(change.batch)));
+    if (absl::Status st = store_->Apply(std::move(change.batch)); !st.ok()) {
+      // Their counts took in a change that did not happen: read them again.
+      for (int64_t a : arrays) arrays_.erase(a);
+      return st;
+    }
+  }
+  // An array whose last element ended is done with.
+  for (int64_t a : arrays) {
+    if (auto it = arrays_.find(a); it != arrays_.end() && it->second.open == 0) arrays_.erase(it);
   }
   if (notify) webhooks_->Kick();
   for (const auto& [id, j] : change.jobs) {
@@ -190,20 +198,51 @@ absl::Status Controller::Commit(engine::Change change) {
   return absl::OkStatus();
 }
 
-void Controller::AddNotifications(engine::Change& c) const {
+std::set<int64_t> Controller::AddNotifications(engine::Change& c) {
+  std::set<int64_t> arrays_touched;
   for (const auto& [id, j] : c.jobs) {
-    std::vector<api::NotifySpec> targets;
-    if (!j.spec.notify.url.empty()) targets.push_back(j.spec.notify);
+    // An array element's own messages go only where asked for
+    // (notify.array_tasks); otherwise its array's, as Slurm mails.
+    std::vector<api::NotifySpec> own, of_array;
+    const bool element = j.rec.array_id != 0;
+    if (!j.spec.notify.url.empty()) (element && !j.spec.notify.array_tasks ? of_array : own).push_back(j.spec.notify);
     if (auto q = engine_.queues().find(j.rec.queue); q != engine_.queues().end() && !q->second.notify_url.empty()) {
-      targets.push_back({q->second.notify_url, q->second.notify_on});
+      (element ? of_array : own).push_back({q->second.notify_url, q->second.notify_on});
     }
-    if (targets.empty()) continue;
-    const engine::JobEntry* before = engine_.FindJob(id);
-    for (store::NotificationRecord& n :
-         WebhookMessages(before != nullptr ? &before->rec : nullptr, j.rec, targets, c.batch.events, c.now_ms)) {
+    const engine::JobEntry* before_entry = engine_.FindJob(id);
+    const store::JobRecord* before = before_entry != nullptr ? &before_entry->rec : nullptr;
+    if (!own.empty()) {
+      for (store::NotificationRecord& n : WebhookMessages(before, j.rec, own, c.batch.events, c.now_ms)) {
+        c.batch.notifications.push_back(std::move(n));
+      }
+    }
+    if (of_array.empty()) continue;
+    ArrayProgress* progress = ArrayProgressOf(j.rec.array_id);
+    if (progress == nullptr) continue;  // the store could not say (logged): no array message this time
+    arrays_touched.insert(j.rec.array_id);
+    for (store::NotificationRecord& n : ArrayWebhookMessages(before, j.rec, of_array, *progress, c.now_ms)) {
       c.batch.notifications.push_back(std::move(n));
     }
   }
+  return arrays_touched;
+}
+
+ArrayProgress* Controller::ArrayProgressOf(int64_t array_id) {
+  if (auto it = arrays_.find(array_id); it != arrays_.end()) return &it->second;
+  // First seen since this controller started: how the store has it (the
+  // change being made is not in it yet).
+  absl::StatusOr<std::vector<store::JobRecord>> elements = store_->ListJobs(store::JobQuery{.array_id = array_id});
+  if (!elements.ok()) {
+    log::Failure("read an array for its webhook", elements.status(), absl::StrCat("array=", array_id));
+    return nullptr;
+  }
+  ArrayProgress& p = arrays_[array_id];
+  for (const store::JobRecord& e : *elements) {
+    ++p.elements;
+    p.Count(e.state, +1);
+    p.started = p.started || e.start_ms > 0;
+  }
+  return &p;
 }
 
 // --- queues and nodes -------------------------------------------------------------

@@ -506,8 +506,13 @@ class Controller {
   // accounting changes in the same transaction as the task (controller_observe.cc).
   void AddUsage(store::WriteBatch& b) const;
   // Adds the webhook messages `c`'s jobs owe (their `notify:` and their
-  // queue's) to its batch: the outbox commits with the change.
-  void AddNotifications(engine::Change& c) const;
+  // queue's; an array element's, its array's unless notify.array_tasks) to
+  // its batch: the outbox commits with the change. Returns the arrays whose
+  // progress (arrays_) it counted the change in.
+  std::set<int64_t> AddNotifications(engine::Change& c);
+  // arrays_' entry of an array, read from the store when absent; nullptr
+  // when the store fails.
+  ArrayProgress* ArrayProgressOf(int64_t array_id);
   // Whether `url` is some queue's webhook (set by an admin, so not held to
   // the allow list when delivered). Takes mu_.
   bool IsQueueWebhook(const std::string& url) const;
@@ -538,6 +543,9 @@ class Controller {
   ControllerCounters counters_;
   // Delivers the webhook outbox; started and stopped with the loop.
   std::unique_ptr<WebhookSender> webhooks_;
+  // Arrays told of as a whole whose elements are not all ended; memory only
+  // (read from the store again after a restart). Guarded by mu_.
+  std::map<int64_t, ArrayProgress> arrays_;
   std::mutex sample_mu_;
   int64_t last_sample_slot_ = -1;  // guarded by sample_mu_
 

@@ -50,36 +50,103 @@ std::pair<std::string, uint32_t> Transition(const store::JobRecord* before, cons
 
 }  // namespace
 
-std::vector<store::NotificationRecord> WebhookMessages(const store::JobRecord* before, const store::JobRecord& after,
-                                                       const std::vector<api::NotifySpec>& targets,
-                                                       const std::vector<store::EventRecord>& events, int64_t now_ms) {
+namespace {
+
+nlohmann::json JobJson(const store::JobRecord& job) {
+  return {{"id", job.id},
+          {"name", job.name},
+          {"user", job.user},
+          {"queue", job.queue.empty() ? "default" : job.queue},
+          {"state", store::JobStateName(job.state)},
+          {"reason", job.reason},
+          {"attempt", job.attempt},
+          {"array_id", job.array_id},
+          {"array_index", job.array_index},
+          {"submit_ms", job.submit_ms},
+          {"start_ms", job.start_ms},
+          {"end_ms", job.end_ms}};
+}
+
+// One message per target whose `on` asks for `bits`; two targets with one
+// URL (a job's and its queue's) get one.
+std::vector<store::NotificationRecord> Addressed(int64_t job_id, const nlohmann::json& message, uint32_t bits,
+                                                 const std::vector<api::NotifySpec>& targets, int64_t now_ms) {
   std::vector<store::NotificationRecord> out;
-  if (targets.empty()) return out;
-  const auto [event, bits] = Transition(before, after, events);
-  if (bits == 0) return out;
-  const nlohmann::json job = {{"id", after.id},
-                              {"name", after.name},
-                              {"user", after.user},
-                              {"queue", after.queue.empty() ? "default" : after.queue},
-                              {"state", store::JobStateName(after.state)},
-                              {"reason", after.reason},
-                              {"attempt", after.attempt},
-                              {"array_id", after.array_id},
-                              {"array_index", after.array_index},
-                              {"submit_ms", after.submit_ms},
-                              {"start_ms", after.start_ms},
-                              {"end_ms", after.end_ms}};
-  const std::string body = nlohmann::json{{"event", event}, {"time_ms", now_ms}, {"job", job}}.dump(
-      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string body = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   for (const api::NotifySpec& t : targets) {
     if (t.url.empty() || (t.on & bits) == 0) continue;
-    // Two targets with one URL (a job's and its queue's) get one message.
     if (std::any_of(out.begin(), out.end(), [&](const store::NotificationRecord& n) { return n.url == t.url; })) {
       continue;
     }
-    out.push_back({.job_id = after.id, .url = t.url, .body = body, .next_ms = now_ms});
+    out.push_back({.job_id = job_id, .url = t.url, .body = body, .next_ms = now_ms});
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<store::NotificationRecord> WebhookMessages(const store::JobRecord* before, const store::JobRecord& after,
+                                                       const std::vector<api::NotifySpec>& targets,
+                                                       const std::vector<store::EventRecord>& events, int64_t now_ms) {
+  if (targets.empty()) return {};
+  const auto [event, bits] = Transition(before, after, events);
+  if (bits == 0) return {};
+  return Addressed(after.id, {{"event", event}, {"time_ms", now_ms}, {"job", JobJson(after)}}, bits, targets, now_ms);
+}
+
+void ArrayProgress::Count(store::JobState state, int delta) {
+  switch (state) {
+    case store::JobState::kSucceeded:
+      succeeded += delta;
+      break;
+    case store::JobState::kFailed:
+      failed += delta;
+      break;
+    case store::JobState::kCancelled:
+      cancelled += delta;
+      break;
+    default:
+      open += delta;
+      break;
+  }
+}
+
+std::vector<store::NotificationRecord> ArrayWebhookMessages(const store::JobRecord* before,
+                                                            const store::JobRecord& after,
+                                                            const std::vector<api::NotifySpec>& targets,
+                                                            ArrayProgress& array, int64_t now_ms) {
+  const store::JobState was = before != nullptr ? before->state : store::JobState::kPending;
+  if (before == nullptr) {
+    ++array.elements;  // submitted now: not in what the store held
+    array.Count(after.state, +1);
+  } else if (was != after.state) {
+    array.Count(was, -1);
+    array.Count(after.state, +1);
+  }
+  std::string event;
+  uint32_t bits = 0;
+  if (after.state == store::JobState::kRunning && !array.started) {
+    array.started = true;
+    event = "started";
+    bits = api::kNotifyStart;
+  } else if (store::IsTerminal(after.state) && !store::IsTerminal(was) && array.open == 0) {
+    // The last element ended: the array's end, failed if any element failed.
+    if (array.failed > 0) {
+      event = "failed";
+      bits = api::kNotifyEnd | api::kNotifyFail;
+    } else {
+      event = array.succeeded > 0 ? "succeeded" : "cancelled";
+      bits = api::kNotifyEnd;
+    }
+  }
+  if (bits == 0 || targets.empty()) return {};
+  const nlohmann::json summary = {{"id", after.array_id != 0 ? after.array_id : after.id},
+                                  {"elements", array.elements},
+                                  {"succeeded", array.succeeded},
+                                  {"failed", array.failed},
+                                  {"cancelled", array.cancelled}};
+  return Addressed(after.id, {{"event", event}, {"time_ms", now_ms}, {"job", JobJson(after)}, {"array", summary}}, bits,
+                   targets, now_ms);
 }
 
 WebhookSender::WebhookSender(store::StateStore* store, const Clock* clock, WebhookOptions options,

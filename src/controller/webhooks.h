@@ -66,6 +66,27 @@ std::vector<store::NotificationRecord> WebhookMessages(const store::JobRecord* b
                                                        const std::vector<api::NotifySpec>& targets,
                                                        const std::vector<store::EventRecord>& events, int64_t now_ms);
 
+// How an array stands, for its array-level messages (NotifySpec::array_tasks
+// false): elements by state, and whether one has started.
+struct ArrayProgress {
+  int32_t elements = 0, open = 0, succeeded = 0, failed = 0, cancelled = 0;
+  bool started = false;
+  // Adds `delta` to the count of `state` (open: any state but an end).
+  void Count(store::JobState state, int delta);
+};
+
+// The array-level messages an element's committed change owes, updating
+// `array` with it (`before`: the element as it was, nullptr when new; `array`
+// as it stood before). "started" when the first element starts; when the
+// last one ends, "failed" if any element failed, else "succeeded" (or
+// "cancelled" if none succeeded). Preemptions and requeues of elements are
+// not told. The message carries the element as "job" and the array's counts
+// as "array": {id, elements, succeeded, failed, cancelled}.
+std::vector<store::NotificationRecord> ArrayWebhookMessages(const store::JobRecord* before,
+                                                            const store::JobRecord& after,
+                                                            const std::vector<api::NotifySpec>& targets,
+                                                            ArrayProgress& array, int64_t now_ms);
+
 class WebhookSender {
  public:
   // `deliveries` counts outcomes by label: delivered, retried, given_up,

@@ -133,6 +133,40 @@ class WebhookDeliveryTest : public ControllerTest {
   Receiver receiver_;
 };
 
+// An array told of as a whole: its first start, and one end once the last
+// element ended, failed when one did, with the counts.
+TEST(ArrayWebhookMessagesTest, TheFirstStartAndTheLastEndAreTold) {
+  const std::vector<api::NotifySpec> to = {{.url = "http://h/a"}};
+  ArrayProgress array;
+  std::vector<store::JobRecord> e(3);
+  for (int i = 0; i < 3; ++i) {
+    e[i] = {.id = 10 + i, .state = JobState::kPending, .array_id = 10, .array_index = i};
+    ++array.elements;
+    array.Count(JobState::kPending, +1);
+  }
+  auto step = [&](int i, JobState to_state) {
+    store::JobRecord before = e[i];
+    e[i].state = to_state;
+    std::vector<std::string> out;
+    for (const auto& n : ArrayWebhookMessages(&before, e[i], to, array, 1'000)) out.push_back(n.body);
+    return out;
+  };
+  std::vector<std::string> started = step(0, JobState::kRunning);
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(started[0])["event"], "started");
+  EXPECT_THAT(step(1, JobState::kRunning), IsEmpty());
+  EXPECT_THAT(step(0, JobState::kSucceeded), IsEmpty());
+  EXPECT_THAT(step(1, JobState::kFailed), IsEmpty());
+  EXPECT_THAT(step(2, JobState::kRunning), IsEmpty());
+  std::vector<std::string> ended = step(2, JobState::kSucceeded);
+  ASSERT_EQ(ended.size(), 1u);
+  const nlohmann::json end = nlohmann::json::parse(ended[0]);
+  EXPECT_EQ(end["event"], "failed");
+  EXPECT_EQ(end["array"],
+            nlohmann::json::parse(R"({"id": 10, "elements": 3, "succeeded": 2, "failed": 1, "cancelled": 0})"));
+  EXPECT_EQ(end["job"]["id"], 12);
+}
+
 TEST_F(WebhookDeliveryTest, ADeliveredMessageIsSignedAndLeavesTheOutbox) {
   ASSERT_TRUE(
       store_
@@ -302,6 +336,58 @@ TEST_F(ControllerWebhookTest, AStartAndAnEndCommitTheirMessagesForTheJobAndItsQu
       EXPECT_EQ(v.queue.notify_url, "(hidden)");
     }
   }
+}
+
+// An array of three with notify: one "started", one end; with
+// array_tasks, each element's own. A queue's webhook tells of the array.
+TEST_F(ControllerWebhookTest, AnArrayIsToldOfAsAWholeUnlessEachElementIsAskedFor) {
+  core::Queue q{.name = "team"};
+  q.notify_url = "http://hooks.corp.example/team";
+  ASSERT_TRUE(controller_->PutQueue(admin_, q).ok());
+  const std::string tasks = "tasks: [{command: [\"x\"], resources: {cpu: 1, memory: 1Gi}}]\n";
+  auto whole = controller_->Submit(alice_, "queue: team\narray: 0-2\nnotify: http://127.0.0.1:9/a\n" + tasks);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_THAT(OutboxEvents(), ::testing::UnorderedElementsAre("http://127.0.0.1:9/a started",
+                                                              "http://hooks.corp.example/team started"));
+  for (int i = 0; i < 3; ++i) {
+    const std::string task = wire::TaskId(*whole + i, 0, 0, 0);
+    Report("n1", task, "Running");
+    Report("n1", task, i == 1 ? "Failed" : "Succeeded", i == 1 ? 1 : 0);
+  }
+  EXPECT_THAT(OutboxEvents(),
+              ::testing::UnorderedElementsAre("http://127.0.0.1:9/a started", "http://hooks.corp.example/team started",
+                                              "http://127.0.0.1:9/a failed", "http://hooks.corp.example/team failed"));
+
+  const std::vector<store::NotificationRecord> sent = *store_->ListDueNotifications(INT64_MAX, 0);
+  store::WriteBatch delivered;
+  for (const auto& n : sent) delivered.done_notifications.push_back(n.id);
+  ASSERT_TRUE(store_->Apply(std::move(delivered)).ok());
+  auto each = controller_->Submit(
+      alice_, "array: 0-1\nnotify: {url: 'http://127.0.0.1:9/e', on: [start], array_tasks: true}\n" + tasks);
+  ASSERT_TRUE(each.ok()) << each.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_THAT(OutboxEvents(), ::testing::ElementsAre("http://127.0.0.1:9/e started", "http://127.0.0.1:9/e started"));
+}
+
+// After a restart the array's progress is read from the store: no second
+// "started", and the end still comes once, when the last element ends.
+TEST_F(ControllerWebhookTest, AnArraysProgressSurvivesARestart) {
+  auto id = controller_->Submit(
+      alice_, "array: 0-1\nnotify: http://127.0.0.1:9/a\ntasks: [{command: [x], resources: {cpu: 1, memory: 1Gi}}]\n");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  Report("n1", wire::TaskId(*id, 0, 0, 0), "Running");
+  Report("n1", wire::TaskId(*id, 0, 0, 0), "Succeeded");
+  EXPECT_THAT(OutboxEvents(), ::testing::ElementsAre("http://127.0.0.1:9/a started"));
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "10.0.0.1", "http://10.0.0.1:9", "k").ok());
+  ASSERT_TRUE(controller_->RunPass().ok());
+  Report("n1", wire::TaskId(*id + 1, 0, 0, 0), "Running");
+  Report("n1", wire::TaskId(*id + 1, 0, 0, 0), "Succeeded");
+  EXPECT_EQ(State(*id + 1), "Succeeded");
+  EXPECT_THAT(OutboxEvents(),
+              ::testing::UnorderedElementsAre("http://127.0.0.1:9/a started", "http://127.0.0.1:9/a succeeded"));
 }
 
 }  // namespace
