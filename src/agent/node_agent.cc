@@ -541,7 +541,7 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   k.status.start_ms = k.started_ms;
   std::vector<std::string> notes = started->warnings;
   if (!who->note.empty()) notes.insert(notes.begin(), who->note);
-  if (!notes.empty()) k.status.reason = absl::StrJoin(notes, "; ");
+  if (!notes.empty()) k.status.reason = k.launch_note = absl::StrJoin(notes, "; ");
   known_[a.task_id] = k;
   launched_ = true;
   exits_.Watch(started->shim_pid);  // its exit wakes the report loop
@@ -558,7 +558,11 @@ bool NodeAgent::CollectExits() {
     k.status.exit_code = e.exit_code;
     k.status.reason =
         k.stopping && !k.stop_reason.empty() && e.kind == TaskExitKind::kCancelled ? k.stop_reason : e.reason;
-    if (e.kind == TaskExitKind::kOOMKilled) k.status.reason = "OOMKilled";
+    if (e.kind == TaskExitKind::kOOMKilled) {
+      k.status.reason = "OOMKilled";  // as the controller and users match it
+    } else if (!k.launch_note.empty()) {
+      k.status.reason = absl::StrCat(k.status.reason, "; ", k.launch_note);
+    }
     k.status.requeue = e.kind == TaskExitKind::kNodeShutdown;
     k.status.end_ms = e.end_unix_ms > 0 ? e.end_unix_ms : clock_->NowMs();
     k.status.max_rss_kib = e.max_rss_kib;

@@ -126,6 +126,10 @@ class NodeAgent {
     CheckpointFirst checkpoint;
     bool stopping = false;
     std::string stop_reason;
+    // What the launch had to say (whose user it ran as, limits not
+    // applied): kept in the end's reason too, since a short task's start
+    // and end often go out in one report.
+    std::string launch_note;
   };
 
   // Re-checks device health; on a change re-registers the node so the
