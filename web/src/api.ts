@@ -53,8 +53,19 @@ export interface RuntimeEstimate {
   source: "user" | "learned" | "time_limit";
 }
 
+// When a pending job should start (docs/scheduling.md, "When a job will
+// start"): Unix ms at each quantile, null beyond the forecast's horizon.
+export interface StartForecast {
+  p10_ms: number | null;
+  p50_ms: number | null;
+  p90_ms: number | null;
+  samples: number;
+  made_ms: number;
+}
+
 export interface JobDetail extends Job {
   spec: unknown;
+  start_forecast?: StartForecast; // pending jobs that have been forecast
   runtime_estimate: RuntimeEstimate | null;
   // While it runs: how busy its devices have been (docs/api.md); null before the first report.
   device_use: {

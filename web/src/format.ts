@@ -13,6 +13,13 @@ export function fmtDuration(ms: number): string {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
 
+// A forecast quantile as the CLI says it: "in 12m 5s", "now", "later"
+// (beyond the horizon).
+export function fmtUntil(atMs: number | null, now = Date.now()): string {
+  if (atMs === null || atMs === undefined) return "later";
+  return atMs <= now ? "now" : `in ${fmtDuration(atMs - now)}`;
+}
+
 export function runtimeMs(j: { start_ms: number; end_ms: number }, now = Date.now()): number {
   if (!j.start_ms) return 0;
   return (j.end_ms || now) - j.start_ms;
@@ -57,10 +64,15 @@ export function vendorHue(vendor: string): number {
   return VENDOR_HUES[vendor.toLowerCase()] ?? hash(vendor) % 360;
 }
 
+// Models of one vendor stay near its hue but differ in hue, lightness and
+// saturation at once (shades of lightness alone looked alike): nine
+// combinations, walked by the model's hash.
 export function typeColour(vendor: string, model: string, alpha = 1): string {
-  const hue = vendorHue(vendor);
-  const sat = vendor.toLowerCase() === "cpu" ? 0 : 65;
-  const light = 36 + (hash(model) % 4) * 7; // up to four distinct shades per vendor
+  const cpu = vendor.toLowerCase() === "cpu";
+  const h = hash(model);
+  const hue = (vendorHue(vendor) + [0, -28, 28][h % 3] + 360) % 360;
+  const light = cpu ? 45 : [32, 46, 60][Math.floor(h / 3) % 3];
+  const sat = cpu ? 0 : [70, 55, 85][Math.floor(h / 3) % 3];
   return `hsla(${hue} ${sat}% ${light}% / ${alpha})`;
 }
 

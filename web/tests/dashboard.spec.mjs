@@ -210,6 +210,23 @@ try {
     await page.unroute(/\/api\/v1\/jobs\?/);
   });
 
+  await step("a pending job's page shows when it should start (route-mocked)", async () => {
+    const now = Date.now();
+    const body = {
+      id: 77, name: "waits", user: "admin", queue: "default", priority: 0, state: "Pending",
+      reason: "Resources: 8 x nvidia/A100 held", submit_ms: now - 60_000, start_ms: 0, end_ms: 0, attempt: 0,
+      array_id: 0, array_index: -1, spec: { tasks: [{ command: ["python3", "train.py"] }] }, runtime_estimate: null,
+      device_use: null, tasks: [], events: [],
+      start_forecast: { p10_ms: now + 10 * 60_000, p50_ms: now + 25 * 60_000, p90_ms: null, samples: 8, made_ms: now },
+    };
+    await page.route(/\/api\/v1\/jobs\/77$/, (route) =>
+      route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(body) }));
+    await page.goto(`${url}/#/jobs/77`);
+    const text = await page.getByTestId("job-forecast").innerText();
+    if (!/^in 2[45]m .*8 in 10 between in (9|10)m .* and later/.test(text)) throw new Error(`forecast shown as "${text}"`);
+    await page.unroute(/\/api\/v1\/jobs\/77$/);
+  });
+
   await step("queues show usage against guarantee and limit", async () => {
     await page.goto(`${url}/#/queues`);
     const row = page.locator('section.queue[data-queue=research] tr[data-resource="ascend"]');

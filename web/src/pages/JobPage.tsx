@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, getJson, getLog, postJson, type JobDetail, type NodeEntry, type Whoami } from "../api";
-import { fmtDuration, fmtMib, fmtTime, runtimeMs } from "../format";
+import { fmtDuration, fmtMib, fmtTime, fmtUntil, runtimeMs } from "../format";
 import { usePoll } from "../hooks";
 import { ErrorBox } from "./ErrorBox";
 
@@ -166,6 +166,18 @@ export function JobPage({ id, me }: { id: number; me: Whoami }) {
           <>
             <dt>device use</dt>
             <dd data-testid="job-device-use">{job.device_use.summary}</dd>
+          </>
+        )}
+        {job.state === "Pending" && job.start_forecast && (
+          <>
+            <dt>expected start</dt>
+            <dd
+              data-testid="job-forecast"
+              title="the scheduler run forward from the cluster's state, over run times drawn from each estimate's error, calibrated by how earlier forecasts fared"
+            >
+              {fmtUntil(job.start_forecast.p50_ms)} (8 in 10 between {fmtUntil(job.start_forecast.p10_ms)} and{" "}
+              {fmtUntil(job.start_forecast.p90_ms)}; forecast {fmtTime(job.start_forecast.made_ms)})
+            </dd>
           </>
         )}
         <dt>{job.state === "Pending" ? "waiting because" : "reason"}</dt>
