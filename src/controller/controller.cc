@@ -174,7 +174,9 @@ void Controller::SetAssignmentListener(std::function<void(const std::string& nod
 }
 
 absl::Status Controller::Commit(engine::Change change) {
-  const std::set<int64_t> arrays = AddNotifications(change);
+  absl::StatusOr<std::set<int64_t>> touched = AddNotifications(change);
+  if (!touched.ok()) return touched.status();  // nothing applied: the change is made again later
+  const std::set<int64_t>& arrays = *touched;
   const bool notify = !change.batch.notifications.empty();
   if (!change.batch.empty()) {
     AddUsage(change.batch);
@@ -198,7 +200,7 @@ absl::Status Controller::Commit(engine::Change change) {
   return absl::OkStatus();
 }
 
-std::set<int64_t> Controller::AddNotifications(engine::Change& c) {
+absl::StatusOr<std::set<int64_t>> Controller::AddNotifications(engine::Change& c) {
   std::set<int64_t> arrays_touched;
   for (const auto& [id, j] : c.jobs) {
     // An array element's own messages go only where asked for
@@ -217,25 +219,25 @@ std::set<int64_t> Controller::AddNotifications(engine::Change& c) {
       }
     }
     if (of_array.empty()) continue;
-    ArrayProgress* progress = ArrayProgressOf(j.rec.array_id);
-    if (progress == nullptr) continue;  // the store could not say (logged): no array message this time
+    absl::StatusOr<ArrayProgress*> progress = ArrayProgressOf(j.rec.array_id);
+    if (!progress.ok()) {
+      for (int64_t a : arrays_touched) arrays_.erase(a);  // counted this change in: read them again
+      return progress.status();
+    }
     arrays_touched.insert(j.rec.array_id);
-    for (store::NotificationRecord& n : ArrayWebhookMessages(before, j.rec, of_array, *progress, c.now_ms)) {
+    for (store::NotificationRecord& n : ArrayWebhookMessages(before, j.rec, of_array, **progress, c.now_ms)) {
       c.batch.notifications.push_back(std::move(n));
     }
   }
   return arrays_touched;
 }
 
-ArrayProgress* Controller::ArrayProgressOf(int64_t array_id) {
+absl::StatusOr<ArrayProgress*> Controller::ArrayProgressOf(int64_t array_id) {
   if (auto it = arrays_.find(array_id); it != arrays_.end()) return &it->second;
   // First seen since this controller started: how the store has it (the
   // change being made is not in it yet).
   absl::StatusOr<std::vector<store::JobRecord>> elements = store_->ListJobs(store::JobQuery{.array_id = array_id});
-  if (!elements.ok()) {
-    log::Failure("read an array for its webhook", elements.status(), absl::StrCat("array=", array_id));
-    return nullptr;
-  }
+  if (!elements.ok()) return elements.status();
   ArrayProgress& p = arrays_[array_id];
   for (const store::JobRecord& e : *elements) {
     ++p.elements;

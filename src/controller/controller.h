@@ -508,11 +508,11 @@ class Controller {
   // Adds the webhook messages `c`'s jobs owe (their `notify:` and their
   // queue's; an array element's, its array's unless notify.array_tasks) to
   // its batch: the outbox commits with the change. Returns the arrays whose
-  // progress (arrays_) it counted the change in.
-  std::set<int64_t> AddNotifications(engine::Change& c);
-  // arrays_' entry of an array, read from the store when absent; nullptr
-  // when the store fails.
-  ArrayProgress* ArrayProgressOf(int64_t array_id);
+  // progress (arrays_) it counted the change in; an error (the store could
+  // not say how an array stands) leaves arrays_ as it was.
+  absl::StatusOr<std::set<int64_t>> AddNotifications(engine::Change& c);
+  // arrays_' entry of an array, read from the store when absent.
+  absl::StatusOr<ArrayProgress*> ArrayProgressOf(int64_t array_id);
   // Whether `url` is some queue's webhook (set by an admin, so not held to
   // the allow list when delivered). Takes mu_.
   bool IsQueueWebhook(const std::string& url) const;
