@@ -18,7 +18,6 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -94,24 +93,8 @@ int main(int argc, char** argv) {
   // earlier ones whose jobs were seen started by then (a job that started
   // and ended between two arrivals is not seen, and not used).
   core::ForecastCalibrator calibrator;
-  std::set<int64_t> unresolved;
   so.on_arrivals = [&](const core::Snapshot& snap, const std::vector<JobId>& arrived) {
-    if (!unresolved.empty()) {
-      std::map<int64_t, int64_t> running;
-      for (const core::RunningJob& rj : snap.running) running[rj.job.id.value()] = rj.start_ms;
-      std::set<int64_t> pending;
-      for (const core::Job& j : snap.pending) pending.insert(j.id.value());
-      for (auto it = unresolved.begin(); it != unresolved.end();) {
-        if (auto r = running.find(*it); r != running.end()) {
-          const Made& m = made[*it];
-          calibrator.Observe(std::llround(m.arrival_s * 1000), m.ours, r->second);
-        } else if (pending.count(*it) > 0) {
-          ++it;
-          continue;
-        }
-        it = unresolved.erase(it);
-      }
-    }
+    calibrator.ObserveStarts(snap);
     for (JobId id : arrived) {
       if (id.value() % every != 0 || !failed.ok()) continue;
       const auto start = std::chrono::steady_clock::now();
@@ -128,7 +111,7 @@ int main(int argc, char** argv) {
       cost_ms.push_back(ms);
       made[id.value()] = {snap.now_ms / 1000.0, ours->front(), calibrator.Calibrate(snap.now_ms, ours->front()),
                           point->front().p50_ms};
-      unresolved.insert(id.value());
+      calibrator.Keep(snap.now_ms, ours->front());
     }
   };
   auto result = sim::Simulate(*nodes, *jobs, so);

@@ -564,11 +564,10 @@ class Controller {
   std::map<int64_t, core::StartForecast> forecasts_;      // guarded by forecast_mu_ (calibrated)
   int64_t forecasts_made_ms_ = 0;                         // guarded by forecast_mu_
   std::thread forecast_thread_;
-  // Each pending job's first raw forecast (when made, what), and what those
-  // of the started ones taught. Guarded by calibration_mu_ (RefreshForecasts
-  // runs on the forecast thread, or a test's).
+  // Pending jobs' first raw forecasts, and what those of the started ones
+  // taught. Guarded by calibration_mu_ (RefreshForecasts runs on the
+  // forecast thread, or a test's).
   std::mutex calibration_mu_;
-  std::map<int64_t, std::pair<int64_t, core::StartForecast>> first_forecasts_;
   core::ForecastCalibrator calibrator_{options_.forecast_calibration};
   std::atomic<double> last_decide_s_{0};  // the last pass's scheduler time (forecast budget)
 

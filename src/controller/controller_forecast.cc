@@ -2,7 +2,6 @@
 // from a scheduling pass's own snapshot on a thread of their own, so that a
 // forecast never delays a pass and always starts from what the scheduler saw.
 #include <algorithm>
-#include <set>
 
 #include "common/log.h"
 #include "controller/controller.h"
@@ -61,26 +60,11 @@ absl::StatusOr<bool> Controller::RefreshForecasts() {
 
 void Controller::Calibrate(const core::Snapshot& input, std::vector<core::StartForecast>& made) {
   // What became of the first forecasts of jobs that have started since is
-  // what calibrates (core/forecast_calibration.h); a job that started and
-  // ended between two refreshes, or left the queue otherwise (cancelled,
-  // held), is not seen and not used.
+  // what calibrates (core/forecast_calibration.h).
   std::lock_guard<std::mutex> lock(calibration_mu_);
-  std::map<int64_t, int64_t> running;  // id -> start of its current run
-  for (const core::RunningJob& rj : input.running) running[rj.job.id.value()] = rj.start_ms;
-  std::set<int64_t> pending;
-  for (const core::Job& j : input.pending) pending.insert(j.id.value());
-  for (auto it = first_forecasts_.begin(); it != first_forecasts_.end();) {
-    if (pending.count(it->first) > 0) {
-      ++it;
-      continue;
-    }
-    if (auto r = running.find(it->first); r != running.end()) {
-      calibrator_.Observe(it->second.first, it->second.second, r->second);
-    }
-    it = first_forecasts_.erase(it);
-  }
+  calibrator_.ObserveStarts(input);
   for (core::StartForecast& f : made) {
-    first_forecasts_.emplace(f.job.value(), std::make_pair(input.now_ms, f));
+    calibrator_.Keep(input.now_ms, f);
     f = calibrator_.Calibrate(input.now_ms, f);
   }
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <set>
 #include <vector>
 
 namespace icos::core {
@@ -60,6 +62,26 @@ void ForecastCalibrator::Refresh() const {
   for (const Seen& s : seen_) scores.push_back(std::max(s.lo + shift_ - s.actual, s.actual - (s.hi + shift_)));
   const double n = static_cast<double>(scores.size());
   widen_ = Quantile(scores, std::min(1.0, options_.coverage * (n + 1) / n));
+}
+
+void ForecastCalibrator::Keep(int64_t made_ms, const StartForecast& f) {
+  kept_.emplace(f.job.value(), std::make_pair(made_ms, f));
+}
+
+void ForecastCalibrator::ObserveStarts(const Snapshot& snap) {
+  if (kept_.empty()) return;
+  std::map<int64_t, int64_t> running;  // id -> start of its current run
+  for (const RunningJob& rj : snap.running) running[rj.job.id.value()] = rj.start_ms;
+  std::set<int64_t> pending;
+  for (const Job& j : snap.pending) pending.insert(j.id.value());
+  for (auto it = kept_.begin(); it != kept_.end();) {
+    if (pending.count(it->first) > 0) {
+      ++it;
+      continue;
+    }
+    if (auto r = running.find(it->first); r != running.end()) Observe(it->second.first, it->second.second, r->second);
+    it = kept_.erase(it);
+  }
 }
 
 StartForecast ForecastCalibrator::Calibrate(int64_t made_ms, StartForecast f) const {

@@ -18,8 +18,11 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <utility>
 
 #include "core/forecast.h"
+#include "core/model/snapshot.h"
 
 namespace icos::core {
 
@@ -41,6 +44,16 @@ class ForecastCalibrator {
   StartForecast Calibrate(int64_t made_ms, StartForecast f) const;
   size_t observations() const { return seen_.size(); }
 
+  // Following forecasts to their outcome, as the controller and
+  // bench/forecast.sh do. Keep holds `f` (made at made_ms) as its job's
+  // first forecast, unless one is held already. ObserveStarts then observes
+  // the held forecasts of jobs `snap` shows running (from their run's
+  // start) and forgets those it shows neither pending nor running: a job
+  // that started and ended between two snapshots, or left the queue
+  // otherwise (cancelled, held), is not seen and not used.
+  void Keep(int64_t made_ms, const StartForecast& f);
+  void ObserveStarts(const Snapshot& snap);
+
  private:
   struct Seen {
     double lo, mid, hi;  // log-waits of P10, P50, P90 (hi: +inf when beyond the horizon)
@@ -51,6 +64,7 @@ class ForecastCalibrator {
 
   const CalibrationOptions options_;
   std::deque<Seen> seen_;
+  std::map<int64_t, std::pair<int64_t, StartForecast>> kept_;  // job -> (made_ms, its first forecast)
   // What Refresh computed; valid while fresh_.
   mutable bool fresh_ = false;
   mutable double shift_ = 0, widen_ = 0;

@@ -79,6 +79,27 @@ TEST(ForecastCalibratorTest, TooNarrowIntervalsAreWidenedToTheWantedCoverage) {
   EXPECT_LT(calibrated, 0.86);  // widened to the target, not to everything
 }
 
+// A kept forecast is observed once a snapshot shows its job running, kept
+// while it waits, and forgotten when the job is seen neither way.
+TEST(ForecastCalibratorTest, KeptForecastsAreObservedWhenTheirJobsAreSeenStarted) {
+  ForecastCalibrator c;
+  StartForecast waits = Forecast(0, kMin, 2 * kMin, 3 * kMin), gone = waits;
+  waits.job = JobId(1);
+  gone.job = JobId(2);
+  c.Keep(0, waits);
+  c.Keep(0, gone);
+  Snapshot snap;
+  snap.pending.push_back(Job{.id = JobId(1)});
+  c.ObserveStarts(snap);  // 1 waits; 2 is gone unseen
+  EXPECT_EQ(c.observations(), 0u);
+  snap.pending.clear();
+  snap.running.push_back(RunningJob{.job = Job{.id = JobId(1)}, .start_ms = 5 * kMin});
+  c.ObserveStarts(snap);
+  EXPECT_EQ(c.observations(), 1u);
+  c.ObserveStarts(snap);  // observed once only
+  EXPECT_EQ(c.observations(), 1u);
+}
+
 TEST(ForecastCalibratorTest, BeyondTheHorizonStaysSo) {
   ForecastCalibrator c({.min_observations = 1});
   c.Observe(0, Forecast(0, kMin, 2 * kMin, 3 * kMin), 6 * kMin);
