@@ -633,7 +633,7 @@ void NodeAgent::HealthCheckLoop() {
 
 void NodeAgent::BeatLoop() {
   // Exits are reported at once (a finished task frees its devices for the
-  // next job): a shim's exit or a launch wakes the loop (exit_waiter.h), and
+  // next job): a shim's exit, or a launch that failed, wakes the loop (exit_waiter.h), and
   // it looks every 10 ms anyway (adopted tasks, time limits, stop
   // deadlines); otherwise a heartbeat goes out every heartbeat_ms.
   std::string token = Token();

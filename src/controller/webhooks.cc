@@ -48,10 +48,6 @@ std::pair<std::string, uint32_t> Transition(const store::JobRecord* before, cons
   return {"", 0};
 }
 
-}  // namespace
-
-namespace {
-
 nlohmann::json JobJson(const store::JobRecord& job) {
   return {{"id", job.id},
           {"name", job.name},
@@ -115,11 +111,10 @@ std::vector<store::NotificationRecord> ArrayWebhookMessages(const store::JobReco
                                                             const store::JobRecord& after,
                                                             const std::vector<api::NotifySpec>& targets,
                                                             ArrayProgress& array, int64_t now_ms) {
+  // Every element is in what the store held (submissions are inserted
+  // before any change to them): a change only moves it between counts.
   const store::JobState was = before != nullptr ? before->state : store::JobState::kPending;
-  if (before == nullptr) {
-    ++array.elements;  // submitted now: not in what the store held
-    array.Count(after.state, +1);
-  } else if (was != after.state) {
+  if (was != after.state) {
     array.Count(was, -1);
     array.Count(after.state, +1);
   }

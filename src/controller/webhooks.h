@@ -76,8 +76,8 @@ struct ArrayProgress {
 };
 
 // The array-level messages an element's committed change owes, updating
-// `array` with it (`before`: the element as it was, nullptr when new; `array`
-// as it stood before). "started" when the first element starts; when the
+// `array` with it (`before`: the element as it was, nullptr: pending;
+// `array` as it stood before, every element counted). "started" when the first element starts; when the
 // last one ends, "failed" if any element failed, else "succeeded" (or
 // "cancelled" if none succeeded). Preemptions and requeues of elements are
 // not told. The message carries the element as "job" and the array's counts
