@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent/task_identity.h"
@@ -30,6 +31,23 @@ absl::StatusOr<std::string> MakeCheckpointDirectory(const std::string& root, int
 // kCheckpointDoneFile: Unix ms, 0 when it never did (or it is not a regular
 // file: a link or a FIFO a task left there is never followed or opened).
 int64_t LastCheckpointMs(const std::string& task_dir);
+
+// The retention rule (NodeAgentOptions::checkpoint_retention_ms): the job
+// directories under `root` (`root`/<owner>/job-<id>), for the agent to ask
+// the controller which jobs have ended. Entries of any other name, and
+// links, are not listed. An unreadable or missing root lists nothing.
+struct CheckpointDirectory {
+  std::string owner;
+  int64_t job_id = 0;
+};
+std::vector<CheckpointDirectory> ListCheckpointDirectories(const std::string& root);
+
+// Removes `root`/<owner>/job-<id> and everything in it without following a
+// link anywhere: each level is opened relative to the one above with
+// O_NOFOLLOW, so a link a task planted (or swaps in while this runs) is
+// removed as a link, never entered. OK when it is already gone (another
+// agent on a shared filesystem removed it).
+absl::Status RemoveCheckpointDirectory(const std::string& root, const CheckpointDirectory& dir);
 
 }  // namespace icos::agent
 

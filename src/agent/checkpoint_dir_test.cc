@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "agent/sys_util.h"
 #include "agent/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -88,6 +89,43 @@ TEST(CheckpointDirTest, TheMarkersTimeIsReadAndOnlyFromARegularFile) {
   ASSERT_EQ(futimens(fd, times), 0);
   close(fd);
   EXPECT_EQ(LastCheckpointMs(tmp.path()), 1'700'000'000'250);
+}
+
+// The retention rule's half on the node: what is listed, and a removal that
+// follows none of the links a task may leave in its directory.
+TEST(CheckpointDirTest, JobDirectoriesAreListedAndRemovedWithoutFollowingLinks) {
+  TempDir tmp;
+  const std::string root = tmp.path() + "/ckpt";
+  const std::string outside = tmp.path() + "/outside";
+  ASSERT_TRUE(MakeDirs(outside + "/deep").ok());
+  ASSERT_TRUE(WriteFileAtomically(outside + "/deep/precious", "keep me", false).ok());
+  const std::string job = root + "/alice/job-12";
+  ASSERT_TRUE(MakeDirs(job + "/a/b/c").ok());
+  ASSERT_TRUE(WriteFileAtomically(job + "/a/b/c/step-1.pt", "weights", false).ok());
+  ASSERT_EQ(symlink(outside.c_str(), (job + "/to-dir").c_str()), 0);
+  ASSERT_EQ(symlink((outside + "/deep/precious").c_str(), (job + "/a/to-file").c_str()), 0);
+  ASSERT_TRUE(MakeDirs(root + "/bob/job-3").ok());
+  ASSERT_TRUE(MakeDirs(root + "/bob/job-03").ok());                       // not a name this agent makes
+  ASSERT_TRUE(MakeDirs(root + "/bob/scratch").ok());                      // nor this
+  ASSERT_EQ(symlink(outside.c_str(), (root + "/bob/job-4").c_str()), 0);  // a link: not listed
+  std::vector<CheckpointDirectory> dirs = ListCheckpointDirectories(root);
+  std::vector<std::string> seen;
+  for (const CheckpointDirectory& d : dirs) seen.push_back(absl::StrCat(d.owner, "/", d.job_id));
+  EXPECT_THAT(seen, ::testing::UnorderedElementsAre("alice/12", "bob/3"));
+
+  ASSERT_TRUE(RemoveCheckpointDirectory(root, {"alice", 12}).ok());
+  EXPECT_FALSE(PathExists(job));
+  EXPECT_TRUE(PathExists(root + "/alice"));
+  EXPECT_EQ(*ReadFile(outside + "/deep/precious"), "keep me");  // nothing followed
+  // Gone already (another node on a shared filesystem): fine.
+  EXPECT_TRUE(RemoveCheckpointDirectory(root, {"alice", 12}).ok());
+  // A link in a job directory's place is removed as a link.
+  ASSERT_TRUE(RemoveCheckpointDirectory(root, {"bob", 4}).ok());
+  EXPECT_TRUE(PathExists(outside + "/deep/precious"));
+  struct stat st;
+  EXPECT_NE(lstat((root + "/bob/job-4").c_str(), &st), 0);
+  EXPECT_FALSE(RemoveCheckpointDirectory(root, {"..", 1}).ok());
+  EXPECT_THAT(ListCheckpointDirectories(tmp.path() + "/missing"), ::testing::IsEmpty());
 }
 
 }  // namespace

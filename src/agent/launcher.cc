@@ -262,6 +262,12 @@ struct TaskLauncher::Task {
   int64_t term_at_ms = 0;             // clock_ time of the SIGTERM (later than the stop: a checkpoint window)
   bool term_sent = false;
   bool kill_sent = false;
+  // A checkpoint signal sent by Stop (TaskExit's fields of the same names);
+  // the window's end is clock_ time.
+  int64_t checkpoint_asked_unix_ms = 0;
+  int64_t checkpoint_window_ms = 0;
+  int64_t checkpoint_window_end_ms = 0;
+  bool checkpoint_window_ran_out = false;
   std::string load_error;  // why Adopt() could not read the journal
   // Set once ended (phase kEnded); `reported` once Poll() returned it.
   TaskExit exit;
@@ -637,7 +643,11 @@ absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms, bo
     SaveState(task, /*durable=*/false).IgnoreError();
     // To the main process only: its children (data loaders, say) may not
     // expect the signal, and its default action ends a process.
-    if (task.task_pid > 0 && window > 0) kill(task.task_pid, checkpoint.signal);
+    if (task.task_pid > 0 && window > 0 && kill(task.task_pid, checkpoint.signal) == 0) {
+      task.checkpoint_asked_unix_ms = UnixMillis();
+      task.checkpoint_window_ms = window;
+      task.checkpoint_window_end_ms = now + window;
+    }
   }
   if (grace_ms == 0 && !task.kill_sent) KillNow(task);
   SendTermIfDue(task, now);
@@ -649,6 +659,8 @@ void TaskLauncher::SendTermIfDue(Task& task, int64_t now) {
   LoadPids(task);
   if (task.task_pid > 0) kill(-task.task_pid, SIGTERM);
   task.term_sent = true;
+  // Cut short by its own window, not by a later stop that allowed none.
+  task.checkpoint_window_ran_out = task.checkpoint_asked_unix_ms > 0 && now >= task.checkpoint_window_end_ms;
 }
 
 void TaskLauncher::ReleaseCgroup(const std::string& task_id) {
@@ -661,6 +673,9 @@ void TaskLauncher::ReleaseCgroup(const std::string& task_id) {
 TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
   TaskExit exit;
   exit.task_id = task.task_id;
+  exit.checkpoint_asked_unix_ms = task.checkpoint_asked_unix_ms;
+  exit.checkpoint_window_ms = task.checkpoint_window_ms;
+  exit.checkpoint_window_ran_out = task.checkpoint_window_ran_out;
   absl::StatusOr<ExitRecord> record = ReadExitRecord(StateFile(task.task_id, ".exit"));
   if (!task.owned && task.shim_pid > 0) {
     // An adopted shim may still be our child (a new TaskLauncher in the same

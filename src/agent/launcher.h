@@ -179,6 +179,13 @@ struct TaskExit {
   std::string reason;
   int64_t end_unix_ms = 0;  // wall clock; for Lost, when the loss was noticed
   int64_t max_rss_kib = 0;  // the largest process's peak RSS (the shim's getrusage); 0: unknown
+  // A stop that asked for a checkpoint first (CheckpointFirst): when its
+  // signal went out (Unix ms; 0: none did), the window it gave, and whether
+  // the window ran out (SIGTERM followed) before the task ended. What the
+  // agent needs to tell how long the job's checkpoint took.
+  int64_t checkpoint_asked_unix_ms = 0;
+  int64_t checkpoint_window_ms = 0;
+  bool checkpoint_window_ran_out = false;
 };
 
 // A planned stop of a job that checkpoints (TaskLauncher::Stop).

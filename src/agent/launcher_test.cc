@@ -429,6 +429,10 @@ TEST_F(LauncherTest, ACheckpointingStopSignalsFirstAndTerminatesAfterTheWindow) 
   const std::string log = Log("t1");
   ASSERT_THAT(log, HasSubstr("got TERM"));
   EXPECT_LT(log.find("got USR1"), log.find("got TERM"));
+  // What the agent tells the controller how long the checkpoint took from.
+  EXPECT_GT(exit->checkpoint_asked_unix_ms, 0);
+  EXPECT_EQ(exit->checkpoint_window_ms, 5'000);
+  EXPECT_TRUE(exit->checkpoint_window_ran_out);
 }
 
 TEST_F(LauncherTest, ACancelDuringTheCheckpointWindowTerminatesAtOnce) {
@@ -440,6 +444,9 @@ TEST_F(LauncherTest, ACancelDuringTheCheckpointWindowTerminatesAtOnce) {
   std::optional<TaskExit> exit = WaitForExit("t1");
   ASSERT_TRUE(exit.has_value());
   EXPECT_THAT(Log("t1"), HasSubstr("got TERM"));
+  // Cut short by the cancel, not by its own window: no sign the job's checkpoints are slow.
+  EXPECT_GT(exit->checkpoint_asked_unix_ms, 0);
+  EXPECT_FALSE(exit->checkpoint_window_ran_out);
 }
 
 TEST_F(LauncherTest, StopSignalsTheWholeProcessGroup) {

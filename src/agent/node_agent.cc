@@ -196,6 +196,7 @@ absl::Status NodeAgent::Start() {
   watch_ = std::thread([this] { WatchLoop(); });
   beat_ = std::thread([this] { BeatLoop(); });
   if (!options_.health_check_program.empty()) health_check_ = std::thread([this] { HealthCheckLoop(); });
+  if (options_.checkpoint_retention_ms > 0) checkpoint_sweep_ = std::thread([this] { CheckpointSweepLoop(); });
   return absl::OkStatus();
 }
 
@@ -284,6 +285,7 @@ void NodeAgent::Stop() {
   if (watch_.joinable()) watch_.join();
   if (beat_.joinable()) beat_.join();
   if (health_check_.joinable()) health_check_.join();
+  if (checkpoint_sweep_.joinable()) checkpoint_sweep_.join();
 }
 
 void NodeAgent::StopAllTasks(int64_t grace_ms) {
@@ -483,9 +485,7 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   }
   launch.env["ICOS_TASK_DIR"] = task_dir;
   // The job's checkpoints outlive this attempt (checkpoint_dir.h).
-  const std::string checkpoint_root =
-      options_.checkpoint_dir.empty() ? absl::StrCat(JobsDir(), "-checkpoints") : options_.checkpoint_dir;
-  absl::StatusOr<std::string> checkpoints = MakeCheckpointDirectory(checkpoint_root, a.job_id, *who);
+  absl::StatusOr<std::string> checkpoints = MakeCheckpointDirectory(CheckpointRoot(), a.job_id, *who);
   if (!checkpoints.ok()) {
     return fail(126, absl::StrCat("cannot make the job's checkpoint directory: ", checkpoints.status().message()));
   }
@@ -547,6 +547,17 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   exits_.Watch(started->shim_pid);  // its exit wakes the report loop
 }
 
+void NodeAgent::NoteCheckpointSave(Known& k) {
+  if (k.checkpoint_asked_ms <= 0 || k.status.checkpoint_save_ms > 0) return;
+  if (k.status.checkpoint_ms >= k.checkpoint_asked_ms) {
+    // Both times are this node's wall clock: the signal's and the marker's.
+    k.status.checkpoint_save_ms = std::max<int64_t>(1, k.status.checkpoint_ms - k.checkpoint_asked_ms);
+  } else if (k.checkpoint_window_ran_out) {
+    k.status.checkpoint_save_ms = k.checkpoint_window_ms;
+    k.status.checkpoint_cut = true;
+  }
+}
+
 bool NodeAgent::CollectExits() {
   bool changed = launched_;  // report "Running" promptly too
   launched_ = false;
@@ -566,6 +577,9 @@ bool NodeAgent::CollectExits() {
     k.status.requeue = e.kind == TaskExitKind::kNodeShutdown;
     k.status.end_ms = e.end_unix_ms > 0 ? e.end_unix_ms : clock_->NowMs();
     k.status.max_rss_kib = e.max_rss_kib;
+    k.checkpoint_asked_ms = e.checkpoint_asked_unix_ms;
+    k.checkpoint_window_ms = e.checkpoint_window_ms;
+    k.checkpoint_window_ran_out = e.checkpoint_window_ran_out;
   }
   // Time limits: SIGTERM, then SIGKILL after the grace period. A job that
   // checkpoints gets its signal its checkpoint window before the limit
@@ -618,6 +632,57 @@ void NodeAgent::RunHealthCheck(bool register_change) {
   if (changed && register_change) log::Failure("register", Register());
 }
 
+std::string NodeAgent::CheckpointRoot() const {
+  return options_.checkpoint_dir.empty() ? absl::StrCat(JobsDir(), "-checkpoints") : options_.checkpoint_dir;
+}
+
+void NodeAgent::CheckpointSweepLoop() {
+  // Its own thread: a large directory tree on a shared filesystem may take
+  // long to remove, and nothing else must wait for it.
+  int64_t last = clock_->NowMs();
+  while (!stop_) {
+    if (clock_->NowMs() - last >= options_.checkpoint_sweep_ms) {
+      SweepCheckpoints();
+      last = clock_->NowMs();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void NodeAgent::SweepCheckpoints() {
+  const std::string root = CheckpointRoot();
+  const std::vector<CheckpointDirectory> dirs = ListCheckpointDirectories(root);
+  ApiClient api(options_.server_url, Token(), ClientOptions(options_, 30'000));
+  constexpr size_t kPerCall = 500;  // the controller's limit per question
+  for (size_t from = 0; from < dirs.size() && !stop_; from += kPerCall) {
+    const size_t to = std::min(dirs.size(), from + kPerCall);
+    json ids = json::array();
+    for (size_t i = from; i < to; ++i) ids.push_back(dirs[i].job_id);
+    auto r =
+        api.Json("POST", absl::StrCat("/api/v1/nodes/", options_.node.name, "/ended-jobs"), json{{"jobs", ids}}.dump());
+    if (!r.ok()) {
+      log::Failure("ask which jobs ended", r.status());
+      return;  // the next sweep asks again
+    }
+    std::map<int64_t, int64_t> ended;  // job -> end, Unix ms
+    for (const json& e : r->value("ended", json::array())) {
+      if (e.is_object()) ended[e.value("id", int64_t{0})] = e.value("end_ms", int64_t{0});
+    }
+    const int64_t now = UnixMillis();
+    for (size_t i = from; i < to; ++i) {
+      auto it = ended.find(dirs[i].job_id);
+      if (it == ended.end() || it->second <= 0 || now - it->second < options_.checkpoint_retention_ms) continue;
+      const absl::Status st = RemoveCheckpointDirectory(root, dirs[i]);
+      if (!st.ok()) {
+        log::Failure("remove a checkpoint directory", st, absl::StrCat("job=", dirs[i].job_id));
+        continue;
+      }
+      spdlog::info("msg={} job={} owner={} ended_s_ago={}", log::Field("removed an ended job's checkpoint directory"),
+                   dirs[i].job_id, log::Field(dirs[i].owner), (now - it->second) / 1000);
+    }
+  }
+}
+
 void NodeAgent::HealthCheckLoop() {
   // Its own thread: the program may take up to its timeout, and heartbeats
   // and task exits must not wait for it.
@@ -654,6 +719,7 @@ void NodeAgent::BeatLoop() {
           // its end is acknowledged, so a checkpoint made just before it
           // exited still goes out.
           k.status.checkpoint_ms = std::max(k.status.checkpoint_ms, LastCheckpointMs(absl::StrCat(JobsDir(), "/", id)));
+          NoteCheckpointSave(k);
           tasks.push_back(wire::TaskStatusToJson(k.status));
         }
         // Each check's figures go out once: the controller keeps the last

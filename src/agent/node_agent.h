@@ -72,6 +72,11 @@ struct NodeAgentOptions {
   // <dir>/<user>/job-<id>, kept across the job's attempts; a shared
   // filesystem lets a job resume on another node. Empty: <jobs_dir>-checkpoints.
   std::string checkpoint_dir;
+  // The retention rule: a job's checkpoint directory is removed once the
+  // job ended this long ago, as the controller says (0: kept until an
+  // admin removes it). Looked for every checkpoint_sweep_ms.
+  int64_t checkpoint_retention_ms = 7 * 86'400'000LL;
+  int64_t checkpoint_sweep_ms = 600'000;
   // How the controller and tasks on other nodes reach this node: rank
   // rendezvous addresses, and the log server's URL unless listen_host names
   // another address. Its interface is the one tasks' collective libraries use.
@@ -130,6 +135,11 @@ class NodeAgent {
     // applied): kept in the end's reason too, since a short task's start
     // and end often go out in one report.
     std::string launch_note;
+    // A stop that asked for a checkpoint first, once the task ended
+    // (TaskExit's fields): how long the checkpoint took is reported from them.
+    int64_t checkpoint_asked_ms = 0;
+    int64_t checkpoint_window_ms = 0;
+    bool checkpoint_window_ran_out = false;
   };
 
   // Re-checks device health; on a change re-registers the node so the
@@ -164,6 +174,17 @@ class NodeAgent {
   absl::StatusOr<std::vector<DeviceRule>> DeviceRulesFor(const wire::Assignment& a) const;
   // Records tasks that ended; true if any did (or a launch happened) since the last call.
   bool CollectExits();
+  // Once an ended task's stop had asked for a checkpoint: how long the
+  // checkpoint took from the signal to its marker, or that the window ran
+  // out first (wire::TaskStatus::checkpoint_save_ms).
+  static void NoteCheckpointSave(Known& k);
+  // <checkpoint_dir>, or <jobs_dir>-checkpoints.
+  std::string CheckpointRoot() const;
+  // The retention rule: removes the checkpoint directories of jobs that
+  // ended checkpoint_retention_ms ago or more (the controller says which
+  // have ended, and when). A job it does not know of is kept.
+  void SweepCheckpoints();
+  void CheckpointSweepLoop();
 
   const NodeAgentOptions options_;
   icos::Clock* const clock_;
@@ -190,7 +211,7 @@ class NodeAgent {
   std::string unhealthy_reason_;          // the health-check program's verdict (guarded by mu_)
   bool launched_ = false;                 // a launch since the last report (guarded by mu_)
   ExitWaiter exits_;                      // wakes BeatLoop at a launch or a shim's exit
-  std::thread watch_, beat_, serve_, health_check_;
+  std::thread watch_, beat_, serve_, health_check_, checkpoint_sweep_;
 };
 
 }  // namespace icos::agent

@@ -530,7 +530,11 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     }
     // The checkpoint contract (docs/frameworks.md): what interruptions cost it.
     if (const int64_t ckpt = j.value("checkpoint_ms", int64_t{0}); ckpt > 0) {
-      out << "last checkpoint: " << Age(ckpt) << " ago\n";
+      out << "last checkpoint: " << Age(ckpt) << " ago";
+      if (const double save = j.value("checkpoint_save_s", 0.0); save > 0) {
+        out << absl::StrFormat(" (after a stop's signal, a checkpoint took up to %.0f s)", save);
+      }
+      out << "\n";
     }
     if (const double lost = j.value("lost_device_s", 0.0); lost > 0) {
       out << absl::StrFormat("work lost to interruptions: %.2f device-hours\n", lost / 3600.0);

@@ -129,6 +129,10 @@ int main(int argc, char** argv) {
                     "a job preempted (or moved, restarted) this often in the last hour is not preempted again "
                     "(0: no cap); queues set a minimum run time before preemption with min_run_s")
         ->check(CLI::Range(0, 1'000));
+    sub->add_option("--max-checkpoint-window", server.max_checkpoint_window_s,
+                    "most seconds a planned stop waits for a checkpoint when a job's earlier checkpoints took "
+                    "longer than its checkpoint grace (never less than that grace)")
+        ->check(CLI::Range(int64_t{1}, int64_t{86'400}));
     sub->add_option("--notify-allow", server.notify_allow,
                     "hosts jobs may send webhooks to (notify:): HOST, HOST:PORT, *.DOMAIN or * (repeat or "
                     "comma-separate; default none: job webhooks are refused; queue webhooks are admins' own)")
@@ -187,6 +191,13 @@ int main(int argc, char** argv) {
                     "where each job's checkpoint directory (ICOS_CHECKPOINT_DIR, kept across its attempts) is made, "
                     "as <dir>/<user>/job-<id>: a shared filesystem lets jobs resume on another node; one per "
                     "cluster (default <jobs-dir>-checkpoints)");
+    sub->add_option("--checkpoint-retention", agent.checkpoint_retention_s,
+                    "remove a job's checkpoint directory this many seconds after the job ended (default 7 days; "
+                    "0: keep them until an admin removes them)")
+        ->check(CLI::Range(int64_t{0}, int64_t{100} * 365 * 86'400));
+    sub->add_option("--checkpoint-sweep-interval", agent.checkpoint_sweep_s,
+                    "seconds between looks for checkpoint directories past their retention")
+        ->check(CLI::Range(int64_t{1}, int64_t{86'400}));
     sub->add_option("--health-check-program", agent.health_check_program,
                     "run this periodically; a non-zero exit or timeout keeps the node out of scheduling, its first "
                     "output line is the reason (like Slurm's HealthCheckProgram)")

@@ -345,6 +345,7 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
         absl::StrCat("--policy ", flags.policy, " runs on learned estimates; --no-learned-estimates turns them off"));
   }
   co.node_lease_ms = flags.node_lease_s * 1000;
+  co.max_checkpoint_window_ms = flags.max_checkpoint_window_s * 1000;
   co.spec_limits.max_job_tasks = flags.max_job_tasks;
   co.spec_limits.max_assignment_bytes = flags.max_job_mib << 20;
   co.webhooks.allow = flags.notify_allow;
@@ -535,6 +536,8 @@ absl::StatusOr<std::unique_ptr<agent::NodeAgent>> StartAgent(const AgentFlags& f
       flags.foreign_tasks == "refuse" ? agent::ForeignTasks::kRefuse : agent::ForeignTasks::kRunAsAgent;
   o.jobs_dir = flags.jobs_dir;
   o.checkpoint_dir = flags.checkpoint_dir;
+  o.checkpoint_retention_ms = flags.checkpoint_retention_s * 1000;
+  o.checkpoint_sweep_ms = flags.checkpoint_sweep_s * 1000;
   if (geteuid() != 0) {
     std::cerr << "icos agent: not running as root, so every task runs as this agent's own user"
               << (o.identity.foreign_tasks == agent::ForeignTasks::kRefuse ? " (other users' tasks are refused)"

@@ -43,13 +43,14 @@ struct ServerFlags {
   // and a file holding the key their messages are signed with.
   std::vector<std::string> notify_allow;
   std::string notify_secret_file;
-  double rate_limit = 5'000;        // requests/s per token; 0: none
-  bool metrics_auth = false;        // GET /metrics needs a token
-  int64_t utilisation_step_s = 15;  // utilisation history resolution
-  bool learn_runtimes = true;       // learned run-time estimates for jobs that give none
-  int64_t node_lease_s = 60;        // ControllerOptions::node_lease_ms
-  int32_t max_job_tasks = 4'096;    // api::SpecLimits::max_job_tasks
-  int64_t max_job_mib = 48;         // api::SpecLimits::max_assignment_bytes, in MiB
+  double rate_limit = 5'000;                // requests/s per token; 0: none
+  bool metrics_auth = false;                // GET /metrics needs a token
+  int64_t utilisation_step_s = 15;          // utilisation history resolution
+  bool learn_runtimes = true;               // learned run-time estimates for jobs that give none
+  int64_t node_lease_s = 60;                // ControllerOptions::node_lease_ms
+  int64_t max_checkpoint_window_s = 1'800;  // ControllerOptions::max_checkpoint_window_ms
+  int32_t max_job_tasks = 4'096;            // api::SpecLimits::max_job_tasks
+  int64_t max_job_mib = 48;                 // api::SpecLimits::max_assignment_bytes, in MiB
   // Overload protection (controller::HttpServerOptions, net::Limits).
   int64_t max_connections = 20'000;
   int64_t max_connections_per_address = 512;
@@ -84,10 +85,12 @@ struct AgentFlags {
   // Tasks whose owner is root may run (a root agent); `icos up` allows it
   // when started by root, `icos agent` only with --allow-root-tasks.
   bool allow_root_tasks = false;
-  std::string foreign_tasks = "run-as-agent";  // a non-root agent: run-as-agent | refuse
-  std::string jobs_dir;                        // tasks' private directories; default /var/tmp/icos-<cluster>
-  std::string checkpoint_dir;                  // jobs' checkpoint directories; default <jobs_dir>-checkpoints
-  std::string health_check_program;            // Slurm-style HealthCheckProgram; empty: none
+  std::string foreign_tasks = "run-as-agent";   // a non-root agent: run-as-agent | refuse
+  std::string jobs_dir;                         // tasks' private directories; default /var/tmp/icos-<cluster>
+  std::string checkpoint_dir;                   // jobs' checkpoint directories; default <jobs_dir>-checkpoints
+  int64_t checkpoint_retention_s = 7 * 86'400;  // NodeAgentOptions::checkpoint_retention_ms; 0: kept
+  int64_t checkpoint_sweep_s = 600;             // NodeAgentOptions::checkpoint_sweep_ms
+  std::string health_check_program;             // Slurm-style HealthCheckProgram; empty: none
   double health_check_interval_s = 60;
   int32_t max_device_temperature_c = 0;  // a hotter device is unhealthy; 0: no limit
 };

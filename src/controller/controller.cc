@@ -44,7 +44,8 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
                                     .port_span = options_.port_span,
                                     .restore_cost_ms = options_.scheduler.restore_cost_ms,
                                     // Its order wants whole-run estimates, not the time left (core/estimates.h).
-                                    .total_estimates = scheduler_.order().ranks_by_total_estimate()}),
+                                    .total_estimates = scheduler_.order().ranks_by_total_estimate(),
+                                    .max_checkpoint_window_ms = options_.max_checkpoint_window_ms}),
       webhooks_(std::make_unique<WebhookSender>(store_, clock_, options_.webhooks, &counters_.webhook_deliveries,
                                                 // A queue's webhook is an admin's: not on the allow list.
                                                 [this](const std::string& url) { return IsQueueWebhook(url); })) {}
@@ -520,6 +521,30 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
   ++e.generation;
   Touch(node.name);
   return credential.has_value() ? credential->second : std::string();
+}
+
+absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> Controller::EndedJobs(const Principal& caller,
+                                                                               const std::string& node,
+                                                                               const std::vector<int64_t>& jobs) {
+  if (absl::Status st = Authorize(caller, Action::kSpeakForNode, node); !st.ok()) return st;
+  if (jobs.size() > kMaxEndedJobsQuestion) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxEndedJobsQuestion, " jobs per question"));
+  }
+  std::vector<int64_t> closed;  // not open here: the store says how they stand
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int64_t id : jobs) {
+      if (engine_.FindJob(id) == nullptr) closed.push_back(id);
+    }
+  }
+  std::vector<std::pair<int64_t, int64_t>> ended;
+  for (int64_t id : closed) {
+    absl::StatusOr<store::JobRecord> j = store_->GetJob(id);
+    if (absl::IsNotFound(j.status())) continue;
+    if (!j.ok()) return j.status();
+    if (store::IsTerminal(j->state) && j->end_ms > 0) ended.emplace_back(id, j->end_ms);
+  }
+  return ended;
 }
 
 absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& caller, const std::string& node,

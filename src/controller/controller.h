@@ -84,6 +84,9 @@ struct ControllerOptions {
   // call every 10 s, not every second. Task exits are still reported at once.
   int64_t max_agent_polls_per_s = 2'000;
   int64_t grace_ms = 10'000;  // SIGTERM -> SIGKILL for cancelled / preempted tasks
+  // engine::EngineOptions::max_checkpoint_window_ms: the most a planned stop
+  // waits for a checkpoint that took longer before than its spec's grace.
+  int64_t max_checkpoint_window_ms = 30 * 60'000;
   // Tasks' ports (each rank's, and the rendezvous port MASTER_ADDR:MASTER_PORT)
   // are booked per node from [port_base, port_base + port_span): the lowest
   // that no active task on the node holds (engine/port_book.h).
@@ -398,6 +401,13 @@ class Controller {
   absl::StatusOr<wire::HeartbeatReply> Heartbeat(const Principal& caller, const std::string& node,
                                                  const std::vector<wire::TaskStatus>& tasks,
                                                  const std::vector<wire::DeviceUsage>& devices = {});
+  // For an agent's checkpoint retention (NodeAgentOptions::
+  // checkpoint_retention_ms): which of `jobs` have ended, with when (Unix
+  // ms). Open jobs and those the store does not know are left out, so their
+  // directories stay. At most kMaxEndedJobsQuestion ids.
+  static constexpr size_t kMaxEndedJobsQuestion = 500;
+  absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> EndedJobs(const Principal& caller, const std::string& node,
+                                                                     const std::vector<int64_t>& jobs);
   // How often each agent should heartbeat, and ask again after a watch that
   // could not wait: max(1 s, nodes / (max_agent_polls_per_s / 2)), at most
   // a quarter of the node lease.

@@ -113,6 +113,37 @@ TEST_F(ControllerAuthTest, AJoinTokenRegistersANodeOnceAndItsCredentialSpeaksOnl
   EXPECT_EQ(controller_->CreateToken(admin_, Role::kNode, "", "").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// An agent's checkpoint retention asks which jobs ended: a node asks for
+// itself only, learns nothing of open or unknown jobs (their directories
+// stay), and asks a bounded question.
+TEST_F(ControllerAuthTest, ANodeLearnsWhichOfItsJobsEndedAndNothingMore) {
+  const Principal join = As(JoinToken());
+  auto cred = controller_->RegisterNode(join, Node("n1"), "10.0.0.1", "http://10.0.0.1:9", "k");
+  ASSERT_TRUE(cred.ok()) << cred.status();
+  const Principal n1 = As(*cred);
+  auto open = controller_->Submit(alice_, kSecretJob);
+  auto done = controller_->Submit(alice_, kSecretJob);
+  ASSERT_TRUE(open.ok() && done.ok());
+  clock_.Advance(5'000);
+  ASSERT_TRUE(controller_->Cancel(alice_, *done).ok());
+  auto ended = controller_->EndedJobs(n1, "n1", {*open, *done, 999'999});
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  ASSERT_EQ(ended->size(), 1u);
+  EXPECT_EQ((*ended)[0].first, *done);
+  EXPECT_EQ((*ended)[0].second, clock_.NowMs());
+  EXPECT_EQ(controller_->EndedJobs(n1, "n2", {*done}).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(controller_->EndedJobs(alice_, "n1", {*done}).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      controller_->EndedJobs(n1, "n1", std::vector<int64_t>(Controller::kMaxEndedJobsQuestion + 1, 1)).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  // After a restart the store answers alone.
+  Open();
+  ended = controller_->EndedJobs(n1, "n1", {*open, *done});
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  ASSERT_EQ(ended->size(), 1u);
+  EXPECT_EQ((*ended)[0].first, *done);
+}
+
 TEST_F(ControllerAuthTest, RevokingANodesCredentialFreesItsNameForTheJoinToken) {
   const Principal join = As(JoinToken());
   auto cred = controller_->RegisterNode(join, Node("n1"), "10.0.0.1", "http://10.0.0.1:9", "k");

@@ -79,6 +79,7 @@ json JobJson(const store::JobRecord& j) {
           {"array_id", j.array_id},
           {"array_index", j.array_index},
           {"checkpoint_ms", j.checkpoint_ms},
+          {"checkpoint_save_s", static_cast<double>(j.checkpoint_save_ms) / 1000.0},
           {"lost_device_s", static_cast<double>(j.lost_device_ms) / 1000.0}};
 }
 
@@ -741,6 +742,18 @@ net::Router HttpServer::Routes() {
            auto reply = c->Heartbeat(who, req.matches[1], statuses, devices);
            if (!reply.ok()) return Fail(res, reply.status());
            Reply(res, 200, wire::HeartbeatReplyToJson(*reply));
+         }),
+         agent);
+
+  s.Post(R"(/api/v1/nodes/([^/]+)/ended-jobs)",
+         authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           json body = json::parse(req.body);
+           const std::vector<int64_t> jobs = body.at("jobs").get<std::vector<int64_t>>();
+           auto ended = c->EndedJobs(who, req.matches[1], jobs);
+           if (!ended.ok()) return Fail(res, ended.status());
+           json out = json::array();
+           for (const auto& [id, end_ms] : *ended) out.push_back({{"id", id}, {"end_ms", end_ms}});
+           Reply(res, 200, {{"ended", out}});
          }),
          agent);
 

@@ -256,6 +256,7 @@ std::vector<wire::Assignment> Engine::AssignmentsOf(const std::string& node) con
       a.run = run;
       // A planned stop of a job that will run again: let it checkpoint first.
       a.checkpoint_first = !run && a.checkpoint_signal > 0 && !store::IsTerminal(j.rec.state);
+      if (a.checkpoint_signal > 0) a.checkpoint_grace_ms = CheckpointWindowMs(j);  // as the job's history now says
       a.started = t.rec.state == TaskState::kRunning;
       out.push_back(std::move(a));
     }
@@ -339,6 +340,31 @@ void Engine::NoteCheckpoint(JobEntry& j, int64_t checkpoint_ms, const std::strin
   c.Event(j.rec.id, node, "Checkpoint", absl::StrCat("checkpoint finished ", (c.now_ms - at) / 1000, " s ago"));
 }
 
+int64_t Engine::CheckpointWindowMs(const JobEntry& j) const {
+  const int64_t declared = j.spec.checkpoint.grace_s * 1000;
+  if (j.rec.checkpoint_save_ms <= 0) return declared;
+  // Half as long again as the longest save seen, plus a margin for a
+  // loaded node; never below what the job asked for, nor past the cap.
+  const int64_t sized = j.rec.checkpoint_save_ms + j.rec.checkpoint_save_ms / 2 + 5'000;
+  return std::max(declared, std::min(sized, options_.max_checkpoint_window_ms));
+}
+
+void Engine::NoteCheckpointSave(JobEntry& j, const wire::TaskStatus& s, const std::string& node, Change& c) const {
+  // A window that ran out says little of a job that never reported a
+  // checkpoint: it may not meet the contract at all, and each stop would
+  // wait longer for nothing.
+  if (s.checkpoint_cut && j.rec.checkpoint_ms <= 0) return;
+  if (s.checkpoint_save_ms <= j.rec.checkpoint_save_ms) return;  // the longest is kept; reports repeat
+  j.rec.checkpoint_save_ms = s.checkpoint_save_ms;
+  StageRecord(j, c);
+  const std::string took = s.checkpoint_cut
+                               ? absl::StrCat("did not finish within its ", s.checkpoint_save_ms / 1000, " s window")
+                               : absl::StrCat("took ", s.checkpoint_save_ms / 1000, " s after the stop's signal");
+  c.Event(j.rec.id, node, "CheckpointSave",
+          absl::StrCat("a checkpoint ", took, "; the next planned stop waits up to ", CheckpointWindowMs(j) / 1000,
+                       " s for one"));
+}
+
 void Engine::EvaluateJob(JobEntry& j, Change& c) const {
   const int64_t now = c.now_ms;
   if (j.rec.state != JobState::kRunning) {
@@ -417,6 +443,7 @@ bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::T
       // A task's end is final: a stale report (an attempt already ended,
       // say by a lost lease) changes nothing.
       if (s.checkpoint_ms > 0) NoteCheckpoint(j, s.checkpoint_ms, node, c);
+      if (s.checkpoint_save_ms > 0) NoteCheckpointSave(j, s, node, c);
       if (!state || *state == t.rec.state || store::IsTerminal(t.rec.state)) break;
       t.rec.state = *state;
       t.rec.exit_code = s.exit_code;

@@ -60,6 +60,9 @@ struct EngineOptions {
   // whole-run estimates (core/estimates.h): what RunsOf tells the scheduler.
   int64_t restore_cost_ms = 0;
   bool total_estimates = false;
+  // The most a planned stop waits for a checkpoint when the job's history
+  // asks for more than its spec's grace (CheckpointWindowMs).
+  int64_t max_checkpoint_window_ms = 30 * 60'000;
 };
 
 // What one command changes: the records to write (events included) and the
@@ -97,6 +100,7 @@ struct BindWork {
     api::JobSpec spec;  // as submitted, with the array element's env
     std::string user;
     int64_t uid = -1, gid = -1;
+    int64_t checkpoint_window_ms = 0;  // CheckpointWindowMs, for the stops the agent decides
     absl::StatusOr<std::vector<TaskEntry>> tasks = std::vector<TaskEntry>{};
   };
   std::vector<Item> items;  // moves first, then binds, each in decision order
@@ -213,6 +217,14 @@ class Engine {
   // ahead of now) moves j.rec.checkpoint_ms forward.
   static void NoteLostWork(JobEntry& j, const TaskEntry& t, Change& c);
   static void NoteCheckpoint(JobEntry& j, int64_t checkpoint_ms, const std::string& node, Change& c);
+  // A task's report of how long its checkpoint took after a stop's signal
+  // (or that its window ran out first): the longest is kept, in
+  // j.rec.checkpoint_save_ms.
+  void NoteCheckpointSave(JobEntry& j, const wire::TaskStatus& s, const std::string& node, Change& c) const;
+  // How long a planned stop of `j` waits for its checkpoint before SIGTERM:
+  // its spec's grace, or more where its saves took longer (1.5 x the
+  // longest + 5 s, at most options().max_checkpoint_window_ms).
+  int64_t CheckpointWindowMs(const JobEntry& j) const;
   // Adds one report of `node`'s devices to the jobs running there.
   void SampleDeviceUse(const std::string& node, const std::vector<wire::DeviceUsage>& devices);
   // The "DeviceUse" event of a job that just ended, if anything was sampled.

@@ -205,6 +205,7 @@ BindWork Engine::PrepareBinds(const PassInput& in, const core::Decisions& decisi
     item.user = j->rec.user;
     item.uid = j->rec.run_uid;
     item.gid = j->rec.run_gid;
+    item.checkpoint_window_ms = CheckpointWindowMs(*j);
     if (j->rec.array_id != 0) {  // each element is told which it is (Slurm's SLURM_ARRAY_*)
       item.spec.env["ICOS_ARRAY_JOB_ID"] = absl::StrCat(j->rec.array_id);
       item.spec.env["ICOS_ARRAY_INDEX"] = absl::StrCat(j->rec.array_index);
@@ -303,7 +304,7 @@ absl::StatusOr<std::vector<TaskEntry>> Engine::TasksOf(const PassInput& in, cons
     a.grace_ms = options_.grace_ms;
     if (spec.checkpoint.enabled) {
       a.checkpoint_signal = spec.checkpoint.signal;
-      a.checkpoint_grace_ms = spec.checkpoint.grace_s * 1000;
+      a.checkpoint_grace_ms = item.checkpoint_window_ms;
     }
     a.max_disconnect_ms = spec.max_disconnect_s > 0 ? spec.max_disconnect_s * 1000 : options_.node_lease_ms;
     for (const auto& [k, v] : spec.env) a.env[k] = v;

@@ -302,6 +302,79 @@ TEST_F(EngineTest, APreemptedJobIsToldToCheckpointAndLosesOnlyTheWorkSinceItsLas
   EXPECT_EQ(engine_.RunsOf(*engine_.FindJob(low), 70'000 + 3'600'000).interruptions_last_hour, 0);
 }
 
+// The window of a planned stop is sized from the job's history: a save
+// that took longer than the spec's grace (or ran out of its window, for a
+// job known to checkpoint) makes the next stop wait longer, up to the cap.
+TEST_F(EngineTest, APlannedStopWaitsAsLongAsTheJobsCheckpointsTook) {
+  Engine engine(EngineOptions{.max_checkpoint_window_ms = 120'000});
+  engine.nodes()["n1"] = Node("n1", 2);
+  auto spec = api::ParseJobSpec(
+      "name: ckpt\ncheckpoint: {grace: 30s}\ntasks: [{command: [\"true\"], resources: {cpu: 1, memory: 1Gi, "
+      "devices: 1}}]\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  JobEntry entry;
+  entry.spec = *spec;
+  entry.rec.id = 1;
+  entry.rec.user = "alice";
+  entry.rec.state = JobState::kRunning;
+  entry.core = api::ToCoreJob(entry.spec, JobId(1), "alice", 0);
+  engine.AddJob(std::move(entry));
+  auto report = [&](wire::TaskStatus s, int64_t now) {
+    Change c(now);
+    JobEntry& j = engine.Stage(c, 1);
+    engine.NoteCheckpointSave(j, s, "n1", c);
+    const bool wrote = !c.batch.jobs.empty();
+    engine.Adopt(std::move(c));
+    return wrote;
+  };
+  const JobEntry& j = *engine.FindJob(1);
+  EXPECT_EQ(engine.CheckpointWindowMs(j), 30'000);  // no history: the spec's grace
+  // A quick save leaves the spec's grace as it is.
+  EXPECT_TRUE(report({.checkpoint_save_ms = 10'000}, 1'000));
+  EXPECT_EQ(engine.CheckpointWindowMs(j), 30'000);
+  // One that took 40 s: 1.5 x 40 + 5 = 65 s.
+  EXPECT_TRUE(report({.checkpoint_save_ms = 40'000}, 2'000));
+  EXPECT_EQ(j.rec.checkpoint_save_ms, 40'000);
+  EXPECT_EQ(engine.CheckpointWindowMs(j), 65'000);
+  // The same report again (unacknowledged) or a shorter save: nothing written.
+  EXPECT_FALSE(report({.checkpoint_save_ms = 40'000}, 3'000));
+  EXPECT_FALSE(report({.checkpoint_save_ms = 20'000}, 3'000));
+  // A window that ran out counts only for a job that ever finished a checkpoint.
+  EXPECT_FALSE(report({.checkpoint_save_ms = 65'000, .checkpoint_cut = true}, 4'000));
+  EXPECT_EQ(engine.CheckpointWindowMs(j), 65'000);
+  Change c(5'000);
+  engine.NoteCheckpoint(engine.Stage(c, 1), 4'500, "n1", c);
+  engine.Adopt(std::move(c));
+  EXPECT_TRUE(report({.checkpoint_save_ms = 65'000, .checkpoint_cut = true}, 6'000));
+  // 1.5 x 65 + 5 = 102.5 s; once more and the cap (120 s) holds it.
+  EXPECT_EQ(engine.CheckpointWindowMs(j), 102'500);
+  EXPECT_TRUE(report({.checkpoint_save_ms = 102'500, .checkpoint_cut = true}, 7'000));
+  EXPECT_EQ(engine.CheckpointWindowMs(j), 120'000);
+  // The stop the agent is sent carries the window.
+  Change run(8'000);
+  JobEntry& staged = engine.Stage(run, 1);
+  TaskEntry t;
+  t.rec.job_id = 1;
+  t.rec.node = "n1";
+  t.rec.state = TaskState::kRunning;
+  t.assignment.task_id = wire::TaskId(1, 0, 0, 0);
+  t.assignment.checkpoint_signal = SIGUSR1;
+  t.assignment.checkpoint_grace_ms = 30'000;  // as it was bound
+  staged.tasks.push_back(t);
+  staged.rec.state = JobState::kPending;  // preempted: it will run again
+  run.batch.jobs.push_back(staged.rec);
+  engine.Adopt(std::move(run));
+  std::vector<wire::Assignment> sent = engine.AssignmentsOf("n1");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_TRUE(sent[0].checkpoint_first);
+  EXPECT_EQ(sent[0].checkpoint_grace_ms, 120'000);
+  // A declared grace above the cap is the job's own: kept.
+  Engine generous(EngineOptions{.max_checkpoint_window_ms = 10'000});
+  JobEntry big = j;
+  big.spec.checkpoint.grace_s = 600;
+  EXPECT_EQ(generous.CheckpointWindowMs(big), 600'000);
+}
+
 TEST_F(EngineTest, ACancelledJobIsStoppedWithoutACheckpointAndLosesNothing) {
   const int64_t id = Add("checkpoint: {}\n");
   Pass(0);

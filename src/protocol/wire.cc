@@ -185,6 +185,8 @@ json TaskStatusToJson(const TaskStatus& s) {
             {"reason", s.reason},   {"start_ms", s.start_ms}, {"end_ms", s.end_ms}};
   if (s.requeue) j["requeue"] = true;
   if (s.checkpoint_ms > 0) j["checkpoint_ms"] = s.checkpoint_ms;
+  if (s.checkpoint_save_ms > 0) j["checkpoint_save_ms"] = s.checkpoint_save_ms;
+  if (s.checkpoint_cut) j["checkpoint_cut"] = true;
   if (s.max_rss_kib > 0) j["max_rss_kib"] = s.max_rss_kib;
   return j;
 }
@@ -219,6 +221,8 @@ absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
     s.end_ms = j.value("end_ms", int64_t{0});
     s.requeue = j.value("requeue", false);
     s.checkpoint_ms = j.value("checkpoint_ms", int64_t{0});
+    s.checkpoint_save_ms = j.value("checkpoint_save_ms", int64_t{0});
+    s.checkpoint_cut = j.value("checkpoint_cut", false);
     s.max_rss_kib = j.value("max_rss_kib", int64_t{0});
     return s;
   });

@@ -88,6 +88,11 @@ struct TaskStatus {
   // When the task last reported a finished checkpoint (icos checkpoint-done),
   // Unix ms by the agent's clock; 0: never.
   int64_t checkpoint_ms = 0;
+  // After a planned stop that asked for a checkpoint first: how long the
+  // checkpoint took from the signal (0: unknown), or, with checkpoint_cut,
+  // the window it had and did not finish in.
+  int64_t checkpoint_save_ms = 0;
+  bool checkpoint_cut = false;
   // An ended task's peak memory (store::TaskRecord::max_rss_kib); 0: unknown.
   int64_t max_rss_kib = 0;
 };

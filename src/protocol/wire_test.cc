@@ -66,6 +66,18 @@ TEST(WireTaskStatusTest, ACheckpointTimeRoundTrips) {
   EXPECT_EQ(back->checkpoint_ms, 1'700'000'000'123);
 }
 
+TEST(WireTaskStatusTest, HowLongACheckpointTookRoundTrips) {
+  TaskStatus s{.task_id = "t", .state = "Killed", .checkpoint_save_ms = 60'000, .checkpoint_cut = true};
+  absl::StatusOr<TaskStatus> back = TaskStatusFromJson(TaskStatusToJson(s));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->checkpoint_save_ms, 60'000);
+  EXPECT_TRUE(back->checkpoint_cut);
+  absl::StatusOr<TaskStatus> none = TaskStatusFromJson(TaskStatusToJson(TaskStatus{.task_id = "t", .state = "Failed"}));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->checkpoint_save_ms, 0);
+  EXPECT_FALSE(none->checkpoint_cut);
+}
+
 TEST(WireTaskStatusTest, AnEndedTasksPeakMemoryRoundTrips) {
   TaskStatus s{.task_id = "t", .state = "Succeeded", .max_rss_kib = 812'345};
   absl::StatusOr<TaskStatus> back = TaskStatusFromJson(TaskStatusToJson(s));

@@ -70,7 +70,7 @@ class PostgresStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
   // Versions match SqliteStateStore's: the same tables at the same version.
-  static constexpr int32_t kSchemaVersion = 7;
+  static constexpr int32_t kSchemaVersion = 8;
 
   // Connects, creates options.schema if needed and migrates it.
   // Errors: InvalidArgument for an empty or malformed conninfo; Unavailable

@@ -25,11 +25,11 @@ namespace icos::store::columns {
 // "user" is quoted: a reserved word in PostgreSQL, a plain identifier in SQLite.
 inline constexpr char kJob[] =
     "id, name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt, run_uid, "
-    "run_gid, hold, array_id, array_index, checkpoint_ms, lost_device_ms";
+    "run_gid, hold, array_id, array_index, checkpoint_ms, lost_device_ms, checkpoint_save_ms";
 // kJob but id, which the database assigns: what an INSERT or UPDATE writes.
 inline constexpr char kJobFields[] =
     "name, \"user\", queue, priority, state, spec_json, reason, submit_ms, start_ms, end_ms, attempt, run_uid, "
-    "run_gid, hold, array_id, array_index, checkpoint_ms, lost_device_ms";
+    "run_gid, hold, array_id, array_index, checkpoint_ms, lost_device_ms, checkpoint_save_ms";
 static_assert(std::string_view(kJob).substr(4) == kJobFields && std::string_view(kJob).substr(0, 4) == "id, ");
 inline constexpr char kTask[] =
     "job_id, grp, replica, attempt, node, placement_json, state, exit_code, reason, start_ms, end_ms, max_rss_kib";
@@ -72,6 +72,7 @@ absl::StatusOr<JobRecord> DecodeJob(const Row& r, absl::string_view what) {
   job.array_index = r.Int32(16);
   job.checkpoint_ms = r.Int(17);
   job.lost_device_ms = r.Int(18);
+  job.checkpoint_save_ms = r.Int(19);
   return job;
 }
 
@@ -173,7 +174,7 @@ Binder& BindJobFields(Binder& b, const JobRecord& job) {
   b.Text(job.name).Text(job.user).Text(job.queue).Int(job.priority).Text(JobStateName(job.state));
   b.Text(job.spec_json).Text(job.reason).Int(job.submit_ms).Int(job.start_ms).Int(job.end_ms).Int(job.attempt);
   b.Int(job.run_uid).Int(job.run_gid).Text(job.hold).Int(job.array_id).Int(job.array_index);
-  return b.Int(job.checkpoint_ms).Int(job.lost_device_ms);
+  return b.Int(job.checkpoint_ms).Int(job.lost_device_ms).Int(job.checkpoint_save_ms);
 }
 
 template <typename Binder>

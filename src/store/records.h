@@ -55,6 +55,9 @@ struct JobRecord {
   // interruptions (preemptions, moves, lost nodes, failures) threw away.
   int64_t checkpoint_ms = 0;
   int64_t lost_device_ms = 0;
+  // The longest a checkpoint took after a planned stop's signal (0: none
+  // seen): the basis of the next stop's window (engine::CheckpointWindowMs).
+  int64_t checkpoint_save_ms = 0;
 
   // InsertJobs only: the first element of a new array; the elements after
   // it in the same call carry array_id kNewArray and join its array.

@@ -207,6 +207,11 @@ CREATE TABLE notifications (
 ){strict};
 CREATE INDEX notifications_by_due ON notifications(next_ms);
 )sql",
+    // v8 (issue #20): how long a job's checkpoint took after a stop's
+    // signal, which sizes the window of its next planned stop.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN checkpoint_save_ms {int64} NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(std::size(kMigrations) == kMigrationCount, "kMigrationCount must equal the number of migrations");
 

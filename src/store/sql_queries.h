@@ -140,7 +140,7 @@ class Query {
 // ---- Schema ----
 
 // The number of migrations: Migration(d, v) for v in 1..kMigrationCount.
-inline constexpr int32_t kMigrationCount = 7;
+inline constexpr int32_t kMigrationCount = 8;
 // The step from schema version v - 1 to v, in `d`'s DDL (one or more
 // statements, no parameters).
 std::string Migration(Dialect d, int32_t v);

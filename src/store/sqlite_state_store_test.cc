@@ -168,7 +168,7 @@ TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToLatestSchema) {
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->SchemaVersion(), SqliteStateStore::kSchemaVersion);
   RawDb raw(path);
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "7");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "8");
   EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
                           "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
             "cluster,events,idempotency_keys,jobs,leader,nodes,notifications,queues,tasks,tokens,usage,utilisation");
@@ -209,6 +209,7 @@ TEST(SqliteStateStoreTest, Version1DatabaseIsMigratedKeepingItsJobs) {
   EXPECT_EQ(job->hold, "");  // columns added later take their defaults
   EXPECT_EQ(job->checkpoint_ms, 0);
   EXPECT_EQ(job->lost_device_ms, 0);
+  EXPECT_EQ(job->checkpoint_save_ms, 0);
   absl::StatusOr<std::vector<JobCounts>> counts = (*store)->CountJobs(0, 10'000);
   ASSERT_TRUE(counts.ok()) << counts.status();
   ASSERT_EQ(counts->size(), 1u);

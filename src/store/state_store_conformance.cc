@@ -45,7 +45,7 @@ using ::testing::SizeIs;
 auto Fields(const JobRecord& j) {
   return std::make_tuple(j.id, j.name, j.user, j.queue, j.priority, JobStateName(j.state), j.spec_json, j.reason,
                          j.submit_ms, j.start_ms, j.end_ms, j.attempt, j.run_uid, j.run_gid, j.hold, j.array_id,
-                         j.array_index, j.checkpoint_ms, j.lost_device_ms);
+                         j.array_index, j.checkpoint_ms, j.lost_device_ms, j.checkpoint_save_ms);
 }
 auto Fields(const TaskRecord& t) {
   return std::make_tuple(t.job_id, t.group, t.replica, t.attempt, t.node, t.placement_json, TaskStateName(t.state),
@@ -439,6 +439,7 @@ TEST_P(StateStoreConformanceTest, ApplyUpdatesEveryJobField) {
   job.array_index = 3;
   job.checkpoint_ms = 2'500;
   job.lost_device_ms = 1'234'567;
+  job.checkpoint_save_ms = 42'000;
   ExpectApplied(*store_, {.jobs = {job}});
   absl::StatusOr<JobRecord> got = store_->GetJob(job.id);
   ASSERT_TRUE(got.ok()) << got.status();
