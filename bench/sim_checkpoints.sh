@@ -8,6 +8,9 @@
 #             the work since the last checkpoint
 #   ckpt+...  the same with a minimum run time before preemption (--min-run)
 #             and/or a cap on preemptions per job and hour
+#   +faults   nodes also fail: at Meta's Llama 3 rate (--device-mtbf llama3,
+#             one interruption per 50,677 GPU-hours) or ten times it, each
+#             down an hour; a failure loses the work since the last checkpoint
 # One row per (GPUs, setting, policy): mean JCT, preemptions, GPU-hours lost
 # and their share of GPU-hours used.
 # Usage: bench/sim_checkpoints.sh [GPUS...]   (default 480 560 672; needs a
@@ -30,9 +33,17 @@ SETTINGS=(
   "ckpt+min-run 3600|--checkpoint-interval 1800 --restore-delay 60 --min-run 3600"
   "ckpt+cap 1/h|--checkpoint-interval 1800 --restore-delay 60 --max-interruptions-per-hour 1"
   "ckpt+min-run 1860+cap 1/h|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860 --max-interruptions-per-hour 1"
+  "ckpt+min-run 1860+faults llama3|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860 --device-mtbf llama3"
+  "ckpt+min-run 1860+faults 10x llama3|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860 --device-mtbf 5068"
 )
-echo "| GPUs | setting | policy | mean JCT | preemptions | GPU-h lost | GPU-h used | lost share |"
-echo "|---|---|---|---|---|---|---|---|"
+# SETTINGS_MATCHING=REGEX keeps only the settings whose name matches.
+if [ -n "${SETTINGS_MATCHING:-}" ]; then
+  kept=()
+  for s in "${SETTINGS[@]}"; do [[ ${s%%|*} =~ $SETTINGS_MATCHING ]] && kept+=("$s"); done
+  SETTINGS=("${kept[@]}")
+fi
+echo "| GPUs | setting | policy | mean JCT | preemptions | GPU-h lost | GPU-h used | lost share | node failures: runs ended, GPU-h lost |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for gpus in "${SIZES[@]}"; do
   for s in "${SETTINGS[@]}"; do
     name=${s%%|*}
@@ -48,7 +59,9 @@ for line in sys.stdin:
     jct_h = r["avg_jct_s"] / 3600
     share = 100 * lost / used if used else 0
     policy, preemptions = r["policy"], r["preemptions"]
-    print(f"| {gpus} | {name} | {policy} | {jct_h:.2f} h | {preemptions} | {lost:.0f} | {used:.0f} | {share:.2f}% |")
+    n, stops, flost = r.get("faults", 0), r.get("fault_stops", 0), r.get("gpu_hours_lost_to_faults", 0)
+    faults = f"{n}: {stops}, {flost:.0f}" if n else "none"
+    print(f"| {gpus} | {name} | {policy} | {jct_h:.2f} h | {preemptions} | {lost:.0f} | {used:.0f} | {share:.2f}% | {faults} |")
 ' "$gpus" "$name"
   done
 done

@@ -287,6 +287,12 @@ int main(int argc, char** argv) {
                    "many seconds (default 0: off)")
       ->check(CLI::Range(int64_t{0}, int64_t{365} * 86'400));
   sim_cmd->add_option("--window", sim.window, "FIRST:LAST: also report the mean JCT of jobs FIRST..LAST-1");
+  sim_cmd->add_option("--device-mtbf", sim.device_mtbf,
+                      "node failures: device-hours between failures (a node of D devices fails D times as often), "
+                      "or llama3 (Meta's published rate: 419 interruptions in 54 days on 16,384 GPUs); default none");
+  sim_cmd->add_option("--repair-time", sim.repair_s, "seconds a failed node stays out (default 3600)")
+      ->check(CLI::Range(0.0, 1e9));
+  sim_cmd->add_option("--fault-seed", sim.fault_seed, "random seed of the node failures");
   sim_cmd
       ->add_option("--inflation-seeds", sim.inflation_seeds,
                    "run FGD's openb inflation experiment over N seeds (policies bestfit, fgd, spread)")

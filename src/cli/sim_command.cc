@@ -1,5 +1,6 @@
 #include "cli/sim_command.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -296,6 +297,14 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       return 1;
     }
   }
+  double device_mtbf_h = 0;
+  if (f.device_mtbf == "llama3") {
+    device_mtbf_h = sim::kLlama3DeviceMtbfH;
+  } else if (!f.device_mtbf.empty() && (!absl::SimpleAtod(f.device_mtbf, &device_mtbf_h) || device_mtbf_h <= 0 ||
+                                        !std::isfinite(device_mtbf_h))) {
+    err << "icos sim: --device-mtbf '" << f.device_mtbf << "': expected device-hours > 0, or llama3\n";
+    return 1;
+  }
   std::vector<std::string> policies = absl::StrSplit(f.policy, ',', absl::SkipWhitespace());
   if (policies.empty()) {
     err << "icos sim: --policy names no policy\n";
@@ -340,6 +349,9 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     o.min_run_s = f.min_run_s;
     o.max_interruptions_per_hour = f.max_interruptions_per_hour;
     o.usage_half_life_s = f.usage_half_life_s;
+    o.device_mtbf_h = device_mtbf_h;
+    o.repair_s = f.repair_s;
+    o.fault_seed = f.fault_seed;
     o.record_utilisation = true;
     auto r = sim::Simulate(*nodes, w->jobs, o);
     if (!r.ok()) {
@@ -360,6 +372,11 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       j["min_run_s"] = f.min_run_s;
       j["max_interruptions_per_hour"] = f.max_interruptions_per_hour;
       j["usage_half_life_s"] = f.usage_half_life_s;
+      if (device_mtbf_h > 0) {
+        j["device_mtbf_h"] = device_mtbf_h;
+        j["repair_s"] = f.repair_s;
+        j["fault_seed"] = f.fault_seed;
+      }
       if (window_first >= 0) {
         j["window"] = {window_first, window_last};
         j["window_avg_jct_s"] = window_jct;
@@ -378,6 +395,11 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       out << absl::StrFormat("         %d preemptions, %d moves; GPU-hours lost %.1f of %.1f used (%.2f%%)\n",
                              s.preemptions, s.migrations, s.gpu_hours_lost, s.gpu_hours_used,
                              s.gpu_hours_used > 0 ? 100.0 * s.gpu_hours_lost / s.gpu_hours_used : 0.0);
+      if (device_mtbf_h > 0) {
+        out << absl::StrFormat("         %d node failures ended %d runs; they lost %.1f GPU-hours (%.2f%% of used)\n",
+                               s.faults, s.fault_stops, s.gpu_hours_lost_to_faults,
+                               s.gpu_hours_used > 0 ? 100.0 * s.gpu_hours_lost_to_faults / s.gpu_hours_used : 0.0);
+      }
       if (s.estimator == "learned") {
         out << absl::StrFormat(
             "         learned estimates: median abs error %s, %.1f%% within 2x (%.1f%% after burst revisions), %d "

@@ -30,8 +30,13 @@ struct SimFlags {
   int32_t max_interruptions_per_hour = 0;  // 0: no cap
   int64_t usage_half_life_s = 0;           // every queue's fair share over time; 0: off
   std::string window;                      // "FIRST:LAST": also report mean JCT of jobs FIRST..LAST-1
-  int inflation_seeds = 0;                 // >0: FGD's inflation experiment (openb) over this many seeds
-  bool gpu_pods_only = false;              // inflation: leave out the CPU-only pods (FGD's artifact has them)
+  // The fault model (sim::SimOptions::device_mtbf_h): device-hours between
+  // failures, or "llama3" (sim::kLlama3DeviceMtbfH); empty: no faults.
+  std::string device_mtbf;
+  double repair_s = 3'600;
+  uint64_t fault_seed = 1;
+  int inflation_seeds = 0;     // >0: FGD's inflation experiment (openb) over this many seeds
+  bool gpu_pods_only = false;  // inflation: leave out the CPU-only pods (FGD's artifact has them)
 };
 
 // Returns the process exit code: 0 on success, 1 on bad input or a violated invariant.

@@ -135,6 +135,9 @@ Summary Summarize(const SimResult& r) {
   s.migrations = r.migrations;
   s.gpu_hours_used = r.gpu_hours_used;
   s.gpu_hours_lost = r.gpu_hours_lost;
+  s.faults = r.faults;
+  s.fault_stops = r.fault_stops;
+  s.gpu_hours_lost_to_faults = r.gpu_hours_lost_to_faults;
   s.events = r.events;
   s.passes = r.passes;
   s.wall_s = r.wall_s;
@@ -199,6 +202,9 @@ nlohmann::ordered_json ToJson(const Summary& s) {
       {"gpu_hours_used", s.gpu_hours_used},
       {"gpu_hours_lost", s.gpu_hours_lost},
       {"gpu_hours_lost_share", s.gpu_hours_used > 0 ? s.gpu_hours_lost / s.gpu_hours_used : 0.0},
+      {"faults", s.faults},
+      {"fault_stops", s.fault_stops},
+      {"gpu_hours_lost_to_faults", s.gpu_hours_lost_to_faults},
       {"events", s.events},
       {"passes", s.passes},
       {"wall_s", s.wall_s}};

@@ -51,6 +51,11 @@ struct Summary {
   // since the last checkpoint, restores): SimResult's.
   double gpu_hours_used = 0;
   double gpu_hours_lost = 0;
+  // The fault model's (SimOptions::device_mtbf_h): node failures, the runs
+  // they ended and the work those threw away (part of gpu_hours_lost).
+  int64_t faults = 0;
+  int64_t fault_stops = 0;
+  double gpu_hours_lost_to_faults = 0;
   int64_t events = 0;
   int64_t passes = 0;
   double wall_s = 0;

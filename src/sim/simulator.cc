@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <queue>
+#include <random>
 #include <set>
 #include <tuple>
 
@@ -204,6 +205,9 @@ class Sim {
     }
     result_.policy = options.policy;
     result_.estimator = options.estimator;
+    if (options.device_mtbf_h > 0) {
+      for (size_t k = 0; k < snap_.nodes.size(); ++k) ScheduleFailure(static_cast<int32_t>(k), 0);
+    }
   }
 
   absl::StatusOr<SimResult> Run();
@@ -223,6 +227,14 @@ class Sim {
     double share = 0;              // devices held while running
     double attained_at_start = 0;  // device-seconds of service before this run
     int32_t recent_stops = 0;      // stops in the last hour (Job::recent_interruptions)
+  };
+  enum class StopKind { kPreempted, kMigrated, kFault };
+  // A node's next failure, or its repair (the fault model).
+  struct NodeEvent {
+    int64_t t_ms;
+    int32_t node;
+    bool repair;
+    bool operator>(const NodeEvent& o) const { return std::tie(t_ms, node) > std::tie(o.t_ms, o.node); }
   };
   struct Completion {
     int64_t t_ms;
@@ -245,7 +257,13 @@ class Sim {
   core::RunningJob TakeRunning(int32_t i);
   // Preempted (or moved): back to pending, to pay the restore delay at its next
   // start, keeping the work up to its last checkpoint.
-  void Stop(int32_t i, int64_t now_ms, bool migrating = false);
+  void Stop(int32_t i, int64_t now_ms, StopKind kind = StopKind::kPreempted);
+  // The fault model: draws node k's next failure after `from_ms` (none for
+  // a node without devices).
+  void ScheduleFailure(int32_t node, int64_t from_ms);
+  // Node k fails: its running jobs stop (StopKind::kFault) and it takes no
+  // work until its repair.
+  void FailNode(int32_t node, int64_t now_ms);
   // The end of job i's run at `now_ms` (a stop or its completion): counts the
   // devices it held and the restore it paid.
   void EndRun(int32_t i, int64_t now_ms);
@@ -287,7 +305,39 @@ class Sim {
   std::vector<core::WaitingJob> last_waiting_;
   // Fair share over time, as the live engine keeps it (engine_pass.cc).
   core::UsageHistory usage_history_;
+  std::priority_queue<NodeEvent, std::vector<NodeEvent>, std::greater<>> node_events_;
+  std::mt19937_64 fault_rng_{options_.fault_seed};
+  int32_t nodes_down_ = 0;
 };
+
+void Sim::ScheduleFailure(int32_t node, int64_t from_ms) {
+  const double devices = static_cast<double>(snap_.nodes[node].devices.size());
+  if (devices <= 0) return;
+  // Exponential gaps: the node's mean time between failures is the
+  // device MTBF over its devices. Drawn by hand, not with
+  // std::exponential_distribution, so that a seed gives the same faults on
+  // every standard library.
+  const double u = (static_cast<double>(fault_rng_() >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
+  const double gap_h = -std::log(u) * options_.device_mtbf_h / devices;
+  node_events_.push({from_ms + std::max<int64_t>(1, ToMs(gap_h * 3'600)), node, false});
+}
+
+void Sim::FailNode(int32_t node, int64_t now_ms) {
+  ++result_.faults;
+  ++nodes_down_;
+  snap_.nodes[node].schedulable = false;
+  std::vector<int32_t> hit;
+  for (const core::RunningJob& r : snap_.running) {
+    for (const core::TaskPlacement& t : r.tasks) {
+      if (t.node == node) {
+        hit.push_back(static_cast<int32_t>(r.job.id.value()));
+        break;
+      }
+    }
+  }
+  for (int32_t i : hit) Stop(i, now_ms, StopKind::kFault);
+  node_events_.push({now_ms + std::max<int64_t>(1, ToMs(options_.repair_s)), node, true});
+}
 
 learn::JobFacts Sim::Facts(const SimJob& s) {
   return learn::JobFacts{
@@ -387,13 +437,16 @@ void Sim::EndRun(int32_t i, int64_t now_ms) {
   result_.gpu_hours_used += st.share * (now_ms - st.start_ms) / 3.6e6;
 }
 
-void Sim::Stop(int32_t i, int64_t now_ms, bool migrating) {
+void Sim::Stop(int32_t i, int64_t now_ms, StopKind kind) {
   JobState& st = state_[i];
   EndRun(i, now_ms);
   core::RunningJob r = TakeRunning(i);
   const int64_t worked_ms = std::max<int64_t>(0, now_ms - st.work_from_ms);
   // With checkpoints, only the work up to the last one of this run is kept.
-  const int64_t kept_ms = checkpoint_ms_ > 0 ? worked_ms / checkpoint_ms_ * checkpoint_ms_ : worked_ms;
+  // Without, a planned stop checkpoints on its signal; a fault gives none.
+  const int64_t kept_ms = checkpoint_ms_ > 0         ? worked_ms / checkpoint_ms_ * checkpoint_ms_
+                          : kind == StopKind::kFault ? 0
+                                                     : worked_ms;
   result_.jobs[i].lost_gpu_s += st.share * (worked_ms - kept_ms) / 1000.0;
   st.remaining_s = std::max(0.0, st.remaining_s - kept_ms / 1000.0 * st.speed);
   st.restore = true;
@@ -402,8 +455,12 @@ void Sim::Stop(int32_t i, int64_t now_ms, bool migrating) {
   stops_.emplace_back(now_ms, i);
   ++st.epoch;
   r.job.attained_device_s = st.attained_at_start + st.share * (now_ms - st.start_ms) / 1000.0;
-  if (migrating) {
+  if (kind == StopKind::kMigrated) {
     ++result_.migrations;
+  } else if (kind == StopKind::kFault) {
+    ++result_.fault_stops;
+    ++result_.jobs[i].fault_stops;
+    result_.gpu_hours_lost_to_faults += st.share * (worked_ms - kept_ms) / 3.6e6;
   } else {
     ++result_.jobs[i].preemptions;
     ++result_.preemptions;
@@ -482,7 +539,7 @@ absl::Status Sim::Pass(int64_t now_ms) {
     if (id < 0 || id >= static_cast<int64_t>(state_.size()) || state_[id].where != Where::kRunning) {
       return absl::InternalError(absl::StrCat("migration of job ", id, ", which is not running"));
     }
-    Stop(static_cast<int32_t>(id), now_ms, /*migrating=*/true);
+    Stop(static_cast<int32_t>(id), now_ms, StopKind::kMigrated);
     absl::Status st = Start(static_cast<int32_t>(id), m.device_type, std::move(m.tasks), now_ms);
     if (!st.ok()) return st;
   }
@@ -540,10 +597,12 @@ absl::StatusOr<SimResult> Sim::Run() {
       return absl::InvalidArgumentError(absl::StrCat("job ", i, " arrives before job ", i - 1, "; sort the trace"));
     }
   }
-  while (next < n || !completions_.empty()) {
+  // With nodes down, pending work may wait for a repair.
+  while (next < n || !completions_.empty() || (nodes_down_ > 0 && !snap_.pending.empty())) {
     int64_t now = INT64_MAX;
     if (next < n) now = ToMs(jobs_[next].arrival_s);
     if (!completions_.empty()) now = std::min(now, completions_.top().t_ms);
+    if (!node_events_.empty()) now = std::min(now, node_events_.top().t_ms);
     // Runs leaving their min_run_s, and (capped) stops leaving the hour, may
     // be preempted now: worth a pass.
     if (!exempt_ends_.empty()) now = std::min(now, exempt_ends_.top().t_ms);
@@ -573,6 +632,19 @@ absl::StatusOr<SimResult> Sim::Run() {
         for (const learn::RuntimeEstimator::Revision& r : estimator_->TakeRevisions()) Revise(r);
       }
       dirty_ = true;
+    }
+    // Then failures and repairs (a job that ended at this instant is not hit).
+    while (!node_events_.empty() && node_events_.top().t_ms == now) {
+      const NodeEvent e = node_events_.top();
+      node_events_.pop();
+      if (e.repair) {
+        snap_.nodes[e.node].schedulable = true;
+        --nodes_down_;
+        ScheduleFailure(e.node, now);
+        dirty_ = true;
+      } else {
+        FailNode(e.node, now);
+      }
     }
     std::vector<JobId> arrived;
     while (next < n && ToMs(jobs_[next].arrival_s) == now) {
@@ -629,6 +701,9 @@ absl::StatusOr<SimResult> Simulate(const std::vector<core::Node>& nodes, const s
   if (options.restore_delay_s < 0) return absl::InvalidArgumentError("restore_delay_s must be >= 0");
   if (options.checkpoint_interval_s < 0) return absl::InvalidArgumentError("checkpoint_interval_s must be >= 0");
   if (options.min_run_s < 0) return absl::InvalidArgumentError("min_run_s must be >= 0");
+  if (options.device_mtbf_h < 0 || options.repair_s < 0) {
+    return absl::InvalidArgumentError("device_mtbf_h and repair_s must be >= 0");
+  }
   if (options.max_interruptions_per_hour < 0) {
     return absl::InvalidArgumentError("max_interruptions_per_hour must be >= 0");
   }

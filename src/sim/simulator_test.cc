@@ -672,5 +672,72 @@ TEST(FairShareOverTimeSimTest, AQueueThatUsedMuchYieldsToOneThatUsedNone) {
   EXPECT_EQ(started_at_10h(over_time, "b"), 4);
 }
 
+// --- the fault model -------------------------------------------------------------------------
+
+// One 4-GPU node failing every 10 h on average under a 4-GPU job of 100,000
+// s. Without checkpoints each failure throws away the whole run so far, the
+// job waits out the repair (3,600 s: nothing else can run it, and the
+// simulation must not end while it waits) and restores (30 s): its end is
+// the work plus what was lost plus 3,630 s per failure.
+TEST(FaultSimTest, AFailedNodesJobWaitsForTheRepairAndLosesItsRunWithoutCheckpoints) {
+  const auto jobs = Finalized({Job(0, 4, 100'000)});
+  SimOptions o = Policy("default");
+  o.device_mtbf_h = 40;
+  o.repair_s = 3'600;
+  o.restore_delay_s = 30;
+  SimResult r = MustSimulate("1x4xV100", jobs, o);
+  ASSERT_GE(r.fault_stops, 1);
+  EXPECT_EQ(r.jobs[0].fault_stops, r.fault_stops);
+  EXPECT_GE(r.faults, r.fault_stops);
+  EXPECT_EQ(r.preemptions, 0);
+  const double lost_s = r.gpu_hours_lost_to_faults * 3'600 / 4;
+  EXPECT_GT(lost_s, 0);
+  EXPECT_NEAR(r.jobs[0].finish_s, 100'000 + lost_s + 3'630.0 * r.fault_stops, 1e-3);
+  // The restores are lost device time too.
+  EXPECT_NEAR(r.gpu_hours_lost, r.gpu_hours_lost_to_faults + 4 * 30.0 * r.fault_stops / 3'600, 1e-9);
+
+  // The same seed, the same failures; another seed, others.
+  SimResult again = MustSimulate("1x4xV100", jobs, o);
+  EXPECT_EQ(again.jobs[0].finish_s, r.jobs[0].finish_s);
+  o.fault_seed = 2;
+  EXPECT_NE(MustSimulate("1x4xV100", jobs, o).jobs[0].finish_s, r.jobs[0].finish_s);
+
+  // With a checkpoint every 1,800 s of work, a failure loses less than that.
+  o.checkpoint_interval_s = 1'800;
+  SimResult ckpt = MustSimulate("1x4xV100", jobs, o);
+  ASSERT_GE(ckpt.fault_stops, 1);
+  EXPECT_LT(ckpt.gpu_hours_lost_to_faults * 3'600, ckpt.fault_stops * 4 * 1'800.0);
+  EXPECT_LT(ckpt.jobs[0].finish_s, 100'000 + ckpt.fault_stops * (3'630.0 + 1'800));
+
+  // No model, no faults.
+  o.device_mtbf_h = 0;
+  SimResult none = MustSimulate("1x4xV100", jobs, o);
+  EXPECT_EQ(none.faults, 0);
+  EXPECT_DOUBLE_EQ(none.jobs[0].finish_s, 100'000);
+}
+
+// A failure elsewhere moves nothing: only the failed node's jobs stop, and
+// a node without devices never fails.
+TEST(FaultSimTest, OnlyTheFailedNodesJobsStop) {
+  const auto jobs = Finalized({Job(0, 4, 50'000), Job(0, 4, 50'000)});
+  SimOptions o = Policy("default");
+  o.device_mtbf_h = 20;  // a node fails every 5 h on average
+  SimResult r = MustSimulate("2x4xV100", jobs, o);
+  ASSERT_GE(r.faults, 1);
+  int64_t stops = 0;
+  for (const JobOutcome& j : r.jobs) stops += j.fault_stops;
+  EXPECT_EQ(stops, r.fault_stops);
+  EXPECT_LE(r.fault_stops, r.faults);  // one job per node: at most one stop per failure
+  EXPECT_GE(r.jobs[0].finish_s, 0);
+  EXPECT_GE(r.jobs[1].finish_s, 0);
+  std::vector<core::Node> cpu_only(1);
+  cpu_only[0].name = "cpu";
+  cpu_only[0].cpu_milli = 8'000;
+  cpu_only[0].memory_mib = 8'192;
+  absl::StatusOr<SimResult> quiet = Simulate(cpu_only, {}, o);
+  ASSERT_TRUE(quiet.ok()) << quiet.status();
+  EXPECT_EQ(quiet->faults, 0);
+}
+
 }  // namespace
 }  // namespace icos::sim

@@ -66,4 +66,7 @@ icos cancel "$good" > /dev/null
 # A policy name the simulator does not know either: refused, listing the known ones.
 out=$(icos server --policy nope --port 0 --data-dir "$E2E_DIR/other" 2>&1) && fail "icos server took --policy nope"
 grep -q "known: default, fifo" <<< "$out" || fail "a bad --policy does not list the known ones: $out"
+# A fault rate the simulator cannot read: refused, naming the flag.
+out=$(icos sim --trace synthetic --jobs 10 --device-mtbf often 2>&1) && fail "icos sim took --device-mtbf often"
+grep -q -- "--device-mtbf 'often'" <<< "$out" || fail "a bad --device-mtbf is not named: $out"
 echo "PASS bad_input"
