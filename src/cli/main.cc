@@ -252,7 +252,8 @@ int main(int argc, char** argv) {
   icos::cli::SimFlags sim;
   CLI::App* sim_cmd =
       app.add_subcommand("sim", "Replay a trace on a simulated cluster through icos::core and compare policies");
-  sim_cmd->add_option("--trace", sim.trace, "philly[:CSV] | openb[:DIR] | gavel[:DIR] | synthetic[:RATE[:single]]");
+  sim_cmd->add_option("--trace", sim.trace,
+                      "philly[:CSV] | openb[:DIR|PODS.csv] | gavel[:DIR] | synthetic[:RATE[:single][:uniform]]");
   sim_cmd->add_option("--cluster", sim.cluster,
                       "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
   sim_cmd->add_option("--policy", sim.policy,

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "sim/fgd_experiment.h"
@@ -53,22 +54,57 @@ absl::StatusOr<Workload> LoadWorkload(const SimFlags& f) {
     w.jobs = *std::move(jobs);
     w.what = path;
   } else if (kind == "openb") {
-    const std::string base = arg.empty() ? dir + "/alibaba-openb" : arg;
-    auto jobs = sim::LoadOpenbPods(base + "/openb_pod_list_default.csv");
+    // A directory of FGD's lists (the default pod list and the GPU nodes),
+    // or one pod list of any of FGD's workload variants beside its nodes.
+    std::string pods = arg.empty() ? dir + "/alibaba-openb" : arg;
+    std::string base = pods;
+    if (std::filesystem::is_directory(pods)) {
+      pods += "/openb_pod_list_default.csv";
+    } else {
+      base = std::filesystem::path(pods).parent_path().string();
+      if (base.empty()) base = ".";
+    }
+    std::vector<std::string> defaulted;
+    auto jobs = sim::LoadOpenbPods(pods, &defaulted);
     if (!jobs.ok()) return jobs.status();
+    const bool timed = std::find(defaulted.begin(), defaulted.end(), "creation_time") == defaulted.end() &&
+                       std::find(defaulted.begin(), defaulted.end(), "deletion_time") == defaulted.end();
+    if (!timed && f.inflation_seeds <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(pods,
+                       ": has no creation_time and deletion_time, which a replay needs; FGD's inflation experiment "
+                       "(--inflation-seeds N) does not"));
+    }
     auto nodes = sim::LoadOpenbNodes(base + "/openb_node_list_gpu_node.csv");
     if (!nodes.ok()) return nodes.status();
     w.jobs = *std::move(jobs);
     w.nodes = *std::move(nodes);
-    w.what = base;
+    w.what = defaulted.empty()
+                 ? pods
+                 : absl::StrCat(pods, " (columns not in the file, defaulted: ", absl::StrJoin(defaulted, ", "), ")");
   } else if (kind == "gavel") {
+    // Gavel's trace directory (msr-seed0 under it by default), or one
+    // directory of *.trace files (another seed's); the throughputs beside
+    // the traces or one level up, as Gavel's repository keeps them.
     const std::string base = arg.empty() ? dir + "/gavel" : arg;
-    auto tputs = sim::LoadGavelThroughputs(base + "/simulation_throughputs.json");
+    const bool traces_here = [&] {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
+        if (e.path().extension() == ".trace") return true;
+      }
+      return false;
+    }();
+    const std::string traces = traces_here ? base : base + "/msr-seed0";
+    std::string tputs_path = base + "/simulation_throughputs.json";
+    if (traces_here && !std::filesystem::exists(tputs_path)) {
+      tputs_path = std::filesystem::path(base).parent_path().string() + "/simulation_throughputs.json";
+    }
+    auto tputs = sim::LoadGavelThroughputs(tputs_path);
     if (!tputs.ok()) return tputs.status();
-    auto jobs = sim::LoadGavelTraceDir(base + "/msr-seed0", *tputs);
+    auto jobs = sim::LoadGavelTraceDir(traces, *tputs);
     if (!jobs.ok()) return jobs.status();
     w.jobs = *std::move(jobs);
-    w.what = base + "/msr-seed0";
+    w.what = traces;
   } else if (kind == "synthetic") {
     sim::SyntheticSpec spec;
     spec.seed = f.seed;
@@ -79,21 +115,41 @@ absl::StatusOr<Workload> LoadWorkload(const SimFlags& f) {
           absl::StrCat("--trace ", f.trace, ": rate '", opts[0], "' is not a number of jobs/hour"));
     }
     if (spec.jobs_per_hour < 0) return absl::InvalidArgumentError("--trace synthetic: the rate must be >= 0");
-    if (opts.size() > 1) {
-      if (opts[1] != "single")
+    bool uniform = false;
+    for (size_t i = 1; i < opts.size(); ++i) {
+      if (opts[i] == "single") {
+        spec.single_gpu = true;
+      } else if (opts[i] == "uniform") {
+        uniform = true;
+      } else {
         return absl::InvalidArgumentError(
-            absl::StrCat("--trace ", f.trace, ": unknown option '", opts[1], "' (known: single)"));
-      spec.single_gpu = true;
+            absl::StrCat("--trace ", f.trace, ": unknown option '", opts[i], "' (known: single, uniform)"));
+      }
     }
-    // Gavel's job types and throughputs make the synthetic jobs heterogeneous when present.
-    auto tputs = sim::LoadGavelThroughputs(dir + "/gavel/simulation_throughputs.json");
-    w.jobs = sim::GenerateGavelSynthetic(spec, tputs.ok() ? &*tputs : nullptr);
-    w.what =
-        absl::StrCat("synthetic (Gavel), ", spec.jobs_per_hour, " jobs/h, seed ", spec.seed,
-                     spec.single_gpu ? ", 1 GPU each" : "", tputs.ok() ? ", Gavel throughputs" : ", no throughputs");
+    // Gavel's job types and throughputs make the synthetic jobs
+    // heterogeneous. Without them every job runs as fast on every device,
+    // and every policy lands on the lower bound: a run that looks like a
+    // win. So they are required unless asked away (uniform).
+    sim::GavelThroughputs tputs;
+    const std::string tputs_path = dir + "/gavel/simulation_throughputs.json";
+    if (!uniform) {
+      auto loaded = sim::LoadGavelThroughputs(tputs_path);
+      if (!loaded.ok()) {
+        return absl::NotFoundError(
+            absl::StrCat("--trace synthetic needs Gavel's throughputs: ", loaded.status().message(),
+                         "; set --traces (or ICOS_TRACES) to the trace directory, or use "
+                         "synthetic:RATE:uniform for jobs as fast on every device"));
+      }
+      tputs = *std::move(loaded);
+    }
+    w.jobs = sim::GenerateGavelSynthetic(spec, uniform ? nullptr : &tputs);
+    w.what = absl::StrCat("synthetic (Gavel), ", spec.jobs_per_hour, " jobs/h, seed ", spec.seed,
+                          spec.single_gpu ? ", 1 GPU each" : "",
+                          uniform ? ", uniform (no throughputs)" : absl::StrCat(", throughputs from ", tputs_path));
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--trace '", f.trace, "': expected philly[:CSV], openb[:DIR], gavel[:DIR] or synthetic[:RATE[:single]]"));
+        "--trace '", f.trace,
+        "': expected philly[:CSV], openb[:DIR|PODS.csv], gavel[:DIR] or synthetic[:RATE[:single][:uniform]]"));
   }
   if (f.jobs > 0 && static_cast<int64_t>(w.jobs.size()) > f.jobs) w.jobs.resize(f.jobs);
   return w;
@@ -278,6 +334,14 @@ int RunInflationExperiment(const SimFlags& f, const Workload& w, const std::vect
 }
 
 int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
+  double device_mtbf_h = 0;
+  if (f.device_mtbf == "llama3") {
+    device_mtbf_h = sim::kLlama3DeviceMtbfH;
+  } else if (!f.device_mtbf.empty() && (!absl::SimpleAtod(f.device_mtbf, &device_mtbf_h) || device_mtbf_h <= 0 ||
+                                        !std::isfinite(device_mtbf_h))) {
+    err << "icos sim: --device-mtbf '" << f.device_mtbf << "': expected device-hours > 0, or llama3\n";
+    return 1;
+  }
   auto w = LoadWorkload(f);
   if (!w.ok()) {
     err << "icos sim: " << w.status().message() << "\n";
@@ -296,14 +360,6 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       err << "icos sim: --window '" << f.window << "': expected FIRST:LAST job ids with FIRST < LAST\n";
       return 1;
     }
-  }
-  double device_mtbf_h = 0;
-  if (f.device_mtbf == "llama3") {
-    device_mtbf_h = sim::kLlama3DeviceMtbfH;
-  } else if (!f.device_mtbf.empty() && (!absl::SimpleAtod(f.device_mtbf, &device_mtbf_h) || device_mtbf_h <= 0 ||
-                                        !std::isfinite(device_mtbf_h))) {
-    err << "icos sim: --device-mtbf '" << f.device_mtbf << "': expected device-hours > 0, or llama3\n";
-    return 1;
   }
   std::vector<std::string> policies = absl::StrSplit(f.policy, ',', absl::SkipWhitespace());
   if (policies.empty()) {

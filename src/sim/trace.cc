@@ -188,28 +188,66 @@ absl::StatusOr<std::vector<core::Node>> LoadOpenbNodes(const std::string& path) 
       path, [](std::istream& in, const std::string& p) { return ParseOpenbNodes(in, p); });
 }
 
-absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::string_view source) {
+namespace {
+
+// The columns a pod list may carry, in the order of FGD's full lists.
+constexpr const char* kOpenbPodColumns[] = {"name",          "cpu_milli",     "memory_mib",    "num_gpu",
+                                            "gpu_milli",     "gpu_spec",      "qos",           "pod_phase",
+                                            "creation_time", "deletion_time", "scheduled_time"};
+
+}  // namespace
+
+absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::string_view source,
+                                                   std::vector<std::string>* defaulted) {
   std::vector<SimJob> jobs;
   bool header = true;
+  // Each known column's index in this file's rows; -1: absent (defaulted).
+  std::map<std::string, int> at;
+  size_t width = 0;
   absl::Status s = ForEachLine(in, [&](int64_t n, absl::string_view line) -> absl::Status {
     if (header) {
       header = false;
-      absl::Status h = CheckHeader(line,
-                                   "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
-                                   "deletion_time,scheduled_time");
-      return h.ok() ? h : LineError(source, n, h.message());
+      std::vector<std::string> names = absl::StrSplit(line, ',');
+      width = names.size();
+      for (const char* c : kOpenbPodColumns) at[c] = -1;
+      for (size_t i = 0; i < names.size(); ++i) {
+        const std::string name(absl::StripAsciiWhitespace(names[i]));
+        auto it = at.find(name);
+        if (it == at.end()) {
+          return LineError(
+              source, n,
+              absl::StrCat("unknown column '", name, "' (known: ", absl::StrJoin(kOpenbPodColumns, ","), ")"));
+        }
+        if (it->second >= 0) return LineError(source, n, absl::StrCat("column '", name, "' appears twice"));
+        it->second = static_cast<int>(i);
+      }
+      if (at["num_gpu"] < 0 && at["gpu_milli"] < 0 && at["cpu_milli"] < 0) {
+        return LineError(source, n, "header names none of num_gpu, gpu_milli, cpu_milli: not a pod list");
+      }
+      if (defaulted != nullptr) {
+        defaulted->clear();
+        for (const char* c : kOpenbPodColumns) {
+          if (at[c] < 0 && std::string(c) != "pod_phase") defaulted->push_back(c);
+        }
+      }
+      return absl::OkStatus();
     }
-    auto f = Fields(line, ',', 11);
+    auto f = Fields(line, ',', width);
     if (!f.ok()) return LineError(source, n, f.status().message());
     const auto& v = *f;
-    auto cpu = Integer(v[1], "cpu_milli", 0);
+    auto field = [&](const char* column) { return at[column] >= 0 ? v[at[column]] : absl::string_view(); };
+    // An integer column: its value, or `absent` where the file lacks it.
+    auto integer = [&](const char* column, int64_t absent) -> absl::StatusOr<int64_t> {
+      return at[column] >= 0 ? Integer(field(column), column, 0) : absent;
+    };
+    auto cpu = integer("cpu_milli", 0);
     if (!cpu.ok()) return LineError(source, n, cpu.status().message());
-    auto mem = Integer(v[2], "memory_mib", 0);
+    auto mem = integer("memory_mib", 0);
     if (!mem.ok()) return LineError(source, n, mem.status().message());
-    auto gpus = Integer(v[3], "num_gpu", 0);
+    auto gpus = integer("num_gpu", 0);
     if (!gpus.ok()) return LineError(source, n, gpus.status().message());
     if (*gpus > 1024) return LineError(source, n, absl::StrCat("num_gpu ", *gpus, " is implausible"));
-    auto milli = Integer(v[4], "gpu_milli", 0);
+    auto milli = integer("gpu_milli", *gpus > 0 ? 1000 : 0);  // without the column: whole GPUs
     if (!milli.ok()) return LineError(source, n, milli.status().message());
     if (*milli > 1000) return LineError(source, n, absl::StrCat("gpu_milli ", *milli, " is more than one GPU (1000)"));
     if (*gpus > 1 && *milli != 1000) {
@@ -217,13 +255,13 @@ absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::strin
           source, n, absl::StrCat("num_gpu ", *gpus, " with gpu_milli ", *milli, ": only a single GPU may be shared"));
     }
     if (*gpus > 0 && *milli == 0) return LineError(source, n, "num_gpu > 0 needs gpu_milli > 0");
-    auto created = Integer(v[8], "creation_time", 0);
+    auto created = integer("creation_time", 0);
     if (!created.ok()) return LineError(source, n, created.status().message());
-    auto deleted = Integer(v[9], "deletion_time", 0);
+    auto deleted = integer("deletion_time", *created);  // without the column: no duration
     if (!deleted.ok()) return LineError(source, n, deleted.status().message());
     int64_t began = *created;
-    if (!v[10].empty()) {
-      auto scheduled = Integer(v[10], "scheduled_time", 0);
+    if (!field("scheduled_time").empty()) {
+      auto scheduled = Integer(field("scheduled_time"), "scheduled_time", 0);
       if (!scheduled.ok()) return LineError(source, n, scheduled.status().message());
       began = std::max(began, *scheduled);
     }
@@ -231,19 +269,17 @@ absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::strin
       return LineError(source, n, absl::StrCat("deletion_time ", *deleted, " is before the pod started (", began, ")"));
     }
     SimJob j;
-    j.name = std::string(v[0]);
+    j.name = at["name"] >= 0 ? std::string(field("name")) : absl::StrCat("pod-", jobs.size());
     j.arrival_s = static_cast<double>(*created);
     j.duration_s = static_cast<double>(*deleted - began);
     j.gpus = static_cast<int32_t>(*gpus);
     j.gpu_milli = *gpus > 0 ? static_cast<int32_t>(*milli) : 0;
     j.cpu_milli = *cpu;
     j.memory_mib = *mem;
-    if (!v[5].empty()) {
-      for (absl::string_view m : absl::StrSplit(v[5], '|', absl::SkipWhitespace())) {
-        j.models.emplace_back(absl::StripAsciiWhitespace(m));
-      }
+    for (absl::string_view m : absl::StrSplit(field("gpu_spec"), '|', absl::SkipWhitespace())) {
+      j.models.emplace_back(absl::StripAsciiWhitespace(m));
     }
-    j.queue = std::string(v[6]);
+    j.queue = std::string(field("qos"));
     jobs.push_back(std::move(j));
     return absl::OkStatus();
   });
@@ -253,9 +289,9 @@ absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::strin
   return jobs;
 }
 
-absl::StatusOr<std::vector<SimJob>> LoadOpenbPods(const std::string& path) {
-  return LoadFile<std::vector<SimJob>>(path,
-                                       [](std::istream& in, const std::string& p) { return ParseOpenbPods(in, p); });
+absl::StatusOr<std::vector<SimJob>> LoadOpenbPods(const std::string& path, std::vector<std::string>* defaulted) {
+  return LoadFile<std::vector<SimJob>>(
+      path, [defaulted](std::istream& in, const std::string& p) { return ParseOpenbPods(in, p, defaulted); });
 }
 
 // --- Gavel ----------------------------------------------------------------------------

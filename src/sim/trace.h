@@ -66,8 +66,17 @@ absl::StatusOr<std::vector<core::Node>> ParseOpenbNodes(std::istream& in, absl::
 absl::StatusOr<std::vector<core::Node>> LoadOpenbNodes(const std::string& path);
 // Pod list; arrival = creation_time, duration = deletion_time - scheduled_time
 // (deletion - creation for pods never scheduled); gpu_spec "A|B" -> models.
-absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::string_view source);
-absl::StatusOr<std::vector<SimJob>> LoadOpenbPods(const std::string& path);
+// The header names any subset of FGD's columns (name, cpu_milli,
+// memory_mib, num_gpu, gpu_milli, gpu_spec, qos, pod_phase, creation_time,
+// deletion_time, scheduled_time), in any order, as FGD's workload variants
+// ship them; an unknown column is an error. Absent ones take defaults (0;
+// gpu_milli 1000 for GPU pods; no model constraint; no duration without
+// deletion_time), and `defaulted` gets their names (pod_phase, unused, is
+// never listed).
+absl::StatusOr<std::vector<SimJob>> ParseOpenbPods(std::istream& in, absl::string_view source,
+                                                   std::vector<std::string>* defaulted = nullptr);
+absl::StatusOr<std::vector<SimJob>> LoadOpenbPods(const std::string& path,
+                                                  std::vector<std::string>* defaulted = nullptr);
 
 // --- Gavel ---------------------------------------------------------------------------
 // Isolated throughput (steps/s) by device model ("K80", "P100", "V100"), then

@@ -136,6 +136,48 @@ TEST(OpenbTest, NonNumericCpuNamesLine) {
   EXPECT_THAT(ErrorOf(ParseOpenbPods(in, "pods.csv").status()), HasSubstr("pods.csv:2: bad cpu_milli 'lots'"));
 }
 
+// FGD's workload variants ship fewer columns, in their own order: what is
+// there is read, what is not is defaulted and said.
+TEST(OpenbTest, APodListWithSomeColumnsTakesDefaultsAndSaysWhich) {
+  std::istringstream in(
+      "name,cpu_milli,num_gpu,gpu_milli,gpu_spec\n"
+      "a,8000,1,500,A10|T4\n"
+      "b,4000,2,1000,\n"
+      "c,2000,0,0,\n");
+  std::vector<std::string> defaulted;
+  auto pods = ParseOpenbPods(in, "variant.csv", &defaulted);
+  ASSERT_TRUE(pods.ok()) << pods.status();
+  EXPECT_THAT(defaulted,
+              ::testing::ElementsAre("memory_mib", "qos", "creation_time", "deletion_time", "scheduled_time"));
+  ASSERT_EQ(pods->size(), 3u);
+  EXPECT_EQ((*pods)[0].name, "a");
+  EXPECT_EQ((*pods)[0].gpu_milli, 500);
+  EXPECT_EQ((*pods)[0].models, (std::vector<std::string>{"A10", "T4"}));
+  EXPECT_EQ((*pods)[0].memory_mib, 0);
+  EXPECT_EQ((*pods)[1].gpus, 2);
+  EXPECT_EQ((*pods)[2].cpu_milli, 2000);
+  EXPECT_EQ((*pods)[2].duration_s, 0.0);  // no deletion_time: no duration
+
+  // Whole GPUs without a gpu_milli column; columns in another order.
+  std::istringstream whole("num_gpu,cpu_milli\n4,1000\n");
+  pods = ParseOpenbPods(whole, "whole.csv", &defaulted);
+  ASSERT_TRUE(pods.ok()) << pods.status();
+  EXPECT_EQ((*pods)[0].gpus, 4);
+  EXPECT_EQ((*pods)[0].gpu_milli, 1000);
+  EXPECT_EQ((*pods)[0].name, "pod-0");
+}
+
+TEST(OpenbTest, AnUnknownOrRepeatedColumnIsRefusedByName) {
+  std::istringstream unknown("name,cpu_milli,num_gpus\n");
+  EXPECT_THAT(ErrorOf(ParseOpenbPods(unknown, "v.csv").status()), HasSubstr("v.csv:1: unknown column 'num_gpus'"));
+  std::istringstream twice("num_gpu,num_gpu\n");
+  EXPECT_THAT(ErrorOf(ParseOpenbPods(twice, "v.csv").status()), HasSubstr("column 'num_gpu' appears twice"));
+  std::istringstream none("name,qos\n");
+  EXPECT_THAT(ErrorOf(ParseOpenbPods(none, "v.csv").status()), HasSubstr("not a pod list"));
+  std::istringstream short_row("num_gpu,gpu_milli\n1\n");
+  EXPECT_THAT(ErrorOf(ParseOpenbPods(short_row, "v.csv").status()), HasSubstr("v.csv:2: expected 2 fields, got 1"));
+}
+
 // --- Gavel ------------------------------------------------------------------------------
 
 constexpr char kTputs[] = R"json({

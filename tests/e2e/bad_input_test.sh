@@ -69,4 +69,13 @@ grep -q "known: default, fifo" <<< "$out" || fail "a bad --policy does not list 
 # A fault rate the simulator cannot read: refused, naming the flag.
 out=$(icos sim --trace synthetic --jobs 10 --device-mtbf often 2>&1) && fail "icos sim took --device-mtbf often"
 grep -q -- "--device-mtbf 'often'" <<< "$out" || fail "a bad --device-mtbf is not named: $out"
+# Inputs the simulator cannot honestly run: refused, naming what is missing.
+out=$(icos sim --trace synthetic --jobs 10 --traces "$E2E_DIR/no-traces" 2>&1) && fail "synthetic ran without throughputs"
+grep -q "needs Gavel's throughputs: $E2E_DIR/no-traces/gavel/simulation_throughputs.json" <<< "$out" ||
+  fail "the missing throughputs are not named: $out"
+icos sim --trace synthetic:4:uniform --jobs 10 --traces "$E2E_DIR/no-traces" > /dev/null ||
+  fail "synthetic:RATE:uniform needs no throughputs"
+printf 'name,num_gpu,gpu_milli\np,1,500\n' > "$E2E_DIR/variant.csv"
+out=$(icos sim --trace "openb:$E2E_DIR/variant.csv" 2>&1) && fail "a replay ran without pod times"
+grep -q "has no creation_time and deletion_time" <<< "$out" || fail "missing pod times not named: $out"
 echo "PASS bad_input"
