@@ -57,12 +57,11 @@ absl::StatusOr<Workload> LoadWorkload(const SimFlags& f) {
     // A directory of FGD's lists (the default pod list and the GPU nodes),
     // or one pod list of any of FGD's workload variants beside its nodes.
     std::string pods = arg.empty() ? dir + "/alibaba-openb" : arg;
-    std::string base = pods;
-    if (std::filesystem::is_directory(pods)) {
-      pods += "/openb_pod_list_default.csv";
+    std::filesystem::path base(pods);
+    if (std::filesystem::is_directory(base)) {
+      pods = (base / "openb_pod_list_default.csv").string();
     } else {
-      base = std::filesystem::path(pods).parent_path().string();
-      if (base.empty()) base = ".";
+      base = base.has_parent_path() ? base.parent_path() : std::filesystem::current_path();
     }
     std::vector<std::string> defaulted;
     auto jobs = sim::LoadOpenbPods(pods, &defaulted);
@@ -75,7 +74,7 @@ absl::StatusOr<Workload> LoadWorkload(const SimFlags& f) {
                        ": has no creation_time and deletion_time, which a replay needs; FGD's inflation experiment "
                        "(--inflation-seeds N) does not"));
     }
-    auto nodes = sim::LoadOpenbNodes(base + "/openb_node_list_gpu_node.csv");
+    auto nodes = sim::LoadOpenbNodes((base / "openb_node_list_gpu_node.csv").string());
     if (!nodes.ok()) return nodes.status();
     w.jobs = *std::move(jobs);
     w.nodes = *std::move(nodes);

@@ -127,11 +127,25 @@ absl::Status Pass::AdoptRunning() {
   return absl::OkStatus();
 }
 
+// The device models a group may use, sorted, for FGD's task mix; empty when
+// any will do (no choices, or one that names a vendor only).
+static std::vector<std::string> AllowedModels(const TaskGroup& g) {
+  std::vector<std::string> models;
+  for (const DeviceChoice& c : g.device_choices) {
+    if (c.model.empty()) return {};
+    models.push_back(c.model);
+  }
+  std::sort(models.begin(), models.end());
+  models.erase(std::unique(models.begin(), models.end()), models.end());
+  return models;
+}
+
 void Pass::PrepareMarket() {
   // Mean relative throughput per type over pending jobs that state throughputs.
   std::vector<double> sum(cluster_.num_types(), 0.0);
   std::vector<int64_t> count(cluster_.num_types(), 0);
-  std::map<std::tuple<int32_t, int32_t, int64_t>, double> shapes;  // FGD task mix
+  // FGD's task mix: shapes, with the models they may use (empty: any).
+  std::map<std::tuple<int32_t, int32_t, int64_t, std::vector<std::string>>, double> shapes;
   for (const Job& job : snap_.pending) {
     for (const TaskGroup& g : job.groups) {
       std::vector<TypeOption> opts = TypeOptions(g);
@@ -142,7 +156,7 @@ void Pass::PrepareMarket() {
       }
       if (opt_.workload.empty()) {
         const TaskRequest& r = g.request;
-        shapes[{r.devices, r.device_percent, r.cpu_milli}] += g.replicas;
+        shapes[{r.devices, r.device_percent, r.cpu_milli, AllowedModels(g)}] += g.replicas;
       }
     }
   }
@@ -154,8 +168,8 @@ void Pass::PrepareMarket() {
     std::vector<TaskShape> workload = opt_.workload;
     if (workload.empty()) {
       for (const auto& [shape, w] : shapes) {
-        const auto& [devices, percent, cpu] = shape;
-        workload.push_back({devices, percent, cpu, w});
+        const auto& [devices, percent, cpu, models] = shape;
+        workload.push_back({devices, percent, cpu, w, models});
       }
     }
     fgd_ = std::make_unique<FgdScorer>(std::move(workload));

@@ -43,6 +43,7 @@ class FreeLedger {
     for (const core::Node& n : nodes) {
       free_.emplace_back(n.devices.size(), core::kWholeDevicePercent);
       cpu_.push_back(n.cpu_milli);
+      model_.push_back(n.devices.empty() ? "" : n.devices[0].model);  // openb's nodes have one model each
     }
   }
   void Take(const core::TaskPlacement& t) {
@@ -55,7 +56,7 @@ class FreeLedger {
     int64_t free = 0;
     for (size_t n = 0; n < free_.size(); ++n) {
       for (int32_t r : free_[n]) free += r;
-      frag += measure.Fragmentation(free_[n], cpu_[n]);
+      frag += measure.Fragmentation(free_[n], cpu_[n], model_[n].empty() ? nullptr : &model_[n]);
     }
     return free > 0 ? 100.0 * frag / (static_cast<double>(free) * 10.0) : 0.0;
   }
@@ -63,22 +64,27 @@ class FreeLedger {
  private:
   std::vector<std::vector<int32_t>> free_;  // per node, per device, per cent
   std::vector<int64_t> cpu_;
+  std::vector<std::string> model_;
 };
 
 }  // namespace
 
 std::vector<core::TaskShape> TypicalShapes(const std::vector<SimJob>& pods, double coverage) {
-  std::map<std::tuple<int32_t, int32_t, int64_t>, int64_t> count;
+  // Shapes by (devices, share, CPU, the models it may use: FGD's gpuspec).
+  std::map<std::tuple<int32_t, int32_t, int64_t, std::vector<std::string>>, int64_t> count;
   int64_t total = 0;
   for (const SimJob& p : pods) {
     if (p.gpus == 0) continue;  // strands every free GPU wherever it goes: ranks no placement
-    ++count[{Shared(p) ? 0 : p.gpus, Shared(p) ? SharePercent(p) : 0, p.cpu_milli}];
+    std::vector<std::string> models = p.models;
+    std::sort(models.begin(), models.end());
+    models.erase(std::unique(models.begin(), models.end()), models.end());
+    ++count[{Shared(p) ? 0 : p.gpus, Shared(p) ? SharePercent(p) : 0, p.cpu_milli, std::move(models)}];
     ++total;
   }
   std::vector<std::pair<int64_t, core::TaskShape>> by_count;
   for (const auto& [shape, n] : count) {
-    const auto& [devices, percent, cpu] = shape;
-    by_count.push_back({n, core::TaskShape{devices, percent, cpu, static_cast<double>(n)}});
+    const auto& [devices, percent, cpu, models] = shape;
+    by_count.push_back({n, core::TaskShape{devices, percent, cpu, static_cast<double>(n), models}});
   }
   // Most frequent first (stable: ties keep shape order), the fewest covering `coverage`.
   std::stable_sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });

@@ -84,16 +84,42 @@ void FgdScorer::set_workload(std::vector<TaskShape> workload) {
   for (const TaskShape& m : workload_) total += std::max(0.0, m.weight);
   share_.clear();
   for (const TaskShape& m : workload_) share_.push_back(total > 0 ? std::max(0.0, m.weight) / total : 0.0);
+  models_.clear();
+  allowed_.assign(workload_.size(), 0);
+  for (size_t i = 0; i < workload_.size(); ++i) {
+    for (const std::string& m : workload_[i].models) {
+      auto it = std::find(models_.begin(), models_.end(), m);
+      if (it == models_.end()) {
+        if (models_.size() == 64) continue;  // more models than bits: this one constrains nothing
+        it = models_.insert(models_.end(), m);
+      }
+      allowed_[i] |= uint64_t{1} << (it - models_.begin());
+    }
+  }
+  constrained_ = !models_.empty();
+}
+
+uint64_t FgdScorer::ModelBit(const std::string& model) const {
+  for (size_t i = 0; i < models_.size(); ++i) {
+    if (models_[i] == model) return uint64_t{1} << i;
+  }
+  return 0;
 }
 
 double FgdScorer::Fragmentation(const ClusterState& cluster, int32_t n,
                                 const std::vector<int32_t>& free_percent) const {
-  return Fragmentation(free_percent, cluster.node(n).free_cpu_milli);
+  const bool typed = cluster.node(n).num_devices > 0;
+  return Fragmentation(free_percent, cluster.node(n).free_cpu_milli,
+                       typed ? &cluster.type_model(cluster.device(n, 0).type) : nullptr);
 }
 
-double FgdScorer::Fragmentation(const std::vector<int32_t>& free_percent, int64_t free_cpu_milli) const {
+double FgdScorer::Fragmentation(const std::vector<int32_t>& free_percent, int64_t free_cpu_milli,
+                                const std::string* model) const {
   int64_t all_free = 0;
   for (int32_t r : free_percent) all_free += r;
+  // Shapes naming models may use these devices only if theirs is among them.
+  const bool check_models = constrained_ && model != nullptr;
+  const uint64_t bit = check_models ? ModelBit(*model) : 0;
   double frag = 0;
   for (size_t i = 0; i < workload_.size(); ++i) {
     const TaskShape& m = workload_[i];
@@ -101,7 +127,9 @@ double FgdScorer::Fragmentation(const std::vector<int32_t>& free_percent, int64_
     const int32_t k = m.devices > 0 ? m.devices : 1;
     const int32_t d = m.devices > 0 ? kWholeDevicePercent : m.device_percent;
     int64_t unusable = all_free;  // no GPU needed or no CPU: every free GPU share is stranded
-    if (needs_gpu && m.cpu_milli <= free_cpu_milli) {
+    // A model it may not use strands them all too.
+    const bool allowed = !check_models || allowed_[i] == 0 || (allowed_[i] & bit) != 0;
+    if (needs_gpu && allowed && m.cpu_milli <= free_cpu_milli) {
       int32_t fitting = 0;
       int64_t small = 0;
       for (int32_t r : free_percent) {
@@ -143,7 +171,8 @@ double FgdScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, 
   }
   // The placement takes CPU too: GPUs left without CPU for the typical task are stranded.
   const int64_t cpu = cluster.node(n).free_cpu_milli;
-  const double delta = Fragmentation(after, cpu - req.cpu_milli) - Fragmentation(before, cpu);
+  const std::string* model = cpu_only ? nullptr : &cluster.type_model(t);
+  const double delta = Fragmentation(after, cpu - req.cpu_milli, model) - Fragmentation(before, cpu, model);
   // Among equal scores a CPU-only task first prefers a node with no free
   // devices, keeping the CPU of accelerator nodes for the tasks that need
   // their accelerators.
@@ -157,14 +186,16 @@ void FgdScorer::ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId
   std::vector<int32_t> free, index;
   FreeShares(cluster, n, t, free, index);
   const int64_t cpu = cluster.node(n).free_cpu_milli;
-  const double before = Fragmentation(free, cpu);
+  const std::string* model = &cluster.type_model(t);
+  const double before = Fragmentation(free, cpu, model);
   scores.clear();
   for (int32_t d : devices) {
     const int32_t i = index[d];
     const int32_t saved = free[i];
     free[i] -= req.device_percent;
     // Devices of one node tie-break by index, as FGD picks the first best GPU.
-    scores.push_back(-FgdPoints(Fragmentation(free, cpu - req.cpu_milli) - before) + TieBreak(n, cpu) + 1e-6 * i);
+    scores.push_back(-FgdPoints(Fragmentation(free, cpu - req.cpu_milli, model) - before) + TieBreak(n, cpu) +
+                     1e-6 * i);
     free[i] = saved;
   }
 }

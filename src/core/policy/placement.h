@@ -28,6 +28,10 @@ struct TaskShape {
   int32_t device_percent = 0;  // share of one device, 1..99
   int64_t cpu_milli = 0;
   double weight = 1.0;
+  // The device models it may use (Device::model; any vendor); empty: any.
+  // FGD counts a node's free devices of another model as fragmented for
+  // it: the "gpuspec" workloads, where some tasks may run on some models only.
+  std::vector<std::string> models;
 };
 
 class NodeScorer {
@@ -77,10 +81,14 @@ class FgdScorer final : public NodeScorer {
                const std::vector<int32_t>& devices) const override;
   void ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
                    const std::vector<int32_t>& devices, std::vector<double>& scores) const override;
-  // Expected free milli-devices of node n that the task mix could not use.
+  // Expected free milli-devices of node n that the task mix could not use
+  // (free_percent: the node's devices, all of its first device's model).
   double Fragmentation(const ClusterState& cluster, int32_t n, const std::vector<int32_t>& free_percent) const;
-  // The same with the node's free CPU given (after a placement takes some).
-  double Fragmentation(const std::vector<int32_t>& free_percent, int64_t free_cpu_milli) const;
+  // The same with the node's free CPU given (after a placement takes some),
+  // for free devices of `model` (nullptr: unknown, or of several models;
+  // then the shapes' model constraints are not applied).
+  double Fragmentation(const std::vector<int32_t>& free_percent, int64_t free_cpu_milli,
+                       const std::string* model = nullptr) const;
   void set_workload(std::vector<TaskShape> workload);
   const std::vector<TaskShape>& workload() const { return workload_; }
 
@@ -91,6 +99,13 @@ class FgdScorer final : public NodeScorer {
                          std::vector<int32_t>& index);
   std::vector<TaskShape> workload_;
   std::vector<double> share_;  // weight of each shape over the total weight
+  bool constrained_ = false;   // some shape names models
+  // The models shapes name, and each shape's as a bit mask over them (0:
+  // any model), so a score compares no strings per shape.
+  std::vector<std::string> models_;
+  std::vector<uint64_t> allowed_;
+  // The bit of `model` in models_ (0 when no shape names it).
+  uint64_t ModelBit(const std::string& model) const;
 };
 
 // "binpack", "spread", "fgd" (workload may be empty: the scheduler fills it

@@ -199,6 +199,35 @@ TEST(FgdScorerTest, FragmentationUsesNodeFreeCpu) {
   EXPECT_NEAR(fgd.Fragmentation(st, 0, {100, 100}), 2000.0, 1e-9);
 }
 
+// FGD's gpuspec rule: a node's free devices of a model a shape may not use
+// are fragmented for that shape. So a task that may run anywhere goes where
+// the constrained tasks cannot, keeping their models free for them.
+TEST(FgdScorerTest, FreeDevicesOfAModelAShapeMayNotUseAreFragmentedForIt) {
+  std::vector<Node> nodes = {MakeNode("a", 4), MakeNode("b", 4)};
+  for (Device& d : nodes[1].devices) d.model = "T4";
+  ClusterState st = MustBuild(nodes);
+  TaskShape a100_only = WholeShape(1, 1.0);
+  a100_only.models = {"A100"};
+  FgdScorer fgd({a100_only, WholeShape(1, 1.0)});
+  // On the A100s both shapes fit: nothing fragmented. On the T4s half the
+  // mix may not run: all 400 per cent x 0.5 = 2000 milli-GPU.
+  EXPECT_EQ(fgd.Fragmentation(st, 0, {100, 100, 100, 100}), 0.0);
+  EXPECT_NEAR(fgd.Fragmentation(st, 1, {100, 100, 100, 100}), 2000.0, 1e-9);
+  // A model the measure is not told of: the constraint cannot apply.
+  EXPECT_EQ(fgd.Fragmentation({100, 100, 100, 100}, 64'000, nullptr), 0.0);
+  // An unconstrained one-GPU task scores better on the T4 node (it removes
+  // 500 milli-GPU of fragmentation there, nothing on the A100s).
+  TaskRequest req;
+  req.devices = 1;
+  const double on_a100 = fgd.Score(st, 0, st.device(0, 0).type, req, {0});
+  const double on_t4 = fgd.Score(st, 1, st.device(1, 0).type, req, {0});
+  EXPECT_LT(on_t4, on_a100);
+  // Without the constraint the two tie but for the tie-break (< 1 point).
+  FgdScorer blind({WholeShape(1, 1.0), WholeShape(1, 1.0)});
+  EXPECT_NEAR(blind.Score(st, 0, st.device(0, 0).type, req, {0}), blind.Score(st, 1, st.device(1, 0).type, req, {0}),
+              1.0);
+}
+
 TEST(FgdScorerTest, FragmentationWithoutWorkloadIsZero) {
   std::vector<Node> nodes = {MakeNode("a", 2)};
   ClusterState st = MustBuild(nodes);

@@ -67,6 +67,7 @@ class ClusterState {
   int32_t num_types() const { return static_cast<int32_t>(type_names_.size()); }
   const std::string& type_name(DeviceTypeId t) const { return type_names_[t]; }
   const std::string& type_vendor(DeviceTypeId t) const { return type_vendor_[t]; }
+  const std::string& type_model(DeviceTypeId t) const { return type_model_[t]; }
   // Types a selector entry accepts, ascending.
   std::vector<DeviceTypeId> TypesMatching(const DeviceChoice& choice) const;
   // Whole devices of type t in the cluster that are usable / free now.
