@@ -197,7 +197,10 @@ absl::Status WebhookSender::Post(const store::NotificationRecord& n) const {
                    ApiClientOptions{.timeout_ms = options_.timeout_ms,
                                     .keep_alive = false,
                                     .ca_cert_file = url->scheme == "https" ? options_.ca_cert_file : "",
-                                    .unreachable_hint = ""});
+                                    .unreachable_hint = "",
+                                    // Only the status matters; an endpoint
+                                    // that streams a body is cut off.
+                                    .max_reply_bytes = 64 * 1024});
   std::map<std::string, std::string> headers = {{"Icos-Delivery", absl::StrCat(n.id)}, {"User-Agent", "icos-webhook"}};
   if (!options_.secret.empty()) headers["Icos-Signature"] = "sha256=" + HmacSha256Hex(options_.secret, n.body);
   absl::StatusOr<HttpReply> reply = client.Request("POST", url->target, n.body, "application/json", headers);

@@ -96,6 +96,7 @@ class Receiver {
       std::lock_guard<std::mutex> lock(mu_);
       got_.push_back(req);
       res.status = status_;
+      if (!body_.empty()) res.set_content(body_, "text/plain");
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -106,9 +107,10 @@ class Receiver {
     thread_.join();
   }
   std::string Url() const { return absl::StrCat("http://127.0.0.1:", port_, "/hook"); }
-  void Answer(int status) {
+  void Answer(int status, std::string body = "") {
     std::lock_guard<std::mutex> lock(mu_);
     status_ = status;
+    body_ = std::move(body);
   }
   std::vector<httplib::Request> Got() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -121,6 +123,7 @@ class Receiver {
   std::thread thread_;
   std::mutex mu_;
   int status_ = 204;
+  std::string body_;
   std::vector<httplib::Request> got_;
 };
 
@@ -218,6 +221,24 @@ TEST_F(WebhookDeliveryTest, AFailingEndpointIsRetriedWithBackOffThenGivenUpOnWit
   EXPECT_THAT((*events)[0].message, HasSubstr("gave up after 3 tries: HTTP 503"));
   EXPECT_EQ(deliveries_.Value({"retried"}), 2);
   EXPECT_EQ(deliveries_.Value({"given_up"}), 1);
+}
+
+// An endpoint is someone else's server: its answer is read up to 64 KiB,
+// never into memory whole. A longer one counts as a failed try.
+TEST_F(WebhookDeliveryTest, AnEndpointsReplyIsReadOnlyUpToACap) {
+  receiver_.Answer(200, std::string(10 << 20, 'x'));
+  ASSERT_TRUE(
+      store_->Apply({.notifications = {{.job_id = 7, .url = receiver_.Url(), .body = "{}", .next_ms = clock_.NowMs()}}})
+          .ok());
+  WebhookSender sender(store_.get(), &clock_, WebhookOptions{.allow = {"127.0.0.1"}}, &deliveries_);
+  EXPECT_EQ(sender.DeliverDue(), 0);
+  ASSERT_EQ(Outbox().size(), 1u);
+  EXPECT_THAT(Outbox()[0].last_error, HasSubstr("more than 65536 bytes"));
+  // A short answer is read and the message delivered.
+  receiver_.Answer(200, "thanks");
+  clock_.Advance(60'000);
+  EXPECT_EQ(sender.DeliverDue(), 1);
+  EXPECT_THAT(Outbox(), IsEmpty());
 }
 
 TEST_F(WebhookDeliveryTest, AnUnreachableEndpointDoesNotHoldUpTheOthers) {

@@ -225,7 +225,33 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
   if (!token_.empty()) headers.emplace("Authorization", absl::StrCat("Bearer ", token_));
   // Sending it twice does no harm: the server answers a repeat with the first result.
   const bool repeatable = method == "GET" || extra.count("Idempotency-Key") > 0;
+  // With a cap on the reply, the body is read through a receiver that
+  // stops at the cap (httplib's own reading keeps all of it).
+  std::string capped_body;
+  bool too_big = false;
   auto send = [&]() -> httplib::Result {
+    if (options_.max_reply_bytes > 0) {
+      httplib::Request req;
+      req.method = method;
+      req.path = path;
+      req.headers = headers;
+      if (method != "GET" && method != "DELETE") {
+        req.body = body;
+        req.set_header("Content-Type", content_type);
+      }
+      capped_body.clear();
+      too_big = false;
+      const size_t cap = static_cast<size_t>(options_.max_reply_bytes);
+      req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+        if (capped_body.size() + n > cap) {
+          too_big = true;
+          return false;
+        }
+        capped_body.append(data, n);
+        return true;
+      };
+      return client_->send(req);
+    }
     if (method == "GET") return client_->Get(path.c_str(), headers);
     if (method == "POST") return client_->Post(path.c_str(), headers, body, content_type.c_str());
     if (method == "PUT") return client_->Put(path.c_str(), headers, body, content_type.c_str());
@@ -235,6 +261,10 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
   // One pass over the controllers, starting at the one in use.
   auto attempt = [&]() -> absl::StatusOr<HttpReply> {
     httplib::Result r = send();
+    if (too_big) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(base_url(), " answered with more than ", options_.max_reply_bytes, " bytes; not read"));
+    }
     std::vector<std::string> failures;
     for (size_t tried = 1;; ++tried) {
       if (r) break;
@@ -259,7 +289,7 @@ absl::StatusOr<HttpReply> ApiClient::Request(const std::string& method, const st
     }
     HttpReply out;
     out.status = r->status;
-    out.body = r->body;
+    out.body = options_.max_reply_bytes > 0 ? std::move(capped_body) : r->body;
     for (const auto& [k, v] : r->headers) out.headers[k] = v;
     return out;
   };

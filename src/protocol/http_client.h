@@ -50,6 +50,10 @@ struct ApiClientOptions {
   // Appended to "cannot reach URL: why" (a client of something else than
   // the icos API says so).
   std::string unreachable_hint = " (is the icos server running? `icos up` starts one)";
+  // The most bytes of a reply's body read; a longer one fails the request
+  // (ResourceExhausted) as soon as it passes this, rather than fill memory
+  // (a webhook endpoint is someone else's server). 0: no limit.
+  int64_t max_reply_bytes = 0;
 };
 
 class ApiClient {
