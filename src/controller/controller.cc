@@ -175,22 +175,17 @@ void Controller::SetAssignmentListener(std::function<void(const std::string& nod
 }
 
 absl::Status Controller::Commit(engine::Change change) {
-  absl::StatusOr<std::set<int64_t>> touched = AddNotifications(change);
+  absl::StatusOr<std::set<int64_t>> touched = outbox_.Add(change, engine_);
   if (!touched.ok()) return touched.status();  // nothing applied: the change is made again later
-  const std::set<int64_t>& arrays = *touched;
   const bool notify = !change.batch.notifications.empty();
   if (!change.batch.empty()) {
     AddUsage(change.batch);
     if (absl::Status st = store_->Apply(std::move(change.batch)); !st.ok()) {
-      // Their counts took in a change that did not happen: read them again.
-      for (int64_t a : arrays) arrays_.erase(a);
+      outbox_.Settle(*touched, /*committed=*/false);  // counts that took in a change that did not happen
       return st;
     }
   }
-  // An array whose last element ended is done with.
-  for (int64_t a : arrays) {
-    if (auto it = arrays_.find(a); it != arrays_.end() && it->second.open == 0) arrays_.erase(it);
-  }
+  outbox_.Settle(*touched, /*committed=*/true);
   if (notify) webhooks_->Kick();
   for (const auto& [id, j] : change.jobs) {
     const engine::JobEntry* before = engine_.FindJob(id);
@@ -199,53 +194,6 @@ absl::Status Controller::Commit(engine::Change change) {
   }
   for (const std::string& node : engine_.Adopt(std::move(change))) Touch(node);
   return absl::OkStatus();
-}
-
-absl::StatusOr<std::set<int64_t>> Controller::AddNotifications(engine::Change& c) {
-  std::set<int64_t> arrays_touched;
-  for (const auto& [id, j] : c.jobs) {
-    // An array element's own messages go only where asked for
-    // (notify.array_tasks); otherwise its array's, as Slurm mails.
-    std::vector<api::NotifySpec> own, of_array;
-    const bool element = j.rec.array_id != 0;
-    if (!j.spec.notify.url.empty()) (element && !j.spec.notify.array_tasks ? of_array : own).push_back(j.spec.notify);
-    if (auto q = engine_.queues().find(j.rec.queue); q != engine_.queues().end() && !q->second.notify_url.empty()) {
-      (element ? of_array : own).push_back({q->second.notify_url, q->second.notify_on});
-    }
-    const engine::JobEntry* before_entry = engine_.FindJob(id);
-    const store::JobRecord* before = before_entry != nullptr ? &before_entry->rec : nullptr;
-    if (!own.empty()) {
-      for (store::NotificationRecord& n : WebhookMessages(before, j.rec, own, c.batch.events, c.now_ms)) {
-        c.batch.notifications.push_back(std::move(n));
-      }
-    }
-    if (of_array.empty()) continue;
-    absl::StatusOr<ArrayProgress*> progress = ArrayProgressOf(j.rec.array_id);
-    if (!progress.ok()) {
-      for (int64_t a : arrays_touched) arrays_.erase(a);  // counted this change in: read them again
-      return progress.status();
-    }
-    arrays_touched.insert(j.rec.array_id);
-    for (store::NotificationRecord& n : ArrayWebhookMessages(before, j.rec, of_array, **progress, c.now_ms)) {
-      c.batch.notifications.push_back(std::move(n));
-    }
-  }
-  return arrays_touched;
-}
-
-absl::StatusOr<ArrayProgress*> Controller::ArrayProgressOf(int64_t array_id) {
-  if (auto it = arrays_.find(array_id); it != arrays_.end()) return &it->second;
-  // First seen since this controller started: how the store has it (the
-  // change being made is not in it yet).
-  absl::StatusOr<std::vector<store::JobRecord>> elements = store_->ListJobs(store::JobQuery{.array_id = array_id});
-  if (!elements.ok()) return elements.status();
-  ArrayProgress& p = arrays_[array_id];
-  for (const store::JobRecord& e : *elements) {
-    ++p.elements;
-    p.Count(e.state, +1);
-    p.started = p.started || e.start_ms > 0;
-  }
-  return &p;
 }
 
 // --- queues and nodes -------------------------------------------------------------

@@ -39,6 +39,7 @@
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
 #include "controller/slow_nodes.h"
+#include "controller/webhook_outbox.h"
 #include "controller/webhooks.h"
 #include "core/forecast.h"
 #include "core/forecast_calibration.h"
@@ -515,14 +516,6 @@ class Controller {
   // Adds a usage record for every task of `b` that has started running, so
   // accounting changes in the same transaction as the task (controller_observe.cc).
   void AddUsage(store::WriteBatch& b) const;
-  // Adds the webhook messages `c`'s jobs owe (their `notify:` and their
-  // queue's; an array element's, its array's unless notify.array_tasks) to
-  // its batch: the outbox commits with the change. Returns the arrays whose
-  // progress (arrays_) it counted the change in; an error (the store could
-  // not say how an array stands) leaves arrays_ as it was.
-  absl::StatusOr<std::set<int64_t>> AddNotifications(engine::Change& c);
-  // arrays_' entry of an array, read from the store when absent.
-  absl::StatusOr<ArrayProgress*> ArrayProgressOf(int64_t array_id);
   // Whether `url` is some queue's webhook (set by an admin, so not held to
   // the allow list when delivered). Takes mu_.
   bool IsQueueWebhook(const std::string& url) const;
@@ -553,9 +546,8 @@ class Controller {
   ControllerCounters counters_;
   // Delivers the webhook outbox; started and stopped with the loop.
   std::unique_ptr<WebhookSender> webhooks_;
-  // Arrays told of as a whole whose elements are not all ended; memory only
-  // (read from the store again after a restart). Guarded by mu_.
-  std::map<int64_t, ArrayProgress> arrays_;
+  // The webhook messages each commit owes (webhook_outbox.h). Guarded by mu_.
+  WebhookOutbox outbox_{store_};
   std::mutex sample_mu_;
   int64_t last_sample_slot_ = -1;  // guarded by sample_mu_
 
