@@ -10,9 +10,45 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "agent/sys_util.h"
 
 namespace icos::agent {
+
+absl::Status ClaimCheckpointRoot(const std::string& root, const std::string& cluster_id) {
+  if (absl::Status s = MakeAgentDirectory(root, "the jobs' checkpoint directories: --checkpoint-dir"); !s.ok()) {
+    return s;
+  }
+  if (cluster_id.empty()) return absl::OkStatus();
+  const std::string stamp = absl::StrCat(root, "/.icos-cluster");
+  const int fd = open(stamp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    const std::string line = absl::StrCat(cluster_id, "\n");
+    const bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
+    const int err = errno;
+    close(fd);
+    if (!written) {
+      unlink(stamp.c_str());
+      return ErrnoError(err, absl::StrCat("write ", stamp));
+    }
+    return absl::OkStatus();
+  }
+  if (errno != EEXIST) return ErrnoError(errno, absl::StrCat("create ", stamp));
+  const int in = open(stamp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) return ErrnoError(errno, absl::StrCat("open ", stamp));
+  char buf[256];
+  const ssize_t n = read(in, buf, sizeof buf);
+  close(in);
+  const std::string owner(absl::StripAsciiWhitespace(absl::string_view(buf, n > 0 ? static_cast<size_t>(n) : 0)));
+  if (owner.empty()) return absl::FailedPreconditionError(absl::StrCat(stamp, " names no cluster; remove it"));
+  if (owner != cluster_id) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint directory ", root, " serves cluster ", owner,
+                                                      ", not this one (", cluster_id,
+                                                      "): job ids would collide; give each cluster its own "
+                                                      "--checkpoint-dir"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::string> MakeCheckpointDirectory(const std::string& root, int64_t job_id, const TaskIdentity& id) {
   if (absl::Status s = MakeAgentDirectory(root, "the jobs' checkpoint directories: --checkpoint-dir"); !s.ok()) {

@@ -18,6 +18,14 @@ namespace icos::agent {
 // one line of any framework. Only its modification time is read.
 inline constexpr char kCheckpointDoneFile[] = ".checkpoint-done";
 
+// Which cluster a checkpoint root serves: `root`/.icos-cluster names it,
+// written by the first agent that uses the root. Job ids are per cluster,
+// so two clusters sharing a root would mix their jobs' directories, and
+// one's retention rule would remove the other's: the root is refused
+// (FailedPrecondition, naming both) to a cluster it does not serve. Makes
+// `root` (MakeAgentDirectory) first. An empty cluster_id claims nothing.
+absl::Status ClaimCheckpointRoot(const std::string& root, const std::string& cluster_id);
+
 // `root`/<owner>/job-<job_id>, made on first use, mode 0700, owned by the
 // task's identity, and returned as it is on later attempts (on this node,
 // or any node that mounts the same `root`). `root` and `root`/<owner> are

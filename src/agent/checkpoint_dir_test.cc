@@ -128,5 +128,24 @@ TEST(CheckpointDirTest, JobDirectoriesAreListedAndRemovedWithoutFollowingLinks) 
   EXPECT_THAT(ListCheckpointDirectories(tmp.path() + "/missing"), ::testing::IsEmpty());
 }
 
+// Job ids are per cluster: a root shared by two would let one's retention
+// remove the other's live checkpoints. The first cluster to use it keeps it.
+TEST(CheckpointDirTest, ARootServesOneClusterOnly) {
+  TempDir tmp;
+  const std::string root = tmp.path() + "/ckpt";
+  ASSERT_TRUE(ClaimCheckpointRoot(root, "cluster-a").ok());
+  EXPECT_EQ(*ReadFile(root + "/.icos-cluster"), "cluster-a\n");
+  EXPECT_TRUE(ClaimCheckpointRoot(root, "cluster-a").ok());  // again: the same
+  const absl::Status other = ClaimCheckpointRoot(root, "cluster-b");
+  EXPECT_EQ(other.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(other.message()), HasSubstr("serves cluster cluster-a, not this one (cluster-b)"));
+  // The stamp is not listed as an owner, and a link in its place is not followed.
+  EXPECT_THAT(ListCheckpointDirectories(root), ::testing::IsEmpty());
+  const std::string linked = tmp.path() + "/linked";
+  ASSERT_TRUE(MakeDirs(linked).ok());
+  ASSERT_EQ(symlink((root + "/.icos-cluster").c_str(), (linked + "/.icos-cluster").c_str()), 0);
+  EXPECT_FALSE(ClaimCheckpointRoot(linked, "cluster-b").ok());
+}
+
 }  // namespace
 }  // namespace icos::agent

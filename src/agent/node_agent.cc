@@ -485,6 +485,13 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   }
   launch.env["ICOS_TASK_DIR"] = task_dir;
   // The job's checkpoints outlive this attempt (checkpoint_dir.h).
+  // Once per agent: the root serves this cluster alone (checkpoint_dir.h).
+  if (!checkpoint_root_claimed_) {
+    if (absl::Status st = ClaimCheckpointRoot(CheckpointRoot(), cluster_id_); !st.ok()) {
+      return fail(126, absl::StrCat("cannot use the checkpoint directory: ", st.message()));
+    }
+    checkpoint_root_claimed_ = true;
+  }
   absl::StatusOr<std::string> checkpoints = MakeCheckpointDirectory(CheckpointRoot(), a.job_id, *who);
   if (!checkpoints.ok()) {
     return fail(126, absl::StrCat("cannot make the job's checkpoint directory: ", checkpoints.status().message()));
@@ -650,7 +657,18 @@ void NodeAgent::CheckpointSweepLoop() {
 }
 
 void NodeAgent::SweepCheckpoints() {
-  const std::string root = CheckpointRoot();
+  std::string root, cluster;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    root = CheckpointRoot();
+    cluster = cluster_id_;
+  }
+  if (!IsDirectory(root)) return;  // no job has checkpointed here yet
+  // Only this cluster's controller can say which of these jobs ended.
+  if (absl::Status st = ClaimCheckpointRoot(root, cluster); !st.ok() || cluster.empty()) {
+    if (!st.ok()) log::Failure("sweep checkpoint directories", st);
+    return;
+  }
   const std::vector<CheckpointDirectory> dirs = ListCheckpointDirectories(root);
   ApiClient api(options_.server_url, Token(), ClientOptions(options_, 30'000));
   constexpr size_t kPerCall = 500;  // the controller's limit per question

@@ -189,7 +189,8 @@ class NodeAgent {
   const NodeAgentOptions options_;
   icos::Clock* const clock_;
   std::string log_key_;
-  std::string cluster_id_;  // from the first registration (guarded by mu_)
+  std::string cluster_id_;                // from the first registration (guarded by mu_)
+  bool checkpoint_root_claimed_ = false;  // ClaimCheckpointRoot done (guarded by mu_)
   mutable std::mutex token_mu_;
   std::string credential_;  // the node's own credential; "" until it has one (guarded by token_mu_)
   std::unique_ptr<TaskLauncher> launcher_;
