@@ -556,9 +556,12 @@ void NodeAgent::Launch(const wire::Assignment& a) {
 
 void NodeAgent::NoteCheckpointSave(Known& k) {
   if (k.checkpoint_asked_ms <= 0 || k.status.checkpoint_save_ms > 0) return;
-  if (k.status.checkpoint_ms >= k.checkpoint_asked_ms) {
+  // The marker's time is the task's to set (touch -d): no later than the
+  // task's end, so a save cannot be claimed longer than the stop lasted.
+  const int64_t done = k.status.end_ms > 0 ? std::min(k.status.checkpoint_ms, k.status.end_ms) : 0;
+  if (done >= k.checkpoint_asked_ms) {
     // Both times are this node's wall clock: the signal's and the marker's.
-    k.status.checkpoint_save_ms = std::max<int64_t>(1, k.status.checkpoint_ms - k.checkpoint_asked_ms);
+    k.status.checkpoint_save_ms = std::max<int64_t>(1, done - k.checkpoint_asked_ms);
   } else if (k.checkpoint_window_ran_out) {
     k.status.checkpoint_save_ms = k.checkpoint_window_ms;
     k.status.checkpoint_cut = true;
