@@ -96,7 +96,6 @@ void FgdScorer::set_workload(std::vector<TaskShape> workload) {
       allowed_[i] |= uint64_t{1} << (it - models_.begin());
     }
   }
-  constrained_ = !models_.empty();
 }
 
 uint64_t FgdScorer::ModelBit(const std::string& model) const {
@@ -118,7 +117,7 @@ double FgdScorer::Fragmentation(const std::vector<int32_t>& free_percent, int64_
   int64_t all_free = 0;
   for (int32_t r : free_percent) all_free += r;
   // Shapes naming models may use these devices only if theirs is among them.
-  const bool check_models = constrained_ && model != nullptr;
+  const bool check_models = !models_.empty() && model != nullptr;
   const uint64_t bit = check_models ? ModelBit(*model) : 0;
   double frag = 0;
   for (size_t i = 0; i < workload_.size(); ++i) {

@@ -99,9 +99,9 @@ class FgdScorer final : public NodeScorer {
                          std::vector<int32_t>& index);
   std::vector<TaskShape> workload_;
   std::vector<double> share_;  // weight of each shape over the total weight
-  bool constrained_ = false;   // some shape names models
-  // The models shapes name, and each shape's as a bit mask over them (0:
-  // any model), so a score compares no strings per shape.
+  // The models shapes name (empty: no shape is constrained), and each
+  // shape's as a bit mask over them (0: any model), so a score compares no
+  // strings per shape.
   std::vector<std::string> models_;
   std::vector<uint64_t> allowed_;
   // The bit of `model` in models_ (0 when no shape names it).
