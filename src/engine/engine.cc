@@ -56,6 +56,7 @@ const JobEntry* Engine::FindJob(int64_t id) const {
 }
 
 JobEntry* Engine::MutableJob(int64_t id) {
+  pass_views_.erase(id);
   auto it = jobs_.find(id);
   return it == jobs_.end() ? nullptr : &it->second;
 }
@@ -85,6 +86,7 @@ void Engine::AddJob(JobEntry job) {
   const int64_t id = job.rec.id;
   if (auto old = jobs_.find(id); old != jobs_.end()) Unindex(old->second);
   Index(job);
+  pass_views_.erase(id);
   jobs_[id] = std::move(job);
 }
 
@@ -151,6 +153,7 @@ std::vector<JobEntry> Engine::Prune() {
       if (depended_on_.count(it->first)) ended_deps_[it->first] = it->second.rec.state;
       NoteDependencies(it->second, -1);
       Unindex(it->second);
+      pass_views_.erase(it->first);
       gone.push_back(std::move(it->second));
       it = jobs_.erase(it);
     } else {

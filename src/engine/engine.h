@@ -19,6 +19,7 @@
 #define ICOS_ENGINE_ENGINE_H_
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -26,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "core/model/queue.h"
 #include "core/model/snapshot.h"
@@ -83,9 +85,9 @@ struct PassInput {
   std::vector<std::string> node_names;
   std::vector<std::string> node_addresses;  // what other nodes reach each at
   std::vector<uint64_t> node_generation;
-  std::map<int64_t, int32_t> pending_attempt;
-  std::map<int64_t, int64_t> pending_revision;
-  std::map<int64_t, int32_t> running_attempt;  // jobs whose current attempt runs
+  absl::flat_hash_map<int64_t, int32_t> pending_attempt;
+  absl::flat_hash_map<int64_t, int64_t> pending_revision;
+  absl::flat_hash_map<int64_t, int32_t> running_attempt;  // jobs whose current attempt runs
   // Pending jobs whose dependencies can never be met and whose spec says to
   // cancel them, with the reason: CancelUnmet.
   std::vector<std::pair<int64_t, std::string>> unmet;
@@ -248,8 +250,39 @@ class Engine {
   // Waiting reasons, memory only (the API shows them): a thousand waiting
   // jobs cost no writes per pass.
   void SetWaitingReasons(const core::Decisions& decisions, int64_t now);
+  // Drops what BeginPass keeps between passes (tests: a pass from scratch
+  // must see what the incremental one does).
+  void ForgetPassViews() { pass_views_.clear(); }
 
  private:
+  // What BeginPass derives from one version of a job, kept until the job
+  // changes (AddJob, MutableJob, Prune) or the ready nodes do, so that a
+  // pass over a long queue recomputes only what moved. The time enters only
+  // where PassRuns evaluates it.
+  struct PassView {
+    // RunsOf depends on the time beyond what is kept here (tasks of an
+    // earlier attempt still stopping, or device speeds looked up on the
+    // nodes): it is called at every pass instead.
+    bool every_pass = false;
+    JobRuns runs;  // the fields that do not move with the time
+    // Each task's part of the attained service, in task order (a sum in
+    // another order could differ in its last bit, and LAS compares them).
+    struct Served {
+      double share;
+      int64_t start_ms, end_ms;  // end 0: still running
+    };
+    std::vector<Served> served;
+    int64_t first_start_ms = std::numeric_limits<int64_t>::max();  // of the current run's started tasks
+    bool unstarted = false;  // the current run has a task assigned but not started
+    std::vector<int64_t> earlier_run_ends;
+    bool active_tasks = false;               // HasActiveTasks(j, false)
+    int64_t retry_at_ms = 0;                 // RetryAtMs
+    std::vector<core::TaskPlacement> tasks;  // its active tasks on ready nodes, indexed as the pass's nodes
+  };
+  PassView MakePassView(const JobEntry& j, const std::map<std::string, int32_t>& node_index) const;
+  // RunsOf(j, now), from the view.
+  JobRuns PassRuns(const JobEntry& j, const PassView& v, int64_t now) const;
+
   // One bind's tasks (MakeTasks' body); books their ports in `ports`.
   absl::StatusOr<std::vector<TaskEntry>> TasksOf(const PassInput& in, const BindWork::Item& item,
                                                  PortBook& ports) const;
@@ -266,6 +299,9 @@ class Engine {
   // Each queue's decayed past usage (memory only: a restarted controller
   // starts it afresh).
   core::UsageHistory usage_history_;
+  absl::flat_hash_map<int64_t, PassView> pass_views_;
+  std::vector<std::string> pass_nodes_;  // the ready nodes the views index, in order
+  size_t last_pass_running_ = 0, last_pass_pending_ = 0;
 };
 
 }  // namespace icos::engine

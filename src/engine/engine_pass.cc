@@ -93,11 +93,77 @@ JobRuns Engine::RunsOf(const JobEntry& j, int64_t now) const {
   return out;
 }
 
+Engine::PassView Engine::MakePassView(const JobEntry& j, const std::map<std::string, int32_t>& node_index) const {
+  PassView v;
+  v.active_tasks = HasActiveTasks(j, false);
+  v.retry_at_ms = RetryAtMs(j);
+  for (const core::TaskGroup& g : j.core.groups) {
+    for (const core::DeviceChoice& c : g.device_choices) v.every_pass |= c.throughput > 0;
+  }
+  const bool running = j.rec.state == JobState::kRunning;
+  std::map<int32_t, int64_t> run_end;  // earlier attempts that started: when their last task ended
+  for (const TaskEntry& t : j.tasks) {
+    const bool active = store::IsActive(t.rec.state);
+    const bool current = active && t.rec.attempt == j.rec.attempt && running;
+    if (active) {
+      auto ni = node_index.find(t.rec.node);
+      if (ni != node_index.end()) {
+        core::TaskPlacement p = t.placement;
+        p.node = ni->second;
+        v.tasks.push_back(std::move(p));
+      }
+    }
+    // RunsOf's rules, with the time left open.
+    if (t.rec.start_ms <= 0 && !current) continue;
+    if (t.rec.start_ms <= 0) {  // assigned, about to start: it starts now
+      v.unstarted = true;
+      v.every_pass |= t.rec.end_ms > 0;
+      continue;
+    }
+    double share = 0;
+    for (const core::DeviceSlice& d : t.placement.devices) share += d.percent / 100.0;
+    const int64_t end = t.rec.end_ms > 0 ? t.rec.end_ms : active ? 0 : t.rec.start_ms;
+    v.served.push_back({share, t.rec.start_ms, end});
+    if (running && t.rec.attempt == j.rec.attempt) {  // the current run
+      v.first_start_ms = std::min(v.first_start_ms, t.rec.start_ms);
+    } else if (t.rec.attempt < j.rec.attempt) {
+      v.every_pass |= end == 0;  // an earlier run still stopping ends "now"
+      int64_t& e = run_end[t.rec.attempt];
+      e = std::max(e, end);
+    } else {
+      v.every_pass |= end == 0;
+    }
+  }
+  for (const auto& [attempt, end] : run_end) v.earlier_run_ends.push_back(end);
+  // What does not move with the time (running, estimates, work done) is
+  // RunsOf's at any instant.
+  if (!v.every_pass) v.runs = RunsOf(j, 1);
+  return v;
+}
+
+JobRuns Engine::PassRuns(const JobEntry& j, const PassView& v, int64_t now) const {
+  if (v.every_pass || now <= 0) return RunsOf(j, now);
+  JobRuns out = v.runs;
+  out.attained_device_s = 0;
+  for (const PassView::Served& s : v.served) {
+    const int64_t end = s.end_ms > 0 ? s.end_ms : now;
+    out.attained_device_s += s.share * static_cast<double>(std::max<int64_t>(0, end - s.start_ms)) / 1000.0;
+  }
+  out.interruptions_last_hour = 0;
+  for (int64_t end : v.earlier_run_ends) out.interruptions_last_hour += end > now - kHourMs ? 1 : 0;
+  if (out.running) out.run_start_ms = v.unstarted ? std::min(v.first_start_ms, now) : v.first_start_ms;
+  return out;
+}
+
 PassInput Engine::BeginPass(int64_t now) {
   PassInput in;
   core::Snapshot& snap = in.snap;
   snap.now_ms = now;
   std::map<std::string, int32_t> node_index;
+  snap.nodes.reserve(nodes_.size());
+  in.node_names.reserve(nodes_.size());
+  in.node_addresses.reserve(nodes_.size());
+  in.node_generation.reserve(nodes_.size());
   for (const auto& [name, n] : nodes_) {
     if (n.rec.state != "Ready") continue;
     node_index[name] = static_cast<int32_t>(snap.nodes.size());
@@ -113,39 +179,50 @@ PassInput Engine::BeginPass(int64_t now) {
     }
   }
   for (const auto& [name, q] : queues_) snap.queues.push_back(q);
+  // The views index tasks by the ready nodes' order: another order, another view.
+  if (in.node_names != pass_nodes_) {
+    pass_views_.clear();
+    pass_nodes_ = in.node_names;
+  }
+  auto view_of = [&](const JobEntry& j) -> const PassView& {
+    auto [it, added] = pass_views_.try_emplace(j.rec.id);
+    if (added) it->second = MakePassView(j, node_index);
+    return it->second;
+  };
   // Throttled arrays (array: ...%N): their elements running, or offered
   // to this pass, so that at most N run at once.
   std::map<int64_t, int32_t> array_active;
   for (const auto& [id, j] : jobs_) {
     if (j.rec.array_id != 0 && j.spec.array_throttle > 0 &&
-        (j.rec.state == JobState::kRunning || HasActiveTasks(j, false))) {
+        (j.rec.state == JobState::kRunning || view_of(j).active_tasks)) {
       ++array_active[j.rec.array_id];
     }
   }
+  // As many as the last pass had, most likely.
+  snap.running.reserve(last_pass_running_);
+  snap.pending.reserve(last_pass_pending_);
+  in.running_attempt.reserve(last_pass_running_);
+  in.pending_attempt.reserve(last_pass_pending_);
+  in.pending_revision.reserve(last_pass_pending_);
   for (auto& [id, j] : jobs_) {
-    core::RunningJob rj;
-    rj.job = j.core;
-    rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
-    const JobRuns runs = RunsOf(j, now);
-    rj.job.attained_device_s = runs.attained_device_s;
-    rj.job.checkpoint_ms = j.rec.checkpoint_ms;
-    rj.job.checkpoints = j.spec.checkpoint.enabled;
-    rj.job.recent_interruptions = runs.interruptions_last_hour;
-    if (runs.running) rj.job.runtime_estimate_ms = runs.running_estimate_ms;
-    for (const auto& t : j.tasks) {
-      if (!store::IsActive(t.rec.state)) continue;
-      auto ni = node_index.find(t.rec.node);
-      if (ni == node_index.end()) continue;  // node not ready: its tasks are being failed
-      core::TaskPlacement p = t.placement;
-      p.node = ni->second;
-      rj.tasks.push_back(p);
-    }
-    rj.start_ms = runs.running ? runs.run_start_ms : j.rec.start_ms;
+    const PassView& view = view_of(j);
+    const JobRuns runs = PassRuns(j, view, now);
     if (runs.running) in.running_attempt[id] = j.rec.attempt;
-    if (!rj.tasks.empty()) snap.running.push_back(std::move(rj));
+    if (!view.tasks.empty()) {
+      core::RunningJob& rj = snap.running.emplace_back();
+      rj.job = j.core;
+      rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
+      rj.job.attained_device_s = runs.attained_device_s;
+      rj.job.checkpoint_ms = j.rec.checkpoint_ms;
+      rj.job.checkpoints = j.spec.checkpoint.enabled;
+      rj.job.recent_interruptions = runs.interruptions_last_hour;
+      if (runs.running) rj.job.runtime_estimate_ms = runs.running_estimate_ms;
+      rj.tasks = view.tasks;
+      rj.start_ms = runs.running ? runs.run_start_ms : j.rec.start_ms;
+    }
     // A job waits while tasks of an earlier attempt still run (never twice
     // at once), and a restarted one for its back-off.
-    if (j.rec.state == JobState::kPending && !HasActiveTasks(j, false) && (j.rec.attempt == 0 || now >= RetryAtMs(j))) {
+    if (j.rec.state == JobState::kPending && !view.active_tasks && (j.rec.attempt == 0 || now >= view.retry_at_ms)) {
       // Held, or waiting for its dependencies: not the scheduler's to place.
       std::string never;
       if (std::string why = HeldBackReason(j, &never); !why.empty()) {
@@ -168,6 +245,8 @@ PassInput Engine::BeginPass(int64_t now) {
   // Fair share over time: what each queue held since the last pass joins
   // its decayed history, which the drf order adds to what it holds now.
   usage_history_.Update(snap);
+  last_pass_running_ = snap.running.size();
+  last_pass_pending_ = snap.pending.size();
   return in;
 }
 
@@ -198,7 +277,7 @@ BindWork Engine::PrepareBinds(const PassInput& in, const core::Decisions& decisi
     item.move = move;
     const int64_t id = j->rec.id;
     // A move binds the running job's next attempt; a bind, the pending one's.
-    const std::map<int64_t, int32_t>& attempts = move ? in.running_attempt : in.pending_attempt;
+    const absl::flat_hash_map<int64_t, int32_t>& attempts = move ? in.running_attempt : in.pending_attempt;
     auto seen = attempts.find(id);
     item.attempt = seen == attempts.end() ? 0 : seen->second + (move ? 1 : 0);
     item.spec = j->spec;
@@ -351,7 +430,7 @@ PassOutcome Engine::ApplyPass(const PassInput& in, const core::Decisions& decisi
   // What changed while the core thought makes some decisions stale: a job
   // cancelled or restarted, a node lost or re-registered. Those are dropped
   // and the next pass decides again; capacity only grew otherwise.
-  auto attempt_seen = [&](const std::map<int64_t, int32_t>& m, int64_t id) {
+  auto attempt_seen = [&](const absl::flat_hash_map<int64_t, int32_t>& m, int64_t id) {
     auto it = m.find(id);
     return it == m.end() ? -1 : it->second;
   };

@@ -13,6 +13,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/scheduler.h"
 #include "engine/dependencies.h"
 
@@ -66,9 +68,42 @@ class EngineTest : public ::testing::Test {
     return id;
   }
 
+  // What a pass's input tells the scheduler, field by field (doubles to the bit).
+  static std::string Describe(const PassInput& in) {
+    std::string out = absl::StrCat("now=", in.snap.now_ms, " nodes=", absl::StrJoin(in.node_names, ","), "\n");
+    for (const core::RunningJob& r : in.snap.running) {
+      absl::StrAppendFormat(&out, "running %d attained=%a start=%d estimate=%d interruptions=%d preemptible=%d tasks=",
+                            r.job.id.value(), r.job.attained_device_s, r.start_ms, r.job.runtime_estimate_ms,
+                            r.job.recent_interruptions, r.job.preemptible);
+      for (const core::TaskPlacement& t : r.tasks) {
+        absl::StrAppend(&out, t.group, "/", t.replica, "@", t.node, ":");
+        for (const core::DeviceSlice& d : t.devices) absl::StrAppend(&out, d.device, "x", d.percent, " ");
+      }
+      absl::StrAppend(&out, "\n");
+    }
+    for (const core::Job& j : in.snap.pending) {
+      absl::StrAppendFormat(&out, "pending %d attained=%a estimate=%d attempt=%d revision=%d\n", j.id.value(),
+                            j.attained_device_s, j.runtime_estimate_ms, in.pending_attempt.at(j.id.value()),
+                            in.pending_revision.at(j.id.value()));
+    }
+    std::map<int64_t, int32_t> running(in.running_attempt.begin(), in.running_attempt.end());
+    for (const auto& [id, attempt] : running) absl::StrAppend(&out, "runs ", id, " attempt ", attempt, "\n");
+    return out;
+  }
+
+  // A pass's input, as kept between passes, and again from scratch: they
+  // must agree (what BeginPass keeps is only ever a cache).
+  PassInput BeginPassChecked(int64_t now) {
+    PassInput kept = engine_.BeginPass(now);
+    engine_.ForgetPassViews();
+    PassInput fresh = engine_.BeginPass(now);
+    EXPECT_EQ(Describe(kept), Describe(fresh)) << "at " << now;
+    return kept;
+  }
+
   // One pass at `now`, its change adopted (as if committed).
   PassOutcome Pass(int64_t now) {
-    PassInput in = engine_.BeginPass(now);
+    PassInput in = BeginPassChecked(now);
     auto decisions = scheduler_.Schedule(in.snap);
     EXPECT_TRUE(decisions.ok()) << decisions.status();
     BindWork work = engine_.PrepareBinds(in, *decisions);
@@ -174,6 +209,39 @@ TEST_F(EngineTest, TheSchedulerIsToldAttainedServiceAndTheCurrentRunsStart) {
   EXPECT_DOUBLE_EQ(runs.attained_device_s, 50.0);
   EXPECT_EQ(runs.run_start_ms, 60'000);         // not the first run's start
   EXPECT_EQ(runs.running_estimate_ms, 60'000);  // 100 s less the 40 s done
+}
+
+// BeginPass keeps what it derived from each job between passes; the time
+// still moves what depends on it (attained service, recent interruptions,
+// a run whose tasks have not started), and a change to the job or to the
+// ready nodes is never missed.
+TEST_F(EngineTest, WhatAPassKeepsOfAJobFollowsTheTimeAndEveryChange) {
+  const int64_t id = Add("runtime_estimate: 100s\nrestart: {policy: OnFailure, max_retries: 3}\n", 2);
+  Pass(1'000);
+  BeginPassChecked(1'500);  // assigned, not started: its run starts "now"
+  Report(id, 0, "Running", 2'000);
+  BeginPassChecked(3'000);  // one task started, one about to
+  Report(id, 1, "Running", 2'500);
+  PassInput at = BeginPassChecked(12'000);
+  ASSERT_EQ(at.snap.running.size(), 1u);
+  const double attained = at.snap.running[0].job.attained_device_s;
+  at = BeginPassChecked(22'000);                                                // kept, yet ten seconds later
+  EXPECT_DOUBLE_EQ(at.snap.running[0].job.attained_device_s, attained + 20.0);  // two devices
+  // A failure: the job restarts after its back-off, its first run now an
+  // interruption of the last hour until the hour is over.
+  Report(id, 0, "Failed", 30'000);
+  BeginPassChecked(30'500);  // its other task still stopping
+  Report(id, 1, "Killed", 31'000);
+  EXPECT_EQ(Pass(45'000).binds, 1);
+  Report(id, 0, "Running", 46'000, 1);
+  at = BeginPassChecked(50'000);
+  EXPECT_EQ(at.snap.running.at(0).job.recent_interruptions, 1);
+  at = BeginPassChecked(31'000 + 3'600'000);  // its last task ended at 31 s
+  EXPECT_EQ(at.snap.running.at(0).job.recent_interruptions, 0);
+  // The ready nodes change: the tasks are indexed afresh.
+  engine_.nodes()["n0"] = Node("n0", 1);
+  at = BeginPassChecked(3'700'000);
+  EXPECT_EQ(at.node_names.front(), "n0");
 }
 
 TEST_F(EngineTest, ADecisionOnAJobThatChangedSinceTheSnapshotIsDropped) {
