@@ -21,8 +21,10 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "core/forecast.h"
 #include "core/scheduler.h"
+#include "core/testing/builders.h"
 #include "learn/seeded_noise.h"
 #include "sim/synthetic.h"
 
@@ -103,6 +105,40 @@ void BM_FullPass(benchmark::State& state) {
   state.counters["peak_rss_mib"] = PeakRssMib();
 }
 BENCHMARK(BM_FullPass)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+// A full cluster with a long queue of one shape and no runtime estimates
+// (a job array, bench/trivial_jobs.sh): the first waiting job holds the
+// EASY reservation and every later one must honour it. 8 nodes x 8 devices,
+// all held; N pending one-device jobs.
+void BM_QueueBehindAReservation(benchmark::State& state) {
+  Snapshot snap;
+  snap.now_ms = 10'000'000;
+  for (int n = 0; n < 8; ++n) {
+    snap.nodes.push_back(icos::core::builders::MakeNode(absl::StrCat("n", n), "nvidia", "H100", 8));
+    icos::core::RunningJob r;
+    r.job = icos::core::builders::MakeJob(1'000'000 + n, 8);
+    r.job.runtime_estimate_ms = 3'600'000;
+    r.start_ms = snap.now_ms - 60'000;
+    icos::core::TaskPlacement t{.node = n, .cpu_milli = 1'000, .memory_mib = 1'024};
+    for (int d = 0; d < 8; ++d) t.devices.push_back({.device = d, .percent = 100});
+    r.tasks.push_back(t);
+    snap.running.push_back(std::move(r));
+  }
+  for (int64_t i = 0; i < state.range(0); ++i) {
+    snap.pending.push_back(icos::core::builders::MakeJob(i + 1, 1));
+    snap.pending.back().preemptible = true;
+  }
+  auto sched = Scheduler::Create({});
+  Decisions last;
+  for (auto _ : state) {
+    last = *sched->Schedule(snap);
+    benchmark::DoNotOptimize(last);
+  }
+  state.counters["reservations"] = static_cast<double>(last.reservations.size());
+  state.counters["waiting"] = static_cast<double>(last.waiting.size());
+  state.counters["shape_cache_hits"] = static_cast<double>(last.stats.shape_cache_hits);
+}
+BENCHMARK(BM_QueueBehindAReservation)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond);
 
 // A refresh as the controller makes one: 1,000 pending jobs, 8 samples, the
 // forward passes cut to what 2 s buys at this size's pass time (measured

@@ -70,6 +70,47 @@ TEST(ScenarioTest, EightGpuGangWaitsForWholeNodeWhileShortJobsBackfill) {
   EXPECT_THAT(FindWait(d, 3)->reason, HasSubstr("would delay job 1"));
 }
 
+// A long queue of one shape behind the reservation (a job array): after the
+// first of them, each is answered from the pass's shape cache with what the
+// first got, while a job whose estimate ends before the reservation still
+// backfills and one that can still reserve still does.
+TEST(ScenarioTest, AQueueOfOneShapeBehindAReservationIsAnsweredOnceYetShortJobsStillBackfill) {
+  Snapshot s;
+  s.now_ms = 0;
+  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8), MakeNode("node-1", "nvidia", "A100", 8)};
+  s.running.push_back(MakeRunning(MakeJob(100, 1), 0, {0}, 0, 1 * kHour));
+  s.running.push_back(MakeRunning(MakeJob(101, 8), 1, {0, 1, 2, 3, 4, 5, 6, 7}, 0, 2 * kHour));
+  s.pending = {MakeJob(1, 8)};
+  for (int64_t id = 2; id <= 11; ++id) {
+    s.pending.push_back(MakeJob(id, 8));  // no estimate: each must honour job 1's reservation
+    s.pending.back().submit_ms = id;
+  }
+  Job short_job = MakeJob(20, 1);
+  short_job.runtime_estimate_ms = 30 * kMinute;
+  short_job.submit_ms = 20;
+  s.pending.push_back(short_job);
+
+  Decisions d = RunPass(s, {.order = "fifo"});
+
+  ASSERT_EQ(d.reservations.size(), 1u);
+  EXPECT_EQ(d.reservations[0].job, JobId(1));
+  for (int64_t id = 2; id <= 11; ++id) {
+    ASSERT_NE(FindWait(d, id), nullptr) << id;
+    EXPECT_EQ(FindWait(d, id)->kind, FindWait(d, 2)->kind);
+    EXPECT_EQ(FindWait(d, id)->reason, FindWait(d, 2)->reason);
+  }
+  EXPECT_EQ(d.stats.shape_cache_hits, 9);  // jobs 3..11
+  ASSERT_NE(FindBind(d, 20), nullptr);
+  EXPECT_EQ(FindBind(d, 20)->tasks[0].node, 0);
+
+  // With room for two reservations, the second 8-GPU job takes one itself
+  // before any of its shape is answered from the cache.
+  Decisions deeper = RunPass(s, {.order = "fifo", .reservation_depth = 2});
+  ASSERT_EQ(deeper.reservations.size(), 2u);
+  EXPECT_EQ(deeper.reservations[1].job, JobId(2));
+  EXPECT_EQ(deeper.stats.shape_cache_hits, 8);  // jobs 4..11
+}
+
 // Without backfill (strict order) nothing may overtake the blocked gang.
 TEST(ScenarioTest, StrictOrderKeepsSmallJobsBehindBlockedGang) {
   Snapshot s;

@@ -261,8 +261,14 @@ Decisions Pass::Run() {
     // Jobs that end before the earliest reservation cannot delay it.
     const bool honour =
         reservations_ > 0 && !(job.runtime_estimate_ms > 0 && snap_.now_ms + job.runtime_estimate_ms <= shadow_ms_);
-    const std::string key = honour ? "" : ShapeKey(job);
-    if (!honour) {
+    // A shape that failed in this pass fails again: the cluster only fills
+    // up as the pass goes on, and a job later in the order preempts no more
+    // than an earlier one of its shape. Behind a reservation the answer also
+    // depends on it, so such jobs have their own entries, used once no job
+    // can reserve any more (until then each failure may take a reservation).
+    const bool may_reserve = opt_.backfill == BackfillMode::kEasy && reservations_ < opt_.reservation_depth;
+    const std::string key = honour && may_reserve ? "" : absl::StrCat(honour ? "honour|" : "", ShapeKey(job));
+    if (!key.empty()) {
       if (auto it = failed_shapes_.find(key); it != failed_shapes_.end()) {
         ++stats_.shape_cache_hits;
         wait(it->second.first, it->second.second);
@@ -276,17 +282,18 @@ Decisions Pass::Run() {
     }
     if (a.kind != WaitKind::kQuota && TryPreempt(job, q, out)) continue;
     if (honour && a.kind != WaitKind::kQuota && TryPlace(job, q, false, false).ok) {
-      wait(WaitKind::kReservation,
-           absl::StrCat("would delay job ", shadow_job_.value(), ", which holds a reservation; ",
-                        job.runtime_estimate_ms > 0 ? "its runtime estimate ends too late"
-                                                    : "give it a runtime estimate to let it backfill"));
+      std::string reason = absl::StrCat("would delay job ", shadow_job_.value(), ", which holds a reservation; ",
+                                        job.runtime_estimate_ms > 0 ? "its runtime estimate ends too late"
+                                                                    : "give it a runtime estimate to let it backfill");
+      if (!key.empty()) failed_shapes_[key] = {WaitKind::kReservation, reason};
+      wait(WaitKind::kReservation, std::move(reason));
       continue;
     }
     if (opt_.backfill == BackfillMode::kStrict) blocked = true;
     if (opt_.backfill == BackfillMode::kEasy && reservations_ < opt_.reservation_depth && a.kind != WaitKind::kQuota) {
       TryReserve(job, q, out);
     }
-    if (!honour && a.kind != WaitKind::kQuota) failed_shapes_[key] = {a.kind, a.reason};
+    if (!key.empty() && a.kind != WaitKind::kQuota) failed_shapes_[key] = {a.kind, a.reason};
     wait(a.kind, a.reason);
   }
   MigrateToFasterTypes(out);
