@@ -34,7 +34,7 @@ struct Combo {
 std::vector<Combo> AllCombos() {
   std::vector<Combo> out;
   for (const char* order : {"fifo", "priority", "drf", "las", "srtf", "gittins"}) {
-    for (const char* placement : {"binpack", "spread", "fgd"}) {
+    for (const std::string& placement : NodeScorerNames()) {
       for (bool topology : {false, true}) {
         for (BackfillMode bf : {BackfillMode::kNone, BackfillMode::kStrict, BackfillMode::kEasy}) {
           for (bool preemption : {false, true}) out.push_back({order, placement, topology, bf, preemption});

@@ -24,7 +24,7 @@ TEST(SchedulerTest, UnknownPolicyNameIsAnError) {
   auto s = Scheduler::Create({.order = "lottery"});
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(std::string(s.status().message()), HasSubstr("known: fifo, priority, drf, las"));
-  EXPECT_FALSE(Scheduler::Create({.placement = "random"}).ok());
+  EXPECT_FALSE(Scheduler::Create({.placement = "tetris"}).ok());
   EXPECT_FALSE(Scheduler::Create({.max_victims = 0}).ok());
 }
 

@@ -110,19 +110,19 @@ absl::StatusOr<InflationResult> RunInflation(const std::vector<core::Node>& clus
   so.min_feasible_nodes = o.candidates;
   so.fractional_candidates = o.candidates;
   const std::vector<core::TaskShape> mix = TypicalShapes(pods);
-  if (policy == "bestfit") {
-    so.placement = "binpack";
-    so.fgd_for_fractional = false;
-  } else if (policy == "fgd") {
+  // FGD's own baselines (core::FgdBaselineScorer) and icos' own binpack and
+  // spread, each on its own; fgd with its typical mix.
+  if (policy == "fgd") {
     so.placement = "fgd";
     so.fgd_for_fractional = true;
     so.workload = mix;
-  } else if (policy == "spread") {
-    so.placement = "spread";
+  } else if (policy == "binpack" || policy == "spread" || policy == "bestfit" || policy == "gpupacking" ||
+             policy == "random") {
+    so.placement = policy;
     so.fgd_for_fractional = false;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown inflation policy '", policy, "'; known: bestfit, fgd, spread"));
+    return absl::InvalidArgumentError(absl::StrCat("unknown inflation policy '", policy,
+                                                   "'; known: fgd, bestfit, gpupacking, random, binpack, spread"));
   }
   auto sched = core::Scheduler::Create(so);
   if (!sched.ok()) return sched.status();

@@ -53,7 +53,21 @@ TEST(FgdExperimentTest, UnusableRemaindersCountAsUnallocated) {
 }
 
 TEST(FgdExperimentTest, UnknownPolicyIsAnError) {
-  EXPECT_FALSE(RunInflation(TwoNodes(), {Pod(500)}, "random", {}).ok());
+  auto r = RunInflation(TwoNodes(), {Pod(500)}, "tetris", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("known: fgd, bestfit, gpupacking, random, binpack, spread"), std::string::npos)
+      << r.status();
+}
+
+// Every policy the experiment names runs under its own name; half-GPU pods
+// fill the cluster exactly under each.
+TEST(FgdExperimentTest, EveryPolicyRunsUnderItsName) {
+  for (const char* policy : {"fgd", "bestfit", "gpupacking", "random", "binpack", "spread"}) {
+    auto r = RunInflation(TwoNodes(), {Pod(500)}, policy, {});
+    ASSERT_TRUE(r.ok()) << policy << ": " << r.status();
+    EXPECT_EQ(r->policy, policy);
+    EXPECT_NEAR(r->unallocated_pct_at_100, 0.0, 1e-9) << policy;
+  }
 }
 
 }  // namespace

@@ -199,16 +199,121 @@ void FgdScorer::ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId
   }
 }
 
+// --- FGD's baselines ---------------------------------------------------------------
+
+namespace {
+
+// The artifact's normalisation constants: a node of 128 cores and 8 GPUs.
+constexpr double kMaxSpecCpuMilli = 128'000;
+constexpr double kMaxSpecGpuMilli = 8'000;
+constexpr int64_t kMaxNodeScore = 100;
+
+// Node n's free GPU capacity in milli-devices, and its devices with nothing on them.
+int64_t FreeGpuMilli(const ClusterState& cluster, int32_t n) {
+  int64_t milli = 0;
+  for (int32_t d = 0; d < cluster.node(n).num_devices; ++d) {
+    const auto& dev = cluster.device(n, d);
+    if (dev.usable) milli += int64_t{dev.free_percent} * 10;
+  }
+  return milli;
+}
+
+int64_t RequestGpuMilli(const TaskRequest& req) {
+  return req.IsFractional() ? int64_t{req.device_percent} * 10 : int64_t{req.devices} * 1'000;
+}
+
+// A pseudo-random draw in [0, 1) for node n in its present state: the
+// random baseline's score. Stable for one state, as TieBreak is.
+double RandomDraw(int32_t n, int64_t free_cpu_milli, int64_t free_gpu_milli) {
+  uint64_t h = static_cast<uint64_t>(n) * 0x9E3779B97F4A7C15ULL;
+  h ^= static_cast<uint64_t>(free_cpu_milli) * 0xC2B2AE3D27D4EB4FULL;
+  h ^= static_cast<uint64_t>(free_gpu_milli) * 0x165667B19E3779F9ULL;
+  h ^= h >> 31;
+  h *= 0xD6E8FEB86659FD93ULL;
+  h ^= h >> 32;
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
+}  // namespace
+
+std::string_view FgdBaselineScorer::name() const {
+  switch (kind_) {
+    case Kind::kRandom:
+      return "random";
+    case Kind::kBestFit:
+      return "bestfit";
+    case Kind::kGpuPacking:
+      return "gpupacking";
+  }
+  return "";
+}
+
+int64_t FgdBaselineScorer::Points(const ClusterState& cluster, int32_t n, const TaskRequest& req,
+                                  int32_t device) const {
+  const auto& ns = cluster.node(n);
+  switch (kind_) {
+    case Kind::kRandom:
+      return 0;  // all alike: the tie-break picks
+    case Kind::kBestFit: {
+      const double cpu_left = static_cast<double>(ns.free_cpu_milli - req.cpu_milli) / kMaxSpecCpuMilli;
+      const double gpu_left = static_cast<double>(FreeGpuMilli(cluster, n) - RequestGpuMilli(req)) / kMaxSpecGpuMilli;
+      return static_cast<int64_t>((1.0 - 0.5 * cpu_left - 0.5 * gpu_left) * static_cast<double>(kMaxNodeScore));
+    }
+    case Kind::kGpuPacking: {
+      if (!req.NeedsDevices()) return 0;
+      int32_t idle = 0;
+      for (int32_t d = 0; d < ns.num_devices; ++d) idle += cluster.device(n, d).WholeFree() ? 1 : 0;
+      if (idle == ns.num_devices) return std::max<int64_t>(kMaxNodeScore / 3 - idle, idle);  // an idle node
+      const bool on_idle_device = req.IsFractional() ? cluster.device(n, device).WholeFree() : true;
+      if (on_idle_device) {  // free devices of a used node: as few as it takes
+        const int64_t taken = req.IsFractional() ? 1 : req.devices;
+        return std::max<int64_t>(kMaxNodeScore / 2 - taken, kMaxNodeScore / 3);
+      }
+      // A share on a partly used device: the less it has left, the better.
+      return std::max<int64_t>(kMaxNodeScore - cluster.device(n, device).free_percent / 10, kMaxNodeScore / 2);
+    }
+  }
+  return 0;
+}
+
+double FgdBaselineScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId /*t*/, const TaskRequest& req,
+                                const std::vector<int32_t>& devices) const {
+  const auto& ns = cluster.node(n);
+  const double tie = kind_ == Kind::kRandom ? 1e-3 * RandomDraw(n, ns.free_cpu_milli, FreeGpuMilli(cluster, n))
+                                            : TieBreak(n, ns.free_cpu_milli);
+  return -static_cast<double>(Points(cluster, n, req, devices.empty() ? 0 : devices[0])) + tie;
+}
+
+void FgdBaselineScorer::ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                                    const std::vector<int32_t>& devices, std::vector<double>& scores) const {
+  scores.clear();
+  std::vector<int32_t> one(1);
+  const auto& ns = cluster.node(n);
+  for (int32_t d : devices) {
+    one[0] = d;
+    // Below the node tie-break's steps: the random baseline's device at
+    // random too (its artifact's "random" GPU choice), the others' the one
+    // with least left that fits ("best").
+    const double device = kind_ == Kind::kRandom
+                              ? RandomDraw(n * 1'024 + d, ns.free_cpu_milli, cluster.device(n, d).free_percent)
+                              : cluster.device(n, d).free_percent / 100.0;
+    scores.push_back(Score(cluster, n, t, req, one) + 1e-9 * device);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name) {
   if (name == "binpack") return std::make_unique<BinpackScorer>();
   if (name == "spread") return std::make_unique<SpreadScorer>();
   if (name == "fgd") return std::make_unique<FgdScorer>(std::vector<TaskShape>{});
+  if (name == "random") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kRandom);
+  if (name == "bestfit") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kBestFit);
+  if (name == "gpupacking") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kGpuPacking);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown placement '", std::string(name), "'; known: ", absl::StrJoin(NodeScorerNames(), ", ")));
 }
 
 const std::vector<std::string>& NodeScorerNames() {
-  static const std::vector<std::string> names = {"binpack", "spread", "fgd"};
+  static const std::vector<std::string> names = {"binpack", "spread", "fgd", "random", "bestfit", "gpupacking"};
   return names;
 }
 

@@ -108,7 +108,37 @@ class FgdScorer final : public NodeScorer {
   uint64_t ModelBit(const std::string& model) const;
 };
 
-// "binpack", "spread", "fgd" (workload may be empty: the scheduler fills it
+// The baselines FGD compares itself with (Weng et al., ATC'23, section 6),
+// scored as the score plugins of its artifact score them: whole points
+// 0..100 per node, higher better, ties broken as FgdScorer breaks them (for
+// kube-scheduler's random pick among the best), and a share of a device on
+// the device with least left that fits (the artifact's "best" GPU choice).
+//   random      a feasible node at random (RandomScore), a share's device
+//               at random too (the artifact's "random" GPU choice)
+//   bestfit     least left after the placement: 100 x (1 - (cpu_left/128
+//               cores + gpu_left/8 GPUs) / 2) (BestFitScore)
+//   gpupacking  a partly used device first, then a used node's free devices,
+//               then an idle node (GpuPackingScore)
+// Not the same as "binpack" (icos' own: the type's free whole devices, CPU
+// only breaking ties).
+class FgdBaselineScorer final : public NodeScorer {
+ public:
+  enum class Kind { kRandom, kBestFit, kGpuPacking };
+  explicit FgdBaselineScorer(Kind kind) : kind_(kind) {}
+  std::string_view name() const override;
+  double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+               const std::vector<int32_t>& devices) const override;
+  void ScoreShares(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
+                   const std::vector<int32_t>& devices, std::vector<double>& scores) const override;
+  // The plugin's points for putting `req` on node n (on `device` for a
+  // share: the device its score assumes).
+  int64_t Points(const ClusterState& cluster, int32_t n, const TaskRequest& req, int32_t device) const;
+
+ private:
+  Kind kind_;
+};
+
+// "binpack", "spread", "fgd", "random", "bestfit", "gpupacking" (workload may be empty: the scheduler fills it
 // from the pending jobs of each pass).
 absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name);
 // The names MakeNodeScorer knows.

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 namespace icos::core {
 namespace {
@@ -396,10 +399,71 @@ TEST(ListedOrderRankerTest, KeepsListedOrder) {
   EXPECT_EQ(HeterogeneityRanker().name(), "gavel");
 }
 
+// --- FGD's baselines ---------------------------------------------------------------
+
+// The artifact's points, worked by hand. Node 0 ("busy") runs 6 of its 8
+// devices whole and holds a 70% share of device 6; node 1 is idle.
+TEST_F(ScorerTest, FgdsBaselinesScoreAsItsArtifactsPlugins) {
+  st_.Allocate(Share(0, 6, 70, 1'000));
+  const FgdBaselineScorer packing(FgdBaselineScorer::Kind::kGpuPacking);
+  const FgdBaselineScorer bestfit(FgdBaselineScorer::Kind::kBestFit);
+  const TaskRequest share = ShareRequest(20, 1'000);
+  const TaskRequest whole = WholeRequest(1, 4'000);
+  // gpupacking: a share on the partly used device: 100 - 30/10 = 97; on a
+  // free device of a used node: 50 - 1 = 49; any request on the idle node:
+  // max(33 - 8, 8) = 25; a whole device on the used node: 50 - 1 = 49.
+  EXPECT_EQ(packing.Points(st_, 0, share, 6), 97);
+  EXPECT_EQ(packing.Points(st_, 0, share, 7), 49);
+  EXPECT_EQ(packing.Points(st_, 1, share, 0), 25);
+  EXPECT_EQ(packing.Points(st_, 0, whole, 7), 49);
+  EXPECT_EQ(packing.Points(st_, 1, whole, 0), 25);
+  // bestfit: 100 x (1 - (cpu left / 128 cores + milli-GPUs left / 8,000) / 2).
+  // busy: CPU (64,000 - 4,000) / 128,000 = 0.46875, GPU (1,300 - 1,000) / 8,000
+  // = 0.0375 -> 100 x (1 - 0.253125) = 74; idle: 0.46875 and 7,000 / 8,000
+  // -> 100 x (1 - 0.671875) = 32.
+  EXPECT_EQ(bestfit.Points(st_, 0, whole, 7), 74);
+  EXPECT_EQ(bestfit.Points(st_, 1, whole, 0), 32);
+  // Lower cost is better: both pack onto the busy node, a share onto the
+  // partly used device.
+  EXPECT_LT(packing.Score(st_, 0, 0, whole, {7}), packing.Score(st_, 1, 0, whole, {0}));
+  EXPECT_LT(bestfit.Score(st_, 0, 0, whole, {7}), bestfit.Score(st_, 1, 0, whole, {0}));
+  std::vector<double> scores;
+  packing.ScoreShares(st_, 0, 0, share, {6, 7}, scores);
+  ASSERT_EQ(scores.size(), 2u);
+  EXPECT_LT(scores[0], scores[1]);
+  // bestfit scores a node, not a device: the share goes to the device with
+  // least left that fits, the artifact's "best" choice.
+  bestfit.ScoreShares(st_, 0, 0, share, {6, 7}, scores);
+  EXPECT_LT(scores[0], scores[1]);
+}
+
+TEST(FgdBaselineScorerTest, RandomPicksAmongFeasibleNodesAlikeAndStablyForOneState) {
+  std::vector<Node> nodes;
+  for (int i = 0; i < 16; ++i) nodes.push_back(MakeNode(absl::StrCat("n", i), 8));
+  ClusterState st = MustBuild(nodes);
+  const FgdBaselineScorer random(FgdBaselineScorer::Kind::kRandom);
+  const TaskRequest req = WholeRequest(1, 1'000);
+  std::set<int32_t> firsts;
+  for (int round = 0; round < 32; ++round) {
+    int32_t best = -1;
+    double best_score = 0;
+    for (int32_t n = 0; n < 16; ++n) {
+      const double score = random.Score(st, n, 0, req, {0});
+      EXPECT_EQ(score, random.Score(st, n, 0, req, {0}));  // stable
+      if (best < 0 || score < best_score) best = n, best_score = score;
+    }
+    firsts.insert(best);
+    const int32_t device = 8 - st.FreeWhole(best, 0);  // its next free one
+    if (device < 8) st.Allocate(Whole(best, {device}, 1'000));
+  }
+  EXPECT_GE(firsts.size(), 8u) << "the draws land on too few nodes to be a random pick";
+}
+
 // --- factory -------------------------------------------------------------------
 
 TEST(NodeScorerTest, MakeNodeScorerKnowsEveryName) {
-  for (const char* name : {"binpack", "spread", "fgd"}) {
+  EXPECT_EQ(NodeScorerNames().size(), 6u);
+  for (const std::string& name : NodeScorerNames()) {
     auto scorer = MakeNodeScorer(name);
     ASSERT_TRUE(scorer.ok()) << name << ": " << scorer.status();
     EXPECT_EQ((*scorer)->name(), name);
