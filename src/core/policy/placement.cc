@@ -244,6 +244,8 @@ std::string_view FgdBaselineScorer::name() const {
       return "bestfit";
     case Kind::kGpuPacking:
       return "gpupacking";
+    case Kind::kDotProduct:
+      return "dotprod";
   }
   return "";
 }
@@ -272,6 +274,21 @@ int64_t FgdBaselineScorer::Points(const ClusterState& cluster, int32_t n, const 
       // A share on a partly used device: the less it has left, the better.
       return std::max<int64_t>(kMaxNodeScore - cluster.device(n, device).free_percent / 10, kMaxNodeScore / 2);
     }
+    case Kind::kDotProduct: {
+      // What is free where the request would go: a partly used device's
+      // share (for a share of one), or all the node's idle devices.
+      int64_t free_gpu_milli = 0;
+      if (req.IsFractional() && !cluster.device(n, device).WholeFree()) {
+        free_gpu_milli = int64_t{cluster.device(n, device).free_percent} * 10;
+      } else {
+        for (int32_t d = 0; d < ns.num_devices; ++d) free_gpu_milli += cluster.device(n, d).WholeFree() ? 1'000 : 0;
+      }
+      const double dot = static_cast<double>(ns.free_cpu_milli) / kMaxSpecCpuMilli *
+                             static_cast<double>(req.cpu_milli) / kMaxSpecCpuMilli +
+                         static_cast<double>(free_gpu_milli) / kMaxSpecGpuMilli *
+                             static_cast<double>(RequestGpuMilli(req)) / kMaxSpecGpuMilli;
+      return static_cast<int64_t>(static_cast<double>(kMaxNodeScore) * (1.0 - dot / 2.0));
+    }
   }
   return 0;
 }
@@ -294,9 +311,12 @@ void FgdBaselineScorer::ScoreShares(const ClusterState& cluster, int32_t n, Devi
     // Below the node tie-break's steps: the random baseline's device at
     // random too (its artifact's "random" GPU choice), the others' the one
     // with least left that fits ("best").
-    const double device = kind_ == Kind::kRandom
-                              ? RandomDraw(n * 1'024 + d, ns.free_cpu_milli, cluster.device(n, d).free_percent)
-                              : cluster.device(n, d).free_percent / 100.0;
+    // dotprod's: on equal points a partly used device, the first.
+    const auto& dev = cluster.device(n, d);
+    const double device = kind_ == Kind::kRandom ? RandomDraw(n * 1'024 + d, ns.free_cpu_milli, dev.free_percent)
+                          : kind_ == Kind::kDotProduct
+                              ? (dev.WholeFree() ? 1.0 : 0.0) + static_cast<double>(d) / 1'024.0
+                              : dev.free_percent / 100.0;
     scores.push_back(Score(cluster, n, t, req, one) + 1e-9 * device);
   }
 }
@@ -308,12 +328,14 @@ absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name
   if (name == "random") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kRandom);
   if (name == "bestfit") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kBestFit);
   if (name == "gpupacking") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kGpuPacking);
+  if (name == "dotprod") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kDotProduct);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown placement '", std::string(name), "'; known: ", absl::StrJoin(NodeScorerNames(), ", ")));
 }
 
 const std::vector<std::string>& NodeScorerNames() {
-  static const std::vector<std::string> names = {"binpack", "spread", "fgd", "random", "bestfit", "gpupacking"};
+  static const std::vector<std::string> names = {"binpack", "spread",     "fgd",    "random",
+                                                 "bestfit", "gpupacking", "dotprod"};
   return names;
 }
 

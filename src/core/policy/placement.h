@@ -119,11 +119,15 @@ class FgdScorer final : public NodeScorer {
 //               cores + gpu_left/8 GPUs) / 2) (BestFitScore)
 //   gpupacking  a partly used device first, then a used node's free devices,
 //               then an idle node (GpuPackingScore)
+//   dotprod     the smallest dot product of what is free (a partly used
+//               device's share, or the idle devices) and the request, both
+//               over 128 cores and 8 GPUs (DotProductScore; its own device
+//               choice)
 // Not the same as "binpack" (icos' own: the type's free whole devices, CPU
 // only breaking ties).
 class FgdBaselineScorer final : public NodeScorer {
  public:
-  enum class Kind { kRandom, kBestFit, kGpuPacking };
+  enum class Kind { kRandom, kBestFit, kGpuPacking, kDotProduct };
   explicit FgdBaselineScorer(Kind kind) : kind_(kind) {}
   std::string_view name() const override;
   double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
@@ -138,7 +142,8 @@ class FgdBaselineScorer final : public NodeScorer {
   Kind kind_;
 };
 
-// "binpack", "spread", "fgd", "random", "bestfit", "gpupacking" (workload may be empty: the scheduler fills it
+// "binpack", "spread", "fgd", "random", "bestfit", "gpupacking",
+// "dotprod" (workload may be empty: the scheduler fills it
 // from the pending jobs of each pass).
 absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name);
 // The names MakeNodeScorer knows.

@@ -423,6 +423,20 @@ TEST_F(ScorerTest, FgdsBaselinesScoreAsItsArtifactsPlugins) {
   // -> 100 x (1 - 0.671875) = 32.
   EXPECT_EQ(bestfit.Points(st_, 0, whole, 7), 74);
   EXPECT_EQ(bestfit.Points(st_, 1, whole, 0), 32);
+  // dotprod: 100 x (1 - (free . request) / 2), over 128 cores and 8 GPUs.
+  // A share of 20%: on device 6, 300/8000 x 200/8000 -> 99.95 -> 99; on the
+  // idle device 7, 1000/8000 x 200/8000 -> 99; on the idle node, 8000/8000 x
+  // 200/8000 -> 98.75 -> 98. A whole device with 4 cores: busy 0.5 x
+  // 0.03125 + 0.125 x 0.125 -> 98; idle 0.015625 + 1 x 0.125 -> 92.
+  const FgdBaselineScorer dotprod(FgdBaselineScorer::Kind::kDotProduct);
+  EXPECT_EQ(dotprod.Points(st_, 0, share, 6), 99);
+  EXPECT_EQ(dotprod.Points(st_, 0, share, 7), 99);
+  EXPECT_EQ(dotprod.Points(st_, 1, share, 0), 98);
+  EXPECT_EQ(dotprod.Points(st_, 0, whole, 7), 98);
+  EXPECT_EQ(dotprod.Points(st_, 1, whole, 0), 92);
+  std::vector<double> tied;
+  dotprod.ScoreShares(st_, 0, 0, share, {6, 7}, tied);
+  EXPECT_LT(tied[0], tied[1]) << "on equal points the partly used device goes first";
   // Lower cost is better: both pack onto the busy node, a share onto the
   // partly used device.
   EXPECT_LT(packing.Score(st_, 0, 0, whole, {7}), packing.Score(st_, 1, 0, whole, {0}));
@@ -462,7 +476,7 @@ TEST(FgdBaselineScorerTest, RandomPicksAmongFeasibleNodesAlikeAndStablyForOneSta
 // --- factory -------------------------------------------------------------------
 
 TEST(NodeScorerTest, MakeNodeScorerKnowsEveryName) {
-  EXPECT_EQ(NodeScorerNames().size(), 6u);
+  EXPECT_EQ(NodeScorerNames().size(), 7u);
   for (const std::string& name : NodeScorerNames()) {
     auto scorer = MakeNodeScorer(name);
     ASSERT_TRUE(scorer.ok()) << name << ": " << scorer.status();
