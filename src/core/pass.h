@@ -194,7 +194,9 @@ class Pass {
                     int64_t end_ms);
   void Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after, Decisions& out);
   bool Excluded(int32_t n, bool honour) const { return honour && excluded_[n] > 0; }
-  std::string ShapeKey(const Job& job) const;
+  // What makes two jobs the same shape for the pass's cache of failures
+  // (`honour`: whether the job must honour the reservations), as bytes.
+  std::string ShapeKey(const Job& job, bool honour) const;
 
   const Scheduler& sched_;
   const SchedulerOptions& opt_;

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <map>
 #include <numeric>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -202,16 +204,44 @@ void Pass::Bind(const Job& job, int32_t q, Attempt&& a, std::vector<JobId> after
   out.binds.push_back(std::move(b));
 }
 
-std::string Pass::ShapeKey(const Job& job) const {
-  std::string key = absl::StrCat(job.queue, "|", job.priority, "|");
+namespace {
+
+// A shape key's parts as raw bytes: no decimal formatting per job per pass,
+// and strings carry their length, so no two shapes share a key.
+void AppendRaw(std::string& key, int64_t v) { key.append(reinterpret_cast<const char*>(&v), sizeof v); }
+void AppendRaw(std::string& key, std::string_view s) {
+  AppendRaw(key, static_cast<int64_t>(s.size()));
+  key.append(s);
+}
+
+}  // namespace
+
+std::string Pass::ShapeKey(const Job& job, bool honour) const {
+  std::string key;
+  key.reserve(64 + 48 * job.groups.size());
+  key.push_back(honour ? 'h' : 'f');
+  AppendRaw(key, job.queue);
+  AppendRaw(key, job.priority);
+  AppendRaw(key, static_cast<int64_t>(job.groups.size()));
   for (const TaskGroup& g : job.groups) {
     const TaskRequest& r = g.request;
-    absl::StrAppend(&key, g.replicas, ",", g.min_available, ",", r.cpu_milli, ",", r.memory_mib, ",", r.devices, ",",
-                    r.device_percent, ",", r.device_memory_mib, ",", static_cast<int>(g.affinity), ",");
-    for (const DeviceChoice& c : g.device_choices)
-      absl::StrAppend(&key, c.vendor, "/", c.model, "@", c.throughput, ";");
-    for (const auto& [k, v] : g.node_selector) absl::StrAppend(&key, k, "=", v, ";");
-    key += "|";
+    for (int64_t v : {int64_t{g.replicas}, int64_t{g.min_available}, r.cpu_milli, r.memory_mib, int64_t{r.devices},
+                      int64_t{r.device_percent}, r.device_memory_mib, static_cast<int64_t>(g.affinity),
+                      static_cast<int64_t>(g.device_choices.size()), static_cast<int64_t>(g.node_selector.size())}) {
+      AppendRaw(key, v);
+    }
+    for (const DeviceChoice& c : g.device_choices) {
+      AppendRaw(key, c.vendor);
+      AppendRaw(key, c.model);
+      int64_t bits = 0;
+      static_assert(sizeof bits == sizeof c.throughput);
+      std::memcpy(&bits, &c.throughput, sizeof bits);
+      AppendRaw(key, bits);
+    }
+    for (const auto& [k, v] : g.node_selector) {
+      AppendRaw(key, k);
+      AppendRaw(key, v);
+    }
   }
   return key;
 }
@@ -267,7 +297,7 @@ Decisions Pass::Run() {
     // depends on it, so such jobs have their own entries, used once no job
     // can reserve any more (until then each failure may take a reservation).
     const bool may_reserve = opt_.backfill == BackfillMode::kEasy && reservations_ < opt_.reservation_depth;
-    const std::string key = honour && may_reserve ? "" : absl::StrCat(honour ? "honour|" : "", ShapeKey(job));
+    const std::string key = honour && may_reserve ? "" : ShapeKey(job, honour);
     if (!key.empty()) {
       if (auto it = failed_shapes_.find(key); it != failed_shapes_.end()) {
         ++stats_.shape_cache_hits;
