@@ -137,9 +137,7 @@ static std::vector<std::string> AllowedModels(const TaskGroup& g) {
     if (c.model.empty()) return {};
     models.push_back(c.model);
   }
-  std::sort(models.begin(), models.end());
-  models.erase(std::unique(models.begin(), models.end()), models.end());
-  return models;
+  return NormalizedModels(std::move(models));
 }
 
 void Pass::PrepareMarket() {

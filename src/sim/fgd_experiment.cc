@@ -75,10 +75,7 @@ std::vector<core::TaskShape> TypicalShapes(const std::vector<SimJob>& pods, doub
   int64_t total = 0;
   for (const SimJob& p : pods) {
     if (p.gpus == 0) continue;  // strands every free GPU wherever it goes: ranks no placement
-    std::vector<std::string> models = p.models;
-    std::sort(models.begin(), models.end());
-    models.erase(std::unique(models.begin(), models.end()), models.end());
-    ++count[{Shared(p) ? 0 : p.gpus, Shared(p) ? SharePercent(p) : 0, p.cpu_milli, std::move(models)}];
+    ++count[{Shared(p) ? 0 : p.gpus, Shared(p) ? SharePercent(p) : 0, p.cpu_milli, core::NormalizedModels(p.models)}];
     ++total;
   }
   std::vector<std::pair<int64_t, core::TaskShape>> by_count;

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/unit_interval.h"
 #include "core/estimates.h"
 #include "core/resources/quota.h"
 #include "core/resources/usage_history.h"
@@ -317,7 +318,7 @@ void Sim::ScheduleFailure(int32_t node, int64_t from_ms) {
   // device MTBF over its devices. Drawn by hand, not with
   // std::exponential_distribution, so that a seed gives the same faults on
   // every standard library.
-  const double u = (static_cast<double>(fault_rng_() >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
+  const double u = OpenUnitFromBits(fault_rng_());
   const double gap_h = -std::log(u) * options_.device_mtbf_h / devices;
   node_events_.push({from_ms + std::max<int64_t>(1, ToMs(gap_h * 3'600)), node, false});
 }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/unit_interval.h"
 #include "nlohmann/json.hpp"
 
 namespace icos::sim {
@@ -426,7 +427,7 @@ absl::StatusOr<std::vector<SimJob>> LoadGavelTraceDir(const std::string& dir, co
 std::vector<SimJob> GenerateGavelSynthetic(const SyntheticSpec& spec, const GavelThroughputs* tputs) {
   std::mt19937_64 rng(spec.seed);
   // Our own uniform in [0, 1): the standard distributions differ between libraries.
-  auto unit = [&rng] { return static_cast<double>(rng() >> 11) * 0x1.0p-53; };
+  auto unit = [&rng] { return UnitFromBits(rng()); };
   // Job types measured at each scale, for drawing a type.
   std::map<int32_t, std::vector<std::string>> types_at;
   if (tputs != nullptr) {

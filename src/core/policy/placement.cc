@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/unit_interval.h"
 
 namespace icos::core {
 namespace {
@@ -54,6 +55,12 @@ double TieBreak(int32_t n, int64_t free_cpu_milli) {
 }
 
 }  // namespace
+
+std::vector<std::string> NormalizedModels(std::vector<std::string> models) {
+  std::sort(models.begin(), models.end());
+  models.erase(std::unique(models.begin(), models.end()), models.end());
+  return models;
+}
 
 double BinpackScorer::Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
                             const std::vector<int32_t>& devices) const {
@@ -231,7 +238,7 @@ double RandomDraw(int32_t n, int64_t free_cpu_milli, int64_t free_gpu_milli) {
   h ^= h >> 31;
   h *= 0xD6E8FEB86659FD93ULL;
   h ^= h >> 32;
-  return static_cast<double>(h >> 11) * 0x1.0p-53;
+  return UnitFromBits(h);
 }
 
 }  // namespace

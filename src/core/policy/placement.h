@@ -34,6 +34,10 @@ struct TaskShape {
   std::vector<std::string> models;
 };
 
+// A shape's model list as TaskShape keeps it: sorted, each once (two shapes
+// that allow the same models are one shape).
+std::vector<std::string> NormalizedModels(std::vector<std::string> models);
+
 class NodeScorer {
  public:
   virtual ~NodeScorer() = default;
