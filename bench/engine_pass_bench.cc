@@ -71,7 +71,7 @@ void BM_BeginPass(benchmark::State& state) {
   state.counters["running"] = static_cast<double>(state.range(0) * 8);
   state.counters["pending"] = static_cast<double>(state.range(1));
 }
-BENCHMARK(BM_BeginPass)->Args({125, 1'000})->Args({1'250, 10'000})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BeginPass)->Args({125, 1'000})->Args({1'250, 10'000})->Args({10'000, 100'000})->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
