@@ -289,16 +289,20 @@ Decisions Pass::Run() {
     // Jobs that end before the earliest reservation cannot delay it.
     const bool honour =
         reservations_ > 0 && !(job.runtime_estimate_ms > 0 && snap_.now_ms + job.runtime_estimate_ms <= shadow_ms_);
-    // A shape that failed in this pass fails again: the cluster only fills
-    // up as the pass goes on, and a job later in the order preempts no more
-    // than an earlier one of its shape. Behind a reservation the answer also
-    // depends on it, so such jobs have their own entries, used once no job
-    // can reserve any more (until then each failure may take a reservation).
+    // A shape that failed to be placed in this pass fails again: the
+    // cluster only fills up as the pass goes on. Behind a reservation the
+    // answer also depends on it, so such jobs have their own entries, used
+    // once no job can reserve any more (until then each failure may take a
+    // reservation). Such a job still tries to preempt, as it would have:
+    // whether it may depends on more than its shape (its estimate under
+    // srtf, its attained service under las), and the attempts count
+    // against the pass's budget.
     const bool may_reserve = opt_.backfill == BackfillMode::kEasy && reservations_ < opt_.reservation_depth;
     const std::string key = honour && may_reserve ? "" : ShapeKey(job, honour);
     if (!key.empty()) {
       if (auto it = failed_shapes_.find(key); it != failed_shapes_.end()) {
         ++stats_.shape_cache_hits;
+        if (honour && TryPreempt(job, q, out)) continue;
         wait(it->second.first, it->second.second);
         continue;
       }
