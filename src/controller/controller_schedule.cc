@@ -58,6 +58,7 @@ absl::Status Controller::RunPass() {
   counters_.binds.Inc({}, static_cast<double>(outcome.binds));
   counters_.preemptions.Inc({}, static_cast<double>(outcome.preemptions));
   engine_.SetWaitingReasons(*decisions, now);
+  engine_.RecyclePass(std::move(in));
   Prune();
   if (outcome.stale) Wake();
   counters_.pass_duration.Observe({},

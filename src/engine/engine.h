@@ -239,6 +239,9 @@ class Engine {
   // their old tasks, within their array's throttle). Sets the waiting
   // reason of those held back.
   PassInput BeginPass(int64_t now);
+  // Gives a pass's input back when the pass is over: the next BeginPass
+  // fills it again in place (its copies of the jobs keep their memory).
+  void RecyclePass(PassInput&& in) { spare_pass_ = std::move(in); }
   // Copies what each bind and move needs (spec, owner, the ports in use),
   // so that MakeTasks can run without the lock.
   BindWork PrepareBinds(const PassInput& in, const core::Decisions& decisions) const;
@@ -302,6 +305,7 @@ class Engine {
   absl::flat_hash_map<int64_t, PassView> pass_views_;
   std::vector<std::string> pass_nodes_;  // the ready nodes the views index, in order
   size_t last_pass_running_ = 0, last_pass_pending_ = 0;
+  PassInput spare_pass_;  // RecyclePass's
 };
 
 }  // namespace icos::engine

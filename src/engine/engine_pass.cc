@@ -155,30 +155,56 @@ JobRuns Engine::PassRuns(const JobEntry& j, const PassView& v, int64_t now) cons
   return out;
 }
 
+namespace {
+
+// The next element of `v`, reusing one a recycled pass left there (its
+// strings and vectors keep their memory when assigned to).
+template <typename T>
+T& Next(std::vector<T>& v, size_t& used) {
+  return used < v.size() ? v[used++] : (++used, v.emplace_back());
+}
+
+}  // namespace
+
 PassInput Engine::BeginPass(int64_t now) {
-  PassInput in;
+  // Refilled in place: a large pass copies every open job, and assigning
+  // over the last pass's copies costs far less than allocating afresh.
+  PassInput in = std::move(spare_pass_);
+  spare_pass_ = PassInput();
   core::Snapshot& snap = in.snap;
   snap.now_ms = now;
+  snap.past_usage.clear();
+  in.pending_attempt.clear();
+  in.pending_revision.clear();
+  in.running_attempt.clear();
+  in.unmet.clear();
+  size_t nodes_used = 0, queues_used = 0, running_used = 0, pending_used = 0;
   std::map<std::string, int32_t> node_index;
-  snap.nodes.reserve(nodes_.size());
-  in.node_names.reserve(nodes_.size());
-  in.node_addresses.reserve(nodes_.size());
-  in.node_generation.reserve(nodes_.size());
   for (const auto& [name, n] : nodes_) {
     if (n.rec.state != "Ready") continue;
-    node_index[name] = static_cast<int32_t>(snap.nodes.size());
-    in.node_names.push_back(name);
-    in.node_addresses.push_back(n.rec.address.empty() ? name : n.rec.address);
-    in.node_generation.push_back(n.generation);
-    snap.nodes.push_back(n.node);
-    if (n.drained || !n.unhealthy_reason.empty()) snap.nodes.back().schedulable = false;
+    const size_t i = nodes_used;
+    node_index[name] = static_cast<int32_t>(i);
+    core::Node& node = Next(snap.nodes, nodes_used);
+    if (in.node_names.size() <= i) {
+      in.node_names.resize(i + 1);
+      in.node_addresses.resize(i + 1);
+      in.node_generation.resize(i + 1);
+    }
+    in.node_names[i] = name;
+    in.node_addresses[i] = n.rec.address.empty() ? name : n.rec.address;
+    in.node_generation[i] = n.generation;
+    node = n.node;
+    if (n.drained || !n.unhealthy_reason.empty()) node.schedulable = false;
     for (int32_t d : n.drained_devices) {
-      if (d >= 0 && d < static_cast<int32_t>(snap.nodes.back().devices.size())) {
-        snap.nodes.back().devices[d].drained = true;
-      }
+      if (d >= 0 && d < static_cast<int32_t>(node.devices.size())) node.devices[d].drained = true;
     }
   }
-  for (const auto& [name, q] : queues_) snap.queues.push_back(q);
+  snap.nodes.resize(nodes_used);
+  in.node_names.resize(nodes_used);
+  in.node_addresses.resize(nodes_used);
+  in.node_generation.resize(nodes_used);
+  for (const auto& [name, q] : queues_) Next(snap.queues, queues_used) = q;
+  snap.queues.resize(queues_used);
   // The views index tasks by the ready nodes' order: another order, another view.
   if (in.node_names != pass_nodes_) {
     pass_views_.clear();
@@ -209,7 +235,7 @@ PassInput Engine::BeginPass(int64_t now) {
     const JobRuns runs = PassRuns(j, view, now);
     if (runs.running) in.running_attempt[id] = j.rec.attempt;
     if (!view.tasks.empty()) {
-      core::RunningJob& rj = snap.running.emplace_back();
+      core::RunningJob& rj = Next(snap.running, running_used);
       rj.job = j.core;
       rj.job.preemptible = j.spec.preemptible && j.rec.state == JobState::kRunning;
       rj.job.attained_device_s = runs.attained_device_s;
@@ -236,12 +262,15 @@ PassInput Engine::BeginPass(int64_t now) {
         continue;
       }
       in.pending_revision[id] = j.revision;
-      snap.pending.push_back(j.core);
-      snap.pending.back().attained_device_s = runs.attained_device_s;
-      snap.pending.back().runtime_estimate_ms = runs.pending_estimate_ms;
+      core::Job& pending = Next(snap.pending, pending_used);
+      pending = j.core;
+      pending.attained_device_s = runs.attained_device_s;
+      pending.runtime_estimate_ms = runs.pending_estimate_ms;
       in.pending_attempt[id] = j.rec.attempt;
     }
   }
+  snap.running.resize(running_used);
+  snap.pending.resize(pending_used);
   // Fair share over time: what each queue held since the last pass joins
   // its decayed history, which the drf order adds to what it holds now.
   usage_history_.Update(snap);

@@ -91,8 +91,9 @@ class EngineTest : public ::testing::Test {
     return out;
   }
 
-  // A pass's input, as kept between passes, and again from scratch: they
-  // must agree (what BeginPass keeps is only ever a cache).
+  // A pass's input, as kept between passes (views, and the last pass's
+  // input refilled), and again from scratch: they must agree (what
+  // BeginPass keeps is only ever a cache).
   PassInput BeginPassChecked(int64_t now) {
     PassInput kept = engine_.BeginPass(now);
     engine_.ForgetPassViews();
@@ -112,6 +113,7 @@ class EngineTest : public ::testing::Test {
     PassOutcome copy = out;
     engine_.Adopt(std::move(out.change));
     engine_.SetWaitingReasons(*decisions, now);
+    engine_.RecyclePass(std::move(in));  // the next pass refills it: checked against one from scratch
     return copy;
   }
 
