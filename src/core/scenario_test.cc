@@ -40,15 +40,20 @@ const WaitingJob* FindWait(const Decisions& d, int64_t id) {
 }
 
 // node-0: one 1-GPU job ending in 1 h, 7 GPUs free. node-1: full until 2 h.
-// An 8-GPU gang arrives first; it cannot start, so EASY reserves node-0 at 1 h.
-// A 1-GPU job with a 30-minute estimate ends before that and backfills onto
-// node-0; a 1-GPU job with a 3-hour estimate would delay the gang and waits.
-TEST(ScenarioTest, EightGpuGangWaitsForWholeNodeWhileShortJobsBackfill) {
+Snapshot NodeZeroFreesInAnHour() {
   Snapshot s;
   s.now_ms = 0;
   s.nodes = {MakeNode("node-0", "nvidia", "A100", 8), MakeNode("node-1", "nvidia", "A100", 8)};
   s.running.push_back(MakeRunning(MakeJob(100, 1), 0, {0}, 0, 1 * kHour));
   s.running.push_back(MakeRunning(MakeJob(101, 8), 1, {0, 1, 2, 3, 4, 5, 6, 7}, 0, 2 * kHour));
+  return s;
+}
+
+// On that cluster, an 8-GPU gang arrives first; it cannot start, so EASY reserves node-0 at 1 h.
+// A 1-GPU job with a 30-minute estimate ends before that and backfills onto
+// node-0; a 1-GPU job with a 3-hour estimate would delay the gang and waits.
+TEST(ScenarioTest, EightGpuGangWaitsForWholeNodeWhileShortJobsBackfill) {
+  Snapshot s = NodeZeroFreesInAnHour();
   Job gang = MakeJob(1, 8);
   Job short_job = MakeJob(2, 1);
   short_job.runtime_estimate_ms = 30 * kMinute;
@@ -75,11 +80,7 @@ TEST(ScenarioTest, EightGpuGangWaitsForWholeNodeWhileShortJobsBackfill) {
 // first got, while a job whose estimate ends before the reservation still
 // backfills and one that can still reserve still does.
 TEST(ScenarioTest, AQueueOfOneShapeBehindAReservationIsAnsweredOnceYetShortJobsStillBackfill) {
-  Snapshot s;
-  s.now_ms = 0;
-  s.nodes = {MakeNode("node-0", "nvidia", "A100", 8), MakeNode("node-1", "nvidia", "A100", 8)};
-  s.running.push_back(MakeRunning(MakeJob(100, 1), 0, {0}, 0, 1 * kHour));
-  s.running.push_back(MakeRunning(MakeJob(101, 8), 1, {0, 1, 2, 3, 4, 5, 6, 7}, 0, 2 * kHour));
+  Snapshot s = NodeZeroFreesInAnHour();
   s.pending = {MakeJob(1, 8)};
   for (int64_t id = 2; id <= 11; ++id) {
     s.pending.push_back(MakeJob(id, 8));  // no estimate: each must honour job 1's reservation

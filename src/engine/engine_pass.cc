@@ -20,6 +20,17 @@ using store::TaskState;
 
 constexpr int64_t kHourMs = 3'600'000;
 
+namespace {
+
+// The devices a task holds, fractional slices as parts of one.
+double DeviceShare(const core::TaskPlacement& p) {
+  double share = 0;
+  for (const core::DeviceSlice& d : p.devices) share += d.percent / 100.0;
+  return share;
+}
+
+}  // namespace
+
 JobRuns Engine::RunsOf(const JobEntry& j, int64_t now) const {
   // The speed of a device model relative to the job's fastest choice (its
   // throughputs; 1 where it gives none), as the simulator runs it. Most jobs
@@ -52,8 +63,7 @@ JobRuns Engine::RunsOf(const JobEntry& j, int64_t now) const {
     // A task assigned but not yet started starts about now.
     const int64_t start = t.rec.start_ms > 0 ? t.rec.start_ms : now;
     const int64_t end = t.rec.end_ms > 0 ? t.rec.end_ms : active ? now : start;
-    double share = 0;
-    for (const core::DeviceSlice& d : t.placement.devices) share += d.percent / 100.0;
+    const double share = DeviceShare(t.placement);
     out.attained_device_s += share * static_cast<double>(std::max<int64_t>(0, end - start)) / 1000.0;
     Run& r = runs[t.rec.attempt];
     r.start_ms = r.start_ms == 0 ? start : std::min(r.start_ms, start);
@@ -120,18 +130,16 @@ Engine::PassView Engine::MakePassView(const JobEntry& j, const std::map<std::str
       v.every_pass |= t.rec.end_ms > 0;
       continue;
     }
-    double share = 0;
-    for (const core::DeviceSlice& d : t.placement.devices) share += d.percent / 100.0;
     const int64_t end = t.rec.end_ms > 0 ? t.rec.end_ms : active ? 0 : t.rec.start_ms;
-    v.served.push_back({share, t.rec.start_ms, end});
+    v.served.push_back({DeviceShare(t.placement), t.rec.start_ms, end});
     if (running && t.rec.attempt == j.rec.attempt) {  // the current run
       v.first_start_ms = std::min(v.first_start_ms, t.rec.start_ms);
-    } else if (t.rec.attempt < j.rec.attempt) {
-      v.every_pass |= end == 0;  // an earlier run still stopping ends "now"
+      continue;
+    }
+    v.every_pass |= end == 0;  // a task of another run still stopping ends "now"
+    if (t.rec.attempt < j.rec.attempt) {
       int64_t& e = run_end[t.rec.attempt];
       e = std::max(e, end);
-    } else {
-      v.every_pass |= end == 0;
     }
   }
   for (const auto& [attempt, end] : run_end) v.earlier_run_ends.push_back(end);
@@ -180,16 +188,15 @@ PassInput Engine::BeginPass(int64_t now) {
   in.unmet.clear();
   size_t nodes_used = 0, queues_used = 0, running_used = 0, pending_used = 0;
   std::map<std::string, int32_t> node_index;
+  // At most every node; cut to the ready ones below.
+  in.node_names.resize(nodes_.size());
+  in.node_addresses.resize(nodes_.size());
+  in.node_generation.resize(nodes_.size());
   for (const auto& [name, n] : nodes_) {
     if (n.rec.state != "Ready") continue;
     const size_t i = nodes_used;
     node_index[name] = static_cast<int32_t>(i);
     core::Node& node = Next(snap.nodes, nodes_used);
-    if (in.node_names.size() <= i) {
-      in.node_names.resize(i + 1);
-      in.node_addresses.resize(i + 1);
-      in.node_generation.resize(i + 1);
-    }
     in.node_names[i] = name;
     in.node_addresses[i] = n.rec.address.empty() ? name : n.rec.address;
     in.node_generation[i] = n.generation;
