@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "api/quantity.h"
+#include "api/spec_parser.h"
 #include "api/spec_text.h"
 #include "nlohmann/json.hpp"
 #include "yaml-cpp/eventhandler.h"
@@ -35,21 +36,31 @@ namespace {
 using Json = nlohmann::ordered_json;
 using detail::AllDigits;
 using detail::CheckSingleDocument;
+using detail::Child;
+using detail::Describe;
+using detail::Entry;
+using detail::Field;
 using detail::FirstInvalidUtf8;
 using detail::FormatCpu;
 using detail::FormatDuration;
 using detail::FormatMemory;
+using detail::Invalid;
 using detail::IsDnsLabel;
 using detail::IsEnvName;
 using detail::IsLabelKey;
 using detail::IsLabelValue;
+using detail::IsOneOf;
 using detail::IsVendorName;
 using detail::kMaxShown;
 using detail::kMi;
 using detail::LineExceedingNesting;
 using detail::LineOf;
+using detail::NameOf;
+using detail::NamesOf;
 using detail::ParseMemory;
+using detail::Parser;
 using detail::Shown;
+using detail::UnknownField;
 
 // Real specs nest five levels deep (job > tasks > task > devices > wish);
 // anything far deeper is an attack on the recursive YAML parser.
@@ -58,9 +69,6 @@ constexpr int32_t kMaxRetries = 100;
 using detail::kMaxNameLength;
 constexpr size_t kMaxModelLength = 128;
 constexpr double kMaxThroughput = 1e12;
-// How much text aliases may expand the input to, as a multiple of max_bytes:
-// "&a [...]" reused through "*a" many times is the YAML billion-laughs attack.
-constexpr int64_t kExpansionFactor = 4;
 
 // ---------------------------------------------------------------------------
 // Names of enum values.
@@ -78,6 +86,12 @@ constexpr std::pair<Framework, absl::string_view> kFrameworks[] = {
 constexpr std::pair<RestartPolicy, absl::string_view> kRestartPolicies[] = {
     {RestartPolicy::kNever, "Never"},
     {RestartPolicy::kOnFailure, "OnFailure"},
+    {RestartPolicy::kAlways, "Always"},
+};
+
+constexpr std::pair<JobKind, absl::string_view> kJobKinds[] = {
+    {JobKind::kBatch, "batch"},
+    {JobKind::kService, "service"},
 };
 
 constexpr std::pair<core::Affinity, absl::string_view> kAffinities[] = {
@@ -85,65 +99,6 @@ constexpr std::pair<core::Affinity, absl::string_view> kAffinities[] = {
     {core::Affinity::kSameNode, "same-node"}, {core::Affinity::kSameRack, "same-rack"},
     {core::Affinity::kSpread, "spread"},
 };
-
-template <typename E, size_t N>
-absl::string_view NameOf(const std::pair<E, absl::string_view> (&table)[N], E value) {
-  for (const auto& [v, name] : table) {
-    if (v == value) return name;
-  }
-  return "unknown";
-}
-
-template <typename E, size_t N>
-std::string NamesOf(const std::pair<E, absl::string_view> (&table)[N]) {
-  std::vector<absl::string_view> names;
-  for (const auto& entry : table) names.push_back(entry.second);
-  return absl::StrJoin(names, ", ");
-}
-
-// ---------------------------------------------------------------------------
-// From YAML nodes to the spec.
-
-// A value in the document: where it is (for messages) and what it is.
-struct Field {
-  std::string path;  // "tasks[0].resources.memory"; empty for the root
-  YAML::Mark mark;
-  YAML::Node node;
-};
-
-struct Entry {
-  std::string key;
-  Field field;
-};
-
-std::string Where(const std::string& path, const YAML::Mark& mark) {
-  const std::string& shown = path.empty() ? std::string("spec") : path;
-  if (mark.is_null() || mark.line < 0) return shown;
-  return absl::StrCat(shown, " (line ", mark.line + 1, ")");
-}
-
-absl::Status Invalid(const std::string& path, const YAML::Mark& mark, absl::string_view message) {
-  return absl::InvalidArgumentError(absl::StrCat(Where(path, mark), ": ", message));
-}
-
-absl::Status Invalid(const Field& f, absl::string_view message) { return Invalid(f.path, f.mark, message); }
-
-std::string Child(const std::string& path, absl::string_view key) {
-  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
-}
-
-std::string Describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Scalar:
-      return absl::StrCat("'", Shown(node.Scalar()), "'");
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    default:
-      return "nothing";
-  }
-}
 
 // Kubernetes' DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
 }  // namespace
@@ -189,22 +144,10 @@ std::string NameFromCommand(const std::vector<std::string>& command) {
   return name.empty() ? "job" : name;
 }
 
-template <size_t N>
-bool IsOneOf(absl::string_view key, const absl::string_view (&known)[N]) {
-  return std::find(std::begin(known), std::end(known), key) != std::end(known);
-}
-
-template <size_t N>
-absl::Status UnknownField(const Entry& e, const absl::string_view (&known)[N]) {
-  std::string message = absl::StrCat("unknown field; known: ", absl::StrJoin(known, ", "));
-  if (e.key == "<<") absl::StrAppend(&message, " (YAML merge keys are not supported)");
-  return Invalid(e.field, message);
-}
-
 constexpr absl::string_view kJobFields[] = {
     "name",        "queue", "priority", "framework",      "restart",      "time_limit", "runtime_estimate",
     "preemptible", "env",   "tasks",    "max_disconnect", "dependencies", "array",      "checkpoint",
-    "notify"};
+    "notify",      "kind",  "service"};
 constexpr absl::string_view kCheckpointFields[] = {"signal", "grace", "interval"};
 constexpr std::pair<int32_t, absl::string_view> kCheckpointSignals[] = {
     {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"}, {SIGINT, "SIGINT"}, {SIGHUP, "SIGHUP"}, {SIGTERM, "SIGTERM"}};
@@ -221,45 +164,9 @@ constexpr absl::string_view kTaskFields[] = {"name", "replicas",  "min_available
 constexpr absl::string_view kResourceFields[] = {"cpu", "memory", "devices", "device_share", "device_memory"};
 constexpr absl::string_view kDeviceFields[] = {"vendor", "model", "throughput"};
 
-// Turns one YAML document into a JobSpec, checking everything on the way.
-// Not thread-safe; one Parser per document.
-class Parser {
- public:
-  explicit Parser(const SpecLimits& limits)
-      : limits_(limits),
-        budget_(static_cast<int64_t>(std::min<size_t>(limits.max_bytes, size_t{1} << 40)) * kExpansionFactor + 4096) {}
+}  // namespace
 
-  absl::StatusOr<JobSpec> Job(const Field& root);
-
- private:
-  absl::StatusOr<TaskSpec> Task(const Field& f, int index);
-  absl::Status Restart(const Field& f, JobSpec& spec);
-  absl::Status Dependencies(const Field& f, JobSpec& spec);
-  absl::Status Checkpoint(const Field& f, JobSpec& spec);
-  absl::Status Notify(const Field& f, JobSpec& spec);
-  absl::Status Resources(const Field& f, TaskSpec& task);
-  absl::StatusOr<std::vector<std::string>> Command(const Field& f);
-  absl::StatusOr<std::vector<DeviceWish>> DeviceWishes(const Field& f);
-  absl::StatusOr<std::map<std::string, std::string>> Env(const Field& f);
-  absl::StatusOr<std::map<std::string, std::string>> NodeSelector(const Field& f);
-
-  // The entries of a mapping, with scalar, unique keys.
-  absl::StatusOr<std::vector<Entry>> Entries(const Field& f, absl::string_view expected);
-  absl::StatusOr<std::string> Text(const Field& f);
-  absl::StatusOr<std::string> Name(const Field& f);
-  absl::StatusOr<int64_t> Integer(const Field& f, int64_t lo, int64_t hi);
-  absl::StatusOr<bool> Bool(const Field& f);
-  absl::StatusOr<int64_t> Duration(const Field& f);
-  absl::StatusOr<int64_t> Memory(const Field& f);
-  template <typename E, size_t N>
-  absl::StatusOr<E> Enum(const Field& f, const std::pair<E, absl::string_view> (&table)[N], absl::string_view what);
-
-  // Counts decoded text against the expansion budget.
-  absl::Status Charge(const Field& f, size_t bytes);
-
-  const SpecLimits& limits_;
-  int64_t budget_;
-};
+namespace detail {
 
 absl::Status Parser::Charge(const Field& f, size_t bytes) {
   budget_ -= static_cast<int64_t>(bytes) + 1;
@@ -359,17 +266,6 @@ absl::StatusOr<int64_t> Parser::Memory(const Field& f) {
   return mib;
 }
 
-template <typename E, size_t N>
-absl::StatusOr<E> Parser::Enum(const Field& f, const std::pair<E, absl::string_view> (&table)[N],
-                               absl::string_view what) {
-  if (f.node.IsScalar()) {
-    for (const auto& [value, name] : table) {
-      if (f.node.Scalar() == name) return value;
-    }
-  }
-  return Invalid(f, absl::StrCat(Describe(f.node), " is not ", what, "; use one of ", NamesOf(table)));
-}
-
 absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
   if (root.node.IsNull()) return Invalid(root, "the spec is empty; it needs at least `tasks`");
   absl::StatusOr<std::vector<Entry>> entries = Entries(root, "a mapping of job fields (name, tasks, ...)");
@@ -379,12 +275,20 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
   bool has_tasks = false;
   std::optional<Field> time_limit_field;
   std::vector<Field> task_fields;
+  std::map<std::string, Field> given;  // top-level fields given, for the checks that span them
   for (const Entry& e : *entries) {
     const Field& f = e.field;
     if (!IsOneOf(e.key, kJobFields)) return UnknownField(e, kJobFields);
     if (f.node.IsNull()) continue;  // null means "not given"
+    given.emplace(e.key, f);
     absl::Status status;
-    if (e.key == "name") {
+    if (e.key == "kind") {
+      absl::StatusOr<JobKind> v = Enum(f, kJobKinds, "a kind of job");
+      status = v.status();
+      if (v.ok()) spec.kind = *v;
+    } else if (e.key == "service") {
+      status = Service(f, spec.service);
+    } else if (e.key == "name") {
       absl::StatusOr<std::string> v = Name(f);
       status = v.status();
       if (v.ok()) {
@@ -483,6 +387,7 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
     spec.tasks.push_back(*std::move(task));
   }
   if (!has_name) spec.name = NameFromCommand(spec.tasks[0].command);
+  if (absl::Status s = CheckKind(spec, given, root); !s.ok()) return s;
   if (spec.time_limit_s > 0 && spec.runtime_estimate_s > spec.time_limit_s) {
     return Invalid(*time_limit_field,
                    absl::StrCat(FormatDuration(spec.time_limit_s), " is shorter than runtime_estimate (",
@@ -884,11 +789,13 @@ absl::StatusOr<std::map<std::string, std::string>> Parser::NodeSelector(const Fi
   return selector;
 }
 
-}  // namespace
+}  // namespace detail
 
 const char* FrameworkName(Framework f) { return NameOf(kFrameworks, f).data(); }
 
 const char* RestartPolicyName(RestartPolicy p) { return NameOf(kRestartPolicies, p).data(); }
+
+const char* JobKindName(JobKind k) { return NameOf(kJobKinds, k).data(); }
 
 const char* AffinityName(core::Affinity a) { return NameOf(kAffinities, a).data(); }
 

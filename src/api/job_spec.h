@@ -61,10 +61,15 @@
 namespace icos::api {
 
 enum class Framework { kNone, kPyTorch, kMpi, kDeepSpeed, kMindSpore, kPaddle, kTensorFlow };
-enum class RestartPolicy { kNever, kOnFailure };
+// Always: a service's replicas, which restart however they end (with a
+// back-off) until they are cancelled; batch jobs may not ask for it.
+enum class RestartPolicy { kNever, kOnFailure, kAlways };
+// A batch job runs to an end; a service runs until cancelled (docs/services.md).
+enum class JobKind { kBatch, kService };
 
 const char* FrameworkName(Framework f);          // "none", "pytorch", ...
-const char* RestartPolicyName(RestartPolicy p);  // "Never", "OnFailure"
+const char* RestartPolicyName(RestartPolicy p);  // "Never", "OnFailure", "Always"
+const char* JobKindName(JobKind k);              // "batch", "service"
 const char* AffinityName(core::Affinity a);      // "none", "same-node", ...
 
 struct DeviceWish {
@@ -109,6 +114,35 @@ struct CheckpointSpec {
 
 // The signals a checkpoint may ask for, by name; nullptr for another.
 const char* CheckpointSignalName(int32_t signal);
+
+// How the controller decides that a service's replica may take traffic
+// (Kubernetes' readinessProbe): an HTTP GET of `http_path` on the replica's
+// port answered 2xx or 3xx, or a TCP connect to it, within `timeout_s`. Not
+// ready until `success_threshold` probes in a row pass after
+// `initial_delay_s`; ready until `failure_threshold` in a row fail. Without
+// a probe a running replica counts as ready.
+struct ProbeSpec {
+  enum class Type { kNone, kHttp, kTcp };
+  Type type = Type::kNone;
+  std::string http_path;  // kHttp: "/healthz"
+  int64_t initial_delay_s = 0;
+  int64_t period_s = 5;
+  int64_t timeout_s = 1;
+  int32_t success_threshold = 1;
+  int32_t failure_threshold = 3;
+
+  bool operator==(const ProbeSpec&) const = default;
+};
+
+// A service (kind: service): `replicas` copies of its one task group, each
+// placed and restarted on its own, each given a port of its node
+// (ICOS_PORT), listed with their readiness (`icos endpoints`).
+struct ServiceSpec {
+  int32_t replicas = 1;
+  ProbeSpec readiness;
+
+  bool operator==(const ServiceSpec&) const = default;
+};
 
 // Webhooks: the changes of a job the controller POSTs to `url` (a job's
 // `notify:`, or its queue's). Bits of NotifySpec::on.
@@ -178,6 +212,8 @@ struct TaskSpec {
 
 struct JobSpec {
   std::string name;
+  JobKind kind = JobKind::kBatch;
+  ServiceSpec service;  // kind kService only
   std::string queue = "default";
   int32_t priority = 0;
   Framework framework = Framework::kNone;
@@ -263,6 +299,17 @@ std::string FormatArrayIndices(const std::vector<int32_t>& indices, int32_t thro
 //   - devices and device_share/device_memory exclude each other; a devices
 //     list needs a device request; min_available is 0 (all) to replicas;
 //     max_retries needs policy OnFailure; runtime_estimate <= time_limit;
+//   - a service (kind: service) has one task group of one replica (the
+//     copies are service.replicas), restarts Always (the only policy it may
+//     give, and one batch jobs may not), and none of a batch job's ends:
+//     array, dependencies, time_limit, runtime_estimate, checkpoint. Its
+//     block, after the fields above:
+//       kind: service
+//       service:
+//         replicas: 2
+//         readiness: {http: /healthz, initial_delay: 5s, period: 2s,
+//                     timeout: 1s, success_threshold: 1, failure_threshold: 3}
+//         # or readiness: {tcp: true}
 //   - env values and command arguments are text: numbers and booleans keep
 //     the text as written ("1.50" stays "1.50");
 //   - input is one UTF-8 document of at most max_bytes, nested at most 64

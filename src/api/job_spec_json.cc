@@ -17,6 +17,23 @@ using detail::FormatMemory;
 std::string JobSpecToJson(const JobSpec& spec) {
   Json job;
   job["name"] = spec.name;
+  if (spec.kind == JobKind::kService) {  // absent for batch jobs: older specs keep their JSON
+    job["kind"] = JobKindName(spec.kind);
+    const ProbeSpec& p = spec.service.readiness;
+    Json service = {{"replicas", spec.service.replicas}};
+    if (p.type != ProbeSpec::Type::kNone) {
+      Json probe;
+      if (p.type == ProbeSpec::Type::kHttp) probe["http"] = p.http_path;
+      if (p.type == ProbeSpec::Type::kTcp) probe["tcp"] = true;
+      probe["initial_delay"] = FormatDuration(p.initial_delay_s);
+      probe["period"] = FormatDuration(p.period_s);
+      probe["timeout"] = FormatDuration(p.timeout_s);
+      probe["success_threshold"] = p.success_threshold;
+      probe["failure_threshold"] = p.failure_threshold;
+      service["readiness"] = std::move(probe);
+    }
+    job["service"] = std::move(service);
+  }
   job["queue"] = spec.queue;
   job["priority"] = spec.priority;
   job["framework"] = FrameworkName(spec.framework);

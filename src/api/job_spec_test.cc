@@ -354,8 +354,9 @@ TEST(ParseJobSpecErrorTest, UnknownAffinity) {
 }
 
 TEST(ParseJobSpecErrorTest, UnknownRestartPolicy) {
-  EXPECT_THAT(ErrorOf(OneTask("", "restart: {policy: Always}\n")),
-              HasSubstr("restart.policy (line 2): 'Always' is not a restart policy; use one of Never, OnFailure"));
+  EXPECT_THAT(ErrorOf(OneTask("", "restart: {policy: Sometimes}\n")),
+              HasSubstr("restart.policy (line 2): 'Sometimes' is not a restart policy; use one of Never, OnFailure, "
+                        "Always"));
 }
 
 TEST(ParseJobSpecErrorTest, TooManyRetries) {

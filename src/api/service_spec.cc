@@ -1,0 +1,152 @@
+// The job spec's service parts: the `service:` block (replicas, readiness
+// probe) and the rules that keep a service's fields and a batch job's apart.
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "api/job_spec.h"
+#include "api/spec_parser.h"
+
+namespace icos::api::detail {
+namespace {
+
+constexpr absl::string_view kServiceFields[] = {"replicas", "readiness"};
+constexpr absl::string_view kProbeFields[] = {
+    "http", "tcp", "initial_delay", "period", "timeout", "success_threshold", "failure_threshold"};
+// A probe more often than each second, or waiting longer than its period,
+// is a mistake; a threshold past 100 probes never decides.
+constexpr int64_t kMinProbePeriodS = 1;
+constexpr int64_t kMaxProbeDelayS = 3600;
+constexpr int32_t kMaxProbeThreshold = 100;
+// The fields a batch job ends by, which a service (running until cancelled)
+// may not give, with why.
+constexpr std::pair<absl::string_view, absl::string_view> kBatchOnlyFields[] = {
+    {"array", "a service's copies are service.replicas"},
+    {"dependencies", "a service starts when submitted and runs until cancelled"},
+    {"time_limit", "a service runs until cancelled"},
+    {"runtime_estimate", "a service runs until cancelled"},
+    {"checkpoint", "a service's replicas restart from their start; they keep no checkpoint"},
+};
+
+}  // namespace
+
+absl::Status Parser::Service(const Field& f, ServiceSpec& service) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {replicas: 2, readiness: {http: /healthz}}");
+  if (!entries.ok()) return entries.status();
+  for (const Entry& e : *entries) {
+    if (!IsOneOf(e.key, kServiceFields)) return UnknownField(e, kServiceFields);
+    if (e.field.node.IsNull()) continue;
+    if (e.key == "replicas") {
+      // Each replica is a job of its own in the store: an array's bound.
+      absl::StatusOr<int64_t> v = Integer(e.field, 1, limits_.max_array_size);
+      if (!v.ok()) return v.status();
+      service.replicas = static_cast<int32_t>(*v);
+    } else if (absl::Status s = Probe(e.field, service.readiness); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Probe(const Field& f, ProbeSpec& probe) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {http: /healthz, period: 2s} or {tcp: true}");
+  if (!entries.ok()) return entries.status();
+  std::optional<Field> timeout_field;
+  for (const Entry& e : *entries) {
+    if (!IsOneOf(e.key, kProbeFields)) return UnknownField(e, kProbeFields);
+    if (e.field.node.IsNull()) continue;
+    if (e.key == "http" || e.key == "tcp") {
+      if (probe.type != ProbeSpec::Type::kNone) return Invalid(e.field, "give one of http and tcp, not both");
+    }
+    if (e.key == "http") {
+      absl::StatusOr<std::string> path = Text(e.field);
+      if (!path.ok()) return path.status();
+      // Sent as the request line's target: a path, nothing that could split
+      // the request.
+      const bool clean = std::none_of(path->begin(), path->end(),
+                                      [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; });
+      if (!absl::StartsWith(*path, "/") || !clean || path->size() > 1024) {
+        return Invalid(e.field,
+                       "must be a URL path like /healthz: starting with '/', no spaces or control "
+                       "characters, at most 1024 bytes");
+      }
+      probe.type = ProbeSpec::Type::kHttp;
+      probe.http_path = *std::move(path);
+    } else if (e.key == "tcp") {
+      absl::StatusOr<bool> on = Bool(e.field);
+      if (!on.ok()) return on.status();
+      if (*on) probe.type = ProbeSpec::Type::kTcp;
+    } else if (e.key == "success_threshold" || e.key == "failure_threshold") {
+      absl::StatusOr<int64_t> v = Integer(e.field, 1, kMaxProbeThreshold);
+      if (!v.ok()) return v.status();
+      (e.key == "success_threshold" ? probe.success_threshold : probe.failure_threshold) = static_cast<int32_t>(*v);
+    } else {
+      absl::StatusOr<int64_t> v = Duration(e.field);
+      if (!v.ok()) return v.status();
+      const int64_t lo = e.key == "initial_delay" ? 0 : kMinProbePeriodS;
+      if (*v < lo || *v > kMaxProbeDelayS) {
+        return Invalid(e.field, absl::StrCat("must be between ", lo, "s and ", kMaxProbeDelayS, "s"));
+      }
+      if (e.key == "initial_delay") probe.initial_delay_s = *v;
+      if (e.key == "period") probe.period_s = *v;
+      if (e.key == "timeout") {
+        probe.timeout_s = *v;
+        timeout_field = e.field;
+      }
+    }
+  }
+  if (probe.type == ProbeSpec::Type::kNone) {
+    return Invalid(f, "say what to probe: http: /path (a GET answered 2xx or 3xx) or tcp: true (a connect)");
+  }
+  if (timeout_field && probe.timeout_s > probe.period_s) {
+    return Invalid(*timeout_field, absl::StrCat("is longer than the period (", probe.period_s,
+                                                "s): a probe would still wait when the next is due"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::CheckKind(JobSpec& spec, const std::map<std::string, Field>& given, const Field& root) {
+  auto at = [&](const std::string& key) -> const Field& {
+    auto it = given.find(key);
+    return it != given.end() ? it->second : root;
+  };
+  if (spec.kind == JobKind::kBatch) {
+    if (given.count("service")) return Invalid(at("service"), "only for kind: service");
+    if (spec.restart == RestartPolicy::kAlways) {
+      return Invalid(at("restart"),
+                     "policy Always is for services (kind: service): a batch job that restarts "
+                     "after it succeeds would never end; use OnFailure");
+    }
+    return absl::OkStatus();
+  }
+  for (const auto& [key, why] : kBatchOnlyFields) {
+    if (given.count(std::string(key))) {
+      return Invalid(at(std::string(key)), absl::StrCat("is for batch jobs, not kind: service (", why, ")"));
+    }
+  }
+  if (given.count("restart")) {
+    if (spec.restart != RestartPolicy::kAlways) {
+      return Invalid(at("restart"),
+                     "a service's replicas restart Always (with a back-off) until it is cancelled; "
+                     "leave restart out or say policy: Always");
+    }
+    if (spec.max_retries > 0) return Invalid(at("restart"), "a service retries without end; leave max_retries out");
+  }
+  spec.restart = RestartPolicy::kAlways;
+  if (spec.tasks.size() != 1) {
+    return Invalid(at("tasks"), absl::StrCat("a service has one task group (its replicas are service.replicas), got ",
+                                             spec.tasks.size()));
+  }
+  const TaskSpec& t = spec.tasks[0];
+  if (t.replicas != 1 || (t.min_available != 0 && t.min_available != 1)) {
+    return Invalid(at("tasks"),
+                   "a service's task has one replica and no min_available; give the number of copies "
+                   "as service.replicas, each placed and restarted on its own");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace icos::api::detail

@@ -1,0 +1,94 @@
+// The job spec's services (issue #22): `kind: service`, its `service:` block,
+// and the fields a service and a batch job may not share.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "api/job_spec.h"
+
+namespace icos::api {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kService[] = R"(kind: service
+name: mnist
+service:
+  replicas: 3
+  readiness: {http: /healthz, initial_delay: 5s, period: 2s, timeout: 1s, failure_threshold: 4}
+tasks:
+  - command: [python3, serve.py]
+    resources: {cpu: 1, memory: 1Gi, device_share: 50%}
+)";
+
+std::string Message(const std::string& text) { return std::string(ParseJobSpec(text).status().message()); }
+
+TEST(ServiceSpecTest, AServiceReadsItsReplicasAndProbeAndRestartsAlways) {
+  absl::StatusOr<JobSpec> spec = ParseJobSpec(kService);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->kind, JobKind::kService);
+  EXPECT_EQ(spec->restart, RestartPolicy::kAlways);
+  EXPECT_EQ(spec->service.replicas, 3);
+  const ProbeSpec& p = spec->service.readiness;
+  EXPECT_EQ(p.type, ProbeSpec::Type::kHttp);
+  EXPECT_EQ(p.http_path, "/healthz");
+  EXPECT_EQ(p.initial_delay_s, 5);
+  EXPECT_EQ(p.period_s, 2);
+  EXPECT_EQ(p.timeout_s, 1);
+  EXPECT_EQ(p.success_threshold, 1);
+  EXPECT_EQ(p.failure_threshold, 4);
+}
+
+TEST(ServiceSpecTest, AServiceSurvivesTheStoreAndABatchJobsJsonIsUnchanged) {
+  absl::StatusOr<JobSpec> spec = ParseJobSpec(kService);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  absl::StatusOr<JobSpec> again = ParseJobSpec(JobSpecToJson(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToJson(*spec);
+  EXPECT_EQ(*again, *spec);
+  absl::StatusOr<JobSpec> tcp =
+      ParseJobSpec("kind: service\nservice: {readiness: {tcp: true}}\ntasks: [{command: [x]}]");
+  ASSERT_TRUE(tcp.ok()) << tcp.status();
+  EXPECT_EQ(tcp->service.replicas, 1);
+  EXPECT_EQ(*ParseJobSpec(JobSpecToJson(*tcp)), *tcp);
+  const std::string batch = JobSpecToJson(*ParseJobSpec("tasks: [{command: [x]}]"));
+  EXPECT_EQ(batch.find("kind"), std::string::npos) << batch;
+  EXPECT_EQ(batch.find("service"), std::string::npos) << batch;
+}
+
+TEST(ServiceSpecTest, ABatchJobsEndingFieldsAreRefusedInAServiceWithWhy) {
+  const std::string head = "kind: service\ntasks: [{command: [x]}]\n";
+  EXPECT_THAT(Message(head + "array: 0-3"), HasSubstr("array (line 3): is for batch jobs"));
+  EXPECT_THAT(Message(head + "time_limit: 1h"), HasSubstr("time_limit (line 3): is for batch jobs"));
+  EXPECT_THAT(Message(head + "runtime_estimate: 1h"), HasSubstr("runtime_estimate"));
+  EXPECT_THAT(Message(head + "checkpoint: {}"), HasSubstr("checkpoint (line 3): is for batch jobs"));
+  EXPECT_THAT(Message(head + "dependencies: {after_ok: [1]}"), HasSubstr("dependencies (line 3): is for batch"));
+  EXPECT_THAT(Message(head + "restart: {policy: OnFailure}"), HasSubstr("restart Always"));
+  EXPECT_TRUE(ParseJobSpec(head + "restart: {policy: Always}").ok());
+  EXPECT_THAT(Message("kind: service\ntasks: [{command: [x], replicas: 2}]"), HasSubstr("service.replicas"));
+  EXPECT_THAT(Message("kind: service\ntasks: [{command: [x]}, {command: [y]}]"), HasSubstr("one task group"));
+}
+
+TEST(ServiceSpecTest, AServiceOnlyFieldIsRefusedInABatchJob) {
+  EXPECT_THAT(Message("service: {replicas: 2}\ntasks: [{command: [x]}]"),
+              HasSubstr("service (line 1): only for kind: service"));
+  EXPECT_THAT(Message("restart: {policy: Always}\ntasks: [{command: [x]}]"), HasSubstr("would never end"));
+  EXPECT_THAT(Message("kind: daemon\ntasks: [{command: [x]}]"), HasSubstr("is not a kind of job; use one of batch"));
+}
+
+TEST(ServiceSpecTest, BadProbesSayWhatIsWrong) {
+  auto probe = [](const std::string& p) {
+    return Message("kind: service\nservice: {readiness: " + p + "}\ntasks: [{command: [x]}]");
+  };
+  EXPECT_THAT(probe("{period: 2s}"), HasSubstr("say what to probe"));
+  EXPECT_THAT(probe("{http: healthz}"), HasSubstr("must be a URL path"));
+  EXPECT_THAT(probe("{http: '/a b'}"), HasSubstr("must be a URL path"));
+  EXPECT_THAT(probe("{http: \"/a\\r\\nX: y\"}"), HasSubstr("must be a URL path"));
+  EXPECT_THAT(probe("{http: /h, tcp: true}"), HasSubstr("not both"));
+  EXPECT_THAT(probe("{http: /h, period: 0s}"), HasSubstr("between 1s and 3600s"));
+  EXPECT_THAT(probe("{http: /h, period: 2s, timeout: 5s}"), HasSubstr("longer than the period"));
+  EXPECT_THAT(probe("{http: /h, failure_threshold: 0}"), HasSubstr("out of range"));
+  EXPECT_THAT(probe("{http: /h, liveness: x}"), HasSubstr("unknown field"));
+  EXPECT_THAT(Message("kind: service\nservice: {replicas: 0}\ntasks: [{command: [x]}]"), HasSubstr("out of range"));
+}
+
+}  // namespace
+}  // namespace icos::api
