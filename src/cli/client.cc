@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "cli/job_control.h"
 #include "cli/run_command.h"
+#include "cli/service_command.h"
 #include "cli/summary.h"
 #include "protocol/http_client.h"
 
@@ -130,6 +131,7 @@ struct ClientCommands {
   CLI::App* job = nullptr;
   CLI::App* logs = nullptr;
   JobControlCommands control;  // cancel, hold, release, requeue, update
+  ServiceCommands services;    // endpoints
   CLI::App* wait = nullptr;
   CLI::App* nodes = nullptr;
   CLI::App* queues = nullptr;
@@ -252,6 +254,7 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->logs->add_option("-n,--tail", c->tail_lines, "start with the last N lines only")->check(CLI::Range(0, 1'000'000));
   common(c->logs, false);
   AddJobControlCommands(app, c->control, common);
+  AddServiceCommands(app, c->services, common);
   c->wait = app.add_subcommand("wait", "Wait until a job ends; exit 0 only if it succeeded");
   c->wait->add_option("id", c->job_ref, "job id, or ARRAY_INDEX for an array's element")->required();
   c->wait->add_option("--timeout", c->timeout_s, "give up after this many seconds (0: never)");
@@ -404,7 +407,8 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
         parsed(control.hold) || parsed(control.release) || parsed(control.requeue) || parsed(control.update) ||
         parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->summary) || parsed(c->queue_put) ||
         parsed(c->token_create) || parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) ||
-        parsed(c->node_drain) || parsed(c->node_resume) || parsed(c->usage) || parsed(c->run))) {
+        parsed(c->node_drain) || parsed(c->node_resume) || parsed(c->usage) || parsed(c->run) ||
+        parsed(c->services.endpoints))) {
     owned.release();
     return -1;
   }
@@ -457,6 +461,12 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
                        {"Idempotency-Key", c->idempotency_key.empty() ? NewIdempotencyKey() : c->idempotency_key}});
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
+    if (r->contains("service_id")) {
+      const int64_t id = (*r)["service_id"].get<int64_t>();
+      out << "service " << id << " submitted: " << (*r)["replicas"].get<int32_t>()
+          << " replicas (where they serve: icos endpoints " << id << "; stop it: icos cancel " << id << ")\n";
+      return 0;
+    }
     if (r->contains("array_id")) {
       const int64_t array = (*r)["array_id"].get<int64_t>();
       out << "array " << array << " submitted: " << (*r)["array"].get<std::string>() << " (one element: icos job "
@@ -639,6 +649,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     }
   }
   if (int rc = RunJobControlCommand(control, api, as_json, out, err); rc >= 0) return rc;
+  if (int rc = RunServiceCommand(c->services, api, as_json, out, err); rc >= 0) return rc;
   if (parsed(c->wait)) {
     const auto start = std::chrono::steady_clock::now();
     while (true) {

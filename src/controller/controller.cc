@@ -48,7 +48,8 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
                                     .max_checkpoint_window_ms = options_.max_checkpoint_window_ms}),
       webhooks_(std::make_unique<WebhookSender>(store_, clock_, options_.webhooks, &counters_.webhook_deliveries,
                                                 // A queue's webhook is an admin's: not on the allow list.
-                                                [this](const std::string& url) { return IsQueueWebhook(url); })) {}
+                                                [this](const std::string& url) { return IsQueueWebhook(url); })),
+      prober_(std::make_unique<ServiceProber>(clock_, [this] { return ProbeTargets(); })) {}
 
 bool Controller::IsQueueWebhook(const std::string& url) const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -570,6 +571,7 @@ void Controller::Start() {
   loop_ = std::thread([this] { Loop(); });
   if (options_.forecast_interval_ms > 0) forecast_thread_ = std::thread([this] { ForecastLoop(); });
   webhooks_->Start();
+  prober_->Start();
 }
 
 void Controller::Stop() {
@@ -589,6 +591,7 @@ void Controller::Stop() {
   if (loop_.joinable()) loop_.join();
   if (forecast_thread_.joinable()) forecast_thread_.join();
   webhooks_->Stop();
+  prober_->Stop();
 }
 
 void Controller::Loop() {

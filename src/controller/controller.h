@@ -38,6 +38,7 @@
 #include "controller/authz.h"
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
+#include "controller/service_probes.h"
 #include "controller/slow_nodes.h"
 #include "controller/webhook_outbox.h"
 #include "controller/webhooks.h"
@@ -127,6 +128,25 @@ struct JobView {
   DeviceUse device_use;           // while the job is open (an ended job has it as a "DeviceUse" event)
   std::vector<store::TaskRecord> tasks;
   std::vector<store::EventRecord> events;
+};
+
+// A service's replicas and where each takes traffic (issue #22).
+struct ServiceEndpoints {
+  struct Replica {
+    int32_t index = 0;
+    int64_t job_id = 0;
+    int32_t attempt = 0;
+    std::string state;    // the replica job's: Pending, Running, ...
+    std::string node;     // empty until it runs
+    std::string address;  // host:port, while its task runs
+    bool ready = false;
+    int64_t since_ms = 0;  // when `ready` last changed
+    std::string reason;    // why it is (not) ready, or why it waits
+  };
+  int64_t id = 0;  // the service's (its first replica's) id
+  std::string name, user;
+  int32_t replicas = 0;
+  std::vector<Replica> list;  // by index
 };
 
 // One task's hold on one device (the dashboard's cluster map shows it).
@@ -344,6 +364,12 @@ class Controller {
   absl::StatusOr<int64_t> Submit(const Principal& caller, const std::string& spec_text, const SubmitOptions& options,
                                  bool* replayed = nullptr);
   absl::StatusOr<JobView> GetJob(const Principal& caller, int64_t id) const;
+  // The replicas of service `id` (its id or any replica's) with their
+  // readiness; NotFound for an id that is not a service the caller may see.
+  absl::StatusOr<ServiceEndpoints> Endpoints(const Principal& caller, int64_t id) const;
+  // One round of readiness probes, now, on this thread (the prober's own
+  // thread runs one every 250 ms once Start is called; tests call this).
+  void ProbeServices() { prober_->Round(); }
   absl::StatusOr<std::vector<store::JobRecord>> ListJobs(const Principal& caller, store::JobQuery query) const;
   absl::Status Cancel(const Principal& caller, int64_t id);
   // --- control of queued work (controller_queued.cc) -----------------------
@@ -546,6 +572,10 @@ class Controller {
   ControllerCounters counters_;
   // Delivers the webhook outbox; started and stopped with the loop.
   std::unique_ptr<WebhookSender> webhooks_;
+  // Probes services' replicas (controller_services.cc); started and stopped
+  // with the loop.
+  std::vector<ProbeTarget> ProbeTargets() const;  // takes mu_
+  std::unique_ptr<ServiceProber> prober_;
   // The webhook messages each commit owes (webhook_outbox.h). Guarded by mu_.
   WebhookOutbox outbox_{store_};
   std::mutex sample_mu_;

@@ -36,6 +36,9 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   if (!spec.ok()) return spec.status();
   api::MergeDependencies(options.dependencies, spec->dependencies);
   if (!options.array.empty()) {
+    if (spec->kind == api::JobKind::kService) {
+      return absl::InvalidArgumentError("array: a service's copies are service.replicas, not an array");
+    }
     auto array = api::ParseArrayIndices(options.array, options_.spec_limits.max_array_size);
     if (!array.ok()) return absl::InvalidArgumentError(absl::StrCat("array: ", array.status().message()));
     spec->array_indices = std::move(array->indices);
@@ -136,19 +139,26 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   r.idempotency_key = idempotency_key;
   if (!idempotency_key.empty()) r.request_digest = Sha256Hex(r.spec_json);
   // One record, or one per element of an array, inserted as one (the key
-  // stands for the whole array; its first element's id is the array's).
+  // stands for the whole array; its first element's id is the array's). A
+  // service's replicas are such elements, numbered from 0: each is placed,
+  // restarted and cancelled on its own, and the service's id cancels all.
+  std::vector<int32_t> elements = spec->array_indices;
+  if (spec->kind == api::JobKind::kService) {
+    elements.resize(spec->service.replicas);
+    for (int32_t i = 0; i < spec->service.replicas; ++i) elements[i] = i;
+  }
   std::vector<store::JobRecord> recs;
-  if (spec->array_indices.empty()) {
+  if (elements.empty()) {
     recs.push_back(std::move(r));
   } else {
-    recs.reserve(spec->array_indices.size());
-    for (size_t i = 0; i < spec->array_indices.size(); ++i) {
+    recs.reserve(elements.size());
+    for (size_t i = 0; i < elements.size(); ++i) {
       store::JobRecord e = r;
       if (i > 0) {  // the key's fields stand for the array, on its first element
         e.idempotency_key.clear();
         e.request_digest.clear();
       }
-      e.array_index = spec->array_indices[i];
+      e.array_index = elements[i];
       e.starts_array = i == 0;
       e.array_id = i == 0 ? 0 : store::kNewArray;
       recs.push_back(std::move(e));

@@ -462,11 +462,18 @@ net::Router HttpServer::Routes() {
            // An array: its id (its first element's) and its indices, as the spec
            // has them. Looked up only when the request may have made one, so
            // a plain submission costs no extra reads.
-           const bool may_be_array = !req.param("array").empty() || req.body.find("array") != std::string::npos;
+           const bool may_be_array = !req.param("array").empty() || req.body.find("array") != std::string::npos ||
+                                     req.body.find("service") != std::string::npos;
            if (auto job = may_be_array ? c->GetJob(who, *id) : absl::StatusOr<JobView>(absl::NotFoundError(""));
                job.ok() && job->job.array_id != 0) {
-             reply["array_id"] = job->job.array_id;
-             reply["array"] = json::parse(job->job.spec_json, nullptr, false).value("array", "");
+             const json spec = json::parse(job->job.spec_json, nullptr, false);
+             if (spec.value("kind", "") == "service") {  // its replicas are elements, but it is no array
+               reply["service_id"] = job->job.array_id;
+               reply["replicas"] = spec.contains("service") ? spec["service"].value("replicas", 0) : 0;
+             } else {
+               reply["array_id"] = job->job.array_id;
+               reply["array"] = spec.value("array", "");
+             }
            }
            Reply(res, replayed ? 200 : 201, reply);
          }));
@@ -556,6 +563,35 @@ net::Router HttpServer::Routes() {
           j["tasks"] = tasks;
           j["events"] = events;
           Reply(res, 200, j);
+        }));
+
+  s.Get(R"(/api/v1/services/(\d+)/endpoints)",
+        authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          int64_t id = 0;
+          if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad service id"));
+          auto e = c->Endpoints(who, id);
+          if (!e.ok()) return Fail(res, e.status());
+          json replicas = json::array();
+          int32_t ready = 0;
+          for (const ServiceEndpoints::Replica& r : e->list) {
+            ready += r.ready ? 1 : 0;
+            replicas.push_back({{"replica", r.index},
+                                {"job", r.job_id},
+                                {"attempt", r.attempt},
+                                {"state", r.state},
+                                {"node", r.node},
+                                {"address", r.address},
+                                {"ready", r.ready},
+                                {"since_ms", r.since_ms},
+                                {"reason", r.reason}});
+          }
+          Reply(res, 200,
+                {{"id", e->id},
+                 {"name", e->name},
+                 {"user", e->user},
+                 {"replicas", e->replicas},
+                 {"ready", ready},
+                 {"endpoints", replicas}});
         }));
 
   s.Post(R"(/api/v1/jobs/(\d+)/cancel)", authed([c](const Principal& who, const net::Request& req, net::Response& res) {

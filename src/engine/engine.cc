@@ -68,12 +68,14 @@ std::vector<int64_t> Engine::JobsOnNode(const std::string& node) const {
 }
 
 void Engine::Index(const JobEntry& j) {
+  if (j.spec.kind == api::JobKind::kService) service_replicas_.insert(j.rec.id);
   for (const TaskEntry& t : j.tasks) {
     if (store::IsActive(t.rec.state)) active_on_node_[t.rec.node].insert(j.rec.id);
   }
 }
 
 void Engine::Unindex(const JobEntry& j) {
+  service_replicas_.erase(j.rec.id);
   for (const TaskEntry& t : j.tasks) {
     auto it = active_on_node_.find(t.rec.node);
     if (it == active_on_node_.end()) continue;
@@ -194,7 +196,37 @@ int64_t Engine::RestartBackoffMs(int32_t failures) const {
   return DoublingBackoffMs(options_.restart_backoff_ms, options_.restart_backoff_max_ms, failures);
 }
 
+int32_t Engine::CrashLoopRestarts(const JobEntry& j) {
+  // Each ended attempt's first start and last end; an attempt that never
+  // started ran for no time.
+  std::map<int32_t, std::pair<int64_t, int64_t>> runs;
+  for (const auto& t : j.tasks) {
+    if (t.rec.attempt >= j.rec.attempt || !store::IsTerminal(t.rec.state)) continue;
+    auto [it, added] = runs.try_emplace(t.rec.attempt, t.rec.start_ms, t.rec.end_ms);
+    if (!added) {
+      if (t.rec.start_ms > 0) it->second.first = std::min(it->second.first, t.rec.start_ms);
+      it->second.second = std::max(it->second.second, t.rec.end_ms);
+    }
+  }
+  int32_t short_runs = 0;
+  for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+    const auto [start, end] = it->second;
+    if (start > 0 && end - start >= kStableRunMs) break;
+    ++short_runs;
+  }
+  return short_runs;
+}
+
 int64_t Engine::RetryAtMs(const JobEntry& j) const {
+  if (j.spec.restart == api::RestartPolicy::kAlways) {
+    int64_t last_end_ms = 0;
+    for (const auto& t : j.tasks) {
+      if (t.rec.attempt < j.rec.attempt && store::IsTerminal(t.rec.state)) {
+        last_end_ms = std::max(last_end_ms, t.rec.end_ms);
+      }
+    }
+    return last_end_ms == 0 ? 0 : last_end_ms + RestartBackoffMs(CrashLoopRestarts(j) - 1);
+  }
   int64_t last_failure_ms = 0;
   for (const auto& t : j.tasks) {
     if (t.rec.state == TaskState::kFailed) last_failure_ms = std::max(last_failure_ms, t.rec.end_ms);
@@ -386,6 +418,11 @@ void Engine::EvaluateJob(JobEntry& j, Change& c) const {
     if (t.rec.state == TaskState::kSucceeded) ++succeeded;
     if ((t.rec.state == TaskState::kFailed || t.rec.state == TaskState::kKilled) && failed == nullptr) failed = &t;
   }
+  const bool always = j.spec.restart == api::RestartPolicy::kAlways;
+  if (always && total > 0 && (succeeded > 0 || failed != nullptr)) {
+    RestartReplica(j, failed != nullptr ? *failed : FirstEnded(j), c);
+    return;
+  }
   if (total > 0 && succeeded == total) {
     j.rec.state = JobState::kSucceeded;
     j.rec.end_ms = now;
@@ -426,6 +463,32 @@ void Engine::EvaluateJob(JobEntry& j, Change& c) const {
     c.Event(j.rec.id, failed->rec.node, "Failed", why);
     if (j.rec.end_ms != 0) NoteDeviceUse(j, c);  // else when its last task has stopped
   }
+}
+
+const TaskEntry& Engine::FirstEnded(const JobEntry& j) {
+  for (const auto& t : j.tasks) {
+    if (t.rec.attempt == j.rec.attempt && store::IsTerminal(t.rec.state)) return t;
+  }
+  return j.tasks.back();  // not reached: called when one has ended
+}
+
+void Engine::RestartReplica(JobEntry& j, const TaskEntry& ended, Change& c) const {
+  // However it ended, a service's replica runs again (Kubernetes'
+  // restartPolicy: Always): at once after a long run or a first short one,
+  // then after a back-off that doubles with each further short run in a
+  // row, so a crash loop costs little.
+  const std::string why = absl::StrCat("task ", ended.rec.group, "/", ended.rec.replica, " ",
+                                       store::TaskStateName(ended.rec.state), " (exit ", ended.rec.exit_code, ")",
+                                       ended.rec.reason.empty() ? "" : absl::StrCat(": ", ended.rec.reason));
+  j.rec.state = JobState::kPending;
+  ++j.rec.attempt;
+  const int32_t short_runs = CrashLoopRestarts(j);
+  const int64_t backoff_ms = RestartBackoffMs(short_runs - 1);
+  j.rec.reason =
+      absl::StrCat("restarting", backoff_ms > 0 ? absl::StrCat(" in ", backoff_ms / 1000, " s") : "",
+                   " (a service's replica restarts Always; ", short_runs, " short runs in a row) after ", why);
+  c.batch.jobs.push_back(j.rec);
+  c.Event(j.rec.id, ended.rec.node, "Restarting", j.rec.reason);
 }
 
 bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::TaskStatus>& statuses, Change& c) const {

@@ -139,6 +139,8 @@ class Engine {
   // The ids of open jobs with active tasks on `node` (an index: no scan of
   // every job per heartbeat or watch).
   std::vector<int64_t> JobsOnNode(const std::string& node) const;
+  // The open jobs that are a service's replicas (what readiness probes visit).
+  const std::set<int64_t>& ServiceReplicas() const { return service_replicas_; }
 
   // A job just submitted or loaded (its dependencies are counted by
   // NoteDependencies, separately: a submission counts them before it is stored).
@@ -176,6 +178,12 @@ class Engine {
   // When a restarted job may start again: its last failed task's end plus
   // RestartBackoffMs (0: at once).
   int64_t RetryAtMs(const JobEntry& j) const;
+  // A service replica's ended attempts in a row, newest first, that ran
+  // less than kStableRunMs (or never started): what its back-off doubles by.
+  static int32_t CrashLoopRestarts(const JobEntry& j);
+  static constexpr int64_t kStableRunMs = 10 * 60 * 1000;  // Kubernetes' reset of CrashLoopBackOff
+  static const TaskEntry& FirstEnded(const JobEntry& j);
+  void RestartReplica(JobEntry& j, const TaskEntry& ended, Change& c) const;
   // Whether an agent should run task `t` of `j` now (false: stop it, or for
   // an assigned task still waiting for preempted victims, do not send it).
   bool ShouldRun(const JobEntry& j, const TaskEntry& t) const;
@@ -297,6 +305,7 @@ class Engine {
   std::map<std::string, NodeEntry> nodes_;
   std::map<std::string, core::Queue> queues_;
   std::map<std::string, std::set<int64_t>> active_on_node_;  // node -> jobs with active tasks there
+  std::set<int64_t> service_replicas_;                       // jobs in memory of kind service
   std::map<int64_t, int32_t> depended_on_;                   // job id -> open jobs naming it as a dependency
   std::map<int64_t, store::JobState> ended_deps_;            // end states of those that left jobs_
   // Each queue's decayed past usage (memory only: a restarted controller

@@ -321,7 +321,11 @@ BindWork Engine::PrepareBinds(const PassInput& in, const core::Decisions& decisi
     item.uid = j->rec.run_uid;
     item.gid = j->rec.run_gid;
     item.checkpoint_window_ms = CheckpointWindowMs(*j);
-    if (j->rec.array_id != 0) {  // each element is told which it is (Slurm's SLURM_ARRAY_*)
+    if (j->spec.kind == api::JobKind::kService) {  // each replica is told which it is
+      item.spec.env["ICOS_SERVICE_ID"] = absl::StrCat(j->rec.array_id);
+      item.spec.env["ICOS_REPLICA"] = absl::StrCat(j->rec.array_index);
+      item.spec.env["ICOS_REPLICAS"] = absl::StrCat(item.spec.service.replicas);
+    } else if (j->rec.array_id != 0) {  // each element is told which it is (Slurm's SLURM_ARRAY_*)
       item.spec.env["ICOS_ARRAY_JOB_ID"] = absl::StrCat(j->rec.array_id);
       item.spec.env["ICOS_ARRAY_INDEX"] = absl::StrCat(j->rec.array_index);
       item.spec.env["ICOS_ARRAY_COUNT"] = absl::StrCat(item.spec.array_indices.size());
@@ -441,6 +445,10 @@ absl::StatusOr<std::vector<TaskEntry>> Engine::TasksOf(const PassInput& in, cons
     for (auto& [k, v] : setup->env) a.env[k] = std::move(v);
     for (auto& [k, v] : setup->default_env) a.env.emplace(k, std::move(v));  // the job's own choice wins
     a.files = std::move(setup->files);
+    // The port a service's replica serves on (its own, the last of its
+    // ports): what its readiness probe and `icos endpoints` name. Set after
+    // the job's env, which cannot move it.
+    if (spec.kind == api::JobKind::kService) a.env["ICOS_PORT"] = absl::StrCat(a.ports.back());
     if (!a.devices.empty()) {
       for (const auto& [k, v] : devices::VisibleDevicesEnv(a.vendor, a.devices)) a.env[k] = v;
       if (p.devices[0].percent < core::kWholeDevicePercent) {

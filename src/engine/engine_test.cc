@@ -199,6 +199,38 @@ TEST_F(EngineTest, AFailedTaskRestartsTheGangAfterItsBackOff) {
   EXPECT_EQ(engine_.AssignmentsOf("n1").at(0).attempt, 1);
 }
 
+TEST_F(EngineTest, AServicesReplicaRestartsHoweverItEndsAndBacksOffOnlyInACrashLoop) {
+  const int64_t id = Add("kind: service\n");
+  ASSERT_EQ(Pass(0).binds, 1);
+  const wire::Assignment first = engine_.AssignmentsOf("n1").at(0);
+  EXPECT_EQ(first.env.at("ICOS_PORT"), absl::StrCat(first.ports.back()));  // what its probe and endpoint name
+  EXPECT_EQ(first.env.count("ICOS_REPLICA"), 1u);  // its index (the store numbers replicas from 0)
+  Report(id, 0, "Running", 1'000);
+  Report(id, 0, "Succeeded", 3'000);  // a service never ends by itself
+  const JobEntry& j = *engine_.FindJob(id);
+  EXPECT_EQ(j.rec.state, JobState::kPending);
+  EXPECT_EQ(j.rec.attempt, 1);
+  EXPECT_THAT(j.rec.reason, HasSubstr("restarting (a service's replica restarts Always; 1 short runs in a row) after "
+                                      "task 0/0 Succeeded (exit 0)"));
+  EXPECT_EQ(engine_.RetryAtMs(j), 3'000);  // a first short run: at once
+  ASSERT_EQ(Pass(3'000).binds, 1);
+  Report(id, 0, "Running", 4'000, 1);
+  Report(id, 0, "Failed", 5'000, 1);  // a second short run in a row: a back-off
+  EXPECT_EQ(j.rec.attempt, 2);
+  EXPECT_THAT(j.rec.reason, HasSubstr("restarting in 10 s"));
+  EXPECT_EQ(engine_.RetryAtMs(j), 15'000);
+  EXPECT_EQ(Pass(14'999).binds, 0);
+  ASSERT_EQ(Pass(15'000).binds, 1);
+  Report(id, 0, "Running", 16'000, 2);
+  const int64_t end = 16'000 + Engine::kStableRunMs;  // a long run resets the back-off
+  Report(id, 0, "Failed", end, 2);
+  EXPECT_EQ(j.rec.state, JobState::kPending);
+  EXPECT_EQ(j.rec.attempt, 3);
+  EXPECT_THAT(j.rec.reason, HasSubstr("restarting (a service's replica restarts Always; 0 short runs"));
+  EXPECT_EQ(engine_.RetryAtMs(j), end);
+  EXPECT_EQ(Pass(end).binds, 1);
+}
+
 TEST_F(EngineTest, TheSchedulerIsToldAttainedServiceAndTheCurrentRunsStart) {
   const int64_t id = Add("runtime_estimate: 100s\nrestart: {policy: OnFailure, max_retries: 1}\n");
   Pass(0);

@@ -1,0 +1,89 @@
+// Controller: services (issue #22): which replicas run where, and which are
+// ready for traffic (service_probes.h decides).
+#include "absl/strings/str_cat.h"
+#include "controller/controller.h"
+
+namespace icos::controller {
+
+using store::JobState;
+using store::TaskState;
+
+namespace {
+
+// Where other machines reach a task on `node`: the address it registered
+// with (its name without one).
+std::string HostOf(const engine::Engine& engine, const std::string& node) {
+  auto it = engine.nodes().find(node);
+  return it != engine.nodes().end() && !it->second.rec.address.empty() ? it->second.rec.address : node;
+}
+
+}  // namespace
+
+std::vector<ProbeTarget> Controller::ProbeTargets() const {
+  std::vector<ProbeTarget> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int64_t id : engine_.ServiceReplicas()) {
+    const engine::JobEntry* j = engine_.FindJob(id);
+    if (j == nullptr || j->rec.state != JobState::kRunning) continue;
+    for (const engine::TaskEntry& t : j->tasks) {
+      if (t.rec.attempt != j->rec.attempt || t.rec.state != TaskState::kRunning || t.assignment.ports.empty()) {
+        continue;
+      }
+      ProbeTarget& p = out.emplace_back();
+      p.job_id = id;
+      p.attempt = t.rec.attempt;
+      p.host = HostOf(engine_, t.rec.node);
+      p.port = t.assignment.ports.back();
+      p.probe = j->spec.service.readiness;
+      p.started_ms = t.rec.start_ms;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<ServiceEndpoints> Controller::Endpoints(const Principal& caller, int64_t id) const {
+  if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
+  const absl::Status none = absl::NotFoundError(absl::StrCat("no service ", id));
+  auto job = store_->GetJob(id);
+  if (!job.ok()) return job.status().code() == absl::StatusCode::kNotFound ? none : job.status();
+  if (!MaySeeJobsOf(caller, job->user) || job->array_id == 0) return none;
+  auto spec = api::ParseJobSpec(job->spec_json, StoredSpecLimits());
+  if (!spec.ok() || spec->kind != api::JobKind::kService) return none;
+  ServiceEndpoints out;
+  out.id = job->array_id;
+  out.name = job->name;
+  out.user = job->user;
+  out.replicas = spec->service.replicas;
+  auto replicas = store_->ListJobs(store::JobQuery{.array_id = out.id});
+  if (!replicas.ok()) return replicas.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const store::JobRecord& stored : *replicas) {
+    ServiceEndpoints::Replica& r = out.list.emplace_back();
+    r.index = stored.array_index;
+    r.job_id = stored.id;
+    const engine::JobEntry* j = engine_.FindJob(stored.id);
+    const store::JobRecord& rec = j != nullptr ? j->rec : stored;  // memory has the freshest state
+    r.attempt = rec.attempt;
+    r.state = store::JobStateName(rec.state);
+    r.reason = rec.reason;
+    if (j == nullptr) continue;
+    for (const engine::TaskEntry& t : j->tasks) {
+      if (t.rec.attempt != rec.attempt || t.assignment.ports.empty()) continue;
+      r.node = t.rec.node;
+      if (t.rec.state != TaskState::kRunning) break;
+      const std::string host = HostOf(engine_, t.rec.node);
+      const bool v6 = host.find(':') != std::string::npos;
+      r.address = absl::StrCat(v6 ? "[" : "", host, v6 ? "]:" : ":", t.assignment.ports.back());
+      if (std::optional<Readiness> ready = prober_->Of(j->rec.id, rec.attempt)) {
+        r.ready = ready->ready;
+        r.since_ms = ready->since_ms;
+        r.reason = ready->reason;
+      } else {
+        r.reason = "running; not probed yet";
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace icos::controller

@@ -1,0 +1,172 @@
+#include "controller/service_probes.h"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
+namespace icos::controller {
+namespace {
+
+// A connect to host:port within timeout_ms: OK, or why not.
+absl::Status Connect(const std::string& host, int32_t port, int64_t timeout_ms) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); rc != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve ", host, ": ", gai_strerror(rc)));
+  }
+  std::string why = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int err = connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+      pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+      const int n = poll(&p, 1, static_cast<int>(timeout_ms));
+      socklen_t len = sizeof(err);
+      if (n == 0) {
+        err = ETIMEDOUT;
+      } else if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        err = errno;
+      }
+    }
+    close(fd);
+    if (err == 0) {
+      freeaddrinfo(found);
+      return absl::OkStatus();
+    }
+    why = std::strerror(err);
+  }
+  freeaddrinfo(found);
+  return absl::UnavailableError(absl::StrCat("connect to port ", port, ": ", why));
+}
+
+}  // namespace
+
+void ObserveProbe(const api::ProbeSpec& probe, const absl::Status& result, int64_t now_ms, Readiness& r) {
+  if (result.ok()) {
+    ++r.passed_in_row;
+    r.failed_in_row = 0;
+    r.reason = "the last probe passed";
+    if (!r.ready && r.passed_in_row >= probe.success_threshold) {
+      r.ready = true;
+      r.since_ms = now_ms;
+    }
+    if (!r.ready) {
+      r.reason = absl::StrCat(r.passed_in_row, " of ", probe.success_threshold, " probes in a row passed");
+    }
+  } else {
+    ++r.failed_in_row;
+    r.passed_in_row = 0;
+    r.reason = absl::StrCat("probe failed: ", result.message());
+    if (r.ready && r.failed_in_row >= probe.failure_threshold) {
+      r.ready = false;
+      r.since_ms = now_ms;
+      r.reason = absl::StrCat(r.failed_in_row, " probes in a row failed, the last: ", result.message());
+    }
+  }
+  r.next_probe_ms = now_ms + probe.period_s * 1000;
+}
+
+absl::Status ProbeOnce(const std::string& host, int32_t port, const api::ProbeSpec& probe) {
+  const int64_t timeout_ms = probe.timeout_s * 1000;
+  if (probe.type == api::ProbeSpec::Type::kTcp) return Connect(host, port, timeout_ms);
+  // A fresh connection per probe, without keep-alive: what a new client of
+  // the replica would meet.
+  httplib::Client client(host, port);
+  client.set_connection_timeout(std::chrono::milliseconds(timeout_ms));
+  client.set_read_timeout(std::chrono::milliseconds(timeout_ms));
+  client.set_write_timeout(std::chrono::milliseconds(timeout_ms));
+  client.set_keep_alive(false);
+  httplib::Result res = client.Get(probe.http_path);
+  if (!res) {
+    return absl::UnavailableError(
+        absl::StrCat("GET ", probe.http_path, " on port ", port, ": ", httplib::to_string(res.error())));
+  }
+  if (res->status < 200 || res->status >= 400) {
+    return absl::UnavailableError(absl::StrCat("GET ", probe.http_path, " answered ", res->status));
+  }
+  return absl::OkStatus();
+}
+
+ServiceProber::ServiceProber(Clock* clock, TargetsFn targets, ProbeFn probe, int64_t tick_ms)
+    : clock_(clock), targets_(std::move(targets)), probe_(std::move(probe)), tick_ms_(tick_ms) {}
+
+ServiceProber::~ServiceProber() { Stop(); }
+
+void ServiceProber::Start() {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(stop_mu_);
+    while (!stop_) {
+      lock.unlock();
+      Round();
+      lock.lock();
+      stop_cv_.wait_for(lock, std::chrono::milliseconds(tick_ms_), [&] { return stop_; });
+    }
+  });
+}
+
+void ServiceProber::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    stop_ = true;
+    stop_cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ServiceProber::Round() {
+  std::lock_guard<std::mutex> round(round_mu_);
+  const std::vector<ProbeTarget> targets = targets_();
+  const int64_t now = clock_->NowMs();
+  std::vector<const ProbeTarget*> due;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::set<int64_t> running;
+    for (const ProbeTarget& t : targets) {
+      running.insert(t.job_id);
+      auto [it, added] = by_job_.try_emplace(t.job_id);
+      Readiness& r = it->second;
+      if (added || r.attempt != t.attempt) {  // a new run is judged afresh
+        r = Readiness{.attempt = t.attempt, .since_ms = now};
+        r.next_probe_ms = t.started_ms + t.probe.initial_delay_s * 1000;
+        r.reason =
+            t.probe.type == api::ProbeSpec::Type::kNone ? "running; it has no readiness probe" : "not probed yet";
+        r.ready = t.probe.type == api::ProbeSpec::Type::kNone;
+      }
+      if (t.probe.type != api::ProbeSpec::Type::kNone && now >= r.next_probe_ms) due.push_back(&t);
+    }
+    std::erase_if(by_job_, [&](const auto& entry) { return !running.count(entry.first); });
+  }
+  // Outside the lock: a probe may wait its whole timeout.
+  for (const ProbeTarget* t : due) {
+    const absl::Status result = probe_(t->host, t->port, t->probe);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_job_.find(t->job_id);
+    if (it == by_job_.end() || it->second.attempt != t->attempt) continue;
+    ObserveProbe(t->probe, result, clock_->NowMs(), it->second);
+  }
+}
+
+std::optional<Readiness> ServiceProber::Of(int64_t job_id, int32_t attempt) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_job_.find(job_id);
+  if (it == by_job_.end() || it->second.attempt != attempt) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace icos::controller

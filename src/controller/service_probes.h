@@ -1,0 +1,101 @@
+// Readiness of services' replicas (issue #22): the controller probes each
+// running replica's port as its spec says (an HTTP GET or a TCP connect,
+// api::ProbeSpec) and keeps, per replica attempt, whether it may take
+// traffic. `icos endpoints` and the API list what it decided.
+//
+// The probes go from the controller, over the path a gateway in front of
+// the service takes, so a replica counts as ready only when it can be
+// reached from outside its node. Readiness is soft state: a restarted
+// controller probes again (a replica is not ready until it passes again,
+// as a new kubelet's pod). Each attempt is judged afresh: a restarted
+// replica is not ready until its new run passes.
+//
+// Thread-safety: all public methods are thread-safe. Probes run on the
+// prober's own thread, never under the controller's lock: the targets are
+// copied out first.
+#ifndef ICOS_CONTROLLER_SERVICE_PROBES_H_
+#define ICOS_CONTROLLER_SERVICE_PROBES_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "api/job_spec.h"
+#include "common/clock.h"
+
+namespace icos::controller {
+
+// A running replica to probe.
+struct ProbeTarget {
+  int64_t job_id = 0;
+  int32_t attempt = 0;
+  std::string host;  // its node's address
+  int32_t port = 0;  // its ICOS_PORT
+  api::ProbeSpec probe;
+  int64_t started_ms = 0;  // when its task reported running
+};
+
+// What the probes decided of one replica attempt.
+struct Readiness {
+  int32_t attempt = 0;
+  bool ready = false;
+  int32_t passed_in_row = 0;
+  int32_t failed_in_row = 0;
+  int64_t next_probe_ms = 0;
+  int64_t since_ms = 0;  // when `ready` last changed (or the attempt was first seen)
+  std::string reason;    // why it is (not) ready: the last probe's outcome
+};
+
+// One probe result folded into `r` by `probe`'s thresholds (Kubernetes'
+// rule: ready after success_threshold passes in a row, unready after
+// failure_threshold failures in a row).
+void ObserveProbe(const api::ProbeSpec& probe, const absl::Status& result, int64_t now_ms, Readiness& r);
+
+// One probe of host:port, bounded by probe.timeout_s: OK when it passed,
+// else why not ("GET /healthz answered 503", "connect: Connection refused").
+absl::Status ProbeOnce(const std::string& host, int32_t port, const api::ProbeSpec& probe);
+
+class ServiceProber {
+ public:
+  // `targets` lists the running replicas each round (it takes the
+  // controller's lock itself, briefly); `probe` is ProbeOnce but for tests.
+  using TargetsFn = std::function<std::vector<ProbeTarget>()>;
+  using ProbeFn = std::function<absl::Status(const std::string&, int32_t, const api::ProbeSpec&)>;
+  ServiceProber(Clock* clock, TargetsFn targets, ProbeFn probe = ProbeOnce, int64_t tick_ms = 250);
+  ~ServiceProber();
+
+  void Start();
+  void Stop();
+  // One round at the clock's now: probes the targets due, forgets replicas
+  // no longer running. The thread calls it every tick; tests call it.
+  void Round();
+  // The readiness of `job_id`'s attempt `attempt`; nullopt when it is not
+  // (or no longer) known.
+  std::optional<Readiness> Of(int64_t job_id, int32_t attempt) const;
+
+ private:
+  Clock* clock_;
+  TargetsFn targets_;
+  ProbeFn probe_;
+  int64_t tick_ms_;
+  mutable std::mutex mu_;
+  std::map<int64_t, Readiness> by_job_;  // guarded by mu_
+  std::mutex round_mu_;                  // one round at a time
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;  // guarded by stop_mu_
+  std::thread thread_;
+};
+
+}  // namespace icos::controller
+
+#endif  // ICOS_CONTROLLER_SERVICE_PROBES_H_

@@ -1,0 +1,204 @@
+// Readiness probes of services' replicas (issue #22): the thresholds, real
+// HTTP and TCP probes, and the prober's rounds.
+#include "controller/service_probes.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <optional>
+#include <thread>
+
+#include "controller/controller_test_util.h"
+
+namespace icos::controller {
+namespace {
+
+using ::testing::HasSubstr;
+
+api::ProbeSpec Http(const std::string& path) {
+  return {.type = api::ProbeSpec::Type::kHttp, .http_path = path, .period_s = 2};
+}
+
+TEST(ObserveProbeTest, ReadyAfterSuccessThresholdPassesAndUnreadyAfterFailureThresholdFailures) {
+  api::ProbeSpec p = Http("/h");
+  p.success_threshold = 2;
+  p.failure_threshold = 3;
+  Readiness r;
+  const absl::Status down = absl::UnavailableError("GET /h answered 503");
+  ObserveProbe(p, absl::OkStatus(), 1'000, r);
+  EXPECT_FALSE(r.ready);
+  EXPECT_EQ(r.reason, "1 of 2 probes in a row passed");
+  EXPECT_EQ(r.next_probe_ms, 3'000);  // a period later
+  ObserveProbe(p, absl::OkStatus(), 3'000, r);
+  EXPECT_TRUE(r.ready);
+  EXPECT_EQ(r.since_ms, 3'000);
+  ObserveProbe(p, down, 5'000, r);
+  ObserveProbe(p, down, 7'000, r);
+  EXPECT_TRUE(r.ready);  // two failures of three
+  EXPECT_THAT(r.reason, HasSubstr("probe failed: GET /h answered 503"));
+  ObserveProbe(p, absl::OkStatus(), 9'000, r);  // a pass resets the count
+  ObserveProbe(p, down, 11'000, r);
+  ObserveProbe(p, down, 13'000, r);
+  EXPECT_TRUE(r.ready);
+  ObserveProbe(p, down, 15'000, r);
+  EXPECT_FALSE(r.ready);
+  EXPECT_EQ(r.since_ms, 15'000);
+  EXPECT_EQ(r.reason, "3 probes in a row failed, the last: GET /h answered 503");
+}
+
+// A real HTTP server on a free local port, or on `port`.
+class Replica {
+ public:
+  explicit Replica(int port = 0) {
+    server_.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) { res.status = status_; });
+    port_ = port == 0 ? server_.bind_to_any_port("127.0.0.1") : port;
+    if (port != 0 && !server_.bind_to_port("127.0.0.1", port)) ADD_FAILURE() << "cannot listen on " << port;
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~Replica() {
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::atomic<int> status_{200};
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST(ProbeOnceTest, HttpPassesOn2xxAnd3xxAndSaysWhatItGotOtherwise) {
+  std::optional<Replica> replica(std::in_place);
+  const int port = replica->port();
+  EXPECT_TRUE(ProbeOnce("127.0.0.1", port, Http("/healthz")).ok());
+  replica->status_ = 302;
+  EXPECT_TRUE(ProbeOnce("127.0.0.1", port, Http("/healthz")).ok());
+  replica->status_ = 503;
+  EXPECT_EQ(ProbeOnce("127.0.0.1", port, Http("/healthz")).message(), "GET /healthz answered 503");
+  EXPECT_EQ(ProbeOnce("127.0.0.1", port, Http("/other")).message(), "GET /other answered 404");
+  const api::ProbeSpec tcp{.type = api::ProbeSpec::Type::kTcp, .timeout_s = 1};
+  EXPECT_TRUE(ProbeOnce("127.0.0.1", port, tcp).ok());
+  replica.reset();  // its port is closed now
+  EXPECT_THAT(ProbeOnce("127.0.0.1", port, tcp).message(), HasSubstr("Connection refused"));
+  EXPECT_THAT(ProbeOnce("127.0.0.1", port, Http("/healthz")).message(), HasSubstr("GET /healthz on port"));
+  EXPECT_THAT(ProbeOnce("no-such-host.invalid", 80, tcp).message(), HasSubstr("cannot resolve"));
+}
+
+TEST(ServiceProberTest, ARoundProbesWhatIsDueAndJudgesEachAttemptAfresh) {
+  FakeClock clock;
+  std::vector<ProbeTarget> targets;
+  std::vector<std::string> probed;
+  absl::Status answer = absl::OkStatus();
+  ServiceProber prober(
+      &clock, [&] { return targets; },
+      [&](const std::string& host, int32_t port, const api::ProbeSpec&) {
+        probed.push_back(absl::StrCat(host, ":", port));
+        return answer;
+      });
+  api::ProbeSpec p = Http("/h");
+  p.initial_delay_s = 5;
+  targets = {{.job_id = 7, .attempt = 0, .host = "h1", .port = 30001, .probe = p, .started_ms = 1'000},
+             {.job_id = 8, .attempt = 0, .host = "h2", .port = 30002, .started_ms = 1'000}};  // no probe
+  clock.Set(2'000);
+  prober.Round();
+  EXPECT_TRUE(probed.empty());  // its initial delay runs to 6 s
+  EXPECT_FALSE(prober.Of(7, 0)->ready);
+  EXPECT_TRUE(prober.Of(8, 0)->ready);  // without a probe, running is ready
+  clock.Set(6'000);
+  prober.Round();
+  EXPECT_EQ(probed, std::vector<std::string>{"h1:30001"});
+  EXPECT_TRUE(prober.Of(7, 0)->ready);
+  clock.Set(7'000);
+  prober.Round();
+  EXPECT_EQ(probed.size(), 1u);  // not due until 8 s
+  targets[0].attempt = 1;        // restarted: not ready until its new run passes
+  targets[0].started_ms = 7'000;
+  prober.Round();
+  EXPECT_EQ(prober.Of(7, 0), std::nullopt);
+  EXPECT_FALSE(prober.Of(7, 1)->ready);
+  targets.pop_back();  // stopped: forgotten
+  prober.Round();
+  EXPECT_EQ(prober.Of(8, 0), std::nullopt);
+}
+
+constexpr char kService[] = R"(kind: service
+name: web
+service:
+  replicas: 2
+  readiness: {http: /healthz, period: 1s}
+tasks:
+  - command: [python3, serve.py]
+    resources: {cpu: 1, memory: 1Gi}
+)";
+
+// Submitted, placed, probed and listed through the controller: each
+// replica a job of its own with a port; only the one that answers is ready.
+TEST_F(ControllerTest, AServicesReplicasRunAsJobsAndOnlyTheAnsweringOneIsReady) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  auto id = controller_->Submit(alice_, kService, "/home/alice");
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto before = controller_->Endpoints(alice_, *id);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(before->replicas, 2);
+  ASSERT_EQ(before->list.size(), 2u);
+  EXPECT_EQ(before->list[1].state, "Pending");
+  EXPECT_EQ(before->list[1].address, "");
+  EXPECT_EQ(controller_->Endpoints(alice_, before->list[1].job_id)->id, *id);  // any replica names it
+  ASSERT_TRUE(controller_->RunPass().ok());
+  std::vector<wire::Assignment> tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 2u);
+  std::map<std::string, int> port_of;  // by ICOS_REPLICA
+  for (const auto& t : tasks) port_of[t.env.at("ICOS_REPLICA")] = std::stoi(t.env.at("ICOS_PORT"));
+  ASSERT_EQ(port_of.size(), 2u);
+  EXPECT_NE(port_of["0"], port_of["1"]);
+  Replica zero(port_of["0"]);  // replica 1 never listens
+  // The agent reports every task it holds in each heartbeat.
+  std::vector<wire::TaskStatus> running;
+  for (const auto& t : tasks) running.push_back({.task_id = t.task_id, .state = "Running"});
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", running).ok());
+  controller_->ProbeServices();
+  auto after = controller_->Endpoints(alice_, *id);
+  ASSERT_TRUE(after.ok()) << after.status();
+  const ServiceEndpoints::Replica& r0 = after->list[0];
+  const ServiceEndpoints::Replica& r1 = after->list[1];
+  EXPECT_EQ(r0.index, 0);
+  EXPECT_TRUE(r0.ready) << r0.reason;
+  EXPECT_EQ(r0.address, absl::StrCat("127.0.0.1:", port_of["0"]));
+  EXPECT_FALSE(r1.ready);
+  EXPECT_THAT(r1.reason, HasSubstr("probe failed: GET /healthz on port"));
+  // Replica 0 dies: it is not ready, and it restarts on its own.
+  const auto dead =
+      std::find_if(tasks.begin(), tasks.end(), [](const auto& t) { return t.env.at("ICOS_REPLICA") == "0"; });
+  for (auto& t : running) {
+    if (t.task_id == dead->task_id) {
+      t.state = "Failed";
+      t.exit_code = 137;
+    }
+  }
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", running).ok());
+  auto gone = controller_->Endpoints(alice_, *id);
+  EXPECT_FALSE(gone->list[0].ready);
+  EXPECT_EQ(gone->list[0].state, "Pending");
+  EXPECT_EQ(gone->list[0].attempt, 1);
+  EXPECT_EQ(State(r1.job_id), "Running");  // the other replica is untouched
+  // Who may see it: its owner and admins.
+  EXPECT_EQ(controller_->Endpoints(bob_, *id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(controller_->Endpoints(admin_, *id).ok());
+}
+
+TEST_F(ControllerTest, EndpointsOfABatchJobOrArrayAreNotFound) {
+  auto job = controller_->Submit(alice_, "tasks: [{command: [x]}]", "/");
+  auto array = controller_->Submit(alice_, "array: 0-1\ntasks: [{command: [x]}]", "/");
+  ASSERT_TRUE(job.ok() && array.ok());
+  EXPECT_EQ(controller_->Endpoints(alice_, *job).status().message(), absl::StrCat("no service ", *job));
+  EXPECT_EQ(controller_->Endpoints(alice_, *array).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(controller_->Endpoints(alice_, 999).status().code(), absl::StatusCode::kNotFound);
+  SubmitOptions as_array{.base_dir = "/", .array = "0-1"};
+  EXPECT_THAT(controller_->Submit(alice_, kService, as_array).status().message(), HasSubstr("service.replicas"));
+}
+
+}  // namespace
+}  // namespace icos::controller
