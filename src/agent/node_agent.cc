@@ -458,6 +458,17 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   // Whose task it is, and so what it may reach (task_identity.h).
   absl::StatusOr<TaskIdentity> who = ResolveTaskIdentity(a.user, a.uid, a.gid, options_.identity, geteuid());
   if (!who.ok()) return fail(126, who.status().message());
+  // A service's port must be free on this node: a process icos does not
+  // know (another program, a task of an agent that was replaced) may hold
+  // it, and the replica would only fail on its bind, again at every
+  // restart. Found here it is the infrastructure's failure, said so, and
+  // the next attempt is booked another port.
+  if (auto port = a.env.find("ICOS_PORT"); port != a.env.end()) {
+    int32_t n = 0;
+    if (absl::SimpleAtoi(port->second, &n) && PortInUse(n)) {
+      return fail(-1, absl::StrCat("port ", n, " (ICOS_PORT) is held by another process on this node"));
+    }
+  }
   // A directory left by a launch that crashed before its journal: that
   // attempt never ran (the launcher has no journal of it), so start afresh.
   std::error_code gone;

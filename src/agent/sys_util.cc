@@ -1,8 +1,10 @@
 #include "agent/sys_util.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +18,30 @@
 #include "absl/strings/str_split.h"
 
 namespace icos::agent {
+
+bool PortInUse(int32_t port) {
+  if (port <= 0 || port > 65'535) return false;
+  auto taken = [](int family, const sockaddr* addr, socklen_t len) {
+    const int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;  // no such family here: nothing can hold it
+    const int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    const bool in_use = bind(fd, addr, len) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return in_use;
+  };
+  sockaddr_in v4{};
+  v4.sin_family = AF_INET;
+  v4.sin_port = htons(static_cast<uint16_t>(port));
+  v4.sin_addr.s_addr = htonl(INADDR_ANY);
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = htons(static_cast<uint16_t>(port));
+  v6.sin6_addr = in6addr_any;
+  return taken(AF_INET, reinterpret_cast<const sockaddr*>(&v4), sizeof(v4)) ||
+         taken(AF_INET6, reinterpret_cast<const sockaddr*>(&v6), sizeof(v6));
+}
 
 absl::Status ErrnoError(int err, absl::string_view what) {
   return absl::ErrnoToStatus(err, absl::StrCat(what, ": ", std::strerror(err)));

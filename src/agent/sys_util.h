@@ -21,6 +21,12 @@ namespace icos::agent {
 // absl::ErrnoToStatus with "<what>: <strerror>" as the message.
 absl::Status ErrnoError(int err, absl::string_view what);
 
+// Whether a process on this host listens on TCP `port` (any address, IPv4
+// or IPv6): a bind with SO_REUSEADDR fails there with EADDRINUSE. A port
+// only in TIME_WAIT counts as free, as it does to a server that sets
+// SO_REUSEADDR (most do). Racy by nature: a check, not a reservation.
+bool PortInUse(int32_t port);
+
 // The whole content of `path`. NotFound when it does not exist.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 

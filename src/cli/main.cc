@@ -85,6 +85,10 @@ int main(int argc, char** argv) {
                     "(default: SQLite in the data directory)");
     sub->add_option("--host", server.host, "address the API listens on");
     sub->add_option("--port", server.port, "API port")->check(CLI::Range(0, 65535));
+    sub->add_option("--gateway-port", server.gateway_port,
+                    "serve every service's ready replicas at http://HOST:PORT/<service>/... (docs/services.md); "
+                    "anyone who reaches the port reaches the services, as through an ingress (default: off)")
+        ->check(CLI::Range(0, 65535));
     sub->add_option("--advertise-url", server.advertise_url,
                     "URL other machines reach this controller's API at, shown to standbys and in the join "
                     "hint (default: http://HOST:PORT, https:// with TLS; for --host 0.0.0.0 the address of this "

@@ -32,6 +32,7 @@
 #include "controller/http_server.h"
 #include "core/policy_presets.h"
 #include "devices/registry.h"
+#include "gateway/gateway.h"
 #include "net/net_util.h"
 #include "store/postgres_state_store.h"
 #include "store/sqlite_state_store.h"
@@ -108,6 +109,9 @@ void WriteSecret(const std::string& path, const std::string& secret) {
 struct Plane {
   std::unique_ptr<store::StateStore> store;
   std::unique_ptr<controller::Controller> controller;
+  // Declared between the two: it calls the controller, and the API's
+  // /metrics calls it, so it stops after the API and before the controller.
+  std::unique_ptr<gateway::Gateway> gateway;
   std::unique_ptr<controller::HttpServer> http;
   std::string admin_token, agent_token;
   std::string url;         // how this machine reaches the API (loopback for a wildcard host)
@@ -399,6 +403,18 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
   ho.limits.header_timeout_ms = static_cast<int64_t>(flags.header_timeout_s * 1000);
   ho.threads = flags.api_threads;
   ho.agent_threads = flags.agent_threads;
+  if (flags.gateway_port > 0) {
+    gateway::GatewayOptions go;
+    go.host = flags.host;
+    go.port = flags.gateway_port;
+    controller::Controller* c = p.controller.get();
+    p.gateway = std::make_unique<gateway::Gateway>(
+        go, [c](const std::string& service) { return c->ReadyAddresses(service); }, RealClock::Default());
+    if (absl::Status s = p.gateway->Start(); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("service gateway on port ", flags.gateway_port, ": ", s.message()));
+    }
+    ho.extra_metrics = [g = p.gateway.get()](controller::metrics::ExpositionWriter& w) { g->RenderMetrics(w); };
+  }
   p.http = std::make_unique<controller::HttpServer>(p.controller.get(), ho);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
   p.url = net::IsWildcardHost(flags.host)
@@ -587,6 +603,10 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent_flags, std::ostream
               : absl::StrCat("  CA:          ", plane->ca_cert, " (copy it to the machines of agents and users)\n"))
       << "  join a node: icos agent --server " << plane->advertised << ca << " --token $(cat " << dir
       << "/agent.token)\n"
+      << (plane->gateway ? absl::StrCat("  gateway:     http://",
+                                        net::UrlHost(server.host == "0.0.0.0" ? "127.0.0.1" : server.host), ":",
+                                        plane->gateway->port(), "/<service>/... (docs/services.md)\n")
+                         : "")
       << "  data:        " << dir << "/icos.db\n"
       << "Ctrl-C stops it.\n"
       << std::flush;
@@ -595,6 +615,7 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent_flags, std::ostream
   out << "icos: stopping tasks and shutting down\n" << std::flush;
   (*a)->StopAllTasks(5'000);
   (*a)->Stop();
+  if (plane->gateway) plane->gateway->Stop();
   plane->controller->Stop();
   plane->http->Stop();
   return lost.ok() ? 0 : 1;
@@ -635,6 +656,7 @@ int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
         << ")\n"
         << std::flush;
     const absl::Status lost = ServeWhileLeading(*plane->store);
+    if (plane->gateway) plane->gateway->Stop();
     plane->controller->Stop();
     plane->http->Stop();
     if (lost.ok()) return 0;

@@ -57,6 +57,8 @@ struct ServerFlags {
   double header_timeout_s = 10;
   int api_threads = 32;
   int agent_threads = 16;
+  // The service gateway's port on `host` (gateway/gateway.h); 0: none.
+  int gateway_port = 0;
 };
 
 struct AgentFlags {

@@ -367,6 +367,11 @@ class Controller {
   // The replicas of service `id` (its id or any replica's) with their
   // readiness; NotFound for an id that is not a service the caller may see.
   absl::StatusOr<ServiceEndpoints> Endpoints(const Principal& caller, int64_t id) const;
+  // The ready replicas' host:port of the running service `service` (its id,
+  // or its name when one running service has it), for the gateway, which
+  // serves anyone who can reach it: NotFound when none runs,
+  // FailedPrecondition when several share the name.
+  absl::StatusOr<std::vector<std::string>> ReadyAddresses(const std::string& service) const;
   // One round of readiness probes, now, on this thread (the prober's own
   // thread runs one every 250 ms once Start is called; tests call this).
   void ProbeServices() { prober_->Round(); }
@@ -575,6 +580,8 @@ class Controller {
   // Probes services' replicas (controller_services.cc); started and stopped
   // with the loop.
   std::vector<ProbeTarget> ProbeTargets() const;  // takes mu_
+  // Where a running replica serves and whether it is ready. REQUIRES: mu_.
+  void FillRunningReplica(const engine::JobEntry& j, ServiceEndpoints::Replica& r) const;
   std::unique_ptr<ServiceProber> prober_;
   // The webhook messages each commit owes (webhook_outbox.h). Guarded by mu_.
   WebhookOutbox outbox_{store_};

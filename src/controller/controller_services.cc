@@ -1,6 +1,10 @@
 // Controller: services (issue #22): which replicas run where, and which are
 // ready for traffic (service_probes.h decides).
+#include <set>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "controller/controller.h"
 
 namespace icos::controller {
@@ -41,6 +45,48 @@ std::vector<ProbeTarget> Controller::ProbeTargets() const {
   return out;
 }
 
+void Controller::FillRunningReplica(const engine::JobEntry& j, ServiceEndpoints::Replica& r) const {
+  for (const engine::TaskEntry& t : j.tasks) {
+    if (t.rec.attempt != j.rec.attempt || t.assignment.ports.empty()) continue;
+    r.node = t.rec.node;
+    if (t.rec.state != TaskState::kRunning) return;
+    const std::string host = HostOf(engine_, t.rec.node);
+    const bool v6 = host.find(':') != std::string::npos;
+    r.address = absl::StrCat(v6 ? "[" : "", host, v6 ? "]:" : ":", t.assignment.ports.back());
+    if (std::optional<Readiness> ready = prober_->Of(j.rec.id, j.rec.attempt)) {
+      r.ready = ready->ready;
+      r.since_ms = ready->since_ms;
+      r.reason = ready->reason;
+    } else {
+      r.reason = "running; not probed yet";
+    }
+    return;
+  }
+}
+
+absl::StatusOr<std::vector<std::string>> Controller::ReadyAddresses(const std::string& service) const {
+  int64_t id = 0;
+  const bool by_id = absl::SimpleAtoi(service, &id);
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<int64_t> services;  // the open services `service` names
+  std::vector<std::string> ready;
+  for (int64_t replica : engine_.ServiceReplicas()) {
+    const engine::JobEntry* j = engine_.FindJob(replica);
+    if (j == nullptr || store::IsTerminal(j->rec.state)) continue;
+    if (by_id ? j->rec.array_id != id : j->spec.name != service) continue;
+    services.insert(j->rec.array_id);
+    ServiceEndpoints::Replica r;
+    FillRunningReplica(*j, r);
+    if (r.ready) ready.push_back(r.address);
+  }
+  if (services.empty()) return absl::NotFoundError(absl::StrCat("no running service ", service));
+  if (services.size() > 1) {
+    return absl::FailedPreconditionError(absl::StrCat(services.size(), " running services are named ", service,
+                                                      " (ids ", absl::StrJoin(services, ", "), "); address one by id"));
+  }
+  return ready;
+}
+
 absl::StatusOr<ServiceEndpoints> Controller::Endpoints(const Principal& caller, int64_t id) const {
   if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
   const absl::Status none = absl::NotFoundError(absl::StrCat("no service ", id));
@@ -66,22 +112,7 @@ absl::StatusOr<ServiceEndpoints> Controller::Endpoints(const Principal& caller, 
     r.attempt = rec.attempt;
     r.state = store::JobStateName(rec.state);
     r.reason = rec.reason;
-    if (j == nullptr) continue;
-    for (const engine::TaskEntry& t : j->tasks) {
-      if (t.rec.attempt != rec.attempt || t.assignment.ports.empty()) continue;
-      r.node = t.rec.node;
-      if (t.rec.state != TaskState::kRunning) break;
-      const std::string host = HostOf(engine_, t.rec.node);
-      const bool v6 = host.find(':') != std::string::npos;
-      r.address = absl::StrCat(v6 ? "[" : "", host, v6 ? "]:" : ":", t.assignment.ports.back());
-      if (std::optional<Readiness> ready = prober_->Of(j->rec.id, rec.attempt)) {
-        r.ready = ready->ready;
-        r.since_ms = ready->since_ms;
-        r.reason = ready->reason;
-      } else {
-        r.reason = "running; not probed yet";
-      }
-    }
+    if (j != nullptr) FillRunningReplica(*j, r);
   }
   return out;
 }

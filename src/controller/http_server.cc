@@ -882,6 +882,7 @@ net::Router HttpServer::Routes() {
     requests_.Render(w);
     latency_.Render(w);
     RenderServerMetrics(w);
+    if (options_.extra_metrics) options_.extra_metrics(w);
     res.Set(w.text(), metrics::kContentType);
   });
 

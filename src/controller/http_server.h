@@ -19,6 +19,7 @@
 #define ICOS_CONTROLLER_HTTP_SERVER_H_
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -73,6 +74,9 @@ struct HttpServerOptions {
   // Prometheus scrapes without credentials unless configured, and the
   // metrics name nodes and queues but no users, jobs or secrets.
   bool metrics_require_auth = false;
+  // Families of the same process served with the API's /metrics (the
+  // service gateway's); called on each scrape, from a worker thread.
+  std::function<void(metrics::ExpositionWriter&)> extra_metrics;
 };
 
 // Token buckets by key (one per API token). Thread-safe.

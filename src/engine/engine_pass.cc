@@ -364,10 +364,13 @@ absl::StatusOr<std::vector<TaskEntry>> Engine::TasksOf(const PassInput& in, cons
   info.world_size = static_cast<int32_t>(placed.size());
   // The rendezvous port lives on the first rank's node; every rank has one of
   // its own on its node. Booked, so no two tasks on a node share one.
+  const int64_t port_hint = job_id + item.attempt;
   if (!placed.empty()) {
-    // From where the job id points: consecutive jobs do not reuse the port
-    // one just released (PortBook).
-    auto master = ports.Take(node_names[placed[0].node], job_id);
+    // From where the job id and attempt point: consecutive jobs, and a
+    // job's next attempt, do not reuse the port one just released
+    // (PortBook), nor one a process outside icos held when an agent found
+    // it taken (a service's restart after "port in use").
+    auto master = ports.Take(node_names[placed[0].node], port_hint);
     if (!master.ok()) return master.status();
     info.master_port = *master;
   }
@@ -376,7 +379,7 @@ absl::StatusOr<std::vector<TaskEntry>> Engine::TasksOf(const PassInput& in, cons
     node_rank.emplace(name, static_cast<int32_t>(node_rank.size()));
     ++per_node[name];
     info.rank_hosts.push_back(in.node_addresses[p.node]);
-    auto port = ports.Take(name, job_id);
+    auto port = ports.Take(name, port_hint);
     if (!port.ok()) return port.status();
     info.rank_ports.push_back(*port);
     std::vector<int32_t> devs;

@@ -1,0 +1,232 @@
+#include "gateway/gateway.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace icos::gateway {
+namespace {
+
+// Headers that describe one hop's connection, not the message (RFC 9110
+// 7.6.1), and those httplib writes itself.
+bool HopByHop(const std::string& name) {
+  const std::string n = absl::AsciiStrToLower(name);
+  return n == "connection" || n == "keep-alive" || n == "proxy-connection" || n == "te" || n == "trailer" ||
+         n == "transfer-encoding" || n == "upgrade" || n == "host" || n == "content-length" ||
+         n == "proxy-authorization" || n == "proxy-authenticate";
+}
+
+// Safe to send again after a replica may have seen it (RFC 9110 9.2.2,
+// less PUT and DELETE, whose repeat a careless server may not take well).
+bool Idempotent(const std::string& method) { return method == "GET" || method == "HEAD" || method == "OPTIONS"; }
+
+// A service as a URL segment names it: its id, or a name (a DNS label).
+bool ServiceSegment(const std::string& s) {
+  if (s.empty() || s.size() > 63) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-'; });
+}
+
+void Error(net::Response& res, int status, const std::string& message, const std::string& code) {
+  res.status = status;
+  res.Set(net::JsonError(message, code), "application/json");
+}
+
+}  // namespace
+
+// One replica: its idle keep-alive connections and the requests in flight.
+struct Gateway::Upstream {
+  std::string address;  // host:port
+  std::string host;
+  int port = 0;
+  std::atomic<int> in_flight{0};
+  std::atomic<int64_t> ejected_until_ms{0};
+  std::mutex mu;
+  std::vector<std::unique_ptr<httplib::Client>> idle;  // guarded by mu
+
+  std::unique_ptr<httplib::Client> Take(const GatewayOptions& o) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!idle.empty()) {
+        auto c = std::move(idle.back());
+        idle.pop_back();
+        return c;
+      }
+    }
+    auto c = std::make_unique<httplib::Client>(host, port);
+    c->set_keep_alive(true);
+    c->set_url_encode(false);  // the target is forwarded as the client sent it
+    c->set_connection_timeout(std::chrono::milliseconds(o.connect_timeout_ms));
+    c->set_read_timeout(std::chrono::milliseconds(o.read_timeout_ms));
+    c->set_write_timeout(std::chrono::milliseconds(o.read_timeout_ms));
+    return c;
+  }
+  void Give(std::unique_ptr<httplib::Client> c) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (idle.size() < 64) idle.push_back(std::move(c));
+  }
+};
+
+Gateway::Gateway(GatewayOptions options, EndpointsFn endpoints, Clock* clock)
+    : options_(std::move(options)),
+      endpoints_(std::move(endpoints)),
+      clock_(clock),
+      latency_(
+          "icos_gateway_request_seconds",
+          "From a request's arrival at the gateway to its answer, replicas' time included, by service.", {"service"},
+          {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}) {}
+
+Gateway::~Gateway() { Stop(); }
+
+absl::Status Gateway::Start() {
+  net::Router router;
+  for (const char* method : {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}) {
+    router.Add(method, "/.*", [this](const net::Request& req, net::Response& res) { Handle(req, res); },
+               {.label = "/:service/*"});
+  }
+  net::ServerOptions o;
+  o.host = options_.host;
+  o.port = options_.port;
+  o.io_threads = options_.io_threads;
+  o.limits = options_.limits;
+  o.channels = {{"gateway", options_.threads, options_.queue}};
+  server_ = std::make_unique<net::Server>(std::move(router), o);
+  return server_->Start();
+}
+
+void Gateway::Stop() {
+  if (server_) server_->Stop();
+}
+
+int Gateway::port() const { return server_ ? server_->port() : 0; }
+
+absl::StatusOr<std::vector<std::string>> Gateway::ReadyOf(const std::string& service) {
+  const int64_t now = clock_->NowMs();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(service);
+    if (it != cache_.end() && now - it->second.fetched_ms < options_.endpoints_ttl_ms) return it->second.ready;
+  }
+  absl::StatusOr<std::vector<std::string>> ready = endpoints_(service);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Bounded: a name asked for that no service has is kept only briefly.
+  if (cache_.size() > 4'096) std::erase_if(cache_, [&](const auto& e) { return now - e.second.fetched_ms > 1'000; });
+  cache_[service] = Cached{ready, now};
+  return ready;
+}
+
+std::shared_ptr<Gateway::Upstream> Gateway::Pick(const std::vector<std::string>& ready,
+                                                 const std::vector<std::string>& tried) {
+  const int64_t now = clock_->NowMs();
+  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<Upstream> best;
+  const size_t n = ready.size();
+  const size_t start = n == 0 ? 0 : turn_++ % n;
+  for (size_t k = 0; k < n; ++k) {
+    const std::string& address = ready[(start + k) % n];
+    if (std::find(tried.begin(), tried.end(), address) != tried.end()) continue;
+    std::shared_ptr<Upstream>& u = upstreams_[address];
+    if (!u) {
+      u = std::make_shared<Upstream>();
+      u->address = address;
+      const size_t colon = address.rfind(':');
+      u->host = address.substr(0, colon);
+      if (u->host.size() > 2 && u->host.front() == '[') u->host = u->host.substr(1, u->host.size() - 2);
+      if (!absl::SimpleAtoi(address.substr(colon + 1), &u->port)) continue;
+    }
+    if (u->ejected_until_ms.load() > now) continue;
+    if (!best || u->in_flight.load() < best->in_flight.load()) best = u;
+  }
+  return best;
+}
+
+void Gateway::Handle(const net::Request& req, net::Response& res) {
+  const auto started = std::chrono::steady_clock::now();
+  // /<service>/<rest>: the target's first segment names the service; the
+  // rest (query included) goes to the replica as the client wrote it.
+  const std::string& target = req.target;
+  const size_t slash = target.find_first_of("/?", 1);
+  const std::string service = target.substr(1, slash == std::string::npos ? std::string::npos : slash - 1);
+  std::string rest = slash == std::string::npos ? "/" : target.substr(slash);
+  if (!rest.empty() && rest[0] == '?') rest = "/" + rest;
+  std::string label = "unknown";
+  auto done = [&] {
+    requests_.Inc({label, absl::StrCat(res.status)});
+    latency_.Observe({label}, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  };
+  if (!ServiceSegment(service)) {
+    Error(res, 404, "the gateway serves /<service>/...: a service's id or name first", "NotFound");
+    return done();
+  }
+  absl::StatusOr<std::vector<std::string>> ready = ReadyOf(service);
+  if (!ready.ok()) {
+    const bool missing = ready.status().code() == absl::StatusCode::kNotFound;
+    Error(res, missing ? 404 : 409, std::string(ready.status().message()), missing ? "NotFound" : "Conflict");
+    return done();
+  }
+  label = service;
+  httplib::Request up;
+  up.method = req.method;
+  up.path = rest;
+  up.body = req.body;
+  for (const auto& [k, v] : req.headers) {
+    if (!HopByHop(k)) up.headers.emplace(k, v);
+  }
+  const std::string forwarded = req.header("X-Forwarded-For");
+  up.headers.erase("X-Forwarded-For");
+  up.headers.emplace("X-Forwarded-For", forwarded.empty() ? req.peer : absl::StrCat(forwarded, ", ", req.peer));
+  std::vector<std::string> tried;
+  std::string last_error = absl::StrCat("service ", service, " has no ready replica");
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    std::shared_ptr<Upstream> u = Pick(*ready, tried);
+    if (!u) break;
+    if (attempt > 0) retries_.Inc({label});
+    tried.push_back(u->address);
+    ++u->in_flight;
+    std::unique_ptr<httplib::Client> client = u->Take(options_);
+    httplib::Response got;
+    httplib::Error error = httplib::Error::Success;
+    const bool sent = client->send(up, got, error);
+    --u->in_flight;
+    if (!sent) {
+      // Refused or dropped: skip it until its probe has had time to tell.
+      u->ejected_until_ms = clock_->NowMs() + options_.eject_ms;
+      last_error = absl::StrCat("replica ", u->address, ": ", httplib::to_string(error));
+      // A refused connect reached nothing: any method may go elsewhere.
+      if (error == httplib::Error::Connection || Idempotent(req.method)) continue;
+      break;
+    }
+    u->Give(std::move(client));
+    if (Idempotent(req.method) && (got.status == 502 || got.status == 503 || got.status == 504) &&
+        attempt + 1 < options_.max_attempts && static_cast<size_t>(attempt + 1) < ready->size()) {
+      last_error = absl::StrCat("replica ", u->address, " answered ", got.status);
+      continue;
+    }
+    res.status = got.status;
+    for (const auto& [k, v] : got.headers) {
+      if (HopByHop(k) || absl::EqualsIgnoreCase(k, "Content-Type")) continue;
+      res.headers.emplace(k, v);
+    }
+    res.Set(std::move(got.body), got.get_header_value("Content-Type"));
+    return done();
+  }
+  res.SetHeader("Retry-After", "1");
+  Error(res, ready->empty() ? 503 : 502, last_error, ready->empty() ? "Unavailable" : "BadGateway");
+  done();
+}
+
+void Gateway::RenderMetrics(controller::metrics::ExpositionWriter& w) const {
+  requests_.Render(w);
+  retries_.Render(w);
+  latency_.Render(w);
+}
+
+}  // namespace icos::gateway

@@ -1,0 +1,169 @@
+// The service gateway against real HTTP replicas (issue #22).
+#include "gateway/gateway.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+namespace icos::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A replica: answers GET /who with its name and the target it was sent,
+// POST /echo with the body.
+class Replica {
+ public:
+  explicit Replica(std::string name) : name_(std::move(name)) {
+    server_.Get("/who", [this](const httplib::Request& req, httplib::Response& res) {
+      ++served_;
+      std::string target = req.path;
+      if (!req.params.empty()) target += "?" + httplib::detail::params_to_query_str(req.params);
+      res.set_content(absl::StrCat(name_, " ", target, " ", req.get_header_value("X-Forwarded-For")), "text/plain");
+      res.set_header("X-Replica", name_);
+    });
+    server_.Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
+      res.status = 201;
+      res.set_content(req.body, "application/octet-stream");
+    });
+    server_.set_keep_alive_timeout(1);  // Kill() waits for kept-alive connections this long
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~Replica() { Kill(); }
+  // Stops listening and closes its connections: a killed process, as far
+  // as its clients can tell.
+  void Kill() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  int served() const { return served_; }
+
+ private:
+  std::string name_;
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::atomic<int> served_{0};
+};
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void StartGateway() {
+    gateway_.emplace(
+        GatewayOptions{},
+        [this](const std::string& s) -> absl::StatusOr<std::vector<std::string>> {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (s == "web" || s == "12") return ready_;
+          if (s == "twice") return absl::FailedPreconditionError("2 running services are named twice (ids 3, 4)");
+          return absl::NotFoundError(absl::StrCat("no running service ", s));
+        },
+        &clock_);
+    ASSERT_TRUE(gateway_->Start().ok());
+    client_.emplace("127.0.0.1", gateway_->port());
+  }
+  void SetReady(std::vector<std::string> ready) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_ = std::move(ready);
+  }
+  std::string Metrics() {
+    controller::metrics::ExpositionWriter w;
+    gateway_->RenderMetrics(w);
+    return w.text();
+  }
+
+  RealClock clock_;
+  std::mutex mu_;
+  std::vector<std::string> ready_;
+  std::optional<Gateway> gateway_;
+  std::optional<httplib::Client> client_;
+};
+
+TEST_F(GatewayTest, ARequestReachesAReadyReplicaWithoutTheServicePrefix) {
+  Replica a("a"), b("b");
+  SetReady({a.address(), b.address()});
+  StartGateway();
+  std::set<std::string> seen;
+  for (int i = 0; i < 10; ++i) {
+    auto r = client_->Get("/web/who?x=1&y=two");
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_THAT(r->body, HasSubstr(" /who?x=1&y=two 127.0.0.1"));  // path, query and X-Forwarded-For
+    seen.insert(r->get_header_value("X-Replica"));
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"a", "b"}));  // one at a time: taken in turn
+  auto by_id = client_->Post("/12/echo", "payload", "text/plain");
+  ASSERT_TRUE(by_id);
+  EXPECT_EQ(by_id->status, 201);
+  EXPECT_EQ(by_id->body, "payload");
+  EXPECT_THAT(Metrics(), HasSubstr("icos_gateway_requests_total{service=\"web\",code=\"200\"} 10"));
+}
+
+TEST_F(GatewayTest, UnknownAmbiguousAndUnreadyServicesAreSaidSo) {
+  StartGateway();
+  auto none = client_->Get("/nope/x");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 404);
+  EXPECT_THAT(none->body, HasSubstr("no running service nope"));
+  EXPECT_EQ(client_->Get("/")->status, 404);
+  EXPECT_EQ(client_->Get("/Not_A_Name/x")->status, 404);
+  auto twice = client_->Get("/twice/x");
+  EXPECT_EQ(twice->status, 409);
+  EXPECT_THAT(twice->body, HasSubstr("ids 3, 4"));
+  auto unready = client_->Get("/web/who");  // running, no replica ready
+  EXPECT_EQ(unready->status, 503);
+  EXPECT_EQ(unready->get_header_value("Retry-After"), "1");
+  EXPECT_THAT(unready->body, HasSubstr("service web has no ready replica"));
+}
+
+// The replica dies while it is still listed ready (its probe has not run):
+// requests it refuses go to the other, and none fails.
+TEST_F(GatewayTest, AReplicaKilledUnderLoadCostsIdempotentClientsNothing) {
+  std::optional<Replica> a(std::in_place, "a");
+  Replica b("b");
+  SetReady({a->address(), b.address()});
+  StartGateway();
+  std::atomic<int> failed{0}, ok{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&] {
+      httplib::Client c("127.0.0.1", gateway_->port());
+      for (int i = 0; i < 100; ++i) {
+        auto r = c.Get("/web/who");
+        (r && r->status == 200 ? ok : failed)++;
+      }
+    });
+  }
+  while (ok < 50) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  a->Kill();
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(ok, 400);
+  EXPECT_GT(b.served(), 200);
+  // A refused connect reached no replica: a POST goes elsewhere too.
+  auto post = client_->Post("/web/echo", "x", "text/plain");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 201);
+}
+
+TEST_F(GatewayTest, WhenEveryReplicaIsGoneTheClientIsToldWhy) {
+  std::optional<Replica> a(std::in_place, "a");
+  SetReady({a->address()});
+  StartGateway();
+  a->Kill();
+  auto r = client_->Get("/web/who");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_THAT(r->body, HasSubstr(absl::StrCat("replica ", a->address())));
+}
+
+}  // namespace
+}  // namespace icos::gateway
