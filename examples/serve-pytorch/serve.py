@@ -6,6 +6,7 @@ second or two on a CPU), saves it as TorchScript beside it and serves it:
   GET /predict?x=1.5  -> {"x": 1.5, "y": 4.0..., "replica": "0", "pid": 123}
   GET /healthz        -> 200 once the model is loaded (503 before), which is
                          what the service's readiness probe asks
+  GET /livez          -> 200 while the process answers at all (a liveness probe)
 
 It listens on ICOS_PORT, the port icos booked for this replica on its node.
 READY_FILE (optional, for tests): /healthz also waits until that file exists.
@@ -56,6 +57,8 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/healthz":
             ready = model is not None and (not READY_FILE or os.path.exists(READY_FILE))
             return self.reply(200 if ready else 503, {"ready": ready})
+        if url.path == "/livez":
+            return self.reply(200, {"alive": True})
         if url.path == "/predict":
             if model is None:
                 return self.reply(503, {"error": "the model is still loading"})

@@ -140,6 +140,9 @@ struct ProbeSpec {
 struct ServiceSpec {
   int32_t replicas = 1;
   ProbeSpec readiness;
+  // Restarts a replica after failure_threshold failures in a row, once
+  // initial_delay_s has passed since it started (Kubernetes' livenessProbe).
+  ProbeSpec liveness;
 
   bool operator==(const ServiceSpec&) const = default;
 };
@@ -310,6 +313,7 @@ std::string FormatArrayIndices(const std::vector<int32_t>& indices, int32_t thro
 //         readiness: {http: /healthz, initial_delay: 5s, period: 2s,
 //                     timeout: 1s, success_threshold: 1, failure_threshold: 3}
 //         # or readiness: {tcp: true}
+//         liveness: {http: /healthz, initial_delay: 30s}  # same fields
 //   - env values and command arguments are text: numbers and booleans keep
 //     the text as written ("1.50" stays "1.50");
 //   - input is one UTF-8 document of at most max_bytes, nested at most 64

@@ -19,18 +19,19 @@ std::string JobSpecToJson(const JobSpec& spec) {
   job["name"] = spec.name;
   if (spec.kind == JobKind::kService) {  // absent for batch jobs: older specs keep their JSON
     job["kind"] = JobKindName(spec.kind);
-    const ProbeSpec& p = spec.service.readiness;
     Json service = {{"replicas", spec.service.replicas}};
-    if (p.type != ProbeSpec::Type::kNone) {
+    for (const auto& [name, p] :
+         {std::pair{"readiness", &spec.service.readiness}, std::pair{"liveness", &spec.service.liveness}}) {
+      if (p->type == ProbeSpec::Type::kNone) continue;
       Json probe;
-      if (p.type == ProbeSpec::Type::kHttp) probe["http"] = p.http_path;
-      if (p.type == ProbeSpec::Type::kTcp) probe["tcp"] = true;
-      probe["initial_delay"] = FormatDuration(p.initial_delay_s);
-      probe["period"] = FormatDuration(p.period_s);
-      probe["timeout"] = FormatDuration(p.timeout_s);
-      probe["success_threshold"] = p.success_threshold;
-      probe["failure_threshold"] = p.failure_threshold;
-      service["readiness"] = std::move(probe);
+      if (p->type == ProbeSpec::Type::kHttp) probe["http"] = p->http_path;
+      if (p->type == ProbeSpec::Type::kTcp) probe["tcp"] = true;
+      probe["initial_delay"] = FormatDuration(p->initial_delay_s);
+      probe["period"] = FormatDuration(p->period_s);
+      probe["timeout"] = FormatDuration(p->timeout_s);
+      probe["success_threshold"] = p->success_threshold;
+      probe["failure_threshold"] = p->failure_threshold;
+      service[name] = std::move(probe);
     }
     job["service"] = std::move(service);
   }

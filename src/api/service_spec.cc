@@ -13,7 +13,7 @@
 namespace icos::api::detail {
 namespace {
 
-constexpr absl::string_view kServiceFields[] = {"replicas", "readiness"};
+constexpr absl::string_view kServiceFields[] = {"replicas", "readiness", "liveness"};
 constexpr absl::string_view kProbeFields[] = {
     "http", "tcp", "initial_delay", "period", "timeout", "success_threshold", "failure_threshold"};
 // A probe more often than each second, or waiting longer than its period,
@@ -44,7 +44,7 @@ absl::Status Parser::Service(const Field& f, ServiceSpec& service) {
       absl::StatusOr<int64_t> v = Integer(e.field, 1, limits_.max_array_size);
       if (!v.ok()) return v.status();
       service.replicas = static_cast<int32_t>(*v);
-    } else if (absl::Status s = Probe(e.field, service.readiness); !s.ok()) {
+    } else if (absl::Status s = Probe(e.field, e.key == "liveness" ? service.liveness : service.readiness); !s.ok()) {
       return s;
     }
   }

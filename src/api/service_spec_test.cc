@@ -15,6 +15,7 @@ name: mnist
 service:
   replicas: 3
   readiness: {http: /healthz, initial_delay: 5s, period: 2s, timeout: 1s, failure_threshold: 4}
+  liveness: {tcp: true, initial_delay: 30s}
 tasks:
   - command: [python3, serve.py]
     resources: {cpu: 1, memory: 1Gi, device_share: 50%}
@@ -36,6 +37,9 @@ TEST(ServiceSpecTest, AServiceReadsItsReplicasAndProbeAndRestartsAlways) {
   EXPECT_EQ(p.timeout_s, 1);
   EXPECT_EQ(p.success_threshold, 1);
   EXPECT_EQ(p.failure_threshold, 4);
+  EXPECT_EQ(spec->service.liveness.type, ProbeSpec::Type::kTcp);
+  EXPECT_EQ(spec->service.liveness.initial_delay_s, 30);
+  EXPECT_EQ(spec->service.liveness.failure_threshold, 3);  // the default
 }
 
 TEST(ServiceSpecTest, AServiceSurvivesTheStoreAndABatchJobsJsonIsUnchanged) {

@@ -49,7 +49,9 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
       webhooks_(std::make_unique<WebhookSender>(store_, clock_, options_.webhooks, &counters_.webhook_deliveries,
                                                 // A queue's webhook is an admin's: not on the allow list.
                                                 [this](const std::string& url) { return IsQueueWebhook(url); })),
-      prober_(std::make_unique<ServiceProber>(clock_, [this] { return ProbeTargets(); })) {}
+      prober_(std::make_unique<ServiceProber>(
+          clock_, [this] { return ProbeTargets(); },
+          [this](int64_t job, int32_t attempt, const std::string& why) { RestartDeadReplica(job, attempt, why); })) {}
 
 bool Controller::IsQueueWebhook(const std::string& url) const {
   std::lock_guard<std::mutex> lock(mu_);

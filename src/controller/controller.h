@@ -580,6 +580,9 @@ class Controller {
   // Probes services' replicas (controller_services.cc); started and stopped
   // with the loop.
   std::vector<ProbeTarget> ProbeTargets() const;  // takes mu_
+  // Stops a replica whose liveness probe failed, to run again (a requeue
+  // that spends nothing), unless it moved on since. Takes mu_.
+  void RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& why);
   // Where a running replica serves and whether it is ready. REQUIRES: mu_.
   void FillRunningReplica(const engine::JobEntry& j, ServiceEndpoints::Replica& r) const;
   std::unique_ptr<ServiceProber> prober_;

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/log.h"
 #include "controller/controller.h"
 
 namespace icos::controller {
@@ -39,6 +40,7 @@ std::vector<ProbeTarget> Controller::ProbeTargets() const {
       p.host = HostOf(engine_, t.rec.node);
       p.port = t.assignment.ports.back();
       p.probe = j->spec.service.readiness;
+      p.liveness = j->spec.service.liveness;
       p.started_ms = t.rec.start_ms;
     }
   }
@@ -62,6 +64,30 @@ void Controller::FillRunningReplica(const engine::JobEntry& j, ServiceEndpoints:
     }
     return;
   }
+}
+
+void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const engine::JobEntry* j = engine_.FindJob(job_id);
+    if (j == nullptr || j->rec.state != JobState::kRunning || j->rec.attempt != attempt) return;
+    // As a requeue: its task is told to stop (SIGTERM, the grace period,
+    // SIGKILL) and the next attempt starts once it has, after the
+    // crash-loop back-off its short runs earned.
+    engine::Change c(clock_->NowMs());
+    engine::JobEntry& next = engine_.Stage(c, job_id);
+    next.rec.state = JobState::kPending;
+    ++next.rec.attempt;
+    next.rec.reason = absl::StrCat("restarting: ", why);
+    ++next.revision;
+    c.batch.jobs.push_back(next.rec);
+    c.Event(job_id, "", "LivenessFailed", next.rec.reason);
+    if (absl::Status st = Commit(std::move(c)); !st.ok()) {
+      log::Failure("liveness restart", st, absl::StrCat("job=", job_id));
+      return;
+    }
+  }
+  Wake();
 }
 
 absl::StatusOr<std::vector<std::string>> Controller::ReadyAddresses(const std::string& service) const {

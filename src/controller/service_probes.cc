@@ -100,8 +100,12 @@ absl::Status ProbeOnce(const std::string& host, int32_t port, const api::ProbeSp
   return absl::OkStatus();
 }
 
-ServiceProber::ServiceProber(Clock* clock, TargetsFn targets, ProbeFn probe, int64_t tick_ms)
-    : clock_(clock), targets_(std::move(targets)), probe_(std::move(probe)), tick_ms_(tick_ms) {}
+ServiceProber::ServiceProber(Clock* clock, TargetsFn targets, DeadFn on_dead, ProbeFn probe, int64_t tick_ms)
+    : clock_(clock),
+      targets_(std::move(targets)),
+      on_dead_(std::move(on_dead)),
+      probe_(std::move(probe)),
+      tick_ms_(tick_ms) {}
 
 ServiceProber::~ServiceProber() { Stop(); }
 
@@ -133,40 +137,66 @@ void ServiceProber::Round() {
   std::lock_guard<std::mutex> round(round_mu_);
   const std::vector<ProbeTarget> targets = targets_();
   const int64_t now = clock_->NowMs();
-  std::vector<const ProbeTarget*> due;
+  struct Due {
+    const ProbeTarget* target;
+    bool liveness;
+  };
+  std::vector<Due> due;
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::set<int64_t> running;
     for (const ProbeTarget& t : targets) {
       running.insert(t.job_id);
       auto [it, added] = by_job_.try_emplace(t.job_id);
-      Readiness& r = it->second;
-      if (added || r.attempt != t.attempt) {  // a new run is judged afresh
-        r = Readiness{.attempt = t.attempt, .since_ms = now};
-        r.next_probe_ms = t.started_ms + t.probe.initial_delay_s * 1000;
-        r.reason =
-            t.probe.type == api::ProbeSpec::Type::kNone ? "running; it has no readiness probe" : "not probed yet";
-        r.ready = t.probe.type == api::ProbeSpec::Type::kNone;
+      Judged& j = it->second;
+      if (added || j.ready.attempt != t.attempt) {  // a new run is judged afresh
+        const bool unprobed = t.probe.type == api::ProbeSpec::Type::kNone;
+        j.ready = Readiness{.attempt = t.attempt,
+                            .ready = unprobed,
+                            .next_probe_ms = t.started_ms + t.probe.initial_delay_s * 1000,
+                            .since_ms = now,
+                            .reason = unprobed ? "running; it has no readiness probe" : "not probed yet"};
+        // Alive until its liveness probe says otherwise (Kubernetes' rule).
+        j.live = Readiness{.attempt = t.attempt,
+                           .ready = true,
+                           .next_probe_ms = t.started_ms + t.liveness.initial_delay_s * 1000,
+                           .since_ms = now};
+        j.restart_asked = false;
       }
-      if (t.probe.type != api::ProbeSpec::Type::kNone && now >= r.next_probe_ms) due.push_back(&t);
+      if (t.probe.type != api::ProbeSpec::Type::kNone && now >= j.ready.next_probe_ms) due.push_back({&t, false});
+      if (t.liveness.type != api::ProbeSpec::Type::kNone && now >= j.live.next_probe_ms && !j.restart_asked) {
+        due.push_back({&t, true});
+      }
     }
     std::erase_if(by_job_, [&](const auto& entry) { return !running.count(entry.first); });
   }
   // Outside the lock: a probe may wait its whole timeout.
-  for (const ProbeTarget* t : due) {
-    const absl::Status result = probe_(t->host, t->port, t->probe);
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_job_.find(t->job_id);
-    if (it == by_job_.end() || it->second.attempt != t->attempt) continue;
-    ObserveProbe(t->probe, result, clock_->NowMs(), it->second);
+  for (const Due& d : due) {
+    const ProbeTarget& t = *d.target;
+    const api::ProbeSpec& spec = d.liveness ? t.liveness : t.probe;
+    const absl::Status result = probe_(t.host, t.port, spec);
+    std::string dead;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = by_job_.find(t.job_id);
+      if (it == by_job_.end() || it->second.ready.attempt != t.attempt) continue;
+      Readiness& r = d.liveness ? it->second.live : it->second.ready;
+      ObserveProbe(spec, result, clock_->NowMs(), r);
+      if (d.liveness && !r.ready && !it->second.restart_asked) {
+        it->second.restart_asked = true;
+        dead = absl::StrCat("its liveness probe failed: ", r.reason);
+      }
+    }
+    // Outside the lock: the callback takes the controller's.
+    if (!dead.empty() && on_dead_) on_dead_(t.job_id, t.attempt, dead);
   }
 }
 
 std::optional<Readiness> ServiceProber::Of(int64_t job_id, int32_t attempt) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = by_job_.find(job_id);
-  if (it == by_job_.end() || it->second.attempt != attempt) return std::nullopt;
-  return it->second;
+  if (it == by_job_.end() || it->second.ready.attempt != attempt) return std::nullopt;
+  return it->second.ready;
 }
 
 }  // namespace icos::controller

@@ -1,7 +1,8 @@
-// Readiness of services' replicas (issue #22): the controller probes each
-// running replica's port as its spec says (an HTTP GET or a TCP connect,
-// api::ProbeSpec) and keeps, per replica attempt, whether it may take
-// traffic. `icos endpoints` and the API list what it decided.
+// Readiness and liveness of services' replicas (issue #22): the controller
+// probes each running replica's port as its spec says (an HTTP GET or a TCP
+// connect, api::ProbeSpec) and keeps, per replica attempt, whether it may
+// take traffic (`icos endpoints`, the gateway) and whether it is alive (a
+// replica whose liveness probe fails is restarted).
 //
 // The probes go from the controller, over the path a gateway in front of
 // the service takes, so a replica counts as ready only when it can be
@@ -38,10 +39,11 @@ namespace icos::controller {
 struct ProbeTarget {
   int64_t job_id = 0;
   int32_t attempt = 0;
-  std::string host;  // its node's address
-  int32_t port = 0;  // its ICOS_PORT
-  api::ProbeSpec probe;
-  int64_t started_ms = 0;  // when its task reported running
+  std::string host;         // its node's address
+  int32_t port = 0;         // its ICOS_PORT
+  api::ProbeSpec probe;     // readiness
+  api::ProbeSpec liveness;  // Type::kNone: none
+  int64_t started_ms = 0;   // when its task reported running
 };
 
 // What the probes decided of one replica attempt.
@@ -67,10 +69,14 @@ absl::Status ProbeOnce(const std::string& host, int32_t port, const api::ProbeSp
 class ServiceProber {
  public:
   // `targets` lists the running replicas each round (it takes the
-  // controller's lock itself, briefly); `probe` is ProbeOnce but for tests.
+  // controller's lock itself, briefly); `on_dead` is told, once per
+  // attempt, of a replica whose liveness probe failed failure_threshold
+  // times in a row (the controller restarts it), outside the prober's
+  // locks; `probe` is ProbeOnce but for tests.
   using TargetsFn = std::function<std::vector<ProbeTarget>()>;
+  using DeadFn = std::function<void(int64_t job_id, int32_t attempt, const std::string& why)>;
   using ProbeFn = std::function<absl::Status(const std::string&, int32_t, const api::ProbeSpec&)>;
-  ServiceProber(Clock* clock, TargetsFn targets, ProbeFn probe = ProbeOnce, int64_t tick_ms = 250);
+  ServiceProber(Clock* clock, TargetsFn targets, DeadFn on_dead, ProbeFn probe = ProbeOnce, int64_t tick_ms = 250);
   ~ServiceProber();
 
   void Start();
@@ -85,11 +91,18 @@ class ServiceProber {
  private:
   Clock* clock_;
   TargetsFn targets_;
+  DeadFn on_dead_;
   ProbeFn probe_;
   int64_t tick_ms_;
   mutable std::mutex mu_;
-  std::map<int64_t, Readiness> by_job_;  // guarded by mu_
-  std::mutex round_mu_;                  // one round at a time
+  // What the probes decided of a replica's current attempt.
+  struct Judged {
+    Readiness ready;
+    Readiness live;  // `ready` here: alive
+    bool restart_asked = false;
+  };
+  std::map<int64_t, Judged> by_job_;  // guarded by mu_
+  std::mutex round_mu_;               // one round at a time
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stop_ = false;  // guarded by stop_mu_

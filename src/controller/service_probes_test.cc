@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <thread>
+#include <tuple>
 
 #include "controller/controller_test_util.h"
 
@@ -93,7 +94,7 @@ TEST(ServiceProberTest, ARoundProbesWhatIsDueAndJudgesEachAttemptAfresh) {
   std::vector<std::string> probed;
   absl::Status answer = absl::OkStatus();
   ServiceProber prober(
-      &clock, [&] { return targets; },
+      &clock, [&] { return targets; }, nullptr,
       [&](const std::string& host, int32_t port, const api::ProbeSpec&) {
         probed.push_back(absl::StrCat(host, ":", port));
         return answer;
@@ -122,6 +123,39 @@ TEST(ServiceProberTest, ARoundProbesWhatIsDueAndJudgesEachAttemptAfresh) {
   targets.pop_back();  // stopped: forgotten
   prober.Round();
   EXPECT_EQ(prober.Of(8, 0), std::nullopt);
+}
+
+TEST(ServiceProberTest, AReplicaWhoseLivenessProbeFailsIsRestartedOncePerAttempt) {
+  FakeClock clock;
+  std::vector<std::tuple<int64_t, int32_t, std::string>> dead;
+  ServiceProber prober(
+      &clock,
+      [&] {
+        api::ProbeSpec live{.type = api::ProbeSpec::Type::kTcp, .initial_delay_s = 10, .period_s = 1};
+        live.failure_threshold = 2;
+        return std::vector<ProbeTarget>{{.job_id = 7, .attempt = 3, .host = "h", .port = 1, .liveness = live}};
+      },
+      [&](int64_t job, int32_t attempt, const std::string& why) { dead.emplace_back(job, attempt, why); },
+      [](const std::string&, int32_t, const api::ProbeSpec&) {
+        return absl::UnavailableError("connect to port 1: Connection refused");
+      });
+  clock.Set(5'000);
+  prober.Round();  // within its initial delay: not probed
+  EXPECT_TRUE(dead.empty());
+  EXPECT_TRUE(prober.Of(7, 3)->ready);  // no readiness probe: ready while running
+  clock.Set(10'000);
+  prober.Round();  // one failure of two
+  EXPECT_TRUE(dead.empty());
+  clock.Set(11'000);
+  prober.Round();
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(std::get<0>(dead[0]), 7);
+  EXPECT_EQ(std::get<1>(dead[0]), 3);
+  EXPECT_THAT(std::get<2>(dead[0]),
+              HasSubstr("its liveness probe failed: 2 probes in a row failed, the last: connect to port 1"));
+  clock.Set(20'000);
+  prober.Round();  // told once: the restart is the controller's now
+  EXPECT_EQ(dead.size(), 1u);
 }
 
 constexpr char kService[] = R"(kind: service
@@ -196,6 +230,28 @@ TEST_F(ControllerTest, AServicesReplicasRunAsJobsAndOnlyTheAnsweringOneIsReady) 
   // Who may see it: its owner and admins.
   EXPECT_EQ(controller_->Endpoints(bob_, *id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(controller_->Endpoints(admin_, *id).ok());
+}
+
+TEST_F(ControllerTest, AReplicaThatFailsItsLivenessProbeIsStoppedAndRunsAgain) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  auto id = controller_->Submit(alice_, R"(kind: service
+service: {liveness: {tcp: true, period: 1s, failure_threshold: 1}}
+tasks: [{command: [x], resources: {cpu: 1, memory: 1Gi}}]
+)",
+                                "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  std::vector<wire::Assignment> tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 1u);
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {{.task_id = tasks[0].task_id, .state = "Running"}}).ok());
+  controller_->ProbeServices();  // nothing listens on its port
+  auto job = controller_->GetJob(alice_, *id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->job.state, store::JobState::kPending);
+  EXPECT_EQ(job->job.attempt, 1);
+  EXPECT_THAT(job->job.reason, HasSubstr("restarting: its liveness probe failed: 1 probes in a row failed"));
+  // Its task is told to stop; the next attempt waits for that.
+  EXPECT_FALSE(Watch("n1").at(0).run);
 }
 
 TEST_F(ControllerTest, EndpointsOfABatchJobOrArrayAreNotFound) {

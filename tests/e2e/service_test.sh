@@ -11,10 +11,16 @@
 source "$(dirname "$0")/lib.sh"
 # The first job of a fresh cluster is booked ports 29501 (rendezvous) and
 # 29502 (its own: replica 0's ICOS_PORT). Something else holds 29502.
-/usr/bin/python3 -c 'import socket, time
+/usr/bin/python3 -c 'import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 29502)); s.listen(); time.sleep(600)' &
+for _ in range(100):  # a connection of an earlier run may linger a moment
+    try:
+        s.bind(("0.0.0.0", 29502)); break
+    except OSError:
+        time.sleep(0.1)
+s.listen(); open(sys.argv[1], "w").close(); time.sleep(600)' "$E2E_DIR/holding" &
 PIDS+=($!)
+wait_until 15 test -f "$E2E_DIR/holding" || fail "could not hold port 29502 for the test"
 GATEWAY_PORT=$(free_port)
 start_up --gateway-port "$GATEWAY_PORT"
 grep -q "gateway:     http://127.0.0.1:$GATEWAY_PORT/<service>/" "$E2E_DIR/up.log" || fail "icos up does not show the gateway"
@@ -26,9 +32,11 @@ kind: service
 service:
   replicas: 2
   readiness: {http: /healthz, period: 1s, failure_threshold: 2}
+  liveness: {http: /livez, initial_delay: 15s, period: 1s, timeout: 1s, failure_threshold: 2}
 env: {READY_FILE: "$E2E_DIR/ready"}
 tasks:
-  - command: ["/usr/bin/python3", "serve.py"]
+  # The test's directory as an argument: the cleanup finds the replicas by it.
+  - command: ["/usr/bin/python3", "serve.py", "$E2E_DIR"]
     workdir: "$EXAMPLE"
     resources: {cpu: 500m, memory: 1Gi}
 YAML
@@ -127,6 +135,18 @@ pid0_new=$(curl -fsS "http://$(replica_field 0 address)/predict?x=0" | /usr/bin/
 events=$(icos job "$(replica_field 0 job)")
 echo "$events" | grep -q "a service's replica restarts Always" || fail "replica 0's restart is not explained: $events"
 
+# A hung replica (SIGSTOP: its port still accepts, nothing answers) fails
+# its liveness probe and is restarted: stopped (SIGKILL after the grace
+# period, as a stopped process takes no SIGTERM) and run again.
+pid1=$(curl -fsS "http://$(replica_field 1 address)/predict?x=0" | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['pid'])")
+kill -STOP "$pid1"
+wait_until 60 sh -c "[ \"\$(\"$ICOS_BIN\" endpoints $svc -o json | /usr/bin/python3 -c \"import json,sys; print(json.load(sys.stdin)['endpoints'][1]['attempt'])\")\" = 1 ]" ||
+  fail "the hung replica 1 was not restarted: $(icos endpoints "$svc")"
+icos job "$job1" | grep -q "its liveness probe failed" || fail "replica 1's restart does not say why: $(icos job "$job1")"
+wait_until 60 sh -c "[ \$(\"$ICOS_BIN\" endpoints $svc --ready | grep -c .) = 2 ]" ||
+  fail "replica 1 did not come back ready after its liveness restart: $(icos endpoints "$svc")"
+kill -0 "$pid1" 2>/dev/null && fail "the hung process $pid1 was left running"
+
 # A service mixing in a batch job's fields is refused, saying why.
 printf 'kind: service\narray: 0-3\ntasks: [{command: [x]}]\n' >"$E2E_DIR/bad.yaml"
 if out=$(icos submit "$E2E_DIR/bad.yaml" 2>&1); then fail "a service with an array was accepted: $out"; fi
@@ -138,4 +158,4 @@ icos cancel "$svc" >"$E2E_DIR/cancel" || fail "cancelling the service failed: $(
 wait_until 30 sh -c "! curl -fsS 'http://$addr0/healthz' >/dev/null 2>&1" || fail "replica 0 still serves after cancel"
 [ "$(ready_count)" = 0 ] || fail "a cancelled service lists ready replicas: $(icos endpoints "$svc")"
 [ "$(job_field "$job1" state)" = Cancelled ] || fail "replica 1 is $(job_field "$job1" state) after cancel"
-echo "PASS service (2 PyTorch replicas: readiness gated, a taken port found and avoided, served y=2x+1 directly and through the gateway, kill -9 under load: $served requests, 0 failed, replaced without touching the other, cancelled)"
+echo "PASS service (2 PyTorch replicas: readiness gated, a taken port found and avoided, served y=2x+1 directly and through the gateway, kill -9 under load: $served requests, 0 failed, replaced without touching the other; a hung replica restarted by its liveness probe; cancelled)"
