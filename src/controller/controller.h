@@ -367,6 +367,9 @@ class Controller {
   // The replicas of service `id` (its id or any replica's) with their
   // readiness; NotFound for an id that is not a service the caller may see.
   absl::StatusOr<ServiceEndpoints> Endpoints(const Principal& caller, int64_t id) const;
+  // Every service with a replica not ended that the caller may see, by id,
+  // with its open replicas (the dashboard's services page).
+  absl::StatusOr<std::vector<ServiceEndpoints>> ListServices(const Principal& caller) const;
   // The ready replicas' host:port of the running service `service` (its id,
   // or its name when one running service has it), for the gateway, which
   // serves anyone who can reach it: NotFound when none runs,

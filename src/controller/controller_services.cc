@@ -1,5 +1,7 @@
 // Controller: services (issue #22): which replicas run where, and which are
 // ready for traffic (service_probes.h decides).
+#include <algorithm>
+#include <map>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -111,6 +113,34 @@ absl::StatusOr<std::vector<std::string>> Controller::ReadyAddresses(const std::s
                                                       " (ids ", absl::StrJoin(services, ", "), "); address one by id"));
   }
   return ready;
+}
+
+absl::StatusOr<std::vector<ServiceEndpoints>> Controller::ListServices(const Principal& caller) const {
+  if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
+  std::map<int64_t, ServiceEndpoints> by_id;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int64_t replica : engine_.ServiceReplicas()) {
+    const engine::JobEntry* j = engine_.FindJob(replica);
+    if (j == nullptr || store::IsTerminal(j->rec.state) || !MaySeeJobsOf(caller, j->rec.user)) continue;
+    ServiceEndpoints& s = by_id[j->rec.array_id];
+    s.id = j->rec.array_id;
+    s.name = j->spec.name;
+    s.user = j->rec.user;
+    s.replicas = j->spec.service.replicas;
+    ServiceEndpoints::Replica& r = s.list.emplace_back();
+    r.index = j->rec.array_index;
+    r.job_id = j->rec.id;
+    r.attempt = j->rec.attempt;
+    r.state = store::JobStateName(j->rec.state);
+    r.reason = j->rec.reason;
+    FillRunningReplica(*j, r);
+  }
+  std::vector<ServiceEndpoints> out;
+  for (auto& [id, s] : by_id) {
+    std::sort(s.list.begin(), s.list.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 absl::StatusOr<ServiceEndpoints> Controller::Endpoints(const Principal& caller, int64_t id) const {

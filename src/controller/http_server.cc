@@ -63,6 +63,26 @@ std::string Bearer(const net::Request& req) {
   return h.rfind(prefix, 0) == 0 ? h.substr(prefix.size()) : "";
 }
 
+// A service and its replicas (GET /api/v1/services[/{id}/endpoints]).
+json ServiceJson(const ServiceEndpoints& e) {
+  json replicas = json::array();
+  int32_t ready = 0;
+  for (const ServiceEndpoints::Replica& r : e.list) {
+    ready += r.ready ? 1 : 0;
+    replicas.push_back({{"replica", r.index},
+                        {"job", r.job_id},
+                        {"attempt", r.attempt},
+                        {"state", r.state},
+                        {"node", r.node},
+                        {"address", r.address},
+                        {"ready", r.ready},
+                        {"since_ms", r.since_ms},
+                        {"reason", r.reason}});
+  }
+  return {{"id", e.id},     {"name", e.name},       {"user", e.user}, {"replicas", e.replicas},
+          {"ready", ready}, {"endpoints", replicas}};
+}
+
 json JobJson(const store::JobRecord& j) {
   return {{"id", j.id},
           {"name", j.name},
@@ -571,27 +591,15 @@ net::Router HttpServer::Routes() {
           if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad service id"));
           auto e = c->Endpoints(who, id);
           if (!e.ok()) return Fail(res, e.status());
-          json replicas = json::array();
-          int32_t ready = 0;
-          for (const ServiceEndpoints::Replica& r : e->list) {
-            ready += r.ready ? 1 : 0;
-            replicas.push_back({{"replica", r.index},
-                                {"job", r.job_id},
-                                {"attempt", r.attempt},
-                                {"state", r.state},
-                                {"node", r.node},
-                                {"address", r.address},
-                                {"ready", r.ready},
-                                {"since_ms", r.since_ms},
-                                {"reason", r.reason}});
-          }
-          Reply(res, 200,
-                {{"id", e->id},
-                 {"name", e->name},
-                 {"user", e->user},
-                 {"replicas", e->replicas},
-                 {"ready", ready},
-                 {"endpoints", replicas}});
+          Reply(res, 200, ServiceJson(*e));
+        }));
+
+  s.Get("/api/v1/services", authed([c](const Principal& who, const net::Request&, net::Response& res) {
+          auto list = c->ListServices(who);
+          if (!list.ok()) return Fail(res, list.status());
+          json services = json::array();
+          for (const ServiceEndpoints& e : *list) services.push_back(ServiceJson(e));
+          Reply(res, 200, {{"services", services}});
         }));
 
   s.Post(R"(/api/v1/jobs/(\d+)/cancel)", authed([c](const Principal& who, const net::Request& req, net::Response& res) {

@@ -230,6 +230,14 @@ TEST_F(ControllerTest, AServicesReplicasRunAsJobsAndOnlyTheAnsweringOneIsReady) 
   // Who may see it: its owner and admins.
   EXPECT_EQ(controller_->Endpoints(bob_, *id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(controller_->Endpoints(admin_, *id).ok());
+  auto mine = controller_->ListServices(alice_);
+  ASSERT_TRUE(mine.ok());
+  ASSERT_EQ(mine->size(), 1u);
+  EXPECT_EQ(mine->at(0).id, *id);
+  EXPECT_EQ(mine->at(0).list.size(), 2u);
+  EXPECT_EQ(mine->at(0).list[1].address, r1.address);  // replica 1 still runs, not ready
+  EXPECT_EQ(controller_->ListServices(bob_)->at(0).id, *twin);
+  EXPECT_EQ(controller_->ListServices(admin_)->size(), 2u);
 }
 
 TEST_F(ControllerTest, AReplicaThatFailsItsLivenessProbeIsStoppedAndRunsAgain) {

@@ -56,6 +56,19 @@ for f in npu half mlu; do
     fail "background job $f ($id) did not start"
 done
 
+# A service for the services page: one replica serving HTTP on its port,
+# ready once it answers (its command line names the test's directory, so
+# the cleanup finds it).
+cat > "$E2E_DIR/service.yaml" <<YAML
+name: web-ui
+kind: service
+service: {replicas: 1, readiness: {http: /, period: 1s}}
+tasks:
+  - command: ["sh", "-c", "exec /usr/bin/python3 -m http.server \"\$ICOS_PORT\" --directory /tmp", "$E2E_DIR"]
+    resources: {cpu: 100m, memory: 64Mi}
+YAML
+icos submit "$E2E_DIR/service.yaml" > /dev/null || fail "the service for the services page was refused"
+
 MARKER="dashboard-marker-$RANDOM$RANDOM"
 export ICOS_URL="$ICOS_SERVER" ICOS_TOKEN="$(cat "$ICOS_HOME/admin.token")" ICOS_ARTIFACTS="$ARTIFACTS" CHROMIUM MARKER
 node "$WEB/tests/dashboard.spec.mjs" || fail "browser test failed (screenshots in $ARTIFACTS)"

@@ -122,6 +122,28 @@ export interface NodeEntry {
   unhealthy_reason?: string;
 }
 
+// A service (kind: service; docs/services.md) and its replicas.
+export interface ServiceReplica {
+  replica: number;
+  job: number;
+  attempt: number;
+  state: Job["state"];
+  node: string;
+  address: string; // host:port while its task runs
+  ready: boolean;
+  since_ms: number;
+  reason: string;
+}
+
+export interface Service {
+  id: number;
+  name: string;
+  user: string;
+  replicas: number;
+  ready: number;
+  endpoints: ServiceReplica[];
+}
+
 export type Amounts = Record<string, number>;
 
 export interface Queue {

@@ -6,6 +6,7 @@ import { ClusterMap } from "./pages/ClusterMap";
 import { JobPage } from "./pages/JobPage";
 import { Jobs } from "./pages/Jobs";
 import { Queues } from "./pages/Queues";
+import { Services } from "./pages/Services";
 import { SignIn } from "./pages/SignIn";
 import { Submit } from "./pages/Submit";
 import { Usage } from "./pages/Usage";
@@ -22,6 +23,7 @@ interface NavItem {
 const NAV: NavItem[] = [
   { path: "/map", label: "Cluster map", roles: ["admin", "user", "agent"] },
   { path: "/jobs", label: "Jobs", roles: ["admin", "user"] },
+  { path: "/services", label: "Services", roles: ["admin", "user"] },
   { path: "/queues", label: "Queues", roles: ["admin", "user"] },
   { path: "/utilisation", label: "Utilisation", roles: ["admin", "user"] },
   { path: "/usage", label: "Usage", roles: ["admin", "user"] },
@@ -42,6 +44,8 @@ function Page({ route, me }: { route: string; me: Whoami }) {
       return <ClusterMap />;
     case "/jobs":
       return <Jobs params={params} />;
+    case "/services":
+      return <Services />;
     case "/queues":
       return <Queues />;
     case "/utilisation":

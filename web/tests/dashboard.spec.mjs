@@ -227,6 +227,15 @@ try {
     await page.unroute(/\/api\/v1\/jobs\/77$/);
   });
 
+  await step("services page shows each replica, where it serves and whether it is ready", async () => {
+    await page.goto(`${url}/#/services`);
+    const service = page.locator("section.service[data-service=web-ui]");
+    await service.getByTestId("ready-count").filter({ hasText: "1 of 1 ready" }).waitFor({ timeout: 20_000 });
+    const row = await service.locator("tr[data-replica='0']").innerText();
+    if (!/Running/.test(row) || !/:\d+/.test(row) || !/yes/.test(row)) throw new Error(`replica row: ${row}`);
+    await shot("services");
+  });
+
   await step("queues show usage against guarantee and limit", async () => {
     await page.goto(`${url}/#/queues`);
     const row = page.locator('section.queue[data-queue=research] tr[data-resource="ascend"]');
