@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # The service gateway (issue #22) in front of examples/serve-pytorch (a real
 # PyTorch model behind Python's http.server), on this machine:
-#   1. overhead: the same open-loop GET /predict load (RATE req/s for
+#   1. overhead: the same open-loop GET load (RATE req/s for
 #      SECONDS, 8 kept-alive connections) straight at a one-replica
 #      service's replica, then through the gateway; p50/p90/p99 of each;
 #   2. a replica killed with kill -9 under RATE/2 req/s through the gateway
 #      into a two-replica service: how many requests failed.
 #
-#   bench/serve.sh [RATE] [SECONDS]     (default 1000 req/s, 10 s)
+#   bench/serve.sh [RATE] [SECONDS] [PATH]   (default 1000 req/s, 10 s, /livez)
+# PATH /livez answers without the model (what the gateway adds, with a
+# replica that keeps up); /predict?x=1 runs the model per request (Python's
+# http.server and torch then bound the rate a replica sustains).
 # Needs a release build (icos, icos_http_rate) and Debian's python3-torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${1:-1000}
 SECONDS_EACH=${2:-10}
+REQ=${3:-/livez}
 BIN=${BIN:-$PWD/build/release}
 ICOS=$BIN/src/cli/icos
 LOAD=$BIN/bench/icos_http_rate
@@ -47,7 +51,7 @@ service:
 tasks:
   - command: ["/usr/bin/python3", "serve.py"]
     workdir: $EXAMPLE
-    resources: {cpu: 100m, memory: 1Gi}
+    resources: {cpu: 1, memory: 1Gi}
 YAML
   local id
   id=$("$ICOS" submit "$work/$1.yaml" | sed -n 's/^service \([0-9]*\) submitted.*/\1/p')
@@ -61,11 +65,11 @@ YAML
 
 one=$(service bench-one 1)
 addr=$("$ICOS" endpoints "$one" --ready)
-"$LOAD" "${addr%:*}" "${addr##*:}" "/predict?x=1" 200 2 8 > /dev/null || true  # warm up
-direct=$("$LOAD" "${addr%:*}" "${addr##*:}" "/predict?x=1" "$RATE" "$SECONDS_EACH" 8 || true)
+"$LOAD" "${addr%:*}" "${addr##*:}" "$REQ" 200 2 8 > /dev/null || true  # warm up
+direct=$("$LOAD" "${addr%:*}" "${addr##*:}" "$REQ" "$RATE" "$SECONDS_EACH" 8 || true)
 echo "direct  rate=$RATE $direct"
-"$LOAD" 127.0.0.1 "$gw" "/bench-one/predict?x=1" 200 2 8 > /dev/null || true
-via=$("$LOAD" 127.0.0.1 "$gw" "/bench-one/predict?x=1" "$RATE" "$SECONDS_EACH" 8 || true)
+"$LOAD" 127.0.0.1 "$gw" "/bench-one$REQ" 200 2 8 > /dev/null || true
+via=$("$LOAD" 127.0.0.1 "$gw" "/bench-one$REQ" "$RATE" "$SECONDS_EACH" 8 || true)
 echo "gateway rate=$RATE $via"
 pct() { echo "$1" | sed -n "s/.*$2=\([0-9.]*\).*/\1/p"; }
 echo "gateway_added_ms $(/usr/bin/python3 -c "import sys; d, v = sys.argv[1], sys.argv[2]; f = lambda s, k: float(s.split(k + \"=\")[1].split()[0]); print(\"p50=%.3f p99=%.3f\" % (f(v, \"p50_ms\") - f(d, \"p50_ms\"), f(v, \"p99_ms\") - f(d, \"p99_ms\")))" "$direct" "$via")"
@@ -75,7 +79,7 @@ two=$(service bench-two 2)
 victim=$("$ICOS" endpoints "$two" -o json | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['endpoints'][0]['address'])")
 pid=$(curl -fsS "http://$victim/predict?x=0" | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['pid'])")
 half=$((RATE / 2))
-"$LOAD" 127.0.0.1 "$gw" "/bench-two/predict?x=1" "$half" 15 8 > "$work/kill.out" &
+"$LOAD" 127.0.0.1 "$gw" "/bench-two$REQ" "$half" 15 8 > "$work/kill.out" &
 load=$!
 sleep 5
 kill -9 "$pid"

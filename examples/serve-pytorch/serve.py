@@ -43,6 +43,11 @@ def train(path):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per answer, sent at once: http.server's defaults write the
+    # headers and the body apart with Nagle's algorithm on, so a client that
+    # delays its ACKs (a proxy on a kept-alive connection) waits 40 ms.
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def reply(self, status, body):
         data = json.dumps(body).encode()

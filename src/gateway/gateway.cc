@@ -63,6 +63,7 @@ struct Gateway::Upstream {
     }
     auto c = std::make_unique<httplib::Client>(host, port);
     c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);
     c->set_url_encode(false);  // the target is forwarded as the client sent it
     c->set_connection_timeout(std::chrono::milliseconds(o.connect_timeout_ms));
     c->set_read_timeout(std::chrono::milliseconds(o.read_timeout_ms));
