@@ -125,7 +125,7 @@ absl::StatusOr<std::vector<std::string>> Gateway::ReadyOf(const std::string& ser
 }
 
 std::shared_ptr<Gateway::Upstream> Gateway::Pick(const std::vector<std::string>& ready,
-                                                 const std::vector<std::string>& tried) {
+                                                 const std::vector<std::string>& tried, bool ejected_too) {
   const int64_t now = clock_->NowMs();
   std::lock_guard<std::mutex> lock(mu_);
   std::shared_ptr<Upstream> best;
@@ -143,7 +143,7 @@ std::shared_ptr<Gateway::Upstream> Gateway::Pick(const std::vector<std::string>&
       if (u->host.size() > 2 && u->host.front() == '[') u->host = u->host.substr(1, u->host.size() - 2);
       if (!absl::SimpleAtoi(address.substr(colon + 1), &u->port)) continue;
     }
-    if (u->ejected_until_ms.load() > now) continue;
+    if (!ejected_too && u->ejected_until_ms.load() > now) continue;
     if (!best || u->in_flight.load() < best->in_flight.load()) best = u;
   }
   return best;
@@ -187,7 +187,11 @@ void Gateway::Handle(const net::Request& req, net::Response& res) {
   std::vector<std::string> tried;
   std::string last_error = absl::StrCat("service ", service, " has no ready replica");
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
-    std::shared_ptr<Upstream> u = Pick(*ready, tried);
+    std::shared_ptr<Upstream> u = Pick(*ready, tried, false);
+    // Every ready replica skipped after a failure: try them anyway rather
+    // than answer for none (a blip on all of them must not become a 3 s
+    // outage; Envoy's panic threshold).
+    if (!u && tried.empty()) u = Pick(*ready, tried, true);
     if (!u) break;
     if (attempt > 0) retries_.Inc({label});
     tried.push_back(u->address);

@@ -84,9 +84,10 @@ class Gateway {
   void Handle(const net::Request& req, net::Response& res);
   // The ready replicas of `service`, from the cache or asked anew.
   absl::StatusOr<std::vector<std::string>> ReadyOf(const std::string& service);
-  // The replica to try next among `ready`, skipping `tried` and ejected
-  // ones; nullptr when none is left.
-  std::shared_ptr<Upstream> Pick(const std::vector<std::string>& ready, const std::vector<std::string>& tried);
+  // The replica to try next among `ready`, skipping `tried` and (unless
+  // `ejected_too`) those skipped after a failure; nullptr when none is left.
+  std::shared_ptr<Upstream> Pick(const std::vector<std::string>& ready, const std::vector<std::string>& tried,
+                                 bool ejected_too);
 
   const GatewayOptions options_;
   const EndpointsFn endpoints_;

@@ -154,6 +154,30 @@ TEST_F(GatewayTest, AReplicaKilledUnderLoadCostsIdempotentClientsNothing) {
   EXPECT_EQ(post->status, 201);
 }
 
+// Its only replica failed once (skipped for 3 s), then came back: the next
+// request still reaches it instead of being refused for the 3 s.
+TEST_F(GatewayTest, AReplicaSkippedAfterAFailureIsStillTriedWhenItIsTheOnlyOne) {
+  std::optional<Replica> a(std::in_place, "a");
+  const std::string address = a->address();
+  SetReady({address});
+  StartGateway();
+  a.reset();
+  EXPECT_EQ(client_->Get("/web/who")->status, 502);  // refused: skipped from now
+  // Back on the same port (a restarted process).
+  httplib::Server again;
+  again.set_keep_alive_timeout(1);
+  again.Get("/who", [](const httplib::Request&, httplib::Response& res) { res.set_content("again", "text/plain"); });
+  ASSERT_TRUE(again.bind_to_port("127.0.0.1", std::stoi(address.substr(address.rfind(':') + 1))));
+  std::thread t([&] { again.listen_after_bind(); });
+  while (!again.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto r = client_->Get("/web/who");
+  again.stop();
+  t.join();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "again");
+}
+
 TEST_F(GatewayTest, WhenEveryReplicaIsGoneTheClientIsToldWhy) {
   std::optional<Replica> a(std::in_place, "a");
   SetReady({a->address()});
