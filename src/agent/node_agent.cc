@@ -463,11 +463,8 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   // it, and the replica would only fail on its bind, again at every
   // restart. Found here it is the infrastructure's failure, said so, and
   // the next attempt is booked another port.
-  if (auto port = a.env.find("ICOS_PORT"); port != a.env.end()) {
-    int32_t n = 0;
-    if (absl::SimpleAtoi(port->second, &n) && PortInUse(n)) {
-      return fail(-1, absl::StrCat("port ", n, " (ICOS_PORT) is held by another process on this node"));
-    }
+  if (a.serve_port > 0 && PortInUse(a.serve_port)) {
+    return fail(-1, absl::StrCat("port ", a.serve_port, " (ICOS_PORT) is held by another process on this node"));
   }
   // A directory left by a launch that crashed before its journal: that
   // attempt never ran (the launcher has no journal of it), so start afresh.

@@ -451,7 +451,10 @@ absl::StatusOr<std::vector<TaskEntry>> Engine::TasksOf(const PassInput& in, cons
     // The port a service's replica serves on (its own, the last of its
     // ports): what its readiness probe and `icos endpoints` name. Set after
     // the job's env, which cannot move it.
-    if (spec.kind == api::JobKind::kService) a.env["ICOS_PORT"] = absl::StrCat(a.ports.back());
+    if (spec.kind == api::JobKind::kService) {
+      a.serve_port = a.ports.back();
+      a.env["ICOS_PORT"] = absl::StrCat(a.serve_port);
+    }
     if (!a.devices.empty()) {
       for (const auto& [k, v] : devices::VisibleDevicesEnv(a.vendor, a.devices)) a.env[k] = v;
       if (p.devices[0].percent < core::kWholeDevicePercent) {

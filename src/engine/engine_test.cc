@@ -203,7 +203,8 @@ TEST_F(EngineTest, AServicesReplicaRestartsHoweverItEndsAndBacksOffOnlyInACrashL
   const int64_t id = Add("kind: service\n");
   ASSERT_EQ(Pass(0).binds, 1);
   const wire::Assignment first = engine_.AssignmentsOf("n1").at(0);
-  EXPECT_EQ(first.env.at("ICOS_PORT"), absl::StrCat(first.ports.back()));  // what its probe and endpoint name
+  EXPECT_EQ(first.serve_port, first.ports.back());  // what its agent checks, its probe and endpoint name
+  EXPECT_EQ(first.env.at("ICOS_PORT"), absl::StrCat(first.serve_port));
   EXPECT_EQ(first.env.count("ICOS_REPLICA"), 1u);  // its index (the store numbers replicas from 0)
   Report(id, 0, "Running", 1'000);
   Report(id, 0, "Succeeded", 3'000);  // a service never ends by itself
@@ -229,6 +230,15 @@ TEST_F(EngineTest, AServicesReplicaRestartsHoweverItEndsAndBacksOffOnlyInACrashL
   EXPECT_THAT(j.rec.reason, HasSubstr("restarting (a service's replica restarts Always; 0 short runs"));
   EXPECT_EQ(engine_.RetryAtMs(j), end);
   EXPECT_EQ(Pass(end).binds, 1);
+  // A batch job that names ICOS_PORT itself is no service: its agent checks
+  // no port for it.
+  const int64_t batch = Add("env: {ICOS_PORT: \"8080\"}\n");
+  ASSERT_EQ(Pass(end + 1).binds, 1);
+  for (const wire::Assignment& a : engine_.AssignmentsOf("n1")) {
+    if (a.job_id == batch) {
+      EXPECT_EQ(a.serve_port, 0);
+    }
+  }
 }
 
 TEST_F(EngineTest, TheSchedulerIsToldAttainedServiceAndTheCurrentRunsStart) {

@@ -135,6 +135,7 @@ json AssignmentToJson(const Assignment& a) {
           {"devices", a.devices},
           {"vendor", a.vendor},
           {"ports", a.ports},
+          {"serve_port", a.serve_port},
           {"time_limit_s", a.time_limit_s},
           {"grace_ms", a.grace_ms},
           {"max_disconnect_ms", a.max_disconnect_ms},
@@ -166,6 +167,7 @@ absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
     a.devices = j.value("devices", std::vector<int32_t>{});
     a.vendor = j.value("vendor", "");
     a.ports = j.value("ports", std::vector<int32_t>{});
+    a.serve_port = j.value("serve_port", 0);
     a.time_limit_s = j.value("time_limit_s", int64_t{0});
     a.grace_ms = j.value("grace_ms", int64_t{10'000});
     a.max_disconnect_ms = j.value("max_disconnect_ms", int64_t{0});

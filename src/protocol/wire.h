@@ -49,6 +49,9 @@ struct Assignment {
   // TCP ports the task holds on its node: its rank's port, and for the first
   // rank also the job's rendezvous port (engine/port_book.h).
   std::vector<int32_t> ports;
+  // A service replica's own port among them (ICOS_PORT), which its agent
+  // checks is free before starting it; 0: not a service's.
+  int32_t serve_port = 0;
   int64_t time_limit_s = 0;
   int64_t grace_ms = 10'000;
   // Whose task it is: the job's user, the Unix account it runs as on the

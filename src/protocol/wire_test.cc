@@ -59,6 +59,14 @@ TEST(WireAssignmentTest, TheCheckpointContractRoundTrips) {
   EXPECT_EQ(AssignmentFromJson(old)->checkpoint_signal, 0);
 }
 
+TEST(WireAssignmentTest, AServicesPortRoundTripsAndAnOlderAssignmentHasNone) {
+  Assignment a{.task_id = "j1-g0-r0-a0", .job_id = 1, .ports = {29501, 29502}, .serve_port = 29502};
+  EXPECT_EQ(AssignmentFromJson(AssignmentToJson(a))->serve_port, 29502);
+  json old = AssignmentToJson(Assignment{.task_id = "t", .job_id = 2});
+  old.erase("serve_port");
+  EXPECT_EQ(AssignmentFromJson(old)->serve_port, 0);
+}
+
 TEST(WireTaskStatusTest, ACheckpointTimeRoundTrips) {
   TaskStatus s{.task_id = "t", .state = "Running", .checkpoint_ms = 1'700'000'000'123};
   absl::StatusOr<TaskStatus> back = TaskStatusFromJson(TaskStatusToJson(s));
