@@ -586,8 +586,9 @@ class Controller {
   // Stops a replica whose liveness probe failed, to run again (a requeue
   // that spends nothing), unless it moved on since. Takes mu_.
   void RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& why);
-  // Where a running replica serves and whether it is ready. REQUIRES: mu_.
-  void FillRunningReplica(const engine::JobEntry& j, ServiceEndpoints::Replica& r) const;
+  // A replica as `rec` has it, and, with its job in memory (`j`), where its
+  // running task serves and whether it is ready. REQUIRES: mu_.
+  ServiceEndpoints::Replica ReplicaOf(const store::JobRecord& rec, const engine::JobEntry* j) const;
   std::unique_ptr<ServiceProber> prober_;
   // The webhook messages each commit owes (webhook_outbox.h). Guarded by mu_.
   WebhookOutbox outbox_{store_};

@@ -77,14 +77,11 @@ absl::Status Controller::RequeueJob(const Principal& caller, int64_t id, bool ho
     // have (never twice at once). No retry is spent.
     engine::Change c(clock_->NowMs());
     JobEntry& next = engine_.Stage(c, id);
-    next.rec.state = JobState::kPending;
-    ++next.rec.attempt;
     if (hold) next.rec.hold = HoldKindOf(caller);
-    next.rec.reason =
-        absl::StrCat("requeued by ", caller.name, hold ? absl::StrCat("; held (icos release ", id, ")") : "");
     ++next.revision;
-    c.batch.jobs.push_back(next.rec);
-    c.Event(id, "", "Requeued", next.rec.reason);
+    engine_.Requeue(
+        next, "", absl::StrCat("requeued by ", caller.name, hold ? absl::StrCat("; held (icos release ", id, ")") : ""),
+        "Requeued", c);
     ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
   }
   Wake();

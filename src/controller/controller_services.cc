@@ -33,14 +33,14 @@ std::vector<ProbeTarget> Controller::ProbeTargets() const {
     const engine::JobEntry* j = engine_.FindJob(id);
     if (j == nullptr || j->rec.state != JobState::kRunning) continue;
     for (const engine::TaskEntry& t : j->tasks) {
-      if (t.rec.attempt != j->rec.attempt || t.rec.state != TaskState::kRunning || t.assignment.ports.empty()) {
+      if (t.rec.attempt != j->rec.attempt || t.rec.state != TaskState::kRunning || t.assignment.serve_port == 0) {
         continue;
       }
       ProbeTarget& p = out.emplace_back();
       p.job_id = id;
       p.attempt = t.rec.attempt;
       p.host = HostOf(engine_, t.rec.node);
-      p.port = t.assignment.ports.back();
+      p.port = t.assignment.serve_port;
       p.probe = j->spec.service.readiness;
       p.liveness = j->spec.service.liveness;
       p.started_ms = t.rec.start_ms;
@@ -49,23 +49,31 @@ std::vector<ProbeTarget> Controller::ProbeTargets() const {
   return out;
 }
 
-void Controller::FillRunningReplica(const engine::JobEntry& j, ServiceEndpoints::Replica& r) const {
-  for (const engine::TaskEntry& t : j.tasks) {
-    if (t.rec.attempt != j.rec.attempt || t.assignment.ports.empty()) continue;
+ServiceEndpoints::Replica Controller::ReplicaOf(const store::JobRecord& rec, const engine::JobEntry* j) const {
+  ServiceEndpoints::Replica r;
+  r.index = rec.array_index;
+  r.job_id = rec.id;
+  r.attempt = rec.attempt;
+  r.state = store::JobStateName(rec.state);
+  r.reason = rec.reason;
+  if (j == nullptr) return r;
+  for (const engine::TaskEntry& t : j->tasks) {
+    if (t.rec.attempt != j->rec.attempt || t.assignment.serve_port == 0) continue;
     r.node = t.rec.node;
-    if (t.rec.state != TaskState::kRunning) return;
+    if (t.rec.state != TaskState::kRunning) return r;
     const std::string host = HostOf(engine_, t.rec.node);
     const bool v6 = host.find(':') != std::string::npos;
-    r.address = absl::StrCat(v6 ? "[" : "", host, v6 ? "]:" : ":", t.assignment.ports.back());
-    if (std::optional<Readiness> ready = prober_->Of(j.rec.id, j.rec.attempt)) {
+    r.address = absl::StrCat(v6 ? "[" : "", host, v6 ? "]:" : ":", t.assignment.serve_port);
+    if (std::optional<Readiness> ready = prober_->Of(j->rec.id, j->rec.attempt)) {
       r.ready = ready->ready;
       r.since_ms = ready->since_ms;
       r.reason = ready->reason;
     } else {
       r.reason = "running; not probed yet";
     }
-    return;
+    return r;
   }
+  return r;
 }
 
 void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& why) {
@@ -78,12 +86,8 @@ void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::
     // crash-loop back-off its short runs earned.
     engine::Change c(clock_->NowMs());
     engine::JobEntry& next = engine_.Stage(c, job_id);
-    next.rec.state = JobState::kPending;
-    ++next.rec.attempt;
-    next.rec.reason = absl::StrCat("restarting: ", why);
     ++next.revision;
-    c.batch.jobs.push_back(next.rec);
-    c.Event(job_id, "", "LivenessFailed", next.rec.reason);
+    engine_.Requeue(next, "", absl::StrCat("restarting: ", why), "LivenessFailed", c);
     if (absl::Status st = Commit(std::move(c)); !st.ok()) {
       log::Failure("liveness restart", st, absl::StrCat("job=", job_id));
       return;
@@ -103,9 +107,7 @@ absl::StatusOr<std::vector<std::string>> Controller::ReadyAddresses(const std::s
     if (j == nullptr || store::IsTerminal(j->rec.state)) continue;
     if (by_id ? j->rec.array_id != id : j->spec.name != service) continue;
     services.insert(j->rec.array_id);
-    ServiceEndpoints::Replica r;
-    FillRunningReplica(*j, r);
-    if (r.ready) ready.push_back(r.address);
+    if (ServiceEndpoints::Replica r = ReplicaOf(j->rec, j); r.ready) ready.push_back(r.address);
   }
   if (services.empty()) return absl::NotFoundError(absl::StrCat("no running service ", service));
   if (services.size() > 1) {
@@ -127,13 +129,7 @@ absl::StatusOr<std::vector<ServiceEndpoints>> Controller::ListServices(const Pri
     s.name = j->spec.name;
     s.user = j->rec.user;
     s.replicas = j->spec.service.replicas;
-    ServiceEndpoints::Replica& r = s.list.emplace_back();
-    r.index = j->rec.array_index;
-    r.job_id = j->rec.id;
-    r.attempt = j->rec.attempt;
-    r.state = store::JobStateName(j->rec.state);
-    r.reason = j->rec.reason;
-    FillRunningReplica(*j, r);
+    s.list.push_back(ReplicaOf(j->rec, j));
   }
   std::vector<ServiceEndpoints> out;
   for (auto& [id, s] : by_id) {
@@ -160,15 +156,8 @@ absl::StatusOr<ServiceEndpoints> Controller::Endpoints(const Principal& caller, 
   if (!replicas.ok()) return replicas.status();
   std::lock_guard<std::mutex> lock(mu_);
   for (const store::JobRecord& stored : *replicas) {
-    ServiceEndpoints::Replica& r = out.list.emplace_back();
-    r.index = stored.array_index;
-    r.job_id = stored.id;
     const engine::JobEntry* j = engine_.FindJob(stored.id);
-    const store::JobRecord& rec = j != nullptr ? j->rec : stored;  // memory has the freshest state
-    r.attempt = rec.attempt;
-    r.state = store::JobStateName(rec.state);
-    r.reason = rec.reason;
-    if (j != nullptr) FillRunningReplica(*j, r);
+    out.list.push_back(ReplicaOf(j != nullptr ? j->rec : stored, j));  // memory has the freshest state
   }
   return out;
 }

@@ -329,15 +329,16 @@ void Engine::NoteDeviceUse(const JobEntry& j, Change& c) {
   if (!what.empty()) c.Event(j.rec.id, "", "DeviceUse", what);
 }
 
-void Engine::Requeue(JobEntry& j, const std::string& node, Change& c) const {
+void Engine::Requeue(JobEntry& j, const std::string& node, std::string reason, const char* event, Change& c) const {
   if (j.rec.state != JobState::kRunning) return;
   // As a gang restart, but no retry is spent: the job did nothing wrong (Slurm
-  // requeues a batch job whose node fails). Its other tasks are told to stop.
+  // requeues a batch job whose node fails). Its tasks are told to stop, and
+  // its next attempt starts once they have.
   j.rec.state = JobState::kPending;
   ++j.rec.attempt;
-  j.rec.reason = absl::StrCat("requeued: node '", node, "' shut down under it");
+  j.rec.reason = std::move(reason);
   c.batch.jobs.push_back(j.rec);
-  c.Event(j.rec.id, node, "Requeued", j.rec.reason);
+  c.Event(j.rec.id, node, event, j.rec.reason);
 }
 
 namespace {
@@ -412,15 +413,16 @@ void Engine::EvaluateJob(JobEntry& j, Change& c) const {
   }
   int32_t total = 0, succeeded = 0;
   const TaskEntry* failed = nullptr;
+  const TaskEntry* ended = nullptr;  // the first of the attempt's tasks to have ended, however
   for (const auto& t : j.tasks) {
     if (t.rec.attempt != j.rec.attempt) continue;
     ++total;
     if (t.rec.state == TaskState::kSucceeded) ++succeeded;
     if ((t.rec.state == TaskState::kFailed || t.rec.state == TaskState::kKilled) && failed == nullptr) failed = &t;
+    if (store::IsTerminal(t.rec.state) && ended == nullptr) ended = &t;
   }
-  const bool always = j.spec.restart == api::RestartPolicy::kAlways;
-  if (always && total > 0 && (succeeded > 0 || failed != nullptr)) {
-    RestartReplica(j, failed != nullptr ? *failed : FirstEnded(j), c);
+  if (j.spec.restart == api::RestartPolicy::kAlways && ended != nullptr) {
+    RestartReplica(j, failed != nullptr ? *failed : *ended, c);
     return;
   }
   if (total > 0 && succeeded == total) {
@@ -463,13 +465,6 @@ void Engine::EvaluateJob(JobEntry& j, Change& c) const {
     c.Event(j.rec.id, failed->rec.node, "Failed", why);
     if (j.rec.end_ms != 0) NoteDeviceUse(j, c);  // else when its last task has stopped
   }
-}
-
-const TaskEntry& Engine::FirstEnded(const JobEntry& j) {
-  for (const auto& t : j.tasks) {
-    if (t.rec.attempt == j.rec.attempt && store::IsTerminal(t.rec.state)) return t;
-  }
-  return j.tasks.back();  // not reached: called when one has ended
 }
 
 void Engine::RestartReplica(JobEntry& j, const TaskEntry& ended, Change& c) const {
@@ -556,7 +551,9 @@ bool Engine::ApplyTaskReports(const std::string& node, const std::vector<wire::T
       changed = true;
     }
   }
-  for (int64_t id : requeue) Requeue(c.jobs.at(id), node, c);
+  for (int64_t id : requeue) {
+    Requeue(c.jobs.at(id), node, absl::StrCat("requeued: node '", node, "' shut down under it"), "Requeued", c);
+  }
   for (int64_t id : touched) EvaluateJob(c.jobs.at(id), c);
   return changed;
 }

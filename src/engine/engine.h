@@ -182,7 +182,6 @@ class Engine {
   // less than kStableRunMs (or never started): what its back-off doubles by.
   static int32_t CrashLoopRestarts(const JobEntry& j);
   static constexpr int64_t kStableRunMs = 10 * 60 * 1000;  // Kubernetes' reset of CrashLoopBackOff
-  static const TaskEntry& FirstEnded(const JobEntry& j);
   void RestartReplica(JobEntry& j, const TaskEntry& ended, Change& c) const;
   // Whether an agent should run task `t` of `j` now (false: stop it, or for
   // an assigned task still waiting for preempted victims, do not send it).
@@ -206,9 +205,11 @@ class Engine {
   // Moves a job forward after its tasks changed: success, failure with or
   // without a gang restart, the end of a cancel or preemption.
   void EvaluateJob(JobEntry& j, Change& c) const;
-  // A running job whose task ended because its node shut down (not the
-  // job's doing) goes back to pending, its next attempt, no retry spent.
-  void Requeue(JobEntry& j, const std::string& node, Change& c) const;
+  // A running job goes back to pending, its next attempt, no retry spent,
+  // saying `reason` in an `event` (on `node`, "" for none): its node shut
+  // down under it, an operator requeued it, a service replica failed its
+  // liveness probe. Does nothing to a job not running.
+  void Requeue(JobEntry& j, const std::string& node, std::string reason, const char* event, Change& c) const;
   // Applies an agent's task reports, fails running tasks it no longer lists,
   // and moves their jobs on. Returns whether any task changed.
   bool ApplyTaskReports(const std::string& node, const std::vector<wire::TaskStatus>& statuses, Change& c) const;
