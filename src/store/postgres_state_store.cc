@@ -411,6 +411,9 @@ absl::Status PostgresStateStore::Apply(WriteBatch batch) {
     for (const std::string& name : batch.deleted_queues) {
       if (auto r = conn.Exec(sql::DeleteQueue(kDialect, name), kWhat); !r.ok()) return r.status();
     }
+    for (const ServiceRecord& service : batch.services) {
+      if (auto r = conn.Exec(sql::UpsertService(kDialect, service), kWhat); !r.ok()) return r.status();
+    }
     for (const TokenRecord& token : batch.tokens) {
       if (auto r = conn.Exec(sql::UpsertToken(kDialect, token), kWhat); !r.ok()) return r.status();
     }
@@ -499,6 +502,17 @@ absl::StatusOr<std::vector<NodeRecord>> PostgresStateStore::ListNodes() {
   });
   if (!status.ok()) return status;
   return nodes;
+}
+
+absl::StatusOr<std::vector<ServiceRecord>> PostgresStateStore::ListServices() {
+  std::vector<ServiceRecord> services;
+  absl::Status status = WithConnection([&](Connection& conn) {
+    return QueryRows(
+        conn, sql::ListServices(kDialect), &services,
+        [](const Row& r) { return ServiceRecord{.id = r.Int(0), .state_json = r.Text(1)}; }, "list services");
+  });
+  if (!status.ok()) return status;
+  return services;
 }
 
 absl::StatusOr<std::vector<QueueRecord>> PostgresStateStore::ListQueues() {

@@ -70,7 +70,7 @@ class PostgresStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
   // Versions match SqliteStateStore's: the same tables at the same version.
-  static constexpr int32_t kSchemaVersion = 8;
+  static constexpr int32_t kSchemaVersion = 9;
 
   // Connects, creates options.schema if needed and migrates it.
   // Errors: InvalidArgument for an empty or malformed conninfo; Unavailable
@@ -98,6 +98,7 @@ class PostgresStateStore : public StateStore {
   // Nodes, queues and tokens come in key order (bytewise).
   absl::StatusOr<std::vector<NodeRecord>> ListNodes() override;
   absl::StatusOr<std::vector<QueueRecord>> ListQueues() override;
+  absl::StatusOr<std::vector<ServiceRecord>> ListServices() override;
   absl::StatusOr<TokenRecord> GetToken(const std::string& token_hash) override;
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t job_id, int64_t after_id, int32_t limit) override;

@@ -114,6 +114,15 @@ struct QueueRecord {
   std::string spec_json;
 };
 
+// A long-running service's desired state (issue #22): its revisions, the
+// replicas it should have and the rollout under way, as the controller's
+// JSON (controller/service_state.h). Key: the service's id (its first
+// replica's job id).
+struct ServiceRecord {
+  int64_t id = 0;
+  std::string state_json;
+};
+
 struct TokenRecord {
   std::string token_hash;  // key: SHA-256 hex of the secret; the secret is never stored
   std::string name;        // human label
@@ -201,6 +210,7 @@ struct WriteBatch {
   std::vector<NodeRecord> nodes;    // upsert by name
   std::vector<QueueRecord> queues;  // upsert by name
   std::vector<std::string> deleted_queues;
+  std::vector<ServiceRecord> services;     // upsert by id
   std::vector<TokenRecord> tokens;         // upsert by hash
   std::vector<EventRecord> events;         // appended; ids assigned
   std::vector<UsageRecord> usage;          // upsert by task key
@@ -212,8 +222,8 @@ struct WriteBatch {
   std::vector<int64_t> done_notifications;  // deleted by id
   bool empty() const {
     return jobs.empty() && tasks.empty() && nodes.empty() && queues.empty() && deleted_queues.empty() &&
-           tokens.empty() && events.empty() && usage.empty() && samples.empty() && prune_samples_before_s <= 0 &&
-           notifications.empty() && done_notifications.empty();
+           services.empty() && tokens.empty() && events.empty() && usage.empty() && samples.empty() &&
+           prune_samples_before_s <= 0 && notifications.empty() && done_notifications.empty();
   }
 };
 

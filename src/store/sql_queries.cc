@@ -212,6 +212,14 @@ CREATE INDEX notifications_by_due ON notifications(next_ms);
     R"sql(
 ALTER TABLE jobs ADD COLUMN checkpoint_save_ms {int64} NOT NULL DEFAULT 0;
 )sql",
+    // v9 (issue #22): each service's desired state (revisions, replicas,
+    // rollout), kept apart from its replicas' job rows.
+    R"sql(
+CREATE TABLE services (
+  id {int64} PRIMARY KEY,
+  state_json TEXT NOT NULL
+){strict_without_rowid};
+)sql",
 };
 static_assert(std::size(kMigrations) == kMigrationCount, "kMigrationCount must equal the number of migrations");
 
@@ -309,6 +317,12 @@ Query ListActiveTasks(Dialect d) {
 Query ListNodes(Dialect d) {
   Query q(d);
   q.Sql("SELECT ", columns::kNode, " FROM nodes ORDER BY name");
+  return q;
+}
+
+Query ListServices(Dialect d) {
+  Query q(d);
+  q.Sql("SELECT id, state_json FROM services ORDER BY id");
   return q;
 }
 
@@ -495,6 +509,15 @@ Query UpsertQueue(Dialect d, const QueueRecord& queue) {
     list.Text(queue.name).Text(queue.spec_json);
   });
   q.Sql(" ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json");
+  return q;
+}
+
+Query UpsertService(Dialect d, const ServiceRecord& service) {
+  Query q(d);
+  q.Sql("INSERT INTO services(id, state_json) VALUES").Values([&](auto& list) {
+    list.Int(service.id).Text(service.state_json);
+  });
+  q.Sql(" ON CONFLICT(id) DO UPDATE SET state_json = excluded.state_json");
   return q;
 }
 

@@ -140,7 +140,7 @@ class Query {
 // ---- Schema ----
 
 // The number of migrations: Migration(d, v) for v in 1..kMigrationCount.
-inline constexpr int32_t kMigrationCount = 8;
+inline constexpr int32_t kMigrationCount = 9;
 // The step from schema version v - 1 to v, in `d`'s DDL (one or more
 // statements, no parameters).
 std::string Migration(Dialect d, int32_t v);
@@ -153,7 +153,8 @@ absl::StatusOr<Query> ListJobs(Dialect d, const JobQuery& query);
 Query ListTasks(Dialect d, int64_t job_id);
 Query ListActiveTasks(Dialect d);
 Query ListNodes(Dialect d);
-Query ListQueues(Dialect d);  // name, spec_json
+Query ListQueues(Dialect d);    // name, spec_json
+Query ListServices(Dialect d);  // id, state_json
 Query GetToken(Dialect d, const std::string& token_hash);
 Query ListTokens(Dialect d);
 // InvalidArgument (prefixed "list events") for a negative job id or a bad limit.
@@ -196,6 +197,7 @@ Query UpsertTask(Dialect d, const TaskRecord& task);
 Query UpsertNode(Dialect d, const NodeRecord& node);
 Query UpsertQueue(Dialect d, const QueueRecord& queue);
 Query DeleteQueue(Dialect d, const std::string& name);
+Query UpsertService(Dialect d, const ServiceRecord& service);
 Query UpsertToken(Dialect d, const TokenRecord& token);
 Query UpsertUsage(Dialect d, const UsageRecord& usage);
 Query UpsertSample(Dialect d, const UtilisationSample& sample);

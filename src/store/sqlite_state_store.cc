@@ -398,6 +398,10 @@ absl::Status SqliteStateStore::Apply(WriteBatch batch) {
     Stmt st(conn, sql::DeleteQueue(kDialect, name), kWhat);
     if (absl::Status s = st.Run(); !s.ok()) return s;
   }
+  for (const ServiceRecord& service : batch.services) {
+    Stmt st(conn, sql::UpsertService(kDialect, service), kWhat);
+    if (absl::Status s = st.Run(); !s.ok()) return s;
+  }
   for (const TokenRecord& token : batch.tokens) {
     Stmt st(conn, sql::UpsertToken(kDialect, token), kWhat);
     if (absl::Status s = st.Run(); !s.ok()) return s;
@@ -543,6 +547,18 @@ absl::StatusOr<std::vector<QueueRecord>> SqliteStateStore::ListQueues() {
   });
   if (!status.ok()) return status;
   return queues;
+}
+
+absl::StatusOr<std::vector<ServiceRecord>> SqliteStateStore::ListServices() {
+  std::vector<ServiceRecord> services;
+  absl::Status status = WithReader([&](Connection& conn) {
+    Stmt st(conn, sql::ListServices(kDialect), "list services");
+    return CollectRows(st, &services, [](const Stmt& row) {
+      return ServiceRecord{.id = row.ColumnInt(0), .state_json = row.ColumnText(1)};
+    });
+  });
+  if (!status.ok()) return status;
+  return services;
 }
 
 absl::StatusOr<TokenRecord> SqliteStateStore::GetToken(const std::string& token_hash) {

@@ -53,7 +53,7 @@ struct SqliteOptions {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this code writes; Open migrates older databases to it.
-  static constexpr int32_t kSchemaVersion = 8;
+  static constexpr int32_t kSchemaVersion = 9;
 
   // Opens (creating if needed) and migrates the database at options.path.
   // Errors: InvalidArgument for an empty path; FailedPrecondition for a file
@@ -81,6 +81,7 @@ class SqliteStateStore : public StateStore {
   // Nodes, queues and tokens come in key order.
   absl::StatusOr<std::vector<NodeRecord>> ListNodes() override;
   absl::StatusOr<std::vector<QueueRecord>> ListQueues() override;
+  absl::StatusOr<std::vector<ServiceRecord>> ListServices() override;
   absl::StatusOr<TokenRecord> GetToken(const std::string& token_hash) override;
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t job_id, int64_t after_id, int32_t limit) override;

@@ -168,10 +168,11 @@ TEST(SqliteStateStoreTest, NewDatabaseIsMigratedToLatestSchema) {
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->SchemaVersion(), SqliteStateStore::kSchemaVersion);
   RawDb raw(path);
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "8");
-  EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
-                          "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
-            "cluster,events,idempotency_keys,jobs,leader,nodes,notifications,queues,tasks,tokens,usage,utilisation");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "9");
+  EXPECT_EQ(
+      raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
+      "cluster,events,idempotency_keys,jobs,leader,nodes,notifications,queues,services,tasks,tokens,usage,utilisation");
   EXPECT_EQ(raw.QueryText("SELECT epoch FROM leader"), "0");
 }
 

@@ -48,6 +48,7 @@ class StateStore {
   virtual absl::StatusOr<std::vector<TaskRecord>> ListActiveTasks() = 0;
   virtual absl::StatusOr<std::vector<NodeRecord>> ListNodes() = 0;
   virtual absl::StatusOr<std::vector<QueueRecord>> ListQueues() = 0;
+  virtual absl::StatusOr<std::vector<ServiceRecord>> ListServices() = 0;  // by id
   // NotFoundError when absent.
   virtual absl::StatusOr<TokenRecord> GetToken(const std::string& token_hash) = 0;
   virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;

@@ -55,6 +55,7 @@ auto Fields(const NodeRecord& n) {
   return std::make_tuple(n.name, n.spec_json, n.state, n.address, n.registered_ms, n.heartbeat_ms);
 }
 auto Fields(const QueueRecord& q) { return std::make_tuple(q.name, q.spec_json); }
+auto Fields(const ServiceRecord& s) { return std::make_tuple(s.id, s.state_json); }
 auto Fields(const TokenRecord& t) {
   return std::make_tuple(t.token_hash, t.name, t.role, t.user, t.created_ms, t.revoked, t.uid, t.gid, t.expires_ms,
                          t.last_used_ms, t.node);
@@ -461,6 +462,7 @@ TEST_P(StateStoreConformanceTest, ApplyWithUnknownJobIsNotFoundAndAppliesNothing
                    .tasks = {MakeTask(known.id, 0, 0, 0)},
                    .nodes = {NodeRecord{.name = "node-a", .state = "Ready"}},
                    .queues = {QueueRecord{.name = "q", .spec_json = "{}"}},
+                   .services = {ServiceRecord{.id = known.id, .state_json = "{}"}},
                    .tokens = {TokenRecord{.token_hash = "h", .role = "admin"}},
                    .events = {EventRecord{.job_id = known.id, .kind = "Scheduled"}},
                    .notifications = {NotificationRecord{.job_id = known.id, .url = "http://h/", .body = "{}"}}};
@@ -473,6 +475,7 @@ TEST_P(StateStoreConformanceTest, ApplyWithUnknownJobIsNotFoundAndAppliesNothing
   EXPECT_THAT(*store_->ListTasks(known.id), IsEmpty());
   EXPECT_THAT(*store_->ListNodes(), IsEmpty());
   EXPECT_THAT(*store_->ListQueues(), IsEmpty());
+  EXPECT_THAT(*store_->ListServices(), IsEmpty());
   EXPECT_THAT(*store_->ListTokens(), IsEmpty());
   EXPECT_EQ(Fields(*store_->ListEvents(0, 0, 0)), Fields(*events_before));
 }
@@ -579,6 +582,16 @@ TEST_P(StateStoreConformanceTest, ApplyUpsertsQueueByName) {
   EXPECT_EQ(Fields(SortedBy(*queues, [](const QueueRecord& q) { return q.name; })),
             Fields(std::vector<QueueRecord>{{.name = "dev", .spec_json = R"({"weight":1})"},
                                             {.name = "prod", .spec_json = R"({"weight":4})"}}));
+}
+
+TEST_P(StateStoreConformanceTest, ApplyUpsertsServiceById) {
+  const std::string text = "{\"name\":\"serve-\u00e9\"}";  // kept byte for byte
+  ExpectApplied(*store_, {.services = {{.id = 12, .state_json = R"({"revision":1})"}, {.id = 7, .state_json = text}}});
+  ExpectApplied(*store_, {.services = {{.id = 12, .state_json = R"({"revision":2})"}}});
+  absl::StatusOr<std::vector<ServiceRecord>> services = store_->ListServices();
+  ASSERT_TRUE(services.ok()) << services.status();
+  EXPECT_EQ(Fields(*services), Fields(std::vector<ServiceRecord>{{.id = 7, .state_json = text},
+                                                                 {.id = 12, .state_json = R"({"revision":2})"}}));
 }
 
 TEST_P(StateStoreConformanceTest, DeletedQueuesRemovesQueues) {
