@@ -9,10 +9,17 @@ second or two on a CPU), saves it as TorchScript beside it and serves it:
   GET /livez          -> 200 while the process answers at all (a liveness probe)
 
 It listens on ICOS_PORT, the port icos booked for this replica on its node.
+MODEL_VERSION (optional) is told in each answer: a rolling update
+(`icos service update`) shows as answers moving from one version to the next.
 READY_FILE (optional, for tests): /healthz also waits until that file exists.
+
+On SIGTERM (a rollout or a scale down stopping it) it drains: /healthz turns
+503 so no new request is routed here, what is in flight is answered, and it
+exits two seconds later.
 """
 import json
 import os
+import signal
 import sys
 import threading
 import urllib.parse
@@ -22,8 +29,10 @@ import torch
 
 PORT = int(os.environ.get("ICOS_PORT", "8080"))
 REPLICA = os.environ.get("ICOS_REPLICA", "0")
+VERSION = os.environ.get("MODEL_VERSION", "1")
 READY_FILE = os.environ.get("READY_FILE", "")
 model = None  # set once trained and reloaded from TorchScript
+draining = threading.Event()
 
 
 def train(path):
@@ -60,7 +69,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urllib.parse.urlparse(self.path)
         if url.path == "/healthz":
-            ready = model is not None and (not READY_FILE or os.path.exists(READY_FILE))
+            ready = model is not None and not draining.is_set() and (not READY_FILE or os.path.exists(READY_FILE))
             return self.reply(200 if ready else 503, {"ready": ready})
         if url.path == "/livez":
             return self.reply(200, {"alive": True})
@@ -73,15 +82,21 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(400, {"error": "x must be a number"})
             with torch.no_grad():
                 y = float(model(torch.tensor([[x]]))[0, 0])
-            return self.reply(200, {"x": x, "y": y, "replica": REPLICA, "pid": os.getpid()})
+            return self.reply(200, {"x": x, "y": y, "replica": REPLICA, "version": VERSION, "pid": os.getpid()})
         return self.reply(404, {"error": "no such path; try /predict?x=1.5"})
 
     def log_message(self, fmt, *args):  # one line per request would drown the task's log
         pass
 
 
+def drain(signum, frame):
+    draining.set()
+    threading.Timer(2.0, lambda: os._exit(0)).start()
+
+
 def main():
     global model
+    signal.signal(signal.SIGTERM, drain)
     server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"replica {REPLICA}: listening on {PORT}; training", flush=True)

@@ -137,8 +137,22 @@ struct ProbeSpec {
 // A service (kind: service): `replicas` copies of its one task group, each
 // placed and restarted on its own, each given a port of its node
 // (ICOS_PORT), listed with their readiness (`icos endpoints`).
+// How `icos service update` replaces a service's replicas with a new
+// revision's (Kubernetes' RollingUpdate): at most max_surge replicas above
+// `replicas` at once, at most max_unavailable of them not ready; a new
+// replica not ready ready_timeout_s after it was made fails the revision,
+// which rolls back by itself.
+struct RolloutSpec {
+  int32_t max_surge = 1;
+  int32_t max_unavailable = 0;
+  int64_t ready_timeout_s = 300;
+
+  bool operator==(const RolloutSpec&) const = default;
+};
+
 struct ServiceSpec {
   int32_t replicas = 1;
+  RolloutSpec update;
   ProbeSpec readiness;
   // Restarts a replica after failure_threshold failures in a row, once
   // initial_delay_s has passed since it started (Kubernetes' livenessProbe).

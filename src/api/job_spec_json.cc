@@ -33,6 +33,10 @@ std::string JobSpecToJson(const JobSpec& spec) {
       probe["failure_threshold"] = p->failure_threshold;
       service[name] = std::move(probe);
     }
+    const RolloutSpec& u = spec.service.update;
+    service["update"] = {{"max_surge", u.max_surge},
+                         {"max_unavailable", u.max_unavailable},
+                         {"ready_timeout", FormatDuration(u.ready_timeout_s)}};
     job["service"] = std::move(service);
   }
   job["queue"] = spec.queue;

@@ -13,7 +13,10 @@
 namespace icos::api::detail {
 namespace {
 
-constexpr absl::string_view kServiceFields[] = {"replicas", "readiness", "liveness"};
+constexpr absl::string_view kServiceFields[] = {"replicas", "readiness", "liveness", "update"};
+constexpr absl::string_view kUpdateFields[] = {"max_surge", "max_unavailable", "ready_timeout"};
+// A new replica may take a while to load its model, not a day.
+constexpr int64_t kMaxReadyTimeoutS = 24 * 3600;
 constexpr absl::string_view kProbeFields[] = {
     "http", "tcp", "initial_delay", "period", "timeout", "success_threshold", "failure_threshold"};
 // A probe more often than each second, or waiting longer than its period,
@@ -44,9 +47,37 @@ absl::Status Parser::Service(const Field& f, ServiceSpec& service) {
       absl::StatusOr<int64_t> v = Integer(e.field, 1, limits_.max_array_size);
       if (!v.ok()) return v.status();
       service.replicas = static_cast<int32_t>(*v);
+    } else if (e.key == "update") {
+      if (absl::Status s = Rollout(e.field, service.update); !s.ok()) return s;
     } else if (absl::Status s = Probe(e.field, e.key == "liveness" ? service.liveness : service.readiness); !s.ok()) {
       return s;
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Rollout(const Field& f, RolloutSpec& update) {
+  absl::StatusOr<std::vector<Entry>> entries =
+      Entries(f, "a mapping like {max_surge: 1, max_unavailable: 0, ready_timeout: 5m}");
+  if (!entries.ok()) return entries.status();
+  for (const Entry& e : *entries) {
+    if (!IsOneOf(e.key, kUpdateFields)) return UnknownField(e, kUpdateFields);
+    if (e.field.node.IsNull()) continue;
+    if (e.key == "ready_timeout") {
+      absl::StatusOr<int64_t> v = Duration(e.field);
+      if (!v.ok()) return v.status();
+      if (*v < 1 || *v > kMaxReadyTimeoutS) {
+        return Invalid(e.field, absl::StrCat("must be between 1s and ", kMaxReadyTimeoutS / 3600, "h"));
+      }
+      update.ready_timeout_s = *v;
+      continue;
+    }
+    absl::StatusOr<int64_t> v = Integer(e.field, 0, limits_.max_array_size);
+    if (!v.ok()) return v.status();
+    (e.key == "max_surge" ? update.max_surge : update.max_unavailable) = static_cast<int32_t>(*v);
+  }
+  if (update.max_surge == 0 && update.max_unavailable == 0) {
+    return Invalid(f, "max_surge and max_unavailable are both 0: no replica could ever be replaced");
   }
   return absl::OkStatus();
 }

@@ -16,6 +16,7 @@ service:
   replicas: 3
   readiness: {http: /healthz, initial_delay: 5s, period: 2s, timeout: 1s, failure_threshold: 4}
   liveness: {tcp: true, initial_delay: 30s}
+  update: {max_surge: 2, ready_timeout: 90s}
 tasks:
   - command: [python3, serve.py]
     resources: {cpu: 1, memory: 1Gi, device_share: 50%}
@@ -40,6 +41,7 @@ TEST(ServiceSpecTest, AServiceReadsItsReplicasAndProbeAndRestartsAlways) {
   EXPECT_EQ(spec->service.liveness.type, ProbeSpec::Type::kTcp);
   EXPECT_EQ(spec->service.liveness.initial_delay_s, 30);
   EXPECT_EQ(spec->service.liveness.failure_threshold, 3);  // the default
+  EXPECT_EQ(spec->service.update, (RolloutSpec{.max_surge = 2, .max_unavailable = 0, .ready_timeout_s = 90}));
 }
 
 TEST(ServiceSpecTest, AServiceSurvivesTheStoreAndABatchJobsJsonIsUnchanged) {
@@ -92,6 +94,17 @@ TEST(ServiceSpecTest, BadProbesSayWhatIsWrong) {
   EXPECT_THAT(probe("{http: /h, failure_threshold: 0}"), HasSubstr("out of range"));
   EXPECT_THAT(probe("{http: /h, liveness: x}"), HasSubstr("unknown field"));
   EXPECT_THAT(Message("kind: service\nservice: {replicas: 0}\ntasks: [{command: [x]}]"), HasSubstr("out of range"));
+}
+
+TEST(ServiceSpecTest, ARolloutThatCouldNeverReplaceAReplicaIsRefused) {
+  auto update = [](const std::string& u) {
+    return Message("kind: service\nservice: {update: " + u + "}\ntasks: [{command: [x]}]");
+  };
+  EXPECT_THAT(update("{max_surge: 0, max_unavailable: 0}"), HasSubstr("both 0"));
+  EXPECT_THAT(update("{max_surge: -1}"), HasSubstr("out of range"));
+  EXPECT_THAT(update("{ready_timeout: 0s}"), HasSubstr("between 1s and 24h"));
+  EXPECT_THAT(update("{surge: 1}"), HasSubstr("unknown field"));
+  EXPECT_THAT(Message("service: {update: {max_surge: 1}}\ntasks: [{command: [x]}]"), HasSubstr("only for kind"));
 }
 
 }  // namespace

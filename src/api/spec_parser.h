@@ -114,6 +114,7 @@ class Parser {
   // the other fields (`given`: the top-level fields given, by name).
   absl::Status Service(const Field& f, ServiceSpec& service);
   absl::Status Probe(const Field& f, ProbeSpec& probe);
+  absl::Status Rollout(const Field& f, RolloutSpec& update);
   absl::Status CheckKind(JobSpec& spec, const std::map<std::string, Field>& given, const Field& root);
   absl::Status Dependencies(const Field& f, JobSpec& spec);
   absl::Status Checkpoint(const Field& f, JobSpec& spec);

@@ -378,8 +378,6 @@ absl::Status FillConnection(Connection& c) {
   return absl::OkStatus();
 }
 
-namespace {
-
 absl::StatusOr<std::string> ReadInput(const std::string& file) {
   std::stringstream buf;
   if (file == "-") {
@@ -391,6 +389,8 @@ absl::StatusOr<std::string> ReadInput(const std::string& file) {
   }
   return buf.str();
 }
+
+namespace {
 
 int Print(std::ostream& out, const json& j) {
   out << j.dump(2) << "\n";
@@ -408,7 +408,7 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
         parsed(c->wait) || parsed(c->nodes) || parsed(c->queues) || parsed(c->summary) || parsed(c->queue_put) ||
         parsed(c->token_create) || parsed(c->token_list) || parsed(c->token_revoke) || parsed(c->devices) ||
         parsed(c->node_drain) || parsed(c->node_resume) || parsed(c->usage) || parsed(c->run) ||
-        parsed(c->services.endpoints))) {
+        ServiceCommandParsed(c->services))) {
     owned.release();
     return -1;
   }

@@ -54,6 +54,9 @@ absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_s);
 // InvalidArgument when `chdir` is not a directory.
 absl::StatusOr<std::string> SubmitBaseDir(const std::string& file, const std::string& chdir);
 
+// A spec's text from `file`, or from stdin for "-".
+absl::StatusOr<std::string> ReadInput(const std::string& file);
+
 // The last `n` lines of `text` (all of it when it has fewer), with their
 // newlines: what `icos logs --tail N` prints first.
 std::string LastLines(const std::string& text, int64_t n);

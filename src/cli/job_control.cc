@@ -64,7 +64,10 @@ absl::StatusOr<std::vector<int64_t>> SelectJobs(ApiClient& api, const JobSelecti
       // An array's own id: every element not yet ended.
       auto job = text.find('_') == std::string::npos ? api.Json("GET", absl::StrCat("/api/v1/jobs/", *id))
                                                      : absl::StatusOr<json>(json());
-      if (job.ok() && job->is_object() && job->value("array_id", int64_t{0}) == *id) {
+      // A service's own id stops the whole service, at the controller: its
+      // replicas cancelled one by one would be replaced.
+      if (job.ok() && job->is_object() && job->value("array_id", int64_t{0}) == *id &&
+          job->value("kind", "") != "service") {
         auto elements = ListedIds(api, absl::StrCat("&state=Pending,Running&array=", *id));
         if (!elements.ok()) return elements.status();
         ids.insert(ids.end(), elements->rbegin(), elements->rend());

@@ -1,5 +1,6 @@
-// `icos endpoints SERVICE`: a service's replicas, where each serves and
-// whether it is ready for traffic (issue #22; docs/services.md).
+// Services' commands (issue #22; docs/services.md): `icos endpoints SERVICE`
+// (each replica, where it serves, whether it is ready) and `icos service
+// show|update|scale|history|rollback` (revisions and rolling updates).
 #ifndef ICOS_CLI_SERVICE_COMMAND_H_
 #define ICOS_CLI_SERVICE_COMMAND_H_
 
@@ -17,13 +18,21 @@ namespace icos::cli {
 
 struct ServiceCommands {
   CLI::App* endpoints = nullptr;
-  std::string service;  // its id (any replica's id names it too)
+  CLI::App* service = nullptr;  // the group: show, update, scale, history, rollback
+  CLI::App *update = nullptr, *scale = nullptr, *history = nullptr, *rollback = nullptr;
+  std::string id;    // the service's id (as `icos submit` printed it)
+  std::string file;  // update: the new spec ("-": stdin)
+  std::string chdir;
+  int32_t replicas = -1;
+  int32_t to = 0;  // rollback: the revision; 0: the last that rolled out
   bool ready_only = false;
 };
 
 // Adds the subcommands; `common` adds the connection flags (and -o when asked).
 void AddServiceCommands(CLI::App& app, ServiceCommands& c,
                         const std::function<void(CLI::App*, bool json_output)>& common);
+// Whether one of them was chosen.
+bool ServiceCommandParsed(const ServiceCommands& c);
 // Runs the one that was chosen (its exit code), or -1 when none was.
 int RunServiceCommand(const ServiceCommands& c, ApiClient& api, bool as_json, std::ostream& out, std::ostream& err);
 

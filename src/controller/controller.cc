@@ -51,7 +51,9 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
                                                 [this](const std::string& url) { return IsQueueWebhook(url); })),
       prober_(std::make_unique<ServiceProber>(
           clock_, [this] { return ProbeTargets(); },
-          [this](int64_t job, int32_t attempt, const std::string& why) { RestartDeadReplica(job, attempt, why); })) {}
+          [this](int64_t job, int32_t attempt, const std::string& why) { RestartDeadReplica(job, attempt, why); })) {
+  prober_->AfterEachRound([this] { ReconcileServices(); });
+}
 
 bool Controller::IsQueueWebhook(const std::string& url) const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -78,6 +80,7 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions
   if (!cluster_id.ok()) return cluster_id.status();
   c->cluster_id_ = *cluster_id;
   if (absl::Status st = c->Load(); !st.ok()) return st;
+  if (absl::Status st = c->LoadServices(); !st.ok()) return st;
   if (absl::Status st = c->LoadRuntimeHistory(); !st.ok()) return st;
   return c;
 }

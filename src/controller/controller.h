@@ -39,6 +39,7 @@
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
 #include "controller/service_probes.h"
+#include "controller/service_state.h"
 #include "controller/slow_nodes.h"
 #include "controller/webhook_outbox.h"
 #include "controller/webhooks.h"
@@ -142,10 +143,13 @@ struct ServiceEndpoints {
     bool ready = false;
     int64_t since_ms = 0;  // when `ready` last changed
     std::string reason;    // why it is (not) ready, or why it waits
+    bool current = false;  // runs the revision the service should run (else an older one)
   };
   int64_t id = 0;  // the service's (its first replica's) id
   std::string name, user;
-  int32_t replicas = 0;
+  int32_t replicas = 0;       // how many it should have
+  int32_t revision = 0;       // the revision they should run
+  std::string rollout;        // "complete", "rolling out revision 3", "stopped"
   std::vector<Replica> list;  // by index
 };
 
@@ -364,8 +368,8 @@ class Controller {
   absl::StatusOr<int64_t> Submit(const Principal& caller, const std::string& spec_text, const SubmitOptions& options,
                                  bool* replayed = nullptr);
   absl::StatusOr<JobView> GetJob(const Principal& caller, int64_t id) const;
-  // The replicas of service `id` (its id or any replica's) with their
-  // readiness; NotFound for an id that is not a service the caller may see.
+  // The open replicas of service `id` (its id or any replica's) with their
+  // readiness, and its revision and rollout; NotFound for an id that is not a service the caller may see.
   absl::StatusOr<ServiceEndpoints> Endpoints(const Principal& caller, int64_t id) const;
   // Every service with a replica not ended that the caller may see, by id,
   // with its open replicas (the dashboard's services page).
@@ -376,8 +380,28 @@ class Controller {
   // FailedPrecondition when several share the name.
   absl::StatusOr<std::vector<std::string>> ReadyAddresses(const std::string& service) const;
   // One round of readiness probes, now, on this thread (the prober's own
-  // thread runs one every 250 ms once Start is called; tests call this).
+  // thread runs one every 250 ms once Start is called, each followed by
+  // ReconcileServices; tests call these).
   void ProbeServices() { prober_->Round(); }
+  // --- services' revisions, rollouts and scale (service_rollout.cc) --------
+  // Moves each service's replicas one step toward its desired state
+  // (PlanRollout): makes and stops replicas, completes or fails rollouts
+  // (a failed one rolls back by itself).
+  void ReconcileServices();
+  // A new spec for service `id` (`icos service update`): a new revision,
+  // rolled out as its `service.update` says; a spec that changes only the
+  // count of replicas or the rollout rule changes the current revision.
+  // Returns the revision. The name and kind stay.
+  absl::StatusOr<int32_t> UpdateService(const Principal& caller, int64_t id, const std::string& spec_text,
+                                        const std::string& base_dir = "");
+  // How many replicas service `id` should have (0 allowed).
+  absl::Status ScaleService(const Principal& caller, int64_t id, int32_t replicas);
+  // Rolls service `id` back to revision `to` (0: the last one that rolled
+  // out completely, or the one before the current): a new revision with
+  // its spec. Returns the new revision.
+  absl::StatusOr<int32_t> RollbackService(const Principal& caller, int64_t id, int32_t to);
+  // Service `id`'s desired state and history.
+  absl::StatusOr<ServiceState> GetService(const Principal& caller, int64_t id) const;
   absl::StatusOr<std::vector<store::JobRecord>> ListJobs(const Principal& caller, store::JobQuery query) const;
   absl::Status Cancel(const Principal& caller, int64_t id);
   // --- control of queued work (controller_queued.cc) -----------------------
@@ -533,6 +557,15 @@ class Controller {
   // The open job `id` as `caller` may act on it; NotFound for one it may not
   // see, FailedPrecondition naming the state of one that ended.
   absl::StatusOr<const JobEntry*> OpenJobFor(const Principal& caller, int64_t id);
+  // A spec as submitted by `caller` (Submit, UpdateService): parsed, its
+  // webhook allowed, its workdirs under `base_dir`, its queue a leaf the
+  // caller may use at its priority.
+  absl::StatusOr<api::JobSpec> AcceptSpec(const Principal& caller, const std::string& spec_text,
+                                          const std::string& base_dir) const;
+  // Puts inserted job rows of `spec` into memory. REQUIRES: mu_.
+  void AdmitJobs(const api::JobSpec& spec, std::vector<store::JobRecord>& recs);
+  // Stages job `id`'s cancellation for `reason`. REQUIRES: mu_.
+  void StageCancel(engine::Change& c, int64_t id, const std::string& reason);
   // The end states of the jobs that open jobs depend on but memory no longer
   // holds (a controller start).
   absl::Status LoadEndedDependencies();
@@ -590,6 +623,21 @@ class Controller {
   // running task serves and whether it is ready. REQUIRES: mu_.
   ServiceEndpoints::Replica ReplicaOf(const store::JobRecord& rec, const engine::JobEntry* j) const;
   std::unique_ptr<ServiceProber> prober_;
+  // Services' desired states, by id (the store's services table). Guarded by mu_.
+  std::map<int64_t, ServiceState> services_;
+  std::mutex reconcile_mu_;     // one ReconcileServices at a time: none makes a replica twice
+  absl::Status LoadServices();  // at start: services_ from the store
+  // Records service `id`'s first revision, as submitted. REQUIRES: mu_.
+  void StartService(const Principal& caller, int64_t id, const std::string& spec_json, const api::JobSpec& spec);
+  // The live (not ended) replicas of service `id`. REQUIRES: mu_.
+  std::vector<int64_t> ServiceReplicasOf(int64_t id) const;
+  // Service `id` as `caller` may change it (not stopped). REQUIRES: mu_.
+  absl::StatusOr<ServiceState*> ServiceFor(const Principal& caller, int64_t id);
+  // Stores `next` as its service's state, then keeps it. REQUIRES: mu_.
+  absl::Status SaveService(ServiceState next);
+  // The template (ReplicaTemplate) of the revision service `s` should run;
+  // empty when its spec does not parse.
+  static std::string CurrentTemplate(const ServiceState& s);
   // The webhook messages each commit owes (webhook_outbox.h). Guarded by mu_.
   WebhookOutbox outbox_{store_};
   std::mutex sample_mu_;

@@ -32,7 +32,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
       !std::all_of(idempotency_key.begin(), idempotency_key.end(), [](char ch) { return ch > 0x20 && ch < 0x7f; })) {
     return absl::InvalidArgumentError("Idempotency-Key must be 1-255 printable ASCII characters without spaces");
   }
-  auto spec = api::ParseJobSpec(spec_text, options_.spec_limits);
+  auto spec = AcceptSpec(caller, spec_text, base_dir);
   if (!spec.ok()) return spec.status();
   api::MergeDependencies(options.dependencies, spec->dependencies);
   if (!options.array.empty()) {
@@ -44,47 +44,9 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     spec->array_indices = std::move(array->indices);
     spec->array_throttle = array->throttle;
   }
-  if (!spec->notify.url.empty()) {
-    // A job may make the controller call only hosts an admin allowed: else
-    // any user could reach the controller's own network (SSRF).
-    absl::StatusOr<api::WebhookUrl> url = api::ParseWebhookUrl(spec->notify.url);
-    if (!url.ok()) return url.status();
-    if (!api::WebhookAllowed(*url, options_.webhooks.allow)) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "notify: this cluster does not send webhooks to ", url->host, ":", url->port,
-          options_.webhooks.allow.empty() ? "; it sends none for jobs until an admin allows hosts"
-                                          : absl::StrCat("; allowed: ", absl::StrJoin(options_.webhooks.allow, ", ")),
-          " (icos server --notify-allow HOST[:PORT])"));
-    }
-  }
   if (const api::Dependencies& d = spec->dependencies;
       d.after_ok.size() + d.after_any.size() + d.after_not_ok.size() > api::kMaxDependencies) {
     return absl::InvalidArgumentError(absl::StrCat("more than ", api::kMaxDependencies, " dependencies"));
-  }
-  if (!base_dir.empty() && base_dir[0] == '/') {
-    for (api::TaskSpec& t : spec->tasks) {
-      if (t.workdir.empty()) {
-        t.workdir = base_dir;
-      } else if (t.workdir[0] != '/') {
-        t.workdir = absl::StrCat(base_dir, "/", t.workdir);
-      }
-    }
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (spec->queue != "default" && !engine_.queues().count(spec->queue)) {
-      std::vector<std::string> names = {"default"};
-      for (const auto& [n, q] : engine_.queues()) names.push_back(n);
-      return absl::InvalidArgumentError(
-          absl::StrCat("queue '", spec->queue, "' does not exist; queues: ", absl::StrJoin(names, ", ")));
-    }
-    for (const auto& [n, q] : engine_.queues()) {
-      if (q.parent == spec->queue) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("queue '", spec->queue, "' has child queues; submit to one of them (jobs go to leaf queues)"));
-      }
-    }
-    if (absl::Status st = CheckQueuePriority(caller, spec->queue, spec->priority); !st.ok()) return st;
   }
   // The jobs it depends on, as the store has them (only jobs the caller may
   // see; one that ended the wrong way can never let it start).
@@ -196,21 +158,72 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     if (replayed != nullptr) *replayed = true;
     return first.id;
   }
+  const int64_t id = first.id;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    j.devices = SpecDevices(j.spec);
-    for (store::JobRecord& rec : recs) {
-      JobEntry e;
-      e.spec = j.spec;
-      e.devices = j.devices;
-      e.core = api::ToCoreJob(e.spec, JobId(rec.id), rec.user, rec.submit_ms);
-      e.rec = std::move(rec);
-      if (learning_) learning_->Submitted(e.rec.id, FactsOf(e.rec, e.devices));
-      engine_.AddJob(std::move(e));
-    }
+    if (j.spec.kind == api::JobKind::kService) StartService(caller, id, recs.front().spec_json, j.spec);
+    AdmitJobs(j.spec, recs);
   }
   Wake();
-  return first.id;
+  return id;
+}
+
+void Controller::AdmitJobs(const api::JobSpec& spec, std::vector<store::JobRecord>& recs) {
+  const int32_t devices = SpecDevices(spec);
+  for (store::JobRecord& rec : recs) {
+    JobEntry e;
+    e.spec = spec;
+    e.devices = devices;
+    e.core = api::ToCoreJob(e.spec, JobId(rec.id), rec.user, rec.submit_ms);
+    e.rec = std::move(rec);
+    if (learning_) learning_->Submitted(e.rec.id, FactsOf(e.rec, e.devices));
+    engine_.AddJob(std::move(e));
+  }
+}
+
+absl::StatusOr<api::JobSpec> Controller::AcceptSpec(const Principal& caller, const std::string& spec_text,
+                                                    const std::string& base_dir) const {
+  auto spec = api::ParseJobSpec(spec_text, options_.spec_limits);
+  if (!spec.ok()) return spec.status();
+  if (!spec->notify.url.empty()) {
+    // A job may make the controller call only hosts an admin allowed: else
+    // any user could reach the controller's own network (SSRF).
+    absl::StatusOr<api::WebhookUrl> url = api::ParseWebhookUrl(spec->notify.url);
+    if (!url.ok()) return url.status();
+    if (!api::WebhookAllowed(*url, options_.webhooks.allow)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "notify: this cluster does not send webhooks to ", url->host, ":", url->port,
+          options_.webhooks.allow.empty() ? "; it sends none for jobs until an admin allows hosts"
+                                          : absl::StrCat("; allowed: ", absl::StrJoin(options_.webhooks.allow, ", ")),
+          " (icos server --notify-allow HOST[:PORT])"));
+    }
+  }
+  if (!base_dir.empty() && base_dir[0] == '/') {
+    for (api::TaskSpec& t : spec->tasks) {
+      if (t.workdir.empty()) {
+        t.workdir = base_dir;
+      } else if (t.workdir[0] != '/') {
+        t.workdir = absl::StrCat(base_dir, "/", t.workdir);
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spec->queue != "default" && !engine_.queues().count(spec->queue)) {
+      std::vector<std::string> names = {"default"};
+      for (const auto& [n, q] : engine_.queues()) names.push_back(n);
+      return absl::InvalidArgumentError(
+          absl::StrCat("queue '", spec->queue, "' does not exist; queues: ", absl::StrJoin(names, ", ")));
+    }
+    for (const auto& [n, q] : engine_.queues()) {
+      if (q.parent == spec->queue) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("queue '", spec->queue, "' has child queues; submit to one of them (jobs go to leaf queues)"));
+      }
+    }
+    if (absl::Status st = CheckQueuePriority(caller, spec->queue, spec->priority); !st.ok()) return st;
+  }
+  return spec;
 }
 
 absl::Status Controller::CheckQueuePriority(const Principal& caller, const std::string& queue, int32_t priority) const {
@@ -275,20 +288,38 @@ absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
   if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (absl::StatusOr<const JobEntry*> open = OpenJobFor(caller, id); !open.ok()) return open.status();
     engine::Change c(clock_->NowMs());
-    JobEntry& next = engine_.Stage(c, id);
-    next.rec.state = JobState::kCancelled;
-    next.rec.reason = absl::StrCat("cancelled by ", caller.name);
-    if (!engine::Engine::HasActiveTasks(next, false)) next.rec.end_ms = c.now_ms;
-    c.batch.jobs.push_back(next.rec);
-    c.Event(id, "", "Cancelled", next.rec.reason);
-    if (next.rec.end_ms != 0) engine::Engine::NoteDeviceUse(next, c);  // else when its tasks have stopped
-    ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
+    // A service's own id stops the service: every replica, and it makes no
+    // more (one replica cancelled by its own id is replaced).
+    if (auto service = services_.find(id);
+        service != services_.end() && !service->second.stopped && MaySeeJobsOf(caller, service->second.user)) {
+      ServiceState stopped = service->second;
+      stopped.stopped = true;
+      c.batch.services.push_back({.id = id, .state_json = ServiceStateToJson(stopped)});
+      for (int64_t replica : ServiceReplicasOf(id)) {
+        StageCancel(c, replica, absl::StrCat("service ", id, " cancelled by ", caller.name));
+      }
+      ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
+      service->second = std::move(stopped);
+    } else {
+      if (absl::StatusOr<const JobEntry*> open = OpenJobFor(caller, id); !open.ok()) return open.status();
+      StageCancel(c, id, absl::StrCat("cancelled by ", caller.name));
+      ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
+    }
     Prune();
   }
   Wake();
   return absl::OkStatus();
+}
+
+void Controller::StageCancel(engine::Change& c, int64_t id, const std::string& reason) {
+  JobEntry& next = engine_.Stage(c, id);
+  next.rec.state = JobState::kCancelled;
+  next.rec.reason = reason;
+  if (!engine::Engine::HasActiveTasks(next, false)) next.rec.end_ms = c.now_ms;
+  c.batch.jobs.push_back(next.rec);
+  c.Event(id, "", "Cancelled", next.rec.reason);
+  if (next.rec.end_ms != 0) engine::Engine::NoteDeviceUse(next, c);  // else when its tasks have stopped
 }
 
 absl::StatusOr<LogLocation> Controller::LocateLog(const Principal& caller, int64_t job_id, int32_t task_index,

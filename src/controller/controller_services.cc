@@ -24,6 +24,16 @@ std::string HostOf(const engine::Engine& engine, const std::string& node) {
   return it != engine.nodes().end() && !it->second.rec.address.empty() ? it->second.rec.address : node;
 }
 
+// A service's desired state as the API lists it (its replicas added after).
+ServiceEndpoints ServiceOf(const ServiceState& s) {
+  return ServiceEndpoints{.id = s.id,
+                          .name = s.name,
+                          .user = s.user,
+                          .replicas = s.replicas,
+                          .revision = s.revision,
+                          .rollout = RolloutStatus(s)};
+}
+
 }  // namespace
 
 std::vector<ProbeTarget> Controller::ProbeTargets() const {
@@ -64,6 +74,7 @@ ServiceEndpoints::Replica Controller::ReplicaOf(const store::JobRecord& rec, con
     const std::string host = HostOf(engine_, t.rec.node);
     const bool v6 = host.find(':') != std::string::npos;
     r.address = absl::StrCat(v6 ? "[" : "", host, v6 ? "]:" : ":", t.assignment.serve_port);
+    if (store::IsTerminal(rec.state)) return r;  // stopping: no traffic, whatever its last probe said
     if (std::optional<Readiness> ready = prober_->Of(j->rec.id, j->rec.attempt)) {
       r.ready = ready->ready;
       r.since_ms = ready->since_ms;
@@ -120,16 +131,26 @@ absl::StatusOr<std::vector<std::string>> Controller::ReadyAddresses(const std::s
 absl::StatusOr<std::vector<ServiceEndpoints>> Controller::ListServices(const Principal& caller) const {
   if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
   std::map<int64_t, ServiceEndpoints> by_id;
+  std::map<int64_t, std::string> templates;  // what the current revision's replicas are made of
   std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, state] : services_) {
+    if (state.stopped || !MaySeeJobsOf(caller, state.user)) continue;
+    by_id[id] = ServiceOf(state);
+    if (state.rollout_started_ms != 0) templates[id] = CurrentTemplate(state);  // else every open replica is current
+  }
   for (int64_t replica : engine_.ServiceReplicas()) {
     const engine::JobEntry* j = engine_.FindJob(replica);
     if (j == nullptr || store::IsTerminal(j->rec.state) || !MaySeeJobsOf(caller, j->rec.user)) continue;
     ServiceEndpoints& s = by_id[j->rec.array_id];
-    s.id = j->rec.array_id;
-    s.name = j->spec.name;
-    s.user = j->rec.user;
-    s.replicas = j->spec.service.replicas;
-    s.list.push_back(ReplicaOf(j->rec, j));
+    if (s.id == 0) {  // not adopted yet (ReconcileServices)
+      s.id = j->rec.array_id;
+      s.name = j->spec.name;
+      s.user = j->rec.user;
+      s.replicas = j->spec.service.replicas;
+    }
+    ServiceEndpoints::Replica& r = s.list.emplace_back(ReplicaOf(j->rec, j));
+    auto want = templates.find(s.id);
+    r.current = want == templates.end() || ReplicaTemplate(j->spec) == want->second;
   }
   std::vector<ServiceEndpoints> out;
   for (auto& [id, s] : by_id) {
@@ -152,13 +173,23 @@ absl::StatusOr<ServiceEndpoints> Controller::Endpoints(const Principal& caller, 
   out.name = job->name;
   out.user = job->user;
   out.replicas = spec->service.replicas;
-  auto replicas = store_->ListJobs(store::JobQuery{.array_id = out.id});
-  if (!replicas.ok()) return replicas.status();
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const store::JobRecord& stored : *replicas) {
-    const engine::JobEntry* j = engine_.FindJob(stored.id);
-    out.list.push_back(ReplicaOf(j != nullptr ? j->rec : stored, j));  // memory has the freshest state
+  std::string want;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = services_.find(out.id); it != services_.end()) {
+      out = ServiceOf(it->second);
+      if (it->second.rollout_started_ms != 0) want = CurrentTemplate(it->second);  // else every open replica is current
+    }
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  // The open replicas; the replaced, scaled away or cancelled ones are
+  // history (icos jobs).
+  for (int64_t replica : ServiceReplicasOf(out.id)) {
+    const engine::JobEntry* j = engine_.FindJob(replica);
+    ServiceEndpoints::Replica& r = out.list.emplace_back(ReplicaOf(j->rec, j));
+    r.current = want.empty() || ReplicaTemplate(j->spec) == want;
+  }
+  std::sort(out.list.begin(), out.list.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
   return out;
 }
 

@@ -18,13 +18,17 @@
 #include "absl/strings/string_view.h"
 #include "api/job_spec.h"
 #include "controller/assignment_watches.h"
+#include "controller/http_routes.h"
 #include "controller/web_assets.h"
 #include "net/net_util.h"
 #include "net/router.h"
 
 namespace icos::controller {
+
 namespace {
 
+using http::Fail;
+using http::Reply;
 using nlohmann::json;
 
 const char* CodeName(absl::StatusCode c) {
@@ -48,39 +52,10 @@ const char* CodeName(absl::StatusCode c) {
   }
 }
 
-void Reply(net::Response& res, int status, const json& body) {
-  res.status = status;
-  res.Set(body.dump(), "application/json");
-}
-
-void Fail(net::Response& res, const absl::Status& st) {
-  Reply(res, HttpStatusFor(st), {{"error", std::string(st.message())}, {"code", CodeName(st.code())}});
-}
-
 std::string Bearer(const net::Request& req) {
   const std::string h = req.header("Authorization");
   const std::string prefix = "Bearer ";
   return h.rfind(prefix, 0) == 0 ? h.substr(prefix.size()) : "";
-}
-
-// A service and its replicas (GET /api/v1/services[/{id}/endpoints]).
-json ServiceJson(const ServiceEndpoints& e) {
-  json replicas = json::array();
-  int32_t ready = 0;
-  for (const ServiceEndpoints::Replica& r : e.list) {
-    ready += r.ready ? 1 : 0;
-    replicas.push_back({{"replica", r.index},
-                        {"job", r.job_id},
-                        {"attempt", r.attempt},
-                        {"state", r.state},
-                        {"node", r.node},
-                        {"address", r.address},
-                        {"ready", r.ready},
-                        {"since_ms", r.since_ms},
-                        {"reason", r.reason}});
-  }
-  return {{"id", e.id},     {"name", e.name},       {"user", e.user}, {"replicas", e.replicas},
-          {"ready", ready}, {"endpoints", replicas}};
 }
 
 json JobJson(const store::JobRecord& j) {
@@ -98,6 +73,8 @@ json JobJson(const store::JobRecord& j) {
           {"hold", j.hold},
           {"array_id", j.array_id},
           {"array_index", j.array_index},
+          // The canonical spec names its kind only for services.
+          {"kind", absl::StrContains(j.spec_json, R"("kind":"service")") ? "service" : "batch"},
           {"checkpoint_ms", j.checkpoint_ms},
           {"checkpoint_save_s", static_cast<double>(j.checkpoint_save_ms) / 1000.0},
           {"lost_device_s", static_cast<double>(j.lost_device_ms) / 1000.0}};
@@ -415,6 +392,19 @@ void HttpServer::RenderServerMetrics(metrics::ExpositionWriter& w) const {
   w.Sample("icos_http_waiting_watches", {}, static_cast<double>(watches_ ? watches_->waiting() : 0));
 }
 
+namespace http {
+
+void Reply(net::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.Set(body.dump(), "application/json");
+}
+
+void Fail(net::Response& res, const absl::Status& st) {
+  Reply(res, HttpStatusFor(st), nlohmann::json{{"error", std::string(st.message())}, {"code", CodeName(st.code())}});
+}
+
+}  // namespace http
+
 net::Router HttpServer::Routes() {
   net::Router s;
   Controller* c = controller_;
@@ -585,22 +575,7 @@ net::Router HttpServer::Routes() {
           Reply(res, 200, j);
         }));
 
-  s.Get(R"(/api/v1/services/(\d+)/endpoints)",
-        authed([c](const Principal& who, const net::Request& req, net::Response& res) {
-          int64_t id = 0;
-          if (!absl::SimpleAtoi(req.matches[1], &id)) return Fail(res, absl::InvalidArgumentError("bad service id"));
-          auto e = c->Endpoints(who, id);
-          if (!e.ok()) return Fail(res, e.status());
-          Reply(res, 200, ServiceJson(*e));
-        }));
-
-  s.Get("/api/v1/services", authed([c](const Principal& who, const net::Request&, net::Response& res) {
-          auto list = c->ListServices(who);
-          if (!list.ok()) return Fail(res, list.status());
-          json services = json::array();
-          for (const ServiceEndpoints& e : *list) services.push_back(ServiceJson(e));
-          Reply(res, 200, {{"services", services}});
-        }));
+  http::AddServiceRoutes(s, c, [authed](http::AuthedHandler h) -> net::Handler { return authed(std::move(h)); });
 
   s.Post(R"(/api/v1/jobs/(\d+)/cancel)", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
            int64_t id = 0;

@@ -118,6 +118,7 @@ void ServiceProber::Start() {
     while (!stop_) {
       lock.unlock();
       Round();
+      if (after_round_) after_round_();
       lock.lock();
       stop_cv_.wait_for(lock, std::chrono::milliseconds(tick_ms_), [&] { return stop_; });
     }

@@ -79,6 +79,9 @@ class ServiceProber {
   ServiceProber(Clock* clock, TargetsFn targets, DeadFn on_dead, ProbeFn probe = ProbeOnce, int64_t tick_ms = 250);
   ~ServiceProber();
 
+  // Its thread calls `f` after each round (the controller's rollouts act
+  // on what the round found). Before Start.
+  void AfterEachRound(std::function<void()> f) { after_round_ = std::move(f); }
   void Start();
   void Stop();
   // One round at the clock's now: probes the targets due, forgets replicas
@@ -94,6 +97,7 @@ class ServiceProber {
   DeadFn on_dead_;
   ProbeFn probe_;
   int64_t tick_ms_;
+  std::function<void()> after_round_;
   mutable std::mutex mu_;
   // What the probes decided of a replica's current attempt.
   struct Judged {

@@ -1,0 +1,140 @@
+// The services API (issue #22, docs/api.md): list, one service with its
+// history, its endpoints, and update / scale / rollback.
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "controller/http_routes.h"
+
+namespace icos::controller::http {
+namespace {
+
+using nlohmann::json;
+
+// A service and its replicas (GET /api/v1/services[/{id}/endpoints]).
+json ServiceJson(const ServiceEndpoints& e) {
+  json replicas = json::array();
+  int32_t ready = 0;
+  for (const ServiceEndpoints::Replica& r : e.list) {
+    ready += r.ready ? 1 : 0;
+    replicas.push_back({{"replica", r.index},
+                        {"job", r.job_id},
+                        {"attempt", r.attempt},
+                        {"state", r.state},
+                        {"node", r.node},
+                        {"address", r.address},
+                        {"ready", r.ready},
+                        {"current", r.current},
+                        {"since_ms", r.since_ms},
+                        {"reason", r.reason}});
+  }
+  return {{"id", e.id},
+          {"name", e.name},
+          {"user", e.user},
+          {"replicas", e.replicas},
+          {"revision", e.revision},
+          {"rollout", e.rollout},
+          {"ready", ready},
+          {"endpoints", replicas}};
+}
+
+// A service's desired state and history (GET /api/v1/services/{id}).
+json StateJson(const ServiceState& s) {
+  json revisions = json::array();
+  for (const ServiceRevision& r : s.revisions) {
+    revisions.push_back({{"revision", r.number},
+                         {"created_ms", r.created_ms},
+                         {"created_by", r.created_by},
+                         {"change", r.change},
+                         {"outcome", r.outcome},
+                         {"spec", json::parse(r.spec_json, nullptr, false)}});
+  }
+  return {{"id", s.id},
+          {"name", s.name},
+          {"user", s.user},
+          {"replicas", s.replicas},
+          {"revision", s.revision},
+          {"stable_revision", s.stable},
+          {"rollout", RolloutStatus(s)},
+          {"revisions", revisions}};
+}
+
+absl::StatusOr<int64_t> IdOf(const net::Request& req) {
+  int64_t id = 0;
+  if (!absl::SimpleAtoi(req.matches[1], &id)) return absl::InvalidArgumentError("bad service id");
+  return id;
+}
+
+}  // namespace
+
+void AddServiceRoutes(net::Router& s, Controller* c, const Authed& authed) {
+  s.Get("/api/v1/services", authed([c](const Principal& who, const net::Request&, net::Response& res) {
+          auto list = c->ListServices(who);
+          if (!list.ok()) return Fail(res, list.status());
+          json services = json::array();
+          for (const ServiceEndpoints& e : *list) services.push_back(ServiceJson(e));
+          Reply(res, 200, {{"services", services}});
+        }));
+
+  s.Get(R"(/api/v1/services/(\d+)/endpoints)",
+        authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          auto id = IdOf(req);
+          if (!id.ok()) return Fail(res, id.status());
+          auto e = c->Endpoints(who, *id);
+          if (!e.ok()) return Fail(res, e.status());
+          Reply(res, 200, ServiceJson(*e));
+        }));
+
+  s.Get(R"(/api/v1/services/(\d+))", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          auto id = IdOf(req);
+          if (!id.ok()) return Fail(res, id.status());
+          auto state = c->GetService(who, *id);
+          if (!state.ok()) return Fail(res, state.status());
+          Reply(res, 200, StateJson(*state));
+        }));
+
+  // The body is the new spec (YAML or JSON), as POST /api/v1/jobs takes.
+  s.Post(R"(/api/v1/services/(\d+)/update)",
+         authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           auto id = IdOf(req);
+           if (!id.ok()) return Fail(res, id.status());
+           auto revision = c->UpdateService(who, *id, req.body, req.header("X-Icos-Workdir"));
+           if (!revision.ok()) return Fail(res, revision.status());
+           Reply(res, 200, {{"id", *id}, {"revision", *revision}});
+         }));
+
+  s.Post(R"(/api/v1/services/(\d+)/scale)",
+         authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           auto id = IdOf(req);
+           if (!id.ok()) return Fail(res, id.status());
+           const json body = json::parse(req.body);
+           if (!body.is_object() || !body.contains("replicas") || !body["replicas"].is_number_integer()) {
+             return Fail(res, absl::InvalidArgumentError(R"(the body must be {"replicas": N})"));
+           }
+           const int64_t n = body["replicas"].get<int64_t>();
+           if (n < 0 || n > 1'000'000) return Fail(res, absl::InvalidArgumentError("replicas out of range"));
+           if (absl::Status st = c->ScaleService(who, *id, static_cast<int32_t>(n)); !st.ok()) return Fail(res, st);
+           Reply(res, 200, {{"id", *id}, {"replicas", n}});
+         }));
+
+  // Body {"revision": N}, or empty: the last revision that rolled out.
+  s.Post(R"(/api/v1/services/(\d+)/rollback)",
+         authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           auto id = IdOf(req);
+           if (!id.ok()) return Fail(res, id.status());
+           int64_t to = 0;
+           if (!req.body.empty()) {
+             const json body = json::parse(req.body);
+             if (!body.is_object() || (body.contains("revision") && !body["revision"].is_number_integer())) {
+               return Fail(res, absl::InvalidArgumentError(R"(the body must be {"revision": N} or empty)"));
+             }
+             to = body.value("revision", int64_t{0});
+             if (to < 0 || to > 1'000'000'000) return Fail(res, absl::InvalidArgumentError("revision out of range"));
+           }
+           auto revision = c->RollbackService(who, *id, static_cast<int32_t>(to));
+           if (!revision.ok()) return Fail(res, revision.status());
+           Reply(res, 200, {{"id", *id}, {"revision", *revision}});
+         }));
+}
+
+}  // namespace icos::controller::http

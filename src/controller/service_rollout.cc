@@ -1,0 +1,312 @@
+// Controller: services' revisions, rolling updates, rollbacks and scale
+// (issue #22). The desired state is a ServiceState in the store; each round
+// (after the probes, on the prober's thread) PlanRollout says which
+// replicas to make and stop, and this file does it: stops and the state in
+// one commit, then the new replicas' rows.
+//
+// What if we crash here? The state is committed before the replicas it
+// counts on are made (their indices are taken first), so a crash between
+// leaves fewer replicas than wanted, never more, and the next round makes
+// the rest. One round runs at a time, so no replica is made twice.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "controller/controller.h"
+
+namespace icos::controller {
+
+using store::JobState;
+
+namespace {
+
+// The spec of `revision` with `replicas` copies (so ICOS_REPLICAS tells
+// the count now wanted).
+absl::StatusOr<api::JobSpec> SpecOf(const ServiceRevision& revision, int32_t replicas, const api::SpecLimits& limits) {
+  absl::StatusOr<api::JobSpec> spec = api::ParseJobSpec(revision.spec_json, limits);
+  if (!spec.ok()) {
+    return absl::DataLossError(absl::StrCat("revision ", revision.number, "'s spec: ", spec.status().message()));
+  }
+  spec->service.replicas = std::max(replicas, 1);
+  return spec;
+}
+
+}  // namespace
+
+absl::Status Controller::LoadServices() {
+  auto stored = store_->ListServices();
+  if (!stored.ok()) return stored.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const store::ServiceRecord& r : *stored) {
+    absl::StatusOr<ServiceState> s = ServiceStateFromJson(r.id, r.state_json);
+    if (!s.ok()) return s.status();
+    services_[r.id] = *std::move(s);
+  }
+  return absl::OkStatus();
+}
+
+void Controller::StartService(const Principal& caller, int64_t id, const std::string& spec_json,
+                              const api::JobSpec& spec) {
+  ServiceState s;
+  s.id = id;
+  s.name = spec.name;
+  s.user = caller.user;
+  s.run_uid = caller.uid;
+  s.run_gid = caller.gid;
+  s.replicas = spec.service.replicas;
+  s.next_index = spec.service.replicas;
+  s.AddRevision({.spec_json = spec_json, .created_by = caller.name, .change = "submitted"}, clock_->NowMs());
+  // Not stored: ReconcileServices adopts a service whose state it lacks
+  // from its replicas, as it does one made before services had a state.
+  if (absl::Status st = SaveService(std::move(s)); !st.ok()) log::Failure("store service", st, absl::StrCat(id));
+}
+
+absl::Status Controller::SaveService(ServiceState next) {
+  engine::Change c(clock_->NowMs());
+  c.batch.services.push_back({.id = next.id, .state_json = ServiceStateToJson(next)});
+  ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
+  const int64_t id = next.id;
+  services_[id] = std::move(next);
+  return absl::OkStatus();
+}
+
+std::vector<int64_t> Controller::ServiceReplicasOf(int64_t id) const {
+  std::vector<int64_t> out;
+  for (int64_t replica : engine_.ServiceReplicas()) {
+    const JobEntry* j = engine_.FindJob(replica);
+    if (j != nullptr && j->rec.array_id == id && !store::IsTerminal(j->rec.state)) out.push_back(replica);
+  }
+  return out;
+}
+
+absl::StatusOr<ServiceState*> Controller::ServiceFor(const Principal& caller, int64_t id) {
+  auto it = services_.find(id);
+  if (it == services_.end() || !MaySeeJobsOf(caller, it->second.user)) {
+    return absl::NotFoundError(absl::StrCat("no service ", id));
+  }
+  if (it->second.stopped) return absl::FailedPreconditionError(absl::StrCat("service ", id, " was cancelled"));
+  return &it->second;
+}
+
+std::string Controller::CurrentTemplate(const ServiceState& s) {
+  absl::StatusOr<api::JobSpec> spec = SpecOf(*s.Find(s.revision), s.replicas, StoredSpecLimits());
+  return spec.ok() ? ReplicaTemplate(*spec) : "";
+}
+
+void Controller::ReconcileServices() {
+  std::lock_guard<std::mutex> one(reconcile_mu_);
+  struct Make {
+    ServiceState service;
+    api::JobSpec spec;
+    int32_t first_index = 0, count = 0;
+  };
+  std::vector<Make> makes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t now = clock_->NowMs();
+    // A service whose state was never stored (made by an older icos, or the
+    // store failed right after its submission): adopted as its replicas say.
+    for (int64_t replica : engine_.ServiceReplicas()) {
+      const JobEntry* j = engine_.FindJob(replica);
+      if (j == nullptr || services_.count(j->rec.array_id) || store::IsTerminal(j->rec.state)) continue;
+      ServiceState s;
+      s.id = j->rec.array_id;
+      s.name = j->spec.name;
+      s.user = j->rec.user;
+      s.run_uid = j->rec.run_uid;
+      s.run_gid = j->rec.run_gid;
+      s.replicas = j->spec.service.replicas;
+      for (int64_t other : ServiceReplicasOf(s.id)) {
+        s.next_index = std::max(s.next_index, engine_.FindJob(other)->rec.array_index + 1);
+      }
+      s.AddRevision({.spec_json = j->rec.spec_json, .created_by = "icos", .change = "adopted"}, now);
+      services_[s.id] = std::move(s);  // stored below, with this round's changes
+    }
+    engine::Change c(now);
+    std::vector<ServiceState> changed;
+    for (const auto& [id, state] : services_) {
+      const std::vector<int64_t> replicas = ServiceReplicasOf(id);
+      if (state.stopped && replicas.empty()) continue;
+      // Settled: no rollout, as many replicas as wanted, all of the current
+      // revision (each made since its rollout completed is). Nothing to do,
+      // and no spec parsed under the lock.
+      if (!state.stopped && state.rollout_started_ms == 0 && replicas.size() == static_cast<size_t>(state.replicas)) {
+        continue;
+      }
+      const ServiceRevision* current = state.Find(state.revision);
+      absl::StatusOr<api::JobSpec> spec = SpecOf(*current, state.replicas, StoredSpecLimits());
+      if (!spec.ok()) {
+        log::Failure("service rollout", spec.status(), absl::StrCat("service=", id));
+        continue;
+      }
+      const std::string want = ReplicaTemplate(*spec);
+      std::vector<LiveReplica> live;
+      for (int64_t replica : replicas) {
+        const JobEntry* j = engine_.FindJob(replica);
+        const ServiceEndpoints::Replica r = ReplicaOf(j->rec, j);
+        live.push_back({.job_id = replica,
+                        .index = j->rec.array_index,
+                        .current = state.rollout_started_ms == 0 || ReplicaTemplate(j->spec) == want,
+                        .ready = r.ready,
+                        .made_ms = j->rec.submit_ms,
+                        .why = r.reason});
+      }
+      // Only a rollout away from a stable revision's template can fail:
+      // a rollback, or a service's first revision, keeps trying.
+      const ServiceRevision* stable = state.Find(state.stable);
+      bool can_fail = false;
+      if (stable != nullptr && state.stable != state.revision) {
+        absl::StatusOr<api::JobSpec> was = api::ParseJobSpec(stable->spec_json, StoredSpecLimits());
+        can_fail = was.ok() && ReplicaTemplate(*was) != want;
+      }
+      const RolloutPlan plan = PlanRollout(state, spec->service.update, can_fail, live, now);
+      ServiceState next = state;
+      bool dirty = false;
+      if (!plan.failed.empty()) {
+        const std::string why = absl::StrCat("revision ", state.revision, " failed: ", plan.failed);
+        next.Find(state.revision)->outcome = absl::StrCat("failed: ", plan.failed);
+        next.AddRevision({.spec_json = stable->spec_json,
+                          .created_by = "icos",
+                          .change = absl::StrCat("automatic rollback to revision ", state.stable, ": ", why)},
+                         now);
+        c.Event(id, "", "RolloutFailed", absl::StrCat(why, "; rolling back to revision ", state.stable));
+        changed.push_back(std::move(next));
+        continue;
+      }
+      if (plan.complete) {
+        next.Find(state.revision)->outcome = "complete";
+        next.stable = state.revision;
+        next.rollout_started_ms = 0;
+        c.Event(id, "", "RolloutComplete",
+                absl::StrCat("revision ", state.revision, ": ", state.replicas, " replicas ready"));
+        dirty = true;
+      }
+      for (int64_t replica : plan.stop) {
+        const bool old = std::any_of(live.begin(), live.end(),
+                                     [&](const LiveReplica& r) { return r.job_id == replica && !r.current; });
+        StageCancel(c, replica,
+                    state.stopped ? absl::StrCat("service ", id, " cancelled")
+                    : old         ? absl::StrCat("replaced by revision ", state.revision, " of service ", id)
+                                  : absl::StrCat("service ", id, " scaled to ", state.replicas, " replicas"));
+      }
+      if (plan.create > 0) {
+        makes.push_back({.service = state, .spec = *spec, .first_index = next.next_index, .count = plan.create});
+        next.next_index += plan.create;  // taken before the rows exist: never two replicas with one index
+        dirty = true;
+      }
+      if (dirty) changed.push_back(std::move(next));
+    }
+    for (const ServiceState& s : changed) {
+      c.batch.services.push_back({.id = s.id, .state_json = ServiceStateToJson(s)});
+    }
+    if (absl::Status st = Commit(std::move(c)); !st.ok()) {
+      log::Failure("service rollout", st, "");
+      return;  // nothing changed; the next round plans again
+    }
+    for (ServiceState& s : changed) services_[s.id] = std::move(s);
+  }
+  for (Make& m : makes) {
+    store::JobRecord r;
+    r.name = m.spec.name;
+    r.user = m.service.user;
+    r.run_uid = m.service.run_uid;
+    r.run_gid = m.service.run_gid;
+    r.queue = m.spec.queue;
+    r.priority = m.spec.priority;
+    r.state = JobState::kPending;
+    r.spec_json = api::JobSpecToJson(m.spec);
+    r.reason = "waiting for the next scheduling pass";
+    r.submit_ms = clock_->NowMs();
+    r.array_id = m.service.id;
+    std::vector<store::JobRecord> recs(m.count, r);
+    for (int32_t i = 0; i < m.count; ++i) recs[i].array_index = m.first_index + i;
+    if (absl::Status st = store_->InsertJobs(&recs); !st.ok()) {
+      log::Failure("service replicas", st, absl::StrCat("service=", m.service.id));
+      continue;  // its indices stay unused; the next round makes replicas again
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    AdmitJobs(m.spec, recs);
+  }
+  if (!makes.empty()) Wake();
+}
+
+absl::StatusOr<int32_t> Controller::UpdateService(const Principal& caller, int64_t id, const std::string& spec_text,
+                                                  const std::string& base_dir) {
+  if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
+  absl::StatusOr<api::JobSpec> spec = AcceptSpec(caller, spec_text, base_dir);
+  if (!spec.ok()) return spec.status();
+  if (spec->kind != api::JobKind::kService) {
+    return absl::InvalidArgumentError("a service's new spec must say kind: service");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
+  if (!found.ok()) return found.status();
+  ServiceState next = **found;
+  if (spec->name != next.name) {
+    return absl::InvalidArgumentError(absl::StrCat("name: service ", id, " is named ", next.name,
+                                                   " (the gateway routes by it); submit a new service instead"));
+  }
+  const std::string spec_json = api::JobSpecToJson(*spec);
+  next.replicas = spec->service.replicas;
+  absl::StatusOr<api::JobSpec> current = SpecOf(*next.Find(next.revision), next.replicas, StoredSpecLimits());
+  if (!current.ok()) return current.status();
+  if (ReplicaTemplate(*current) == ReplicaTemplate(*spec)) {
+    next.Find(next.revision)->spec_json = spec_json;  // the count or the rollout rule: no replica changes
+  } else {
+    next.AddRevision({.spec_json = spec_json, .created_by = caller.name, .change = "updated"}, clock_->NowMs());
+  }
+  const int32_t revision = next.revision;
+  ICOS_RETURN_IF_ERROR(SaveService(std::move(next)));
+  return revision;
+}
+
+absl::Status Controller::ScaleService(const Principal& caller, int64_t id, int32_t replicas) {
+  if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
+  if (replicas < 0 || replicas > options_.spec_limits.max_array_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("replicas must be between 0 and ", options_.spec_limits.max_array_size, ", not ", replicas));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
+  if (!found.ok()) return found.status();
+  ServiceState next = **found;
+  next.replicas = replicas;
+  return SaveService(std::move(next));
+}
+
+absl::StatusOr<int32_t> Controller::RollbackService(const Principal& caller, int64_t id, int32_t to) {
+  if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
+  if (!found.ok()) return found.status();
+  ServiceState next = **found;
+  if (to == 0) {  // the last complete rollout, else the revision before this one
+    to = next.stable != next.revision ? next.stable : 0;
+    if (to == 0 && next.revisions.size() >= 2) to = next.revisions[next.revisions.size() - 2].number;
+  }
+  const ServiceRevision* target = next.Find(to);
+  if (target == nullptr || to == next.revision) {
+    return absl::FailedPreconditionError(
+        to == 0 ? absl::StrCat("service ", id, " has no earlier revision to roll back to")
+                : absl::StrCat("service ", id, to == next.revision ? " runs revision " : " keeps no revision ", to));
+  }
+  next.AddRevision({.spec_json = target->spec_json,
+                    .created_by = caller.name,
+                    .change = absl::StrCat("rolled back to revision ", to)},
+                   clock_->NowMs());
+  const int32_t revision = next.revision;
+  ICOS_RETURN_IF_ERROR(SaveService(std::move(next)));
+  return revision;
+}
+
+absl::StatusOr<ServiceState> Controller::GetService(const Principal& caller, int64_t id) const {
+  if (absl::Status st = Authorize(caller, Action::kReadJobs); !st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = services_.find(id);
+  if (it == services_.end() || !MaySeeJobsOf(caller, it->second.user)) {
+    return absl::NotFoundError(absl::StrCat("no service ", id));
+  }
+  return it->second;
+}
+
+}  // namespace icos::controller

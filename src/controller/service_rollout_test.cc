@@ -1,0 +1,261 @@
+// Services' rolling updates, rollbacks and scale through the controller
+// (issue #22): a fake agent runs the tasks, and a replica is ready when
+// something listens on its port (a TCP readiness probe, for real).
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "controller/controller_test_util.h"
+
+namespace icos::controller {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A socket listening on 127.0.0.1:port while it lives: a TCP probe passes.
+class Listening {
+ public:
+  explicit Listening(int port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd_, 16) == 0;
+  }
+  ~Listening() { ::close(fd_); }
+  Listening(const Listening&) = delete;
+  Listening& operator=(const Listening&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  int fd_;
+  bool ok_ = false;
+};
+
+std::string ServiceSpec(const std::string& version, int replicas, const std::string& update = "") {
+  return absl::StrCat("kind: service\nname: web\nservice:\n  replicas: ", replicas,
+                      "\n  readiness: {tcp: true, period: 1s}\n", update.empty() ? "" : "  update: " + update + "\n",
+                      "tasks:\n  - command: [serve]\n    env: {VERSION: '", version,
+                      "'}\n    resources: {cpu: 1, memory: 1Gi}\n");
+}
+
+class ServiceRolloutTest : public ControllerTest {
+ protected:
+  void SetUp() override {
+    // Ports of its own for each test and each run: a port whose listener
+    // closed stays taken for a minute (TIME_WAIT).
+    static int tests = 0;
+    options_.port_base = 20'000 + (::getpid() % 200) * 100 + (tests++ % 5) * 20;
+    options_.port_span = 20;
+    ControllerTest::SetUp();
+    ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  }
+
+  // One round of the cluster: a pass, the agent runs what it is told (and
+  // stops what it is told to stop), the replicas whose version `healthy`
+  // says listen, the probes, and the rollout.
+  void Round(const std::function<bool(const std::string& version)>& healthy = [](const std::string&) {
+    return true;
+  }) {
+    ASSERT_TRUE(controller_->RunPass().ok());
+    std::vector<wire::TaskStatus> report;
+    for (const wire::Assignment& t : Watch("n1")) {
+      if (!t.run) {
+        report.push_back({.task_id = t.task_id, .state = "Killed", .exit_code = 143});
+        listening_.erase(t.task_id);
+        continue;
+      }
+      report.push_back({.task_id = t.task_id, .state = "Running"});
+      if (healthy(t.env.at("VERSION")) && !listening_.count(t.task_id)) {
+        auto l = std::make_unique<Listening>(t.serve_port);
+        ASSERT_TRUE(l->ok()) << "port " << t.serve_port;
+        listening_[t.task_id] = std::move(l);
+      }
+    }
+    ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", report).ok());
+    controller_->ProbeServices();
+    controller_->ReconcileServices();
+  }
+
+  // Versions of the replicas that are ready now, sorted.
+  std::vector<std::string> ReadyVersions(int64_t id) {
+    auto e = controller_->Endpoints(admin_, id);
+    EXPECT_TRUE(e.ok()) << e.status();
+    std::vector<std::string> out;
+    for (const auto& r : e->list) {
+      if (!r.ready) continue;
+      auto v = controller_->GetJob(admin_, r.job_id);
+      out.push_back(nlohmann::json::parse(v->job.spec_json)["tasks"][0]["env"]["VERSION"].get<std::string>());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  ServiceState Service(int64_t id) {
+    auto s = controller_->GetService(admin_, id);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : ServiceState();
+  }
+
+  std::map<std::string, std::unique_ptr<Listening>> listening_;  // by task id
+};
+
+TEST_F(ServiceRolloutTest, ARollingUpdateKeepsEveryReplicaReadyAndEndsOnTheNewRevision) {
+  auto id = controller_->Submit(alice_, ServiceSpec("1", 2), "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  Round();
+  Round();
+  ServiceState s = Service(*id);
+  EXPECT_EQ(s.stable, 1);
+  EXPECT_EQ(s.rollout_started_ms, 0);
+  EXPECT_EQ(s.Find(1)->outcome, "complete");
+
+  auto revision = controller_->UpdateService(alice_, *id, ServiceSpec("2", 2), "/");
+  ASSERT_TRUE(revision.ok()) << revision.status();
+  EXPECT_EQ(*revision, 2);
+  // max_surge 1, max_unavailable 0: never fewer than 2 ready, never more than 3 replicas.
+  for (int i = 0; i < 12 && Service(*id).rollout_started_ms != 0; ++i) {
+    Round();
+    auto e = controller_->Endpoints(admin_, *id);
+    int live = 0, ready = 0;
+    for (const auto& r : e->list) {
+      live += r.state == "Pending" || r.state == "Running";
+      ready += r.ready;
+    }
+    EXPECT_LE(live, 3) << "round " << i;
+    EXPECT_GE(ready, 2) << "round " << i;
+  }
+  s = Service(*id);
+  EXPECT_EQ(s.rollout_started_ms, 0) << RolloutStatus(s);
+  EXPECT_EQ(s.stable, 2);
+  EXPECT_EQ(s.Find(1)->outcome, "complete");  // how its own rollout ended
+  EXPECT_EQ(s.Find(2)->outcome, "complete");
+  EXPECT_EQ(ReadyVersions(*id), (std::vector<std::string>{"2", "2"}));
+  auto e = controller_->Endpoints(alice_, *id);
+  EXPECT_EQ(e->rollout, "complete");
+  // The replaced replicas were cancelled, saying why; the new ones have new indices.
+  auto first = controller_->GetJob(alice_, *id);
+  EXPECT_EQ(first->job.state, store::JobState::kCancelled);
+  EXPECT_THAT(first->job.reason, HasSubstr(absl::StrCat("replaced by revision 2 of service ", *id)));
+  for (const auto& r : e->list) {
+    if (r.state == "Running") {
+      EXPECT_GE(r.index, 2);
+    }
+  }
+}
+
+TEST_F(ServiceRolloutTest, ARevisionWhoseReplicasNeverGetReadyRollsBackByItself) {
+  auto id = controller_->Submit(alice_, ServiceSpec("1", 2, "{max_surge: 1, ready_timeout: 30s}"), "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  const auto only_v1 = [](const std::string& v) { return v == "1"; };
+  Round(only_v1);
+  Round(only_v1);
+  ASSERT_EQ(Service(*id).stable, 1);
+  ASSERT_TRUE(controller_->UpdateService(alice_, *id, ServiceSpec("2", 2, "{max_surge: 1, ready_timeout: 30s}"), "/")
+                  .ok());
+  for (int i = 0; i < 5; ++i) Round(only_v1);
+  EXPECT_EQ(ReadyVersions(*id), (std::vector<std::string>{"1", "1"}));  // the old ones keep serving
+  EXPECT_EQ(Service(*id).revision, 2);
+  clock_.Advance(31'000);
+  Round(only_v1);
+  ServiceState s = Service(*id);
+  EXPECT_EQ(s.revision, 3);
+  EXPECT_THAT(s.Find(2)->outcome, HasSubstr("failed: replica 2 was not ready 30s after it was made"));
+  EXPECT_THAT(s.Find(3)->change, HasSubstr("automatic rollback to revision 1"));
+  for (int i = 0; i < 4; ++i) Round(only_v1);
+  s = Service(*id);
+  EXPECT_EQ(s.rollout_started_ms, 0);
+  EXPECT_EQ(s.stable, 3);
+  EXPECT_EQ(ReadyVersions(*id), (std::vector<std::string>{"1", "1"}));
+  // The old replicas were never replaced: revision 3 has revision 1's template.
+  EXPECT_EQ(State(*id), "Running");
+  auto events = controller_->GetJob(alice_, *id);
+  EXPECT_TRUE(std::any_of(events->events.begin(), events->events.end(),
+                          [](const auto& e) { return e.kind == "RolloutFailed"; }));
+}
+
+TEST_F(ServiceRolloutTest, ScaleUpDownAndToZeroAndARollbackByHand) {
+  auto id = controller_->Submit(alice_, ServiceSpec("1", 1), "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  Round();
+  ASSERT_TRUE(controller_->ScaleService(alice_, *id, 3).ok());
+  Round();
+  Round();
+  EXPECT_EQ(ReadyVersions(*id).size(), 3u);
+  EXPECT_EQ(Service(*id).revision, 1);  // a scale is no revision
+  ASSERT_TRUE(controller_->ScaleService(alice_, *id, 0).ok());
+  Round();
+  EXPECT_TRUE(ReadyVersions(*id).empty());
+  EXPECT_EQ(controller_->ListServices(alice_)->at(0).replicas, 0);  // kept, with none
+  ASSERT_TRUE(controller_->ScaleService(alice_, *id, 1).ok());
+  Round();
+  Round();
+  EXPECT_EQ(ReadyVersions(*id), std::vector<std::string>{"1"});
+  // Only the count in a new spec: the same revision, scaled.
+  ASSERT_EQ(*controller_->UpdateService(alice_, *id, ServiceSpec("1", 2), "/"), 1);
+  ASSERT_EQ(*controller_->UpdateService(alice_, *id, ServiceSpec("2", 2), "/"), 2);
+  for (int i = 0; i < 8; ++i) Round();
+  EXPECT_EQ(ReadyVersions(*id), (std::vector<std::string>{"2", "2"}));
+  auto back = controller_->RollbackService(alice_, *id, 0);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, 3);
+  for (int i = 0; i < 8; ++i) Round();
+  EXPECT_EQ(ReadyVersions(*id), (std::vector<std::string>{"1", "1"}));
+  EXPECT_EQ(Service(*id).Find(3)->change, "rolled back to revision 1");
+  // Bad input: not found for others, ranges, a renamed or batch spec, a missing revision.
+  EXPECT_EQ(controller_->ScaleService(bob_, *id, 1).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(controller_->ScaleService(alice_, *id, -1).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(controller_->UpdateService(alice_, *id, "kind: service\nname: other\ntasks: [{command: [x]}]", "/")
+                  .status()
+                  .message(),
+              HasSubstr("is named web"));
+  EXPECT_THAT(controller_->UpdateService(alice_, *id, "name: web\ntasks: [{command: [x]}]", "/").status().message(),
+              HasSubstr("kind: service"));
+  EXPECT_EQ(controller_->RollbackService(alice_, *id, 99).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ServiceRolloutTest, CancellingTheServiceStopsEveryReplicaForGoodAndACrashMidRolloutLosesNothing) {
+  auto id = controller_->Submit(alice_, ServiceSpec("1", 2), "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  Round();
+  Round();
+  ASSERT_TRUE(controller_->UpdateService(alice_, *id, ServiceSpec("2", 2), "/").ok());
+  Round();  // one new replica made
+  // A controller restart mid-rollout: the state and the replicas are read
+  // back (the replicas kept running meanwhile).
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  EXPECT_EQ(Service(*id).revision, 2);
+  EXPECT_NE(Service(*id).rollout_started_ms, 0);
+  for (int i = 0; i < 10; ++i) Round();
+  EXPECT_EQ(ReadyVersions(*id), (std::vector<std::string>{"2", "2"}));
+  EXPECT_EQ(Service(*id).stable, 2);
+  // A single replica cancelled is replaced...
+  auto e = controller_->Endpoints(alice_, *id);
+  int64_t one = 0;
+  for (const auto& r : e->list) {
+    if (r.state == "Running") one = r.job_id;
+  }
+  ASSERT_TRUE(controller_->Cancel(alice_, one).ok());
+  Round();
+  Round();
+  EXPECT_EQ(ReadyVersions(*id).size(), 2u);
+  // ...the service's id stops it all, and nothing comes back.
+  ASSERT_TRUE(controller_->Cancel(alice_, *id).ok());
+  for (int i = 0; i < 3; ++i) Round();
+  EXPECT_TRUE(ReadyVersions(*id).empty());
+  EXPECT_TRUE(controller_->ListServices(alice_)->empty());
+  EXPECT_EQ(controller_->ScaleService(alice_, *id, 2).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace icos::controller
