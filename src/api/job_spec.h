@@ -150,9 +150,32 @@ struct RolloutSpec {
   bool operator==(const RolloutSpec&) const = default;
 };
 
+// How the controller sets a service's replicas from the load its gateway
+// sees (docs/services.md, "Autoscaling"): the fewest replicas that keep
+// one target per replica, averaged over `window_s`; up at once, down only
+// when every decision of the last scale_down_delay_s allowed it
+// (Kubernetes HPA's stabilisation). min 0: no replica while idle, and the
+// gateway holds a request up to cold_start_timeout_s while one starts.
+struct AutoscaleSpec {
+  int32_t min = 1;
+  int32_t max = 0;  // 0: no autoscaling
+  // Exactly one target: requests per second per replica, requests in
+  // flight per replica, or the 90th percentile of the gateway's latency.
+  int32_t target_rps = 0;
+  int32_t target_concurrency = 0;
+  int32_t target_p90_ms = 0;
+  int64_t window_s = 10;
+  int64_t scale_down_delay_s = 60;
+  int64_t cold_start_timeout_s = 60;
+
+  bool enabled() const { return max > 0; }
+  bool operator==(const AutoscaleSpec&) const = default;
+};
+
 struct ServiceSpec {
   int32_t replicas = 1;
   RolloutSpec update;
+  AutoscaleSpec autoscale;
   ProbeSpec readiness;
   // Restarts a replica after failure_threshold failures in a row, once
   // initial_delay_s has passed since it started (Kubernetes' livenessProbe).

@@ -37,6 +37,16 @@ std::string JobSpecToJson(const JobSpec& spec) {
     service["update"] = {{"max_surge", u.max_surge},
                          {"max_unavailable", u.max_unavailable},
                          {"ready_timeout", FormatDuration(u.ready_timeout_s)}};
+    if (const AutoscaleSpec& a = spec.service.autoscale; a.enabled()) {
+      Json autoscale = {{"min", a.min}, {"max", a.max}};
+      if (a.target_rps > 0) autoscale["target_rps"] = a.target_rps;
+      if (a.target_concurrency > 0) autoscale["target_concurrency"] = a.target_concurrency;
+      if (a.target_p90_ms > 0) autoscale["target_p90_ms"] = a.target_p90_ms;
+      autoscale["window"] = FormatDuration(a.window_s);
+      autoscale["scale_down_delay"] = FormatDuration(a.scale_down_delay_s);
+      autoscale["cold_start_timeout"] = FormatDuration(a.cold_start_timeout_s);
+      service["autoscale"] = std::move(autoscale);
+    }
     job["service"] = std::move(service);
   }
   job["queue"] = spec.queue;

@@ -13,7 +13,9 @@
 namespace icos::api::detail {
 namespace {
 
-constexpr absl::string_view kServiceFields[] = {"replicas", "readiness", "liveness", "update"};
+constexpr absl::string_view kServiceFields[] = {"replicas", "readiness", "liveness", "update", "autoscale"};
+constexpr absl::string_view kAutoscaleFields[] = {"min",           "max",    "target_rps",       "target_concurrency",
+                                                  "target_p90_ms", "window", "scale_down_delay", "cold_start_timeout"};
 constexpr absl::string_view kUpdateFields[] = {"max_surge", "max_unavailable", "ready_timeout"};
 // A new replica may take a while to load its model, not a day.
 constexpr int64_t kMaxReadyTimeoutS = 24 * 3600;
@@ -39,6 +41,7 @@ constexpr std::pair<absl::string_view, absl::string_view> kBatchOnlyFields[] = {
 absl::Status Parser::Service(const Field& f, ServiceSpec& service) {
   absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {replicas: 2, readiness: {http: /healthz}}");
   if (!entries.ok()) return entries.status();
+  std::optional<Field> autoscale_field;
   for (const Entry& e : *entries) {
     if (!IsOneOf(e.key, kServiceFields)) return UnknownField(e, kServiceFields);
     if (e.field.node.IsNull()) continue;
@@ -49,9 +52,50 @@ absl::Status Parser::Service(const Field& f, ServiceSpec& service) {
       service.replicas = static_cast<int32_t>(*v);
     } else if (e.key == "update") {
       if (absl::Status s = Rollout(e.field, service.update); !s.ok()) return s;
+    } else if (e.key == "autoscale") {
+      if (absl::Status s = Autoscale(e.field, service.autoscale); !s.ok()) return s;
+      autoscale_field = e.field;
     } else if (absl::Status s = Probe(e.field, e.key == "liveness" ? service.liveness : service.readiness); !s.ok()) {
       return s;
     }
+  }
+  if (const AutoscaleSpec& a = service.autoscale;
+      a.enabled() && (service.replicas < a.min || service.replicas > a.max)) {
+    return Invalid(*autoscale_field, absl::StrCat("replicas (", service.replicas, ", the count to start with) must be ",
+                                                  "between min (", a.min, ") and max (", a.max, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Autoscale(const Field& f, AutoscaleSpec& a) {
+  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {min: 1, max: 4, target_rps: 50}");
+  if (!entries.ok()) return entries.status();
+  for (const Entry& e : *entries) {
+    if (!IsOneOf(e.key, kAutoscaleFields)) return UnknownField(e, kAutoscaleFields);
+    if (e.field.node.IsNull()) continue;
+    if (e.key == "window" || e.key == "scale_down_delay" || e.key == "cold_start_timeout") {
+      absl::StatusOr<int64_t> v = Duration(e.field);
+      if (!v.ok()) return v.status();
+      if (*v < 1 || *v > 3600) return Invalid(e.field, "must be between 1s and 3600s");
+      (e.key == "window"             ? a.window_s
+       : e.key == "scale_down_delay" ? a.scale_down_delay_s
+                                     : a.cold_start_timeout_s) = *v;
+      continue;
+    }
+    const bool bound = e.key == "min" || e.key == "max";
+    absl::StatusOr<int64_t> v = Integer(e.field, bound ? 0 : 1, bound ? limits_.max_array_size : 1'000'000);
+    if (!v.ok()) return v.status();
+    const auto n = static_cast<int32_t>(*v);
+    if (e.key == "min") a.min = n;
+    if (e.key == "max") a.max = n;
+    if (e.key == "target_rps") a.target_rps = n;
+    if (e.key == "target_concurrency") a.target_concurrency = n;
+    if (e.key == "target_p90_ms") a.target_p90_ms = n;
+  }
+  if (a.max < 1) return Invalid(f, "say max, the most replicas (at least 1)");
+  if (a.min > a.max) return Invalid(f, absl::StrCat("min (", a.min, ") is above max (", a.max, ")"));
+  if ((a.target_rps > 0) + (a.target_concurrency > 0) + (a.target_p90_ms > 0) != 1) {
+    return Invalid(f, "give exactly one target: target_rps, target_concurrency or target_p90_ms (per replica)");
   }
   return absl::OkStatus();
 }

@@ -17,6 +17,7 @@ service:
   readiness: {http: /healthz, initial_delay: 5s, period: 2s, timeout: 1s, failure_threshold: 4}
   liveness: {tcp: true, initial_delay: 30s}
   update: {max_surge: 2, ready_timeout: 90s}
+  autoscale: {min: 1, max: 6, target_rps: 40, window: 20s}
 tasks:
   - command: [python3, serve.py]
     resources: {cpu: 1, memory: 1Gi, device_share: 50%}
@@ -42,6 +43,8 @@ TEST(ServiceSpecTest, AServiceReadsItsReplicasAndProbeAndRestartsAlways) {
   EXPECT_EQ(spec->service.liveness.initial_delay_s, 30);
   EXPECT_EQ(spec->service.liveness.failure_threshold, 3);  // the default
   EXPECT_EQ(spec->service.update, (RolloutSpec{.max_surge = 2, .max_unavailable = 0, .ready_timeout_s = 90}));
+  EXPECT_EQ(spec->service.autoscale,
+            (AutoscaleSpec{.min = 1, .max = 6, .target_rps = 40, .window_s = 20, .scale_down_delay_s = 60}));
 }
 
 TEST(ServiceSpecTest, AServiceSurvivesTheStoreAndABatchJobsJsonIsUnchanged) {
@@ -94,6 +97,25 @@ TEST(ServiceSpecTest, BadProbesSayWhatIsWrong) {
   EXPECT_THAT(probe("{http: /h, failure_threshold: 0}"), HasSubstr("out of range"));
   EXPECT_THAT(probe("{http: /h, liveness: x}"), HasSubstr("unknown field"));
   EXPECT_THAT(Message("kind: service\nservice: {replicas: 0}\ntasks: [{command: [x]}]"), HasSubstr("out of range"));
+}
+
+TEST(ServiceSpecTest, AutoscalingNeedsOneTargetAndACountBetweenItsBounds) {
+  auto autoscale = [](const std::string& a, int replicas = 1) {
+    return Message("kind: service\nservice: {replicas: " + std::to_string(replicas) + ", autoscale: " + a +
+                   "}\ntasks: [{command: [x]}]");
+  };
+  EXPECT_THAT(autoscale("{max: 3}"), HasSubstr("exactly one target"));
+  EXPECT_THAT(autoscale("{max: 3, target_rps: 5, target_p90_ms: 100}"), HasSubstr("exactly one target"));
+  EXPECT_THAT(autoscale("{min: 1, target_rps: 5}"), HasSubstr("say max"));
+  EXPECT_THAT(autoscale("{min: 4, max: 3, target_rps: 5}"), HasSubstr("min (4) is above max (3)"));
+  EXPECT_THAT(autoscale("{max: 3, target_rps: 5}", 5), HasSubstr("replicas (5, the count to start with)"));
+  EXPECT_THAT(autoscale("{max: 3, target_rps: 0}"), HasSubstr("out of range"));
+  EXPECT_THAT(autoscale("{max: 3, target_rps: 5, window: 0s}"), HasSubstr("between 1s and 3600s"));
+  absl::StatusOr<JobSpec> zero = ParseJobSpec(
+      "kind: service\nservice: {autoscale: {min: 0, max: 2, target_concurrency: 4}}\ntasks: [{command: [x]}]");
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(zero->service.autoscale.min, 0);
+  EXPECT_EQ(*ParseJobSpec(JobSpecToJson(*zero)), *zero);
 }
 
 TEST(ServiceSpecTest, ARolloutThatCouldNeverReplaceAReplicaIsRefused) {

@@ -115,6 +115,7 @@ class Parser {
   absl::Status Service(const Field& f, ServiceSpec& service);
   absl::Status Probe(const Field& f, ProbeSpec& probe);
   absl::Status Rollout(const Field& f, RolloutSpec& update);
+  absl::Status Autoscale(const Field& f, AutoscaleSpec& autoscale);
   absl::Status CheckKind(JobSpec& spec, const std::map<std::string, Field>& given, const Field& root);
   absl::Status Dependencies(const Field& f, JobSpec& spec);
   absl::Status Checkpoint(const Field& f, JobSpec& spec);

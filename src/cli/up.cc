@@ -409,7 +409,9 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
     go.port = flags.gateway_port;
     controller::Controller* c = p.controller.get();
     p.gateway = std::make_unique<gateway::Gateway>(
-        go, [c](const std::string& service) { return c->ReadyAddresses(service); }, RealClock::Default());
+        go, [c](const std::string& service) { return c->Route(service); }, RealClock::Default());
+    // The autoscaler reads what this gateway counts (a gateway elsewhere is not yet supported).
+    c->SetServiceLoadSource([g = p.gateway.get()](int64_t id) { return g->LoadOf(id); });
     if (absl::Status s = p.gateway->Start(); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("service gateway on port ", flags.gateway_port, ": ", s.message()));
     }

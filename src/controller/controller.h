@@ -38,6 +38,7 @@
 #include "controller/authz.h"
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
+#include "controller/service_autoscale.h"
 #include "controller/service_probes.h"
 #include "controller/service_state.h"
 #include "controller/slow_nodes.h"
@@ -375,10 +376,14 @@ class Controller {
   // with its open replicas (the dashboard's services page).
   absl::StatusOr<std::vector<ServiceEndpoints>> ListServices(const Principal& caller) const;
   // The ready replicas' host:port of the running service `service` (its id,
-  // or its name when one running service has it), for the gateway, which
+  // or its name when one running service has it) and how long a request
+  // may wait for one when none is (a service at zero), for the gateway, which
   // serves anyone who can reach it: NotFound when none runs,
   // FailedPrecondition when several share the name.
-  absl::StatusOr<std::vector<std::string>> ReadyAddresses(const std::string& service) const;
+  absl::StatusOr<ServiceRoute> Route(const std::string& service) const;
+  // Where the autoscaler reads each service's load (the gateway's
+  // counts); until set, autoscaled services keep their count. Before Start.
+  void SetServiceLoadSource(std::function<ServiceLoad(int64_t service_id)> source) { load_source_ = std::move(source); }
   // One round of readiness probes, now, on this thread (the prober's own
   // thread runs one every 250 ms once Start is called, each followed by
   // ReconcileServices; tests call these).
@@ -635,9 +640,21 @@ class Controller {
   absl::StatusOr<ServiceState*> ServiceFor(const Principal& caller, int64_t id);
   // Stores `next` as its service's state, then keeps it. REQUIRES: mu_.
   absl::Status SaveService(ServiceState next);
-  // The template (ReplicaTemplate) of the revision service `s` should run;
-  // empty when its spec does not parse.
-  static std::string CurrentTemplate(const ServiceState& s);
+  // The spec of the revision service `s` should run, with its count of
+  // replicas, parsed once per spec (a cache); nullptr when it does not
+  // parse. REQUIRES: mu_.
+  const api::JobSpec* CurrentSpec(const ServiceState& s) const;
+  // Its template (ReplicaTemplate); empty when the spec does not parse. REQUIRES: mu_.
+  std::string CurrentTemplate(const ServiceState& s) const;
+  struct ParsedRevision {
+    std::string spec_json;
+    int32_t replicas = 0;
+    std::optional<api::JobSpec> spec;
+    std::string replica_template;
+  };
+  mutable std::map<int64_t, ParsedRevision> parsed_revisions_;  // by service id; guarded by mu_
+  std::function<ServiceLoad(int64_t)> load_source_;
+  std::map<int64_t, AutoscaleMemory> autoscale_;  // by service id; guarded by mu_ (reconcile thread)
   // The webhook messages each commit owes (webhook_outbox.h). Guarded by mu_.
   WebhookOutbox outbox_{store_};
   std::mutex sample_mu_;

@@ -107,11 +107,14 @@ void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::
   Wake();
 }
 
-absl::StatusOr<std::vector<std::string>> Controller::ReadyAddresses(const std::string& service) const {
+absl::StatusOr<ServiceRoute> Controller::Route(const std::string& service) const {
   int64_t id = 0;
   const bool by_id = absl::SimpleAtoi(service, &id);
   std::lock_guard<std::mutex> lock(mu_);
-  std::set<int64_t> services;  // the open services `service` names
+  std::set<int64_t> services;  // the open services `service` names (one at 0 replicas too)
+  for (const auto& [sid, state] : services_) {
+    if (!state.stopped && (by_id ? sid == id : state.name == service)) services.insert(sid);
+  }
   std::vector<std::string> ready;
   for (int64_t replica : engine_.ServiceReplicas()) {
     const engine::JobEntry* j = engine_.FindJob(replica);
@@ -125,7 +128,14 @@ absl::StatusOr<std::vector<std::string>> Controller::ReadyAddresses(const std::s
     return absl::FailedPreconditionError(absl::StrCat(services.size(), " running services are named ", service,
                                                       " (ids ", absl::StrJoin(services, ", "), "); address one by id"));
   }
-  return ready;
+  ServiceRoute route{.id = *services.begin(), .ready = std::move(ready)};
+  if (auto it = services_.find(route.id); it != services_.end()) {
+    if (const api::JobSpec* spec = CurrentSpec(it->second); spec != nullptr) {
+      const api::AutoscaleSpec& a = spec->service.autoscale;
+      if (a.enabled() && a.min == 0) route.cold_start_ms = a.cold_start_timeout_s * 1000;
+    }
+  }
+  return route;
 }
 
 absl::StatusOr<std::vector<ServiceEndpoints>> Controller::ListServices(const Principal& caller) const {

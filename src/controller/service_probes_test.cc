@@ -204,14 +204,16 @@ TEST_F(ControllerTest, AServicesReplicasRunAsJobsAndOnlyTheAnsweringOneIsReady) 
   EXPECT_FALSE(r1.ready);
   EXPECT_THAT(r1.reason, HasSubstr("probe failed: GET /healthz on port"));
   // What the gateway is told: the ready ones, by name or id.
-  EXPECT_EQ(*controller_->ReadyAddresses("web"), std::vector<std::string>{r0.address});
-  EXPECT_EQ(*controller_->ReadyAddresses(absl::StrCat(*id)), std::vector<std::string>{r0.address});
-  EXPECT_EQ(controller_->ReadyAddresses("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(controller_->Route("web")->ready, std::vector<std::string>{r0.address});
+  EXPECT_EQ(controller_->Route("web")->id, *id);
+  EXPECT_EQ(controller_->Route("web")->cold_start_ms, 0);  // it does not scale from zero
+  EXPECT_EQ(controller_->Route(absl::StrCat(*id))->ready, std::vector<std::string>{r0.address});
+  EXPECT_EQ(controller_->Route("nope").status().code(), absl::StatusCode::kNotFound);
   auto twin = controller_->Submit(bob_, kService, "/home/bob");  // another service of that name
   ASSERT_TRUE(twin.ok());
-  EXPECT_THAT(controller_->ReadyAddresses("web").status().message(),
+  EXPECT_THAT(controller_->Route("web").status().message(),
               HasSubstr(absl::StrCat("2 running services are named web (ids ", *id, ", ", *twin)));
-  EXPECT_EQ(*controller_->ReadyAddresses(absl::StrCat(*id)), std::vector<std::string>{r0.address});
+  EXPECT_EQ(controller_->Route(absl::StrCat(*id))->ready, std::vector<std::string>{r0.address});
   // Replica 0 dies: it is not ready, and it restarts on its own.
   const auto dead =
       std::find_if(tasks.begin(), tasks.end(), [](const auto& t) { return t.env.at("ICOS_REPLICA") == "0"; });

@@ -88,9 +88,23 @@ absl::StatusOr<ServiceState*> Controller::ServiceFor(const Principal& caller, in
   return &it->second;
 }
 
-std::string Controller::CurrentTemplate(const ServiceState& s) {
-  absl::StatusOr<api::JobSpec> spec = SpecOf(*s.Find(s.revision), s.replicas, StoredSpecLimits());
-  return spec.ok() ? ReplicaTemplate(*spec) : "";
+const api::JobSpec* Controller::CurrentSpec(const ServiceState& s) const {
+  const ServiceRevision* current = s.Find(s.revision);
+  ParsedRevision& p = parsed_revisions_[s.id];
+  if (p.spec_json != current->spec_json || p.replicas != s.replicas) {
+    absl::StatusOr<api::JobSpec> spec = SpecOf(*current, s.replicas, StoredSpecLimits());
+    if (!spec.ok()) log::Failure("service spec", spec.status(), absl::StrCat("service=", s.id));
+    p = ParsedRevision{.spec_json = current->spec_json, .replicas = s.replicas};
+    if (spec.ok()) {
+      p.replica_template = ReplicaTemplate(*spec);
+      p.spec = *std::move(spec);
+    }
+  }
+  return p.spec ? &*p.spec : nullptr;
+}
+
+std::string Controller::CurrentTemplate(const ServiceState& s) const {
+  return CurrentSpec(s) != nullptr ? parsed_revisions_.at(s.id).replica_template : "";
 }
 
 void Controller::ReconcileServices() {
@@ -124,22 +138,34 @@ void Controller::ReconcileServices() {
     }
     engine::Change c(now);
     std::vector<ServiceState> changed;
-    for (const auto& [id, state] : services_) {
+    for (const auto& [id, was] : services_) {
       const std::vector<int64_t> replicas = ServiceReplicasOf(id);
-      if (state.stopped && replicas.empty()) continue;
+      if (was.stopped && replicas.empty()) {
+        parsed_revisions_.erase(id);
+        autoscale_.erase(id);
+        continue;
+      }
+      const api::JobSpec* spec = CurrentSpec(was);
+      if (spec == nullptr) continue;  // said once, when parsed
+      ServiceState state = was;       // with this round's count
+      bool scaled = false;
+      if (const api::AutoscaleSpec& a = spec->service.autoscale; a.enabled() && load_source_ && !state.stopped) {
+        const ScaleDecision d = Autoscale(a, state.replicas, load_source_(id), now, autoscale_[id]);
+        if (d.replicas != state.replicas) {
+          c.Event(id, "", "Autoscaled", d.why);
+          state.replicas = d.replicas;
+          spec = CurrentSpec(state);
+          if (spec == nullptr) continue;
+          scaled = true;
+        }
+      }
       // Settled: no rollout, as many replicas as wanted, all of the current
-      // revision (each made since its rollout completed is). Nothing to do,
-      // and no spec parsed under the lock.
+      // revision (each made since its rollout completed is). Nothing to do.
       if (!state.stopped && state.rollout_started_ms == 0 && replicas.size() == static_cast<size_t>(state.replicas)) {
+        if (scaled) changed.push_back(std::move(state));
         continue;
       }
-      const ServiceRevision* current = state.Find(state.revision);
-      absl::StatusOr<api::JobSpec> spec = SpecOf(*current, state.replicas, StoredSpecLimits());
-      if (!spec.ok()) {
-        log::Failure("service rollout", spec.status(), absl::StrCat("service=", id));
-        continue;
-      }
-      const std::string want = ReplicaTemplate(*spec);
+      const std::string want = CurrentTemplate(state);
       std::vector<LiveReplica> live;
       for (int64_t replica : replicas) {
         const JobEntry* j = engine_.FindJob(replica);
@@ -156,12 +182,12 @@ void Controller::ReconcileServices() {
       const ServiceRevision* stable = state.Find(state.stable);
       bool can_fail = false;
       if (stable != nullptr && state.stable != state.revision) {
-        absl::StatusOr<api::JobSpec> was = api::ParseJobSpec(stable->spec_json, StoredSpecLimits());
-        can_fail = was.ok() && ReplicaTemplate(*was) != want;
+        absl::StatusOr<api::JobSpec> stable_spec = api::ParseJobSpec(stable->spec_json, StoredSpecLimits());
+        can_fail = stable_spec.ok() && ReplicaTemplate(*stable_spec) != want;
       }
       const RolloutPlan plan = PlanRollout(state, spec->service.update, can_fail, live, now);
       ServiceState next = state;
-      bool dirty = false;
+      bool dirty = scaled;
       if (!plan.failed.empty()) {
         const std::string why = absl::StrCat("revision ", state.revision, " failed: ", plan.failed);
         next.Find(state.revision)->outcome = absl::StrCat("failed: ", plan.failed);
@@ -270,6 +296,12 @@ absl::Status Controller::ScaleService(const Principal& caller, int64_t id, int32
   absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
   if (!found.ok()) return found.status();
   ServiceState next = **found;
+  if (const api::JobSpec* spec = CurrentSpec(next); spec != nullptr && spec->service.autoscale.enabled()) {
+    const api::AutoscaleSpec& a = spec->service.autoscale;
+    return absl::FailedPreconditionError(
+        absl::StrCat("service ", id, " autoscales between ", a.min, " and ", a.max,
+                     " replicas; change its spec's service.autoscale (icos service update) instead"));
+  }
   next.replicas = replicas;
   return SaveService(std::move(next));
 }

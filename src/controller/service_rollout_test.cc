@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "controller/controller_test_util.h"
 
@@ -63,9 +64,7 @@ class ServiceRolloutTest : public ControllerTest {
   // One round of the cluster: a pass, the agent runs what it is told (and
   // stops what it is told to stop), the replicas whose version `healthy`
   // says listen, the probes, and the rollout.
-  void Round(const std::function<bool(const std::string& version)>& healthy = [](const std::string&) {
-    return true;
-  }) {
+  void Round(const std::function<bool(const std::string& version)>& healthy = [](const std::string&) { return true; }) {
     ASSERT_TRUE(controller_->RunPass().ok());
     std::vector<wire::TaskStatus> report;
     for (const wire::Assignment& t : Watch("n1")) {
@@ -160,8 +159,8 @@ TEST_F(ServiceRolloutTest, ARevisionWhoseReplicasNeverGetReadyRollsBackByItself)
   Round(only_v1);
   Round(only_v1);
   ASSERT_EQ(Service(*id).stable, 1);
-  ASSERT_TRUE(controller_->UpdateService(alice_, *id, ServiceSpec("2", 2, "{max_surge: 1, ready_timeout: 30s}"), "/")
-                  .ok());
+  ASSERT_TRUE(
+      controller_->UpdateService(alice_, *id, ServiceSpec("2", 2, "{max_surge: 1, ready_timeout: 30s}"), "/").ok());
   for (int i = 0; i < 5; ++i) Round(only_v1);
   EXPECT_EQ(ReadyVersions(*id), (std::vector<std::string>{"1", "1"}));  // the old ones keep serving
   EXPECT_EQ(Service(*id).revision, 2);
@@ -255,6 +254,57 @@ TEST_F(ServiceRolloutTest, CancellingTheServiceStopsEveryReplicaForGoodAndACrash
   EXPECT_TRUE(ReadyVersions(*id).empty());
   EXPECT_TRUE(controller_->ListServices(alice_)->empty());
   EXPECT_EQ(controller_->ScaleService(alice_, *id, 2).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// The load comes as the gateway would count it; each round is a second.
+TEST_F(ServiceRolloutTest, AutoscalingFollowsTheLoadUpAndDownAndWakesAServiceAtZero) {
+  ServiceLoad load;
+  std::mutex load_mu;
+  Open();  // the load source is set before Start, as `icos up` does
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  controller_->SetServiceLoadSource([&](int64_t) {
+    std::lock_guard<std::mutex> lock(load_mu);
+    return load;
+  });
+  auto id = controller_->Submit(
+      alice_,
+      absl::StrCat("kind: service\nname: web\nservice:\n  replicas: 1\n  readiness: {tcp: true, period: 1s}\n",
+                   "  autoscale: {min: 0, max: 3, target_rps: 10, window: 3s, scale_down_delay: 10s}\n",
+                   "tasks:\n  - command: [serve]\n    env: {VERSION: '1'}\n    resources: {cpu: 1, memory: 1Gi}\n"),
+      "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto second = [&](uint64_t requests, int32_t in_flight = 0) {
+    {
+      std::lock_guard<std::mutex> lock(load_mu);
+      load.requests += requests;
+      load.in_flight = in_flight;
+    }
+    clock_.Advance(1'000);
+    Round();
+  };
+  second(0);
+  second(0);
+  EXPECT_EQ(controller_->Route("web")->cold_start_ms, 60'000);  // min 0: requests wait for a cold start
+  for (int i = 0; i < 6; ++i) second(30);                       // 30 req/s: 3 replicas
+  EXPECT_EQ(Service(*id).replicas, 3);
+  second(30);
+  EXPECT_EQ(ReadyVersions(*id).size(), 3u);
+  auto events = controller_->GetJob(alice_, *id);
+  EXPECT_TRUE(std::any_of(events->events.begin(), events->events.end(), [](const auto& e) {
+    return e.kind == "Autoscaled" && absl::StrContains(e.message, "req/s, target 10 per replica over 3s");
+  }));
+  EXPECT_EQ(controller_->ScaleService(alice_, *id, 2).code(), absl::StatusCode::kFailedPrecondition);
+  // Idle: after the delay, down to min, 0.
+  for (int i = 0; i < 14; ++i) second(0);
+  EXPECT_EQ(Service(*id).replicas, 0);
+  second(0);
+  EXPECT_TRUE(ReadyVersions(*id).empty());
+  // A request waits at the gateway: one replica comes.
+  second(0, /*in_flight=*/1);
+  second(0, /*in_flight=*/1);
+  second(0, /*in_flight=*/1);
+  EXPECT_EQ(Service(*id).replicas, 1);
+  EXPECT_EQ(controller_->Route("web")->ready.size(), 1u);
 }
 
 }  // namespace

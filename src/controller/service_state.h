@@ -33,13 +33,13 @@ struct ServiceRevision {
 struct ServiceState {
   int64_t id = 0;  // the service's id (its first replica's job id)
   std::string name, user;
-  int64_t run_uid = -1, run_gid = -1;  // as its submitter's token pinned them (store::JobRecord)
-  int32_t replicas = 0;          // how many it should have
-  int32_t revision = 0;          // the revision they should run
-  int32_t stable = 0;            // the last revision whose rollout completed; 0: none yet
-  int64_t rollout_started_ms = 0;  // 0: no rollout under way
-  int32_t next_index = 0;        // the index the next replica made gets (ICOS_REPLICA)
-  bool stopped = false;          // cancelled: no replica is made again
+  int64_t run_uid = -1, run_gid = -1;      // as its submitter's token pinned them (store::JobRecord)
+  int32_t replicas = 0;                    // how many it should have
+  int32_t revision = 0;                    // the revision they should run
+  int32_t stable = 0;                      // the last revision whose rollout completed; 0: none yet
+  int64_t rollout_started_ms = 0;          // 0: no rollout under way
+  int32_t next_index = 0;                  // the index the next replica made gets (ICOS_REPLICA)
+  bool stopped = false;                    // cancelled: no replica is made again
   std::vector<ServiceRevision> revisions;  // oldest first, at most kKeptRevisions
 
   // The revision numbered `number`; nullptr when it is not kept.
@@ -74,10 +74,10 @@ struct LiveReplica {
 };
 
 struct RolloutPlan {
-  int32_t create = 0;          // replicas of the current revision to make
-  std::vector<int64_t> stop;   // replicas to cancel (old revisions', or beyond the count)
-  std::string failed;          // non-empty: the revision failed (why); roll back instead of the above
-  bool complete = false;       // every replica runs the current revision and is ready
+  int32_t create = 0;         // replicas of the current revision to make
+  std::vector<int64_t> stop;  // replicas to cancel (old revisions', or beyond the count)
+  std::string failed;         // non-empty: the revision failed (why); roll back instead of the above
+  bool complete = false;      // every replica runs the current revision and is ready
 };
 
 // One round of the rollout of `state` with `live` replicas at `now_ms`:

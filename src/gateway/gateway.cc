@@ -3,8 +3,10 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -76,6 +78,19 @@ struct Gateway::Upstream {
   }
 };
 
+// One service's requests as the autoscaler reads them (ServiceLoad).
+struct Gateway::Counted {
+  std::atomic<uint64_t> requests{0};
+  std::atomic<int32_t> in_flight{0};
+  std::array<std::atomic<uint64_t>, controller::kLatencyBoundsMs.size() + 1> latency{};
+
+  void Answered(double ms) {
+    const auto* bound = std::lower_bound(controller::kLatencyBoundsMs.begin(), controller::kLatencyBoundsMs.end(), ms);
+    ++latency[bound - controller::kLatencyBoundsMs.begin()];
+    ++requests;
+  }
+};
+
 Gateway::Gateway(GatewayOptions options, EndpointsFn endpoints, Clock* clock)
     : options_(std::move(options)),
       endpoints_(std::move(endpoints)),
@@ -109,19 +124,50 @@ void Gateway::Stop() {
 
 int Gateway::port() const { return server_ ? server_->port() : 0; }
 
-absl::StatusOr<std::vector<std::string>> Gateway::ReadyOf(const std::string& service) {
+absl::StatusOr<controller::ServiceRoute> Gateway::ReadyOf(const std::string& service, bool fresh) {
   const int64_t now = clock_->NowMs();
-  {
+  if (!fresh) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = cache_.find(service);
     if (it != cache_.end() && now - it->second.fetched_ms < options_.endpoints_ttl_ms) return it->second.ready;
   }
-  absl::StatusOr<std::vector<std::string>> ready = endpoints_(service);
+  absl::StatusOr<controller::ServiceRoute> ready = endpoints_(service);
   std::lock_guard<std::mutex> lock(mu_);
   // Bounded: a name asked for that no service has is kept only briefly.
   if (cache_.size() > 4'096) std::erase_if(cache_, [&](const auto& e) { return now - e.second.fetched_ms > 1'000; });
   cache_[service] = Cached{ready, now};
   return ready;
+}
+
+absl::StatusOr<controller::ServiceRoute> Gateway::AwaitReplica(const std::string& service,
+                                                               controller::ServiceRoute route) {
+  const int64_t deadline = clock_->NowMs() + route.cold_start_ms;
+  while (route.ready.empty() && clock_->NowMs() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    absl::StatusOr<controller::ServiceRoute> again = ReadyOf(service, /*fresh=*/true);
+    if (!again.ok()) return again;
+    route = *std::move(again);
+  }
+  return route;
+}
+
+std::shared_ptr<Gateway::Counted> Gateway::CountedOf(int64_t id) {
+  std::lock_guard<std::mutex> lock(counted_mu_);
+  std::shared_ptr<Counted>& c = counted_[id];
+  if (!c) c = std::make_shared<Counted>();
+  return c;
+}
+
+controller::ServiceLoad Gateway::LoadOf(int64_t id) const {
+  controller::ServiceLoad load;
+  std::lock_guard<std::mutex> lock(counted_mu_);
+  auto it = counted_.find(id);
+  if (it == counted_.end()) return load;
+  const Counted& c = *it->second;
+  load.requests = c.requests.load();
+  load.in_flight = c.in_flight.load();
+  for (size_t i = 0; i < load.latency.size(); ++i) load.latency[i] = c.latency[i].load();
+  return load;
 }
 
 std::shared_ptr<Gateway::Upstream> Gateway::Pick(const std::vector<std::string>& ready,
@@ -167,12 +213,34 @@ void Gateway::Handle(const net::Request& req, net::Response& res) {
     Error(res, 404, "the gateway serves /<service>/...: a service's id or name first", "NotFound");
     return done();
   }
-  absl::StatusOr<std::vector<std::string>> ready = ReadyOf(service);
-  if (!ready.ok()) {
-    const bool missing = ready.status().code() == absl::StatusCode::kNotFound;
-    Error(res, missing ? 404 : 409, std::string(ready.status().message()), missing ? "NotFound" : "Conflict");
+  absl::StatusOr<controller::ServiceRoute> route = ReadyOf(service);
+  if (!route.ok()) {
+    const bool missing = route.status().code() == absl::StatusCode::kNotFound;
+    Error(res, missing ? 404 : 409, std::string(route.status().message()), missing ? "NotFound" : "Conflict");
     return done();
   }
+  // Counted from here to the answer: in flight (the autoscaler's
+  // concurrency, and a service at zero's wake-up call), then answered.
+  std::shared_ptr<Counted> counted = CountedOf(route->id);
+  ++counted->in_flight;
+  struct Uncount {
+    Counted& c;
+    std::chrono::steady_clock::time_point started;
+    ~Uncount() {
+      --c.in_flight;
+      c.Answered(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+    }
+  } uncount{*counted, started};
+  bool waited = false;
+  if (route->ready.empty() && route->cold_start_ms > 0) {
+    route = AwaitReplica(service, *std::move(route));
+    if (!route.ok()) {
+      Error(res, 503, std::string(route.status().message()), "Unavailable");
+      return done();
+    }
+    waited = true;
+  }
+  const std::vector<std::string>* ready = &route->ready;
   label = service;
   httplib::Request up;
   up.method = req.method;
@@ -185,7 +253,11 @@ void Gateway::Handle(const net::Request& req, net::Response& res) {
   up.headers.erase("X-Forwarded-For");
   up.headers.emplace("X-Forwarded-For", forwarded.empty() ? req.peer : absl::StrCat(forwarded, ", ", req.peer));
   std::vector<std::string> tried;
-  std::string last_error = absl::StrCat("service ", service, " has no ready replica");
+  std::string last_error = absl::StrCat(
+      "service ", service, " has no ready replica",
+      waited
+          ? absl::StrCat(": none became ready within ", route->cold_start_ms / 1000, "s of the request (a cold start)")
+          : "");
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     std::shared_ptr<Upstream> u = Pick(*ready, tried, false);
     // Every ready replica skipped after a failure: try them anyway rather

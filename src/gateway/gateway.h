@@ -10,6 +10,10 @@
 // when it died mid-request or answered 502/503/504. So a replica killed
 // under load costs idempotent clients nothing.
 //
+// A service that autoscales from zero has its requests held while a
+// replica starts (a cold start), and the gateway counts each service's
+// requests, those in flight and their latency for the autoscaler.
+//
 // <service> is a service's id or, when one running service has it, its
 // name. The gateway serves anyone who can reach its port, as an ingress
 // does: what it exposes is what services' owners chose to serve. It never
@@ -31,14 +35,15 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "controller/metrics.h"
+#include "controller/service_autoscale.h"
 #include "net/http.h"
 #include "net/server.h"
 
 namespace icos::gateway {
 
-// The ready replicas (host:port) of `service`; NotFound when no such
-// service runs, another error when it cannot be told which.
-using EndpointsFn = std::function<absl::StatusOr<std::vector<std::string>>(const std::string& service)>;
+// The ready replicas (host:port) of `service`, and its id; NotFound when
+// no such service runs, another error when it cannot be told which.
+using EndpointsFn = std::function<absl::StatusOr<controller::ServiceRoute>(const std::string& service)>;
 
 struct GatewayOptions {
   std::string host = "127.0.0.1";
@@ -77,13 +82,21 @@ class Gateway {
 
   // icos_gateway_* families (docs/metrics.md), for the API's /metrics.
   void RenderMetrics(controller::metrics::ExpositionWriter& w) const;
+  // What it saw of service `id` so far (the autoscaler's input).
+  controller::ServiceLoad LoadOf(int64_t id) const;
 
   struct Upstream;  // gateway.cc: one replica's connections and load
+  struct Counted;   // gateway.cc: one service's requests, in flight and latency
 
  private:
   void Handle(const net::Request& req, net::Response& res);
-  // The ready replicas of `service`, from the cache or asked anew.
-  absl::StatusOr<std::vector<std::string>> ReadyOf(const std::string& service);
+  // The ready replicas of `service`, from the cache or asked anew
+  // (`fresh`: asked anew).
+  absl::StatusOr<controller::ServiceRoute> ReadyOf(const std::string& service, bool fresh = false);
+  // Holds a request for a service at zero until a replica is ready or its
+  // cold start times out; the route then (ready empty: none came).
+  absl::StatusOr<controller::ServiceRoute> AwaitReplica(const std::string& service, controller::ServiceRoute route);
+  std::shared_ptr<Counted> CountedOf(int64_t id);
   // The replica to try next among `ready`, skipping `tried` and (unless
   // `ejected_too`) those skipped after a failure; nullptr when none is left.
   std::shared_ptr<Upstream> Pick(const std::vector<std::string>& ready, const std::vector<std::string>& tried,
@@ -95,13 +108,15 @@ class Gateway {
   std::unique_ptr<net::Server> server_;
 
   struct Cached {
-    absl::StatusOr<std::vector<std::string>> ready;
+    absl::StatusOr<controller::ServiceRoute> ready;
     int64_t fetched_ms = 0;
   };
   std::mutex mu_;
   std::map<std::string, Cached> cache_;                         // by service as requested; guarded by mu_
   std::map<std::string, std::shared_ptr<Upstream>> upstreams_;  // by host:port; guarded by mu_
   uint64_t turn_ = 0;                                           // tie-breaks in turn; guarded by mu_
+  mutable std::mutex counted_mu_;
+  std::map<int64_t, std::shared_ptr<Counted>> counted_;  // by service id; guarded by counted_mu_
 
   controller::metrics::CounterFamily requests_{
       "icos_gateway_requests_total", "Requests the gateway answered, by service and status code.", {"service", "code"}};

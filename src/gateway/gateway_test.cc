@@ -60,9 +60,10 @@ class GatewayTest : public ::testing::Test {
   void StartGateway() {
     gateway_.emplace(
         GatewayOptions{},
-        [this](const std::string& s) -> absl::StatusOr<std::vector<std::string>> {
+        [this](const std::string& s) -> absl::StatusOr<controller::ServiceRoute> {
           std::lock_guard<std::mutex> lock(mu_);
-          if (s == "web" || s == "12") return ready_;
+          if (s == "web" || s == "12") return controller::ServiceRoute{.id = 12, .ready = ready_};
+          if (s == "sleepy") return controller::ServiceRoute{.id = 14, .ready = ready_, .cold_start_ms = 3'000};
           if (s == "twice") return absl::FailedPreconditionError("2 running services are named twice (ids 3, 4)");
           return absl::NotFoundError(absl::StrCat("no running service ", s));
         },
@@ -187,6 +188,44 @@ TEST_F(GatewayTest, WhenEveryReplicaIsGoneTheClientIsToldWhy) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 502);
   EXPECT_THAT(r->body, HasSubstr(absl::StrCat("replica ", a->address())));
+}
+
+// A service at zero replicas: its request waits (counted in flight, which
+// is what wakes the service) until a replica turns ready, then is served;
+// with none in time the client is told why.
+TEST_F(GatewayTest, ARequestForAServiceAtZeroWaitsForItsColdStart) {
+  StartGateway();
+  Replica a("a");
+  std::atomic<int32_t> seen_waiting{0};
+  std::thread starter([&] {
+    for (int i = 0; i < 200 && seen_waiting.load() == 0; ++i) {
+      seen_waiting = gateway_->LoadOf(14).in_flight;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the replica starts
+    SetReady({a.address()});
+  });
+  auto r = client_->Get("/sleepy/who");
+  starter.join();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(seen_waiting.load(), 1);
+  const controller::ServiceLoad load = gateway_->LoadOf(14);
+  EXPECT_EQ(load.requests, 1u);
+  EXPECT_EQ(load.in_flight, 0);
+  uint64_t slow = 0;  // its wait is in its latency: at least 300 ms
+  for (size_t i = 0; i < controller::kLatencyBoundsMs.size(); ++i) {
+    if (controller::kLatencyBoundsMs[i] >= 250) slow += load.latency[i];
+  }
+  slow += load.latency.back();
+  EXPECT_EQ(slow, 1u);
+  SetReady({});
+  std::this_thread::sleep_for(std::chrono::milliseconds(GatewayOptions().endpoints_ttl_ms + 50));  // the cache forgets
+  auto none = client_->Get("/sleepy/who");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 503);
+  EXPECT_THAT(none->body, HasSubstr("none became ready within 3s of the request (a cold start)"));
+  EXPECT_EQ(client_->Get("/web/who")->status, 503);  // no cold start: at once
 }
 
 }  // namespace
