@@ -60,7 +60,9 @@ env: {MODEL_VERSION: "${4:-1}"}
 tasks:
   - command: ["/usr/bin/python3", "serve.py"]
     workdir: $EXAMPLE
-    resources: {cpu: 1, memory: 1Gi}
+    # Half a core each: a surge replica and a third autoscaled one fit
+    # beside two on a 2-core machine.
+    resources: {cpu: 500m, memory: 1Gi}
 YAML
 }
 ready_count() { "$ICOS" endpoints "$1" --ready | grep -c . || true; }

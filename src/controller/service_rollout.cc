@@ -9,6 +9,7 @@
 // leaves fewer replicas than wanted, never more, and the next round makes
 // the rest. One round runs at a time, so no replica is made twice.
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -120,6 +121,7 @@ void Controller::ReconcileServices() {
     const int64_t now = clock_->NowMs();
     // A service whose state was never stored (made by an older icos, or the
     // store failed right after its submission): adopted as its replicas say.
+    std::set<int64_t> adopted;
     for (int64_t replica : engine_.ServiceReplicas()) {
       const JobEntry* j = engine_.FindJob(replica);
       if (j == nullptr || services_.count(j->rec.array_id) || store::IsTerminal(j->rec.state)) continue;
@@ -134,7 +136,8 @@ void Controller::ReconcileServices() {
         s.next_index = std::max(s.next_index, engine_.FindJob(other)->rec.array_index + 1);
       }
       s.AddRevision({.spec_json = j->rec.spec_json, .created_by = "icos", .change = "adopted"}, now);
-      services_[s.id] = std::move(s);  // stored below, with this round's changes
+      adopted.insert(s.id);  // stored below, with this round's changes
+      services_[s.id] = std::move(s);
     }
     engine::Change c(now);
     std::vector<ServiceState> changed;
@@ -148,7 +151,7 @@ void Controller::ReconcileServices() {
       const api::JobSpec* spec = CurrentSpec(was);
       if (spec == nullptr) continue;  // said once, when parsed
       ServiceState state = was;       // with this round's count
-      bool scaled = false;
+      bool dirty = adopted.count(id) > 0;
       if (const api::AutoscaleSpec& a = spec->service.autoscale; a.enabled() && load_source_ && !state.stopped) {
         const ScaleDecision d = Autoscale(a, state.replicas, load_source_(id), now, autoscale_[id]);
         if (d.replicas != state.replicas) {
@@ -156,13 +159,13 @@ void Controller::ReconcileServices() {
           state.replicas = d.replicas;
           spec = CurrentSpec(state);
           if (spec == nullptr) continue;
-          scaled = true;
+          dirty = true;
         }
       }
       // Settled: no rollout, as many replicas as wanted, all of the current
       // revision (each made since its rollout completed is). Nothing to do.
       if (!state.stopped && state.rollout_started_ms == 0 && replicas.size() == static_cast<size_t>(state.replicas)) {
-        if (scaled) changed.push_back(std::move(state));
+        if (dirty) changed.push_back(std::move(state));
         continue;
       }
       const std::string want = CurrentTemplate(state);
@@ -187,7 +190,6 @@ void Controller::ReconcileServices() {
       }
       const RolloutPlan plan = PlanRollout(state, spec->service.update, can_fail, live, now);
       ServiceState next = state;
-      bool dirty = scaled;
       if (!plan.failed.empty()) {
         const std::string why = absl::StrCat("revision ", state.revision, " failed: ", plan.failed);
         next.Find(state.revision)->outcome = absl::StrCat("failed: ", plan.failed);

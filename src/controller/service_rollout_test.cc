@@ -307,5 +307,40 @@ TEST_F(ServiceRolloutTest, AutoscalingFollowsTheLoadUpAndDownAndWakesAServiceAtZ
   EXPECT_EQ(controller_->Route("web")->ready.size(), 1u);
 }
 
+// Replicas whose service has no stored state (made by an icos before
+// services had one, or the state's write failed after the submission): the
+// service is adopted from them, and then kept as any.
+TEST_F(ServiceRolloutTest, AServiceWithoutAStoredStateIsAdoptedFromItsReplicas) {
+  absl::StatusOr<api::JobSpec> spec = api::ParseJobSpec(ServiceSpec("1", 2));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  store::JobRecord r;
+  r.name = "web";
+  r.user = "alice";
+  r.queue = "default";
+  r.spec_json = api::JobSpecToJson(*spec);
+  r.submit_ms = clock_.NowMs();
+  std::vector<store::JobRecord> recs(2, r);
+  recs[0].array_index = 0;
+  recs[0].starts_array = true;
+  recs[1].array_index = 1;
+  recs[1].array_id = store::kNewArray;
+  ASSERT_TRUE(store_->InsertJobs(&recs).ok());
+  const int64_t id = recs[0].id;
+  Open();
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  Round();
+  Round();
+  ServiceState s = Service(id);
+  EXPECT_EQ(s.Find(1)->change, "adopted");
+  EXPECT_EQ(s.replicas, 2);
+  EXPECT_EQ(s.next_index, 2);
+  EXPECT_EQ(s.stable, 1);
+  EXPECT_EQ(ReadyVersions(id), (std::vector<std::string>{"1", "1"}));
+  auto stored = store_->ListServices();
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ(stored->at(0).id, id);
+}
+
 }  // namespace
 }  // namespace icos::controller

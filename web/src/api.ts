@@ -131,6 +131,7 @@ export interface ServiceReplica {
   node: string;
   address: string; // host:port while its task runs
   ready: boolean;
+  current: boolean; // runs the revision the service should run (else an older one, being replaced)
   since_ms: number;
   reason: string;
 }
@@ -139,7 +140,9 @@ export interface Service {
   id: number;
   name: string;
   user: string;
-  replicas: number;
+  replicas: number; // how many it should have (set by hand or by its autoscaler)
+  revision: number;
+  rollout: string; // "complete", "rolling out revision N", "stopped"
   ready: number;
   endpoints: ServiceReplica[];
 }

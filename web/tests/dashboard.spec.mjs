@@ -232,7 +232,10 @@ try {
     const service = page.locator("section.service[data-service=web-ui]");
     await service.getByTestId("ready-count").filter({ hasText: "1 of 1 ready" }).waitFor({ timeout: 20_000 });
     const row = await service.locator("tr[data-replica='0']").innerText();
-    if (!/Running/.test(row) || !/:\d+/.test(row) || !/yes/.test(row)) throw new Error(`replica row: ${row}`);
+    if (!/Running/.test(row) || !/:\d+/.test(row) || !/yes/.test(row) || !/current/.test(row)) {
+      throw new Error(`replica row: ${row}`);
+    }
+    await service.getByTestId("rollout").filter({ hasText: "revision 1 · complete" }).waitFor({ timeout: 10_000 });
     await shot("services");
   });
 

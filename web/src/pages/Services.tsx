@@ -4,7 +4,9 @@ import { usePoll } from "../hooks";
 import { ErrorBox } from "./ErrorBox";
 
 // Services (docs/services.md): each one's replicas, where each serves,
-// whether its readiness probe lets traffic in, and why not. Polled every 2 s.
+// whether its readiness probe lets traffic in, and why not; its revision and
+// the rollout under way (which replicas still run an older revision).
+// Polled every 2 s.
 export function Services() {
   const { data, error } = usePoll(() => getJson<{ services: Service[] }>("/api/v1/services"), 2000);
   if (error) return <ErrorBox error={error} what="services" />;
@@ -25,6 +27,9 @@ export function Services() {
             {s.name} <span class="muted">#{s.id} · {s.user}</span>{" "}
             <span class={s.ready === s.replicas ? "ok" : "warn"} data-testid="ready-count">
               {s.ready} of {s.replicas} ready
+            </span>{" "}
+            <span class={s.rollout === "complete" ? "muted" : "warn"} data-testid="rollout">
+              revision {s.revision} · {s.rollout}
             </span>
           </h2>
           <table>
@@ -37,6 +42,7 @@ export function Services() {
                 <th>Node</th>
                 <th>Address</th>
                 <th>Ready</th>
+                <th>Revision</th>
                 <th>Why</th>
               </tr>
             </thead>
@@ -57,6 +63,7 @@ export function Services() {
                     {r.ready ? "yes" : "no"}
                     {r.since_ms > 0 && <span class="muted"> for {fmtDuration(now - r.since_ms)}</span>}
                   </td>
+                  <td class={r.current ? "" : "warn"}>{r.current ? "current" : "older"}</td>
                   <td class="reason">{r.reason}</td>
                 </tr>
               ))}
