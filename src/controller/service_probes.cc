@@ -7,10 +7,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <set>
+#include <thread>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -134,6 +139,11 @@ void ServiceProber::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+namespace {
+// Probes in flight at once in a round.
+constexpr size_t kProbeThreads = 16;
+}  // namespace
+
 void ServiceProber::Round() {
   std::lock_guard<std::mutex> round(round_mu_);
   const std::vector<ProbeTarget> targets = targets_();
@@ -171,25 +181,35 @@ void ServiceProber::Round() {
     }
     std::erase_if(by_job_, [&](const auto& entry) { return !running.count(entry.first); });
   }
-  // Outside the lock: a probe may wait its whole timeout.
-  for (const Due& d : due) {
-    const ProbeTarget& t = *d.target;
-    const api::ProbeSpec& spec = d.liveness ? t.liveness : t.probe;
-    const absl::Status result = probe_(t.host, t.port, spec);
-    std::string dead;
-    {
+  // Outside the lock: a probe may wait its whole timeout. Up to
+  // kProbeThreads at once, so that replicas that time out delay a round by
+  // about one timeout, not the sum of theirs.
+  std::vector<std::tuple<int64_t, int32_t, std::string>> dead;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < due.size(); i = next++) {
+      const ProbeTarget& t = *due[i].target;
+      const bool liveness = due[i].liveness;
+      const api::ProbeSpec& spec = liveness ? t.liveness : t.probe;
+      const absl::Status result = probe_(t.host, t.port, spec);
       std::lock_guard<std::mutex> lock(mu_);
       auto it = by_job_.find(t.job_id);
       if (it == by_job_.end() || it->second.ready.attempt != t.attempt) continue;
-      Readiness& r = d.liveness ? it->second.live : it->second.ready;
+      Readiness& r = liveness ? it->second.live : it->second.ready;
       ObserveProbe(spec, result, clock_->NowMs(), r);
-      if (d.liveness && !r.ready && !it->second.restart_asked) {
+      if (liveness && !r.ready && !it->second.restart_asked) {
         it->second.restart_asked = true;
-        dead = absl::StrCat("its liveness probe failed: ", r.reason);
+        dead.emplace_back(t.job_id, t.attempt, absl::StrCat("its liveness probe failed: ", r.reason));
       }
     }
-    // Outside the lock: the callback takes the controller's.
-    if (!dead.empty() && on_dead_) on_dead_(t.job_id, t.attempt, dead);
+  };
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < std::min(due.size(), kProbeThreads); ++i) helpers.emplace_back(work);
+  work();
+  for (std::thread& h : helpers) h.join();
+  // Outside the locks: the callback takes the controller's.
+  if (on_dead_) {
+    for (const auto& [job, attempt, why] : dead) on_dead_(job, attempt, why);
   }
 }
 

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <optional>
 #include <thread>
 #include <tuple>
@@ -123,6 +125,31 @@ TEST(ServiceProberTest, ARoundProbesWhatIsDueAndJudgesEachAttemptAfresh) {
   targets.pop_back();  // stopped: forgotten
   prober.Round();
   EXPECT_EQ(prober.Of(8, 0), std::nullopt);
+}
+
+// Replicas whose probes hang must not hold up the others' for the sum of
+// their timeouts: a round's probes wait side by side.
+TEST(ServiceProberTest, ARoundProbesReplicasSideBySide) {
+  FakeClock clock;
+  std::vector<ProbeTarget> targets;
+  for (int i = 0; i < 8; ++i) {
+    targets.push_back({.job_id = i, .attempt = 0, .host = "h", .port = 30000 + i, .probe = Http("/h")});
+  }
+  std::atomic<int> in_flight{0}, most{0};
+  ServiceProber prober(
+      &clock, [&] { return targets; }, nullptr,
+      [&](const std::string&, int32_t, const api::ProbeSpec&) {
+        const int now = ++in_flight;
+        for (int seen = most.load(); now > seen && !most.compare_exchange_weak(seen, now);) {
+        }
+        // Each waits (up to 10 s) until all eight are in flight at once.
+        for (int i = 0; i < 1'000 && most.load() < 8; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        --in_flight;
+        return absl::OkStatus();
+      });
+  prober.Round();
+  EXPECT_EQ(most.load(), 8);
+  for (int i = 0; i < 8; ++i) EXPECT_TRUE(prober.Of(i, 0)->ready) << i;
 }
 
 TEST(ServiceProberTest, AReplicaWhoseLivenessProbeFailsIsRestartedOncePerAttempt) {
