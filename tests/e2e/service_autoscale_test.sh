@@ -47,31 +47,9 @@ cold_ms=$(($(now_ms) - t0))
 [ "$y" = 5.0 ] || fail "after the cold start the model answered y=$y for x=2"
 
 # A load step: 4 clients as fast as they go, far above 20 req/s a replica.
-cat >"$E2E_DIR/load.py" <<'PY'
-import http.client, os, sys, threading
-port, stop_file, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-counts = {"ok": 0, "failed": 0}
-errors = []
-lock = threading.Lock()
-def client():
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    while not os.path.exists(stop_file):
-        try:
-            conn.request("GET", "/auto/predict?x=1")
-            r = conn.getresponse(); body = r.read()
-            ok = r.status == 200
-            if not ok: errors.append(f"{r.status} {body[:200]!r}")
-        except Exception as e:
-            ok = False; errors.append(repr(e))
-            conn.close(); conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        with lock: counts["ok" if ok else "failed"] += 1
-threads = [threading.Thread(target=client) for _ in range(4)]
-[t.start() for t in threads]; [t.join() for t in threads]
-open(out, "w").write(f"{counts['ok']} {counts['failed']} {errors[:5]}\n")
-PY
 wait_until 30 sh -c "[ \$(\"$ICOS_BIN\" endpoints $svc --ready | grep -c .) -ge 1 ]" || fail "the woken replica is not ready"
 t1=$(now_ms)
-/usr/bin/python3 "$E2E_DIR/load.py" "$GATEWAY_PORT" "$E2E_DIR/stop-load" "$E2E_DIR/load.out" &
+/usr/bin/python3 "$(dirname "$0")/gateway_load.py" "$GATEWAY_PORT" "/auto/predict?x=1" "$E2E_DIR/stop-load" "$E2E_DIR/load.out" &
 LOAD_PID=$!
 PIDS+=($LOAD_PID)
 wait_until 30 sh -c "[ \$(\"$ICOS_BIN\" endpoints $svc --ready | grep -c .) -ge 2 ]" ||

@@ -49,37 +49,9 @@ wait_until 10 sh -c "\"$ICOS_BIN\" service history $svc | head -1 | grep -q comp
 
 # Four clients, each GETting through the gateway on a kept-alive connection,
 # counting every answer that is not a 200 and the versions they saw.
-cat >"$E2E_DIR/load.py" <<'PY'
-import http.client, json, os, sys, threading
-port, stop_file, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-counts = {"ok": 0, "failed": 0}
-versions, errors = {}, []
-lock = threading.Lock()
-def client():
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    while not os.path.exists(stop_file):
-        version = None
-        try:
-            conn.request("GET", "/roll/predict?x=1")
-            r = conn.getresponse(); body = r.read()
-            if r.status == 200:
-                version = json.loads(body)["version"]
-            else:
-                errors.append(f"{r.status} {body[:200]!r}")
-        except Exception as e:
-            errors.append(repr(e))
-            conn.close(); conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        with lock:
-            counts["ok" if version else "failed"] += 1
-            if version: versions[version] = versions.get(version, 0) + 1
-threads = [threading.Thread(target=client) for _ in range(4)]
-[t.start() for t in threads]; [t.join() for t in threads]
-seen = json.dumps(versions, sort_keys=True, separators=(",", ":"))
-open(out, "w").write(f"{counts['ok']} {counts['failed']} {seen} {errors[:5]}\n")
-PY
 run_under_load() {  # run_under_load NAME COMMAND...: COMMAND with the load on; NAME.out has the counts
   rm -f "$E2E_DIR/stop-load"
-  /usr/bin/python3 "$E2E_DIR/load.py" "$GATEWAY_PORT" "$E2E_DIR/stop-load" "$E2E_DIR/$1.out" &
+  /usr/bin/python3 "$(dirname "$0")/gateway_load.py" "$GATEWAY_PORT" "/roll/predict?x=1" "$E2E_DIR/stop-load" "$E2E_DIR/$1.out" &
   local load=$!
   PIDS+=($load)
   sleep 1

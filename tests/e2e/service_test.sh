@@ -82,29 +82,7 @@ y=$(curl -fsS "$GW/tiny/predict?x=2" | /usr/bin/python3 -c "import json,sys; pri
 
 # Steady load through the gateway from here until replica 0 is back: 4
 # clients, each GET on a kept-alive connection; every answer must be a 200.
-cat >"$E2E_DIR/load.py" <<'PY'
-import http.client, os, sys, threading, time
-port, stop_file, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-counts = {"ok": 0, "failed": 0}
-errors = []
-lock = threading.Lock()
-def client():
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    while not os.path.exists(stop_file):
-        try:
-            conn.request("GET", "/tiny/predict?x=1")
-            r = conn.getresponse(); body = r.read()
-            ok = r.status == 200
-            if not ok: errors.append(f"{r.status} {body[:200]!r}")
-        except Exception as e:
-            ok = False; errors.append(repr(e))
-            conn.close(); conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        with lock: counts["ok" if ok else "failed"] += 1
-threads = [threading.Thread(target=client) for _ in range(4)]
-[t.start() for t in threads]; [t.join() for t in threads]
-open(out, "w").write(f"{counts['ok']} {counts['failed']} {errors[:5]}\n")
-PY
-/usr/bin/python3 "$E2E_DIR/load.py" "$GATEWAY_PORT" "$E2E_DIR/stop-load" "$E2E_DIR/load.out" &
+/usr/bin/python3 "$(dirname "$0")/gateway_load.py" "$GATEWAY_PORT" "/tiny/predict?x=1" "$E2E_DIR/stop-load" "$E2E_DIR/load.out" &
 LOAD_PID=$!
 PIDS+=($LOAD_PID)
 sleep 2
