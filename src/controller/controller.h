@@ -395,7 +395,8 @@ class Controller {
   void ReconcileServices();
   // A new spec for service `id` (`icos service update`): a new revision,
   // rolled out as its `service.update` says; a spec that changes only the
-  // count of replicas or the rollout rule changes the current revision.
+  // count of replicas, the rollout rule or the autoscaling changes the
+  // current revision.
   // Returns the revision. The name and kind stay.
   absl::StatusOr<int32_t> UpdateService(const Principal& caller, int64_t id, const std::string& spec_text,
                                         const std::string& base_dir = "");

@@ -275,7 +275,11 @@ absl::StatusOr<int32_t> Controller::UpdateService(const Principal& caller, int64
                                                    " (the gateway routes by it); submit a new service instead"));
   }
   const std::string spec_json = api::JobSpecToJson(*spec);
-  next.replicas = spec->service.replicas;
+  // An autoscaled service keeps the count its autoscaler set (within the
+  // new bounds); the spec's count is where it starts, as kubectl apply
+  // without replicas leaves an HPA's.
+  const api::AutoscaleSpec& a = spec->service.autoscale;
+  next.replicas = a.enabled() ? std::clamp(next.replicas, a.min, a.max) : spec->service.replicas;
   absl::StatusOr<api::JobSpec> current = SpecOf(*next.Find(next.revision), next.replicas, StoredSpecLimits());
   if (!current.ok()) return current.status();
   if (ReplicaTemplate(*current) == ReplicaTemplate(*spec)) {

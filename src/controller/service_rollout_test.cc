@@ -305,6 +305,17 @@ TEST_F(ServiceRolloutTest, AutoscalingFollowsTheLoadUpAndDownAndWakesAServiceAtZ
   second(0, /*in_flight=*/1);
   EXPECT_EQ(Service(*id).replicas, 1);
   EXPECT_EQ(controller_->Route("web")->ready.size(), 1u);
+  // New bounds by an update: the same revision (no replica replaced), the
+  // count kept within them.
+  auto same = controller_->UpdateService(
+      alice_, *id,
+      absl::StrCat("kind: service\nname: web\nservice:\n  replicas: 3\n  readiness: {tcp: true, period: 1s}\n",
+                   "  autoscale: {min: 2, max: 3, target_rps: 10}\n",
+                   "tasks:\n  - command: [serve]\n    env: {VERSION: '1'}\n    resources: {cpu: 1, memory: 1Gi}\n"),
+      "/");
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(*same, 1);
+  EXPECT_EQ(Service(*id).replicas, 2);
 }
 
 // Replicas whose service has no stored state (made by an icos before
@@ -340,6 +351,50 @@ TEST_F(ServiceRolloutTest, AServiceWithoutAStoredStateIsAdoptedFromItsReplicas) 
   ASSERT_TRUE(stored.ok());
   ASSERT_EQ(stored->size(), 1u);
   EXPECT_EQ(stored->at(0).id, id);
+}
+
+// Serving and training share devices through the scheduler's priorities:
+// a service replica of higher priority preempts a preemptible batch job on
+// the only GPU (its task is stopped first), and scaling the service down
+// gives the GPU back to the batch job.
+TEST_F(ControllerTest, AServiceScalingUpPreemptsBatchWorkAndScalingDownGivesTheDeviceBack) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("gpu", 1), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  auto batch = controller_->Submit(alice_, "tasks: [{command: [train], resources: {devices: 1}}]", "/");
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto tasks = Watch("gpu");
+  ASSERT_EQ(tasks.size(), 1u);
+  const std::string training = tasks[0].task_id;
+  Report("gpu", training, "Running");
+  auto svc = controller_->Submit(admin_, R"(kind: service
+name: infer
+priority: 10
+service: {replicas: 1}
+tasks: [{command: [serve], resources: {devices: 1}}]
+)",
+                                 "/");
+  ASSERT_TRUE(svc.ok()) << svc.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*batch), "Pending");
+  EXPECT_THAT(controller_->GetJob(alice_, *batch)->job.reason, HasSubstr("preempted"));
+  EXPECT_EQ(State(*svc), "Running");
+  tasks = Watch("gpu");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].task_id, training);
+  EXPECT_FALSE(tasks[0].run);  // the training stops first
+  Report("gpu", training, "Killed", 143);
+  tasks = Watch("gpu");
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].env.at("ICOS_SERVICE_ID"), absl::StrCat(*svc));
+  const std::string serving = tasks[0].task_id;
+  Report("gpu", serving, "Running");
+  // Scaled to zero: the replica stops, and the batch job has the GPU again.
+  ASSERT_TRUE(controller_->ScaleService(admin_, *svc, 0).ok());
+  controller_->ReconcileServices();
+  EXPECT_EQ(State(*svc), "Cancelled");
+  Report("gpu", serving, "Killed", 143);
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(*batch), "Running");
 }
 
 }  // namespace

@@ -101,6 +101,7 @@ absl::StatusOr<ServiceState> ServiceStateFromJson(int64_t id, const std::string&
 std::string ReplicaTemplate(api::JobSpec spec) {
   spec.service.replicas = 1;
   spec.service.update = api::RolloutSpec();
+  spec.service.autoscale = api::AutoscaleSpec();
   return api::JobSpecToJson(spec);
 }
 

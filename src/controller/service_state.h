@@ -58,8 +58,8 @@ inline constexpr size_t kKeptRevisions = 10;
 std::string ServiceStateToJson(const ServiceState& state);
 absl::StatusOr<ServiceState> ServiceStateFromJson(int64_t id, const std::string& text);
 
-// What of a spec makes a replica: everything but the count of replicas and
-// how a rollout proceeds. Two revisions with the same template need no
+// What of a spec makes a replica: everything but the count of replicas,
+// how a rollout proceeds and how the count is autoscaled. Two revisions with the same template need no
 // replica replaced (a scale, or a rollback to what still runs).
 std::string ReplicaTemplate(api::JobSpec spec);
 

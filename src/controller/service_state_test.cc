@@ -123,13 +123,14 @@ TEST(ServiceStateTest, HistoryKeepsTheNewestRevisionsAndTheStableOne) {
   EXPECT_EQ(s.Find(19)->outcome, "superseded");
 }
 
-TEST(ServiceStateTest, TheTemplateIgnoresTheCountAndTheRolloutRule) {
+TEST(ServiceStateTest, TheTemplateIgnoresTheCountTheRolloutRuleAndTheAutoscaling) {
   absl::StatusOr<api::JobSpec> a =
       api::ParseJobSpec("kind: service\nservice: {replicas: 2}\ntasks: [{command: [serve]}]");
   ASSERT_TRUE(a.ok()) << a.status();
   api::JobSpec b = *a;
   b.service.replicas = 5;
   b.service.update.max_surge = 3;
+  b.service.autoscale = {.min = 0, .max = 4, .target_rps = 10};
   EXPECT_EQ(ReplicaTemplate(*a), ReplicaTemplate(b));
   b.env["MODEL"] = "v2";
   EXPECT_NE(ReplicaTemplate(*a), ReplicaTemplate(b));
