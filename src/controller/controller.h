@@ -647,6 +647,28 @@ class Controller {
   const api::JobSpec* CurrentSpec(const ServiceState& s) const;
   // Its template (ReplicaTemplate); empty when the spec does not parse. REQUIRES: mu_.
   std::string CurrentTemplate(const ServiceState& s) const;
+  // Whether `replica` of service `s` runs its current revision, whose
+  // template is `current_template` (CurrentTemplate).
+  static bool RunsCurrent(const ServiceState& s, const JobEntry& replica, const std::string& current_template);
+  // ReconcileServices' parts. Replicas of a service to insert once the
+  // round's state is committed.
+  struct ReplicasToMake {
+    int64_t service = 0;
+    std::string user;
+    int64_t run_uid = -1, run_gid = -1;
+    api::JobSpec spec;
+    int32_t first_index = 0, count = 0;
+  };
+  // Services with open replicas but no state: adopted from their replicas;
+  // returns their ids. REQUIRES: mu_.
+  std::set<int64_t> AdoptUnrecordedServices(int64_t now);
+  // One step of service `was` (autoscaling, then PlanRollout): stops staged
+  // in `c`, replicas to make added to `makes`; the service's next state when
+  // it changed (or `dirty`). REQUIRES: mu_.
+  std::optional<ServiceState> StepService(const ServiceState& was, bool dirty, engine::Change& c,
+                                          std::vector<ReplicasToMake>& makes);
+  // Inserts them and puts them in memory (outside mu_; takes it).
+  void MakeReplicas(const ReplicasToMake& m);
   struct ParsedRevision {
     std::string spec_json;
     int32_t replicas = 0;

@@ -146,7 +146,7 @@ absl::StatusOr<std::vector<ServiceEndpoints>> Controller::ListServices(const Pri
   for (const auto& [id, state] : services_) {
     if (state.stopped || !MaySeeJobsOf(caller, state.user)) continue;
     by_id[id] = ServiceOf(state);
-    if (state.rollout_started_ms != 0) templates[id] = CurrentTemplate(state);  // else every open replica is current
+    if (state.rollout_started_ms != 0) templates[id] = CurrentTemplate(state);  // else RunsCurrent needs none
   }
   for (int64_t replica : engine_.ServiceReplicas()) {
     const engine::JobEntry* j = engine_.FindJob(replica);
@@ -159,8 +159,8 @@ absl::StatusOr<std::vector<ServiceEndpoints>> Controller::ListServices(const Pri
       s.replicas = j->spec.service.replicas;
     }
     ServiceEndpoints::Replica& r = s.list.emplace_back(ReplicaOf(j->rec, j));
-    auto want = templates.find(s.id);
-    r.current = want == templates.end() || ReplicaTemplate(j->spec) == want->second;
+    auto state = services_.find(s.id);
+    r.current = state == services_.end() || RunsCurrent(state->second, *j, templates[s.id]);
   }
   std::vector<ServiceEndpoints> out;
   for (auto& [id, s] : by_id) {
@@ -183,21 +183,19 @@ absl::StatusOr<ServiceEndpoints> Controller::Endpoints(const Principal& caller, 
   out.name = job->name;
   out.user = job->user;
   out.replicas = spec->service.replicas;
-  std::string want;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = services_.find(out.id); it != services_.end()) {
-      out = ServiceOf(it->second);
-      if (it->second.rollout_started_ms != 0) want = CurrentTemplate(it->second);  // else every open replica is current
-    }
-  }
   std::lock_guard<std::mutex> lock(mu_);
+  auto state = services_.find(out.id);
+  std::string want;
+  if (state != services_.end()) {
+    out = ServiceOf(state->second);
+    if (state->second.rollout_started_ms != 0) want = CurrentTemplate(state->second);  // else RunsCurrent needs none
+  }
   // The open replicas; the replaced, scaled away or cancelled ones are
   // history (icos jobs).
   for (int64_t replica : ServiceReplicasOf(out.id)) {
     const engine::JobEntry* j = engine_.FindJob(replica);
     ServiceEndpoints::Replica& r = out.list.emplace_back(ReplicaOf(j->rec, j));
-    r.current = want.empty() || ReplicaTemplate(j->spec) == want;
+    r.current = state == services_.end() || RunsCurrent(state->second, *j, want);
   }
   std::sort(out.list.begin(), out.list.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
   return out;

@@ -9,6 +9,7 @@
 // leaves fewer replicas than wanted, never more, and the next round makes
 // the rest. One round runs at a time, so no replica is made twice.
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -108,121 +109,158 @@ std::string Controller::CurrentTemplate(const ServiceState& s) const {
   return CurrentSpec(s) != nullptr ? parsed_revisions_.at(s.id).replica_template : "";
 }
 
+bool Controller::RunsCurrent(const ServiceState& s, const JobEntry& replica, const std::string& current_template) {
+  // Without a rollout every open replica runs the current revision: each
+  // made since the last one completed was made of it.
+  return s.rollout_started_ms == 0 || ReplicaTemplate(replica.spec) == current_template;
+}
+
+std::set<int64_t> Controller::AdoptUnrecordedServices(int64_t now) {
+  std::set<int64_t> adopted;
+  for (int64_t replica : engine_.ServiceReplicas()) {
+    const JobEntry* j = engine_.FindJob(replica);
+    if (j == nullptr || services_.count(j->rec.array_id) || store::IsTerminal(j->rec.state)) continue;
+    ServiceState s;
+    s.id = j->rec.array_id;
+    s.name = j->spec.name;
+    s.user = j->rec.user;
+    s.run_uid = j->rec.run_uid;
+    s.run_gid = j->rec.run_gid;
+    s.replicas = j->spec.service.replicas;
+    for (int64_t other : ServiceReplicasOf(s.id)) {
+      s.next_index = std::max(s.next_index, engine_.FindJob(other)->rec.array_index + 1);
+    }
+    s.AddRevision({.spec_json = j->rec.spec_json, .created_by = "icos", .change = "adopted"}, now);
+    adopted.insert(s.id);
+    services_[s.id] = std::move(s);
+  }
+  return adopted;
+}
+
+std::optional<ServiceState> Controller::StepService(const ServiceState& was, bool dirty, engine::Change& c,
+                                                    std::vector<ReplicasToMake>& makes) {
+  const int64_t id = was.id;
+  const std::vector<int64_t> replicas = ServiceReplicasOf(id);
+  const api::JobSpec* spec = CurrentSpec(was);
+  if (spec == nullptr) return std::nullopt;  // said once, when parsed
+  ServiceState state = was;                  // with this round's count
+  if (const api::AutoscaleSpec& a = spec->service.autoscale; a.enabled() && load_source_ && !state.stopped) {
+    const ScaleDecision d = Autoscale(a, state.replicas, load_source_(id), c.now_ms, autoscale_[id]);
+    if (d.replicas != state.replicas) {
+      c.Event(id, "", "Autoscaled", d.why);
+      state.replicas = d.replicas;
+      spec = CurrentSpec(state);
+      if (spec == nullptr) return std::nullopt;
+      dirty = true;
+    }
+  }
+  // Settled: no rollout, as many replicas as wanted, all of the current
+  // revision (each made since its rollout completed is). Nothing to do.
+  if (!state.stopped && state.rollout_started_ms == 0 && replicas.size() == static_cast<size_t>(state.replicas)) {
+    return dirty ? std::optional<ServiceState>(std::move(state)) : std::nullopt;
+  }
+  const std::string want = CurrentTemplate(state);
+  std::vector<LiveReplica> live;
+  for (int64_t replica : replicas) {
+    const JobEntry* j = engine_.FindJob(replica);
+    const ServiceEndpoints::Replica r = ReplicaOf(j->rec, j);
+    live.push_back({.job_id = replica,
+                    .index = j->rec.array_index,
+                    .current = RunsCurrent(state, *j, want),
+                    .ready = r.ready,
+                    .made_ms = j->rec.submit_ms,
+                    .why = r.reason});
+  }
+  // Only a rollout away from a stable revision's template can fail: a
+  // rollback, or a service's first revision, keeps trying.
+  const ServiceRevision* stable = state.Find(state.stable);
+  bool can_fail = false;
+  if (stable != nullptr && state.stable != state.revision) {
+    absl::StatusOr<api::JobSpec> stable_spec = api::ParseJobSpec(stable->spec_json, StoredSpecLimits());
+    can_fail = stable_spec.ok() && ReplicaTemplate(*stable_spec) != want;
+  }
+  const RolloutPlan plan = PlanRollout(state, spec->service.update, can_fail, live, c.now_ms);
+  ServiceState next = state;
+  if (!plan.failed.empty()) {
+    const std::string why = absl::StrCat("revision ", state.revision, " failed: ", plan.failed);
+    next.Find(state.revision)->outcome = absl::StrCat("failed: ", plan.failed);
+    next.AddRevision({.spec_json = stable->spec_json,
+                      .created_by = "icos",
+                      .change = absl::StrCat("automatic rollback to revision ", state.stable, ": ", why)},
+                     c.now_ms);
+    c.Event(id, "", "RolloutFailed", absl::StrCat(why, "; rolling back to revision ", state.stable));
+    return next;  // the next round stops and makes replicas for the rollback
+  }
+  if (plan.complete) {
+    next.Find(state.revision)->outcome = "complete";
+    next.stable = state.revision;
+    next.rollout_started_ms = 0;
+    c.Event(id, "", "RolloutComplete",
+            absl::StrCat("revision ", state.revision, ": ", state.replicas, " replicas ready"));
+    dirty = true;
+  }
+  for (int64_t replica : plan.stop) {
+    const bool old =
+        std::any_of(live.begin(), live.end(), [&](const LiveReplica& r) { return r.job_id == replica && !r.current; });
+    StageCancel(c, replica,
+                state.stopped ? absl::StrCat("service ", id, " cancelled")
+                : old         ? absl::StrCat("replaced by revision ", state.revision, " of service ", id)
+                              : absl::StrCat("service ", id, " scaled to ", state.replicas, " replicas"));
+  }
+  if (plan.create > 0) {
+    makes.push_back({.service = id,
+                     .user = state.user,
+                     .run_uid = state.run_uid,
+                     .run_gid = state.run_gid,
+                     .spec = *spec,
+                     .first_index = next.next_index,
+                     .count = plan.create});
+    next.next_index += plan.create;  // taken before the rows exist: never two replicas with one index
+    dirty = true;
+  }
+  return dirty ? std::optional<ServiceState>(std::move(next)) : std::nullopt;
+}
+
+void Controller::MakeReplicas(const ReplicasToMake& m) {
+  store::JobRecord r;
+  r.name = m.spec.name;
+  r.user = m.user;
+  r.run_uid = m.run_uid;
+  r.run_gid = m.run_gid;
+  r.queue = m.spec.queue;
+  r.priority = m.spec.priority;
+  r.state = JobState::kPending;
+  r.spec_json = api::JobSpecToJson(m.spec);
+  r.reason = "waiting for the next scheduling pass";
+  r.submit_ms = clock_->NowMs();
+  r.array_id = m.service;
+  std::vector<store::JobRecord> recs(m.count, r);
+  for (int32_t i = 0; i < m.count; ++i) recs[i].array_index = m.first_index + i;
+  if (absl::Status st = store_->InsertJobs(&recs); !st.ok()) {
+    log::Failure("service replicas", st, absl::StrCat("service=", m.service));
+    return;  // its indices stay unused; the next round makes replicas again
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  AdmitJobs(m.spec, recs);
+}
+
 void Controller::ReconcileServices() {
   std::lock_guard<std::mutex> one(reconcile_mu_);
-  struct Make {
-    ServiceState service;
-    api::JobSpec spec;
-    int32_t first_index = 0, count = 0;
-  };
-  std::vector<Make> makes;
+  std::vector<ReplicasToMake> makes;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const int64_t now = clock_->NowMs();
-    // A service whose state was never stored (made by an older icos, or the
-    // store failed right after its submission): adopted as its replicas say.
-    std::set<int64_t> adopted;
-    for (int64_t replica : engine_.ServiceReplicas()) {
-      const JobEntry* j = engine_.FindJob(replica);
-      if (j == nullptr || services_.count(j->rec.array_id) || store::IsTerminal(j->rec.state)) continue;
-      ServiceState s;
-      s.id = j->rec.array_id;
-      s.name = j->spec.name;
-      s.user = j->rec.user;
-      s.run_uid = j->rec.run_uid;
-      s.run_gid = j->rec.run_gid;
-      s.replicas = j->spec.service.replicas;
-      for (int64_t other : ServiceReplicasOf(s.id)) {
-        s.next_index = std::max(s.next_index, engine_.FindJob(other)->rec.array_index + 1);
-      }
-      s.AddRevision({.spec_json = j->rec.spec_json, .created_by = "icos", .change = "adopted"}, now);
-      adopted.insert(s.id);  // stored below, with this round's changes
-      services_[s.id] = std::move(s);
-    }
-    engine::Change c(now);
+    engine::Change c(clock_->NowMs());
+    const std::set<int64_t> adopted = AdoptUnrecordedServices(c.now_ms);  // stored with this round's changes
     std::vector<ServiceState> changed;
     for (const auto& [id, was] : services_) {
-      const std::vector<int64_t> replicas = ServiceReplicasOf(id);
-      if (was.stopped && replicas.empty()) {
+      if (was.stopped && ServiceReplicasOf(id).empty()) {
         parsed_revisions_.erase(id);
         autoscale_.erase(id);
         continue;
       }
-      const api::JobSpec* spec = CurrentSpec(was);
-      if (spec == nullptr) continue;  // said once, when parsed
-      ServiceState state = was;       // with this round's count
-      bool dirty = adopted.count(id) > 0;
-      if (const api::AutoscaleSpec& a = spec->service.autoscale; a.enabled() && load_source_ && !state.stopped) {
-        const ScaleDecision d = Autoscale(a, state.replicas, load_source_(id), now, autoscale_[id]);
-        if (d.replicas != state.replicas) {
-          c.Event(id, "", "Autoscaled", d.why);
-          state.replicas = d.replicas;
-          spec = CurrentSpec(state);
-          if (spec == nullptr) continue;
-          dirty = true;
-        }
+      if (std::optional<ServiceState> next = StepService(was, adopted.count(id) > 0, c, makes)) {
+        changed.push_back(*std::move(next));
       }
-      // Settled: no rollout, as many replicas as wanted, all of the current
-      // revision (each made since its rollout completed is). Nothing to do.
-      if (!state.stopped && state.rollout_started_ms == 0 && replicas.size() == static_cast<size_t>(state.replicas)) {
-        if (dirty) changed.push_back(std::move(state));
-        continue;
-      }
-      const std::string want = CurrentTemplate(state);
-      std::vector<LiveReplica> live;
-      for (int64_t replica : replicas) {
-        const JobEntry* j = engine_.FindJob(replica);
-        const ServiceEndpoints::Replica r = ReplicaOf(j->rec, j);
-        live.push_back({.job_id = replica,
-                        .index = j->rec.array_index,
-                        .current = state.rollout_started_ms == 0 || ReplicaTemplate(j->spec) == want,
-                        .ready = r.ready,
-                        .made_ms = j->rec.submit_ms,
-                        .why = r.reason});
-      }
-      // Only a rollout away from a stable revision's template can fail:
-      // a rollback, or a service's first revision, keeps trying.
-      const ServiceRevision* stable = state.Find(state.stable);
-      bool can_fail = false;
-      if (stable != nullptr && state.stable != state.revision) {
-        absl::StatusOr<api::JobSpec> stable_spec = api::ParseJobSpec(stable->spec_json, StoredSpecLimits());
-        can_fail = stable_spec.ok() && ReplicaTemplate(*stable_spec) != want;
-      }
-      const RolloutPlan plan = PlanRollout(state, spec->service.update, can_fail, live, now);
-      ServiceState next = state;
-      if (!plan.failed.empty()) {
-        const std::string why = absl::StrCat("revision ", state.revision, " failed: ", plan.failed);
-        next.Find(state.revision)->outcome = absl::StrCat("failed: ", plan.failed);
-        next.AddRevision({.spec_json = stable->spec_json,
-                          .created_by = "icos",
-                          .change = absl::StrCat("automatic rollback to revision ", state.stable, ": ", why)},
-                         now);
-        c.Event(id, "", "RolloutFailed", absl::StrCat(why, "; rolling back to revision ", state.stable));
-        changed.push_back(std::move(next));
-        continue;
-      }
-      if (plan.complete) {
-        next.Find(state.revision)->outcome = "complete";
-        next.stable = state.revision;
-        next.rollout_started_ms = 0;
-        c.Event(id, "", "RolloutComplete",
-                absl::StrCat("revision ", state.revision, ": ", state.replicas, " replicas ready"));
-        dirty = true;
-      }
-      for (int64_t replica : plan.stop) {
-        const bool old = std::any_of(live.begin(), live.end(),
-                                     [&](const LiveReplica& r) { return r.job_id == replica && !r.current; });
-        StageCancel(c, replica,
-                    state.stopped ? absl::StrCat("service ", id, " cancelled")
-                    : old         ? absl::StrCat("replaced by revision ", state.revision, " of service ", id)
-                                  : absl::StrCat("service ", id, " scaled to ", state.replicas, " replicas"));
-      }
-      if (plan.create > 0) {
-        makes.push_back({.service = state, .spec = *spec, .first_index = next.next_index, .count = plan.create});
-        next.next_index += plan.create;  // taken before the rows exist: never two replicas with one index
-        dirty = true;
-      }
-      if (dirty) changed.push_back(std::move(next));
     }
     for (const ServiceState& s : changed) {
       c.batch.services.push_back({.id = s.id, .state_json = ServiceStateToJson(s)});
@@ -233,28 +271,7 @@ void Controller::ReconcileServices() {
     }
     for (ServiceState& s : changed) services_[s.id] = std::move(s);
   }
-  for (Make& m : makes) {
-    store::JobRecord r;
-    r.name = m.spec.name;
-    r.user = m.service.user;
-    r.run_uid = m.service.run_uid;
-    r.run_gid = m.service.run_gid;
-    r.queue = m.spec.queue;
-    r.priority = m.spec.priority;
-    r.state = JobState::kPending;
-    r.spec_json = api::JobSpecToJson(m.spec);
-    r.reason = "waiting for the next scheduling pass";
-    r.submit_ms = clock_->NowMs();
-    r.array_id = m.service.id;
-    std::vector<store::JobRecord> recs(m.count, r);
-    for (int32_t i = 0; i < m.count; ++i) recs[i].array_index = m.first_index + i;
-    if (absl::Status st = store_->InsertJobs(&recs); !st.ok()) {
-      log::Failure("service replicas", st, absl::StrCat("service=", m.service.id));
-      continue;  // its indices stay unused; the next round makes replicas again
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    AdmitJobs(m.spec, recs);
-  }
+  for (const ReplicasToMake& m : makes) MakeReplicas(m);
   if (!makes.empty()) Wake();
 }
 
