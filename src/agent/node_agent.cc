@@ -90,7 +90,11 @@ std::string StateOf(TaskExitKind kind, int exit_code) {
 }  // namespace
 
 NodeAgent::NodeAgent(NodeAgentOptions options, icos::Clock* clock)
-    : options_(std::move(options)), clock_(clock), log_key_(RandomKey()), node_(options_.node) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      log_key_(RandomKey()),
+      beat_instance_(RandomKey().substr(0, 16)),
+      node_(options_.node) {}
 
 NodeAgent::~NodeAgent() { Stop(); }
 
@@ -760,7 +764,7 @@ void NodeAgent::BeatLoop() {
       }
     }
     if (changed || clock_->NowMs() - last_sent >= heartbeat_ms) {
-      json body = {{"tasks", tasks}};
+      json body = {{"tasks", tasks}, {"instance", beat_instance_}, {"seq", ++beat_seq_}};
       if (!devices.empty()) body["devices"] = devices;  // only after a new health check
       // The lease counts from before the request left: the controller's
       // view of this beat is never earlier than ours.

@@ -189,6 +189,10 @@ class NodeAgent {
   const NodeAgentOptions options_;
   icos::Clock* const clock_;
   std::string log_key_;
+  // This process's heartbeats in order (Controller::Heartbeat): a random id
+  // of the process and the beats it sent.
+  const std::string beat_instance_;
+  int64_t beat_seq_ = 0;                  // BeatLoop only
   std::string cluster_id_;                // from the first registration (guarded by mu_)
   bool checkpoint_root_claimed_ = false;  // ClaimCheckpointRoot done (guarded by mu_)
   mutable std::mutex token_mu_;

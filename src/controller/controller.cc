@@ -501,9 +501,35 @@ absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> Controller::EndedJobs(c
   return ended;
 }
 
+namespace {
+
+// Whether a heartbeat of agent process `instance` numbered `seq` was
+// overtaken: a later one of the same process, or one of a process that
+// replaced it, was applied. Else it becomes the node's latest.
+bool OvertakenBeat(engine::NodeEntry& n, const std::string& instance, int64_t seq) {
+  if (instance.empty()) return false;  // an older agent: in arrival order
+  if (instance == n.beat_instance) {
+    if (seq <= n.beat_seq) return true;
+  } else {
+    if (std::find(n.retired_instances.begin(), n.retired_instances.end(), instance) != n.retired_instances.end()) {
+      return true;
+    }
+    if (!n.beat_instance.empty()) {
+      n.retired_instances.push_back(n.beat_instance);
+      if (n.retired_instances.size() > 8) n.retired_instances.erase(n.retired_instances.begin());
+    }
+    n.beat_instance = instance;
+  }
+  n.beat_seq = seq;
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& caller, const std::string& node,
                                                            const std::vector<wire::TaskStatus>& statuses,
-                                                           const std::vector<wire::DeviceUsage>& devices) {
+                                                           const std::vector<wire::DeviceUsage>& devices,
+                                                           const std::string& instance, int64_t seq) {
   if (absl::Status st = Authorize(caller, Action::kSpeakForNode, node); !st.ok()) return st;
   bool changed = false;
   wire::HeartbeatReply reply;
@@ -515,6 +541,15 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
     const int64_t now = clock_->NowMs();
     engine::Change c(now);
     NodeEntry& n = nit->second;
+    if (OvertakenBeat(n, instance, seq)) {
+      // Its news is older than what was applied: nothing of it is, and
+      // nothing is acknowledged (the agent reports ends until they are).
+      counters_.overtaken_heartbeats.Inc({node});
+      reply.version = n.version;
+      reply.heartbeat_ms = AgentPaceLocked();
+      reply.lease_ms = options_.node_lease_ms;
+      return reply;
+    }
     // Figures for another number of devices than the node registered (an
     // agent mid-change) are dropped; the task states are what must not be.
     const bool usage_fits = !devices.empty() && devices.size() == n.node.devices.size();

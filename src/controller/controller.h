@@ -245,6 +245,10 @@ struct ControllerCounters {
   metrics::CounterFamily preemptions{
       "icos_scheduler_preemptions_total", "Running jobs preempted by the scheduler.", {}};
   metrics::CounterFamily heartbeats{"icos_agent_heartbeats_total", "Heartbeats received from node agents.", {"node"}};
+  metrics::CounterFamily overtaken_heartbeats{
+      "icos_agent_heartbeats_overtaken_total",
+      "Heartbeats not applied: the same agent's later one (or a newer agent process's) was applied first.",
+      {"node"}};
   metrics::CounterFamily lost_device_seconds{
       "icos_work_lost_device_seconds_total",
       "Device-seconds of work thrown away by tasks that ended early (preemption, moves, lost nodes, sick "
@@ -463,9 +467,14 @@ class Controller {
   // are applied all the same).
   // The reply acknowledges the reported task ends that are now durable, so
   // the agent may forget them (it reports them until then).
+  // `instance` and `seq` order an agent's heartbeats (a process's random id
+  // and its count of beats; empty and 0 from older agents: applied as they
+  // come): one older than a beat already applied, or from an agent process
+  // a later one replaced, is answered but not applied.
   absl::StatusOr<wire::HeartbeatReply> Heartbeat(const Principal& caller, const std::string& node,
                                                  const std::vector<wire::TaskStatus>& tasks,
-                                                 const std::vector<wire::DeviceUsage>& devices = {});
+                                                 const std::vector<wire::DeviceUsage>& devices = {},
+                                                 const std::string& instance = "", int64_t seq = 0);
   // For an agent's checkpoint retention (NodeAgentOptions::
   // checkpoint_retention_ms): which of `jobs` have ended, with when (Unix
   // ms). Open jobs and those the store does not know are left out, so their

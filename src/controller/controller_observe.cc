@@ -302,6 +302,7 @@ void RenderMetrics(const ClusterMetrics& m, const ControllerCounters& c, metrics
   w.Sample("icos_runtime_estimator_failed_predictions", {}, static_cast<double>(m.learning.failed_predictions));
 
   c.heartbeats.Render(w);
+  c.overtaken_heartbeats.Render(w);
   c.lost_device_seconds.Render(w);
   c.webhook_deliveries.Render(w);
   c.estimate_ratio.Render(w);

@@ -329,5 +329,38 @@ TEST(DeviceUseTest, HintsOnlyOnEvidenceOfIdleWholeDevices) {
   EXPECT_EQ(DeviceUse{}.Describe(), "");
 }
 
+// A heartbeat overtaken by the same agent's next one (it took long: a slow
+// commit under disk load, a client timeout, the next beat on a new
+// connection) must not undo it: applied after it, its older task list would
+// fail the task started in between as lost. Found by e2e.service on a loaded
+// machine: both replicas of a service "lost" seconds after they started.
+TEST_F(ControllerTest, AnOvertakenHeartbeatIsNotApplied) {
+  ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
+  auto id = controller_->Submit(alice_, "tasks: [{command: [x], resources: {cpu: 1, memory: 1Gi}}]", "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto tasks = Watch("n1");
+  ASSERT_EQ(tasks.size(), 1u);
+  const wire::TaskStatus running{.task_id = tasks[0].task_id, .state = "Running"};
+  // Beat 2 says the task runs; beat 1, built before it started, comes after.
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {running}, {}, "agent-a", 2).ok());
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {}, {}, "agent-a", 1).ok());
+  EXPECT_EQ(State(*id), "Running");
+  EXPECT_EQ(controller_->counters().overtaken_heartbeats.Value({"n1"}), 1);
+  // A new agent process (a restart): its beats apply from its first, and the
+  // process it replaced is not heard again.
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {running}, {}, "agent-b", 1).ok());
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {}, {}, "agent-a", 3).ok());
+  EXPECT_EQ(State(*id), "Running");
+  EXPECT_EQ(controller_->counters().overtaken_heartbeats.Value({"n1"}), 2);
+  // An agent that sends no order (an older one) is applied as it comes: a
+  // list without the task loses it.
+  ASSERT_TRUE(controller_->Heartbeat(admin_, "n1", {}).ok());
+  EXPECT_NE(State(*id), "Running");
+  auto job = controller_->GetJob(admin_, *id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_THAT(job->tasks.at(0).reason, HasSubstr("the agent no longer knows this task"));
+}
+
 }  // namespace
 }  // namespace icos::controller

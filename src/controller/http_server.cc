@@ -758,7 +758,15 @@ net::Router HttpServer::Routes() {
              }
              devices.push_back(*u);
            }
-           auto reply = c->Heartbeat(who, req.matches[1], statuses, devices);
+           // The agent process and its count of beats (older agents send neither).
+           if (body.contains("instance") && !body["instance"].is_string()) {
+             return Fail(res, absl::InvalidArgumentError("instance must be a string"));
+           }
+           if (body.contains("seq") && !body["seq"].is_number_integer()) {
+             return Fail(res, absl::InvalidArgumentError("seq must be an integer"));
+           }
+           auto reply = c->Heartbeat(who, req.matches[1], statuses, devices, body.value("instance", ""),
+                                     body.value("seq", int64_t{0}));
            if (!reply.ok()) return Fail(res, reply.status());
            Reply(res, 200, wire::HeartbeatReplyToJson(*reply));
          }),

@@ -64,6 +64,14 @@ struct NodeEntry {
   std::set<int32_t> drained_devices;     // device indices an operator took out
   std::string unhealthy_reason;          // the agent's health-check program failed
   std::vector<wire::DeviceUsage> usage;  // from the last heartbeat that carried it; memory only
+  // Heartbeats in order (memory only): the agent process that sent the last
+  // one applied, its number, and the processes it replaced. A heartbeat
+  // that took long (a slow commit) can be overtaken by the agent's next
+  // one; applied after it, its older task list would fail tasks started
+  // in between as lost.
+  std::string beat_instance;
+  int64_t beat_seq = 0;
+  std::vector<std::string> retired_instances;  // the last few
 };
 
 // What a job's tasks say about its runs so far, as the scheduler reads it:
