@@ -195,9 +195,19 @@ tasks:
     resources: {cpu: 1, memory: 1Gi}
 )";
 
+// Reopens the controller booking task ports from a range of this test
+// process's own: in the default range a test beside it (ctest -j), or a
+// cluster on this machine, may serve replica 0 of its own fresh cluster.
+void UsePortsOfItsOwn(ControllerOptions& options) {
+  options.port_base = 45'000 + (::getpid() % 1'000) * 10;
+  options.port_span = 10;
+}
+
 // Submitted, placed, probed and listed through the controller: each
 // replica a job of its own with a port; only the one that answers is ready.
 TEST_F(ControllerTest, AServicesReplicasRunAsJobsAndOnlyTheAnsweringOneIsReady) {
+  UsePortsOfItsOwn(options_);
+  Open();
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
   auto id = controller_->Submit(alice_, kService, "/home/alice");
   ASSERT_TRUE(id.ok()) << id.status();
@@ -270,6 +280,8 @@ TEST_F(ControllerTest, AServicesReplicasRunAsJobsAndOnlyTheAnsweringOneIsReady) 
 }
 
 TEST_F(ControllerTest, AReplicaThatFailsItsLivenessProbeIsStoppedAndRunsAgain) {
+  UsePortsOfItsOwn(options_);  // nothing may listen on its booked port
+  Open();
   ASSERT_TRUE(controller_->RegisterNode(admin_, Node("n1"), "127.0.0.1", "http://127.0.0.1:9", "k").ok());
   auto id = controller_->Submit(alice_, R"(kind: service
 service: {liveness: {tcp: true, period: 1s, failure_threshold: 1}}
