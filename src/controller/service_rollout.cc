@@ -137,10 +137,9 @@ std::set<int64_t> Controller::AdoptUnrecordedServices(int64_t now) {
   return adopted;
 }
 
-std::optional<ServiceState> Controller::StepService(const ServiceState& was, bool dirty, engine::Change& c,
-                                                    std::vector<ReplicasToMake>& makes) {
+std::optional<ServiceState> Controller::StepService(const ServiceState& was, const std::vector<int64_t>& replicas,
+                                                    bool dirty, engine::Change& c, std::vector<ReplicasToMake>& makes) {
   const int64_t id = was.id;
-  const std::vector<int64_t> replicas = ServiceReplicasOf(id);
   const api::JobSpec* spec = CurrentSpec(was);
   if (spec == nullptr) return std::nullopt;  // said once, when parsed
   ServiceState state = was;                  // with this round's count
@@ -253,12 +252,13 @@ void Controller::ReconcileServices() {
     const std::set<int64_t> adopted = AdoptUnrecordedServices(c.now_ms);  // stored with this round's changes
     std::vector<ServiceState> changed;
     for (const auto& [id, was] : services_) {
-      if (was.stopped && ServiceReplicasOf(id).empty()) {
+      const std::vector<int64_t> replicas = ServiceReplicasOf(id);  // walked once a round
+      if (was.stopped && replicas.empty()) {
         parsed_revisions_.erase(id);
         autoscale_.erase(id);
         continue;
       }
-      if (std::optional<ServiceState> next = StepService(was, adopted.count(id) > 0, c, makes)) {
+      if (std::optional<ServiceState> next = StepService(was, replicas, adopted.count(id) > 0, c, makes)) {
         changed.push_back(*std::move(next));
       }
     }
