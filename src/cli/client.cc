@@ -288,8 +288,8 @@ ClientCommands* AddClientCommands(CLI::App& app) {
   c->queue_put = put;
   auto* token = app.add_subcommand("token", "Manage tokens")->require_subcommand(1);
   c->token_create = token->add_subcommand("create", "Create a token (admin); prints the secret once");
-  c->token_create->add_option("--role", c->role, "admin, user or agent")
-      ->check(CLI::IsMember({"admin", "user", "agent"}));
+  c->token_create->add_option("--role", c->role, "admin, user, agent (joins nodes) or gateway (`icos gateway`)")
+      ->check(CLI::IsMember({"admin", "user", "agent", "gateway"}));
   c->token_create->add_option("--user", c->user, "user the token acts as (role user)");
   c->token_create->add_option("--name", c->name, "a label for the token");
   c->token_create->add_option("--uid", c->uid,

@@ -16,6 +16,7 @@
 #include "agent/checkpoint_dir.h"
 #include "cli/client.h"
 #include "cli/demo.h"
+#include "cli/gateway_command.h"
 #include "cli/sim_command.h"
 #include "cli/tls_files.h"
 #include "cli/up.h"
@@ -329,6 +330,9 @@ int main(int argc, char** argv) {
       "From inside a task: say that the job has just finished a checkpoint (in $ICOS_CHECKPOINT_DIR), so that "
       "icos knows what a preemption would lose (docs/frameworks.md, \"Checkpoints\")");
 
+  icos::cli::GatewayFlags gateway;
+  CLI::App* gateway_cmd = icos::cli::AddGatewayCommand(app, gateway);
+
   icos::cli::ClientCommands* client = icos::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
@@ -344,6 +348,10 @@ int main(int argc, char** argv) {
   if (agent_cmd->parsed()) {
     icos::log::Init("agent");
     return icos::cli::RunAgent(agent, std::cout, std::cerr);
+  }
+  if (gateway_cmd->parsed()) {
+    icos::log::Init("gateway");
+    return icos::cli::RunGateway(gateway, std::cout, std::cerr);
   }
   if (demo_cmd->parsed()) return icos::cli::RunDemo(demo, std::cout, std::cerr);
   if (sim_cmd->parsed()) return icos::cli::RunSim(sim, std::cout, std::cerr);

@@ -46,6 +46,8 @@ namespace fs = std::filesystem;
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
+}  // namespace
+
 void CatchStopSignals() {
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
@@ -53,13 +55,14 @@ void CatchStopSignals() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-// Sleeps up to `ms`, returning early once a stop signal came; false then.
 bool SleepUnlessStopped(int64_t ms) {
   for (int64_t slept = 0; slept < ms && !g_stop; slept += 100) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return !g_stop;
 }
+
+namespace {
 
 // How often a leader makes sure it still leads. A standby takes over within
 // about a second of the lock's release, so a leader that lost its lock
@@ -407,10 +410,13 @@ absl::StatusOr<Plane> StartPlane(const ServerFlags& flags, bool standby, std::os
     gateway::GatewayOptions go;
     go.host = flags.host;
     go.port = flags.gateway_port;
+    // An API on HTTPS: the gateway beside it too, with the same certificate.
+    go.tls_cert_file = cert;
+    go.tls_key_file = key;
     controller::Controller* c = p.controller.get();
     p.gateway = std::make_unique<gateway::Gateway>(
         go, [c](const std::string& service) { return c->Route(service); }, RealClock::Default());
-    // The autoscaler reads what this gateway counts (a gateway elsewhere is not yet supported).
+    // The autoscaler reads what this gateway counts, beside what `icos gateway` processes report.
     c->SetServiceLoadSource([g = p.gateway.get()](int64_t id) { return g->LoadOf(id); });
     if (absl::Status s = p.gateway->Start(); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("service gateway on port ", flags.gateway_port, ": ", s.message()));
@@ -605,8 +611,8 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent_flags, std::ostream
               : absl::StrCat("  CA:          ", plane->ca_cert, " (copy it to the machines of agents and users)\n"))
       << "  join a node: icos agent --server " << plane->advertised << ca << " --token $(cat " << dir
       << "/agent.token)\n"
-      << (plane->gateway ? absl::StrCat("  gateway:     http://",
-                                        net::UrlHost(server.host == "0.0.0.0" ? "127.0.0.1" : server.host), ":",
+      << (plane->gateway ? absl::StrCat("  gateway:     ", absl::StartsWith(plane->url, "https://") ? "https" : "http",
+                                        "://", net::UrlHost(server.host == "0.0.0.0" ? "127.0.0.1" : server.host), ":",
                                         plane->gateway->port(), "/<service>/... (docs/services.md)\n")
                          : "")
       << "  data:        " << dir << "/icos.db\n"

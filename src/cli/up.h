@@ -98,6 +98,12 @@ struct AgentFlags {
 };
 
 int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out, std::ostream& err);
+
+// Stop signals of the long-running commands (up, server, agent, gateway):
+// after CatchStopSignals, SIGINT and SIGTERM end SleepUnlessStopped's
+// sleep of up to `ms` early, and it returns false from then on.
+void CatchStopSignals();
+bool SleepUnlessStopped(int64_t ms);
 int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err);
 int RunAgent(const AgentFlags& agent, std::ostream& out, std::ostream& err);
 

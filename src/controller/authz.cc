@@ -31,6 +31,8 @@ const char* ActionText(Action a) {
       return "register nodes";
     case Action::kSpeakForNode:
       return "speak for a node";
+    case Action::kRouteServices:
+      return "read services' routes or report their load";
   }
   return "do this";
 }
@@ -46,6 +48,8 @@ const char* Needed(Action a) {
       return "a join token (icos token create --role agent)";
     case Action::kSpeakForNode:
       return "that node's own credential";
+    case Action::kRouteServices:
+      return "a gateway token (icos token create --role gateway)";
     default:
       return "a user or admin token";
   }
@@ -63,12 +67,14 @@ const char* RoleName(Role r) {
       return "agent";
     case Role::kNode:
       return "node";
+    case Role::kGateway:
+      return "gateway";
   }
   return "?";
 }
 
 std::optional<Role> ParseRole(absl::string_view name) {
-  for (Role r : {Role::kAdmin, Role::kUser, Role::kAgent, Role::kNode}) {
+  for (Role r : {Role::kAdmin, Role::kUser, Role::kAgent, Role::kNode, Role::kGateway}) {
     if (name == RoleName(r)) return r;
   }
   return std::nullopt;
@@ -90,6 +96,9 @@ absl::Status Authorize(const Principal& who, Action action, absl::string_view no
       break;
     case Role::kNode:
       allowed = action == Action::kSpeakForNode && !who.node.empty() && node == who.node;
+      break;
+    case Role::kGateway:
+      allowed = action == Action::kRouteServices;
       break;
   }
   if (allowed) return absl::OkStatus();

@@ -11,6 +11,9 @@
 //                                             node's credential); nothing else
 //   node    a node's credential               heartbeat, watch and re-register for that one
 //                                             node; nothing else (no jobs, logs or other nodes)
+//   gateway icos token create --role gateway  a standalone service gateway (`icos gateway`):
+//                                             read services' routes (their ready replicas'
+//                                             addresses) and report the load it saw; nothing else
 //
 // Thread-safety: pure functions.
 #ifndef ICOS_CONTROLLER_AUTHZ_H_
@@ -24,8 +27,8 @@
 
 namespace icos::controller {
 
-enum class Role { kAdmin, kUser, kAgent, kNode };
-// "admin", "user", "agent", "node".
+enum class Role { kAdmin, kUser, kAgent, kNode, kGateway };
+// "admin", "user", "agent", "node", "gateway".
 const char* RoleName(Role r);
 // The inverse of RoleName; nullopt for anything else.
 std::optional<Role> ParseRole(absl::string_view name);
@@ -53,6 +56,9 @@ enum class Action {
   kReadUtilisation,
   kJoinNode,      // register a node that has no credential yet
   kSpeakForNode,  // heartbeat, watch, re-register: `node` names which
+  // Read any running service's route (its ready replicas' host:port) and
+  // report the requests a gateway forwarded (the autoscaler's input).
+  kRouteServices,
 };
 
 // OK when `who` may do `action` (for the node actions, on `node`); else

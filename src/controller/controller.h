@@ -36,6 +36,7 @@
 #include "common/status_macros.h"
 #include "controller/accounting.h"
 #include "controller/authz.h"
+#include "controller/gateway_loads.h"
 #include "controller/metrics.h"
 #include "controller/runtime_learning.h"
 #include "controller/service_autoscale.h"
@@ -385,8 +386,18 @@ class Controller {
   // serves anyone who can reach it: NotFound when none runs,
   // FailedPrecondition when several share the name.
   absl::StatusOr<ServiceRoute> Route(const std::string& service) const;
-  // Where the autoscaler reads each service's load (the gateway's
-  // counts); until set, autoscaled services keep their count. Before Start.
+  // The same for a standalone gateway (`icos gateway`): its token's role
+  // must be gateway (or admin).
+  absl::StatusOr<ServiceRoute> Route(const Principal& caller, const std::string& service) const;
+  // A standalone gateway's counts since it started, by service id, under
+  // its own `instance` id (GatewayLoads): what the autoscaler reads beside
+  // the in-process gateway's. Ids that are no service are ignored.
+  absl::Status ReportGatewayLoad(const Principal& caller, const std::string& instance,
+                                 const std::map<int64_t, ServiceLoad>& loads);
+  // Where the autoscaler reads each service's load (the in-process
+  // gateway's counts), beside what standalone gateways report
+  // (ReportGatewayLoad); while neither measures it, autoscaled services
+  // keep their count. Before Start.
   void SetServiceLoadSource(std::function<ServiceLoad(int64_t service_id)> source) { load_source_ = std::move(source); }
   // One round of readiness probes, now, on this thread (the prober's own
   // thread runs one every 250 ms once Start is called, each followed by
@@ -687,6 +698,11 @@ class Controller {
   };
   mutable std::map<int64_t, ParsedRevision> parsed_revisions_;  // by service id; guarded by mu_
   std::function<ServiceLoad(int64_t)> load_source_;
+  GatewayLoads gateway_loads_;
+  // Service `id`'s load as every gateway saw it (the in-process one and
+  // those reporting); nullopt when none measures it (autoscaling then
+  // leaves the count alone).
+  std::optional<ServiceLoad> MeasuredLoad(int64_t id, int64_t now_ms) const;
   std::map<int64_t, AutoscaleMemory> autoscale_;  // by service id; guarded by mu_ (reconcile thread)
   // The webhook messages each commit owes (webhook_outbox.h). Guarded by mu_.
   WebhookOutbox outbox_{store_};

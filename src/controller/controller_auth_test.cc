@@ -25,9 +25,11 @@ TEST(AuthorizeTest, EachRoleMayDoOnlyWhatItsRowSays) {
   const Principal user{"u", Role::kUser, "alice"};
   const Principal join{"j", Role::kAgent, ""};
   const Principal node{"n", Role::kNode, "", -1, -1, "n1"};
-  for (Action a : {Action::kSubmitJob, Action::kReadJobs, Action::kControlJob, Action::kReadQueues,
-                   Action::kChangeQueues, Action::kReadNodes, Action::kChangeNodes, Action::kManageTokens,
-                   Action::kReadUsage, Action::kReadUtilisation, Action::kJoinNode, Action::kSpeakForNode}) {
+  const Principal gateway{"g", Role::kGateway, ""};
+  for (Action a :
+       {Action::kSubmitJob, Action::kReadJobs, Action::kControlJob, Action::kReadQueues, Action::kChangeQueues,
+        Action::kReadNodes, Action::kChangeNodes, Action::kManageTokens, Action::kReadUsage, Action::kReadUtilisation,
+        Action::kJoinNode, Action::kSpeakForNode, Action::kRouteServices}) {
     SCOPED_TRACE(static_cast<int>(a));
     EXPECT_TRUE(Authorize(admin, a, "n1").ok());
     const bool user_may = a == Action::kSubmitJob || a == Action::kReadJobs || a == Action::kControlJob ||
@@ -37,12 +39,17 @@ TEST(AuthorizeTest, EachRoleMayDoOnlyWhatItsRowSays) {
     EXPECT_EQ(Authorize(join, a, "n1").ok(), a == Action::kJoinNode);
     EXPECT_EQ(Authorize(node, a, "n1").ok(), a == Action::kSpeakForNode);
     EXPECT_FALSE(Authorize(node, a, "n2").ok());  // never for another node
+    // A gateway routes and reports load, nothing else: no jobs, logs, nodes or tokens.
+    EXPECT_EQ(Authorize(gateway, a, "n1").ok(), a == Action::kRouteServices);
   }
+  EXPECT_THAT(std::string(Authorize(user, Action::kRouteServices).message()), HasSubstr("--role gateway"));
   EXPECT_THAT(std::string(Authorize(node, Action::kSpeakForNode, "n2").message()), HasSubstr("'n1'"));
   EXPECT_TRUE(MaySeeJobsOf(user, "alice"));
   EXPECT_FALSE(MaySeeJobsOf(user, "bob"));
   EXPECT_FALSE(MaySeeJobsOf(node, "alice"));
   EXPECT_FALSE(MaySeeJobsOf(join, "alice"));
+  EXPECT_FALSE(MaySeeJobsOf(gateway, "alice"));
+  EXPECT_FALSE(MaySeeJobsOf(gateway, ""));
   // Listings and usage: an admin sees everyone's, anyone else only its own
   // user's (a node or join token has none: "").
   EXPECT_EQ(VisibleOwner(admin), std::nullopt);
@@ -57,7 +64,9 @@ TEST(AuthorizeTest, EachRoleMayDoOnlyWhatItsRowSays) {
   EXPECT_TRUE(MayRelease(admin, "admin"));
   EXPECT_EQ(RegistrationAction(join), Action::kJoinNode);
   for (const Principal& p : {admin, user, node}) EXPECT_EQ(RegistrationAction(p), Action::kSpeakForNode);
-  for (Role r : {Role::kAdmin, Role::kUser, Role::kAgent, Role::kNode}) EXPECT_EQ(ParseRole(RoleName(r)), r);
+  for (Role r : {Role::kAdmin, Role::kUser, Role::kAgent, Role::kNode, Role::kGateway}) {
+    EXPECT_EQ(ParseRole(RoleName(r)), r);
+  }
   EXPECT_FALSE(ParseRole("root").has_value());
 }
 

@@ -107,6 +107,37 @@ void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::
   Wake();
 }
 
+absl::StatusOr<ServiceRoute> Controller::Route(const Principal& caller, const std::string& service) const {
+  ICOS_RETURN_IF_ERROR(Authorize(caller, Action::kRouteServices));
+  return Route(service);
+}
+
+absl::Status Controller::ReportGatewayLoad(const Principal& caller, const std::string& instance,
+                                           const std::map<int64_t, ServiceLoad>& loads) {
+  ICOS_RETURN_IF_ERROR(Authorize(caller, Action::kRouteServices));
+  std::map<int64_t, ServiceLoad> known;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, load] : loads) {
+      if (services_.contains(id)) known.emplace(id, load);
+    }
+  }
+  gateway_loads_.Report(instance, known, clock_->NowMs());
+  return absl::OkStatus();
+}
+
+std::optional<ServiceLoad> Controller::MeasuredLoad(int64_t id, int64_t now_ms) const {
+  std::optional<ServiceLoad> remote = gateway_loads_.Of(id, now_ms);
+  if (!load_source_) return remote;
+  ServiceLoad load = load_source_(id);
+  if (remote) {
+    load.requests += remote->requests;
+    load.in_flight += remote->in_flight;
+    for (size_t i = 0; i < load.latency.size(); ++i) load.latency[i] += remote->latency[i];
+  }
+  return load;
+}
+
 absl::StatusOr<ServiceRoute> Controller::Route(const std::string& service) const {
   int64_t id = 0;
   const bool by_id = absl::SimpleAtoi(service, &id);

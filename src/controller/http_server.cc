@@ -832,7 +832,7 @@ net::Router HttpServer::Routes() {
            const std::string role = body.value("role", "user");
            auto r = ParseRole(role);
            if (!r || *r == Role::kNode) {
-             return Fail(res, absl::InvalidArgumentError("role must be admin, user or agent"));
+             return Fail(res, absl::InvalidArgumentError("role must be admin, user, agent or gateway"));
            }
            TokenOptions options;
            options.uid = body.value("uid", int64_t{-1});

@@ -1,9 +1,13 @@
 // The services API (issue #22, docs/api.md): list, one service with its
 // history, its endpoints, and update / scale / rollback.
+#include <map>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "controller/gateway_loads.h"
 #include "controller/http_routes.h"
 
 namespace icos::controller::http {
@@ -65,6 +69,47 @@ absl::StatusOr<int64_t> IdOf(const net::Request& req) {
   return id;
 }
 
+// POST /api/v1/gateway/load's body: the gateway's instance id and its
+// counts by service id.
+absl::StatusOr<std::pair<std::string, std::map<int64_t, ServiceLoad>>> ParseGatewayLoad(const std::string& text) {
+  const json body = json::parse(text, nullptr, false);
+  auto bad = [](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("gateway load: ", why,
+                                                   R"( (expected {"instance": ID, "services": [{"id": N, )",
+                                                   R"("requests": N, "in_flight": N, "latency": [...]}]}))"));
+  };
+  if (!body.is_object() || !body.contains("instance") || !body["instance"].is_string() || !body.contains("services") ||
+      !body["services"].is_array()) {
+    return bad("not an object with instance and services");
+  }
+  std::string instance = body["instance"].get<std::string>();
+  if (instance.empty() || instance.size() > 64) return bad("instance must be 1 to 64 characters");
+  if (body["services"].size() > 10'000) return bad("more than 10,000 services");
+  std::map<int64_t, ServiceLoad> loads;
+  for (const json& e : body["services"]) {
+    if (!e.is_object() || !e.contains("id") || !e["id"].is_number_integer() || !e.contains("requests") ||
+        !e["requests"].is_number_unsigned() || !e.contains("in_flight") || !e["in_flight"].is_number_integer() ||
+        !e.contains("latency") || !e["latency"].is_array()) {
+      return bad("a service needs an integer id, requests, in_flight and a latency array");
+    }
+    ServiceLoad l;
+    l.requests = e["requests"].get<uint64_t>();
+    const int64_t in_flight = e["in_flight"].get<int64_t>();
+    if (in_flight < 0 || in_flight > GatewayLoads::kMaxInFlight) return bad("in_flight out of range");
+    l.in_flight = static_cast<int32_t>(in_flight);
+    const json& latency = e["latency"];
+    if (latency.size() != l.latency.size()) {
+      return bad(absl::StrCat("latency must have ", l.latency.size(), " buckets"));
+    }
+    for (size_t i = 0; i < l.latency.size(); ++i) {
+      if (!latency[i].is_number_unsigned()) return bad("latency counts must be unsigned integers");
+      l.latency[i] = latency[i].get<uint64_t>();
+    }
+    loads[e["id"].get<int64_t>()] = l;
+  }
+  return std::make_pair(std::move(instance), std::move(loads));
+}
+
 }  // namespace
 
 void AddServiceRoutes(net::Router& s, Controller* c, const Authed& authed) {
@@ -115,6 +160,27 @@ void AddServiceRoutes(net::Router& s, Controller* c, const Authed& authed) {
            if (n < 0 || n > 1'000'000) return Fail(res, absl::InvalidArgumentError("replicas out of range"));
            if (absl::Status st = c->ScaleService(who, *id, static_cast<int32_t>(n)); !st.ok()) return Fail(res, st);
            Reply(res, 200, {{"id", *id}, {"replicas", n}});
+         }));
+
+  // A standalone gateway's view (role gateway, docs/services.md): where a
+  // service's requests go, by its id or name.
+  s.Get(R"(/api/v1/routes/([A-Za-z0-9._-]{1,128}))",
+        authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          auto route = c->Route(who, req.matches[1]);
+          if (!route.ok()) return Fail(res, route.status());
+          Reply(res, 200, {{"id", route->id}, {"ready", route->ready}, {"cold_start_ms", route->cold_start_ms}});
+        }));
+
+  // ... and what it forwarded: {"instance": ID, "services": [{"id", "requests",
+  // "in_flight", "latency": [answers per kLatencyBoundsMs bucket]}]}, its
+  // counts since it started.
+  s.Post("/api/v1/gateway/load", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+           auto loads = ParseGatewayLoad(req.body);
+           if (!loads.ok()) return Fail(res, loads.status());
+           if (absl::Status st = c->ReportGatewayLoad(who, loads->first, loads->second); !st.ok()) {
+             return Fail(res, st);
+           }
+           Reply(res, 200, {{"services", loads->second.size()}});
          }));
 
   // Body {"revision": N}, or empty: the last revision that rolled out.

@@ -143,8 +143,10 @@ std::optional<ServiceState> Controller::StepService(const ServiceState& was, con
   const api::JobSpec* spec = CurrentSpec(was);
   if (spec == nullptr) return std::nullopt;  // said once, when parsed
   ServiceState state = was;                  // with this round's count
-  if (const api::AutoscaleSpec& a = spec->service.autoscale; a.enabled() && load_source_ && !state.stopped) {
-    const ScaleDecision d = Autoscale(a, state.replicas, load_source_(id), c.now_ms, autoscale_[id]);
+  std::optional<ServiceLoad> load;
+  if (const api::AutoscaleSpec& a = spec->service.autoscale;
+      a.enabled() && !state.stopped && (load = MeasuredLoad(id, c.now_ms))) {
+    const ScaleDecision d = Autoscale(a, state.replicas, *load, c.now_ms, autoscale_[id]);
     if (d.replicas != state.replicas) {
       c.Event(id, "", "Autoscaled", d.why);
       state.replicas = d.replicas;

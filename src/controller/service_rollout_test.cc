@@ -30,7 +30,9 @@ class Listening {
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok_ = ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd_, 16) == 0;
+    // Never accepts: a backlog this deep keeps every probe's connect
+    // answered (a full one leaves connects waiting for their timeout).
+    ok_ = ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd_, 4'096) == 0;
   }
   ~Listening() { ::close(fd_); }
   Listening(const Listening&) = delete;
@@ -316,6 +318,57 @@ TEST_F(ServiceRolloutTest, AutoscalingFollowsTheLoadUpAndDownAndWakesAServiceAtZ
   ASSERT_TRUE(same.ok()) << same.status();
   EXPECT_EQ(*same, 1);
   EXPECT_EQ(Service(*id).replicas, 2);
+}
+
+// `icos gateway` processes report what they forwarded (ReportGatewayLoad):
+// their sum drives the autoscaler as the in-process gateway's counts do;
+// while none reports, nothing measures the load and the count stays.
+TEST_F(ServiceRolloutTest, StandaloneGatewaysReportsDriveAutoscalingAndOnlyGatewayTokensMayRouteOrReport) {
+  const Principal gateway{"gw", Role::kGateway, ""};
+  auto id = controller_->Submit(
+      alice_,
+      absl::StrCat("kind: service\nname: web\nservice:\n  replicas: 1\n  readiness: {tcp: true, period: 1s}\n",
+                   "  autoscale: {min: 0, max: 3, target_rps: 10, window: 3s, scale_down_delay: 5s}\n",
+                   "tasks:\n  - command: [serve]\n    env: {VERSION: '1'}\n    resources: {cpu: 1, memory: 1Gi}\n"),
+      "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  // No gateway: an idle-looking service is not scaled to zero.
+  for (int i = 0; i < 8; ++i) {
+    clock_.Advance(1'000);
+    Round();
+  }
+  EXPECT_EQ(Service(*id).replicas, 1);
+  // Who may route and report: a gateway token (and admins), not a user.
+  EXPECT_EQ(controller_->Route(alice_, "web").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(controller_->ReportGatewayLoad(alice_, "a", {}).code(), absl::StatusCode::kPermissionDenied);
+  auto route = controller_->Route(gateway, "web");
+  ASSERT_TRUE(route.ok()) << route.status();
+  EXPECT_EQ(route->id, *id);
+  EXPECT_EQ(route->ready.size(), 1u);
+  EXPECT_EQ(controller_->Route(gateway, "nosuch").status().code(), absl::StatusCode::kNotFound);
+  // Two gateways, 15 req/s each: 30 req/s in all, 3 replicas. A report
+  // naming no service is ignored.
+  ServiceLoad a, b;
+  for (int i = 0; i < 6; ++i) {
+    a.requests += 15;
+    b.requests += 15;
+    clock_.Advance(1'000);
+    ASSERT_TRUE(controller_->ReportGatewayLoad(gateway, "a", {{*id, a}, {999'999, a}}).ok());
+    ASSERT_TRUE(controller_->ReportGatewayLoad(gateway, "b", {{*id, b}}).ok());
+    Round();
+  }
+  EXPECT_EQ(Service(*id).replicas, 3);
+  auto events = controller_->GetJob(alice_, *id);
+  EXPECT_TRUE(std::any_of(events->events.begin(), events->events.end(), [](const auto& e) {
+    return e.kind == "Autoscaled" && absl::StrContains(e.message, "-> 3 replicas");
+  })) << "no scale to 3 told";
+  // Both gateways go silent: their last counts say nothing about now, so
+  // the count stays rather than fall to zero.
+  for (int i = 0; i < 20; ++i) {
+    clock_.Advance(1'000);
+    Round();
+  }
+  EXPECT_EQ(Service(*id).replicas, 3);
 }
 
 // Replicas whose service has no stored state (made by an icos before

@@ -26,6 +26,16 @@ bool HopByHop(const std::string& name) {
          n == "proxy-authorization" || n == "proxy-authenticate";
 }
 
+// A replica's answer's headers, as the client gets them.
+void CopyAnswerHeaders(const httplib::Response& from, net::Response& to) {
+  to.headers.clear();
+  for (const auto& [k, v] : from.headers) {
+    if (HopByHop(k) || absl::EqualsIgnoreCase(k, "Content-Type")) continue;
+    to.headers.emplace(k, v);
+  }
+  to.content_type = from.get_header_value("Content-Type");
+}
+
 // Safe to send again after a replica may have seen it (RFC 9110 9.2.2,
 // less PUT and DELETE, whose repeat a careless server may not take well).
 bool Idempotent(const std::string& method) { return method == "GET" || method == "HEAD" || method == "OPTIONS"; }
@@ -67,6 +77,7 @@ struct Gateway::Upstream {
     c->set_keep_alive(true);
     c->set_tcp_nodelay(true);
     c->set_url_encode(false);  // the target is forwarded as the client sent it
+    c->set_decompress(false);  // and the answer as the replica sent it (its Content-Encoding kept)
     c->set_connection_timeout(std::chrono::milliseconds(o.connect_timeout_ms));
     c->set_read_timeout(std::chrono::milliseconds(o.read_timeout_ms));
     c->set_write_timeout(std::chrono::milliseconds(o.read_timeout_ms));
@@ -114,6 +125,8 @@ absl::Status Gateway::Start() {
   o.io_threads = options_.io_threads;
   o.limits = options_.limits;
   o.channels = {{"gateway", options_.threads, options_.queue}};
+  o.tls_cert_file = options_.tls_cert_file;
+  o.tls_key_file = options_.tls_key_file;
   server_ = std::make_unique<net::Server>(std::move(router), o);
   return server_->Start();
 }
@@ -134,8 +147,20 @@ absl::StatusOr<controller::ServiceRoute> Gateway::ReadyOf(const std::string& ser
   absl::StatusOr<controller::ServiceRoute> ready = endpoints_(service);
   std::lock_guard<std::mutex> lock(mu_);
   // Bounded: a name asked for that no service has is kept only briefly.
-  if (cache_.size() > 4'096) std::erase_if(cache_, [&](const auto& e) { return now - e.second.fetched_ms > 1'000; });
-  cache_[service] = Cached{ready, now};
+  if (cache_.size() > 4'096) {
+    std::erase_if(cache_, [&](const auto& e) { return now - std::max(e.second.fetched_ms, e.second.good_ms) > 1'000; });
+  }
+  Cached& c = cache_[service];
+  c.fetched_ms = now;
+  if (ready.ok()) {
+    c.good = *ready;
+    c.good_ms = now;
+  } else if (const absl::StatusCode code = ready.status().code();
+             (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) && c.good &&
+             now - c.good_ms < options_.stale_route_ms) {
+    ready = *c.good;  // the control plane is away: keep serving where it last said
+  }
+  c.ready = ready;
   return ready;
 }
 
@@ -168,6 +193,17 @@ controller::ServiceLoad Gateway::LoadOf(int64_t id) const {
   load.in_flight = c.in_flight.load();
   for (size_t i = 0; i < load.latency.size(); ++i) load.latency[i] = c.latency[i].load();
   return load;
+}
+
+std::map<int64_t, controller::ServiceLoad> Gateway::Loads() const {
+  std::vector<int64_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(counted_mu_);
+    for (const auto& [id, c] : counted_) ids.push_back(id);
+  }
+  std::map<int64_t, controller::ServiceLoad> out;
+  for (int64_t id : ids) out[id] = LoadOf(id);
+  return out;
 }
 
 std::shared_ptr<Gateway::Upstream> Gateway::Pick(const std::vector<std::string>& ready,
@@ -215,8 +251,16 @@ void Gateway::Handle(const net::Request& req, net::Response& res) {
   }
   absl::StatusOr<controller::ServiceRoute> route = ReadyOf(service);
   if (!route.ok()) {
-    const bool missing = route.status().code() == absl::StatusCode::kNotFound;
-    Error(res, missing ? 404 : 409, std::string(route.status().message()), missing ? "NotFound" : "Conflict");
+    const absl::StatusCode code = route.status().code();
+    if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
+      res.SetHeader("Retry-After", "1");
+      Error(res, 503, absl::StrCat("the gateway cannot tell where ", service, " runs: ", route.status().message()),
+            "Unavailable");
+    } else if (code == absl::StatusCode::kNotFound) {
+      Error(res, 404, std::string(route.status().message()), "NotFound");
+    } else {
+      Error(res, 409, std::string(route.status().message()), "Conflict");
+    }
     return done();
   }
   // Counted from here to the answer: in flight (the autoscaler's
@@ -271,8 +315,41 @@ void Gateway::Handle(const net::Request& req, net::Response& res) {
     std::unique_ptr<httplib::Client> client = u->Take(options_);
     httplib::Response got;
     httplib::Error error = httplib::Error::Success;
+    // An answer of unknown length (chunked: a model's tokens, server-sent
+    // events) goes on to the client piece by piece as it comes; one with a
+    // Content-Length is read whole first (and may then be retried).
+    bool streamed = false, client_gone = false;
+    std::string body;
+    up.response_handler = [&](const httplib::Response& head) {
+      if (head.has_header("Content-Length") || head.status < 200 || head.status == 204 || head.status == 304) {
+        return true;
+      }
+      res.status = head.status;
+      CopyAnswerHeaders(head, res);
+      streamed = res.BeginStream();  // false where it cannot stream: read whole
+      return true;
+    };
+    up.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      if (!streamed) {
+        body.append(data, n);
+        return true;
+      }
+      client_gone = !res.WriteChunk(std::string_view(data, n));
+      return !client_gone;
+    };
     const bool sent = client->send(up, got, error);
     --u->in_flight;
+    if (streamed) {
+      // Its status is sent: no other replica can answer it now.
+      if (sent) {
+        u->Give(std::move(client));
+      } else {
+        res.BreakStream();  // the client sees a broken answer, not a short one
+        if (!client_gone) u->ejected_until_ms = clock_->NowMs() + options_.eject_ms;
+      }
+      return done();
+    }
+    got.body = std::move(body);
     if (!sent) {
       // Refused or dropped: skip it until its probe has had time to tell.
       u->ejected_until_ms = clock_->NowMs() + options_.eject_ms;
@@ -288,10 +365,7 @@ void Gateway::Handle(const net::Request& req, net::Response& res) {
       continue;
     }
     res.status = got.status;
-    for (const auto& [k, v] : got.headers) {
-      if (HopByHop(k) || absl::EqualsIgnoreCase(k, "Content-Type")) continue;
-      res.headers.emplace(k, v);
-    }
+    CopyAnswerHeaders(got, res);
     res.Set(std::move(got.body), got.get_header_value("Content-Type"));
     return done();
   }

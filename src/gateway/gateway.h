@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,14 @@ struct GatewayOptions {
   // How long a service's list of ready replicas is reused before it is
   // asked for again (readiness changes reach the gateway this late).
   int64_t endpoints_ttl_ms = 200;
+  // While the source cannot be reached (Unavailable or DeadlineExceeded:
+  // a standalone gateway's controller restarting or failing over), a
+  // service's last known replicas are used for up to this long: serving
+  // does not stop with the control plane.
+  int64_t stale_route_ms = 300'000;
+  // TLS: both set, the listener speaks only HTTPS with this certificate
+  // chain and key (PEM), as the API's.
+  std::string tls_cert_file, tls_key_file;
   // Connecting to a replica, and waiting for each read of its answer.
   int64_t connect_timeout_ms = 2'000;
   int64_t read_timeout_ms = 60'000;
@@ -84,6 +93,9 @@ class Gateway {
   void RenderMetrics(controller::metrics::ExpositionWriter& w) const;
   // What it saw of service `id` so far (the autoscaler's input).
   controller::ServiceLoad LoadOf(int64_t id) const;
+  // ... of every service it has forwarded to, by id (what a standalone
+  // gateway reports to the controller).
+  std::map<int64_t, controller::ServiceLoad> Loads() const;
 
   struct Upstream;  // gateway.cc: one replica's connections and load
   struct Counted;   // gateway.cc: one service's requests, in flight and latency
@@ -108,8 +120,10 @@ class Gateway {
   std::unique_ptr<net::Server> server_;
 
   struct Cached {
-    absl::StatusOr<controller::ServiceRoute> ready;
+    absl::StatusOr<controller::ServiceRoute> ready;  // the last answer, or the last good one when stale
     int64_t fetched_ms = 0;
+    std::optional<controller::ServiceRoute> good;  // the last route the source gave
+    int64_t good_ms = 0;
   };
   std::mutex mu_;
   std::map<std::string, Cached> cache_;                         // by service as requested; guarded by mu_

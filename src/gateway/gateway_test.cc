@@ -32,6 +32,25 @@ class Replica {
       res.status = 201;
       res.set_content(req.body, "application/octet-stream");
     });
+    // A model's answer in pieces: "data: first", then (once the client
+    // says it holds that) "data: second".
+    server_.Get("/stream", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("text/event-stream", [this](size_t, httplib::DataSink& sink) {
+        sink.write("data: first\n\n", 13);
+        for (int i = 0; i < 500 && !first_seen; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        waited_for_client = first_seen.load();
+        sink.write("data: second\n\n", 14);
+        sink.done();
+        return true;
+      });
+    });
+    // ... and one whose process dies midway.
+    server_.Get("/dies", [](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("text/event-stream", [](size_t, httplib::DataSink& sink) {
+        sink.write("data: first\n\n", 13);
+        return false;  // httplib drops the connection: no last chunk
+      });
+    });
     server_.set_keep_alive_timeout(1);  // Kill() waits for kept-alive connections this long
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -46,6 +65,7 @@ class Replica {
   }
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
   int served() const { return served_; }
+  std::atomic<bool> first_seen{false}, waited_for_client{false};  // /stream's
 
  private:
   std::string name_;
@@ -59,9 +79,10 @@ class GatewayTest : public ::testing::Test {
  protected:
   void StartGateway() {
     gateway_.emplace(
-        GatewayOptions{},
+        options_,
         [this](const std::string& s) -> absl::StatusOr<controller::ServiceRoute> {
           std::lock_guard<std::mutex> lock(mu_);
+          if (away_) return absl::UnavailableError("cannot reach http://127.0.0.1:7070: Connection");
           if (s == "web" || s == "12") return controller::ServiceRoute{.id = 12, .ready = ready_};
           if (s == "sleepy") return controller::ServiceRoute{.id = 14, .ready = ready_, .cold_start_ms = 3'000};
           if (s == "twice") return absl::FailedPreconditionError("2 running services are named twice (ids 3, 4)");
@@ -81,9 +102,16 @@ class GatewayTest : public ::testing::Test {
     return w.text();
   }
 
+  void SetAway(bool away) {
+    std::lock_guard<std::mutex> lock(mu_);
+    away_ = away;
+  }
+
+  GatewayOptions options_;
   RealClock clock_;
   std::mutex mu_;
   std::vector<std::string> ready_;
+  bool away_ = false;  // the routes' source cannot be reached
   std::optional<Gateway> gateway_;
   std::optional<httplib::Client> client_;
 };
@@ -106,6 +134,74 @@ TEST_F(GatewayTest, ARequestReachesAReadyReplicaWithoutTheServicePrefix) {
   EXPECT_EQ(by_id->status, 201);
   EXPECT_EQ(by_id->body, "payload");
   EXPECT_THAT(Metrics(), HasSubstr("icos_gateway_requests_total{service=\"web\",code=\"200\"} 10"));
+}
+
+// A standalone gateway whose controller restarts or fails over keeps
+// serving where it last said, for a while; a service it never saw is a
+// 503 meanwhile. What it forwarded is what it reports (Loads).
+TEST_F(GatewayTest, WhileTheControlPlaneIsAwayTheLastKnownReplicasServe) {
+  Replica a("a");
+  SetReady({a.address()});
+  options_.endpoints_ttl_ms = 50;
+  options_.stale_route_ms = 1'000;
+  StartGateway();
+  ASSERT_EQ(client_->Get("/web/who")->status, 200);
+  SetAway(true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // past the TTL: asked again, and away
+  auto stale = client_->Get("/web/who");
+  ASSERT_TRUE(stale);
+  EXPECT_EQ(stale->status, 200);
+  EXPECT_EQ(stale->get_header_value("X-Replica"), "a");
+  auto never_seen = client_->Get("/other/who");
+  ASSERT_TRUE(never_seen);
+  EXPECT_EQ(never_seen->status, 503);
+  EXPECT_THAT(never_seen->body, HasSubstr("cannot reach"));
+  // Past stale_route_ms the old route is not trusted any more.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'050));
+  EXPECT_EQ(client_->Get("/web/who")->status, 503);
+  SetAway(false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(client_->Get("/web/who")->status, 200);
+  const std::map<int64_t, controller::ServiceLoad> loads = gateway_->Loads();
+  ASSERT_EQ(loads.size(), 1u);
+  EXPECT_EQ(loads.begin()->first, 12);
+  EXPECT_EQ(loads.begin()->second.requests, 3u);  // the three it forwarded
+  EXPECT_EQ(loads.begin()->second.in_flight, 0);
+}
+
+// A language model's tokens: an answer of unknown length reaches the
+// client piece by piece, as the replica writes it, not whole at its end.
+TEST_F(GatewayTest, AStreamedAnswerReachesTheClientPieceByPiece) {
+  Replica a("a");
+  SetReady({a.address()});
+  StartGateway();
+  std::string body;
+  auto r = client_->Get(
+      "/web/stream",
+      [&](const httplib::Response& head) {
+        EXPECT_EQ(head.get_header_value("Content-Type"), "text/event-stream");
+        EXPECT_EQ(head.get_header_value("Transfer-Encoding"), "chunked");
+        return true;
+      },
+      [&](const char* data, size_t n) {
+        body.append(data, n);
+        if (body.find("first") != std::string::npos) a.first_seen = true;
+        return true;
+      });
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(body, "data: first\n\ndata: second\n\n");
+  EXPECT_TRUE(a.waited_for_client) << "the first piece reached the client only after the last was written";
+  // A whole answer still comes whole, on the same connection.
+  auto whole = client_->Get("/web/who");
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->get_header_value("Content-Length"), std::to_string(whole->body.size()));
+  EXPECT_EQ(gateway_->LoadOf(12).requests, 2u);
+  // A replica that dies midway: the client sees the answer broken, not
+  // ended (it must not take a half answer for a whole one).
+  httplib::Client fresh("127.0.0.1", gateway_->port());
+  auto broken = fresh.Get("/web/dies");
+  EXPECT_FALSE(broken) << "a half answer was ended like a whole one: " << broken->body;
 }
 
 TEST_F(GatewayTest, UnknownAmbiguousAndUnreadyServicesAreSaidSo) {

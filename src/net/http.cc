@@ -38,6 +38,19 @@ void Response::SetHeader(std::string name, std::string value) {
   }
 }
 
+bool Response::BeginStream() {
+  if (sink_ == nullptr || streaming_ || deferred_ != nullptr) return false;
+  if (!sink_->Head(*this)) return false;
+  streaming_ = true;
+  return true;
+}
+
+bool Response::WriteChunk(std::string_view piece) {
+  if (!streaming_ || stream_broken_) return false;
+  if (piece.empty()) return true;  // an empty chunk would end the stream
+  return sink_->Piece(piece);
+}
+
 Deferred Response::Defer(std::chrono::milliseconds timeout, std::function<void(Deferred)> on_timeout) {
   deferred_ = std::make_shared<DeferredState>();
   deferred_->timeout = timeout;

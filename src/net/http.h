@@ -45,6 +45,18 @@ struct Request {
 
 struct DeferredState;  // server.cc
 class Deferred;
+struct Response;
+
+// Where a streamed response's pieces go (Response::BeginStream): the
+// server's connection. Called on the handler's thread; each call returns
+// once its bytes are written, false when they cannot be (client gone or too
+// slow, server stopping, a HEAD request).
+class ChunkSink {
+ public:
+  virtual ~ChunkSink() = default;
+  virtual bool Head(const Response& head) = 0;
+  virtual bool Piece(std::string_view data) = 0;
+};
 
 struct Response {
   int status = 200;
@@ -76,8 +88,29 @@ struct Response {
   bool deferred() const { return deferred_ != nullptr; }
   const std::shared_ptr<DeferredState>& deferred_state() const { return deferred_; }
 
+  // Streams the body while the handler runs, for answers that come in
+  // pieces (a language model's tokens, server-sent events). BeginStream
+  // sends the status line and the headers set so far (status, headers,
+  // content_type) with Transfer-Encoding: chunked; WriteChunk sends one
+  // piece and returns once it is written, so a slow client slows the
+  // producer (each piece within Limits::write_timeout_ms). Both return
+  // false when the client is gone or too slow (stop producing), and
+  // BeginStream also where nothing can stream (a HEAD request, a handler on
+  // the I/O thread, after Defer): answer as usual then. The stream ends
+  // when the handler returns; after BreakStream (the producer failed
+  // midway) it is cut off instead, so the client sees it broken, not short.
+  bool BeginStream();
+  bool WriteChunk(std::string_view piece);
+  void BreakStream() { stream_broken_ = true; }
+  bool streaming() const { return streaming_; }
+  bool stream_broken() const { return stream_broken_; }
+  // The server's: where BeginStream and WriteChunk write (none: no streaming).
+  void set_chunk_sink(std::shared_ptr<ChunkSink> sink) { sink_ = std::move(sink); }
+
  private:
   std::shared_ptr<DeferredState> deferred_;
+  std::shared_ptr<ChunkSink> sink_;
+  bool streaming_ = false, stream_broken_ = false;
 };
 
 // A response to send later (Response::Defer). Copyable; all copies name the

@@ -166,7 +166,7 @@ namespace {
 // I/O thread), writes responses. Everything but Work runs on the
 // connection's strand; Work runs on a pool thread and only posts back.
 template <bool kTls>
-class Session : public std::enable_shared_from_this<Session<kTls>> {
+class Session : public std::enable_shared_from_this<Session<kTls>>, public ChunkSink {
  public:
   using Stream = std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
 
@@ -349,8 +349,11 @@ class Session : public std::enable_shared_from_this<Session<kTls>> {
     try {
       handler(req, res);
     } catch (const std::exception& e) {
+      // Mid-stream, the status is long sent: cut the stream off instead.
+      if (res.streaming()) return res.BreakStream();
       res = ErrorResponse(500, absl::StrCat("internal error: ", e.what()));
     } catch (...) {
+      if (res.streaming()) return res.BreakStream();
       res = ErrorResponse(500, "internal error");
     }
   }
@@ -359,13 +362,101 @@ class Session : public std::enable_shared_from_this<Session<kTls>> {
   void Work(const Route& route, const Request& req) {
     if (closed_ || server_->stopping) return;  // client gone or evicted, or shutting down
     Response res;
+    res.set_chunk_sink(std::shared_ptr<ChunkSink>(this->shared_from_this(), static_cast<ChunkSink*>(this)));
     Run(route.handler, req, res);
     PostIfAlive(*live_, executor_,
                 [self = this->shared_from_this(), res = std::move(res)]() mutable { self->Finish(std::move(res)); });
   }
 
+  // --- streamed responses (Response::BeginStream): Head and Piece run on
+  // the handler's pool thread and wait for the strand to write. --------------
+
+  bool Head(const Response& head) override {
+    if (head_) return false;  // a HEAD request has no body to stream
+    return OnStrandAndWait([head](Session& self, std::function<void(bool)> done) {
+      self.stream_head_ = {};
+      self.stream_head_.version(self.version_);
+      self.stream_head_.result(static_cast<unsigned>(head.status));
+      for (const auto& [name, value] : head.headers) self.stream_head_.insert(name, value);
+      if (!head.content_type.empty()) self.stream_head_.set(http::field::content_type, head.content_type);
+      self.stream_head_.keep_alive(self.keep_alive_ && !self.server_->stopping);
+      self.stream_head_.chunked(true);
+      self.stream_status_ = head.status;
+      self.authenticated_ = head.authenticated;
+      if (!head.authenticated) self.server_->table.Idle(self.id_, false);  // as Respond
+      self.stream_sr_.emplace(self.stream_head_);
+      self.Lowest().expires_after(Ms(self.limits().write_timeout_ms));
+      http::async_write_header(self.stream_, *self.stream_sr_,
+                               [self = self.shared_from_this(), done](beast::error_code ec, size_t) {
+                                 if (ec) self->OnStreamWriteError(ec);
+                                 done(!ec);
+                               });
+    });
+  }
+
+  bool Piece(std::string_view data) override {
+    return OnStrandAndWait([piece = std::string(data)](Session& self, std::function<void(bool)> done) mutable {
+      self.piece_ = std::move(piece);
+      self.Lowest().expires_after(Ms(self.limits().write_timeout_ms));
+      asio::async_write(self.stream_, http::make_chunk(asio::buffer(self.piece_)),
+                        [self = self.shared_from_this(), done](beast::error_code ec, size_t) {
+                          if (ec) self->OnStreamWriteError(ec);
+                          done(!ec);
+                        });
+    });
+  }
+
+  // Runs `write` on the strand (unless the connection closed) and waits for
+  // the outcome it gives `done` (called exactly once). A server stopping
+  // meanwhile may never run it: the wait ends with the write's deadline.
+  bool OnStrandAndWait(std::function<void(Session&, std::function<void(bool)>)> write) {
+    auto outcome = std::make_shared<std::promise<bool>>();
+    std::future<bool> result = outcome->get_future();
+    {
+      std::lock_guard<std::mutex> lock(live_->mu);
+      if (!live_->alive) return false;
+      asio::post(executor_, [self = this->shared_from_this(), write = std::move(write), outcome] {
+        if (self->closed_) return outcome->set_value(false);
+        write(*self, [outcome](bool ok) { outcome->set_value(ok); });
+      });
+    }
+    if (result.wait_for(Ms(limits().write_timeout_ms + 1'000)) != std::future_status::ready) return false;
+    try {
+      return result.get();
+    } catch (const std::future_error&) {  // dropped unrun: the server stopped
+      return false;
+    }
+  }
+
+  void OnStreamWriteError(beast::error_code ec) {
+    if (ec == beast::error::timeout) server_->CountTimeout(Phase::kWrite);
+    Close();
+  }
+
+  // The handler of a streamed response returned: the last chunk, or a cut
+  // when it broke off midway.
+  void EndStream(bool broken) {
+    if (closed_) return;
+    if (server_->options.on_request) {
+      server_->options.on_request({method_label_, route_label_, stream_status_,
+                                   std::chrono::duration<double>(SteadyClock::now() - started_).count()});
+    }
+    if (broken) return Close();
+    const bool keep = stream_head_.keep_alive();
+    Lowest().expires_after(Ms(limits().write_timeout_ms));
+    asio::async_write(stream_, http::make_chunk_last(),
+                      [self = this->shared_from_this(), keep](beast::error_code ec, size_t) {
+                        if (ec) return self->OnStreamWriteError(ec);
+                        self->stream_sr_.reset();
+                        if (!keep) return self->Shutdown();
+                        self->server_->table.Idle(self->id_, self->authenticated_);
+                        self->ReadRequest(/*first=*/false);
+                      });
+  }
+
   // A handler returned: send its response, or wait for the deferred one.
   void Finish(Response res) {
+    if (res.streaming()) return EndStream(res.stream_broken());
     if (!res.deferred()) return Respond(std::move(res));
     std::shared_ptr<DeferredState> state = res.deferred_state();
     if (closed_) return Abandon(state);
@@ -573,7 +664,13 @@ class Session : public std::enable_shared_from_this<Session<kTls>> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;  // being written
-  std::atomic<bool> closed_{false};        // read by pool threads (Work)
+  // A streamed response (Head, Piece, EndStream): its header, the
+  // serializer that wrote it, and the piece being written.
+  http::response<http::empty_body> stream_head_;
+  std::optional<http::response_serializer<http::empty_body>> stream_sr_;
+  std::string piece_;
+  int stream_status_ = 0;
+  std::atomic<bool> closed_{false};  // read by pool threads (Work)
   bool keep_alive_ = true, head_ = false, authenticated_ = false, watching_ = false;
   unsigned version_ = 11;
   uint64_t drain_ = 0;  // body bytes still to read and drop before closing

@@ -8,11 +8,13 @@ answers come, until STOP_FILE exists. OUT then gets one line:
 OK and FAILED count the answers that were and were not a 200; VERSIONS is
 a JSON object (no spaces) counting the "version" field of the 200 answers
 that have one (examples/serve-pytorch tells its MODEL_VERSION); ERRORS lists
-the first five failures.
+the first five failures. With GATEWAY_CA set (a CA certificate file), it
+speaks HTTPS, verifying the gateway's certificate against that CA.
 """
 import http.client
 import json
 import os
+import ssl
 import sys
 import threading
 
@@ -22,8 +24,16 @@ versions, errors = {}, []
 lock = threading.Lock()
 
 
+def connect():
+    ca = os.environ.get("GATEWAY_CA")
+    if ca:
+        tls = ssl.create_default_context(cafile=ca)
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=tls)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+
 def client():
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn = connect()
     while not os.path.exists(stop_file):
         ok, version = False, None
         try:
@@ -41,7 +51,7 @@ def client():
         except Exception as e:  # a dropped connection is a failed request too
             errors.append(repr(e))
             conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn = connect()
         with lock:
             counts["ok" if ok else "failed"] += 1
             if version is not None:
