@@ -103,6 +103,8 @@ constexpr std::pair<core::Affinity, absl::string_view> kAffinities[] = {
 // Kubernetes' DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
 }  // namespace
 
+bool IsValidName(absl::string_view s) { return detail::IsDnsLabel(s); }
+
 std::string ToJobName(absl::string_view text) {
   std::string out;
   for (char c : text) {
@@ -147,7 +149,7 @@ std::string NameFromCommand(const std::vector<std::string>& command) {
 constexpr absl::string_view kJobFields[] = {
     "name",        "queue", "priority", "framework",      "restart",      "time_limit", "runtime_estimate",
     "preemptible", "env",   "tasks",    "max_disconnect", "dependencies", "array",      "checkpoint",
-    "notify",      "kind",  "service"};
+    "notify",      "kind",  "service",  "priority_class", "preempts"};
 constexpr absl::string_view kCheckpointFields[] = {"signal", "grace", "interval"};
 constexpr std::pair<int32_t, absl::string_view> kCheckpointSignals[] = {
     {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"}, {SIGINT, "SIGINT"}, {SIGHUP, "SIGHUP"}, {SIGTERM, "SIGTERM"}};
@@ -345,6 +347,14 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
                                          " (or left out for the cluster's node lease)"));
       }
       if (status.ok()) spec.max_disconnect_s = *v;
+    } else if (e.key == "priority_class") {
+      absl::StatusOr<std::string> v = Name(f);
+      status = v.status();
+      if (v.ok()) spec.priority_class = *v;
+    } else if (e.key == "preempts") {
+      absl::StatusOr<bool> v = Bool(f);
+      status = v.status();
+      if (v.ok()) spec.preempts = *v;
     } else if (e.key == "preemptible") {
       absl::StatusOr<bool> v = Bool(f);
       status = v.status();

@@ -6,6 +6,9 @@
 //   name: ddp-mnist
 //   queue: default            # optional; "default"
 //   priority: 0               # optional
+//   # priority_class: serving # optional, instead of priority: a named one its
+//                             # queue defines (docs/scheduling.md, "Priority classes")
+//   preempts: true            # optional; false: never preempt others, wait
 //   framework: pytorch        # none | pytorch | mpi | deepspeed | mindspore | paddle | tensorflow
 //   restart:                  # optional
 //     policy: OnFailure       # Never | OnFailure
@@ -142,11 +145,19 @@ struct ProbeSpec {
 // `replicas` at once, at most max_unavailable of them not ready; a new
 // replica not ready ready_timeout_s after it was made fails the revision,
 // which rolls back by itself.
+// Either bound may be a percentage of `replicas` ("25%"), resolved as
+// Kubernetes does: surge rounded up, unavailable down, and when both come
+// to 0, one replica may be unavailable.
 struct RolloutSpec {
   int32_t max_surge = 1;
   int32_t max_unavailable = 0;
+  bool max_surge_percent = false;  // max_surge is a percentage of replicas
+  bool max_unavailable_percent = false;
   int64_t ready_timeout_s = 300;
 
+  // The two bounds for a service of `replicas` replicas.
+  int32_t SurgeFor(int32_t replicas) const;
+  int32_t UnavailableFor(int32_t replicas) const;
   bool operator==(const RolloutSpec&) const = default;
 };
 
@@ -256,6 +267,10 @@ struct JobSpec {
   ServiceSpec service;  // kind kService only
   std::string queue = "default";
   int32_t priority = 0;
+  // A named priority of the queue (core::PriorityClass); the controller sets
+  // `priority` and `preempts` from it at submission.
+  std::string priority_class;
+  bool preempts = true;  // false: it never preempts running jobs
   Framework framework = Framework::kNone;
   RestartPolicy restart = RestartPolicy::kNever;
   int32_t max_retries = 0;
@@ -373,6 +388,9 @@ absl::Status CheckJobCost(const JobSpec& spec, const SpecLimits& limits);
 // most 63, no '-' at either end ("Recommendation (batch size 2048)" ->
 // "recommendation-batch-size-2048"). Empty when nothing usable is left.
 std::string ToJobName(absl::string_view text);
+// Whether `s` is a valid name for a job, a queue's priority class and the
+// like: a DNS label (lowercase letters, digits and '-', at most 63).
+bool IsValidName(absl::string_view s);
 
 // Canonical JSON of a spec (what the store keeps and the API returns); parses
 // back with ParseJobSpec to an equal spec. Every field is written except

@@ -134,6 +134,7 @@ core::Job ToCoreJob(const JobSpec& spec, JobId id, const std::string& user, int6
   // The controller may replace it with a learned estimate below the limit.
   job.runtime_estimate_ms = std::llround(EstimateOf(spec).seconds * 1000);
   job.preemptible = spec.preemptible;
+  job.preempts = spec.preempts;
   for (const TaskSpec& t : spec.tasks) {
     core::TaskGroup g;
     g.name = t.name;

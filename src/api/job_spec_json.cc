@@ -34,8 +34,9 @@ std::string JobSpecToJson(const JobSpec& spec) {
       service[name] = std::move(probe);
     }
     const RolloutSpec& u = spec.service.update;
-    service["update"] = {{"max_surge", u.max_surge},
-                         {"max_unavailable", u.max_unavailable},
+    const auto bound = [](int32_t v, bool percent) { return percent ? Json(absl::StrCat(v, "%")) : Json(v); };
+    service["update"] = {{"max_surge", bound(u.max_surge, u.max_surge_percent)},
+                         {"max_unavailable", bound(u.max_unavailable, u.max_unavailable_percent)},
                          {"ready_timeout", FormatDuration(u.ready_timeout_s)}};
     if (const AutoscaleSpec& a = spec.service.autoscale; a.enabled()) {
       Json autoscale = {{"min", a.min}, {"max", a.max}};
@@ -51,6 +52,8 @@ std::string JobSpecToJson(const JobSpec& spec) {
   }
   job["queue"] = spec.queue;
   job["priority"] = spec.priority;
+  if (!spec.priority_class.empty()) job["priority_class"] = spec.priority_class;
+  if (!spec.preempts) job["preempts"] = false;
   job["framework"] = FrameworkName(spec.framework);
   job["restart"] = {{"policy", RestartPolicyName(spec.restart)}, {"max_retries", spec.max_retries}};
   if (spec.time_limit_s != 0) job["time_limit"] = FormatDuration(spec.time_limit_s);

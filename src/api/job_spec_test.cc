@@ -680,6 +680,16 @@ TEST(RoundTripTest, OddQuantities) {
                         "time_limit: 5401\nruntime_estimate: 1.5h\npriority: -7\npreemptible: false\n")));
 }
 
+TEST(RoundTripTest, APriorityClassAndPreempts) {
+  const JobSpec spec = MustParse(OneTask("", "priority_class: serving\npreempts: false\n"));
+  EXPECT_EQ(spec.priority_class, "serving");
+  EXPECT_FALSE(spec.preempts);
+  ExpectRoundTrip(spec);
+  EXPECT_FALSE(ToCoreJob(spec, JobId(1), "a", 0).preempts);
+  EXPECT_TRUE(ToCoreJob(MustParse(OneTask("", "")), JobId(1), "a", 0).preempts);
+  EXPECT_THAT(ErrorOf(OneTask("", "priority_class: Serving\n")), HasSubstr("not a valid name"));
+}
+
 TEST(RoundTripTest, SeveralTasksWithEverything) {
   ExpectRoundTrip(
       MustParse("name: big\nqueue: team-a\nframework: mpi\nrestart: {policy: OnFailure, max_retries: 100}\n"

@@ -6,7 +6,9 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "api/job_spec.h"
 #include "api/spec_parser.h"
 
@@ -100,6 +102,27 @@ absl::Status Parser::Autoscale(const Field& f, AutoscaleSpec& a) {
   return absl::OkStatus();
 }
 
+}  // namespace icos::api::detail
+
+namespace icos::api {
+
+int32_t RolloutSpec::SurgeFor(int32_t replicas) const {
+  if (!max_surge_percent) return max_surge;
+  return static_cast<int32_t>((static_cast<int64_t>(replicas) * max_surge + 99) / 100);
+}
+
+int32_t RolloutSpec::UnavailableFor(int32_t replicas) const {
+  const int32_t unavailable = max_unavailable_percent
+                                  ? static_cast<int32_t>(static_cast<int64_t>(replicas) * max_unavailable / 100)
+                                  : max_unavailable;
+  // Both 0 would replace nothing, ever (Kubernetes then allows one).
+  return unavailable == 0 && SurgeFor(replicas) == 0 ? 1 : unavailable;
+}
+
+}  // namespace icos::api
+
+namespace icos::api::detail {
+
 absl::Status Parser::Rollout(const Field& f, RolloutSpec& update) {
   absl::StatusOr<std::vector<Entry>> entries =
       Entries(f, "a mapping like {max_surge: 1, max_unavailable: 0, ready_timeout: 5m}");
@@ -116,9 +139,20 @@ absl::Status Parser::Rollout(const Field& f, RolloutSpec& update) {
       update.ready_timeout_s = *v;
       continue;
     }
+    const bool surge = e.key == "max_surge";
+    (surge ? update.max_surge_percent : update.max_unavailable_percent) = false;
+    if (e.field.node.IsScalar() && absl::EndsWith(e.field.node.Scalar(), "%")) {
+      int64_t percent = 0;
+      if (!absl::SimpleAtoi(absl::StripSuffix(e.field.node.Scalar(), "%"), &percent) || percent < 0 || percent > 100) {
+        return Invalid(e.field, "a percentage is 0% to 100% of replicas");
+      }
+      (surge ? update.max_surge : update.max_unavailable) = static_cast<int32_t>(percent);
+      (surge ? update.max_surge_percent : update.max_unavailable_percent) = true;
+      continue;
+    }
     absl::StatusOr<int64_t> v = Integer(e.field, 0, limits_.max_array_size);
     if (!v.ok()) return v.status();
-    (e.key == "max_surge" ? update.max_surge : update.max_unavailable) = static_cast<int32_t>(*v);
+    (surge ? update.max_surge : update.max_unavailable) = static_cast<int32_t>(*v);
   }
   if (update.max_surge == 0 && update.max_unavailable == 0) {
     return Invalid(f, "max_surge and max_unavailable are both 0: no replica could ever be replaced");

@@ -118,6 +118,29 @@ TEST(ServiceSpecTest, AutoscalingNeedsOneTargetAndACountBetweenItsBounds) {
   EXPECT_EQ(*ParseJobSpec(JobSpecToJson(*zero)), *zero);
 }
 
+// Kubernetes' percentages: surge rounded up, unavailable down, and one
+// replica may be unavailable when both come to 0.
+TEST(ServiceSpecTest, RolloutBoundsMayBePercentagesOfReplicas) {
+  absl::StatusOr<JobSpec> s = ParseJobSpec(
+      "kind: service\nservice: {replicas: 10, update: {max_surge: 25%, max_unavailable: 10%}}\n"
+      "tasks: [{command: [x]}]");
+  ASSERT_TRUE(s.ok()) << s.status();
+  const RolloutSpec& u = s->service.update;
+  EXPECT_EQ(u.SurgeFor(10), 3);  // 2.5 up
+  EXPECT_EQ(u.UnavailableFor(10), 1);
+  EXPECT_EQ(u.SurgeFor(1), 1);
+  EXPECT_EQ(u.UnavailableFor(3), 0);  // 0.3 down
+  EXPECT_EQ(*ParseJobSpec(JobSpecToJson(*s)), *s);
+  EXPECT_NE(JobSpecToJson(*s).find(R"("max_surge":"25%")"), std::string::npos);
+  const RolloutSpec none{.max_surge = 0, .max_unavailable = 20, .max_unavailable_percent = true};
+  EXPECT_EQ(none.UnavailableFor(4), 1);  // both 0 at 4 replicas: one may go
+  auto update = [](const std::string& u) {
+    return Message("kind: service\nservice: {update: " + u + "}\ntasks: [{command: [x]}]");
+  };
+  EXPECT_THAT(update("{max_surge: 150%}"), HasSubstr("0% to 100%"));
+  EXPECT_THAT(update("{max_surge: x%}"), HasSubstr("0% to 100%"));
+}
+
 TEST(ServiceSpecTest, ARolloutThatCouldNeverReplaceAReplicaIsRefused) {
   auto update = [](const std::string& u) {
     return Message("kind: service\nservice: {update: " + u + "}\ntasks: [{command: [x]}]");

@@ -511,9 +511,14 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
     if (!r.ok()) return fail(r.status());
     if (as_json) return Print(out, *r);
     const json& j = *r;
-    out << absl::StrFormat("job %d  %s  user=%s queue=%s priority=%d attempt=%d\nstate: %s\n", j["id"].get<int64_t>(),
+    const json spec = j.value("spec", json::object());
+    const std::string priority_class =
+        spec.is_object() && spec.contains("priority_class") ? spec["priority_class"].get<std::string>() : "";
+    out << absl::StrFormat("job %d  %s  user=%s queue=%s priority=%d%s attempt=%d\nstate: %s\n", j["id"].get<int64_t>(),
                            j["name"].get<std::string>(), j["user"].get<std::string>(), j["queue"].get<std::string>(),
-                           j["priority"].get<int>(), j["attempt"].get<int>(), j["state"].get<std::string>());
+                           j["priority"].get<int>(),
+                           priority_class.empty() ? "" : absl::StrCat(" (class ", priority_class, ")"),
+                           j["attempt"].get<int>(), j["state"].get<std::string>());
     if (!j["reason"].get<std::string>().empty()) out << "reason: " << j["reason"].get<std::string>() << "\n";
     if (const json& f = j.value("start_forecast", json()); f.is_object()) {
       out << "expected start: " << Until(f["p50_ms"]) << " (8 in 10 between " << Until(f["p10_ms"]) << " and "

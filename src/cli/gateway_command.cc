@@ -12,11 +12,14 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/up.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "gateway/gateway.h"
+#include "net/router.h"
+#include "net/server.h"
 
 namespace icos::cli {
 namespace {
@@ -106,6 +109,8 @@ CLI::App* AddGatewayCommand(CLI::App& app, GatewayFlags& flags) {
   key->needs(cert);
   cmd->add_option("--threads", flags.threads, "requests forwarded at once (more wait; past 4,096 waiting: 503)")
       ->check(CLI::Range(1, 4'096));
+  cmd->add_option("--metrics", flags.metrics_listen,
+                  "serve Prometheus metrics (icos_gateway_*) at http://HOST:PORT/metrics: PORT alone for 127.0.0.1");
   cmd->add_option("--report-interval", flags.report_interval_s,
                   "seconds between reports of the load it forwarded (the autoscaler's input; a gateway silent for "
                   "3 s no longer counts)")
@@ -139,9 +144,8 @@ int RunGateway(const GatewayFlags& flags, std::ostream& out, std::ostream& err) 
   // The token must be a gateway's: an empty report says so at once (a
   // controller that is down only delays the first report).
   const std::string instance = NewIdempotencyKey();
-  absl::StatusOr<json> first = clients.With([&](ApiClient& c) {
-    return c.Json("POST", "/api/v1/gateway/load", LoadsBody(instance, {}));
-  });
+  absl::StatusOr<json> first =
+      clients.With([&](ApiClient& c) { return c.Json("POST", "/api/v1/gateway/load", LoadsBody(instance, {})); });
   if (!first.ok() && first.status().code() != absl::StatusCode::kUnavailable) {
     err << "icos gateway: " << first.status().message() << "\n";
     return 1;
@@ -167,6 +171,31 @@ int RunGateway(const GatewayFlags& flags, std::ostream& out, std::ostream& err) 
     err << "icos gateway: cannot listen on " << flags.host << ":" << flags.port << ": " << st.message() << "\n";
     return 1;
   }
+  // Metrics on a listener of their own: the gateway's port routes every
+  // path to services.
+  std::unique_ptr<net::Server> metrics;
+  if (!flags.metrics_listen.empty()) {
+    const size_t colon = flags.metrics_listen.rfind(':');
+    net::ServerOptions mo;
+    mo.host = colon == std::string::npos ? "127.0.0.1" : flags.metrics_listen.substr(0, colon);
+    const std::string port = colon == std::string::npos ? flags.metrics_listen : flags.metrics_listen.substr(colon + 1);
+    if (!absl::SimpleAtoi(port, &mo.port) || mo.port < 1 || mo.port > 65535) {
+      err << "icos gateway: --metrics " << flags.metrics_listen << ": expected PORT or HOST:PORT\n";
+      return 2;
+    }
+    mo.channels = {{"metrics", 1, 16}};
+    net::Router router;
+    router.Get("/metrics", [&gw](const net::Request&, net::Response& res) {
+      controller::metrics::ExpositionWriter w;
+      gw.RenderMetrics(w);
+      res.Set(w.text(), "text/plain; version=0.0.4");
+    });
+    metrics = std::make_unique<net::Server>(std::move(router), mo);
+    if (absl::Status st = metrics->Start(); !st.ok()) {
+      err << "icos gateway: metrics on " << flags.metrics_listen << ": " << st.message() << "\n";
+      return 1;
+    }
+  }
   out << "icos gateway is up: " << (flags.tls_cert.empty() ? "http" : "https") << "://" << flags.host << ":"
       << gw.port() << "/<service>/... (routes from " << flags.server << ")\n"
       << std::flush;
@@ -175,14 +204,14 @@ int RunGateway(const GatewayFlags& flags, std::ostream& out, std::ostream& err) 
   const auto interval_ms = static_cast<int64_t>(flags.report_interval_s * 1000);
   bool failing = false;
   while (SleepUnlessStopped(interval_ms)) {
-    absl::StatusOr<json> sent = clients.With([&](ApiClient& c) {
-      return c.Json("POST", "/api/v1/gateway/load", LoadsBody(instance, gw.Loads()));
-    });
+    absl::StatusOr<json> sent = clients.With(
+        [&](ApiClient& c) { return c.Json("POST", "/api/v1/gateway/load", LoadsBody(instance, gw.Loads())); });
     // Said once per outage, not every second.
     if (!sent.ok() && !failing) log::Failure("report load", sent.status());
     if (sent.ok() && failing) spdlog::info("msg=\"load reports reach the controller again\"");
     failing = !sent.ok();
   }
+  if (metrics) metrics->Stop();
   gw.Stop();
   return 0;
 }

@@ -31,6 +31,9 @@ struct GatewayFlags {
   std::string tls_cert, tls_key;  // serve HTTPS; both or neither
   int threads = 32;               // requests forwarded at once
   double report_interval_s = 1;
+  // Prometheus' /metrics (the icos_gateway_* families) on this port of
+  // 127.0.0.1, or HOST:PORT; "" none.
+  std::string metrics_listen;
 };
 
 CLI::App* AddGatewayCommand(CLI::App& app, GatewayFlags& flags);

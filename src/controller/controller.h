@@ -580,6 +580,10 @@ class Controller {
   // PermissionDenied when `caller` may not ask for `priority` in `queue`
   // (above its max_priority, for users): Submit's and Update's one rule.
   absl::Status CheckQueuePriority(const Principal& caller, const std::string& queue, int32_t priority) const;
+  // Sets spec's priority (and preempts) from its priority_class, or from its
+  // queue's default class when it names neither a class nor a priority;
+  // else CheckQueuePriority. REQUIRES: mu_.
+  absl::Status ResolvePriority(const Principal& caller, api::JobSpec& spec) const;
   // The open job `id` as `caller` may act on it; NotFound for one it may not
   // see, FailedPrecondition naming the state of one that ended.
   absl::StatusOr<const JobEntry*> OpenJobFor(const Principal& caller, int64_t id);

@@ -221,9 +221,38 @@ absl::StatusOr<api::JobSpec> Controller::AcceptSpec(const Principal& caller, con
             absl::StrCat("queue '", spec->queue, "' has child queues; submit to one of them (jobs go to leaf queues)"));
       }
     }
-    if (absl::Status st = CheckQueuePriority(caller, spec->queue, spec->priority); !st.ok()) return st;
+    if (absl::Status st = ResolvePriority(caller, *spec); !st.ok()) return st;
   }
   return spec;
+}
+
+absl::Status Controller::ResolvePriority(const Principal& caller, api::JobSpec& spec) const {
+  auto q = engine_.queues().find(spec.queue);
+  const core::Queue* queue = q != engine_.queues().end() ? &q->second : nullptr;
+  std::string name = spec.priority_class;
+  // A job that asks for neither gets the queue's default class, if any.
+  if (name.empty() && spec.priority == 0 && queue != nullptr) name = queue->default_priority_class;
+  if (name.empty()) return CheckQueuePriority(caller, spec.queue, spec.priority);
+  auto c = queue != nullptr ? queue->priority_classes.find(name) : decltype(queue->priority_classes.end()){};
+  if (queue == nullptr || c == queue->priority_classes.end()) {
+    std::vector<std::string> names;
+    if (queue != nullptr) {
+      for (const auto& [n, pc] : queue->priority_classes) names.push_back(n);
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("queue '", spec.queue, "' has no priority class '", name, "'",
+                     names.empty() ? "; it defines none (an admin adds them: priority_classes in the queue)"
+                                   : absl::StrCat("; it has ", absl::StrJoin(names, ", "))));
+  }
+  if (spec.priority != 0 && spec.priority != c->second.priority) {
+    return absl::InvalidArgumentError(absl::StrCat("give a priority or a priority_class, not both (class '", name,
+                                                   "' is priority ", c->second.priority, ")"));
+  }
+  // The admin set the class's priority for this queue: no max_priority cap.
+  spec.priority_class = name;
+  spec.priority = c->second.priority;
+  spec.preempts = spec.preempts && c->second.preempts;
+  return absl::OkStatus();
 }
 
 absl::Status Controller::CheckQueuePriority(const Principal& caller, const std::string& queue, int32_t priority) const {

@@ -110,8 +110,16 @@ absl::Status Controller::Update(const Principal& caller, int64_t id, const JobUp
         return absl::InvalidArgumentError(absl::StrCat("priority ", *update.priority, " is out of range; use ",
                                                        -limits.max_priority, " to ", limits.max_priority));
       }
+      // A class's priority is the admin's: only an admin may set another
+      // (and the job then has a priority of its own, no class).
+      if (!spec.priority_class.empty() && !MayExceedQueuePriority(caller)) {
+        return absl::FailedPreconditionError(absl::StrCat("job ", id, "'s priority is its priority class '",
+                                                          spec.priority_class,
+                                                          "''s; resubmit it with another class, or ask an admin"));
+      }
       if (absl::Status st = CheckQueuePriority(caller, spec.queue, *update.priority); !st.ok()) return st;
       spec.priority = *update.priority;
+      spec.priority_class.clear();
     }
     for (const auto& [value, field] : {std::pair{update.time_limit_s, &spec.time_limit_s},
                                        std::pair{update.runtime_estimate_s, &spec.runtime_estimate_s}}) {

@@ -14,6 +14,7 @@ namespace icos::controller {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // A one-task job named `name`, with extra top-level spec lines.
@@ -184,6 +185,51 @@ TEST_F(ControllerQueuedTest, UpdateKeepsTheSpecsRules) {
   EXPECT_EQ(tasks[0].time_limit_s, 600);  // the agent enforces the new limit
   EXPECT_EQ(controller_->Update(alice_, id, {.time_limit_s = 60}).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(controller_->Update(alice_, id, {.priority = -5}).ok());  // a running job's priority may change
+}
+
+// Priority classes (Kubernetes' PriorityClass, per queue, set by an admin):
+// a job naming one gets its priority past the queue's max_priority, one
+// naming neither gets the queue's default, and a class that may not preempt
+// makes its jobs wait rather than stop others.
+TEST_F(ControllerQueuedTest, APriorityClassSetsThePriorityAndWhetherItPreempts) {
+  core::Queue q{.name = "team"};
+  q.priority_classes = {
+      {"serving", {.priority = 100}}, {"polite", {.priority = 100, .preempts = false}}, {"batch", {.priority = 0}}};
+  q.default_priority_class = "batch";
+  ASSERT_TRUE(controller_->PutQueue(admin_, q).ok());
+  // Errors first: each says what exists or what to do.
+  auto unknown = controller_->Submit(alice_, Job("x", "queue: team\npriority_class: gold\n"), SubmitOptions{});
+  EXPECT_THAT(unknown.status().message(), HasSubstr("no priority class 'gold'; it has batch, polite, serving"));
+  auto both =
+      controller_->Submit(alice_, Job("x", "queue: team\npriority_class: serving\npriority: 5\n"), SubmitOptions{});
+  EXPECT_THAT(both.status().message(), HasSubstr("not both (class 'serving' is priority 100)"));
+  auto none = controller_->Submit(alice_, Job("x", "priority_class: serving\n"), SubmitOptions{});
+  EXPECT_THAT(none.status().message(), HasSubstr("it defines none"));
+  EXPECT_EQ(controller_->Submit(alice_, Job("x", "queue: team\npriority: 5\n"), SubmitOptions{}).status().code(),
+            absl::StatusCode::kPermissionDenied);  // no class: max_priority (0) holds
+  // Eight low jobs fill n1's 8 CPUs (the default class, priority 0).
+  std::vector<int64_t> low;
+  for (int i = 0; i < 8; ++i) low.push_back(Submit(Job(absl::StrCat("low", i), "queue: team\n")));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  auto first = controller_->GetJob(admin_, low[0]);
+  EXPECT_EQ(first->job.state, store::JobState::kRunning);
+  EXPECT_THAT(first->job.spec_json, HasSubstr(R"("priority":0,"priority_class":"batch")"));
+  // A polite job of priority 100 waits; a serving one preempts.
+  const int64_t polite = Submit(Job("polite", "queue: team\npriority_class: polite\n"));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(controller_->GetJob(admin_, polite)->job.state, store::JobState::kPending);
+  EXPECT_EQ(controller_->GetJob(admin_, polite)->job.priority, 100);
+  const int64_t serving = Submit(Job("serving", "queue: team\npriority_class: serving\n"));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  int preempted = 0;
+  for (int64_t id : low) preempted += controller_->GetJob(admin_, id)->job.state == store::JobState::kPending;
+  EXPECT_EQ(preempted, 1) << Reason(serving) << " / " << Reason(polite);
+  Open();  // the class's priority is the job's own, durably
+  EXPECT_EQ(controller_->GetJob(admin_, serving)->job.priority, 100);
+  // The class is the admin's: its owner may not give the job another priority.
+  EXPECT_EQ(controller_->Update(alice_, serving, {.priority = 0}).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(controller_->Update(admin_, serving, {.priority = 7}).ok());
+  EXPECT_THAT(controller_->GetJob(admin_, serving)->job.spec_json, Not(HasSubstr("priority_class")));
 }
 
 // An array is one job per index, inserted as one; at most its %N run at

@@ -55,7 +55,7 @@ TEST(GatewayLoadsTest, AStaleGatewaysRequestsInFlightNoLongerCount) {
   loads.Report("a", {{7, Load(10, 4)}}, 0);
   loads.Report("b", {{7, Load(10, 1)}}, 2'500);
   EXPECT_EQ(loads.Of(7, 2'500)->in_flight, 5);
-  EXPECT_EQ(loads.Of(7, 4'000)->in_flight, 1);  // a silent for 4 s
+  EXPECT_EQ(loads.Of(7, 4'000)->in_flight, 1);   // a silent for 4 s
   EXPECT_EQ(loads.Of(7, 4'000)->requests, 20u);  // what it counted stays counted
 }
 

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -59,12 +61,42 @@ ScaleDecision Autoscale(const api::AutoscaleSpec& spec, int32_t current, const S
     want = p90 == 0 ? spec.min : Ceil(std::max(current, 1) * p90 / spec.target_p90_ms);
     measured = absl::StrFormat("p90 %.0f ms, target %d ms", p90, spec.target_p90_ms);
   }
+  // A burst (Knative's panic mode): over the last tenth of the window (at
+  // least 2 s), load that asks for twice the replicas there are is acted
+  // on at once, not after the window's average has caught up with it.
+  const int64_t burst_ms = std::max<int64_t>(2'000, window_ms / 10);
+  if ((spec.target_rps > 0 || spec.target_concurrency > 0) && burst_ms < window_ms) {
+    auto from = m.samples.begin();
+    while (std::next(from) != m.samples.end() && std::next(from)->first <= now_ms - burst_ms) ++from;
+    const double burst_s = static_cast<double>(now_ms - from->first) / 1000.0;
+    if (burst_s >= 1.0) {
+      int32_t burst = 0;
+      std::string what;
+      if (spec.target_rps > 0) {
+        const double r = static_cast<double>(load.requests - from->second.requests) / burst_s;
+        burst = Ceil(r / spec.target_rps);
+        what = absl::StrFormat("%.1f req/s, target %d per replica", r, spec.target_rps);
+      } else {
+        double sum = 0;
+        int n = 0;
+        for (auto it = from; it != m.samples.end(); ++it, ++n) sum += it->second.in_flight;
+        const double c = sum / std::max(n, 1);
+        burst = Ceil(c / spec.target_concurrency);
+        what = absl::StrFormat("%.1f requests in flight, target %d per replica", c, spec.target_concurrency);
+      }
+      if (burst > want && burst >= 2 * std::max(current, 1)) {
+        want = burst;
+        measured = absl::StrCat("a burst: ", what, " over the last ", burst_s, "s");
+      }
+    }
+  }
   if (load.in_flight > 0) want = std::max(want, 1);  // a waiting request wakes a service at 0
   want = std::clamp(want, spec.min, spec.max);
   m.wanted.emplace_back(now_ms, want);
   const int64_t delay_ms = spec.scale_down_delay_s * 1000;
   while (!m.wanted.empty() && m.wanted.front().first < now_ms - delay_ms) m.wanted.pop_front();
-  const std::string over = absl::StrCat(" over ", spec.window_s, "s");
+  const std::string over =
+      absl::StartsWith(measured, "a burst") ? std::string() : absl::StrCat(" over ", spec.window_s, "s");
   if (want > current) {
     d.replicas = want;
     d.why = absl::StrCat(current, " -> ", want, " replicas: ", measured, over);

@@ -52,6 +52,28 @@ TEST(AutoscaleTest, ALoadStepScalesUpWithinSecondsAndDownOnlyAfterTheDelay) {
   EXPECT_THAT(d.why, HasSubstr("-> 1 replicas: 0.0 req/s, target 10 per replica over 10s, for 30s"));
 }
 
+// Knative's panic mode: a step that asks for twice the replicas there are
+// is acted on within the last tenth of the window, not once the window's
+// average has caught up; a smaller rise waits for the average.
+TEST(AutoscaleTest, ABurstIsActedOnAtOnceASmallRiseAfterTheWindow) {
+  const api::AutoscaleSpec spec{.min = 1, .max = 10, .target_rps = 10, .window_s = 60, .scale_down_delay_s = 60};
+  AutoscaleMemory m;
+  ServiceLoad load;
+  int64_t now = 0;
+  int32_t current = 3;
+  Feed(spec, current, m, load, now, 25, 70);
+  EXPECT_EQ(current, 3);
+  Feed(spec, current, m, load, now, 45, 6);  // wants 5 of 3: not a burst
+  EXPECT_EQ(current, 3);
+  ScaleDecision d = Feed(spec, current, m, load, now, 120, 6);  // wants 12 of 3: a burst
+  EXPECT_EQ(current, 10);
+  EXPECT_THAT(d.why, HasSubstr("replicas: a burst: "));
+  EXPECT_THAT(d.why, HasSubstr("over the last "));
+  // The burst's count holds for the scale-down delay, as any.
+  Feed(spec, current, m, load, now, 25, 30);
+  EXPECT_EQ(current, 10);
+}
+
 TEST(AutoscaleTest, AShortDipDoesNotScaleDown) {
   AutoscaleMemory m;
   ServiceLoad load;

@@ -136,8 +136,8 @@ RolloutPlan PlanRollout(const ServiceState& state, const api::RolloutSpec& updat
   };
   int32_t ready = count_ready(current) + count_ready(old);
   const int32_t have = static_cast<int32_t>(current.size());
-  plan.create = std::max(0, std::min(n - have, n + update.max_surge - total));
-  const int32_t min_ready = n - update.max_unavailable;
+  plan.create = std::max(0, std::min(n - have, n + update.SurgeFor(n) - total));
+  const int32_t min_ready = n - update.UnavailableFor(n);
   for (const LiveReplica* r : old) {
     if (r->ready) {
       if (ready - 1 < min_ready) break;  // the rest are ready too (sorted)

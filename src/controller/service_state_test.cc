@@ -67,6 +67,18 @@ TEST(ServiceStateTest, UnavailableOneStopsFirstAndNeverGoesBelowTheFloor) {
   EXPECT_THAT(p.stop, ElementsAre(13));
 }
 
+TEST(ServiceStateTest, PercentBoundsAreResolvedAgainstTheReplicas) {
+  const ServiceState s = Rolling(4);
+  const api::RolloutSpec half{.max_surge = 50,
+                              .max_unavailable = 25,
+                              .max_surge_percent = true,
+                              .max_unavailable_percent = true,
+                              .ready_timeout_s = 60};
+  RolloutPlan p = PlanRollout(s, half, true, {Old(12, 0), Old(13, 1), Old(14, 2), Old(15, 3)}, 3'000);
+  EXPECT_EQ(p.create, 2);                // 50% of 4
+  EXPECT_THAT(p.stop, ElementsAre(15));  // 25% of 4 may be unavailable
+}
+
 TEST(ServiceStateTest, AScaleMakesOrStopsReplicasOfTheSameRevisionNotReadyFirst) {
   ServiceState s = Rolling(3);
   s.rollout_started_ms = 0;

@@ -49,6 +49,26 @@ TEST(CheckpointPreemptionTest, TheVictimIsTheOneThatLosesLeastWork) {
   EXPECT_THAT(d.preemptions[0].reason, HasSubstr("since its last checkpoint"));
 }
 
+// Kubernetes' preemptionPolicy: Never (a priority class with preempts
+// false): a higher-priority job that may not preempt waits.
+TEST(CheckpointPreemptionTest, AJobThatMayNotPreemptWaitsInstead) {
+  Snapshot s = TwoVictims(0, 0, kHour, 0);
+  s.pending[0].preempts = false;
+  Decisions d = RunPass(s);
+  EXPECT_TRUE(d.preemptions.empty());
+  EXPECT_TRUE(d.binds.empty());
+  ASSERT_EQ(d.waiting.size(), 1u);
+  // One of the same shape and priority behind it that may preempt does
+  // (it does not take the first one's cached answer).
+  Job may = s.pending[0];
+  may.id = JobId(2);
+  may.preempts = true;
+  s.pending.push_back(may);
+  d = RunPass(s);
+  ASSERT_EQ(d.preemptions.size(), 1u);
+  EXPECT_EQ(d.preemptions[0].preemptor, JobId(2));
+}
+
 TEST(CheckpointPreemptionTest, WithoutCheckpointsTheYoungestRunIsStopped) {
   Snapshot s = TwoVictims(kHour, 0, 9 * kHour, 0);
   Decisions d = RunPass(s);

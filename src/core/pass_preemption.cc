@@ -211,7 +211,7 @@ std::vector<int32_t> Pass::FindVictims(const Job& job, int32_t q, const std::vec
 }
 
 bool Pass::TryPreempt(const Job& job, int32_t q, Decisions& out) {
-  if (!opt_.preemption || preemption_attempts_ >= opt_.max_preemption_attempts) return false;
+  if (!opt_.preemption || !job.preempts || preemption_attempts_ >= opt_.max_preemption_attempts) return false;
   // Victims must hold a device type the job accepts (or the job needs no devices).
   std::vector<char> useful(cluster_.num_types(), 0);
   bool any_devices = false;

@@ -220,6 +220,9 @@ std::string Pass::ShapeKey(const Job& job, bool honour) const {
   key.push_back(honour ? 'h' : 'f');
   AppendRaw(key, job.queue);
   AppendRaw(key, job.priority);
+  // Whether it may preempt decides whether it waits: a job that may must
+  // not take the answer of one that may not.
+  key.push_back(job.preempts ? 'p' : 'n');
   AppendRaw(key, static_cast<int64_t>(job.groups.size()));
   for (const TaskGroup& g : job.groups) {
     const TaskRequest& r = g.request;

@@ -275,6 +275,14 @@ json QueueToJson(const core::Queue& q) {
   if (q.min_run_ms > 0) out["min_run_s"] = static_cast<double>(q.min_run_ms) / 1000.0;
   if (q.usage_half_life_s > 0) out["usage_half_life_s"] = q.usage_half_life_s;
   if (!q.notify_url.empty()) out["notify"] = {{"url", q.notify_url}, {"on", api::NotifyEventNames(q.notify_on)}};
+  if (!q.priority_classes.empty()) {
+    json classes = json::object();
+    for (const auto& [name, c] : q.priority_classes) {
+      classes[name] = {{"priority", c.priority}, {"preempts", c.preempts}};
+    }
+    out["priority_classes"] = std::move(classes);
+  }
+  if (!q.default_priority_class.empty()) out["default_priority_class"] = q.default_priority_class;
   return out;
 }
 
@@ -305,11 +313,54 @@ absl::Status QueueNotifyFromJson(const json& j, core::Queue& q) {
   return absl::OkStatus();
 }
 
+// A queue's "priority_classes": {NAME: {"priority": N, "preempts": bool}}.
+absl::Status PriorityClassesFromJson(const json& j, core::Queue& q) {
+  constexpr int32_t kMax = 1'000'000;  // api::SpecLimits::max_priority
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(R"(queue priority_classes: expected {"NAME": {"priority": N}, ...})");
+  }
+  if (j.size() > 64) return absl::InvalidArgumentError("queue priority_classes: at most 64");
+  for (const auto& [name, c] : j.items()) {
+    if (!api::IsValidName(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("queue priority class '", name, "' is not a valid name (lowercase letters, digits and '-')"));
+    }
+    if (!c.is_object() || !c.contains("priority") || !c["priority"].is_number_integer() ||
+        c["priority"].get<int64_t>() < -kMax || c["priority"].get<int64_t>() > kMax) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("queue priority class '", name, "' needs a priority from ", -kMax, " to ", kMax));
+    }
+    for (const auto& [k, v] : c.items()) {
+      if (k != "priority" && k != "preempts") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("queue priority class '", name, "': field '", k, "' is unknown; known: priority, preempts"));
+      }
+    }
+    if (c.contains("preempts") && !c["preempts"].is_boolean()) {
+      return absl::InvalidArgumentError(absl::StrCat("queue priority class '", name, "': preempts is true or false"));
+    }
+    q.priority_classes[name] = core::PriorityClass{.priority = static_cast<int32_t>(c["priority"].get<int64_t>()),
+                                                   .preempts = c.value("preempts", true)};
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
-  static const char* kKnown[] = {"name",       "parent",       "weight",    "guaranteed",        "limit", "lend_idle",
-                                 "may_borrow", "max_priority", "min_run_s", "usage_half_life_s", "notify"};
+  static const char* kKnown[] = {"name",
+                                 "parent",
+                                 "weight",
+                                 "guaranteed",
+                                 "limit",
+                                 "lend_idle",
+                                 "may_borrow",
+                                 "max_priority",
+                                 "min_run_s",
+                                 "usage_half_life_s",
+                                 "notify",
+                                 "priority_classes",
+                                 "default_priority_class"};
   if (!j.is_object()) return absl::InvalidArgumentError("a queue must be a JSON object");
   for (const auto& [k, v] : j.items()) {
     bool known = false;
@@ -318,7 +369,7 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
       return absl::InvalidArgumentError(absl::StrCat(
           "queue field '", k,
           "' is unknown; known: name, parent, weight, guaranteed, limit, lend_idle, may_borrow, max_priority, "
-          "min_run_s, usage_half_life_s, notify"));
+          "min_run_s, usage_half_life_s, notify, priority_classes, default_priority_class"));
     }
   }
   if (j.contains("min_run_s") &&
@@ -356,6 +407,19 @@ absl::StatusOr<core::Queue> QueueFromJson(const json& j) {
   }
   if (j.contains("notify") && !j["notify"].is_null()) {
     if (absl::Status s = QueueNotifyFromJson(j["notify"], *parsed); !s.ok()) return s;
+  }
+  if (j.contains("priority_classes")) {
+    if (absl::Status s = PriorityClassesFromJson(j["priority_classes"], *parsed); !s.ok()) return s;
+  }
+  if (j.contains("default_priority_class")) {
+    if (!j["default_priority_class"].is_string()) {
+      return absl::InvalidArgumentError("queue default_priority_class: the name of one of its priority_classes");
+    }
+    parsed->default_priority_class = j["default_priority_class"].get<std::string>();
+    if (!parsed->priority_classes.contains(parsed->default_priority_class)) {
+      return absl::InvalidArgumentError(absl::StrCat("queue default_priority_class '", parsed->default_priority_class,
+                                                     "' is none of its priority_classes"));
+    }
   }
   return parsed;
 }

@@ -39,6 +39,31 @@ TEST(WireQueueTest, BadSettingsAreRefused) {
   EXPECT_THAT(QueueFromJson({{"name", "a"}, {"half_life", 5}}).status().message(), HasSubstr("usage_half_life_s"));
 }
 
+TEST(WireQueueTest, PriorityClassesRoundTripAndBadOnesAreRefused) {
+  core::Queue q;
+  q.name = "team-a";
+  q.priority_classes = {{"serving", {.priority = 100}}, {"batch", {.priority = 0, .preempts = false}}};
+  q.default_priority_class = "batch";
+  absl::StatusOr<core::Queue> back = QueueFromJson(QueueToJson(q));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->priority_classes, q.priority_classes);
+  EXPECT_EQ(back->default_priority_class, "batch");
+  EXPECT_FALSE(QueueToJson(core::Queue{.name = "b"}).contains("priority_classes"));
+  auto refused = [](const json& classes, const json& default_class = nullptr) {
+    json j = {{"name", "a"}, {"priority_classes", classes}};
+    if (!default_class.is_null()) j["default_priority_class"] = default_class;
+    absl::StatusOr<core::Queue> r = QueueFromJson(j);
+    return r.ok() ? std::string("accepted") : std::string(r.status().message());
+  };
+  EXPECT_THAT(refused({{"Serving", {{"priority", 1}}}}), HasSubstr("not a valid name"));
+  EXPECT_THAT(refused({{"serving", {{"priority", "high"}}}}), HasSubstr("needs a priority"));
+  EXPECT_THAT(refused({{"serving", {{"priority", 2'000'000}}}}), HasSubstr("needs a priority"));
+  EXPECT_THAT(refused({{"serving", {{"priority", 1}, {"preempt", false}}}}), HasSubstr("'preempt' is unknown"));
+  EXPECT_THAT(refused({{"serving", {{"priority", 1}, {"preempts", "no"}}}}), HasSubstr("true or false"));
+  EXPECT_THAT(refused({{"serving", {{"priority", 1}}}}, "batch"), HasSubstr("is none of its priority_classes"));
+  EXPECT_THAT(refused(json::array()), HasSubstr("expected"));
+}
+
 TEST(WireAssignmentTest, TheCheckpointContractRoundTrips) {
   Assignment a;
   a.task_id = "j1-g0-r0-a0";

@@ -24,7 +24,8 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $gw_toke
 icos tls init --dir "$E2E_DIR/gwtls" --host 127.0.0.1,localhost >/dev/null || fail "icos tls init failed"
 (umask 077 && echo "$gw_token" >"$E2E_DIR/gw.token")
 GW_PORT=$(free_port)
-"$ICOS_BIN" gateway --server "$ICOS_SERVER" --token-file "$E2E_DIR/gw.token" --port "$GW_PORT" \
+METRICS_PORT=$(free_port)
+"$ICOS_BIN" gateway --server "$ICOS_SERVER" --token-file "$E2E_DIR/gw.token" --port "$GW_PORT" --metrics "$METRICS_PORT" \
   --tls-cert "$E2E_DIR/gwtls/server.crt" --tls-key "$E2E_DIR/gwtls/server.key" >"$E2E_DIR/gateway.log" 2>&1 &
 PIDS+=($!)
 wait_until 20 grep -q "icos gateway is up: https://" "$E2E_DIR/gateway.log" ||
@@ -75,5 +76,8 @@ wait "$LOAD_PID" || fail "the load generator failed"
 read -r served failed_requests _ <"$E2E_DIR/load.out"
 [ "$failed_requests" = 0 ] || fail "$failed_requests of $((served + failed_requests)) requests failed: $(cat "$E2E_DIR/load.out")"
 icos job "$svc" | grep -q "Autoscaled .*1 -> 2 replicas" || fail "the scale up is not told: $(icos job "$svc")"
+# Its own Prometheus metrics, on a listener of their own.
+curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q 'icos_gateway_requests_total{service="gw-svc",code="200"}' ||
+  fail "the gateway's /metrics lacks its requests: $(curl -sS "http://127.0.0.1:$METRICS_PORT/metrics" | head -5)"
 icos cancel "$svc" >/dev/null || fail "cancel failed"
 echo "PASS gateway_standalone (HTTPS gateway with a gateway token; $served requests through it, 0 failed; its load reports scaled the service to 2 after ${second_ms} ms)"

@@ -72,6 +72,9 @@ struct Job {
   // estimate). 0 = unknown (the gittins order assumes its default).
   double runtime_log_sd = 0.0;
   bool preemptible = true;
+  // false: it never preempts (or reclaims from) running jobs; it waits for
+  // capacity instead (Kubernetes' preemptionPolicy: Never).
+  bool preempts = true;
   // Device-seconds of service received so far (Tiresias' attained service).
   double attained_device_s = 0.0;
   // When the job last reported a finished checkpoint, on the caller's clock

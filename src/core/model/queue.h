@@ -17,6 +17,15 @@ namespace icos::core {
 // A key that is absent from a limit means "no limit on that resource".
 using ResourceAmounts = std::map<std::string, int64_t>;
 
+// A named priority of a queue (Kubernetes' PriorityClass, set per queue by
+// an admin): a job that names it gets its priority, whatever the queue's
+// max_priority, and with `preempts` false it never preempts others.
+struct PriorityClass {
+  int32_t priority = 0;
+  bool preempts = true;
+  bool operator==(const PriorityClass&) const = default;
+};
+
 // One queue. Usage of a queue includes all its descendants. A queue may use
 // more than its guarantee ("borrow") while capacity is idle, never more than
 // its limit; borrowed capacity is what reclaim preempts first.
@@ -35,6 +44,11 @@ struct Queue {
   // one user can do to another's running jobs. The scheduler does not read
   // it; the controller refuses jobs above it.
   int32_t max_priority = 0;
+  // Named priorities its jobs may ask for (`priority_class:` in a spec),
+  // and the one a job that names neither a class nor a priority gets ("":
+  // none). Read by the controller at submission, not by the scheduler.
+  std::map<std::string, PriorityClass> priority_classes;
+  std::string default_priority_class;
   // A running job of this queue is not preempted (nor moved) before its run
   // is this old: Slurm's PreemptExemptTime. 0: at any time.
   int64_t min_run_ms = 0;
