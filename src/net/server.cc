@@ -372,7 +372,8 @@ class Session : public std::enable_shared_from_this<Session<kTls>>, public Chunk
   // the handler's pool thread and wait for the strand to write. --------------
 
   bool Head(const Response& head) override {
-    if (head_) return false;  // a HEAD request has no body to stream
+    // A HEAD request has no body to stream; HTTP/1.0 has no chunked encoding.
+    if (head_ || version_ < 11) return false;
     return OnStrandAndWait([head](Session& self, std::function<void(bool)> done) {
       self.stream_head_ = {};
       self.stream_head_.version(self.version_);

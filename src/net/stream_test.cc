@@ -138,8 +138,8 @@ TEST_F(StreamTest, AClientThatLeavesStopsTheProducer) {
   EXPECT_LT(n.get(), 100'000);
 }
 
-TEST_F(StreamTest, AHeadRequestCannotStreamAndIsAnsweredAsUsual) {
-  router_.Get("/x", [](const Request&, Response& res) {  // HEAD is served by the GET route
+TEST_F(StreamTest, AHeadOrHttp10RequestCannotStreamAndIsAnsweredWhole) {
+  router_.Get("/x", [](const Request&, Response& res) {  // HEAD is served by the GET route too
     EXPECT_FALSE(res.BeginStream());
     res.Set("whole", "text/plain");
   });
@@ -149,6 +149,14 @@ TEST_F(StreamTest, AHeadRequestCannotStreamAndIsAnsweredAsUsual) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->get_header_value("Content-Length"), "5");
+  // HTTP/1.0 has no chunked encoding: the answer comes whole.
+  const int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, "GET /x HTTP/1.0\r\n\r\n"));
+  const std::string got = ReadResponse(fd, 2'000);
+  ::close(fd);
+  EXPECT_EQ(StatusOf(got), 200);
+  EXPECT_EQ(BodyOf(got), "whole");
 }
 
 }  // namespace
