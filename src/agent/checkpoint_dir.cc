@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -21,19 +22,27 @@ absl::Status ClaimCheckpointRoot(const std::string& root, const std::string& clu
   }
   if (cluster_id.empty()) return absl::OkStatus();
   const std::string stamp = absl::StrCat(root, "/.icos-cluster");
-  const int fd = open(stamp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd >= 0) {
-    const std::string line = absl::StrCat(cluster_id, "\n");
-    const bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
-    const int err = errno;
-    close(fd);
-    if (!written) {
-      unlink(stamp.c_str());
-      return ErrnoError(err, absl::StrCat("write ", stamp));
-    }
-    return absl::OkStatus();
+  // Several agents may claim one root at once (nodes sharing a checkpoint
+  // filesystem, starting together): the stamp appears whole or not at all.
+  // It is written under a name of this process's own and then linked into
+  // place, which fails if another got there first (atomic on local
+  // filesystems and NFS alike); a reader never sees it half written.
+  const std::string draft = absl::StrCat(stamp, ".", getpid(), ".", reinterpret_cast<uintptr_t>(&draft));
+  const int fd = open(draft.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError(errno, absl::StrCat("create ", draft));
+  const std::string line = absl::StrCat(cluster_id, "\n");
+  const bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
+  int err = errno;
+  close(fd);
+  if (!written) {
+    unlink(draft.c_str());
+    return ErrnoError(err, absl::StrCat("write ", draft));
   }
-  if (errno != EEXIST) return ErrnoError(errno, absl::StrCat("create ", stamp));
+  const bool linked = link(draft.c_str(), stamp.c_str()) == 0;
+  err = errno;
+  unlink(draft.c_str());
+  if (linked) return absl::OkStatus();
+  if (err != EEXIST) return ErrnoError(err, absl::StrCat("link ", stamp));
   const int in = open(stamp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (in < 0) return ErrnoError(errno, absl::StrCat("open ", stamp));
   char buf[256];

@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "agent/sys_util.h"
@@ -145,6 +148,46 @@ TEST(CheckpointDirTest, ARootServesOneClusterOnly) {
   ASSERT_TRUE(MakeDirs(linked).ok());
   ASSERT_EQ(symlink((root + "/.icos-cluster").c_str(), (linked + "/.icos-cluster").c_str()), 0);
   EXPECT_FALSE(ClaimCheckpointRoot(linked, "cluster-b").ok());
+}
+
+// Nodes sharing one checkpoint filesystem claim its root as they start,
+// possibly at the same instant: every claim of the one cluster succeeds
+// (a claimer must never read the stamp half written), and nothing but the
+// stamp is left behind.
+TEST(CheckpointDirTest, AgentsClaimingARootAtOnceAllSucceed) {
+  TempDir tmp;
+  for (int round = 0; round < 20; ++round) {
+    const std::string root = absl::StrCat(tmp.path(), "/ckpt-", round);
+    ASSERT_TRUE(MakeDirs(root).ok());
+    constexpr int kClaimers = 8;
+    // All start at once: each waits for the end of a pipe the parent
+    // closes once every one is forked.
+    int go[2];
+    ASSERT_EQ(pipe(go), 0);
+    std::vector<pid_t> children;
+    for (int i = 0; i < kClaimers; ++i) {
+      const pid_t pid = fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        close(go[1]);
+        char byte;
+        (void)!read(go[0], &byte, 1);
+        _exit(ClaimCheckpointRoot(root, "cluster-a").ok() ? 0 : 1);
+      }
+      children.push_back(pid);
+    }
+    close(go[0]);
+    close(go[1]);
+    for (pid_t pid : children) {
+      int status = 0;
+      ASSERT_EQ(waitpid(pid, &status, 0), pid);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a claimer failed in round " << round;
+    }
+    EXPECT_EQ(*ReadFile(root + "/.icos-cluster"), "cluster-a\n");
+    int entries = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(root)) ++entries;
+    EXPECT_EQ(entries, 1) << "drafts left behind in round " << round;
+  }
 }
 
 }  // namespace
