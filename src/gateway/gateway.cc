@@ -252,14 +252,14 @@ void Gateway::Handle(const net::Request& req, net::Response& res) {
   absl::StatusOr<controller::ServiceRoute> route = ReadyOf(service);
   if (!route.ok()) {
     const absl::StatusCode code = route.status().code();
-    if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
+    if (code == absl::StatusCode::kNotFound) {
+      Error(res, 404, std::string(route.status().message()), "NotFound");
+    } else if (code == absl::StatusCode::kFailedPrecondition) {  // a name several services have
+      Error(res, 409, std::string(route.status().message()), "Conflict");
+    } else {  // the control plane away, or refusing this gateway (a revoked token)
       res.SetHeader("Retry-After", "1");
       Error(res, 503, absl::StrCat("the gateway cannot tell where ", service, " runs: ", route.status().message()),
             "Unavailable");
-    } else if (code == absl::StatusCode::kNotFound) {
-      Error(res, 404, std::string(route.status().message()), "NotFound");
-    } else {
-      Error(res, 409, std::string(route.status().message()), "Conflict");
     }
     return done();
   }
@@ -369,6 +369,7 @@ void Gateway::Handle(const net::Request& req, net::Response& res) {
     res.Set(std::move(got.body), got.get_header_value("Content-Type"));
     return done();
   }
+  res.headers.clear();  // none of a failed replica's
   res.SetHeader("Retry-After", "1");
   Error(res, ready->empty() ? 503 : 502, last_error, ready->empty() ? "Unavailable" : "BadGateway");
   done();
