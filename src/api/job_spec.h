@@ -191,6 +191,11 @@ struct ServiceSpec {
   // Restarts a replica after failure_threshold failures in a row, once
   // initial_delay_s has passed since it started (Kubernetes' livenessProbe).
   ProbeSpec liveness;
+  // Until it passes once, readiness and liveness are not probed; after
+  // failure_threshold failures in a row the replica is restarted
+  // (Kubernetes' startupProbe: a model that loads for minutes is given
+  // failure_threshold x period to start, and then a quick liveness probe).
+  ProbeSpec startup;
 
   bool operator==(const ServiceSpec&) const = default;
 };

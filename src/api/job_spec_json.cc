@@ -21,7 +21,8 @@ std::string JobSpecToJson(const JobSpec& spec) {
     job["kind"] = JobKindName(spec.kind);
     Json service = {{"replicas", spec.service.replicas}};
     for (const auto& [name, p] :
-         {std::pair{"readiness", &spec.service.readiness}, std::pair{"liveness", &spec.service.liveness}}) {
+         {std::pair{"readiness", &spec.service.readiness}, std::pair{"liveness", &spec.service.liveness},
+          std::pair{"startup", &spec.service.startup}}) {
       if (p->type == ProbeSpec::Type::kNone) continue;
       Json probe;
       if (p->type == ProbeSpec::Type::kHttp) probe["http"] = p->http_path;

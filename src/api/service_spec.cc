@@ -15,7 +15,7 @@
 namespace icos::api::detail {
 namespace {
 
-constexpr absl::string_view kServiceFields[] = {"replicas", "readiness", "liveness", "update", "autoscale"};
+constexpr absl::string_view kServiceFields[] = {"replicas", "readiness", "liveness", "startup", "update", "autoscale"};
 constexpr absl::string_view kAutoscaleFields[] = {"min",           "max",    "target_rps",       "target_concurrency",
                                                   "target_p90_ms", "window", "scale_down_delay", "cold_start_timeout"};
 constexpr absl::string_view kUpdateFields[] = {"max_surge", "max_unavailable", "ready_timeout"};
@@ -57,6 +57,11 @@ absl::Status Parser::Service(const Field& f, ServiceSpec& service) {
     } else if (e.key == "autoscale") {
       if (absl::Status s = Autoscale(e.field, service.autoscale); !s.ok()) return s;
       autoscale_field = e.field;
+    } else if (e.key == "startup") {
+      if (absl::Status s = Probe(e.field, service.startup); !s.ok()) return s;
+      if (service.startup.success_threshold != 1) {
+        return Invalid(e.field, "a startup probe passes once: success_threshold must be 1");
+      }
     } else if (absl::Status s = Probe(e.field, e.key == "liveness" ? service.liveness : service.readiness); !s.ok()) {
       return s;
     }

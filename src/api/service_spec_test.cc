@@ -16,6 +16,7 @@ service:
   replicas: 3
   readiness: {http: /healthz, initial_delay: 5s, period: 2s, timeout: 1s, failure_threshold: 4}
   liveness: {tcp: true, initial_delay: 30s}
+  startup: {http: /healthz, period: 5s, failure_threshold: 60}
   update: {max_surge: 2, ready_timeout: 90s}
   autoscale: {min: 1, max: 6, target_rps: 40, window: 20s}
 tasks:
@@ -42,6 +43,8 @@ TEST(ServiceSpecTest, AServiceReadsItsReplicasAndProbeAndRestartsAlways) {
   EXPECT_EQ(spec->service.liveness.type, ProbeSpec::Type::kTcp);
   EXPECT_EQ(spec->service.liveness.initial_delay_s, 30);
   EXPECT_EQ(spec->service.liveness.failure_threshold, 3);  // the default
+  EXPECT_EQ(spec->service.startup.type, ProbeSpec::Type::kHttp);
+  EXPECT_EQ(spec->service.startup.failure_threshold, 60);
   EXPECT_EQ(spec->service.update, (RolloutSpec{.max_surge = 2, .max_unavailable = 0, .ready_timeout_s = 90}));
   EXPECT_EQ(spec->service.autoscale,
             (AutoscaleSpec{.min = 1, .max = 6, .target_rps = 40, .window_s = 20, .scale_down_delay_s = 60}));
@@ -139,6 +142,11 @@ TEST(ServiceSpecTest, RolloutBoundsMayBePercentagesOfReplicas) {
   };
   EXPECT_THAT(update("{max_surge: 150%}"), HasSubstr("0% to 100%"));
   EXPECT_THAT(update("{max_surge: x%}"), HasSubstr("0% to 100%"));
+}
+
+TEST(ServiceSpecTest, AStartupProbePassesOnce) {
+  EXPECT_THAT(Message("kind: service\nservice: {startup: {tcp: true, success_threshold: 2}}\ntasks: [{command: [x]}]"),
+              HasSubstr("a startup probe passes once"));
 }
 
 TEST(ServiceSpecTest, ARolloutThatCouldNeverReplaceAReplicaIsRefused) {

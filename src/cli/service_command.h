@@ -1,6 +1,6 @@
 // Services' commands (issue #22; docs/services.md): `icos endpoints SERVICE`
 // (each replica, where it serves, whether it is ready) and `icos service
-// show|update|scale|history|rollback` (revisions and rolling updates).
+// show|update|scale|history|rollback|pause|resume` (revisions and rolling updates).
 #ifndef ICOS_CLI_SERVICE_COMMAND_H_
 #define ICOS_CLI_SERVICE_COMMAND_H_
 
@@ -19,7 +19,8 @@ namespace icos::cli {
 struct ServiceCommands {
   CLI::App* endpoints = nullptr;
   CLI::App* service = nullptr;  // the group: show, update, scale, history, rollback
-  CLI::App *update = nullptr, *scale = nullptr, *history = nullptr, *rollback = nullptr;
+  CLI::App *update = nullptr, *scale = nullptr, *history = nullptr, *rollback = nullptr, *pause = nullptr,
+           *resume = nullptr;
   std::string id;    // the service's id (as `icos submit` printed it)
   std::string file;  // update: the new spec ("-": stdin)
   std::string chdir;

@@ -421,6 +421,11 @@ class Controller {
   // out completely, or the one before the current): a new revision with
   // its spec. Returns the new revision.
   absl::StatusOr<int32_t> RollbackService(const Principal& caller, int64_t id, int32_t to);
+  // Pauses service `id`'s rollouts and scaling (nothing is made or stopped
+  // for it) or resumes them (`icos service pause/resume`, as kubectl
+  // rollout pause/resume). Pausing a paused service, or resuming one that
+  // runs, changes nothing.
+  absl::Status PauseService(const Principal& caller, int64_t id, bool pause);
   // Service `id`'s desired state and history.
   absl::StatusOr<ServiceState> GetService(const Principal& caller, int64_t id) const;
   absl::StatusOr<std::vector<store::JobRecord>> ListJobs(const Principal& caller, store::JobQuery query) const;
@@ -665,6 +670,8 @@ class Controller {
   absl::StatusOr<ServiceState*> ServiceFor(const Principal& caller, int64_t id);
   // Stores `next` as its service's state, then keeps it. REQUIRES: mu_.
   absl::Status SaveService(ServiceState next);
+  // ... committed with `c` (its events).
+  absl::Status SaveService(ServiceState next, engine::Change c);
   // The spec of the revision service `s` should run, with its count of
   // replicas, parsed once per spec (a cache); nullptr when it does not
   // parse. REQUIRES: mu_.

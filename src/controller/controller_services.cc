@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -53,6 +54,7 @@ std::vector<ProbeTarget> Controller::ProbeTargets() const {
       p.port = t.assignment.serve_port;
       p.probe = j->spec.service.readiness;
       p.liveness = j->spec.service.liveness;
+      p.startup = j->spec.service.startup;
       p.started_ms = t.rec.start_ms;
     }
   }
@@ -98,7 +100,8 @@ void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::
     engine::Change c(clock_->NowMs());
     engine::JobEntry& next = engine_.Stage(c, job_id);
     ++next.revision;
-    engine_.Requeue(next, "", absl::StrCat("restarting: ", why), "LivenessFailed", c);
+    const char* event = absl::StartsWith(why, "its startup probe") ? "StartupFailed" : "LivenessFailed";
+    engine_.Requeue(next, "", absl::StrCat("restarting: ", why), event, c);
     if (absl::Status st = Commit(std::move(c)); !st.ok()) {
       log::Failure("liveness restart", st, absl::StrCat("job=", job_id));
       return;

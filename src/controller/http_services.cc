@@ -183,6 +183,17 @@ void AddServiceRoutes(net::Router& s, Controller* c, const Authed& authed) {
            Reply(res, 200, {{"services", loads->second.size()}});
          }));
 
+  // No body: kubectl rollout pause / resume.
+  for (const bool pause : {true, false}) {
+    s.Post(pause ? R"(/api/v1/services/(\d+)/pause)" : R"(/api/v1/services/(\d+)/resume)",
+           authed([c, pause](const Principal& who, const net::Request& req, net::Response& res) {
+             auto id = IdOf(req);
+             if (!id.ok()) return Fail(res, id.status());
+             if (absl::Status st = c->PauseService(who, *id, pause); !st.ok()) return Fail(res, st);
+             Reply(res, 200, {{"id", *id}, {"paused", pause}});
+           }));
+  }
+
   // Body {"revision": N}, or empty: the last revision that rolled out.
   s.Post(R"(/api/v1/services/(\d+)/rollback)",
          authed([c](const Principal& who, const net::Request& req, net::Response& res) {

@@ -148,9 +148,10 @@ void ServiceProber::Round() {
   std::lock_guard<std::mutex> round(round_mu_);
   const std::vector<ProbeTarget> targets = targets_();
   const int64_t now = clock_->NowMs();
+  enum class Kind { kReadiness, kLiveness, kStartup };
   struct Due {
     const ProbeTarget* target;
-    bool liveness;
+    Kind kind;
   };
   std::vector<Due> due;
   {
@@ -162,11 +163,18 @@ void ServiceProber::Round() {
       Judged& j = it->second;
       if (added || j.ready.attempt != t.attempt) {  // a new run is judged afresh
         const bool unprobed = t.probe.type == api::ProbeSpec::Type::kNone;
+        const bool no_startup = t.startup.type == api::ProbeSpec::Type::kNone;
         j.ready = Readiness{.attempt = t.attempt,
-                            .ready = unprobed,
+                            .ready = unprobed && no_startup,
                             .next_probe_ms = t.started_ms + t.probe.initial_delay_s * 1000,
                             .since_ms = now,
-                            .reason = unprobed ? "running; it has no readiness probe" : "not probed yet"};
+                            .reason = !no_startup ? "waiting for its startup probe"
+                                      : unprobed  ? "running; it has no readiness probe"
+                                                  : "not probed yet"};
+        j.started = Readiness{.attempt = t.attempt,
+                              .ready = no_startup,
+                              .next_probe_ms = t.started_ms + t.startup.initial_delay_s * 1000,
+                              .since_ms = now};
         // Alive until its liveness probe says otherwise (Kubernetes' rule).
         j.live = Readiness{.attempt = t.attempt,
                            .ready = true,
@@ -174,9 +182,15 @@ void ServiceProber::Round() {
                            .since_ms = now};
         j.restart_asked = false;
       }
-      if (t.probe.type != api::ProbeSpec::Type::kNone && now >= j.ready.next_probe_ms) due.push_back({&t, false});
+      if (!j.started.ready) {  // readiness and liveness wait for the startup probe
+        if (now >= j.started.next_probe_ms && !j.restart_asked) due.push_back({&t, Kind::kStartup});
+        continue;
+      }
+      if (t.probe.type != api::ProbeSpec::Type::kNone && now >= j.ready.next_probe_ms) {
+        due.push_back({&t, Kind::kReadiness});
+      }
       if (t.liveness.type != api::ProbeSpec::Type::kNone && now >= j.live.next_probe_ms && !j.restart_asked) {
-        due.push_back({&t, true});
+        due.push_back({&t, Kind::kLiveness});
       }
     }
     std::erase_if(by_job_, [&](const auto& entry) { return !running.count(entry.first); });
@@ -189,17 +203,34 @@ void ServiceProber::Round() {
   auto work = [&] {
     for (size_t i = next++; i < due.size(); i = next++) {
       const ProbeTarget& t = *due[i].target;
-      const bool liveness = due[i].liveness;
-      const api::ProbeSpec& spec = liveness ? t.liveness : t.probe;
+      const Kind kind = due[i].kind;
+      const api::ProbeSpec& spec = kind == Kind::kLiveness ? t.liveness : kind == Kind::kStartup ? t.startup : t.probe;
       const absl::Status result = probe_(t.host, t.port, spec);
       std::lock_guard<std::mutex> lock(mu_);
       auto it = by_job_.find(t.job_id);
       if (it == by_job_.end() || it->second.ready.attempt != t.attempt) continue;
-      Readiness& r = liveness ? it->second.live : it->second.ready;
-      ObserveProbe(spec, result, clock_->NowMs(), r);
-      if (liveness && !r.ready && !it->second.restart_asked) {
-        it->second.restart_asked = true;
+      Judged& j = it->second;
+      Readiness& r = kind == Kind::kLiveness ? j.live : kind == Kind::kStartup ? j.started : j.ready;
+      const int64_t now_ms = clock_->NowMs();
+      ObserveProbe(spec, result, now_ms, r);
+      if (kind == Kind::kLiveness && !r.ready && !j.restart_asked) {
+        j.restart_asked = true;
         dead.emplace_back(t.job_id, t.attempt, absl::StrCat("its liveness probe failed: ", r.reason));
+      }
+      if (kind != Kind::kStartup) continue;
+      if (r.ready) {  // started: readiness and liveness from now on
+        const bool unprobed = t.probe.type == api::ProbeSpec::Type::kNone;
+        j.ready.ready = unprobed;
+        j.ready.since_ms = now_ms;
+        j.ready.reason = unprobed ? "running; it has no readiness probe" : "its startup probe passed";
+      } else if (r.failed_in_row >= spec.failure_threshold && !j.restart_asked) {
+        j.restart_asked = true;
+        j.ready.reason = absl::StrCat("its startup probe failed: ", r.reason);
+        dead.emplace_back(t.job_id, t.attempt,
+                          absl::StrCat("its startup probe failed ", r.failed_in_row,
+                                       " times in a row, the last: ", result.message()));
+      } else {
+        j.ready.reason = absl::StrCat("waiting for its startup probe: ", r.reason);
       }
     }
   };

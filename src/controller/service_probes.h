@@ -1,4 +1,4 @@
-// Readiness and liveness of services' replicas (issue #22): the controller
+// Readiness, liveness and startup of services' replicas (issue #22): the controller
 // probes each running replica's port as its spec says (an HTTP GET or a TCP
 // connect, api::ProbeSpec) and keeps, per replica attempt, whether it may
 // take traffic (`icos endpoints`, the gateway) and whether it is alive (a
@@ -43,6 +43,7 @@ struct ProbeTarget {
   int32_t port = 0;         // its ICOS_PORT
   api::ProbeSpec probe;     // readiness
   api::ProbeSpec liveness;  // Type::kNone: none
+  api::ProbeSpec startup;   // Type::kNone: none; else readiness and liveness wait for it to pass
   int64_t started_ms = 0;   // when its task reported running
 };
 
@@ -102,7 +103,8 @@ class ServiceProber {
   // What the probes decided of a replica's current attempt.
   struct Judged {
     Readiness ready;
-    Readiness live;  // `ready` here: alive
+    Readiness live;     // `ready` here: alive
+    Readiness started;  // `ready` here: its startup probe passed (or it has none)
     bool restart_asked = false;
   };
   std::map<int64_t, Judged> by_job_;  // guarded by mu_

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <optional>
@@ -182,6 +183,51 @@ TEST(ServiceProberTest, AReplicaWhoseLivenessProbeFailsIsRestartedOncePerAttempt
               HasSubstr("its liveness probe failed: 2 probes in a row failed, the last: connect to port 1"));
   clock.Set(20'000);
   prober.Round();  // told once: the restart is the controller's now
+  EXPECT_EQ(dead.size(), 1u);
+}
+
+// Kubernetes' startupProbe: a model that loads for long is not killed by a
+// quick liveness probe, and one that never starts is restarted.
+TEST(ServiceProberTest, ReadinessAndLivenessWaitForTheStartupProbeWhichRestartsOneThatNeverStarts) {
+  FakeClock clock;
+  std::atomic<bool> loaded{false};
+  std::vector<std::tuple<int64_t, int32_t, std::string>> dead;
+  ServiceProber prober(
+      &clock,
+      [&] {
+        const api::ProbeSpec tcp{.type = api::ProbeSpec::Type::kTcp, .period_s = 1, .failure_threshold = 1};
+        api::ProbeSpec startup = tcp;
+        startup.failure_threshold = 60;
+        api::ProbeSpec never_starts = tcp;
+        never_starts.failure_threshold = 3;
+        return std::vector<ProbeTarget>{
+            {.job_id = 7, .attempt = 0, .host = "h", .port = 1, .probe = tcp, .liveness = tcp, .startup = startup},
+            {.job_id = 8, .attempt = 0, .host = "h", .port = 2, .startup = never_starts}};
+      },
+      [&](int64_t job, int32_t attempt, const std::string& why) { dead.emplace_back(job, attempt, why); },
+      [&](const std::string&, int32_t port, const api::ProbeSpec&) {
+        return port == 1 && loaded ? absl::OkStatus() : absl::UnavailableError("connect to port: Connection refused");
+      });
+  for (int s = 1; s <= 5; ++s) {
+    clock.Set(s * 1'000);
+    prober.Round();
+  }
+  // Job 7 loads: its liveness probe (one failure kills) was not run.
+  EXPECT_TRUE(std::none_of(dead.begin(), dead.end(), [](const auto& d) { return std::get<0>(d) == 7; }));
+  EXPECT_FALSE(prober.Of(7, 0)->ready);
+  EXPECT_THAT(prober.Of(7, 0)->reason, HasSubstr("waiting for its startup probe"));
+  // Job 8 failed its startup probe 3 times: restarted, once.
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(std::get<0>(dead[0]), 8);
+  EXPECT_THAT(std::get<2>(dead[0]), HasSubstr("its startup probe failed 3 times in a row"));
+  EXPECT_FALSE(prober.Of(8, 0)->ready);  // no readiness probe, but not started
+  loaded = true;
+  clock.Set(6'000);
+  prober.Round();  // started
+  EXPECT_FALSE(prober.Of(7, 0)->ready);
+  clock.Set(7'000);
+  prober.Round();  // then ready, and alive
+  EXPECT_TRUE(prober.Of(7, 0)->ready);
   EXPECT_EQ(dead.size(), 1u);
 }
 

@@ -64,7 +64,10 @@ void Controller::StartService(const Principal& caller, int64_t id, const std::st
 }
 
 absl::Status Controller::SaveService(ServiceState next) {
-  engine::Change c(clock_->NowMs());
+  return SaveService(std::move(next), engine::Change(clock_->NowMs()));
+}
+
+absl::Status Controller::SaveService(ServiceState next, engine::Change c) {
   c.batch.services.push_back({.id = next.id, .state_json = ServiceStateToJson(next)});
   ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
   const int64_t id = next.id;
@@ -354,6 +357,23 @@ absl::StatusOr<int32_t> Controller::RollbackService(const Principal& caller, int
   const int32_t revision = next.revision;
   ICOS_RETURN_IF_ERROR(SaveService(std::move(next)));
   return revision;
+}
+
+absl::Status Controller::PauseService(const Principal& caller, int64_t id, bool pause) {
+  ICOS_RETURN_IF_ERROR(Authorize(caller, Action::kControlJob));
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
+  if (!found.ok()) return found.status();
+  if ((found.value()->paused_ms != 0) == pause) return absl::OkStatus();
+  ServiceState next = **found;
+  const int64_t now = clock_->NowMs();
+  next.paused_ms = pause ? now : 0;
+  if (!pause) next.resumed_ms = now;
+  engine::Change c(now);
+  c.Event(id, "", pause ? "Paused" : "Resumed",
+          pause ? absl::StrCat("by ", caller.name, ": nothing is made or stopped for it until icos service resume ", id)
+                : absl::StrCat("by ", caller.name));
+  return SaveService(std::move(next), std::move(c));
 }
 
 absl::StatusOr<ServiceState> Controller::GetService(const Principal& caller, int64_t id) const {

@@ -154,6 +154,38 @@ TEST_F(ServiceRolloutTest, ARollingUpdateKeepsEveryReplicaReadyAndEndsOnTheNewRe
   }
 }
 
+// kubectl rollout pause / resume: a paused rollout holds where it is (the
+// old and new replicas both serve), and goes on once resumed.
+TEST_F(ServiceRolloutTest, APausedRolloutHoldsWhereItIsUntilResumed) {
+  auto id = controller_->Submit(alice_, ServiceSpec("1", 2), "/");
+  ASSERT_TRUE(id.ok()) << id.status();
+  Round();
+  Round();
+  ASSERT_TRUE(controller_->UpdateService(alice_, *id, ServiceSpec("2", 2), "/").ok());
+  Round();
+  Round();  // one v2 replica made and ready, one v1 stopped or about to be
+  EXPECT_EQ(controller_->PauseService(bob_, *id, true).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(controller_->PauseService(alice_, *id, true).ok());
+  ASSERT_TRUE(controller_->PauseService(alice_, *id, true).ok());  // again: nothing changes
+  const std::vector<std::string> held = ReadyVersions(*id);
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(60'000);  // far past ready_timeout: nothing fails while paused
+    Round();
+  }
+  EXPECT_EQ(ReadyVersions(*id), held);
+  EXPECT_THAT(RolloutStatus(Service(*id)), HasSubstr("paused: rolling out revision 2"));
+  ASSERT_TRUE(controller_->PauseService(alice_, *id, false).ok());
+  for (int i = 0; i < 10 && Service(*id).rollout_started_ms != 0; ++i) Round();
+  EXPECT_EQ(ReadyVersions(*id), (std::vector<std::string>{"2", "2"}));
+  EXPECT_EQ(Service(*id).Find(2)->outcome, "complete");
+  auto events = controller_->GetJob(alice_, *id);
+  EXPECT_TRUE(std::any_of(events->events.begin(), events->events.end(), [](const auto& e) {
+    return e.kind == "Paused" && absl::StrContains(e.message, "until icos service resume");
+  }));
+  EXPECT_TRUE(
+      std::any_of(events->events.begin(), events->events.end(), [](const auto& e) { return e.kind == "Resumed"; }));
+}
+
 TEST_F(ServiceRolloutTest, ARevisionWhoseReplicasNeverGetReadyRollsBackByItself) {
   auto id = controller_->Submit(alice_, ServiceSpec("1", 2, "{max_surge: 1, ready_timeout: 30s}"), "/");
   ASSERT_TRUE(id.ok()) << id.status();

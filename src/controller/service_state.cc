@@ -37,7 +37,8 @@ void ServiceState::AddRevision(ServiceRevision r, int64_t now_ms) {
 
 std::string RolloutStatus(const ServiceState& s) {
   if (s.stopped) return "stopped";
-  return s.rollout_started_ms != 0 ? absl::StrCat("rolling out revision ", s.revision) : "complete";
+  return absl::StrCat(s.paused_ms != 0 ? "paused: " : "",
+                      s.rollout_started_ms != 0 ? absl::StrCat("rolling out revision ", s.revision) : "complete");
 }
 
 std::string ServiceStateToJson(const ServiceState& s) {
@@ -58,6 +59,8 @@ std::string ServiceStateToJson(const ServiceState& s) {
               {"revision", s.revision},
               {"stable", s.stable},
               {"rollout_started_ms", s.rollout_started_ms},
+              {"paused_ms", s.paused_ms},
+              {"resumed_ms", s.resumed_ms},
               {"next_index", s.next_index},
               {"stopped", s.stopped},
               {"revisions", std::move(revisions)}}
@@ -83,6 +86,9 @@ absl::StatusOr<ServiceState> ServiceStateFromJson(int64_t id, const std::string&
     s.rollout_started_ms = j.at("rollout_started_ms").get<int64_t>();
     s.next_index = j.at("next_index").get<int32_t>();
     s.stopped = j.at("stopped").get<bool>();
+    // Absent in states an icos before pausing stored.
+    s.paused_ms = j.value("paused_ms", int64_t{0});
+    s.resumed_ms = j.value("resumed_ms", int64_t{0});
     for (const json& r : j["revisions"]) {
       s.revisions.push_back(ServiceRevision{.number = r.at("number").get<int32_t>(),
                                             .spec_json = r.at("spec").dump(),
@@ -112,11 +118,12 @@ RolloutPlan PlanRollout(const ServiceState& state, const api::RolloutSpec& updat
     for (const LiveReplica& r : live) plan.stop.push_back(r.job_id);
     return plan;
   }
+  if (state.paused_ms != 0) return plan;
   std::vector<const LiveReplica*> current, old;
   for (const LiveReplica& r : live) (r.current ? current : old).push_back(&r);
   if (can_fail && state.rollout_started_ms != 0) {
     for (const LiveReplica* r : current) {
-      if (!r->ready && now_ms - r->made_ms > update.ready_timeout_s * 1000) {
+      if (!r->ready && now_ms - std::max(r->made_ms, state.resumed_ms) > update.ready_timeout_s * 1000) {
         plan.failed = absl::StrCat("replica ", r->index, " was not ready ", update.ready_timeout_s,
                                    "s after it was made", r->why.empty() ? "" : absl::StrCat(" (", r->why, ")"));
         return plan;

@@ -33,13 +33,19 @@ struct ServiceRevision {
 struct ServiceState {
   int64_t id = 0;  // the service's id (its first replica's job id)
   std::string name, user;
-  int64_t run_uid = -1, run_gid = -1;      // as its submitter's token pinned them (store::JobRecord)
-  int32_t replicas = 0;                    // how many it should have
-  int32_t revision = 0;                    // the revision they should run
-  int32_t stable = 0;                      // the last revision whose rollout completed; 0: none yet
-  int64_t rollout_started_ms = 0;          // 0: no rollout under way
-  int32_t next_index = 0;                  // the index the next replica made gets (ICOS_REPLICA)
-  bool stopped = false;                    // cancelled: no replica is made again
+  int64_t run_uid = -1, run_gid = -1;  // as its submitter's token pinned them (store::JobRecord)
+  int32_t replicas = 0;                // how many it should have
+  int32_t revision = 0;                // the revision they should run
+  int32_t stable = 0;                  // the last revision whose rollout completed; 0: none yet
+  int64_t rollout_started_ms = 0;      // 0: no rollout under way
+  int32_t next_index = 0;              // the index the next replica made gets (ICOS_REPLICA)
+  bool stopped = false;                // cancelled: no replica is made again
+  // `icos service pause`: nothing is made or stopped for it until resumed
+  // (a replica still restarts on its own). 0: not paused.
+  int64_t paused_ms = 0;
+  // The last resume: a replica's ready_timeout counts from here at the
+  // earliest (the pause is not held against it).
+  int64_t resumed_ms = 0;
   std::vector<ServiceRevision> revisions;  // oldest first, at most kKeptRevisions
 
   // The revision numbered `number`; nullptr when it is not kept.
@@ -49,7 +55,8 @@ struct ServiceState {
   void AddRevision(ServiceRevision r, int64_t now_ms);
 };
 
-// "stopped", "rolling out revision 3" or "complete".
+// "stopped", "rolling out revision 3", "complete", or either of the last
+// two after "paused: ".
 std::string RolloutStatus(const ServiceState& s);
 
 // How many revisions a service keeps for history and rollback.
@@ -90,7 +97,8 @@ struct RolloutPlan {
 //   - fail the revision when one of its replicas is not ready
 //     ready_timeout after it was made, during a rollout from a stable
 //     revision with another template (a rollback cannot fail again).
-// A stopped service stops every replica.
+// A stopped service stops every replica; a paused one makes and stops
+// none, and fails nothing.
 RolloutPlan PlanRollout(const ServiceState& state, const api::RolloutSpec& update, bool can_fail,
                         const std::vector<LiveReplica>& live, int64_t now_ms);
 

@@ -93,6 +93,26 @@ TEST(ServiceStateTest, AScaleMakesOrStopsReplicasOfTheSameRevisionNotReadyFirst)
   EXPECT_EQ(p.create, 0);
 }
 
+TEST(ServiceStateTest, APausedServiceMakesStopsAndFailsNothingAndItsPauseIsNotHeldAgainstIt) {
+  ServiceState s = Rolling(2);
+  s.paused_ms = 2'500;
+  const std::vector<LiveReplica> live = {Old(12, 0), Old(13, 1), New(20, 2, true, 2'000), New(21, 3, false, 2'000)};
+  RolloutPlan p = PlanRollout(s, kSurgeOne, true, live, 600'000);  // long past the timeout
+  EXPECT_EQ(p.create, 0);
+  EXPECT_THAT(p.stop, IsEmpty());
+  EXPECT_TRUE(p.failed.empty());
+  EXPECT_EQ(RolloutStatus(s), "paused: rolling out revision 2");
+  // Resumed at 600 s: replica 21's timeout counts from then.
+  s.paused_ms = 0;
+  s.resumed_ms = 600'000;
+  p = PlanRollout(s, kSurgeOne, true, live, 630'000);
+  EXPECT_TRUE(p.failed.empty());
+  EXPECT_THAT(p.stop, ElementsAre(13));  // and the rollout goes on
+  EXPECT_FALSE(PlanRollout(s, kSurgeOne, true, live, 660'001).failed.empty());
+  ServiceState pauseless = *ServiceStateFromJson(s.id, ServiceStateToJson(s));
+  EXPECT_EQ(pauseless.resumed_ms, 600'000);
+}
+
 TEST(ServiceStateTest, ARevisionFailsWhenANewReplicaIsNotReadyInTimeUnlessItCannotFail) {
   const ServiceState s = Rolling(2);
   const std::vector<LiveReplica> live = {Old(12, 0), Old(13, 1), New(20, 2, false, 2'000)};
