@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdint>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -16,42 +15,57 @@
 
 namespace icos::agent {
 
+namespace {
+
+// The cluster a root's stamp names; NotFound when there is no stamp.
+absl::StatusOr<std::string> StampOwner(const std::string& stamp) {
+  const int in = open(stamp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) {
+    return errno == ENOENT ? absl::NotFoundError(stamp) : ErrnoError(errno, absl::StrCat("open ", stamp));
+  }
+  char buf[256];
+  const ssize_t n = read(in, buf, sizeof buf);
+  close(in);
+  return std::string(absl::StripAsciiWhitespace(absl::string_view(buf, n > 0 ? static_cast<size_t>(n) : 0)));
+}
+
+}  // namespace
+
 absl::Status ClaimCheckpointRoot(const std::string& root, const std::string& cluster_id) {
   if (absl::Status s = MakeAgentDirectory(root, "the jobs' checkpoint directories: --checkpoint-dir"); !s.ok()) {
     return s;
   }
   if (cluster_id.empty()) return absl::OkStatus();
   const std::string stamp = absl::StrCat(root, "/.icos-cluster");
-  // Several agents may claim one root at once (nodes sharing a checkpoint
-  // filesystem, starting together): the stamp appears whole or not at all.
-  // It is written under a name of this process's own and then linked into
-  // place, which fails if another got there first (atomic on local
-  // filesystems and NFS alike); a reader never sees it half written.
-  const std::string draft = absl::StrCat(stamp, ".", getpid(), ".", reinterpret_cast<uintptr_t>(&draft));
-  const int fd = open(draft.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("create ", draft));
-  const std::string line = absl::StrCat(cluster_id, "\n");
-  const bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
-  int err = errno;
-  close(fd);
-  if (!written) {
+  absl::StatusOr<std::string> owner = StampOwner(stamp);
+  if (absl::IsNotFound(owner.status())) {
+    // Several agents may claim one root at once (nodes sharing a checkpoint
+    // filesystem, starting together): the stamp appears whole or not at
+    // all. It is written under a name of this thread's own and then linked
+    // into place, which fails if another got there first (atomic on local
+    // filesystems and NFS alike); a reader never sees it half written.
+    const std::string draft = absl::StrCat(stamp, ".", getpid(), ".", gettid());
+    const int fd = open(draft.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return ErrnoError(errno, absl::StrCat("create ", draft));
+    const std::string line = absl::StrCat(cluster_id, "\n");
+    const bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
+    int err = errno;
+    close(fd);
+    if (!written) {
+      unlink(draft.c_str());
+      return ErrnoError(err, absl::StrCat("write ", draft));
+    }
+    const bool linked = link(draft.c_str(), stamp.c_str()) == 0;
+    err = errno;
     unlink(draft.c_str());
-    return ErrnoError(err, absl::StrCat("write ", draft));
+    if (linked) return absl::OkStatus();
+    if (err != EEXIST) return ErrnoError(err, absl::StrCat("link ", stamp));
+    owner = StampOwner(stamp);  // another claimer's
   }
-  const bool linked = link(draft.c_str(), stamp.c_str()) == 0;
-  err = errno;
-  unlink(draft.c_str());
-  if (linked) return absl::OkStatus();
-  if (err != EEXIST) return ErrnoError(err, absl::StrCat("link ", stamp));
-  const int in = open(stamp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (in < 0) return ErrnoError(errno, absl::StrCat("open ", stamp));
-  char buf[256];
-  const ssize_t n = read(in, buf, sizeof buf);
-  close(in);
-  const std::string owner(absl::StripAsciiWhitespace(absl::string_view(buf, n > 0 ? static_cast<size_t>(n) : 0)));
-  if (owner.empty()) return absl::FailedPreconditionError(absl::StrCat(stamp, " names no cluster; remove it"));
-  if (owner != cluster_id) {
-    return absl::FailedPreconditionError(absl::StrCat("checkpoint directory ", root, " serves cluster ", owner,
+  if (!owner.ok()) return owner.status();
+  if (owner->empty()) return absl::FailedPreconditionError(absl::StrCat(stamp, " names no cluster; remove it"));
+  if (*owner != cluster_id) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint directory ", root, " serves cluster ", *owner,
                                                       ", not this one (", cluster_id,
                                                       "): job ids would collide; give each cluster its own "
                                                       "--checkpoint-dir"));
