@@ -4,20 +4,20 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/up.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "gateway/gateway.h"
+#include "net/net_util.h"
 #include "net/router.h"
 #include "net/server.h"
 
@@ -119,12 +119,7 @@ CLI::App* AddGatewayCommand(CLI::App& app, GatewayFlags& flags) {
 }
 
 int RunGateway(const GatewayFlags& flags, std::ostream& out, std::ostream& err) {
-  std::string token = flags.token;
-  if (!flags.token_file.empty()) {
-    std::ifstream in(flags.token_file);
-    std::getline(in, token);
-    token = std::string(absl::StripAsciiWhitespace(token));
-  }
+  const std::string token = flags.token_file.empty() ? flags.token : ReadTokenFile(flags.token_file);
   if (token.empty()) {
     err << "icos gateway: --token or --token-file is required (a token of role gateway: icos token create --role "
            "gateway)\n";
@@ -175,14 +170,17 @@ int RunGateway(const GatewayFlags& flags, std::ostream& out, std::ostream& err) 
   // path to services.
   std::unique_ptr<net::Server> metrics;
   if (!flags.metrics_listen.empty()) {
-    const size_t colon = flags.metrics_listen.rfind(':');
-    net::ServerOptions mo;
-    mo.host = colon == std::string::npos ? "127.0.0.1" : flags.metrics_listen.substr(0, colon);
-    const std::string port = colon == std::string::npos ? flags.metrics_listen : flags.metrics_listen.substr(colon + 1);
-    if (!absl::SimpleAtoi(port, &mo.port) || mo.port < 1 || mo.port > 65535) {
+    // PORT alone is on 127.0.0.1.
+    const bool port_only = absl::c_all_of(flags.metrics_listen, absl::ascii_isdigit);
+    absl::StatusOr<net::HostPort> at =
+        net::ParseHostPort(port_only ? absl::StrCat("127.0.0.1:", flags.metrics_listen) : flags.metrics_listen);
+    if (!at.ok() || at->host.empty() || at->port == 0) {
       err << "icos gateway: --metrics " << flags.metrics_listen << ": expected PORT or HOST:PORT\n";
       return 2;
     }
+    net::ServerOptions mo;
+    mo.host = at->host;
+    mo.port = at->port;
     mo.channels = {{"metrics", 1, 16}};
     net::Router router;
     router.Get("/metrics", [&gw](const net::Request&, net::Response& res) {

@@ -101,6 +101,12 @@ std::string ReadFile(const std::string& path) {
   return s;
 }
 
+}  // namespace
+
+std::string ReadTokenFile(const std::string& path) { return std::string(absl::StripAsciiWhitespace(ReadFile(path))); }
+
+namespace {
+
 void WriteSecret(const std::string& path, const std::string& secret) {
   {
     std::ofstream f(path, std::ios::trunc);
@@ -676,7 +682,7 @@ int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err) {
 int RunAgent(const AgentFlags& flags, std::ostream& out, std::ostream& err) {
   std::string token = flags.token;
   if (!flags.token_file.empty()) {
-    token = std::string(absl::StripAsciiWhitespace(ReadFile(flags.token_file)));
+    token = ReadTokenFile(flags.token_file);
     if (token.empty()) {
       err << "icos agent: " << flags.token_file << " holds no token (its first line should be the agent token)\n";
       return 1;

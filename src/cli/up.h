@@ -104,6 +104,8 @@ int RunUp(const ServerFlags& server, const AgentFlags& agent, std::ostream& out,
 // sleep of up to `ms` early, and it returns false from then on.
 void CatchStopSignals();
 bool SleepUnlessStopped(int64_t ms);
+// The first line of a token file (--token-file), trimmed; "" when it has none.
+std::string ReadTokenFile(const std::string& path);
 int RunServer(const ServerFlags& server, std::ostream& out, std::ostream& err);
 int RunAgent(const AgentFlags& agent, std::ostream& out, std::ostream& err);
 

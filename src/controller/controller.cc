@@ -51,7 +51,9 @@ Controller::Controller(ControllerOptions options, store::StateStore* store, Cloc
                                                 [this](const std::string& url) { return IsQueueWebhook(url); })),
       prober_(std::make_unique<ServiceProber>(
           clock_, [this] { return ProbeTargets(); },
-          [this](int64_t job, int32_t attempt, const std::string& why) { RestartDeadReplica(job, attempt, why); })) {
+          [this](int64_t job, int32_t attempt, const std::string& event, const std::string& why) {
+            RestartDeadReplica(job, attempt, event, why);
+          })) {
   prober_->AfterEachRound([this] { ReconcileServices(); });
 }
 

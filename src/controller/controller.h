@@ -651,9 +651,10 @@ class Controller {
   // Probes services' replicas (controller_services.cc); started and stopped
   // with the loop.
   std::vector<ProbeTarget> ProbeTargets() const;  // takes mu_
-  // Stops a replica whose liveness probe failed, to run again (a requeue
-  // that spends nothing), unless it moved on since. Takes mu_.
-  void RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& why);
+  // Stops a replica whose liveness or startup probe failed, to run again (a
+  // requeue that spends nothing, told by `event`), unless it moved on
+  // since. Takes mu_.
+  void RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& event, const std::string& why);
   // A replica as `rec` has it, and, with its job in memory (`j`), where its
   // running task serves and whether it is ready. REQUIRES: mu_.
   ServiceEndpoints::Replica ReplicaOf(const store::JobRecord& rec, const engine::JobEntry* j) const;

@@ -233,8 +233,11 @@ absl::Status Controller::ResolvePriority(const Principal& caller, api::JobSpec& 
   // A job that asks for neither gets the queue's default class, if any.
   if (name.empty() && spec.priority == 0 && queue != nullptr) name = queue->default_priority_class;
   if (name.empty()) return CheckQueuePriority(caller, spec.queue, spec.priority);
-  auto c = queue != nullptr ? queue->priority_classes.find(name) : decltype(queue->priority_classes.end()){};
-  if (queue == nullptr || c == queue->priority_classes.end()) {
+  const core::PriorityClass* c = nullptr;
+  if (queue != nullptr) {
+    if (auto it = queue->priority_classes.find(name); it != queue->priority_classes.end()) c = &it->second;
+  }
+  if (c == nullptr) {
     std::vector<std::string> names;
     if (queue != nullptr) {
       for (const auto& [n, pc] : queue->priority_classes) names.push_back(n);
@@ -244,14 +247,14 @@ absl::Status Controller::ResolvePriority(const Principal& caller, api::JobSpec& 
                      names.empty() ? "; it defines none (an admin adds them: priority_classes in the queue)"
                                    : absl::StrCat("; it has ", absl::StrJoin(names, ", "))));
   }
-  if (spec.priority != 0 && spec.priority != c->second.priority) {
+  if (spec.priority != 0 && spec.priority != c->priority) {
     return absl::InvalidArgumentError(absl::StrCat("give a priority or a priority_class, not both (class '", name,
-                                                   "' is priority ", c->second.priority, ")"));
+                                                   "' is priority ", c->priority, ")"));
   }
   // The admin set the class's priority for this queue: no max_priority cap.
   spec.priority_class = name;
-  spec.priority = c->second.priority;
-  spec.preempts = spec.preempts && c->second.preempts;
+  spec.priority = c->priority;
+  spec.preempts = spec.preempts && c->preempts;
   return absl::OkStatus();
 }
 

@@ -4,7 +4,6 @@
 #include <map>
 #include <set>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -89,7 +88,7 @@ ServiceEndpoints::Replica Controller::ReplicaOf(const store::JobRecord& rec, con
   return r;
 }
 
-void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& why) {
+void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& event, const std::string& why) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const engine::JobEntry* j = engine_.FindJob(job_id);
@@ -100,8 +99,7 @@ void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::
     engine::Change c(clock_->NowMs());
     engine::JobEntry& next = engine_.Stage(c, job_id);
     ++next.revision;
-    const char* event = absl::StartsWith(why, "its startup probe") ? "StartupFailed" : "LivenessFailed";
-    engine_.Requeue(next, "", absl::StrCat("restarting: ", why), event, c);
+    engine_.Requeue(next, "", absl::StrCat("restarting: ", why), event.c_str(), c);
     if (absl::Status st = Commit(std::move(c)); !st.ok()) {
       log::Failure("liveness restart", st, absl::StrCat("job=", job_id));
       return;

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <iterator>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -64,6 +63,7 @@ ScaleDecision Autoscale(const api::AutoscaleSpec& spec, int32_t current, const S
   // A burst (Knative's panic mode): over the last tenth of the window (at
   // least 2 s), load that asks for twice the replicas there are is acted
   // on at once, not after the window's average has caught up with it.
+  std::string over = absl::StrCat(" over ", spec.window_s, "s");  // what `measured` was measured over
   const int64_t burst_ms = std::max<int64_t>(2'000, window_ms / 10);
   if ((spec.target_rps > 0 || spec.target_concurrency > 0) && burst_ms < window_ms) {
     auto from = m.samples.begin();
@@ -86,7 +86,8 @@ ScaleDecision Autoscale(const api::AutoscaleSpec& spec, int32_t current, const S
       }
       if (burst > want && burst >= 2 * std::max(current, 1)) {
         want = burst;
-        measured = absl::StrCat("a burst: ", what, " over the last ", burst_s, "s");
+        measured = absl::StrCat("a burst: ", what);
+        over = absl::StrCat(" over the last ", burst_s, "s");
       }
     }
   }
@@ -95,8 +96,6 @@ ScaleDecision Autoscale(const api::AutoscaleSpec& spec, int32_t current, const S
   m.wanted.emplace_back(now_ms, want);
   const int64_t delay_ms = spec.scale_down_delay_s * 1000;
   while (!m.wanted.empty() && m.wanted.front().first < now_ms - delay_ms) m.wanted.pop_front();
-  const std::string over =
-      absl::StartsWith(measured, "a burst") ? std::string() : absl::StrCat(" over ", spec.window_s, "s");
   if (want > current) {
     d.replicas = want;
     d.why = absl::StrCat(current, " -> ", want, " replicas: ", measured, over);

@@ -198,7 +198,7 @@ void ServiceProber::Round() {
   // Outside the lock: a probe may wait its whole timeout. Up to
   // kProbeThreads at once, so that replicas that time out delay a round by
   // about one timeout, not the sum of theirs.
-  std::vector<std::tuple<int64_t, int32_t, std::string>> dead;
+  std::vector<std::tuple<int64_t, int32_t, std::string, std::string>> dead;
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next++; i < due.size(); i = next++) {
@@ -215,7 +215,7 @@ void ServiceProber::Round() {
       ObserveProbe(spec, result, now_ms, r);
       if (kind == Kind::kLiveness && !r.ready && !j.restart_asked) {
         j.restart_asked = true;
-        dead.emplace_back(t.job_id, t.attempt, absl::StrCat("its liveness probe failed: ", r.reason));
+        dead.emplace_back(t.job_id, t.attempt, "LivenessFailed", absl::StrCat("its liveness probe failed: ", r.reason));
       }
       if (kind != Kind::kStartup) continue;
       if (r.ready) {  // started: readiness and liveness from now on
@@ -226,7 +226,7 @@ void ServiceProber::Round() {
       } else if (r.failed_in_row >= spec.failure_threshold && !j.restart_asked) {
         j.restart_asked = true;
         j.ready.reason = absl::StrCat("its startup probe failed: ", r.reason);
-        dead.emplace_back(t.job_id, t.attempt,
+        dead.emplace_back(t.job_id, t.attempt, "StartupFailed",
                           absl::StrCat("its startup probe failed ", r.failed_in_row,
                                        " times in a row, the last: ", result.message()));
       } else {
@@ -240,7 +240,7 @@ void ServiceProber::Round() {
   for (std::thread& h : helpers) h.join();
   // Outside the locks: the callback takes the controller's.
   if (on_dead_) {
-    for (const auto& [job, attempt, why] : dead) on_dead_(job, attempt, why);
+    for (const auto& [job, attempt, event, why] : dead) on_dead_(job, attempt, event, why);
   }
 }
 

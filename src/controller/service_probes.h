@@ -71,11 +71,12 @@ class ServiceProber {
  public:
   // `targets` lists the running replicas each round (it takes the
   // controller's lock itself, briefly); `on_dead` is told, once per
-  // attempt, of a replica whose liveness probe failed failure_threshold
-  // times in a row (the controller restarts it), outside the prober's
-  // locks; `probe` is ProbeOnce but for tests.
+  // attempt, of a replica whose liveness or startup probe failed
+  // failure_threshold times in a row (the controller restarts it), with
+  // the event that says so ("LivenessFailed", "StartupFailed"), outside
+  // the prober's locks; `probe` is ProbeOnce but for tests.
   using TargetsFn = std::function<std::vector<ProbeTarget>()>;
-  using DeadFn = std::function<void(int64_t job_id, int32_t attempt, const std::string& why)>;
+  using DeadFn = std::function<void(int64_t job_id, int32_t attempt, const std::string& event, const std::string& why)>;
   using ProbeFn = std::function<absl::Status(const std::string&, int32_t, const api::ProbeSpec&)>;
   ServiceProber(Clock* clock, TargetsFn targets, DeadFn on_dead, ProbeFn probe = ProbeOnce, int64_t tick_ms = 250);
   ~ServiceProber();

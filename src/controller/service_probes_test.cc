@@ -163,7 +163,9 @@ TEST(ServiceProberTest, AReplicaWhoseLivenessProbeFailsIsRestartedOncePerAttempt
         live.failure_threshold = 2;
         return std::vector<ProbeTarget>{{.job_id = 7, .attempt = 3, .host = "h", .port = 1, .liveness = live}};
       },
-      [&](int64_t job, int32_t attempt, const std::string& why) { dead.emplace_back(job, attempt, why); },
+      [&](int64_t job, int32_t attempt, const std::string& event, const std::string& why) {
+        dead.emplace_back(job, attempt, absl::StrCat(event, ": ", why));
+      },
       [](const std::string&, int32_t, const api::ProbeSpec&) {
         return absl::UnavailableError("connect to port 1: Connection refused");
       });
@@ -179,8 +181,9 @@ TEST(ServiceProberTest, AReplicaWhoseLivenessProbeFailsIsRestartedOncePerAttempt
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(std::get<0>(dead[0]), 7);
   EXPECT_EQ(std::get<1>(dead[0]), 3);
-  EXPECT_THAT(std::get<2>(dead[0]),
-              HasSubstr("its liveness probe failed: 2 probes in a row failed, the last: connect to port 1"));
+  EXPECT_THAT(
+      std::get<2>(dead[0]),
+      HasSubstr("LivenessFailed: its liveness probe failed: 2 probes in a row failed, the last: connect to port 1"));
   clock.Set(20'000);
   prober.Round();  // told once: the restart is the controller's now
   EXPECT_EQ(dead.size(), 1u);
@@ -204,7 +207,9 @@ TEST(ServiceProberTest, ReadinessAndLivenessWaitForTheStartupProbeWhichRestartsO
             {.job_id = 7, .attempt = 0, .host = "h", .port = 1, .probe = tcp, .liveness = tcp, .startup = startup},
             {.job_id = 8, .attempt = 0, .host = "h", .port = 2, .startup = never_starts}};
       },
-      [&](int64_t job, int32_t attempt, const std::string& why) { dead.emplace_back(job, attempt, why); },
+      [&](int64_t job, int32_t attempt, const std::string& event, const std::string& why) {
+        dead.emplace_back(job, attempt, absl::StrCat(event, ": ", why));
+      },
       [&](const std::string&, int32_t port, const api::ProbeSpec&) {
         return port == 1 && loaded ? absl::OkStatus() : absl::UnavailableError("connect to port: Connection refused");
       });
@@ -219,7 +224,7 @@ TEST(ServiceProberTest, ReadinessAndLivenessWaitForTheStartupProbeWhichRestartsO
   // Job 8 failed its startup probe 3 times: restarted, once.
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(std::get<0>(dead[0]), 8);
-  EXPECT_THAT(std::get<2>(dead[0]), HasSubstr("its startup probe failed 3 times in a row"));
+  EXPECT_THAT(std::get<2>(dead[0]), HasSubstr("StartupFailed: its startup probe failed 3 times in a row"));
   EXPECT_FALSE(prober.Of(8, 0)->ready);  // no readiness probe, but not started
   loaded = true;
   clock.Set(6'000);
