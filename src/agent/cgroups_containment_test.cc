@@ -33,6 +33,7 @@
 #include "agent/containment_test_util.h"
 #include "agent/device_access.h"
 #include "agent/device_filter.h"
+#include "agent/program_run.h"
 #include "agent/sys_util.h"
 #include "agent/test_util.h"
 #include "gmock/gmock.h"
@@ -45,6 +46,7 @@ using ::icos::agent::testing::JoinGroup;
 using ::icos::agent::testing::OpenErrno;
 using ::icos::agent::testing::RealCgroup2Mount;
 using ::icos::agent::testing::RunInGroup;
+using ::icos::agent::testing::ScopedUser;
 using ::icos::agent::testing::Slurp;
 using ::icos::agent::testing::Spit;
 using ::icos::agent::testing::TempDir;
@@ -405,34 +407,26 @@ TEST_P(CgroupContainmentTest, ClustersWithTheSameTaskIdNeverTouchEachOther) {
 
 // --- 2. A task cannot leave its group --------------------------------------
 
-// A system user made for one test and removed after it, pass or fail.
-class ScopedUser {
- public:
-  ScopedUser() : name_(absl::StrCat("icosct", getpid() % 100000)) {
-    Run(absl::StrCat("userdel ", name_, " >/dev/null 2>&1"));  // a leftover of a killed run
-    if (Run(absl::StrCat("useradd --system --no-create-home --shell /usr/sbin/nologin ", name_)) != 0) return;
-    struct passwd* pw = getpwnam(name_.c_str());
-    if (pw == nullptr) return;
-    uid_ = pw->pw_uid;
-    gid_ = pw->pw_gid;
-    ok_ = true;
-  }
-  // REQUIRES: no process of the user is left (userdel refuses otherwise).
-  ~ScopedUser() {
-    if (ok_) Run(absl::StrCat("userdel ", name_));
-  }
-  bool ok() const { return ok_; }
-  uid_t uid() const { return uid_; }
-  gid_t gid() const { return gid_; }
-  const std::string& name() const { return name_; }
-
- private:
-  static int Run(const std::string& command) { return std::system(command.c_str()); }
-  std::string name_;
-  uid_t uid_ = 0;
-  gid_t gid_ = 0;
-  bool ok_ = false;
-};
+// A service replica's command probe (program_run.h) runs where its replica
+// does: in its cgroup, as its user, and so cannot read what root keeps.
+TEST_P(CgroupContainmentTest, AProgramRunForATaskRunsInItsGroupAsItsUser) {
+  ScopedUser user;
+  if (!user.ok()) GTEST_SKIP() << "could not create a test user with useradd";
+  Create(a_, "t1");
+  TempDir tmp;
+  const std::string secret = absl::StrCat(tmp.path(), "/root-only");
+  Spit(secret, "the controller's key");
+  chmod(secret.c_str(), 0600);
+  ProgramRun run{.argv = {"/bin/sh", "-c",
+                          absl::StrCat("grep -q '/c-a/t1$' /proc/self/cgroup || { echo not in t1; exit 1; }; "
+                                       "test \"$(id -u)\" = ",
+                                       user.uid(), " || { echo not its user; exit 1; }; cat ", secret)},
+                 .user = TaskUser{.uid = user.uid(), .gid = user.gid()},
+                 .procs_files = a_->ProcsFiles("t1")};
+  ProgramResult r = RunProgram(run);
+  EXPECT_FALSE(r.passed);
+  EXPECT_THAT(r.reason, HasSubstr("Permission denied"));  // in t1, as the user, and the key stays root's
+}
 
 // Tries to move the calling process into each group by writing to `file` in
 // it; 0 if any write succeeded, else the last errno.

@@ -4,11 +4,13 @@
 #define ICOS_AGENT_CONTAINMENT_TEST_UTIL_H_
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -77,6 +79,35 @@ inline int RunInGroup(const std::vector<std::string>& procs_files, const std::fu
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+// A system user made for one test and removed after it, pass or fail.
+class ScopedUser {
+ public:
+  ScopedUser() : name_(absl::StrCat("icosct", getpid() % 100000)) {
+    Run(absl::StrCat("userdel ", name_, " >/dev/null 2>&1"));  // a leftover of a killed run
+    if (Run(absl::StrCat("useradd --system --no-create-home --shell /usr/sbin/nologin ", name_)) != 0) return;
+    struct passwd* pw = getpwnam(name_.c_str());
+    if (pw == nullptr) return;
+    uid_ = pw->pw_uid;
+    gid_ = pw->pw_gid;
+    ok_ = true;
+  }
+  // REQUIRES: no process of the user is left (userdel refuses otherwise).
+  ~ScopedUser() {
+    if (ok_) Run(absl::StrCat("userdel ", name_));
+  }
+  bool ok() const { return ok_; }
+  uid_t uid() const { return uid_; }
+  gid_t gid() const { return gid_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  static int Run(const std::string& command) { return std::system(command.c_str()); }
+  std::string name_;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+  bool ok_ = false;
+};
 
 }  // namespace icos::agent::testing
 

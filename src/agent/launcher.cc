@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "agent/log_tail.h"
+#include "agent/program_run.h"
 #include "agent/shim.h"
 #include "agent/shim_spawn.h"
 #include "agent/sys_util.h"
@@ -35,8 +36,6 @@ namespace icos::agent {
 namespace {
 
 constexpr size_t kMaxTaskIdLength = 200;
-// execvp's search path when PATH is unset (glibc's confstr(_CS_PATH)).
-constexpr char kDefaultPath[] = "/bin:/usr/bin";
 
 // steady_clock behind the Clock interface. Its origin is arbitrary (boot), so
 // it is only fit for measuring intervals, which is all the launcher does.
@@ -61,65 +60,6 @@ absl::Status ValidateTaskId(const std::string& id) {
                                                    "not starting with '.'"));
   }
   return absl::OkStatus();
-}
-
-std::string JoinPath(const std::string& dir, const std::string& path) {
-  if (path.empty() || path[0] == '/' || dir.empty()) return path;
-  return absl::StrCat(dir, "/", path);
-}
-
-enum class FileCheck { kExecutable, kMissing, kNotExecutable };
-
-// Missing covers every stat() failure: a PATH entry the agent may not search
-// (EACCES on /root/bin for an unprivileged agent) does not hold the command.
-FileCheck CheckExecutable(const std::string& path, int* err) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    *err = errno;
-    return FileCheck::kMissing;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    *err = EACCES;
-    return FileCheck::kNotExecutable;
-  }
-  if (access(path.c_str(), X_OK) != 0) {
-    *err = errno;
-    return FileCheck::kNotExecutable;
-  }
-  return FileCheck::kExecutable;
-}
-
-// Where execvp would find argv[0], decided before forking so that a typo is an
-// error of Start() rather than a task that dies at once.
-absl::StatusOr<std::string> ResolveCommand(const std::string& command, const std::string& path_var,
-                                           const std::string& workdir) {
-  if (command.empty()) return absl::InvalidArgumentError("argv[0] is empty");
-  int err = 0;
-  if (command.find('/') != std::string::npos) {
-    std::string path = JoinPath(workdir, command);
-    switch (CheckExecutable(path, &err)) {
-      case FileCheck::kExecutable:
-        return path;
-      case FileCheck::kMissing:
-        return absl::NotFoundError(absl::StrCat("command '", command, "' not found: ", std::strerror(err)));
-      case FileCheck::kNotExecutable:
-        return absl::PermissionDeniedError(
-            absl::StrCat("command '", command, "' is not an executable file: ", std::strerror(err)));
-    }
-  }
-  bool found_unexecutable = false;
-  for (absl::string_view dir : absl::StrSplit(path_var, ':')) {
-    // An empty PATH entry means the current directory, as for execvp.
-    std::string candidate = JoinPath(workdir, absl::StrCat(dir.empty() ? "." : dir, "/", command));
-    FileCheck check = CheckExecutable(candidate, &err);
-    if (check == FileCheck::kExecutable) return candidate;
-    if (check == FileCheck::kNotExecutable) found_unexecutable = true;
-  }
-  if (found_unexecutable) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("command '", command, "' found in PATH but not executable (PATH=", path_var, ")"));
-  }
-  return absl::NotFoundError(absl::StrCat("command '", command, "' not found in PATH (PATH=", path_var, ")"));
 }
 
 // Parsed <task_id>.exit.
@@ -383,7 +323,7 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
     }
     env_strings.push_back(absl::StrCat(key, "=", value));
   }
-  std::string path_var = kDefaultPath;
+  std::string path_var = kDefaultCommandPath;
   if (auto it = launch.env.find("PATH"); it != launch.env.end()) {
     path_var = it->second;
   } else if (const char* agent_path = getenv("PATH"); agent_path != nullptr && !launch.clean_env) {

@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,7 @@
 #include "absl/strings/strip.h"
 #include "agent/checkpoint_dir.h"
 #include "agent/health_check.h"
+#include "agent/program_run.h"
 #include "agent/shim.h"
 #include "agent/sys_util.h"
 #include "agent/task_identity.h"
@@ -94,7 +96,8 @@ NodeAgent::NodeAgent(NodeAgentOptions options, icos::Clock* clock)
       clock_(clock),
       log_key_(RandomKey()),
       beat_instance_(RandomKey().substr(0, 16)),
-      node_(options_.node) {}
+      node_(options_.node),
+      probes_(std::make_unique<CommandProbes>(clock)) {}
 
 NodeAgent::~NodeAgent() { Stop(); }
 
@@ -201,6 +204,7 @@ absl::Status NodeAgent::Start() {
   beat_ = std::thread([this] { BeatLoop(); });
   if (!options_.health_check_program.empty()) health_check_ = std::thread([this] { HealthCheckLoop(); });
   if (options_.checkpoint_retention_ms > 0) checkpoint_sweep_ = std::thread([this] { CheckpointSweepLoop(); });
+  probe_ = std::thread([this] { ProbeLoop(); });
   return absl::OkStatus();
 }
 
@@ -290,6 +294,7 @@ void NodeAgent::Stop() {
   if (beat_.joinable()) beat_.join();
   if (health_check_.joinable()) health_check_.join();
   if (checkpoint_sweep_.joinable()) checkpoint_sweep_.join();
+  if (probe_.joinable()) probe_.join();
 }
 
 void NodeAgent::StopAllTasks(int64_t grace_ms) {
@@ -370,6 +375,9 @@ void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>&
       // is gone, so it may have run; starting it again could run it twice.
       // Not reporting it tells the controller it is lost.
       if (!a.started) Launch(a);
+    } else if (a.run && it->second.status.state == "Running" && !it->second.stopping && !a.command_probes.empty() &&
+               !probes_->Has(a.task_id)) {
+      ResumeProbes(a, it->second);
     } else if (!a.run && it != known_.end() && it->second.status.state == "Running" && !it->second.stopping) {
       it->second.stopping = true;
       it->second.stop_reason = "stopped by the controller";
@@ -441,6 +449,40 @@ void NodeAgent::RenewLease(int64_t boot_ms) {
                absl::StrCat("path=", log::Field(LeasePath(options_.work_dir))));
 }
 
+std::map<std::string, std::string> NodeAgent::TaskEnvironment(const wire::Assignment& a, const TaskIdentity& who,
+                                                              const std::string& task_dir,
+                                                              const std::string& checkpoints) const {
+  // A clean environment: the basics of its user, then the job's and the
+  // framework's variables; nothing of the agent's own.
+  std::map<std::string, std::string> env = TaskBaseEnvironment(who);
+  // The task's directory and this node's own network interface (frameworks.h).
+  const absl::StatusOr<net::InterfaceAddress> nic =
+      net::InterfaceHolding(options_.address, net::LocalInterfaceAddresses());
+  for (auto& [key, value] :
+       net::ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
+                                       {frameworks::kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
+                                       {frameworks::kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}})) {
+    env[key] = std::move(value);
+  }
+  env["ICOS_TASK_DIR"] = task_dir;
+  env["ICOS_CHECKPOINT_DIR"] = checkpoints;
+  if (const char* name = a.checkpoint_signal > 0 ? sigabbrev_np(a.checkpoint_signal) : nullptr; name != nullptr) {
+    env["ICOS_CHECKPOINT_SIGNAL"] = absl::StrCat("SIG", name);  // as a trap or Python's signal module names it
+  }
+  if (!a.devices.empty()) {
+    // The scheduler numbers a node's devices across vendors; each vendor's
+    // runtime numbers its own. The agent knows the mapping.
+    std::vector<int32_t> vendor_indices;
+    for (int32_t d : a.devices) {
+      const bool known = d >= 0 && d < static_cast<int32_t>(options_.vendor_index.size());
+      vendor_indices.push_back(known ? options_.vendor_index[d] : d);
+    }
+    for (const auto& [key, value] : devices::VisibleDevicesEnv(a.vendor, vendor_indices)) env[key] = value;
+  }
+  env["ICOS_TASK_ID"] = a.task_id;
+  return env;
+}
+
 void NodeAgent::Launch(const wire::Assignment& a) {
   // Journaled already (a crash came before the controller heard of it): it
   // is reported from the journal, never started again.
@@ -482,20 +524,6 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   launch.argv = a.argv;
   launch.workdir = a.workdir.empty() ? task_dir : a.workdir;
   if (who->switch_user) launch.user = TaskUser{.uid = who->uid, .gid = who->gid, .groups = who->groups};
-  // A clean environment: the basics of its user, then the job's and the
-  // framework's variables; nothing of the agent's own.
-  launch.clean_env = true;
-  launch.env = TaskBaseEnvironment(*who);
-  // The task's directory and this node's own network interface (frameworks.h).
-  const absl::StatusOr<net::InterfaceAddress> nic =
-      net::InterfaceHolding(options_.address, net::LocalInterfaceAddresses());
-  for (auto& [key, value] :
-       net::ExpandPlaceholders(a.env, {{wire::kTaskDirPlaceholder, task_dir},
-                                       {frameworks::kNodeInterfacePlaceholder, nic.ok() ? nic->name : ""},
-                                       {frameworks::kNodeIpPlaceholder, nic.ok() ? nic->ip : ""}})) {
-    launch.env[key] = std::move(value);
-  }
-  launch.env["ICOS_TASK_DIR"] = task_dir;
   // The job's checkpoints outlive this attempt (checkpoint_dir.h).
   // Once per agent: the root serves this cluster alone (checkpoint_dir.h).
   if (!checkpoint_root_claimed_) {
@@ -508,21 +536,8 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   if (!checkpoints.ok()) {
     return fail(126, absl::StrCat("cannot make the job's checkpoint directory: ", checkpoints.status().message()));
   }
-  launch.env["ICOS_CHECKPOINT_DIR"] = *checkpoints;
-  if (const char* name = a.checkpoint_signal > 0 ? sigabbrev_np(a.checkpoint_signal) : nullptr; name != nullptr) {
-    launch.env["ICOS_CHECKPOINT_SIGNAL"] = absl::StrCat("SIG", name);  // as a trap or Python's signal module names it
-  }
-  if (!a.devices.empty()) {
-    // The scheduler numbers a node's devices across vendors; each vendor's
-    // runtime numbers its own. The agent knows the mapping.
-    std::vector<int32_t> vendor_indices;
-    for (int32_t d : a.devices) {
-      const bool known = d >= 0 && d < static_cast<int32_t>(options_.vendor_index.size());
-      vendor_indices.push_back(known ? options_.vendor_index[d] : d);
-    }
-    for (const auto& [key, value] : devices::VisibleDevicesEnv(a.vendor, vendor_indices)) launch.env[key] = value;
-  }
-  launch.env["ICOS_TASK_ID"] = a.task_id;
+  launch.clean_env = true;
+  launch.env = TaskEnvironment(a, *who, task_dir, *checkpoints);
   launch.cpu_milli = a.cpu_milli;
   launch.memory_mib = a.memory_mib;
   launch.max_disconnect_ms = a.max_disconnect_ms;
@@ -564,6 +579,37 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   known_[a.task_id] = k;
   launched_ = true;
   exits_.Watch(started->shim_pid);  // its exit wakes the report loop
+  if (!a.command_probes.empty()) StartProbes(a, *who, launch.workdir, launch.env, k.started_ms);
+}
+
+void NodeAgent::StartProbes(const wire::Assignment& a, const TaskIdentity& who, const std::string& workdir,
+                            const std::map<std::string, std::string>& env, int64_t started_ms) {
+  ProgramRun context;
+  context.env.emplace();
+  for (const auto& [key, value] : env) context.env->push_back(absl::StrCat(key, "=", value));
+  if (!env.count("PATH")) context.env->push_back(absl::StrCat("PATH=", kDefaultCommandPath));
+  context.workdir = workdir;
+  if (who.switch_user) context.user = TaskUser{.uid = who.uid, .gid = who.gid, .groups = who.groups};
+  // In the replica's cgroup, when it has one: its limits and device rules bound the probe too.
+  if (const CgroupManager* cg = launcher_->cgroups(); cg != nullptr && PathExists(cg->GroupDir(a.task_id))) {
+    context.procs_files = cg->ProcsFiles(a.task_id);
+  }
+  probes_->Set(a.task_id, a.command_probes, std::move(context), started_ms);
+}
+
+void NodeAgent::ResumeProbes(const wire::Assignment& a, const Known& k) {
+  // A replica adopted from an earlier agent process: its context is made
+  // again as its launch made it (its directories exist by now).
+  absl::StatusOr<TaskIdentity> who = ResolveTaskIdentity(a.user, a.uid, a.gid, options_.identity, geteuid());
+  const std::string task_dir = absl::StrCat(JobsDir(), "/", a.task_id);
+  absl::StatusOr<std::string> checkpoints =
+      who.ok() ? MakeCheckpointDirectory(CheckpointRoot(), a.job_id, *who) : who.status();
+  if (!checkpoints.ok()) {
+    log::Failure("resume command probes", checkpoints.status(), absl::StrCat("task=", log::Field(a.task_id)));
+    return;
+  }
+  StartProbes(a, *who, a.workdir.empty() ? task_dir : a.workdir, TaskEnvironment(a, *who, task_dir, *checkpoints),
+              k.started_ms);
 }
 
 void NodeAgent::NoteCheckpointSave(Known& k) {
@@ -658,6 +704,15 @@ std::string NodeAgent::CheckpointRoot() const {
   return options_.checkpoint_dir.empty() ? absl::StrCat(JobsDir(), "-checkpoints") : options_.checkpoint_dir;
 }
 
+void NodeAgent::ProbeLoop() {
+  // Its own thread: a probe may take its whole timeout, and heartbeats must not wait.
+  while (!stop_) {
+    if (probes_->RunDue()) exits_.Wake();  // a replica became (un)ready: say so now
+    const int64_t wait = std::clamp<int64_t>(probes_->NextDueMs() - clock_->NowMs(), 1, 100);
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait));
+  }
+}
+
 void NodeAgent::CheckpointSweepLoop() {
   // Its own thread: a large directory tree on a shared filesystem may take
   // long to remove, and nothing else must wait for it.
@@ -741,6 +796,7 @@ void NodeAgent::BeatLoop() {
   std::string last_problem;                      // said once (below)
   while (!stop_) {
     json tasks = json::array(), devices = json::array();
+    std::map<std::string, std::vector<wire::ProbeOutcome>> probes_sent;  // what this beat carries
     bool changed;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -753,6 +809,10 @@ void NodeAgent::BeatLoop() {
           // exited still goes out.
           k.status.checkpoint_ms = std::max(k.status.checkpoint_ms, LastCheckpointMs(absl::StrCat(JobsDir(), "/", id)));
           NoteCheckpointSave(k);
+          // A replica that ended or is stopping is probed no more.
+          if (k.status.state != "Running" || k.stopping) probes_->Remove(id);
+          k.status.probes = probes_->Pending(id);
+          if (!k.status.probes.empty()) probes_sent[id] = k.status.probes;
           tasks.push_back(wire::TaskStatusToJson(k.status));
         }
         // Each check's figures go out once: the controller keeps the last
@@ -788,6 +848,7 @@ void NodeAgent::BeatLoop() {
         auto reply = wire::HeartbeatReplyFromJson(*r);
         if (reply.ok()) {
           RenewLease(contact);
+          for (const auto& [id, sent] : probes_sent) probes_->Acknowledge(id, sent);
           std::lock_guard<std::mutex> lock(mu_);
           ForgetAcknowledged(*reply);
           // A large cluster asks its agents to call less often (ControllerOptions::max_agent_polls_per_s).

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "agent/command_probes.h"
 #include "agent/exit_waiter.h"
 #include "agent/launcher.h"
 #include "agent/task_identity.h"
@@ -168,6 +169,16 @@ class NodeAgent {
   // (shim::BootTimeMs) in the lease file the shims read.
   void RenewLease(int64_t boot_ms);
   void Launch(const wire::Assignment& a);
+  // The environment a task of `a` runs with (and its command probes).
+  std::map<std::string, std::string> TaskEnvironment(const wire::Assignment& a, const TaskIdentity& who,
+                                                     const std::string& task_dir, const std::string& checkpoints) const;
+  // Has a service replica's command probes run in its context (command_probes.h).
+  void StartProbes(const wire::Assignment& a, const TaskIdentity& who, const std::string& workdir,
+                   const std::map<std::string, std::string>& env, int64_t started_ms);
+  // StartProbes for a running replica this agent process did not launch.
+  void ResumeProbes(const wire::Assignment& a, const Known& k);
+  // Runs the command probes as they fall due; a changed outcome wakes the heartbeat.
+  void ProbeLoop();
   // Where tasks' directories go (options_.jobs_dir or its default).
   std::string JobsDir() const;
   // The device files the task may open: the defaults and its devices' nodes.
@@ -216,7 +227,8 @@ class NodeAgent {
   std::string unhealthy_reason_;          // the health-check program's verdict (guarded by mu_)
   bool launched_ = false;                 // a launch since the last report (guarded by mu_)
   ExitWaiter exits_;                      // wakes BeatLoop at a launch or a shim's exit
-  std::thread watch_, beat_, serve_, health_check_, checkpoint_sweep_;
+  std::unique_ptr<CommandProbes> probes_;
+  std::thread watch_, beat_, serve_, health_check_, checkpoint_sweep_, probe_;
 };
 
 }  // namespace icos::agent

@@ -68,6 +68,8 @@ ssize_t ReadFull(int fd, void* data, size_t size) {
   return static_cast<ssize_t>(done);
 }
 
+}  // namespace
+
 void CloseRange(int first, int last, int max_fd) {
   if (first > last) return;
 #ifdef SYS_close_range
@@ -76,9 +78,6 @@ void CloseRange(int first, int last, int max_fd) {
   for (int fd = first; fd <= last && fd < max_fd; ++fd) close(fd);
 }
 
-// Keeps 0, 1, 2, `a` and `b` (either may be -1): the agent's sockets and
-// files must not leak into tasks (an open listening socket would keep the
-// agent's port busy).
 void CloseFdsExcept(int a, int b, int max_fd) {
   if (a > b) {
     int t = a;
@@ -93,6 +92,8 @@ void CloseFdsExcept(int a, int b, int max_fd) {
   }
   CloseRange(next, INT32_MAX, max_fd);
 }
+
+namespace {
 
 // Writes `len` bytes to `tmp_path` and renames it over `path`, so a reader
 // sees the whole file or none. fsync when `durable` (survives power loss).
@@ -179,9 +180,39 @@ void KillEverything(const ShimPlan& plan, pid_t task) {
   _exit(err == ENOENT ? 127 : 126);
 }
 
-// Takes on the task owner's identity; false (errno set) on failure. Root
-// dropping to another uid loses every capability; no_new_privs keeps setuid
-// programs (sudo, su) from giving any back.
+}  // namespace
+
+int JoinProcsFiles(const char* const* files, size_t n) {
+  char pid_text[24];
+  size_t pid_len = FormatInt(getpid(), pid_text);
+  for (size_t i = 0; i < n; ++i) {
+    int fd = open(files[i], O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0) return errno;
+    if (write(fd, pid_text, pid_len) != static_cast<ssize_t>(pid_len)) {
+      const int err = errno;
+      close(fd);
+      return err;
+    }
+    close(fd);
+  }
+  return 0;
+}
+
+void ResetSignals() {
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
+  }
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, nullptr);
+}
+
+// Root dropping to another uid loses every capability; no_new_privs keeps
+// setuid programs (sudo, su) from giving any back.
 bool SwitchIdentity(const ShimIdentity& id) {
   if (id.uid < 0) return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 || errno == EINVAL;
   if (setgroups(id.num_groups, id.groups) != 0) return false;
@@ -196,34 +227,18 @@ bool SwitchIdentity(const ShimIdentity& id) {
   return true;
 }
 
+namespace {
+
 // The grandchild: becomes the task.
 [[noreturn]] void RunTask(const ShimPlan& plan, int err_fd) {
   // Its own process group, so Stop() can signal the task and everything it
   // forks without touching the shim.
   setpgid(0, 0);
-  // exec keeps ignored signals and the signal mask; the task must start with
-  // the defaults whatever the agent (or the shim) did to them.
-  struct sigaction dfl;
-  std::memset(&dfl, 0, sizeof(dfl));
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
-  }
-  sigset_t empty;
-  sigemptyset(&empty);
-  sigprocmask(SIG_SETMASK, &empty, nullptr);
+  ResetSignals();
 
   // Into the cgroup while still privileged: the groups belong to root, and a
   // task that is not root can never move itself out again.
-  char pid_text[24];
-  size_t pid_len = FormatInt(getpid(), pid_text);
-  for (size_t i = 0; i < plan.num_procs_files; ++i) {
-    int fd = open(plan.procs_files[i], O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (fd < 0) FailTask(err_fd, kStageCgroup, errno);
-    if (write(fd, pid_text, pid_len) != static_cast<ssize_t>(pid_len)) FailTask(err_fd, kStageCgroup, errno);
-    close(fd);
-  }
+  if (int err = JoinProcsFiles(plan.procs_files, plan.num_procs_files); err != 0) FailTask(err_fd, kStageCgroup, err);
   if (!SwitchIdentity(plan.identity)) FailTask(err_fd, kStageIdentity, errno);
   // The agent keeps its own files private (umask 077); a task's files get
   // the usual defaults.
@@ -236,6 +251,8 @@ bool SwitchIdentity(const ShimIdentity& id) {
   FailTask(err_fd, kStageExec, errno);
 }
 
+}  // namespace
+
 // fork() runs pthread_atfork handlers, which may take locks another thread of
 // the agent held at the first fork; _Fork() (glibc >= 2.34) skips them and is
 // async-signal-safe.
@@ -246,6 +263,8 @@ pid_t ShimFork() {
   return fork();
 #endif
 }
+
+namespace {
 
 // What the lease watch has done to the task so far.
 struct LeaseWatch {

@@ -93,6 +93,26 @@ inline constexpr int64_t kLeasePollMs = 200;
 // The child of the agent: sets the stage, runs the task, records how it ended.
 [[noreturn]] void RunShim(const ShimPlan& plan);
 
+// Async-signal-safe steps of a child of the (threaded) agent before it
+// execs, shared with program_run.cc:
+// Closes fds first..last (close_range, or one by one below max_fd).
+void CloseRange(int first, int last, int max_fd);
+// Keeps 0, 1, 2, `a` and `b` (either may be -1): the agent's sockets and
+// files must not leak into tasks (an open listening socket would keep the
+// agent's port busy).
+void CloseFdsExcept(int a, int b, int max_fd);
+// Moves this process into each of the cgroup "procs" files; 0, or the errno
+// of the first that failed.
+int JoinProcsFiles(const char* const* files, size_t n);
+// exec keeps ignored signals and the signal mask; a task must start with the
+// defaults whatever the agent (or the shim) did to them.
+void ResetSignals();
+// Takes on the task owner's identity (setgroups, setresgid, setresuid,
+// no_new_privs); false (errno set) on failure.
+bool SwitchIdentity(const ShimIdentity& id);
+// fork() without pthread_atfork handlers (_Fork where glibc has it).
+pid_t ShimFork();
+
 // CLOCK_BOOTTIME in milliseconds: counts suspend and never steps, and is the
 // same clock for every process of the host (the lease is judged by it).
 int64_t BootTimeMs();

@@ -120,14 +120,17 @@ const char* CheckpointSignalName(int32_t signal);
 
 // How the controller decides that a service's replica may take traffic
 // (Kubernetes' readinessProbe): an HTTP GET of `http_path` on the replica's
-// port answered 2xx or 3xx, or a TCP connect to it, within `timeout_s`. Not
+// port answered 2xx or 3xx, a TCP connect to it, or `command` exiting 0 (run
+// by the replica's agent on its node as the replica's user, in its cgroup,
+// directory and environment: Kubernetes' exec probe), within `timeout_s`. Not
 // ready until `success_threshold` probes in a row pass after
 // `initial_delay_s`; ready until `failure_threshold` in a row fail. Without
 // a probe a running replica counts as ready.
 struct ProbeSpec {
-  enum class Type { kNone, kHttp, kTcp };
+  enum class Type { kNone, kHttp, kTcp, kCommand };
   Type type = Type::kNone;
-  std::string http_path;  // kHttp: "/healthz"
+  std::string http_path;             // kHttp: "/healthz"
+  std::vector<std::string> command;  // kCommand: the program and its arguments
   int64_t initial_delay_s = 0;
   int64_t period_s = 5;
   int64_t timeout_s = 1;

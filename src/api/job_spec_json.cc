@@ -27,6 +27,7 @@ std::string JobSpecToJson(const JobSpec& spec) {
       Json probe;
       if (p->type == ProbeSpec::Type::kHttp) probe["http"] = p->http_path;
       if (p->type == ProbeSpec::Type::kTcp) probe["tcp"] = true;
+      if (p->type == ProbeSpec::Type::kCommand) probe["command"] = p->command;
       probe["initial_delay"] = FormatDuration(p->initial_delay_s);
       probe["period"] = FormatDuration(p->period_s);
       probe["timeout"] = FormatDuration(p->timeout_s);

@@ -21,8 +21,8 @@ constexpr absl::string_view kAutoscaleFields[] = {"min",           "max",    "ta
 constexpr absl::string_view kUpdateFields[] = {"max_surge", "max_unavailable", "ready_timeout"};
 // A new replica may take a while to load its model, not a day.
 constexpr int64_t kMaxReadyTimeoutS = 24 * 3600;
-constexpr absl::string_view kProbeFields[] = {
-    "http", "tcp", "initial_delay", "period", "timeout", "success_threshold", "failure_threshold"};
+constexpr absl::string_view kProbeFields[] = {"http",   "tcp",     "command",           "initial_delay",
+                                              "period", "timeout", "success_threshold", "failure_threshold"};
 // A probe more often than each second, or waiting longer than its period,
 // is a mistake; a threshold past 100 probes never decides.
 constexpr int64_t kMinProbePeriodS = 1;
@@ -166,14 +166,15 @@ absl::Status Parser::Rollout(const Field& f, RolloutSpec& update) {
 }
 
 absl::Status Parser::Probe(const Field& f, ProbeSpec& probe) {
-  absl::StatusOr<std::vector<Entry>> entries = Entries(f, "a mapping like {http: /healthz, period: 2s} or {tcp: true}");
+  absl::StatusOr<std::vector<Entry>> entries =
+      Entries(f, "a mapping like {http: /healthz, period: 2s}, {tcp: true} or {command: [test, -f, ready]}");
   if (!entries.ok()) return entries.status();
   std::optional<Field> timeout_field;
   for (const Entry& e : *entries) {
     if (!IsOneOf(e.key, kProbeFields)) return UnknownField(e, kProbeFields);
     if (e.field.node.IsNull()) continue;
-    if (e.key == "http" || e.key == "tcp") {
-      if (probe.type != ProbeSpec::Type::kNone) return Invalid(e.field, "give one of http and tcp, not both");
+    if (e.key == "http" || e.key == "tcp" || e.key == "command") {
+      if (probe.type != ProbeSpec::Type::kNone) return Invalid(e.field, "give one of http, tcp and command, not two");
     }
     if (e.key == "http") {
       absl::StatusOr<std::string> path = Text(e.field);
@@ -189,6 +190,11 @@ absl::Status Parser::Probe(const Field& f, ProbeSpec& probe) {
       }
       probe.type = ProbeSpec::Type::kHttp;
       probe.http_path = *std::move(path);
+    } else if (e.key == "command") {
+      absl::StatusOr<std::vector<std::string>> argv = Command(e.field);
+      if (!argv.ok()) return argv.status();
+      probe.type = ProbeSpec::Type::kCommand;
+      probe.command = *std::move(argv);
     } else if (e.key == "tcp") {
       absl::StatusOr<bool> on = Bool(e.field);
       if (!on.ok()) return on.status();
@@ -213,7 +219,9 @@ absl::Status Parser::Probe(const Field& f, ProbeSpec& probe) {
     }
   }
   if (probe.type == ProbeSpec::Type::kNone) {
-    return Invalid(f, "say what to probe: http: /path (a GET answered 2xx or 3xx) or tcp: true (a connect)");
+    return Invalid(f,
+                   "say what to probe: http: /path (a GET answered 2xx or 3xx), tcp: true (a connect) or "
+                   "command: [program, args] (run on the replica's node, passing when it exits 0)");
   }
   if (timeout_field && probe.timeout_s > probe.period_s) {
     return Invalid(*timeout_field, absl::StrCat("is longer than the period (", probe.period_s,

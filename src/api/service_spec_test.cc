@@ -8,6 +8,7 @@
 namespace icos::api {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr char kService[] = R"(kind: service
@@ -61,6 +62,15 @@ TEST(ServiceSpecTest, AServiceSurvivesTheStoreAndABatchJobsJsonIsUnchanged) {
   ASSERT_TRUE(tcp.ok()) << tcp.status();
   EXPECT_EQ(tcp->service.replicas, 1);
   EXPECT_EQ(*ParseJobSpec(JobSpecToJson(*tcp)), *tcp);
+  // A command probe: the program and its arguments, kept through the store's JSON.
+  absl::StatusOr<JobSpec> command = ParseJobSpec(
+      "kind: service\nservice: {readiness: {command: [test, -f, \"my ready\"], period: 2s}, "
+      "liveness: {command: [/bin/true]}}\ntasks: [{command: [x]}]");
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_EQ(command->service.readiness.type, ProbeSpec::Type::kCommand);
+  EXPECT_THAT(command->service.readiness.command, ElementsAre("test", "-f", "my ready"));
+  EXPECT_EQ(command->service.liveness.type, ProbeSpec::Type::kCommand);
+  EXPECT_EQ(*ParseJobSpec(JobSpecToJson(*command)), *command);
   const std::string batch = JobSpecToJson(*ParseJobSpec("tasks: [{command: [x]}]"));
   EXPECT_EQ(batch.find("kind"), std::string::npos) << batch;
   EXPECT_EQ(batch.find("service"), std::string::npos) << batch;
@@ -94,7 +104,10 @@ TEST(ServiceSpecTest, BadProbesSayWhatIsWrong) {
   EXPECT_THAT(probe("{http: healthz}"), HasSubstr("must be a URL path"));
   EXPECT_THAT(probe("{http: '/a b'}"), HasSubstr("must be a URL path"));
   EXPECT_THAT(probe("{http: \"/a\\r\\nX: y\"}"), HasSubstr("must be a URL path"));
-  EXPECT_THAT(probe("{http: /h, tcp: true}"), HasSubstr("not both"));
+  EXPECT_THAT(probe("{http: /h, tcp: true}"), HasSubstr("not two"));
+  EXPECT_THAT(probe("{command: [x], tcp: true}"), HasSubstr("not two"));
+  EXPECT_THAT(probe("{command: 'test -f ready'}"), HasSubstr("write it as a list"));
+  EXPECT_THAT(probe("{command: []}"), HasSubstr("must not be empty"));
   EXPECT_THAT(probe("{http: /h, period: 0s}"), HasSubstr("between 1s and 3600s"));
   EXPECT_THAT(probe("{http: /h, period: 2s, timeout: 5s}"), HasSubstr("longer than the period"));
   EXPECT_THAT(probe("{http: /h, failure_threshold: 0}"), HasSubstr("out of range"));

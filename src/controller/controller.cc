@@ -578,6 +578,13 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
     reply.lease_ms = options_.node_lease_ms;
   }
   if (changed) Wake();
+  // Its replicas' command probes: the prober folds them, for replicas of this node only.
+  for (const wire::TaskStatus& s : statuses) {
+    int64_t job;
+    int32_t group, replica, attempt;
+    if (s.probes.empty() || !wire::ParseTaskId(s.task_id, &job, &group, &replica, &attempt)) continue;
+    prober_->ObserveCommandOutcomes(node, instance, job, attempt, s.probes);
+  }
   return reply;
 }
 

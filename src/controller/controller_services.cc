@@ -49,6 +49,7 @@ std::vector<ProbeTarget> Controller::ProbeTargets() const {
       ProbeTarget& p = out.emplace_back();
       p.job_id = id;
       p.attempt = t.rec.attempt;
+      p.node = t.rec.node;
       p.host = HostOf(engine_, t.rec.node);
       p.port = t.assignment.serve_port;
       p.probe = j->spec.service.readiness;

@@ -86,6 +86,9 @@ void ObserveProbe(const api::ProbeSpec& probe, const absl::Status& result, int64
 
 absl::Status ProbeOnce(const std::string& host, int32_t port, const api::ProbeSpec& probe) {
   const int64_t timeout_ms = probe.timeout_s * 1000;
+  if (probe.type == api::ProbeSpec::Type::kCommand) {
+    return absl::FailedPreconditionError("a command probe runs on the replica's node, not from the controller");
+  }
   if (probe.type == api::ProbeSpec::Type::kTcp) return Connect(host, port, timeout_ms);
   // A fresh connection per probe, without keep-alive: what a new client of
   // the replica would meet.
@@ -144,14 +147,43 @@ namespace {
 constexpr size_t kProbeThreads = 16;
 }  // namespace
 
+namespace {
+bool IsCommand(const api::ProbeSpec& p) { return p.type == api::ProbeSpec::Type::kCommand; }
+}  // namespace
+
+void ServiceProber::ObserveCommandOutcomes(const std::string& node, const std::string& instance, int64_t job_id,
+                                           int32_t attempt, const std::vector<wire::ProbeOutcome>& outcomes) {
+  if (outcomes.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  Reported& r = reported_[job_id];
+  if (r.attempt != attempt || r.node != node) r = Reported{.node = node, .attempt = attempt};
+  if (r.instance != instance) {  // another agent process counts its runs afresh
+    r.instance = instance;
+    r.last_seq.clear();
+  }
+  r.updated_ms = clock_->NowMs();
+  for (const wire::ProbeOutcome& o : outcomes) {
+    const ProbeKind kind = o.kind == "liveness"  ? ProbeKind::kLiveness
+                           : o.kind == "startup" ? ProbeKind::kStartup
+                                                 : ProbeKind::kReadiness;
+    int64_t& last = r.last_seq[kind];
+    if (o.seq <= last) continue;  // sent again after a lost answer: counted already
+    last = o.seq;
+    std::vector<absl::Status>& queue = r.queued[kind];
+    queue.push_back(o.passed ? absl::OkStatus() : absl::UnavailableError(o.message));
+    if (queue.size() > wire::kMaxProbeOutcomes) queue.erase(queue.begin());
+  }
+}
+
 void ServiceProber::Round() {
   std::lock_guard<std::mutex> round(round_mu_);
   const std::vector<ProbeTarget> targets = targets_();
   const int64_t now = clock_->NowMs();
-  enum class Kind { kReadiness, kLiveness, kStartup };
   struct Due {
     const ProbeTarget* target;
-    Kind kind;
+    ProbeKind kind;
+    // A command probe's outcomes its agent reported, in order; empty: probe now.
+    std::vector<absl::Status> reported;
   };
   std::vector<Due> due;
   {
@@ -182,18 +214,34 @@ void ServiceProber::Round() {
                            .since_ms = now};
         j.restart_asked = false;
       }
+      // What the replica's own agent reported of its command probes; only
+      // that agent may speak for it (a node reports its own replicas only).
+      std::map<ProbeKind, std::vector<absl::Status>> reported;
+      if (auto r = reported_.find(t.job_id); r != reported_.end()) {
+        if (r->second.attempt == t.attempt && r->second.node == t.node) reported.swap(r->second.queued);
+        r->second.queued.clear();
+      }
+      auto want = [&](const api::ProbeSpec& spec, ProbeKind kind, int64_t next_ms) {
+        if (spec.type == api::ProbeSpec::Type::kNone) return;
+        if (!IsCommand(spec)) {
+          if (now >= next_ms) due.push_back({&t, kind, {}});
+        } else if (!reported[kind].empty()) {
+          due.push_back({&t, kind, std::move(reported[kind])});
+        }
+      };
       if (!j.started.ready) {  // readiness and liveness wait for the startup probe
-        if (now >= j.started.next_probe_ms && !j.restart_asked) due.push_back({&t, Kind::kStartup});
+        if (!j.restart_asked) want(t.startup, ProbeKind::kStartup, j.started.next_probe_ms);
         continue;
       }
-      if (t.probe.type != api::ProbeSpec::Type::kNone && now >= j.ready.next_probe_ms) {
-        due.push_back({&t, Kind::kReadiness});
-      }
-      if (t.liveness.type != api::ProbeSpec::Type::kNone && now >= j.live.next_probe_ms && !j.restart_asked) {
-        due.push_back({&t, Kind::kLiveness});
-      }
+      want(t.probe, ProbeKind::kReadiness, j.ready.next_probe_ms);
+      if (!j.restart_asked) want(t.liveness, ProbeKind::kLiveness, j.live.next_probe_ms);
     }
     std::erase_if(by_job_, [&](const auto& entry) { return !running.count(entry.first); });
+    // Reports of replicas not (or not yet) running here are kept a while: a
+    // replica's first report may come before a round sees it running.
+    std::erase_if(reported_, [&](const auto& entry) {
+      return !running.count(entry.first) && now - entry.second.updated_ms > kReportedKeepMs;
+    });
   }
   // Outside the lock: a probe may wait its whole timeout. Up to
   // kProbeThreads at once, so that replicas that time out delay a round by
@@ -203,34 +251,43 @@ void ServiceProber::Round() {
   auto work = [&] {
     for (size_t i = next++; i < due.size(); i = next++) {
       const ProbeTarget& t = *due[i].target;
-      const Kind kind = due[i].kind;
-      const api::ProbeSpec& spec = kind == Kind::kLiveness ? t.liveness : kind == Kind::kStartup ? t.startup : t.probe;
-      const absl::Status result = probe_(t.host, t.port, spec);
+      const ProbeKind kind = due[i].kind;
+      const api::ProbeSpec& spec = kind == ProbeKind::kLiveness  ? t.liveness
+                                   : kind == ProbeKind::kStartup ? t.startup
+                                                                 : t.probe;
+      std::vector<absl::Status> results = std::move(due[i].reported);
+      if (results.empty()) results.push_back(probe_(t.host, t.port, spec));
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = by_job_.find(t.job_id);
-      if (it == by_job_.end() || it->second.ready.attempt != t.attempt) continue;
-      Judged& j = it->second;
-      Readiness& r = kind == Kind::kLiveness ? j.live : kind == Kind::kStartup ? j.started : j.ready;
-      const int64_t now_ms = clock_->NowMs();
-      ObserveProbe(spec, result, now_ms, r);
-      if (kind == Kind::kLiveness && !r.ready && !j.restart_asked) {
-        j.restart_asked = true;
-        dead.emplace_back(t.job_id, t.attempt, "LivenessFailed", absl::StrCat("its liveness probe failed: ", r.reason));
-      }
-      if (kind != Kind::kStartup) continue;
-      if (r.ready) {  // started: readiness and liveness from now on
-        const bool unprobed = t.probe.type == api::ProbeSpec::Type::kNone;
-        j.ready.ready = unprobed;
-        j.ready.since_ms = now_ms;
-        j.ready.reason = unprobed ? "running; it has no readiness probe" : "its startup probe passed";
-      } else if (r.failed_in_row >= spec.failure_threshold && !j.restart_asked) {
-        j.restart_asked = true;
-        j.ready.reason = absl::StrCat("its startup probe failed: ", r.reason);
-        dead.emplace_back(t.job_id, t.attempt, "StartupFailed",
-                          absl::StrCat("its startup probe failed ", r.failed_in_row,
-                                       " times in a row, the last: ", result.message()));
-      } else {
-        j.ready.reason = absl::StrCat("waiting for its startup probe: ", r.reason);
+      for (const absl::Status& result : results) {
+        auto it = by_job_.find(t.job_id);
+        if (it == by_job_.end() || it->second.ready.attempt != t.attempt) break;
+        Judged& j = it->second;
+        if (j.restart_asked && kind != ProbeKind::kReadiness) break;  // being restarted: nothing more to decide
+        Readiness& r = kind == ProbeKind::kLiveness ? j.live : kind == ProbeKind::kStartup ? j.started : j.ready;
+        const int64_t now_ms = clock_->NowMs();
+        ObserveProbe(spec, result, now_ms, r);
+        if (kind == ProbeKind::kLiveness && !r.ready) {
+          j.restart_asked = true;
+          dead.emplace_back(t.job_id, t.attempt, "LivenessFailed",
+                            absl::StrCat("its liveness probe failed: ", r.reason));
+        }
+        if (kind != ProbeKind::kStartup) continue;
+        if (r.ready) {  // started: readiness and liveness from now on
+          const bool unprobed = t.probe.type == api::ProbeSpec::Type::kNone;
+          j.ready.ready = unprobed;
+          j.ready.since_ms = now_ms;
+          j.ready.reason = unprobed ? "running; it has no readiness probe" : "its startup probe passed";
+          break;  // what came after was judged by readiness and liveness
+        }
+        if (r.failed_in_row >= spec.failure_threshold) {
+          j.restart_asked = true;
+          j.ready.reason = absl::StrCat("its startup probe failed: ", r.reason);
+          dead.emplace_back(t.job_id, t.attempt, "StartupFailed",
+                            absl::StrCat("its startup probe failed ", r.failed_in_row,
+                                         " times in a row, the last: ", result.message()));
+        } else {
+          j.ready.reason = absl::StrCat("waiting for its startup probe: ", r.reason);
+        }
       }
     }
   };

@@ -32,13 +32,18 @@
 #include "absl/status/status.h"
 #include "api/job_spec.h"
 #include "common/clock.h"
+#include "protocol/wire.h"
 
 namespace icos::controller {
+
+// The three probes of a replica.
+enum class ProbeKind { kReadiness, kLiveness, kStartup };
 
 // A running replica to probe.
 struct ProbeTarget {
   int64_t job_id = 0;
   int32_t attempt = 0;
+  std::string node;         // its node's name: whose agent runs its command probes
   std::string host;         // its node's address
   int32_t port = 0;         // its ICOS_PORT
   api::ProbeSpec probe;     // readiness
@@ -92,6 +97,12 @@ class ServiceProber {
   // The readiness of `job_id`'s attempt `attempt`; nullopt when it is not
   // (or no longer) known.
   std::optional<Readiness> Of(int64_t job_id, int32_t attempt) const;
+  // Outcomes of a replica's command probes, as the agent of `node` (its
+  // process `instance`) reported them in a heartbeat: folded in order by
+  // the next round, each once (by its seq), and only when the replica's
+  // current attempt runs on that node.
+  void ObserveCommandOutcomes(const std::string& node, const std::string& instance, int64_t job_id, int32_t attempt,
+                              const std::vector<wire::ProbeOutcome>& outcomes);
 
  private:
   Clock* clock_;
@@ -109,7 +120,18 @@ class ServiceProber {
     bool restart_asked = false;
   };
   std::map<int64_t, Judged> by_job_;  // guarded by mu_
-  std::mutex round_mu_;               // one round at a time
+  // Command probe outcomes reported and not yet folded, per replica.
+  struct Reported {
+    std::string node;
+    int32_t attempt = 0;
+    std::string instance;
+    std::map<ProbeKind, int64_t> last_seq;
+    std::map<ProbeKind, std::vector<absl::Status>> queued;
+    int64_t updated_ms = 0;
+  };
+  static constexpr int64_t kReportedKeepMs = 30'000;
+  std::map<int64_t, Reported> reported_;  // guarded by mu_
+  std::mutex round_mu_;                   // one round at a time
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stop_ = false;  // guarded by stop_mu_

@@ -236,6 +236,62 @@ TEST(ServiceProberTest, ReadinessAndLivenessWaitForTheStartupProbeWhichRestartsO
   EXPECT_EQ(dead.size(), 1u);
 }
 
+// Command probes run on the replica's node: the prober never runs them
+// itself, folds what the replica's own agent reported, each outcome once,
+// and takes nothing from another node's agent.
+TEST(ServiceProberTest, CommandProbesAreJudgedFromTheirOwnAgentsReportsEachOnce) {
+  FakeClock clock(1'000);
+  int probed = 0;
+  std::vector<std::string> dead;
+  const api::ProbeSpec command{.type = api::ProbeSpec::Type::kCommand,
+                               .command = {"test", "-f", "ready"},
+                               .period_s = 1,
+                               .failure_threshold = 2};
+  ServiceProber prober(
+      &clock,
+      [&] {
+        return std::vector<ProbeTarget>{
+            {.job_id = 9, .attempt = 0, .node = "n1", .host = "h", .port = 1, .probe = command, .liveness = command}};
+      },
+      [&](int64_t, int32_t, const std::string& event, const std::string& why) { dead.push_back(event + ": " + why); },
+      [&](const std::string&, int32_t, const api::ProbeSpec&) {
+        ++probed;
+        return absl::OkStatus();
+      });
+  auto outcome = [](const std::string& kind, int64_t seq, bool passed) {
+    return wire::ProbeOutcome{kind, seq, passed, passed ? "" : "exited with status 1"};
+  };
+  prober.Round();
+  EXPECT_FALSE(prober.Of(9, 0)->ready);
+  EXPECT_EQ(prober.Of(9, 0)->reason, "not probed yet");
+  // Another node's agent cannot make it ready, nor an outcome of another attempt.
+  prober.ObserveCommandOutcomes("n2", "x", 9, 0, {outcome("readiness", 1, true)});
+  prober.Round();
+  EXPECT_FALSE(prober.Of(9, 0)->ready);
+  prober.ObserveCommandOutcomes("n1", "a", 9, 1, {outcome("readiness", 1, true)});
+  prober.Round();
+  EXPECT_FALSE(prober.Of(9, 0)->ready);
+  // Its own agent can.
+  prober.ObserveCommandOutcomes("n1", "a", 9, 0, {outcome("readiness", 1, true)});
+  prober.Round();
+  EXPECT_TRUE(prober.Of(9, 0)->ready);
+  // A report sent again (its answer was lost) counts once: one failure of two.
+  prober.ObserveCommandOutcomes("n1", "a", 9, 0, {outcome("readiness", 1, false), outcome("readiness", 2, false)});
+  prober.Round();
+  EXPECT_TRUE(prober.Of(9, 0)->ready);
+  // A restarted agent counts its runs afresh: a second failure in a row.
+  prober.ObserveCommandOutcomes("n1", "b", 9, 0, {outcome("readiness", 1, false)});
+  prober.Round();
+  EXPECT_FALSE(prober.Of(9, 0)->ready);
+  EXPECT_THAT(prober.Of(9, 0)->reason, HasSubstr("2 probes in a row failed, the last: exited with status 1"));
+  // Two liveness failures in one report: restarted, once.
+  prober.ObserveCommandOutcomes(
+      "n1", "b", 9, 0, {outcome("liveness", 1, false), outcome("liveness", 2, false), outcome("liveness", 3, false)});
+  prober.Round();
+  EXPECT_THAT(dead, ::testing::ElementsAre(HasSubstr("LivenessFailed: its liveness probe failed")));
+  EXPECT_EQ(probed, 0);
+}
+
 constexpr char kService[] = R"(kind: service
 name: web
 service:

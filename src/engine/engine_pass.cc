@@ -454,6 +454,17 @@ absl::StatusOr<std::vector<TaskEntry>> Engine::TasksOf(const PassInput& in, cons
     if (spec.kind == api::JobKind::kService) {
       a.serve_port = a.ports.back();
       a.env["ICOS_PORT"] = absl::StrCat(a.serve_port);
+      // Probes that run on the node: its agent runs them, the controller judges.
+      for (const auto& [kind, probe] :
+           {std::pair{"readiness", &spec.service.readiness}, std::pair{"liveness", &spec.service.liveness},
+            std::pair{"startup", &spec.service.startup}}) {
+        if (probe->type != api::ProbeSpec::Type::kCommand) continue;
+        a.command_probes.push_back({.kind = kind,
+                                    .argv = probe->command,
+                                    .initial_delay_ms = probe->initial_delay_s * 1000,
+                                    .period_ms = probe->period_s * 1000,
+                                    .timeout_ms = probe->timeout_s * 1000});
+      }
     }
     if (!a.devices.empty()) {
       for (const auto& [k, v] : devices::VisibleDevicesEnv(a.vendor, a.devices)) a.env[k] = v;

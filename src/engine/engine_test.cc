@@ -241,6 +241,23 @@ TEST_F(EngineTest, AServicesReplicaRestartsHoweverItEndsAndBacksOffOnlyInACrashL
   }
 }
 
+TEST_F(EngineTest, AReplicasCommandProbesGoToItsAgentAndOthersStayWithTheController) {
+  const int64_t id =
+      Add("kind: service\nservice: {readiness: {command: [test, -f, ready], initial_delay: 2s, period: 3s}, "
+          "liveness: {http: /healthz}, startup: {command: [/bin/true], timeout: 2s}}\n");
+  ASSERT_EQ(Pass(0).binds, 1);
+  const wire::Assignment a = engine_.AssignmentsOf("n1").at(0);
+  ASSERT_EQ(a.job_id, id);
+  ASSERT_EQ(a.command_probes.size(), 2u);  // the HTTP liveness probe is the controller's
+  EXPECT_EQ(a.command_probes[0], (wire::CommandProbe{.kind = "readiness",
+                                                     .argv = {"test", "-f", "ready"},
+                                                     .initial_delay_ms = 2'000,
+                                                     .period_ms = 3'000,
+                                                     .timeout_ms = 1'000}));
+  EXPECT_EQ(a.command_probes[1].kind, "startup");
+  EXPECT_EQ(a.command_probes[1].timeout_ms, 2'000);
+}
+
 TEST_F(EngineTest, TheSchedulerIsToldAttainedServiceAndTheCurrentRunsStart) {
   const int64_t id = Add("runtime_estimate: 100s\nrestart: {policy: OnFailure, max_retries: 1}\n");
   Pass(0);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "absl/strings/str_cat.h"
 #include "api/job_spec.h"
@@ -34,6 +35,8 @@ auto Guard(const char* what, F&& f) -> absl::StatusOr<decltype(f())> {
   try {
     return f();
   } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("bad ", what, ": ", e.what()));
+  } catch (const std::invalid_argument& e) {
     return absl::InvalidArgumentError(absl::StrCat("bad ", what, ": ", e.what()));
   }
 }
@@ -118,7 +121,17 @@ absl::StatusOr<core::TaskPlacement> PlacementFromJson(const json& j) {
   });
 }
 
+bool IsProbeKind(const std::string& kind) { return kind == "readiness" || kind == "liveness" || kind == "startup"; }
+
 json AssignmentToJson(const Assignment& a) {
+  json probes = json::array();
+  for (const CommandProbe& p : a.command_probes) {
+    probes.push_back({{"kind", p.kind},
+                      {"argv", p.argv},
+                      {"initial_delay_ms", p.initial_delay_ms},
+                      {"period_ms", p.period_ms},
+                      {"timeout_ms", p.timeout_ms}});
+  }
   return {{"task_id", a.task_id},
           {"job_id", a.job_id},
           {"group", a.group},
@@ -145,7 +158,8 @@ json AssignmentToJson(const Assignment& a) {
           {"gid", a.gid},
           {"checkpoint_signal", a.checkpoint_signal},
           {"checkpoint_grace_ms", a.checkpoint_grace_ms},
-          {"checkpoint_first", a.checkpoint_first}};
+          {"checkpoint_first", a.checkpoint_first},
+          {"command_probes", probes}};
 }
 
 absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
@@ -178,6 +192,17 @@ absl::StatusOr<Assignment> AssignmentFromJson(const json& j) {
     a.checkpoint_signal = j.value("checkpoint_signal", 0);
     a.checkpoint_grace_ms = j.value("checkpoint_grace_ms", int64_t{0});
     a.checkpoint_first = j.value("checkpoint_first", false);
+    for (const json& p : j.value("command_probes", json::array())) {
+      CommandProbe probe{.kind = p.at("kind").get<std::string>(),
+                         .argv = p.at("argv").get<std::vector<std::string>>(),
+                         .initial_delay_ms = p.value("initial_delay_ms", int64_t{0}),
+                         .period_ms = p.value("period_ms", int64_t{5'000}),
+                         .timeout_ms = p.value("timeout_ms", int64_t{1'000})};
+      if (!IsProbeKind(probe.kind) || probe.argv.empty() || probe.period_ms <= 0 || probe.timeout_ms <= 0) {
+        throw std::invalid_argument("a command probe needs a kind, a program, a period and a timeout");
+      }
+      a.command_probes.push_back(std::move(probe));
+    }
     return a;
   });
 }
@@ -190,6 +215,13 @@ json TaskStatusToJson(const TaskStatus& s) {
   if (s.checkpoint_save_ms > 0) j["checkpoint_save_ms"] = s.checkpoint_save_ms;
   if (s.checkpoint_cut) j["checkpoint_cut"] = true;
   if (s.max_rss_kib > 0) j["max_rss_kib"] = s.max_rss_kib;
+  if (!s.probes.empty()) {
+    json probes = json::array();
+    for (const ProbeOutcome& p : s.probes) {
+      probes.push_back({{"kind", p.kind}, {"seq", p.seq}, {"passed", p.passed}, {"message", p.message}});
+    }
+    j["probes"] = std::move(probes);
+  }
   return j;
 }
 
@@ -226,6 +258,17 @@ absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
     s.checkpoint_save_ms = j.value("checkpoint_save_ms", int64_t{0});
     s.checkpoint_cut = j.value("checkpoint_cut", false);
     s.max_rss_kib = j.value("max_rss_kib", int64_t{0});
+    const json probes = j.value("probes", json::array());
+    if (probes.size() > 3 * kMaxProbeOutcomes) throw std::invalid_argument("too many probe outcomes");
+    for (const json& p : probes) {
+      ProbeOutcome o{.kind = p.at("kind").get<std::string>(),
+                     .seq = p.at("seq").get<int64_t>(),
+                     .passed = p.at("passed").get<bool>(),
+                     .message = p.value("message", "")};
+      if (!IsProbeKind(o.kind)) throw std::invalid_argument("unknown probe kind");
+      if (o.message.size() > 1024) o.message.resize(1024);
+      s.probes.push_back(std::move(o));
+    }
     return s;
   });
 }

@@ -33,6 +33,38 @@ nlohmann::json PlacementToJson(const core::TaskPlacement& p);
 absl::StatusOr<core::TaskPlacement> PlacementFromJson(const nlohmann::json& j);
 
 // What an agent must run (or stop) on its node.
+// A service replica's probe that its agent runs (api::ProbeSpec kCommand):
+// `argv` in the replica's context every period_ms once initial_delay_ms has
+// passed since it started, killed after timeout_ms. The agent only runs it
+// and reports each outcome (ProbeOutcome); the controller's prober judges.
+struct CommandProbe {
+  std::string kind;  // "readiness", "liveness" or "startup"
+  std::vector<std::string> argv;
+  int64_t initial_delay_ms = 0;
+  int64_t period_ms = 5'000;
+  int64_t timeout_ms = 1'000;
+  bool operator==(const CommandProbe&) const = default;
+};
+
+// The probe kinds, as CommandProbe::kind names them; true for one of them.
+bool IsProbeKind(const std::string& kind);
+
+// One run of a CommandProbe, as its agent reports it. `seq` counts the
+// runs of this probe by this agent process (the heartbeat's instance), so
+// a report sent again after a lost answer is not counted twice.
+struct ProbeOutcome {
+  std::string kind;
+  int64_t seq = 0;
+  bool passed = false;
+  std::string message;  // why it failed: its first line of output, or how it ended
+  bool operator==(const ProbeOutcome&) const = default;
+};
+
+// How many outcomes of one probe a report may carry: the runs of about two
+// minutes at the fastest period. Older ones are dropped by the agent (only
+// the last runs in a row decide anything, and thresholds are at most 100).
+inline constexpr size_t kMaxProbeOutcomes = 128;
+
 struct Assignment {
   std::string task_id;
   int64_t job_id = 0;
@@ -73,6 +105,8 @@ struct Assignment {
   int32_t checkpoint_signal = 0;
   int64_t checkpoint_grace_ms = 0;
   bool checkpoint_first = false;  // set with run=false when the job will run again
+  // A service replica's probes its agent runs (none for other tasks).
+  std::vector<CommandProbe> command_probes;
 };
 
 nlohmann::json AssignmentToJson(const Assignment& a);
@@ -98,6 +132,8 @@ struct TaskStatus {
   bool checkpoint_cut = false;
   // An ended task's peak memory (store::TaskRecord::max_rss_kib); 0: unknown.
   int64_t max_rss_kib = 0;
+  // Outcomes of its command probes not yet acknowledged, oldest first.
+  std::vector<ProbeOutcome> probes;
 };
 
 nlohmann::json TaskStatusToJson(const TaskStatus& s);

@@ -120,5 +120,35 @@ TEST(WireTaskStatusTest, AnEndedTasksPeakMemoryRoundTrips) {
   EXPECT_EQ(TaskStatusFromJson(TaskStatusToJson(TaskStatus{.task_id = "t", .state = "Failed"}))->max_rss_kib, 0);
 }
 
+TEST(WireAssignmentTest, CommandProbesRoundTripAndBadOnesAreRefused) {
+  Assignment a{.task_id = "j1-g0-r0-a0", .job_id = 1};
+  a.command_probes = {{.kind = "readiness", .argv = {"test", "-f", "ready"}, .initial_delay_ms = 2'000},
+                      {.kind = "liveness", .argv = {"/bin/true"}, .period_ms = 1'000, .timeout_ms = 500}};
+  absl::StatusOr<Assignment> back = AssignmentFromJson(AssignmentToJson(a));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->command_probes, a.command_probes);
+  json bad = AssignmentToJson(a);
+  bad["command_probes"][0]["kind"] = "sometimes";
+  EXPECT_THAT(AssignmentFromJson(bad).status().message(), HasSubstr("command probe"));
+  bad = AssignmentToJson(a);
+  bad["command_probes"][1]["argv"] = json::array();
+  EXPECT_FALSE(AssignmentFromJson(bad).ok());
+}
+
+TEST(WireTaskStatusTest, ProbeOutcomesRoundTripAndAFloodIsRefused) {
+  TaskStatus s{.task_id = "t", .state = "Running"};
+  s.probes = {{.kind = "readiness", .seq = 7, .passed = false, .message = "exited with status 1"},
+              {.kind = "startup", .seq = 1, .passed = true}};
+  absl::StatusOr<TaskStatus> back = TaskStatusFromJson(TaskStatusToJson(s));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->probes, s.probes);
+  json flood = TaskStatusToJson(s);
+  for (size_t i = 0; i < 3 * kMaxProbeOutcomes; ++i) flood["probes"].push_back(flood["probes"][0]);
+  EXPECT_THAT(TaskStatusFromJson(flood).status().message(), HasSubstr("too many"));
+  json odd = TaskStatusToJson(s);
+  odd["probes"][0]["kind"] = "whenever";
+  EXPECT_FALSE(TaskStatusFromJson(odd).ok());
+}
+
 }  // namespace
 }  // namespace icos::wire
