@@ -42,6 +42,7 @@
 #include "controller/service_autoscale.h"
 #include "controller/service_probes.h"
 #include "controller/service_state.h"
+#include "controller/service_traffic.h"
 #include "controller/slow_nodes.h"
 #include "controller/webhook_outbox.h"
 #include "controller/webhooks.h"
@@ -399,6 +400,10 @@ class Controller {
   // (ReportGatewayLoad); while neither measures it, autoscaled services
   // keep their count. Before Start.
   void SetServiceLoadSource(std::function<ServiceLoad(int64_t service_id)> source) { load_source_ = std::move(source); }
+  // Service `id`'s request rate and latency over the last hour, a point
+  // every ServiceTraffic::kStepMs (the dashboard's charts); empty while no
+  // gateway measures it. Readable by whoever may read the service.
+  absl::StatusOr<std::vector<TrafficPoint>> ServiceTrafficOf(const Principal& caller, int64_t id) const;
   // One round of readiness probes, now, on this thread (the prober's own
   // thread runs one every 250 ms once Start is called, each followed by
   // ReconcileServices; tests call these).
@@ -711,6 +716,7 @@ class Controller {
   mutable std::map<int64_t, ParsedRevision> parsed_revisions_;  // by service id; guarded by mu_
   std::function<ServiceLoad(int64_t)> load_source_;
   GatewayLoads gateway_loads_;
+  ServiceTraffic traffic_;  // sampled by ReconcileServices
   // Service `id`'s load as every gateway saw it (the in-process one and
   // those reporting); nullopt when none measures it (autoscaling then
   // leaves the count alone).

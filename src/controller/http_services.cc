@@ -130,6 +130,26 @@ void AddServiceRoutes(net::Router& s, Controller* c, const Authed& authed) {
           Reply(res, 200, ServiceJson(*e));
         }));
 
+  // The dashboard's charts: request rate, in flight and latency percentiles
+  // a point every step over the last hour, as the gateways measured them.
+  s.Get(R"(/api/v1/services/(\d+)/traffic)",
+        authed([c](const Principal& who, const net::Request& req, net::Response& res) {
+          auto id = IdOf(req);
+          if (!id.ok()) return Fail(res, id.status());
+          auto points = c->ServiceTrafficOf(who, *id);
+          if (!points.ok()) return Fail(res, points.status());
+          json out = json::array();
+          for (const TrafficPoint& p : *points) {
+            out.push_back({{"t_ms", p.t_ms},
+                           {"rps", p.rps},
+                           {"in_flight", p.in_flight},
+                           {"p50_ms", p.p50_ms},
+                           {"p90_ms", p.p90_ms},
+                           {"p99_ms", p.p99_ms}});
+          }
+          Reply(res, 200, {{"step_ms", ServiceTraffic::kStepMs}, {"points", out}});
+        }));
+
   s.Get(R"(/api/v1/services/(\d+))", authed([c](const Principal& who, const net::Request& req, net::Response& res) {
           auto id = IdOf(req);
           if (!id.ok()) return Fail(res, id.status());

@@ -10,25 +10,25 @@
 namespace icos::controller {
 namespace {
 
-// The 90th percentile of the answers counted between `from` and `to`
-// (the upper bound of its bucket); 0 without answers.
-double P90Ms(const ServiceLoad& from, const ServiceLoad& to) {
+int32_t Ceil(double x) { return static_cast<int32_t>(std::min(std::ceil(x - 1e-9), 1e9)); }
+
+}  // namespace
+
+double LatencyQuantileMs(const ServiceLoad& from, const ServiceLoad& to, double q) {
   uint64_t total = 0;
   for (size_t i = 0; i < to.latency.size(); ++i) total += to.latency[i] - from.latency[i];
   if (total == 0) return 0;
+  // The answer ranked q x total (a margin for q x total's rounding).
+  const double rank = q * static_cast<double>(total) - 1e-9;
   uint64_t seen = 0;
   for (size_t i = 0; i < to.latency.size(); ++i) {
     seen += to.latency[i] - from.latency[i];
-    if (seen * 10 >= total * 9) {
+    if (static_cast<double>(seen) >= rank) {
       return i < kLatencyBoundsMs.size() ? kLatencyBoundsMs[i] : 2 * kLatencyBoundsMs.back();
     }
   }
   return 2 * kLatencyBoundsMs.back();
 }
-
-int32_t Ceil(double x) { return static_cast<int32_t>(std::min(std::ceil(x - 1e-9), 1e9)); }
-
-}  // namespace
 
 ScaleDecision Autoscale(const api::AutoscaleSpec& spec, int32_t current, const ServiceLoad& load, int64_t now_ms,
                         AutoscaleMemory& m) {
@@ -45,7 +45,7 @@ ScaleDecision Autoscale(const api::AutoscaleSpec& spec, int32_t current, const S
   double in_flight = 0;
   for (const auto& [ms, sample] : m.samples) in_flight += sample.in_flight;
   in_flight /= static_cast<double>(m.samples.size());
-  const double p90 = P90Ms(base, load);
+  const double p90 = LatencyQuantileMs(base, load, 0.9);
 
   int32_t want = 0;
   std::string measured;

@@ -38,6 +38,11 @@ struct ServiceLoad {
   std::array<uint64_t, kLatencyBoundsMs.size() + 1> latency{};  // answers per bucket
 };
 
+// The q-th quantile (0.9: the 90th percentile) of the answers counted
+// between `from` and `to`: the upper bound of its bucket (twice the last
+// bound for the open bucket); 0 without answers.
+double LatencyQuantileMs(const ServiceLoad& from, const ServiceLoad& to, double q);
+
 // The last window of samples and decisions of one service.
 struct AutoscaleMemory {
   std::deque<std::pair<int64_t, ServiceLoad>> samples;  // oldest first

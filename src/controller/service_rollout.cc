@@ -251,6 +251,7 @@ void Controller::MakeReplicas(const ReplicasToMake& m) {
 void Controller::ReconcileServices() {
   std::lock_guard<std::mutex> one(reconcile_mu_);
   std::vector<ReplicasToMake> makes;
+  std::vector<int64_t> measured;  // open services: their traffic is charted
   {
     std::lock_guard<std::mutex> lock(mu_);
     engine::Change c(clock_->NowMs());
@@ -261,8 +262,10 @@ void Controller::ReconcileServices() {
       if (was.stopped && replicas.empty()) {
         parsed_revisions_.erase(id);
         autoscale_.erase(id);
+        traffic_.Forget(id);
         continue;
       }
+      if (!was.stopped) measured.push_back(id);
       if (std::optional<ServiceState> next = StepService(was, replicas, adopted.count(id) > 0, c, makes)) {
         changed.push_back(*std::move(next));
       }
@@ -278,6 +281,10 @@ void Controller::ReconcileServices() {
   }
   for (const ReplicasToMake& m : makes) MakeReplicas(m);
   if (!makes.empty()) Wake();
+  const int64_t now = clock_->NowMs();
+  for (int64_t id : measured) {
+    if (std::optional<ServiceLoad> load = MeasuredLoad(id, now)) traffic_.Sample(id, *load, now);
+  }
 }
 
 absl::StatusOr<int32_t> Controller::UpdateService(const Principal& caller, int64_t id, const std::string& spec_text,
@@ -374,6 +381,11 @@ absl::Status Controller::PauseService(const Principal& caller, int64_t id, bool 
           pause ? absl::StrCat("by ", caller.name, ": nothing is made or stopped for it until icos service resume ", id)
                 : absl::StrCat("by ", caller.name));
   return SaveService(std::move(next), std::move(c));
+}
+
+absl::StatusOr<std::vector<TrafficPoint>> Controller::ServiceTrafficOf(const Principal& caller, int64_t id) const {
+  if (absl::StatusOr<ServiceState> seen = GetService(caller, id); !seen.ok()) return seen.status();
+  return traffic_.Of(id);
 }
 
 absl::StatusOr<ServiceState> Controller::GetService(const Principal& caller, int64_t id) const {

@@ -22,8 +22,9 @@ ARTIFACTS=${ICOS_ARTIFACTS:-$REPO_ROOT/build/debug/test-artifacts/dashboard}
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS"/*.png
 
+GATEWAY_PORT=$(free_port)
 start_up --node-name gpu-a --inventory "$REPO_ROOT/tests/e2e/testdata/mixed_cluster.json" --cpus 16 --memory-mib 32768 \
-  --utilisation-step 1
+  --utilisation-step 1 --gateway-port "$GATEWAY_PORT"
 # The binary must carry the built dashboard, not the "how to build it" page.
 curl -sf "$ICOS_SERVER/" | grep -q '/assets/' ||
   fail "icos was built without web/dist: run scripts/build-web.sh, then build icos again"
@@ -68,6 +69,9 @@ tasks:
     resources: {cpu: 100m, memory: 64Mi}
 YAML
 icos submit "$E2E_DIR/service.yaml" > /dev/null || fail "the service for the services page was refused"
+# Steady requests through the gateway, for the services page's charts.
+(while true; do curl -s -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/web-ui/"; sleep 0.05; done) &
+PIDS+=($!)
 
 MARKER="dashboard-marker-$RANDOM$RANDOM"
 export ICOS_URL="$ICOS_SERVER" ICOS_TOKEN="$(cat "$ICOS_HOME/admin.token")" ICOS_ARTIFACTS="$ARTIFACTS" CHROMIUM MARKER

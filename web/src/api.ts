@@ -147,6 +147,21 @@ export interface Service {
   endpoints: ServiceReplica[];
 }
 
+// GET /api/v1/services/{id}/traffic: what the gateways measured, a point per step.
+export interface TrafficPoint {
+  t_ms: number;
+  rps: number;
+  in_flight: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+}
+
+export interface ServiceTraffic {
+  step_ms: number;
+  points: TrafficPoint[];
+}
+
 export type Amounts = Record<string, number>;
 
 export interface Queue {

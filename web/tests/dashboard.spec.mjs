@@ -236,6 +236,13 @@ try {
       throw new Error(`replica row: ${row}`);
     }
     await service.getByTestId("rollout").filter({ hasText: "revision 1 · complete" }).waitFor({ timeout: 10_000 });
+    // The requests the test sends through the gateway, charted: a rate
+    // above zero and a latency, once a 5 s step has passed with them.
+    const now = service.getByTestId("traffic-now").filter({ hasText: /[1-9][0-9.]* answers\/s.*p90 ≤ \d+/ });
+    await now.waitFor({ timeout: 40_000 });
+    if ((await service.locator("[data-testid=traffic] .chart canvas").count()) < 2) {
+      throw new Error("the services page draws no request or latency chart");
+    }
     await shot("services");
   });
 
