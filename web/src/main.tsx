@@ -45,7 +45,7 @@ function Page({ route, me }: { route: string; me: Whoami }) {
     case "/jobs":
       return <Jobs params={params} />;
     case "/services":
-      return <Services />;
+      return <Services me={me} />;
     case "/queues":
       return <Queues />;
     case "/utilisation":

@@ -246,6 +246,33 @@ try {
     await shot("services");
   });
 
+  await step("a service is scaled and updated from its page", async () => {
+    const service = page.locator("section.service[data-service=web-ui]");
+    await service.getByTestId("scale-to").fill("2");
+    await service.getByTestId("scale").click();
+    await service.getByTestId("action-result").filter({ hasText: /^scale: .*"replicas":2/ }).waitFor();
+    const readyBoth = async () => {
+      try {
+        await service.getByTestId("ready-count").filter({ hasText: "2 of 2 ready" }).waitFor({ timeout: 30_000 });
+      } catch (e) {
+        throw new Error(`${e.message}\nthe service's section:\n${await service.innerText()}`);
+      }
+    };
+    await readyBoth();
+    // A new revision: the current spec with one more variable, rolled out.
+    await service.getByTestId("edit-spec").click();
+    const editor = service.getByTestId("spec-text");
+    await editor.waitFor();
+    const spec = await editor.inputValue();
+    if (!/"kind": "service"/.test(spec)) throw new Error(`the editor holds no service spec: ${spec.slice(0, 200)}`);
+    await editor.fill(spec.replace('"queue":', '"env": {"REVISION_FROM": "the dashboard"},\n  "queue":'));
+    await service.getByTestId("roll-out").click();
+    await service.getByTestId("action-result").filter({ hasText: /^update: .*"revision":2/ }).waitFor();
+    await service.getByTestId("rollout").filter({ hasText: "revision 2 · complete" }).waitFor({ timeout: 60_000 });
+    await readyBoth();
+    await shot("services-updated");
+  });
+
   await step("queues show usage against guarantee and limit", async () => {
     await page.goto(`${url}/#/queues`);
     const row = page.locator('section.queue[data-queue=research] tr[data-resource="ascend"]');

@@ -1,9 +1,10 @@
 import { useMemo } from "preact/hooks";
-import { getJson, type Service, type ServiceTraffic } from "../api";
+import { getJson, type Service, type ServiceTraffic, type Whoami } from "../api";
 import { fmtDuration, paletteColour } from "../format";
 import { usePoll } from "../hooks";
 import { TimeChart, type Series } from "./Chart";
 import { ErrorBox } from "./ErrorBox";
+import { ServiceActions } from "./ServiceActions";
 
 // A service's requests over the last hour as its gateways measured them:
 // answers per second and requests in flight, and the latency percentiles of
@@ -59,9 +60,9 @@ function Traffic({ id }: { id: number }) {
 // Services (docs/services.md): each one's replicas, where each serves,
 // whether its readiness probe lets traffic in, and why not; its revision and
 // the rollout under way (which replicas still run an older revision); its
-// request rate and latency.
+// request rate and latency; and, for its owner, what can be done to it.
 // Polled every 2 s.
-export function Services() {
+export function Services({ me }: { me: Whoami }) {
   const { data, error } = usePoll(() => getJson<{ services: Service[] }>("/api/v1/services"), 2000);
   if (error) return <ErrorBox error={error} what="services" />;
   if (!data) return <p class="muted">Loading…</p>;
@@ -123,6 +124,7 @@ export function Services() {
               ))}
             </tbody>
           </table>
+          <ServiceActions service={s} me={me} />
           <Traffic id={s.id} />
         </section>
       ))}
