@@ -10,7 +10,10 @@
 #             and/or a cap on preemptions per job and hour
 #   +faults   nodes also fail: at Meta's Llama 3 rate (--device-mtbf llama3,
 #             one interruption per 50,677 GPU-hours) or ten times it, each
-#             down an hour; a failure loses the work since the last checkpoint
+#             down an hour; a failure loses the work since the last checkpoint;
+#             +racks adds correlated failures (racks of 4 nodes, each failing
+#             whole every 2,190 h: four times a year) and heavy-tailed repairs
+#             (log-normal, sigma 1.5, mean 1 h)
 # One row per (GPUs, setting, policy): mean JCT, preemptions, GPU-hours lost
 # and their share of GPU-hours used.
 # Usage: bench/sim_checkpoints.sh [GPUS...]   (default 480 560 672; needs a
@@ -35,6 +38,7 @@ SETTINGS=(
   "ckpt+min-run 1860+cap 1/h|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860 --max-interruptions-per-hour 1"
   "ckpt+min-run 1860+faults llama3|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860 --device-mtbf llama3"
   "ckpt+min-run 1860+faults 10x llama3|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860 --device-mtbf 5068"
+  "ckpt+min-run 1860+faults llama3+racks|--checkpoint-interval 1800 --restore-delay 60 --min-run 1860 --device-mtbf llama3 --rack 4:2190 --repair-times lognormal:1.5"
 )
 # SETTINGS_MATCHING=REGEX keeps only the settings whose name matches.
 if [ -n "${SETTINGS_MATCHING:-}" ]; then
@@ -60,7 +64,10 @@ for line in sys.stdin:
     share = 100 * lost / used if used else 0
     policy, preemptions = r["policy"], r["preemptions"]
     n, stops, flost = r.get("faults", 0), r.get("fault_stops", 0), r.get("gpu_hours_lost_to_faults", 0)
+    racks, down = r.get("rack_faults", 0), r.get("node_hours_down", 0)
     faults = f"{n}: {stops}, {flost:.0f}" if n else "none"
+    if racks:
+        faults += f" ({racks} racks; {down:.0f} node-h down)"
     print(f"| {gpus} | {name} | {policy} | {jct_h:.2f} h | {preemptions} | {lost:.0f} | {used:.0f} | {share:.2f}% | {faults} |")
 ' "$gpus" "$name"
   done

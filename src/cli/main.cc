@@ -300,6 +300,12 @@ int main(int argc, char** argv) {
                       "or llama3 (Meta's published rate: 419 interruptions in 54 days on 16,384 GPUs); default none");
   sim_cmd->add_option("--repair-time", sim.repair_s, "seconds a failed node stays out (default 3600)")
       ->check(CLI::Range(0.0, 1e9));
+  sim_cmd->add_option("--repair-times", sim.repair_times,
+                      "how repair times spread around --repair-time: fixed (default), exp (exponential) or "
+                      "lognormal[:SIGMA] (heavy-tailed; SIGMA in log space, default 1)");
+  sim_cmd->add_option("--rack", sim.rack,
+                      "correlated failures: NODES:MTBF_HOURS, racks of NODES consecutive nodes, each failing whole "
+                      "every MTBF_HOURS on average (a switch, a power feed) and repaired as one");
   sim_cmd->add_option("--fault-seed", sim.fault_seed, "random seed of the node failures");
   sim_cmd
       ->add_option("--inflation-seeds", sim.inflation_seeds,

@@ -341,6 +341,34 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     err << "icos sim: --device-mtbf '" << f.device_mtbf << "': expected device-hours > 0, or llama3\n";
     return 1;
   }
+  // Repair times and racks (sim::SimOptions::repair_times, rack_nodes).
+  auto repair_times = sim::SimOptions::RepairTimes::kFixed;
+  double repair_sigma = 1.0;
+  if (f.repair_times == "exp") {
+    repair_times = sim::SimOptions::RepairTimes::kExponential;
+  } else if (f.repair_times == "lognormal" || absl::StartsWith(f.repair_times, "lognormal:")) {
+    repair_times = sim::SimOptions::RepairTimes::kLogNormal;
+    if (f.repair_times != "lognormal" &&
+        (!absl::SimpleAtod(f.repair_times.substr(10), &repair_sigma) || !(repair_sigma > 0 && repair_sigma <= 5))) {
+      err << "icos sim: --repair-times '" << f.repair_times << "': the sigma after lognormal: must be in (0, 5]\n";
+      return 1;
+    }
+  } else if (f.repair_times != "fixed") {
+    err << "icos sim: --repair-times '" << f.repair_times << "': expected fixed, exp or lognormal[:SIGMA]\n";
+    return 1;
+  }
+  int32_t rack_nodes = 0;
+  double rack_mtbf_h = 0;
+  if (!f.rack.empty()) {
+    const std::vector<std::string> parts = absl::StrSplit(f.rack, ':');
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &rack_nodes) || rack_nodes < 1 ||
+        !absl::SimpleAtod(parts[1], &rack_mtbf_h) || !(rack_mtbf_h > 0) || !std::isfinite(rack_mtbf_h)) {
+      err << "icos sim: --rack '" << f.rack << "': expected NODES:MTBF_HOURS, e.g. 4:8760 (racks of 4 nodes, each "
+          << "failing once a year)\n";
+      return 1;
+    }
+  }
+  const bool faults = device_mtbf_h > 0 || rack_nodes > 0;
   auto w = LoadWorkload(f);
   if (!w.ok()) {
     err << "icos sim: " << w.status().message() << "\n";
@@ -406,6 +434,10 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
     o.usage_half_life_s = f.usage_half_life_s;
     o.device_mtbf_h = device_mtbf_h;
     o.repair_s = f.repair_s;
+    o.repair_times = repair_times;
+    o.repair_sigma = repair_sigma;
+    o.rack_nodes = rack_nodes;
+    o.rack_mtbf_h = rack_mtbf_h;
     o.fault_seed = f.fault_seed;
     o.record_utilisation = true;
     auto r = sim::Simulate(*nodes, w->jobs, o);
@@ -427,9 +459,14 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       j["min_run_s"] = f.min_run_s;
       j["max_interruptions_per_hour"] = f.max_interruptions_per_hour;
       j["usage_half_life_s"] = f.usage_half_life_s;
-      if (device_mtbf_h > 0) {
+      if (faults) {
         j["device_mtbf_h"] = device_mtbf_h;
         j["repair_s"] = f.repair_s;
+        j["repair_times"] = f.repair_times;
+        if (rack_nodes > 0) {
+          j["rack_nodes"] = rack_nodes;
+          j["rack_mtbf_h"] = rack_mtbf_h;
+        }
         j["fault_seed"] = f.fault_seed;
       }
       if (window_first >= 0) {
@@ -450,10 +487,12 @@ int RunSim(const SimFlags& f, std::ostream& out, std::ostream& err) {
       out << absl::StrFormat("         %d preemptions, %d moves; GPU-hours lost %.1f of %.1f used (%.2f%%)\n",
                              s.preemptions, s.migrations, s.gpu_hours_lost, s.gpu_hours_used,
                              s.gpu_hours_used > 0 ? 100.0 * s.gpu_hours_lost / s.gpu_hours_used : 0.0);
-      if (device_mtbf_h > 0) {
-        out << absl::StrFormat("         %d node failures ended %d runs; they lost %.1f GPU-hours (%.2f%% of used)\n",
-                               s.faults, s.fault_stops, s.gpu_hours_lost_to_faults,
-                               s.gpu_hours_used > 0 ? 100.0 * s.gpu_hours_lost_to_faults / s.gpu_hours_used : 0.0);
+      if (faults) {
+        out << absl::StrFormat(
+            "         %d node failures (%d whole racks) ended %d runs; they lost %.1f GPU-hours (%.2f%% of used); "
+            "nodes were down %.0f node-hours\n",
+            s.faults, s.rack_faults, s.fault_stops, s.gpu_hours_lost_to_faults,
+            s.gpu_hours_used > 0 ? 100.0 * s.gpu_hours_lost_to_faults / s.gpu_hours_used : 0.0, s.node_hours_down);
       }
       if (s.estimator == "learned") {
         out << absl::StrFormat(

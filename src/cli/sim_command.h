@@ -34,6 +34,10 @@ struct SimFlags {
   // failures, or "llama3" (sim::kLlama3DeviceMtbfH); empty: no faults.
   std::string device_mtbf;
   double repair_s = 3'600;
+  std::string repair_times = "fixed";  // fixed | exp | lognormal[:SIGMA]
+  int32_t rack_nodes = 0;              // --rack NODES:MTBF_HOURS
+  double rack_mtbf_h = 0;
+  std::string rack;
   uint64_t fault_seed = 1;
   int inflation_seeds = 0;     // >0: FGD's inflation experiment (openb) over this many seeds
   bool gpu_pods_only = false;  // inflation: leave out the CPU-only pods (FGD's artifact has them)

@@ -138,6 +138,8 @@ Summary Summarize(const SimResult& r) {
   s.faults = r.faults;
   s.fault_stops = r.fault_stops;
   s.gpu_hours_lost_to_faults = r.gpu_hours_lost_to_faults;
+  s.rack_faults = r.rack_faults;
+  s.node_hours_down = r.node_hours_down;
   s.events = r.events;
   s.passes = r.passes;
   s.wall_s = r.wall_s;
@@ -205,6 +207,8 @@ nlohmann::ordered_json ToJson(const Summary& s) {
       {"faults", s.faults},
       {"fault_stops", s.fault_stops},
       {"gpu_hours_lost_to_faults", s.gpu_hours_lost_to_faults},
+      {"rack_faults", s.rack_faults},
+      {"node_hours_down", s.node_hours_down},
       {"events", s.events},
       {"passes", s.passes},
       {"wall_s", s.wall_s}};

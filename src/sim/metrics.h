@@ -56,6 +56,8 @@ struct Summary {
   int64_t faults = 0;
   int64_t fault_stops = 0;
   double gpu_hours_lost_to_faults = 0;
+  int64_t rack_faults = 0;
+  double node_hours_down = 0;
   int64_t events = 0;
   int64_t passes = 0;
   double wall_s = 0;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <memory>
+#include <numbers>
 #include <queue>
 #include <random>
 #include <set>
@@ -206,8 +207,13 @@ class Sim {
     }
     result_.policy = options.policy;
     result_.estimator = options.estimator;
+    down_.assign(snap_.nodes.size(), 0);
     if (options.device_mtbf_h > 0) {
       for (size_t k = 0; k < snap_.nodes.size(); ++k) ScheduleFailure(static_cast<int32_t>(k), 0);
+    }
+    if (options.rack_nodes > 0 && options.rack_mtbf_h > 0) {
+      const size_t racks = (snap_.nodes.size() + options.rack_nodes - 1) / options.rack_nodes;
+      for (size_t r = 0; r < racks; ++r) ScheduleRackFailure(static_cast<int32_t>(r), 0);
     }
   }
 
@@ -232,10 +238,12 @@ class Sim {
   enum class StopKind { kPreempted, kMigrated, kFault };
   // A node's next failure, or its repair (the fault model).
   struct NodeEvent {
+    enum Kind { kFail, kRepair, kRackFail, kRackRepair };
     int64_t t_ms;
-    int32_t node;
-    bool repair;
-    bool operator>(const NodeEvent& o) const { return std::tie(t_ms, node) > std::tie(o.t_ms, o.node); }
+    int32_t node;  // the rack's index for rack events
+    Kind kind;
+    int64_t down_ms = 0;  // repairs: when the failure began
+    bool operator>(const NodeEvent& o) const { return std::tie(t_ms, node, kind) > std::tie(o.t_ms, o.node, o.kind); }
   };
   struct Completion {
     int64_t t_ms;
@@ -262,9 +270,15 @@ class Sim {
   // The fault model: draws node k's next failure after `from_ms` (none for
   // a node without devices).
   void ScheduleFailure(int32_t node, int64_t from_ms);
-  // Node k fails: its running jobs stop (StopKind::kFault) and it takes no
-  // work until its repair.
-  void FailNode(int32_t node, int64_t now_ms);
+  // Node k goes down: its running jobs stop (StopKind::kFault) and it takes
+  // no work until every failure that took it down is repaired.
+  void TakeDown(int32_t node, int64_t now_ms);
+  void BringUp(int32_t node, int64_t now_ms, int64_t down_ms);
+  // How long the next repair takes (SimOptions::repair_times), in ms.
+  int64_t RepairMs();
+  // Rack r's next failure after `from_ms` (SimOptions::rack_mtbf_h).
+  void ScheduleRackFailure(int32_t rack, int64_t from_ms);
+  void HandleNodeEvent(const NodeEvent& e);
   // The end of job i's run at `now_ms` (a stop or its completion): counts the
   // devices it held and the restore it paid.
   void EndRun(int32_t i, int64_t now_ms);
@@ -308,7 +322,12 @@ class Sim {
   core::UsageHistory usage_history_;
   std::priority_queue<NodeEvent, std::vector<NodeEvent>, std::greater<>> node_events_;
   std::mt19937_64 fault_rng_{options_.fault_seed};
-  int32_t nodes_down_ = 0;
+  // Racks and repair times draw from streams of their own: a seed's node
+  // failures stay the same whatever else is modelled.
+  std::mt19937_64 rack_rng_{options_.fault_seed ^ 0x9e3779b97f4a7c15ULL};
+  std::mt19937_64 repair_rng_{options_.fault_seed ^ 0xc2b2ae3d27d4eb4fULL};
+  std::vector<int32_t> down_;  // per node: failures not yet repaired
+  int32_t nodes_down_ = 0;     // nodes with any
 };
 
 void Sim::ScheduleFailure(int32_t node, int64_t from_ms) {
@@ -320,11 +339,33 @@ void Sim::ScheduleFailure(int32_t node, int64_t from_ms) {
   // every standard library.
   const double u = OpenUnitFromBits(fault_rng_());
   const double gap_h = -std::log(u) * options_.device_mtbf_h / devices;
-  node_events_.push({from_ms + std::max<int64_t>(1, ToMs(gap_h * 3'600)), node, false});
+  node_events_.push({from_ms + std::max<int64_t>(1, ToMs(gap_h * 3'600)), node, NodeEvent::kFail});
 }
 
-void Sim::FailNode(int32_t node, int64_t now_ms) {
+int64_t Sim::RepairMs() {
+  const double mean = options_.repair_s;
+  double s = mean;
+  if (options_.repair_times == SimOptions::RepairTimes::kExponential) {
+    s = -std::log(OpenUnitFromBits(repair_rng_())) * mean;
+  } else if (options_.repair_times == SimOptions::RepairTimes::kLogNormal) {
+    // exp(mu + sigma z) with mean exp(mu + sigma^2 / 2) = mean; z by Box-Muller
+    // on the raw bits (the same draws on every standard library).
+    const double sigma = options_.repair_sigma;
+    const double u1 = OpenUnitFromBits(repair_rng_()), u2 = OpenUnitFromBits(repair_rng_());
+    const double z = std::sqrt(-2 * std::log(u1)) * std::cos(2 * std::numbers::pi * u2);
+    s = std::exp(std::log(mean) - sigma * sigma / 2 + sigma * z);
+  }
+  return std::max<int64_t>(1, ToMs(std::min(s, 100 * mean)));
+}
+
+void Sim::ScheduleRackFailure(int32_t rack, int64_t from_ms) {
+  const double gap_h = -std::log(OpenUnitFromBits(rack_rng_())) * options_.rack_mtbf_h;
+  node_events_.push({from_ms + std::max<int64_t>(1, ToMs(gap_h * 3'600)), rack, NodeEvent::kRackFail});
+}
+
+void Sim::TakeDown(int32_t node, int64_t now_ms) {
   ++result_.faults;
+  if (down_[node]++ > 0) return;  // already down: nothing runs there
   ++nodes_down_;
   snap_.nodes[node].schedulable = false;
   std::vector<int32_t> hit;
@@ -337,7 +378,47 @@ void Sim::FailNode(int32_t node, int64_t now_ms) {
     }
   }
   for (int32_t i : hit) Stop(i, now_ms, StopKind::kFault);
-  node_events_.push({now_ms + std::max<int64_t>(1, ToMs(options_.repair_s)), node, true});
+}
+
+void Sim::BringUp(int32_t node, int64_t now_ms, int64_t down_ms) {
+  result_.node_hours_down += (now_ms - down_ms) / 3.6e6;
+  if (--down_[node] > 0) return;
+  snap_.nodes[node].schedulable = true;
+  --nodes_down_;
+  dirty_ = true;
+}
+
+void Sim::HandleNodeEvent(const NodeEvent& e) {
+  const int64_t now = e.t_ms;
+  const int32_t racks = options_.rack_nodes > 0
+                            ? static_cast<int32_t>((snap_.nodes.size() + options_.rack_nodes - 1) / options_.rack_nodes)
+                            : 0;
+  switch (e.kind) {
+    case NodeEvent::kFail:
+      TakeDown(e.node, now);
+      node_events_.push({now + RepairMs(), e.node, NodeEvent::kRepair, now});
+      break;
+    case NodeEvent::kRepair:
+      BringUp(e.node, now, e.down_ms);
+      ScheduleFailure(e.node, now);
+      break;
+    case NodeEvent::kRackFail: {
+      if (e.node >= racks) break;
+      ++result_.rack_faults;
+      const int32_t first = e.node * options_.rack_nodes;
+      const int32_t last = std::min<int32_t>(first + options_.rack_nodes, static_cast<int32_t>(snap_.nodes.size()));
+      for (int32_t k = first; k < last; ++k) TakeDown(k, now);
+      node_events_.push({now + RepairMs(), e.node, NodeEvent::kRackRepair, now});
+      break;
+    }
+    case NodeEvent::kRackRepair: {
+      const int32_t first = e.node * options_.rack_nodes;
+      const int32_t last = std::min<int32_t>(first + options_.rack_nodes, static_cast<int32_t>(snap_.nodes.size()));
+      for (int32_t k = first; k < last; ++k) BringUp(k, now, e.down_ms);
+      ScheduleRackFailure(e.node, now);
+      break;
+    }
+  }
 }
 
 learn::JobFacts Sim::Facts(const SimJob& s) {
@@ -638,14 +719,7 @@ absl::StatusOr<SimResult> Sim::Run() {
     while (!node_events_.empty() && node_events_.top().t_ms == now) {
       const NodeEvent e = node_events_.top();
       node_events_.pop();
-      if (e.repair) {
-        snap_.nodes[e.node].schedulable = true;
-        --nodes_down_;
-        ScheduleFailure(e.node, now);
-        dirty_ = true;
-      } else {
-        FailNode(e.node, now);
-      }
+      HandleNodeEvent(e);
     }
     std::vector<JobId> arrived;
     while (next < n && ToMs(jobs_[next].arrival_s) == now) {
@@ -702,8 +776,10 @@ absl::StatusOr<SimResult> Simulate(const std::vector<core::Node>& nodes, const s
   if (options.restore_delay_s < 0) return absl::InvalidArgumentError("restore_delay_s must be >= 0");
   if (options.checkpoint_interval_s < 0) return absl::InvalidArgumentError("checkpoint_interval_s must be >= 0");
   if (options.min_run_s < 0) return absl::InvalidArgumentError("min_run_s must be >= 0");
-  if (options.device_mtbf_h < 0 || options.repair_s < 0) {
-    return absl::InvalidArgumentError("device_mtbf_h and repair_s must be >= 0");
+  if (options.device_mtbf_h < 0 || options.repair_s < 0 || options.rack_mtbf_h < 0 || options.rack_nodes < 0 ||
+      !(options.repair_sigma > 0 && options.repair_sigma <= 5)) {
+    return absl::InvalidArgumentError(
+        "device_mtbf_h, repair_s, rack_nodes and rack_mtbf_h must be >= 0, repair_sigma in (0, 5]");
   }
   if (options.max_interruptions_per_hour < 0) {
     return absl::InvalidArgumentError("max_interruptions_per_hour must be >= 0");

@@ -89,6 +89,20 @@ struct SimOptions {
   // published rate of a large training cluster.
   double device_mtbf_h = 0;
   double repair_s = 3'600;
+  // How long repairs take, with mean repair_s: all the same (kFixed), drawn
+  // exponentially, or log-normally with repair_sigma (log-space spread):
+  // most repairs are quick and a few take days, as field studies of GPU
+  // clusters find. A draw is at most 100 x the mean.
+  enum class RepairTimes { kFixed, kExponential, kLogNormal };
+  RepairTimes repair_times = RepairTimes::kFixed;
+  double repair_sigma = 1.0;
+  // Correlated failures: the nodes, in order, form failure domains of
+  // rack_nodes each (a rack, a leaf switch, a power feed), each failing as
+  // a Poisson process every rack_mtbf_h hours; all its nodes go down at
+  // once and come back after one repair (drawn as above). Independent of
+  // the nodes' own failures (a node down for either is down). 0: none.
+  int32_t rack_nodes = 0;
+  double rack_mtbf_h = 0;
   uint64_t fault_seed = 1;
   // Queues of the snapshot; empty: one flat queue per distinct SimJob::queue.
   std::vector<core::Queue> queues;
@@ -145,7 +159,9 @@ struct SimResult {
   int64_t migrations = 0;               // running jobs moved to a faster type
   double gpu_hours_used = 0;            // allocated device-hours, all runs
   double gpu_hours_lost = 0;            // of those, thrown away by stops (JobOutcome::lost_gpu_s)
-  int64_t faults = 0;                   // node failures (SimOptions::device_mtbf_h)
+  int64_t faults = 0;                   // node failures (SimOptions::device_mtbf_h), a rack's nodes included
+  int64_t rack_faults = 0;              // failures of whole racks (SimOptions::rack_mtbf_h)
+  double node_hours_down = 0;           // nodes x hours out of service, repairs ended by the last event
   int64_t fault_stops = 0;              // runs they ended
   double gpu_hours_lost_to_faults = 0;  // work those runs threw away (part of gpu_hours_lost)
   double wall_s = 0;                    // real seconds the simulation took

@@ -739,5 +739,51 @@ TEST(FaultSimTest, OnlyTheFailedNodesJobsStop) {
   EXPECT_EQ(quiet->faults, 0);
 }
 
+// Correlated failures: a rack takes all its nodes down at once, so both
+// jobs of a two-node rack stop together, wait for one repair and come back
+// together; node-hours down count both nodes.
+TEST(FaultSimTest, ARackFailureStopsEveryNodeOfItsRackAtOnce) {
+  const auto jobs = Finalized({Job(0, 4, 50'000), Job(0, 4, 50'000)});
+  SimOptions o = Policy("default");
+  o.rack_nodes = 2;
+  o.rack_mtbf_h = 5;
+  o.repair_s = 3'600;
+  SimResult r = MustSimulate("2x4xV100", jobs, o);
+  ASSERT_GE(r.rack_faults, 1);
+  EXPECT_EQ(r.faults, 2 * r.rack_faults);  // every node of the rack, each time
+  EXPECT_EQ(r.jobs[0].fault_stops, r.jobs[1].fault_stops);
+  EXPECT_EQ(r.fault_stops, 2 * r.jobs[0].fault_stops);
+  EXPECT_EQ(r.jobs[0].finish_s, r.jobs[1].finish_s);  // stopped and restarted together
+  // Every repair ended before the jobs did is counted: 2 nodes x 1 h each.
+  EXPECT_GE(r.node_hours_down, 2.0 * r.jobs[0].fault_stops - 1e-9);
+  // Racks of one node each: the failures no longer line up.
+  o.rack_nodes = 1;
+  o.rack_mtbf_h = 10;
+  SimResult single = MustSimulate("2x4xV100", jobs, o);
+  EXPECT_EQ(single.faults, single.rack_faults);
+}
+
+// Repair times drawn with the configured mean: exponential and log-normal
+// draws differ from run to run of the failures, but a seed repeats them.
+TEST(FaultSimTest, RepairTimesMayBeDrawnAndASeedRepeatsThem) {
+  const auto jobs = Finalized({Job(0, 4, 200'000)});
+  SimOptions o = Policy("default");
+  o.device_mtbf_h = 40;
+  o.repair_s = 3'600;
+  SimResult fixed = MustSimulate("1x4xV100", jobs, o);
+  ASSERT_GE(fixed.faults, 2);
+  // Fixed: every repair is the mean (the last may still be under way at the end).
+  EXPECT_NEAR(fixed.node_hours_down, std::floor(fixed.node_hours_down + 1e-9), 1e-6);
+  for (auto times : {SimOptions::RepairTimes::kExponential, SimOptions::RepairTimes::kLogNormal}) {
+    o.repair_times = times;
+    SimResult drawn = MustSimulate("1x4xV100", jobs, o);
+    ASSERT_GE(drawn.faults, 2);
+    EXPECT_GT(std::abs(drawn.node_hours_down - std::round(drawn.node_hours_down)), 1e-6);  // not whole hours
+    EXPECT_EQ(MustSimulate("1x4xV100", jobs, o).node_hours_down, drawn.node_hours_down);
+  }
+  o.repair_sigma = 0;
+  EXPECT_FALSE(Simulate(*ParseClusterSpec("1x4xV100"), jobs, o).ok());
+}
+
 }  // namespace
 }  // namespace icos::sim
