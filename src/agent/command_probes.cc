@@ -1,15 +1,14 @@
 #include "agent/command_probes.h"
 
 #include <algorithm>
-#include <atomic>
+#include <chrono>
 #include <climits>
 #include <thread>
 #include <utility>
 
 namespace icos::agent {
 
-CommandProbes::CommandProbes(const icos::Clock* clock, RunFn run, size_t parallel)
-    : clock_(clock), run_(std::move(run)), parallel_(std::max<size_t>(parallel, 1)) {}
+CommandProbes::CommandProbes(const icos::Clock* clock, RunFn run) : clock_(clock), run_(std::move(run)) {}
 
 void CommandProbes::Set(const std::string& task_id, const std::vector<wire::CommandProbe>& probes, ProgramRun context,
                         int64_t started_ms) {
@@ -17,79 +16,80 @@ void CommandProbes::Set(const std::string& task_id, const std::vector<wire::Comm
   for (const wire::CommandProbe& p : probes) {
     task.probes.push_back({.spec = p, .next_ms = started_ms + std::max<int64_t>(p.initial_delay_ms, 0)});
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  tasks_[task_id] = std::move(task);
+  std::lock_guard<std::mutex> lock(state_->mu);
+  task.generation = ++state_->generations;
+  state_->tasks[task_id] = std::move(task);
 }
 
 void CommandProbes::Remove(const std::string& task_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  tasks_.erase(task_id);
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->tasks.erase(task_id);
 }
 
 bool CommandProbes::Has(const std::string& task_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return tasks_.count(task_id) > 0;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->tasks.count(task_id) > 0;
 }
 
 bool CommandProbes::RunDue() {
-  struct Due {
+  struct Run {
     std::string task_id;
+    uint64_t generation;
     size_t index;
-    ProgramRun run;
-    ProgramResult result;
+    ProgramRun program;
   };
-  std::vector<Due> due;
+  std::vector<Run> due;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(state_->mu);
     const int64_t now = clock_->NowMs();
-    for (auto& [id, task] : tasks_) {
+    for (auto& [id, task] : state_->tasks) {
       for (size_t i = 0; i < task.probes.size(); ++i) {
         Probe& p = task.probes[i];
         if (p.running || now < p.next_ms) continue;
         p.running = true;
-        ProgramRun run = task.context;
-        run.argv = p.spec.argv;
-        run.timeout_ms = p.spec.timeout_ms;
-        due.push_back({id, i, std::move(run), {}});
+        ProgramRun program = task.context;
+        program.argv = p.spec.argv;
+        program.timeout_ms = p.spec.timeout_ms;
+        due.push_back({id, task.generation, i, std::move(program)});
       }
     }
   }
-  if (due.empty()) return false;
-  // Outside the lock, up to parallel_ at once: a probe that hangs delays
-  // the others by at most its timeout.
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < due.size(); i = next++) due[i].result = run_(due[i].run);
-  };
-  std::vector<std::thread> helpers;
-  for (size_t i = 1; i < std::min(due.size(), parallel_); ++i) helpers.emplace_back(work);
-  work();
-  for (std::thread& h : helpers) h.join();
-
-  bool changed = false;
-  std::lock_guard<std::mutex> lock(mu_);
+  // Each run on a thread of its own, outside the lock; its thread records
+  // the outcome. The next run is a period after this one's start, or at its
+  // end when it took longer (a slow probe never queues a backlog of runs).
+  auto ended = std::make_shared<size_t>(0);
   const int64_t now = clock_->NowMs();
-  for (Due& d : due) {
-    auto it = tasks_.find(d.task_id);
-    if (it == tasks_.end() || d.index >= it->second.probes.size()) continue;  // removed meanwhile
-    Probe& p = it->second.probes[d.index];
-    p.running = false;
-    // The next period counts from this run's end: a slow probe never queues
-    // a backlog of runs.
-    p.next_ms = now + p.spec.period_ms;
-    changed = changed || !p.last_passed.has_value() || *p.last_passed != d.result.passed;
-    p.last_passed = d.result.passed;
-    p.pending.push_back(
-        {.kind = p.spec.kind, .seq = ++p.seq, .passed = d.result.passed, .message = std::move(d.result.reason)});
-    while (p.pending.size() > wire::kMaxProbeOutcomes) p.pending.pop_front();
+  const auto started = std::chrono::steady_clock::now();
+  for (Run& r : due) {
+    // The thread may outlive this object and its clock: it reads neither.
+    std::thread([state = state_, run = run_, now, started, ended, r = std::move(r)] {
+      ProgramResult result = run(r.program);
+      const int64_t took_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+      std::lock_guard<std::mutex> lock(state->mu);
+      ++*ended;
+      state->cv.notify_all();
+      auto it = state->tasks.find(r.task_id);
+      if (it == state->tasks.end() || it->second.generation != r.generation) return;  // removed or replaced meanwhile
+      Probe& p = it->second.probes[r.index];
+      p.running = false;
+      p.next_ms = now + std::max(p.spec.period_ms, took_ms);
+      state->changed = state->changed || !p.last_passed.has_value() || *p.last_passed != result.passed;
+      p.last_passed = result.passed;
+      p.pending.push_back(
+          {.kind = p.spec.kind, .seq = ++p.seq, .passed = result.passed, .message = std::move(result.reason)});
+      while (p.pending.size() > wire::kMaxProbeOutcomes) p.pending.pop_front();
+    }).detach();
   }
-  return changed;
+  std::unique_lock<std::mutex> lock(state_->mu);
+  state_->cv.wait_for(lock, std::chrono::milliseconds(kWaitMs), [&] { return *ended == due.size(); });
+  return std::exchange(state_->changed, false);
 }
 
 int64_t CommandProbes::NextDueMs() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_->mu);
   int64_t next = INT64_MAX;
-  for (const auto& [id, task] : tasks_) {
+  for (const auto& [id, task] : state_->tasks) {
     for (const Probe& p : task.probes) {
       if (!p.running) next = std::min(next, p.next_ms);
     }
@@ -99,17 +99,17 @@ int64_t CommandProbes::NextDueMs() const {
 
 std::vector<wire::ProbeOutcome> CommandProbes::Pending(const std::string& task_id) const {
   std::vector<wire::ProbeOutcome> out;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = tasks_.find(task_id);
-  if (it == tasks_.end()) return out;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->tasks.find(task_id);
+  if (it == state_->tasks.end()) return out;
   for (const Probe& p : it->second.probes) out.insert(out.end(), p.pending.begin(), p.pending.end());
   return out;
 }
 
 void CommandProbes::Acknowledge(const std::string& task_id, const std::vector<wire::ProbeOutcome>& sent) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = tasks_.find(task_id);
-  if (it == tasks_.end()) return;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->tasks.find(task_id);
+  if (it == state_->tasks.end()) return;
   for (Probe& p : it->second.probes) {
     int64_t last = 0;
     for (const wire::ProbeOutcome& o : sent) {

@@ -9,15 +9,19 @@
 // memory and device rules bound the probe too), its directory and its
 // environment, with none of the agent's files.
 //
-// Thread-safety: all methods are thread-safe; RunDue runs the programs
-// outside the lock.
+// Thread-safety: all methods are thread-safe. Each probe runs on a thread
+// of its own, outside the lock, one run of a probe at a time; RunDue waits
+// for the runs it started at most kWaitMs, so a probe that hangs for its
+// whole timeout (up to an hour) delays no other replica's probes.
 #ifndef ICOS_AGENT_COMMAND_PROBES_H_
 #define ICOS_AGENT_COMMAND_PROBES_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -32,8 +36,8 @@ namespace icos::agent {
 class CommandProbes {
  public:
   using RunFn = std::function<ProgramResult(const ProgramRun&)>;
-  // `run` is RunProgram but for tests. At most `parallel` probes run at once.
-  explicit CommandProbes(const icos::Clock* clock, RunFn run = RunProgram, size_t parallel = 8);
+  // `run` is RunProgram but for tests.
+  explicit CommandProbes(const icos::Clock* clock, RunFn run = RunProgram);
 
   // The probes of a running task, run in `context` (its argv and timeout
   // are each probe's), the first of each initial_delay_ms after
@@ -44,10 +48,12 @@ class CommandProbes {
   void Remove(const std::string& task_id);
   bool Has(const std::string& task_id) const;
 
-  // Runs the probes due now and waits for them. True when an outcome
-  // differs from the one before it of the same probe (a change worth a
-  // heartbeat now).
+  // Starts the probes due now and waits for them at most kWaitMs (one still
+  // running then records its outcome when it ends). True when an outcome
+  // that differs from the one before it of the same probe was recorded
+  // since the last call (a change worth a heartbeat now).
   bool RunDue();
+  static constexpr int64_t kWaitMs = 2'000;
   // When the next probe is due (clock ms); INT64_MAX when none is.
   int64_t NextDueMs() const;
 
@@ -67,15 +73,22 @@ class CommandProbes {
     std::deque<wire::ProbeOutcome> pending;
   };
   struct Task {
+    uint64_t generation = 0;  // Set() makes a new one: a run of the old probes records nothing
     ProgramRun context;
     std::vector<Probe> probes;
+  };
+  // Shared with the probes' threads, which may outlive a RunDue (and this).
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;  // a run ended
+    std::map<std::string, Task> tasks;
+    uint64_t generations = 0;
+    bool changed = false;
   };
 
   const icos::Clock* clock_;
   RunFn run_;
-  size_t parallel_;
-  mutable std::mutex mu_;
-  std::map<std::string, Task> tasks_;  // guarded by mu_
+  const std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 }  // namespace icos::agent

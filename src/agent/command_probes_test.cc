@@ -1,5 +1,9 @@
 #include "agent/command_probes.h"
 
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -27,9 +31,7 @@ struct Scripted {
 
 class CommandProbesTest : public ::testing::Test {
  protected:
-  CommandProbesTest()
-      : probes_(
-            &clock_, [this](const ProgramRun& r) { return script_(r); }, 1) {}
+  CommandProbesTest() : probes_(&clock_, [this](const ProgramRun& r) { return script_(r); }) {}
 
   FakeClock clock_{0};
   Scripted script_;
@@ -100,6 +102,35 @@ TEST_F(CommandProbesTest, ARemovedTaskIsNoLongerProbed) {
   EXPECT_FALSE(probes_.RunDue());
   EXPECT_THAT(script_.asked, IsEmpty());
   EXPECT_THAT(probes_.Pending("t"), IsEmpty());
+}
+
+// A probe that hangs for its whole timeout (a spec may give it an hour)
+// delays no other replica's probe on the node, and is not run again while
+// it is out; its outcome is recorded when it ends.
+TEST(CommandProbesRealTest, AProbeThatHangsDelaysNoOtherReplica) {
+  FakeClock clock(0);
+  CommandProbes probes(&clock);
+  const std::string flag = ::testing::TempDir() + "/command-probe-release";
+  std::remove(flag.c_str());
+  probes.Set("slow",
+             {{.kind = "readiness",
+               .argv = {"/bin/sh", "-c", "while [ ! -e \"$0\" ]; do sleep 0.05; done; exit 1", flag},
+               .timeout_ms = 3'600'000}},
+             {}, 0);
+  probes.Set("quick", {{.kind = "readiness", .argv = {"/bin/true"}}}, {}, 0);
+  EXPECT_TRUE(probes.RunDue());  // returns, with the quick one's outcome
+  EXPECT_THAT(probes.Pending("quick"), ElementsAre(wire::ProbeOutcome{"readiness", 1, true, ""}));
+  EXPECT_THAT(probes.Pending("slow"), IsEmpty());
+  clock.Set(10'000);
+  probes.RunDue();
+  EXPECT_EQ(probes.Pending("quick").size(), 2u);
+  EXPECT_THAT(probes.Pending("slow"), IsEmpty());  // still the first run: not started again
+  std::ofstream(flag).put('x');
+  for (int i = 0; i < 500 && probes.Pending("slow").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_THAT(probes.Pending("slow"), ElementsAre(Field(&wire::ProbeOutcome::seq, 1)));
+  std::remove(flag.c_str());
 }
 
 TEST(CommandProbesRealTest, ARealProgramsOutcomeIsReported) {

@@ -143,19 +143,21 @@ void ServiceProber::Stop() {
 }
 
 namespace {
-// Probes in flight at once in a round.
-constexpr size_t kProbeThreads = 16;
-}  // namespace
 
-namespace {
 bool IsCommand(const api::ProbeSpec& p) { return p.type == api::ProbeSpec::Type::kCommand; }
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 void ServiceProber::ObserveCommandOutcomes(const std::string& node, const std::string& instance, int64_t job_id,
                                            int32_t attempt, const std::vector<wire::ProbeOutcome>& outcomes) {
   if (outcomes.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  Reported& r = reported_[job_id];
+  std::lock_guard<std::mutex> lock(state_->mu);
+  Reported& r = state_->reported[job_id];
   if (r.attempt != attempt || r.node != node) r = Reported{.node = node, .attempt = attempt};
   if (r.instance != instance) {  // another agent process counts its runs afresh
     r.instance = instance;
@@ -175,10 +177,47 @@ void ServiceProber::ObserveCommandOutcomes(const std::string& node, const std::s
   }
 }
 
+void ServiceProber::Fold(State& s, const ProbeTarget& t, ProbeKind kind, const std::vector<absl::Status>& results,
+                         int64_t now_ms) {
+  const api::ProbeSpec& spec = kind == ProbeKind::kLiveness  ? t.liveness
+                               : kind == ProbeKind::kStartup ? t.startup
+                                                             : t.probe;
+  for (const absl::Status& result : results) {
+    auto it = s.by_job.find(t.job_id);
+    if (it == s.by_job.end() || it->second.ready.attempt != t.attempt) return;
+    Judged& j = it->second;
+    if (j.restart_asked && kind != ProbeKind::kReadiness) return;  // being restarted: nothing more to decide
+    Readiness& r = kind == ProbeKind::kLiveness ? j.live : kind == ProbeKind::kStartup ? j.started : j.ready;
+    ObserveProbe(spec, result, now_ms, r);
+    if (kind == ProbeKind::kLiveness && !r.ready) {
+      j.restart_asked = true;
+      s.dead.push_back({t.job_id, t.attempt, "LivenessFailed", absl::StrCat("its liveness probe failed: ", r.reason)});
+    }
+    if (kind != ProbeKind::kStartup) continue;
+    if (r.ready) {  // started: readiness and liveness from now on
+      const bool unprobed = t.probe.type == api::ProbeSpec::Type::kNone;
+      j.ready.ready = unprobed;
+      j.ready.since_ms = now_ms;
+      j.ready.reason = unprobed ? "running; it has no readiness probe" : "its startup probe passed";
+      return;  // what came after was judged by readiness and liveness
+    }
+    if (r.failed_in_row >= spec.failure_threshold) {
+      j.restart_asked = true;
+      j.ready.reason = absl::StrCat("its startup probe failed: ", r.reason);
+      s.dead.push_back({t.job_id, t.attempt, "StartupFailed",
+                        absl::StrCat("its startup probe failed ", r.failed_in_row,
+                                     " times in a row, the last: ", result.message())});
+    } else {
+      j.ready.reason = absl::StrCat("waiting for its startup probe: ", r.reason);
+    }
+  }
+}
+
 void ServiceProber::Round() {
   std::lock_guard<std::mutex> round(round_mu_);
   const std::vector<ProbeTarget> targets = targets_();
   const int64_t now = clock_->NowMs();
+  State& s = *state_;
   struct Due {
     const ProbeTarget* target;
     ProbeKind kind;
@@ -187,11 +226,11 @@ void ServiceProber::Round() {
   };
   std::vector<Due> due;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(s.mu);
     std::set<int64_t> running;
     for (const ProbeTarget& t : targets) {
       running.insert(t.job_id);
-      auto [it, added] = by_job_.try_emplace(t.job_id);
+      auto [it, added] = s.by_job.try_emplace(t.job_id);
       Judged& j = it->second;
       if (added || j.ready.attempt != t.attempt) {  // a new run is judged afresh
         const bool unprobed = t.probe.type == api::ProbeSpec::Type::kNone;
@@ -217,14 +256,15 @@ void ServiceProber::Round() {
       // What the replica's own agent reported of its command probes; only
       // that agent may speak for it (a node reports its own replicas only).
       std::map<ProbeKind, std::vector<absl::Status>> reported;
-      if (auto r = reported_.find(t.job_id); r != reported_.end()) {
+      if (auto r = s.reported.find(t.job_id); r != s.reported.end()) {
         if (r->second.attempt == t.attempt && r->second.node == t.node) reported.swap(r->second.queued);
         r->second.queued.clear();
       }
       auto want = [&](const api::ProbeSpec& spec, ProbeKind kind, int64_t next_ms) {
         if (spec.type == api::ProbeSpec::Type::kNone) return;
         if (!IsCommand(spec)) {
-          if (now >= next_ms) due.push_back({&t, kind, {}});
+          // One probe of a replica's kind at a time: a slow one is still out.
+          if (now >= next_ms && !s.in_flight.count({t.job_id, kind})) due.push_back({&t, kind, {}});
         } else if (!reported[kind].empty()) {
           due.push_back({&t, kind, std::move(reported[kind])});
         }
@@ -236,75 +276,63 @@ void ServiceProber::Round() {
       want(t.probe, ProbeKind::kReadiness, j.ready.next_probe_ms);
       if (!j.restart_asked) want(t.liveness, ProbeKind::kLiveness, j.live.next_probe_ms);
     }
-    std::erase_if(by_job_, [&](const auto& entry) { return !running.count(entry.first); });
+    std::erase_if(s.by_job, [&](const auto& entry) { return !running.count(entry.first); });
     // Reports of replicas not (or not yet) running here are kept a while: a
     // replica's first report may come before a round sees it running.
-    std::erase_if(reported_, [&](const auto& entry) {
+    std::erase_if(s.reported, [&](const auto& entry) {
       return !running.count(entry.first) && now - entry.second.updated_ms > kReportedKeepMs;
     });
+    // What agents reported is folded now; the probes the controller sends
+    // itself each go out on a thread of their own, below.
+    for (const Due& d : due) {
+      if (!d.reported.empty()) Fold(s, *d.target, d.kind, d.reported, now);
+    }
+    for (const Due& d : due) {
+      if (d.reported.empty()) s.in_flight.insert({d.target->job_id, d.kind});
+    }
   }
-  // Outside the lock: a probe may wait its whole timeout. Up to
-  // kProbeThreads at once, so that replicas that time out delay a round by
-  // about one timeout, not the sum of theirs.
-  std::vector<std::tuple<int64_t, int32_t, std::string, std::string>> dead;
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < due.size(); i = next++) {
-      const ProbeTarget& t = *due[i].target;
-      const ProbeKind kind = due[i].kind;
+  // Each probe on a thread of its own, outside the lock (one may wait its
+  // whole timeout, up to an hour as a spec may ask): the round waits for
+  // them at most kRoundWaitMs, and one still out then is folded when it
+  // ends, by its thread, into the shared state. So a replica whose port
+  // never answers delays nobody else's readiness, restarts or rollouts.
+  const int64_t started = SteadyMs();
+  std::vector<std::pair<int64_t, ProbeKind>> launched;
+  for (const Due& d : due) {
+    if (!d.reported.empty()) continue;
+    launched.push_back({d.target->job_id, d.kind});
+    std::thread([state = state_, probe = probe_, t = *d.target, kind = d.kind, now, started] {
       const api::ProbeSpec& spec = kind == ProbeKind::kLiveness  ? t.liveness
                                    : kind == ProbeKind::kStartup ? t.startup
                                                                  : t.probe;
-      std::vector<absl::Status> results = std::move(due[i].reported);
-      if (results.empty()) results.push_back(probe_(t.host, t.port, spec));
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const absl::Status& result : results) {
-        auto it = by_job_.find(t.job_id);
-        if (it == by_job_.end() || it->second.ready.attempt != t.attempt) break;
-        Judged& j = it->second;
-        if (j.restart_asked && kind != ProbeKind::kReadiness) break;  // being restarted: nothing more to decide
-        Readiness& r = kind == ProbeKind::kLiveness ? j.live : kind == ProbeKind::kStartup ? j.started : j.ready;
-        const int64_t now_ms = clock_->NowMs();
-        ObserveProbe(spec, result, now_ms, r);
-        if (kind == ProbeKind::kLiveness && !r.ready) {
-          j.restart_asked = true;
-          dead.emplace_back(t.job_id, t.attempt, "LivenessFailed",
-                            absl::StrCat("its liveness probe failed: ", r.reason));
-        }
-        if (kind != ProbeKind::kStartup) continue;
-        if (r.ready) {  // started: readiness and liveness from now on
-          const bool unprobed = t.probe.type == api::ProbeSpec::Type::kNone;
-          j.ready.ready = unprobed;
-          j.ready.since_ms = now_ms;
-          j.ready.reason = unprobed ? "running; it has no readiness probe" : "its startup probe passed";
-          break;  // what came after was judged by readiness and liveness
-        }
-        if (r.failed_in_row >= spec.failure_threshold) {
-          j.restart_asked = true;
-          j.ready.reason = absl::StrCat("its startup probe failed: ", r.reason);
-          dead.emplace_back(t.job_id, t.attempt, "StartupFailed",
-                            absl::StrCat("its startup probe failed ", r.failed_in_row,
-                                         " times in a row, the last: ", result.message()));
-        } else {
-          j.ready.reason = absl::StrCat("waiting for its startup probe: ", r.reason);
-        }
-      }
-    }
-  };
-  std::vector<std::thread> helpers;
-  for (size_t i = 1; i < std::min(due.size(), kProbeThreads); ++i) helpers.emplace_back(work);
-  work();
-  for (std::thread& h : helpers) h.join();
+      const absl::Status result = probe(t.host, t.port, spec);
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->in_flight.erase({t.job_id, kind});
+      // Judged at the round's time when it answered within the round's
+      // wait; a slow one at its end.
+      const int64_t took_ms = SteadyMs() - started;
+      Fold(*state, t, kind, {result}, took_ms < kRoundWaitMs ? now : now + took_ms);
+      state->cv.notify_all();
+    }).detach();
+  }
+  std::vector<DeadReplica> dead;
+  {
+    std::unique_lock<std::mutex> lock(s.mu);
+    s.cv.wait_until(lock, std::chrono::steady_clock::now() + std::chrono::milliseconds(kRoundWaitMs), [&] {
+      return std::none_of(launched.begin(), launched.end(), [&](const auto& k) { return s.in_flight.count(k) > 0; });
+    });
+    dead.swap(s.dead);
+  }
   // Outside the locks: the callback takes the controller's.
   if (on_dead_) {
-    for (const auto& [job, attempt, event, why] : dead) on_dead_(job, attempt, event, why);
+    for (const DeadReplica& d : dead) on_dead_(d.job_id, d.attempt, d.event, d.why);
   }
 }
 
 std::optional<Readiness> ServiceProber::Of(int64_t job_id, int32_t attempt) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = by_job_.find(job_id);
-  if (it == by_job_.end() || it->second.ready.attempt != attempt) return std::nullopt;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->by_job.find(job_id);
+  if (it == state_->by_job.end() || it->second.ready.attempt != attempt) return std::nullopt;
   return it->second.ready;
 }
 

@@ -11,9 +11,11 @@
 // as a new kubelet's pod). Each attempt is judged afresh: a restarted
 // replica is not ready until its new run passes.
 //
-// Thread-safety: all public methods are thread-safe. Probes run on the
-// prober's own thread, never under the controller's lock: the targets are
-// copied out first.
+// Thread-safety: all public methods are thread-safe. Probes run on threads
+// of their own, never under the controller's lock (the targets are copied
+// out first), one per replica and kind at a time; a round waits for them at
+// most kRoundWaitMs, so one replica whose probe hangs for its whole timeout
+// delays no other.
 #ifndef ICOS_CONTROLLER_SERVICE_PROBES_H_
 #define ICOS_CONTROLLER_SERVICE_PROBES_H_
 
@@ -22,8 +24,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -91,8 +95,11 @@ class ServiceProber {
   void AfterEachRound(std::function<void()> f) { after_round_ = std::move(f); }
   void Start();
   void Stop();
-  // One round at the clock's now: probes the targets due, forgets replicas
-  // no longer running. The thread calls it every tick; tests call it.
+  // One round at the clock's now: probes the targets due (waiting at most
+  // kRoundWaitMs for them; a slower one is folded when it ends), folds the
+  // command probes' reports, forgets replicas no longer running, and tells
+  // on_dead of the replicas found dead since the last round. The thread
+  // calls it every tick; tests call it.
   void Round();
   // The readiness of `job_id`'s attempt `attempt`; nullopt when it is not
   // (or no longer) known.
@@ -105,13 +112,6 @@ class ServiceProber {
                               const std::vector<wire::ProbeOutcome>& outcomes);
 
  private:
-  Clock* clock_;
-  TargetsFn targets_;
-  DeadFn on_dead_;
-  ProbeFn probe_;
-  int64_t tick_ms_;
-  std::function<void()> after_round_;
-  mutable std::mutex mu_;
   // What the probes decided of a replica's current attempt.
   struct Judged {
     Readiness ready;
@@ -119,7 +119,6 @@ class ServiceProber {
     Readiness started;  // `ready` here: its startup probe passed (or it has none)
     bool restart_asked = false;
   };
-  std::map<int64_t, Judged> by_job_;  // guarded by mu_
   // Command probe outcomes reported and not yet folded, per replica.
   struct Reported {
     std::string node;
@@ -129,9 +128,39 @@ class ServiceProber {
     std::map<ProbeKind, std::vector<absl::Status>> queued;
     int64_t updated_ms = 0;
   };
+  struct DeadReplica {
+    int64_t job_id;
+    int32_t attempt;
+    std::string event, why;
+  };
+  // Everything a probe's thread touches: shared with the threads, which
+  // may outlive a round (and the prober) while a slow probe waits out its
+  // timeout.
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;  // a probe ended
+    std::map<int64_t, Judged> by_job;
+    std::map<int64_t, Reported> reported;
+    std::set<std::pair<int64_t, ProbeKind>> in_flight;  // (job, kind) probes out now
+    std::vector<DeadReplica> dead;                      // to tell on_dead at the next round's end
+  };
+  // How long a round waits for the probes it sent before it lets them end
+  // on their own: most answer at once; one that hangs must not hold up the
+  // others, nor the rollouts that follow each round.
+  static constexpr int64_t kRoundWaitMs = 2'000;
   static constexpr int64_t kReportedKeepMs = 30'000;
-  std::map<int64_t, Reported> reported_;  // guarded by mu_
-  std::mutex round_mu_;                   // one round at a time
+  // Folds `results` of one probe of t into s (REQUIRES s.mu).
+  static void Fold(State& s, const ProbeTarget& t, ProbeKind kind, const std::vector<absl::Status>& results,
+                   int64_t now_ms);
+
+  Clock* clock_;
+  TargetsFn targets_;
+  DeadFn on_dead_;
+  ProbeFn probe_;
+  int64_t tick_ms_;
+  std::function<void()> after_round_;
+  const std::shared_ptr<State> state_ = std::make_shared<State>();
+  std::mutex round_mu_;  // one round at a time
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stop_ = false;  // guarded by stop_mu_

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <tuple>
@@ -234,6 +236,48 @@ TEST(ServiceProberTest, ReadinessAndLivenessWaitForTheStartupProbeWhichRestartsO
   prober.Round();  // then ready, and alive
   EXPECT_TRUE(prober.Of(7, 0)->ready);
   EXPECT_EQ(dead.size(), 1u);
+}
+
+// A replica whose port accepts and never answers holds its probe for the
+// whole timeout (up to an hour, as a spec may ask). That must delay no other
+// replica's readiness, nor the rounds (rollouts follow each one): the
+// round goes on, the slow probe is not sent again while it is out, and its
+// outcome is folded when it ends.
+TEST(ServiceProberTest, AProbeThatHangsHoldsUpNoOtherReplicaAndNoRound) {
+  FakeClock clock(1'000);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> hung_calls{0};
+  ServiceProber prober(
+      &clock,
+      [&] {
+        const api::ProbeSpec tcp{.type = api::ProbeSpec::Type::kTcp, .period_s = 1, .timeout_s = 3'600};
+        return std::vector<ProbeTarget>{{.job_id = 1, .attempt = 0, .host = "h", .port = 1, .probe = tcp},
+                                        {.job_id = 2, .attempt = 0, .host = "h", .port = 2, .probe = tcp}};
+      },
+      nullptr,
+      [&](const std::string&, int32_t port, const api::ProbeSpec&) {
+        if (port == 2) return absl::OkStatus();
+        ++hung_calls;
+        std::unique_lock<std::mutex> lock(mu);
+        // Held until released (a bound, so a broken test cannot hang forever).
+        cv.wait_for(lock, std::chrono::seconds(60), [&] { return release; });
+        return absl::OkStatus();
+      });
+  prober.Round();  // returns although replica 1's probe is still out
+  EXPECT_TRUE(prober.Of(2, 0)->ready);
+  EXPECT_FALSE(prober.Of(1, 0)->ready);
+  clock.Set(5'000);
+  prober.Round();
+  EXPECT_EQ(hung_calls, 1);  // not sent again while out
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 500 && !prober.Of(1, 0)->ready; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(prober.Of(1, 0)->ready);  // folded by its own thread when it ended
 }
 
 // Command probes run on the replica's node: the prober never runs them
