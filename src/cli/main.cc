@@ -263,9 +263,10 @@ int main(int argc, char** argv) {
                       "e.g. 36xV100,36xP100,36xK80 (nodes of 4), 250x8xV100, or openb[:CSV] (default: by trace)");
   sim_cmd->add_option(
       "--policy", sim.policy,
-      absl::StrCat("comma-separated: ", absl::StrJoin(icos::core::PolicyPresetNames(), ", "),
-                   " (openb: fgd, bestfit, gpupacking, random, dotprod, binpack, spread); NAME-learned uses the "
-                   "learned runtime estimator"));
+      absl::StrCat(
+          "comma-separated: ", absl::StrJoin(icos::core::PolicyPresetNames(), ", "),
+          " (openb: fgd, bestfit, gpupacking, random, dotprod, gpuclustering, binpack, spread); NAME-learned uses the "
+          "learned runtime estimator"));
   sim_cmd->add_option("--seed", sim.seed, "random seed (synthetic trace)");
   sim_cmd->add_option("--jobs", sim.jobs, "use the first N jobs (synthetic: generate N; default 1000)")
       ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));
@@ -310,6 +311,7 @@ int main(int argc, char** argv) {
   sim_cmd
       ->add_option("--inflation-seeds", sim.inflation_seeds,
                    "run FGD's openb inflation experiment over N seeds (policies fgd, bestfit, gpupacking, random, "
+                   "gpuclustering, "
                    "dotprod, binpack, spread)")
       ->check(CLI::Range(0, 100));
   sim_cmd->add_flag("--gpu-pods-only", sim.gpu_pods_only,

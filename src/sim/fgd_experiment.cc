@@ -114,12 +114,13 @@ absl::StatusOr<InflationResult> RunInflation(const std::vector<core::Node>& clus
     so.fgd_for_fractional = true;
     so.workload = mix;
   } else if (policy == "binpack" || policy == "spread" || policy == "bestfit" || policy == "gpupacking" ||
-             policy == "random" || policy == "dotprod") {
+             policy == "random" || policy == "dotprod" || policy == "gpuclustering") {
     so.placement = policy;
     so.fgd_for_fractional = false;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown inflation policy '", policy, "'; known: fgd, bestfit, gpupacking, random, dotprod, binpack, spread"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown inflation policy '", policy,
+                     "'; known: fgd, bestfit, gpupacking, random, dotprod, gpuclustering, binpack, spread"));
   }
   auto sched = core::Scheduler::Create(so);
   if (!sched.ok()) return sched.status();

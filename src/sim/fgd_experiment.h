@@ -59,7 +59,7 @@ struct InflationResult {
 // more than one that strands a small share (FGD weighs by count alone).
 std::vector<core::TaskShape> TypicalShapes(const std::vector<SimJob>& pods, double coverage = 1.0);
 
-// Policies: "fgd"; FGD's baselines "bestfit", "gpupacking", "random", "dotprod"
+// Policies: "fgd"; FGD's baselines "bestfit", "gpupacking", "random", "dotprod", "gpuclustering"
 // (core::FgdBaselineScorer); icos' own "binpack" and "spread".
 absl::StatusOr<InflationResult> RunInflation(const std::vector<core::Node>& nodes, const std::vector<SimJob>& pods,
                                              const std::string& policy, const InflationOptions& options);

@@ -55,15 +55,17 @@ TEST(FgdExperimentTest, UnusableRemaindersCountAsUnallocated) {
 TEST(FgdExperimentTest, UnknownPolicyIsAnError) {
   auto r = RunInflation(TwoNodes(), {Pod(500)}, "tetris", {});
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("known: fgd, bestfit, gpupacking, random, dotprod, binpack, spread"),
-            std::string::npos)
+  EXPECT_NE(
+      r.status().message().find("known: fgd, bestfit, gpupacking, random, dotprod, gpuclustering, binpack, spread"),
+      std::string::npos)
       << r.status();
 }
 
 // Every policy the experiment names runs under its own name; half-GPU pods
 // fill the cluster exactly under each.
 TEST(FgdExperimentTest, EveryPolicyRunsUnderItsName) {
-  for (const char* policy : {"fgd", "bestfit", "gpupacking", "random", "dotprod", "binpack", "spread"}) {
+  for (const char* policy :
+       {"fgd", "bestfit", "gpupacking", "random", "dotprod", "gpuclustering", "binpack", "spread"}) {
     auto r = RunInflation(TwoNodes(), {Pod(500)}, policy, {});
     ASSERT_TRUE(r.ok()) << policy << ": " << r.status();
     EXPECT_EQ(r->policy, policy);

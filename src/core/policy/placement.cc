@@ -253,6 +253,8 @@ std::string_view FgdBaselineScorer::name() const {
       return "gpupacking";
     case Kind::kDotProduct:
       return "dotprod";
+    case Kind::kGpuClustering:
+      return "gpuclustering";
   }
   return "";
 }
@@ -280,6 +282,19 @@ int64_t FgdBaselineScorer::Points(const ClusterState& cluster, int32_t n, const 
       }
       // A share on a partly used device: the less it has left, the better.
       return std::max<int64_t>(kMaxNodeScore - cluster.device(n, device).free_percent / 10, kMaxNodeScore / 2);
+    }
+    case Kind::kGpuClustering: {
+      // Like with like: a node whose tasks all ask what this one asks,
+      // then one that also holds other kinds, then an idle node, then one
+      // of other kinds only; within each band, the fuller the better.
+      if (!req.NeedsDevices()) return 0;
+      const int32_t kind =
+          req.IsFractional() ? 0 : std::min<int32_t>(req.devices, ClusterState::NodeState::kRequestKinds - 1);
+      int32_t kinds = 0;
+      for (int32_t count : ns.tasks_by_kind) kinds += count > 0 ? 1 : 0;
+      const int64_t band = ns.tasks_by_kind[kind] > 0 ? (kinds == 1 ? 3 : 2) : (kinds == 0 ? 1 : 0);
+      const int64_t used = static_cast<int64_t>(kMaxSpecGpuMilli) - FreeGpuMilli(cluster, n);
+      return kMaxNodeScore / 4 * used / static_cast<int64_t>(kMaxSpecGpuMilli) + band * kMaxNodeScore / 4;
     }
     case Kind::kDotProduct: {
       // What is free where the request would go: a partly used device's
@@ -336,13 +351,14 @@ absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name
   if (name == "bestfit") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kBestFit);
   if (name == "gpupacking") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kGpuPacking);
   if (name == "dotprod") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kDotProduct);
+  if (name == "gpuclustering") return std::make_unique<FgdBaselineScorer>(FgdBaselineScorer::Kind::kGpuClustering);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown placement '", std::string(name), "'; known: ", absl::StrJoin(NodeScorerNames(), ", ")));
 }
 
 const std::vector<std::string>& NodeScorerNames() {
-  static const std::vector<std::string> names = {"binpack", "spread",     "fgd",    "random",
-                                                 "bestfit", "gpupacking", "dotprod"};
+  static const std::vector<std::string> names = {"binpack", "spread",     "fgd",     "random",
+                                                 "bestfit", "gpupacking", "dotprod", "gpuclustering"};
   return names;
 }
 

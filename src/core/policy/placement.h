@@ -127,11 +127,17 @@ class FgdScorer final : public NodeScorer {
 //               device's share, or the idle devices) and the request, both
 //               over 128 cores and 8 GPUs (DotProductScore; its own device
 //               choice)
+//   gpuclustering  tasks that ask alike together (the same whole-device
+//               count, or a share): a node holding only tasks of the
+//               request's kind (75..100), one holding that kind among
+//               others (50..75), an idle node (25..50), a node of other
+//               kinds only (0..25); within a band 25 x used/8 GPUs
+//               (GpuClusteringScore)
 // Not the same as "binpack" (icos' own: the type's free whole devices, CPU
 // only breaking ties).
 class FgdBaselineScorer final : public NodeScorer {
  public:
-  enum class Kind { kRandom, kBestFit, kGpuPacking, kDotProduct };
+  enum class Kind { kRandom, kBestFit, kGpuPacking, kDotProduct, kGpuClustering };
   explicit FgdBaselineScorer(Kind kind) : kind_(kind) {}
   std::string_view name() const override;
   double Score(const ClusterState& cluster, int32_t n, DeviceTypeId t, const TaskRequest& req,
@@ -147,7 +153,7 @@ class FgdBaselineScorer final : public NodeScorer {
 };
 
 // "binpack", "spread", "fgd", "random", "bestfit", "gpupacking",
-// "dotprod" (workload may be empty: the scheduler fills it
+// "dotprod", "gpuclustering" (workload may be empty: the scheduler fills it
 // from the pending jobs of each pass).
 absl::StatusOr<std::unique_ptr<NodeScorer>> MakeNodeScorer(std::string_view name);
 // The names MakeNodeScorer knows.

@@ -401,6 +401,28 @@ TEST(ListedOrderRankerTest, KeepsListedOrder) {
 
 // --- FGD's baselines ---------------------------------------------------------------
 
+// GpuClustering (its artifact's GpuClusteringScore, worked by hand): node 0
+// holds one task of 6 whole devices; the bands are 75 (only the request's
+// kind there), 50 (it among others), 25 (an idle node), 0 (other kinds
+// only), each plus 25 x used milli-GPUs / 8,000 in integers.
+TEST_F(ScorerTest, GpuClusteringPacksTasksThatAskAlike) {
+  const FgdBaselineScorer clustering(FgdBaselineScorer::Kind::kGpuClustering);
+  EXPECT_EQ(clustering.name(), "gpuclustering");
+  const TaskRequest six = WholeRequest(6, 1'000), one = WholeRequest(1, 1'000), share = ShareRequest(20, 1'000);
+  // Node 0: 6,000 of 8,000 used -> 25 x 6,000 / 8,000 = 18.
+  EXPECT_EQ(clustering.Points(st_, 0, six, 6), 75 + 18);  // only 6-device tasks there
+  EXPECT_EQ(clustering.Points(st_, 0, one, 6), 0 + 18);   // other kinds only
+  EXPECT_EQ(clustering.Points(st_, 1, one, 0), 25);       // idle
+  st_.Allocate(Share(0, 6, 70, 1'000));                   // a share joins: two kinds, 6,700 used -> 20
+  EXPECT_EQ(clustering.Points(st_, 0, six, 7), 50 + 20);
+  EXPECT_EQ(clustering.Points(st_, 0, share, 6), 50 + 20);
+  EXPECT_EQ(clustering.Points(st_, 0, one, 7), 0 + 20);
+  // Undone (a pass's rollback) it is as before.
+  st_.Release(Share(0, 6, 70, 1'000));
+  EXPECT_EQ(clustering.Points(st_, 0, six, 6), 75 + 18);
+  EXPECT_EQ(clustering.Points(st_, 1, WholeRequest(0, 1'000), 0), 0);  // no devices asked: no points
+}
+
 // The artifact's points, worked by hand. Node 0 ("busy") runs 6 of its 8
 // devices whole and holds a 70% share of device 6; node 1 is idle.
 TEST_F(ScorerTest, FgdsBaselinesScoreAsItsArtifactsPlugins) {

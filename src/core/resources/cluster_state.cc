@@ -306,10 +306,17 @@ void ClusterState::ApplySlice(int32_t n, const DeviceSlice& slice, int sign) {
   d.holders += sign;
 }
 
+int32_t ClusterState::RequestKind(const TaskPlacement& p) {
+  if (p.devices.empty()) return -1;
+  if (p.devices.size() == 1 && p.devices[0].percent < kWholeDevicePercent) return 0;
+  return std::min<int32_t>(static_cast<int32_t>(p.devices.size()), NodeState::kRequestKinds - 1);
+}
+
 void ClusterState::Allocate(const TaskPlacement& p) {
   NodeState& ns = nodes_[p.node];
   ns.free_cpu_milli -= p.cpu_milli;
   ns.free_memory_mib -= p.memory_mib;
+  if (const int32_t kind = RequestKind(p); kind >= 0) ++ns.tasks_by_kind[kind];
   for (const DeviceSlice& slice : p.devices) ApplySlice(p.node, slice, +1);
   for (const DeviceSlice& slice : p.devices) Refresh(p.node, devices_[ns.first_device + slice.device].type);
   if (open_marks_ > 0) journal_.push_back({true, p});
@@ -319,6 +326,7 @@ void ClusterState::Release(const TaskPlacement& p) {
   NodeState& ns = nodes_[p.node];
   ns.free_cpu_milli += p.cpu_milli;
   ns.free_memory_mib += p.memory_mib;
+  if (const int32_t kind = RequestKind(p); kind >= 0) --ns.tasks_by_kind[kind];
   for (const DeviceSlice& slice : p.devices) ApplySlice(p.node, slice, -1);
   for (const DeviceSlice& slice : p.devices) Refresh(p.node, devices_[ns.first_device + slice.device].type);
   if (open_marks_ > 0) journal_.push_back({false, p});

@@ -11,6 +11,7 @@
 #ifndef ICOS_CORE_RESOURCES_CLUSTER_STATE_H_
 #define ICOS_CORE_RESOURCES_CLUSTER_STATE_H_
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -54,7 +55,15 @@ class ClusterState {
     int32_t num_slots = 0;
     int32_t rack = 0;  // dense id of the full network path
     bool schedulable = true;
+    // Tasks on the node by the kind of their device request, FGD's "GPU
+    // affinity" (its GpuClustering baseline packs like with like):
+    // [0] a share of one device, [k] k whole devices (k < kKinds), the last
+    // also k >= kKinds. Tasks without devices are not counted.
+    static constexpr int32_t kRequestKinds = 10;
+    std::array<int32_t, kRequestKinds> tasks_by_kind{};
   };
+  // The request kind of a placement (NodeState::tasks_by_kind); -1 without devices.
+  static int32_t RequestKind(const TaskPlacement& p);
 
   // Builds the state for `nodes`, which must outlive it. Fails on structurally broken input (a device
   // with no type, negative capacity, duplicate node names).
