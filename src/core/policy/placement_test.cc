@@ -498,7 +498,7 @@ TEST(FgdBaselineScorerTest, RandomPicksAmongFeasibleNodesAlikeAndStablyForOneSta
 // --- factory -------------------------------------------------------------------
 
 TEST(NodeScorerTest, MakeNodeScorerKnowsEveryName) {
-  EXPECT_EQ(NodeScorerNames().size(), 7u);
+  EXPECT_EQ(NodeScorerNames().size(), 8u);
   for (const std::string& name : NodeScorerNames()) {
     auto scorer = MakeNodeScorer(name);
     ASSERT_TRUE(scorer.ok()) << name << ": " << scorer.status();
