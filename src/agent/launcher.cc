@@ -396,13 +396,7 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
   };
 
   // Everything the shim and the task touch, laid out before the fork.
-  std::vector<char*> argv_ptrs;
-  for (const std::string& a : launch.argv) argv_ptrs.push_back(const_cast<char*>(a.c_str()));
-  argv_ptrs.push_back(nullptr);
-  std::string sh = "/bin/sh";
-  std::vector<char*> sh_argv_ptrs = {sh.data(), exec_path->data()};
-  for (size_t i = 1; i < launch.argv.size(); ++i) sh_argv_ptrs.push_back(const_cast<char*>(launch.argv[i].c_str()));
-  sh_argv_ptrs.push_back(nullptr);
+  ExecArgv exec = MakeExecArgv(launch.argv, *exec_path);
   std::vector<char*> envp;
   for (std::string& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -463,8 +457,8 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
   plan.pid_tmp_path = pid_tmp_path.c_str();
   plan.spawn_path = spawn_path.c_str();
   plan.exec_path = exec_path->c_str();
-  plan.argv = argv_ptrs.data();
-  plan.sh_argv = sh_argv_ptrs.data();
+  plan.argv = exec.argv.data();
+  plan.sh_argv = exec.sh_argv.data();
   plan.envp = envp.data();
   plan.procs_files = procs_ptrs.data();
   plan.num_procs_files = procs_ptrs.size();

@@ -105,6 +105,17 @@ absl::StatusOr<std::string> ResolveCommand(const std::string& command, const std
   return absl::NotFoundError(absl::StrCat("command '", command, "' not found in PATH (PATH=", path_var, ")"));
 }
 
+ExecArgv MakeExecArgv(const std::vector<std::string>& argv, const std::string& exec_path) {
+  static char sh[] = "/bin/sh";
+  ExecArgv out;
+  for (const std::string& a : argv) out.argv.push_back(const_cast<char*>(a.c_str()));
+  out.argv.push_back(nullptr);
+  out.sh_argv = {sh, const_cast<char*>(exec_path.c_str())};
+  for (size_t i = 1; i < argv.size(); ++i) out.sh_argv.push_back(const_cast<char*>(argv[i].c_str()));
+  out.sh_argv.push_back(nullptr);
+  return out;
+}
+
 ProgramResult RunProgram(const ProgramRun& run) {
   if (run.argv.empty()) return {false, "no program to run"};
   std::string path_var = kDefaultCommandPath;
@@ -121,13 +132,7 @@ ProgramResult RunProgram(const ProgramRun& run) {
   if (pipe2(fds, O_CLOEXEC) != 0) return {false, absl::StrCat("pipe: ", std::strerror(errno))};
   // Everything the child needs is prepared before fork: it may only make
   // async-signal-safe calls in a threaded process.
-  std::vector<char*> argv;
-  for (const std::string& a : run.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::string sh = "/bin/sh";
-  std::vector<char*> sh_argv = {sh.data(), exec_path->data()};
-  for (size_t i = 1; i < run.argv.size(); ++i) sh_argv.push_back(const_cast<char*>(run.argv[i].c_str()));
-  sh_argv.push_back(nullptr);
+  ExecArgv exec = MakeExecArgv(run.argv, *exec_path);
   std::vector<char*> envp;
   if (run.env.has_value()) {
     for (const std::string& e : *run.env) envp.push_back(const_cast<char*>(e.c_str()));
@@ -176,8 +181,8 @@ ProgramResult RunProgram(const ProgramRun& run) {
     if (run.user.has_value() && !shim::SwitchIdentity(identity)) fail(cannot_become);
     umask(022);
     if (!run.workdir.empty() && chdir(run.workdir.c_str()) != 0) fail(cannot_chdir);
-    execve(exec_path->c_str(), argv.data(), env);
-    if (errno == ENOEXEC) execve(sh_argv[0], sh_argv.data(), env);
+    execve(exec_path->c_str(), exec.argv.data(), env);
+    if (errno == ENOEXEC) execve(exec.sh_argv[0], exec.sh_argv.data(), env);
     (void)!write(STDOUT_FILENO, cannot_exec.data(), cannot_exec.size());
     _exit(127);
   }

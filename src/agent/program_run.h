@@ -27,6 +27,15 @@ inline constexpr char kDefaultCommandPath[] = "/bin:/usr/bin";
 absl::StatusOr<std::string> ResolveCommand(const std::string& command, const std::string& path_var,
                                            const std::string& workdir);
 
+// argv as execve takes it, and the "/bin/sh EXEC_PATH ARGS..." that execvp
+// runs when the kernel refuses a file without a #! line (ENOEXEC). Both
+// point into `argv` and `exec_path`, which must outlive them.
+struct ExecArgv {
+  std::vector<char*> argv;
+  std::vector<char*> sh_argv;
+};
+ExecArgv MakeExecArgv(const std::vector<std::string>& argv, const std::string& exec_path);
+
 struct ProgramRun {
   std::vector<std::string> argv;  // argv[0]: a path, or a name looked up in the PATH of `env`
   // The whole environment, "NAME=value"; nullopt: the agent's own.
