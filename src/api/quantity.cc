@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "api/job_spec.h"
+#include "common/utf8.h"
 
 namespace icos::api::detail {
 
@@ -99,9 +100,7 @@ int64_t ScaleUp(const Decimal& d, uint64_t scale, uint64_t divisor, ScaleError* 
 std::string Shown(absl::string_view text) {
   bool cut = false;
   if (text.size() > kMaxShown) {
-    size_t n = kMaxShown;
-    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
-    text = text.substr(0, n);
+    text = Utf8Prefix(text, kMaxShown);
     cut = true;
   }
   std::string out;

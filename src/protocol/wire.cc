@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "api/job_spec.h"
+#include "common/utf8.h"
 
 namespace icos::wire {
 
@@ -266,7 +267,7 @@ absl::StatusOr<TaskStatus> TaskStatusFromJson(const json& j) {
                      .passed = p.at("passed").get<bool>(),
                      .message = p.value("message", "")};
       if (!IsProbeKind(o.kind)) throw std::invalid_argument("unknown probe kind");
-      if (o.message.size() > 1024) o.message.resize(1024);
+      o.message = std::string(Utf8Prefix(o.message, 1024));  // a reason, quoted in JSON answers
       s.probes.push_back(std::move(o));
     }
     return s;

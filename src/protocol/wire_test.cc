@@ -150,5 +150,19 @@ TEST(WireTaskStatusTest, ProbeOutcomesRoundTripAndAFloodIsRefused) {
   EXPECT_FALSE(TaskStatusFromJson(odd).ok());
 }
 
+// A long message is cut to 1 KiB at a character boundary: cut inside one,
+// it would not be valid UTF-8, and every answer quoting the replica's
+// reason (its endpoints) would fail to be written.
+TEST(WireTaskStatusTest, ALongProbeMessageIsCutBetweenCharacters) {
+  std::string message = "x";
+  for (int i = 0; i < 515; ++i) message += "\u00e9";  // 2 bytes each: byte 1,024 is the second of one
+  TaskStatus s{.task_id = "t", .state = "Running"};
+  s.probes = {{.kind = "readiness", .seq = 1, .passed = false, .message = message}};
+  absl::StatusOr<TaskStatus> back = TaskStatusFromJson(TaskStatusToJson(s));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->probes[0].message.size(), 1'023u);
+  EXPECT_NO_THROW(json(back->probes[0].message).dump());
+}
+
 }  // namespace
 }  // namespace icos::wire
