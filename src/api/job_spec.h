@@ -53,9 +53,11 @@
 #ifndef ICOS_API_JOB_SPEC_H_
 #define ICOS_API_JOB_SPEC_H_
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -200,6 +202,11 @@ struct ServiceSpec {
   // failure_threshold x period to start, and then a quick liveness probe).
   ProbeSpec startup;
 
+  // The three probes under the names specs, the store's JSON and agents
+  // (wire::CommandProbe::kind) give them.
+  std::array<std::pair<const char*, const ProbeSpec*>, 3> NamedProbes() const {
+    return {{{"readiness", &readiness}, {"liveness", &liveness}, {"startup", &startup}}};
+  }
   bool operator==(const ServiceSpec&) const = default;
 };
 

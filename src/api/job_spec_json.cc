@@ -20,9 +20,7 @@ std::string JobSpecToJson(const JobSpec& spec) {
   if (spec.kind == JobKind::kService) {  // absent for batch jobs: older specs keep their JSON
     job["kind"] = JobKindName(spec.kind);
     Json service = {{"replicas", spec.service.replicas}};
-    for (const auto& [name, p] :
-         {std::pair{"readiness", &spec.service.readiness}, std::pair{"liveness", &spec.service.liveness},
-          std::pair{"startup", &spec.service.startup}}) {
+    for (const auto& [name, p] : spec.service.NamedProbes()) {
       if (p->type == ProbeSpec::Type::kNone) continue;
       Json probe;
       if (p->type == ProbeSpec::Type::kHttp) probe["http"] = p->http_path;

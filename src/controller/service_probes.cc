@@ -179,9 +179,7 @@ void ServiceProber::ObserveCommandOutcomes(const std::string& node, const std::s
 
 void ServiceProber::Fold(State& s, const ProbeTarget& t, ProbeKind kind, const std::vector<absl::Status>& results,
                          int64_t now_ms) {
-  const api::ProbeSpec& spec = kind == ProbeKind::kLiveness  ? t.liveness
-                               : kind == ProbeKind::kStartup ? t.startup
-                                                             : t.probe;
+  const api::ProbeSpec& spec = t.Spec(kind);
   for (const absl::Status& result : results) {
     auto it = s.by_job.find(t.job_id);
     if (it == s.by_job.end() || it->second.ready.attempt != t.attempt) return;
@@ -302,10 +300,7 @@ void ServiceProber::Round() {
     if (!d.reported.empty()) continue;
     launched.push_back({d.target->job_id, d.kind});
     std::thread([state = state_, probe = probe_, t = *d.target, kind = d.kind, now, started] {
-      const api::ProbeSpec& spec = kind == ProbeKind::kLiveness  ? t.liveness
-                                   : kind == ProbeKind::kStartup ? t.startup
-                                                                 : t.probe;
-      const absl::Status result = probe(t.host, t.port, spec);
+      const absl::Status result = probe(t.host, t.port, t.Spec(kind));
       std::lock_guard<std::mutex> lock(state->mu);
       state->in_flight.erase({t.job_id, kind});
       // Judged at the round's time when it answered within the round's

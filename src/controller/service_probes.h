@@ -54,6 +54,10 @@ struct ProbeTarget {
   api::ProbeSpec liveness;  // Type::kNone: none
   api::ProbeSpec startup;   // Type::kNone: none; else readiness and liveness wait for it to pass
   int64_t started_ms = 0;   // when its task reported running
+
+  const api::ProbeSpec& Spec(ProbeKind kind) const {
+    return kind == ProbeKind::kLiveness ? liveness : kind == ProbeKind::kStartup ? startup : probe;
+  }
 };
 
 // What the probes decided of one replica attempt.

@@ -455,9 +455,7 @@ absl::StatusOr<std::vector<TaskEntry>> Engine::TasksOf(const PassInput& in, cons
       a.serve_port = a.ports.back();
       a.env["ICOS_PORT"] = absl::StrCat(a.serve_port);
       // Probes that run on the node: its agent runs them, the controller judges.
-      for (const auto& [kind, probe] :
-           {std::pair{"readiness", &spec.service.readiness}, std::pair{"liveness", &spec.service.liveness},
-            std::pair{"startup", &spec.service.startup}}) {
+      for (const auto& [kind, probe] : spec.service.NamedProbes()) {
         if (probe->type != api::ProbeSpec::Type::kCommand) continue;
         a.command_probes.push_back({.kind = kind,
                                     .argv = probe->command,
