@@ -699,12 +699,13 @@ class Controller {
   // Services with open replicas but no state: adopted from their replicas;
   // returns their ids. REQUIRES: mu_.
   std::set<int64_t> AdoptUnrecordedServices(int64_t now);
-  // One step of service `was`, whose open replicas are `replicas`
-  // (autoscaling, then PlanRollout): stops staged
-  // in `c`, replicas to make added to `makes`; the service's next state when
-  // it changed (or `dirty`). REQUIRES: mu_.
+  // One step of service `was`, whose open replicas are `replicas` and whose
+  // gateways measured `load` this round (autoscaling, then PlanRollout):
+  // stops staged in `c`, replicas to make added to `makes`; the service's
+  // next state when it changed (or `dirty`). REQUIRES: mu_.
   std::optional<ServiceState> StepService(const ServiceState& was, const std::vector<int64_t>& replicas, bool dirty,
-                                          engine::Change& c, std::vector<ReplicasToMake>& makes);
+                                          const std::optional<ServiceLoad>& load, engine::Change& c,
+                                          std::vector<ReplicasToMake>& makes);
   // Inserts them and puts them in memory (outside mu_; takes it).
   void MakeReplicas(const ReplicasToMake& m);
   struct ParsedRevision {

@@ -141,14 +141,13 @@ std::set<int64_t> Controller::AdoptUnrecordedServices(int64_t now) {
 }
 
 std::optional<ServiceState> Controller::StepService(const ServiceState& was, const std::vector<int64_t>& replicas,
-                                                    bool dirty, engine::Change& c, std::vector<ReplicasToMake>& makes) {
+                                                    bool dirty, const std::optional<ServiceLoad>& load,
+                                                    engine::Change& c, std::vector<ReplicasToMake>& makes) {
   const int64_t id = was.id;
   const api::JobSpec* spec = CurrentSpec(was);
   if (spec == nullptr) return std::nullopt;  // said once, when parsed
   ServiceState state = was;                  // with this round's count
-  std::optional<ServiceLoad> load;
-  if (const api::AutoscaleSpec& a = spec->service.autoscale;
-      a.enabled() && !state.stopped && (load = MeasuredLoad(id, c.now_ms))) {
+  if (const api::AutoscaleSpec& a = spec->service.autoscale; a.enabled() && !state.stopped && load) {
     const ScaleDecision d = Autoscale(a, state.replicas, *load, c.now_ms, autoscale_[id]);
     if (d.replicas != state.replicas) {
       c.Event(id, "", "Autoscaled", d.why);
@@ -250,11 +249,14 @@ void Controller::MakeReplicas(const ReplicasToMake& m) {
 
 void Controller::ReconcileServices() {
   std::lock_guard<std::mutex> one(reconcile_mu_);
+  const int64_t now = clock_->NowMs();
   std::vector<ReplicasToMake> makes;
-  std::vector<int64_t> measured;  // open services: their traffic is charted
+  // What the gateways measured of each open service this round: its
+  // autoscaler reads it, and its traffic is charted.
+  std::vector<std::pair<int64_t, ServiceLoad>> measured;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    engine::Change c(clock_->NowMs());
+    engine::Change c(now);
     const std::set<int64_t> adopted = AdoptUnrecordedServices(c.now_ms);  // stored with this round's changes
     std::vector<ServiceState> changed;
     for (const auto& [id, was] : services_) {
@@ -265,8 +267,9 @@ void Controller::ReconcileServices() {
         traffic_.Forget(id);
         continue;
       }
-      if (!was.stopped) measured.push_back(id);
-      if (std::optional<ServiceState> next = StepService(was, replicas, adopted.count(id) > 0, c, makes)) {
+      const std::optional<ServiceLoad> load = was.stopped ? std::nullopt : MeasuredLoad(id, c.now_ms);
+      if (load) measured.emplace_back(id, *load);
+      if (std::optional<ServiceState> next = StepService(was, replicas, adopted.count(id) > 0, load, c, makes)) {
         changed.push_back(*std::move(next));
       }
     }
@@ -281,10 +284,7 @@ void Controller::ReconcileServices() {
   }
   for (const ReplicasToMake& m : makes) MakeReplicas(m);
   if (!makes.empty()) Wake();
-  const int64_t now = clock_->NowMs();
-  for (int64_t id : measured) {
-    if (std::optional<ServiceLoad> load = MeasuredLoad(id, now)) traffic_.Sample(id, *load, now);
-  }
+  for (const auto& [id, load] : measured) traffic_.Sample(id, load, now);
 }
 
 absl::StatusOr<int32_t> Controller::UpdateService(const Principal& caller, int64_t id, const std::string& spec_text,
