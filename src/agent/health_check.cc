@@ -5,8 +5,9 @@
 namespace icos::agent {
 
 HealthCheckResult RunHealthCheckProgram(const std::string& program, int64_t timeout_ms) {
-  // No shell, no arguments: the operator's program as it is, with the
-  // agent's environment and identity.
+  // No arguments: the operator's program as it is, with the agent's
+  // environment and identity (RunProgram: a script without a #! line runs
+  // under /bin/sh, as execvp would).
   ProgramResult r = RunProgram({.argv = {program}, .timeout_ms = timeout_ms});
   return {r.passed, std::move(r.reason)};
 }

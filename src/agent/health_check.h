@@ -19,8 +19,9 @@ struct HealthCheckResult {
   std::string reason;
 };
 
-// Runs `program` (an executable path, no shell, no arguments) with stdin
-// from /dev/null, in its own process group, and waits at most `timeout_ms`;
+// Runs `program` (an executable, no arguments; program_run.h) with stdin
+// from /dev/null, none of the agent's open files, in its own process group,
+// and waits at most `timeout_ms`;
 // on timeout the whole group is killed. Never throws; blocks the caller for
 // at most about timeout_ms. Thread-safe (forks; the child only execs).
 HealthCheckResult RunHealthCheckProgram(const std::string& program, int64_t timeout_ms);
