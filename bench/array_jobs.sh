@@ -6,6 +6,7 @@
 #
 #   bench/array_jobs.sh [N]     (default 10000)
 #   PERF=1 bench/array_jobs.sh  also records a CPU profile of the controller (perf) while the elements run
+#   TASK_CPU=0.25 bench/array_jobs.sh  asks 0.25 CPU per element (8 run at once instead of 2)
 #   SPLIT=1 bench/array_jobs.sh  runs `icos server` and `icos agent` as two processes instead of `icos up`
 # Ends with:  array jobs=N submit_s=S run_s=R jobs_per_s=J
 # Needs a release build: cmake --preset release && cmake --build --preset release
@@ -41,7 +42,7 @@ token=$(cat "$ICOS_HOME/admin.token")
 cat > "$work/job.yaml" <<YAML
 tasks:
   - command: ["true"]
-    resources: {cpu: 1, memory: 64Mi, devices: 1}
+    resources: {cpu: ${TASK_CPU:-1}, memory: 64Mi, devices: 1}
 YAML
 t0=$(date +%s.%N)
 "$ICOS" submit --array "0-$((N - 1))" "$work/job.yaml" > /dev/null

@@ -6,9 +6,11 @@
 # reader pool), the engine and the controller (passes beside submits,
 # heartbeats and watches). Any sanitizer report fails the run.
 #
-# The agent's runtime is not run under TSan: its tests fork and exec real
-# tasks (a fork bomb among them), which TSan's runtime slows past their
-# limits in the children; ASan covers it.
+# Of the agent's runtime only the launcher's concurrency tests run under
+# TSan (the agent starts tasks on several threads while another polls for
+# exits): its other tests fork and exec real tasks (a fork bomb among them),
+# which TSan's runtime slows past their limits in the children; ASan covers
+# them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +35,7 @@ run_under asan src/core/icos_core_test src/engine/icos_engine_test src/store/ico
 
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 run_under tsan src/store/icos_store_test src/engine/icos_engine_test src/controller/icos_controller_test
-echo "sanitizers: passed (asan+ubsan: 6 test programs, tsan: 3)"
+cmake --build --preset tsan --target icos_agent_runtime_test
+echo "== src/agent/icos_agent_runtime_test LauncherConcurrency* (tsan)"
+build/tsan/src/agent/icos_agent_runtime_test --gtest_brief=1 --gtest_filter='LauncherConcurrency*'
+echo "sanitizers: passed (asan+ubsan: 6 test programs, tsan: 3 and the launcher's concurrency tests)"

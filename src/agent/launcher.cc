@@ -284,14 +284,40 @@ void TaskLauncher::RemoveStateFiles(const std::string& task_id) const {
   }
 }
 
-absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
+absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) { return StartTask(launch, false); }
+
+absl::StatusOr<LaunchedTask> TaskLauncher::StartHeld(const TaskLaunch& launch) { return StartTask(launch, true); }
+
+void TaskLauncher::Accept(const std::string& task_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = held_.find(task_id);
+  if (it == held_.end()) return;
+  tasks_.emplace(task_id, std::move(it->second));
+  held_.erase(it);
+}
+
+absl::StatusOr<LaunchedTask> TaskLauncher::StartTask(const TaskLaunch& launch, bool hold) {
   if (absl::Status s = ValidateTaskId(launch.task_id); !s.ok()) return s;
+  const std::string& id = launch.task_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (tasks_.count(id) > 0 || starting_.count(id) > 0 || held_.count(id) > 0 || PathExists(StateFile(id, ".json"))) {
+      return absl::AlreadyExistsError(absl::StrCat("task ", id, " was already started here (its journal exists)"));
+    }
+    starting_.insert(id);
+  }
+  std::unique_ptr<Task> task;
+  absl::StatusOr<LaunchedTask> started = StartUnlocked(launch, task);
+  std::lock_guard<std::mutex> lock(mu_);
+  starting_.erase(id);
+  if (started.ok()) (hold ? held_ : tasks_).emplace(id, std::move(task));
+  return started;
+}
+
+absl::StatusOr<LaunchedTask> TaskLauncher::StartUnlocked(const TaskLaunch& launch, std::unique_ptr<Task>& task) {
   if (launch.argv.empty()) return absl::InvalidArgumentError("argv is empty");
   if (launch.cpu_milli < 0 || launch.memory_mib < 0) return absl::InvalidArgumentError("negative limit");
   const std::string& id = launch.task_id;
-  if (tasks_.count(id) > 0 || PathExists(StateFile(id, ".json"))) {
-    return absl::AlreadyExistsError(absl::StrCat("task ", id, " was already started here (its journal exists)"));
-  }
   if (launch.user.has_value() && geteuid() != 0 && launch.user->uid != geteuid()) {
     return absl::PermissionDeniedError(
         absl::StrCat("cannot run task ", id, " as uid ", launch.user->uid, ": the agent is not root"));
@@ -371,7 +397,7 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
         absl::StrCat("cannot enforce the task's limits: ", absl::StrJoin(result.warnings, "; ")));
   }
 
-  auto task = std::make_unique<Task>();
+  task = std::make_unique<Task>();
   task->task_id = id;
   task->phase = Phase::kStarting;
   task->boot_id = boot_id_;
@@ -526,7 +552,6 @@ absl::StatusOr<LaunchedTask> TaskLauncher::Start(const TaskLaunch& launch) {
   result.shim_pid = shim_pid;
   result.task_pid = task->task_pid;
   result.start_unix_ms = task->start_unix_ms;
-  tasks_.emplace(id, std::move(task));
   return result;
 }
 
@@ -554,6 +579,7 @@ void TaskLauncher::KillNow(Task& task) {
 
 absl::Status TaskLauncher::Stop(const std::string& task_id, int64_t grace_ms, bool node_shutdown,
                                 CheckpointFirst checkpoint) {
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(task_id);
   if (it == tasks_.end()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
   Task& task = *it->second;
@@ -721,6 +747,7 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
 }
 
 std::vector<TaskExit> TaskLauncher::Poll() {
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<TaskExit> exits;
   const int64_t now = clock_->NowMs();
   for (auto& [id, owned_task] : tasks_) {
@@ -777,6 +804,7 @@ std::vector<TaskExit> TaskLauncher::Poll() {
 }
 
 absl::Status TaskLauncher::Forget(const std::string& task_id) {
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(task_id);
   if (it == tasks_.end()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
   if (it->second->phase != Phase::kEnded) {
@@ -864,6 +892,7 @@ std::unique_ptr<TaskLauncher::Task> TaskLauncher::LoadJournal(const std::string&
 }
 
 std::vector<std::string> TaskLauncher::Adopt() {
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> adopted;
   DIR* dir = opendir(options_.state_dir.c_str());
   if (dir == nullptr) return adopted;
@@ -920,10 +949,13 @@ void TaskLauncher::ReapOrphanGroups() {
 }
 
 bool TaskLauncher::Knows(const std::string& task_id) const {
-  return tasks_.count(task_id) > 0 || PathExists(StateFile(task_id, ".json"));
+  std::lock_guard<std::mutex> lock(mu_);
+  return tasks_.count(task_id) > 0 || starting_.count(task_id) > 0 || held_.count(task_id) > 0 ||
+         PathExists(StateFile(task_id, ".json"));
 }
 
 std::vector<std::string> TaskLauncher::Running() const {
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> ids;
   for (const auto& [id, task] : tasks_) {
     if (task->phase != Phase::kEnded) ids.push_back(id);

@@ -41,8 +41,11 @@
 // Only async-signal-safe calls run between fork and exec (the agent is
 // multi-threaded); everything the shim needs is prepared before fork.
 //
-// Thread-safety: not thread-safe. One agent loop thread owns a TaskLauncher
-// and makes every call. Two TaskLaunchers must not share a state_dir at once.
+// Thread-safety: every call is thread-safe. Start holds the launcher's lock
+// only to check and to record the id, not while the task starts (its
+// cgroup, journal, fork and the shim's report take milliseconds), so an
+// agent can launch on one thread while another polls for exits. Two
+// TaskLaunchers must not share a state_dir at once.
 #ifndef ICOS_AGENT_LAUNCHER_H_
 #define ICOS_AGENT_LAUNCHER_H_
 
@@ -52,7 +55,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -217,6 +222,13 @@ class TaskLauncher {
   // AlreadyExists when the id has a journal (running, or ended and not yet
   // forgotten): a task id is started at most once.
   absl::StatusOr<LaunchedTask> Start(const TaskLaunch& launch);
+  // Start, for a caller that starts tasks outside its own lock but records
+  // them under it, and polls under it: the task is kept out of Poll, Stop
+  // and Running until Accept(task_id), so that no exit of it is reported
+  // before the caller knows it started. Knows() it at once. Every task
+  // started so must be accepted.
+  absl::StatusOr<LaunchedTask> StartHeld(const TaskLaunch& launch);
+  void Accept(const std::string& task_id);
 
   // Non-blocking. Returns the tasks that ended since the last call, each once
   // per TaskLauncher, and enforces Stop() deadlines (SIGKILL once a grace
@@ -294,18 +306,28 @@ class TaskLauncher {
   void Failpoint(absl::string_view point) const;
   void ReapOrphanGroups();
 
+  // Start and StartHeld: the task goes into tasks_ or held_.
+  absl::StatusOr<LaunchedTask> StartTask(const TaskLaunch& launch, bool hold);
+  // StartTask without the lock: the slow part, which touches only the new
+  // task's own files, cgroup and processes.
+  absl::StatusOr<LaunchedTask> StartUnlocked(const TaskLaunch& launch, std::unique_ptr<Task>& task);
+
   TaskLauncherOptions options_;
   std::string shim_path_;  // the icos-shim program; empty: fork the shim
   std::unique_ptr<icos::Clock> owned_clock_;
   const icos::Clock* clock_;
   std::unique_ptr<CgroupManager> cgroups_;
   std::string cgroup_status_;
+  // Guards what follows. Every public call but Start holds it throughout.
+  mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Task>> tasks_;
+  std::set<std::string> starting_;                     // ids a Start is starting now (not in tasks_ yet)
+  std::map<std::string, std::unique_ptr<Task>> held_;  // StartHeld's, not accepted yet
   // Cgroups whose removal failed (processes still exiting); retried by Poll().
   std::vector<std::string> cgroups_to_remove_;
-  std::vector<std::string> never_started_;
-  std::vector<std::string> orphans_reaped_;
-  std::string boot_id_;  // this boot of the machine (/proc/sys/kernel/random/boot_id)
+  std::vector<std::string> never_started_;   // set by Adopt
+  std::vector<std::string> orphans_reaped_;  // set by Adopt
+  std::string boot_id_;                      // this boot of the machine (/proc/sys/kernel/random/boot_id)
 };
 
 }  // namespace icos::agent

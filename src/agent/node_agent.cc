@@ -301,6 +301,8 @@ void NodeAgent::StopAllTasks(int64_t grace_ms) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!launcher_) return;
+    stopping_all_ = true;  // a task starting now is stopped as it joins (Launch)
+    stop_all_grace_ms_ = grace_ms;
     for (const std::string& id : launcher_->Running()) {
       log::Failure("stop task", launcher_->Stop(id, grace_ms, /*node_shutdown=*/true),
                    absl::StrCat("task=", log::Field(id)));
@@ -356,7 +358,10 @@ void NodeAgent::WatchLoop() {
 }
 
 void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>& tasks) {
-  std::lock_guard<std::mutex> lock(mu_);
+  // New tasks start after the lock is let go (Launch), so that reports of
+  // other tasks' exits need not wait for them.
+  std::vector<const wire::Assignment*> to_launch;
+  std::unique_lock<std::mutex> lock(mu_);
   // A lower version is another controller (a restart or failover): it
   // loaded every end from the store, so nothing it lists has ended.
   if (version < last_version_) forgotten_.clear();
@@ -374,7 +379,9 @@ void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>&
       // Seen running by the controller but unknown here: our journal of it
       // is gone, so it may have run; starting it again could run it twice.
       // Not reporting it tells the controller it is lost.
-      if (!a.started) Launch(a);
+      // Once every task is being stopped (the node shuts down) nothing new
+      // starts: the assignment waits for the agent's next run.
+      if (!a.started && !stopping_all_ && !launcher_->Knows(a.task_id)) to_launch.push_back(&a);
     } else if (a.run && it->second.status.state == "Running" && !it->second.stopping && !a.command_probes.empty() &&
                !probes_->Has(a.task_id)) {
       ResumeProbes(a, it->second);
@@ -399,6 +406,28 @@ void NodeAgent::Reconcile(uint64_t version, const std::vector<wire::Assignment>&
     }
   }
   // Ended tasks stay (and are reported) until a heartbeat acknowledges them.
+  lock.unlock();
+  LaunchAll(to_launch);
+}
+
+void NodeAgent::LaunchAll(const std::vector<const wire::Assignment*>& tasks) {
+  // A start mostly waits (a journal's fsync, the shim's exec, the task's
+  // fork), so the tasks of different jobs start side by side; one job's
+  // start in order, since they share its checkpoint directory.
+  std::map<int64_t, std::vector<const wire::Assignment*>> by_job;
+  for (const wire::Assignment* a : tasks) by_job[a->job_id].push_back(a);
+  std::vector<const std::vector<const wire::Assignment*>*> jobs;
+  for (const auto& [job, its] : by_job) jobs.push_back(&its);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next++) < jobs.size();) {
+      for (const wire::Assignment* a : *jobs[i]) Launch(*a);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < std::min(jobs.size(), kParallelLaunches); ++t) helpers.emplace_back(work);
+  work();
+  for (std::thread& t : helpers) t.join();
 }
 
 void NodeAgent::ForgetAcknowledged(const wire::HeartbeatReply& reply) {
@@ -484,9 +513,12 @@ std::map<std::string, std::string> NodeAgent::TaskEnvironment(const wire::Assign
 }
 
 void NodeAgent::Launch(const wire::Assignment& a) {
-  // Journaled already (a crash came before the controller heard of it): it
-  // is reported from the journal, never started again.
-  if (launcher_->Knows(a.task_id)) return;
+  // On the watch thread (or a helper of LaunchAll), without mu_: starting a task takes milliseconds
+  // (its directories, cgroup, journal, the shim's fork). Its record joins
+  // known_ under mu_ at the end, where the launcher hands it over (Accept),
+  // so no exit of it can be collected before it is known. Reconcile left
+  // out what the launcher knows already (journaled before a crash: reported
+  // from the journal, never started again).
   Known k;
   k.status.task_id = a.task_id;
   k.started_ms = clock_->NowMs();
@@ -497,6 +529,7 @@ void NodeAgent::Launch(const wire::Assignment& a) {
     k.status.exit_code = exit_code;
     k.status.reason = std::string(why);
     k.status.end_ms = clock_->NowMs();
+    std::lock_guard<std::mutex> lock(mu_);
     known_[a.task_id] = k;
     launched_ = true;
     exits_.Wake();  // report it now
@@ -526,11 +559,14 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   if (who->switch_user) launch.user = TaskUser{.uid = who->uid, .gid = who->gid, .groups = who->groups};
   // The job's checkpoints outlive this attempt (checkpoint_dir.h).
   // Once per agent: the root serves this cluster alone (checkpoint_dir.h).
-  if (!checkpoint_root_claimed_) {
-    if (absl::Status st = ClaimCheckpointRoot(CheckpointRoot(), cluster_id_); !st.ok()) {
-      return fail(126, absl::StrCat("cannot use the checkpoint directory: ", st.message()));
+  {
+    std::lock_guard<std::mutex> claim(checkpoint_claim_mu_);
+    if (!checkpoint_root_claimed_) {
+      if (absl::Status st = ClaimCheckpointRoot(CheckpointRoot(), cluster_id_); !st.ok()) {
+        return fail(126, absl::StrCat("cannot use the checkpoint directory: ", st.message()));
+      }
+      checkpoint_root_claimed_ = true;
     }
-    checkpoint_root_claimed_ = true;
   }
   absl::StatusOr<std::string> checkpoints = MakeCheckpointDirectory(CheckpointRoot(), a.job_id, *who);
   if (!checkpoints.ok()) {
@@ -568,9 +604,11 @@ void NodeAgent::Launch(const wire::Assignment& a) {
       return fail(126, absl::StrCat("cannot give ", target, " to the task's user"));
     }
   }
-  auto started = launcher_->Start(launch);
+  auto started = launcher_->StartHeld(launch);
   if (absl::IsAlreadyExists(started.status())) return;              // journaled already: reported from the journal
   if (!started.ok()) return fail(127, started.status().message());  // a typo in the command: at once, with the reason
+  std::lock_guard<std::mutex> lock(mu_);
+  launcher_->Accept(a.task_id);
   k.status.state = "Running";
   k.status.start_ms = k.started_ms;
   std::vector<std::string> notes = started->warnings;
@@ -579,6 +617,12 @@ void NodeAgent::Launch(const wire::Assignment& a) {
   known_[a.task_id] = k;
   launched_ = true;
   exits_.Watch(started->shim_pid);  // its exit wakes the report loop
+  if (stopping_all_) {              // the node began to shut down while this one started
+    known_[a.task_id].stopping = true;
+    log::Failure("stop task", launcher_->Stop(a.task_id, stop_all_grace_ms_, /*node_shutdown=*/true),
+                 absl::StrCat("task=", log::Field(a.task_id)));
+    return;
+  }
   if (!a.command_probes.empty()) StartProbes(a, *who, launch.workdir, launch.env, k.started_ms);
 }
 

@@ -168,6 +168,10 @@ class NodeAgent {
   // Records a contact with the controller that began at `boot_ms`
   // (shim::BootTimeMs) in the lease file the shims read.
   void RenewLease(int64_t boot_ms);
+  // Starts new tasks, several at once (Reconcile's, without mu_).
+  void LaunchAll(const std::vector<const wire::Assignment*>& tasks);
+  static constexpr size_t kParallelLaunches = 8;
+  // Starts a task; takes mu_ only at its end.
   void Launch(const wire::Assignment& a);
   // The environment a task of `a` runs with (and its command probes).
   std::map<std::string, std::string> TaskEnvironment(const wire::Assignment& a, const TaskIdentity& who,
@@ -203,9 +207,12 @@ class NodeAgent {
   // This process's heartbeats in order (Controller::Heartbeat): a random id
   // of the process and the beats it sent.
   const std::string beat_instance_;
-  int64_t beat_seq_ = 0;                  // BeatLoop only
-  std::string cluster_id_;                // from the first registration (guarded by mu_)
-  bool checkpoint_root_claimed_ = false;  // ClaimCheckpointRoot done (guarded by mu_)
+  int64_t beat_seq_ = 0;  // BeatLoop only
+  // From the first registration, before the loops start; never changes
+  // after (AdoptClusterId refuses another), so the loops read it freely.
+  std::string cluster_id_;
+  std::mutex checkpoint_claim_mu_;
+  bool checkpoint_root_claimed_ = false;  // ClaimCheckpointRoot done (guarded by checkpoint_claim_mu_)
   mutable std::mutex token_mu_;
   std::string credential_;  // the node's own credential; "" until it has one (guarded by token_mu_)
   std::unique_ptr<TaskLauncher> launcher_;
@@ -226,6 +233,8 @@ class NodeAgent {
   bool usage_fresh_ = false;              // not yet sent (guarded by mu_)
   std::string unhealthy_reason_;          // the health-check program's verdict (guarded by mu_)
   bool launched_ = false;                 // a launch since the last report (guarded by mu_)
+  bool stopping_all_ = false;             // StopAllTasks began (guarded by mu_)
+  int64_t stop_all_grace_ms_ = 0;         // its grace (guarded by mu_)
   ExitWaiter exits_;                      // wakes BeatLoop at a launch or a shim's exit
   std::unique_ptr<CommandProbes> probes_;
   std::thread watch_, beat_, serve_, health_check_, checkpoint_sweep_, probe_;
