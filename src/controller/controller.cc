@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(ControllerOptions
 Controller::~Controller() { Stop(); }
 
 absl::Status Controller::Load() {
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   auto queues = store_->ListQueues();
   if (!queues.ok()) return queues.status();
   for (const auto& q : *queues) {
@@ -101,7 +101,10 @@ absl::Status Controller::Load() {
   }
   auto tokens = store_->ListTokens();
   if (!tokens.ok()) return tokens.status();
-  for (const auto& t : *tokens) tokens_[t.token_hash] = t;
+  {
+    std::lock_guard<std::mutex> tokens_lock(tokens_mu_);
+    for (const auto& t : *tokens) tokens_[t.token_hash] = t;
+  }
   auto nodes = store_->ListNodes();
   if (!nodes.ok()) return nodes.status();
   for (const auto& n : *nodes) {
@@ -182,13 +185,29 @@ void Controller::SetAssignmentListener(std::function<void(const std::string& nod
   assignment_listener_ = std::move(listener);
 }
 
+Controller::WriteLock::WriteLock(Controller& c)
+    : c_(c), writer_(c.write_mu_), state_(c.mu_), thread_(std::this_thread::get_id()) {
+  c_.writer_.store(this);
+}
+
+Controller::WriteLock::~WriteLock() { c_.writer_.store(nullptr); }
+
 absl::Status Controller::Commit(engine::Change change) {
+  WriteLock* writer = writer_.load();
+  if (writer == nullptr || writer->thread_ != std::this_thread::get_id() || !writer->state_.owns_lock()) {
+    return absl::InternalError("a change was committed without the controller's write lock (a bug)");
+  }
   absl::StatusOr<std::set<int64_t>> touched = outbox_.Add(change, engine_);
   if (!touched.ok()) return touched.status();  // nothing applied: the change is made again later
   const bool notify = !change.batch.notifications.empty();
   if (!change.batch.empty()) {
     AddUsage(change.batch);
-    if (absl::Status st = store_->Apply(std::move(change.batch)); !st.ok()) {
+    // Readers go on while the disk works; no writer can (write_mu_), so
+    // the state this change was made from is the one it is adopted into.
+    writer->state_.unlock();
+    absl::Status st = store_->Apply(std::move(change.batch));
+    writer->state_.lock();
+    if (!st.ok()) {
       outbox_.Settle(*touched, /*committed=*/false);  // counts that took in a change that did not happen
       return st;
     }
@@ -254,7 +273,7 @@ absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& c
 
 absl::Status Controller::PutQueue(const Principal& caller, const core::Queue& queue) {
   if (absl::Status st = Authorize(caller, Action::kChangeQueues); !st.ok()) return st;
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   if (!queue.parent.empty() && queue.parent != "default" && !engine_.queues().count(queue.parent)) {
     return absl::InvalidArgumentError(absl::StrCat("parent queue '", queue.parent, "' does not exist"));
   }
@@ -331,7 +350,7 @@ std::string Controller::NodeSpecJson(const NodeEntry& e, const core::Node& node,
 
 absl::Status Controller::DrainNode(const Principal& caller, const std::string& name, bool drain) {
   if (absl::Status st = Authorize(caller, Action::kChangeNodes); !st.ok()) return st;
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   auto it = engine_.nodes().find(name);
   if (it == engine_.nodes().end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
   NodeEntry& n = it->second;
@@ -354,7 +373,7 @@ absl::Status Controller::DrainNode(const Principal& caller, const std::string& n
 
 absl::Status Controller::DrainDevice(const Principal& caller, const std::string& name, int32_t device, bool drain) {
   if (absl::Status st = Authorize(caller, Action::kChangeNodes); !st.ok()) return st;
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   auto it = engine_.nodes().find(name);
   if (it == engine_.nodes().end()) return absl::NotFoundError(absl::StrCat("no node '", name, "'"));
   NodeEntry& n = it->second;
@@ -421,8 +440,9 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
     made->first.node = node.name;
     credential = *std::move(made);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   if (credential.has_value()) {
+    std::lock_guard<std::mutex> tokens_lock(tokens_mu_);
     for (const auto& [hash, t] : tokens_) {
       if (t.role == "node" && t.node == node.name && !t.revoked) {
         return absl::PermissionDeniedError(absl::StrCat(
@@ -470,7 +490,10 @@ absl::StatusOr<std::string> Controller::DoRegisterNode(const Principal& caller, 
   }
   engine_.FailTasksOnDevices(node.name, sick, c);
   ICOS_RETURN_IF_ERROR(Commit(std::move(c)));
-  if (credential.has_value()) tokens_[credential->first.token_hash] = credential->first;
+  if (credential.has_value()) {
+    std::lock_guard<std::mutex> tokens_lock(tokens_mu_);
+    tokens_[credential->first.token_hash] = credential->first;
+  }
   e.node = node;
   e.agent_url = agent_url;
   e.log_key = log_key;
@@ -536,7 +559,7 @@ absl::StatusOr<wire::HeartbeatReply> Controller::Heartbeat(const Principal& call
   bool changed = false;
   wire::HeartbeatReply reply;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     auto nit = engine_.nodes().find(node);
     if (nit == engine_.nodes().end())
       return absl::NotFoundError(absl::StrCat("node '", node, "' is not registered; register first"));

@@ -13,7 +13,14 @@
 //     only after every task of earlier attempts has ended;
 //   - a task only runs while its job is Running at that attempt; anything else
 //     is sent to its agent as "stop".
-// Thread-safety: all public methods are thread-safe.
+// Thread-safety: all public methods are thread-safe. mu_ guards the cluster
+// state (the engine, services, queues). A command that changes it holds a
+// WriteLock: write_mu_ first (one writer at a time), then mu_, which Commit
+// lets go of while the store writes. Readers (lists, GETs, watches,
+// authentication) take mu_ alone, so they never wait for the disk; they see
+// the state before a change until it is durable and adopted, and no writer
+// can run meanwhile. Lock order: pass_mu_, reconcile_mu_, write_mu_, mu_,
+// tokens_mu_.
 #ifndef ICOS_CONTROLLER_CONTROLLER_H_
 #define ICOS_CONTROLLER_CONTROLLER_H_
 
@@ -582,7 +589,9 @@ class Controller {
                                   const std::string& log_key);
   // Writes a change (with its usage records) and, once it is durable, hands
   // it to the engine and wakes the nodes whose assignments it moved. A failed
-  // write leaves memory as it was.
+  // write leaves memory as it was. REQUIRES a WriteLock on this thread: mu_
+  // is let go while the store writes (readers go on; writers wait on
+  // write_mu_) and held again when it returns.
   absl::Status Commit(engine::Change change);
   // Forgets jobs that ended and hold no tasks (the store keeps them), and
   // learns from them.
@@ -643,13 +652,34 @@ class Controller {
   SlowNodeDetector slow_nodes_;                // guarded by mu_
 
   std::mutex pass_mu_;  // one scheduling pass at a time
+  // What a command that changes the cluster state holds (see the class
+  // comment): write_mu_, then mu_.
+  class WriteLock {
+   public:
+    explicit WriteLock(Controller& c);
+    ~WriteLock();
+    WriteLock(const WriteLock&) = delete;
+    WriteLock& operator=(const WriteLock&) = delete;
+
+   private:
+    friend class Controller;
+    Controller& c_;
+    std::unique_lock<std::mutex> writer_;
+    std::unique_lock<std::mutex> state_;  // on mu_; Commit lets go of it while the store writes
+    std::thread::id thread_;
+  };
+  std::mutex write_mu_;
+  std::atomic<WriteLock*> writer_{nullptr};  // the WriteLock held now; set and cleared under write_mu_
   mutable std::mutex mu_;
   std::condition_variable changed_;                                   // node versions moved (assignment watchers)
   std::function<void(const std::string& node)> assignment_listener_;  // told the same; guarded by mu_
   // The job lifecycle: jobs, tasks, nodes, queues and their rules.
-  engine::Engine engine_;                             // guarded by mu_
-  std::map<std::string, store::TokenRecord> tokens_;  // by hash
-  std::set<std::string> token_use_dirty_;             // hashes whose last_used_ms is not stored yet
+  engine::Engine engine_;  // guarded by mu_
+  // The API's tokens, apart from the cluster state: every request reads
+  // them (Authenticate). Nothing else is locked while tokens_mu_ is held.
+  mutable std::mutex tokens_mu_;
+  std::map<std::string, store::TokenRecord> tokens_;  // by hash; guarded by tokens_mu_
+  std::set<std::string> token_use_dirty_;             // hashes whose last_used_ms is not stored yet; ditto
   ControllerCounters counters_;
   // Delivers the webhook outbox; started and stopped with the loop.
   std::unique_ptr<WebhookSender> webhooks_;
@@ -723,7 +753,8 @@ class Controller {
   // leaves the count alone).
   std::optional<ServiceLoad> MeasuredLoad(int64_t id, int64_t now_ms) const;
   std::map<int64_t, AutoscaleMemory> autoscale_;  // by service id; guarded by mu_ (reconcile thread)
-  // The webhook messages each commit owes (webhook_outbox.h). Guarded by mu_.
+  // The webhook messages each commit owes (webhook_outbox.h). Commit's
+  // alone: guarded by write_mu_.
   WebhookOutbox outbox_{store_};
   std::mutex sample_mu_;
   int64_t last_sample_slot_ = -1;  // guarded by sample_mu_

@@ -62,7 +62,7 @@ absl::StatusOr<Principal> Controller::Authenticate(const std::string& token) {
   if (token.empty()) {
     return absl::UnauthenticatedError("no token: send 'Authorization: Bearer <token>' (see `icos token create`)");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(tokens_mu_);
   auto it = tokens_.find(Sha256Hex(token));
   if (it == tokens_.end() || it->second.revoked) {
     return absl::UnauthenticatedError("unknown or revoked token: ask an admin for a new one (`icos token create`)");
@@ -113,14 +113,14 @@ absl::StatusOr<std::string> Controller::CreateToken(const Principal& caller, Rol
   store::WriteBatch b;
   b.tokens.push_back(made->first);
   if (absl::Status st = store_->Apply(std::move(b)); !st.ok()) return st;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(tokens_mu_);
   tokens_[made->first.token_hash] = made->first;
   return made->second;
 }
 
 absl::StatusOr<std::vector<store::TokenRecord>> Controller::ListTokens(const Principal& caller) const {
   if (absl::Status st = Authorize(caller, Action::kManageTokens); !st.ok()) return st;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(tokens_mu_);
   std::vector<store::TokenRecord> out;
   for (const auto& [hash, t] : tokens_) out.push_back(t);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
@@ -132,7 +132,7 @@ absl::StatusOr<std::vector<store::TokenRecord>> Controller::ListTokens(const Pri
 absl::StatusOr<store::TokenRecord> Controller::RevokeToken(const Principal& caller, const std::string& which) {
   if (absl::Status st = Authorize(caller, Action::kManageTokens); !st.ok()) return st;
   if (which.empty()) return absl::InvalidArgumentError("name the token to revoke (its id or name; icos token list)");
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(tokens_mu_);
   std::vector<store::TokenRecord*> found;
   for (auto& [hash, t] : tokens_) {
     if (t.revoked) continue;
@@ -155,7 +155,7 @@ absl::StatusOr<store::TokenRecord> Controller::RevokeToken(const Principal& call
 }
 
 absl::Status Controller::FlushTokenUse() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(tokens_mu_);
   if (token_use_dirty_.empty()) return absl::OkStatus();
   store::WriteBatch b;
   for (const std::string& hash : token_use_dirty_) {
@@ -168,7 +168,7 @@ absl::Status Controller::FlushTokenUse() {
 
 absl::StatusOr<std::string> Controller::BootstrapAdminToken(const TokenOptions& run_as) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(tokens_mu_);
     for (const auto& [h, t] : tokens_) {
       if (t.role == "admin" && !t.revoked) return std::string();
     }

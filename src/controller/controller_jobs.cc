@@ -132,7 +132,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   JobEntry j;
   j.spec = *std::move(spec);
   if (!stored_deps.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     engine_.NoteDependencies(j, +count);
     for (const auto& [id, state] : stored_deps) {
       if (engine_.jobs().count(id)) continue;
@@ -150,7 +150,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   absl::Status inserted = count == 1 ? store_->InsertJob(&recs.front()) : store_->InsertJobs(&recs);
   const store::JobRecord& first = recs.front();
   if (!inserted.ok() || first.replayed) {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     engine_.NoteDependencies(j, -count);
   }
   if (!inserted.ok()) return inserted;
@@ -160,7 +160,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   }
   const int64_t id = first.id;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     if (j.spec.kind == api::JobKind::kService) StartService(caller, id, recs.front().spec_json, j.spec);
     AdmitJobs(j.spec, recs);
   }
@@ -319,7 +319,7 @@ absl::StatusOr<std::vector<store::JobRecord>> Controller::ListJobs(const Princip
 absl::Status Controller::Cancel(const Principal& caller, int64_t id) {
   if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     engine::Change c(clock_->NowMs());
     // A service's own id stops the service: every replica, and it makes no
     // more (one replica cancelled by its own id is replaced).

@@ -50,7 +50,7 @@ absl::Status Controller::LoadRuntimeHistory() {
     // history is learned from at the reference speed).
     learning_->FromHistory(r.id, FactsOf(r, *devices), RunSeconds(r, tasks, options_.scheduler.restore_cost_ms));
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   for (const auto& [id, j] : engine_.jobs()) {
     if (!store::IsTerminal(j.rec.state)) learning_->Submitted(id, FactsOf(j.rec, j.devices));
   }
@@ -87,7 +87,7 @@ void Controller::ApplyLearnedEstimates() {
   if (!learning_) return;
   const std::vector<RuntimeLearning::Estimate> made = learning_->Apply();
   if (made.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   for (const RuntimeLearning::Estimate& e : made) {
     JobEntry* found = engine_.MutableJob(e.id);
     if (found == nullptr || store::IsTerminal(found->rec.state)) continue;

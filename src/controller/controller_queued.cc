@@ -30,7 +30,7 @@ absl::StatusOr<const Controller::JobEntry*> Controller::OpenJobFor(const Princip
 absl::Status Controller::Hold(const Principal& caller, int64_t id, bool hold) {
   if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     absl::StatusOr<const JobEntry*> open = OpenJobFor(caller, id);
     if (!open.ok()) return open.status();
     const JobEntry& j = **open;
@@ -64,7 +64,7 @@ absl::Status Controller::Hold(const Principal& caller, int64_t id, bool hold) {
 absl::Status Controller::RequeueJob(const Principal& caller, int64_t id, bool hold) {
   if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     absl::StatusOr<const JobEntry*> open = OpenJobFor(caller, id);
     if (!open.ok()) return open.status();
     const JobEntry& j = **open;
@@ -94,7 +94,7 @@ absl::Status Controller::Update(const Principal& caller, int64_t id, const JobUp
     return absl::InvalidArgumentError("nothing to update: give a priority, a time limit or a run-time estimate");
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     absl::StatusOr<const JobEntry*> open = OpenJobFor(caller, id);
     if (!open.ok()) return open.status();
     const JobEntry& j = **open;

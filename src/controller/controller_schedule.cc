@@ -20,7 +20,7 @@ absl::Status Controller::RunPass() {
   const int64_t now = clock_->NowMs();
   engine::PassInput in;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     in = engine_.BeginPass(now);
     if (!in.unmet.empty()) {
       engine::Change c(now);
@@ -47,12 +47,12 @@ absl::Status Controller::RunPass() {
   // decisions are applied.
   engine::BindWork work;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     work = engine_.PrepareBinds(in, *decisions);
   }
   engine_.MakeTasks(in, work);
 
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   engine::PassOutcome outcome = engine_.ApplyPass(in, *decisions, std::move(work), now);
   ICOS_RETURN_IF_ERROR(Commit(std::move(outcome.change)));
   counters_.binds.Inc({}, static_cast<double>(outcome.binds));
@@ -79,7 +79,7 @@ int64_t Controller::AgentPaceLocked() const {
 }
 
 absl::Status Controller::CheckNodes() {
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   engine::Change c(clock_->NowMs());
   engine_.CheckNodes(c);
   ICOS_RETURN_IF_ERROR(Commit(std::move(c)));

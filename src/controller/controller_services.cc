@@ -91,7 +91,7 @@ ServiceEndpoints::Replica Controller::ReplicaOf(const store::JobRecord& rec, con
 
 void Controller::RestartDeadReplica(int64_t job_id, int32_t attempt, const std::string& event, const std::string& why) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     const engine::JobEntry* j = engine_.FindJob(job_id);
     if (j == nullptr || j->rec.state != JobState::kRunning || j->rec.attempt != attempt) return;
     // As a requeue: its task is told to stop (SIGTERM, the grace period,

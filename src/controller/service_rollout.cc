@@ -38,7 +38,7 @@ absl::StatusOr<api::JobSpec> SpecOf(const ServiceRevision& revision, int32_t rep
 absl::Status Controller::LoadServices() {
   auto stored = store_->ListServices();
   if (!stored.ok()) return stored.status();
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   for (const store::ServiceRecord& r : *stored) {
     absl::StatusOr<ServiceState> s = ServiceStateFromJson(r.id, r.state_json);
     if (!s.ok()) return s.status();
@@ -243,7 +243,7 @@ void Controller::MakeReplicas(const ReplicasToMake& m) {
     log::Failure("service replicas", st, absl::StrCat("service=", m.service));
     return;  // its indices stay unused; the next round makes replicas again
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   AdmitJobs(m.spec, recs);
 }
 
@@ -255,7 +255,7 @@ void Controller::ReconcileServices() {
   // autoscaler reads it, and its traffic is charted.
   std::vector<std::pair<int64_t, ServiceLoad>> measured;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    WriteLock lock(*this);
     engine::Change c(now);
     const std::set<int64_t> adopted = AdoptUnrecordedServices(c.now_ms);  // stored with this round's changes
     std::vector<ServiceState> changed;
@@ -295,7 +295,7 @@ absl::StatusOr<int32_t> Controller::UpdateService(const Principal& caller, int64
   if (spec->kind != api::JobKind::kService) {
     return absl::InvalidArgumentError("a service's new spec must say kind: service");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
   if (!found.ok()) return found.status();
   ServiceState next = **found;
@@ -327,7 +327,7 @@ absl::Status Controller::ScaleService(const Principal& caller, int64_t id, int32
     return absl::InvalidArgumentError(
         absl::StrCat("replicas must be between 0 and ", options_.spec_limits.max_array_size, ", not ", replicas));
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
   if (!found.ok()) return found.status();
   ServiceState next = **found;
@@ -343,7 +343,7 @@ absl::Status Controller::ScaleService(const Principal& caller, int64_t id, int32
 
 absl::StatusOr<int32_t> Controller::RollbackService(const Principal& caller, int64_t id, int32_t to) {
   if (absl::Status st = Authorize(caller, Action::kControlJob); !st.ok()) return st;
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
   if (!found.ok()) return found.status();
   ServiceState next = **found;
@@ -368,7 +368,7 @@ absl::StatusOr<int32_t> Controller::RollbackService(const Principal& caller, int
 
 absl::Status Controller::PauseService(const Principal& caller, int64_t id, bool pause) {
   ICOS_RETURN_IF_ERROR(Authorize(caller, Action::kControlJob));
-  std::lock_guard<std::mutex> lock(mu_);
+  WriteLock lock(*this);
   absl::StatusOr<ServiceState*> found = ServiceFor(caller, id);
   if (!found.ok()) return found.status();
   if ((found.value()->paused_ms != 0) == pause) return absl::OkStatus();
