@@ -713,19 +713,39 @@ absl::Status CgroupManager::SignalUntilEmpty(const std::string& task_id) {
       absl::StrCat(alive, " processes of ", GroupDir(task_id), " survived SIGKILL (uninterruptible sleep?)"));
 }
 
+namespace {
+
+// The value of `key` in a "key value" per line file (memory.stat, memory.events).
+std::optional<int64_t> FindCounter(const std::string& text, absl::string_view key) {
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits(' ', 1));
+    int64_t value = 0;
+    if (kv.first == key && absl::SimpleAtoi(kv.second, &value)) return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> CgroupManager::ResidentKib(const std::string& task_id) const {
+  if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;
+  const std::string root = MemoryRoot();
+  if (root.empty()) return absl::UnavailableError(absl::StrCat("no memory controller (", layout_.Describe(), ")"));
+  const std::string file = absl::StrCat(GroupPath(root, task_id), "/memory.stat");
+  absl::StatusOr<std::string> stat = ReadFile(file);
+  if (!stat.ok()) return stat.status();
+  // v1's total_ counts the group's descendants too, as v2's anon does.
+  const std::optional<int64_t> bytes =
+      layout_.version == CgroupVersion::kV2 ? FindCounter(*stat, "anon") : FindCounter(*stat, "total_rss");
+  if (!bytes) return absl::UnavailableError(absl::StrCat(file, " says nothing of anonymous memory"));
+  return *bytes / 1024;
+}
+
 absl::StatusOr<int64_t> CgroupManager::OomKillCount(const std::string& task_id) const {
   if (absl::Status s = ValidateTaskId(task_id); !s.ok()) return s;
   std::string root = MemoryRoot();
   if (root.empty()) return absl::UnavailableError(absl::StrCat("no memory controller (", layout_.Describe(), ")"));
   std::string group = GroupPath(root, task_id);
-  auto find_counter = [](const std::string& text, absl::string_view key) -> std::optional<int64_t> {
-    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits(' ', 1));
-      int64_t value = 0;
-      if (kv.first == key && absl::SimpleAtoi(kv.second, &value)) return value;
-    }
-    return std::nullopt;
-  };
   if (layout_.version == CgroupVersion::kV2) {
     absl::StatusOr<std::string> events = ReadFile(absl::StrCat(group, "/memory.events"));
     if (!events.ok()) {
@@ -735,11 +755,11 @@ absl::StatusOr<int64_t> CgroupManager::OomKillCount(const std::string& task_id) 
       }
       return events.status();
     }
-    return find_counter(*events, "oom_kill").value_or(0);
+    return FindCounter(*events, "oom_kill").value_or(0);
   }
   absl::StatusOr<std::string> oom_control = ReadFile(absl::StrCat(group, "/memory.oom_control"));
   if (!oom_control.ok()) return oom_control.status();
-  if (std::optional<int64_t> kills = find_counter(*oom_control, "oom_kill")) return *kills;
+  if (std::optional<int64_t> kills = FindCounter(*oom_control, "oom_kill")) return *kills;
   // Kernels before 4.13 do not count OOM kills per group.
   absl::StatusOr<std::string> failcnt = ReadFile(absl::StrCat(group, "/memory.failcnt"));
   if (!failcnt.ok()) return failcnt.status();

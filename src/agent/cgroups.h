@@ -194,6 +194,12 @@ class CgroupManager {
   // Unavailable when the group has no memory controller.
   absl::StatusOr<int64_t> OomKillCount(const std::string& task_id) const;
 
+  // The group's resident memory now, in KiB: the anonymous memory of all its
+  // processes (memory.stat's anon on v2, total_rss on v1), without the page
+  // cache: what sacct's MaxRSS adds up over a task's processes. Unavailable
+  // when the group has no memory controller.
+  absl::StatusOr<int64_t> ResidentKib(const std::string& task_id) const;
+
   // Removes the task's group from every hierarchy, detaching its v2 device
   // program first once no process is left in it. OK when already gone;
   // FailedPrecondition while processes remain (the kernel refuses with EBUSY).

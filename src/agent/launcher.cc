@@ -178,6 +178,7 @@ absl::string_view TaskExitKindName(TaskExitKind kind) {
 
 struct TaskLauncher::Task {
   std::string task_id;
+  int64_t sampled_rss_kib = 0;  // the most SampleMemory saw (memory only)
   Phase phase = Phase::kStarting;
   std::vector<std::string> argv;
   std::string workdir;
@@ -663,7 +664,7 @@ TaskExit TaskLauncher::Finish(Task& task, const int* shim_wait_status) {
     }
   } else {
     exit.end_unix_ms = record->end_unix_ms > 0 ? record->end_unix_ms : UnixMillis();
-    exit.max_rss_kib = record->max_rss_kib;
+    exit.max_rss_kib = std::max(record->max_rss_kib, task.sampled_rss_kib);
     const int status = record->wait_status;
     if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) {
@@ -801,6 +802,17 @@ std::vector<TaskExit> TaskLauncher::Poll() {
     }
   }
   return exits;
+}
+
+void TaskLauncher::SampleMemory() {
+  if (cgroups_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, task] : tasks_) {
+    if (task->phase != Phase::kRunning || !task->has_cgroup) continue;
+    if (absl::StatusOr<int64_t> kib = cgroups_->ResidentKib(id); kib.ok()) {
+      task->sampled_rss_kib = std::max(task->sampled_rss_kib, *kib);
+    }
+  }
 }
 
 absl::Status TaskLauncher::Forget(const std::string& task_id) {

@@ -183,7 +183,10 @@ struct TaskExit {
   // For people: "exited with code 3", "OOMKilled", "exec 'x' failed: ...".
   std::string reason;
   int64_t end_unix_ms = 0;  // wall clock; for Lost, when the loss was noticed
-  int64_t max_rss_kib = 0;  // the largest process's peak RSS (the shim's getrusage); 0: unknown
+  // sacct's MaxRSS: the larger of the largest process's peak (the shim's
+  // getrusage) and the most its processes held together when sampled
+  // (SampleMemory); 0: unknown.
+  int64_t max_rss_kib = 0;
   // A stop that asked for a checkpoint first (CheckpointFirst): when its
   // signal went out (Unix ms; 0: none did), the window it gave, and whether
   // the window ran out (SIGTERM followed) before the task ended. What the
@@ -235,6 +238,14 @@ class TaskLauncher {
   // period has passed by the clock). An ended task's cgroup is removed; its
   // journal stays (a new TaskLauncher reports it again) until Forget().
   std::vector<TaskExit> Poll();
+
+  // Samples each running task's resident memory, all its processes
+  // together (CgroupManager::ResidentKib): the largest sample joins its
+  // TaskExit::max_rss_kib. A task of several processes (a launcher and its
+  // data-loading workers) is thus counted whole, as Slurm's accounting
+  // samples it; a peak between samples is seen only in its own process's
+  // getrusage. The agent calls it every second; nothing without cgroups.
+  void SampleMemory();
 
   // Drops what is kept of an ended task (journal, exit record; the log
   // stays), once the controller has recorded its exit. NotFound for an

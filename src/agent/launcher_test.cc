@@ -950,6 +950,28 @@ TEST_F(CgroupLauncherTest, TaskWhoseJournalIsGoneIsKilledAtAdoption) {
   EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(task.task_pid, 0); }));
 }
 
+// sacct's MaxRSS counts a task whole: two processes of 64 MiB each are more
+// than the largest of them.
+TEST_F(CgroupLauncherTest, MaxRssCountsAllTheTasksProcessesTogether) {
+  if (!PathExists("/usr/bin/python3")) GTEST_SKIP() << "needs /usr/bin/python3";
+  const std::string hold =
+      "/usr/bin/python3 -c \"import time; b = b'x' * (64 << 20); print('held', flush=True); "
+      "time.sleep(30)\"";
+  MustStart(Sh("c1", hold + " & " + hold + " & wait"));
+  if (!absl::StatusOr<int64_t>(launcher_->cgroups()->ResidentKib("c1")).ok()) {
+    GTEST_SKIP() << "no memory controller here";
+  }
+  ASSERT_TRUE(WaitUntil([&] {  // both hold their memory
+    const std::string log = Log("c1");
+    return std::count(log.begin(), log.end(), '\n') >= 2;
+  }));
+  launcher_->SampleMemory();
+  ASSERT_TRUE(launcher_->Stop("c1", 0).ok());
+  std::optional<TaskExit> exit = WaitForExit("c1");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_GE(exit->max_rss_kib, 2 * 64 * 1024);
+}
+
 TEST_F(CgroupLauncherTest, CgroupIsRemovedOnceTheTaskIsReported) {
   LaunchedTask task = MustStart(Sh("c1", "true"));
   ASSERT_FALSE(task.cgroup_dir.empty());

@@ -838,6 +838,7 @@ void NodeAgent::BeatLoop() {
   int64_t last_sent = 0;
   int64_t heartbeat_ms = options_.heartbeat_ms;  // the controller may slow it
   std::string last_problem;                      // said once (below)
+  int64_t last_memory_sample_ms = 0;
   while (!stop_) {
     json tasks = json::array(), devices = json::array();
     std::map<std::string, std::vector<wire::ProbeOutcome>> probes_sent;  // what this beat carries
@@ -902,6 +903,11 @@ void NodeAgent::BeatLoop() {
       last_sent = clock_->NowMs();
     }
     CheckHealth();
+    // Tasks' memory, all their processes together (sacct's MaxRSS).
+    if (const int64_t now = clock_->NowMs(); now - last_memory_sample_ms >= kMemorySampleMs) {
+      launcher_->SampleMemory();
+      last_memory_sample_ms = now;
+    }
     exits_.Wait(10);
   }
 }

@@ -171,6 +171,8 @@ class NodeAgent {
   // Starts new tasks, several at once (Reconcile's, without mu_).
   void LaunchAll(const std::vector<const wire::Assignment*>& tasks);
   static constexpr size_t kParallelLaunches = 8;
+  // How often BeatLoop samples the tasks' resident memory (TaskLauncher::SampleMemory).
+  static constexpr int64_t kMemorySampleMs = 1'000;
   // Starts a task; takes mu_ only at its end.
   void Launch(const wire::Assignment& a);
   // The environment a task of `a` runs with (and its command probes).
