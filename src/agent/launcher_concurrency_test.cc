@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/launcher.h"
+#include "agent/launcher_test_util.h"
 #include "agent/sys_util.h"
 #include "agent/test_util.h"
 #include "common/clock.h"
@@ -22,6 +23,7 @@
 namespace icos::agent {
 namespace {
 
+using ::icos::agent::testing::StopEveryTask;
 using ::icos::agent::testing::TempDir;
 using ::icos::agent::testing::WaitUntil;
 using ::testing::ElementsAre;
@@ -30,12 +32,7 @@ using ::testing::IsEmpty;
 class LauncherConcurrencyTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    if (launcher_ == nullptr) return;
-    for (const std::string& id : launcher_->Running()) launcher_->Stop(id, 0).IgnoreError();
-    WaitUntil([&] {
-      launcher_->Poll();
-      return launcher_->Running().empty();
-    });
+    if (launcher_ != nullptr) StopEveryTask(*launcher_);
   }
 
   void Make(std::function<void(absl::string_view)> failpoint = nullptr) {
@@ -52,16 +49,7 @@ class LauncherConcurrencyTest : public ::testing::Test {
     return {.task_id = id, .argv = {"/bin/sh", "-c", script}};
   }
 
-  std::optional<TaskExit> WaitForExit(const std::string& id) {
-    std::optional<TaskExit> found;
-    WaitUntil([&] {
-      for (TaskExit& exit : launcher_->Poll()) {
-        if (exit.task_id == id) found = std::move(exit);
-      }
-      return found.has_value();
-    });
-    return found;
-  }
+  std::optional<TaskExit> WaitForExit(const std::string& id) { return testing::WaitForExit(*launcher_, id); }
 
   TempDir tmp_;
   icos::FakeClock clock_;

@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "agent/launcher_test_util.h"
 #include "agent/shim.h"
 #include "agent/shim_spawn.h"
 #include "agent/sys_util.h"
@@ -33,6 +34,7 @@ namespace {
 
 using ::icos::agent::testing::Slurp;
 using ::icos::agent::testing::Spit;
+using ::icos::agent::testing::StopEveryTask;
 using ::icos::agent::testing::TempDir;
 using ::icos::agent::testing::WaitUntil;
 using ::testing::ElementsAre;
@@ -50,12 +52,7 @@ class LauncherTestBase : public ::testing::Test {
  protected:
   void TearDown() override {
     // Never leave a task behind, whatever the test did.
-    if (launcher_ == nullptr) return;
-    for (const std::string& id : launcher_->Running()) launcher_->Stop(id, 0).IgnoreError();
-    WaitUntil([&] {
-      launcher_->Poll();
-      return launcher_->Running().empty();
-    });
+    if (launcher_ != nullptr) StopEveryTask(*launcher_);
   }
 
   virtual CgroupOptions Cgroups() { return {.mode = CgroupMode::kDisabled}; }
@@ -84,16 +81,7 @@ class LauncherTestBase : public ::testing::Test {
   }
 
   // Polls (real time, short sleeps) until `id` is reported; nullopt after 10 s.
-  std::optional<TaskExit> WaitForExit(const std::string& id) {
-    std::optional<TaskExit> found;
-    WaitUntil([&] {
-      for (TaskExit& exit : launcher_->Poll()) {
-        if (exit.task_id == id) found = std::move(exit);
-      }
-      return found.has_value();
-    });
-    return found;
-  }
+  std::optional<TaskExit> WaitForExit(const std::string& id) { return testing::WaitForExit(*launcher_, id); }
 
   std::string Log(const std::string& id) { return Slurp(tmp_.Sub("logs/" + id + ".log")); }
 
