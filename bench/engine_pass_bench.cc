@@ -5,6 +5,8 @@
 // `pending` one-device jobs waiting. The scheduler's own time is
 // icos_scheduler_bench's.
 //
+// BM_SetWaitingReasons: what telling every waiting job why costs after it.
+//
 // Run: build/release/bench/icos_engine_pass_bench
 #include <benchmark/benchmark.h>
 
@@ -93,3 +95,19 @@ void BM_CopyJobs(benchmark::State& state) {
 BENCHMARK(BM_CopyJobs)->Args({1'250, 10'000})->Unit(benchmark::kMillisecond);
 }  // namespace
 BENCHMARK_MAIN();
+
+namespace {
+// Engine::SetWaitingReasons after a pass on the full cluster: every pending
+// job gets its reason (memory only, under the controller's lock).
+void BM_SetWaitingReasons(benchmark::State& state) {
+  Engine engine({});
+  Fill(engine, static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
+  icos::engine::PassInput in = engine.BeginPass(2'000);
+  const icos::core::Scheduler scheduler = *icos::core::Scheduler::Create({});
+  const auto decisions = scheduler.Schedule(in.snap);
+  int64_t now = 2'000;
+  for (auto _ : state) engine.SetWaitingReasons(*decisions, now += 1'000);
+  state.counters["waiting"] = static_cast<double>(decisions->waiting.size());
+}
+BENCHMARK(BM_SetWaitingReasons)->Args({1'250, 10'000})->Unit(benchmark::kMillisecond);
+}  // namespace

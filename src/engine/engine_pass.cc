@@ -592,15 +592,22 @@ PassOutcome Engine::ApplyPass(const PassInput& in, const core::Decisions& decisi
 }
 
 void Engine::SetWaitingReasons(const core::Decisions& decisions, int64_t now) {
-  std::map<int64_t, std::string> reserved;
+  absl::flat_hash_map<int64_t, int64_t> reserved_minutes;
   for (const auto& r : decisions.reservations) {
-    reserved[r.job.value()] =
-        absl::StrCat("; reserved to start in about ", (r.start_ms - now + 59'999) / 60'000, " min");
+    reserved_minutes[r.job.value()] = (r.start_ms - now + 59'999) / 60'000;
   }
+  // Every waiting job, every pass: written into one buffer and copied only
+  // where it changed (most reasons stay as they were).
+  std::string reason;
   for (const auto& w : decisions.waiting) {
     auto it = jobs_.find(w.job.value());
     if (it == jobs_.end() || it->second.rec.state != JobState::kPending) continue;
-    it->second.rec.reason = absl::StrCat(core::WaitKindName(w.kind), ": ", w.reason, reserved[w.job.value()]);
+    reason.clear();
+    absl::StrAppend(&reason, core::WaitKindName(w.kind), ": ", w.reason);
+    if (auto r = reserved_minutes.find(w.job.value()); r != reserved_minutes.end()) {
+      absl::StrAppend(&reason, "; reserved to start in about ", r->second, " min");
+    }
+    if (it->second.rec.reason != reason) it->second.rec.reason = reason;
   }
 }
 
