@@ -26,6 +26,7 @@ using store::TaskState;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 NodeEntry Node(const std::string& name, int gpus) {
   NodeEntry n;
@@ -168,6 +169,20 @@ TEST_F(EngineTest, AGangRunsAndSucceedsAndLeavesTheIndex) {
   EXPECT_THAT(engine_.JobsOnNode("n1"), IsEmpty());
   ASSERT_EQ(engine_.Prune().size(), 1u);
   EXPECT_EQ(engine_.FindJob(id), nullptr);
+}
+
+TEST_F(EngineTest, AWaitingJobIsToldWhyAndWhenItsReservationStarts) {
+  const int64_t a = Add("runtime_estimate: 1h\n", 2);
+  EXPECT_EQ(Pass(1'000).binds, 1);
+  EXPECT_TRUE(Report(a, 0, "Running", 1'000));
+  EXPECT_TRUE(Report(a, 1, "Running", 1'000));
+  const int64_t b = Add("runtime_estimate: 10m\n", 2), c = Add("runtime_estimate: 10m\n", 1);
+  Pass(2'000);
+  EXPECT_THAT(engine_.FindJob(b)->rec.reason, HasSubstr("Resources: "));
+  EXPECT_THAT(engine_.FindJob(b)->rec.reason, HasSubstr("; reserved to start in about 60 min"));
+  EXPECT_THAT(engine_.FindJob(c)->rec.reason, Not(HasSubstr("reserved")));
+  Pass(30 * 60'000);
+  EXPECT_THAT(engine_.FindJob(b)->rec.reason, HasSubstr("; reserved to start in about 31 min"));
 }
 
 TEST_F(EngineTest, AnEndedTasksPeakMemoryIsRecorded) {
