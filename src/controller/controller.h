@@ -18,9 +18,10 @@
 // WriteLock: write_mu_ first (one writer at a time), then mu_, which Commit
 // lets go of while the store writes. Readers (lists, GETs, watches,
 // authentication) take mu_ alone, so they never wait for the disk; they see
-// the state before a change until it is durable and adopted, and no writer
-// can run meanwhile. Lock order: pass_mu_, reconcile_mu_, write_mu_, mu_,
-// tokens_mu_.
+// jobs as before a change until it is durable and adopted (a node's record,
+// which registrations and lease checks edit in place before they commit,
+// may show the change a moment early), and no writer can run meanwhile.
+// Lock order: pass_mu_, reconcile_mu_, write_mu_, mu_, tokens_mu_.
 #ifndef ICOS_CONTROLLER_CONTROLLER_H_
 #define ICOS_CONTROLLER_CONTROLLER_H_
 
