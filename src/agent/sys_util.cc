@@ -44,7 +44,11 @@ bool PortInUse(int32_t port) {
 }
 
 absl::Status ErrnoError(int err, absl::string_view what) {
-  return absl::ErrnoToStatus(err, absl::StrCat(what, ": ", std::strerror(err)));
+  // Not absl::ErrnoToStatus: it appends strerror's text a second time, and
+  // its absl::base_internal::StrError builds a table on first use that a
+  // TSan build sees raced when two launches fail at once.
+  char buf[256];
+  return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(what, ": ", strerror_r(err, buf, sizeof(buf))));
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {

@@ -18,7 +18,8 @@
 
 namespace icos::agent {
 
-// absl::ErrnoToStatus with "<what>: <strerror>" as the message.
+// A status with errno's code (absl::ErrnoToStatusCode) and "<what>: <strerror>"
+// as its message.
 absl::Status ErrnoError(int err, absl::string_view what);
 
 // Whether a process on this host listens on TCP `port` (any address, IPv4
