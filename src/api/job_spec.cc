@@ -323,10 +323,7 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
       if (v.ok()) {
         absl::StatusOr<ArrayIndices> a = ParseArrayIndices(*v, limits_.max_array_size);
         status = a.ok() ? absl::OkStatus() : Invalid(f, a.status().message());
-        if (a.ok()) {
-          spec.array_indices = std::move(a->indices);
-          spec.array_throttle = a->throttle;
-        }
+        if (a.ok()) SetArray(*a, spec);
       }
     } else if (e.key == "time_limit") {
       absl::StatusOr<int64_t> v = Duration(f);

@@ -301,9 +301,13 @@ struct JobSpec {
   CheckpointSpec checkpoint;
   NotifySpec notify;
   // A job array (Slurm's --array): one job per index, each told its index
-  // (ICOS_ARRAY_INDEX). Empty: a single job.
-  std::vector<int32_t> array_indices;  // ascending, distinct
-  int32_t array_throttle = 0;          // at most this many elements run at once; 0: no limit
+  // (ICOS_ARRAY_INDEX). Kept as its shortest text (FormatArrayIndices:
+  // "0-99999%8"), not expanded: every element of an array holds the spec,
+  // and 100,000 copies of a list of 100,000 indices do not fit in memory.
+  // ParseArrayIndices(array) gives the indices. Empty: a single job.
+  std::string array;
+  int32_t array_count = 0;     // its indices
+  int32_t array_throttle = 0;  // at most this many elements run at once; 0: no limit
   std::vector<TaskSpec> tasks;
 
   bool operator==(const JobSpec&) const = default;
@@ -340,11 +344,14 @@ struct SpecLimits {
 
 // The highest index a job array may have.
 inline constexpr int32_t kMaxArrayIndex = 10'000'000;
+// The longest a job array's shortest text may be (FormatArrayIndices).
+inline constexpr size_t kMaxArrayText = 512;
 
 // A job array's indices as Slurm writes them: "0-999", "1,3,5-9", "0-98:2"
 // (a step), optionally ending "%N" (at most N running at once). Sorted and
-// each index once; InvalidArgument quoting the part it cannot read, or when
-// there are more than `max_size`.
+// each index once; InvalidArgument quoting the part it cannot read, when
+// there are more than `max_size`, or when their shortest text is longer
+// than kMaxArrayText (each element keeps it).
 struct ArrayIndices {
   std::vector<int32_t> indices;
   int32_t throttle = 0;
@@ -352,6 +359,8 @@ struct ArrayIndices {
 absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t max_size);
 // The shortest text of `indices` in that form ("0-3,7%2").
 std::string FormatArrayIndices(const std::vector<int32_t>& indices, int32_t throttle);
+// Makes `spec` the job array `a` (array, array_count, array_throttle).
+void SetArray(const ArrayIndices& a, JobSpec& spec);
 
 // Parses YAML (a superset of JSON, so JSON specs parse too). Unknown fields,
 // wrong types, negative or absurd quantities and unknown enum values are

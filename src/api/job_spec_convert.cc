@@ -87,16 +87,34 @@ absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t m
                                                    " elements; split it or ask an admin to raise it"));
   }
   out.indices.assign(all.begin(), all.end());
+  if (const size_t length = FormatArrayIndices(out.indices, out.throttle).size(); length > kMaxArrayText) {
+    return absl::InvalidArgumentError(absl::StrCat("'", text.substr(0, 64), text.size() > 64 ? "...'" : "'", " takes ",
+                                                   length, " characters written as ranges (at most ", kMaxArrayText,
+                                                   "); split it into several arrays"));
+  }
   return out;
+}
+
+void SetArray(const ArrayIndices& a, JobSpec& spec) {
+  spec.array = FormatArrayIndices(a.indices, a.throttle);
+  spec.array_count = static_cast<int32_t>(a.indices.size());
+  spec.array_throttle = a.throttle;
 }
 
 std::string FormatArrayIndices(const std::vector<int32_t>& indices, int32_t throttle) {
   std::string out;
+  // Greedy: from each index, the longest run with one step; runs of step 1
+  // as "a-b", of at least three with a larger step as "a-b:step".
   for (size_t i = 0; i < indices.size();) {
     size_t j = i;
-    while (j + 1 < indices.size() && indices[j + 1] == indices[j] + 1) ++j;
+    if (i + 1 < indices.size()) {
+      const int32_t step = indices[i + 1] - indices[i];
+      while (j + 1 < indices.size() && indices[j + 1] - indices[j] == step) ++j;
+      if (step > 1 && j - i < 2) j = i;  // "0,2" is no longer than "0-2:2"
+    }
     absl::StrAppend(&out, out.empty() ? "" : ",", indices[i]);
     if (j > i) absl::StrAppend(&out, "-", indices[j]);
+    if (j > i && indices[i + 1] - indices[i] > 1) absl::StrAppend(&out, ":", indices[i + 1] - indices[i]);
     i = j + 1;
   }
   if (throttle > 0) absl::StrAppend(&out, "%", throttle);

@@ -61,7 +61,7 @@ std::string JobSpecToJson(const JobSpec& spec) {
   if (spec.max_disconnect_s != 0) job["max_disconnect"] = FormatDuration(spec.max_disconnect_s);
   job["preemptible"] = spec.preemptible;
   if (!spec.env.empty()) job["env"] = spec.env;
-  if (!spec.array_indices.empty()) job["array"] = FormatArrayIndices(spec.array_indices, spec.array_throttle);
+  if (!spec.array.empty()) job["array"] = spec.array;
   if (const api::Dependencies& d = spec.dependencies; !d.empty()) {
     Json deps;
     if (!d.after_ok.empty()) deps["after_ok"] = d.after_ok;

@@ -80,7 +80,8 @@ TEST(ParseJobSpecTest, HeaderExampleParsesToExpectedSpec) {
   want.dependencies.after_ok = {12, 13};
   want.dependencies.after_any = {14};
   want.dependencies.after_not_ok = {15};
-  want.array_indices = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  want.array = "0-9%4";
+  want.array_count = 10;
   want.array_throttle = 4;
   want.notify = {"http://hooks.example:8080/icos", kNotifyAll};
   TaskSpec t;
@@ -777,7 +778,10 @@ TEST(ArrayTest, SlurmsFormsParseAndPrintBack) {
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->indices, (std::vector<int32_t>{0, 1, 2, 3, 7, 9, 11, 13}));
   EXPECT_EQ(a->throttle, 4);
-  EXPECT_EQ(FormatArrayIndices(a->indices, a->throttle), "0-3,7,9,11,13%4");
+  EXPECT_EQ(FormatArrayIndices(a->indices, a->throttle), "0-3,7-13:2%4");
+  EXPECT_EQ(FormatArrayIndices({0, 2, 5, 6, 7}, 0), "0,2,5-7");
+  EXPECT_EQ(ParseArrayIndices("0-99998:2", 100'000)->indices.size(), 50'000u);
+  EXPECT_EQ(FormatArrayIndices(ParseArrayIndices("0-99998:2", 100'000)->indices, 0), "0-99998:2");
   EXPECT_EQ(ParseArrayIndices("5,1,5,2", 100)->indices, (std::vector<int32_t>{1, 2, 5}));
   EXPECT_THAT(std::string(ParseArrayIndices("5-2", 100).status().message()), HasSubstr("'5-2' is out of order"));
   EXPECT_THAT(std::string(ParseArrayIndices("0-9%0", 100).status().message()), HasSubstr("'%0' is not a limit"));
@@ -786,8 +790,17 @@ TEST(ArrayTest, SlurmsFormsParseAndPrintBack) {
               HasSubstr("more than this cluster's limit of 100"));
   EXPECT_THAT(std::string(ParseArrayIndices("0-2000000000", 100).status().message()), HasSubstr("outside 0-10000000"));
   JobSpec spec = MustParse(OneTask("", "array: 0-99%8\n"));
-  EXPECT_EQ(spec.array_indices.size(), 100u);
+  EXPECT_EQ(spec.array, "0-99%8");
+  EXPECT_EQ(spec.array_count, 100);
   EXPECT_EQ(spec.array_throttle, 8);
+  EXPECT_EQ(MustParse(OneTask("", "array: 5,1-4,7:1%2\n")).array, "1-5,7%2");  // kept in its shortest form
+  // Every element keeps the array's text: a list that no range shortens
+  // is refused past kMaxArrayText, not kept 100,000 times.
+  std::string scattered;
+  for (int i = 0; i < 400; ++i) absl::StrAppend(&scattered, scattered.empty() ? "" : ",", i * i);
+  EXPECT_THAT(std::string(ParseArrayIndices(scattered, 100'000).status().message()),
+              HasSubstr("characters written as ranges (at most 512); split it"));
+  EXPECT_TRUE(ParseArrayIndices("0-98:2", 100).ok());
   ExpectRoundTrip(spec);
   EXPECT_THAT(ErrorOf(OneTask("", "array: 3-1\n")), HasSubstr("array (line 2): '3-1' is out of order"));
 }

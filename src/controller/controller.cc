@@ -142,8 +142,15 @@ absl::Status Controller::Load() {
     if (!r.ok()) return r.status();
     records.emplace(t.job_id, *std::move(r));
   }
+  // An array's elements, stored one after another, share one spec: parsed
+  // once (a 100,000-element array is not 100,000 YAML parses at start).
+  std::string last_json;
+  absl::StatusOr<api::JobSpec> spec = absl::UnknownError("no job parsed yet");
   for (auto& [id, r] : records) {
-    auto spec = api::ParseJobSpec(r.spec_json, stored);
+    if (r.spec_json != last_json || !spec.ok()) {
+      spec = api::ParseJobSpec(r.spec_json, stored);
+      last_json = r.spec_json;
+    }
     if (!spec.ok()) return absl::DataLossError(absl::StrCat("stored job ", id, ": ", spec.status().message()));
     JobEntry j;
     j.spec = *spec;

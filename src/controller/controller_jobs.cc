@@ -41,8 +41,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     }
     auto array = api::ParseArrayIndices(options.array, options_.spec_limits.max_array_size);
     if (!array.ok()) return absl::InvalidArgumentError(absl::StrCat("array: ", array.status().message()));
-    spec->array_indices = std::move(array->indices);
-    spec->array_throttle = array->throttle;
+    api::SetArray(*array, *spec);
   }
   if (const api::Dependencies& d = spec->dependencies;
       d.after_ok.size() + d.after_any.size() + d.after_not_ok.size() > api::kMaxDependencies) {
@@ -104,7 +103,12 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   // stands for the whole array; its first element's id is the array's). A
   // service's replicas are such elements, numbered from 0: each is placed,
   // restarted and cancelled on its own, and the service's id cancels all.
-  std::vector<int32_t> elements = spec->array_indices;
+  std::vector<int32_t> elements;
+  if (!spec->array.empty()) {
+    absl::StatusOr<api::ArrayIndices> array = api::ParseArrayIndices(spec->array, spec->array_count);
+    if (!array.ok()) return absl::InternalError(absl::StrCat("array: ", array.status().message()));
+    elements = std::move(array->indices);
+  }
   if (spec->kind == api::JobKind::kService) {
     elements.resize(spec->service.replicas);
     for (int32_t i = 0; i < spec->service.replicas; ++i) elements[i] = i;

@@ -328,7 +328,7 @@ BindWork Engine::PrepareBinds(const PassInput& in, const core::Decisions& decisi
     } else if (j->rec.array_id != 0) {  // each element is told which it is (Slurm's SLURM_ARRAY_*)
       item.spec.env["ICOS_ARRAY_JOB_ID"] = absl::StrCat(j->rec.array_id);
       item.spec.env["ICOS_ARRAY_INDEX"] = absl::StrCat(j->rec.array_index);
-      item.spec.env["ICOS_ARRAY_COUNT"] = absl::StrCat(item.spec.array_indices.size());
+      item.spec.env["ICOS_ARRAY_COUNT"] = absl::StrCat(item.spec.array_count);
     }
   };
   for (const auto& m : decisions.migrations) {
