@@ -213,9 +213,11 @@ absl::Status Controller::Commit(engine::Change change) {
     AddUsage(change.batch);
     // Readers go on while the disk works; no writer can (write_mu_), so
     // the state this change was made from is the one it is adopted into.
-    writer->state_.unlock();
-    absl::Status st = store_->Apply(std::move(change.batch));
-    writer->state_.lock();
+    absl::Status st;
+    {
+      ReadersGo go(*writer);
+      st = store_->Apply(std::move(change.batch));
+    }
     if (!st.ok()) {
       outbox_.Settle(*touched, /*committed=*/false);  // counts that took in a change that did not happen
       return st;
@@ -240,36 +242,20 @@ absl::StatusOr<std::vector<QueueView>> Controller::ListQueues(const Principal& c
   std::map<std::string, QueueView> out;
   out["default"].queue.name = "default";
   for (const auto& [n, q] : engine_.queues()) out[n].queue = q;
-  for (const auto& [id, j] : engine_.jobs()) {
-    auto it = out.find(j.rec.queue);
-    if (it == out.end()) continue;
-    if (j.rec.state == JobState::kPending) ++it->second.pending;
-    if (j.rec.state == JobState::kRunning) ++it->second.running;
-  }
-  // Usage counts toward the queue and every ancestor, as quotas do.
-  for (const auto& [id, j] : engine_.jobs()) {
-    for (const auto& t : j.tasks) {
-      if (!store::IsActive(t.rec.state)) continue;
-      core::ResourceAmounts take{{"cpu", t.placement.cpu_milli}, {"memory", t.placement.memory_mib}};
-      auto node = engine_.nodes().find(t.rec.node);
-      for (const auto& slice : t.placement.devices) {
-        if (node == engine_.nodes().end() || slice.device < 0 ||
-            slice.device >= static_cast<int32_t>(node->second.node.devices.size())) {
-          continue;
-        }
-        const core::Device& d = node->second.node.devices[slice.device];
-        const int64_t milli = int64_t{slice.percent} * 10;  // 100% is one device, 1000 milli
-        take["devices"] += milli;
-        take[d.vendor] += milli;
-        take[absl::StrCat(d.vendor, "/", d.model)] += milli;
-      }
-      std::string q = j.rec.queue.empty() ? "default" : j.rec.queue;
-      for (int depth = 0; depth < 64 && !q.empty(); ++depth) {  // depth: a bad tree cannot loop
-        auto it = out.find(q);
-        if (it == out.end()) break;
-        for (const auto& [k, v] : take) it->second.used[k] += v;
-        q = it->second.queue.parent;
-      }
+  // The engine's index of each queue's own jobs: no walk over every job
+  // under the lock. Usage counts toward the queue and every ancestor, as
+  // quotas do.
+  for (const auto& [name, load] : engine_.QueueLoads()) {
+    auto own = out.find(name);
+    if (own == out.end()) continue;  // a queue since deleted
+    own->second.pending += load.pending;
+    own->second.running += load.running;
+    std::string q = name;
+    for (int depth = 0; depth < 64 && !q.empty(); ++depth) {  // depth: a bad tree cannot loop
+      auto it = out.find(q);
+      if (it == out.end()) break;
+      for (const auto& [k, v] : load.used) it->second.used[k] += v;
+      q = it->second.queue.parent;
     }
   }
   std::vector<QueueView> v;
@@ -319,8 +305,9 @@ absl::StatusOr<std::vector<NodeView>> Controller::ListNodes(const Principal& cal
     }
     out.push_back(std::move(v));
   }
-  // One walk over the active tasks, not one per node.
-  for (const auto& [id, j] : engine_.jobs()) {
+  // One walk over the active tasks, not one per node (nor over every open job).
+  for (int64_t id : engine_.JobsWithActiveTasks()) {
+    const JobEntry& j = *engine_.FindJob(id);
     for (const auto& t : j.tasks) {
       if (!store::IsActive(t.rec.state)) continue;
       auto it = index.find(t.rec.node);

@@ -16,7 +16,8 @@
 // Thread-safety: all public methods are thread-safe. mu_ guards the cluster
 // state (the engine, services, queues). A command that changes it holds a
 // WriteLock: write_mu_ first (one writer at a time), then mu_, which Commit
-// lets go of while the store writes. Readers (lists, GETs, watches,
+// lets go of while the store writes, and a pass while the engine takes its
+// snapshot and applies its decisions (both only read the state). Readers (lists, GETs, watches,
 // authentication) take mu_ alone, so they never wait for the disk; they see
 // jobs as before a change until it is durable and adopted (a node's record,
 // which registrations and lease checks edit in place before they commit,
@@ -666,8 +667,22 @@ class Controller {
     friend class Controller;
     Controller& c_;
     std::unique_lock<std::mutex> writer_;
-    std::unique_lock<std::mutex> state_;  // on mu_; Commit lets go of it while the store writes
+    std::unique_lock<std::mutex> state_;  // on mu_; let go of by ReadersGo
     std::thread::id thread_;
+  };
+  // While it lives, a WriteLock's holder lets go of mu_ and takes it again
+  // at the end: readers go on while the holder writes to the store or
+  // reads the state without changing anything they read (a pass's
+  // snapshot); no writer can run meanwhile (write_mu_ is still held).
+  class ReadersGo {
+   public:
+    explicit ReadersGo(WriteLock& lock) : lock_(lock) { lock_.state_.unlock(); }
+    ~ReadersGo() { lock_.state_.lock(); }
+    ReadersGo(const ReadersGo&) = delete;
+    ReadersGo& operator=(const ReadersGo&) = delete;
+
+   private:
+    WriteLock& lock_;
   };
   std::mutex write_mu_;
   std::atomic<WriteLock*> writer_{nullptr};  // the WriteLock held now; set and cleared under write_mu_
@@ -675,7 +690,9 @@ class Controller {
   std::condition_variable changed_;                                   // node versions moved (assignment watchers)
   std::function<void(const std::string& node)> assignment_listener_;  // told the same; guarded by mu_
   // The job lifecycle: jobs, tasks, nodes, queues and their rules.
-  engine::Engine engine_;  // guarded by mu_
+  // Guarded by mu_; a WriteLock's holder also reads it with mu_ let go
+  // (ReadersGo), changing only what no const method reads.
+  engine::Engine engine_;
   // The API's tokens, apart from the cluster state: every request reads
   // them (Authenticate). Nothing else is locked while tokens_mu_ is held.
   mutable std::mutex tokens_mu_;

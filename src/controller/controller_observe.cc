@@ -65,7 +65,8 @@ void Controller::AddUsage(store::WriteBatch& b) const {
 
 Controller::Allocation Controller::Allocated() const {
   Allocation a;
-  for (const auto& [id, j] : engine_.jobs()) {
+  for (int64_t id : engine_.JobsWithActiveTasks()) {
+    const JobEntry& j = *engine_.FindJob(id);
     for (const auto& t : j.tasks) {
       if (!ActiveTask(t.rec.state)) continue;
       auto nit = engine_.nodes().find(t.rec.node);
@@ -123,11 +124,11 @@ absl::StatusOr<ClusterMetrics> Controller::CollectMetrics() const {
   std::map<std::string, QueueMetric> queues;
   queues["default"].queue.name = "default";
   for (const auto& [name, q] : engine_.queues()) queues[name].queue = q;
-  for (const auto& [id, j] : engine_.jobs()) {
-    auto it = queues.find(j.rec.queue);
+  for (const auto& [name, load] : engine_.QueueLoads()) {
+    auto it = queues.find(name);
     if (it == queues.end()) continue;
-    if (j.rec.state == JobState::kPending) ++it->second.pending;
-    if (j.rec.state == JobState::kRunning) ++it->second.running;
+    it->second.pending += load.pending;
+    it->second.running += load.running;
   }
   for (const auto& [name, used] : alloc.queue) {
     auto it = queues.find(name);

@@ -10,9 +10,11 @@ namespace icos::controller {
 // --- scheduling ------------------------------------------------------------------------
 
 absl::Status Controller::RunPass() {
-  // One pass at a time; the lock on the cluster state is held only to take
-  // the snapshot and to apply the decisions, never while icos::core thinks,
-  // so submits, heartbeats and watches are not blocked by a pass.
+  // One pass at a time. Readers are never blocked by one: the engine takes
+  // its snapshot, prepares the binds and applies the decisions reading the
+  // state only (ReadersGo), and the pass takes mu_ to adopt what changed.
+  // Writers (submits, heartbeats) wait only for those steps, never while
+  // icos::core thinks or a bind's tasks are made.
   std::lock_guard<std::mutex> pass_lock(pass_mu_);
   // Real elapsed time for the latency histogram, whatever clock_ says (a FakeClock stands still).
   const auto pass_start = std::chrono::steady_clock::now();
@@ -21,7 +23,11 @@ absl::Status Controller::RunPass() {
   engine::PassInput in;
   {
     WriteLock lock(*this);
-    in = engine_.BeginPass(now);
+    {
+      ReadersGo go(lock);
+      in = engine_.BeginPass(now);
+    }
+    engine_.SetHeldBackReasons(in);
     if (!in.unmet.empty()) {
       engine::Change c(now);
       engine_.CancelUnmet(in.unmet, c);
@@ -33,7 +39,11 @@ absl::Status Controller::RunPass() {
   if (!in.unmet.empty()) Wake();  // their own dependents learn at once
   // Nothing waits: nothing to decide, unless running jobs may move to a
   // faster type that has freed.
-  if (in.snap.pending.empty() && !options_.scheduler.migrate_to_faster_type) return absl::OkStatus();
+  if (in.snap.pending.empty() && !options_.scheduler.migrate_to_faster_type) {
+    WriteLock lock(*this);
+    engine_.RecyclePass(std::move(in));  // the next pass refills its copies of the running jobs
+    return absl::OkStatus();
+  }
   OfferForecastInput(in.snap);
   const auto decide_start = std::chrono::steady_clock::now();
   auto decisions = scheduler_.Schedule(in.snap);
@@ -48,12 +58,16 @@ absl::Status Controller::RunPass() {
   engine::BindWork work;
   {
     WriteLock lock(*this);
+    ReadersGo go(lock);
     work = engine_.PrepareBinds(in, *decisions);
   }
   engine_.MakeTasks(in, work);
 
   WriteLock lock(*this);
-  engine::PassOutcome outcome = engine_.ApplyPass(in, *decisions, std::move(work), now);
+  engine::PassOutcome outcome = [&] {
+    ReadersGo go(lock);
+    return engine_.ApplyPass(in, *decisions, std::move(work), now);
+  }();
   ICOS_RETURN_IF_ERROR(Commit(std::move(outcome.change)));
   counters_.binds.Inc({}, static_cast<double>(outcome.binds));
   counters_.preemptions.Inc({}, static_cast<double>(outcome.preemptions));

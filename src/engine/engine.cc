@@ -67,15 +67,68 @@ std::vector<int64_t> Engine::JobsOnNode(const std::string& node) const {
   return {it->second.begin(), it->second.end()};
 }
 
+namespace {
+
+const std::string& QueueOf(const JobEntry& j) {
+  static const std::string* const kDefault = new std::string("default");
+  return j.rec.queue.empty() ? *kDefault : j.rec.queue;
+}
+
+}  // namespace
+
 void Engine::Index(const JobEntry& j) {
   if (j.spec.kind == api::JobKind::kService) service_replicas_.insert(j.rec.id);
+  if (store::IsTerminal(j.rec.state)) ended_.insert(j.rec.id);
+  core::ResourceAmounts holds;
   for (const TaskEntry& t : j.tasks) {
-    if (store::IsActive(t.rec.state)) active_on_node_[t.rec.node].insert(j.rec.id);
+    if (!store::IsActive(t.rec.state)) continue;
+    active_on_node_[t.rec.node].insert(j.rec.id);
+    with_active_tasks_.insert(j.rec.id);
+    holds["cpu"] += t.placement.cpu_milli;
+    holds["memory"] += t.placement.memory_mib;
+    auto node = nodes_.find(t.rec.node);
+    for (const core::DeviceSlice& slice : t.placement.devices) {
+      if (node == nodes_.end() || slice.device < 0 ||
+          slice.device >= static_cast<int32_t>(node->second.node.devices.size())) {
+        continue;
+      }
+      const core::Device& d = node->second.node.devices[slice.device];
+      const int64_t milli = int64_t{slice.percent} * 10;  // 100% is one device, 1000 milli
+      holds["devices"] += milli;
+      holds[d.vendor] += milli;
+      holds[absl::StrCat(d.vendor, "/", d.model)] += milli;
+    }
+  }
+  const bool pending = j.rec.state == JobState::kPending, running = j.rec.state == JobState::kRunning;
+  if (!pending && !running && holds.empty()) return;  // an ended job: its queue keeps no entry for it
+  QueueLoad& load = queue_loads_[QueueOf(j)];
+  load.pending += pending ? 1 : 0;
+  load.running += running ? 1 : 0;
+  if (!holds.empty()) {
+    for (const auto& [k, v] : holds) load.used[k] += v;
+    job_holds_[j.rec.id] = std::move(holds);
   }
 }
 
 void Engine::Unindex(const JobEntry& j) {
   service_replicas_.erase(j.rec.id);
+  with_active_tasks_.erase(j.rec.id);
+  ended_.erase(j.rec.id);
+  const bool pending = j.rec.state == JobState::kPending, running = j.rec.state == JobState::kRunning;
+  auto held = job_holds_.find(j.rec.id);
+  if (pending || running || held != job_holds_.end()) {
+    auto q = queue_loads_.find(QueueOf(j));
+    QueueLoad& load = q->second;  // Index made it
+    load.pending -= pending ? 1 : 0;
+    load.running -= running ? 1 : 0;
+    if (held != job_holds_.end()) {
+      for (const auto& [k, v] : held->second) {
+        if ((load.used[k] -= v) == 0) load.used.erase(k);
+      }
+      job_holds_.erase(held);
+    }
+    if (load.pending == 0 && load.running == 0 && load.used.empty()) queue_loads_.erase(q);
+  }
   for (const TaskEntry& t : j.tasks) {
     auto it = active_on_node_.find(t.rec.node);
     if (it == active_on_node_.end()) continue;
@@ -137,7 +190,8 @@ std::set<std::string> Engine::Adopt(Change&& c) {
   c.jobs.clear();
   // Preemptors waiting for their victims may run now that a task stopped.
   if (task_ended) {
-    for (const auto& [id, j] : jobs_) {
+    for (int64_t id : with_active_tasks_) {  // a job waiting for victims has its tasks assigned
+      const JobEntry& j = jobs_.at(id);
       if (j.waits_for.empty()) continue;
       for (const TaskEntry& t : j.tasks) {
         if (store::IsActive(t.rec.state)) touched.insert(t.rec.node);
@@ -149,18 +203,19 @@ std::set<std::string> Engine::Adopt(Change&& c) {
 
 std::vector<JobEntry> Engine::Prune() {
   std::vector<JobEntry> gone;
-  for (auto it = jobs_.begin(); it != jobs_.end();) {
-    if (store::IsTerminal(it->second.rec.state) && !HasActiveTasks(it->second, false)) {
-      // Jobs that wait on it learn how it ended after it leaves memory.
-      if (depended_on_.count(it->first)) ended_deps_[it->first] = it->second.rec.state;
-      NoteDependencies(it->second, -1);
-      Unindex(it->second);
-      pass_views_.erase(it->first);
-      gone.push_back(std::move(it->second));
-      it = jobs_.erase(it);
-    } else {
-      ++it;
-    }
+  std::vector<int64_t> ended;  // Unindex edits ended_
+  for (int64_t id : ended_) {
+    if (!with_active_tasks_.contains(id)) ended.push_back(id);
+  }
+  for (int64_t id : ended) {
+    auto it = jobs_.find(id);
+    // Jobs that wait on it learn how it ended after it leaves memory.
+    if (depended_on_.count(id)) ended_deps_[id] = it->second.rec.state;
+    NoteDependencies(it->second, -1);
+    Unindex(it->second);
+    pass_views_.erase(id);
+    gone.push_back(std::move(it->second));
+    jobs_.erase(it);
   }
   return gone;
 }

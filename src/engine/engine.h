@@ -91,6 +91,9 @@ struct PassInput {
   // Pending jobs whose dependencies can never be met and whose spec says to
   // cancel them, with the reason: CancelUnmet.
   std::vector<std::pair<int64_t, std::string>> unmet;
+  // Pending jobs the pass leaves out though they may fit, with why (held,
+  // a dependency, an array's throttle): SetHeldBackReasons.
+  std::vector<std::pair<int64_t, std::string>> held_back;
 };
 
 // A pass's binds and moves, each with the tasks it makes (MakeTasks).
@@ -139,8 +142,20 @@ class Engine {
   // The ids of open jobs with active tasks on `node` (an index: no scan of
   // every job per heartbeat or watch).
   std::vector<int64_t> JobsOnNode(const std::string& node) const;
+  // The jobs with active tasks (an index: what listings of nodes and
+  // allocations walk instead of every open job).
+  const std::set<int64_t>& JobsWithActiveTasks() const { return with_active_tasks_; }
   // The open jobs that are a service's replicas (what readiness probes visit).
   const std::set<int64_t>& ServiceReplicas() const { return service_replicas_; }
+  // Each queue's own jobs, as jobs name it ("" is "default"): pending and
+  // running ones, and what their active tasks hold, in the keys and
+  // milli-units of core::ResourceAmounts (cpu, memory, devices, each vendor
+  // and vendor/model). An index: kept as jobs change, not summed per call.
+  struct QueueLoad {
+    int64_t pending = 0, running = 0;
+    core::ResourceAmounts used;
+  };
+  const std::map<std::string, QueueLoad>& QueueLoads() const { return queue_loads_; }
 
   // A job just submitted or loaded (its dependencies are counted by
   // NoteDependencies, separately: a submission counts them before it is stored).
@@ -245,9 +260,13 @@ class Engine {
   // The snapshot the scheduler decides on: ready nodes (drains and health
   // applied), queues, running jobs with their runs, and the pending jobs
   // that may start (not held, not waiting for dependencies, back-off or
-  // their old tasks, within their array's throttle). Sets the waiting
-  // reason of those held back.
+  // their old tasks, within their array's throttle), and why the others
+  // are held back. It changes nothing a const method reads (only what it
+  // keeps between passes), so the caller may let readers in while it runs.
   PassInput BeginPass(int64_t now);
+  // Shows why each job the pass held back waits (memory only, as
+  // SetWaitingReasons).
+  void SetHeldBackReasons(const PassInput& in);
   // Gives a pass's input back when the pass is over: the next BeginPass
   // fills it again in place (its copies of the jobs keep their memory).
   void RecyclePass(PassInput&& in) { spare_pass_ = std::move(in); }
@@ -307,8 +326,15 @@ class Engine {
   std::map<std::string, core::Queue> queues_;
   std::map<std::string, std::set<int64_t>> active_on_node_;  // node -> jobs with active tasks there
   std::set<int64_t> service_replicas_;                       // jobs in memory of kind service
-  std::map<int64_t, int32_t> depended_on_;                   // job id -> open jobs naming it as a dependency
-  std::map<int64_t, store::JobState> ended_deps_;            // end states of those that left jobs_
+  std::set<int64_t> with_active_tasks_;
+  std::set<int64_t> ended_;  // jobs in memory that ended (Prune's candidates)
+  std::map<std::string, QueueLoad> queue_loads_;
+  // What each job's active tasks added to its queue's load (the device
+  // types as they were then: a node that registers again with other
+  // devices does not change what is taken back).
+  absl::flat_hash_map<int64_t, core::ResourceAmounts> job_holds_;
+  std::map<int64_t, int32_t> depended_on_;         // job id -> open jobs naming it as a dependency
+  std::map<int64_t, store::JobState> ended_deps_;  // end states of those that left jobs_
   // Each queue's decayed past usage (memory only: a restarted controller
   // starts it afresh).
   core::UsageHistory usage_history_;

@@ -186,6 +186,7 @@ PassInput Engine::BeginPass(int64_t now) {
   in.pending_revision.clear();
   in.running_attempt.clear();
   in.unmet.clear();
+  in.held_back.clear();
   size_t nodes_used = 0, queues_used = 0, running_used = 0, pending_used = 0;
   std::map<std::string, int32_t> node_index;
   // At most every node; cut to the ready ones below.
@@ -237,7 +238,7 @@ PassInput Engine::BeginPass(int64_t now) {
   in.running_attempt.reserve(last_pass_running_);
   in.pending_attempt.reserve(last_pass_pending_);
   in.pending_revision.reserve(last_pass_pending_);
-  for (auto& [id, j] : jobs_) {
+  for (const auto& [id, j] : jobs_) {
     const PassView& view = view_of(j);
     const JobRuns runs = PassRuns(j, view, now);
     if (runs.running) in.running_attempt[id] = j.rec.attempt;
@@ -260,12 +261,12 @@ PassInput Engine::BeginPass(int64_t now) {
       std::string never;
       if (std::string why = HeldBackReason(j, &never); !why.empty()) {
         if (!never.empty()) in.unmet.emplace_back(id, std::move(never));
-        j.rec.reason = std::move(why);
+        in.held_back.emplace_back(id, std::move(why));
         continue;
       }
       if (j.rec.array_id != 0 && j.spec.array_throttle > 0 && array_active[j.rec.array_id]++ >= j.spec.array_throttle) {
-        j.rec.reason = absl::StrCat("ArrayThrottle: ", j.spec.array_throttle, " of array ", j.rec.array_id,
-                                    " run at once (its %", j.spec.array_throttle, ")");
+        in.held_back.emplace_back(id, absl::StrCat("ArrayThrottle: ", j.spec.array_throttle, " of array ",
+                                                   j.rec.array_id, " run at once (its %", j.spec.array_throttle, ")"));
         continue;
       }
       in.pending_revision[id] = j.revision;
@@ -298,8 +299,8 @@ BindWork Engine::PrepareBinds(const PassInput& in, const core::Decisions& decisi
   // time, so none is booked behind this pass's back.
   work.ports = PortBook(options_.port_base, options_.port_span);
   if (!decisions.binds.empty() || !decisions.migrations.empty()) {
-    for (const auto& [id, j] : jobs_) {
-      for (const TaskEntry& t : j.tasks) {
+    for (int64_t id : with_active_tasks_) {
+      for (const TaskEntry& t : jobs_.at(id).tasks) {
         if (!store::IsActive(t.rec.state)) continue;
         for (int32_t p : t.assignment.ports) work.ports.Hold(t.rec.node, p);
       }
@@ -589,6 +590,13 @@ PassOutcome Engine::ApplyPass(const PassInput& in, const core::Decisions& decisi
                          bind.device_type.empty() ? "" : absl::StrCat(" (", bind.device_type, ")")));
   }
   return out;
+}
+
+void Engine::SetHeldBackReasons(const PassInput& in) {
+  for (const auto& [id, reason] : in.held_back) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end() && it->second.rec.reason != reason) it->second.rec.reason = reason;
+  }
 }
 
 void Engine::SetWaitingReasons(const core::Decisions& decisions, int64_t now) {

@@ -62,6 +62,7 @@ class EngineTest : public ::testing::Test {
     j.spec = *spec;
     j.rec.id = id;
     j.rec.user = "alice";
+    j.rec.queue = j.spec.queue;
     j.rec.state = JobState::kPending;
     j.core = api::ToCoreJob(j.spec, JobId(id), "alice", 0);
     engine_.NoteDependencies(j, +1);
@@ -95,8 +96,13 @@ class EngineTest : public ::testing::Test {
   // A pass's input, as kept between passes (views, and the last pass's
   // input refilled), and again from scratch: they must agree (what
   // BeginPass keeps is only ever a cache).
+  // BeginPass must change nothing readers see (the controller lets them
+  // in while it runs): every job's reason is as it was.
   PassInput BeginPassChecked(int64_t now) {
+    std::map<int64_t, std::string> reasons;
+    for (const auto& [id, j] : engine_.jobs()) reasons[id] = j.rec.reason;
     PassInput kept = engine_.BeginPass(now);
+    for (const auto& [id, j] : engine_.jobs()) EXPECT_EQ(j.rec.reason, reasons[id]) << "job " << id << " at " << now;
     engine_.ForgetPassViews();
     PassInput fresh = engine_.BeginPass(now);
     EXPECT_EQ(Describe(kept), Describe(fresh)) << "at " << now;
@@ -106,6 +112,7 @@ class EngineTest : public ::testing::Test {
   // One pass at `now`, its change adopted (as if committed).
   PassOutcome Pass(int64_t now) {
     PassInput in = BeginPassChecked(now);
+    engine_.SetHeldBackReasons(in);
     auto decisions = scheduler_.Schedule(in.snap);
     EXPECT_TRUE(decisions.ok()) << decisions.status();
     BindWork work = engine_.PrepareBinds(in, *decisions);
@@ -115,6 +122,7 @@ class EngineTest : public ::testing::Test {
     engine_.Adopt(std::move(out.change));
     engine_.SetWaitingReasons(*decisions, now);
     engine_.RecyclePass(std::move(in));  // the next pass refills it: checked against one from scratch
+    ExpectQueueLoadsAsSummed();
     return copy;
   }
 
@@ -137,13 +145,48 @@ class EngineTest : public ::testing::Test {
     Change c(now);
     const bool changed = engine_.ApplyTaskReports("n1", all, c);
     last_touched_ = engine_.Adopt(std::move(c));
+    ExpectQueueLoadsAsSummed();
     return changed;
   }
 
   JobState State(int64_t id) { return engine_.FindJob(id)->rec.state; }
 
+  // The engine's queue index against a sum over every job, devices as the
+  // nodes have them now (every Pass and Report checks it).
+  void ExpectQueueLoadsAsSummed() {
+    if (!check_queue_loads_) return;
+    std::map<std::string, Engine::QueueLoad> want;
+    for (const auto& [id, j] : engine_.jobs()) {
+      Engine::QueueLoad& load = want[j.rec.queue.empty() ? "default" : j.rec.queue];
+      load.pending += j.rec.state == JobState::kPending ? 1 : 0;
+      load.running += j.rec.state == JobState::kRunning ? 1 : 0;
+      for (const TaskEntry& t : j.tasks) {
+        if (!store::IsActive(t.rec.state)) continue;
+        load.used["cpu"] += t.placement.cpu_milli;
+        load.used["memory"] += t.placement.memory_mib;
+        for (const core::DeviceSlice& d : t.placement.devices) {
+          const core::Device& dev = engine_.nodes().at(t.rec.node).node.devices.at(d.device);
+          load.used["devices"] += d.percent * 10;
+          load.used[dev.vendor] += d.percent * 10;
+          load.used[dev.vendor + "/" + dev.model] += d.percent * 10;
+        }
+      }
+    }
+    std::erase_if(
+        want, [](const auto& q) { return q.second.pending == 0 && q.second.running == 0 && q.second.used.empty(); });
+    ASSERT_EQ(engine_.QueueLoads().size(), want.size());
+    for (const auto& [name, load] : want) {
+      auto it = engine_.QueueLoads().find(name);
+      ASSERT_NE(it, engine_.QueueLoads().end()) << name;
+      EXPECT_EQ(it->second.pending, load.pending) << name;
+      EXPECT_EQ(it->second.running, load.running) << name;
+      EXPECT_EQ(it->second.used, load.used) << name;
+    }
+  }
+
   Engine engine_;
   std::set<std::string> last_touched_;  // what the last Report's Adopt said moved
+  bool check_queue_loads_ = true;       // false: a test changed a node's devices under its tasks
   core::Scheduler scheduler_ = *core::Scheduler::Create({});
   int64_t next_id_ = 1;
 };
@@ -169,6 +212,37 @@ TEST_F(EngineTest, AGangRunsAndSucceedsAndLeavesTheIndex) {
   EXPECT_THAT(engine_.JobsOnNode("n1"), IsEmpty());
   ASSERT_EQ(engine_.Prune().size(), 1u);
   EXPECT_EQ(engine_.FindJob(id), nullptr);
+}
+
+// ListQueues reads each queue's counts and usage from an index the engine
+// keeps as jobs change, not from a walk over every job.
+TEST_F(EngineTest, EachQueuesLoadIsKeptAsJobsChange) {
+  engine_.queues()["research"].name = "research";
+  const int64_t a = Add("queue: research\n", 1), b = Add("", 1), c = Add("queue: research\n", 2);
+  EXPECT_EQ(engine_.QueueLoads().at("research").pending, 2);
+  EXPECT_EQ(engine_.QueueLoads().at("default").pending, 1);
+  EXPECT_EQ(Pass(1'000).binds, 2);  // a and b; c waits for two devices
+  const Engine::QueueLoad& research = engine_.QueueLoads().at("research");
+  EXPECT_EQ(research.running, 1);
+  EXPECT_EQ(research.pending, 1);
+  EXPECT_EQ(research.used.at("devices"), 1'000);
+  EXPECT_EQ(research.used.at("nvidia/A100"), 1'000);
+  EXPECT_EQ(research.used.at("cpu"), 1'000);
+  // The node comes back with other devices while a runs: what a gives back
+  // when it ends is what it took.
+  engine_.nodes()["n1"].node.devices[0].model = "H100";
+  engine_.nodes()["n1"].node.devices[1].model = "H100";
+  check_queue_loads_ = false;  // a sum over today's devices would say H100 for a's task
+  EXPECT_TRUE(Report(a, 0, "Succeeded", 2'000));
+  EXPECT_TRUE(Report(b, 0, "Succeeded", 2'000));
+  EXPECT_EQ(State(a), JobState::kSucceeded);
+  ASSERT_EQ(engine_.Prune().size(), 2u);
+  EXPECT_FALSE(engine_.QueueLoads().contains("default"));
+  EXPECT_EQ(engine_.QueueLoads().at("research").used.count("nvidia/A100"), 0u);
+  EXPECT_EQ(Pass(3'000).binds, 1);
+  EXPECT_EQ(engine_.QueueLoads().at("research").used.at("nvidia/H100"), 2'000);
+  EXPECT_EQ(engine_.QueueLoads().at("research").pending, 0);
+  EXPECT_EQ(State(c), JobState::kRunning);
 }
 
 TEST_F(EngineTest, AWaitingJobIsToldWhyAndWhenItsReservationStarts) {
