@@ -16,6 +16,13 @@ using store::TaskState;
 
 // --- jobs -----------------------------------------------------------------------
 
+namespace {
+
+// The most dependency ids an array's elements keep in all (see Submit).
+constexpr size_t kMaxDependencyIdsKept = 1'000'000;
+
+}  // namespace
+
 absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
                                            const std::string& base_dir, const std::string& idempotency_key,
                                            bool* replayed) {
@@ -77,6 +84,20 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
                                                      options_.spec_limits.max_array_size, " elements in all"));
     }
     ids->insert(ids->end(), elements.begin(), elements.end());
+  }
+  // Each element of an array (each replica of a service) keeps the spec,
+  // so the ids it depends on are kept once per element: bounded, or one
+  // submission of an array on an array would fill the controller's memory
+  // and store.
+  const api::Dependencies& deps = spec->dependencies;
+  const size_t ids = deps.after_ok.size() + deps.after_any.size() + deps.after_not_ok.size();
+  const size_t copies = static_cast<size_t>(
+      std::max({1, spec->array_count, spec->kind == api::JobKind::kService ? spec->service.replicas : 1}));
+  if (ids * copies > kMaxDependencyIdsKept) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dependencies: it depends on ", ids, " jobs (arrays' elements included), which each of its ",
+                     copies, " elements would keep (", ids * copies, " ids; at most ", kMaxDependencyIdsKept,
+                     "); depend on fewer, or on one job that depends on the array"));
   }
   if (!stored_deps.empty()) {
     const engine::DependencyCheck check = engine::CheckDependencies(

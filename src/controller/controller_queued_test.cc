@@ -304,6 +304,22 @@ TEST_F(ControllerQueuedTest, ADependencyOnAnArrayWaitsForEveryElement) {
   EXPECT_EQ(State(one), "Running");
 }
 
+// Each element of a dependent array keeps the ids its dependency added: an
+// array on an array is bounded (the product), not left to fill memory.
+TEST_F(ControllerQueuedTest, AnArrayOnAnArrayKeepsABoundedNumberOfIds) {
+  const int64_t arr = Submit(Job("arr", "array: 0-1999\n"));
+  auto big =
+      controller_->Submit(alice_, Job("big", absl::StrCat("array: 0-999\ndependencies: {after_ok: [", arr, "]}\n")));
+  ASSERT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(big.status().message()),
+              HasSubstr("depends on 2000 jobs (arrays' elements included), which each of its 1000 elements would keep "
+                        "(2000000 ids; at most 1000000)"));
+  const int64_t small = Submit(Job("small", absl::StrCat("array: 0-399\ndependencies: {after_ok: [", arr, "]}\n")));
+  ASSERT_TRUE(controller_->RunPass().ok());
+  EXPECT_EQ(State(small), "Pending");
+  EXPECT_THAT(Reason(small), HasSubstr("Dependency: waiting for job"));
+}
+
 // Forecasts come from a pass's own snapshot: a job waiting behind a 10-minute
 // one is forecast to start when that one ends; a held job gets none.
 TEST_F(ControllerTest, PendingJobsGetAStartForecastFromThePassesSnapshot) {
