@@ -64,8 +64,8 @@ double Percentile(std::vector<double> v, double q) {
 // its first element's id.
 absl::StatusOr<int64_t> SubmitArray(Controller& c, const Principal& who, int n) {
   return c.Submit(who, absl::StrCat("array: 0-", n - 1,
-                                       "\ntasks:\n  - command: [\"true\"]\n"
-                                       "    resources: {cpu: 1, memory: 1Gi, devices: 1}\n"));
+                                    "\ntasks:\n  - command: [\"true\"]\n"
+                                    "    resources: {cpu: 1, memory: 1Gi, devices: 1}\n"));
 }
 
 void BM_PassOverLongQueue(benchmark::State& state) {
