@@ -5,7 +5,8 @@
 // another thread reads the API (GetJob of a waiting job, then ListQueues,
 // back to back, in-process: no HTTP). Figures: the pass's wall time, the
 // API reads' p50 / p99 / max during the passes, and the controller's memory
-// per node and per pending job.
+// per node and per pending job, and how long a restarted controller takes
+// to load them all.
 //
 // Run: build/release/bench/icos_long_queue_bench
 // (setup: about a minute and 2-3 GiB at the default size)
@@ -139,6 +140,13 @@ void BM_PassOverLongQueue(benchmark::State& state) {
     if (!pass.ok()) return fail(pass);
     read_ms.insert(read_ms.end(), reads.begin(), reads.end());
   }
+  // A controller restart over the same store: loading every open job.
+  c->reset();
+  const auto load_start = std::chrono::steady_clock::now();
+  c = Controller::Create(options, store->get(), icos::RealClock::Default());
+  if (!c.ok()) return fail(c.status());
+  state.counters["restart_load_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   state.counters["pass_ms_p50"] = Percentile(pass_ms, 0.5);
   state.counters["api_reads"] = static_cast<double>(read_ms.size());
   state.counters["api_p50_ms"] = Percentile(read_ms, 0.5);
