@@ -27,7 +27,7 @@ absl::Status Controller::RunPass() {
       ReadersGo go(lock);
       in = engine_.BeginPass(now);
     }
-    engine_.SetHeldBackReasons(in);
+    engine_.SetReasons(in.held_back);
     if (!in.unmet.empty()) {
       engine::Change c(now);
       engine_.CancelUnmet(in.unmet, c);
@@ -71,7 +71,11 @@ absl::Status Controller::RunPass() {
   ICOS_RETURN_IF_ERROR(Commit(std::move(outcome.change)));
   counters_.binds.Inc({}, static_cast<double>(outcome.binds));
   counters_.preemptions.Inc({}, static_cast<double>(outcome.preemptions));
-  engine_.SetWaitingReasons(*decisions, now);
+  const engine::Reasons waiting = [&] {
+    ReadersGo go(lock);
+    return engine_.WaitingReasons(*decisions, now);
+  }();
+  engine_.SetReasons(waiting);
   engine_.RecyclePass(std::move(in));
   Prune();
   if (outcome.stale) Wake();

@@ -78,6 +78,9 @@ struct Change {
   void Event(int64_t job, const std::string& node, const std::string& kind, std::string message);
 };
 
+// Jobs' new waiting reasons, by id.
+using Reasons = std::vector<std::pair<int64_t, std::string>>;
+
 // The nodes of one scheduling pass, indexed as its snapshot's, and what its
 // decisions are checked against when they are applied.
 struct PassInput {
@@ -92,8 +95,8 @@ struct PassInput {
   // cancel them, with the reason: CancelUnmet.
   std::vector<std::pair<int64_t, std::string>> unmet;
   // Pending jobs the pass leaves out though they may fit, with why (held,
-  // a dependency, an array's throttle): SetHeldBackReasons.
-  std::vector<std::pair<int64_t, std::string>> held_back;
+  // a dependency, an array's throttle), where that is news: SetReasons.
+  Reasons held_back;
 };
 
 // A pass's binds and moves, each with the tasks it makes (MakeTasks).
@@ -264,9 +267,7 @@ class Engine {
   // are held back. It changes nothing a const method reads (only what it
   // keeps between passes), so the caller may let readers in while it runs.
   PassInput BeginPass(int64_t now);
-  // Shows why each job the pass held back waits (memory only, as
-  // SetWaitingReasons).
-  void SetHeldBackReasons(const PassInput& in);
+
   // Gives a pass's input back when the pass is over: the next BeginPass
   // fills it again in place (its copies of the jobs keep their memory).
   void RecyclePass(PassInput&& in) { spare_pass_ = std::move(in); }
@@ -278,9 +279,12 @@ class Engine {
   // Applies the decisions whose jobs and nodes are as the pass saw them:
   // moves, preemptions, binds. The others are dropped (outcome.stale).
   PassOutcome ApplyPass(const PassInput& in, const core::Decisions& decisions, BindWork&& work, int64_t now) const;
-  // Waiting reasons, memory only (the API shows them): a thousand waiting
-  // jobs cost no writes per pass.
-  void SetWaitingReasons(const core::Decisions& decisions, int64_t now);
+  // Why each job the decisions leave waiting waits, where it differs from
+  // what the job shows now; reads only, so readers may run beside it.
+  Reasons WaitingReasons(const core::Decisions& decisions, int64_t now) const;
+  // Shows them (BeginPass' held_back, WaitingReasons): memory only, so a
+  // hundred thousand waiting jobs cost no writes per pass.
+  void SetReasons(const Reasons& reasons);
   // Drops what BeginPass keeps between passes (tests: a pass from scratch
   // must see what the incremental one does).
   void ForgetPassViews() { pass_views_.clear(); }

@@ -261,12 +261,13 @@ PassInput Engine::BeginPass(int64_t now) {
       std::string never;
       if (std::string why = HeldBackReason(j, &never); !why.empty()) {
         if (!never.empty()) in.unmet.emplace_back(id, std::move(never));
-        in.held_back.emplace_back(id, std::move(why));
+        if (why != j.rec.reason) in.held_back.emplace_back(id, std::move(why));
         continue;
       }
       if (j.rec.array_id != 0 && j.spec.array_throttle > 0 && array_active[j.rec.array_id]++ >= j.spec.array_throttle) {
-        in.held_back.emplace_back(id, absl::StrCat("ArrayThrottle: ", j.spec.array_throttle, " of array ",
-                                                   j.rec.array_id, " run at once (its %", j.spec.array_throttle, ")"));
+        std::string why = absl::StrCat("ArrayThrottle: ", j.spec.array_throttle, " of array ", j.rec.array_id,
+                                       " run at once (its %", j.spec.array_throttle, ")");
+        if (why != j.rec.reason) in.held_back.emplace_back(id, std::move(why));
         continue;
       }
       in.pending_revision[id] = j.revision;
@@ -592,20 +593,14 @@ PassOutcome Engine::ApplyPass(const PassInput& in, const core::Decisions& decisi
   return out;
 }
 
-void Engine::SetHeldBackReasons(const PassInput& in) {
-  for (const auto& [id, reason] : in.held_back) {
-    auto it = jobs_.find(id);
-    if (it != jobs_.end() && it->second.rec.reason != reason) it->second.rec.reason = reason;
-  }
-}
-
-void Engine::SetWaitingReasons(const core::Decisions& decisions, int64_t now) {
+Reasons Engine::WaitingReasons(const core::Decisions& decisions, int64_t now) const {
   absl::flat_hash_map<int64_t, int64_t> reserved_minutes;
   for (const auto& r : decisions.reservations) {
     reserved_minutes[r.job.value()] = (r.start_ms - now + 59'999) / 60'000;
   }
   // Every waiting job, every pass: written into one buffer and copied only
   // where it changed (most reasons stay as they were).
+  Reasons out;
   std::string reason;
   for (const auto& w : decisions.waiting) {
     auto it = jobs_.find(w.job.value());
@@ -615,7 +610,15 @@ void Engine::SetWaitingReasons(const core::Decisions& decisions, int64_t now) {
     if (auto r = reserved_minutes.find(w.job.value()); r != reserved_minutes.end()) {
       absl::StrAppend(&reason, "; reserved to start in about ", r->second, " min");
     }
-    if (it->second.rec.reason != reason) it->second.rec.reason = reason;
+    if (it->second.rec.reason != reason) out.emplace_back(it->first, reason);
+  }
+  return out;
+}
+
+void Engine::SetReasons(const Reasons& reasons) {
+  for (const auto& [id, reason] : reasons) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end()) it->second.rec.reason = reason;
   }
 }
 

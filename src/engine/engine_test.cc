@@ -112,7 +112,7 @@ class EngineTest : public ::testing::Test {
   // One pass at `now`, its change adopted (as if committed).
   PassOutcome Pass(int64_t now) {
     PassInput in = BeginPassChecked(now);
-    engine_.SetHeldBackReasons(in);
+    engine_.SetReasons(in.held_back);
     auto decisions = scheduler_.Schedule(in.snap);
     EXPECT_TRUE(decisions.ok()) << decisions.status();
     BindWork work = engine_.PrepareBinds(in, *decisions);
@@ -120,7 +120,7 @@ class EngineTest : public ::testing::Test {
     PassOutcome out = engine_.ApplyPass(in, *decisions, std::move(work), now);
     PassOutcome copy = out;
     engine_.Adopt(std::move(out.change));
-    engine_.SetWaitingReasons(*decisions, now);
+    engine_.SetReasons(engine_.WaitingReasons(*decisions, now));
     engine_.RecyclePass(std::move(in));  // the next pass refills it: checked against one from scratch
     ExpectQueueLoadsAsSummed();
     return copy;
