@@ -78,6 +78,25 @@ std::string Until(const json& at_ms) {
   return s <= 0 ? "now" : absl::StrCat("in ", Span(s));
 }
 
+// A spec's dependencies on one line, as Slurm's --dependency writes them:
+// "afterok:12,13 afternotok:14"; a list past 8 ids (an array's elements)
+// shows its first ones and how many more.
+std::string DependencyList(const json& deps) {
+  if (!deps.is_object()) return "";
+  std::string out;
+  for (const auto& [field, slurm] :
+       {std::pair{"after_ok", "afterok"}, {"after_any", "afterany"}, {"after_not_ok", "afternotok"}}) {
+    const json ids = deps.value(field, json::array());
+    if (!ids.is_array() || ids.empty()) continue;
+    absl::StrAppend(&out, out.empty() ? "" : " ", slurm, ":");
+    for (size_t i = 0; i < ids.size() && i < 8; ++i) {
+      absl::StrAppend(&out, i == 0 ? "" : ",", ids[i].is_number() ? ids[i].get<int64_t>() : 0);
+    }
+    if (ids.size() > 8) absl::StrAppend(&out, " (and ", ids.size() - 8, " more)");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string IcosHome() {
@@ -520,6 +539,14 @@ int RunClientCommand(ClientCommands* c, std::ostream& out, std::ostream& err) {
                            priority_class.empty() ? "" : absl::StrCat(" (class ", priority_class, ")"),
                            j["attempt"].get<int>(), j["state"].get<std::string>());
     if (!j["reason"].get<std::string>().empty()) out << "reason: " << j["reason"].get<std::string>() << "\n";
+    if (const int64_t array = j.value("array_id", int64_t{0}); array != 0 && spec.is_object()) {
+      out << "array: element " << j.value("array_index", -1) << " of " << array << " ("
+          << spec.value("array", std::string()) << ")\n";
+    }
+    if (std::string deps = DependencyList(spec.is_object() ? spec.value("dependencies", json()) : json());
+        !deps.empty()) {
+      out << "depends on: " << deps << "\n";
+    }
     if (const json& f = j.value("start_forecast", json()); f.is_object()) {
       out << "expected start: " << Until(f["p50_ms"]) << " (8 in 10 between " << Until(f["p10_ms"]) << " and "
           << Until(f["p90_ms"]) << "; forecast " << Age(f.value("made_ms", int64_t{0})) << " ago)\n";

@@ -44,6 +44,8 @@ PY
 [ "$most" -ge 2 ] || fail "elements ran one at a time ($most) although %3 allows three"
 wait_until 30 sh -c "[ \"\$(\"$ICOS_BIN\" job ${array}_11 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[\"state\"])')\" = Succeeded ]" ||
   fail "element ${array}_11 did not succeed: $(icos job "${array}_11" 2>&1 | head -3)"
+icos job "${array}_11" | grep -q "^array: element 11 of $array (0-11%3)\$" ||
+  fail "icos job does not say which element it is: $(icos job "${array}_11")"
 
 # Cancelling the array's id cancels every element that has not ended.
 printf 'name: long\ntasks:\n  - command: ["sleep", "300"]\n    resources: {cpu: 100m, memory: 64Mi}\n' >"$E2E_DIR/long.yaml"

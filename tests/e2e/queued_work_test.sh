@@ -17,6 +17,7 @@ b=$(icos submit -d "afterok:$a" "$E2E_DIR/next.yaml" | awk '{print $2}')
 c=$(icos submit --dependency "afterok:$b" "$E2E_DIR/last.yaml" | awk '{print $2}')
 d=$(icos submit -d "afternotok:$a" "$E2E_DIR/rescue.yaml" | awk '{print $2}')
 [ -n "$d" ] || fail "submissions with dependencies failed"
+icos job "$c" | grep -q "^depends on: afterok:$b\$" || fail "icos job does not show the dependency: $(icos job "$c")"
 reason=$(job_field "$b" reason)
 case "$reason" in "Dependency: waiting for job $a"*) ;; *) fail "job $b waits saying '$reason'" ;; esac
 rc=0
