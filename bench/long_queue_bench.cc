@@ -1,16 +1,17 @@
 // What a long queue costs the controller and its API: `nodes` nodes x 8
 // devices, every device held by one of `running` one-device jobs, and
 // `pending` more jobs waiting (none fits), all through the whole controller
-// and SQLite. Each iteration is one scheduling pass over all of them while
-// another thread reads the API (GetJob of a waiting job, then ListQueues,
-// back to back, in-process: no HTTP). Figures: the pass's wall time, the
-// API reads' p50 / p99 / max during the passes, and the controller's memory
-// per node and per pending job, and how long a restarted controller takes
-// to load them all.
+// and SQLite. Each iteration is two scheduling passes over all of them while
+// another thread reads the API back to back (GetJob of a waiting job, then
+// the queues): in-process during the first, over HTTP (the controller's own
+// server, keep-alive) during the second. Figures: the passes' wall time,
+// the reads' p50 / p99 / max, the controller's heap per node and per job,
+// and how long a restarted controller takes to load them all.
 //
 // Run: build/release/bench/icos_long_queue_bench
 // (setup: about a minute and 2-3 GiB at the default size)
 #include <benchmark/benchmark.h>
+#include <httplib.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "controller/controller.h"
+#include "controller/http_server.h"
 #include "store/sqlite_state_store.h"
 
 namespace {
@@ -120,15 +123,28 @@ void BM_PassOverLongQueue(benchmark::State& state) {
   const double heap_pending = HeapMib();
   if (absl::Status st = (*c)->RunPass(); !st.ok()) return fail(st);  // a first pass over them (warm)
 
-  std::vector<double> pass_ms, read_ms;
-  for (auto _ : state) {
+  // The API over HTTP too, as clients reach it (the server's own pools and
+  // queues included).
+  icos::controller::HttpServerOptions http;
+  http.port = 0;
+  icos::controller::HttpServer server(c->get(), http);
+  if (absl::Status st = server.Start(); !st.ok()) return fail(st);
+  auto token = (*c)->CreateToken(admin, Role::kAdmin, "admin", "bench", {});
+  if (!token.ok()) return fail(token.status());
+  const httplib::Headers auth = {{"Authorization", "Bearer " + *token}};
+  const std::string job_path = absl::StrCat("/api/v1/jobs/", waiting);
+
+  // One pass while `read` runs back to back on another thread; its
+  // latencies join `into`.
+  std::vector<double> pass_ms, read_ms, http_ms;
+  auto pass_while = [&](const std::function<bool()>& read, std::vector<double>& into) -> absl::Status {
     std::atomic<bool> done{false};
     std::vector<double> reads;
+    bool read_failed = false;
     std::thread reader([&] {
-      while (!done) {
+      while (!done && !read_failed) {
         const auto t0 = std::chrono::steady_clock::now();
-        (void)(*c)->GetJob(admin, waiting);
-        (void)(*c)->ListQueues(admin);
+        read_failed = !read();
         reads.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       }
     });
@@ -137,9 +153,26 @@ void BM_PassOverLongQueue(benchmark::State& state) {
     pass_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     done = true;
     reader.join();
-    if (!pass.ok()) return fail(pass);
-    read_ms.insert(read_ms.end(), reads.begin(), reads.end());
+    if (read_failed) return absl::InternalError("an API read failed");
+    into.insert(into.end(), reads.begin(), reads.end());
+    return pass;
+  };
+  httplib::Client client("127.0.0.1", server.port());
+  client.set_keep_alive(true);
+  for (auto _ : state) {
+    absl::Status st =
+        pass_while([&] { return (*c)->GetJob(admin, waiting).ok() && (*c)->ListQueues(admin).ok(); }, read_ms);
+    if (!st.ok()) return fail(st);
+    st = pass_while(
+        [&] {
+          auto job = client.Get(job_path, auth);
+          auto queues = client.Get("/api/v1/queues", auth);
+          return job && job->status == 200 && queues && queues->status == 200;
+        },
+        http_ms);
+    if (!st.ok()) return fail(st);
   }
+  server.Stop();
   // A controller restart over the same store: loading every open job.
   c->reset();
   const auto load_start = std::chrono::steady_clock::now();
@@ -152,6 +185,10 @@ void BM_PassOverLongQueue(benchmark::State& state) {
   state.counters["api_p50_ms"] = Percentile(read_ms, 0.5);
   state.counters["api_p99_ms"] = Percentile(read_ms, 0.99);
   state.counters["api_max_ms"] = Percentile(read_ms, 1.0);
+  state.counters["http_reads"] = static_cast<double>(http_ms.size());
+  state.counters["http_p50_ms"] = Percentile(http_ms, 0.5);
+  state.counters["http_p99_ms"] = Percentile(http_ms, 0.99);
+  state.counters["http_max_ms"] = Percentile(http_ms, 1.0);
   state.counters["heap_kib_per_node"] = (heap_nodes - heap_empty) * 1024 / nodes;
   state.counters["heap_kib_per_running_job"] = (heap_running - heap_nodes) * 1024 / running;
   state.counters["heap_kib_per_pending_job"] = (heap_pending - heap_running) * 1024 / pending;
