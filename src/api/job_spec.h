@@ -337,6 +337,11 @@ struct SpecLimits {
   int32_t max_devices = 1'024;  // per task
   int32_t max_priority = 1'000'000;
   int32_t max_array_size = 100'000;  // elements of one job array
+  // Each element of an array (each replica of a service) keeps the spec:
+  // its stored JSON times its elements may be at most this much, so one
+  // submission cannot fill the controller's memory and store (100,000
+  // elements of a 1 KiB spec: ~98 MiB).
+  int64_t max_array_spec_bytes = 128LL << 20;
   // Ids a spec's dependencies may name (a stored spec may hold more: a
   // dependency on an array is on each of its elements).
   size_t max_dependencies = kMaxDependencies;

@@ -613,6 +613,9 @@ class Controller {
   // caller may use at its priority.
   absl::StatusOr<api::JobSpec> AcceptSpec(const Principal& caller, const std::string& spec_text,
                                           const std::string& base_dir) const;
+  // InvalidArgument when `copies` elements (an array's, a service's
+  // replicas) each keeping `spec_json` pass SpecLimits::max_array_spec_bytes.
+  absl::Status CheckCopiesOfSpec(const std::string& spec_json, size_t copies) const;
   // Puts inserted job rows of `spec` into memory. REQUIRES: mu_.
   void AdmitJobs(const api::JobSpec& spec, std::vector<store::JobRecord>& recs);
   // Stages job `id`'s cancellation for `reason`. REQUIRES: mu_.

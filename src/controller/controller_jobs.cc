@@ -16,13 +16,6 @@ using store::TaskState;
 
 // --- jobs -----------------------------------------------------------------------
 
-namespace {
-
-// The most dependency ids an array's elements keep in all (see Submit).
-constexpr size_t kMaxDependencyIdsKept = 1'000'000;
-
-}  // namespace
-
 absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::string& spec_text,
                                            const std::string& base_dir, const std::string& idempotency_key,
                                            bool* replayed) {
@@ -85,20 +78,6 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     }
     ids->insert(ids->end(), elements.begin(), elements.end());
   }
-  // Each element of an array (each replica of a service) keeps the spec,
-  // so the ids it depends on are kept once per element: bounded, or one
-  // submission of an array on an array would fill the controller's memory
-  // and store.
-  const api::Dependencies& deps = spec->dependencies;
-  const size_t ids = deps.after_ok.size() + deps.after_any.size() + deps.after_not_ok.size();
-  const size_t copies = static_cast<size_t>(
-      std::max({1, spec->array_count, spec->kind == api::JobKind::kService ? spec->service.replicas : 1}));
-  if (ids * copies > kMaxDependencyIdsKept) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dependencies: it depends on ", ids, " jobs (arrays' elements included), which each of its ",
-                     copies, " elements would keep (", ids * copies, " ids; at most ", kMaxDependencyIdsKept,
-                     "); depend on fewer, or on one job that depends on the array"));
-  }
   if (!stored_deps.empty()) {
     const engine::DependencyCheck check = engine::CheckDependencies(
         spec->dependencies, [&](int64_t id) -> std::optional<JobState> { return stored_deps.at(id); });
@@ -134,6 +113,7 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     elements.resize(spec->service.replicas);
     for (int32_t i = 0; i < spec->service.replicas; ++i) elements[i] = i;
   }
+  ICOS_RETURN_IF_ERROR(CheckCopiesOfSpec(r.spec_json, elements.size()));
   std::vector<store::JobRecord> recs;
   if (elements.empty()) {
     recs.push_back(std::move(r));
@@ -191,6 +171,16 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   }
   Wake();
   return id;
+}
+
+absl::Status Controller::CheckCopiesOfSpec(const std::string& spec_json, size_t copies) const {
+  const int64_t bytes = static_cast<int64_t>(spec_json.size()) * static_cast<int64_t>(copies);
+  if (copies <= 1 || bytes <= options_.spec_limits.max_array_spec_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("each of its ", copies, " elements would keep its ", spec_json.size(), "-byte spec (", bytes >> 20,
+                   " MiB in all; this cluster's limit is ", options_.spec_limits.max_array_spec_bytes >> 20,
+                   " MiB): make the spec smaller (env, dependencies: an array may depend on one job that depends on "
+                   "another array) or split the array"));
 }
 
 void Controller::AdmitJobs(const api::JobSpec& spec, std::vector<store::JobRecord>& recs) {

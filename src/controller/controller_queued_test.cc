@@ -304,20 +304,28 @@ TEST_F(ControllerQueuedTest, ADependencyOnAnArrayWaitsForEveryElement) {
   EXPECT_EQ(State(one), "Running");
 }
 
-// Each element of a dependent array keeps the ids its dependency added: an
-// array on an array is bounded (the product), not left to fill memory.
-TEST_F(ControllerQueuedTest, AnArrayOnAnArrayKeepsABoundedNumberOfIds) {
+// Each element of an array keeps the spec (a dependency on an array adds
+// every element's id to it): what one submission keeps is bounded, not
+// left to fill the controller's memory and store.
+TEST_F(ControllerQueuedTest, AnArrayKeepsItsSpecABoundedNumberOfTimes) {
+  options_.spec_limits.max_array_spec_bytes = 4 << 20;
+  Open();
   const int64_t arr = Submit(Job("arr", "array: 0-1999\n"));
   auto big =
       controller_->Submit(alice_, Job("big", absl::StrCat("array: 0-999\ndependencies: {after_ok: [", arr, "]}\n")));
   ASSERT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(big.status().message()),
-              HasSubstr("depends on 2000 jobs (arrays' elements included), which each of its 1000 elements would keep "
-                        "(2000000 ids; at most 1000000)"));
-  const int64_t small = Submit(Job("small", absl::StrCat("array: 0-399\ndependencies: {after_ok: [", arr, "]}\n")));
+  EXPECT_THAT(
+      std::string(big.status().message()),
+      ::testing::MatchesRegex("each of its 1000 elements would keep its [0-9]+-byte spec .* this cluster's "
+                              "limit is 4 MiB.*an array may depend on one job that depends on another array.*"));
+  const int64_t small = Submit(Job("small", absl::StrCat("array: 0-99\ndependencies: {after_ok: [", arr, "]}\n")));
   ASSERT_TRUE(controller_->RunPass().ok());
   EXPECT_EQ(State(small), "Pending");
   EXPECT_THAT(Reason(small), HasSubstr("Dependency: waiting for job"));
+  // A large env on a large array, likewise.
+  const std::string env(64 << 10, 'x');
+  auto fat = controller_->Submit(alice_, Job("fat", absl::StrCat("array: 0-99\nenv: {BIG: ", env, "}\n")));
+  EXPECT_THAT(std::string(fat.status().message()), HasSubstr("each of its 100 elements would keep its"));
 }
 
 // Forecasts come from a pass's own snapshot: a job waiting behind a 10-minute

@@ -309,6 +309,7 @@ absl::StatusOr<int32_t> Controller::UpdateService(const Principal& caller, int64
   // without replicas leaves an HPA's.
   const api::AutoscaleSpec& a = spec->service.autoscale;
   next.replicas = a.enabled() ? std::clamp(next.replicas, a.min, a.max) : spec->service.replicas;
+  ICOS_RETURN_IF_ERROR(CheckCopiesOfSpec(spec_json, static_cast<size_t>(next.replicas)));
   absl::StatusOr<api::JobSpec> current = SpecOf(*next.Find(next.revision), next.replicas, StoredSpecLimits());
   if (!current.ok()) return current.status();
   if (ReplicaTemplate(*current) == ReplicaTemplate(*spec)) {
@@ -336,6 +337,9 @@ absl::Status Controller::ScaleService(const Principal& caller, int64_t id, int32
     return absl::FailedPreconditionError(
         absl::StrCat("service ", id, " autoscales between ", a.min, " and ", a.max,
                      " replicas; change its spec's service.autoscale (icos service update) instead"));
+  }
+  if (const ServiceRevision* current = next.Find(next.revision); current != nullptr) {
+    ICOS_RETURN_IF_ERROR(CheckCopiesOfSpec(current->spec_json, static_cast<size_t>(replicas)));
   }
   next.replicas = replicas;
   return SaveService(std::move(next));
