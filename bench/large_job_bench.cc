@@ -13,13 +13,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "controller/controller.h"
+#include "process_memory.h"
 #include "store/sqlite_state_store.h"
 
 namespace {
@@ -27,20 +27,6 @@ namespace {
 using icos::controller::Controller;
 using icos::controller::Principal;
 using icos::controller::Role;
-
-double RssMib() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      double kib = 0;
-      status >> kib;
-      return kib / 1024.0;
-    }
-    status.ignore(4096, '\n');
-  }
-  return 0;
-}
 
 void BM_BindLargeGang(benchmark::State& state) {
   const int tasks = static_cast<int>(state.range(0));
@@ -75,7 +61,7 @@ void BM_BindLargeGang(benchmark::State& state) {
       for (int d = 0; d < 8; ++d) node.devices.push_back({"nvidia", "H100", 81'920});
       (void)(*c)->RegisterNode(admin, node, absl::StrCat("10.0.", n / 250, ".", n % 250), "http://x", "k");
     }
-    const double rss_before = RssMib();
+    const double rss_before = icos::bench::RssMib();
     auto id = (*c)->Submit(admin, absl::StrCat("framework: pytorch\ntasks:\n  - replicas: ", tasks,
                                                "\n    command: [python3, train.py]\n"
                                                "    resources: {cpu: 1, memory: 1Gi, devices: 1}\n"));
@@ -109,7 +95,7 @@ void BM_BindLargeGang(benchmark::State& state) {
     state.counters["tasks_bound"] = job.ok() ? static_cast<double>(job->tasks.size()) : 0;
     state.counters["pass_ms"] = pass_ms;
     state.counters["worst_api_read_ms"] = worst_read_ms;
-    state.counters["rss_growth_mib"] = RssMib() - rss_before;
+    state.counters["rss_growth_mib"] = icos::bench::RssMib() - rss_before;
     state.ResumeTiming();
   }
   std::remove(absl::StrCat(dir, "/icos.db").c_str());

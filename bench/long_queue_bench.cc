@@ -19,7 +19,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -29,6 +28,7 @@
 #include "common/clock.h"
 #include "controller/controller.h"
 #include "controller/http_server.h"
+#include "process_memory.h"
 #include "store/sqlite_state_store.h"
 
 namespace {
@@ -42,20 +42,6 @@ using icos::controller::Role;
 double HeapMib() {
   const struct mallinfo2 m = mallinfo2();
   return static_cast<double>(m.uordblks + m.hblkhd) / (1024.0 * 1024.0);
-}
-
-double RssMib() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      double kib = 0;
-      status >> kib;
-      return kib / 1024.0;
-    }
-    status.ignore(4096, '\n');
-  }
-  return 0;
 }
 
 double Percentile(std::vector<double> v, double q) {
@@ -192,7 +178,7 @@ void BM_PassOverLongQueue(benchmark::State& state) {
   state.counters["heap_kib_per_node"] = (heap_nodes - heap_empty) * 1024 / nodes;
   state.counters["heap_kib_per_running_job"] = (heap_running - heap_nodes) * 1024 / running;
   state.counters["heap_kib_per_pending_job"] = (heap_pending - heap_running) * 1024 / pending;
-  state.counters["rss_mib"] = RssMib();
+  state.counters["rss_mib"] = icos::bench::RssMib();
   c->reset();
   store->reset();
   for (const char* suffix : {"", "-wal", "-shm", ".leader"}) std::remove(absl::StrCat(path, suffix).c_str());

@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +25,7 @@
 #include "core/scheduler.h"
 #include "core/testing/builders.h"
 #include "learn/seeded_noise.h"
+#include "process_memory.h"
 #include "sim/synthetic.h"
 
 namespace {
@@ -34,21 +34,6 @@ using icos::core::Decisions;
 using icos::core::Scheduler;
 using icos::core::SchedulingSession;
 using icos::core::Snapshot;
-
-// Peak resident set of this process in MiB (Linux VmHWM).
-double PeakRssMib() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmHWM:") {
-      double kib = 0;
-      status >> kib;
-      return kib / 1024.0;
-    }
-    status.ignore(4096, '\n');
-  }
-  return 0;
-}
 
 icos::sim::ClusterSpec Spec(int32_t nodes) {
   icos::sim::ClusterSpec spec;
@@ -102,7 +87,7 @@ void BM_FullPass(benchmark::State& state) {
   state.counters["reservations"] = static_cast<double>(last.reservations.size());
   state.counters["decisions_per_s"] =
       benchmark::Counter(decided * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["peak_rss_mib"] = PeakRssMib();
+  state.counters["peak_rss_mib"] = icos::bench::PeakRssMib();
 }
 BENCHMARK(BM_FullPass)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
@@ -207,7 +192,7 @@ void BM_PlaceOneNewJob(benchmark::State& state) {
   state.counters["p99_us"] = pct(0.99);
   state.counters["max_us"] = micros.back();
   state.counters["arrivals"] = static_cast<double>(micros.size());
-  state.counters["peak_rss_mib"] = PeakRssMib();
+  state.counters["peak_rss_mib"] = icos::bench::PeakRssMib();
 }
 BENCHMARK(BM_PlaceOneNewJob)->Arg(10'000)->Unit(benchmark::kMillisecond)->Iterations(3);
 
@@ -244,7 +229,7 @@ void BM_LargeGang(benchmark::State& state) {
     benchmark::DoNotOptimize(d);
   }
   state.counters["placed"] = static_cast<double>(placed);
-  state.counters["peak_rss_mib"] = PeakRssMib();
+  state.counters["peak_rss_mib"] = icos::bench::PeakRssMib();
 }
 BENCHMARK(BM_LargeGang)->Arg(1'000)->Arg(10'000)->Arg(50'000)->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
