@@ -321,7 +321,7 @@ absl::StatusOr<JobSpec> Parser::Job(const Field& root) {
       absl::StatusOr<std::string> v = Text(f);
       status = v.status();
       if (v.ok()) {
-        absl::StatusOr<ArrayIndices> a = ParseArrayIndices(*v, limits_.max_array_size);
+        absl::StatusOr<ArrayIndices> a = ParseArrayIndices(*v, limits_.max_array_size, limits_.max_array_text);
         status = a.ok() ? absl::OkStatus() : Invalid(f, a.status().message());
         if (a.ok()) SetArray(*a, spec);
       }

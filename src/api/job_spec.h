@@ -256,6 +256,8 @@ bool WebhookAllowed(const WebhookUrl& url, const std::vector<std::string>& allow
 
 // At most this many dependency ids per job.
 inline constexpr size_t kMaxDependencies = 1'000;
+// The longest a submitted job array's shortest text may be (FormatArrayIndices).
+inline constexpr size_t kMaxArrayText = 512;
 
 struct TaskSpec {
   std::string name;
@@ -336,7 +338,8 @@ struct SpecLimits {
   int64_t max_memory_mib = 64LL * 1024 * 1024;
   int32_t max_devices = 1'024;  // per task
   int32_t max_priority = 1'000'000;
-  int32_t max_array_size = 100'000;  // elements of one job array
+  int32_t max_array_size = 100'000;       // elements of one job array
+  size_t max_array_text = kMaxArrayText;  // an array's shortest text (ParseArrayIndices)
   // Each element of an array (each replica of a service) keeps the spec:
   // its stored JSON times its elements may be at most this much, so one
   // submission cannot fill the controller's memory and store (100,000
@@ -349,19 +352,18 @@ struct SpecLimits {
 
 // The highest index a job array may have.
 inline constexpr int32_t kMaxArrayIndex = 10'000'000;
-// The longest a job array's shortest text may be (FormatArrayIndices).
-inline constexpr size_t kMaxArrayText = 512;
 
 // A job array's indices as Slurm writes them: "0-999", "1,3,5-9", "0-98:2"
 // (a step), optionally ending "%N" (at most N running at once). Sorted and
 // each index once; InvalidArgument quoting the part it cannot read, when
 // there are more than `max_size`, or when their shortest text is longer
-// than kMaxArrayText (each element keeps it).
+// than `max_text` (each element keeps it).
 struct ArrayIndices {
   std::vector<int32_t> indices;
   int32_t throttle = 0;
 };
-absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t max_size);
+absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t max_size,
+                                               size_t max_text = kMaxArrayText);
 // The shortest text of `indices` in that form ("0-3,7%2").
 std::string FormatArrayIndices(const std::vector<int32_t>& indices, int32_t throttle);
 // Makes `spec` the job array `a` (array, array_count, array_throttle).

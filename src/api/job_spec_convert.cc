@@ -40,7 +40,7 @@ absl::StatusOr<Dependencies> ParseDependencyList(absl::string_view text) {
   return d;
 }
 
-absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t max_size) {
+absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t max_size, size_t max_text) {
   ArrayIndices out;
   auto bad = [&](absl::string_view part, absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("'", part.empty() ? text : part, "' ", why,
@@ -87,9 +87,9 @@ absl::StatusOr<ArrayIndices> ParseArrayIndices(absl::string_view text, int32_t m
                                                    " elements; split it or ask an admin to raise it"));
   }
   out.indices.assign(all.begin(), all.end());
-  if (const size_t length = FormatArrayIndices(out.indices, out.throttle).size(); length > kMaxArrayText) {
+  if (const size_t length = FormatArrayIndices(out.indices, out.throttle).size(); length > max_text) {
     return absl::InvalidArgumentError(absl::StrCat("'", text.substr(0, 64), text.size() > 64 ? "...'" : "'", " takes ",
-                                                   length, " characters written as ranges (at most ", kMaxArrayText,
+                                                   length, " characters written as ranges (at most ", max_text,
                                                    "); split it into several arrays"));
   }
   return out;

@@ -801,6 +801,13 @@ TEST(ArrayTest, SlurmsFormsParseAndPrintBack) {
   EXPECT_THAT(std::string(ParseArrayIndices(scattered, 100'000).status().message()),
               HasSubstr("characters written as ranges (at most 512); split it"));
   EXPECT_TRUE(ParseArrayIndices("0-98:2", 100).ok());
+  // A stored spec accepted before the bound (or under a raised one) still
+  // parses with limits that allow it, as a restarted controller reads it.
+  SpecLimits stored;
+  stored.max_array_text = 1 << 20;
+  auto old = ParseJobSpec(OneTask("", absl::StrCat("array: \"", scattered, "\"\n")), stored);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->array_count, 400);
   ExpectRoundTrip(spec);
   EXPECT_THAT(ErrorOf(OneTask("", "array: 3-1\n")), HasSubstr("array (line 2): '3-1' is out of order"));
 }

@@ -30,6 +30,9 @@ api::SpecLimits StoredSpecLimits() {
   stored.max_job_tasks = std::numeric_limits<int32_t>::max();
   stored.max_assignment_bytes = std::numeric_limits<int64_t>::max();
   stored.max_dependencies = std::numeric_limits<size_t>::max();
+  stored.max_array_size = std::numeric_limits<int32_t>::max();
+  // Arrays stored before their text was bounded (or written as runs only).
+  stored.max_array_text = std::numeric_limits<size_t>::max();
   return stored;
 }
 

@@ -39,7 +39,8 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
     if (spec->kind == api::JobKind::kService) {
       return absl::InvalidArgumentError("array: a service's copies are service.replicas, not an array");
     }
-    auto array = api::ParseArrayIndices(options.array, options_.spec_limits.max_array_size);
+    auto array =
+        api::ParseArrayIndices(options.array, options_.spec_limits.max_array_size, options_.spec_limits.max_array_text);
     if (!array.ok()) return absl::InvalidArgumentError(absl::StrCat("array: ", array.status().message()));
     api::SetArray(*array, *spec);
   }
@@ -105,7 +106,8 @@ absl::StatusOr<int64_t> Controller::Submit(const Principal& caller, const std::s
   // restarted and cancelled on its own, and the service's id cancels all.
   std::vector<int32_t> elements;
   if (!spec->array.empty()) {
-    absl::StatusOr<api::ArrayIndices> array = api::ParseArrayIndices(spec->array, spec->array_count);
+    absl::StatusOr<api::ArrayIndices> array =
+        api::ParseArrayIndices(spec->array, spec->array_count, spec->array.size());
     if (!array.ok()) return absl::InternalError(absl::StrCat("array: ", array.status().message()));
     elements = std::move(array->indices);
   }

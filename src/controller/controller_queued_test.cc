@@ -328,6 +328,26 @@ TEST_F(ControllerQueuedTest, AnArrayKeepsItsSpecABoundedNumberOfTimes) {
   EXPECT_THAT(std::string(fat.status().message()), HasSubstr("each of its 100 elements would keep its"));
 }
 
+// An array stored before its text was bounded (written as runs only, past
+// today's limit for a submission) still loads when the controller restarts.
+TEST_F(ControllerQueuedTest, AnArrayStoredBeforeTheTextBoundLoads) {
+  std::string runs;  // 0,1,4,9,...: 400 indices no range or step shortens
+  for (int i = 0; i < 400; ++i) absl::StrAppend(&runs, i == 0 ? "" : ",", i * i);
+  const int64_t id = Submit(Job("old", "array: 0-3\n"));
+  auto rows = store_->ListJobs(store::JobQuery{.array_id = id});
+  ASSERT_TRUE(rows.ok());
+  std::vector<store::JobRecord> old = *rows;
+  for (store::JobRecord& r : old) {
+    r.spec_json.replace(r.spec_json.find(R"("array":"0-3")"), 13, absl::StrCat(R"("array":")", runs, R"(")"));
+  }
+  ASSERT_TRUE(store_->Apply(store::WriteBatch{.jobs = old}).ok());
+  Open();
+  auto v = controller_->GetJob(admin_, id);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->job.state, store::JobState::kPending);
+  EXPECT_THAT(v->job.spec_json, HasSubstr(runs));
+}
+
 // Forecasts come from a pass's own snapshot: a job waiting behind a 10-minute
 // one is forecast to start when that one ends; a held job gets none.
 TEST_F(ControllerTest, PendingJobsGetAStartForecastFromThePassesSnapshot) {

@@ -115,20 +115,20 @@ void Engine::Unindex(const JobEntry& j) {
   with_active_tasks_.erase(j.rec.id);
   ended_.erase(j.rec.id);
   const bool pending = j.rec.state == JobState::kPending, running = j.rec.state == JobState::kRunning;
+  // Takes back what Index counted (the queue's entry exists if it counted anything).
   auto held = job_holds_.find(j.rec.id);
-  if (pending || running || held != job_holds_.end()) {
-    auto q = queue_loads_.find(QueueOf(j));
-    QueueLoad& load = q->second;  // Index made it
+  if (auto q = queue_loads_.find(QueueOf(j)); q != queue_loads_.end()) {
+    QueueLoad& load = q->second;
     load.pending -= pending ? 1 : 0;
     load.running -= running ? 1 : 0;
     if (held != job_holds_.end()) {
       for (const auto& [k, v] : held->second) {
         if ((load.used[k] -= v) == 0) load.used.erase(k);
       }
-      job_holds_.erase(held);
     }
     if (load.pending == 0 && load.running == 0 && load.used.empty()) queue_loads_.erase(q);
   }
+  if (held != job_holds_.end()) job_holds_.erase(held);
   for (const TaskEntry& t : j.tasks) {
     auto it = active_on_node_.find(t.rec.node);
     if (it == active_on_node_.end()) continue;

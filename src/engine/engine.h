@@ -267,7 +267,6 @@ class Engine {
   // are held back. It changes nothing a const method reads (only what it
   // keeps between passes), so the caller may let readers in while it runs.
   PassInput BeginPass(int64_t now);
-
   // Gives a pass's input back when the pass is over: the next BeginPass
   // fills it again in place (its copies of the jobs keep their memory).
   void RecyclePass(PassInput&& in) { spare_pass_ = std::move(in); }
